@@ -1,0 +1,8 @@
+// Package pgtest gives tests a real PostgreSQL: one throwaway cluster per test
+// binary (started by Main in TestMain) and one fresh database per test (NewDB).
+//
+// Databases are created from template0 with CREATE DATABASE, which takes a few
+// milliseconds, so tests never share state and can run in parallel. The
+// cluster is removed when the test binary exits, also when a test panics (see
+// package pgcluster).
+package pgtest

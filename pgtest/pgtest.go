@@ -1,0 +1,111 @@
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/pgcluster"
+)
+
+var (
+	cluster *pgcluster.Cluster
+	dbSeq   atomic.Int64
+
+	lazyOnce sync.Once
+	lazyErr  error
+)
+
+// Main runs the tests of a package against one throwaway cluster. Call it from
+// TestMain:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+// The cluster starts lazily on the first NewDB, so packages whose tests are
+// filtered out by -run don't pay for it.
+func Main(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.Stop()
+	}
+	os.Exit(code)
+}
+
+// Cluster returns the package's cluster, starting it if needed.
+func Cluster(t testing.TB) *pgcluster.Cluster {
+	t.Helper()
+	lazyOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cluster, lazyErr = pgcluster.Start(ctx, pgcluster.Options{})
+	})
+	if lazyErr != nil {
+		t.Fatalf("pgtest: %v", lazyErr)
+	}
+	return cluster
+}
+
+// NewDB creates an empty database for this test and returns its URL
+// (superuser postgres, trust authentication). The database is dropped when
+// the test ends.
+func NewDB(t testing.TB) string {
+	t.Helper()
+	c := Cluster(t)
+	name := fmt.Sprintf("t%d_%s", dbSeq.Add(1), sanitize(t.Name()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, c.URL("postgres"))
+		if err != nil {
+			return
+		}
+		defer admin.Close(ctx)
+		admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	})
+	return c.URL(name)
+}
+
+// Connect opens a connection to url that is closed when the test ends.
+func Connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func sanitize(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+		if b.Len() >= 40 {
+			break
+		}
+	}
+	return b.String()
+}
