@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand.
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, env *Env, args []string) error
+}
+
+// Env is what a subcommand may use of its surroundings.
+type Env struct {
+	Stdout, Stderr io.Writer
+}
+
+// errUsage marks errors whose message is already printed with the usage.
+var errUsage = errors.New("usage")
+
+func commands() []command {
+	return []command{
+		{"serve", "", "migrate, then run sync and the proxy until SIGINT/SIGTERM", runServe},
+		{"migrate", "", "create or upgrade the stripe and stripe_sync schemas", runMigrate},
+		{"backfill", "[--objects a,b]", "one-shot backfill with progress, then exit", runBackfill},
+		{"status", "", "print per-object sync state", runStatus},
+		{"emulator", "[flags]", "run the Stripe API emulator", runEmulator},
+		{"demo", "", "throwaway Postgres + seeded emulator + serve, with a ready psql command", runDemo},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "pgstripe keeps a Postgres schema in sync with Stripe and writes to Stripe with SQL.\n\nUsage: pgstripe <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %-17s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'pgstripe <command> --help' for a command's flags. Configuration comes from the\nenvironment (DATABASE_URL, STRIPE_API_KEY, STRIPE_API_BASE, PGSTRIPE_*); flags override it.\n")
+}
+
+// Main runs pgstripe with args (without the program name) and returns the
+// exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, &Env{Stdout: stdout, Stderr: stderr}, args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		}
+		var ec exitCode
+		if errors.As(err, &ec) {
+			return int(ec)
+		}
+		fmt.Fprintf(stderr, "pgstripe %s: %s\n", c.name, oneLine(err.Error()))
+		return 1
+	}
+	fmt.Fprintf(stderr, "pgstripe: unknown command %q (run 'pgstripe --help' for the list)\n", args[0])
+	return 2
+}
+
+// exitCode is an error that asks for a specific exit code with nothing more
+// printed (the command printed what it had to say).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// flagSet makes a FlagSet that reports bad flags as one line and errUsage.
+func flagSet(env *Env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("pgstripe "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs
+}
+
+// parse parses args; a bad flag or stray argument is errUsage (the flag
+// package already printed the problem).
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}

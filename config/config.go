@@ -1,0 +1,196 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Config is pgstripe's runtime configuration.
+type Config struct {
+	DatabaseURL   string
+	StripeAPIKey  string
+	StripeAPIBase string
+	Listen        string
+	MetricsListen string
+	// RateLimit is requests per second for all Stripe calls together.
+	RateLimit    float64
+	PollInterval time.Duration
+	TLSCert      string
+	TLSKey       string
+	LogFormat    string // "text", "json" or "" (text on a terminal, JSON otherwise)
+}
+
+// Need says which settings a command requires.
+type Need int
+
+const (
+	NeedDatabase Need = 1 << iota
+	NeedStripe
+)
+
+// Defaults of CONTRACT §2.
+const (
+	DefaultAPIBase       = "https://api.stripe.com"
+	DefaultListen        = "127.0.0.1:6543"
+	DefaultMetricsListen = "127.0.0.1:9464"
+	DefaultPollInterval  = 500 * time.Millisecond
+)
+
+// Setting describes one configuration value: its environment variable, its
+// flag and its default.
+type setting struct {
+	env, flag, def, usage string
+	dst               *string
+}
+
+// Flags binds the settings to fs; the environment provides defaults. Call
+// Load after fs.Parse.
+func Flags(fs *flag.FlagSet, need Need) *Loader {
+	l := &Loader{need: need}
+	add := func(env, name, def, usage string, dst *string) {
+		v := os.Getenv(env)
+		if v == "" {
+			v = def
+		}
+		l.settings = append(l.settings, setting{env: env, flag: name, def: def, usage: usage, dst: dst})
+		fs.StringVar(dst, name, v, usage+" (env "+env+")")
+	}
+	if need&NeedDatabase != 0 {
+		add("DATABASE_URL", "database-url", "", "Postgres connection URL (required)", &l.raw.databaseURL)
+	}
+	if need&NeedStripe != 0 {
+		add("STRIPE_API_KEY", "stripe-api-key", "", "Stripe secret or restricted key (required)", &l.raw.apiKey)
+		add("STRIPE_API_BASE", "stripe-api-base", DefaultAPIBase, "Stripe API base URL", &l.raw.apiBase)
+		add("PGSTRIPE_RATE_LIMIT", "rate-limit", "", "Stripe requests per second (default 20 for test keys, 80 for live keys)", &l.raw.rateLimit)
+		add("PGSTRIPE_POLL_INTERVAL", "poll-interval", DefaultPollInterval.String(), "events poll interval", &l.raw.pollInterval)
+	}
+	if need&NeedDatabase != 0 && need&NeedStripe != 0 {
+		add("PGSTRIPE_LISTEN", "listen", DefaultListen, "proxy listen address", &l.raw.listen)
+		add("PGSTRIPE_METRICS_LISTEN", "metrics-listen", DefaultMetricsListen, "metrics and health listen address", &l.raw.metricsListen)
+		add("PGSTRIPE_TLS_CERT", "tls-cert", "", "TLS certificate file for the proxy", &l.raw.tlsCert)
+		add("PGSTRIPE_TLS_KEY", "tls-key", "", "TLS key file for the proxy", &l.raw.tlsKey)
+	}
+	fs.StringVar(&l.raw.logFormat, "log-format", os.Getenv("PGSTRIPE_LOG_FORMAT"), "log format: text or json (default: text on a terminal, json otherwise)")
+	return l
+}
+
+// Loader holds the raw strings until Load validates them.
+type Loader struct {
+	need     Need
+	settings []setting
+	raw      struct {
+		databaseURL, apiKey, apiBase, rateLimit, pollInterval string
+		listen, metricsListen, tlsCert, tlsKey, logFormat      string
+	}
+}
+
+// Load validates the settings. The error is one line naming the problem.
+func (l *Loader) Load() (*Config, error) {
+	r := l.raw
+	c := &Config{
+		DatabaseURL:   r.databaseURL,
+		StripeAPIKey:  r.apiKey,
+		StripeAPIBase: r.apiBase,
+		Listen:        r.listen,
+		MetricsListen: r.metricsListen,
+		TLSCert:       r.tlsCert,
+		TLSKey:        r.tlsKey,
+		LogFormat:     r.logFormat,
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
+	}
+	if l.need&NeedDatabase != 0 {
+		if c.DatabaseURL == "" {
+			return nil, errors.New("DATABASE_URL is required (e.g. postgres://user:pass@localhost:5432/app)")
+		}
+		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
+			return nil, errors.New("DATABASE_URL is not a valid Postgres connection string")
+		}
+	}
+	if l.need&NeedStripe != 0 {
+		mode, err := KeyMode(c.StripeAPIKey)
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(c.StripeAPIBase)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("STRIPE_API_BASE %q is not an http(s) URL", c.StripeAPIBase)
+		}
+		c.StripeAPIBase = strings.TrimRight(c.StripeAPIBase, "/")
+		c.RateLimit = DefaultRateLimit(mode)
+		if r.rateLimit != "" {
+			f, err := strconv.ParseFloat(r.rateLimit, 64)
+			if err != nil || f <= 0 || f > 10000 {
+				return nil, fmt.Errorf("PGSTRIPE_RATE_LIMIT %q is not a positive number of requests per second", r.rateLimit)
+			}
+			c.RateLimit = f
+		}
+		d, err := time.ParseDuration(r.pollInterval)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("PGSTRIPE_POLL_INTERVAL %q is not a positive duration (e.g. 500ms)", r.pollInterval)
+		}
+		c.PollInterval = d
+	}
+	if l.need&NeedDatabase != 0 && l.need&NeedStripe != 0 {
+		for _, a := range []struct{ name, v string }{{"PGSTRIPE_LISTEN", c.Listen}, {"PGSTRIPE_METRICS_LISTEN", c.MetricsListen}} {
+			if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
+				return nil, fmt.Errorf("%s %q is not a host:port address", a.name, a.v)
+			}
+		}
+		if (c.TLSCert == "") != (c.TLSKey == "") {
+			return nil, errors.New("PGSTRIPE_TLS_CERT and PGSTRIPE_TLS_KEY must be set together")
+		}
+		for _, f := range []struct{ name, v string }{{"PGSTRIPE_TLS_CERT", c.TLSCert}, {"PGSTRIPE_TLS_KEY", c.TLSKey}} {
+			if f.v != "" {
+				if _, err := os.Stat(f.v); err != nil {
+					return nil, fmt.Errorf("%s: cannot read %s", f.name, f.v)
+				}
+			}
+		}
+	}
+	return c, nil
+}
+
+// Mode is a key's mode: test or live.
+type Mode int
+
+const (
+	TestMode Mode = iota
+	LiveMode
+)
+
+// KeyMode tells a key's mode from its prefix. The key itself never appears
+// in the error.
+func KeyMode(key string) (Mode, error) {
+	switch {
+	case key == "":
+		return 0, errors.New("STRIPE_API_KEY is required (a secret key sk_… or restricted key rk_…)")
+	case strings.HasPrefix(key, "sk_test_"), strings.HasPrefix(key, "rk_test_"):
+		return TestMode, nil
+	case strings.HasPrefix(key, "sk_live_"), strings.HasPrefix(key, "rk_live_"):
+		return LiveMode, nil
+	case strings.HasPrefix(key, "pk_"):
+		return 0, errors.New("STRIPE_API_KEY is a publishable key (pk_…); pgstripe needs a secret (sk_…) or restricted (rk_…) key")
+	}
+	return 0, errors.New("STRIPE_API_KEY does not look like a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)")
+}
+
+// DefaultRateLimit is 80% of Stripe's limit for the mode (25/s test, 100/s live).
+func DefaultRateLimit(m Mode) float64 {
+	if m == LiveMode {
+		return 80
+	}
+	return 20
+}
