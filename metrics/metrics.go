@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry holds every pgstripe collector.
+var Registry = prometheus.NewRegistry()
+
+var (
+	StripeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgstripe_stripe_requests_total",
+		Help: "Stripe API requests by endpoint (method and path pattern) and HTTP status (0 = network error).",
+	}, []string{"endpoint", "status"})
+	StripeRateLimited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pgstripe_stripe_rate_limited_total",
+		Help: "Stripe answers with HTTP 429.",
+	})
+	LimiterWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pgstripe_limiter_wait_seconds",
+		Help:    "Time a Stripe request waited for the shared rate limiter, by priority class.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"class"})
+	BackfillRows = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgstripe_backfill_rows_total",
+		Help: "Rows written by the backfill, by table.",
+	}, []string{"table"})
+	EventsApplied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgstripe_events_applied_total",
+		Help: "Stripe events applied, by event type.",
+	}, []string{"type"})
+	EventLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pgstripe_event_lag_seconds",
+		Help:    "Time from an event's creation in Stripe to its application in Postgres.",
+		Buckets: []float64{.1, .25, .5, .75, 1, 2, 5, 10, 30, 60, 300},
+	})
+	ProxyConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pgstripe_proxy_connections",
+		Help: "Client connections open on the proxy.",
+	})
+	ProxyConnectionsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pgstripe_proxy_connections_total",
+		Help: "Client connections accepted by the proxy.",
+	})
+	ProxyStatements = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgstripe_proxy_statements_total",
+		Help: "Statements seen by the proxy, by kind (passthrough, write, rejected).",
+	}, []string{"kind"})
+	WriteThroughSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pgstripe_writethrough_seconds",
+		Help:    "Time to execute a write-through statement (Stripe calls, local apply, reply), by table and operation.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"table", "op"})
+	SyncLeader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pgstripe_sync_leader",
+		Help: "1 when this instance runs sync (holds the leader lock), else 0.",
+	})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		StripeRequests, StripeRateLimited, LimiterWait, BackfillRows, EventsApplied, EventLag,
+		ProxyConnections, ProxyConnectionsTotal, ProxyStatements, WriteThroughSeconds, SyncLeader,
+	)
+}
+
+// Check is one health check: nil means healthy.
+type Check func(ctx context.Context) error
+
+// Handler serves /metrics and /healthz. /healthz answers 200 with
+// {"status":"ok"} when every check passes, else 503 naming the failures.
+func Handler(checks map[string]Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		failures := map[string]string{}
+		for name, check := range checks {
+			if err := check(ctx); err != nil {
+				failures[name] = err.Error()
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if len(failures) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]any{"status": "unhealthy", "failures": failures})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"status": "ok"})
+	})
+	return mux
+}
