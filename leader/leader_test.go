@@ -1,0 +1,103 @@
+package leader
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func setup(t *testing.T) *pgx.ConnConfig {
+	url := pgtest.NewDB(t)
+	conn := pgtest.Connect(t, url)
+	if _, err := conn.Exec(context.Background(), "CREATE SCHEMA stripe_sync; "+DDL); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Three electors: exactly one leads at a time; when the leader's process
+// goes away, another takes over within a few polls, with a higher epoch, and
+// the old epoch is fenced out.
+func TestOneLeaderAndFailover(t *testing.T) {
+	cfg := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var leading atomic.Int32
+	var maxLeading atomic.Int32
+	type term struct {
+		who   int
+		epoch int64
+	}
+	terms := make(chan term, 10)
+	cancels := make([]context.CancelFunc, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		ictx, icancel := context.WithCancel(ctx)
+		cancels[i] = icancel
+		e := &Elector{ConnConfig: cfg, Info: Info{Instance: string(rune('a' + i)), Host: "h"}, Poll: 100 * time.Millisecond}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.Run(ictx, func(lctx context.Context, epoch int64) error {
+				n := leading.Add(1)
+				if n > maxLeading.Load() {
+					maxLeading.Store(n)
+				}
+				terms <- term{i, epoch}
+				<-lctx.Done()
+				leading.Add(-1)
+				return nil
+			})
+		}()
+	}
+	first := <-terms
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	cancels[first.who]() // the leader's process "dies": its lock connection closes
+	second := <-terms
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("takeover took %v", took)
+	}
+	if second.who == first.who || second.epoch <= first.epoch {
+		t.Fatalf("second term %+v after %+v", second, first)
+	}
+	if maxLeading.Load() != 1 {
+		t.Fatalf("%d instances led at once", maxLeading.Load())
+	}
+
+	conn := pgtest.Connect(t, cfg.ConnString())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Fence(ctx, tx, first.epoch); !errors.Is(err, ErrDeposed) {
+		t.Fatalf("Fence(old epoch) = %v, want ErrDeposed", err)
+	}
+	tx.Rollback(ctx)
+	tx, _ = conn.Begin(ctx)
+	if err := Fence(ctx, tx, second.epoch); err != nil {
+		t.Fatalf("Fence(current epoch) = %v", err)
+	}
+	tx.Rollback(ctx)
+
+	cur, ok, err := Lookup(ctx, conn)
+	if err != nil || !ok || cur.Epoch != second.epoch || !cur.Alive {
+		t.Fatalf("Lookup = %+v, %v, %v", cur, ok, err)
+	}
+	cancel()
+	wg.Wait()
+}
