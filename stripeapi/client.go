@@ -1,0 +1,441 @@
+package stripeapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/form"
+)
+
+// DefaultBaseURL is Stripe's API.
+const DefaultBaseURL = "https://api.stripe.com"
+
+// Config configures a Client.
+type Config struct {
+	// APIKey is the secret or restricted key. It is sent as a Bearer token
+	// and never logged or included in errors.
+	APIKey string
+	// BaseURL is STRIPE_API_BASE (default DefaultBaseURL).
+	BaseURL string
+	// RateLimit is requests per second for all calls together; 0 means 80%
+	// of Stripe's limit for the key's mode (20/s test, 80/s live).
+	RateLimit float64
+	// Limiter, when set, is used instead of a new one (share one limiter
+	// between several clients of the same account).
+	Limiter *Limiter
+	// MaxRetries bounds the retries of one call on 429, 409, 5xx and network
+	// errors (default 8; backoff is jittered, 0.25 s doubling up to 20 s).
+	// Negative disables retries.
+	MaxRetries int
+	// Timeout bounds one HTTP attempt (default 80 s, as stripe-go).
+	Timeout time.Duration
+	// Transport is the underlying transport (default http.DefaultTransport).
+	Transport http.RoundTripper
+	// Observer receives metrics; nil means none.
+	Observer Observer
+	// Logger receives retry warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// Client calls the Stripe API through stripe-go's backend and hands results
+// back as raw JSON, exactly as Stripe sent them.
+type Client struct {
+	key        string
+	baseURL    string
+	backend    stripe.Backend
+	limiter    *Limiter
+	maxRetries int
+	obs        Observer
+	log        *slog.Logger
+	// sleep is replaced in tests.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// KeyMode tells test keys from live keys.
+func KeyMode(key string) (live bool, err error) {
+	switch {
+	case strings.HasPrefix(key, "sk_test_"), strings.HasPrefix(key, "rk_test_"):
+		return false, nil
+	case strings.HasPrefix(key, "sk_live_"), strings.HasPrefix(key, "rk_live_"):
+		return true, nil
+	}
+	return false, errors.New("stripe API key must start with sk_test_, rk_test_, sk_live_ or rk_live_")
+}
+
+// DefaultRate is 80% of Stripe's rate limit for the key's mode.
+func DefaultRate(key string) float64 {
+	if live, _ := KeyMode(key); live {
+		return 80
+	}
+	return 20
+}
+
+// New returns a client. It fails only on an unusable configuration.
+func New(cfg Config) (*Client, error) {
+	if _, err := KeyMode(cfg.APIKey); err != nil {
+		return nil, err
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("stripe API base %q is not an http(s) URL", cfg.BaseURL)
+	}
+	lim := cfg.Limiter
+	if lim == nil {
+		r := cfg.RateLimit
+		if r <= 0 {
+			r = DefaultRate(cfg.APIKey)
+		}
+		lim = NewLimiter(r)
+	}
+	maxRetries := cfg.MaxRetries
+	switch {
+	case maxRetries == 0:
+		maxRetries = 8
+	case maxRetries < 0:
+		maxRetries = 0
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = 80 * time.Second
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	hc := &http.Client{
+		Timeout:   timeout,
+		Transport: &limitedTransport{base: tr, limiter: lim, obs: obs},
+	}
+	// stripe-go's own retries are off: they sleep without watching the
+	// context, never retry rate-limit 429s, and would pick a new idempotency
+	// key per call. Retrying here keeps one key per logical call. Should
+	// anyone turn them on, they still pass through limitedTransport.
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
+		URL:               stripe.String(base),
+		HTTPClient:        hc,
+		MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})
+	return &Client{
+		key:        cfg.APIKey,
+		baseURL:    base,
+		backend:    backend,
+		limiter:    lim,
+		maxRetries: maxRetries,
+		obs:        obs,
+		log:        logger,
+		sleep:      sleepCtx,
+	}, nil
+}
+
+// Limiter is the client's shared limiter.
+func (c *Client) Limiter() *Limiter { return c.limiter }
+
+// BaseURL is the API base the client talks to.
+func (c *Client) BaseURL() string { return c.baseURL }
+
+// Response is one successful API answer.
+type Response struct {
+	// Body is the JSON object exactly as Stripe sent it.
+	Body json.RawMessage
+	// AsOf is the response's Date header: the Stripe-clock second at which
+	// the returned state was current (docs/DESIGN.md, _as_of). When the
+	// header is missing it is the local time, truncated to the second.
+	AsOf time.Time
+	// RequestID is Stripe's Request-Id header.
+	RequestID string
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// IdempotencyKey is the key a write was sent with.
+	IdempotencyKey string
+}
+
+// Request is one API call.
+type Request struct {
+	Method string // GET, POST or DELETE
+	// Path starts with /v1/; it must not carry a query string.
+	Path string
+	// Params are query parameters for GET, the form body otherwise, in
+	// Stripe's bracketed form (metadata[k], items[0][price], expand[]).
+	Params url.Values
+	// IdempotencyKey for writes; empty means one is generated, and kept
+	// across retries of this call.
+	IdempotencyKey string
+	// Priority overrides the class marked on the context.
+	Priority *Priority
+}
+
+// Get retrieves path with query q.
+func (c *Client) Get(ctx context.Context, path string, q url.Values) (*Response, error) {
+	return c.Do(ctx, Request{Method: http.MethodGet, Path: path, Params: q})
+}
+
+// Post sends a write; key may be empty.
+func (c *Client) Post(ctx context.Context, path string, body url.Values, idempotencyKey string) (*Response, error) {
+	return c.Do(ctx, Request{Method: http.MethodPost, Path: path, Params: body, IdempotencyKey: idempotencyKey})
+}
+
+// Delete sends a DELETE.
+func (c *Client) Delete(ctx context.Context, path string, body url.Values) (*Response, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: path, Params: body})
+}
+
+// Do performs r, retrying 429, 409, 5xx and network errors with jittered
+// backoff. Errors from Stripe are *Error; others wrap the transport error.
+func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	method := strings.ToUpper(r.Method)
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "?#") {
+		return nil, fmt.Errorf("stripe request path %q must start with / and carry no query", r.Path)
+	}
+	if r.Priority != nil {
+		ctx = WithPriority(ctx, *r.Priority)
+	}
+	var fv *form.Values
+	if len(r.Params) > 0 {
+		fv = &form.Values{}
+		for _, k := range sortedKeys(r.Params) {
+			for _, v := range r.Params[k] {
+				fv.Add(k, v)
+			}
+		}
+	}
+	idem := r.IdempotencyKey
+	if idem == "" && method != http.MethodGet {
+		idem = stripe.NewIdempotencyKey()
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := c.once(ctx, method, r.Path, fv, idem)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if attempt >= c.maxRetries || !Retryable(err) {
+			return nil, err
+		}
+		d := backoff(attempt, err)
+		c.log.Warn("stripe request failed, retrying", "method", method, "path", r.Path,
+			"attempt", attempt+1, "in", d.Round(time.Millisecond), "err", err)
+		if err := c.sleep(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// attempt carries what the transport saw back to Do, since stripe-go turns
+// a non-JSON error body into a plain error without the status.
+type attempt struct {
+	status int
+	header http.Header
+}
+
+type attemptKey struct{}
+
+func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, error) {
+	at := &attempt{}
+	ctx = context.WithValue(ctx, attemptKey{}, at)
+	params := &stripe.Params{Context: ctx}
+	if idem != "" {
+		params.IdempotencyKey = stripe.String(idem)
+	}
+	var raw rawResult
+	err := c.backend.CallRaw(method, path, c.key, fv, params, &raw)
+	if err != nil {
+		return nil, c.convertError(err, at)
+	}
+	if raw.resp == nil {
+		return nil, errors.New("stripe: empty response")
+	}
+	return &Response{
+		Body:           json.RawMessage(raw.resp.RawJSON),
+		AsOf:           dateOf(raw.resp.Header),
+		RequestID:      raw.resp.RequestID,
+		StatusCode:     raw.resp.StatusCode,
+		IdempotencyKey: idem,
+	}, nil
+}
+
+func dateOf(h http.Header) time.Time {
+	if t, err := http.ParseTime(h.Get("Date")); err == nil {
+		return t.UTC()
+	}
+	return time.Now().UTC().Truncate(time.Second)
+}
+
+// rawResult keeps stripe-go from decoding the body: the store needs the
+// object byte for byte.
+type rawResult struct{ resp *stripe.APIResponse }
+
+func (r *rawResult) SetLastResponse(resp *stripe.APIResponse) { r.resp = resp }
+func (r *rawResult) UnmarshalJSON([]byte) error               { return nil }
+
+func (c *Client) convertError(err error, at *attempt) error {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		e := &Error{
+			HTTPStatus:  se.HTTPStatusCode,
+			Type:        string(se.Type),
+			Code:        string(se.Code),
+			DeclineCode: string(se.DeclineCode),
+			Message:     se.Msg,
+			Param:       se.Param,
+			RequestID:   se.RequestID,
+			DocURL:      se.DocURL,
+		}
+		if se.LastResponse != nil {
+			e.ShouldRetry = se.LastResponse.Header.Get("Stripe-Should-Retry")
+			e.RateLimitedReason = se.LastResponse.Header.Get("Stripe-Rate-Limited-Reason")
+		}
+		return e
+	}
+	if at.status != 0 {
+		// An error status with a body that is not Stripe's error JSON (a
+		// proxy's 502 page, say).
+		return &Error{
+			HTTPStatus: at.status,
+			Type:       "api_error",
+			Message:    fmt.Sprintf("HTTP %d with a body that is not a Stripe error", at.status),
+			RequestID:  at.header.Get("Request-Id"),
+		}
+	}
+	return &NetworkError{Err: scrubKey(err)}
+}
+
+// scrubKey drops anything that could echo the URL's credentials; stripe-go
+// sends the key in a header, but be safe with wrapped url.Errors.
+func scrubKey(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
+	}
+	return err
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(url)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
+
+// Error is an error answer from Stripe.
+type Error struct {
+	HTTPStatus        int
+	Type              string // invalid_request_error, api_error, card_error, idempotency_error, rate_limit_error…
+	Code              string
+	DeclineCode       string
+	Message           string
+	Param             string
+	RequestID         string
+	DocURL            string
+	ShouldRetry       string // Stripe-Should-Retry header, "" if absent
+	RateLimitedReason string // Stripe-Rate-Limited-Reason header on 429
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "stripe: %s", e.Type)
+	if e.Code != "" {
+		fmt.Fprintf(&b, " (%s)", e.Code)
+	}
+	fmt.Fprintf(&b, ": %s", e.Message)
+	if e.Param != "" {
+		fmt.Fprintf(&b, " [param %s]", e.Param)
+	}
+	fmt.Fprintf(&b, " (HTTP %d", e.HTTPStatus)
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, ", request %s", e.RequestID)
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// NetworkError is a failure to get any HTTP answer (connection refused,
+// reset, timeout).
+type NetworkError struct{ Err error }
+
+func (e *NetworkError) Error() string { return "stripe: network error: " + e.Err.Error() }
+func (e *NetworkError) Unwrap() error { return e.Err }
+
+// Retryable reports whether err may succeed when the same call is repeated:
+// network errors, 429, 409, 5xx, unless Stripe said Stripe-Should-Retry:
+// false.
+func Retryable(err error) bool {
+	var ne *NetworkError
+	if errors.As(err, &ne) {
+		return true
+	}
+	var se *Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	if se.ShouldRetry == "false" {
+		return false
+	}
+	if se.ShouldRetry == "true" {
+		return true
+	}
+	return se.HTTPStatus == http.StatusTooManyRequests || se.HTTPStatus == http.StatusConflict ||
+		se.HTTPStatus >= 500
+}
+
+// IsNotFound reports a 404 from Stripe (resource_missing).
+func IsNotFound(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && se.HTTPStatus == http.StatusNotFound
+}
+
+// backoff is exponential with full jitter in [d/2, d]: 0.25 s, 0.5 s, 1 s…
+// up to 20 s. A 429 starts higher, since the limiter is already cutting the
+// rate and an immediate retry would hit the same window.
+func backoff(attempt int, err error) time.Duration {
+	base := 250 * time.Millisecond
+	var se *Error
+	if errors.As(err, &se) && se.HTTPStatus == http.StatusTooManyRequests {
+		base = time.Second
+	}
+	d := base << min(attempt, 10)
+	if d > 20*time.Second {
+		d = 20 * time.Second
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

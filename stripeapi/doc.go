@@ -1,0 +1,18 @@
+// Package stripeapi is pgstripe's one way to Stripe: every call of the
+// backfill, the events loop and write-through goes through a Client.
+//
+// A Client wraps stripe-go's backend (so requests carry the Stripe-Version
+// stripe-go v76 speaks, its headers and error decoding) pointed at
+// STRIPE_API_BASE, but hands objects back as raw JSON: the store keeps
+// `_raw` exactly as Stripe sent it. Each Response carries the Date header as
+// the Stripe-clock time of the state (DESIGN.md, `_as_of`) and the
+// Request-Id; Stripe errors come back as *Error.
+//
+// All HTTP requests of a process share one Limiter (golang.org/x/time/rate
+// underneath), enforced in the http.RoundTripper so nothing bypasses it.
+// It has two classes: Interactive (write-through, a client is waiting)
+// always gets the next token before Background (sync). 429s cut the
+// effective rate and it recovers slowly; 429, 409, 5xx and network errors are
+// retried with jittered backoff, writes with one idempotency key across
+// retries. The API key is never logged.
+package stripeapi

@@ -1,0 +1,265 @@
+package stripeapi
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Priority is the class a request waits in at the shared limiter.
+type Priority int
+
+const (
+	// Background is sync traffic (backfill, events, re-fetches): it takes
+	// whatever rate the interactive class leaves.
+	Background Priority = iota
+	// Interactive is write-through traffic: a client is waiting on it, so it
+	// never queues behind background requests.
+	Interactive
+)
+
+func (p Priority) String() string {
+	if p == Interactive {
+		return "interactive"
+	}
+	return "background"
+}
+
+type priorityKey struct{}
+
+// WithPriority marks ctx so that requests made with it wait in class p.
+// Requests without a mark are Background.
+func WithPriority(ctx context.Context, p Priority) context.Context {
+	return context.WithValue(ctx, priorityKey{}, p)
+}
+
+// PriorityFrom reports the class ctx was marked with (Background if none).
+func PriorityFrom(ctx context.Context) Priority {
+	p, _ := ctx.Value(priorityKey{}).(Priority)
+	return p
+}
+
+// Limiter is the one rate limiter in front of every Stripe request of a
+// process. It hands tokens from a golang.org/x/time/rate limiter to waiters
+// strictly by class (interactive first), FIFO within a class.
+//
+// Why a dispatcher instead of calling rate.Limiter.Wait from each request: a
+// rate.Limiter reserves future slots first come, first served, so with a
+// dozen backfill workers holding reservations a write would wait behind all
+// of them. Here only the dispatcher holds a reservation (at most one token
+// ahead); the token goes to whoever is at the head of the queues when it
+// becomes available.
+//
+// The limit adapts: each 429 cuts the effective rate (never below
+// MinFraction of the configured rate), and it recovers slowly while no 429s
+// arrive, so a client that shares its Stripe account with other software
+// settles below the real limit instead of hammering it.
+type Limiter struct {
+	mu         sync.Mutex
+	lim        *rate.Limiter
+	configured float64
+	effective  float64
+	last429    time.Time
+	lastRaise  time.Time
+	queues     [2][]*waiter
+	running    bool
+	spare      int // tokens taken by the dispatcher that found no waiter
+
+	// Tunables; set before first use.
+	CutFactor    float64       // multiply the effective rate by this on a 429 (default 0.7)
+	MinFraction  float64       // floor as a share of the configured rate (default 0.1)
+	RecoverStep  float64       // share of the configured rate regained per RecoverEvery (default 0.05)
+	RecoverEvery time.Duration // default 1s
+}
+
+type waiter struct {
+	ready    chan struct{}
+	granted  bool
+	canceled bool
+}
+
+// NewLimiter returns a limiter for perSecond requests per second. The burst is
+// one token: Stripe counts requests over short windows, and an even spacing
+// is what lets a client run at 80% of the limit without ever seeing a 429.
+func NewLimiter(perSecond float64) *Limiter {
+	if perSecond <= 0 || math.IsNaN(perSecond) || math.IsInf(perSecond, 0) {
+		perSecond = 20
+	}
+	return &Limiter{
+		lim:          rate.NewLimiter(rate.Limit(perSecond), 1),
+		configured:   perSecond,
+		effective:    perSecond,
+		CutFactor:    0.7,
+		MinFraction:  0.1,
+		RecoverStep:  0.05,
+		RecoverEvery: time.Second,
+	}
+}
+
+// Rate is the configured rate (requests per second).
+func (l *Limiter) Rate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.configured
+}
+
+// Effective is the current rate after 429 cuts.
+func (l *Limiter) Effective() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.effective
+}
+
+// SetRate changes the configured rate; the effective rate restarts there.
+func (l *Limiter) SetRate(perSecond float64) {
+	if perSecond <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.configured, l.effective = perSecond, perSecond
+	l.lim.SetLimit(rate.Limit(perSecond))
+}
+
+// Waiting reports how many requests wait in class p.
+func (l *Limiter) Waiting(p Priority) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, w := range l.queues[p] {
+		if !w.canceled {
+			n++
+		}
+	}
+	return n
+}
+
+// Wait blocks until the caller may send one request in class p, or ctx ends.
+func (l *Limiter) Wait(ctx context.Context, p Priority) error {
+	if p != Interactive {
+		p = Background
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.spare > 0 {
+		l.spare--
+		l.mu.Unlock()
+		return nil
+	}
+	w := &waiter{ready: make(chan struct{})}
+	l.queues[p] = append(l.queues[p], w)
+	if !l.running {
+		l.running = true
+		go l.dispatch()
+	}
+	l.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if w.granted {
+			// The token arrived as we gave up: keep it for the next caller.
+			l.spare++
+			return ctx.Err()
+		}
+		w.canceled = true
+		return ctx.Err()
+	}
+}
+
+// dispatch runs while anyone waits: it takes one token at a time from the
+// rate limiter and gives it to the head of the highest non-empty class.
+func (l *Limiter) dispatch() {
+	for {
+		l.mu.Lock()
+		if !l.hasWaiter() {
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+
+		_ = l.lim.Wait(context.Background()) // never fails: burst ≥ 1, no deadline
+
+		l.mu.Lock()
+		w := l.pop()
+		if w == nil {
+			if l.spare < 1 {
+				l.spare++
+			}
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		w.granted = true
+		close(w.ready)
+		l.mu.Unlock()
+	}
+}
+
+func (l *Limiter) hasWaiter() bool {
+	for p := range l.queues {
+		for _, w := range l.queues[p] {
+			if !w.canceled {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (l *Limiter) pop() *waiter {
+	for _, p := range []Priority{Interactive, Background} {
+		q := l.queues[p]
+		for len(q) > 0 {
+			w := q[0]
+			q[0] = nil
+			q = q[1:]
+			if !w.canceled {
+				l.queues[p] = q
+				return w
+			}
+		}
+		l.queues[p] = q
+	}
+	return nil
+}
+
+// Observe429 cuts the effective rate after Stripe answered 429. Several 429s
+// from requests that were in flight together count once (they reflect the
+// same overload), so a burst of them doesn't collapse the rate.
+func (l *Limiter) Observe429(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last429.IsZero() && now.Sub(l.last429) < 250*time.Millisecond {
+		return
+	}
+	l.last429 = now
+	l.lastRaise = now
+	l.effective = math.Max(l.effective*l.CutFactor, l.configured*l.MinFraction)
+	l.lim.SetLimitAt(now, rate.Limit(l.effective))
+}
+
+// ObserveOK lets the effective rate recover toward the configured rate while
+// no 429s arrive.
+func (l *Limiter) ObserveOK(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.effective >= l.configured {
+		return
+	}
+	if now.Sub(l.lastRaise) < l.RecoverEvery {
+		return
+	}
+	l.lastRaise = now
+	l.effective = math.Min(l.configured, l.effective+l.configured*l.RecoverStep)
+	l.lim.SetLimitAt(now, rate.Limit(l.effective))
+}
