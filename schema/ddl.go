@@ -1,0 +1,129 @@
+package schema
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Schema names.
+const (
+	DataSchema = "stripe"      // one table per object type
+	SyncSchema = "stripe_sync" // sync state: status, log, tombstones, migrations
+)
+
+// commentPrefix marks tables pgstripe created; Migrate refuses to touch a
+// table in its way that lacks it.
+const commentPrefix = "pgstripe:"
+
+// indexedRefs are the reference columns users join on. Besides these,
+// created is indexed.
+var indexedRefs = []string{"customer", "subscription", "invoice", "price", "product", "charge", "payment_intent"}
+
+// Ident quotes an identifier (Stripe's fields include reserved words such as
+// object, type, default, order, end, user).
+func Ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// QualifiedName is stripe."name".
+func (t *Table) QualifiedName() string { return pgx.Identifier{DataSchema, t.Name}.Sanitize() }
+
+// CreateTableSQL is the DDL creating t (table, comment and indexes), one
+// statement per line-terminated ";".
+func (t *Table) CreateTableSQL() string {
+	var b strings.Builder
+	isKey := map[string]bool{}
+	for _, k := range t.Key {
+		isKey[k] = true
+	}
+	fmt.Fprintf(&b, "CREATE TABLE %s (\n", t.QualifiedName())
+	for _, c := range t.Columns {
+		fmt.Fprintf(&b, "    %s %s", Ident(c.Name), c.PGType)
+		if isKey[c.Name] {
+			b.WriteString(" NOT NULL")
+		}
+		b.WriteString(",\n")
+	}
+	fmt.Fprintf(&b, "    %s jsonb NOT NULL,\n", Ident(ColRaw))
+	fmt.Fprintf(&b, "    %s timestamptz NOT NULL,\n", Ident(ColSyncedAt))
+	fmt.Fprintf(&b, "    %s timestamptz NOT NULL,\n", Ident(ColAsOf))
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = Ident(k)
+	}
+	fmt.Fprintf(&b, "    PRIMARY KEY (%s)\n);\n", strings.Join(keys, ", "))
+	fmt.Fprintf(&b, "COMMENT ON TABLE %s IS %s;\n", t.QualifiedName(), quoteLiteral(t.comment()))
+	for _, ix := range t.IndexSQL() {
+		b.WriteString(ix)
+		b.WriteString(";\n")
+	}
+	return b.String()
+}
+
+func (t *Table) comment() string {
+	return fmt.Sprintf("%s Stripe %s objects (API %s); managed by pgstripe, do not edit", commentPrefix, t.Object, APIVersion)
+}
+
+// IndexSQL returns CREATE INDEX IF NOT EXISTS statements for the reference
+// columns users join on and for created. A reference stored as an embedded
+// object (subscription_items.price is the whole price) gets an expression
+// index on its id so joins on price->>'id' are indexed too.
+func (t *Table) IndexSQL() []string {
+	var out []string
+	cols := append(append([]string(nil), indexedRefs...), "created")
+	for _, name := range cols {
+		c, ok := t.Column(name)
+		if !ok || (len(t.Key) > 0 && t.Key[0] == name) {
+			continue // the primary key already leads with it
+		}
+		ixName := Ident(t.Name + "_" + name + "_idx")
+		switch c.Kind {
+		case KindJSON:
+			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s ((%s ->> 'id'))", ixName, t.QualifiedName(), Ident(name)))
+		default:
+			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", ixName, t.QualifiedName(), Ident(name)))
+		}
+	}
+	return out
+}
+
+// DDL returns the CREATE statements of every table, as in the golden files.
+func DDL() string {
+	var b strings.Builder
+	for i, t := range tables {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(t.CreateTableSQL())
+	}
+	return b.String()
+}
+
+// ExtractSQL is the SQL expression computing column c from the jsonb
+// expression raw. It is the one JSON → column mapping: store.Upsert uses it
+// to fill rows and Migrate uses it to fill columns added by an upgrade.
+// A value of an unexpected JSON type yields NULL, never an error.
+func (c Column) ExtractSQL(raw string) string {
+	f := quoteLiteral(c.Field)
+	j := fmt.Sprintf("(%s -> %s)", raw, f)
+	switch c.Kind {
+	case KindText:
+		return fmt.Sprintf("CASE WHEN jsonb_typeof(%s) = 'string' THEN %s ->> %s END", j, raw, f)
+	case KindExpandable:
+		return fmt.Sprintf("CASE jsonb_typeof(%s) WHEN 'string' THEN %s ->> %s WHEN 'object' THEN %s ->> 'id' END", j, raw, f, j)
+	case KindInteger:
+		// Only integral values that fit: anything else would fail the cast.
+		return fmt.Sprintf("CASE WHEN jsonb_typeof(%[1]s) = 'number' AND %[1]s::numeric = trunc(%[1]s::numeric) AND abs(%[1]s::numeric) <= 9223372036854775807 THEN %[1]s::numeric::bigint END", j)
+	case KindNumber:
+		return fmt.Sprintf("CASE WHEN jsonb_typeof(%[1]s) = 'number' THEN %[1]s::numeric END", j)
+	case KindBoolean:
+		return fmt.Sprintf("CASE WHEN jsonb_typeof(%[1]s) = 'boolean' THEN %[1]s::boolean END", j)
+	case KindTimestamp:
+		// Beyond ±1e11 s (year 5138) to_timestamp would fail.
+		return fmt.Sprintf("CASE WHEN jsonb_typeof(%[1]s) = 'number' AND abs(%[1]s::numeric) < 100000000000 THEN to_timestamp(%[1]s::numeric::double precision) END", j)
+	default:
+		return fmt.Sprintf("NULLIF(%s, 'null'::jsonb)", j)
+	}
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

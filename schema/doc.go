@@ -1,0 +1,64 @@
+// Package schema describes the tables of schema stripe and creates or upgrades
+// them (Migrate).
+//
+// # Generated metadata
+//
+// tables_gen.go is generated from Stripe's OpenAPI spec for API 2023-10-16
+// (stripe-mock v0.183.0, package embedded) by internal/gen:
+//
+//	go generate ./schema/...
+//
+// It rewrites tables_gen.go and the golden DDL testdata/ddl.sql; tests fail
+// when either is stale. Which tables exist and the list endpoint each is named
+// after are chosen by hand in internal/gen (CONTRACT §3); columns, types,
+// endpoints, created filters, required list parameters, create/update
+// parameters and expandable fields come from the spec.
+//
+// Mapping (Kind): id text primary key; strings and enums text; integers
+// bigint; numbers numeric; booleans boolean; format unix-time timestamptz;
+// expandable references (anyOf string | object) text holding the id, also
+// when expanded; objects, arrays and metadata jsonb. A JSON value of an
+// unexpected type maps to NULL (never an error); _raw keeps it.
+// Column.ExtractSQL is that mapping as SQL over the jsonb, used both by
+// store.Upsert and by Migrate when filling new columns.
+//
+// Every table also has _raw jsonb (the object as last seen), _synced_at
+// (our clock when written) and _as_of (Stripe's clock when the stored state
+// was current; see docs/DESIGN.md for ordering).
+//
+// Keys: "id", except invoice_line_items, keyed by (invoice, id) because
+// older API versions reused line item ids (ii_…, sub_…) across invoices, and
+// upcoming_invoices (virtual, no id), keyed by customer.
+//
+// Paths in Table use {id} for the object's id and {parent} for the parent's
+// (child tables); in NestedList.ListPath {id} is the parent's id.
+//
+// # Migrations
+//
+// Migrate runs in one transaction under an advisory lock (concurrent callers
+// wait, then find nothing to do). It first applies the numbered migrations
+// not yet recorded in stripe_sync.migrations, then reconciles the tables of
+// schema stripe with Tables(): missing tables are created; columns a newer
+// spec added are added and filled from _raw (no Stripe call); columns are
+// never dropped or retyped (a type difference is noted in stripe_sync.log).
+// A table in the way that pgstripe did not create (recognised by its table
+// comment) is an error (ErrForeignTable) and nothing changes.
+//
+// Adding your own state tables (backfill cursors, event cursors, …): append
+// a Migration to builtin in migrate.go, or call Register from your package's
+// init. Version blocks: 1–99 schema, 100–199 sync/backfill, 200–299
+// sync/events, 300–399 writethrough/proxy, 400+ others. Never edit a
+// released migration; append a new one. Put state tables in stripe_sync.
+//
+// # Sync state
+//
+// stripe_sync.objects has one row per table (object = table name) with
+// phase ('pending', 'backfilling', 'live', 'error'), backfill_started_at,
+// backfill_completed_at, last_event_at, lag_seconds and last_error, kept by
+// sync code; the view stripe_sync.status adds rows. rows is exact (count(*))
+// while the statistics say a table has under 50,000 live rows and the
+// statistics' live tuple count (n_live_tup, maintained by Postgres on every
+// write, flushed within about a second) above that, so the view stays cheap
+// on millions of rows. stripe_sync.log (id, at, kind, detail) records sync
+// events; stripe_sync.tombstones (object, id, deleted_at) every deleted id.
+package schema

@@ -1,0 +1,466 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"go/format"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/stripe/stripe-mock/embedded"
+	"github.com/stripe/stripe-mock/spec"
+)
+
+// tableDef is the hand-chosen part: which tables exist, which spec schema
+// holds their objects, and the list endpoint they are named after.
+type tableDef struct {
+	name, object, list string
+	virtual            bool // no id; keyed by key
+	key                []string
+	retrieve           string // only when it can't be derived from list
+	parent             *parentDef
+}
+
+type parentDef struct{ table, column, field string }
+
+// Order matters: parents before children, as in CONTRACT §3.
+var defs = []tableDef{
+	{name: "customers", object: "customer", list: "/v1/customers"},
+	{name: "products", object: "product", list: "/v1/products"},
+	{name: "prices", object: "price", list: "/v1/prices"},
+	{name: "plans", object: "plan", list: "/v1/plans"},
+	{name: "coupons", object: "coupon", list: "/v1/coupons"},
+	{name: "promotion_codes", object: "promotion_code", list: "/v1/promotion_codes"},
+	{name: "tax_rates", object: "tax_rate", list: "/v1/tax_rates"},
+	{name: "subscriptions", object: "subscription", list: "/v1/subscriptions"},
+	{name: "subscription_items", object: "subscription_item", list: "/v1/subscription_items",
+		parent: &parentDef{"subscriptions", "subscription", "items"}},
+	{name: "subscription_schedules", object: "subscription_schedule", list: "/v1/subscription_schedules"},
+	{name: "invoices", object: "invoice", list: "/v1/invoices"},
+	// Line item ids are unique (il_…) in API 2023-10-16, but older versions
+	// reused invoice item (ii_…) and subscription ids across invoices, so
+	// the key is (invoice, id).
+	{name: "invoice_line_items", object: "line_item", list: "/v1/invoices/{invoice}/lines",
+		key: []string{"invoice", "id"}, parent: &parentDef{"invoices", "invoice", "lines"}},
+	{name: "invoiceitems", object: "invoiceitem", list: "/v1/invoiceitems"},
+	{name: "credit_notes", object: "credit_note", list: "/v1/credit_notes", retrieve: "/v1/credit_notes/{id}"},
+	{name: "payment_intents", object: "payment_intent", list: "/v1/payment_intents"},
+	{name: "setup_intents", object: "setup_intent", list: "/v1/setup_intents"},
+	{name: "payment_methods", object: "payment_method", list: "/v1/payment_methods"},
+	{name: "charges", object: "charge", list: "/v1/charges"},
+	{name: "refunds", object: "refund", list: "/v1/refunds"},
+	{name: "disputes", object: "dispute", list: "/v1/disputes"},
+	{name: "payouts", object: "payout", list: "/v1/payouts"},
+	{name: "balance_transactions", object: "balance_transaction", list: "/v1/balance_transactions"},
+	{name: "checkout_sessions", object: "checkout.session", list: "/v1/checkout/sessions"},
+	{name: "tax_ids", object: "tax_id", list: "/v1/tax_ids"},
+	{name: "upcoming_invoices", object: "invoice", virtual: true, key: []string{"customer"},
+		retrieve: "/v1/invoices/upcoming"},
+}
+
+var placeholder = regexp.MustCompile(`\{[^}/]+\}`)
+
+// Generate returns the source of tables_gen.go.
+func Generate() ([]byte, error) {
+	var s spec.Spec
+	if err := json.Unmarshal(embedded.OpenAPISpec, &s); err != nil {
+		return nil, fmt.Errorf("parse spec: %w", err)
+	}
+	g := &gen{s: &s}
+	var tables []*table
+	for _, d := range defs {
+		t, err := g.table(d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.name, err)
+		}
+		tables = append(tables, t)
+	}
+	// Nested lists are the children seen from the parent.
+	for _, c := range tables {
+		if c.parent == nil {
+			continue
+		}
+		for _, p := range tables {
+			if p.name == c.parent.table {
+				p.nested = append(p.nested, nested{field: c.parent.field, table: c.name,
+					listPath: strings.Replace(c.listPath, "{parent}", "{id}", 1)})
+			}
+		}
+	}
+	src := render(s.Info.Version, tables)
+	out, err := format.Source(src)
+	if err != nil {
+		return nil, fmt.Errorf("gofmt generated code: %w\n%s", err, src)
+	}
+	return out, nil
+}
+
+type gen struct{ s *spec.Spec }
+
+type column struct {
+	name, pgType, kind string
+	nullable           bool
+}
+
+type param struct {
+	name     string
+	types    []string
+	required bool
+	unset    bool
+}
+
+type nested struct{ field, table, listPath string }
+
+type table struct {
+	name, object                                   string
+	virtual                                        bool
+	listPath                                       string
+	listRequired                                   []string
+	createdFilter                                  bool
+	retrievePath                                   string
+	columns                                        []column
+	key                                            []string
+	parent                                         *parentDef
+	nested                                         []nested
+	createPath, updatePath, deletePath, cancelPath string
+	createParams, updateParams                     []param
+	expandable                                     []string
+}
+
+func (g *gen) resolve(sc *spec.Schema) *spec.Schema {
+	for i := 0; sc != nil && sc.Ref != "" && i < 32; i++ {
+		name := strings.TrimPrefix(sc.Ref, "#/components/schemas/")
+		sc = g.s.Components.Schemas[name]
+	}
+	return sc
+}
+
+// normalize rewrites a spec path so that this object's id placeholder is {id}
+// and, for paths with two placeholders, the first one is {parent}.
+func normalize(p string) string {
+	ph := placeholder.FindAllString(p, -1)
+	switch len(ph) {
+	case 1:
+		return strings.Replace(p, ph[0], "{id}", 1)
+	case 2:
+		p = strings.Replace(p, ph[0], "{parent}", 1)
+		return strings.Replace(p, ph[1], "{id}", 1)
+	}
+	return p
+}
+
+func (g *gen) op(path, verb string) *spec.Operation {
+	ops := g.s.Paths[spec.Path(path)]
+	if ops == nil {
+		return nil
+	}
+	return ops[spec.HTTPVerb(verb)]
+}
+
+func (g *gen) table(d tableDef) (*table, error) {
+	sc := g.s.Components.Schemas[d.object]
+	if sc == nil {
+		return nil, fmt.Errorf("no schema %q in spec", d.object)
+	}
+	t := &table{name: d.name, object: d.object, virtual: d.virtual, key: d.key, parent: d.parent}
+	if t.key == nil {
+		t.key = []string{"id"}
+	}
+	// Typed columns: key columns first, then alphabetical.
+	var names []string
+	for f := range sc.Properties {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	isKey := map[string]bool{}
+	for _, k := range t.key {
+		isKey[k] = true
+	}
+	var keyCols, rest []column
+	for _, f := range names {
+		if strings.HasPrefix(f, "_") {
+			return nil, fmt.Errorf("field %q clashes with pgstripe's metadata columns", f)
+		}
+		c := g.column(f, sc.Properties[f])
+		if isKey[f] {
+			keyCols = append(keyCols, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	// Keep key columns in key order.
+	for _, k := range t.key {
+		found := false
+		for _, c := range keyCols {
+			if c.name == k {
+				t.columns = append(t.columns, c)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("key column %q is not a field of %s", k, d.object)
+		}
+	}
+	t.columns = append(t.columns, rest...)
+	if sc.XExpandableFields != nil {
+		t.expandable = append([]string(nil), (*sc.XExpandableFields)...)
+		sort.Strings(t.expandable)
+	}
+
+	if d.virtual {
+		t.retrievePath = d.retrieve
+		return t, nil
+	}
+	list := g.op(d.list, "get")
+	if list == nil {
+		return nil, fmt.Errorf("no GET %s in spec", d.list)
+	}
+	t.listPath = normalize(d.list)
+	if d.parent != nil {
+		// The only placeholder of a child's list path is the parent's id.
+		t.listPath = placeholder.ReplaceAllString(d.list, "{parent}")
+	}
+	for _, p := range list.Parameters {
+		if p.In != spec.ParameterQuery {
+			continue
+		}
+		if p.Name == "created" {
+			t.createdFilter = true
+		}
+		if p.Required {
+			t.listRequired = append(t.listRequired, p.Name)
+		}
+	}
+	sort.Strings(t.listRequired)
+	if post := g.op(d.list, "post"); post != nil {
+		t.createPath = t.listPath
+		t.createParams = g.params(post)
+	}
+	item := d.retrieve
+	if item == "" {
+		re := regexp.MustCompile("^" + regexp.QuoteMeta(d.list) + `/\{[^}/]+\}$`)
+		var cands []string
+		for p := range g.s.Paths {
+			if re.MatchString(string(p)) {
+				cands = append(cands, string(p))
+			}
+		}
+		if len(cands) != 1 {
+			return nil, fmt.Errorf("item path under %s: found %v", d.list, cands)
+		}
+		item = cands[0]
+	} else {
+		item = placeholder.ReplaceAllString(item, "{id}")
+		// Find the spec's own spelling of the path.
+		re := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(item), `\{id\}`, `\{[^}/]+\}`) + "$")
+		for p := range g.s.Paths {
+			if re.MatchString(string(p)) {
+				item = string(p)
+			}
+		}
+	}
+	if g.op(item, "get") != nil {
+		t.retrievePath = normalize(item)
+	}
+	if post := g.op(item, "post"); post != nil {
+		t.updatePath = normalize(item)
+		t.updateParams = g.params(post)
+	}
+	if g.op(item, "delete") != nil {
+		t.deletePath = normalize(item)
+	}
+	if g.op(item+"/cancel", "post") != nil {
+		t.cancelPath = normalize(item + "/cancel")
+	}
+	return t, nil
+}
+
+func (g *gen) column(f string, ps *spec.Schema) column {
+	c := column{name: f, nullable: ps.Nullable}
+	kind := g.kind(ps)
+	c.kind = kind
+	c.pgType = map[string]string{
+		"KindText": "text", "KindExpandable": "text", "KindInteger": "bigint", "KindNumber": "numeric",
+		"KindBoolean": "boolean", "KindTimestamp": "timestamptz", "KindJSON": "jsonb",
+	}[kind]
+	if f == "metadata" {
+		c.kind, c.pgType = "KindJSON", "jsonb"
+	}
+	return c
+}
+
+func (g *gen) kind(ps *spec.Schema) string {
+	if ps.Ref != "" {
+		return g.kind(g.resolve(ps))
+	}
+	if len(ps.AnyOf) > 0 {
+		if ps.XExpansionResources != nil {
+			return "KindExpandable"
+		}
+		hasString, hasObject := false, false
+		for _, m := range ps.AnyOf {
+			m = g.resolve(m)
+			switch m.Type {
+			case spec.TypeString:
+				hasString = true
+			case spec.TypeObject, "":
+				hasObject = true
+			}
+		}
+		if hasString && hasObject {
+			return "KindExpandable"
+		}
+		if len(ps.AnyOf) == 1 {
+			return g.kind(ps.AnyOf[0])
+		}
+		return "KindJSON"
+	}
+	switch ps.Type {
+	case spec.TypeString:
+		return "KindText"
+	case spec.TypeInteger:
+		if ps.Format == "unix-time" {
+			return "KindTimestamp"
+		}
+		return "KindInteger"
+	case spec.TypeNumber:
+		return "KindNumber"
+	case spec.TypeBoolean:
+		return "KindBoolean"
+	}
+	return "KindJSON"
+}
+
+func (g *gen) params(op *spec.Operation) []param {
+	if op.RequestBody == nil {
+		return nil
+	}
+	mt, ok := op.RequestBody.Content["application/x-www-form-urlencoded"]
+	if !ok || mt.Schema == nil {
+		return nil
+	}
+	body := g.resolve(mt.Schema)
+	req := map[string]bool{}
+	for _, r := range body.Required {
+		req[r] = true
+	}
+	var out []param
+	for name, ps := range body.Properties {
+		p := param{name: name, required: req[name]}
+		seen := map[string]bool{}
+		var walk func(s *spec.Schema)
+		walk = func(s *spec.Schema) {
+			s = g.resolve(s)
+			if s == nil {
+				return
+			}
+			if len(s.AnyOf) > 0 {
+				for _, m := range s.AnyOf {
+					walk(m)
+				}
+				return
+			}
+			t := s.Type
+			if t == "" {
+				t = spec.TypeObject
+			}
+			if t == spec.TypeString && len(s.Enum) == 1 && s.Enum[0] == "" {
+				p.unset = true
+				if len(ps.AnyOf) > 0 {
+					return // "" only as the unset alternative
+				}
+			}
+			if !seen[t] {
+				seen[t] = true
+				p.types = append(p.types, t)
+			}
+		}
+		walk(ps)
+		sort.Strings(p.types)
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func render(version string, tables []*table) []byte {
+	var b bytes.Buffer
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("// Code generated by schema/internal/gen from stripe-mock's spec3.json; DO NOT EDIT.\n\n")
+	w("package schema\n\n")
+	w("// APIVersion is the Stripe API version of the spec the tables were generated from.\n")
+	w("const APIVersion = %q\n\n", version)
+	w("var tables = []*Table{\n")
+	for _, t := range tables {
+		w("{\n")
+		w("Name: %q, Object: %q,\n", t.name, t.object)
+		if t.virtual {
+			w("Virtual: true,\n")
+		}
+		if t.listPath != "" {
+			w("ListPath: %q,\n", t.listPath)
+		}
+		if len(t.listRequired) > 0 {
+			w("ListRequired: %#v,\n", t.listRequired)
+		}
+		if t.createdFilter {
+			w("CreatedFilter: true,\n")
+		}
+		if t.retrievePath != "" {
+			w("RetrievePath: %q,\n", t.retrievePath)
+		}
+		w("Key: %#v,\n", t.key)
+		if t.parent != nil {
+			w("Parent: &ParentLink{Table: %q, Column: %q, Field: %q},\n", t.parent.table, t.parent.column, t.parent.field)
+		}
+		if len(t.nested) > 0 {
+			w("Nested: []NestedList{\n")
+			for _, n := range t.nested {
+				w("{Field: %q, Table: %q, ListPath: %q},\n", n.field, n.table, n.listPath)
+			}
+			w("},\n")
+		}
+		for _, p := range [][2]string{{"CreatePath", t.createPath}, {"UpdatePath", t.updatePath}, {"DeletePath", t.deletePath}, {"CancelPath", t.cancelPath}} {
+			if p[1] != "" {
+				w("%s: %q,\n", p[0], p[1])
+			}
+		}
+		if len(t.expandable) > 0 {
+			w("Expandable: %#v,\n", t.expandable)
+		}
+		w("Columns: []Column{\n")
+		for _, c := range t.columns {
+			w("{Name: %q, Field: %q, PGType: %q, Kind: %s", c.name, c.name, c.pgType, c.kind)
+			if c.nullable {
+				w(", Nullable: true")
+			}
+			w("},\n")
+		}
+		w("},\n")
+		for _, ps := range []struct {
+			name string
+			ps   []param
+		}{{"CreateParams", t.createParams}, {"UpdateParams", t.updateParams}} {
+			if len(ps.ps) == 0 {
+				continue
+			}
+			w("%s: map[string]Param{\n", ps.name)
+			for _, p := range ps.ps {
+				w("%q: {Name: %q, Types: %#v", p.name, p.name, p.types)
+				if p.required {
+					w(", Required: true")
+				}
+				if p.unset {
+					w(", Unset: true")
+				}
+				w("},\n")
+			}
+			w("},\n")
+		}
+		w("},\n")
+	}
+	w("}\n")
+	return b.Bytes()
+}

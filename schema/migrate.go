@@ -1,0 +1,331 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Beginner is what Migrate needs: *pgx.Conn and *pgxpool.Pool both fit.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Migration is one numbered step of the stripe_sync schema (state tables of
+// sync, write-through, …). Steps run once, in Version order, inside Migrate's
+// transaction; applied versions are recorded in stripe_sync.migrations.
+// Never edit a released step: append a new one.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string                                     // run if set
+	Func    func(ctx context.Context, tx pgx.Tx) error // run if set, after SQL
+}
+
+// migrationLockKey is the advisory lock serializing concurrent Migrate calls
+// (two processes starting together). Derived from "pgstripe.migrate".
+const migrationLockKey int64 = 0x7067737472697065 // "pgstripe"
+
+var (
+	regMu      sync.Mutex
+	registered []Migration
+)
+
+// Register adds migrations owned by another package (call it from that
+// package's init). Versions must be unique across the whole program; by
+// convention each package takes a block of numbers (see doc.go).
+func Register(ms ...Migration) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	registered = append(registered, ms...)
+}
+
+// Migrations returns every known migration, sorted by version. It fails on
+// duplicate versions.
+func Migrations() ([]Migration, error) {
+	regMu.Lock()
+	all := append(append([]Migration(nil), builtin...), registered...)
+	regMu.Unlock()
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Version < all[j].Version })
+	for i := 1; i < len(all); i++ {
+		if all[i].Version == all[i-1].Version {
+			return nil, fmt.Errorf("schema: migrations %q and %q share version %d", all[i-1].Name, all[i].Name, all[i].Version)
+		}
+	}
+	return all, nil
+}
+
+// builtin are schema's own steps (versions 1–99).
+var builtin = []Migration{
+	{Version: 1, Name: "sync state: objects, status, log, tombstones", SQL: `
+CREATE SCHEMA IF NOT EXISTS stripe;
+CREATE TABLE stripe_sync.objects (
+    object text PRIMARY KEY,
+    phase text NOT NULL DEFAULT 'pending' CHECK (phase IN ('pending', 'backfilling', 'live', 'error')),
+    backfill_started_at timestamptz,
+    backfill_completed_at timestamptz,
+    last_event_at timestamptz,
+    lag_seconds double precision,
+    last_error text,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE stripe_sync.objects IS 'pgstripe: one row per table of schema stripe; sync code maintains it, stripe_sync.status shows it';
+
+-- Row count for the status view without counting millions of rows per query:
+-- the statistics' live tuple count (maintained by Postgres on every insert and
+-- delete, flushed within about a second), made exact by count(*) when small.
+CREATE FUNCTION stripe_sync.row_count(tbl text) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    est bigint;
+    n bigint;
+BEGIN
+    SELECT s.n_live_tup INTO est FROM pg_stat_user_tables s
+    WHERE s.schemaname = 'stripe' AND s.relname = tbl;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF est < 50000 THEN
+        EXECUTE format('SELECT count(*) FROM stripe.%I', tbl) INTO n;
+        RETURN n;
+    END IF;
+    RETURN est;
+END $$;
+
+CREATE VIEW stripe_sync.status AS
+SELECT o.object, o.phase, stripe_sync.row_count(o.object) AS rows,
+       o.backfill_started_at, o.backfill_completed_at, o.last_event_at,
+       o.lag_seconds, o.last_error
+FROM stripe_sync.objects o;
+
+CREATE TABLE stripe_sync.log (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    kind text NOT NULL,
+    detail jsonb
+);
+CREATE INDEX log_at_idx ON stripe_sync.log (at);
+
+-- Every deleted object: store.Upsert skips these ids, so a late or replayed
+-- event never brings a deleted object back (Stripe never reuses ids).
+CREATE TABLE stripe_sync.tombstones (
+    object text NOT NULL,
+    id text NOT NULL,
+    deleted_at timestamptz NOT NULL,
+    PRIMARY KEY (object, id)
+);
+`},
+}
+
+// Migrate creates or upgrades the stripe and stripe_sync schemas, in one
+// transaction under an advisory lock; running it again is a no-op.
+//
+//   - numbered migrations (Migrations) not yet applied run in order;
+//   - every table of Tables() is created if missing; a table that exists gets
+//     the columns a newer spec added, filled from _raw (no Stripe call);
+//     columns the spec dropped are kept (no data loss);
+//   - a table in the way that pgstripe did not create is an error, and
+//     nothing is changed.
+func Migrate(ctx context.Context, db Beginner) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
+		return fmt.Errorf("migrate: advisory lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+CREATE SCHEMA IF NOT EXISTS stripe;
+CREATE SCHEMA IF NOT EXISTS stripe_sync;
+CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := tx.Query(ctx, "SELECT version FROM stripe_sync.migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range ms {
+		if applied[m.Version] {
+			continue
+		}
+		if m.SQL != "" {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migrate: step %d (%s): %w", m.Version, m.Name, err)
+			}
+		}
+		if m.Func != nil {
+			if err := m.Func(ctx, tx); err != nil {
+				return fmt.Errorf("migrate: step %d (%s): %w", m.Version, m.Name, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO stripe_sync.migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return fmt.Errorf("migrate: record step %d: %w", m.Version, err)
+		}
+	}
+	if err := reconcileTables(ctx, tx); err != nil {
+		return err
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Name
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.objects (object) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names); err != nil {
+		return fmt.Errorf("migrate: objects: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// ErrForeignTable is returned (wrapped) when a table pgstripe would manage
+// already exists and was not created by pgstripe.
+var ErrForeignTable = errors.New("table exists and was not created by pgstripe")
+
+type existing struct {
+	comment string
+	cols    map[string]string // column → format_type
+}
+
+func reconcileTables(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `
+SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''), a.attname, format_type(a.atttypid, a.atttypmod), c.relkind::text
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
+	if err != nil {
+		return fmt.Errorf("migrate: read catalog: %w", err)
+	}
+	have := map[string]*existing{}
+	for rows.Next() {
+		var rel, comment, kind string
+		var col, typ *string
+		if err := rows.Scan(&rel, &comment, &col, &typ, &kind); err != nil {
+			return fmt.Errorf("migrate: read catalog: %w", err)
+		}
+		e := have[rel]
+		if e == nil {
+			e = &existing{comment: comment, cols: map[string]string{}}
+			have[rel] = e
+		}
+		if kind != "r" && kind != "p" {
+			e.comment = "" // a view or such in the way is never ours
+		}
+		if col != nil {
+			e.cols[*col] = *typ
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: read catalog: %w", err)
+	}
+	// Check everything before changing anything.
+	for _, t := range tables {
+		if e := have[t.Name]; e != nil && !strings.HasPrefix(e.comment, commentPrefix) {
+			return fmt.Errorf("migrate: %s: %w; rename or drop it, then run migrate again (nothing was changed)", t.QualifiedName(), ErrForeignTable)
+		}
+	}
+	for _, t := range tables {
+		e := have[t.Name]
+		if e == nil {
+			if _, err := tx.Exec(ctx, t.CreateTableSQL()); err != nil {
+				return fmt.Errorf("migrate: create %s: %w", t.QualifiedName(), err)
+			}
+			continue
+		}
+		if err := upgradeTable(ctx, tx, t, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upgradeTable adds columns a newer spec introduced and fills them from _raw,
+// and adds missing indexes. Columns whose type changed are left alone (no
+// data loss) and reported in stripe_sync.log.
+func upgradeTable(ctx context.Context, tx pgx.Tx, t *Table, e *existing) error {
+	var added []Column
+	var stmts []string
+	for _, c := range t.Columns {
+		typ, ok := e.cols[c.Name]
+		if !ok {
+			added = append(added, c)
+			stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", t.QualifiedName(), Ident(c.Name), c.PGType))
+			continue
+		}
+		if !sameType(typ, c.PGType) {
+			if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate_type_mismatch', jsonb_build_object('table', $1::text, 'column', $2::text, 'have', $3::text, 'want', $4::text))`,
+				t.Name, c.Name, typ, c.PGType); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+		}
+	}
+	for _, m := range []struct{ name, typ string }{{ColRaw, "jsonb"}, {ColSyncedAt, "timestamptz"}, {ColAsOf, "timestamptz"}} {
+		if _, ok := e.cols[m.name]; !ok {
+			return fmt.Errorf("migrate: %s lacks pgstripe column %s; it cannot be upgraded in place", t.QualifiedName(), m.name)
+		}
+	}
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
+		}
+	}
+	if len(added) > 0 {
+		sets := make([]string, len(added))
+		names := make([]string, len(added))
+		for i, c := range added {
+			sets[i] = fmt.Sprintf("%s = %s", Ident(c.Name), c.ExtractSQL(Ident(ColRaw)))
+			names[i] = c.Name
+		}
+		tag, err := tx.Exec(ctx, fmt.Sprintf("UPDATE %s SET %s", t.QualifiedName(), strings.Join(sets, ", ")))
+		if err != nil {
+			return fmt.Errorf("migrate: fill new columns of %s from _raw: %w", t.QualifiedName(), err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate_add_columns', jsonb_build_object('table', $1::text, 'columns', $2::text[], 'rows_filled', $3::bigint))`,
+			t.Name, names, tag.RowsAffected()); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	for _, ix := range t.IndexSQL() {
+		if _, err := tx.Exec(ctx, ix); err != nil {
+			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
+		}
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("COMMENT ON TABLE %s IS %s", t.QualifiedName(), quoteLiteral(t.comment()))); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+func sameType(have, want string) bool {
+	switch want {
+	case "timestamptz":
+		return have == "timestamp with time zone"
+	}
+	return have == want
+}

@@ -1,0 +1,148 @@
+package schema_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+func connect(t *testing.T) (*pgx.Conn, string) {
+	t.Helper()
+	url := pgtest.NewDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, url
+}
+
+func columnTypes(t *testing.T, conn *pgx.Conn, table string) map[string]string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'stripe' AND table_name = $1`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var c, ty string
+		if err := rows.Scan(&c, &ty); err != nil {
+			t.Fatal(err)
+		}
+		out[c] = ty
+	}
+	return out
+}
+
+func TestMigrateEmptyTwice(t *testing.T) {
+	conn, _ := connect(t)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := schema.Migrate(ctx, conn); err != nil {
+			t.Fatalf("migrate #%d: %v", i+1, err)
+		}
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'stripe'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(schema.Tables()) {
+		t.Errorf("%d tables in schema stripe, want %d", n, len(schema.Tables()))
+	}
+	cols := columnTypes(t, conn, "customers")
+	for c, want := range map[string]string{
+		"id": "text", "created": "timestamp with time zone", "email": "text", "metadata": "jsonb",
+		"balance": "bigint", "delinquent": "boolean", "_raw": "jsonb", "_synced_at": "timestamp with time zone", "_as_of": "timestamp with time zone",
+	} {
+		if cols[c] != want {
+			t.Errorf("customers.%s is %q, want %q", c, cols[c], want)
+		}
+	}
+	// Reserved words as columns work.
+	if _, err := conn.Exec(ctx, `SELECT "object", "type", "value" FROM stripe.tax_ids LIMIT 0`); err != nil {
+		t.Errorf("reserved-word columns: %v", err)
+	}
+	rows, err := conn.Query(ctx, `SELECT object, phase, rows FROM stripe_sync.status ORDER BY object`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for rows.Next() {
+		var obj, phase string
+		var r *int64
+		if err := rows.Scan(&obj, &phase, &r); err != nil {
+			t.Fatal(err)
+		}
+		if phase != "pending" || r == nil || *r != 0 {
+			t.Errorf("status %s: phase %s rows %v", obj, phase, r)
+		}
+		count++
+	}
+	if count != len(schema.Tables()) {
+		t.Errorf("status has %d rows, want %d", count, len(schema.Tables()))
+	}
+	var versions int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.migrations`).Scan(&versions); err != nil || versions < 1 {
+		t.Errorf("migrations recorded: %d, %v", versions, err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('test', '{}'); INSERT INTO stripe_sync.tombstones VALUES ('customers', 'cus_x', now())`); err != nil {
+		t.Errorf("sync tables: %v", err)
+	}
+}
+
+func TestMigrateConcurrent(t *testing.T) {
+	_, url := connect(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer c.Close(ctx)
+			errs[i] = schema.Migrate(ctx, c)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("migrate %d: %v", i, err)
+		}
+	}
+}
+
+func TestMigrateRefusesForeignTable(t *testing.T) {
+	conn, _ := connect(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA stripe; CREATE TABLE stripe.charges (id int primary key, note text); INSERT INTO stripe.charges VALUES (1, 'mine')`); err != nil {
+		t.Fatal(err)
+	}
+	err := schema.Migrate(ctx, conn)
+	if !errors.Is(err, schema.ErrForeignTable) {
+		t.Fatalf("err = %v, want ErrForeignTable", err)
+	}
+	t.Logf("error text: %v", err)
+	var note string
+	if err := conn.QueryRow(ctx, `SELECT note FROM stripe.charges WHERE id = 1`).Scan(&note); err != nil || note != "mine" {
+		t.Errorf("foreign table changed: %q %v", note, err)
+	}
+	var n int
+	conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema IN ('stripe', 'stripe_sync')`).Scan(&n)
+	if n != 1 {
+		t.Errorf("%d tables exist after a refused migrate, want only the foreign one", n)
+	}
+}

@@ -1,0 +1,182 @@
+package schema
+
+import "sort"
+
+// Kind says how a top-level JSON field of a Stripe object maps to a column.
+// The JSON → row mapping (both in store.Upsert and in the upgrade backfill
+// that fills new columns from _raw) is decided by Kind alone.
+type Kind uint8
+
+const (
+	// KindText is a JSON string (plain or enum) stored as text.
+	KindText Kind = iota + 1
+	// KindInteger is a JSON integer stored as bigint.
+	KindInteger
+	// KindNumber is a JSON number stored as numeric.
+	KindNumber
+	// KindBoolean is a JSON boolean stored as boolean.
+	KindBoolean
+	// KindTimestamp is an integer with format unix-time stored as timestamptz.
+	KindTimestamp
+	// KindExpandable is a reference (anyOf string | object): the column holds
+	// the id, also when Stripe returned the expanded object.
+	KindExpandable
+	// KindJSON is anything else (objects, arrays, metadata) stored as jsonb.
+	KindJSON
+)
+
+var kindNames = [...]string{"", "text", "integer", "number", "boolean", "timestamp", "expandable", "json"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(?)"
+}
+
+// PGType is the Postgres type a column of this kind has.
+func (k Kind) PGType() string {
+	switch k {
+	case KindText, KindExpandable:
+		return "text"
+	case KindInteger:
+		return "bigint"
+	case KindNumber:
+		return "numeric"
+	case KindBoolean:
+		return "boolean"
+	case KindTimestamp:
+		return "timestamptz"
+	default:
+		return "jsonb"
+	}
+}
+
+// Column is one typed column of a table: one per top-level field of the
+// Stripe object. Name and Field are equal today; they are kept apart so a
+// future field whose name clashes with pgstripe's own columns can be renamed.
+type Column struct {
+	Name     string // SQL column name (quote it: Stripe uses reserved words)
+	Field    string // top-level JSON field in the object
+	PGType   string
+	Kind     Kind
+	Nullable bool // the spec marks the field nullable (every non-key column is NULLable in SQL)
+}
+
+// ParentLink ties a child table to its parent: the rows of a child table are
+// the parent's nested list Field, and Column holds the parent's id.
+type ParentLink struct {
+	Table  string // e.g. "invoices"
+	Column string // e.g. "invoice"
+	Field  string // the parent's nested list field, e.g. "lines"
+}
+
+// NestedList is a list embedded in an object (first page only, has_more and
+// url to page the rest) whose elements live in a child table.
+// In ListPath, {id} is the parent object's id.
+type NestedList struct {
+	Field    string // e.g. "lines"
+	Table    string // e.g. "invoice_line_items"
+	ListPath string // e.g. "/v1/invoices/{id}/lines"
+}
+
+// Param is a create or update parameter of a Stripe endpoint, as the spec's
+// form schema describes it.
+type Param struct {
+	Name     string
+	Types    []string // JSON schema types accepted (anyOf flattened): "string", "integer", "number", "boolean", "object", "array"
+	Required bool
+	// Unset is true when the spec accepts the empty string to clear the
+	// field (anyOf with enum [""]), which is how SQL NULL maps to Stripe.
+	Unset bool
+}
+
+// Table describes one table of the stripe schema and the Stripe endpoints
+// behind it. Paths use {id} for this object's id and {parent} for the parent
+// object's id (child tables only).
+type Table struct {
+	Name   string // table name in schema stripe, e.g. "customers"
+	Object string // Stripe's object value, e.g. "customer"
+	// Virtual tables have no Stripe id (upcoming_invoices); they are keyed by
+	// another column and are never tombstoned.
+	Virtual bool
+
+	ListPath      string   // GET list endpoint ("" when there is none)
+	ListRequired  []string // query parameters the list endpoint requires (e.g. "subscription")
+	CreatedFilter bool     // the list endpoint accepts created[gt|gte|lt|lte]
+	RetrievePath  string   // GET one object
+
+	Columns []Column // key columns first, then alphabetical; _raw, _synced_at, _as_of not included
+	Key     []string // primary key columns
+
+	Parent *ParentLink  // set on child tables
+	Nested []NestedList // nested lists stored in child tables
+
+	CreatePath string // POST; "" when Stripe has no create
+	UpdatePath string // POST; "" when Stripe has no update
+	DeletePath string // DELETE; "" when Stripe has no delete
+	CancelPath string // POST cancel endpoint, the closest thing to a delete for some objects
+
+	CreateParams map[string]Param
+	UpdateParams map[string]Param
+
+	Expandable []string // x-expandableFields of the object
+}
+
+// Column returns the column named name.
+func (t *Table) Column(name string) (Column, bool) {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Metadata columns every table has besides the typed ones.
+const (
+	ColRaw      = "_raw"       // jsonb: the object as last seen
+	ColSyncedAt = "_synced_at" // timestamptz: our wall clock when the row was written
+	ColAsOf     = "_as_of"     // timestamptz: Stripe's clock when the stored state was current (ordering)
+)
+
+var (
+	byName   = map[string]*Table{}
+	byObject = map[string]*Table{}
+)
+
+func init() {
+	for _, t := range tables {
+		byName[t.Name] = t
+		if _, dup := byObject[t.Object]; !dup && !t.Virtual {
+			byObject[t.Object] = t
+		}
+	}
+}
+
+// Tables returns every table, in the order of CONTRACT §3 (parents before
+// their children). The values are shared: do not modify them.
+func Tables() []*Table { return tables }
+
+// Lookup returns the table with the given name (e.g. "customers").
+func Lookup(name string) (*Table, bool) {
+	t, ok := byName[name]
+	return t, ok
+}
+
+// ByObject returns the table holding objects whose "object" field is object
+// (e.g. "customer"). For "invoice" it is invoices, not upcoming_invoices.
+func ByObject(object string) (*Table, bool) {
+	t, ok := byObject[object]
+	return t, ok
+}
+
+// Names returns the table names, sorted.
+func Names() []string {
+	out := make([]string, 0, len(tables))
+	for _, t := range tables {
+		out = append(out, t.Name)
+	}
+	sort.Strings(out)
+	return out
+}
