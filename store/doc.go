@@ -1,0 +1,38 @@
+// Package store is the one way rows get into schema stripe: sync (backfill,
+// events) and write-through all call Upsert and Delete, inside their own
+// transaction (pgx.Tx), so progress and rows commit together.
+//
+// # Upsert
+//
+// One statement per table and batch (up to 2,000 objects): the raw objects
+// go up as a text[] with their _as_of, and the typed columns are computed in
+// SQL from the jsonb by schema.Column.ExtractSQL — the same mapping Migrate
+// uses to fill columns added by an upgrade, so there is exactly one. Go only
+// parses an object far enough to find its key, its nested lists and fields
+// whose JSON type doesn't fit their column (logged through log/slog, at most
+// once per 1,000 per column; the column is NULL, _raw keeps the value).
+//
+// Ordering (docs/DESIGN.md): a row is replaced only when the incoming _as_of
+// is strictly newer. On equal _as_of with different _raw (compared as
+// jsonb), the row is left alone and the id is reported Ambiguous: the caller
+// re-fetches the object after the second has passed. Identical content is
+// Stale. Ids in stripe_sync.tombstones are skipped (Tombstoned). An object
+// {"deleted": true} is turned into Delete. Within one call the newest object
+// per id wins.
+//
+// Children: for an applied parent, the nested list (invoice.lines →
+// invoice_line_items, subscription.items → subscription_items) is stored in
+// the same transaction. Children get the parent's _as_of; stored children
+// absent from the new list are removed unless they were written later than
+// the parent state (a write-through of the child). Pass complete lists in
+// Object.Children when the embedded list had has_more; otherwise the parent
+// is reported Incomplete and no child is removed.
+//
+// Concurrency: rows are written in key order so two transactions upserting
+// overlapping ids can't deadlock.
+//
+// # Delete
+//
+// Delete removes the row and its children and records a tombstone, in the
+// caller's transaction; upcoming_invoices rows are removed without one.
+package store

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+// stmts are the SQL texts for one table, built once from its metadata (pgx
+// then prepares and caches them per connection).
+type stmts struct {
+	upsert, upsertChild string
+	pruneChildren       string
+	delete              string
+	deleteChildren      []string
+}
+
+var (
+	stmtMu    sync.Mutex
+	stmtCache = map[string]*stmts{}
+)
+
+func statements(t *schema.Table) *stmts {
+	stmtMu.Lock()
+	defer stmtMu.Unlock()
+	if s, ok := stmtCache[t.Name]; ok {
+		return s
+	}
+	s := &stmts{
+		upsert:      upsertSQL(t, "<"),
+		upsertChild: upsertSQL(t, "<="),
+	}
+	id := reportColumn(t)
+	s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", t.QualifiedName(), schema.Ident(id))
+	for _, n := range t.Nested {
+		ct, ok := schema.Lookup(n.Table)
+		if !ok || ct.Parent == nil {
+			continue
+		}
+		s.deleteChildren = append(s.deleteChildren, fmt.Sprintf("DELETE FROM %s WHERE %s = $1", ct.QualifiedName(), schema.Ident(ct.Parent.Column)))
+	}
+	if t.Parent != nil {
+		pc := schema.Ident(t.Parent.Column)
+		s.pruneChildren = fmt.Sprintf(`DELETE FROM %[1]s c USING unnest($1::text[], $2::timestamptz[]) AS p(id, as_of)
+WHERE c.%[2]s = p.id AND c."_as_of" <= p.as_of
+  AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS k(parent, id) WHERE k.parent = c.%[2]s AND k.id = c.%[3]s)`,
+			t.QualifiedName(), pc, schema.Ident(id))
+	}
+	stmtCache[t.Name] = s
+	return s
+}
+
+// reportColumn is the column whose value identifies an object in Result and
+// in tombstones: id, or the key for virtual tables.
+func reportColumn(t *schema.Table) string {
+	return t.Key[len(t.Key)-1]
+}
+
+// upsertSQL builds the one upsert statement. Parameters: $1, $2 the key
+// column values (second only for two-column keys), $3 the raw objects as
+// text, $4 their _as_of, $5 the parent column value (child tables).
+//
+// The typed columns are computed in SQL from the jsonb (Column.ExtractSQL),
+// the same mapping Migrate uses to fill new columns from _raw. The final
+// SELECT sees the table as it was before the INSERT (one snapshot for the
+// whole statement), which is what tells stale from ambiguous.
+func upsertSQL(t *schema.Table, guard string) string {
+	keyExpr := map[string]string{t.Key[0]: "i.k1"}
+	if len(t.Key) > 1 {
+		keyExpr[t.Key[1]] = "i.k2"
+	}
+	var cols, exprs, sets []string
+	for _, c := range t.Columns {
+		cols = append(cols, schema.Ident(c.Name))
+		e := c.ExtractSQL("i.raw")
+		if k, ok := keyExpr[c.Name]; ok {
+			e = k
+		} else if t.Parent != nil && c.Name == t.Parent.Column {
+			e = fmt.Sprintf("COALESCE(i.parent, %s)", e)
+		}
+		exprs = append(exprs, e)
+		if _, isKey := keyExpr[c.Name]; !isKey {
+			sets = append(sets, fmt.Sprintf("%[1]s = excluded.%[1]s", schema.Ident(c.Name)))
+		}
+	}
+	for _, m := range []string{schema.ColRaw, schema.ColSyncedAt, schema.ColAsOf} {
+		cols = append(cols, schema.Ident(m))
+		sets = append(sets, fmt.Sprintf("%[1]s = excluded.%[1]s", schema.Ident(m)))
+	}
+	exprs = append(exprs, "i.raw", "statement_timestamp()", "i.as_of")
+
+	keys := make([]string, len(t.Key))
+	ret := make([]string, len(t.Key))
+	match := func(alias string) string {
+		var on []string
+		for i, k := range t.Key {
+			on = append(on, fmt.Sprintf("%s.%s = i.k%d", alias, schema.Ident(k), i+1))
+		}
+		return strings.Join(on, " AND ")
+	}
+	for i, k := range t.Key {
+		keys[i] = schema.Ident(k)
+		ret[i] = fmt.Sprintf("d.%s AS k%d", schema.Ident(k), i+1)
+	}
+	reportK := fmt.Sprintf("k%d", len(t.Key))
+	live := "SELECT * FROM input"
+	if !t.Virtual {
+		live = fmt.Sprintf(`SELECT * FROM input i WHERE NOT EXISTS (
+    SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = %s AND tb.id = i.%s)`, quote(t.Name), reportK)
+	}
+	return fmt.Sprintf(`WITH input AS (
+  SELECT r.k1, r.k2, r.raw::jsonb AS raw, r.as_of, r.parent, r.ord
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) WITH ORDINALITY AS r(k1, k2, raw, as_of, parent, ord)
+), live AS (
+  %[1]s
+), ins AS (
+  INSERT INTO %[2]s AS d (%[3]s)
+  SELECT %[4]s
+  FROM live i ORDER BY i.ord
+  ON CONFLICT (%[5]s) DO UPDATE SET %[6]s
+  WHERE d."_as_of" %[7]s excluded."_as_of"
+  RETURNING %[8]s
+)
+SELECT i.%[9]s, CASE
+    WHEN ins.k1 IS NOT NULL THEN 'a'
+    WHEN l.ord IS NULL THEN 't'
+    WHEN cur."_as_of" = i.as_of AND cur."_raw" <> i.raw THEN 'm'
+    ELSE 's' END
+FROM input i
+LEFT JOIN ins ON %[10]s
+LEFT JOIN live l ON l.ord = i.ord
+LEFT JOIN %[2]s cur ON %[11]s`,
+		live, t.QualifiedName(), strings.Join(cols, ", "), strings.Join(exprs, ",\n         "),
+		strings.Join(keys, ", "), strings.Join(sets, ", "), guard, strings.Join(ret, ", "),
+		reportK, matchIns(len(t.Key)), match("cur"))
+}
+
+func matchIns(n int) string {
+	on := []string{"ins.k1 = i.k1"}
+	if n > 1 {
+		on = append(on, "ins.k2 = i.k2")
+	}
+	return strings.Join(on, " AND ")
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,436 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+// Object is one Stripe object to store.
+type Object struct {
+	// Raw is the object as Stripe returned it. Unknown fields are kept.
+	Raw json.RawMessage
+	// AsOf is the Stripe-clock time at which Raw was current: the Date header
+	// of the response that carried it, or the created time of the event.
+	AsOf time.Time
+	// Children, keyed by nested list field ("lines", "items"), are complete
+	// nested lists fetched separately (the embedded list had has_more). A
+	// field given here replaces the list embedded in Raw.
+	Children map[string][]json.RawMessage
+}
+
+// Result says what happened to each object, by id (for upcoming_invoices,
+// by customer). Every input object is in exactly one list.
+type Result struct {
+	Applied []string // written: new, or newer than the stored state
+	Stale   []string // the stored state is as new or newer (identical content included)
+	// Ambiguous: same _as_of as the stored row but different content, so
+	// the order can't be told. The row was left alone; re-fetch the object
+	// (after the second has passed) and upsert it again.
+	Ambiguous  []string
+	Tombstoned []string // the id was deleted earlier; skipped
+	Deleted    []string // the object was a deletion stub ({"deleted": true}); removed and tombstoned
+	// Incomplete lists applied objects whose embedded nested list had
+	// has_more and no complete list in Children: the children present were
+	// stored, but none were removed.
+	Incomplete []string
+}
+
+func (r *Result) add(o Result) {
+	r.Applied = append(r.Applied, o.Applied...)
+	r.Stale = append(r.Stale, o.Stale...)
+	r.Ambiguous = append(r.Ambiguous, o.Ambiguous...)
+	r.Tombstoned = append(r.Tombstoned, o.Tombstoned...)
+	r.Deleted = append(r.Deleted, o.Deleted...)
+	r.Incomplete = append(r.Incomplete, o.Incomplete...)
+}
+
+// batchSize bounds the rows per statement (parameter arrays stay a few MB).
+const batchSize = 2000
+
+// Upsert stores objs into table (a name of schema.Tables()) inside tx.
+// Rows are replaced only by a strictly newer AsOf; tombstoned ids are
+// skipped; deletion stubs delete. For parents, the children in nested lists
+// are replaced in the same transaction: children not in the new complete
+// list are removed, unless they were written with a newer _as_of than the
+// parent's (e.g. by write-through).
+//
+// An object without its key (id) is an error and nothing of the call is
+// applied by Upsert itself (the caller's tx decides). A field whose JSON type
+// doesn't match its column is logged and its column left NULL; the row is
+// still written with the field intact in _raw.
+func Upsert(ctx context.Context, tx pgx.Tx, table string, objs []Object) (Result, error) {
+	t, ok := schema.Lookup(table)
+	if !ok {
+		return Result{}, fmt.Errorf("store: unknown table %q", table)
+	}
+	var res Result
+	for start := 0; start < len(objs); start += batchSize {
+		end := min(start+batchSize, len(objs))
+		r, err := upsertBatch(ctx, tx, t, objs[start:end])
+		if err != nil {
+			return res, err
+		}
+		res.add(r)
+	}
+	return res, nil
+}
+
+// row is one decoded object on its way into a table.
+type row struct {
+	keys   []string // values of t.Key
+	report string   // the id reported in Result
+	raw    json.RawMessage
+	fields map[string]json.RawMessage
+	asOf   time.Time
+	parent string // parent column value (child tables)
+	kids   map[string][]json.RawMessage
+}
+
+func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object) (Result, error) {
+	var res Result
+	rows := make([]*row, 0, len(objs))
+	for i, o := range objs {
+		r, err := decode(t, o.Raw, "")
+		if err != nil {
+			return Result{}, fmt.Errorf("store: %s: object %d: %w", t.Name, i, err)
+		}
+		r.asOf = o.AsOf
+		r.kids = o.Children
+		if deletedStub(r.fields) {
+			if err := Delete(ctx, tx, t.Name, r.report, o.AsOf); err != nil {
+				return Result{}, err
+			}
+			res.Deleted = append(res.Deleted, r.report)
+			continue
+		}
+		rows = append(rows, r)
+	}
+	rows, dupAmbiguous := dedupe(rows)
+	out, err := writeRows(ctx, tx, t, rows, false)
+	if err != nil {
+		return Result{}, err
+	}
+	applied := map[string]bool{}
+	for _, r := range rows {
+		switch out[r.report] {
+		case 'a':
+			res.Applied = append(res.Applied, r.report)
+			applied[r.report] = true
+		case 't':
+			res.Tombstoned = append(res.Tombstoned, r.report)
+		case 'm':
+			res.Ambiguous = append(res.Ambiguous, r.report)
+		default:
+			res.Stale = append(res.Stale, r.report)
+		}
+	}
+	for _, id := range dupAmbiguous {
+		if !applied[id] {
+			res.Ambiguous = append(res.Ambiguous, id)
+		}
+	}
+	for _, n := range t.Nested {
+		incomplete, err := replaceChildren(ctx, tx, n, rows, applied)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Incomplete = append(res.Incomplete, incomplete...)
+	}
+	return res, nil
+}
+
+// dedupe keeps, per key, the newest object of a batch (ON CONFLICT can't
+// touch a row twice in one statement). Two objects with the same key and
+// AsOf but different content are kept by batch order and reported ambiguous.
+func dedupe(rows []*row) ([]*row, []string) {
+	idx := make(map[string]int, len(rows))
+	out := rows[:0]
+	var amb []string
+	for _, r := range rows {
+		k := strings.Join(r.keys, "\x00")
+		i, seen := idx[k]
+		if !seen {
+			idx[k] = len(out)
+			out = append(out, r)
+			continue
+		}
+		prev := out[i]
+		switch {
+		case r.asOf.After(prev.asOf):
+			out[i] = r
+		case r.asOf.Equal(prev.asOf):
+			if !bytes.Equal(r.raw, prev.raw) {
+				amb = append(amb, r.report)
+			}
+			out[i] = r
+		}
+	}
+	return out, amb
+}
+
+func deletedStub(fields map[string]json.RawMessage) bool {
+	d, ok := fields["deleted"]
+	return ok && string(d) == "true"
+}
+
+// decode parses raw far enough to know its key and to check each column's
+// JSON type (mismatches are logged; the SQL mapping leaves them NULL).
+func decode(t *schema.Table, raw json.RawMessage, parent string) (*row, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	r := &row{raw: raw, fields: fields, parent: parent}
+	for _, k := range t.Key {
+		var v string
+		if t.Parent != nil && k == t.Parent.Column && parent != "" {
+			v = parent
+		} else {
+			v = refID(fields[k])
+		}
+		if v == "" {
+			return nil, fmt.Errorf("missing key field %q", k)
+		}
+		r.keys = append(r.keys, v)
+	}
+	r.report = r.keys[len(r.keys)-1]
+	if t.Parent != nil && r.parent == "" {
+		r.parent = refID(fields[t.Parent.Column])
+	}
+	for _, c := range t.Columns {
+		if v, ok := fields[c.Field]; ok && !typeOK(c.Kind, v) {
+			warnType(t.Name, c, r.report, v)
+		}
+	}
+	return r, nil
+}
+
+// refID is the id of a reference: the string itself or an expanded object's id.
+func refID(v json.RawMessage) string {
+	if len(v) == 0 {
+		return ""
+	}
+	switch v[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s
+		}
+	case '{':
+		var o struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(v, &o) == nil {
+			return o.ID
+		}
+	}
+	return ""
+}
+
+func typeOK(k schema.Kind, v json.RawMessage) bool {
+	if len(v) == 0 || string(v) == "null" {
+		return true
+	}
+	c := v[0]
+	number := c == '-' || (c >= '0' && c <= '9')
+	switch k {
+	case schema.KindText:
+		return c == '"'
+	case schema.KindExpandable:
+		return c == '"' || c == '{'
+	case schema.KindInteger, schema.KindTimestamp:
+		return number && !bytes.ContainsAny(v, ".eE")
+	case schema.KindNumber:
+		return number
+	case schema.KindBoolean:
+		return c == 't' || c == 'f'
+	}
+	return true
+}
+
+var (
+	warnMu   sync.Mutex
+	warnSeen = map[string]int{}
+)
+
+// warnType logs a field whose JSON type doesn't fit its column: the first
+// time per table and column, then every 1000th, so a Stripe change that
+// affects every row can't flood the log.
+func warnType(table string, c schema.Column, id string, v json.RawMessage) {
+	warnMu.Lock()
+	k := table + "." + c.Name
+	warnSeen[k]++
+	n := warnSeen[k]
+	warnMu.Unlock()
+	if n == 1 || n%1000 == 0 {
+		sample := string(v)
+		if len(sample) > 80 {
+			sample = sample[:80] + "…"
+		}
+		slog.Warn("stripe field has an unexpected JSON type; column left NULL, value kept in _raw",
+			"table", table, "column", c.Name, "want", c.Kind.String(), "id", id, "value", sample, "occurrences", n)
+	}
+}
+
+// writeRows runs the upsert statement and returns, by reported id, 'a'
+// (applied), 's' (stale), 'm' (ambiguous) or 't' (tombstoned). Children
+// (asChild) are written with ">=" so re-applying a parent state rewrites them.
+func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asChild bool) (map[string]byte, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	// Lock rows in key order so concurrent upserts of overlapping ids can't
+	// deadlock.
+	sort.Slice(rows, func(i, j int) bool {
+		return strings.Join(rows[i].keys, "\x00") < strings.Join(rows[j].keys, "\x00")
+	})
+	n := len(rows)
+	k1 := make([]string, n)
+	k2 := make([]string, n)
+	raws := make([]string, n)
+	asOf := make([]time.Time, n)
+	parents := make([]*string, n)
+	for i, r := range rows {
+		k1[i] = r.keys[0]
+		if len(r.keys) > 1 {
+			k2[i] = r.keys[1]
+		}
+		raws[i] = string(r.raw)
+		asOf[i] = r.asOf
+		if r.parent != "" {
+			p := r.parent
+			parents[i] = &p
+		}
+	}
+	q := statements(t)
+	sql := q.upsert
+	if asChild {
+		sql = q.upsertChild
+	}
+	res, err := tx.Query(ctx, sql, k1, k2, raws, asOf, parents)
+	if err != nil {
+		return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
+	}
+	out := make(map[string]byte, n)
+	for res.Next() {
+		var id, st string
+		if err := res.Scan(&id, &st); err != nil {
+			return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
+		}
+		out[id] = st[0]
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
+	}
+	return out, nil
+}
+
+// replaceChildren stores the nested list n of every applied parent.
+func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parents []*row, applied map[string]bool) (incomplete []string, err error) {
+	ct, ok := schema.Lookup(n.Table)
+	if !ok {
+		return nil, fmt.Errorf("store: nested table %q unknown", n.Table)
+	}
+	var kids []*row
+	var complete []string // parents whose whole child set is known
+	var completeAsOf []time.Time
+	for _, p := range parents {
+		if !applied[p.report] {
+			continue
+		}
+		pid := p.keys[0]
+		var items []json.RawMessage
+		full := true
+		if list, ok := p.kids[n.Field]; ok {
+			items = list
+		} else if v, ok := p.fields[n.Field]; ok && string(v) != "null" {
+			var l struct {
+				Data    []json.RawMessage `json:"data"`
+				HasMore bool              `json:"has_more"`
+			}
+			if err := json.Unmarshal(v, &l); err != nil {
+				warnType(ct.Name, schema.Column{Name: n.Field, Kind: schema.KindJSON}, pid, v)
+				full = false
+			}
+			items, full = l.Data, full && !l.HasMore
+		} else {
+			continue // list absent: leave the stored children alone
+		}
+		if !full {
+			incomplete = append(incomplete, p.report)
+		} else {
+			complete = append(complete, pid)
+			completeAsOf = append(completeAsOf, p.asOf)
+		}
+		for i, it := range items {
+			k, err := decode(ct, it, pid)
+			if err != nil {
+				return nil, fmt.Errorf("store: %s %s: %s[%d]: %w", ct.Name, pid, n.Field, i, err)
+			}
+			k.asOf = p.asOf
+			kids = append(kids, k)
+		}
+	}
+	kids, _ = dedupe(kids)
+	if len(complete) > 0 {
+		kp := make([]string, len(kids))
+		kid := make([]string, len(kids))
+		for i, k := range kids {
+			kp[i], kid[i] = k.parent, k.keys[len(k.keys)-1]
+		}
+		if _, err := tx.Exec(ctx, statements(ct).pruneChildren, complete, completeAsOf, kp, kid); err != nil {
+			return nil, fmt.Errorf("store: replace %s: %w", ct.Name, err)
+		}
+	}
+	if _, err := writeRows(ctx, tx, ct, kids, true); err != nil {
+		return nil, err
+	}
+	return incomplete, nil
+}
+
+// Delete removes the object id (with its children) from table and records a
+// tombstone, so no later upsert brings it back. Deleting an id that isn't
+// stored still records the tombstone. For upcoming_invoices (virtual, keyed
+// by customer) the row is removed without a tombstone: a customer's upcoming
+// invoice can come back.
+func Delete(ctx context.Context, tx pgx.Tx, table, id string, at time.Time) error {
+	t, ok := schema.Lookup(table)
+	if !ok {
+		return fmt.Errorf("store: unknown table %q", table)
+	}
+	if id == "" {
+		return fmt.Errorf("store: delete from %s: empty id", table)
+	}
+	q := statements(t)
+	batch := &pgx.Batch{}
+	if !t.Virtual {
+		batch.Queue(`INSERT INTO stripe_sync.tombstones (object, id, deleted_at) VALUES ($1, $2, $3)
+ON CONFLICT (object, id) DO UPDATE SET deleted_at = LEAST(stripe_sync.tombstones.deleted_at, excluded.deleted_at)`, t.Name, id, at)
+	}
+	for _, s := range q.deleteChildren {
+		batch.Queue(s, id)
+	}
+	batch.Queue(q.delete, id)
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("store: delete %s %s: %w", table, id, err)
+	}
+	return nil
+}
+
+// Tombstoned reports whether id of table was deleted.
+func Tombstoned(ctx context.Context, tx pgx.Tx, table, id string) (bool, error) {
+	var ok bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = $1 AND id = $2)`, table, id).Scan(&ok)
+	return ok, err
+}
