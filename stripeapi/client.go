@@ -169,6 +169,12 @@ type Response struct {
 	StatusCode int
 	// IdempotencyKey is the key a write was sent with.
 	IdempotencyKey string
+	// Latency is the HTTP round trip of the successful attempt; Waited is
+	// the time all attempts spent waiting at the limiter. Callers sizing
+	// their concurrency by Little's law need the two apart.
+	Latency, Waited time.Duration
+	// Attempts is 1 plus the retries it took.
+	Attempts int
 }
 
 // Request is one API call.
@@ -227,9 +233,12 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	if idem == "" && method != http.MethodGet {
 		idem = stripe.NewIdempotencyKey()
 	}
+	var waited time.Duration
 	for attempt := 0; ; attempt++ {
-		resp, err := c.once(ctx, method, r.Path, fv, idem)
+		resp, w, err := c.once(ctx, method, r.Path, fv, idem)
+		waited += w
 		if err == nil {
+			resp.Waited, resp.Attempts = waited, attempt+1
 			return resp, nil
 		}
 		if ctx.Err() != nil {
@@ -250,13 +259,15 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 // attempt carries what the transport saw back to Do, since stripe-go turns
 // a non-JSON error body into a plain error without the status.
 type attempt struct {
-	status int
-	header http.Header
+	status  int
+	header  http.Header
+	latency time.Duration
+	waited  time.Duration
 }
 
 type attemptKey struct{}
 
-func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, error) {
+func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, time.Duration, error) {
 	at := &attempt{}
 	ctx = context.WithValue(ctx, attemptKey{}, at)
 	params := &stripe.Params{Context: ctx}
@@ -266,18 +277,19 @@ func (c *Client) once(ctx context.Context, method, path string, fv *form.Values,
 	var raw rawResult
 	err := c.backend.CallRaw(method, path, c.key, fv, params, &raw)
 	if err != nil {
-		return nil, c.convertError(err, at)
+		return nil, at.waited, c.convertError(err, at)
 	}
 	if raw.resp == nil {
-		return nil, errors.New("stripe: empty response")
+		return nil, at.waited, errors.New("stripe: empty response")
 	}
 	return &Response{
+		Latency:        at.latency,
 		Body:           json.RawMessage(raw.resp.RawJSON),
 		AsOf:           dateOf(raw.resp.Header),
 		RequestID:      raw.resp.RequestID,
 		StatusCode:     raw.resp.StatusCode,
 		IdempotencyKey: idem,
-	}, nil
+	}, at.waited, nil
 }
 
 func dateOf(h http.Header) time.Time {

@@ -127,6 +127,9 @@ func TestRetries429And5xxWithOneIdempotencyKey(t *testing.T) {
 	if len(keys) != 1 || keys[""] {
 		t.Errorf("idempotency keys across retries: %v (want one, non-empty)", keys)
 	}
+	if resp.Attempts != 4 || resp.Latency <= 0 {
+		t.Errorf("attempts %d latency %v", resp.Attempts, resp.Latency)
+	}
 	if !keys[resp.IdempotencyKey] {
 		t.Errorf("response key %q not the one sent", resp.IdempotencyKey)
 	}

@@ -17,6 +17,8 @@ type Page struct {
 	// AsOf and RequestID as in Response.
 	AsOf      time.Time
 	RequestID string
+	// Latency and Waited as in Response.
+	Latency, Waited time.Duration
 }
 
 // List fetches one page of the list at path. limit defaults to 100 (Stripe's
@@ -50,7 +52,8 @@ func ParsePage(resp *Response) (*Page, error) {
 	if l.Object != "list" && l.Object != "search_result" {
 		return nil, fmt.Errorf("stripe: expected a list, got object %q (request %s)", l.Object, resp.RequestID)
 	}
-	return &Page{Data: l.Data, HasMore: l.HasMore, URL: l.URL, AsOf: resp.AsOf, RequestID: resp.RequestID}, nil
+	return &Page{Data: l.Data, HasMore: l.HasMore, URL: l.URL, AsOf: resp.AsOf, RequestID: resp.RequestID,
+		Latency: resp.Latency, Waited: resp.Waited}, nil
 }
 
 // ListAll pages through the list at path with starting_after, calling fn for

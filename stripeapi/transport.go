@@ -27,19 +27,24 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, err
 	}
-	t.obs.LimiterWait(p, time.Since(start))
+	waited := time.Since(start)
+	t.obs.LimiterWait(p, waited)
+	at, _ := ctx.Value(attemptKey{}).(*attempt)
+	if at != nil {
+		at.waited = waited
+	}
 
 	endpoint := req.Method + " " + EndpointPattern(req.URL.Path)
 	sent := time.Now()
 	resp, err := t.base.RoundTrip(req)
 	status := 0
+	now := time.Now()
 	if err == nil {
 		status = resp.StatusCode
-		if at, ok := ctx.Value(attemptKey{}).(*attempt); ok {
-			at.status, at.header = status, resp.Header
+		if at != nil {
+			at.status, at.header, at.latency = status, resp.Header, now.Sub(sent)
 		}
 	}
-	now := time.Now()
 	t.obs.Request(endpoint, status, now.Sub(sent))
 	switch {
 	case status == http.StatusTooManyRequests:
