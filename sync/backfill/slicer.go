@@ -26,8 +26,6 @@ func (r Range) Seconds() int64 { return r.Lt - r.Gte }
 
 // PageSummary is what the slicer needs to know about a fetched page.
 type PageSummary struct {
-	page []simObj // test only
-
 	N       int   // objects on the page
 	HasMore bool  // the range holds more after the page
 	First   int64 // created of the first (newest) object

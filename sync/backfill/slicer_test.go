@@ -25,7 +25,7 @@ func simList(objs []simObj) []simObj {
 
 // simFetch answers one list request the way Stripe does: the created filter
 // and starting_after cursor, at most 100 objects.
-func simFetch(t *testing.T, list []simObj, r Range) PageSummary {
+func simFetch(t *testing.T, list []simObj, r Range) (PageSummary, []simObj) {
 	t.Helper()
 	start := 0
 	if r.After != "" {
@@ -53,9 +53,9 @@ func simFetch(t *testing.T, list []simObj, r Range) PageSummary {
 		page = append(page, o)
 	}
 	if len(page) == 0 {
-		return PageSummary{}
+		return PageSummary{}, nil
 	}
-	return PageSummary{N: len(page), HasMore: hasMore, First: page[0].created, Last: page[len(page)-1].created, LastID: page[len(page)-1].id, page: page}
+	return PageSummary{N: len(page), HasMore: hasMore, First: page[0].created, Last: page[len(page)-1].created, LastID: page[len(page)-1].id}, page
 }
 
 // simulate runs the slicer to completion with a FIFO queue and a fixed
@@ -77,8 +77,8 @@ func simulate(t *testing.T, objs []simObj, now int64, want int) int {
 		if requests > 100000 {
 			t.Fatal("no progress")
 		}
-		p := simFetch(t, list, r)
-		for _, o := range p.page {
+		p, page := simFetch(t, list, r)
+		for _, o := range page {
 			seen[o.id]++
 		}
 		queue = append(queue, Next(r, p, want)...)
