@@ -12,13 +12,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgstripe/pgstripe/metrics"
+	"github.com/pgstripe/pgstripe/schema"
 )
 
-// lockKey is the advisory lock key: the bytes of "pgstripe" as an int64.
-const lockKey int64 = 0x7067737472697065
+// lockKey is the leader's advisory lock key: the bytes of "pgstrldr" (distinct
+// from schema's migration lock, which Migrate takes while a leader holds this).
+const lockKey int64 = 0x70677374726c6472
 
 // ErrDeposed means another instance has been elected since this one.
 var ErrDeposed = errors.New("this pgstripe instance is no longer the sync leader")
+
+func init() {
+	schema.Register(schema.Migration{Version: 400, Name: "leader: elected sync leader and its epoch", SQL: DDL})
+}
 
 // DDL creates the leader table; it is part of the stripe_sync migrations.
 const DDL = `

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/schema"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func setup(t *testing.T) *pgx.ConnConfig {
 	url := pgtest.NewDB(t)
 	conn := pgtest.Connect(t, url)
-	if _, err := conn.Exec(context.Background(), "CREATE SCHEMA stripe_sync; "+DDL); err != nil {
+	if err := schema.Migrate(context.Background(), conn); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := pgx.ParseConfig(url)
@@ -65,6 +66,12 @@ func TestOneLeaderAndFailover(t *testing.T) {
 		}()
 	}
 	first := <-terms
+	// Another instance starting up migrates while a leader holds its lock.
+	mctx, mcancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := schema.Migrate(mctx, pgtest.Connect(t, cfg.ConnString())); err != nil {
+		t.Fatalf("Migrate while a leader is elected: %v", err)
+	}
+	mcancel()
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	cancels[first.who]() // the leader's process "dies": its lock connection closes
