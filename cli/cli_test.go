@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func run(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	for _, k := range []string{"DATABASE_URL", "STRIPE_API_KEY", "STRIPE_API_BASE", "PGSTRIPE_RATE_LIMIT"} {
+		t.Setenv(k, env[k])
+	}
+	var out, errb bytes.Buffer
+	code = Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndBadInput(t *testing.T) {
+	if code, out, _ := run(t, nil, "--help"); code != 0 || !strings.Contains(out, "serve") || !strings.Contains(out, "demo") {
+		t.Fatalf("--help: %d %q", code, out)
+	}
+	if code, _, errs := run(t, nil, "frobnicate"); code == 0 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+	if code, _, errs := run(t, nil, "migrate", "--no-such-flag"); code == 0 || !strings.Contains(errs, "no-such-flag") {
+		t.Fatalf("bad flag: %d %q", code, errs)
+	}
+	code, _, errs := run(t, nil, "migrate")
+	if code == 0 || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "DATABASE_URL is required") {
+		t.Fatalf("missing DATABASE_URL: %d %q", code, errs)
+	}
+	code, _, errs = run(t, map[string]string{"DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/x"}, "migrate")
+	if code == 0 || strings.Contains(errs, "hunter2") || !strings.Contains(errs, "connect") {
+		t.Fatalf("unreachable database: %d %q", code, errs)
+	}
+}
+
+func TestMigrateTwiceAndStatus(t *testing.T) {
+	url := pgtest.NewDB(t)
+	env := map[string]string{"DATABASE_URL": url}
+	code, _, errs := run(t, env, "status")
+	if code == 0 || !strings.Contains(errs, "pgstripe migrate") {
+		t.Fatalf("status before migrate: %d %q", code, errs)
+	}
+	for i := 0; i < 2; i++ {
+		if code, out, errs := run(t, env, "migrate"); code != 0 || !strings.Contains(out, "up to date") {
+			t.Fatalf("migrate #%d: %d %q %q", i+1, code, out, errs)
+		}
+	}
+	code, out, errs := run(t, env, "status")
+	if code != 0 || !strings.Contains(out, "customers") || !strings.Contains(out, "pending") || !strings.Contains(out, "none elected") {
+		t.Fatalf("status: %d %q %q", code, out, errs)
+	}
+	conn := pgtest.Connect(t, url)
+	if _, err := conn.Exec(context.Background(), `UPDATE stripe_sync.objects SET phase = 'error', last_error = 'permission denied on /v1/payouts' WHERE object = 'payouts'`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = run(t, env, "status")
+	if code != 1 || !strings.Contains(out, "permission denied on /v1/payouts") || !strings.Contains(out, "1 object type(s) in phase error") {
+		t.Fatalf("status with an error: %d %q", code, out)
+	}
+}

@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstripe/pgstripe/config"
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+func runMigrate(ctx context.Context, env *Env, args []string) error {
+	fs := flagSet(env, "migrate")
+	loader := config.Flags(fs, config.NeedDatabase)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loader.Load()
+	if err != nil {
+		return err
+	}
+	conn, err := connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := schema.Migrate(ctx, conn); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "schemas stripe and stripe_sync are up to date (%d tables)\n", len(schema.Tables()))
+	return nil
+}
+
+// connect opens a connection; its errors never carry the password.
+func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect to DATABASE_URL: %s", describeConnError(err))
+	}
+	return conn, nil
+}
+
+// describeConnError keeps the reason and drops the connection string.
+func describeConnError(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		if u := errors.Unwrap(ce); u != nil {
+			return u.Error()
+		}
+	}
+	return err.Error()
+}
+
+func runStatus(ctx context.Context, env *Env, args []string) error {
+	fs := flagSet(env, "status")
+	loader := config.Flags(fs, config.NeedDatabase)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loader.Load()
+	if err != nil {
+		return err
+	}
+	conn, err := connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	errs, err := printStatus(ctx, conn, env.Stdout)
+	if err != nil {
+		return err
+	}
+	if errs > 0 {
+		return exitCode(1)
+	}
+	return nil
+}
+
+// printStatus writes stripe_sync.status as a table and returns how many
+// objects are in phase error.
+func printStatus(ctx context.Context, conn *pgx.Conn, w io.Writer) (int, error) {
+	rows, err := conn.Query(ctx, `
+		SELECT object, phase, rows, backfill_started_at, backfill_completed_at,
+		       last_event_at, lag_seconds, last_error
+		FROM stripe_sync.status ORDER BY object`)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+			return 0, errors.New("stripe_sync.status does not exist: run 'pgstripe migrate' (or serve) first")
+		}
+		return 0, err
+	}
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "OBJECT\tPHASE\tROWS\tBACKFILL\tLAST EVENT\tLAG\tLAST ERROR")
+	errs := 0
+	for rows.Next() {
+		var object, phase string
+		var n *int64
+		var started, completed, lastEvent *time.Time
+		var lag *float64
+		var lastErr *string
+		if err := rows.Scan(&object, &phase, &n, &started, &completed, &lastEvent, &lag, &lastErr); err != nil {
+			return 0, err
+		}
+		if phase == "error" {
+			errs++
+		}
+		backfill := "-"
+		switch {
+		case completed != nil:
+			backfill = "done " + completed.Local().Format("2006-01-02 15:04:05")
+		case started != nil:
+			backfill = "since " + started.Local().Format("15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", object, phase, orDash(n, func(v int64) string { return fmt.Sprint(v) }),
+			backfill, orDash(lastEvent, func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }),
+			orDash(lag, func(v float64) string { return fmt.Sprintf("%.1fs", v) }),
+			orDash(lastErr, func(s string) string { return truncate(s, 80) }))
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	tw.Flush()
+	cur, ok, err := leader.Lookup(ctx, conn)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		fmt.Fprintln(w, "\nsync leader: none elected yet")
+	case !cur.Alive:
+		fmt.Fprintf(w, "\nsync leader: none alive (last: %s on %s, epoch %d)\n", cur.Instance, cur.Host, cur.Epoch)
+	default:
+		fmt.Fprintf(w, "\nsync leader: %s on %s (pid %d), epoch %d, since %s\n", cur.Instance, cur.Host, cur.PID, cur.Epoch, cur.Since.Local().Format("2006-01-02 15:04:05"))
+	}
+	if errs > 0 {
+		fmt.Fprintf(w, "%d object type(s) in phase error\n", errs)
+	}
+	return errs, nil
+}
+
+func orDash[T any](v *T, f func(T) string) string {
+	if v == nil {
+		return "-"
+	}
+	return f(*v)
+}
+
+func truncate(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
