@@ -1,0 +1,230 @@
+package translate
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Call is one Stripe API request.
+type Call struct {
+	Method string // POST or DELETE
+	Path   string // with the object's id in place
+	Params url.Values
+	// Create marks a create: it must carry an idempotency key that stays
+	// the same across retries, so a retry can never make a second object.
+	Create bool
+}
+
+func (c Call) String() string {
+	s := c.Method + " " + c.Path
+	if enc := c.Params.Encode(); enc != "" {
+		s += " " + enc
+	}
+	return s
+}
+
+// RowCalls is the Stripe work for one row of the statement.
+type RowCalls struct {
+	ID    string // the existing object (UPDATE, DELETE); "" for INSERT
+	Calls []Call // in order; none when the row doesn't change
+}
+
+// Build turns the rows Eval returned (text format; nil is NULL) into Stripe
+// calls. It checks every row before it returns, so an error means that
+// nothing may be called.
+func (st *Statement) Build(rows [][][]byte) ([]RowCalls, *Error) {
+	if st.Op == Insert && st.Eval.SQL == "" {
+		rows = make([][][]byte, st.Rows)
+	}
+	switch st.Op {
+	case Update, Delete:
+		rows = dedupeByID(rows)
+		if len(rows) > MaxRows {
+			return nil, TooManyRows()
+		}
+	}
+	out := make([]RowCalls, 0, len(rows))
+	for i, r := range rows {
+		var rc RowCalls
+		var err *Error
+		switch st.Op {
+		case Insert:
+			rc, err = st.buildInsert(r)
+		case Update:
+			rc, err = st.buildUpdate(r)
+		case Delete:
+			rc, err = st.buildDelete(r)
+		default:
+			return nil, errorf(CodeFeatureNotSupported, "not a write")
+		}
+		if err != nil {
+			if len(rows) > 1 {
+				err.Detail = strings.TrimPrefix(err.Detail+fmt.Sprintf("; in row %d of %d", i+1, len(rows)), "; ")
+			}
+			return nil, err
+		}
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
+// dedupeByID keeps the first row of each id: UPDATE … FROM can join a
+// target row more than once, and Postgres updates it once.
+func dedupeByID(rows [][][]byte) [][][]byte {
+	seen := make(map[string]bool, len(rows))
+	out := rows[:0:0]
+	for _, r := range rows {
+		if len(r) == 0 {
+			continue
+		}
+		id := string(r[0])
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, r)
+	}
+	return out
+}
+
+func (st *Statement) checkWidth(r [][]byte, want int) *Error {
+	if len(r) != want {
+		return errorf(CodeFeatureNotSupported, "internal error: evaluation returned %d columns, want %d", len(r), want)
+	}
+	return nil
+}
+
+func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
+	if st.Eval.SQL != "" {
+		if err := st.checkWidth(r, len(st.Fields)); err != nil {
+			return RowCalls{}, err
+		}
+	}
+	t := st.Table
+	params := url.Values{}
+	for i, f := range st.Fields {
+		v, err := decodeValue(r[i], f)
+		if err != nil {
+			return RowCalls{}, err
+		}
+		if v == nil {
+			continue // NULL or DEFAULT: not given
+		}
+		if f.Role != RoleParam {
+			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
+		}
+		encodeCreate(params, f.Param.Name, v)
+	}
+	return RowCalls{Calls: []Call{{Method: http.MethodPost, Path: t.CreatePath, Params: params, Create: true}}}, nil
+}
+
+func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
+	if err := st.checkWidth(r, 1+2*len(st.Fields)); err != nil {
+		return RowCalls{}, err
+	}
+	t := st.Table
+	id := string(r[0])
+	rc := RowCalls{ID: id}
+	params := url.Values{}
+	var after []Call
+	for i, f := range st.Fields {
+		nraw, oraw := r[1+2*i], r[2+2*i]
+		if sameJSON(nraw, oraw) {
+			continue // unchanged: nothing to send
+		}
+		nv, err := decodeValue(nraw, f)
+		if err != nil {
+			return RowCalls{}, err
+		}
+		switch f.Role {
+		case RoleReadOnly:
+			if nv == nil {
+				continue
+			}
+			return RowCalls{}, readOnlyColumn(t, f.Column, "update")
+		case RoleStatus:
+			s, ok := nv.(string)
+			path := st.Ops.Status[s]
+			if !ok || path == "" {
+				return RowCalls{}, errorf(CodeFeatureNotSupported, "Stripe cannot set the status of %s %s to %s", t.Object, id, jsonText(nraw)).
+					withHint("status can be set to %s", st.Ops.statusValues())
+			}
+			after = append(after, Call{Method: http.MethodPost, Path: objectPath(path, id), Params: url.Values{}})
+		case RoleAttach:
+			if nv == nil {
+				after = append(after, Call{Method: http.MethodPost, Path: objectPath(st.Ops.DetachPath, id), Params: url.Values{}})
+				continue
+			}
+			s, ok := nv.(string)
+			if !ok {
+				return RowCalls{}, errorf(CodeInvalidParameterValue, "%s must be an id", f.Column)
+			}
+			after = append(after, Call{Method: http.MethodPost, Path: objectPath(st.Ops.AttachPath, id), Params: url.Values{f.Column: {s}}})
+		case RoleParam:
+			ov, _ := decodeValue(oraw, f)
+			if nv == nil {
+				if !f.Param.Unset {
+					return RowCalls{}, errorf(CodeNotNullViolation, "Stripe cannot unset %s of %s: NULL is not allowed here", f.Column, t.Object).
+						withHint("give a value, or leave the column out")
+				}
+				params.Set(f.Param.Name, "")
+				continue
+			}
+			encodeUpdate(params, f.Param.Name, ov, nv, f.Column != "metadata")
+		}
+	}
+	if len(params) > 0 {
+		rc.Calls = append(rc.Calls, Call{Method: http.MethodPost, Path: objectPath(t.UpdatePath, id), Params: params})
+	}
+	rc.Calls = append(rc.Calls, after...)
+	return rc, nil
+}
+
+func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {
+	if err := st.checkWidth(r, 1); err != nil {
+		return RowCalls{}, err
+	}
+	id := string(r[0])
+	return RowCalls{ID: id, Calls: []Call{{Method: http.MethodDelete, Path: objectPath(st.Table.DeletePath, id), Params: url.Values{}}}}, nil
+}
+
+func objectPath(p, id string) string { return strings.ReplaceAll(p, "{id}", url.PathEscape(id)) }
+
+// decodeValue reads one evaluated value. JSON null and SQL NULL are both
+// nil.
+func decodeValue(raw []byte, f Field) (any, *Error) {
+	if raw == nil {
+		return nil, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, errorf(CodeInvalidParameterValue, "cannot read the value of %s: %v", f.Column, err)
+	}
+	return v, nil
+}
+
+// sameJSON compares two values Postgres produced with to_jsonb: jsonb's
+// text form is canonical (sorted keys, no spaces), so equal text is equal
+// value. (Numerically equal numbers with different scale compare unequal;
+// that only sends an unchanged value.)
+func sameJSON(a, b []byte) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil || isJSONNull(a) && isJSONNull(b)
+	}
+	return bytes.Equal(a, b)
+}
+
+func isJSONNull(b []byte) bool { return b == nil || string(b) == "null" }
+
+func jsonText(b []byte) string {
+	if b == nil {
+		return "NULL"
+	}
+	return string(b)
+}

@@ -1,0 +1,21 @@
+// Package translate turns SQL writes on stripe.* tables into Stripe write
+// plans. It is pure: no I/O, no Stripe calls, no Postgres connection.
+//
+// Classify decides, from the statement text alone, whether the proxy passes
+// a statement through, hands it to writethrough, or refuses it. It is cheap
+// for reads (a keyword pre-check skips the parser) and its result depends on
+// the text only, so the proxy caches it by text.
+//
+// A write becomes a Statement: a plan that lets Postgres evaluate every
+// expression. Values, SET expressions and WHERE are not interpreted here;
+// they are moved, as parse nodes, into a SELECT (Statement.Eval, built with
+// pg_query.Deparse, never by splicing values into SQL) that runs on the
+// client's own connection with the client's parameters. Statement.Build
+// turns the rows it returns into Stripe calls with Stripe's bracketed form
+// parameters, checking every row first so that a bad value means no call
+// at all. RETURNING becomes a SELECT of the same target list over the
+// freshly applied local rows (Statement.Returning).
+//
+// Unqualified table names are resolved by writethrough at execution time
+// (Statement.Resolve): classification depends on the text only.
+package translate

@@ -1,0 +1,113 @@
+package translate
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+// Ops is what SQL can do to one table through Stripe. Paths come from the
+// schema (generated from Stripe's spec); which of them pgstripe exposes, and
+// the status transitions that are Stripe endpoints of their own, are decided
+// here by hand.
+type Ops struct {
+	Create bool
+	Update bool
+	// Delete is true when DELETE maps to Stripe's DELETE endpoint (for
+	// subscriptions that endpoint cancels and returns the object).
+	Delete bool
+	// NoDelete explains, as a hint, what to do instead of DELETE.
+	NoDelete string
+	// NoUpdate explains, as a hint, what to do instead of UPDATE.
+	NoUpdate string
+	// Status maps a new value of the status column to the endpoint that
+	// makes that transition ({id} is the object's id).
+	Status map[string]string
+	// Attach, when set, is the column whose change attaches (new value) or
+	// detaches (NULL) the object: payment_methods.customer.
+	Attach string
+	// AttachPath and DetachPath are the endpoints for Attach.
+	AttachPath, DetachPath string
+}
+
+var ops = map[string]*Ops{
+	"customers":          {Create: true, Update: true, Delete: true},
+	"products":           {Create: true, Update: true, Delete: true},
+	"plans":              {Create: true, Update: true, Delete: true},
+	"coupons":            {Create: true, Update: true, Delete: true},
+	"invoiceitems":       {Create: true, Update: true, Delete: true},
+	"subscription_items": {Create: true, Update: true, Delete: true},
+	"tax_rates":          {Create: true, Update: true, NoDelete: "Stripe cannot delete tax rates; archive one with UPDATE stripe.tax_rates SET active = false"},
+	"promotion_codes":    {Create: true, Update: true, NoDelete: "Stripe cannot delete promotion codes; deactivate one with UPDATE stripe.promotion_codes SET active = false"},
+	"tax_ids":            {Create: true, Delete: true, NoUpdate: "Stripe cannot change a tax id; DELETE it and INSERT a new one"},
+	"prices":             {Create: true, Update: true, NoDelete: "Stripe cannot delete prices; set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
+	"subscriptions":      {Create: true, Update: true, Delete: true},
+	"invoices": {Create: true, Update: true, Delete: true, Status: map[string]string{
+		"open":          "/v1/invoices/{id}/finalize",
+		"paid":          "/v1/invoices/{id}/pay",
+		"void":          "/v1/invoices/{id}/void",
+		"uncollectible": "/v1/invoices/{id}/mark_uncollectible",
+	}},
+	"payment_intents": {Create: true, Update: true, NoDelete: "cancel with UPDATE stripe.payment_intents SET status = 'canceled'",
+		Status: map[string]string{"canceled": "/v1/payment_intents/{id}/cancel"}},
+	"setup_intents": {Create: true, Update: true, NoDelete: "cancel with UPDATE stripe.setup_intents SET status = 'canceled'",
+		Status: map[string]string{"canceled": "/v1/setup_intents/{id}/cancel"}},
+	"payment_methods": {Create: true, Update: true, NoDelete: "detach with UPDATE stripe.payment_methods SET customer = NULL",
+		Attach: "customer", AttachPath: "/v1/payment_methods/{id}/attach", DetachPath: "/v1/payment_methods/{id}/detach"},
+	"refunds":           {Create: true, Update: true, NoDelete: "Stripe cannot delete refunds"},
+	"credit_notes":      {Create: true, NoUpdate: "only INSERT is supported on stripe.credit_notes", NoDelete: "only INSERT is supported on stripe.credit_notes"},
+	"checkout_sessions": {Create: true, NoUpdate: "only INSERT is supported on stripe.checkout_sessions", NoDelete: "only INSERT is supported on stripe.checkout_sessions"},
+}
+
+// OpsFor returns the operations pgstripe supports on table (nil: read-only).
+func OpsFor(table string) *Ops { return ops[table] }
+
+// WritableTables lists the tables that accept some write, sorted.
+func WritableTables() []string {
+	out := make([]string, 0, len(ops))
+	for n := range ops {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readOnlyTable is the error for any write to a table Stripe (or pgstripe)
+// doesn't write.
+func readOnlyTable(t string) *Error {
+	return errorf(CodeFeatureNotSupported, "stripe.%s is read-only: pgstripe cannot write it to Stripe", t).
+		withHint("writable tables: %s", strings.Join(WritableTables(), ", "))
+}
+
+// possible names the statements a table accepts, for error hints.
+func (o *Ops) possible(t string) string {
+	var s []string
+	if o.Create {
+		s = append(s, "INSERT")
+	}
+	if o.Update || o.Status != nil || o.Attach != "" {
+		s = append(s, "UPDATE")
+	}
+	if o.Delete {
+		s = append(s, "DELETE")
+	}
+	return "stripe." + t + " accepts " + strings.Join(s, ", ")
+}
+
+// statusValues lists the accepted status values with their endpoints.
+func (o *Ops) statusValues() string {
+	vals := make([]string, 0, len(o.Status))
+	for v, p := range o.Status {
+		vals = append(vals, "'"+v+"' ("+p[strings.LastIndex(p, "/")+1:]+")")
+	}
+	sort.Strings(vals)
+	return strings.Join(vals, ", ")
+}
+
+// metaColumns are pgstripe's own columns: never Stripe parameters.
+var metaColumns = map[string]string{
+	schema.ColRaw:      "jsonb",
+	schema.ColSyncedAt: "timestamptz",
+	schema.ColAsOf:     "timestamptz",
+}

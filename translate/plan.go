@@ -1,0 +1,608 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+// Op is the kind of write.
+type Op uint8
+
+const (
+	Insert Op = iota + 1
+	Update
+	Delete
+)
+
+func (o Op) String() string {
+	switch o {
+	case Insert:
+		return "INSERT"
+	case Update:
+		return "UPDATE"
+	case Delete:
+		return "DELETE"
+	}
+	return "?"
+}
+
+// Statement is the plan of one write to a stripe table: everything that
+// can be decided from the SQL text alone. Postgres evaluates the values
+// (Eval, on the client's own connection, with the client's parameters);
+// Build turns the evaluated rows into Stripe calls.
+type Statement struct {
+	SQL string
+
+	// Resolve lists unqualified table names (quoted, as to_regclass takes
+	// them) that must resolve to schema stripe with the client's
+	// search_path for this to be a stripe write; if none does, the
+	// statement passes through untouched. Empty: schema-qualified.
+	Resolve []string
+	// Deferred, when set, is the answer once Resolve says the statement is
+	// ours: a rejection that had to wait for name resolution. Op and the
+	// rest are then unset.
+	Deferred *Error
+
+	Op    Op
+	Table *schema.Table
+	Ops   *Ops
+
+	// NParams is the highest $n the statement references.
+	NParams int
+	// Rows is the number of VALUES rows of an INSERT (UPDATE and DELETE
+	// learn theirs from Eval).
+	Rows int
+	// Fields are the columns the statement assigns, in Eval's order.
+	Fields []Field
+
+	// Eval computes the values. INSERT: one row per VALUES row, one column
+	// per field (the value as JSON text, NULL for NULL). UPDATE: the id, then
+	// per field the new value and the current value (JSON text). DELETE: the
+	// id. UPDATE and DELETE select at most MaxRows+1 rows. Empty SQL: one
+	// row without columns (INSERT … DEFAULT VALUES).
+	Eval Query
+	// Returning answers RETURNING from the local table once the writes are
+	// applied; nil without RETURNING.
+	Returning *Query
+}
+
+// Query is SQL to run on the client's connection with the client's
+// parameters ($1…$NParams).
+type Query struct {
+	SQL string
+	// Uses[i] says whether $i+1 appears in SQL: a parameter the query does
+	// not reference needs an explicit type when the client left it to
+	// Postgres to infer.
+	Uses []bool
+	// IDs is the $n (> NParams) that carries the object ids as text[]
+	// (Returning only).
+	IDs int
+}
+
+// Role is what a field does.
+type Role uint8
+
+const (
+	// RoleParam: sent to Stripe as the parameter of the same name.
+	RoleParam Role = iota + 1
+	// RoleReadOnly: not a Stripe parameter of this operation. NULL or
+	// DEFAULT (or, in UPDATE, the current value) is ignored, so ORMs that
+	// list every column work; anything else is an error before any call.
+	RoleReadOnly
+	// RoleStatus: a status transition with an endpoint of its own.
+	RoleStatus
+	// RoleAttach: attach (a value) or detach (NULL) through endpoints of
+	// their own.
+	RoleAttach
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleParam:
+		return "param"
+	case RoleReadOnly:
+		return "read-only"
+	case RoleStatus:
+		return "status"
+	case RoleAttach:
+		return "attach"
+	}
+	return "?"
+}
+
+// Field is one assigned column.
+type Field struct {
+	Column string
+	Kind   schema.Kind
+	PGType string
+	Role   Role
+	Param  schema.Param // RoleParam
+}
+
+// planWrite builds the plan of an INSERT, UPDATE or DELETE, or returns
+// nil, nil when its target is not a stripe table.
+func planWrite(sql string, n *pg_query.Node) (*Statement, *Error) {
+	var rv *pg_query.RangeVar
+	switch s := n.GetNode().(type) {
+	case *pg_query.Node_InsertStmt:
+		rv = s.InsertStmt.Relation
+	case *pg_query.Node_UpdateStmt:
+		rv = s.UpdateStmt.Relation
+	case *pg_query.Node_DeleteStmt:
+		rv = s.DeleteStmt.Relation
+	}
+	tg, t := targetOf(rv)
+	if tg == notStripe {
+		return nil, nil
+	}
+	st, err := buildPlan(sql, n, rv, t)
+	if err != nil {
+		return verdict(sql, tg, rv, err)
+	}
+	if tg == maybeStripe {
+		st.Resolve = []string{quotedName(rv)}
+	}
+	return st, nil
+}
+
+func buildPlan(sql string, n *pg_query.Node, rv *pg_query.RangeVar, t *schema.Table) (*Statement, *Error) {
+	o := OpsFor(t.Name)
+	if o == nil {
+		return nil, readOnlyTable(t.Name)
+	}
+	st := &Statement{SQL: sql, Table: t, Ops: o, NParams: maxParam(n)}
+	var err *Error
+	switch s := n.GetNode().(type) {
+	case *pg_query.Node_InsertStmt:
+		err = st.planInsert(s.InsertStmt)
+	case *pg_query.Node_UpdateStmt:
+		err = st.planUpdate(s.UpdateStmt)
+	case *pg_query.Node_DeleteStmt:
+		err = st.planDelete(s.DeleteStmt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *Statement) planInsert(s *pg_query.InsertStmt) *Error {
+	st.Op = Insert
+	t := st.Table
+	if !st.Ops.Create {
+		return errorf(CodeFeatureNotSupported, "Stripe cannot create %s through pgstripe", t.Name).withHint("%s", st.Ops.possible(t.Name))
+	}
+	if s.WithClause != nil {
+		return errorf(CodeFeatureNotSupported, "INSERT INTO stripe.%s with a WITH clause is not supported", t.Name).
+			withHint("use a plain INSERT … VALUES")
+	}
+	if s.OnConflictClause != nil {
+		return errorf(CodeFeatureNotSupported, "INSERT … ON CONFLICT into stripe.%s is not supported: Stripe has no upsert", t.Name).
+			withHint("INSERT new objects and UPDATE existing ones")
+	}
+	var rows [][]*pg_query.Node
+	if s.SelectStmt == nil { // DEFAULT VALUES
+		if len(s.Cols) > 0 {
+			return errorf(CodeSyntaxError, "DEFAULT VALUES with a column list")
+		}
+		rows = [][]*pg_query.Node{nil}
+	} else {
+		sel := s.SelectStmt.GetSelectStmt()
+		if sel == nil || len(sel.ValuesLists) == 0 || sel.WithClause != nil || len(sel.SortClause) > 0 ||
+			sel.LimitCount != nil || sel.LimitOffset != nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
+			return errorf(CodeFeatureNotSupported, "INSERT … SELECT into stripe.%s is not supported", t.Name).
+				withHint("use INSERT INTO stripe.%s (…) VALUES (…), (…) with at most %d rows", t.Name, MaxRows)
+		}
+		if len(s.Cols) == 0 {
+			return errorf(CodeFeatureNotSupported, "INSERT INTO stripe.%s must name its columns", t.Name).
+				withHint("INSERT INTO stripe.%s (col, …) VALUES (…)", t.Name)
+		}
+		for _, l := range sel.ValuesLists {
+			items := l.GetList().GetItems()
+			if len(items) != len(s.Cols) {
+				if len(items) > len(s.Cols) {
+					return errorf(CodeSyntaxError, "INSERT has more expressions than target columns")
+				}
+				return errorf(CodeSyntaxError, "INSERT has more target columns than expressions")
+			}
+			rows = append(rows, items)
+		}
+	}
+	if len(rows) > MaxRows {
+		return tooMany(len(rows))
+	}
+	st.Rows = len(rows)
+	seen := map[string]bool{}
+	for _, c := range s.Cols {
+		rt := c.GetResTarget()
+		if len(rt.Indirection) > 0 {
+			return errorf(CodeFeatureNotSupported, "INSERT into a part of column %q of stripe.%s is not supported", rt.Name, t.Name).
+				withHint("give the whole value, e.g. a jsonb object")
+		}
+		if seen[rt.Name] {
+			return errorf(CodeDuplicateColumn, "column %q specified more than once", rt.Name)
+		}
+		seen[rt.Name] = true
+		f, err := st.field(rt.Name, t.CreateParams, false)
+		if err != nil {
+			return err
+		}
+		st.Fields = append(st.Fields, f)
+	}
+	for i, f := range st.Fields {
+		for _, r := range rows {
+			if err := staticCheck(t, f, r[i], "create"); err != nil {
+				return err
+			}
+		}
+	}
+	if len(st.Fields) > 0 {
+		sel := &pg_query.SelectStmt{LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT, Op: pg_query.SetOperation_SETOP_NONE}
+		for _, r := range rows {
+			items := make([]*pg_query.Node, len(r))
+			for i, e := range r {
+				items[i] = jsonOf(valueExpr(e), st.Fields[i])
+			}
+			sel.ValuesLists = append(sel.ValuesLists, pg_query.MakeListNode(items))
+		}
+		q, err := st.query(sel)
+		if err != nil {
+			return err
+		}
+		st.Eval = q
+	}
+	return st.returning(s.Relation, s.ReturningList)
+}
+
+func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
+	st.Op = Update
+	t := st.Table
+	o := st.Ops
+	if s.WithClause != nil {
+		return errorf(CodeFeatureNotSupported, "UPDATE of stripe.%s with a WITH clause is not supported", t.Name).
+			withHint("use a plain UPDATE … SET … WHERE …")
+	}
+	if !o.Update && o.Status == nil && o.Attach == "" {
+		msg := o.NoUpdate
+		if msg == "" {
+			msg = o.possible(t.Name)
+		}
+		return errorf(CodeFeatureNotSupported, "Stripe cannot update %s", t.Name).withHint("%s", msg)
+	}
+	if cur := s.WhereClause.GetCurrentOfExpr(); cur != nil {
+		return errorf(CodeFeatureNotSupported, "UPDATE … WHERE CURRENT OF on stripe.%s is not supported", t.Name).
+			withHint("select the ids and UPDATE … WHERE id = …")
+	}
+	if len(s.FromClause) > 0 && len(s.ReturningList) > 0 {
+		return errorf(CodeFeatureNotSupported, "UPDATE … FROM … RETURNING on stripe.%s is not supported", t.Name).
+			withHint("drop RETURNING, or use a subquery in WHERE instead of FROM")
+	}
+	seen := map[string]bool{}
+	var vals []*pg_query.Node
+	for _, tn := range s.TargetList {
+		rt := tn.GetResTarget()
+		if len(rt.Indirection) > 0 {
+			return errorf(CodeFeatureNotSupported, "assigning to a part of column %q of stripe.%s is not supported", rt.Name, t.Name).
+				withHint("set the whole column, e.g. metadata = metadata || '{\"key\": \"value\"}'")
+		}
+		if seen[rt.Name] {
+			return errorf(CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name)
+		}
+		seen[rt.Name] = true
+		v := rt.Val
+		if m := v.GetMultiAssignRef(); m != nil {
+			row := m.Source.GetRowExpr()
+			if row == nil || int(m.Colno) > len(row.Args) {
+				return errorf(CodeFeatureNotSupported, "SET (…) = (SELECT …) on stripe.%s is not supported", t.Name).
+					withHint("assign each column its own expression")
+			}
+			v = row.Args[m.Colno-1]
+		}
+		f, err := st.field(rt.Name, t.UpdateParams, true)
+		if err != nil {
+			return err
+		}
+		if err := staticCheck(t, f, v, "update"); err != nil {
+			return err
+		}
+		st.Fields = append(st.Fields, f)
+		vals = append(vals, v)
+	}
+	ref := refName(s.Relation)
+	sel := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
+		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
+		WhereClause: s.WhereClause,
+		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	for i, f := range st.Fields {
+		sel.TargetList = append(sel.TargetList,
+			resTarget(jsonOf(valueExpr(vals[i]), f)),
+			resTarget(jsonOf(colRef(ref, f.Column), f)))
+	}
+	q, err := st.query(sel)
+	if err != nil {
+		return err
+	}
+	st.Eval = q
+	return st.returning(s.Relation, s.ReturningList)
+}
+
+func (st *Statement) planDelete(s *pg_query.DeleteStmt) *Error {
+	st.Op = Delete
+	t := st.Table
+	o := st.Ops
+	if s.WithClause != nil {
+		return errorf(CodeFeatureNotSupported, "DELETE from stripe.%s with a WITH clause is not supported", t.Name).
+			withHint("use a plain DELETE … WHERE …")
+	}
+	if !o.Delete {
+		msg := o.NoDelete
+		if msg == "" {
+			msg = o.possible(t.Name)
+		}
+		return errorf(CodeFeatureNotSupported, "Stripe cannot delete %s", t.Name).withHint("%s", msg)
+	}
+	if cur := s.WhereClause.GetCurrentOfExpr(); cur != nil {
+		return errorf(CodeFeatureNotSupported, "DELETE … WHERE CURRENT OF on stripe.%s is not supported", t.Name).
+			withHint("select the ids and DELETE … WHERE id = …")
+	}
+	if len(s.UsingClause) > 0 && len(s.ReturningList) > 0 {
+		return errorf(CodeFeatureNotSupported, "DELETE … USING … RETURNING on stripe.%s is not supported", t.Name).
+			withHint("drop RETURNING, or use a subquery in WHERE instead of USING")
+	}
+	ref := refName(s.Relation)
+	sel := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
+		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.UsingClause...),
+		WhereClause: s.WhereClause,
+		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	q, err := st.query(sel)
+	if err != nil {
+		return err
+	}
+	st.Eval = q
+	return st.returning(s.Relation, s.ReturningList)
+}
+
+// field classifies an assigned column.
+func (st *Statement) field(name string, params map[string]schema.Param, update bool) (Field, *Error) {
+	t := st.Table
+	if typ, ok := metaColumns[name]; ok {
+		k := schema.KindJSON
+		if typ == "timestamptz" {
+			k = schema.KindTimestamp
+		}
+		return Field{Column: name, Kind: k, PGType: typ, Role: RoleReadOnly}, nil
+	}
+	c, ok := t.Column(name)
+	if !ok {
+		return Field{}, errorf(CodeUndefinedColumn, "column %q of relation \"%s\" does not exist", name, t.Name)
+	}
+	f := Field{Column: c.Name, Kind: c.Kind, PGType: c.PGType, Role: RoleReadOnly}
+	if update {
+		if st.Ops.Status != nil && name == "status" {
+			f.Role = RoleStatus
+			return f, nil
+		}
+		if st.Ops.Attach == name {
+			f.Role = RoleAttach
+			return f, nil
+		}
+		if !st.Ops.Update {
+			return f, nil
+		}
+	}
+	if p, ok := params[c.Field]; ok && c.Field != "expand" {
+		f.Role = RoleParam
+		f.Param = p
+	}
+	return f, nil
+}
+
+// staticCheck refuses a non-NULL constant in a read-only column at once.
+func staticCheck(t *schema.Table, f Field, v *pg_query.Node, verb string) *Error {
+	if f.Role != RoleReadOnly || v == nil {
+		return nil
+	}
+	if _, ok := v.GetNode().(*pg_query.Node_SetToDefault); ok {
+		return nil
+	}
+	if c := v.GetAConst(); c != nil && c.Isnull {
+		return nil
+	}
+	if !isConst(v) {
+		return nil // decided on the evaluated value
+	}
+	return readOnlyColumn(t, f.Column, verb)
+}
+
+func isConst(v *pg_query.Node) bool {
+	if v.GetAConst() != nil {
+		return true
+	}
+	if tc := v.GetTypeCast(); tc != nil {
+		return isConst(tc.Arg)
+	}
+	return false
+}
+
+// readOnlyColumn is the error for a value in a column Stripe's verb doesn't
+// take.
+func readOnlyColumn(t *schema.Table, col, verb string) *Error {
+	params := t.CreateParams
+	if verb == "update" {
+		params = t.UpdateParams
+	}
+	var ok []string
+	for _, c := range t.Columns {
+		if _, p := params[c.Field]; p && c.Field != "expand" {
+			ok = append(ok, c.Name)
+		}
+	}
+	sort.Strings(ok)
+	e := errorf(CodeUndefinedColumn, "column %q of stripe.%s cannot be set: it is not a parameter of Stripe's %s %s", col, t.Name, verb, t.Object).
+		withHint("leave it out or set it to NULL/DEFAULT")
+	if len(ok) > 0 {
+		e.Hint += "; columns Stripe takes here: " + strings.Join(ok, ", ")
+	}
+	return e
+}
+
+func tooMany(n int) *Error {
+	return errorf(CodeProgramLimitExceeded, "a write to a stripe table may change at most %d rows per statement; this one has %d", MaxRows, n).
+		withHint("split it into smaller statements (each row is one Stripe API call)")
+}
+
+// TooManyRows is the error for a statement whose WHERE matched more than
+// MaxRows rows.
+func TooManyRows() *Error {
+	return errorf(CodeProgramLimitExceeded, "a write to a stripe table may change at most %d rows per statement; this one matches more", MaxRows).
+		withHint("narrow the WHERE clause or split the statement (each row is one Stripe API call)")
+}
+
+// returning plans the RETURNING query: the same target list over the
+// freshly applied local rows, in the order of the ids parameter.
+func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Error {
+	if len(list) == 0 {
+		return nil
+	}
+	ref := refName(rv)
+	ids := int32(st.NParams + 1)
+	sel := &pg_query.SelectStmt{
+		TargetList: list,
+		FromClause: []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}},
+		WhereClause: pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP_ANY, []*pg_query.Node{pg_query.MakeStrNode("=")},
+			colRef(ref, "id"), typeCast(pg_query.MakeParamRefNode(ids, -1), "text", true), -1),
+		SortClause: []*pg_query.Node{pg_query.MakeSortByNode(
+			pg_query.MakeFuncCallNode([]*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("array_position")},
+				[]*pg_query.Node{typeCast(pg_query.MakeParamRefNode(ids, -1), "text", true), colRef(ref, "id")}, -1),
+			pg_query.SortByDir_SORTBY_DEFAULT, pg_query.SortByNulls_SORTBY_NULLS_DEFAULT, -1)},
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	q, err := st.query(sel)
+	if err != nil {
+		return err
+	}
+	q.IDs = int(ids)
+	st.Returning = &q
+	return nil
+}
+
+// query deparses sel and records which parameters it uses.
+func (st *Statement) query(sel *pg_query.SelectStmt) (Query, *Error) {
+	node := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
+	sql, err := pg_query.Deparse(&pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: node}}})
+	if err != nil {
+		return Query{}, errorf(CodeFeatureNotSupported, "cannot plan this write to stripe.%s: %v", st.Table.Name, err)
+	}
+	q := Query{SQL: sql, Uses: make([]bool, st.NParams)}
+	walk(node.ProtoReflect(), func(m protoreflect.Message) {
+		if p, ok := m.Interface().(*pg_query.ParamRef); ok && int(p.Number) >= 1 && int(p.Number) <= st.NParams {
+			q.Uses[p.Number-1] = true
+		}
+	})
+	return q, nil
+}
+
+// maxParam is the highest $n in n.
+func maxParam(n *pg_query.Node) int {
+	max := 0
+	walk(n.ProtoReflect(), func(m protoreflect.Message) {
+		if p, ok := m.Interface().(*pg_query.ParamRef); ok && int(p.Number) > max {
+			max = int(p.Number)
+		}
+	})
+	return max
+}
+
+// walk visits every message of a parse tree.
+func walk(m protoreflect.Message, fn func(protoreflect.Message)) {
+	fn(m)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walk(l.Get(i).Message(), fn)
+			}
+			return true
+		}
+		walk(v.Message(), fn)
+		return true
+	})
+}
+
+// refName is how the statement's expressions refer to the target table.
+func refName(rv *pg_query.RangeVar) string {
+	if rv.Alias != nil && rv.Alias.Aliasname != "" {
+		return rv.Alias.Aliasname
+	}
+	return rv.Relname
+}
+
+func colRef(fields ...string) *pg_query.Node {
+	nodes := make([]*pg_query.Node, len(fields))
+	for i, f := range fields {
+		nodes[i] = pg_query.MakeStrNode(f)
+	}
+	return pg_query.MakeColumnRefNode(nodes, -1)
+}
+
+func resTarget(v *pg_query.Node) *pg_query.Node { return pg_query.MakeResTargetNodeWithVal(v, -1) }
+
+func typeCast(arg *pg_query.Node, typ string, array bool) *pg_query.Node {
+	tn := &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode(typ)}, Typemod: -1, Location: -1}
+	if array {
+		tn.ArrayBounds = []*pg_query.Node{pg_query.MakeIntNode(-1)}
+	}
+	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{Arg: arg, TypeName: tn, Location: -1}}}
+}
+
+func funcCall(name string, args ...*pg_query.Node) *pg_query.Node {
+	return pg_query.MakeFuncCallNode([]*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode(name)}, args, -1)
+}
+
+// valueExpr turns DEFAULT into NULL: for Stripe, "not given".
+func valueExpr(v *pg_query.Node) *pg_query.Node {
+	if _, ok := v.GetNode().(*pg_query.Node_SetToDefault); ok {
+		return &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true, Location: -1}}}
+	}
+	return v
+}
+
+// pgTypes are the catalog names of the column types.
+var pgTypes = map[string]string{
+	"text": "text", "bigint": "int8", "numeric": "numeric", "boolean": "bool",
+	"timestamptz": "timestamptz", "jsonb": "jsonb",
+}
+
+// jsonOf wraps an expression so Postgres hands back its value, cast to the
+// column's type as the INSERT or UPDATE would (which also gives $n the
+// type the client's statement gave it), as JSON; timestamps become Unix
+// seconds, as Stripe takes them.
+func jsonOf(e *pg_query.Node, f Field) *pg_query.Node {
+	typ := pgTypes[f.PGType]
+	if typ == "" {
+		panic(fmt.Sprintf("translate: column %s has unknown type %q", f.Column, f.PGType))
+	}
+	v := typeCast(e, typ, false)
+	if f.Kind == schema.KindTimestamp {
+		v = typeCast(funcCall("floor", funcCall("date_part", pg_query.MakeAConstStrNode("epoch", -1), v)), "int8", false)
+	}
+	return funcCall("to_jsonb", v)
+}
