@@ -46,9 +46,19 @@
 //
 // Adding your own state tables (backfill cursors, event cursors, …): append
 // a Migration to builtin in migrate.go, or call Register from your package's
-// init. Version blocks: 1–99 schema, 100–199 sync/backfill, 200–299
-// sync/events, 300–399 writethrough/proxy, 400+ others. Never edit a
-// released migration; append a new one. Put state tables in stripe_sync.
+// init:
+//
+//	func init() {
+//		schema.Register(schema.Migration{Version: 500, Name: "backfill: slices", SQL: `CREATE TABLE stripe_sync.…`})
+//	}
+//
+// Steps run in (Version, Name) order after schema's own (1–99) and are
+// recorded by version and name, so a clash of numbers between packages is
+// harmless; still, take your own block (in use: 400 leader, 400–449
+// sync/events, 500–599 sync/backfill). Never edit a released step, not even
+// its name; append a new one. Put state tables in stripe_sync. Migrations
+// run before the stripe tables are reconciled, so they must not depend on
+// those.
 //
 // # Sync state
 //

@@ -8,8 +8,13 @@ func TestDuplicateMigrationVersion(t *testing.T) {
 	if _, err := Migrations(); err != nil {
 		t.Fatal(err)
 	}
-	Register(Migration{Version: 1, Name: "clash"})
+	// Same number, other name: both run (two packages picked one block).
+	Register(Migration{Version: 1, Name: "another package's step"})
+	if _, err := Migrations(); err != nil {
+		t.Error(err)
+	}
+	Register(Migration{Version: 1, Name: "another package's step"})
 	if _, err := Migrations(); err == nil {
-		t.Error("duplicate version accepted")
+		t.Error("duplicate (version, name) accepted")
 	}
 }

@@ -17,9 +17,10 @@ type Beginner interface {
 }
 
 // Migration is one numbered step of the stripe_sync schema (state tables of
-// sync, write-through, …). Steps run once, in Version order, inside Migrate's
-// transaction; applied versions are recorded in stripe_sync.migrations.
-// Never edit a released step: append a new one.
+// sync, write-through, …). Steps run once, in (Version, Name) order, inside
+// Migrate's transaction; applied steps are recorded in stripe_sync.migrations
+// by version and name, so two packages that picked the same number still
+// both run. Never edit a released step, not even its name: append a new one.
 type Migration struct {
 	Version int
 	Name    string
@@ -37,7 +38,7 @@ var (
 )
 
 // Register adds migrations owned by another package (call it from that
-// package's init). Versions must be unique across the whole program; by
+// package's init). (Version, Name) must be unique across the program; by
 // convention each package takes a block of numbers (see doc.go).
 func Register(ms ...Migration) {
 	regMu.Lock()
@@ -45,16 +46,24 @@ func Register(ms ...Migration) {
 	registered = append(registered, ms...)
 }
 
-// Migrations returns every known migration, sorted by version. It fails on
-// duplicate versions.
+// Migrations returns every known migration, sorted by version and name. It
+// fails on a duplicate (version, name) or an empty name.
 func Migrations() ([]Migration, error) {
 	regMu.Lock()
 	all := append(append([]Migration(nil), builtin...), registered...)
 	regMu.Unlock()
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Version < all[j].Version })
-	for i := 1; i < len(all); i++ {
-		if all[i].Version == all[i-1].Version {
-			return nil, fmt.Errorf("schema: migrations %q and %q share version %d", all[i-1].Name, all[i].Name, all[i].Version)
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].Version != all[j].Version {
+			return all[i].Version < all[j].Version
+		}
+		return all[i].Name < all[j].Name
+	})
+	for i, m := range all {
+		if m.Name == "" {
+			return nil, fmt.Errorf("schema: migration %d has no name", m.Version)
+		}
+		if i > 0 && m.Version == all[i-1].Version && m.Name == all[i-1].Name {
+			return nil, fmt.Errorf("schema: migration %d %q registered twice", m.Version, m.Name)
 		}
 	}
 	return all, nil
@@ -148,29 +157,34 @@ func Migrate(ctx context.Context, db Beginner) error {
 CREATE SCHEMA IF NOT EXISTS stripe;
 CREATE SCHEMA IF NOT EXISTS stripe_sync;
 CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
-    version integer PRIMARY KEY,
+    version integer NOT NULL,
     name text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (version, name)
 )`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	applied := map[int]bool{}
-	rows, err := tx.Query(ctx, "SELECT version FROM stripe_sync.migrations")
+	type step struct {
+		v int
+		n string
+	}
+	applied := map[step]bool{}
+	rows, err := tx.Query(ctx, "SELECT version, name FROM stripe_sync.migrations")
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
+		var st step
+		if err := rows.Scan(&st.v, &st.n); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		applied[v] = true
+		applied[st] = true
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, m := range ms {
-		if applied[m.Version] {
+		if applied[step{m.Version, m.Name}] {
 			continue
 		}
 		if m.SQL != "" {
