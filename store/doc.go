@@ -29,7 +29,10 @@
 // is reported Incomplete and no child is removed.
 //
 // Concurrency: rows are written in key order so two transactions upserting
-// overlapping ids can't deadlock.
+// overlapping ids can't deadlock. A writer that waited on another
+// transaction's row of the same id re-reads it before answering, so a tie
+// with a concurrent writer is reported Ambiguous too (READ COMMITTED; under
+// REPEATABLE READ Postgres reports a serialization failure instead).
 //
 // # Delete
 //

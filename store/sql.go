@@ -12,6 +12,7 @@ import (
 // then prepares and caches them per connection).
 type stmts struct {
 	upsert, upsertChild string
+	recheck             string
 	pruneChildren       string
 	delete              string
 	deleteChildren      []string
@@ -33,6 +34,7 @@ func statements(t *schema.Table) *stmts {
 		upsertChild: upsertSQL(t, "<="),
 	}
 	id := reportColumn(t)
+	s.recheck = recheckSQL(t)
 	s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", t.QualifiedName(), schema.Ident(id))
 	for _, n := range t.Nested {
 		ct, ok := schema.Lookup(n.Table)
@@ -135,6 +137,22 @@ LEFT JOIN %[2]s cur ON %[11]s`,
 		live, t.QualifiedName(), strings.Join(cols, ", "), strings.Join(exprs, ",\n         "),
 		strings.Join(keys, ", "), strings.Join(sets, ", "), guard, strings.Join(ret, ", "),
 		reportK, matchIns(len(t.Key)), match("cur"))
+}
+
+// recheckSQL finds, among objects the upsert did not apply, those whose stored
+// row has the same _as_of and other content. The upsert's own classification
+// reads the snapshot from before the statement, which misses a row a
+// concurrent transaction committed meanwhile (ON CONFLICT waited for it);
+// this statement takes a new snapshot (READ COMMITTED) and sees it.
+// Parameters: $1, $2 key values, $3 raw, $4 _as_of.
+func recheckSQL(t *schema.Table) string {
+	var on []string
+	for i, k := range t.Key {
+		on = append(on, fmt.Sprintf("cur.%s = i.k%d", schema.Ident(k), i+1))
+	}
+	return fmt.Sprintf(`SELECT i.k%d FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS i(k1, k2, raw, as_of)
+JOIN %s cur ON %s
+WHERE cur."_as_of" = i.as_of AND cur."_raw" <> i.raw::jsonb`, len(t.Key), t.QualifiedName(), strings.Join(on, " AND "))
 }
 
 func matchIns(n int) string {

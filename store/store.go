@@ -333,6 +333,33 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	if err := res.Err(); err != nil {
 		return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
 	}
+	if asChild {
+		return out, nil
+	}
+	var rk1, rk2, rraw []string
+	var rasOf []time.Time
+	for i, r := range rows {
+		if out[r.report] == 's' {
+			rk1, rk2, rraw, rasOf = append(rk1, k1[i]), append(rk2, k2[i]), append(rraw, raws[i]), append(rasOf, asOf[i])
+		}
+	}
+	if len(rk1) == 0 {
+		return out, nil
+	}
+	res, err = tx.Query(ctx, q.recheck, rk1, rk2, rraw, rasOf)
+	if err != nil {
+		return nil, fmt.Errorf("store: upsert %s: recheck: %w", t.Name, err)
+	}
+	for res.Next() {
+		var id string
+		if err := res.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: upsert %s: recheck: %w", t.Name, err)
+		}
+		out[id] = 'm'
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("store: upsert %s: recheck: %w", t.Name, err)
+	}
 	return out, nil
 }
 

@@ -449,3 +449,49 @@ func TestUpcomingInvoiceKeyedByCustomer(t *testing.T) {
 		t.Fatalf("total %d", total)
 	}
 }
+
+// Two transactions writing the same id at the same _as_of with different
+// content: the second waits for the first and must report the id ambiguous,
+// though the row did not exist when its statement started.
+func TestConcurrentTieIsAmbiguous(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	other, err := pgx.Connect(ctx, conn.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	txA, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Upsert(ctx, txA, "customers", []store.Object{{Raw: customer("cus_c", `"name": "A"`), AsOf: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan store.Result, 1)
+	errc := make(chan error, 1)
+	go func() {
+		var res store.Result
+		errc <- pgx.BeginFunc(ctx, other, func(tx pgx.Tx) error {
+			var err error
+			res, err = store.Upsert(ctx, tx, "customers", []store.Object{{Raw: customer("cus_c", `"name": "B"`), AsOf: t0}})
+			return err
+		})
+		done <- res
+	}()
+	time.Sleep(200 * time.Millisecond) // let B block on A's row
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; !slices.Equal(res.Ambiguous, []string{"cus_c"}) {
+		t.Fatalf("second writer: %+v", res)
+	}
+	var name string
+	conn.QueryRow(ctx, `SELECT name FROM stripe.customers WHERE id = 'cus_c'`).Scan(&name)
+	if name != "A" {
+		t.Fatalf("name %q", name)
+	}
+}
