@@ -97,7 +97,9 @@ func benchUpsert(b *testing.B, table, kind string, batch int) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
 }
 
-func BenchmarkUpsertCustomers(b *testing.B)     { benchUpsert(b, "customers", "customer", 1000) }
-func BenchmarkUpsertCustomers100(b *testing.B)  { benchUpsert(b, "customers", "customer", 100) }
-func BenchmarkUpsertSubscriptions(b *testing.B) { benchUpsert(b, "subscriptions", "subscription", 1000) }
-func BenchmarkUpsertInvoices(b *testing.B)      { benchUpsert(b, "invoices", "invoice", 1000) }
+func BenchmarkUpsertCustomers(b *testing.B)    { benchUpsert(b, "customers", "customer", 1000) }
+func BenchmarkUpsertCustomers100(b *testing.B) { benchUpsert(b, "customers", "customer", 100) }
+func BenchmarkUpsertSubscriptions(b *testing.B) {
+	benchUpsert(b, "subscriptions", "subscription", 1000)
+}
+func BenchmarkUpsertInvoices(b *testing.B) { benchUpsert(b, "invoices", "invoice", 1000) }
