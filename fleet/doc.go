@@ -1,0 +1,16 @@
+// Package fleet shares one Stripe rate budget among the pgstripe instances
+// that point at the same database (and so, by assumption, the same Stripe
+// account).
+//
+// Every instance heartbeats into stripe_sync.instances each second with the
+// request rate it used and the time of its last 429. From the others' rows
+// each instance sets its own limiter to what is left of the fleet's budget:
+//
+//	own limit = max(floor, total − Σ others' recent rates − reserve)
+//
+// where the sync leader keeps a reserve (10% of the budget) free for the
+// followers' write-through calls, so a user's INSERT on a follower never waits
+// long behind the leader's backfill: within a heartbeat the leader yields what
+// the followers use. A 429 seen by any instance is fed to every instance's
+// limiter, so the whole fleet slows down together.
+package fleet

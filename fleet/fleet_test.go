@@ -1,0 +1,98 @@
+package fleet
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func TestSplit(t *testing.T) {
+	cases := []struct {
+		total, others float64
+		leader        bool
+		want          float64
+	}{
+		{20, 0, true, 18},   // alone: the leader keeps 10% for followers' writes
+		{20, 0, false, 20},  // a follower alone may use everything
+		{20, 5, true, 13},   // followers use 5/s: the leader yields it
+		{20, 18, false, 2},  // the leader uses 18/s: a follower still gets its floor
+		{20, 30, true, 2},   // over budget: floor, never zero or negative
+		{80, 10, false, 70}, // live-mode budget
+		{20, 1.5, false, 18.5},
+	}
+	for _, c := range cases {
+		if got := Split(c.total, c.others, c.leader); got != c.want {
+			t.Errorf("Split(%v, %v, leader=%v) = %v, want %v", c.total, c.others, c.leader, got, c.want)
+		}
+	}
+}
+
+// Two members on one database: the leader's limit drops by what the
+// follower uses, and a 429 seen by the follower slows the leader.
+func TestMembersShareTheBudget(t *testing.T) {
+	url := pgtest.NewDB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, isLeader bool) *Member {
+		return &Member{Pool: pool, Info: leader.Info{Instance: name, Host: "h"}, Limiter: stripeapi.NewLimiter(20),
+			Counter: &Counter{}, Total: 20, IsLeader: func() bool { return isLeader }, Interval: 50 * time.Millisecond}
+	}
+	lead, follower := mk("leader", true), mk("follower", false)
+	go lead.Run(ctx)
+	go follower.Run(ctx)
+
+	// The follower sends ~8 requests/s.
+	stop := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(125 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				follower.Counter.Request("POST /v1/customers", 200, 0)
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for lead.Limiter.Rate() > 12 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader's limit stayed at %v while the follower used ~8/s (want ≤ 12)", lead.Limiter.Rate())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer close(stop)
+
+	before := lead.Limiter.Effective()
+	follower.Counter.RateLimited("POST /v1/customers")
+	deadline = time.Now().Add(5 * time.Second)
+	for lead.Limiter.Effective() >= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader's effective rate stayed %v (configured %v, before %v) after the follower's 429", lead.Limiter.Effective(), lead.Limiter.Rate(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM stripe_sync.instances WHERE heartbeat_at > now() - interval '5 seconds'").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("instances = %d, %v; want 2", n, err)
+	}
+}

@@ -1,0 +1,5 @@
+package fleet
+
+import "os"
+
+var pid = os.Getpid()
