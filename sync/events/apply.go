@@ -1,0 +1,175 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/store"
+)
+
+// applyPlan writes pl inside tx.
+func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
+	tables := make([]string, 0, len(pl.Upserts))
+	for t := range pl.Upserts {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables) // a stable lock order across transactions
+	refetches := pl.Refetch
+	for _, table := range tables {
+		res, err := store.Upsert(ctx, tx, table, pl.Upserts[table])
+		if err != nil {
+			return err
+		}
+		for _, id := range res.Ambiguous {
+			k := refetchKey{table, id}
+			refetches = append(refetches, refetch{refetchKey: k, NotBefore: pl.AsOf[k].Add(time.Second), Reason: reasonAmbiguous})
+		}
+		for _, id := range res.Incomplete {
+			k := refetchKey{table, id}
+			refetches = append(refetches, refetch{refetchKey: k, NotBefore: pl.AsOf[k], Reason: reasonIncomplete})
+		}
+	}
+	for _, d := range pl.Deletes {
+		if err := store.Delete(ctx, tx, d.Table, d.ID, d.At); err != nil {
+			return err
+		}
+		if d.Table == "customers" {
+			// The upcoming invoice of a deleted customer is gone too.
+			if err := store.Delete(ctx, tx, "upcoming_invoices", d.ID, d.At); err != nil {
+				return err
+			}
+		}
+	}
+	if err := queueRefetch(ctx, tx, refetches); err != nil {
+		return err
+	}
+	if len(pl.Events) > 0 {
+		ids := make([]string, len(pl.Events))
+		created := make([]time.Time, len(pl.Events))
+		for i, e := range pl.Events {
+			ids[i], created[i] = e.ID, e.At()
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.applied_events (id, created)
+SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`, ids, created); err != nil {
+			return fmt.Errorf("events: record applied events: %w", err)
+		}
+	}
+	return nil
+}
+
+// queueRefetch adds re-fetches; an entry already queued keeps the later
+// not-before time.
+func queueRefetch(ctx context.Context, tx pgx.Tx, rs []refetch) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	// One row per key in one statement (ON CONFLICT can't touch a row twice).
+	merged := map[refetchKey]refetch{}
+	for _, r := range rs {
+		if m, ok := merged[r.refetchKey]; !ok || r.NotBefore.After(m.NotBefore) {
+			merged[r.refetchKey] = r
+		}
+	}
+	var objs, ids, reasons []string
+	var nbs []time.Time
+	for _, r := range merged {
+		objs = append(objs, r.Table)
+		ids = append(ids, r.ID)
+		nbs = append(nbs, r.NotBefore)
+		reasons = append(reasons, r.Reason)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+ON CONFLICT (object, id) DO UPDATE SET
+    reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
+    not_before = GREATEST(q.not_before, excluded.not_before)`, objs, ids, nbs, reasons)
+	if err != nil {
+		return fmt.Errorf("events: queue re-fetch: %w", err)
+	}
+	return nil
+}
+
+// writeStatus updates stripe_sync.objects (behind the stripe_sync.status
+// view): last_event_at per table that got events, and lag_seconds for every
+// live table: the age of the newest complete look at Stripe's events
+// (Stripe's own visibility delay is not included: it can't be seen).
+func (p *poller) writeStatus(ctx context.Context, tx pgx.Tx, pl plan, pollStarted time.Time) error {
+	lag := time.Since(pollStarted).Seconds()
+	var tables []string
+	var ats []time.Time
+	for t, at := range pl.TableAt {
+		tables = append(tables, t)
+		ats = append(ats, at)
+	}
+	_, err := tx.Exec(ctx, `UPDATE stripe_sync.objects o SET
+    last_event_at = CASE WHEN v.at IS NULL THEN o.last_event_at ELSE GREATEST(o.last_event_at, v.at) END,
+    lag_seconds = $3, updated_at = now()
+FROM stripe_sync.objects o2
+LEFT JOIN unnest($1::text[], $2::timestamptz[]) AS v(object, at) ON v.object = o2.object
+WHERE o.object = o2.object AND o.phase = 'live'`, tables, ats, lag)
+	if err != nil {
+		return fmt.Errorf("events: status: %w", err)
+	}
+	return nil
+}
+
+// idleStatus refreshes lag_seconds when a poll found nothing, at most every
+// two seconds (an idle account shouldn't cost a write per poll).
+func (p *poller) idleStatus(ctx context.Context, pollStarted time.Time) error {
+	if time.Since(p.lastStatus) < 2*time.Second {
+		return nil
+	}
+	if err := p.inTx(ctx, func(tx pgx.Tx) error { return p.writeStatus(ctx, tx, plan{}, pollStarted) }); err != nil {
+		return err
+	}
+	p.lastStatus = time.Now()
+	return nil
+}
+
+// markLive marks every table live: the loop follows events for all of them.
+// A table in phase error (its backfill failed) stays so.
+func (p *poller) markLive(ctx context.Context) error {
+	return p.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE stripe_sync.objects SET phase = 'live', updated_at = now() WHERE phase <> 'error' AND phase <> 'live'`)
+		if err != nil {
+			return fmt.Errorf("events: mark live: %w", err)
+		}
+		return nil
+	})
+}
+
+// loadSeen reads the applied events of the first window to re-read.
+func (p *poller) loadSeen(ctx context.Context) error {
+	from := windowStart(p.cur.CheckedThrough, true, p.cfg.LookBack)
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT id, created FROM stripe_sync.applied_events WHERE created >= $1`, from)
+	if err != nil {
+		return fmt.Errorf("events: load applied events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return fmt.Errorf("events: load applied events: %w", err)
+		}
+		p.seen[id] = at.Unix()
+	}
+	return rows.Err()
+}
+
+// prune forgets applied events that no window re-reads any more. The table
+// keeps ten minutes more than memory, so a restart with an older cursor
+// than the one saved last still finds them.
+func (p *poller) prune(ctx context.Context) error {
+	keep := windowStart(p.cur.CheckedThrough, true, p.cfg.LookBack)
+	p.seen.prune(keep)
+	_, err := p.cfg.Pool.Exec(ctx, `DELETE FROM stripe_sync.applied_events WHERE created < $1`, keep.Add(-10*time.Minute))
+	if err != nil {
+		return fmt.Errorf("events: prune applied events: %w", err)
+	}
+	return nil
+}

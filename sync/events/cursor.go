@@ -1,0 +1,225 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
+	"github.com/pgstripe/pgstripe/stripeapi"
+)
+
+// head asks Stripe for its newest event and current time (the response
+// Date): the handoff point of a backfill.
+func head(ctx context.Context, c *stripeapi.Client) (Cursor, error) {
+	q := url.Values{}
+	q.Set("limit", "1")
+	pg, err := c.List(ctx, "/v1/events", q)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("events: newest event: %w", err)
+	}
+	cur := Cursor{CheckedThrough: pg.AsOf, BalanceCheckedThrough: pg.AsOf}
+	evs, err := parseEvents(pg.Data)
+	if err != nil {
+		return Cursor{}, err
+	}
+	if len(evs) > 0 {
+		cur.LastEventID, cur.LastEventAt = evs[0].ID, evs[0].At()
+	}
+	return cur, nil
+}
+
+// EnsureCursor records the handoff cursor before a backfill starts: Stripe's
+// current time and newest event. Events from there on (and a look-back
+// before it) are replayed by Run after the backfill, so nothing that
+// changes during the backfill is lost. If a cursor exists already (a
+// backfill being resumed, or a synced database), it is kept and returned
+// with created false: a resumed backfill needs the events since its first
+// start. epoch fences the write (0: none).
+func EnsureCursor(ctx context.Context, pool *pgxpool.Pool, c *stripeapi.Client, epoch int64) (cur Cursor, created bool, err error) {
+	cur, err = LoadCursor(ctx, pool)
+	if err == nil {
+		return cur, false, nil
+	}
+	if !errors.Is(err, ErrNoCursor) {
+		return Cursor{}, false, err
+	}
+	cur, err = ResetCursor(ctx, pool, c, epoch)
+	return cur, err == nil, err
+}
+
+// ResetCursor records a new handoff cursor, replacing any: call it before a
+// fresh, complete backfill.
+func ResetCursor(ctx context.Context, pool *pgxpool.Pool, c *stripeapi.Client, epoch int64) (Cursor, error) {
+	cur, err := head(stripeapi.WithPriority(ctx, stripeapi.Background), c)
+	if err != nil {
+		return Cursor{}, err
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if epoch != 0 {
+			if err := leader.Fence(ctx, tx, epoch); err != nil {
+				return err
+			}
+		}
+		if err := saveCursor(ctx, tx, cur); err != nil {
+			return err
+		}
+		return logEntry(ctx, tx, "events_cursor_set", map[string]any{
+			"checked_through": cur.CheckedThrough, "last_event_id": cur.LastEventID})
+	})
+	if err != nil {
+		return Cursor{}, err
+	}
+	return cur, nil
+}
+
+// adoptBackfillCursor reads the cursor the backfill recorded before it
+// started (stripe_sync.cursor, row 'events': the newest event then, or
+// Stripe's time when there were none). ErrNoCursor when there is none.
+func adoptBackfillCursor(ctx context.Context, pool *pgxpool.Pool) (Cursor, error) {
+	var id *string
+	var created *time.Time
+	err := pool.QueryRow(ctx, `SELECT event_id, event_created FROM stripe_sync.cursor
+WHERE name = 'events'`).Scan(&id, &created)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && created == nil) {
+		return Cursor{}, ErrNoCursor
+	}
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // no backfill state table
+			return Cursor{}, ErrNoCursor
+		}
+		return Cursor{}, fmt.Errorf("events: read backfill cursor: %w", err)
+	}
+	c := Cursor{CheckedThrough: created.UTC(), BalanceCheckedThrough: created.UTC()}
+	if id != nil {
+		c.LastEventID, c.LastEventAt = *id, created.UTC()
+	}
+	return c, nil
+}
+
+// logEntry appends to stripe_sync.log.
+func logEntry(ctx context.Context, tx pgx.Tx, kind string, detail map[string]any) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ($1, $2)`, kind, detail); err != nil {
+		return fmt.Errorf("events: log %s: %w", kind, err)
+	}
+	return nil
+}
+
+// rebackfill brings the tables back to exact after the cursor fell out of
+// Stripe's retention (pgstripe was down for a month): the events that
+// would have done it are gone.
+//
+//  1. T := Stripe's current time; the cursor is marked "re-backfill since
+//     T" (durable, so a crash resumes the re-backfill, never the polling).
+//  2. Config.Backfill runs a complete, fresh backfill: every object that
+//     exists is written with _as_of ≥ T.
+//  3. Rows still older than T belong to objects that no longer exist: they
+//     are deleted and tombstoned (so no replayed event brings them back).
+//  4. The cursor restarts at T; events since then are replayed as after
+//     any backfill. Customers with subscriptions get their upcoming
+//     invoice refreshed.
+func (p *poller) rebackfill(ctx context.Context, reason string) error {
+	if p.cfg.Backfill == nil {
+		err := p.inTx(ctx, func(tx pgx.Tx) error {
+			return logEntry(ctx, tx, "events_cursor_expired", map[string]any{
+				"checked_through": p.cur.CheckedThrough, "stripe_now": p.stripeNow, "action": "returned to caller"})
+		})
+		if err != nil {
+			return err
+		}
+		return ErrCursorExpired
+	}
+	start, err := head(ctx, p.cfg.Client)
+	if err != nil {
+		return err
+	}
+	p.observeDate(start.CheckedThrough)
+	T := start.CheckedThrough
+	p.log.Warn("events cursor is older than Stripe's event retention: re-backfilling every table",
+		"checked_through", p.cur.CheckedThrough, "stripe_now", T, "reason", reason)
+	marked := p.cur
+	marked.RebackfillSince = T
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		if err := saveCursor(ctx, tx, marked); err != nil {
+			return err
+		}
+		return logEntry(ctx, tx, "rebackfill_started", map[string]any{
+			"reason": reason, "checked_through": p.cur.CheckedThrough, "stripe_now": T})
+	})
+	if err != nil {
+		return err
+	}
+	p.cur = marked
+	if err := p.cfg.Backfill(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v", errBackfill, err)
+	}
+	swept := map[string]int{}
+	next := start
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		for _, t := range schema.Tables() {
+			if t.Parent != nil {
+				continue // children go with their parents (store.Delete, prune on replace)
+			}
+			n, err := sweepTable(ctx, tx, t, T)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				swept[t.Name] = n
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.applied_events`); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+SELECT DISTINCT 'upcoming_invoices', customer, $1::timestamptz, 'upcoming' FROM stripe.subscriptions
+WHERE customer IS NOT NULL AND status NOT IN ('canceled', 'incomplete_expired')
+ON CONFLICT (object, id) DO NOTHING`, T); err != nil {
+			return fmt.Errorf("events: queue upcoming invoices: %w", err)
+		}
+		if err := saveCursor(ctx, tx, next); err != nil {
+			return err
+		}
+		return logEntry(ctx, tx, "rebackfill_complete", map[string]any{"since": T, "removed": swept})
+	})
+	if err != nil {
+		return err
+	}
+	p.cur = next
+	p.seen = seenSet{}
+	p.lastSweep = time.Time{}
+	p.log.Info("re-backfill complete; following events again", "since", T, "removed", swept)
+	return nil
+}
+
+// sweepTable deletes (and tombstones) the rows of t a complete backfill
+// started at T did not write: their objects are gone.
+func sweepTable(ctx context.Context, tx pgx.Tx, t *schema.Table, T time.Time) (int, error) {
+	key := schema.Ident(t.Key[len(t.Key)-1])
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "_as_of" < $1`, key, t.QualifiedName()), T)
+	if err != nil {
+		return 0, fmt.Errorf("events: sweep %s: %w", t.Name, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("events: sweep %s: %w", t.Name, err)
+	}
+	for _, id := range ids {
+		if err := store.Delete(ctx, tx, t.Name, id, T); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}

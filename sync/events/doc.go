@@ -1,0 +1,74 @@
+// Package events keeps the stripe schema current after the backfill by
+// following Stripe's /v1/events (CONTRACT §4): it is the replication stream
+// of the sync layer, between stripeapi (calls, one shared limiter) and store
+// (the one upsert path with the ordering guard and tombstones).
+//
+// # Handoff and cursor
+//
+// Before a backfill starts, the newest event and Stripe's clock are recorded
+// (EnsureCursor here, or the backfill's own stripe_sync.cursor row
+// 'events', which Run adopts when it has no cursor of its own). Run starts
+// from there: every event since (and a look-back before) is replayed, so
+// nothing that changed during the backfill is lost. Replaying what the
+// backfill already saw is harmless: an event's state is as of its created
+// second, the backfill's as of its response Date, and the store keeps the
+// newer.
+//
+// The durable position (stripe_sync.events_cursor) is a time, not an event
+// id: checked_through is the Date of the first page of the last complete
+// poll. Every poll lists created >= checked_through - 3 s (newest first,
+// paging with starting_after while has_more); every SweepEvery a sweep lists
+// from LookBack before it, because Stripe's list is eventually consistent
+// and an event can become visible after newer ones. Events already applied
+// are skipped by id: stripe_sync.applied_events is written in the apply
+// transaction and pruned past the window, and an in-memory copy holds only
+// the window's ids.
+//
+// # Applying
+//
+// A batch of new events is applied in one transaction (fenced with the
+// leader epoch): the objects, the applied ids, the re-fetch queue, the
+// cursor and the status. A crash anywhere re-applies the batch as a whole
+// or not at all. Batches need no global order: each object state carries
+// _as_of = event.created, the store replaces a row only with a strictly
+// newer state, deletes tombstone, so applying events newest-first or
+// replaying them changes nothing.
+//
+// What the guard can't order are two different states of one object in the
+// same second (created has one-second resolution). Such an object, found
+// inside a batch or reported Ambiguous by the store, is queued in
+// stripe_sync.events_refetch and fetched once Stripe's clock (the response
+// Date) has passed that second; the fetched state's _as_of is its response
+// Date, strictly newer, so it wins. The same queue completes nested lists
+// cut at has_more (subscription items, invoice lines), re-fetches owners
+// changed by events of objects not stored (customer.discount.*) and
+// refreshes a customer's upcoming invoice when its subscriptions, invoices
+// or invoice items change (404 removes the row). The queue is durable, so a
+// crash loses none of it.
+//
+// Event routing (RouteEvent) uses data.object.object through
+// schema.ByObject; *.deleted removes the row and its children with a
+// tombstone, except customer.subscription.deleted, which means canceled
+// (the subscription still exists and is updated). Types whose object isn't
+// stored are ignored.
+//
+// # What has no events
+//
+// balance_transactions are listed by created every BalanceEvery (from the
+// last check minus LookBack). Gaps, documented: a pending balance
+// transaction turning available later is not seen until the next
+// backfill; upcoming invoices change with time (proration, clocks) without
+// any event and are refreshed only on the events above; an invoice's lines
+// are complete only when Stripe emits an invoice event after they change.
+//
+// # Retention
+//
+// Stripe keeps events 30 days. When the cursor's window reaches past that
+// (pgstripe was down), Run calls Config.Backfill for a complete fresh
+// backfill, removes (and tombstones) rows the backfill did not write, and
+// restarts from the time the re-backfill began; it is durable
+// (events_cursor.rebackfill_since), so a crash during it resumes it. Both
+// steps are logged in stripe_sync.log (rebackfill_started,
+// rebackfill_complete). Without Config.Backfill, Run returns
+// ErrCursorExpired for the orchestrator to handle.
+package events

@@ -1,0 +1,339 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/metrics"
+	"github.com/pgstripe/pgstripe/stripeapi"
+)
+
+const (
+	// DefaultPollInterval is PGSTRIPE_POLL_INTERVAL's default.
+	DefaultPollInterval = 500 * time.Millisecond
+	// DefaultLookBack is how late an event may become visible and still be
+	// applied by a sweep. Stripe's list is usually consistent within
+	// seconds (Sequin re-reads ~5 s); a minute leaves a wide margin at the
+	// cost of one extra read of a minute of events every SweepEvery.
+	DefaultLookBack = 60 * time.Second
+	// Retention is how long Stripe keeps events.
+	Retention = 30 * 24 * time.Hour
+	// headOverlap is what every poll re-reads before the last checked point:
+	// it covers whole-second truncation of created and Date, and events
+	// that become visible up to about two seconds late, without waiting for
+	// a sweep.
+	headOverlap = 3 * time.Second
+	// retentionMargin is kept between the cursor's window and Stripe's
+	// retention: events near the edge may already be gone.
+	retentionMargin = time.Hour
+	// maxPerTx bounds the events applied in one transaction (a catch-up of
+	// days of events commits in steps and resumes from there).
+	maxPerTx = 1000
+)
+
+// ErrCursorExpired is returned by Run when the cursor is older than Stripe's
+// event retention and Config.Backfill is nil: the events that would bring
+// the tables up to date are gone. The caller must run a complete backfill
+// (after SetCursor) and then Run again; see Rebackfill.
+var ErrCursorExpired = errors.New("events: cursor is older than Stripe's 30-day event retention; a complete re-backfill is needed")
+
+// Config configures Run.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Client *stripeapi.Client
+	// PollInterval between polls of /v1/events (default 500 ms).
+	PollInterval time.Duration
+	// LookBack is the window a sweep re-reads: an event that becomes visible
+	// up to LookBack after its creation is still applied (default 60 s).
+	LookBack time.Duration
+	// SweepEvery is how often the LookBack window is re-read (default
+	// LookBack/4, at least PollInterval). Every poll re-reads 3 s.
+	SweepEvery time.Duration
+	// BalanceEvery is how often balance_transactions (no events of their
+	// own) are listed by created (default 10 s; negative: never).
+	BalanceEvery time.Duration
+	// Epoch is the leader epoch: every apply transaction is fenced with it
+	// (leader.Fence). 0 disables fencing (single instance, tests).
+	Epoch int64
+	// Backfill, when set, is called when the cursor is older than Stripe's
+	// retention: it must run a complete, fresh backfill of every table (not
+	// resume an earlier one). Afterwards rows the backfill did not see are
+	// removed (their objects are gone) and the loop continues from the time
+	// the re-backfill started. When nil, Run returns ErrCursorExpired.
+	Backfill func(ctx context.Context) error
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// OnApplied, when set, is called after each commit with the events it
+	// applied (benchmarks and tests measure lag with it).
+	OnApplied func(evs []Event, committed time.Time)
+}
+
+func (c *Config) defaults() error {
+	if c.Pool == nil {
+		return errors.New("events: Config.Pool is required")
+	}
+	if c.Client == nil {
+		return errors.New("events: Config.Client is required")
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.LookBack <= 0 {
+		c.LookBack = DefaultLookBack
+	}
+	if c.LookBack > Retention/2 {
+		return fmt.Errorf("events: LookBack %s is longer than half of Stripe's event retention", c.LookBack)
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = max(c.LookBack/4, c.PollInterval)
+	}
+	if c.BalanceEvery == 0 {
+		c.BalanceEvery = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Run follows Stripe's events until ctx ends, starting at the cursor
+// recorded by SetCursor (before the backfill) or by an earlier Run. It
+// returns ctx's error on cancellation, leader.ErrDeposed when another
+// instance took over, ErrNoCursor, or ErrCursorExpired (Config.Backfill
+// nil). Stripe and database errors are logged and retried, never fatal.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}}
+	return p.run(ctx)
+}
+
+type poller struct {
+	cfg Config
+	log *slog.Logger
+	cur Cursor
+	// seen: applied events of the current look-back window.
+	seen seenSet
+	// stripeNow is the newest response Date and when it was received:
+	// Stripe's clock, for retention and for "the second has passed".
+	stripeNow, stripeNowAt time.Time
+	lastSweep, lastBalance time.Time
+	lastSave, lastStatus   time.Time
+	lastPrune              time.Time
+}
+
+func (p *poller) run(ctx context.Context) error {
+	var err error
+	p.cur, err = LoadCursor(ctx, p.cfg.Pool)
+	if errors.Is(err, ErrNoCursor) {
+		p.cur, err = adoptBackfillCursor(ctx, p.cfg.Pool)
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.markLive(ctx); err != nil {
+		return err
+	}
+	if err := p.loadSeen(ctx); err != nil {
+		return err
+	}
+	backoff := time.Duration(0)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		started := time.Now()
+		err := p.step(ctx)
+		switch {
+		case err == nil:
+			backoff = 0
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, leader.ErrDeposed), errors.Is(err, ErrCursorExpired), errors.Is(err, errBackfill):
+			return err
+		default:
+			backoff = min(max(2*backoff, p.cfg.PollInterval), 30*time.Second)
+			p.log.Warn("events poll failed; retrying", "in", backoff, "err", err)
+		}
+		// Poll every PollInterval from start to start, so a poll that took
+		// a while doesn't add its duration to the lag of the next one.
+		wait := p.cfg.PollInterval - time.Since(started)
+		if backoff > 0 {
+			wait = backoff
+		}
+		timer.Reset(max(wait, 0))
+	}
+}
+
+// errBackfill wraps a failed re-backfill (Run returns it; a restart resumes
+// the re-backfill).
+var errBackfill = errors.New("events: re-backfill failed")
+
+// step is one iteration: re-backfill if needed, poll, re-fetch, balance.
+func (p *poller) step(ctx context.Context) error {
+	ctx = stripeapi.WithPriority(ctx, stripeapi.Background)
+	if !p.cur.RebackfillSince.IsZero() {
+		return p.rebackfill(ctx, "resume")
+	}
+	now := time.Now()
+	sweep := now.Sub(p.lastSweep) >= p.cfg.SweepEvery
+	if err := p.poll(ctx, sweep); err != nil {
+		return err
+	}
+	if sweep {
+		p.lastSweep = now
+	}
+	if err := p.drainRefetch(ctx); err != nil {
+		return err
+	}
+	if p.cfg.BalanceEvery > 0 && now.Sub(p.lastBalance) >= p.cfg.BalanceEvery {
+		if err := p.pollBalance(ctx); err != nil {
+			return err
+		}
+		p.lastBalance = now
+	}
+	if now.Sub(p.lastPrune) >= p.cfg.LookBack {
+		if err := p.prune(ctx); err != nil {
+			return err
+		}
+		p.lastPrune = now
+	}
+	return nil
+}
+
+// observeDate records a response Date as Stripe's current time.
+func (p *poller) observeDate(d time.Time) {
+	if d.After(p.stripeNow) {
+		p.stripeNow, p.stripeNowAt = d, time.Now()
+	}
+}
+
+// expired reports whether the cursor's window reaches past Stripe's
+// retention at Stripe time now.
+func expired(cur Cursor, now time.Time, lookBack time.Duration) bool {
+	return cur.CheckedThrough.Add(-lookBack).Before(now.Add(-Retention + retentionMargin))
+}
+
+// poll reads the events window and applies what is new, page by page.
+func (p *poller) poll(ctx context.Context, sweep bool) error {
+	from := windowStart(p.cur.CheckedThrough, sweep, p.cfg.LookBack)
+	q := url.Values{}
+	q.Set("limit", "100")
+	q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
+	var checked time.Time
+	var pending []Event
+	pollStarted := time.Now()
+	for first := true; ; first = false {
+		page, err := p.cfg.Client.List(ctx, "/v1/events", q)
+		if err != nil {
+			return fmt.Errorf("list events: %w", err)
+		}
+		p.observeDate(page.AsOf)
+		if first {
+			checked = page.AsOf
+			if expired(p.cur, page.AsOf, p.cfg.LookBack) {
+				return p.rebackfill(ctx, "cursor_expired")
+			}
+		}
+		evs, err := parseEvents(page.Data)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if !p.seen.has(e.ID) {
+				pending = append(pending, e)
+			}
+		}
+		if !page.HasMore || len(evs) == 0 {
+			break
+		}
+		// Commit a long catch-up in steps, so a crash doesn't lose it all
+		// and memory stays bounded.
+		if len(pending) >= maxPerTx {
+			if err := p.apply(ctx, pending, nil, pollStarted); err != nil {
+				return err
+			}
+			pending = nil
+		}
+		q.Set("starting_after", evs[len(evs)-1].ID)
+	}
+	var next *Cursor
+	if checked.After(p.cur.CheckedThrough) && (len(pending) > 0 || time.Since(p.lastSave) >= 5*time.Second) {
+		c := p.cur
+		c.CheckedThrough = checked
+		next = &c
+	}
+	if len(pending) == 0 && next == nil {
+		return p.idleStatus(ctx, pollStarted)
+	}
+	return p.apply(ctx, pending, next, pollStarted)
+}
+
+// inTx runs fn in a transaction fenced by the leader epoch.
+func (p *poller) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+		if p.cfg.Epoch != 0 {
+			if err := leader.Fence(ctx, tx, p.cfg.Epoch); err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	})
+}
+
+// apply writes one batch of new events (and optionally the new cursor) in
+// one transaction: the objects, the applied ids, the re-fetch queue, the
+// status. Nothing of it is visible, or remembered as applied, before
+// commit, so a crash at any point re-applies the batch as a whole.
+func (p *poller) apply(ctx context.Context, evs []Event, next *Cursor, pollStarted time.Time) error {
+	pl := planBatch(evs)
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		if err := p.applyPlan(ctx, tx, pl); err != nil {
+			return err
+		}
+		if next != nil {
+			if pl.maxEvent.ID != "" && !pl.maxEvent.At().Before(next.LastEventAt) {
+				next.LastEventID, next.LastEventAt = pl.maxEvent.ID, pl.maxEvent.At()
+			}
+			if err := saveCursor(ctx, tx, *next); err != nil {
+				return err
+			}
+		}
+		return p.writeStatus(ctx, tx, pl, pollStarted)
+	})
+	if err != nil {
+		return err
+	}
+	committed := time.Now()
+	p.seen.add(evs)
+	if next != nil {
+		p.cur = *next
+		p.lastSave = committed
+	}
+	p.lastStatus = committed
+	for _, e := range evs {
+		metrics.EventsApplied.WithLabelValues(e.Type).Inc()
+		metrics.EventLag.Observe(committed.Sub(e.At()).Seconds())
+	}
+	if len(evs) > 0 {
+		p.log.Debug("applied events", "events", len(evs), "ignored", pl.Ignored, "deletes", len(pl.Deletes), "refetch", len(pl.Refetch))
+	}
+	if p.cfg.OnApplied != nil && len(evs) > 0 {
+		p.cfg.OnApplied(evs, committed)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
+)
+
+// Event is the part of a Stripe event the loop uses.
+type Event struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Created int64  `json:"created"`
+	Data    struct {
+		Object json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
+// At is the event's creation time (Stripe's clock, whole seconds).
+func (e Event) At() time.Time { return time.Unix(e.Created, 0).UTC() }
+
+// parseEvents decodes a page of events; an event without id or created is
+// an error (it could never be deduplicated or ordered).
+func parseEvents(raws []json.RawMessage) ([]Event, error) {
+	out := make([]Event, 0, len(raws))
+	for i, r := range raws {
+		var e Event
+		if err := json.Unmarshal(r, &e); err != nil {
+			return nil, fmt.Errorf("events: event %d of page: %w", i, err)
+		}
+		if e.ID == "" || e.Created <= 0 {
+			return nil, fmt.Errorf("events: event %d of page lacks id or created: %.120s", i, r)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// refetchKey names a stored object (or, for upcoming_invoices, a customer).
+type refetchKey struct{ Table, ID string }
+
+// refetch is a queued re-fetch: not before NotBefore on Stripe's clock.
+type refetch struct {
+	refetchKey
+	NotBefore time.Time
+	Reason    string
+}
+
+const (
+	reasonAmbiguous  = "ambiguous"  // two states in one second
+	reasonIncomplete = "incomplete" // nested list cut at has_more
+	reasonOwner      = "owner"      // an event of an unstored object changed it
+	reasonUpcoming   = "upcoming"   // the customer's upcoming invoice may have changed
+)
+
+type deletion struct {
+	Table, ID string
+	At        time.Time
+}
+
+// plan is what one batch of new events does, decided without the database.
+type plan struct {
+	Upserts map[string][]store.Object // by table; at most one state per object
+	Deletes []deletion
+	Refetch []refetch
+	Events  []Event // every event of the batch (recorded as applied)
+	// AsOf of each upserted object; TableAt the newest event per table.
+	AsOf     map[refetchKey]time.Time
+	TableAt  map[string]time.Time
+	Ignored  int
+	maxEvent Event // newest event by (created, id)
+}
+
+// planBatch turns new events into writes. Events may come in any order:
+// the store's ordering guard keeps the newest state, deletes are final
+// (tombstones), so a batch needs no global order. Within the batch it keeps
+// the newest state per object; two different states of one object in the
+// same second can't be ordered, so the object is queued for a re-fetch
+// after that second (one of them is stored meanwhile, and the re-fetch,
+// being strictly newer, replaces it).
+func planBatch(evs []Event) plan {
+	p := plan{Upserts: map[string][]store.Object{}, Events: evs,
+		AsOf: map[refetchKey]time.Time{}, TableAt: map[string]time.Time{}}
+	type cand struct {
+		obj      json.RawMessage
+		at       time.Time
+		conflict bool
+	}
+	latest := map[refetchKey]*cand{}
+	var order []refetchKey
+	deleted := map[refetchKey]time.Time{}
+	queued := map[refetchKey]int{} // index in p.Refetch
+	queue := func(k refetchKey, nb time.Time, reason string) {
+		if i, ok := queued[k]; ok {
+			if nb.After(p.Refetch[i].NotBefore) {
+				p.Refetch[i].NotBefore = nb
+				p.Refetch[i].Reason = reason
+			}
+			return
+		}
+		queued[k] = len(p.Refetch)
+		p.Refetch = append(p.Refetch, refetch{refetchKey: k, NotBefore: nb, Reason: reason})
+	}
+	for _, e := range evs {
+		if e.Created > p.maxEvent.Created || (e.Created == p.maxEvent.Created && e.ID > p.maxEvent.ID) {
+			p.maxEvent = e
+		}
+		r := RouteEvent(e.Type, e.Data.Object)
+		if r.Customer != "" {
+			queue(refetchKey{"upcoming_invoices", r.Customer}, e.At(), reasonUpcoming)
+		}
+		k := refetchKey{r.Table, r.ID}
+		if r.Table != "" && e.At().After(p.TableAt[r.Table]) {
+			p.TableAt[r.Table] = e.At()
+		}
+		switch r.Action {
+		case Ignore:
+			p.Ignored++
+		case Delete:
+			if at, ok := deleted[k]; !ok || e.At().Before(at) {
+				deleted[k] = e.At()
+			}
+		case Refetch:
+			queue(k, e.At().Add(time.Second), reasonOwner)
+		case Upsert:
+			c := latest[k]
+			switch {
+			case c == nil:
+				latest[k] = &cand{obj: e.Data.Object, at: e.At()}
+				order = append(order, k)
+			case e.At().After(c.at):
+				*c = cand{obj: e.Data.Object, at: e.At()}
+			case e.At().Equal(c.at) && !bytes.Equal(c.obj, e.Data.Object):
+				c.conflict = true
+			}
+			if nestedIncomplete(r.Table, e.Data.Object) {
+				queue(k, e.At(), reasonIncomplete)
+			}
+		}
+	}
+	for _, k := range order {
+		if _, gone := deleted[k]; gone {
+			continue
+		}
+		c := latest[k]
+		p.Upserts[k.Table] = append(p.Upserts[k.Table], store.Object{Raw: c.obj, AsOf: c.at})
+		p.AsOf[k] = c.at
+		if c.conflict {
+			queue(k, c.at.Add(time.Second), reasonAmbiguous)
+		}
+	}
+	for k, at := range deleted {
+		p.Deletes = append(p.Deletes, deletion{Table: k.Table, ID: k.ID, At: at})
+		if i, ok := queued[k]; ok && p.Refetch[i].Reason != reasonUpcoming {
+			p.Refetch[i].Reason = "" // nothing to fetch: it's gone
+		}
+	}
+	sort.Slice(p.Deletes, func(i, j int) bool {
+		a, b := p.Deletes[i], p.Deletes[j]
+		if a.Table != b.Table {
+			return a.Table < b.Table
+		}
+		return a.ID < b.ID
+	})
+	kept := p.Refetch[:0]
+	for _, r := range p.Refetch {
+		if r.Reason != "" {
+			kept = append(kept, r)
+		}
+	}
+	p.Refetch = kept
+	return p
+}
+
+// nestedIncomplete reports whether obj, an object of table, embeds a nested
+// list stored in a child table that was cut at has_more (an event carries
+// only the first page; the rest must be fetched).
+func nestedIncomplete(table string, obj json.RawMessage) bool {
+	t, ok := schema.Lookup(table)
+	if !ok || len(t.Nested) == 0 {
+		return false
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(obj, &fields) != nil {
+		return false
+	}
+	for _, n := range t.Nested {
+		var l struct {
+			HasMore bool `json:"has_more"`
+		}
+		if v, ok := fields[n.Field]; ok && json.Unmarshal(v, &l) == nil && l.HasMore {
+			return true
+		}
+	}
+	return false
+}
+
+// seenSet remembers the ids of applied events still inside the look-back
+// window, so a re-read window never applies one twice. Memory is bounded
+// by the events of one window: prune drops ids older than it.
+type seenSet map[string]int64 // id → created (unix)
+
+func (s seenSet) has(id string) bool { _, ok := s[id]; return ok }
+
+func (s seenSet) add(evs []Event) {
+	for _, e := range evs {
+		s[e.ID] = e.Created
+	}
+}
+
+// prune forgets events created before before.
+func (s seenSet) prune(before time.Time) {
+	b := before.Unix()
+	for id, c := range s {
+		if c < b {
+			delete(s, id)
+		}
+	}
+}
+
+// windowStart is the oldest creation time a poll re-reads: a poll reads from
+// headOverlap before the last checked point (events becoming visible a
+// little late, same-second stragglers); a sweep from lookBack before it.
+func windowStart(checked time.Time, sweep bool, lookBack time.Duration) time.Time {
+	d := min(headOverlap, lookBack)
+	if sweep {
+		d = lookBack
+	}
+	return checked.Add(-d).Truncate(time.Second)
+}

@@ -1,0 +1,258 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
+	"github.com/pgstripe/pgstripe/stripeapi"
+)
+
+// refetchBatch bounds the re-fetches of one step, so a burst of them
+// doesn't delay the next poll for long.
+const refetchBatch = 25
+
+// fetched is the outcome of one re-fetch.
+type fetched struct {
+	refetch
+	obj  *store.Object // nil: gone (404)
+	drop bool          // nothing to do (no retrieve endpoint, bad request)
+}
+
+// drainRefetch fetches the queued objects whose time has come and upserts
+// them; a fetched state is current as of its response Date, so it orders
+// after every event applied so far.
+func (p *poller) drainRefetch(ctx context.Context) error {
+	if p.stripeNow.IsZero() {
+		return nil
+	}
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason FROM stripe_sync.events_refetch
+WHERE not_before <= $1 ORDER BY not_before LIMIT $2`, p.stripeNow, refetchBatch)
+	if err != nil {
+		return fmt.Errorf("events: read re-fetch queue: %w", err)
+	}
+	due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetch, error) {
+		var x refetch
+		err := r.Scan(&x.Table, &x.ID, &x.NotBefore, &x.Reason)
+		return x, err
+	})
+	if err != nil {
+		return fmt.Errorf("events: read re-fetch queue: %w", err)
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	var out []fetched
+	for _, r := range due {
+		f, err := p.fetch(ctx, r)
+		if err != nil {
+			// Keep it queued; the next step retries (the client already
+			// retried 429/5xx).
+			p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
+			continue
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return p.inTx(ctx, func(tx pgx.Tx) error {
+		var again []refetch
+		for _, f := range out {
+			switch {
+			case f.drop:
+			case f.obj == nil:
+				if err := store.Delete(ctx, tx, f.Table, f.ID, p.stripeNow); err != nil {
+					return err
+				}
+			default:
+				res, err := store.Upsert(ctx, tx, f.Table, []store.Object{*f.obj})
+				if err != nil {
+					return err
+				}
+				if len(res.Ambiguous) > 0 {
+					// An event of the very second of the fetch was applied
+					// with another state: try once more after that second.
+					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf.Add(time.Second), Reason: reasonAmbiguous})
+				}
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.events_refetch WHERE object = $1 AND id = $2 AND not_before = $3`,
+				f.Table, f.ID, f.NotBefore); err != nil {
+				return fmt.Errorf("events: dequeue re-fetch: %w", err)
+			}
+		}
+		return queueRefetch(ctx, tx, again)
+	})
+}
+
+// fetch retrieves one queued object, with its nested lists complete.
+func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
+	f := fetched{refetch: r}
+	t, ok := schema.Lookup(r.Table)
+	if !ok || t.RetrievePath == "" {
+		f.drop = true
+		return f, nil
+	}
+	var resp *stripeapi.Response
+	var err error
+	if t.Virtual {
+		// upcoming_invoices: the only virtual table, keyed by customer.
+		q := url.Values{}
+		q.Set("customer", r.ID)
+		resp, err = p.cfg.Client.Get(ctx, t.RetrievePath, q)
+	} else {
+		resp, err = p.cfg.Client.Get(ctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(r.ID)), nil)
+	}
+	if stripeapi.IsNotFound(err) {
+		// Gone: deleted in Stripe (Stripe never reuses ids), or no upcoming
+		// invoice any more.
+		return f, nil
+	}
+	if err != nil {
+		var se *stripeapi.Error
+		if errors.As(err, &se) && se.HTTPStatus == 400 && t.Virtual {
+			// Stripe answers 400 for a customer without anything upcoming
+			// in some cases (e.g. deleted customer): nothing to show.
+			return f, nil
+		}
+		return f, err
+	}
+	p.observeDate(resp.AsOf)
+	obj := &store.Object{Raw: resp.Body, AsOf: resp.AsOf}
+	if t.Virtual {
+		// Key the virtual row by the customer asked for, whatever the
+		// response carries.
+		f.obj = obj
+		return f, nil
+	}
+	kids, err := completeNested(ctx, p.cfg.Client, t, resp.Body)
+	if err != nil {
+		return f, err
+	}
+	obj.Children = kids
+	f.obj = obj
+	return f, nil
+}
+
+// completeNested pages the nested lists of obj that were cut at has_more
+// (CONTRACT §3: nested lists are always complete) and returns them whole.
+func completeNested(ctx context.Context, c *stripeapi.Client, t *schema.Table, raw json.RawMessage) (map[string][]json.RawMessage, error) {
+	if len(t.Nested) == 0 {
+		return nil, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("events: %s object: %w", t.Name, err)
+	}
+	var id string
+	_ = json.Unmarshal(fields["id"], &id)
+	var out map[string][]json.RawMessage
+	for _, n := range t.Nested {
+		v, ok := fields[n.Field]
+		if !ok {
+			continue
+		}
+		var l struct {
+			Data    []json.RawMessage `json:"data"`
+			HasMore bool              `json:"has_more"`
+			URL     string            `json:"url"`
+		}
+		if json.Unmarshal(v, &l) != nil || !l.HasMore {
+			continue
+		}
+		path, q, err := nestedListURL(n, l.URL, id)
+		if err != nil {
+			return nil, err
+		}
+		var all []json.RawMessage
+		if err := c.ListAll(ctx, path, q, func(pg *stripeapi.Page) error {
+			all = append(all, pg.Data...)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("events: page %s of %s %s: %w", n.Field, t.Name, id, err)
+		}
+		if out == nil {
+			out = map[string][]json.RawMessage{}
+		}
+		out[n.Field] = all
+	}
+	return out, nil
+}
+
+// nestedListURL is where the rest of a nested list is: the list's own url
+// ("/v1/invoices/in_1/lines", "/v1/subscription_items?subscription=sub_1"),
+// else the schema's list path.
+func nestedListURL(n schema.NestedList, listURL, parentID string) (string, url.Values, error) {
+	if listURL != "" {
+		u, err := url.Parse(listURL)
+		if err != nil || !strings.HasPrefix(u.Path, "/v1/") {
+			return "", nil, fmt.Errorf("events: nested list url %q", listURL)
+		}
+		return u.Path, u.Query(), nil
+	}
+	if parentID == "" {
+		return "", nil, fmt.Errorf("events: nested list %s without url or parent id", n.Field)
+	}
+	q := url.Values{}
+	path := n.ListPath
+	if strings.Contains(path, "{id}") {
+		path = strings.ReplaceAll(path, "{id}", url.PathEscape(parentID))
+	} else if ct, ok := schema.Lookup(n.Table); ok && ct.Parent != nil {
+		q.Set(ct.Parent.Column, parentID)
+	}
+	return path, q, nil
+}
+
+// pollBalance lists balance transactions created since the last check
+// (minus LookBack, for late visibility). They have no events of their
+// own; a pending one turning available later is not seen (documented gap).
+func (p *poller) pollBalance(ctx context.Context) error {
+	since := p.cur.BalanceCheckedThrough
+	if since.IsZero() {
+		since = p.cur.CheckedThrough
+	}
+	q := url.Values{}
+	q.Set("created[gte]", strconv.FormatInt(since.Add(-p.cfg.LookBack).Unix(), 10))
+	var objs []store.Object
+	var checked time.Time
+	err := p.cfg.Client.ListAll(ctx, "/v1/balance_transactions", q, func(pg *stripeapi.Page) error {
+		if checked.IsZero() {
+			checked = pg.AsOf
+		}
+		p.observeDate(pg.AsOf)
+		for _, d := range pg.Data {
+			objs = append(objs, store.Object{Raw: d, AsOf: pg.AsOf})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list balance transactions: %w", err)
+	}
+	if checked.IsZero() {
+		return nil
+	}
+	next := p.cur
+	next.BalanceCheckedThrough = checked
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		if len(objs) > 0 {
+			if _, err := store.Upsert(ctx, tx, "balance_transactions", objs); err != nil {
+				return err
+			}
+		}
+		return saveCursor(ctx, tx, next)
+	})
+	if err != nil {
+		return err
+	}
+	p.cur = next
+	return nil
+}

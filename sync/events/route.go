@@ -1,0 +1,125 @@
+package events
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+// Action is what an event does to the stripe schema.
+type Action uint8
+
+const (
+	// Ignore: the event's object is not stored (account.*, balance.*, …).
+	Ignore Action = iota
+	// Upsert data.object into Table through the ordering guard.
+	Upsert
+	// Delete the object from Table (with its children) and tombstone it.
+	Delete
+	// Refetch the stored object Table/ID from Stripe: the event changes it
+	// without carrying it (customer.discount.* changes customer.discount).
+	Refetch
+)
+
+func (a Action) String() string {
+	switch a {
+	case Upsert:
+		return "upsert"
+	case Delete:
+		return "delete"
+	case Refetch:
+		return "refetch"
+	}
+	return "ignore"
+}
+
+// Route is the decision for one event.
+type Route struct {
+	Action Action
+	Table  string // stripe table (empty for Ignore)
+	ID     string // object id (for Refetch: the stored object to fetch)
+	// Customer whose upcoming invoice may have changed ("" if none): set for
+	// subscription, invoice and invoice item events and customer deletions.
+	Customer string
+}
+
+// refetchOwner lists event types whose object pgstripe doesn't store but
+// which change a stored object without an event of its own: a discount
+// lives in customer.discount, and Stripe sends customer.discount.* (not
+// customer.updated) when it changes. The owner is re-fetched.
+var refetchOwner = map[string]string{
+	"customer.discount.created": "customers",
+	"customer.discount.updated": "customers",
+	"customer.discount.deleted": "customers",
+}
+
+// upcomingTables are the tables whose changes move a customer's upcoming
+// invoice (CONTRACT §3).
+var upcomingTables = map[string]bool{"subscriptions": true, "invoices": true, "invoiceitems": true}
+
+// RouteEvent decides what the event of type typ with data.object obj does.
+// It never fails: an event it can't place is ignored (reported by the
+// caller's metrics), since Stripe adds event types over time.
+func RouteEvent(typ string, obj json.RawMessage) Route {
+	var o struct {
+		ID       string          `json:"id"`
+		Object   string          `json:"object"`
+		Deleted  bool            `json:"deleted"`
+		Customer json.RawMessage `json:"customer"`
+	}
+	if json.Unmarshal(obj, &o) != nil {
+		return Route{}
+	}
+	if table, ok := refetchOwner[typ]; ok {
+		if id := refID(o.Customer); id != "" {
+			return Route{Action: Refetch, Table: table, ID: id}
+		}
+		return Route{}
+	}
+	// invoice.upcoming carries an invoice without id: the upcoming invoice
+	// of a customer, refreshed separately.
+	if typ == "invoice.upcoming" {
+		return Route{Customer: refID(o.Customer)}
+	}
+	t, ok := schema.ByObject(o.Object)
+	if !ok || t.Virtual || t.Parent != nil || o.ID == "" {
+		return Route{}
+	}
+	r := Route{Action: Upsert, Table: t.Name, ID: o.ID}
+	// customer.subscription.deleted means "canceled": the subscription
+	// still exists (GET and list with status=all return it), so it is an
+	// update like any other. Every other *.deleted removes the object.
+	if o.Deleted || (strings.HasSuffix(typ, ".deleted") && t.Name != "subscriptions") {
+		r.Action = Delete
+	}
+	if upcomingTables[t.Name] {
+		r.Customer = refID(o.Customer)
+	}
+	if t.Name == "customers" && r.Action == Delete {
+		r.Customer = o.ID
+	}
+	return r
+}
+
+// refID is the id of a reference: the string itself or an expanded object's id.
+func refID(v json.RawMessage) string {
+	if len(v) == 0 {
+		return ""
+	}
+	switch v[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s
+		}
+	case '{':
+		var o struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(v, &o) == nil {
+			return o.ID
+		}
+	}
+	return ""
+}
