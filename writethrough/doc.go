@@ -1,0 +1,63 @@
+// Package writethrough executes writes to stripe.* tables for the proxy:
+// the layer between a translate.Statement and the client's reply.
+//
+// For one intercepted statement (Interceptor.Execute):
+//
+//  1. In a failed transaction (status E) it answers 25P02; Stripe is not
+//     called. An unqualified table name is resolved with the client's
+//     search_path (to_regclass on the client's connection); a name that is
+//     not ours passes through untouched.
+//  2. Privileges are checked on the client's own connection, as its own
+//     role (has_table_privilege: the statement's privilege, plus SELECT
+//     where it reads): 42501 and no Stripe call when missing.
+//  3. Postgres evaluates the values: the plan's SELECT runs on the client's
+//     connection with the client's parameters (text or binary), so role,
+//     search_path, session settings and the client's own transaction apply.
+//     No row lock is taken there: a lock held by the client's transaction
+//     would block our own apply below.
+//  4. translate builds the Stripe calls and checks every row first (unknown
+//     or read-only columns, NULLs Stripe can't take, status values, at most
+//     100 rows): an error means no call at all.
+//  5. The calls go out row by row at interactive priority, each with an
+//     idempotency key unique to this execution, row and call, so stripeapi's
+//     retries never create twice. Inside BEGIN a NOTICE says ROLLBACK
+//     cannot undo it.
+//  6. Stripe's answers (with nested lists completed when Stripe cut them)
+//     are upserted through store on pgstripe's own pool, committed whatever
+//     the client does, with a lock timeout: if the client holds a row lock
+//     the apply gives up, a NOTICE says so, and the events loop catches up.
+//     When the store can't order the answer against the stored row (same
+//     Stripe second, different content), the object is re-fetched after
+//     that second and applied again.
+//  7. RETURNING is answered by Postgres: the statement's own target list is
+//     selected from the freshly applied rows on the client's connection
+//     (ids in statement order, result formats from Bind). Command tags are
+//     INSERT 0 n, UPDATE n, DELETE n (UPDATE counts matched rows, also those
+//     with nothing to change, which make no call).
+//
+// # Stripe errors
+//
+// A failed call becomes an ErrorResponse with Stripe's message; DETAIL
+// carries Stripe's type, code, decline_code, param and request id, HINT the
+// doc URL. Nothing of a failed row is applied. In a multi-row statement the
+// rows before the failing one did reach Stripe: they are applied locally and
+// DETAIL lists their ids.
+//
+//	Stripe answer                                   SQLSTATE
+//	card_error (any code, e.g. card_declined)       P0001 raise_exception
+//	404 / resource_missing                          P0002 no_data_found
+//	invalid_request_error with a param / parameter_* 22023 invalid_parameter_value
+//	other invalid_request_error (wrong state)       55000 object_not_in_prerequisite_state
+//	idempotency_error                               55000 object_not_in_prerequisite_state
+//	429 / rate_limit                                53400 configuration_limit_exceeded
+//	409 (lock_timeout)                              55P03 lock_not_available
+//	401 authentication_error                        28000 invalid_authorization_specification
+//	403 permission_error                            42501 insufficient_privilege
+//	5xx / api_error                                 58000 system_error
+//	no answer (network)                             58030 io_error
+//	no answer in time (Config.Timeout)              57014 query_canceled
+//
+// Errors found before any call use Postgres's own codes: 0A000 (no Stripe
+// equivalent), 42703 (unknown column, or one Stripe doesn't take), 54000
+// (more than 100 rows), 23502 (NULL where Stripe can't unset), 42501, 25P02.
+package writethrough

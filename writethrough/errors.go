@@ -1,0 +1,123 @@
+package writethrough
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/translate"
+)
+
+// SQLSTATEs for Stripe's answers (the table is in doc.go).
+const (
+	codeCardError        = "P0001" // raise_exception: a business rule said no
+	codeNotFound         = "P0002" // no_data_found
+	codeInvalidParam     = "22023" // invalid_parameter_value
+	codeWrongState       = "55000" // object_not_in_prerequisite_state
+	codeRateLimit        = "53400" // configuration_limit_exceeded
+	codeStripeUnavail    = "58000" // system_error
+	codeStripeIO         = "58030" // io_error
+	codeTimeout          = "57014" // query_canceled
+	codeAuth             = "28000" // invalid_authorization_specification
+	codeStripePermission = "42501" // insufficient_privilege
+	codeConflict         = "55P03" // lock_not_available
+)
+
+// stripeCode maps a Stripe error to a SQLSTATE.
+func stripeCode(e *stripeapi.Error) string {
+	switch {
+	case e.Type == "card_error":
+		return codeCardError
+	case e.HTTPStatus == http.StatusNotFound || e.Code == "resource_missing":
+		return codeNotFound
+	case e.HTTPStatus == http.StatusTooManyRequests || e.Type == "rate_limit_error":
+		return codeRateLimit
+	case e.HTTPStatus == http.StatusUnauthorized:
+		return codeAuth
+	case e.HTTPStatus == http.StatusForbidden:
+		return codeStripePermission
+	case e.HTTPStatus == http.StatusConflict:
+		return codeConflict
+	case e.HTTPStatus >= 500 || e.Type == "api_error":
+		return codeStripeUnavail
+	case e.Type == "idempotency_error":
+		return codeWrongState
+	case e.Param != "" || strings.HasPrefix(e.Code, "parameter_"):
+		return codeInvalidParam
+	case e.Type == "invalid_request_error":
+		return codeWrongState
+	}
+	return codeStripeUnavail
+}
+
+// stripeError turns a failed Stripe call into an ErrorResponse.
+func stripeError(err error, call string) *pgproto3.ErrorResponse {
+	var se *stripeapi.Error
+	if errors.As(err, &se) {
+		var d []string
+		d = append(d, "Stripe "+se.Type)
+		if se.Code != "" {
+			d = append(d, "code "+se.Code)
+		}
+		if se.DeclineCode != "" {
+			d = append(d, "decline_code "+se.DeclineCode)
+		}
+		if se.Param != "" {
+			d = append(d, "param "+se.Param)
+		}
+		if se.RequestID != "" {
+			d = append(d, "request "+se.RequestID)
+		}
+		d = append(d, fmt.Sprintf("HTTP %d on %s", se.HTTPStatus, call))
+		msg := se.Message
+		if msg == "" {
+			msg = fmt.Sprintf("Stripe answered HTTP %d", se.HTTPStatus)
+		}
+		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: stripeCode(se),
+			Message: msg, Detail: strings.Join(d, ", "), Hint: se.DocURL}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeTimeout,
+			Message: "canceling statement: Stripe did not answer in time", Detail: call}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeTimeout,
+			Message: "canceling statement due to user request", Detail: call}
+	}
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeStripeIO,
+		Message: "could not reach Stripe: " + err.Error(), Detail: call}
+}
+
+// translateError turns a plan error into an ErrorResponse.
+func translateError(e *translate.Error) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: e.Code,
+		Message: e.Message, Detail: e.Detail, Hint: e.Hint}
+}
+
+// pgError passes an error from the client's own connection on as Postgres
+// sent it; anything else (a broken connection) becomes a generic error.
+func pgError(err error) *pgproto3.ErrorResponse {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		sev := pe.Severity
+		if sev == "" {
+			sev = "ERROR"
+		}
+		return &pgproto3.ErrorResponse{Severity: sev, SeverityUnlocalized: pe.SeverityUnlocalized, Code: pe.Code,
+			Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position,
+			SchemaName: pe.SchemaName, TableName: pe.TableName, ColumnName: pe.ColumnName,
+			DataTypeName: pe.DataTypeName, ConstraintName: pe.ConstraintName, Where: pe.Where}
+	}
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006",
+		Message: "pgstripe: upstream connection failed: " + err.Error()}
+}
+
+func errorResponse(code, format string, args ...any) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,588 @@
+package writethrough
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/translate"
+)
+
+// Config configures an Interceptor.
+type Config struct {
+	// Stripe makes the calls (its limiter gives them priority over sync).
+	Stripe *stripeapi.Client
+	// Pool is pgstripe's own connection pool: Stripe's answers are applied
+	// through it, committed whatever the client does with its transaction.
+	Pool *pgxpool.Pool
+	// LockTimeout bounds the wait for a row lock when applying (the client
+	// may hold one); past it the events loop applies the change. Default 2s.
+	LockTimeout time.Duration
+	// Timeout bounds the Stripe part of one statement. Default 60s.
+	Timeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Interceptor executes writes to stripe tables for the proxy.
+type Interceptor struct {
+	cfg   Config
+	log   *slog.Logger
+	cache classCache
+}
+
+// New returns an Interceptor.
+func New(cfg Config) *Interceptor {
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = 2 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Interceptor{cfg: cfg, log: log, cache: classCache{m: map[string]translate.Class{}}}
+}
+
+// Classify is translate.Classify behind a bounded cache; the proxy may use
+// either.
+func (ic *Interceptor) Classify(sql string) translate.Class { return ic.cache.get(sql) }
+
+// Upstream is the client's own Postgres connection, lent by the proxy for
+// the duration of one intercepted statement.
+type Upstream interface {
+	// Query runs sql once through the extended protocol with the given
+	// parameters and returns all rows. A Postgres error is a
+	// *pgconn.PgError.
+	Query(ctx context.Context, sql string, params [][]byte, paramOIDs []uint32, paramFormats, resultFormats []int16) (*Result, error)
+}
+
+// Result is the answer to Upstream.Query.
+type Result struct {
+	Fields []pgproto3.FieldDescription
+	Rows   [][][]byte
+}
+
+// Request is one intercepted statement.
+type Request struct {
+	SQL string
+	// Stmt is the classification's plan; nil means classify SQL here.
+	Stmt *translate.Statement
+	// Params as bound by the client; ParamOIDs as declared in Parse (or as
+	// the server inferred them, when the proxy knows; 0 = unspecified).
+	Params       [][]byte
+	ParamOIDs    []uint32
+	ParamFormats []int16 // Bind's codes: none (all text), one (for all), or one per parameter
+	// ResultFormats are Bind's result format codes (extended protocol).
+	ResultFormats []int16
+	// TxStatus is the session's status before the statement: 'I', 'T' or 'E'.
+	TxStatus byte
+	// Describe asks for a RowDescription before the rows (simple Query; in
+	// the extended protocol the client's Describe already went upstream).
+	Describe bool
+}
+
+// Reply is what the proxy sends the client for the statement.
+type Reply struct {
+	// Pass: not a stripe write after all (search_path resolved elsewhere):
+	// forward the statement to Postgres unchanged.
+	Pass bool
+	// Messages in order: NoticeResponses, then RowDescription (Describe
+	// only) and DataRows and CommandComplete, or an ErrorResponse.
+	Messages []pgproto3.BackendMessage
+}
+
+func (r *Reply) notice(msg, detail string) {
+	r.Messages = append(r.Messages, &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000", Message: msg, Detail: detail})
+}
+
+func (r *Reply) fail(e *pgproto3.ErrorResponse) Reply {
+	r.Messages = append(r.Messages, e)
+	return *r
+}
+
+// Execute runs one intercepted statement: checks, evaluation on the
+// client's connection, Stripe calls, local apply, reply.
+func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Reply {
+	var rep Reply
+	st := req.Stmt
+	if st == nil {
+		c := ic.cache.get(req.SQL)
+		switch c.Action {
+		case translate.Pass:
+			return Reply{Pass: true}
+		case translate.Reject:
+			return rep.fail(translateError(c.Err))
+		}
+		st = c.Stmt
+	}
+	if req.TxStatus == 'E' {
+		return rep.fail(errorResponse(translate.CodeInFailedTransaction,
+			"current transaction is aborted, commands ignored until end of transaction block"))
+	}
+	params := newParams(req)
+	if len(st.Resolve) > 0 {
+		ours, err := resolve(ctx, up, st.Resolve)
+		if err != nil {
+			return rep.fail(pgError(err))
+		}
+		if !ours {
+			return Reply{Pass: true}
+		}
+	}
+	if st.Deferred != nil {
+		return rep.fail(translateError(st.Deferred))
+	}
+	if e := ic.checkPrivileges(ctx, up, st); e != nil {
+		return rep.fail(e)
+	}
+
+	// Evaluate the values on the client's connection.
+	var rows [][][]byte
+	if st.Eval.SQL != "" {
+		res, err := params.query(ctx, up, st.Eval, nil)
+		if err != nil {
+			return rep.fail(pgError(err))
+		}
+		rows = res.Rows
+	}
+	calls, terr := st.Build(rows)
+	if terr != nil {
+		return rep.fail(translateError(terr))
+	}
+	if req.TxStatus == 'T' && len(calls) > 0 {
+		rep.notice("this write went to Stripe at once: ROLLBACK cannot undo it",
+			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
+	}
+
+	// Call Stripe, row by row; stop at the first error.
+	done, failErr, failRow := ic.call(ctx, st, calls)
+
+	// RETURNING of a DELETE shows the rows as they were.
+	var retRes *Result
+	var retErr error
+	ids := make([]string, len(done))
+	for i, d := range done {
+		ids[i] = d.id
+	}
+	if st.Returning != nil && failErr == nil && st.Op == translate.Delete {
+		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
+	}
+
+	// Apply what reached Stripe, committed on our own connection.
+	if len(done) > 0 {
+		if w := ic.apply(ctx, st.Table, done); w != "" {
+			rep.notice(w, "")
+		}
+	}
+	if failErr != nil {
+		e := failErr
+		if len(calls) > 1 {
+			e.Detail = strings.TrimPrefix(e.Detail+"; "+progress(st, done, failRow, len(calls)), "; ")
+		}
+		return rep.fail(e)
+	}
+	if st.Returning != nil && st.Op != translate.Delete {
+		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
+	}
+	if retErr != nil {
+		return rep.fail(pgError(retErr))
+	}
+	if retRes != nil {
+		if req.Describe {
+			rep.Messages = append(rep.Messages, &pgproto3.RowDescription{Fields: retRes.Fields})
+		}
+		for _, r := range retRes.Rows {
+			rep.Messages = append(rep.Messages, &pgproto3.DataRow{Values: r})
+		}
+	}
+	rep.Messages = append(rep.Messages, &pgproto3.CommandComplete{CommandTag: []byte(commandTag(st.Op, len(calls)))})
+	return rep
+}
+
+func commandTag(op translate.Op, n int) string {
+	switch op {
+	case translate.Insert:
+		return "INSERT 0 " + strconv.Itoa(n)
+	case translate.Update:
+		return "UPDATE " + strconv.Itoa(n)
+	}
+	return "DELETE " + strconv.Itoa(n)
+}
+
+// progress says which rows reached Stripe when a multi-row statement failed.
+func progress(st *translate.Statement, done []applied, failRow, total int) string {
+	if len(done) == 0 {
+		return fmt.Sprintf("failed at row %d of %d; no row reached Stripe", failRow+1, total)
+	}
+	ids := make([]string, len(done))
+	for i, d := range done {
+		ids[i] = d.id
+	}
+	return fmt.Sprintf("failed at row %d of %d; rows 1-%d reached Stripe and are applied locally in stripe.%s: %s; rows %d-%d were not sent",
+		failRow+1, total, len(done), st.Table.Name, strings.Join(ids, ", "), failRow+1, total)
+}
+
+// applied is one row whose calls all succeeded.
+type applied struct {
+	id   string
+	resp *stripeapi.Response
+}
+
+// call makes the Stripe calls row by row. It returns the rows that
+// completed, and the error and row index where it stopped. A row whose calls
+// don't all succeed is not applied (its first calls, if any, are left to the
+// events loop).
+func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) ([]applied, *pgproto3.ErrorResponse, int) {
+	ctx, cancel := context.WithTimeout(stripeapi.WithPriority(ctx, stripeapi.Interactive), ic.cfg.Timeout)
+	defer cancel()
+	exec := executionID()
+	var done []applied
+	for i, r := range rows {
+		var last *stripeapi.Response
+		for j, c := range r.Calls {
+			// Deterministic per statement execution, row and call: a retry of
+			// this call (by stripeapi) can never make a second object.
+			key := fmt.Sprintf("pgstripe-%s-%d-%d", exec, i, j)
+			resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
+			if err != nil {
+				ic.log.Info("write-through call failed", "call", c.Method+" "+c.Path, "err", err)
+				return done, stripeError(err, c.Method+" "+c.Path), i
+			}
+			last = resp
+		}
+		id := r.ID
+		if last != nil {
+			if got, err := stripeapi.ObjectID(last.Body); err == nil && got != "" {
+				id = got
+			}
+		}
+		done = append(done, applied{id: id, resp: last})
+	}
+	return done, nil, len(rows)
+}
+
+func executionID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// apply upserts Stripe's answers through pgstripe's own connection. It
+// returns a warning for the client when the local copy could not be
+// updated now (the events loop will).
+func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applied) string {
+	var objs []store.Object
+	for _, d := range done {
+		if d.resp == nil {
+			continue // nothing changed for this row
+		}
+		o := store.Object{Raw: d.resp.Body, AsOf: d.resp.AsOf}
+		o.Children = ic.completeChildren(ctx, t, d.id, d.resp.Body)
+		objs = append(objs, o)
+	}
+	if len(objs) == 0 {
+		return ""
+	}
+	res, err := ic.upsert(ctx, t, objs)
+	if err != nil {
+		ic.log.Warn("write-through apply failed; the events loop will catch up", "table", t.Name, "err", err)
+		return "the change reached Stripe but the local copy could not be updated now (" + shortErr(err) + "); it will catch up from Stripe's events"
+	}
+	if len(res.Ambiguous) > 0 {
+		ic.refetch(ctx, t, res.Ambiguous, objs)
+	}
+	return ""
+}
+
+func (ic *Interceptor) upsert(ctx context.Context, t *schema.Table, objs []store.Object) (store.Result, error) {
+	tx, err := ic.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return store.Result{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	ms := ic.cfg.LockTimeout.Milliseconds()
+	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('lock_timeout', $1, true)", strconv.FormatInt(ms, 10)+"ms"); err != nil {
+		return store.Result{}, err
+	}
+	res, err := store.Upsert(ctx, tx, t.Name, objs)
+	if err != nil {
+		return res, err
+	}
+	return res, tx.Commit(ctx)
+}
+
+// refetch handles objects the store could not order: the stored row has
+// the same Stripe second as the answer but different content (the object
+// changed twice within one second). A retrieve after that second is
+// strictly newer.
+func (ic *Interceptor) refetch(ctx context.Context, t *schema.Table, ids []string, objs []store.Object) {
+	if t.RetrievePath == "" {
+		return
+	}
+	var latest time.Time
+	for _, o := range objs {
+		if o.AsOf.After(latest) {
+			latest = o.AsOf
+		}
+	}
+	if d := time.Until(latest.Add(time.Second)); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return
+		}
+	}
+	pctx := stripeapi.WithPriority(ctx, stripeapi.Interactive)
+	var again []store.Object
+	for _, id := range ids {
+		resp, err := ic.cfg.Stripe.Get(pctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(id)), nil)
+		if err != nil {
+			ic.log.Warn("write-through re-fetch failed", "table", t.Name, "id", id, "err", err)
+			continue
+		}
+		again = append(again, store.Object{Raw: resp.Body, AsOf: resp.AsOf, Children: ic.completeChildren(ctx, t, id, resp.Body)})
+	}
+	if len(again) > 0 {
+		if _, err := ic.upsert(ctx, t, again); err != nil {
+			ic.log.Warn("write-through re-fetch apply failed", "table", t.Name, "err", err)
+		}
+	}
+}
+
+// completeChildren pages nested lists that Stripe cut at its first page, so
+// the store gets complete child sets.
+func (ic *Interceptor) completeChildren(ctx context.Context, t *schema.Table, id string, raw json.RawMessage) map[string][]json.RawMessage {
+	if len(t.Nested) == 0 {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil
+	}
+	var out map[string][]json.RawMessage
+	for _, n := range t.Nested {
+		var l struct {
+			HasMore bool `json:"has_more"`
+		}
+		if v, ok := obj[n.Field]; !ok || json.Unmarshal(v, &l) != nil || !l.HasMore {
+			continue
+		}
+		path := strings.ReplaceAll(n.ListPath, "{id}", url.PathEscape(id))
+		q := url.Values{}
+		if !strings.Contains(n.ListPath, "{id}") {
+			if ct, ok := schema.Lookup(n.Table); ok && ct.Parent != nil {
+				q.Set(ct.Parent.Column, id)
+			}
+		}
+		var items []json.RawMessage
+		err := ic.cfg.Stripe.ListAll(stripeapi.WithPriority(ctx, stripeapi.Interactive), path, q, func(p *stripeapi.Page) error {
+			items = append(items, p.Data...)
+			return nil
+		})
+		if err != nil {
+			ic.log.Warn("write-through: paging a nested list failed; stored children stay as they were", "table", t.Name, "id", id, "field", n.Field, "err", err)
+			continue
+		}
+		if out == nil {
+			out = map[string][]json.RawMessage{}
+		}
+		out[n.Field] = items
+	}
+	return out
+}
+
+func shortErr(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code + " " + pe.Message
+	}
+	return err.Error()
+}
+
+// resolve tells whether any of the quoted names resolves, with the client's
+// search_path, to a table in schema stripe.
+func resolve(ctx context.Context, up Upstream, names []string) (bool, error) {
+	res, err := up.Query(ctx, `SELECT pg_catalog.count(*) FROM pg_catalog.unnest($1::pg_catalog.text[]) AS u(name)
+JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(u.name)
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'stripe'`,
+		[][]byte{textArray(names)}, []uint32{oidTextArray}, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	return len(res.Rows) == 1 && len(res.Rows[0]) == 1 && string(res.Rows[0][0]) != "0", nil
+}
+
+// checkPrivileges refuses the write unless the client's role may do it to
+// the local table (and read it, where the statement reads).
+func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) *pgproto3.ErrorResponse {
+	privs := []string{st.Op.String()}
+	if st.Op != translate.Insert || st.Returning != nil {
+		privs = append(privs, "SELECT")
+	}
+	rel := pgx.Identifier{schema.DataSchema, st.Table.Name}.Sanitize()
+	res, err := up.Query(ctx, `SELECT p, pg_catalog.has_table_privilege($1, p) FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
+		[][]byte{[]byte(rel), textArray(privs)}, []uint32{oidText, oidTextArray}, nil, nil)
+	if err != nil {
+		return pgError(err)
+	}
+	for _, r := range res.Rows {
+		if len(r) == 2 && string(r[1]) != "t" {
+			return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
+				Message: "permission denied for table " + st.Table.Name,
+				Detail:  fmt.Sprintf("%s on stripe.%s needs the %s privilege; Stripe was not called", st.Op, st.Table.Name, string(r[0]))}
+		}
+	}
+	return nil
+}
+
+const (
+	oidText      = 25
+	oidBytea     = 17
+	oidTextArray = 1009
+)
+
+// textArray encodes a text[] literal.
+func textArray(vals []string) []byte {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for _, r := range v {
+			if r == '"' || r == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(r)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return []byte(b.String())
+}
+
+// params are the client's bound parameters, reshaped for our own queries.
+type params struct {
+	vals    [][]byte
+	oids    []uint32
+	formats []int16 // one per parameter
+	results []int16
+}
+
+func newParams(req Request) params {
+	n := len(req.Params)
+	p := params{vals: req.Params, oids: make([]uint32, n), formats: make([]int16, n), results: req.ResultFormats}
+	copy(p.oids, req.ParamOIDs)
+	for i := range p.formats {
+		switch len(req.ParamFormats) {
+		case 0:
+		case 1:
+			p.formats[i] = req.ParamFormats[0]
+		default:
+			if i < len(req.ParamFormats) {
+				p.formats[i] = req.ParamFormats[i]
+			}
+		}
+	}
+	return p
+}
+
+// query runs q with the client's parameters $1…$NParams (plus the ids as
+// q.IDs when set). Parameters q doesn't reference get an explicit type so
+// Postgres need not infer one.
+func (p params) query(ctx context.Context, up Upstream, q translate.Query, ids []string) (*Result, error) {
+	n := len(q.Uses)
+	if q.IDs > n {
+		n = q.IDs
+	}
+	vals := make([][]byte, n)
+	oids := make([]uint32, n)
+	formats := make([]int16, n)
+	for i := 0; i < len(q.Uses); i++ {
+		if i < len(p.vals) {
+			vals[i], oids[i], formats[i] = p.vals[i], p.oids[i], p.formats[i]
+		}
+		if !q.Uses[i] && oids[i] == 0 {
+			oids[i] = oidText
+			if formats[i] == 1 {
+				oids[i] = oidBytea
+			}
+		}
+	}
+	var results []int16
+	if q.IDs > 0 {
+		vals[q.IDs-1], oids[q.IDs-1], formats[q.IDs-1] = textArray(ids), oidTextArray, 0
+		results = p.results
+	}
+	return up.Query(ctx, q.SQL, vals, oids, formats, results)
+}
+
+// classCache bounds the classifications kept by text.
+type classCache struct {
+	mu sync.Mutex
+	m  map[string]translate.Class
+}
+
+const classCacheSize = 4096
+
+func (c *classCache) get(sql string) translate.Class {
+	c.mu.Lock()
+	cl, ok := c.m[sql]
+	c.mu.Unlock()
+	if ok {
+		return cl
+	}
+	cl = translate.Classify(sql)
+	c.mu.Lock()
+	if len(c.m) >= classCacheSize {
+		for k := range c.m { // drop an arbitrary entry: cheap, and hot texts come back
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[sql] = cl
+	c.mu.Unlock()
+	return cl
+}
+
+// PgConnUpstream adapts a pgconn connection (tests, benchmarks, or a proxy
+// that keeps one per session) to Upstream.
+func PgConnUpstream(c *pgconn.PgConn) Upstream { return pgconnUpstream{c} }
+
+type pgconnUpstream struct{ c *pgconn.PgConn }
+
+func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
+	r := u.c.ExecParams(ctx, sql, params, oids, pf, rf).Read()
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	out := &Result{Rows: r.Rows, Fields: make([]pgproto3.FieldDescription, len(r.FieldDescriptions))}
+	for i, f := range r.FieldDescriptions {
+		out.Fields[i] = pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID, TableAttributeNumber: f.TableAttributeNumber,
+			DataTypeOID: f.DataTypeOID, DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier, Format: f.Format}
+	}
+	return out, nil
+}
