@@ -107,8 +107,8 @@ func TestSlicerCoversExactlyOnce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	year := int64(365 * 86400)
 	cases := []struct {
-		name string
-		objs []simObj
+		name       string
+		objs       []simObj
 		sameSecond bool
 	}{
 		{"empty", nil, false},

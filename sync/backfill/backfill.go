@@ -1,0 +1,1006 @@
+package backfill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
+	"github.com/pgstripe/pgstripe/stripeapi"
+)
+
+// Config configures a backfill run.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Client *stripeapi.Client
+	// Objects are table names of schema stripe; empty means all. A child
+	// table (subscription_items, invoice_line_items) is filled with its
+	// parent, so naming it backfills the parent too.
+	Objects []string
+	// Progress, if set, is called about every ProgressInterval (default 1 s)
+	// and once at the end, from one goroutine.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
+	Logger           *slog.Logger
+	// Fence, if set, runs first in every transaction that applies results
+	// (leader.Fence with the current epoch): a deposed leader stops.
+	Fence func(ctx context.Context, tx pgx.Tx) error
+	// MaxWorkers caps concurrent tasks (default 64); the pool is sized
+	// below it by Little's law from the measured latency.
+	MaxWorkers int
+	// RestartCompletedBefore: objects whose earlier backfill completed
+	// before this time are backfilled again from scratch; those completed
+	// after it are skipped, those in progress resume. A re-backfill passes
+	// the time it started, so a crash during it resumes instead of starting
+	// over. Zero: completed objects are skipped.
+	RestartCompletedBefore time.Time
+}
+
+// perParent lists are fetched once per parent object; the parents are the
+// rows of the parent table (those this run fetches and those already
+// stored).
+var perParent = map[string]struct{ parent, path string }{
+	"payment_methods": {"customers", "/v1/customers/{parent}/payment_methods"},
+	"tax_ids":         {"customers", "/v1/customers/{parent}/tax_ids"},
+}
+
+// listParams are fixed query parameters per list (canceled subscriptions
+// are hidden without status=all).
+var listParams = map[string]url.Values{
+	"subscriptions": {"status": {"all"}},
+}
+
+// ObjectError is the first non-retryable error of an object type.
+type ObjectError struct {
+	Object string
+	Err    error
+}
+
+func (e *ObjectError) Error() string { return e.Object + ": " + e.Err.Error() }
+func (e *ObjectError) Unwrap() error { return e.Err }
+
+// PartialError reports object types that failed while the others completed.
+type PartialError struct{ Failed []*ObjectError }
+
+func (e *PartialError) Error() string {
+	parts := make([]string, len(e.Failed))
+	for i, f := range e.Failed {
+		parts[i] = f.Error()
+	}
+	return "backfill failed for " + strings.Join(parts, "; ")
+}
+
+type kind int
+
+const (
+	kindRanged    kind = iota // created-filterable list, time sliced
+	kindWhole                 // list without created filter: starting_after paging
+	kindPerParent             // one list per parent object
+	kindChild                 // filled through the parent's nested list
+)
+
+// objState is one object type's run state; counters are atomic, the rest
+// is owned by the scheduler goroutine.
+type objState struct {
+	table    *schema.Table
+	kind     kind
+	listPath string
+	parent   string // perParent: parent table; child: parent table
+	children []string
+	// perParentKids are per-parent objects of this run whose parent is this.
+	perParentKids []string
+
+	rows, requests atomic.Int64
+	estRemaining   atomic.Int64 // rows expected in pending slices (ETA), 0 unknown
+
+	pending   int // queued + in flight (scheduler)
+	done      bool
+	skipped   bool // completed in an earlier run
+	err       error
+	started   time.Time
+	completed time.Time
+}
+
+type runner struct {
+	cfg     Config
+	log     *slog.Logger
+	objs    map[string]*objState
+	order   []string
+	start   time.Time
+	results chan taskResult
+
+	queue   []*slice
+	claimed map[int64]bool // parent slices queued or in flight
+	inflight,
+	parentQueued int
+	lastParentLoad time.Time
+	parentsDry     bool // the last load found nothing new
+
+	target   atomic.Int64 // worker target
+	queued   atomic.Int64 // len(queue) + inflight, for split decisions
+	perReqNs atomic.Int64 // EWMA of busy time per request
+	requests atomic.Int64
+}
+
+type taskResult struct {
+	s          *slice
+	next       []*slice
+	parentsNew bool
+	err        error
+	busy       time.Duration
+	reqs       int
+}
+
+// Run backfills cfg.Objects into the stripe schema. It first records the
+// newest event (stripe_sync.cursor) unless a cursor exists, resumes any
+// unfinished backfill from stripe_sync.backfill_slices, and returns when
+// every object is complete, ctx ends, or the database fails. Object types
+// that hit a non-retryable Stripe error end in phase error and make Run
+// return a *PartialError after the others completed.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Pool == nil || cfg.Client == nil {
+		return errors.New("backfill: Config needs Pool and Client")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 64
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = time.Second
+	}
+	r := &runner{cfg: cfg, log: cfg.Logger, objs: map[string]*objState{}, claimed: map[int64]bool{},
+		results: make(chan taskResult, cfg.MaxWorkers), start: time.Now()}
+	if err := r.resolve(cfg.Objects); err != nil {
+		return err
+	}
+	r.perReqNs.Store(int64(300 * time.Millisecond))
+	r.retarget()
+	now, err := r.recordCursor(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.plan(ctx, now); err != nil {
+		return err
+	}
+	return r.loop(ctx)
+}
+
+// resolve turns the requested names into the run's object states.
+func (r *runner) resolve(names []string) error {
+	want := map[string]bool{}
+	if len(names) == 0 {
+		for _, t := range schema.Tables() {
+			want[t.Name] = true
+		}
+	}
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		t, ok := schema.Lookup(n)
+		if !ok {
+			return fmt.Errorf("backfill: unknown object %q (known: %s)", n, strings.Join(schema.Names(), ", "))
+		}
+		want[t.Name] = true
+	}
+	for _, t := range schema.Tables() { // children follow their parent
+		if want[t.Name] && t.Parent != nil {
+			want[t.Parent.Table] = true
+		}
+	}
+	for _, t := range schema.Tables() {
+		if !want[t.Name] {
+			continue
+		}
+		if t.Virtual {
+			// upcoming_invoices has no list; the events loop keeps it.
+			if len(names) > 0 {
+				r.log.Info("backfill: skipping virtual table (kept by the events loop)", "object", t.Name)
+			}
+			continue
+		}
+		o := &objState{table: t, listPath: t.ListPath}
+		switch pp, isPP := perParent[t.Name]; {
+		case t.Parent != nil:
+			o.kind, o.parent = kindChild, t.Parent.Table
+		case isPP:
+			o.kind, o.parent, o.listPath = kindPerParent, pp.parent, pp.path
+		case t.CreatedFilter && t.ListPath != "":
+			o.kind = kindRanged
+		case t.ListPath != "" && len(t.ListRequired) == 0:
+			o.kind = kindWhole
+		default:
+			return fmt.Errorf("backfill: don't know how to list %s", t.Name)
+		}
+		r.objs[t.Name] = o
+		r.order = append(r.order, t.Name)
+	}
+	for _, name := range r.order {
+		o := r.objs[name]
+		switch o.kind {
+		case kindChild:
+			r.objs[o.parent].children = append(r.objs[o.parent].children, name)
+		case kindPerParent:
+			if p := r.objs[o.parent]; p != nil {
+				p.perParentKids = append(p.perParentKids, name)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := r.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("backfill: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if r.cfg.Fence != nil {
+		if err := r.cfg.Fence(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("backfill: commit: %w", err)
+	}
+	return nil
+}
+
+// recordCursor remembers the newest event before anything is fetched, so
+// the events loop replays everything that happens from here on. It returns
+// Stripe's current time (the upper bound of new plans).
+func (r *runner) recordCursor(ctx context.Context) (time.Time, error) {
+	var page *stripeapi.Page
+	var err error
+	for {
+		page, err = r.cfg.Client.List(ctx, "/v1/events", url.Values{"limit": {"1"}})
+		if err == nil || !stripeapi.Retryable(err) {
+			break
+		}
+		r.log.Warn("backfill: reading the newest event failed, retrying", "err", err)
+		if err := sleep(ctx, 5*time.Second); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backfill: read newest event: %w", err)
+	}
+	c := Cursor{Created: page.AsOf}
+	if len(page.Data) > 0 {
+		id, created, err := stripeapi.ObjectHeader(page.Data[0])
+		if err != nil {
+			return time.Time{}, err
+		}
+		c = Cursor{EventID: id, Created: time.Unix(created, 0).UTC()}
+	}
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
+		var evID *string
+		if c.EventID != "" {
+			evID = &c.EventID
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.cursor (name, event_id, event_created) VALUES ('events', $1, $2)
+ON CONFLICT (name) DO NOTHING`, evID, c.Created)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backfill: record events cursor: %w", err)
+	}
+	return page.AsOf, nil
+}
+
+// plan creates the initial slices of objects not planned yet and loads the
+// pending slices of the others.
+func (r *runner) plan(ctx context.Context, now time.Time) error {
+	var fresh []string
+	for _, name := range r.order {
+		o := r.objs[name]
+		if o.kind == kindChild {
+			continue // follows its parent
+		}
+		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			var completed *time.Time
+			var planned bool
+			err := tx.QueryRow(ctx, `SELECT completed_at FROM stripe_sync.backfill_objects WHERE object = $1`, name).Scan(&completed)
+			switch {
+			case err == pgx.ErrNoRows:
+			case err != nil:
+				return err
+			default:
+				planned = true
+			}
+			restart := completed != nil && completed.Before(r.cfg.RestartCompletedBefore)
+			if planned && completed != nil && !restart {
+				o.skipped, o.done, o.completed = true, true, *completed
+				return nil
+			}
+			if planned && completed != nil {
+				if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_slices WHERE object = $1;`, name); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_objects WHERE object = $1`, name); err != nil {
+					return err
+				}
+				planned = false
+			}
+			started := time.Now()
+			if !planned {
+				fresh = append(fresh, name)
+				if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_objects (object, upper_bound) VALUES ($1, $2)`, name, now.Unix()); err != nil {
+					return err
+				}
+				switch o.kind {
+				case kindRanged:
+					if err := insertSlices(ctx, tx, []*slice{{object: name, ranged: true, rng: Range{Gte: StripeFounding, Lt: now.Unix() + 1}}}); err != nil {
+						return err
+					}
+				case kindWhole:
+					if err := insertSlices(ctx, tx, []*slice{{object: name}}); err != nil {
+						return err
+					}
+				case kindPerParent:
+					// Parents already stored; those fetched by this run are
+					// queued as their pages commit.
+					pt, _ := schema.Lookup(o.parent)
+					if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO stripe_sync.backfill_slices (object, parent)
+SELECT $1, id FROM %s ON CONFLICT (object, parent) WHERE parent IS NOT NULL DO NOTHING`, pt.QualifiedName()), name); err != nil {
+						return err
+					}
+				}
+			} else {
+				var startedAt *time.Time
+				if err := tx.QueryRow(ctx, `SELECT backfill_started_at FROM stripe_sync.objects WHERE object = $1`, name).Scan(&startedAt); err == nil && startedAt != nil {
+					started = *startedAt
+				}
+			}
+			o.started = started
+			for _, n := range append([]string{name}, o.children...) {
+				if err := setPhase(ctx, tx, n, "backfilling", "", &started, nil); err != nil {
+					return err
+				}
+			}
+			if o.kind == kindPerParent {
+				return nil // loaded lazily
+			}
+			ss, err := loadPending(ctx, tx, name)
+			if err != nil {
+				return err
+			}
+			for _, s := range ss {
+				r.push(s, false)
+				o.pending++
+				o.estRemaining.Add(int64(s.est))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("backfill: plan %s: %w", name, err)
+		}
+		if o.skipped {
+			for _, c := range o.children {
+				r.objs[c].skipped, r.objs[c].done = true, true
+			}
+		}
+	}
+	var objects []string
+	for _, n := range r.order {
+		if !r.objs[n].skipped {
+			objects = append(objects, n)
+		}
+	}
+	return r.inTx(ctx, func(tx pgx.Tx) error {
+		return logEvent(ctx, tx, "backfill_started", map[string]any{"objects": objects, "fresh": fresh})
+	})
+}
+
+func (r *runner) push(s *slice, front bool) {
+	if front {
+		r.queue = append([]*slice{s}, r.queue...)
+	} else {
+		r.queue = append(r.queue, s)
+	}
+	if s.parent != "" {
+		r.parentQueued++
+	}
+	r.queued.Store(int64(len(r.queue) + r.inflight))
+}
+
+// retarget sizes the worker pool by Little's law: requests in flight =
+// rate × time each request keeps a worker busy (HTTP round trip plus its
+// share of the database write), with a quarter on top for jitter.
+func (r *runner) retarget() {
+	rate := r.cfg.Client.Limiter().Effective()
+	per := time.Duration(r.perReqNs.Load()).Seconds()
+	n := int64(math.Ceil(rate*per*1.25)) + 1
+	n = max(2, min(n, int64(r.cfg.MaxWorkers)))
+	r.target.Store(n)
+}
+
+// want is how many pieces a dense range may be split into now: enough to
+// keep twice the worker target queued, no more (bigger pieces page with
+// full requests; they are split later if workers starve).
+func (r *runner) want() int {
+	deficit := 2*r.target.Load() - r.queued.Load() + 1
+	return int(max(1, min(deficit, 32)))
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	tick := time.NewTicker(r.cfg.ProgressInterval)
+	defer tick.Stop()
+	var fatal error
+	for {
+		if fatal == nil && ctx.Err() == nil {
+			if err := r.maybeLoadParents(ctx); err != nil {
+				fatal = err
+			}
+			if err := r.completeFinished(ctx); err != nil {
+				fatal = err
+			}
+		}
+		// Launch up to the target.
+		for fatal == nil && ctx.Err() == nil && int64(r.inflight) < r.target.Load() && len(r.queue) > 0 {
+			s := r.queue[0]
+			r.queue = r.queue[1:]
+			if s.parent != "" {
+				r.parentQueued--
+			}
+			if r.objs[s.object].err != nil {
+				r.objs[s.object].pending--
+				delete(r.claimed, s.id)
+				continue
+			}
+			r.inflight++
+			go func() { r.results <- r.runTask(ctx, s) }()
+		}
+		r.queued.Store(int64(len(r.queue) + r.inflight))
+		if r.inflight == 0 && (fatal != nil || ctx.Err() != nil || (len(r.queue) == 0 && r.allDone())) {
+			break
+		}
+		// With nothing in flight, nothing will arrive on results: poll again
+		// soon (per-parent work appears in the database, not in memory).
+		var idle <-chan time.Time
+		if r.inflight == 0 {
+			idle = time.After(50 * time.Millisecond)
+		}
+		select {
+		case res := <-r.results:
+			r.inflight--
+			if err := r.handle(ctx, res); err != nil && fatal == nil {
+				fatal = err
+			}
+		case <-tick.C:
+			r.report(false)
+		case <-idle:
+		case <-ctx.Done():
+		}
+	}
+	if fatal == nil && ctx.Err() == nil {
+		fatal = r.failBlocked(ctx)
+	}
+	r.report(true)
+	if fatal != nil {
+		return fatal
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var failed []*ObjectError
+	for _, n := range r.order {
+		if e := r.objs[n].err; e != nil {
+			failed = append(failed, &ObjectError{Object: n, Err: e})
+		}
+	}
+	if len(failed) > 0 {
+		return &PartialError{Failed: failed}
+	}
+	return r.inTx(context.WithoutCancel(ctx), func(tx pgx.Tx) error {
+		return logEvent(ctx, tx, "backfill_complete", map[string]any{
+			"objects": r.order, "requests": r.requests.Load(), "seconds": time.Since(r.start).Seconds(), "rows": r.totalRows()})
+	})
+}
+
+func (r *runner) totalRows() int64 {
+	var n int64
+	for _, o := range r.objs {
+		n += o.rows.Load()
+	}
+	return n
+}
+
+func (r *runner) allDone() bool {
+	for _, n := range r.order {
+		o := r.objs[n]
+		if o.kind == kindChild {
+			continue // done or failed with its parent
+		}
+		if !o.done && o.err == nil && !r.blocked(o) {
+			return false
+		}
+	}
+	return true
+}
+
+// blocked: a per-parent object whose parent failed can't complete in this
+// run.
+func (r *runner) blocked(o *objState) bool {
+	if o.kind != kindPerParent {
+		return false
+	}
+	p := r.objs[o.parent]
+	return p != nil && p.err != nil && o.pending == 0
+}
+
+func (r *runner) handle(ctx context.Context, res taskResult) error {
+	o := r.objs[res.s.object]
+	r.requests.Add(int64(res.reqs))
+	if res.reqs > 0 && res.busy > 0 {
+		per := int64(res.busy) / int64(res.reqs)
+		old := r.perReqNs.Load()
+		r.perReqNs.Store(old + (per-old)/5)
+		r.retarget()
+	}
+	if res.parentsNew {
+		r.parentsDry = false
+	}
+	if res.err == nil {
+		o.estRemaining.Add(-int64(res.s.est))
+		for _, n := range res.next {
+			r.push(n, true) // depth first: finish ranges, keep the queue short
+			o.pending++
+			o.estRemaining.Add(int64(n.est))
+		}
+		o.pending--
+		delete(r.claimed, res.s.id)
+		for _, n := range res.next {
+			if n.parent != "" {
+				r.claimed[n.id] = true // a parent list continuing in the same row
+			}
+		}
+		return nil
+	}
+	err := res.err
+	switch {
+	case ctx.Err() != nil:
+		o.pending--
+		return nil
+	case stripeapi.Retryable(err):
+		// Never fatal: Stripe is overloaded or flaky; try the slice again
+		// later (the client already backed off and retried).
+		r.log.Warn("backfill: slice failed, will retry", "object", o.table.Name, "err", err)
+		s := res.s
+		r.inflight++ // held until requeued, so the run doesn't end meanwhile
+		go func() {
+			_ = sleep(ctx, 5*time.Second)
+			r.results <- taskResult{s: s, err: errRequeue}
+		}()
+		return nil
+	case errors.Is(err, errRequeue):
+		r.push(res.s, false)
+		return nil
+	case stripeapi.IsNotFound(err) && res.s.parent != "":
+		// The parent was deleted since: nothing of it to fetch.
+		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `UPDATE stripe_sync.backfill_slices SET done = true WHERE id = $1`, res.s.id)
+			return err
+		})
+		o.pending--
+		delete(r.claimed, res.s.id)
+		return err
+	}
+	var se *stripeapi.Error
+	if errors.As(err, &se) {
+		o.pending--
+		delete(r.claimed, res.s.id)
+		if o.err == nil {
+			o.err = err
+			for _, c := range o.children {
+				r.objs[c].err = err
+			}
+			r.log.Error("backfill: object failed", "object", o.table.Name, "err", err)
+			return r.inTx(context.WithoutCancel(ctx), func(tx pgx.Tx) error {
+				for _, n := range append([]string{o.table.Name}, o.children...) {
+					if err := setPhase(ctx, tx, n, "error", err.Error(), nil, nil); err != nil {
+						return err
+					}
+				}
+				return logEvent(ctx, tx, "backfill_error", map[string]any{"object": o.table.Name, "error": err.Error(),
+					"request_id": se.RequestID, "status": se.HTTPStatus})
+			})
+		}
+		return nil
+	}
+	o.pending--
+	return fmt.Errorf("backfill: %s: %w", o.table.Name, err)
+}
+
+var errRequeue = errors.New("requeue")
+
+// failBlocked marks per-parent objects that could not finish because their
+// parent failed.
+func (r *runner) failBlocked(ctx context.Context) error {
+	for _, n := range r.order {
+		o := r.objs[n]
+		if o.kind != kindPerParent || o.done || o.err != nil {
+			continue
+		}
+		p := r.objs[o.parent]
+		if p == nil || p.err == nil {
+			continue
+		}
+		o.err = fmt.Errorf("parent %s failed: %w", o.parent, p.err)
+		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			return setPhase(ctx, tx, n, "error", o.err.Error(), nil, nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maybeLoadParents tops up the queue with per-parent slices from the
+// database (there may be one per customer: they are not all held in memory).
+func (r *runner) maybeLoadParents(ctx context.Context) error {
+	if r.parentQueued >= 200 || time.Since(r.lastParentLoad) < 200*time.Millisecond {
+		return nil
+	}
+	var objects []string
+	for _, n := range r.order {
+		o := r.objs[n]
+		if o.kind == kindPerParent && !o.done && o.err == nil {
+			objects = append(objects, n)
+		}
+	}
+	if len(objects) == 0 {
+		return nil
+	}
+	r.lastParentLoad = time.Now()
+	claimed := make([]int64, 0, len(r.claimed))
+	for id := range r.claimed {
+		claimed = append(claimed, id)
+	}
+	rows, err := r.cfg.Pool.Query(ctx, `SELECT id, object, parent, coalesce(after, '') FROM stripe_sync.backfill_slices
+WHERE NOT done AND parent IS NOT NULL AND object = ANY($1) AND NOT (id = ANY($2)) ORDER BY id LIMIT 500`, objects, claimed)
+	if err != nil {
+		return fmt.Errorf("backfill: load parent slices: %w", err)
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		s := &slice{}
+		if err := rows.Scan(&s.id, &s.object, &s.parent, &s.after); err != nil {
+			return err
+		}
+		r.claimed[s.id] = true
+		r.objs[s.object].pending++
+		r.push(s, false)
+		found++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("backfill: load parent slices: %w", err)
+	}
+	r.parentsDry = found == 0
+	return nil
+}
+
+// completeFinished records objects whose last slice is done.
+func (r *runner) completeFinished(ctx context.Context) error {
+	for _, n := range r.order {
+		o := r.objs[n]
+		if o.done || o.err != nil || o.kind == kindChild || o.pending > 0 {
+			continue
+		}
+		if o.kind == kindPerParent {
+			if p := r.objs[o.parent]; p != nil && !p.done {
+				continue // more parents may come
+			}
+			if !r.parentsDry {
+				continue
+			}
+			var left int
+			if err := r.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.backfill_slices WHERE object = $1 AND NOT done`, n).Scan(&left); err != nil {
+				return err
+			}
+			if left > 0 {
+				r.parentsDry = false
+				continue
+			}
+		}
+		now := time.Now()
+		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_slices WHERE object = $1`, n); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE stripe_sync.backfill_objects SET completed_at = $2 WHERE object = $1`, n, now); err != nil {
+				return err
+			}
+			for _, name := range append([]string{n}, o.children...) {
+				if err := setPhase(ctx, tx, name, "live", "", nil, &now); err != nil {
+					return err
+				}
+			}
+			return logEvent(ctx, tx, "backfill_object_complete", map[string]any{"object": n, "children": o.children,
+				"rows": o.rows.Load(), "requests": o.requests.Load(), "seconds": now.Sub(o.started).Seconds()})
+		})
+		if err != nil {
+			return fmt.Errorf("backfill: complete %s: %w", n, err)
+		}
+		o.done, o.completed = true, now
+		for _, c := range o.children {
+			r.objs[c].done, r.objs[c].completed = true, now
+		}
+		r.log.Info("backfill: object complete", "object", n, "rows", o.rows.Load(), "requests", o.requests.Load())
+	}
+	return nil
+}
+
+// runTask fetches one page of s and applies it, with s's successors, in
+// one transaction.
+func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
+	res.s = s
+	o := r.objs[s.object]
+	begin := time.Now()
+	var waited time.Duration
+	defer func() { res.busy = time.Since(begin) - waited }()
+
+	path := o.listPath
+	q := url.Values{}
+	for k, v := range listParams[s.object] {
+		q[k] = v
+	}
+	if s.parent != "" {
+		path = strings.ReplaceAll(path, "{parent}", s.parent)
+		if s.after != "" {
+			q.Set("starting_after", s.after)
+		}
+	} else if s.ranged {
+		q.Set("created[gte]", strconv.FormatInt(s.rng.Gte, 10))
+		q.Set("created[lt]", strconv.FormatInt(s.rng.Lt, 10))
+		if s.rng.After != "" {
+			q.Set("starting_after", s.rng.After)
+		}
+	} else if s.after != "" {
+		q.Set("starting_after", s.after)
+	}
+	page, err := r.cfg.Client.List(ctx, path, q)
+	res.reqs++
+	o.requests.Add(1)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	waited += page.Waited
+
+	objs := make([]store.Object, len(page.Data))
+	var sum PageSummary
+	ids := make([]string, 0, len(page.Data))
+	for i, raw := range page.Data {
+		id, created, err := stripeapi.ObjectHeader(raw)
+		if err != nil {
+			res.err = fmt.Errorf("%s page (request %s): %w", s.object, page.RequestID, err)
+			return res
+		}
+		if i == 0 {
+			sum.First = created
+		}
+		sum.Last, sum.LastID = created, id
+		ids = append(ids, id)
+		objs[i] = store.Object{Raw: raw, AsOf: page.AsOf}
+	}
+	sum.N, sum.HasMore = len(page.Data), page.HasMore
+
+	childRows, reqs, w, err := r.completeNested(ctx, o, objs)
+	res.reqs += reqs
+	waited += w
+	if err != nil {
+		res.err = err
+		return res
+	}
+
+	// Successors of s.
+	var next []*slice
+	var nextAfter string
+	if s.ranged {
+		pieces := Next(s.rng, sum, r.want())
+		top := s.rng.Lt - 1
+		if s.rng.After != "" {
+			top = sum.First
+		}
+		density := 0.0
+		if sum.N > 0 && top >= sum.Last {
+			density = float64(sum.N) / float64(top-sum.Last+1)
+		}
+		for _, p := range pieces {
+			next = append(next, &slice{object: s.object, ranged: true, rng: p, est: density * float64(p.Seconds())})
+		}
+	} else if sum.HasMore && sum.N > 0 {
+		nextAfter = sum.LastID
+	}
+
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := store.Upsert(ctx, tx, s.object, objs); err != nil {
+			return err
+		}
+		switch {
+		case s.parent != "" && nextAfter != "":
+			_, err = tx.Exec(ctx, `UPDATE stripe_sync.backfill_slices SET after = $2 WHERE id = $1`, s.id, nextAfter)
+		case s.parent != "":
+			_, err = tx.Exec(ctx, `UPDATE stripe_sync.backfill_slices SET done = true WHERE id = $1`, s.id)
+		case !s.ranged && nextAfter != "":
+			// Whole-list paging continues in the same row.
+			_, err = tx.Exec(ctx, `UPDATE stripe_sync.backfill_slices SET after = $2 WHERE id = $1`, s.id, nextAfter)
+		default:
+			_, err = tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_slices WHERE id = $1`, s.id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := insertSlices(ctx, tx, next); err != nil {
+			return err
+		}
+		var kids []string
+		for _, k := range o.perParentKids {
+			if ko := r.objs[k]; ko != nil && !ko.skipped {
+				kids = append(kids, k)
+			}
+		}
+		if len(kids) > 0 && len(ids) > 0 {
+			if err := insertParents(ctx, tx, kids, ids); err != nil {
+				return err
+			}
+			res.parentsNew = true
+		}
+		_, err = tx.Exec(ctx, `UPDATE stripe_sync.backfill_objects SET requests = requests + $2, rows = rows + $3 WHERE object = $1`,
+			s.object, res.reqs, len(objs))
+		return err
+	})
+	if err != nil {
+		res.err = err
+		return res
+	}
+	o.rows.Add(int64(len(objs)))
+	for table, n := range childRows {
+		if c := r.objs[table]; c != nil {
+			c.rows.Add(int64(n))
+		}
+	}
+	if nextAfter != "" {
+		// Continue the same parent/whole list.
+		s2 := *s
+		s2.after = nextAfter
+		next = append(next, &s2)
+	}
+	res.next = next
+	return res
+}
+
+// completeNested fetches the rest of every nested list with has_more, so
+// the store gets complete child sets.
+func (r *runner) completeNested(ctx context.Context, o *objState, objs []store.Object) (rows map[string]int, reqs int, waited time.Duration, err error) {
+	rows = map[string]int{}
+	if len(o.table.Nested) == 0 {
+		return rows, 0, 0, nil
+	}
+	type job struct {
+		i    int
+		n    schema.NestedList
+		id   string
+		path string
+		q    url.Values
+	}
+	var jobs []job
+	for i, obj := range objs {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(obj.Raw, &fields); err != nil {
+			return nil, 0, 0, err
+		}
+		var id string
+		_ = json.Unmarshal(fields["id"], &id)
+		for _, n := range o.table.Nested {
+			var l struct {
+				Data    []json.RawMessage `json:"data"`
+				HasMore bool              `json:"has_more"`
+			}
+			if v, ok := fields[n.Field]; !ok || json.Unmarshal(v, &l) != nil {
+				continue
+			}
+			rows[n.Table] += len(l.Data)
+			if !l.HasMore {
+				continue
+			}
+			j := job{i: i, n: n, id: id, path: n.ListPath, q: url.Values{}}
+			if strings.Contains(j.path, "{id}") {
+				j.path = strings.ReplaceAll(j.path, "{id}", id)
+			} else if ct, ok := schema.Lookup(n.Table); ok && ct.Parent != nil {
+				j.q.Set(ct.Parent.Column, id)
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		return rows, 0, 0, nil
+	}
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var all []json.RawMessage
+			n, w := 0, time.Duration(0)
+			err := r.cfg.Client.ListAll(ctx, j.path, j.q, func(p *stripeapi.Page) error {
+				n++
+				w += p.Waited
+				all = append(all, p.Data...)
+				return nil
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			reqs += max(n, 1)
+			waited += w
+			if err != nil {
+				if stripeapi.IsNotFound(err) {
+					return // parent deleted meanwhile: keep what was embedded
+				}
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s of %s: %w", j.n.Field, j.id, err)
+				}
+				return
+			}
+			if objs[j.i].Children == nil {
+				objs[j.i].Children = map[string][]json.RawMessage{}
+			}
+			objs[j.i].Children[j.n.Field] = all
+			rows[j.n.Table] += len(all)
+		}()
+	}
+	wg.Wait()
+	// The embedded first pages were counted above and replaced by the full
+	// lists: don't count them twice.
+	for _, j := range jobs {
+		if _, ok := objs[j.i].Children[j.n.Field]; ok {
+			var fields map[string]json.RawMessage
+			_ = json.Unmarshal(objs[j.i].Raw, &fields)
+			var l struct {
+				Data []json.RawMessage `json:"data"`
+			}
+			_ = json.Unmarshal(fields[j.n.Field], &l)
+			rows[j.n.Table] -= len(l.Data)
+		}
+	}
+	o.requests.Add(int64(reqs))
+	return rows, reqs, waited, firstErr
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

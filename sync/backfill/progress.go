@@ -1,0 +1,101 @@
+package backfill
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Progress is a snapshot of a running backfill, for the CLI's display or a
+// log line.
+type Progress struct {
+	Elapsed        time.Duration
+	Requests       int64
+	RequestsPerSec float64 // over the whole run
+	Rate           float64 // the limiter's effective rate
+	Workers        int     // tasks in flight
+	Target         int     // worker target (Little's law)
+	Queued         int     // slices waiting for a worker
+	Objects        []ObjectProgress
+	Done           bool
+}
+
+// ObjectProgress is one object type's part of Progress.
+type ObjectProgress struct {
+	Object         string
+	Phase          string // backfilling, live (complete), error
+	Rows           int64  // rows fetched in this run
+	RowsPerSec     float64
+	Requests       int64
+	RequestsPerSec float64
+	// ETA is the estimated time left, 0 when unknown (no density sample
+	// yet) or done.
+	ETA   time.Duration
+	Error string
+}
+
+func (r *runner) snapshot(done bool) Progress {
+	el := time.Since(r.start)
+	secs := max(el.Seconds(), 0.001)
+	p := Progress{
+		Elapsed: el, Requests: r.requests.Load(), Rate: r.cfg.Client.Limiter().Effective(),
+		Workers: r.inflight, Target: int(r.target.Load()), Queued: len(r.queue), Done: done,
+	}
+	p.RequestsPerSec = float64(p.Requests) / secs
+	for _, n := range r.order {
+		o := r.objs[n]
+		op := ObjectProgress{Object: n, Phase: "backfilling", Rows: o.rows.Load(), Requests: o.requests.Load()}
+		ostart := o.started
+		if ostart.IsZero() || ostart.Before(r.start) {
+			ostart = r.start
+		}
+		end := time.Now()
+		if o.done && !o.completed.IsZero() && o.completed.After(ostart) {
+			end = o.completed
+		}
+		osecs := max(end.Sub(ostart).Seconds(), 0.001)
+		op.RowsPerSec = float64(op.Rows) / osecs
+		op.RequestsPerSec = float64(op.Requests) / osecs
+		switch {
+		case o.err != nil:
+			op.Phase, op.Error = "error", o.err.Error()
+		case o.done:
+			op.Phase = "live"
+		default:
+			if est := o.estRemaining.Load(); est > 0 && op.RowsPerSec > 0 {
+				op.ETA = time.Duration(float64(est) / op.RowsPerSec * float64(time.Second)).Round(time.Second)
+			}
+		}
+		p.Objects = append(p.Objects, op)
+	}
+	return p
+}
+
+func (r *runner) report(done bool) {
+	if r.cfg.Progress != nil {
+		r.cfg.Progress(r.snapshot(done))
+	}
+}
+
+// Render writes p as a small table (the CLI redraws it each second).
+func (p Progress) Render(w io.Writer) {
+	state := "running"
+	if p.Done {
+		state = "done"
+	}
+	fmt.Fprintf(w, "backfill %s: %s elapsed, %d requests (%.1f/s of %.0f/s), %d in flight (target %d), %d queued\n",
+		state, p.Elapsed.Round(time.Second), p.Requests, p.RequestsPerSec, p.Rate, p.Workers, p.Target, p.Queued)
+	fmt.Fprintf(w, "  %-24s %-11s %9s %9s %8s %8s\n", "object", "phase", "rows", "rows/s", "req/s", "eta")
+	for _, o := range p.Objects {
+		eta := "-"
+		if o.ETA > 0 {
+			eta = o.ETA.String()
+		}
+		line := fmt.Sprintf("  %-24s %-11s %9d %9.1f %8.1f %8s", o.Object, o.Phase, o.Rows, o.RowsPerSec, o.RequestsPerSec, eta)
+		if o.Error != "" {
+			line += "  " + o.Error
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+}
