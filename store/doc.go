@@ -8,9 +8,12 @@
 // go up as a text[] with their _as_of, and the typed columns are computed in
 // SQL from the jsonb by schema.Column.ExtractSQL — the same mapping Migrate
 // uses to fill columns added by an upgrade, so there is exactly one. Go only
-// parses an object far enough to find its key, its nested lists and fields
-// whose JSON type doesn't fit their column (logged through log/slog, at most
-// once per 1,000 per column; the column is NULL, _raw keeps the value).
+// validates an object (json.Valid, UTF-8) and splits its top level (scan.go)
+// to find its key, its nested lists and fields whose JSON type doesn't fit
+// their column (logged through log/slog, the first time and then once per
+// 1,000 per column; the column is NULL, _raw keeps the value). Invalid JSON
+// is an error naming the object, found before anything reaches Postgres, so
+// the caller's transaction stays usable.
 //
 // Ordering (docs/DESIGN.md): a row is replaced only when the incoming _as_of
 // is strictly newer. On equal _as_of with different _raw (compared as

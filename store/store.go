@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -187,9 +189,16 @@ func deletedStub(fields map[string]json.RawMessage) bool {
 // decode parses raw far enough to know its key and to check each column's
 // JSON type (mismatches are logged; the SQL mapping leaves them NULL).
 func decode(t *schema.Table, raw json.RawMessage, parent string) (*row, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
+	if !json.Valid(raw) {
+		var x any
+		return nil, fmt.Errorf("invalid JSON: %v", json.Unmarshal(raw, &x))
+	}
+	if !utf8.Valid(raw) {
+		return nil, errors.New("invalid UTF-8 in JSON")
+	}
+	fields, err := scanObject(raw)
+	if err != nil {
+		return nil, err
 	}
 	r := &row{raw: raw, fields: fields, parent: parent}
 	for _, k := range t.Key {
@@ -382,15 +391,16 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 		if list, ok := p.kids[n.Field]; ok {
 			items = list
 		} else if v, ok := p.fields[n.Field]; ok && string(v) != "null" {
-			var l struct {
-				Data    []json.RawMessage `json:"data"`
-				HasMore bool              `json:"has_more"`
+			// Raw was validated as a whole; only the shape can be off.
+			l, err := scanObject(v)
+			if err == nil && string(l["data"]) != "null" && len(l["data"]) > 0 {
+				items, err = scanArray(l["data"])
 			}
-			if err := json.Unmarshal(v, &l); err != nil {
+			if err != nil {
 				warnType(ct.Name, schema.Column{Name: n.Field, Kind: schema.KindJSON}, pid, v)
 				full = false
 			}
-			items, full = l.Data, full && !l.HasMore
+			full = full && string(l["has_more"]) != "true"
 		} else {
 			continue // list absent: leave the stored children alone
 		}
