@@ -128,6 +128,7 @@ type runner struct {
 	parentQueued int
 	lastParentLoad time.Time
 	parentsDry     bool // the last load found nothing new
+	idle           bool // every object completed in earlier runs
 
 	target   atomic.Int64 // worker target
 	queued   atomic.Int64 // len(queue) + inflight, for split decisions
@@ -406,6 +407,10 @@ SELECT $1, id FROM %s ON CONFLICT (object, parent) WHERE parent IS NOT NULL DO N
 			objects = append(objects, n)
 		}
 	}
+	r.idle = len(objects) == 0
+	if r.idle {
+		return nil // everything completed earlier: nothing to log
+	}
 	return r.inTx(ctx, func(tx pgx.Tx) error {
 		return logEvent(ctx, tx, "backfill_started", map[string]any{"objects": objects, "fresh": fresh})
 	})
@@ -510,6 +515,9 @@ func (r *runner) loop(ctx context.Context) error {
 	}
 	if len(failed) > 0 {
 		return &PartialError{Failed: failed}
+	}
+	if r.idle {
+		return nil
 	}
 	return r.inTx(context.WithoutCancel(ctx), func(tx pgx.Tx) error {
 		return logEvent(ctx, tx, "backfill_complete", map[string]any{

@@ -1,0 +1,364 @@
+// Package backfillbench measures the backfill against the emulator: it
+// starts a throwaway Postgres and an emulator with the requested latency and
+// data distribution, runs backfill.Run at a given rate, verifies every table
+// against the emulator, and runs a plain sequential starting_after backfill
+// of the same data for comparison. cmd/pgstripe-bench exposes it as the
+// "backfill" scenario.
+package backfillbench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgcluster"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/sync/backfill"
+)
+
+// Options of one benchmark run.
+type Options struct {
+	// Objects is the approximate total number of Stripe objects to seed
+	// (the emulator seeds around customers; their count is derived).
+	Objects      int
+	Distribution string        // uniform, spike, same-second
+	Rate         float64       // our rate limit, requests/s (default 20)
+	Latency      time.Duration // emulator latency per request
+	// Tables restricts the backfill (default: all).
+	Tables []string
+	// SkipSequential skips the sequential baseline (it takes
+	// requests × latency).
+	SkipSequential bool
+	Logger         *slog.Logger
+	// Progress receives the backfill's progress.
+	Progress func(backfill.Progress)
+}
+
+// Result is printed as the scenario's JSON line.
+type Result struct {
+	Distribution      string  `json:"distribution"`
+	Objects           int     `json:"objects"`
+	Requests          int64   `json:"requests"`
+	Seconds           float64 `json:"seconds"`
+	RateLimit         float64 `json:"rate_limit"`
+	AchievedRPS       float64 `json:"achieved_rps"`
+	Utilization       float64 `json:"utilization"`
+	LimitFraction     float64 `json:"limit_fraction"`
+	SequentialSeconds float64 `json:"sequential_seconds"`
+	SequentialReqs    int64   `json:"sequential_requests"`
+	Speedup           float64 `json:"speedup"`
+	Missing           int     `json:"missing"`
+	Extra             int     `json:"extra"`
+	Stale             int     `json:"stale"`
+	RSSMB             float64 `json:"rss_mb"`
+	Customers         int     `json:"customers"`
+	LatencyMS         float64 `json:"latency_ms"`
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Objects <= 0 {
+		o.Objects = 20000
+	}
+	if o.Distribution == "" {
+		o.Distribution = "uniform"
+	}
+	if o.Rate <= 0 {
+		o.Rate = 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	res := Result{Distribution: o.Distribution, RateLimit: o.Rate, LatencyMS: float64(o.Latency) / float64(time.Millisecond)}
+
+	customers, err := customersFor(o.Objects, o.Distribution)
+	if err != nil {
+		return res, err
+	}
+	res.Customers = customers
+	// Stripe's own limit sits above ours (ours is 80% of it).
+	e, err := emulator.New(emulator.Options{RateLimit: int(math.Ceil(o.Rate / 0.8)), Latency: o.Latency})
+	if err != nil {
+		return res, err
+	}
+	o.Logger.Info("seeding", "customers", customers, "distribution", o.Distribution)
+	if err := e.Seed(customers, o.Distribution); err != nil {
+		return res, err
+	}
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+
+	cl, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer cl.Stop()
+	dbURL, err := createDB(ctx, cl, "bench")
+	if err != nil {
+		return res, err
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return res, err
+	}
+	defer pool.Close()
+	if err := schema.Migrate(ctx, pool); err != nil {
+		return res, err
+	}
+
+	var reqs atomic.Int64
+	client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_bench", BaseURL: srv.URL, RateLimit: o.Rate,
+		Observer: countObserver{&reqs}, Logger: o.Logger})
+	if err != nil {
+		return res, err
+	}
+	o.Logger.Info("backfill starting", "rate", o.Rate, "latency", o.Latency)
+	start := time.Now()
+	err = backfill.Run(ctx, backfill.Config{Pool: pool, Client: client, Objects: o.Tables, Logger: o.Logger, Progress: o.Progress})
+	res.Seconds = time.Since(start).Seconds()
+	if err != nil {
+		return res, fmt.Errorf("backfill: %w", err)
+	}
+	res.Requests = reqs.Load()
+	res.AchievedRPS = float64(res.Requests) / res.Seconds
+	res.Utilization = res.AchievedRPS / o.Rate
+
+	tables := benchTables(o.Tables)
+	for _, t := range tables {
+		m, x, s, n, err := verify(ctx, pool, e, t)
+		if err != nil {
+			return res, err
+		}
+		res.Missing += m
+		res.Extra += x
+		res.Stale += s
+		res.Objects += n
+	}
+	res.LimitFraction = float64(res.Objects) / res.Seconds / (o.Rate * 100)
+	res.RSSMB = peakRSSMB()
+
+	if !o.SkipSequential {
+		o.Logger.Info("sequential baseline starting")
+		var sreqs atomic.Int64
+		seqClient, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_bench", BaseURL: srv.URL, RateLimit: o.Rate,
+			Observer: countObserver{&sreqs}})
+		if err != nil {
+			return res, err
+		}
+		start := time.Now()
+		if err := sequential(ctx, seqClient, pool, tables); err != nil {
+			return res, fmt.Errorf("sequential: %w", err)
+		}
+		res.SequentialSeconds = time.Since(start).Seconds()
+		res.SequentialReqs = sreqs.Load()
+		res.Speedup = res.SequentialSeconds / res.Seconds
+	}
+	return res, nil
+}
+
+type countObserver struct{ n *atomic.Int64 }
+
+func (c countObserver) Request(string, int, time.Duration)            { c.n.Add(1) }
+func (c countObserver) RateLimited(string)                            {}
+func (c countObserver) LimiterWait(stripeapi.Priority, time.Duration) {}
+
+// customersFor seeds a small emulator to learn how many objects one
+// customer brings, and scales.
+func customersFor(objects int, dist string) (int, error) {
+	e, err := emulator.New(emulator.Options{RateLimit: -1})
+	if err != nil {
+		return 0, err
+	}
+	const probe = 50
+	if err := e.Seed(probe, dist); err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, t := range benchTables(nil) {
+		total += len(e.Objects(t))
+	}
+	if total == 0 {
+		return 0, errors.New("emulator seed produced no objects")
+	}
+	return max(1, int(math.Round(float64(objects)*probe/float64(total)))), nil
+}
+
+func benchTables(only []string) []string {
+	want := map[string]bool{}
+	for _, n := range only {
+		want[n] = true
+		if t, ok := schema.Lookup(n); ok && t.Parent != nil {
+			want[t.Parent.Table] = true
+		}
+	}
+	var out []string
+	for _, t := range schema.Tables() {
+		if t.Virtual || (len(only) > 0 && !want[t.Name]) {
+			continue
+		}
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+func createDB(ctx context.Context, cl *pgcluster.Cluster, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, cl.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return cl.URL(name), nil
+}
+
+// verify compares a table with the emulator: ids missing or extra, rows
+// whose _raw differs (stale).
+func verify(ctx context.Context, pool *pgxpool.Pool, e *emulator.Emulator, table string) (missing, extra, stale, n int, err error) {
+	t, _ := schema.Lookup(table)
+	want := e.Objects(table)
+	rows, err := pool.Query(ctx, fmt.Sprintf("SELECT %s, _raw::text FROM %s", schema.Ident(t.Key[len(t.Key)-1]), t.QualifiedName()))
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		var id, raw string
+		if err := rows.Scan(&id, &raw); err != nil {
+			return 0, 0, 0, 0, err
+		}
+		n++
+		seen[id] = true
+		w, ok := want[id]
+		if !ok {
+			extra++
+			continue
+		}
+		if canonical(raw) != canonical(string(w)) {
+			stale++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	for id := range want {
+		if !seen[id] {
+			missing++
+		}
+	}
+	return missing, extra, stale, n, nil
+}
+
+func canonical(s string) string {
+	var v any
+	if json.Unmarshal([]byte(s), &v) != nil {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// sequential is the baseline: every list paged one request at a time with
+// starting_after, per-parent lists for each customer, nested lists
+// followed; pages are fetched only (no database writes, which favours the
+// baseline).
+func sequential(ctx context.Context, c *stripeapi.Client, pool *pgxpool.Pool, tables []string) error {
+	var customers []string
+	perCustomer := map[string]string{
+		"payment_methods": "/v1/customers/%s/payment_methods",
+		"tax_ids":         "/v1/customers/%s/tax_ids",
+	}
+	for _, name := range tables {
+		t, _ := schema.Lookup(name)
+		if t.Parent != nil || perCustomer[name] != "" {
+			continue
+		}
+		q := url.Values{}
+		if name == "subscriptions" {
+			q.Set("status", "all")
+		}
+		err := c.ListAll(ctx, t.ListPath, q, func(p *stripeapi.Page) error {
+			for _, raw := range p.Data {
+				id, _, err := stripeapi.ObjectHeader(raw)
+				if err != nil {
+					return err
+				}
+				if name == "customers" {
+					customers = append(customers, id)
+				}
+				for _, n := range t.Nested {
+					var f map[string]json.RawMessage
+					_ = json.Unmarshal(raw, &f)
+					var l struct {
+						HasMore bool `json:"has_more"`
+					}
+					_ = json.Unmarshal(f[n.Field], &l)
+					if !l.HasMore {
+						continue
+					}
+					path, nq := n.ListPath, url.Values{}
+					if strings.Contains(path, "{id}") {
+						path = strings.ReplaceAll(path, "{id}", id)
+					} else {
+						nq.Set("subscription", id)
+					}
+					if err := c.ListAll(ctx, path, nq, func(*stripeapi.Page) error { return nil }); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	for _, name := range tables {
+		tmpl := perCustomer[name]
+		if tmpl == "" {
+			continue
+		}
+		for _, cus := range customers {
+			err := c.ListAll(ctx, fmt.Sprintf(tmpl, cus), nil, func(*stripeapi.Page) error { return nil })
+			if err != nil && !stripeapi.IsNotFound(err) {
+				return fmt.Errorf("%s of %s: %w", name, cus, err)
+			}
+		}
+	}
+	return nil
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM), in MB.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return math.Round(kb/1024*10) / 10
+			}
+		}
+	}
+	return 0
+}
