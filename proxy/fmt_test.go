@@ -1,0 +1,5 @@
+package proxy
+
+import "fmt"
+
+var fmtSprintf = fmt.Sprintf

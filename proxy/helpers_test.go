@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testProxy is a proxy in front of the test cluster.
+type testProxy struct {
+	*Proxy
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startProxy serves a proxy for the test cluster on a free port.
+func startProxy(t testing.TB, cfg Config) *testProxy {
+	t.Helper()
+	if cfg.Upstream == "" {
+		cfg.Upstream = pgtest.Cluster(t).Addr()
+	}
+	if cfg.Logger == nil && os.Getenv("PROXY_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tp := &testProxy{Proxy: New(cfg), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { tp.done <- tp.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-tp.done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Serve did not return after cancel")
+		}
+	})
+	return tp
+}
+
+// via rewrites a database URL to go through the proxy.
+func (tp *testProxy) via(t testing.TB, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = tp.addr
+	return u.String()
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitSessions waits until the proxy has n open sessions (closing is
+// asynchronous to the client's Close).
+func (tp *testProxy) waitSessions(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for tp.Sessions() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("Sessions() = %d, want %d", tp.Sessions(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,575 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Class is what the proxy does with a statement.
+type Class uint8
+
+const (
+	// Passthrough statements go upstream untouched.
+	Passthrough Class = iota
+	// Intercept statements are answered by the Interceptor at execution
+	// (simple Query, or Execute in the extended protocol). Parse, Bind and
+	// Describe still go upstream, so Postgres checks the statement and
+	// describes its result shape (an INSERT … RETURNING is described without
+	// being run).
+	Intercept
+)
+
+// Protocol is the query protocol a statement arrived in.
+type Protocol uint8
+
+const (
+	SimpleProtocol Protocol = iota + 1
+	ExtendedProtocol
+)
+
+// Interceptor answers intercepted statements in place of upstream.
+//
+// Intercept runs on the session's own goroutine, after every earlier request
+// of the session has been answered, so the client sees replies in order. It
+// may run queries on the client's upstream connection (call.Upstream()) and
+// must end the reply with call.Send of a CommandComplete (or
+// EmptyQueryResponse) or an ErrorResponse; returning an error instead makes
+// the proxy send one. After a failure the proxy puts the upstream session in
+// the failed state Postgres would be in: a transaction block is aborted, and
+// in the extended protocol the rest of the batch up to Sync is skipped.
+//
+// ctx is cancelled when the client sends a CancelRequest or disconnects.
+type Interceptor interface {
+	Intercept(ctx context.Context, call *Call) error
+}
+
+// InterceptorFunc adapts a function to Interceptor.
+type InterceptorFunc func(ctx context.Context, call *Call) error
+
+func (f InterceptorFunc) Intercept(ctx context.Context, call *Call) error { return f(ctx, call) }
+
+// Call is one intercepted statement execution.
+type Call struct {
+	SQL      string
+	Protocol Protocol
+	// Params are the bound values (extended protocol; nil for simple
+	// queries), nil meaning NULL. ParamFormats and ParamOIDs have one entry
+	// per parameter (0 text, 1 binary; the type Postgres inferred).
+	Params       [][]byte
+	ParamFormats []int16
+	ParamOIDs    []uint32
+	// ResultFormats is Bind's result format list as sent: empty (all text),
+	// one entry (all columns), or one per column. See ResultFormat.
+	ResultFormats []int16
+	// TxStatus is the session's transaction status before the statement:
+	// 'I' idle, 'T' in a transaction block, 'E' in a failed one.
+	TxStatus       byte
+	User, Database string
+
+	s      *session
+	ic     *interception
+	up     *Upstream
+	done   bool
+	failed bool
+}
+
+// ResultFormat returns the format the client wants for result column i.
+func (c *Call) ResultFormat(i int) int16 {
+	switch len(c.ResultFormats) {
+	case 0:
+		return 0
+	case 1:
+		return c.ResultFormats[0]
+	}
+	if i < len(c.ResultFormats) {
+		return c.ResultFormats[i]
+	}
+	return 0
+}
+
+// Upstream gives access to the client's own upstream connection: same role,
+// search_path, settings and transaction.
+func (c *Call) Upstream() *Upstream { return c.up }
+
+// Done reports whether the reply has been completed.
+func (c *Call) Done() bool { return c.done }
+
+// Send writes a reply message to the client: RowDescription (dropped in the
+// extended protocol, where Describe answered it), DataRow, NoticeResponse,
+// and finally CommandComplete, EmptyQueryResponse or ErrorResponse.
+func (c *Call) Send(msg pgproto3.BackendMessage) error {
+	if c.done {
+		if _, ok := msg.(*pgproto3.NoticeResponse); !ok {
+			return errors.New("proxy: the reply is already complete")
+		}
+	}
+	switch msg.(type) {
+	case *pgproto3.RowDescription:
+		if c.Protocol == ExtendedProtocol {
+			return nil
+		}
+	case *pgproto3.DataRow, *pgproto3.NoticeResponse:
+	case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
+		c.done = true
+	case *pgproto3.ErrorResponse:
+		c.done, c.failed = true, true
+	default:
+		return fmt.Errorf("proxy: an interceptor cannot send %T", msg)
+	}
+	return c.s.sendClient(msg)
+}
+
+// Upstream runs queries for an interceptor on the client's upstream
+// connection, with the extended protocol and proxy-private statement and
+// portal names, so the client's unnamed statement and portal survive. It
+// does not Sync: the queries belong to the client's current (possibly
+// implicit) transaction.
+type Upstream struct {
+	s   *session
+	ic  *interception
+	err error // sticky: upstream skips everything after an error until Sync
+	m   *pgtype.Map
+}
+
+// Result is a query's complete result; values are in the formats requested
+// (text unless QueryParams asked otherwise), nil meaning NULL.
+type Result struct {
+	Fields     []pgproto3.FieldDescription
+	Rows       [][][]byte
+	CommandTag string
+}
+
+// ErrUpstreamFailed wraps every query after the first upstream error of an
+// interception: Postgres ignores further requests until the batch ends.
+var ErrUpstreamFailed = errors.New("proxy: an earlier upstream query of this statement failed")
+
+const (
+	privateStmt   = "pgstripe_proxy_stmt"
+	privatePortal = "pgstripe_proxy_portal"
+)
+
+// Query runs sql with args sent in text format; a string argument is sent
+// as an untyped literal (Postgres infers its type), nil as NULL, other values
+// with their pgx type. Errors from Postgres are *pgconn.PgError.
+func (u *Upstream) Query(ctx context.Context, sql string, args ...any) (*Result, error) {
+	if u.m == nil {
+		u.m = pgtype.NewMap()
+	}
+	oids := make([]uint32, len(args))
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case nil:
+		case string:
+			params[i] = []byte(v)
+		case []byte:
+			params[i] = v
+			oids[i] = pgtype.ByteaOID
+			buf, err := u.m.Encode(pgtype.ByteaOID, pgtype.TextFormatCode, v, nil)
+			if err != nil {
+				return nil, err
+			}
+			params[i] = buf
+		default:
+			t, ok := u.m.TypeForValue(a)
+			if !ok {
+				return nil, fmt.Errorf("proxy: cannot encode argument %d of type %T", i+1, a)
+			}
+			buf, err := u.m.Encode(t.OID, pgtype.TextFormatCode, a, nil)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: encode argument %d: %w", i+1, err)
+			}
+			oids[i] = t.OID
+			params[i] = buf
+		}
+	}
+	return u.QueryParams(ctx, sql, oids, params, nil, nil)
+}
+
+// QueryParams runs sql with raw parameters, as Bind would send them.
+func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16) (*Result, error) {
+	if u.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUpstreamFailed, u.err)
+	}
+	w := &u.s.uw
+	for _, m := range []interface {
+		Encode([]byte) ([]byte, error)
+	}{
+		&pgproto3.Close{ObjectType: 'S', Name: privateStmt},
+		&pgproto3.Parse{Name: privateStmt, Query: sql, ParameterOIDs: paramOIDs},
+		&pgproto3.Bind{DestinationPortal: privatePortal, PreparedStatement: privateStmt, ParameterFormatCodes: paramFormats, Parameters: params, ResultFormatCodes: resultFormats},
+		&pgproto3.Describe{ObjectType: 'P', Name: privatePortal},
+		&pgproto3.Execute{Portal: privatePortal},
+		&pgproto3.Close{ObjectType: 'P', Name: privatePortal},
+		&pgproto3.Close{ObjectType: 'S', Name: privateStmt},
+		&pgproto3.Flush{},
+	} {
+		if err := w.send(m); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.flush(); err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	closes := 0
+	for closes < 3 {
+		raw, err := u.receive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		body := raw[5:]
+		switch raw[0] {
+		case '3':
+			closes++
+		case '1', '2', 'n':
+		case 'T':
+			var rd pgproto3.RowDescription
+			if err := rd.Decode(body); err != nil {
+				return nil, err
+			}
+			res.Fields = rd.Fields
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(body); err != nil {
+				return nil, err
+			}
+			res.Rows = append(res.Rows, dr.Values)
+		case 'C':
+			var cc pgproto3.CommandComplete
+			if err := cc.Decode(body); err != nil {
+				return nil, err
+			}
+			res.CommandTag = string(cc.CommandTag)
+		case 'I':
+		case 'E':
+			var er pgproto3.ErrorResponse
+			if err := er.Decode(body); err != nil {
+				return nil, err
+			}
+			u.err = PgError(&er)
+			u.ic.upstreamFailed = true
+			return nil, u.err
+		default:
+			return nil, fmt.Errorf("proxy: unexpected upstream message %q in an interceptor query", raw[0])
+		}
+	}
+	return res, nil
+}
+
+// describe fetches a prepared statement's parameter types.
+func (u *Upstream) describe(ctx context.Context, name string) ([]uint32, error) {
+	w := &u.s.uw
+	w.send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+	w.send(&pgproto3.Flush{})
+	if err := w.flush(); err != nil {
+		return nil, err
+	}
+	var oids []uint32
+	for {
+		raw, err := u.receive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch raw[0] {
+		case 't':
+			var pd pgproto3.ParameterDescription
+			if err := pd.Decode(raw[5:]); err != nil {
+				return nil, err
+			}
+			oids = pd.ParameterOIDs
+		case 'T', 'n':
+			return oids, nil
+		case 'E':
+			var er pgproto3.ErrorResponse
+			er.Decode(raw[5:])
+			u.err = PgError(&er)
+			u.ic.upstreamFailed = true
+			return nil, u.err
+		}
+	}
+}
+
+// receive returns the next upstream reply of this interception, forwarding
+// asynchronous messages (notices, notifications, parameter changes) to the
+// client. When ctx ends it asks upstream to cancel, and keeps reading: the
+// protocol state must stay in step.
+func (u *Upstream) receive(ctx context.Context) ([]byte, error) {
+	cancelled := false
+	for {
+		var raw []byte
+		if cancelled {
+			select {
+			case raw = <-u.ic.msgs:
+			case <-u.s.done:
+				return nil, net.ErrClosed
+			}
+		} else {
+			select {
+			case raw = <-u.ic.msgs:
+			case <-u.s.done:
+				return nil, net.ErrClosed
+			case <-ctx.Done():
+				cancelled = true
+				go u.s.cancelUpstream()
+				continue
+			}
+		}
+		switch raw[0] {
+		case 'N', 'A', 'S':
+			if err := u.s.writeClient(raw); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return raw, nil
+	}
+}
+
+// PgError converts an ErrorResponse to the error type pgx users know.
+func PgError(er *pgproto3.ErrorResponse) *pgconn.PgError {
+	return &pgconn.PgError{
+		Severity: er.Severity, SeverityUnlocalized: er.SeverityUnlocalized, Code: er.Code, Message: er.Message,
+		Detail: er.Detail, Hint: er.Hint, Position: er.Position, InternalPosition: er.InternalPosition,
+		InternalQuery: er.InternalQuery, Where: er.Where, SchemaName: er.SchemaName, TableName: er.TableName,
+		ColumnName: er.ColumnName, DataTypeName: er.DataTypeName, ConstraintName: er.ConstraintName,
+		File: er.File, Line: er.Line, Routine: er.Routine,
+	}
+}
+
+// ErrorResponse converts a *pgconn.PgError to the wire message.
+func ErrorResponse(pe *pgconn.PgError) *pgproto3.ErrorResponse {
+	sev := pe.Severity
+	if sev == "" {
+		sev = "ERROR"
+	}
+	return &pgproto3.ErrorResponse{
+		Severity: sev, SeverityUnlocalized: sev, Code: pe.Code, Message: pe.Message,
+		Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position, InternalPosition: pe.InternalPosition,
+		InternalQuery: pe.InternalQuery, Where: pe.Where, SchemaName: pe.SchemaName, TableName: pe.TableName,
+		ColumnName: pe.ColumnName, DataTypeName: pe.DataTypeName, ConstraintName: pe.ConstraintName,
+		File: pe.File, Line: pe.Line, Routine: pe.Routine,
+	}
+}
+
+// interception is the hand-over between the client loop, which runs the
+// interceptor, and the server loop, which owns upstream's reader: the
+// server loop reaches the interception's barrier reply once every earlier
+// request has been answered, then pumps upstream messages to the
+// interceptor until it finishes.
+type interception struct {
+	once     sync.Once
+	ready    chan struct{} // closed when reached or skipped
+	skipped  bool
+	msgs     chan []byte
+	finished chan struct{}
+	// upstreamFailed: an interceptor query failed, so upstream already
+	// skips until Sync.
+	upstreamFailed bool
+	userCancel     atomic.Bool
+}
+
+func newInterception() *interception {
+	return &interception{ready: make(chan struct{}), msgs: make(chan []byte), finished: make(chan struct{})}
+}
+
+func (ic *interception) skip()  { ic.once.Do(func() { ic.skipped = true; close(ic.ready) }) }
+func (ic *interception) reach() { ic.once.Do(func() { close(ic.ready) }) }
+
+// barrier is a request with a reply and no effect (closing a statement that
+// does not exist succeeds), sent after the requests the interception must
+// wait for; Flush makes upstream send the replies buffered so far.
+var barrier = append(encode(&pgproto3.Close{ObjectType: 'S', Name: "pgstripe_proxy_barrier"}), encode(&pgproto3.Flush{})...)
+
+// forceError puts upstream into the failed state after an interceptor
+// failure: a Parse that cannot succeed (under a name that leaves the
+// client's unnamed statement alone).
+var forceError = append(encode(&pgproto3.Parse{Name: "pgstripe_proxy_failed", Query: "pgstripe: the intercepted statement failed"}), encode(&pgproto3.Flush{})...)
+
+var syncMsg = encode(&pgproto3.Sync{})
+
+// serveInterception runs in the server loop when the barrier reply of an
+// interception arrives.
+func (s *session) serveInterception(ic *interception) error {
+	if err := s.flushClient(); err != nil {
+		return err
+	}
+	ic.reach()
+	for {
+		typ, raw, err := s.ur.next()
+		if err != nil {
+			return err
+		}
+		msg := make([]byte, len(raw))
+		copy(msg, raw)
+		select {
+		case ic.msgs <- msg:
+		case <-ic.finished:
+			s.q.pop()
+			return s.handleReply(typ, raw)
+		}
+	}
+}
+
+// interceptSimple handles an intercepted simple Query.
+func (s *session) interceptSimple(sql string) error {
+	call := &Call{SQL: sql, Protocol: SimpleProtocol}
+	ok, err := s.intercept(call, "")
+	if err != nil || !ok {
+		return err
+	}
+	// The interceptor's queries ran without Sync; Sync ends them (and the
+	// implicit transaction) and yields the ReadyForQuery the client awaits.
+	s.q.push1(entry{kind: kSync})
+	return s.uw.write(syncMsg)
+}
+
+// interceptExecute handles Execute of an intercepted portal.
+func (s *session) interceptExecute(pi *portalInfo) error {
+	n := len(pi.params)
+	call := &Call{SQL: pi.stmt.sql, Protocol: ExtendedProtocol, Params: pi.params, ResultFormats: pi.resultFormats}
+	call.ParamFormats = make([]int16, n)
+	for i := range n {
+		switch len(pi.paramFormats) {
+		case 0:
+		case 1:
+			call.ParamFormats[i] = pi.paramFormats[0]
+		default:
+			if i < len(pi.paramFormats) {
+				call.ParamFormats[i] = pi.paramFormats[i]
+			}
+		}
+	}
+	call.ParamOIDs = pi.stmt.paramOIDs
+	_, err := s.intercept(call, pi.stmtName)
+	return err
+}
+
+// intercept waits for the barrier, runs the interceptor and completes its
+// reply. It reports false when the statement was skipped because an earlier
+// request of the batch failed.
+func (s *session) intercept(call *Call, stmtName string) (bool, error) {
+	ic := newInterception()
+	s.q.push1(entry{kind: kIntercept, ic: ic})
+	if err := s.uw.write(barrier); err != nil {
+		return false, err
+	}
+	if err := s.uw.flush(); err != nil {
+		return false, err
+	}
+	select {
+	case <-ic.ready:
+	case <-s.done:
+		return false, net.ErrClosed
+	}
+	if ic.skipped {
+		return false, nil
+	}
+	defer close(ic.finished)
+
+	call.s, call.ic = s, ic
+	call.up = &Upstream{s: s, ic: ic}
+	call.TxStatus = byte(s.txStatus.Load())
+	call.User, call.Database = s.user, s.database
+
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	s.icMu.Lock()
+	s.icCancel = func() { ic.userCancel.Store(true); cancel() }
+	s.icMu.Unlock()
+	defer func() {
+		s.icMu.Lock()
+		s.icCancel = nil
+		s.icMu.Unlock()
+	}()
+
+	var err error
+	if call.Protocol == ExtendedProtocol && needsDescribe(call) {
+		var oids []uint32
+		if oids, err = call.up.describe(ctx, stmtName); err == nil {
+			call.ParamOIDs = oids
+		}
+	}
+	if err == nil {
+		err = s.runInterceptor(ctx, call)
+	}
+	if err != nil && !call.done {
+		var pe *pgconn.PgError
+		switch {
+		case ic.userCancel.Load() && errors.Is(err, context.Canceled):
+			call.Send(pgError("ERROR", "57014", "canceling statement due to user request"))
+		case errors.As(err, &pe):
+			call.Send(ErrorResponse(pe))
+		default:
+			call.Send(pgError("ERROR", "XX000", "pgstripe: "+err.Error()))
+		}
+	} else if err == nil && !call.done {
+		call.Send(pgError("ERROR", "XX000", "pgstripe: the statement handler returned no reply"))
+	} else if err != nil {
+		s.p.log.Warn("interceptor failed after completing its reply", "err", err)
+	}
+	select {
+	case <-s.done:
+		return false, net.ErrClosed
+	default:
+	}
+	if call.failed {
+		if !ic.upstreamFailed {
+			if err := s.uw.write(forceError); err != nil {
+				return false, err
+			}
+			if err := s.uw.flush(); err != nil {
+				return false, err
+			}
+			for {
+				raw, err := call.up.receive(context.Background())
+				if err != nil {
+					return false, err
+				}
+				if raw[0] == 'E' {
+					break
+				}
+			}
+		}
+		if s.txStatus.Load() == 'T' {
+			s.txStatus.Store('E')
+		}
+		if call.Protocol == ExtendedProtocol {
+			s.q.setAborted()
+		}
+	}
+	return true, nil
+}
+
+func needsDescribe(call *Call) bool {
+	if len(call.ParamOIDs) < len(call.Params) {
+		return true
+	}
+	for _, oid := range call.ParamOIDs {
+		if oid == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// runInterceptor calls the interceptor, turning a panic into an error so one
+// bad statement cannot take the proxy down.
+func (s *session) runInterceptor(ctx context.Context, call *Call) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.log.Error("interceptor panicked", "panic", r, "sql", call.SQL)
+			err = errors.New("internal error in statement handler: " + strconv.Quote(fmt.Sprint(r)))
+		}
+	}()
+	return s.p.cfg.Interceptor.Intercept(ctx, call)
+}

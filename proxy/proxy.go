@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Proxy.
+type Config struct {
+	// Listen is the address ListenAndServe listens on (host:port).
+	Listen string
+	// Upstream is the Postgres server, host:port (or a Unix socket path,
+	// e.g. /var/run/postgresql/.s.PGSQL.5432).
+	Upstream string
+	// TLSConfig, when set, lets clients upgrade to TLS (SSLRequest → 'S').
+	// TLS ends at the proxy; the upstream connection is plain TCP.
+	TLSConfig *tls.Config
+	// Classify decides which statements the Interceptor handles. It is called
+	// once per distinct statement text (results are cached), never for
+	// statements already classified. nil: everything passes through.
+	Classify func(sql string) Class
+	// Interceptor answers the statements Classify marks Intercept.
+	Interceptor Interceptor
+	// Logger receives connection-level events; nil discards them.
+	Logger *slog.Logger
+	// DialTimeout bounds connecting to upstream (default 10s).
+	DialTimeout time.Duration
+	// StartupTimeout bounds a client's startup and authentication
+	// (default 60s), so silent connections don't stay open.
+	StartupTimeout time.Duration
+	// DrainTimeout is how long Serve waits, after its context is cancelled,
+	// for busy sessions to reach an idle point before closing them
+	// (default 10s).
+	DrainTimeout time.Duration
+	// Spin tunes the low-latency read path (see spin.go); the zero value
+	// picks defaults suited to the machine.
+	Spin SpinConfig
+}
+
+// Proxy is a session-mode Postgres wire-protocol proxy: one upstream
+// connection per client connection.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	classify *classCache
+	spin     *spinner
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	byKey    map[uint64]*session // proxy-issued cancel key → session
+	draining bool
+	wg       sync.WaitGroup
+	count    atomic.Int64
+}
+
+// New returns a Proxy; call Serve or ListenAndServe to run it.
+func New(cfg Config) *Proxy {
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.StartupTimeout == 0 {
+		cfg.StartupTimeout = 60 * time.Second
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      log,
+		sessions: make(map[*session]struct{}),
+		byKey:    make(map[uint64]*session),
+		spin:     newSpinner(cfg.Spin),
+	}
+	if cfg.Classify != nil && cfg.Interceptor != nil {
+		p.classify = newClassCache(cfg.Classify, 10000)
+	}
+	return p
+}
+
+// Sessions returns the number of open client connections.
+func (p *Proxy) Sessions() int { return int(p.count.Load()) }
+
+// ListenAndServe listens on cfg.Listen and serves until ctx is cancelled.
+func (p *Proxy) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", p.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return p.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then stops
+// accepting, lets busy sessions finish their current request (up to
+// DrainTimeout), closes the rest with an admin-shutdown error, and returns
+// nil. It returns an error if accepting fails for another reason.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var serveErr error
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				time.Sleep(backoff)
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			serveErr = err
+			break
+		}
+		backoff = 5 * time.Millisecond
+		p.mu.Lock()
+		if p.draining {
+			p.mu.Unlock()
+			conn.Close()
+			continue
+		}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		go func() {
+			defer p.wg.Done()
+			p.serveConn(conn)
+		}()
+	}
+	ln.Close()
+	p.shutdown()
+	return serveErr
+}
+
+var errTooManyFiles = errors.New("too many open files")
+
+// shutdown drains the sessions: idle ones close now, busy ones when they
+// next become idle, all of them after DrainTimeout.
+func (p *Proxy) shutdown() {
+	p.mu.Lock()
+	p.draining = true
+	sessions := make([]*session, 0, len(p.sessions))
+	for s := range p.sessions {
+		sessions = append(sessions, s)
+	}
+	p.mu.Unlock()
+	for _, s := range sessions {
+		s.drain()
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.DrainTimeout):
+		p.mu.Lock()
+		for s := range p.sessions {
+			s.closeWithError(errAdminShutdown)
+		}
+		p.mu.Unlock()
+		<-done
+	}
+}
+
+func (p *Proxy) register(s *session) {
+	p.mu.Lock()
+	p.sessions[s] = struct{}{}
+	p.mu.Unlock()
+	p.count.Add(1)
+}
+
+func (p *Proxy) unregister(s *session) {
+	p.mu.Lock()
+	delete(p.sessions, s)
+	if s.cancelKey != 0 && p.byKey[s.cancelKey] == s {
+		delete(p.byKey, s.cancelKey)
+	}
+	p.mu.Unlock()
+	p.count.Add(-1)
+}
+
+// issueCancelKey gives a session the process id and secret its client will
+// use to cancel queries; CancelRequest maps them back to the session.
+func (p *Proxy) issueCancelKey(s *session) (pid, secret uint32) {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		pid = binary.BigEndian.Uint32(b[:4]) & 0x3fffffff
+		secret = binary.BigEndian.Uint32(b[4:])
+		key := uint64(pid)<<32 | uint64(secret)
+		if pid == 0 {
+			continue
+		}
+		p.mu.Lock()
+		if _, taken := p.byKey[key]; !taken {
+			p.byKey[key] = s
+			s.cancelKey = key
+			p.mu.Unlock()
+			return pid, secret
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *Proxy) lookupCancel(pid uint32, secret []byte) *session {
+	if len(secret) != 4 {
+		return nil
+	}
+	key := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(secret))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byKey[key]
+}
+
+func (p *Proxy) dialUpstream() (net.Conn, error) {
+	network := "tcp"
+	if strings.HasPrefix(p.cfg.Upstream, "/") {
+		network = "unix"
+	}
+	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 15 * time.Second}
+	conn, err := d.Dial(network, p.cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return conn, nil
+}
+
+// isClosedErr reports errors that just mean the peer or the proxy closed the
+// connection, which are not worth logging as failures.
+func isClosedErr(err error) bool {
+	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "connection reset by peer") || strings.Contains(err.Error(), "broken pipe")
+}

@@ -1,0 +1,474 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// session is one client connection and its upstream connection.
+//
+// Two goroutines serve it: the client loop (this connection's goroutine)
+// reads client messages and forwards them upstream; the server loop reads
+// upstream's replies and forwards them to the client. The reply queue tells
+// the server loop which request each reply answers. The client loop owns
+// the upstream writer; the client writer is shared under cwMu.
+type session struct {
+	p                *Proxy
+	client, upstream net.Conn
+	tls              bool
+	user, database   string
+
+	cr *msgReader // client → proxy; client loop only
+	ur *msgReader // upstream → proxy; server loop only (or an interception it hands over to)
+	uw msgWriter  // proxy → upstream; client loop only
+
+	cwMu sync.Mutex
+	cw   msgWriter // proxy → client
+
+	q        replyQueue
+	txStatus atomic.Uint32 // 'I', 'T' or 'E' as of the last reply processed
+
+	upstreamPID uint32
+	upstreamKey []byte
+	cancelKey   uint64
+
+	// Statements and portals, tracked only as far as interception needs.
+	stmts   map[string]*stmtInfo
+	portals map[string]*portalInfo
+
+	icMu     sync.Mutex
+	icCancel context.CancelFunc
+
+	sawFatal  bool            // server loop: upstream sent a FATAL error
+	ctx       context.Context // ends when the session closes
+	ctxCancel context.CancelFunc
+	draining  atomic.Bool
+	closeOnce sync.Once
+	done      chan struct{}
+	closeErr  atomic.Pointer[pgproto3.ErrorResponse]
+}
+
+// stmtInfo is what the proxy knows about a prepared statement.
+type stmtInfo struct {
+	sql       string
+	class     Class
+	paramOIDs []uint32 // from Parse, completed by ParameterDescription
+}
+
+// passthroughStmt stands for every statement that is not intercepted, so
+// that tracking reads costs no allocation.
+var passthroughStmt = &stmtInfo{class: Passthrough}
+
+// portalInfo is a bound intercepted statement.
+type portalInfo struct {
+	stmtName      string
+	stmt          *stmtInfo
+	params        [][]byte
+	paramFormats  []int16
+	resultFormats []int16
+}
+
+// run serves the session after startup until either side closes.
+func (s *session) run() {
+	s.p.spin.attach(s)
+	defer s.p.spin.detach(s)
+	s.cr.onBlock = s.flushUpstream
+	s.ur.onBlock = s.flushClient
+	if s.draining.Load() {
+		s.closeWithError(errAdminShutdown)
+		return
+	}
+	serverDone := make(chan struct{})
+	go func() {
+		defer close(serverDone)
+		err := s.serverLoop()
+		s.endFromServer(err)
+	}()
+	err := s.clientLoop()
+	s.endFromClient(err)
+	<-serverDone
+}
+
+func (s *session) flushUpstream() error { return s.uw.flush() }
+
+func (s *session) flushClient() error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	return s.cw.flush()
+}
+
+func (s *session) writeClient(raw []byte) error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	return s.cw.write(raw)
+}
+
+func (s *session) sendClient(msg interface {
+	Encode([]byte) ([]byte, error)
+}) error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	return s.cw.send(msg)
+}
+
+// writeFatal sends an error and flushes; used before closing.
+func (s *session) writeFatal(e *pgproto3.ErrorResponse) {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	if s.closeErr.Load() != nil {
+		return
+	}
+	s.cw.send(e)
+	s.cw.flush()
+}
+
+// close tears both connections down; safe to call more than once and from
+// any goroutine.
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.ctxCancel()
+		s.client.Close()
+		if s.upstream != nil {
+			s.upstream.Close()
+		}
+	})
+}
+
+// closeWithError sends a fatal error to the client, then closes.
+func (s *session) closeWithError(e *pgproto3.ErrorResponse) {
+	s.writeFatal(e)
+	s.closeErr.CompareAndSwap(nil, e)
+	s.close()
+}
+
+// drain closes the session now if it is idle, else at its next idle point.
+func (s *session) drain() {
+	s.draining.Store(true)
+	s.q.mu.Lock()
+	idle := len(s.q.entries) == s.q.head && s.txStatus.Load() == 'I'
+	s.q.mu.Unlock()
+	if idle && s.upstream != nil {
+		s.closeWithError(errAdminShutdown)
+	}
+}
+
+func (s *session) endFromClient(err error) {
+	select {
+	case <-s.done:
+		s.close()
+		return
+	default:
+	}
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		s.p.log.Info("closing session: client protocol violation", "remote", s.client.RemoteAddr().String(), "err", err)
+		s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
+		return
+	}
+	if err != nil && !isClosedErr(err) {
+		s.p.log.Info("closing session", "remote", s.client.RemoteAddr().String(), "err", err)
+	}
+	// A clean Terminate or a vanished client: tell upstream goodbye.
+	s.uw.write([]byte{'X', 0, 0, 0, 4})
+	s.uw.flush()
+	s.close()
+}
+
+func (s *session) endFromServer(err error) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	if err != nil && !isClosedErr(err) {
+		s.p.log.Info("upstream connection failed", "remote", s.client.RemoteAddr().String(), "err", err)
+	}
+	s.flushClient()
+	if !s.sawFatal {
+		s.closeWithError(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres"))
+	}
+	s.close()
+}
+
+// protocolError is a client message the proxy cannot accept.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return e.msg }
+
+func protocolErrorf(format string, args ...any) error {
+	return &protocolError{msg: fmt.Sprintf(format, args...)}
+}
+
+// clientLoop reads client requests, records what each expects back, and
+// forwards them (or hands them to the interceptor).
+func (s *session) clientLoop() error {
+	for {
+		typ, raw, err := s.cr.next()
+		if err != nil {
+			if errors.Is(err, errMalformed) || errors.Is(err, errMessageTooLarge) {
+				return &protocolError{msg: "invalid message from client: " + err.Error()}
+			}
+			return err
+		}
+		body := raw[5:]
+		switch typ {
+		case 'Q':
+			if s.p.classify != nil {
+				sql, ok := queryText(body)
+				if !ok {
+					return protocolErrorf("invalid Query message")
+				}
+				if s.p.classify.get(sql) == Intercept {
+					if err := s.interceptSimple(string(sql)); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			s.q.push1(entry{kind: kQuery})
+		case 'P':
+			if err := s.trackParse(body); err != nil {
+				return err
+			}
+			s.q.push1(entry{kind: kParse})
+		case 'B':
+			if err := s.trackBind(body); err != nil {
+				return err
+			}
+			s.q.push1(entry{kind: kBind})
+		case 'D':
+			if len(body) < 2 {
+				return protocolErrorf("invalid Describe message")
+			}
+			if body[0] == 'S' {
+				e := entry{kind: kDescribeStmt}
+				if name, _, ok := cstringBytes(body[1:]); ok {
+					if st := s.stmts[string(name)]; st != nil && st.class == Intercept {
+						e.stmt = st
+					}
+				}
+				s.q.push1(e)
+			} else {
+				s.q.push1(entry{kind: kDescribePortal})
+			}
+		case 'E':
+			if len(s.portals) > 0 {
+				name, _, ok := cstringBytes(body)
+				if !ok {
+					return protocolErrorf("invalid Execute message")
+				}
+				if pi := s.portals[string(name)]; pi != nil {
+					if err := s.interceptExecute(pi); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			s.q.push1(entry{kind: kExecute})
+		case 'C':
+			if len(body) < 2 {
+				return protocolErrorf("invalid Close message")
+			}
+			if name, _, ok := cstringBytes(body[1:]); ok {
+				if body[0] == 'S' {
+					delete(s.stmts, string(name))
+				} else {
+					delete(s.portals, string(name))
+				}
+			}
+			s.q.push1(entry{kind: kClose})
+		case 'S':
+			s.q.push1(entry{kind: kSync})
+		case 'F':
+			s.q.push1(entry{kind: kQuery})
+		case 'H', 'd', 'c', 'f':
+			// Flush and COPY data get no reply of their own.
+		case 'X':
+			s.uw.write(raw)
+			s.uw.flush()
+			return nil
+		default:
+			return protocolErrorf("invalid frontend message type %d", typ)
+		}
+		if err := s.uw.write(raw); err != nil {
+			return err
+		}
+	}
+}
+
+func queryText(body []byte) ([]byte, bool) {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return nil, false
+	}
+	return body[:len(body)-1], true
+}
+
+// trackParse records the class of a prepared statement; only intercepted
+// statements keep their text and parameter types.
+func (s *session) trackParse(body []byte) error {
+	name, rest, ok := cstringBytes(body)
+	if !ok {
+		return protocolErrorf("invalid Parse message")
+	}
+	if s.p.classify == nil {
+		return nil
+	}
+	sql, rest, ok := cstringBytes(rest)
+	if !ok {
+		return protocolErrorf("invalid Parse message")
+	}
+	if s.p.classify.get(sql) != Intercept {
+		if len(s.stmts) > 0 || len(name) > 0 {
+			s.stmts[string(name)] = passthroughStmt
+		}
+		return nil
+	}
+	st := &stmtInfo{sql: string(sql), class: Intercept}
+	if len(rest) >= 2 {
+		n := int(binary.BigEndian.Uint16(rest))
+		rest = rest[2:]
+		if len(rest) < 4*n {
+			return protocolErrorf("invalid Parse message")
+		}
+		st.paramOIDs = make([]uint32, n)
+		for i := range n {
+			st.paramOIDs[i] = binary.BigEndian.Uint32(rest[4*i:])
+		}
+	}
+	s.stmts[string(name)] = st
+	return nil
+}
+
+// trackBind remembers portals of intercepted statements with their
+// parameters; binding anything else only forgets a portal of the same name.
+func (s *session) trackBind(body []byte) error {
+	portal, rest, ok := cstringBytes(body)
+	if !ok {
+		return protocolErrorf("invalid Bind message")
+	}
+	if s.p.classify == nil {
+		return nil
+	}
+	stmtName, _, ok := cstringBytes(rest)
+	if !ok {
+		return protocolErrorf("invalid Bind message")
+	}
+	st := s.stmts[string(stmtName)]
+	if st == nil || st.class != Intercept {
+		if len(s.portals) > 0 {
+			delete(s.portals, string(portal))
+		}
+		return nil
+	}
+	var b pgproto3.Bind
+	if err := b.Decode(body); err != nil {
+		return protocolErrorf("invalid Bind message: %v", err)
+	}
+	if s.portals == nil {
+		s.portals = make(map[string]*portalInfo)
+	}
+	s.portals[string(portal)] = &portalInfo{
+		stmtName:      string(stmtName),
+		stmt:          st,
+		params:        b.Parameters,
+		paramFormats:  b.ParameterFormatCodes,
+		resultFormats: b.ResultFormatCodes,
+	}
+	return nil
+}
+
+// serverLoop forwards upstream's replies to the client, popping the reply
+// queue as requests are answered.
+func (s *session) serverLoop() error {
+	for {
+		typ, raw, err := s.ur.next()
+		if err != nil {
+			return err
+		}
+		if err := s.handleReply(typ, raw); err != nil {
+			return err
+		}
+	}
+}
+
+// handleReply processes one upstream message in the server loop.
+func (s *session) handleReply(typ byte, raw []byte) error {
+	switch typ {
+	case '1', '2', 'n': // ParseComplete, BindComplete, NoData
+		s.q.pop()
+	case '3': // CloseComplete; the interception barrier is one too
+		if e, ok := s.q.peek(); ok && e.kind == kIntercept {
+			return s.serveInterception(e.ic)
+		}
+		s.q.pop()
+	case 't': // ParameterDescription
+		if e, ok := s.q.peek(); ok && e.kind == kDescribeStmt && e.stmt != nil {
+			var pd pgproto3.ParameterDescription
+			if pd.Decode(raw[5:]) == nil {
+				e.stmt.paramOIDs = pd.ParameterOIDs
+			}
+		}
+	case 'T': // RowDescription: ends a Describe, or starts a simple query's result
+		if e, ok := s.q.peek(); ok && (e.kind == kDescribeStmt || e.kind == kDescribePortal) {
+			s.q.pop()
+		}
+	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+		if typ == 'C' && len(raw) >= 10 && (string(raw[5:10]) == "BEGIN" || string(raw[5:10]) == "START") {
+			// Track the transaction status before the ReadyForQuery, for an
+			// interception later in the same pipeline.
+			s.txStatus.Store('T')
+		}
+		if e, ok := s.q.peek(); ok && e.kind == kExecute {
+			s.q.pop()
+		}
+	case 'E':
+		if s.txStatus.Load() == 'T' {
+			s.txStatus.Store('E')
+		}
+		if isFatal(raw) {
+			s.sawFatal = true
+		}
+		if e, ok := s.q.peek(); ok && e.kind.extended() {
+			s.q.abortBatch()
+		}
+	case 'Z':
+		if len(raw) == 6 {
+			s.txStatus.Store(uint32(raw[5]))
+		}
+		s.q.popThroughSync()
+		if err := s.writeClient(raw); err != nil {
+			return err
+		}
+		if s.draining.Load() && raw[5] == 'I' && s.q.len() == 0 {
+			s.flushClient()
+			s.closeWithError(errAdminShutdown)
+		}
+		return nil
+	}
+	return s.writeClient(raw)
+}
+
+// isFatal reports whether a raw ErrorResponse has severity FATAL or PANIC.
+func isFatal(raw []byte) bool {
+	b := raw[5:]
+	for len(b) > 1 && b[0] != 0 {
+		f := b[0]
+		v, rest, ok := cstringBytes(b[1:])
+		if !ok {
+			return false
+		}
+		if f == 'V' || (f == 'S') {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		b = rest
+	}
+	return false
+}

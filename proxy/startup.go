@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+)
+
+var (
+	errAdminShutdown = pgError("FATAL", "57P01", "terminating connection because the pgstripe proxy is shutting down")
+)
+
+// serveConn runs one client connection from startup to close.
+func (p *Proxy) serveConn(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAlive(true)
+		tc.SetKeepAlivePeriod(15 * time.Second)
+	}
+	s := &session{p: p, client: conn, done: make(chan struct{}), stmts: make(map[string]*stmtInfo)}
+	s.ctx, s.ctxCancel = context.WithCancel(context.Background())
+	s.txStatus.Store('I')
+	s.cw.conn = conn
+	p.register(s)
+	defer p.unregister(s)
+	defer s.close()
+
+	conn.SetDeadline(time.Now().Add(p.cfg.StartupTimeout))
+	startup, err := s.clientStartup()
+	if err != nil || startup == nil {
+		if err != nil && !isClosedErr(err) {
+			p.log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	if err := s.connectUpstream(startup); err != nil {
+		if !isClosedErr(err) {
+			p.log.Info("session startup failed", "remote", conn.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	s.client.SetDeadline(time.Time{})
+	s.upstream.SetDeadline(time.Time{})
+	s.run()
+}
+
+// clientStartup reads the client's startup packets: SSL and GSS encryption
+// requests, cancel requests, and finally the StartupMessage, whose raw bytes
+// it returns (nil when the connection was a cancel request).
+func (s *session) clientStartup() ([]byte, error) {
+	s.cr = newMsgReader(s.client)
+	for {
+		raw, err := s.cr.readStartup()
+		if err != nil {
+			return nil, err
+		}
+		code := binary.BigEndian.Uint32(raw[4:8])
+		switch code {
+		case sslRequestCode:
+			// Bytes that arrived with the SSLRequest were sent before the
+			// handshake, in plaintext: accepting them would let a
+			// man-in-the-middle inject commands (CVE-2021-23214).
+			if s.cr.w > s.cr.r {
+				s.writeFatal(pgError("FATAL", "08P01", "received unencrypted data after SSL request"))
+				return nil, errors.New("unencrypted data after SSLRequest")
+			}
+			if s.p.cfg.TLSConfig == nil {
+				if _, err := s.client.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, err := s.client.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tlsConn := tls.Server(s.client, s.p.cfg.TLSConfig)
+			if err := tlsConn.Handshake(); err != nil {
+				return nil, fmt.Errorf("tls handshake: %w", err)
+			}
+			s.client = tlsConn
+			s.cw.conn = tlsConn
+			s.tls = true
+			s.cr = newMsgReader(tlsConn)
+		case gssEncRequestCode:
+			if s.cr.w > s.cr.r {
+				return nil, errors.New("unencrypted data after GSSENCRequest")
+			}
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case cancelRequestCode:
+			var cr pgproto3.CancelRequest
+			if err := cr.Decode(raw[4:]); err == nil {
+				if target := s.p.lookupCancel(cr.ProcessID, cr.SecretKey); target != nil {
+					target.cancelRequest()
+				}
+			}
+			return nil, nil
+		default:
+			if code>>16 != 3 {
+				s.writeFatal(pgError("FATAL", "0A000", fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff)))
+				return nil, fmt.Errorf("unsupported protocol %d", code)
+			}
+			var sm pgproto3.StartupMessage
+			if err := sm.Decode(raw[4:]); err != nil {
+				s.writeFatal(pgError("FATAL", "08P01", "invalid startup packet layout"))
+				return nil, err
+			}
+			s.user, s.database = sm.Parameters["user"], sm.Parameters["database"]
+			out := make([]byte, len(raw))
+			copy(out, raw)
+			return out, nil
+		}
+	}
+}
+
+// connectUpstream opens the upstream connection, sends the client's startup
+// message as it is and relays authentication both ways, until upstream's
+// first ReadyForQuery. Upstream's BackendKeyData is replaced by a proxy-issued
+// one, so cancel requests come to the proxy.
+func (s *session) connectUpstream(startup []byte) error {
+	up, err := s.p.dialUpstream()
+	if err != nil {
+		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: cannot connect to upstream Postgres: "+err.Error()))
+		return err
+	}
+	s.upstream = up
+	s.uw.conn = up
+	s.ur = newMsgReader(up)
+	up.SetDeadline(time.Now().Add(s.p.cfg.StartupTimeout))
+	if _, err := up.Write(startup); err != nil {
+		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
+		return err
+	}
+	s.cr.limit = func(byte) int { return maxAuthMessage }
+	for {
+		typ, raw, err := s.ur.next()
+		if err != nil {
+			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
+			return err
+		}
+		switch typ {
+		case 'R':
+			if len(raw) < 9 {
+				return errMalformed
+			}
+			if err := s.cw.write(raw); err != nil {
+				return err
+			}
+			if err := s.cw.flush(); err != nil {
+				return err
+			}
+			switch binary.BigEndian.Uint32(raw[5:9]) {
+			case 0, 12: // AuthenticationOk, SASLFinal: nothing to answer
+				continue
+			}
+			// Every other request wants one answer from the client
+			// (password, md5 hash, SASL response).
+			ctyp, craw, err := s.cr.next()
+			if err != nil {
+				return err
+			}
+			if ctyp != 'p' {
+				s.writeFatal(pgError("FATAL", "08P01", fmt.Sprintf("expected password response, got message type %q", ctyp)))
+				return errMalformed
+			}
+			if _, err := up.Write(craw); err != nil {
+				return err
+			}
+		case 'K':
+			var k pgproto3.BackendKeyData
+			if err := k.Decode(raw[5:]); err != nil {
+				return err
+			}
+			s.upstreamPID, s.upstreamKey = k.ProcessID, k.SecretKey
+			pid, secret := s.p.issueCancelKey(s)
+			var key [4]byte
+			binary.BigEndian.PutUint32(key[:], secret)
+			if err := s.cw.send(&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: key[:]}); err != nil {
+				return err
+			}
+		case 'E':
+			s.cw.write(raw)
+			s.cw.flush()
+			return errors.New("upstream refused the connection")
+		case 'Z':
+			if len(raw) == 6 {
+				s.txStatus.Store(uint32(raw[5]))
+			}
+			if err := s.cw.write(raw); err != nil {
+				return err
+			}
+			s.cr.limit = clientLimit
+			return s.cw.flush()
+		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+			if err := s.cw.write(raw); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// clientLimit mirrors Postgres's per-message limits for client messages.
+func clientLimit(typ byte) int {
+	switch typ {
+	case 'Q', 'P', 'B', 'd', 'F':
+		return maxLargeMessage
+	}
+	return maxSmallMessage
+}
+
+// cancelRequest forwards a client's cancel request to upstream with the
+// upstream's own key, and cancels a running interception.
+func (s *session) cancelRequest() {
+	s.icMu.Lock()
+	if s.icCancel != nil {
+		s.icCancel()
+	}
+	s.icMu.Unlock()
+	s.cancelUpstream()
+}
+
+// cancelUpstream sends a CancelRequest for this session's upstream backend.
+func (s *session) cancelUpstream() {
+	if s.upstreamKey == nil {
+		return
+	}
+	conn, err := s.p.dialUpstream()
+	if err != nil {
+		s.p.log.Info("cancel request: cannot reach upstream", "err", err)
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(s.p.cfg.DialTimeout))
+	if _, err := conn.Write(encode(&pgproto3.CancelRequest{ProcessID: s.upstreamPID, SecretKey: s.upstreamKey})); err != nil {
+		return
+	}
+	// Postgres closes the connection once it has handled the request;
+	// waiting for that keeps a cancel from racing the next query.
+	var b [1]byte
+	conn.Read(b[:])
+}

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Message size limits. Postgres itself accepts up to 1 GB for the messages
+// that can carry data (Query, Parse, Bind, CopyData, FunctionCall) and 10000
+// bytes for the others; the proxy mirrors that, so a client sees the same
+// limits through the proxy as directly.
+const (
+	maxLargeMessage = 1<<30 - 1
+	maxSmallMessage = 10000
+	// maxStartupMessage bounds everything a client sends before it is
+	// authenticated, so an anonymous peer cannot make the proxy allocate much.
+	maxStartupMessage = 10000
+	maxAuthMessage    = 64 << 10
+
+	readBufSize = 32 << 10
+	// flushThreshold bounds how much the proxy buffers before writing even
+	// though the reader is not about to block (large result sets stream).
+	flushThreshold = 64 << 10
+)
+
+// errMessageTooLarge and errMalformed are protocol violations by the peer.
+var (
+	errMessageTooLarge = errors.New("message too large")
+	errMalformed       = errors.New("malformed message")
+)
+
+// msgReader frames Postgres messages (type byte + int32 length + body) out of
+// a byte stream without decoding them, so that the proxy can forward the
+// bytes it received as they are.
+//
+// A message returned by next stays valid until the following call to next.
+type msgReader struct {
+	rd   io.Reader
+	buf  []byte
+	r, w int
+	// onBlock runs before a read that may block (the buffer holds no complete
+	// message): the proxy flushes what it has queued for the other side, so
+	// that writes are batched per round trip rather than per message.
+	onBlock func() error
+	// limit returns the maximum body length for a message type.
+	limit func(typ byte) int
+	wait  waiter
+}
+
+func newMsgReader(rd io.Reader) *msgReader {
+	return &msgReader{rd: rd, buf: make([]byte, readBufSize)}
+}
+
+// buffered reports whether a complete message is already buffered.
+func (mr *msgReader) buffered() bool {
+	if mr.w-mr.r < 5 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(mr.buf[mr.r+1:]))
+	return mr.w-mr.r >= 1+n
+}
+
+// next returns the next message: its type, and the raw bytes including the
+// 5-byte header.
+func (mr *msgReader) next() (byte, []byte, error) {
+	if err := mr.ensure(5); err != nil {
+		return 0, nil, err
+	}
+	typ := mr.buf[mr.r]
+	n := int(int32(binary.BigEndian.Uint32(mr.buf[mr.r+1:])))
+	if n < 4 {
+		return 0, nil, fmt.Errorf("%w: type %q with length %d", errMalformed, typ, n)
+	}
+	max := maxLargeMessage
+	if mr.limit != nil {
+		max = mr.limit(typ)
+	}
+	if n-4 > max {
+		return 0, nil, fmt.Errorf("%w: type %q with length %d (limit %d)", errMessageTooLarge, typ, n, max)
+	}
+	if err := mr.ensure(1 + n); err != nil {
+		return 0, nil, err
+	}
+	raw := mr.buf[mr.r : mr.r+1+n]
+	mr.r += 1 + n
+	return typ, raw, nil
+}
+
+// readStartup reads a startup-phase packet (int32 length, no type byte).
+func (mr *msgReader) readStartup() ([]byte, error) {
+	if err := mr.ensure(4); err != nil {
+		return nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(mr.buf[mr.r:])))
+	if n < 8 || n > maxStartupMessage {
+		return nil, fmt.Errorf("%w: startup packet length %d", errMalformed, n)
+	}
+	if err := mr.ensure(n); err != nil {
+		return nil, err
+	}
+	raw := mr.buf[mr.r : mr.r+n]
+	mr.r += n
+	return raw, nil
+}
+
+// ensure makes at least n unread bytes available in buf.
+func (mr *msgReader) ensure(n int) error {
+	for mr.w-mr.r < n {
+		if mr.r > 0 && (mr.r == mr.w || len(mr.buf)-mr.r < n) {
+			// Compact, and give back a buffer grown for one large message.
+			if mr.r == mr.w && len(mr.buf) > 4*readBufSize && n <= readBufSize {
+				mr.buf = make([]byte, readBufSize)
+			} else {
+				copy(mr.buf, mr.buf[mr.r:mr.w])
+			}
+			mr.w -= mr.r
+			mr.r = 0
+		}
+		if n > len(mr.buf) {
+			nb := make([]byte, max(n, 2*len(mr.buf)))
+			copy(nb, mr.buf[mr.r:mr.w])
+			mr.w -= mr.r
+			mr.r = 0
+			mr.buf = nb
+		}
+		if mr.onBlock != nil {
+			if err := mr.onBlock(); err != nil {
+				return err
+			}
+		}
+		var k int
+		var err error
+		if mr.wait != nil {
+			k, err = mr.wait.read(mr.buf[mr.w:])
+		} else {
+			k, err = mr.rd.Read(mr.buf[mr.w:])
+		}
+		mr.w += k
+		if err != nil {
+			if mr.w-mr.r >= n {
+				return nil
+			}
+			if errors.Is(err, io.EOF) && mr.w > mr.r {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// waiter is an alternative way to read from a connection (see spin.go).
+type waiter interface {
+	read(p []byte) (int, error)
+}
+
+// msgWriter batches outgoing messages.
+type msgWriter struct {
+	conn net.Conn
+	buf  []byte
+}
+
+func (mw *msgWriter) write(raw []byte) error {
+	mw.buf = append(mw.buf, raw...)
+	if len(mw.buf) >= flushThreshold {
+		return mw.flush()
+	}
+	return nil
+}
+
+func (mw *msgWriter) send(msg interface {
+	Encode([]byte) ([]byte, error)
+}) error {
+	b, err := msg.Encode(mw.buf)
+	if err != nil {
+		return err
+	}
+	mw.buf = b
+	if len(mw.buf) >= flushThreshold {
+		return mw.flush()
+	}
+	return nil
+}
+
+func (mw *msgWriter) flush() error {
+	if len(mw.buf) == 0 {
+		return nil
+	}
+	_, err := mw.conn.Write(mw.buf)
+	if cap(mw.buf) > 4*flushThreshold {
+		mw.buf = nil
+	} else {
+		mw.buf = mw.buf[:0]
+	}
+	return err
+}
+
+// cstring splits a NUL-terminated string off the front of b.
+func cstring(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
+
+// cstringBytes is cstring without the allocation.
+func cstringBytes(b []byte) ([]byte, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return nil, nil, false
+}
+
+// pgError builds an ErrorResponse.
+func pgError(severity, code, message string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: code, Message: message}
+}
+
+func encode(msg interface {
+	Encode([]byte) ([]byte, error)
+}) []byte {
+	b, _ := msg.Encode(nil)
+	return b
+}
