@@ -196,6 +196,9 @@ func decode(t *schema.Table, raw json.RawMessage, parent string) (*row, error) {
 	if !utf8.Valid(raw) {
 		return nil, errors.New("invalid UTF-8 in JSON")
 	}
+	if bytes.Contains(raw, nulEscape) {
+		raw = replaceNUL(raw)
+	}
 	fields, err := scanObject(raw)
 	if err != nil {
 		return nil, err
@@ -470,4 +473,37 @@ func Tombstoned(ctx context.Context, tx pgx.Tx, table, id string) (bool, error) 
 	var ok bool
 	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = $1 AND id = $2)`, table, id).Scan(&ok)
 	return ok, err
+}
+
+var nulEscape = []byte(`\u0000`)
+
+// replaceNUL rewrites the escape \u0000 as \ufffd: Postgres's jsonb cannot
+// hold NUL and would fail the whole statement (and the caller's
+// transaction) for one odd string in, say, a customer's metadata.
+func replaceNUL(raw []byte) []byte {
+	out := make([]byte, 0, len(raw))
+	replaced := false
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			out = append(out, raw[i])
+			continue
+		}
+		if bytes.HasPrefix(raw[i:], nulEscape) {
+			out = append(out, `\ufffd`...)
+			i += len(nulEscape) - 1
+			replaced = true
+			continue
+		}
+		// Any other escape: copy it whole so an escaped backslash followed by
+		// "u0000" text is left alone.
+		out = append(out, raw[i])
+		if i+1 < len(raw) {
+			out = append(out, raw[i+1])
+			i++
+		}
+	}
+	if replaced {
+		slog.Warn("stripe object contains \\u0000, which Postgres jsonb cannot store; replaced by U+FFFD in _raw")
+	}
+	return out
 }

@@ -495,3 +495,19 @@ func TestConcurrentTieIsAmbiguous(t *testing.T) {
 		t.Fatalf("name %q", name)
 	}
 }
+
+// Postgres's jsonb can't hold \u0000; one such string must not fail the batch
+// (and the caller's transaction).
+func TestNULInString(t *testing.T) {
+	conn := setup(t)
+	raw := json.RawMessage(`{"id": "cus_nul", "object": "customer", "name": "a\u0000b", "description": "keep \\u0000 text"}`)
+	res := upsert(t, conn, "customers", store.Object{Raw: raw, AsOf: t0}, store.Object{Raw: customer("cus_ok", ""), AsOf: t0})
+	if len(res.Applied) != 2 {
+		t.Fatalf("%+v", res)
+	}
+	var name, desc string
+	conn.QueryRow(context.Background(), `SELECT name, description FROM stripe.customers WHERE id = 'cus_nul'`).Scan(&name, &desc)
+	if name != "a\ufffdb" || desc != `keep \u0000 text` {
+		t.Fatalf("name %q description %q", name, desc)
+	}
+}
