@@ -1,0 +1,74 @@
+-- case: done-when statement
+INSERT INTO stripe.customers (email, metadata) VALUES ('a@b.co', '{"tier":"gold"}') RETURNING id, email, created;
+-- row: ["a@b.co", {"tier": "gold"}]
+
+-- case: nested objects and arrays become bracketed params
+INSERT INTO stripe.customers (email, address, preferred_locales, metadata) VALUES ($1, $2, $3, $4)
+-- row: ["x@y.co", {"city": "Paris", "line1": "1 rue", "state": null}, ["fr", "en"], {"n": 1, "ok": true}]
+
+-- case: ORM lists every column: NULL and DEFAULT for read-only ones are ignored
+INSERT INTO stripe.customers (id, object, created, livemode, email, name, _raw, _synced_at) VALUES (DEFAULT, NULL, NULL, DEFAULT, $1, $2, NULL, DEFAULT) RETURNING *
+-- row: [null, null, null, null, "o@b.co", null, null, null]
+
+-- case: read-only column with a value from a parameter fails at build
+INSERT INTO stripe.customers (email, created) VALUES ($1, $2)
+-- row: ["o@b.co", 1700000000]
+
+-- case: read-only column with a constant fails at once
+INSERT INTO stripe.customers (email, created) VALUES ('a@b.co', '2024-01-01')
+
+-- case: read-only column with a cast constant fails at once
+INSERT INTO stripe.customers (email, livemode) VALUES ('a@b.co', true::boolean)
+
+-- case: unknown column
+INSERT INTO stripe.customers (email, shoe_size) VALUES ('a@b.co', 42)
+
+-- case: pgstripe column
+INSERT INTO stripe.customers (email, _raw) VALUES ('a@b.co', '{}')
+
+-- case: duplicate column
+INSERT INTO stripe.customers (email, email) VALUES ('a', 'b')
+
+-- case: column count mismatch
+INSERT INTO stripe.customers (email, name) VALUES ('a')
+
+-- case: no column list
+INSERT INTO stripe.customers VALUES ('cus_1')
+
+-- case: default values
+INSERT INTO stripe.customers DEFAULT VALUES RETURNING id
+
+-- case: subscription with items array and a timestamp
+INSERT INTO stripe.subscriptions (customer, items, trial_end, metadata) VALUES ($1, $2, now() + interval '7 days', NULL)
+-- row: ["cus_1", [{"price": "price_1", "quantity": 2}, {"price": "price_2"}], 1700000000, null]
+
+-- case: products may choose their id
+INSERT INTO stripe.products (id, name, active) VALUES ('prod_custom', 'Pro', true)
+-- row: ["prod_custom", "Pro", true]
+
+-- case: prices with a numeric and an expandable reference
+INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ('prod_1', 'usd', 1500, '{"interval":"month"}')
+-- row: ["prod_1", "usd", 1500, {"interval": "month"}]
+
+-- case: two rows, second with different NULLs
+INSERT INTO stripe.customers AS c (email, name) VALUES ($1, $2), ($3, NULL) RETURNING c.id, upper(c.email) AS e
+-- row: ["a@b.co", "A"]
+-- row: ["b@b.co", null]
+
+-- case: parameter only in RETURNING
+INSERT INTO stripe.customers (email) VALUES ($1) RETURNING id, $2::text AS tag
+
+-- case: tax id (no update, create via /v1/tax_ids)
+INSERT INTO stripe.tax_ids (type, value, owner) VALUES ('eu_vat', 'DE123456789', '{"type":"customer","customer":"cus_1"}')
+-- row: ["eu_vat", "DE123456789", {"customer": "cus_1", "type": "customer"}]
+
+-- case: credit notes and checkout sessions are create-only
+INSERT INTO stripe.checkout_sessions (mode, success_url, line_items) VALUES ('payment', 'https://x.test/ok', '[{"price":"price_1","quantity":1}]')
+-- row: ["payment", "https://x.test/ok", [{"price": "price_1", "quantity": 1}]]
+
+-- case: refund
+INSERT INTO stripe.refunds (payment_intent, amount) VALUES ('pi_1', 500)
+-- row: ["pi_1", 500]
+
+-- case: invoice status is not a create parameter
+INSERT INTO stripe.invoices (customer, status) VALUES ('cus_1', 'paid')

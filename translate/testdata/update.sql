@@ -1,0 +1,109 @@
+-- case: metadata merge and a parameter
+UPDATE stripe.customers SET metadata = metadata || '{"plan":"pro"}', name = $1 WHERE email = $2 RETURNING id, name
+-- row: ["cus_1", {"a": "1", "plan": "pro"}, {"a": "1"}, "New", "Old"]
+
+-- case: metadata key removed, unchanged name makes no param
+UPDATE stripe.customers c SET metadata = c.metadata - 'a', name = c.name WHERE c.id = 'cus_1'
+-- row: ["cus_1", {"b": "2"}, {"a": "1", "b": "2"}, "N", "N"]
+
+-- case: nothing changed: no call
+UPDATE stripe.customers SET name = 'N' WHERE id = $1
+-- row: ["cus_1", "N", "N"]
+
+-- case: NULL unsets where Stripe allows
+UPDATE stripe.customers SET address = NULL, metadata = NULL WHERE id = 'cus_1'
+-- row: ["cus_1", null, {"city": "Paris"}, null, {"a": "1"}]
+
+-- case: NULL where Stripe can't unset
+UPDATE stripe.customers SET email = NULL WHERE id = 'cus_1'
+-- row: ["cus_1", null, "a@b.co"]
+
+-- case: nested object update: whole object, removed key unset
+UPDATE stripe.customers SET address = $1 WHERE id = 'cus_1'
+-- row: ["cus_1", {"city": "Lyon", "line1": "1 rue"}, {"city": "Paris", "line1": "1 rue", "postal_code": "75001"}]
+
+-- case: ORM sets read-only columns to their current values
+UPDATE stripe.customers SET id = $1, created = $2, email = $3 WHERE id = $1
+-- row: ["cus_1", "cus_1", "cus_1", 1700000000, 1700000000, "new@b.co", "old@b.co"]
+
+-- case: changing a read-only column
+UPDATE stripe.customers SET created = $1 WHERE id = 'cus_1'
+-- row: ["cus_1", 1700000001, 1700000000]
+
+-- case: read-only constant
+UPDATE stripe.customers SET livemode = true
+
+-- case: multi-assignment
+UPDATE stripe.customers SET (name, phone) = ($1, $2) WHERE id = $3
+-- row: ["cus_1", "N", "O", "+331", null]
+
+-- case: multi-assignment from a subquery
+UPDATE stripe.customers SET (name, phone) = (SELECT 'a', 'b') WHERE id = 'x'
+
+-- case: subscript assignment
+UPDATE stripe.customers SET metadata['plan'] = '"pro"' WHERE id = 'x'
+
+-- case: update from another table
+UPDATE stripe.customers c SET name = u.name FROM public.users u WHERE u.email = c.email
+-- row: ["cus_1", "A", "B"]
+-- row: ["cus_1", "A2", "B"]
+-- row: ["cus_2", "C", "D"]
+
+-- case: update from with returning
+UPDATE stripe.customers c SET name = u.name FROM public.users u WHERE u.email = c.email RETURNING c.id
+
+-- case: where current of
+UPDATE stripe.customers SET name = 'x' WHERE CURRENT OF cur
+
+-- case: coupons only update name and metadata
+UPDATE stripe.coupons SET name = 'X', percent_off = 50 WHERE id = 'co_1'
+-- row: ["co_1", "X", "Y", 50, 25]
+
+-- case: tax ids cannot be updated
+UPDATE stripe.tax_ids SET value = 'x' WHERE id = 'txi_1'
+
+-- case: credit notes cannot be updated
+UPDATE stripe.credit_notes SET memo = 'x'
+
+-- case: invoice finalize with a field update first
+UPDATE stripe.invoices SET status = 'open', description = $1 WHERE id = $2
+-- row: ["in_1", "open", "draft", "D", null]
+
+-- case: invoice pay, void, mark uncollectible
+UPDATE stripe.invoices SET status = $1 WHERE customer = 'cus_1'
+-- row: ["in_1", "paid", "open"]
+-- row: ["in_2", "void", "open"]
+-- row: ["in_3", "uncollectible", "open"]
+-- row: ["in_4", "open", "open"]
+
+-- case: invoice status without an endpoint
+UPDATE stripe.invoices SET status = 'draft' WHERE id = 'in_1'
+-- row: ["in_1", "draft", "open"]
+
+-- case: payment intent cancel
+UPDATE stripe.payment_intents SET status = 'canceled' WHERE id = 'pi_1'
+-- row: ["pi_1", "canceled", "requires_payment_method"]
+
+-- case: setup intent cancel
+UPDATE stripe.setup_intents SET status = 'canceled', metadata = '{"r":"x"}' WHERE id = 'seti_1'
+-- row: ["seti_1", "canceled", "requires_payment_method", {"r": "x"}, {}]
+
+-- case: payment method attach and detach
+UPDATE stripe.payment_methods SET customer = CASE id WHEN 'pm_1' THEN 'cus_1' END WHERE id IN ('pm_1', 'pm_2')
+-- row: ["pm_1", "cus_1", null]
+-- row: ["pm_2", null, "cus_9"]
+
+-- case: refunds update metadata only
+UPDATE stripe.refunds SET metadata = '{"a":"b"}', amount = 1 WHERE id = 're_1'
+-- row: ["re_1", {"a": "b"}, {}, 1, 500]
+
+-- case: subscription update with items
+UPDATE stripe.subscriptions SET items = $1, cancel_at_period_end = true WHERE id = 'sub_1'
+-- row: ["sub_1", [{"id": "si_1", "quantity": 3}], {"data": [], "object": "list"}, true, false]
+
+-- case: prices archive
+UPDATE stripe.prices SET active = false WHERE product = 'prod_1'
+-- row: ["price_1", false, true]
+
+-- case: more than 100 matched rows
+UPDATE stripe.customers SET name = 'x'

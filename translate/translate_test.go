@@ -1,0 +1,64 @@
+package translate
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestBuildRefusesMoreThanMaxRows(t *testing.T) {
+	c := Classify(`UPDATE stripe.customers SET name = 'x'`)
+	var rows [][][]byte
+	for i := 0; i <= MaxRows; i++ {
+		rows = append(rows, [][]byte{[]byte(fmt.Sprintf("cus_%d", i)), []byte(`"x"`), []byte(`"y"`)})
+	}
+	if _, err := c.Stmt.Build(rows); err == nil || err.Code != CodeProgramLimitExceeded {
+		t.Fatalf("want 54000, got %v", err)
+	}
+	if calls, err := c.Stmt.Build(rows[:MaxRows]); err != nil || len(calls) != MaxRows {
+		t.Fatalf("100 rows: %v, %d calls", err, len(calls))
+	}
+}
+
+func TestBuildReportsTheRow(t *testing.T) {
+	c := Classify(`INSERT INTO stripe.customers (email, created) VALUES ($1, $2), ($3, $4)`)
+	_, err := c.Stmt.Build([][][]byte{{[]byte(`"a"`), nil}, {[]byte(`"b"`), []byte(`1`)}})
+	if err == nil || err.Code != CodeUndefinedColumn || !strings.Contains(err.Detail, "row 2 of 2") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestMayWriteSkipsReads(t *testing.T) {
+	for _, s := range []string{"SELECT 1", "select * from stripe.customers where id = $1", "BEGIN", "SHOW search_path"} {
+		if mayWrite(s) {
+			t.Errorf("%q: pre-check would parse", s)
+		}
+	}
+	for _, s := range []string{"insert into x values (1)", "UPDATE x SET a = 1", "With d AS (Delete FROM t) SELECT 1", "copy t from stdin", "TRUNCATE t", "merge into t"} {
+		if !mayWrite(s) {
+			t.Errorf("%q: pre-check misses a write", s)
+		}
+	}
+}
+
+func TestClassifyIsStable(t *testing.T) {
+	// The proxy caches by text and shares the plan between sessions: the
+	// plan must not depend on anything but the text.
+	a := Classify(`UPDATE stripe.customers SET name = $1 WHERE id = $2`)
+	b := Classify(`UPDATE stripe.customers SET name = $1 WHERE id = $2`)
+	if a.Stmt.Eval.SQL != b.Stmt.Eval.SQL {
+		t.Fatal("plans differ")
+	}
+}
+
+func BenchmarkClassifyRead(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		Classify("SELECT id, email FROM stripe.customers WHERE email = $1")
+	}
+}
+
+func BenchmarkClassifyInsert(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		Classify(`INSERT INTO stripe.customers (email, metadata) VALUES ($1, $2) RETURNING id`)
+	}
+}
