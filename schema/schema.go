@@ -1,6 +1,10 @@
 package schema
 
-import "sort"
+import (
+	"net/url"
+	"sort"
+	"strings"
+)
 
 // Kind says how a top-level JSON field of a Stripe object maps to a column.
 // The JSON → row mapping (both in store.Upsert and in the upgrade backfill
@@ -179,4 +183,10 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Path fills a path template of Table or NestedList ({id}, {parent}) with
+// the given ids, path-escaped.
+func Path(tmpl, id, parent string) string {
+	return strings.NewReplacer("{id}", url.PathEscape(id), "{parent}", url.PathEscape(parent)).Replace(tmpl)
 }

@@ -115,3 +115,13 @@ func TestMetadata(t *testing.T) {
 		}
 	}
 }
+
+func TestPath(t *testing.T) {
+	lines, _ := schema.Lookup("invoice_line_items")
+	if got := schema.Path(lines.UpdatePath, "il_1", "in_1"); got != "/v1/invoices/in_1/lines/il_1" {
+		t.Errorf("got %q", got)
+	}
+	if got := schema.Path("/v1/customers/{id}", "a/b c", ""); got != "/v1/customers/a%2Fb%20c" {
+		t.Errorf("got %q", got)
+	}
+}
