@@ -57,6 +57,16 @@ var perParent = map[string]struct{ parent, path string }{
 	"tax_ids":         {"customers", "/v1/customers/{parent}/tax_ids"},
 }
 
+// inline are per-parent lists the parent's list can include
+// (expand[]=data.<field>): they come with the parent's pages at no extra
+// request, and the field is removed from the parent's _raw again (Stripe
+// includes it only on request, so a plain GET of the parent has no such
+// field). A parent whose included list has more is queued for the
+// per-parent list.
+var inline = map[string]struct{ parent, field string }{
+	"tax_ids": {"customers", "tax_ids"},
+}
+
 // listParams are fixed query parameters per list (canceled subscriptions
 // are hidden without status=all).
 var listParams = map[string]url.Values{
@@ -358,8 +368,12 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 						return err
 					}
 				case kindPerParent:
-					// Parents already stored; those fetched by this run are
-					// queued as their pages commit.
+					// When the parent table is backfilled in this run, its
+					// pages queue the parents as they commit; otherwise the
+					// parents are the rows already stored.
+					if p := r.objs[o.parent]; p != nil && !p.skipped {
+						break
+					}
 					pt, _ := schema.Lookup(o.parent)
 					if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO stripe_sync.backfill_slices (object, parent)
 SELECT $1, id FROM %s ON CONFLICT (object, parent) WHERE parent IS NOT NULL DO NOTHING`, pt.QualifiedName()), name); err != nil {
@@ -788,6 +802,10 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	} else if s.after != "" {
 		q.Set("starting_after", s.after)
 	}
+	inl := r.inlineKids(o)
+	for _, k := range inl {
+		q.Add("expand[]", "data."+inline[k].field)
+	}
 	page, err := r.cfg.Client.List(ctx, path, q)
 	res.reqs++
 	o.requests.Add(1)
@@ -814,6 +832,11 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 		objs[i] = store.Object{Raw: raw, AsOf: page.AsOf}
 	}
 	sum.N, sum.HasMore = len(page.Data), page.HasMore
+	included, more, err := extractInline(inl, objs, ids, page.AsOf)
+	if err != nil {
+		res.err = err
+		return res
+	}
 
 	childRows, reqs, w, err := r.completeNested(ctx, o, objs)
 	res.reqs += reqs
@@ -864,17 +887,24 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 		if err := insertSlices(ctx, tx, next); err != nil {
 			return err
 		}
-		var kids []string
 		for _, k := range o.perParentKids {
-			if ko := r.objs[k]; ko != nil && !ko.skipped {
-				kids = append(kids, k)
+			ko := r.objs[k]
+			if ko == nil || ko.skipped {
+				continue
 			}
-		}
-		if len(kids) > 0 && len(ids) > 0 {
-			if err := insertParents(ctx, tx, kids, ids); err != nil {
-				return err
+			parents := ids
+			if _, isInline := inline[k]; isInline {
+				parents = more[k]
+				if _, err := store.Upsert(ctx, tx, k, included[k]); err != nil {
+					return err
+				}
 			}
-			res.parentsNew = true
+			if len(parents) > 0 {
+				if err := insertParents(ctx, tx, []string{k}, parents); err != nil {
+					return err
+				}
+				res.parentsNew = true
+			}
 		}
 		_, err = tx.Exec(ctx, `UPDATE stripe_sync.backfill_objects SET requests = requests + $2, rows = rows + $3 WHERE object = $1`,
 			s.object, res.reqs, len(objs))
@@ -885,6 +915,9 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 		return res
 	}
 	o.rows.Add(int64(len(objs)))
+	for k, rows := range included {
+		r.objs[k].rows.Add(int64(len(rows)))
+	}
 	for table, n := range childRows {
 		if c := r.objs[table]; c != nil {
 			c.rows.Add(int64(n))
@@ -898,6 +931,70 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	}
 	res.next = next
 	return res
+}
+
+// inlineKids are the included lists to request with o's pages.
+func (r *runner) inlineKids(o *objState) []string {
+	var out []string
+	for _, k := range o.perParentKids {
+		if in, ok := inline[k]; ok && in.parent == o.table.Name {
+			if ko := r.objs[k]; ko != nil && !ko.skipped {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// extractInline takes the included lists out of the parents (rewriting
+// their raw without the field) and returns the included objects per kid
+// table, and the parents whose included list has more.
+func extractInline(kids []string, objs []store.Object, ids []string, asOf time.Time) (map[string][]store.Object, map[string][]string, error) {
+	if len(kids) == 0 {
+		return nil, nil, nil
+	}
+	included := map[string][]store.Object{}
+	more := map[string][]string{}
+	for i := range objs {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(objs[i].Raw, &fields); err != nil {
+			return nil, nil, err
+		}
+		changed := false
+		for _, k := range kids {
+			f := inline[k].field
+			v, ok := fields[f]
+			if !ok {
+				// Not included (an old API or emulator): fetch per parent.
+				more[k] = append(more[k], ids[i])
+				continue
+			}
+			delete(fields, f)
+			changed = true
+			var l struct {
+				Data    []json.RawMessage `json:"data"`
+				HasMore bool              `json:"has_more"`
+			}
+			if err := json.Unmarshal(v, &l); err != nil {
+				more[k] = append(more[k], ids[i])
+				continue
+			}
+			if l.HasMore {
+				more[k] = append(more[k], ids[i])
+			}
+			for _, d := range l.Data {
+				included[k] = append(included[k], store.Object{Raw: d, AsOf: asOf})
+			}
+		}
+		if changed {
+			raw, err := json.Marshal(fields)
+			if err != nil {
+				return nil, nil, err
+			}
+			objs[i].Raw = raw
+		}
+	}
+	return included, more, nil
 }
 
 // completeNested fetches the rest of every nested list with has_more, so
