@@ -1,0 +1,51 @@
+// Package backfill copies every object of a Stripe account into the stripe
+// schema, concurrently, under the client's shared rate limit, and resumably.
+//
+// # How the work is cut
+//
+// Lists that accept a created filter are cut into time ranges (slicer.go).
+// Each range starts as [Stripe's founding, now]; its first page (100
+// objects, newest first) is a density sample, and what remains of the range
+// is split into as many pieces as pages expected, as long as the shared
+// queue is short of work (twice the worker target); otherwise the range
+// simply continues with starting_after and full pages. A page whose first
+// and last created are equal reveals a second with more than a page: that
+// second is paged on its own with starting_after.
+//
+// Lists without a created filter are paged with starting_after, per parent
+// where the API demands it: payment methods per customer (the parents are
+// the customers this run fetches, or those already stored); tax ids come
+// included with the customer pages (expand[]=data.tax_ids), per customer
+// only when a customer has more than the included page. Nested lists
+// (invoice.lines, subscription.items) are completed before their parent is
+// stored, so child tables are complete.
+//
+// # Concurrency
+//
+// One scheduler goroutine owns the queue and launches tasks (one page each)
+// up to a worker target sized by Little's law: the effective rate times the
+// measured time a request keeps a worker busy (HTTP round trip plus its
+// share of the database write), plus a quarter. Every request waits at the
+// client's limiter, so more workers never means more than the rate.
+//
+// # Resumability
+//
+// What remains to fetch lives in stripe_sync.backfill_slices and is
+// rewritten in the same transaction as the rows a page brought: the finished
+// slice is deleted (or its cursor moved) and its successors inserted. A
+// kill at any moment loses at most the pages in flight; the next Run loads
+// the pending slices and continues, without fetching finished ones again.
+// Before the first slice, Run records the newest event in
+// stripe_sync.cursor (row "events") for the events loop, which replays
+// everything after it.
+//
+// # State and errors
+//
+// stripe_sync.objects carries each table's phase (backfilling, then live
+// when complete; error with last_error when Stripe refused the list with a
+// 4xx other than 429, while the other tables carry on), and stripe_sync.log
+// the events backfill_started, backfill_object_complete, backfill_error and
+// backfill_complete. 429, 5xx and network errors are retried (by the client,
+// then by requeueing the slice) and are never fatal. Database errors end the
+// run; it resumes on the next.
+package backfill
