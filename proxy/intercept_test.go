@@ -1,0 +1,351 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+// testInterceptor answers INSERT INTO stripe.x (v) VALUES (…) RETURNING id, v
+// itself: it computes the row with a SELECT on the client's upstream
+// connection, applies it with an INSERT on the same connection (so the
+// client's transaction owns it), and replies. A value containing "fail"
+// makes it fail the way a Stripe error would.
+type testInterceptor struct {
+	mu    sync.Mutex
+	calls []Call
+}
+
+var literal = regexp.MustCompile(`VALUES \('([^']*)'\)`)
+
+func classifyTest(sql string) Class {
+	if strings.HasPrefix(sql, "INSERT INTO stripe.x") {
+		return Intercept
+	}
+	return Passthrough
+}
+
+func (ti *testInterceptor) Intercept(ctx context.Context, call *Call) error {
+	ti.mu.Lock()
+	ti.calls = append(ti.calls, *call)
+	ti.mu.Unlock()
+	var v string
+	if call.Protocol == SimpleProtocol {
+		m := literal.FindStringSubmatch(call.SQL)
+		if m == nil {
+			return errors.New("test interceptor: no literal")
+		}
+		v = m[1]
+	} else {
+		v = string(call.Params[0]) // text, in either format
+	}
+	if call.TxStatus == 'E' {
+		return &pgconn.PgError{Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}
+	}
+	res, err := call.Upstream().Query(ctx, `SELECT 'x_' || upper($1), current_user`, v)
+	if err != nil {
+		return err
+	}
+	id := string(res.Rows[0][0])
+	if strings.Contains(v, "fail") {
+		return &pgconn.PgError{Code: "P0001", Message: "stripe said no", Detail: "request req_123"}
+	}
+	if strings.Contains(v, "badsql") {
+		_, err := call.Upstream().Query(ctx, `SELECT nosuchcolumn`)
+		return err
+	}
+	if _, err := call.Upstream().Query(ctx, `INSERT INTO stripe.x VALUES ($1, $2)`, id, v); err != nil {
+		return err
+	}
+	if call.TxStatus == 'T' {
+		call.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000", Message: "ROLLBACK cannot undo this write"})
+	}
+	call.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("id"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1},
+		{Name: []byte("v"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1},
+	}})
+	call.Send(&pgproto3.DataRow{Values: [][]byte{[]byte(id), []byte(v)}})
+	return call.Send(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")})
+}
+
+func (ti *testInterceptor) count() int {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return len(ti.calls)
+}
+
+func (ti *testInterceptor) last() Call {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return ti.calls[len(ti.calls)-1]
+}
+
+func setupIntercept(t *testing.T) (*testProxy, *testInterceptor, string) {
+	ti := &testInterceptor{}
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: ti})
+	url := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, url)
+	if _, err := admin.Exec(ctxT(t), `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	return tp, ti, tp.via(t, url)
+}
+
+func rowsOf(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(ctxT(t), `SELECT id || '=' || v FROM stripe.x ORDER BY id`, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const insertX = `INSERT INTO stripe.x (v) VALUES ($1) RETURNING id, v`
+
+func TestInterceptExtended(t *testing.T) {
+	tp, ti, url := setupIntercept(t)
+	ctx := ctxT(t)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg, _ := pgx.ParseConfig(url)
+			cfg.DefaultQueryExecMode = mode
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			v := "val_" + strings.ReplaceAll(mode.String(), " ", "")
+			var id, gotV string
+			if err := conn.QueryRow(ctx, insertX, v).Scan(&id, &gotV); err != nil {
+				t.Fatal(err)
+			}
+			if id != "x_"+strings.ToUpper(v) || gotV != v {
+				t.Fatalf("got %q %q", id, gotV)
+			}
+			c := ti.last()
+			if c.Protocol != ExtendedProtocol || c.TxStatus != 'I' || len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 || c.SQL != insertX {
+				t.Fatalf("call = %+v", c)
+			}
+			// The client's own unnamed statement still works after the
+			// interceptor ran its queries.
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM stripe.x WHERE v = $1`, v).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("count = %d, %v", n, err)
+			}
+			// A Stripe-side failure: error to the client, session fine.
+			_, err = conn.Exec(ctx, insertX, "please fail")
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "P0001" || pe.Detail != "request req_123" {
+				t.Fatalf("failing insert: %v", err)
+			}
+			// An upstream error inside the interceptor reaches the client.
+			_, err = conn.Exec(ctx, insertX, "badsql")
+			if !errors.As(err, &pe) || pe.Code != "42703" {
+				t.Fatalf("badsql insert: %v", err)
+			}
+			if err := conn.QueryRow(ctx, `SELECT 41 + $1::int`, 1).Scan(&n); err != nil || n != 42 {
+				t.Fatalf("after failure: %d %v", n, err)
+			}
+		})
+	}
+	tp.waitSessions(t, 0)
+}
+
+func TestInterceptSimple(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	ctx := ctxT(t)
+	conn := pgtest.Connect(t, url)
+	res, err := conn.PgConn().Exec(ctx, `INSERT INTO stripe.x (v) VALUES ('simple') RETURNING id, v`).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != "x_SIMPLE" || res[0].CommandTag.String() != "INSERT 0 1" || len(res[0].FieldDescriptions) != 2 {
+		t.Fatalf("result = %+v", res)
+	}
+	if c := ti.last(); c.Protocol != SimpleProtocol || c.Params != nil {
+		t.Fatalf("call = %+v", c)
+	}
+	if got := rowsOf(t, conn); strings.Join(got, ",") != "x_SIMPLE=simple" {
+		t.Fatalf("rows = %v", got)
+	}
+	// Failure in simple protocol, then the session goes on.
+	_, err = conn.PgConn().Exec(ctx, `INSERT INTO stripe.x (v) VALUES ('fail')`).ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "P0001" {
+		t.Fatalf("failing insert: %v", err)
+	}
+	if conn.PgConn().TxStatus() != 'I' {
+		t.Fatalf("tx status after failure = %c", conn.PgConn().TxStatus())
+	}
+}
+
+func TestInterceptTransactions(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	ctx := ctxT(t)
+	conn := pgtest.Connect(t, url)
+	var notices []string
+	cfg, _ := pgx.ParseConfig(url)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	// In a transaction block: the interceptor sees 'T', its local apply
+	// belongs to the client's transaction, and the NOTICE arrives.
+	tx, _ := conn.Begin(ctx)
+	var id string
+	if err := tx.QueryRow(ctx, insertX, "intx").Scan(&id, new(string)); err != nil {
+		t.Fatal(err)
+	}
+	if ti.last().TxStatus != 'T' {
+		t.Fatalf("TxStatus = %c, want T", ti.last().TxStatus)
+	}
+	if len(notices) != 1 {
+		t.Fatalf("notices = %v", notices)
+	}
+	tx.Rollback(ctx)
+	if got := rowsOf(t, conn); len(got) != 0 {
+		t.Fatalf("rows after rollback = %v", got)
+	}
+
+	// A failure inside a transaction block aborts it, as in Postgres.
+	tx, _ = conn.Begin(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO stripe.x (v) VALUES ('ok1') RETURNING id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, insertX, "fail")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "P0001" {
+		t.Fatalf("failing insert: %v", err)
+	}
+	_, err = tx.Exec(ctx, `SELECT 1`)
+	if !errors.As(err, &pe) || pe.Code != "25P02" {
+		t.Fatalf("after failure in tx: %v", err)
+	}
+	// Extended protocol: Bind already fails upstream, the interceptor is
+	// not called.
+	before := ti.count()
+	_, err = tx.Exec(ctx, insertX, "x")
+	if !errors.As(err, &pe) || pe.Code != "25P02" || ti.count() != before {
+		t.Fatalf("insert in failed tx: %v (calls %d → %d)", err, before, ti.count())
+	}
+	// Simple protocol: the interceptor is called and told the transaction
+	// failed.
+	_, err = conn.PgConn().Exec(ctx, `INSERT INTO stripe.x (v) VALUES ('y')`).ReadAll()
+	if !errors.As(err, &pe) || pe.Code != "25P02" || ti.last().TxStatus != 'E' {
+		t.Fatalf("simple insert in failed tx: %v (status %c)", err, ti.last().TxStatus)
+	}
+	if conn.PgConn().TxStatus() != 'E' {
+		t.Fatalf("tx status = %c, want E", conn.PgConn().TxStatus())
+	}
+	tx.Rollback(ctx)
+	if conn.PgConn().TxStatus() != 'I' {
+		t.Fatalf("tx status = %c", conn.PgConn().TxStatus())
+	}
+}
+
+func TestInterceptPipeline(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	ctx := ctxT(t)
+	conn := pgtest.Connect(t, url)
+
+	// Intercepted statements in the middle of a pipeline, in order.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1`)
+	b.Queue(insertX, "p1")
+	b.Queue(`SELECT 2`)
+	b.Queue(insertX, "p2")
+	b.Queue(`SELECT count(*) FROM stripe.x`)
+	br := conn.SendBatch(ctx, b)
+	var n int
+	var id string
+	check := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(br.QueryRow().Scan(&n))
+	check(br.QueryRow().Scan(&id, new(string)))
+	if id != "x_P1" {
+		t.Fatalf("id = %q", id)
+	}
+	check(br.QueryRow().Scan(&n))
+	if n != 2 {
+		t.Fatalf("n = %d", n)
+	}
+	check(br.QueryRow().Scan(&id, new(string)))
+	check(br.QueryRow().Scan(&n))
+	if n != 2 {
+		t.Fatalf("count in pipeline = %d, want 2", n)
+	}
+	check(br.Close())
+
+	// A failure before an intercepted statement: it is skipped, like every
+	// statement up to Sync, and the interceptor is never called.
+	before := ti.count()
+	b = &pgx.Batch{}
+	b.Queue(`SELECT 1/0`)
+	b.Queue(insertX, "never")
+	br = conn.SendBatch(ctx, b)
+	if err := br.QueryRow().Scan(&n); err == nil {
+		t.Fatal("division by zero succeeded")
+	}
+	br.Close()
+	if ti.count() != before {
+		t.Fatal("interceptor called for a statement after a failure in the batch")
+	}
+
+	// An interceptor failure skips the rest of the batch and rolls back the
+	// batch's implicit transaction.
+	b = &pgx.Batch{}
+	b.Queue(insertX, "p3")
+	b.Queue(insertX, "fail")
+	b.Queue(`SELECT 3`)
+	br = conn.SendBatch(ctx, b)
+	check(br.QueryRow().Scan(&id, new(string)))
+	if err := br.QueryRow().Scan(&id, new(string)); err == nil {
+		t.Fatal("failing insert succeeded")
+	}
+	if err := br.QueryRow().Scan(&n); err == nil {
+		t.Fatal("statement after a failure in the batch ran")
+	}
+	br.Close()
+	if got := rowsOf(t, conn); strings.Join(got, ",") != "x_P1=p1,x_P2=p2" {
+		t.Fatalf("rows = %v", got)
+	}
+}
+
+// TestInterceptUnknownParamTypes sends Parse without parameter types and no
+// statement Describe: the proxy asks upstream for the types itself.
+func TestInterceptUnknownParamTypes(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	ctx := ctxT(t)
+	conn := pgtest.Connect(t, url)
+	res := conn.PgConn().ExecParams(ctx, insertX, [][]byte{[]byte("raw")}, nil, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(res.Rows) != 1 || string(res.Rows[0][0]) != "x_RAW" {
+		t.Fatalf("rows = %q", res.Rows)
+	}
+	if c := ti.last(); len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 {
+		t.Fatalf("ParamOIDs = %v", c.ParamOIDs)
+	}
+}
