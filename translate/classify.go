@@ -81,7 +81,7 @@ func Classify(sql string) Class {
 		if st := definite(found); st != nil {
 			return Class{Action: Reject, Err: err}
 		}
-		return Class{Action: Write, Stmt: &Statement{SQL: sql, Resolve: resolveNames(found), Deferred: err}}
+		return Class{Action: Write, Stmt: &Statement{SQL: sql, Resolve: resolveNames(found), Deferred: err, Unrelayable: true}}
 	}
 	return Class{Action: Write, Stmt: found[0]}
 }
@@ -236,9 +236,13 @@ func classifyStmt(sql string, n *pg_query.Node) (*Statement, *Error) {
 			return nil, nil
 		}
 		if tg, t := targetOf(s.CopyStmt.Relation); tg != notStripe {
-			return verdict(sql, tg, s.CopyStmt.Relation, errorf(CodeFeatureNotSupported,
+			st, err := verdict(sql, tg, s.CopyStmt.Relation, errorf(CodeFeatureNotSupported,
 				"COPY FROM into stripe.%s is not supported", t.Name).
 				withHint("use INSERT INTO stripe.%s (…) VALUES (…), at most %d rows per statement", t.Name, MaxRows))
+			if st != nil {
+				st.Unrelayable = true
+			}
+			return st, err
 		}
 	case *pg_query.Node_ExplainStmt:
 		if !explainAnalyze(s.ExplainStmt) {

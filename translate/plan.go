@@ -48,6 +48,11 @@ type Statement struct {
 	// ours: a rejection that had to wait for name resolution. Op and the
 	// rest are then unset.
 	Deferred *Error
+	// Unrelayable: when Resolve says the statement is not ours, it cannot
+	// be run through the extended protocol on the proxy's behalf (a
+	// multi-statement Query, COPY FROM), so a proxy should pass it through
+	// unseen rather than intercept it.
+	Unrelayable bool
 
 	Op    Op
 	Table *schema.Table

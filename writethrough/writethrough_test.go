@@ -1,0 +1,392 @@
+package writethrough
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/translate"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// env is one test's world: a migrated database, an emulator, the
+// interceptor, and a client connection standing in for the proxied one.
+type env struct {
+	t    *testing.T
+	ctx  context.Context
+	url  string
+	pool *pgxpool.Pool
+	conn *pgx.Conn
+	emu  *emulator.Emulator
+	api  *stripeapi.Client
+	ic   *Interceptor
+}
+
+func setup(t *testing.T, opts ...func(*Config)) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	url := pgtest.NewDB(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	emu, err := emulator.New(emulator.Options{RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	api, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_writethrough", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Stripe: api, Pool: pool, Timeout: 10 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &env{t: t, ctx: ctx, url: url, pool: pool, conn: conn, emu: emu, api: api, ic: New(cfg)}
+}
+
+// reply is a Reply taken apart for assertions.
+type reply struct {
+	pass    bool
+	err     *pgproto3.ErrorResponse
+	notices []string
+	fields  []string
+	rows    [][]string
+	tag     string
+}
+
+func (e *env) run(sql string, args ...any) reply {
+	e.t.Helper()
+	return e.runReq(Request{SQL: sql, TxStatus: e.txStatus(), Describe: true}, args...)
+}
+
+func (e *env) txStatus() byte { return e.conn.PgConn().TxStatus() }
+
+// runReq encodes args the way pgx does for a prepared statement: the types
+// come from Postgres's Describe of the original statement, binary where pgx
+// can, and the Parse declares no types (so our own queries must infer the
+// same ones).
+func (e *env) runReq(req Request, args ...any) reply {
+	e.t.Helper()
+	if len(args) > 0 {
+		sd, err := e.conn.PgConn().Prepare(e.ctx, "", req.SQL, nil)
+		if err != nil {
+			e.t.Fatalf("prepare %q: %v", req.SQL, err)
+		}
+		m := e.conn.TypeMap()
+		for i, a := range args {
+			oid := sd.ParamOIDs[i]
+			format := m.FormatCodeForOID(oid)
+			buf, err := m.Encode(oid, format, a, nil)
+			if err != nil {
+				e.t.Fatalf("encode $%d: %v", i+1, err)
+			}
+			req.Params = append(req.Params, buf)
+			req.ParamFormats = append(req.ParamFormats, format)
+		}
+		req.ParamOIDs = make([]uint32, len(args))
+	}
+	r := e.ic.Execute(e.ctx, PgConnUpstream(e.conn.PgConn()), req)
+	var out reply
+	out.pass = r.Pass
+	for _, m := range r.Messages {
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			out.err = m
+		case *pgproto3.NoticeResponse:
+			out.notices = append(out.notices, m.Message)
+		case *pgproto3.RowDescription:
+			for _, f := range m.Fields {
+				out.fields = append(out.fields, string(f.Name))
+			}
+		case *pgproto3.DataRow:
+			var row []string
+			for _, v := range m.Values {
+				if v == nil {
+					row = append(row, "NULL")
+				} else {
+					row = append(row, string(v))
+				}
+			}
+			out.rows = append(out.rows, row)
+		case *pgproto3.CommandComplete:
+			out.tag = string(m.CommandTag)
+		}
+	}
+	return out
+}
+
+func (e *env) ok(sql string, args ...any) reply {
+	e.t.Helper()
+	r := e.run(sql, args...)
+	if r.err != nil {
+		e.t.Fatalf("%s: %s: %s (%s) hint: %s", sql, r.err.Code, r.err.Message, r.err.Detail, r.err.Hint)
+	}
+	if r.pass {
+		e.t.Fatalf("%s: passed through", sql)
+	}
+	return r
+}
+
+func (e *env) fails(code, sql string, args ...any) reply {
+	e.t.Helper()
+	before := e.emu.Stats().Total
+	r := e.run(sql, args...)
+	if r.err == nil {
+		e.t.Fatalf("%s: want error %s, got %+v", sql, code, r)
+	}
+	if r.err.Code != code {
+		e.t.Fatalf("%s: want SQLSTATE %s, got %s: %s (%s)", sql, code, r.err.Code, r.err.Message, r.err.Detail)
+	}
+	_ = before
+	return r
+}
+
+// local reads one value from the local table through pgstripe's pool.
+func (e *env) local(sql string, args ...any) string {
+	e.t.Helper()
+	var s *string
+	if err := e.pool.QueryRow(e.ctx, sql, args...).Scan(&s); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	if s == nil {
+		return "NULL"
+	}
+	return *s
+}
+
+// stripeObj returns an object as the emulator holds it.
+func (e *env) stripeObj(table, id string) map[string]any {
+	e.t.Helper()
+	raw, ok := e.emu.Objects(table)[id]
+	if !ok {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+func (e *env) calls() int64 { return e.emu.Stats().Total }
+
+func TestDoneWhen(t *testing.T) {
+	e := setup(t)
+	r := e.ok(`INSERT INTO stripe.customers (email, metadata) VALUES ('a@b.co', '{"tier":"gold"}') RETURNING id, email, created;`)
+	if r.tag != "INSERT 0 1" {
+		t.Fatalf("tag %q", r.tag)
+	}
+	if strings.Join(r.fields, ",") != "id,email,created" || len(r.rows) != 1 {
+		t.Fatalf("returning: %v %v", r.fields, r.rows)
+	}
+	id := r.rows[0][0]
+	if !strings.HasPrefix(id, "cus_") || r.rows[0][1] != "a@b.co" || r.rows[0][2] == "NULL" {
+		t.Fatalf("row %v", r.rows[0])
+	}
+	if got := e.local(`SELECT metadata->>'tier' FROM stripe.customers WHERE email = 'a@b.co'`); got != "gold" {
+		t.Fatalf("local metadata %q", got)
+	}
+	obj := e.stripeObj("customers", id)
+	if obj == nil || obj["email"] != "a@b.co" || obj["metadata"].(map[string]any)["tier"] != "gold" {
+		t.Fatalf("stripe object %v", obj)
+	}
+}
+
+func TestInsertParamsBinaryAndMultiRow(t *testing.T) {
+	e := setup(t)
+	r := e.ok(`INSERT INTO stripe.customers (email, name, balance, metadata, created, id) VALUES ($1, $2, $3, $4, NULL, DEFAULT), ($5, NULL, DEFAULT, NULL, NULL, NULL) RETURNING email, balance`,
+		"x@y.co", "X", int64(42), map[string]any{"k": "v"}, "z@y.co")
+	if r.tag != "INSERT 0 2" || len(r.rows) != 2 || r.rows[0][0] != "x@y.co" || r.rows[1][0] != "z@y.co" {
+		t.Fatalf("reply %+v", r)
+	}
+	if r.rows[0][1] != "42" {
+		t.Fatalf("balance %v", r.rows[0])
+	}
+	if got := e.local(`SELECT name FROM stripe.customers WHERE email = 'x@y.co'`); got != "X" {
+		t.Fatalf("name %q", got)
+	}
+}
+
+func TestUpdateOnlyChangedAndMetadata(t *testing.T) {
+	e := setup(t)
+	id := e.ok(`INSERT INTO stripe.customers (email, name, metadata) VALUES ('u@b.co', 'U', '{"a":"1","b":"2"}') RETURNING id`).rows[0][0]
+	r := e.ok(`UPDATE stripe.customers SET metadata = metadata - 'a' || '{"plan":"pro"}', name = $1 WHERE id = $2 RETURNING name, metadata->>'plan'`, "New", id)
+	if r.tag != "UPDATE 1" || len(r.rows) != 1 || r.rows[0][0] != "New" || r.rows[0][1] != "pro" {
+		t.Fatalf("reply %+v", r)
+	}
+	md := e.stripeObj("customers", id)["metadata"].(map[string]any)
+	if _, has := md["a"]; has || md["b"] != "2" || md["plan"] != "pro" {
+		t.Fatalf("stripe metadata %v", md)
+	}
+	if got := e.local(`SELECT metadata::text FROM stripe.customers WHERE id = $1`, id); got != `{"b": "2", "plan": "pro"}` {
+		t.Fatalf("local metadata %s", got)
+	}
+	// Unchanged values make no call, but the row still counts.
+	before := e.calls()
+	r = e.ok(`UPDATE stripe.customers SET name = 'New', created = created WHERE id = $1`, id)
+	if r.tag != "UPDATE 1" || e.calls() != before {
+		t.Fatalf("no-op update: %+v, %d calls", r, e.calls()-before)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	e := setup(t)
+	id := e.ok(`INSERT INTO stripe.customers (email) VALUES ('d@b.co') RETURNING id`).rows[0][0]
+	r := e.ok(`DELETE FROM stripe.customers WHERE id = $1 RETURNING email`, id)
+	if r.tag != "DELETE 1" || len(r.rows) != 1 || r.rows[0][0] != "d@b.co" {
+		t.Fatalf("reply %+v", r)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "0" {
+		t.Fatalf("local rows %s", got)
+	}
+	if e.stripeObj("customers", id) != nil {
+		t.Fatalf("still in Stripe")
+	}
+}
+
+func TestRejectedBeforeAnyCall(t *testing.T) {
+	e := setup(t)
+	id := e.ok(`INSERT INTO stripe.customers (email) VALUES ('r@b.co') RETURNING id`).rows[0][0]
+	before := e.calls()
+	e.fails("42703", `INSERT INTO stripe.customers (email, created) VALUES ('a@b.co', now())`)
+	e.fails("42703", `INSERT INTO stripe.customers (email, nope) VALUES ('a@b.co', 1)`)
+	e.fails("0A000", `INSERT INTO stripe.customers (email) SELECT 'a@b.co'`)
+	e.fails("0A000", `DELETE FROM stripe.prices WHERE id = 'x'`)
+	e.fails("0A000", `TRUNCATE stripe.customers`)
+	e.fails("0A000", `INSERT INTO stripe.charges (amount) VALUES (1)`)
+	e.fails("22P02", `INSERT INTO stripe.customers (email, balance) VALUES ('a@b.co', 'many')`)
+	rows := make([]string, 101)
+	for i := range rows {
+		rows[i] = "('a@b.co')"
+	}
+	e.fails("54000", `INSERT INTO stripe.customers (email) VALUES `+strings.Join(rows, ","))
+	e.fails("23502", `UPDATE stripe.customers SET email = NULL WHERE id = $1`, id)
+	if e.calls() != before {
+		t.Fatalf("%d Stripe calls for rejected statements", e.calls()-before)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "1" {
+		t.Fatalf("local rows %s", got)
+	}
+}
+
+func TestTooManyRowsByWhere(t *testing.T) {
+	e := setup(t)
+	if _, err := e.pool.Exec(e.ctx, `INSERT INTO stripe.customers (id, _raw, _as_of, _synced_at) SELECT 'cus_'||g, '{}', now(), now() FROM generate_series(1, 101) g`); err != nil {
+		t.Fatal(err)
+	}
+	before := e.calls()
+	e.fails("54000", `UPDATE stripe.customers SET name = 'x'`)
+	if e.calls() != before {
+		t.Fatal("Stripe called")
+	}
+}
+
+func TestPrivilegesAndFailedTransaction(t *testing.T) {
+	e := setup(t)
+	if _, err := e.conn.Exec(e.ctx, `CREATE ROLE reader; GRANT USAGE ON SCHEMA stripe TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA stripe TO reader; SET ROLE reader`); err != nil {
+		t.Fatal(err)
+	}
+	before := e.calls()
+	r := e.fails("42501", `INSERT INTO stripe.customers (email) VALUES ('p@b.co')`)
+	if !strings.Contains(r.err.Message, "permission denied") {
+		t.Fatalf("message %q", r.err.Message)
+	}
+	if _, err := e.conn.Exec(e.ctx, `RESET ROLE`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Exec(e.ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	e.conn.Exec(e.ctx, `SELECT 1/0`)
+	if e.txStatus() != 'E' {
+		t.Fatalf("tx status %c", e.txStatus())
+	}
+	e.fails("25P02", `INSERT INTO stripe.customers (email) VALUES ('p@b.co')`)
+	if e.calls() != before {
+		t.Fatal("Stripe called")
+	}
+	e.conn.Exec(e.ctx, `ROLLBACK`)
+}
+
+func TestInTransactionNoticeAndRollback(t *testing.T) {
+	e := setup(t)
+	if _, err := e.conn.Exec(e.ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.ok(`INSERT INTO stripe.customers (email) VALUES ('t@b.co') RETURNING id`)
+	if len(r.notices) != 1 || !strings.Contains(r.notices[0], "ROLLBACK cannot undo") {
+		t.Fatalf("notices %v", r.notices)
+	}
+	if _, err := e.conn.Exec(e.ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers WHERE email = 't@b.co'`); got != "1" {
+		t.Fatalf("row gone after client's ROLLBACK: %s", got)
+	}
+}
+
+func TestSearchPath(t *testing.T) {
+	e := setup(t)
+	if _, err := e.conn.Exec(e.ctx, `CREATE TABLE public.customers (id text, email text)`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(`INSERT INTO customers (email) VALUES ('s@b.co')`)
+	if !r.pass {
+		t.Fatalf("public.customers not passed through: %+v", r)
+	}
+	if _, err := e.conn.Exec(e.ctx, `SET search_path = stripe, public`); err != nil {
+		t.Fatal(err)
+	}
+	r = e.ok(`INSERT INTO customers (email) VALUES ('s@b.co') RETURNING email`)
+	if r.tag != "INSERT 0 1" || r.rows[0][0] != "s@b.co" {
+		t.Fatalf("reply %+v", r)
+	}
+}
+
+func TestStripeErrorNothingApplied(t *testing.T) {
+	e := setup(t)
+	// A row Stripe doesn't know: the update call gets 404.
+	if _, err := e.pool.Exec(e.ctx, `INSERT INTO stripe.customers (id, name, _raw, _as_of, _synced_at) VALUES ('cus_missing', 'old', '{"id":"cus_missing","object":"customer","name":"old"}', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.fails("P0002", `UPDATE stripe.customers SET name = 'x' WHERE id = $1`, "cus_missing")
+	if !strings.Contains(r.err.Detail, "request ") || !strings.Contains(r.err.Detail, "resource_missing") {
+		t.Fatalf("detail %q", r.err.Detail)
+	}
+	if got := e.local(`SELECT name FROM stripe.customers WHERE id = 'cus_missing'`); got != "old" {
+		t.Fatalf("local row changed: %s", got)
+	}
+}
+
+func TestClassCache(t *testing.T) {
+	ic := New(Config{})
+	a := ic.Classify(`INSERT INTO stripe.customers (email) VALUES ('a')`)
+	if a.Action != translate.Write || ic.Classify(`INSERT INTO stripe.customers (email) VALUES ('a')`).Stmt != a.Stmt {
+		t.Fatal("not cached")
+	}
+}
