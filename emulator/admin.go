@@ -1,0 +1,143 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// adminOptions is the JSON shape of the knobs in the admin API. Durations
+// are Go duration strings ("250ms"); latency also takes "MIN-MAX".
+type adminOptions struct {
+	RateLimit  *int     `json:"rate_limit,omitempty"`
+	Latency    *string  `json:"latency,omitempty"`
+	Faults     *float64 `json:"faults,omitempty"`
+	EventDelay *string  `json:"event_delay,omitempty"`
+}
+
+// serveAdmin answers /_emulator/...:
+//
+//	GET  /_emulator/options           current knobs
+//	POST /_emulator/options           change knobs (JSON adminOptions)
+//	POST /_emulator/reset             empty the store
+//	POST /_emulator/seed              {"customers": N, "distribution": "uniform"}
+//	POST /_emulator/clock             {"offset": "720h"} moves now
+//	GET  /_emulator/stats             request and object counts
+func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	fail := func(status int, format string, args ...any) {
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
+	}
+	ok := func(v any) {
+		json.NewEncoder(w).Encode(v)
+	}
+	path := strings.TrimPrefix(r.URL.Path, "/_emulator/")
+	switch {
+	case path == "options" && r.Method == http.MethodGet:
+		ok(e.optionsJSON())
+	case path == "options" && r.Method == http.MethodPost:
+		var a adminOptions
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			fail(400, "bad JSON: %v", err)
+			return
+		}
+		o := e.options()
+		if a.RateLimit != nil {
+			o.RateLimit = *a.RateLimit
+		}
+		if a.Faults != nil {
+			if *a.Faults < 0 || *a.Faults > 1 {
+				fail(400, "faults must be between 0 and 1")
+				return
+			}
+			o.Faults = *a.Faults
+		}
+		if a.Latency != nil {
+			lo, hi, err := ParseLatency(*a.Latency)
+			if err != nil {
+				fail(400, "%v", err)
+				return
+			}
+			o.Latency, o.LatencyMax = lo, hi
+		}
+		if a.EventDelay != nil {
+			d, err := time.ParseDuration(*a.EventDelay)
+			if err != nil || d < 0 {
+				fail(400, "bad event_delay %q", *a.EventDelay)
+				return
+			}
+			o.EventDelay = d
+		}
+		e.Update(o)
+		ok(e.optionsJSON())
+	case path == "reset" && r.Method == http.MethodPost:
+		e.mu.Lock()
+		e.reset()
+		e.mu.Unlock()
+		ok(map[string]bool{"ok": true})
+	case path == "seed" && r.Method == http.MethodPost:
+		var a struct {
+			Customers    int    `json:"customers"`
+			Distribution string `json:"distribution"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			fail(400, "bad JSON: %v", err)
+			return
+		}
+		if err := e.Seed(a.Customers, a.Distribution); err != nil {
+			fail(400, "%v", err)
+			return
+		}
+		ok(e.Stats())
+	case path == "clock" && r.Method == http.MethodPost:
+		var a struct {
+			Offset string `json:"offset"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			fail(400, "bad JSON: %v", err)
+			return
+		}
+		d, err := time.ParseDuration(a.Offset)
+		if err != nil {
+			fail(400, "bad offset %q", a.Offset)
+			return
+		}
+		e.SetClockOffset(d)
+		ok(map[string]any{"now": e.Now().Unix(), "offset": d.String()})
+	case path == "clock" && r.Method == http.MethodGet:
+		ok(map[string]any{"now": e.Now().Unix(), "offset": time.Duration(e.offset.Load()).String()})
+	case path == "stats" && r.Method == http.MethodGet:
+		ok(e.Stats())
+	default:
+		fail(404, "unknown admin route %s %s", r.Method, r.URL.Path)
+	}
+}
+
+func (e *Emulator) optionsJSON() map[string]any {
+	o := e.options()
+	return map[string]any{"rate_limit": o.RateLimit, "latency": o.Latency.String(), "latency_max": o.LatencyMax.String(),
+		"faults": o.Faults, "event_delay": o.EventDelay.String()}
+}
+
+// ParseLatency reads "250ms" (fixed) or "50ms-300ms" (uniform range).
+func ParseLatency(s string) (lo, hi time.Duration, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, 0, nil
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err = time.ParseDuration(a)
+	if err != nil || lo < 0 {
+		return 0, 0, fmt.Errorf("bad latency %q: want a duration like 250ms or a range like 50ms-300ms", s)
+	}
+	if !isRange {
+		return lo, lo, nil
+	}
+	hi, err = time.ParseDuration(b)
+	if err != nil || hi < lo {
+		return 0, 0, fmt.Errorf("bad latency %q: want a duration like 250ms or a range like 50ms-300ms", s)
+	}
+	return lo, hi, nil
+}

@@ -1,0 +1,1201 @@
+package emulator
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Billing objects: customers, catalog (products, prices, plans, coupons,
+// promotion codes, tax rates), subscriptions and their items, invoices and
+// their lines, invoice items, and the events list.
+
+var (
+	kCustomer = addKind(&kind{table: "customers", schema: "customer", prefix: "cus_", base: "/v1/customers", idParam: "customer",
+		keys: []string{"email"}, events: "customer"})
+	kProduct = addKind(&kind{table: "products", schema: "product", prefix: "prod_", base: "/v1/products", idParam: "id",
+		keys: []string{"active", "shippable", "url"}, events: "product"})
+	kPrice = addKind(&kind{table: "prices", schema: "price", prefix: "price_", base: "/v1/prices", idParam: "price",
+		keys: []string{"active", "currency", "product", "type", "lookup_key"}, events: "price", skip: []string{"product", "recurring"}})
+	kPlan = addKind(&kind{table: "plans", schema: "plan", prefix: "plan_", base: "/v1/plans", idParam: "plan",
+		keys: []string{"active", "product"}, events: "plan", skip: []string{"product"}})
+	kCoupon = addKind(&kind{table: "coupons", schema: "coupon", prefix: "", base: "/v1/coupons", idParam: "coupon", events: "coupon"})
+	kPromo  = addKind(&kind{table: "promotion_codes", schema: "promotion_code", prefix: "promo_", base: "/v1/promotion_codes", idParam: "promotion_code",
+		keys: []string{"active", "code", "coupon", "customer"}, events: "promotion_code", skip: []string{"coupon"}, what: "promotion code"})
+	kTaxRate = addKind(&kind{table: "tax_rates", schema: "tax_rate", prefix: "txr_", base: "/v1/tax_rates", idParam: "tax_rate",
+		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate"})
+	kSub = addKind(&kind{table: "subscriptions", schema: "subscription", prefix: "sub_", base: "/v1/subscriptions", idParam: "subscription_exposed_id",
+		keys: []string{"customer", "_status", "_price", "collection_method"}, events: "customer.subscription", skip: []string{"items"}})
+	kSubItem = addKind(&kind{table: "subscription_items", schema: "subscription_item", prefix: "si_", base: "/v1/subscription_items", idParam: "item",
+		keys: []string{"subscription"}, parent: "subscription", skip: []string{"price"}, what: "subscription item"})
+	kSchedule = addKind(&kind{table: "subscription_schedules", schema: "subscription_schedule", prefix: "sub_sched_", base: "/v1/subscription_schedules", idParam: "schedule",
+		keys: []string{"customer"}, events: "subscription_schedule", skip: []string{"phases", "default_settings"}, what: "subscription schedule"})
+	kInvoice = addKind(&kind{table: "invoices", schema: "invoice", prefix: "in_", base: "/v1/invoices", idParam: "invoice",
+		keys: []string{"customer", "status", "subscription", "collection_method"}, events: "invoice"})
+	kLine = addKind(&kind{table: "invoice_line_items", schema: "line_item", prefix: "il_", keys: []string{"invoice"}, parent: "invoice", what: "invoice line item"})
+	kInvoiceItem = addKind(&kind{table: "invoiceitems", schema: "invoiceitem", prefix: "ii_", base: "/v1/invoiceitems", idParam: "invoiceitem",
+		keys: []string{"customer", "invoice"}, events: "invoiceitem", skip: []string{"price", "invoice"}, what: "invoice item"})
+	kEvent = addKind(&kind{table: "events", schema: "event", prefix: "evt_", keys: []string{"type"}})
+)
+
+func init() {
+	for _, t := range []string{"balance.available", "charge.captured", "charge.dispute.closed", "charge.dispute.created", "charge.dispute.updated",
+		"charge.refund.updated", "charge.refunded", "charge.succeeded", "charge.updated", "checkout.session.completed", "checkout.session.expired",
+		"coupon.created", "coupon.deleted", "coupon.updated", "credit_note.created", "credit_note.updated", "credit_note.voided",
+		"customer.created", "customer.deleted", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
+		"customer.subscription.updated", "customer.subscription.resumed", "customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated",
+		"invoice.created", "invoice.deleted", "invoice.finalized", "invoice.marked_uncollectible", "invoice.paid", "invoice.payment_succeeded",
+		"invoice.updated", "invoice.voided", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
+		"payment_intent.succeeded", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
+		"payout.created", "payout.paid", "payout.updated", "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted",
+		"price.updated", "product.created", "product.deleted", "product.updated", "promotion_code.created", "promotion_code.updated",
+		"refund.created", "refund.updated", "setup_intent.canceled", "setup_intent.created", "setup_intent.succeeded",
+		"subscription_schedule.canceled", "subscription_schedule.created", "subscription_schedule.released", "subscription_schedule.updated",
+		"tax_rate.created", "tax_rate.updated"} {
+		validEvents[t] = true
+	}
+
+	kSub.keyFunc = func(obj map[string]any) []string {
+		var prices []string
+		if items, ok := obj["items"].(map[string]any); ok {
+			data, _ := items["data"].([]any)
+			for _, it := range data {
+				if m, ok := it.(map[string]any); ok {
+					prices = append(prices, getStr(m, "price"))
+				}
+			}
+		}
+		return []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method")}
+	}
+
+	// customers
+	kCustomer.del = deleteCustomer
+	crud(kCustomer, "crudl")
+
+	// products
+	kProduct.del = func(e *Emulator, c *reqCtx) (any, *apiError) {
+		id := c.path["id"]
+		obj := e.load(kProduct, id)
+		if obj == nil {
+			return nil, notFound("id", "product", id)
+		}
+		for _, r := range e.tables["prices"].ordered {
+			if v, _ := e.tables["prices"].keyOf(r, "product"); v == id {
+				return nil, invalid("", "", "This product cannot be deleted because it has one or more user-created prices.")
+			}
+		}
+		return e.deleteObject(c, kProduct, obj), nil
+	}
+	crud(kProduct, "crud")
+	handle("GET", "/v1/products", genericList(kProduct, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
+		return inSet(c.params["ids"], func(r *record) string { return r.id }), nil
+	}))
+
+	// prices
+	kPrice.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if ae := e.setProduct(c, obj); ae != nil {
+			return ae
+		}
+		obj["type"] = "one_time"
+		obj["recurring"] = nil
+		if rec, ok := c.params["recurring"].(map[string]any); ok {
+			obj["type"] = "recurring"
+			obj["recurring"] = map[string]any{"aggregate_usage": rec["aggregate_usage"], "interval": rec["interval"],
+				"interval_count": intOr(rec["interval_count"], 1), "trial_period_days": nil, "usage_type": strOr(rec["usage_type"], "licensed")}
+		}
+		fillAmountDecimal(obj, "unit_amount", "unit_amount_decimal")
+		return nil
+	}
+	crud(kPrice, "cru")
+	handle("GET", "/v1/prices", genericList(kPrice, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
+		return inSet(c.params["lookup_keys"], func(r *record) string { v, _ := t.keyOf(r, "lookup_key"); return v }), nil
+	}))
+
+	// plans
+	kPlan.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if ae := e.setProduct(c, obj); ae != nil {
+			return ae
+		}
+		if _, ok := c.params["interval_count"]; !ok {
+			obj["interval_count"] = int64(1)
+		}
+		fillAmountDecimal(obj, "amount", "amount_decimal")
+		return nil
+	}
+	crud(kPlan, "crudl")
+
+	// coupons
+	kCoupon.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if _, ok := c.params["id"]; !ok {
+			obj["id"] = strings.ToUpper(randAlnum(e.idRand, 8))
+		}
+		if c.params["percent_off"] == nil && c.params["amount_off"] == nil {
+			obj["percent_off"], obj["amount_off"] = obj["percent_off"], obj["amount_off"]
+		}
+		obj["times_redeemed"] = int64(0)
+		obj["valid"] = true
+		return nil
+	}
+	crud(kCoupon, "crudl")
+
+	// promotion codes
+	kPromo.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		cid, _ := c.params["coupon"].(string)
+		cp := e.load(kCoupon, cid)
+		if cp == nil {
+			return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "coupon", Message: fmt.Sprintf("No such coupon: '%s'", cid)}
+		}
+		obj["coupon"] = cp
+		if _, ok := c.params["code"]; !ok {
+			obj["code"] = strings.ToUpper(randAlnum(e.idRand, 8))
+		}
+		obj["active"] = true
+		if v, ok := c.params["active"].(bool); ok {
+			obj["active"] = v
+		}
+		obj["times_redeemed"] = int64(0)
+		return nil
+	}
+	crud(kPromo, "crul")
+
+	// tax rates
+	crud(kTaxRate, "crul")
+
+	// subscriptions
+	kSub.create = createSubscription
+	kSub.update = updateSubscription
+	kSub.del = cancelSubscription
+	crud(kSub, "crud")
+	handle("GET", "/v1/subscriptions", genericList(kSub, subscriptionFilter))
+	handle("GET", "/v1/customers/{customer}/subscriptions", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		c.params["customer"] = c.path["customer"]
+		return genericList(kSub, subscriptionFilter)(e, c)
+	})
+	handle("POST", "/v1/subscriptions/{subscription}/resume", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kSub, c.path["subscription"])
+		if obj == nil {
+			return nil, notFound("subscription", "subscription", c.path["subscription"])
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["status"], obj["pause_collection"] = "active", nil
+		r := e.save(c, kSub, obj, old, "customer.subscription.resumed")
+		return e.render(kSub, r.raw, c)
+	})
+
+	// subscription items
+	handle("GET", "/v1/subscription_items", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		sid, _ := c.params["subscription"].(string)
+		return e.listChildren(c, kSubItem, sid, "/v1/subscription_items")
+	})
+	handle("GET", "/v1/subscription_items/{item}", genericRetrieve(kSubItem))
+	handle("POST", "/v1/subscription_items", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		sid, _ := c.params["subscription"].(string)
+		sub := e.load(kSub, sid)
+		if sub == nil {
+			return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "subscription", Message: fmt.Sprintf("No such subscription: '%s'", sid)}
+		}
+		old := deepCopy(sub).(map[string]any)
+		it, ae := e.newSubItem(c, sid, c.params)
+		if ae != nil {
+			return nil, ae
+		}
+		r := e.store(kSubItem, it)
+		e.afterItemsChange(c, sub, old)
+		return e.render(kSubItem, r.raw, c)
+	})
+	handle("POST", "/v1/subscription_items/{item}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		it := e.load(kSubItem, c.path["item"])
+		if it == nil {
+			return nil, notFound("id", "subscription item", c.path["item"])
+		}
+		sub := e.load(kSub, getStr(it, "subscription"))
+		old := deepCopy(sub).(map[string]any)
+		e.applyParams(kSubItem.schema, it, c.params, kSubItem.skip...)
+		if pid, ok := c.params["price"].(string); ok {
+			p := e.load(kPrice, pid)
+			if p == nil {
+				return nil, e.mustExist("prices", "price", pid)
+			}
+			it["price"] = p
+		}
+		r := e.store(kSubItem, it)
+		e.afterItemsChange(c, sub, old)
+		return e.render(kSubItem, r.raw, c)
+	})
+	handle("DELETE", "/v1/subscription_items/{item}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		it := e.load(kSubItem, c.path["item"])
+		if it == nil {
+			return nil, notFound("id", "subscription item", c.path["item"])
+		}
+		sub := e.load(kSub, getStr(it, "subscription"))
+		old := deepCopy(sub).(map[string]any)
+		e.tables["subscription_items"].remove(idOf(it))
+		e.afterItemsChange(c, sub, old)
+		return map[string]any{"id": idOf(it), "object": "subscription_item", "deleted": true}, nil
+	})
+
+	// subscription schedules
+	kSchedule.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		cus := getStr(obj, "customer")
+		if from, ok := c.params["from_subscription"].(string); ok {
+			sub := e.load(kSub, from)
+			if sub == nil {
+				return e.mustExist("subscriptions", "from_subscription", from)
+			}
+			cus = getStr(sub, "customer")
+			obj["subscription"] = from
+			obj["status"] = "active"
+		} else {
+			obj["status"] = "not_started"
+		}
+		if cus == "" {
+			return missing("customer")
+		}
+		if ae := e.mustExist("customers", "customer", cus); ae != nil {
+			return ae
+		}
+		obj["customer"] = cus
+		obj["phases"] = []any{}
+		obj["current_phase"] = nil
+		obj["end_behavior"] = strOr(c.params["end_behavior"], "release")
+		return nil
+	}
+	crud(kSchedule, "crul")
+	handle("GET", "/v1/subscription_schedules", genericList(kSchedule, nil))
+	for _, act := range []string{"cancel", "release"} {
+		act := act
+		handle("POST", "/v1/subscription_schedules/{schedule}/"+act, func(e *Emulator, c *reqCtx) (any, *apiError) {
+			obj := e.load(kSchedule, c.path["schedule"])
+			if obj == nil {
+				return nil, notFound("schedule", "subscription schedule", c.path["schedule"])
+			}
+			if st := getStr(obj, "status"); st != "not_started" && st != "active" {
+				return nil, invalid("", "", "You cannot %s a subscription schedule that is %s.", act, st)
+			}
+			old := deepCopy(obj).(map[string]any)
+			if act == "cancel" {
+				obj["status"], obj["canceled_at"] = "canceled", c.now
+			} else {
+				obj["status"], obj["released_at"] = "released", c.now
+				obj["released_subscription"] = obj["subscription"]
+				obj["subscription"] = nil
+			}
+			ev := "subscription_schedule.released"
+			if act == "cancel" {
+				ev = "subscription_schedule.canceled"
+			}
+			r := e.save(c, kSchedule, obj, old, ev)
+			return e.render(kSchedule, r.raw, c)
+		})
+	}
+
+	// invoices
+	kInvoice.create = createInvoice
+	kInvoice.del = func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kInvoice, c.path["invoice"])
+		if obj == nil {
+			return nil, notFound("invoice", "invoice", c.path["invoice"])
+		}
+		if getStr(obj, "status") != "draft" {
+			return nil, invalid("", "", "You can only delete draft invoices.")
+		}
+		for _, r := range append([]*record(nil), e.tables["invoice_line_items"].children[idOf(obj)]...) {
+			e.tables["invoice_line_items"].remove(r.id)
+		}
+		return e.deleteObject(c, kInvoice, obj), nil
+	}
+	crud(kInvoice, "crudl")
+	handle("GET", "/v1/invoices/{invoice}/lines", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		id := c.path["invoice"]
+		if e.tables["invoices"].byID[id] == nil {
+			return nil, notFound("invoice", "invoice", id)
+		}
+		return e.listChildren(c, kLine, id, "/v1/invoices/"+id+"/lines")
+	})
+	handle("POST", "/v1/invoices/{invoice}/finalize", invoiceAction("finalize"))
+	handle("POST", "/v1/invoices/{invoice}/pay", invoiceAction("pay"))
+	handle("POST", "/v1/invoices/{invoice}/void", invoiceAction("void"))
+	handle("POST", "/v1/invoices/{invoice}/mark_uncollectible", invoiceAction("mark_uncollectible"))
+	handle("POST", "/v1/invoices/{invoice}/send", invoiceAction("send"))
+	handle("GET", "/v1/invoices/upcoming", upcomingInvoice(false))
+	handle("GET", "/v1/invoices/upcoming/lines", upcomingInvoice(true))
+
+	// invoice items
+	kInvoiceItem.create = createInvoiceItem
+	kInvoiceItem.del = func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kInvoiceItem, c.path["invoiceitem"])
+		if obj == nil {
+			return nil, notFound("invoiceitem", "invoiceitem", c.path["invoiceitem"])
+		}
+		if inv := getStr(obj, "invoice"); inv != "" {
+			io := e.load(kInvoice, inv)
+			if io != nil && getStr(io, "status") != "draft" {
+				return nil, invalid("", "", "You cannot delete an invoice item that is attached to a finalized invoice.")
+			}
+			if io != nil {
+				for _, r := range e.tables["invoice_line_items"].children[inv] {
+					if m, _ := decodeObject(r.raw); m != nil && getStr(m, "invoice_item") == idOf(obj) {
+						e.tables["invoice_line_items"].remove(r.id)
+						break
+					}
+				}
+				e.recalcInvoice(c, io, true)
+			}
+		}
+		return e.deleteObject(c, kInvoiceItem, obj), nil
+	}
+	crud(kInvoiceItem, "crud")
+	handle("GET", "/v1/invoiceitems", genericList(kInvoiceItem, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
+		p, ok := c.params["pending"].(bool)
+		if !ok {
+			return nil, nil
+		}
+		return func(r *record) bool { v, _ := t.keyOf(r, "invoice"); return (v == "") == p }, nil
+	}))
+
+	// events
+	handle("GET", "/v1/events", listEvents)
+	handle("GET", "/v1/events/{id}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		r := e.tables["events"].byID[c.path["id"]]
+		if r == nil || !e.eventListed(r) {
+			return nil, notFound("id", "event", c.path["id"])
+		}
+		return e.render(kEvent, r.raw, c)
+	})
+}
+
+func intOr(v any, d int64) int64 {
+	if n, ok := toInt(v); ok {
+		return n
+	}
+	return d
+}
+
+func strOr(v any, d string) string {
+	if s, ok := v.(string); ok && s != "" {
+		return s
+	}
+	return d
+}
+
+func fillAmountDecimal(obj map[string]any, intField, decField string) {
+	if obj[intField] == nil {
+		if d, ok := obj[decField].(string); ok && d != "" {
+			if n, ok := toInt(strings.Split(d, ".")[0]); ok {
+				obj[intField] = n
+			}
+		}
+	}
+	if n, ok := toInt(obj[intField]); ok {
+		obj[decField] = fmt.Sprint(n)
+	} else {
+		obj[intField], obj[decField] = nil, nil
+	}
+}
+
+// inSet filters by membership in an array param (ids[], lookup_keys[]).
+func inSet(v any, key func(*record) string) func(*record) bool {
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, x := range arr {
+		set[fmt.Sprint(x)] = true
+	}
+	return func(r *record) bool { return set[key(r)] }
+}
+
+// setProduct resolves `product` (an id) or `product_data` / `product[...]`
+// (an inline product, created on the fly like Stripe does).
+func (e *Emulator) setProduct(c *reqCtx, obj map[string]any) *apiError {
+	switch p := c.params["product"].(type) {
+	case string:
+		if ae := e.mustExist("products", "product", p); ae != nil {
+			return ae
+		}
+		obj["product"] = p
+		return nil
+	case map[string]any:
+		return e.inlineProduct(c, obj, p)
+	}
+	if pd, ok := c.params["product_data"].(map[string]any); ok {
+		return e.inlineProduct(c, obj, pd)
+	}
+	return missing("product")
+}
+
+func (e *Emulator) inlineProduct(c *reqCtx, obj map[string]any, data map[string]any) *apiError {
+	prod := e.newObject(kProduct, c.now, c.live)
+	e.applyParams("product", prod, data)
+	if id, ok := data["id"].(string); ok && id != "" {
+		prod["id"] = id
+	}
+	e.store(kProduct, prod)
+	e.emit(c, "product.created", prod, nil)
+	obj["product"] = idOf(prod)
+	return nil
+}
+
+func deleteCustomer(e *Emulator, c *reqCtx) (any, *apiError) {
+	id := c.path["customer"]
+	obj := e.load(kCustomer, id)
+	if obj == nil {
+		return nil, notFound("id", "customer", id)
+	}
+	// Deleting a customer cancels its subscriptions at once.
+	t := e.tables["subscriptions"]
+	var subs []string
+	for _, r := range t.ordered {
+		if v, _ := t.keyOf(r, "customer"); v == id {
+			if st, _ := t.keyOf(r, "_status"); st != "canceled" && st != "incomplete_expired" {
+				subs = append(subs, r.id)
+			}
+		}
+	}
+	for _, sid := range subs {
+		sub := e.load(kSub, sid)
+		old := deepCopy(sub).(map[string]any)
+		sub["status"], sub["canceled_at"], sub["ended_at"] = "canceled", c.now, c.now
+		e.save(c, kSub, sub, nil, "")
+		e.emit(c, "customer.subscription.deleted", sub, diff(old, sub))
+	}
+	return e.deleteObject(c, kCustomer, obj), nil
+}
+
+// --- subscriptions ---
+
+func subscriptionFilter(c *reqCtx, t *table) (func(*record) bool, *apiError) {
+	status, _ := c.params["status"].(string)
+	price, _ := c.params["price"].(string)
+	return func(r *record) bool {
+		st := r.keys[1]
+		switch status {
+		case "":
+			if st == "canceled" {
+				return false
+			}
+		case "all":
+		case "ended":
+			if st != "canceled" && st != "incomplete_expired" {
+				return false
+			}
+		default:
+			if st != status {
+				return false
+			}
+		}
+		if price != "" && !strings.Contains(r.keys[2], " "+price+" ") {
+			return false
+		}
+		return true
+	}, nil
+}
+
+func periodEnd(start int64, price map[string]any) int64 {
+	rec, _ := price["recurring"].(map[string]any)
+	interval := "month"
+	n := int64(1)
+	if rec != nil {
+		interval = strOr(rec["interval"], "month")
+		n = intOr(rec["interval_count"], 1)
+	}
+	t := time.Unix(start, 0).UTC()
+	switch interval {
+	case "day":
+		t = t.AddDate(0, 0, int(n))
+	case "week":
+		t = t.AddDate(0, 0, 7*int(n))
+	case "year":
+		t = t.AddDate(int(n), 0, 0)
+	default:
+		t = t.AddDate(0, int(n), 0)
+	}
+	return t.Unix()
+}
+
+func (e *Emulator) newSubItem(c *reqCtx, subID string, p map[string]any) (map[string]any, *apiError) {
+	it := e.newObject(kSubItem, c.now, c.live)
+	e.applyParams(kSubItem.schema, it, p, "price", "subscription")
+	pid, _ := p["price"].(string)
+	if pid == "" {
+		pid, _ = p["plan"].(string)
+	}
+	if pid == "" {
+		return nil, missing("items[0][price]")
+	}
+	price := e.load(kPrice, pid)
+	if price == nil {
+		return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "price", Message: fmt.Sprintf("No such price: '%s'", pid)}
+	}
+	it["price"] = price
+	it["subscription"] = subID
+	it["quantity"] = intOr(p["quantity"], 1)
+	it["tax_rates"] = []any{}
+	return it, nil
+}
+
+func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+	cus := getStr(obj, "customer")
+	customer := e.load(kCustomer, cus)
+	if customer == nil {
+		return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "customer", Message: fmt.Sprintf("No such customer: '%s'", cus)}
+	}
+	items, _ := c.params["items"].([]any)
+	if len(items) == 0 {
+		return missing("items")
+	}
+	sid := idOf(obj)
+	var made []map[string]any
+	for i, raw := range items {
+		p, _ := raw.(map[string]any)
+		it, ae := e.newSubItem(c, sid, p)
+		if ae != nil {
+			ae.Param = fmt.Sprintf("items[%d][price]", i)
+			return ae
+		}
+		made = append(made, it)
+	}
+	first := made[0]["price"].(map[string]any)
+	obj["currency"] = first["currency"]
+	obj["start_date"], obj["billing_cycle_anchor"] = c.now, c.now
+	obj["current_period_start"] = c.now
+	obj["current_period_end"] = periodEnd(c.now, first)
+	obj["status"] = "active"
+	obj["cancel_at_period_end"] = false
+	obj["cancellation_details"] = map[string]any{"comment": nil, "feedback": nil, "reason": nil}
+	if days, ok := toInt(c.params["trial_period_days"]); ok && days > 0 {
+		obj["status"] = "trialing"
+		obj["trial_start"], obj["trial_end"] = c.now, c.now+days*86400
+		obj["current_period_end"] = c.now + days*86400
+	} else if te, ok := toInt(c.params["trial_end"]); ok && te > c.now {
+		obj["status"] = "trialing"
+		obj["trial_start"], obj["trial_end"] = c.now, te
+		obj["current_period_end"] = te
+	}
+	for _, it := range made {
+		e.store(kSubItem, it)
+	}
+	obj["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
+	// The first invoice: created, finalized and (with a default payment
+	// method) paid, as Stripe does for charge_automatically subscriptions.
+	inv := e.subscriptionInvoice(c, obj, "subscription_create")
+	obj["latest_invoice"] = idOf(inv)
+	if getStr(inv, "status") == "open" && getStr(obj, "status") == "active" && getInt(inv, "amount_due") > 0 {
+		obj["status"] = "incomplete"
+	}
+	return nil
+}
+
+// subscriptionInvoice bills a subscription's items for its current period.
+func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason string) map[string]any {
+	inv := e.newObject(kInvoice, c.now, c.live)
+	iid := idOf(inv)
+	cus := getStr(sub, "customer")
+	e.initInvoice(inv, cus, c.now)
+	inv["subscription"] = idOf(sub)
+	inv["billing_reason"] = reason
+	inv["collection_method"] = strOr(sub["collection_method"], "charge_automatically")
+	inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_start"]
+	trial := getStr(sub, "status") == "trialing"
+	for _, r := range e.tables["subscription_items"].children[idOf(sub)] {
+		it, _ := decodeObject(r.raw)
+		price, _ := it["price"].(map[string]any)
+		qty := intOr(it["quantity"], 1)
+		amt := intOr(price["unit_amount"], 0) * qty
+		if trial {
+			amt = 0
+		}
+		line := e.newObject(kLine, c.now, c.live)
+		line["invoice"] = iid
+		line["type"] = "subscription"
+		line["subscription"] = idOf(sub)
+		line["subscription_item"] = r.id
+		line["invoice_item"] = nil
+		line["price"] = price
+		line["quantity"] = qty
+		line["amount"], line["amount_excluding_tax"] = amt, amt
+		line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(price["unit_amount"], 0))
+		line["currency"] = price["currency"]
+		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
+		line["period"] = map[string]any{"start": sub["current_period_start"], "end": sub["current_period_end"]}
+		line["discountable"], line["proration"] = true, false
+		line["metadata"] = map[string]any{}
+		delete(line, "created")
+		e.store(kLine, line)
+	}
+	e.recalcInvoice(c, inv, false)
+	e.store(kInvoice, inv)
+	e.emit(c, "invoice.created", inv, nil)
+	inv, _ = e.finalizeInvoice(c, inv)
+	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" {
+		if pm := e.defaultPaymentMethod(cus); pm != "" {
+			inv, _ = e.payInvoice(c, inv, pm)
+		}
+	}
+	return inv
+}
+
+func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+	if getStr(old, "status") == "canceled" {
+		return invalid("", "", "A canceled subscription can only update its cancellation_details and metadata.")
+	}
+	items, _ := c.params["items"].([]any)
+	sid := idOf(obj)
+	for i, raw := range items {
+		p, _ := raw.(map[string]any)
+		id, _ := p["id"].(string)
+		if id == "" {
+			it, ae := e.newSubItem(c, sid, p)
+			if ae != nil {
+				ae.Param = fmt.Sprintf("items[%d][price]", i)
+				return ae
+			}
+			e.store(kSubItem, it)
+			continue
+		}
+		it := e.load(kSubItem, id)
+		if it == nil || getStr(it, "subscription") != sid {
+			return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: fmt.Sprintf("items[%d][id]", i), Message: fmt.Sprintf("No such subscription item: '%s'", id)}
+		}
+		if d, _ := p["deleted"].(bool); d {
+			e.tables["subscription_items"].remove(id)
+			continue
+		}
+		e.applyParams(kSubItem.schema, it, p, "price", "id", "subscription")
+		if pid, ok := p["price"].(string); ok {
+			price := e.load(kPrice, pid)
+			if price == nil {
+				return e.mustExist("prices", fmt.Sprintf("items[%d][price]", i), pid)
+			}
+			it["price"] = price
+		}
+		e.store(kSubItem, it)
+	}
+	obj["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
+	if v, ok := c.params["cancel_at_period_end"].(bool); ok {
+		if v {
+			obj["cancel_at"] = obj["current_period_end"]
+			obj["canceled_at"] = c.now
+		} else {
+			obj["cancel_at"], obj["canceled_at"] = nil, nil
+		}
+	}
+	return nil
+}
+
+// afterItemsChange re-embeds a subscription's items and emits the
+// subscription update that Stripe sends for item changes.
+func (e *Emulator) afterItemsChange(c *reqCtx, sub, old map[string]any) {
+	sid := idOf(sub)
+	sub["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
+	e.save(c, kSub, sub, old, "customer.subscription.updated")
+}
+
+func cancelSubscription(e *Emulator, c *reqCtx) (any, *apiError) {
+	id := c.path["subscription_exposed_id"]
+	obj := e.load(kSub, id)
+	if obj == nil {
+		return nil, notFound("subscription_exposed_id", "subscription", id)
+	}
+	if getStr(obj, "status") == "canceled" {
+		return nil, invalid("", "", "This subscription has already been canceled.")
+	}
+	old := deepCopy(obj).(map[string]any)
+	obj["status"], obj["canceled_at"], obj["ended_at"] = "canceled", c.now, c.now
+	if cd, ok := c.params["cancellation_details"].(map[string]any); ok {
+		obj["cancellation_details"] = map[string]any{"comment": cd["comment"], "feedback": cd["feedback"], "reason": "cancellation_requested"}
+	} else {
+		obj["cancellation_details"] = map[string]any{"comment": nil, "feedback": nil, "reason": "cancellation_requested"}
+	}
+	r := e.save(c, kSub, obj, old, "customer.subscription.deleted")
+	return e.render(kSub, r.raw, c)
+}
+
+// --- invoices ---
+
+func (e *Emulator) initInvoice(inv map[string]any, cus string, now int64) {
+	iid := idOf(inv)
+	inv["customer"] = cus
+	if cu := e.load(kCustomer, cus); cu != nil {
+		inv["customer_email"], inv["customer_name"], inv["customer_phone"] = cu["email"], cu["name"], cu["phone"]
+		inv["customer_address"], inv["customer_shipping"] = cu["address"], cu["shipping"]
+		inv["currency"] = strOr(cu["currency"], "usd")
+	}
+	inv["status"] = "draft"
+	inv["number"] = nil
+	inv["paid"], inv["attempted"], inv["attempt_count"] = false, false, int64(0)
+	inv["amount_paid"] = int64(0)
+	inv["period_start"], inv["period_end"] = now, now
+	inv["status_transitions"] = map[string]any{"finalized_at": nil, "marked_uncollectible_at": nil, "paid_at": nil, "voided_at": nil}
+	inv["subscription"] = nil
+	inv["subscription_details"] = map[string]any{"metadata": nil}
+	inv["billing_reason"] = "manual"
+	inv["auto_advance"] = false
+	inv["hosted_invoice_url"], inv["invoice_pdf"] = nil, nil
+	inv["lines"] = map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/invoices/" + iid + "/lines"}
+}
+
+func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+	cus, _ := c.params["customer"].(string)
+	if cus == "" {
+		return missing("customer")
+	}
+	if ae := e.mustExist("customers", "customer", cus); ae != nil {
+		return ae
+	}
+	cur := obj["currency"]
+	e.initInvoice(obj, cus, c.now)
+	if _, ok := c.params["currency"]; ok {
+		obj["currency"] = cur
+	}
+	e.applyParams(kInvoice.schema, obj, c.params)
+	if s, ok := c.params["subscription"].(string); ok {
+		if ae := e.mustExist("subscriptions", "subscription", s); ae != nil {
+			return ae
+		}
+	}
+	obj["auto_advance"] = getBool(c.params, "auto_advance")
+	if getStr(obj, "collection_method") == "send_invoice" && obj["due_date"] == nil {
+		obj["due_date"] = c.now + 30*86400
+	}
+	if strOr(c.params["pending_invoice_items_behavior"], "exclude") == "include" {
+		t := e.tables["invoiceitems"]
+		for _, r := range t.ordered {
+			if v, _ := t.keyOf(r, "customer"); v != cus {
+				continue
+			}
+			if v, _ := t.keyOf(r, "invoice"); v != "" {
+				continue
+			}
+			ii, _ := decodeObject(r.raw)
+			ii["invoice"] = idOf(obj)
+			e.store(kInvoiceItem, ii)
+			e.addItemLine(c, obj, ii)
+		}
+	}
+	e.recalcInvoice(c, obj, false)
+	return nil
+}
+
+// addItemLine adds the line of an invoice item to a draft invoice.
+func (e *Emulator) addItemLine(c *reqCtx, inv, ii map[string]any) {
+	line := e.newObject(kLine, c.now, c.live)
+	delete(line, "created")
+	line["invoice"] = idOf(inv)
+	line["type"] = "invoiceitem"
+	line["invoice_item"] = idOf(ii)
+	line["subscription"], line["subscription_item"] = nil, nil
+	line["price"] = ii["price"]
+	line["quantity"] = ii["quantity"]
+	line["amount"], line["amount_excluding_tax"] = ii["amount"], ii["amount"]
+	line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(ii["unit_amount"], 0))
+	line["currency"] = ii["currency"]
+	line["description"] = ii["description"]
+	line["period"] = ii["period"]
+	line["discountable"], line["proration"] = true, false
+	line["metadata"] = map[string]any{}
+	e.store(kLine, line)
+}
+
+// recalcInvoice re-embeds lines and recomputes totals; with save it stores
+// the invoice and emits invoice.updated.
+func (e *Emulator) recalcInvoice(c *reqCtx, inv map[string]any, save bool) {
+	var old map[string]any
+	if save {
+		old = deepCopy(inv).(map[string]any)
+	}
+	iid := idOf(inv)
+	var sum int64
+	for _, r := range e.tables["invoice_line_items"].children[iid] {
+		l, _ := decodeObject(r.raw)
+		sum += getInt(l, "amount")
+	}
+	inv["lines"] = e.childList(kLine, iid, "/v1/invoices/"+iid+"/lines")
+	inv["subtotal"], inv["subtotal_excluding_tax"] = sum, sum
+	inv["total"], inv["total_excluding_tax"] = sum, sum
+	inv["amount_due"] = sum
+	inv["amount_remaining"] = sum - getInt(inv, "amount_paid")
+	if save {
+		e.save(c, kInvoice, inv, old, "invoice.updated")
+	}
+}
+
+func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]any, *apiError) {
+	if getStr(inv, "status") != "draft" {
+		return nil, invalid("invoice_not_editable", "", "This invoice is already finalized, you can't re-finalize a non-draft invoice.")
+	}
+	old := deepCopy(inv).(map[string]any)
+	e.seq++
+	inv["number"] = fmt.Sprintf("%s-%04d", strings.ToUpper(idOf(inv)[3:11]), e.seq%10000)
+	inv["status"] = "open"
+	inv["effective_at"] = c.now
+	st, _ := inv["status_transitions"].(map[string]any)
+	if st == nil {
+		st = map[string]any{}
+	}
+	st["finalized_at"] = c.now
+	inv["status_transitions"] = st
+	inv["hosted_invoice_url"] = "https://invoice.stripe.com/i/" + idOf(inv)
+	inv["invoice_pdf"] = "https://pay.stripe.com/invoice/" + idOf(inv) + "/pdf"
+	e.save(c, kInvoice, inv, old, "invoice.finalized")
+	if getInt(inv, "amount_due") == 0 {
+		return e.payInvoice(c, inv, "")
+	}
+	return inv, nil
+}
+
+func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[string]any, *apiError) {
+	if getStr(inv, "status") != "open" {
+		return nil, invalid("invoice_not_open", "", "Invoice is already %s.", getStr(inv, "status"))
+	}
+	old := deepCopy(inv).(map[string]any)
+	amt := getInt(inv, "amount_due")
+	if amt > 0 && pm != "oob" {
+		if pm == "" {
+			pm = e.defaultPaymentMethod(getStr(inv, "customer"))
+		}
+		if pm == "" {
+			return nil, &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
+				Message: "This customer has no attached payment source or default payment method."}
+		}
+		pi, ch := e.makePayment(c, getStr(inv, "customer"), pm, amt, getStr(inv, "currency"), idOf(inv))
+		inv["payment_intent"], inv["charge"] = pi, ch
+	}
+	if pm == "oob" {
+		inv["paid_out_of_band"] = true
+	}
+	inv["status"] = "paid"
+	inv["paid"], inv["attempted"] = true, true
+	inv["attempt_count"] = getInt(inv, "attempt_count") + 1
+	inv["amount_paid"], inv["amount_remaining"] = amt, int64(0)
+	st, _ := inv["status_transitions"].(map[string]any)
+	if st != nil {
+		st["paid_at"] = c.now
+	}
+	e.save(c, kInvoice, inv, old, "invoice.paid")
+	e.emit(c, "invoice.payment_succeeded", inv, nil)
+	return inv, nil
+}
+
+func invoiceAction(act string) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		inv := e.load(kInvoice, c.path["invoice"])
+		if inv == nil {
+			return nil, notFound("invoice", "invoice", c.path["invoice"])
+		}
+		var ae *apiError
+		switch act {
+		case "finalize":
+			inv, ae = e.finalizeInvoice(c, inv)
+		case "pay":
+			if getStr(inv, "status") == "draft" {
+				if inv, ae = e.finalizeInvoice(c, inv); ae != nil {
+					break
+				}
+			}
+			if getStr(inv, "status") == "paid" {
+				break
+			}
+			pm, _ := c.params["payment_method"].(string)
+			if oob, _ := c.params["paid_out_of_band"].(bool); oob {
+				pm = "oob"
+			}
+			inv, ae = e.payInvoice(c, inv, pm)
+		case "void", "mark_uncollectible":
+			if getStr(inv, "status") != "open" {
+				return nil, invalid("invoice_not_open", "", "You can only %s open invoices (this one is %s).", strings.ReplaceAll(act, "_", " "), getStr(inv, "status"))
+			}
+			old := deepCopy(inv).(map[string]any)
+			st, _ := inv["status_transitions"].(map[string]any)
+			if act == "void" {
+				inv["status"] = "void"
+				if st != nil {
+					st["voided_at"] = c.now
+				}
+				e.save(c, kInvoice, inv, old, "invoice.voided")
+			} else {
+				inv["status"] = "uncollectible"
+				if st != nil {
+					st["marked_uncollectible_at"] = c.now
+				}
+				e.save(c, kInvoice, inv, old, "invoice.marked_uncollectible")
+			}
+		case "send":
+			if getStr(inv, "collection_method") != "send_invoice" {
+				return nil, invalid("", "", "You can only manually send an invoice if its collection method is 'send_invoice'.")
+			}
+		}
+		if ae != nil {
+			return nil, ae
+		}
+		return e.render(kInvoice, e.tables["invoices"].byID[idOf(inv)].raw, c)
+	}
+}
+
+// upcomingInvoice previews the next invoice of a customer's subscriptions
+// (Stripe's virtual invoice without an id).
+func upcomingInvoice(linesOnly bool) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		cus, _ := c.params["customer"].(string)
+		subID, _ := c.params["subscription"].(string)
+		if cus == "" && subID == "" {
+			return nil, missing("customer")
+		}
+		inv, lines := e.upcoming(c.now, cus, subID)
+		if inv == nil {
+			return nil, &apiError{status: 404, Type: "invalid_request_error", Code: "invoice_upcoming_none",
+				Message: fmt.Sprintf("No upcoming invoices for customer: %s", cus)}
+		}
+		url := "/v1/invoices/upcoming/lines?customer=" + getStr(inv, "customer")
+		if linesOnly {
+			lt := newTable("upcoming_lines", nil)
+			for i, l := range lines {
+				b := e.encodeResult(l)
+				lt.put(&record{id: idOf(l), seq: uint64(i + 1), raw: b, parent: "x"})
+			}
+			q, ae := e.parseList(c, lt, "line item")
+			if ae != nil {
+				return nil, ae
+			}
+			recs, more := page(lt.children["x"], q, true)
+			return e.renderList(recs, more, url, "line_item", c)
+		}
+		if ex := expandsOf(c.params); len(ex) > 0 {
+			if ae := e.expandObject(inv, ex, "invoice", true); ae != nil {
+				return nil, ae
+			}
+		}
+		return inv, nil
+	}
+}
+
+// upcoming builds the upcoming invoice of a customer (or of one
+// subscription), or nil when nothing is upcoming.
+func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map[string]any) {
+	st := e.tables["subscriptions"]
+	var subs []map[string]any
+	if subID != "" {
+		if s := e.load(kSub, subID); s != nil {
+			subs = append(subs, s)
+			cus = getStr(s, "customer")
+		}
+	} else {
+		for i := len(st.ordered) - 1; i >= 0; i-- {
+			r := st.ordered[i]
+			if r.keys[0] == cus && (r.keys[1] == "active" || r.keys[1] == "trialing" || r.keys[1] == "past_due") {
+				s, _ := decodeObject(r.raw)
+				subs = append(subs, s)
+			}
+		}
+	}
+	var live []map[string]any
+	for _, s := range subs {
+		if st := getStr(s, "status"); st == "canceled" || st == "incomplete_expired" || getBool(s, "cancel_at_period_end") {
+			continue
+		}
+		live = append(live, s)
+	}
+	if len(live) == 0 {
+		return nil, nil
+	}
+	sub := live[0]
+	inv := e.api.fixture("invoice")
+	e.initInvoice(inv, cus, now)
+	delete(inv, "id")
+	inv["livemode"] = sub["livemode"]
+	inv["created"] = sub["current_period_end"]
+	inv["subscription"] = idOf(sub)
+	inv["billing_reason"] = "upcoming"
+	inv["collection_method"] = sub["collection_method"]
+	for _, f := range []string{"due_date", "effective_at", "next_payment_attempt", "webhooks_delivered_at", "charge", "payment_intent", "discount", "default_payment_method", "default_source", "account_tax_ids", "latest_revision", "from_invoice", "last_finalization_error", "quote", "rendering", "shipping_cost", "shipping_details", "test_clock", "transfer_data", "on_behalf_of"} {
+		inv[f] = nil
+	}
+	inv["metadata"] = map[string]any{}
+	start := getInt(sub, "current_period_end")
+	var lines []map[string]any
+	var sum int64
+	for _, r := range e.tables["subscription_items"].children[idOf(sub)] {
+		it, _ := decodeObject(r.raw)
+		price, _ := it["price"].(map[string]any)
+		qty := intOr(it["quantity"], 1)
+		amt := intOr(price["unit_amount"], 0) * qty
+		line := e.api.fixture("line_item")
+		line["id"] = "il_tmp_" + r.id[3:]
+		line["invoice"] = nil
+		line["livemode"] = sub["livemode"]
+		line["type"], line["subscription"], line["subscription_item"], line["invoice_item"] = "subscription", idOf(sub), r.id, nil
+		line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = price, qty, amt, amt
+		line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(price["unit_amount"], 0))
+		line["currency"] = price["currency"]
+		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
+		line["period"] = map[string]any{"start": start, "end": periodEnd(start, price)}
+		line["metadata"] = map[string]any{}
+		lines = append(lines, line)
+		sum += amt
+	}
+	it := e.tables["invoiceitems"]
+	for _, r := range it.ordered {
+		if r.keys[0] == cus && r.keys[1] == "" {
+			ii, _ := decodeObject(r.raw)
+			line := e.api.fixture("line_item")
+			line["id"] = "il_tmp_" + r.id[3:]
+			line["invoice"] = nil
+			line["livemode"] = ii["livemode"]
+			line["type"], line["invoice_item"], line["subscription"], line["subscription_item"] = "invoiceitem", r.id, nil, nil
+			line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = ii["price"], ii["quantity"], ii["amount"], ii["amount"]
+			line["currency"], line["description"], line["period"] = ii["currency"], ii["description"], ii["period"]
+			line["metadata"] = map[string]any{}
+			lines = append(lines, line)
+			sum += getInt(ii, "amount")
+		}
+	}
+	n := min(len(lines), 10)
+	data := make([]any, n)
+	for i := 0; i < n; i++ {
+		data[i] = lines[i]
+	}
+	inv["lines"] = map[string]any{"object": "list", "data": data, "has_more": len(lines) > 10, "url": "/v1/invoices/upcoming/lines?customer=" + cus}
+	inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_end"]
+	inv["subtotal"], inv["subtotal_excluding_tax"], inv["total"], inv["total_excluding_tax"] = sum, sum, sum, sum
+	inv["amount_due"], inv["amount_remaining"] = sum, sum
+	inv["next_payment_attempt"] = start
+	return inv, lines
+}
+
+// --- invoice items ---
+
+func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+	cus := getStr(obj, "customer")
+	if ae := e.mustExist("customers", "customer", cus); ae != nil {
+		return ae
+	}
+	qty := intOr(c.params["quantity"], 1)
+	obj["quantity"] = qty
+	var price map[string]any
+	if pid, ok := c.params["price"].(string); ok {
+		price = e.load(kPrice, pid)
+		if price == nil {
+			return e.mustExist("prices", "price", pid)
+		}
+	} else if pd, ok := c.params["price_data"].(map[string]any); ok {
+		price = e.newObject(kPrice, c.now, c.live)
+		e.applyParams("price", price, pd, "product")
+		prod, _ := pd["product"].(string)
+		if ae := e.mustExist("products", "price_data[product]", prod); ae != nil {
+			return ae
+		}
+		price["product"], price["type"], price["recurring"], price["active"] = prod, "one_time", nil, false
+		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
+		e.store(kPrice, price)
+	} else {
+		amt, ok := toInt(c.params["amount"])
+		if !ok {
+			if ua, ok2 := toInt(c.params["unit_amount"]); ok2 {
+				amt, ok = ua*qty, true
+			}
+		}
+		if !ok {
+			return missing("amount")
+		}
+		if _, ok := c.params["currency"]; !ok {
+			return missing("currency")
+		}
+		price = e.newObject(kPrice, c.now, c.live)
+		price["currency"] = c.params["currency"]
+		price["unit_amount"] = amt / max(qty, 1)
+		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
+		price["type"], price["recurring"], price["active"] = "one_time", nil, false
+		prod := e.newObject(kProduct, c.now, c.live)
+		prod["name"] = strOr(c.params["description"], "Invoice item")
+		e.store(kProduct, prod)
+		price["product"] = idOf(prod)
+		e.store(kPrice, price)
+	}
+	obj["price"] = price
+	obj["currency"] = price["currency"]
+	ua := intOr(price["unit_amount"], 0)
+	obj["unit_amount"], obj["unit_amount_decimal"] = ua, fmt.Sprint(ua)
+	if a, ok := toInt(c.params["amount"]); ok {
+		obj["amount"] = a
+	} else {
+		obj["amount"] = ua * qty
+	}
+	obj["date"] = c.now
+	obj["period"] = map[string]any{"start": c.now, "end": c.now}
+	obj["proration"], obj["discountable"] = false, true
+	obj["subscription"], obj["subscription_item"] = nil, nil
+	obj["invoice"] = nil
+	if iid, ok := c.params["invoice"].(string); ok && iid != "" {
+		inv := e.load(kInvoice, iid)
+		if inv == nil {
+			return e.mustExist("invoices", "invoice", iid)
+		}
+		if getStr(inv, "status") != "draft" {
+			return invalid("invoice_not_editable", "invoice", "You can only add invoice items to draft invoices.")
+		}
+		obj["invoice"] = iid
+		e.addItemLine(c, inv, obj)
+		e.recalcInvoice(c, inv, true)
+	}
+	return nil
+}
+
+// --- events ---
+
+const retention = 30 * 24 * time.Hour
+
+// eventListed says whether an event is visible (its random delay has
+// passed) and not past retention.
+func (e *Emulator) eventListed(r *record) bool {
+	if r.visible != 0 && r.visible > e.wallNow() {
+		return false
+	}
+	return r.created >= e.Now().Add(-retention).Unix()
+}
+
+func listEvents(e *Emulator, c *reqCtx) (any, *apiError) {
+	t := e.tables["events"]
+	for _, p := range []string{"starting_after", "ending_before"} {
+		if id, ok := c.params[p].(string); ok {
+			if r := t.byID[id]; r != nil && r.created < e.Now().Add(-retention).Unix() {
+				return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: p,
+					Message: fmt.Sprintf("No such event: '%s'; events are only retained for 30 days.", id)}
+			}
+		}
+	}
+	q, ae := e.parseList(c, t, "event")
+	if ae != nil {
+		return nil, ae
+	}
+	q.createdLo = max(q.createdLo, e.Now().Add(-retention).Unix())
+	var types []string
+	if s, ok := c.params["type"].(string); ok && s != "" {
+		types = append(types, s)
+	}
+	if arr, ok := c.params["types"].([]any); ok {
+		if len(arr) > 20 {
+			return nil, invalid("", "types", "You may pass at most 20 types.")
+		}
+		for _, x := range arr {
+			types = append(types, fmt.Sprint(x))
+		}
+	}
+	now := e.wallNow()
+	q.match = func(r *record) bool {
+		if r.visible != 0 && r.visible > now {
+			return false
+		}
+		if len(types) == 0 {
+			return true
+		}
+		for _, t := range types {
+			if t == r.keys[0] || (strings.HasSuffix(t, ".*") && strings.HasPrefix(r.keys[0], strings.TrimSuffix(t, "*"))) {
+				return true
+			}
+		}
+		return false
+	}
+	recs, more := page(t.ordered, q, false)
+	return e.renderList(recs, more, "/v1/events", "event", c)
+}

@@ -1,0 +1,71 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Command runs `pgstripe emulator [flags]` until ctx is done.
+func Command(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	listen := fs.String("listen", "127.0.0.1:12111", "listen address")
+	seed := fs.Int("seed", 0, "build a connected dataset around N customers (deterministic)")
+	dist := fs.String("distribution", DistUniform, "created spread of seeded objects: uniform, spike, same-second")
+	latency := fs.String("latency", "0", "added latency per request, e.g. 250ms or 50ms-300ms")
+	rateLimit := fs.Int("rate-limit", 0, "requests/s before 429 (0 = Stripe's 25 test / 100 live; negative = unlimited)")
+	faults := fs.Float64("faults", 0, "share of requests answered with 500/503/429/dropped connection/timeout")
+	eventDelay := fs.Duration("event-delay", 0, "events become visible after a random delay up to this")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("emulator: unexpected argument %q", fs.Arg(0))
+	}
+	lo, hi, err := ParseLatency(*latency)
+	if err != nil {
+		return fmt.Errorf("emulator: --latency: %w", err)
+	}
+	if *faults < 0 || *faults > 1 {
+		return fmt.Errorf("emulator: --faults must be between 0 and 1, got %v", *faults)
+	}
+	if *seed < 0 {
+		return fmt.Errorf("emulator: --seed must not be negative")
+	}
+	start := time.Now()
+	e, err := New(Options{RateLimit: *rateLimit, Latency: lo, LatencyMax: hi, Faults: *faults, EventDelay: *eventDelay, Seed: *seed, Distribution: *dist})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("emulator: listen: %w", err)
+	}
+	st := e.Stats()
+	total := 0
+	for _, n := range st.Objects {
+		total += n
+	}
+	fmt.Fprintf(stdout, "stripe emulator listening on http://%s (%d objects seeded in %s)\n", ln.Addr(), total, time.Since(start).Round(time.Millisecond))
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}

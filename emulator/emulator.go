@@ -1,0 +1,527 @@
+package emulator
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stripe/stripe-mock/param"
+	"github.com/stripe/stripe-mock/param/coercer"
+	"golang.org/x/time/rate"
+)
+
+// APIVersion is the Stripe API version the emulator speaks (that of the
+// embedded spec and of stripe-go v76).
+const APIVersion = "2023-10-16"
+
+// Options are the emulator's knobs. The zero value is an empty, fast
+// emulator with Stripe's default rate limits.
+type Options struct {
+	RateLimit    int           // requests/s before 429; 0 = Stripe default (25 test / 100 live); <0 = unlimited
+	Latency      time.Duration // fixed added latency, or the minimum when LatencyMax > Latency
+	LatencyMax   time.Duration
+	Faults       float64       // share of requests answered with a fault (500, 503, 429, dropped connection, timeout)
+	EventDelay   time.Duration // max random visibility delay of events
+	Seed         int           // customers to seed at start (0 = empty)
+	Distribution string        // uniform | spike | same-second
+}
+
+// Stats counts requests.
+type Stats struct {
+	Total    int64            `json:"total"`
+	ByRoute  map[string]int64 `json:"by_route"`  // "GET /v1/customers" -> n
+	ByStatus map[int]int64    `json:"by_status"` // 200 -> n
+	Objects  map[string]int   `json:"objects"`   // table -> live objects
+	Events   int              `json:"events"`
+}
+
+// Emulator is a stateful in-memory Stripe API. It is an http.Handler.
+type Emulator struct {
+	api *apiSpec
+
+	optMu   sync.Mutex
+	opts    Options
+	limTest *rate.Limiter
+	limLive *rate.Limiter
+	rnd     *rand.Rand // knobs' randomness (faults, latency, event delay); guarded by optMu
+
+	offset atomic.Int64 // clock offset in nanoseconds
+
+	mu      sync.RWMutex // guards everything below
+	tables  map[string]*table
+	seq     uint64
+	idRand  *rand.Rand
+	idem    map[string]*idemEntry
+	seeding bool // suppresses events while seeding
+	handler map[string]handlerFunc // "VERB /path/template" -> handler
+
+	statMu   sync.Mutex
+	total    int64
+	byRoute  map[string]int64
+	byStatus map[int]int64
+	reqSeq    atomic.Uint64
+	reqPrefix string
+}
+
+type idemEntry struct {
+	hash   string
+	status int
+	body   []byte
+	at     time.Time
+}
+
+// New builds an emulator, seeding it when opts.Seed > 0.
+func New(opts Options) (*Emulator, error) {
+	api, err := getSpec()
+	if err != nil {
+		return nil, err
+	}
+	e := &Emulator{
+		api:      api,
+		rnd:      rand.New(rand.NewSource(time.Now().UnixNano())),
+		idRand:   rand.New(rand.NewSource(time.Now().UnixNano())),
+		idem:     map[string]*idemEntry{},
+		byRoute:  map[string]int64{},
+		byStatus: map[int]int64{},
+	}
+	e.reqPrefix = randAlnum(e.rnd, 6)
+	e.reset()
+	e.Update(opts)
+	if opts.Seed > 0 {
+		if err := e.Seed(opts.Seed, opts.Distribution); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// reset empties the store. Callers hold mu (or own e exclusively).
+func (e *Emulator) reset() {
+	e.tables = map[string]*table{}
+	for _, k := range kinds {
+		t := newTable(k.table, k.keys)
+		t.keyFunc = k.keyFunc
+		e.tables[k.table] = t
+	}
+	e.idem = map[string]*idemEntry{}
+	e.seq = 0
+}
+
+// Update changes the knobs at run time. Seed and Distribution are ignored
+// (use Seed).
+func (e *Emulator) Update(o Options) {
+	e.optMu.Lock()
+	defer e.optMu.Unlock()
+	e.opts = o
+	mk := func(def int) *rate.Limiter {
+		n := o.RateLimit
+		if n == 0 {
+			n = def
+		}
+		if n < 0 {
+			return nil
+		}
+		return rate.NewLimiter(rate.Limit(n), n)
+	}
+	e.limTest, e.limLive = mk(25), mk(100)
+}
+
+func (e *Emulator) options() Options {
+	e.optMu.Lock()
+	defer e.optMu.Unlock()
+	return e.opts
+}
+
+// SetClockOffset moves the emulator's "now" by d (relative to the wall clock).
+func (e *Emulator) SetClockOffset(d time.Duration) { e.offset.Store(int64(d)) }
+
+func (e *Emulator) wallNow() int64 { return time.Now().UnixNano() }
+
+// Now is the emulator's clock.
+func (e *Emulator) Now() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }
+
+// Stats returns request counters and object counts.
+func (e *Emulator) Stats() Stats {
+	s := Stats{ByRoute: map[string]int64{}, ByStatus: map[int]int64{}, Objects: map[string]int{}}
+	e.statMu.Lock()
+	s.Total = e.total
+	for k, v := range e.byRoute {
+		s.ByRoute[k] = v
+	}
+	for k, v := range e.byStatus {
+		s.ByStatus[k] = v
+	}
+	e.statMu.Unlock()
+	e.mu.RLock()
+	for name, t := range e.tables {
+		if name == "events" {
+			s.Events = len(t.byID)
+			continue
+		}
+		s.Objects[name] = len(t.byID)
+	}
+	e.mu.RUnlock()
+	return s
+}
+
+// Objects returns the current objects of a CONTRACT §3 table by id, each as
+// an unexpanded GET returns it. Unknown tables give an empty map.
+func (e *Emulator) Objects(tableName string) map[string]json.RawMessage {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := map[string]json.RawMessage{}
+	t := e.tables[tableName]
+	if t == nil {
+		return out
+	}
+	for id, r := range t.byID {
+		out[id] = append(json.RawMessage(nil), r.raw...)
+	}
+	return out
+}
+
+// apiError is a Stripe error response.
+type apiError struct {
+	status      int
+	Type        string `json:"type"`
+	Code        string `json:"code,omitempty"`
+	Message     string `json:"message"`
+	Param       string `json:"param,omitempty"`
+	shouldRetry string
+}
+
+func (a *apiError) Error() string { return a.Message }
+
+func invalid(code, param, format string, args ...any) *apiError {
+	return &apiError{status: 400, Type: "invalid_request_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(param, what, id string) *apiError {
+	return &apiError{status: 404, Type: "invalid_request_error", Code: "resource_missing", Param: param,
+		Message: fmt.Sprintf("No such %s: '%s'", what, id)}
+}
+
+// reqCtx is one API request being served.
+type reqCtx struct {
+	r         *http.Request
+	route     *route
+	path      map[string]string
+	params    map[string]any
+	live      bool
+	now       int64
+	requestID string
+	idemKey   string
+}
+
+type handlerFunc func(e *Emulator, c *reqCtx) (any, *apiError)
+
+// ServeHTTP serves Stripe's REST API and the admin API under /_emulator/.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := fmt.Sprintf("req_%s%010d", e.reqPrefix, e.reqSeq.Add(1))
+	h := w.Header()
+	h.Set("Request-Id", reqID)
+	h.Set("Date", e.Now().UTC().Format(http.TimeFormat))
+	h.Set("Content-Type", "application/json")
+	h.Set("Stripe-Version", APIVersion)
+	r.URL.Path = strings.ReplaceAll(r.URL.Path, "//", "/")
+
+	if strings.HasPrefix(r.URL.Path, "/_emulator/") {
+		e.serveAdmin(w, r)
+		return
+	}
+
+	status, routeName := e.serveAPI(w, r, reqID)
+	e.statMu.Lock()
+	e.total++
+	e.byRoute[routeName]++
+	e.byStatus[status]++
+	e.statMu.Unlock()
+}
+
+// serveAPI returns the status written and the route name for stats.
+func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) (int, string) {
+	live, ok := checkAuth(r)
+	routeName := r.Method + " " + r.URL.Path
+	if !ok {
+		return writeError(w, &apiError{status: 401, Type: "invalid_request_error",
+			Message: "Invalid API Key provided. Use a key that starts with sk_test_ or rk_test_ (or sk_live_/rk_live_)."}), routeName
+	}
+
+	// Knobs: latency, rate limit, faults — in Stripe's order of appearance to
+	// a client (a slow network, then the limiter, then failures).
+	o := e.options()
+	e.optMu.Lock()
+	lat := o.Latency
+	if o.LatencyMax > o.Latency {
+		lat += time.Duration(e.rnd.Int63n(int64(o.LatencyMax - o.Latency)))
+	}
+	fault := o.Faults > 0 && e.rnd.Float64() < o.Faults
+	faultKind := e.rnd.Intn(5)
+	lim := e.limTest
+	if live {
+		lim = e.limLive
+	}
+	e.optMu.Unlock()
+	if lat > 0 {
+		select {
+		case <-time.After(lat):
+		case <-r.Context().Done():
+			return 499, routeName
+		}
+	}
+	if lim != nil && !lim.Allow() {
+		w.Header().Set("Stripe-Rate-Limited-Reason", "global-rate")
+		return writeError(w, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
+			Message: "Request rate limit exceeded. You can make up to 25 requests per second in test mode. Learn more about rate limits here https://stripe.com/docs/rate-limits."}), routeName
+	}
+	if fault {
+		switch faultKind {
+		case 0:
+			return writeError(w, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
+		case 1:
+			return writeError(w, &apiError{status: 503, Type: "api_error", Message: "The service is temporarily unavailable (injected fault).", shouldRetry: "true"}), routeName
+		case 2:
+			return writeError(w, &apiError{status: 429, Type: "invalid_request_error", Code: "lock_timeout",
+				Message: "This object cannot be accessed right now because another API request or Stripe process is currently accessing it (injected fault)."}), routeName
+		case 3:
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					conn.Close()
+					return 0, routeName
+				}
+			}
+			return writeError(w, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
+		default:
+			// A timeout: hold the request until the client gives up (or a
+			// minute passes), then drop it.
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Minute):
+			}
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					conn.Close()
+				}
+			}
+			return 0, routeName
+		}
+	}
+
+	rt, pathParams := e.api.match(r.Method, r.URL.Path)
+	if rt == nil {
+		return writeError(w, &apiError{status: 404, Type: "invalid_request_error",
+			Message: fmt.Sprintf("Unrecognized request URL (%s: %s). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.", r.Method, r.URL.Path)}), routeName
+	}
+	routeName = r.Method + " " + rt.path
+	h := handlers[rt.verb+" "+rt.path]
+	if h == nil {
+		return writeError(w, &apiError{status: 404, Type: "invalid_request_error",
+			Message: fmt.Sprintf("Unrecognized request URL (%s: %s). The emulator does not implement this endpoint.", r.Method, r.URL.Path)}), routeName
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		if ct := strings.Split(r.Header.Get("Content-Type"), ";")[0]; ct != "" && ct != "application/x-www-form-urlencoded" && ct != "multipart/form-data" {
+			return writeError(w, invalid("", "", "Invalid request: unsupported Content-Type %s. If error persists and you need assistance, please contact support@stripe.com.", ct)), routeName
+		}
+	}
+	params, err := param.ParseParams(r)
+	if err != nil {
+		return writeError(w, invalid("", "", "Invalid request: could not parse parameters: %v", err)), routeName
+	}
+	if params == nil {
+		params = map[string]any{}
+	}
+	if rt.reqSchema != nil {
+		if err := coercer.CoerceParams(rt.reqSchema, params); err != nil {
+			return writeError(w, invalid("", "", "Invalid request: %v", err)), routeName
+		}
+		if ae := e.validateParams(rt.reqSchema, params); ae != nil {
+			return writeError(w, ae), routeName
+		}
+	} else if len(params) > 0 {
+		for k := range params {
+			return writeError(w, invalid("parameter_unknown", k, "Received unknown parameter: %s", k)), routeName
+		}
+	}
+
+	c := &reqCtx{r: r, route: rt, path: pathParams, params: params, live: live, now: e.Now().Unix(), requestID: reqID,
+		idemKey: r.Header.Get("Idempotency-Key")}
+
+	// Idempotency applies to POSTs (Stripe ignores the header on GET and
+	// DELETE is idempotent by nature).
+	var idemK, idemHash string
+	if c.idemKey != "" && r.Method == http.MethodPost {
+		w.Header().Set("Idempotency-Key", c.idemKey)
+		idemK = authKey(r) + "\x00" + c.idemKey
+		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + canonical(params)))
+		idemHash = hex.EncodeToString(sum[:])
+		e.mu.Lock()
+		ent, ok := e.idem[idemK]
+		if ok && time.Since(ent.at) > 24*time.Hour {
+			delete(e.idem, idemK)
+			ok = false
+		}
+		e.mu.Unlock()
+		if ok {
+			if ent.hash != idemHash {
+				return writeError(w, &apiError{status: 400, Type: "idempotency_error",
+					Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '%s' if you meant to execute a different request.", c.idemKey)}), routeName
+			}
+			w.Header().Set("Idempotent-Replayed", "true")
+			w.WriteHeader(ent.status)
+			w.Write(ent.body)
+			return ent.status, routeName
+		}
+	}
+
+	if r.Method == http.MethodGet {
+		e.mu.RLock()
+	} else {
+		e.mu.Lock()
+	}
+	res, ae := h(e, c)
+	var status int
+	var body []byte
+	if ae != nil {
+		status, body = ae.status, errorBody(ae)
+		if ae.shouldRetry != "" {
+			w.Header().Set("Stripe-Should-Retry", ae.shouldRetry)
+		}
+	} else {
+		status, body = 200, e.encodeResult(res)
+	}
+	if idemK != "" && status != 429 && status < 500 {
+		e.idem[idemK] = &idemEntry{hash: idemHash, status: status, body: body, at: time.Now()}
+	}
+	if r.Method == http.MethodGet {
+		e.mu.RUnlock()
+	} else {
+		e.mu.Unlock()
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+	return status, routeName
+}
+
+func (e *Emulator) encodeResult(res any) []byte {
+	switch x := res.(type) {
+	case []byte:
+		return x
+	case json.RawMessage:
+		return x
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return errorBody(&apiError{Type: "api_error", Message: "encode: " + err.Error()})
+		}
+		return b
+	}
+}
+
+func errorBody(ae *apiError) []byte {
+	type body struct {
+		Type          string `json:"type"`
+		Code          string `json:"code,omitempty"`
+		Message       string `json:"message"`
+		Param         string `json:"param,omitempty"`
+		RequestLogURL string `json:"request_log_url"`
+	}
+	b, _ := json.Marshal(map[string]body{"error": {Type: ae.Type, Code: ae.Code, Message: ae.Message, Param: ae.Param,
+		RequestLogURL: "https://dashboard.stripe.com/test/logs"}})
+	return b
+}
+
+func writeError(w http.ResponseWriter, ae *apiError) int {
+	if ae.shouldRetry != "" {
+		w.Header().Set("Stripe-Should-Retry", ae.shouldRetry)
+	}
+	w.WriteHeader(ae.status)
+	w.Write(errorBody(ae))
+	return ae.status
+}
+
+// authKey extracts the API key (Bearer or Basic user).
+func authKey(r *http.Request) string {
+	auth := r.Header.Get("Authorization")
+	switch {
+	case strings.HasPrefix(auth, "Bearer "):
+		return strings.TrimSpace(auth[len("Bearer "):])
+	case strings.HasPrefix(auth, "Basic "):
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(auth[len("Basic "):]))
+		if err != nil {
+			return ""
+		}
+		user, _, _ := strings.Cut(string(b), ":")
+		return user
+	}
+	return ""
+}
+
+// checkAuth accepts sk_/rk_ test and live keys with a non-empty tail.
+func checkAuth(r *http.Request) (live, ok bool) {
+	key := authKey(r)
+	for _, p := range []string{"sk_test_", "rk_test_"} {
+		if strings.HasPrefix(key, p) && len(key) > len(p) {
+			return false, true
+		}
+	}
+	for _, p := range []string{"sk_live_", "rk_live_"} {
+		if strings.HasPrefix(key, p) && len(key) > len(p) {
+			return true, true
+		}
+	}
+	return false, false
+}
+
+// canonical renders params deterministically for idempotency comparison.
+func canonical(v any) string {
+	var sb strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			sb.WriteByte('{')
+			for _, k := range keys {
+				sb.WriteString(k)
+				sb.WriteByte(':')
+				walk(x[k])
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('}')
+		case []any:
+			sb.WriteByte('[')
+			for _, y := range x {
+				walk(y)
+				sb.WriteByte(',')
+			}
+			sb.WriteByte(']')
+		default:
+			fmt.Fprintf(&sb, "%T:%v", x, x)
+		}
+	}
+	walk(v)
+	return sb.String()
+}
+
+const alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+func randAlnum(r *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alnum[r.Intn(len(alnum))]
+	}
+	return string(b)
+}

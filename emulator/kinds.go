@@ -1,0 +1,308 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// kind describes one Stripe object type: where it lives, how lists filter
+// it and which events its changes produce.
+type kind struct {
+	table   string // CONTRACT §3 table name
+	schema  string // component schema (also the fixture name)
+	fixture string
+	object  string // value of `object`
+	prefix  string
+	base    string   // collection path, e.g. /v1/customers ("" = no top-level routes)
+	idParam string   // path parameter of the item route
+	keys    []string // fields copied into record keys (list filters)
+	keyFunc func(map[string]any) []string
+	events  string // event type prefix, "" = none
+	parent  string // field holding the parent id (child tables)
+
+	// hooks; nil = generic behaviour
+	create func(e *Emulator, c *reqCtx, obj map[string]any) *apiError // after params are applied, before store
+	update func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError
+	after  func(e *Emulator, c *reqCtx, obj map[string]any) // after store and the created event (side effects)
+	del    handlerFunc                                       // DELETE; nil = remove and answer the deleted stub
+	skip   []string                                          // params hooks handle themselves
+	what   string                                            // noun in "No such X"
+}
+
+var (
+	kinds         []*kind
+	kindByTable   = map[string]*kind{}
+	kindBySchema  = map[string]*kind{}
+	handlers      = map[string]handlerFunc{}
+	validEvents   = map[string]bool{}
+	objectToTable = map[string]string{}
+)
+
+func addKind(k *kind) *kind {
+	if k.fixture == "" {
+		k.fixture = k.schema
+	}
+	if k.object == "" {
+		k.object = k.schema
+	}
+	if k.what == "" {
+		k.what = strings.ReplaceAll(k.object, "_", "")
+	}
+	kinds = append(kinds, k)
+	kindByTable[k.table] = k
+	kindBySchema[k.schema] = k
+	objectToTable[k.object] = k.table
+	return k
+}
+
+func handle(verb, path string, h handlerFunc) { handlers[verb+" "+path] = h }
+
+// crud registers the generic routes of a kind.
+func crud(k *kind, ops string) {
+	item := k.base + "/{" + k.idParam + "}"
+	for _, op := range ops {
+		switch op {
+		case 'c':
+			handle("POST", k.base, genericCreate(k))
+		case 'r':
+			handle("GET", item, genericRetrieve(k))
+		case 'u':
+			handle("POST", item, genericUpdate(k))
+		case 'd':
+			if k.del != nil {
+				handle("DELETE", item, k.del)
+			} else {
+				handle("DELETE", item, genericDelete(k))
+			}
+		case 'l':
+			handle("GET", k.base, genericList(k, nil))
+		}
+	}
+}
+
+// emit records an event if Stripe has that event type.
+func (e *Emulator) emit(c *reqCtx, typ string, obj map[string]any, prev map[string]any) {
+	if !validEvents[typ] || e.seeding {
+		return
+	}
+	ev := e.newObject(kindByTable["events"], c.now, c.live)
+	data := map[string]any{"object": obj}
+	if prev != nil {
+		data["previous_attributes"] = prev
+	}
+	ev["data"] = data
+	ev["type"] = typ
+	ev["api_version"] = APIVersion
+	ev["pending_webhooks"] = 0
+	var idem any
+	if c.idemKey != "" {
+		idem = c.idemKey
+	}
+	var reqID any
+	if c.requestID != "" {
+		reqID = c.requestID
+	}
+	ev["request"] = map[string]any{"id": reqID, "idempotency_key": idem}
+	r := e.store(kindByTable["events"], ev)
+	if d := e.options().EventDelay; d > 0 {
+		e.optMu.Lock()
+		r.visible = e.wallNow() + e.rnd.Int63n(int64(d))
+		e.optMu.Unlock()
+	}
+}
+
+// diff lists the previous values of top-level fields that changed.
+func diff(old, cur map[string]any) map[string]any {
+	prev := map[string]any{}
+	for k, v := range cur {
+		if ov, ok := old[k]; !ok || !reflect.DeepEqual(normalize(ov), normalize(v)) {
+			prev[k] = ov
+		}
+	}
+	return prev
+}
+
+// normalize makes json.Number and int64 comparable.
+func normalize(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	json.Unmarshal(b, &out)
+	return out
+}
+
+func genericCreate(k *kind) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.newObject(k, c.now, c.live)
+		if id, ok := c.params["id"].(string); ok && id != "" && (k.table == "coupons" || k.table == "plans") {
+			if e.tables[k.table].byID[id] != nil {
+				return nil, invalid("resource_already_exists", "id", "%s already exists.", strings.Title(k.what))
+			}
+			obj["id"] = id
+		}
+		e.applyParams(k.schema, obj, c.params, k.skip...)
+		if k.create != nil {
+			if ae := k.create(e, c, obj); ae != nil {
+				return nil, ae
+			}
+		}
+		r := e.store(k, obj)
+		e.emit(c, k.events+".created", obj, nil)
+		if k.after != nil {
+			k.after(e, c, obj)
+			r = e.tables[k.table].byID[r.id]
+		}
+		return e.render(k, r.raw, c)
+	}
+}
+
+func genericRetrieve(k *kind) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		id := c.path[k.idParam]
+		r := e.tables[k.table].byID[id]
+		if r == nil || (k.parent != "" && c.path[k.parent] != "" && r.parent != c.path[k.parent]) {
+			return nil, notFound("id", k.what, id)
+		}
+		return e.render(k, r.raw, c)
+	}
+}
+
+func genericUpdate(k *kind) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		id := c.path[k.idParam]
+		obj := e.load(k, id)
+		if obj == nil {
+			return nil, notFound("id", k.what, id)
+		}
+		return e.updateObject(k, c, obj)
+	}
+}
+
+// updateObject applies params to obj, stores it and emits `.updated`.
+func (e *Emulator) updateObject(k *kind, c *reqCtx, obj map[string]any) (any, *apiError) {
+	old := deepCopy(obj).(map[string]any)
+	e.applyParams(k.schema, obj, c.params, k.skip...)
+	if k.update != nil {
+		if ae := k.update(e, c, obj, old); ae != nil {
+			return nil, ae
+		}
+	}
+	r := e.save(c, k, obj, old, k.events+".updated")
+	return e.render(k, r.raw, c)
+}
+
+// save stores obj and, when anything changed, emits typ with the previous
+// attributes.
+func (e *Emulator) save(c *reqCtx, k *kind, obj, old map[string]any, typ string) *record {
+	r := e.store(k, obj)
+	if old != nil {
+		if prev := diff(old, obj); len(prev) > 0 {
+			e.emit(c, typ, obj, prev)
+		}
+	}
+	return r
+}
+
+func genericDelete(k *kind) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		id := c.path[k.idParam]
+		obj := e.load(k, id)
+		if obj == nil {
+			return nil, notFound("id", k.what, id)
+		}
+		return e.deleteObject(c, k, obj), nil
+	}
+}
+
+func (e *Emulator) deleteObject(c *reqCtx, k *kind, obj map[string]any) map[string]any {
+	id, _ := obj["id"].(string)
+	e.tables[k.table].remove(id)
+	e.emit(c, k.events+".deleted", obj, nil)
+	return map[string]any{"id": id, "object": k.object, "deleted": true}
+}
+
+// genericList lists a kind with the generic filters: every query param that
+// names one of the kind's key fields filters by equality.
+func genericList(k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *apiError)) handlerFunc {
+	return func(e *Emulator, c *reqCtx) (any, *apiError) {
+		t := e.tables[k.table]
+		q, ae := e.parseList(c, t, k.what)
+		if ae != nil {
+			return nil, ae
+		}
+		var preds []func(*record) bool
+		for i, f := range t.keyFields {
+			v, ok := c.params[f]
+			if !ok {
+				continue
+			}
+			want := keyString(v)
+			if want == "" {
+				if s, isStr := v.(string); !isStr || s != "" {
+					continue
+				}
+			}
+			i := i
+			preds = append(preds, func(r *record) bool { return r.keys[i] == want })
+		}
+		if extra != nil {
+			p, ae := extra(c, t)
+			if ae != nil {
+				return nil, ae
+			}
+			if p != nil {
+				preds = append(preds, p)
+			}
+		}
+		if len(preds) > 0 {
+			q.match = func(r *record) bool {
+				for _, p := range preds {
+					if !p(r) {
+						return false
+					}
+				}
+				return true
+			}
+		}
+		recs, more := page(t.ordered, q, false)
+		return e.renderList(recs, more, c.route.path, k.schema, c)
+	}
+}
+
+// listChildren pages a parent's children in their natural (oldest first)
+// order: invoice lines, subscription items.
+func (e *Emulator) listChildren(c *reqCtx, k *kind, parentID, url string) (any, *apiError) {
+	t := e.tables[k.table]
+	q, ae := e.parseList(c, t, k.what)
+	if ae != nil {
+		return nil, ae
+	}
+	recs, more := page(t.children[parentID], q, true)
+	return e.renderList(recs, more, url, k.schema, c)
+}
+
+// refreshList re-embeds a parent's first page of children.
+func (e *Emulator) refreshList(pk *kind, parentID, field string, ck *kind, url string) {
+	obj := e.load(pk, parentID)
+	if obj == nil {
+		return
+	}
+	obj[field] = e.childList(ck, parentID, url)
+	e.store(pk, obj)
+}
+
+func idOf(obj map[string]any) string { s, _ := obj["id"].(string); return s }
+
+func missing(param string) *apiError {
+	return invalid("parameter_missing", param, "Missing required param: %s.", param)
+}
+
+func (e *Emulator) mustExist(table, param, id string) *apiError {
+	if e.tables[table].byID[id] == nil {
+		k := kindByTable[table]
+		return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: param,
+			Message: fmt.Sprintf("No such %s: '%s'", k.what, id)}
+	}
+	return nil
+}

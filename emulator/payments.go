@@ -1,0 +1,652 @@
+package emulator
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Payment objects: payment and setup intents, payment methods, charges,
+// refunds, disputes, payouts, balance transactions, checkout sessions, tax
+// ids and credit notes.
+
+var (
+	kPI = addKind(&kind{table: "payment_intents", schema: "payment_intent", prefix: "pi_", base: "/v1/payment_intents", idParam: "intent",
+		keys: []string{"customer"}, events: "payment_intent", what: "payment_intent"})
+	kSI = addKind(&kind{table: "setup_intents", schema: "setup_intent", prefix: "seti_", base: "/v1/setup_intents", idParam: "intent",
+		keys: []string{"customer", "payment_method"}, events: "setup_intent", what: "setupintent"})
+	kPM = addKind(&kind{table: "payment_methods", schema: "payment_method", prefix: "pm_", base: "/v1/payment_methods", idParam: "payment_method",
+		keys: []string{"customer", "type"}, events: "payment_method", what: "PaymentMethod"})
+	kCharge = addKind(&kind{table: "charges", schema: "charge", prefix: "ch_", base: "/v1/charges", idParam: "charge",
+		keys: []string{"customer", "payment_intent", "transfer_group"}, events: "charge", skip: []string{"source"}})
+	kRefund = addKind(&kind{table: "refunds", schema: "refund", prefix: "re_", base: "/v1/refunds", idParam: "refund",
+		keys: []string{"charge", "payment_intent"}, events: "refund", skip: []string{"charge", "payment_intent"}})
+	kDispute = addKind(&kind{table: "disputes", schema: "dispute", prefix: "dp_", base: "/v1/disputes", idParam: "dispute",
+		keys: []string{"charge", "payment_intent"}, events: "charge.dispute", skip: []string{"evidence"}})
+	kPayout = addKind(&kind{table: "payouts", schema: "payout", prefix: "po_", base: "/v1/payouts", idParam: "payout",
+		keys: []string{"status", "destination"}, events: "payout"})
+	kTxn = addKind(&kind{table: "balance_transactions", schema: "balance_transaction", prefix: "txn_", base: "/v1/balance_transactions", idParam: "id",
+		keys: []string{"type", "source", "currency"}, what: "balance transaction"})
+	kCS = addKind(&kind{table: "checkout_sessions", schema: "checkout.session", prefix: "cs_test_", base: "/v1/checkout/sessions", idParam: "session",
+		keys: []string{"customer", "payment_intent", "payment_link", "status", "subscription"}, events: "checkout.session",
+		skip: []string{"line_items", "customer_details", "discounts", "payment_method_options", "subscription_data", "payment_intent_data", "invoice_creation", "tax_id_collection", "custom_fields", "custom_text", "shipping_options", "consent_collection", "phone_number_collection", "shipping_address_collection", "automatic_tax", "after_expiration"},
+		what: "checkout.session"})
+	kTaxID = addKind(&kind{table: "tax_ids", schema: "tax_id", prefix: "txi_", base: "/v1/tax_ids", idParam: "id",
+		keys: []string{"customer"}, events: "customer.tax_id", skip: []string{"owner"}, what: "tax_id"})
+	kCN = addKind(&kind{table: "credit_notes", schema: "credit_note", prefix: "cn_", base: "/v1/credit_notes", idParam: "id",
+		keys: []string{"customer", "invoice"}, events: "credit_note", skip: []string{"lines", "invoice", "refund"}, what: "credit note"})
+)
+
+func init() {
+	// payment intents
+	kPI.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if cus := getStr(obj, "customer"); cus != "" {
+			if ae := e.mustExist("customers", "customer", cus); ae != nil {
+				return ae
+			}
+		}
+		obj["client_secret"] = idOf(obj) + "_secret_" + randAlnum(e.idRand, 25)
+		obj["status"] = "requires_payment_method"
+		if getStr(obj, "payment_method") != "" {
+			obj["status"] = "requires_confirmation"
+		}
+		obj["amount_received"], obj["amount_capturable"] = int64(0), int64(0)
+		obj["latest_charge"], obj["invoice"] = nil, nil
+		if getBool(c.params, "confirm") {
+			return e.confirmPI(c, obj)
+		}
+		return nil
+	}
+	crud(kPI, "crul")
+	handle("POST", "/v1/payment_intents/{intent}/confirm", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kPI, c.path["intent"])
+		if obj == nil {
+			return nil, notFound("intent", "payment_intent", c.path["intent"])
+		}
+		old := deepCopy(obj).(map[string]any)
+		if pm, ok := c.params["payment_method"].(string); ok {
+			obj["payment_method"] = pm
+		}
+		if ae := e.confirmPI(c, obj); ae != nil {
+			return nil, ae
+		}
+		r := e.save(c, kPI, obj, old, "payment_intent.succeeded")
+		return e.render(kPI, r.raw, c)
+	})
+	handle("POST", "/v1/payment_intents/{intent}/cancel", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kPI, c.path["intent"])
+		if obj == nil {
+			return nil, notFound("intent", "payment_intent", c.path["intent"])
+		}
+		switch getStr(obj, "status") {
+		case "succeeded", "canceled":
+			return nil, invalid("payment_intent_unexpected_state", "", "You cannot cancel this PaymentIntent because it has a status of %s. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.", getStr(obj, "status"))
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["status"], obj["canceled_at"] = "canceled", c.now
+		obj["cancellation_reason"] = strOr(c.params["cancellation_reason"], "requested_by_customer")
+		r := e.save(c, kPI, obj, old, "payment_intent.canceled")
+		return e.render(kPI, r.raw, c)
+	})
+
+	// setup intents
+	kSI.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		obj["client_secret"] = idOf(obj) + "_secret_" + randAlnum(e.idRand, 25)
+		obj["status"] = "requires_payment_method"
+		if getStr(obj, "payment_method") != "" {
+			obj["status"] = "requires_confirmation"
+			if getBool(c.params, "confirm") {
+				obj["status"] = "succeeded"
+			}
+		}
+		obj["latest_attempt"], obj["mandate"], obj["single_use_mandate"] = nil, nil, nil
+		return nil
+	}
+	crud(kSI, "crul")
+	for _, act := range []string{"confirm", "cancel"} {
+		act := act
+		handle("POST", "/v1/setup_intents/{intent}/"+act, func(e *Emulator, c *reqCtx) (any, *apiError) {
+			obj := e.load(kSI, c.path["intent"])
+			if obj == nil {
+				return nil, notFound("intent", "setupintent", c.path["intent"])
+			}
+			st := getStr(obj, "status")
+			if st == "succeeded" || st == "canceled" {
+				return nil, invalid("setup_intent_unexpected_state", "", "You cannot %s this SetupIntent because it has a status of %s.", act, st)
+			}
+			old := deepCopy(obj).(map[string]any)
+			ev := "setup_intent.canceled"
+			if act == "cancel" {
+				obj["status"] = "canceled"
+				obj["cancellation_reason"] = strOr(c.params["cancellation_reason"], "requested_by_customer")
+			} else {
+				if pm, ok := c.params["payment_method"].(string); ok {
+					obj["payment_method"] = pm
+				}
+				if getStr(obj, "payment_method") == "" {
+					return nil, invalid("", "payment_method", "You must provide a payment_method to confirm this SetupIntent.")
+				}
+				obj["status"] = "succeeded"
+				ev = "setup_intent.succeeded"
+				if cus := getStr(obj, "customer"); cus != "" {
+					e.attachPM(c, getStr(obj, "payment_method"), cus)
+				}
+			}
+			r := e.save(c, kSI, obj, old, ev)
+			return e.render(kSI, r.raw, c)
+		})
+	}
+
+	// payment methods (no payment_method.created in Stripe)
+	kPM.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		obj["customer"] = nil
+		if t, ok := c.params["type"].(string); ok && t != "card" {
+			obj["type"] = t
+			delete(obj, "card")
+			obj[t] = map[string]any{}
+		}
+		return nil
+	}
+	crud(kPM, "cru")
+	handle("GET", "/v1/payment_methods", genericList(kPM, nil))
+	handle("GET", "/v1/customers/{customer}/payment_methods", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		if e.tables["customers"].byID[c.path["customer"]] == nil {
+			return nil, notFound("customer", "customer", c.path["customer"])
+		}
+		c.params["customer"] = c.path["customer"]
+		return genericList(kPM, nil)(e, c)
+	})
+	handle("GET", "/v1/customers/{customer}/payment_methods/{payment_method}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		r := e.tables["payment_methods"].byID[c.path["payment_method"]]
+		if r == nil || r.keys[0] != c.path["customer"] {
+			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
+		}
+		return e.render(kPM, r.raw, c)
+	})
+	handle("POST", "/v1/payment_methods/{payment_method}/attach", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		cus, _ := c.params["customer"].(string)
+		if ae := e.mustExist("customers", "customer", cus); ae != nil {
+			return nil, ae
+		}
+		if e.tables["payment_methods"].byID[c.path["payment_method"]] == nil {
+			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
+		}
+		e.attachPM(c, c.path["payment_method"], cus)
+		return e.render(kPM, e.tables["payment_methods"].byID[c.path["payment_method"]].raw, c)
+	})
+	handle("POST", "/v1/payment_methods/{payment_method}/detach", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kPM, c.path["payment_method"])
+		if obj == nil {
+			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
+		}
+		if getStr(obj, "customer") == "" {
+			return nil, invalid("", "", "The payment method you provided is not attached to a customer so detachment is impossible.")
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["customer"] = nil
+		r := e.save(c, kPM, obj, old, "payment_method.detached")
+		return e.render(kPM, r.raw, c)
+	})
+
+	// charges
+	kCharge.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if _, ok := c.params["amount"]; !ok {
+			return missing("amount")
+		}
+		if _, ok := c.params["currency"]; !ok {
+			return missing("currency")
+		}
+		cus := getStr(obj, "customer")
+		src, _ := c.params["source"].(string)
+		if cus != "" {
+			if ae := e.mustExist("customers", "customer", cus); ae != nil {
+				return ae
+			}
+			if src == "" {
+				src = e.defaultPaymentMethod(cus)
+			}
+		}
+		if src == "" {
+			return invalid("", "source", "You must supply either a source or a customer id")
+		}
+		e.fillCharge(c, obj, cus, src, getInt(obj, "amount"), getStr(obj, "currency"), "", "")
+		return nil
+	}
+	kCharge.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		e.emit(c, "charge.succeeded", obj, nil)
+		if src, _ := c.params["source"].(string); strings.Contains(src, "createDispute") {
+			e.makeDispute(c, obj)
+		}
+	}
+	crud(kCharge, "crul")
+	handle("POST", "/v1/charges/{charge}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kCharge, c.path["charge"])
+		if obj == nil {
+			return nil, notFound("charge", "charge", c.path["charge"])
+		}
+		old := deepCopy(obj).(map[string]any)
+		e.applyParams(kCharge.schema, obj, c.params)
+		r := e.save(c, kCharge, obj, old, "charge.updated")
+		return e.render(kCharge, r.raw, c)
+	})
+	handle("GET", "/v1/charges/{charge}/refunds", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		if e.tables["charges"].byID[c.path["charge"]] == nil {
+			return nil, notFound("charge", "charge", c.path["charge"])
+		}
+		c.params["charge"] = c.path["charge"]
+		return genericList(kRefund, nil)(e, c)
+	})
+
+	// refunds
+	kRefund.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		chID, _ := c.params["charge"].(string)
+		if piID, ok := c.params["payment_intent"].(string); ok && chID == "" {
+			pi := e.load(kPI, piID)
+			if pi == nil {
+				return e.mustExist("payment_intents", "payment_intent", piID)
+			}
+			chID = getStr(pi, "latest_charge")
+			if chID == "" {
+				return invalid("", "payment_intent", "This PaymentIntent does not have a successful charge to refund.")
+			}
+		}
+		if chID == "" {
+			return invalid("parameter_missing", "charge", "One of the following params should be provided for this request: payment_intent or charge.")
+		}
+		ch := e.load(kCharge, chID)
+		if ch == nil {
+			return e.mustExist("charges", "charge", chID)
+		}
+		left := getInt(ch, "amount") - getInt(ch, "amount_refunded")
+		amt := intOr(c.params["amount"], left)
+		if amt <= 0 || amt > left {
+			return invalid("amount_too_large", "amount", "Refund amount (%d) is greater than unrefunded amount on charge (%d)", amt, left)
+		}
+		obj["amount"], obj["currency"] = amt, ch["currency"]
+		obj["charge"], obj["payment_intent"] = chID, ch["payment_intent"]
+		obj["status"] = "succeeded"
+		obj["reason"] = c.params["reason"]
+		obj["failure_balance_transaction"], obj["failure_reason"] = nil, nil
+		obj["balance_transaction"] = e.makeTxn(c, -amt, getStr(ch, "currency"), idOf(obj), "refund", 0)
+		// The charge reflects the refund.
+		old := deepCopy(ch).(map[string]any)
+		ch["amount_refunded"] = getInt(ch, "amount_refunded") + amt
+		ch["refunded"] = getInt(ch, "amount_refunded") == getInt(ch, "amount")
+		e.save(c, kCharge, ch, old, "charge.refunded")
+		return nil
+	}
+	crud(kRefund, "crul")
+	handle("POST", "/v1/charges/{charge}/refunds", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		c.params["charge"] = c.path["charge"]
+		return genericCreate(kRefund)(e, c)
+	})
+	handle("POST", "/v1/refunds/{refund}/cancel", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kRefund, c.path["refund"])
+		if obj == nil {
+			return nil, notFound("refund", "refund", c.path["refund"])
+		}
+		return nil, invalid("", "", "You can't cancel a refund that has status %s.", getStr(obj, "status"))
+	})
+
+	// disputes: created by charging the test source tok_createDispute /
+	// pm_card_createDispute, as in Stripe test mode.
+	kDispute.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		if ev, ok := c.params["evidence"].(map[string]any); ok {
+			cur, _ := obj["evidence"].(map[string]any)
+			if cur == nil {
+				cur = map[string]any{}
+			}
+			for k, v := range ev {
+				cur[k] = v
+			}
+			obj["evidence"] = cur
+		}
+		if getStr(obj, "status") == "needs_response" {
+			obj["status"] = "under_review"
+		}
+		return nil
+	}
+	crud(kDispute, "rul")
+	handle("POST", "/v1/disputes/{dispute}/close", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kDispute, c.path["dispute"])
+		if obj == nil {
+			return nil, notFound("dispute", "dispute", c.path["dispute"])
+		}
+		if st := getStr(obj, "status"); st == "lost" || st == "won" {
+			return nil, invalid("", "", "This dispute is already closed")
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["status"] = "lost"
+		r := e.save(c, kDispute, obj, old, "charge.dispute.closed")
+		return e.render(kDispute, r.raw, c)
+	})
+
+	// payouts
+	kPayout.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		obj["status"] = "pending"
+		obj["arrival_date"] = c.now + 2*86400
+		obj["failure_balance_transaction"], obj["failure_code"], obj["failure_message"] = nil, nil, nil
+		obj["original_payout"], obj["reversed_by"] = nil, nil
+		obj["balance_transaction"] = e.makeTxn(c, -getInt(obj, "amount"), getStr(obj, "currency"), idOf(obj), "payout", 0)
+		return nil
+	}
+	crud(kPayout, "crul")
+	handle("POST", "/v1/payouts/{payout}/cancel", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kPayout, c.path["payout"])
+		if obj == nil {
+			return nil, notFound("payout", "payout", c.path["payout"])
+		}
+		if getStr(obj, "status") != "pending" {
+			return nil, invalid("", "", "Payouts can only be canceled while they are pending.")
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["status"] = "canceled"
+		r := e.save(c, kPayout, obj, old, "payout.canceled")
+		return e.render(kPayout, r.raw, c)
+	})
+
+	// balance transactions (read only; no events of their own)
+	crud(kTxn, "rl")
+
+	// checkout sessions
+	kCS.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		mode := strOr(c.params["mode"], "")
+		if mode == "" {
+			return missing("mode")
+		}
+		if cus := getStr(obj, "customer"); cus != "" {
+			if ae := e.mustExist("customers", "customer", cus); ae != nil {
+				return ae
+			}
+		}
+		if li, ok := c.params["line_items"].([]any); ok {
+			var total int64
+			for i, x := range li {
+				m, _ := x.(map[string]any)
+				pid, _ := m["price"].(string)
+				if pid != "" {
+					p := e.load(kPrice, pid)
+					if p == nil {
+						return e.mustExist("prices", fmt.Sprintf("line_items[%d][price]", i), pid)
+					}
+					total += intOr(p["unit_amount"], 0) * intOr(m["quantity"], 1)
+					obj["currency"] = p["currency"]
+				}
+			}
+			obj["amount_subtotal"], obj["amount_total"] = total, total
+		} else if mode != "setup" {
+			return invalid("parameter_missing", "line_items", "You must specify either `line_items` or `prices` in `payment` or `subscription` mode.")
+		}
+		obj["id"] = "cs_test_" + randAlnum(e.idRand, 58)
+		if c.live {
+			obj["id"] = "cs_live_" + randAlnum(e.idRand, 58)
+		}
+		obj["status"], obj["payment_status"] = "open", "unpaid"
+		obj["expires_at"] = c.now + 24*3600
+		obj["url"] = "https://checkout.stripe.com/c/pay/" + idOf(obj)
+		obj["payment_intent"], obj["subscription"], obj["invoice"], obj["setup_intent"] = nil, nil, nil, nil
+		obj["customer_details"] = nil
+		obj["total_details"] = map[string]any{"amount_discount": int64(0), "amount_shipping": int64(0), "amount_tax": int64(0)}
+		obj["client_reference_id"] = c.params["client_reference_id"]
+		return nil
+	}
+	crud(kCS, "crl")
+	handle("POST", "/v1/checkout/sessions/{session}/expire", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kCS, c.path["session"])
+		if obj == nil {
+			return nil, notFound("session", "checkout.session", c.path["session"])
+		}
+		if getStr(obj, "status") != "open" {
+			return nil, invalid("", "", "Only Checkout Sessions with a status in [\"open\"] can be expired.")
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["status"] = "expired"
+		r := e.save(c, kCS, obj, old, "checkout.session.expired")
+		return e.render(kCS, r.raw, c)
+	})
+	handle("GET", "/v1/checkout/sessions/{session}/line_items", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		if e.tables["checkout_sessions"].byID[c.path["session"]] == nil {
+			return nil, notFound("session", "checkout.session", c.path["session"])
+		}
+		return []byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/checkout/sessions/` + c.path["session"] + `/line_items"}`), nil
+	})
+
+	// tax ids, nested under customers and top-level
+	kTaxID.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		cus := getStr(obj, "customer")
+		if cus == "" {
+			if o, ok := c.params["owner"].(map[string]any); ok {
+				cus, _ = o["customer"].(string)
+			}
+		}
+		if cus != "" {
+			if ae := e.mustExist("customers", "customer", cus); ae != nil {
+				return ae
+			}
+			obj["owner"] = map[string]any{"type": "customer", "customer": cus, "account": nil, "application": nil}
+		} else {
+			obj["owner"] = map[string]any{"type": "self", "customer": nil, "account": nil, "application": nil}
+		}
+		obj["customer"] = nil
+		if cus != "" {
+			obj["customer"] = cus
+		}
+		t := getStr(obj, "type")
+		country := strings.ToUpper(strings.SplitN(t, "_", 2)[0])
+		obj["country"] = country
+		obj["verification"] = map[string]any{"status": "pending", "verified_address": nil, "verified_name": nil}
+		return nil
+	}
+	crud(kTaxID, "crdl")
+	handle("GET", "/v1/customers/{customer}/tax_ids", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		if e.tables["customers"].byID[c.path["customer"]] == nil {
+			return nil, notFound("customer", "customer", c.path["customer"])
+		}
+		c.params["customer"] = c.path["customer"]
+		return genericList(kTaxID, nil)(e, c)
+	})
+	handle("POST", "/v1/customers/{customer}/tax_ids", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		if e.tables["customers"].byID[c.path["customer"]] == nil {
+			return nil, notFound("customer", "customer", c.path["customer"])
+		}
+		c.params["customer"] = c.path["customer"]
+		return genericCreate(kTaxID)(e, c)
+	})
+	handle("GET", "/v1/customers/{customer}/tax_ids/{id}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		r := e.tables["tax_ids"].byID[c.path["id"]]
+		if r == nil || r.keys[0] != c.path["customer"] {
+			return nil, notFound("id", "tax_id", c.path["id"])
+		}
+		return e.render(kTaxID, r.raw, c)
+	})
+	handle("DELETE", "/v1/customers/{customer}/tax_ids/{id}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kTaxID, c.path["id"])
+		if obj == nil || getStr(obj, "customer") != c.path["customer"] {
+			return nil, notFound("id", "tax_id", c.path["id"])
+		}
+		return e.deleteObject(c, kTaxID, obj), nil
+	})
+
+	// credit notes
+	kCN.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		iid, _ := c.params["invoice"].(string)
+		inv := e.load(kInvoice, iid)
+		if inv == nil {
+			return e.mustExist("invoices", "invoice", iid)
+		}
+		st := getStr(inv, "status")
+		if st != "open" && st != "paid" {
+			return invalid("", "invoice", "You can only create credit notes for open or paid invoices.")
+		}
+		amt := intOr(c.params["amount"], getInt(inv, "total"))
+		obj["invoice"], obj["customer"], obj["currency"] = iid, inv["customer"], inv["currency"]
+		obj["amount"], obj["subtotal"], obj["total"] = amt, amt, amt
+		obj["subtotal_excluding_tax"], obj["total_excluding_tax"] = amt, amt
+		obj["amount_shipping"] = int64(0)
+		obj["status"] = "issued"
+		obj["type"] = "pre_payment"
+		if st == "paid" {
+			obj["type"] = "post_payment"
+		}
+		obj["number"] = fmt.Sprintf("%s-CN-%02d", strings.ToUpper(idOf(obj)[3:11]), 1)
+		obj["refund"], obj["customer_balance_transaction"], obj["voided_at"] = nil, nil, nil
+		obj["effective_at"] = c.now
+		obj["pdf"] = "https://pay.stripe.com/credit_notes/" + idOf(obj) + "/pdf"
+		return nil
+	}
+	crud(kCN, "crul")
+	handle("POST", "/v1/credit_notes/{id}/void", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kCN, c.path["id"])
+		if obj == nil {
+			return nil, notFound("id", "credit note", c.path["id"])
+		}
+		if getStr(obj, "status") == "void" {
+			return nil, invalid("", "", "This credit note has already been voided.")
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["status"], obj["voided_at"] = "void", c.now
+		r := e.save(c, kCN, obj, old, "credit_note.voided")
+		return e.render(kCN, r.raw, c)
+	})
+	handle("GET", "/v1/credit_notes/{credit_note}/lines", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		if e.tables["credit_notes"].byID[c.path["credit_note"]] == nil {
+			return nil, notFound("credit_note", "credit note", c.path["credit_note"])
+		}
+		return []byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/credit_notes/` + c.path["credit_note"] + `/lines"}`), nil
+	})
+}
+
+// defaultPaymentMethod is the customer's invoice default payment method, or
+// its newest attached card.
+func (e *Emulator) defaultPaymentMethod(cus string) string {
+	cu := e.load(kCustomer, cus)
+	if cu == nil {
+		return ""
+	}
+	if is, ok := cu["invoice_settings"].(map[string]any); ok {
+		if pm := getStr(is, "default_payment_method"); pm != "" {
+			return pm
+		}
+	}
+	if ds := getStr(cu, "default_source"); ds != "" {
+		return ds
+	}
+	return ""
+}
+
+func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {
+	pm := e.load(kPM, pmID)
+	if pm == nil {
+		return
+	}
+	old := deepCopy(pm).(map[string]any)
+	pm["customer"] = cus
+	e.save(c, kPM, pm, old, "payment_method.attached")
+}
+
+// confirmPI succeeds a payment intent, creating its charge.
+func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
+	switch getStr(pi, "status") {
+	case "succeeded", "canceled":
+		return invalid("payment_intent_unexpected_state", "", "You cannot confirm this PaymentIntent because it has a status of %s.", getStr(pi, "status"))
+	}
+	pm := getStr(pi, "payment_method")
+	if pm == "" {
+		pm = e.defaultPaymentMethod(getStr(pi, "customer"))
+	}
+	if pm == "" {
+		return invalid("payment_intent_unexpected_state", "payment_method", "You cannot confirm this PaymentIntent because it's missing a payment method.")
+	}
+	ch := e.newObject(kCharge, c.now, c.live)
+	e.fillCharge(c, ch, getStr(pi, "customer"), pm, getInt(pi, "amount"), getStr(pi, "currency"), idOf(pi), getStr(pi, "invoice"))
+	e.store(kCharge, ch)
+	e.emit(c, "charge.succeeded", ch, nil)
+	pi["payment_method"] = pm
+	pi["status"] = "succeeded"
+	pi["amount_received"] = pi["amount"]
+	pi["latest_charge"] = idOf(ch)
+	if strings.Contains(pm, "createDispute") {
+		e.makeDispute(c, ch)
+	}
+	return nil
+}
+
+// fillCharge turns obj into a succeeded, captured charge with its balance
+// transaction.
+func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt int64, cur, pi, inv string) {
+	obj["amount"], obj["currency"] = amt, cur
+	obj["amount_captured"], obj["amount_refunded"] = amt, int64(0)
+	obj["captured"], obj["paid"], obj["refunded"], obj["disputed"] = true, true, false, false
+	obj["status"] = "succeeded"
+	obj["customer"] = nil
+	if cus != "" {
+		obj["customer"] = cus
+	}
+	obj["payment_method"] = pm
+	obj["payment_intent"], obj["invoice"] = nil, nil
+	if pi != "" {
+		obj["payment_intent"] = pi
+	}
+	if inv != "" {
+		obj["invoice"] = inv
+	}
+	obj["failure_code"], obj["failure_message"], obj["failure_balance_transaction"] = nil, nil, nil
+	obj["receipt_url"] = "https://pay.stripe.com/receipts/" + idOf(obj)
+	obj["description"] = nil
+	if d, ok := c.params["description"].(string); ok && c.route != nil && strings.HasPrefix(c.route.path, "/v1/charges") {
+		obj["description"] = d
+	}
+	obj["refunds"] = map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/charges/" + idOf(obj) + "/refunds"}
+	delete(obj, "refunds") // not included by default since 2022-11-15; expand[]=refunds renders it
+	fee := 30 + amt*29/1000
+	obj["balance_transaction"] = e.makeTxn(c, amt, cur, idOf(obj), "charge", fee)
+}
+
+// makeTxn records a balance transaction and returns its id.
+func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee int64) string {
+	t := e.newObject(kTxn, c.now, c.live)
+	t["amount"], t["currency"], t["source"], t["type"] = amt, cur, source, typ
+	t["reporting_category"] = typ
+	t["fee"], t["net"] = fee, amt-fee
+	t["fee_details"] = []any{}
+	if fee > 0 {
+		t["fee_details"] = []any{map[string]any{"amount": fee, "application": nil, "currency": cur, "description": "Stripe processing fees", "type": "stripe_fee"}}
+	}
+	t["status"] = "pending"
+	t["available_on"] = c.now + 2*86400
+	t["description"] = nil
+	t["exchange_rate"] = nil
+	e.store(kTxn, t)
+	return idOf(t)
+}
+
+// makePayment charges a customer: payment intent, charge and balance
+// transaction, with their events. It returns the intent and charge ids.
+func (e *Emulator) makePayment(c *reqCtx, cus, pm string, amt int64, cur, inv string) (string, string) {
+	pi := e.newObject(kPI, c.now, c.live)
+	pi["amount"], pi["currency"], pi["customer"], pi["payment_method"] = amt, cur, cus, pm
+	pi["client_secret"] = idOf(pi) + "_secret_" + randAlnum(e.idRand, 25)
+	pi["invoice"] = nil
+	if inv != "" {
+		pi["invoice"] = inv
+	}
+	pi["status"] = "requires_confirmation"
+	e.store(kPI, pi)
+	e.emit(c, "payment_intent.created", pi, nil)
+	e.confirmPI(c, pi)
+	e.store(kPI, pi)
+	e.emit(c, "payment_intent.succeeded", pi, nil)
+	return idOf(pi), getStr(pi, "latest_charge")
+}
+
+func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
+	d := e.newObject(kDispute, c.now, c.live)
+	d["amount"], d["currency"], d["charge"], d["payment_intent"] = ch["amount"], ch["currency"], idOf(ch), ch["payment_intent"]
+	d["status"], d["reason"] = "needs_response", "fraudulent"
+	d["is_charge_refundable"] = false
+	d["balance_transactions"] = []any{}
+	e.store(kDispute, d)
+	e.emit(c, "charge.dispute.created", d, nil)
+	old := deepCopy(ch).(map[string]any)
+	ch["disputed"] = true
+	e.save(c, kCharge, ch, old, "charge.updated")
+}

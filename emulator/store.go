@@ -1,0 +1,253 @@
+package emulator
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+)
+
+// record is one stored object. The object itself is kept pre-encoded (raw is
+// exactly what an unexpanded GET returns), because reads vastly outnumber
+// writes and a page of 100 is then a byte concatenation; the handful of fields
+// lists filter on are copied out into keys.
+type record struct {
+	id      string
+	created int64
+	seq     uint64
+	raw     []byte
+	keys    []string // values of table.keyFields, same order
+	parent  string   // parent id for child tables (invoice lines, subscription items)
+	visible int64    // events only: unix nanos (wall clock) from which it is listed
+}
+
+// table holds one object type. ordered is sorted by (created, seq) so that
+// created-filtered, newest-first pages are binary searches.
+type table struct {
+	name      string
+	keyFields []string
+	keyFunc   func(obj map[string]any) []string
+	byID      map[string]*record
+	ordered   []*record
+	children  map[string][]*record // parent id -> children by seq ascending
+	sorted    bool                 // false while seeding appends out of order
+}
+
+func newTable(name string, keyFields []string) *table {
+	return &table{name: name, keyFields: keyFields, byID: map[string]*record{}, children: map[string][]*record{}, sorted: true}
+}
+
+func less(a, b *record) bool {
+	if a.created != b.created {
+		return a.created < b.created
+	}
+	return a.seq < b.seq
+}
+
+// put inserts a record, or updates the stored record of the same id in
+// place (created and seq never change for an id, so its position holds).
+// It returns the stored record.
+func (t *table) put(r *record) *record {
+	if old, ok := t.byID[r.id]; ok {
+		old.raw, old.keys = r.raw, r.keys
+		return old
+	}
+	t.byID[r.id] = r
+	n := len(t.ordered)
+	if !t.sorted || n == 0 || less(t.ordered[n-1], r) {
+		t.ordered = append(t.ordered, r)
+	} else {
+		i := sort.Search(n, func(i int) bool { return less(r, t.ordered[i]) })
+		t.ordered = append(t.ordered, nil)
+		copy(t.ordered[i+1:], t.ordered[i:])
+		t.ordered[i] = r
+	}
+	if r.parent != "" {
+		t.children[r.parent] = append(t.children[r.parent], r)
+	}
+	return r
+}
+
+// remove deletes a record.
+func (t *table) remove(id string) {
+	r, ok := t.byID[id]
+	if !ok {
+		return
+	}
+	delete(t.byID, id)
+	if i := t.pos(r); i >= 0 {
+		t.ordered = append(t.ordered[:i], t.ordered[i+1:]...)
+	}
+	if r.parent != "" {
+		ch := t.children[r.parent]
+		for j, c := range ch {
+			if c == r {
+				t.children[r.parent] = append(ch[:j:j], ch[j+1:]...)
+				break
+			}
+		}
+		if len(t.children[r.parent]) == 0 {
+			delete(t.children, r.parent)
+		}
+	}
+}
+
+// pos is the index of r in ordered, or -1.
+func (t *table) pos(r *record) int {
+	if !t.sorted {
+		for i, x := range t.ordered {
+			if x.id == r.id {
+				return i
+			}
+		}
+		return -1
+	}
+	i := sort.Search(len(t.ordered), func(i int) bool { return !less(t.ordered[i], r) })
+	if i < len(t.ordered) && t.ordered[i].id == r.id {
+		return i
+	}
+	return -1
+}
+
+// finishBulk restores order after seeding appended records out of order.
+func (t *table) finishBulk() {
+	sort.Slice(t.ordered, func(i, j int) bool { return less(t.ordered[i], t.ordered[j]) })
+	for _, ch := range t.children {
+		sort.Slice(ch, func(i, j int) bool { return ch[i].seq < ch[j].seq })
+	}
+	t.sorted = true
+}
+
+// keyOf returns the filter value of a field for a record.
+func (t *table) keyOf(r *record, field string) (string, bool) {
+	for i, f := range t.keyFields {
+		if f == field {
+			return r.keys[i], true
+		}
+	}
+	return "", false
+}
+
+// extractKeys computes a record's filter values from the object.
+func (t *table) extractKeys(obj map[string]any) []string {
+	if t.keyFunc != nil {
+		return t.keyFunc(obj)
+	}
+	if len(t.keyFields) == 0 {
+		return nil
+	}
+	k := make([]string, len(t.keyFields))
+	for i, f := range t.keyFields {
+		k[i] = keyString(obj[f])
+	}
+	return k
+}
+
+func keyString(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	case json.Number:
+		return x.String()
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case map[string]any:
+		if id, ok := x["id"].(string); ok {
+			return id
+		}
+	}
+	return ""
+}
+
+// listQuery is a parsed list request.
+type listQuery struct {
+	limit         int
+	startingAfter *record
+	endingBefore  *record
+	createdLo     int64 // inclusive
+	createdHi     int64 // inclusive
+	match         func(*record) bool
+}
+
+// page walks seq (sorted ascending by (created, seq)) newest first, or oldest
+// first when asc is set (nested lists such as invoice lines), and returns one
+// page.
+func page(seq []*record, q listQuery, asc bool) ([]*record, bool) {
+	lo, hi := 0, len(seq) // candidate window [lo, hi)
+	if !asc {
+		if q.createdLo > minTime {
+			lo = sort.Search(len(seq), func(i int) bool { return seq[i].created >= q.createdLo })
+		}
+		if q.createdHi < maxTime {
+			hi = sort.Search(len(seq), func(i int) bool { return seq[i].created > q.createdHi })
+		}
+	}
+	idx := func(r *record) int {
+		if asc {
+			return sort.Search(len(seq), func(i int) bool { return seq[i].seq >= r.seq })
+		}
+		return sort.Search(len(seq), func(i int) bool { return !less(seq[i], r) })
+	}
+	var out []*record
+	take := func(r *record) bool {
+		if q.match != nil && !q.match(r) {
+			return true
+		}
+		out = append(out, r)
+		return len(out) <= q.limit
+	}
+	// "forward" is the list's natural direction: descending for newest
+	// first, ascending for nested lists.
+	forward := true
+	start := 0
+	if q.startingAfter != nil {
+		start = idx(q.startingAfter)
+		if asc {
+			lo = max(lo, start+1)
+		} else {
+			hi = min(hi, start)
+		}
+	} else if q.endingBefore != nil {
+		forward = false
+		start = idx(q.endingBefore)
+		if asc {
+			hi = min(hi, start)
+		} else {
+			lo = max(lo, start+1)
+		}
+	}
+	descending := asc != forward // walk high->low?
+	if descending {
+		for i := hi - 1; i >= lo; i-- {
+			if !take(seq[i]) {
+				break
+			}
+		}
+	} else {
+		for i := lo; i < hi; i++ {
+			if !take(seq[i]) {
+				break
+			}
+		}
+	}
+	more := len(out) > q.limit
+	if more {
+		out = out[:q.limit]
+	}
+	if !forward {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out, more
+}
+
+const (
+	minTime = -1 << 62
+	maxTime = 1 << 62
+)

@@ -1,0 +1,173 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/stripe/stripe-mock/spec"
+)
+
+// validateParams checks coerced request params against the operation's
+// schema and answers the way Stripe does: the first unknown parameter, then
+// missing required ones, then badly typed values, each with its bracketed
+// parameter name in `param`.
+//
+// stripe-mock validates with a JSON-schema library whose messages don't name
+// the parameter; Stripe's errors do, and clients (the proxy's error mapping)
+// rely on `code` and `param`, so the walk is done here.
+func (e *Emulator) validateParams(s *spec.Schema, params map[string]any) *apiError {
+	return e.validateValue(s, params, "")
+}
+
+func paramName(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "[" + key + "]"
+}
+
+func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
+	s = e.api.resolve(s)
+	if s == nil {
+		return nil
+	}
+	if len(s.AnyOf) > 0 {
+		var first *apiError
+		for _, sub := range s.AnyOf {
+			ae := e.validateValue(sub, v, name)
+			if ae == nil {
+				return nil
+			}
+			// Prefer the error of the branch whose shape matches (an object
+			// branch for a map value) so the message points at the real
+			// problem rather than "expected a string".
+			if first == nil || (isMap(v) && e.api.resolve(sub) != nil && e.api.resolve(sub).Type == spec.TypeObject) {
+				first = ae
+			}
+		}
+		return first
+	}
+	if v == nil {
+		return nil
+	}
+	switch s.Type {
+	case spec.TypeObject, "":
+		m, ok := v.(map[string]any)
+		if !ok {
+			if s.Type == "" {
+				return nil
+			}
+			// An empty string unsets an object in Stripe's form encoding.
+			if str, ok := v.(string); ok && str == "" {
+				return nil
+			}
+			return invalid("parameter_invalid_type", name, "Invalid object: %s must be an object (use bracketed form, e.g. %s[key]=value)", name, name)
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if len(s.Properties) > 0 || !s.AdditionalPropertiesAllowed {
+			for _, k := range keys {
+				if _, known := s.Properties[k]; !known && !s.AdditionalPropertiesAllowed {
+					return invalid("parameter_unknown", paramName(name, k), "Received unknown parameter: %s", paramName(name, k))
+				}
+			}
+		}
+		for _, req := range s.Required {
+			if _, ok := m[req]; !ok {
+				return invalid("parameter_missing", paramName(name, req), "Missing required param: %s.", paramName(name, req))
+			}
+		}
+		for _, k := range keys {
+			sub := s.Properties[k]
+			if sub == nil {
+				sub = s.AdditionalProperties
+			}
+			if sub == nil {
+				continue
+			}
+			if ae := e.validateValue(sub, m[k], paramName(name, k)); ae != nil {
+				return ae
+			}
+		}
+		return nil
+	case spec.TypeArray:
+		arr, ok := v.([]any)
+		if !ok {
+			if str, ok := v.(string); ok && str == "" {
+				return nil
+			}
+			return invalid("parameter_invalid_type", name, "Invalid array: %s must be an array (e.g. %s[]=value)", name, name)
+		}
+		for i, it := range arr {
+			if s.Items == nil {
+				break
+			}
+			if ae := e.validateValue(s.Items, it, fmt.Sprintf("%s[%d]", name, i)); ae != nil {
+				return ae
+			}
+		}
+		return nil
+	case spec.TypeString:
+		str, ok := v.(string)
+		if !ok {
+			return invalid("parameter_invalid_string", name, "Invalid string: %v", v)
+		}
+		if len(s.Enum) > 0 {
+			for _, allowed := range s.Enum {
+				if fmt.Sprint(allowed) == str {
+					return nil
+				}
+			}
+			opts := make([]string, 0, len(s.Enum))
+			for _, a := range s.Enum {
+				opts = append(opts, fmt.Sprint(a))
+			}
+			if str == "" {
+				return invalid("parameter_invalid_empty", name, "You passed an empty string for '%s'. We assume empty values are an attempt to unset a parameter; however '%s' cannot be unset. You should remove '%s' from your request or supply a non-empty value.", name, name, name)
+			}
+			return invalid("parameter_invalid_string", name, "Invalid %s: must be one of %s", name, strings.Join(opts, ", "))
+		}
+		if s.MaxLength > 0 && len(str) > s.MaxLength {
+			return invalid("parameter_invalid_string", name, "Invalid string: %s...; must be at most %d characters", truncate(str, 20), s.MaxLength)
+		}
+		return nil
+	case spec.TypeInteger:
+		switch v.(type) {
+		case int, int64, json.Number:
+			return nil
+		}
+		if str, ok := v.(string); ok && str == "" {
+			return invalid("parameter_invalid_empty", name, "You passed an empty string for '%s'. We assume empty values are an attempt to unset a parameter; however '%s' cannot be unset. You should remove '%s' from your request or supply a non-empty value.", name, name, name)
+		}
+		return invalid("parameter_invalid_integer", name, "Invalid integer: %v", v)
+	case spec.TypeNumber:
+		switch v.(type) {
+		case int, int64, float64, json.Number:
+			return nil
+		}
+		return invalid("parameter_invalid_number", name, "Invalid decimal: %v", v)
+	case spec.TypeBoolean:
+		if b, ok := v.(bool); ok {
+			if len(s.Enum) > 0 && fmt.Sprint(s.Enum[0]) != fmt.Sprint(b) {
+				return invalid("parameter_invalid_boolean", name, "Invalid %s: must be %v", name, s.Enum[0])
+			}
+			return nil
+		}
+		return invalid("parameter_invalid_boolean", name, "Invalid boolean: %v", v)
+	}
+	return nil
+}
+
+func isMap(v any) bool { _, ok := v.(map[string]any); return ok }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
