@@ -32,7 +32,7 @@ var (
 		keys: []string{"customer"}, events: "subscription_schedule", skip: []string{"phases", "default_settings"}, what: "subscription schedule"})
 	kInvoice = addKind(&kind{table: "invoices", schema: "invoice", prefix: "in_", base: "/v1/invoices", idParam: "invoice",
 		keys: []string{"customer", "status", "subscription", "collection_method"}, events: "invoice"})
-	kLine = addKind(&kind{table: "invoice_line_items", schema: "line_item", prefix: "il_", keys: []string{"invoice"}, parent: "invoice", what: "invoice line item"})
+	kLine        = addKind(&kind{table: "invoice_line_items", schema: "line_item", prefix: "il_", keys: []string{"invoice", "amount"}, parent: "invoice", what: "invoice line item"})
 	kInvoiceItem = addKind(&kind{table: "invoiceitems", schema: "invoiceitem", prefix: "ii_", base: "/v1/invoiceitems", idParam: "invoiceitem",
 		keys: []string{"customer", "invoice"}, events: "invoiceitem", skip: []string{"price", "invoice"}, what: "invoice item"})
 	kEvent = addKind(&kind{table: "events", schema: "event", prefix: "evt_", keys: []string{"type"}})
@@ -808,8 +808,8 @@ func (e *Emulator) recalcInvoice(c *reqCtx, inv map[string]any, save bool) {
 	iid := idOf(inv)
 	var sum int64
 	for _, r := range e.tables["invoice_line_items"].children[iid] {
-		l, _ := decodeObject(r.raw)
-		sum += getInt(l, "amount")
+		n, _ := toInt(r.keys[1])
+		sum += n
 	}
 	inv["lines"] = e.childList(kLine, iid, "/v1/invoices/"+iid+"/lines")
 	inv["subtotal"], inv["subtotal_excluding_tax"] = sum, sum

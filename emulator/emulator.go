@@ -61,13 +61,13 @@ type Emulator struct {
 	seq     uint64
 	idRand  *rand.Rand
 	idem    map[string]*idemEntry
-	seeding bool // suppresses events while seeding
+	seeding bool                   // suppresses events while seeding
 	handler map[string]handlerFunc // "VERB /path/template" -> handler
 
-	statMu   sync.Mutex
-	total    int64
-	byRoute  map[string]int64
-	byStatus map[int]int64
+	statMu    sync.Mutex
+	total     int64
+	byRoute   map[string]int64
+	byStatus  map[int]int64
 	reqSeq    atomic.Uint64
 	reqPrefix string
 }

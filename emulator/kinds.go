@@ -26,9 +26,9 @@ type kind struct {
 	create func(e *Emulator, c *reqCtx, obj map[string]any) *apiError // after params are applied, before store
 	update func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError
 	after  func(e *Emulator, c *reqCtx, obj map[string]any) // after store and the created event (side effects)
-	del    handlerFunc                                       // DELETE; nil = remove and answer the deleted stub
-	skip   []string                                          // params hooks handle themselves
-	what   string                                            // noun in "No such X"
+	del    handlerFunc                                      // DELETE; nil = remove and answer the deleted stub
+	skip   []string                                         // params hooks handle themselves
+	what   string                                           // noun in "No such X"
 }
 
 var (
@@ -196,7 +196,7 @@ func (e *Emulator) updateObject(k *kind, c *reqCtx, obj map[string]any) (any, *a
 // attributes.
 func (e *Emulator) save(c *reqCtx, k *kind, obj, old map[string]any, typ string) *record {
 	r := e.store(k, obj)
-	if old != nil {
+	if old != nil && !e.seeding {
 		if prev := diff(old, obj); len(prev) > 0 {
 			e.emit(c, typ, obj, prev)
 		}
