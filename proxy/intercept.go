@@ -517,10 +517,11 @@ func (s *session) intercept(call *Call, stmtName string) (bool, error) {
 	} else if err != nil {
 		s.p.log.Warn("interceptor failed after completing its reply", "err", err)
 	}
-	select {
-	case <-s.done:
-		return false, net.ErrClosed
-	default:
+	// The server loop may already be waiting on upstream, past its own
+	// flush: the reply must not sit in the buffer (the client may have sent
+	// Flush rather than Sync).
+	if err := s.flushClient(); err != nil {
+		return false, err
 	}
 	if call.failed {
 		if !ic.upstreamFailed {
