@@ -432,6 +432,9 @@ func init() {
 		}
 		t := getStr(obj, "type")
 		country := strings.ToUpper(strings.SplitN(t, "_", 2)[0])
+		if v := getStr(obj, "value"); strings.HasPrefix(t, "eu_") && len(v) >= 2 {
+			country = strings.ToUpper(v[:2])
+		}
 		obj["country"] = country
 		obj["verification"] = map[string]any{"status": "pending", "verified_address": nil, "verified_name": nil}
 		return nil

@@ -222,7 +222,7 @@ func (s *seeder) run(n int) error {
 			for l := 0; l < lines; l++ {
 				s.call(it, "POST", "/v1/invoiceitems", nil, map[string]any{"customer": cid, "invoice": idOf(inv), "price": oneTime[l%len(oneTime)]})
 			}
-			s.call(it, "POST", "/v1/invoices/{invoice}/pay", map[string]string{"invoice": idOf(inv)}, nil)
+			s.call(it, "POST", "/v1/invoices/{invoice}/pay", map[string]string{"invoice": idOf(inv)}, map[string]any{"payment_method": idOf(pm)})
 		}
 	}
 	if s.err != nil {
