@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pgstripe/pgstripe/config"
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgcluster"
+	"github.com/pgstripe/pgstripe/server"
+	"github.com/pgstripe/pgstripe/sync/backfill"
+)
+
+// runDemo is `pgstripe demo`: a throwaway Postgres, a seeded emulator with
+// realistic latency, and serve on the default ports, until Ctrl-C.
+func runDemo(ctx context.Context, env *Env, args []string) error {
+	fs := flagSet(env, "demo")
+	customers := fs.Int("customers", 300, "customers in the seeded Stripe account")
+	listen := fs.String("listen", config.DefaultListen, "proxy listen address")
+	metricsListen := fs.String("metrics-listen", config.DefaultMetricsListen, "metrics listen address")
+	latency := fs.String("latency", "30ms-120ms", "emulated Stripe latency (fixed or MIN-MAX)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	lmin, lmax, err := emulator.ParseLatency(*latency)
+	if err != nil {
+		return fmt.Errorf("--latency: %v", err)
+	}
+	out := env.Stdout
+	fmt.Fprintln(out, "pgstripe demo: starting a throwaway PostgreSQL cluster …")
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cluster.Stop()
+		fmt.Fprintln(out, "removed the throwaway cluster and its files")
+	}()
+
+	fmt.Fprintf(out, "seeding the Stripe emulator with %d customers and their subscriptions, invoices, payments …\n", *customers)
+	emu, err := emulator.New(emulator.Options{Seed: *customers, Distribution: "uniform", Latency: lmin, LatencyMax: lmax})
+	if err != nil {
+		return err
+	}
+	emuLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	emuSrv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	go emuSrv.Serve(emuLn)
+	defer emuSrv.Close()
+
+	cfg := &config.Config{
+		DatabaseURL:   cluster.URL("postgres"),
+		StripeAPIKey:  "sk_test_pgstripe_demo",
+		StripeAPIBase: "http://" + emuLn.Addr().String(),
+		Listen:        *listen,
+		MetricsListen: *metricsListen,
+		RateLimit:     config.DefaultRateLimit(config.TestMode),
+		PollInterval:  config.DefaultPollInterval,
+	}
+	// Logs would garble the progress display: only warnings and errors.
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	var once sync.Once
+	var proxyAddr string
+	show := progressPrinter(out, log)
+	progress := func(p backfill.Progress) {
+		show(p)
+		if p.Done {
+			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen) })
+		}
+	}
+	fmt.Fprintf(out, "emulated Stripe at %s (latency %s, rate limit 25/s like test mode)\n", cfg.StripeAPIBase, *latency)
+	err = server.Run(ctx, server.Options{Config: cfg, Logger: log, Progress: progress,
+		Ready: func(p, m string) {
+			proxyAddr = p
+			fmt.Fprintf(out, "proxy on %s, metrics on http://%s/metrics — backfilling:\n", p, m)
+		}})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	fmt.Fprintln(out, "\nstopped.")
+	return nil
+}
+
+func printDemoHelp(w io.Writer, proxyAddr, metricsAddr string) {
+	host, port, _ := net.SplitHostPort(proxyAddr)
+	url := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", net.JoinHostPort(host, port))
+	fmt.Fprintf(w, `
+Ready. Connect through the pgstripe proxy:
+
+    psql '%s'
+
+Try:
+
+    -- the biggest customers by amount paid
+    SELECT c.email, sum(i.amount_paid) / 100.0 AS paid
+    FROM stripe.invoices i JOIN stripe.customers c ON c.id = i.customer
+    GROUP BY c.email ORDER BY paid DESC LIMIT 5;
+
+    -- subscriptions by status
+    SELECT status, count(*) FROM stripe.subscriptions GROUP BY status;
+
+    -- sync state of every object type
+    SELECT object, phase, rows, lag_seconds FROM stripe_sync.status;
+
+    -- a write: goes to Stripe, then lands locally before the reply
+    INSERT INTO stripe.customers (email, metadata)
+    VALUES ('a@b.co', '{"tier":"gold"}') RETURNING id, email, created;
+
+Metrics: curl http://%s/metrics    Stop: Ctrl-C (removes everything).
+`, url, metricsAddr)
+}

@@ -1,0 +1,244 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/config"
+	"github.com/pgstripe/pgstripe/fleet"
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/metrics"
+	"github.com/pgstripe/pgstripe/proxy"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/sync/events"
+	"github.com/pgstripe/pgstripe/writethrough"
+)
+
+// Options configure Run.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Instance identifies this process in the fleet (default: host-pid-…).
+	Instance leader.Info
+	// Progress, when set, receives the backfill's progress (the demo shows it).
+	Progress func(backfill.Progress)
+	// Ready, when set, is called once the proxy and metrics listen.
+	Ready func(proxyAddr, metricsAddr string)
+	// NoSync runs only the proxy and metrics (no leader election).
+	NoSync bool
+}
+
+// Run serves until ctx is cancelled, then shuts down cleanly and returns
+// nil; it returns an error when start-up fails (database unreachable,
+// migration failure, address in use).
+func Run(ctx context.Context, opts Options) error {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.Instance.Instance == "" {
+		opts.Instance = leader.DefaultInfo()
+	}
+
+	pgcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return errors.New("DATABASE_URL is not a valid Postgres connection string")
+	}
+	pgcfg.ConnConfig.RuntimeParams["application_name"] = "pgstripe"
+	pgcfg.MaxConns = max(pgcfg.MaxConns, 8)
+	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	defer pool.Close()
+	if err := waitForDatabase(ctx, pool, log); err != nil {
+		return err
+	}
+	if err := schema.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	log.Info("schemas stripe and stripe_sync are up to date", "tables", len(schema.Tables()))
+
+	counter := &fleet.Counter{}
+	client, err := stripeapi.New(stripeapi.Config{
+		APIKey:    cfg.StripeAPIKey,
+		BaseURL:   cfg.StripeAPIBase,
+		RateLimit: cfg.RateLimit,
+		Observer:  stripeapi.Observers{stripeapi.PrometheusObserver{}, counter},
+		Logger:    log.With("component", "stripe"),
+	})
+	if err != nil {
+		return err
+	}
+
+	upstream, err := upstreamAddr(pgcfg.ConnConfig)
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("PGSTRIPE_TLS_CERT/PGSTRIPE_TLS_KEY: %v", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	wt := writethrough.New(writethrough.Config{Stripe: client, Pool: pool, Logger: log.With("component", "writethrough")})
+	px := proxy.New(proxy.Config{
+		Upstream:    upstream,
+		TLSConfig:   tlsConfig,
+		Classify:    classifier,
+		Interceptor: interceptor(wt),
+		Logger:      log.With("component", "proxy"),
+	})
+
+	var lc net.ListenConfig
+	proxyLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("PGSTRIPE_LISTEN: %v", err)
+	}
+	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsListen)
+	if err != nil {
+		proxyLn.Close()
+		return fmt.Errorf("PGSTRIPE_METRICS_LISTEN: %v", err)
+	}
+
+	var isLeader atomic.Bool
+	var syncErr atomic.Value // string: the last sync failure, for /healthz
+	health := map[string]metrics.Check{
+		"database": func(ctx context.Context) error { return pool.Ping(ctx) },
+		"sync": func(ctx context.Context) error {
+			if s, _ := syncErr.Load().(string); s != "" {
+				return errors.New(s)
+			}
+			return nil
+		},
+	}
+	metricsSrv := &http.Server{Handler: metrics.Handler(health), ReadHeaderTimeout: 5 * time.Second}
+
+	var wg sync.WaitGroup
+	proxyCtx, stopProxy := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := px.Serve(proxyCtx, proxyLn); err != nil {
+			log.Error("proxy stopped", "err", err)
+		}
+	}()
+	go metricsSrv.Serve(metricsLn)
+	log.Info("proxy listening", "addr", proxyLn.Addr().String(), "upstream", upstream)
+	log.Info("metrics listening", "addr", metricsLn.Addr().String())
+	if opts.Ready != nil {
+		opts.Ready(proxyLn.Addr().String(), metricsLn.Addr().String())
+	}
+
+	syncCtx, stopSync := context.WithCancel(ctx)
+	if !opts.NoSync {
+		member := &fleet.Member{Pool: pool, Info: opts.Instance, Limiter: client.Limiter(), Counter: counter,
+			Total: cfg.RateLimit, IsLeader: isLeader.Load, Logger: log.With("component", "fleet")}
+		wg.Add(1)
+		go func() { defer wg.Done(); member.Run(syncCtx) }()
+
+		elector := &leader.Elector{ConnConfig: pgcfg.ConnConfig, Info: opts.Instance, Logger: log.With("component", "leader")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			elector.Run(syncCtx, func(ctx context.Context, epoch int64) error {
+				isLeader.Store(true)
+				defer isLeader.Store(false)
+				err := runSync(ctx, pool, client, cfg, epoch, opts.Progress, log)
+				if err != nil && ctx.Err() == nil {
+					syncErr.Store(err.Error())
+				}
+				return err
+			})
+		}()
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	stopSync()
+	stopProxy()
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	metricsSrv.Shutdown(sctx)
+	log.Info("stopped")
+	return nil
+}
+
+// runSync is the leader's work: backfill what is not complete, then follow
+// events until ctx ends or leadership is lost.
+func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, cfg *config.Config, epoch int64, progress func(backfill.Progress), log *slog.Logger) error {
+	fence := func(ctx context.Context, tx pgx.Tx) error { return leader.Fence(ctx, tx, epoch) }
+	bcfg := backfill.Config{Pool: pool, Client: client, Fence: fence, Progress: progress, Logger: log.With("component", "backfill")}
+	err := backfill.Run(ctx, bcfg)
+	var partial *backfill.PartialError
+	switch {
+	case errors.As(err, &partial):
+		// The failed types are in phase error (stripe_sync.status); the
+		// others are complete and go live.
+		log.Error("backfill incomplete", "err", err)
+	case err != nil:
+		return err
+	}
+	return events.Run(ctx, events.Config{
+		Pool: pool, Client: client, PollInterval: cfg.PollInterval, Epoch: epoch,
+		Logger: log.With("component", "events"),
+		Backfill: func(ctx context.Context, since time.Time) error {
+			full := bcfg
+			full.RestartCompletedBefore = since
+			return backfill.Run(ctx, full)
+		},
+	})
+}
+
+// waitForDatabase retries the first connection for a while: in a compose
+// file pgstripe may start before Postgres accepts connections.
+func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("connect to DATABASE_URL: %s", connErrText(err))
+		}
+		log.Warn("waiting for the database", "err", connErrText(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// upstreamAddr is where the proxy connects: DATABASE_URL's host and port
+// (a Unix socket when the host is a directory).
+func upstreamAddr(c *pgx.ConnConfig) (string, error) {
+	if c.Host == "" {
+		return "", errors.New("DATABASE_URL has no host")
+	}
+	if c.Host[0] == '/' {
+		return c.Host + "/.s.PGSQL." + strconv.Itoa(int(c.Port)), nil
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), nil
+}
