@@ -119,9 +119,10 @@ func logEntry(ctx context.Context, tx pgx.Tx, kind string, detail map[string]any
 // would have done it are gone.
 //
 //  1. T := Stripe's current time; the cursor is marked "re-backfill since
-//     T" (durable, so a crash resumes the re-backfill, never the polling).
-//  2. Config.Backfill runs a complete, fresh backfill: every object that
-//     exists is written with _as_of ≥ T.
+//     T" (durable, so a crash resumes the re-backfill with the same T,
+//     never the polling).
+//  2. Config.Backfill(T) backfills every table completely: every object
+//     that exists is written with _as_of ≥ T.
 //  3. Rows still older than T belong to objects that no longer exist: they
 //     are deleted and tombstoned (so no replayed event brings them back).
 //  4. The cursor restarts at T; events since then are replayed as after
@@ -143,30 +144,38 @@ func (p *poller) rebackfill(ctx context.Context, reason string) error {
 		return err
 	}
 	p.observeDate(start.CheckedThrough)
-	T := start.CheckedThrough
-	p.log.Warn("events cursor is older than Stripe's event retention: re-backfilling every table",
-		"checked_through", p.cur.CheckedThrough, "stripe_now", T, "reason", reason)
-	marked := p.cur
-	marked.RebackfillSince = T
-	err = p.inTx(ctx, func(tx pgx.Tx) error {
-		if err := saveCursor(ctx, tx, marked); err != nil {
+	// A re-backfill resumed after a crash keeps its start: rows the first
+	// attempt wrote are as new as that, and the events since then must be
+	// replayed.
+	T := p.cur.RebackfillSince
+	if T.IsZero() {
+		T = start.CheckedThrough
+		p.log.Warn("events cursor is older than Stripe's event retention: re-backfilling every table",
+			"checked_through", p.cur.CheckedThrough, "stripe_now", T, "reason", reason)
+		marked := p.cur
+		marked.RebackfillSince = T
+		err = p.inTx(ctx, func(tx pgx.Tx) error {
+			if err := saveCursor(ctx, tx, marked); err != nil {
+				return err
+			}
+			return logEntry(ctx, tx, "rebackfill_started", map[string]any{
+				"reason": reason, "checked_through": p.cur.CheckedThrough, "stripe_now": T})
+		})
+		if err != nil {
 			return err
 		}
-		return logEntry(ctx, tx, "rebackfill_started", map[string]any{
-			"reason": reason, "checked_through": p.cur.CheckedThrough, "stripe_now": T})
-	})
-	if err != nil {
-		return err
+		p.cur = marked
+	} else {
+		p.log.Warn("resuming the re-backfill", "since", T)
 	}
-	p.cur = marked
-	if err := p.cfg.Backfill(ctx); err != nil {
+	if err := p.cfg.Backfill(ctx, T); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("%w: %v", errBackfill, err)
 	}
 	swept := map[string]int{}
-	next := start
+	next := Cursor{CheckedThrough: T, BalanceCheckedThrough: T, LastEventID: start.LastEventID, LastEventAt: start.LastEventAt}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		for _, t := range schema.Tables() {
 			if t.Parent != nil {

@@ -65,11 +65,14 @@ type Config struct {
 	// (leader.Fence). 0 disables fencing (single instance, tests).
 	Epoch int64
 	// Backfill, when set, is called when the cursor is older than Stripe's
-	// retention: it must run a complete, fresh backfill of every table (not
-	// resume an earlier one). Afterwards rows the backfill did not see are
-	// removed (their objects are gone) and the loop continues from the time
-	// the re-backfill started. When nil, Run returns ErrCursorExpired.
-	Backfill func(ctx context.Context) error
+	// retention. since is Stripe's time when the re-backfill began (the
+	// same on every call for one re-backfill, also after a crash): it must
+	// backfill every table completely, refetching whatever it completed
+	// before since and resuming what it began after (backfill.Config's
+	// RestartCompletedBefore = since). Afterwards rows older than since
+	// are removed (their objects are gone) and the loop continues from
+	// since. When nil, Run returns ErrCursorExpired.
+	Backfill func(ctx context.Context, since time.Time) error
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 	// OnApplied, when set, is called after each commit with the events it

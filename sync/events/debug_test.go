@@ -1,0 +1,35 @@
+package events_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func debugMissing(t *testing.T, v *env, details []string) {
+	evs := v.e.Objects("events")
+	var cur struct{ ct, bc string }
+	v.pool.QueryRow(context.Background(), `SELECT checked_through::text, coalesce((SELECT event_created::text FROM stripe_sync.cursor),'') FROM stripe_sync.events_cursor`).Scan(&cur.ct, &cur.bc)
+	t.Logf("cursor: %+v, events in emulator: %d", cur, len(evs))
+	for _, d := range details[:min(3, len(details))] {
+		f := strings.Fields(d)
+		id := strings.TrimSuffix(f[1], ":")
+		obj := v.e.Objects(f[0])[id]
+		var o struct{ Created int64 }
+		json.Unmarshal(obj, &o)
+		t.Logf("%s created %d", id, o.Created)
+		for eid, raw := range evs {
+			if strings.Contains(string(raw), id) {
+				var e struct {
+					Type    string
+					Created int64
+				}
+				json.Unmarshal(raw, &e)
+				var applied bool
+				v.pool.QueryRow(context.Background(), `SELECT EXISTS(SELECT 1 FROM stripe_sync.applied_events WHERE id=$1)`, eid).Scan(&applied)
+				t.Logf("  event %s %s created %d applied %v", eid, e.Type, e.Created, applied)
+			}
+		}
+	}
+}

@@ -1,0 +1,659 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/sync/events"
+	"github.com/pgstripe/pgstripe/sync/events/lagbench"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("EVENTS_HELPER") == "1" {
+		os.Exit(helperProcess())
+	}
+	pgtest.Main(m)
+}
+
+type env struct {
+	e      *emulator.Emulator
+	base   string
+	db     string
+	pool   *pgxpool.Pool
+	client *stripeapi.Client // the sync's
+	mut    *stripeapi.Client // the workload's (own limiter)
+}
+
+func setup(t *testing.T, opts emulator.Options) *env {
+	t.Helper()
+	if opts.RateLimit == 0 {
+		opts.RateLimit = -1
+	}
+	e, err := emulator.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	v := &env{e: e, base: srv.URL, db: db, pool: pool}
+	v.client = v.newClient(t, 500)
+	v.mut = v.newClient(t, 5000)
+	return v
+}
+
+func (v *env) newClient(t *testing.T, rate float64) *stripeapi.Client {
+	t.Helper()
+	c, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_events", BaseURL: v.base, RateLimit: rate, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// loop runs events.Run until the returned stop is called; stop returns
+// Run's error (nil when it ended by the cancel).
+func (v *env) loop(t *testing.T, cfg events.Config) (stop func() error) {
+	t.Helper()
+	cfg.Pool, cfg.Client = v.pool, v.client
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.LookBack == 0 {
+		cfg.LookBack = 5 * time.Second
+		cfg.SweepEvery = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- events.Run(ctx, cfg) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// converge waits until every table equals the emulator's objects.
+func (v *env) converge(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	var d lagbench.Diff
+	var err error
+	for end := time.Now().Add(timeout); ; {
+		d, err = lagbench.Compare(ctx, v.pool, v.e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Total() == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			debugMissing(t, v, d.Details)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("tables differ from the emulator after %s: %d missing, %d extra, %d stale %v:\n%s",
+		timeout, d.Missing, d.Extra, d.Stale, d.ByTable, strings.Join(d.Details, "\n"))
+}
+
+func (v *env) rows(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	if err := v.pool.QueryRow(context.Background(), "SELECT count(*) FROM stripe."+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestHandoffAndSameSecondUpdates(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	w := newWorkload(v.mut, 1)
+	for range 3 {
+		w.do(ctx, "createCustomer")
+	}
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Changes after the cursor and before the loop starts: a backfill
+	// would have seen some of them; the loop must replay all.
+	cus := w.pick("customers")
+	for i := range 4 { // same second, different states: only a re-fetch orders them
+		w.post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(i)}})
+	}
+	w.do(ctx, "createProduct")
+	before := v.e.Stats().ByRoute["GET /v1/customers/{customer}"]
+	stop := v.loop(t, events.Config{})
+	v.converge(t, 10*time.Second)
+	// The re-fetch waits for Stripe's clock to pass the second.
+	var queued int
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.events_refetch WHERE object <> 'upcoming_invoices'`).Scan(&queued)
+		if queued == 0 {
+			break
+		}
+	}
+	if queued != 0 {
+		t.Errorf("re-fetch queue not drained: %d", queued)
+	}
+	v.converge(t, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if v.rows(t, "customers") != 3 || v.rows(t, "products") != 1 {
+		t.Errorf("rows: %d customers, %d products", v.rows(t, "customers"), v.rows(t, "products"))
+	}
+	if got := v.e.Stats().ByRoute["GET /v1/customers/{customer}"] - before; got < 1 {
+		t.Errorf("same-second states of %s were not re-fetched (retrieves: %d)", cus, got)
+	}
+	var status struct {
+		phase string
+		last  *time.Time
+		lag   *float64
+	}
+	if err := v.pool.QueryRow(ctx, `SELECT phase, last_event_at, lag_seconds FROM stripe_sync.status WHERE object = 'customers'`).
+		Scan(&status.phase, &status.last, &status.lag); err != nil {
+		t.Fatal(err)
+	}
+	if status.phase != "live" || status.last == nil || status.lag == nil || *status.lag < 0 || *status.lag > 5 {
+		t.Errorf("status of customers: phase %s, last_event_at %v, lag %v", status.phase, status.last, status.lag)
+	}
+}
+
+// TestRandomWorkload: random creates, updates and deletes across object
+// types, same-second bursts and delayed event visibility, while a backfill
+// runs and then while the loop runs; every table must end equal to the
+// emulator.
+func TestRandomWorkload(t *testing.T) {
+	v := setup(t, emulator.Options{EventDelay: 700 * time.Millisecond})
+	ctx := context.Background()
+	w := newWorkload(v.mut, 42)
+	for range 15 {
+		w.do(ctx, "createCustomer")
+		w.do(ctx, "createProduct")
+	}
+	for range 10 {
+		w.do(ctx, "createPrice")
+	}
+	wctx, stopWork := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(wctx, uint64(i))
+		}()
+	}
+	// The backfill runs while the workload changes things: the handoff.
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 8}); err != nil {
+		t.Fatal(err)
+	}
+	stop := v.loop(t, events.Config{})
+	time.Sleep(6 * time.Second)
+	stopWork()
+	wg.Wait()
+	t.Logf("workload: %s", w.summary())
+	if w.ok() < 150 {
+		t.Fatalf("workload too small to mean anything: %s", w.summary())
+	}
+	v.converge(t, 20*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var tomb int
+	v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.tombstones`).Scan(&tomb)
+	if w.count("delete") > 0 && tomb == 0 {
+		t.Errorf("deletes happened but no tombstones were recorded")
+	}
+}
+
+func TestCursorExpiredWithoutBackfill(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	v.e.SetClockOffset(31 * 24 * time.Hour)
+	err := events.Run(ctx, events.Config{Pool: v.pool, Client: v.client, Logger: testLogger(t)})
+	if !errors.Is(err, events.ErrCursorExpired) {
+		t.Fatalf("Run = %v, want ErrCursorExpired", err)
+	}
+	var n int
+	v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.log WHERE kind = 'events_cursor_expired'`).Scan(&n)
+	if n != 1 {
+		t.Errorf("cursor expiry logged %d times, want 1", n)
+	}
+}
+
+func TestNoCursor(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	err := events.Run(context.Background(), events.Config{Pool: v.pool, Client: v.client})
+	if !errors.Is(err, events.ErrNoCursor) {
+		t.Fatalf("Run without a cursor = %v, want ErrNoCursor", err)
+	}
+	if err := events.Run(context.Background(), events.Config{Client: v.client}); err == nil || !strings.Contains(err.Error(), "Pool") {
+		t.Fatalf("Run without a pool = %v", err)
+	}
+}
+
+// TestRebackfillAfterRetention: pgstripe is down for 31 days; objects were
+// created, changed and deleted meanwhile and their events are gone. The
+// loop re-backfills and the tables end exact.
+func TestRebackfillAfterRetention(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	w := newWorkload(v.mut, 7)
+	for range 6 {
+		w.do(ctx, "createCustomer")
+		w.do(ctx, "createProduct")
+	}
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
+		t.Fatal(err)
+	}
+	stop := v.loop(t, events.Config{})
+	v.converge(t, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Down: changes the loop never sees as events.
+	gone := w.pick("customers")
+	w.delete(ctx, "customers", gone)
+	w.do(ctx, "updateProduct")
+	w.do(ctx, "createCustomer")
+	v.e.SetClockOffset(31 * 24 * time.Hour)
+	w.do(ctx, "createCustomer")
+	w.do(ctx, "updateCustomer")
+
+	var calls int
+	stop = v.loop(t, events.Config{Backfill: func(ctx context.Context, since time.Time) error {
+		calls++
+		return backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4, RestartCompletedBefore: since})
+	}})
+	v.converge(t, 20*time.Second)
+	// Changes after the re-backfill still flow.
+	w.do(ctx, "updateCustomer")
+	w.do(ctx, "createProduct")
+	v.converge(t, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("Backfill called %d times, want 1", calls)
+	}
+	kinds := map[string]int{}
+	rows, _ := v.pool.Query(ctx, `SELECT kind FROM stripe_sync.log WHERE kind LIKE 'rebackfill%'`)
+	for rows.Next() {
+		var k string
+		rows.Scan(&k)
+		kinds[k]++
+	}
+	rows.Close()
+	if kinds["rebackfill_started"] != 1 || kinds["rebackfill_complete"] != 1 {
+		t.Errorf("log: %v, want one rebackfill_started and one rebackfill_complete", kinds)
+	}
+	var tomb bool
+	v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1)`, gone).Scan(&tomb)
+	if !tomb {
+		t.Errorf("customer %s deleted during the outage was not tombstoned", gone)
+	}
+}
+
+// workload issues random mutations through the API, remembering ids.
+type workload struct {
+	c    *stripeapi.Client
+	mu   sync.Mutex
+	rng  *rand.Rand
+	ids  map[string][]string // live ids by table
+	subs map[string]string   // subscription → customer
+	// recurring prices (for subscriptions)
+	recurring []string
+	okN       map[string]int
+	failN     map[string]int
+	failMsg   map[string]string
+}
+
+func newWorkload(c *stripeapi.Client, seed uint64) *workload {
+	return &workload{c: c, rng: rand.New(rand.NewPCG(seed, seed)), ids: map[string][]string{}, subs: map[string]string{},
+		okN: map[string]int{}, failN: map[string]int{}, failMsg: map[string]string{}}
+}
+
+func (w *workload) pick(table string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := w.ids[table]
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[w.rng.IntN(len(ids))]
+}
+
+func (w *workload) add(table, id string) {
+	w.mu.Lock()
+	w.ids[table] = append(w.ids[table], id)
+	w.mu.Unlock()
+}
+
+func (w *workload) remove(table, id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := w.ids[table]
+	for i, x := range ids {
+		if x == id {
+			w.ids[table] = append(ids[:i:i], ids[i+1:]...)
+			return
+		}
+	}
+}
+
+func (w *workload) post(ctx context.Context, path string, q url.Values) (string, error) {
+	resp, err := w.c.Post(stripeapi.WithPriority(ctx, stripeapi.Interactive), path, q, "")
+	if err != nil {
+		return "", err
+	}
+	return stripeapi.ObjectID(resp.Body)
+}
+
+func (w *workload) delete(ctx context.Context, table, id string) error {
+	_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/"+table+"/"+id, nil)
+	if err == nil {
+		w.remove(table, id)
+	}
+	return err
+}
+
+func (w *workload) record(op string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.failN[op]++
+		w.failMsg[op] = err.Error()
+		return
+	}
+	w.okN[op]++
+}
+
+func (w *workload) ok() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, c := range w.okN {
+		n += c
+	}
+	return n
+}
+
+func (w *workload) count(prefix string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for op, c := range w.okN {
+		if strings.HasPrefix(op, prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+func (w *workload) summary() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "ok %v", w.okN)
+	for op, n := range w.failN {
+		fmt.Fprintf(&b, "; %s failed %d× (%s)", op, n, w.failMsg[op])
+	}
+	return b.String()
+}
+
+func (w *workload) rand(n int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rng.IntN(n)
+}
+
+var ops = []string{
+	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
+	"createProduct", "updateProduct", "burstProduct", "deleteProduct",
+	"createPrice", "updatePrice",
+	"createCoupon", "deleteCoupon",
+	"createSubscription", "updateSubscription", "cancelSubscription",
+	"createInvoiceItem", "deleteInvoiceItem",
+	"createTaxID", "deleteTaxID",
+}
+
+func (w *workload) run(ctx context.Context, _ uint64) {
+	for ctx.Err() == nil {
+		w.do(ctx, ops[w.rand(len(ops))])
+		time.Sleep(time.Duration(w.rand(15)) * time.Millisecond)
+	}
+}
+
+// do runs one named operation; failures (an emulator without the
+// endpoint, a constraint) are counted, not fatal: the comparison at the
+// end is the assertion.
+func (w *workload) do(ctx context.Context, op string) {
+	err := w.op(ctx, op)
+	if errors.Is(err, errSkip) {
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	w.record(op, err)
+}
+
+var errSkip = errors.New("nothing to do")
+
+func (w *workload) op(ctx context.Context, op string) error {
+	n := w.rand(1_000_000)
+	meta := url.Values{fmt.Sprintf("metadata[k%d]", n%5): {fmt.Sprint(n)}}
+	switch op {
+	case "createCustomer":
+		id, err := w.post(ctx, "/v1/customers", url.Values{"name": {fmt.Sprintf("Customer %d", n)}, "email": {fmt.Sprintf("c%d@example.com", n)}})
+		if err == nil {
+			w.add("customers", id)
+		}
+		return err
+	case "updateCustomer", "burstCustomer", "updateProduct", "burstProduct":
+		table := "customers"
+		if strings.HasSuffix(op, "Product") {
+			table = "products"
+		}
+		id := w.pick(table)
+		if id == "" {
+			return errSkip
+		}
+		times := 1
+		if strings.HasPrefix(op, "burst") {
+			times = 3 // same second: the states can only be ordered by a fetch
+		}
+		for i := range times {
+			q := url.Values{fmt.Sprintf("metadata[b%d]", i): {fmt.Sprint(n + i)}}
+			if _, err := w.post(ctx, "/v1/"+table+"/"+id, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "deleteCustomer":
+		id := w.pick("customers")
+		if id == "" || w.rand(3) > 0 { // keep most customers around
+			return errSkip
+		}
+		return w.delete(ctx, "customers", id)
+	case "createProduct":
+		id, err := w.post(ctx, "/v1/products", url.Values{"name": {fmt.Sprintf("Product %d", n)}})
+		if err == nil {
+			w.add("products_free", id)
+			w.add("products", id)
+		}
+		return err
+	case "deleteProduct":
+		id := w.pick("products_free") // only products without prices can be deleted
+		if id == "" {
+			return errSkip
+		}
+		err := w.delete(ctx, "products", id)
+		if err == nil {
+			w.remove("products_free", id)
+		}
+		return err
+	case "createPrice":
+		prod := w.pick("products")
+		if prod == "" {
+			return errSkip
+		}
+		q := url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(100 + n%900)}, "currency": {"usd"}}
+		recurring := n%2 == 0
+		if recurring {
+			q.Set("recurring[interval]", "month")
+		}
+		id, err := w.post(ctx, "/v1/prices", q)
+		if err == nil {
+			w.add("prices", id)
+			w.remove("products_free", prod)
+			if recurring {
+				w.add("prices_recurring", id)
+			} else {
+				w.add("prices_once", id)
+			}
+		}
+		return err
+	case "updatePrice":
+		id := w.pick("prices")
+		if id == "" {
+			return errSkip
+		}
+		_, err := w.post(ctx, "/v1/prices/"+id, meta)
+		return err
+	case "createCoupon":
+		id, err := w.post(ctx, "/v1/coupons", url.Values{"percent_off": {fmt.Sprint(5 + n%50)}, "duration": {"once"}})
+		if err == nil {
+			w.add("coupons", id)
+		}
+		return err
+	case "deleteCoupon":
+		id := w.pick("coupons")
+		if id == "" {
+			return errSkip
+		}
+		return w.delete(ctx, "coupons", id)
+	case "createSubscription":
+		cus, price := w.pick("customers"), w.pick("prices_recurring")
+		if cus == "" || price == "" {
+			return errSkip
+		}
+		id, err := w.post(ctx, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
+			"collection_method": {"send_invoice"}, "days_until_due": {"30"}})
+		if err == nil {
+			w.add("subscriptions", id)
+		}
+		return err
+	case "updateSubscription":
+		id := w.pick("subscriptions")
+		if id == "" {
+			return errSkip
+		}
+		_, err := w.post(ctx, "/v1/subscriptions/"+id, meta)
+		return err
+	case "cancelSubscription":
+		id := w.pick("subscriptions")
+		if id == "" {
+			return errSkip
+		}
+		_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/subscriptions/"+id, nil)
+		if err == nil {
+			w.remove("subscriptions", id)
+		}
+		return err
+	case "createInvoiceItem":
+		// With an existing price: given an amount, the emulator makes a
+		// product and price without events (see the report).
+		cus, price := w.pick("customers"), w.pick("prices_once")
+		if cus == "" || price == "" {
+			return errSkip
+		}
+		id, err := w.post(ctx, "/v1/invoiceitems", url.Values{"customer": {cus}, "price": {price}})
+		if err == nil {
+			w.add("invoiceitems", id)
+		}
+		return err
+	case "deleteInvoiceItem":
+		id := w.pick("invoiceitems")
+		if id == "" {
+			return errSkip
+		}
+		return w.delete(ctx, "invoiceitems", id)
+	case "createTaxID":
+		cus := w.pick("customers")
+		if cus == "" {
+			return errSkip
+		}
+		id, err := w.post(ctx, "/v1/customers/"+cus+"/tax_ids", url.Values{"type": {"eu_vat"}, "value": {fmt.Sprintf("DE%09d", n)}})
+		if err == nil {
+			w.add("tax_ids", cus+"/"+id)
+		}
+		return err
+	case "deleteTaxID":
+		k := w.pick("tax_ids")
+		if k == "" {
+			return errSkip
+		}
+		cus, id, _ := strings.Cut(k, "/")
+		_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/customers/"+cus+"/tax_ids/"+id, nil)
+		if err == nil || stripeapi.IsNotFound(err) {
+			w.remove("tax_ids", k)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown op %s", op)
+}

@@ -1,0 +1,44 @@
+package lagbench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/sync/events/lagbench"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestLag is a short run of the benchmark: every mutation's event must be
+// applied and the tables must end exact. With LAGBENCH_DURATION (e.g. 30s),
+// LAGBENCH_RATE (mutations/s) and LAGBENCH_DELAY (visibility delay) it is
+// the full measurement; the JSON result is logged either way.
+func TestLag(t *testing.T) {
+	o := lagbench.Options{Duration: 3 * time.Second, MutationsPerSec: 20, EventDelay: time.Second, Objects: 10,
+		DatabaseURL: pgtest.NewDB(t)}
+	if d, err := time.ParseDuration(os.Getenv("LAGBENCH_DURATION")); err == nil {
+		o.Duration = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("LAGBENCH_DELAY")); err == nil {
+		o.EventDelay = d
+	}
+	if r := os.Getenv("LAGBENCH_RATE"); r != "" {
+		json.Unmarshal([]byte(r), &o.MutationsPerSec)
+	}
+	res, err := lagbench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	t.Logf("%s", b)
+	if res.Missing != 0 || res.Stale != 0 || res.Extra != 0 {
+		t.Errorf("missing %d, stale %d, extra %d", res.Missing, res.Stale, res.Extra)
+	}
+	if res.Events != res.Mutations || res.Mutations < int(o.MutationsPerSec*o.Duration.Seconds()/2) {
+		t.Errorf("%d of %d mutations applied", res.Events, res.Mutations)
+	}
+}
