@@ -232,7 +232,7 @@ func (r *runner) resolve(names []string) error {
 			o.kind, o.parent = kindChild, t.Parent.Table
 		case isPP:
 			o.kind, o.parent, o.listPath = kindPerParent, pp.parent, pp.path
-		case t.CreatedFilter && t.ListPath != "":
+		case t.CreatedFilter && t.ListPath != "" && hasColumn(t, "created"):
 			o.kind = kindRanged
 		case t.ListPath != "" && len(t.ListRequired) == 0:
 			o.kind = kindWhole
@@ -254,6 +254,13 @@ func (r *runner) resolve(names []string) error {
 		}
 	}
 	return nil
+}
+
+// hasColumn: slicing needs each object's created; invoice items accept a
+// created filter but show the time as "date", so they are paged whole.
+func hasColumn(t *schema.Table, name string) bool {
+	_, ok := t.Column(name)
+	return ok
 }
 
 func (r *runner) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {

@@ -66,17 +66,25 @@ type recorder struct {
 	reject func(r *http.Request) (int, string) // answer instead of the emulator
 }
 
+// hooks sets the callbacks (under the lock: handlers run concurrently).
+func (rc *recorder) hooks(onReq func(int64), reject func(*http.Request) (int, string)) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.onReq, rc.reject = onReq, reject
+}
+
 func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := rc.count.Add(1)
-	if rc.onReq != nil {
-		rc.onReq(n)
-	}
 	q := r.URL.Query()
 	rc.mu.Lock()
 	rc.seen = append(rc.seen, r.Method+" "+r.URL.Path+"?"+q.Encode())
+	onReq, reject := rc.onReq, rc.reject
 	rc.mu.Unlock()
-	if rc.reject != nil {
-		if status, body := rc.reject(r); status != 0 {
+	if onReq != nil {
+		onReq(n)
+	}
+	if reject != nil {
+		if status, body := reject(r); status != 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
 			fmt.Fprint(w, body)
@@ -314,14 +322,14 @@ func TestKillAndResume(t *testing.T) {
 	}
 	// Kill somewhere in the middle: after a random share of the requests a
 	// full run needs (about 2 per customer plus the lists).
-	killAt := int64(60 + time.Now().UnixNano()%200)
+	killAt := int64(30 + time.Now().UnixNano()%120)
 	killed := make(chan struct{})
 	var once sync.Once
-	v.rec.onReq = func(n int64) {
+	v.rec.hooks(func(n int64) {
 		if n >= killAt {
 			once.Do(func() { close(killed) })
 		}
-	}
+	}, nil)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "BACKFILL_HELPER=1", "BACKFILL_DB="+v.db, "BACKFILL_API="+v.base)
 	cmd.Stderr = os.Stderr
@@ -340,7 +348,7 @@ func TestKillAndResume(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatal("helper hung")
 	}
-	v.rec.onReq = nil
+	v.rec.hooks(nil, nil)
 	first := v.rec.requests()
 	ctx := context.Background()
 	var pending int
@@ -384,7 +392,7 @@ func TestOneObjectFailsOthersComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n429 atomic.Int64
-	v.rec.reject = func(r *http.Request) (int, string) {
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
 		if strings.HasPrefix(r.URL.Path, "/v1/disputes") {
 			return 403, `{"error":{"type":"invalid_request_error","code":"secret_key_required","message":"This key can't list disputes."}}`
 		}
@@ -393,7 +401,7 @@ func TestOneObjectFailsOthersComplete(t *testing.T) {
 			return 429, `{"error":{"type":"invalid_request_error","code":"rate_limit","message":"Too many requests"}}`
 		}
 		return 0, ""
-	}
+	})
 	ctx := context.Background()
 	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers", "disputes", "products"}})
 	var pe *backfill.PartialError
@@ -413,7 +421,7 @@ func TestOneObjectFailsOthersComplete(t *testing.T) {
 		t.Errorf("429 path not exercised")
 	}
 	// Fixed: the next run picks disputes up again.
-	v.rec.reject = nil
+	v.rec.hooks(nil, nil)
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"disputes"}}); err != nil {
 		t.Fatal(err)
 	}
