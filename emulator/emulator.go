@@ -70,6 +70,16 @@ type Emulator struct {
 	byStatus  map[int]int64
 	reqSeq    atomic.Uint64
 	reqPrefix string
+
+	closed    chan struct{} // closed by Close: releases requests held by latency or timeout faults
+	closeOnce sync.Once
+}
+
+// Close releases requests that are being held (latency, injected
+// timeouts) so that an http.Server in front of the emulator can shut down
+// promptly. The emulator keeps answering new requests.
+func (e *Emulator) Close() {
+	e.closeOnce.Do(func() { close(e.closed) })
 }
 
 type idemEntry struct {
@@ -92,6 +102,7 @@ func New(opts Options) (*Emulator, error) {
 		idem:     map[string]*idemEntry{},
 		byRoute:  map[string]int64{},
 		byStatus: map[int]int64{},
+		closed:   make(chan struct{}),
 	}
 	e.reqPrefix = randAlnum(e.rnd, 6)
 	e.reset()
@@ -276,6 +287,8 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		case <-time.After(lat):
 		case <-r.Context().Done():
 			return 499, routeName
+		case <-e.closed:
+			return 499, routeName
 		}
 	}
 	if lim != nil && !lim.Allow() {
@@ -306,6 +319,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 			select {
 			case <-r.Context().Done():
 			case <-time.After(time.Minute):
+			case <-e.closed:
 			}
 			if hj, ok := w.(http.Hijacker); ok {
 				if conn, _, err := hj.Hijack(); err == nil {

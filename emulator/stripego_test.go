@@ -14,12 +14,16 @@ import (
 )
 
 func newClient(t testing.TB, baseURL, key string, retries int64) *client.API {
+	return newClientTimeout(t, baseURL, key, retries, 5*time.Second)
+}
+
+func newClientTimeout(t testing.TB, baseURL, key string, retries int64, timeout time.Duration) *client.API {
 	t.Helper()
 	b := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
 		URL:               stripe.String(baseURL),
 		MaxNetworkRetries: stripe.Int64(retries),
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
-		HTTPClient:        &http.Client{Timeout: 5 * time.Second},
+		HTTPClient:        &http.Client{Timeout: timeout},
 	})
 	return client.New(key, &stripe.Backends{API: b, Connect: b, Uploads: b})
 }

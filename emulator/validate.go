@@ -70,9 +70,14 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		if len(s.Properties) > 0 || !s.AdditionalPropertiesAllowed {
+		// Request schemas often omit additionalProperties on nested hashes,
+		// yet Stripe rejects unknown keys in them: a hash with declared
+		// properties is closed unless it declares a schema for the rest
+		// (metadata does).
+		closed := !s.AdditionalPropertiesAllowed || (len(s.Properties) > 0 && s.AdditionalProperties == nil)
+		if closed {
 			for _, k := range keys {
-				if _, known := s.Properties[k]; !known && !s.AdditionalPropertiesAllowed {
+				if _, known := s.Properties[k]; !known {
 					return invalid("parameter_unknown", paramName(name, k), "Received unknown parameter: %s", paramName(name, k))
 				}
 			}

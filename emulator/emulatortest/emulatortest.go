@@ -22,5 +22,6 @@ func Start(t testing.TB, opts emulator.Options) (e *emulator.Emulator, baseURL s
 	}
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
+	t.Cleanup(e.Close) // runs first: releases held requests so Close doesn't wait
 	return e, srv.URL
 }

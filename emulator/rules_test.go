@@ -1,0 +1,276 @@
+package emulator_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+	"github.com/stripe/stripe-go/v76"
+)
+
+type apiResp struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func do(t testing.TB, method, u, key, body string, hdr ...string) apiResp {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return apiResp{status: res.StatusCode, header: res.Header, body: m, raw: string(b)}
+}
+
+func errField(r apiResp, f string) string {
+	e, _ := r.body["error"].(map[string]any)
+	s, _ := e[f].(string)
+	return s
+}
+
+// TestRequestRules checks Stripe's request validation answers.
+func TestRequestRules(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := do(t, "POST", base+"/v1/customers", "sk_test_x", "email=a%40b.c")
+	if cus.status != 200 {
+		t.Fatalf("create: %d %s", cus.status, cus.raw)
+	}
+	cid := cus.body["id"].(string)
+	for _, tc := range []struct {
+		name, method, path, key, body string
+		status                        int
+		typ, code, param              string
+	}{
+		{"no key", "GET", "/v1/customers", "", "", 401, "invalid_request_error", "", ""},
+		{"bad key", "GET", "/v1/customers", "pk_test_x", "", 401, "invalid_request_error", "", ""},
+		{"empty key tail", "GET", "/v1/customers", "sk_test_", "", 401, "invalid_request_error", "", ""},
+		{"unknown route", "GET", "/v1/nope", "sk_test_x", "", 404, "invalid_request_error", "", ""},
+		{"unknown id", "GET", "/v1/customers/cus_missing", "sk_test_x", "", 404, "invalid_request_error", "resource_missing", "id"},
+		{"unknown param", "POST", "/v1/customers", "sk_test_x", "bogus=1", 400, "invalid_request_error", "parameter_unknown", "bogus"},
+		{"unknown nested param", "POST", "/v1/customers", "sk_test_x", "address[planet]=mars", 400, "invalid_request_error", "parameter_unknown", "address[planet]"},
+		{"unknown query param", "GET", "/v1/customers?bogus=1", "sk_test_x", "", 400, "invalid_request_error", "parameter_unknown", "bogus"},
+		{"missing param", "POST", "/v1/products", "sk_test_x", "active=true", 400, "invalid_request_error", "parameter_missing", "name"},
+		{"missing query param", "GET", "/v1/subscription_items", "sk_test_x", "", 400, "invalid_request_error", "parameter_missing", "subscription"},
+		{"bad integer", "POST", "/v1/customers", "sk_test_x", "balance=abc", 400, "invalid_request_error", "parameter_invalid_integer", "balance"},
+		{"bad enum", "POST", "/v1/customers", "sk_test_x", "tax_exempt=sometimes", 400, "invalid_request_error", "parameter_invalid_string", "tax_exempt"},
+		{"bad boolean", "GET", "/v1/products?active=maybe", "sk_test_x", "", 400, "invalid_request_error", "parameter_invalid_boolean", "active"},
+		{"limit too big", "GET", "/v1/customers?limit=101", "sk_test_x", "", 400, "invalid_request_error", "parameter_invalid_integer", "limit"},
+		{"limit zero", "GET", "/v1/customers?limit=0", "sk_test_x", "", 400, "invalid_request_error", "parameter_invalid_integer", "limit"},
+		{"unknown cursor", "GET", "/v1/customers?starting_after=cus_nope", "sk_test_x", "", 400, "invalid_request_error", "resource_missing", "starting_after"},
+		{"created not allowed", "GET", "/v1/payment_methods?created=1", "sk_test_x", "", 400, "invalid_request_error", "parameter_unknown", "created"},
+		{"created on lines", "GET", "/v1/invoices/in_x/lines?created[gt]=1", "sk_test_x", "", 400, "invalid_request_error", "parameter_unknown", "created"},
+		{"no price delete", "DELETE", "/v1/prices/price_x", "sk_test_x", "", 404, "invalid_request_error", "", ""},
+		{"bad expand", "GET", "/v1/customers/" + cid + "?expand[]=email", "sk_test_x", "", 400, "invalid_request_error", "", "expand"},
+		{"live key ok", "GET", "/v1/customers", "sk_live_x", "", 200, "", "", ""},
+		{"restricted key ok", "GET", "/v1/customers", "rk_test_x", "", 200, "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, tc.method, base+tc.path, tc.key, tc.body)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.raw)
+			}
+			if r.header.Get("Request-Id") == "" {
+				t.Error("no Request-Id")
+			}
+			if tc.status == 200 {
+				return
+			}
+			if got := errField(r, "type"); got != tc.typ {
+				t.Errorf("type %q, want %q", got, tc.typ)
+			}
+			if got := errField(r, "code"); got != tc.code {
+				t.Errorf("code %q, want %q (%s)", got, tc.code, r.raw)
+			}
+			if got := errField(r, "param"); got != tc.param {
+				t.Errorf("param %q, want %q (%s)", got, tc.param, r.raw)
+			}
+			if errField(r, "message") == "" || errField(r, "request_log_url") == "" {
+				t.Errorf("message/request_log_url missing: %s", r.raw)
+			}
+		})
+	}
+
+	// Expansion of references, and data.X on lists.
+	r := do(t, "GET", base+"/v1/customers?expand[]=data.subscriptions", "sk_test_x", "")
+	data, _ := r.body["data"].([]any)
+	if r.status != 200 || len(data) != 1 || data[0].(map[string]any)["subscriptions"] == nil {
+		t.Fatalf("expand data.subscriptions: %s", r.raw)
+	}
+	if r.body["url"] != "/v1/customers" || r.body["object"] != "list" || r.body["has_more"] != false {
+		t.Fatalf("list envelope: %s", r.raw)
+	}
+}
+
+// TestIdempotency replays a POST with the same key, and refuses the key
+// with other parameters.
+func TestIdempotency(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	a := do(t, "POST", base+"/v1/customers", "sk_test_x", "email=x%40y.z", "Idempotency-Key", "k1")
+	b := do(t, "POST", base+"/v1/customers", "sk_test_x", "email=x%40y.z", "Idempotency-Key", "k1")
+	if a.status != 200 || a.raw != b.raw || b.header.Get("Idempotent-Replayed") != "true" || a.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("replay: %d %q vs %q (%v)", a.status, a.raw, b.raw, b.header)
+	}
+	if n := len(e.Objects("customers")); n != 1 {
+		t.Fatalf("%d customers after a replayed create", n)
+	}
+	c := do(t, "POST", base+"/v1/customers", "sk_test_x", "email=other%40y.z", "Idempotency-Key", "k1")
+	if c.status != 400 || errField(c, "type") != "idempotency_error" {
+		t.Fatalf("other params: %d %s", c.status, c.raw)
+	}
+	// Keys are per API key.
+	d := do(t, "POST", base+"/v1/customers", "sk_test_other", "email=other%40y.z", "Idempotency-Key", "k1")
+	if d.status != 200 {
+		t.Fatalf("other api key: %d %s", d.status, d.raw)
+	}
+
+	// stripe-go's automatic key survives its own retries: with faults on,
+	// every create still makes exactly one object.
+	e2, base2 := emulatortest.Start(t, emulator.Options{Faults: 0.3})
+	_ = e2
+	e2.Update(emulator.Options{RateLimit: -1, Faults: 0.3})
+	sc := newClientTimeout(t, base2, "sk_test_x", 20, 300*time.Millisecond)
+	made := 0
+	for i := 0; i < 15; i++ {
+		if _, err := sc.Products.New(&stripe.ProductParams{Name: stripe.String("p")}); err == nil {
+			made++
+		}
+	}
+	if got := len(e2.Objects("products")); got != made || made < 10 {
+		t.Fatalf("faults: %d succeeded, %d stored", made, got)
+	}
+	st := e2.Stats()
+	if st.ByStatus[500]+st.ByStatus[503]+st.ByStatus[429] == 0 {
+		t.Fatalf("no faults injected: %+v", st.ByStatus)
+	}
+}
+
+// TestRateLimit answers Stripe's 429 beyond the limit, per key mode.
+func TestRateLimit(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{RateLimit: 5})
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := do(t, "GET", base+"/v1/customers", "sk_test_x", "")
+			mu.Lock()
+			codes[r.status]++
+			mu.Unlock()
+			if r.status == 429 && (errField(r, "code") != "rate_limit" || r.header.Get("Stripe-Rate-Limited-Reason") == "") {
+				t.Errorf("429 body: %s", r.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	if codes[429] < 10 || codes[200] < 5 {
+		t.Fatalf("codes %v", codes)
+	}
+	e.Update(emulator.Options{RateLimit: -1})
+	for i := 0; i < 30; i++ {
+		if r := do(t, "GET", base+"/v1/customers", "sk_test_x", ""); r.status != 200 {
+			t.Fatalf("unlimited: %d", r.status)
+		}
+	}
+	if st := e.Stats(); st.ByRoute["GET /v1/customers"] != 50 || st.Total != 50 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// TestLatency adds the configured delay.
+func TestLatency(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{Latency: 30 * time.Millisecond, LatencyMax: 60 * time.Millisecond})
+	start := time.Now()
+	do(t, "GET", base+"/v1/customers", "sk_test_x", "")
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Fatalf("latency %v", d)
+	}
+	if lo, hi, err := emulator.ParseLatency("50ms-300ms"); err != nil || lo != 50*time.Millisecond || hi != 300*time.Millisecond {
+		t.Fatalf("ParseLatency: %v %v %v", lo, hi, err)
+	}
+	if _, _, err := emulator.ParseLatency("300ms-50ms"); err == nil {
+		t.Fatal("inverted range accepted")
+	}
+}
+
+// TestEvents checks previous_attributes, filters, the visibility delay,
+// retention, and the Date header on the emulator's clock.
+func TestEvents(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	sc := newClient(t, base, "sk_test_x", 0)
+	cus := check(sc.Customers.New(&stripe.CustomerParams{Name: stripe.String("a")}))
+	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Name: stripe.String("b")}))
+	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Name: stripe.String("b")})) // no change, no event
+	it := sc.Events.List(&stripe.EventListParams{Types: []*string{stripe.String("customer.updated")}})
+	var evs []*stripe.Event
+	for it.Next() {
+		evs = append(evs, it.Event())
+	}
+	if len(evs) != 1 || evs[0].Data.PreviousAttributes["name"] != "a" || evs[0].Data.Object["name"] != "b" {
+		t.Fatalf("customer.updated: %d events %+v", len(evs), evs)
+	}
+	if n := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("customer.*")}).Iter); n != 2 {
+		t.Fatalf("customer.*: %d", n)
+	}
+	check(sc.Customers.Del(cus.ID, nil))
+	if n := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("customer.deleted")}).Iter); n != 1 {
+		t.Fatalf("customer.deleted: %d", n)
+	}
+
+	// Visibility delay: an event can show up after newer ones.
+	e.Update(emulator.Options{RateLimit: -1, EventDelay: 300 * time.Millisecond})
+	for i := 0; i < 10; i++ {
+		check(sc.Products.New(&stripe.ProductParams{Name: stripe.String("p")}))
+	}
+	visible := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("product.created")}).Iter)
+	time.Sleep(350 * time.Millisecond)
+	if all := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("product.created")}).Iter); all != 10 || visible == 10 {
+		t.Fatalf("delay: %d visible at once, %d later", visible, all)
+	}
+
+	// Retention: after 31 days the events are gone and a cursor on one is
+	// refused.
+	first := sc.Events.List(&stripe.EventListParams{ListParams: stripe.ListParams{Single: true}})
+	first.Next()
+	evID := first.Event().ID
+	e.SetClockOffset(31 * 24 * time.Hour)
+	r := do(t, "GET", base+"/v1/events?starting_after="+url.QueryEscape(evID), "sk_test_x", "")
+	if r.status != 400 || errField(r, "param") != "starting_after" {
+		t.Fatalf("expired cursor: %d %s", r.status, r.raw)
+	}
+	r = do(t, "GET", base+"/v1/events", "sk_test_x", "")
+	if data, _ := r.body["data"].([]any); len(data) != 0 {
+		t.Fatalf("%d events past retention", len(data))
+	}
+	d, err := http.ParseTime(r.header.Get("Date"))
+	if err != nil || d.Sub(time.Now()) < 30*24*time.Hour {
+		t.Fatalf("Date header %q ignores the clock offset", r.header.Get("Date"))
+	}
+}
