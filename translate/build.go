@@ -30,6 +30,9 @@ func (c Call) String() string {
 // RowCalls is the Stripe work for one row of the statement.
 type RowCalls struct {
 	ID    string // the existing object (UPDATE, DELETE); "" for INSERT
+	// Version is the local row's version when Eval read it (UPDATE): the
+	// integer microseconds of its _synced_at.
+	Version string
 	Calls []Call // in order; none when the row doesn't change
 }
 
@@ -117,22 +120,22 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
 		}
-		encodeCreate(params, f.Param.Name, v)
+		encodeCreate(params, f.Param.Name, refValue(f, v))
 	}
 	return RowCalls{Calls: []Call{{Method: http.MethodPost, Path: t.CreatePath, Params: params, Create: true}}}, nil
 }
 
 func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
-	if err := st.checkWidth(r, 1+2*len(st.Fields)); err != nil {
+	if err := st.checkWidth(r, 2+2*len(st.Fields)); err != nil {
 		return RowCalls{}, err
 	}
 	t := st.Table
 	id := string(r[0])
-	rc := RowCalls{ID: id}
+	rc := RowCalls{ID: id, Version: string(r[1])}
 	params := url.Values{}
 	var after []Call
 	for i, f := range st.Fields {
-		nraw, oraw := r[1+2*i], r[2+2*i]
+		nraw, oraw := r[2+2*i], r[3+2*i]
 		if sameJSON(nraw, oraw) {
 			continue // unchanged: nothing to send
 		}
@@ -174,7 +177,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				params.Set(f.Param.Name, "")
 				continue
 			}
-			encodeUpdate(params, f.Param.Name, ov, nv, f.Column != "metadata")
+			encodeUpdate(params, f.Param.Name, refValue(f, ov), refValue(f, nv), f.Column != "metadata")
 		}
 	}
 	if len(params) > 0 {
@@ -190,6 +193,24 @@ func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {
 	}
 	id := string(r[0])
 	return RowCalls{ID: id, Calls: []Call{{Method: http.MethodDelete, Path: objectPath(st.Table.DeletePath, id), Params: url.Values{}}}}, nil
+}
+
+// refValue lets a jsonb column that embeds an object (promotion_codes.coupon)
+// name it by its object, where Stripe's parameter takes only the id.
+func refValue(f Field, v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	for _, t := range f.Param.Types {
+		if t == "object" {
+			return v
+		}
+	}
+	if id, ok := m["id"].(string); ok {
+		return id
+	}
+	return v
 }
 
 func objectPath(p, id string) string { return strings.ReplaceAll(p, "{id}", url.PathEscape(id)) }

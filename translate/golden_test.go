@@ -144,6 +144,9 @@ func dump(t *testing.T, c goldenCase) string {
 					t.Fatalf("%s: id %s: %v", c.name, v, err)
 				}
 				row = append(row, []byte(id))
+				if st.Op == Update {
+					row = append(row, []byte("1700000000000000")) // version
+				}
 			default:
 				row = append(row, []byte(v))
 			}

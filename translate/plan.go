@@ -67,8 +67,9 @@ type Statement struct {
 	Fields []Field
 
 	// Eval computes the values. INSERT: one row per VALUES row, one column
-	// per field (the value as JSON text, NULL for NULL). UPDATE: the id, then
-	// per field the new value and the current value (JSON text). DELETE: the
+	// per field (the value as JSON text, NULL for NULL). UPDATE: the id, the
+	// row's version (RowCalls.Version), then per field the new value and
+	// the current value (JSON text). DELETE: the
 	// id. UPDATE and DELETE select at most MaxRows+1 rows. Empty SQL: one
 	// row without columns (INSERT … DEFAULT VALUES).
 	Eval Query
@@ -321,7 +322,7 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 	}
 	ref := refName(s.Relation)
 	sel := &pg_query.SelectStmt{
-		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
+		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id")), resTarget(versionOf(ref))},
 		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
 		WhereClause: s.WhereClause,
 		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
@@ -580,6 +581,17 @@ func typeCast(arg *pg_query.Node, typ string, array bool) *pg_query.Node {
 
 func funcCall(name string, args ...*pg_query.Node) *pg_query.Node {
 	return pg_query.MakeFuncCallNode([]*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode(name)}, args, -1)
+}
+
+// versionOf identifies the stored state of a row: its _synced_at in
+// microseconds since the epoch (our own clock, unique enough per write).
+// Writethrough uses it to tell that the row did not change between
+// evaluation and apply.
+func versionOf(ref string) *pg_query.Node {
+	us := pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("*")},
+		funcCall("date_part", pg_query.MakeAConstStrNode("epoch", -1), colRef(ref, schema.ColSyncedAt)),
+		pg_query.MakeAConstIntNode(1000000, -1), -1)
+	return typeCast(funcCall("round", us), "int8", false)
 }
 
 // valueExpr turns DEFAULT into NULL: for Stripe, "not given".

@@ -10,7 +10,7 @@ func TestBuildRefusesMoreThanMaxRows(t *testing.T) {
 	c := Classify(`UPDATE stripe.customers SET name = 'x'`)
 	var rows [][][]byte
 	for i := 0; i <= MaxRows; i++ {
-		rows = append(rows, [][]byte{[]byte(fmt.Sprintf("cus_%d", i)), []byte(`"x"`), []byte(`"y"`)})
+		rows = append(rows, [][]byte{[]byte(fmt.Sprintf("cus_%d", i)), []byte("1"), []byte(`"x"`), []byte(`"y"`)})
 	}
 	if _, err := c.Stmt.Build(rows); err == nil || err.Code != CodeProgramLimitExceeded {
 		t.Fatalf("want 54000, got %v", err)

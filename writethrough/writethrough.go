@@ -244,8 +244,9 @@ func progress(st *translate.Statement, done []applied, failRow, total int) strin
 
 // applied is one row whose calls all succeeded.
 type applied struct {
-	id   string
-	resp *stripeapi.Response
+	id      string
+	version string // the local row's version when evaluated (UPDATE)
+	resp    *stripeapi.Response
 }
 
 // call makes the Stripe calls row by row. It returns the rows that
@@ -276,7 +277,7 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 				id = got
 			}
 		}
-		done = append(done, applied{id: id, resp: last})
+		done = append(done, applied{id: id, version: r.Version, resp: last})
 	}
 	return done, nil, len(rows)
 }
@@ -294,6 +295,7 @@ func executionID() string {
 // updated now (the events loop will).
 func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applied) string {
 	var objs []store.Object
+	var prior []applied
 	for _, d := range done {
 		if d.resp == nil {
 			continue // nothing changed for this row
@@ -301,11 +303,14 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 		o := store.Object{Raw: d.resp.Body, AsOf: d.resp.AsOf}
 		o.Children = ic.completeChildren(ctx, t, d.id, d.resp.Body)
 		objs = append(objs, o)
+		if d.version != "" {
+			prior = append(prior, d)
+		}
 	}
 	if len(objs) == 0 {
 		return ""
 	}
-	res, err := ic.upsert(ctx, t, objs)
+	res, err := ic.upsert(ctx, t, objs, prior)
 	if err != nil {
 		ic.log.Warn("write-through apply failed; the events loop will catch up", "table", t.Name, "err", err)
 		return "the change reached Stripe but the local copy could not be updated now (" + shortErr(err) + "); it will catch up from Stripe's events"
@@ -316,7 +321,14 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	return ""
 }
 
-func (ic *Interceptor) upsert(ctx context.Context, t *schema.Table, objs []store.Object) (store.Result, error) {
+// upsert applies objs in one transaction of our own. prior are rows whose
+// stored state was read (at their version) before the Stripe call: if such a
+// row is unchanged and stored with the same Stripe second as the answer, the
+// store could not order the two, yet the answer is certainly newer (the
+// stored state existed before the request was sent). Its _as_of is moved a
+// microsecond back so the answer applies; if anything wrote the row in
+// between, the version differs and the store decides as usual.
+func (ic *Interceptor) upsert(ctx context.Context, t *schema.Table, objs []store.Object, prior []applied) (store.Result, error) {
 	tx, err := ic.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return store.Result{}, err
@@ -325,6 +337,21 @@ func (ic *Interceptor) upsert(ctx context.Context, t *schema.Table, objs []store
 	ms := ic.cfg.LockTimeout.Milliseconds()
 	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('lock_timeout', $1, true)", strconv.FormatInt(ms, 10)+"ms"); err != nil {
 		return store.Result{}, err
+	}
+	if len(prior) > 0 {
+		ids := make([]string, len(prior))
+		asOf := make([]time.Time, len(prior))
+		versions := make([]string, len(prior))
+		for i, d := range prior {
+			ids[i], asOf[i], versions[i] = d.id, d.resp.AsOf, d.version
+		}
+		_, err := tx.Exec(ctx, `UPDATE `+t.QualifiedName()+` AS d SET "_as_of" = d."_as_of" - interval '1 microsecond'
+FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS p(id, as_of, version)
+WHERE d.id = p.id AND d."_as_of" = p.as_of
+  AND pg_catalog.round(pg_catalog.date_part('epoch', d."_synced_at") * 1000000)::int8 = p.version`, ids, asOf, versions)
+		if err != nil {
+			return store.Result{}, err
+		}
 	}
 	res, err := store.Upsert(ctx, tx, t.Name, objs)
 	if err != nil {
@@ -365,7 +392,7 @@ func (ic *Interceptor) refetch(ctx context.Context, t *schema.Table, ids []strin
 		again = append(again, store.Object{Raw: resp.Body, AsOf: resp.AsOf, Children: ic.completeChildren(ctx, t, id, resp.Body)})
 	}
 	if len(again) > 0 {
-		if _, err := ic.upsert(ctx, t, again); err != nil {
+		if _, err := ic.upsert(ctx, t, again, nil); err != nil {
 			ic.log.Warn("write-through re-fetch apply failed", "table", t.Name, "err", err)
 		}
 	}

@@ -72,3 +72,8 @@ INSERT INTO stripe.refunds (payment_intent, amount) VALUES ('pi_1', 500)
 
 -- case: invoice status is not a create parameter
 INSERT INTO stripe.invoices (customer, status) VALUES ('cus_1', 'paid')
+
+-- case: embedded object column named by a JSON string or by the object
+INSERT INTO stripe.promotion_codes (coupon, code) VALUES ($1, 'SPRING')
+-- row: ["co_1", "SPRING"]
+-- row: [{"id": "co_2", "object": "coupon", "percent_off": 10}, "SPRING"]
