@@ -29,11 +29,11 @@ func (c Call) String() string {
 
 // RowCalls is the Stripe work for one row of the statement.
 type RowCalls struct {
-	ID    string // the existing object (UPDATE, DELETE); "" for INSERT
+	ID string // the existing object (UPDATE, DELETE); "" for INSERT
 	// Version is the local row's version when Eval read it (UPDATE): the
 	// integer microseconds of its _synced_at.
 	Version string
-	Calls []Call // in order; none when the row doesn't change
+	Calls   []Call // in order; none when the row doesn't change
 }
 
 // Build turns the rows Eval returned (text format; nil is NULL) into Stripe
