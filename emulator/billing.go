@@ -1031,6 +1031,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
 		line["period"] = map[string]any{"start": start, "end": periodEnd(start, price)}
 		line["metadata"] = map[string]any{}
+		e.clean("line_item", line)
 		lines = append(lines, line)
 		sum += amt
 	}
@@ -1046,6 +1047,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 			line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = ii["price"], ii["quantity"], ii["amount"], ii["amount"]
 			line["currency"], line["description"], line["period"] = ii["currency"], ii["description"], ii["period"]
 			line["metadata"] = map[string]any{}
+			e.clean("line_item", line)
 			lines = append(lines, line)
 			sum += getInt(ii, "amount")
 		}
@@ -1060,6 +1062,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 	inv["subtotal"], inv["subtotal_excluding_tax"], inv["total"], inv["total_excluding_tax"] = sum, sum, sum, sum
 	inv["amount_due"], inv["amount_remaining"] = sum, sum
 	inv["next_payment_attempt"] = start
+	e.clean("invoice", inv)
 	return inv, lines
 }
 

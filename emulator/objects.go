@@ -308,6 +308,7 @@ func getBool(m map[string]any, k string) bool {
 
 // encode stores obj in its table (insert or replace) and returns the record.
 func (e *Emulator) store(k *kind, obj map[string]any) *record {
+	e.clean(k.schema, obj)
 	t := e.tables[k.table]
 	raw, err := json.Marshal(obj)
 	if err != nil {
@@ -323,6 +324,24 @@ func (e *Emulator) store(k *kind, obj map[string]any) *record {
 		r.seq = e.seq
 	}
 	return t.put(r)
+}
+
+// clean drops null fields that the schema does not allow to be null: Stripe
+// omits such optional fields instead (line_item.invoice_item,
+// refund.failure_balance_transaction).
+func (e *Emulator) clean(schemaName string, obj map[string]any) {
+	sch := e.api.schemas[schemaName]
+	if sch == nil {
+		return
+	}
+	for k, v := range obj {
+		if v != nil {
+			continue
+		}
+		if p := sch.Properties[k]; p != nil && !p.Nullable {
+			delete(obj, k)
+		}
+	}
 }
 
 // load decodes the current state of an object, or nil.
