@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,7 @@ import (
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/sync/backfill"
 )
 
 // head asks Stripe for its newest event and current time (the response
@@ -168,17 +170,29 @@ func (p *poller) rebackfill(ctx context.Context, reason string) error {
 	} else {
 		p.log.Warn("resuming the re-backfill", "since", T)
 	}
+	// A backfill that completed some tables and failed others for good
+	// (backfill.PartialError, e.g. a restricted key without access to one
+	// type): the failed tables are not swept (their rows are all the data
+	// there is) and stay in phase error; the others go on.
+	failed := map[string]bool{}
 	if err := p.cfg.Backfill(ctx, T); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: %v", errBackfill, err)
+		var partial *backfill.PartialError
+		if !errors.As(err, &partial) {
+			return fmt.Errorf("%w: %v", errBackfill, err)
+		}
+		for _, f := range partial.Failed {
+			failed[f.Object] = true
+		}
+		p.log.Error("re-backfill incomplete; the failed tables keep their rows", "err", err)
 	}
 	swept := map[string]int{}
 	next := Cursor{CheckedThrough: T, BalanceCheckedThrough: T, LastEventID: start.LastEventID, LastEventAt: start.LastEventAt}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		for _, t := range schema.Tables() {
-			if t.Parent != nil {
+			if t.Parent != nil || failed[t.Name] {
 				continue // children go with their parents (store.Delete, prune on replace)
 			}
 			n, err := sweepTable(ctx, tx, t, T)
@@ -201,7 +215,7 @@ ON CONFLICT (object, id) DO NOTHING`, T); err != nil {
 		if err := saveCursor(ctx, tx, next); err != nil {
 			return err
 		}
-		return logEntry(ctx, tx, "rebackfill_complete", map[string]any{"since": T, "removed": swept})
+		return logEntry(ctx, tx, "rebackfill_complete", map[string]any{"since": T, "removed": swept, "failed": keys(failed)})
 	})
 	if err != nil {
 		return err
@@ -231,4 +245,13 @@ func sweepTable(ctx context.Context, tx pgx.Tx, t *schema.Table, T time.Time) (i
 		}
 	}
 	return len(ids), nil
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
