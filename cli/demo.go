@@ -71,7 +71,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 
 	var once sync.Once
 	var proxyAddr string
-	show := progressPrinter(out, log)
+	show := progressPrinter(out, nil)
 	progress := func(p backfill.Progress) {
 		show(p)
 		if p.Done {

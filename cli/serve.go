@@ -77,8 +77,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// progressPrinter redraws a table on a terminal and logs a line every 5
-// seconds otherwise.
+// progressPrinter redraws a table on a terminal; otherwise it logs a line
+// every 5 seconds, or prints the table when log is nil.
 func progressPrinter(w io.Writer, log *slog.Logger) func(backfill.Progress) {
 	if isTerminal(w) {
 		lines := 0
@@ -98,6 +98,12 @@ func progressPrinter(w io.Writer, log *slog.Logger) func(backfill.Progress) {
 			return
 		}
 		last = time.Now()
+		if log == nil {
+			var b strings.Builder
+			renderProgress(&b, p)
+			io.WriteString(w, b.String())
+			return
+		}
 		var rows int64
 		active := 0
 		for _, o := range p.Objects {
