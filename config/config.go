@@ -49,7 +49,7 @@ const (
 // flag and its default.
 type setting struct {
 	env, flag, def, usage string
-	dst               *string
+	dst                   *string
 }
 
 // Flags binds the settings to fs; the environment provides defaults. Call
@@ -89,7 +89,7 @@ type Loader struct {
 	settings []setting
 	raw      struct {
 		databaseURL, apiKey, apiBase, rateLimit, pollInterval string
-		listen, metricsListen, tlsCert, tlsKey, logFormat      string
+		listen, metricsListen, tlsCert, tlsKey, logFormat     string
 	}
 }
 
