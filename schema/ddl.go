@@ -100,17 +100,22 @@ func DDL() string {
 }
 
 // ExtractSQL is the SQL expression computing column c from the jsonb
-// expression raw. It is the one JSON → column mapping: store.Upsert uses it
-// to fill rows and Migrate uses it to fill columns added by an upgrade.
-// A value of an unexpected JSON type yields NULL, never an error.
+// expression raw (the whole object). Migrate uses it to fill columns added by
+// an upgrade; store.Upsert uses ConvertSQL on the field values, the same
+// mapping. A value of an unexpected JSON type yields NULL, never an error.
 func (c Column) ExtractSQL(raw string) string {
-	f := quoteLiteral(c.Field)
-	j := fmt.Sprintf("(%s -> %s)", raw, f)
+	return c.ConvertSQL(fmt.Sprintf("(%s -> %s)", raw, quoteLiteral(c.Field)))
+}
+
+// ConvertSQL is the SQL expression turning the jsonb expression j (the
+// field's value; it is evaluated several times, so make it a column
+// reference or a cheap lookup) into the column's value.
+func (c Column) ConvertSQL(j string) string {
 	switch c.Kind {
 	case KindText:
-		return fmt.Sprintf("CASE WHEN jsonb_typeof(%s) = 'string' THEN %s ->> %s END", j, raw, f)
+		return fmt.Sprintf("CASE WHEN jsonb_typeof(%[1]s) = 'string' THEN %[1]s #>> '{}' END", j)
 	case KindExpandable:
-		return fmt.Sprintf("CASE jsonb_typeof(%s) WHEN 'string' THEN %s ->> %s WHEN 'object' THEN %s ->> 'id' END", j, raw, f, j)
+		return fmt.Sprintf("CASE jsonb_typeof(%[1]s) WHEN 'string' THEN %[1]s #>> '{}' WHEN 'object' THEN %[1]s ->> 'id' END", j)
 	case KindInteger:
 		// Only integral values that fit: anything else would fail the cast.
 		return fmt.Sprintf("CASE WHEN jsonb_typeof(%[1]s) = 'number' AND %[1]s::numeric = trunc(%[1]s::numeric) AND abs(%[1]s::numeric) <= 9223372036854775807 THEN %[1]s::numeric::bigint END", j)

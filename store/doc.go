@@ -6,7 +6,8 @@
 //
 // One statement per table and batch (up to 2,000 objects): the raw objects
 // go up as a text[] with their _as_of, and the typed columns are computed in
-// SQL from the jsonb by schema.Column.ExtractSQL — the same mapping Migrate
+// SQL from the jsonb (jsonb_to_record splits each object once, then
+// schema.Column.ConvertSQL converts each field) — the same mapping Migrate
 // uses to fill columns added by an upgrade, so there is exactly one. Go only
 // validates an object (json.Valid, UTF-8) and splits its top level (scan.go)
 // to find its key, its nested lists and fields whose JSON type doesn't fit

@@ -73,10 +73,11 @@ func upsertSQL(t *schema.Table, guard string) string {
 	if len(t.Key) > 1 {
 		keyExpr[t.Key[1]] = "i.k2"
 	}
-	var cols, exprs, sets []string
+	var cols, exprs, sets, rec []string
 	for _, c := range t.Columns {
 		cols = append(cols, schema.Ident(c.Name))
-		e := c.ExtractSQL("i.raw")
+		rec = append(rec, schema.Ident(c.Field)+" jsonb")
+		e := c.ConvertSQL("x." + schema.Ident(c.Field))
 		if k, ok := keyExpr[c.Name]; ok {
 			e = k
 		} else if t.Parent != nil && c.Name == t.Parent.Column {
@@ -120,7 +121,7 @@ func upsertSQL(t *schema.Table, guard string) string {
 ), ins AS (
   INSERT INTO %[2]s AS d (%[3]s)
   SELECT %[4]s
-  FROM live i ORDER BY i.ord
+  FROM live i CROSS JOIN LATERAL jsonb_to_record(i.raw) AS x(%[12]s) ORDER BY i.ord
   ON CONFLICT (%[5]s) DO UPDATE SET %[6]s
   WHERE d."_as_of" %[7]s excluded."_as_of"
   RETURNING %[8]s
@@ -136,7 +137,7 @@ LEFT JOIN live l ON l.ord = i.ord
 LEFT JOIN %[2]s cur ON %[11]s`,
 		live, t.QualifiedName(), strings.Join(cols, ", "), strings.Join(exprs, ",\n         "),
 		strings.Join(keys, ", "), strings.Join(sets, ", "), guard, strings.Join(ret, ", "),
-		reportK, matchIns(len(t.Key)), match("cur"))
+		reportK, matchIns(len(t.Key)), match("cur"), strings.Join(rec, ", "))
 }
 
 // recheckSQL finds, among objects the upsert did not apply, those whose stored
