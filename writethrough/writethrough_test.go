@@ -1,9 +1,14 @@
 package writethrough
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	url2 "net/url"
+	"sync/atomic"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +37,9 @@ type env struct {
 	emu  *emulator.Emulator
 	api  *stripeapi.Client
 	ic   *Interceptor
+	// fault, when set, answers matching Stripe requests in place of the
+	// emulator (card declines, failures midway).
+	fault atomic.Pointer[faultFunc]
 }
 
 func setup(t *testing.T, opts ...func(*Config)) *env {
@@ -56,7 +64,22 @@ func setup(t *testing.T, opts ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(emu)
+	e := &env{t: t, ctx: ctx, url: url, pool: pool, conn: conn, emu: emu}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := e.fault.Load(); f != nil {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			form, _ := url2.ParseQuery(string(body))
+			if status, msg := (*f)(r, form); status != 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Request-Id", "req_fault")
+				w.WriteHeader(status)
+				io.WriteString(w, msg)
+				return
+			}
+		}
+		emu.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	api, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_writethrough", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 1})
 	if err != nil {
@@ -66,8 +89,15 @@ func setup(t *testing.T, opts ...func(*Config)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &env{t: t, ctx: ctx, url: url, pool: pool, conn: conn, emu: emu, api: api, ic: New(cfg)}
+	e.api, e.ic = api, New(cfg)
+	return e
 }
+
+// faultFunc answers a Stripe request itself when it returns a status.
+type faultFunc func(r *http.Request, form url2.Values) (int, string)
+
+// cardDeclined is Stripe's answer to a declined card.
+const cardDeclined = `{"error":{"type":"card_error","code":"card_declined","decline_code":"insufficient_funds","message":"Your card has insufficient funds.","doc_url":"https://stripe.com/docs/error-codes/card-declined"}}`
 
 // reply is a Reply taken apart for assertions.
 type reply struct {
@@ -388,5 +418,85 @@ func TestClassCache(t *testing.T) {
 	a := ic.Classify(`INSERT INTO stripe.customers (email) VALUES ('a')`)
 	if a.Action != translate.Write || ic.Classify(`INSERT INTO stripe.customers (email) VALUES ('a')`).Stmt != a.Stmt {
 		t.Fatal("not cached")
+	}
+}
+
+func TestCardDeclined(t *testing.T) {
+	e := setup(t)
+	var f faultFunc = func(r *http.Request, form url2.Values) (int, string) {
+		if r.Method == "POST" && form.Get("payment_method") == "pm_card_chargeDeclined" {
+			return 402, cardDeclined
+		}
+		return 0, ""
+	}
+	e.fault.Store(&f)
+	r := e.fails("P0001", `INSERT INTO stripe.payment_intents (amount, currency, payment_method) VALUES (500, 'usd', 'pm_card_chargeDeclined')`)
+	if r.err.Message != "Your card has insufficient funds." || !strings.Contains(r.err.Detail, "decline_code insufficient_funds") ||
+		!strings.Contains(r.err.Detail, "request req_fault") || !strings.Contains(r.err.Detail, "card_declined") {
+		t.Fatalf("error %+v", r.err)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.payment_intents`); got != "0" {
+		t.Fatalf("applied locally: %s", got)
+	}
+}
+
+func TestFailureMidwayReportsRowsThatReachedStripe(t *testing.T) {
+	e := setup(t)
+	var f faultFunc = func(r *http.Request, form url2.Values) (int, string) {
+		if form.Get("email") == "bad@b.co" {
+			return 400, `{"error":{"type":"invalid_request_error","code":"email_invalid","param":"email","message":"Invalid email address: bad@b.co"}}`
+		}
+		return 0, ""
+	}
+	e.fault.Store(&f)
+	r := e.fails("22023", `INSERT INTO stripe.customers (email) VALUES ('one@b.co'), ('bad@b.co'), ('three@b.co') RETURNING id`)
+	id := e.local(`SELECT id FROM stripe.customers WHERE email = 'one@b.co'`)
+	if !strings.Contains(r.err.Detail, "rows 1-1 reached Stripe") || !strings.Contains(r.err.Detail, id) || !strings.Contains(r.err.Detail, "param email") {
+		t.Fatalf("detail %q (row 1 is %s)", r.err.Detail, id)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "1" {
+		t.Fatalf("local rows %s, want only the row that reached Stripe", got)
+	}
+	if len(e.emu.Objects("customers")) != 1 {
+		t.Fatalf("Stripe has %d customers", len(e.emu.Objects("customers")))
+	}
+}
+
+func TestStripeTimeout(t *testing.T) {
+	e := setup(t, func(c *Config) { c.Timeout = 300 * time.Millisecond })
+	e.emu.Update(emulator.Options{RateLimit: -1, Latency: time.Second})
+	start := time.Now()
+	r := e.fails("57014", `INSERT INTO stripe.customers (email) VALUES ('slow@b.co')`)
+	if time.Since(start) > 1500*time.Millisecond {
+		t.Fatalf("took %v", time.Since(start))
+	}
+	if !strings.Contains(r.err.Message, "Stripe did not answer in time") {
+		t.Fatalf("message %q", r.err.Message)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "0" {
+		t.Fatalf("applied locally: %s", got)
+	}
+}
+
+func TestClientRowLockDoesNotHang(t *testing.T) {
+	e := setup(t, func(c *Config) { c.LockTimeout = 200 * time.Millisecond })
+	id := e.ok(`INSERT INTO stripe.customers (email, name) VALUES ('lock@b.co', 'A') RETURNING id`).rows[0][0]
+	if _, err := e.conn.Exec(e.ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Exec(e.ctx, `SELECT * FROM stripe.customers WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := e.ok(`UPDATE stripe.customers SET name = 'B' WHERE id = $1`, id)
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("took %v", time.Since(start))
+	}
+	if r.tag != "UPDATE 1" || len(r.notices) != 2 || !strings.Contains(r.notices[1], "catch up from Stripe's events") {
+		t.Fatalf("reply %+v", r)
+	}
+	e.conn.Exec(e.ctx, `ROLLBACK`)
+	if e.stripeObj("customers", id)["name"] != "B" {
+		t.Fatal("not in Stripe")
 	}
 }
