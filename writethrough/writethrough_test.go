@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	url2 "net/url"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
