@@ -49,12 +49,47 @@ type Config struct {
 	RestartCompletedBefore time.Time
 }
 
-// perParent lists are fetched once per parent object; the parents are the
-// rows of the parent table (those this run fetches and those already
-// stored).
-var perParent = map[string]struct{ parent, path string }{
-	"payment_methods": {"customers", "/v1/customers/{parent}/payment_methods"},
-	"tax_ids":         {"customers", "/v1/customers/{parent}/tax_ids"},
+// parentList is a table fetched once per parent object. The parents are
+// taken from the pages of the parent table this run fetches (key), or from
+// its stored rows (seed) when the parent table isn't part of the run.
+type parentList struct {
+	parent string // parent table
+	path   string // {parent} is replaced by the parent id unless param is set
+	param  string // query parameter carrying the parent id
+	single bool   // the endpoint answers one object, not a list
+	seed   string // SQL selecting parent ids from stored rows
+	// key returns the parent id an object of the parent table brings, or "".
+	key func(fields map[string]json.RawMessage) string
+}
+
+var perParent = map[string]parentList{
+	"payment_methods": {parent: "customers", path: "/v1/customers/{parent}/payment_methods",
+		seed: `SELECT id FROM stripe.customers`, key: idOf},
+	"tax_ids": {parent: "customers", path: "/v1/customers/{parent}/tax_ids",
+		seed: `SELECT id FROM stripe.customers`, key: idOf},
+	// Virtual: one upcoming invoice per customer with a live subscription
+	// (404 invoice_upcoming_none when there is nothing to invoice).
+	"upcoming_invoices": {parent: "subscriptions", path: "/v1/invoices/upcoming", param: "customer", single: true,
+		seed: `SELECT DISTINCT customer FROM stripe.subscriptions WHERE customer IS NOT NULL AND status NOT IN ('canceled', 'incomplete_expired')`,
+		key: func(f map[string]json.RawMessage) string {
+			var status, customer string
+			_ = json.Unmarshal(f["status"], &status)
+			if status == "canceled" || status == "incomplete_expired" {
+				return ""
+			}
+			if json.Unmarshal(f["customer"], &customer) != nil {
+				var obj struct{ ID string }
+				_ = json.Unmarshal(f["customer"], &obj)
+				customer = obj.ID
+			}
+			return customer
+		}},
+}
+
+func idOf(f map[string]json.RawMessage) string {
+	var id string
+	_ = json.Unmarshal(f["id"], &id)
+	return id
 }
 
 // inline are per-parent lists the parent's list can include
@@ -219,11 +254,8 @@ func (r *runner) resolve(names []string) error {
 		if !want[t.Name] {
 			continue
 		}
-		if t.Virtual {
-			// upcoming_invoices has no list; the events loop keeps it.
-			if len(names) > 0 {
-				r.log.Info("backfill: skipping virtual table (kept by the events loop)", "object", t.Name)
-			}
+		if _, ok := perParent[t.Name]; t.Virtual && !ok {
+			r.log.Info("backfill: skipping virtual table", "object", t.Name)
 			continue
 		}
 		o := &objState{table: t, listPath: t.ListPath}
@@ -381,9 +413,8 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 					if p := r.objs[o.parent]; p != nil && !p.skipped {
 						break
 					}
-					pt, _ := schema.Lookup(o.parent)
-					if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO stripe_sync.backfill_slices (object, parent)
-SELECT $1, id FROM %s ON CONFLICT (object, parent) WHERE parent IS NOT NULL DO NOTHING`, pt.QualifiedName()), name); err != nil {
+					if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_slices (object, parent)
+SELECT $1, p FROM (`+perParent[name].seed+`) AS parents(p) ON CONFLICT (object, parent) WHERE parent IS NOT NULL DO NOTHING`, name); err != nil {
 						return err
 					}
 				}
@@ -795,8 +826,13 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	for k, v := range listParams[s.object] {
 		q[k] = v
 	}
+	pl := perParent[s.object]
 	if s.parent != "" {
-		path = strings.ReplaceAll(path, "{parent}", s.parent)
+		if pl.param != "" {
+			q.Set(pl.param, s.parent)
+		} else {
+			path = strings.ReplaceAll(path, "{parent}", s.parent)
+		}
 		if s.after != "" {
 			q.Set("starting_after", s.after)
 		}
@@ -813,7 +849,17 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	for _, k := range inl {
 		q.Add("expand[]", "data."+inline[k].field)
 	}
-	page, err := r.cfg.Client.List(ctx, path, q)
+	var page *stripeapi.Page
+	var err error
+	if pl.single && s.parent != "" {
+		var resp *stripeapi.Response
+		resp, err = r.cfg.Client.Get(ctx, path, q)
+		if resp != nil {
+			page = &stripeapi.Page{Data: []json.RawMessage{resp.Body}, AsOf: resp.AsOf, RequestID: resp.RequestID, Waited: resp.Waited}
+		}
+	} else {
+		page, err = r.cfg.Client.List(ctx, path, q)
+	}
 	res.reqs++
 	o.requests.Add(1)
 	if err != nil {
@@ -899,7 +945,7 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 			if ko == nil || ko.skipped {
 				continue
 			}
-			parents := ids
+			parents := parentKeys(perParent[k], objs, ids)
 			if _, isInline := inline[k]; isInline {
 				parents = more[k]
 				if _, err := store.Upsert(ctx, tx, k, included[k]); err != nil {
@@ -938,6 +984,27 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	}
 	res.next = next
 	return res
+}
+
+// parentKeys are the parent ids the objects of a parent page bring for the
+// per-parent table pl.
+func parentKeys(pl parentList, objs []store.Object, ids []string) []string {
+	if pl.key == nil {
+		return ids
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, o := range objs {
+		var f map[string]json.RawMessage
+		if json.Unmarshal(o.Raw, &f) != nil {
+			continue
+		}
+		if k := pl.key(f); k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // inlineKids are the included lists to request with o's pages.

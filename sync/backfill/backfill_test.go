@@ -232,6 +232,34 @@ func TestBackfillMatchesEmulator(t *testing.T) {
 	if total < 100 {
 		t.Errorf("only %d rows: seed too small to test anything", total)
 	}
+	// upcoming_invoices: one row per customer whose live subscriptions
+	// have something to invoice, as GET /v1/invoices/upcoming answers.
+	live := map[string]bool{}
+	for _, raw := range v.e.Objects("subscriptions") {
+		var sub struct{ Customer, Status string }
+		if err := json.Unmarshal(raw, &sub); err != nil {
+			t.Fatal(err)
+		}
+		if sub.Status != "canceled" && sub.Status != "incomplete_expired" {
+			live[sub.Customer] = true
+		}
+	}
+	wantUpcoming := 0
+	c := v.client(t, 1000)
+	for cus := range live {
+		if _, err := c.Get(context.Background(), "/v1/invoices/upcoming", url.Values{"customer": {cus}}); err == nil {
+			wantUpcoming++
+		} else if !stripeapi.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	var gotUpcoming int
+	if err := v.pool.QueryRow(context.Background(), `SELECT count(*) FROM stripe.upcoming_invoices`).Scan(&gotUpcoming); err != nil {
+		t.Fatal(err)
+	}
+	if gotUpcoming != wantUpcoming || wantUpcoming == 0 {
+		t.Errorf("upcoming_invoices: %d rows, want %d (of %d customers with live subscriptions)", gotUpcoming, wantUpcoming, len(live))
+	}
 	if !last.Done || len(last.Objects) == 0 {
 		t.Errorf("final progress %+v", last)
 	}
