@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgstripe/pgstripe/store"
+	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
 // applyPlan writes pl inside tx.
@@ -46,6 +47,24 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	}
 	if err := queueRefetch(ctx, tx, refetches); err != nil {
 		return err
+	}
+	// An upcoming invoice copies the customer's name, email, address…:
+	// refresh the ones of updated customers (only those that have one).
+	if objs := pl.Upserts["customers"]; len(objs) > 0 {
+		ids := make([]string, 0, len(objs))
+		ats := make([]time.Time, 0, len(objs))
+		for _, o := range objs {
+			if id, err := stripeapi.ObjectID(o.Raw); err == nil {
+				ids, ats = append(ids, id), append(ats, o.AsOf)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT 'upcoming_invoices', c.id, c.at, 'upcoming'
+FROM unnest($1::text[], $2::timestamptz[]) AS c(id, at)
+WHERE EXISTS (SELECT 1 FROM stripe.upcoming_invoices u WHERE u.customer = c.id)
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before)`, ids, ats); err != nil {
+			return fmt.Errorf("events: queue upcoming invoices: %w", err)
+		}
 	}
 	if len(pl.Events) > 0 {
 		ids := make([]string, len(pl.Events))

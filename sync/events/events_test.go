@@ -255,6 +255,46 @@ func TestRandomWorkload(t *testing.T) {
 	if w.count("delete") > 0 && tomb == 0 {
 		t.Errorf("deletes happened but no tombstones were recorded")
 	}
+	v.checkUpcoming(t)
+}
+
+// checkUpcoming compares upcoming_invoices with Stripe's answer for every
+// customer: a row exactly when an invoice is upcoming, equal to it.
+func (v *env) checkUpcoming(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	got := map[string]string{}
+	rows, err := v.pool.Query(ctx, `SELECT customer, _raw::text FROM stripe.upcoming_invoices`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var c, raw string
+		rows.Scan(&c, &raw)
+		got[c] = raw
+	}
+	rows.Close()
+	want := 0
+	for cus := range v.e.Objects("customers") {
+		resp, err := v.mut.Get(ctx, "/v1/invoices/upcoming", url.Values{"customer": {cus}})
+		raw, have := got[cus]
+		switch {
+		case stripeapi.IsNotFound(err):
+			if have {
+				t.Errorf("upcoming invoice of %s: stored, but none is upcoming", cus)
+			}
+		case err != nil:
+			t.Fatal(err)
+		case !have:
+			t.Errorf("upcoming invoice of %s: missing", cus)
+		default:
+			want++
+			if !lagbench.SameJSON([]byte(raw), resp.Body) {
+				t.Errorf("upcoming invoice of %s differs:\n got  %s\n want %s", cus, raw, resp.Body)
+			}
+		}
+	}
+	t.Logf("%d upcoming invoices checked", want)
 }
 
 func TestCursorExpiredWithoutBackfill(t *testing.T) {
@@ -592,8 +632,11 @@ func (w *workload) op(ctx context.Context, op string) error {
 		if cus == "" || price == "" {
 			return errSkip
 		}
-		id, err := w.post(ctx, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
-			"collection_method": {"send_invoice"}, "days_until_due": {"30"}})
+		q := url.Values{"customer": {cus}, "items[0][price]": {price}, "collection_method": {"send_invoice"}, "days_until_due": {"30"}}
+		if n%2 == 0 {
+			q.Set("trial_period_days", "30") // trialing: an upcoming invoice exists
+		}
+		id, err := w.post(ctx, "/v1/subscriptions", q)
 		if err == nil {
 			w.add("subscriptions", id)
 		}

@@ -71,7 +71,7 @@ func Compare(ctx context.Context, pool *pgxpool.Pool, e *emulator.Emulator) (Dif
 				d.Missing++
 				d.ByTable[t.Name]++
 				note("%s %s: missing", t.Name, id)
-			case !sameJSON([]byte(g), want[id]):
+			case !SameJSON([]byte(g), want[id]):
 				d.Stale++
 				d.ByTable[t.Name]++
 				note("%s %s: stale:\n  got  %s\n  want %s", t.Name, id, canonical([]byte(g)), canonical(want[id]))
@@ -97,4 +97,5 @@ func canonical(raw []byte) []byte {
 	return b
 }
 
-func sameJSON(a, b []byte) bool { return bytes.Equal(canonical(a), canonical(b)) }
+// SameJSON reports whether a and b are equal as JSON values.
+func SameJSON(a, b []byte) bool { return bytes.Equal(canonical(a), canonical(b)) }
