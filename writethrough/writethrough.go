@@ -329,15 +329,13 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 // microsecond back so the answer applies; if anything wrote the row in
 // between, the version differs and the store decides as usual.
 func (ic *Interceptor) upsert(ctx context.Context, t *schema.Table, objs []store.Object, prior []applied) (store.Result, error) {
-	tx, err := ic.cfg.Pool.Begin(ctx)
+	// One round trip for BEGIN and the lock timeout.
+	ms := max(ic.cfg.LockTimeout.Milliseconds(), 1)
+	tx, err := ic.cfg.Pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL lock_timeout = " + strconv.FormatInt(ms, 10)})
 	if err != nil {
 		return store.Result{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	ms := ic.cfg.LockTimeout.Milliseconds()
-	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('lock_timeout', $1, true)", strconv.FormatInt(ms, 10)+"ms"); err != nil {
-		return store.Result{}, err
-	}
 	if len(prior) > 0 {
 		ids := make([]string, len(prior))
 		asOf := make([]time.Time, len(prior))

@@ -81,7 +81,7 @@ func setup(t *testing.T, opts ...func(*Config)) *env {
 		emu.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	api, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_writethrough", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 1})
+	api, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_writethrough", BaseURL: srv.URL, RateLimit: 1e6, MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
