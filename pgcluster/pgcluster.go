@@ -277,6 +277,9 @@ func (c *Cluster) kill() {
 	if c.cmd != nil && c.cmd.Process != nil {
 		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		<-c.waitErr
+		// The exit status is consumed: a later Restart or Stop must not
+		// wait for it again (it would block forever).
+		c.cmd = nil
 	}
 }
 
