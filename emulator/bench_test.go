@@ -2,8 +2,11 @@ package emulator
 
 import (
 	"net/http/httptest"
+	"runtime"
 	"testing"
 )
+
+var seedN = 5000
 
 func BenchmarkSeed1000(b *testing.B) {
 	for i := 0; i < b.N; i++ {
@@ -11,7 +14,7 @@ func BenchmarkSeed1000(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := e.Seed(1000, DistUniform); err != nil {
+		if err := e.Seed(seedN, DistUniform); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -33,5 +36,30 @@ func BenchmarkListPage(b *testing.B) {
 		if w.Code != 200 {
 			b.Fatal(w.Code, w.Body.String())
 		}
+	}
+}
+
+// BenchmarkSeed20k seeds 20,000 customers and reports the heap per stored
+// object (go test -run X -bench Seed20k -benchtime 1x ./emulator).
+func BenchmarkSeed20k(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		e, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Seed(20000, DistUniform); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		n := 0
+		for _, c := range e.Stats().Objects {
+			n += c
+		}
+		b.ReportMetric(float64(n), "objects")
+		b.ReportMetric(float64(ms.HeapAlloc)/float64(n), "heap-B/object")
+		b.StartTimer()
 	}
 }

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -546,8 +547,11 @@ func (e *Emulator) renderList(recs []*record, more bool, url string, schemaName 
 		}
 		sub = append(sub, strings.TrimPrefix(p, "data."))
 	}
-	var b strings.Builder
-	b.Grow(64 + len(recs)*1024)
+	size := 96 + len(url)
+	for _, r := range recs {
+		size += len(r.raw) + 1
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
 	b.WriteString(`{"object":"list","data":[`)
 	for i, r := range recs {
 		if i > 0 {
@@ -573,7 +577,7 @@ func (e *Emulator) renderList(recs []*record, more bool, url string, schemaName 
 	u, _ := json.Marshal(url)
 	b.Write(u)
 	b.WriteByte('}')
-	return []byte(b.String()), nil
+	return b.Bytes(), nil
 }
 
 // parseList reads limit, cursors and created from params. cursorTable is
