@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	url2 "net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,11 +71,7 @@ func setup(t *testing.T, opts ...func(*Config)) *env {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			form, _ := url2.ParseQuery(string(body))
-			if status, msg := (*f)(r, form); status != 0 {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("Request-Id", "req_fault")
-				w.WriteHeader(status)
-				io.WriteString(w, msg)
+			if (*f)(w, r, form) {
 				return
 			}
 		}
@@ -93,8 +90,18 @@ func setup(t *testing.T, opts ...func(*Config)) *env {
 	return e
 }
 
-// faultFunc answers a Stripe request itself when it returns a status.
-type faultFunc func(r *http.Request, form url2.Values) (int, string)
+// faultFunc may answer a Stripe request in place of the emulator; it
+// reports whether it did.
+type faultFunc func(w http.ResponseWriter, r *http.Request, form url2.Values) bool
+
+// stripeAnswer writes an error answer as Stripe would.
+func stripeAnswer(w http.ResponseWriter, status int, body string) bool {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Request-Id", "req_fault")
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+	return true
+}
 
 // cardDeclined is Stripe's answer to a declined card.
 const cardDeclined = `{"error":{"type":"card_error","code":"card_declined","decline_code":"insufficient_funds","message":"Your card has insufficient funds.","doc_url":"https://stripe.com/docs/error-codes/card-declined"}}`
@@ -423,11 +430,11 @@ func TestClassCache(t *testing.T) {
 
 func TestCardDeclined(t *testing.T) {
 	e := setup(t)
-	var f faultFunc = func(r *http.Request, form url2.Values) (int, string) {
+	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
 		if r.Method == "POST" && form.Get("payment_method") == "pm_card_chargeDeclined" {
-			return 402, cardDeclined
+			return stripeAnswer(w, 402, cardDeclined)
 		}
-		return 0, ""
+		return false
 	}
 	e.fault.Store(&f)
 	r := e.fails("P0001", `INSERT INTO stripe.payment_intents (amount, currency, payment_method) VALUES (500, 'usd', 'pm_card_chargeDeclined')`)
@@ -442,11 +449,11 @@ func TestCardDeclined(t *testing.T) {
 
 func TestFailureMidwayReportsRowsThatReachedStripe(t *testing.T) {
 	e := setup(t)
-	var f faultFunc = func(r *http.Request, form url2.Values) (int, string) {
+	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
 		if form.Get("email") == "bad@b.co" {
-			return 400, `{"error":{"type":"invalid_request_error","code":"email_invalid","param":"email","message":"Invalid email address: bad@b.co"}}`
+			return stripeAnswer(w, 400, `{"error":{"type":"invalid_request_error","code":"email_invalid","param":"email","message":"Invalid email address: bad@b.co"}}`)
 		}
-		return 0, ""
+		return false
 	}
 	e.fault.Store(&f)
 	r := e.fails("22023", `INSERT INTO stripe.customers (email) VALUES ('one@b.co'), ('bad@b.co'), ('three@b.co') RETURNING id`)
@@ -498,5 +505,44 @@ func TestClientRowLockDoesNotHang(t *testing.T) {
 	e.conn.Exec(e.ctx, `ROLLBACK`)
 	if e.stripeObj("customers", id)["name"] != "B" {
 		t.Fatal("not in Stripe")
+	}
+}
+
+// TestLostAnswerRetriedWithSameKey: Stripe makes the object but the answer
+// is lost on the way; the retry carries the same idempotency key, so Stripe
+// hands back the same object instead of making a second one.
+func TestLostAnswerRetriedWithSameKey(t *testing.T) {
+	e := setup(t)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		key := r.Header.Get("Idempotency-Key")
+		if r.Method != "POST" || key == "" {
+			return false
+		}
+		mu.Lock()
+		first := !seen[key]
+		seen[key] = true
+		mu.Unlock()
+		if !first {
+			return false
+		}
+		e.emu.ServeHTTP(httptest.NewRecorder(), r) // Stripe does the work…
+		conn, _, err := w.(http.Hijacker).Hijack() // …and the answer is lost.
+		if err == nil {
+			conn.Close()
+		}
+		return true
+	}
+	e.fault.Store(&f)
+	r := e.ok(`INSERT INTO stripe.customers (email) VALUES ('once@b.co'), ('twice@b.co') RETURNING id`)
+	if len(r.rows) != 2 || len(seen) != 2 {
+		t.Fatalf("reply %+v, %d keys", r, len(seen))
+	}
+	if n := len(e.emu.Objects("customers")); n != 2 {
+		t.Fatalf("Stripe has %d customers, want 2", n)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "2" {
+		t.Fatalf("local rows %s", got)
 	}
 }
