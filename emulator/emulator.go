@@ -190,6 +190,18 @@ func (e *Emulator) Objects(tableName string) map[string]json.RawMessage {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	out := map[string]json.RawMessage{}
+	if tableName == "upcoming_invoices" {
+		// Virtual: one per customer with a live subscription, keyed by
+		// customer (as in the CONTRACT's table).
+		now := e.Now().Unix()
+		for cus := range e.tables["customers"].byID {
+			if inv, _ := e.upcoming(now, cus, ""); inv != nil {
+				b, _ := json.Marshal(inv)
+				out[cus] = b
+			}
+		}
+		return out
+	}
 	t := e.tables[tableName]
 	if t == nil {
 		return out

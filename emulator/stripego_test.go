@@ -111,6 +111,9 @@ func TestBillingLifecycle(t *testing.T) {
 	if up.ID != "" || up.AmountDue != 3000 {
 		t.Fatalf("upcoming: id %q amount %d", up.ID, up.AmountDue)
 	}
+	if u := e.Objects("upcoming_invoices"); len(u) != 1 || u[cus.ID] == nil {
+		t.Fatalf("Objects(upcoming_invoices): %d", len(u))
+	}
 
 	// A manual invoice with an item: draft -> finalize -> void.
 	inv2 := check(sc.Invoices.New(&stripe.InvoiceParams{Customer: stripe.String(cus.ID)}))
