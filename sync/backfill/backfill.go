@@ -399,7 +399,7 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 				}
 				switch o.kind {
 				case kindRanged:
-					if err := insertSlices(ctx, tx, []*slice{{object: name, ranged: true, rng: Range{Gte: StripeFounding, Lt: now.Unix() + 1}}}); err != nil {
+					if err := insertSlices(ctx, tx, []*slice{{object: name, ranged: true, rng: Initial()}}); err != nil {
 						return err
 					}
 				case kindWhole:
@@ -904,13 +904,9 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	var nextAfter string
 	if s.ranged {
 		pieces := Next(s.rng, sum, r.want())
-		top := s.rng.Lt - 1
-		if s.rng.After != "" {
-			top = sum.First
-		}
 		density := 0.0
-		if sum.N > 0 && top >= sum.Last {
-			density = float64(sum.N) / float64(top-sum.Last+1)
+		if sum.N > 0 && sum.First >= sum.Last {
+			density = float64(sum.N) / float64(sum.First-sum.Last+1)
 		}
 		for _, p := range pieces {
 			next = append(next, &slice{object: s.object, ranged: true, rng: p, est: density * float64(p.Seconds())})

@@ -80,13 +80,9 @@ func Next(r Range, p PageSummary, want int) []Range {
 	if want <= 1 {
 		return []Range{cont}
 	}
-	// Seconds the page covered: from the top of the range (or, when the page
-	// continued after an id, from its first object) down to its last.
-	top := r.Lt - 1
-	if r.After != "" {
-		top = p.First
-	}
-	covered := float64(top - p.Last + 1)
+	// Seconds the page covered: from its first object down to its last
+	// (not from the top of the range, which may be far in the future).
+	covered := float64(p.First - p.Last + 1)
 	density := float64(p.N) / covered
 	remaining := float64(cont.Seconds())
 	pages := remaining * density / PageSize
@@ -167,8 +163,13 @@ func geometric(r Range, n int, minW int64) []Range {
 	return geometricAfter(r, n, first)
 }
 
-// Initial is the range a created-filterable list starts from: everything
-// from Stripe's founding to now (inclusive of the current second).
-func Initial(now time.Time) Range {
-	return Range{Gte: StripeFounding, Lt: now.Unix() + 1}
+// EndOfTime is the upper bound of every initial range. Not "now": objects
+// of customers on test clocks are created at the clock's time, which may be
+// ahead of Stripe's; and an object created during the backfill may as well
+// be fetched (the store keeps whichever state is newer).
+var EndOfTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+
+// Initial is the range a created-filterable list starts from.
+func Initial() Range {
+	return Range{Gte: StripeFounding, Lt: EndOfTime}
 }

@@ -65,7 +65,7 @@ func simulate(t *testing.T, objs []simObj, now int64, want int) int {
 	t.Helper()
 	list := simList(objs)
 	seen := map[string]int{}
-	queue := []Range{{Gte: StripeFounding, Lt: now + 1}}
+	queue := []Range{Initial()}
 	requests := 0
 	for len(queue) > 0 {
 		r := queue[0]
@@ -133,6 +133,7 @@ func TestSlicerCoversExactlyOnce(t *testing.T) {
 			return now - rng.Int64N(year)
 		}), false},
 		{"at founding", gen(300, func(int) int64 { return StripeFounding }), true},
+		{"ahead of now (test clocks)", gen(500, func(i int) int64 { return now + int64(i%50)*86400 }), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -72,6 +72,8 @@ type Result struct {
 	Extra             int     `json:"extra"`
 	Stale             int     `json:"stale"`
 	RSSMB             float64 `json:"rss_mb"`
+	// Wrong lists, per table, the tables with missing, extra or stale rows.
+	Wrong map[string][3]int `json:"wrong,omitempty"`
 	Customers         int     `json:"customers"`
 	LatencyMS         float64 `json:"latency_ms"`
 }
@@ -156,6 +158,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.Missing += m
 		res.Extra += x
 		res.Stale += s
+		if m+x+s > 0 {
+			if res.Wrong == nil {
+				res.Wrong = map[string][3]int{}
+			}
+			res.Wrong[t] = [3]int{m, x, s}
+		}
 		res.Objects += n
 	}
 	res.LimitFraction = float64(res.Objects) / res.Seconds / (o.Rate * 100)
@@ -312,7 +320,7 @@ func sequential(ctx context.Context, c *stripeapi.Client, tables []string) error
 	}
 	for _, name := range tables {
 		t, _ := schema.Lookup(name)
-		if t.Parent != nil || perCustomer[name] != "" {
+		if t.Parent != nil || t.Virtual || perCustomer[name] != "" {
 			continue
 		}
 		q := url.Values{}
