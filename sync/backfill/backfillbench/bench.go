@@ -73,9 +73,9 @@ type Result struct {
 	Stale             int     `json:"stale"`
 	RSSMB             float64 `json:"rss_mb"`
 	// Wrong lists, per table, the tables with missing, extra or stale rows.
-	Wrong map[string][3]int `json:"wrong,omitempty"`
-	Customers         int     `json:"customers"`
-	LatencyMS         float64 `json:"latency_ms"`
+	Wrong     map[string][3]int `json:"wrong,omitempty"`
+	Customers int               `json:"customers"`
+	LatencyMS float64           `json:"latency_ms"`
 }
 
 // Run runs the benchmark.
