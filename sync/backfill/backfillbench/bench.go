@@ -100,13 +100,23 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Customers = customers
 	// Stripe's own limit sits above ours (ours is 80% of it).
-	e, err := emulator.New(emulator.Options{RateLimit: int(math.Ceil(o.Rate / 0.8)), Latency: o.Latency})
-	if err != nil {
-		return res, err
-	}
-	o.Logger.Info("seeding", "customers", customers, "distribution", o.Distribution)
-	if err := e.Seed(customers, o.Distribution); err != nil {
-		return res, err
+	var e *emulator.Emulator
+	for attempt := 0; ; attempt++ {
+		e, err = emulator.New(emulator.Options{RateLimit: int(math.Ceil(o.Rate / 0.8)), Latency: o.Latency})
+		if err != nil {
+			return res, err
+		}
+		o.Logger.Info("seeding", "customers", customers, "distribution", o.Distribution)
+		if err := e.Seed(customers, o.Distribution); err != nil {
+			return res, err
+		}
+		// Objects per customer aren't constant (shared products and
+		// prices): correct the count once.
+		n := countObjects(e)
+		if attempt > 0 || math.Abs(float64(n-o.Objects)) < 0.1*float64(o.Objects) {
+			break
+		}
+		customers = max(1, int(math.Round(float64(customers)*float64(o.Objects)/float64(max(n, 1)))))
 	}
 	srv := httptest.NewServer(e)
 	defer srv.Close()
@@ -220,14 +230,19 @@ func customersFor(objects int, dist string) (int, error) {
 	if err := e.Seed(probe, dist); err != nil {
 		return 0, err
 	}
-	total := 0
-	for _, t := range benchTables(nil) {
-		total += len(e.Objects(t)) // upcoming_invoices: none stored, not counted
-	}
+	total := countObjects(e)
 	if total == 0 {
 		return 0, errors.New("emulator seed produced no objects")
 	}
 	return max(1, int(math.Round(float64(objects)*probe/float64(total)))), nil
+}
+
+func countObjects(e *emulator.Emulator) int {
+	total := 0
+	for _, t := range benchTables(nil) {
+		total += len(e.Objects(t)) // upcoming_invoices: none stored, not counted
+	}
+	return total
 }
 
 func benchTables(only []string) []string {
