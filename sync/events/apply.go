@@ -48,6 +48,9 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	if err := queueRefetch(ctx, tx, refetches); err != nil {
 		return err
 	}
+	if err := queueInvoiceItems(ctx, tx, pl.InvoiceLinks, pl.DeletedInvoices); err != nil {
+		return err
+	}
 	// An upcoming invoice copies the customer's name, email, address…:
 	// refresh the ones of updated customers (only those that have one).
 	if objs := pl.Upserts["customers"]; len(objs) > 0 {
@@ -75,6 +78,44 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, exclu
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.applied_events (id, created)
 SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`, ids, created); err != nil {
 			return fmt.Errorf("events: record applied events: %w", err)
+		}
+	}
+	return nil
+}
+
+// queueInvoiceItems queues the invoice items whose stored invoice isn't the
+// one now billing them, and those of deleted (draft) invoices, which go
+// back to pending: Stripe sends no invoice item event for either.
+func queueInvoiceItems(ctx context.Context, tx pgx.Tx, links []invoiceLink, deleted []deletion) error {
+	if len(links) > 0 {
+		items := make([]string, len(links))
+		invs := make([]string, len(links))
+		ats := make([]time.Time, len(links))
+		for i, l := range links {
+			items[i], invs[i], ats[i] = l.Item, l.Invoice, l.At
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT DISTINCT ON (l.item) 'invoiceitems', l.item, l.at, 'owner'
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS l(item, invoice, at)
+WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND ii.invoice IS NOT DISTINCT FROM l.invoice)
+  AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'invoiceitems' AND t.id = l.item)
+ORDER BY l.item, l.at DESC
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before)`, items, invs, ats); err != nil {
+			return fmt.Errorf("events: queue invoice items: %w", err)
+		}
+	}
+	if len(deleted) > 0 {
+		ids := make([]string, len(deleted))
+		ats := make([]time.Time, len(deleted))
+		for i, d := range deleted {
+			ids[i], ats[i] = d.ID, d.At
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT DISTINCT ON (ii.id) 'invoiceitems', ii.id, d.at, 'owner'
+FROM stripe.invoiceitems ii JOIN unnest($1::text[], $2::timestamptz[]) AS d(id, at) ON ii.invoice = d.id
+ORDER BY ii.id, d.at DESC
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before)`, ids, ats); err != nil {
+			return fmt.Errorf("events: queue invoice items of deleted invoices: %w", err)
 		}
 	}
 	return nil

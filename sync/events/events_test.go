@@ -238,7 +238,7 @@ func TestRandomWorkload(t *testing.T) {
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 8}); err != nil {
 		t.Fatal(err)
 	}
-	stop := v.loop(t, events.Config{})
+	stop := v.loop(t, events.Config{BalanceEvery: 500 * time.Millisecond})
 	time.Sleep(6 * time.Second)
 	stopWork()
 	wg.Wait()
@@ -509,6 +509,8 @@ var ops = []string{
 	"createSubscription", "updateSubscription", "cancelSubscription",
 	"createInvoiceItem", "deleteInvoiceItem",
 	"createTaxID", "deleteTaxID",
+	"createPaymentMethod", "detachPaymentMethod", "createPayment", "refund", "dispute",
+	"addSubscriptionItem", "finalizeInvoice",
 }
 
 func (w *workload) run(ctx context.Context, _ uint64) {
@@ -695,6 +697,77 @@ func (w *workload) op(ctx context.Context, op string) error {
 		_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/customers/"+cus+"/tax_ids/"+id, nil)
 		if err == nil || stripeapi.IsNotFound(err) {
 			w.remove("tax_ids", k)
+		}
+		return err
+	case "createPaymentMethod":
+		cus := w.pick("customers")
+		if cus == "" {
+			return errSkip
+		}
+		id, err := w.post(ctx, "/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})
+		if err != nil {
+			return err
+		}
+		if _, err := w.post(ctx, "/v1/payment_methods/"+id+"/attach", url.Values{"customer": {cus}}); err != nil {
+			return err
+		}
+		w.add("payment_methods", cus+"/"+id)
+		return nil
+	case "detachPaymentMethod":
+		k := w.pick("payment_methods")
+		if k == "" {
+			return errSkip
+		}
+		_, id, _ := strings.Cut(k, "/")
+		w.remove("payment_methods", k)
+		_, err := w.post(ctx, "/v1/payment_methods/"+id+"/detach", nil)
+		return err
+	case "createPayment":
+		k := w.pick("payment_methods")
+		if k == "" {
+			return errSkip
+		}
+		cus, pm, _ := strings.Cut(k, "/")
+		id, err := w.post(ctx, "/v1/payment_intents", url.Values{"amount": {fmt.Sprint(500 + n%1000)}, "currency": {"usd"},
+			"customer": {cus}, "payment_method": {pm}, "confirm": {"true"}, "payment_method_types[]": {"card"}})
+		if err == nil {
+			w.add("payment_intents", id)
+		}
+		return err
+	case "refund":
+		pi := w.pick("payment_intents")
+		if pi == "" {
+			return errSkip
+		}
+		w.remove("payment_intents", pi)
+		_, err := w.post(ctx, "/v1/refunds", url.Values{"payment_intent": {pi}, "amount": {"100"}})
+		return err
+	case "dispute":
+		cus := w.pick("customers")
+		if cus == "" {
+			return errSkip
+		}
+		_, err := w.post(ctx, "/v1/charges", url.Values{"amount": {"2000"}, "currency": {"usd"}, "source": {"tok_createDispute"}})
+		return err
+	case "addSubscriptionItem":
+		sub, price := w.pick("subscriptions"), w.pick("prices_recurring")
+		if sub == "" || price == "" {
+			return errSkip
+		}
+		_, err := w.post(ctx, "/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})
+		return err
+	case "finalizeInvoice":
+		// A draft invoice with the customer's pending items.
+		cus := w.pick("customers")
+		if cus == "" {
+			return errSkip
+		}
+		id, err := w.post(ctx, "/v1/invoices", url.Values{"customer": {cus}, "collection_method": {"send_invoice"}, "days_until_due": {"7"}, "pending_invoice_items_behavior": {"include"}})
+		if err != nil {
+			return err
+		}
+		if n%2 == 0 {
+			_, err = w.post(ctx, "/v1/invoices/"+id+"/finalize", nil)
 		}
 		return err
 	}

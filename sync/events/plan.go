@@ -70,10 +70,16 @@ type plan struct {
 	Refetch []refetch
 	Events  []Event // every event of the batch (recorded as applied)
 	// AsOf of each upserted object; TableAt the newest event per table.
-	AsOf     map[refetchKey]time.Time
-	TableAt  map[string]time.Time
-	Ignored  int
-	maxEvent Event // newest event by (created, id)
+	AsOf    map[refetchKey]time.Time
+	TableAt map[string]time.Time
+	// InvoiceLinks are the invoice items the upserted invoices bill, and
+	// DeletedInvoices the invoices removed: an invoice item has no event
+	// when an invoice takes it in or lets it go (invoice changes), so
+	// items whose stored invoice differs are re-fetched.
+	InvoiceLinks    []invoiceLink
+	DeletedInvoices []deletion
+	Ignored         int
+	maxEvent        Event // newest event by (created, id)
 }
 
 // planBatch turns new events into writes. Events may come in any order:
@@ -150,12 +156,18 @@ func planBatch(evs []Event) plan {
 		c := latest[k]
 		p.Upserts[k.Table] = append(p.Upserts[k.Table], store.Object{Raw: c.obj, AsOf: c.at})
 		p.AsOf[k] = c.at
+		if k.Table == "invoices" {
+			p.InvoiceLinks = append(p.InvoiceLinks, invoiceLinks(k.ID, c.obj, nil, c.at)...)
+		}
 		if c.conflict {
 			queue(k, c.at.Add(time.Second), reasonAmbiguous)
 		}
 	}
 	for k, at := range deleted {
 		p.Deletes = append(p.Deletes, deletion{Table: k.Table, ID: k.ID, At: at})
+		if k.Table == "invoices" {
+			p.DeletedInvoices = append(p.DeletedInvoices, deletion{Table: k.Table, ID: k.ID, At: at})
+		}
 		if i, ok := queued[k]; ok && p.Refetch[i].Reason != reasonUpcoming {
 			p.Refetch[i].Reason = "" // nothing to fetch: it's gone
 		}
@@ -232,4 +244,39 @@ func windowStart(checked time.Time, sweep bool, lookBack time.Duration) time.Tim
 		d = lookBack
 	}
 	return checked.Add(-d).Truncate(time.Second)
+}
+
+// invoiceLink says that invoice bills invoice item Item (as of At).
+type invoiceLink struct {
+	Item, Invoice string
+	At            time.Time
+}
+
+// invoiceLinks lists the invoice items among an invoice's lines: those
+// embedded in raw, or lines when the complete list was fetched.
+func invoiceLinks(invoice string, raw json.RawMessage, lines []json.RawMessage, at time.Time) []invoiceLink {
+	if lines == nil {
+		var inv struct {
+			Lines struct {
+				Data []json.RawMessage `json:"data"`
+			} `json:"lines"`
+		}
+		if json.Unmarshal(raw, &inv) != nil {
+			return nil
+		}
+		lines = inv.Lines.Data
+	}
+	var out []invoiceLink
+	for _, l := range lines {
+		var line struct {
+			InvoiceItem json.RawMessage `json:"invoice_item"`
+		}
+		if json.Unmarshal(l, &line) != nil {
+			continue
+		}
+		if id := refID(line.InvoiceItem); id != "" {
+			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at})
+		}
+	}
+	return out
 }

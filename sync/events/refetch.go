@@ -79,6 +79,12 @@ WHERE not_before <= $1 ORDER BY not_before LIMIT $2`, p.stripeNow, refetchBatch)
 				if err != nil {
 					return err
 				}
+				if f.Table == "invoices" && len(res.Applied) > 0 {
+					links := invoiceLinks(f.ID, f.obj.Raw, f.obj.Children["lines"], f.obj.AsOf)
+					if err := queueInvoiceItems(ctx, tx, links, nil); err != nil {
+						return err
+					}
+				}
 				if len(res.Ambiguous) > 0 {
 					// An event of the very second of the fetch was applied
 					// with another state: try once more after that second.
