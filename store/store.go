@@ -91,6 +91,7 @@ func Upsert(ctx context.Context, tx pgx.Tx, table string, objs []Object) (Result
 // row is one decoded object on its way into a table.
 type row struct {
 	keys   []string // values of t.Key
+	key    string   // keys joined, for sorting and dedupe
 	report string   // the id reported in Result
 	raw    json.RawMessage
 	fields map[string]json.RawMessage
@@ -103,7 +104,7 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 	var res Result
 	rows := make([]*row, 0, len(objs))
 	for i, o := range objs {
-		r, err := decode(t, o.Raw, "")
+		r, err := decode(t, o.Raw, "", true)
 		if err != nil {
 			return Result{}, fmt.Errorf("store: %s: object %d: %w", t.Name, i, err)
 		}
@@ -160,10 +161,9 @@ func dedupe(rows []*row) ([]*row, []string) {
 	out := rows[:0]
 	var amb []string
 	for _, r := range rows {
-		k := strings.Join(r.keys, "\x00")
-		i, seen := idx[k]
+		i, seen := idx[r.key]
 		if !seen {
-			idx[k] = len(out)
+			idx[r.key] = len(out)
 			out = append(out, r)
 			continue
 		}
@@ -188,13 +188,16 @@ func deletedStub(fields map[string]json.RawMessage) bool {
 
 // decode parses raw far enough to know its key and to check each column's
 // JSON type (mismatches are logged; the SQL mapping leaves them NULL).
-func decode(t *schema.Table, raw json.RawMessage, parent string) (*row, error) {
-	if !json.Valid(raw) {
-		var x any
-		return nil, fmt.Errorf("invalid JSON: %v", json.Unmarshal(raw, &x))
-	}
-	if !utf8.Valid(raw) {
-		return nil, errors.New("invalid UTF-8 in JSON")
+// validate is false for children split out of an already validated parent.
+func decode(t *schema.Table, raw json.RawMessage, parent string, validate bool) (*row, error) {
+	if validate {
+		if !json.Valid(raw) {
+			var x any
+			return nil, fmt.Errorf("invalid JSON: %v", json.Unmarshal(raw, &x))
+		}
+		if !utf8.Valid(raw) {
+			return nil, errors.New("invalid UTF-8 in JSON")
+		}
 	}
 	if bytes.Contains(raw, nulEscape) {
 		raw = replaceNUL(raw)
@@ -217,6 +220,7 @@ func decode(t *schema.Table, raw json.RawMessage, parent string) (*row, error) {
 		r.keys = append(r.keys, v)
 	}
 	r.report = r.keys[len(r.keys)-1]
+	r.key = strings.Join(r.keys, "\x00")
 	if t.Parent != nil && r.parent == "" {
 		r.parent = refID(fields[t.Parent.Column])
 	}
@@ -304,9 +308,7 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	}
 	// Lock rows in key order so concurrent upserts of overlapping ids can't
 	// deadlock.
-	sort.Slice(rows, func(i, j int) bool {
-		return strings.Join(rows[i].keys, "\x00") < strings.Join(rows[j].keys, "\x00")
-	})
+	sort.Slice(rows, func(i, j int) bool { return rows[i].key < rows[j].key })
 	n := len(rows)
 	k1 := make([]string, n)
 	k2 := make([]string, n)
@@ -391,8 +393,9 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 		pid := p.keys[0]
 		var items []json.RawMessage
 		full := true
+		separate := false // Children passed by the caller, not split out of the validated parent
 		if list, ok := p.kids[n.Field]; ok {
-			items = list
+			items, separate = list, true
 		} else if v, ok := p.fields[n.Field]; ok && string(v) != "null" {
 			// Raw was validated as a whole; only the shape can be off.
 			l, err := scanObject(v)
@@ -414,7 +417,7 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 			completeAsOf = append(completeAsOf, p.asOf)
 		}
 		for i, it := range items {
-			k, err := decode(ct, it, pid)
+			k, err := decode(ct, it, pid, separate)
 			if err != nil {
 				return nil, fmt.Errorf("store: %s %s: %s[%d]: %w", ct.Name, pid, n.Field, i, err)
 			}

@@ -511,3 +511,22 @@ func TestNULInString(t *testing.T) {
 		t.Fatalf("name %q description %q", name, desc)
 	}
 }
+
+func TestInvalidSeparateChildren(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	_, err = store.Upsert(ctx, tx, "invoices", []store.Object{{Raw: invoice("in_bad", nil, true), AsOf: t0,
+		Children: map[string][]json.RawMessage{"lines": {json.RawMessage(`{"id": "il_1", "amount": tru}`)}}}})
+	if err == nil {
+		t.Fatal("invalid child JSON accepted")
+	}
+	// The transaction is still usable: the error came before Postgres saw it.
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("transaction broken: %v", err)
+	}
+}
