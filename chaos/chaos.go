@@ -1,0 +1,597 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgcluster"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/verify"
+)
+
+// Options shape a chaos run. The zero value (plus Binary) is the short CI
+// run: 3 kills, 2 Postgres restarts, 5% faults, 20 s of workload.
+type Options struct {
+	// Binary is the pgstripe binary to run; empty builds ./cmd/pgstripe.
+	Binary string
+	// Kills is the number of SIGKILLs of pgstripe serve (default 3; <0 none).
+	// The first lands during the backfill, then they alternate between
+	// "right after Stripe performed a write-through, before pgstripe heard
+	// back" and a random moment of the events loop.
+	Kills int
+	// PGRestarts is the number of Postgres restarts (default 2; <0 none);
+	// every second one is a crash (SIGKILL) instead of a clean shutdown.
+	PGRestarts int
+	// Faults is the share of pgstripe's Stripe requests that get a fault
+	// (429, 500, 503, dropped connection before or after the request is
+	// performed, timeout); default 0.05, <0 none.
+	Faults float64
+	// Duration of the workload after the backfill (default 20 s).
+	Duration time.Duration
+	// Seed is the number of customers the emulator starts with (default 40).
+	Seed int
+	// WorkloadRate is Stripe API operations per second made around
+	// pgstripe (default 8).
+	WorkloadRate float64
+	// Writers is the number of clients writing through the proxy (default 2).
+	Writers int
+	// RateLimit is PGSTRIPE_RATE_LIMIT (default 60).
+	RateLimit float64
+	// Settle bounds the wait for the tables to equal the emulator once the
+	// workload stopped (default 120 s).
+	Settle time.Duration
+	// RandSeed makes kill times and faults repeatable (default: time-based).
+	RandSeed uint64
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+	// ServeLog receives pgstripe's own output; nil discards it.
+	ServeLog io.Writer
+}
+
+// Result is what a run found. Missing, Extra, Stale and DuplicatesCreated
+// must be 0 (see OK); the rest describes how hard the run was.
+type Result struct {
+	Kills               int `json:"kills"`
+	KillsDuringBackfill int `json:"kills_during_backfill"`
+	KillsDuringWrite    int `json:"kills_during_write"` // after Stripe performed a write-through, before its response
+	KillsDuringEvents   int `json:"kills_during_events"`
+	PGRestarts          int `json:"pg_restarts"`
+	UnexpectedExits     int `json:"unexpected_exits"` // serve exits nobody caused (restarted too)
+
+	// Tables vs the emulator at the end (verify.Compare): a row is missing
+	// when Stripe has the object and the table doesn't, extra the other way
+	// round, stale when both have it and _raw differs from the object as a
+	// GET returns it (compared as JSON values, every field).
+	Missing int `json:"missing"`
+	Extra   int `json:"extra"`
+	Stale   int `json:"stale"`
+	// DuplicatesCreated counts Stripe objects beyond the first per
+	// write-through marker (every INSERT through the proxy carries a unique
+	// metadata.chaos_marker and is never retried by the client).
+	DuplicatesCreated int `json:"duplicates_created"`
+	// LostWrites are write-through creates the client was told succeeded
+	// whose object Stripe doesn't have (and the client didn't delete).
+	LostWrites int `json:"lost_writes"`
+	// FailedButCreated are INSERTs that got an error (pgstripe killed
+	// mid-call) whose object does exist in Stripe: the honest outcome of a
+	// crash after the call; sync must still bring them in.
+	FailedButCreated int `json:"failed_but_created"`
+
+	WritesOK      int `json:"writes_ok"`
+	WritesFailed  int `json:"writes_failed"`
+	WriteConnErrs int `json:"write_conn_errors"`
+	ReadMisses    int `json:"read_after_write_misses"`
+	UpdateMisses  int `json:"update_misses"`
+
+	WorkloadOps    int              `json:"workload_ops"`
+	WorkloadFailed int              `json:"workload_failed"`
+	FaultsInjected int64            `json:"faults_injected"`
+	FaultsByKind   map[string]int64 `json:"faults_by_kind"`
+	StripeRequests int64            `json:"stripe_requests"`
+	Objects        int              `json:"objects"` // in the emulator at the end
+	ServeStarts    int              `json:"serve_starts"`
+	CleanShutdown  bool             `json:"clean_shutdown"`
+
+	BackfillSeconds float64 `json:"backfill_seconds"`
+	SettleSeconds   float64 `json:"settle_seconds"` // workload stop → tables equal
+	Seconds         float64 `json:"seconds"`
+
+	Details []string `json:"details,omitempty"` // first differences, errors
+}
+
+// OK reports whether the run met the contract: tables exact, no duplicate
+// or lost write, no read-your-write miss, a clean final shutdown.
+func (r Result) OK() bool {
+	return r.Missing == 0 && r.Extra == 0 && r.Stale == 0 && r.DuplicatesCreated == 0 && r.LostWrites == 0 &&
+		r.ReadMisses == 0 && r.UpdateMisses == 0 && r.CleanShutdown
+}
+
+const apiKey = "sk_test_chaosRunKeyDoNotLog4242"
+
+func (o *Options) defaults() {
+	if o.Kills == 0 {
+		o.Kills = 3
+	}
+	if o.Kills < 0 {
+		o.Kills = 0
+	}
+	if o.PGRestarts == 0 {
+		o.PGRestarts = 2
+	}
+	if o.PGRestarts < 0 {
+		o.PGRestarts = 0
+	}
+	if o.Faults == 0 {
+		o.Faults = 0.05
+	}
+	if o.Faults < 0 {
+		o.Faults = 0
+	}
+	if o.Duration <= 0 {
+		o.Duration = 20 * time.Second
+	}
+	if o.Seed <= 0 {
+		o.Seed = 40
+	}
+	if o.WorkloadRate <= 0 {
+		o.WorkloadRate = 8
+	}
+	if o.Writers <= 0 {
+		o.Writers = 2
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 60
+	}
+	if o.Settle <= 0 {
+		o.Settle = 120 * time.Second
+	}
+	if o.RandSeed == 0 {
+		o.RandSeed = uint64(time.Now().UnixNano())
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.ServeLog == nil {
+		o.ServeLog = io.Discard
+	}
+}
+
+// Run performs one chaos run: a throwaway Postgres, an in-process emulator
+// behind a fault injector, `pgstripe serve` as a subprocess, a random
+// workload on the Stripe API and writers through the proxy, SIGKILLs of
+// serve and Postgres restarts; then it stops the load, waits for sync to
+// catch up and compares. An error means the run could not be carried out;
+// a run that found problems returns a Result whose OK is false.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	began := time.Now()
+	var res Result
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(o.Log, "%s chaos: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+	rng := rand.New(rand.NewPCG(o.RandSeed, 7))
+	logf("seed %d, %d kills, %d Postgres restarts, faults %.2f, workload %v", o.RandSeed, o.Kills, o.PGRestarts, o.Faults, o.Duration)
+
+	if o.Binary == "" {
+		dir, err := os.MkdirTemp("", "pgstripe-chaos-")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+		if o.Binary, err = Build(ctx, dir); err != nil {
+			return res, err
+		}
+	}
+
+	// Postgres.
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer cluster.Stop()
+	if err := exec1(ctx, cluster.URL("postgres"), `CREATE DATABASE chaos`); err != nil {
+		return res, err
+	}
+	dbURL := cluster.URL("chaos")
+
+	// Stripe: the emulator, reached by pgstripe through the fault injector
+	// and by the workload directly (its faults are not the point).
+	emu, err := emulator.New(emulator.Options{RateLimit: -1, Seed: o.Seed})
+	if err != nil {
+		return res, err
+	}
+	defer emu.Close()
+	inj := NewInjector(emu, 0, o.RandSeed)
+	faultyURL, stopFaulty, err := serveHTTP(inj)
+	if err != nil {
+		return res, err
+	}
+	defer stopFaulty()
+	cleanURL, stopClean, err := serveHTTP(emu)
+	if err != nil {
+		return res, err
+	}
+	defer stopClean()
+	wclient, err := stripeapi.New(stripeapi.Config{APIKey: apiKey, BaseURL: cleanURL, RateLimit: 1000})
+	if err != nil {
+		return res, err
+	}
+	work := newWorkload(wclient, o.RandSeed)
+	if err := work.seedBasics(ctx); err != nil {
+		return res, err
+	}
+
+	proxyAddr, err := freeAddr()
+	if err != nil {
+		return res, err
+	}
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return res, err
+	}
+	sp := &serveProc{
+		bin: o.Binary, out: &lockedWriter{w: o.ServeLog}, healthz: "http://" + metricsAddr + "/healthz",
+		env: []string{"DATABASE_URL=" + dbURL, "STRIPE_API_KEY=" + apiKey, "STRIPE_API_BASE=" + faultyURL,
+			"PGSTRIPE_LISTEN=" + proxyAddr, "PGSTRIPE_METRICS_LISTEN=" + metricsAddr,
+			fmt.Sprintf("PGSTRIPE_RATE_LIMIT=%g", o.RateLimit), "PGSTRIPE_POLL_INTERVAL=250ms", "PGSTRIPE_LOG_FORMAT=json"},
+	}
+	inj.SetRate(o.Faults)
+	if err := sp.start(); err != nil {
+		return res, err
+	}
+	defer sp.stop()
+	pu, _ := url.Parse(dbURL)
+	pu.Host = proxyAddr
+	proxyURL := pu.String()
+
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return res, err
+	}
+	defer pool.Close()
+
+	restartServe := func() {
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		if err := sp.start(); err != nil {
+			logf("restart failed: %v", err)
+		}
+	}
+
+	// The workload runs from the start, so the backfill races it.
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); work.run(wctx, o.WorkloadRate) }()
+
+	// Kill 1: during the backfill.
+	kills := 0
+	if o.Kills > 0 {
+		if err := waitPhase(ctx, pool, "backfilling", 30*time.Second); err != nil {
+			logf("no backfill phase seen (%v); killing anyway", err)
+		}
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		during := backfilling(ctx, pool)
+		sp.kill()
+		kills++
+		if during {
+			res.KillsDuringBackfill++
+		} else {
+			res.KillsDuringEvents++
+		}
+		logf("kill %d (backfill: %v)", kills, during)
+		restartServe()
+	}
+	if err := sp.waitReady(ctx, 60*time.Second); err != nil {
+		return res, err
+	}
+	if err := waitLive(ctx, pool, 120*time.Second); err != nil {
+		return res, fmt.Errorf("sync never went live: %w", err)
+	}
+	res.BackfillSeconds = time.Since(began).Seconds()
+	logf("live after %.1fs", res.BackfillSeconds)
+
+	// Writers through the proxy.
+	writers := make([]*writer, o.Writers)
+	for i := range writers {
+		writers[i] = newWriter(proxyURL, i)
+		wg.Add(1)
+		go func(w *writer) { defer wg.Done(); w.run(wctx, 150*time.Millisecond) }(writers[i])
+	}
+
+	// The rest: kills and Postgres restarts at random moments of Duration.
+	type event struct {
+		at   time.Duration
+		kind string
+	}
+	var plan []event
+	for range o.Kills - kills {
+		plan = append(plan, event{time.Duration(rng.Int64N(int64(o.Duration))), "kill"})
+	}
+	for i := range o.PGRestarts {
+		slot := o.Duration / time.Duration(o.PGRestarts+1)
+		plan = append(plan, event{slot*time.Duration(i+1) + time.Duration(rng.Int64N(int64(slot/4)+1)), "pg"})
+	}
+	sort.Slice(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
+	start := time.Now()
+	pgRestarts := 0
+	writeKill := true
+	var writeKilled atomic.Bool
+	for _, ev := range plan {
+		if d := time.Until(start.Add(ev.at)); d > 0 {
+			sleep(ctx, d)
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		switch ev.kind {
+		case "pg":
+			pgRestarts++
+			if pgRestarts%2 == 0 {
+				logf("Postgres crash (SIGKILL) and restart")
+				cluster.Kill()
+			} else {
+				logf("Postgres restart")
+			}
+			if err := cluster.Restart(ctx); err != nil {
+				return res, fmt.Errorf("restart Postgres: %w", err)
+			}
+			res.PGRestarts++
+		case "kill":
+			kills++
+			if writeKill {
+				// Armed: the next write-through Stripe performs kills serve
+				// before the response can reach it.
+				writeKilled.Store(false)
+				armed := make(chan struct{})
+				var once sync.Once
+				inj.OnPerformed(func(r Request) {
+					if !isWriterRequest(r) {
+						return
+					}
+					once.Do(func() {
+						sp.kill()
+						writeKilled.Store(true)
+						close(armed)
+					})
+				})
+				select {
+				case <-armed:
+				case <-time.After(5 * time.Second):
+					once.Do(func() { sp.kill(); close(armed) })
+				}
+				inj.OnPerformed(nil)
+				if writeKilled.Load() {
+					res.KillsDuringWrite++
+				} else {
+					res.KillsDuringEvents++
+				}
+				logf("kill %d (write-through performed, not answered: %v)", kills, writeKilled.Load())
+			} else {
+				during := backfilling(ctx, pool)
+				sp.kill()
+				if during {
+					res.KillsDuringBackfill++
+				} else {
+					res.KillsDuringEvents++
+				}
+				logf("kill %d (backfill: %v)", kills, during)
+			}
+			writeKill = !writeKill
+			restartServe()
+		}
+	}
+	if d := time.Until(start.Add(o.Duration)); d > 0 {
+		sleep(ctx, d)
+	}
+	res.Kills = kills
+	stopWork()
+	wg.Wait()
+	stoppedAt := time.Now()
+	logf("workload stopped; waiting for sync to catch up")
+
+	// Settle: the tables must come to equal the emulator.
+	if err := sp.waitReady(ctx, 60*time.Second); err != nil {
+		return res, err
+	}
+	var diff verify.Diff
+	zeroes := 0
+	for deadline := time.Now().Add(o.Settle); ; {
+		diff, err = verify.Compare(ctx, pool, emu)
+		if err == nil && diff.Total() == 0 {
+			zeroes++
+			if zeroes == 1 {
+				res.SettleSeconds = time.Since(stoppedAt).Seconds()
+			}
+			if zeroes == 3 { // and it stays so
+				break
+			}
+		} else {
+			zeroes = 0
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		sleep(ctx, time.Second)
+	}
+	if err != nil {
+		return res, err
+	}
+	if zeroes == 0 {
+		res.SettleSeconds = time.Since(stoppedAt).Seconds()
+	}
+	res.Missing, res.Extra, res.Stale = diff.Missing, diff.Extra, diff.Stale
+	res.Details = append(res.Details, diff.Details...)
+
+	// Duplicates and lost writes, by marker.
+	byMarker := map[string][]string{}
+	for id, raw := range emu.Objects("customers") {
+		var c struct {
+			Metadata map[string]string `json:"metadata"`
+		}
+		if json.Unmarshal(raw, &c) == nil && c.Metadata[markerKey] != "" {
+			byMarker[c.Metadata[markerKey]] = append(byMarker[c.Metadata[markerKey]], id)
+		}
+	}
+	for m, ids := range byMarker {
+		if len(ids) > 1 {
+			res.DuplicatesCreated += len(ids) - 1
+			res.Details = append(res.Details, fmt.Sprintf("duplicate create for marker %s: %s", m, strings.Join(ids, ", ")))
+		}
+	}
+	for _, w := range writers {
+		w.mu.Lock()
+		for m, id := range w.confirmed {
+			if _, ok := byMarker[m]; !ok && !w.deleted[id] {
+				res.LostWrites++
+				res.Details = append(res.Details, fmt.Sprintf("confirmed create %s (%s) not in Stripe", id, m))
+			}
+		}
+		for m := range w.tried {
+			if _, ok := w.confirmed[m]; !ok && len(byMarker[m]) > 0 {
+				res.FailedButCreated++
+			}
+		}
+		s := w.stats
+		res.WritesOK += s.Inserts + s.Updates + s.Deletes
+		res.WritesFailed += s.Failed
+		res.WriteConnErrs += s.ConnErrors
+		res.ReadMisses += s.ReadMisses
+		res.UpdateMisses += s.UpdateMisses
+		for k, v := range w.lastErr {
+			if k != "conn" {
+				res.Details = append(res.Details, fmt.Sprintf("writer %d: %s: %s", w.id, k, v))
+			}
+		}
+		w.mu.Unlock()
+	}
+	res.WorkloadOps, res.WorkloadFailed = work.total()
+	if f := work.failures(); f != "" {
+		res.Details = append(res.Details, "workload: "+f)
+	}
+	res.FaultsInjected, res.FaultsByKind = inj.Total(), inj.Counts()
+	st := emu.Stats()
+	res.StripeRequests = st.Total
+	for _, n := range st.Objects {
+		res.Objects += n
+	}
+
+	stopErr := sp.stop()
+	res.CleanShutdown = stopErr == nil
+	if stopErr != nil {
+		res.Details = append(res.Details, stopErr.Error())
+	}
+	var last string
+	res.ServeStarts, res.UnexpectedExits, last = sp.counts()
+	if res.UnexpectedExits > 0 {
+		res.Details = append(res.Details, "last unexpected exit: "+last)
+	}
+	res.Seconds = time.Since(began).Seconds()
+	logf("done: %d kills, missing %d, extra %d, stale %d, duplicates %d", res.Kills, res.Missing, res.Extra, res.Stale, res.DuplicatesCreated)
+	return res, nil
+}
+
+// isWriterRequest: a write-through of the chaos writers (a create with a
+// marker, or an update of a name they set).
+func isWriterRequest(r Request) bool {
+	if r.Method != http.MethodPost || !strings.HasPrefix(r.Path, "/v1/customers") {
+		return false
+	}
+	return r.Form.Get("metadata["+markerKey+"]") != "" || strings.HasPrefix(r.Form.Get("name"), "chaos-upd-")
+}
+
+func backfilling(ctx context.Context, pool *pgxpool.Pool) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	var n int
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.status WHERE phase IN ('pending', 'backfilling')`).Scan(&n)
+	return err == nil && n > 0
+}
+
+func waitPhase(ctx context.Context, pool *pgxpool.Pool, phase string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.status WHERE phase = $1`, phase).Scan(&n)
+		if err == nil && n > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no object in phase %s after %v (last error: %v)", phase, timeout, err)
+		}
+		sleep(ctx, 20*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func waitLive(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var notLive, total int
+		err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE phase <> 'live'), count(*) FROM stripe_sync.status`).Scan(&notLive, &total)
+		if err == nil && total > 0 && notLive == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not live after %v (%d of %d not live, %v)", timeout, notLive, total, err)
+		}
+		sleep(ctx, 100*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func exec1(ctx context.Context, url, sql string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// serveHTTP serves h on a loopback port.
+func serveHTTP(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ErrorLog: nil}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+	}, nil
+}
