@@ -18,10 +18,11 @@
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, status values, at most
 //     100 rows): an error means no call at all.
-//  5. The calls go out row by row at interactive priority, each with an
-//     idempotency key unique to this execution, row and call, so stripeapi's
-//     retries never create twice. Inside BEGIN a NOTICE says ROLLBACK
-//     cannot undo it.
+//  5. The calls go out at interactive priority, up to Config.Concurrency
+//     rows at a time (a row's own calls in order), each with an idempotency
+//     key unique to this execution, row and call, so stripeapi's retries
+//     never create twice. After a failure no further row is started. Inside
+//     BEGIN a NOTICE says ROLLBACK cannot undo it.
 //  6. Stripe's answers (with nested lists completed when Stripe cut them)
 //     are upserted through store on pgstripe's own pool, committed whatever
 //     the client does, with a lock timeout: if the client holds a row lock

@@ -37,6 +37,9 @@ type Config struct {
 	LockTimeout time.Duration
 	// Timeout bounds the Stripe part of one statement. Default 60s.
 	Timeout time.Duration
+	// Concurrency is how many rows of one statement are sent to Stripe at
+	// once (default 4; the shared limiter still paces them).
+	Concurrency int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -55,6 +58,9 @@ func New(cfg Config) *Interceptor {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -232,54 +238,90 @@ func commandTag(op translate.Op, n int) string {
 // progress says which rows reached Stripe when a multi-row statement failed.
 func progress(st *translate.Statement, done []applied, failRow, total int) string {
 	if len(done) == 0 {
-		return fmt.Sprintf("failed at row %d of %d; no row reached Stripe", failRow+1, total)
+		return fmt.Sprintf("row %d of %d failed; no row reached Stripe", failRow+1, total)
 	}
-	ids := make([]string, len(done))
-	for i, d := range done {
-		ids[i] = d.id
+	var rows, ids []string
+	for _, d := range done {
+		rows = append(rows, strconv.Itoa(d.row+1))
+		ids = append(ids, d.id)
 	}
-	return fmt.Sprintf("failed at row %d of %d; rows 1-%d reached Stripe and are applied locally in stripe.%s: %s; rows %d-%d were not sent",
-		failRow+1, total, len(done), st.Table.Name, strings.Join(ids, ", "), failRow+1, total)
+	return fmt.Sprintf("row %d of %d failed; %d rows reached Stripe and are applied locally in stripe.%s: rows %s (%s); the other rows were not changed",
+		failRow+1, total, len(done), st.Table.Name, strings.Join(rows, ", "), strings.Join(ids, ", "))
 }
 
 // applied is one row whose calls all succeeded.
 type applied struct {
+	row     int // index in the statement
 	id      string
 	version string // the local row's version when evaluated (UPDATE)
 	resp    *stripeapi.Response
 }
 
-// call makes the Stripe calls row by row. It returns the rows that
-// completed, and the error and row index where it stopped. A row whose calls
-// don't all succeed is not applied (its first calls, if any, are left to the
-// events loop).
+// call makes the Stripe calls, up to Config.Concurrency rows at a time (a
+// row's own calls in order). It returns the rows that completed, in
+// statement order, and the first error with its row index. After an error
+// no further row is started; rows already in flight finish. A row whose
+// calls don't all succeed is not applied (its first calls, if any, are left
+// to the events loop).
 func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) ([]applied, *pgproto3.ErrorResponse, int) {
 	ctx, cancel := context.WithTimeout(stripeapi.WithPriority(ctx, stripeapi.Interactive), ic.cfg.Timeout)
 	defer cancel()
 	exec := executionID()
-	var done []applied
+	results := make([]*applied, len(rows))
+	var (
+		mu      sync.Mutex
+		failErr *pgproto3.ErrorResponse
+		failRow = len(rows)
+		wg      sync.WaitGroup
+	)
+	sem := make(chan struct{}, ic.cfg.Concurrency)
 	for i, r := range rows {
-		var last *stripeapi.Response
-		for j, c := range r.Calls {
-			// Deterministic per statement execution, row and call: a retry of
-			// this call (by stripeapi) can never make a second object.
-			key := fmt.Sprintf("pgstripe-%s-%d-%d", exec, i, j)
-			resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
-			if err != nil {
-				ic.log.Info("write-through call failed", "call", c.Method+" "+c.Path, "err", err)
-				return done, stripeError(err, c.Method+" "+c.Path), i
-			}
-			last = resp
+		sem <- struct{}{}
+		mu.Lock()
+		stop := failErr != nil
+		mu.Unlock()
+		if stop {
+			<-sem
+			break
 		}
-		id := r.ID
-		if last != nil {
-			if got, err := stripeapi.ObjectID(last.Body); err == nil && got != "" {
-				id = got
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var last *stripeapi.Response
+			for j, c := range r.Calls {
+				// Deterministic per statement execution, row and call: a
+				// retry of this call (by stripeapi) can never make a second
+				// object.
+				key := fmt.Sprintf("pgstripe-%s-%d-%d", exec, i, j)
+				resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
+				if err != nil {
+					ic.log.Info("write-through call failed", "call", c.Method+" "+c.Path, "err", err)
+					mu.Lock()
+					if i < failRow {
+						failRow, failErr = i, stripeError(err, c.Method+" "+c.Path)
+					}
+					mu.Unlock()
+					return
+				}
+				last = resp
 			}
-		}
-		done = append(done, applied{id: id, version: r.Version, resp: last})
+			id := r.ID
+			if last != nil {
+				if got, err := stripeapi.ObjectID(last.Body); err == nil && got != "" {
+					id = got
+				}
+			}
+			results[i] = &applied{row: i, id: id, version: r.Version, resp: last}
+		}()
 	}
-	return done, nil, len(rows)
+	wg.Wait()
+	var done []applied
+	for _, a := range results {
+		if a != nil {
+			done = append(done, *a)
+		}
+	}
+	return done, failErr, failRow
 }
 
 func executionID() string {

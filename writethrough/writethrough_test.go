@@ -448,7 +448,7 @@ func TestCardDeclined(t *testing.T) {
 }
 
 func TestFailureMidwayReportsRowsThatReachedStripe(t *testing.T) {
-	e := setup(t)
+	e := setup(t, func(c *Config) { c.Concurrency = 1 })
 	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
 		if form.Get("email") == "bad@b.co" {
 			return stripeAnswer(w, 400, `{"error":{"type":"invalid_request_error","code":"email_invalid","param":"email","message":"Invalid email address: bad@b.co"}}`)
@@ -458,7 +458,7 @@ func TestFailureMidwayReportsRowsThatReachedStripe(t *testing.T) {
 	e.fault.Store(&f)
 	r := e.fails("22023", `INSERT INTO stripe.customers (email) VALUES ('one@b.co'), ('bad@b.co'), ('three@b.co') RETURNING id`)
 	id := e.local(`SELECT id FROM stripe.customers WHERE email = 'one@b.co'`)
-	if !strings.Contains(r.err.Detail, "rows 1-1 reached Stripe") || !strings.Contains(r.err.Detail, id) || !strings.Contains(r.err.Detail, "param email") {
+	if !strings.Contains(r.err.Detail, "row 2 of 3 failed; 1 rows reached Stripe") || !strings.Contains(r.err.Detail, "rows 1 ("+id+")") || !strings.Contains(r.err.Detail, "param email") {
 		t.Fatalf("detail %q (row 1 is %s)", r.err.Detail, id)
 	}
 	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "1" {
