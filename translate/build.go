@@ -120,6 +120,9 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
 		}
+		if f.Owner {
+			v = map[string]any{"type": f.Column, f.Column: v}
+		}
 		encodeCreate(params, f.Param.Name, refValue(f, v))
 	}
 	return RowCalls{Calls: []Call{{Method: http.MethodPost, Path: t.CreatePath, Params: params, Create: true}}}, nil

@@ -116,6 +116,9 @@ func dump(t *testing.T, c goldenCase) string {
 		if f.Param.Unset {
 			b.WriteString(" (unset with '')")
 		}
+		if f.Owner {
+			b.WriteString(" (as owner)")
+		}
 		b.WriteString("\n")
 	}
 	if st.Eval.SQL != "" {

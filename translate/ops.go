@@ -29,6 +29,9 @@ type Ops struct {
 	Attach string
 	// AttachPath and DetachPath are the endpoints for Attach.
 	AttachPath, DetachPath string
+	// OwnerColumn, when set, is a column whose value on INSERT is sent as
+	// owner[type]=<column>&owner[<column>]=<value> (tax_ids.customer).
+	OwnerColumn string
 }
 
 var ops = map[string]*Ops{
@@ -40,7 +43,8 @@ var ops = map[string]*Ops{
 	"subscription_items": {Create: true, Update: true, Delete: true},
 	"tax_rates":          {Create: true, Update: true, NoDelete: "Stripe cannot delete tax rates; archive one with UPDATE stripe.tax_rates SET active = false"},
 	"promotion_codes":    {Create: true, Update: true, NoDelete: "Stripe cannot delete promotion codes; deactivate one with UPDATE stripe.promotion_codes SET active = false"},
-	"tax_ids":            {Create: true, Delete: true, NoUpdate: "Stripe cannot change a tax id; DELETE it and INSERT a new one"},
+	"tax_ids": {Create: true, Delete: true, OwnerColumn: "customer",
+		NoUpdate: "Stripe cannot change a tax id; DELETE it and INSERT a new one"},
 	"prices":             {Create: true, Update: true, NoDelete: "Stripe cannot delete prices; set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
 	"subscriptions":      {Create: true, Update: true, Delete: true},
 	"invoices": {Create: true, Update: true, Delete: true, Status: map[string]string{

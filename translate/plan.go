@@ -129,6 +129,8 @@ type Field struct {
 	PGType string
 	Role   Role
 	Param  schema.Param // RoleParam
+	// Owner: sent as owner[type]=Column, owner[Column]=value (Ops.OwnerColumn).
+	Owner bool
 }
 
 // planWrite builds the plan of an INSERT, UPDATE or DELETE, or returns
@@ -240,6 +242,9 @@ func (st *Statement) planInsert(s *pg_query.InsertStmt) *Error {
 			return err
 		}
 		st.Fields = append(st.Fields, f)
+	}
+	if o := st.Ops.OwnerColumn; o != "" && seen[o] && seen["owner"] {
+		return errorf(CodeDuplicateColumn, "give either %s or owner, not both", o)
 	}
 	for i, f := range st.Fields {
 		for _, r := range rows {
@@ -413,6 +418,10 @@ func (st *Statement) field(name string, params map[string]schema.Param, update b
 	if p, ok := params[c.Field]; ok && c.Field != "expand" {
 		f.Role = RoleParam
 		f.Param = p
+	} else if !update && st.Ops.OwnerColumn == name {
+		if p, ok := params["owner"]; ok {
+			f.Role, f.Param, f.Owner = RoleParam, p, true
+		}
 	}
 	return f, nil
 }

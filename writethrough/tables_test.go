@@ -186,6 +186,9 @@ func walkTables(w *walker) {
 
 	// tax_ids: create / delete; no update.
 	txi := w.one(`INSERT INTO stripe.tax_ids (type, value, owner) VALUES ('eu_vat', 'DE123456789', $1) RETURNING id`, `{"type":"customer","customer":"`+cus+`"}`)
+	w.local("tax_ids", txi, "customer", cus)
+	txi2 := w.one(`INSERT INTO stripe.tax_ids (customer, type, value) VALUES ($1, 'eu_vat', 'DE987654321') RETURNING id`, cus)
+	w.local("tax_ids", txi2, "owner->>'customer'", cus)
 	w.refused("0A000", `UPDATE stripe.tax_ids SET value = 'x' WHERE id = $1`, txi)
 	w.exec("DELETE 1", `DELETE FROM stripe.tax_ids WHERE id = $1`, txi)
 	w.gone("tax_ids", txi)

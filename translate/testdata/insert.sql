@@ -77,3 +77,10 @@ INSERT INTO stripe.invoices (customer, status) VALUES ('cus_1', 'paid')
 INSERT INTO stripe.promotion_codes (coupon, code) VALUES ($1, 'SPRING')
 -- row: ["co_1", "SPRING"]
 -- row: [{"id": "co_2", "object": "coupon", "percent_off": 10}, "SPRING"]
+
+-- case: tax id for a customer, the 2023 way
+INSERT INTO stripe.tax_ids (customer, type, value) VALUES ($1, 'eu_vat', 'DE123456789')
+-- row: ["cus_1", "eu_vat", "DE123456789"]
+
+-- case: tax id with both customer and owner
+INSERT INTO stripe.tax_ids (customer, owner, type, value) VALUES ('cus_1', '{}', 'eu_vat', 'DE1')
