@@ -45,8 +45,8 @@ var ops = map[string]*Ops{
 	"promotion_codes":    {Create: true, Update: true, NoDelete: "Stripe cannot delete promotion codes; deactivate one with UPDATE stripe.promotion_codes SET active = false"},
 	"tax_ids": {Create: true, Delete: true, OwnerColumn: "customer",
 		NoUpdate: "Stripe cannot change a tax id; DELETE it and INSERT a new one"},
-	"prices":             {Create: true, Update: true, NoDelete: "Stripe cannot delete prices; set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
-	"subscriptions":      {Create: true, Update: true, Delete: true},
+	"prices":        {Create: true, Update: true, NoDelete: "Stripe cannot delete prices; set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
+	"subscriptions": {Create: true, Update: true, Delete: true},
 	"invoices": {Create: true, Update: true, Delete: true, Status: map[string]string{
 		"open":          "/v1/invoices/{id}/finalize",
 		"paid":          "/v1/invoices/{id}/pay",
