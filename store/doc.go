@@ -38,6 +38,14 @@
 // with a concurrent writer is reported Ambiguous too (READ COMMITTED; under
 // REPEATABLE READ Postgres reports a serialization failure instead).
 //
+// Known window: an Upsert inserting an id that is not stored yet, in a
+// transaction that commits after a concurrent Delete of the same id
+// committed, brings the row back (the Delete could not see the uncommitted
+// insert, the Upsert checked tombstones before the Delete committed). Sync
+// avoids it by design (the backfill finishes before events are replayed;
+// write-through deletes only rows that are stored); a caller mixing the two
+// concurrently for one id must serialize them.
+//
 // # Delete
 //
 // Delete removes the row and its children and records a tombstone, in the

@@ -104,6 +104,9 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 	var res Result
 	rows := make([]*row, 0, len(objs))
 	for i, o := range objs {
+		if o.AsOf.IsZero() {
+			return Result{}, fmt.Errorf("store: %s: object %d has no AsOf (the ordering guard needs it)", t.Name, i)
+		}
 		r, err := decode(t, o.Raw, "", true)
 		if err != nil {
 			return Result{}, fmt.Errorf("store: %s: object %d: %w", t.Name, i, err)

@@ -410,6 +410,16 @@ func TestBadInput(t *testing.T) {
 	if _, err := store.Upsert(ctx, tx, "customers", []store.Object{{Raw: json.RawMessage(`[1]`), AsOf: t0}}); err == nil {
 		t.Error("non-object accepted")
 	}
+	if _, err := store.Upsert(ctx, tx, "customers", []store.Object{{Raw: customer("cus_z", "")}}); err == nil {
+		t.Error("object without AsOf accepted")
+	}
+	if err := store.Delete(ctx, tx, "customers", "", t0); err == nil {
+		t.Error("delete of an empty id accepted")
+	}
+	// None of the refusals reached Postgres: the transaction is usable.
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("transaction broken: %v", err)
+	}
 }
 
 // Upsert belongs to the caller's transaction: a rollback leaves nothing.
