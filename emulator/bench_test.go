@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-var seedN = 5000
+var seedN = 2000
 
 func BenchmarkSeed1000(b *testing.B) {
 	for i := 0; i < b.N; i++ {

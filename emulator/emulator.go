@@ -243,6 +243,7 @@ type reqCtx struct {
 	now       int64
 	requestID string
 	idemKey   string
+	result    map[string]any // the stored object, when a handler has it decoded (saves seeding a decode)
 }
 
 type handlerFunc func(e *Emulator, c *reqCtx) (any, *apiError)
@@ -444,7 +445,7 @@ func (e *Emulator) encodeResult(res any) []byte {
 	case json.RawMessage:
 		return x
 	default:
-		b, err := json.Marshal(x)
+		b, err := marshal(x)
 		if err != nil {
 			return errorBody(&apiError{Type: "api_error", Message: "encode: " + err.Error()})
 		}

@@ -152,6 +152,8 @@ func genericCreate(k *kind) handlerFunc {
 		if k.after != nil {
 			k.after(e, c, obj)
 			r = e.tables[k.table].byID[r.id]
+		} else {
+			c.result = obj
 		}
 		return e.render(k, r.raw, c)
 	}
@@ -189,6 +191,7 @@ func (e *Emulator) updateObject(k *kind, c *reqCtx, obj map[string]any) (any, *a
 		}
 	}
 	r := e.save(c, k, obj, old, k.events+".updated")
+	c.result = obj
 	return e.render(k, r.raw, c)
 }
 

@@ -311,7 +311,7 @@ func getBool(m map[string]any, k string) bool {
 func (e *Emulator) store(k *kind, obj map[string]any) *record {
 	e.clean(k.schema, obj)
 	t := e.tables[k.table]
-	raw, err := json.Marshal(obj)
+	raw, err := marshal(obj)
 	if err != nil {
 		panic(fmt.Sprintf("emulator: encode %s: %v", k.table, err))
 	}
@@ -568,7 +568,7 @@ func (e *Emulator) renderList(recs []*record, more bool, url string, schemaName 
 		if ae := e.expandObject(m, sub, schemaName, true); ae != nil {
 			return nil, ae
 		}
-		enc, _ := json.Marshal(m)
+		enc, _ := marshal(m)
 		b.Write(enc)
 	}
 	b.WriteString(`],"has_more":`)

@@ -107,6 +107,9 @@ func (s *seeder) call(now int64, verb, path string, pathParams map[string]string
 		s.err = fmt.Errorf("emulator: seed: %s %s: %s", verb, path, ae.Message)
 		return nil
 	}
+	if c.result != nil {
+		return c.result
+	}
 	switch x := res.(type) {
 	case map[string]any:
 		return x

@@ -152,6 +152,8 @@ func keyString(v any) string {
 		return strconv.FormatBool(x)
 	case json.Number:
 		return x.String()
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	case int:
 		return strconv.Itoa(x)
 	case int64:
