@@ -307,6 +307,11 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 		}
 		seen[rt.Name] = true
 		v := rt.Val
+		if _, ok := v.GetNode().(*pg_query.Node_SetToDefault); ok {
+			// A Stripe object has no column defaults: DEFAULT leaves the
+			// field as it is.
+			continue
+		}
 		if m := v.GetMultiAssignRef(); m != nil {
 			row := m.Source.GetRowExpr()
 			if row == nil || int(m.Colno) > len(row.Args) {
@@ -339,6 +344,7 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 			resTarget(jsonOf(valueExpr(vals[i]), f)),
 			resTarget(jsonOf(colRef(ref, f.Column), f)))
 	}
+	distinctIDs(sel, ref)
 	q, err := st.query(sel)
 	if err != nil {
 		return err
@@ -379,12 +385,24 @@ func (st *Statement) planDelete(s *pg_query.DeleteStmt) *Error {
 		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
 		Op:          pg_query.SetOperation_SETOP_NONE,
 	}
+	distinctIDs(sel, ref)
 	q, err := st.query(sel)
 	if err != nil {
 		return err
 	}
 	st.Eval = q
 	return st.returning(s.Relation, s.ReturningList)
+}
+
+// distinctIDs makes a join (UPDATE … FROM, DELETE … USING) yield each target
+// row once, as Postgres updates it once, so the row limit counts objects.
+func distinctIDs(sel *pg_query.SelectStmt, ref string) {
+	if len(sel.FromClause) < 2 {
+		return
+	}
+	sel.DistinctClause = []*pg_query.Node{colRef(ref, "id")}
+	sel.SortClause = []*pg_query.Node{pg_query.MakeSortByNode(colRef(ref, "id"),
+		pg_query.SortByDir_SORTBY_DEFAULT, pg_query.SortByNulls_SORTBY_NULLS_DEFAULT, -1)}
 }
 
 // field classifies an assigned column.

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/metrics"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -180,7 +181,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
 	}
 
-	// Call Stripe, row by row; stop at the first error.
+	// Call Stripe; stop at the first error.
+	start := time.Now()
+	defer func() {
+		metrics.WriteThroughSeconds.WithLabelValues(st.Table.Name, strings.ToLower(st.Op.String())).Observe(time.Since(start).Seconds())
+	}()
 	done, failErr, failRow := ic.call(ctx, st, calls)
 
 	// RETURNING of a DELETE shows the rows as they were.
@@ -194,9 +199,13 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
 	}
 
-	// Apply what reached Stripe, committed on our own connection.
+	// Apply what reached Stripe, committed on our own connection; the change
+	// is real, so a client that cancels or hangs up now doesn't stop it.
 	if len(done) > 0 {
-		if w := ic.apply(ctx, st.Table, done); w != "" {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ic.cfg.Timeout)
+		w := ic.apply(actx, st.Table, done)
+		cancel()
+		if w != "" {
 			rep.notice(w, "")
 		}
 	}

@@ -107,3 +107,7 @@ UPDATE stripe.prices SET active = false WHERE product = 'prod_1'
 
 -- case: more than 100 matched rows
 UPDATE stripe.customers SET name = 'x'
+
+-- case: DEFAULT leaves a field alone
+UPDATE stripe.customers SET name = DEFAULT, email = $1 WHERE id = $2
+-- row: ["cus_1", "n@b.co", "o@b.co"]
