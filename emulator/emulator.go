@@ -382,60 +382,62 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	c := &reqCtx{r: r, route: rt, path: pathParams, params: params, live: live, now: e.Now().Unix(), requestID: reqID,
 		idemKey: r.Header.Get("Idempotency-Key")}
 
-	// Idempotency applies to POSTs (Stripe ignores the header on GET and
-	// DELETE is idempotent by nature).
+	// Idempotency applies to POSTs (Stripe ignores the header on GET, and
+	// DELETE is idempotent by nature). Lookup and execution happen under
+	// the same write lock, so concurrent requests with one key run once.
 	var idemK, idemHash string
 	if c.idemKey != "" && r.Method == http.MethodPost {
 		w.Header().Set("Idempotency-Key", c.idemKey)
 		idemK = authKey(r) + "\x00" + c.idemKey
 		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + canonical(params)))
 		idemHash = hex.EncodeToString(sum[:])
-		e.mu.Lock()
-		ent, ok := e.idem[idemK]
-		if ok && time.Since(ent.at) > 24*time.Hour {
-			delete(e.idem, idemK)
-			ok = false
-		}
-		e.mu.Unlock()
-		if ok {
-			if ent.hash != idemHash {
-				return writeError(w, &apiError{status: 400, Type: "idempotency_error",
-					Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '%s' if you meant to execute a different request.", c.idemKey)}), routeName
-			}
-			w.Header().Set("Idempotent-Replayed", "true")
-			w.WriteHeader(ent.status)
-			w.Write(ent.body)
-			return ent.status, routeName
-		}
 	}
+	status, body, replayed := e.execute(h, c, idemK, idemHash)
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if status == 500 {
+		w.Header().Set("Stripe-Should-Retry", "false")
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+	return status, routeName
+}
 
-	if r.Method == http.MethodGet {
+// execute runs a handler under the store lock (read lock for GET) and
+// turns a handler panic into Stripe's 500 instead of a stuck lock.
+func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (status int, body []byte, replayed bool) {
+	if c.r.Method == http.MethodGet {
 		e.mu.RLock()
+		defer e.mu.RUnlock()
 	} else {
 		e.mu.Lock()
+		defer e.mu.Unlock()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			status, body, replayed = 500, errorBody(&apiError{Type: "api_error", Message: fmt.Sprintf("An unknown error occurred in the emulator: %v", p)}), false
+		}
+	}()
+	if idemK != "" {
+		if ent, ok := e.idem[idemK]; ok && time.Since(ent.at) < 24*time.Hour {
+			if ent.hash != idemHash {
+				return 400, errorBody(&apiError{Type: "idempotency_error",
+					Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '%s' if you meant to execute a different request.", c.idemKey)}), false
+			}
+			return ent.status, ent.body, true
+		}
 	}
 	res, ae := h(e, c)
-	var status int
-	var body []byte
 	if ae != nil {
 		status, body = ae.status, errorBody(ae)
-		if ae.shouldRetry != "" {
-			w.Header().Set("Stripe-Should-Retry", ae.shouldRetry)
-		}
 	} else {
 		status, body = 200, e.encodeResult(res)
 	}
 	if idemK != "" && status != 429 && status < 500 {
 		e.idem[idemK] = &idemEntry{hash: idemHash, status: status, body: body, at: time.Now()}
 	}
-	if r.Method == http.MethodGet {
-		e.mu.RUnlock()
-	} else {
-		e.mu.Unlock()
-	}
-	w.WriteHeader(status)
-	w.Write(body)
-	return status, routeName
+	return status, body, false
 }
 
 func (e *Emulator) encodeResult(res any) []byte {

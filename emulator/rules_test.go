@@ -80,6 +80,7 @@ func TestRequestRules(t *testing.T) {
 		{"bad integer", "POST", "/v1/customers", "sk_test_x", "balance=abc", 400, "invalid_request_error", "parameter_invalid_integer", "balance"},
 		{"bad enum", "POST", "/v1/customers", "sk_test_x", "tax_exempt=sometimes", 400, "invalid_request_error", "parameter_invalid_string", "tax_exempt"},
 		{"bad boolean", "GET", "/v1/products?active=maybe", "sk_test_x", "", 400, "invalid_request_error", "parameter_invalid_boolean", "active"},
+		{"NaN number", "POST", "/v1/tax_rates", "sk_test_x", "display_name=v&inclusive=false&percentage=NaN", 400, "invalid_request_error", "parameter_invalid_number", "percentage"},
 		{"limit too big", "GET", "/v1/customers?limit=101", "sk_test_x", "", 400, "invalid_request_error", "parameter_invalid_integer", "limit"},
 		{"limit zero", "GET", "/v1/customers?limit=0", "sk_test_x", "", 400, "invalid_request_error", "parameter_invalid_integer", "limit"},
 		{"unknown cursor", "GET", "/v1/customers?starting_after=cus_nope", "sk_test_x", "", 400, "invalid_request_error", "resource_missing", "starting_after"},
@@ -142,6 +143,19 @@ func TestIdempotency(t *testing.T) {
 	c := do(t, "POST", base+"/v1/customers", "sk_test_x", "email=other%40y.z", "Idempotency-Key", "k1")
 	if c.status != 400 || errField(c, "type") != "idempotency_error" {
 		t.Fatalf("other params: %d %s", c.status, c.raw)
+	}
+	// Concurrent requests with one key create one object.
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			do(t, "POST", base+"/v1/products", "sk_test_x", "name=same", "Idempotency-Key", "k2")
+		}()
+	}
+	wg.Wait()
+	if n := len(e.Objects("products")); n != 1 {
+		t.Fatalf("%d products from one idempotency key", n)
 	}
 	// Keys are per API key.
 	d := do(t, "POST", base+"/v1/customers", "sk_test_other", "email=other%40y.z", "Idempotency-Key", "k1")

@@ -3,6 +3,7 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -151,8 +152,13 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 		}
 		return invalid("parameter_invalid_integer", name, "Invalid integer: %v", v)
 	case spec.TypeNumber:
-		switch v.(type) {
-		case int, int64, float64, json.Number:
+		switch x := v.(type) {
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return invalid("parameter_invalid_number", name, "Invalid decimal: %v", v)
+			}
+			return nil
+		case int, int64, json.Number:
 			return nil
 		}
 		return invalid("parameter_invalid_number", name, "Invalid decimal: %v", v)
