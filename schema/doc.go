@@ -66,9 +66,10 @@
 // phase ('pending', 'backfilling', 'live', 'error'), backfill_started_at,
 // backfill_completed_at, last_event_at, lag_seconds and last_error, kept by
 // sync code; the view stripe_sync.status adds rows. rows is exact (count(*))
-// while the statistics say a table has under 50,000 live rows and the
-// statistics' live tuple count (n_live_tup, maintained by Postgres on every
-// write, flushed within about a second) above that, so the view stays cheap
-// on millions of rows. stripe_sync.log (id, at, kind, detail) records sync
+// while a table looks smaller than 50,000 rows, and an estimate above that,
+// so the view stays cheap on millions of rows: the larger of the statistics'
+// live tuple count (n_live_tup, kept by Postgres on every write, flushed
+// within about a second, reset by a crash) and pg_class.reltuples (kept by
+// VACUUM and ANALYZE). stripe_sync.log (id, at, kind, detail) records sync
 // events; stripe_sync.tombstones (object, id, deleted_at) every deleted id.
 package schema

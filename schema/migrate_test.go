@@ -146,3 +146,30 @@ func TestMigrateRefusesForeignTable(t *testing.T) {
 		t.Errorf("%d tables exist after a refused migrate, want only the foreign one", n)
 	}
 }
+
+// rows in stripe_sync.status: exact for small tables, the statistics'
+// estimate for large ones.
+func TestStatusRows(t *testing.T) {
+	conn, _ := connect(t)
+	ctx := context.Background()
+	if err := schema.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO stripe.coupons (id, _raw, _synced_at, _as_of) SELECT 'c' || g, '{}', now(), now() FROM generate_series(1, 3) g`); err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	if err := conn.QueryRow(ctx, `SELECT rows FROM stripe_sync.status WHERE object = 'coupons'`).Scan(&rows); err != nil || rows != 3 {
+		t.Fatalf("coupons rows %d, %v", rows, err)
+	}
+	// A big table whose statistics say so is estimated, not counted.
+	if _, err := conn.Exec(ctx, `INSERT INTO stripe.charges (id, _raw, _synced_at, _as_of) SELECT 'ch' || g, '{}', now(), now() FROM generate_series(1, 60000) g; ANALYZE stripe.charges; DELETE FROM stripe.charges WHERE id = 'ch1'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT rows FROM stripe_sync.status WHERE object = 'charges'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 60000 {
+		t.Fatalf("charges rows %d, want the estimate 60000 (exact would be 59999)", rows)
+	}
+}
