@@ -19,7 +19,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgstripe/pgstripe/metrics"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -182,10 +181,6 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 
 	// Call Stripe; stop at the first error.
-	start := time.Now()
-	defer func() {
-		metrics.WriteThroughSeconds.WithLabelValues(st.Table.Name, strings.ToLower(st.Op.String())).Observe(time.Since(start).Seconds())
-	}()
 	done, failErr, failRow := ic.call(ctx, st, calls)
 
 	// RETURNING of a DELETE shows the rows as they were.
