@@ -1,0 +1,343 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgstripe/pgstripe/pgcluster"
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+func selfSignedTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+func TestTLS(t *testing.T) {
+	tp := startProxy(t, Config{TLSConfig: selfSignedTLS(t)})
+	url := tp.via(t, pgtest.NewDB(t))
+	ctx := ctxT(t)
+	conn, err := pgx.Connect(ctx, strings.Replace(url, "sslmode=disable", "sslmode=require", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, ok := conn.PgConn().Conn().(*tls.Conn); !ok {
+		t.Fatalf("connection is %T, not TLS", conn.PgConn().Conn())
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT $1::int`, 7).Scan(&n); err != nil || n != 7 {
+		t.Fatalf("query over TLS: %d %v", n, err)
+	}
+
+	// Plaintext sent right behind the SSLRequest is refused.
+	raw, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	sslReq := encode(&pgproto3.SSLRequest{})
+	startup := encode(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "postgres"}})
+	raw.Write(append(sslReq, startup...))
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, _ := io.ReadAll(raw)
+	if !strings.Contains(string(reply), "unencrypted data after SSL request") {
+		t.Fatalf("reply to SSLRequest+plaintext: %q", reply)
+	}
+}
+
+func TestNoTLSAndGSSENC(t *testing.T) {
+	tp := startProxy(t, Config{})
+	url := tp.via(t, pgtest.NewDB(t))
+	ctx := ctxT(t)
+	// sslmode=prefer falls back to plaintext on 'N'.
+	conn, err := pgx.Connect(ctx, strings.Replace(url, "sslmode=disable", "sslmode=prefer", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if _, err := pgx.Connect(ctx, strings.Replace(url, "sslmode=disable", "sslmode=require", 1)); err == nil {
+		t.Fatal("sslmode=require succeeded without TLS configured")
+	}
+	// GSSENCRequest gets 'N', then a normal startup works on the same
+	// connection.
+	raw, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	raw.Write(encode(&pgproto3.GSSEncRequest{}))
+	var b [1]byte
+	if _, err := io.ReadFull(raw, b[:]); err != nil || b[0] != 'N' {
+		t.Fatalf("GSSENCRequest reply %q %v", b, err)
+	}
+	raw.Write(encode(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "postgres", "database": "postgres"}}))
+	fe := pgproto3.NewFrontend(raw, raw)
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	block := make(chan struct{})
+	ic := InterceptorFunc(func(ctx context.Context, call *Call) error {
+		close(block)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: ic})
+	url := tp.via(t, pgtest.NewDB(t))
+	conn := pgtest.Connect(t, url)
+
+	// pgx cancels a query when its context ends, with the key the proxy gave.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := conn.Exec(ctx, `SELECT pg_sleep(20)`)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		// pgx may report the context error; the server must still have
+		// been cancelled quickly.
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("cancel did not reach upstream: %v after %v", err, time.Since(start))
+		}
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("cancel took %v", time.Since(start))
+	}
+	conn = pgtest.Connect(t, url)
+	// A cancel also reaches an interceptor that is waiting (on Stripe).
+	pc := conn.PgConn()
+	go func() {
+		<-block
+		time.Sleep(50 * time.Millisecond)
+		pc.CancelRequest(context.Background())
+	}()
+	_, err = pc.Exec(context.Background(), `INSERT INTO stripe.x (v) VALUES ('slow')`).ReadAll()
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("cancelled interception: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT 1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// A wrong key cancels nothing and does not disturb the proxy.
+	raw, _ := net.Dial("tcp", tp.addr)
+	raw.Write(encode(&pgproto3.CancelRequest{ProcessID: 1, SecretKey: []byte{1, 2, 3, 4}}))
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(raw)
+	raw.Close()
+}
+
+func TestUpstreamGoneAndBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	tp := startProxy(t, Config{Upstream: c.Addr()})
+	url := tp.via(t, c.URL("postgres"))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Kill()
+	_, err = conn.Exec(ctx, `SELECT 1`)
+	if err == nil {
+		t.Fatal("query succeeded with upstream killed")
+	}
+	tp.waitSessions(t, 0)
+	_, err = pgx.Connect(ctx, url)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08006" || !strings.Contains(pe.Message, "cannot connect to upstream") {
+		t.Fatalf("connect with upstream down: %v", err)
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err = pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect after upstream restart: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT 5`).Scan(&n); err != nil || n != 5 {
+		t.Fatalf("query after restart: %d %v", n, err)
+	}
+}
+
+// rawSession opens a proxied connection and returns it after startup.
+func rawSession(t *testing.T, tp *testProxy) net.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	raw.Write(encode(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "postgres", "database": "postgres"}}))
+	fe := pgproto3.NewFrontend(raw, raw)
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return raw
+		}
+	}
+}
+
+func TestMalformedMessages(t *testing.T) {
+	tp := startProxy(t, Config{})
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{"unknown type", []byte{'!', 0, 0, 0, 4}, "invalid frontend message type"},
+		{"short length", []byte{'Q', 0, 0, 0, 2}, "malformed message"},
+		{"oversized", []byte{'S', 0x7f, 0xff, 0xff, 0xff}, "message too large"},
+		{"unterminated query", []byte{'Q', 0, 0, 0, 6, 'x', 'y'}, ""},
+		{"bad describe", []byte{'D', 0, 0, 0, 4}, "invalid Describe"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := rawSession(t, tp)
+			raw.Write(tc.msg)
+			reply, _ := io.ReadAll(raw) // the proxy closes the connection
+			if tc.want != "" && !strings.Contains(string(reply), tc.want) {
+				t.Fatalf("reply %q lacks %q", reply, tc.want)
+			}
+		})
+	}
+	// Garbage before startup.
+	raw, _ := net.Dial("tcp", tp.addr)
+	raw.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(raw)
+	raw.Close()
+	tp.waitSessions(t, 0)
+	// The proxy still serves.
+	conn := pgtest.Connect(t, tp.via(t, pgtest.NewDB(t)))
+	if _, err := conn.Exec(ctxT(t), `SELECT 1`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIdleClientsAndGoroutines(t *testing.T) {
+	tp := startProxy(t, Config{StartupTimeout: 300 * time.Millisecond})
+	url := tp.via(t, pgtest.NewDB(t))
+	time.Sleep(50 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	// A client that never sends its startup packet is dropped.
+	silent, _ := net.Dial("tcp", tp.addr)
+	defer silent.Close()
+	// Clients that vanish without Terminate, mid-query and idle.
+	for i := 0; i < 5; i++ {
+		conn, err := pgx.Connect(ctxT(t), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.PgConn().Conn().Close()
+	}
+	raw := rawSession(t, tp)
+	raw.Write(encode(&pgproto3.Query{String: "SELECT pg_sleep(0.2)"}))
+	raw.Close()
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Fatal("silent client not closed")
+	}
+	tp.waitSessions(t, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines: %d, before %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	url := pgtest.NewDB(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{Upstream: pgtest.Cluster(t).Addr(), DrainTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, ln) }()
+	tp := &testProxy{Proxy: p, addr: ln.Addr().String()}
+	idle := pgtest.Connect(t, tp.via(t, url))
+	busy := pgtest.Connect(t, tp.via(t, url))
+	busyDone := make(chan error, 1)
+	go func() {
+		_, err := busy.Exec(context.Background(), `SELECT pg_sleep(0.5)`)
+		busyDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-busyDone; err != nil {
+		t.Fatalf("busy query during shutdown: %v", err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	_, err = idle.Exec(context.Background(), `SELECT 1`)
+	if err == nil {
+		t.Fatal("idle session still open after shutdown")
+	}
+	if _, err := net.DialTimeout("tcp", tp.addr, time.Second); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+	if p.Sessions() != 0 {
+		t.Fatalf("Sessions() = %d", p.Sessions())
+	}
+	_ = binary.BigEndian
+}
