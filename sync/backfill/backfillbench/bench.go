@@ -118,6 +118,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		customers = max(1, int(math.Round(float64(customers)*float64(o.Objects)/float64(max(n, 1)))))
 	}
+	res.Customers = customers
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 
