@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sort"
 	"strings"
+	"time"
 )
 
 // kind describes one Stripe object type: where it lives, how lists filter
@@ -106,11 +108,28 @@ func (e *Emulator) emit(c *reqCtx, typ string, obj map[string]any, prev map[stri
 	}
 	ev["request"] = map[string]any{"id": reqID, "idempotency_key": idem}
 	r := e.store(kindByTable["events"], ev)
+	e.pruneEvents(c.now)
 	if d := e.options().EventDelay; d > 0 {
 		e.optMu.Lock()
 		r.visible = e.wallNow() + e.rnd.Int63n(int64(d))
 		e.optMu.Unlock()
 	}
+}
+
+// pruneEvents forgets events well past retention (an hour of slack keeps
+// the "expired cursor" answer for recently expired ones), so a long run
+// doesn't keep every event in memory.
+func (e *Emulator) pruneEvents(now int64) {
+	t := e.tables["events"]
+	limit := now - int64(retention/time.Second) - 3600
+	if len(t.ordered) == 0 || t.ordered[0].created >= limit || !t.sorted {
+		return
+	}
+	cut := sort.Search(len(t.ordered), func(i int) bool { return t.ordered[i].created >= limit })
+	for _, r := range t.ordered[:cut] {
+		delete(t.byID, r.id)
+	}
+	t.ordered = append([]*record(nil), t.ordered[cut:]...)
 }
 
 // diff lists the previous values of top-level fields that changed.

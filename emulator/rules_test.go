@@ -283,6 +283,10 @@ func TestEvents(t *testing.T) {
 	if data, _ := r.body["data"].([]any); len(data) != 0 {
 		t.Fatalf("%d events past retention", len(data))
 	}
+	check(sc.Customers.New(&stripe.CustomerParams{}))
+	if st := e.Stats(); st.Events != 1 {
+		t.Fatalf("expired events kept in memory: %d", st.Events)
+	}
 	d, err := http.ParseTime(r.header.Get("Date"))
 	if err != nil || d.Sub(time.Now()) < 30*24*time.Hour {
 		t.Fatalf("Date header %q ignores the clock offset", r.header.Get("Date"))
