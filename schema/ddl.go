@@ -53,8 +53,8 @@ func (t *Table) CreateTableSQL() string {
 	}
 	fmt.Fprintf(&b, "    PRIMARY KEY (%s)\n);\n", strings.Join(keys, ", "))
 	fmt.Fprintf(&b, "COMMENT ON TABLE %s IS %s;\n", t.QualifiedName(), quoteLiteral(t.comment()))
-	for _, ix := range t.IndexSQL() {
-		b.WriteString(ix)
+	for _, ix := range t.Indexes() {
+		b.WriteString(ix.SQL)
 		b.WriteString(";\n")
 	}
 	return b.String()
@@ -64,25 +64,32 @@ func (t *Table) comment() string {
 	return fmt.Sprintf("%s Stripe %s objects (API %s); managed by pgstripe, do not edit", commentPrefix, t.Object, APIVersion)
 }
 
-// IndexSQL returns CREATE INDEX IF NOT EXISTS statements for the reference
-// columns users join on and for created. A reference stored as an embedded
-// object (subscription_items.price is the whole price) gets an expression
-// index on its id so joins on price->>'id' are indexed too.
-func (t *Table) IndexSQL() []string {
-	var out []string
+// Index is a secondary index pgstripe keeps on a table.
+type Index struct {
+	Name string // unquoted, in schema stripe
+	SQL  string // CREATE INDEX IF NOT EXISTS …
+}
+
+// Indexes are the indexes on the reference columns users join on and on
+// created. A reference stored as an embedded object (subscription_items.price
+// is the whole price) gets an expression index on its id so joins on
+// price->>'id' are indexed too.
+func (t *Table) Indexes() []Index {
+	var out []Index
 	cols := append(append([]string(nil), indexedRefs...), "created")
 	for _, name := range cols {
 		c, ok := t.Column(name)
 		if !ok || (len(t.Key) > 0 && t.Key[0] == name) {
 			continue // the primary key already leads with it
 		}
-		ixName := Ident(t.Name + "_" + name + "_idx")
+		ix := Index{Name: t.Name + "_" + name + "_idx"}
 		switch c.Kind {
 		case KindJSON:
-			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s ((%s ->> 'id'))", ixName, t.QualifiedName(), Ident(name)))
+			ix.SQL = fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s ((%s ->> 'id'))", Ident(ix.Name), t.QualifiedName(), Ident(name))
 		default:
-			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", ixName, t.QualifiedName(), Ident(name)))
+			ix.SQL = fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", Ident(ix.Name), t.QualifiedName(), Ident(name))
 		}
+		out = append(out, ix)
 	}
 	return out
 }

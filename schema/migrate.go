@@ -249,6 +249,7 @@ var ErrForeignTable = errors.New("table exists and was not created by pgstripe")
 type existing struct {
 	comment string
 	cols    map[string]string // column → format_type
+	indexes map[string]bool
 }
 
 func reconcileTables(ctx context.Context, tx pgx.Tx) error {
@@ -278,6 +279,25 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 		}
 		if col != nil {
 			e.cols[*col] = *typ
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: read catalog: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT tablename, indexname FROM pg_indexes WHERE schemaname = $1`, DataSchema)
+	if err != nil {
+		return fmt.Errorf("migrate: read catalog: %w", err)
+	}
+	for rows.Next() {
+		var rel, ix string
+		if err := rows.Scan(&rel, &ix); err != nil {
+			return fmt.Errorf("migrate: read catalog: %w", err)
+		}
+		if e := have[rel]; e != nil {
+			if e.indexes == nil {
+				e.indexes = map[string]bool{}
+			}
+			e.indexes[ix] = true
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -350,13 +370,21 @@ func upgradeTable(ctx context.Context, tx pgx.Tx, t *Table, e *existing) error {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	for _, ix := range t.IndexSQL() {
-		if _, err := tx.Exec(ctx, ix); err != nil {
+	// Only what is missing: CREATE INDEX IF NOT EXISTS and COMMENT lock the
+	// table even when they change nothing, and a no-op Migrate (every
+	// start of serve) must not stall, or deadlock with, running writers.
+	for _, ix := range t.Indexes() {
+		if e.indexes[ix.Name] {
+			continue
+		}
+		if _, err := tx.Exec(ctx, ix.SQL); err != nil {
 			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
 		}
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf("COMMENT ON TABLE %s IS %s", t.QualifiedName(), quoteLiteral(t.comment()))); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	if e.comment != t.comment() {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("COMMENT ON TABLE %s IS %s", t.QualifiedName(), quoteLiteral(t.comment()))); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
 	}
 	return nil
 }

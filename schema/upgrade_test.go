@@ -31,7 +31,7 @@ func TestMigrateUpgradeFromOlderSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, `ALTER TABLE stripe.customers DROP COLUMN email, DROP COLUMN created, DROP COLUMN default_source; DROP TABLE stripe.tax_ids`); err != nil {
+	if _, err := conn.Exec(ctx, `ALTER TABLE stripe.customers DROP COLUMN email, DROP COLUMN created, DROP COLUMN default_source; DROP TABLE stripe.tax_ids; DROP INDEX stripe.subscriptions_customer_idx`); err != nil {
 		t.Fatal(err)
 	}
 	if err := schema.Migrate(ctx, conn); err != nil {
@@ -50,6 +50,11 @@ func TestMigrateUpgradeFromOlderSchema(t *testing.T) {
 	}
 	if cols := columnTypes(t, conn, "tax_ids"); cols["value"] != "text" || cols["_raw"] != "jsonb" {
 		t.Errorf("tax_ids not recreated: %v", cols)
+	}
+	var ix int
+	conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'stripe' AND indexname IN ('subscriptions_customer_idx', 'customers_created_idx')`).Scan(&ix)
+	if ix != 2 {
+		t.Errorf("%d of 2 indexes after upgrade", ix)
 	}
 	var detail map[string]any
 	if err := conn.QueryRow(ctx, `SELECT detail FROM stripe_sync.log WHERE kind = 'migrate_add_columns'`).Scan(&detail); err != nil {
