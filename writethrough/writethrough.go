@@ -506,15 +506,26 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'stri
 }
 
 // checkPrivileges refuses the write unless the client's role may do it to
-// the local table (and read it, where the statement reads).
+// the local table, as Postgres would decide: the statement's privilege on
+// the table or on every assigned column (column grants), plus SELECT where
+// the statement reads (WHERE, RETURNING; table or any column).
 func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) *pgproto3.ErrorResponse {
 	privs := []string{st.Op.String()}
 	if st.Op != translate.Insert || st.Returning != nil {
 		privs = append(privs, "SELECT")
 	}
+	cols := make([]string, len(st.Fields))
+	for i, f := range st.Fields {
+		cols[i] = f.Column
+	}
 	rel := pgx.Identifier{schema.DataSchema, st.Table.Name}.Sanitize()
-	res, err := up.Query(ctx, `SELECT p, pg_catalog.has_table_privilege($1, p) FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
-		[][]byte{[]byte(rel), textArray(privs)}, []uint32{oidText, oidTextArray}, nil, nil)
+	res, err := up.Query(ctx, `SELECT p, pg_catalog.has_table_privilege($1, p) OR CASE
+    WHEN p = 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p)
+    WHEN p IN ('INSERT', 'UPDATE') AND pg_catalog.cardinality($3::pg_catalog.text[]) > 0 THEN
+      (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
+    ELSE false END
+FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
+		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
 		return pgError(err)
 	}

@@ -353,6 +353,18 @@ func TestPrivilegesAndFailedTransaction(t *testing.T) {
 	if !strings.Contains(r.err.Message, "permission denied") {
 		t.Fatalf("message %q", r.err.Message)
 	}
+	// A column grant is enough for the columns it covers, as in Postgres.
+	if _, err := e.conn.Exec(e.ctx, `RESET ROLE; GRANT UPDATE (name) ON stripe.customers TO reader`); err != nil {
+		t.Fatal(err)
+	}
+	id := e.ok(`INSERT INTO stripe.customers (email, name) VALUES ('col@b.co', 'A') RETURNING id`).rows[0][0]
+	if _, err := e.conn.Exec(e.ctx, `SET ROLE reader`); err != nil {
+		t.Fatal(err)
+	}
+	e.ok(`UPDATE stripe.customers SET name = 'B' WHERE id = $1`, id)
+	before = e.calls()
+	e.fails("42501", `UPDATE stripe.customers SET email = 'c@b.co' WHERE id = $1`, id)
+	e.fails("42501", `DELETE FROM stripe.customers WHERE id = $1`, id)
 	if _, err := e.conn.Exec(e.ctx, `RESET ROLE`); err != nil {
 		t.Fatal(err)
 	}
