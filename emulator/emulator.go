@@ -393,6 +393,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		idemHash = hex.EncodeToString(sum[:])
 	}
 	status, body, replayed := e.execute(h, c, idemK, idemHash)
+	// The Date of a response is the emulator-clock time at which its state
+	// was read (under the lock), which is what pgstripe orders states by.
+	w.Header().Set("Date", time.Unix(c.now, 0).UTC().Format(http.TimeFormat))
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
@@ -414,6 +417,7 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 		e.mu.Lock()
 		defer e.mu.Unlock()
 	}
+	c.now = e.Now().Unix()
 	defer func() {
 		if p := recover(); p != nil {
 			status, body, replayed = 500, errorBody(&apiError{Type: "api_error", Message: fmt.Sprintf("An unknown error occurred in the emulator: %v", p)}), false

@@ -288,7 +288,11 @@ func genericList(k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *
 			}
 		}
 		recs, more := page(t.ordered, q, false)
-		return e.renderList(recs, more, c.route.path, k.schema, c)
+		url := c.route.path
+		if c.r != nil {
+			url = c.r.URL.Path
+		}
+		return e.renderList(recs, more, url, k.schema, c)
 	}
 }
 

@@ -126,6 +126,9 @@ func TestRequestRules(t *testing.T) {
 	if r.body["url"] != "/v1/customers" || r.body["object"] != "list" || r.body["has_more"] != false {
 		t.Fatalf("list envelope: %s", r.raw)
 	}
+	if r := do(t, "GET", base+"/v1/customers/"+cid+"/tax_ids", "sk_test_x", ""); r.body["url"] != "/v1/customers/"+cid+"/tax_ids" {
+		t.Fatalf("nested list url: %s", r.raw)
+	}
 }
 
 // TestIdempotency replays a POST with the same key, and refuses the key
