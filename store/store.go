@@ -32,7 +32,8 @@ type Object struct {
 }
 
 // Result says what happened to each object, by id (for upcoming_invoices,
-// by customer). Every input object is in exactly one list.
+// by customer). Every input object is in exactly one list; an id given twice
+// in one call appears once per object.
 type Result struct {
 	Applied []string // written: new, or newer than the stored state
 	Stale   []string // the stored state is as new or newer (identical content included)
@@ -103,6 +104,9 @@ type row struct {
 func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object) (Result, error) {
 	var res Result
 	rows := make([]*row, 0, len(objs))
+	var stubs []*row
+	// Decode everything before writing anything: a bad object fails the
+	// call with nothing sent to Postgres.
 	for i, o := range objs {
 		if o.AsOf.IsZero() {
 			return Result{}, fmt.Errorf("store: %s: object %d has no AsOf (the ordering guard needs it)", t.Name, i)
@@ -114,15 +118,21 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 		r.asOf = o.AsOf
 		r.kids = o.Children
 		if deletedStub(r.fields) {
-			if err := Delete(ctx, tx, t.Name, r.report, o.AsOf); err != nil {
-				return Result{}, err
-			}
-			res.Deleted = append(res.Deleted, r.report)
-			continue
+			stubs = append(stubs, r)
+		} else {
+			rows = append(rows, r)
 		}
-		rows = append(rows, r)
 	}
-	rows, dupAmbiguous := dedupe(rows)
+	// Deletion is final, whatever else the batch holds for the id.
+	for _, r := range stubs {
+		if err := Delete(ctx, tx, t.Name, r.report, r.asOf); err != nil {
+			return Result{}, err
+		}
+		res.Deleted = append(res.Deleted, r.report)
+	}
+	rows, dropped, tied := dedupe(rows)
+	res.Stale = append(res.Stale, dropped...)
+	res.Ambiguous = append(res.Ambiguous, tied...)
 	out, err := writeRows(ctx, tx, t, rows, false)
 	if err != nil {
 		return Result{}, err
@@ -141,11 +151,6 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 			res.Stale = append(res.Stale, r.report)
 		}
 	}
-	for _, id := range dupAmbiguous {
-		if !applied[id] {
-			res.Ambiguous = append(res.Ambiguous, id)
-		}
-	}
 	for _, n := range t.Nested {
 		incomplete, err := replaceChildren(ctx, tx, n, rows, applied)
 		if err != nil {
@@ -157,12 +162,13 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 }
 
 // dedupe keeps, per key, the newest object of a batch (ON CONFLICT can't
-// touch a row twice in one statement). Two objects with the same key and
-// AsOf but different content are kept by batch order and reported ambiguous.
-func dedupe(rows []*row) ([]*row, []string) {
+// touch a row twice in one statement). The older duplicates are dropped
+// (reported stale); a duplicate with the same AsOf and other content is a tie
+// the batch can't order: the later one is kept and the other reported
+// ambiguous, so the caller re-fetches.
+func dedupe(rows []*row) (kept []*row, dropped, tied []string) {
 	idx := make(map[string]int, len(rows))
 	out := rows[:0]
-	var amb []string
 	for _, r := range rows {
 		i, seen := idx[r.key]
 		if !seen {
@@ -174,14 +180,15 @@ func dedupe(rows []*row) ([]*row, []string) {
 		switch {
 		case r.asOf.After(prev.asOf):
 			out[i] = r
-		case r.asOf.Equal(prev.asOf):
-			if !bytes.Equal(r.raw, prev.raw) {
-				amb = append(amb, r.report)
-			}
+			dropped = append(dropped, prev.report)
+		case r.asOf.Equal(prev.asOf) && !bytes.Equal(r.raw, prev.raw):
 			out[i] = r
+			tied = append(tied, prev.report)
+		default:
+			dropped = append(dropped, r.report)
 		}
 	}
-	return out, amb
+	return out, dropped, tied
 }
 
 func deletedStub(fields map[string]json.RawMessage) bool {
@@ -428,7 +435,7 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 			kids = append(kids, k)
 		}
 	}
-	kids, _ = dedupe(kids)
+	kids, _, _ = dedupe(kids)
 	if len(complete) > 0 {
 		kp := make([]string, len(kids))
 		kid := make([]string, len(kids))

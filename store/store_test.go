@@ -228,8 +228,16 @@ func TestOrderingGuard(t *testing.T) {
 		store.Object{Raw: customer("cus_2", `"email": "late@example.com"`), AsOf: t0.Add(2 * time.Second)},
 		store.Object{Raw: customer("cus_2", `"email": "early@example.com"`), AsOf: t0.Add(time.Second)},
 	)
-	if !slices.Equal(res.Applied, []string{"cus_2"}) || email("cus_2") != "late@example.com" {
+	if !slices.Equal(res.Applied, []string{"cus_2"}) || !slices.Equal(res.Stale, []string{"cus_2"}) || email("cus_2") != "late@example.com" {
 		t.Fatalf("batch: %+v, email %s", res, email("cus_2"))
+	}
+	// A tie within one batch is applied (one of them) and reported ambiguous.
+	res = upsert(t, conn, "customers",
+		store.Object{Raw: customer("cus_3", `"email": "x@example.com"`), AsOf: t0},
+		store.Object{Raw: customer("cus_3", `"email": "y@example.com"`), AsOf: t0},
+	)
+	if !slices.Equal(res.Applied, []string{"cus_3"}) || !slices.Equal(res.Ambiguous, []string{"cus_3"}) {
+		t.Fatalf("batch tie: %+v", res)
 	}
 }
 
