@@ -61,8 +61,8 @@ type Emulator struct {
 	seq     uint64
 	idRand  *rand.Rand
 	idem    map[string]*idemEntry
-	seeding bool                   // suppresses events while seeding
-	handler map[string]handlerFunc // "VERB /path/template" -> handler
+	seeding bool   // suppresses events while seeding
+	scratch []byte // encoding buffer of store (guarded by mu)
 
 	statMu    sync.Mutex
 	total     int64

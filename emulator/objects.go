@@ -311,10 +311,15 @@ func getBool(m map[string]any, k string) bool {
 func (e *Emulator) store(k *kind, obj map[string]any) *record {
 	e.clean(k.schema, obj)
 	t := e.tables[k.table]
-	raw, err := marshal(obj)
+	// Encode into a reused scratch buffer and keep an exact-size copy:
+	// append growth would otherwise leave up to half of each stored
+	// object's capacity unused.
+	buf, err := appendJSON(e.scratch[:0], obj)
 	if err != nil {
 		panic(fmt.Sprintf("emulator: encode %s: %v", k.table, err))
 	}
+	e.scratch = buf
+	raw := bytes.Clone(buf)
 	id, _ := obj["id"].(string)
 	r := &record{id: id, created: getInt(obj, "created"), raw: raw, keys: t.extractKeys(obj)}
 	if k.parent != "" {
