@@ -117,6 +117,13 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 		}
 		r.asOf = o.AsOf
 		r.kids = o.Children
+		for field, list := range o.Children {
+			for j, it := range list {
+				if err := validJSON(it); err != nil {
+					return Result{}, fmt.Errorf("store: %s: object %d: Children[%q][%d]: %w", t.Name, i, field, j, err)
+				}
+			}
+		}
 		if deletedStub(r.fields) {
 			stubs = append(stubs, r)
 		} else {
@@ -201,12 +208,8 @@ func deletedStub(fields map[string]json.RawMessage) bool {
 // validate is false for children split out of an already validated parent.
 func decode(t *schema.Table, raw json.RawMessage, parent string, validate bool) (*row, error) {
 	if validate {
-		if !json.Valid(raw) {
-			var x any
-			return nil, fmt.Errorf("invalid JSON: %v", json.Unmarshal(raw, &x))
-		}
-		if !utf8.Valid(raw) {
-			return nil, errors.New("invalid UTF-8 in JSON")
+		if err := validJSON(raw); err != nil {
+			return nil, err
 		}
 	}
 	if bytes.Contains(raw, nulEscape) {
@@ -240,6 +243,17 @@ func decode(t *schema.Table, raw json.RawMessage, parent string, validate bool) 
 		}
 	}
 	return r, nil
+}
+
+func validJSON(raw json.RawMessage) error {
+	if !json.Valid(raw) {
+		var x any
+		return fmt.Errorf("invalid JSON: %v", json.Unmarshal(raw, &x))
+	}
+	if !utf8.Valid(raw) {
+		return errors.New("invalid UTF-8 in JSON")
+	}
+	return nil
 }
 
 // refID is the id of a reference: the string itself or an expanded object's id.
@@ -403,9 +417,8 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 		pid := p.keys[0]
 		var items []json.RawMessage
 		full := true
-		separate := false // Children passed by the caller, not split out of the validated parent
 		if list, ok := p.kids[n.Field]; ok {
-			items, separate = list, true
+			items = list
 		} else if v, ok := p.fields[n.Field]; ok && string(v) != "null" {
 			// Raw was validated as a whole; only the shape can be off.
 			l, err := scanObject(v)
@@ -420,19 +433,25 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 		} else {
 			continue // list absent: leave the stored children alone
 		}
+		// Children were validated with their parent (or, passed separately,
+		// up front). One that still can't be stored (no id) is skipped and
+		// the list treated as incomplete, so nothing is removed on its
+		// account: the parent itself is fine and stays applied.
+		for i, it := range items {
+			k, err := decode(ct, it, pid, false)
+			if err != nil {
+				slog.Warn("nested list element can't be stored; skipped, siblings kept", "table", ct.Name, "parent", pid, "field", n.Field, "index", i, "err", err)
+				full = false
+				continue
+			}
+			k.asOf = p.asOf
+			kids = append(kids, k)
+		}
 		if !full {
 			incomplete = append(incomplete, p.report)
 		} else {
 			complete = append(complete, pid)
 			completeAsOf = append(completeAsOf, p.asOf)
-		}
-		for i, it := range items {
-			k, err := decode(ct, it, pid, separate)
-			if err != nil {
-				return nil, fmt.Errorf("store: %s %s: %s[%d]: %w", ct.Name, pid, n.Field, i, err)
-			}
-			k.asOf = p.asOf
-			kids = append(kids, k)
 		}
 	}
 	kids, _, _ = dedupe(kids)

@@ -548,3 +548,18 @@ func TestInvalidSeparateChildren(t *testing.T) {
 		t.Fatalf("transaction broken: %v", err)
 	}
 }
+
+// An embedded child that can't be stored (no id) doesn't fail its parent:
+// it is skipped, its siblings are kept and the parent reported incomplete.
+func TestChildWithoutID(t *testing.T) {
+	conn := setup(t)
+	raw := json.RawMessage(`{"id": "in_k", "object": "invoice", "lines": {"object": "list", "has_more": false,
+		"data": [{"id": "il_1", "object": "line_item"}, {"object": "line_item", "amount": 5}]}}`)
+	res := upsert(t, conn, "invoices", store.Object{Raw: raw, AsOf: t0})
+	if !slices.Equal(res.Applied, []string{"in_k"}) || !slices.Equal(res.Incomplete, []string{"in_k"}) {
+		t.Fatalf("%+v", res)
+	}
+	if got := lineIDs(t, conn, "in_k"); !slices.Equal(got, []string{"il_1"}) {
+		t.Fatalf("lines %v", got)
+	}
+}
