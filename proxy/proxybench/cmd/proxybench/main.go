@@ -1,0 +1,50 @@
+// Command proxybench runs the proxy benchmark (package proxybench) and
+// prints one JSON object as its last line.
+//
+//	go run ./proxy/proxybench/cmd/proxybench -seconds 5 -rounds 3
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"github.com/pgstripe/pgstripe/proxy"
+	"github.com/pgstripe/pgstripe/proxy/proxybench"
+)
+
+func main() {
+	clients := flag.String("clients", "1,8", "comma-separated pgbench client counts")
+	modes := flag.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
+	seconds := flag.Int("seconds", 5, "seconds per pgbench run")
+	rounds := flag.Int("rounds", 3, "alternating rounds per case")
+	nospin := flag.Bool("nospin", false, "disable the proxy's low-latency read path")
+	flag.Parse()
+	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: os.Stderr, Modes: strings.Split(*modes, ",")}
+	for _, c := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "proxybench: bad -clients:", c)
+			os.Exit(2)
+		}
+		opts.Clients = append(opts.Clients, n)
+	}
+	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Disable: *nospin}}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := proxybench.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		os.Exit(1)
+	}
+	for _, c := range res.Cases {
+		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f\n", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+}
