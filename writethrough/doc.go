@@ -28,8 +28,13 @@
 //     the client does, with a lock timeout: if the client holds a row lock
 //     the apply gives up, a NOTICE says so, and the events loop catches up.
 //     When the store can't order the answer against the stored row (same
-//     Stripe second, different content), the object is re-fetched after
-//     that second and applied again.
+//     Stripe second, different content), the answer is still known to be
+//     newer if the row is unchanged since Eval read it (its version, from
+//     _synced_at): the stored _as_of is moved a microsecond back in the same
+//     transaction and the answer applies. Otherwise the object is
+//     re-fetched (its version read first, so the same argument holds) and
+//     applied. After a write to a child table (subscription_items) the
+//     parent is re-read too, so the list it embeds is current.
 //  7. RETURNING is answered by Postgres: the statement's own target list is
 //     selected from the freshly applied rows on the client's connection
 //     (ids in statement order, result formats from Bind). Command tags are

@@ -177,6 +177,10 @@ func walkTables(w *walker) {
 	w.local("subscription_items", si, "subscription", sub)
 	w.exec("UPDATE 1", `UPDATE stripe.subscription_items SET quantity = 5 WHERE id = $1`, si)
 	w.local("subscription_items", si, "quantity", "5")
+	// The subscription's embedded list follows its items.
+	if got := w.e.local(`SELECT jsonb_path_query_first(items, '$.data[*] ? (@.id == $si).quantity', jsonb_build_object('si', $1::text))::text FROM stripe.subscriptions WHERE id = $2`, si, sub); got != "5" {
+		w.t.Fatalf("subscription %s: its items list shows quantity %s for %s, want 5", sub, got, si)
+	}
 	w.exec("DELETE 1", `DELETE FROM stripe.subscription_items WHERE id = $1`, si)
 	w.gone("subscription_items", si)
 

@@ -362,10 +362,12 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 		return "the change reached Stripe but the local copy could not be updated now (" + shortErr(err) + "); it will catch up from Stripe's events"
 	}
 	if len(res.Ambiguous) > 0 {
-		ic.refetch(ctx, t, res.Ambiguous, objs)
+		ic.refetch(ctx, t, res.Ambiguous)
 	}
+	ic.refreshParents(ctx, t, objs)
 	return ""
 }
+
 
 // upsert applies objs in one transaction of our own. prior are rows whose
 // stored state was read (at their version) before the Stripe call: if such a
@@ -406,39 +408,73 @@ WHERE d.id = p.id AND d."_as_of" = p.as_of
 
 // refetch handles objects the store could not order: the stored row has
 // the same Stripe second as the answer but different content (the object
-// changed twice within one second). A retrieve after that second is
-// strictly newer.
-func (ic *Interceptor) refetch(ctx context.Context, t *schema.Table, ids []string, objs []store.Object) {
-	if t.RetrievePath == "" {
+// changed twice within one second). The current state, read after the
+// stored row's version was taken, is newer than the stored one.
+func (ic *Interceptor) refetch(ctx context.Context, t *schema.Table, ids []string) {
+	ic.fetchAndApply(ctx, t, ids)
+}
+
+// refreshParents re-reads the parents of written child rows (the
+// subscription after a write to one of its items), so the list the parent
+// embeds is current too. Best effort: what fails is left to the events loop.
+func (ic *Interceptor) refreshParents(ctx context.Context, t *schema.Table, objs []store.Object) {
+	if t.Parent == nil {
 		return
 	}
-	var latest time.Time
+	pt, ok := schema.Lookup(t.Parent.Table)
+	if !ok {
+		return
+	}
+	seen := map[string]bool{}
+	var ids []string
 	for _, o := range objs {
-		if o.AsOf.After(latest) {
-			latest = o.AsOf
-		}
-	}
-	if d := time.Until(latest.Add(time.Second)); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return
-		}
-	}
-	pctx := stripeapi.WithPriority(ctx, stripeapi.Interactive)
-	var again []store.Object
-	for _, id := range ids {
-		resp, err := ic.cfg.Stripe.Get(pctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(id)), nil)
-		if err != nil {
-			ic.log.Warn("write-through re-fetch failed", "table", t.Name, "id", id, "err", err)
+		var head map[string]json.RawMessage
+		var pid string
+		if json.Unmarshal(o.Raw, &head) != nil || json.Unmarshal(head[t.Parent.Column], &pid) != nil || pid == "" || seen[pid] {
 			continue
 		}
-		again = append(again, store.Object{Raw: resp.Body, AsOf: resp.AsOf, Children: ic.completeChildren(ctx, t, id, resp.Body)})
+		seen[pid] = true
+		ids = append(ids, pid)
 	}
-	if len(again) > 0 {
-		if _, err := ic.upsert(ctx, t, again, nil); err != nil {
-			ic.log.Warn("write-through re-fetch apply failed", "table", t.Name, "err", err)
+	ic.fetchAndApply(ctx, pt, ids)
+}
+
+// fetchAndApply retrieves objects and applies them. Each stored row's
+// version is read before its retrieve is sent, so if the row is unchanged
+// at apply time the retrieved state is known to be the newer one, also
+// within the same Stripe second (see upsert).
+func (ic *Interceptor) fetchAndApply(ctx context.Context, t *schema.Table, ids []string) {
+	if t.RetrievePath == "" || len(ids) == 0 {
+		return
+	}
+	pctx := stripeapi.WithPriority(ctx, stripeapi.Interactive)
+	var objs []store.Object
+	var prior []applied
+	for _, id := range ids {
+		var version *int64
+		err := ic.cfg.Pool.QueryRow(ctx, `SELECT pg_catalog.round(pg_catalog.date_part('epoch', "_synced_at") * 1000000)::int8 FROM `+
+			t.QualifiedName()+` WHERE id = $1`, id).Scan(&version)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			ic.log.Warn("write-through: reading a row's version failed", "table", t.Name, "id", id, "err", err)
+			continue
 		}
+		resp, err := ic.cfg.Stripe.Get(pctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(id)), nil)
+		if err != nil {
+			ic.log.Warn("write-through: re-reading an object failed", "table", t.Name, "id", id, "err", err)
+			continue
+		}
+		objs = append(objs, store.Object{Raw: resp.Body, AsOf: resp.AsOf, Children: ic.completeChildren(ctx, t, id, resp.Body)})
+		if version != nil {
+			prior = append(prior, applied{id: id, version: strconv.FormatInt(*version, 10), resp: resp})
+		}
+	}
+	if len(objs) == 0 {
+		return
+	}
+	if res, err := ic.upsert(ctx, t, objs, prior); err != nil {
+		ic.log.Warn("write-through: applying a re-read object failed", "table", t.Name, "err", err)
+	} else if len(res.Ambiguous) > 0 {
+		ic.log.Info("write-through: objects changed again while re-read; the events loop will order them", "table", t.Name, "ids", res.Ambiguous)
 	}
 }
 
