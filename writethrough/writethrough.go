@@ -368,7 +368,6 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	return ""
 }
 
-
 // upsert applies objs in one transaction of our own. prior are rows whose
 // stored state was read (at their version) before the Stripe call: if such a
 // row is unchanged and stored with the same Stripe second as the answer, the
