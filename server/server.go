@@ -38,8 +38,9 @@ type Options struct {
 	Progress func(backfill.Progress)
 	// Ready, when set, is called once the proxy and metrics listen.
 	Ready func(proxyAddr, metricsAddr string)
-	// NoSync runs only the proxy and metrics (no leader election).
-	NoSync bool
+	// Follower never campaigns for sync leadership: the instance serves the
+	// proxy and takes part in the fleet's rate budget only.
+	Follower bool
 }
 
 // Run serves until ctx is cancelled, then shuts down cleanly and returns
@@ -148,12 +149,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	syncCtx, stopSync := context.WithCancel(ctx)
-	if !opts.NoSync {
-		member := &fleet.Member{Pool: pool, Info: opts.Instance, Limiter: client.Limiter(), Counter: counter,
-			Total: cfg.RateLimit, IsLeader: isLeader.Load, Logger: log.With("component", "fleet")}
-		wg.Add(1)
-		go func() { defer wg.Done(); member.Run(syncCtx) }()
-
+	member := &fleet.Member{Pool: pool, Info: opts.Instance, Limiter: client.Limiter(), Counter: counter,
+		Total: cfg.RateLimit, IsLeader: isLeader.Load, Logger: log.With("component", "fleet")}
+	wg.Add(1)
+	go func() { defer wg.Done(); member.Run(syncCtx) }()
+	if !opts.Follower {
 		elector := &leader.Elector{ConnConfig: pgcfg.ConnConfig, Info: opts.Instance, Logger: log.With("component", "leader")}
 		wg.Add(1)
 		go func() {
@@ -161,6 +161,7 @@ func Run(ctx context.Context, opts Options) error {
 			elector.Run(syncCtx, func(ctx context.Context, epoch int64) error {
 				isLeader.Store(true)
 				defer isLeader.Store(false)
+				syncErr.Store("")
 				err := runSync(ctx, pool, client, cfg, epoch, opts.Progress, log)
 				if err != nil && ctx.Err() == nil {
 					syncErr.Store(err.Error())
