@@ -213,6 +213,15 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	if st.Returning != nil && st.Op != translate.Delete {
 		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
+		if retErr == nil && len(retRes.Rows) < len(ids) && req.TxStatus == 'T' {
+			// A REPEATABLE READ or SERIALIZABLE transaction's snapshot
+			// predates our apply: answer from a fresh snapshot instead.
+			if r, err := ic.returningFresh(ctx, up, params, *st.Returning, ids); err != nil {
+				ic.log.Warn("write-through: RETURNING from a fresh snapshot failed", "err", err)
+			} else if len(r.Rows) > len(retRes.Rows) {
+				retRes = r
+			}
+		}
 	}
 	if retErr != nil {
 		return rep.fail(pgError(retErr))
@@ -477,6 +486,48 @@ func (ic *Interceptor) fetchAndApply(ctx context.Context, t *schema.Table, ids [
 	}
 }
 
+// returningFresh runs the RETURNING query on one of our own connections, as
+// the client's role (when ours may SET ROLE to it) and with its search_path,
+// for a client whose transaction snapshot can't see the applied rows.
+func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params, q translate.Query, ids []string) (*Result, error) {
+	who, err := up.Query(ctx, `SELECT current_user, pg_catalog.current_setting('search_path')`, nil, nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(who.Rows) != 1 || len(who.Rows[0]) != 2 {
+		return nil, errors.New("no session information")
+	}
+	role, path := string(who.Rows[0][0]), string(who.Rows[0][1])
+	conn, err := ic.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	run := func(asRole bool) (*Result, error) {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('search_path', $1, true)`, path); err != nil {
+			return nil, err
+		}
+		if asRole {
+			if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+				return nil, err
+			}
+		}
+		return p.query(ctx, PgConnUpstream(conn.Conn().PgConn()), q, ids)
+	}
+	r, err := run(true)
+	if err != nil {
+		// Our role can't become the client's; the client's SELECT privilege
+		// on the table was checked before any call.
+		r, err = run(false)
+	}
+	return r, err
+}
+
 // completeChildren pages nested lists that Stripe cut at its first page, so
 // the store gets complete child sets.
 func (ic *Interceptor) completeChildren(ctx context.Context, t *schema.Table, id string, raw json.RawMessage) map[string][]json.RawMessage {
@@ -692,14 +743,25 @@ func PgConnUpstream(c *pgconn.PgConn) Upstream { return pgconnUpstream{c} }
 type pgconnUpstream struct{ c *pgconn.PgConn }
 
 func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
-	r := u.c.ExecParams(ctx, sql, params, oids, pf, rf).Read()
-	if r.Err != nil {
-		return nil, r.Err
+	rr := u.c.ExecParams(ctx, sql, params, oids, pf, rf)
+	out := &Result{}
+	for rr.NextRow() {
+		vals := rr.Values()
+		row := make([][]byte, len(vals))
+		for i, v := range vals {
+			if v != nil {
+				row[i] = append([]byte{}, v...)
+			}
+		}
+		out.Rows = append(out.Rows, row)
 	}
-	out := &Result{Rows: r.Rows, Fields: make([]pgproto3.FieldDescription, len(r.FieldDescriptions))}
-	for i, f := range r.FieldDescriptions {
-		out.Fields[i] = pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID, TableAttributeNumber: f.TableAttributeNumber,
-			DataTypeOID: f.DataTypeOID, DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier, Format: f.Format}
+	// Taken here, not from Result: a query without rows still has columns.
+	for _, f := range rr.FieldDescriptions() {
+		out.Fields = append(out.Fields, pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID, TableAttributeNumber: f.TableAttributeNumber,
+			DataTypeOID: f.DataTypeOID, DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier, Format: f.Format})
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -558,3 +558,26 @@ func TestLostAnswerRetriedWithSameKey(t *testing.T) {
 		t.Fatalf("local rows %s", got)
 	}
 }
+
+func TestReturningInRepeatableRead(t *testing.T) {
+	e := setup(t)
+	if _, err := e.conn.Exec(e.ctx, `BEGIN ISOLATION LEVEL REPEATABLE READ`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conn.Exec(e.ctx, `SELECT count(*) FROM stripe.customers`); err != nil { // takes the snapshot
+		t.Fatal(err)
+	}
+	r := e.ok(`INSERT INTO stripe.customers (email) VALUES ('rr@b.co') RETURNING id, email`)
+	if len(r.rows) != 1 || !strings.HasPrefix(r.rows[0][0], "cus_") || r.rows[0][1] != "rr@b.co" {
+		t.Fatalf("reply %+v", r)
+	}
+	e.conn.Exec(e.ctx, `ROLLBACK`)
+}
+
+func TestReturningWithoutRowsHasColumns(t *testing.T) {
+	e := setup(t)
+	r := e.ok(`UPDATE stripe.customers SET name = 'x' WHERE false RETURNING id, name`)
+	if r.tag != "UPDATE 0" || strings.Join(r.fields, ",") != "id,name" || len(r.rows) != 0 {
+		t.Fatalf("reply %+v", r)
+	}
+}
