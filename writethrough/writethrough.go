@@ -130,6 +130,12 @@ func (r *Reply) fail(e *pgproto3.ErrorResponse) Reply {
 // client's connection, Stripe calls, local apply, reply.
 func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Reply {
 	var rep Reply
+	if req.TxStatus == 'E' {
+		// Postgres answers every statement so in a failed transaction,
+		// whatever the statement: no resolution, no checks, no call.
+		return rep.fail(errorResponse(translate.CodeInFailedTransaction,
+			"current transaction is aborted, commands ignored until end of transaction block"))
+	}
 	st := req.Stmt
 	if st == nil {
 		c := ic.cache.get(req.SQL)
@@ -140,10 +146,6 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			return rep.fail(translateError(c.Err))
 		}
 		st = c.Stmt
-	}
-	if req.TxStatus == 'E' {
-		return rep.fail(errorResponse(translate.CodeInFailedTransaction,
-			"current transaction is aborted, commands ignored until end of transaction block"))
 	}
 	params := newParams(req)
 	if len(st.Resolve) > 0 {
