@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"runtime/debug"
+	"slices"
 	"time"
 )
 
@@ -158,7 +159,7 @@ func (s *seeder) run(n int) error {
 		return s.err
 	}
 
-	var paidInvoices, charges []string
+	var paidInvoices []string
 	for i := 0; i < n && s.err == nil; i++ {
 		ct := s.when()
 		cu := s.call(ct, "POST", "/v1/customers", nil, map[string]any{"email": fmt.Sprintf("customer%d@example.com", i), "name": fmt.Sprintf("Customer %d", i),
@@ -208,11 +209,8 @@ func (s *seeder) run(n int) error {
 			s.call(s.later(ct, 30*86400), "POST", "/v1/invoiceitems", nil, map[string]any{"customer": cid, "price": oneTime[i%len(oneTime)]})
 		}
 		if s.rng.Intn(10) < 3 {
-			pi := s.call(s.later(ct, 30*86400), "POST", "/v1/payment_intents", nil, map[string]any{"amount": 1000 + s.rng.Intn(9000), "currency": "usd",
+			s.call(s.later(ct, 30*86400), "POST", "/v1/payment_intents", nil, map[string]any{"amount": 1000 + s.rng.Intn(9000), "currency": "usd",
 				"customer": cid, "payment_method": idOf(pm), "confirm": true})
-			if ch := getStr(pi, "latest_charge"); ch != "" {
-				charges = append(charges, ch)
-			}
 		}
 		if s.rng.Intn(4) == 0 {
 			s.call(s.later(ct, 30*86400), "POST", "/v1/checkout/sessions", nil, map[string]any{"mode": "payment", "customer": cid,
@@ -243,21 +241,23 @@ func (s *seeder) run(n int) error {
 				s.call(s.later(getInt(io, "created"), 86400), "POST", "/v1/credit_notes", nil, map[string]any{"invoice": inv, "amount": 100})
 			}
 		}
-		if io := s.e.load(kInvoice, inv); io != nil {
-			if ch := getStr(io, "charge"); ch != "" {
-				charges = append(charges, ch)
-			}
-		}
 	}
+	var charges []string
+	for _, r := range s.e.tables["charges"].ordered {
+		charges = append(charges, r.id)
+	}
+	slices.Sort(charges) // map-free, insertion-independent order keeps seeding deterministic
 	for i, ch := range charges {
+		if i%10 != 0 && i%50 != 7 {
+			continue
+		}
 		c := s.e.load(kCharge, ch)
 		if c == nil {
 			continue
 		}
 		if i%10 == 0 {
 			s.call(s.later(getInt(c, "created"), 86400), "POST", "/v1/refunds", nil, map[string]any{"charge": ch, "amount": max(1, getInt(c, "amount")/2)})
-		}
-		if i%50 == 7 {
+		} else {
 			s.e.makeDispute(&reqCtx{now: s.later(getInt(c, "created"), 86400)}, c)
 		}
 	}
