@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -401,6 +402,13 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	}
 	if status == 500 {
 		w.Header().Set("Stripe-Should-Retry", "false")
+	}
+	if strings.HasPrefix(r.Header.Get("User-Agent"), "curl/") {
+		// Readable for people, as Stripe and stripe-mock do for curl.
+		var out bytes.Buffer
+		if json.Indent(&out, body, "", "  ") == nil {
+			body = append(out.Bytes(), '\n')
+		}
 	}
 	w.WriteHeader(status)
 	w.Write(body)

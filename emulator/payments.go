@@ -228,6 +228,19 @@ func init() {
 		r := e.save(c, kCharge, obj, old, "charge.updated")
 		return e.render(kCharge, r.raw, c)
 	})
+	handle("POST", "/v1/charges/{charge}/capture", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kCharge, c.path["charge"])
+		if obj == nil {
+			return nil, notFound("charge", "charge", c.path["charge"])
+		}
+		if getBool(obj, "captured") {
+			return nil, invalid("charge_already_captured", "", "Charge %s has already been captured.", idOf(obj))
+		}
+		old := deepCopy(obj).(map[string]any)
+		obj["captured"], obj["amount_captured"] = true, obj["amount"]
+		r := e.save(c, kCharge, obj, old, "charge.captured")
+		return e.render(kCharge, r.raw, c)
+	})
 	handle("GET", "/v1/charges/{charge}/refunds", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		if e.tables["charges"].byID[c.path["charge"]] == nil {
 			return nil, notFound("charge", "charge", c.path["charge"])

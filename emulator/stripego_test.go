@@ -244,6 +244,9 @@ func TestCatalogAndPayments(t *testing.T) {
 	if _, err := sc.Refunds.New(&stripe.RefundParams{Charge: stripe.String(ch.ID)}); err == nil {
 		t.Fatal("over-refund must fail")
 	}
+	if _, err := sc.Charges.Capture(ch.ID, nil); err == nil || stripeErr(t, err).Code != "charge_already_captured" {
+		t.Fatalf("capture of a captured charge: %v", err)
+	}
 	disputed := check(sc.Charges.New(&stripe.ChargeParams{Amount: stripe.Int64(3000), Currency: stripe.String("usd"), Source: &stripe.PaymentSourceSourceParams{Token: stripe.String("tok_createDispute")}}))
 	dl := sc.Disputes.List(&stripe.DisputeListParams{Charge: stripe.String(disputed.ID)})
 	if !dl.Next() {
