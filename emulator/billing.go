@@ -875,6 +875,14 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 	}
 	e.save(c, kInvoice, inv, old, "invoice.paid")
 	e.emit(c, "invoice.payment_succeeded", inv, nil)
+	// Paying the first invoice of an incomplete subscription activates it.
+	if sid := getStr(inv, "subscription"); sid != "" {
+		if sub := e.load(kSub, sid); sub != nil && getStr(sub, "status") == "incomplete" {
+			so := deepCopy(sub).(map[string]any)
+			sub["status"] = "active"
+			e.save(c, kSub, sub, so, "customer.subscription.updated")
+		}
+	}
 	return inv, nil
 }
 

@@ -307,8 +307,12 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	}
 	if lim != nil && !lim.Allow() {
 		w.Header().Set("Stripe-Rate-Limited-Reason", "global-rate")
+		mode := "test"
+		if live {
+			mode = "live"
+		}
 		return writeError(w, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
-			Message: "Request rate limit exceeded. You can make up to 25 requests per second in test mode. Learn more about rate limits here https://stripe.com/docs/rate-limits."}), routeName
+			Message: fmt.Sprintf("Request rate limit exceeded. You can make up to %v requests per second in %s mode. Learn more about rate limits here https://stripe.com/docs/rate-limits.", lim.Limit(), mode)}), routeName
 	}
 	if fault {
 		switch faultKind {

@@ -300,6 +300,17 @@ func TestCatalogAndPayments(t *testing.T) {
 	}
 	check(sc.TaxIDs.Del(tid.ID, &stripe.TaxIDParams{Customer: stripe.String(cus.ID)}))
 
+	// Without a payment method the first invoice stays open and the
+	// subscription incomplete until the invoice is paid.
+	inc := check(sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus.ID),
+		Items: []*stripe.SubscriptionItemsParams{{Price: stripe.String(check(sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), Currency: stripe.String("usd"), UnitAmount: stripe.Int64(100), Recurring: &stripe.PriceRecurringParams{Interval: stripe.String("month")}})).ID)}}}))
+	if inc.Status != "incomplete" || inc.LatestInvoice == nil {
+		t.Fatalf("no payment method: %s", inc.Status)
+	}
+	check(sc.Invoices.Pay(inc.LatestInvoice.ID, &stripe.InvoicePayParams{PaymentMethod: stripe.String("pm_card_visa")}))
+	if inc = check(sc.Subscriptions.Get(inc.ID, nil)); inc.Status != "active" {
+		t.Fatalf("after paying: %s", inc.Status)
+	}
 	sub := check(sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus.ID), TrialPeriodDays: stripe.Int64(7),
 		Items: []*stripe.SubscriptionItemsParams{{Price: stripe.String(check(sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), Currency: stripe.String("usd"), UnitAmount: stripe.Int64(100), Recurring: &stripe.PriceRecurringParams{Interval: stripe.String("year")}})).ID)}}}))
 	if sub.Status != "trialing" {
