@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/pgstripe/pgstripe/schema"
 )
 
 // Call is one Stripe API request.
@@ -109,6 +111,7 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 	}
 	t := st.Table
 	params := url.Values{}
+	var extra map[string]any
 	for i, f := range st.Fields {
 		v, err := decodeValue(r[i], f)
 		if err != nil {
@@ -116,6 +119,12 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		}
 		if v == nil {
 			continue // NULL or DEFAULT: not given
+		}
+		if f.Role == RoleExtra {
+			if extra, err = extraParams(v); err != nil {
+				return RowCalls{}, err
+			}
+			continue
 		}
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
@@ -125,7 +134,42 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		}
 		encodeCreate(params, f.Param.Name, refValue(f, v))
 	}
+	if err := mergeExtra(params, extra, t.CreateParams, nil, "create "+t.Object); err != nil {
+		return RowCalls{}, err
+	}
 	return RowCalls{Calls: []Call{{Method: http.MethodPost, Path: t.CreatePath, Params: params, Create: true}}}, nil
+}
+
+// extraParams reads the _params value: a JSON object.
+func extraParams(v any) (map[string]any, *Error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errorf(CodeInvalidParameterValue, "%s must be a jsonb object of Stripe parameters, e.g. '{\"payment_behavior\": \"default_incomplete\"}'", ParamsColumn)
+	}
+	return m, nil
+}
+
+// mergeExtra adds the _params keys to params. A key must be a parameter of
+// the endpoint (params) or, when after is set, goes to that call (an
+// action endpoint such as /pay or /cancel, whose parameters Stripe checks),
+// and may not repeat a column's parameter.
+func mergeExtra(params url.Values, extra map[string]any, allowed map[string]schema.Param, after *Call, what string) *Error {
+	for _, k := range sortedKeys(extra) {
+		for p := range params {
+			if p == k || strings.HasPrefix(p, k+"[") {
+				return errorf(CodeDuplicateColumn, "Stripe parameter %q is given both as a column and in %s", k, ParamsColumn)
+			}
+		}
+		target := params
+		if _, ok := allowed[k]; !ok {
+			if after == nil {
+				return errorf(CodeUndefinedColumn, "%s key %q is not a parameter of Stripe's %s", ParamsColumn, k, what)
+			}
+			target = after.Params
+		}
+		encodeCreate(target, k, extra[k])
+	}
+	return nil
 }
 
 func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
@@ -137,6 +181,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 	rc := RowCalls{ID: id, Version: string(r[1])}
 	params := url.Values{}
 	var after []Call
+	var extra map[string]any
 	for i, f := range st.Fields {
 		nraw, oraw := r[2+2*i], r[3+2*i]
 		if sameJSON(nraw, oraw) {
@@ -147,6 +192,12 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 			return RowCalls{}, err
 		}
 		switch f.Role {
+		case RoleExtra:
+			if nv != nil {
+				if extra, err = extraParams(nv); err != nil {
+					return RowCalls{}, err
+				}
+			}
 		case RoleReadOnly:
 			if nv == nil {
 				continue
@@ -183,7 +234,23 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 			encodeUpdate(params, f.Param.Name, refValue(f, ov), refValue(f, nv), f.Column != "metadata")
 		}
 	}
+	if len(extra) > 0 {
+		var action *Call
+		if len(after) == 1 {
+			action = &after[0]
+		}
+		allowed := t.UpdateParams
+		if !st.Ops.Update {
+			allowed = nil
+		}
+		if err := mergeExtra(params, extra, allowed, action, "update "+t.Object); err != nil {
+			return RowCalls{}, err
+		}
+	}
 	if len(params) > 0 {
+		if !st.Ops.Update {
+			return RowCalls{}, errorf(CodeFeatureNotSupported, "Stripe cannot update %s", t.Name).withHint("%s", st.Ops.possible(t.Name))
+		}
 		rc.Calls = append(rc.Calls, Call{Method: http.MethodPost, Path: objectPath(t.UpdatePath, id), Params: params})
 	}
 	rc.Calls = append(rc.Calls, after...)

@@ -106,7 +106,15 @@ const (
 	// RoleAttach: attach (a value) or detach (NULL) through endpoints of
 	// their own.
 	RoleAttach
+	// RoleExtra: the _params column, a jsonb object of further Stripe
+	// parameters that have no column (payment_behavior, proration_behavior,
+	// cancellation_reason, …). Never stored: it reads as NULL.
+	RoleExtra
 )
+
+// ParamsColumn is the optional jsonb column that carries Stripe parameters
+// without a column of their own.
+const ParamsColumn = "_params"
 
 func (r Role) String() string {
 	switch r {
@@ -118,6 +126,8 @@ func (r Role) String() string {
 		return "status"
 	case RoleAttach:
 		return "attach"
+	case RoleExtra:
+		return "extra params"
 	}
 	return "?"
 }
@@ -340,9 +350,15 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 		Op:          pg_query.SetOperation_SETOP_NONE,
 	}
 	for i, f := range st.Fields {
+		old := colRef(ref, f.Column)
+		if f.Role == RoleExtra {
+			// Always "changed"; and the column need not exist for the
+			// simple protocol.
+			old = &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true, Location: -1}}}
+		}
 		sel.TargetList = append(sel.TargetList,
 			resTarget(jsonOf(valueExpr(vals[i]), f)),
-			resTarget(jsonOf(colRef(ref, f.Column), f)))
+			resTarget(jsonOf(old, f)))
 	}
 	distinctIDs(sel, ref)
 	q, err := st.query(sel)
@@ -408,6 +424,9 @@ func distinctIDs(sel *pg_query.SelectStmt, ref string) {
 // field classifies an assigned column.
 func (st *Statement) field(name string, params map[string]schema.Param, update bool) (Field, *Error) {
 	t := st.Table
+	if name == ParamsColumn {
+		return Field{Column: name, Kind: schema.KindJSON, PGType: "jsonb", Role: RoleExtra}, nil
+	}
 	if typ, ok := metaColumns[name]; ok {
 		k := schema.KindJSON
 		if typ == "timestamptz" {

@@ -84,3 +84,19 @@ INSERT INTO stripe.tax_ids (customer, type, value) VALUES ($1, 'eu_vat', 'DE1234
 
 -- case: tax id with both customer and owner
 INSERT INTO stripe.tax_ids (customer, owner, type, value) VALUES ('cus_1', '{}', 'eu_vat', 'DE1')
+
+-- case: parameters without a column go in _params
+INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ($1, $2, $3)
+-- row: ["cus_1", [{"price": "price_1"}], {"payment_behavior": "default_incomplete", "expand": ["latest_invoice"]}]
+
+-- case: _params key that is not a create parameter
+INSERT INTO stripe.customers (email, _params) VALUES ('a@b.co', '{"shoe_size": 42}')
+-- row: ["a@b.co", {"shoe_size": 42}]
+
+-- case: _params repeats a column
+INSERT INTO stripe.customers (email, _params) VALUES ('a@b.co', '{"email": "b@b.co"}')
+-- row: ["a@b.co", {"email": "b@b.co"}]
+
+-- case: _params must be an object
+INSERT INTO stripe.customers (email, _params) VALUES ('a@b.co', '[1]')
+-- row: ["a@b.co", [1]]

@@ -111,3 +111,15 @@ UPDATE stripe.customers SET name = 'x'
 -- case: DEFAULT leaves a field alone
 UPDATE stripe.customers SET name = DEFAULT, email = $1 WHERE id = $2
 -- row: ["cus_1", "n@b.co", "o@b.co"]
+
+-- case: _params on an update
+UPDATE stripe.subscriptions SET items = $1, _params = '{"proration_behavior":"none"}' WHERE id = 'sub_1'
+-- row: ["sub_1", [{"id": "si_1", "quantity": 2}], [], {"proration_behavior": "none"}, null]
+
+-- case: _params go to the status endpoint
+UPDATE stripe.invoices SET status = 'paid', _params = '{"paid_out_of_band": true}' WHERE id = 'in_1'
+-- row: ["in_1", "paid", "open", {"paid_out_of_band": true}, null]
+
+-- case: _params for a payment intent cancel
+UPDATE stripe.payment_intents SET status = 'canceled', _params = '{"cancellation_reason":"abandoned"}' WHERE id = 'pi_1'
+-- row: ["pi_1", "canceled", "requires_payment_method", {"cancellation_reason": "abandoned"}, null]
