@@ -113,7 +113,8 @@ func pgxWorkload(t *testing.T, url string, mode pgx.QueryExecMode) string {
 func fmtS(format string, args ...any) string { return fmtSprintf(format, args...) }
 
 func TestPgxThroughProxyMatchesDirect(t *testing.T) {
-	tp := startProxy(t, Config{})
+	// Spin regardless of load, so the spinning read path is exercised.
+	tp := startProxy(t, Config{Spin: SpinConfig{MinIdle: -1, MaxSpinners: 4}})
 	url := pgtest.NewDB(t)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {

@@ -27,6 +27,10 @@ type Options struct {
 	Rounds  int      // alternating direct/proxy rounds per case (default 3)
 	// Proxy tunes the proxy under test (Upstream and Listen are set here).
 	Proxy proxy.Config
+	// Compare, when set, is a second proxy configuration measured in the
+	// same rounds (e.g. with the kernel-wait read path disabled); its
+	// figures are reported as CompareTPS / CompareRatio.
+	Compare *proxy.Config
 	// Log receives one line per pgbench run; nil discards.
 	Log io.Writer
 }
@@ -39,6 +43,9 @@ type Case struct {
 	ProxyTPS  float64   `json:"proxy_tps"`
 	Ratio     float64   `json:"ratio"`
 	Ratios    []float64 `json:"round_ratios"`
+
+	CompareTPS   float64 `json:"compare_tps,omitempty"`
+	CompareRatio float64 `json:"compare_ratio,omitempty"`
 }
 
 // Result is the whole run.
@@ -76,20 +83,30 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer c.Stop()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	startProxy := func(cfg proxy.Config) (int, func(), error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, nil, err
+		}
+		cfg.Upstream = c.Addr()
+		p := proxy.New(cfg)
+		pctx, cancel := context.WithCancel(ctx)
+		served := make(chan error, 1)
+		go func() { served <- p.Serve(pctx, ln) }()
+		return ln.Addr().(*net.TCPAddr).Port, func() { cancel(); <-served }, nil
 	}
-	cfg := opts.Proxy
-	cfg.Upstream = c.Addr()
-	p := proxy.New(cfg)
-	pctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(pctx, ln) }()
-	defer func() { cancel(); <-served }()
-
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	proxyPort, _ := strconv.Atoi(port)
+	ports := []int{c.Port}
+	for _, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
+		if cfg == nil {
+			continue
+		}
+		port, stop, err := startProxy(*cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		ports = append(ports, port)
+	}
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
@@ -110,31 +127,36 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, mode := range opts.Modes {
 		for _, clients := range opts.Clients {
 			cs := Case{Mode: mode, Clients: clients}
-			var dsum, psum float64
+			sums := make([]float64, len(ports))
+			var cmpRatios []float64
 			for round := 0; round < opts.Rounds; round++ {
-				var d, pr float64
-				var err error
-				// Alternate which goes first, so warm-up and drift even out.
-				if round%2 == 0 {
-					if d, err = run(c.Port, clients, mode); err == nil {
-						pr, err = run(proxyPort, clients, mode)
+				// Rotate the order each round, so warm-up and drift even out.
+				tps := make([]float64, len(ports))
+				for k := range ports {
+					i := (k + round) % len(ports)
+					v, err := run(ports[i], clients, mode)
+					if err != nil {
+						return nil, err
 					}
-				} else {
-					if pr, err = run(proxyPort, clients, mode); err == nil {
-						d, err = run(c.Port, clients, mode)
-					}
+					tps[i] = v
+					sums[i] += v
 				}
-				if err != nil {
-					return nil, err
+				line := fmt.Sprintf("%-8s clients=%d round=%d direct=%.0f proxy=%.0f ratio=%.3f", mode, clients, round, tps[0], tps[1], tps[1]/tps[0])
+				cs.Ratios = append(cs.Ratios, round3(tps[1]/tps[0]))
+				if len(ports) > 2 {
+					line += fmt.Sprintf(" compare=%.0f ratio=%.3f", tps[2], tps[2]/tps[0])
+					cmpRatios = append(cmpRatios, tps[2]/tps[0])
 				}
-				fmt.Fprintf(opts.Log, "%-8s clients=%d round=%d direct=%.0f proxy=%.0f ratio=%.3f\n", mode, clients, round, d, pr, pr/d)
-				dsum += d
-				psum += pr
-				cs.Ratios = append(cs.Ratios, round3(pr/d))
+				fmt.Fprintln(opts.Log, line)
 			}
-			cs.DirectTPS = round1(dsum / float64(opts.Rounds))
-			cs.ProxyTPS = round1(psum / float64(opts.Rounds))
+			n := float64(opts.Rounds)
+			cs.DirectTPS = round1(sums[0] / n)
+			cs.ProxyTPS = round1(sums[1] / n)
 			cs.Ratio = round3(median(cs.Ratios))
+			if len(ports) > 2 {
+				cs.CompareTPS = round1(sums[2] / n)
+				cs.CompareRatio = round3(median(cmpRatios))
+			}
 			res.Cases = append(res.Cases, cs)
 		}
 	}

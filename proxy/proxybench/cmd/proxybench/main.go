@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgstripe/pgstripe/proxy"
 	"github.com/pgstripe/pgstripe/proxy/proxybench"
@@ -23,6 +24,9 @@ func main() {
 	modes := flag.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	seconds := flag.Int("seconds", 5, "seconds per pgbench run")
 	rounds := flag.Int("rounds", 3, "alternating rounds per case")
+	flag.Duration("spin", 0, "proxy spin time before parking (0: default)")
+	flag.Int("spinners", 0, "max concurrent spinning reads (0: default)")
+	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -nospin setting, in the same rounds")
 	nospin := flag.Bool("nospin", false, "disable the proxy's low-latency read path")
 	flag.Parse()
 	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: os.Stderr, Modes: strings.Split(*modes, ",")}
@@ -34,7 +38,12 @@ func main() {
 		}
 		opts.Clients = append(opts.Clients, n)
 	}
-	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Disable: *nospin}}
+	spin := flag.Lookup("spin").Value.(flag.Getter).Get().(time.Duration)
+	spinners := flag.Lookup("spinners").Value.(flag.Getter).Get().(int)
+	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Disable: *nospin, SpinTime: spin, MaxSpinners: spinners}}
+	if *compare {
+		opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Disable: !*nospin}}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	res, err := proxybench.Run(ctx, opts)
@@ -43,7 +52,7 @@ func main() {
 		os.Exit(1)
 	}
 	for _, c := range res.Cases {
-		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f\n", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio)
+		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f compare=%.0f ratio=%.3f\n", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, c.CompareTPS, c.CompareRatio)
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
