@@ -140,3 +140,7 @@ func BenchmarkUpsertSubscriptions(b *testing.B) {
 	benchUpsert(b, "subscriptions", "subscription", 1000)
 }
 func BenchmarkUpsertInvoices(b *testing.B) { benchUpsert(b, "invoices", "invoice", 1000) }
+
+// One object per transaction, as the events loop and write-through do.
+func BenchmarkUpsertOneCustomer(b *testing.B) { benchUpsert(b, "customers", "customer", 1) }
+func BenchmarkUpsertOneInvoice(b *testing.B)  { benchUpsert(b, "invoices", "invoice", 1) }
