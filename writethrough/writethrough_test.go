@@ -581,3 +581,19 @@ func TestReturningWithoutRowsHasColumns(t *testing.T) {
 		t.Fatalf("reply %+v", r)
 	}
 }
+
+// TestExtraParams: _params carries parameters without a column. The
+// simple protocol needs no such column in the table (extended clients need
+// the schema to have it, since Postgres parses the statement).
+func TestExtraParams(t *testing.T) {
+	e := setup(t)
+	cus := e.ok(`INSERT INTO stripe.customers (email) VALUES ('x@b.co') RETURNING id`).rows[0][0]
+	inv := e.ok(`INSERT INTO stripe.invoices (customer) VALUES ($1) RETURNING id`, cus).rows[0][0]
+	e.ok(`INSERT INTO stripe.invoiceitems (customer, invoice, amount, currency) VALUES ($1, $2, 1200, 'usd')`, cus, inv)
+	e.ok(`UPDATE stripe.invoices SET status = 'open' WHERE id = $1`, inv)
+	r := e.ok(`UPDATE stripe.invoices SET status = 'paid', _params = '{"paid_out_of_band": true}' WHERE id = '` + inv + `' RETURNING status, paid_out_of_band`)
+	if len(r.rows) != 1 || r.rows[0][0] != "paid" || r.rows[0][1] != "t" {
+		t.Fatalf("reply %+v", r)
+	}
+	e.fails("42703", `INSERT INTO stripe.customers (email, _params) VALUES ('y@b.co', '{"shoe_size": 42}')`)
+}
