@@ -18,4 +18,11 @@
 //
 // Unqualified table names are resolved by writethrough at execution time
 // (Statement.Resolve): classification depends on the text only.
+//
+// Columns map to Stripe parameters of the same name (Ops and the schema's
+// create/update parameters decide which are accepted). Stripe parameters
+// without a column go in the jsonb pseudo-column _params
+// ('{"payment_behavior": "default_incomplete"}'); on an UPDATE that changes
+// status, keys the update endpoint doesn't take go to the status endpoint
+// (/pay, /cancel, …).
 package translate
