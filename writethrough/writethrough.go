@@ -73,6 +73,17 @@ func New(cfg Config) *Interceptor {
 // either.
 func (ic *Interceptor) Classify(sql string) translate.Class { return ic.cache.get(sql) }
 
+// Labels names a statement for metrics, from the cached classification:
+// its table and operation (INSERT, UPDATE, DELETE), or "unknown",
+// "rejected" for one that is refused whatever the session.
+func (ic *Interceptor) Labels(sql string) (table, op string) {
+	c := ic.cache.get(sql)
+	if c.Stmt == nil || c.Stmt.Table == nil {
+		return "unknown", "rejected"
+	}
+	return c.Stmt.Table.Name, c.Stmt.Op.String()
+}
+
 // Upstream is the client's own Postgres connection, lent by the proxy for
 // the duration of one intercepted statement.
 type Upstream interface {
