@@ -45,10 +45,16 @@ const StripeSchema = schema.DataSchema
 // Classify decides what to do with sql (one Query message or one Parse).
 // It is cheap for statements that can't write: a keyword pre-check skips
 // the parser for plain reads.
-func Classify(sql string) Class {
+func Classify(sql string) (class Class) {
 	if !mayWrite(sql) {
 		return Class{}
 	}
+	defer func() {
+		// A planning bug must cost one statement, never the proxy.
+		if r := recover(); r != nil {
+			class = Class{Action: Reject, Err: errorf("XX000", "pgstripe: internal error planning this statement: %v", r)}
+		}
+	}()
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		// Postgres reports syntax errors better than we could.
