@@ -287,7 +287,11 @@ func genericList(k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *
 				return true
 			}
 		}
-		recs, more := page(t.ordered, q, false)
+		seq := t.ordered
+		if cus, ok := c.params["customer"].(string); ok && t.byCustomer != nil {
+			seq = t.byCustomer[cus]
+		}
+		recs, more := page(seq, q, false)
 		url := c.route.path
 		if c.r != nil {
 			url = c.r.URL.Path

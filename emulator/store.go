@@ -30,10 +30,20 @@ type table struct {
 	ordered   []*record
 	children  map[string][]*record // parent id -> children by seq ascending
 	sorted    bool                 // false while seeding appends out of order
+
+	custIdx    int                  // index of "customer" in keyFields, or -1
+	byCustomer map[string][]*record // customer -> records, sorted like ordered
 }
 
 func newTable(name string, keyFields []string) *table {
-	return &table{name: name, keyFields: keyFields, byID: map[string]*record{}, children: map[string][]*record{}, sorted: true}
+	t := &table{name: name, keyFields: keyFields, byID: map[string]*record{}, children: map[string][]*record{}, sorted: true, custIdx: -1}
+	for i, f := range keyFields {
+		if f == "customer" {
+			t.custIdx = i
+			t.byCustomer = map[string][]*record{}
+		}
+	}
+	return t
 }
 
 func less(a, b *record) bool {
@@ -48,10 +58,16 @@ func less(a, b *record) bool {
 // It returns the stored record.
 func (t *table) put(r *record) *record {
 	if old, ok := t.byID[r.id]; ok {
+		prev := t.custKey(old)
 		old.raw, old.keys = r.raw, r.keys
+		if cur := t.custKey(old); cur != prev {
+			t.unindex(prev, old)
+			t.index(cur, old)
+		}
 		return old
 	}
 	t.byID[r.id] = r
+	t.index(t.custKey(r), r)
 	n := len(t.ordered)
 	if !t.sorted || n == 0 || less(t.ordered[n-1], r) {
 		t.ordered = append(t.ordered, r)
@@ -74,6 +90,7 @@ func (t *table) remove(id string) {
 		return
 	}
 	delete(t.byID, id)
+	t.unindex(t.custKey(r), r)
 	if i := t.pos(r); i >= 0 {
 		t.ordered = append(t.ordered[:i], t.ordered[i+1:]...)
 	}
@@ -108,8 +125,56 @@ func (t *table) pos(r *record) int {
 	return -1
 }
 
+// custKey is the record's customer, for tables indexed by customer.
+func (t *table) custKey(r *record) string {
+	if t.custIdx < 0 || t.byCustomer == nil {
+		return ""
+	}
+	return r.keys[t.custIdx]
+}
+
+// index adds r to its customer's slice, kept sorted like ordered: lists
+// filtered by customer (a customer's payment methods, invoices, charges)
+// then page that slice instead of scanning the table.
+func (t *table) index(cust string, r *record) {
+	if cust == "" {
+		return
+	}
+	s := t.byCustomer[cust]
+	if !t.sorted || len(s) == 0 || less(s[len(s)-1], r) {
+		t.byCustomer[cust] = append(s, r)
+		return
+	}
+	i := sort.Search(len(s), func(i int) bool { return less(r, s[i]) })
+	s = append(s, nil)
+	copy(s[i+1:], s[i:])
+	s[i] = r
+	t.byCustomer[cust] = s
+}
+
+func (t *table) unindex(cust string, r *record) {
+	if cust == "" {
+		return
+	}
+	s := t.byCustomer[cust]
+	for i, x := range s {
+		if x == r {
+			s = append(s[:i:i], s[i+1:]...)
+			break
+		}
+	}
+	if len(s) == 0 {
+		delete(t.byCustomer, cust)
+	} else {
+		t.byCustomer[cust] = s
+	}
+}
+
 // finishBulk restores order after seeding appended records out of order.
 func (t *table) finishBulk() {
+	for _, s := range t.byCustomer {
+		sort.Slice(s, func(i, j int) bool { return less(s[i], s[j]) })
+	}
 	sort.Slice(t.ordered, func(i, j int) bool { return less(t.ordered[i], t.ordered[j]) })
 	for _, ch := range t.children {
 		sort.Slice(ch, func(i, j int) bool { return ch[i].seq < ch[j].seq })
