@@ -57,13 +57,14 @@ type Emulator struct {
 
 	offset atomic.Int64 // clock offset in nanoseconds
 
-	mu      sync.RWMutex // guards everything below
-	tables  map[string]*table
-	seq     uint64
-	idRand  *rand.Rand
-	idem    map[string]*idemEntry
-	seeding bool   // suppresses events while seeding
-	scratch []byte // encoding buffer of store (guarded by mu)
+	mu         sync.RWMutex // guards everything below
+	tables     map[string]*table
+	seq        uint64
+	idRand     *rand.Rand
+	idem       map[string]*idemEntry
+	seeding    bool              // suppresses events while seeding
+	tombstones map[string][]byte // id -> deleted stub (retrieve of deleted customers, expansion)
+	scratch    []byte            // encoding buffer of store (guarded by mu)
 
 	statMu    sync.Mutex
 	total     int64
@@ -125,6 +126,7 @@ func (e *Emulator) reset() {
 		e.tables[k.table] = t
 	}
 	e.idem = map[string]*idemEntry{}
+	e.tombstones = map[string][]byte{}
 	e.seq = 0
 }
 

@@ -182,6 +182,10 @@ func genericRetrieve(k *kind) handlerFunc {
 	return func(e *Emulator, c *reqCtx) (any, *apiError) {
 		id := c.path[k.idParam]
 		r := e.tables[k.table].byID[id]
+		if r == nil && k.table == "customers" && e.tombstones[id] != nil {
+			// A deleted customer is still retrievable, as its stub.
+			return e.tombstones[id], nil
+		}
 		if r == nil || (k.parent != "" && c.path[k.parent] != "" && r.parent != c.path[k.parent]) {
 			return nil, notFound("id", k.what, id)
 		}
@@ -241,7 +245,9 @@ func (e *Emulator) deleteObject(c *reqCtx, k *kind, obj map[string]any) map[stri
 	id, _ := obj["id"].(string)
 	e.tables[k.table].remove(id)
 	e.emit(c, k.events+".deleted", obj, nil)
-	return map[string]any{"id": id, "object": k.object, "deleted": true}
+	stub := map[string]any{"id": id, "object": k.object, "deleted": true}
+	e.tombstones[id], _ = marshal(stub)
+	return stub
 }
 
 // genericList lists a kind with the generic filters: every query param that

@@ -434,6 +434,12 @@ func (e *Emulator) expandPath(obj map[string]any, segs []string, depth int) {
 	case string:
 		r := e.findAny(x, "")
 		if r == nil {
+			// Deleted objects expand to their stub.
+			if stub := e.tombstones[x]; stub != nil {
+				if m, err := decodeObject(stub); err == nil {
+					obj[f] = m
+				}
+			}
 			return
 		}
 		m, err := decodeObject(r.raw)

@@ -164,8 +164,18 @@ func TestBillingLifecycle(t *testing.T) {
 	if !del.Deleted || del.ID != cus.ID {
 		t.Fatalf("delete: %+v", del)
 	}
-	if _, err := sc.Customers.Get(cus.ID, nil); err == nil || stripeErr(t, err).Code != stripe.ErrorCodeResourceMissing {
-		t.Fatalf("get deleted: %v", err)
+	// A deleted customer is retrievable as its stub; invoices expand it so.
+	if got := check(sc.Customers.Get(cus.ID, nil)); !got.Deleted || got.ID != cus.ID {
+		t.Fatalf("get deleted: %+v", got)
+	}
+	if inv := check(sc.Invoices.Get(inv3.ID, &stripe.InvoiceParams{Params: stripe.Params{Expand: []*string{stripe.String("customer")}}})); inv.Customer == nil || !inv.Customer.Deleted {
+		t.Fatalf("expand deleted customer: %+v", inv.Customer)
+	}
+	if _, err := sc.Customers.Update(cus.ID, &stripe.CustomerParams{Name: stripe.String("x")}); err == nil || stripeErr(t, err).Code != stripe.ErrorCodeResourceMissing {
+		t.Fatalf("update deleted: %v", err)
+	}
+	if _, err := sc.Products.Get(prod.ID+"x", nil); err == nil || stripeErr(t, err).HTTPStatusCode != 404 {
+		t.Fatalf("get missing product: %v", err)
 	}
 	if _, ok := e.Objects("customers")[cus.ID]; ok {
 		t.Fatal("deleted customer still in Objects")
