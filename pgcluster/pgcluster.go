@@ -47,7 +47,8 @@ type Cluster struct {
 	Port    int
 	BinDir  string
 	cmd     *exec.Cmd
-	waitErr chan error
+	exited  chan struct{} // closed when the server process has exited
+	exitErr error
 	stop    sync.Once
 }
 
@@ -93,7 +94,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Host: "127.0.0.1", BinDir: binDir, waitErr: make(chan error, 1)}
+	c := &Cluster{Dir: dir, Host: "127.0.0.1", BinDir: binDir}
 	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -238,8 +239,9 @@ func (c *Cluster) start(ctx context.Context, opts Options, cred *syscall.Credent
 	}
 	logFile.Close()
 	c.cmd = cmd
-	c.waitErr = make(chan error, 1)
-	go func() { c.waitErr <- cmd.Wait() }()
+	exited := make(chan struct{})
+	c.exited = exited
+	go func() { c.exitErr = cmd.Wait(); close(exited) }()
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -251,9 +253,9 @@ func (c *Cluster) start(ctx context.Context, opts Options, cred *syscall.Credent
 			}
 		}
 		select {
-		case err := <-c.waitErr:
+		case <-exited:
 			out, _ := os.ReadFile(logPath)
-			return fmt.Errorf("postgres exited during start-up (%v): %s", err, lastLines(out, 5))
+			return fmt.Errorf("postgres exited during start-up (%v): %s", c.exitErr, lastLines(out, 5))
 		case <-ctx.Done():
 			c.kill()
 			return ctx.Err()
@@ -275,12 +277,68 @@ func (c *Cluster) ready(ctx context.Context) bool {
 
 func (c *Cluster) kill() {
 	if c.cmd != nil && c.cmd.Process != nil {
-		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-c.waitErr
+		pid := c.cmd.Process.Pid
+		// Backends call setsid(), so a signal to the postmaster's process
+		// group misses them: kill them by parentage. They hold the shared
+		// memory until they are gone, and a restart before then fails
+		// ("pre-existing shared memory block is still in use").
+		kids := childrenOf(pid)
+		syscall.Kill(-pid, syscall.SIGKILL)
+		for _, k := range kids {
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+		<-c.exited
+		for _, k := range kids {
+			for i := 0; i < 500 && alive(k); i++ {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 		// The exit status is consumed: a later Restart or Stop must not
-		// wait for it again (it would block forever).
+		// wait for it again.
 		c.cmd = nil
 	}
+}
+
+// childrenOf lists the processes whose parent is pid (Linux /proc).
+func childrenOf(pid int) []int {
+	var kids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		k, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _ := procStat(k); ppid == pid {
+			kids = append(kids, k)
+		}
+	}
+	return kids
+}
+
+// procStat reads a process's parent and state from /proc/pid/stat.
+func procStat(pid int) (ppid int, state byte) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0
+	}
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 2 {
+		return 0, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return ppid, f[0][0]
+}
+
+// alive: the process exists and is not a zombie (a zombie has released its
+// memory, shared segments included).
+func alive(pid int) bool {
+	_, state := procStat(pid)
+	return state != 0 && state != 'Z'
 }
 
 // Addr is host:port.
@@ -299,10 +357,10 @@ func (c *Cluster) Stop() error {
 		if c.cmd != nil && c.cmd.Process != nil {
 			c.cmd.Process.Signal(syscall.SIGINT)
 			select {
-			case <-c.waitErr:
+			case <-c.exited:
 			case <-time.After(10 * time.Second):
 				syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-				<-c.waitErr
+				<-c.exited
 			}
 		}
 		err = os.RemoveAll(c.Dir)
@@ -315,7 +373,7 @@ func (c *Cluster) Stop() error {
 func (c *Cluster) Restart(ctx context.Context) error {
 	if c.cmd != nil && c.cmd.Process != nil {
 		c.cmd.Process.Signal(syscall.SIGINT)
-		<-c.waitErr
+		<-c.exited
 	}
 	cred, err := serverCredential()
 	if err != nil {
