@@ -6,13 +6,11 @@ import (
 
 	"github.com/pgstripe/pgstripe/metrics"
 	"github.com/pgstripe/pgstripe/proxy"
-	"github.com/pgstripe/pgstripe/translate"
 	"github.com/pgstripe/pgstripe/writethrough"
 )
 
-// classifier counts every distinct statement the proxy classifies (the
-// proxy caches classification by text, so this is per distinct statement)
-// and hands the decision to the write-through's classifier.
+// classifier is the write-through's decision of which statements the proxy
+// intercepts (the proxy caches it by statement text).
 func classifier(sql string) proxy.Class {
 	return writethrough.ProxyClassify(sql)
 }
@@ -21,11 +19,12 @@ func classifier(sql string) proxy.Class {
 func interceptor(wt *writethrough.Interceptor) proxy.Interceptor {
 	return proxy.InterceptorFunc(func(ctx context.Context, call *proxy.Call) error {
 		start := time.Now()
-		table, op := "unknown", "rejected"
-		if c := translate.Classify(call.SQL); c.Stmt != nil && c.Stmt.Table != nil {
-			table, op = c.Stmt.Table.Name, c.Stmt.Op.String()
+		table, op := wt.Labels(call.SQL)
+		kind := "write"
+		if op == "rejected" {
+			kind = "rejected"
 		}
-		metrics.ProxyStatements.WithLabelValues("write").Inc()
+		metrics.ProxyStatements.WithLabelValues(kind).Inc()
 		err := wt.Intercept(ctx, call)
 		metrics.WriteThroughSeconds.WithLabelValues(table, op).Observe(time.Since(start).Seconds())
 		return err
