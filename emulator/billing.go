@@ -235,29 +235,19 @@ func init() {
 	})
 
 	// subscription schedules
-	kSchedule.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
-		cus := getStr(obj, "customer")
-		if from, ok := c.params["from_subscription"].(string); ok {
-			sub := e.load(kSub, from)
-			if sub == nil {
-				return e.mustExist("subscriptions", "from_subscription", from)
+	kSchedule.create = createSchedule
+	kSchedule.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		if st := getStr(old, "status"); st != "not_started" && st != "active" {
+			return invalid("", "", "You cannot update a subscription schedule that is %s.", st)
+		}
+		if ph, ok := c.params["phases"].([]any); ok {
+			phases, ae := e.schedulePhases(c, ph, c.now)
+			if ae != nil {
+				return ae
 			}
-			cus = getStr(sub, "customer")
-			obj["subscription"] = from
-			obj["status"] = "active"
-		} else {
-			obj["status"] = "not_started"
+			obj["phases"] = phases
+			setCurrentPhase(obj, c.now)
 		}
-		if cus == "" {
-			return missing("customer")
-		}
-		if ae := e.mustExist("customers", "customer", cus); ae != nil {
-			return ae
-		}
-		obj["customer"] = cus
-		obj["phases"] = []any{}
-		obj["current_phase"] = nil
-		obj["end_behavior"] = strOr(c.params["end_behavior"], "release")
 		return nil
 	}
 	crud(kSchedule, "crul")
@@ -273,6 +263,20 @@ func init() {
 				return nil, invalid("", "", "You cannot %s a subscription schedule that is %s.", act, st)
 			}
 			old := deepCopy(obj).(map[string]any)
+			// Canceling a schedule cancels its subscription; releasing
+			// leaves the subscription running on its own.
+			if sid := getStr(obj, "subscription"); sid != "" {
+				if sub := e.load(kSub, sid); sub != nil && getStr(sub, "status") != "canceled" {
+					so := deepCopy(sub).(map[string]any)
+					sub["schedule"] = nil
+					ev := "customer.subscription.updated"
+					if act == "cancel" {
+						sub["status"], sub["canceled_at"], sub["ended_at"] = "canceled", c.now, c.now
+						ev = "customer.subscription.deleted"
+					}
+					e.save(c, kSub, sub, so, ev)
+				}
+			}
 			if act == "cancel" {
 				obj["status"], obj["canceled_at"] = "canceled", c.now
 			} else {
@@ -461,6 +465,167 @@ func deleteCustomer(e *Emulator, c *reqCtx) (any, *apiError) {
 		e.emit(c, "customer.subscription.deleted", sub, diff(old, sub))
 	}
 	return e.deleteObject(c, kCustomer, obj), nil
+}
+
+// --- subscription schedules ---
+
+func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+	obj["end_behavior"] = strOr(c.params["end_behavior"], "release")
+	obj["phases"] = []any{}
+	obj["current_phase"] = nil
+	obj["subscription"], obj["released_subscription"] = nil, nil
+	if from, ok := c.params["from_subscription"].(string); ok {
+		sub := e.load(kSub, from)
+		if sub == nil {
+			return e.mustExist("subscriptions", "from_subscription", from)
+		}
+		if _, ok := c.params["phases"]; ok {
+			return invalid("", "phases", "You cannot set `phases` if `from_subscription` is set.")
+		}
+		// One phase: the subscription's current period and items.
+		var items []any
+		for _, r := range e.tables["subscription_items"].children[from] {
+			it, _ := decodeObject(r.raw)
+			items = append(items, map[string]any{"price": getStr(it, "price"), "quantity": it["quantity"]})
+		}
+		phases, ae := e.schedulePhases(c, []any{map[string]any{"items": items, "end_date": getInt(sub, "current_period_end")}}, getInt(sub, "current_period_start"))
+		if ae != nil {
+			return ae
+		}
+		obj["customer"] = sub["customer"]
+		obj["phases"] = phases
+		obj["subscription"] = from
+		obj["status"] = "active"
+		setCurrentPhase(obj, c.now)
+		old := deepCopy(sub).(map[string]any)
+		sub["schedule"] = idOf(obj)
+		e.save(c, kSub, sub, old, "customer.subscription.updated")
+		return nil
+	}
+	cus := getStr(obj, "customer")
+	if cus == "" {
+		return missing("customer")
+	}
+	if ae := e.mustExist("customers", "customer", cus); ae != nil {
+		return ae
+	}
+	start := c.now
+	switch v := c.params["start_date"].(type) {
+	case string:
+		if v != "now" {
+			return invalid("parameter_invalid_integer", "start_date", "Invalid start_date: must be an integer or `now`")
+		}
+	case nil:
+	default:
+		if n, ok := toInt(v); ok {
+			start = n
+		}
+	}
+	ph, _ := c.params["phases"].([]any)
+	if len(ph) == 0 {
+		return missing("phases")
+	}
+	phases, ae := e.schedulePhases(c, ph, start)
+	if ae != nil {
+		return ae
+	}
+	obj["phases"] = phases
+	obj["status"] = "not_started"
+	if start <= c.now {
+		// The schedule starts at once: it creates its subscription.
+		first := phases[0].(map[string]any)
+		var items []any
+		for _, it := range first["items"].([]any) {
+			m := it.(map[string]any)
+			items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"]})
+		}
+		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, params: map[string]any{"customer": cus, "items": items}, live: c.live, now: c.now, requestID: c.requestID}
+		if _, ae := genericCreate(kSub)(e, sc); ae != nil {
+			return ae
+		}
+		sid := idOf(sc.result)
+		sub := e.load(kSub, sid)
+		sub["schedule"] = idOf(obj)
+		e.store(kSub, sub)
+		obj["subscription"] = sid
+		obj["status"] = "active"
+		setCurrentPhase(obj, c.now)
+	}
+	return nil
+}
+
+// schedulePhases turns phase params into phase objects laid end to end
+// from start.
+func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, *apiError) {
+	tmpl, _ := e.api.fixture("subscription_schedule")["phases"].([]any)
+	var out []any
+	for i, raw := range params {
+		p, _ := raw.(map[string]any)
+		ph := map[string]any{}
+		if len(tmpl) > 0 {
+			ph = deepCopy(tmpl[0]).(map[string]any)
+		}
+		itemsIn, _ := p["items"].([]any)
+		if len(itemsIn) == 0 {
+			return nil, missing(fmt.Sprintf("phases[%d][items]", i))
+		}
+		var items []any
+		var first map[string]any
+		for j, x := range itemsIn {
+			m, _ := x.(map[string]any)
+			pid, _ := m["price"].(string)
+			price := e.load(kPrice, pid)
+			if price == nil {
+				return nil, e.mustExist("prices", fmt.Sprintf("phases[%d][items][%d][price]", i, j), pid)
+			}
+			if first == nil {
+				first = price
+			}
+			items = append(items, map[string]any{"billing_thresholds": nil, "metadata": mergeMetadata(nil, m["metadata"]), "price": pid,
+				"quantity": intOr(m["quantity"], 1), "tax_rates": []any{}})
+		}
+		if v, ok := p["start_date"]; ok && i == 0 {
+			if n, ok := toInt(v); ok {
+				start = n
+			}
+		}
+		end := start
+		if n, ok := toInt(p["end_date"]); ok {
+			end = n
+		} else {
+			for k := int64(0); k < intOr(p["iterations"], 1); k++ {
+				end = periodEnd(end, first)
+			}
+		}
+		if end <= start {
+			return nil, invalid("", fmt.Sprintf("phases[%d][end_date]", i), "The end_date of a phase must be after its start date.")
+		}
+		ph["items"] = items
+		ph["start_date"], ph["end_date"] = start, end
+		ph["currency"] = first["currency"]
+		ph["metadata"] = mergeMetadata(nil, p["metadata"])
+		ph["trial_end"] = nil
+		if n, ok := toInt(p["trial_end"]); ok {
+			ph["trial_end"] = n
+		}
+		if pb, ok := p["proration_behavior"].(string); ok {
+			ph["proration_behavior"] = pb
+		}
+		out = append(out, ph)
+		start = end
+	}
+	return out, nil
+}
+
+func setCurrentPhase(obj map[string]any, now int64) {
+	obj["current_phase"] = nil
+	phases, _ := obj["phases"].([]any)
+	for _, p := range phases {
+		ph, _ := p.(map[string]any)
+		if getInt(ph, "start_date") <= now && now < getInt(ph, "end_date") {
+			obj["current_phase"] = map[string]any{"start_date": ph["start_date"], "end_date": ph["end_date"]}
+		}
+	}
 }
 
 // --- subscriptions ---

@@ -327,8 +327,29 @@ func TestCatalogAndPayments(t *testing.T) {
 		t.Fatalf("trial: %s", sub.Status)
 	}
 	ss := check(sc.SubscriptionSchedules.New(&stripe.SubscriptionScheduleParams{FromSubscription: stripe.String(sub.ID)}))
+	if len(ss.Phases) != 1 || ss.Subscription == nil || ss.Subscription.ID != sub.ID || ss.CurrentPhase == nil {
+		t.Fatalf("schedule from subscription: %+v", ss)
+	}
 	if ss = check(sc.SubscriptionSchedules.Cancel(ss.ID, nil)); ss.Status != "canceled" {
 		t.Fatalf("schedule: %s", ss.Status)
+	}
+	monthly := check(sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), Currency: stripe.String("usd"), UnitAmount: stripe.Int64(700), Recurring: &stripe.PriceRecurringParams{Interval: stripe.String("month")}}))
+	later := check(sc.SubscriptionSchedules.New(&stripe.SubscriptionScheduleParams{Customer: stripe.String(cus.ID), StartDate: stripe.Int64(time.Now().Add(48 * time.Hour).Unix()),
+		Phases: []*stripe.SubscriptionSchedulePhaseParams{{Items: []*stripe.SubscriptionSchedulePhaseItemParams{{Price: stripe.String(monthly.ID), Quantity: stripe.Int64(2)}}, Iterations: stripe.Int64(3)},
+			{Items: []*stripe.SubscriptionSchedulePhaseItemParams{{Price: stripe.String(monthly.ID)}}}}}))
+	if later.Status != "not_started" || len(later.Phases) != 2 || later.Phases[1].StartDate != later.Phases[0].EndDate || later.Subscription != nil {
+		t.Fatalf("future schedule: %+v", later)
+	}
+	now := check(sc.SubscriptionSchedules.New(&stripe.SubscriptionScheduleParams{Customer: stripe.String(cus.ID), StartDateNow: stripe.Bool(true),
+		Phases: []*stripe.SubscriptionSchedulePhaseParams{{Items: []*stripe.SubscriptionSchedulePhaseItemParams{{Price: stripe.String(monthly.ID)}}}}}))
+	if now.Status != "active" || now.Subscription == nil {
+		t.Fatalf("schedule starting now: %+v", now)
+	}
+	if s := check(sc.Subscriptions.Get(now.Subscription.ID, nil)); s.Schedule == nil || s.Schedule.ID != now.ID {
+		t.Fatalf("subscription of schedule: %+v", s.Schedule)
+	}
+	if r := check(sc.SubscriptionSchedules.Release(now.ID, nil)); r.Status != "released" || r.ReleasedSubscription == nil {
+		t.Fatalf("release: %+v", r)
 	}
 
 	// Events carry Stripe's type names and previous attributes.
