@@ -176,9 +176,11 @@ func (s *session) endFromClient(err error) {
 	if err != nil && !isClosedErr(err) {
 		s.p.log.Info("closing session", "remote", s.client.RemoteAddr().String(), "err", err)
 	}
-	// A clean Terminate or a vanished client: tell upstream goodbye.
-	s.uw.write([]byte{'X', 0, 0, 0, 4})
-	s.uw.flush()
+	if err != nil {
+		// The client vanished: end the upstream session cleanly.
+		s.uw.write([]byte{'X', 0, 0, 0, 4})
+		s.uw.flush()
+	}
 	s.close()
 }
 
@@ -286,6 +288,11 @@ func (s *session) clientLoop() error {
 			}
 			s.q.push1(entry{kind: kClose})
 		case 'S':
+			// The unnamed portal ends with the implicit transaction; a
+			// stale entry must not intercept a later Execute.
+			if len(s.portals) > 0 {
+				delete(s.portals, "")
+			}
 			s.q.push1(entry{kind: kSync})
 		case 'F':
 			s.q.push1(entry{kind: kQuery})

@@ -121,8 +121,11 @@ func (mr *msgReader) ensure(n int) error {
 			mr.w -= mr.r
 			mr.r = 0
 		}
-		if n > len(mr.buf) {
-			nb := make([]byte, max(n, 2*len(mr.buf)))
+		if mr.w == len(mr.buf) {
+			// Grow step by step as data arrives, not to the announced
+			// length at once: a peer announcing 1 GB and sending nothing
+			// must not make the proxy allocate 1 GB.
+			nb := make([]byte, min(n, 2*len(mr.buf)))
 			copy(nb, mr.buf[mr.r:mr.w])
 			mr.w -= mr.r
 			mr.r = 0
