@@ -38,13 +38,14 @@
 // with a concurrent writer is reported Ambiguous too (READ COMMITTED; under
 // REPEATABLE READ Postgres reports a serialization failure instead).
 //
-// Known window: an Upsert inserting an id that is not stored yet, in a
-// transaction that commits after a concurrent Delete of the same id
-// committed, brings the row back (the Delete could not see the uncommitted
-// insert, the Upsert checked tombstones before the Delete committed). Sync
-// avoids it by design (the backfill finishes before events are replayed;
-// write-through deletes only rows that are stored); a caller mixing the two
-// concurrently for one id must serialize them.
+// A Delete that commits while an Upsert of the same id waits on the row it
+// removes wins: the Upsert's tombstone check ran in its older snapshot and
+// Postgres re-inserts the row, so a second statement in the same round trip,
+// with a fresh snapshot, takes tombstoned rows out again (Tombstoned). What
+// remains is a Delete of an id that was not stored, committing between that
+// second statement and the commit of the Upsert's transaction: the Delete
+// can't see the uncommitted row. Sync never does that (the backfill
+// finishes before events replay; write-through deletes stored rows only).
 //
 // # Delete
 //

@@ -13,6 +13,7 @@ import (
 type stmts struct {
 	upsert, upsertChild string
 	recheck             string
+	dropTombstoned      string
 	pruneChildren       string
 	delete              string
 	deleteChildren      []string
@@ -35,6 +36,9 @@ func statements(t *schema.Table) *stmts {
 	}
 	id := reportColumn(t)
 	s.recheck = recheckSQL(t)
+	s.dropTombstoned = fmt.Sprintf(`DELETE FROM %[1]s t USING stripe_sync.tombstones tb
+WHERE tb.object = %[2]s AND tb.id = t.%[3]s AND tb.id = ANY($1::text[])
+RETURNING t.%[3]s`, t.QualifiedName(), quote(t.Name), schema.Ident(id))
 	s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", t.QualifiedName(), schema.Ident(id))
 	for _, n := range t.Nested {
 		ct, ok := schema.Lookup(n.Table)

@@ -356,19 +356,55 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	if asChild {
 		sql = q.upsertChild
 	}
-	res, err := tx.Query(ctx, sql, k1, k2, raws, asOf, parents)
-	if err != nil {
-		return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
-	}
-	out := make(map[string]byte, n)
-	for res.Next() {
-		var id, st string
-		if err := res.Scan(&id, &st); err != nil {
-			return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
+	// The upsert checks tombstones in its snapshot, so it can't see a
+	// Delete that commits while it waits on the row that Delete removes;
+	// Postgres then inserts the row again. The second statement runs with a
+	// fresh snapshot (READ COMMITTED), after the wait, and takes such rows
+	// out. Both go in one round trip.
+	batch := &pgx.Batch{}
+	batch.Queue(sql, k1, k2, raws, asOf, parents)
+	if !t.Virtual {
+		ids := k1
+		if len(t.Key) > 1 {
+			ids = k2
 		}
-		out[id] = st[0]
+		batch.Queue(q.dropTombstoned, ids)
 	}
-	if err := res.Err(); err != nil {
+	br := tx.SendBatch(ctx, batch)
+	out := make(map[string]byte, n)
+	err := func() error {
+		defer br.Close()
+		res, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			var id, st string
+			if err := res.Scan(&id, &st); err != nil {
+				return err
+			}
+			out[id] = st[0]
+		}
+		if err := res.Err(); err != nil {
+			return err
+		}
+		if t.Virtual {
+			return nil
+		}
+		res, err = br.Query()
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			var id string
+			if err := res.Scan(&id); err != nil {
+				return err
+			}
+			out[id] = 't'
+		}
+		return res.Err()
+	}()
+	if err != nil {
 		return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
 	}
 	if asChild {
@@ -384,7 +420,7 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	if len(rk1) == 0 {
 		return out, nil
 	}
-	res, err = tx.Query(ctx, q.recheck, rk1, rk2, rraw, rasOf)
+	res, err := tx.Query(ctx, q.recheck, rk1, rk2, rraw, rasOf)
 	if err != nil {
 		return nil, fmt.Errorf("store: upsert %s: recheck: %w", t.Name, err)
 	}

@@ -563,3 +563,49 @@ func TestChildWithoutID(t *testing.T) {
 		t.Fatalf("lines %v", got)
 	}
 }
+
+// An upsert waiting on a row that a concurrent Delete removes must not bring
+// it back when the Delete commits.
+func TestConcurrentDeleteWins(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	upsert(t, conn, "customers", store.Object{Raw: customer("cus_r", ""), AsOf: t0})
+	other, err := pgx.Connect(ctx, conn.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	txD, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, txD, "customers", "cus_r", t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan store.Result, 1)
+	errc := make(chan error, 1)
+	go func() {
+		var res store.Result
+		errc <- pgx.BeginFunc(ctx, other, func(tx pgx.Tx) error {
+			var err error
+			res, err = store.Upsert(ctx, tx, "customers", []store.Object{{Raw: customer("cus_r", `"name": "late"`), AsOf: t0.Add(time.Second)}})
+			return err
+		})
+		done <- res
+	}()
+	time.Sleep(200 * time.Millisecond) // let the upsert block on the row
+	if err := txD.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; !slices.Equal(res.Tombstoned, []string{"cus_r"}) {
+		t.Errorf("upsert after concurrent delete: %+v", res)
+	}
+	var n int
+	conn.QueryRow(ctx, `SELECT count(*) FROM stripe.customers WHERE id = 'cus_r'`).Scan(&n)
+	if n != 0 {
+		t.Fatal("deleted customer came back")
+	}
+}
