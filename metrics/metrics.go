@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,9 +42,14 @@ var (
 		Help:    "Time from an event's creation in Stripe to its application in Postgres.",
 		Buckets: []float64{.1, .25, .5, .75, 1, 2, 5, 10, 30, 60, 300},
 	})
-	ProxyConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+	ProxyConnections = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pgstripe_proxy_connections",
 		Help: "Client connections open on the proxy.",
+	}, func() float64 {
+		if f := proxySessions.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
 	})
 	ProxyConnectionsTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pgstripe_proxy_connections_total",
@@ -63,6 +69,12 @@ var (
 		Help: "1 when this instance runs sync (holds the leader lock), else 0.",
 	})
 )
+
+var proxySessions atomic.Pointer[func() int]
+
+// SetProxySessions names the function that counts open proxy sessions
+// (pgstripe_proxy_connections reads it at scrape time).
+func SetProxySessions(f func() int) { proxySessions.Store(&f) }
 
 func init() {
 	Registry.MustRegister(

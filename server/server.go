@@ -108,6 +108,7 @@ func Run(ctx context.Context, opts Options) error {
 		Logger:      log.With("component", "proxy"),
 	})
 
+	metrics.SetProxySessions(px.Sessions)
 	var lc net.ListenConfig
 	proxyLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
@@ -137,7 +138,7 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := px.Serve(proxyCtx, proxyLn); err != nil {
+		if err := px.Serve(proxyCtx, countingListener{proxyLn}); err != nil {
 			log.Error("proxy stopped", "err", err)
 		}
 	}()
