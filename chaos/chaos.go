@@ -349,8 +349,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			} else {
 				logf("Postgres restart")
 			}
-			if err := cluster.Restart(ctx); err != nil {
-				return res, fmt.Errorf("restart Postgres: %w", err)
+			// After a crash the old backends may hold the shared memory for
+			// a moment; a real supervisor retries too.
+			for try := 1; ; try++ {
+				err := cluster.Restart(ctx)
+				if err == nil {
+					break
+				}
+				if try == 20 {
+					return res, fmt.Errorf("restart Postgres: %w", err)
+				}
+				logf("Postgres restart failed, retrying: %.200s", err)
+				sleep(ctx, 500*time.Millisecond)
 			}
 			res.PGRestarts++
 		case "kill":
@@ -507,13 +517,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return res, nil
 }
 
-// isWriterRequest: a write-through of the chaos writers (a create with a
-// marker, or an update of a name they set).
+// isWriterRequest: a write-through create of the chaos writers (the case
+// where a lost response could turn into a duplicate).
 func isWriterRequest(r Request) bool {
-	if r.Method != http.MethodPost || !strings.HasPrefix(r.Path, "/v1/customers") {
-		return false
-	}
-	return r.Form.Get("metadata["+markerKey+"]") != "" || strings.HasPrefix(r.Form.Get("name"), "chaos-upd-")
+	return r.Method == http.MethodPost && r.Path == "/v1/customers" && r.Form.Get("metadata["+markerKey+"]") != ""
 }
 
 func backfilling(ctx context.Context, pool *pgxpool.Pool) bool {

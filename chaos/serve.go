@@ -73,7 +73,9 @@ func (s *serveProc) startLocked() error {
 	fmt.Fprintf(s.out, "=== chaos: pgstripe serve start #%d at %s\n", s.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(s.bin, "serve")
 	cmd.Env = append(os.Environ(), s.env...)
-	cmd.Stdout, cmd.Stderr = s.out, s.out
+	tail := &tailBuffer{}
+	cmd.Stdout = io.MultiWriter(s.out, tail)
+	cmd.Stderr = cmd.Stdout
 	// Its own process group, so nothing it starts outlives a SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -90,7 +92,7 @@ func (s *serveProc) startLocked() error {
 			return
 		}
 		s.unexpected++
-		s.lastExit = fmt.Sprint(err)
+		s.lastExit = fmt.Sprintf("%v; last output: %s", err, tail.String())
 		fmt.Fprintf(s.out, "=== chaos: pgstripe serve exited on its own (%v); restarting\n", err)
 		go func() {
 			time.Sleep(500 * time.Millisecond)
@@ -168,4 +170,27 @@ func (s *serveProc) counts() (starts, unexpected int, last string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.starts, s.unexpected, s.lastExit
+}
+
+// tailBuffer keeps the last few KB a process wrote, for the report of an
+// exit nobody asked for.
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 2048 {
+		t.b = append(t.b[:0:0], t.b[len(t.b)-2048:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }

@@ -29,7 +29,7 @@ type writer struct {
 	confirmed map[string]string // marker -> id the client was told
 	tried     map[string]bool   // every marker sent
 	live      []string          // ids created and not deleted
-	deleted   map[string]bool
+	deleted   map[string]bool   // ids a DELETE was sent for
 	stats     writeStats
 	lastErr   map[string]string
 }
@@ -89,16 +89,19 @@ func (w *writer) step(ctx context.Context, conn *pgx.Conn, seq int) error {
 	defer w.inflight.Add(-1)
 	switch {
 	case target != "" && seq%7 == 3:
-		tag, err := conn.Exec(sctx, `DELETE FROM stripe.customers WHERE id = $1`, target)
-		if err != nil {
+		// Whatever the outcome, the customer may be gone in Stripe (a
+		// DELETE whose answer was lost): never counted as lost, never
+		// updated again.
+		w.mu.Lock()
+		w.deleted[target] = true
+		w.removeLive(target)
+		w.mu.Unlock()
+		if _, err := conn.Exec(sctx, `DELETE FROM stripe.customers WHERE id = $1`, target); err != nil {
 			return err
 		}
 		w.mu.Lock()
 		w.stats.Deletes++
-		w.deleted[target] = true
-		w.removeLive(target)
 		w.mu.Unlock()
-		_ = tag
 		return nil
 	case target != "" && seq%3 == 1:
 		tag, err := conn.Exec(sctx, `UPDATE stripe.customers SET name = $1 WHERE id = $2`, fmt.Sprintf("chaos-upd-%d-%d", w.id, seq), target)
