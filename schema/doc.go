@@ -42,7 +42,11 @@
 // spec added are added and filled from _raw (no Stripe call); columns are
 // never dropped or retyped (a type difference is noted in stripe_sync.log).
 // A table in the way that pgstripe did not create (recognised by its table
-// comment) is an error (ErrForeignTable) and nothing changes.
+// comment) is an error (ErrForeignTable) and nothing changes. A run that
+// changed something leaves rows in stripe_sync.log: kind 'migrate' (steps run,
+// tables created), 'migrate_add_columns' (table, columns, rows filled) and
+// 'migrate_type_mismatch'. A run with nothing to do takes no table locks, so
+// it never waits for (or deadlocks with) running writers.
 //
 // Adding your own state tables (backfill cursors, event cursors, …): append
 // a Migration to builtin in migrate.go, or call Register from your package's

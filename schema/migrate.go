@@ -208,10 +208,12 @@ CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	var ran []string
 	for _, m := range ms {
 		if applied[step{m.Version, m.Name}] {
 			continue
 		}
+		ran = append(ran, fmt.Sprintf("%d %s", m.Version, m.Name))
 		if m.SQL != "" {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("migrate: step %d (%s): %w", m.Version, m.Name, err)
@@ -226,8 +228,15 @@ CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
 			return fmt.Errorf("migrate: record step %d: %w", m.Version, err)
 		}
 	}
-	if err := reconcileTables(ctx, tx); err != nil {
+	created, err := reconcileTables(ctx, tx)
+	if err != nil {
 		return err
+	}
+	if len(ran) > 0 || len(created) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate', jsonb_build_object('api_version', $1::text, 'steps', $2::text[], 'created_tables', $3::text[]))`,
+			APIVersion, ran, created); err != nil {
+			return fmt.Errorf("migrate: log: %w", err)
+		}
 	}
 	names := make([]string, len(tables))
 	for i, t := range tables {
@@ -252,7 +261,9 @@ type existing struct {
 	indexes map[string]bool
 }
 
-func reconcileTables(ctx context.Context, tx pgx.Tx) error {
+// reconcileTables brings schema stripe in line with Tables() and returns the
+// tables it created.
+func reconcileTables(ctx context.Context, tx pgx.Tx) (created []string, err error) {
 	rows, err := tx.Query(ctx, `
 SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''), a.attname, format_type(a.atttypid, a.atttypmod), c.relkind::text
 FROM pg_class c
@@ -260,14 +271,14 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 	if err != nil {
-		return fmt.Errorf("migrate: read catalog: %w", err)
+		return nil, fmt.Errorf("migrate: read catalog: %w", err)
 	}
 	have := map[string]*existing{}
 	for rows.Next() {
 		var rel, comment, kind string
 		var col, typ *string
 		if err := rows.Scan(&rel, &comment, &col, &typ, &kind); err != nil {
-			return fmt.Errorf("migrate: read catalog: %w", err)
+			return nil, fmt.Errorf("migrate: read catalog: %w", err)
 		}
 		e := have[rel]
 		if e == nil {
@@ -282,16 +293,16 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate: read catalog: %w", err)
+		return nil, fmt.Errorf("migrate: read catalog: %w", err)
 	}
 	rows, err = tx.Query(ctx, `SELECT tablename, indexname FROM pg_indexes WHERE schemaname = $1`, DataSchema)
 	if err != nil {
-		return fmt.Errorf("migrate: read catalog: %w", err)
+		return nil, fmt.Errorf("migrate: read catalog: %w", err)
 	}
 	for rows.Next() {
 		var rel, ix string
 		if err := rows.Scan(&rel, &ix); err != nil {
-			return fmt.Errorf("migrate: read catalog: %w", err)
+			return nil, fmt.Errorf("migrate: read catalog: %w", err)
 		}
 		if e := have[rel]; e != nil {
 			if e.indexes == nil {
@@ -301,27 +312,28 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate: read catalog: %w", err)
+		return nil, fmt.Errorf("migrate: read catalog: %w", err)
 	}
 	// Check everything before changing anything.
 	for _, t := range tables {
 		if e := have[t.Name]; e != nil && !strings.HasPrefix(e.comment, commentPrefix) {
-			return fmt.Errorf("migrate: %s: %w; rename or drop it, then run migrate again (nothing was changed)", t.QualifiedName(), ErrForeignTable)
+			return nil, fmt.Errorf("migrate: %s: %w; rename or drop it, then run migrate again (nothing was changed)", t.QualifiedName(), ErrForeignTable)
 		}
 	}
 	for _, t := range tables {
 		e := have[t.Name]
 		if e == nil {
 			if _, err := tx.Exec(ctx, t.CreateTableSQL()); err != nil {
-				return fmt.Errorf("migrate: create %s: %w", t.QualifiedName(), err)
+				return nil, fmt.Errorf("migrate: create %s: %w", t.QualifiedName(), err)
 			}
+			created = append(created, t.Name)
 			continue
 		}
 		if err := upgradeTable(ctx, tx, t, e); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return created, nil
 }
 
 // upgradeTable adds columns a newer spec introduced and fills them from _raw,

@@ -94,6 +94,15 @@ func TestMigrateEmptyTwice(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.migrations`).Scan(&versions); err != nil || versions < 1 {
 		t.Errorf("migrations recorded: %d, %v", versions, err)
 	}
+	// The first run logged what it did; the second, which did nothing, didn't.
+	var logged int
+	var created []string
+	if err := conn.QueryRow(ctx, `SELECT count(*), min(detail->>'created_tables') FROM stripe_sync.log WHERE kind = 'migrate'`).Scan(&logged, new(*string)); err != nil || logged != 1 {
+		t.Errorf("%d migrate log entries, %v", logged, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT array(SELECT jsonb_array_elements_text(detail->'created_tables')) FROM stripe_sync.log WHERE kind = 'migrate'`).Scan(&created); err != nil || len(created) != len(schema.Tables()) {
+		t.Errorf("logged created tables %v, %v", created, err)
+	}
 	if _, err := conn.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('test', '{}'); INSERT INTO stripe_sync.tombstones VALUES ('customers', 'cus_x', now())`); err != nil {
 		t.Errorf("sync tables: %v", err)
 	}
