@@ -134,7 +134,7 @@ func (p *poller) rebackfill(ctx context.Context, reason string) error {
 	if p.cfg.Backfill == nil {
 		err := p.inTx(ctx, func(tx pgx.Tx) error {
 			return logEntry(ctx, tx, "events_cursor_expired", map[string]any{
-				"checked_through": p.cur.CheckedThrough, "stripe_now": p.stripeNow, "action": "returned to caller"})
+				"checked_through": p.cur.CheckedThrough, "stripe_now": p.clock.get(), "action": "returned to caller"})
 		})
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -127,10 +128,15 @@ type poller struct {
 	cur Cursor
 	// seen: applied events of the current look-back window.
 	seen seenSet
-	// stripeNow is the newest response Date and when it was received:
-	// Stripe's clock, for retention and for "the second has passed".
-	stripeNow, stripeNowAt time.Time
+	// clock is the newest response Date: Stripe's clock, for retention and
+	// for "the second has passed". Shared with the re-fetcher.
+	clock stripeClock
+	// anchor is the newest event listed so far (head polls list what
+	// came after it); "" until the first poll.
+	anchor                 string
 	lastSweep, lastBalance time.Time
+	lastOverlap            time.Time
+	overlapPages           int // pages the last overlap read took
 	lastSave, lastStatus   time.Time
 	lastPrune              time.Time
 }
@@ -150,13 +156,27 @@ func (p *poller) run(ctx context.Context) error {
 	if err := p.loadSeen(ctx); err != nil {
 		return err
 	}
+	// Re-fetches run beside the polls: a burst of them (hundreds of
+	// same-second objects or upcoming invoices, each a request) must not
+	// hold up the next poll.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := p.refetchLoop(ctx); err != nil {
+			cancel(err)
+		}
+	}()
+	defer wg.Wait()
 	backoff := time.Duration(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-timer.C:
 		}
 		started := time.Now()
@@ -165,7 +185,7 @@ func (p *poller) run(ctx context.Context) error {
 		case err == nil:
 			backoff = 0
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return context.Cause(ctx)
 		case errors.Is(err, leader.ErrDeposed), errors.Is(err, ErrCursorExpired), errors.Is(err, errBackfill):
 			return err
 		default:
@@ -193,15 +213,27 @@ func (p *poller) step(ctx context.Context) error {
 		return p.rebackfill(ctx, "resume")
 	}
 	now := time.Now()
-	sweep := now.Sub(p.lastSweep) >= p.cfg.SweepEvery
-	if err := p.poll(ctx, sweep); err != nil {
+	mode := modeHead
+	switch {
+	case now.Sub(p.lastSweep) >= p.cfg.SweepEvery:
+		mode = modeSweep
+	case p.anchor == "" || p.overlapPages <= 1 || now.Sub(p.lastOverlap) >= max(p.cfg.PollInterval, overlapEvery):
+		// While the overlap window fits in one page, re-reading it costs
+		// what a head poll costs and catches late events a second sooner.
+		mode = modeOverlap
+	}
+	pages, err := p.poll(ctx, mode)
+	if err != nil {
+		if mode == modeHead {
+			p.anchor = "" // e.g. gone past retention: re-read by time next
+		}
 		return err
 	}
-	if sweep {
-		p.lastSweep = now
-	}
-	if err := p.drainRefetch(ctx); err != nil {
-		return err
+	switch mode {
+	case modeSweep:
+		p.lastSweep, p.lastOverlap = now, now
+	case modeOverlap:
+		p.lastOverlap, p.overlapPages = now, pages
 	}
 	if p.cfg.BalanceEvery > 0 && now.Sub(p.lastBalance) >= p.cfg.BalanceEvery {
 		if err := p.pollBalance(ctx); err != nil {
@@ -219,10 +251,26 @@ func (p *poller) step(ctx context.Context) error {
 }
 
 // observeDate records a response Date as Stripe's current time.
-func (p *poller) observeDate(d time.Time) {
-	if d.After(p.stripeNow) {
-		p.stripeNow, p.stripeNowAt = d, time.Now()
+func (p *poller) observeDate(d time.Time) { p.clock.observe(d) }
+
+// stripeClock is the newest response Date seen.
+type stripeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *stripeClock) observe(d time.Time) {
+	c.mu.Lock()
+	if d.After(c.now) {
+		c.now = d
 	}
+	c.mu.Unlock()
+}
+
+func (c *stripeClock) get() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
 }
 
 // expired reports whether the cursor's window reaches past Stripe's
@@ -231,35 +279,63 @@ func expired(cur Cursor, now time.Time, lookBack time.Duration) bool {
 	return cur.CheckedThrough.Add(-lookBack).Before(now.Add(-Retention + retentionMargin))
 }
 
-// poll reads the events window and applies what is new, page by page.
-func (p *poller) poll(ctx context.Context, sweep bool) error {
-	from := windowStart(p.cur.CheckedThrough, sweep, p.cfg.LookBack)
+// pollMode is what a poll reads.
+type pollMode uint8
+
+const (
+	// modeHead lists only the events after the newest one seen
+	// (ending_before): cheap, one request while fewer than 100 arrived.
+	modeHead pollMode = iota
+	// modeOverlap re-reads from headOverlap before the checked point:
+	// events that became visible a little late, after newer ones.
+	modeOverlap
+	// modeSweep re-reads from LookBack before it.
+	modeSweep
+)
+
+// overlapEvery is how often the short overlap window is re-read.
+const overlapEvery = time.Second
+
+// poll reads events and applies what is new, page by page.
+func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error) {
 	q := url.Values{}
 	q.Set("limit", "100")
-	q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
+	if mode == modeHead {
+		q.Set("ending_before", p.anchor)
+	} else {
+		from := windowStart(p.cur.CheckedThrough, mode == modeSweep, p.cfg.LookBack)
+		q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
+	}
 	var checked time.Time
 	var pending []Event
+	anchor := p.anchor
 	pollStarted := time.Now()
 	for first := true; ; first = false {
 		page, err := p.cfg.Client.List(ctx, "/v1/events", q)
 		if err != nil {
-			return fmt.Errorf("list events: %w", err)
+			return pages, fmt.Errorf("list events: %w", err)
 		}
+		pages++
 		p.observeDate(page.AsOf)
 		if first {
 			checked = page.AsOf
 			if expired(p.cur, page.AsOf, p.cfg.LookBack) {
-				return p.rebackfill(ctx, "cursor_expired")
+				return pages, p.rebackfill(ctx, "cursor_expired")
 			}
 		}
 		evs, err := parseEvents(page.Data)
 		if err != nil {
-			return err
+			return pages, err
 		}
 		for _, e := range evs {
 			if !p.seen.has(e.ID) {
 				pending = append(pending, e)
 			}
+		}
+		// The newest event listed: a head poll pages toward newer events
+		// (each page newest first), the others toward older ones.
+		if len(evs) > 0 && (mode == modeHead || first) {
+			anchor = evs[0].ID
 		}
 		if !page.HasMore || len(evs) == 0 {
 			break
@@ -268,11 +344,15 @@ func (p *poller) poll(ctx context.Context, sweep bool) error {
 		// and memory stays bounded.
 		if len(pending) >= maxPerTx {
 			if err := p.apply(ctx, pending, nil, pollStarted); err != nil {
-				return err
+				return pages, err
 			}
 			pending = nil
 		}
-		q.Set("starting_after", evs[len(evs)-1].ID)
+		if mode == modeHead {
+			q.Set("ending_before", evs[0].ID)
+		} else {
+			q.Set("starting_after", evs[len(evs)-1].ID)
+		}
 	}
 	var next *Cursor
 	if checked.After(p.cur.CheckedThrough) && (len(pending) > 0 || time.Since(p.lastSave) >= 5*time.Second) {
@@ -281,9 +361,14 @@ func (p *poller) poll(ctx context.Context, sweep bool) error {
 		next = &c
 	}
 	if len(pending) == 0 && next == nil {
-		return p.idleStatus(ctx, pollStarted)
+		err = p.idleStatus(ctx, pollStarted)
+	} else {
+		err = p.apply(ctx, pending, next, pollStarted)
 	}
-	return p.apply(ctx, pending, next, pollStarted)
+	if err == nil {
+		p.anchor = anchor
+	}
+	return pages, err
 }
 
 // inTx runs fn in a transaction fenced by the leader epoch.

@@ -136,6 +136,11 @@ func (v *env) converge(t *testing.T, timeout time.Duration) {
 		if d.Total() == 0 {
 			return
 		}
+		if os.Getenv("EVENTS_DEBUG") != "" {
+			var q int
+			v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.events_refetch`).Scan(&q)
+			t.Logf("diff %v, refetch queue %d", d.ByTable, q)
+		}
 		if time.Now().After(end) {
 			debugMissing(t, v, d.Details)
 			break
@@ -235,18 +240,22 @@ func TestRandomWorkload(t *testing.T) {
 		}()
 	}
 	// The backfill runs while the workload changes things: the handoff.
+	began := time.Now()
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 8}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("backfill took %s", time.Since(began).Round(time.Millisecond))
 	stop := v.loop(t, events.Config{BalanceEvery: 500 * time.Millisecond})
-	time.Sleep(6 * time.Second)
+	time.Sleep(5 * time.Second)
 	stopWork()
 	wg.Wait()
 	t.Logf("workload: %s", w.summary())
 	if w.ok() < 150 {
 		t.Fatalf("workload too small to mean anything: %s", w.summary())
 	}
+	began = time.Now()
 	v.converge(t, 20*time.Second)
+	t.Logf("converged %s after the workload stopped", time.Since(began).Round(time.Millisecond))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,39 +6,78 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgstripe/pgstripe/leader"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
-// refetchBatch bounds the re-fetches of one step, so a burst of them
-// doesn't delay the next poll for long.
-const refetchBatch = 25
+const (
+	// refetchBatch bounds the re-fetches applied in one transaction.
+	refetchBatch = 100
+	// refetchParallel bounds the re-fetches in flight: enough to cover
+	// Stripe's latency (Little's law: 20/s × 0.3 s = 6), while the shared
+	// limiter keeps the rate.
+	refetchParallel = 8
+)
+
+// refetchLoop drains the re-fetch queue until ctx ends, every PollInterval
+// or at once while there is more due. Stripe and database errors are
+// logged and retried; only a lost leadership ends it.
+func (p *poller) refetchLoop(ctx context.Context) error {
+	t := time.NewTimer(p.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := p.drainRefetch(ctx)
+		wait := p.cfg.PollInterval
+		switch {
+		case errors.Is(err, leader.ErrDeposed):
+			return err
+		case err != nil && ctx.Err() == nil:
+			p.log.Warn("re-fetch failed; retrying", "err", err)
+			wait = max(wait, time.Second)
+		case n >= refetchBatch:
+			wait = 0 // more is due
+		}
+		t.Reset(wait)
+	}
+}
 
 // fetched is the outcome of one re-fetch.
 type fetched struct {
 	refetch
-	obj  *store.Object // nil: gone (404)
-	drop bool          // nothing to do (no retrieve endpoint, bad request)
+	obj    *store.Object // nil: gone (404)
+	goneAt time.Time     // when the 404 said so
+	drop   bool          // nothing to do (no retrieve endpoint, bad request)
 }
 
 // drainRefetch fetches the queued objects whose time has come and upserts
 // them; a fetched state is current as of its response Date, so it orders
 // after every event applied so far.
-func (p *poller) drainRefetch(ctx context.Context) error {
-	if p.stripeNow.IsZero() {
-		return nil
+func (p *poller) drainRefetch(ctx context.Context) (int, error) {
+	now := p.clock.get()
+	if now.IsZero() {
+		return 0, nil
 	}
+	// Orderings first (a row may be wrong until then), upcoming invoices
+	// last (a preview).
 	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason FROM stripe_sync.events_refetch
-WHERE not_before <= $1 ORDER BY not_before LIMIT $2`, p.stripeNow, refetchBatch)
+WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, refetchBatch)
 	if err != nil {
-		return fmt.Errorf("events: read re-fetch queue: %w", err)
+		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetch, error) {
 		var x refetch
@@ -46,32 +85,55 @@ WHERE not_before <= $1 ORDER BY not_before LIMIT $2`, p.stripeNow, refetchBatch)
 		return x, err
 	})
 	if err != nil {
-		return fmt.Errorf("events: read re-fetch queue: %w", err)
+		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	if len(due) == 0 {
-		return nil
+		return 0, nil
 	}
+	results := make([]*fetched, len(due))
+	sem := make(chan struct{}, refetchParallel)
+	var wg sync.WaitGroup
+	for i, r := range due {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f, err := p.fetch(ctx, r)
+			if err != nil {
+				// Keep it queued; the next drain retries (the client
+				// already retried 429/5xx).
+				if ctx.Err() == nil {
+					p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
+				}
+				return
+			}
+			results[i] = &f
+		}()
+	}
+	wg.Wait()
 	var out []fetched
-	for _, r := range due {
-		f, err := p.fetch(ctx, r)
-		if err != nil {
-			// Keep it queued; the next step retries (the client already
-			// retried 429/5xx).
-			p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
-			continue
+	for _, f := range results {
+		if f != nil {
+			out = append(out, *f)
 		}
-		out = append(out, f)
 	}
 	if len(out) == 0 {
-		return nil
+		return len(due), nil
 	}
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	// A stable lock order against the poll's transactions.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Table != out[j].Table {
+			return out[i].Table < out[j].Table
+		}
+		return out[i].ID < out[j].ID
+	})
+	return len(due), p.inTx(ctx, func(tx pgx.Tx) error {
 		var again []refetch
 		for _, f := range out {
 			switch {
 			case f.drop:
 			case f.obj == nil:
-				if err := store.Delete(ctx, tx, f.Table, f.ID, p.stripeNow); err != nil {
+				if err := store.Delete(ctx, tx, f.Table, f.ID, f.goneAt); err != nil {
 					return err
 				}
 			default:
@@ -121,6 +183,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	if stripeapi.IsNotFound(err) {
 		// Gone: deleted in Stripe (Stripe never reuses ids), or no upcoming
 		// invoice any more.
+		f.goneAt = p.clock.get()
 		return f, nil
 	}
 	if err != nil {
@@ -128,6 +191,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		if errors.As(err, &se) && se.HTTPStatus == 400 && t.Virtual {
 			// Stripe answers 400 for a customer without anything upcoming
 			// in some cases (e.g. deleted customer): nothing to show.
+			f.goneAt = p.clock.get()
 			return f, nil
 		}
 		return f, err
