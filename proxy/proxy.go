@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -23,8 +24,11 @@ type Config struct {
 	// e.g. /var/run/postgresql/.s.PGSQL.5432).
 	Upstream string
 	// TLSConfig, when set, lets clients upgrade to TLS (SSLRequest → 'S').
-	// TLS ends at the proxy; the upstream connection is plain TCP.
+	// TLS ends at the proxy.
 	TLSConfig *tls.Config
+	// UpstreamTLS, when set, makes the upstream connection use TLS (like
+	// sslmode=require, or verify-full if the config verifies); nil: plain.
+	UpstreamTLS *tls.Config
 	// Classify decides which statements the Interceptor handles. It is called
 	// once per distinct statement text (results are cached), never for
 	// statements already classified. nil: everything passes through.
@@ -120,7 +124,8 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 				break
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				p.log.Warn("accept failed, retrying", "err", err)
 				time.Sleep(backoff)
 				backoff = min(2*backoff, time.Second)
 				continue
@@ -146,8 +151,6 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	p.shutdown()
 	return serveErr
 }
-
-var errTooManyFiles = errors.New("too many open files")
 
 // shutdown drains the sessions: idle ones close now, busy ones when they
 // next become idle, all of them after DrainTimeout.

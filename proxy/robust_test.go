@@ -9,11 +9,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
 	"net"
+	"os"
+	"os/user"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -341,4 +346,63 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("Sessions() = %d", p.Sessions())
 	}
 	_ = binary.BigEndian
+}
+
+func TestUpstreamTLS(t *testing.T) {
+	// A cluster that only accepts TLS connections over TCP.
+	dir, err := os.MkdirTemp("", "pgstripe-proxy-tls-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	cfg := selfSignedTLS(t)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cfg.Certificates[0].Certificate[0]})
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cfg.Certificates[0].PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	if os.Geteuid() == 0 {
+		if u, err := user.Lookup("postgres"); err == nil {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			os.Chown(keyFile, uid, gid)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{
+		Settings: map[string]string{"ssl": "on", "ssl_cert_file": "'" + certFile + "'", "ssl_key_file": "'" + keyFile + "'"},
+		HBA:      "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	plain := startProxy(t, Config{Upstream: c.Addr()})
+	if _, err := pgx.Connect(ctx, plain.via(t, c.URL("postgres"))); err == nil {
+		t.Fatal("plain upstream connection accepted by a hostssl-only server")
+	}
+	tp := startProxy(t, Config{Upstream: c.Addr(), UpstreamTLS: &tls.Config{InsecureSkipVerify: true}})
+	conn, err := pgx.Connect(ctx, tp.via(t, c.URL("postgres")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var ssl bool
+	if err := conn.QueryRow(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("upstream ssl = %v, %v", ssl, err)
+	}
+	// Cancel goes over TLS too.
+	qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer qcancel()
+	start := time.Now()
+	conn.Exec(qctx, `SELECT pg_sleep(20)`)
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("cancel over upstream TLS took %v", time.Since(start))
+	}
 }

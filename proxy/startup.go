@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -136,10 +137,17 @@ func (s *session) connectUpstream(startup []byte) error {
 		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: cannot connect to upstream Postgres: "+err.Error()))
 		return err
 	}
+	up.SetDeadline(time.Now().Add(s.p.cfg.StartupTimeout))
 	s.upstream = up
+	if s.p.cfg.UpstreamTLS != nil {
+		if up, err = upstreamTLS(up, s.p.cfg.UpstreamTLS); err != nil {
+			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: "+err.Error()))
+			return err
+		}
+		s.upstream = up
+	}
 	s.uw.conn = up
 	s.ur = newMsgReader(up)
-	up.SetDeadline(time.Now().Add(s.p.cfg.StartupTimeout))
 	if _, err := up.Write(startup); err != nil {
 		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
 		return err
@@ -244,6 +252,12 @@ func (s *session) cancelUpstream() {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(s.p.cfg.DialTimeout))
+	if s.p.cfg.UpstreamTLS != nil {
+		if conn, err = upstreamTLS(conn, s.p.cfg.UpstreamTLS); err != nil {
+			s.p.log.Info("cancel request: upstream TLS", "err", err)
+			return
+		}
+	}
 	if _, err := conn.Write(encode(&pgproto3.CancelRequest{ProcessID: s.upstreamPID, SecretKey: s.upstreamKey})); err != nil {
 		return
 	}
@@ -251,4 +265,23 @@ func (s *session) cancelUpstream() {
 	// waiting for that keeps a cancel from racing the next query.
 	var b [1]byte
 	conn.Read(b[:])
+}
+
+// upstreamTLS negotiates TLS on a fresh upstream connection.
+func upstreamTLS(conn net.Conn, cfg *tls.Config) (net.Conn, error) {
+	if _, err := conn.Write(encode(&pgproto3.SSLRequest{})); err != nil {
+		return nil, err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return nil, fmt.Errorf("upstream TLS negotiation: %w", err)
+	}
+	if b[0] != 'S' {
+		return nil, errors.New("upstream Postgres does not accept TLS connections")
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
+	}
+	return tc, nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternating rounds per case")
 	flag.Duration("spin", 0, "proxy spin time before parking (0: default)")
 	flag.Int("spinners", 0, "max concurrent spinning reads (0: default)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (proxy included) to this file")
 	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -nospin setting, in the same rounds")
 	nospin := flag.Bool("nospin", false, "disable the proxy's low-latency read path")
 	flag.Parse()
@@ -44,12 +46,21 @@ func main() {
 	if *compare {
 		opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Disable: !*nospin}}
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "proxybench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	res, err := proxybench.Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
-		os.Exit(1)
+		return
 	}
 	for _, c := range res.Cases {
 		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f compare=%.0f ratio=%.3f\n", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, c.CompareTPS, c.CompareRatio)
