@@ -51,7 +51,12 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 	}
 	log := newLogger(env.Stderr, cfg.LogFormat)
 	show := progressPrinter(env.Stdout, log)
-	return server.Backfill(ctx, server.Options{Config: cfg, Logger: log, Progress: show}, names, *restart)
+	err = server.Backfill(ctx, server.Options{Config: cfg, Logger: log, Progress: show}, names, *restart)
+	if err != nil && ctx.Err() != nil {
+		fmt.Fprintln(env.Stderr, "pgstripe backfill: interrupted; progress is saved, run the same command to resume")
+		return exitCode(130)
+	}
+	return err
 }
 
 // newLogger logs text on a terminal and JSON otherwise (or as asked).
