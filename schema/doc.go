@@ -19,8 +19,9 @@
 // expandable references (anyOf string | object) text holding the id, also
 // when expanded; objects, arrays and metadata jsonb. A JSON value of an
 // unexpected type maps to NULL (never an error); _raw keeps it.
-// Column.ExtractSQL is that mapping as SQL over the jsonb, used both by
-// store.Upsert and by Migrate when filling new columns.
+// Column.ConvertSQL is that mapping as SQL over a field's jsonb value
+// (Column.ExtractSQL over the whole object), used both by store.Upsert and
+// by Migrate when filling new columns: there is one mapping.
 //
 // Every table also has _raw jsonb (the object as last seen), _synced_at
 // (our clock when written) and _as_of (Stripe's clock when the stored state
@@ -45,7 +46,8 @@
 // comment) is an error (ErrForeignTable) and nothing changes. A run that
 // changed something leaves rows in stripe_sync.log: kind 'migrate' (steps run,
 // tables created), 'migrate_add_columns' (table, columns, rows filled) and
-// 'migrate_type_mismatch'. A run with nothing to do takes no table locks, so
+// 'migrate_type_mismatch'. A run with nothing to do takes no locks on the
+// stripe tables, so
 // it never waits for (or deadlocks with) running writers.
 //
 // Adding your own state tables (backfill cursors, event cursors, …): append
