@@ -607,7 +607,8 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'stri
 // checkPrivileges refuses the write unless the client's role may do it to
 // the local table, as Postgres would decide: the statement's privilege on
 // the table or on every assigned column (column grants), plus SELECT where
-// the statement reads (WHERE, RETURNING; table or any column).
+// the statement reads (WHERE, RETURNING; table or any column). A read-only
+// transaction refuses the write as Postgres would (25006).
 func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) *pgproto3.ErrorResponse {
 	privs := []string{st.Op.String()}
 	if st.Op != translate.Insert || st.Returning != nil {
@@ -618,7 +619,7 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
 		cols[i] = f.Column
 	}
 	rel := pgx.Identifier{schema.DataSchema, st.Table.Name}.Sanitize()
-	res, err := up.Query(ctx, `SELECT p, pg_catalog.has_table_privilege($1, p) OR CASE
+	res, err := up.Query(ctx, `SELECT p, pg_catalog.current_setting('transaction_read_only'), pg_catalog.has_table_privilege($1, p) OR CASE
     WHEN p = 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p)
     WHEN p IN ('INSERT', 'UPDATE') AND pg_catalog.cardinality($3::pg_catalog.text[]) > 0 THEN
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
@@ -629,7 +630,14 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		return pgError(err)
 	}
 	for _, r := range res.Rows {
-		if len(r) == 2 && string(r[1]) != "t" {
+		if len(r) != 3 {
+			continue
+		}
+		if string(r[1]) == "on" {
+			return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25006",
+				Message: "cannot execute " + st.Op.String() + " in a read-only transaction", Detail: "Stripe was not called"}
+		}
+		if string(r[2]) != "t" {
 			return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
 				Message: "permission denied for table " + st.Table.Name,
 				Detail:  fmt.Sprintf("%s on stripe.%s needs the %s privilege; Stripe was not called", st.Op, st.Table.Name, string(r[0]))}

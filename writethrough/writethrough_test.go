@@ -597,3 +597,16 @@ func TestExtraParams(t *testing.T) {
 	}
 	e.fails("42703", `INSERT INTO stripe.customers (email, _params) VALUES ('y@b.co', '{"shoe_size": 42}')`)
 }
+
+func TestReadOnlyTransaction(t *testing.T) {
+	e := setup(t)
+	if _, err := e.conn.Exec(e.ctx, `BEGIN READ ONLY`); err != nil {
+		t.Fatal(err)
+	}
+	before := e.calls()
+	e.fails("25006", `INSERT INTO stripe.customers (email) VALUES ('ro@b.co')`)
+	if e.calls() != before {
+		t.Fatal("Stripe called")
+	}
+	e.conn.Exec(e.ctx, `ROLLBACK`)
+}
