@@ -65,5 +65,15 @@
 //
 // Errors found before any call use Postgres's own codes: 0A000 (no Stripe
 // equivalent), 42703 (unknown column, or one Stripe doesn't take), 54000
-// (more than 100 rows), 23502 (NULL where Stripe can't unset), 42501, 25P02.
+// (more than 100 rows), 23502 (NULL where Stripe can't unset), 42501, 25P02,
+// 25006 (read-only transaction).
+//
+// # Limits
+//
+// Unqualified names that match a stripe table (INSERT INTO customers …) are
+// intercepted and resolved per statement, one extra round trip; when they
+// resolve elsewhere the statement is run as it is on the client's
+// connection. A multi-statement Query or COPY FROM whose unqualified target
+// may be ours passes through unseen. Triggers on stripe tables fire on
+// pgstripe's own connection (the apply), not the client's.
 package writethrough
