@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -609,4 +610,28 @@ func TestReadOnlyTransaction(t *testing.T) {
 		t.Fatal("Stripe called")
 	}
 	e.conn.Exec(e.ctx, `ROLLBACK`)
+}
+
+func TestHundredRowsInOrder(t *testing.T) {
+	e := setup(t)
+	var vals []string
+	for i := 0; i < translate.MaxRows; i++ {
+		vals = append(vals, fmt.Sprintf("('r%03d@b.co')", i))
+	}
+	r := e.ok(`INSERT INTO stripe.customers (email) VALUES ` + strings.Join(vals, ", ") + ` RETURNING email, id`)
+	if r.tag != "INSERT 0 100" || len(r.rows) != 100 {
+		t.Fatalf("tag %q, %d rows", r.tag, len(r.rows))
+	}
+	for i, row := range r.rows {
+		if want := fmt.Sprintf("r%03d@b.co", i); row[0] != want {
+			t.Fatalf("row %d is %s, want %s", i, row[0], want)
+		}
+	}
+	r = e.ok(`UPDATE stripe.customers SET metadata = jsonb_build_object('n', right(split_part(email, '@', 1), 3)) WHERE email LIKE 'r%' RETURNING id`)
+	if r.tag != "UPDATE 100" {
+		t.Fatalf("tag %q", r.tag)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers WHERE metadata->>'n' = right(split_part(email, '@', 1), 3)`); got != "100" {
+		t.Fatalf("local rows updated: %s", got)
+	}
 }
