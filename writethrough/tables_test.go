@@ -3,8 +3,6 @@ package writethrough
 import (
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // walker runs statements through the proxy and checks each against the
@@ -264,5 +262,3 @@ func walkTables(w *walker) {
 	// Anything else: refused, naming what is possible.
 	w.refused("0A000", `UPDATE stripe.charges SET description = 'x' WHERE id = $1`, charge)
 }
-
-var _ = pgx.QueryExecModeSimpleProtocol
