@@ -268,11 +268,17 @@ func progress(st *translate.Statement, done []applied, failRow, total int) strin
 	}
 	var rows, ids []string
 	for _, d := range done {
+		if d.partial {
+			continue // the error's own detail says what reached Stripe
+		}
 		rows = append(rows, strconv.Itoa(d.row+1))
 		ids = append(ids, d.id)
 	}
+	if len(rows) == 0 {
+		return fmt.Sprintf("row %d of %d failed; no other row reached Stripe", failRow+1, total)
+	}
 	return fmt.Sprintf("row %d of %d failed; %d rows reached Stripe and are applied locally in stripe.%s: rows %s (%s); the other rows were not changed",
-		failRow+1, total, len(done), st.Table.Name, strings.Join(rows, ", "), strings.Join(ids, ", "))
+		failRow+1, total, len(rows), st.Table.Name, strings.Join(rows, ", "), strings.Join(ids, ", "))
 }
 
 // applied is one row whose calls all succeeded.
@@ -281,6 +287,7 @@ type applied struct {
 	id      string
 	version string // the local row's version when evaluated (UPDATE)
 	resp    *stripeapi.Response
+	partial bool // a later call of the row failed
 }
 
 // call makes the Stripe calls, up to Config.Concurrency rows at a time (a
@@ -322,9 +329,17 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 				resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
 				if err != nil {
 					ic.log.Info("write-through call failed", "call", c.Method+" "+c.Path, "err", err)
+					e := stripeError(err, c.Method+" "+c.Path)
+					if last != nil {
+						// The row's earlier calls (an update before a
+						// finalize) did change the object: apply that state.
+						e.Detail += fmt.Sprintf("; the row's earlier call %s %s reached Stripe and is applied locally",
+							r.Calls[j-1].Method, r.Calls[j-1].Path)
+						results[i] = &applied{row: i, id: r.ID, version: r.Version, resp: last, partial: true}
+					}
 					mu.Lock()
 					if i < failRow {
-						failRow, failErr = i, stripeError(err, c.Method+" "+c.Path)
+						failRow, failErr = i, e
 					}
 					mu.Unlock()
 					return

@@ -635,3 +635,25 @@ func TestHundredRowsInOrder(t *testing.T) {
 		t.Fatalf("local rows updated: %s", got)
 	}
 }
+
+// TestPartialRow: an update reaches Stripe, the status change after it
+// fails: the error says so and the updated state is applied locally.
+func TestPartialRow(t *testing.T) {
+	e := setup(t)
+	cus := e.ok(`INSERT INTO stripe.customers (email) VALUES ('p@b.co') RETURNING id`).rows[0][0]
+	inv := e.ok(`INSERT INTO stripe.invoices (customer) VALUES ($1) RETURNING id`, cus).rows[0][0]
+	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		if strings.HasSuffix(r.URL.Path, "/finalize") {
+			return stripeAnswer(w, 400, `{"error":{"type":"invalid_request_error","code":"invoice_no_customer_line_items","message":"Nothing to invoice for customer"}}`)
+		}
+		return false
+	}
+	e.fault.Store(&f)
+	r := e.fails("55000", `UPDATE stripe.invoices SET description = 'half', status = 'open' WHERE id = $1`, inv)
+	if !strings.Contains(r.err.Detail, "earlier call POST /v1/invoices/"+inv+" reached Stripe") {
+		t.Fatalf("detail %q", r.err.Detail)
+	}
+	if got := e.local(`SELECT description FROM stripe.invoices WHERE id = $1`, inv); got != "half" {
+		t.Fatalf("local description %q", got)
+	}
+}
