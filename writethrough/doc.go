@@ -45,9 +45,11 @@
 //
 // A failed call becomes an ErrorResponse with Stripe's message; DETAIL
 // carries Stripe's type, code, decline_code, param and request id, HINT the
-// doc URL. Nothing of a failed row is applied. In a multi-row statement the
-// rows before the failing one did reach Stripe: they are applied locally and
-// DETAIL lists their ids.
+// doc URL. Nothing of a failed call is applied; when an earlier call of the
+// same row succeeded (an update before a status change), the state it left
+// is applied and DETAIL says so. In a multi-row statement the rows that did
+// reach Stripe are applied locally and DETAIL lists them with their ids;
+// after a failure no further row is started.
 //
 //	Stripe answer                                   SQLSTATE
 //	card_error (any code, e.g. card_declined)       P0001 raise_exception
