@@ -68,10 +68,12 @@ func reportColumn(t *schema.Table) string {
 // column values (second only for two-column keys), $3 the raw objects as
 // text, $4 their _as_of, $5 the parent column value (child tables).
 //
-// The typed columns are computed in SQL from the jsonb (Column.ExtractSQL),
-// the same mapping Migrate uses to fill new columns from _raw. The final
-// SELECT sees the table as it was before the INSERT (one snapshot for the
-// whole statement), which is what tells stale from ambiguous.
+// The typed columns are computed in SQL: jsonb_to_record splits each object
+// once and Column.ConvertSQL converts each field, the same mapping Migrate
+// uses to fill new columns from _raw. The final SELECT sees the table as it
+// was before the INSERT (one snapshot for the whole statement), which tells
+// stale from ambiguous; writeRows rechecks the stale ones with a fresh
+// snapshot (a concurrent writer may have committed meanwhile).
 func upsertSQL(t *schema.Table, guard string) string {
 	keyExpr := map[string]string{t.Key[0]: "i.k1"}
 	if len(t.Key) > 1 {
