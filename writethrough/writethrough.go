@@ -33,7 +33,9 @@ type Config struct {
 	// through it, committed whatever the client does with its transaction.
 	Pool *pgxpool.Pool
 	// LockTimeout bounds the wait for a row lock when applying (the client
-	// may hold one); past it the events loop applies the change. Default 2s.
+	// may hold one); past it the events loop applies the change. Default 2s;
+	// at most 250ms for a client inside a transaction block, where the lock
+	// is most likely its own.
 	LockTimeout time.Duration
 	// Timeout bounds the Stripe part of one statement. Default 60s.
 	Timeout time.Duration
@@ -211,6 +213,12 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	// is real, so a client that cancels or hangs up now doesn't stop it.
 	if len(done) > 0 {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ic.cfg.Timeout)
+		if req.TxStatus == 'T' {
+			// Inside a transaction block a row lock in the way is most likely
+			// the client's own (SELECT … FOR UPDATE before the UPDATE): it
+			// won't be released while the client waits for us.
+			actx = context.WithValue(actx, lockTimeoutKey{}, min(ic.cfg.LockTimeout, inTxLockTimeout))
+		}
 		w := ic.apply(actx, st.Table, done)
 		cancel()
 		if w != "" {
@@ -405,6 +413,12 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	return ""
 }
 
+type lockTimeoutKey struct{}
+
+// inTxLockTimeout bounds the apply's lock wait for a client inside a
+// transaction block.
+const inTxLockTimeout = 250 * time.Millisecond
+
 // upsert applies objs in one transaction of our own. prior are rows whose
 // stored state was read (at their version) before the Stripe call: if such a
 // row is unchanged and stored with the same Stripe second as the answer, the
@@ -414,7 +428,11 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 // between, the version differs and the store decides as usual.
 func (ic *Interceptor) upsert(ctx context.Context, t *schema.Table, objs []store.Object, prior []applied) (store.Result, error) {
 	// One round trip for BEGIN and the lock timeout.
-	ms := max(ic.cfg.LockTimeout.Milliseconds(), 1)
+	lt := ic.cfg.LockTimeout
+	if d, ok := ctx.Value(lockTimeoutKey{}).(time.Duration); ok {
+		lt = d
+	}
+	ms := max(lt.Milliseconds(), 1)
 	tx, err := ic.cfg.Pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL lock_timeout = " + strconv.FormatInt(ms, 10)})
 	if err != nil {
 		return store.Result{}, err
