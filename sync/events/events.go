@@ -160,7 +160,6 @@ func (p *poller) run(ctx context.Context) error {
 	// same-second objects or upcoming invoices, each a request) must not
 	// hold up the next poll.
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -169,7 +168,7 @@ func (p *poller) run(ctx context.Context) error {
 			cancel(err)
 		}
 	}()
-	defer wg.Wait()
+	defer func() { cancel(nil); wg.Wait() }()
 	backoff := time.Duration(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
