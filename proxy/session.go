@@ -46,13 +46,14 @@ type session struct {
 	icMu     sync.Mutex
 	icCancel context.CancelFunc
 
-	sawFatal  bool            // server loop: upstream sent a FATAL error
-	ctx       context.Context // ends when the session closes
-	ctxCancel context.CancelFunc
-	draining  atomic.Bool
-	closeOnce sync.Once
-	done      chan struct{}
-	closeErr  atomic.Pointer[pgproto3.ErrorResponse]
+	sawFatal   bool            // server loop: upstream sent a FATAL error
+	ctx        context.Context // ends when the session closes
+	ctxCancel  context.CancelFunc
+	lastActive atomic.Int64 // unix ns of the last read, for spinning
+	draining   atomic.Bool
+	closeOnce  sync.Once
+	done       chan struct{}
+	closeErr   atomic.Pointer[pgproto3.ErrorResponse]
 }
 
 // stmtInfo is what the proxy knows about a prepared statement.

@@ -24,8 +24,7 @@ import (
 // before parking avoids it, but burns a core: worth it only when cores are
 // idle (few busy sessions), harmful when Postgres needs them. So a read
 // spins only when
-//   - the session expects data soon: upstream owes replies, or the client
-//     just got all of its replies (its next request is likely near);
+//   - the session is busy: it read something within ActiveWindow;
 //   - fewer than MaxSpinners reads are spinning;
 //   - the machine had idle CPU in the last sampling period (/proc/stat,
 //     counting the proxy's own spinning as idle).
@@ -40,6 +39,12 @@ type SpinConfig struct {
 	// MaxSpinners caps concurrent spinning reads (default GOMAXPROCS/2,
 	// at least 1).
 	MaxSpinners int
+	// ActiveWindow: a session that read anything this recently counts as
+	// busy, and its reads may spin (default 1ms).
+	ActiveWindow time.Duration
+	// OnlyWhenDue restricts spinning to reads where data is due: upstream
+	// owes a reply, or the client has all of its replies.
+	OnlyWhenDue bool
 	// MinIdle is the idle CPU share (0-1, over all cores) below which
 	// nobody spins (default 0.25; negative: spin regardless of load).
 	MinIdle float64
@@ -66,6 +71,9 @@ func newSpinner(cfg SpinConfig) *spinner {
 	if cfg.MaxSpinners == 0 {
 		cfg.MaxSpinners = max(1, runtime.GOMAXPROCS(0)/2)
 	}
+	if cfg.ActiveWindow == 0 {
+		cfg.ActiveWindow = time.Millisecond
+	}
 	if cfg.MinIdle == 0 {
 		cfg.MinIdle = 0.25
 	}
@@ -79,17 +87,23 @@ func (sp *spinner) attach(s *session) {
 	if sp.cfg.Disable {
 		return
 	}
-	if w := sp.waiterFor(s.client, func() bool { return s.q.len() == 0 }); w != nil {
+	clientSoon := func() bool { return time.Now().UnixNano()-s.lastActive.Load() < int64(sp.cfg.ActiveWindow) }
+	upstreamSoon := clientSoon
+	if sp.cfg.OnlyWhenDue {
+		clientSoon = func() bool { return s.q.len() == 0 }
+		upstreamSoon = func() bool { return s.q.len() > 0 }
+	}
+	if w := sp.waiterFor(s.client, clientSoon, &s.lastActive); w != nil {
 		s.cr.wait = w
 	}
-	if w := sp.waiterFor(s.upstream, func() bool { return s.q.len() > 0 }); w != nil {
+	if w := sp.waiterFor(s.upstream, upstreamSoon, &s.lastActive); w != nil {
 		s.ur.wait = w
 	}
 }
 
 func (sp *spinner) detach(s *session) {}
 
-func (sp *spinner) waiterFor(c net.Conn, soon func() bool) waiter {
+func (sp *spinner) waiterFor(c net.Conn, soon func() bool, active *atomic.Int64) waiter {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil // TLS reads go through crypto/tls
@@ -98,7 +112,7 @@ func (sp *spinner) waiterFor(c net.Conn, soon func() bool) waiter {
 	if err != nil {
 		return nil
 	}
-	return &spinWaiter{sp: sp, rc: rc, soon: soon}
+	return &spinWaiter{sp: sp, rc: rc, soon: soon, active: active}
 }
 
 // mayStart reports whether one more read may spin now.
@@ -182,9 +196,10 @@ func readCPUStat(f **os.File) (idle, total uint64, ok bool) {
 }
 
 type spinWaiter struct {
-	sp   *spinner
-	rc   syscall.RawConn
-	soon func() bool
+	sp     *spinner
+	rc     syscall.RawConn
+	soon   func() bool
+	active *atomic.Int64
 }
 
 func (w *spinWaiter) read(p []byte) (int, error) {
@@ -243,5 +258,6 @@ func (w *spinWaiter) read(p []byte) (int, error) {
 	if n == 0 && len(p) > 0 {
 		return 0, io.EOF
 	}
+	w.active.Store(time.Now().UnixNano())
 	return n, nil
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgstripe/pgstripe/pgcluster"
@@ -44,6 +45,11 @@ type Case struct {
 	Ratio     float64   `json:"ratio"`
 	Ratios    []float64 `json:"round_ratios"`
 
+	// ProxyCPUMicros is the proxy's CPU time (user+system, whole process
+	// minus pgbench, which runs as a child) per transaction: a figure that
+	// holds when other work shares the machine, unlike TPS.
+	ProxyCPUMicros float64 `json:"proxy_cpu_us_per_tx"`
+
 	CompareTPS   float64 `json:"compare_tps,omitempty"`
 	CompareRatio float64 `json:"compare_ratio,omitempty"`
 }
@@ -54,7 +60,16 @@ type Result struct {
 	Command string `json:"command"`
 }
 
-var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+var (
+	tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	txRe  = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+)
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // Run starts a throwaway cluster and a proxy in front of it, initializes
 // pgbench tables (scale 1) and measures every case.
@@ -110,7 +125,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
+	var cpu time.Duration
+	var txs int64
 	run := func(port, clients int, mode string) (float64, error) {
+		before := selfCPU()
 		args := []string{"-S", "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
 			"-T", strconv.Itoa(opts.Seconds), "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres"}
 		out, err := exec.CommandContext(ctx, "pgbench", args...).CombinedOutput()
@@ -121,12 +139,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if m == nil {
 			return 0, fmt.Errorf("pgbench: no tps in output: %s", out)
 		}
+		if port == ports[1] {
+			if n := txRe.FindSubmatch(out); n != nil {
+				k, _ := strconv.ParseInt(string(n[1]), 10, 64)
+				txs += k
+				cpu += selfCPU() - before
+			}
+		}
 		return strconv.ParseFloat(string(m[1]), 64)
 	}
 	res := &Result{Command: fmt.Sprintf("pgbench -S -n -M <mode> -c <clients> -j min(clients,2) -T %d (scale 1), %d alternating rounds", opts.Seconds, opts.Rounds)}
 	for _, mode := range opts.Modes {
 		for _, clients := range opts.Clients {
 			cs := Case{Mode: mode, Clients: clients}
+			cpu, txs = 0, 0
 			sums := make([]float64, len(ports))
 			var cmpRatios []float64
 			for round := 0; round < opts.Rounds; round++ {
@@ -153,6 +179,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			cs.DirectTPS = round1(sums[0] / n)
 			cs.ProxyTPS = round1(sums[1] / n)
 			cs.Ratio = round3(median(cs.Ratios))
+			if txs > 0 {
+				cs.ProxyCPUMicros = round1(float64(cpu.Microseconds()) / float64(txs))
+			}
 			if len(ports) > 2 {
 				cs.CompareTPS = round1(sums[2] / n)
 				cs.CompareRatio = round3(median(cmpRatios))
@@ -174,5 +203,3 @@ func median(xs []float64) float64 {
 
 func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
 func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
-
-var _ = time.Second

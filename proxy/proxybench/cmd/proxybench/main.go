@@ -28,6 +28,8 @@ func main() {
 	flag.Duration("spin", 0, "proxy spin time before parking (0: default)")
 	flag.Int("spinners", 0, "max concurrent spinning reads (0: default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (proxy included) to this file")
+	cmpSpinners := flag.Int("compare-spinners", 0, "with -compare: compare against this -spinners value instead of -nospin")
+	cmpDue := flag.Bool("compare-due", false, "with -compare: compare against spinning only when a reply or request is due")
 	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -nospin setting, in the same rounds")
 	nospin := flag.Bool("nospin", false, "disable the proxy's low-latency read path")
 	flag.Parse()
@@ -45,6 +47,9 @@ func main() {
 	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Disable: *nospin, SpinTime: spin, MaxSpinners: spinners}}
 	if *compare {
 		opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Disable: !*nospin}}
+		if *cmpSpinners != 0 || *cmpDue {
+			opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{SpinTime: spin, MaxSpinners: *cmpSpinners, OnlyWhenDue: *cmpDue}}
+		}
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -63,7 +68,11 @@ func main() {
 		return
 	}
 	for _, c := range res.Cases {
-		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f compare=%.0f ratio=%.3f\n", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, c.CompareTPS, c.CompareRatio)
+		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f proxy_cpu=%.1fµs/tx", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, c.ProxyCPUMicros)
+		if opts.Compare != nil {
+			fmt.Fprintf(os.Stderr, " compare=%.0f ratio=%.3f", c.CompareTPS, c.CompareRatio)
+		}
+		fmt.Fprintln(os.Stderr)
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
