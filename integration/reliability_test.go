@@ -3,12 +3,21 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgstripe/pgstripe/chaos"
+	"github.com/pgstripe/pgstripe/pgcluster"
 )
 
 // The short chaos run of issue 10: pgstripe serve SIGKILLed 3 times (during
@@ -52,4 +61,227 @@ type testLogWriter struct{ t *testing.T }
 func (w testLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// ownCluster starts a Postgres this test may kill (the shared pgtest cluster
+// serves other tests) and returns its URL for a fresh database.
+func ownCluster(t *testing.T) (*pgcluster.Cluster, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE DATABASE rel`); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.URL("rel")
+}
+
+// Upstream Postgres killed: clients get errors (not hangs), the proxy
+// stays up, and serves new connections once Postgres is back.
+func TestProxySurvivesPostgresKill(t *testing.T) {
+	cluster, dbURL := ownCluster(t)
+	s := startStack(t, dbURL)
+	ctx := context.Background()
+	conn := connect(t, s.proxy)
+	if _, err := conn.Exec(ctx, `SELECT 1`); err != nil {
+		t.Fatal(err)
+	}
+
+	t0 := time.Now()
+	cluster.Kill()
+	t.Logf("Postgres killed in %v", time.Since(t0))
+	t0 = time.Now()
+	qctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_, err := conn.Exec(qctx, `SELECT count(*) FROM stripe.customers`)
+	cancel()
+	if err == nil {
+		t.Fatal("a query on a dead upstream succeeded")
+	}
+	if time.Since(t0) > 5*time.Second {
+		t.Fatalf("the query took %v to fail: %v", time.Since(t0), err)
+	}
+	t.Logf("client error with Postgres down, after %v: %v", time.Since(t0), err)
+	t0 = time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	c2, err := pgx.Connect(cctx, s.proxy)
+	cancel()
+	if err == nil {
+		c2.Close(ctx)
+		t.Fatal("a new connection succeeded with Postgres down")
+	}
+	if time.Since(t0) > 5*time.Second {
+		t.Fatalf("connecting took %v to fail: %v", time.Since(t0), err)
+	}
+	t.Logf("new connection with Postgres down, after %v: %v", time.Since(t0), err)
+	select {
+	case err := <-s.srv.done:
+		s.srv.done <- err
+		t.Fatalf("pgstripe serve exited when Postgres died: %v\n%s", err, tail(s.srv.out.String(), 30))
+	default:
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for try := 0; ; try++ {
+		err := cluster.Restart(rctx)
+		if err == nil {
+			break
+		}
+		if try == 20 {
+			t.Fatalf("restart Postgres: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// New connections work again, and so do writes through Stripe.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := psql(t, s.proxy, "-c", `INSERT INTO stripe.customers (email) VALUES ('back@x.co') RETURNING id`)
+		if err == nil && strings.HasPrefix(strings.TrimSpace(out), "cus_") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy does not serve after Postgres came back: %v %s\n%s", err, out, tail(s.srv.out.String(), 30))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Sync recovers too: a change made in Stripe arrives.
+	waitLiveURL(t, s.proxy, 30*time.Second)
+}
+
+// metric reads one unlabelled sample from /metrics.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
+}
+
+// Many concurrent clients mixing reads and writes: no unexpected error, no
+// goroutine leak once they leave, memory stable. PGSTRIPE_SOAK_SECONDS
+// lengthens it (60 for the issue's soak); CI runs a few seconds.
+func TestProxyManyClients(t *testing.T) {
+	clients, seconds := 200, 6
+	if v, err := strconv.Atoi(os.Getenv("PGSTRIPE_SOAK_SECONDS")); err == nil && v > 0 {
+		seconds = v
+	}
+	_, dbURL := ownCluster(t) // 200 sessions need more than the shared cluster's share
+	s := startStack(t, dbURL)
+	ctx := context.Background()
+	admin := connect(t, s.dbURL)
+	if _, err := admin.Exec(ctx, `CREATE TABLE public.hits (id bigserial PRIMARY KEY, client int, n int, at timestamptz DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	goBefore := metric(t, s.metrics, "go_goroutines")
+
+	var wg sync.WaitGroup
+	var ops, fails atomic.Int64
+	var firstErr atomic.Value
+	var rss []float64
+	stop := time.Now().Add(time.Duration(seconds) * time.Second)
+	for i := range clients {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			c, err := pgx.Connect(cctx, s.proxy)
+			cancel()
+			if err != nil {
+				fails.Add(1)
+				firstErr.CompareAndSwap(nil, "connect: "+err.Error())
+				return
+			}
+			defer c.Close(ctx)
+			for n := 0; time.Now().Before(stop); n++ {
+				var err error
+				switch n % 4 {
+				case 0:
+					_, err = c.Exec(ctx, `INSERT INTO public.hits (client, n) VALUES ($1, $2)`, i, n)
+				case 1:
+					var x int
+					err = c.QueryRow(ctx, `SELECT count(*) FROM stripe.customers WHERE email LIKE $1`, "%@%").Scan(&x)
+				case 2:
+					tx, e := c.Begin(ctx)
+					if e == nil {
+						_, e = tx.Exec(ctx, `UPDATE public.hits SET n = n + 1 WHERE client = $1 AND id = (SELECT max(id) FROM public.hits WHERE client = $1)`, i)
+						if e == nil {
+							e = tx.Commit(ctx)
+						} else {
+							tx.Rollback(ctx)
+						}
+					}
+					err = e
+				default:
+					rows, e := c.Query(ctx, `SELECT id, email, metadata FROM stripe.customers ORDER BY id LIMIT 20`)
+					if e == nil {
+						for rows.Next() {
+						}
+						rows.Close()
+						e = rows.Err()
+					}
+					err = e
+				}
+				ops.Add(1)
+				if err != nil {
+					fails.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}(i)
+	}
+	var peakGo float64
+	for time.Now().Before(stop) {
+		time.Sleep(time.Second)
+		rss = append(rss, metric(t, s.metrics, "process_resident_memory_bytes")/1e6)
+		peakGo = max(peakGo, metric(t, s.metrics, "go_goroutines"))
+	}
+	wg.Wait()
+	// Sessions end asynchronously after the clients hang up.
+	var goAfter float64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		goAfter = metric(t, s.metrics, "go_goroutines")
+		if goAfter <= goBefore+5 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d clients × %ds: %d statements (%.0f/s), %d errors; goroutines %v before, %v peak, %v after; RSS MB per second %v",
+		clients, seconds, ops.Load(), float64(ops.Load())/float64(seconds), fails.Load(), goBefore, peakGo, goAfter, rss)
+	if fails.Load() > 0 {
+		t.Errorf("%d unexpected errors, first: %v", fails.Load(), firstErr.Load())
+	}
+	if ops.Load() < int64(clients) {
+		t.Errorf("only %d statements ran", ops.Load())
+	}
+	if goAfter > goBefore+5 {
+		t.Errorf("goroutine leak: %v before, %v after the clients left", goBefore, goAfter)
+	}
+	if len(rss) >= 4 {
+		mid, last := rss[len(rss)/2], rss[len(rss)-1]
+		if last > mid*1.5+20 {
+			t.Errorf("RSS grows under steady load: %v", rss)
+		}
+	}
 }
