@@ -414,7 +414,7 @@ func (s *session) serveInterception(ic *interception) error {
 		select {
 		case ic.msgs <- msg:
 		case <-ic.finished:
-			s.q.pop()
+			// The interception popped its entry when it finished.
 			return s.handleReply(typ, raw)
 		}
 	}
@@ -474,7 +474,13 @@ func (s *session) intercept(call *Call, stmtName string) (bool, error) {
 	if ic.skipped {
 		return false, nil
 	}
-	defer close(ic.finished)
+	defer func() {
+		// The entry is the queue's head (the server loop pops nothing while
+		// it pumps for us); pop it now rather than at the next upstream
+		// message, so an idle session looks idle.
+		s.q.pop()
+		close(ic.finished)
+	}()
 
 	call.s, call.ic = s, ic
 	call.up = &Upstream{s: s, ic: ic}
