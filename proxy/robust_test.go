@@ -66,6 +66,19 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("query over TLS: %d %v", n, err)
 	}
 
+	// Direct TLS negotiation (PostgreSQL 17 clients).
+	direct, err := pgx.Connect(ctx, strings.Replace(url, "sslmode=disable", "sslmode=require&sslnegotiation=direct", 1))
+	if err != nil {
+		t.Fatalf("sslnegotiation=direct: %v", err)
+	}
+	if _, ok := direct.PgConn().Conn().(*tls.Conn); !ok {
+		t.Fatalf("direct connection is %T, not TLS", direct.PgConn().Conn())
+	}
+	if err := direct.QueryRow(ctx, `SELECT 8`).Scan(&n); err != nil || n != 8 {
+		t.Fatalf("query over direct TLS: %d %v", n, err)
+	}
+	direct.Close(ctx)
+
 	// Plaintext sent right behind the SSLRequest is refused.
 	raw, err := net.Dial("tcp", tp.addr)
 	if err != nil {

@@ -62,6 +62,16 @@ func (p *Proxy) serveConn(conn net.Conn) {
 // it returns (nil when the connection was a cancel request).
 func (s *session) clientStartup() ([]byte, error) {
 	s.cr = newMsgReader(s.client)
+	if err := s.cr.ensure(1); err != nil {
+		return nil, err
+	}
+	if s.cr.buf[s.cr.r] == 0x16 {
+		// A TLS ClientHello right away: direct TLS negotiation
+		// (sslnegotiation=direct, PostgreSQL 17 clients).
+		if err := s.directTLS(); err != nil {
+			return nil, err
+		}
+	}
 	for {
 		raw, err := s.cr.readStartup()
 		if err != nil {
@@ -284,4 +294,44 @@ func upstreamTLS(conn net.Conn, cfg *tls.Config) (net.Conn, error) {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}
 	return tc, nil
+}
+
+// directTLS serves a client that starts TLS without SSLRequest. Like
+// Postgres, it requires the "postgresql" ALPN protocol, which keeps other
+// protocols' clients from being confused with a Postgres client.
+func (s *session) directTLS() error {
+	if s.p.cfg.TLSConfig == nil {
+		return errors.New("direct TLS connection, but TLS is not configured")
+	}
+	cfg := s.p.cfg.TLSConfig.Clone()
+	cfg.NextProtos = []string{"postgresql"}
+	pre := &prefixConn{Conn: s.client, prefix: append([]byte(nil), s.cr.buf[s.cr.r:s.cr.w]...)}
+	tlsConn := tls.Server(pre, cfg)
+	if err := tlsConn.Handshake(); err != nil {
+		return fmt.Errorf("direct tls handshake: %w", err)
+	}
+	if tlsConn.ConnectionState().NegotiatedProtocol != "postgresql" {
+		tlsConn.Close()
+		return errors.New("direct TLS connection without ALPN protocol \"postgresql\"")
+	}
+	s.client = tlsConn
+	s.cw.conn = tlsConn
+	s.tls = true
+	s.cr = newMsgReader(tlsConn)
+	return nil
+}
+
+// prefixConn replays bytes already read before reading the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
