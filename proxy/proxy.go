@@ -163,7 +163,7 @@ func (p *Proxy) shutdown() {
 	}
 	p.mu.Unlock()
 	for _, s := range sessions {
-		s.drain()
+		go s.drain()
 	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
@@ -172,7 +172,7 @@ func (p *Proxy) shutdown() {
 	case <-time.After(p.cfg.DrainTimeout):
 		p.mu.Lock()
 		for s := range p.sessions {
-			s.closeWithError(errAdminShutdown)
+			go s.closeWithError(errAdminShutdown)
 		}
 		p.mu.Unlock()
 		<-done

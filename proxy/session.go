@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -121,6 +122,10 @@ func (s *session) sendClient(msg interface {
 
 // writeFatal sends an error and flushes; used before closing.
 func (s *session) writeFatal(e *pgproto3.ErrorResponse) {
+	// A client that stopped reading must not hold the session (or the
+	// proxy's shutdown) up: the deadline also ends a write in progress in
+	// the server loop, which releases the lock.
+	s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	s.cwMu.Lock()
 	defer s.cwMu.Unlock()
 	if s.closeErr.Load() != nil {
