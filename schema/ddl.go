@@ -47,6 +47,7 @@ func (t *Table) CreateTableSQL() string {
 	fmt.Fprintf(&b, "    %s jsonb NOT NULL,\n", Ident(ColRaw))
 	fmt.Fprintf(&b, "    %s timestamptz NOT NULL,\n", Ident(ColSyncedAt))
 	fmt.Fprintf(&b, "    %s timestamptz NOT NULL,\n", Ident(ColAsOf))
+	fmt.Fprintf(&b, "    %s jsonb,\n", Ident(ColParams))
 	keys := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		keys[i] = Ident(k)

@@ -361,6 +361,9 @@ func upgradeTable(ctx context.Context, tx pgx.Tx, t *Table, e *existing) error {
 			return fmt.Errorf("migrate: %s lacks pgstripe column %s; it cannot be upgraded in place", t.QualifiedName(), m.name)
 		}
 	}
+	if _, ok := e.cols[ColParams]; !ok {
+		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s jsonb", t.QualifiedName(), Ident(ColParams)))
+	}
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)

@@ -142,6 +142,11 @@ const (
 	ColRaw      = "_raw"       // jsonb: the object as last seen
 	ColSyncedAt = "_synced_at" // timestamptz: our wall clock when the row was written
 	ColAsOf     = "_as_of"     // timestamptz: Stripe's clock when the stored state was current (ordering)
+	// ColParams is write-only: in an INSERT or UPDATE through the proxy it
+	// carries Stripe parameters that have no column (proration_behavior,
+	// payment_behavior, …). Stored rows always hold NULL; it exists so that
+	// Postgres can parse and describe such statements (extended protocol).
+	ColParams = "_params"
 )
 
 var (

@@ -583,16 +583,16 @@ func TestReturningWithoutRowsHasColumns(t *testing.T) {
 	}
 }
 
-// TestExtraParams: _params carries parameters without a column. The
-// simple protocol needs no such column in the table (extended clients need
-// the schema to have it, since Postgres parses the statement).
+// TestExtraParams: _params carries parameters without a column, also in
+// the extended protocol (Postgres parses the statement, so every table has
+// the write-only column).
 func TestExtraParams(t *testing.T) {
 	e := setup(t)
 	cus := e.ok(`INSERT INTO stripe.customers (email) VALUES ('x@b.co') RETURNING id`).rows[0][0]
 	inv := e.ok(`INSERT INTO stripe.invoices (customer) VALUES ($1) RETURNING id`, cus).rows[0][0]
 	e.ok(`INSERT INTO stripe.invoiceitems (customer, invoice, amount, currency) VALUES ($1, $2, 1200, 'usd')`, cus, inv)
 	e.ok(`UPDATE stripe.invoices SET status = 'open' WHERE id = $1`, inv)
-	r := e.ok(`UPDATE stripe.invoices SET status = 'paid', _params = '{"paid_out_of_band": true}' WHERE id = '` + inv + `' RETURNING status, paid_out_of_band`)
+	r := e.ok(`UPDATE stripe.invoices SET status = 'paid', _params = $2 WHERE id = $1 RETURNING status, paid_out_of_band`, inv, `{"paid_out_of_band": true}`)
 	if len(r.rows) != 1 || r.rows[0][0] != "paid" || r.rows[0][1] != "t" {
 		t.Fatalf("reply %+v", r)
 	}

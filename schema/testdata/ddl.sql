@@ -30,6 +30,7 @@ CREATE TABLE "stripe"."customers" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."customers" IS 'pgstripe: Stripe customer objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -57,6 +58,7 @@ CREATE TABLE "stripe"."products" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."products" IS 'pgstripe: Stripe product objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -87,6 +89,7 @@ CREATE TABLE "stripe"."prices" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."prices" IS 'pgstripe: Stripe price objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -117,6 +120,7 @@ CREATE TABLE "stripe"."plans" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."plans" IS 'pgstripe: Stripe plan objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -144,6 +148,7 @@ CREATE TABLE "stripe"."coupons" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."coupons" IS 'pgstripe: Stripe coupon objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -166,6 +171,7 @@ CREATE TABLE "stripe"."promotion_codes" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."promotion_codes" IS 'pgstripe: Stripe promotion_code objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -192,6 +198,7 @@ CREATE TABLE "stripe"."tax_rates" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."tax_rates" IS 'pgstripe: Stripe tax_rate objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -245,6 +252,7 @@ CREATE TABLE "stripe"."subscriptions" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."subscriptions" IS 'pgstripe: Stripe subscription objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -264,6 +272,7 @@ CREATE TABLE "stripe"."subscription_items" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."subscription_items" IS 'pgstripe: Stripe subscription_item objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -293,6 +302,7 @@ CREATE TABLE "stripe"."subscription_schedules" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."subscription_schedules" IS 'pgstripe: Stripe subscription_schedule objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -386,6 +396,7 @@ CREATE TABLE "stripe"."invoices" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."invoices" IS 'pgstripe: Stripe invoice objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -423,6 +434,7 @@ CREATE TABLE "stripe"."invoice_line_items" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("invoice", "id")
 );
 COMMENT ON TABLE "stripe"."invoice_line_items" IS 'pgstripe: Stripe line_item objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -455,6 +467,7 @@ CREATE TABLE "stripe"."invoiceitems" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."invoiceitems" IS 'pgstripe: Stripe invoiceitem objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -497,6 +510,7 @@ CREATE TABLE "stripe"."credit_notes" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."credit_notes" IS 'pgstripe: Stripe credit_note objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -547,6 +561,7 @@ CREATE TABLE "stripe"."payment_intents" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."payment_intents" IS 'pgstripe: Stripe payment_intent objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -583,6 +598,7 @@ CREATE TABLE "stripe"."setup_intents" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."setup_intents" IS 'pgstripe: Stripe setup_intent objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -637,6 +653,7 @@ CREATE TABLE "stripe"."payment_methods" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."payment_methods" IS 'pgstripe: Stripe payment_method objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -692,6 +709,7 @@ CREATE TABLE "stripe"."charges" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."charges" IS 'pgstripe: Stripe charge objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -724,6 +742,7 @@ CREATE TABLE "stripe"."refunds" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."refunds" IS 'pgstripe: Stripe refund objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -751,6 +770,7 @@ CREATE TABLE "stripe"."disputes" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."disputes" IS 'pgstripe: Stripe dispute objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -785,6 +805,7 @@ CREATE TABLE "stripe"."payouts" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."payouts" IS 'pgstripe: Stripe payout objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -809,6 +830,7 @@ CREATE TABLE "stripe"."balance_transactions" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."balance_transactions" IS 'pgstripe: Stripe balance_transaction objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -872,6 +894,7 @@ CREATE TABLE "stripe"."checkout_sessions" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."checkout_sessions" IS 'pgstripe: Stripe checkout.session objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -895,6 +918,7 @@ CREATE TABLE "stripe"."tax_ids" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("id")
 );
 COMMENT ON TABLE "stripe"."tax_ids" IS 'pgstripe: Stripe tax_id objects (API 2023-10-16); managed by pgstripe, do not edit';
@@ -987,6 +1011,7 @@ CREATE TABLE "stripe"."upcoming_invoices" (
     "_raw" jsonb NOT NULL,
     "_synced_at" timestamptz NOT NULL,
     "_as_of" timestamptz NOT NULL,
+    "_params" jsonb,
     PRIMARY KEY ("customer")
 );
 COMMENT ON TABLE "stripe"."upcoming_invoices" IS 'pgstripe: Stripe invoice objects (API 2023-10-16); managed by pgstripe, do not edit';
