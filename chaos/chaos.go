@@ -96,8 +96,11 @@ type Result struct {
 	WritesOK      int `json:"writes_ok"`
 	WritesFailed  int `json:"writes_failed"`
 	WriteConnErrs int `json:"write_conn_errors"`
-	ReadMisses    int `json:"read_after_write_misses"`
-	UpdateMisses  int `json:"update_misses"`
+	// WriteErrors counts the other write errors by SQLSTATE: errors a
+	// client saw although its connection held (none expected).
+	WriteErrors  map[string]int `json:"write_errors_by_sqlstate,omitempty"`
+	ReadMisses   int            `json:"read_after_write_misses"`
+	UpdateMisses int            `json:"update_misses"`
 
 	WorkloadOps    int              `json:"workload_ops"`
 	WorkloadFailed int              `json:"workload_failed"`
@@ -280,13 +283,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	wg.Add(1)
 	go func() { defer wg.Done(); work.run(wctx, o.WorkloadRate) }()
 
-	// Kill 1: during the backfill.
+	// The first kills (one in five, at least one) during the backfill, for
+	// as long as it lasts: each restart must resume it, not start over.
 	kills := 0
-	if o.Kills > 0 {
-		if err := waitPhase(ctx, pool, "backfilling", 30*time.Second); err != nil {
+	for want := max(1, o.Kills/5); kills < min(want, o.Kills); {
+		if err := waitPhase(ctx, pool, "backfilling", 10*time.Second); err != nil {
+			if kills > 0 {
+				break // the backfill is over; the rest land later
+			}
 			logf("no backfill phase seen (%v); killing anyway", err)
 		}
-		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
 		during := backfilling(ctx, pool)
 		sp.kill()
 		kills++
@@ -484,6 +491,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.WriteConnErrs += s.ConnErrors
 		res.ReadMisses += s.ReadMisses
 		res.UpdateMisses += s.UpdateMisses
+		for code, n := range w.codes {
+			if res.WriteErrors == nil {
+				res.WriteErrors = map[string]int{}
+			}
+			res.WriteErrors[code] += n
+		}
 		for k, v := range w.lastErr {
 			if k != "conn" {
 				res.Details = append(res.Details, fmt.Sprintf("writer %d: %s: %s", w.id, k, v))

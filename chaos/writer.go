@@ -32,6 +32,7 @@ type writer struct {
 	deleted   map[string]bool   // ids a DELETE was sent for
 	stats     writeStats
 	lastErr   map[string]string
+	codes     map[string]int // SQLSTATE -> errors (connection failures apart)
 }
 
 type writeStats struct {
@@ -44,7 +45,7 @@ type writeStats struct {
 
 func newWriter(url string, id int) *writer {
 	return &writer{url: url, id: id, confirmed: map[string]string{}, tried: map[string]bool{},
-		deleted: map[string]bool{}, lastErr: map[string]string{}}
+		deleted: map[string]bool{}, lastErr: map[string]string{}, codes: map[string]int{}}
 }
 
 func (w *writer) run(ctx context.Context, gap time.Duration) {
@@ -168,6 +169,7 @@ func (w *writer) fail(err error) {
 		} else {
 			key = "other"
 		}
+		w.codes[key]++
 	}
 	w.lastErr[key] = err.Error()
 }
