@@ -166,3 +166,15 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		}
 	}
 }
+
+func TestReadProcsRunning(t *testing.T) {
+	var f *os.File
+	var buf []byte
+	n, ok := readProcsRunning(&f, &buf)
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		t.Skip("no /proc/stat")
+	}
+	if !ok || n < 1 {
+		t.Fatalf("procs_running = %d, %v", n, ok)
+	}
+}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -26,8 +25,8 @@ import (
 // spins only when
 //   - the session is busy: it read something within ActiveWindow;
 //   - fewer than MaxSpinners reads are spinning;
-//   - the machine had idle CPU in the last sampling period (/proc/stat,
-//     counting the proxy's own spinning as idle).
+//   - no other process wants the cores: few runnable tasks besides the
+//     proxy's own spinners (procs_running in /proc/stat).
 //
 // Otherwise, and after SpinTime without data, the read parks in the
 // netpoller as usual.
@@ -45,23 +44,22 @@ type SpinConfig struct {
 	// OnlyWhenDue restricts spinning to reads where data is due: upstream
 	// owes a reply, or the client has all of its replies.
 	OnlyWhenDue bool
-	// MinIdle is the idle CPU share (0-1, over all cores) below which
-	// nobody spins (default 0.25; negative: spin regardless of load).
-	MinIdle float64
+	// MaxRunnable: nobody spins while more than this many other tasks are
+	// runnable on the machine, on average (default: cores - 1.5, at least
+	// 0.5; negative: spin regardless of load).
+	MaxRunnable float64
 }
 
 type spinner struct {
 	cfg      SpinConfig
 	spinning atomic.Int32
-	spentNs  atomic.Int64 // time spent spinning, counted back as idle
 
 	mu        sync.Mutex
 	lastCheck time.Time
-	lastIdle  uint64
-	lastTotal uint64
-	lastSpent int64
+	others    float64 // moving average of other runnable tasks
 	allowed   atomic.Bool
 	stat      *os.File
+	statBuf   []byte
 }
 
 func newSpinner(cfg SpinConfig) *spinner {
@@ -74,11 +72,11 @@ func newSpinner(cfg SpinConfig) *spinner {
 	if cfg.ActiveWindow == 0 {
 		cfg.ActiveWindow = time.Millisecond
 	}
-	if cfg.MinIdle == 0 {
-		cfg.MinIdle = 0.25
+	if cfg.MaxRunnable == 0 {
+		cfg.MaxRunnable = max(0.5, float64(runtime.NumCPU())-1.5)
 	}
-	sp := &spinner{cfg: cfg}
-	sp.allowed.Store(true)
+	sp := &spinner{cfg: cfg, others: -1}
+	sp.allowed.Store(cfg.MaxRunnable < 0)
 	return sp
 }
 
@@ -128,71 +126,57 @@ func (sp *spinner) mayStart() bool {
 	return true
 }
 
-func (sp *spinner) done(spent time.Duration) {
+func (sp *spinner) done(time.Duration) {
 	sp.spinning.Add(-1)
-	sp.spentNs.Add(int64(spent))
 }
 
-// sample re-reads /proc/stat at most every 100ms and decides whether the
-// machine has idle CPU to spin on.
+// sample re-reads /proc/stat's procs_running every 20ms and decides
+// whether a core is free to spin on. CPU idle time would be the wrong
+// signal: spinning itself makes the machine look busy, and counting it back
+// as idle lets spinning justify itself while other processes wait for the
+// core. The number of runnable tasks other than the proxy's own spinners
+// (and the sampling thread) says whether anyone else wants the cores.
 func (sp *spinner) sample() {
 	now := time.Now()
-	if !sp.mu.TryLock() {
+	if now.Sub(sp.lastCheck) < 20*time.Millisecond || !sp.mu.TryLock() {
 		return
 	}
 	defer sp.mu.Unlock()
-	if now.Sub(sp.lastCheck) < 100*time.Millisecond {
-		return
-	}
 	sp.lastCheck = now
-	idle, total, ok := readCPUStat(&sp.stat)
+	running, ok := readProcsRunning(&sp.stat, &sp.statBuf)
 	if !ok {
 		return // not Linux, or no /proc: keep the current decision
 	}
-	spent := sp.spentNs.Load()
-	if sp.lastTotal != 0 && total > sp.lastTotal {
-		dIdle := float64(idle - sp.lastIdle)
-		dTotal := float64(total - sp.lastTotal)
-		// /proc/stat counts in 1/100 s ticks.
-		dSpin := float64(spent-sp.lastSpent) / 1e7
-		share := (dIdle + dSpin) / dTotal
-		sp.allowed.Store(share >= sp.cfg.MinIdle || sp.cfg.MinIdle < 0)
+	others := float64(running - 1 - int(sp.spinning.Load()))
+	if sp.others < 0 {
+		sp.others = others
+	} else {
+		sp.others = 0.7*sp.others + 0.3*others
 	}
-	sp.lastIdle, sp.lastTotal, sp.lastSpent = idle, total, spent
+	sp.allowed.Store(sp.cfg.MaxRunnable < 0 || sp.others <= sp.cfg.MaxRunnable)
 }
 
-// readCPUStat returns the idle (idle + iowait) and total tick counts of the
-// aggregate "cpu" line of /proc/stat.
-func readCPUStat(f **os.File) (idle, total uint64, ok bool) {
+// readProcsRunning returns the "procs_running" count of /proc/stat.
+func readProcsRunning(f **os.File, buf *[]byte) (int, bool) {
 	if *f == nil {
 		fh, err := os.Open("/proc/stat")
 		if err != nil {
-			return 0, 0, false
+			return 0, false
 		}
 		*f = fh
+		*buf = make([]byte, 64<<10)
 	}
-	if _, err := (*f).Seek(0, io.SeekStart); err != nil {
-		return 0, 0, false
+	n, err := (*f).ReadAt(*buf, 0)
+	if n == 0 && err != nil {
+		return 0, false
 	}
-	line, err := bufio.NewReaderSize(*f, 512).ReadSlice('\n')
-	if err != nil || !bytes.HasPrefix(line, []byte("cpu ")) {
-		return 0, 0, false
+	_, rest, ok := bytes.Cut((*buf)[:n], []byte("\nprocs_running "))
+	if !ok {
+		return 0, false
 	}
-	fields := bytes.Fields(line[4:])
-	for i, f := range fields {
-		v, err := strconv.ParseUint(string(f), 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		if i >= 8 { // guest time is already in user
-			break
-		}
-		total += v
-		if i == 3 || i == 4 {
-			idle += v
-		}
-	}
-	return idle, total, true
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	v, err := strconv.Atoi(string(line))
+	return v, err == nil
 }
 
 type spinWaiter struct {
