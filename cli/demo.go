@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,9 +40,10 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "PostgreSQL %s on %s, files in %s\n", filepathBase(cluster.BinDir), cluster.Addr(), cluster.Dir)
 	defer func() {
 		cluster.Stop()
-		fmt.Fprintln(out, "removed the throwaway cluster and its files")
+		fmt.Fprintf(out, "removed the throwaway cluster and %s\n", cluster.Dir)
 	}()
 
 	fmt.Fprintf(out, "seeding the Stripe emulator with %d customers and their subscriptions, invoices, payments …\n", *customers)
@@ -121,4 +123,10 @@ Try:
 
 Metrics: curl http://%s/metrics    Stop: Ctrl-C (removes everything).
 `, url, metricsAddr)
+}
+
+// filepathBase names the server version from its bin directory
+// (/usr/lib/postgresql/15/bin → 15).
+func filepathBase(binDir string) string {
+	return filepath.Base(filepath.Dir(binDir))
 }
