@@ -50,7 +50,7 @@ type Options struct {
 
 // Result is the JSON of `pgstripe-bench lag`.
 type Result struct {
-	Mutations       int     `json:"mutations"`
+	Mutations       int     `json:"mutations"` // measured (after the warm-up creations)
 	Events          int     `json:"events"` // mutations whose event was applied
 	P50ms           float64 `json:"p50_ms"`
 	P95ms           float64 `json:"p95_ms"`
@@ -155,8 +155,19 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 	}
+	// Warm-up: the creations are applied (cold statement caches, first
+	// connections) before the measured phase starts; they must all arrive
+	// but are not part of the figures.
+	for end := time.Now().Add(o.EventDelay + 30*time.Second); m.pending() > 0 && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := m.pending(); n > 0 {
+		return res, fmt.Errorf("warm-up: %d creations never applied", n)
+	}
+	m.reset()
 	// Steady rate: a tick per mutation, served by a pool of workers so the
-	// emulator's latency doesn't slow the rate.
+	// emulator's latency doesn't slow the rate; the mutator's calls go
+	// through their own limiter, unmetered by the sync's.
 	ticks := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	var mutErr error
@@ -182,7 +193,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		case ticks <- struct{}{}:
 		default: // workers saturated: the achieved rate will show it
 		}
-		next = next.Add(interval)
+		// Poisson arrivals: a fixed period would lock the mutations to a
+		// phase of the poll cycle and bias the percentiles.
+		next = next.Add(time.Duration(rand.ExpFloat64() * float64(interval)))
 		time.Sleep(time.Until(next))
 	}
 	close(ticks)
@@ -202,7 +215,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.Mutations = total
 	res.Events = len(lags)
 	res.Missing = missing
-	res.MutationsPerSec = float64(total-o.Objects) / mutSeconds
+	res.MutationsPerSec = float64(total) / mutSeconds
 	if len(lags) > 0 {
 		res.P50ms, res.P95ms, res.P99ms, res.MaxMs = pct(lags, 50), pct(lags, 95), pct(lags, 99), lags[len(lags)-1]
 	}
@@ -269,9 +282,19 @@ func (m *meter) onApplied(evs []events.Event, committed time.Time) {
 			continue
 		}
 		if _, ok := m.applied[s]; !ok {
-			m.applied[s] = committed
+			if _, sent := m.sent[s]; sent {
+				m.applied[s] = committed
+			}
 		}
 	}
+}
+
+// reset forgets what was measured so far (seq numbers go on).
+func (m *meter) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sent = map[int]time.Time{}
+	m.applied = map[int]time.Time{}
 }
 
 func (m *meter) pending() int {
