@@ -45,24 +45,9 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	defer cancel()
 	conn, err := pgx.Connect(cctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("connect to DATABASE_URL: %s", describeConnError(err))
+		return nil, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
 	}
 	return conn, nil
-}
-
-// describeConnError keeps the reason and drops the connection string.
-func describeConnError(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		if u := errors.Unwrap(ce); u != nil {
-			return u.Error()
-		}
-	}
-	return err.Error()
 }
 
 func runStatus(ctx context.Context, env *Env, args []string) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/leader"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -50,7 +51,7 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 	pgcfg.ConnConfig.RuntimeParams["application_name"] = "pgstripe backfill"
 	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
 	if err != nil {
-		return fmt.Errorf("connect to DATABASE_URL: %s", connErrText(err))
+		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
 	}
 	defer pool.Close()
 	if err := waitForDatabase(ctx, pool, log); err != nil {

@@ -222,9 +222,9 @@ func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("connect to DATABASE_URL: %s", connErrText(err))
+			return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
 		}
-		log.Warn("waiting for the database", "err", connErrText(err))
+		log.Warn("waiting for the database", "err", config.ConnErrorText(err))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"errors"
@@ -6,9 +6,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// connErrText describes a connection error without the connection string
-// (which may hold a password).
-func connErrText(err error) string {
+// ConnErrorText describes a database connection error without the
+// connection string, which may hold a password: the server's message and
+// SQLSTATE, or the network error.
+func ConnErrorText(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
