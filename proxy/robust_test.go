@@ -419,3 +419,32 @@ func TestUpstreamTLS(t *testing.T) {
 		t.Fatalf("cancel over upstream TLS took %v", time.Since(start))
 	}
 }
+
+// TestShutdownWithStuckClient: a client that requested a large result and
+// stopped reading cannot keep Serve from returning.
+func TestShutdownWithStuckClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{Upstream: pgtest.Cluster(t).Addr(), DrainTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, ln) }()
+	tp := &testProxy{Proxy: p, addr: ln.Addr().String()}
+	raw := rawSession(t, tp)
+	raw.Write(encode(&pgproto3.Query{String: "SELECT repeat('x', 1000) FROM generate_series(1, 200000)"}))
+	time.Sleep(300 * time.Millisecond) // the proxy fills the socket buffers and blocks
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return with a client that stopped reading")
+	}
+	if p.Sessions() != 0 {
+		t.Fatalf("Sessions() = %d", p.Sessions())
+	}
+}

@@ -55,8 +55,8 @@ type spinner struct {
 	spinning atomic.Int32
 
 	mu        sync.Mutex
-	lastCheck time.Time
-	others    float64 // moving average of other runnable tasks
+	lastCheck atomic.Int64 // unix ns
+	others    float64      // moving average of other runnable tasks
 	allowed   atomic.Bool
 	stat      *os.File
 	statBuf   []byte
@@ -137,12 +137,12 @@ func (sp *spinner) done(time.Duration) {
 // core. The number of runnable tasks other than the proxy's own spinners
 // (and the sampling thread) says whether anyone else wants the cores.
 func (sp *spinner) sample() {
-	now := time.Now()
-	if now.Sub(sp.lastCheck) < 20*time.Millisecond || !sp.mu.TryLock() {
+	now := time.Now().UnixNano()
+	if now-sp.lastCheck.Load() < int64(20*time.Millisecond) || !sp.mu.TryLock() {
 		return
 	}
 	defer sp.mu.Unlock()
-	sp.lastCheck = now
+	sp.lastCheck.Store(now)
 	running, ok := readProcsRunning(&sp.stat, &sp.statBuf)
 	if !ok {
 		return // not Linux, or no /proc: keep the current decision
