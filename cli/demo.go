@@ -16,6 +16,7 @@ import (
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/pgcluster"
 	"github.com/pgstripe/pgstripe/server"
+	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 )
 
@@ -59,13 +60,14 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	go emuSrv.Serve(emuLn)
 	defer emuSrv.Close()
 
+	const demoKey = "sk_test_pgstripe_demo"
 	cfg := &config.Config{
 		DatabaseURL:   cluster.URL("postgres"),
-		StripeAPIKey:  "sk_test_pgstripe_demo",
+		StripeAPIKey:  demoKey,
 		StripeAPIBase: "http://" + emuLn.Addr().String(),
 		Listen:        *listen,
 		MetricsListen: *metricsListen,
-		RateLimit:     config.DefaultRateLimit(config.TestMode),
+		RateLimit:     stripeapi.DefaultRate(demoKey),
 		PollInterval:  config.DefaultPollInterval,
 	}
 	// Logs would garble the progress display: only warnings and errors.

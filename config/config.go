@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
 // Config is pgstripe's runtime configuration.
@@ -120,8 +122,7 @@ func (l *Loader) Load() (*Config, error) {
 		}
 	}
 	if l.need&NeedStripe != 0 {
-		mode, err := KeyMode(c.StripeAPIKey)
-		if err != nil {
+		if err := checkKey(c.StripeAPIKey); err != nil {
 			return nil, err
 		}
 		u, err := url.Parse(c.StripeAPIBase)
@@ -129,7 +130,7 @@ func (l *Loader) Load() (*Config, error) {
 			return nil, fmt.Errorf("STRIPE_API_BASE %q is not an http(s) URL", c.StripeAPIBase)
 		}
 		c.StripeAPIBase = strings.TrimRight(c.StripeAPIBase, "/")
-		c.RateLimit = DefaultRateLimit(mode)
+		c.RateLimit = stripeapi.DefaultRate(c.StripeAPIKey)
 		if r.rateLimit != "" {
 			f, err := strconv.ParseFloat(r.rateLimit, 64)
 			if err != nil || f <= 0 || f > 10000 {
@@ -163,34 +164,17 @@ func (l *Loader) Load() (*Config, error) {
 	return c, nil
 }
 
-// Mode is a key's mode: test or live.
-type Mode int
-
-const (
-	TestMode Mode = iota
-	LiveMode
-)
-
-// KeyMode tells a key's mode from its prefix. The key itself never appears
-// in the error.
-func KeyMode(key string) (Mode, error) {
+// checkKey explains what is wrong with a key. The key itself never
+// appears in the error.
+func checkKey(key string) error {
 	switch {
 	case key == "":
-		return 0, errors.New("STRIPE_API_KEY is required (a secret key sk_… or restricted key rk_…)")
-	case strings.HasPrefix(key, "sk_test_"), strings.HasPrefix(key, "rk_test_"):
-		return TestMode, nil
-	case strings.HasPrefix(key, "sk_live_"), strings.HasPrefix(key, "rk_live_"):
-		return LiveMode, nil
+		return errors.New("STRIPE_API_KEY is required (a secret key sk_… or restricted key rk_…)")
 	case strings.HasPrefix(key, "pk_"):
-		return 0, errors.New("STRIPE_API_KEY is a publishable key (pk_…); pgstripe needs a secret (sk_…) or restricted (rk_…) key")
+		return errors.New("STRIPE_API_KEY is a publishable key (pk_…); pgstripe needs a secret (sk_…) or restricted (rk_…) key")
 	}
-	return 0, errors.New("STRIPE_API_KEY does not look like a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)")
-}
-
-// DefaultRateLimit is 80% of Stripe's limit for the mode (25/s test, 100/s live).
-func DefaultRateLimit(m Mode) float64 {
-	if m == LiveMode {
-		return 80
+	if _, err := stripeapi.KeyMode(key); err != nil {
+		return errors.New("STRIPE_API_KEY does not look like a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)")
 	}
-	return 20
+	return nil
 }
