@@ -132,11 +132,33 @@ func (e *Emulator) pruneEvents(now int64) {
 	t.ordered = append([]*record(nil), t.ordered[cut:]...)
 }
 
-// diff lists the previous values of top-level fields that changed.
+// diff lists the previous values of the fields that changed, as Stripe's
+// previous_attributes does: hashes (metadata, status_transitions, ...) list
+// only their changed keys (null for a key that was added), anything else
+// its whole previous value.
 func diff(old, cur map[string]any) map[string]any {
 	prev := map[string]any{}
 	for k, v := range cur {
-		if ov, ok := old[k]; !ok || !reflect.DeepEqual(normalize(ov), normalize(v)) {
+		ov, ok := old[k]
+		if ok && reflect.DeepEqual(normalize(ov), normalize(v)) {
+			continue
+		}
+		om, oIsMap := ov.(map[string]any)
+		nm, nIsMap := v.(map[string]any)
+		if oIsMap && nIsMap && om["object"] == nil && nm["object"] == nil {
+			sub := diff(om, nm)
+			for k2, v2 := range om {
+				if _, still := nm[k2]; !still {
+					sub[k2] = v2
+				}
+			}
+			prev[k] = sub
+			continue
+		}
+		prev[k] = ov
+	}
+	for k, ov := range old {
+		if _, still := cur[k]; !still {
 			prev[k] = ov
 		}
 	}

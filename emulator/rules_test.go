@@ -253,7 +253,14 @@ func TestEvents(t *testing.T) {
 	if len(evs) != 1 || evs[0].Data.PreviousAttributes["name"] != "a" || evs[0].Data.Object["name"] != "b" {
 		t.Fatalf("customer.updated: %d events %+v", len(evs), evs)
 	}
-	if n := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("customer.*")}).Iter); n != 2 {
+	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Params: stripe.Params{Metadata: map[string]string{"a": "1", "b": "2"}}}))
+	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Params: stripe.Params{Metadata: map[string]string{"a": "", "b": "3"}}}))
+	ml := sc.Events.List(&stripe.EventListParams{Type: stripe.String("customer.updated"), ListParams: stripe.ListParams{Single: true}})
+	ml.Next()
+	if pa, _ := ml.Event().Data.PreviousAttributes["metadata"].(map[string]any); len(pa) != 2 || pa["a"] != "1" || pa["b"] != "2" {
+		t.Fatalf("metadata previous_attributes: %v", ml.Event().Data.PreviousAttributes)
+	}
+	if n := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("customer.*")}).Iter); n != 4 {
 		t.Fatalf("customer.*: %d", n)
 	}
 	check(sc.Customers.Del(cus.ID, nil))
