@@ -221,6 +221,7 @@ func (s *session) connectUpstream(startup []byte) error {
 				return err
 			}
 			s.cr.limit = clientLimit
+			s.p.log.Debug("session started", "remote", s.client.RemoteAddr().String(), "user", s.user, "database", s.database, "tls", s.tls)
 			return s.cw.flush()
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
 			if err := s.cw.write(raw); err != nil {

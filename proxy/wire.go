@@ -169,6 +169,15 @@ type msgWriter struct {
 }
 
 func (mw *msgWriter) write(raw []byte) error {
+	if len(raw) >= flushThreshold {
+		// A large message (a big row, a COPY chunk) goes out as it is,
+		// without a copy into the buffer.
+		if err := mw.flush(); err != nil {
+			return err
+		}
+		_, err := mw.conn.Write(raw)
+		return err
+	}
 	mw.buf = append(mw.buf, raw...)
 	if len(mw.buf) >= flushThreshold {
 		return mw.flush()
