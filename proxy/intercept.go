@@ -423,7 +423,7 @@ func (s *session) serveInterception(ic *interception) error {
 // interceptSimple handles an intercepted simple Query.
 func (s *session) interceptSimple(sql string) error {
 	call := &Call{SQL: sql, Protocol: SimpleProtocol}
-	ok, err := s.intercept(call, "")
+	ok, err := s.intercept(call, nil)
 	if err != nil || !ok {
 		return err
 	}
@@ -449,15 +449,14 @@ func (s *session) interceptExecute(pi *portalInfo) error {
 			}
 		}
 	}
-	call.ParamOIDs = pi.stmt.paramOIDs
-	_, err := s.intercept(call, pi.stmtName)
+	_, err := s.intercept(call, pi)
 	return err
 }
 
 // intercept waits for the barrier, runs the interceptor and completes its
 // reply. It reports false when the statement was skipped because an earlier
 // request of the batch failed.
-func (s *session) intercept(call *Call, stmtName string) (bool, error) {
+func (s *session) intercept(call *Call, pi *portalInfo) (bool, error) {
 	ic := newInterception()
 	s.q.push1(entry{kind: kIntercept, ic: ic})
 	if err := s.uw.write(barrier); err != nil {
@@ -499,10 +498,15 @@ func (s *session) intercept(call *Call, stmtName string) (bool, error) {
 	}()
 
 	var err error
-	if call.Protocol == ExtendedProtocol && needsDescribe(call) {
-		var oids []uint32
-		if oids, err = call.up.describe(ctx, stmtName); err == nil {
-			call.ParamOIDs = oids
+	if pi != nil {
+		// Read only now: the server loop records a ParameterDescription
+		// into the statement until the barrier.
+		call.ParamOIDs = pi.stmt.paramOIDs
+		if needsDescribe(call) {
+			var oids []uint32
+			if oids, err = call.up.describe(ctx, pi.stmtName); err == nil {
+				call.ParamOIDs = oids
+			}
 		}
 	}
 	if err == nil {
