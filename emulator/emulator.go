@@ -62,9 +62,10 @@ type Emulator struct {
 	seq        uint64
 	idRand     *rand.Rand
 	idem       map[string]*idemEntry
-	seeding    bool              // suppresses events while seeding
-	tombstones map[string][]byte // id -> deleted stub (retrieve of deleted customers, expansion)
-	scratch    []byte            // encoding buffer of store (guarded by mu)
+	seeding    bool                         // suppresses events while seeding
+	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
+	scratch    []byte                       // encoding buffer of store (guarded by mu)
+	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
 
 	statMu    sync.Mutex
 	total     int64
@@ -127,6 +128,7 @@ func (e *Emulator) reset() {
 	}
 	e.idem = map[string]*idemEntry{}
 	e.tombstones = map[string][]byte{}
+	e.csItems = map[string][]json.RawMessage{}
 	e.seq = 0
 }
 

@@ -498,6 +498,13 @@ func (e *Emulator) virtualField(obj map[string]any, f string) any {
 		k, url = kindByTable["tax_ids"], "/v1/customers/"+id+"/tax_ids"
 	case object == "charge" && f == "refunds":
 		k, url = kindByTable["refunds"], "/v1/charges/"+id+"/refunds"
+	case object == "checkout.session" && f == "line_items":
+		items := e.csItems[id]
+		data := make([]any, 0, min(len(items), 10))
+		for _, it := range items[:min(len(items), 10)] {
+			data = append(data, it)
+		}
+		return map[string]any{"object": "list", "data": data, "has_more": len(items) > 10, "url": "/v1/checkout/sessions/" + id + "/line_items"}
 	default:
 		return nil
 	}

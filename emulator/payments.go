@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -366,6 +367,10 @@ func init() {
 		if mode == "" {
 			return missing("mode")
 		}
+		obj["id"] = "cs_test_" + randAlnum(e.idRand, 58)
+		if c.live {
+			obj["id"] = "cs_live_" + randAlnum(e.idRand, 58)
+		}
 		if cus := getStr(obj, "customer"); cus != "" {
 			if ae := e.mustExist("customers", "customer", cus); ae != nil {
 				return ae
@@ -373,6 +378,7 @@ func init() {
 		}
 		if li, ok := c.params["line_items"].([]any); ok {
 			var total int64
+			var items []json.RawMessage
 			for i, x := range li {
 				m, _ := x.(map[string]any)
 				pid, _ := m["price"].(string)
@@ -381,18 +387,28 @@ func init() {
 					if p == nil {
 						return e.mustExist("prices", fmt.Sprintf("line_items[%d][price]", i), pid)
 					}
-					total += intOr(p["unit_amount"], 0) * intOr(m["quantity"], 1)
+					qty := intOr(m["quantity"], 1)
+					amt := intOr(p["unit_amount"], 0) * qty
+					total += amt
 					obj["currency"] = p["currency"]
+					it := e.api.fixture("item")
+					it["id"] = "li_" + randAlnum(e.idRand, 24)
+					it["price"], it["quantity"], it["currency"] = p, qty, p["currency"]
+					it["amount_subtotal"], it["amount_total"], it["amount_discount"], it["amount_tax"] = amt, amt, int64(0), int64(0)
+					it["description"] = getStr(p, "nickname")
+					if prod := e.load(kProduct, getStr(p, "product")); prod != nil {
+						it["description"] = prod["name"]
+					}
+					b, _ := marshal(it)
+					items = append(items, b)
 				}
 			}
+			e.csItems[idOf(obj)] = items
 			obj["amount_subtotal"], obj["amount_total"] = total, total
 		} else if mode != "setup" {
 			return invalid("parameter_missing", "line_items", "You must specify either `line_items` or `prices` in `payment` or `subscription` mode.")
 		}
-		obj["id"] = "cs_test_" + randAlnum(e.idRand, 58)
-		if c.live {
-			obj["id"] = "cs_live_" + randAlnum(e.idRand, 58)
-		}
+
 		obj["status"], obj["payment_status"] = "open", "unpaid"
 		obj["expires_at"] = c.now + 24*3600
 		obj["url"] = "https://checkout.stripe.com/c/pay/" + idOf(obj)
@@ -420,7 +436,17 @@ func init() {
 		if e.tables["checkout_sessions"].byID[c.path["session"]] == nil {
 			return nil, notFound("session", "checkout.session", c.path["session"])
 		}
-		return []byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/checkout/sessions/` + c.path["session"] + `/line_items"}`), nil
+		lt := newTable("checkout_items", nil)
+		for i, raw := range e.csItems[c.path["session"]] {
+			id, _ := decodeObject(raw)
+			lt.put(&record{id: idOf(id), seq: uint64(i + 1), raw: raw, parent: "x"})
+		}
+		q, ae := e.parseList(c, lt, "line item")
+		if ae != nil {
+			return nil, ae
+		}
+		recs, more := page(lt.children["x"], q, true)
+		return e.renderList(recs, more, "/v1/checkout/sessions/"+c.path["session"]+"/line_items", "item", c)
 	})
 
 	// tax ids, nested under customers and top-level

@@ -297,6 +297,13 @@ func TestCatalogAndPayments(t *testing.T) {
 	if cs.Status != "open" || cs.AmountTotal != 300 {
 		t.Fatalf("checkout: %+v", cs)
 	}
+	li := sc.CheckoutSessions.ListLineItems(&stripe.CheckoutSessionListLineItemsParams{Session: stripe.String(cs.ID)})
+	if !li.Next() || li.LineItem().Quantity != 3 || li.LineItem().AmountTotal != 300 || li.LineItem().Description != "One" || li.Next() {
+		t.Fatalf("checkout line items: %v", li.Err())
+	}
+	if got := check(sc.CheckoutSessions.Get(cs.ID, &stripe.CheckoutSessionParams{Params: stripe.Params{Expand: []*string{stripe.String("line_items")}}})); got.LineItems == nil || len(got.LineItems.Data) != 1 {
+		t.Fatalf("expand line_items: %+v", got.LineItems)
+	}
 	if cs = check(sc.CheckoutSessions.Expire(cs.ID, nil)); cs.Status != "expired" {
 		t.Fatalf("expire: %s", cs.Status)
 	}
