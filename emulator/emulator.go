@@ -368,6 +368,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 			return writeError(w, invalid("", "", "Invalid request: unsupported Content-Type %s. If error persists and you need assistance, please contact support@stripe.com.", ct)), routeName
 		}
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
 	params, err := param.ParseParams(r)
 	if err != nil {
 		return writeError(w, invalid("", "", "Invalid request: could not parse parameters: %v", err)), routeName

@@ -88,6 +88,7 @@ func TestRequestRules(t *testing.T) {
 		{"created on lines", "GET", "/v1/invoices/in_x/lines?created[gt]=1", "sk_test_x", "", 400, "invalid_request_error", "parameter_unknown", "created"},
 		{"no price delete", "DELETE", "/v1/prices/price_x", "sk_test_x", "", 404, "invalid_request_error", "", ""},
 		{"bad expand", "GET", "/v1/customers/" + cid + "?expand[]=email", "sk_test_x", "", 400, "invalid_request_error", "", "expand"},
+		{"huge body", "POST", "/v1/customers", "sk_test_x", "description=" + strings.Repeat("x", 5<<20), 400, "invalid_request_error", "", ""},
 		{"live key ok", "GET", "/v1/customers", "sk_live_x", "", 200, "", "", ""},
 		{"restricted key ok", "GET", "/v1/customers", "rk_test_x", "", 200, "", "", ""},
 	} {
