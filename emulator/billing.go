@@ -909,12 +909,8 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	if ae := e.mustExist("customers", "customer", cus); ae != nil {
 		return ae
 	}
-	cur := obj["currency"]
 	e.initInvoice(obj, cus, c.now)
-	if _, ok := c.params["currency"]; ok {
-		obj["currency"] = cur
-	}
-	e.applyParams(kInvoice.schema, obj, c.params)
+	e.applyParams(kInvoice.schema, obj, c.params) // again: initInvoice reset what the params may set
 	if s, ok := c.params["subscription"].(string); ok {
 		if ae := e.mustExist("subscriptions", "subscription", s); ae != nil {
 			return ae

@@ -57,6 +57,12 @@ func init() {
 		}
 		return nil
 	}
+	kPI.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		if getStr(obj, "status") == "succeeded" {
+			e.emit(c, "payment_intent.succeeded", obj, nil)
+		}
+		c.result = obj
+	}
 	crud(kPI, "crul")
 	handle("POST", "/v1/payment_intents/{intent}/confirm", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kPI, c.path["intent"])
@@ -101,6 +107,15 @@ func init() {
 		}
 		obj["latest_attempt"], obj["mandate"], obj["single_use_mandate"] = nil, nil, nil
 		return nil
+	}
+	kSI.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		if getStr(obj, "status") == "succeeded" {
+			if cus := getStr(obj, "customer"); cus != "" {
+				e.attachPM(c, getStr(obj, "payment_method"), cus)
+			}
+			e.emit(c, "setup_intent.succeeded", obj, nil)
+		}
+		c.result = obj
 	}
 	crud(kSI, "crul")
 	for _, act := range []string{"confirm", "cancel"} {

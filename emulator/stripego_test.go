@@ -238,6 +238,13 @@ func TestCatalogAndPayments(t *testing.T) {
 	if pi.Status != "succeeded" || pi.LatestCharge == nil {
 		t.Fatalf("confirm: %+v", pi)
 	}
+	direct := check(sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(800), Currency: stripe.String("usd"), PaymentMethod: stripe.String("pm_card_visa"), Confirm: stripe.Bool(true)}))
+	if direct.Status != "succeeded" {
+		t.Fatalf("confirm=true: %s", direct.Status)
+	}
+	if n := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("payment_intent.succeeded")}).Iter); n != 2 {
+		t.Fatalf("payment_intent.succeeded events: %d", n)
+	}
 	pi2 := check(sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(500), Currency: stripe.String("usd")}))
 	if pi2 = check(sc.PaymentIntents.Cancel(pi2.ID, nil)); pi2.Status != "canceled" {
 		t.Fatalf("cancel pi: %s", pi2.Status)
