@@ -794,7 +794,11 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 	e.emit(c, "invoice.created", inv, nil)
 	inv, _ = e.finalizeInvoice(c, inv)
 	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" {
-		if pm := e.defaultPaymentMethod(cus); pm != "" {
+		pm := getStr(sub, "default_payment_method")
+		if pm == "" {
+			pm = e.defaultPaymentMethod(cus)
+		}
+		if pm != "" {
 			inv, _ = e.payInvoice(c, inv, pm)
 		}
 	}
