@@ -170,8 +170,6 @@ func TestIdempotency(t *testing.T) {
 	// stripe-go's automatic key survives its own retries: with faults on,
 	// every create still makes exactly one object.
 	e2, base2 := emulatortest.Start(t, emulator.Options{Faults: 0.3})
-	_ = e2
-	e2.Update(emulator.Options{RateLimit: -1, Faults: 0.3})
 	sc := newClientTimeout(t, base2, "sk_test_x", 20, 300*time.Millisecond)
 	made := 0
 	for i := 0; i < 15; i++ {

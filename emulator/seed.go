@@ -125,8 +125,6 @@ func (s *seeder) call(now int64, verb, path string, pathParams map[string]string
 }
 
 func (s *seeder) run(n int) error {
-	e := s.e
-	_ = e
 	t0 := s.when()
 	if s.dist == DistUniform {
 		t0 = seedStart
