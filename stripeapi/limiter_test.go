@@ -21,8 +21,8 @@ func TestLimiterRate(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// 21 tokens at 50/s with burst 1: the first is free, 20 more take 0.4 s.
-	if d := time.Since(start); d < 380*time.Millisecond || d > 900*time.Millisecond {
+	// 21 tokens at 50/s with a burst of 5: 16 more take 0.32 s.
+	if d := time.Since(start); d < 300*time.Millisecond || d > 800*time.Millisecond {
 		t.Errorf("21 tokens at 50/s took %v", d)
 	}
 }
@@ -30,7 +30,9 @@ func TestLimiterRate(t *testing.T) {
 func TestLimiterInteractiveFirst(t *testing.T) {
 	l := NewLimiter(20) // one token per 50 ms
 	ctx := context.Background()
-	_ = l.Wait(ctx, Background) // drain the burst
+	for i := 0; i < burstFor(20); i++ {
+		_ = l.Wait(ctx, Background) // drain the burst
+	}
 
 	var mu sync.Mutex
 	var order []string
@@ -45,7 +47,11 @@ func TestLimiterInteractiveFirst(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
-	for l.Waiting(Background) < 6 {
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Waiting(Background) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("background requests never queued (%d waiting)", l.Waiting(Background))
+		}
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()

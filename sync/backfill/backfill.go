@@ -482,11 +482,13 @@ func (r *runner) push(s *slice, front bool) {
 
 // retarget sizes the worker pool by Little's law: requests in flight =
 // rate × time each request keeps a worker busy (HTTP round trip plus its
-// share of the database write), with a quarter on top for jitter.
+// share of the database write), with half as much again and two on top:
+// task times vary (commits, nested lists), and a worker too few idles the
+// limiter while one too many only waits at it.
 func (r *runner) retarget() {
 	rate := r.cfg.Client.Limiter().Effective()
 	per := time.Duration(r.perReqNs.Load()).Seconds()
-	n := int64(math.Ceil(rate*per*1.25)) + 1
+	n := int64(math.Ceil(rate*per*1.5)) + 2
 	n = max(2, min(n, int64(r.cfg.MaxWorkers)))
 	r.target.Store(n)
 }
