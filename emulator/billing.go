@@ -25,7 +25,8 @@ var (
 	kTaxRate = addKind(&kind{table: "tax_rates", schema: "tax_rate", prefix: "txr_", base: "/v1/tax_rates", idParam: "tax_rate",
 		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate"})
 	kSub = addKind(&kind{table: "subscriptions", schema: "subscription", prefix: "sub_", base: "/v1/subscriptions", idParam: "subscription_exposed_id",
-		keys: []string{"customer", "_status", "_price", "collection_method"}, events: "customer.subscription", skip: []string{"items"}})
+		keys: []string{"customer", "_status", "_price", "collection_method"}, events: "customer.subscription", skip: []string{"items"},
+		listHandled: []string{"status", "price"}})
 	kSubItem = addKind(&kind{table: "subscription_items", schema: "subscription_item", prefix: "si_", base: "/v1/subscription_items", idParam: "item",
 		keys: []string{"subscription"}, parent: "subscription", skip: []string{"price"}, what: "subscription item"})
 	kSchedule = addKind(&kind{table: "subscription_schedules", schema: "subscription_schedule", prefix: "sub_sched_", base: "/v1/subscription_schedules", idParam: "schedule",

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,12 +26,13 @@ type kind struct {
 	parent  string // field holding the parent id (child tables)
 
 	// hooks; nil = generic behaviour
-	create func(e *Emulator, c *reqCtx, obj map[string]any) *apiError // after params are applied, before store
-	update func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError
-	after  func(e *Emulator, c *reqCtx, obj map[string]any) // after store and the created event (side effects)
-	del    handlerFunc                                      // DELETE; nil = remove and answer the deleted stub
-	skip   []string                                         // params hooks handle themselves
-	what   string                                           // noun in "No such X"
+	create      func(e *Emulator, c *reqCtx, obj map[string]any) *apiError // after params are applied, before store
+	update      func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError
+	after       func(e *Emulator, c *reqCtx, obj map[string]any) // after store and the created event (side effects)
+	del         handlerFunc                                      // DELETE; nil = remove and answer the deleted stub
+	listHandled []string                                         // list params handled by the kind's own filter
+	skip        []string                                         // params hooks handle themselves
+	what        string                                           // noun in "No such X"
 }
 
 var (
@@ -296,6 +298,9 @@ func genericList(k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *
 			i := i
 			preds = append(preds, func(r *record) bool { return r.keys[i] == want })
 		}
+		if p := fieldFilter(c, t, k); p != nil {
+			preds = append(preds, p)
+		}
 		if extra != nil {
 			p, ae := extra(c, t)
 			if ae != nil {
@@ -326,6 +331,82 @@ func genericList(k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *
 		}
 		return e.renderList(recs, more, url, k.schema, c)
 	}
+}
+
+// listParams are the query params every list handles itself.
+var listParams = map[string]bool{"limit": true, "starting_after": true, "ending_before": true, "expand": true, "created": true}
+
+// fieldFilter handles the remaining list filters generically by the
+// object's own field of the same name: equality for scalars (an expandable
+// field compares its id), gt/gte/lt/lte for ranges (invoices' due_date,
+// subscriptions' current_period_end), and key by key for hashes
+// (prices' recurring[interval], checkout sessions' customer_details[email]).
+// A param the object has no field for (attach_to_self, …) doesn't filter.
+func fieldFilter(c *reqCtx, t *table, k *kind) func(*record) bool {
+	type cond struct {
+		name string
+		v    any
+	}
+	var conds []cond
+	for name, v := range c.params {
+		if listParams[name] || slices.Contains(t.keyFields, name) || slices.Contains(k.listHandled, name) {
+			continue
+		}
+		conds = append(conds, cond{name, v})
+	}
+	if len(conds) == 0 {
+		return nil
+	}
+	return func(r *record) bool {
+		obj, err := decodeObject(r.raw)
+		if err != nil {
+			return false
+		}
+		for _, cd := range conds {
+			cur, has := obj[cd.name]
+			if !has {
+				continue
+			}
+			if !matchField(cur, cd.v) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func matchField(cur, want any) bool {
+	m, ok := want.(map[string]any)
+	if !ok {
+		return keyString(cur) == keyString(want)
+	}
+	isRange := len(m) > 0
+	for op := range m {
+		if op != "gt" && op != "gte" && op != "lt" && op != "lte" {
+			isRange = false
+		}
+	}
+	if isRange {
+		n, ok := toInt(cur)
+		if !ok {
+			return false
+		}
+		for op, v := range m {
+			w, _ := toInt(v)
+			switch {
+			case op == "gt" && !(n > w), op == "gte" && !(n >= w), op == "lt" && !(n < w), op == "lte" && !(n <= w):
+				return false
+			}
+		}
+		return true
+	}
+	cm, _ := cur.(map[string]any)
+	for k, v := range m {
+		if cm == nil || !matchField(cm[k], v) {
+			return false
+		}
+	}
+	return true
 }
 
 // listChildren pages a parent's children in their natural (oldest first)
