@@ -190,7 +190,9 @@ func (e *Emulator) Stats() Stats {
 }
 
 // Objects returns the current objects of a CONTRACT §3 table by id, each as
-// an unexpanded GET returns it. Unknown tables give an empty map.
+// an unexpanded GET returns it (read-only: don't modify the bytes). Unknown
+// tables give an empty map; "upcoming_invoices" is computed, keyed by
+// customer.
 func (e *Emulator) Objects(tableName string) map[string]json.RawMessage {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -211,8 +213,11 @@ func (e *Emulator) Objects(tableName string) map[string]json.RawMessage {
 	if t == nil {
 		return out
 	}
+	// Stored encodings are never modified in place (a change stores a new
+	// slice), so they are shared rather than copied: for a large dataset a
+	// copy would double the memory. Callers must not modify them.
 	for id, r := range t.byID {
-		out[id] = append(json.RawMessage(nil), r.raw...)
+		out[id] = r.raw
 	}
 	return out
 }
