@@ -167,7 +167,8 @@ func (p *poller) writeStatus(ctx context.Context, tx pgx.Tx, pl plan, pollStarte
 	}
 	_, err := tx.Exec(ctx, `UPDATE stripe_sync.objects o SET
     last_event_at = CASE WHEN v.at IS NULL THEN o.last_event_at ELSE GREATEST(o.last_event_at, v.at) END,
-    lag_seconds = $3, updated_at = now()
+    lag_seconds = $3, updated_at = now(),
+    last_error = CASE WHEN o.last_error LIKE 'events: %' THEN NULL ELSE o.last_error END
 FROM stripe_sync.objects o2
 LEFT JOIN unnest($1::text[], $2::timestamptz[]) AS v(object, at) ON v.object = o2.object
 WHERE o.object = o2.object AND o.phase = 'live'`, tables, ats, lag)
@@ -180,13 +181,13 @@ WHERE o.object = o2.object AND o.phase = 'live'`, tables, ats, lag)
 // idleStatus refreshes lag_seconds when a poll found nothing, at most every
 // two seconds (an idle account shouldn't cost a write per poll).
 func (p *poller) idleStatus(ctx context.Context, pollStarted time.Time) error {
-	if time.Since(p.lastStatus) < 2*time.Second {
+	if time.Since(p.lastStatus) < 2*time.Second && !p.errorShown {
 		return nil
 	}
 	if err := p.inTx(ctx, func(tx pgx.Tx) error { return p.writeStatus(ctx, tx, plan{}, pollStarted) }); err != nil {
 		return err
 	}
-	p.lastStatus = time.Now()
+	p.lastStatus, p.errorShown = time.Now(), false
 	return nil
 }
 

@@ -16,13 +16,21 @@
 //
 // The durable position (stripe_sync.events_cursor) is a time, not an event
 // id: checked_through is the Date of the first page of the last complete
-// poll. Every poll lists created >= checked_through - 3 s (newest first,
-// paging with starting_after while has_more); every SweepEvery a sweep lists
-// from LookBack before it, because Stripe's list is eventually consistent
-// and an event can become visible after newer ones. Events already applied
-// are skipped by id: stripe_sync.applied_events is written in the apply
-// transaction and pruned past the window, and an in-memory copy holds only
-// the window's ids.
+// poll. Stripe's list is eventually consistent (an event can become
+// visible after newer ones), so what a poll reads depends on the rate:
+//
+//   - while the last 3 s of events fit in one page, every poll re-reads
+//     created >= checked_through - 3 s (it costs what any poll costs, and
+//     a late event is caught at the next poll);
+//   - above that, polls list only the events after the newest one seen
+//     (ending_before, paging toward newer ones) and the 3 s overlap is
+//     re-read once a second;
+//   - every SweepEvery a sweep re-reads from LookBack (default 60 s) before
+//     checked_through.
+//
+// Events already applied are skipped by id: stripe_sync.applied_events is
+// written in the apply transaction and pruned past the window, and an
+// in-memory copy holds only the window's ids.
 //
 // # Applying
 //
@@ -42,9 +50,21 @@
 // Date, strictly newer, so it wins. The same queue completes nested lists
 // cut at has_more (subscription items, invoice lines), re-fetches owners
 // changed by events of objects not stored (customer.discount.*) and
-// refreshes a customer's upcoming invoice when its subscriptions, invoices
-// or invoice items change (404 removes the row). The queue is durable, so a
-// crash loses none of it.
+// refreshes a customer's upcoming invoice when its subscriptions, invoices,
+// invoice items or the customer itself change (404 removes the row), and
+// re-fetches invoice items that an invoice took in or let go (Stripe sends
+// no invoice item event for that). The queue is durable, so a crash loses
+// none of it, and a separate goroutine drains it (8 requests in flight,
+// through the shared limiter), so a burst of re-fetches never delays a poll.
+//
+// stripe_sync.status: every table goes live when Run starts (except those
+// whose backfill failed: phase error); last_event_at is the newest event
+// applied per table; lag_seconds is the age of the newest complete poll
+// when the status was written (Stripe's own visibility delay can't be
+// seen); a failing poll shows in last_error ("events: …") until the next
+// success clears it. Metrics: pgstripe_events_applied_total{type} and
+// pgstripe_event_lag_seconds (commit − event.created, whole seconds, so up
+// to 1 s high).
 //
 // Event routing (RouteEvent) uses data.object.object through
 // schema.ByObject; *.deleted removes the row and its children with a
@@ -58,8 +78,10 @@
 // last check minus LookBack). Gaps, documented: a pending balance
 // transaction turning available later is not seen until the next
 // backfill; upcoming invoices change with time (proration, clocks) without
-// any event and are refreshed only on the events above; an invoice's lines
-// are complete only when Stripe emits an invoice event after they change.
+// any event and are refreshed only on the events above, and their lines
+// beyond the first 10 are not paged (the lines column holds what Stripe
+// embeds); an invoice item updated in place (amount, metadata) sends no
+// event unless Stripe emits invoiceitem.updated (handled when it does).
 //
 // # Retention
 //

@@ -136,7 +136,8 @@ type poller struct {
 	anchor                 string
 	lastSweep, lastBalance time.Time
 	lastOverlap            time.Time
-	overlapPages           int // pages the last overlap read took
+	overlapPages           int  // pages the last overlap read took
+	errorShown             bool // last_error was set by recordError
 	lastSave, lastStatus   time.Time
 	lastPrune              time.Time
 }
@@ -190,6 +191,7 @@ func (p *poller) run(ctx context.Context) error {
 		default:
 			backoff = min(max(2*backoff, p.cfg.PollInterval), 30*time.Second)
 			p.log.Warn("events poll failed; retrying", "in", backoff, "err", err)
+			p.recordError(ctx, err)
 		}
 		// Poll every PollInterval from start to start, so a poll that took
 		// a while doesn't add its duration to the lag of the next one.
@@ -247,6 +249,18 @@ func (p *poller) step(ctx context.Context) error {
 		p.lastPrune = now
 	}
 	return nil
+}
+
+// recordError shows a failing poll in stripe_sync.status (last_error of
+// the live tables) until the next successful one clears it. Best effort:
+// the database may be what fails.
+func (p *poller) recordError(ctx context.Context, err error) {
+	msg := err.Error()
+	if len(msg) > 500 {
+		msg = msg[:500] + "…"
+	}
+	_, _ = p.cfg.Pool.Exec(ctx, `UPDATE stripe_sync.objects SET last_error = $1, updated_at = now() WHERE phase = 'live'`, "events: "+msg)
+	p.errorShown = true
 }
 
 // observeDate records a response Date as Stripe's current time.
@@ -411,7 +425,7 @@ func (p *poller) apply(ctx context.Context, evs []Event, next *Cursor, pollStart
 		p.cur = *next
 		p.lastSave = committed
 	}
-	p.lastStatus = committed
+	p.lastStatus, p.errorShown = committed, false
 	for _, e := range evs {
 		metrics.EventsApplied.WithLabelValues(e.Type).Inc()
 		metrics.EventLag.Observe(committed.Sub(e.At()).Seconds())

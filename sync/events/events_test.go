@@ -6,17 +6,23 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/metrics"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -33,12 +39,15 @@ func TestMain(m *testing.M) {
 }
 
 type env struct {
-	e      *emulator.Emulator
-	base   string
-	db     string
-	pool   *pgxpool.Pool
-	client *stripeapi.Client // the sync's
-	mut    *stripeapi.Client // the workload's (own limiter)
+	e *emulator.Emulator
+	// failing makes every request of the sync's client answer 500 (a
+	// Stripe outage that the workload's client doesn't see).
+	failing atomic.Bool
+	base    string
+	db      string
+	pool    *pgxpool.Pool
+	client  *stripeapi.Client // the sync's
+	mut     *stripeapi.Client // the workload's (own limiter)
 }
 
 func setup(t *testing.T, opts emulator.Options) *env {
@@ -50,7 +59,16 @@ func setup(t *testing.T, opts emulator.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(e)
+	v := &env{e: e}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v.failing.Load() && strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"error":{"type":"api_error","message":"outage"}}`))
+			return
+		}
+		e.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	db := pgtest.NewDB(t)
 	ctx := context.Background()
@@ -62,15 +80,15 @@ func setup(t *testing.T, opts emulator.Options) *env {
 	if err := schema.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	v := &env{e: e, base: srv.URL, db: db, pool: pool}
-	v.client = v.newClient(t, 500)
-	v.mut = v.newClient(t, 5000)
+	v.base, v.db, v.pool = srv.URL, db, pool
+	v.client = v.newClient(t, "sk_test_events", 500)
+	v.mut = v.newClient(t, "sk_test_workload", 5000)
 	return v
 }
 
-func (v *env) newClient(t *testing.T, rate float64) *stripeapi.Client {
+func (v *env) newClient(t *testing.T, key string, rate float64) *stripeapi.Client {
 	t.Helper()
-	c, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_events", BaseURL: v.base, RateLimit: rate, MaxRetries: 3})
+	c, err := stripeapi.New(stripeapi.Config{APIKey: key, BaseURL: v.base, RateLimit: rate, MaxRetries: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,6 +339,82 @@ func TestCursorExpiredWithoutBackfill(t *testing.T) {
 	v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.log WHERE kind = 'events_cursor_expired'`).Scan(&n)
 	if n != 1 {
 		t.Errorf("cursor expiry logged %d times, want 1", n)
+	}
+}
+
+func TestFencedByEpoch(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.pool.Exec(ctx, `INSERT INTO stripe_sync.leader (epoch, instance, host, pid, since) VALUES (7, 'other', 'h', 1, now())`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- events.Run(ctx, events.Config{Pool: v.pool, Client: v.client, Epoch: 6, Logger: testLogger(t)})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, leader.ErrDeposed) {
+			t.Fatalf("Run with a stale epoch = %v, want leader.ErrDeposed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a deposed loop kept running")
+	}
+	// The current epoch applies.
+	w := newWorkload(v.mut, 3)
+	w.do(ctx, "createCustomer")
+	stop := v.loop(t, events.Config{Epoch: 7})
+	v.converge(t, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStripeOutage: polls that fail show in stripe_sync.status, the loop
+// keeps going, and catches up when Stripe is back.
+func TestStripeOutage(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	applied := counterValue(t, "customer.created")
+	v.failing.Store(true)
+	stop := v.loop(t, events.Config{})
+	w := newWorkload(v.mut, 5)
+	w.do(ctx, "createCustomer") // during the outage
+	if w.ok() != 1 {
+		t.Fatalf("workload: %s", w.summary())
+	}
+	var lastErr *string
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		v.pool.QueryRow(ctx, `SELECT last_error FROM stripe_sync.status WHERE object = 'customers'`).Scan(&lastErr)
+		if lastErr != nil {
+			break
+		}
+	}
+	if lastErr == nil || !strings.Contains(*lastErr, "outage") {
+		t.Fatalf("status last_error during the outage = %v", lastErr)
+	}
+	v.failing.Store(false)
+	v.converge(t, 15*time.Second)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		v.pool.QueryRow(ctx, `SELECT last_error FROM stripe_sync.status WHERE object = 'customers'`).Scan(&lastErr)
+		if lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Errorf("last_error not cleared after the outage: %s", *lastErr)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(t, "customer.created") - applied; got != 1 {
+		t.Errorf("pgstripe_events_applied_total{type=customer.created} grew by %v, want 1", got)
 	}
 }
 
@@ -781,4 +875,13 @@ func (w *workload) op(ctx context.Context, op string) error {
 		return err
 	}
 	return fmt.Errorf("unknown op %s", op)
+}
+
+func counterValue(t *testing.T, typ string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := metrics.EventsApplied.WithLabelValues(typ).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -51,7 +51,7 @@ type Options struct {
 // Result is the JSON of `pgstripe-bench lag`.
 type Result struct {
 	Mutations       int     `json:"mutations"` // measured (after the warm-up creations)
-	Events          int     `json:"events"` // mutations whose event was applied
+	Events          int     `json:"events"`    // mutations whose event was applied
 	P50ms           float64 `json:"p50_ms"`
 	P95ms           float64 `json:"p95_ms"`
 	P99ms           float64 `json:"p99_ms"`
