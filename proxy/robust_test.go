@@ -448,3 +448,30 @@ func TestShutdownWithStuckClient(t *testing.T) {
 		t.Fatalf("Sessions() = %d", p.Sessions())
 	}
 }
+
+// TestBackendTerminated: when Postgres ends one session (pg_terminate_backend),
+// that client gets Postgres's FATAL error and the others carry on.
+func TestBackendTerminated(t *testing.T) {
+	tp := startProxy(t, Config{})
+	url := tp.via(t, pgtest.NewDB(t))
+	ctx := ctxT(t)
+	victim := pgtest.Connect(t, url)
+	other := pgtest.Connect(t, url)
+	var pid int
+	if err := victim.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	_, err := victim.Exec(ctx, `SELECT 1`)
+	var pe *pgconn.PgError
+	if err == nil || (errors.As(err, &pe) && pe.Code != "57P01") {
+		t.Fatalf("query on terminated session: %v", err)
+	}
+	var n int
+	if err := other.QueryRow(ctx, `SELECT 3`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("other session: %d %v", n, err)
+	}
+	tp.waitSessions(t, 1)
+}
