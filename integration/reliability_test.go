@@ -96,6 +96,7 @@ func TestProxySurvivesPostgresKill(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	goBefore := metric(t, s.metrics, "go_goroutines")
 	t0 := time.Now()
 	cluster.Kill()
 	t.Logf("Postgres killed in %v", time.Since(t0))
@@ -153,8 +154,45 @@ func TestProxySurvivesPostgresKill(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	// Sync recovers too: a change made in Stripe arrives.
 	waitLiveURL(t, s.proxy, 30*time.Second)
+	// Sync recovers too: a change made in Stripe directly arrives.
+	var created string
+	for id := range s.e.Objects("customers") {
+		created = id
+		break
+	}
+	req, _ := http.NewRequest("POST", s.emuURL+"/v1/customers/"+created, strings.NewReader("name=after-the-crash"))
+	req.Header.Set("Authorization", "Bearer "+secKey)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("update in Stripe: %v %v", err, res)
+	}
+	res.Body.Close()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		out, _ := psql(t, s.proxy, "-c", "SELECT name FROM stripe.customers WHERE id = '"+created+"'")
+		if strings.TrimSpace(out) == "after-the-crash" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sync did not follow a change after Postgres came back: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The sessions that died with Postgres left nothing behind.
+	conn.Close(ctx)
+	var goAfter float64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		goAfter = metric(t, s.metrics, "go_goroutines")
+		if goAfter <= goBefore+3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if goAfter > goBefore+3 {
+		t.Errorf("goroutines: %v before the kill, %v after recovery with the client gone", goBefore, goAfter)
+	}
 }
 
 // metric reads one unlabelled sample from /metrics.

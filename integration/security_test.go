@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,9 +242,10 @@ func TestWriteWithoutPrivilege(t *testing.T) {
 	}
 }
 
-// The API key appears nowhere a user or an operator can see: logs (with
-// retries, Stripe errors, sync under faults), client errors, status,
-// /metrics, /healthz, and the error lines of a bad configuration.
+// The API key (and the database password) appears nowhere a user or an
+// operator can see: logs (with retries, Stripe errors, sync under faults),
+// client errors, status, /metrics, /healthz, and the error lines of a bad
+// configuration.
 func TestAPIKeyNeverLeaks(t *testing.T) {
 	s := startStack(t, pgtest.NewDB(t))
 	ctx := context.Background()
@@ -264,18 +266,32 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // the events loop polls under faults
 	s.inj.SetRate(0)
-	// An unauthorised key (the emulator refuses it) and a wrong base URL
-	// make the most talkative errors.
-	for _, key := range []string{"sk_test_", "pk_test_reliabilitySECRETvalue9876", "sk_live_reliabilitySECRETvalue9876"} {
-		out := runOnce(t, []string{"DATABASE_URL=" + s.dbURL, "STRIPE_API_KEY=" + key, "STRIPE_API_BASE=" + s.emuURL,
-			"PGSTRIPE_LISTEN=" + freeAddr(t), "PGSTRIPE_METRICS_LISTEN=" + freeAddr(t)}, 4*time.Second, "serve")
-		seen = append(seen, out)
+	// Bad keys, an unreachable database or API: the most talkative
+	// errors. The runs are independent, so they run side by side.
+	type run struct {
+		env     []string
+		timeout time.Duration
+		args    []string
 	}
-	out := runOnce(t, []string{"DATABASE_URL=postgres://nobody@127.0.0.1:1/x", "STRIPE_API_KEY=" + secKey}, 10*time.Second, "serve")
-	seen = append(seen, out)
-	out = runOnce(t, []string{"DATABASE_URL=" + s.dbURL, "STRIPE_API_KEY=" + secKey, "STRIPE_API_BASE=http://127.0.0.1:1"}, 5*time.Second, "backfill", "--objects", "customers")
-	seen = append(seen, out)
-	seen = append(seen, runOnce(t, []string{"DATABASE_URL=" + s.dbURL, "STRIPE_API_KEY=" + secKey}, 10*time.Second, "status"))
+	var runs []run
+	for _, key := range []string{"sk_test_", "pk_test_reliabilitySECRETvalue9876", "sk_live_reliabilitySECRETvalue9876"} {
+		runs = append(runs, run{[]string{"DATABASE_URL=" + s.dbURL, "STRIPE_API_KEY=" + key, "STRIPE_API_BASE=" + s.emuURL,
+			"PGSTRIPE_LISTEN=" + freeAddr(t), "PGSTRIPE_METRICS_LISTEN=" + freeAddr(t)}, 4 * time.Second, []string{"serve"}})
+	}
+	runs = append(runs,
+		run{[]string{"DATABASE_URL=postgres://nobody:dbSECRETpw@127.0.0.1:1/x", "STRIPE_API_KEY=" + secKey}, 4 * time.Second, []string{"serve"}},
+		run{[]string{"DATABASE_URL=postgres://nobody:dbSECRETpw@127.0.0.1:1/x", "STRIPE_API_KEY=" + secKey}, 4 * time.Second, []string{"status"}},
+		run{[]string{"DATABASE_URL=" + s.dbURL, "STRIPE_API_KEY=" + secKey, "STRIPE_API_BASE=http://127.0.0.1:1"}, 4 * time.Second, []string{"backfill", "--objects", "customers"}},
+		run{[]string{"DATABASE_URL=" + s.dbURL, "STRIPE_API_KEY=" + secKey}, 10 * time.Second, []string{"status"}},
+	)
+	outs := make([]string, len(runs))
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		wg.Add(1)
+		go func() { defer wg.Done(); outs[i] = runOnce(t, r.env, r.timeout, r.args...) }()
+	}
+	wg.Wait()
+	seen = append(seen, outs...)
 	for _, path := range []string{"/metrics", "/healthz"} {
 		res, err := http.Get(s.metrics + path)
 		if err != nil {
@@ -291,7 +307,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		t.Logf("note: no retry logged under 50%% faults; the log check is weaker than meant")
 	}
 	for i, text := range seen {
-		for _, secret := range []string{secKey, "reliabilitySECRETvalue9876", "SECRETvalue"} {
+		for _, secret := range []string{secKey, "reliabilitySECRETvalue9876", "SECRETvalue", "dbSECRETpw"} {
 			if strings.Contains(text, secret) {
 				t.Errorf("output %d contains the API key (%q):\n%s", i, secret, tail(text, 20))
 			}
