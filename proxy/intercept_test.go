@@ -136,7 +136,7 @@ func TestInterceptExtended(t *testing.T) {
 				t.Fatalf("got %q %q", id, gotV)
 			}
 			c := ti.last()
-			if c.Protocol != ExtendedProtocol || c.TxStatus != 'I' || len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 || c.SQL != insertX {
+			if c.Protocol != ExtendedProtocol || c.TxStatus != 'I' || len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 || c.SQL != insertX || len(c.ParamFormats) != 1 || c.User != "postgres" {
 				t.Fatalf("call = %+v", c)
 			}
 			// The client's own unnamed statement still works after the
@@ -347,5 +347,29 @@ func TestInterceptUnknownParamTypes(t *testing.T) {
 	}
 	if c := ti.last(); len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 {
 		t.Fatalf("ParamOIDs = %v", c.ParamOIDs)
+	}
+}
+
+// TestInterceptBinaryParams: binary parameters reach the interceptor as
+// sent, with their formats and types.
+func TestInterceptBinaryParams(t *testing.T) {
+	var got Call
+	ic := InterceptorFunc(func(ctx context.Context, call *Call) error {
+		got = *call
+		return call.Send(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")})
+	})
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: ic})
+	url := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, url)
+	if _, err := admin.Exec(ctxT(t), `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key, v text, n int8)`); err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, tp.via(t, url))
+	tag, err := conn.Exec(ctxT(t), `INSERT INTO stripe.x (id, n) VALUES ($1, $2)`, "a", int64(258))
+	if err != nil || tag.String() != "INSERT 0 1" {
+		t.Fatalf("exec: %v %v", tag, err)
+	}
+	if len(got.Params) != 2 || got.ParamOIDs[1] != 20 || got.ParamFormats[1] != 1 || string(got.Params[1]) != "\x00\x00\x00\x00\x00\x00\x01\x02" {
+		t.Fatalf("call = %+v", got)
 	}
 }
