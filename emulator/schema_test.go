@@ -71,6 +71,22 @@ func TestObjectsMatchSpec(t *testing.T) {
 			}
 		}
 	}
+	// Deleted stubs match the spec's deleted_<object> schemas.
+	for id, stub := range e.tombstones {
+		var m map[string]any
+		json.Unmarshal(stub, &m)
+		name := "deleted_" + m["object"].(string)
+		v, err := spec.GetValidatorForOpenAPI3Schema(e.api.schemas[name], comps)
+		if err != nil || e.api.schemas[name] == nil {
+			t.Fatalf("%s: no schema %s", id, name)
+		}
+		if err := v.Validate(m); err != nil {
+			t.Errorf("stub %s: %v", stub, err)
+		}
+	}
+	if len(e.tombstones) != 2 {
+		t.Errorf("%d tombstones, want 2", len(e.tombstones))
+	}
 	// The virtual upcoming invoice too.
 	v, _ := spec.GetValidatorForOpenAPI3Schema(e.api.schemas["invoice"], comps)
 	for id, raw := range e.Objects("customers") {
