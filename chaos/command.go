@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,8 +12,9 @@ import (
 
 // Command is `pgstripe-bench chaos [flags]`: it parses args, runs Run with
 // progress on log, and returns the Result (the caller prints it as the last
-// JSON line). A run whose Result is not OK returns it with an error, so the
-// command exits non-zero but still shows the figures.
+// JSON line). A run whose Result is not OK prints the Result to stdout
+// itself and returns an error, so the command exits non-zero with the
+// figures still last on stdout.
 func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(log)
@@ -63,6 +65,11 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 		return res, err
 	}
 	if !res.OK() {
+		// pgstripe-bench prints the result only on success: print it here,
+		// so the figures are still the last line of stdout, and fail.
+		if b, err := json.Marshal(res); err == nil {
+			fmt.Fprintln(os.Stdout, string(b))
+		}
 		return res, fmt.Errorf("chaos run failed: %d missing, %d extra, %d stale, %d duplicates, %d lost writes, %d read-your-write misses, clean shutdown %v; %v",
 			res.Missing, res.Extra, res.Stale, res.DuplicatesCreated, res.LostWrites, res.ReadMisses, res.CleanShutdown, res.Details)
 	}
