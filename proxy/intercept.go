@@ -423,14 +423,8 @@ func (s *session) serveInterception(ic *interception) error {
 // interceptSimple handles an intercepted simple Query.
 func (s *session) interceptSimple(sql string) error {
 	call := &Call{SQL: sql, Protocol: SimpleProtocol}
-	ok, err := s.intercept(call, nil)
-	if err != nil || !ok {
-		return err
-	}
-	// The interceptor's queries ran without Sync; Sync ends them (and the
-	// implicit transaction) and yields the ReadyForQuery the client awaits.
-	s.q.push1(entry{kind: kSync})
-	return s.uw.write(syncMsg)
+	_, err := s.intercept(call, nil)
+	return err
 }
 
 // interceptExecute handles Execute of an intercepted portal.
@@ -474,6 +468,13 @@ func (s *session) intercept(call *Call, pi *portalInfo) (bool, error) {
 		return false, nil
 	}
 	defer func() {
+		if call.Protocol == SimpleProtocol {
+			// The interceptor's queries ran without Sync; Sync ends them
+			// (and the implicit transaction) and yields the ReadyForQuery
+			// the client awaits.
+			s.q.push1(entry{kind: kSync})
+			s.uw.write(syncMsg)
+		}
 		// The entry is the queue's head (the server loop pops nothing while
 		// it pumps for us); pop it now rather than at the next upstream
 		// message, so an idle session looks idle.
