@@ -161,6 +161,34 @@ func TestCancel(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("cancel took %v", time.Since(start))
 	}
+	// The cancel hits the right session only.
+	a, b := pgtest.Connect(t, url), pgtest.Connect(t, url)
+	bDone := make(chan error, 1)
+	go func() {
+		_, err := b.Exec(context.Background(), `SELECT pg_sleep(1)`)
+		bDone <- err
+	}()
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := a.Exec(context.Background(), `SELECT pg_sleep(20)`)
+		aDone <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := a.PgConn().CancelRequest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-aDone:
+		if !errors.As(err, &pe) || pe.Code != "57014" {
+			t.Fatalf("cancelled session: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancel did not reach the session")
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("the other session was disturbed: %v", err)
+	}
+
 	conn = pgtest.Connect(t, url)
 	// A cancel also reaches an interceptor that is waiting (on Stripe).
 	pc := conn.PgConn()
