@@ -3,20 +3,37 @@
 // client's own startup parameters, and authentication (trust, password, md5,
 // SCRAM) is relayed between the two untouched.
 //
-// Every message passes through as the bytes that arrived, batched so that
-// each side gets one write per round trip. The proxy keeps an ordered queue
-// of the replies it expects (one entry per request that gets a reply), which
-// is what lets it answer some statements itself: statements that the
-// caller's classifier marks Intercept are handed, at execution time, to an
-// Interceptor, which may run its own queries on the client's upstream
-// connection and writes the reply to the client. Write-through
-// (package writethrough) is built on that hook.
+// Two goroutines serve a session: the client loop forwards requests
+// upstream, the server loop forwards replies to the client. Messages pass
+// through as the bytes that arrived (framed, not decoded, except the few
+// fields the proxy needs), batched so that each side gets one write per
+// round trip: a side's buffer is flushed when the reader of the other side
+// would block. A short spin before parking (SpinConfig) saves scheduler
+// wake-ups when the machine has cores to spare.
 //
-// The proxy also terminates TLS (SSLRequest), answers GSSENCRequest with 'N',
-// issues its own cancel keys and maps CancelRequest to the right upstream
-// backend, and drains sessions on shutdown.
+// The proxy keeps an ordered queue of the replies it expects (one entry per
+// request that gets a reply, dropping those Postgres skips after an error
+// until Sync), which is what lets it answer some statements itself:
+// statements the caller's classifier marks Intercept are handed, at
+// execution time (simple Query, or Execute), to an Interceptor, which may
+// run its own queries on the client's upstream connection (Upstream) and
+// writes the reply to the client (Call.Send). A barrier request (closing a
+// statement that does not exist) tells the proxy when every earlier reply
+// has reached the client. Write-through (package writethrough) is built on
+// that hook.
+//
+// The proxy also terminates TLS (SSLRequest, or direct TLS with ALPN
+// "postgresql"), optionally speaks TLS to upstream, answers GSSENCRequest
+// with 'N', issues its own cancel keys and maps CancelRequest to the right
+// upstream backend (and to a running interception), closes malformed or
+// oversized clients with an ErrorResponse, and drains sessions on shutdown.
 //
 // SCRAM with channel binding (channel_binding=require) cannot work through
 // the proxy when TLS ends at the proxy: the upstream connection is a
 // different channel, so Postgres never offers SCRAM-SHA-256-PLUS.
+//
+// Notifications carry the upstream backend's PID, while BackendKeyData
+// carries the proxy's own key, so a client comparing the two (to skip its
+// own notifications) sees a mismatch; pg_backend_pid() matches the
+// notifications.
 package proxy
