@@ -70,6 +70,19 @@ func init() {
 	}
 
 	// customers
+	kCustomer.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if pm, ok := c.params["payment_method"].(string); ok && pm != "" && e.tables["payment_methods"].byID[pm] == nil {
+			return e.mustExist("payment_methods", "payment_method", pm)
+		}
+		return nil
+	}
+	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		// payment_method on create attaches it.
+		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
+			e.attachPM(c, pm, idOf(obj))
+		}
+		c.result = obj
+	}
 	kCustomer.del = deleteCustomer
 	crud(kCustomer, "crudl")
 

@@ -164,18 +164,22 @@ func (s *seeder) run(n int) error {
 	var paidInvoices []string
 	for i := 0; i < n && s.err == nil; i++ {
 		ct := s.when()
-		cu := s.call(ct, "POST", "/v1/customers", nil, map[string]any{"email": fmt.Sprintf("customer%d@example.com", i), "name": fmt.Sprintf("Customer %d", i),
-			"metadata": map[string]any{"seed": fmt.Sprint(i)}})
+		// A card, attached at creation; most customers make it their
+		// invoice default.
+		pm := s.call(ct, "POST", "/v1/payment_methods", nil, map[string]any{"type": "card"})
+		if pm == nil {
+			break
+		}
+		cp := map[string]any{"email": fmt.Sprintf("customer%d@example.com", i), "name": fmt.Sprintf("Customer %d", i),
+			"metadata": map[string]any{"seed": fmt.Sprint(i)}, "payment_method": idOf(pm)}
+		if s.rng.Intn(10) < 9 {
+			cp["invoice_settings"] = map[string]any{"default_payment_method": idOf(pm)}
+		}
+		cu := s.call(ct, "POST", "/v1/customers", nil, cp)
 		if cu == nil {
 			break
 		}
 		cid := idOf(cu)
-		pt := s.later(ct, 3600)
-		pm := s.call(pt, "POST", "/v1/payment_methods", nil, map[string]any{"type": "card"})
-		s.call(pt, "POST", "/v1/payment_methods/{payment_method}/attach", map[string]string{"payment_method": idOf(pm)}, map[string]any{"customer": cid})
-		if s.rng.Intn(10) < 9 {
-			s.call(pt, "POST", "/v1/customers/{customer}", map[string]string{"customer": cid}, map[string]any{"invoice_settings": map[string]any{"default_payment_method": idOf(pm)}})
-		}
 		if s.rng.Intn(5) == 0 {
 			s.call(s.later(ct, 86400), "POST", "/v1/customers/{customer}/tax_ids", map[string]string{"customer": cid}, map[string]any{"type": "eu_vat", "value": fmt.Sprintf("DE%09d", i)})
 		}
