@@ -3,6 +3,7 @@ package emulator
 import (
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -20,22 +21,37 @@ func BenchmarkSeed1000(b *testing.B) {
 	}
 }
 
-// BenchmarkListPage measures one 100-item page of customers (no latency, no
-// limit) through ServeHTTP.
+// BenchmarkListPage measures one 100-item page (no latency, no limit)
+// through ServeHTTP: parsing, validation, the created-range binary search
+// and the response.
 func BenchmarkListPage(b *testing.B) {
 	e, err := New(Options{RateLimit: -1, Seed: 2000})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r := httptest.NewRequest("GET", "/v1/invoices?limit=100&created[gte]=1300000000", nil)
-		r.Header.Set("Authorization", "Bearer sk_test_x")
-		w := httptest.NewRecorder()
-		e.ServeHTTP(w, r)
-		if w.Code != 200 {
-			b.Fatal(w.Code, w.Body.String())
-		}
+	for _, path := range []string{
+		"/v1/customers?limit=100&created[gte]=1300000000",
+		"/v1/invoices?limit=100&created[gte]=1300000000", // ~9 KB objects: 10 embedded lines each
+		"/v1/charges?limit=100&starting_after=",
+	} {
+		name := path[4:strings.Index(path, "?")]
+		b.Run(name, func(b *testing.B) {
+			if strings.HasSuffix(path, "=") {
+				for id := range e.Objects("charges") {
+					path += id
+					break
+				}
+			}
+			for i := 0; i < b.N; i++ {
+				r := httptest.NewRequest("GET", path, nil)
+				r.Header.Set("Authorization", "Bearer sk_test_x")
+				w := httptest.NewRecorder()
+				e.ServeHTTP(w, r)
+				if w.Code != 200 {
+					b.Fatal(w.Code, w.Body.String())
+				}
+			}
+		})
 	}
 }
 
