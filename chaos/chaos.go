@@ -56,6 +56,13 @@ type Options struct {
 	// Settle bounds the wait for the tables to equal the emulator once the
 	// workload stopped (default 120 s).
 	Settle time.Duration
+	// EventDelay makes the emulator's events list eventually consistent: an
+	// event becomes visible after a random delay up to this (default 0).
+	EventDelay time.Duration
+	// Latency, LatencyMax: added latency per Stripe request (fixed, or a
+	// uniform range when LatencyMax > Latency); more calls are in flight
+	// when a kill lands.
+	Latency, LatencyMax time.Duration
 	// RandSeed makes kill times and faults repeatable (default: time-based).
 	RandSeed uint64
 	// Log receives progress lines; nil discards them.
@@ -189,7 +196,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		fmt.Fprintf(o.Log, "%s chaos: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 	}
 	rng := rand.New(rand.NewPCG(o.RandSeed, 7))
-	logf("seed %d, %d kills, %d Postgres restarts, faults %.2f, workload %v", o.RandSeed, o.Kills, o.PGRestarts, o.Faults, o.Duration)
+	logf("seed %d, %d kills, %d Postgres restarts, faults %.2f, workload %v, event delay %v, latency %v-%v",
+		o.RandSeed, o.Kills, o.PGRestarts, o.Faults, o.Duration, o.EventDelay, o.Latency, max(o.Latency, o.LatencyMax))
 
 	if o.Binary == "" {
 		dir, err := os.MkdirTemp("", "pgstripe-chaos-")
@@ -215,7 +223,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	// Stripe: the emulator, reached by pgstripe through the fault injector
 	// and by the workload directly (its faults are not the point).
-	emu, err := emulator.New(emulator.Options{RateLimit: -1, Seed: o.Seed})
+	emu, err := emulator.New(emulator.Options{RateLimit: -1, Seed: o.Seed, EventDelay: o.EventDelay, Latency: o.Latency, LatencyMax: o.LatencyMax})
 	if err != nil {
 		return res, err
 	}

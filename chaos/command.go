@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
 )
 
 // Command is `pgstripe-bench chaos [flags]`: it parses args, runs Run with
@@ -28,6 +30,8 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs.IntVar(&o.Writers, "writers", 2, "clients writing through the proxy")
 	fs.Float64Var(&o.RateLimit, "rate", 60, "PGSTRIPE_RATE_LIMIT")
 	fs.Uint64Var(&o.RandSeed, "rand-seed", 0, "random seed (0: from the clock)")
+	fs.DurationVar(&o.EventDelay, "event-delay", 0, "emulator: events become visible after a random delay up to this")
+	latency := fs.String("latency", "0", "emulator: added latency per request, e.g. 100ms or 50ms-300ms")
 	binary := fs.String("binary", "", "pgstripe binary (default: go build ./cmd/pgstripe)")
 	serveLog := fs.String("serve-log", "", "file for pgstripe serve's output")
 	if err := fs.Parse(args); err != nil {
@@ -36,6 +40,11 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	lo, hi, err := emulator.ParseLatency(*latency)
+	if err != nil {
+		return nil, fmt.Errorf("--latency: %w", err)
+	}
+	o.Latency, o.LatencyMax = lo, hi
 	if o.Kills < 0 || o.Faults < 0 || o.Faults > 1 {
 		return nil, fmt.Errorf("--kills must be ≥ 0 and --faults between 0 and 1")
 	}
