@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/pgstripe/pgstripe/chaos"
+	"github.com/pgstripe/pgstripe/proxy/proxybench"
+)
+
+func init() {
+	register("proxy", "pgbench -S direct vs through the proxy, per mode and client count, alternating", runProxy)
+	register("chaos", "kill -9, injected faults and Postgres restarts under a live workload; then verify", chaos.Command)
+}
+
+func runProxy(ctx context.Context, args []string, log io.Writer) (any, error) {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	clients := fs.String("clients", "1,8", "comma-separated pgbench client counts")
+	modes := fs.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
+	seconds := fs.Int("seconds", 10, "seconds per pgbench run")
+	rounds := fs.Int("rounds", 3, "alternating direct/proxy rounds per case")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: log, Modes: strings.Split(*modes, ",")}
+	for _, c := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--clients: %q is not a client count", c)
+		}
+		opts.Clients = append(opts.Clients, n)
+	}
+	return proxybench.Run(ctx, opts)
+}
