@@ -30,7 +30,7 @@ type Options struct {
 	RateLimit    int           // requests/s before 429; 0 = Stripe default (25 test / 100 live); <0 = unlimited
 	Latency      time.Duration // fixed added latency, or the minimum when LatencyMax > Latency
 	LatencyMax   time.Duration
-	Faults       float64       // share of requests answered with a fault (500, 503, 429, dropped connection, timeout)
+	Faults       float64       // share of requests answered with a fault: 500, 503, 429 lock_timeout, dropped connection, timeout, or performed but response lost (equal shares)
 	EventDelay   time.Duration // max random visibility delay of events
 	Seed         int           // customers to seed at start (0 = empty)
 	Distribution string        // uniform | spike | same-second
@@ -40,7 +40,7 @@ type Options struct {
 type Stats struct {
 	Total    int64            `json:"total"`
 	ByRoute  map[string]int64 `json:"by_route"`  // "GET /v1/customers" -> n
-	ByStatus map[int]int64    `json:"by_status"` // 200 -> n
+	ByStatus map[int]int64    `json:"by_status"` // 200 -> n; 0 = connection dropped (injected)
 	Objects  map[string]int   `json:"objects"`   // table -> live objects
 	Events   int              `json:"events"`
 }
@@ -299,7 +299,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		lat += time.Duration(e.rnd.Int63n(int64(o.LatencyMax - o.Latency)))
 	}
 	fault := o.Faults > 0 && e.rnd.Float64() < o.Faults
-	faultKind := e.rnd.Intn(5)
+	faultKind := e.rnd.Intn(6)
 	lim := e.limTest
 	if live {
 		lim = e.limLive
@@ -323,7 +323,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		return writeError(w, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
 			Message: fmt.Sprintf("Request rate limit exceeded. You can make up to %v requests per second in %s mode. Learn more about rate limits here https://stripe.com/docs/rate-limits.", lim.Limit(), mode)}), routeName
 	}
-	if fault {
+	// Kind 5, a lost response, happens after the request is performed
+	// (below); the others before anything is done.
+	if fault && faultKind != 5 {
 		switch faultKind {
 		case 0:
 			return writeError(w, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
@@ -408,6 +410,16 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		idemHash = hex.EncodeToString(sum[:])
 	}
 	status, body, replayed := e.execute(h, c, idemK, idemHash)
+	if fault && faultKind == 5 {
+		// The request took effect but its response never arrives: the
+		// case idempotency keys exist for.
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return 0, routeName
+			}
+		}
+	}
 	// The Date of a response is the emulator-clock time at which its state
 	// was read (under the lock), which is what pgstripe orders states by.
 	w.Header().Set("Date", time.Unix(c.now, 0).UTC().Format(http.TimeFormat))

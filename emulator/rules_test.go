@@ -180,8 +180,7 @@ func TestIdempotency(t *testing.T) {
 	if got := len(e2.Objects("products")); got != made || made < 10 {
 		t.Fatalf("faults: %d succeeded, %d stored", made, got)
 	}
-	st := e2.Stats()
-	if st.ByStatus[500]+st.ByStatus[503]+st.ByStatus[429] == 0 {
+	if st := e2.Stats(); st.Total <= st.ByStatus[200] {
 		t.Fatalf("no faults injected: %+v", st.ByStatus)
 	}
 }
