@@ -222,7 +222,7 @@ ON CONFLICT (object, id) DO NOTHING`, T); err != nil {
 	}
 	p.cur = next
 	p.seen = seenSet{}
-	p.lastSweep = time.Time{}
+	p.lastSweep, p.overlap, p.sweep, p.anchor, p.overlapBase = time.Time{}, nil, nil, "", time.Time{}
 	p.log.Info("re-backfill complete; following events again", "since", T, "removed", swept)
 	return nil
 }

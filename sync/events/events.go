@@ -57,7 +57,8 @@ type Config struct {
 	// up to LookBack after its creation is still applied (default 60 s).
 	LookBack time.Duration
 	// SweepEvery is how often the LookBack window is re-read (default
-	// LookBack/4, at least PollInterval). Every poll re-reads 3 s.
+	// LookBack/2, at least PollInterval). The last 3 s are re-read every
+	// poll (or every second, above a page of events per 3 s).
 	SweepEvery time.Duration
 	// BalanceEvery is how often balance_transactions (no events of their
 	// own) are listed by created (default 10 s; negative: never).
@@ -98,7 +99,7 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("events: LookBack %s is longer than half of Stripe's event retention", c.LookBack)
 	}
 	if c.SweepEvery <= 0 {
-		c.SweepEvery = max(c.LookBack/4, c.PollInterval)
+		c.SweepEvery = max(c.LookBack/2, c.PollInterval)
 	}
 	if c.BalanceEvery == 0 {
 		c.BalanceEvery = 10 * time.Second
@@ -136,8 +137,10 @@ type poller struct {
 	anchor                 string
 	lastSweep, lastBalance time.Time
 	lastOverlap            time.Time
-	overlapPages           int  // pages the last overlap read took
-	errorShown             bool // last_error was set by recordError
+	overlapPages           int       // pages the last overlap read took
+	overlap, sweep         *lateScan // re-reads in progress, nil if none
+	overlapBase            time.Time // checked_through when the last overlap re-read began
+	errorShown             bool      // last_error was set by recordError
 	lastSave, lastStatus   time.Time
 	lastPrune              time.Time
 }
@@ -214,13 +217,10 @@ func (p *poller) step(ctx context.Context) error {
 		return p.rebackfill(ctx, "resume")
 	}
 	now := time.Now()
+	// While the overlap window fits in one page, re-reading it costs what a
+	// head poll costs and catches late events at once.
 	mode := modeHead
-	switch {
-	case now.Sub(p.lastSweep) >= p.cfg.SweepEvery:
-		mode = modeSweep
-	case p.anchor == "" || p.overlapPages <= 1 || now.Sub(p.lastOverlap) >= max(p.cfg.PollInterval, overlapEvery):
-		// While the overlap window fits in one page, re-reading it costs
-		// what a head poll costs and catches late events a second sooner.
+	if p.anchor == "" || p.overlapPages <= 1 {
 		mode = modeOverlap
 	}
 	pages, err := p.poll(ctx, mode)
@@ -230,11 +230,41 @@ func (p *poller) step(ctx context.Context) error {
 		}
 		return err
 	}
-	switch mode {
-	case modeSweep:
-		p.lastSweep, p.lastOverlap = now, now
-	case modeOverlap:
-		p.lastOverlap, p.overlapPages = now, pages
+	if mode == modeOverlap {
+		p.lastOverlap, p.overlapPages, p.overlapBase = now, pages, time.Time{}
+	}
+	// The rest of the cycle re-reads windows for late events, a page at a
+	// time, so a long sweep (a minute of a busy account, against Stripe's
+	// latency) never holds up the next poll by more than one request. The
+	// overlap goes first: it is short and keeps late events' lag low.
+	if mode == modeHead && p.overlap == nil && now.Sub(p.lastOverlap) >= overlapEvery {
+		p.overlap = p.newScan(false, now)
+	}
+	if p.sweep == nil && now.Sub(p.lastSweep) >= p.cfg.SweepEvery {
+		p.sweep = p.newScan(true, now)
+	}
+	deadline := now.Add(p.cfg.PollInterval * 3 / 4)
+	readOverlap := false
+	for p.overlap != nil && (!readOverlap || time.Now().Before(deadline)) {
+		done, err := p.scanPage(ctx, p.overlap)
+		if err != nil {
+			return err // the scan resumes at its page next step
+		}
+		readOverlap = true
+		if done {
+			p.lastOverlap, p.overlapBase, p.overlap = p.overlap.began, p.overlap.base, nil
+		}
+	}
+	// The sweep gets what the cycle has left, and a page at least every
+	// other step.
+	for first := true; p.sweep != nil && ((first && !readOverlap) || time.Now().Before(deadline)); first = false {
+		done, err := p.scanPage(ctx, p.sweep)
+		if err != nil {
+			return err
+		}
+		if done {
+			p.lastSweep, p.sweep = p.sweep.began, nil
+		}
 	}
 	if p.cfg.BalanceEvery > 0 && now.Sub(p.lastBalance) >= p.cfg.BalanceEvery {
 		if err := p.pollBalance(ctx); err != nil {
@@ -302,12 +332,67 @@ const (
 	// modeOverlap re-reads from headOverlap before the checked point:
 	// events that became visible a little late, after newer ones.
 	modeOverlap
-	// modeSweep re-reads from LookBack before it.
-	modeSweep
 )
 
-// overlapEvery is how often the short overlap window is re-read.
+// overlapEvery is how often the overlap window is re-read when polls read
+// only the head.
 const overlapEvery = time.Second
+
+// lateScan is a re-read of a created window, newest first, for events that
+// became visible after newer ones: the overlap or a sweep (LookBack).
+type lateScan struct {
+	sweep bool
+	q     url.Values
+	began time.Time
+	base  time.Time // checked_through when it began
+}
+
+// newScan starts a re-read. An overlap reads from 3 s before where the
+// previous one began, so that overlaps leave no gap however they are
+// scheduled; a sweep from LookBack before the checked point.
+func (p *poller) newScan(sweep bool, now time.Time) *lateScan {
+	base := p.cur.CheckedThrough
+	from := windowStart(base, sweep, p.cfg.LookBack)
+	if !sweep && !p.overlapBase.IsZero() && p.overlapBase.Before(base) {
+		from = windowStart(p.overlapBase, false, p.cfg.LookBack)
+	}
+	q := url.Values{}
+	q.Set("limit", "100")
+	q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
+	return &lateScan{sweep: sweep, q: q, began: now, base: base}
+}
+
+// scanPage reads the next page of the current scan and applies what is
+// new; done when the window is exhausted.
+func (p *poller) scanPage(ctx context.Context, sc *lateScan) (done bool, err error) {
+	started := time.Now()
+	page, err := p.cfg.Client.List(ctx, "/v1/events", sc.q)
+	if err != nil {
+		return false, fmt.Errorf("re-read events: %w", err)
+	}
+	p.observeDate(page.AsOf)
+	evs, err := parseEvents(page.Data)
+	if err != nil {
+		return false, err
+	}
+	var pending []Event
+	for _, e := range evs {
+		if !p.seen.has(e.ID) {
+			pending = append(pending, e)
+		}
+	}
+	if len(pending) > 0 {
+		p.log.Debug("late events found", "events", len(pending), "sweep", sc.sweep)
+		if err := p.apply(ctx, pending, nil, started); err != nil {
+			return false, err
+		}
+	}
+	if !page.HasMore || len(evs) == 0 {
+		return true, nil
+	}
+	sc.q.Set("starting_after", evs[len(evs)-1].ID)
+	return false, nil
+}
 
 // poll reads events and applies what is new, page by page.
 func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error) {
@@ -316,7 +401,7 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 	if mode == modeHead {
 		q.Set("ending_before", p.anchor)
 	} else {
-		from := windowStart(p.cur.CheckedThrough, mode == modeSweep, p.cfg.LookBack)
+		from := windowStart(p.cur.CheckedThrough, false, p.cfg.LookBack)
 		q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
 	}
 	var checked time.Time

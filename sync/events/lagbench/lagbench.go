@@ -37,6 +37,7 @@ type Options struct {
 	Duration        time.Duration // mutating time (default 10 s)
 	MutationsPerSec float64       // default 20
 	EventDelay      time.Duration // emulator's max visibility delay (default 0)
+	Latency         time.Duration // emulator's added latency per request (default 0)
 	PollInterval    time.Duration // default events.DefaultPollInterval
 	Objects         int           // customers and products mutated (default 40)
 	// RateLimit of the sync's limiter (default 1000/s: above need, so the
@@ -62,6 +63,7 @@ type Result struct {
 	MutationsPerSec float64 `json:"mutations_per_sec"` // achieved
 	PollIntervalMs  float64 `json:"poll_interval_ms"`
 	EventDelayMs    float64 `json:"event_delay_ms"`
+	LatencyMs       float64 `json:"latency_ms"`
 	EventRequests   int64   `json:"event_requests"` // GET /v1/events by the loop
 	Seconds         float64 `json:"seconds"`
 }
@@ -87,7 +89,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
-	res := Result{PollIntervalMs: ms(o.PollInterval), EventDelayMs: ms(o.EventDelay)}
+	res := Result{PollIntervalMs: ms(o.PollInterval), EventDelayMs: ms(o.EventDelay), LatencyMs: ms(o.Latency)}
 
 	dbURL := o.DatabaseURL
 	if dbURL == "" {
@@ -107,7 +109,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 
-	emu, err := emulator.New(emulator.Options{RateLimit: -1, EventDelay: o.EventDelay})
+	emu, err := emulator.New(emulator.Options{RateLimit: -1, EventDelay: o.EventDelay, Latency: o.Latency})
 	if err != nil {
 		return res, err
 	}

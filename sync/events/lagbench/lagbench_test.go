@@ -26,6 +26,9 @@ func TestLag(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("LAGBENCH_DELAY")); err == nil {
 		o.EventDelay = d
 	}
+	if d, err := time.ParseDuration(os.Getenv("LAGBENCH_LATENCY")); err == nil {
+		o.Latency = d
+	}
 	if r := os.Getenv("LAGBENCH_RATE"); r != "" {
 		json.Unmarshal([]byte(r), &o.MutationsPerSec)
 	}
