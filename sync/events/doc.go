@@ -23,10 +23,15 @@
 //     created >= checked_through - 3 s (it costs what any poll costs, and
 //     a late event is caught at the next poll);
 //   - above that, polls list only the events after the newest one seen
-//     (ending_before, paging toward newer ones) and the 3 s overlap is
-//     re-read once a second;
-//   - every SweepEvery a sweep re-reads from LookBack (default 60 s) before
-//     checked_through.
+//     (ending_before, paging toward newer ones), and once a second an
+//     overlap re-read covers from 3 s before where the previous one began
+//     (so overlaps leave no gap however they are scheduled);
+//   - every SweepEvery (default LookBack/2) a sweep re-reads from LookBack
+//     (default 60 s) before checked_through.
+//
+// Re-reads run a page at a time in what is left of each poll cycle
+// (overlap first), so a sweep of a busy minute against Stripe's latency
+// never delays a poll by more than one request.
 //
 // Events already applied are skipped by id: stripe_sync.applied_events is
 // written in the apply transaction and pruned past the window, and an

@@ -249,3 +249,22 @@ func TestNestedListURL(t *testing.T) {
 func nestedList(field, table, path string) schema.NestedList {
 	return schema.NestedList{Field: field, Table: table, ListPath: path}
 }
+
+func TestOverlapReReadsLeaveNoGap(t *testing.T) {
+	p := &poller{cfg: Config{LookBack: time.Minute}}
+	p.cur.CheckedThrough = time.Unix(1000, 0)
+	now := time.Unix(1000, 0)
+	if got := p.newScan(false, now).q.Get("created[gte]"); got != "997" {
+		t.Errorf("first overlap from %s, want 997", got)
+	}
+	// The previous overlap began at 1000; polls moved on to 1010 while
+	// the re-read waited: the next one must reach back to 997, not 1007.
+	p.overlapBase = time.Unix(1000, 0)
+	p.cur.CheckedThrough = time.Unix(1010, 0)
+	if got := p.newScan(false, now).q.Get("created[gte]"); got != "997" {
+		t.Errorf("overlap after a delay from %s, want 997", got)
+	}
+	if got := p.newScan(true, now).q.Get("created[gte]"); got != "950" {
+		t.Errorf("sweep from %s, want 950", got)
+	}
+}
