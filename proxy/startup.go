@@ -241,14 +241,16 @@ func clientLimit(typ byte) int {
 }
 
 // cancelRequest forwards a client's cancel request to upstream with the
-// upstream's own key, and cancels a running interception.
+// upstream's own key, and cancels a running interception. Upstream first:
+// a cancelled interception replies at once, and an upstream cancel still
+// in flight then would hit the client's next statement.
 func (s *session) cancelRequest() {
+	s.cancelUpstream()
 	s.icMu.Lock()
 	if s.icCancel != nil {
 		s.icCancel()
 	}
 	s.icMu.Unlock()
-	s.cancelUpstream()
 }
 
 // cancelUpstream sends a CancelRequest for this session's upstream backend.
