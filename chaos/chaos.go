@@ -51,6 +51,10 @@ type Options struct {
 	WorkloadRate float64
 	// Writers is the number of clients writing through the proxy (default 2).
 	Writers int
+	// Instances is the number of pgstripe serve processes sharing the
+	// database (default 1); with more, kills hit the sync leader during the
+	// backfill, the instance that performed the write, or any.
+	Instances int
 	// RateLimit is PGSTRIPE_RATE_LIMIT (default 60).
 	RateLimit float64
 	// Settle bounds the wait for the tables to equal the emulator once the
@@ -165,6 +169,9 @@ func (o *Options) defaults() {
 	if o.Writers <= 0 {
 		o.Writers = 2
 	}
+	if o.Instances <= 0 {
+		o.Instances = 1
+	}
 	if o.RateLimit <= 0 {
 		o.RateLimit = 60
 	}
@@ -228,12 +235,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	defer emu.Close()
-	inj := NewInjector(emu, 0, o.RandSeed)
-	faultyURL, stopFaulty, err := serveHTTP(inj)
-	if err != nil {
-		return res, err
-	}
-	defer stopFaulty()
 	cleanURL, stopClean, err := serveHTTP(emu)
 	if err != nil {
 		return res, err
@@ -248,28 +249,43 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 
-	proxyAddr, err := freeAddr()
-	if err != nil {
-		return res, err
+	// The instances: each reaches Stripe through its own injector (so a
+	// performed write tells which instance to kill) and serves its own
+	// proxy; one of them is the sync leader at a time.
+	serveOut := &lockedWriter{w: o.ServeLog}
+	insts := make([]*instance, o.Instances)
+	for i := range insts {
+		in := &instance{inj: NewInjector(emu, 0, o.RandSeed+uint64(i)*7919)}
+		faultyURL, stopFaulty, err := serveHTTP(in.inj)
+		if err != nil {
+			return res, err
+		}
+		defer stopFaulty()
+		proxyAddr, err := freeAddr()
+		if err != nil {
+			return res, err
+		}
+		metricsAddr, err := freeAddr()
+		if err != nil {
+			return res, err
+		}
+		in.metrics = "http://" + metricsAddr
+		in.sp = &serveProc{
+			bin: o.Binary, out: serveOut, healthz: in.metrics + "/healthz", name: fmt.Sprintf("instance %d", i),
+			env: []string{"DATABASE_URL=" + dbURL, "STRIPE_API_KEY=" + apiKey, "STRIPE_API_BASE=" + faultyURL,
+				"PGSTRIPE_LISTEN=" + proxyAddr, "PGSTRIPE_METRICS_LISTEN=" + metricsAddr,
+				fmt.Sprintf("PGSTRIPE_RATE_LIMIT=%g", o.RateLimit), "PGSTRIPE_POLL_INTERVAL=250ms", "PGSTRIPE_LOG_FORMAT=json"},
+		}
+		pu, _ := url.Parse(dbURL)
+		pu.Host = proxyAddr
+		in.proxyURL = pu.String()
+		in.inj.SetRate(o.Faults)
+		if err := in.sp.start(); err != nil {
+			return res, err
+		}
+		defer in.sp.stop()
+		insts[i] = in
 	}
-	metricsAddr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	sp := &serveProc{
-		bin: o.Binary, out: &lockedWriter{w: o.ServeLog}, healthz: "http://" + metricsAddr + "/healthz",
-		env: []string{"DATABASE_URL=" + dbURL, "STRIPE_API_KEY=" + apiKey, "STRIPE_API_BASE=" + faultyURL,
-			"PGSTRIPE_LISTEN=" + proxyAddr, "PGSTRIPE_METRICS_LISTEN=" + metricsAddr,
-			fmt.Sprintf("PGSTRIPE_RATE_LIMIT=%g", o.RateLimit), "PGSTRIPE_POLL_INTERVAL=250ms", "PGSTRIPE_LOG_FORMAT=json"},
-	}
-	inj.SetRate(o.Faults)
-	if err := sp.start(); err != nil {
-		return res, err
-	}
-	defer sp.stop()
-	pu, _ := url.Parse(dbURL)
-	pu.Host = proxyAddr
-	proxyURL := pu.String()
 
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -277,11 +293,24 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	defer pool.Close()
 
-	restartServe := func() {
+	restartServe := func(in *instance) {
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
-		if err := sp.start(); err != nil {
+		if err := in.sp.start(); err != nil {
 			logf("restart failed: %v", err)
 		}
+	}
+	// The leader is the instance to kill during the backfill (the others
+	// don't sync); with one instance, that one.
+	leaderOf := func() *instance {
+		if len(insts) == 1 {
+			return insts[0]
+		}
+		for _, in := range insts {
+			if in.isLeader() {
+				return in
+			}
+		}
+		return insts[rng.IntN(len(insts))]
 	}
 
 	// The workload runs from the start, so the backfill races it.
@@ -303,18 +332,21 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
 		during := backfilling(ctx, pool)
-		sp.kill()
+		victim := leaderOf()
+		victim.sp.kill()
 		kills++
 		if during {
 			res.KillsDuringBackfill++
 		} else {
 			res.KillsDuringEvents++
 		}
-		logf("kill %d (backfill: %v)", kills, during)
-		restartServe()
+		logf("kill %d of %s (backfill: %v)", kills, victim.sp.name, during)
+		restartServe(victim)
 	}
-	if err := sp.waitReady(ctx, 60*time.Second); err != nil {
-		return res, err
+	for _, in := range insts {
+		if err := in.sp.waitReady(ctx, 60*time.Second); err != nil {
+			return res, err
+		}
 	}
 	if err := waitLive(ctx, pool, 120*time.Second); err != nil {
 		return res, fmt.Errorf("sync never went live: %w", err)
@@ -325,7 +357,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// Writers through the proxy.
 	writers := make([]*writer, o.Writers)
 	for i := range writers {
-		writers[i] = newWriter(proxyURL, i)
+		writers[i] = newWriter(insts[i%len(insts)].proxyURL, i)
 		wg.Add(1)
 		go func(w *writer) { defer wg.Done(); w.run(wctx, 150*time.Millisecond) }(writers[i])
 	}
@@ -386,40 +418,51 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				writeKilled.Store(false)
 				armed := make(chan struct{})
 				var once sync.Once
-				inj.OnPerformed(func(r Request) {
-					if !isWriterRequest(r) {
-						return
-					}
-					once.Do(func() {
-						sp.kill()
-						writeKilled.Store(true)
-						close(armed)
+				var victim *instance
+				for _, in := range insts {
+					in.inj.OnPerformed(func(r Request) {
+						if !isWriterRequest(r) {
+							return
+						}
+						once.Do(func() {
+							victim = in
+							in.sp.kill()
+							writeKilled.Store(true)
+							close(armed)
+						})
 					})
-				})
+				}
 				select {
 				case <-armed:
 				case <-time.After(5 * time.Second):
-					once.Do(func() { sp.kill(); close(armed) })
+					once.Do(func() { victim = leaderOf(); victim.sp.kill(); close(armed) })
 				}
-				inj.OnPerformed(nil)
+				for _, in := range insts {
+					in.inj.OnPerformed(nil)
+				}
 				if writeKilled.Load() {
 					res.KillsDuringWrite++
 				} else {
 					res.KillsDuringEvents++
 				}
-				logf("kill %d (write-through performed, not answered: %v)", kills, writeKilled.Load())
+				logf("kill %d of %s (write-through performed, not answered: %v)", kills, victim.sp.name, writeKilled.Load())
+				restartServe(victim)
 			} else {
 				during := backfilling(ctx, pool)
-				sp.kill()
+				victim := leaderOf()
+				if rng.IntN(2) == 0 {
+					victim = insts[rng.IntN(len(insts))]
+				}
+				victim.sp.kill()
 				if during {
 					res.KillsDuringBackfill++
 				} else {
 					res.KillsDuringEvents++
 				}
-				logf("kill %d (backfill: %v)", kills, during)
+				logf("kill %d of %s (backfill: %v)", kills, victim.sp.name, during)
+				restartServe(victim)
 			}
 			writeKill = !writeKill
-			restartServe()
 		}
 	}
 	if d := time.Until(start.Add(o.Duration)); d > 0 {
@@ -432,8 +475,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	logf("workload stopped; waiting for sync to catch up")
 
 	// Settle: the tables must come to equal the emulator.
-	if err := sp.waitReady(ctx, 60*time.Second); err != nil {
-		return res, err
+	for _, in := range insts {
+		if err := in.sp.waitReady(ctx, 60*time.Second); err != nil {
+			return res, err
+		}
 	}
 	var diff verify.Diff
 	zeroes := 0
@@ -516,22 +561,31 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if f := work.failures(); f != "" {
 		res.Details = append(res.Details, "workload: "+f)
 	}
-	res.FaultsInjected, res.FaultsByKind = inj.Total(), inj.Counts()
+	res.FaultsByKind = map[string]int64{}
+	for _, in := range insts {
+		res.FaultsInjected += in.inj.Total()
+		for k, n := range in.inj.Counts() {
+			res.FaultsByKind[k] += n
+		}
+	}
 	st := emu.Stats()
 	res.StripeRequests = st.Total
 	for _, n := range st.Objects {
 		res.Objects += n
 	}
 
-	stopErr := sp.stop()
-	res.CleanShutdown = stopErr == nil
-	if stopErr != nil {
-		res.Details = append(res.Details, stopErr.Error())
-	}
-	var last string
-	res.ServeStarts, res.UnexpectedExits, last = sp.counts()
-	if res.UnexpectedExits > 0 {
-		res.Details = append(res.Details, "last unexpected exit: "+last)
+	res.CleanShutdown = true
+	for _, in := range insts {
+		if err := in.sp.stop(); err != nil {
+			res.CleanShutdown = false
+			res.Details = append(res.Details, in.sp.name+": "+err.Error())
+		}
+		starts, unexpected, last := in.sp.counts()
+		res.ServeStarts += starts
+		res.UnexpectedExits += unexpected
+		if unexpected > 0 {
+			res.Details = append(res.Details, in.sp.name+": last unexpected exit: "+last)
+		}
 	}
 	res.Seconds = time.Since(began).Seconds()
 	logf("done: %d kills, missing %d, extra %d, stale %d, duplicates %d", res.Kills, res.Missing, res.Extra, res.Stale, res.DuplicatesCreated)
@@ -622,4 +676,24 @@ func serveHTTP(h http.Handler) (string, func(), error) {
 			srv.Close()
 		}
 	}, nil
+}
+
+// instance is one pgstripe serve of the run.
+type instance struct {
+	sp       *serveProc
+	inj      *Injector
+	proxyURL string
+	metrics  string // http://host:port
+}
+
+// isLeader reads pgstripe_sync_leader from the instance's /metrics.
+func (in *instance) isLeader() bool {
+	c := &http.Client{Timeout: 500 * time.Millisecond}
+	res, err := c.Get(in.metrics + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return strings.Contains(string(b), "\npgstripe_sync_leader 1")
 }

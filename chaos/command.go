@@ -28,6 +28,7 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs.IntVar(&o.Seed, "seed", 40, "customers seeded in the emulator")
 	fs.Float64Var(&o.WorkloadRate, "workload-rate", 8, "Stripe API operations per second around pgstripe")
 	fs.IntVar(&o.Writers, "writers", 2, "clients writing through the proxy")
+	fs.IntVar(&o.Instances, "instances", 1, "pgstripe serve processes sharing the database (one sync leader)")
 	fs.Float64Var(&o.RateLimit, "rate", 60, "PGSTRIPE_RATE_LIMIT")
 	fs.Uint64Var(&o.RandSeed, "rand-seed", 0, "random seed (0: from the clock)")
 	fs.DurationVar(&o.EventDelay, "event-delay", 0, "emulator: events become visible after a random delay up to this")

@@ -33,6 +33,7 @@ type serveProc struct {
 	env     []string
 	out     io.Writer // serialised by lockedWriter
 	healthz string
+	name    string
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -70,7 +71,7 @@ func (s *serveProc) startLocked() error {
 		}
 	}
 	s.starts++
-	fmt.Fprintf(s.out, "=== chaos: pgstripe serve start #%d at %s\n", s.starts, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(s.out, "=== chaos: %s: pgstripe serve start #%d at %s\n", s.name, s.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(s.bin, "serve")
 	cmd.Env = append(os.Environ(), s.env...)
 	tail := &tailBuffer{}
@@ -115,7 +116,7 @@ func (s *serveProc) kill() {
 	if cmd == nil {
 		return
 	}
-	fmt.Fprintf(s.out, "=== chaos: SIGKILL at %s\n", time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(s.out, "=== chaos: %s: SIGKILL at %s\n", s.name, time.Now().Format(time.RFC3339Nano))
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 }
