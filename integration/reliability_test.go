@@ -323,3 +323,21 @@ func TestProxyManyClients(t *testing.T) {
 		}
 	}
 }
+
+// SIGTERM while serve waits for its database (a compose file starts it
+// before Postgres) is a requested shutdown: exit 0, no "context canceled".
+func TestServeSIGTERMWhileWaitingForDatabase(t *testing.T) {
+	srv := start(t, []string{"DATABASE_URL=postgres://postgres@" + freeAddr(t) + "/x", "STRIPE_API_KEY=" + secKey,
+		"PGSTRIPE_LISTEN=" + freeAddr(t), "PGSTRIPE_METRICS_LISTEN=" + freeAddr(t)}, "serve")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(srv.out.String(), "waiting for the database") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve is not waiting for the database:\n%s", srv.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	srv.stop(t)
+	if strings.Contains(srv.out.String(), "context canceled") {
+		t.Errorf("a requested shutdown reads as an error:\n%s", tail(srv.out.String(), 5))
+	}
+}
