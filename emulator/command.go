@@ -58,6 +58,7 @@ func Command(ctx context.Context, args []string, stdout io.Writer) error {
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case <-ctx.Done():
+		e.Close() // release requests held by latency or injected timeouts
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
