@@ -401,6 +401,7 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	if len(objs) == 0 {
 		return ""
 	}
+	deletedFrom := ic.deletedParents(ctx, t, objs)
 	res, err := ic.upsert(ctx, t, objs, prior)
 	if err != nil {
 		ic.log.Warn("write-through apply failed; the events loop will catch up", "table", t.Name, "err", err)
@@ -409,8 +410,42 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	if len(res.Ambiguous) > 0 {
 		ic.refetch(ctx, t, res.Ambiguous)
 	}
-	ic.refreshParents(ctx, t, objs)
+	ic.refreshParents(ctx, t, objs, deletedFrom)
 	return ""
+}
+
+// deletedParents gives the parents of deleted child rows. Stripe answers a
+// delete with {id, object, deleted} only, so the parent is known from the
+// local row, read before the apply removes it.
+func (ic *Interceptor) deletedParents(ctx context.Context, t *schema.Table, objs []store.Object) []string {
+	if t.Parent == nil {
+		return nil
+	}
+	var ids []string
+	for _, o := range objs {
+		var head struct {
+			ID      string `json:"id"`
+			Deleted bool   `json:"deleted"`
+		}
+		if json.Unmarshal(o.Raw, &head) == nil && head.Deleted && head.ID != "" {
+			ids = append(ids, head.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := ic.cfg.Pool.Query(ctx, `SELECT DISTINCT `+pgx.Identifier{t.Parent.Column}.Sanitize()+` FROM `+t.QualifiedName()+
+		` WHERE id = ANY($1) AND `+pgx.Identifier{t.Parent.Column}.Sanitize()+` IS NOT NULL`, ids)
+	if err != nil {
+		ic.log.Warn("write-through: reading the parents of deleted rows failed", "table", t.Name, "err", err)
+		return nil
+	}
+	parents, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		ic.log.Warn("write-through: reading the parents of deleted rows failed", "table", t.Name, "err", err)
+		return nil
+	}
+	return parents
 }
 
 type lockTimeoutKey struct{}
@@ -470,8 +505,10 @@ func (ic *Interceptor) refetch(ctx context.Context, t *schema.Table, ids []strin
 
 // refreshParents re-reads the parents of written child rows (the
 // subscription after a write to one of its items), so the list the parent
-// embeds is current too. Best effort: what fails is left to the events loop.
-func (ic *Interceptor) refreshParents(ctx context.Context, t *schema.Table, objs []store.Object) {
+// embeds is current too; deletedFrom are the parents of deleted rows, whose
+// answers don't name them. Best effort: what fails is left to the events
+// loop.
+func (ic *Interceptor) refreshParents(ctx context.Context, t *schema.Table, objs []store.Object, deletedFrom []string) {
 	if t.Parent == nil {
 		return
 	}
@@ -481,6 +518,12 @@ func (ic *Interceptor) refreshParents(ctx context.Context, t *schema.Table, objs
 	}
 	seen := map[string]bool{}
 	var ids []string
+	for _, pid := range deletedFrom {
+		if !seen[pid] {
+			seen[pid] = true
+			ids = append(ids, pid)
+		}
+	}
 	for _, o := range objs {
 		var head map[string]json.RawMessage
 		var pid string
