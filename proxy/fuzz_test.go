@@ -29,7 +29,7 @@ func (c *fakeConn) SetReadDeadline(t time.Time) error  { return nil }
 func (c *fakeConn) SetWriteDeadline(t time.Time) error { return nil }
 
 func fuzzSession(client, upstream []byte) *session {
-	p := New(Config{Classify: classifyTest, Interceptor: &testInterceptor{}, Spin: SpinConfig{Disable: true}})
+	p := New(Config{Classify: classifyTest, Interceptor: &testInterceptor{}, Spin: SpinConfig{}})
 	s := &session{p: p, client: &fakeConn{bytes.NewReader(client)}, upstream: &fakeConn{bytes.NewReader(upstream)},
 		done: make(chan struct{}), stmts: make(map[string]*stmtInfo)}
 	s.cw.conn = &fakeConn{r: bytes.NewReader(nil)}

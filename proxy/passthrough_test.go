@@ -114,7 +114,7 @@ func fmtS(format string, args ...any) string { return fmtSprintf(format, args...
 
 func TestPgxThroughProxyMatchesDirect(t *testing.T) {
 	// Spin regardless of load, so the spinning read path is exercised.
-	tp := startProxy(t, Config{Spin: SpinConfig{MaxRunnable: -1, MaxSpinners: 4}})
+	tp := startProxy(t, Config{Spin: SpinConfig{Enable: true, MaxRunnable: -1, MaxSpinners: 4}})
 	url := pgtest.NewDB(t)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {

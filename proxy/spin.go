@@ -31,8 +31,10 @@ import (
 // Otherwise, and after SpinTime without data, the read parks in the
 // netpoller as usual.
 type SpinConfig struct {
-	// Disable turns spinning off.
-	Disable bool
+	// Enable turns spinning on. It is off by default: on the 2-core
+	// development machine, shared with other work, it made latency worse
+	// (see docs/BENCHMARKS.md).
+	Enable bool
 	// SpinTime is how long a read polls before parking (default 100µs).
 	SpinTime time.Duration
 	// MaxSpinners caps concurrent spinning reads (default GOMAXPROCS/2,
@@ -45,7 +47,7 @@ type SpinConfig struct {
 	// owes a reply, or the client has all of its replies.
 	OnlyWhenDue bool
 	// MaxRunnable: nobody spins while more than this many other tasks are
-	// runnable on the machine, on average (default: cores - 1.5, at least
+	// runnable on the machine, on average (default: cores - 0.5, at least
 	// 0.5; negative: spin regardless of load).
 	MaxRunnable float64
 }
@@ -73,7 +75,7 @@ func newSpinner(cfg SpinConfig) *spinner {
 		cfg.ActiveWindow = time.Millisecond
 	}
 	if cfg.MaxRunnable == 0 {
-		cfg.MaxRunnable = max(0.5, float64(runtime.NumCPU())-1.5)
+		cfg.MaxRunnable = max(0.5, float64(runtime.NumCPU())-0.5)
 	}
 	sp := &spinner{cfg: cfg, others: -1}
 	sp.allowed.Store(cfg.MaxRunnable < 0)
@@ -82,7 +84,7 @@ func newSpinner(cfg SpinConfig) *spinner {
 
 // attach gives a session's plain TCP readers the spinning path.
 func (sp *spinner) attach(s *session) {
-	if sp.cfg.Disable {
+	if !sp.cfg.Enable {
 		return
 	}
 	clientSoon := func() bool { return time.Now().UnixNano()-s.lastActive.Load() < int64(sp.cfg.ActiveWindow) }
@@ -101,7 +103,7 @@ func (sp *spinner) attach(s *session) {
 
 func (sp *spinner) detach(s *session) {}
 
-func (sp *spinner) waiterFor(c net.Conn, soon func() bool, active *atomic.Int64) waiter {
+func (sp *spinner) waiterFor(c net.Conn, soon func() bool, active *atomic.Int64) *spinWaiter {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil // TLS reads go through crypto/tls
@@ -190,7 +192,7 @@ func (w *spinWaiter) read(p []byte) (int, error) {
 	var n int
 	var rerr error
 	var start time.Time
-	spinning := false
+	spinning, tried := false, false
 	err := w.rc.Read(func(fd uintptr) bool {
 		for {
 			// Non-blocking read: a raw syscall, no scheduler round trip.
@@ -208,12 +210,16 @@ func (w *spinWaiter) read(p []byte) (int, error) {
 				break
 			}
 			if !spinning {
-				if start.IsZero() && w.soon() && w.sp.mayStart() {
+				if tried {
+					return false // park in the netpoller
+				}
+				tried = true
+				if w.soon() && w.sp.mayStart() {
 					spinning = true
 					start = time.Now()
 					continue
 				}
-				return false // park in the netpoller
+				return false
 			}
 			if time.Since(start) >= w.sp.cfg.SpinTime {
 				spinning = false

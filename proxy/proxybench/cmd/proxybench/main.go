@@ -27,11 +27,13 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternating rounds per case")
 	flag.Duration("spin", 0, "proxy spin time before parking (0: default)")
 	flag.Int("spinners", 0, "max concurrent spinning reads (0: default)")
+	maxRunnable := flag.Float64("maxrunnable", 0, "proxy spins only while at most this many other tasks are runnable (0: default, negative: always)")
+	latency := flag.Int("latency", 0, "instead of pgbench: measure N single-connection round trips per target and round, print percentiles")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (proxy included) to this file")
-	cmpSpinners := flag.Int("compare-spinners", 0, "with -compare: compare against this -spinners value instead of -nospin")
+	cmpSpinners := flag.Int("compare-spinners", 0, "with -compare: compare against this -spinners value instead of the opposite -spin-on")
 	cmpDue := flag.Bool("compare-due", false, "with -compare: compare against spinning only when a reply or request is due")
-	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -nospin setting, in the same rounds")
-	nospin := flag.Bool("nospin", false, "disable the proxy's low-latency read path")
+	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -spin-on setting, in the same rounds")
+	spinOn := flag.Bool("spin-on", false, "enable the proxy's spin-before-park reads (proxy.SpinConfig)")
 	flag.Parse()
 	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: os.Stderr, Modes: strings.Split(*modes, ",")}
 	for _, c := range strings.Split(*clients, ",") {
@@ -44,11 +46,11 @@ func main() {
 	}
 	spin := flag.Lookup("spin").Value.(flag.Getter).Get().(time.Duration)
 	spinners := flag.Lookup("spinners").Value.(flag.Getter).Get().(int)
-	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Disable: *nospin, SpinTime: spin, MaxSpinners: spinners}}
+	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Enable: *spinOn, SpinTime: spin, MaxSpinners: spinners, MaxRunnable: *maxRunnable}}
 	if *compare {
-		opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Disable: !*nospin}}
+		opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Enable: !*spinOn, SpinTime: spin, MaxSpinners: spinners, MaxRunnable: *maxRunnable}}
 		if *cmpSpinners != 0 || *cmpDue {
-			opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{SpinTime: spin, MaxSpinners: *cmpSpinners, OnlyWhenDue: *cmpDue}}
+			opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Enable: true, SpinTime: spin, MaxSpinners: *cmpSpinners, OnlyWhenDue: *cmpDue, MaxRunnable: *maxRunnable}}
 		}
 	}
 	if *cpuprofile != "" {
@@ -62,6 +64,19 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *latency > 0 {
+		res, err := proxybench.Latency(ctx, opts, *latency)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "proxybench:", err)
+			return
+		}
+		for _, r := range res {
+			fmt.Fprintf(os.Stderr, "%-8s p10=%.1fµs p50=%.1fµs p90=%.1fµs\n", r.Target, r.P10, r.P50, r.P90)
+		}
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		return
+	}
 	res, err := proxybench.Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
