@@ -23,8 +23,11 @@ const (
 
 var (
 	seedStart = time.Date(2011, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-	seedEnd   = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-	seedSpike = time.Date(2025, 11, 3, 0, 0, 0, 0, time.UTC).Unix()
+	// Customers are created before seedEnd and their follow-up objects
+	// within ~1.5 years, so everything lies in the past and seeding is
+	// deterministic (the clamp to "now" in later never bites).
+	seedEnd   = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	seedSpike = time.Date(2023, 11, 3, 0, 0, 0, 0, time.UTC).Unix()
 )
 
 // Seed adds a deterministic, connected dataset around n customers. The same
@@ -88,10 +91,16 @@ func (s *seeder) when() int64 {
 
 // later is a time after t (same second under same-second).
 func (s *seeder) later(t int64, maxDelta int64) int64 {
-	if s.dist == DistSameSecond {
+	switch s.dist {
+	case DistSameSecond:
 		return t
+	case DistSpike:
+		// Keep the spike a spike: follow-up objects land within a day.
+		maxDelta = min(maxDelta, 86400)
 	}
-	return t + s.rng.Int63n(maxDelta+1)
+	// Never in the future: a created after "now" would break time-sliced
+	// backfills that stop at the present.
+	return min(t+s.rng.Int63n(maxDelta+1), max(t, time.Now().Unix()-60))
 }
 
 func (s *seeder) call(now int64, verb, path string, pathParams map[string]string, params map[string]any) map[string]any {
