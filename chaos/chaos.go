@@ -99,6 +99,9 @@ type Result struct {
 	// LostWrites are write-through creates the client was told succeeded
 	// whose object Stripe doesn't have (and the client didn't delete).
 	LostWrites int `json:"lost_writes"`
+	// NotLive counts stripe_sync.status rows not in phase 'live' (or with a
+	// last_error) once the tables are equal: status must tell the truth.
+	NotLive int `json:"status_not_live"`
 	// FailedButCreated are INSERTs that got an error (pgstripe killed
 	// mid-call) whose object does exist in Stripe: the honest outcome of a
 	// crash after the call; sync must still bring them in.
@@ -132,7 +135,7 @@ type Result struct {
 // OK reports whether the run met the contract: tables exact, no duplicate
 // or lost write, no read-your-write miss, a clean final shutdown.
 func (r Result) OK() bool {
-	return r.Missing == 0 && r.Extra == 0 && r.Stale == 0 && r.DuplicatesCreated == 0 && r.LostWrites == 0 &&
+	return r.Missing == 0 && r.Extra == 0 && r.Stale == 0 && r.DuplicatesCreated == 0 && r.LostWrites == 0 && r.NotLive == 0 &&
 		r.ReadMisses == 0 && r.UpdateMisses == 0 && r.CleanShutdown
 }
 
@@ -508,6 +511,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Missing, res.Extra, res.Stale = diff.Missing, diff.Extra, diff.Stale
 	res.Details = append(res.Details, diff.Details...)
+	rows, err := pool.Query(ctx, `SELECT object, phase, coalesce(last_error, '') FROM stripe_sync.status WHERE phase <> 'live' OR coalesce(last_error, '') <> ''`)
+	if err != nil {
+		return res, err
+	}
+	for rows.Next() {
+		var object, phase, lastErr string
+		if err := rows.Scan(&object, &phase, &lastErr); err != nil {
+			rows.Close()
+			return res, err
+		}
+		res.NotLive++
+		res.Details = append(res.Details, fmt.Sprintf("status: %s is %s (%s)", object, phase, lastErr))
+	}
+	rows.Close()
 
 	// Duplicates and lost writes, by marker.
 	byMarker := map[string][]string{}
