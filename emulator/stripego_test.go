@@ -500,13 +500,15 @@ func TestPaginationAndSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := e.Objects("invoices"), e2.Objects("invoices")
-	if len(a) != len(b) {
-		t.Fatalf("seed not deterministic: %d vs %d invoices", len(a), len(b))
-	}
-	for id := range a {
-		if _, ok := b[id]; !ok {
-			t.Fatalf("seed not deterministic: %s missing", id)
+	for _, table := range []string{"customers", "subscriptions", "invoices", "invoice_line_items", "charges", "refunds", "balance_transactions"} {
+		a, b := e.Objects(table), e2.Objects(table)
+		if len(a) != len(b) {
+			t.Fatalf("seed not deterministic: %d vs %d %s", len(a), len(b), table)
+		}
+		for id, raw := range a {
+			if string(b[id]) != string(raw) {
+				t.Fatalf("seed not deterministic: %s %s\n%s\n%s", table, id, raw, b[id])
+			}
 		}
 	}
 }
