@@ -171,6 +171,10 @@ func TestClients(t *testing.T) {
 		}
 	})
 
+	t.Run("psql every table", func(t *testing.T) {
+		runPSQLGolden(t, s.proxy, "tables")
+	})
+
 	t.Run("psql refused before any call", func(t *testing.T) {
 		// 101 local rows for one UPDATE's WHERE, written directly (they
 		// don't exist in Stripe, which is fine: no call may be made).
@@ -190,7 +194,7 @@ func TestClients(t *testing.T) {
 		before := s.stats(t)
 		testNode(t, s.proxy)
 		want := map[string]int64{
-			"POST /v1/customers": 2, "POST /v1/customers/{customer}": 1, "DELETE /v1/customers/{customer}": 2,
+			"POST /v1/customers": 4, "POST /v1/customers/{customer}": 1, "DELETE /v1/customers/{customer}": 4,
 			"POST /v1/products": 1, "POST /v1/prices": 1,
 			"POST /v1/subscriptions": 2, "POST /v1/subscriptions/{subscription_exposed_id}": 1,
 			"DELETE /v1/subscriptions/{subscription_exposed_id}": 1,
@@ -309,23 +313,24 @@ func normalise(s string) string {
 	return timePattern.ReplaceAllString(s, "<time>")
 }
 
-// lineDiff shows the first differing lines with some context.
+// lineDiff shows the first differing line with some context.
 func lineDiff(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	line := func(l []string, i int) string {
+		if i < len(l) {
+			return l[i]
+		}
+		return "(end of output)"
+	}
 	for i := 0; i < len(w) || i < len(g); i++ {
 		if i < len(w) && i < len(g) && w[i] == g[i] {
 			continue
 		}
 		var b strings.Builder
-		lo := max(0, i-3)
-		for j := lo; j < i+6; j++ {
-			if j < len(w) {
-				fmt.Fprintf(&b, "want %4d: %s\n", j+1, w[j])
-			}
-			if j < len(g) {
-				fmt.Fprintf(&b, " got %4d: %s\n", j+1, g[j])
-			}
+		for j := max(0, i-4); j < i; j++ {
+			fmt.Fprintf(&b, "      %4d: %s\n", j+1, w[j])
 		}
+		fmt.Fprintf(&b, "-want %4d: %s\n+got  %4d: %s\n", i+1, line(w, i), i+1, line(g, i))
 		return b.String()
 	}
 	return "(no line differs)"
@@ -377,6 +382,13 @@ type nodeResult struct {
 	AfterRollback           struct {
 		ID        string
 		LocalRows int
+	}
+	Prepared []struct {
+		ID, Email string
+	}
+	PreparedDelete struct {
+		RowCount int
+		Emails   []string
 	}
 	Errors map[string]struct {
 		OK                          bool
@@ -439,6 +451,10 @@ func testNode(t *testing.T, proxyURL string) {
 	check("subscription items synced with the subscription", r.SubscriptionItems == 1, r.SubscriptionItems)
 	check("subscription DELETE (cancel)", r.SubscriptionCancel.Command == "DELETE" && r.SubscriptionCancel.RowCount == 1 &&
 		r.SubscriptionAfterCancel.Status == "canceled", []any{r.SubscriptionCancel, r.SubscriptionAfterCancel})
+	check("a named prepared INSERT executed twice", len(r.Prepared) == 2 && strings.HasPrefix(r.Prepared[0].ID, "cus_") &&
+		strings.HasPrefix(r.Prepared[1].ID, "cus_") && r.Prepared[0].ID != r.Prepared[1].ID &&
+		r.Prepared[0].Email == "node-p1@example.test" && r.Prepared[1].Email == "node-p2@example.test", r.Prepared)
+	check("DELETE … RETURNING of both", r.PreparedDelete.RowCount == 2 && strings.Join(r.PreparedDelete.Emails, ",") == "node-p1@example.test,node-p2@example.test", r.PreparedDelete)
 	check("ROLLBACK after a write (the row stays)", strings.HasPrefix(r.AfterRollback.ID, "cus_") && r.AfterRollback.LocalRows == 1, r.AfterRollback)
 	check("NOTICE inside BEGIN", len(r.Notices) == 1 && r.Notices[0].Code == "01000" && strings.Contains(r.Notices[0].Message, "ROLLBACK cannot undo"), r.Notices)
 	for name, code := range map[string]string{

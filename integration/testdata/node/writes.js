@@ -66,6 +66,14 @@ async function main() {
     r = await client.query('SELECT status FROM stripe.subscriptions WHERE id = $1', [sub]);
     out.subscriptionAfterCancel = r.rows[0];
 
+    // A named prepared statement, parsed once and executed twice.
+    const named = { name: 'pgstripe-insert-customer', text: 'INSERT INTO stripe.customers (email) VALUES ($1) RETURNING id, email' };
+    const p1 = await client.query({ ...named, values: [`${tag}-p1@example.test`] });
+    const p2 = await client.query({ ...named, values: [`${tag}-p2@example.test`] });
+    out.prepared = [p1.rows[0], p2.rows[0]];
+    r = await client.query('DELETE FROM stripe.customers WHERE id = ANY($1) RETURNING email', [[p1.rows[0].id, p2.rows[0].id]]);
+    out.preparedDelete = { rowCount: r.rowCount, emails: r.rows.map((x) => x.email).sort() };
+
     // A transaction: the write happens at once, with a NOTICE.
     await client.query('BEGIN');
     r = await client.query('INSERT INTO stripe.customers (email) VALUES ($1) RETURNING id', [`${tag}-tx@example.test`]);
