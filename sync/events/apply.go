@@ -18,8 +18,8 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	for t := range pl.Upserts {
 		tables = append(tables, t)
 	}
-	sort.Strings(tables) // a stable lock order across transactions
-	refetches := pl.Refetch
+	sort.Strings(tables)                               // a stable lock order across transactions
+	refetches := append([]refetch(nil), pl.Refetch...) // a retried transaction starts over
 	for _, table := range tables {
 		res, err := store.Upsert(ctx, tx, table, pl.Upserts[table])
 		if err != nil {

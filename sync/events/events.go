@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/leader"
@@ -469,16 +470,27 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 	return pages, err
 }
 
-// inTx runs fn in a transaction fenced by the leader epoch.
+// inTx runs fn in a transaction fenced by the leader epoch. A deadlock
+// (the poll's and the re-fetcher's transactions can touch the same rows in
+// different orders, e.g. an invoice and its items) is retried: fn must be
+// repeatable.
 func (p *poller) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
-		if p.cfg.Epoch != 0 {
-			if err := leader.Fence(ctx, tx, p.cfg.Epoch); err != nil {
-				return err
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+			if p.cfg.Epoch != 0 {
+				if err := leader.Fence(ctx, tx, p.cfg.Epoch); err != nil {
+					return err
+				}
 			}
+			return fn(tx)
+		})
+		var pgErr *pgconn.PgError
+		if attempt < 4 && errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
+			p.log.Debug("transaction retried", "attempt", attempt, "err", err)
+			continue
 		}
-		return fn(tx)
-	})
+		return err
+	}
 }
 
 // apply writes one batch of new events (and optionally the new cursor) in
