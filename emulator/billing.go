@@ -320,6 +320,15 @@ func init() {
 		for _, r := range append([]*record(nil), e.tables["invoice_line_items"].children[idOf(obj)]...) {
 			e.tables["invoice_line_items"].remove(r.id)
 		}
+		// Its invoice items go back to pending.
+		it := e.tables["invoiceitems"]
+		for _, r := range append([]*record(nil), it.byCustomer[getStr(obj, "customer")]...) {
+			if v, _ := it.keyOf(r, "invoice"); v == idOf(obj) {
+				ii, _ := decodeObject(r.raw)
+				ii["invoice"] = nil
+				e.store(kInvoiceItem, ii)
+			}
+		}
 		return e.deleteObject(c, kInvoice, obj), nil
 	}
 	crud(kInvoice, "crudl")
@@ -361,6 +370,40 @@ func init() {
 			}
 		}
 		return e.deleteObject(c, kInvoiceItem, obj), nil
+	}
+	kInvoiceItem.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		inv := getStr(obj, "invoice")
+		var io map[string]any
+		if inv != "" {
+			if io = e.load(kInvoice, inv); io != nil && getStr(io, "status") != "draft" {
+				return invalid("invoice_not_editable", "", "You can only update invoice items on draft invoices.")
+			}
+		}
+		if _, ok := c.params["amount"]; !ok {
+			if _, q := c.params["quantity"]; q {
+				obj["amount"] = getInt(obj, "unit_amount") * getInt(obj, "quantity")
+			} else if _, u := c.params["unit_amount"]; u {
+				obj["unit_amount_decimal"] = fmt.Sprint(getInt(obj, "unit_amount"))
+				obj["amount"] = getInt(obj, "unit_amount") * getInt(obj, "quantity")
+			}
+		}
+		if io == nil {
+			return nil
+		}
+		// The draft invoice's line follows its item.
+		for _, r := range e.tables["invoice_line_items"].children[inv] {
+			line, _ := decodeObject(r.raw)
+			if getStr(line, "invoice_item") != idOf(obj) {
+				continue
+			}
+			line["amount"], line["amount_excluding_tax"] = obj["amount"], obj["amount"]
+			line["quantity"], line["description"] = obj["quantity"], obj["description"]
+			line["unit_amount_excluding_tax"] = fmt.Sprint(getInt(obj, "unit_amount"))
+			e.store(kLine, line)
+			break
+		}
+		e.recalcInvoice(c, io, true)
+		return nil
 	}
 	crud(kInvoiceItem, "crud")
 	handle("GET", "/v1/invoiceitems", genericList(kInvoiceItem, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {

@@ -121,6 +121,12 @@ func TestBillingLifecycle(t *testing.T) {
 	if ii.Invoice == nil || ii.Invoice.ID != inv2.ID {
 		t.Fatalf("invoice item: %+v", ii)
 	}
+	ii2 := check(sc.InvoiceItems.New(&stripe.InvoiceItemParams{Customer: stripe.String(cus.ID), Price: stripe.String(check(sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), Currency: stripe.String("usd"), UnitAmount: stripe.Int64(50)})).ID), Invoice: stripe.String(inv2.ID)}))
+	check(sc.InvoiceItems.Update(ii2.ID, &stripe.InvoiceItemParams{Quantity: stripe.Int64(4)}))
+	if got := check(sc.Invoices.Get(inv2.ID, nil)); got.AmountDue != 900 || len(got.Lines.Data) != 2 {
+		t.Fatalf("draft after item update: due %d lines %d", got.AmountDue, len(got.Lines.Data))
+	}
+	check(sc.InvoiceItems.Del(ii2.ID, nil))
 	inv2 = check(sc.Invoices.FinalizeInvoice(inv2.ID, nil))
 	if inv2.Status != "open" || inv2.AmountDue != 700 || inv2.Number == "" {
 		t.Fatalf("finalized: %s %d", inv2.Status, inv2.AmountDue)
@@ -141,8 +147,12 @@ func TestBillingLifecycle(t *testing.T) {
 		t.Fatalf("credit note: %s", cn.Status)
 	}
 	inv4 := check(sc.Invoices.New(&stripe.InvoiceParams{Customer: stripe.String(cus.ID)}))
+	ii4 := check(sc.InvoiceItems.New(&stripe.InvoiceItemParams{Customer: stripe.String(cus.ID), Amount: stripe.Int64(10), Currency: stripe.String("usd"), Invoice: stripe.String(inv4.ID)}))
 	if d := check(sc.Invoices.Del(inv4.ID, nil)); !d.Deleted {
 		t.Fatal("draft invoice delete")
+	}
+	if ii4 = check(sc.InvoiceItems.Get(ii4.ID, nil)); ii4.Invoice != nil {
+		t.Fatalf("item of a deleted draft still on it: %v", ii4.Invoice.ID)
 	}
 
 	// Cancel: DELETE answers the canceled subscription; lists hide it.
