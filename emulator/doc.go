@@ -32,10 +32,30 @@
 //     replaying API calls with the clock set to each object's `created`.
 //     Seeded history has no events.
 //
+// Running it: `pgstripe emulator [--listen 127.0.0.1:12111] [--seed N]
+// [--distribution uniform|spike|same-second] [--latency 250ms|50ms-300ms]
+// [--rate-limit N] [--faults F] [--event-delay D]`, then e.g.
+// `curl -u sk_test_x: localhost:12111/v1/customers?limit=3`. The same knobs
+// at run time, as JSON: GET/POST /_emulator/options ({"latency":
+// "50ms-300ms", "rate_limit": 25, "faults": 0.1, "event_delay": "2s"}),
+// POST /_emulator/seed ({"customers": 1000, "distribution": "spike"}),
+// POST /_emulator/reset, GET/POST /_emulator/clock ({"offset": "720h"}),
+// GET /_emulator/stats. In Go tests use emulatortest.Start.
+//
+// Faults are split evenly between 500, 503, 429 lock_timeout (stripe-go
+// retries these), a dropped connection, a timeout (held until the client
+// gives up), and a response lost after the request took effect. Rate-limit
+// 429s carry code rate_limit and no Stripe-Should-Retry, as in Stripe, so
+// stripe-go does not retry them by itself.
+//
 // Simplifications (by design): one dataset for test and live keys (livemode
 // follows the key that created an object); plans and prices are separate
 // (plan ids are plan_…); payments always succeed unless the payment method
 // or source contains "createDispute", which succeeds and opens a dispute;
-// subscription schedules keep no phases; customers on test clocks are not
-// modelled.
+// subscription schedules don't advance through their phases over time, and
+// subscriptions don't renew by themselves (SetClockOffset moves "now" for
+// timestamps and event retention only); customers on test clocks, search
+// endpoints, sources/cards and customer balance transactions are not
+// modelled (404 "not implemented"). Retrieving a deleted customer answers
+// its deleted stub, as Stripe does; other deleted objects are 404.
 package emulator
