@@ -67,6 +67,9 @@ type Options struct {
 	// uniform range when LatencyMax > Latency); more calls are in flight
 	// when a kill lands.
 	Latency, LatencyMax time.Duration
+	// StripeRateLimit is the emulator's own rate limit in requests/s (real
+	// 429s on top of the injected ones); 0 means none.
+	StripeRateLimit int
 	// RandSeed makes kill times and faults repeatable (default: time-based).
 	RandSeed uint64
 	// Log receives progress lines; nil discards them.
@@ -121,6 +124,7 @@ type Result struct {
 	FaultsInjected int64            `json:"faults_injected"`
 	FaultsByKind   map[string]int64 `json:"faults_by_kind"`
 	StripeRequests int64            `json:"stripe_requests"`
+	StripeByStatus map[int]int64    `json:"stripe_by_status"` // as the emulator answered (injected faults apart)
 	Objects        int              `json:"objects"` // in the emulator at the end
 	ServeStarts    int              `json:"serve_starts"`
 	CleanShutdown  bool             `json:"clean_shutdown"`
@@ -233,7 +237,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	// Stripe: the emulator, reached by pgstripe through the fault injector
 	// and by the workload directly (its faults are not the point).
-	emu, err := emulator.New(emulator.Options{RateLimit: -1, Seed: o.Seed, EventDelay: o.EventDelay, Latency: o.Latency, LatencyMax: o.LatencyMax})
+	emuLimit := -1
+	if o.StripeRateLimit > 0 {
+		emuLimit = o.StripeRateLimit
+	}
+	emu, err := emulator.New(emulator.Options{RateLimit: emuLimit, Seed: o.Seed, EventDelay: o.EventDelay, Latency: o.Latency, LatencyMax: o.LatencyMax})
 	if err != nil {
 		return res, err
 	}
@@ -586,7 +594,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	st := emu.Stats()
-	res.StripeRequests = st.Total
+	res.StripeRequests, res.StripeByStatus = st.Total, st.ByStatus
 	for _, n := range st.Objects {
 		res.Objects += n
 	}

@@ -31,6 +31,7 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs.IntVar(&o.Instances, "instances", 1, "pgstripe serve processes sharing the database (one sync leader)")
 	fs.Float64Var(&o.RateLimit, "rate", 60, "PGSTRIPE_RATE_LIMIT")
 	fs.Uint64Var(&o.RandSeed, "rand-seed", 0, "random seed (0: from the clock)")
+	fs.IntVar(&o.StripeRateLimit, "stripe-rate-limit", 0, "emulator: requests/s before its own 429s (0: none)")
 	fs.DurationVar(&o.EventDelay, "event-delay", 0, "emulator: events become visible after a random delay up to this")
 	latency := fs.String("latency", "0", "emulator: added latency per request, e.g. 100ms or 50ms-300ms")
 	binary := fs.String("binary", "", "pgstripe binary (default: go build ./cmd/pgstripe)")

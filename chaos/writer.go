@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,29 +119,60 @@ func (w *writer) step(ctx context.Context, conn *pgx.Conn, seq int) error {
 		w.mu.Unlock()
 		return nil
 	default:
-		marker := fmt.Sprintf("w%d-%d-%d", w.id, seq, time.Now().UnixNano())
+		// Every fifth create is a three-row INSERT: a kill between its
+		// Stripe calls leaves some rows made, the rest never sent.
+		rows := 1
+		if seq%5 == 0 {
+			rows = 3
+		}
+		markers := make([]string, rows)
+		var values []string
+		var args []any
 		w.mu.Lock()
-		w.tried[marker] = true
+		for r := range markers {
+			markers[r] = fmt.Sprintf("w%d-%d-%d-%d", w.id, seq, r, time.Now().UnixNano())
+			w.tried[markers[r]] = true
+			values = append(values, fmt.Sprintf("($%d, $%d)", 2*r+1, 2*r+2))
+			args = append(args, markers[r]+"@chaos.example", fmt.Sprintf(`{%q: %q}`, markerKey, markers[r]))
+		}
 		w.mu.Unlock()
-		var id string
-		err := conn.QueryRow(sctx, `INSERT INTO stripe.customers (email, metadata) VALUES ($1, $2) RETURNING id`,
-			fmt.Sprintf("%s@chaos.example", marker), fmt.Sprintf(`{%q: %q}`, markerKey, marker)).Scan(&id)
+		res, err := conn.Query(sctx, `INSERT INTO stripe.customers (email, metadata) VALUES `+strings.Join(values, ", ")+` RETURNING id, metadata->>'`+markerKey+`'`, args...)
 		if err != nil {
 			return err
 		}
-		w.mu.Lock()
-		w.stats.Inserts++
-		w.confirmed[marker] = id
-		w.live = append(w.live, id)
-		w.mu.Unlock()
-		var n int
-		if err := conn.QueryRow(sctx, `SELECT count(*) FROM stripe.customers WHERE id = $1`, id).Scan(&n); err != nil {
+		got := map[string]string{}
+		for res.Next() {
+			var id, m string
+			if err := res.Scan(&id, &m); err != nil {
+				res.Close()
+				return err
+			}
+			got[m] = id
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
 			return err
 		}
-		if n != 1 {
-			w.mu.Lock()
-			w.stats.ReadMisses++
-			w.mu.Unlock()
+		if len(got) != rows {
+			return fmt.Errorf("INSERT of %d rows returned %d", rows, len(got))
+		}
+		w.mu.Lock()
+		w.stats.Inserts++
+		for m, id := range got {
+			w.confirmed[m] = id
+			w.live = append(w.live, id)
+		}
+		w.mu.Unlock()
+		for _, id := range got {
+			var n int
+			if err := conn.QueryRow(sctx, `SELECT count(*) FROM stripe.customers WHERE id = $1`, id).Scan(&n); err != nil {
+				return err
+			}
+			if n != 1 {
+				w.mu.Lock()
+				w.stats.ReadMisses++
+				w.mu.Unlock()
+			}
 		}
 		return nil
 	}
