@@ -125,7 +125,7 @@ type Result struct {
 	FaultsByKind   map[string]int64 `json:"faults_by_kind"`
 	StripeRequests int64            `json:"stripe_requests"`
 	StripeByStatus map[int]int64    `json:"stripe_by_status"` // as the emulator answered (injected faults apart)
-	Objects        int              `json:"objects"` // in the emulator at the end
+	Objects        int              `json:"objects"`          // in the emulator at the end
 	ServeStarts    int              `json:"serve_starts"`
 	CleanShutdown  bool             `json:"clean_shutdown"`
 
