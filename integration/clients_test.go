@@ -242,13 +242,25 @@ func TestClients(t *testing.T) {
 	})
 
 	t.Run("stripe too slow: statement_timeout", func(t *testing.T) {
-		if os.Getenv("PGSTRIPE_KNOWN_GAPS") == "" {
+		if !knownGaps() {
 			t.Skip("known gap: write-through does not bound Stripe's part of a statement by the session's statement_timeout " +
-				"(writethrough.Config.Timeout, 60 s, applies); set PGSTRIPE_KNOWN_GAPS=1 to run")
+				"(writethrough.Config.Timeout, 60 s, applies); PGSTRIPE_KNOWN_GAPS=1 runs it")
 		}
 		testStatementTimeout(t, s)
 	})
 }
+
+// knownGaps says whether to run the checks of behaviour that is known not
+// to hold yet (they fail until fixed; the report of the change that added
+// them says where and why):
+//
+//   - the session's statement_timeout does not bound a write-through call;
+//   - GORM's Save over the simple protocol: pgx inlines the loaded values,
+//     and translate refuses a constant in a computed column of an UPDATE at
+//     planning time (translate/plan.go staticCheck), although the same
+//     value as a $n parameter is compared with the current one and ignored
+//     (RoleReadOnly's contract).
+func knownGaps() bool { return os.Getenv("PGSTRIPE_KNOWN_GAPS") != "" }
 
 // runPSQLGolden runs testdata/psql/NAME.sql through psql and compares the
 // normalised output with NAME.golden (-update rewrites it).
@@ -602,6 +614,24 @@ func testGORM(t *testing.T, s *clientStack, simple bool) {
 		t.Fatalf("gorm (%s) read after Updates (metadata replaced by {plan: pro}): %v %+v", mode, err, got)
 	}
 
+	// Save writes every column back, Stripe's computed ones with the values
+	// just read: unchanged, they are accepted and not sent.
+	// Over the simple protocol pgx inlines the parameters, and translate
+	// refuses any constant in a computed column before evaluating it (see
+	// knownGaps).
+	saves := !simple || knownGaps()
+	if saves {
+		got.Name = "Saved Name"
+		if err := db.Save(&got).Error; err != nil {
+			t.Errorf("gorm (%s) Save (every column, computed ones unchanged): %v", mode, err)
+		} else {
+			var saved gormCustomer
+			if err := db.First(&saved, "id = ?", c.ID).Error; err != nil || saved.Name != "Saved Name" || saved.Metadata["plan"] != "pro" {
+				t.Fatalf("gorm (%s) read after Save: %v %+v", mode, err, saved)
+			}
+		}
+	}
+
 	// A subscription: product and price first, items as jsonb.
 	prod := gormProduct{Name: "Gorm Plan " + mode}
 	if err := db.Create(&prod).Error; err != nil {
@@ -665,6 +695,9 @@ func testGORM(t *testing.T, s *clientStack, simple bool) {
 		"POST /v1/products": 1, "POST /v1/prices": 1,
 		"POST /v1/subscriptions": 2, "POST /v1/subscriptions/{subscription_exposed_id}": 1,
 		"DELETE /v1/subscriptions/{subscription_exposed_id}": 1,
+	}
+	if saves {
+		want["POST /v1/customers/{customer}"]++
 	}
 	if got := s.writesSince(t, before); !sameCounts(got, want) {
 		t.Errorf("gorm (%s) Stripe calls:\n got %v\nwant %v", mode, got, want)
