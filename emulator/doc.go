@@ -13,7 +13,9 @@
 //     (created, insertion sequence), so newest-first pages, cursors and
 //     created ranges are binary searches; the few fields lists filter on are
 //     copied out as keys. Child tables (invoice lines, subscription items)
-//     also index children by parent.
+//     also index children by parent, and tables with a customer field index
+//     records by customer (a customer's payment methods or invoices are a page
+//     of that slice, not a scan).
 //   - objects.go: objects are built generically from the fixture of their
 //     resource plus the request params; expand[] resolves ids in any table.
 //   - kinds.go, billing.go, payments.go: per-type behaviour that matters —
