@@ -102,6 +102,7 @@ func Run(ctx context.Context, opts Options) error {
 	wt := writethrough.New(writethrough.Config{Stripe: client, Pool: pool, Logger: log.With("component", "writethrough")})
 	px := proxy.New(proxy.Config{
 		Upstream:    upstream,
+		UpstreamTLS: upstreamTLS(pgcfg.ConnConfig),
 		TLSConfig:   tlsConfig,
 		Classify:    classifier,
 		Interceptor: interceptor(wt),
@@ -231,6 +232,22 @@ func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// upstreamTLS is the TLS the proxy uses towards Postgres: DATABASE_URL's,
+// when its sslmode demands TLS (require, verify-ca, verify-full). With
+// prefer or allow (a plaintext fallback exists) clients' sessions go in
+// plain text, as they would to a server without TLS.
+func upstreamTLS(c *pgx.ConnConfig) *tls.Config {
+	if c.TLSConfig == nil {
+		return nil
+	}
+	for _, fb := range c.Fallbacks {
+		if fb.TLSConfig == nil {
+			return nil
+		}
+	}
+	return c.TLSConfig
 }
 
 // upstreamAddr is where the proxy connects: DATABASE_URL's host and port
