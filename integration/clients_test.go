@@ -204,6 +204,10 @@ func TestClients(t *testing.T) {
 		}
 	})
 
+	t.Run("node-postgres every table", func(t *testing.T) {
+		compareGolden(t, filepath.Join("testdata", "node", "tables.golden"), normalise(string(node(t, s.proxy, "tables"))))
+	})
+
 	t.Run("gorm", func(t *testing.T) {
 		for _, simple := range []bool{false, true} {
 			testGORM(t, s, simple)
@@ -263,7 +267,7 @@ func TestClients(t *testing.T) {
 func knownGaps() bool { return os.Getenv("PGSTRIPE_KNOWN_GAPS") != "" }
 
 // runPSQLGolden runs testdata/psql/NAME.sql through psql and compares the
-// normalised output with NAME.golden (-update rewrites it).
+// normalised output with NAME.golden.
 func runPSQLGolden(t *testing.T, proxyURL, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -275,8 +279,12 @@ func runPSQLGolden(t *testing.T, proxyURL, name string) {
 	if err != nil {
 		t.Fatalf("psql -f %s.sql: %v\n%s", name, err, out)
 	}
-	got := normalise(string(out))
-	golden := filepath.Join("testdata", "psql", name+".golden")
+	compareGolden(t, filepath.Join("testdata", "psql", name+".golden"), normalise(string(out)))
+}
+
+// compareGolden compares got with the golden file (-update rewrites it).
+func compareGolden(t *testing.T, golden, got string) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -285,11 +293,11 @@ func runPSQLGolden(t *testing.T, proxyURL, name string) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (run go test ./integration -run TestClients -update to create it)", err)
+		t.Fatalf("%v (go test ./integration -run TestClients -update creates it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("psql -f %s.sql differs from %s (go test ./integration -run TestClients -update rewrites it):\n%s",
-			name, golden, lineDiff(string(want), got))
+		t.Errorf("the output differs from %s (go test ./integration -run TestClients -update rewrites it; review the diff):\n%s",
+			golden, lineDiff(string(want), got))
 	}
 }
 
@@ -413,8 +421,10 @@ type nodeResult struct {
 	AfterDelete int
 }
 
-// testNode runs testdata/node/writes.js with the machine's node.
-func testNode(t *testing.T, proxyURL string) {
+// node runs testdata/node/NAME.js with the machine's node (installing
+// node-postgres from the lock file first if needed) and returns its stdout.
+func node(t *testing.T, proxyURL, name string) []byte {
+	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatal("node is not installed: run scripts/install-deps")
 	}
@@ -430,15 +440,21 @@ func testNode(t *testing.T, proxyURL string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "writes.js")
+	cmd := exec.CommandContext(ctx, "node", name+".js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PGSTRIPE_PROXY_URL="+proxyURL, "PGSTRIPE_TAG=node")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node writes.js: %v\n%s%s", err, out, stderr.String())
+		t.Fatalf("node %s.js: %v\n%s%s", name, err, out, stderr.String())
 	}
+	return out
+}
+
+// testNode runs testdata/node/writes.js and checks what it saw.
+func testNode(t *testing.T, proxyURL string) {
+	out := node(t, proxyURL, "writes")
 	var r nodeResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("node writes.js printed %q: %v", out, err)
