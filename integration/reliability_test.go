@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -232,8 +233,13 @@ func TestProxyManyClients(t *testing.T) {
 	if _, err := admin.Exec(ctx, `CREATE TABLE public.hits (id bigserial PRIMARY KEY, client int, n int, at timestamptz DEFAULT now())`); err != nil {
 		t.Fatal(err)
 	}
+	var victims []string
+	for id := range s.e.Objects("customers") {
+		victims = append(victims, id)
+	}
 	time.Sleep(500 * time.Millisecond)
 	goBefore := metric(t, s.metrics, "go_goroutines")
+	postsBefore := s.routeCount("POST /v1/customers/{customer}")
 
 	var wg sync.WaitGroup
 	var ops, fails atomic.Int64
@@ -257,6 +263,13 @@ func TestProxyManyClients(t *testing.T) {
 				var err error
 				switch n % 4 {
 				case 0:
+					if n%200 == 0 && len(victims) > 0 {
+						// Now and then a write-through, so Stripe calls
+						// queue behind the shared limiter under the load.
+						_, err = c.Exec(ctx, `UPDATE stripe.customers SET metadata = $1 WHERE id = $2`,
+							fmt.Sprintf(`{"load": "%d-%d"}`, i, n), victims[i%len(victims)])
+						break
+					}
 					_, err = c.Exec(ctx, `INSERT INTO public.hits (client, n) VALUES ($1, $2)`, i, n)
 				case 1:
 					var x int
@@ -313,6 +326,11 @@ func TestProxyManyClients(t *testing.T) {
 	}
 	if ops.Load() < int64(clients) {
 		t.Errorf("only %d statements ran", ops.Load())
+	}
+	if posts := s.routeCount("POST /v1/customers/{customer}") - postsBefore; posts == 0 {
+		t.Errorf("no write-through reached Stripe during the load")
+	} else {
+		t.Logf("%d write-through updates reached Stripe during the load", posts)
 	}
 	if goAfter > goBefore+5 {
 		t.Errorf("goroutine leak: %v before, %v after the clients left", goBefore, goAfter)
