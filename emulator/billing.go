@@ -46,7 +46,7 @@ func init() {
 		"customer.created", "customer.deleted", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
 		"customer.subscription.updated", "customer.subscription.resumed", "customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated",
 		"invoice.created", "invoice.deleted", "invoice.finalized", "invoice.marked_uncollectible", "invoice.paid", "invoice.payment_succeeded",
-		"invoice.updated", "invoice.voided", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
+		"invoice.updated", "invoice.voided", "invoice.payment_failed", "charge.failed", "payment_intent.payment_failed", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
 		"payment_intent.succeeded", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
 		"payout.created", "payout.paid", "payout.updated", "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted",
 		"price.updated", "product.created", "product.deleted", "product.updated", "promotion_code.created", "promotion_code.updated",
@@ -1081,8 +1081,15 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 			return nil, &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
 				Message: "This customer has no attached payment source or default payment method."}
 		}
-		pi, ch := e.makePayment(c, getStr(inv, "customer"), pm, amt, getStr(inv, "currency"), idOf(inv))
-		inv["payment_intent"], inv["charge"] = pi, ch
+		pi, ch, ae := e.makePayment(c, getStr(inv, "customer"), pm, amt, getStr(inv, "currency"), idOf(inv))
+		inv["payment_intent"] = pi
+		if ae != nil {
+			inv["attempted"] = true
+			inv["attempt_count"] = getInt(inv, "attempt_count") + 1
+			e.save(c, kInvoice, inv, old, "invoice.payment_failed")
+			return inv, ae
+		}
+		inv["charge"] = ch
 	}
 	if pm == "oob" {
 		inv["paid_out_of_band"] = true

@@ -229,6 +229,8 @@ type apiError struct {
 	Code        string `json:"code,omitempty"`
 	Message     string `json:"message"`
 	Param       string `json:"param,omitempty"`
+	DeclineCode string `json:"decline_code,omitempty"`
+	Charge      string `json:"charge,omitempty"`
 	shouldRetry string
 }
 
@@ -497,12 +499,14 @@ func errorBody(ae *apiError) []byte {
 	type body struct {
 		Type          string `json:"type"`
 		Code          string `json:"code,omitempty"`
+		DeclineCode   string `json:"decline_code,omitempty"`
+		Charge        string `json:"charge,omitempty"`
 		Message       string `json:"message"`
 		Param         string `json:"param,omitempty"`
 		RequestLogURL string `json:"request_log_url"`
 	}
-	b, _ := json.Marshal(map[string]body{"error": {Type: ae.Type, Code: ae.Code, Message: ae.Message, Param: ae.Param,
-		RequestLogURL: "https://dashboard.stripe.com/test/logs"}})
+	b, _ := json.Marshal(map[string]body{"error": {Type: ae.Type, Code: ae.Code, DeclineCode: ae.DeclineCode, Charge: ae.Charge,
+		Message: ae.Message, Param: ae.Param, RequestLogURL: "https://dashboard.stripe.com/test/logs"}})
 	return b
 }
 

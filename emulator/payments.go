@@ -53,6 +53,9 @@ func init() {
 		obj["amount_received"], obj["amount_capturable"] = int64(0), int64(0)
 		obj["latest_charge"], obj["invoice"] = nil, nil
 		if getBool(c.params, "confirm") {
+			if declined(getStr(obj, "payment_method")) {
+				return declineError("")
+			}
 			return e.confirmPI(c, obj)
 		}
 		return nil
@@ -74,6 +77,9 @@ func init() {
 			obj["payment_method"] = pm
 		}
 		if ae := e.confirmPI(c, obj); ae != nil {
+			if ae.Type == "card_error" {
+				e.save(c, kPI, obj, old, "payment_intent.payment_failed")
+			}
 			return nil, ae
 		}
 		r := e.save(c, kPI, obj, old, "payment_intent.succeeded")
@@ -223,6 +229,9 @@ func init() {
 		}
 		if src == "" {
 			return invalid("", "source", "You must supply either a source or a customer id")
+		}
+		if declined(src) {
+			return declineError("")
 		}
 		e.fillCharge(c, obj, cus, src, getInt(obj, "amount"), getStr(obj, "currency"), "", "")
 		return nil
@@ -615,8 +624,24 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	}
 	ch := e.newObject(kCharge, c.now, c.live)
 	e.fillCharge(c, ch, getStr(pi, "customer"), pm, getInt(pi, "amount"), getStr(pi, "currency"), idOf(pi), getStr(pi, "invoice"))
+	if declined(pm) {
+		// A failed charge, the intent back to requires_payment_method with
+		// its last_payment_error, and the card error for the caller.
+		e.tables["balance_transactions"].remove(getStr(ch, "balance_transaction"))
+		ch["status"], ch["paid"], ch["captured"], ch["amount_captured"] = "failed", false, false, int64(0)
+		ch["balance_transaction"] = nil
+		ch["failure_code"], ch["failure_message"] = "card_declined", "Your card was declined."
+		e.store(kCharge, ch)
+		e.emit(c, "charge.failed", ch, nil)
+		ae := declineError(idOf(ch))
+		pi["payment_method"], pi["status"], pi["latest_charge"] = nil, "requires_payment_method", idOf(ch)
+		pi["last_payment_error"] = map[string]any{"charge": idOf(ch), "code": ae.Code, "decline_code": ae.DeclineCode,
+			"doc_url": "https://stripe.com/docs/error-codes/card-declined", "message": ae.Message, "type": ae.Type}
+		return ae
+	}
 	e.store(kCharge, ch)
 	e.emit(c, "charge.succeeded", ch, nil)
+	pi["last_payment_error"] = nil
 	pi["payment_method"] = pm
 	pi["status"] = "succeeded"
 	pi["amount_received"] = pi["amount"]
@@ -678,7 +703,7 @@ func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee in
 
 // makePayment charges a customer: payment intent, charge and balance
 // transaction, with their events. It returns the intent and charge ids.
-func (e *Emulator) makePayment(c *reqCtx, cus, pm string, amt int64, cur, inv string) (string, string) {
+func (e *Emulator) makePayment(c *reqCtx, cus, pm string, amt int64, cur, inv string) (string, string, *apiError) {
 	pi := e.newObject(kPI, c.now, c.live)
 	pi["amount"], pi["currency"], pi["customer"], pi["payment_method"] = amt, cur, cus, pm
 	pi["client_secret"] = idOf(pi) + "_secret_" + randAlnum(e.idRand, 25)
@@ -689,10 +714,23 @@ func (e *Emulator) makePayment(c *reqCtx, cus, pm string, amt int64, cur, inv st
 	pi["status"] = "requires_confirmation"
 	e.store(kPI, pi)
 	e.emit(c, "payment_intent.created", pi, nil)
-	e.confirmPI(c, pi)
+	if ae := e.confirmPI(c, pi); ae != nil {
+		e.store(kPI, pi)
+		e.emit(c, "payment_intent.payment_failed", pi, nil)
+		return idOf(pi), "", ae
+	}
 	e.store(kPI, pi)
 	e.emit(c, "payment_intent.succeeded", pi, nil)
-	return idOf(pi), getStr(pi, "latest_charge")
+	return idOf(pi), getStr(pi, "latest_charge"), nil
+}
+
+// declined says whether a payment method or source is one of Stripe's
+// declining test ones (pm_card_chargeDeclined, tok_chargeDeclined, ...).
+func declined(pm string) bool { return strings.Contains(pm, "chargeDeclined") }
+
+func declineError(charge string) *apiError {
+	return &apiError{status: 402, Type: "card_error", Code: "card_declined", DeclineCode: "generic_decline",
+		Message: "Your card was declined.", Charge: charge}
 }
 
 func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {

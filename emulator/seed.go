@@ -69,10 +69,11 @@ func (e *Emulator) Seed(n int, distribution string) error {
 }
 
 type seeder struct {
-	e    *Emulator
-	rng  *rand.Rand
-	dist string
-	err  error
+	e        *Emulator
+	rng      *rand.Rand
+	dist     string
+	err      error
+	declines bool // card errors are expected (seeding declined payments)
 }
 
 // when picks a customer's base time.
@@ -118,6 +119,9 @@ func (s *seeder) call(now int64, verb, path string, pathParams map[string]string
 	c := &reqCtx{route: &route{verb: verb, path: path}, path: pathParams, params: params, now: now}
 	res, ae := h(s.e, c)
 	if ae != nil {
+		if ae.Type == "card_error" && s.declines {
+			return nil
+		}
 		s.err = fmt.Errorf("emulator: seed: %s %s: %s", verb, path, ae.Message)
 		return nil
 	}
@@ -226,6 +230,14 @@ func (s *seeder) run(n int) error {
 		if s.rng.Intn(10) < 3 {
 			s.call(s.later(ct, 30*86400), "POST", "/v1/payment_intents", nil, map[string]any{"amount": 1000 + s.rng.Intn(9000), "currency": "usd",
 				"customer": cid, "payment_method": idOf(pm), "confirm": true})
+		}
+		if i%50 == 25 {
+			// A declined payment: failed charge, intent with last_payment_error.
+			pt := s.later(ct, 30*86400)
+			pi := s.call(pt, "POST", "/v1/payment_intents", nil, map[string]any{"amount": 4200, "currency": "usd", "customer": cid})
+			s.declines = true
+			s.call(pt, "POST", "/v1/payment_intents/{intent}/confirm", map[string]string{"intent": idOf(pi)}, map[string]any{"payment_method": "pm_card_chargeDeclined"})
+			s.declines = false
 		}
 		if s.rng.Intn(4) == 0 {
 			s.call(s.later(ct, 30*86400), "POST", "/v1/checkout/sessions", nil, map[string]any{"mode": "payment", "customer": cid,

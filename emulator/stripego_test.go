@@ -137,6 +137,12 @@ func TestBillingLifecycle(t *testing.T) {
 	}
 	inv3 := check(sc.Invoices.New(&stripe.InvoiceParams{Customer: stripe.String(cus.ID)}))
 	check(sc.InvoiceItems.New(&stripe.InvoiceItemParams{Customer: stripe.String(cus.ID), Amount: stripe.Int64(900), Currency: stripe.String("usd"), Invoice: stripe.String(inv3.ID)}))
+	if _, err := sc.Invoices.Pay(inv3.ID, &stripe.InvoicePayParams{PaymentMethod: stripe.String("pm_card_chargeDeclined")}); stripeErr(t, err).Type != stripe.ErrorTypeCard {
+		t.Fatalf("declined invoice payment: %v", err)
+	}
+	if got := check(sc.Invoices.Get(inv3.ID, nil)); got.Status != "open" || got.AttemptCount != 1 || !got.Attempted {
+		t.Fatalf("invoice after a decline: %s attempts %d", got.Status, got.AttemptCount)
+	}
 	inv3 = check(sc.Invoices.Pay(inv3.ID, nil))
 	if inv3.Status != "paid" || inv3.AmountPaid != 900 {
 		t.Fatalf("pay: %s %d", inv3.Status, inv3.AmountPaid)
@@ -254,6 +260,22 @@ func TestCatalogAndPayments(t *testing.T) {
 	}
 	if n := count(sc.Events.List(&stripe.EventListParams{Type: stripe.String("payment_intent.succeeded")}).Iter); n != 2 {
 		t.Fatalf("payment_intent.succeeded events: %d", n)
+	}
+	// Stripe's declining test card.
+	dpi := check(sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(900), Currency: stripe.String("usd"), Customer: stripe.String(cus.ID)}))
+	_, err := sc.PaymentIntents.Confirm(dpi.ID, &stripe.PaymentIntentConfirmParams{PaymentMethod: stripe.String("pm_card_chargeDeclined")})
+	if se := stripeErr(t, err); se.HTTPStatusCode != 402 || se.Type != stripe.ErrorTypeCard || se.Code != stripe.ErrorCodeCardDeclined || se.DeclineCode != "generic_decline" {
+		t.Fatalf("decline: %+v", se)
+	}
+	dpi = check(sc.PaymentIntents.Get(dpi.ID, nil))
+	if dpi.Status != "requires_payment_method" || dpi.LastPaymentError == nil || dpi.LatestCharge == nil {
+		t.Fatalf("declined intent: %+v", dpi)
+	}
+	if fc := check(sc.Charges.Get(dpi.LatestCharge.ID, nil)); fc.Status != "failed" || fc.Paid || fc.FailureCode != "card_declined" {
+		t.Fatalf("failed charge: %+v", fc)
+	}
+	if _, err := sc.Charges.New(&stripe.ChargeParams{Amount: stripe.Int64(100), Currency: stripe.String("usd"), Source: &stripe.PaymentSourceSourceParams{Token: stripe.String("tok_chargeDeclined")}}); stripeErr(t, err).HTTPStatusCode != 402 {
+		t.Fatalf("declined charge: %v", err)
 	}
 	pi2 := check(sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(500), Currency: stripe.String("usd")}))
 	if pi2 = check(sc.PaymentIntents.Cancel(pi2.ID, nil)); pi2.Status != "canceled" {
@@ -385,7 +407,8 @@ func TestCatalogAndPayments(t *testing.T) {
 	for _, typ := range []string{"customer.created", "coupon.updated", "coupon.deleted", "promotion_code.updated", "payment_intent.succeeded",
 		"payment_intent.canceled", "charge.refunded", "refund.created", "charge.dispute.created", "charge.dispute.closed", "setup_intent.succeeded",
 		"payment_method.attached", "payment_method.detached", "payout.canceled", "checkout.session.expired", "customer.tax_id.created",
-		"customer.tax_id.deleted", "customer.subscription.created", "subscription_schedule.canceled", "tax_rate.updated", "plan.deleted", "product.created"} {
+		"customer.tax_id.deleted", "customer.subscription.created", "subscription_schedule.canceled", "tax_rate.updated", "plan.deleted", "product.created",
+		"charge.failed", "payment_intent.payment_failed"} {
 		if !seen[typ] {
 			t.Errorf("no %s event", typ)
 		}
