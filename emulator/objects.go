@@ -498,6 +498,9 @@ func (e *Emulator) virtualField(obj map[string]any, f string) any {
 		k, url = kindByTable["tax_ids"], "/v1/customers/"+id+"/tax_ids"
 	case object == "charge" && f == "refunds":
 		k, url = kindByTable["refunds"], "/v1/charges/"+id+"/refunds"
+	case object == "customer" && f == "sources":
+		// Sources and cards are not modelled: always an empty list.
+		return map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/customers/" + id + "/sources"}
 	case object == "checkout.session" && f == "line_items":
 		items := e.csItems[id]
 		data := make([]any, 0, min(len(items), 10))
