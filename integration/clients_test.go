@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,7 +27,7 @@ import (
 	"github.com/pgstripe/pgstripe/pgtest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/psql")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/psql and testdata/node")
 
 // clientStack is what a user runs: `pgstripe emulator` and `pgstripe serve`
 // (both the built binary) in front of a throwaway database. One stack is
@@ -115,18 +116,6 @@ func (s *clientStack) writesSince(t *testing.T, before emuStats) map[string]int6
 	return d
 }
 
-func sameCounts(a, b map[string]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // The clients of issue 8 other than pgx (covered in writethrough/) against
 // the real binary: psql, node-postgres and GORM, plus a role without
 // privileges and a Stripe that does not answer in time.
@@ -166,7 +155,7 @@ func TestClients(t *testing.T) {
 			"POST /v1/invoices/{invoice}/finalize":               1,
 			"POST /v1/invoices/{invoice}/pay":                    1,
 		}
-		if got := s.writesSince(t, before); !sameCounts(got, want) {
+		if got := s.writesSince(t, before); !maps.Equal(got, want) {
 			t.Errorf("Stripe calls made by writes.sql:\n got %v\nwant %v", got, want)
 		}
 	})
@@ -199,7 +188,7 @@ func TestClients(t *testing.T) {
 			"POST /v1/subscriptions": 2, "POST /v1/subscriptions/{subscription_exposed_id}": 1,
 			"DELETE /v1/subscriptions/{subscription_exposed_id}": 1,
 		}
-		if got := s.writesSince(t, before); !sameCounts(got, want) {
+		if got := s.writesSince(t, before); !maps.Equal(got, want) {
 			t.Errorf("Stripe calls made by writes.js:\n got %v\nwant %v", got, want)
 		}
 	})
@@ -715,7 +704,7 @@ func testGORM(t *testing.T, s *clientStack, simple bool) {
 	if saves {
 		want["POST /v1/customers/{customer}"]++
 	}
-	if got := s.writesSince(t, before); !sameCounts(got, want) {
+	if got := s.writesSince(t, before); !maps.Equal(got, want) {
 		t.Errorf("gorm (%s) Stripe calls:\n got %v\nwant %v", mode, got, want)
 	}
 }
