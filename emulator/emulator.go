@@ -475,9 +475,42 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 		status, body = 200, e.encodeResult(res)
 	}
 	if idemK != "" && status != 429 && status < 500 {
+		if len(e.idem) >= maxIdempotencyKeys {
+			e.pruneIdempotency()
+		}
 		e.idem[idemK] = &idemEntry{hash: idemHash, status: status, body: body, at: time.Now()}
 	}
 	return status, body, false
+}
+
+// maxIdempotencyKeys bounds the remembered keys (each holds its response):
+// Stripe keeps keys 24 hours; a long benchmark run shouldn't grow without
+// bound.
+const maxIdempotencyKeys = 100_000
+
+// pruneIdempotency forgets keys older than 24 hours, and if that isn't
+// enough, the older half.
+func (e *Emulator) pruneIdempotency() {
+	cut := time.Now().Add(-24 * time.Hour)
+	for k, v := range e.idem {
+		if v.at.Before(cut) {
+			delete(e.idem, k)
+		}
+	}
+	if len(e.idem) < maxIdempotencyKeys*9/10 {
+		return
+	}
+	ats := make([]time.Time, 0, len(e.idem))
+	for _, v := range e.idem {
+		ats = append(ats, v.at)
+	}
+	sort.Slice(ats, func(i, j int) bool { return ats[i].Before(ats[j]) })
+	median := ats[len(ats)/2]
+	for k, v := range e.idem {
+		if v.at.Before(median) {
+			delete(e.idem, k)
+		}
+	}
 }
 
 func (e *Emulator) encodeResult(res any) []byte {
