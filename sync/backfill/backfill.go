@@ -695,6 +695,13 @@ func (r *runner) handle(ctx context.Context, res taskResult) error {
 
 var errRequeue = errors.New("requeue")
 
+// cursorGone: Stripe refuses a starting_after whose object no longer
+// exists (resource_missing on param starting_after).
+func cursorGone(err error) bool {
+	var se *stripeapi.Error
+	return errors.As(err, &se) && se.Param == "starting_after" && (se.Code == "resource_missing" || se.HTTPStatus == 404)
+}
+
 // failBlocked marks per-parent objects that could not finish because their
 // parent failed.
 func (r *runner) failBlocked(ctx context.Context) error {
@@ -864,6 +871,21 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	}
 	res.reqs++
 	o.requests.Add(1)
+	if err != nil && q.Get("starting_after") != "" && cursorGone(err) {
+		// The cursor object was deleted since its page was fetched: start
+		// the rest over without it. For a range that re-reads only the
+		// cursor's own second (the range ends right after it); a parent's
+		// list is read again from its start. Rows read twice are the same.
+		r.log.Info("backfill: cursor object gone, continuing without it", "object", s.object, "cursor", q.Get("starting_after"))
+		q.Del("starting_after")
+		s2 := *s
+		s2.rng.After, s2.after = "", ""
+		s = &s2
+		res.s = s
+		page, err = r.cfg.Client.List(ctx, path, q)
+		res.reqs++
+		o.requests.Add(1)
+	}
 	if err != nil {
 		res.err = err
 		return res

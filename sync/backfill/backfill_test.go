@@ -455,3 +455,27 @@ func TestOneObjectFailsOthersComplete(t *testing.T) {
 	}
 	v.compare(t, "disputes")
 }
+
+// A cursor object deleted between two pages makes Stripe refuse
+// starting_after (resource_missing); the slice continues without it.
+func TestCursorObjectGone(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.Seed(150, "same-second"); err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int64
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.URL.Path == "/v1/customers" && r.URL.Query().Get("starting_after") != "" && refused.Add(1) == 1 {
+			return 400, `{"error":{"type":"invalid_request_error","code":"resource_missing","param":"starting_after","message":"No such customer: 'cus_gone'"}}`
+		}
+		return 0, ""
+	})
+	ctx := context.Background()
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"}}); err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() < 2 {
+		t.Fatalf("the cursor path was not exercised (%d requests with starting_after)", refused.Load())
+	}
+	v.compare(t, "customers")
+}
