@@ -174,6 +174,8 @@ type runner struct {
 	lastParentLoad time.Time
 	parentsDry     bool // the last load found nothing new
 	idle           bool // every object completed in earlier runs
+	parentsLeft    map[string]int
+	parentsCounted time.Time
 
 	target   atomic.Int64 // worker target
 	queued   atomic.Int64 // len(queue) + inflight, for split decisions

@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -62,6 +63,11 @@ func (r *runner) snapshot(done bool) Progress {
 			op.Phase, op.Error = "error", o.err.Error()
 		case o.done:
 			op.Phase = "live"
+		case o.kind == kindPerParent:
+			// One request per pending parent (rarely more).
+			if left := r.parentsLeft[n]; left > 0 && op.RequestsPerSec > 0 {
+				op.ETA = time.Duration(float64(left) / op.RequestsPerSec * float64(time.Second)).Round(time.Second)
+			}
 		default:
 			if est := o.estRemaining.Load(); est > 0 && op.RowsPerSec > 0 {
 				op.ETA = time.Duration(float64(est) / op.RowsPerSec * float64(time.Second)).Round(time.Second)
@@ -73,8 +79,36 @@ func (r *runner) snapshot(done bool) Progress {
 }
 
 func (r *runner) report(done bool) {
-	if r.cfg.Progress != nil {
-		r.cfg.Progress(r.snapshot(done))
+	if r.cfg.Progress == nil {
+		return
+	}
+	if !done && time.Since(r.parentsCounted) > 5*time.Second {
+		r.countParents()
+	}
+	r.cfg.Progress(r.snapshot(done))
+}
+
+// countParents refreshes the pending per-parent lists (for ETAs); a failure
+// only leaves the ETA unknown.
+func (r *runner) countParents() {
+	r.parentsCounted = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	rows, err := r.cfg.Pool.Query(ctx, `SELECT object, count(*) FROM stripe_sync.backfill_slices WHERE parent IS NOT NULL AND NOT done GROUP BY object`)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	left := map[string]int{}
+	for rows.Next() {
+		var o string
+		var n int
+		if rows.Scan(&o, &n) == nil {
+			left[o] = n
+		}
+	}
+	if rows.Err() == nil {
+		r.parentsLeft = left
 	}
 }
 
