@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -195,6 +196,10 @@ func TestClients(t *testing.T) {
 
 	t.Run("node-postgres every table", func(t *testing.T) {
 		compareGolden(t, filepath.Join("testdata", "node", "tables.golden"), normalise(string(node(t, s.proxy, "tables"))))
+	})
+
+	t.Run("pgx through the binary", func(t *testing.T) {
+		testPGX(t, s)
 	})
 
 	t.Run("gorm", func(t *testing.T) {
@@ -707,6 +712,53 @@ func testGORM(t *testing.T, s *clientStack, simple bool) {
 	if got := s.writesSince(t, before); !maps.Equal(got, want) {
 		t.Errorf("gorm (%s) Stripe calls:\n got %v\nwant %v", mode, got, want)
 	}
+}
+
+// testPGX is a short pass of pgx through the built binary, in each query
+// mode (writethrough/ walks every table with pgx against the proxy in
+// process): binary int8 and jsonb parameters (cache_statement), text ones
+// with unspecified types (exec), inlined ones (simple_protocol). The jsonb
+// value is JSON text: pgx cannot encode a Go map for an unknown type.
+func testPGX(t *testing.T, s *clientStack) {
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		cfg, err := pgx.ParseConfig(s.proxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = mode
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatalf("pgx (%v): %v", mode, err)
+		}
+		defer conn.Close(ctx)
+		email := fmt.Sprintf("pgx-%d@example.test", mode)
+		var cus string
+		var meta map[string]string
+		if err := conn.QueryRow(ctx, `INSERT INTO stripe.customers (email, balance, metadata) VALUES ($1, $2, $3) RETURNING id, metadata`,
+			email, int64(-250), `{"mode": "`+mode.String()+`"}`).Scan(&cus, &meta); err != nil || !strings.HasPrefix(cus, "cus_") || meta["mode"] != mode.String() {
+			t.Fatalf("pgx (%v) INSERT … RETURNING: %v %q %v", mode, err, cus, meta)
+		}
+		var balance int64
+		if err := conn.QueryRow(ctx, `UPDATE stripe.customers SET balance = balance + $1 WHERE id = $2 RETURNING balance`, int64(100), cus).Scan(&balance); err != nil || balance != -150 {
+			t.Fatalf("pgx (%v) UPDATE balance = balance + $1: %v, balance %d (want -150)", mode, err, balance)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO stripe.customers (email, nonsense) VALUES ($1, $2)`, email, 1); pgCode(err) != "42703" {
+			t.Errorf("pgx (%v) unknown column: %v, want 42703", mode, err)
+		}
+		tag, err := conn.Exec(ctx, `DELETE FROM stripe.customers WHERE id = $1`, cus)
+		if err != nil || tag.String() != "DELETE 1" {
+			t.Fatalf("pgx (%v) DELETE: %v %q", mode, err, tag)
+		}
+	}
+}
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
 }
 
 // A Stripe that does not answer: the client cancels (CancelRequest through
