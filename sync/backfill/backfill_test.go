@@ -479,3 +479,30 @@ func TestCursorObjectGone(t *testing.T) {
 	}
 	v.compare(t, "customers")
 }
+
+// Stripe failing now and then (500, 503, 429, dropped connections,
+// timeouts, responses lost) slows the backfill down, never breaks it.
+func TestFaultsAreNeverFatal(t *testing.T) {
+	v := setup(t, emulator.Options{Faults: 0.15})
+	if err := v.e.Seed(30, "spike"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_faults", BaseURL: v.base, RateLimit: 1000, MaxRetries: 2, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c}); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range backfilledTables() {
+		v.compare(t, table)
+	}
+	st := v.e.Stats()
+	faults := st.ByStatus[500] + st.ByStatus[503] + st.ByStatus[429]
+	t.Logf("%d requests, %d answered 500/503/429", st.Total, faults)
+	if faults == 0 {
+		t.Error("no faults injected")
+	}
+}
