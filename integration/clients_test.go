@@ -128,7 +128,9 @@ func TestClients(t *testing.T) {
 	ctx := context.Background()
 	admin := pgtest.Connect(t, s.dbURL)
 	for _, q := range []string{
-		`CREATE ROLE app LOGIN`,
+		// Roles are the cluster's, shared by every database of this test
+		// binary (-count=2 runs this again).
+		`DO $$BEGIN CREATE ROLE app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$`,
 		`GRANT USAGE ON SCHEMA stripe TO app`,
 		`GRANT SELECT ON stripe.customers TO app`,
 	} {
