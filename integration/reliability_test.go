@@ -132,6 +132,26 @@ func TestProxySurvivesPostgresKill(t *testing.T) {
 	default:
 	}
 
+	// Stay down a while: longer than a reconnect attempt, so sync's
+	// connections, the leader's lease and the events loop all see it.
+	outage := 6 * time.Second
+	if v, err := strconv.Atoi(os.Getenv("PGSTRIPE_OUTAGE_SECONDS")); err == nil && v > 0 {
+		outage = time.Duration(v) * time.Second
+	}
+	time.Sleep(outage)
+	if res, err := http.Get(s.metrics + "/healthz"); err != nil {
+		t.Errorf("/healthz does not answer during the outage: %v", err)
+	} else {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		t.Logf("/healthz during the outage: %d %s", res.StatusCode, strings.TrimSpace(string(b)))
+	}
+	select {
+	case err := <-s.srv.done:
+		s.srv.done <- err
+		t.Fatalf("pgstripe serve exited during a %v Postgres outage: %v\n%s", outage, err, tail(s.srv.out.String(), 30))
+	default:
+	}
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for try := 0; ; try++ {
