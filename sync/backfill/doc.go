@@ -4,7 +4,9 @@
 // # How the work is cut
 //
 // Lists that accept a created filter are cut into time ranges (slicer.go).
-// Each range starts as [Stripe's founding, now]; its first page (100
+// Each range starts as [Stripe's founding, 2100) (not "now": objects of
+// customers on test clocks are created ahead of Stripe's clock); its first
+// page (100
 // objects, newest first) is a density sample, and what remains of the range
 // is split into as many pieces as pages expected, as long as the shared
 // queue is short of work (twice the worker target); otherwise the range
@@ -16,17 +18,23 @@
 // where the API demands it: payment methods per customer (the parents are
 // the customers this run fetches, or those already stored); tax ids come
 // included with the customer pages (expand[]=data.tax_ids), per customer
-// only when a customer has more than the included page. Nested lists
-// (invoice.lines, subscription.items) are completed before their parent is
-// stored, so child tables are complete.
+// only when a customer has more than the included page. upcoming_invoices
+// (virtual) is one GET /v1/invoices/upcoming per customer with a live
+// subscription. Invoice items accept a created filter but show the time as
+// "date", so they are paged whole. Nested lists (invoice.lines,
+// subscription.items) are completed before their parent is stored, so child
+// tables are complete. A cursor whose object was deleted meanwhile
+// (starting_after refused) is dropped and the slice continues without it.
 //
 // # Concurrency
 //
 // One scheduler goroutine owns the queue and launches tasks (one page each)
 // up to a worker target sized by Little's law: the effective rate times the
 // measured time a request keeps a worker busy (HTTP round trip plus its
-// share of the database write), plus a quarter. Every request waits at the
-// client's limiter, so more workers never means more than the rate.
+// share of the database write), times 1.5, plus 2: task times vary, and a
+// worker too few idles the limiter while one too many only waits at it.
+// Every request waits at the client's limiter, so more workers never means
+// more than the rate.
 //
 // # Resumability
 //
