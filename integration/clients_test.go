@@ -145,7 +145,7 @@ func TestClients(t *testing.T) {
 		// Exactly the calls the script's statements make, failed ones included.
 		want := map[string]int64{
 			"POST /v1/customers":                                 4, // psql@, psql-tx@, psql-rollback@, bad tax_exempt
-			"POST /v1/customers/{customer}":                      3, // metadata ||, metadata =, name in BEGIN
+			"POST /v1/customers/{customer}":                      4, // metadata ||, metadata -, metadata =, name in BEGIN
 			"DELETE /v1/customers/{customer}":                    3,
 			"POST /v1/products":                                  1,
 			"POST /v1/prices":                                    2, // the price, the NULL product

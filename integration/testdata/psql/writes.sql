@@ -11,9 +11,16 @@ RETURNING id, email, name, metadata, created IS NOT NULL AS has_created;
 SELECT id AS cus FROM stripe.customers WHERE email = 'psql@example.test' \gset
 
 -- UPDATE with a jsonb expression, evaluated by Postgres, sent as Stripe params.
-UPDATE stripe.customers SET metadata = metadata || '{"plan": "pro"}', description = upper(name)
+UPDATE stripe.customers SET metadata = metadata || '{"plan": "pro"}', description = upper(name),
+       address = jsonb_build_object('city', 'Paris', 'country', 'FR')
 WHERE id = :'cus'
-RETURNING id, metadata, description;
+RETURNING id, metadata, description, address->>'city' AS city;
+
+-- Removing a key with jsonb's minus, and NULL to unset a field Stripe lets
+-- one unset (address); not one it doesn't (description, 23502).
+UPDATE stripe.customers SET metadata = metadata - 'plan', address = NULL WHERE id = :'cus'
+RETURNING metadata, address IS NULL AS no_address;
+UPDATE stripe.customers SET description = NULL WHERE id = :'cus';
 
 -- Setting metadata replaces it (keys left out are removed in Stripe too).
 UPDATE stripe.customers SET metadata = '{"tier": "gold"}' WHERE id = :'cus' RETURNING metadata;
