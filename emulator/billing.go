@@ -507,11 +507,9 @@ func deleteCustomer(e *Emulator, c *reqCtx) (any, *apiError) {
 	// Deleting a customer cancels its subscriptions at once.
 	t := e.tables["subscriptions"]
 	var subs []string
-	for _, r := range t.ordered {
-		if v, _ := t.keyOf(r, "customer"); v == id {
-			if st, _ := t.keyOf(r, "_status"); st != "canceled" && st != "incomplete_expired" {
-				subs = append(subs, r.id)
-			}
+	for _, r := range t.byCustomer[id] {
+		if st, _ := t.keyOf(r, "_status"); st != "canceled" && st != "incomplete_expired" {
+			subs = append(subs, r.id)
 		}
 	}
 	for _, sid := range subs {
@@ -983,10 +981,7 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	if strOr(c.params["pending_invoice_items_behavior"], "exclude") == "include" {
 		t := e.tables["invoiceitems"]
-		for _, r := range t.ordered {
-			if v, _ := t.keyOf(r, "customer"); v != cus {
-				continue
-			}
+		for _, r := range append([]*record(nil), t.byCustomer[cus]...) {
 			if v, _ := t.keyOf(r, "invoice"); v != "" {
 				continue
 			}
@@ -1218,9 +1213,10 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 			cus = getStr(s, "customer")
 		}
 	} else {
-		for i := len(st.ordered) - 1; i >= 0; i-- {
-			r := st.ordered[i]
-			if r.keys[0] == cus && (r.keys[1] == "active" || r.keys[1] == "trialing" || r.keys[1] == "past_due") {
+		mine := st.byCustomer[cus]
+		for i := len(mine) - 1; i >= 0; i-- {
+			r := mine[i]
+			if r.keys[1] == "active" || r.keys[1] == "trialing" || r.keys[1] == "past_due" {
 				s, _ := decodeObject(r.raw)
 				subs = append(subs, s)
 			}
@@ -1273,8 +1269,8 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 		sum += amt
 	}
 	it := e.tables["invoiceitems"]
-	for _, r := range it.ordered {
-		if r.keys[0] == cus && r.keys[1] == "" {
+	for _, r := range it.byCustomer[cus] {
+		if r.keys[1] == "" {
 			ii, _ := decodeObject(r.raw)
 			line := e.api.fixture("line_item")
 			line["id"] = "il_tmp_" + r.id[3:]

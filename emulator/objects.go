@@ -516,7 +516,11 @@ func (e *Emulator) virtualField(obj map[string]any, f string) any {
 		field = "charge"
 	}
 	t := e.tables[k.table]
-	recs, more := page(t.ordered, listQuery{limit: 10, createdLo: minTime, createdHi: maxTime, match: func(r *record) bool {
+	seq := t.ordered
+	if field == "customer" && t.byCustomer != nil {
+		seq = t.byCustomer[id]
+	}
+	recs, more := page(seq, listQuery{limit: 10, createdLo: minTime, createdHi: maxTime, match: func(r *record) bool {
 		v, _ := t.keyOf(r, field)
 		return v == id
 	}}, false)
