@@ -65,7 +65,7 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 SELECT 'upcoming_invoices', c.id, c.at, 'upcoming'
 FROM unnest($1::text[], $2::timestamptz[]) AS c(id, at)
 WHERE EXISTS (SELECT 1 FROM stripe.upcoming_invoices u WHERE u.customer = c.id)
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before)`, ids, ats); err != nil {
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, ats); err != nil {
 			return fmt.Errorf("events: queue upcoming invoices: %w", err)
 		}
 	}
@@ -100,7 +100,7 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS l(item, invoice, at)
 WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND ii.invoice IS NOT DISTINCT FROM l.invoice)
   AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'invoiceitems' AND t.id = l.item)
 ORDER BY l.item, l.at DESC
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before)`, items, invs, ats); err != nil {
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, items, invs, ats); err != nil {
 			return fmt.Errorf("events: queue invoice items: %w", err)
 		}
 	}
@@ -114,7 +114,7 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, exclu
 SELECT DISTINCT ON (ii.id) 'invoiceitems', ii.id, d.at, 'owner'
 FROM stripe.invoiceitems ii JOIN unnest($1::text[], $2::timestamptz[]) AS d(id, at) ON ii.invoice = d.id
 ORDER BY ii.id, d.at DESC
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before)`, ids, ats); err != nil {
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, ats); err != nil {
 			return fmt.Errorf("events: queue invoice items of deleted invoices: %w", err)
 		}
 	}
@@ -146,7 +146,7 @@ func queueRefetch(ctx context.Context, tx pgx.Tx, rs []refetch) error {
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
 ON CONFLICT (object, id) DO UPDATE SET
     reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
-    not_before = GREATEST(q.not_before, excluded.not_before)`, objs, ids, nbs, reasons)
+    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, objs, ids, nbs, reasons)
 	if err != nil {
 		return fmt.Errorf("events: queue re-fetch: %w", err)
 	}

@@ -49,6 +49,7 @@ type refetch struct {
 	refetchKey
 	NotBefore time.Time
 	Reason    string
+	queuedAt  time.Time // as read from the queue: the version of the entry
 }
 
 const (

@@ -74,14 +74,14 @@ func (p *poller) drainRefetch(ctx context.Context) (int, error) {
 	}
 	// Orderings first (a row may be wrong until then), upcoming invoices
 	// last (a preview).
-	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason FROM stripe_sync.events_refetch
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at FROM stripe_sync.events_refetch
 WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, refetchBatch)
 	if err != nil {
 		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetch, error) {
 		var x refetch
-		err := r.Scan(&x.Table, &x.ID, &x.NotBefore, &x.Reason)
+		err := r.Scan(&x.Table, &x.ID, &x.NotBefore, &x.Reason, &x.queuedAt)
 		return x, err
 	})
 	if err != nil {
@@ -153,8 +153,11 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf.Add(time.Second), Reason: reasonAmbiguous})
 				}
 			}
-			if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.events_refetch WHERE object = $1 AND id = $2 AND not_before = $3`,
-				f.Table, f.ID, f.NotBefore); err != nil {
+			// Queued again meanwhile (queued_at moved, even within the
+			// same second): this fetch may predate that change, so the
+			// entry stays for another round.
+			if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.events_refetch WHERE object = $1 AND id = $2 AND queued_at = $3`,
+				f.Table, f.ID, f.queuedAt); err != nil {
 				return fmt.Errorf("events: dequeue re-fetch: %w", err)
 			}
 		}

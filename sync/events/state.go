@@ -11,7 +11,8 @@ import (
 	"github.com/pgstripe/pgstripe/schema"
 )
 
-// Migrations of sync/events take versions 400–449 (schema.Register).
+// Migrations of sync/events take versions 400–449 (schema.Register);
+// released steps are never edited, new ones are appended.
 func init() {
 	schema.Register(schema.Migration{Version: 400, Name: "events: cursor, applied events, refetch queue", SQL: `
 -- The events loop's position. checked_through is the Stripe-clock time (a
@@ -54,6 +55,10 @@ CREATE TABLE IF NOT EXISTS stripe_sync.events_refetch (
     reason text NOT NULL,
     PRIMARY KEY (object, id)
 );
+`}, schema.Migration{Version: 410, Name: "events: re-fetch queue entries carry when they were last queued", SQL: `
+-- The drain deletes an entry only if it wasn't queued again while its
+-- fetch was in flight; not_before alone can't tell (same second).
+ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT clock_timestamp();
 `})
 }
 
