@@ -413,3 +413,47 @@ func makeCerts(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
+
+// Every answer of a create is lost (Stripe performs it each time, the
+// replays are lost too): the client gets a clear error once pgstripe gives
+// up, and Stripe holds exactly one object, never two. Slow (pgstripe's
+// retries back off for ~40 s): PGSTRIPE_SLOW_TESTS=1.
+func TestWriteThroughEveryResponseLost(t *testing.T) {
+	if os.Getenv("PGSTRIPE_SLOW_TESTS") == "" {
+		t.Skip("slow: set PGSTRIPE_SLOW_TESTS=1")
+	}
+	s := startStack(t, pgtest.NewDB(t))
+	ctx := context.Background()
+	conn := connect(t, s.proxy)
+	faults := make([]chaos.Fault, 30)
+	for i := range faults {
+		faults[i] = chaos.FaultDropAfter
+	}
+	s.inj.Force(hasMarker("never"), faults...)
+	t0 := time.Now()
+	_, err := conn.Exec(ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('never@x.co', '{"marker":"never"}')`)
+	t.Logf("after %v: %v", time.Since(t0), err)
+	if err == nil {
+		t.Fatal("the INSERT succeeded although no answer ever arrived")
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code == "" || !strings.Contains(strings.ToLower(pe.Message+pe.Detail+pe.Hint), "stripe") {
+		t.Errorf("not a clear error: %#v", err)
+	}
+	if n, ids := s.markerCount("never"); n != 1 {
+		t.Errorf("Stripe holds %d objects %v for one INSERT that failed", n, ids)
+	}
+	// The object Stripe made arrives through the events.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		conn.QueryRow(ctx, `SELECT count(*) FROM stripe.customers WHERE metadata->>'marker' = 'never'`).Scan(&n)
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the object Stripe made never reached the table (%d rows)", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
