@@ -46,7 +46,7 @@
 //
 // Faults are split evenly between 500, 503, 429 lock_timeout (stripe-go
 // retries these), a dropped connection, a timeout (held until the client
-// gives up), and a response lost after the request took effect. Rate-limit
+// gives up, at most 10 s, then dropped), and a response lost after the request took effect. Rate-limit
 // 429s carry code rate_limit and no Stripe-Should-Retry, as in Stripe, so
 // stripe-go does not retry them by itself.
 //

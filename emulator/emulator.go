@@ -345,11 +345,11 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 			}
 			return writeError(w, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
 		default:
-			// A timeout: hold the request until the client gives up (or a
-			// minute passes), then drop it.
+			// A timeout: hold the request until the client gives up (or
+			// timeoutHold passes), then drop it.
 			select {
 			case <-r.Context().Done():
-			case <-time.After(time.Minute):
+			case <-time.After(timeoutHold):
 			case <-e.closed:
 			}
 			if hj, ok := w.(http.Hijacker); ok {
@@ -482,6 +482,12 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 	}
 	return status, body, false
 }
+
+// timeoutHold is how long an injected timeout holds a request before
+// dropping it (sooner if the client gives up): long enough to look like a
+// stuck request, short enough that clients with stripe-go's 80 s default
+// timeout don't stall a benchmark for minutes.
+const timeoutHold = 10 * time.Second
 
 // maxIdempotencyKeys bounds the remembered keys (each holds its response):
 // Stripe keeps keys 24 hours; a long benchmark run shouldn't grow without
