@@ -16,6 +16,11 @@
 // customers are grouped by the unique marker each write-through create
 // carried: two objects for one marker are a duplicate create.
 //
+// Options widen the run: several serve instances sharing the database (a
+// fleet; kills then hit the sync leader, the instance that made a call, or
+// any), an eventually consistent events list, latency, the emulator's own
+// rate limit.
+//
 // The short run is a test (integration/reliability_test.go); the long one is
 // `go run ./cmd/pgstripe-bench chaos --kills 20 --faults 0.05`, and its
 // figures are in docs/RELIABILITY.md. The Injector is also used on its own
