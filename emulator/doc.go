@@ -46,9 +46,10 @@
 //
 // Faults are split evenly between 500, 503, 429 lock_timeout (stripe-go
 // retries these), a dropped connection, a timeout (held until the client
-// gives up, at most 10 s, then dropped), and a response lost after the request took effect. Rate-limit
-// 429s carry code rate_limit and no Stripe-Should-Retry, as in Stripe, so
-// stripe-go does not retry them by itself.
+// gives up, at most 10 s, then dropped), and a response lost after the
+// request took effect. Rate-limit 429s carry code rate_limit and no
+// Stripe-Should-Retry, as in Stripe, so stripe-go does not retry them by
+// itself.
 //
 // Simplifications (by design): one dataset for test and live keys (livemode
 // follows the key that created an object); plans and prices are separate
