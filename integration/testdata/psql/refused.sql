@@ -26,6 +26,9 @@ INSERT INTO stripe.customers (id, email) VALUES ('cus_x', 'refused@example.test'
 INSERT INTO stripe.customers (email) SELECT 'refused@example.test';
 WITH c AS (UPDATE stripe.customers SET name = 'cte' WHERE id = :'cus' RETURNING id) SELECT * FROM c;
 TRUNCATE stripe.customers;
+\copy stripe.customers (email) FROM PROGRAM 'echo copy@example.test'
+-- (COPY out is a read: it passes through)
+\copy (SELECT count(*) FROM stripe.customers WHERE email LIKE 'bulk-%@example.test') TO STDOUT
 
 -- more than 100 rows (54000): a 101-row INSERT, and an UPDATE whose WHERE
 -- matches 101 local rows (the test inserted them directly, not through the proxy)
@@ -55,4 +58,5 @@ INSERT INTO stripe.customers (email) VALUES ('refused@example.test');
 ROLLBACK;
 
 -- nothing was created
-SELECT count(*) FROM stripe.customers WHERE email = 'refused@example.test' OR email LIKE 'many%@example.test';
+SELECT count(*) FROM stripe.customers
+WHERE email IN ('refused@example.test', 'copy@example.test') OR email LIKE 'many%@example.test';
