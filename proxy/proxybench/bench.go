@@ -13,8 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/pgstripe/pgstripe/pgcluster"
 	"github.com/pgstripe/pgstripe/proxy"
@@ -32,6 +30,9 @@ type Options struct {
 	// same rounds (e.g. with the kernel-wait read path disabled); its
 	// figures are reported as CompareTPS / CompareRatio.
 	Compare *proxy.Config
+	// ProxyUnix and CompareUnix make the proxy (resp. the Compare proxy)
+	// connect to Postgres through its Unix socket instead of loopback TCP.
+	ProxyUnix, CompareUnix bool
 	// Log receives one line per pgbench run; nil discards.
 	Log io.Writer
 }
@@ -49,9 +50,13 @@ type Case struct {
 	// minus pgbench, which runs as a child) per transaction: a figure that
 	// holds when other work shares the machine, unlike TPS.
 	ProxyCPUMicros float64 `json:"proxy_cpu_us_per_tx"`
+	// ProxyCost and CompareCost break the proxies' costs per transaction
+	// down (CPU, read/write system calls, context switches).
+	ProxyCost *PerTx `json:"proxy_cost,omitempty"`
 
 	CompareTPS   float64 `json:"compare_tps,omitempty"`
 	CompareRatio float64 `json:"compare_ratio,omitempty"`
+	CompareCost  *PerTx  `json:"compare_cost,omitempty"`
 }
 
 // Result is the whole run.
@@ -64,12 +69,6 @@ var (
 	tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 	txRe  = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 )
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // Run starts a throwaway cluster and a proxy in front of it, initializes
 // pgbench tables (scale 1) and measures every case.
@@ -98,12 +97,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer c.Stop()
 
-	startProxy := func(cfg proxy.Config) (int, func(), error) {
+	startProxy := func(cfg proxy.Config, unix bool) (int, func(), error) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, nil, err
 		}
-		cfg.Upstream = c.Addr()
+		cfg.Upstream = upstreamAddr(c, unix)
 		p := proxy.New(cfg)
 		pctx, cancel := context.WithCancel(ctx)
 		served := make(chan error, 1)
@@ -111,11 +110,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return ln.Addr().(*net.TCPAddr).Port, func() { cancel(); <-served }, nil
 	}
 	ports := []int{c.Port}
-	for _, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
+	for i, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
 		if cfg == nil {
 			continue
 		}
-		port, stop, err := startProxy(*cfg)
+		port, stop, err := startProxy(*cfg, []bool{opts.ProxyUnix, opts.CompareUnix}[i])
 		if err != nil {
 			return nil, err
 		}
@@ -125,10 +124,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
-	var cpu time.Duration
-	var txs int64
+	var cost []counters
 	run := func(port, clients int, mode string) (float64, error) {
-		before := selfCPU()
+		before := readCounters()
 		args := []string{"-S", "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
 			"-T", strconv.Itoa(opts.Seconds), "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres"}
 		out, err := exec.CommandContext(ctx, "pgbench", args...).CombinedOutput()
@@ -139,11 +137,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if m == nil {
 			return 0, fmt.Errorf("pgbench: no tps in output: %s", out)
 		}
-		if port == ports[1] {
+		for i := 1; i < len(ports); i++ {
+			if port != ports[i] {
+				continue
+			}
 			if n := txRe.FindSubmatch(out); n != nil {
 				k, _ := strconv.ParseInt(string(n[1]), 10, 64)
-				txs += k
-				cpu += selfCPU() - before
+				cost[i].add(before, k)
 			}
 		}
 		return strconv.ParseFloat(string(m[1]), 64)
@@ -152,7 +152,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, mode := range opts.Modes {
 		for _, clients := range opts.Clients {
 			cs := Case{Mode: mode, Clients: clients}
-			cpu, txs = 0, 0
+			cost = make([]counters, len(ports))
 			sums := make([]float64, len(ports))
 			var cmpRatios []float64
 			for round := 0; round < opts.Rounds; round++ {
@@ -179,12 +179,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			cs.DirectTPS = round1(sums[0] / n)
 			cs.ProxyTPS = round1(sums[1] / n)
 			cs.Ratio = round3(median(cs.Ratios))
-			if txs > 0 {
-				cs.ProxyCPUMicros = round1(float64(cpu.Microseconds()) / float64(txs))
+			if cs.ProxyCost = cost[1].perTx(); cs.ProxyCost != nil {
+				cs.ProxyCPUMicros = cs.ProxyCost.CPUMicros
 			}
 			if len(ports) > 2 {
 				cs.CompareTPS = round1(sums[2] / n)
 				cs.CompareRatio = round3(median(cmpRatios))
+				cs.CompareCost = cost[2].perTx()
 			}
 			res.Cases = append(res.Cases, cs)
 		}

@@ -22,6 +22,8 @@ type LatencyResult struct {
 	P10    float64 `json:"p10_us"`
 	P50    float64 `json:"p50_us"`
 	P90    float64 `json:"p90_us"`
+	// Cost is a proxy's cost per transaction (nil for direct).
+	Cost *PerTx `json:"cost,omitempty"`
 }
 
 // Latency measures single-client transaction latency (pgbench -S -c 1 -t n
@@ -40,7 +42,7 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	defer c.Stop()
 	targets := []string{c.Addr()}
 	names := []string{"direct", "proxy", "compare"}
-	for _, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
+	for k, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
 		if cfg == nil {
 			continue
 		}
@@ -49,7 +51,7 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 			return nil, err
 		}
 		pc := *cfg
-		pc.Upstream = c.Addr()
+		pc.Upstream = upstreamAddr(c, []bool{opts.ProxyUnix, opts.CompareUnix}[k])
 		p := proxy.New(pc)
 		pctx, cancel := context.WithCancel(ctx)
 		served := make(chan error, 1)
@@ -66,6 +68,7 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	}
 	defer os.RemoveAll(dir)
 	samples := make([][]time.Duration, len(targets))
+	cost := make([]counters, len(targets))
 	for round := 0; round < opts.Rounds; round++ {
 		for k := range targets {
 			i := (k + round) % len(targets)
@@ -74,9 +77,11 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 			cmd := exec.CommandContext(ctx, "pgbench", "-S", "-n", "-M", "simple", "-c", "1", "-t", strconv.Itoa(n), "-l",
 				"-h", host, "-p", port, "-U", "postgres", "postgres")
 			cmd.Dir = dir
+			before := readCounters()
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("pgbench: %v: %s", err, out)
 			}
+			cost[i].add(before, int64(n))
 			logs, _ := filepath.Glob(filepath.Join(dir, "pgbench_log.*"))
 			for _, l := range logs {
 				b, err := os.ReadFile(l)
@@ -99,7 +104,11 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	for i, s := range samples {
 		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
 		pct := func(p float64) float64 { return round1(float64(s[int(p*float64(len(s)-1))].Nanoseconds()) / 1e3) }
-		out = append(out, LatencyResult{Target: names[i], P10: pct(0.10), P50: pct(0.50), P90: pct(0.90)})
+		r := LatencyResult{Target: names[i], P10: pct(0.10), P50: pct(0.50), P90: pct(0.90)}
+		if i > 0 {
+			r.Cost = cost[i].perTx()
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }

@@ -33,6 +33,8 @@ func main() {
 	cmpSpinners := flag.Int("compare-spinners", 0, "with -compare: compare against this -spinners value instead of the opposite -spin-on")
 	cmpDue := flag.Bool("compare-due", false, "with -compare: compare against spinning only when a reply or request is due")
 	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -spin-on setting, in the same rounds")
+	unix := flag.Bool("unix", false, "the proxy connects to Postgres through its Unix socket")
+	cmpUnix := flag.Bool("compare-unix", false, "compare against the same proxy settings with the other upstream transport (-unix toggled)")
 	spinOn := flag.Bool("spin-on", false, "enable the proxy's spin-before-park reads (proxy.SpinConfig)")
 	flag.Parse()
 	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: os.Stderr, Modes: strings.Split(*modes, ",")}
@@ -53,6 +55,11 @@ func main() {
 			opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Enable: true, SpinTime: spin, MaxSpinners: *cmpSpinners, OnlyWhenDue: *cmpDue, MaxRunnable: *maxRunnable}}
 		}
 	}
+	opts.ProxyUnix = *unix
+	if *cmpUnix {
+		cfg := opts.Proxy
+		opts.Compare, opts.CompareUnix = &cfg, !*unix
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -71,7 +78,11 @@ func main() {
 			return
 		}
 		for _, r := range res {
-			fmt.Fprintf(os.Stderr, "%-8s p10=%.1fµs p50=%.1fµs p90=%.1fµs\n", r.Target, r.P10, r.P50, r.P90)
+			fmt.Fprintf(os.Stderr, "%-8s p10=%.1fµs p50=%.1fµs p90=%.1fµs", r.Target, r.P10, r.P50, r.P90)
+			if r.Cost != nil {
+				fmt.Fprintf(os.Stderr, " cpu=%.1fµs/tx rw_syscalls=%.1f/tx ctxsw=%.1f/tx", r.Cost.CPUMicros, r.Cost.Syscalls, r.Cost.CtxSw)
+			}
+			fmt.Fprintln(os.Stderr)
 		}
 		b, _ := json.Marshal(res)
 		fmt.Println(string(b))
@@ -83,12 +94,19 @@ func main() {
 		return
 	}
 	for _, c := range res.Cases {
-		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f proxy_cpu=%.1fµs/tx", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, c.ProxyCPUMicros)
+		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f%s", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, costString(c.ProxyCost))
 		if opts.Compare != nil {
-			fmt.Fprintf(os.Stderr, " compare=%.0f ratio=%.3f", c.CompareTPS, c.CompareRatio)
+			fmt.Fprintf(os.Stderr, " | compare=%.0f ratio=%.3f%s", c.CompareTPS, c.CompareRatio, costString(c.CompareCost))
 		}
 		fmt.Fprintln(os.Stderr)
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
+}
+
+func costString(c *proxybench.PerTx) string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf(" cpu=%.1fµs/tx rw_syscalls=%.1f/tx ctxsw=%.1f/tx", c.CPUMicros, c.Syscalls, c.CtxSw)
 }
