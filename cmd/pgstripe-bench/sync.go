@@ -48,6 +48,7 @@ func runLag(ctx context.Context, args []string, log io.Writer) (any, error) {
 	mutations := fs.String("mutations", "10/s", "mutations per second")
 	delay := fs.Duration("event-delay", 0, "emulator's max event visibility delay")
 	poll := fs.Duration("poll-interval", 500*time.Millisecond, "events poll interval")
+	latency := fs.Duration("latency", 0, "emulated Stripe latency per request")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -55,5 +56,5 @@ func runLag(ctx context.Context, args []string, log io.Writer) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--mutations: %v", err)
 	}
-	return lagbench.Run(ctx, lagbench.Options{Duration: *duration, MutationsPerSec: rate, EventDelay: *delay, PollInterval: *poll, Logger: quietLogger(log)})
+	return lagbench.Run(ctx, lagbench.Options{Duration: *duration, MutationsPerSec: rate, EventDelay: *delay, Latency: *latency, PollInterval: *poll, Logger: quietLogger(log)})
 }
