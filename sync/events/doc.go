@@ -59,7 +59,8 @@
 // invoice items or the customer itself change (404 removes the row), and
 // re-fetches invoice items that an invoice took in or let go (Stripe sends
 // no invoice item event for that). The queue is durable, so a crash loses
-// none of it, and a separate goroutine drains it (8 requests in flight,
+// none of it; an entry queued again while its fetch is in flight
+// (queued_at moved) stays for another round. A separate goroutine drains it (8 requests in flight,
 // through the shared limiter), so a burst of re-fetches never delays a poll.
 //
 // stripe_sync.status: every table goes live when Run starts (except those

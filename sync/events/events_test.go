@@ -160,7 +160,7 @@ func (v *env) converge(t *testing.T, timeout time.Duration) {
 			t.Logf("diff %v, refetch queue %d", d.ByTable, q)
 		}
 		if time.Now().After(end) {
-			debugMissing(t, v, d.Details)
+			explainMissing(t, v, d.Details)
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

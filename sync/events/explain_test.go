@@ -7,13 +7,20 @@ import (
 	"testing"
 )
 
-func debugMissing(t *testing.T, v *env, details []string) {
+// explainMissing logs, for the first differing rows of a failed
+// comparison, the cursor and every emulator event mentioning the object
+// (and whether it was applied): enough to tell a missed event from an
+// object that never had one.
+func explainMissing(t *testing.T, v *env, details []string) {
 	evs := v.e.Objects("events")
 	var cur struct{ ct, bc string }
 	v.pool.QueryRow(context.Background(), `SELECT checked_through::text, coalesce((SELECT event_created::text FROM stripe_sync.cursor),'') FROM stripe_sync.events_cursor`).Scan(&cur.ct, &cur.bc)
 	t.Logf("cursor: %+v, events in emulator: %d", cur, len(evs))
 	for _, d := range details[:min(3, len(details))] {
 		f := strings.Fields(d)
+		if len(f) < 2 {
+			continue
+		}
 		id := strings.TrimSuffix(f[1], ":")
 		obj := v.e.Objects(f[0])[id]
 		var o struct{ Created int64 }
