@@ -191,6 +191,8 @@ func TestHandoffAndSameSecondUpdates(t *testing.T) {
 	// Changes after the cursor and before the loop starts: a backfill
 	// would have seen some of them; the loop must replay all.
 	cus := w.pick("customers")
+	// Start at the top of a second, so the burst can't straddle two.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
 	for i := range 4 { // same second, different states: only a re-fetch orders them
 		w.post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(i)}})
 	}
