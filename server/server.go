@@ -45,8 +45,17 @@ type Options struct {
 
 // Run serves until ctx is cancelled, then shuts down cleanly and returns
 // nil; it returns an error when start-up fails (database unreachable,
-// migration failure, address in use).
+// migration failure, address in use). A shutdown requested during start-up
+// (SIGTERM while waiting for the database) is not a failure.
 func Run(ctx context.Context, opts Options) error {
+	err := run(ctx, opts)
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, opts Options) error {
 	cfg := opts.Config
 	log := opts.Logger
 	if log == nil {

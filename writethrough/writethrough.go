@@ -335,6 +335,11 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 				// object.
 				key := fmt.Sprintf("pgstripe-%s-%d-%d", exec, i, j)
 				resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
+				if err != nil && c.Method == "DELETE" {
+					if gone, ok := ic.confirmDeleted(ctx, c.Path, r.ID, st.Table.Object, err); ok {
+						resp, err = gone, nil
+					}
+				}
 				if err != nil {
 					ic.log.Info("write-through call failed", "call", c.Method+" "+c.Path, "err", err)
 					e := stripeError(err, c.Method+" "+c.Path)
@@ -371,6 +376,37 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 		}
 	}
 	return done, failErr, failRow
+}
+
+// confirmDeleted decides whether a DELETE that Stripe refused (4xx) has
+// nevertheless happened. Stripe ignores idempotency keys on DELETE: when a
+// first attempt's answer was lost, the retry finds the object gone (404)
+// or already canceled. The object's retrieve tells: a 404 or a deleted stub
+// means deleted, a canceled subscription means canceled. Then the delete
+// succeeded as far as the client is concerned (its row was in the table, so
+// the object existed), and the returned state is applied.
+func (ic *Interceptor) confirmDeleted(ctx context.Context, path, id, object string, callErr error) (*stripeapi.Response, bool) {
+	var se *stripeapi.Error
+	if !errors.As(callErr, &se) || se.HTTPStatus < 400 || se.HTTPStatus >= 500 || se.HTTPStatus == 429 {
+		return nil, false
+	}
+	resp, err := ic.cfg.Stripe.Get(ctx, path, nil)
+	switch {
+	case err == nil:
+		var o struct {
+			Deleted bool   `json:"deleted"`
+			Status  string `json:"status"`
+		}
+		if json.Unmarshal(resp.Body, &o) == nil && (o.Deleted || o.Status == "canceled") {
+			ic.log.Info("DELETE refused but the object is already gone in Stripe; treated as done", "path", path, "refusal", se.Message)
+			return resp, true
+		}
+	case stripeapi.IsNotFound(err):
+		ic.log.Info("DELETE refused and the object no longer exists in Stripe; treated as deleted", "path", path)
+		stub, _ := json.Marshal(map[string]any{"id": id, "object": object, "deleted": true})
+		return &stripeapi.Response{Body: stub, AsOf: time.Now().Truncate(time.Second), StatusCode: 200}, true
+	}
+	return nil, false
 }
 
 func executionID() string {

@@ -657,3 +657,38 @@ func TestPartialRow(t *testing.T) {
 		t.Fatalf("local description %q", got)
 	}
 }
+
+// TestDeleteAlreadyGone: a DELETE whose object is already gone in Stripe
+// (deleted elsewhere, or a retry after a lost answer: Stripe ignores
+// idempotency keys on DELETE) succeeds and removes the row.
+func TestDeleteAlreadyGone(t *testing.T) {
+	e := setup(t)
+	prod := e.ok(`INSERT INTO stripe.products (name) VALUES ('gone') RETURNING id`).rows[0][0]
+	if _, err := e.api.Delete(e.ctx, "/v1/products/"+prod, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.ok(`DELETE FROM stripe.products WHERE id = $1`, prod); r.tag != "DELETE 1" {
+		t.Fatalf("reply %+v", r)
+	}
+	var n int
+	e.pool.QueryRow(e.ctx, `SELECT count(*) FROM stripe.products WHERE id = $1`, prod).Scan(&n)
+	if n != 0 {
+		t.Fatal("row still there")
+	}
+
+	cus := e.ok(`INSERT INTO stripe.customers (email) VALUES ('gone@b.co') RETURNING id`).rows[0][0]
+	if _, err := e.api.Delete(e.ctx, "/v1/customers/"+cus, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.ok(`DELETE FROM stripe.customers WHERE id = $1`, cus); r.tag != "DELETE 1" {
+		t.Fatalf("reply %+v", r)
+	}
+	// A stale row whose object Stripe doesn't know is removed the same way.
+	if _, err := e.pool.Exec(e.ctx, `INSERT INTO stripe.customers (id, _raw, _synced_at, _as_of) VALUES ('cus_never', '{"id":"cus_never","object":"customer"}', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.ok(`DELETE FROM stripe.customers WHERE id = 'cus_never'`)
+	if r.tag != "DELETE 1" {
+		t.Fatalf("a row whose object Stripe doesn't have is removed like a deleted one: %+v", r)
+	}
+}
