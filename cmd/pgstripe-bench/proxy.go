@@ -14,7 +14,7 @@ import (
 
 func init() {
 	register("proxy", "pgbench -S direct vs through the proxy, per mode and client count, alternating", runProxy)
-	register("chaos", "kill -9, injected faults and Postgres restarts under a live workload; then verify", chaos.Command)
+	register("chaos", "SIGKILLs of serve, Postgres restarts and Stripe faults under load; tables must end exact (--kills K --faults F)", chaos.Command)
 }
 
 func runProxy(ctx context.Context, args []string, log io.Writer) (any, error) {
