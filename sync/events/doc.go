@@ -81,9 +81,10 @@
 // # What has no events
 //
 // balance_transactions are listed by created every BalanceEvery (from the
-// last check minus LookBack). Gaps, documented: a pending balance
-// transaction turning available later is not seen until the next
-// backfill; upcoming invoices change with time (proration, clocks) without
+// last check minus LookBack), and pending ones past their available_on are
+// re-fetched, each at most hourly, until they turn available. Gaps,
+// documented: a balance transaction changing otherwise is not seen until
+// the next backfill; upcoming invoices change with time (proration, clocks) without
 // any event and are refreshed only on the events above, and their lines
 // beyond the first 10 are not paged (the lines column holds what Stripe
 // embeds); an invoice item updated in place (amount, metadata) sends no

@@ -887,3 +887,49 @@ func counterValue(t *testing.T, typ string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestDueBalanceTransactionsRefetched: a pending balance transaction past
+// its available_on has no event when it turns available; the loop
+// re-fetches it (at most hourly).
+func TestDueBalanceTransactionsRefetched(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkload(v.mut, 11)
+	w.do(ctx, "createCustomer")
+	w.do(ctx, "createPaymentMethod")
+	w.do(ctx, "createPayment")
+	if w.ok() != 3 {
+		t.Fatalf("workload: %s", w.summary())
+	}
+	stop := v.loop(t, events.Config{BalanceEvery: 200 * time.Millisecond})
+	v.converge(t, 10*time.Second)
+	if v.rows(t, "balance_transactions") != 1 {
+		t.Fatalf("balance transactions: %d", v.rows(t, "balance_transactions"))
+	}
+	route := "GET /v1/balance_transactions/{id}"
+	before := v.e.Stats().ByRoute[route]
+	// Two days on (available_on passed), last synced two hours ago.
+	v.e.SetClockOffset(3 * 24 * time.Hour)
+	time.Sleep(time.Second) // the balance list has moved past the transaction
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe.balance_transactions SET _synced_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && v.e.Stats().ByRoute[route] == before; {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := v.e.Stats().ByRoute[route] - before; got != 1 {
+		t.Fatalf("due balance transaction re-fetched %d times, want 1", got)
+	}
+	// Synced again now: not re-fetched again within the hour.
+	time.Sleep(time.Second)
+	if got := v.e.Stats().ByRoute[route] - before; got != 1 {
+		t.Errorf("re-fetched %d times within the hour, want 1", got)
+	}
+	v.converge(t, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -286,8 +286,9 @@ func nestedListURL(n schema.NestedList, listURL, parentID string) (string, url.V
 }
 
 // pollBalance lists balance transactions created since the last check
-// (minus LookBack, for late visibility). They have no events of their
-// own; a pending one turning available later is not seen (documented gap).
+// (minus LookBack, for late visibility): they have no events of their own.
+// Pending ones past their available_on are re-fetched (hourly at most)
+// to see them turn available.
 func (p *poller) pollBalance(ctx context.Context) error {
 	since := p.cur.BalanceCheckedThrough
 	if since.IsZero() {
@@ -320,6 +321,14 @@ func (p *poller) pollBalance(ctx context.Context) error {
 			if _, err := store.Upsert(ctx, tx, "balance_transactions", objs); err != nil {
 				return err
 			}
+		}
+		// A pending transaction turns available around available_on
+		// without any event: re-fetch the due ones, each at most hourly.
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+SELECT 'balance_transactions', id, $1::timestamptz, 'owner' FROM stripe.balance_transactions
+WHERE status = 'pending' AND available_on <= $1 AND "_synced_at" < now() - interval '1 hour'
+ON CONFLICT (object, id) DO NOTHING`, checked); err != nil {
+			return fmt.Errorf("events: queue due balance transactions: %w", err)
 		}
 		return saveCursor(ctx, tx, next)
 	})
