@@ -33,6 +33,9 @@ type Options struct {
 	// ProxyUnix and CompareUnix make the proxy (resp. the Compare proxy)
 	// connect to Postgres through its Unix socket instead of loopback TCP.
 	ProxyUnix, CompareUnix bool
+	// CompareRoundTrip, in latency runs, adds a minimal one-goroutine
+	// round-trip forwarder as a target (an experiment: see roundtrip.go).
+	CompareRoundTrip bool
 	// Log receives one line per pgbench run; nil discards.
 	Log io.Writer
 }

@@ -59,6 +59,17 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 		defer func() { cancel(); <-served }()
 		targets = append(targets, ln.Addr().String())
 	}
+	if opts.CompareRoundTrip {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go serveRoundTrip(rctx, ln, c.Addr())
+		targets = append(targets, ln.Addr().String())
+		names = append(names[:len(targets)-1], "roundtrip")
+	}
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}

@@ -35,6 +35,7 @@ func main() {
 	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -spin-on setting, in the same rounds")
 	unix := flag.Bool("unix", false, "the proxy connects to Postgres through its Unix socket")
 	cmpUnix := flag.Bool("compare-unix", false, "compare against the same proxy settings with the other upstream transport (-unix toggled)")
+	cmpRT := flag.Bool("compare-roundtrip", false, "with -latency: also measure a minimal one-goroutine round-trip forwarder (an experiment)")
 	spinOn := flag.Bool("spin-on", false, "enable the proxy's spin-before-park reads (proxy.SpinConfig)")
 	flag.Parse()
 	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: os.Stderr, Modes: strings.Split(*modes, ",")}
@@ -56,6 +57,7 @@ func main() {
 		}
 	}
 	opts.ProxyUnix = *unix
+	opts.CompareRoundTrip = *cmpRT
 	if *cmpUnix {
 		cfg := opts.Proxy
 		opts.Compare, opts.CompareUnix = &cfg, !*unix
