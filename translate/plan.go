@@ -474,8 +474,11 @@ func staticCheck(t *schema.Table, f Field, v *pg_query.Node, verb string) *Error
 	if c := v.GetAConst(); c != nil && c.Isnull {
 		return nil
 	}
-	if !isConst(v) {
-		return nil // decided on the evaluated value
+	// In an UPDATE the current value is allowed (ORMs such as GORM's Save
+	// send every column back, pgx's simple protocol inlines them): that
+	// is decided on the evaluated value, as for any expression.
+	if !isConst(v) || verb == "update" {
+		return nil
 	}
 	return readOnlyColumn(t, f.Column, verb)
 }
