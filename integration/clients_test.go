@@ -242,20 +242,9 @@ func TestClients(t *testing.T) {
 	})
 
 	t.Run("stripe too slow: statement_timeout", func(t *testing.T) {
-		if !knownGaps() {
-			t.Skip("known gap: write-through does not bound Stripe's part of a statement by the session's statement_timeout " +
-				"(writethrough.Config.Timeout, 60 s, applies); PGSTRIPE_KNOWN_GAPS=1 runs it")
-		}
 		testStatementTimeout(t, s)
 	})
 }
-
-// knownGaps says whether to run the checks of behaviour that is known not
-// to hold yet (they fail until fixed; the report of the change that added
-// them says where and why):
-//
-//   - the session's statement_timeout does not bound a write-through call.
-func knownGaps() bool { return os.Getenv("PGSTRIPE_KNOWN_GAPS") != "" }
 
 // runPSQLGolden runs testdata/psql/NAME.sql through psql and compares the
 // normalised output with NAME.golden.

@@ -63,7 +63,8 @@
 //	403 permission_error                            42501 insufficient_privilege
 //	5xx / api_error                                 58000 system_error
 //	no answer (network)                             58030 io_error
-//	no answer in time (Config.Timeout)              57014 query_canceled
+//	no answer in time (Config.Timeout, or the       57014 query_canceled
+//	session's statement_timeout)
 //
 // Errors found before any call use Postgres's own codes: 0A000 (no Stripe
 // equivalent), 42703 (unknown column, or one Stripe doesn't take), 54000

@@ -142,6 +142,7 @@ func (r *Reply) fail(e *pgproto3.ErrorResponse) Reply {
 // Execute runs one intercepted statement: checks, evaluation on the
 // client's connection, Stripe calls, local apply, reply.
 func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Reply {
+	start := time.Now()
 	var rep Reply
 	if req.TxStatus == 'E' {
 		// Postgres answers every statement so in a failed transaction,
@@ -173,7 +174,8 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if st.Deferred != nil {
 		return rep.fail(translateError(st.Deferred))
 	}
-	if e := ic.checkPrivileges(ctx, up, st); e != nil {
+	stmtTimeout, e := ic.checkPrivileges(ctx, up, st)
+	if e != nil {
 		return rep.fail(e)
 	}
 
@@ -195,8 +197,19 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
 	}
 
-	// Call Stripe; stop at the first error.
-	done, failErr, failRow := ic.call(ctx, st, calls)
+	// Call Stripe; stop at the first error. The session's statement_timeout
+	// bounds the calls as it bounds any statement.
+	callCtx := ctx
+	if stmtTimeout > 0 {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithDeadline(ctx, start.Add(stmtTimeout))
+		defer cancel()
+	}
+	done, failErr, failRow := ic.call(callCtx, st, calls)
+	if failErr != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		failErr.Message = "canceling statement due to statement timeout"
+		failErr.Detail += "; the Stripe call may still have taken effect: the events loop will bring the result into the table"
+	}
 
 	// RETURNING of a DELETE shows the rows as they were.
 	var retRes *Result
@@ -721,7 +734,10 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'stri
 // the table or on every assigned column (column grants), plus SELECT where
 // the statement reads (WHERE, RETURNING; table or any column). A read-only
 // transaction refuses the write as Postgres would (25006).
-func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) *pgproto3.ErrorResponse {
+//
+// It also returns the session's statement_timeout (0: none), which bounds
+// the whole statement, Stripe's part included, as Postgres would.
+func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) (time.Duration, *pgproto3.ErrorResponse) {
 	privs := []string{st.Op.String()}
 	if st.Op != translate.Insert || st.Returning != nil {
 		privs = append(privs, "SELECT")
@@ -735,27 +751,48 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
     WHEN p = 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p)
     WHEN p IN ('INSERT', 'UPDATE') AND pg_catalog.cardinality($3::pg_catalog.text[]) > 0 THEN
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
-    ELSE false END
+    ELSE false END,
+  pg_catalog.current_setting('statement_timeout')
 FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
-		return pgError(err)
+		return 0, pgError(err)
 	}
+	var timeout time.Duration
 	for _, r := range res.Rows {
-		if len(r) != 3 {
+		if len(r) != 4 {
 			continue
 		}
+		timeout = pgDuration(string(r[3]))
 		if string(r[1]) == "on" {
-			return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25006",
+			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25006",
 				Message: "cannot execute " + st.Op.String() + " in a read-only transaction", Detail: "Stripe was not called"}
 		}
 		if string(r[2]) != "t" {
-			return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
+			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
 				Message: "permission denied for table " + st.Table.Name,
 				Detail:  fmt.Sprintf("%s on stripe.%s needs the %s privilege; Stripe was not called", st.Op, st.Table.Name, string(r[0]))}
 		}
 	}
-	return nil
+	return timeout, nil
+}
+
+// pgDuration reads a time setting as current_setting shows it ("0",
+// "500ms", "5s", "1min", "2h", "1d"; a bare number is milliseconds).
+// Anything unreadable is 0: no bound beyond Config.Timeout.
+func pgDuration(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && (v[i] >= '0' && v[i] <= '9') {
+		i++
+	}
+	n, err := strconv.ParseInt(v[:i], 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	unit := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond,
+		"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[strings.TrimSpace(v[i:])]
+	return time.Duration(n) * unit
 }
 
 const (
