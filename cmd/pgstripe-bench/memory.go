@@ -8,7 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"syscall"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,8 +36,8 @@ type memoryResult struct {
 }
 
 // runMemory measures the backfill process alone: the emulator runs in this
-// process, `pgstripe backfill --objects customers` in its own, and its peak
-// RSS comes from the kernel's accounting (rusage ru_maxrss).
+// process, `pgstripe backfill --objects customers` in its own, whose peak
+// RSS the kernel reports (VmHWM).
 func runMemory(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs := flag.NewFlagSet("memory", flag.ContinueOnError)
 	n := fs.Int("customers", 1_000_000, "customers in the account")
@@ -76,11 +77,30 @@ func runMemory(ctx context.Context, args []string, log io.Writer) (any, error) {
 	cmd.Stderr = log
 	before := emu.Stats().Total
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("pgstripe backfill: %w", err)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// Peak RSS from /proc/PID/status VmHWM, sampled until exit. (rusage's
+	// ru_maxrss would count this process's memory: the child shares it
+	// between fork and exec.)
+	var hwmKB int64
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var runErr error
+	for done := false; !done; {
+		if kb := vmHWM(cmd.Process.Pid); kb > hwmKB {
+			hwmKB = kb
+		}
+		select {
+		case runErr = <-exited:
+			done = true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if runErr != nil {
+		return nil, fmt.Errorf("pgstripe backfill: %w", runErr)
 	}
 	secs := time.Since(start).Seconds()
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 
 	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
 	if err != nil {
@@ -92,7 +112,22 @@ func runMemory(ctx context.Context, args []string, log io.Writer) (any, error) {
 		return nil, err
 	}
 	return memoryResult{
-		Customers: *n, Seconds: secs, RowsPerSec: float64(*n) / secs, MaxRSSMB: float64(ru.Maxrss) / 1024,
+		Customers: *n, Seconds: secs, RowsPerSec: float64(*n) / secs, MaxRSSMB: float64(hwmKB) / 1024,
 		Requests: emu.Stats().Total - before, Missing: d.Missing, Extra: d.Extra, Stale: d.Stale,
 	}, nil
+}
+
+// vmHWM reads a process's peak resident set size in kB (0 when gone).
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
