@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,6 +105,10 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	if !regexp.MustCompile(`pgstripe_proxy_statements_total\{kind="passthrough"\} [1-9]`).Match(body) ||
+		!strings.Contains(string(body), `pgstripe_proxy_statements_total{kind="write"} 1`) {
+		t.Errorf("/metrics statements by kind wrong:\n%s", regexp.MustCompile(`(?m)^pgstripe_proxy_statements_total.*$`).FindAll(body, -1))
+	}
 	for _, want := range []string{"pgstripe_stripe_requests_total", "pgstripe_proxy_connections_total", "pgstripe_sync_leader 1", "pgstripe_writethrough_seconds"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -55,10 +55,12 @@ var (
 		Name: "pgstripe_proxy_connections_total",
 		Help: "Client connections accepted by the proxy.",
 	})
-	ProxyStatements = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pgstripe_proxy_statements_total",
-		Help: "Statements seen by the proxy, by kind (passthrough, write, rejected).",
-	}, []string{"kind"})
+	// ProxyStatements counts statements by kind: passthrough (read from the
+	// proxy's own counter at scrape time, so the hot path pays one atomic
+	// add), write and rejected (counted by the write-through).
+	ProxyStatements = &statements{desc: prometheus.NewDesc("pgstripe_proxy_statements_total",
+		"Statements seen by the proxy (simple queries and extended-protocol executions), by kind: passthrough, write, rejected.",
+		[]string{"kind"}, nil)}
 	WriteThroughSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "pgstripe_writethrough_seconds",
 		Help:    "Time to execute a write-through statement (Stripe calls, local apply, reply), by table and operation.",
@@ -71,6 +73,37 @@ var (
 )
 
 var proxySessions atomic.Pointer[func() int]
+
+// statements is pgstripe_proxy_statements_total.
+type statements struct {
+	desc            *prometheus.Desc
+	write, rejected atomic.Uint64
+	passthrough     atomic.Pointer[func() uint64]
+}
+
+// Inc counts one intercepted statement: kind "write" or "rejected".
+func (s *statements) Inc(kind string) {
+	if kind == "rejected" {
+		s.rejected.Add(1)
+		return
+	}
+	s.write.Add(1)
+}
+
+// SetPassthrough names the function counting passed-through statements.
+func (s *statements) SetPassthrough(f func() uint64) { s.passthrough.Store(&f) }
+
+func (s *statements) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s *statements) Collect(ch chan<- prometheus.Metric) {
+	var pass uint64
+	if f := s.passthrough.Load(); f != nil {
+		pass = (*f)()
+	}
+	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(pass), "passthrough")
+	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.write.Load()), "write")
+	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.rejected.Load()), "rejected")
+}
 
 // SetProxySessions names the function that counts open proxy sessions
 // (pgstripe_proxy_connections reads it at scrape time).

@@ -67,6 +67,7 @@ type Proxy struct {
 	draining bool
 	wg       sync.WaitGroup
 	count    atomic.Int64
+	passed   atomic.Uint64 // statements forwarded: simple queries and Executes
 }
 
 // New returns a Proxy; call Serve or ListenAndServe to run it.
@@ -96,6 +97,10 @@ func New(cfg Config) *Proxy {
 	}
 	return p
 }
+
+// PassedThrough counts the statements forwarded to Postgres as they are
+// (simple queries and extended-protocol Executes), for metrics.
+func (p *Proxy) PassedThrough() uint64 { return p.passed.Load() }
 
 // Sessions returns the number of open client connections.
 func (p *Proxy) Sessions() int { return int(p.count.Load()) }

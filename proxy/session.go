@@ -241,6 +241,7 @@ func (s *session) clientLoop() error {
 					continue
 				}
 			}
+			s.p.passed.Add(1)
 			s.q.push1(entry{kind: kQuery})
 		case 'P':
 			if err := s.trackParse(body); err != nil {
@@ -280,6 +281,7 @@ func (s *session) clientLoop() error {
 					continue
 				}
 			}
+			s.p.passed.Add(1)
 			s.q.push1(entry{kind: kExecute})
 		case 'C':
 			if len(body) < 2 {

@@ -24,7 +24,7 @@ func interceptor(wt *writethrough.Interceptor) proxy.Interceptor {
 		if op == "rejected" {
 			kind = "rejected"
 		}
-		metrics.ProxyStatements.WithLabelValues(kind).Inc()
+		metrics.ProxyStatements.Inc(kind)
 		err := wt.Intercept(ctx, call)
 		metrics.WriteThroughSeconds.WithLabelValues(table, op).Observe(time.Since(start).Seconds())
 		return err

@@ -119,6 +119,7 @@ func run(ctx context.Context, opts Options) error {
 	})
 
 	metrics.SetProxySessions(px.Sessions)
+	metrics.ProxyStatements.SetPassthrough(px.PassedThrough)
 	var lc net.ListenConfig
 	proxyLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
