@@ -225,7 +225,7 @@ func decode(t *schema.Table, raw json.RawMessage, parent string, validate bool) 
 		if t.Parent != nil && k == t.Parent.Column && parent != "" {
 			v = parent
 		} else {
-			v = refID(fields[k])
+			v = schema.RefID(fields[k])
 		}
 		if v == "" {
 			return nil, fmt.Errorf("missing key field %q", k)
@@ -235,7 +235,7 @@ func decode(t *schema.Table, raw json.RawMessage, parent string, validate bool) 
 	r.report = r.keys[len(r.keys)-1]
 	r.key = strings.Join(r.keys, "\x00")
 	if t.Parent != nil && r.parent == "" {
-		r.parent = refID(fields[t.Parent.Column])
+		r.parent = schema.RefID(fields[t.Parent.Column])
 	}
 	for _, c := range t.Columns {
 		if v, ok := fields[c.Field]; ok && !typeOK(c.Kind, v) {
@@ -254,28 +254,6 @@ func validJSON(raw json.RawMessage) error {
 		return errors.New("invalid UTF-8 in JSON")
 	}
 	return nil
-}
-
-// refID is the id of a reference: the string itself or an expanded object's id.
-func refID(v json.RawMessage) string {
-	if len(v) == 0 {
-		return ""
-	}
-	switch v[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			return s
-		}
-	case '{':
-		var o struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(v, &o) == nil {
-			return o.ID
-		}
-	}
-	return ""
 }
 
 func typeOK(k schema.Kind, v json.RawMessage) bool {

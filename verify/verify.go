@@ -20,6 +20,8 @@ type Diff struct {
 	Details []string
 	// ByTable counts the differing rows per table.
 	ByTable map[string]int
+	// Rows is the number of rows compared (all tables together).
+	Rows int
 }
 
 // Total is the number of differing rows.
@@ -63,6 +65,7 @@ func CompareTables(ctx context.Context, pool *pgxpool.Pool, e *emulator.Emulator
 				return d, fmt.Errorf("compare %s: %w", t.Name, err)
 			}
 			got[id] = raw
+			d.Rows++
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

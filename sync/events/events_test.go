@@ -28,7 +28,7 @@ import (
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/sync/events"
-	"github.com/pgstripe/pgstripe/sync/events/lagbench"
+	"github.com/pgstripe/pgstripe/verify"
 )
 
 func TestMain(m *testing.M) {
@@ -144,10 +144,10 @@ func (v *env) loop(t *testing.T, cfg events.Config) (stop func() error) {
 func (v *env) converge(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	var d lagbench.Diff
+	var d verify.Diff
 	var err error
 	for end := time.Now().Add(timeout); ; {
-		d, err = lagbench.Compare(ctx, v.pool, v.e)
+		d, err = verify.Compare(ctx, v.pool, v.e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +318,7 @@ func (v *env) checkUpcoming(t *testing.T) {
 			t.Errorf("upcoming invoice of %s: missing", cus)
 		default:
 			want++
-			if !lagbench.SameJSON([]byte(raw), resp.Body) {
+			if !verify.SameJSON([]byte(raw), resp.Body) {
 				t.Errorf("upcoming invoice of %s differs:\n got  %s\n want %s", cus, raw, resp.Body)
 			}
 		}

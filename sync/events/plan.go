@@ -275,7 +275,7 @@ func invoiceLinks(invoice string, raw json.RawMessage, lines []json.RawMessage, 
 		if json.Unmarshal(l, &line) != nil {
 			continue
 		}
-		if id := refID(line.InvoiceItem); id != "" {
+		if id := schema.RefID(line.InvoiceItem); id != "" {
 			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at})
 		}
 	}

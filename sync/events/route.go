@@ -72,7 +72,7 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		return Route{}
 	}
 	if table, ok := refetchOwner[typ]; ok {
-		if id := refID(o.Customer); id != "" {
+		if id := schema.RefID(o.Customer); id != "" {
 			return Route{Action: Refetch, Table: table, ID: id}
 		}
 		return Route{}
@@ -80,7 +80,7 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 	// invoice.upcoming carries an invoice without id: the upcoming invoice
 	// of a customer, refreshed separately.
 	if typ == "invoice.upcoming" {
-		return Route{Customer: refID(o.Customer)}
+		return Route{Customer: schema.RefID(o.Customer)}
 	}
 	t, ok := schema.ByObject(o.Object)
 	if !ok || t.Virtual || t.Parent != nil || o.ID == "" {
@@ -94,32 +94,10 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		r.Action = Delete
 	}
 	if upcomingTables[t.Name] {
-		r.Customer = refID(o.Customer)
+		r.Customer = schema.RefID(o.Customer)
 	}
 	if t.Name == "customers" && r.Action == Delete {
 		r.Customer = o.ID
 	}
 	return r
-}
-
-// refID is the id of a reference: the string itself or an expanded object's id.
-func refID(v json.RawMessage) string {
-	if len(v) == 0 {
-		return ""
-	}
-	switch v[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			return s
-		}
-	case '{':
-		var o struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(v, &o) == nil {
-			return o.ID
-		}
-	}
-	return ""
 }

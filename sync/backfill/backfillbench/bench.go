@@ -29,6 +29,7 @@ import (
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/verify"
 )
 
 // Options of one benchmark run.
@@ -162,10 +163,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if tb, _ := schema.Lookup(t); tb.Virtual {
 			continue // upcoming invoices are computed, the emulator stores none
 		}
-		m, x, s, n, err := verify(ctx, pool, e, t)
+		d, err := verify.CompareTables(ctx, pool, e, []string{t})
 		if err != nil {
 			return res, err
 		}
+		m, x, s, n := d.Missing, d.Extra, d.Stale, d.Rows
 		res.Missing += m
 		res.Extra += x
 		res.Stale += s
@@ -274,53 +276,6 @@ func createDB(ctx context.Context, cl *pgcluster.Cluster, name string) (string, 
 		return "", err
 	}
 	return cl.URL(name), nil
-}
-
-// verify compares a table with the emulator: ids missing or extra, rows
-// whose _raw differs (stale).
-func verify(ctx context.Context, pool *pgxpool.Pool, e *emulator.Emulator, table string) (missing, extra, stale, n int, err error) {
-	t, _ := schema.Lookup(table)
-	want := e.Objects(table)
-	rows, err := pool.Query(ctx, fmt.Sprintf("SELECT %s, _raw::text FROM %s", schema.Ident(t.Key[len(t.Key)-1]), t.QualifiedName()))
-	if err != nil {
-		return 0, 0, 0, 0, err
-	}
-	defer rows.Close()
-	seen := map[string]bool{}
-	for rows.Next() {
-		var id, raw string
-		if err := rows.Scan(&id, &raw); err != nil {
-			return 0, 0, 0, 0, err
-		}
-		n++
-		seen[id] = true
-		w, ok := want[id]
-		if !ok {
-			extra++
-			continue
-		}
-		if canonical(raw) != canonical(string(w)) {
-			stale++
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, 0, 0, 0, err
-	}
-	for id := range want {
-		if !seen[id] {
-			missing++
-		}
-	}
-	return missing, extra, stale, n, nil
-}
-
-func canonical(s string) string {
-	var v any
-	if json.Unmarshal([]byte(s), &v) != nil {
-		return s
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // sequential is the baseline: every list paged one request at a time with

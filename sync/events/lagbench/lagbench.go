@@ -3,7 +3,7 @@
 // in Postgres, at a steady mutation rate, with an optional event
 // visibility delay. It starts its own emulator and throwaway PostgreSQL
 // (pgcluster), runs events.Run as serve would, and verifies at the end
-// that every table equals the emulator's objects (Compare).
+// that every table equals the emulator's objects (verify.Compare).
 //
 // `pgstripe-bench lag` is a thin wrapper around Run.
 package lagbench
@@ -30,6 +30,7 @@ import (
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
+	"github.com/pgstripe/pgstripe/verify"
 )
 
 // Options of a run. Zero values take the defaults.
@@ -222,9 +223,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.P50ms, res.P95ms, res.P99ms, res.MaxMs = pct(lags, 50), pct(lags, 95), pct(lags, 99), lags[len(lags)-1]
 	}
 	// Tables must end exact; give re-fetches a moment to land.
-	var d Diff
+	var d verify.Diff
 	for end := time.Now().Add(10 * time.Second); ; {
-		d, err = Compare(ctx, pool, emu)
+		d, err = verify.Compare(ctx, pool, emu)
 		if err != nil {
 			return res, err
 		}
