@@ -18,16 +18,7 @@ import (
 )
 
 func runMigrate(ctx context.Context, env *Env, args []string) error {
-	fs := flagSet(env, "migrate")
-	loader := config.Flags(fs, config.NeedDatabase)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loader.Load()
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, cfg.DatabaseURL)
+	conn, err := databaseCommand(ctx, env, "migrate", args)
 	if err != nil {
 		return err
 	}
@@ -37,6 +28,21 @@ func runMigrate(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "schemas stripe and stripe_sync are up to date (%d tables)\n", len(schema.Tables()))
 	return nil
+}
+
+// databaseCommand parses the flags of a command that needs only the
+// database and connects to it.
+func databaseCommand(ctx context.Context, env *Env, name string, args []string) (*pgx.Conn, error) {
+	fs := flagSet(env, name)
+	loader := config.Flags(fs, config.NeedDatabase)
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	cfg, err := loader.Load()
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, cfg.DatabaseURL)
 }
 
 // connect opens a connection; its errors never carry the password.
@@ -51,16 +57,7 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 }
 
 func runStatus(ctx context.Context, env *Env, args []string) error {
-	fs := flagSet(env, "status")
-	loader := config.Flags(fs, config.NeedDatabase)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loader.Load()
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, cfg.DatabaseURL)
+	conn, err := databaseCommand(ctx, env, "status", args)
 	if err != nil {
 		return err
 	}
