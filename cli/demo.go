@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strings"
 	"path/filepath"
 	"sync"
 	"time"
@@ -36,6 +39,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("--latency: %v", err)
 	}
 	out := env.Stdout
+	if err := ensurePostgres(ctx, env); err != nil {
+		return err
+	}
 	fmt.Fprintln(out, "pgstripe demo: starting a throwaway PostgreSQL cluster …")
 	cluster, err := pgcluster.Start(ctx, pgcluster.Options{})
 	if err != nil {
@@ -131,4 +137,37 @@ Metrics: curl http://%s/metrics    Stop: Ctrl-C (removes everything).
 // (/usr/lib/postgresql/15/bin → 15).
 func filepathBase(binDir string) string {
 	return filepath.Base(filepath.Dir(binDir))
+}
+
+// ensurePostgres installs the PostgreSQL server with apt-get when its
+// binaries are missing and this user may (root, or sudo without a
+// password); otherwise the error names the one command to run.
+func ensurePostgres(ctx context.Context, env *Env) error {
+	if _, err := pgcluster.BinDir(); err == nil {
+		return nil
+	}
+	var prefix []string
+	switch {
+	case os.Geteuid() == 0:
+	case exec.Command("sudo", "-n", "true").Run() == nil:
+		prefix = []string{"sudo", "-n"}
+	default:
+		_, err := pgcluster.BinDir()
+		return err
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		_, err := pgcluster.BinDir()
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "PostgreSQL is not installed; installing it: apt-get install -y postgresql …")
+	for _, args := range [][]string{{"apt-get", "update", "-qq"}, {"apt-get", "install", "-y", "-qq", "postgresql"}} {
+		cmd := exec.CommandContext(ctx, append(prefix, args...)[0], append(prefix, args...)[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = env.Stderr, env.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s failed (%v); install PostgreSQL with: %s", strings.Join(args, " "), err, pgcluster.InstallHint)
+		}
+	}
+	_, err := pgcluster.BinDir()
+	return err
 }
