@@ -30,8 +30,9 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 			refetches = append(refetches, refetch{refetchKey: k, NotBefore: pl.AsOf[k].Add(time.Second), Reason: reasonAmbiguous})
 		}
 		for _, id := range res.Incomplete {
+			// After the second, as in planBatch.
 			k := refetchKey{table, id}
-			refetches = append(refetches, refetch{refetchKey: k, NotBefore: pl.AsOf[k], Reason: reasonIncomplete})
+			refetches = append(refetches, refetch{refetchKey: k, NotBefore: pl.AsOf[k].Add(time.Second), Reason: reasonIncomplete})
 		}
 	}
 	for _, d := range pl.Deletes {

@@ -146,7 +146,11 @@ func planBatch(evs []Event) plan {
 				c.conflict = true
 			}
 			if nestedIncomplete(r.Table, e.Data.Object) {
-				queue(k, e.At(), reasonIncomplete)
+				// After the event's second, like an ambiguity: a fetch
+				// within it returns the same parent (the rest of the list
+				// isn't in it), which the store takes as Stale and
+				// drops along with the complete list.
+				queue(k, e.At().Add(time.Second), reasonIncomplete)
 			}
 		}
 	}
