@@ -913,7 +913,15 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 func (e *Emulator) afterItemsChange(c *reqCtx, sub, old map[string]any) {
 	sid := idOf(sub)
 	sub["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
-	e.save(c, kSub, sub, old, "customer.subscription.updated")
+	// Stripe sends the update for every item change, also one past the
+	// embedded first page, where nothing embedded differs: without it
+	// such an item would reach no event consumer.
+	prev := diff(old, sub)
+	if len(prev) == 0 {
+		prev = map[string]any{"items": old["items"]}
+	}
+	e.store(kSub, sub)
+	e.emit(c, "customer.subscription.updated", sub, prev)
 }
 
 func cancelSubscription(e *Emulator, c *reqCtx) (any, *apiError) {
