@@ -26,6 +26,9 @@ func explainMissing(t *testing.T, v *env, details []string) {
 		var o struct{ Created int64 }
 		json.Unmarshal(obj, &o)
 		t.Logf("%s created %d", id, o.Created)
+		if f[0] == "subscription_items" {
+			explainItem(t, v, obj)
+		}
 		for eid, raw := range evs {
 			if strings.Contains(string(raw), id) {
 				var e struct {
@@ -39,4 +42,25 @@ func explainMissing(t *testing.T, v *env, details []string) {
 			}
 		}
 	}
+}
+
+// explainItem logs what the events loop knew of a missing subscription
+// item's subscription: an item past the first 10 is on no event's page and
+// arrives only through a re-fetch of the subscription.
+func explainItem(t *testing.T, v *env, obj json.RawMessage) {
+	var it struct{ Subscription string }
+	json.Unmarshal(obj, &it)
+	n := 0
+	for _, raw := range v.e.Objects("subscription_items") {
+		var o struct{ Subscription string }
+		if json.Unmarshal(raw, &o) == nil && o.Subscription == it.Subscription {
+			n++
+		}
+	}
+	var sub struct{ Status string }
+	json.Unmarshal(v.e.Objects("subscriptions")[it.Subscription], &sub)
+	var asOf, queued string
+	v.pool.QueryRow(context.Background(), `SELECT coalesce((SELECT "_as_of"::text FROM stripe.subscriptions WHERE id=$1),'not stored'),
+  coalesce((SELECT reason||' not before '||not_before::text FROM stripe_sync.events_refetch WHERE object='subscriptions' AND id=$1),'none')`, it.Subscription).Scan(&asOf, &queued)
+	t.Logf("  subscription %s: %s in the emulator with %d items (events embed 10); stored as of %s; re-fetch queued: %s", it.Subscription, sub.Status, n, asOf, queued)
 }
