@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -86,6 +87,19 @@ func TestKillAndResume(t *testing.T) {
 	stopWork()
 	wg.Wait()
 	t.Logf("workload: %s", w.summary())
+	// Items past the 10 an event embeds arrive only through re-fetches of
+	// the subscription (TestItemBeyondFirstPage): say when the run had some.
+	per := map[string]int{}
+	for _, raw := range v.e.Objects("subscription_items") {
+		var it struct{ Subscription string }
+		json.Unmarshal(raw, &it)
+		per[it.Subscription]++
+	}
+	most := 0
+	for _, n := range per {
+		most = max(most, n)
+	}
+	t.Logf("subscriptions: %d, most items on one: %d", len(per), most)
 	// Let the events of the last mutations land, then restart once more.
 	stop := v.loop(t, events.Config{})
 	v.converge(t, 20*time.Second)
