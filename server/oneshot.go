@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -10,9 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/leader"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -44,22 +41,12 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 	if log == nil {
 		log = slog.Default()
 	}
-	pgcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pool, err := openDatabase(ctx, cfg.DatabaseURL, "pgstripe backfill", log)
 	if err != nil {
-		return errors.New("DATABASE_URL is not a valid Postgres connection string")
-	}
-	pgcfg.ConnConfig.RuntimeParams["application_name"] = "pgstripe backfill"
-	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
-	if err != nil {
-		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
-	}
-	defer pool.Close()
-	if err := waitForDatabase(ctx, pool, log); err != nil {
 		return err
 	}
-	if err := schema.Migrate(ctx, pool); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
+	defer pool.Close()
+	pgcfg := pool.Config()
 	client, err := stripeapi.New(stripeapi.Config{
 		APIKey: cfg.StripeAPIKey, BaseURL: cfg.StripeAPIBase, RateLimit: cfg.RateLimit,
 		Observer: stripeapi.PrometheusObserver{}, Logger: log.With("component", "stripe"),

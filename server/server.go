@@ -65,23 +65,12 @@ func run(ctx context.Context, opts Options) error {
 		opts.Instance = leader.DefaultInfo()
 	}
 
-	pgcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pool, err := openDatabase(ctx, cfg.DatabaseURL, "pgstripe", log)
 	if err != nil {
-		return errors.New("DATABASE_URL is not a valid Postgres connection string")
-	}
-	pgcfg.ConnConfig.RuntimeParams["application_name"] = "pgstripe"
-	pgcfg.MaxConns = max(pgcfg.MaxConns, 8)
-	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
-	if err != nil {
-		return fmt.Errorf("connect to DATABASE_URL: %w", err)
-	}
-	defer pool.Close()
-	if err := waitForDatabase(ctx, pool, log); err != nil {
 		return err
 	}
-	if err := schema.Migrate(ctx, pool); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
+	defer pool.Close()
+	pgcfg := pool.Config()
 	log.Info("schemas stripe and stripe_sync are up to date", "tables", len(schema.Tables()))
 
 	counter := &fleet.Counter{}
@@ -219,6 +208,30 @@ func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, 
 			return backfill.Run(ctx, full)
 		},
 	})
+}
+
+// openDatabase connects to DATABASE_URL (waiting for it to come up),
+// migrates, and returns the pool. Errors never carry the connection string.
+func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*pgxpool.Pool, error) {
+	pgcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("DATABASE_URL is not a valid Postgres connection string")
+	}
+	pgcfg.ConnConfig.RuntimeParams["application_name"] = appName
+	pgcfg.MaxConns = max(pgcfg.MaxConns, 8)
+	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	if err := waitForDatabase(ctx, pool, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := schema.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return pool, nil
 }
 
 // waitForDatabase retries the first connection for a while: in a compose
