@@ -8,8 +8,7 @@
 // through as the bytes that arrived (framed, not decoded, except the few
 // fields the proxy needs), batched so that each side gets one write per
 // round trip: a side's buffer is flushed when the reader of the other side
-// would block. A short spin before parking (SpinConfig) saves scheduler
-// wake-ups when the machine has cores to spare.
+// would block.
 //
 // The proxy keeps an ordered queue of the replies it expects (one entry per
 // request that gets a reply, dropping those Postgres skips after an error

@@ -113,8 +113,7 @@ func pgxWorkload(t *testing.T, url string, mode pgx.QueryExecMode) string {
 func fmtS(format string, args ...any) string { return fmtSprintf(format, args...) }
 
 func TestPgxThroughProxyMatchesDirect(t *testing.T) {
-	// Spin regardless of load, so the spinning read path is exercised.
-	tp := startProxy(t, Config{Spin: SpinConfig{Enable: true, MaxRunnable: -1, MaxSpinners: 4}})
+	tp := startProxy(t, Config{})
 	url := pgtest.NewDB(t)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {

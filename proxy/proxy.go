@@ -48,9 +48,6 @@ type Config struct {
 	// for busy sessions to reach an idle point before closing them
 	// (default 10s).
 	DrainTimeout time.Duration
-	// Spin tunes the low-latency read path (see spin.go); the zero value
-	// picks defaults suited to the machine.
-	Spin SpinConfig
 }
 
 // Proxy is a session-mode Postgres wire-protocol proxy: one upstream
@@ -59,7 +56,6 @@ type Proxy struct {
 	cfg      Config
 	log      *slog.Logger
 	classify *classCache
-	spin     *spinner
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -90,7 +86,6 @@ func New(cfg Config) *Proxy {
 		log:      log,
 		sessions: make(map[*session]struct{}),
 		byKey:    make(map[uint64]*session),
-		spin:     newSpinner(cfg.Spin),
 	}
 	if cfg.Classify != nil && cfg.Interceptor != nil {
 		p.classify = newClassCache(cfg.Classify, 10000)

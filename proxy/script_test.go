@@ -134,7 +134,7 @@ func TestProtocolScripts(t *testing.T) {
 	if len(scripts) == 0 {
 		t.Fatal("no scripts")
 	}
-	plain := startProxy(t, Config{Spin: SpinConfig{Enable: true, MaxRunnable: -1}})
+	plain := startProxy(t, Config{})
 	icp := startProxy(t, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
 	for _, path := range scripts {
 		name := strings.TrimSuffix(filepath.Base(path), ".script")

@@ -47,14 +47,13 @@ type session struct {
 	icMu     sync.Mutex
 	icCancel context.CancelFunc
 
-	sawFatal   bool            // server loop: upstream sent a FATAL error
-	ctx        context.Context // ends when the session closes
-	ctxCancel  context.CancelFunc
-	lastActive atomic.Int64 // unix ns of the last read, for spinning
-	draining   atomic.Bool
-	closeOnce  sync.Once
-	done       chan struct{}
-	closeErr   atomic.Pointer[pgproto3.ErrorResponse]
+	sawFatal  bool            // server loop: upstream sent a FATAL error
+	ctx       context.Context // ends when the session closes
+	ctxCancel context.CancelFunc
+	draining  atomic.Bool
+	closeOnce sync.Once
+	done      chan struct{}
+	closeErr  atomic.Pointer[pgproto3.ErrorResponse]
 }
 
 // stmtInfo is what the proxy knows about a prepared statement.
@@ -79,8 +78,6 @@ type portalInfo struct {
 
 // run serves the session after startup until either side closes.
 func (s *session) run() {
-	s.p.spin.attach(s)
-	defer s.p.spin.detach(s)
 	s.cr.onBlock = s.flushUpstream
 	s.ur.onBlock = s.flushClient
 	if s.draining.Load() {

@@ -49,7 +49,6 @@ type msgReader struct {
 	onBlock func() error
 	// limit returns the maximum body length for a message type.
 	limit func(typ byte) int
-	wait  waiter
 }
 
 func newMsgReader(rd io.Reader) *msgReader {
@@ -136,13 +135,7 @@ func (mr *msgReader) ensure(n int) error {
 				return err
 			}
 		}
-		var k int
-		var err error
-		if mr.wait != nil {
-			k, err = mr.wait.read(mr.buf[mr.w:])
-		} else {
-			k, err = mr.rd.Read(mr.buf[mr.w:])
-		}
+		k, err := mr.rd.Read(mr.buf[mr.w:])
 		mr.w += k
 		if err != nil {
 			if mr.w-mr.r >= n {
@@ -155,11 +148,6 @@ func (mr *msgReader) ensure(n int) error {
 		}
 	}
 	return nil
-}
-
-// waiter is an alternative way to read from a connection (see spin.go).
-type waiter interface {
-	read(p []byte) (int, error)
 }
 
 // msgWriter batches outgoing messages.

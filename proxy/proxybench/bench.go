@@ -27,8 +27,8 @@ type Options struct {
 	// Proxy tunes the proxy under test (Upstream and Listen are set here).
 	Proxy proxy.Config
 	// Compare, when set, is a second proxy configuration measured in the
-	// same rounds (e.g. with the kernel-wait read path disabled); its
-	// figures are reported as CompareTPS / CompareRatio.
+	// same rounds (e.g. the other upstream transport); its figures are
+	// reported as CompareTPS / CompareRatio.
 	Compare *proxy.Config
 	// ProxyUnix and CompareUnix make the proxy (resp. the Compare proxy)
 	// connect to Postgres through its Unix socket instead of loopback TCP.
@@ -36,6 +36,10 @@ type Options struct {
 	// CompareRoundTrip, in latency runs, adds a minimal one-goroutine
 	// round-trip forwarder as a target (an experiment: see roundtrip.go).
 	CompareRoundTrip bool
+	// PgBouncer adds PgBouncer (session mode, reaching Postgres the way
+	// the proxy does) as a target in the same rounds: the reference for
+	// what a proxy costs on this machine.
+	PgBouncer bool
 	// Log receives one line per pgbench run; nil discards.
 	Log io.Writer
 }
@@ -60,6 +64,11 @@ type Case struct {
 	CompareTPS   float64 `json:"compare_tps,omitempty"`
 	CompareRatio float64 `json:"compare_ratio,omitempty"`
 	CompareCost  *PerTx  `json:"compare_cost,omitempty"`
+
+	PgBouncerTPS   float64 `json:"pgbouncer_tps,omitempty"`
+	PgBouncerRatio float64 `json:"pgbouncer_ratio,omitempty"`
+	// ProxyVsPgBouncer is the median per-round proxy TPS ÷ PgBouncer TPS.
+	ProxyVsPgBouncer float64 `json:"proxy_vs_pgbouncer,omitempty"`
 }
 
 // Result is the whole run.
@@ -124,6 +133,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		defer stop()
 		ports = append(ports, port)
 	}
+	cmpIdx, bouncerIdx := -1, -1
+	if opts.Compare != nil {
+		cmpIdx = 2
+	}
+	if opts.PgBouncer {
+		port, stop, err := startPgBouncer(ctx, c, opts.ProxyUnix)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		bouncerIdx = len(ports)
+		ports = append(ports, port)
+	}
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
@@ -141,7 +163,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return 0, fmt.Errorf("pgbench: no tps in output: %s", out)
 		}
 		for i := 1; i < len(ports); i++ {
-			if port != ports[i] {
+			if port != ports[i] || i == bouncerIdx {
 				continue
 			}
 			if n := txRe.FindSubmatch(out); n != nil {
@@ -157,7 +179,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			cs := Case{Mode: mode, Clients: clients}
 			cost = make([]counters, len(ports))
 			sums := make([]float64, len(ports))
-			var cmpRatios []float64
+			var cmpRatios, bouncerRatios, vsBouncer []float64
 			for round := 0; round < opts.Rounds; round++ {
 				// Rotate the order each round, so warm-up and drift even out.
 				tps := make([]float64, len(ports))
@@ -172,9 +194,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				}
 				line := fmt.Sprintf("%-8s clients=%d round=%d direct=%.0f proxy=%.0f ratio=%.3f", mode, clients, round, tps[0], tps[1], tps[1]/tps[0])
 				cs.Ratios = append(cs.Ratios, round3(tps[1]/tps[0]))
-				if len(ports) > 2 {
-					line += fmt.Sprintf(" compare=%.0f ratio=%.3f", tps[2], tps[2]/tps[0])
-					cmpRatios = append(cmpRatios, tps[2]/tps[0])
+				if cmpIdx > 0 {
+					line += fmt.Sprintf(" compare=%.0f ratio=%.3f", tps[cmpIdx], tps[cmpIdx]/tps[0])
+					cmpRatios = append(cmpRatios, tps[cmpIdx]/tps[0])
+				}
+				if bouncerIdx > 0 {
+					line += fmt.Sprintf(" pgbouncer=%.0f ratio=%.3f proxy/pgbouncer=%.3f", tps[bouncerIdx], tps[bouncerIdx]/tps[0], tps[1]/tps[bouncerIdx])
+					bouncerRatios = append(bouncerRatios, tps[bouncerIdx]/tps[0])
+					vsBouncer = append(vsBouncer, tps[1]/tps[bouncerIdx])
 				}
 				fmt.Fprintln(opts.Log, line)
 			}
@@ -185,10 +212,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			if cs.ProxyCost = cost[1].perTx(); cs.ProxyCost != nil {
 				cs.ProxyCPUMicros = cs.ProxyCost.CPUMicros
 			}
-			if len(ports) > 2 {
-				cs.CompareTPS = round1(sums[2] / n)
+			if cmpIdx > 0 {
+				cs.CompareTPS = round1(sums[cmpIdx] / n)
 				cs.CompareRatio = round3(median(cmpRatios))
-				cs.CompareCost = cost[2].perTx()
+				cs.CompareCost = cost[cmpIdx].perTx()
+			}
+			if bouncerIdx > 0 {
+				cs.PgBouncerTPS = round1(sums[bouncerIdx] / n)
+				cs.PgBouncerRatio = round3(median(bouncerRatios))
+				cs.ProxyVsPgBouncer = round3(median(vsBouncer))
 			}
 			res.Cases = append(res.Cases, cs)
 		}

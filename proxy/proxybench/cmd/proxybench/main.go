@@ -1,7 +1,7 @@
 // Command proxybench runs the proxy benchmark (package proxybench) and
 // prints one JSON object as its last line.
 //
-//	go run ./proxy/proxybench/cmd/proxybench -seconds 5 -rounds 3
+//	go run ./proxy/proxybench/cmd/proxybench -seconds 5 -rounds 3 -pgbouncer
 package main
 
 import (
@@ -14,9 +14,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/pgstripe/pgstripe/proxy"
 	"github.com/pgstripe/pgstripe/proxy/proxybench"
 )
 
@@ -25,18 +23,12 @@ func main() {
 	modes := flag.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	seconds := flag.Int("seconds", 5, "seconds per pgbench run")
 	rounds := flag.Int("rounds", 3, "alternating rounds per case")
-	flag.Duration("spin", 0, "proxy spin time before parking (0: default)")
-	flag.Int("spinners", 0, "max concurrent spinning reads (0: default)")
-	maxRunnable := flag.Float64("maxrunnable", 0, "proxy spins only while at most this many other tasks are runnable (0: default, negative: always)")
 	latency := flag.Int("latency", 0, "instead of pgbench: measure N single-connection round trips per target and round, print percentiles")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (proxy included) to this file")
-	cmpSpinners := flag.Int("compare-spinners", 0, "with -compare: compare against this -spinners value instead of the opposite -spin-on")
-	cmpDue := flag.Bool("compare-due", false, "with -compare: compare against spinning only when a reply or request is due")
-	compare := flag.Bool("compare", false, "also measure the proxy with the opposite -spin-on setting, in the same rounds")
-	unix := flag.Bool("unix", false, "the proxy connects to Postgres through its Unix socket")
-	cmpUnix := flag.Bool("compare-unix", false, "compare against the same proxy settings with the other upstream transport (-unix toggled)")
+	unix := flag.Bool("unix", false, "the proxy (and PgBouncer) connect to Postgres through its Unix socket")
+	cmpUnix := flag.Bool("compare-unix", false, "also measure the proxy with the other upstream transport (-unix toggled)")
 	cmpRT := flag.Bool("compare-roundtrip", false, "with -latency: also measure a minimal one-goroutine round-trip forwarder (an experiment)")
-	spinOn := flag.Bool("spin-on", false, "enable the proxy's spin-before-park reads (proxy.SpinConfig)")
+	pgbouncer := flag.Bool("pgbouncer", false, "also measure PgBouncer (session mode) in the same rounds")
 	flag.Parse()
 	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: os.Stderr, Modes: strings.Split(*modes, ",")}
 	for _, c := range strings.Split(*clients, ",") {
@@ -47,17 +39,9 @@ func main() {
 		}
 		opts.Clients = append(opts.Clients, n)
 	}
-	spin := flag.Lookup("spin").Value.(flag.Getter).Get().(time.Duration)
-	spinners := flag.Lookup("spinners").Value.(flag.Getter).Get().(int)
-	opts.Proxy = proxy.Config{Spin: proxy.SpinConfig{Enable: *spinOn, SpinTime: spin, MaxSpinners: spinners, MaxRunnable: *maxRunnable}}
-	if *compare {
-		opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Enable: !*spinOn, SpinTime: spin, MaxSpinners: spinners, MaxRunnable: *maxRunnable}}
-		if *cmpSpinners != 0 || *cmpDue {
-			opts.Compare = &proxy.Config{Spin: proxy.SpinConfig{Enable: true, SpinTime: spin, MaxSpinners: *cmpSpinners, OnlyWhenDue: *cmpDue, MaxRunnable: *maxRunnable}}
-		}
-	}
 	opts.ProxyUnix = *unix
 	opts.CompareRoundTrip = *cmpRT
+	opts.PgBouncer = *pgbouncer
 	if *cmpUnix {
 		cfg := opts.Proxy
 		opts.Compare, opts.CompareUnix = &cfg, !*unix
@@ -99,6 +83,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f%s", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, costString(c.ProxyCost))
 		if opts.Compare != nil {
 			fmt.Fprintf(os.Stderr, " | compare=%.0f ratio=%.3f%s", c.CompareTPS, c.CompareRatio, costString(c.CompareCost))
+		}
+		if opts.PgBouncer {
+			fmt.Fprintf(os.Stderr, " | pgbouncer=%.0f ratio=%.3f proxy/pgbouncer=%.3f", c.PgBouncerTPS, c.PgBouncerRatio, c.ProxyVsPgBouncer)
 		}
 		fmt.Fprintln(os.Stderr)
 	}

@@ -1,0 +1,47 @@
+package proxybench
+
+import (
+	"context"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// A one-second run of the benchmark: pgbench directly, through the proxy
+// (and PgBouncer, where installed), with the proxy's costs counted.
+func TestSmallRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Postgres cluster and pgbench")
+	}
+	for _, bouncer := range []bool{false, true} {
+		name := "proxy"
+		if bouncer {
+			name = "pgbouncer"
+		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := exec.LookPath("pgbouncer"); bouncer && err != nil {
+				t.Skip("pgbouncer not installed (the benchmark's -pgbouncer needs it)")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := Run(ctx, Options{Clients: []int{2}, Modes: []string{"prepared"}, Seconds: 1, Rounds: 1, PgBouncer: bouncer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Cases) != 1 {
+				t.Fatalf("cases: %+v", res.Cases)
+			}
+			c := res.Cases[0]
+			t.Logf("%+v", c)
+			if c.DirectTPS <= 0 || c.ProxyTPS <= 0 || c.Ratio <= 0 || c.Ratio > 5 {
+				t.Errorf("implausible TPS: %+v", c)
+			}
+			if c.ProxyCost == nil || c.ProxyCost.Syscalls < 2 || c.ProxyCost.CPUMicros <= 0 {
+				t.Errorf("proxy cost not counted: %+v", c.ProxyCost)
+			}
+			if bouncer && (c.PgBouncerTPS <= 0 || c.ProxyVsPgBouncer <= 0) {
+				t.Errorf("PgBouncer not measured: %+v", c)
+			}
+		})
+	}
+}

@@ -1,5 +1,0 @@
-package proxy
-
-import "unsafe"
-
-func unsafePointer(p []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(p)) }
