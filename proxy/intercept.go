@@ -75,11 +75,13 @@ type Call struct {
 	TxStatus       byte
 	User, Database string
 
-	s      *session
-	ic     *interception
-	up     *Upstream
-	done   bool
-	failed bool
+	s       *session
+	ic      *interception
+	up      *Upstream
+	done    bool
+	failed  bool
+	sent    bool // a reply message other than a notice went out
+	forward bool
 }
 
 // ResultFormat returns the format the client wants for result column i.
@@ -103,6 +105,20 @@ func (c *Call) Upstream() *Upstream { return c.up }
 // Done reports whether the reply has been completed.
 func (c *Call) Done() bool { return c.done }
 
+// Forward hands the statement back to the proxy, which sends the client's
+// message upstream as it is, after the interceptor's own queries: its
+// replies (a COPY's CopyInResponse and all) reach the client as if it had
+// never been intercepted. It is for a statement that turns out not to be
+// the interceptor's and that Upstream cannot run on the client's behalf (a
+// multi-statement Query, COPY). Nothing but notices may have been sent.
+func (c *Call) Forward() error {
+	if c.done || c.sent {
+		return errors.New("proxy: Forward after a reply was sent")
+	}
+	c.done, c.forward = true, true
+	return nil
+}
+
 // Send writes a reply message to the client: RowDescription (dropped in the
 // extended protocol, where Describe answered it), DataRow, NoticeResponse,
 // and finally CommandComplete, EmptyQueryResponse or ErrorResponse.
@@ -117,7 +133,10 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 		if c.Protocol == ExtendedProtocol {
 			return nil
 		}
-	case *pgproto3.DataRow, *pgproto3.NoticeResponse:
+		c.sent = true
+	case *pgproto3.DataRow:
+		c.sent = true
+	case *pgproto3.NoticeResponse:
 	case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
 		c.done = true
 	case *pgproto3.ErrorResponse:
@@ -420,15 +439,16 @@ func (s *session) serveInterception(ic *interception) error {
 	}
 }
 
-// interceptSimple handles an intercepted simple Query.
-func (s *session) interceptSimple(sql string) error {
+// interceptSimple handles an intercepted simple Query; raw is the message.
+func (s *session) interceptSimple(sql string, raw []byte) error {
 	call := &Call{SQL: sql, Protocol: SimpleProtocol}
-	_, err := s.intercept(call, nil)
+	_, err := s.intercept(call, nil, raw)
 	return err
 }
 
-// interceptExecute handles Execute of an intercepted portal.
-func (s *session) interceptExecute(pi *portalInfo) error {
+// interceptExecute handles Execute of an intercepted portal; raw is the
+// message.
+func (s *session) interceptExecute(pi *portalInfo, raw []byte) error {
 	n := len(pi.params)
 	call := &Call{SQL: pi.stmt.sql, Protocol: ExtendedProtocol, Params: pi.params, ResultFormats: pi.resultFormats}
 	call.ParamFormats = make([]int16, n)
@@ -443,14 +463,16 @@ func (s *session) interceptExecute(pi *portalInfo) error {
 			}
 		}
 	}
-	_, err := s.intercept(call, pi)
+	_, err := s.intercept(call, pi, raw)
 	return err
 }
 
 // intercept waits for the barrier, runs the interceptor and completes its
-// reply. It reports false when the statement was skipped because an earlier
-// request of the batch failed.
-func (s *session) intercept(call *Call, pi *portalInfo) (bool, error) {
+// reply, or forwards raw (the client's message) when the interceptor hands
+// the statement back. It reports false when the statement was skipped
+// because an earlier request of the batch failed.
+func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error) {
+	raw = append([]byte(nil), raw...) // the reader's buffer moves on
 	ic := newInterception()
 	s.q.push1(entry{kind: kIntercept, ic: ic})
 	if err := s.uw.write(barrier); err != nil {
@@ -468,7 +490,19 @@ func (s *session) intercept(call *Call, pi *portalInfo) (bool, error) {
 		return false, nil
 	}
 	defer func() {
-		if call.Protocol == SimpleProtocol {
+		if call.forward {
+			if call.Protocol == SimpleProtocol {
+				// End the interceptor's queries first; the client gets
+				// the forwarded Query's own ReadyForQuery.
+				s.q.push1(entry{kind: kSync, swallow: true})
+				s.uw.write(syncMsg)
+				s.q.push1(entry{kind: kQuery})
+			} else {
+				s.q.push1(entry{kind: kExecute})
+			}
+			s.p.passed.Add(1)
+			s.uw.write(raw)
+		} else if call.Protocol == SimpleProtocol {
 			// The interceptor's queries ran without Sync; Sync ends them
 			// (and the implicit transaction) and yields the ReadyForQuery
 			// the client awaits.

@@ -27,8 +27,12 @@ type testInterceptor struct {
 
 var literal = regexp.MustCompile(`VALUES \('([^']*)'\)`)
 
+// forwardMark makes the test interceptor look at a statement (one upstream
+// query) and hand it back (Call.Forward).
+const forwardMark = "/* forward */ "
+
 func classifyTest(sql string) Class {
-	if strings.HasPrefix(sql, "INSERT INTO stripe.x") {
+	if strings.HasPrefix(sql, "INSERT INTO stripe.x") || strings.HasPrefix(sql, forwardMark) {
 		return Intercept
 	}
 	return Passthrough
@@ -39,7 +43,8 @@ func (ti *testInterceptor) Intercept(ctx context.Context, call *Call) error {
 	ti.calls = append(ti.calls, *call)
 	ti.mu.Unlock()
 	var v string
-	if call.Protocol == SimpleProtocol {
+	if strings.HasPrefix(call.SQL, forwardMark) {
+	} else if call.Protocol == SimpleProtocol {
 		m := literal.FindStringSubmatch(call.SQL)
 		if m == nil {
 			return errors.New("test interceptor: no literal")
@@ -50,6 +55,13 @@ func (ti *testInterceptor) Intercept(ctx context.Context, call *Call) error {
 	}
 	if call.TxStatus == 'E' {
 		return &pgconn.PgError{Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}
+	}
+	if strings.HasPrefix(call.SQL, forwardMark) {
+		if _, err := call.Upstream().Query(ctx, `SELECT pg_catalog.to_regclass('t')`); err != nil {
+			return err
+		}
+		call.Send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: "forwarded"})
+		return call.Forward()
 	}
 	res, err := call.Upstream().Query(ctx, `SELECT 'x_' || upper($1), current_user`, v)
 	if err != nil {
@@ -372,4 +384,74 @@ func TestInterceptBinaryParams(t *testing.T) {
 	if len(got.Params) != 2 || got.ParamOIDs[1] != 20 || got.ParamFormats[1] != 1 || string(got.Params[1]) != "\x00\x00\x00\x00\x00\x00\x01\x02" {
 		t.Fatalf("call = %+v", got)
 	}
+}
+
+// TestInterceptForward: statements the interceptor hands back run upstream
+// as the client sent them, whatever they are (several statements, COPY,
+// a prepared statement), inside or outside a transaction.
+func TestInterceptForward(t *testing.T) {
+	tp, ti, url := setupIntercept(t)
+	ctx := ctxT(t)
+	var notices []string
+	cfg, _ := pgx.ParseConfig(url)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE t (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	before := ti.count()
+
+	res, err := conn.PgConn().Exec(ctx, forwardMark+`INSERT INTO t VALUES (1), (2); SELECT count(*) FROM t`).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].CommandTag.String() != "INSERT 0 2" || len(res[1].Rows) != 1 || string(res[1].Rows[0][0]) != "2" {
+		t.Fatalf("multi-statement result = %+v", res)
+	}
+
+	tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("3\n4\n5\n"), forwardMark+`COPY t FROM STDIN`)
+	if err != nil || tag.RowsAffected() != 3 {
+		t.Fatalf("COPY: %v %v", tag, err)
+	}
+
+	var n int
+	if err := conn.QueryRow(ctx, forwardMark+`SELECT count(*) + $1::int FROM t`, 100).Scan(&n); err != nil || n != 105 {
+		t.Fatalf("extended: %d %v", n, err)
+	}
+
+	// In a transaction: the forwarded write is the client's, rolled back
+	// with it, and the transaction status stays right throughout.
+	if _, err := conn.Exec(ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.PgConn().Exec(ctx, forwardMark+`INSERT INTO t VALUES (6); INSERT INTO t VALUES (7)`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if s := conn.PgConn().TxStatus(); s != 'T' {
+		t.Fatalf("tx status in block = %c", s)
+	}
+	if _, err := conn.PgConn().Exec(ctx, forwardMark+`SELECT 1/0`).ReadAll(); err == nil {
+		t.Fatal("division by zero succeeded")
+	}
+	if s := conn.PgConn().TxStatus(); s != 'E' {
+		t.Fatalf("tx status after error = %c", s)
+	}
+	if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 5 {
+		t.Fatalf("after rollback: %d %v", n, err)
+	}
+	if got := ti.count() - before; got < 5 {
+		t.Errorf("interceptor saw %d statements, want at least 5", got)
+	}
+	if len(notices) < 5 || notices[0] != "forwarded" {
+		t.Errorf("notices = %v", notices)
+	}
+	conn.Close(ctx)
+	tp.waitSessions(t, 0)
 }

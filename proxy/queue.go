@@ -26,6 +26,10 @@ type entry struct {
 	stmt *stmtInfo
 	// ic is set for kIntercept.
 	ic *interception
+	// swallow: the ReadyForQuery of this kSync is the proxy's own (it ends
+	// an interception's queries before a forwarded Query) and does not
+	// reach the client.
+	swallow bool
 }
 
 // replyQueue is the ordered list of replies the session expects from

@@ -232,7 +232,7 @@ func (s *session) clientLoop() error {
 					return protocolErrorf("invalid Query message")
 				}
 				if s.p.classify.get(sql) == Intercept {
-					if err := s.interceptSimple(string(sql)); err != nil {
+					if err := s.interceptSimple(string(sql), raw); err != nil {
 						return err
 					}
 					continue
@@ -272,7 +272,7 @@ func (s *session) clientLoop() error {
 					return protocolErrorf("invalid Execute message")
 				}
 				if pi := s.portals[string(name)]; pi != nil {
-					if err := s.interceptExecute(pi); err != nil {
+					if err := s.interceptExecute(pi, raw); err != nil {
 						return err
 					}
 					continue
@@ -454,6 +454,10 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 	case 'Z':
 		if len(raw) == 6 {
 			s.txStatus.Store(uint32(raw[5]))
+		}
+		if e, ok := s.q.peek(); ok && e.kind == kSync && e.swallow {
+			s.q.pop()
+			return nil
 		}
 		s.q.popThroughSync()
 		if err := s.writeClient(raw); err != nil {

@@ -77,6 +77,8 @@
 // intercepted and resolved per statement, one extra round trip; when they
 // resolve elsewhere the statement is run as it is on the client's
 // connection. A multi-statement Query or COPY FROM whose unqualified target
-// may be ours passes through unseen. Triggers on stripe tables fire on
+// resolves to a stripe table is refused (0A000) like its qualified form;
+// when the name resolves elsewhere the proxy sends the statement on as the
+// client sent it. Triggers on stripe tables fire on
 // pgstripe's own connection (the apply), not the client's.
 package writethrough

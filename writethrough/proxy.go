@@ -10,19 +10,12 @@ import (
 )
 
 // ProxyClassify is the proxy's Config.Classify: writes to stripe tables,
-// and statements refused on them, are intercepted; everything else passes
-// through. A statement that only may be ours (unqualified name) and that
-// the interceptor could not run on the client's behalf if it isn't (a
-// multi-statement Query, COPY FROM) passes through.
+// statements that may be (an unqualified name search_path may resolve to
+// one), and statements refused on them, are intercepted; everything else
+// passes through.
 func ProxyClassify(sql string) proxy.Class {
-	c := translate.Classify(sql)
-	switch c.Action {
-	case translate.Reject:
-		return proxy.Intercept
-	case translate.Write:
-		if len(c.Stmt.Resolve) > 0 && c.Stmt.Unrelayable {
-			return proxy.Passthrough
-		}
+	switch translate.Classify(sql).Action {
+	case translate.Reject, translate.Write:
 		return proxy.Intercept
 	}
 	return proxy.Passthrough
@@ -42,6 +35,11 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 	up := proxyUpstream{call.Upstream()}
 	rep := ic.Execute(ctx, up, req)
 	if rep.Pass {
+		if c := ic.Classify(call.SQL); c.Stmt != nil && c.Stmt.Unrelayable {
+			// Not ours after all, and not something Upstream can run (a
+			// multi-statement Query, COPY FROM): the proxy sends it on.
+			return call.Forward()
+		}
 		return relay(ctx, call)
 	}
 	for _, m := range rep.Messages {

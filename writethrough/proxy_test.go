@@ -216,3 +216,54 @@ func TestThroughProxyUnqualifiedElsewhere(t *testing.T) {
 		t.Fatalf("stripe rows %s", got)
 	}
 }
+
+// TestThroughProxyUnqualifiedUnrelayable: a multi-statement Query or COPY
+// FROM naming a stripe table without its schema is refused like its
+// qualified form when search_path leads to stripe, and runs untouched when
+// it leads to the client's own table.
+func TestThroughProxyUnqualifiedUnrelayable(t *testing.T) {
+	e := setup(t)
+	if _, err := e.pool.Exec(e.ctx, `CREATE TABLE public.customers (id serial, email text)`); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(e.proxied(), pgx.QueryExecModeCacheStatement)
+	pg := c.PgConn()
+	calls := e.calls()
+
+	if _, err := c.Exec(e.ctx, `SET search_path = stripe, public`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pg.Exec(e.ctx, `INSERT INTO customers (email) VALUES ('m@b.co'); SELECT 1`).ReadAll()
+	if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "statement of its own") {
+		t.Fatalf("multi-statement into stripe.customers: %v", err)
+	}
+	_, err = pg.CopyFrom(e.ctx, strings.NewReader("c@b.co\n"), `COPY customers (email) FROM STDIN`)
+	if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "COPY FROM into stripe.customers") {
+		t.Fatalf("COPY into stripe.customers: %v", err)
+	}
+	if pg.TxStatus() != 'I' {
+		t.Fatalf("tx status %c", pg.TxStatus())
+	}
+
+	if _, err := c.Exec(e.ctx, `SET search_path = public`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := pg.Exec(e.ctx, `INSERT INTO customers (email) VALUES ('m@b.co'); SELECT count(*) FROM customers`).ReadAll()
+	if err != nil || len(res) != 2 || string(res[1].Rows[0][0]) != "1" {
+		t.Fatalf("multi-statement into public.customers: %+v %v", res, err)
+	}
+	tag, err := pg.CopyFrom(e.ctx, strings.NewReader("c1@b.co\nc2@b.co\n"), `COPY customers (email) FROM STDIN`)
+	if err != nil || tag.RowsAffected() != 2 {
+		t.Fatalf("COPY into public.customers: %v %v", tag, err)
+	}
+
+	if got := e.local(`SELECT count(*)::text FROM public.customers`); got != "3" {
+		t.Fatalf("public rows %s", got)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "0" {
+		t.Fatalf("stripe rows %s", got)
+	}
+	if got := e.calls() - calls; got != 0 {
+		t.Fatalf("%d Stripe calls", got)
+	}
+}
