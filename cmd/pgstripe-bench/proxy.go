@@ -23,10 +23,11 @@ func runProxy(ctx context.Context, args []string, log io.Writer) (any, error) {
 	modes := fs.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	seconds := fs.Int("seconds", 10, "seconds per pgbench run")
 	rounds := fs.Int("rounds", 3, "alternating direct/proxy rounds per case")
+	pgbouncer := fs.Bool("pgbouncer", false, "also measure PgBouncer (session mode, must be installed) in the same rounds")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: log, Modes: strings.Split(*modes, ",")}
+	opts := proxybench.Options{Seconds: *seconds, Rounds: *rounds, Log: log, Modes: strings.Split(*modes, ","), PgBouncer: *pgbouncer}
 	for _, c := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n <= 0 {
