@@ -118,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	for attempt := 0; ; attempt++ {
 		c.Port = opts.Port
 		if c.Port == 0 {
-			if c.Port, err = freePort(); err != nil {
+			if c.Port, err = FreePort(); err != nil {
 				os.RemoveAll(dir)
 				return nil, err
 			}
@@ -415,7 +415,8 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

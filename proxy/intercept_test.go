@@ -112,6 +112,24 @@ func setupIntercept(t *testing.T) (*testProxy, *testInterceptor, string) {
 	return tp, ti, tp.via(t, url)
 }
 
+// connectNoticed connects and collects the messages of the notices the
+// session receives.
+func connectNoticed(t *testing.T, url string) (*pgx.Conn, *[]string) {
+	t.Helper()
+	notices := new([]string)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { *notices = append(*notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, notices
+}
+
 func rowsOf(t *testing.T, conn *pgx.Conn) []string {
 	t.Helper()
 	rows, err := conn.Query(ctxT(t), `SELECT id || '=' || v FROM stripe.x ORDER BY id`, pgx.QueryExecModeSimpleProtocol)
@@ -207,15 +225,7 @@ func TestInterceptSimple(t *testing.T) {
 func TestInterceptTransactions(t *testing.T) {
 	_, ti, url := setupIntercept(t)
 	ctx := ctxT(t)
-	conn := pgtest.Connect(t, url)
-	var notices []string
-	cfg, _ := pgx.ParseConfig(url)
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, notices := connectNoticed(t, url)
 
 	// In a transaction block: the interceptor sees 'T', its local apply
 	// belongs to the client's transaction, and the NOTICE arrives.
@@ -227,8 +237,8 @@ func TestInterceptTransactions(t *testing.T) {
 	if ti.last().TxStatus != 'T' {
 		t.Fatalf("TxStatus = %c, want T", ti.last().TxStatus)
 	}
-	if len(notices) != 1 {
-		t.Fatalf("notices = %v", notices)
+	if len(*notices) != 1 {
+		t.Fatalf("notices = %v", *notices)
 	}
 	tx.Rollback(ctx)
 	if got := rowsOf(t, conn); len(got) != 0 {
@@ -237,7 +247,7 @@ func TestInterceptTransactions(t *testing.T) {
 
 	// A failure inside a transaction block aborts it, as in Postgres.
 	tx, _ = conn.Begin(ctx)
-	_, err = tx.Exec(ctx, `INSERT INTO stripe.x (v) VALUES ('ok1') RETURNING id`)
+	_, err := tx.Exec(ctx, `INSERT INTO stripe.x (v) VALUES ('ok1') RETURNING id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,14 +402,7 @@ func TestInterceptBinaryParams(t *testing.T) {
 func TestInterceptForward(t *testing.T) {
 	tp, ti, url := setupIntercept(t)
 	ctx := ctxT(t)
-	var notices []string
-	cfg, _ := pgx.ParseConfig(url)
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, notices := connectNoticed(t, url)
 	if _, err := conn.Exec(ctx, `CREATE TABLE t (id int)`); err != nil {
 		t.Fatal(err)
 	}
@@ -449,8 +452,8 @@ func TestInterceptForward(t *testing.T) {
 	if got := ti.count() - before; got < 5 {
 		t.Errorf("interceptor saw %d statements, want at least 5", got)
 	}
-	if len(notices) < 5 || notices[0] != "forwarded" {
-		t.Errorf("notices = %v", notices)
+	if len(*notices) < 5 || (*notices)[0] != "forwarded" {
+		t.Errorf("notices = %v", *notices)
 	}
 	conn.Close(ctx)
 	tp.waitSessions(t, 0)

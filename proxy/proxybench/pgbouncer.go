@@ -25,7 +25,7 @@ func startPgBouncer(ctx context.Context, c *pgcluster.Cluster, unix bool) (int, 
 	if err != nil {
 		return 0, nil, fmt.Errorf("pgbouncer not found (apt-get install pgbouncer)")
 	}
-	port, err := freePort()
+	port, err := pgcluster.FreePort()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -89,13 +89,4 @@ pidfile = %s
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
