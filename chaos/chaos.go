@@ -23,7 +23,20 @@ import (
 	"github.com/pgstripe/pgstripe/pgcluster"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/verify"
+	"github.com/pgstripe/pgstripe/workload"
 )
+
+// workloadOps are the Stripe operations the chaos run makes around
+// pgstripe: the core objects (the payment flows are the events tests').
+var workloadOps = []string{
+	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
+	"createProduct", "updateProduct", "deleteProduct",
+	"createPrice", "updatePrice",
+	"createCoupon", "deleteCoupon",
+	"createSubscription", "updateSubscription", "cancelSubscription",
+	"createInvoiceItem", "deleteInvoiceItem",
+	"createTaxID", "deleteTaxID",
+}
 
 // Options shape a chaos run. The zero value (plus Binary) is the short CI
 // run: 3 kills, 2 Postgres restarts, 5% faults, 20 s of workload.
@@ -255,8 +268,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	work := newWorkload(wclient, o.RandSeed)
-	if err := work.seedBasics(ctx); err != nil {
+	work := workload.New(wclient, o.RandSeed)
+	if err := work.Seed(ctx); err != nil {
 		return res, err
 	}
 
@@ -329,7 +342,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer stopWork()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); work.run(wctx, o.WorkloadRate) }()
+	go func() { defer wg.Done(); work.Run(wctx, workloadOps, o.WorkloadRate) }()
 
 	// The first kills (one in five, at least one) during the backfill, for
 	// as long as it lasts: each restart must resume it, not start over.
@@ -582,8 +595,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		w.mu.Unlock()
 	}
-	res.WorkloadOps, res.WorkloadFailed = work.total()
-	if f := work.failures(); f != "" {
+	res.WorkloadOps, res.WorkloadFailed = work.Totals()
+	if f := work.Failures(); f != "" {
 		res.Details = append(res.Details, "workload: "+f)
 	}
 	res.FaultsByKind = map[string]int64{}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,6 +28,7 @@ import (
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/verify"
+	"github.com/pgstripe/pgstripe/workload"
 )
 
 func TestMain(m *testing.M) {
@@ -181,22 +181,24 @@ func (v *env) rows(t *testing.T, table string) int {
 func TestHandoffAndSameSecondUpdates(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	w := newWorkload(v.mut, 1)
+	w := workload.New(v.mut, 1)
 	for range 3 {
-		w.do(ctx, "createCustomer")
+		w.Do(ctx, "createCustomer")
 	}
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Changes after the cursor and before the loop starts: a backfill
 	// would have seen some of them; the loop must replay all.
-	cus := w.pick("customers")
+	cus := w.Pick("customers")
 	// Start at the top of a second, so the burst can't straddle two.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
 	for i := range 4 { // same second, different states: only a re-fetch orders them
-		w.post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(i)}})
+		if _, err := v.mut.Post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(i)}}, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
-	w.do(ctx, "createProduct")
+	w.Do(ctx, "createProduct")
 	before := v.e.Stats().ByRoute["GET /v1/customers/{customer}"]
 	stop := v.loop(t, events.Config{})
 	v.converge(t, 10*time.Second)
@@ -242,21 +244,21 @@ func TestHandoffAndSameSecondUpdates(t *testing.T) {
 func TestRandomWorkload(t *testing.T) {
 	v := setup(t, emulator.Options{EventDelay: 700 * time.Millisecond})
 	ctx := context.Background()
-	w := newWorkload(v.mut, 42)
+	w := workload.New(v.mut, 42)
 	for range 15 {
-		w.do(ctx, "createCustomer")
-		w.do(ctx, "createProduct")
+		w.Do(ctx, "createCustomer")
+		w.Do(ctx, "createProduct")
 	}
 	for range 10 {
-		w.do(ctx, "createPrice")
+		w.Do(ctx, "createPrice")
 	}
 	wctx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	for i := range 4 {
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.run(wctx, uint64(i))
+			w.Run(wctx, workload.Ops, 100)
 		}()
 	}
 	// The backfill runs while the workload changes things: the handoff.
@@ -269,9 +271,9 @@ func TestRandomWorkload(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	stopWork()
 	wg.Wait()
-	t.Logf("workload: %s", w.summary())
-	if w.ok() < 150 {
-		t.Fatalf("workload too small to mean anything: %s", w.summary())
+	t.Logf("workload: %s", w.Summary())
+	if w.OK("") < 150 {
+		t.Fatalf("workload too small to mean anything: %s", w.Summary())
 	}
 	began = time.Now()
 	v.converge(t, 20*time.Second)
@@ -281,7 +283,7 @@ func TestRandomWorkload(t *testing.T) {
 	}
 	var tomb int
 	v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.tombstones`).Scan(&tomb)
-	if w.count("delete") > 0 && tomb == 0 {
+	if w.OK("delete") > 0 && tomb == 0 {
 		t.Errorf("deletes happened but no tombstones were recorded")
 	}
 	v.checkUpcoming(t)
@@ -366,8 +368,8 @@ func TestFencedByEpoch(t *testing.T) {
 		t.Fatal("a deposed loop kept running")
 	}
 	// The current epoch applies.
-	w := newWorkload(v.mut, 3)
-	w.do(ctx, "createCustomer")
+	w := workload.New(v.mut, 3)
+	w.Do(ctx, "createCustomer")
 	stop := v.loop(t, events.Config{Epoch: 7})
 	v.converge(t, 10*time.Second)
 	if err := stop(); err != nil {
@@ -386,10 +388,10 @@ func TestStripeOutage(t *testing.T) {
 	applied := counterValue(t, "customer.created")
 	v.failing.Store(true)
 	stop := v.loop(t, events.Config{})
-	w := newWorkload(v.mut, 5)
-	w.do(ctx, "createCustomer") // during the outage
-	if w.ok() != 1 {
-		t.Fatalf("workload: %s", w.summary())
+	w := workload.New(v.mut, 5)
+	w.Do(ctx, "createCustomer") // during the outage
+	if w.OK("") != 1 {
+		t.Fatalf("workload: %s", w.Summary())
 	}
 	var lastErr *string
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -437,10 +439,10 @@ func TestNoCursor(t *testing.T) {
 func TestRebackfillAfterRetention(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	w := newWorkload(v.mut, 7)
+	w := workload.New(v.mut, 7)
 	for range 6 {
-		w.do(ctx, "createCustomer")
-		w.do(ctx, "createProduct")
+		w.Do(ctx, "createCustomer")
+		w.Do(ctx, "createProduct")
 	}
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
 		t.Fatal(err)
@@ -451,13 +453,15 @@ func TestRebackfillAfterRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Down: changes the loop never sees as events.
-	gone := w.pick("customers")
-	w.delete(ctx, "customers", gone)
-	w.do(ctx, "updateProduct")
-	w.do(ctx, "createCustomer")
+	gone := w.Pick("customers")
+	if err := w.Delete(ctx, "customers", gone); err != nil {
+		t.Fatal(err)
+	}
+	w.Do(ctx, "updateProduct")
+	w.Do(ctx, "createCustomer")
 	v.e.SetClockOffset(31 * 24 * time.Hour)
-	w.do(ctx, "createCustomer")
-	w.do(ctx, "updateCustomer")
+	w.Do(ctx, "createCustomer")
+	w.Do(ctx, "updateCustomer")
 
 	var calls int
 	stop = v.loop(t, events.Config{Backfill: func(ctx context.Context, since time.Time) error {
@@ -466,8 +470,8 @@ func TestRebackfillAfterRetention(t *testing.T) {
 	}})
 	v.converge(t, 20*time.Second)
 	// Changes after the re-backfill still flow.
-	w.do(ctx, "updateCustomer")
-	w.do(ctx, "createProduct")
+	w.Do(ctx, "updateCustomer")
+	w.Do(ctx, "createProduct")
 	v.converge(t, 10*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -494,405 +498,6 @@ func TestRebackfillAfterRetention(t *testing.T) {
 }
 
 // workload issues random mutations through the API, remembering ids.
-type workload struct {
-	c    *stripeapi.Client
-	mu   sync.Mutex
-	rng  *rand.Rand
-	ids  map[string][]string // live ids by table
-	subs map[string]string   // subscription → customer
-	// recurring prices (for subscriptions)
-	recurring []string
-	okN       map[string]int
-	failN     map[string]int
-	failMsg   map[string]string
-}
-
-func newWorkload(c *stripeapi.Client, seed uint64) *workload {
-	return &workload{c: c, rng: rand.New(rand.NewPCG(seed, seed)), ids: map[string][]string{}, subs: map[string]string{},
-		okN: map[string]int{}, failN: map[string]int{}, failMsg: map[string]string{}}
-}
-
-func (w *workload) pick(table string) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ids := w.ids[table]
-	if len(ids) == 0 {
-		return ""
-	}
-	return ids[w.rng.IntN(len(ids))]
-}
-
-func (w *workload) add(table, id string) {
-	w.mu.Lock()
-	w.ids[table] = append(w.ids[table], id)
-	w.mu.Unlock()
-}
-
-func (w *workload) remove(table, id string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ids := w.ids[table]
-	for i, x := range ids {
-		if x == id {
-			w.ids[table] = append(ids[:i:i], ids[i+1:]...)
-			return
-		}
-	}
-}
-
-func (w *workload) post(ctx context.Context, path string, q url.Values) (string, error) {
-	resp, err := w.c.Post(stripeapi.WithPriority(ctx, stripeapi.Interactive), path, q, "")
-	if err != nil {
-		return "", err
-	}
-	return stripeapi.ObjectID(resp.Body)
-}
-
-func (w *workload) delete(ctx context.Context, table, id string) error {
-	_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/"+table+"/"+id, nil)
-	if err == nil {
-		w.remove(table, id)
-	}
-	return err
-}
-
-func (w *workload) record(op string, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err != nil {
-		w.failN[op]++
-		w.failMsg[op] = err.Error()
-		return
-	}
-	w.okN[op]++
-}
-
-func (w *workload) ok() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, c := range w.okN {
-		n += c
-	}
-	return n
-}
-
-func (w *workload) count(prefix string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for op, c := range w.okN {
-		if strings.HasPrefix(op, prefix) {
-			n += c
-		}
-	}
-	return n
-}
-
-func (w *workload) summary() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var b strings.Builder
-	fmt.Fprintf(&b, "ok %v", w.okN)
-	for op, n := range w.failN {
-		fmt.Fprintf(&b, "; %s failed %d× (%s)", op, n, w.failMsg[op])
-	}
-	return b.String()
-}
-
-func (w *workload) rand(n int) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.rng.IntN(n)
-}
-
-var ops = []string{
-	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
-	"createProduct", "updateProduct", "burstProduct", "deleteProduct",
-	"createPrice", "updatePrice",
-	"createCoupon", "deleteCoupon",
-	"createSubscription", "updateSubscription", "cancelSubscription",
-	"createInvoiceItem", "deleteInvoiceItem",
-	"createTaxID", "deleteTaxID",
-	"createPaymentMethod", "detachPaymentMethod", "createPayment", "refund", "dispute",
-	"addSubscriptionItem", "finalizeInvoice",
-}
-
-func (w *workload) run(ctx context.Context, _ uint64) {
-	for ctx.Err() == nil {
-		w.do(ctx, ops[w.rand(len(ops))])
-		time.Sleep(time.Duration(w.rand(15)) * time.Millisecond)
-	}
-}
-
-// do runs one named operation; failures (an emulator without the
-// endpoint, a constraint) are counted, not fatal: the comparison at the
-// end is the assertion.
-func (w *workload) do(ctx context.Context, op string) {
-	err := w.op(ctx, op)
-	if errors.Is(err, errSkip) {
-		return
-	}
-	if ctx.Err() != nil {
-		return
-	}
-	w.record(op, err)
-}
-
-var errSkip = errors.New("nothing to do")
-
-func (w *workload) op(ctx context.Context, op string) error {
-	n := w.rand(1_000_000)
-	meta := url.Values{fmt.Sprintf("metadata[k%d]", n%5): {fmt.Sprint(n)}}
-	switch op {
-	case "createCustomer":
-		id, err := w.post(ctx, "/v1/customers", url.Values{"name": {fmt.Sprintf("Customer %d", n)}, "email": {fmt.Sprintf("c%d@example.com", n)}})
-		if err == nil {
-			w.add("customers", id)
-		}
-		return err
-	case "updateCustomer", "burstCustomer", "updateProduct", "burstProduct":
-		table := "customers"
-		if strings.HasSuffix(op, "Product") {
-			table = "products"
-		}
-		id := w.pick(table)
-		if id == "" {
-			return errSkip
-		}
-		times := 1
-		if strings.HasPrefix(op, "burst") {
-			times = 3 // same second: the states can only be ordered by a fetch
-		}
-		for i := range times {
-			q := url.Values{fmt.Sprintf("metadata[b%d]", i): {fmt.Sprint(n + i)}}
-			if _, err := w.post(ctx, "/v1/"+table+"/"+id, q); err != nil {
-				return err
-			}
-		}
-		return nil
-	case "deleteCustomer":
-		id := w.pick("customers")
-		if id == "" || w.rand(3) > 0 { // keep most customers around
-			return errSkip
-		}
-		return w.delete(ctx, "customers", id)
-	case "createProduct":
-		id, err := w.post(ctx, "/v1/products", url.Values{"name": {fmt.Sprintf("Product %d", n)}})
-		if err == nil {
-			w.add("products_free", id)
-			w.add("products", id)
-		}
-		return err
-	case "deleteProduct":
-		id := w.pick("products_free") // only products without prices can be deleted
-		if id == "" {
-			return errSkip
-		}
-		err := w.delete(ctx, "products", id)
-		if err == nil {
-			w.remove("products_free", id)
-		}
-		return err
-	case "createPrice":
-		prod := w.pick("products")
-		if prod == "" {
-			return errSkip
-		}
-		q := url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(100 + n%900)}, "currency": {"usd"}}
-		recurring := n%2 == 0
-		if recurring {
-			q.Set("recurring[interval]", "month")
-		}
-		id, err := w.post(ctx, "/v1/prices", q)
-		if err == nil {
-			w.add("prices", id)
-			w.remove("products_free", prod)
-			if recurring {
-				w.add("prices_recurring", id)
-			} else {
-				w.add("prices_once", id)
-			}
-		}
-		return err
-	case "updatePrice":
-		id := w.pick("prices")
-		if id == "" {
-			return errSkip
-		}
-		_, err := w.post(ctx, "/v1/prices/"+id, meta)
-		return err
-	case "createCoupon":
-		id, err := w.post(ctx, "/v1/coupons", url.Values{"percent_off": {fmt.Sprint(5 + n%50)}, "duration": {"once"}})
-		if err == nil {
-			w.add("coupons", id)
-		}
-		return err
-	case "deleteCoupon":
-		id := w.pick("coupons")
-		if id == "" {
-			return errSkip
-		}
-		return w.delete(ctx, "coupons", id)
-	case "createSubscription":
-		cus, price := w.pick("customers"), w.pick("prices_recurring")
-		if cus == "" || price == "" {
-			return errSkip
-		}
-		q := url.Values{"customer": {cus}, "items[0][price]": {price}, "collection_method": {"send_invoice"}, "days_until_due": {"30"}}
-		if n%2 == 0 {
-			q.Set("trial_period_days", "30") // trialing: an upcoming invoice exists
-		}
-		id, err := w.post(ctx, "/v1/subscriptions", q)
-		if err == nil {
-			w.add("subscriptions", id)
-		}
-		return err
-	case "updateSubscription":
-		id := w.pick("subscriptions")
-		if id == "" {
-			return errSkip
-		}
-		_, err := w.post(ctx, "/v1/subscriptions/"+id, meta)
-		return err
-	case "cancelSubscription":
-		id := w.pick("subscriptions")
-		if id == "" {
-			return errSkip
-		}
-		_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/subscriptions/"+id, nil)
-		if err == nil {
-			w.remove("subscriptions", id)
-		}
-		return err
-	case "createInvoiceItem":
-		// With an existing price: given an amount, the emulator makes a
-		// product and price without events (see the report).
-		cus, price := w.pick("customers"), w.pick("prices_once")
-		if cus == "" || price == "" {
-			return errSkip
-		}
-		id, err := w.post(ctx, "/v1/invoiceitems", url.Values{"customer": {cus}, "price": {price}})
-		if err == nil {
-			w.add("invoiceitems", id)
-		}
-		return err
-	case "deleteInvoiceItem":
-		id := w.pick("invoiceitems")
-		if id == "" {
-			return errSkip
-		}
-		return w.delete(ctx, "invoiceitems", id)
-	case "createTaxID":
-		cus := w.pick("customers")
-		if cus == "" {
-			return errSkip
-		}
-		id, err := w.post(ctx, "/v1/customers/"+cus+"/tax_ids", url.Values{"type": {"eu_vat"}, "value": {fmt.Sprintf("DE%09d", n)}})
-		if err == nil {
-			w.add("tax_ids", cus+"/"+id)
-		}
-		return err
-	case "deleteTaxID":
-		k := w.pick("tax_ids")
-		if k == "" {
-			return errSkip
-		}
-		cus, id, _ := strings.Cut(k, "/")
-		_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/customers/"+cus+"/tax_ids/"+id, nil)
-		if err == nil || stripeapi.IsNotFound(err) {
-			w.remove("tax_ids", k)
-		}
-		return err
-	case "createPaymentMethod":
-		cus := w.pick("customers")
-		if cus == "" {
-			return errSkip
-		}
-		id, err := w.post(ctx, "/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})
-		if err != nil {
-			return err
-		}
-		// A payment method left unattached (its customer deleted
-		// meanwhile by another worker) has no event and no list that
-		// shows it: no consumer of Stripe could know it, so attach it to
-		// another customer rather than leave it for the comparison.
-		for try := 0; ; try++ {
-			_, err = w.post(ctx, "/v1/payment_methods/"+id+"/attach", url.Values{"customer": {cus}})
-			var se *stripeapi.Error
-			if err == nil || try == 10 || !errors.As(err, &se) || se.Param != "customer" {
-				break
-			}
-			if cus = w.pick("customers"); cus == "" {
-				break
-			}
-		}
-		if err != nil {
-			return err
-		}
-		w.add("payment_methods", cus+"/"+id)
-		return nil
-	case "detachPaymentMethod":
-		k := w.pick("payment_methods")
-		if k == "" {
-			return errSkip
-		}
-		_, id, _ := strings.Cut(k, "/")
-		w.remove("payment_methods", k)
-		_, err := w.post(ctx, "/v1/payment_methods/"+id+"/detach", nil)
-		return err
-	case "createPayment":
-		k := w.pick("payment_methods")
-		if k == "" {
-			return errSkip
-		}
-		cus, pm, _ := strings.Cut(k, "/")
-		id, err := w.post(ctx, "/v1/payment_intents", url.Values{"amount": {fmt.Sprint(500 + n%1000)}, "currency": {"usd"},
-			"customer": {cus}, "payment_method": {pm}, "confirm": {"true"}, "payment_method_types[]": {"card"}})
-		if err == nil {
-			w.add("payment_intents", id)
-		}
-		return err
-	case "refund":
-		pi := w.pick("payment_intents")
-		if pi == "" {
-			return errSkip
-		}
-		w.remove("payment_intents", pi)
-		_, err := w.post(ctx, "/v1/refunds", url.Values{"payment_intent": {pi}, "amount": {"100"}})
-		return err
-	case "dispute":
-		cus := w.pick("customers")
-		if cus == "" {
-			return errSkip
-		}
-		_, err := w.post(ctx, "/v1/charges", url.Values{"amount": {"2000"}, "currency": {"usd"}, "source": {"tok_createDispute"}})
-		return err
-	case "addSubscriptionItem":
-		sub, price := w.pick("subscriptions"), w.pick("prices_recurring")
-		if sub == "" || price == "" {
-			return errSkip
-		}
-		_, err := w.post(ctx, "/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})
-		return err
-	case "finalizeInvoice":
-		// A draft invoice with the customer's pending items.
-		cus := w.pick("customers")
-		if cus == "" {
-			return errSkip
-		}
-		id, err := w.post(ctx, "/v1/invoices", url.Values{"customer": {cus}, "collection_method": {"send_invoice"}, "days_until_due": {"7"}, "pending_invoice_items_behavior": {"include"}})
-		if err != nil {
-			return err
-		}
-		if n%2 == 0 {
-			_, err = w.post(ctx, "/v1/invoices/"+id+"/finalize", nil)
-		}
-		return err
-	}
-	return fmt.Errorf("unknown op %s", op)
-}
-
 func counterValue(t *testing.T, typ string) float64 {
 	t.Helper()
 	var m dto.Metric
@@ -911,12 +516,12 @@ func TestDueBalanceTransactionsRefetched(t *testing.T) {
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
-	w := newWorkload(v.mut, 11)
-	w.do(ctx, "createCustomer")
-	w.do(ctx, "createPaymentMethod")
-	w.do(ctx, "createPayment")
-	if w.ok() != 3 {
-		t.Fatalf("workload: %s", w.summary())
+	w := workload.New(v.mut, 11)
+	w.Do(ctx, "createCustomer")
+	w.Do(ctx, "createPaymentMethod")
+	w.Do(ctx, "createPayment")
+	if w.OK("") != 3 {
+		t.Fatalf("workload: %s", w.Summary())
 	}
 	stop := v.loop(t, events.Config{BalanceEvery: 200 * time.Millisecond})
 	v.converge(t, 10*time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
+	"github.com/pgstripe/pgstripe/workload"
 )
 
 // helperProcess is the events loop TestKillAndResume kills with SIGKILL.
@@ -47,21 +48,21 @@ func TestKillAndResume(t *testing.T) {
 	}
 	v := setup(t, emulator.Options{EventDelay: 300 * time.Millisecond})
 	ctx := context.Background()
-	w := newWorkload(v.mut, 99)
+	w := workload.New(v.mut, 99)
 	for range 10 {
-		w.do(ctx, "createCustomer")
-		w.do(ctx, "createProduct")
+		w.Do(ctx, "createCustomer")
+		w.Do(ctx, "createProduct")
 	}
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
 	wctx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	for i := range 3 {
+	for range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.run(wctx, uint64(i))
+			w.Run(wctx, workload.Ops, 100)
 		}()
 	}
 	exe, err := os.Executable()
@@ -86,7 +87,7 @@ func TestKillAndResume(t *testing.T) {
 	}
 	stopWork()
 	wg.Wait()
-	t.Logf("workload: %s", w.summary())
+	t.Logf("workload: %s", w.Summary())
 	// Items past the 10 an event embeds arrive only through re-fetches of
 	// the subscription (TestItemBeyondFirstPage): say when the run had some.
 	per := map[string]int{}
