@@ -28,9 +28,9 @@ type LatencyResult struct {
 
 // Latency measures single-client transaction latency (pgbench -S -c 1 -t n
 // -l, simple protocol) directly and through the proxy (and the Compare
-// proxy), alternating for rounds rounds. Low
-// percentiles say what the path costs when the machine lets it run, which
-// TPS on a loaded machine cannot.
+// proxy, the round-trip forwarder and PgBouncer, as opts ask), alternating
+// for rounds rounds. Low percentiles say what the path costs when the
+// machine lets it run, which TPS on a loaded machine cannot.
 func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) {
 	if opts.Rounds == 0 {
 		opts.Rounds = 5
@@ -41,7 +41,7 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	}
 	defer c.Stop()
 	targets := []string{c.Addr()}
-	names := []string{"direct", "proxy", "compare"}
+	names := []string{"direct"}
 	for k, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
 		if cfg == nil {
 			continue
@@ -58,6 +58,7 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 		go func() { served <- p.Serve(pctx, ln) }()
 		defer func() { cancel(); <-served }()
 		targets = append(targets, ln.Addr().String())
+		names = append(names, []string{"proxy", "compare"}[k])
 	}
 	if opts.CompareRoundTrip {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,7 +69,16 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 		defer cancel()
 		go serveRoundTrip(rctx, ln, c.Addr())
 		targets = append(targets, ln.Addr().String())
-		names = append(names[:len(targets)-1], "roundtrip")
+		names = append(names, "roundtrip")
+	}
+	if opts.PgBouncer {
+		port, stop, err := startPgBouncer(ctx, c, opts.ProxyUnix)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		targets = append(targets, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		names = append(names, "pgbouncer")
 	}
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
@@ -116,8 +126,8 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
 		pct := func(p float64) float64 { return round1(float64(s[int(p*float64(len(s)-1))].Nanoseconds()) / 1e3) }
 		r := LatencyResult{Target: names[i], P10: pct(0.10), P50: pct(0.50), P90: pct(0.90)}
-		if i > 0 {
-			r.Cost = cost[i].perTx()
+		if i > 0 && names[i] != "pgbouncer" {
+			r.Cost = cost[i].perTx() // the proxies run in this process
 		}
 		out = append(out, r)
 	}
