@@ -27,6 +27,12 @@ INSERT INTO stripe.customers (email) SELECT 'refused@example.test';
 WITH c AS (UPDATE stripe.customers SET name = 'cte' WHERE id = :'cus' RETURNING id) SELECT * FROM c;
 TRUNCATE stripe.customers;
 \copy stripe.customers (email) FROM '/dev/null'
+-- the same, and a write inside a multi-statement query, naming the table
+-- without its schema: stripe comes first on the search_path
+SET search_path = stripe, public;
+\copy customers (email) FROM '/dev/null'
+INSERT INTO customers (email) VALUES ('refused@example.test') \; SELECT 1;
+RESET search_path;
 -- (COPY out is a read: it passes through)
 \copy (SELECT count(*) FROM stripe.customers WHERE email LIKE 'bulk-%@example.test') TO STDOUT
 
