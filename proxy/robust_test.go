@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -502,4 +504,48 @@ func TestBackendTerminated(t *testing.T) {
 		t.Fatalf("other session: %d %v", n, err)
 	}
 	tp.waitSessions(t, 1)
+}
+
+// captureConn records what the proxy writes to a client.
+type captureConn struct {
+	fakeConn
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (c *captureConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.Write(p)
+}
+
+// TestTerminateThenUpstreamEOF: Postgres closes its end as soon as it reads
+// the client's Terminate, which the server loop may see before the client
+// loop has closed the session. That EOF is the end the client asked for,
+// not a lost connection: the client must get no FATAL after its Terminate
+// (node-postgres raises it as an unhandled error). Without Terminate, the
+// same EOF is reported as 08006.
+func TestTerminateThenUpstreamEOF(t *testing.T) {
+	for _, terminated := range []bool{true, false} {
+		cc := &captureConn{fakeConn: fakeConn{r: bytes.NewReader(nil)}}
+		s := &session{p: New(Config{}), client: cc, upstream: &fakeConn{r: bytes.NewReader(nil)}, done: make(chan struct{})}
+		s.cw.conn = cc
+		s.ctx, s.ctxCancel = context.WithCancel(context.Background())
+		s.terminated.Store(terminated)
+		s.endFromServer(io.EOF)
+		cc.mu.Lock()
+		got := cc.out.Bytes()
+		cc.mu.Unlock()
+		if terminated && len(got) != 0 {
+			t.Errorf("after Terminate the client got %q", got)
+		}
+		if !terminated && !bytes.Contains(got, []byte("08006")) {
+			t.Errorf("upstream EOF without Terminate: client got %q, want a FATAL 08006", got)
+		}
+		select {
+		case <-s.done:
+		default:
+			t.Errorf("terminated=%v: session not closed", terminated)
+		}
+	}
 }

@@ -47,13 +47,14 @@ type session struct {
 	icMu     sync.Mutex
 	icCancel context.CancelFunc
 
-	sawFatal  bool            // server loop: upstream sent a FATAL error
-	ctx       context.Context // ends when the session closes
-	ctxCancel context.CancelFunc
-	draining  atomic.Bool
-	closeOnce sync.Once
-	done      chan struct{}
-	closeErr  atomic.Pointer[pgproto3.ErrorResponse]
+	sawFatal   bool            // server loop: upstream sent a FATAL error
+	ctx        context.Context // ends when the session closes
+	ctxCancel  context.CancelFunc
+	draining   atomic.Bool
+	terminated atomic.Bool // the client sent Terminate
+	closeOnce  sync.Once
+	done       chan struct{}
+	closeErr   atomic.Pointer[pgproto3.ErrorResponse]
 }
 
 // stmtInfo is what the proxy knows about a prepared statement.
@@ -193,6 +194,10 @@ func (s *session) endFromServer(err error) {
 		return
 	default:
 	}
+	if s.terminated.Load() {
+		s.close()
+		return
+	}
 	if err != nil && !isClosedErr(err) {
 		s.p.log.Info("upstream connection failed", "remote", s.client.RemoteAddr().String(), "err", err)
 	}
@@ -304,6 +309,9 @@ func (s *session) clientLoop() error {
 		case 'H', 'd', 'c', 'f':
 			// Flush and COPY data get no reply of their own.
 		case 'X':
+			// Upstream closes after Terminate: the server loop must take
+			// that EOF for the end it is, not a lost connection.
+			s.terminated.Store(true)
 			s.uw.write(raw)
 			s.uw.flush()
 			return nil
