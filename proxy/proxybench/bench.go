@@ -7,14 +7,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/pgstripe/pgstripe/pgcluster"
 	"github.com/pgstripe/pgstripe/proxy"
 )
 
@@ -103,57 +101,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if _, err := exec.LookPath("pgbench"); err != nil {
 		return nil, fmt.Errorf("pgbench not found (install postgresql-contrib or the postgresql client package)")
 	}
-	c, err := pgcluster.Start(ctx, pgcluster.Options{})
+	targets, stop, err := startTargets(ctx, opts, false)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-
-	startProxy := func(cfg proxy.Config, unix bool) (int, func(), error) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, nil, err
-		}
-		cfg.Upstream = upstreamAddr(c, unix)
-		p := proxy.New(cfg)
-		pctx, cancel := context.WithCancel(ctx)
-		served := make(chan error, 1)
-		go func() { served <- p.Serve(pctx, ln) }()
-		return ln.Addr().(*net.TCPAddr).Port, func() { cancel(); <-served }, nil
-	}
-	ports := []int{c.Port}
-	for i, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
-		if cfg == nil {
-			continue
-		}
-		port, stop, err := startProxy(*cfg, []bool{opts.ProxyUnix, opts.CompareUnix}[i])
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		ports = append(ports, port)
-	}
-	cmpIdx, bouncerIdx := -1, -1
-	if opts.Compare != nil {
-		cmpIdx = 2
-	}
-	if opts.PgBouncer {
-		port, stop, err := startPgBouncer(ctx, c, opts.ProxyUnix)
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		bouncerIdx = len(ports)
-		ports = append(ports, port)
-	}
-	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
-	}
+	defer stop()
+	cmpIdx, bouncerIdx := index(targets, "compare"), index(targets, "pgbouncer")
 	var cost []counters
-	run := func(port, clients int, mode string) (float64, error) {
+	run := func(i, clients int, mode string) (float64, error) {
 		before := readCounters()
 		args := []string{"-S", "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
-			"-T", strconv.Itoa(opts.Seconds), "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres"}
+			"-T", strconv.Itoa(opts.Seconds), "-h", "127.0.0.1", "-p", strconv.Itoa(targets[i].port), "-U", "postgres", "postgres"}
 		out, err := exec.CommandContext(ctx, "pgbench", args...).CombinedOutput()
 		if err != nil {
 			return 0, fmt.Errorf("pgbench %s: %v: %s", strings.Join(args, " "), err, out)
@@ -162,10 +120,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if m == nil {
 			return 0, fmt.Errorf("pgbench: no tps in output: %s", out)
 		}
-		for i := 1; i < len(ports); i++ {
-			if port != ports[i] || i == bouncerIdx {
-				continue
-			}
+		if targets[i].inProcess {
 			if n := txRe.FindSubmatch(out); n != nil {
 				k, _ := strconv.ParseInt(string(n[1]), 10, 64)
 				cost[i].add(before, k)
@@ -177,15 +132,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, mode := range opts.Modes {
 		for _, clients := range opts.Clients {
 			cs := Case{Mode: mode, Clients: clients}
-			cost = make([]counters, len(ports))
-			sums := make([]float64, len(ports))
+			cost = make([]counters, len(targets))
+			sums := make([]float64, len(targets))
 			var cmpRatios, bouncerRatios, vsBouncer []float64
 			for round := 0; round < opts.Rounds; round++ {
 				// Rotate the order each round, so warm-up and drift even out.
-				tps := make([]float64, len(ports))
-				for k := range ports {
-					i := (k + round) % len(ports)
-					v, err := run(ports[i], clients, mode)
+				tps := make([]float64, len(targets))
+				for k := range targets {
+					i := (k + round) % len(targets)
+					v, err := run(i, clients, mode)
 					if err != nil {
 						return nil, err
 					}

@@ -3,7 +3,6 @@ package proxybench
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/pgstripe/pgstripe/pgcluster"
-	"github.com/pgstripe/pgstripe/proxy"
 )
 
 // LatencyResult is the round-trip latency of one target, in microseconds.
@@ -35,54 +31,11 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	if opts.Rounds == 0 {
 		opts.Rounds = 5
 	}
-	c, err := pgcluster.Start(ctx, pgcluster.Options{})
+	targets, stop, err := startTargets(ctx, opts, opts.CompareRoundTrip)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	targets := []string{c.Addr()}
-	names := []string{"direct"}
-	for k, cfg := range []*proxy.Config{&opts.Proxy, opts.Compare} {
-		if cfg == nil {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		pc := *cfg
-		pc.Upstream = upstreamAddr(c, []bool{opts.ProxyUnix, opts.CompareUnix}[k])
-		p := proxy.New(pc)
-		pctx, cancel := context.WithCancel(ctx)
-		served := make(chan error, 1)
-		go func() { served <- p.Serve(pctx, ln) }()
-		defer func() { cancel(); <-served }()
-		targets = append(targets, ln.Addr().String())
-		names = append(names, []string{"proxy", "compare"}[k])
-	}
-	if opts.CompareRoundTrip {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go serveRoundTrip(rctx, ln, c.Addr())
-		targets = append(targets, ln.Addr().String())
-		names = append(names, "roundtrip")
-	}
-	if opts.PgBouncer {
-		port, stop, err := startPgBouncer(ctx, c, opts.ProxyUnix)
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		targets = append(targets, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		names = append(names, "pgbouncer")
-	}
-	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-s", "1", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("pgbench -i: %v: %s", err, out)
-	}
+	defer stop()
 	dir, err := os.MkdirTemp("", "proxybench-")
 	if err != nil {
 		return nil, err
@@ -93,10 +46,9 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	for round := 0; round < opts.Rounds; round++ {
 		for k := range targets {
 			i := (k + round) % len(targets)
-			host, port, _ := net.SplitHostPort(targets[i])
 			// pgbench -l logs every transaction's latency (µs, 3rd field).
 			cmd := exec.CommandContext(ctx, "pgbench", "-S", "-n", "-M", "simple", "-c", "1", "-t", strconv.Itoa(n), "-l",
-				"-h", host, "-p", port, "-U", "postgres", "postgres")
+				"-h", "127.0.0.1", "-p", strconv.Itoa(targets[i].port), "-U", "postgres", "postgres")
 			cmd.Dir = dir
 			before := readCounters()
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -125,9 +77,9 @@ func Latency(ctx context.Context, opts Options, n int) ([]LatencyResult, error) 
 	for i, s := range samples {
 		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
 		pct := func(p float64) float64 { return round1(float64(s[int(p*float64(len(s)-1))].Nanoseconds()) / 1e3) }
-		r := LatencyResult{Target: names[i], P10: pct(0.10), P50: pct(0.50), P90: pct(0.90)}
-		if i > 0 && names[i] != "pgbouncer" {
-			r.Cost = cost[i].perTx() // the proxies run in this process
+		r := LatencyResult{Target: targets[i].name, P10: pct(0.10), P50: pct(0.50), P90: pct(0.90)}
+		if targets[i].inProcess {
+			r.Cost = cost[i].perTx()
 		}
 		out = append(out, r)
 	}
