@@ -99,7 +99,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	cred, err := serverCredential()
+	cred, err := ServerCredential()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -134,7 +134,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 }
 
-func serverCredential() (*syscall.Credential, error) {
+// ServerCredential is the user to run a server that refuses root as:
+// "postgres" when running as root, nil otherwise.
+func ServerCredential() (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -375,7 +377,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 		c.cmd.Process.Signal(syscall.SIGINT)
 		<-c.exited
 	}
-	cred, err := serverCredential()
+	cred, err := ServerCredential()
 	if err != nil {
 		return err
 	}

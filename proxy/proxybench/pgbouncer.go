@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -59,16 +58,14 @@ pidfile = %s
 		return 0, nil, err
 	}
 	cmd := exec.Command(bin, cfg)
-	if os.Getuid() == 0 {
-		// PgBouncer refuses to run as root.
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return 0, nil, fmt.Errorf("pgbouncer: running as root and no postgres user: %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Pdeathsig: syscall.SIGKILL}
-		if err := os.Chown(dir, uid, gid); err != nil {
+	// PgBouncer, like Postgres, refuses to run as root.
+	cred, err := pgcluster.ServerCredential()
+	if err != nil {
+		return 0, nil, fmt.Errorf("pgbouncer: %w", err)
+	}
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return 0, nil, err
 		}
 	}
