@@ -35,10 +35,8 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 	up := proxyUpstream{call.Upstream()}
 	rep := ic.Execute(ctx, up, req)
 	if rep.Pass {
-		if c := ic.Classify(call.SQL); c.Stmt != nil && c.Stmt.Unrelayable {
-			// Not ours after all, and not something Upstream can run (a
-			// multi-statement Query, COPY FROM): the proxy sends it on.
-			return call.Forward()
+		if rep.Unrelayable {
+			return call.Forward() // the proxy sends the client's message on
 		}
 		return relay(ctx, call)
 	}

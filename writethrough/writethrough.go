@@ -125,6 +125,10 @@ type Reply struct {
 	// Pass: not a stripe write after all (search_path resolved elsewhere):
 	// forward the statement to Postgres unchanged.
 	Pass bool
+	// Unrelayable, with Pass: the statement cannot be run on the client's
+	// behalf (a multi-statement Query, COPY FROM); only the client's own
+	// message can go upstream.
+	Unrelayable bool
 	// Messages in order: NoticeResponses, then RowDescription (Describe
 	// only) and DataRows and CommandComplete, or an ErrorResponse.
 	Messages []pgproto3.BackendMessage
@@ -168,7 +172,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			return rep.fail(pgError(err))
 		}
 		if !ours {
-			return Reply{Pass: true}
+			return Reply{Pass: true, Unrelayable: st.Unrelayable}
 		}
 	}
 	if st.Deferred != nil {
