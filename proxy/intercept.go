@@ -468,11 +468,11 @@ func (s *session) interceptExecute(pi *portalInfo, raw []byte) error {
 }
 
 // intercept waits for the barrier, runs the interceptor and completes its
-// reply, or forwards raw (the client's message) when the interceptor hands
+// reply, or forwards raw (the client's message, still valid: the client
+// loop reads nothing more until this returns) when the interceptor hands
 // the statement back. It reports false when the statement was skipped
 // because an earlier request of the batch failed.
 func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error) {
-	raw = append([]byte(nil), raw...) // the reader's buffer moves on
 	ic := newInterception()
 	s.q.push1(entry{kind: kIntercept, ic: ic})
 	if err := s.uw.write(barrier); err != nil {
