@@ -12,18 +12,22 @@ import (
 
 var (
 	kCustomer = addKind(&kind{table: "customers", schema: "customer", prefix: "cus_", base: "/v1/customers", idParam: "customer",
-		keys: []string{"email"}, events: "customer"})
+		keys: []string{"email"}, events: "customer", blank: []string{"currency"}})
 	kProduct = addKind(&kind{table: "products", schema: "product", prefix: "prod_", base: "/v1/products", idParam: "id",
-		keys: []string{"active", "shippable", "url"}, events: "product"})
+		keys: []string{"active", "shippable", "url"}, events: "product", blank: []string{"description"}})
 	kPrice = addKind(&kind{table: "prices", schema: "price", prefix: "price_", base: "/v1/prices", idParam: "price",
-		keys: []string{"active", "currency", "product", "type", "lookup_key"}, events: "price", skip: []string{"product", "recurring"}})
+		keys: []string{"active", "currency", "product", "type", "lookup_key"}, events: "price", skip: []string{"product", "recurring"},
+		blank: []string{"unit_amount", "unit_amount_decimal"}})
 	kPlan = addKind(&kind{table: "plans", schema: "plan", prefix: "plan_", base: "/v1/plans", idParam: "plan",
-		keys: []string{"active", "product"}, events: "plan", skip: []string{"product"}})
-	kCoupon = addKind(&kind{table: "coupons", schema: "coupon", prefix: "", base: "/v1/coupons", idParam: "coupon", events: "coupon"})
-	kPromo  = addKind(&kind{table: "promotion_codes", schema: "promotion_code", prefix: "promo_", base: "/v1/promotion_codes", idParam: "promotion_code",
+		keys: []string{"active", "product"}, events: "plan", skip: []string{"product"},
+		blank: []string{"amount", "amount_decimal"}})
+	kCoupon = addKind(&kind{table: "coupons", schema: "coupon", prefix: "", base: "/v1/coupons", idParam: "coupon", events: "coupon",
+		blank: []string{"amount_off", "currency", "duration_in_months", "max_redemptions", "name", "percent_off", "redeem_by"}})
+	kPromo = addKind(&kind{table: "promotion_codes", schema: "promotion_code", prefix: "promo_", base: "/v1/promotion_codes", idParam: "promotion_code",
 		keys: []string{"active", "code", "coupon", "customer"}, events: "promotion_code", skip: []string{"coupon"}, what: "promotion code"})
 	kTaxRate = addKind(&kind{table: "tax_rates", schema: "tax_rate", prefix: "txr_", base: "/v1/tax_rates", idParam: "tax_rate",
-		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate"})
+		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate",
+		blank: []string{"country", "description", "jurisdiction", "state", "tax_type"}})
 	kSub = addKind(&kind{table: "subscriptions", schema: "subscription", prefix: "sub_", base: "/v1/subscriptions", idParam: "subscription_exposed_id",
 		keys: []string{"customer", "_status", "_price", "collection_method"}, events: "customer.subscription", skip: []string{"items"},
 		listHandled: []string{"status", "price"}})
@@ -35,7 +39,8 @@ var (
 		keys: []string{"customer", "status", "subscription", "collection_method"}, events: "invoice"})
 	kLine        = addKind(&kind{table: "invoice_line_items", schema: "line_item", prefix: "il_", keys: []string{"invoice", "amount"}, parent: "invoice", what: "invoice line item"})
 	kInvoiceItem = addKind(&kind{table: "invoiceitems", schema: "invoiceitem", prefix: "ii_", base: "/v1/invoiceitems", idParam: "invoiceitem",
-		keys: []string{"customer", "invoice"}, events: "invoiceitem", skip: []string{"price", "invoice"}, what: "invoice item"})
+		keys: []string{"customer", "invoice"}, events: "invoiceitem", skip: []string{"price", "invoice"}, what: "invoice item",
+		blank: []string{"description"}})
 	kEvent = addKind(&kind{table: "events", schema: "event", prefix: "evt_", keys: []string{"type"}})
 )
 
@@ -74,6 +79,17 @@ func init() {
 		if pm, ok := c.params["payment_method"].(string); ok && pm != "" && e.tables["payment_methods"].byID[pm] == nil {
 			return e.mustExist("payment_methods", "payment_method", pm)
 		}
+		// Each customer has its own invoice prefix (the fixture's is one
+		// constant).
+		obj["invoice_prefix"] = strings.ToUpper(fmt.Sprintf("%08x", e.idRand.Uint32()))
+		pm, _ := c.params["payment_method"].(string)
+		return e.checkDefaultPM(obj, pm)
+	}
+	kCustomer.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		// Checked only when this request sets it.
+		if is, ok := c.params["invoice_settings"].(map[string]any); ok && is["default_payment_method"] != nil {
+			return e.checkDefaultPM(obj, "")
+		}
 		return nil
 	}
 	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
@@ -93,9 +109,13 @@ func init() {
 		if obj == nil {
 			return nil, notFound("id", "product", id)
 		}
-		for _, r := range e.tables["prices"].ordered {
-			if v, _ := e.tables["prices"].keyOf(r, "product"); v == id {
-				return nil, invalid("", "", "This product cannot be deleted because it has one or more user-created prices.")
+		// Plans are prices in Stripe (kept in their own table here), so
+		// they block the delete too.
+		for _, tn := range []string{"prices", "plans"} {
+			for _, r := range e.tables[tn].ordered {
+				if v, _ := e.tables[tn].keyOf(r, "product"); v == id {
+					return nil, invalid("", "", "This product cannot be deleted because it has one or more user-created prices.")
+				}
 			}
 		}
 		return e.deleteObject(c, kProduct, obj), nil
@@ -143,8 +163,20 @@ func init() {
 		if _, ok := c.params["id"]; !ok {
 			obj["id"] = strings.ToUpper(randAlnum(e.idRand, 8))
 		}
-		if c.params["percent_off"] == nil && c.params["amount_off"] == nil {
-			obj["percent_off"], obj["amount_off"] = obj["percent_off"], obj["amount_off"]
+		// Stripe's rules for what a coupon needs; duration defaults to once.
+		switch {
+		case c.params["percent_off"] == nil && c.params["amount_off"] == nil:
+			return invalid("", "", "You must pass either amount_off or percent_off.")
+		case c.params["percent_off"] != nil && c.params["amount_off"] != nil:
+			return invalid("", "amount_off", "You may only pass one of amount_off and percent_off.")
+		case c.params["amount_off"] != nil && c.params["currency"] == nil:
+			return invalid("", "currency", "You must pass currency when passing amount_off.")
+		}
+		if c.params["duration"] == nil {
+			obj["duration"] = "once"
+		}
+		if obj["duration"] == "repeating" && c.params["duration_in_months"] == nil {
+			return invalid("", "duration_in_months", "You must pass duration_in_months when duration is repeating.")
 		}
 		obj["times_redeemed"] = int64(0)
 		obj["valid"] = true
@@ -498,6 +530,38 @@ func (e *Emulator) inlineProduct(c *reqCtx, obj map[string]any, data map[string]
 	return nil
 }
 
+// checkDefaultPM refuses an invoice_settings.default_payment_method that
+// isn't attached to the customer, as Stripe does. attaching is a payment
+// method the same create request attaches.
+func (e *Emulator) checkDefaultPM(cus map[string]any, attaching string) *apiError {
+	is, _ := cus["invoice_settings"].(map[string]any)
+	pm := getStr(is, "default_payment_method")
+	if pm == "" || pm == attaching {
+		return nil
+	}
+	const param = "invoice_settings[default_payment_method]"
+	obj := e.load(kPM, pm)
+	if obj == nil {
+		return e.mustExist("payment_methods", param, pm)
+	}
+	if getStr(obj, "customer") != idOf(cus) {
+		return invalid("resource_missing", param, "The customer does not have a payment method with the ID %s. The payment method must be attached to the customer.", pm)
+	}
+	return nil
+}
+
+// setCustomerCurrency gives a customer its billing currency when its first
+// subscription or invoice item sets one (a new customer's is null).
+func (e *Emulator) setCustomerCurrency(c *reqCtx, cus, cur string) {
+	obj := e.load(kCustomer, cus)
+	if obj == nil || cur == "" || getStr(obj, "currency") != "" {
+		return
+	}
+	old := deepCopy(obj).(map[string]any)
+	obj["currency"] = cur
+	e.save(c, kCustomer, obj, old, "customer.updated")
+}
+
 func deleteCustomer(e *Emulator, c *reqCtx) (any, *apiError) {
 	id := c.path["customer"]
 	obj := e.load(kCustomer, id)
@@ -778,6 +842,7 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	first := made[0]["price"].(map[string]any)
 	obj["currency"] = first["currency"]
+	e.setCustomerCurrency(c, cus, getStr(first, "currency"))
 	obj["start_date"], obj["billing_cycle_anchor"] = c.now, c.now
 	obj["current_period_start"] = c.now
 	obj["current_period_end"] = periodEnd(c.now, first)
@@ -801,7 +866,9 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	// method) paid, as Stripe does for charge_automatically subscriptions.
 	inv := e.subscriptionInvoice(c, obj, "subscription_create")
 	obj["latest_invoice"] = idOf(inv)
-	if getStr(inv, "status") == "open" && getStr(obj, "status") == "active" && getInt(inv, "amount_due") > 0 {
+	// An unpaid first invoice leaves the subscription incomplete, except
+	// for send_invoice, which Stripe activates regardless.
+	if getStr(inv, "status") == "open" && getStr(obj, "status") == "active" && getInt(inv, "amount_due") > 0 && getStr(obj, "collection_method") != "send_invoice" {
 		obj["status"] = "incomplete"
 	}
 	return nil
@@ -848,7 +915,9 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 	e.store(kInvoice, inv)
 	e.emit(c, "invoice.created", inv, nil)
 	inv, _ = e.finalizeInvoice(c, inv)
-	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" {
+	// payment_behavior=default_incomplete leaves the first invoice open
+	// for the client to confirm.
+	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" && c.params["payment_behavior"] != "default_incomplete" {
 		pm := getStr(sub, "default_payment_method")
 		if pm == "" {
 			pm = e.defaultPaymentMethod(cus)
@@ -862,7 +931,13 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 
 func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
 	if getStr(old, "status") == "canceled" {
-		return invalid("", "", "A canceled subscription can only update its cancellation_details and metadata.")
+		// Stripe still accepts these two on a canceled subscription.
+		for k := range c.params {
+			if k != "metadata" && k != "cancellation_details" && k != "expand" {
+				return invalid("", "", "A canceled subscription can only update its cancellation_details and metadata.")
+			}
+		}
+		return nil
 	}
 	items, _ := c.params["items"].([]any)
 	sid := idOf(obj)
@@ -1358,6 +1433,7 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	obj["price"] = price
 	obj["currency"] = price["currency"]
+	e.setCustomerCurrency(c, cus, getStr(price, "currency"))
 	ua := intOr(price["unit_amount"], 0)
 	obj["unit_amount"], obj["unit_amount_decimal"] = ua, fmt.Sprint(ua)
 	if a, ok := toInt(c.params["amount"]); ok {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,10 @@ import (
 // APIVersion is the Stripe API version the emulator speaks (that of the
 // embedded spec and of stripe-go v76).
 const APIVersion = "2023-10-16"
+
+// apiVersionRe is the shape of a Stripe API version: a date, with a
+// release name since 2024 (2024-09-30.acacia).
+var apiVersionRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$`)
 
 // Options are the emulator's knobs. The zero value is an empty, fast
 // emulator with Stripe's default rate limits.
@@ -290,6 +295,12 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	if !ok {
 		return writeError(w, &apiError{status: 401, Type: "invalid_request_error",
 			Message: "Invalid API Key provided. Use a key that starts with sk_test_ or rk_test_ (or sk_live_/rk_live_)."}), routeName
+	}
+
+	// Stripe refuses a Stripe-Version that isn't a version (stripe-go
+	// always sends 2023-10-16; the emulator answers in that version).
+	if v := r.Header.Get("Stripe-Version"); v != "" && !apiVersionRe.MatchString(v) {
+		return writeError(w, invalid("", "", "Invalid Stripe API version: %s", v)), routeName
 	}
 
 	// Knobs: latency, rate limit, faults — in Stripe's order of appearance to

@@ -24,6 +24,11 @@ type kind struct {
 	keyFunc func(map[string]any) []string
 	events  string // event type prefix, "" = none
 	parent  string // field holding the parent id (child tables)
+	// blank lists fixture fields that are example content, not Stripe's
+	// defaults (a product's "Comfortable gray cotton t-shirt", a coupon's
+	// percent_off 25.5): a new object starts with them null, as Stripe
+	// answers when the request doesn't set them.
+	blank []string
 
 	// hooks; nil = generic behaviour
 	create      func(e *Emulator, c *reqCtx, obj map[string]any) *apiError // after params are applied, before store

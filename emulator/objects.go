@@ -48,6 +48,11 @@ func (e *Emulator) newObject(k *kind, now int64, live bool) map[string]any {
 			obj[name] = m
 		}
 	}
+	for _, f := range k.blank {
+		if _, ok := obj[f]; ok {
+			obj[f] = nil
+		}
+	}
 	obj["id"] = id
 	if _, ok := obj["created"]; ok || sch == nil || sch.Properties["created"] != nil {
 		obj["created"] = now

@@ -1,0 +1,292 @@
+package emulator_test
+
+import (
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+)
+
+// Each test here checks one behaviour of Stripe (API 2023-10-16)
+// that the emulator must reproduce.
+
+func mustOK(t *testing.T, r apiResp) apiResp {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.raw)
+	}
+	return r
+}
+
+func idOfResp(r apiResp) string { s, _ := r.body["id"].(string); return s }
+
+// A plan is a price in Stripe: a product with a plan can't be deleted
+// ("This product cannot be deleted because it has one or more
+// user-created prices"), any more than one with a price.
+func TestProductWithPlanNotDeletable(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	prod := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p")))
+	mustOK(t, do(t, "POST", base+"/v1/plans", "sk_test_x", "product="+prod+"&currency=usd&interval=month&amount=100"))
+	r := do(t, "DELETE", base+"/v1/products/"+prod, "sk_test_x", "")
+	if r.status != 400 || errField(r, "type") != "invalid_request_error" {
+		t.Fatalf("delete product with a plan: %d %s", r.status, r.raw)
+	}
+}
+
+// Stripe lets a canceled subscription update its metadata and
+// cancellation_details ("A canceled subscription can only update its
+// cancellation_details and metadata."), and refuses anything else.
+func TestCanceledSubscriptionUpdate(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	prod := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p")))
+	price := idOfResp(mustOK(t, do(t, "POST", base+"/v1/prices", "sk_test_x", "product="+prod+"&currency=usd&unit_amount=0&recurring[interval]=month")))
+	sub := idOfResp(mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price)))
+	mustOK(t, do(t, "DELETE", base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions/"+sub, "sk_test_x", "metadata[k]=v&cancellation_details[comment]=bye"))
+	if md, _ := r.body["metadata"].(map[string]any); md["k"] != "v" || r.body["status"] != "canceled" {
+		t.Fatalf("metadata on canceled subscription: %s", r.raw)
+	}
+	if cd, _ := r.body["cancellation_details"].(map[string]any); cd["comment"] != "bye" {
+		t.Fatalf("cancellation_details on canceled subscription: %s", r.raw)
+	}
+	if r := do(t, "POST", base+"/v1/subscriptions/"+sub, "sk_test_x", "description=x"); r.status != 400 {
+		t.Fatalf("other update of a canceled subscription: %d %s", r.status, r.raw)
+	}
+}
+
+// Probe: pagination semantics.
+func TestPagination(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", fmt.Sprintf("name=c%d", i)))))
+	}
+	get := func(q string) ([]string, bool) {
+		r := mustOK(t, do(t, "GET", base+"/v1/customers?"+q, "sk_test_x", ""))
+		var out []string
+		for _, d := range r.body["data"].([]any) {
+			out = append(out, d.(map[string]any)["id"].(string))
+		}
+		return out, r.body["has_more"].(bool)
+	}
+	got, more := get("limit=2")
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[4], ids[3]}) || !more {
+		t.Fatalf("first page %v %v", got, more)
+	}
+	got, more = get("limit=2&starting_after=" + ids[3])
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[2], ids[1]}) || !more {
+		t.Fatalf("second page %v %v", got, more)
+	}
+	got, more = get("limit=2&starting_after=" + ids[1])
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[0]}) || more {
+		t.Fatalf("last page %v %v", got, more)
+	}
+	got, more = get("limit=2&ending_before=" + ids[1])
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[3], ids[2]}) || !more {
+		t.Fatalf("ending_before page %v %v", got, more)
+	}
+	got, more = get("limit=2&ending_before=" + ids[3])
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[4]}) || more {
+		t.Fatalf("ending_before first %v %v", got, more)
+	}
+	_ = url.QueryEscape
+}
+
+// reviewCatalog makes a customer and a recurring price of amount.
+func reviewCatalog(t *testing.T, base string, amount int) (cus, price string) {
+	t.Helper()
+	cus = idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	prod := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p")))
+	price = idOfResp(mustOK(t, do(t, "POST", base+"/v1/prices", "sk_test_x", fmt.Sprintf("product=%s&currency=usd&unit_amount=%d&recurring[interval]=month", prod, amount))))
+	return cus, price
+}
+
+// "Subscriptions with collection_method=send_invoice are automatically
+// activated regardless of the first Invoice status" (spec, POST
+// /v1/subscriptions payment_behavior).
+func TestSendInvoiceSubscriptionActive(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus, price := reviewCatalog(t, base, 1000)
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&collection_method=send_invoice&days_until_due=30"))
+	if r.body["status"] != "active" {
+		t.Fatalf("send_invoice subscription status %v, want active", r.body["status"])
+	}
+}
+
+// payment_behavior=default_incomplete: "create Subscriptions with
+// status=incomplete when the first invoice requires payment" — the
+// invoice is left open for the client to confirm, even with a default
+// payment method.
+func TestDefaultIncomplete(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus, price := reviewCatalog(t, base, 1000)
+	pm := idOfResp(mustOK(t, do(t, "POST", base+"/v1/payment_methods", "sk_test_x", "type=card")))
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+cus))
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "invoice_settings[default_payment_method]="+pm))
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=default_incomplete&expand[]=latest_invoice"))
+	inv, _ := r.body["latest_invoice"].(map[string]any)
+	if r.body["status"] != "incomplete" || inv["status"] != "open" {
+		t.Fatalf("default_incomplete: subscription %v, invoice %v", r.body["status"], inv["status"])
+	}
+	// Free first invoice: nothing to pay, so active at once.
+	_, free := reviewCatalog(t, base, 0)
+	r = mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+free+"&payment_behavior=default_incomplete"))
+	if r.body["status"] != "active" {
+		t.Fatalf("default_incomplete, free: %v", r.body["status"])
+	}
+}
+
+// A customer's invoice_settings.default_payment_method must be a payment
+// method attached to that customer.
+func TestDefaultPaymentMethodMustBeAttached(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	pm := idOfResp(mustOK(t, do(t, "POST", base+"/v1/payment_methods", "sk_test_x", "type=card")))
+	r := do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "invoice_settings[default_payment_method]=pm_nope")
+	if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "invoice_settings[default_payment_method]" {
+		t.Fatalf("unknown default payment method: %d %s", r.status, r.raw)
+	}
+	r = do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "invoice_settings[default_payment_method]="+pm)
+	if r.status != 400 || errField(r, "param") != "invoice_settings[default_payment_method]" {
+		t.Fatalf("unattached default payment method: %d %s", r.status, r.raw)
+	}
+	// Attached at creation by payment_method=: allowed.
+	pm2 := idOfResp(mustOK(t, do(t, "POST", base+"/v1/payment_methods", "sk_test_x", "type=card")))
+	mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "payment_method="+pm2+"&invoice_settings[default_payment_method]="+pm2))
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+cus))
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "invoice_settings[default_payment_method]="+pm))
+	// Unsetting it is fine.
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "invoice_settings[default_payment_method]="))
+}
+
+// Probe: metadata semantics and event snapshots.
+func TestMetadataAndEvents(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a&metadata[a]=1&metadata[b]=2")))
+	r := mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "metadata[a]=&name=b"))
+	if md := r.body["metadata"].(map[string]any); len(md) != 1 || md["b"] != "2" {
+		t.Fatalf("metadata[a]= : %v", md)
+	}
+	r = mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "metadata=&name=c"))
+	if md := r.body["metadata"].(map[string]any); len(md) != 0 {
+		t.Fatalf("metadata= : %v", md)
+	}
+	ev := mustOK(t, do(t, "GET", base+"/v1/events?type=customer.updated", "sk_test_x", ""))
+	data := ev.body["data"].([]any)
+	if len(data) != 2 {
+		t.Fatalf("%d events", len(data))
+	}
+	older := data[1].(map[string]any)["data"].(map[string]any)
+	if older["object"].(map[string]any)["name"] != "b" || older["previous_attributes"].(map[string]any)["name"] != "a" {
+		t.Fatalf("older event: %v", older)
+	}
+	if ev.body["url"] != "/v1/events" {
+		t.Fatalf("url %v", ev.body["url"])
+	}
+	e0 := data[0].(map[string]any)
+	if req, _ := e0["request"].(map[string]any); req == nil || req["id"] == nil {
+		t.Fatalf("request: %v", e0["request"])
+	}
+}
+
+// Objects are built from stripe-mock's fixtures; none of the fixture's
+// example content may show through where the request set nothing: Stripe
+// answers null (or its own default) there.
+func TestNoFixtureLeaks(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct {
+		path, body string
+		want       map[string]any // field -> expected value (nil = null)
+	}{
+		{"/v1/customers", "name=a", map[string]any{"currency": nil}},
+		{"/v1/products", "name=p", map[string]any{"description": nil}},
+		{"/v1/tax_rates", "display_name=VAT&inclusive=false&percentage=20", map[string]any{"description": nil, "country": nil, "jurisdiction": nil, "tax_type": nil}},
+		{"/v1/coupons", "amount_off=100&currency=eur&duration=once", map[string]any{"percent_off": nil, "duration_in_months": nil, "name": nil, "amount_off": float64(100), "currency": "eur"}},
+		{"/v1/coupons", "percent_off=10&duration=forever", map[string]any{"amount_off": nil, "currency": nil, "duration_in_months": nil, "name": nil}},
+	} {
+		r := mustOK(t, do(t, "POST", base+tc.path, "sk_test_x", tc.body))
+		for f, want := range tc.want {
+			if got := r.body[f]; got != want {
+				t.Errorf("POST %s %s: %s = %v, want %v", tc.path, tc.body, f, got, want)
+			}
+		}
+	}
+	prod := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p")))
+	r := mustOK(t, do(t, "POST", base+"/v1/prices", "sk_test_x", "product="+prod+"&currency=usd&unit_amount_decimal=1500"))
+	if r.body["unit_amount"] != float64(1500) || r.body["unit_amount_decimal"] != "1500" {
+		t.Errorf("price from unit_amount_decimal: %v %v", r.body["unit_amount"], r.body["unit_amount_decimal"])
+	}
+	// Invoice prefixes are per customer.
+	a := mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a"))
+	b := mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=b"))
+	if a.body["invoice_prefix"] == b.body["invoice_prefix"] {
+		t.Errorf("two customers share invoice_prefix %v", a.body["invoice_prefix"])
+	}
+}
+
+// A subscription gives a customer without one its billing currency (a
+// new customer's currency is null), with a customer.updated event, and
+// its first invoice is in the subscription's currency.
+func TestCustomerCurrencyFromSubscription(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	prod := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p")))
+	price := idOfResp(mustOK(t, do(t, "POST", base+"/v1/prices", "sk_test_x", "product="+prod+"&currency=eur&unit_amount=0&recurring[interval]=month")))
+	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&expand[]=latest_invoice"))
+	if inv := sub.body["latest_invoice"].(map[string]any); inv["currency"] != "eur" {
+		t.Fatalf("first invoice currency %v", inv["currency"])
+	}
+	if r := mustOK(t, do(t, "GET", base+"/v1/customers/"+cus, "sk_test_x", "")); r.body["currency"] != "eur" {
+		t.Fatalf("customer currency %v", r.body["currency"])
+	}
+	ev := mustOK(t, do(t, "GET", base+"/v1/events?type=customer.updated", "sk_test_x", ""))
+	if data := ev.body["data"].([]any); len(data) != 1 {
+		t.Fatalf("%d customer.updated events", len(data))
+	}
+	// Updating a customer whose default payment method is set leaves it
+	// alone.
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "name=b"))
+}
+
+// Stripe answers 400 "Invalid Stripe API version: X" to a malformed
+// Stripe-Version header.
+func TestStripeVersionHeader(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	r := do(t, "GET", base+"/v1/customers", "sk_test_x", "", "Stripe-Version", "2019-2-19")
+	if r.status != 400 || errField(r, "type") != "invalid_request_error" || errField(r, "message") != "Invalid Stripe API version: 2019-2-19" {
+		t.Fatalf("bad version: %d %s", r.status, r.raw)
+	}
+	r = mustOK(t, do(t, "GET", base+"/v1/customers", "sk_test_x", "", "Stripe-Version", emulator.APIVersion))
+	if r.header.Get("Stripe-Version") != emulator.APIVersion {
+		t.Fatalf("Stripe-Version %q", r.header.Get("Stripe-Version"))
+	}
+}
+
+// A coupon needs exactly one of amount_off and percent_off, a currency
+// with amount_off, and duration_in_months when repeating; duration
+// defaults to once (not the fixture's repeating).
+func TestCouponRules(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct{ body, param string }{
+		{"name=x", ""},
+		{"percent_off=10&amount_off=100&currency=usd", "amount_off"},
+		{"amount_off=100", "currency"},
+		{"percent_off=10&duration=repeating", "duration_in_months"},
+	} {
+		r := do(t, "POST", base+"/v1/coupons", "sk_test_x", tc.body)
+		if r.status != 400 || errField(r, "type") != "invalid_request_error" || errField(r, "param") != tc.param {
+			t.Errorf("POST /v1/coupons %s: %d %s, want 400 on param %q", tc.body, r.status, r.raw, tc.param)
+		}
+	}
+	r := mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "percent_off=10"))
+	if r.body["duration"] != "once" || r.body["duration_in_months"] != nil {
+		t.Errorf("default duration: %v / %v", r.body["duration"], r.body["duration_in_months"])
+	}
+	r = mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "percent_off=10&duration=repeating&duration_in_months=3"))
+	if r.body["duration"] != "repeating" || r.body["duration_in_months"] != float64(3) {
+		t.Errorf("repeating: %v / %v", r.body["duration"], r.body["duration_in_months"])
+	}
+}
