@@ -1138,6 +1138,19 @@ func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]an
 	inv["status_transitions"] = st
 	inv["hosted_invoice_url"] = "https://invoice.stripe.com/i/" + idOf(inv)
 	inv["invoice_pdf"] = "https://pay.stripe.com/invoice/" + idOf(inv) + "/pdf"
+	// Finalizing creates the invoice's payment intent, which a client can
+	// confirm itself (latest_invoice.payment_intent.client_secret).
+	if amt := getInt(inv, "amount_due"); amt > 0 {
+		pi := e.newObject(kPI, c.now, c.live)
+		pi["amount"], pi["currency"], pi["customer"], pi["invoice"] = amt, getStr(inv, "currency"), getStr(inv, "customer"), idOf(inv)
+		pi["client_secret"] = idOf(pi) + "_secret_" + randAlnum(e.idRand, 25)
+		pi["payment_method"], pi["latest_charge"], pi["description"] = nil, nil, nil
+		pi["amount_received"], pi["amount_capturable"] = int64(0), int64(0)
+		pi["status"] = "requires_payment_method"
+		e.store(kPI, pi)
+		e.emit(c, "payment_intent.created", pi, nil)
+		inv["payment_intent"] = idOf(pi)
+	}
 	e.save(c, kInvoice, inv, old, "invoice.finalized")
 	if getInt(inv, "amount_due") == 0 {
 		return e.payInvoice(c, inv, "")
@@ -1159,18 +1172,53 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 			return nil, &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
 				Message: "This customer has no attached payment source or default payment method."}
 		}
-		pi, ch, ae := e.makePayment(c, getStr(inv, "customer"), pm, amt, getStr(inv, "currency"), idOf(inv))
-		inv["payment_intent"] = pi
-		if ae != nil {
-			inv["attempted"] = true
-			inv["attempt_count"] = getInt(inv, "attempt_count") + 1
-			e.save(c, kInvoice, inv, old, "invoice.payment_failed")
+		pi := e.load(kPI, getStr(inv, "payment_intent"))
+		if pi == nil {
+			return nil, invalid("", "", "This invoice has no payment intent to pay with.")
+		}
+		pio := deepCopy(pi).(map[string]any)
+		pi["payment_method"] = pm
+		if ae := e.confirmPI(c, pi); ae != nil {
+			e.save(c, kPI, pi, pio, "payment_intent.payment_failed")
+			e.invoicePaymentFailed(c, inv, old)
 			return inv, ae
 		}
-		inv["charge"] = ch
+		e.save(c, kPI, pi, pio, "payment_intent.succeeded")
+		return e.invoicePaid(c, inv, old), nil
 	}
 	if pm == "oob" {
 		inv["paid_out_of_band"] = true
+		// The intent can no longer be used to pay.
+		e.cancelInvoicePI(c, inv, nil)
+	}
+	return e.invoicePaid(c, inv, old), nil
+}
+
+// invoicePaymentFailed records a failed attempt to pay inv (old is its
+// state before the attempt).
+func (e *Emulator) invoicePaymentFailed(c *reqCtx, inv, old map[string]any) {
+	inv["attempted"] = true
+	inv["attempt_count"] = getInt(inv, "attempt_count") + 1
+	e.save(c, kInvoice, inv, old, "invoice.payment_failed")
+}
+
+// cancelInvoicePI cancels the open payment intent of inv, if any.
+func (e *Emulator) cancelInvoicePI(c *reqCtx, inv map[string]any, reason any) {
+	pi := e.load(kPI, getStr(inv, "payment_intent"))
+	if pi == nil || getStr(pi, "status") == "succeeded" || getStr(pi, "status") == "canceled" {
+		return
+	}
+	pio := deepCopy(pi).(map[string]any)
+	pi["status"], pi["canceled_at"], pi["cancellation_reason"] = "canceled", c.now, reason
+	e.save(c, kPI, pi, pio, "payment_intent.canceled")
+}
+
+// invoicePaid marks inv paid (old is its state before the payment), with
+// its events, and activates the incomplete subscription it started.
+func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]any {
+	amt := getInt(inv, "amount_due")
+	if pi := e.load(kPI, getStr(inv, "payment_intent")); pi != nil && getStr(pi, "status") == "succeeded" {
+		inv["charge"] = pi["latest_charge"]
 	}
 	inv["status"] = "paid"
 	inv["paid"], inv["attempted"] = true, true
@@ -1190,7 +1238,7 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 			e.save(c, kSub, sub, so, "customer.subscription.updated")
 		}
 	}
-	return inv, nil
+	return inv
 }
 
 func invoiceAction(act string) handlerFunc {
@@ -1228,6 +1276,7 @@ func invoiceAction(act string) handlerFunc {
 				if st != nil {
 					st["voided_at"] = c.now
 				}
+				e.cancelInvoicePI(c, inv, "void_invoice")
 				e.save(c, kInvoice, inv, old, "invoice.voided")
 			} else {
 				inv["status"] = "uncollectible"

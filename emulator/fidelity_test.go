@@ -95,8 +95,8 @@ func TestPagination(t *testing.T) {
 	_ = url.QueryEscape
 }
 
-// reviewCatalog makes a customer and a recurring price of amount.
-func reviewCatalog(t *testing.T, base string, amount int) (cus, price string) {
+// catalog makes a customer and a recurring price of amount.
+func catalog(t *testing.T, base string, amount int) (cus, price string) {
 	t.Helper()
 	cus = idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
 	prod := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p")))
@@ -109,7 +109,7 @@ func reviewCatalog(t *testing.T, base string, amount int) (cus, price string) {
 // /v1/subscriptions payment_behavior).
 func TestSendInvoiceSubscriptionActive(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	cus, price := reviewCatalog(t, base, 1000)
+	cus, price := catalog(t, base, 1000)
 	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&collection_method=send_invoice&days_until_due=30"))
 	if r.body["status"] != "active" {
 		t.Fatalf("send_invoice subscription status %v, want active", r.body["status"])
@@ -122,7 +122,7 @@ func TestSendInvoiceSubscriptionActive(t *testing.T) {
 // payment method.
 func TestDefaultIncomplete(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	cus, price := reviewCatalog(t, base, 1000)
+	cus, price := catalog(t, base, 1000)
 	pm := idOfResp(mustOK(t, do(t, "POST", base+"/v1/payment_methods", "sk_test_x", "type=card")))
 	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+cus))
 	mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "invoice_settings[default_payment_method]="+pm))
@@ -132,7 +132,7 @@ func TestDefaultIncomplete(t *testing.T) {
 		t.Fatalf("default_incomplete: subscription %v, invoice %v", r.body["status"], inv["status"])
 	}
 	// Free first invoice: nothing to pay, so active at once.
-	_, free := reviewCatalog(t, base, 0)
+	_, free := catalog(t, base, 0)
 	r = mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+free+"&payment_behavior=default_incomplete"))
 	if r.body["status"] != "active" {
 		t.Fatalf("default_incomplete, free: %v", r.body["status"])
@@ -288,5 +288,58 @@ func TestCouponRules(t *testing.T) {
 	r = mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "percent_off=10&duration=repeating&duration_in_months=3"))
 	if r.body["duration"] != "repeating" || r.body["duration_in_months"] != float64(3) {
 		t.Errorf("repeating: %v / %v", r.body["duration"], r.body["duration_in_months"])
+	}
+}
+
+// Finalizing an invoice creates its payment intent; confirming that
+// intent pays the invoice and activates the subscription it started (the
+// default_incomplete flow); the intent can't be canceled on its own, and
+// voiding the invoice cancels it.
+func TestInvoicePaymentIntent(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus, price := catalog(t, base, 1000)
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=default_incomplete&expand[]=latest_invoice.payment_intent"))
+	sub := idOfResp(r)
+	inv, _ := r.body["latest_invoice"].(map[string]any)
+	pi, _ := inv["payment_intent"].(map[string]any)
+	if pi["status"] != "requires_payment_method" || pi["amount"] != float64(1000) || pi["invoice"] != inv["id"] || pi["client_secret"] == nil {
+		t.Fatalf("first invoice's payment intent: %v", pi)
+	}
+	piID := pi["id"].(string)
+	if r := do(t, "POST", base+"/v1/payment_intents/"+piID+"/cancel", "sk_test_x", ""); r.status != 400 {
+		t.Fatalf("cancel an invoice's intent: %d %s", r.status, r.raw)
+	}
+	// A declined card fails the invoice's attempt; a good one pays it.
+	if r := do(t, "POST", base+"/v1/payment_intents/"+piID+"/confirm", "sk_test_x", "payment_method=pm_card_chargeDeclined"); r.status != 402 {
+		t.Fatalf("confirm with a declined card: %d %s", r.status, r.raw)
+	}
+	r = mustOK(t, do(t, "GET", base+"/v1/invoices/"+inv["id"].(string), "sk_test_x", ""))
+	if r.body["status"] != "open" || r.body["attempt_count"] != float64(1) {
+		t.Fatalf("invoice after a declined confirm: %v, %v attempts", r.body["status"], r.body["attempt_count"])
+	}
+	r = mustOK(t, do(t, "POST", base+"/v1/payment_intents/"+piID+"/confirm", "sk_test_x", "payment_method=pm_card_visa"))
+	if r.body["status"] != "succeeded" {
+		t.Fatalf("confirm: %s", r.raw)
+	}
+	r = mustOK(t, do(t, "GET", base+"/v1/invoices/"+inv["id"].(string), "sk_test_x", ""))
+	if r.body["status"] != "paid" || r.body["payment_intent"] != piID || r.body["charge"] == nil {
+		t.Fatalf("invoice after its intent succeeded: %s", r.raw)
+	}
+	if r := mustOK(t, do(t, "GET", base+"/v1/subscriptions/"+sub, "sk_test_x", "")); r.body["status"] != "active" {
+		t.Fatalf("subscription after paying its first invoice: %v", r.body["status"])
+	}
+
+	// Voiding an open invoice cancels its intent.
+	mustOK(t, do(t, "POST", base+"/v1/invoiceitems", "sk_test_x", "customer="+cus+"&amount=500&currency=usd"))
+	draft := idOfResp(mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus+"&pending_invoice_items_behavior=include")))
+	open := mustOK(t, do(t, "POST", base+"/v1/invoices/"+draft+"/finalize", "sk_test_x", ""))
+	vpi, _ := open.body["payment_intent"].(string)
+	if vpi == "" {
+		t.Fatalf("finalized invoice without a payment intent: %s", open.raw)
+	}
+	mustOK(t, do(t, "POST", base+"/v1/invoices/"+draft+"/void", "sk_test_x", ""))
+	r = mustOK(t, do(t, "GET", base+"/v1/payment_intents/"+vpi, "sk_test_x", ""))
+	if r.body["status"] != "canceled" || r.body["cancellation_reason"] != "void_invoice" {
+		t.Fatalf("voided invoice's intent: %v %v", r.body["status"], r.body["cancellation_reason"])
 	}
 }

@@ -76,19 +76,33 @@ func init() {
 		if pm, ok := c.params["payment_method"].(string); ok {
 			obj["payment_method"] = pm
 		}
+		// An invoice's intent pays (or fails to pay) the invoice.
+		inv := e.load(kInvoice, getStr(obj, "invoice"))
+		if inv != nil && getStr(inv, "status") != "open" {
+			inv = nil
+		}
 		if ae := e.confirmPI(c, obj); ae != nil {
 			if ae.Type == "card_error" {
 				e.save(c, kPI, obj, old, "payment_intent.payment_failed")
+				if inv != nil {
+					e.invoicePaymentFailed(c, inv, deepCopy(inv).(map[string]any))
+				}
 			}
 			return nil, ae
 		}
 		r := e.save(c, kPI, obj, old, "payment_intent.succeeded")
+		if inv != nil {
+			e.invoicePaid(c, inv, deepCopy(inv).(map[string]any))
+		}
 		return e.render(kPI, r.raw, c)
 	})
 	handle("POST", "/v1/payment_intents/{intent}/cancel", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kPI, c.path["intent"])
 		if obj == nil {
 			return nil, notFound("intent", "payment_intent", c.path["intent"])
+		}
+		if getStr(obj, "invoice") != "" {
+			return nil, invalid("", "", "You cannot cancel this PaymentIntent because it was created by an invoice.")
 		}
 		switch getStr(obj, "status") {
 		case "succeeded", "canceled":
@@ -699,29 +713,6 @@ func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee in
 	t["exchange_rate"] = nil
 	e.store(kTxn, t)
 	return idOf(t)
-}
-
-// makePayment charges a customer: payment intent, charge and balance
-// transaction, with their events. It returns the intent and charge ids.
-func (e *Emulator) makePayment(c *reqCtx, cus, pm string, amt int64, cur, inv string) (string, string, *apiError) {
-	pi := e.newObject(kPI, c.now, c.live)
-	pi["amount"], pi["currency"], pi["customer"], pi["payment_method"] = amt, cur, cus, pm
-	pi["client_secret"] = idOf(pi) + "_secret_" + randAlnum(e.idRand, 25)
-	pi["invoice"] = nil
-	if inv != "" {
-		pi["invoice"] = inv
-	}
-	pi["status"] = "requires_confirmation"
-	e.store(kPI, pi)
-	e.emit(c, "payment_intent.created", pi, nil)
-	if ae := e.confirmPI(c, pi); ae != nil {
-		e.store(kPI, pi)
-		e.emit(c, "payment_intent.payment_failed", pi, nil)
-		return idOf(pi), "", ae
-	}
-	e.store(kPI, pi)
-	e.emit(c, "payment_intent.succeeded", pi, nil)
-	return idOf(pi), getStr(pi, "latest_charge"), nil
 }
 
 // declined says whether a payment method or source is one of Stripe's
