@@ -239,7 +239,17 @@ func classifyStmt(sql string, n *pg_query.Node) (*Statement, *Error) {
 		}
 	case *pg_query.Node_CopyStmt:
 		if !s.CopyStmt.IsFrom {
-			return nil, nil
+			if s.CopyStmt.Query == nil {
+				return nil, nil
+			}
+			// COPY (INSERT/UPDATE/DELETE … RETURNING …) TO runs the write:
+			// passed through, it would change the local table only.
+			st, err := classifyStmt(sql, s.CopyStmt.Query)
+			st, err = wrapInner(sql, st, err, "COPY (…) TO of a write to a stripe table is not supported: it would run the write locally only")
+			if st != nil {
+				st.Unrelayable = true // COPY can't be relayed as a query
+			}
+			return st, err
 		}
 		if tg, t := targetOf(s.CopyStmt.Relation); tg != notStripe {
 			st, err := verdict(sql, tg, s.CopyStmt.Relation, errorf(CodeFeatureNotSupported,
@@ -256,6 +266,10 @@ func classifyStmt(sql string, n *pg_query.Node) (*Statement, *Error) {
 		}
 		st, err := classifyStmt(sql, s.ExplainStmt.Query)
 		return wrapInner(sql, st, err, "EXPLAIN ANALYZE of a write to a stripe table is not supported: it would run the write locally only")
+	case *pg_query.Node_CreateTableAsStmt:
+		// CREATE TABLE … AS WITH d AS (DELETE FROM stripe.…) SELECT …
+		// runs the CTE's write, which would change the local table only.
+		return classifyStmt(sql, s.CreateTableAsStmt.Query)
 	case *pg_query.Node_PrepareStmt:
 		st, err := classifyStmt(sql, s.PrepareStmt.Query)
 		return wrapInner(sql, st, err, "PREPARE of a write to a stripe table is not supported; use the extended query protocol (Parse/Bind/Execute) instead")

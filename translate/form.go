@@ -72,7 +72,16 @@ func encodeUpdate(out url.Values, name string, old, v any, full bool) {
 					continue
 				}
 			}
-			encodeCreate(out, key, nv)
+			if isEmpty(nv) {
+				// encodeCreate sends nothing for an empty array or
+				// object: emptying one that had content must unset it
+				// (custom_fields: []), or the change is silently lost.
+				if ov != nil && !isEmpty(ov) {
+					out.Set(key, "")
+				}
+			} else {
+				encodeCreate(out, key, nv)
+			}
 			sent = true
 		default:
 			encodeUpdate(out, key, ov, nv, false)

@@ -85,3 +85,41 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// COPY (write) TO on an unqualified name is decided at execution, and can
+// never be relayed to Postgres as a query of its own.
+func TestCopyOfUnqualifiedWriteIsUnrelayable(t *testing.T) {
+	c := Classify(`COPY (UPDATE customers SET name = 'x' RETURNING id) TO STDOUT`)
+	if c.Action != Write || c.Stmt.Deferred == nil || len(c.Stmt.Resolve) != 1 || !c.Stmt.Unrelayable {
+		t.Errorf("unqualified COPY (UPDATE …): %v %+v", c.Action, c.Stmt)
+	}
+}
+
+// TestUpdateEmptiesNestedArray: emptying an array inside an object
+// column is sent as an unset; without it the change was dropped and, as
+// the only change, the UPDATE made no call at all.
+func TestUpdateEmptiesNestedArray(t *testing.T) {
+	c := Classify(`UPDATE stripe.customers SET invoice_settings = $1 WHERE id = 'cus_1'`)
+	if c.Action != Write {
+		t.Fatalf("%v %v", c.Action, c.Err)
+	}
+	old := `{"custom_fields": [{"name": "PO", "value": "1"}], "footer": "f"}`
+	rows := [][][]byte{{[]byte("cus_1"), []byte("1"), []byte(`{"custom_fields": [], "footer": "f"}`), []byte(old)}}
+	calls, err := c.Stmt.Build(rows)
+	if err != nil || len(calls) != 1 || len(calls[0].Calls) != 1 {
+		t.Fatalf("calls %+v, err %v", calls, err)
+	}
+	p := calls[0].Calls[0].Params
+	if v, ok := p["invoice_settings[custom_fields]"]; !ok || len(v) != 1 || v[0] != "" {
+		t.Fatalf("params %v: want invoice_settings[custom_fields] unset", p.Encode())
+	}
+	// Empty before and after: nothing to unset.
+	rows = [][][]byte{{[]byte("cus_1"), []byte("1"), []byte(`{"custom_fields": [], "footer": "g"}`), []byte(`{"custom_fields": [], "footer": "f"}`)}}
+	calls, err = c.Stmt.Build(rows)
+	if err != nil || len(calls[0].Calls) != 1 {
+		t.Fatalf("calls %+v, err %v", calls, err)
+	}
+	if _, ok := calls[0].Calls[0].Params["invoice_settings[custom_fields]"]; ok {
+		t.Fatalf("params %v: unchanged empty array sent", calls[0].Calls[0].Params.Encode())
+	}
+}

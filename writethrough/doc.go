@@ -14,7 +14,9 @@
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.
 //     No row lock is taken there: a lock held by the client's transaction
-//     would block our own apply below.
+//     would block our own apply below. A simple Query, which Postgres has
+//     not parsed, gets its RETURNING checked there too (run with no ids),
+//     and a $n it gives no value for is refused (42P02), as Postgres would.
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, status values, at most
 //     100 rows): an error means no call at all.

@@ -178,9 +178,26 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if st.Deferred != nil {
 		return rep.fail(translateError(st.Deferred))
 	}
+	if len(req.Params) < st.NParams {
+		// Only a simple Query can get here (in the extended protocol
+		// Postgres checked Bind against the statement). Postgres refuses
+		// a $n without a value; our own queries would bind it as NULL and
+		// send Stripe an unset (SET metadata = $1 would erase it).
+		return rep.fail(errorResponse("42P02", "there is no parameter $%d", len(req.Params)+1))
+	}
 	stmtTimeout, e := ic.checkPrivileges(ctx, up, st)
 	if e != nil {
 		return rep.fail(e)
+	}
+	if st.Returning != nil && req.Describe {
+		// A simple Query reaches us unparsed by Postgres, and RETURNING is
+		// only run after the Stripe calls: have Postgres check it first
+		// (no ids, so no rows), so that a statement it would refuse (an
+		// unknown column, a type error) is refused before Stripe changes
+		// anything. In the extended protocol Parse already checked it.
+		if _, err := params.query(ctx, up, *st.Returning, []string{}); err != nil {
+			return rep.fail(pgError(err))
+		}
 	}
 
 	// Evaluate the values on the client's connection.
@@ -196,7 +213,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if terr != nil {
 		return rep.fail(translateError(terr))
 	}
-	if req.TxStatus == 'T' && len(calls) > 0 {
+	if req.TxStatus == 'T' && anyCall(calls) {
 		rep.notice("this write went to Stripe at once: ROLLBACK cannot undo it",
 			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
 	}
@@ -274,6 +291,17 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	rep.Messages = append(rep.Messages, &pgproto3.CommandComplete{CommandTag: []byte(commandTag(st.Op, len(calls)))})
 	return rep
+}
+
+// anyCall reports whether any row makes a Stripe call (an UPDATE whose rows
+// change nothing makes none, and has nothing for ROLLBACK to undo).
+func anyCall(rows []translate.RowCalls) bool {
+	for _, r := range rows {
+		if len(r.Calls) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func commandTag(op translate.Op, n int) string {

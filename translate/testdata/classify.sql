@@ -67,6 +67,30 @@ EXPLAIN ANALYZE DELETE FROM stripe.customers
 -- case: explain without analyze is a read
 EXPLAIN DELETE FROM stripe.customers
 
+-- case: copy of a write's returning runs the write
+COPY (DELETE FROM stripe.customers WHERE true RETURNING id) TO STDOUT
+
+-- case: copy of an insert's returning
+COPY (INSERT INTO stripe.customers (email) VALUES ('a') RETURNING id) TO STDOUT
+
+-- case: copy of an unqualified write is decided at execution
+COPY (UPDATE customers SET name = 'x' RETURNING id) TO STDOUT
+
+-- case: copy of a table or a read passes
+COPY (SELECT * FROM stripe.customers) TO STDOUT
+
+-- case: copy of a write elsewhere passes
+COPY (DELETE FROM public.t RETURNING id) TO STDOUT
+
+-- case: create table as with a writing cte
+CREATE TABLE x AS WITH d AS (DELETE FROM stripe.customers RETURNING id) SELECT id FROM d
+
+-- case: create table as of a read passes
+CREATE TABLE x AS SELECT * FROM stripe.customers
+
+-- case: explain analyze of create table as with a writing cte
+EXPLAIN ANALYZE CREATE TABLE x AS WITH d AS (UPDATE stripe.customers SET name = 'x' RETURNING id) SELECT id FROM d
+
 -- case: prepare
 PREPARE p AS INSERT INTO stripe.customers (email) VALUES ($1)
 
