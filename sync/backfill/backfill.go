@@ -42,8 +42,9 @@ type Config struct {
 	// below it by Little's law from the measured latency.
 	MaxWorkers int
 	// RestartCompletedBefore: objects whose earlier backfill completed
-	// before this time are backfilled again from scratch; those completed
-	// after it are skipped, those in progress resume. A re-backfill passes
+	// before this time (or was planned before it, on Stripe's clock, and
+	// never completed) are backfilled again from scratch; those completed
+	// after it are skipped, those planned after it resume. A re-backfill passes
 	// the time it started, so a crash during it resumes instead of starting
 	// over. Zero: completed objects are skipped.
 	RestartCompletedBefore time.Time
@@ -325,7 +326,7 @@ func (r *runner) recordCursor(ctx context.Context) (time.Time, error) {
 	var err error
 	for {
 		page, err = r.cfg.Client.List(ctx, "/v1/events", url.Values{"limit": {"1"}})
-		if err == nil || !stripeapi.Retryable(err) {
+		if err == nil || !transient(err) {
 			break
 		}
 		r.log.Warn("backfill: reading the newest event failed, retrying", "err", err)
@@ -336,13 +337,19 @@ func (r *runner) recordCursor(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("backfill: read newest event: %w", err)
 	}
+	// The handoff time is Stripe's clock now (the response Date), not the
+	// newest event's created: nothing happened in between, and on a quiet
+	// account whose newest event is near the 30-day retention the events
+	// loop would otherwise find its cursor expired right after this
+	// backfill and start a complete re-backfill. Events that become visible
+	// late are re-read from before it (look-back), as after EnsureCursor.
 	c := Cursor{Created: page.AsOf}
 	if len(page.Data) > 0 {
-		id, created, err := stripeapi.ObjectHeader(page.Data[0])
+		id, _, err := stripeapi.ObjectHeader(page.Data[0])
 		if err != nil {
 			return time.Time{}, err
 		}
-		c = Cursor{EventID: id, Created: time.Unix(created, 0).UTC()}
+		c.EventID = id
 	}
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
 		var evID *string
@@ -371,7 +378,8 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
 			var completed *time.Time
 			var planned bool
-			err := tx.QueryRow(ctx, `SELECT completed_at FROM stripe_sync.backfill_objects WHERE object = $1`, name).Scan(&completed)
+			var upper int64
+			err := tx.QueryRow(ctx, `SELECT completed_at, upper_bound FROM stripe_sync.backfill_objects WHERE object = $1`, name).Scan(&completed, &upper)
 			switch {
 			case err == pgx.ErrNoRows:
 			case err != nil:
@@ -380,11 +388,21 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 				planned = true
 			}
 			restart := completed != nil && completed.Before(r.cfg.RestartCompletedBefore)
+			// An unfinished backfill planned before that time (one that
+			// failed part-way) starts over as well: the rows of its
+			// finished slices are as old as it, and a re-backfill removes
+			// every row it did not write itself. upper_bound is Stripe's
+			// time at planning, as RestartCompletedBefore is for a
+			// re-backfill, so one planned by an interrupted re-backfill
+			// resumes.
+			if planned && completed == nil && !r.cfg.RestartCompletedBefore.IsZero() && upper < r.cfg.RestartCompletedBefore.Unix() {
+				restart = true
+			}
 			if planned && completed != nil && !restart {
 				o.skipped, o.done, o.completed = true, true, *completed
 				return nil
 			}
-			if planned && completed != nil {
+			if planned && restart {
 				if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_slices WHERE object = $1;`, name); err != nil {
 					return err
 				}
@@ -645,7 +663,7 @@ func (r *runner) handle(ctx context.Context, res taskResult) error {
 	case ctx.Err() != nil:
 		o.pending--
 		return nil
-	case stripeapi.Retryable(err):
+	case transient(err):
 		// Never fatal: Stripe is overloaded or flaky; try the slice again
 		// later (the client already backed off and retried).
 		r.log.Warn("backfill: slice failed, will retry", "object", o.table.Name, "err", err)
@@ -696,6 +714,18 @@ func (r *runner) handle(ctx context.Context, res taskResult) error {
 }
 
 var errRequeue = errors.New("requeue")
+
+// transient: the slice may succeed later. Besides what the client retries,
+// a 429 or 5xx that Stripe marks Stripe-Should-Retry: false (its internal
+// errors are) is requeued too: the header speaks of repeating the request
+// at once, a list is a GET, and CONTRACT §4 makes 429 and 5xx never fatal.
+func transient(err error) bool {
+	if stripeapi.Retryable(err) {
+		return true
+	}
+	var se *stripeapi.Error
+	return errors.As(err, &se) && (se.HTTPStatus == 429 || se.HTTPStatus >= 500)
+}
 
 // cursorGone: Stripe refuses a starting_after whose object no longer
 // exists (resource_missing on param starting_after).

@@ -145,9 +145,9 @@ ON CONFLICT (object) DO UPDATE SET phase = EXCLUDED.phase, last_error = EXCLUDED
 }
 
 // Cursor is where the events loop resumes (stripe_sync.cursor, row
-// "events"): the newest event when the backfill was first planned. EventID
-// is empty when the account had no events; Created is then the Stripe time
-// of the backfill's start.
+// "events"), recorded when the backfill was first planned: Created is
+// Stripe's time then (a response Date; stored in column event_created),
+// EventID the newest event then, empty when the account had none.
 type Cursor struct {
 	EventID string
 	Created time.Time

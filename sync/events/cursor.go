@@ -84,8 +84,9 @@ func ResetCursor(ctx context.Context, pool *pgxpool.Pool, c *stripeapi.Client, e
 }
 
 // adoptBackfillCursor reads the cursor the backfill recorded before it
-// started (stripe_sync.cursor, row 'events': the newest event then, or
-// Stripe's time when there were none). ErrNoCursor when there is none.
+// started (stripe_sync.cursor, row 'events': Stripe's time then and the
+// newest event; older versions stored that event's created instead, which
+// is only more conservative). ErrNoCursor when there is none.
 func adoptBackfillCursor(ctx context.Context, pool *pgxpool.Pool) (Cursor, error) {
 	var id *string
 	var created *time.Time

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
@@ -197,6 +198,15 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 			f.goneAt = p.clock.get()
 			return f, nil
 		}
+		if refused(err) {
+			// Refused for good (a restricted key without access to the
+			// type, a malformed id): a retry can't succeed, and an entry
+			// left queued would keep its slot among the oldest due ones,
+			// so enough of them would starve every other re-fetch.
+			p.log.Warn("re-fetch refused by Stripe; dropped", "table", r.Table, "id", r.ID, "err", err)
+			f.drop = true
+			return f, nil
+		}
 		return f, err
 	}
 	p.observeDate(resp.AsOf)
@@ -214,6 +224,20 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	obj.Children = kids
 	f.obj = obj
 	return f, nil
+}
+
+// refused: a 4xx that repeating the request won't change. 401 (the key
+// may be fixed), 404 (handled as gone), 409 and 429 are not.
+func refused(err error) bool {
+	var se *stripeapi.Error
+	if !errors.As(err, &se) || se.HTTPStatus < 400 || se.HTTPStatus >= 500 {
+		return false
+	}
+	switch se.HTTPStatus {
+	case http.StatusUnauthorized, http.StatusNotFound, http.StatusConflict, http.StatusTooManyRequests:
+		return false
+	}
+	return se.ShouldRetry != "true"
 }
 
 // completeNested pages the nested lists of obj that were cut at has_more
