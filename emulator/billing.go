@@ -76,8 +76,13 @@ func init() {
 
 	// customers
 	kCustomer.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
-		if pm, ok := c.params["payment_method"].(string); ok && pm != "" && e.tables["payment_methods"].byID[pm] == nil {
-			return e.mustExist("payment_methods", "payment_method", pm)
+		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
+			if e.tables["payment_methods"].byID[pm] == nil {
+				return e.mustExist("payment_methods", "payment_method", pm)
+			}
+			if ae := e.attachable(pm, ""); ae != nil {
+				return ae
+			}
 		}
 		// Each customer has its own invoice prefix (the fixture's is one
 		// constant).

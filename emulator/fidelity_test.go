@@ -3,6 +3,7 @@ package emulator_test
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/pgstripe/pgstripe/emulator"
@@ -341,5 +342,35 @@ func TestInvoicePaymentIntent(t *testing.T) {
 	r = mustOK(t, do(t, "GET", base+"/v1/payment_intents/"+vpi, "sk_test_x", ""))
 	if r.body["status"] != "canceled" || r.body["cancellation_reason"] != "void_invoice" {
 		t.Fatalf("voided invoice's intent: %v %v", r.body["status"], r.body["cancellation_reason"])
+	}
+}
+
+// A payment method attached to one customer can't be attached to another
+// (Stripe: detach it first); attaching it again to the same customer is
+// harmless and sends no second payment_method.attached.
+func TestAttachAttachedPaymentMethod(t *testing.T) {
+	emu, base := emulatortest.Start(t, emulator.Options{})
+	a := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	b := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=b")))
+	pm := idOfResp(mustOK(t, do(t, "POST", base+"/v1/payment_methods", "sk_test_x", "type=card")))
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+a))
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+a))
+	if r := do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+b); r.status != 400 {
+		t.Fatalf("attach to a second customer: %d %s", r.status, r.raw)
+	}
+	if r := do(t, "POST", base+"/v1/customers", "sk_test_x", "payment_method="+pm); r.status != 400 {
+		t.Fatalf("new customer with another's payment method: %d %s", r.status, r.raw)
+	}
+	if r := mustOK(t, do(t, "GET", base+"/v1/payment_methods/"+pm, "sk_test_x", "")); r.body["customer"] != a {
+		t.Fatalf("payment method moved to %v", r.body["customer"])
+	}
+	n := 0
+	for _, ev := range emu.Objects("events") {
+		if strings.Contains(string(ev), `"type":"payment_method.attached"`) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d payment_method.attached events, want 1", n)
 	}
 }

@@ -206,6 +206,9 @@ func init() {
 		if e.tables["payment_methods"].byID[c.path["payment_method"]] == nil {
 			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
 		}
+		if ae := e.attachable(c.path["payment_method"], cus); ae != nil {
+			return nil, ae
+		}
 		e.attachPM(c, c.path["payment_method"], cus)
 		return e.render(kPM, e.tables["payment_methods"].byID[c.path["payment_method"]].raw, c)
 	})
@@ -613,10 +616,21 @@ func (e *Emulator) defaultPaymentMethod(cus string) string {
 	return ""
 }
 
+// attachable refuses a payment method attached to another customer, as
+// Stripe does (detach it first).
+func (e *Emulator) attachable(pmID, cus string) *apiError {
+	if pm := e.load(kPM, pmID); pm != nil {
+		if cur := getStr(pm, "customer"); cur != "" && cur != cus {
+			return invalid("", "", "The payment method you provided has already been attached to a customer.")
+		}
+	}
+	return nil
+}
+
 func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {
 	pm := e.load(kPM, pmID)
-	if pm == nil {
-		return
+	if pm == nil || getStr(pm, "customer") == cus {
+		return // attaching again to the same customer changes nothing
 	}
 	old := deepCopy(pm).(map[string]any)
 	pm["customer"] = cus
