@@ -20,8 +20,9 @@
 //     resource plus the request params; expand[] resolves ids in any table.
 //   - kinds.go, billing.go, payments.go: per-type behaviour that matters —
 //     statuses, totals, nested lists, deletes vs cancels, side effects
-//     (a subscription bills its first invoice; paying creates a payment
-//     intent, charge and balance transaction; refunds update the charge) and
+//     (a subscription bills its first invoice; Stripe creates a payment
+//     intent when it finalizes an invoice, a charge and balance transaction
+//     when paid; refunds update the charge) and
 //     events with Stripe's type names and previous_attributes. An event is
 //     emitted only if Stripe has that type (no invoiceitem.updated, no
 //     payment_method.created, none for subscription items or balance
@@ -53,8 +54,11 @@
 //
 // Simplifications (by design): one dataset for test and live keys (livemode
 // follows the key that created an object); plans and prices are separate
-// (plan ids are plan_…); payments always succeed unless the payment method
-// or source contains "createDispute", which succeeds and opens a dispute;
+// (plan ids are plan_…); payments succeed unless the payment method or
+// source contains "chargeDeclined" (a card_error) or "createDispute" (which
+// succeeds and opens a dispute), and never need customer action (3D
+// Secure), so payment_behavior=error_if_incomplete acts like
+// allow_incomplete;
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
 // timestamps and event retention only); customers on test clocks, search
