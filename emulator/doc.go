@@ -20,10 +20,10 @@
 //     resource plus the request params; expand[] resolves ids in any table.
 //   - kinds.go, billing.go, payments.go: per-type behaviour that matters —
 //     statuses, totals, nested lists, deletes vs cancels, side effects
-//     (a subscription bills its first invoice; Stripe creates a payment
-//     intent when it finalizes an invoice, a charge and balance transaction
-//     when paid; refunds update the charge) and
-//     events with Stripe's type names and previous_attributes. An event is
+//     (a subscription bills its first invoice; finalizing an invoice
+//     creates its payment intent, paying it a charge and balance
+//     transaction; refunds update the charge) and events with Stripe's
+//     type names and previous_attributes. An event is
 //     emitted only if Stripe has that type (no invoiceitem.updated, no
 //     payment_method.created, none for subscription items or balance
 //     transactions of their own).
