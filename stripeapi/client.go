@@ -36,7 +36,8 @@ type Config struct {
 	// errors (default 8; backoff is jittered, 0.25 s doubling up to 20 s).
 	// Negative disables retries.
 	MaxRetries int
-	// Timeout bounds one HTTP attempt (default 80 s, as stripe-go).
+	// Timeout bounds one HTTP attempt, from when the limiter lets it go
+	// until its body is read (default 80 s, as stripe-go).
 	Timeout time.Duration
 	// Transport is the underlying transport (default http.DefaultTransport).
 	Transport http.RoundTripper
@@ -123,9 +124,12 @@ func New(cfg Config) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// No http.Client.Timeout: it would also run while the request queues at
+	// the limiter (which can take long when the rate is cut or interactive
+	// traffic goes first), failing requests that never reached Stripe. The
+	// transport starts the clock once the request may be sent.
 	hc := &http.Client{
-		Timeout:   timeout,
-		Transport: &limitedTransport{base: tr, limiter: lim, obs: obs},
+		Transport: &limitedTransport{base: tr, limiter: lim, obs: obs, timeout: timeout},
 	}
 	// stripe-go's own retries are off: they sleep without watching the
 	// context, never retry rate-limit 429s, and would pick a new idempotency
@@ -175,6 +179,8 @@ type Response struct {
 	Latency, Waited time.Duration
 	// Attempts is 1 plus the retries it took.
 	Attempts int
+
+	replayed bool // Idempotent-Replayed: true
 }
 
 // Request is one API call.
@@ -234,11 +240,27 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		idem = stripe.NewIdempotencyKey()
 	}
 	var waited time.Duration
+	var firstSent time.Time
 	for attempt := 0; ; attempt++ {
-		resp, w, err := c.once(ctx, method, r.Path, fv, idem)
-		waited += w
+		resp, at, err := c.once(ctx, method, r.Path, fv, idem)
+		waited += at.waited
+		if firstSent.IsZero() && !at.sent.IsZero() {
+			// The call can't have taken effect at Stripe before its first
+			// attempt went out.
+			firstSent = at.sent
+		}
 		if err == nil {
 			resp.Waited, resp.Attempts = waited, attempt+1
+			if resp.replayed {
+				// An idempotent replay carries the object as of the attempt
+				// that took effect, possibly an earlier one whose answer was
+				// lost, while Date is the replay's. Date minus the time since
+				// the first attempt went out is a Stripe-clock time no later
+				// than that state, so the store never lets it overwrite a
+				// change made in between (it may judge it stale instead; the
+				// object's event brings it then).
+				resp.AsOf = resp.AsOf.Add(-time.Since(firstSent)).Truncate(time.Second)
+			}
 			return resp, nil
 		}
 		if ctx.Err() != nil {
@@ -263,11 +285,15 @@ type attempt struct {
 	header  http.Header
 	latency time.Duration
 	waited  time.Duration
+	sent    time.Time // when the limiter let the request go (zero if it never did)
+	// bodyErr is the error reading the response body failed with (the
+	// connection dropped mid-body): the answer never fully arrived.
+	bodyErr error
 }
 
 type attemptKey struct{}
 
-func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, time.Duration, error) {
+func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, *attempt, error) {
 	at := &attempt{}
 	ctx = context.WithValue(ctx, attemptKey{}, at)
 	params := &stripe.Params{Context: ctx}
@@ -277,10 +303,10 @@ func (c *Client) once(ctx context.Context, method, path string, fv *form.Values,
 	var raw rawResult
 	err := c.backend.CallRaw(method, path, c.key, fv, params, &raw)
 	if err != nil {
-		return nil, at.waited, c.convertError(err, at)
+		return nil, at, c.convertError(err, at)
 	}
 	if raw.resp == nil {
-		return nil, at.waited, errors.New("stripe: empty response")
+		return nil, at, errors.New("stripe: empty response")
 	}
 	return &Response{
 		Latency:        at.latency,
@@ -289,7 +315,8 @@ func (c *Client) once(ctx context.Context, method, path string, fv *form.Values,
 		RequestID:      raw.resp.RequestID,
 		StatusCode:     raw.resp.StatusCode,
 		IdempotencyKey: idem,
-	}, at.waited, nil
+		replayed:       raw.resp.Header.Get("Idempotent-Replayed") == "true",
+	}, at, nil
 }
 
 func dateOf(h http.Header) time.Time {
@@ -325,14 +352,21 @@ func (c *Client) convertError(err error, at *attempt) error {
 		}
 		return e
 	}
+	if at.bodyErr != nil {
+		// Headers came but the body was cut off: as much a network failure
+		// as a connection dropped before the headers, whatever the status.
+		return &NetworkError{Err: scrubKey(fmt.Errorf("reading HTTP %d response: %w", at.status, at.bodyErr))}
+	}
 	if at.status != 0 {
 		// An error status with a body that is not Stripe's error JSON (a
-		// proxy's 502 page, say).
+		// proxy's 502 page, say). Stripe-Should-Retry still counts.
 		return &Error{
-			HTTPStatus: at.status,
-			Type:       "api_error",
-			Message:    fmt.Sprintf("HTTP %d with a body that is not a Stripe error", at.status),
-			RequestID:  at.header.Get("Request-Id"),
+			HTTPStatus:        at.status,
+			Type:              "api_error",
+			Message:           fmt.Sprintf("HTTP %d with a body that is not a Stripe error", at.status),
+			RequestID:         at.header.Get("Request-Id"),
+			ShouldRetry:       at.header.Get("Stripe-Should-Retry"),
+			RateLimitedReason: at.header.Get("Stripe-Rate-Limited-Reason"),
 		}
 	}
 	return &NetworkError{Err: scrubKey(err)}

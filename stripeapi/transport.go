@@ -1,6 +1,10 @@
 package stripeapi
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -15,6 +19,9 @@ type limitedTransport struct {
 	base    http.RoundTripper
 	limiter *Limiter
 	obs     Observer
+	// timeout bounds one attempt from the moment the limiter lets it go
+	// until its body is read (0: none).
+	timeout time.Duration
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -35,14 +42,33 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 
 	endpoint := req.Method + " " + EndpointPattern(req.URL.Path)
+	cancel := context.CancelFunc(func() {})
+	if t.timeout > 0 {
+		var tctx context.Context
+		tctx, cancel = context.WithTimeoutCause(ctx, t.timeout, errAttemptTimeout)
+		req = req.WithContext(tctx)
+	}
 	sent := time.Now()
+	if at != nil {
+		at.sent = sent
+	}
 	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		if ctx.Err() == nil && context.Cause(req.Context()) == errAttemptTimeout {
+			err = fmt.Errorf("%w after %v: %w", errAttemptTimeout, t.timeout, err)
+		}
+		cancel()
+	} else {
+		// The attempt lasts until its body is read.
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	}
 	status := 0
 	now := time.Now()
 	if err == nil {
 		status = resp.StatusCode
 		if at != nil {
 			at.status, at.header, at.latency = status, resp.Header, now.Sub(sent)
+			resp.Body = &recordingBody{ReadCloser: resp.Body, at: at}
 		}
 	}
 	t.obs.Request(endpoint, status, now.Sub(sent))
@@ -54,6 +80,36 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		t.limiter.ObserveOK(now)
 	}
 	return resp, err
+}
+
+var errAttemptTimeout = errors.New("stripe request timed out")
+
+// cancelBody ends the attempt's timeout context once the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// recordingBody notes a failed body read in the attempt, so that Do can
+// tell a response cut off mid-body (retryable) from a complete one that is
+// not JSON; stripe-go reports both as plain errors.
+type recordingBody struct {
+	io.ReadCloser
+	at *attempt
+}
+
+func (b *recordingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.at.bodyErr == nil {
+		b.at.bodyErr = err
+	}
+	return n, err
 }
 
 // EndpointPattern replaces object ids in an API path with {id}, so metrics
