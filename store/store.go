@@ -212,8 +212,8 @@ func decode(t *schema.Table, raw json.RawMessage, parent string, validate bool) 
 			return nil, err
 		}
 	}
-	if bytes.Contains(raw, nulEscape) {
-		raw = replaceNUL(raw)
+	if needsEscapeRepair(raw) {
+		raw = replaceBadEscapes(raw)
 	}
 	fields, err := scanObject(raw)
 	if err != nil {
@@ -521,12 +521,25 @@ func Tombstoned(ctx context.Context, tx pgx.Tx, table, id string) (bool, error) 
 	return ok, err
 }
 
-var nulEscape = []byte(`\u0000`)
+var (
+	nulEscape = []byte(`\u0000`)
+	// Prefixes of the escapes of UTF-16 surrogates (\ud800–\udfff).
+	surrogateEscape      = []byte(`\ud`)
+	surrogateEscapeUpper = []byte(`\uD`)
+)
 
-// replaceNUL rewrites the escape \u0000 as \ufffd: Postgres's jsonb cannot
-// hold NUL and would fail the whole statement (and the caller's
-// transaction) for one odd string in, say, a customer's metadata.
-func replaceNUL(raw []byte) []byte {
+// needsEscapeRepair is a cheap test for escapes replaceBadEscapes may have
+// to rewrite.
+func needsEscapeRepair(raw []byte) bool {
+	return bytes.Contains(raw, nulEscape) || bytes.Contains(raw, surrogateEscape) || bytes.Contains(raw, surrogateEscapeUpper)
+}
+
+// replaceBadEscapes rewrites the escapes Postgres's jsonb cannot store as
+// \ufffd: \u0000 (no NUL in text) and a UTF-16 surrogate escape that is not
+// part of a high+low pair (encoding/json accepts it, Postgres rejects it).
+// Either would fail the whole statement (and the caller's transaction) for
+// one odd string in, say, a customer's metadata.
+func replaceBadEscapes(raw []byte) []byte {
 	out := make([]byte, 0, len(raw))
 	replaced := false
 	for i := 0; i < len(raw); i++ {
@@ -534,10 +547,26 @@ func replaceNUL(raw []byte) []byte {
 			out = append(out, raw[i])
 			continue
 		}
-		if bytes.HasPrefix(raw[i:], nulEscape) {
-			out = append(out, `\ufffd`...)
-			i += len(nulEscape) - 1
-			replaced = true
+		if r, ok := unicodeEscape(raw, i); ok {
+			bad := r == 0
+			n := 6
+			switch {
+			case r >= 0xd800 && r <= 0xdbff:
+				if lo, ok := unicodeEscape(raw, i+6); ok && lo >= 0xdc00 && lo <= 0xdfff {
+					n = 12 // a proper pair: keep both
+				} else {
+					bad = true
+				}
+			case r >= 0xdc00 && r <= 0xdfff:
+				bad = true // a low surrogate without its high one
+			}
+			if bad {
+				out = append(out, `\ufffd`...)
+				replaced = true
+			} else {
+				out = append(out, raw[i:i+n]...)
+			}
+			i += n - 1
 			continue
 		}
 		// Any other escape: copy it whole so an escaped backslash followed by
@@ -549,7 +578,28 @@ func replaceNUL(raw []byte) []byte {
 		}
 	}
 	if replaced {
-		slog.Warn("stripe object contains \\u0000, which Postgres jsonb cannot store; replaced by U+FFFD in _raw")
+		slog.Warn("stripe object contains \\u0000 or an unpaired surrogate escape, which Postgres jsonb cannot store; replaced by U+FFFD in _raw")
 	}
 	return out
+}
+
+// unicodeEscape decodes the escape \uXXXX at raw[i], if there is one.
+func unicodeEscape(raw []byte, i int) (rune, bool) {
+	if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range raw[i+2 : i+6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
