@@ -170,7 +170,7 @@ func Migrate(ctx context.Context, db Beginner) error {
 	if err != nil {
 		return err
 	}
-	tx, err := db.Begin(ctx)
+	tx, err := beginReadCommitted(ctx, db)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -249,6 +249,20 @@ CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
 		return fmt.Errorf("migrate: commit: %w", err)
 	}
 	return nil
+}
+
+// beginReadCommitted starts Migrate's transaction as READ COMMITTED, whatever
+// the database's default_transaction_isolation: a Migrate that waited on the
+// advisory lock must see, statement by statement, what the holder committed.
+// Under REPEATABLE READ its snapshot predates the wait, it would miss the
+// recorded steps and run them again ("relation already exists").
+func beginReadCommitted(ctx context.Context, db Beginner) (pgx.Tx, error) {
+	if b, ok := db.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		return b.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	}
+	return db.Begin(ctx)
 }
 
 // ErrForeignTable is returned (wrapped) when a table pgstripe would manage
