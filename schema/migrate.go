@@ -364,7 +364,9 @@ func upgradeTable(ctx context.Context, tx pgx.Tx, t *Table, e *existing) error {
 			continue
 		}
 		if !sameType(typ, c.PGType) {
-			if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate_type_mismatch', jsonb_build_object('table', $1::text, 'column', $2::text, 'have', $3::text, 'want', $4::text))`,
+			// Noted once, not again on every start.
+			if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) SELECT 'migrate_type_mismatch', d FROM (SELECT jsonb_build_object('table', $1::text, 'column', $2::text, 'have', $3::text, 'want', $4::text) d) n
+WHERE NOT EXISTS (SELECT 1 FROM stripe_sync.log WHERE kind = 'migrate_type_mismatch' AND detail = n.d)`,
 				t.Name, c.Name, typ, c.PGType); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
