@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -268,7 +270,24 @@ func typeOK(k schema.Kind, v json.RawMessage) bool {
 	case schema.KindExpandable:
 		return c == '"' || c == '{'
 	case schema.KindInteger, schema.KindTimestamp:
-		return number && !bytes.ContainsAny(v, ".eE")
+		// What the column's conversion (schema.Column.ConvertSQL) stores:
+		// an integral value that fits (1e3 too) in an integer column, a
+		// time before year 5138 in a timestamp column; the rest is NULL.
+		if !number {
+			return false
+		}
+		if k == schema.KindInteger && !bytes.ContainsAny(v, ".eE") {
+			_, err := strconv.ParseInt(string(v), 10, 64)
+			return err == nil
+		}
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return false
+		}
+		if k == schema.KindTimestamp {
+			return math.Abs(f) < 1e11
+		}
+		return f == math.Trunc(f) && math.Abs(f) < math.MaxInt64
 	case schema.KindNumber:
 		return number
 	case schema.KindBoolean:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
 
@@ -61,5 +62,28 @@ func TestExactNumbers(t *testing.T) {
 	conn.QueryRow(ctx, `SELECT percent_off::text FROM stripe.coupons WHERE id = 'co_1'`).Scan(&pct)
 	if dec != "1234567890.123456789012" || ua != nil || pct != "12.345678901234567890123" {
 		t.Errorf("decimal %q unit_amount %v percent_off %q", dec, ua, pct)
+	}
+}
+
+// The warning for a field of an unexpected type says its column is left
+// NULL: typeOK, which decides the warning, must agree with the column's
+// SQL conversion on which values are stored.
+func TestTypeCheckAgreesWithConversion(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	values := []string{`1`, `-7`, `1e3`, `1000.0`, `1.5`, `-2.5e-1`, `9223372036854775807`, `9223372036854775808`,
+		`99999999999999999999`, `1e19`, `99999999999`, `100000000000`, `1e11`, `-1e12`, `1.7e9`, `"12"`, `true`, `{}`, `[1]`, `null`}
+	for _, kind := range []schema.Kind{schema.KindInteger, schema.KindTimestamp} {
+		c := schema.Column{Name: "x", Field: "x", Kind: kind}
+		for _, v := range values {
+			var null bool
+			if err := conn.QueryRow(ctx, `SELECT (`+c.ConvertSQL("$1::jsonb")+`) IS NULL`, v).Scan(&null); err != nil {
+				t.Fatalf("%s %s: %v", c.PGType, v, err)
+			}
+			stored := !null || v == "null"
+			if got := store.TypeOK(kind, json.RawMessage(v)); got != stored {
+				t.Errorf("kind %v, value %s: typeOK %v, but the conversion stores it: %v", kind, v, got, stored)
+			}
+		}
 	}
 }

@@ -1,0 +1,4 @@
+package store
+
+// TypeOK exposes typeOK to the external tests.
+var TypeOK = typeOK
