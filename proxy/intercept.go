@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -82,6 +84,10 @@ type Call struct {
 	failed  bool
 	sent    bool // a reply message other than a notice went out
 	forward bool
+	// pi is the executed portal (extended protocol); maxRows is Execute's
+	// row limit (0: none), rows the DataRows sent so far.
+	pi            *portalInfo
+	maxRows, rows uint32
 }
 
 // ResultFormat returns the format the client wants for result column i.
@@ -128,7 +134,7 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 			return errors.New("proxy: the reply is already complete")
 		}
 	}
-	switch msg.(type) {
+	switch m := msg.(type) {
 	case *pgproto3.RowDescription:
 		if c.Protocol == ExtendedProtocol {
 			return nil
@@ -136,8 +142,25 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 		c.sent = true
 	case *pgproto3.DataRow:
 		c.sent = true
+		if c.maxRows > 0 && c.rows == c.maxRows {
+			// Postgres runs the statement to completion, but an Execute
+			// returns at most max_rows rows: the rest wait for the next
+			// Execute of the portal.
+			c.pi.rest = append(c.pi.rest, encode(msg))
+			return nil
+		}
+		c.rows++
 	case *pgproto3.NoticeResponse:
-	case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
+	case *pgproto3.CommandComplete:
+		c.done = true
+		if c.pi != nil {
+			c.pi.ran = true
+			c.pi.tag = append([]byte(nil), m.CommandTag...)
+			if c.maxRows > 0 && c.rows == c.maxRows {
+				return c.s.sendClient(&pgproto3.PortalSuspended{})
+			}
+		}
+	case *pgproto3.EmptyQueryResponse:
 		c.done = true
 	case *pgproto3.ErrorResponse:
 		c.done, c.failed = true, true
@@ -463,8 +486,40 @@ func (s *session) interceptExecute(pi *portalInfo, raw []byte) error {
 			}
 		}
 	}
+	call.pi = pi
+	if _, rest, ok := cstringBytes(raw[5:]); ok && len(rest) >= 4 {
+		if n := int32(binary.BigEndian.Uint32(rest)); n > 0 {
+			call.maxRows = uint32(n)
+		}
+	}
 	_, err := s.intercept(call, pi, raw)
 	return err
+}
+
+// replay answers an Execute of an intercepted portal that already ran, as
+// Postgres does: with the rows an earlier row limit kept back, up to this
+// Execute's own limit, and a tag that counts the rows of this Execute.
+func (s *session) replay(call *Call) error {
+	pi := call.pi
+	n := len(pi.rest)
+	if call.maxRows > 0 && uint32(n) >= call.maxRows {
+		n = int(call.maxRows)
+	}
+	for _, row := range pi.rest[:n] {
+		if err := s.writeClient(row); err != nil {
+			return err
+		}
+	}
+	pi.rest = pi.rest[n:]
+	call.done = true
+	if call.maxRows > 0 && uint32(n) == call.maxRows {
+		return s.sendClient(&pgproto3.PortalSuspended{})
+	}
+	tag := pi.tag
+	if i := bytes.LastIndexByte(tag, ' '); i >= 0 {
+		tag = strconv.AppendInt(append([]byte(nil), tag[:i+1]...), int64(n), 10)
+	}
+	return s.sendClient(&pgproto3.CommandComplete{CommandTag: tag})
 }
 
 // intercept waits for the barrier, runs the interceptor and completes its
@@ -516,6 +571,13 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		close(ic.finished)
 	}()
 
+	if pi != nil && pi.syncs != s.syncs && s.txStatus.Load() == 'I' {
+		// The portal's transaction has ended since Bind, and the portal
+		// with it: upstream answers the Execute (portal does not exist).
+		call.forward = true
+		return true, nil
+	}
+
 	call.s, call.ic = s, ic
 	call.up = &Upstream{s: s, ic: ic}
 	call.TxStatus = byte(s.txStatus.Load())
@@ -533,7 +595,21 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	}()
 
 	var err error
-	if pi != nil {
+	if pi != nil && pi.stmt.uncertain {
+		var st *stmtInfo
+		if st, err = s.resolveStmt(ctx, call.up, pi.stmtName); err == nil {
+			if st.class != Intercept {
+				call.forward = true
+				return true, nil
+			}
+			pi.stmt, call.SQL = st, st.sql
+		}
+	}
+	switch {
+	case err != nil:
+	case pi != nil && pi.ran:
+		err = s.replay(call)
+	case pi != nil:
 		// Read only now: the server loop records a ParameterDescription
 		// into the statement until the barrier.
 		call.ParamOIDs = pi.stmt.paramOIDs
@@ -544,7 +620,7 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 			}
 		}
 	}
-	if err == nil {
+	if err == nil && !call.done {
 		err = s.runInterceptor(ctx, call)
 	}
 	if err != nil && !call.done {
@@ -594,6 +670,22 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		}
 	}
 	return true, nil
+}
+
+// resolveStmt finds out which statement runs under a name whose Parse
+// Postgres may have refused (see trackParse): the one it has.
+func (s *session) resolveStmt(ctx context.Context, up *Upstream, name string) (*stmtInfo, error) {
+	res, err := up.Query(ctx, `SELECT statement FROM pg_catalog.pg_prepared_statements WHERE name = $1`, name)
+	if err != nil {
+		return nil, err
+	}
+	st := passthroughStmt // none: Bind failed, upstream answers the Execute
+	if len(res.Rows) == 1 && res.Rows[0][0] != nil {
+		sql := res.Rows[0][0]
+		st = &stmtInfo{sql: string(sql), class: s.p.classify.get(sql)}
+	}
+	s.stmts[name] = st
+	return st, nil
 }
 
 func needsDescribe(call *Call) bool {

@@ -137,3 +137,22 @@ func (q *replyQueue) push1(e entry) {
 	q.entries = append(q.entries, e)
 	q.mu.Unlock()
 }
+
+// dropTrailingSyncs removes up to n Syncs from the end of the queue: Syncs
+// that upstream ignores because they arrived in copy-in mode.
+func (q *replyQueue) dropTrailingSyncs(n int) {
+	q.mu.Lock()
+	for ; n > 0 && len(q.entries) > q.head; n-- {
+		last := len(q.entries) - 1
+		if q.entries[last].kind != kSync || q.entries[last].swallow {
+			break
+		}
+		q.entries[last] = entry{}
+		q.entries = q.entries[:last]
+	}
+	if q.head == len(q.entries) {
+		q.entries = q.entries[:0]
+		q.head = 0
+	}
+	q.mu.Unlock()
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,14 @@ type session struct {
 	// Statements and portals, tracked only as far as interception needs.
 	stmts   map[string]*stmtInfo
 	portals map[string]*portalInfo
+	// syncs counts the Syncs and Queries sent, each of which may end the
+	// transaction (and with it every portal) bound before it.
+	syncs uint64
+	// copySyncs counts the Syncs sent since the last Execute or Query: if
+	// that started COPY FROM STDIN, Postgres ignores them (it skips Sync
+	// and Flush in copy-in mode, for clients such as libpq that send Sync
+	// after every Execute), which the client's first copy message reveals.
+	copySyncs int
 
 	icMu     sync.Mutex
 	icCancel context.CancelFunc
@@ -62,6 +71,9 @@ type stmtInfo struct {
 	sql       string
 	class     Class
 	paramOIDs []uint32 // from Parse, completed by ParameterDescription
+	// uncertain: this Parse reused the name of a statement and may have
+	// been refused; see trackParse.
+	uncertain bool
 }
 
 // passthroughStmt stands for every statement that is not intercepted, so
@@ -75,6 +87,14 @@ type portalInfo struct {
 	params        [][]byte
 	paramFormats  []int16
 	resultFormats []int16
+	// syncs is session.syncs at Bind.
+	syncs uint64
+	// ran: the statement was executed; like Postgres, a later Execute of the
+	// portal returns the rows an Execute row limit kept back (rest), never
+	// runs it again. tag is its CommandComplete tag.
+	ran  bool
+	rest [][]byte
+	tag  []byte
 }
 
 // run serves the session after startup until either side closes.
@@ -180,6 +200,21 @@ func (s *session) endFromClient(err error) {
 	if err != nil && !isClosedErr(err) {
 		s.p.log.Info("closing session", "remote", s.client.RemoteAddr().String(), "err", err)
 	}
+	if errors.Is(err, io.EOF) {
+		// The client closed its side after a whole message, perhaps only
+		// its sending side: like Postgres, answer what it sent. Upstream
+		// gets the same end of input, and ends the session once it has
+		// answered (the server loop then closes).
+		s.terminated.Store(true)
+		if s.uw.flush() == nil {
+			if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				return
+			}
+		}
+		s.uw.write([]byte{'X', 0, 0, 0, 4})
+		s.uw.flush()
+		return
+	}
 	if err != nil {
 		// The client vanished: end the upstream session cleanly.
 		s.uw.write([]byte{'X', 0, 0, 0, 4})
@@ -230,7 +265,17 @@ func (s *session) clientLoop() error {
 		}
 		body := raw[5:]
 		switch typ {
+		case 'S', 'H', 'd', 'c', 'f':
+		default:
+			s.copySyncs = 0
+		}
+		switch typ {
 		case 'Q':
+			s.syncs++
+			if len(s.portals) > 0 {
+				// A simple Query replaces the unnamed portal.
+				delete(s.portals, "")
+			}
 			if s.p.classify != nil {
 				sql, ok := queryText(body)
 				if !ok {
@@ -298,16 +343,23 @@ func (s *session) clientLoop() error {
 			}
 			s.q.push1(entry{kind: kClose})
 		case 'S':
-			// The unnamed portal ends with the implicit transaction; a
-			// stale entry must not intercept a later Execute.
-			if len(s.portals) > 0 {
-				delete(s.portals, "")
-			}
+			// Portals may end here with the transaction (not in a
+			// transaction block); intercept checks when it knows.
+			s.syncs++
+			s.copySyncs++
 			s.q.push1(entry{kind: kSync})
 		case 'F':
 			s.q.push1(entry{kind: kQuery})
-		case 'H', 'd', 'c', 'f':
-			// Flush and COPY data get no reply of their own.
+		case 'd', 'c', 'f':
+			// COPY data gets no reply of its own. The client is in
+			// copy-in mode: the Syncs it sent after the COPY's Execute
+			// get no reply either.
+			if s.copySyncs > 0 {
+				s.q.dropTrailingSyncs(s.copySyncs)
+				s.copySyncs = 0
+			}
+		case 'H':
+			// Flush gets no reply of its own.
 		case 'X':
 			// Upstream closes after Terminate: the server loop must take
 			// that EOF for the end it is, not a lost connection.
@@ -345,13 +397,24 @@ func (s *session) trackParse(body []byte) error {
 	if !ok {
 		return protocolErrorf("invalid Parse message")
 	}
-	if s.p.classify.get(sql) != Intercept {
+	class := s.p.classify.get(sql)
+	// Postgres refuses a Parse under a name in use, and then the statement
+	// that runs under that name is the old one, unless the proxy's record
+	// is stale (DEALLOCATE by SQL, an earlier Parse that failed). When
+	// either may be intercepted, the first Execute asks upstream.
+	uncertain := false
+	if len(name) > 0 {
+		if old := s.stmts[string(name)]; old != nil && (old.class == Intercept || old.uncertain || class == Intercept) {
+			uncertain = true
+		}
+	}
+	if class != Intercept && !uncertain {
 		if len(s.stmts) > 0 || len(name) > 0 {
 			s.stmts[string(name)] = passthroughStmt
 		}
 		return nil
 	}
-	st := &stmtInfo{sql: string(sql), class: Intercept}
+	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain}
 	if len(rest) >= 2 {
 		n := int(binary.BigEndian.Uint16(rest))
 		rest = rest[2:]
@@ -382,7 +445,7 @@ func (s *session) trackBind(body []byte) error {
 		return protocolErrorf("invalid Bind message")
 	}
 	st := s.stmts[string(stmtName)]
-	if st == nil || st.class != Intercept {
+	if st == nil || (st.class != Intercept && !st.uncertain) {
 		if len(s.portals) > 0 {
 			delete(s.portals, string(portal))
 		}
@@ -401,6 +464,7 @@ func (s *session) trackBind(body []byte) error {
 		params:        b.Parameters,
 		paramFormats:  b.ParameterFormatCodes,
 		resultFormats: b.ResultFormatCodes,
+		syncs:         s.syncs,
 	}
 	return nil
 }
@@ -441,10 +505,21 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.q.pop()
 		}
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
-		if typ == 'C' && len(raw) >= 10 && (string(raw[5:10]) == "BEGIN" || string(raw[5:10]) == "START") {
+		if typ == 'C' && len(raw) >= 10 {
 			// Track the transaction status before the ReadyForQuery, for an
 			// interception later in the same pipeline.
-			s.txStatus.Store('T')
+			switch tag := raw[5:]; {
+			case string(tag[:5]) == "BEGIN" || string(tag[:5]) == "START":
+				s.txStatus.Store('T')
+			case string(tag) == "COMMIT\x00":
+				s.txStatus.Store('I')
+			case string(tag) == "ROLLBACK\x00" && s.txStatus.Load() == 'E':
+				// The failed transaction is over (ROLLBACK, or COMMIT
+				// answered so), or back at a savepoint: which, the tag
+				// does not tell. In a block is the side that keeps the
+				// interceptor's warnings.
+				s.txStatus.Store('T')
+			}
 		}
 		if e, ok := s.q.peek(); ok && e.kind == kExecute {
 			s.q.pop()
