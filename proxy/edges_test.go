@@ -307,3 +307,33 @@ func TestFailedParseKeepsStatement(t *testing.T) {
 		t.Errorf("interceptor called for a SELECT")
 	}
 }
+
+// A Close that Postgres skips (an error earlier in the batch) leaves the
+// statement prepared: a later Bind/Execute of it is still intercepted. A
+// Close that Postgres does run leaves nothing to intercept.
+func TestSkippedCloseKeepsStatement(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	rc := dialRaw(t, url)
+	rc.send(&pgproto3.Parse{Name: "s", Query: insertX}, &pgproto3.Sync{})
+	rc.until("ReadyForQuery", 1)
+	rc.send(&pgproto3.Parse{Name: "bad", Query: "SELEC 1"}, &pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	got := rc.until("ReadyForQuery", 1)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(42601") {
+		t.Fatalf("batch with a failed Parse: %v", got)
+	}
+	before := ti.count()
+	rc.send(&pgproto3.Bind{PreparedStatement: "s", Parameters: [][]byte{[]byte("kept")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got = rc.until("ReadyForQuery", 1)
+	if ti.count() != before+1 {
+		t.Errorf("statement s (an intercepted INSERT, still prepared) ran without the interceptor: %v", got)
+	}
+
+	rc.send(&pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	rc.until("ReadyForQuery", 1)
+	before = ti.count()
+	rc.send(&pgproto3.Bind{PreparedStatement: "s", Parameters: [][]byte{[]byte("gone")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got = rc.until("ReadyForQuery", 1)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(26000") || ti.count() != before {
+		t.Errorf("Bind of a closed statement: %v (%d interceptions)", got, ti.count()-before)
+	}
+}

@@ -336,7 +336,16 @@ func (s *session) clientLoop() error {
 			}
 			if name, _, ok := cstringBytes(body[1:]); ok {
 				if body[0] == 'S' {
-					delete(s.stmts, string(name))
+					if st := s.stmts[string(name)]; st != nil && (st.class == Intercept || st.uncertain) {
+						// Postgres skips a Close after an error earlier in
+						// the batch, and the statement then stays: its
+						// first Execute asks upstream (see trackParse).
+						u := *st
+						u.uncertain = true
+						s.stmts[string(name)] = &u
+					} else {
+						delete(s.stmts, string(name))
+					}
 				} else {
 					delete(s.portals, string(name))
 				}
