@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -66,11 +67,19 @@ func Flags(fs *flag.FlagSet, need Need) *Loader {
 		l.settings = append(l.settings, setting{env: env, flag: name, def: def, usage: usage, dst: dst})
 		fs.StringVar(dst, name, v, usage+" (env "+env+")")
 	}
+	// Secrets take the environment's value without making it the flag's
+	// default: the flag package prints defaults in --help and after a bad
+	// flag, which would put the key or the database password on stderr.
+	addSecret := func(env, name, usage string, dst *string) {
+		l.settings = append(l.settings, setting{env: env, flag: name, usage: usage, dst: dst})
+		fs.StringVar(dst, name, "", usage+" (env "+env+")")
+		*dst = os.Getenv(env)
+	}
 	if need&NeedDatabase != 0 {
-		add("DATABASE_URL", "database-url", "", "Postgres connection URL (required)", &l.raw.databaseURL)
+		addSecret("DATABASE_URL", "database-url", "Postgres connection URL (required)", &l.raw.databaseURL)
 	}
 	if need&NeedStripe != 0 {
-		add("STRIPE_API_KEY", "stripe-api-key", "", "Stripe secret or restricted key (required)", &l.raw.apiKey)
+		addSecret("STRIPE_API_KEY", "stripe-api-key", "Stripe secret or restricted key (required)", &l.raw.apiKey)
 		add("STRIPE_API_BASE", "stripe-api-base", DefaultAPIBase, "Stripe API base URL", &l.raw.apiBase)
 		add("PGSTRIPE_RATE_LIMIT", "rate-limit", "", "Stripe requests per second (default 20 for test keys, 80 for live keys)", &l.raw.rateLimit)
 		add("PGSTRIPE_POLL_INTERVAL", "poll-interval", DefaultPollInterval.String(), "events poll interval", &l.raw.pollInterval)
@@ -111,7 +120,7 @@ func (l *Loader) Load() (*Config, error) {
 	switch c.LogFormat {
 	case "", "text", "json":
 	default:
-		return nil, fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
+		return nil, fmt.Errorf("PGSTRIPE_LOG_FORMAT (--log-format) %q is not text or json", c.LogFormat)
 	}
 	if l.need&NeedDatabase != 0 {
 		if c.DatabaseURL == "" {
@@ -133,7 +142,8 @@ func (l *Loader) Load() (*Config, error) {
 		c.RateLimit = stripeapi.DefaultRate(c.StripeAPIKey)
 		if r.rateLimit != "" {
 			f, err := strconv.ParseFloat(r.rateLimit, 64)
-			if err != nil || f <= 0 || f > 10000 {
+			// NaN passes both comparisons; the limiter would then ignore it.
+			if err != nil || math.IsNaN(f) || f <= 0 || f > 10000 {
 				return nil, fmt.Errorf("PGSTRIPE_RATE_LIMIT %q is not a positive number of requests per second", r.rateLimit)
 			}
 			c.RateLimit = f
@@ -170,6 +180,11 @@ func checkKey(key string) error {
 	switch {
 	case key == "":
 		return errors.New("STRIPE_API_KEY is required (a secret key sk_… or restricted key rk_…)")
+	case strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r >= 0x7f }):
+		// It would pass the prefix check, then every request would fail
+		// as a "network error" (Go refuses such a header) and be retried
+		// for ever.
+		return errors.New("STRIPE_API_KEY contains whitespace or control characters (a trailing newline from a secrets file?)")
 	case strings.HasPrefix(key, "pk_"):
 		return errors.New("STRIPE_API_KEY is a publishable key (pk_…); pgstripe needs a secret (sk_…) or restricted (rk_…) key")
 	}

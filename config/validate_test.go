@@ -1,0 +1,64 @@
+package config
+
+import (
+	"bytes"
+	"flag"
+	"strings"
+	"testing"
+)
+
+// --help and a bad flag print every flag's default; the environment's
+// secrets must not show up there.
+func TestUsageDoesNotPrintSecrets(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://u:hunter2@localhost/x")
+	t.Setenv("STRIPE_API_KEY", "sk_live_SUPERSECRET")
+	for _, args := range [][]string{{"--help"}, {"--no-such-flag"}} {
+		var out bytes.Buffer
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs.SetOutput(&out)
+		Flags(fs, NeedDatabase|NeedStripe)
+		fs.Parse(args)
+		if s := out.String(); strings.Contains(s, "hunter2") || strings.Contains(s, "SUPERSECRET") {
+			t.Errorf("%v prints a secret:\n%s", args, s)
+		}
+		if !strings.Contains(out.String(), "env DATABASE_URL") {
+			t.Errorf("%v: usage lost the flags:\n%s", args, out.String())
+		}
+	}
+	// The environment still provides the values, and flags override them.
+	c, err := load(t, all, map[string]string{"DATABASE_URL": "postgres://u:hunter2@localhost/x", "STRIPE_API_KEY": "sk_live_SUPERSECRET"})
+	if err != nil || c.DatabaseURL != "postgres://u:hunter2@localhost/x" || c.StripeAPIKey != "sk_live_SUPERSECRET" {
+		t.Fatalf("env values: %+v, %v", c, err)
+	}
+	c, err = load(t, all, map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_live_SUPERSECRET"}, "--stripe-api-key", "sk_test_flag")
+	if err != nil || c.StripeAPIKey != "sk_test_flag" {
+		t.Fatalf("flag override: %+v, %v", c, err)
+	}
+}
+
+func TestRateLimitNaN(t *testing.T) {
+	for _, v := range []string{"NaN", "nan", "Inf", "-1", "0"} {
+		_, err := load(t, all, map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_test_x", "PGSTRIPE_RATE_LIMIT": v})
+		if err == nil || !strings.Contains(err.Error(), "PGSTRIPE_RATE_LIMIT") {
+			t.Errorf("PGSTRIPE_RATE_LIMIT=%s: %v, want an error naming the variable", v, err)
+		}
+	}
+}
+
+func TestLogFormatNamesVariable(t *testing.T) {
+	_, err := load(t, all, map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_test_x", "PGSTRIPE_LOG_FORMAT": "JSON"})
+	if err == nil || !strings.Contains(err.Error(), "PGSTRIPE_LOG_FORMAT") {
+		t.Fatalf("PGSTRIPE_LOG_FORMAT=JSON: %v, want an error naming the variable", err)
+	}
+}
+
+// A key read from a secrets file often ends in a newline: say so at start
+// instead of failing every Stripe request as a network error.
+func TestKeyWithWhitespace(t *testing.T) {
+	for _, key := range []string{"sk_test_SUPERSECRET\n", "sk_test_SUPERSECRET ", "sk_test_SUPER SECRET"} {
+		_, err := load(t, all, map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": key})
+		if err == nil || !strings.Contains(err.Error(), "STRIPE_API_KEY") || strings.Contains(err.Error(), "SUPER") {
+			t.Errorf("STRIPE_API_KEY=%q: %v, want an error naming the variable, without the key", key, err)
+		}
+	}
+}
