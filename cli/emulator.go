@@ -2,10 +2,22 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/pgstripe/pgstripe/emulator"
 )
 
 func runEmulator(ctx context.Context, env *Env, args []string) error {
-	return emulator.Command(ctx, args, env.Stdout)
+	err := emulator.Command(ctx, args, env.Stdout)
+	if errors.Is(err, emulator.ErrUsage) {
+		// A usage error (exit 2) like in every other command. The flag
+		// package has printed its own errors; the others need saying.
+		if msg := strings.TrimPrefix(err.Error(), emulator.ErrUsage.Error()+": "); strings.HasPrefix(msg, "emulator: ") {
+			fmt.Fprintf(env.Stderr, "pgstripe %s\n", msg)
+		}
+		return errUsage
+	}
+	return err
 }

@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// ErrUsage marks Command's errors about its arguments (for a bad flag, the
+// flag package has printed its message and the usage already).
+var ErrUsage = errors.New("usage")
+
 // Command runs `pgstripe emulator [flags]` until ctx is done.
 func Command(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
@@ -23,20 +27,20 @@ func Command(ctx context.Context, args []string, stdout io.Writer) error {
 	faults := fs.Float64("faults", 0, "share of requests answered with 500/503/429/dropped connection/timeout")
 	eventDelay := fs.Duration("event-delay", 0, "events become visible after a random delay up to this")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("emulator: unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("%w: emulator: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
 	lo, hi, err := ParseLatency(*latency)
 	if err != nil {
-		return fmt.Errorf("emulator: --latency: %w", err)
+		return fmt.Errorf("%w: emulator: --latency: %w", ErrUsage, err)
 	}
 	if *faults < 0 || *faults > 1 {
-		return fmt.Errorf("emulator: --faults must be between 0 and 1, got %v", *faults)
+		return fmt.Errorf("%w: emulator: --faults must be between 0 and 1, got %v", ErrUsage, *faults)
 	}
 	if *seed < 0 {
-		return fmt.Errorf("emulator: --seed must not be negative")
+		return fmt.Errorf("%w: emulator: --seed must not be negative", ErrUsage)
 	}
 	start := time.Now()
 	e, err := New(Options{RateLimit: *rateLimit, Latency: lo, LatencyMax: hi, Faults: *faults, EventDelay: *eventDelay, Seed: *seed, Distribution: *dist})

@@ -1,0 +1,37 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// A bad flag prints the flags with their defaults: the environment's secrets
+// must not be among them.
+func TestBadFlagDoesNotPrintSecrets(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/x", "STRIPE_API_KEY": "sk_live_SUPERSECRET"}
+	for _, cmd := range []string{"serve", "backfill", "migrate", "status"} {
+		for _, arg := range []string{"--no-such-flag", "--help"} {
+			code, out, errs := run(t, env, cmd, arg)
+			if strings.Contains(out+errs, "hunter2") || strings.Contains(out+errs, "SUPERSECRET") {
+				t.Errorf("%s %s prints a secret:\n%s%s", cmd, arg, out, errs)
+			}
+			if want := map[string]int{"--no-such-flag": 2, "--help": 0}[arg]; code != want {
+				t.Errorf("%s %s: exit %d, want %d", cmd, arg, code, want)
+			}
+		}
+	}
+}
+
+// Unknown flags and stray arguments are usage errors (exit 2) for the
+// emulator too.
+func TestEmulatorUsageExit2(t *testing.T) {
+	for _, args := range [][]string{{"emulator", "--no-such-flag"}, {"emulator", "stray"}, {"emulator", "--seed", "many"}} {
+		code, _, errs := run(t, nil, args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errs)
+		}
+	}
+	if code, _, errs := run(t, nil, "emulator", "--faults", "2"); code != 2 || !strings.Contains(errs, "--faults") {
+		t.Errorf("emulator --faults 2: exit %d %q, want 2 naming --faults", code, errs)
+	}
+}
