@@ -125,10 +125,20 @@ func run(ctx context.Context, opts Options) error {
 	health := map[string]metrics.Check{
 		"database": func(ctx context.Context) error { return pool.Ping(ctx) },
 		"sync": func(ctx context.Context) error {
-			if s, _ := syncErr.Load().(string); s != "" {
-				return errors.New(s)
+			s, _ := syncErr.Load().(string)
+			if s == "" {
+				return nil
 			}
-			return nil
+			// The failure is that of this instance's last term as leader.
+			// Once another instance runs sync, this one is a healthy
+			// follower: reporting the old failure for ever would take its
+			// proxy out of service.
+			if !isLeader.Load() {
+				if cur, ok, err := leader.Lookup(ctx, pool); err == nil && ok && cur.Alive && cur.Instance != opts.Instance.Instance {
+					return nil
+				}
+			}
+			return errors.New(s)
 		},
 	}
 	metricsSrv := &http.Server{Handler: metrics.Handler(health), ReadHeaderTimeout: 5 * time.Second}
@@ -188,7 +198,7 @@ func run(ctx context.Context, opts Options) error {
 // events until ctx ends or leadership is lost.
 func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, cfg *config.Config, epoch int64, progress func(backfill.Progress), log *slog.Logger) error {
 	fence := func(ctx context.Context, tx pgx.Tx) error { return leader.Fence(ctx, tx, epoch) }
-	bcfg := backfill.Config{Pool: pool, Client: client, Fence: fence, Progress: progress, Logger: log.With("component", "backfill")}
+	bcfg := backfill.Config{Pool: pool, Client: client, Fence: fence, Progress: countRows(progress), Logger: log.With("component", "backfill")}
 	err := backfill.Run(ctx, bcfg)
 	var partial *backfill.PartialError
 	switch {
@@ -205,9 +215,28 @@ func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, 
 		Backfill: func(ctx context.Context, since time.Time) error {
 			full := bcfg
 			full.RestartCompletedBefore = since
+			full.Progress = countRows(progress)
 			return backfill.Run(ctx, full)
 		},
 	})
+}
+
+// countRows feeds pgstripe_backfill_rows_total from a backfill's progress
+// (the backfill reports rows per table since its start), then passes the
+// progress on to next, if any. Use a fresh one for each backfill.Run.
+func countRows(next func(backfill.Progress)) func(backfill.Progress) {
+	counted := map[string]int64{}
+	return func(p backfill.Progress) {
+		for _, o := range p.Objects {
+			if d := o.Rows - counted[o.Object]; d > 0 {
+				metrics.BackfillRows.WithLabelValues(o.Object).Add(float64(d))
+				counted[o.Object] = o.Rows
+			}
+		}
+		if next != nil {
+			next(p)
+		}
+	}
 }
 
 // openDatabase connects to DATABASE_URL (waiting for it to come up),

@@ -1,0 +1,169 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/config"
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// serve runs Run in the background until the test ends and returns the
+// metrics address.
+func serve(t *testing.T, dbURL, base, instance string) (metricsAddr string, logs *lockedBuf) {
+	t.Helper()
+	logs = &lockedBuf{}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := Options{Config: &config.Config{DatabaseURL: dbURL, StripeAPIKey: "sk_test_review", StripeAPIBase: base,
+		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", RateLimit: 200, PollInterval: 100 * time.Millisecond},
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Ready:  func(p, m string) { ready <- m }}
+	opts.Instance.Instance, opts.Instance.Host = instance, "h"
+	go func() { done <- Run(ctx, opts) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("logs of %s:\n%s", instance, logs.String())
+		}
+	})
+	select {
+	case m := <-ready:
+		return m, logs
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run never became ready")
+	}
+	return "", nil
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	res, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// pgstripe_backfill_rows_total is documented on /metrics ("Rows written by
+// the backfill, by table") and must count what serve's backfill wrote.
+func TestBackfillRowsMetric(t *testing.T) {
+	dbURL := pgtest.NewDB(t)
+	_, base := emulatortest.Start(t, emulator.Options{Seed: 5})
+	m, _ := serve(t, dbURL, base, "rows")
+	conn := pgtest.Connect(t, dbURL)
+	deadline := time.Now().Add(60 * time.Second)
+	re := regexp.MustCompile(`(?m)^pgstripe_backfill_rows_total\{table="customers"\} (\d+)$`)
+	for {
+		var phase string
+		var n int64
+		conn.QueryRow(context.Background(), `SELECT phase, rows FROM stripe_sync.status WHERE object = 'customers'`).Scan(&phase, &n)
+		if phase == "live" && n > 0 {
+			_, body := get(t, "http://"+m+"/metrics")
+			got := re.FindStringSubmatch(body)
+			if got != nil && got[1] == strconv.FormatInt(n, 10) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("customers backfilled: %d rows; metric: %v", n, got)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("customers never went live (phase %q)", phase)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// An instance whose term ended with a sync error (here: deposed by a newer
+// epoch) and that another instance has since replaced as the sync leader is a
+// healthy follower: its /healthz must not report the old term's failure for
+// ever.
+func TestHealthzAfterLosingLeadership(t *testing.T) {
+	dbURL := pgtest.NewDB(t)
+	_, base := emulatortest.Start(t, emulator.Options{Seed: 2})
+	m, logs := serve(t, dbURL, base, "a")
+	ctx := context.Background()
+	other := pgtest.Connect(t, dbURL) // plays instance "b"
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(logs.String(), "elected sync leader") {
+		if time.Now().After(deadline) {
+			t.Fatal("a never led")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		var notLive int
+		other.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.status WHERE phase <> 'live'`).Scan(&notLive)
+		if notLive == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backfill never completed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// "b" is elected while a's lock connection is (as far as a knows) fine:
+	// the epoch moves on, and a's next apply is fenced out.
+	if _, err := other.Exec(ctx, `UPDATE stripe_sync.leader SET epoch = epoch + 1, instance = 'b', pid = pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"email": {"x@y.z"}}
+	req, _ := http.NewRequest("POST", base+"/v1/customers", strings.NewReader(form.Encode()))
+	req.Header.Set("Authorization", "Bearer sk_test_review")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	// a steps down; b takes the lock a releases.
+	for {
+		var got bool
+		if err := other.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(0x70677374726c6472)).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a never released the leader lock")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	if code, body := get(t, "http://"+m+"/healthz"); code != 200 {
+		t.Fatalf("follower a's /healthz = %d %s while b leads", code, body)
+	}
+}
