@@ -61,8 +61,10 @@ type Elector struct {
 
 // Run campaigns until ctx ends. Each time this instance is elected it calls
 // lead with a context that is canceled when leadership is lost, and the new
-// epoch. When lead returns early with an error, Run resigns, waits Poll and
-// campaigns again.
+// epoch. When lead returns early with an error, Run resigns, waits and
+// campaigns again: Poll after a term that lasted, then twice as long after
+// each term that failed quickly, up to MaxFailBackoff (a wrong Stripe key
+// must not mean a new term, a Stripe call and two log lines a second).
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, epoch int64) error) error {
 	poll := e.Poll
 	if poll == 0 {
@@ -72,21 +74,45 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, epoch 
 	if log == nil {
 		log = slog.Default()
 	}
+	backoff := poll
 	for {
+		start := time.Now()
 		err := e.term(ctx, poll, log, lead)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
+		wait := poll
+		var le *leadError
+		switch {
+		case errors.As(err, &le):
+			if time.Since(start) >= MaxFailBackoff {
+				backoff = poll
+			}
+			wait = backoff
+			backoff = min(2*backoff, MaxFailBackoff)
+			log.Warn("sync failed; resigned, campaigning again", "err", le.err, "retry_in", wait)
+		case err != nil:
+			backoff = poll
 			log.Warn("leader election", "err", err)
+		default:
+			backoff = poll
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(poll):
+		case <-time.After(wait):
 		}
 	}
 }
+
+// MaxFailBackoff bounds the wait after terms whose lead failed quickly.
+const MaxFailBackoff = time.Minute
+
+// leadError is the error lead returned, as distinct from the election's own.
+type leadError struct{ err error }
+
+func (e *leadError) Error() string { return e.err.Error() }
+func (e *leadError) Unwrap() error { return e.err }
 
 // term connects, waits to be elected, leads until the connection or ctx
 // fails.
@@ -98,6 +124,16 @@ func (e *Elector) term(ctx context.Context, poll time.Duration, log *slog.Logger
 		return err
 	}
 	defer conn.Close(context.Background())
+	// If this process loses the network (host gone, partition: no FIN, no
+	// RST), its backend would keep the lock until TCP keepalive gives up,
+	// hours by default, and no one could take over. An elector talks to it
+	// every poll, so a session idle for much longer than that is dead:
+	// Postgres ends it and releases the lock. (Postgres < 14 lacks the
+	// setting; ignore the error there.)
+	idle := max(10*poll, 5*time.Second)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET idle_session_timeout = %d", idle.Milliseconds())); err != nil && ctx.Err() != nil {
+		return nil
+	}
 	for {
 		var got bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&got); err != nil {
@@ -135,7 +171,10 @@ func (e *Elector) term(ctx context.Context, poll time.Duration, log *slog.Logger
 	for {
 		select {
 		case err := <-done:
-			return err
+			if err != nil {
+				return &leadError{err}
+			}
+			return nil
 		case <-tick.C:
 			pctx, pcancel := context.WithTimeout(ctx, 2*poll+time.Second)
 			err := conn.Ping(pctx)

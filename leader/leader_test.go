@@ -108,3 +108,22 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// A lead that fails at once (a wrong Stripe key) is retried with a growing
+// wait, not every Poll.
+func TestFailingLeadBacksOff(t *testing.T) {
+	cfg := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var terms atomic.Int32
+	e := &Elector{ConnConfig: cfg, Info: Info{Instance: "a", Host: "h"}, Poll: 20 * time.Millisecond}
+	e.Run(ctx, func(context.Context, int64) error {
+		terms.Add(1)
+		return errors.New("stripe: invalid API key")
+	})
+	// Every 20 ms would be dozens of terms; doubling waits (20, 40, … 640
+	// ms) allow at most 7 in 1.5 s.
+	if n := terms.Load(); n < 2 || n > 8 {
+		t.Fatalf("%d terms in 1.5 s", n)
+	}
+}
