@@ -4,7 +4,13 @@
 // Election goes through Postgres itself: the leader holds a session advisory
 // lock on a dedicated connection. When the leader dies (kill -9, lost
 // connection) Postgres releases the lock and a follower, polling every
-// second, takes over.
+// second, takes over. A leader whose host vanishes without closing its
+// connection is ended by Postgres after 10 idle seconds
+// (idle_session_timeout; a live leader pings every second), so failover
+// never waits for TCP keepalive.
+//
+// A leader whose sync fails at once (a wrong Stripe key) resigns and
+// campaigns again after a wait that doubles up to a minute.
 //
 // A deposed leader may not notice at once (a paused process, a half-open
 // connection), so each election bumps an epoch in stripe_sync.leader, and
