@@ -108,11 +108,11 @@ func TestMigrateEmptyTwice(t *testing.T) {
 	}
 }
 
-func TestMigrateConcurrent(t *testing.T) {
-	_, url := connect(t)
-	ctx := context.Background()
+// startMigrators runs n Migrates at once, each on its own connection;
+// wait returns their errors.
+func startMigrators(ctx context.Context, url string, n int) (wait func() []error) {
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, n)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
@@ -126,8 +126,59 @@ func TestMigrateConcurrent(t *testing.T) {
 			errs[i] = schema.Migrate(ctx, c)
 		}()
 	}
-	wg.Wait()
-	for i, err := range errs {
+	return func() []error { wg.Wait(); return errs }
+}
+
+func TestMigrateConcurrent(t *testing.T) {
+	_, url := connect(t)
+	for i, err := range startMigrators(context.Background(), url, 3)() {
+		if err != nil {
+			t.Errorf("migrate %d: %v", i, err)
+		}
+	}
+}
+
+// Two instances starting together on a database whose default isolation is
+// REPEATABLE READ (or SERIALIZABLE): the one that waited on the advisory
+// lock must still see what the first committed, and find nothing to do.
+func TestMigrateConcurrentRepeatableReadDefault(t *testing.T) {
+	conn, url := connect(t)
+	ctx := context.Background()
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET default_transaction_isolation = 'repeatable read'"); err != nil {
+		t.Fatal(err)
+	}
+	// Hold Migrate's advisory lock so both migrators start (and take their
+	// snapshot) before either can proceed.
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	const key int64 = 0x7067737472697065
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		t.Fatal(err)
+	}
+	wait := startMigrators(ctx, url, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&n)
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d migrators waiting", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", key); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range wait() {
 		if err != nil {
 			t.Errorf("migrate %d: %v", i, err)
 		}
