@@ -74,6 +74,22 @@ func setupWrapped(t *testing.T, opts emulator.Options, wrap func(http.Handler) h
 	return v
 }
 
+// refusing makes the emulator answer the sync's requests (key
+// sk_test_events) that match with status and an invalid_request_error.
+func refusing(match func(*http.Request) bool, status int, message string) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if match(r) && strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(status)
+				fmt.Fprintf(w, `{"error":{"type":"invalid_request_error","message":%q}}`, message)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
 // A re-fetch Stripe refuses for good (a restricted key without access to
 // invoice items answers 403; the items' table is then in phase error, but
 // invoice events still queue their items) must not stay at the head of
@@ -81,18 +97,9 @@ func setupWrapped(t *testing.T, opts emulator.Options, wrap func(http.Handler) h
 // entries would starve every other re-fetch (same-second orderings,
 // nested lists, upcoming invoices) forever.
 func TestRefusedRefetchDoesNotStarveQueue(t *testing.T) {
-	v := setupWrapped(t, emulator.Options{}, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/invoiceitems/") &&
-				strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusForbidden)
-				w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"The provided key does not have the required permissions for this endpoint."}}`))
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	})
+	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/invoiceitems/")
+	}, http.StatusForbidden, "The provided key does not have the required permissions for this endpoint."))
 	ctx := context.Background()
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
@@ -134,18 +141,9 @@ SELECT 'invoiceitems', 'ii_refused' || g, now() - interval '1 hour', 'owner' FRO
 // objects that still exist.
 func TestRebackfillResumingFailedTableKeepsRows(t *testing.T) {
 	var refuse atomic.Bool
-	v := setupWrapped(t, emulator.Options{}, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if refuse.Load() && r.URL.Path == "/v1/customers" && r.URL.Query().Get("starting_after") != "" &&
-				strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusBadRequest)
-				w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"Something Stripe refused."}}`))
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	})
+	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
+		return refuse.Load() && r.URL.Path == "/v1/customers" && r.URL.Query().Get("starting_after") != ""
+	}, http.StatusBadRequest, "Something Stripe refused."))
 	ctx := context.Background()
 	w := workload.New(v.mut, 41)
 	for range 130 {
