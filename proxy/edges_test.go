@@ -337,3 +337,58 @@ func TestSkippedCloseKeepsStatement(t *testing.T) {
 		t.Errorf("Bind of a closed statement: %v (%d interceptions)", got, ti.count()-before)
 	}
 }
+
+// A named portal lives as long as its transaction; after a Sync, only
+// upstream knows whether that transaction (or the savepoint the portal
+// was bound under) has ended. An Execute of a portal that is gone goes
+// upstream (34000) and never to the interceptor; one that lives is
+// intercepted.
+func TestPortalLifetimeAcrossSync(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	rc := dialRaw(t, url)
+	gone := func(what string) {
+		t.Helper()
+		before := ti.count()
+		rc.send(&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+		got := rc.until("ReadyForQuery", 1)
+		if len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(34000") || ti.count() != before {
+			t.Errorf("%s: Execute of a portal that is gone: %v, interceptor calls %d → %d", what, got, before, ti.count())
+		}
+	}
+	bind := func(v string) {
+		t.Helper()
+		rc.send(&pgproto3.Parse{Name: "s" + v, Query: insertX}, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s" + v, Parameters: [][]byte{[]byte(v)}}, &pgproto3.Sync{})
+		rc.until("ReadyForQuery", 1)
+	}
+	query := func(sql string) {
+		t.Helper()
+		rc.send(&pgproto3.Query{String: sql})
+		rc.until("ReadyForQuery", 1)
+	}
+
+	// Bound in an implicit transaction, which its Sync ended; a BEGIN
+	// after that does not bring it back.
+	bind("implicit")
+	query("BEGIN")
+	gone("implicit transaction, then BEGIN")
+	query("ROLLBACK")
+
+	// Bound under a savepoint that was rolled back.
+	query("BEGIN; SAVEPOINT a")
+	bind("savepoint")
+	query("ROLLBACK TO SAVEPOINT a")
+	gone("savepoint rolled back")
+	query("ROLLBACK")
+
+	// Bound in a transaction block that is still open: intercepted.
+	query("BEGIN")
+	bind("open")
+	query("SELECT 1")
+	before := ti.count()
+	rc.send(&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	got := rc.until("ReadyForQuery", 1)
+	if ti.count() != before+1 {
+		t.Errorf("Execute of a live portal after Sync: %v, not intercepted", got)
+	}
+	query("ROLLBACK")
+}

@@ -571,13 +571,6 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		close(ic.finished)
 	}()
 
-	if pi != nil && pi.syncs != s.syncs && s.txStatus.Load() == 'I' {
-		// The portal's transaction has ended since Bind, and the portal
-		// with it: upstream answers the Execute (portal does not exist).
-		call.forward = true
-		return true, nil
-	}
-
 	call.s, call.ic = s, ic
 	call.up = &Upstream{s: s, ic: ic}
 	call.TxStatus = byte(s.txStatus.Load())
@@ -595,7 +588,19 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	}()
 
 	var err error
-	if pi != nil && pi.stmt.uncertain {
+	if pi != nil && pi.syncs != s.syncs {
+		// A Sync or Query since Bind may have ended the portal's
+		// transaction, and the portal with it (then upstream answers the
+		// Execute: portal does not exist). Only upstream knows for sure:
+		// ROLLBACK TO SAVEPOINT, COMMIT and BEGIN in one batch… A rare
+		// path (clients bind and execute in one batch), so ask.
+		var alive bool
+		if alive, err = s.portalExists(ctx, call.up, pi.name); err == nil && !alive {
+			call.forward = true
+			return true, nil
+		}
+	}
+	if err == nil && pi != nil && pi.stmt.uncertain {
 		var st *stmtInfo
 		if st, err = s.resolveStmt(ctx, call.up, pi.stmtName); err == nil {
 			if st.class != Intercept {
@@ -686,6 +691,16 @@ func (s *session) resolveStmt(ctx context.Context, up *Upstream, name string) (*
 	}
 	s.stmts[name] = st
 	return st, nil
+}
+
+// portalExists asks upstream whether the portal name (the client's, made
+// by Bind) still exists.
+func (s *session) portalExists(ctx context.Context, up *Upstream, name string) (bool, error) {
+	res, err := up.Query(ctx, `SELECT 1 FROM pg_catalog.pg_cursors WHERE name = $1`, name)
+	if err != nil {
+		return false, err
+	}
+	return len(res.Rows) > 0, nil
 }
 
 func needsDescribe(call *Call) bool {

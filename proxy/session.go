@@ -82,6 +82,7 @@ var passthroughStmt = &stmtInfo{class: Passthrough}
 
 // portalInfo is a bound intercepted statement.
 type portalInfo struct {
+	name          string
 	stmtName      string
 	stmt          *stmtInfo
 	params        [][]byte
@@ -468,6 +469,7 @@ func (s *session) trackBind(body []byte) error {
 		s.portals = make(map[string]*portalInfo)
 	}
 	s.portals[string(portal)] = &portalInfo{
+		name:          string(portal),
 		stmtName:      string(stmtName),
 		stmt:          st,
 		params:        b.Parameters,
