@@ -231,6 +231,12 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				params.Set(f.Param.Name, "")
 				continue
 			}
+			if ro := responseOnly[t.Name+"."+f.Column]; ro != nil {
+				if ov, nv, err = dropResponseOnly(ro, ov, nv); err != nil {
+					return RowCalls{}, errorf(CodeUndefinedColumn, "%s of stripe.%s cannot be changed: it is not a parameter of Stripe's update %s", f.Column+"."+err.Message, t.Name, t.Object).
+						withHint("leave it as it is; the keys Stripe sets are kept out of the call")
+				}
+			}
 			encodeUpdate(params, f.Param.Name, refValue(f, ov), refValue(f, nv), f.Column != "metadata")
 		}
 	}
@@ -268,6 +274,9 @@ func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {
 // refValue lets a jsonb column that embeds an object (promotion_codes.coupon)
 // name it by its object, where Stripe's parameter takes only the id.
 func refValue(f Field, v any) any {
+	if a, ok := v.([]any); ok {
+		return refElements(f, a)
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return v
@@ -281,6 +290,85 @@ func refValue(f Field, v any) any {
 		return id
 	}
 	return v
+}
+
+// dropResponseOnly removes the response-only keys (dotted paths) from the
+// current and the new value of an object column. A key the new value gives
+// a different non-null value is an error whose Message is its path.
+func dropResponseOnly(paths []string, ov, nv any) (any, any, *Error) {
+	for _, p := range paths {
+		keys := strings.Split(p, ".")
+		n, o := lookupPath(nv, keys), lookupPath(ov, keys)
+		if n != nil && !equalJSON(n, o) {
+			return nil, nil, &Error{Message: p}
+		}
+		ov, nv = withoutPath(ov, keys), withoutPath(nv, keys)
+	}
+	return ov, nv, nil
+}
+
+func lookupPath(v any, keys []string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// withoutPath returns v without the key at keys, copying the maps on the
+// way (the decoded values are not shared, but callers need not know).
+func withoutPath(v any, keys []string) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	if _, ok := m[keys[0]]; !ok {
+		return v
+	}
+	c := make(map[string]any, len(m))
+	for k, x := range m {
+		c[k] = x
+	}
+	if len(keys) == 1 {
+		delete(c, keys[0])
+	} else {
+		c[keys[0]] = withoutPath(m[keys[0]], keys[1:])
+	}
+	return c
+}
+
+// refElements makes an array as the column stores it acceptable to the
+// parameter of the same name. Stripe returns tax_rates, default_tax_rates
+// and account_tax_ids as objects but takes them as ids, and returns
+// discounts as ids (or discount objects) but takes them as {"discount": id}:
+// without this, any UPDATE that keeps the current elements
+// (tax_rates = tax_rates || '["txr_2"]') sends them back as nested objects
+// and Stripe refuses the call. A Stripe object is recognised by its string
+// "id" and "object" (request parameters never carry "object").
+func refElements(f Field, a []any) []any {
+	out := make([]any, len(a))
+	for i, e := range a {
+		out[i] = e
+		id := ""
+		if m, ok := e.(map[string]any); ok {
+			if _, obj := m["object"].(string); obj {
+				id, _ = m["id"].(string)
+			}
+		} else if s, ok := e.(string); ok && f.Param.Name == "discounts" {
+			id = s
+		}
+		switch {
+		case id == "":
+		case f.Param.Name == "discounts":
+			out[i] = map[string]any{"discount": id}
+		default:
+			out[i] = id
+		}
+	}
+	return out
 }
 
 func objectPath(p, id string) string { return strings.ReplaceAll(p, "{id}", url.PathEscape(id)) }

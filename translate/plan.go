@@ -452,7 +452,7 @@ func (st *Statement) field(name string, params map[string]schema.Param, update b
 			return f, nil
 		}
 	}
-	if p, ok := params[c.Field]; ok && c.Field != "expand" {
+	if p, ok := params[c.Field]; ok && takes(c, p) {
 		f.Role = RoleParam
 		f.Param = p
 	} else if !update && st.Ops.OwnerColumn == name {
@@ -483,6 +483,38 @@ func staticCheck(t *schema.Table, f Field, v *pg_query.Node, verb string) *Error
 	return readOnlyColumn(t, f.Column, verb)
 }
 
+// takes says whether Stripe's parameter p accepts the column's values as
+// Build encodes them. The column and the parameter share a name but not
+// always a type: subscriptions' update takes billing_cycle_anchor only as
+// "now" or "unchanged", never as the timestamp the column holds, so sending
+// the column would always be refused by Stripe.
+func takes(c schema.Column, p schema.Param) bool {
+	if c.Field == "expand" {
+		return false
+	}
+	var want []string
+	switch c.Kind {
+	case schema.KindInteger, schema.KindTimestamp:
+		want = []string{"integer"}
+	case schema.KindNumber:
+		want = []string{"number", "integer"}
+	case schema.KindBoolean:
+		want = []string{"boolean"}
+	case schema.KindText, schema.KindExpandable:
+		want = []string{"string"}
+	default:
+		return true // jsonb: any shape; Stripe checks what is inside
+	}
+	for _, t := range p.Types {
+		for _, w := range want {
+			if t == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func isConst(v *pg_query.Node) bool {
 	if v.GetAConst() != nil {
 		return true
@@ -502,13 +534,22 @@ func readOnlyColumn(t *schema.Table, col, verb string) *Error {
 	}
 	var ok []string
 	for _, c := range t.Columns {
-		if _, p := params[c.Field]; p && c.Field != "expand" {
+		if p, is := params[c.Field]; is && takes(c, p) {
 			ok = append(ok, c.Name)
 		}
 	}
 	sort.Strings(ok)
 	e := errorf(CodeUndefinedColumn, "column %q of stripe.%s cannot be set: it is not a parameter of Stripe's %s %s", col, t.Name, verb, t.Object).
 		withHint("leave it out or set it to NULL/DEFAULT")
+	if c, is := t.Column(col); is {
+		if p, is := params[c.Field]; is && !takes(c, p) {
+			e = errorf(CodeUndefinedColumn, "column %q of stripe.%s cannot be set: Stripe's %s %s takes %s only as a %s, not as a %s", col, t.Name, verb, t.Object, c.Field, strings.Join(p.Types, " or "), c.PGType).
+				withHint("leave it out, or give Stripe's value in %s, e.g. %s = '{\"%s\": \"now\"}'", ParamsColumn, ParamsColumn, c.Field)
+			if c.Kind != schema.KindTimestamp {
+				e.Hint = fmt.Sprintf("leave it out, or give Stripe's value in %s", ParamsColumn)
+			}
+		}
+	}
 	if len(ok) > 0 {
 		e.Hint += "; columns Stripe takes here: " + strings.Join(ok, ", ")
 	}

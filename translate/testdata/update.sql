@@ -62,8 +62,17 @@ UPDATE stripe.coupons SET name = 'X', percent_off = 50 WHERE id = 'co_1'
 -- case: tax ids cannot be updated
 UPDATE stripe.tax_ids SET value = 'x' WHERE id = 'txi_1'
 
--- case: credit notes cannot be updated
-UPDATE stripe.credit_notes SET memo = 'x'
+-- case: credit notes: Stripe updates memo and metadata
+UPDATE stripe.credit_notes SET memo = 'x', metadata = '{"k":"v"}' WHERE id = 'cn_1'
+-- row: ["cn_1", "x", null, {"k": "v"}, {}]
+
+-- case: credit notes: void
+UPDATE stripe.credit_notes SET status = 'void' WHERE id = 'cn_1'
+-- row: ["cn_1", "void", "issued"]
+
+-- case: credit notes: other columns are not update parameters
+UPDATE stripe.credit_notes SET amount = 5 WHERE id = 'cn_1'
+-- row: ["cn_1", 5, 100]
 
 -- case: invoice finalize with a field update first
 UPDATE stripe.invoices SET status = 'open', description = $1 WHERE id = $2
@@ -123,3 +132,47 @@ UPDATE stripe.invoices SET status = 'paid', _params = '{"paid_out_of_band": true
 -- case: _params for a payment intent cancel
 UPDATE stripe.payment_intents SET status = 'canceled', _params = '{"cancellation_reason":"abandoned"}' WHERE id = 'pi_1'
 -- row: ["pi_1", "canceled", "requires_payment_method", {"cancellation_reason": "abandoned"}, null]
+
+-- case: subscription billing_cycle_anchor: Stripe's update takes only 'now'/'unchanged', never a timestamp
+UPDATE stripe.subscriptions SET billing_cycle_anchor = now() WHERE id = 'sub_1'
+-- row: ["sub_1", 1700000000, 1690000000]
+
+-- case: subscription billing_cycle_anchor: ORM sends the current value back
+UPDATE stripe.subscriptions SET billing_cycle_anchor = $1, description = $2 WHERE id = 'sub_1'
+-- row: ["sub_1", 1690000000, 1690000000, "d", null]
+
+-- case: subscription billing_cycle_anchor 'now' goes in _params
+UPDATE stripe.subscriptions SET _params = '{"billing_cycle_anchor": "now", "proration_behavior": "none"}' WHERE id = 'sub_1'
+-- row: ["sub_1", {"billing_cycle_anchor": "now", "proration_behavior": "none"}, null]
+
+-- case: tax_rates appended: the stored tax rate objects go back as ids
+UPDATE stripe.subscription_items SET tax_rates = tax_rates || '["txr_2"]' WHERE id = 'si_1'
+-- row: ["si_1", [{"id": "txr_1", "object": "tax_rate", "percentage": 20, "active": true}, "txr_2"], [{"id": "txr_1", "object": "tax_rate", "percentage": 20, "active": true}]]
+
+-- case: invoice discounts appended: stored discount ids go back as {"discount": id}
+UPDATE stripe.invoices SET discounts = discounts || '[{"coupon": "co_2"}]' WHERE id = 'in_1'
+-- row: ["in_1", ["di_1", {"coupon": "co_2"}], ["di_1"]]
+
+-- case: customer tax: automatic_tax and location are Stripe's, not update parameters
+UPDATE stripe.customers SET tax = '{"ip_address": "1.2.3.4"}' WHERE id = 'cus_1'
+-- row: ["cus_1", {"ip_address": "1.2.3.4"}, {"automatic_tax": "supported", "ip_address": null, "location": {"country": "US", "source": "ip_address", "state": null}}]
+
+-- case: customer tax merged keeps Stripe's keys out of the call
+UPDATE stripe.customers SET tax = tax || '{"validate_location": "deferred"}' WHERE id = 'cus_1'
+-- row: ["cus_1", {"automatic_tax": "supported", "ip_address": "1.2.3.4", "location": {"country": "US", "source": "ip_address", "state": null}, "validate_location": "deferred"}, {"automatic_tax": "supported", "ip_address": "1.2.3.4", "location": {"country": "US", "source": "ip_address", "state": null}}]
+
+-- case: customer tax: changing a key Stripe sets is refused
+UPDATE stripe.customers SET tax = tax || '{"automatic_tax": "failed"}' WHERE id = 'cus_1'
+-- row: ["cus_1", {"automatic_tax": "failed", "ip_address": null}, {"automatic_tax": "supported", "ip_address": null}]
+
+-- case: promotion code restrictions: only currency_options is an update parameter
+UPDATE stripe.promotion_codes SET restrictions = restrictions || '{"currency_options": {"eur": {"minimum_amount": 500}}}' WHERE id = 'promo_1'
+-- row: ["promo_1", {"currency_options": {"eur": {"minimum_amount": 500}}, "first_time_transaction": false, "minimum_amount": 1000, "minimum_amount_currency": "usd"}, {"currency_options": {}, "first_time_transaction": false, "minimum_amount": 1000, "minimum_amount_currency": "usd"}]
+
+-- case: payment method card expiry
+UPDATE stripe.payment_methods SET card = card || '{"exp_month": 12}' WHERE id = 'pm_1'
+-- row: ["pm_1", {"brand": "visa", "checks": {"cvc_check": "pass"}, "country": "US", "exp_month": 12, "exp_year": 2030, "last4": "4242", "networks": {"available": ["visa"], "preferred": null}, "wallet": null}, {"brand": "visa", "checks": {"cvc_check": "pass"}, "country": "US", "exp_month": 8, "exp_year": 2030, "last4": "4242", "networks": {"available": ["visa"], "preferred": null}, "wallet": null}]
+
+-- case: payment intent transfer_data: the update takes the amount only
+UPDATE stripe.payment_intents SET transfer_data = '{"amount": 500}' WHERE id = 'pi_1'
+-- row: ["pi_1", {"amount": 500}, {"amount": 1000, "destination": "acct_1"}]
