@@ -342,8 +342,9 @@ func withoutPath(v any, keys []string) any {
 
 // refElements makes an array as the column stores it acceptable to the
 // parameter of the same name. Stripe returns tax_rates, default_tax_rates
-// and account_tax_ids as objects but takes them as ids, and returns
-// discounts as ids (or discount objects) but takes them as {"discount": id}:
+// and account_tax_ids as objects but takes them as ids, returns discounts
+// as ids (or discount objects) but takes them as {"discount": id}, and
+// returns the last of a price's tiers with up_to null but takes "inf":
 // without this, any UPDATE that keeps the current elements
 // (tax_rates = tax_rates || '["txr_2"]') sends them back as nested objects
 // and Stripe refuses the call. A Stripe object is recognised by its string
@@ -352,6 +353,19 @@ func refElements(f Field, a []any) []any {
 	out := make([]any, len(a))
 	for i, e := range a {
 		out[i] = e
+		if m, ok := e.(map[string]any); ok && f.Param.Name == "tiers" {
+			// Stripe returns the last tier's up_to as null and takes it
+			// only as "inf".
+			if v, has := m["up_to"]; has && v == nil {
+				c := make(map[string]any, len(m))
+				for k, x := range m {
+					c[k] = x
+				}
+				c["up_to"] = "inf"
+				out[i] = c
+			}
+			continue
+		}
 		id := ""
 		if m, ok := e.(map[string]any); ok {
 			if _, obj := m["object"].(string); obj {

@@ -50,6 +50,10 @@ INSERT INTO stripe.products (id, name, active) VALUES ('prod_custom', 'Pro', tru
 INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ('prod_1', 'usd', 1500, '{"interval":"month"}')
 -- row: ["prod_1", "usd", 1500, {"interval": "month"}]
 
+-- case: tiers as Stripe returns them: the last up_to null is sent as inf
+INSERT INTO stripe.prices (product, currency, billing_scheme, tiers_mode, tiers, recurring) VALUES ('prod_1', 'usd', 'tiered', 'graduated', '[{"up_to": 10, "unit_amount": 500, "flat_amount": null}, {"up_to": null, "unit_amount": 400, "flat_amount": null}]', '{"interval":"month"}')
+-- row: ["prod_1", "usd", "tiered", "graduated", [{"up_to": 10, "unit_amount": 500, "flat_amount": null}, {"up_to": null, "unit_amount": 400, "flat_amount": null}], {"interval": "month"}]
+
 -- case: two rows, second with different NULLs
 INSERT INTO stripe.customers AS c (email, name) VALUES ($1, $2), ($3, NULL) RETURNING c.id, upper(c.email) AS e
 -- row: ["a@b.co", "A"]
