@@ -270,6 +270,11 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			return nil, err
 		}
 		d := backoff(attempt, err)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			// No time for another attempt: Stripe's answer says more than
+			// the deadline would.
+			return nil, err
+		}
 		c.log.Warn("stripe request failed, retrying", "method", method, "path", r.Path,
 			"attempt", attempt+1, "in", d.Round(time.Millisecond), "err", err)
 		if err := c.sleep(ctx, d); err != nil {

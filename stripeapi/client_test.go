@@ -292,3 +292,25 @@ func TestEndpointPattern(t *testing.T) {
 		}
 	}
 }
+
+// A retry that could not start before the context's deadline is not
+// waited for: the caller gets Stripe's last answer (a 500 is 58000 to a
+// write-through client), not a timeout that hides it.
+func TestRetryStopsBeforeDeadline(t *testing.T) {
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(500)
+		fmt.Fprint(w, `{"error":{"type":"api_error","message":"boom"}}`)
+	}, Config{})
+	c.sleep = sleepCtx
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Post(ctx, "/v1/customers", url.Values{"email": {"a@b.c"}}, "")
+	var se *Error
+	if !errors.As(err, &se) || se.HTTPStatus != 500 {
+		t.Fatalf("err = %v, want Stripe's 500", err)
+	}
+	if d := time.Since(start); d >= 1500*time.Millisecond {
+		t.Errorf("returned after %v, at the deadline", d)
+	}
+}

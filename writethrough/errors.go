@@ -56,8 +56,30 @@ func stripeCode(e *stripeapi.Error) string {
 	return codeStripeUnavail
 }
 
-// stripeError turns a failed Stripe call into an ErrorResponse.
+// mayHaveTakenEffect is the DETAIL clause for a write whose outcome is
+// unknown.
+const mayHaveTakenEffect = "the Stripe call may still have taken effect: the events loop will bring the result into the table"
+
+// stripeError turns a failed Stripe call into an ErrorResponse. A write
+// (not a GET) that failed without a definite answer (no answer, a cancel,
+// a 5xx) may have taken effect at Stripe; DETAIL says so.
 func stripeError(err error, call string) *pgproto3.ErrorResponse {
+	e := stripeErrorResponse(err, call)
+	if !strings.HasPrefix(call, "GET ") && unknownOutcome(err) {
+		e.Detail += "; " + mayHaveTakenEffect
+	}
+	return e
+}
+
+func unknownOutcome(err error) bool {
+	var se *stripeapi.Error
+	if errors.As(err, &se) {
+		return se.HTTPStatus >= 500
+	}
+	return true // no answer: a network error, a timeout, a cancel
+}
+
+func stripeErrorResponse(err error, call string) *pgproto3.ErrorResponse {
 	var se *stripeapi.Error
 	if errors.As(err, &se) {
 		var d []string

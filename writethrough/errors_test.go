@@ -1,8 +1,13 @@
 package writethrough
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
 func TestPGDuration(t *testing.T) {
@@ -12,6 +17,30 @@ func TestPGDuration(t *testing.T) {
 	} {
 		if got := pgDuration(in); got != want {
 			t.Errorf("pgDuration(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// A write that failed without a definite answer may have reached Stripe,
+// and DETAIL says so; a refusal or a read says nothing of the kind.
+func TestStripeErrorSaysWhenOutcomeUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		call string
+		want bool
+	}{
+		{&stripeapi.Error{HTTPStatus: 500, Type: "api_error"}, "POST /v1/customers", true},
+		{&stripeapi.Error{HTTPStatus: 503, Type: "api_error"}, "DELETE /v1/customers/cus_1", true},
+		{&stripeapi.NetworkError{Err: errors.New("connection reset")}, "POST /v1/customers", true},
+		{context.DeadlineExceeded, "POST /v1/customers", true},
+		{context.Canceled, "POST /v1/invoices/in_1/pay", true},
+		{&stripeapi.Error{HTTPStatus: 402, Type: "card_error"}, "POST /v1/invoices/in_1/pay", false},
+		{&stripeapi.Error{HTTPStatus: 400, Type: "invalid_request_error"}, "POST /v1/customers", false},
+		{&stripeapi.Error{HTTPStatus: 500, Type: "api_error"}, "GET /v1/customers/cus_1", false},
+	} {
+		e := stripeError(tc.err, tc.call)
+		if got := strings.Contains(e.Detail, mayHaveTakenEffect); got != tc.want {
+			t.Errorf("%v on %s: DETAIL %q, says outcome unknown: %v, want %v", tc.err, tc.call, e.Detail, got, tc.want)
 		}
 	}
 }

@@ -229,7 +229,9 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	done, failErr, failRow := ic.call(callCtx, st, calls)
 	if failErr != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		failErr.Message = "canceling statement due to statement timeout"
-		failErr.Detail += "; the Stripe call may still have taken effect: the events loop will bring the result into the table"
+		if !strings.Contains(failErr.Detail, mayHaveTakenEffect) {
+			failErr.Detail += "; " + mayHaveTakenEffect
+		}
 	}
 
 	// RETURNING of a DELETE shows the rows as they were.
