@@ -126,7 +126,7 @@ func printStatus(ctx context.Context, conn *pgx.Conn, w io.Writer) (int, error) 
 	case !cur.Alive:
 		fmt.Fprintf(w, "\nsync leader: none alive (last: %s on %s, epoch %d)\n", cur.Instance, cur.Host, cur.Epoch)
 	default:
-		fmt.Fprintf(w, "\nsync leader: %s on %s (pid %d), epoch %d, since %s\n", cur.Instance, cur.Host, cur.PID, cur.Epoch, cur.Since.Local().Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(w, "\nsync leader: %s on %s (Postgres backend pid %d), epoch %d, since %s\n", cur.Instance, cur.Host, cur.PID, cur.Epoch, cur.Since.Local().Format("2006-01-02 15:04:05"))
 	}
 	if errs > 0 {
 		fmt.Fprintf(w, "%d object type(s) in phase error\n", errs)
