@@ -1271,8 +1271,10 @@ func invoiceAction(act string) handlerFunc {
 			}
 			inv, ae = e.payInvoice(c, inv, pm)
 		case "void", "mark_uncollectible":
-			if getStr(inv, "status") != "open" {
-				return nil, invalid("invoice_not_open", "", "You can only %s open invoices (this one is %s).", strings.ReplaceAll(act, "_", " "), getStr(inv, "status"))
+			// Stripe voids open and uncollectible invoices; only open ones
+			// can be marked uncollectible.
+			if st := getStr(inv, "status"); st != "open" && !(act == "void" && st == "uncollectible") {
+				return nil, invalid("invoice_not_open", "", "You can only %s open invoices (this one is %s).", strings.ReplaceAll(act, "_", " "), st)
 			}
 			old := deepCopy(inv).(map[string]any)
 			st, _ := inv["status_transitions"].(map[string]any)

@@ -374,3 +374,24 @@ func TestAttachAttachedPaymentMethod(t *testing.T) {
 		t.Fatalf("%d payment_method.attached events, want 1", n)
 	}
 }
+
+// Stripe refuses a currency that isn't a three-letter code, and voids an
+// uncollectible invoice as it voids an open one.
+func TestCurrencyCodeAndVoidUncollectible(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	r := do(t, "POST", base+"/v1/invoiceitems", "sk_test_x", "customer="+cus+"&amount=500&currency=notacurrency")
+	if r.status != 400 || errField(r, "param") != "currency" {
+		t.Fatalf("invoice item in currency notacurrency: %d %s", r.status, r.raw)
+	}
+	mustOK(t, do(t, "POST", base+"/v1/invoiceitems", "sk_test_x", "customer="+cus+"&amount=500&currency=usd"))
+	inv := idOfResp(mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus+"&pending_invoice_items_behavior=include")))
+	mustOK(t, do(t, "POST", base+"/v1/invoices/"+inv+"/finalize", "sk_test_x", ""))
+	mustOK(t, do(t, "POST", base+"/v1/invoices/"+inv+"/mark_uncollectible", "sk_test_x", ""))
+	if r := mustOK(t, do(t, "POST", base+"/v1/invoices/"+inv+"/void", "sk_test_x", "")); r.body["status"] != "void" {
+		t.Fatalf("void an uncollectible invoice: %s", r.raw)
+	}
+	if r := do(t, "POST", base+"/v1/invoices/"+inv+"/mark_uncollectible", "sk_test_x", ""); r.status != 400 {
+		t.Fatalf("mark a void invoice uncollectible: %d %s", r.status, r.raw)
+	}
+}

@@ -141,6 +141,11 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 		if s.MaxLength > 0 && len(str) > s.MaxLength {
 			return invalid("parameter_invalid_string", name, "Invalid string: %s...; must be at most %d characters", truncate(str, 20), s.MaxLength)
 		}
+		// The spec types currencies as plain strings; Stripe refuses
+		// anything that isn't a three-letter code.
+		if (name == "currency" || strings.HasSuffix(name, "[currency]")) && str != "" && !isCurrencyCode(str) {
+			return invalid("", name, "Invalid currency: %s. Stripe currently supports three-letter ISO currency codes, e.g. usd, eur.", truncate(str, 20))
+		}
 		return nil
 	case spec.TypeInteger:
 		switch v.(type) {
@@ -172,6 +177,18 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 		return invalid("parameter_invalid_boolean", name, "Invalid boolean: %v", v)
 	}
 	return nil
+}
+
+func isCurrencyCode(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func isMap(v any) bool { _, ok := v.(map[string]any); return ok }
