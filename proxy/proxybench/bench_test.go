@@ -33,7 +33,10 @@ func TestSmallRun(t *testing.T) {
 			}
 			c := res.Cases[0]
 			t.Logf("%+v", c)
-			if c.DirectTPS <= 0 || c.ProxyTPS <= 0 || c.Ratio <= 0 || c.Ratio > 5 {
+			// No bound on the ratio: in a one-second run beside the rest of
+			// the suite either side can be starved (direct 1,139 TPS against
+			// proxy 6,461 once).
+			if c.DirectTPS <= 0 || c.ProxyTPS <= 0 || c.Ratio <= 0 {
 				t.Errorf("implausible TPS: %+v", c)
 			}
 			if c.ProxyCost == nil || c.ProxyCost.Syscalls < 2 || c.ProxyCost.CPUMicros <= 0 {

@@ -100,9 +100,11 @@ UPDATE stripe.invoices SET status = 'open' WHERE id = :'inv_bad';
 UPDATE stripe.invoices SET status = 'uncollectible' WHERE id = :'inv_bad' RETURNING status;
 UPDATE stripe.invoices SET status = 'draft' WHERE id = :'inv_bad';
 
--- credit_notes: create only
+-- credit_notes: create, update memo, void (SET status); no delete
 INSERT INTO stripe.credit_notes (invoice, amount) VALUES (:'inv_paid', 100) RETURNING invoice = :'inv_paid' AS for_invoice, amount, status;
-UPDATE stripe.credit_notes SET memo = 'x' WHERE invoice = :'inv_paid';
+UPDATE stripe.credit_notes SET memo = 'x' WHERE invoice = :'inv_paid' RETURNING memo;
+UPDATE stripe.credit_notes SET status = 'void' WHERE invoice = :'inv_paid' RETURNING status;
+DELETE FROM stripe.credit_notes WHERE invoice = :'inv_paid';
 
 -- payment_intents: create / update / cancel (SET status); no delete
 INSERT INTO stripe.payment_intents (amount, currency, customer) VALUES (2000, 'usd', :'cus') RETURNING id AS pi \gset
