@@ -181,11 +181,15 @@ func (p *Proxy) shutdown() {
 	}
 }
 
-func (p *Proxy) register(s *session) {
+// register adds a session and reports whether the proxy is draining (the
+// session should then close at once).
+func (p *Proxy) register(s *session) (draining bool) {
 	p.mu.Lock()
 	p.sessions[s] = struct{}{}
+	draining = p.draining
 	p.mu.Unlock()
 	p.count.Add(1)
+	return draining
 }
 
 func (p *Proxy) unregister(s *session) {

@@ -24,8 +24,13 @@ import (
 type session struct {
 	p                *Proxy
 	client, upstream net.Conn
-	tls              bool
-	user, database   string
+	// connMu guards client and upstream while startup sets them (TLS
+	// replaces client, connectUpstream sets upstream): shutdown may close
+	// the session from another goroutine meanwhile. They do not change
+	// after startup.
+	connMu         sync.Mutex
+	tls            bool
+	user, database string
 
 	cr *msgReader // client → proxy; client loop only
 	ur *msgReader // upstream → proxy; server loop only (or an interception it hands over to)
@@ -144,7 +149,10 @@ func (s *session) writeFatal(e *pgproto3.ErrorResponse) {
 	// A client that stopped reading must not hold the session (or the
 	// proxy's shutdown) up: the deadline also ends a write in progress in
 	// the server loop, which releases the lock.
-	s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	s.connMu.Lock()
+	client := s.client
+	s.connMu.Unlock()
+	client.SetWriteDeadline(time.Now().Add(time.Second))
 	s.cwMu.Lock()
 	defer s.cwMu.Unlock()
 	if s.closeErr.Load() != nil {
@@ -160,11 +168,40 @@ func (s *session) close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.ctxCancel()
-		s.client.Close()
-		if s.upstream != nil {
-			s.upstream.Close()
+		s.connMu.Lock()
+		client, upstream := s.client, s.upstream
+		s.connMu.Unlock()
+		client.Close()
+		if upstream != nil {
+			upstream.Close()
 		}
 	})
+}
+
+// setClient replaces the client connection (TLS upgrade during startup).
+func (s *session) setClient(c net.Conn) {
+	s.connMu.Lock()
+	s.client = c
+	s.connMu.Unlock()
+	s.cwMu.Lock()
+	s.cw.conn = c
+	s.cwMu.Unlock()
+}
+
+// setUpstream records the upstream connection, or closes it if the
+// session was closed meanwhile (shutdown), which would otherwise leave it
+// open.
+func (s *session) setUpstream(c net.Conn) error {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	select {
+	case <-s.done:
+		c.Close()
+		return net.ErrClosed
+	default:
+	}
+	s.upstream = c
+	return nil
 }
 
 // closeWithError sends a fatal error to the client, then closes.
@@ -175,12 +212,14 @@ func (s *session) closeWithError(e *pgproto3.ErrorResponse) {
 }
 
 // drain closes the session now if it is idle, else at its next idle point.
+// A session still in startup counts as idle: no client waits on a reply
+// there, and a silent client must not hold shutdown up until DrainTimeout.
 func (s *session) drain() {
 	s.draining.Store(true)
 	s.q.mu.Lock()
 	idle := len(s.q.entries) == s.q.head && s.txStatus.Load() == 'I'
 	s.q.mu.Unlock()
-	if idle && s.upstream != nil {
+	if idle {
 		s.closeWithError(errAdminShutdown)
 	}
 }

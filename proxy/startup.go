@@ -34,9 +34,15 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	s.ctx, s.ctxCancel = context.WithCancel(context.Background())
 	s.txStatus.Store('I')
 	s.cw.conn = conn
-	p.register(s)
+	draining := p.register(s)
 	defer p.unregister(s)
 	defer s.close()
+	if draining {
+		// Accepted just before shutdown began, but registered after
+		// shutdown collected the sessions to drain.
+		s.closeWithError(errAdminShutdown)
+		return
+	}
 
 	conn.SetDeadline(time.Now().Add(p.cfg.StartupTimeout))
 	startup, err := s.clientStartup()
@@ -72,14 +78,18 @@ func (s *session) clientStartup() ([]byte, error) {
 			return nil, err
 		}
 	}
+	// Like Postgres, accept one SSLRequest and one GSSENCRequest (the
+	// latter not inside TLS); a repeated one is an unsupported protocol.
+	sslDone, gssDone := s.tls, s.tls
 	for {
 		raw, err := s.cr.readStartup()
 		if err != nil {
 			return nil, err
 		}
 		code := binary.BigEndian.Uint32(raw[4:8])
-		switch code {
-		case sslRequestCode:
+		switch {
+		case code == sslRequestCode && !sslDone:
+			sslDone = true
 			// Bytes that arrived with the SSLRequest were sent before the
 			// handshake, in plaintext: accepting them would let a
 			// man-in-the-middle inject commands (CVE-2021-23214).
@@ -100,18 +110,20 @@ func (s *session) clientStartup() ([]byte, error) {
 			if err := tlsConn.Handshake(); err != nil {
 				return nil, fmt.Errorf("tls handshake: %w", err)
 			}
-			s.client = tlsConn
-			s.cw.conn = tlsConn
+			s.setClient(tlsConn)
 			s.tls = true
+			gssDone = true
 			s.cr = newMsgReader(tlsConn)
-		case gssEncRequestCode:
+		case code == gssEncRequestCode && !gssDone:
+			gssDone = true
 			if s.cr.w > s.cr.r {
+				s.writeFatal(pgError("FATAL", "08P01", "received unencrypted data after GSSAPI encryption request"))
 				return nil, errors.New("unencrypted data after GSSENCRequest")
 			}
 			if _, err := s.client.Write([]byte{'N'}); err != nil {
 				return nil, err
 			}
-		case cancelRequestCode:
+		case code == cancelRequestCode:
 			var cr pgproto3.CancelRequest
 			if err := cr.Decode(raw[4:]); err == nil {
 				if target := s.p.lookupCancel(cr.ProcessID, cr.SecretKey); target != nil {
@@ -140,7 +152,8 @@ func (s *session) clientStartup() ([]byte, error) {
 // connectUpstream opens the upstream connection, sends the client's startup
 // message as it is and relays authentication both ways, until upstream's
 // first ReadyForQuery. Upstream's BackendKeyData is replaced by a proxy-issued
-// one, so cancel requests come to the proxy.
+// one, so cancel requests come to the proxy. Writes to the client take
+// cwMu: shutdown may send its FATAL from another goroutine meanwhile.
 func (s *session) connectUpstream(startup []byte) error {
 	up, err := s.p.dialUpstream()
 	if err != nil {
@@ -148,13 +161,17 @@ func (s *session) connectUpstream(startup []byte) error {
 		return err
 	}
 	up.SetDeadline(time.Now().Add(s.p.cfg.StartupTimeout))
-	s.upstream = up
+	if err := s.setUpstream(up); err != nil {
+		return err
+	}
 	if s.p.cfg.UpstreamTLS != nil {
 		if up, err = upstreamTLS(up, s.p.cfg.UpstreamTLS); err != nil {
 			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: "+err.Error()))
 			return err
 		}
-		s.upstream = up
+		if err := s.setUpstream(up); err != nil {
+			return err
+		}
 	}
 	s.uw.conn = up
 	s.ur = newMsgReader(up)
@@ -174,10 +191,10 @@ func (s *session) connectUpstream(startup []byte) error {
 			if len(raw) < 9 {
 				return errMalformed
 			}
-			if err := s.cw.write(raw); err != nil {
+			if err := s.writeClient(raw); err != nil {
 				return err
 			}
-			if err := s.cw.flush(); err != nil {
+			if err := s.flushClient(); err != nil {
 				return err
 			}
 			switch binary.BigEndian.Uint32(raw[5:9]) {
@@ -191,7 +208,7 @@ func (s *session) connectUpstream(startup []byte) error {
 				return err
 			}
 			if ctyp != 'p' {
-				s.writeFatal(pgError("FATAL", "08P01", fmt.Sprintf("expected password response, got message type %q", ctyp)))
+				s.writeFatal(pgError("FATAL", "08P01", fmt.Sprintf("expected password response, got message type %d", ctyp)))
 				return errMalformed
 			}
 			if _, err := up.Write(craw); err != nil {
@@ -206,25 +223,25 @@ func (s *session) connectUpstream(startup []byte) error {
 			pid, secret := s.p.issueCancelKey(s)
 			var key [4]byte
 			binary.BigEndian.PutUint32(key[:], secret)
-			if err := s.cw.send(&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: key[:]}); err != nil {
+			if err := s.sendClient(&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: key[:]}); err != nil {
 				return err
 			}
 		case 'E':
-			s.cw.write(raw)
-			s.cw.flush()
+			s.writeClient(raw)
+			s.flushClient()
 			return errors.New("upstream refused the connection")
 		case 'Z':
 			if len(raw) == 6 {
 				s.txStatus.Store(uint32(raw[5]))
 			}
-			if err := s.cw.write(raw); err != nil {
+			if err := s.writeClient(raw); err != nil {
 				return err
 			}
 			s.cr.limit = clientLimit
 			s.p.log.Debug("session started", "remote", s.client.RemoteAddr().String(), "user", s.user, "database", s.database, "tls", s.tls)
-			return s.cw.flush()
+			return s.flushClient()
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
-			if err := s.cw.write(raw); err != nil {
+			if err := s.writeClient(raw); err != nil {
 				return err
 			}
 		}
@@ -317,8 +334,7 @@ func (s *session) directTLS() error {
 		tlsConn.Close()
 		return errors.New("direct TLS connection without ALPN protocol \"postgresql\"")
 	}
-	s.client = tlsConn
-	s.cw.conn = tlsConn
+	s.setClient(tlsConn)
 	s.tls = true
 	s.cr = newMsgReader(tlsConn)
 	return nil
