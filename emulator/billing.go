@@ -663,14 +663,12 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 			m := it.(map[string]any)
 			items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"]})
 		}
-		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, params: map[string]any{"customer": cus, "items": items}, live: c.live, now: c.now, requestID: c.requestID}
+		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, params: map[string]any{"customer": cus, "items": items}, live: c.live, now: c.now, requestID: c.requestID,
+			schedule: idOf(obj)}
 		if _, ae := genericCreate(kSub)(e, sc); ae != nil {
 			return ae
 		}
 		sid := idOf(sc.result)
-		sub := e.load(kSub, sid)
-		sub["schedule"] = idOf(obj)
-		e.store(kSub, sub)
 		obj["subscription"] = sid
 		obj["status"] = "active"
 		setCurrentPhase(obj, c.now)
@@ -854,6 +852,9 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	obj["status"] = "active"
 	obj["cancel_at_period_end"] = false
 	obj["cancellation_details"] = map[string]any{"comment": nil, "feedback": nil, "reason": nil}
+	if c.schedule != "" {
+		obj["schedule"] = c.schedule
+	}
 	if days, ok := toInt(c.params["trial_period_days"]); ok && days > 0 {
 		obj["status"] = "trialing"
 		obj["trial_start"], obj["trial_end"] = c.now, c.now+days*86400

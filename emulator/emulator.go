@@ -261,6 +261,10 @@ type reqCtx struct {
 	requestID string
 	idemKey   string
 	result    map[string]any // the stored object, when a handler has it decoded (saves seeding a decode)
+	// schedule is the subscription schedule creating this subscription: set
+	// before the subscription is stored, so customer.subscription.created
+	// carries it as in Stripe (no later event would).
+	schedule string
 }
 
 type handlerFunc func(e *Emulator, c *reqCtx) (any, *apiError)

@@ -395,3 +395,30 @@ func TestCurrencyCodeAndVoidUncollectible(t *testing.T) {
 		t.Fatalf("mark a void invoice uncollectible: %d %s", r.status, r.raw)
 	}
 }
+
+// A schedule that starts now creates its subscription: Stripe's
+// customer.subscription.created carries schedule = the schedule's id, and
+// no later event changes it, so an event consumer must see it there.
+func TestScheduleSubscriptionCreatedEventNamesSchedule(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus, price := catalog(t, base, 1000)
+	sched := mustOK(t, do(t, "POST", base+"/v1/subscription_schedules", "sk_test_x",
+		"customer="+cus+"&start_date=now&phases[0][items][0][price]="+price+"&phases[0][iterations]=2"))
+	sub, _ := sched.body["subscription"].(string)
+	if sub == "" {
+		t.Fatalf("schedule without subscription: %s", sched.raw)
+	}
+	got := mustOK(t, do(t, "GET", base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
+	if got.body["schedule"] != idOfResp(sched) {
+		t.Fatalf("subscription.schedule = %v, want %s", got.body["schedule"], idOfResp(sched))
+	}
+	evs := mustOK(t, do(t, "GET", base+"/v1/events?type=customer.subscription.created", "sk_test_x", ""))
+	data, _ := evs.body["data"].([]any)
+	if len(data) != 1 {
+		t.Fatalf("%d customer.subscription.created events", len(data))
+	}
+	obj := data[0].(map[string]any)["data"].(map[string]any)["object"].(map[string]any)
+	if obj["schedule"] != idOfResp(sched) {
+		t.Fatalf("customer.subscription.created carries schedule %v, want %s (the stored subscription's)", obj["schedule"], idOfResp(sched))
+	}
+}

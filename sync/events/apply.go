@@ -92,16 +92,23 @@ func queueInvoiceItems(ctx context.Context, tx pgx.Tx, links []invoiceLink, dele
 		items := make([]string, len(links))
 		invs := make([]string, len(links))
 		ats := make([]time.Time, len(links))
+		amts := make([]*int64, len(links))
+		qtys := make([]*int64, len(links))
 		for i, l := range links {
-			items[i], invs[i], ats[i] = l.Item, l.Invoice, l.At
+			items[i], invs[i], ats[i], amts[i], qtys[i] = l.Item, l.Invoice, l.At, l.Amount, l.Quantity
 		}
+		// An item whose line shows another amount or quantity was updated
+		// on its draft invoice: that sends invoice.updated only. A line
+		// without them (NULL) compares as unchanged.
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
 SELECT DISTINCT ON (l.item) 'invoiceitems', l.item, l.at, 'owner'
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS l(item, invoice, at)
-WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND ii.invoice IS NOT DISTINCT FROM l.invoice)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[]) AS l(item, invoice, at, amount, quantity)
+WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND ii.invoice IS NOT DISTINCT FROM l.invoice
+    AND (l.amount IS NULL OR ii.amount IS NOT DISTINCT FROM l.amount)
+    AND (l.quantity IS NULL OR ii.quantity IS NOT DISTINCT FROM l.quantity))
   AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'invoiceitems' AND t.id = l.item)
 ORDER BY l.item, l.at DESC
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, items, invs, ats); err != nil {
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, items, invs, ats, amts, qtys); err != nil {
 			return fmt.Errorf("events: queue invoice items: %w", err)
 		}
 	}

@@ -80,15 +80,21 @@
 //
 // # What has no events
 //
-// balance_transactions are listed by created every BalanceEvery (from the
-// last check minus LookBack), and pending ones past their available_on are
+// balance_transactions and checkout_sessions (Stripe has no
+// checkout.session.created) are listed by created every BalanceEvery (from
+// the last check minus LookBack), and pending balance transactions past their available_on are
 // re-fetched, each at most hourly, until they turn available. Gaps,
 // documented: a balance transaction changing otherwise is not seen until
 // the next backfill; upcoming invoices change with time (proration, clocks) without
 // any event and are refreshed only on the events above, and their lines
 // beyond the first 10 are not paged (the lines column holds what Stripe
-// embeds); an invoice item updated in place (amount, metadata) sends no
-// event unless Stripe emits invoiceitem.updated (handled when it does).
+// embeds); an invoice item updated in place sends no event of its own
+// (Stripe has no invoiceitem.updated; handled if it comes): on a draft
+// invoice its amount or quantity shows in invoice.updated's line and the
+// item is re-fetched, but a pending item's change, or a metadata-only
+// one, is not seen. Events rendered in another API version than
+// 2023-10-16 (the account's default at the event's time) are not stored
+// as they are: their object is re-fetched.
 //
 // # Retention
 //

@@ -62,7 +62,8 @@ type Config struct {
 	// poll (or every second, above a page of events per 3 s).
 	SweepEvery time.Duration
 	// BalanceEvery is how often balance_transactions (no events of their
-	// own) are listed by created (default 10 s; negative: never).
+	// own) and checkout_sessions (no creation event) are listed by created
+	// (default 10 s; negative: never).
 	BalanceEvery time.Duration
 	// Epoch is the leader epoch: every apply transaction is fenced with it
 	// (leader.Fence). 0 disables fencing (single instance, tests).

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/stripe/stripe-go/v76"
+
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
@@ -16,7 +18,10 @@ type Event struct {
 	ID      string `json:"id"`
 	Type    string `json:"type"`
 	Created int64  `json:"created"`
-	Data    struct {
+	// APIVersion renders data.object: the account's default version when
+	// the event was created, whatever version lists it.
+	APIVersion string `json:"api_version"`
+	Data       struct {
 		Object json.RawMessage `json:"object"`
 	} `json:"data"`
 }
@@ -57,6 +62,7 @@ const (
 	reasonIncomplete = "incomplete" // nested list cut at has_more
 	reasonOwner      = "owner"      // an event of an unstored object changed it
 	reasonUpcoming   = "upcoming"   // the customer's upcoming invoice may have changed
+	reasonVersion    = "version"    // the event renders the object in another API version
 )
 
 type deletion struct {
@@ -135,6 +141,14 @@ func planBatch(evs []Event) plan {
 		case Refetch:
 			queue(k, e.At().Add(time.Second), reasonOwner)
 		case Upsert:
+			if e.APIVersion != "" && e.APIVersion != stripe.APIVersion {
+				// data.object has the shape of the account's API version
+				// (older accounts: other fields, charge.refunds, …), not
+				// the 2023-10-16 one the tables and every other write
+				// use: fetch the object in that version instead.
+				queue(k, e.At(), reasonVersion)
+				break
+			}
 			c := latest[k]
 			switch {
 			case c == nil:
@@ -251,10 +265,14 @@ func windowStart(checked time.Time, sweep bool, lookBack time.Duration) time.Tim
 	return checked.Add(-d).Truncate(time.Second)
 }
 
-// invoiceLink says that invoice bills invoice item Item (as of At).
+// invoiceLink says that invoice bills invoice item Item (as of At), with
+// the line's amount and quantity: an invoice item updated on a draft
+// invoice changes only through the line (Stripe has no
+// invoiceitem.updated), so a stored item that differs is re-fetched.
 type invoiceLink struct {
-	Item, Invoice string
-	At            time.Time
+	Item, Invoice    string
+	At               time.Time
+	Amount, Quantity *int64
 }
 
 // invoiceLinks lists the invoice items among an invoice's lines: those
@@ -275,12 +293,14 @@ func invoiceLinks(invoice string, raw json.RawMessage, lines []json.RawMessage, 
 	for _, l := range lines {
 		var line struct {
 			InvoiceItem json.RawMessage `json:"invoice_item"`
+			Amount      *int64          `json:"amount"`
+			Quantity    *int64          `json:"quantity"`
 		}
 		if json.Unmarshal(l, &line) != nil {
 			continue
 		}
 		if id := schema.RefID(line.InvoiceItem); id != "" {
-			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at})
+			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at, Amount: line.Amount, Quantity: line.Quantity})
 		}
 	}
 	return out

@@ -309,10 +309,20 @@ func nestedListURL(n schema.NestedList, listURL, parentID string) (string, url.V
 	return path, q, nil
 }
 
-// pollBalance lists balance transactions created since the last check
-// (minus LookBack, for late visibility): they have no events of their own.
-// Pending ones past their available_on are re-fetched (hourly at most)
-// to see them turn available.
+// listedByCreated are the tables whose new objects have no event of their
+// own, so pollBalance lists them by created.
+var listedByCreated = []struct{ Table, Path string }{
+	{"balance_transactions", "/v1/balance_transactions"},
+	// Stripe has no checkout.session.created (not among 2023-10-16's event
+	// types): an open session reaches no event until it completes or
+	// expires, up to 24 h later.
+	{"checkout_sessions", "/v1/checkout/sessions"},
+}
+
+// pollBalance lists balance transactions and checkout sessions created
+// since the last check (minus LookBack, for late visibility): they have no
+// creation events. Pending balance transactions past their available_on
+// are re-fetched (hourly at most) to see them turn available.
 func (p *poller) pollBalance(ctx context.Context) error {
 	since := p.cur.BalanceCheckedThrough
 	if since.IsZero() {
@@ -320,31 +330,53 @@ func (p *poller) pollBalance(ctx context.Context) error {
 	}
 	q := url.Values{}
 	q.Set("created[gte]", strconv.FormatInt(since.Add(-p.cfg.LookBack).Unix(), 10))
-	var objs []store.Object
+	objs := map[string][]store.Object{}
 	var checked time.Time
-	err := p.cfg.Client.ListAll(ctx, "/v1/balance_transactions", q, func(pg *stripeapi.Page) error {
-		if checked.IsZero() {
-			checked = pg.AsOf
+	for _, l := range listedByCreated {
+		var first time.Time
+		err := p.cfg.Client.ListAll(ctx, l.Path, q, func(pg *stripeapi.Page) error {
+			if first.IsZero() {
+				first = pg.AsOf
+			}
+			p.observeDate(pg.AsOf)
+			for _, d := range pg.Data {
+				objs[l.Table] = append(objs[l.Table], store.Object{Raw: d, AsOf: pg.AsOf})
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list %s: %w", l.Table, err)
 		}
-		p.observeDate(pg.AsOf)
-		for _, d := range pg.Data {
-			objs = append(objs, store.Object{Raw: d, AsOf: pg.AsOf})
+		if first.IsZero() {
+			return nil
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("list balance transactions: %w", err)
-	}
-	if checked.IsZero() {
-		return nil
+		// Checked through the oldest of the lists' first pages.
+		if checked.IsZero() || first.Before(checked) {
+			checked = first
+		}
 	}
 	next := p.cur
 	next.BalanceCheckedThrough = checked
-	err = p.inTx(ctx, func(tx pgx.Tx) error {
-		if len(objs) > 0 {
-			if _, err := store.Upsert(ctx, tx, "balance_transactions", objs); err != nil {
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		var again []refetch
+		for _, l := range listedByCreated {
+			if len(objs[l.Table]) == 0 {
+				continue
+			}
+			res, err := store.Upsert(ctx, tx, l.Table, objs[l.Table])
+			if err != nil {
 				return err
 			}
+			// A listed state of the second of an applied event that
+			// differs from it (a session completed as it was listed):
+			// fetch after that second, as for events.
+			last := objs[l.Table][len(objs[l.Table])-1].AsOf // the newest page's Date
+			for _, id := range res.Ambiguous {
+				again = append(again, refetch{refetchKey: refetchKey{l.Table, id}, NotBefore: last.Add(time.Second), Reason: reasonAmbiguous})
+			}
+		}
+		if err := queueRefetch(ctx, tx, again); err != nil {
+			return err
 		}
 		// A pending transaction turns available around available_on
 		// without any event: re-fetch the due ones, each at most hourly.

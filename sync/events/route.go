@@ -47,7 +47,8 @@ type Route struct {
 // refetchOwner lists event types whose object pgstripe doesn't store but
 // which change a stored object without an event of its own: a discount
 // lives in customer.discount, and Stripe sends customer.discount.* (not
-// customer.updated) when it changes. The owner is re-fetched.
+// customer.updated) when it changes. The owner is re-fetched: the
+// customer, or the subscription when the discount is a subscription's.
 var refetchOwner = map[string]string{
 	"customer.discount.created": "customers",
 	"customer.discount.updated": "customers",
@@ -63,15 +64,22 @@ var upcomingTables = map[string]bool{"subscriptions": true, "invoices": true, "i
 // caller's metrics), since Stripe adds event types over time.
 func RouteEvent(typ string, obj json.RawMessage) Route {
 	var o struct {
-		ID       string          `json:"id"`
-		Object   string          `json:"object"`
-		Deleted  bool            `json:"deleted"`
-		Customer json.RawMessage `json:"customer"`
+		ID           string          `json:"id"`
+		Object       string          `json:"object"`
+		Deleted      bool            `json:"deleted"`
+		Customer     json.RawMessage `json:"customer"`
+		Subscription json.RawMessage `json:"subscription"` // of a discount
 	}
 	if json.Unmarshal(obj, &o) != nil {
 		return Route{}
 	}
 	if table, ok := refetchOwner[typ]; ok {
+		// A discount with subscription set is that subscription's
+		// (subscription.discount), not the customer's; it changes the
+		// customer's upcoming invoice too.
+		if sub := schema.RefID(o.Subscription); sub != "" && table == "customers" {
+			return Route{Action: Refetch, Table: "subscriptions", ID: sub, Customer: schema.RefID(o.Customer)}
+		}
 		if id := schema.RefID(o.Customer); id != "" {
 			return Route{Action: Refetch, Table: table, ID: id}
 		}

@@ -69,7 +69,8 @@ type Cursor struct {
 	CheckedThrough time.Time
 	LastEventID    string
 	LastEventAt    time.Time
-	// BalanceCheckedThrough: balance transactions created before it are stored.
+	// BalanceCheckedThrough: balance transactions and checkout sessions
+	// created before it are stored.
 	BalanceCheckedThrough time.Time
 	// RebackfillSince is set while a re-backfill is under way.
 	RebackfillSince time.Time
