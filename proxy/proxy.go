@@ -31,6 +31,9 @@ type Config struct {
 	// UpstreamTLS, when set, makes the upstream connection use TLS (like
 	// sslmode=require, or verify-full if the config verifies); nil: plain.
 	UpstreamTLS *tls.Config
+	// UpstreamTLSOptional (sslmode=prefer): when Postgres declines TLS,
+	// go on in plain text instead of failing.
+	UpstreamTLSOptional bool
 	// Classify decides which statements the Interceptor handles. It is called
 	// once per distinct statement text (results are cached), never for
 	// statements already classified. nil: everything passes through.

@@ -391,13 +391,17 @@ func TestGracefulShutdown(t *testing.T) {
 	_ = binary.BigEndian
 }
 
-func TestUpstreamTLS(t *testing.T) {
-	// A cluster that only accepts TLS connections over TCP.
+// tlsOnlyCluster starts a cluster that accepts TCP connections only over
+// TLS (a self-signed certificate).
+func tlsOnlyCluster(t *testing.T) *pgcluster.Cluster {
+	t.Helper()
+	// Not t.TempDir: its parent is private, and Postgres (run as user
+	// postgres under root) must read the files.
 	dir, err := os.MkdirTemp("", "pgstripe-proxy-tls-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
 	cfg := selfSignedTLS(t)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cfg.Certificates[0].Certificate[0]})
@@ -425,7 +429,14 @@ func TestUpstreamTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	t.Cleanup(func() { c.Stop() })
+	return c
+}
+
+func TestUpstreamTLS(t *testing.T) {
+	c := tlsOnlyCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	plain := startProxy(t, Config{Upstream: c.Addr()})
 	if _, err := pgx.Connect(ctx, plain.via(t, c.URL("postgres"))); err == nil {
 		t.Fatal("plain upstream connection accepted by a hostssl-only server")
@@ -447,6 +458,40 @@ func TestUpstreamTLS(t *testing.T) {
 	conn.Exec(qctx, `SELECT pg_sleep(20)`)
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("cancel over upstream TLS took %v", time.Since(start))
+	}
+}
+
+// sslmode=prefer (UpstreamTLSOptional): TLS when Postgres offers it, plain
+// text when it declines.
+func TestUpstreamTLSOptional(t *testing.T) {
+	ctx := ctxT(t)
+	sslOf := func(tp *testProxy, url string) bool {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, tp.via(t, url))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var ssl bool
+		if err := conn.QueryRow(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl); err != nil {
+			t.Fatal(err)
+		}
+		return ssl
+	}
+	cfg := Config{UpstreamTLS: &tls.Config{InsecureSkipVerify: true}, UpstreamTLSOptional: true}
+	tlsCluster := tlsOnlyCluster(t)
+	cfg.Upstream = tlsCluster.Addr()
+	if !sslOf(startProxy(t, cfg), tlsCluster.URL("postgres")) {
+		t.Error("prefer against a server with TLS: plain text")
+	}
+	plain := pgtest.Cluster(t)
+	cfg.Upstream = plain.Addr()
+	if sslOf(startProxy(t, cfg), plain.URL("postgres")) {
+		t.Error("prefer against a server without TLS: ssl reported")
+	}
+	cfg.UpstreamTLSOptional = false
+	if _, err := pgx.Connect(ctx, startProxy(t, cfg).via(t, plain.URL("postgres"))); err == nil {
+		t.Error("require against a server without TLS connected")
 	}
 }
 

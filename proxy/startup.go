@@ -165,7 +165,7 @@ func (s *session) connectUpstream(startup []byte) error {
 		return err
 	}
 	if s.p.cfg.UpstreamTLS != nil {
-		if up, err = upstreamTLS(up, s.p.cfg.UpstreamTLS); err != nil {
+		if up, err = upstreamTLS(up, s.p.cfg.UpstreamTLS, s.p.cfg.UpstreamTLSOptional); err != nil {
 			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: "+err.Error()))
 			return err
 		}
@@ -283,7 +283,7 @@ func (s *session) cancelUpstream() {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(s.p.cfg.DialTimeout))
 	if s.p.cfg.UpstreamTLS != nil {
-		if conn, err = upstreamTLS(conn, s.p.cfg.UpstreamTLS); err != nil {
+		if conn, err = upstreamTLS(conn, s.p.cfg.UpstreamTLS, s.p.cfg.UpstreamTLSOptional); err != nil {
 			s.p.log.Info("cancel request: upstream TLS", "err", err)
 			return
 		}
@@ -297,8 +297,9 @@ func (s *session) cancelUpstream() {
 	conn.Read(b[:])
 }
 
-// upstreamTLS negotiates TLS on a fresh upstream connection.
-func upstreamTLS(conn net.Conn, cfg *tls.Config) (net.Conn, error) {
+// upstreamTLS negotiates TLS on a fresh upstream connection; when
+// optional, a Postgres without TLS ('N') gets the connection as it is.
+func upstreamTLS(conn net.Conn, cfg *tls.Config, optional bool) (net.Conn, error) {
 	if _, err := conn.Write(encode(&pgproto3.SSLRequest{})); err != nil {
 		return nil, err
 	}
@@ -307,6 +308,9 @@ func upstreamTLS(conn net.Conn, cfg *tls.Config) (net.Conn, error) {
 		return nil, fmt.Errorf("upstream TLS negotiation: %w", err)
 	}
 	if b[0] != 'S' {
+		if optional && b[0] == 'N' {
+			return conn, nil
+		}
 		return nil, errors.New("upstream Postgres does not accept TLS connections")
 	}
 	tc := tls.Client(conn, cfg)

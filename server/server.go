@@ -98,13 +98,15 @@ func run(ctx context.Context, opts Options) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	wt := writethrough.New(writethrough.Config{Stripe: client, Pool: pool, Logger: log.With("component", "writethrough")})
+	upTLS, upTLSOptional := upstreamTLS(pgcfg.ConnConfig)
 	px := proxy.New(proxy.Config{
-		Upstream:    upstream,
-		UpstreamTLS: upstreamTLS(pgcfg.ConnConfig),
-		TLSConfig:   tlsConfig,
-		Classify:    classifier,
-		Interceptor: interceptor(wt),
-		Logger:      log.With("component", "proxy"),
+		Upstream:            upstream,
+		UpstreamTLS:         upTLS,
+		UpstreamTLSOptional: upTLSOptional,
+		TLSConfig:           tlsConfig,
+		Classify:            classifier,
+		Interceptor:         interceptor(wt),
+		Logger:              log.With("component", "proxy"),
 	})
 
 	metrics.SetProxySessions(px.Sessions)
@@ -286,20 +288,21 @@ func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 	}
 }
 
-// upstreamTLS is the TLS the proxy uses towards Postgres: DATABASE_URL's,
-// when its sslmode demands TLS (require, verify-ca, verify-full). With
-// prefer or allow (a plaintext fallback exists) clients' sessions go in
-// plain text, as they would to a server without TLS.
-func upstreamTLS(c *pgx.ConnConfig) *tls.Config {
-	if c.TLSConfig == nil {
-		return nil
-	}
-	for _, fb := range c.Fallbacks {
-		if fb.TLSConfig == nil {
-			return nil
+// upstreamTLS is the TLS the proxy uses towards Postgres, as DATABASE_URL's
+// sslmode asks: require, verify-ca and verify-full demand it; prefer (the
+// default) uses it when Postgres offers it (optional); allow and disable
+// go in plain text.
+func upstreamTLS(c *pgx.ConnConfig) (cfg *tls.Config, optional bool) {
+	if c.TLSConfig != nil {
+		// pgx's prefer is TLS with a plain-text fallback.
+		for _, fb := range c.Fallbacks {
+			if fb.TLSConfig == nil {
+				return c.TLSConfig, true
+			}
 		}
+		return c.TLSConfig, false
 	}
-	return c.TLSConfig
+	return nil, false
 }
 
 // upstreamAddr is where the proxy connects: DATABASE_URL's host and port

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
@@ -165,5 +167,27 @@ func TestHealthzAfterLosingLeadership(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if code, body := get(t, "http://"+m+"/healthz"); code != 200 {
 		t.Fatalf("follower a's /healthz = %d %s while b leads", code, body)
+	}
+}
+
+// The proxy reaches Postgres with TLS as DATABASE_URL's sslmode asks:
+// prefer (the default) uses it when offered.
+func TestUpstreamTLSFromSSLMode(t *testing.T) {
+	for mode, want := range map[string]struct{ tls, optional bool }{
+		"disable": {false, false}, "allow": {false, false}, "": {true, true}, "prefer": {true, true},
+		"require": {true, false}, "verify-full": {true, false},
+	} {
+		dsn := "postgres://u@db.example:5432/x"
+		if mode != "" {
+			dsn += "?sslmode=" + mode
+		}
+		c, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, optional := upstreamTLS(c)
+		if (cfg != nil) != want.tls || optional != want.optional {
+			t.Errorf("sslmode=%q: TLS %v optional %v, want %v %v", mode, cfg != nil, optional, want.tls, want.optional)
+		}
 	}
 }
