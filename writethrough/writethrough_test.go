@@ -346,7 +346,9 @@ func TestTooManyRowsByWhere(t *testing.T) {
 
 func TestPrivilegesAndFailedTransaction(t *testing.T) {
 	e := setup(t)
-	if _, err := e.conn.Exec(e.ctx, `CREATE ROLE reader; GRANT USAGE ON SCHEMA stripe TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA stripe TO reader; SET ROLE reader`); err != nil {
+	// Roles are the cluster's: one per run, so the test can run again.
+	role := fmt.Sprintf("reader_%d", time.Now().UnixNano())
+	if _, err := e.conn.Exec(e.ctx, `CREATE ROLE `+role+`; GRANT USAGE ON SCHEMA stripe TO `+role+`; GRANT SELECT ON ALL TABLES IN SCHEMA stripe TO `+role+`; SET ROLE `+role+``); err != nil {
 		t.Fatal(err)
 	}
 	before := e.calls()
@@ -355,11 +357,11 @@ func TestPrivilegesAndFailedTransaction(t *testing.T) {
 		t.Fatalf("message %q", r.err.Message)
 	}
 	// A column grant is enough for the columns it covers, as in Postgres.
-	if _, err := e.conn.Exec(e.ctx, `RESET ROLE; GRANT UPDATE (name) ON stripe.customers TO reader`); err != nil {
+	if _, err := e.conn.Exec(e.ctx, `RESET ROLE; GRANT UPDATE (name) ON stripe.customers TO `+role+``); err != nil {
 		t.Fatal(err)
 	}
 	id := e.ok(`INSERT INTO stripe.customers (email, name) VALUES ('col@b.co', 'A') RETURNING id`).rows[0][0]
-	if _, err := e.conn.Exec(e.ctx, `SET ROLE reader`); err != nil {
+	if _, err := e.conn.Exec(e.ctx, `SET ROLE `+role+``); err != nil {
 		t.Fatal(err)
 	}
 	e.ok(`UPDATE stripe.customers SET name = 'B' WHERE id = $1`, id)
