@@ -23,6 +23,9 @@ func TestRouteEvent(t *testing.T) {
 		{"customer.subscription.updated", `{"id":"sub_1","object":"subscription","customer":{"id":"cus_2","object":"customer"}}`,
 			Route{Action: Upsert, Table: "subscriptions", ID: "sub_1", Customer: "cus_2"}},
 		{"charge.dispute.created", `{"id":"dp_1","object":"dispute"}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1"}},
+		// The dispute's charge turns disputed: fetched besides.
+		{"charge.dispute.created", `{"id":"dp_1","object":"dispute","charge":"ch_1"}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Charge: "ch_1"}},
+		{"charge.dispute.closed", `{"id":"dp_1","object":"dispute","charge":{"id":"ch_2","object":"charge"}}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Charge: "ch_2"}},
 		{"charge.refund.updated", `{"id":"re_1","object":"refund"}`, Route{Action: Upsert, Table: "refunds", ID: "re_1"}},
 		{"customer.tax_id.created", `{"id":"txi_1","object":"tax_id"}`, Route{Action: Upsert, Table: "tax_ids", ID: "txi_1"}},
 		{"customer.tax_id.deleted", `{"id":"txi_1","object":"tax_id"}`, Route{Action: Delete, Table: "tax_ids", ID: "txi_1"}},
@@ -152,14 +155,16 @@ func TestPlanQueuesIncompleteNestedAndUpcoming(t *testing.T) {
 	sub := ev("evt_1", "customer.subscription.updated", 200,
 		`{"id":"sub_1","object":"subscription","customer":"cus_9","items":{"object":"list","data":[],"has_more":true,"url":"/v1/subscription_items?subscription=sub_1"}}`)
 	acct := ev("evt_2", "account.updated", 201, `{"id":"acct_1","object":"account"}`)
-	p := planBatch([]Event{sub, acct})
+	dispute := ev("evt_3", "charge.dispute.created", 202, `{"id":"dp_1","object":"dispute","charge":"ch_1"}`)
+	p := planBatch([]Event{sub, acct, dispute})
 	// The rest of the items only after the event's second: a fetch within
 	// it is the same state to the store (Stale), and its list is dropped.
 	type want struct {
 		reason string
 		at     int64
 	}
-	wants := map[refetchKey]want{{"subscriptions", "sub_1"}: {reasonIncomplete, 201}, {"upcoming_invoices", "cus_9"}: {reasonUpcoming, 200}}
+	wants := map[refetchKey]want{{"subscriptions", "sub_1"}: {reasonIncomplete, 201}, {"upcoming_invoices", "cus_9"}: {reasonUpcoming, 200},
+		{"charges", "ch_1"}: {reasonOwner, 203}}
 	if len(p.Refetch) != len(wants) {
 		t.Fatalf("refetch = %+v", p.Refetch)
 	}
@@ -171,7 +176,7 @@ func TestPlanQueuesIncompleteNestedAndUpcoming(t *testing.T) {
 	if p.Ignored != 1 {
 		t.Errorf("ignored = %d, want 1", p.Ignored)
 	}
-	if len(p.Events) != 2 {
+	if len(p.Events) != 3 {
 		t.Errorf("every event must be recorded as applied, got %d", len(p.Events))
 	}
 	if !p.TableAt["subscriptions"].Equal(time.Unix(200, 0)) {

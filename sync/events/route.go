@@ -42,6 +42,10 @@ type Route struct {
 	// Customer whose upcoming invoice may have changed ("" if none): set for
 	// subscription, invoice and invoice item events and customer deletions.
 	Customer string
+	// Charge to re-fetch besides ("" if none): a dispute's, whose
+	// disputed flag the dispute changes (whether Stripe also sends
+	// charge.updated is not documented; a fetch makes sure).
+	Charge string
 }
 
 // refetchOwner lists event types whose object pgstripe doesn't store but
@@ -69,6 +73,7 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		Deleted      bool            `json:"deleted"`
 		Customer     json.RawMessage `json:"customer"`
 		Subscription json.RawMessage `json:"subscription"` // of a discount
+		Charge       json.RawMessage `json:"charge"`       // of a dispute
 	}
 	if json.Unmarshal(obj, &o) != nil {
 		return Route{}
@@ -103,6 +108,9 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 	}
 	if upcomingTables[t.Name] {
 		r.Customer = schema.RefID(o.Customer)
+	}
+	if t.Name == "disputes" {
+		r.Charge = schema.RefID(o.Charge)
 	}
 	if t.Name == "customers" && r.Action == Delete {
 		r.Customer = o.ID
