@@ -85,7 +85,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	progress := func(p backfill.Progress) {
 		show(p)
 		if p.Done {
-			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen) })
+			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen, cfg.DatabaseURL) })
 		}
 	}
 	fmt.Fprintf(out, "emulated Stripe at %s (latency %s, rate limit 25/s like test mode)\n", cfg.StripeAPIBase, *latency)
@@ -104,7 +104,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func printDemoHelp(w io.Writer, proxyAddr, metricsAddr string) {
+func printDemoHelp(w io.Writer, proxyAddr, metricsAddr, directURL string) {
 	host, port, _ := net.SplitHostPort(proxyAddr)
 	url := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", net.JoinHostPort(host, port))
 	fmt.Fprintf(w, `
@@ -130,7 +130,10 @@ Try:
     VALUES ('a@b.co', '{"tier":"gold"}') RETURNING id, email, created;
 
 Metrics: curl http://%s/metrics    Stop: Ctrl-C (removes everything).
-`, url, metricsAddr)
+Sync state from another terminal (Postgres directly, not the proxy):
+
+    DATABASE_URL='%s' go run ./cmd/pgstripe status
+`, url, metricsAddr, directURL)
 }
 
 // filepathBase names the server version from its bin directory

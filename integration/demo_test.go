@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -37,6 +38,16 @@ func TestDemo(t *testing.T) {
 		"-c", `SELECT metadata->>'tier' FROM stripe.customers WHERE email = 'a@b.co'`)
 	if err != nil || strings.Join(lines(out), ",") != "a@b.co,INSERT 0 1,gold" {
 		t.Fatalf("demo write: %v %q", err, out)
+	}
+	// The status command it prints works from another terminal.
+	direct := regexp.MustCompile(`DATABASE_URL='([^']+)' go run ./cmd/pgstripe status`).FindStringSubmatch(p.out.String())
+	if direct == nil {
+		t.Fatalf("demo prints no status command:\n%s", tail(p.out.String(), 20))
+	}
+	st := exec.Command(binary(t), "status")
+	st.Env = append(os.Environ(), "DATABASE_URL="+direct[1])
+	if b, err := st.CombinedOutput(); err != nil || !strings.Contains(string(b), "customers") || !strings.Contains(string(b), "sync leader:") {
+		t.Fatalf("status with the demo's DATABASE_URL: %v\n%s", err, b)
 	}
 	dir := regexp.MustCompile(`files in (\S+)`).FindStringSubmatch(p.out.String())
 	if dir == nil {
