@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/config"
@@ -276,7 +278,7 @@ func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil || permanent(err) {
 			return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
 		}
 		log.Warn("waiting for the database", "err", config.ConnErrorText(err))
@@ -286,6 +288,19 @@ func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// permanent says whether a failed connection is refused for a reason that
+// waiting won't change: a wrong password, a role or database that doesn't
+// exist, pg_hba.conf. (A starting Postgres refuses with 57P03 or not at
+// all, and the postgres image opens TCP only once its roles and database
+// exist.)
+func permanent(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	return strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000"
 }
 
 // upstreamTLS is the TLS the proxy uses towards Postgres, as DATABASE_URL's

@@ -217,3 +217,23 @@ func TestUpstreamTLSFromSSLMode(t *testing.T) {
 		}
 	}
 }
+
+// A database that refuses for good (no such role, no such database) is
+// reported at once, not after the 30 s wait meant for one still starting.
+func TestOpenDatabaseRefusedForGood(t *testing.T) {
+	good := pgtest.NewDB(t)
+	u, err := url.Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRole, noDB := *u, *u
+	noRole.User = url.User("nosuchrole")
+	noDB.Path = "/nosuchdb"
+	for _, bad := range []string{noRole.String(), noDB.String()} {
+		start := time.Now()
+		_, err := openDatabase(context.Background(), bad, "test", slog.New(slog.DiscardHandler))
+		if err == nil || time.Since(start) > 10*time.Second || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("%s: %v after %v", bad, err, time.Since(start))
+		}
+	}
+}
