@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -196,10 +197,12 @@ func TestWriteWithoutPrivilege(t *testing.T) {
 	s := startStack(t, pgtest.NewDB(t))
 	ctx := context.Background()
 	admin := connect(t, s.dbURL)
+	// Roles are the cluster's: one per run, so the test can run again.
+	reader := fmt.Sprintf("reader_%d", time.Now().UnixNano())
 	for _, q := range []string{
-		`CREATE ROLE reader LOGIN`,
-		`GRANT USAGE ON SCHEMA stripe TO reader`,
-		`GRANT SELECT ON ALL TABLES IN SCHEMA stripe TO reader`,
+		`CREATE ROLE ` + reader + ` LOGIN`,
+		`GRANT USAGE ON SCHEMA stripe TO ` + reader,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA stripe TO ` + reader,
 	} {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			t.Fatal(err)
@@ -210,7 +213,7 @@ func TestWriteWithoutPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, _ := url.Parse(s.proxy)
-	u.User = url.User("reader")
+	u.User = url.User(reader)
 	ro := connect(t, u.String())
 	var n int
 	if err := ro.QueryRow(ctx, `SELECT count(*) FROM stripe.customers`).Scan(&n); err != nil || n == 0 {
