@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -437,7 +436,10 @@ var barrier = append(encode(&pgproto3.Close{ObjectType: 'S', Name: "pgstripe_pro
 // client's unnamed statement alone).
 var forceError = append(encode(&pgproto3.Parse{Name: "pgstripe_proxy_failed", Query: "pgstripe: the intercepted statement failed"}), encode(&pgproto3.Flush{})...)
 
-var syncMsg = encode(&pgproto3.Sync{})
+var (
+	syncMsg      = encode(&pgproto3.Sync{})
+	terminateMsg = encode(&pgproto3.Terminate{})
+)
 
 // serveInterception runs in the server loop when the barrier reply of an
 // interception arrives.
@@ -470,8 +472,8 @@ func (s *session) interceptSimple(sql string, raw []byte) error {
 }
 
 // interceptExecute handles Execute of an intercepted portal; raw is the
-// message.
-func (s *session) interceptExecute(pi *portalInfo, raw []byte) error {
+// message, maxRows its row limit (0: none).
+func (s *session) interceptExecute(pi *portalInfo, raw []byte, maxRows uint32) error {
 	n := len(pi.params)
 	call := &Call{SQL: pi.stmt.sql, Protocol: ExtendedProtocol, Params: pi.params, ResultFormats: pi.resultFormats}
 	call.ParamFormats = make([]int16, n)
@@ -486,12 +488,7 @@ func (s *session) interceptExecute(pi *portalInfo, raw []byte) error {
 			}
 		}
 	}
-	call.pi = pi
-	if _, rest, ok := cstringBytes(raw[5:]); ok && len(rest) >= 4 {
-		if n := int32(binary.BigEndian.Uint32(rest)); n > 0 {
-			call.maxRows = uint32(n)
-		}
-	}
+	call.pi, call.maxRows = pi, maxRows
 	_, err := s.intercept(call, pi, raw)
 	return err
 }

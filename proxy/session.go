@@ -251,13 +251,13 @@ func (s *session) endFromClient(err error) {
 				return
 			}
 		}
-		s.uw.write([]byte{'X', 0, 0, 0, 4})
+		s.uw.write(terminateMsg)
 		s.uw.flush()
 		return
 	}
 	if err != nil {
 		// The client vanished: end the upstream session cleanly.
-		s.uw.write([]byte{'X', 0, 0, 0, 4})
+		s.uw.write(terminateMsg)
 		s.uw.flush()
 	}
 	s.close()
@@ -357,12 +357,18 @@ func (s *session) clientLoop() error {
 			}
 		case 'E':
 			if len(s.portals) > 0 {
-				name, _, ok := cstringBytes(body)
+				name, rest, ok := cstringBytes(body)
 				if !ok {
 					return protocolErrorf("invalid Execute message")
 				}
 				if pi := s.portals[string(name)]; pi != nil {
-					if err := s.interceptExecute(pi, raw); err != nil {
+					var maxRows uint32
+					if len(rest) >= 4 {
+						if n := int32(binary.BigEndian.Uint32(rest)); n > 0 {
+							maxRows = uint32(n)
+						}
+					}
+					if err := s.interceptExecute(pi, raw, maxRows); err != nil {
 						return err
 					}
 					continue
