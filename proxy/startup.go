@@ -165,7 +165,7 @@ func (s *session) connectUpstream(startup []byte) error {
 		return err
 	}
 	if s.p.cfg.UpstreamTLS != nil {
-		if up, err = upstreamTLS(up, s.p.cfg.UpstreamTLS, s.p.cfg.UpstreamTLSOptional); err != nil {
+		if up, err = s.p.upstreamTLS(up); err != nil {
 			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: "+err.Error()))
 			return err
 		}
@@ -282,11 +282,9 @@ func (s *session) cancelUpstream() {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(s.p.cfg.DialTimeout))
-	if s.p.cfg.UpstreamTLS != nil {
-		if conn, err = upstreamTLS(conn, s.p.cfg.UpstreamTLS, s.p.cfg.UpstreamTLSOptional); err != nil {
-			s.p.log.Info("cancel request: upstream TLS", "err", err)
-			return
-		}
+	if conn, err = s.p.upstreamTLS(conn); err != nil {
+		s.p.log.Info("cancel request: upstream TLS", "err", err)
+		return
 	}
 	if _, err := conn.Write(encode(&pgproto3.CancelRequest{ProcessID: s.upstreamPID, SecretKey: s.upstreamKey})); err != nil {
 		return
@@ -297,9 +295,13 @@ func (s *session) cancelUpstream() {
 	conn.Read(b[:])
 }
 
-// upstreamTLS negotiates TLS on a fresh upstream connection; when
-// optional, a Postgres without TLS ('N') gets the connection as it is.
-func upstreamTLS(conn net.Conn, cfg *tls.Config, optional bool) (net.Conn, error) {
+// upstreamTLS negotiates TLS on a fresh upstream connection as Config
+// asks: none (conn as it is), required, or optional (a Postgres that
+// answers 'N' gets conn as it is).
+func (p *Proxy) upstreamTLS(conn net.Conn) (net.Conn, error) {
+	if p.cfg.UpstreamTLS == nil {
+		return conn, nil
+	}
 	if _, err := conn.Write(encode(&pgproto3.SSLRequest{})); err != nil {
 		return nil, err
 	}
@@ -308,12 +310,12 @@ func upstreamTLS(conn net.Conn, cfg *tls.Config, optional bool) (net.Conn, error
 		return nil, fmt.Errorf("upstream TLS negotiation: %w", err)
 	}
 	if b[0] != 'S' {
-		if optional && b[0] == 'N' {
+		if p.cfg.UpstreamTLSOptional && b[0] == 'N' {
 			return conn, nil
 		}
 		return nil, errors.New("upstream Postgres does not accept TLS connections")
 	}
-	tc := tls.Client(conn, cfg)
+	tc := tls.Client(conn, p.cfg.UpstreamTLS)
 	if err := tc.Handshake(); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}
