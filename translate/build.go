@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -328,10 +329,7 @@ func withoutPath(v any, keys []string) any {
 	if _, ok := m[keys[0]]; !ok {
 		return v
 	}
-	c := make(map[string]any, len(m))
-	for k, x := range m {
-		c[k] = x
-	}
+	c := maps.Clone(m)
 	if len(keys) == 1 {
 		delete(c, keys[0])
 	} else {
@@ -352,37 +350,37 @@ func withoutPath(v any, keys []string) any {
 func refElements(f Field, a []any) []any {
 	out := make([]any, len(a))
 	for i, e := range a {
-		out[i] = e
-		if m, ok := e.(map[string]any); ok && f.Param.Name == "tiers" {
-			// Stripe returns the last tier's up_to as null and takes it
-			// only as "inf".
-			if v, has := m["up_to"]; has && v == nil {
-				c := make(map[string]any, len(m))
-				for k, x := range m {
-					c[k] = x
-				}
-				c["up_to"] = "inf"
-				out[i] = c
-			}
-			continue
-		}
-		id := ""
-		if m, ok := e.(map[string]any); ok {
-			if _, obj := m["object"].(string); obj {
-				id, _ = m["id"].(string)
-			}
-		} else if s, ok := e.(string); ok && f.Param.Name == "discounts" {
-			id = s
-		}
-		switch {
-		case id == "":
-		case f.Param.Name == "discounts":
-			out[i] = map[string]any{"discount": id}
-		default:
-			out[i] = id
-		}
+		out[i] = refElement(f.Param.Name, e)
 	}
 	return out
+}
+
+func refElement(param string, e any) any {
+	m, isMap := e.(map[string]any)
+	if param == "tiers" {
+		if v, has := m["up_to"]; isMap && has && v == nil {
+			c := maps.Clone(m)
+			c["up_to"] = "inf"
+			return c
+		}
+		return e
+	}
+	id := ""
+	switch {
+	case isMap:
+		if _, obj := m["object"].(string); obj {
+			id, _ = m["id"].(string)
+		}
+	case param == "discounts":
+		id, _ = e.(string)
+	}
+	switch {
+	case id == "":
+		return e
+	case param == "discounts":
+		return map[string]any{"discount": id}
+	}
+	return id
 }
 
 func objectPath(p, id string) string { return strings.ReplaceAll(p, "{id}", url.PathEscape(id)) }

@@ -544,9 +544,9 @@ func readOnlyColumn(t *schema.Table, col, verb string) *Error {
 	if c, is := t.Column(col); is {
 		if p, is := params[c.Field]; is && !takes(c, p) {
 			e = errorf(CodeUndefinedColumn, "column %q of stripe.%s cannot be set: Stripe's %s %s takes %s only as a %s, not as a %s", col, t.Name, verb, t.Object, c.Field, strings.Join(p.Types, " or "), c.PGType).
-				withHint("leave it out, or give Stripe's value in %s, e.g. %s = '{\"%s\": \"now\"}'", ParamsColumn, ParamsColumn, c.Field)
-			if c.Kind != schema.KindTimestamp {
-				e.Hint = fmt.Sprintf("leave it out, or give Stripe's value in %s", ParamsColumn)
+				withHint("leave it out, or give Stripe's value in %s", ParamsColumn)
+			if c.Kind == schema.KindTimestamp {
+				e.Hint += fmt.Sprintf(", e.g. %s = '{\"%s\": \"now\"}'", ParamsColumn, c.Field)
 			}
 		}
 	}
