@@ -1149,10 +1149,8 @@ func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]an
 	if amt := getInt(inv, "amount_due"); amt > 0 {
 		pi := e.newObject(kPI, c.now, c.live)
 		pi["amount"], pi["currency"], pi["customer"], pi["invoice"] = amt, getStr(inv, "currency"), getStr(inv, "customer"), idOf(inv)
-		pi["client_secret"] = idOf(pi) + "_secret_" + randAlnum(e.idRand, 25)
-		pi["payment_method"], pi["latest_charge"], pi["description"] = nil, nil, nil
-		pi["amount_received"], pi["amount_capturable"] = int64(0), int64(0)
-		pi["status"] = "requires_payment_method"
+		pi["payment_method"], pi["description"] = nil, nil
+		e.initPI(pi)
 		e.store(kPI, pi)
 		e.emit(c, "payment_intent.created", pi, nil)
 		inv["payment_intent"] = idOf(pi)

@@ -45,13 +45,8 @@ func init() {
 				return ae
 			}
 		}
-		obj["client_secret"] = idOf(obj) + "_secret_" + randAlnum(e.idRand, 25)
-		obj["status"] = "requires_payment_method"
-		if getStr(obj, "payment_method") != "" {
-			obj["status"] = "requires_confirmation"
-		}
-		obj["amount_received"], obj["amount_capturable"] = int64(0), int64(0)
-		obj["latest_charge"], obj["invoice"] = nil, nil
+		obj["invoice"] = nil
+		e.initPI(obj)
 		if getBool(c.params, "confirm") {
 			if declined(getStr(obj, "payment_method")) {
 				return declineError("")
@@ -614,6 +609,19 @@ func (e *Emulator) defaultPaymentMethod(cus string) string {
 		return ds
 	}
 	return ""
+}
+
+// initPI gives a new payment intent what Stripe sets on creation: its
+// client secret, nothing received or charged yet, and the status its
+// payment method allows.
+func (e *Emulator) initPI(pi map[string]any) {
+	pi["client_secret"] = idOf(pi) + "_secret_" + randAlnum(e.idRand, 25)
+	pi["status"] = "requires_payment_method"
+	if getStr(pi, "payment_method") != "" {
+		pi["status"] = "requires_confirmation"
+	}
+	pi["amount_received"], pi["amount_capturable"] = int64(0), int64(0)
+	pi["latest_charge"] = nil
 }
 
 // attachable refuses a payment method attached to another customer, as
