@@ -53,23 +53,20 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		at.sent = sent
 	}
 	resp, err := t.base.RoundTrip(req)
+	status := 0
+	now := time.Now()
 	if err != nil {
 		if ctx.Err() == nil && context.Cause(req.Context()) == errAttemptTimeout {
 			err = fmt.Errorf("%w after %v: %w", errAttemptTimeout, t.timeout, err)
 		}
 		cancel()
 	} else {
-		// The attempt lasts until its body is read.
-		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	}
-	status := 0
-	now := time.Now()
-	if err == nil {
 		status = resp.StatusCode
 		if at != nil {
 			at.status, at.header, at.latency = status, resp.Header, now.Sub(sent)
-			resp.Body = &recordingBody{ReadCloser: resp.Body, at: at}
 		}
+		// The attempt lasts until its body is read.
+		resp.Body = &attemptBody{ReadCloser: resp.Body, cancel: cancel, at: at}
 	}
 	t.obs.Request(endpoint, status, now.Sub(sent))
 	switch {
@@ -84,32 +81,28 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 var errAttemptTimeout = errors.New("stripe request timed out")
 
-// cancelBody ends the attempt's timeout context once the body is closed.
-type cancelBody struct {
+// attemptBody is a response body that ends the attempt's timeout context
+// once closed, and notes a failed read in the attempt (at, when set), so
+// that Do can tell a response cut off mid-body (retryable) from a complete
+// one that is not JSON; stripe-go reports both as plain errors.
+type attemptBody struct {
 	io.ReadCloser
 	cancel context.CancelFunc
+	at     *attempt
 }
 
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
-}
-
-// recordingBody notes a failed body read in the attempt, so that Do can
-// tell a response cut off mid-body (retryable) from a complete one that is
-// not JSON; stripe-go reports both as plain errors.
-type recordingBody struct {
-	io.ReadCloser
-	at *attempt
-}
-
-func (b *recordingBody) Read(p []byte) (int, error) {
+func (b *attemptBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && b.at.bodyErr == nil {
+	if err != nil && err != io.EOF && b.at != nil && b.at.bodyErr == nil {
 		b.at.bodyErr = err
 	}
 	return n, err
+}
+
+func (b *attemptBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // EndpointPattern replaces object ids in an API path with {id}, so metrics
