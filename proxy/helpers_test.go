@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,9 +18,10 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // testProxy is a proxy in front of the test cluster.
 type testProxy struct {
 	*Proxy
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	addr     string
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
 }
 
 // startProxy serves a proxy for the test cluster on a free port.
@@ -38,8 +40,16 @@ func startProxy(t testing.TB, cfg Config) *testProxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	tp := &testProxy{Proxy: New(cfg), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { tp.done <- tp.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
+	t.Cleanup(func() { tp.stop(t) })
+	return tp
+}
+
+// stop shuts the proxy down (as on SIGTERM: Serve's context ends) and
+// reports how long Serve took to return; later calls return 0.
+func (tp *testProxy) stop(t testing.TB) (took time.Duration) {
+	tp.stopOnce.Do(func() {
+		start := time.Now()
+		tp.cancel()
 		select {
 		case err := <-tp.done:
 			if err != nil {
@@ -48,8 +58,9 @@ func startProxy(t testing.TB, cfg Config) *testProxy {
 		case <-time.After(15 * time.Second):
 			t.Errorf("Serve did not return after cancel")
 		}
+		took = time.Since(start)
 	})
-	return tp
+	return took
 }
 
 // via rewrites a database URL to go through the proxy.

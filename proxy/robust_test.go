@@ -349,15 +349,7 @@ func TestIdleClientsAndGoroutines(t *testing.T) {
 
 func TestGracefulShutdown(t *testing.T) {
 	url := pgtest.NewDB(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New(Config{Upstream: pgtest.Cluster(t).Addr(), DrainTimeout: 5 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, ln) }()
-	tp := &testProxy{Proxy: p, addr: ln.Addr().String()}
+	tp := startProxy(t, Config{DrainTimeout: 5 * time.Second})
 	idle := pgtest.Connect(t, tp.via(t, url))
 	busy := pgtest.Connect(t, tp.via(t, url))
 	busyDone := make(chan error, 1)
@@ -366,27 +358,23 @@ func TestGracefulShutdown(t *testing.T) {
 		busyDone <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
-	cancel()
+	stopped := make(chan time.Duration, 1)
+	go func() { stopped <- tp.stop(t) }()
 	if err := <-busyDone; err != nil {
 		t.Fatalf("busy query during shutdown: %v", err)
 	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return")
+	if d := <-stopped; d > 5*time.Second {
+		t.Fatalf("Serve returned %v after shutdown", d)
 	}
-	_, err = idle.Exec(context.Background(), `SELECT 1`)
+	_, err := idle.Exec(context.Background(), `SELECT 1`)
 	if err == nil {
 		t.Fatal("idle session still open after shutdown")
 	}
 	if _, err := net.DialTimeout("tcp", tp.addr, time.Second); err == nil {
 		t.Fatal("still accepting after shutdown")
 	}
-	if p.Sessions() != 0 {
-		t.Fatalf("Sessions() = %d", p.Sessions())
+	if tp.Sessions() != 0 {
+		t.Fatalf("Sessions() = %d", tp.Sessions())
 	}
 	_ = binary.BigEndian
 }
@@ -498,29 +486,15 @@ func TestUpstreamTLSOptional(t *testing.T) {
 // TestShutdownWithStuckClient: a client that requested a large result and
 // stopped reading cannot keep Serve from returning.
 func TestShutdownWithStuckClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New(Config{Upstream: pgtest.Cluster(t).Addr(), DrainTimeout: 300 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, ln) }()
-	tp := &testProxy{Proxy: p, addr: ln.Addr().String()}
+	tp := startProxy(t, Config{DrainTimeout: 300 * time.Millisecond})
 	raw := rawSession(t, tp)
 	raw.Write(encode(&pgproto3.Query{String: "SELECT repeat('x', 1000) FROM generate_series(1, 200000)"}))
 	time.Sleep(300 * time.Millisecond) // the proxy fills the socket buffers and blocks
-	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return with a client that stopped reading")
+	if d := tp.stop(t); d > 5*time.Second {
+		t.Fatalf("Serve took %v to return with a client that stopped reading", d)
 	}
-	if p.Sessions() != 0 {
-		t.Fatalf("Sessions() = %d", p.Sessions())
+	if tp.Sessions() != 0 {
+		t.Fatalf("Sessions() = %d", tp.Sessions())
 	}
 }
 

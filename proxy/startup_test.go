@@ -20,42 +20,6 @@ import (
 	"github.com/pgstripe/pgstripe/pgtest"
 )
 
-// serveOwn runs a proxy whose shutdown the test controls.
-func serveOwn(t *testing.T, cfg Config) (tp *testProxy, stop func() time.Duration) {
-	t.Helper()
-	if cfg.Upstream == "" {
-		cfg.Upstream = pgtest.Cluster(t).Addr()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, ln) }()
-	stopped := false
-	stop = func() time.Duration {
-		if stopped {
-			return 0
-		}
-		stopped = true
-		start := time.Now()
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("Serve did not return")
-		}
-		return time.Since(start)
-	}
-	t.Cleanup(func() { stop() })
-	return &testProxy{Proxy: p, addr: ln.Addr().String()}, stop
-}
-
 // silentUpstream accepts TCP connections and never answers.
 func silentUpstream(t *testing.T) string { return stuckUpstream(t, nil) }
 
@@ -127,7 +91,7 @@ func TestShutdownDuringStartup(t *testing.T) {
 }
 
 func testShutdownDuringStartup(t *testing.T, greeting []byte) {
-	tp, stop := serveOwn(t, Config{Upstream: stuckUpstream(t, greeting), DrainTimeout: 5 * time.Second})
+	tp := startProxy(t, Config{Upstream: stuckUpstream(t, greeting), DrainTimeout: 5 * time.Second})
 	silent, err := net.Dial("tcp", tp.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +105,7 @@ func testShutdownDuringStartup(t *testing.T, greeting []byte) {
 	waiting.Write(startupMsg(map[string]string{"user": "postgres", "database": "postgres"}))
 	tp.waitSessions(t, 2)
 	time.Sleep(200 * time.Millisecond) // the proxy has dialled upstream and waits
-	if d := stop(); d > 2*time.Second {
+	if d := tp.stop(t); d > 2*time.Second {
 		t.Errorf("Serve took %v to return with only sessions in startup", d)
 	}
 	if e := readError(t, waiting); e == nil || !strings.HasPrefix(e.Code, "57P0") {
@@ -440,7 +404,7 @@ func TestCancelEdges(t *testing.T) {
 // TestDrainInTransaction: a session idle in a transaction at
 // shutdown may finish it; it is closed once idle.
 func TestDrainInTransaction(t *testing.T) {
-	tp, stop := serveOwn(t, Config{DrainTimeout: 5 * time.Second})
+	tp := startProxy(t, Config{DrainTimeout: 5 * time.Second})
 	url := tp.via(t, pgtest.NewDB(t))
 	ctx := ctxT(t)
 	conn := pgtest.Connect(t, url)
@@ -448,7 +412,7 @@ func TestDrainInTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := make(chan time.Duration, 1)
-	go func() { stopped <- stop() }()
+	go func() { stopped <- tp.stop(t) }()
 	time.Sleep(200 * time.Millisecond)
 	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE x (v int)`); err != nil {
 		t.Fatalf("statement in the transaction during drain: %v", err)
