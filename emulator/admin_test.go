@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+	"github.com/pgstripe/pgstripe/logtest"
 )
 
 func TestAdminAPI(t *testing.T) {
@@ -47,23 +47,6 @@ func doJSON(t *testing.T, method, u, body string) apiResp {
 	return do(t, method, u, "", body, "Content-Type", "application/json")
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestCommand(t *testing.T) {
 	for _, args := range [][]string{{"--latency", "fast"}, {"--faults", "1.5"}, {"--seed", "-1"}, {"extra"}, {"--distribution", "x", "--seed", "1"}} {
 		if err := emulator.Command(context.Background(), append([]string{"--listen", "127.0.0.1:0"}, args...), &bytes.Buffer{}); err == nil {
@@ -71,7 +54,7 @@ func TestCommand(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuf{}
+	out := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- emulator.Command(ctx, []string{"--listen", "127.0.0.1:0", "--seed", "5"}, out) }()
 	deadline := time.Now().Add(10 * time.Second)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,29 +17,18 @@ import (
 	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/metrics"
 	"github.com/pgstripe/pgstripe/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // serve runs Run in the background until the test ends and returns the
 // metrics address.
-func serve(t *testing.T, dbURL, base, instance string) (metricsAddr string, logs *lockedBuf) {
+func serve(t *testing.T, dbURL, base, instance string) (metricsAddr string, logs *logtest.Buffer) {
 	t.Helper()
-	logs = &lockedBuf{}
+	logs = &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
