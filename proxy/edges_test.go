@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -335,6 +336,45 @@ func TestSkippedCloseKeepsStatement(t *testing.T) {
 	got = rc.until("ReadyForQuery", 1)
 	if len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(26000") || ti.count() != before {
 		t.Errorf("Bind of a closed statement: %v (%d interceptions)", got, ti.count()-before)
+	}
+}
+
+// A portal outlives the statement it was bound from: a simple Query drops
+// the unnamed statement, and a named one can be closed and prepared again
+// with other parameter types. Executing the portal runs what was bound, so
+// the interceptor must get that statement's parameter types, not whatever
+// the name means now (or 26000 for the unnamed statement that is gone).
+func TestPortalOutlivesItsStatement(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	rc := dialRaw(t, url)
+	rc.send(&pgproto3.Query{String: "BEGIN"})
+	rc.until("ReadyForQuery", 1)
+
+	rc.send(&pgproto3.Parse{Query: insertX}, &pgproto3.Bind{DestinationPortal: "p", Parameters: [][]byte{[]byte("a")}}, &pgproto3.Sync{})
+	rc.until("ReadyForQuery", 1)
+	rc.send(&pgproto3.Query{String: "SELECT 1"})
+	rc.until("ReadyForQuery", 1)
+	before := ti.count()
+	rc.send(&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	got := rc.until("ReadyForQuery", 1)
+	if ti.count() != before+1 || !slices.Contains(got, "DataRow(x_A,a)") {
+		t.Fatalf("Execute of a portal whose unnamed statement a Query dropped: %v", got)
+	}
+	if c := ti.last(); len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 {
+		t.Errorf("unnamed: ParamOIDs = %v, want [25]", c.ParamOIDs)
+	}
+
+	rc.send(&pgproto3.Parse{Name: "s", Query: insertX}, &pgproto3.Bind{DestinationPortal: "q", PreparedStatement: "s", Parameters: [][]byte{[]byte("b")}},
+		&pgproto3.Close{ObjectType: 'S', Name: "s"},
+		&pgproto3.Parse{Name: "s", Query: `INSERT INTO stripe.x (v) VALUES ($1::int4::text) RETURNING id, v`}, &pgproto3.Sync{})
+	rc.until("ReadyForQuery", 1)
+	rc.send(&pgproto3.Execute{Portal: "q"}, &pgproto3.Sync{})
+	got = rc.until("ReadyForQuery", 1)
+	if !slices.Contains(got, "DataRow(x_B,b)") {
+		t.Fatalf("Execute of a portal whose statement name was reused: %v", got)
+	}
+	if c := ti.last(); len(c.ParamOIDs) != 1 || c.ParamOIDs[0] != 25 || c.SQL != insertX {
+		t.Errorf("named: SQL %q ParamOIDs %v, want the bound statement's (text)", c.SQL, c.ParamOIDs)
 	}
 }
 

@@ -307,10 +307,34 @@ func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint
 	return res, nil
 }
 
-// describe fetches a prepared statement's parameter types.
-func (u *Upstream) describe(ctx context.Context, name string) ([]uint32, error) {
+// describeStmtName names the statement the proxy prepares to learn a bound
+// statement's parameter types. The leading control character keeps it
+// apart from any name a client would choose.
+const describeStmtName = "\x01pgstripe describe"
+
+// describeBound fetches the parameter types of the statement portal pi was
+// bound from. A portal outlives its statement (a simple Query drops the
+// unnamed one; a name can be closed and prepared again), so unless the name
+// still holds that statement, the proxy prepares the same text under a name
+// of its own.
+func (s *session) describeBound(ctx context.Context, up *Upstream, pi *portalInfo) ([]uint32, error) {
+	if st, ok := s.stmts[pi.stmtName]; ok && st == pi.stmt {
+		return up.describe(ctx, pi.stmtName, nil)
+	}
+	return up.describe(ctx, describeStmtName, &pgproto3.Parse{Name: describeStmtName, Query: pi.stmt.sql, ParameterOIDs: pi.stmt.paramOIDs})
+}
+
+// describe fetches a prepared statement's parameter types. With parse, it
+// prepares the statement first and closes it after.
+func (u *Upstream) describe(ctx context.Context, name string, parse *pgproto3.Parse) ([]uint32, error) {
 	w := &u.s.uw
+	if parse != nil {
+		w.send(parse)
+	}
 	w.send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+	if parse != nil {
+		w.send(&pgproto3.Close{ObjectType: 'S', Name: name})
+	}
 	w.send(&pgproto3.Flush{})
 	if err := w.flush(); err != nil {
 		return nil, err
@@ -329,6 +353,10 @@ func (u *Upstream) describe(ctx context.Context, name string) ([]uint32, error) 
 			}
 			oids = pd.ParameterOIDs
 		case 'T', 'n':
+			if parse == nil {
+				return oids, nil
+			}
+		case '3': // CloseComplete
 			return oids, nil
 		case 'E':
 			var er pgproto3.ErrorResponse
@@ -617,7 +645,7 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		call.ParamOIDs = pi.stmt.paramOIDs
 		if needsDescribe(call) {
 			var oids []uint32
-			if oids, err = call.up.describe(ctx, pi.stmtName); err == nil {
+			if oids, err = s.describeBound(ctx, call.up, pi); err == nil {
 				call.ParamOIDs = oids
 			}
 		}
