@@ -126,20 +126,19 @@ var metaColumns = map[string]string{
 // or, when the new value leaves it out, unset with "" — and Stripe refuses
 // the unknown parameter either way. These keys are left out of the call;
 // changing one is an error. TestResponseOnlyMatchesSpec keeps the
-// list equal to the spec (payment_intents.payment_method_options is
-// not covered).
+// list equal to the spec.
 var responseOnly = map[string][]string{
-	"customers.cash_balance":               {"available", "customer", "livemode", "object", "settings.using_merchant_default"},
-	"customers.shipping":                   {"carrier", "tracking_number"},
-	"customers.tax":                        {"automatic_tax", "location"},
-	"invoices.automatic_tax":               {"status"},
-	"invoices.shipping_cost":               {"amount_subtotal", "amount_tax", "amount_total", "taxes"},
-	"invoices.shipping_details":            {"carrier", "tracking_number"},
-	"payment_intents.transfer_data":        {"destination"},
-	"payment_methods.card":                 {"brand", "checks", "country", "display_brand", "fingerprint", "funding", "generated_from", "last4", "networks.available", "three_d_secure_usage", "wallet"},
-	"payment_methods.link":                 {"email"},
-	"payment_methods.us_bank_account":      {"bank_name", "financial_connections_account", "fingerprint", "last4", "networks", "routing_number", "status_details"},
-	"promotion_codes.restrictions":         {"first_time_transaction", "minimum_amount", "minimum_amount_currency"},
-	"setup_intents.payment_method_options": {"link.verification_method", "paypal.verification_method", "sepa_debit.verification_method"},
-	"subscriptions.cancellation_details":   {"reason"},
+	"customers.cash_balance":                 {"available", "customer", "livemode", "object", "settings.using_merchant_default"},
+	"customers.shipping":                     {"carrier", "tracking_number"},
+	"customers.tax":                          {"automatic_tax", "location"},
+	"invoices.automatic_tax":                 {"status"},
+	"invoices.shipping_cost":                 {"amount_subtotal", "amount_tax", "amount_total", "taxes"},
+	"invoices.shipping_details":              {"carrier", "tracking_number"},
+	"payment_intents.payment_method_options": {"card.installments.available_plans"},
+	"payment_intents.transfer_data":          {"destination"},
+	"payment_methods.card":                   {"brand", "checks", "country", "display_brand", "fingerprint", "funding", "generated_from", "last4", "networks.available", "three_d_secure_usage", "wallet"},
+	"payment_methods.link":                   {"email"},
+	"payment_methods.us_bank_account":        {"bank_name", "financial_connections_account", "fingerprint", "last4", "networks", "routing_number", "status_details"},
+	"promotion_codes.restrictions":           {"first_time_transaction", "minimum_amount", "minimum_amount_currency"},
+	"subscriptions.cancellation_details":     {"reason"},
 }

@@ -165,6 +165,10 @@ UPDATE stripe.customers SET tax = tax || '{"validate_location": "deferred"}' WHE
 UPDATE stripe.customers SET tax = tax || '{"automatic_tax": "failed"}' WHERE id = 'cus_1'
 -- row: ["cus_1", {"automatic_tax": "failed", "ip_address": null}, {"automatic_tax": "supported", "ip_address": null}]
 
+-- case: payment intent card options: installments.available_plans is Stripe's, not an update parameter
+UPDATE stripe.payment_intents SET payment_method_options = jsonb_set(payment_method_options, '{card,request_three_d_secure}', '"any"') WHERE id = 'pi_1'
+-- row: ["pi_1", {"card": {"installments": {"available_plans": [{"count": 3, "interval": "month", "type": "fixed_count"}], "enabled": true, "plan": null}, "mandate_options": null, "network": null, "request_three_d_secure": "any"}}, {"card": {"installments": {"available_plans": [{"count": 3, "interval": "month", "type": "fixed_count"}], "enabled": true, "plan": null}, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"}}]
+
 -- case: promotion code restrictions: only currency_options is an update parameter
 UPDATE stripe.promotion_codes SET restrictions = restrictions || '{"currency_options": {"eur": {"minimum_amount": 500}}}' WHERE id = 'promo_1'
 -- row: ["promo_1", {"currency_options": {"eur": {"minimum_amount": 500}}, "first_time_transaction": false, "minimum_amount": 1000, "minimum_amount_currency": "usd"}, {"currency_options": {}, "first_time_transaction": false, "minimum_amount": 1000, "minimum_amount_currency": "usd"}]
