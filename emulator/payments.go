@@ -20,7 +20,12 @@ var (
 	kCharge = addKind(&kind{table: "charges", schema: "charge", prefix: "ch_", base: "/v1/charges", idParam: "charge",
 		keys: []string{"customer", "payment_intent", "transfer_group"}, events: "charge", skip: []string{"source"}})
 	kRefund = addKind(&kind{table: "refunds", schema: "refund", prefix: "re_", base: "/v1/refunds", idParam: "refund",
-		keys: []string{"charge", "payment_intent"}, events: "refund", skip: []string{"charge", "payment_intent"}})
+		// Under API 2023-10-16 refund.created/updated are sent only for
+		// refunds without a charge (customer cash balance, not modelled);
+		// a charge's refund sends charge.refunded (the charge) when made
+		// and charge.refund.updated (the refund) when changed. Stripe
+		// changed this in 2024-10-28.acacia.
+		keys: []string{"charge", "payment_intent"}, events: "charge.refund", skip: []string{"charge", "payment_intent"}})
 	kDispute = addKind(&kind{table: "disputes", schema: "dispute", prefix: "dp_", base: "/v1/disputes", idParam: "dispute",
 		keys: []string{"charge", "payment_intent"}, events: "charge.dispute", skip: []string{"evidence"}})
 	kPayout = addKind(&kind{table: "payouts", schema: "payout", prefix: "po_", base: "/v1/payouts", idParam: "payout",

@@ -286,7 +286,8 @@ func TestCatalogAndPayments(t *testing.T) {
 	if re.Status != "succeeded" || ch.AmountRefunded != 500 || ch.Refunded {
 		t.Fatalf("refund: %+v charge refunded %d", re, ch.AmountRefunded)
 	}
-	check(sc.Refunds.New(&stripe.RefundParams{Charge: stripe.String(ch.ID)}))
+	re = check(sc.Refunds.New(&stripe.RefundParams{Charge: stripe.String(ch.ID)}))
+	check(sc.Refunds.Update(re.ID, &stripe.RefundParams{Params: stripe.Params{Metadata: map[string]string{"k": "v"}}}))
 	if ch = check(sc.Charges.Get(ch.ID, nil)); !ch.Refunded || ch.AmountRefunded != 2000 {
 		t.Fatalf("full refund: %+v", ch.AmountRefunded)
 	}
@@ -405,12 +406,18 @@ func TestCatalogAndPayments(t *testing.T) {
 		seen[string(ei.Event().Type)] = true
 	}
 	for _, typ := range []string{"customer.created", "coupon.updated", "coupon.deleted", "promotion_code.updated", "payment_intent.succeeded",
-		"payment_intent.canceled", "charge.refunded", "refund.created", "charge.dispute.created", "charge.dispute.closed", "setup_intent.succeeded",
+		"payment_intent.canceled", "charge.refunded", "charge.refund.updated", "charge.dispute.created", "charge.dispute.closed", "setup_intent.succeeded",
 		"payment_method.attached", "payment_method.detached", "payout.canceled", "checkout.session.expired", "customer.tax_id.created",
 		"customer.tax_id.deleted", "customer.subscription.created", "subscription_schedule.canceled", "tax_rate.updated", "plan.deleted", "product.created",
 		"charge.failed", "payment_intent.payment_failed"} {
 		if !seen[typ] {
 			t.Errorf("no %s event", typ)
+		}
+	}
+	// API 2023-10-16 sends these only for refunds without a charge.
+	for _, typ := range []string{"refund.created", "refund.updated"} {
+		if seen[typ] {
+			t.Errorf("%s event for a charge's refund", typ)
 		}
 	}
 	for _, typ := range []string{"payment_method.created", "checkout.session.created", "invoiceitem.updated"} {

@@ -80,6 +80,13 @@
 //
 // # What has no events
 //
+// A charge's refund: under 2023-10-16 refund.created and refund.updated
+// are sent only for refunds without a charge, and charge.refunded carries
+// the charge, which no longer embeds its refunds. charge.refunded queues
+// the charge, and every re-fetch of a charge lists its refunds
+// (/v1/refunds?charge=…); a refund's later changes come as
+// charge.refund.updated, which carries the refund.
+//
 // balance_transactions and checkout_sessions (Stripe has no
 // checkout.session.created) are listed by created every BalanceEvery (from
 // the last check minus LookBack), and pending balance transactions past their available_on are

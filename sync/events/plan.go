@@ -63,6 +63,7 @@ const (
 	reasonOwner      = "owner"      // an event of an unstored object changed it
 	reasonUpcoming   = "upcoming"   // the customer's upcoming invoice may have changed
 	reasonVersion    = "version"    // the event renders the object in another API version
+	reasonRefunds    = "refunds"    // a charge was refunded: its refunds have no event
 )
 
 type deletion struct {
@@ -145,6 +146,13 @@ func planBatch(evs []Event) plan {
 		case Refetch:
 			queue(k, e.At().Add(time.Second), reasonOwner)
 		case Upsert:
+			if e.Type == "charge.refunded" {
+				// Under 2023-10-16 a charge's refund has no refund.created
+				// (only refunds without a charge do): the charge's
+				// re-fetch lists its refunds. Due at once: the refund
+				// exists by now.
+				queue(k, e.At(), reasonRefunds)
+			}
 			if e.APIVersion != "" && e.APIVersion != stripe.APIVersion {
 				// data.object has the shape of the account's API version
 				// (older accounts: other fields, charge.refunds, …), not

@@ -156,7 +156,10 @@ func TestPlanQueuesIncompleteNestedAndUpcoming(t *testing.T) {
 		`{"id":"sub_1","object":"subscription","customer":"cus_9","items":{"object":"list","data":[],"has_more":true,"url":"/v1/subscription_items?subscription=sub_1"}}`)
 	acct := ev("evt_2", "account.updated", 201, `{"id":"acct_1","object":"account"}`)
 	dispute := ev("evt_3", "charge.dispute.created", 202, `{"id":"dp_1","object":"dispute","charge":"ch_1"}`)
-	p := planBatch([]Event{sub, acct, dispute})
+	// A charge's refund has no event of its own under 2023-10-16: the
+	// charge's re-fetch lists them, at once.
+	refunded := ev("evt_4", "charge.refunded", 204, `{"id":"ch_2","object":"charge","amount_refunded":100}`)
+	p := planBatch([]Event{sub, acct, dispute, refunded})
 	// The rest of the items only after the event's second: a fetch within
 	// it is the same state to the store (Stale), and its list is dropped.
 	type want struct {
@@ -164,7 +167,7 @@ func TestPlanQueuesIncompleteNestedAndUpcoming(t *testing.T) {
 		at     int64
 	}
 	wants := map[refetchKey]want{{"subscriptions", "sub_1"}: {reasonIncomplete, 201}, {"upcoming_invoices", "cus_9"}: {reasonUpcoming, 200},
-		{"charges", "ch_1"}: {reasonOwner, 203}}
+		{"charges", "ch_1"}: {reasonOwner, 203}, {"charges", "ch_2"}: {reasonRefunds, 204}}
 	if len(p.Refetch) != len(wants) {
 		t.Fatalf("refetch = %+v", p.Refetch)
 	}
@@ -176,7 +179,10 @@ func TestPlanQueuesIncompleteNestedAndUpcoming(t *testing.T) {
 	if p.Ignored != 1 {
 		t.Errorf("ignored = %d, want 1", p.Ignored)
 	}
-	if len(p.Events) != 3 {
+	if len(p.Upserts["charges"]) != 1 {
+		t.Errorf("the refunded charge itself must be upserted: %+v", p.Upserts)
+	}
+	if len(p.Events) != 4 {
 		t.Errorf("every event must be recorded as applied, got %d", len(p.Events))
 	}
 	if !p.TableAt["subscriptions"].Equal(time.Unix(200, 0)) {

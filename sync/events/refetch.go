@@ -63,6 +63,9 @@ type fetched struct {
 	obj    *store.Object // nil: gone (404)
 	goneAt time.Time     // when the 404 said so
 	drop   bool          // nothing to do (no retrieve endpoint, bad request)
+	// listed are objects fetched along with it (a charge's refunds), to
+	// upsert but not dequeued: they were never queued.
+	listed []fetched
 }
 
 // drainRefetch fetches the queued objects whose time has come and upserts
@@ -116,6 +119,7 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 	for _, f := range results {
 		if f != nil {
 			out = append(out, *f)
+			out = append(out, f.listed...)
 		}
 	}
 	if len(out) == 0 {
@@ -153,6 +157,9 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 					// with another state: try once more after that second.
 					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf.Add(time.Second), Reason: reasonAmbiguous})
 				}
+			}
+			if f.queuedAt.IsZero() {
+				continue // listed along with another object
 			}
 			// Queued again meanwhile (queued_at moved, even within the
 			// same second): this fetch may predate that change, so the
@@ -223,7 +230,40 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	}
 	obj.Children = kids
 	f.obj = obj
+	if r.Table == "charges" {
+		if f.listed, err = p.chargeRefunds(ctx, r.ID); err != nil {
+			return f, err
+		}
+	}
 	return f, nil
+}
+
+// chargeRefunds lists the refunds of a charge. Under API 2023-10-16 Stripe
+// sends refund.created only for refunds without a charge; a charge's
+// refund shows in charge.refunded, whose charge no longer embeds its
+// refunds (since 2022-11-15). Every re-fetch of a charge brings them, so
+// whichever reason queued it last, none is missed.
+func (p *poller) chargeRefunds(ctx context.Context, charge string) ([]fetched, error) {
+	q := url.Values{}
+	q.Set("charge", charge)
+	var out []fetched
+	err := p.cfg.Client.ListAll(ctx, "/v1/refunds", q, func(pg *stripeapi.Page) error {
+		p.observeDate(pg.AsOf)
+		for _, d := range pg.Data {
+			var o struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(d, &o) != nil || o.ID == "" {
+				return fmt.Errorf("refund without id in the refunds of %s: %.120s", charge, d)
+			}
+			out = append(out, fetched{refetch: refetch{refetchKey: refetchKey{"refunds", o.ID}}, obj: &store.Object{Raw: d, AsOf: pg.AsOf}})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: list refunds of charge %s: %w", charge, err)
+	}
+	return out, nil
 }
 
 // refused: a 4xx that repeating the request won't change. 401 (the key
