@@ -98,7 +98,8 @@ func (e *Emulator) emit(c *reqCtx, typ string, obj map[string]any, prev map[stri
 	}
 	ev := e.newObject(kindByTable["events"], c.now, c.live)
 	data := map[string]any{"object": obj}
-	if prev != nil {
+	// Stripe's spec: "only included in events of type *.updated".
+	if prev != nil && strings.HasSuffix(typ, ".updated") {
 		data["previous_attributes"] = prev
 	}
 	ev["data"] = data

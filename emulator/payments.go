@@ -759,7 +759,9 @@ func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
 	d["balance_transactions"] = []any{}
 	e.store(kDispute, d)
 	e.emit(c, "charge.dispute.created", d, nil)
-	old := deepCopy(ch).(map[string]any)
+	// The charge turns disputed without an event of its own: Stripe
+	// documents charge.updated only for description, metadata and
+	// asynchronous capture.
 	ch["disputed"] = true
-	e.save(c, kCharge, ch, old, "charge.updated")
+	e.store(kCharge, ch)
 }
