@@ -845,7 +845,6 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	first := made[0]["price"].(map[string]any)
 	obj["currency"] = first["currency"]
-	e.setCustomerCurrency(c, cus, getStr(first, "currency"))
 	obj["start_date"], obj["billing_cycle_anchor"] = c.now, c.now
 	obj["current_period_start"] = c.now
 	obj["current_period_end"] = periodEnd(c.now, first)
@@ -864,6 +863,12 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		obj["trial_start"], obj["trial_end"] = c.now, te
 		obj["current_period_end"] = te
 	}
+	if c.params["payment_behavior"] == "error_if_incomplete" {
+		if ae := e.firstPaymentFails(obj, made); ae != nil {
+			return ae
+		}
+	}
+	e.setCustomerCurrency(c, cus, getStr(first, "currency"))
 	for _, it := range made {
 		e.store(kSubItem, it)
 	}
@@ -876,6 +881,37 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	// for send_invoice, which Stripe activates regardless.
 	if getStr(inv, "status") == "open" && getStr(obj, "status") == "active" && getInt(inv, "amount_due") > 0 && getStr(obj, "collection_method") != "send_invoice" {
 		obj["status"] = "incomplete"
+	}
+	return nil
+}
+
+// firstPaymentFails answers what Stripe answers for
+// payment_behavior=error_if_incomplete when the first invoice can't be
+// paid (HTTP 402, and no subscription is created), before anything is
+// stored: a charged first invoice (no trial, charge_automatically, an
+// amount) with no payment method or a declining one.
+func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any) *apiError {
+	if getStr(sub, "status") == "trialing" || strOr(sub["collection_method"], "charge_automatically") != "charge_automatically" {
+		return nil
+	}
+	var amt int64
+	for _, it := range items {
+		price, _ := it["price"].(map[string]any)
+		amt += intOr(price["unit_amount"], 0) * intOr(it["quantity"], 1)
+	}
+	if amt <= 0 {
+		return nil
+	}
+	pm := getStr(sub, "default_payment_method")
+	if pm == "" {
+		pm = e.defaultPaymentMethod(getStr(sub, "customer"))
+	}
+	switch {
+	case pm == "":
+		return &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
+			Message: "This customer has no attached payment source or default payment method."}
+	case declined(pm):
+		return declineError("")
 	}
 	return nil
 }

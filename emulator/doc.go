@@ -57,8 +57,11 @@
 // (plan ids are plan_…); payments succeed unless the payment method or
 // source contains "chargeDeclined" (a card_error) or "createDispute" (which
 // succeeds and opens a dispute), and never need customer action (3D
-// Secure), so payment_behavior=error_if_incomplete acts like
-// allow_incomplete;
+// Secure): payment_behavior=error_if_incomplete refuses (402, nothing
+// created) only a first invoice without a payment method or with a
+// declining one; discounts (coupon and promotion_code of customers and
+// subscriptions, discounts of invoices and invoice items) are not modelled
+// and refused with 400 rather than ignored;
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
 // timestamps and event retention only); customers on test clocks, search

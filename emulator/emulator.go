@@ -413,6 +413,10 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		}
 	}
 
+	if p := unmodelledParam(rt.verb+" "+rt.path, params); p != "" {
+		return writeError(w, invalid("", p, "The emulator does not model discounts: %s is refused rather than ignored, since Stripe would apply it.", p)), routeName
+	}
+
 	c := &reqCtx{r: r, route: rt, path: pathParams, params: params, live: live, now: e.Now().Unix(), requestID: reqID,
 		idemKey: r.Header.Get("Idempotency-Key")}
 
@@ -649,4 +653,39 @@ func randAlnum(r *rand.Rand, n int) string {
 		b[i] = alnum[r.Intn(len(alnum))]
 	}
 	return string(b)
+}
+
+// unmodelled lists, per route, the parameters that apply discounts, which
+// the emulator does not model: ignoring them would answer with amounts and
+// a discount (none) that Stripe would not.
+var unmodelled = map[string][]string{
+	"POST /v1/customers":                               {"coupon", "promotion_code"},
+	"POST /v1/customers/{customer}":                    {"coupon", "promotion_code"},
+	"POST /v1/subscriptions":                           {"coupon", "promotion_code"},
+	"POST /v1/subscriptions/{subscription_exposed_id}": {"coupon", "promotion_code"},
+	"POST /v1/invoices":                                {"discounts"},
+	"POST /v1/invoices/{invoice}":                      {"discounts"},
+	"POST /v1/invoiceitems":                            {"discounts"},
+	"POST /v1/invoiceitems/{invoiceitem}":              {"discounts"},
+}
+
+// unmodelledParam names the first discount parameter of the request that
+// would apply a discount; "" (which unsets) and an empty list are fine.
+func unmodelledParam(route string, params map[string]any) string {
+	for _, p := range unmodelled[route] {
+		switch v := params[p].(type) {
+		case nil:
+		case string:
+			if v != "" {
+				return p
+			}
+		case []any:
+			if len(v) > 0 {
+				return p
+			}
+		default:
+			return p
+		}
+	}
+	return ""
 }

@@ -140,6 +140,48 @@ func TestDefaultIncomplete(t *testing.T) {
 	}
 }
 
+// payment_behavior=error_if_incomplete: "return an HTTP 402 status code
+// if a subscription's first invoice can't be paid … doesn't create a
+// Subscription". Nothing is left behind: no subscription, invoice or event.
+func TestErrorIfIncomplete(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus, price := catalog(t, base, 1000)
+	count := func(path string) int {
+		r := mustOK(t, do(t, "GET", base+path, "sk_test_x", ""))
+		d, _ := r.body["data"].([]any)
+		return len(d)
+	}
+	events := count("/v1/events")
+	for _, tc := range []struct{ name, extra, code string }{
+		{"no payment method", "", "invoice_payment_intent_requires_action"},
+		{"declined", "&default_payment_method=pm_card_chargeDeclined", "card_declined"},
+	} {
+		r := do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=error_if_incomplete"+tc.extra)
+		if r.status != 402 || errField(r, "type") != "card_error" || errField(r, "code") != tc.code {
+			t.Fatalf("%s: %d %s", tc.name, r.status, r.raw)
+		}
+	}
+	if n := count("/v1/subscriptions?customer=" + cus + "&status=all"); n != 0 {
+		t.Errorf("%d subscriptions created", n)
+	}
+	if n := count("/v1/invoices?customer=" + cus); n != 0 {
+		t.Errorf("%d invoices created", n)
+	}
+	if n := count("/v1/events"); n != events {
+		t.Errorf("%d events sent", n-events)
+	}
+	// allow_incomplete with the same declining card: created, incomplete.
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=allow_incomplete&default_payment_method=pm_card_chargeDeclined"))
+	if r.body["status"] != "incomplete" {
+		t.Errorf("allow_incomplete, declined: %v", r.body["status"])
+	}
+	// A trial charges nothing: created.
+	r = mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=error_if_incomplete&trial_period_days=7"))
+	if r.body["status"] != "trialing" {
+		t.Errorf("error_if_incomplete, trial: %v", r.body["status"])
+	}
+}
+
 // A customer's invoice_settings.default_payment_method must be a payment
 // method attached to that customer.
 func TestDefaultPaymentMethodMustBeAttached(t *testing.T) {
