@@ -265,16 +265,22 @@ func TestEventsInOlderAPIVersion(t *testing.T) {
 // (subscription.discount), not the customer's, so the subscription is
 // the stored object that changed.
 func TestSubscriptionDiscountEvent(t *testing.T) {
-	for _, typ := range []string{"customer.discount.created", "customer.discount.updated", "customer.discount.deleted"} {
-		got := events.RouteEvent(typ, json.RawMessage(`{"id":"di_1","object":"discount","customer":"cus_1","subscription":"sub_1","coupon":{"id":"C","object":"coupon"}}`))
-		want := events.Route{Action: events.Refetch, Table: "subscriptions", ID: "sub_1", Customer: "cus_1"}
+	// An applied discount redeems its coupon (and promotion code):
+	// times_redeemed changes, and they are re-fetched too.
+	redeemed := [2]events.Ref{{Table: "coupons", ID: "C"}, {Table: "promotion_codes", ID: "promo_1"}}
+	for _, tc := range []struct {
+		typ  string
+		also [2]events.Ref
+	}{{"customer.discount.created", redeemed}, {"customer.discount.updated", redeemed}, {"customer.discount.deleted", [2]events.Ref{}}} {
+		got := events.RouteEvent(tc.typ, json.RawMessage(`{"id":"di_1","object":"discount","customer":"cus_1","subscription":"sub_1","coupon":{"id":"C","object":"coupon"},"promotion_code":"promo_1"}`))
+		want := events.Route{Action: events.Refetch, Table: "subscriptions", ID: "sub_1", Customer: "cus_1", Also: tc.also}
 		if got != want {
-			t.Errorf("%s of a subscription discount: %+v, want %+v", typ, got, want)
+			t.Errorf("%s of a subscription discount: %+v, want %+v", tc.typ, got, want)
 		}
 	}
 	// A customer's own discount still re-fetches the customer.
-	got := events.RouteEvent("customer.discount.deleted", json.RawMessage(`{"id":"di_1","object":"discount","customer":"cus_1","subscription":null}`))
-	if want := (events.Route{Action: events.Refetch, Table: "customers", ID: "cus_1"}); got != want {
+	got := events.RouteEvent("customer.discount.created", json.RawMessage(`{"id":"di_1","object":"discount","customer":"cus_1","subscription":null,"coupon":{"id":"C","object":"coupon"},"promotion_code":null}`))
+	if want := (events.Route{Action: events.Refetch, Table: "customers", ID: "cus_1", Also: [2]events.Ref{{Table: "coupons", ID: "C"}}}); got != want {
 		t.Errorf("customer discount: %+v, want %+v", got, want)
 	}
 }

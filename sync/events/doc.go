@@ -54,7 +54,9 @@
 // Date) has passed that second; the fetched state's _as_of is its response
 // Date, strictly newer, so it wins. The same queue completes nested lists
 // cut at has_more (subscription items, invoice lines), re-fetches owners
-// changed by events of objects not stored (customer.discount.*) and
+// changed by events of objects not stored (customer.discount.*: the
+// customer or subscription, and the redeemed coupon and promotion code,
+// whose times_redeemed has no event of its own), a dispute's charge, and
 // refreshes a customer's upcoming invoice when its subscriptions, invoices,
 // invoice items or the customer itself change (404 removes the row), and
 // re-fetches invoice items that an invoice took in or let go (Stripe sends

@@ -128,9 +128,11 @@ func planBatch(evs []Event) plan {
 		if r.Customer != "" {
 			queue(refetchKey{"upcoming_invoices", r.Customer}, e.At(), reasonUpcoming)
 		}
-		if r.Charge != "" {
-			// After the event's second, as for any owner.
-			queue(refetchKey{"charges", r.Charge}, e.At().Add(time.Second), reasonOwner)
+		for _, a := range r.Also {
+			if a.ID != "" {
+				// After the event's second, as for any owner.
+				queue(refetchKey{a.Table, a.ID}, e.At().Add(time.Second), reasonOwner)
+			}
 		}
 		k := refetchKey{r.Table, r.ID}
 		if r.Table != "" && e.At().After(p.TableAt[r.Table]) {

@@ -24,8 +24,8 @@ func TestRouteEvent(t *testing.T) {
 			Route{Action: Upsert, Table: "subscriptions", ID: "sub_1", Customer: "cus_2"}},
 		{"charge.dispute.created", `{"id":"dp_1","object":"dispute"}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1"}},
 		// The dispute's charge turns disputed: fetched besides.
-		{"charge.dispute.created", `{"id":"dp_1","object":"dispute","charge":"ch_1"}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Charge: "ch_1"}},
-		{"charge.dispute.closed", `{"id":"dp_1","object":"dispute","charge":{"id":"ch_2","object":"charge"}}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Charge: "ch_2"}},
+		{"charge.dispute.created", `{"id":"dp_1","object":"dispute","charge":"ch_1"}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Also: [2]Ref{{"charges", "ch_1"}}}},
+		{"charge.dispute.closed", `{"id":"dp_1","object":"dispute","charge":{"id":"ch_2","object":"charge"}}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Also: [2]Ref{{"charges", "ch_2"}}}},
 		{"charge.refund.updated", `{"id":"re_1","object":"refund"}`, Route{Action: Upsert, Table: "refunds", ID: "re_1"}},
 		{"customer.tax_id.created", `{"id":"txi_1","object":"tax_id"}`, Route{Action: Upsert, Table: "tax_ids", ID: "txi_1"}},
 		{"customer.tax_id.deleted", `{"id":"txi_1","object":"tax_id"}`, Route{Action: Delete, Table: "tax_ids", ID: "txi_1"}},

@@ -42,10 +42,26 @@ type Route struct {
 	// Customer whose upcoming invoice may have changed ("" if none): set for
 	// subscription, invoice and invoice item events and customer deletions.
 	Customer string
-	// Charge to re-fetch besides ("" if none): a dispute's, whose
-	// disputed flag the dispute changes (whether Stripe also sends
-	// charge.updated is not documented; a fetch makes sure).
-	Charge string
+	// Also are stored objects the event changes without carrying them,
+	// re-fetched besides (empty ID: none): a dispute's charge, whose
+	// disputed flag the dispute changes (Stripe documents charge.updated
+	// only for description, metadata and capture); a new discount's coupon
+	// and promotion code, whose times_redeemed (and valid, at
+	// max_redemptions) the redemption changes with no coupon.updated
+	// documented for it.
+	Also [2]Ref
+}
+
+// Ref names a stored object.
+type Ref struct{ Table, ID string }
+
+// ref is the object of table that v (an id or an expanded object) names;
+// the zero Ref when v names none.
+func ref(table string, v json.RawMessage) Ref {
+	if id := schema.RefID(v); id != "" {
+		return Ref{table, id}
+	}
+	return Ref{}
 }
 
 // refetchOwner lists event types whose object pgstripe doesn't store but
@@ -68,27 +84,33 @@ var upcomingTables = map[string]bool{"subscriptions": true, "invoices": true, "i
 // caller's metrics), since Stripe adds event types over time.
 func RouteEvent(typ string, obj json.RawMessage) Route {
 	var o struct {
-		ID           string          `json:"id"`
-		Object       string          `json:"object"`
-		Deleted      bool            `json:"deleted"`
-		Customer     json.RawMessage `json:"customer"`
-		Subscription json.RawMessage `json:"subscription"` // of a discount
-		Charge       json.RawMessage `json:"charge"`       // of a dispute
+		ID            string          `json:"id"`
+		Object        string          `json:"object"`
+		Deleted       bool            `json:"deleted"`
+		Customer      json.RawMessage `json:"customer"`
+		Subscription  json.RawMessage `json:"subscription"`   // of a discount
+		Charge        json.RawMessage `json:"charge"`         // of a dispute
+		Coupon        json.RawMessage `json:"coupon"`         // of a discount
+		PromotionCode json.RawMessage `json:"promotion_code"` // of a discount
 	}
 	if json.Unmarshal(obj, &o) != nil {
 		return Route{}
 	}
 	if table, ok := refetchOwner[typ]; ok {
+		var r Route
 		// A discount with subscription set is that subscription's
 		// (subscription.discount), not the customer's; it changes the
 		// customer's upcoming invoice too.
 		if sub := schema.RefID(o.Subscription); sub != "" && table == "customers" {
-			return Route{Action: Refetch, Table: "subscriptions", ID: sub, Customer: schema.RefID(o.Customer)}
+			r = Route{Action: Refetch, Table: "subscriptions", ID: sub, Customer: schema.RefID(o.Customer)}
+		} else if id := schema.RefID(o.Customer); id != "" {
+			r = Route{Action: Refetch, Table: table, ID: id}
 		}
-		if id := schema.RefID(o.Customer); id != "" {
-			return Route{Action: Refetch, Table: table, ID: id}
+		if typ != "customer.discount.deleted" {
+			// Applied: redeemed (a deletion redeems nothing).
+			r.Also = [2]Ref{ref("coupons", o.Coupon), ref("promotion_codes", o.PromotionCode)}
 		}
-		return Route{}
+		return r
 	}
 	// invoice.upcoming carries an invoice without id: the upcoming invoice
 	// of a customer, refreshed separately.
@@ -110,7 +132,7 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		r.Customer = schema.RefID(o.Customer)
 	}
 	if t.Name == "disputes" {
-		r.Charge = schema.RefID(o.Charge)
+		r.Also[0] = ref("charges", o.Charge)
 	}
 	if t.Name == "customers" && r.Action == Delete {
 		r.Customer = o.ID
