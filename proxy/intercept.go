@@ -179,6 +179,9 @@ type Upstream struct {
 	ic  *interception
 	err error // sticky: upstream skips everything after an error until Sync
 	m   *pgtype.Map
+	// cancelling is closed once the cancel this interception sent upstream
+	// (its context ended while waiting on upstream) has been delivered.
+	cancelling chan struct{}
 }
 
 // Result is a query's complete result; values are in the formats requested
@@ -370,13 +373,17 @@ func (u *Upstream) describe(ctx context.Context, name string, parse *pgproto3.Pa
 
 // receive returns the next upstream reply of this interception, forwarding
 // asynchronous messages (notices, notifications, parameter changes) to the
-// client. When ctx ends it asks upstream to cancel, and keeps reading: the
-// protocol state must stay in step.
+// client. When ctx ends it asks upstream to cancel (once per interception),
+// and keeps reading: the protocol state must stay in step.
+//
+// A reply is only handed on once that cancel has been delivered: the query
+// may finish before the cancel lands, and a cancel still in flight when the
+// interception ends would hit the client's next statement instead. Landing
+// while upstream waits for the interception's next message, it is ignored.
 func (u *Upstream) receive(ctx context.Context) ([]byte, error) {
-	cancelled := false
 	for {
 		var raw []byte
-		if cancelled {
+		if u.cancelling != nil {
 			select {
 			case raw = <-u.ic.msgs:
 			case <-u.s.done:
@@ -388,8 +395,12 @@ func (u *Upstream) receive(ctx context.Context) ([]byte, error) {
 			case <-u.s.done:
 				return nil, net.ErrClosed
 			case <-ctx.Done():
-				cancelled = true
-				go u.s.cancelUpstream()
+				c := make(chan struct{})
+				u.cancelling = c
+				go func() {
+					defer close(c)
+					u.s.cancelUpstream()
+				}()
 				continue
 			}
 		}
@@ -399,6 +410,13 @@ func (u *Upstream) receive(ctx context.Context) ([]byte, error) {
 				return nil, err
 			}
 			continue
+		}
+		if u.cancelling != nil {
+			select {
+			case <-u.cancelling:
+			case <-u.s.done:
+				return nil, net.ErrClosed
+			}
 		}
 		return raw, nil
 	}

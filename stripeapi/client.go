@@ -364,11 +364,16 @@ func (c *Client) convertError(err error, at *attempt) error {
 	}
 	if at.status != 0 {
 		// An error status with a body that is not Stripe's error JSON (a
-		// proxy's 502 page, say). Stripe-Should-Retry still counts.
+		// proxy's 502 page, say), or a success whose body is not JSON.
+		// Stripe-Should-Retry still counts.
+		msg := fmt.Sprintf("HTTP %d with a body that is not a Stripe error", at.status)
+		if at.status < 400 {
+			msg = fmt.Sprintf("HTTP %d with a body that is not JSON: the request may have taken effect", at.status)
+		}
 		return &Error{
 			HTTPStatus:        at.status,
 			Type:              "api_error",
-			Message:           fmt.Sprintf("HTTP %d with a body that is not a Stripe error", at.status),
+			Message:           msg,
 			RequestID:         at.header.Get("Request-Id"),
 			ShouldRetry:       at.header.Get("Stripe-Should-Retry"),
 			RateLimitedReason: at.header.Get("Stripe-Rate-Limited-Reason"),

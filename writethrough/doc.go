@@ -50,8 +50,12 @@
 // doc URL. Nothing of a failed call is applied; when an earlier call of the
 // same row succeeded (an update before a status change), the state it left
 // is applied and DETAIL says so. In a multi-row statement the rows that did
-// reach Stripe are applied locally and DETAIL lists them with their ids;
-// after a failure no further row is started.
+// reach Stripe are applied locally and DETAIL lists them with their ids,
+// and the other rows that failed without a definite answer; after a failure
+// no further row is started. A 2xx answer that is not an object with an id
+// counts as a failure of unknown outcome. When only RETURNING fails (a run
+// time error, a lost or cancelled connection) after every call succeeded,
+// the error is Postgres's and DETAIL lists the rows that reached Stripe.
 //
 //	Stripe answer                                   SQLSTATE
 //	card_error (any code, e.g. card_declined)       P0001 raise_exception

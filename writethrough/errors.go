@@ -62,7 +62,8 @@ const mayHaveTakenEffect = "the Stripe call may still have taken effect: the eve
 
 // stripeError turns a failed Stripe call into an ErrorResponse. A write
 // (not a GET) that failed without a definite answer (no answer, a cancel,
-// a 5xx) may have taken effect at Stripe; DETAIL says so.
+// a 5xx, a 2xx whose body can't be read) may have taken effect at Stripe;
+// DETAIL says so.
 func stripeError(err error, call string) *pgproto3.ErrorResponse {
 	e := stripeErrorResponse(err, call)
 	if !strings.HasPrefix(call, "GET ") && unknownOutcome(err) {
@@ -74,7 +75,9 @@ func stripeError(err error, call string) *pgproto3.ErrorResponse {
 func unknownOutcome(err error) bool {
 	var se *stripeapi.Error
 	if errors.As(err, &se) {
-		return se.HTTPStatus >= 500
+		// A 2xx is an error only when its body can't be read: the call
+		// took effect, but what it made is unknown.
+		return se.HTTPStatus >= 500 || (se.HTTPStatus >= 200 && se.HTTPStatus < 300)
 	}
 	return true // no answer: a network error, a timeout, a cancel
 }

@@ -226,7 +226,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		callCtx, cancel = context.WithDeadline(ctx, start.Add(stmtTimeout))
 		defer cancel()
 	}
-	done, failErr, failRow := ic.call(callCtx, st, calls)
+	done, failErr, failRow, uncertain := ic.call(callCtx, st, calls)
 	if failErr != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		failErr.Message = "canceling statement due to statement timeout"
 		if !strings.Contains(failErr.Detail, mayHaveTakenEffect) {
@@ -247,6 +247,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 
 	// Apply what reached Stripe, committed on our own connection; the change
 	// is real, so a client that cancels or hangs up now doesn't stop it.
+	var applyWarning string
 	if len(done) > 0 {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ic.cfg.Timeout)
 		if req.TxStatus == 'T' {
@@ -255,16 +256,16 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			// won't be released while the client waits for us.
 			actx = context.WithValue(actx, lockTimeoutKey{}, min(ic.cfg.LockTimeout, inTxLockTimeout))
 		}
-		w := ic.apply(actx, st.Table, done)
+		applyWarning = ic.apply(actx, st.Table, done)
 		cancel()
-		if w != "" {
-			rep.notice(w, "")
+		if applyWarning != "" {
+			rep.notice(applyWarning, "")
 		}
 	}
 	if failErr != nil {
 		e := failErr
 		if len(calls) > 1 {
-			e.Detail = strings.TrimPrefix(e.Detail+"; "+progress(st, done, failRow, len(calls)), "; ")
+			e.Detail = strings.TrimPrefix(e.Detail+"; "+progress(st, done, failRow, len(calls), uncertain), "; ")
 		}
 		return rep.fail(e)
 	}
@@ -281,7 +282,14 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		}
 	}
 	if retErr != nil {
-		return rep.fail(pgError(retErr))
+		// The writes are done: RETURNING (a division by zero, a cast, a
+		// lost or cancelled connection) is all that failed. Say so, or
+		// the client takes the statement for undone and repeats it.
+		e := pgError(retErr)
+		if w := reachedBeforeReturning(st, done, applyWarning == ""); w != "" {
+			e.Detail = strings.TrimPrefix(e.Detail+"; "+w, "; ")
+		}
+		return rep.fail(e)
 	}
 	if retRes != nil {
 		if req.Describe {
@@ -317,23 +325,62 @@ func commandTag(op translate.Op, n int) string {
 }
 
 // progress says which rows reached Stripe when a multi-row statement failed.
-func progress(st *translate.Statement, done []applied, failRow, total int) string {
-	if len(done) == 0 {
-		return fmt.Sprintf("row %d of %d failed; no row reached Stripe", failRow+1, total)
-	}
+// uncertain are the other rows (not failRow) that failed without a definite
+// answer: they may have reached Stripe too.
+func progress(st *translate.Statement, done []applied, failRow, total int, uncertain []int) string {
 	var rows, ids []string
 	for _, d := range done {
-		if d.partial {
+		if d.partial && d.row == failRow {
 			continue // the error's own detail says what reached Stripe
 		}
 		rows = append(rows, strconv.Itoa(d.row+1))
 		ids = append(ids, d.id)
 	}
-	if len(rows) == 0 {
-		return fmt.Sprintf("row %d of %d failed; no other row reached Stripe", failRow+1, total)
+	var unk []string
+	for _, r := range uncertain {
+		unk = append(unk, strconv.Itoa(r+1))
 	}
-	return fmt.Sprintf("row %d of %d failed; %d rows reached Stripe and are applied locally in stripe.%s: rows %s (%s); the other rows were not changed",
-		failRow+1, total, len(rows), st.Table.Name, strings.Join(rows, ", "), strings.Join(ids, ", "))
+	var b strings.Builder
+	fmt.Fprintf(&b, "row %d of %d failed; ", failRow+1, total)
+	if len(rows) == 0 {
+		b.WriteString("no other row reached Stripe for certain")
+	} else {
+		fmt.Fprintf(&b, "%d rows reached Stripe and are applied locally in stripe.%s: rows %s (%s)",
+			len(rows), st.Table.Name, strings.Join(rows, ", "), strings.Join(ids, ", "))
+	}
+	switch len(unk) {
+	case 0:
+	case 1:
+		fmt.Fprintf(&b, "; row %s failed too, without a definite answer: it may have reached Stripe as well", unk[0])
+	default:
+		fmt.Fprintf(&b, "; rows %s failed too, without a definite answer: they may have reached Stripe as well", strings.Join(unk, ", "))
+	}
+	if (len(rows) > 0 || len(unk) > 0) && 1+len(rows)+len(unk) < total {
+		b.WriteString("; the other rows were not changed")
+	}
+	return b.String()
+}
+
+// reachedBeforeReturning is the DETAIL clause for a statement whose Stripe
+// calls all succeeded but whose RETURNING failed: what reached Stripe.
+func reachedBeforeReturning(st *translate.Statement, done []applied, appliedLocally bool) string {
+	var rows, ids []string
+	for _, d := range done {
+		if d.resp == nil {
+			continue // nothing to change: no call
+		}
+		rows = append(rows, strconv.Itoa(d.row+1))
+		ids = append(ids, d.id)
+	}
+	if len(rows) == 0 {
+		return ""
+	}
+	where := "and is applied locally in stripe." + st.Table.Name
+	if !appliedLocally {
+		where = "(the local copy will catch up from Stripe's events)"
+	}
+	return fmt.Sprintf("only RETURNING failed: the %s reached Stripe %s for rows %s (%s); do not repeat the statement",
+		strings.ToLower(st.Op.String()), where, strings.Join(rows, ", "), strings.Join(ids, ", "))
 }
 
 // applied is one row whose calls all succeeded.
@@ -351,16 +398,19 @@ type applied struct {
 // no further row is started; rows already in flight finish. A row whose
 // calls don't all succeed is not applied (its first calls, if any, are left
 // to the events loop).
-func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) ([]applied, *pgproto3.ErrorResponse, int) {
+//
+// uncertain lists the other rows (not the first failed one) that failed
+// without a definite answer from Stripe, in statement order.
+func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, failErr *pgproto3.ErrorResponse, failRow int, uncertain []int) {
 	ctx, cancel := context.WithTimeout(stripeapi.WithPriority(ctx, stripeapi.Interactive), ic.cfg.Timeout)
 	defer cancel()
 	exec := executionID()
 	results := make([]*applied, len(rows))
+	unknown := make([]bool, len(rows))
+	failRow = len(rows)
 	var (
-		mu      sync.Mutex
-		failErr *pgproto3.ErrorResponse
-		failRow = len(rows)
-		wg      sync.WaitGroup
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	sem := make(chan struct{}, ic.cfg.Concurrency)
 	for i, r := range rows {
@@ -382,6 +432,9 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 				// object.
 				key := fmt.Sprintf("pgstripe-%s-%d-%d", exec, i, j)
 				resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
+				if err == nil {
+					err = checkAnswer(resp)
+				}
 				if err != nil && c.Method == "DELETE" {
 					if gone, ok := ic.confirmDeleted(ctx, c.Path, r.ID, st.Table.Object, err); ok {
 						resp, err = gone, nil
@@ -398,6 +451,7 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 						results[i] = &applied{row: i, id: r.ID, version: r.Version, resp: last, partial: true}
 					}
 					mu.Lock()
+					unknown[i] = !strings.HasPrefix(c.Method+" ", "GET ") && unknownOutcome(err)
 					if i < failRow {
 						failRow, failErr = i, e
 					}
@@ -416,13 +470,27 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 		}()
 	}
 	wg.Wait()
-	var done []applied
-	for _, a := range results {
+	for i, a := range results {
 		if a != nil {
 			done = append(done, *a)
 		}
+		if unknown[i] && i != failRow {
+			uncertain = append(uncertain, i)
+		}
 	}
-	return done, failErr, failRow
+	return done, failErr, failRow, uncertain
+}
+
+// checkAnswer refuses a successful answer that is not a Stripe object with
+// an id: it can't be stored, so the row can't be applied nor returned. The
+// call did take effect (Stripe said 2xx), so the error is one of unknown
+// outcome (see unknownOutcome).
+func checkAnswer(resp *stripeapi.Response) error {
+	if _, err := stripeapi.ObjectID(resp.Body); err != nil {
+		return &stripeapi.Error{HTTPStatus: resp.StatusCode, Type: "api_error", RequestID: resp.RequestID,
+			Message: fmt.Sprintf("Stripe answered HTTP %d with a body that is not an object with an id", resp.StatusCode)}
+	}
+	return nil
 }
 
 // confirmDeleted decides whether a DELETE that Stripe refused (4xx) has
