@@ -14,7 +14,11 @@
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.
 //     No row lock is taken there: a lock held by the client's transaction
-//     would block our own apply below. A simple Query, which Postgres has
+//     would block our own apply below. An UPDATE instead takes an advisory
+//     lock per object it changes (on the client's connection, held until
+//     the client's transaction ends) and evaluates again under it, so two
+//     sessions running SET balance = balance + 100 at once add 200, as row
+//     locks make them do in Postgres. A simple Query, which Postgres has
 //     not parsed, gets its RETURNING checked there too (run with no ids),
 //     and a $n it gives no value for is refused (42P02), as Postgres would.
 //  4. translate builds the Stripe calls and checks every row first (unknown

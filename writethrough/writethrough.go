@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,6 +209,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			return rep.fail(pgError(err))
 		}
 		rows = res.Rows
+		if st.Op == translate.Update && len(rows) > 0 {
+			if rows, err = lockObjects(ctx, up, params, st, rows); err != nil {
+				return rep.fail(pgError(err))
+			}
+		}
 	}
 	calls, terr := st.Build(rows)
 	if terr != nil {
@@ -948,6 +954,48 @@ func newParams(req Request) params {
 		}
 	}
 	return p
+}
+
+// lockObjectSQL takes a transaction-scoped advisory lock per object of a
+// table, in the order of the ids given (sorted by the caller).
+const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgstripe:' || $1 || ':' || id, 0)) FROM pg_catalog.unnest($2::pg_catalog.text[]) AS id`
+
+// lockObjects serializes concurrent UPDATEs of the same objects, as row
+// locks do in Postgres. An UPDATE computes its values from the local rows
+// (SET balance = balance + 100): two sessions evaluating at once would
+// both send Stripe the same result, and one change would be lost. On the
+// client's connection it takes an advisory lock per object, held until the
+// client's transaction ends (the implicit one ends after the write is
+// applied locally, so the next writer reads the new state), and evaluates
+// again under the locks; an object the new evaluation adds is locked in
+// turn. Locks are taken in id order, so two statements can only deadlock
+// across a client's own transaction, as they would in Postgres (40P01,
+// before any Stripe call).
+func lockObjects(ctx context.Context, up Upstream, p params, st *translate.Statement, rows [][][]byte) ([][][]byte, error) {
+	locked := map[string]bool{}
+	for range 3 {
+		var ids []string
+		for _, r := range rows {
+			if id := string(r[0]); !locked[id] {
+				ids = append(ids, id)
+				locked[id] = true
+			}
+		}
+		if len(ids) == 0 {
+			break
+		}
+		slices.Sort(ids)
+		if _, err := up.Query(ctx, lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)},
+			[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
+			return nil, err
+		}
+		res, err := p.query(ctx, up, st.Eval, nil)
+		if err != nil {
+			return nil, err
+		}
+		rows = res.Rows
+	}
+	return rows, nil
 }
 
 // query runs q with the client's parameters $1…$NParams (plus the ids as
