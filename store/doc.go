@@ -45,7 +45,9 @@
 // remains is a Delete of an id that was not stored, committing between that
 // second statement and the commit of the Upsert's transaction: the Delete
 // can't see the uncommitted row. Sync never does that (the backfill
-// finishes before events replay; write-through deletes stored rows only).
+// finishes before events replay; the events loop runs its poll and
+// re-fetch transactions one at a time; write-through deletes stored rows
+// only).
 //
 // # Delete
 //

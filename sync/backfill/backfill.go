@@ -28,7 +28,9 @@ type Config struct {
 	Client *stripeapi.Client
 	// Objects are table names of schema stripe; empty means all. A child
 	// table (subscription_items, invoice_line_items) is filled with its
-	// parent, so naming it backfills the parent too.
+	// parent, so naming it backfills the parent too; a per-parent table
+	// (payment_methods, tax_ids, upcoming_invoices) brings its parent
+	// into the run as well (skipped when that completed earlier).
 	Objects []string
 	// Progress, if set, is called about every ProgressInterval (default 1 s)
 	// and once at the end, from one goroutine.
@@ -253,6 +255,15 @@ func (r *runner) resolve(names []string) error {
 			want[t.Parent.Table] = true
 		}
 	}
+	// A per-parent list needs its parent in the run too: skipped when its
+	// backfill completed (the stored rows are then the parents), resumed
+	// when it did not, so no per-parent table completes before the parents
+	// still to come were listed.
+	for name, pp := range perParent {
+		if want[name] {
+			want[pp.parent] = true
+		}
+	}
 	for _, t := range schema.Tables() {
 		if !want[t.Name] {
 			continue
@@ -370,6 +381,7 @@ ON CONFLICT (name) DO NOTHING`, evID, c.Created)
 // pending slices of the others.
 func (r *runner) plan(ctx context.Context, now time.Time) error {
 	var fresh []string
+	freshSet := map[string]bool{} // planned from scratch in this run
 	for _, name := range r.order {
 		o := r.objs[name]
 		if o.kind == kindChild {
@@ -414,6 +426,7 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 			started := time.Now()
 			if !planned {
 				fresh = append(fresh, name)
+				freshSet[name] = true
 				if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_objects (object, upper_bound) VALUES ($1, $2)`, name, now.Unix()); err != nil {
 					return err
 				}
@@ -427,10 +440,13 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 						return err
 					}
 				case kindPerParent:
-					// When the parent table is backfilled in this run, its
-					// pages queue the parents as they commit; otherwise the
-					// parents are the rows already stored.
-					if p := r.objs[o.parent]; p != nil && !p.skipped {
+					// When the parent table is backfilled from scratch in
+					// this run, its pages queue the parents as they commit;
+					// otherwise the parents are the rows already stored,
+					// plus, for a parent resuming an earlier run, those
+					// its remaining pages bring (that run's finished pages
+					// are not fetched again, so their rows must seed).
+					if p := r.objs[o.parent]; p != nil && !p.skipped && freshSet[o.parent] {
 						break
 					}
 					if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_slices (object, parent)
@@ -677,7 +693,7 @@ func (r *runner) handle(ctx context.Context, res taskResult) error {
 	case errors.Is(err, errRequeue):
 		r.push(res.s, false)
 		return nil
-	case stripeapi.IsNotFound(err) && res.s.parent != "":
+	case res.s.parent != "" && parentGone(err, perParent[res.s.object].single):
 		// The parent was deleted since: nothing of it to fetch.
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `UPDATE stripe_sync.backfill_slices SET done = true WHERE id = $1`, res.s.id)
@@ -732,6 +748,19 @@ func transient(err error) bool {
 func cursorGone(err error) bool {
 	var se *stripeapi.Error
 	return errors.As(err, &se) && se.Param == "starting_after" && (se.Code == "resource_missing" || se.HTTPStatus == 404)
+}
+
+// parentGone: Stripe answers a per-parent request as if the parent no
+// longer exists: 404, or 400 resource_missing when the parent is a query
+// parameter (customer=), as for a customer deleted since its subscription
+// was listed. For a virtual object (the upcoming invoice) any 400 means
+// nothing to show, as the events loop treats it.
+func parentGone(err error, virtual bool) bool {
+	if stripeapi.IsNotFound(err) {
+		return true
+	}
+	var se *stripeapi.Error
+	return errors.As(err, &se) && se.HTTPStatus == 400 && se.Param != "starting_after" && (virtual || se.Code == "resource_missing")
 }
 
 // failBlocked marks per-parent objects that could not finish because their

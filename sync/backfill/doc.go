@@ -16,7 +16,9 @@
 //
 // Lists without a created filter are paged with starting_after, per parent
 // where the API demands it: payment methods per customer (the parents are
-// the customers this run fetches, or those already stored); tax ids come
+// the customers this run fetches, plus those already stored unless the
+// customers are backfilled from scratch; naming a per-parent table brings
+// its parent into the run); tax ids come
 // included with the customer pages (expand[]=data.tax_ids), per customer
 // only when a customer has more than the included page. upcoming_invoices
 // (virtual) is one GET /v1/invoices/upcoming per customer with a live

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,13 +108,21 @@ VALUES ($1, $2, $3, $4, $5) RETURNING id`, s.object, gte, lt, after, s.est).Scan
 }
 
 // insertParents queues one parent list per id for each child object (ids
-// seen twice are queued once).
+// seen twice are queued once). Rows go in sorted order: concurrent page
+// transactions may queue the same parents (a customer's subscriptions on
+// two slices), and each waits for the other's uncommitted row in the
+// unique index, so unsorted orders could deadlock.
 func insertParents(ctx context.Context, tx pgx.Tx, objects []string, parents []string) error {
 	if len(parents) == 0 || len(objects) == 0 {
 		return nil
 	}
+	objects = slices.Clone(objects)
+	slices.Sort(objects)
+	parents = slices.Clone(parents)
+	slices.Sort(parents)
+	parents = slices.Compact(parents)
 	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_slices (object, parent)
-SELECT o, p FROM unnest($1::text[]) o, unnest($2::text[]) p
+SELECT o, p FROM unnest($1::text[]) o, unnest($2::text[]) p ORDER BY o, p
 ON CONFLICT (object, parent) WHERE parent IS NOT NULL DO NOTHING`, objects, parents)
 	if err != nil {
 		return fmt.Errorf("backfill: queue parents: %w", err)

@@ -145,6 +145,9 @@ type poller struct {
 	errorShown             bool      // last_error was set by recordError
 	lastSave, lastStatus   time.Time
 	lastPrune              time.Time
+	// txMu serializes the write transactions of the poll and the
+	// re-fetcher (inTx).
+	txMu sync.Mutex
 }
 
 func (p *poller) run(ctx context.Context) error {
@@ -471,11 +474,17 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 	return pages, err
 }
 
-// inTx runs fn in a transaction fenced by the leader epoch. A deadlock
-// (the poll's and the re-fetcher's transactions can touch the same rows in
-// different orders, e.g. an invoice and its items) is retried: fn must be
-// repeatable.
+// inTx runs fn in a transaction fenced by the leader epoch. The loop's
+// transactions (polls, re-fetches, balance lists) run one at a time: a
+// Delete can't see a row that another transaction inserted and has not
+// committed, so a poll deleting an object that a re-fetch was storing for
+// the first time would leave the re-fetched row behind its tombstone for
+// ever (store's documented gap). Only the transactions are serialized,
+// not the requests to Stripe before them. A deadlock with another writer
+// (write-through) is retried: fn must be repeatable.
 func (p *poller) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
 			if p.cfg.Epoch != 0 {

@@ -1,0 +1,4 @@
+package backfill
+
+// InsertParents exposes insertParents to the external tests.
+var InsertParents = insertParents
