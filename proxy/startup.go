@@ -33,7 +33,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	s := &session{p: p, client: conn, done: make(chan struct{}), stmts: make(map[string]*stmtInfo)}
 	s.ctx, s.ctxCancel = context.WithCancel(context.Background())
 	s.txStatus.Store('I')
-	s.cw.conn = conn
+	s.cw.conn = withRawIO(conn)
 	draining := p.register(s)
 	defer p.unregister(s)
 	defer s.close()
@@ -67,7 +67,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 // requests, cancel requests, and finally the StartupMessage, whose raw bytes
 // it returns (nil when the connection was a cancel request).
 func (s *session) clientStartup() ([]byte, error) {
-	s.cr = newMsgReader(s.client)
+	s.cr = newMsgReader(withRawIO(s.client))
 	if err := s.cr.ensure(1); err != nil {
 		return nil, err
 	}
@@ -173,8 +173,8 @@ func (s *session) connectUpstream(startup []byte) error {
 			return err
 		}
 	}
-	s.uw.conn = up
-	s.ur = newMsgReader(up)
+	s.uw.conn = withRawIO(up)
+	s.ur = newMsgReader(s.uw.conn)
 	if _, err := up.Write(startup); err != nil {
 		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
 		return err
