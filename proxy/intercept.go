@@ -317,11 +317,11 @@ const describeStmtName = "\x01pgstripe describe"
 
 // describeBound fetches the parameter types of the statement portal pi was
 // bound from. A portal outlives its statement (a simple Query drops the
-// unnamed one; a name can be closed and prepared again), so unless the name
-// still holds that statement, the proxy prepares the same text under a name
-// of its own.
+// unnamed one, unless Postgres skips that Query after an error; a name can
+// be closed and prepared again), so unless a named statement still holds
+// it, the proxy prepares the same text under a name of its own.
 func (s *session) describeBound(ctx context.Context, up *Upstream, pi *portalInfo) ([]uint32, error) {
-	if st, ok := s.stmts[pi.stmtName]; ok && st == pi.stmt {
+	if st, ok := s.stmts[pi.stmtName]; ok && st == pi.stmt && pi.stmtName != "" {
 		return up.describe(ctx, pi.stmtName, nil)
 	}
 	return up.describe(ctx, describeStmtName, &pgproto3.Parse{Name: describeStmtName, Query: pi.stmt.sql, ParameterOIDs: pi.stmt.paramOIDs})

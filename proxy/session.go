@@ -316,11 +316,6 @@ func (s *session) clientLoop() error {
 				// A simple Query replaces the unnamed portal.
 				delete(s.portals, "")
 			}
-			if len(s.stmts) > 0 {
-				// and drops the unnamed statement (a portal bound from it
-				// lives on: see describeBound).
-				delete(s.stmts, "")
-			}
 			if s.p.classify != nil {
 				sql, ok := queryText(body)
 				if !ok {
