@@ -322,53 +322,99 @@ const describeStmtName = "\x01pgstripe describe"
 // it, the proxy prepares the same text under a name of its own.
 func (s *session) describeBound(ctx context.Context, up *Upstream, pi *portalInfo) ([]uint32, error) {
 	if st, ok := s.stmts[pi.stmtName]; ok && st == pi.stmt && pi.stmtName != "" {
-		return up.describe(ctx, pi.stmtName, nil)
+		oids, _, err := up.describe(ctx, 'S', pi.stmtName, nil)
+		return oids, err
 	}
-	return up.describe(ctx, describeStmtName, &pgproto3.Parse{Name: describeStmtName, Query: pi.stmt.sql, ParameterOIDs: pi.stmt.paramOIDs})
+	oids, _, err := up.describe(ctx, 'S', describeStmtName, &pgproto3.Parse{Name: describeStmtName, Query: pi.stmt.sql, ParameterOIDs: pi.stmt.paramOIDs})
+	return oids, err
 }
 
-// describe fetches a prepared statement's parameter types. With parse, it
-// prepares the statement first and closes it after.
-func (u *Upstream) describe(ctx context.Context, name string, parse *pgproto3.Parse) ([]uint32, error) {
+// describe fetches a prepared statement's parameter types (typ 'S'), and
+// whether a statement or portal has result rows. With parse, it prepares
+// the statement first and closes it after.
+func (u *Upstream) describe(ctx context.Context, typ byte, name string, parse *pgproto3.Parse) (oids []uint32, rows bool, err error) {
 	w := &u.s.uw
 	if parse != nil {
 		w.send(parse)
 	}
-	w.send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+	w.send(&pgproto3.Describe{ObjectType: typ, Name: name})
 	if parse != nil {
 		w.send(&pgproto3.Close{ObjectType: 'S', Name: name})
 	}
 	w.send(&pgproto3.Flush{})
 	if err := w.flush(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var oids []uint32
 	for {
 		raw, err := u.receive(ctx)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		switch raw[0] {
 		case 't':
 			var pd pgproto3.ParameterDescription
 			if err := pd.Decode(raw[5:]); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			oids = pd.ParameterOIDs
 		case 'T', 'n':
+			rows = raw[0] == 'T'
 			if parse == nil {
-				return oids, nil
+				return oids, rows, nil
 			}
 		case '3': // CloseComplete
-			return oids, nil
+			return oids, rows, nil
 		case 'E':
-			var er pgproto3.ErrorResponse
-			er.Decode(raw[5:])
-			u.err = PgError(&er)
-			u.ic.upstreamFailed = true
-			return nil, u.err
+			return nil, false, u.failed(raw)
 		}
 	}
+}
+
+func (u *Upstream) failed(raw []byte) error {
+	var er pgproto3.ErrorResponse
+	er.Decode(raw[5:])
+	u.err = PgError(&er)
+	u.ic.upstreamFailed = true
+	return u.err
+}
+
+// spend replaces the client's portal upstream, bound and never run (the
+// interceptor ran its statement), with one of the same name, without
+// result rows either, that has run: Postgres refuses to run such a portal
+// again (55000), and can then say so itself.
+func (u *Upstream) spend(ctx context.Context, portal string) error {
+	w := &u.s.uw
+	for _, m := range []interface {
+		Encode([]byte) ([]byte, error)
+	}{
+		&pgproto3.Close{ObjectType: 'P', Name: portal},
+		&pgproto3.Close{ObjectType: 'S', Name: privateStmt},
+		&pgproto3.Parse{Name: privateStmt, Query: "DO $$BEGIN END$$"},
+		&pgproto3.Bind{DestinationPortal: portal, PreparedStatement: privateStmt},
+		&pgproto3.Execute{Portal: portal},
+		&pgproto3.Close{ObjectType: 'S', Name: privateStmt},
+		&pgproto3.Flush{},
+	} {
+		if err := w.send(m); err != nil {
+			return err
+		}
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	for closes := 0; closes < 3; {
+		raw, err := u.receive(ctx)
+		if err != nil {
+			return err
+		}
+		switch raw[0] {
+		case '3':
+			closes++
+		case 'E':
+			return u.failed(raw)
+		}
+	}
+	return nil
 }
 
 // receive returns the next upstream reply of this interception, forwarding
@@ -483,8 +529,10 @@ var barrier = append(encode(&pgproto3.Close{ObjectType: 'S', Name: "pgstripe_pro
 var forceError = append(encode(&pgproto3.Parse{Name: "pgstripe_proxy_failed", Query: "pgstripe: the intercepted statement failed"}), encode(&pgproto3.Flush{})...)
 
 var (
-	syncMsg      = encode(&pgproto3.Sync{})
-	terminateMsg = encode(&pgproto3.Terminate{})
+	closeUnnamedStmt   = encode(&pgproto3.Close{ObjectType: 'S'})
+	closeUnnamedPortal = encode(&pgproto3.Close{ObjectType: 'P'})
+	syncMsg            = encode(&pgproto3.Sync{})
+	terminateMsg       = encode(&pgproto3.Terminate{})
 )
 
 // serveInterception runs in the server loop when the barrier reply of an
@@ -542,8 +590,25 @@ func (s *session) interceptExecute(pi *portalInfo, raw []byte, maxRows uint32) e
 // replay answers an Execute of an intercepted portal that already ran, as
 // Postgres does: with the rows an earlier row limit kept back, up to this
 // Execute's own limit, and a tag that counts the rows of this Execute.
-func (s *session) replay(call *Call) error {
+func (s *session) replay(ctx context.Context, call *Call) error {
 	pi := call.pi
+	if len(pi.rest) == 0 {
+		// A statement without result rows (no RETURNING) ran to completion
+		// at its first Execute, and Postgres refuses to run its portal
+		// again.
+		_, rows, err := call.up.describe(ctx, 'P', pi.name, nil)
+		if err != nil {
+			return err
+		}
+		if !rows {
+			if err := call.up.spend(ctx, pi.name); err != nil {
+				return err
+			}
+			delete(s.portals, pi.name)
+			call.done, call.forward = true, true
+			return nil
+		}
+	}
 	n := len(pi.rest)
 	if call.maxRows > 0 && uint32(n) >= call.maxRows {
 		n = int(call.maxRows)
@@ -572,6 +637,18 @@ func (s *session) replay(call *Call) error {
 // because an earlier request of the batch failed.
 func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error) {
 	ic := newInterception()
+	if call.Protocol == SimpleProtocol {
+		// Postgres drops the unnamed statement at every simple Query, and
+		// the unnamed portal with each statement it runs (not in a failed
+		// transaction): the client's must not outlive one that upstream
+		// never sees.
+		s.q.push1(entry{kind: kClose, swallow: true})
+		s.uw.write(closeUnnamedStmt)
+		if s.txStatus.Load() != 'E' {
+			s.q.push1(entry{kind: kClose, swallow: true})
+			s.uw.write(closeUnnamedPortal)
+		}
+	}
 	s.q.push1(entry{kind: kIntercept, ic: ic})
 	if err := s.uw.write(barrier); err != nil {
 		return false, err
@@ -591,9 +668,15 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		if call.forward {
 			if call.Protocol == SimpleProtocol {
 				// End the interceptor's queries first; the client gets
-				// the forwarded Query's own ReadyForQuery.
-				s.q.push1(entry{kind: kSync, swallow: true})
-				s.uw.write(syncMsg)
+				// the forwarded Query's own ReadyForQuery. Not when the
+				// client's own extended requests since its last Sync are
+				// pending: Postgres runs the Query in their implicit
+				// transaction (a failure rolls them back too), and a Sync
+				// would commit them on their own.
+				if !s.extOpen {
+					s.q.push1(entry{kind: kSync, swallow: true})
+					s.uw.write(syncMsg)
+				}
 				s.q.push1(entry{kind: kQuery})
 			} else {
 				s.q.push1(entry{kind: kExecute})
@@ -631,6 +714,16 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	}()
 
 	var err error
+	if pi != nil && s.txStatus.Load() == 'E' {
+		// In a failed transaction Postgres runs no statement that can be
+		// intercepted (only COMMIT, ROLLBACK and the like), and it answers
+		// an Execute with 34000 (the portal does not exist: its Bind
+		// failed, or went with a savepoint) or 25P02: let it answer, as
+		// to any client. Asking it first (portalExists) would fail with
+		// 25P02 either way.
+		call.forward = true
+		return true, nil
+	}
 	if pi != nil && pi.syncs != s.syncs {
 		// A Sync or Query since Bind may have ended the portal's
 		// transaction, and the portal with it (then upstream answers the
@@ -644,8 +737,16 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		}
 	}
 	if err == nil && pi != nil && pi.stmt.uncertain {
-		var st *stmtInfo
-		if st, err = s.resolveStmt(ctx, call.up, pi.stmtName); err == nil {
+		st := pi.stmt
+		if pi.stmtName == "" {
+			st = st.unnamed()
+		} else if !st.parsed.Load() {
+			// (Not when Postgres accepted the Parse: the query would
+			// also be the transaction's first, after which BEGIN
+			// ISOLATION LEVEL, SET TRANSACTION … are refused.)
+			st, err = s.resolveStmt(ctx, call.up, pi.stmtName)
+		}
+		if err == nil {
 			if st.class != Intercept {
 				call.forward = true
 				return true, nil
@@ -656,7 +757,7 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	switch {
 	case err != nil:
 	case pi != nil && pi.ran:
-		err = s.replay(call)
+		err = s.replay(ctx, call)
 	case pi != nil:
 		// Read only now: the server loop records a ParameterDescription
 		// into the statement until the barrier.

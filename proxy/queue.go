@@ -22,13 +22,15 @@ func (k entryKind) extended() bool { return k >= kParse && k <= kClose }
 // entry is one expected reply.
 type entry struct {
 	kind entryKind
-	// stmt receives the ParameterDescription of a kDescribeStmt.
+	// stmt receives the ParameterDescription of a kDescribeStmt, and
+	// learns that an uncertain kParse succeeded.
 	stmt *stmtInfo
 	// ic is set for kIntercept.
 	ic *interception
-	// swallow: the ReadyForQuery of this kSync is the proxy's own (it ends
-	// an interception's queries before a forwarded Query) and does not
-	// reach the client.
+	// swallow: the reply to this kSync or kClose is the proxy's own (the
+	// Sync ends an interception's queries before a forwarded Query, the
+	// Close drops the unnamed statement an intercepted Query replaces) and
+	// does not reach the client.
 	swallow bool
 }
 

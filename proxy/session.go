@@ -57,6 +57,10 @@ type session struct {
 	// and Flush in copy-in mode, for clients such as libpq that send Sync
 	// after every Execute), which the client's first copy message reveals.
 	copySyncs int
+	// extOpen: the client sent extended-protocol requests since its last
+	// Sync or Query; they run in an implicit transaction that Postgres
+	// ends at the next Sync or Query.
+	extOpen bool
 
 	icMu     sync.Mutex
 	icCancel context.CancelFunc
@@ -77,8 +81,38 @@ type stmtInfo struct {
 	class     Class
 	paramOIDs []uint32 // from Parse, completed by ParameterDescription
 	// uncertain: this Parse reused the name of a statement and may have
-	// been refused; see trackParse.
+	// been refused, or (the unnamed statement) skipped; see trackParse.
 	uncertain bool
+	// parsed: Postgres answered this (uncertain) Parse with ParseComplete,
+	// so the statement is the one under its name; refused: with an error.
+	// Set by the server loop.
+	parsed, refused atomic.Bool
+	// prev is the unnamed statement this (uncertain) Parse replaces, which
+	// stays if Postgres skips the Parse.
+	prev *stmtInfo
+}
+
+// unnamed returns the unnamed statement in place after st, the last Parse
+// of it before a Bind: st if Postgres accepted it, none if it refused it
+// (a failing unnamed Parse drops the previous statement first), the
+// previous one if it skipped it (an error earlier in the batch).
+func (st *stmtInfo) unnamed() *stmtInfo {
+	for st != nil && st.uncertain && !st.parsed.Load() {
+		if st.refused.Load() {
+			return passthroughStmt // Bind failed: upstream answers the Execute
+		}
+		st = st.prev
+	}
+	if st == nil {
+		return passthroughStmt
+	}
+	return st
+}
+
+// mayIntercept reports whether the unnamed statement in place after st
+// may be one to intercept, as far as the server loop has told.
+func (st *stmtInfo) mayIntercept() bool {
+	return st.class == Intercept || st.uncertain && !st.parsed.Load() && !st.refused.Load()
 }
 
 // passthroughStmt stands for every statement that is not intercepted, so
@@ -310,31 +344,42 @@ func (s *session) clientLoop() error {
 			s.copySyncs = 0
 		}
 		switch typ {
+		case 'P', 'B', 'D', 'E', 'C':
+			s.extOpen = true
+		case 'S':
+			s.extOpen = false
+		}
+		switch typ {
 		case 'Q':
+			// A simple Query replaces the unnamed portal and drops the
+			// unnamed statement, unless Postgres skips it (an error
+			// earlier in an extended-protocol batch): the records stay.
+			// Only upstream can tell (see intercept); a statement or
+			// portal that is gone makes Bind or Execute fail there.
 			s.syncs++
-			if len(s.portals) > 0 {
-				// A simple Query replaces the unnamed portal.
-				delete(s.portals, "")
-			}
 			if s.p.classify != nil {
 				sql, ok := queryText(body)
 				if !ok {
 					return protocolErrorf("invalid Query message")
 				}
 				if s.p.classify.get(sql) == Intercept {
-					if err := s.interceptSimple(string(sql), raw); err != nil {
+					err := s.interceptSimple(string(sql), raw)
+					s.extOpen = false
+					if err != nil {
 						return err
 					}
 					continue
 				}
 			}
+			s.extOpen = false
 			s.p.passed.Add(1)
 			s.q.push1(entry{kind: kQuery})
 		case 'P':
-			if err := s.trackParse(body); err != nil {
+			st, err := s.trackParse(body)
+			if err != nil {
 				return err
 			}
-			s.q.push1(entry{kind: kParse})
+			s.q.push1(entry{kind: kParse, stmt: st})
 		case 'B':
 			if err := s.trackBind(body); err != nil {
 				return err
@@ -386,9 +431,7 @@ func (s *session) clientLoop() error {
 						// Postgres skips a Close after an error earlier in
 						// the batch, and the statement then stays: its
 						// first Execute asks upstream (see trackParse).
-						u := *st
-						u.uncertain = true
-						s.stmts[string(name)] = &u
+						s.stmts[string(name)] = &stmtInfo{sql: st.sql, class: st.class, paramOIDs: st.paramOIDs, uncertain: true}
 					} else {
 						delete(s.stmts, string(name))
 					}
@@ -404,6 +447,7 @@ func (s *session) clientLoop() error {
 			s.copySyncs++
 			s.q.push1(entry{kind: kSync})
 		case 'F':
+			s.extOpen = false
 			s.q.push1(entry{kind: kQuery})
 		case 'd', 'c', 'f':
 			// COPY data gets no reply of its own. The client is in
@@ -439,42 +483,55 @@ func queryText(body []byte) ([]byte, bool) {
 }
 
 // trackParse records the class of a prepared statement; only intercepted
-// statements keep their text and parameter types.
-func (s *session) trackParse(body []byte) error {
+// statements keep their text and parameter types. It returns the record of
+// an uncertain statement, for the server loop to tell when Postgres
+// accepted it.
+func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 	name, rest, ok := cstringBytes(body)
 	if !ok {
-		return protocolErrorf("invalid Parse message")
+		return nil, protocolErrorf("invalid Parse message")
 	}
 	if s.p.classify == nil {
-		return nil
+		return nil, nil
 	}
 	sql, rest, ok := cstringBytes(rest)
 	if !ok {
-		return protocolErrorf("invalid Parse message")
+		return nil, protocolErrorf("invalid Parse message")
 	}
 	class := s.p.classify.get(sql)
 	// Postgres refuses a Parse under a name in use, and then the statement
 	// that runs under that name is the old one, unless the proxy's record
 	// is stale (DEALLOCATE by SQL, an earlier Parse that failed). When
-	// either may be intercepted, the first Execute asks upstream.
-	uncertain := false
+	// either may be intercepted, the first Execute asks upstream, unless
+	// Postgres answered this Parse with ParseComplete by then.
+	old := s.stmts[string(name)]
+	var uncertain bool
 	if len(name) > 0 {
-		if old := s.stmts[string(name)]; old != nil && (old.class == Intercept || old.uncertain || class == Intercept) {
-			uncertain = true
-		}
+		uncertain = old != nil && (old.class == Intercept || old.uncertain || class == Intercept)
+	} else {
+		// The unnamed statement is replaced by every Parse that Postgres
+		// does not skip (after an error earlier in the batch): the first
+		// Execute checks when either may be intercepted.
+		uncertain = class == Intercept || old != nil && old.mayIntercept()
 	}
 	if class != Intercept && !uncertain {
 		if len(s.stmts) > 0 || len(name) > 0 {
 			s.stmts[string(name)] = passthroughStmt
 		}
-		return nil
+		return nil, nil
 	}
 	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain}
+	if uncertain && len(name) == 0 {
+		if old != nil && old.parsed.Load() {
+			old.prev = nil // old is in place: what it replaced no longer matters
+		}
+		st.prev = old
+	}
 	if len(rest) >= 2 {
 		n := int(binary.BigEndian.Uint16(rest))
 		rest = rest[2:]
 		if len(rest) < 4*n {
-			return protocolErrorf("invalid Parse message")
+			return nil, protocolErrorf("invalid Parse message")
 		}
 		st.paramOIDs = make([]uint32, n)
 		for i := range n {
@@ -482,7 +539,10 @@ func (s *session) trackParse(body []byte) error {
 		}
 	}
 	s.stmts[string(name)] = st
-	return nil
+	if !uncertain {
+		return nil, nil
+	}
+	return st, nil
 }
 
 // trackBind remembers portals of intercepted statements with their
@@ -506,8 +566,10 @@ func (s *session) trackBind(body []byte) error {
 		}
 		return nil
 	}
+	// Decode keeps references into body, which is the reader's buffer:
+	// later messages overwrite it, and the portal may run much later.
 	var b pgproto3.Bind
-	if err := b.Decode(body); err != nil {
+	if err := b.Decode(append([]byte(nil), body...)); err != nil {
 		return protocolErrorf("invalid Bind message: %v", err)
 	}
 	if s.portals == nil {
@@ -543,10 +605,16 @@ func (s *session) serverLoop() error {
 func (s *session) handleReply(typ byte, raw []byte) error {
 	switch typ {
 	case '1', '2', 'n': // ParseComplete, BindComplete, NoData
+		if e, ok := s.q.peek(); ok && typ == '1' && e.kind == kParse && e.stmt != nil {
+			e.stmt.parsed.Store(true)
+		}
 		s.q.pop()
 	case '3': // CloseComplete; the interception barrier is one too
 		if e, ok := s.q.peek(); ok && e.kind == kIntercept {
 			return s.serveInterception(e.ic)
+		} else if ok && e.kind == kClose && e.swallow {
+			s.q.pop() // the proxy's own (see intercept)
+			return nil
 		}
 		s.q.pop()
 	case 't': // ParameterDescription
@@ -583,6 +651,9 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 	case 'E':
 		if s.txStatus.Load() == 'T' {
 			s.txStatus.Store('E')
+		}
+		if e, ok := s.q.peek(); ok && e.kind == kParse && e.stmt != nil {
+			e.stmt.refused.Store(true)
 		}
 		if isFatal(raw) {
 			s.sawFatal = true
