@@ -432,3 +432,44 @@ func TestPortalLifetimeAcrossSync(t *testing.T) {
 	}
 	query("ROLLBACK")
 }
+
+// A protocol-level portal is a cursor to SQL: FETCH or MOVE of one bound
+// to an intercepted write would have Postgres run the write on its own,
+// without Stripe. The proxy refuses it; other cursors fetch as usual.
+func TestFetchOfInterceptedPortalRefused(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	rc := dialRaw(t, url)
+	rc.send(&pgproto3.Query{String: "BEGIN"})
+	rc.until("ReadyForQuery", 1)
+	rc.send(&pgproto3.Parse{Name: "s", Query: insertX}, &pgproto3.Bind{DestinationPortal: "P1", PreparedStatement: "s", Parameters: [][]byte{[]byte("fetched")}}, &pgproto3.Sync{})
+	rc.until("ReadyForQuery", 1)
+	rc.send(&pgproto3.Query{String: "DECLARE c CURSOR FOR SELECT 7"})
+	rc.until("ReadyForQuery", 1)
+	rc.send(&pgproto3.Query{String: "FETCH ALL FROM c"})
+	if got := rc.until("ReadyForQuery", 1); !slices.Contains(got, "DataRow(7)") {
+		t.Fatalf("FETCH of an ordinary cursor: %v", got)
+	}
+	before := ti.count()
+	for _, q := range []string{`FETCH ALL FROM "P1"`, `select 1; move next in "P1";`} {
+		rc.send(&pgproto3.Query{String: q})
+		got := rc.until("ReadyForQuery", 1)
+		if len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(0A000") || got[1] != "ReadyForQuery(E)" {
+			t.Fatalf("%s: %v", q, got)
+		}
+		rc.send(&pgproto3.Query{String: "ROLLBACK TO SAVEPOINT nosuch"})
+		rc.until("ReadyForQuery", 1)
+		rc.send(&pgproto3.Query{String: "ROLLBACK"})
+		rc.until("ReadyForQuery", 1)
+		rc.send(&pgproto3.Query{String: "BEGIN"})
+		rc.until("ReadyForQuery", 1)
+		rc.send(&pgproto3.Bind{DestinationPortal: "P1", PreparedStatement: "s", Parameters: [][]byte{[]byte("fetched")}}, &pgproto3.Sync{})
+		rc.until("ReadyForQuery", 1)
+	}
+	if ti.count() != before {
+		t.Errorf("the interceptor ran for a FETCH")
+	}
+	rc.send(&pgproto3.Query{String: "SELECT count(*) FROM stripe.x WHERE v = 'fetched'"})
+	if got := rc.until("ReadyForQuery", 1); !slices.Contains(got, "DataRow(0)") {
+		t.Fatalf("the bound INSERT ran in Postgres: %v", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -87,6 +88,9 @@ type Call struct {
 	// row limit (0: none), rows the DataRows sent so far.
 	pi            *portalInfo
 	maxRows, rows uint32
+	// refuse, when set, is the proxy's own answer: the interceptor is not
+	// called.
+	refuse *pgproto3.ErrorResponse
 }
 
 // ResultFormat returns the format the client wants for result column i.
@@ -565,6 +569,42 @@ func (s *session) interceptSimple(sql string, raw []byte) error {
 	return err
 }
 
+// refuseSimple answers a simple Query with an error of the proxy's own, in
+// step with upstream as an intercepted Query is.
+func (s *session) refuseSimple(sql string, raw []byte, e *pgproto3.ErrorResponse) error {
+	call := &Call{SQL: sql, Protocol: SimpleProtocol, refuse: e}
+	_, err := s.intercept(call, nil, raw)
+	return err
+}
+
+// fetchedPortal returns the name of an intercepted portal that a SQL FETCH
+// or MOVE in sql names, if any. Postgres would run the portal's statement,
+// a write to stripe.*, on its own, without Stripe. The check is lexical
+// (each ;-separated piece that starts with FETCH or MOVE, its last word as
+// the cursor name), so it may refuse more than needed, never less for the
+// plain forms.
+func fetchedPortal(sql []byte, portals map[string]*portalInfo) (string, bool) {
+	for _, piece := range strings.Split(string(sql), ";") {
+		words := strings.Fields(piece)
+		if len(words) < 2 {
+			continue
+		}
+		if kw := strings.ToLower(words[0]); kw != "fetch" && kw != "move" {
+			continue
+		}
+		name := words[len(words)-1]
+		if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
+			name = strings.ReplaceAll(name[1:len(name)-1], `""`, `"`)
+		} else {
+			name = strings.ToLower(name)
+		}
+		if _, ok := portals[name]; ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
 // interceptExecute handles Execute of an intercepted portal; raw is the
 // message, maxRows its row limit (0: none).
 func (s *session) interceptExecute(pi *portalInfo, raw []byte, maxRows uint32) error {
@@ -868,5 +908,8 @@ func (s *session) runInterceptor(ctx context.Context, call *Call) (err error) {
 			err = errors.New("internal error in statement handler: " + strconv.Quote(fmt.Sprint(r)))
 		}
 	}()
+	if call.refuse != nil {
+		return call.Send(call.refuse)
+	}
 	return s.p.cfg.Interceptor.Intercept(ctx, call)
 }
