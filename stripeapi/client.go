@@ -270,9 +270,10 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			return nil, err
 		}
 		d := backoff(attempt, err)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-			// No time for another attempt: Stripe's answer says more than
-			// the deadline would.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+max(2*at.latency, 100*time.Millisecond) {
+			// No time for another attempt and its answer (as long as
+			// twice this one's, at least 100 ms): Stripe's answer says
+			// more than the deadline would.
 			return nil, err
 		}
 		c.log.Warn("stripe request failed, retrying", "method", method, "path", r.Path,
