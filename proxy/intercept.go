@@ -314,32 +314,31 @@ func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint
 	return res, nil
 }
 
-// describeStmtName names the statement the proxy prepares to learn a bound
-// statement's parameter types. The leading control character keeps it
-// apart from any name a client would choose.
-const describeStmtName = "\x01pgstripe describe"
-
 // describeBound fetches the parameter types of the statement portal pi was
 // bound from. A portal outlives its statement (a simple Query drops the
 // unnamed one, unless Postgres skips that Query after an error; a name can
 // be closed and prepared again), so unless a named statement still holds
-// it, the proxy prepares the same text under a name of its own.
+// it, the proxy prepares the same text as privateStmt.
 func (s *session) describeBound(ctx context.Context, up *Upstream, pi *portalInfo) ([]uint32, error) {
 	if st, ok := s.stmts[pi.stmtName]; ok && st == pi.stmt && pi.stmtName != "" {
 		oids, _, err := up.describe(ctx, 'S', pi.stmtName, nil)
 		return oids, err
 	}
-	oids, _, err := up.describe(ctx, 'S', describeStmtName, &pgproto3.Parse{Name: describeStmtName, Query: pi.stmt.sql, ParameterOIDs: pi.stmt.paramOIDs})
+	oids, _, err := up.describe(ctx, 'S', privateStmt, &pgproto3.Parse{Name: privateStmt, Query: pi.stmt.sql, ParameterOIDs: pi.stmt.paramOIDs})
 	return oids, err
 }
 
 // describe fetches a prepared statement's parameter types (typ 'S'), and
 // whether a statement or portal has result rows. With parse, it prepares
-// the statement first and closes it after.
+// the statement first and closes it before and after, as QueryParams does
+// with privateStmt.
 func (u *Upstream) describe(ctx context.Context, typ byte, name string, parse *pgproto3.Parse) (oids []uint32, rows bool, err error) {
 	w := &u.s.uw
+	closes := 0 // CloseCompletes to wait for
 	if parse != nil {
+		w.send(&pgproto3.Close{ObjectType: 'S', Name: name})
 		w.send(parse)
+		closes = 2
 	}
 	w.send(&pgproto3.Describe{ObjectType: typ, Name: name})
 	if parse != nil {
@@ -363,11 +362,13 @@ func (u *Upstream) describe(ctx context.Context, typ byte, name string, parse *p
 			oids = pd.ParameterOIDs
 		case 'T', 'n':
 			rows = raw[0] == 'T'
-			if parse == nil {
+			if closes == 0 {
 				return oids, rows, nil
 			}
 		case '3': // CloseComplete
-			return oids, rows, nil
+			if closes--; closes == 0 {
+				return oids, rows, nil
+			}
 		case 'E':
 			return nil, false, u.failed(raw)
 		}
