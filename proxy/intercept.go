@@ -564,16 +564,10 @@ func (s *session) serveInterception(ic *interception) error {
 }
 
 // interceptSimple handles an intercepted simple Query; raw is the message.
-func (s *session) interceptSimple(sql string, raw []byte) error {
-	call := &Call{SQL: sql, Protocol: SimpleProtocol}
-	_, err := s.intercept(call, nil, raw)
-	return err
-}
-
-// refuseSimple answers a simple Query with an error of the proxy's own, in
-// step with upstream as an intercepted Query is.
-func (s *session) refuseSimple(sql string, raw []byte, e *pgproto3.ErrorResponse) error {
-	call := &Call{SQL: sql, Protocol: SimpleProtocol, refuse: e}
+// With refuse, the proxy answers it with that error instead of the
+// interceptor, in step with upstream all the same.
+func (s *session) interceptSimple(sql string, raw []byte, refuse *pgproto3.ErrorResponse) error {
+	call := &Call{SQL: sql, Protocol: SimpleProtocol, refuse: refuse}
 	_, err := s.intercept(call, nil, raw)
 	return err
 }

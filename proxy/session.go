@@ -362,19 +362,15 @@ func (s *session) clientLoop() error {
 				if !ok {
 					return protocolErrorf("invalid Query message")
 				}
+				var refuse *pgproto3.ErrorResponse
 				if len(s.portals) > 0 {
 					if name, ok := fetchedPortal(sql, s.portals); ok {
-						err := s.refuseSimple(string(sql), raw, pgError("ERROR", "0A000",
-							fmt.Sprintf("pgstripe: FETCH or MOVE of portal %q, which is bound to a write to a stripe table, is not supported", name)))
-						s.extOpen = false
-						if err != nil {
-							return err
-						}
-						continue
+						refuse = pgError("ERROR", "0A000",
+							fmt.Sprintf("pgstripe: FETCH or MOVE of portal %q, which is bound to a write to a stripe table, is not supported", name))
 					}
 				}
-				if s.p.classify.get(sql) == Intercept {
-					err := s.interceptSimple(string(sql), raw)
+				if refuse != nil || s.p.classify.get(sql) == Intercept {
+					err := s.interceptSimple(string(sql), raw, refuse)
 					s.extOpen = false
 					if err != nil {
 						return err

@@ -67,7 +67,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 // requests, cancel requests, and finally the StartupMessage, whose raw bytes
 // it returns (nil when the connection was a cancel request).
 func (s *session) clientStartup() ([]byte, error) {
-	s.cr = newMsgReader(withRawIO(s.client))
+	s.cr = newMsgReader(s.cw.conn) // the client socket, wrapped once in serveConn
 	if err := s.cr.ensure(1); err != nil {
 		return nil, err
 	}
