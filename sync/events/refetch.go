@@ -250,13 +250,11 @@ func (p *poller) chargeRefunds(ctx context.Context, charge string) ([]fetched, e
 	err := p.cfg.Client.ListAll(ctx, "/v1/refunds", q, func(pg *stripeapi.Page) error {
 		p.observeDate(pg.AsOf)
 		for _, d := range pg.Data {
-			var o struct {
-				ID string `json:"id"`
+			id, err := stripeapi.ObjectID(d)
+			if err != nil {
+				return err
 			}
-			if json.Unmarshal(d, &o) != nil || o.ID == "" {
-				return fmt.Errorf("refund without id in the refunds of %s: %.120s", charge, d)
-			}
-			out = append(out, fetched{refetch: refetch{refetchKey: refetchKey{"refunds", o.ID}}, obj: &store.Object{Raw: d, AsOf: pg.AsOf}})
+			out = append(out, fetched{refetch: refetch{refetchKey: refetchKey{"refunds", id}}, obj: &store.Object{Raw: d, AsOf: pg.AsOf}})
 		}
 		return nil
 	})
