@@ -457,7 +457,7 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 						results[i] = &applied{row: i, id: r.ID, version: r.Version, resp: last, partial: true}
 					}
 					mu.Lock()
-					unknown[i] = !strings.HasPrefix(c.Method+" ", "GET ") && unknownOutcome(err)
+					unknown[i] = c.Method != "GET" && unknownOutcome(err)
 					if i < failRow {
 						failRow, failErr = i, e
 					}
