@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,8 +381,7 @@ ON CONFLICT (name) DO NOTHING`, evID, c.Created)
 // plan creates the initial slices of objects not planned yet and loads the
 // pending slices of the others.
 func (r *runner) plan(ctx context.Context, now time.Time) error {
-	var fresh []string
-	freshSet := map[string]bool{} // planned from scratch in this run
+	var fresh []string // planned from scratch in this run
 	for _, name := range r.order {
 		o := r.objs[name]
 		if o.kind == kindChild {
@@ -426,7 +426,6 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 			started := time.Now()
 			if !planned {
 				fresh = append(fresh, name)
-				freshSet[name] = true
 				if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_objects (object, upper_bound) VALUES ($1, $2)`, name, now.Unix()); err != nil {
 					return err
 				}
@@ -446,7 +445,7 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 					// plus, for a parent resuming an earlier run, those
 					// its remaining pages bring (that run's finished pages
 					// are not fetched again, so their rows must seed).
-					if p := r.objs[o.parent]; p != nil && !p.skipped && freshSet[o.parent] {
+					if p := r.objs[o.parent]; p != nil && !p.skipped && slices.Contains(fresh, o.parent) {
 						break
 					}
 					if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_slices (object, parent)
