@@ -902,14 +902,9 @@ func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any)
 	if amt <= 0 {
 		return nil
 	}
-	pm := getStr(sub, "default_payment_method")
-	if pm == "" {
-		pm = e.defaultPaymentMethod(getStr(sub, "customer"))
-	}
-	switch {
+	switch pm := e.subscriptionPaymentMethod(sub); {
 	case pm == "":
-		return &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
-			Message: "This customer has no attached payment source or default payment method."}
+		return noPaymentMethodError()
 	case declined(pm):
 		return declineError("")
 	}
@@ -960,15 +955,27 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 	// payment_behavior=default_incomplete leaves the first invoice open
 	// for the client to confirm.
 	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" && c.params["payment_behavior"] != "default_incomplete" {
-		pm := getStr(sub, "default_payment_method")
-		if pm == "" {
-			pm = e.defaultPaymentMethod(cus)
-		}
-		if pm != "" {
+		if pm := e.subscriptionPaymentMethod(sub); pm != "" {
 			inv, _ = e.payInvoice(c, inv, pm)
 		}
 	}
 	return inv
+}
+
+// subscriptionPaymentMethod is what a subscription's invoices are charged
+// to: its default payment method, else its customer's; "" if none.
+func (e *Emulator) subscriptionPaymentMethod(sub map[string]any) string {
+	if pm := getStr(sub, "default_payment_method"); pm != "" {
+		return pm
+	}
+	return e.defaultPaymentMethod(getStr(sub, "customer"))
+}
+
+// noPaymentMethodError is Stripe's answer to charging a customer with no
+// payment method to charge.
+func noPaymentMethodError() *apiError {
+	return &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
+		Message: "This customer has no attached payment source or default payment method."}
 }
 
 func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
@@ -1209,8 +1216,7 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 			pm = e.defaultPaymentMethod(getStr(inv, "customer"))
 		}
 		if pm == "" {
-			return nil, &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
-				Message: "This customer has no attached payment source or default payment method."}
+			return nil, noPaymentMethodError()
 		}
 		pi := e.load(kPI, getStr(inv, "payment_intent"))
 		if pi == nil {
