@@ -1400,19 +1400,5 @@ func (ri *relayInterceptor) Intercept(ctx context.Context, call *proxy.Call) err
 		}
 		return ri.canned["wf"]
 	}
-	res, err := call.Upstream().QueryParams(ctx, call.SQL, call.ParamOIDs, call.Params, call.ParamFormats, call.ResultFormats)
-	if err != nil {
-		return err
-	}
-	if len(res.Fields) > 0 {
-		if err := call.Send(&pgproto3.RowDescription{Fields: res.Fields}); err != nil {
-			return err
-		}
-	}
-	for _, r := range res.Rows {
-		if err := call.Send(&pgproto3.DataRow{Values: r}); err != nil {
-			return err
-		}
-	}
-	return call.Send(&pgproto3.CommandComplete{CommandTag: []byte(res.CommandTag)})
+	return call.Relay(ctx)
 }

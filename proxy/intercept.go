@@ -128,6 +128,29 @@ func (c *Call) Forward() error {
 	return nil
 }
 
+// Relay runs the statement on the client's connection as it is (Upstream's
+// QueryParams, with the client's parameters and formats) and sends the
+// client its result. It is for a statement that turns out not to be the
+// interceptor's and that Upstream can run; a Postgres error comes back as a
+// *pgconn.PgError, which the proxy sends as Postgres did.
+func (c *Call) Relay(ctx context.Context) error {
+	res, err := c.up.QueryParams(ctx, c.SQL, c.ParamOIDs, c.Params, c.ParamFormats, c.ResultFormats)
+	if err != nil {
+		return err
+	}
+	if len(res.Fields) > 0 {
+		if err := c.Send(&pgproto3.RowDescription{Fields: res.Fields}); err != nil {
+			return err
+		}
+	}
+	for _, r := range res.Rows {
+		if err := c.Send(&pgproto3.DataRow{Values: r}); err != nil {
+			return err
+		}
+	}
+	return c.Send(&pgproto3.CommandComplete{CommandTag: []byte(res.CommandTag)})
+}
+
 // Send writes a reply message to the client: RowDescription (dropped in the
 // extended protocol, where Describe answered it), DataRow, NoticeResponse,
 // and finally CommandComplete, EmptyQueryResponse or ErrorResponse.

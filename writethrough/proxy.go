@@ -3,8 +3,6 @@ package writethrough
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/pgstripe/pgstripe/proxy"
 	"github.com/pgstripe/pgstripe/translate"
 )
@@ -38,7 +36,7 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 		if rep.Unrelayable {
 			return call.Forward() // the proxy sends the client's message on
 		}
-		return relay(ctx, call)
+		return call.Relay(ctx) // not ours: run it as it is
 	}
 	for _, m := range rep.Messages {
 		if err := call.Send(m); err != nil {
@@ -46,26 +44,6 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 		}
 	}
 	return nil
-}
-
-// relay runs a statement that turned out not to be ours on the client's
-// connection, as it is, and forwards its result.
-func relay(ctx context.Context, call *proxy.Call) error {
-	res, err := call.Upstream().QueryParams(ctx, call.SQL, call.ParamOIDs, call.Params, call.ParamFormats, call.ResultFormats)
-	if err != nil {
-		return err // a *pgconn.PgError: the proxy sends it as Postgres did
-	}
-	if len(res.Fields) > 0 {
-		if err := call.Send(&pgproto3.RowDescription{Fields: res.Fields}); err != nil {
-			return err
-		}
-	}
-	for _, r := range res.Rows {
-		if err := call.Send(&pgproto3.DataRow{Values: r}); err != nil {
-			return err
-		}
-	}
-	return call.Send(&pgproto3.CommandComplete{CommandTag: []byte(res.CommandTag)})
 }
 
 type proxyUpstream struct{ u *proxy.Upstream }
