@@ -16,9 +16,9 @@
 // statements the caller's classifier marks Intercept are handed, at
 // execution time (simple Query, or Execute), to an Interceptor, which may
 // run its own queries on the client's upstream connection (Upstream) and
-// writes the reply to the client (Call.Send), or hands the statement back
-// (Call.Forward: the client's message then goes upstream as it is, for what
-// the interceptor finds is not its own). A barrier request (closing a
+// writes the reply to the client (Call.Send), or, for what the interceptor
+// finds is not its own, runs it upstream as it is (Call.Relay) or hands it
+// back (Call.Forward: the client's message then goes upstream). A barrier request (closing a
 // statement that does not exist) tells the proxy when every earlier reply
 // has reached the client. Write-through (package writethrough) is built on
 // that hook.
