@@ -47,8 +47,8 @@ package proxy_test
 // the unnamed portal left by a simple Query that failed in a transaction
 // block (Postgres: 25P02; through the proxy, when the Query was intercepted
 // and never reached upstream: 34000); FETCH or MOVE by SQL on a portal the
-// client bound to an intercepted statement (upstream runs the statement,
-// the interceptor is not asked); and the interceptor's own queries on the
+// client bound to an intercepted statement (the proxy refuses it, 0A000:
+// TestFetchOfInterceptedPortalRefused); and the interceptor's own queries on the
 // client's connection advance the command counter, which a later statement
 // in the same implicit transaction can notice (an Execute with a row limit
 // that the interceptor ran to completion, then a Query, no Sync between).

@@ -473,3 +473,61 @@ func TestFetchOfInterceptedPortalRefused(t *testing.T) {
 		t.Fatalf("the bound INSERT ran in Postgres: %v", got)
 	}
 }
+
+// The same FETCH or MOVE, prepared and executed through the extended
+// protocol, is refused at its Execute, whichever of the two portals was
+// bound first; in a failed transaction Postgres answers it as usual.
+func TestExtendedFetchOfInterceptedPortalRefused(t *testing.T) {
+	_, ti, url := setupIntercept(t)
+	rc := dialRaw(t, url)
+	query := func(sql string) []string {
+		t.Helper()
+		rc.send(&pgproto3.Query{String: sql})
+		return rc.until("ReadyForQuery", 1)
+	}
+	bindWrite := func() {
+		t.Helper()
+		rc.send(&pgproto3.Parse{Name: "s", Query: insertX}, &pgproto3.Bind{DestinationPortal: "P1", PreparedStatement: "s", Parameters: [][]byte{[]byte("fetched")}}, &pgproto3.Sync{})
+		rc.until("ReadyForQuery", 1)
+		rc.send(&pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+		rc.until("ReadyForQuery", 1)
+	}
+	before := ti.count()
+
+	query("BEGIN")
+	query("DECLARE c CURSOR FOR SELECT 7")
+	rc.send(&pgproto3.Parse{Name: "fc", Query: "FETCH ALL FROM c"}, &pgproto3.Bind{PreparedStatement: "fc"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := rc.until("ReadyForQuery", 1); !slices.Contains(got, "DataRow(7)") {
+		t.Fatalf("extended FETCH of an ordinary cursor: %v", got)
+	}
+	bindWrite()
+	rc.send(&pgproto3.Parse{Name: "f", Query: ` fetch all from "P1"`}, &pgproto3.Bind{PreparedStatement: "f"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got := rc.until("ReadyForQuery", 1)
+	if len(got) != 4 || !strings.HasPrefix(got[2], "ErrorResponse(0A000") || got[3] != "ReadyForQuery(E)" {
+		t.Fatalf("extended FETCH of an intercepted portal: %v", got)
+	}
+	// Failed transaction: Postgres' own answer.
+	rc.send(&pgproto3.Bind{DestinationPortal: "again", PreparedStatement: "f"}, &pgproto3.Execute{Portal: "again"}, &pgproto3.Sync{})
+	if got := rc.until("ReadyForQuery", 1); len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(25P02") {
+		t.Fatalf("FETCH in a failed transaction: %v", got)
+	}
+	query("ROLLBACK")
+
+	// The MOVE's portal bound before the write's.
+	query("BEGIN")
+	rc.send(&pgproto3.Parse{Name: "m", Query: `MOVE NEXT IN "P1"`}, &pgproto3.Bind{DestinationPortal: "mp", PreparedStatement: "m"}, &pgproto3.Sync{})
+	rc.until("ReadyForQuery", 1)
+	bindWrite()
+	rc.send(&pgproto3.Execute{Portal: "mp"}, &pgproto3.Sync{})
+	if got := rc.until("ReadyForQuery", 1); len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(0A000") {
+		t.Fatalf("MOVE bound before the intercepted portal: %v", got)
+	}
+	query("ROLLBACK")
+
+	if ti.count() != before {
+		t.Errorf("the interceptor ran for a FETCH")
+	}
+	if got := query("SELECT count(*) FROM stripe.x WHERE v = 'fetched'"); !slices.Contains(got, "DataRow(0)") {
+		t.Fatalf("the bound INSERT ran in Postgres: %v", got)
+	}
+}

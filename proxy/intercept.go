@@ -595,6 +595,25 @@ func (s *session) interceptSimple(sql string, raw []byte, refuse *pgproto3.Error
 	return err
 }
 
+// fetchRefusal returns the error for a FETCH or MOVE in sql of an
+// intercepted portal, or nil if it names none.
+func fetchRefusal(sql []byte, portals map[string]*portalInfo) *pgproto3.ErrorResponse {
+	name, ok := fetchedPortal(sql, portals)
+	if !ok {
+		return nil
+	}
+	return pgError("ERROR", "0A000",
+		fmt.Sprintf("pgstripe: FETCH or MOVE of portal %q, which is bound to a write to a stripe table, is not supported", name))
+}
+
+// isCursorOp reports whether sql starts with FETCH or MOVE, the statements
+// fetchedPortal checks; Parse records such statements for Execute to check.
+func isCursorOp(sql []byte) bool {
+	sql = bytes.TrimLeft(sql, " \t\r\n\f")
+	return len(sql) >= 5 && bytes.EqualFold(sql[:5], []byte("fetch")) ||
+		len(sql) >= 4 && bytes.EqualFold(sql[:4], []byte("move"))
+}
+
 // fetchedPortal returns the name of an intercepted portal that a SQL FETCH
 // or MOVE in sql names, if any. Postgres would run the portal's statement,
 // a write to stripe.*, on its own, without Stripe. The check is lexical
@@ -772,13 +791,15 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	}()
 
 	var err error
-	if pi != nil && s.txStatus.Load() == 'E' {
+	if (pi != nil || call.refuse != nil && call.Protocol == ExtendedProtocol) && s.txStatus.Load() == 'E' {
 		// In a failed transaction Postgres runs no statement that can be
-		// intercepted (only COMMIT, ROLLBACK and the like), and it answers
-		// an Execute with 34000 (the portal does not exist: its Bind
-		// failed, or went with a savepoint) or 25P02: let it answer, as
-		// to any client. Asking it first (portalExists) would fail with
-		// 25P02 either way.
+		// intercepted or refused (only COMMIT, ROLLBACK and the like),
+		// and it answers an Execute with 34000 (the portal does not
+		// exist: its Bind failed, or went with a savepoint) or 25P02: let
+		// it answer, as to any client. Asking it first (portalExists)
+		// would fail with 25P02 either way. (Not a simple Query: its
+		// ROLLBACK TO SAVEPOINT may end the failed state before its
+		// FETCH.)
 		call.forward = true
 		return true, nil
 	}

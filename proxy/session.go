@@ -49,6 +49,9 @@ type session struct {
 	// Statements and portals, tracked only as far as interception needs.
 	stmts   map[string]*stmtInfo
 	portals map[string]*portalInfo
+	// cursorOps maps portals bound to a FETCH or MOVE statement to its
+	// text, which may name a portal of portals (see fetchedPortal).
+	cursorOps map[string]string
 	// syncs counts the Syncs and Queries sent, each of which may end the
 	// transaction (and with it every portal) bound before it.
 	syncs uint64
@@ -90,6 +93,8 @@ type stmtInfo struct {
 	// prev is the unnamed statement this (uncertain) Parse replaces, which
 	// stays if Postgres skips the Parse.
 	prev *stmtInfo
+	// cursorOp: a FETCH or MOVE, which may name an intercepted portal.
+	cursorOp bool
 }
 
 // unnamed returns the unnamed statement in place after st, the last Parse
@@ -364,10 +369,7 @@ func (s *session) clientLoop() error {
 				}
 				var refuse *pgproto3.ErrorResponse
 				if len(s.portals) > 0 {
-					if name, ok := fetchedPortal(sql, s.portals); ok {
-						refuse = pgError("ERROR", "0A000",
-							fmt.Sprintf("pgstripe: FETCH or MOVE of portal %q, which is bound to a write to a stripe table, is not supported", name))
-					}
+					refuse = fetchRefusal(sql, s.portals)
 				}
 				if refuse != nil || s.p.classify.get(sql) == Intercept {
 					err := s.interceptSimple(string(sql), raw, refuse)
@@ -413,6 +415,15 @@ func (s *session) clientLoop() error {
 				if !ok {
 					return protocolErrorf("invalid Execute message")
 				}
+				if sql, ok := s.cursorOps[string(name)]; ok {
+					if refuse := fetchRefusal([]byte(sql), s.portals); refuse != nil {
+						call := &Call{SQL: sql, Protocol: ExtendedProtocol, refuse: refuse}
+						if _, err := s.intercept(call, nil, raw); err != nil {
+							return err
+						}
+						continue
+					}
+				}
 				if pi := s.portals[string(name)]; pi != nil {
 					var maxRows uint32
 					if len(rest) >= 4 {
@@ -444,6 +455,7 @@ func (s *session) clientLoop() error {
 					}
 				} else {
 					delete(s.portals, string(name))
+					delete(s.cursorOps, string(name))
 				}
 			}
 			s.q.push1(entry{kind: kClose})
@@ -521,13 +533,14 @@ func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 		// Execute checks when either may be intercepted.
 		uncertain = class == Intercept || old != nil && old.mayIntercept()
 	}
-	if class != Intercept && !uncertain {
+	cursorOp := isCursorOp(sql)
+	if class != Intercept && !uncertain && !cursorOp {
 		if len(s.stmts) > 0 || len(name) > 0 {
 			s.stmts[string(name)] = passthroughStmt
 		}
 		return nil, nil
 	}
-	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain}
+	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain, cursorOp: cursorOp}
 	if uncertain && len(name) == 0 {
 		if old != nil && old.parsed.Load() {
 			old.prev = nil // old is in place: what it replaced no longer matters
@@ -567,6 +580,14 @@ func (s *session) trackBind(body []byte) error {
 		return protocolErrorf("invalid Bind message")
 	}
 	st := s.stmts[string(stmtName)]
+	if st != nil && st.cursorOp {
+		if s.cursorOps == nil {
+			s.cursorOps = make(map[string]string)
+		}
+		s.cursorOps[string(portal)] = st.sql
+	} else if len(s.cursorOps) > 0 {
+		delete(s.cursorOps, string(portal))
+	}
 	if st == nil || (st.class != Intercept && !st.uncertain) {
 		if len(s.portals) > 0 {
 			delete(s.portals, string(portal))
