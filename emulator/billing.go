@@ -88,16 +88,34 @@ func init() {
 		// constant).
 		obj["invoice_prefix"] = strings.ToUpper(fmt.Sprintf("%08x", e.idRand.Uint32()))
 		pm, _ := c.params["payment_method"].(string)
-		return e.checkDefaultPM(obj, pm)
+		if ae := e.checkDefaultPM(obj, pm); ae != nil {
+			return ae
+		}
+		ch, ae := e.discountParams(c, obj, idOf(obj), "")
+		if ae != nil {
+			return ae
+		}
+		ch.apply(e, c, obj, false)
+		return nil
 	}
 	kCustomer.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
 		// Checked only when this request sets it.
 		if is, ok := c.params["invoice_settings"].(map[string]any); ok && is["default_payment_method"] != nil {
-			return e.checkDefaultPM(obj, "")
+			if ae := e.checkDefaultPM(obj, ""); ae != nil {
+				return ae
+			}
 		}
+		ch, ae := e.discountParams(c, obj, idOf(obj), "")
+		if ae != nil {
+			return ae
+		}
+		ch.apply(e, c, obj, true)
 		return nil
 	}
 	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		if d, _ := obj["discount"].(map[string]any); d != nil {
+			e.emit(c, "customer.discount.created", d, nil)
+		}
 		// payment_method on create attaches it.
 		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
 			e.attachPM(c, pm, idOf(obj))
@@ -863,11 +881,19 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		obj["trial_start"], obj["trial_end"] = c.now, te
 		obj["current_period_end"] = te
 	}
+	ch, ae := e.discountParams(c, obj, cus, sid)
+	if ae != nil {
+		return ae
+	}
+	if ch != nil {
+		obj["discount"] = ch.d
+	}
 	if c.params["payment_behavior"] == "error_if_incomplete" {
 		if ae := e.firstPaymentFails(obj, made); ae != nil {
 			return ae
 		}
 	}
+	ch.apply(e, c, obj, true)
 	e.setCustomerCurrency(c, cus, getStr(first, "currency"))
 	for _, it := range made {
 		e.store(kSubItem, it)
@@ -876,6 +902,7 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	// The first invoice: created, finalized and (with a default payment
 	// method) paid, as Stripe does for charge_automatically subscriptions.
 	inv := e.subscriptionInvoice(c, obj, "subscription_create")
+	e.consumeDiscount(c, inv, obj) // not stored yet: finalizing could not
 	obj["latest_invoice"] = idOf(inv)
 	// An unpaid first invoice leaves the subscription incomplete, except
 	// for send_invoice, which Stripe activates regardless.
@@ -895,10 +922,14 @@ func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any)
 		return nil
 	}
 	var amt int64
-	for _, it := range items {
+	lines := make([]map[string]any, len(items))
+	for i, it := range items {
 		price, _ := it["price"].(map[string]any)
-		amt += intOr(price["unit_amount"], 0) * intOr(it["quantity"], 1)
+		lines[i] = map[string]any{"amount": intOr(price["unit_amount"], 0) * intOr(it["quantity"], 1),
+			"currency": price["currency"], "price": price, "discountable": true}
+		amt += getInt(lines[i], "amount")
 	}
+	amt -= applyDiscount(map[string]any{"currency": sub["currency"]}, lines, e.invoiceDiscount(getStr(sub, "customer"), sub, 0))
 	if amt <= 0 {
 		return nil
 	}
@@ -921,6 +952,7 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 	inv["billing_reason"] = reason
 	inv["collection_method"] = strOr(sub["collection_method"], "charge_automatically")
 	inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_start"]
+	inv["discount"] = e.invoiceDiscount(cus, sub, c.now)
 	trial := getStr(sub, "status") == "trialing"
 	for _, r := range e.tables["subscription_items"].children[idOf(sub)] {
 		it, _ := decodeObject(r.raw)
@@ -988,8 +1020,13 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		}
 		return nil
 	}
-	items, _ := c.params["items"].([]any)
 	sid := idOf(obj)
+	ch, ae := e.discountParams(c, obj, getStr(obj, "customer"), sid)
+	if ae != nil {
+		return ae
+	}
+	ch.apply(e, c, obj, true)
+	items, _ := c.params["items"].([]any)
 	for i, raw := range items {
 		p, _ := raw.(map[string]any)
 		id, _ := p["id"].(string)
@@ -1102,11 +1139,14 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	e.initInvoice(obj, cus, c.now)
 	e.applyParams(kInvoice.schema, obj, c.params) // again: initInvoice reset what the params may set
+	var sub map[string]any
 	if s, ok := c.params["subscription"].(string); ok {
 		if ae := e.mustExist("subscriptions", "subscription", s); ae != nil {
 			return ae
 		}
+		sub = e.load(kSub, s)
 	}
+	obj["discount"] = e.invoiceDiscount(cus, sub, c.now)
 	obj["auto_advance"] = getBool(c.params, "auto_advance")
 	if getStr(obj, "collection_method") == "send_invoice" && obj["due_date"] == nil {
 		obj["due_date"] = c.now + 30*86400
@@ -1155,16 +1195,29 @@ func (e *Emulator) recalcInvoice(c *reqCtx, inv map[string]any, save bool) {
 		old = deepCopy(inv).(map[string]any)
 	}
 	iid := idOf(inv)
-	var sum int64
-	for _, r := range e.tables["invoice_line_items"].children[iid] {
+	var sum, off int64
+	children := e.tables["invoice_line_items"].children[iid]
+	for _, r := range children {
 		n, _ := toInt(r.keys[1])
 		sum += n
 	}
+	if d, _ := inv["discount"].(map[string]any); d != nil {
+		// Only then: decoding every line of a 250-line invoice at each
+		// change would cost the seeding dearly.
+		lines := make([]map[string]any, len(children))
+		for i, r := range children {
+			lines[i], _ = decodeObject(r.raw)
+		}
+		off = applyDiscount(inv, lines, d)
+		for _, l := range lines {
+			e.store(kLine, l)
+		}
+	}
 	inv["lines"] = e.childList(kLine, iid, "/v1/invoices/"+iid+"/lines")
 	inv["subtotal"], inv["subtotal_excluding_tax"] = sum, sum
-	inv["total"], inv["total_excluding_tax"] = sum, sum
-	inv["amount_due"] = sum
-	inv["amount_remaining"] = sum - getInt(inv, "amount_paid")
+	inv["total"], inv["total_excluding_tax"] = sum-off, sum-off
+	inv["amount_due"] = sum - off
+	inv["amount_remaining"] = sum - off - getInt(inv, "amount_paid")
 	if save {
 		e.save(c, kInvoice, inv, old, "invoice.updated")
 	}
@@ -1199,6 +1252,7 @@ func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]an
 		inv["payment_intent"] = idOf(pi)
 	}
 	e.save(c, kInvoice, inv, old, "invoice.finalized")
+	e.consumeDiscount(c, inv, nil)
 	if getInt(inv, "amount_due") == 0 {
 		return e.payInvoice(c, inv, "")
 	}
@@ -1472,8 +1526,9 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 	}
 	inv["lines"] = map[string]any{"object": "list", "data": data, "has_more": len(lines) > 10, "url": "/v1/invoices/upcoming/lines?customer=" + cus}
 	inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_end"]
-	inv["subtotal"], inv["subtotal_excluding_tax"], inv["total"], inv["total_excluding_tax"] = sum, sum, sum, sum
-	inv["amount_due"], inv["amount_remaining"] = sum, sum
+	off := applyDiscount(inv, lines, e.invoiceDiscount(cus, sub, start))
+	inv["subtotal"], inv["subtotal_excluding_tax"], inv["total"], inv["total_excluding_tax"] = sum, sum, sum-off, sum-off
+	inv["amount_due"], inv["amount_remaining"] = sum-off, sum-off
 	inv["next_payment_attempt"] = start
 	e.clean("invoice", inv)
 	return inv, lines

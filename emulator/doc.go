@@ -59,9 +59,13 @@
 // succeeds and opens a dispute), and never need customer action (3D
 // Secure): payment_behavior=error_if_incomplete refuses (402, nothing
 // created) only a first invoice without a payment method or with a
-// declining one; discounts (coupon and promotion_code of customers and
-// subscriptions, discounts of invoices and invoice items) are not modelled
-// and refused with 400 rather than ignored;
+// declining one; a coupon or promotion code applied to a customer or
+// subscription discounts its invoices (one discount per invoice, the
+// subscription's before the customer's; a once coupon ends with the first
+// invoice it discounts, a repeating one after its months, unnoticed until
+// the next invoice), but discounts of invoices and invoice items, and
+// promotion code restrictions, are not modelled and refused with 400
+// rather than ignored;
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
 // timestamps and event retention only); customers on test clocks, search

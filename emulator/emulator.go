@@ -655,18 +655,15 @@ func randAlnum(r *rand.Rand, n int) string {
 	return string(b)
 }
 
-// unmodelled lists, per route, the parameters that apply discounts, which
-// the emulator does not model: ignoring them would answer with amounts and
-// a discount (none) that Stripe would not.
+// unmodelled lists, per route, the parameters that apply discounts the
+// emulator does not model (those of invoices and invoice items; a
+// customer's or subscription's coupon is modelled): ignoring them would
+// answer with amounts and a discount (none) that Stripe would not.
 var unmodelled = map[string][]string{
-	"POST /v1/customers":                               {"coupon", "promotion_code"},
-	"POST /v1/customers/{customer}":                    {"coupon", "promotion_code"},
-	"POST /v1/subscriptions":                           {"coupon", "promotion_code"},
-	"POST /v1/subscriptions/{subscription_exposed_id}": {"coupon", "promotion_code"},
-	"POST /v1/invoices":                                {"discounts"},
-	"POST /v1/invoices/{invoice}":                      {"discounts"},
-	"POST /v1/invoiceitems":                            {"discounts"},
-	"POST /v1/invoiceitems/{invoiceitem}":              {"discounts"},
+	"POST /v1/invoices":                   {"discounts"},
+	"POST /v1/invoices/{invoice}":         {"discounts"},
+	"POST /v1/invoiceitems":               {"discounts"},
+	"POST /v1/invoiceitems/{invoiceitem}": {"discounts"},
 }
 
 // unmodelledParam names the first discount parameter of the request that

@@ -90,9 +90,9 @@ func TestRequestRules(t *testing.T) {
 		{"no price delete", "DELETE", "/v1/prices/price_x", "sk_test_x", "", 404, "invalid_request_error", "", ""},
 		{"bad expand", "GET", "/v1/customers/" + cid + "?expand[]=email", "sk_test_x", "", 400, "invalid_request_error", "", "expand"},
 		{"huge body", "POST", "/v1/customers", "sk_test_x", "description=" + strings.Repeat("x", 5<<20), 400, "invalid_request_error", "", ""},
-		// Discounts are not modelled: refused, not ignored; "" unsets.
-		{"coupon not modelled", "POST", "/v1/customers/" + cid, "sk_test_x", "coupon=C10", 400, "invalid_request_error", "", "coupon"},
-		{"promotion code not modelled", "POST", "/v1/subscriptions", "sk_test_x", "customer=" + cid + "&items[0][price]=p&promotion_code=promo_1", 400, "invalid_request_error", "", "promotion_code"},
+		{"unknown coupon", "POST", "/v1/customers/" + cid, "sk_test_x", "coupon=C10", 400, "invalid_request_error", "resource_missing", "coupon"},
+		{"unknown promotion code", "POST", "/v1/customers/" + cid, "sk_test_x", "promotion_code=promo_1", 400, "invalid_request_error", "resource_missing", "promotion_code"},
+		// Invoice discounts are not modelled: refused, not ignored; "" unsets.
 		{"invoice discounts not modelled", "POST", "/v1/invoices", "sk_test_x", "customer=" + cid + "&discounts[0][coupon]=C10", 400, "invalid_request_error", "", "discounts"},
 		{"coupon unset ok", "POST", "/v1/customers/" + cid, "sk_test_x", "coupon=", 200, "", "", ""},
 		{"live key ok", "GET", "/v1/customers", "sk_live_x", "", 200, "", "", ""},

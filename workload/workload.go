@@ -24,7 +24,7 @@ var Ops = []string{
 	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
 	"createProduct", "updateProduct", "burstProduct", "deleteProduct",
 	"createPrice", "updatePrice",
-	"createCoupon", "deleteCoupon",
+	"createCoupon", "deleteCoupon", "discountCustomer", "discountSubscription",
 	"createSubscription", "updateSubscription", "cancelSubscription",
 	"createInvoiceItem", "deleteInvoiceItem",
 	"createTaxID", "deleteTaxID",
@@ -289,7 +289,11 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		_, err := w.post(ctx, "/v1/prices/"+id, meta)
 		return err
 	case "createCoupon":
-		id, err := w.post(ctx, "/v1/coupons", url.Values{"percent_off": {fmt.Sprint(5 + n%50)}, "duration": {"once"}})
+		duration := "once" // ends with the first invoice it discounts
+		if n%3 == 0 {
+			duration = "forever"
+		}
+		id, err := w.post(ctx, "/v1/coupons", url.Values{"percent_off": {fmt.Sprint(5 + n%50)}, "duration": {duration}})
 		if err == nil {
 			w.add("coupons", id)
 		}
@@ -300,6 +304,36 @@ func (w *Workload) op(ctx context.Context, op string) error {
 			return errSkip
 		}
 		return w.delete(ctx, "coupons", id)
+	case "discountCustomer", "discountSubscription":
+		// Apply a coupon (directly or by a new promotion code), or remove
+		// the discount: events of an object sync doesn't store
+		// (customer.discount.*) that change customers, subscriptions,
+		// coupons and upcoming invoices.
+		path, cp := "/v1/customers/"+w.pick("customers"), w.pick("coupons")
+		if op == "discountSubscription" {
+			path = "/v1/subscriptions/" + w.pick("subscriptions")
+		}
+		if strings.HasSuffix(path, "/") || cp == "" {
+			return errSkip
+		}
+		switch n % 5 {
+		case 0:
+			_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), path+"/discount", nil)
+			if stripeapi.IsNotFound(err) && strings.Contains(err.Error(), "discount") {
+				return errSkip
+			}
+			return err
+		case 1:
+			promo, err := w.post(ctx, "/v1/promotion_codes", url.Values{"coupon": {cp}})
+			if err != nil {
+				return err
+			}
+			_, err = w.post(ctx, path, url.Values{"promotion_code": {promo}})
+			return err
+		default:
+			_, err := w.post(ctx, path, url.Values{"coupon": {cp}})
+			return err
+		}
 	case "createSubscription":
 		cus, price := w.pick("customers"), w.pick("prices_recurring")
 		if cus == "" || price == "" {

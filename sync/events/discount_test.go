@@ -1,0 +1,85 @@
+package events_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/stripeapi"
+	"github.com/pgstripe/pgstripe/sync/events"
+)
+
+// A coupon applied to a customer, or by promotion code to a subscription,
+// and then removed: Stripe sends customer.discount.* (an object sync does
+// not store) and no event for the coupon's or promotion code's
+// times_redeemed; the customer, subscription, coupon, promotion code and
+// the customer's upcoming invoice must all follow.
+func TestDiscountEvents(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	post := func(path string, q url.Values) string {
+		t.Helper()
+		resp, err := v.mut.Post(ctx, path, q, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := stripeapi.ObjectID(resp.Body)
+		return id
+	}
+	cus := post("/v1/customers", url.Values{"name": {"c"}})
+	prod := post("/v1/products", url.Values{"name": {"p"}})
+	price := post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"1000"}, "recurring[interval]": {"month"}})
+	sub := post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "trial_period_days": {"30"}})
+	post("/v1/coupons", url.Values{"id": {"TEN"}, "percent_off": {"10"}, "duration": {"forever"}})
+	post("/v1/coupons", url.Values{"id": {"HALF"}, "percent_off": {"50"}, "duration": {"forever"}})
+	promo := post("/v1/promotion_codes", url.Values{"coupon": {"HALF"}})
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	v.loop(t, events.Config{PollInterval: 50 * time.Millisecond})
+	v.converge(t, 10*time.Second)
+
+	upcomingTotal := func(want int64) {
+		t.Helper()
+		var got int64
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if v.pool.QueryRow(ctx, `SELECT total FROM stripe.upcoming_invoices WHERE customer = $1`, cus).Scan(&got) == nil && got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("upcoming invoice total %d, want %d", got, want)
+		}
+		v.checkUpcoming(t)
+	}
+	upcomingTotal(1000)
+
+	post("/v1/customers/"+cus, url.Values{"coupon": {"TEN"}})
+	v.converge(t, 10*time.Second)
+	upcomingTotal(900)
+
+	post("/v1/subscriptions/"+sub, url.Values{"promotion_code": {promo}})
+	v.converge(t, 10*time.Second)
+	upcomingTotal(500) // the subscription's discount before the customer's
+	var redeemed int64
+	v.pool.QueryRow(ctx, `SELECT times_redeemed FROM stripe.promotion_codes WHERE id = $1`, promo).Scan(&redeemed)
+	if redeemed != 1 {
+		t.Errorf("promotion code times_redeemed %d, want 1", redeemed)
+	}
+
+	if _, err := v.mut.Delete(ctx, "/v1/customers/"+cus+"/discount", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.mut.Delete(ctx, "/v1/subscriptions/"+sub+"/discount", nil); err != nil {
+		t.Fatal(err)
+	}
+	v.converge(t, 10*time.Second)
+	upcomingTotal(1000)
+	var discount *string
+	v.pool.QueryRow(ctx, `SELECT discount::text FROM stripe.customers WHERE id = $1`, cus).Scan(&discount)
+	if discount != nil {
+		t.Errorf("customer discount after DELETE: %s", *discount)
+	}
+}
