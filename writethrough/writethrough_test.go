@@ -601,6 +601,24 @@ func TestExtraParams(t *testing.T) {
 	e.fails("42703", `INSERT INTO stripe.customers (email, _params) VALUES ('y@b.co', '{"shoe_size": 42}')`)
 }
 
+// TestCouponThroughParams: a coupon is applied to a customer, and removed,
+// through _params (coupon is a parameter, not a field of the customer);
+// the customer's discount column answers at once.
+func TestCouponThroughParams(t *testing.T) {
+	e := setup(t)
+	e.ok(`INSERT INTO stripe.coupons (id, percent_off, duration) VALUES ('SQL20', 20, 'forever')`)
+	cus := e.ok(`INSERT INTO stripe.customers (email) VALUES ('c@b.co') RETURNING id`).rows[0][0]
+	r := e.ok(`UPDATE stripe.customers SET _params = '{"coupon": "SQL20"}' WHERE id = $1 RETURNING discount->'coupon'->>'id', discount->>'customer'`, cus)
+	if len(r.rows) != 1 || r.rows[0][0] != "SQL20" || r.rows[0][1] != cus {
+		t.Fatalf("coupon applied: %+v", r)
+	}
+	r = e.ok(`UPDATE stripe.customers SET _params = '{"coupon": ""}' WHERE id = $1 RETURNING discount IS NULL`, cus)
+	if len(r.rows) != 1 || r.rows[0][0] != "t" {
+		t.Fatalf("coupon removed: %+v", r)
+	}
+	e.fails("P0002", `UPDATE stripe.customers SET _params = '{"coupon": "NOPE"}' WHERE id = $1`, cus)
+}
+
 func TestReadOnlyTransaction(t *testing.T) {
 	e := setup(t)
 	if _, err := e.conn.Exec(e.ctx, `BEGIN READ ONLY`); err != nil {
