@@ -1025,7 +1025,6 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if ae != nil {
 		return ae
 	}
-	ch.apply(e, c, obj, true)
 	items, _ := c.params["items"].([]any)
 	for i, raw := range items {
 		p, _ := raw.(map[string]any)
@@ -1066,6 +1065,7 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 			obj["cancel_at"], obj["canceled_at"] = nil, nil
 		}
 	}
+	ch.apply(e, c, obj, true) // last: nothing is redeemed for a refused update
 	return nil
 }
 

@@ -145,6 +145,13 @@ func TestSubscriptionDiscountOnce(t *testing.T) {
 	if r := do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "coupon=OFF300"); r.status != 400 || errField(r, "param") != "coupon" {
 		t.Errorf("redeeming a used-up coupon: %d %s", r.status, r.raw)
 	}
+	// A refused update redeems nothing.
+	if r := do(t, "POST", base+"/v1/subscriptions/"+idOfResp(sub), "sk_test_x", "coupon=HALF&items[0][price]=price_nope"); r.status != 400 {
+		t.Fatalf("update with an unknown price: %d %s", r.status, r.raw)
+	}
+	if r := mustOK(t, do(t, "GET", base+"/v1/coupons/HALF", "sk_test_x", "")); num(r.body["times_redeemed"]) != 1 {
+		t.Errorf("a refused update redeemed the coupon: %s", r.raw)
+	}
 	// A full discount leaves nothing to pay: error_if_incomplete creates it.
 	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=FREE&percent_off=100&duration=forever"))
 	if r := do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&coupon=FREE&payment_behavior=error_if_incomplete"); r.status != 200 || r.body["status"] != "active" {
