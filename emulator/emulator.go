@@ -656,10 +656,12 @@ func randAlnum(r *rand.Rand, n int) string {
 }
 
 // unmodelled lists, per route, the parameters that apply discounts the
-// emulator does not model (those of invoices and invoice items; a
+// emulator does not model (those of checkout sessions, invoices and
+// invoice items; a
 // customer's or subscription's coupon is modelled): ignoring them would
 // answer with amounts and a discount (none) that Stripe would not.
 var unmodelled = map[string][]string{
+	"POST /v1/checkout/sessions":          {"discounts"},
 	"POST /v1/invoices":                   {"discounts"},
 	"POST /v1/invoices/{invoice}":         {"discounts"},
 	"POST /v1/invoiceitems":               {"discounts"},

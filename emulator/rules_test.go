@@ -94,6 +94,7 @@ func TestRequestRules(t *testing.T) {
 		{"unknown promotion code", "POST", "/v1/customers/" + cid, "sk_test_x", "promotion_code=promo_1", 400, "invalid_request_error", "resource_missing", "promotion_code"},
 		// Invoice discounts are not modelled: refused, not ignored; "" unsets.
 		{"invoice discounts not modelled", "POST", "/v1/invoices", "sk_test_x", "customer=" + cid + "&discounts[0][coupon]=C10", 400, "invalid_request_error", "", "discounts"},
+		{"checkout discounts not modelled", "POST", "/v1/checkout/sessions", "sk_test_x", "mode=payment&success_url=https%3A%2F%2Fx.co&line_items[0][price]=p&line_items[0][quantity]=1&discounts[0][coupon]=C10", 400, "invalid_request_error", "", "discounts"},
 		{"coupon unset ok", "POST", "/v1/customers/" + cid, "sk_test_x", "coupon=", 200, "", "", ""},
 		{"live key ok", "GET", "/v1/customers", "sk_live_x", "", 200, "", "", ""},
 		{"restricted key ok", "GET", "/v1/customers", "rk_test_x", "", 200, "", "", ""},
