@@ -285,6 +285,9 @@ func init() {
 			if p == nil {
 				return nil, e.mustExist("prices", "price", pid)
 			}
+			if ae := recurringOnly(p, "price"); ae != nil {
+				return nil, ae
+			}
 			it["price"] = p
 		}
 		r := e.store(kSubItem, it)
@@ -833,11 +836,23 @@ func (e *Emulator) newSubItem(c *reqCtx, subID string, p map[string]any) (map[st
 	if price == nil {
 		return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "price", Message: fmt.Sprintf("No such price: '%s'", pid)}
 	}
+	if ae := recurringOnly(price, "price"); ae != nil {
+		return nil, ae
+	}
 	it["price"] = price
 	it["subscription"] = subID
 	it["quantity"] = intOr(p["quantity"], 1)
 	it["tax_rates"] = []any{}
 	return it, nil
+}
+
+// recurringOnly refuses a one-time price where a subscription needs a
+// recurring one, with Stripe's message.
+func recurringOnly(price map[string]any, param string) *apiError {
+	if getStr(price, "type") == "one_time" {
+		return invalid("", param, "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.")
+	}
+	return nil
 }
 
 func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
@@ -1026,6 +1041,10 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		return ae
 	}
 	items, _ := c.params["items"].([]any)
+	// Every item is checked before any is stored: a request Stripe refuses
+	// changes nothing, so a bad items[1] must not leave items[0] applied.
+	var put []map[string]any
+	var del []string
 	for i, raw := range items {
 		p, _ := raw.(map[string]any)
 		id, _ := p["id"].(string)
@@ -1035,7 +1054,7 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 				ae.Param = fmt.Sprintf("items[%d][price]", i)
 				return ae
 			}
-			e.store(kSubItem, it)
+			put = append(put, it)
 			continue
 		}
 		it := e.load(kSubItem, id)
@@ -1043,7 +1062,7 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 			return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: fmt.Sprintf("items[%d][id]", i), Message: fmt.Sprintf("No such subscription item: '%s'", id)}
 		}
 		if d, _ := p["deleted"].(bool); d {
-			e.tables["subscription_items"].remove(id)
+			del = append(del, id)
 			continue
 		}
 		e.applyParams(kSubItem.schema, it, p, "price", "id", "subscription")
@@ -1052,9 +1071,18 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 			if price == nil {
 				return e.mustExist("prices", fmt.Sprintf("items[%d][price]", i), pid)
 			}
+			if ae := recurringOnly(price, fmt.Sprintf("items[%d][price]", i)); ae != nil {
+				return ae
+			}
 			it["price"] = price
 		}
+		put = append(put, it)
+	}
+	for _, it := range put {
 		e.store(kSubItem, it)
+	}
+	for _, id := range del {
+		e.tables["subscription_items"].remove(id)
 	}
 	obj["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
 	if v, ok := c.params["cancel_at_period_end"].(bool); ok {
@@ -1646,6 +1674,11 @@ func listEvents(e *Emulator, c *reqCtx) (any, *apiError) {
 		types = append(types, s)
 	}
 	if arr, ok := c.params["types"].([]any); ok {
+		// The spec's own words: "You may pass either `type` or `types`,
+		// but not both."
+		if len(types) > 0 {
+			return nil, invalid("", "types", "You may pass either `type` or `types`, but not both.")
+		}
 		if len(arr) > 20 {
 			return nil, invalid("", "types", "You may pass at most 20 types.")
 		}

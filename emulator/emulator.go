@@ -407,6 +407,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		if ae := e.validateParams(rt.reqSchema, params); ae != nil {
 			return writeError(w, ae), routeName
 		}
+		if p := e.requiredUnset(rt, params); p != "" {
+			return writeError(w, emptyNotAllowed(p)), routeName
+		}
 	} else if len(params) > 0 {
 		for k := range params {
 			return writeError(w, invalid("parameter_unknown", k, "Received unknown parameter: %s", k)), routeName

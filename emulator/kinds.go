@@ -238,6 +238,9 @@ func genericUpdate(k *kind) handlerFunc {
 func (e *Emulator) updateObject(k *kind, c *reqCtx, obj map[string]any) (any, *apiError) {
 	old := deepCopy(obj).(map[string]any)
 	e.applyParams(k.schema, obj, c.params, k.skip...)
+	if ae := checkMetadataCount(obj); ae != nil {
+		return nil, ae
+	}
 	if k.update != nil {
 		if ae := k.update(e, c, obj, old); ae != nil {
 			return nil, ae

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/stripe/stripe-mock/spec"
 )
@@ -71,6 +72,11 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
+		if isMetadataParam(name) && s.AdditionalProperties != nil {
+			if ae := checkMetadata(name, m, keys); ae != nil {
+				return ae
+			}
+		}
 		// Request schemas often omit additionalProperties on nested hashes,
 		// yet Stripe rejects unknown keys in them: a hash with declared
 		// properties is closed unless it declares a schema for the rest
@@ -84,8 +90,15 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 			}
 		}
 		for _, req := range s.Required {
-			if _, ok := m[req]; !ok {
+			v, ok := m[req]
+			if !ok {
 				return invalid("parameter_missing", paramName(name, req), "Missing required param: %s.", paramName(name, req))
+			}
+			// An empty string is Stripe's "unset", which a required
+			// parameter can't be (a product's name): refused unless the
+			// schema itself allows "" (an anyOf with the empty enum).
+			if str, isStr := v.(string); isStr && str == "" && !e.allowsEmpty(s.Properties[req]) {
+				return emptyNotAllowed(paramName(name, req))
 			}
 		}
 		for _, k := range keys {
@@ -134,7 +147,7 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 				opts = append(opts, fmt.Sprint(a))
 			}
 			if str == "" {
-				return invalid("parameter_invalid_empty", name, "You passed an empty string for '%s'. We assume empty values are an attempt to unset a parameter; however '%s' cannot be unset. You should remove '%s' from your request or supply a non-empty value.", name, name, name)
+				return emptyNotAllowed(name)
 			}
 			return invalid("parameter_invalid_string", name, "Invalid %s: must be one of %s", name, strings.Join(opts, ", "))
 		}
@@ -153,7 +166,7 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 			return nil
 		}
 		if str, ok := v.(string); ok && str == "" {
-			return invalid("parameter_invalid_empty", name, "You passed an empty string for '%s'. We assume empty values are an attempt to unset a parameter; however '%s' cannot be unset. You should remove '%s' from your request or supply a non-empty value.", name, name, name)
+			return emptyNotAllowed(name)
 		}
 		return invalid("parameter_invalid_integer", name, "Invalid integer: %v", v)
 	case spec.TypeNumber:
@@ -198,4 +211,117 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// emptyNotAllowed is Stripe's answer to "" for a parameter that can't be
+// unset.
+func emptyNotAllowed(name string) *apiError {
+	return invalid("parameter_invalid_empty", name, "You passed an empty string for '%s'. We assume empty values are an attempt to unset a parameter; however '%s' cannot be unset. You should remove '%s' from your request or supply a non-empty value.", name, name, name)
+}
+
+// allowsEmpty says whether a parameter schema accepts "" as a value of its
+// own: Stripe's spec marks unsettable parameters with an anyOf branch
+// `enum: [""]`.
+func (e *Emulator) allowsEmpty(s *spec.Schema) bool {
+	s = e.api.resolve(s)
+	if s == nil {
+		return true
+	}
+	for _, sub := range s.AnyOf {
+		if e.allowsEmpty(sub) {
+			return true
+		}
+	}
+	for _, v := range s.Enum {
+		if fmt.Sprint(v) == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Stripe's metadata limits (https://docs.stripe.com/api/metadata): at most
+// 50 keys, keys up to 40 characters without square brackets, values up to
+// 500 characters.
+const (
+	maxMetadataKeys     = 50
+	maxMetadataKeyLen   = 40
+	maxMetadataValueLen = 500
+)
+
+func isMetadataParam(name string) bool {
+	return name == "metadata" || strings.HasSuffix(name, "[metadata]")
+}
+
+// checkMetadata applies the limits to the keys a request sets (an empty
+// value unsets its key, so it doesn't count). The 50 keys are a limit of the
+// object, checked again after an update merges (checkMetadataCount).
+func checkMetadata(name string, m map[string]any, keys []string) *apiError {
+	set := 0
+	for _, k := range keys {
+		if utf8.RuneCountInString(k) > maxMetadataKeyLen {
+			return invalid("", name, "Invalid key: %s must be a string under %d characters", truncate(k, 60), maxMetadataKeyLen)
+		}
+		if strings.ContainsAny(k, "[]") {
+			return invalid("", name, "Invalid key: %s; metadata keys can't contain square brackets ([ and ])", truncate(k, 60))
+		}
+		str, ok := m[k].(string)
+		if !ok {
+			continue // typed check below: "Invalid string"
+		}
+		if utf8.RuneCountInString(str) > maxMetadataValueLen {
+			return invalid("", name, "Invalid val: %s... must be a string under %d characters", truncate(str, 40), maxMetadataValueLen)
+		}
+		if str != "" {
+			set++
+		}
+	}
+	if set > maxMetadataKeys {
+		return tooManyMetadataKeys(name)
+	}
+	return nil
+}
+
+func tooManyMetadataKeys(name string) *apiError {
+	return invalid("", name, "Invalid %s: metadata can have at most %d keys.", name, maxMetadataKeys)
+}
+
+// checkMetadataCount checks the object's metadata after an update merged
+// the request's keys into it.
+func checkMetadataCount(obj map[string]any) *apiError {
+	if md, ok := obj["metadata"].(map[string]any); ok && len(md) > maxMetadataKeys {
+		return tooManyMetadataKeys("metadata")
+	}
+	return nil
+}
+
+// requiredUnset names a parameter that an update tries to unset ("") although
+// the create requires it (a product's name), or "". Update schemas type such
+// fields as plain strings, like fields that can be unset (a customer's
+// email), so the create's required list is what tells them apart.
+func (e *Emulator) requiredUnset(rt *route, params map[string]any) string {
+	if rt.verb != "POST" {
+		return ""
+	}
+	for _, k := range kinds {
+		if k.base == "" || k.idParam == "" || rt.path != k.base+"/{"+k.idParam+"}" {
+			continue
+		}
+		create := e.api.find("POST", k.base)
+		if create == nil {
+			return ""
+		}
+		cs := e.api.resolve(create.reqSchema)
+		us := e.api.resolve(rt.reqSchema)
+		if cs == nil || us == nil {
+			return ""
+		}
+		for _, req := range cs.Required {
+			if v, ok := params[req].(string); ok && v == "" && !e.allowsEmpty(us.Properties[req]) {
+				return req
+			}
+		}
+		return ""
+	}
+	return ""
 }

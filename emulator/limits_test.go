@@ -1,0 +1,168 @@
+package emulator_test
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+)
+
+// Refusals Stripe makes that the spec alone does not tell (limits, required
+// values, recurring prices, all-or-nothing updates).
+
+// form builds a form body from key/value pairs (keys may repeat).
+func form(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Add(kv[i], kv[i+1])
+	}
+	return v.Encode()
+}
+
+func mustID(t *testing.T, r apiResp) string {
+	t.Helper()
+	return idOfResp(mustOK(t, r))
+}
+
+func wantErr(t *testing.T, r apiResp, status int, code, param string) {
+	t.Helper()
+	if r.status != status || errField(r, "type") != "invalid_request_error" || errField(r, "code") != code || errField(r, "param") != param {
+		t.Fatalf("got %d %s; want %d code %q param %q", r.status, r.raw, status, code, param)
+	}
+}
+
+// TestMetadataLimits: Stripe allows 50 metadata keys per object,
+// keys up to 40 characters without square brackets and values up to 500
+// characters (https://docs.stripe.com/api/metadata); beyond that the
+// request is refused (400, param metadata) and nothing changes.
+func TestMetadataLimits(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	keys := func(from, n int) []string {
+		var kv []string
+		for i := from; i < from+n; i++ {
+			kv = append(kv, fmt.Sprintf("metadata[k%d]", i), "v")
+		}
+		return kv
+	}
+
+	wantErr(t, do(t, "POST", base+"/v1/customers", key, form(keys(0, 51)...)), 400, "", "metadata")
+	wantErr(t, do(t, "POST", base+"/v1/customers", key, form("metadata["+strings.Repeat("a", 41)+"]", "v")), 400, "", "metadata")
+	wantErr(t, do(t, "POST", base+"/v1/customers", key, form("metadata[k]", strings.Repeat("é", 501))), 400, "", "metadata")
+	wantErr(t, do(t, "POST", base+"/v1/customers", key, form("metadata[a[b]]", "v")), 400, "", "metadata")
+	// Nested metadata hashes have the same limits.
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p")))
+	wantErr(t, do(t, "POST", base+"/v1/prices", key, form("product_data[name]", "x", "product_data[metadata][k]", strings.Repeat("v", 501), "currency", "usd", "unit_amount", "1")),
+		400, "", "product_data[metadata]")
+	if n := len(do(t, "GET", base+"/v1/customers", key, "").body["data"].([]any)); n != 0 {
+		t.Fatalf("%d customers created by refused requests", n)
+	}
+
+	// At the limits: accepted, in characters rather than bytes.
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form(append(keys(0, 49),
+		"metadata["+strings.Repeat("a", 40)+"]", strings.Repeat("é", 500))...)))
+
+	// The 50 keys are the object's: an update that merges a 51st is
+	// refused, one that also unsets a key is not.
+	wantErr(t, do(t, "POST", base+"/v1/customers/"+cus, key, form("metadata[new]", "v")), 400, "", "metadata")
+	r := do(t, "POST", base+"/v1/customers/"+cus, key, form("metadata[new]", "v", "metadata[k0]", ""))
+	if md, _ := r.body["metadata"].(map[string]any); r.status != 200 || len(md) != 50 || md["new"] != "v" || md["k0"] != nil {
+		t.Fatalf("update with unset: %d %.300s", r.status, r.raw)
+	}
+	_ = prod
+}
+
+// TestRequiredParamCannotBeUnset: an empty string is Stripe's
+// "unset", which a required parameter (a product's name) can't be, on
+// create or update: 400 parameter_invalid_empty. Fields that can be unset
+// (a customer's email, a product's description) still can.
+func TestRequiredParamCannotBeUnset(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	wantErr(t, do(t, "POST", base+"/v1/products", key, form("name", "")), 400, "parameter_invalid_empty", "name")
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p", "description", "d")))
+	wantErr(t, do(t, "POST", base+"/v1/products/"+prod, key, form("name", "")), 400, "parameter_invalid_empty", "name")
+	if r := do(t, "GET", base+"/v1/products/"+prod, key, ""); r.body["name"] != "p" {
+		t.Fatalf("name changed by a refused update: %s", r.raw)
+	}
+	if r := do(t, "POST", base+"/v1/products/"+prod, key, form("description", "")); r.status != 200 || r.body["description"] != nil {
+		t.Fatalf("unset description: %d %s", r.status, r.raw)
+	}
+	wantErr(t, do(t, "POST", base+"/v1/tax_rates", key, form("display_name", "", "inclusive", "false", "percentage", "5")), 400, "parameter_invalid_empty", "display_name")
+
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form("email", "a@b.c")))
+	if r := do(t, "POST", base+"/v1/customers/"+cus, key, form("email", "")); r.status != 200 || r.body["email"] != nil {
+		t.Fatalf("unset email: %d %s", r.status, r.raw)
+	}
+}
+
+// TestSubscriptionNeedsRecurringPrice: Stripe refuses a one-time
+// price on a subscription ("The price specified is set to `type=one_time`
+// but this field only accepts prices with `type=recurring`.").
+func TestSubscriptionNeedsRecurringPrice(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p")))
+	once := mustID(t, do(t, "POST", base+"/v1/prices", key, form("product", prod, "currency", "usd", "unit_amount", "100")))
+	monthly := mustID(t, do(t, "POST", base+"/v1/prices", key, form("product", prod, "currency", "usd", "unit_amount", "100", "recurring[interval]", "month")))
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, ""))
+
+	wantErr(t, do(t, "POST", base+"/v1/subscriptions", key, form("customer", cus, "items[0][price]", once,
+		"collection_method", "send_invoice", "days_until_due", "3")), 400, "", "items[0][price]")
+	if r := do(t, "GET", base+"/v1/subscriptions?status=all", key, ""); len(r.body["data"].([]any)) != 0 {
+		t.Fatalf("subscription created with a one-time price: %s", r.raw)
+	}
+	sub := mustID(t, do(t, "POST", base+"/v1/subscriptions", key, form("customer", cus, "items[0][price]", monthly,
+		"collection_method", "send_invoice", "days_until_due", "3")))
+	wantErr(t, do(t, "POST", base+"/v1/subscription_items", key, form("subscription", sub, "price", once)), 400, "", "price")
+	wantErr(t, do(t, "POST", base+"/v1/subscriptions/"+sub, key, form("items[0][price]", once)), 400, "", "items[0][price]")
+}
+
+// TestRefusedSubscriptionUpdateChangesNothing: a subscription update
+// whose items[1] is refused must not have applied items[0] (Stripe checks
+// the whole request first); before the fix items[0] was stored as a new
+// subscription item that no event announced.
+func TestRefusedSubscriptionUpdateChangesNothing(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p")))
+	p1 := mustID(t, do(t, "POST", base+"/v1/prices", key, form("product", prod, "currency", "usd", "unit_amount", "100", "recurring[interval]", "month")))
+	p2 := mustID(t, do(t, "POST", base+"/v1/prices", key, form("product", prod, "currency", "usd", "unit_amount", "200", "recurring[interval]", "month")))
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, ""))
+	sub := mustID(t, do(t, "POST", base+"/v1/subscriptions", key, form("customer", cus, "items[0][price]", p1,
+		"collection_method", "send_invoice", "days_until_due", "3")))
+	item := do(t, "GET", base+"/v1/subscription_items?subscription="+sub, key, "").body["data"].([]any)[0].(map[string]any)["id"].(string)
+
+	for _, body := range []string{
+		form("items[0][price]", p2, "items[1][price]", "price_missing"),
+		form("items[0][id]", item, "items[0][deleted]", "true", "items[1][id]", "si_missing"),
+		form("items[0][id]", item, "items[0][quantity]", "5", "items[1][price]", "price_missing"),
+	} {
+		r := do(t, "POST", base+"/v1/subscriptions/"+sub, key, body)
+		if r.status != 400 {
+			t.Fatalf("update %s: %d %s", body, r.status, r.raw)
+		}
+		items := do(t, "GET", base+"/v1/subscription_items?subscription="+sub, key, "").body["data"].([]any)
+		if len(items) != 1 || items[0].(map[string]any)["id"] != item || fmt.Sprint(items[0].(map[string]any)["quantity"]) != "1" {
+			t.Fatalf("after refused update %s: items %v", body, items)
+		}
+	}
+}
+
+// TestEventsTypeOrTypes: /v1/events takes `type` or `types`, "but
+// not both" (the spec's description of `types`); the emulator used to
+// apply both filters as one.
+func TestEventsTypeOrTypes(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	mustID(t, do(t, "POST", base+"/v1/customers", key, ""))
+	wantErr(t, do(t, "GET", base+"/v1/events?type=customer.created&types[]=customer.updated", key, ""), 400, "", "types")
+	for _, q := range []string{"type=customer.*", "types[]=customer.created&types[]=customer.updated"} {
+		if r := do(t, "GET", base+"/v1/events?"+q, key, ""); r.status != 200 || len(r.body["data"].([]any)) != 1 {
+			t.Fatalf("%s: %d %s", q, r.status, r.raw)
+		}
+	}
+}
