@@ -57,7 +57,8 @@ func TestCommand(t *testing.T) {
 	out := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- emulator.Command(ctx, []string{"--listen", "127.0.0.1:0", "--seed", "5"}, out) }()
-	deadline := time.Now().Add(10 * time.Second)
+	// Seeding takes seconds under -race on a busy machine.
+	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(out.String(), "listening on") && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -173,6 +173,10 @@ func TestDiscountRules(t *testing.T) {
 	p2 := idOfResp(mustOK(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p2")))
 	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=P1ONLY&percent_off=10&duration=repeating&duration_in_months=3&applies_to[products][0]="+p1))
 	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	plain := mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus))
+	if tda, _ := plain.body["total_discount_amounts"].([]any); plain.body["discount"] != nil || len(tda) != 0 {
+		t.Errorf("invoice without a discount: discount %v, total_discount_amounts %v", plain.body["discount"], tda)
+	}
 	r := mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "coupon=P1ONLY"))
 	d := r.body["discount"].(map[string]any)
 	if want := time.Unix(num(d["start"]), 0).UTC().AddDate(0, 3, 0).Unix(); num(d["end"]) != want {

@@ -38,6 +38,11 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 	case json.RawMessage:
 		return append(b, x...), nil
 	case map[string]any:
+		if x == nil {
+			// As encoding/json: a field set from a function that found
+			// no object (a nil map) is null, not an empty object.
+			return append(b, "null"...), nil
+		}
 		keys := make([]string, 0, len(x))
 		for k := range x {
 			keys = append(keys, k)

@@ -14,7 +14,8 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	vals := []any{
 		map[string]any{"s": "a\"b\\c\n\t<>&\u2028é\x01", "n": 12.5, "i": int64(-3), "f": 1795430012.0, "big": 1e22, "b": true, "z": nil,
-			"arr": []any{1, "x", map[string]any{}}, "raw": json.RawMessage(`{"k":1}`), "num": json.Number("42")},
+			"arr": []any{1, "x", map[string]any{}}, "raw": json.RawMessage(`{"k":1}`), "num": json.Number("42"),
+			"nilmap": map[string]any(nil)},
 	}
 	for _, f := range a.fixtures {
 		vals = append(vals, f)
