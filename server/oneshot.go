@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,6 +55,14 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 	if err != nil {
 		return err
 	}
+	// Checked before waiting for leadership: a refused key would otherwise
+	// show only once the running serve stops.
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	defer stopCheck()
+	lateKeyErr, err := startKeyCheck(checkCtx, client)
+	if err != nil {
+		return err
+	}
 	info := opts.Instance
 	if info.Instance == "" {
 		info = leader.DefaultInfo()
@@ -63,6 +72,15 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var keyErr atomic.Pointer[error]
+	if lateKeyErr != nil {
+		go func() {
+			if err := <-lateKeyErr; err != nil {
+				keyErr.Store(&err)
+				cancel()
+			}
+		}()
+	}
 	var result error
 	elector := &leader.Elector{ConnConfig: pgcfg.ConnConfig, Info: info, Logger: log.With("component", "leader"), Poll: 500 * time.Millisecond}
 	elector.Run(runCtx, func(lctx context.Context, epoch int64) error {
@@ -77,6 +95,9 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 		}
 		return nil
 	})
+	if err := keyErr.Load(); err != nil {
+		return *err
+	}
 	if result == nil && ctx.Err() != nil {
 		return ctx.Err()
 	}

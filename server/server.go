@@ -86,6 +86,10 @@ func run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	lateKeyErr, err := startKeyCheck(ctx, client)
+	if err != nil {
+		return err
+	}
 
 	upstream, err := upstreamAddr(pgcfg.ConnConfig)
 	if err != nil {
@@ -186,7 +190,14 @@ func run(ctx context.Context, opts Options) error {
 		}()
 	}
 
-	<-ctx.Done()
+	var keyErr error
+	select {
+	case <-ctx.Done():
+	case keyErr = <-lateKeyErr:
+		if keyErr == nil {
+			<-ctx.Done()
+		}
+	}
 	log.Info("shutting down")
 	stopSync()
 	stopProxy()
@@ -195,7 +206,7 @@ func run(ctx context.Context, opts Options) error {
 	defer cancel()
 	metricsSrv.Shutdown(sctx)
 	log.Info("stopped")
-	return nil
+	return keyErr
 }
 
 // runSync is the leader's work: backfill what is not complete, then follow
