@@ -77,11 +77,12 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		PollInterval:  config.DefaultPollInterval,
 	}
 	// Logs would garble the progress display: only warnings and errors.
-	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tty, logw := ttyProgress(out, env.Stderr)
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	var once sync.Once
 	var proxyAddr string
-	show := progressPrinter(out, nil)
+	show := progressPrinter(out, tty, nil)
 	progress := func(p backfill.Progress) {
 		show(p)
 		if p.Done {

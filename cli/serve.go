@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgstripe/pgstripe/config"
@@ -49,8 +50,9 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	log := newLogger(env.Stderr, cfg.LogFormat)
-	show := progressPrinter(env.Stdout, log)
+	tty, logw := ttyProgress(env.Stdout, env.Stderr)
+	log := newLogger(logw, cfg.LogFormat)
+	show := progressPrinter(env.Stdout, tty, log)
 	err = server.Backfill(ctx, server.Options{Config: cfg, Logger: log, Progress: show}, names, *restart)
 	if err != nil && ctx.Err() != nil {
 		fmt.Fprintln(env.Stderr, "pgstripe backfill: interrupted; progress is saved, run the same command to resume")
@@ -63,14 +65,27 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 func newLogger(w io.Writer, format string) *slog.Logger {
 	if format == "" {
 		format = "json"
+		if t, ok := w.(logsAboveTable); ok {
+			w = t.w
+		}
 		if isTerminal(w) {
 			format = "text"
 		}
 	}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: durationText}))
 	}
 	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// durationText writes durations as the text handler does ("1s", "250ms"):
+// slog's JSON handler would give bare nanoseconds ("retry_in":1000000000),
+// which a reader of the log has to decode.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func isTerminal(w io.Writer) bool {
@@ -82,20 +97,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// progressPrinter redraws a table on a terminal; otherwise it logs a line
-// every 5 seconds, or prints the table when log is nil.
-func progressPrinter(w io.Writer, log *slog.Logger) func(backfill.Progress) {
-	if isTerminal(w) {
-		lines := 0
-		return func(p backfill.Progress) {
-			if lines > 0 {
-				fmt.Fprintf(w, "\x1b[%dA\x1b[J", lines)
-			}
-			var b strings.Builder
-			renderProgress(&b, p)
-			lines = strings.Count(b.String(), "\n")
-			io.WriteString(w, b.String())
-		}
+// progressPrinter redraws the table tty when there is one (a terminal);
+// otherwise it logs a line every 5 seconds, or prints the table when log
+// is nil.
+func progressPrinter(w io.Writer, tty *ttyTable, log *slog.Logger) func(backfill.Progress) {
+	if tty != nil {
+		return tty.draw
 	}
 	var last time.Time
 	return func(p backfill.Progress) {
@@ -121,6 +128,69 @@ func progressPrinter(w io.Writer, log *slog.Logger) func(backfill.Progress) {
 			"requests", p.Requests, "requests_per_sec", fmt.Sprintf("%.1f", p.RequestsPerSec),
 			"rate_limit", fmt.Sprintf("%.1f", p.Rate), "objects_in_progress", active, "done", p.Done)
 	}
+}
+
+// ttyTable is the progress table drawn in place on a terminal: each drawing
+// moves the cursor up over the previous one and erases it. A log line
+// printed to the same terminal in between would be erased instead and
+// leave a stale part of the table behind, so log lines go through above,
+// which erases the table first and prints the line where it was; the next
+// drawing comes below it.
+type ttyTable struct {
+	mu    sync.Mutex
+	w     io.Writer
+	lines int
+}
+
+func (t *ttyTable) draw(p backfill.Progress) {
+	var b strings.Builder
+	renderProgress(&b, p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.erase()
+	io.WriteString(t.w, b.String())
+	if !p.Done {
+		t.lines = strings.Count(b.String(), "\n")
+	}
+	// A finished table stays: what is printed after it (the demo's help)
+	// must not be erased by the next log line.
+}
+
+func (t *ttyTable) erase() {
+	if t.lines > 0 {
+		fmt.Fprintf(t.w, "\x1b[%dA\x1b[J", t.lines)
+		t.lines = 0
+	}
+}
+
+// above writes log output through to w (the same terminal) after erasing
+// the table.
+func (t *ttyTable) above(w io.Writer) io.Writer { return logsAboveTable{t, w} }
+
+type logsAboveTable struct {
+	t *ttyTable
+	w io.Writer
+}
+
+func (l logsAboveTable) Write(b []byte) (int, error) {
+	l.t.mu.Lock()
+	defer l.t.mu.Unlock()
+	l.t.erase()
+	return l.w.Write(b)
+}
+
+// ttyProgress gives the table for progress on out when out is a terminal
+// (else nil), and the writer for log lines meant for errw: through the
+// table when errw is a terminal too.
+func ttyProgress(out, errw io.Writer) (*ttyTable, io.Writer) {
+	if !isTerminal(out) {
+		return nil, errw
+	}
+	t := &ttyTable{w: out}
+	if isTerminal(errw) {
+		return t, t.above(errw)
+	}
+	return t, errw
 }
 
 func renderProgress(b *strings.Builder, p backfill.Progress) {
