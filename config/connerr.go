@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -17,8 +19,21 @@ func ConnErrorText(err error) string {
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		if u := errors.Unwrap(ce); u != nil {
-			return u.Error()
+			return distinctLines(u.Error())
 		}
 	}
-	return err.Error()
+	return distinctLines(err.Error())
+}
+
+// distinctLines puts pgx's one line per connection attempt on one line.
+// With sslmode=prefer (the default) pgx dials twice, with and without TLS,
+// and an unreachable server then fails twice in the very same words.
+func distinctLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }
