@@ -144,7 +144,11 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 			}
 			opts := make([]string, 0, len(s.Enum))
 			for _, a := range s.Enum {
-				opts = append(opts, fmt.Sprint(a))
+				// "" in an enum means the field can be unset; it is not a
+				// value to offer ("must be one of , exempt, none").
+				if o := fmt.Sprint(a); o != "" {
+					opts = append(opts, o)
+				}
 			}
 			if str == "" {
 				return emptyNotAllowed(name)
