@@ -337,6 +337,18 @@ func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint
 	return res, nil
 }
 
+// Prepare has Postgres parse and analyse sql without running it (a private
+// statement, prepared, described and closed). It is how an interceptor gets
+// the errors Postgres would have given for the client's own text, positions
+// included. Errors from Postgres are *pgconn.PgError.
+func (u *Upstream) Prepare(ctx context.Context, sql string) error {
+	if u.err != nil {
+		return fmt.Errorf("%w: %w", ErrUpstreamFailed, u.err)
+	}
+	_, _, err := u.describe(ctx, 'S', privateStmt, &pgproto3.Parse{Name: privateStmt, Query: sql})
+	return err
+}
+
 // describeBound fetches the parameter types of the statement portal pi was
 // bound from. A portal outlives its statement (a simple Query drops the
 // unnamed one, unless Postgres skips that Query after an error; a name can

@@ -73,6 +73,11 @@ type Statement struct {
 	// id. UPDATE and DELETE select at most MaxRows+1 rows. Empty SQL: one
 	// row without columns (INSERT … DEFAULT VALUES).
 	Eval Query
+	// Match (UPDATE only) selects the ids Eval would, evaluating WHERE
+	// alone: the objects to lock before the SET expressions run, so that
+	// these run once per row, as in Postgres (nextval, a function with
+	// side effects), not again once the objects are locked.
+	Match Query
 	// Returning answers RETURNING from the local table once the writes are
 	// applied; nil without RETURNING.
 	Returning *Query
@@ -341,6 +346,20 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 		vals = append(vals, v)
 	}
 	ref := refName(s.Relation)
+	match := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
+		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
+		WhereClause: s.WhereClause,
+		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	distinctIDs(match, ref)
+	q, err := st.query(match)
+	if err != nil {
+		return err
+	}
+	st.Match = q
 	sel := &pg_query.SelectStmt{
 		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id")), resTarget(versionOf(ref))},
 		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
@@ -361,8 +380,7 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 			resTarget(jsonOf(old, f)))
 	}
 	distinctIDs(sel, ref)
-	q, err := st.query(sel)
-	if err != nil {
+	if q, err = st.query(sel); err != nil {
 		return err
 	}
 	st.Eval = q

@@ -14,13 +14,15 @@
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.
 //     No row lock is taken there: a lock held by the client's transaction
-//     would block our own apply below. An UPDATE instead takes an advisory
-//     lock per object it changes (on the client's connection, held until
-//     the client's transaction ends) and evaluates again under it, so two
-//     sessions running SET balance = balance + 100 at once add 200, as row
-//     locks make them do in Postgres. A simple Query, which Postgres has
-//     not parsed, gets its RETURNING checked there too (run with no ids),
-//     and a $n it gives no value for is refused (42P02), as Postgres would.
+//     would block our own apply below. An UPDATE instead finds its objects
+//     with WHERE alone, takes an advisory lock per object (on the client's
+//     connection, held until the client's transaction ends) and only then
+//     evaluates SET, once per row as Postgres does, so two sessions running
+//     SET balance = balance + 100 at once add 200, as row locks make them
+//     do in Postgres. A simple Query, which Postgres has not parsed, is
+//     first prepared (not run) as the client sent it, so that Postgres
+//     refuses what it would refuse, with positions in the client's text;
+//     a $n it gives no value for is refused (42P02), as Postgres would.
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, status values, at most
 //     100 rows): an error means no call at all.

@@ -55,3 +55,5 @@ func (p proxyUpstream) Query(ctx context.Context, sql string, params [][]byte, o
 	}
 	return &Result{Fields: r.Fields, Rows: r.Rows}, nil
 }
+
+func (p proxyUpstream) Prepare(ctx context.Context, sql string) error { return p.u.Prepare(ctx, sql) }

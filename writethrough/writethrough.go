@@ -94,6 +94,9 @@ type Upstream interface {
 	// parameters and returns all rows. A Postgres error is a
 	// *pgconn.PgError.
 	Query(ctx context.Context, sql string, params [][]byte, paramOIDs []uint32, paramFormats, resultFormats []int16) (*Result, error)
+	// Prepare has Postgres parse and analyse sql without running it; a
+	// Postgres error is a *pgconn.PgError.
+	Prepare(ctx context.Context, sql string) error
 }
 
 // Result is the answer to Upstream.Query.
@@ -162,6 +165,16 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		case translate.Pass:
 			return Reply{Pass: true}
 		case translate.Reject:
+			switch c.Err.Code {
+			case translate.CodeUndefinedColumn, translate.CodeDuplicateColumn, translate.CodeSyntaxError:
+				// Errors Postgres may find itself: in a simple Query
+				// (see below) let it, with its message and position.
+				if req.Describe {
+					if err := up.Prepare(ctx, req.SQL); err != nil {
+						return rep.fail(pgError(err))
+					}
+				}
+			}
 			return rep.fail(translateError(c.Err))
 		}
 		st = c.Stmt
@@ -186,34 +199,37 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		// send Stripe an unset (SET metadata = $1 would erase it).
 		return rep.fail(errorResponse("42P02", "there is no parameter $%d", len(req.Params)+1))
 	}
+	if req.Describe {
+		// A simple Query reaches us unparsed by Postgres (in the extended
+		// protocol the client's Parse went upstream). Our own queries are
+		// not the client's text: an expression Postgres would refuse in
+		// the statement (a type that an INSERT can't assign, an unknown
+		// column next to DEFAULT) may pass in them, and the errors they
+		// give point into text the client never sent. Have Postgres
+		// analyse the statement itself first, as it would have, RETURNING
+		// included, before Stripe changes anything.
+		if err := up.Prepare(ctx, req.SQL); err != nil {
+			return rep.fail(pgError(err))
+		}
+	}
 	stmtTimeout, e := ic.checkPrivileges(ctx, up, st)
 	if e != nil {
 		return rep.fail(e)
 	}
-	if st.Returning != nil && req.Describe {
-		// A simple Query reaches us unparsed by Postgres, and RETURNING is
-		// only run after the Stripe calls: have Postgres check it first
-		// (no ids, so no rows), so that a statement it would refuse (an
-		// unknown column, a type error) is refused before Stripe changes
-		// anything. In the extended protocol Parse already checked it.
-		if _, err := params.query(ctx, up, *st.Returning, []string{}); err != nil {
-			return rep.fail(pgError(err))
-		}
-	}
 
 	// Evaluate the values on the client's connection.
 	var rows [][][]byte
-	if st.Eval.SQL != "" {
+	if st.Op == translate.Update {
+		var err error
+		if rows, err = lockObjects(ctx, up, params, st); err != nil {
+			return rep.fail(pgError(err))
+		}
+	} else if st.Eval.SQL != "" {
 		res, err := params.query(ctx, up, st.Eval, nil)
 		if err != nil {
 			return rep.fail(pgError(err))
 		}
 		rows = res.Rows
-		if st.Op == translate.Update && len(rows) > 0 {
-			if rows, err = lockObjects(ctx, up, params, st, rows); err != nil {
-				return rep.fail(pgError(err))
-			}
-		}
 	}
 	calls, terr := st.Build(rows)
 	if terr != nil {
@@ -961,19 +977,26 @@ func newParams(req Request) params {
 const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgstripe:' || $1 || ':' || id, 0)) FROM pg_catalog.unnest($2::pg_catalog.text[]) AS id`
 
 // lockObjects serializes concurrent UPDATEs of the same objects, as row
-// locks do in Postgres. An UPDATE computes its values from the local rows
-// (SET balance = balance + 100): two sessions evaluating at once would
-// both send Stripe the same result, and one change would be lost. On the
-// client's connection it takes an advisory lock per object, held until the
-// client's transaction ends (the implicit one ends after the write is
-// applied locally, so the next writer reads the new state), and evaluates
-// again under the locks; an object the new evaluation adds is locked in
-// turn. Locks are taken in id order, so two statements can only deadlock
+// locks do in Postgres, and returns Eval's rows. An UPDATE computes its
+// values from the local rows (SET balance = balance + 100): two sessions
+// evaluating at once would both send Stripe the same result, and one
+// change would be lost. On the client's connection it finds the objects
+// with Match (WHERE alone), takes an advisory lock per object, held until
+// the client's transaction ends (the implicit one ends after the write is
+// applied locally, so the next writer reads the new state), and only then
+// runs Eval: the SET expressions run once per row, as in Postgres, unless
+// an object came to match in between (it is locked in turn and Eval runs
+// again). Locks are taken in id order, so two statements can only deadlock
 // across a client's own transaction, as they would in Postgres (40P01,
 // before any Stripe call).
-func lockObjects(ctx context.Context, up Upstream, p params, st *translate.Statement, rows [][][]byte) ([][][]byte, error) {
+func lockObjects(ctx context.Context, up Upstream, p params, st *translate.Statement) ([][][]byte, error) {
+	res, err := p.query(ctx, up, st.Match, nil)
+	if err != nil || len(res.Rows) == 0 {
+		return nil, err // UPDATE 0: nothing to lock or evaluate
+	}
+	rows := res.Rows
 	locked := map[string]bool{}
-	for range 3 {
+	for i := 0; ; i++ {
 		var ids []string
 		for _, r := range rows {
 			if id := string(r[0]); !locked[id] {
@@ -981,21 +1004,21 @@ func lockObjects(ctx context.Context, up Upstream, p params, st *translate.State
 				locked[id] = true
 			}
 		}
-		if len(ids) == 0 {
-			break
+		if len(ids) > 0 {
+			slices.Sort(ids)
+			if _, err := up.Query(ctx, lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)},
+				[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
+				return nil, err
+			}
 		}
-		slices.Sort(ids)
-		if _, err := up.Query(ctx, lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)},
-			[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
-			return nil, err
+		if (i > 0 && len(ids) == 0) || i == 3 {
+			return rows, nil
 		}
-		res, err := p.query(ctx, up, st.Eval, nil)
-		if err != nil {
+		if res, err = p.query(ctx, up, st.Eval, nil); err != nil {
 			return nil, err
 		}
 		rows = res.Rows
 	}
-	return rows, nil
 }
 
 // query runs q with the client's parameters $1…$NParams (plus the ids as
@@ -1061,6 +1084,14 @@ func (c *classCache) get(sql string) translate.Class {
 func PgConnUpstream(c *pgconn.PgConn) Upstream { return pgconnUpstream{c} }
 
 type pgconnUpstream struct{ c *pgconn.PgConn }
+
+func (u pgconnUpstream) Prepare(ctx context.Context, sql string) error {
+	const name = "pgstripe_writethrough_check"
+	if _, err := u.c.Prepare(ctx, name, sql, nil); err != nil {
+		return err
+	}
+	return u.c.Deallocate(ctx, name)
+}
 
 func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
 	rr := u.c.ExecParams(ctx, sql, params, oids, pf, rf)
