@@ -160,6 +160,10 @@ func init() {
 			obj["recurring"] = map[string]any{"aggregate_usage": rec["aggregate_usage"], "interval": rec["interval"],
 				"interval_count": intOr(rec["interval_count"], 1), "trial_period_days": nil, "usage_type": strOr(rec["usage_type"], "licensed")}
 		}
+		if getInt(obj, "unit_amount") < 0 {
+			// "A positive integer in cents (or 0 for a free price)".
+			return invalid("", "unit_amount", "This value must be greater than or equal to 0.")
+		}
 		fillAmountDecimal(obj, "unit_amount", "unit_amount_decimal")
 		return nil
 	}
@@ -175,6 +179,9 @@ func init() {
 		}
 		if _, ok := c.params["interval_count"]; !ok {
 			obj["interval_count"] = int64(1)
+		}
+		if getInt(obj, "amount") < 0 {
+			return invalid("", "amount", "This value must be greater than or equal to 0.")
 		}
 		fillAmountDecimal(obj, "amount", "amount_decimal")
 		return nil

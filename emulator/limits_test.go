@@ -166,3 +166,25 @@ func TestEventsTypeOrTypes(t *testing.T) {
 		}
 	}
 }
+
+// Amounts Stripe refuses: a negative price ("a positive integer in cents,
+// or 0 for a free price"), and a payment below the currency's minimum
+// charge ($0.50, £0.30: "Minimum and maximum charge amounts").
+func TestAmountBounds(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	prod := mustID(t, do(t, "POST", base+"/v1/products", "sk_test_x", "name=p"))
+	wantErr(t, do(t, "POST", base+"/v1/prices", "sk_test_x", "product="+prod+"&currency=usd&unit_amount=-5"), 400, "", "unit_amount")
+	mustID(t, do(t, "POST", base+"/v1/prices", "sk_test_x", "product="+prod+"&currency=usd&unit_amount=0"))
+	wantErr(t, do(t, "POST", base+"/v1/plans", "sk_test_x", "product="+prod+"&currency=usd&interval=month&amount=-1"), 400, "", "amount")
+	for _, tc := range []struct {
+		path, body, code string
+	}{
+		{"/v1/payment_intents", "amount=49&currency=usd", "amount_too_small"},
+		{"/v1/payment_intents", "amount=29&currency=gbp", "amount_too_small"},
+		{"/v1/payment_intents", "amount=0&currency=usd", ""},
+		{"/v1/charges", "amount=10&currency=eur&source=tok_visa", "amount_too_small"},
+	} {
+		wantErr(t, do(t, "POST", base+tc.path, "sk_test_x", tc.body), 400, tc.code, "amount")
+	}
+	mustID(t, do(t, "POST", base+"/v1/payment_intents", "sk_test_x", "amount=30&currency=gbp"))
+}

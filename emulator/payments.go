@@ -45,6 +45,9 @@ var (
 func init() {
 	// payment intents
 	kPI.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if ae := chargeableAmount(obj); ae != nil {
+			return ae
+		}
 		if cus := getStr(obj, "customer"); cus != "" {
 			if ae := e.mustExist("customers", "customer", cus); ae != nil {
 				return ae
@@ -233,6 +236,9 @@ func init() {
 		}
 		if _, ok := c.params["currency"]; !ok {
 			return missing("currency")
+		}
+		if ae := chargeableAmount(obj); ae != nil {
+			return ae
 		}
 		cus := getStr(obj, "customer")
 		src, _ := c.params["source"].(string)
@@ -764,4 +770,36 @@ func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
 	// asynchronous capture.
 	ch["disputed"] = true
 	e.store(kCharge, ch)
+}
+
+// minimumCharge is Stripe's smallest amount to charge, per currency, in
+// the currencies whose minimum its docs state ("Minimum and maximum charge
+// amounts"); others need at least 1.
+var minimumCharge = map[string]int64{"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50}
+
+// chargeableAmount refuses a payment intent's or charge's amount below
+// what Stripe charges.
+func chargeableAmount(obj map[string]any) *apiError {
+	amt, cur := getInt(obj, "amount"), getStr(obj, "currency")
+	if amt < 1 {
+		return invalid("", "amount", "This value must be greater than or equal to 1.")
+	}
+	if min, ok := minimumCharge[cur]; ok && amt < min {
+		return invalid("amount_too_small", "amount", "Amount must be at least %s %s", formatAmount(min, cur), cur)
+	}
+	return nil
+}
+
+// formatAmount writes an amount in a currency's main unit, as Stripe's
+// messages do ($0.50).
+func formatAmount(amt int64, cur string) string {
+	switch cur {
+	case "jpy":
+		return fmt.Sprintf("¥%d", amt)
+	case "eur":
+		return fmt.Sprintf("€%d.%02d", amt/100, amt%100)
+	case "gbp":
+		return fmt.Sprintf("£%d.%02d", amt/100, amt%100)
+	}
+	return fmt.Sprintf("$%d.%02d", amt/100, amt%100)
 }
