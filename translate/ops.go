@@ -41,11 +41,11 @@ var ops = map[string]*Ops{
 	"coupons":            {Create: true, Update: true, Delete: true},
 	"invoiceitems":       {Create: true, Update: true, Delete: true},
 	"subscription_items": {Create: true, Update: true, Delete: true},
-	"tax_rates":          {Create: true, Update: true, NoDelete: "Stripe cannot delete tax rates; archive one with UPDATE stripe.tax_rates SET active = false"},
-	"promotion_codes":    {Create: true, Update: true, NoDelete: "Stripe cannot delete promotion codes; deactivate one with UPDATE stripe.promotion_codes SET active = false"},
+	"tax_rates":          {Create: true, Update: true, NoDelete: "archive one with UPDATE stripe.tax_rates SET active = false"},
+	"promotion_codes":    {Create: true, Update: true, NoDelete: "deactivate one with UPDATE stripe.promotion_codes SET active = false"},
 	"tax_ids": {Create: true, Delete: true, OwnerColumn: "customer",
-		NoUpdate: "Stripe cannot change a tax id; DELETE it and INSERT a new one"},
-	"prices":        {Create: true, Update: true, NoDelete: "Stripe cannot delete prices; set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
+		NoUpdate: "DELETE it and INSERT a new one"},
+	"prices":        {Create: true, Update: true, NoDelete: "set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
 	"subscriptions": {Create: true, Update: true, Delete: true},
 	"invoices": {Create: true, Update: true, Delete: true, Status: map[string]string{
 		"open":          "/v1/invoices/{id}/finalize",
@@ -59,9 +59,9 @@ var ops = map[string]*Ops{
 		Status: map[string]string{"canceled": "/v1/setup_intents/{id}/cancel"}},
 	"payment_methods": {Create: true, Update: true, NoDelete: "detach with UPDATE stripe.payment_methods SET customer = NULL",
 		Attach: "customer", AttachPath: "/v1/payment_methods/{id}/attach", DetachPath: "/v1/payment_methods/{id}/detach"},
-	"refunds": {Create: true, Update: true, NoDelete: "Stripe cannot delete refunds"},
+	"refunds": {Create: true, Update: true, NoDelete: "a refund cannot be undone; UPDATE changes its metadata"},
 	// Stripe updates a credit note's memo and metadata, and voids one.
-	"credit_notes": {Create: true, Update: true, NoDelete: "Stripe cannot delete credit notes; void one with UPDATE stripe.credit_notes SET status = 'void'",
+	"credit_notes": {Create: true, Update: true, NoDelete: "void one with UPDATE stripe.credit_notes SET status = 'void'",
 		Status: map[string]string{"void": "/v1/credit_notes/{id}/void"}},
 	"checkout_sessions": {Create: true, NoUpdate: "only INSERT is supported on stripe.checkout_sessions", NoDelete: "only INSERT is supported on stripe.checkout_sessions"},
 }
