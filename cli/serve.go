@@ -17,7 +17,7 @@ import (
 
 func runServe(ctx context.Context, env *Env, args []string) error {
 	fs := flagSet(env, "serve")
-	loader := config.Flags(fs, config.NeedDatabase|config.NeedStripe)
+	loader := config.Flags(fs, config.NeedDatabase|config.NeedStripe|config.NeedServe)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

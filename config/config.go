@@ -38,6 +38,9 @@ type Need int
 const (
 	NeedDatabase Need = 1 << iota
 	NeedStripe
+	// NeedServe: the proxy, metrics and the events loop (listen
+	// addresses, TLS, poll interval), which only serve runs.
+	NeedServe
 )
 
 // Defaults of CONTRACT §2.
@@ -82,9 +85,9 @@ func Flags(fs *flag.FlagSet, need Need) *Loader {
 		addSecret("STRIPE_API_KEY", "stripe-api-key", "Stripe secret or restricted key (required)", &l.raw.apiKey)
 		add("STRIPE_API_BASE", "stripe-api-base", DefaultAPIBase, "Stripe API base URL", &l.raw.apiBase)
 		add("PGSTRIPE_RATE_LIMIT", "rate-limit", "", "Stripe requests per second (default 20 for test keys, 80 for live keys)", &l.raw.rateLimit)
-		add("PGSTRIPE_POLL_INTERVAL", "poll-interval", DefaultPollInterval.String(), "events poll interval", &l.raw.pollInterval)
 	}
-	if need&NeedDatabase != 0 && need&NeedStripe != 0 {
+	if need&NeedServe != 0 {
+		add("PGSTRIPE_POLL_INTERVAL", "poll-interval", DefaultPollInterval.String(), "events poll interval", &l.raw.pollInterval)
 		add("PGSTRIPE_LISTEN", "listen", DefaultListen, "proxy listen address", &l.raw.listen)
 		add("PGSTRIPE_METRICS_LISTEN", "metrics-listen", DefaultMetricsListen, "metrics and health listen address", &l.raw.metricsListen)
 		add("PGSTRIPE_TLS_CERT", "tls-cert", "", "TLS certificate file for the proxy", &l.raw.tlsCert)
@@ -148,13 +151,13 @@ func (l *Loader) Load() (*Config, error) {
 			}
 			c.RateLimit = f
 		}
+	}
+	if l.need&NeedServe != 0 {
 		d, err := time.ParseDuration(r.pollInterval)
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("PGSTRIPE_POLL_INTERVAL %q is not a positive duration (e.g. 500ms)", r.pollInterval)
 		}
 		c.PollInterval = d
-	}
-	if l.need&NeedDatabase != 0 && l.need&NeedStripe != 0 {
 		for _, a := range []struct{ name, v string }{{"PGSTRIPE_LISTEN", c.Listen}, {"PGSTRIPE_METRICS_LISTEN", c.MetricsListen}} {
 			if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
 				return nil, fmt.Errorf("%s %q is not a host:port address", a.name, a.v)

@@ -22,7 +22,7 @@ func load(t *testing.T, need Need, env map[string]string, args ...string) (*Conf
 	return l.Load()
 }
 
-const all = NeedDatabase | NeedStripe
+const all = NeedDatabase | NeedStripe | NeedServe
 
 func TestDefaults(t *testing.T) {
 	c, err := load(t, all, map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_test_abc"})

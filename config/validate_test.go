@@ -16,7 +16,7 @@ func TestUsageDoesNotPrintSecrets(t *testing.T) {
 		var out bytes.Buffer
 		fs := flag.NewFlagSet("x", flag.ContinueOnError)
 		fs.SetOutput(&out)
-		Flags(fs, NeedDatabase|NeedStripe)
+		Flags(fs, all)
 		fs.Parse(args)
 		if s := out.String(); strings.Contains(s, "hunter2") || strings.Contains(s, "SUPERSECRET") {
 			t.Errorf("%v prints a secret:\n%s", args, s)
@@ -60,5 +60,20 @@ func TestKeyWithWhitespace(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "STRIPE_API_KEY") || strings.Contains(err.Error(), "SUPER") {
 			t.Errorf("STRIPE_API_KEY=%q: %v, want an error naming the variable, without the key", key, err)
 		}
+	}
+}
+
+// Settings only serve uses (the proxy, metrics, the events loop) are not
+// flags of a one-shot command, where they would do nothing.
+func TestServeOnlyFlags(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	Flags(fs, NeedDatabase|NeedStripe)
+	for _, name := range []string{"listen", "metrics-listen", "tls-cert", "tls-key", "poll-interval"} {
+		if fs.Lookup(name) != nil {
+			t.Errorf("--%s is a flag without NeedServe", name)
+		}
+	}
+	if fs.Lookup("rate-limit") == nil || fs.Lookup("stripe-api-base") == nil {
+		t.Error("the Stripe flags are gone")
 	}
 }
