@@ -87,7 +87,9 @@
 // the charge, which no longer embeds its refunds. charge.refunded queues
 // the charge, and every re-fetch of a charge lists its refunds
 // (/v1/refunds?charge=…); a refund's later changes come as
-// charge.refund.updated, which carries the refund.
+// charge.refund.updated, which carries the refund, and re-fetch its charge
+// too (a failed refund gives its amount back, with no charge event
+// documented).
 //
 // balance_transactions and checkout_sessions (Stripe has no
 // checkout.session.created) are listed by created every BalanceEvery (from

@@ -27,6 +27,9 @@ func TestRouteEvent(t *testing.T) {
 		{"charge.dispute.created", `{"id":"dp_1","object":"dispute","charge":"ch_1"}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Also: [2]Ref{{"charges", "ch_1"}}}},
 		{"charge.dispute.closed", `{"id":"dp_1","object":"dispute","charge":{"id":"ch_2","object":"charge"}}`, Route{Action: Upsert, Table: "disputes", ID: "dp_1", Also: [2]Ref{{"charges", "ch_2"}}}},
 		{"charge.refund.updated", `{"id":"re_1","object":"refund"}`, Route{Action: Upsert, Table: "refunds", ID: "re_1"}},
+		// A refund's change (failed: its amount given back) may change
+		// its charge, which gets no event: fetched besides.
+		{"charge.refund.updated", `{"id":"re_1","object":"refund","charge":"ch_1","status":"failed"}`, Route{Action: Upsert, Table: "refunds", ID: "re_1", Also: [2]Ref{{"charges", "ch_1"}}}},
 		{"customer.tax_id.created", `{"id":"txi_1","object":"tax_id"}`, Route{Action: Upsert, Table: "tax_ids", ID: "txi_1"}},
 		{"customer.tax_id.deleted", `{"id":"txi_1","object":"tax_id"}`, Route{Action: Delete, Table: "tax_ids", ID: "txi_1"}},
 		{"payment_method.detached", `{"id":"pm_1","object":"payment_method","customer":null}`, Route{Action: Upsert, Table: "payment_methods", ID: "pm_1"}},

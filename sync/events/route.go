@@ -131,7 +131,10 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 	if upcomingTables[t.Name] {
 		r.Customer = schema.RefID(o.Customer)
 	}
-	if t.Name == "disputes" {
+	if t.Name == "disputes" || t.Name == "refunds" {
+		// A dispute changes its charge (disputed), and so may a refund's
+		// later change (a failed refund gives its amount back:
+		// amount_refunded), with no charge event documented for either.
 		r.Also[0] = ref("charges", o.Charge)
 	}
 	if t.Name == "customers" && r.Action == Delete {
