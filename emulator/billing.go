@@ -110,6 +110,7 @@ func init() {
 			return ae
 		}
 		ch.apply(e, c, obj, true)
+		e.followCustomer(obj)
 		return nil
 	}
 	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
@@ -1146,8 +1147,7 @@ func (e *Emulator) initInvoice(inv map[string]any, cus string, now int64) {
 	iid := idOf(inv)
 	inv["customer"] = cus
 	if cu := e.load(kCustomer, cus); cu != nil {
-		inv["customer_email"], inv["customer_name"], inv["customer_phone"] = cu["email"], cu["name"], cu["phone"]
-		inv["customer_address"], inv["customer_shipping"] = cu["address"], cu["shipping"]
+		copyCustomer(inv, cu)
 		inv["currency"] = strOr(cu["currency"], "usd")
 	}
 	inv["status"] = "draft"
@@ -1162,6 +1162,29 @@ func (e *Emulator) initInvoice(inv map[string]any, cus string, now int64) {
 	inv["auto_advance"] = false
 	inv["hosted_invoice_url"], inv["invoice_pdf"] = nil, nil
 	inv["lines"] = map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/invoices/" + iid + "/lines"}
+}
+
+// copyCustomer copies the customer's details an invoice shows. Stripe's
+// spec: "Until the invoice is finalized, this field will equal
+// customer.email. Once the invoice is finalized, this field will no
+// longer be updated."
+func copyCustomer(inv, cu map[string]any) {
+	inv["customer_email"], inv["customer_name"], inv["customer_phone"] = cu["email"], cu["name"], cu["phone"]
+	inv["customer_address"], inv["customer_shipping"] = cu["address"], cu["shipping"]
+}
+
+// followCustomer updates the customer's details on its draft invoices, as
+// Stripe does, without an invoice event (none is documented).
+func (e *Emulator) followCustomer(cu map[string]any) {
+	t := e.tables["invoices"]
+	for _, r := range append([]*record(nil), t.byCustomer[idOf(cu)]...) {
+		if st, _ := t.keyOf(r, "status"); st != "draft" {
+			continue
+		}
+		inv, _ := decodeObject(r.raw)
+		copyCustomer(inv, cu)
+		e.store(kInvoice, inv)
+	}
 }
 
 func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {

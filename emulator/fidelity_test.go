@@ -464,3 +464,21 @@ func TestScheduleSubscriptionCreatedEventNamesSchedule(t *testing.T) {
 		t.Fatalf("customer.subscription.created carries schedule %v, want %s (the stored subscription's)", obj["schedule"], idOfResp(sched))
 	}
 }
+
+// A draft invoice shows its customer's current details ("Until the invoice
+// is finalized, this field will equal customer.email"); a finalized one
+// keeps those it was finalized with.
+func TestDraftInvoiceFollowsCustomer(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "email=old%40x.co&name=Old")))
+	draft := idOfResp(mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus)))
+	open := idOfResp(mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus)))
+	mustOK(t, do(t, "POST", base+"/v1/invoices/"+open+"/finalize", "sk_test_x", ""))
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, "sk_test_x", "email=new%40x.co&name=New"))
+	if r := mustOK(t, do(t, "GET", base+"/v1/invoices/"+draft, "sk_test_x", "")); r.body["customer_email"] != "new@x.co" || r.body["customer_name"] != "New" {
+		t.Errorf("draft invoice: %v %v", r.body["customer_email"], r.body["customer_name"])
+	}
+	if r := mustOK(t, do(t, "GET", base+"/v1/invoices/"+open, "sk_test_x", "")); r.body["customer_email"] != "old@x.co" {
+		t.Errorf("finalized invoice: %v", r.body["customer_email"])
+	}
+}

@@ -52,8 +52,9 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	if err := queueInvoiceItems(ctx, tx, pl.InvoiceLinks, pl.DeletedInvoices); err != nil {
 		return err
 	}
-	// An upcoming invoice copies the customer's name, email, address…:
-	// refresh the ones of updated customers (only those that have one).
+	// An upcoming invoice, and a draft one, copy the customer's name,
+	// email, address… (Stripe documents no invoice event when they
+	// change): refresh those of updated customers.
 	if objs := pl.Upserts["customers"]; len(objs) > 0 {
 		ids := make([]string, 0, len(objs))
 		ats := make([]time.Time, 0, len(objs))
@@ -63,11 +64,15 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
-SELECT 'upcoming_invoices', c.id, c.at, 'upcoming'
+SELECT 'upcoming_invoices', c.id, c.at, $3
 FROM unnest($1::text[], $2::timestamptz[]) AS c(id, at)
 WHERE EXISTS (SELECT 1 FROM stripe.upcoming_invoices u WHERE u.customer = c.id)
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, ats); err != nil {
-			return fmt.Errorf("events: queue upcoming invoices: %w", err)
+UNION ALL
+SELECT 'invoices', i.id, c.at, $4
+FROM unnest($1::text[], $2::timestamptz[]) AS c(id, at)
+JOIN stripe.invoices i ON i.customer = c.id AND i.status = 'draft'
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, ats, reasonUpcoming, reasonDraft); err != nil {
+			return fmt.Errorf("events: queue invoices of updated customers: %w", err)
 		}
 	}
 	if len(pl.Events) > 0 {

@@ -64,6 +64,7 @@ const (
 	reasonUpcoming   = "upcoming"   // the customer's upcoming invoice may have changed
 	reasonVersion    = "version"    // the event renders the object in another API version
 	reasonRefunds    = "refunds"    // a charge was refunded: its refunds have no event
+	reasonDraft      = "draft"      // a draft invoice copies its customer's details
 )
 
 type deletion struct {
