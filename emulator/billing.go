@@ -464,6 +464,7 @@ func init() {
 			}
 			line["amount"], line["amount_excluding_tax"] = obj["amount"], obj["amount"]
 			line["quantity"], line["description"] = obj["quantity"], obj["description"]
+			line["discountable"] = obj["discountable"] != false
 			line["unit_amount_excluding_tax"] = fmt.Sprint(getInt(obj, "unit_amount"))
 			e.store(kLine, line)
 			break
@@ -1240,7 +1241,7 @@ func (e *Emulator) addItemLine(c *reqCtx, inv, ii map[string]any) {
 	line["currency"] = ii["currency"]
 	line["description"] = ii["description"]
 	line["period"] = ii["period"]
-	line["discountable"], line["proration"] = true, false
+	line["discountable"], line["proration"] = ii["discountable"] != false, false
 	line["metadata"] = map[string]any{}
 	e.store(kLine, line)
 }
@@ -1571,6 +1572,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 			line["type"], line["invoice_item"], line["subscription"], line["subscription_item"] = "invoiceitem", r.id, nil, nil
 			line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = ii["price"], ii["quantity"], ii["amount"], ii["amount"]
 			line["currency"], line["description"], line["period"] = ii["currency"], ii["description"], ii["period"]
+			line["discountable"] = ii["discountable"] != false
 			line["metadata"] = map[string]any{}
 			e.clean("line_item", line)
 			lines = append(lines, line)
@@ -1653,7 +1655,12 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	obj["date"] = c.now
 	obj["period"] = map[string]any{"start": c.now, "end": c.now}
-	obj["proration"], obj["discountable"] = false, true
+	// Stripe: discountable "defaults to false for prorations or negative
+	// invoice items, and true for all other invoice items".
+	obj["proration"], obj["discountable"] = false, getInt(obj, "amount") >= 0
+	if v, ok := c.params["discountable"].(bool); ok {
+		obj["discountable"] = v
+	}
 	obj["subscription"], obj["subscription_item"] = nil, nil
 	obj["invoice"] = nil
 	if iid, ok := c.params["invoice"].(string); ok && iid != "" {

@@ -64,6 +64,7 @@ func (e *Emulator) removeDiscount(c *reqCtx, k *kind, owner map[string]any, owne
 	e.save(c, k, owner, old, ownerEvent)
 	gone := deepCopy(d).(map[string]any)
 	gone["deleted"] = true
+	delete(gone, "end") // deleted_discount has no end
 	return gone, nil
 }
 
@@ -140,6 +141,12 @@ func (ch *discountChange) apply(e *Emulator, c *reqCtx, owner map[string]any, em
 	}
 	e.redeem(kCoupon, ch.coupon)
 	if ch.promo != nil {
+		// A promotion code shows its coupon as it is now; redeem may
+		// just have deactivated it with its used-up coupon.
+		ch.promo["coupon"] = ch.coupon
+		if !getBool(ch.coupon, "valid") {
+			ch.promo["active"] = false
+		}
 		e.redeem(kPromo, ch.promo)
 	}
 	ch.d["coupon"] = ch.coupon
@@ -166,14 +173,16 @@ func nilIfEmpty(s string) any {
 // than ignored.
 func checkPromotionCode(c *reqCtx, promo map[string]any, cus string) *apiError {
 	code := getStr(promo, "code")
+	// Before active: a used-up code is also inactive, and Stripe names
+	// the reason.
+	if max, ok := toInt(promo["max_redemptions"]); ok && max > 0 && getInt(promo, "times_redeemed") >= max {
+		return invalid("", "promotion_code", "This promotion code cannot be redeemed because it has been used the maximum number of times.")
+	}
 	if !getBool(promo, "active") {
 		return invalid("", "promotion_code", "This promotion code is inactive: %s", code)
 	}
 	if exp, ok := toInt(promo["expires_at"]); ok && exp > 0 && exp <= c.now {
 		return invalid("", "promotion_code", "This promotion code has expired: %s", code)
-	}
-	if max, ok := toInt(promo["max_redemptions"]); ok && max > 0 && getInt(promo, "times_redeemed") >= max {
-		return invalid("", "promotion_code", "This promotion code has been redeemed the maximum number of times: %s", code)
 	}
 	if only := getStr(promo, "customer"); only != "" && only != cus {
 		return invalid("", "promotion_code", "This promotion code cannot be redeemed by this customer: %s", code)
@@ -185,12 +194,29 @@ func checkPromotionCode(c *reqCtx, promo map[string]any, cus string) *apiError {
 }
 
 // redeem counts one redemption of a coupon or promotion code. Stripe sends
-// no event for it; a coupon used up becomes invalid.
+// no event for it. A coupon used up becomes invalid, and so do (inactive)
+// all its promotion codes: "a promotion code is only active if the coupon
+// is also valid"; a promotion code used up becomes inactive.
 func (e *Emulator) redeem(k *kind, obj map[string]any) {
 	n := getInt(obj, "times_redeemed") + 1
 	obj["times_redeemed"] = n
-	if max, ok := toInt(obj["max_redemptions"]); ok && max > 0 && n >= max && k == kCoupon {
+	max, ok := toInt(obj["max_redemptions"])
+	usedUp := ok && max > 0 && n >= max
+	switch {
+	case usedUp && k == kCoupon:
 		obj["valid"] = false
+		t := e.tables[kPromo.table]
+		for _, r := range append([]*record(nil), t.ordered...) {
+			if cp, _ := t.keyOf(r, "coupon"); cp != idOf(obj) {
+				continue
+			}
+			if promo, _ := decodeObject(r.raw); promo != nil {
+				promo["active"], promo["coupon"] = false, obj
+				e.store(kPromo, promo)
+			}
+		}
+	case usedUp && k == kPromo:
+		obj["active"] = false
 	}
 	e.store(k, obj)
 }
@@ -218,9 +244,10 @@ func (e *Emulator) invoiceDiscount(cus string, sub map[string]any, now int64) ma
 // applyDiscount sets the discount fields of an invoice and its lines
 // (discount_amounts) for discount d (nil: none) and returns the total
 // discount. Like Stripe, the discount is taken from the discountable lines
-// in the invoice's currency (an amount_off coupon only in its own
-// currency, at most their sum) and split over the lines in proportion to
-// their amounts, the rounding remainder on the last.
+// in the invoice's currency (an amount_off coupon in its own currency or,
+// through its currency_options, in the invoice's; at most their sum) and
+// split over the lines in proportion to their amounts, the rounding
+// remainder on the last.
 func applyDiscount(inv map[string]any, lines []map[string]any, d map[string]any) int64 {
 	inv["discount"], inv["discounts"], inv["total_discount_amounts"] = nil, []any{}, []any{}
 	for _, l := range lines {
@@ -260,8 +287,8 @@ func applyDiscount(inv map[string]any, lines []map[string]any, d map[string]any)
 	case coupon["percent_off"] != nil:
 		pct, _ := toFloat(coupon["percent_off"])
 		total = int64(math.Round(float64(base) * pct / 100))
-	case getStr(coupon, "currency") == getStr(inv, "currency"):
-		total = min(getInt(coupon, "amount_off"), base)
+	default:
+		total = min(amountOff(coupon, getStr(inv, "currency")), base)
 	}
 	id := getStr(d, "id")
 	inv["discount"], inv["discounts"] = d, []any{id}
@@ -276,6 +303,18 @@ func applyDiscount(inv map[string]any, lines []map[string]any, d map[string]any)
 		l["discount_amounts"] = []any{map[string]any{"amount": share, "discount": id}}
 	}
 	return total
+}
+
+// amountOff is what an amount_off coupon takes off in currency cur: its
+// amount_off in its own currency, else the one of its currency_options
+// for cur, else nothing.
+func amountOff(coupon map[string]any, cur string) int64 {
+	if getStr(coupon, "currency") == cur {
+		return getInt(coupon, "amount_off")
+	}
+	opts, _ := coupon["currency_options"].(map[string]any)
+	opt, _ := opts[cur].(map[string]any)
+	return getInt(opt, "amount_off")
 }
 
 // consumeDiscount ends a duration=once discount once an invoice that

@@ -197,3 +197,110 @@ func TestDiscountRules(t *testing.T) {
 		}
 	}
 }
+
+// DELETE …/discount answers a deleted_discount, which (spec 2023-10-16)
+// has no end, unlike the discount it removed.
+func TestDeletedDiscountHasNoEnd(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=REP&percent_off=10&duration=repeating&duration_in_months=2"))
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "coupon=REP")))
+	gone := mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/discount", "sk_test_x", ""))
+	if _, has := gone.body["end"]; has || gone.body["deleted"] != true || gone.body["object"] != "discount" {
+		t.Errorf("deleted discount: %s", gone.raw)
+	}
+}
+
+// "A promotion code is only active if the coupon is also valid" (spec), and
+// a promotion code used max_redemptions times becomes inactive; either way
+// a redemption through it is refused on promotion_code, with Stripe's
+// message for a used-up code.
+func TestPromotionCodeFollowsCoupon(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=ONCE1&percent_off=10&duration=forever&max_redemptions=1"))
+	a := idOfResp(mustOK(t, do(t, "POST", base+"/v1/promotion_codes", "sk_test_x", "coupon=ONCE1&code=AAA")))
+	b := idOfResp(mustOK(t, do(t, "POST", base+"/v1/promotion_codes", "sk_test_x", "coupon=ONCE1&code=BBB")))
+	c1 := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	c2 := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=b")))
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+c1, "sk_test_x", "promotion_code="+a))
+	pa := mustOK(t, do(t, "GET", base+"/v1/promotion_codes/"+a, "sk_test_x", ""))
+	cp, _ := pa.body["coupon"].(map[string]any)
+	if pa.body["active"] != false || num(pa.body["times_redeemed"]) != 1 || num(cp["times_redeemed"]) != 1 || cp["valid"] != false {
+		t.Errorf("promotion code after its coupon was used up: %s", pa.raw)
+	}
+	if pb := mustOK(t, do(t, "GET", base+"/v1/promotion_codes/"+b, "sk_test_x", "")); pb.body["active"] != false {
+		t.Errorf("another promotion code of the used-up coupon: %s", pb.raw)
+	}
+	if r := do(t, "POST", base+"/v1/customers/"+c2, "sk_test_x", "promotion_code="+b); r.status != 400 || errField(r, "param") != "promotion_code" {
+		t.Errorf("redeeming a promotion code of a used-up coupon: %d %s", r.status, r.raw)
+	}
+
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=MANY&percent_off=10&duration=forever"))
+	one := idOfResp(mustOK(t, do(t, "POST", base+"/v1/promotion_codes", "sk_test_x", "coupon=MANY&max_redemptions=1")))
+	mustOK(t, do(t, "POST", base+"/v1/customers/"+c1, "sk_test_x", "promotion_code="+one))
+	if r := mustOK(t, do(t, "GET", base+"/v1/promotion_codes/"+one, "sk_test_x", "")); r.body["active"] != false {
+		t.Errorf("promotion code at its max_redemptions: %s", r.raw)
+	}
+	r := do(t, "POST", base+"/v1/customers/"+c2, "sk_test_x", "promotion_code="+one)
+	if r.status != 400 || errField(r, "param") != "promotion_code" || !strings.Contains(errField(r, "message"), "maximum number of times") {
+		t.Errorf("redeeming a used-up promotion code: %d %s", r.status, r.raw)
+	}
+	if r := mustOK(t, do(t, "GET", base+"/v1/coupons/MANY", "sk_test_x", "")); r.body["valid"] != true || num(r.body["times_redeemed"]) != 1 {
+		t.Errorf("coupon after its promotion code was used up: %s", r.raw)
+	}
+}
+
+// An invoice item's discountable "defaults to false for prorations or
+// negative invoice items, and true for all other invoice items" (spec), and
+// discountable=false keeps a customer's discount off its line.
+func TestInvoiceItemDiscountable(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=HALF&percent_off=50&duration=forever"))
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "coupon=HALF")))
+	var items []string
+	for i, body := range []string{"amount=1000&discountable=false", "amount=1000", "amount=-200"} {
+		r := mustOK(t, do(t, "POST", base+"/v1/invoiceitems", "sk_test_x", "customer="+cus+"&currency=usd&"+body))
+		if want := i == 1; r.body["discountable"] != want {
+			t.Errorf("invoice item %s: discountable %v, want %v", body, r.body["discountable"], want)
+		}
+		items = append(items, idOfResp(r))
+	}
+	inv := mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus+"&pending_invoice_items_behavior=include"))
+	if num(inv.body["subtotal"]) != 1800 || num(inv.body["total"]) != 1300 {
+		t.Errorf("50%% of the one discountable item: subtotal %v total %v", inv.body["subtotal"], inv.body["total"])
+	}
+	mustOK(t, do(t, "POST", base+"/v1/invoiceitems/"+items[0], "sk_test_x", "discountable=true"))
+	inv = mustOK(t, do(t, "GET", base+"/v1/invoices/"+idOfResp(inv), "sk_test_x", ""))
+	if num(inv.body["total"]) != 800 {
+		t.Errorf("after making the first item discountable: total %v, want 800", inv.body["total"])
+	}
+}
+
+// An amount_off coupon in another currency takes its currency_options
+// amount for the invoice's currency.
+func TestCouponCurrencyOptions(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=MULTI&amount_off=500&currency=eur&currency_options[usd][amount_off]=600&duration=forever"))
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "coupon=MULTI")))
+	mustOK(t, do(t, "POST", base+"/v1/invoiceitems", "sk_test_x", "customer="+cus+"&currency=usd&amount=1000"))
+	inv := mustOK(t, do(t, "POST", base+"/v1/invoices", "sk_test_x", "customer="+cus+"&pending_invoice_items_behavior=include"))
+	if num(inv.body["total"]) != 400 {
+		t.Errorf("usd invoice with a eur coupon worth 600 in usd: total %v, want 400", inv.body["total"])
+	}
+}
+
+// A subscription schedule phase's coupon would discount the subscription
+// the schedule makes; the emulator refuses it rather than ignoring it.
+func TestSchedulePhaseCouponRefused(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", "id=TEN&percent_off=10&duration=forever"))
+	cus, price := catalog(t, base, 1000)
+	r := do(t, "POST", base+"/v1/subscription_schedules", "sk_test_x", "customer="+cus+"&start_date=now&phases[0][items][0][price]="+price+"&phases[0][coupon]=TEN")
+	if r.status != 400 || errField(r, "param") != "phases[0][coupon]" {
+		t.Errorf("schedule with a phase coupon: %d %s", r.status, r.raw)
+	}
+	sched := idOfResp(mustOK(t, do(t, "POST", base+"/v1/subscription_schedules", "sk_test_x", "customer="+cus+"&start_date=now&phases[0][items][0][price]="+price)))
+	r = do(t, "POST", base+"/v1/subscription_schedules/"+sched, "sk_test_x", "phases[0][items][0][price]="+price+"&phases[0][coupon]=TEN")
+	if r.status != 400 || errField(r, "param") != "phases[0][coupon]" {
+		t.Errorf("schedule update with a phase coupon: %d %s", r.status, r.raw)
+	}
+}

@@ -417,7 +417,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	}
 
 	if p := unmodelledParam(rt.verb+" "+rt.path, params); p != "" {
-		return writeError(w, invalid("", p, "The emulator does not model discounts: %s is refused rather than ignored, since Stripe would apply it.", p)), routeName
+		return writeError(w, invalid("", p, "The emulator does not model this discount: %s is refused rather than ignored, since Stripe would apply it.", p)), routeName
 	}
 
 	c := &reqCtx{r: r, route: rt, path: pathParams, params: params, live: live, now: e.Now().Unix(), requestID: reqID,
@@ -659,8 +659,8 @@ func randAlnum(r *rand.Rand, n int) string {
 }
 
 // unmodelled lists, per route, the parameters that apply discounts the
-// emulator does not model (those of checkout sessions, invoices and
-// invoice items; a
+// emulator does not model (those of checkout sessions, invoices, invoice
+// items and, in unmodelledParam, subscription schedule phases; a
 // customer's or subscription's coupon is modelled): ignoring them would
 // answer with amounts and a discount (none) that Stripe would not.
 var unmodelled = map[string][]string{
@@ -674,6 +674,16 @@ var unmodelled = map[string][]string{
 // unmodelledParam names the first discount parameter of the request that
 // would apply a discount; "" (which unsets) and an empty list are fine.
 func unmodelledParam(route string, params map[string]any) string {
+	if route == "POST /v1/subscription_schedules" || route == "POST /v1/subscription_schedules/{schedule}" {
+		// A phase's coupon would discount the subscription the schedule
+		// makes; phases don't carry one here.
+		ph, _ := params["phases"].([]any)
+		for i, x := range ph {
+			if m, _ := x.(map[string]any); m != nil && m["coupon"] != nil && m["coupon"] != "" {
+				return fmt.Sprintf("phases[%d][coupon]", i)
+			}
+		}
+	}
 	for _, p := range unmodelled[route] {
 		switch v := params[p].(type) {
 		case nil:
