@@ -83,3 +83,35 @@ func TestDiscountEvents(t *testing.T) {
 		t.Errorf("customer discount after DELETE: %s", *discount)
 	}
 }
+
+// The redemption that uses a coupon up deactivates all its promotion codes
+// ("only active if the coupon is also valid"), with no promotion code
+// event: the coupon's re-fetch lists them.
+func TestUsedUpCouponDeactivatesItsPromotionCodes(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	post := func(path string, q url.Values) string {
+		t.Helper()
+		resp, err := v.mut.Post(ctx, path, q, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := stripeapi.ObjectID(resp.Body)
+		return id
+	}
+	post("/v1/coupons", url.Values{"id": {"ONCE"}, "percent_off": {"10"}, "max_redemptions": {"1"}})
+	used := post("/v1/promotion_codes", url.Values{"coupon": {"ONCE"}})
+	other := post("/v1/promotion_codes", url.Values{"coupon": {"ONCE"}})
+	cus := post("/v1/customers", url.Values{"name": {"c"}})
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	v.loop(t, events.Config{PollInterval: 50 * time.Millisecond})
+	v.converge(t, 10*time.Second)
+	post("/v1/customers/"+cus, url.Values{"promotion_code": {used}})
+	v.converge(t, 10*time.Second)
+	var active bool
+	if err := v.pool.QueryRow(ctx, `SELECT active FROM stripe.promotion_codes WHERE id = $1`, other).Scan(&active); err != nil || active {
+		t.Errorf("the other promotion code of a used-up coupon: active %v, %v", active, err)
+	}
+}

@@ -63,7 +63,7 @@ type fetched struct {
 	obj    *store.Object // nil: gone (404)
 	goneAt time.Time     // when the 404 said so
 	drop   bool          // nothing to do (no retrieve endpoint, bad request)
-	// listed are objects fetched along with it (a charge's refunds), to
+	// listed are objects fetched along with it (see listedWith), to
 	// upsert but not dequeued: they were never queued.
 	listed []fetched
 }
@@ -230,36 +230,48 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	}
 	obj.Children = kids
 	f.obj = obj
-	if r.Table == "charges" {
-		if f.listed, err = p.chargeRefunds(ctx, r.ID); err != nil {
+	if l, ok := listedWith[r.Table]; ok {
+		if f.listed, err = p.listWith(ctx, l, r.ID); err != nil {
 			return f, err
 		}
 	}
 	return f, nil
 }
 
-// chargeRefunds lists the refunds of a charge. Under API 2023-10-16 Stripe
-// sends refund.created only for refunds without a charge; a charge's
-// refund shows in charge.refunded, whose charge no longer embeds its
-// refunds (since 2022-11-15). Every re-fetch of a charge brings them, so
-// whichever reason queued it last, none is missed.
-func (p *poller) chargeRefunds(ctx context.Context, charge string) ([]fetched, error) {
+// listedWith are the objects listed along with every re-fetch of another,
+// because they change with it and have no event of their own, so that
+// whichever reason queued it last, none is missed:
+//   - a charge's refunds: under API 2023-10-16 Stripe sends refund.created
+//     only for refunds without a charge; a charge's refund shows in
+//     charge.refunded, whose charge no longer embeds its refunds (since
+//     2022-11-15);
+//   - a coupon's promotion codes: "a promotion code is only active if the
+//     coupon is also valid", so a redemption that uses the coupon up (a
+//     customer.discount.* event, which re-fetches the coupon) deactivates
+//     all of them, with no promotion code event.
+var listedWith = map[string]struct{ path, param, table string }{
+	"charges": {"/v1/refunds", "charge", "refunds"},
+	"coupons": {"/v1/promotion_codes", "coupon", "promotion_codes"},
+}
+
+// listWith lists the objects of l that belong to the object id.
+func (p *poller) listWith(ctx context.Context, l struct{ path, param, table string }, id string) ([]fetched, error) {
 	q := url.Values{}
-	q.Set("charge", charge)
+	q.Set(l.param, id)
 	var out []fetched
-	err := p.cfg.Client.ListAll(ctx, "/v1/refunds", q, func(pg *stripeapi.Page) error {
+	err := p.cfg.Client.ListAll(ctx, l.path, q, func(pg *stripeapi.Page) error {
 		p.observeDate(pg.AsOf)
 		for _, d := range pg.Data {
-			id, err := stripeapi.ObjectID(d)
+			oid, err := stripeapi.ObjectID(d)
 			if err != nil {
 				return err
 			}
-			out = append(out, fetched{refetch: refetch{refetchKey: refetchKey{"refunds", id}}, obj: &store.Object{Raw: d, AsOf: pg.AsOf}})
+			out = append(out, fetched{refetch: refetch{refetchKey: refetchKey{l.table, oid}}, obj: &store.Object{Raw: d, AsOf: pg.AsOf}})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("events: list refunds of charge %s: %w", charge, err)
+		return nil, fmt.Errorf("events: list %s of %s %s: %w", l.table, l.param, id, err)
 	}
 	return out, nil
 }
