@@ -280,7 +280,7 @@ func TestSubscriptionDiscountEvent(t *testing.T) {
 	}
 	// A customer's own discount still re-fetches the customer.
 	got := events.RouteEvent("customer.discount.created", json.RawMessage(`{"id":"di_1","object":"discount","customer":"cus_1","subscription":null,"coupon":{"id":"C","object":"coupon"},"promotion_code":null}`))
-	if want := (events.Route{Action: events.Refetch, Table: "customers", ID: "cus_1", Also: [2]events.Ref{{Table: "coupons", ID: "C"}}}); got != want {
+	if want := (events.Route{Action: events.Refetch, Table: "customers", ID: "cus_1", Customer: "cus_1", Also: [2]events.Ref{{Table: "coupons", ID: "C"}}}); got != want {
 		t.Errorf("customer discount: %+v, want %+v", got, want)
 	}
 }

@@ -42,7 +42,7 @@ func TestRouteEvent(t *testing.T) {
 		{"product.updated", `{"id":"prod_1","object":"product","deleted":true}`, Route{Action: Delete, Table: "products", ID: "prod_1"}},
 		// The upcoming invoice has no id: refresh the customer's row.
 		{"invoice.upcoming", `{"object":"invoice","customer":"cus_1"}`, Route{Customer: "cus_1"}},
-		{"customer.discount.created", `{"object":"discount","customer":"cus_1"}`, Route{Action: Refetch, Table: "customers", ID: "cus_1"}},
+		{"customer.discount.created", `{"object":"discount","customer":"cus_1"}`, Route{Action: Refetch, Table: "customers", ID: "cus_1", Customer: "cus_1"}},
 		{"customer.discount.deleted", `{"object":"discount","customer":null}`, Route{}},
 		{"account.updated", `{"id":"acct_1","object":"account"}`, Route{}},
 		{"balance.available", `{"object":"balance"}`, Route{}},

@@ -104,7 +104,10 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		if sub := schema.RefID(o.Subscription); sub != "" && table == "customers" {
 			r = Route{Action: Refetch, Table: "subscriptions", ID: sub, Customer: schema.RefID(o.Customer)}
 		} else if id := schema.RefID(o.Customer); id != "" {
-			r = Route{Action: Refetch, Table: table, ID: id}
+			// The customer's discount applies to its upcoming invoice;
+			// Stripe doesn't document the customer.updated that would
+			// refresh it otherwise.
+			r = Route{Action: Refetch, Table: table, ID: id, Customer: id}
 		}
 		if typ != "customer.discount.deleted" {
 			// Applied: redeemed (a deletion redeems nothing).
