@@ -151,6 +151,12 @@ func init() {
 
 	// prices
 	kPrice.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		// Before setProduct, which may create the product inline: a
+		// refused price creates nothing.
+		if getInt(obj, "unit_amount") < 0 {
+			// "A positive integer in cents (or 0 for a free price)".
+			return invalid("", "unit_amount", "This value must be greater than or equal to 0.")
+		}
 		if ae := e.setProduct(c, obj); ae != nil {
 			return ae
 		}
@@ -160,10 +166,6 @@ func init() {
 			obj["type"] = "recurring"
 			obj["recurring"] = map[string]any{"aggregate_usage": rec["aggregate_usage"], "interval": rec["interval"],
 				"interval_count": intOr(rec["interval_count"], 1), "trial_period_days": nil, "usage_type": strOr(rec["usage_type"], "licensed")}
-		}
-		if getInt(obj, "unit_amount") < 0 {
-			// "A positive integer in cents (or 0 for a free price)".
-			return invalid("", "unit_amount", "This value must be greater than or equal to 0.")
 		}
 		fillAmountDecimal(obj, "unit_amount", "unit_amount_decimal")
 		return nil
@@ -175,14 +177,14 @@ func init() {
 
 	// plans
 	kPlan.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if getInt(obj, "amount") < 0 { // before the inline product, as for prices
+			return invalid("", "amount", "This value must be greater than or equal to 0.")
+		}
 		if ae := e.setProduct(c, obj); ae != nil {
 			return ae
 		}
 		if _, ok := c.params["interval_count"]; !ok {
 			obj["interval_count"] = int64(1)
-		}
-		if getInt(obj, "amount") < 0 {
-			return invalid("", "amount", "This value must be greater than or equal to 0.")
 		}
 		fillAmountDecimal(obj, "amount", "amount_decimal")
 		return nil

@@ -188,3 +188,19 @@ func TestAmountBounds(t *testing.T) {
 	}
 	mustID(t, do(t, "POST", base+"/v1/payment_intents", "sk_test_x", "amount=30&currency=gbp"))
 }
+
+// TestRefusedAmountCreatesNoProduct: a price or plan refused for its
+// negative amount changes nothing, not even the product it would have
+// created inline (product_data, product[name]).
+func TestRefusedAmountCreatesNoProduct(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	wantErr(t, do(t, "POST", base+"/v1/prices", key, form("product_data[name]", "leak", "currency", "usd", "unit_amount", "-5")), 400, "", "unit_amount")
+	wantErr(t, do(t, "POST", base+"/v1/plans", key, form("product[name]", "leak", "currency", "usd", "interval", "month", "amount", "-1")), 400, "", "amount")
+	if r := do(t, "GET", base+"/v1/products", key, ""); len(r.body["data"].([]any)) != 0 {
+		t.Fatalf("refused requests created products: %.300s", r.raw)
+	}
+	if r := do(t, "GET", base+"/v1/events", key, ""); len(r.body["data"].([]any)) != 0 {
+		t.Fatalf("refused requests emitted events: %.300s", r.raw)
+	}
+}

@@ -346,16 +346,7 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 		vals = append(vals, v)
 	}
 	ref := refName(s.Relation)
-	match := &pg_query.SelectStmt{
-		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
-		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
-		WhereClause: s.WhereClause,
-		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
-		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
-		Op:          pg_query.SetOperation_SETOP_NONE,
-	}
-	distinctIDs(match, ref)
-	q, err := st.query(match)
+	q, err := st.query(matchIDs(s.Relation, s.FromClause, s.WhereClause))
 	if err != nil {
 		return err
 	}
@@ -410,22 +401,29 @@ func (st *Statement) planDelete(s *pg_query.DeleteStmt) *Error {
 		return errorf(CodeFeatureNotSupported, "DELETE … USING … RETURNING on stripe.%s is not supported", t.Name).
 			withHint("drop RETURNING, or use a subquery in WHERE instead of USING")
 	}
-	ref := refName(s.Relation)
-	sel := &pg_query.SelectStmt{
-		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
-		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.UsingClause...),
-		WhereClause: s.WhereClause,
-		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
-		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
-		Op:          pg_query.SetOperation_SETOP_NONE,
-	}
-	distinctIDs(sel, ref)
-	q, err := st.query(sel)
+	q, err := st.query(matchIDs(s.Relation, s.UsingClause, s.WhereClause))
 	if err != nil {
 		return err
 	}
 	st.Eval = q
 	return st.returning(s.Relation, s.ReturningList)
+}
+
+// matchIDs selects the ids of the rows of rel (joined with from) that
+// where matches, at most MaxRows+1: the objects an UPDATE or DELETE
+// changes, with WHERE alone.
+func matchIDs(rel *pg_query.RangeVar, from []*pg_query.Node, where *pg_query.Node) *pg_query.SelectStmt {
+	ref := refName(rel)
+	sel := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id"))},
+		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rel}}}, from...),
+		WhereClause: where,
+		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	distinctIDs(sel, ref)
+	return sel
 }
 
 // distinctIDs makes a join (UPDATE … FROM, DELETE … USING) yield each target

@@ -75,6 +75,25 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, exclu
 			return fmt.Errorf("events: queue invoices of updated customers: %w", err)
 		}
 	}
+	// The other way round: a draft's event older than its customer's stored
+	// state (its invoice.created listed after the customer.updated, whose
+	// batch found no draft to refresh) stored the details the customer no
+	// longer has.
+	if objs := pl.Upserts["invoices"]; len(objs) > 0 {
+		ids := make([]string, 0, len(objs))
+		for _, o := range objs {
+			if id, err := stripeapi.ObjectID(o.Raw); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT 'invoices', i.id, c."_as_of", $2
+FROM stripe.invoices i JOIN stripe.customers c ON c.id = i.customer
+WHERE i.id = ANY($1::text[]) AND i.status = 'draft' AND c."_as_of" >= i."_as_of"
+ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, reasonDraft); err != nil {
+			return fmt.Errorf("events: queue drafts older than their customer: %w", err)
+		}
+	}
 	if len(pl.Events) > 0 {
 		ids := make([]string, len(pl.Events))
 		created := make([]time.Time, len(pl.Events))

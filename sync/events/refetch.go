@@ -230,7 +230,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	}
 	obj.Children = kids
 	f.obj = obj
-	if l, ok := listedWith[r.Table]; ok {
+	if l, ok := listedWith[r.Table]; ok && (l.only == nil || l.only(resp.Body)) {
 		if f.listed, err = p.listWith(ctx, l, r.ID); err != nil {
 			return f, err
 		}
@@ -248,14 +248,31 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 //   - a coupon's promotion codes: "a promotion code is only active if the
 //     coupon is also valid", so a redemption that uses the coupon up (a
 //     customer.discount.* event, which re-fetches the coupon) deactivates
-//     all of them, with no promotion code event.
-var listedWith = map[string]struct{ path, param, table string }{
-	"charges": {"/v1/refunds", "charge", "refunds"},
-	"coupons": {"/v1/promotion_codes", "coupon", "promotion_codes"},
+//     all of them, with no promotion code event. Only then: every
+//     redemption re-fetches the coupon, and a campaign's coupon may have
+//     thousands of codes, a list request per 100.
+var listedWith = map[string]listed{
+	"charges": {path: "/v1/refunds", param: "charge", table: "refunds"},
+	"coupons": {path: "/v1/promotion_codes", param: "coupon", table: "promotion_codes", only: invalidCoupon},
+}
+
+// listed says what listedWith lists for an object: path?param=id, stored
+// in table; with only, just when only(the object) holds.
+type listed struct {
+	path, param, table string
+	only               func(obj json.RawMessage) bool
+}
+
+func invalidCoupon(obj json.RawMessage) bool {
+	var c struct {
+		Valid *bool `json:"valid"`
+	}
+	// Undecodable, or without valid: list, as for any coupon.
+	return json.Unmarshal(obj, &c) != nil || c.Valid == nil || !*c.Valid
 }
 
 // listWith lists the objects of l that belong to the object id.
-func (p *poller) listWith(ctx context.Context, l struct{ path, param, table string }, id string) ([]fetched, error) {
+func (p *poller) listWith(ctx context.Context, l listed, id string) ([]fetched, error) {
 	q := url.Values{}
 	q.Set(l.param, id)
 	var out []fetched
