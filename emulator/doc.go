@@ -63,9 +63,9 @@
 // subscription discounts its invoices (one discount per invoice, the
 // subscription's before the customer's; a once coupon ends with the first
 // invoice it discounts, a repeating one after its months, unnoticed until
-// the next invoice), but discounts of invoices, invoice items and
-// subscription schedule phases, and promotion code restrictions, are not
-// modelled and refused with 400 rather than ignored;
+// the next invoice), but discounts of invoices, invoice items, checkout
+// sessions and subscription schedule phases, and promotion code
+// restrictions, are not modelled and refused with 400 rather than ignored;
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
 // timestamps and event retention only); customers on test clocks, search

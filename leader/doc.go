@@ -9,8 +9,9 @@
 // (idle_session_timeout; a live leader pings every second), so failover
 // never waits for TCP keepalive.
 //
-// A leader whose sync fails at once (a wrong Stripe key) resigns and
-// campaigns again after a wait that doubles up to a minute.
+// A leader whose sync fails at once (a key Stripe stopped accepting after
+// start-up, where serve checks it) resigns and campaigns again after a wait
+// that doubles up to a minute.
 //
 // A deposed leader may not notice at once (a paused process, a half-open
 // connection), so each election bumps an epoch in stripe_sync.leader, and

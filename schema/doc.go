@@ -24,8 +24,10 @@
 // by Migrate when filling new columns: there is one mapping.
 //
 // Every table also has _raw jsonb (the object as last seen), _synced_at
-// (our clock when written) and _as_of (Stripe's clock when the stored state
-// was current; see docs/DESIGN.md for ordering).
+// (our clock when written), _as_of (Stripe's clock when the stored state
+// was current; see docs/DESIGN.md for ordering) and _params jsonb (always
+// NULL: write-through's column for Stripe parameters without a column of
+// their own, there so that Postgres can parse and describe such writes).
 //
 // Keys: "id", except invoice_line_items, keyed by (invoice, id) because
 // older API versions reused line item ids (ii_…, sub_…) across invoices, and

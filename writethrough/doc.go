@@ -6,10 +6,15 @@
 //  1. In a failed transaction (status E) it answers 25P02; Stripe is not
 //     called. An unqualified table name is resolved with the client's
 //     search_path (to_regclass on the client's connection); a name that is
-//     not ours passes through untouched.
+//     not ours passes through untouched. A simple Query, which Postgres has
+//     not parsed, is then prepared (not run) upstream as the client sent it,
+//     so that Postgres refuses what it would refuse, with positions in the
+//     client's text; a $n it gives no value for is refused (42P02), as
+//     Postgres would.
 //  2. Privileges are checked on the client's own connection, as its own
 //     role (has_table_privilege: the statement's privilege, plus SELECT
-//     where it reads): 42501 and no Stripe call when missing.
+//     where it reads): 42501 and no Stripe call when missing; in a
+//     read-only transaction, 25006.
 //  3. Postgres evaluates the values: the plan's SELECT runs on the client's
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.
@@ -19,10 +24,7 @@
 //     connection, held until the client's transaction ends) and only then
 //     evaluates SET, once per row as Postgres does, so two sessions running
 //     SET balance = balance + 100 at once add 200, as row locks make them
-//     do in Postgres. A simple Query, which Postgres has not parsed, is
-//     first prepared (not run) as the client sent it, so that Postgres
-//     refuses what it would refuse, with positions in the client's text;
-//     a $n it gives no value for is refused (42P02), as Postgres would.
+//     do in Postgres.
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, status values, at most
 //     100 rows): an error means no call at all.
@@ -59,9 +61,13 @@
 // reach Stripe are applied locally and DETAIL lists them with their ids,
 // and the other rows that failed without a definite answer; after a failure
 // no further row is started. A 2xx answer that is not an object with an id
-// counts as a failure of unknown outcome. When only RETURNING fails (a run
-// time error, a lost or cancelled connection) after every call succeeded,
-// the error is Postgres's and DETAIL lists the rows that reached Stripe.
+// counts as a failure of unknown outcome. Stripe ignores idempotency keys
+// on DELETE, so a retry after a lost answer finds the object gone: when
+// Stripe refuses a DELETE with a 4xx other than 429, the object is
+// retrieved, and a 404, a deleted stub or a canceled subscription counts
+// as done. When only RETURNING fails (a run time error, a lost or
+// cancelled connection) after every call succeeded, the error is
+// Postgres's and DETAIL lists the rows that reached Stripe.
 //
 //	Stripe answer                                   SQLSTATE
 //	card_error (any code, e.g. card_declined)       P0001 raise_exception

@@ -56,13 +56,18 @@
 // cut at has_more (subscription items, invoice lines), re-fetches owners
 // changed by events of objects not stored (customer.discount.*: the
 // customer or subscription, and the redeemed coupon and promotion code,
-// whose times_redeemed has no event of its own), a dispute's charge, and
-// refreshes a customer's upcoming invoice when its subscriptions, invoices,
-// invoice items or the customer itself change (404 removes the row), and
-// re-fetches invoice items that an invoice took in or let go (Stripe sends
-// no invoice item event for that). The queue is durable, so a crash loses
-// none of it; an entry queued again while its fetch is in flight
-// (queued_at moved) stays for another round. A separate goroutine drains it (8 requests in flight,
+// whose times_redeemed has no event of its own), a dispute's or a refund's
+// charge, and refreshes a customer's upcoming invoice when its
+// subscriptions, invoices, invoice items, discount or the customer itself
+// change (404 removes the row), and re-fetches the draft invoices of an
+// updated customer (a draft copies the customer's email, name, address…
+// until it is finalized, with no invoice event) and invoice items that an
+// invoice took in or let go (Stripe sends no invoice item event for that).
+// A re-fetch of a charge also lists its refunds, and one of a coupon its
+// promotion codes (a used-up coupon deactivates them, with no promotion
+// code event). The queue is durable, so a crash loses none of it; an entry
+// queued again while its fetch is in flight (queued_at moved) stays for
+// another round. A separate goroutine drains it (8 requests in flight,
 // through the shared limiter), so a burst of re-fetches never delays a poll.
 //
 // stripe_sync.status: every table goes live when Run starts (except those

@@ -40,15 +40,16 @@ type Route struct {
 	Table  string // stripe table (empty for Ignore)
 	ID     string // object id (for Refetch: the stored object to fetch)
 	// Customer whose upcoming invoice may have changed ("" if none): set for
-	// subscription, invoice and invoice item events and customer deletions.
+	// subscription, invoice, invoice item and discount events and customer
+	// deletions.
 	Customer string
 	// Also are stored objects the event changes without carrying them,
-	// re-fetched besides (empty ID: none): a dispute's charge, whose
-	// disputed flag the dispute changes (Stripe documents charge.updated
-	// only for description, metadata and capture); a new discount's coupon
-	// and promotion code, whose times_redeemed (and valid, at
-	// max_redemptions) the redemption changes with no coupon.updated
-	// documented for it.
+	// re-fetched besides (empty ID: none): a dispute's or refund's charge,
+	// whose disputed flag or amount_refunded they change (Stripe documents
+	// charge.updated only for description, metadata and capture); a new
+	// discount's coupon and promotion code, whose times_redeemed (and
+	// valid, at max_redemptions) the redemption changes with no
+	// coupon.updated documented for it.
 	Also [2]Ref
 }
 
