@@ -118,7 +118,7 @@ func (s *clientStack) writesSince(t *testing.T, before emuStats) map[string]int6
 }
 
 // The clients of issue 8 other than pgx (covered in writethrough/) against
-// the real binary: psql, node-postgres and GORM, plus a role without
+// the real binary: psql, node-postgres, knex and GORM, plus a role without
 // privileges and a Stripe that does not answer in time.
 func TestClients(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
@@ -198,6 +198,18 @@ func TestClients(t *testing.T) {
 
 	t.Run("node-postgres every table", func(t *testing.T) {
 		compareGolden(t, filepath.Join("testdata", "node", "tables.golden"), normalise(string(node(t, s.proxy, "tables"))))
+	})
+
+	t.Run("knex", func(t *testing.T) {
+		before := s.stats(t)
+		testKnex(t, s.proxy)
+		want := map[string]int64{
+			// 4 made, 2 refused by Stripe (bad tax_exempt), 1 in BEGIN
+			"POST /v1/customers": 7, "POST /v1/customers/{customer}": 2, "DELETE /v1/customers/{customer}": 5,
+		}
+		if got := s.writesSince(t, before); !maps.Equal(got, want) {
+			t.Errorf("Stripe calls made by knex.js:\n got %v\nwant %v", got, want)
+		}
 	})
 
 	t.Run("pgx through the binary", func(t *testing.T) {
@@ -402,14 +414,21 @@ type nodeResult struct {
 }
 
 // node runs testdata/node/NAME.js with the machine's node (installing
-// node-postgres from the lock file first if needed) and returns its stdout.
+// node-postgres and knex from the lock file first if needed) and returns
+// its stdout.
 func node(t *testing.T, proxyURL, name string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatal("node is not installed: run scripts/install-deps")
 	}
 	dir := filepath.Join("testdata", "node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "pg")); err != nil {
+	missing := false
+	for _, pkg := range []string{"pg", "knex"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+			missing = true
+		}
+	}
+	if missing {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
@@ -430,6 +449,61 @@ func node(t *testing.T, proxyURL, name string) []byte {
 		t.Fatalf("node %s.js: %v\n%s%s", name, err, out, stderr.String())
 	}
 	return out
+}
+
+// knexResult is what testdata/node/knex.js prints.
+type knexResult struct {
+	Insert struct {
+		ID, Email, Created string
+		Metadata           map[string]string
+		Raw                bool
+	}
+	Multi  []struct{ ID, Email, Name string }
+	Update struct {
+		Metadata    map[string]string
+		Description string
+	}
+	Commit struct {
+		ID      string
+		Updated int
+	}
+	Savepoint struct {
+		Inner struct{ Code, Message, Detail string }
+		After string
+	}
+	Aborted        struct{ Code string }
+	Timeout        struct{ Message string }
+	AfterTimeoutMs int
+	Deleted        int
+}
+
+// testKnex runs testdata/node/knex.js (the SQL an ORM sends) and checks
+// what it saw.
+func testKnex(t *testing.T, proxyURL string) {
+	out := node(t, proxyURL, "knex")
+	var r knexResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("node knex.js printed %q: %v", out, err)
+	}
+	check := func(what string, ok bool, got any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("knex %s: got %+v", what, got)
+		}
+	}
+	check("insert … returning *", strings.HasPrefix(r.Insert.ID, "cus_") && r.Insert.Email == "node-knex@example.test" &&
+		r.Insert.Metadata["source"] == "knex" && r.Insert.Created != "" && r.Insert.Raw, r.Insert)
+	check("multi-row insert with DEFAULT", len(r.Multi) == 2 && strings.HasPrefix(r.Multi[0].ID, "cus_") && r.Multi[0].Name == "" &&
+		r.Multi[1].Email == "node-knex-m2@example.test" && r.Multi[1].Name == "M2", r.Multi)
+	check("update … returning", r.Update.Metadata["plan"] == "pro" && r.Update.Description == "from knex", r.Update)
+	check("transaction", strings.HasPrefix(r.Commit.ID, "cus_") && r.Commit.Updated == 1, r.Commit)
+	check("Stripe refusal in a savepoint", r.Savepoint.Inner.Code == "22023" && strings.Contains(r.Savepoint.Inner.Message, "tax_exempt") &&
+		strings.Contains(r.Savepoint.Inner.Detail, "req_") && r.Savepoint.After == "node-knex-sp@example.test", r.Savepoint)
+	check("statement after a refusal in a transaction", r.Aborted.Code == "25P02", r.Aborted)
+	check("query timeout", strings.Contains(r.Timeout.Message, "timeout"), r.Timeout)
+	// pg_sleep(20) still running would hold the only connection.
+	check("query after the timeout's cancel", r.AfterTimeoutMs < 5000, r.AfterTimeoutMs)
+	check("delete", r.Deleted == 5, r.Deleted)
 }
 
 // testNode runs testdata/node/writes.js and checks what it saw.

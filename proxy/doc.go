@@ -33,8 +33,8 @@
 // the proxy when TLS ends at the proxy: the upstream connection is a
 // different channel, so Postgres never offers SCRAM-SHA-256-PLUS.
 //
-// Notifications carry the upstream backend's PID, while BackendKeyData
-// carries the proxy's own key, so a client comparing the two (to skip its
-// own notifications) sees a mismatch; pg_backend_pid() matches the
-// notifications.
+// BackendKeyData carries the upstream backend's process id with a secret of
+// the proxy's own: notifications, pg_backend_pid(), pg_stat_activity and
+// pg_cancel_backend() see the id the client has, and CancelRequest still
+// comes to the proxy.
 package proxy

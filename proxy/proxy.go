@@ -206,12 +206,21 @@ func (p *Proxy) unregister(s *session) {
 }
 
 // issueCancelKey gives a session the process id and secret its client will
-// use to cancel queries; CancelRequest maps them back to the session.
+// use to cancel queries; CancelRequest maps them back to the session. The
+// process id is the upstream backend's own (each session has one backend),
+// because clients use it as that: knex's query timeout runs
+// pg_cancel_backend(pid) on another connection, LISTEN clients compare it
+// with a notification's sender, people look it up in pg_stat_activity. Only
+// the secret is the proxy's, so the upstream's key never reaches the client.
 func (p *Proxy) issueCancelKey(s *session) (pid, secret uint32) {
 	var b [8]byte
 	for {
 		rand.Read(b[:])
-		pid = binary.BigEndian.Uint32(b[:4]) & 0x3fffffff
+		pid = s.upstreamPID
+		if pid == 0 {
+			// An upstream key without a process id: make one up.
+			pid = binary.BigEndian.Uint32(b[:4]) & 0x3fffffff
+		}
 		secret = binary.BigEndian.Uint32(b[4:])
 		key := uint64(pid)<<32 | uint64(secret)
 		if pid == 0 {

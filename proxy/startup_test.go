@@ -356,8 +356,8 @@ func TestCancelEdges(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&upstreamPID); err != nil {
 		t.Fatal(err)
 	}
-	if pid == upstreamPID {
-		t.Errorf("proxy hands out the upstream pid %d", pid)
+	if pid != upstreamPID {
+		t.Errorf("proxy hands out pid %d, upstream's is %d", pid, upstreamPID)
 	}
 
 	run := func(d string) chan error {
@@ -383,10 +383,10 @@ func TestCancelEdges(t *testing.T) {
 		t.Fatal("cancel over TLS did not arrive")
 	}
 
-	// The upstream's pid with the proxy's secret cancels nothing.
+	// The pid with another secret cancels nothing.
 	done = run("0.6")
-	sendCancel(false, upstreamPID, secret)
 	sendCancel(false, pid, secret+1)
+	sendCancel(false, pid^1, secret)
 	if err := <-done; err != nil {
 		t.Fatalf("wrong keys cancelled the query: %v", err)
 	}
