@@ -32,7 +32,7 @@ var workloadOps = []string{
 	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
 	"createProduct", "updateProduct", "deleteProduct",
 	"createPrice", "updatePrice",
-	"createCoupon", "deleteCoupon",
+	"createCoupon", "deleteCoupon", "discountCustomer", "discountSubscription",
 	"createSubscription", "updateSubscription", "cancelSubscription",
 	"createInvoiceItem", "deleteInvoiceItem",
 	"createTaxID", "deleteTaxID",

@@ -24,7 +24,7 @@ func runMigrate(ctx context.Context, env *Env, args []string) error {
 	}
 	defer conn.Close(context.Background())
 	if err := schema.Migrate(ctx, conn); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err // "migrate: …" already
 	}
 	fmt.Fprintf(env.Stdout, "schemas stripe and stripe_sync are up to date (%d tables)\n", len(schema.Tables()))
 	return nil

@@ -10,7 +10,7 @@ import (
 )
 
 func runEmulator(ctx context.Context, env *Env, args []string) error {
-	err := emulator.Command(ctx, args, env.Stdout)
+	err := emulator.Command(ctx, args, env.Stdout, env.Stderr)
 	if errors.Is(err, emulator.ErrUsage) {
 		// A usage error (exit 2) like in every other command. The flag
 		// package has printed its own errors; the others need saying.

@@ -34,4 +34,9 @@ func TestEmulatorUsageExit2(t *testing.T) {
 	if code, _, errs := run(t, nil, "emulator", "--faults", "2"); code != 2 || !strings.Contains(errs, "--faults") {
 		t.Errorf("emulator --faults 2: exit %d %q, want 2 naming --faults", code, errs)
 	}
+	// --help is not an error, and the usage goes to stderr as for every
+	// other command.
+	if code, out, errs := run(t, nil, "emulator", "--help"); code != 0 || out != "" || !strings.Contains(errs, "Usage of pgstripe emulator") {
+		t.Errorf("emulator --help: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
 }

@@ -93,7 +93,7 @@ func Flags(fs *flag.FlagSet, need Need) *Loader {
 		add("PGSTRIPE_TLS_CERT", "tls-cert", "", "TLS certificate file for the proxy", &l.raw.tlsCert)
 		add("PGSTRIPE_TLS_KEY", "tls-key", "", "TLS key file for the proxy", &l.raw.tlsKey)
 	}
-	fs.StringVar(&l.raw.logFormat, "log-format", os.Getenv("PGSTRIPE_LOG_FORMAT"), "log format: text or json (default: text on a terminal, json otherwise)")
+	fs.StringVar(&l.raw.logFormat, "log-format", os.Getenv("PGSTRIPE_LOG_FORMAT"), "log format: text or json (default: text on a terminal, json otherwise) (env PGSTRIPE_LOG_FORMAT)")
 	return l
 }
 

@@ -49,14 +49,14 @@ func doJSON(t *testing.T, method, u, body string) apiResp {
 
 func TestCommand(t *testing.T) {
 	for _, args := range [][]string{{"--latency", "fast"}, {"--faults", "1.5"}, {"--seed", "-1"}, {"extra"}, {"--distribution", "x", "--seed", "1"}} {
-		if err := emulator.Command(context.Background(), append([]string{"--listen", "127.0.0.1:0"}, args...), &bytes.Buffer{}); err == nil {
+		if err := emulator.Command(context.Background(), append([]string{"--listen", "127.0.0.1:0"}, args...), &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &logtest.Buffer{}
 	done := make(chan error, 1)
-	go func() { done <- emulator.Command(ctx, []string{"--listen", "127.0.0.1:0", "--seed", "5"}, out) }()
+	go func() { done <- emulator.Command(ctx, []string{"--listen", "127.0.0.1:0", "--seed", "5"}, out, out) }()
 	// Seeding takes seconds under -race on a busy machine.
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(out.String(), "listening on") && time.Now().Before(deadline) {

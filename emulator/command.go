@@ -15,18 +15,23 @@ import (
 // flag package has printed its message and the usage already).
 var ErrUsage = errors.New("usage")
 
-// Command runs `pgstripe emulator [flags]` until ctx is done.
-func Command(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
-	fs.SetOutput(stdout)
+// Command runs `pgstripe emulator [flags]` until ctx is done; it prints its
+// address to stdout, its usage and flag errors to stderr. --help is
+// flag.ErrHelp, not ErrUsage.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pgstripe emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:12111", "listen address")
 	seed := fs.Int("seed", 0, "build a connected dataset around N customers (deterministic)")
 	dist := fs.String("distribution", DistUniform, "created spread of seeded objects: uniform, spike, same-second")
 	latency := fs.String("latency", "0", "added latency per request, e.g. 250ms or 50ms-300ms")
 	rateLimit := fs.Int("rate-limit", 0, "requests/s before 429 (0 = Stripe's 25 test / 100 live; negative = unlimited)")
-	faults := fs.Float64("faults", 0, "share of requests answered with 500/503/429/dropped connection/timeout")
+	faults := fs.Float64("faults", 0, "share of requests answered with 500/503/429, a dropped connection, a timeout, or a response lost after the request took effect")
 	eventDelay := fs.Duration("event-delay", 0, "events become visible after a random delay up to this")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {

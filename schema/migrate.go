@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Beginner is what Migrate needs: *pgx.Conn and *pgxpool.Pool both fit.
@@ -187,6 +188,9 @@ CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
     applied_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (version, name)
 )`); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "42501" {
+			return fmt.Errorf("migrate: %s: the DATABASE_URL role must be allowed to create the schemas stripe and stripe_sync (GRANT CREATE ON DATABASE … TO it) or own them", pe.Message)
+		}
 		return fmt.Errorf("migrate: %w", err)
 	}
 	type step struct {

@@ -3,6 +3,7 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,5 +264,28 @@ func TestNoOpMigrateDoesNotWaitForWriters(t *testing.T) {
 	}
 	if err := schema.Migrate(ctx, other); err != nil {
 		t.Fatalf("no-op migrate blocked by a writer: %v", err)
+	}
+}
+
+// A role that may not create schemas gets told what it needs.
+func TestMigrateWithoutCreatePrivilege(t *testing.T) {
+	conn, url := connect(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `CREATE ROLE nocreate LOGIN PASSWORD 'pw'; REVOKE CREATE ON DATABASE `+pgx.Identifier{conn.Config().Database}.Sanitize()+` FROM PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User, cfg.Password = "nocreate", "pw"
+	weak, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer weak.Close(ctx)
+	err = schema.Migrate(ctx, weak)
+	if err == nil || !strings.Contains(err.Error(), "GRANT CREATE ON DATABASE") || strings.Count(err.Error(), "migrate:") != 1 {
+		t.Fatalf("Migrate as a role without CREATE: %v", err)
 	}
 }

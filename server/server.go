@@ -273,7 +273,7 @@ func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*
 	}
 	if err := schema.Migrate(ctx, pool); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("migrate: %w", err)
+		return nil, err // "migrate: …" already
 	}
 	return pool, nil
 }
