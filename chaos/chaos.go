@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -671,7 +672,12 @@ func waitLive(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) er
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not live after %v (%d of %d not live, %v)", timeout, notLive, total, err)
+			var which []string
+			rows, qerr := pool.Query(ctx, `SELECT object || ' ' || phase || coalesce(': ' || last_error, '') FROM stripe_sync.status WHERE phase <> 'live' ORDER BY object`)
+			if qerr == nil {
+				which, qerr = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+			return fmt.Errorf("not live after %v (%d of %d not live: %s; %v)", timeout, notLive, total, strings.Join(which, ", "), errors.Join(err, qerr))
 		}
 		sleep(ctx, 100*time.Millisecond)
 		if ctx.Err() != nil {
