@@ -1085,12 +1085,12 @@ func PgConnUpstream(c *pgconn.PgConn) Upstream { return pgconnUpstream{c} }
 
 type pgconnUpstream struct{ c *pgconn.PgConn }
 
+// Prepare uses the unnamed statement, which the next one replaces: a
+// named one left behind (a cancel between Prepare and Deallocate) would
+// make every later Prepare fail with 42P05.
 func (u pgconnUpstream) Prepare(ctx context.Context, sql string) error {
-	const name = "pgstripe_writethrough_check"
-	if _, err := u.c.Prepare(ctx, name, sql, nil); err != nil {
-		return err
-	}
-	return u.c.Deallocate(ctx, name)
+	_, err := u.c.Prepare(ctx, "", sql, nil)
+	return err
 }
 
 func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
