@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
@@ -19,22 +18,13 @@ import (
 func TestDiscountEvents(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	post := func(path string, q url.Values) string {
-		t.Helper()
-		resp, err := v.mut.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := stripeapi.ObjectID(resp.Body)
-		return id
-	}
-	cus := post("/v1/customers", url.Values{"name": {"c"}})
-	prod := post("/v1/products", url.Values{"name": {"p"}})
-	price := post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"1000"}, "recurring[interval]": {"month"}})
-	sub := post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "trial_period_days": {"30"}})
-	post("/v1/coupons", url.Values{"id": {"TEN"}, "percent_off": {"10"}, "duration": {"forever"}})
-	post("/v1/coupons", url.Values{"id": {"HALF"}, "percent_off": {"50"}, "duration": {"forever"}})
-	promo := post("/v1/promotion_codes", url.Values{"coupon": {"HALF"}})
+	cus := v.post(t, "/v1/customers", url.Values{"name": {"c"}})
+	prod := v.post(t, "/v1/products", url.Values{"name": {"p"}})
+	price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"1000"}, "recurring[interval]": {"month"}})
+	sub := v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "trial_period_days": {"30"}})
+	v.post(t, "/v1/coupons", url.Values{"id": {"TEN"}, "percent_off": {"10"}, "duration": {"forever"}})
+	v.post(t, "/v1/coupons", url.Values{"id": {"HALF"}, "percent_off": {"50"}, "duration": {"forever"}})
+	promo := v.post(t, "/v1/promotion_codes", url.Values{"coupon": {"HALF"}})
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -56,11 +46,11 @@ func TestDiscountEvents(t *testing.T) {
 	}
 	upcomingTotal(1000)
 
-	post("/v1/customers/"+cus, url.Values{"coupon": {"TEN"}})
+	v.post(t, "/v1/customers/"+cus, url.Values{"coupon": {"TEN"}})
 	v.converge(t, 10*time.Second)
 	upcomingTotal(900)
 
-	post("/v1/subscriptions/"+sub, url.Values{"promotion_code": {promo}})
+	v.post(t, "/v1/subscriptions/"+sub, url.Values{"promotion_code": {promo}})
 	v.converge(t, 10*time.Second)
 	upcomingTotal(500) // the subscription's discount before the customer's
 	var redeemed int64
@@ -90,25 +80,16 @@ func TestDiscountEvents(t *testing.T) {
 func TestUsedUpCouponDeactivatesItsPromotionCodes(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	post := func(path string, q url.Values) string {
-		t.Helper()
-		resp, err := v.mut.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := stripeapi.ObjectID(resp.Body)
-		return id
-	}
-	post("/v1/coupons", url.Values{"id": {"ONCE"}, "percent_off": {"10"}, "max_redemptions": {"1"}})
-	used := post("/v1/promotion_codes", url.Values{"coupon": {"ONCE"}})
-	other := post("/v1/promotion_codes", url.Values{"coupon": {"ONCE"}})
-	cus := post("/v1/customers", url.Values{"name": {"c"}})
+	v.post(t, "/v1/coupons", url.Values{"id": {"ONCE"}, "percent_off": {"10"}, "max_redemptions": {"1"}})
+	used := v.post(t, "/v1/promotion_codes", url.Values{"coupon": {"ONCE"}})
+	other := v.post(t, "/v1/promotion_codes", url.Values{"coupon": {"ONCE"}})
+	cus := v.post(t, "/v1/customers", url.Values{"name": {"c"}})
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
 	v.loop(t, events.Config{PollInterval: 50 * time.Millisecond})
 	v.converge(t, 10*time.Second)
-	post("/v1/customers/"+cus, url.Values{"promotion_code": {used}})
+	v.post(t, "/v1/customers/"+cus, url.Values{"promotion_code": {used}})
 	v.converge(t, 10*time.Second)
 	var active bool
 	if err := v.pool.QueryRow(ctx, `SELECT active FROM stripe.promotion_codes WHERE id = $1`, other).Scan(&active); err != nil || active {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
@@ -17,21 +16,13 @@ import (
 func TestDraftInvoiceFollowsCustomer(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	resp, err := v.mut.Post(ctx, "/v1/customers", url.Values{"email": {"old@x.co"}}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cus, _ := stripeapi.ObjectID(resp.Body)
-	if _, err := v.mut.Post(ctx, "/v1/invoices", url.Values{"customer": {cus}}, ""); err != nil {
-		t.Fatal(err)
-	}
+	cus := v.post(t, "/v1/customers", url.Values{"email": {"old@x.co"}})
+	v.post(t, "/v1/invoices", url.Values{"customer": {cus}})
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
 	v.loop(t, events.Config{PollInterval: 50 * time.Millisecond})
 	v.converge(t, 10*time.Second)
-	if _, err := v.mut.Post(ctx, "/v1/customers/"+cus, url.Values{"email": {"new@x.co"}}, ""); err != nil {
-		t.Fatal(err)
-	}
+	v.post(t, "/v1/customers/"+cus, url.Values{"email": {"new@x.co"}})
 	v.converge(t, 10*time.Second)
 }

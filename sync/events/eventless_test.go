@@ -127,23 +127,14 @@ func TestValidCouponRefetchListsNoPromotionCodes(t *testing.T) {
 	var lists atomic.Int64
 	v := setupWrapped(t, emulator.Options{}, counting("/v1/promotion_codes", &lists))
 	ctx := context.Background()
-	post := func(path string, q url.Values) string {
-		t.Helper()
-		resp, err := v.mut.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := stripeapi.ObjectID(resp.Body)
-		return id
-	}
-	post("/v1/coupons", url.Values{"id": {"CAMPAIGN"}, "percent_off": {"10"}, "duration": {"forever"}, "max_redemptions": {"3"}})
+	v.post(t, "/v1/coupons", url.Values{"id": {"CAMPAIGN"}, "percent_off": {"10"}, "duration": {"forever"}, "max_redemptions": {"3"}})
 	var codes []string
 	for range 150 {
-		codes = append(codes, post("/v1/promotion_codes", url.Values{"coupon": {"CAMPAIGN"}}))
+		codes = append(codes, v.post(t, "/v1/promotion_codes", url.Values{"coupon": {"CAMPAIGN"}}))
 	}
 	var customers []string
 	for range 3 {
-		customers = append(customers, post("/v1/customers", url.Values{"name": {"c"}}))
+		customers = append(customers, v.post(t, "/v1/customers", url.Values{"name": {"c"}}))
 	}
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
@@ -152,8 +143,8 @@ func TestValidCouponRefetchListsNoPromotionCodes(t *testing.T) {
 	v.converge(t, 10*time.Second)
 
 	before := lists.Load()
-	post("/v1/customers/"+customers[0], url.Values{"coupon": {"CAMPAIGN"}})
-	post("/v1/customers/"+customers[1], url.Values{"promotion_code": {codes[0]}})
+	v.post(t, "/v1/customers/"+customers[0], url.Values{"coupon": {"CAMPAIGN"}})
+	v.post(t, "/v1/customers/"+customers[1], url.Values{"promotion_code": {codes[0]}})
 	v.converge(t, 10*time.Second)
 	time.Sleep(1500 * time.Millisecond) // the coupon's re-fetches are due a second after their events
 	v.converge(t, 10*time.Second)
@@ -162,7 +153,7 @@ func TestValidCouponRefetchListsNoPromotionCodes(t *testing.T) {
 	}
 
 	// The last redemption uses the coupon up: its codes go inactive.
-	post("/v1/customers/"+customers[2], url.Values{"coupon": {"CAMPAIGN"}})
+	v.post(t, "/v1/customers/"+customers[2], url.Values{"coupon": {"CAMPAIGN"}})
 	v.converge(t, 10*time.Second)
 	var active int
 	v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.promotion_codes WHERE active`).Scan(&active)

@@ -86,6 +86,21 @@ func setup(t *testing.T, opts emulator.Options) *env {
 	return v
 }
 
+// post makes a change in Stripe, as another user of the account would,
+// and returns the object's id.
+func (v *env) post(t *testing.T, path string, q url.Values) string {
+	t.Helper()
+	resp, err := v.mut.Post(context.Background(), path, q, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := stripeapi.ObjectID(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func (v *env) newClient(t *testing.T, key string, rate float64) *stripeapi.Client {
 	t.Helper()
 	c, err := stripeapi.New(stripeapi.Config{APIKey: key, BaseURL: v.base, RateLimit: rate, MaxRetries: 3})

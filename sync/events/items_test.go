@@ -2,14 +2,12 @@ package events_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
@@ -19,25 +17,14 @@ import (
 // applied even when Stripe's clock still reads the event's second.
 func TestItemBeyondFirstPage(t *testing.T) {
 	v := setup(t, emulator.Options{})
-	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
-	post := func(path string, q url.Values) string {
-		t.Helper()
-		resp, err := v.mut.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var o struct{ ID string }
-		json.Unmarshal(resp.Body, &o)
-		return o.ID
-	}
-	cus := post("/v1/customers", url.Values{"name": {"Items"}})
-	prod := post("/v1/products", url.Values{"name": {"Seat"}})
+	cus := v.post(t, "/v1/customers", url.Values{"name": {"Items"}})
+	prod := v.post(t, "/v1/products", url.Values{"name": {"Seat"}})
 	q := url.Values{"customer": {cus}, "collection_method": {"send_invoice"}, "days_until_due": {"30"}}
 	for i := range 11 {
-		price := post("/v1/prices", url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(100 + i)}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+		price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(100 + i)}, "currency": {"usd"}, "recurring[interval]": {"month"}})
 		q.Set(fmt.Sprintf("items[%d][price]", i), price)
 	}
-	sub := post("/v1/subscriptions", q)
+	sub := v.post(t, "/v1/subscriptions", q)
 	if _, _, err := events.EnsureCursor(context.Background(), v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +34,8 @@ func TestItemBeyondFirstPage(t *testing.T) {
 	// previous one converged: the event (if any) and its re-fetch tend to
 	// fall in the same second.
 	for i := range 3 {
-		price := post("/v1/prices", url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(200 + i)}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-		post("/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})
+		price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(200 + i)}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+		v.post(t, "/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})
 		v.converge(t, 10*time.Second)
 	}
 	if err := stop(); err != nil {
