@@ -43,7 +43,10 @@
 // "50ms-300ms", "rate_limit": 25, "faults": 0.1, "event_delay": "2s"}),
 // POST /_emulator/seed ({"customers": 1000, "distribution": "spike"}),
 // POST /_emulator/reset, GET/POST /_emulator/clock ({"offset": "720h"}),
-// GET /_emulator/stats. In Go tests use emulatortest.Start.
+// GET /_emulator/stats. In Go tests use emulatortest.Start. The emulator
+// is for tests and demos: any sk_test_ key is accepted and the admin API
+// has no authentication, so it listens on loopback by default and must not
+// be exposed; pgstripe serve never serves it.
 //
 // Faults are split evenly between 500, 503, 429 lock_timeout (stripe-go
 // retries these), a dropped connection, a timeout (held until the client

@@ -129,6 +129,9 @@ func dump(t *testing.T, c goldenCase) string {
 	}
 	if st.Returning != nil {
 		fmt.Fprintf(&b, "   returning: %s%s ids=$%d\n", st.Returning.SQL, uses(*st.Returning), st.Returning.IDs)
+		if st.ReturningRows != nil {
+			fmt.Fprintf(&b, "   returning rows: %s%s rows=$%d\n", st.ReturningRows.SQL, uses(*st.ReturningRows), st.ReturningRows.IDs)
+		}
 	}
 	if len(c.rows) == 0 && !(st.Op == Insert && st.Eval.SQL == "") {
 		return b.String()

@@ -81,6 +81,12 @@ type Statement struct {
 	// Returning answers RETURNING from the local table once the writes are
 	// applied; nil without RETURNING.
 	Returning *Query
+	// ReturningRows is the same target list over rows given as data: the
+	// jsonb array of the applied rows in $IDs. It answers RETURNING on the
+	// client's connection when the client's snapshot (REPEATABLE READ)
+	// predates the apply, so that the client's expressions never run on
+	// pgstripe's own, more privileged, connection.
+	ReturningRows *Query
 }
 
 // Query is SQL to run on the client's connection with the client's
@@ -92,7 +98,7 @@ type Query struct {
 	// Postgres to infer.
 	Uses []bool
 	// IDs is the $n (> NParams) that carries the object ids as text[]
-	// (Returning only).
+	// (Returning; ReturningRows: the rows themselves, a jsonb array).
 	IDs int
 }
 
@@ -610,6 +616,33 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 	}
 	q.IDs = int(ids)
 	st.Returning = &q
+
+	// The type of the rows is the stripe table's, whatever name the
+	// statement used (an unqualified one resolves there, or the statement
+	// passes through); the alias keeps the statement's references valid.
+	rowType := &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode(schema.DataSchema), pg_query.MakeStrNode(st.Table.Name)}, Typemod: -1, Location: -1}
+	rows := &pg_query.SelectStmt{
+		TargetList: list,
+		FromClause: []*pg_query.Node{{Node: &pg_query.Node_RangeFunction{RangeFunction: &pg_query.RangeFunction{
+			Functions: []*pg_query.Node{pg_query.MakeListNode([]*pg_query.Node{
+				funcCall("jsonb_populate_recordset",
+					&pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
+						Arg:      &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true, Location: -1}}},
+						TypeName: rowType, Location: -1}}},
+					typeCast(pg_query.MakeParamRefNode(ids, -1), "jsonb", false)),
+				{},
+			})},
+			Alias: &pg_query.Alias{Aliasname: ref},
+		}}}},
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	rq, err := st.query(rows)
+	if err != nil {
+		return err
+	}
+	rq.IDs = int(ids)
+	st.ReturningRows = &rq
 	return nil
 }
 

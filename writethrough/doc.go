@@ -14,7 +14,10 @@
 //  2. Privileges are checked on the client's own connection, as its own
 //     role (has_table_privilege: the statement's privilege, plus SELECT
 //     where it reads): 42501 and no Stripe call when missing; in a
-//     read-only transaction, 25006.
+//     read-only transaction, 25006. Row-level security active for the
+//     role on the table is refused too (42501): our queries would read
+//     with SELECT's policies, not the write's, and the apply runs as
+//     pgstripe's role.
 //  3. Postgres evaluates the values: the plan's SELECT runs on the client's
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.
@@ -49,7 +52,11 @@
 //     selected from the freshly applied rows on the client's connection
 //     (ids in statement order, result formats from Bind). Command tags are
 //     INSERT 0 n, UPDATE n, DELETE n (UPDATE counts matched rows, also those
-//     with nothing to change, which make no call).
+//     with nothing to change, which make no call). When the client's
+//     snapshot predates the apply (REPEATABLE READ), pgstripe's pool reads
+//     the applied rows and the target list runs over them, given as jsonb,
+//     still on the client's connection: the client's expressions never run
+//     on pgstripe's own connection, whose role has more privileges.
 //
 // # Stripe errors
 //

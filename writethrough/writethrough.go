@@ -296,10 +296,15 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		if retErr == nil && len(retRes.Rows) < len(ids) && req.TxStatus == 'T' {
 			// A REPEATABLE READ or SERIALIZABLE transaction's snapshot
 			// predates our apply: answer from a fresh snapshot instead.
-			if r, err := ic.returningFresh(ctx, up, params, *st.Returning, ids); err != nil {
-				ic.log.Warn("write-through: RETURNING from a fresh snapshot failed", "err", err)
-			} else if len(r.Rows) > len(retRes.Rows) {
-				retRes = r
+			// An error there is the client's RETURNING failing on its own
+			// connection (its transaction is now aborted): report it.
+			if r, err := ic.returningFresh(ctx, up, params, st, ids); err != nil {
+				retErr = err
+			} else if r != nil && len(r.Rows) > len(retRes.Rows) {
+				// The same target list: keep the description of the
+				// run over the table (its table OIDs and column numbers,
+				// as Postgres gives them), not of the rows given as data.
+				retRes = &Result{Fields: retRes.Fields, Rows: r.Rows}
 			}
 		}
 	}
@@ -748,46 +753,36 @@ func (ic *Interceptor) fetchAndApply(ctx context.Context, t *schema.Table, ids [
 	}
 }
 
-// returningFresh runs the RETURNING query on one of our own connections, as
-// the client's role (when ours may SET ROLE to it) and with its search_path,
-// for a client whose transaction snapshot can't see the applied rows.
-func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params, q translate.Query, ids []string) (*Result, error) {
-	who, err := up.Query(ctx, `SELECT current_user, pg_catalog.current_setting('search_path')`, nil, nil, nil, nil)
+// returningFresh answers RETURNING for a client whose transaction snapshot
+// can't see the applied rows (REPEATABLE READ, SERIALIZABLE). Our own
+// connection only reads the rows, with SQL of ours; the client's target
+// list runs on the client's connection over those rows given as data
+// (ReturningRows). Running the client's expressions on our connection
+// would run them with our role's privileges: SET ROLE doesn't contain
+// them (set_config('role', 'none', true) in an expression undoes it), and
+// functions that run SQL of their own (query_to_xml) are checked only
+// when they run. The client's privileges on the columns it returns were
+// checked by Postgres when the same target list ran over the table; rows
+// that row-level security hides from the client are not given (writes
+// under row-level security are refused before any call). It returns an
+// error only from the client's connection, and nil, nil when the rows
+// could not be read (the client's snapshot answers then).
+func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params, st *translate.Statement, ids []string) (*Result, error) {
+	if st.ReturningRows == nil {
+		return nil, nil
+	}
+	var rows []byte
+	err := ic.cfg.Pool.QueryRow(ctx, `SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) ORDER BY pg_catalog.array_position($1::pg_catalog.text[], t.id))::text FROM `+
+		st.Table.QualifiedName()+` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, ids).Scan(&rows)
 	if err != nil {
-		return nil, err
+		// Nothing ran on the client's connection: answer from its snapshot.
+		ic.log.Warn("write-through: reading the applied rows for RETURNING failed", "table", st.Table.Name, "err", err)
+		return nil, nil
 	}
-	if len(who.Rows) != 1 || len(who.Rows[0]) != 2 {
-		return nil, errors.New("no session information")
+	if rows == nil {
+		rows = []byte("[]")
 	}
-	role, path := string(who.Rows[0][0]), string(who.Rows[0][1])
-	conn, err := ic.cfg.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	run := func(asRole bool) (*Result, error) {
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer tx.Rollback(context.WithoutCancel(ctx))
-		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('search_path', $1, true)`, path); err != nil {
-			return nil, err
-		}
-		if asRole {
-			if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
-				return nil, err
-			}
-		}
-		return p.query(ctx, PgConnUpstream(conn.Conn().PgConn()), q, ids)
-	}
-	r, err := run(true)
-	if err != nil {
-		// Our role can't become the client's; the client's SELECT privilege
-		// on the table was checked before any call.
-		r, err = run(false)
-	}
-	return r, err
+	return p.queryWith(ctx, up, *st.ReturningRows, rows, oidJSONB)
 }
 
 // completeChildren pages nested lists that Stripe cut at its first page, so
@@ -876,7 +871,7 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
     WHEN p IN ('INSERT', 'UPDATE') AND pg_catalog.cardinality($3::pg_catalog.text[]) > 0 THEN
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
     ELSE false END,
-  pg_catalog.current_setting('statement_timeout')
+  pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1)
 FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
@@ -884,7 +879,7 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 	}
 	var timeout time.Duration
 	for _, r := range res.Rows {
-		if len(r) != 4 {
+		if len(r) != 5 {
 			continue
 		}
 		timeout = pgDuration(string(r[3]))
@@ -896,6 +891,17 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
 				Message: "permission denied for table " + st.Table.Name,
 				Detail:  fmt.Sprintf("%s on stripe.%s needs the %s privilege; Stripe was not called", st.Op, st.Table.Name, string(r[0]))}
+		}
+		if string(r[4]) == "t" {
+			// Policies decide row by row, on the rows a statement reads
+			// and writes; ours read with SELECT's policies and the apply
+			// runs as pgstripe's role, so the policies for INSERT, UPDATE
+			// and DELETE would not hold. Refuse rather than call Stripe
+			// for rows the role may not change.
+			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
+				Message: "row-level security is enabled on stripe." + st.Table.Name + " for this role: pgstripe cannot apply its policies to a write that goes to Stripe",
+				Detail:  "Stripe was not called",
+				Hint:    "write through a role that row-level security does not apply to (one with BYPASSRLS, or the table's owner without FORCE ROW LEVEL SECURITY)"}
 		}
 	}
 	return timeout, nil
@@ -923,6 +929,7 @@ const (
 	oidText      = 25
 	oidBytea     = 17
 	oidTextArray = 1009
+	oidJSONB     = 3802
 )
 
 // textArray encodes a text[] literal.
@@ -1025,6 +1032,12 @@ func lockObjects(ctx context.Context, up Upstream, p params, st *translate.State
 // q.IDs when set). Parameters q doesn't reference get an explicit type so
 // Postgres need not infer one.
 func (p params) query(ctx context.Context, up Upstream, q translate.Query, ids []string) (*Result, error) {
+	return p.queryWith(ctx, up, q, textArray(ids), oidTextArray)
+}
+
+// queryWith runs q with the client's parameters and, as q.IDs when set,
+// the value v of type oid (text format).
+func (p params) queryWith(ctx context.Context, up Upstream, q translate.Query, v []byte, oid uint32) (*Result, error) {
 	n := len(q.Uses)
 	if q.IDs > n {
 		n = q.IDs
@@ -1045,7 +1058,7 @@ func (p params) query(ctx context.Context, up Upstream, q translate.Query, ids [
 	}
 	var results []int16
 	if q.IDs > 0 {
-		vals[q.IDs-1], oids[q.IDs-1], formats[q.IDs-1] = textArray(ids), oidTextArray, 0
+		vals[q.IDs-1], oids[q.IDs-1], formats[q.IDs-1] = v, oid, 0
 		results = p.results
 	}
 	return up.Query(ctx, q.SQL, vals, oids, formats, results)

@@ -1,0 +1,152 @@
+package writethrough
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// asRole makes the env's client connection one of a fresh login role that
+// may read and write stripe.customers only; pgstripe's pool stays the
+// superuser. Postgres roles are cluster-wide: one name per run.
+func (e *env) asRole(extra ...string) string {
+	e.t.Helper()
+	role := fmt.Sprintf("app_%d", time.Now().UnixNano())
+	for _, q := range append([]string{
+		`CREATE ROLE ` + role + ` LOGIN`,
+		`GRANT USAGE ON SCHEMA stripe TO ` + role,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON stripe.customers TO ` + role,
+		`CREATE TABLE public.secret (v text)`,
+		`INSERT INTO public.secret VALUES ('topsecret')`,
+		`REVOKE ALL ON public.secret FROM PUBLIC`,
+	}, extra...) {
+		if _, err := e.pool.Exec(e.ctx, strings.ReplaceAll(q, "$role", role)); err != nil {
+			e.t.Fatalf("%s: %v", q, err)
+		}
+	}
+	e.t.Cleanup(func() {
+		e.conn.Close(e.ctx)
+		e.pool.Exec(e.ctx, `DROP OWNED BY `+role)
+		e.pool.Exec(e.ctx, `DROP ROLE `+role)
+	})
+	u, _ := url.Parse(e.url)
+	u.User = url.User(role)
+	conn, err := pgx.Connect(e.ctx, u.String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.conn.Close(e.ctx)
+	e.conn = conn
+	return role
+}
+
+// A client in a REPEATABLE READ transaction can't see the applied rows, so
+// RETURNING is answered from fresh rows. The client's target list must
+// still run with the client's privileges: neither a function that runs
+// SQL of its own (query_to_xml, checked only when it runs) nor resetting
+// the role inside the expression may read what only pgstripe's role can.
+func TestReturningFreshRunsAsClient(t *testing.T) {
+	e := setup(t)
+	role := e.asRole()
+	if _, err := e.conn.Exec(e.ctx, `SELECT v FROM public.secret`); err == nil {
+		t.Fatal("the role reads the secret table directly")
+	}
+	for _, ret := range []string{
+		`pg_catalog.query_to_xml('SELECT v FROM public.secret', true, false, '')::text`,
+		`pg_catalog.set_config('role', 'none', true) || pg_catalog.query_to_xml('SELECT v FROM public.secret', true, false, '')::text`,
+		`email || current_user`,
+	} {
+		for _, q := range []string{`BEGIN ISOLATION LEVEL REPEATABLE READ`, `SELECT count(*) FROM stripe.customers`} {
+			if _, err := e.conn.Exec(e.ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := e.run(`INSERT INTO stripe.customers (email) VALUES ('rr@b.co') RETURNING ` + ret)
+		if _, err := e.conn.Exec(e.ctx, `ROLLBACK`); err != nil {
+			t.Fatal(err)
+		}
+		if ret == `email || current_user` && r.err != nil {
+			t.Fatalf("RETURNING %s: %s %s", ret, r.err.Code, r.err.Message)
+		}
+		// As in Postgres: the function's query is refused, the client
+		// hears of it, and the write is reported as done.
+		if ret != `email || current_user` && (r.err == nil || r.err.Code != "42501" || !strings.Contains(r.err.Detail, "only RETURNING failed")) {
+			t.Errorf("RETURNING %s: %+v, want 42501 saying the insert reached Stripe", ret, r)
+		}
+		if strings.Contains(fmt.Sprint(r.rows), "topsecret") {
+			t.Errorf("RETURNING %s read a table the role may not read: %v", ret, r.rows)
+		}
+		if ret == `email || current_user` && (len(r.rows) != 1 || r.rows[0][0] != "rr@b.co"+role) {
+			t.Errorf("RETURNING %s in REPEATABLE READ: %v, want the new row as seen by %s", ret, r.rows, role)
+		}
+	}
+}
+
+// Row-level security policies on a stripe table hold for writes through
+// pgstripe as they would in Postgres: a role whose policies let it read
+// every row but change only some must not change the others in Stripe.
+func TestRowLevelSecurity(t *testing.T) {
+	e := setup(t)
+	other := e.ok(`INSERT INTO stripe.customers (email, metadata) VALUES ('other@b.co', '{"tenant":"b"}') RETURNING id`).rows[0][0]
+	e.asRole(
+		`ALTER TABLE stripe.customers ENABLE ROW LEVEL SECURITY`,
+		`CREATE POLICY read_all ON stripe.customers FOR SELECT USING (true)`,
+		`CREATE POLICY upd_a ON stripe.customers FOR UPDATE USING (metadata->>'tenant' = 'a')`,
+		`CREATE POLICY del_a ON stripe.customers FOR DELETE USING (metadata->>'tenant' = 'a')`,
+		`CREATE POLICY ins_a ON stripe.customers FOR INSERT WITH CHECK (metadata->>'tenant' = 'a')`,
+	)
+	// Postgres itself: the row is visible but can't be changed.
+	for _, q := range []string{
+		`UPDATE stripe.customers SET name = 'x' WHERE id = '` + other + `'`,
+		`DELETE FROM stripe.customers WHERE id = '` + other + `'`,
+	} {
+		tag, err := e.conn.PgConn().Exec(e.ctx, `BEGIN; `+q+`; ROLLBACK`).ReadAll()
+		if err != nil || tag[1].CommandTag.RowsAffected() != 0 {
+			t.Fatalf("directly, %s: %v %v", q, err, tag[1].CommandTag)
+		}
+	}
+	before := e.emu.Stats().Total
+	for _, q := range []string{
+		`UPDATE stripe.customers SET name = 'hacked' WHERE id = '` + other + `'`,
+		`DELETE FROM stripe.customers WHERE id = '` + other + `'`,
+		`INSERT INTO stripe.customers (email, metadata) VALUES ('x@b.co', '{"tenant":"b"}')`,
+	} {
+		e.fails("42501", q)
+	}
+	if n := e.emu.Stats().Total - before; n != 0 {
+		t.Errorf("Stripe got %d requests for writes the policies forbid", n)
+	}
+	if o := e.stripeObj("customers", other); o == nil || o["name"] != nil {
+		t.Errorf("the customer was changed or deleted in Stripe: %v", o)
+	}
+}
+
+// The same through the proxy, as a client with pgx would do it.
+func TestReturningFreshThroughProxy(t *testing.T) {
+	e := setup(t)
+	role := e.asRole()
+	u, _ := url.Parse(e.proxied())
+	u.User = url.User(role)
+	c := e.client(u.String(), pgx.QueryExecModeCacheStatement)
+	tx, err := c.BeginTx(e.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(e.ctx)
+	if _, err := tx.Exec(e.ctx, `SELECT count(*) FROM stripe.customers`); err != nil {
+		t.Fatal(err)
+	}
+	var got *string
+	err = tx.QueryRow(e.ctx, `INSERT INTO stripe.customers (email) VALUES ($1)
+RETURNING pg_catalog.query_to_xml('SELECT v FROM public.secret', true, false, '')::text`, "p@b.co").Scan(&got)
+	if got != nil && strings.Contains(*got, "topsecret") {
+		t.Fatalf("RETURNING read a table the role may not read: %s", *got)
+	}
+	if sqlstate(err) != "42501" {
+		t.Errorf("RETURNING of a table the role may not read: %v, want SQLSTATE 42501", err)
+	}
+}
