@@ -314,7 +314,9 @@ func TestMalformedMessages(t *testing.T) {
 }
 
 func TestIdleClientsAndGoroutines(t *testing.T) {
-	tp := startProxy(t, Config{StartupTimeout: 300 * time.Millisecond})
+	// Short, to drop the silent client soon, but not so short that a busy
+	// machine (-race) fails the clients' own startups.
+	tp := startProxy(t, Config{StartupTimeout: 1500 * time.Millisecond})
 	url := tp.via(t, pgtest.NewDB(t))
 	time.Sleep(50 * time.Millisecond)
 	base := runtime.NumGoroutine()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -182,6 +183,11 @@ func (s *session) connectUpstream(startup []byte) error {
 	s.cr.limit = func(byte) int { return maxAuthMessage }
 	for {
 		typ, raw, err := s.ur.next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Postgres's own words for its authentication_timeout.
+			s.writeFatal(pgError("FATAL", "08006", fmt.Sprintf("pgstripe proxy: canceling authentication due to timeout (%s)", s.p.cfg.StartupTimeout)))
+			return err
+		}
 		if err != nil {
 			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
 			return err
