@@ -220,11 +220,10 @@ func init() {
 	// promotion codes
 	kPromo.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		cid, _ := c.params["coupon"].(string)
-		cp := e.load(kCoupon, cid)
-		if cp == nil {
-			return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "coupon", Message: fmt.Sprintf("No such coupon: '%s'", cid)}
+		if ae := e.mustExist("coupons", "coupon", cid); ae != nil {
+			return ae
 		}
-		obj["coupon"] = cp
+		obj["coupon"] = e.load(kCoupon, cid)
 		if _, ok := c.params["code"]; !ok {
 			obj["code"] = strings.ToUpper(randAlnum(e.idRand, 8))
 		}
@@ -1275,13 +1274,19 @@ func (e *Emulator) recalcInvoice(c *reqCtx, inv map[string]any, save bool) {
 		}
 	}
 	inv["lines"] = e.childList(kLine, iid, "/v1/invoices/"+iid+"/lines")
+	setTotals(inv, sum, off)
+	if save {
+		e.save(c, kInvoice, inv, old, "invoice.updated")
+	}
+}
+
+// setTotals sets an invoice's amounts from the sum of its lines and its
+// discount (no tax is modelled).
+func setTotals(inv map[string]any, sum, off int64) {
 	inv["subtotal"], inv["subtotal_excluding_tax"] = sum, sum
 	inv["total"], inv["total_excluding_tax"] = sum-off, sum-off
 	inv["amount_due"] = sum - off
 	inv["amount_remaining"] = sum - off - getInt(inv, "amount_paid")
-	if save {
-		e.save(c, kInvoice, inv, old, "invoice.updated")
-	}
 }
 
 func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]any, *apiError) {
@@ -1588,9 +1593,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 	}
 	inv["lines"] = map[string]any{"object": "list", "data": data, "has_more": len(lines) > 10, "url": "/v1/invoices/upcoming/lines?customer=" + cus}
 	inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_end"]
-	off := applyDiscount(inv, lines, e.invoiceDiscount(cus, sub, start))
-	inv["subtotal"], inv["subtotal_excluding_tax"], inv["total"], inv["total_excluding_tax"] = sum, sum, sum-off, sum-off
-	inv["amount_due"], inv["amount_remaining"] = sum-off, sum-off
+	setTotals(inv, sum, applyDiscount(inv, lines, e.invoiceDiscount(cus, sub, start)))
 	inv["next_payment_attempt"] = start
 	e.clean("invoice", inv)
 	return inv, lines

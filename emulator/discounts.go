@@ -94,19 +94,19 @@ func (e *Emulator) discountParams(c *reqCtx, owner map[string]any, cus, sub stri
 		return ch, nil
 	}
 	if pc != "" {
-		ch.promo = e.load(kPromo, pc)
-		if ch.promo == nil {
-			return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "promotion_code", Message: fmt.Sprintf("No such promotion code: '%s'", pc)}
+		if ae := e.mustExist("promotion_codes", "promotion_code", pc); ae != nil {
+			return nil, ae
 		}
+		ch.promo = e.load(kPromo, pc)
 		if ae := checkPromotionCode(c, ch.promo, cus); ae != nil {
 			return nil, ae
 		}
 		cp = getStr(ch.promo, "coupon")
 	}
-	ch.coupon = e.load(kCoupon, cp)
-	if ch.coupon == nil {
-		return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "coupon", Message: fmt.Sprintf("No such coupon: '%s'", cp)}
+	if ae := e.mustExist("coupons", "coupon", cp); ae != nil {
+		return nil, ae
 	}
+	ch.coupon = e.load(kCoupon, cp)
 	rb, _ := toInt(ch.coupon["redeem_by"])
 	if !getBool(ch.coupon, "valid") || rb > 0 && rb <= c.now {
 		return nil, invalid("coupon_expired", "coupon", "Coupon expired: %s", cp)
