@@ -56,13 +56,7 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	// email, address… (Stripe documents no invoice event when they
 	// change): refresh those of updated customers.
 	if objs := pl.Upserts["customers"]; len(objs) > 0 {
-		ids := make([]string, 0, len(objs))
-		ats := make([]time.Time, 0, len(objs))
-		for _, o := range objs {
-			if id, err := stripeapi.ObjectID(o.Raw); err == nil {
-				ids, ats = append(ids, id), append(ats, o.AsOf)
-			}
-		}
+		ids, ats := objectIDs(objs)
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
 SELECT 'upcoming_invoices', c.id, c.at, $3
 FROM unnest($1::text[], $2::timestamptz[]) AS c(id, at)
@@ -71,7 +65,7 @@ UNION ALL
 SELECT 'invoices', i.id, c.at, $4
 FROM unnest($1::text[], $2::timestamptz[]) AS c(id, at)
 JOIN stripe.invoices i ON i.customer = c.id AND i.status = 'draft'
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, ats, reasonUpcoming, reasonDraft); err != nil {
+`+requeue, ids, ats, reasonUpcoming, reasonDraft); err != nil {
 			return fmt.Errorf("events: queue invoices of updated customers: %w", err)
 		}
 	}
@@ -80,17 +74,12 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, exclu
 	// batch found no draft to refresh) stored the details the customer no
 	// longer has.
 	if objs := pl.Upserts["invoices"]; len(objs) > 0 {
-		ids := make([]string, 0, len(objs))
-		for _, o := range objs {
-			if id, err := stripeapi.ObjectID(o.Raw); err == nil {
-				ids = append(ids, id)
-			}
-		}
+		ids, _ := objectIDs(objs)
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
 SELECT 'invoices', i.id, c."_as_of", $2
 FROM stripe.invoices i JOIN stripe.customers c ON c.id = i.customer
 WHERE i.id = ANY($1::text[]) AND i.status = 'draft' AND c."_as_of" >= i."_as_of"
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, reasonDraft); err != nil {
+`+requeue, ids, reasonDraft); err != nil {
 			return fmt.Errorf("events: queue drafts older than their customer: %w", err)
 		}
 	}
@@ -106,6 +95,23 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`
 		}
 	}
 	return nil
+}
+
+// requeue ends the statements that queue re-fetches: an entry already
+// queued keeps the later not-before time, and its queued_at moves, so a
+// re-fetch that predates this change leaves it queued (see refetch).
+const requeue = `ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`
+
+// objectIDs returns the ids of objs, with their AsOf.
+func objectIDs(objs []store.Object) ([]string, []time.Time) {
+	ids := make([]string, 0, len(objs))
+	ats := make([]time.Time, 0, len(objs))
+	for _, o := range objs {
+		if id, err := stripeapi.ObjectID(o.Raw); err == nil {
+			ids, ats = append(ids, id), append(ats, o.AsOf)
+		}
+	}
+	return ids, ats
 }
 
 // queueInvoiceItems queues the invoice items whose stored invoice isn't the
@@ -132,7 +138,7 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND 
     AND (l.quantity IS NULL OR ii.quantity IS NOT DISTINCT FROM l.quantity))
   AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'invoiceitems' AND t.id = l.item)
 ORDER BY l.item, l.at DESC
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, items, invs, ats, amts, qtys); err != nil {
+`+requeue, items, invs, ats, amts, qtys); err != nil {
 			return fmt.Errorf("events: queue invoice items: %w", err)
 		}
 	}
@@ -146,7 +152,7 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, exclu
 SELECT DISTINCT ON (ii.id) 'invoiceitems', ii.id, d.at, 'owner'
 FROM stripe.invoiceitems ii JOIN unnest($1::text[], $2::timestamptz[]) AS d(id, at) ON ii.invoice = d.id
 ORDER BY ii.id, d.at DESC
-ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, ids, ats); err != nil {
+`+requeue, ids, ats); err != nil {
 			return fmt.Errorf("events: queue invoice items of deleted invoices: %w", err)
 		}
 	}
