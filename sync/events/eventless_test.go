@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
@@ -64,11 +63,7 @@ func TestLateDraftInvoiceEventFollowsCustomer(t *testing.T) {
 	var hide atomic.Bool
 	v := setupWrapped(t, emulator.Options{}, hidingEvents("invoice.created", &hide))
 	ctx := context.Background()
-	resp, err := v.mut.Post(ctx, "/v1/customers", url.Values{"email": {"old@x.co"}}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cus, _ := stripeapi.ObjectID(resp.Body)
+	cus := v.post(t, "/v1/customers", url.Values{"email": {"old@x.co"}})
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -76,15 +71,11 @@ func TestLateDraftInvoiceEventFollowsCustomer(t *testing.T) {
 	v.converge(t, 10*time.Second)
 
 	hide.Store(true)
-	if _, err := v.mut.Post(ctx, "/v1/invoices", url.Values{"customer": {cus}}, ""); err != nil {
-		t.Fatal(err)
-	}
+	v.post(t, "/v1/invoices", url.Values{"customer": {cus}})
 	// The invoice.created and the update land in different seconds, as a
 	// late event's would.
 	time.Sleep(1100 * time.Millisecond)
-	if _, err := v.mut.Post(ctx, "/v1/customers/"+cus, url.Values{"email": {"new@x.co"}}, ""); err != nil {
-		t.Fatal(err)
-	}
+	v.post(t, "/v1/customers/"+cus, url.Values{"email": {"new@x.co"}})
 	waitFor(t, "the customer's update", func() bool {
 		var email string
 		v.pool.QueryRow(ctx, `SELECT email FROM stripe.customers WHERE id = $1`, cus).Scan(&email)

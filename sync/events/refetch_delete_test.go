@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
@@ -33,14 +32,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestRefetchInsertRacesDelete(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	resp, err := v.mut.Post(ctx, "/v1/coupons", url.Values{"percent_off": {"10"}, "duration": {"once"}}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := stripeapi.ObjectID(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := v.post(t, "/v1/coupons", url.Values{"percent_off": {"10"}, "duration": {"once"}})
 	// Past the loop's first re-read windows (LookBack 1 s): its creation
 	// event is not replayed.
 	time.Sleep(2100 * time.Millisecond)
