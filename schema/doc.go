@@ -79,5 +79,7 @@
 // live tuple count (n_live_tup, kept by Postgres on every write, flushed
 // within about a second, reset by a crash) and pg_class.reltuples (kept by
 // VACUUM and ANALYZE). stripe_sync.log (id, at, kind, detail) records sync
-// events; stripe_sync.tombstones (object, id, deleted_at) every deleted id.
+// events; stripe_sync.tombstones (object, id, deleted_at) every id deleted
+// within the last 37 days before the events window (Stripe's 30-day event
+// retention and a week): older ones guard against nothing any more.
 package schema

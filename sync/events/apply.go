@@ -260,7 +260,8 @@ func (p *poller) loadSeen(ctx context.Context) error {
 	return rows.Err()
 }
 
-// prune forgets applied events that no window re-reads any more. The table
+// prune forgets applied events that no window re-reads any more, and
+// (hourly) tombstones that nothing can bring back. The applied events table
 // keeps ten minutes more than memory, so a restart with an older cursor
 // than the one saved last still finds them.
 func (p *poller) prune(ctx context.Context) error {
@@ -270,5 +271,27 @@ func (p *poller) prune(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("events: prune applied events: %w", err)
 	}
+	if time.Since(p.lastTombstonePrune) < tombstonePruneEvery {
+		return nil
+	}
+	// A tombstone keeps a late or replayed copy of a deleted object from
+	// bringing it back. Copies come from events (none is read from before
+	// keep, and Stripe keeps none past its retention), from lists (which
+	// leave deleted objects out) and from re-fetches (which answer "deleted"
+	// or 404). So a tombstone older than the retention before keep guards
+	// against nothing any more; the week beyond covers clock skew and a
+	// backfill page in flight. Stripe never reuses ids.
+	if _, err := p.cfg.Pool.Exec(ctx, `DELETE FROM stripe_sync.tombstones WHERE deleted_at < $1`, keep.Add(-tombstoneKeep)); err != nil {
+		return fmt.Errorf("events: prune tombstones: %w", err)
+	}
+	p.lastTombstonePrune = time.Now()
 	return nil
 }
+
+const (
+	// tombstoneKeep is how long before the events window a tombstone is kept.
+	tombstoneKeep = Retention + 7*24*time.Hour
+	// tombstonePruneEvery: tombstones have no index by deleted_at, and a day
+	// more of them costs nothing.
+	tombstonePruneEvery = time.Hour
+)

@@ -145,6 +145,7 @@ type poller struct {
 	errorShown             bool      // last_error was set by recordError
 	lastSave, lastStatus   time.Time
 	lastPrune              time.Time
+	lastTombstonePrune     time.Time
 	// txMu serializes the write transactions of the poll and the
 	// re-fetcher (inTx).
 	txMu sync.Mutex
