@@ -240,6 +240,10 @@ func TestUpstreamGoneAndBack(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "08006" || !strings.Contains(pe.Message, "cannot connect to upstream") {
 		t.Fatalf("connect with upstream down: %v", err)
 	}
+	// Before authentication the client learns why, not where.
+	if _, port, _ := net.SplitHostPort(c.Addr()); strings.Contains(pe.Message, port) || !strings.Contains(pe.Message, "connection refused") {
+		t.Errorf("message %q: want the cause without the upstream's address", pe.Message)
+	}
 	if err := c.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}

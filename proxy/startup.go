@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -150,6 +151,25 @@ func (s *session) clientStartup() ([]byte, error) {
 	}
 }
 
+// dialFailure says why a dial failed without the upstream's address: the
+// client has not authenticated yet, and the database's internal address is
+// none of its business. The log has the whole error.
+func dialFailure(err error) string {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ENOENT):
+		return "no such socket"
+	case errors.As(err, &dns):
+		return "host name not found"
+	case os.IsTimeout(err):
+		return "timed out"
+	default:
+		return "unreachable"
+	}
+}
+
 // connectUpstream opens the upstream connection, sends the client's startup
 // message as it is and relays authentication both ways, until upstream's
 // first ReadyForQuery. Upstream's BackendKeyData is replaced by a proxy-issued
@@ -158,7 +178,7 @@ func (s *session) clientStartup() ([]byte, error) {
 func (s *session) connectUpstream(startup []byte) error {
 	up, err := s.p.dialUpstream()
 	if err != nil {
-		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: cannot connect to upstream Postgres: "+err.Error()))
+		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: cannot connect to upstream Postgres: "+dialFailure(err)))
 		return err
 	}
 	up.SetDeadline(time.Now().Add(s.p.cfg.StartupTimeout))
