@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 
@@ -18,6 +19,11 @@ func runEmulator(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stderr, "pgstripe %s\n", msg)
 		}
 		return errUsage
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		// Command's errors start with "emulator: " for callers that embed
+		// the emulator; Main already names the command.
+		return errors.New(strings.TrimPrefix(err.Error(), "emulator: "))
 	}
 	return err
 }

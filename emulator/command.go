@@ -47,6 +47,16 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *seed < 0 {
 		return fmt.Errorf("%w: emulator: --seed must not be negative", ErrUsage)
 	}
+	// Checked here, not only by seeding: with --seed 0 a misspelt
+	// distribution would otherwise be accepted without a word.
+	switch *dist {
+	case DistUniform, DistSpike, DistSameSecond:
+	default:
+		return fmt.Errorf("%w: emulator: --distribution must be uniform, spike or same-second, got %q", ErrUsage, *dist)
+	}
+	if *eventDelay < 0 {
+		return fmt.Errorf("%w: emulator: --event-delay must not be negative, got %v", ErrUsage, *eventDelay)
+	}
 	start := time.Now()
 	e, err := New(Options{RateLimit: *rateLimit, Latency: lo, LatencyMax: hi, Faults: *faults, EventDelay: *eventDelay, Seed: *seed, Distribution: *dist})
 	if err != nil {

@@ -226,7 +226,8 @@ func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, 
 	}
 	return events.Run(ctx, events.Config{
 		Pool: pool, Client: client, PollInterval: cfg.PollInterval, Epoch: epoch,
-		Logger: log.With("component", "events"),
+		// events.Run adds its own component attribute.
+		Logger: log,
 		Backfill: func(ctx context.Context, since time.Time) error {
 			full := bcfg
 			full.RestartCompletedBefore = since
