@@ -42,11 +42,14 @@ func (t *Table) CreateTableSQL() string {
 		if isKey[c.Name] {
 			b.WriteString(" NOT NULL")
 		}
+		if d := t.SetByStripeDefault(c.Name); d != "" {
+			b.WriteString(" DEFAULT " + d)
+		}
 		b.WriteString(",\n")
 	}
-	fmt.Fprintf(&b, "    %s jsonb NOT NULL,\n", Ident(ColRaw))
-	fmt.Fprintf(&b, "    %s timestamptz NOT NULL,\n", Ident(ColSyncedAt))
-	fmt.Fprintf(&b, "    %s timestamptz NOT NULL,\n", Ident(ColAsOf))
+	for _, m := range []struct{ name, typ string }{{ColRaw, "jsonb"}, {ColSyncedAt, "timestamptz"}, {ColAsOf, "timestamptz"}} {
+		fmt.Fprintf(&b, "    %s %s NOT NULL DEFAULT %s,\n", Ident(m.name), m.typ, t.SetByStripeDefault(m.name))
+	}
 	fmt.Fprintf(&b, "    %s jsonb,\n", Ident(ColParams))
 	keys := make([]string, len(t.Key))
 	for i, k := range t.Key {
@@ -59,6 +62,57 @@ func (t *Table) CreateTableSQL() string {
 		b.WriteString(";\n")
 	}
 	return b.String()
+}
+
+// SetByStripeFunc is the function the defaults of the columns Stripe and
+// sync fill (SetByStripeColumns) call. It raises feature_not_supported
+// (0A000) whenever Postgres evaluates it. The defaults exist for tools that
+// generate models from the schema (Prisma, kysely-codegen, drizzle-kit,
+// sequelize-auto): a NOT NULL column without a default is one they demand
+// a value for on create, yet through the proxy Stripe assigns the id and
+// sync fills the rest. Nothing of pgstripe's evaluates them: store.Upsert
+// gives every one of these columns, and write-through turns DEFAULT into
+// "not given" and never runs the client's INSERT. Only an INSERT made on a
+// direct connection to Postgres, which Stripe would never hear of, reaches
+// the function, and it gets a message naming the proxy instead of a NOT
+// NULL violation.
+const SetByStripeFunc = SyncSchema + ".set_by_stripe"
+
+// SetByStripeColumns are the columns whose default is SetByStripeFunc: the
+// object id (when it is part of the key; upcoming_invoices has none) and
+// sync's own metadata.
+func (t *Table) SetByStripeColumns() []string {
+	var out []string
+	for _, k := range t.Key {
+		if k == "id" {
+			out = append(out, k)
+		}
+	}
+	return append(out, ColRaw, ColSyncedAt, ColAsOf)
+}
+
+// SetByStripeDefault is the default expression of column col, or "" when
+// col is not one of SetByStripeColumns. The function is polymorphic: the
+// typed NULL gives it the column's type, so no cast appears in the default
+// that introspection tools read.
+func (t *Table) SetByStripeDefault(col string) string {
+	var typ string
+	switch col {
+	case ColRaw:
+		typ = "jsonb"
+	case ColSyncedAt, ColAsOf:
+		typ = "timestamptz"
+	case "id":
+		for _, k := range t.Key {
+			if k == "id" {
+				typ = "text"
+			}
+		}
+	}
+	if typ == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s(%s, NULL::%s)", SetByStripeFunc, quoteLiteral(t.Name), typ)
 }
 
 func (t *Table) comment() string {

@@ -29,6 +29,18 @@
 // NULL: write-through's column for Stripe parameters without a column of
 // their own, there so that Postgres can parse and describe such writes).
 //
+// Defaults: id (where it is a key column), _raw, _synced_at and _as_of
+// default to SetByStripeFunc, stripe_sync.set_by_stripe(table, NULL::type),
+// which raises 0A000 ("stripe.customers is written only through
+// pgstripe's proxy, by an INSERT statement of its own") when evaluated. They are
+// there for model generators (Prisma, kysely-codegen, drizzle-kit), which
+// demand a value on create for a NOT NULL column without a default; Stripe
+// and sync fill these columns, and nothing of pgstripe's evaluates the
+// default (see docs/DESIGN.md). Only an INSERT that bypasses the proxy does.
+// The function must stay VOLATILE: the proxy forwards the Bind of a
+// client's INSERT upstream, which plans it, and the planner evaluates
+// IMMUTABLE calls.
+//
 // Keys: "id", except invoice_line_items, keyed by (invoice, id) because
 // older API versions reused line item ids (ii_…, sub_…) across invoices, and
 // upcoming_invoices (virtual, no id), keyed by customer.
@@ -43,7 +55,8 @@
 // not yet recorded in stripe_sync.migrations, then reconciles the tables of
 // schema stripe with Tables(): missing tables are created; columns a newer
 // spec added are added and filled from _raw (no Stripe call); columns are
-// never dropped or retyped (a type difference is noted in stripe_sync.log).
+// never dropped or retyped (a type difference is noted in stripe_sync.log);
+// the set_by_stripe defaults are set where a column has no default.
 // A table in the way that pgstripe did not create (recognised by its table
 // comment) is an error (ErrForeignTable) and nothing changes. A run that
 // changed something leaves rows in stripe_sync.log: kind 'migrate' (steps run,

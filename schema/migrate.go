@@ -155,6 +155,26 @@ BEGIN
     RETURN est;
 END $$;
 `},
+	{Version: 3, Name: "stripe tables: defaults that refuse a direct INSERT (set_by_stripe)", SQL: `
+-- The default of the columns Stripe or sync fills (id, _raw, _synced_at,
+-- _as_of; reconcileTables sets them): model generators then see them as
+-- having a default and stop demanding them on create. Evaluated only by an
+-- INSERT that bypasses the proxy. Never mark it IMMUTABLE: the planner
+-- evaluates immutable calls while planning, and the proxy's Bind of a
+-- client's INSERT (planned upstream, never executed) would then raise.
+CREATE OR REPLACE FUNCTION stripe_sync.set_by_stripe(tbl text, type_of anyelement) RETURNS anyelement
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RAISE EXCEPTION 'stripe.% is written only through pgstripe''s proxy, by an INSERT statement of its own', tbl
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'This INSERT reached Postgres without the proxy''s write-through (on a direct connection, or inside a function, DO block or trigger): Stripe would never hear of the row. Stripe assigns id; pgstripe''s sync fills _raw, _synced_at and _as_of.',
+              HINT = 'Connect to pgstripe''s proxy (PGSTRIPE_LISTEN, default port 6543) and send the INSERT as a statement, leaving these columns out or giving them as DEFAULT.';
+END $$;
+COMMENT ON FUNCTION stripe_sync.set_by_stripe(text, anyelement) IS 'pgstripe: default of stripe.*.id, _raw, _synced_at, _as_of; raises 0A000 when evaluated (an INSERT that bypassed the proxy)';
+-- The clear message, not "permission denied for function", also where
+-- default privileges revoke EXECUTE from PUBLIC.
+GRANT EXECUTE ON FUNCTION stripe_sync.set_by_stripe(text, anyelement) TO PUBLIC;
+`},
 }
 
 // Migrate creates or upgrades the stripe and stripe_sync schemas, in one
@@ -274,16 +294,17 @@ func beginReadCommitted(ctx context.Context, db Beginner) (pgx.Tx, error) {
 var ErrForeignTable = errors.New("table exists and was not created by pgstripe")
 
 type existing struct {
-	comment string
-	cols    map[string]string // column → format_type
-	indexes map[string]bool
+	comment  string
+	cols     map[string]string // column → format_type
+	defaults map[string]bool   // columns that have a default
+	indexes  map[string]bool
 }
 
 // reconcileTables brings schema stripe in line with Tables() and returns the
 // tables it created.
 func reconcileTables(ctx context.Context, tx pgx.Tx) (created []string, err error) {
 	rows, err := tx.Query(ctx, `
-SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''), a.attname, format_type(a.atttypid, a.atttypmod), c.relkind::text
+SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''), a.attname, format_type(a.atttypid, a.atttypmod), c.relkind::text, coalesce(a.atthasdef, false)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -295,12 +316,13 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 	for rows.Next() {
 		var rel, comment, kind string
 		var col, typ *string
-		if err := rows.Scan(&rel, &comment, &col, &typ, &kind); err != nil {
+		var hasDef bool
+		if err := rows.Scan(&rel, &comment, &col, &typ, &kind, &hasDef); err != nil {
 			return nil, fmt.Errorf("migrate: read catalog: %w", err)
 		}
 		e := have[rel]
 		if e == nil {
-			e = &existing{comment: comment, cols: map[string]string{}}
+			e = &existing{comment: comment, cols: map[string]string{}, defaults: map[string]bool{}}
 			have[rel] = e
 		}
 		if kind != "r" && kind != "p" {
@@ -308,6 +330,7 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 		}
 		if col != nil {
 			e.cols[*col] = *typ
+			e.defaults[*col] = hasDef
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -383,6 +406,18 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe_sync.log WHERE kind = 'migrate_type_misma
 	}
 	if _, ok := e.cols[ColParams]; !ok {
 		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s jsonb", t.QualifiedName(), Ident(ColParams)))
+	}
+	// Tables made before set_by_stripe existed. A default someone set by
+	// hand is left alone; so is every table once done, as SET DEFAULT
+	// takes an ACCESS EXCLUSIVE lock.
+	var setDefaults []string
+	for _, col := range t.SetByStripeColumns() {
+		if _, ok := e.cols[col]; ok && !e.defaults[col] {
+			setDefaults = append(setDefaults, fmt.Sprintf("ALTER COLUMN %s SET DEFAULT %s", Ident(col), t.SetByStripeDefault(col)))
+		}
+	}
+	if len(setDefaults) > 0 {
+		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s %s", t.QualifiedName(), strings.Join(setDefaults, ", ")))
 	}
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
