@@ -171,3 +171,27 @@ func matchIns(n int) string {
 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// RowsSQL maps Stripe objects to the rows Upsert would store for them,
+// without storing anything: $1 is a jsonb array of objects, $2 their
+// _as_of. It yields one value, a jsonb array (as text) of the rows as
+// to_jsonb gives them, in the order given (plus an "ord" key). Writethrough
+// answers RETURNING with it when its apply could not write the rows (a
+// client holding their row locks), so the client gets the state Stripe
+// answered with, not the one its snapshot still holds.
+func RowsSQL(t *schema.Table) string {
+	var exprs, rec []string
+	for _, c := range t.Columns {
+		rec = append(rec, schema.Ident(c.Field)+" jsonb")
+		exprs = append(exprs, c.ConvertSQL("x."+schema.Ident(c.Field))+" AS "+schema.Ident(c.Name))
+	}
+	exprs = append(exprs, "i.raw AS "+schema.Ident(schema.ColRaw),
+		"statement_timestamp() AS "+schema.Ident(schema.ColSyncedAt),
+		"a.as_of AS "+schema.Ident(schema.ColAsOf))
+	return fmt.Sprintf(`SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.ord)::text FROM (
+  SELECT i.ord, %s
+  FROM pg_catalog.jsonb_array_elements($1::jsonb) WITH ORDINALITY AS i(raw, ord)
+  JOIN pg_catalog.unnest($2::timestamptz[]) WITH ORDINALITY AS a(as_of, ord) ON a.ord = i.ord
+  CROSS JOIN LATERAL pg_catalog.jsonb_to_record(i.raw) AS x(%s)
+) r`, strings.Join(exprs, ",\n         "), strings.Join(rec, ", "))
+}

@@ -293,7 +293,17 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	if st.Returning != nil && st.Op != translate.Delete {
 		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
-		if retErr == nil && len(retRes.Rows) < len(ids) && req.TxStatus == 'T' {
+		if retErr == nil && applyWarning != "" {
+			// The local rows are not what Stripe answered (most often the
+			// client holds their row locks: SELECT … FOR UPDATE, then
+			// UPDATE, as ORMs lock pessimistically). RETURNING shows the
+			// state the statement produced, as it would in Postgres.
+			if r, err := ic.returningAnswered(ctx, up, params, st, done); err != nil {
+				retErr = err
+			} else if r != nil {
+				retRes = &Result{Fields: retRes.Fields, Rows: r.Rows}
+			}
+		} else if retErr == nil && len(retRes.Rows) < len(ids) && req.TxStatus == 'T' {
 			// A REPEATABLE READ or SERIALIZABLE transaction's snapshot
 			// predates our apply: answer from a fresh snapshot instead.
 			// An error there is the client's RETURNING failing on its own
@@ -783,6 +793,79 @@ func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params
 		rows = []byte("[]")
 	}
 	return p.queryWith(ctx, up, *st.ReturningRows, rows, oidJSONB)
+}
+
+// returningAnswered answers RETURNING from Stripe's answers, for when the
+// apply could not write them: the rows mapped as the store would store
+// them, given to the client's target list as data (ReturningRows, see
+// returningFresh). A row that needed no call is read from the table. It
+// returns an error only from the client's connection, and nil, nil when
+// the rows could not be built (the table answers then).
+func (ic *Interceptor) returningAnswered(ctx context.Context, up Upstream, p params, st *translate.Statement, done []applied) (*Result, error) {
+	if st.ReturningRows == nil {
+		return nil, nil
+	}
+	var objs []json.RawMessage
+	var asOf []time.Time
+	var answered, unchanged []string
+	for _, d := range done {
+		if d.resp == nil {
+			unchanged = append(unchanged, d.id)
+			continue
+		}
+		objs = append(objs, d.resp.Body)
+		asOf = append(asOf, d.resp.AsOf)
+		answered = append(answered, d.id)
+	}
+	byID := make(map[string]json.RawMessage, len(done))
+	if len(objs) > 0 {
+		arr, err := json.Marshal(objs)
+		if err != nil {
+			return nil, nil
+		}
+		var text []byte
+		if err := ic.cfg.Pool.QueryRow(ctx, store.RowsSQL(st.Table), string(arr), asOf).Scan(&text); err != nil {
+			ic.log.Warn("write-through: mapping Stripe's answers for RETURNING failed", "table", st.Table.Name, "err", err)
+			return nil, nil
+		}
+		var rows []json.RawMessage
+		if json.Unmarshal(text, &rows) != nil || len(rows) != len(answered) {
+			return nil, nil
+		}
+		for i, r := range rows {
+			byID[answered[i]] = r
+		}
+	}
+	if len(unchanged) > 0 {
+		rows, err := ic.cfg.Pool.Query(ctx, `SELECT t.id, pg_catalog.to_jsonb(t)::text FROM `+st.Table.QualifiedName()+
+			` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, unchanged)
+		if err != nil {
+			ic.log.Warn("write-through: reading the unchanged rows for RETURNING failed", "table", st.Table.Name, "err", err)
+			return nil, nil
+		}
+		for rows.Next() {
+			var id, row string
+			if err := rows.Scan(&id, &row); err != nil {
+				rows.Close()
+				return nil, nil
+			}
+			byID[id] = json.RawMessage(row)
+		}
+		if rows.Err() != nil {
+			return nil, nil
+		}
+	}
+	ordered := make([]json.RawMessage, 0, len(done))
+	for _, d := range done {
+		if r, ok := byID[d.id]; ok {
+			ordered = append(ordered, r)
+		}
+	}
+	arr, err := json.Marshal(ordered)
+	if err != nil {
+		return nil, nil
+	}
+	return p.queryWith(ctx, up, *st.ReturningRows, arr, oidJSONB)
 }
 
 // completeChildren pages nested lists that Stripe cut at its first page, so
