@@ -136,9 +136,15 @@ type Reply struct {
 	// Messages in order: NoticeResponses, then RowDescription (Describe
 	// only) and DataRows and CommandComplete, or an ErrorResponse.
 	Messages []pgproto3.BackendMessage
+	// quiet: the session's client_min_messages is above NOTICE, so
+	// Postgres would send the client no notices.
+	quiet bool
 }
 
 func (r *Reply) notice(msg, detail string) {
+	if r.quiet {
+		return
+	}
 	r.Messages = append(r.Messages, &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000", Message: msg, Detail: detail})
 }
 
@@ -212,10 +218,12 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			return rep.fail(pgError(err))
 		}
 	}
-	stmtTimeout, e := ic.checkPrivileges(ctx, up, st)
+	sess, e := ic.checkPrivileges(ctx, up, st)
 	if e != nil {
 		return rep.fail(e)
 	}
+	stmtTimeout := sess.timeout
+	rep.quiet = sess.quiet
 
 	// Evaluate the values on the client's connection.
 	var rows [][][]byte
@@ -937,9 +945,10 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'stri
 // the statement reads (WHERE, RETURNING; table or any column). A read-only
 // transaction refuses the write as Postgres would (25006).
 //
-// It also returns the session's statement_timeout (0: none), which bounds
-// the whole statement, Stripe's part included, as Postgres would.
-func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) (time.Duration, *pgproto3.ErrorResponse) {
+// It also returns the session's settings: statement_timeout, which bounds
+// the whole statement, Stripe's part included, as Postgres would, and
+// client_min_messages, which decides whether the reply's notices are sent.
+func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) (settings, *pgproto3.ErrorResponse) {
 	privs := []string{st.Op.String()}
 	if st.Op != translate.Insert || st.Returning != nil {
 		privs = append(privs, "SELECT")
@@ -954,24 +963,29 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
     WHEN p IN ('INSERT', 'UPDATE') AND pg_catalog.cardinality($3::pg_catalog.text[]) > 0 THEN
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
     ELSE false END,
-  pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1)
+  pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1),
+  pg_catalog.current_setting('client_min_messages')
 FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
-		return 0, pgError(err)
+		return settings{}, pgError(err)
 	}
-	var timeout time.Duration
+	var sess settings
 	for _, r := range res.Rows {
-		if len(r) != 5 {
+		if len(r) != 6 {
 			continue
 		}
-		timeout = pgDuration(string(r[3]))
+		sess.timeout = pgDuration(string(r[3]))
+		switch strings.ToLower(string(r[5])) {
+		case "warning", "error":
+			sess.quiet = true
+		}
 		if string(r[1]) == "on" {
-			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25006",
+			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25006",
 				Message: "cannot execute " + st.Op.String() + " in a read-only transaction", Detail: "Stripe was not called"}
 		}
 		if string(r[2]) != "t" {
-			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
+			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
 				Message: "permission denied for table " + st.Table.Name,
 				Detail:  fmt.Sprintf("%s on stripe.%s needs the %s privilege; Stripe was not called", st.Op, st.Table.Name, string(r[0]))}
 		}
@@ -981,13 +995,19 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 			// runs as pgstripe's role, so the policies for INSERT, UPDATE
 			// and DELETE would not hold. Refuse rather than call Stripe
 			// for rows the role may not change.
-			return 0, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
+			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
 				Message: "row-level security is enabled on stripe." + st.Table.Name + " for this role: pgstripe cannot apply its policies to a write that goes to Stripe",
 				Detail:  "Stripe was not called",
 				Hint:    "write through a role that row-level security does not apply to (one with BYPASSRLS, or the table's owner without FORCE ROW LEVEL SECURITY)"}
 		}
 	}
-	return timeout, nil
+	return sess, nil
+}
+
+// settings are the client session's settings a write-through obeys.
+type settings struct {
+	timeout time.Duration // statement_timeout (0: none)
+	quiet   bool          // client_min_messages above NOTICE
 }
 
 // pgDuration reads a time setting as current_setting shows it ("0",

@@ -402,6 +402,27 @@ func TestInTransactionNoticeAndRollback(t *testing.T) {
 	}
 }
 
+// A session with client_min_messages above NOTICE (Sequelize sets warning
+// on connect) gets no notices from Postgres, so none from us either.
+func TestNoticesFollowClientMinMessages(t *testing.T) {
+	e := setup(t)
+	for _, q := range []string{`SET client_min_messages TO warning`, `BEGIN`} {
+		if _, err := e.conn.Exec(e.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := e.ok(`INSERT INTO stripe.customers (email) VALUES ('q@b.co')`); len(r.notices) != 0 {
+		t.Fatalf("notices %v with client_min_messages = warning", r.notices)
+	}
+	if _, err := e.conn.Exec(e.ctx, `SET LOCAL client_min_messages TO notice`); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.ok(`INSERT INTO stripe.customers (email) VALUES ('n@b.co')`); len(r.notices) != 1 {
+		t.Fatalf("notices %v with client_min_messages = notice", r.notices)
+	}
+	e.conn.Exec(e.ctx, `ROLLBACK`)
+}
+
 func TestSearchPath(t *testing.T) {
 	e := setup(t)
 	if _, err := e.conn.Exec(e.ctx, `CREATE TABLE public.customers (id text, email text)`); err != nil {
