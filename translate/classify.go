@@ -312,9 +312,9 @@ func explainAnalyze(e *pg_query.ExplainStmt) bool {
 	return false
 }
 
-// writableCTE rejects a WITH clause holding a write to a stripe table, and
-// a write to a stripe table that carries any WITH clause (plain statements
-// only: Stripe calls can't take part in a query plan).
+// writableCTE rejects a WITH clause holding a write to a stripe table:
+// Stripe calls can't take part in a query plan. (A write to a stripe table
+// may carry a read-only WITH clause: planWith.)
 func writableCTE(sql string, w *pg_query.WithClause) (*Statement, *Error) {
 	if w == nil {
 		return nil, nil

@@ -16,6 +16,19 @@
 // at all. RETURNING becomes a SELECT of the same target list over the
 // freshly applied local rows (Statement.Returning).
 //
+// A read-only WITH clause on the write (SELECT queries only, at any depth;
+// RECURSIVE and [NOT] MATERIALIZED kept) goes into every one of these
+// queries as the client wrote it, so each query is evaluated as the
+// statement would be, but each evaluates the WITH queries it reads anew:
+// a volatile one gives each query its own result (documented). An
+// unqualified target shadowed by a WITH query's name is written as
+// stripe.<name> in them, which Resolve has confirmed it is. Refused:
+// a WITH query that writes, FOR UPDATE/SHARE in WITH (it would block our
+// own apply), and RETURNING of an INSERT or UPDATE reading a WITH query
+// that reads a stripe table by name (RETURNING runs after the apply; a
+// view or function over one is not detected, nor is a subquery of
+// RETURNING reading a stripe table directly).
+//
 // Unqualified table names are resolved by writethrough at execution time
 // (Statement.Resolve): classification depends on the text only.
 //

@@ -87,6 +87,10 @@ type Statement struct {
 	// predates the apply, so that the client's expressions never run on
 	// pgstripe's own, more privileged, connection.
 	ReturningRows *Query
+
+	// with is the statement's read-only WITH clause: every query above
+	// carries it, since any of them may refer to its names.
+	with *pg_query.WithClause
 }
 
 // Query is SQL to run on the client's connection with the client's
@@ -186,6 +190,9 @@ func buildPlan(sql string, n *pg_query.Node, rv *pg_query.RangeVar, t *schema.Ta
 		return nil, readOnlyTable(t.Name)
 	}
 	st := &Statement{SQL: sql, Table: t, Ops: o, NParams: maxParam(n)}
+	if err := st.planWith(n); err != nil {
+		return nil, err
+	}
 	var err *Error
 	switch s := n.GetNode().(type) {
 	case *pg_query.Node_InsertStmt:
@@ -206,10 +213,6 @@ func (st *Statement) planInsert(s *pg_query.InsertStmt) *Error {
 	t := st.Table
 	if !st.Ops.Create {
 		return errorf(CodeFeatureNotSupported, "Stripe cannot create %s through pgstripe", t.Name).withHint("%s", st.Ops.possible(t.Name))
-	}
-	if s.WithClause != nil {
-		return errorf(CodeFeatureNotSupported, "INSERT INTO stripe.%s with a WITH clause is not supported", t.Name).
-			withHint("use a plain INSERT … VALUES")
 	}
 	if s.OnConflictClause != nil {
 		return errorf(CodeFeatureNotSupported, "INSERT … ON CONFLICT into stripe.%s is not supported: Stripe has no upsert", t.Name).
@@ -296,10 +299,6 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 	st.Op = Update
 	t := st.Table
 	o := st.Ops
-	if s.WithClause != nil {
-		return errorf(CodeFeatureNotSupported, "UPDATE of stripe.%s with a WITH clause is not supported", t.Name).
-			withHint("use a plain UPDATE … SET … WHERE …")
-	}
 	if !o.Update && o.Status == nil && o.Attach == "" {
 		msg := o.NoUpdate
 		if msg == "" {
@@ -388,10 +387,6 @@ func (st *Statement) planDelete(s *pg_query.DeleteStmt) *Error {
 	st.Op = Delete
 	t := st.Table
 	o := st.Ops
-	if s.WithClause != nil {
-		return errorf(CodeFeatureNotSupported, "DELETE from stripe.%s with a WITH clause is not supported", t.Name).
-			withHint("use a plain DELETE … WHERE …")
-	}
 	if !o.Delete {
 		msg := o.NoDelete
 		if msg == "" {
@@ -648,6 +643,9 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 
 // query deparses sel and records which parameters it uses.
 func (st *Statement) query(sel *pg_query.SelectStmt) (Query, *Error) {
+	if st.with != nil {
+		sel.WithClause = st.with
+	}
 	node := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
 	sql, err := pg_query.Deparse(&pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: node}}})
 	if err != nil {

@@ -104,6 +104,9 @@
 // connection. A multi-statement Query or COPY FROM whose unqualified target
 // resolves to a stripe table is refused (0A000) like its qualified form;
 // when the name resolves elsewhere the proxy sends the statement on as the
-// client sent it. Triggers on stripe tables fire on
+// client sent it. A read-only WITH clause on the write is evaluated anew
+// by each query the statement becomes (Match, Eval, RETURNING), not once:
+// volatile functions in it run once per query that reads it, as a
+// volatile WHERE in an UPDATE does. Triggers on stripe tables fire on
 // pgstripe's own connection (the apply), not the client's.
 package writethrough

@@ -1,0 +1,133 @@
+package translate
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgstripe/pgstripe/schema"
+)
+
+// planWith accepts the WITH clause of a write (ORMs' db.with(…).update(…),
+// Kysely's .with(…).updateTable(…)) when it only reads: every query the
+// statement is split into (Match, Eval, Returning, ReturningRows) carries it
+// as the client wrote it, parameters included, so its names mean in each
+// what they mean in the statement. A WITH query that writes anything is
+// refused: it would run once per query we make, or not at all, never once
+// as in Postgres. So are row locks taken in WITH: on a stripe table they
+// would hold up our own apply until the client's transaction ends.
+func (st *Statement) planWith(n *pg_query.Node) *Error {
+	var (
+		w    *pg_query.WithClause
+		rv   **pg_query.RangeVar
+		ret  []*pg_query.Node
+		what string
+		op   Op
+	)
+	t := st.Table.Name
+	switch s := n.GetNode().(type) {
+	case *pg_query.Node_InsertStmt:
+		w, rv, ret, what = s.InsertStmt.WithClause, &s.InsertStmt.Relation, s.InsertStmt.ReturningList, "INSERT INTO stripe."+t
+		op = Insert
+	case *pg_query.Node_UpdateStmt:
+		w, rv, ret, what = s.UpdateStmt.WithClause, &s.UpdateStmt.Relation, s.UpdateStmt.ReturningList, "UPDATE of stripe."+t
+		op = Update
+	case *pg_query.Node_DeleteStmt:
+		w, rv, ret, what = s.DeleteStmt.WithClause, &s.DeleteStmt.Relation, s.DeleteStmt.ReturningList, "DELETE from stripe."+t
+		op = Delete
+	}
+	if w == nil {
+		return nil
+	}
+	var err *Error
+	walk(w.ProtoReflect(), func(m protoreflect.Message) {
+		if err != nil {
+			return
+		}
+		switch x := m.Interface().(type) {
+		case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
+			// Also nested in a WITH query's own WITH, which Postgres
+			// refuses anyway ("must be at the top level").
+			err = errorf(CodeFeatureNotSupported, "%s with a data-modifying WITH query is not supported", what).
+				withHint("run the WITH query's write as a statement of its own; only SELECT queries may go in the WITH clause of a write to stripe.*")
+		case *pg_query.SelectStmt:
+			if len(x.LockingClause) > 0 {
+				err = errorf(CodeFeatureNotSupported, "%s with FOR UPDATE/FOR SHARE in its WITH clause is not supported", what).
+					withHint("drop the locking clause from the WITH query")
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+
+	ctes := map[string]*pg_query.CommonTableExpr{}
+	for _, c := range w.Ctes {
+		if cte := c.GetCommonTableExpr(); cte != nil {
+			ctes[cte.Ctename] = cte
+		}
+	}
+	// RETURNING of an INSERT or UPDATE runs once our apply has changed the
+	// stripe tables; in Postgres the WITH queries it reads see the tables
+	// as they were before the statement. DELETE's RETURNING runs before
+	// the apply.
+	if op != Delete && len(ret) > 0 {
+		if name := readsStripeThroughCTE(ret, ctes); name != "" {
+			return errorf(CodeFeatureNotSupported, "%s with RETURNING that reads WITH query %q is not supported: %q reads stripe tables, and RETURNING would see them after the write, not before as in Postgres", what, name, name).
+				withHint("return the columns of stripe.%s and read %q in a statement of its own", t, name)
+		}
+	}
+
+	// The target of a write is never a WITH query, whatever its name; in
+	// our SELECTs an unqualified target would be. Once Resolve has found
+	// it in schema stripe, stripe.<name> is the same table.
+	if r := *rv; r.Schemaname == "" && ctes[r.Relname] != nil {
+		c := proto.Clone(r).(*pg_query.RangeVar)
+		c.Schemaname = StripeSchema
+		if c.Alias == nil {
+			c.Alias = &pg_query.Alias{Aliasname: r.Relname}
+		}
+		*rv = c
+	}
+	st.with = w
+	return nil
+}
+
+// readsStripeThroughCTE returns the name of a WITH query that list refers
+// to, directly or through other WITH queries, and that reads a table of
+// schema stripe (by name; a view or a function is not looked into), or "".
+func readsStripeThroughCTE(list []*pg_query.Node, ctes map[string]*pg_query.CommonTableExpr) string {
+	var queue []string
+	seen := map[string]bool{}
+	refs := func(n protoreflect.Message) (stripe bool) {
+		walk(n, func(m protoreflect.Message) {
+			r, ok := m.Interface().(*pg_query.RangeVar)
+			if !ok {
+				return
+			}
+			switch {
+			case r.Schemaname == "" && ctes[r.Relname] != nil:
+				if !seen[r.Relname] {
+					seen[r.Relname] = true
+					queue = append(queue, r.Relname)
+				}
+			case r.Schemaname == StripeSchema:
+				stripe = true
+			case r.Schemaname == "":
+				if _, ok := schema.Lookup(r.Relname); ok {
+					stripe = true // maybe: search_path decides
+				}
+			}
+		})
+		return stripe
+	}
+	for _, n := range list {
+		refs(n.ProtoReflect())
+	}
+	for i := 0; i < len(queue); i++ {
+		if refs(ctes[queue[i]].Ctequery.ProtoReflect()) {
+			return queue[i]
+		}
+	}
+	return ""
+}
