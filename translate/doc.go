@@ -24,10 +24,10 @@
 // unqualified target shadowed by a WITH query's name is written as
 // stripe.<name> in them, which Resolve has confirmed it is. Refused:
 // a WITH query that writes, FOR UPDATE/SHARE in WITH (it would block our
-// own apply), and RETURNING of an INSERT or UPDATE reading a WITH query
-// that reads a stripe table by name (RETURNING runs after the apply; a
-// view or function over one is not detected, nor is a subquery of
-// RETURNING reading a stripe table directly).
+// own apply), and RETURNING of an INSERT or UPDATE that reads a stripe
+// table by name, in a subquery or through a WITH query (RETURNING runs
+// after the apply, and would see the table's new state; a view or
+// function over one is not detected).
 //
 // Unqualified table names are resolved by writethrough at execution time
 // (Statement.Resolve): classification depends on the text only.

@@ -36,6 +36,28 @@ func (st *Statement) planWith(n *pg_query.Node) *Error {
 		w, rv, ret, what = s.DeleteStmt.WithClause, &s.DeleteStmt.Relation, s.DeleteStmt.ReturningList, "DELETE from stripe."+t
 		op = Delete
 	}
+	ctes := map[string]*pg_query.CommonTableExpr{}
+	if w != nil {
+		for _, c := range w.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				ctes[cte.Ctename] = cte
+			}
+		}
+	}
+	// RETURNING of an INSERT or UPDATE runs once our apply has changed the
+	// stripe tables; in Postgres a subquery or WITH query it reads sees the
+	// tables as they were before the statement. DELETE's RETURNING runs
+	// before the apply.
+	if op != Delete && len(ret) > 0 {
+		switch table, name := readsStripe(ret, ctes); {
+		case table != "":
+			return errorf(CodeFeatureNotSupported, "%s with RETURNING that reads stripe.%s is not supported: RETURNING would see it after the write, not before as in Postgres", what, table).
+				withHint("return the columns of stripe.%s and read stripe.%s in a statement of its own", t, table)
+		case name != "":
+			return errorf(CodeFeatureNotSupported, "%s with RETURNING that reads WITH query %q is not supported: %q reads stripe tables, and RETURNING would see them after the write, not before as in Postgres", what, name, name).
+				withHint("return the columns of stripe.%s and read %q in a statement of its own", t, name)
+		}
+	}
 	if w == nil {
 		return nil
 	}
@@ -61,23 +83,6 @@ func (st *Statement) planWith(n *pg_query.Node) *Error {
 		return err
 	}
 
-	ctes := map[string]*pg_query.CommonTableExpr{}
-	for _, c := range w.Ctes {
-		if cte := c.GetCommonTableExpr(); cte != nil {
-			ctes[cte.Ctename] = cte
-		}
-	}
-	// RETURNING of an INSERT or UPDATE runs once our apply has changed the
-	// stripe tables; in Postgres the WITH queries it reads see the tables
-	// as they were before the statement. DELETE's RETURNING runs before
-	// the apply.
-	if op != Delete && len(ret) > 0 {
-		if name := readsStripeThroughCTE(ret, ctes); name != "" {
-			return errorf(CodeFeatureNotSupported, "%s with RETURNING that reads WITH query %q is not supported: %q reads stripe tables, and RETURNING would see them after the write, not before as in Postgres", what, name, name).
-				withHint("return the columns of stripe.%s and read %q in a statement of its own", t, name)
-		}
-	}
-
 	// The target of a write is never a WITH query, whatever its name; in
 	// our SELECTs an unqualified target would be. Once Resolve has found
 	// it in schema stripe, stripe.<name> is the same table.
@@ -93,13 +98,14 @@ func (st *Statement) planWith(n *pg_query.Node) *Error {
 	return nil
 }
 
-// readsStripeThroughCTE returns the name of a WITH query that list refers
-// to, directly or through other WITH queries, and that reads a table of
-// schema stripe (by name; a view or a function is not looked into), or "".
-func readsStripeThroughCTE(list []*pg_query.Node, ctes map[string]*pg_query.CommonTableExpr) string {
+// readsStripe returns the table of schema stripe that list reads by name
+// itself (a subquery of RETURNING), or else the name of a WITH query that
+// list refers to, directly or through other WITH queries, and that reads
+// one; "", "" when neither. A view or a function is not looked into.
+func readsStripe(list []*pg_query.Node, ctes map[string]*pg_query.CommonTableExpr) (table, cte string) {
 	var queue []string
 	seen := map[string]bool{}
-	refs := func(n protoreflect.Message) (stripe bool) {
+	refs := func(n protoreflect.Message) (stripe string) {
 		walk(n, func(m protoreflect.Message) {
 			r, ok := m.Interface().(*pg_query.RangeVar)
 			if !ok {
@@ -112,22 +118,24 @@ func readsStripeThroughCTE(list []*pg_query.Node, ctes map[string]*pg_query.Comm
 					queue = append(queue, r.Relname)
 				}
 			case r.Schemaname == StripeSchema:
-				stripe = true
+				stripe = r.Relname
 			case r.Schemaname == "":
 				if _, ok := schema.Lookup(r.Relname); ok {
-					stripe = true // maybe: search_path decides
+					stripe = r.Relname // maybe: search_path decides
 				}
 			}
 		})
 		return stripe
 	}
 	for _, n := range list {
-		refs(n.ProtoReflect())
-	}
-	for i := 0; i < len(queue); i++ {
-		if refs(ctes[queue[i]].Ctequery.ProtoReflect()) {
-			return queue[i]
+		if t := refs(n.ProtoReflect()); t != "" {
+			return t, ""
 		}
 	}
-	return ""
+	for i := 0; i < len(queue); i++ {
+		if refs(ctes[queue[i]].Ctequery.ProtoReflect()) != "" {
+			return "", queue[i]
+		}
+	}
+	return "", ""
 }

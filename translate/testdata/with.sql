@@ -66,3 +66,12 @@ WITH c AS (SELECT 1) DELETE FROM stripe.charges WHERE false
 
 -- case: with inside insert values is still insert select
 INSERT INTO stripe.customers (email) WITH c AS (SELECT 'a' AS e) VALUES ((SELECT e FROM c))
+
+-- case: update returning a subquery over its own table (refused: it would see the new row)
+UPDATE stripe.customers SET name = 'New' WHERE id = $1 RETURNING name, (SELECT c2.name FROM stripe.customers c2 WHERE c2.id = customers.id) AS before
+
+-- case: insert returning a count of its own table (refused)
+INSERT INTO stripe.customers (email) VALUES ('a@b.co') RETURNING id, (SELECT count(*) FROM stripe.customers) AS n
+
+-- case: delete returning a subquery over its own table (before the apply, as in Postgres)
+DELETE FROM stripe.customers WHERE id = $1 RETURNING id, (SELECT count(*) FROM stripe.customers) AS n
