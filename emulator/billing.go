@@ -12,7 +12,7 @@ import (
 
 var (
 	kCustomer = addKind(&kind{table: "customers", schema: "customer", prefix: "cus_", base: "/v1/customers", idParam: "customer",
-		keys: []string{"email"}, events: "customer", blank: []string{"currency"}})
+		keys: []string{"email", "test_clock"}, events: "customer", blank: []string{"currency"}})
 	kProduct = addKind(&kind{table: "products", schema: "product", prefix: "prod_", base: "/v1/products", idParam: "id",
 		keys: []string{"active", "shippable", "url"}, events: "product", blank: []string{"description"}})
 	kPrice = addKind(&kind{table: "prices", schema: "price", prefix: "price_", base: "/v1/prices", idParam: "price",
@@ -29,7 +29,7 @@ var (
 		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate",
 		blank: []string{"country", "description", "jurisdiction", "state", "tax_type"}})
 	kSub = addKind(&kind{table: "subscriptions", schema: "subscription", prefix: "sub_", base: "/v1/subscriptions", idParam: "subscription_exposed_id",
-		keys: []string{"customer", "_status", "_price", "collection_method"}, events: "customer.subscription", skip: []string{"items"},
+		keys: []string{"customer", "_status", "_price", "collection_method", "test_clock"}, events: "customer.subscription", skip: []string{"items"},
 		listHandled: []string{"status", "price"}})
 	kSubItem = addKind(&kind{table: "subscription_items", schema: "subscription_item", prefix: "si_", base: "/v1/subscription_items", idParam: "item",
 		keys: []string{"subscription"}, parent: "subscription", skip: []string{"price"}, what: "subscription item"})
@@ -71,11 +71,14 @@ func init() {
 				}
 			}
 		}
-		return []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method")}
+		return []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method"), getStr(obj, "test_clock")}
 	}
 
 	// customers
 	kCustomer.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if ae := e.checkCustomerClock(c); ae != nil {
+			return ae
+		}
 		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
 			if e.tables["payment_methods"].byID[pm] == nil {
 				return e.mustExist("payment_methods", "payment_method", pm)
@@ -124,7 +127,10 @@ func init() {
 		c.result = obj
 	}
 	kCustomer.del = deleteCustomer
-	crud(kCustomer, "crudl")
+	crud(kCustomer, "crud")
+	handle("GET", "/v1/customers", withListClock(genericList(kCustomer, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
+		return withoutClocks(c, t), nil
+	})))
 
 	// products
 	kProduct.del = func(e *Emulator, c *reqCtx) (any, *apiError) {
@@ -244,7 +250,7 @@ func init() {
 	kSub.update = updateSubscription
 	kSub.del = cancelSubscription
 	crud(kSub, "crud")
-	handle("GET", "/v1/subscriptions", genericList(kSub, subscriptionFilter))
+	handle("GET", "/v1/subscriptions", withListClock(genericList(kSub, subscriptionFilter)))
 	handle("GET", "/v1/customers/{customer}/subscriptions", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		c.params["customer"] = c.path["customer"]
 		return genericList(kSub, subscriptionFilter)(e, c)
@@ -604,7 +610,13 @@ func deleteCustomer(e *Emulator, c *reqCtx) (any, *apiError) {
 	if obj == nil {
 		return nil, notFound("id", "customer", id)
 	}
-	// Deleting a customer cancels its subscriptions at once.
+	return e.removeCustomer(c, obj), nil
+}
+
+// removeCustomer deletes a customer; its subscriptions are canceled at
+// once.
+func (e *Emulator) removeCustomer(c *reqCtx, obj map[string]any) map[string]any {
+	id := idOf(obj)
 	t := e.tables["subscriptions"]
 	var subs []string
 	for _, r := range t.byCustomer[id] {
@@ -619,7 +631,7 @@ func deleteCustomer(e *Emulator, c *reqCtx) (any, *apiError) {
 		e.save(c, kSub, sub, nil, "")
 		e.emit(c, "customer.subscription.deleted", sub, diff(old, sub))
 	}
-	return e.deleteObject(c, kCustomer, obj), nil
+	return e.deleteObject(c, kCustomer, obj)
 }
 
 // --- subscription schedules ---
@@ -694,7 +706,7 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 			m := it.(map[string]any)
 			items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"]})
 		}
-		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, params: map[string]any{"customer": cus, "items": items}, live: c.live, now: c.now, requestID: c.requestID,
+		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, params: map[string]any{"customer": cus, "items": items}, live: c.live, now: c.now, wall: c.wall, requestID: c.requestID,
 			schedule: idOf(obj)}
 		if _, ae := genericCreate(kSub)(e, sc); ae != nil {
 			return ae
@@ -786,7 +798,11 @@ func setCurrentPhase(obj map[string]any, now int64) {
 func subscriptionFilter(c *reqCtx, t *table) (func(*record) bool, *apiError) {
 	status, _ := c.params["status"].(string)
 	price, _ := c.params["price"].(string)
+	clocks := withoutClocks(c, t, "customer")
 	return func(r *record) bool {
+		if clocks != nil && !clocks(r) {
+			return false
+		}
 		st := r.keys[1]
 		switch status {
 		case "":

@@ -71,8 +71,14 @@
 // restrictions, are not modelled and refused with 400 rather than ignored;
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
-// timestamps and event retention only); customers on test clocks, search
-// endpoints, sources/cards and customer balance transactions are not
-// modelled (404 "not implemented"). Retrieving a deleted customer answers
-// its deleted stub, as Stripe does; other deleted objects are 404.
+// timestamps and event retention only); test clocks (clocks.go) are
+// objects with a frozen_time that customers attach to at creation, with
+// Stripe's list exclusions, but advancing one only moves its frozen_time
+// (no renewals, invoices or status changes over the advanced time), it
+// never deletes itself after deletes_after, and deleting it deletes its
+// customers as DELETE /v1/customers would (subscriptions canceled, the
+// other objects kept); search endpoints, sources/cards and customer
+// balance transactions are not modelled (404 "not implemented").
+// Retrieving a deleted customer answers its deleted stub, as Stripe does;
+// other deleted objects are 404.
 package emulator

@@ -258,6 +258,7 @@ type reqCtx struct {
 	params    map[string]any
 	live      bool
 	now       int64
+	wall      int64 // emulator time when now is a test clock's (clockNow); events and Date use it
 	requestID string
 	idemKey   string
 	result    map[string]any // the stored object, when a handler has it decoded (saves seeding a decode)
@@ -265,6 +266,14 @@ type reqCtx struct {
 	// before the subscription is stored, so customer.subscription.created
 	// carries it as in Stripe (no later event would).
 	schedule string
+}
+
+// wallTime is the emulator's time of the request.
+func (c *reqCtx) wallTime() int64 {
+	if c.wall != 0 {
+		return c.wall
+	}
+	return c.now
 }
 
 type handlerFunc func(e *Emulator, c *reqCtx) (any, *apiError)
@@ -446,7 +455,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	}
 	// The Date of a response is the emulator-clock time at which its state
 	// was read (under the lock), which is what pgstripe orders states by.
-	w.Header().Set("Date", time.Unix(c.now, 0).UTC().Format(http.TimeFormat))
+	w.Header().Set("Date", time.Unix(c.wallTime(), 0).UTC().Format(http.TimeFormat))
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
@@ -476,6 +485,7 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 		defer e.mu.Unlock()
 	}
 	c.now = e.Now().Unix()
+	e.clockNow(c)
 	defer func() {
 		if p := recover(); p != nil {
 			status, body, replayed = 500, errorBody(&apiError{Type: "api_error", Message: fmt.Sprintf("An unknown error occurred in the emulator: %v", p)}), false

@@ -96,7 +96,7 @@ func (e *Emulator) emit(c *reqCtx, typ string, obj map[string]any, prev map[stri
 	if !validEvents[typ] || e.seeding {
 		return
 	}
-	ev := e.newObject(kindByTable["events"], c.now, c.live)
+	ev := e.newObject(kindByTable["events"], c.wallTime(), c.live)
 	data := map[string]any{"object": obj}
 	// Stripe's spec: "only included in events of type *.updated".
 	if prev != nil && strings.HasSuffix(typ, ".updated") {
@@ -116,7 +116,7 @@ func (e *Emulator) emit(c *reqCtx, typ string, obj map[string]any, prev map[stri
 	}
 	ev["request"] = map[string]any{"id": reqID, "idempotency_key": idem}
 	r := e.store(kindByTable["events"], ev)
-	e.pruneEvents(c.now)
+	e.pruneEvents(c.wallTime())
 	if d := e.options().EventDelay; d > 0 {
 		e.optMu.Lock()
 		r.visible = e.wallNow() + e.rnd.Int63n(int64(d))

@@ -314,6 +314,7 @@ func getBool(m map[string]any, k string) bool {
 
 // encode stores obj in its table (insert or replace) and returns the record.
 func (e *Emulator) store(k *kind, obj map[string]any) *record {
+	e.stampClock(k, obj)
 	e.clean(k.schema, obj)
 	t := e.tables[k.table]
 	// Encode into a reused scratch buffer and keep an exact-size copy:

@@ -156,6 +156,12 @@ func New(cfg Config) (*Client, error) {
 // Limiter is the client's shared limiter.
 func (c *Client) Limiter() *Limiter { return c.limiter }
 
+// Live reports whether the client's key is a live-mode key.
+func (c *Client) Live() bool {
+	live, _ := KeyMode(c.key)
+	return live
+}
+
 // BaseURL is the API base the client talks to.
 func (c *Client) BaseURL() string { return c.baseURL }
 

@@ -28,6 +28,15 @@
 // tables are complete. A cursor whose object was deleted meanwhile
 // (starting_after refused) is dropped and the slice continues without it.
 //
+// Stripe leaves customers on test clocks, and their subscriptions, out of
+// GET /v1/customers and /v1/subscriptions unless test_clock= names the
+// clock. With a test-mode key those two tables also get a slice that pages
+// GET /v1/test_helpers/test_clocks and queues, in the same transaction as
+// its cursor moves, one created range per clock, listed with test_clock=
+// (a clock deleted meanwhile drops its range; a key refused the clocks
+// list, 403, leaves them out with a log entry). Clocks created after that
+// page are covered by the events. Live keys have no clocks.
+//
 // # Concurrency
 //
 // One scheduler goroutine owns the queue and launches tasks (one page each)

@@ -47,6 +47,11 @@ CREATE UNIQUE INDEX backfill_slices_parent_idx ON stripe_sync.backfill_slices (o
 CREATE INDEX backfill_slices_pending_idx ON stripe_sync.backfill_slices (object, id) WHERE NOT done;
 COMMENT ON TABLE stripe_sync.backfill_slices IS 'pgstripe: what remains to fetch. A created range [gte, lt) after cursor "after", or the list of one parent object; rewritten in the same transaction as the rows fetched from it';
 `})
+	schema.Register(schema.Migration{Version: 501, Name: "backfill state: slices of test clocks", SQL: `
+ALTER TABLE stripe_sync.backfill_slices ADD COLUMN test_clock text, ADD COLUMN clocks boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN stripe_sync.backfill_slices.test_clock IS 'pgstripe: the range lists the objects of this test clock (test_clock=), which the plain list leaves out';
+COMMENT ON COLUMN stripe_sync.backfill_slices.clocks IS 'pgstripe: the row lists the test clocks (after: cursor) and queues a range per clock';
+`})
 }
 
 // slice is one row of stripe_sync.backfill_slices: a unit of work.
@@ -58,10 +63,12 @@ type slice struct {
 	parent string // parent object id, for per-parent lists
 	after  string // cursor for parent lists (ranges keep theirs in rng.After)
 	est    float64
+	clock  string // the range lists this test clock's objects (test_clock=)
+	clocks bool   // lists the test clocks (after: cursor), queueing a range per clock
 }
 
 func loadPending(ctx context.Context, q pgx.Tx, object string) ([]*slice, error) {
-	rows, err := q.Query(ctx, `SELECT id, gte, lt, coalesce(after, ''), coalesce(parent, ''), coalesce(est_rows, 0)
+	rows, err := q.Query(ctx, `SELECT id, gte, lt, coalesce(after, ''), coalesce(parent, ''), coalesce(est_rows, 0), coalesce(test_clock, ''), clocks
 FROM stripe_sync.backfill_slices WHERE object = $1 AND NOT done AND parent IS NULL ORDER BY id`, object)
 	if err != nil {
 		return nil, err
@@ -72,7 +79,7 @@ FROM stripe_sync.backfill_slices WHERE object = $1 AND NOT done AND parent IS NU
 		s := &slice{object: object}
 		var gte, lt *int64
 		var after string
-		if err := rows.Scan(&s.id, &gte, &lt, &after, &s.parent, &s.est); err != nil {
+		if err := rows.Scan(&s.id, &gte, &lt, &after, &s.parent, &s.est, &s.clock, &s.clocks); err != nil {
 			return nil, err
 		}
 		if gte != nil && lt != nil {
@@ -99,8 +106,12 @@ func insertSlices(ctx context.Context, tx pgx.Tx, ss []*slice) error {
 		} else if s.after != "" {
 			after = &s.after
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO stripe_sync.backfill_slices (object, gte, lt, after, est_rows)
-VALUES ($1, $2, $3, $4, $5) RETURNING id`, s.object, gte, lt, after, s.est).Scan(&s.id); err != nil {
+		var clock *string
+		if s.clock != "" {
+			clock = &s.clock
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO stripe_sync.backfill_slices (object, gte, lt, after, est_rows, test_clock, clocks)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, s.object, gte, lt, after, s.est, clock, s.clocks).Scan(&s.id); err != nil {
 			return fmt.Errorf("backfill: insert slice: %w", err)
 		}
 	}
