@@ -44,7 +44,12 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 	var names []string
 	if *objects != "" {
 		for _, n := range strings.Split(*objects, ",") {
-			names = append(names, strings.TrimSpace(n))
+			if n = strings.TrimSpace(n); n != "" { // "customers," is customers
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			return fmt.Errorf("--objects %q names no table (leave it out to backfill all)", *objects)
 		}
 		if err := server.CheckTables(names); err != nil {
 			return err

@@ -159,7 +159,11 @@ func (l *Loader) Load() (*Config, error) {
 		}
 		c.PollInterval = d
 		for _, a := range []struct{ name, v string }{{"PGSTRIPE_LISTEN", c.Listen}, {"PGSTRIPE_METRICS_LISTEN", c.MetricsListen}} {
-			if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
+			_, port, err := net.SplitHostPort(a.v)
+			if err == nil && port != "" {
+				_, err = net.LookupPort("tcp", port) // a number or a service name, as Listen takes
+			}
+			if err != nil || port == "" {
 				return nil, fmt.Errorf("%s %q is not a host:port address", a.name, a.v)
 			}
 		}

@@ -77,3 +77,21 @@ func TestServeOnlyFlags(t *testing.T) {
 		t.Error("the Stripe flags are gone")
 	}
 }
+
+// A port that no listener can take is refused with the other settings,
+// not after the migration when the metrics server starts.
+func TestListenPortChecked(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_test_x"}
+	for name, v := range map[string]string{"PGSTRIPE_METRICS_LISTEN": ":abc", "PGSTRIPE_LISTEN": "127.0.0.1:70000"} {
+		env := map[string]string{name: v}
+		for k, x := range base {
+			env[k] = x
+		}
+		if _, err := load(t, all, env); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%s: %v, want an error naming the variable", name, v, err)
+		}
+	}
+	if _, err := load(t, all, base, "--metrics-listen", "localhost:9464", "--listen", ":0"); err != nil {
+		t.Errorf("valid addresses refused: %v", err)
+	}
+}

@@ -25,7 +25,7 @@ func TestBackfillCommand(t *testing.T) {
 		t.Fatalf("unknown table: %v %q", err, out)
 	}
 
-	cmd = exec.Command(binary(t), "backfill", "--objects", "customers,invoices")
+	cmd = exec.Command(binary(t), "backfill", "--objects", "customers, invoices,")
 	cmd.Env = append(cmd.Environ(), env...)
 	out, err = cmd.CombinedOutput()
 	if err != nil {
