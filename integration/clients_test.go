@@ -118,7 +118,7 @@ func (s *clientStack) writesSince(t *testing.T, before emuStats) map[string]int6
 }
 
 // The clients of issue 8 other than pgx (covered in writethrough/) against
-// the real binary: psql, node-postgres, knex and GORM, plus a role without
+// the real binary: psql, node-postgres, knex, Sequelize and GORM, plus a role without
 // privileges and a Stripe that does not answer in time.
 func TestClients(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
@@ -209,6 +209,18 @@ func TestClients(t *testing.T) {
 		}
 		if got := s.writesSince(t, before); !maps.Equal(got, want) {
 			t.Errorf("Stripe calls made by knex.js:\n got %v\nwant %v", got, want)
+		}
+	})
+
+	t.Run("sequelize", func(t *testing.T) {
+		before := s.stats(t)
+		testSequelize(t, s.proxy)
+		want := map[string]int64{
+			// 3 made, 1 refused by Stripe (a 41-character metadata key)
+			"POST /v1/customers": 4, "POST /v1/customers/{customer}": 2, "DELETE /v1/customers/{customer}": 3,
+		}
+		if got := s.writesSince(t, before); !maps.Equal(got, want) {
+			t.Errorf("Stripe calls made by sequelize.js:\n got %v\nwant %v", got, want)
 		}
 	})
 
@@ -414,7 +426,7 @@ type nodeResult struct {
 }
 
 // node runs testdata/node/NAME.js with the machine's node (installing
-// node-postgres and knex from the lock file first if needed) and returns
+// node-postgres, knex and Sequelize from the lock file first if needed) and returns
 // its stdout.
 func node(t *testing.T, proxyURL, name string) []byte {
 	t.Helper()
@@ -423,7 +435,7 @@ func node(t *testing.T, proxyURL, name string) []byte {
 	}
 	dir := filepath.Join("testdata", "node")
 	missing := false
-	for _, pkg := range []string{"pg", "knex"} {
+	for _, pkg := range []string{"pg", "knex", "sequelize"} {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
 			missing = true
 		}
@@ -504,6 +516,52 @@ func testKnex(t *testing.T, proxyURL string) {
 	// pg_sleep(20) still running would hold the only connection.
 	check("query after the timeout's cancel", r.AfterTimeoutMs < 5000, r.AfterTimeoutMs)
 	check("delete", r.Deleted == 5, r.Deleted)
+}
+
+// sequelizeResult is what testdata/node/sequelize.js prints.
+type sequelizeResult struct {
+	Create struct {
+		ID, Email, Name string
+		Metadata        map[string]string
+	}
+	Bulk   []struct{ ID, Email, Name string }
+	Update struct {
+		Count         int
+		Name, Balance string
+	}
+	Locked struct {
+		Before, After string
+		Count         int
+	}
+	Refused, StripeError struct{ Code, Message string }
+	Found                []string
+	Destroyed, Left      int
+}
+
+// testSequelize runs testdata/node/sequelize.js (a hand-written model of
+// stripe.customers) and checks what it saw.
+func testSequelize(t *testing.T, proxyURL string) {
+	out := node(t, proxyURL, "sequelize")
+	var r sequelizeResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("node sequelize.js printed %q: %v", out, err)
+	}
+	check := func(what string, ok bool, got any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("sequelize %s: got %+v", what, got)
+		}
+	}
+	check("create", strings.HasPrefix(r.Create.ID, "cus_") && r.Create.Email == "node-sequelize@example.test" && r.Create.Name == "Seq" &&
+		r.Create.Metadata["source"] == "sequelize", r.Create)
+	check("bulkCreate", len(r.Bulk) == 2 && strings.HasPrefix(r.Bulk[0].ID, "cus_") && strings.HasPrefix(r.Bulk[1].ID, "cus_") &&
+		r.Bulk[0].ID != r.Bulk[1].ID && r.Bulk[1].Name == "B2", r.Bulk)
+	check("update … returning", r.Update.Count == 1 && r.Update.Name == "Renamed" && r.Update.Balance == "250", r.Update)
+	check("update … returning after findByPk with lock", r.Locked.Before == "Renamed" && r.Locked.Count == 1 && r.Locked.After == "After lock", r.Locked)
+	check("upsert refused", r.Refused.Code == "0A000" && strings.Contains(r.Refused.Message, "ON CONFLICT"), r.Refused)
+	check("Stripe's refusal", r.StripeError.Code == "22023" && strings.Contains(r.StripeError.Message, "40 characters"), r.StripeError)
+	check("findAll", strings.Join(r.Found, ",") == "node-sequelize-b1@example.test,node-sequelize-b2@example.test,node-sequelize@example.test", r.Found)
+	check("destroy", r.Destroyed == 3 && r.Left == 0, []int{r.Destroyed, r.Left})
 }
 
 // testNode runs testdata/node/writes.js and checks what it saw.
