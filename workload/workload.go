@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ import (
 
 // Ops are all the operations, some repeated to weigh them.
 var Ops = []string{
-	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
+	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer", "createClockCustomer",
 	"createProduct", "updateProduct", "burstProduct", "deleteProduct",
 	"createPrice", "updatePrice",
 	"createCoupon", "deleteCoupon", "discountCustomer", "discountSubscription",
@@ -171,6 +172,13 @@ func (w *Workload) pick(kind string) string {
 	return ids[w.rng.IntN(len(ids))]
 }
 
+// kind returns the live ids of a kind.
+func (w *Workload) kind(kind string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ids[kind])
+}
+
 func (w *Workload) add(kind, id string) {
 	w.mu.Lock()
 	w.ids[kind] = append(w.ids[kind], id)
@@ -215,6 +223,26 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		id, err := w.post(ctx, "/v1/customers", url.Values{"name": {fmt.Sprintf("Customer %d", n)}, "email": {fmt.Sprintf("c%d@example.com", n)}})
 		if err == nil {
 			w.add("customers", id)
+		}
+		return err
+	case "createClockCustomer":
+		// A customer on a test clock, at the clock's frozen time: Stripe's
+		// plain customer and subscription lists leave such objects out.
+		// Up to three customers a clock, as Stripe's docs use them.
+		clock := w.pick("test_clocks")
+		if clock == "" || len(w.kind("clock:"+clock)) >= 3 {
+			frozen := time.Now().Add(-time.Duration(1+n%30) * 24 * time.Hour).Unix()
+			id, err := w.post(ctx, "/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}, "name": {fmt.Sprintf("Clock %d", n)}})
+			if err != nil {
+				return err
+			}
+			w.add("test_clocks", id)
+			clock = id
+		}
+		id, err := w.post(ctx, "/v1/customers", url.Values{"email": {fmt.Sprintf("clock%d@example.com", n)}, "test_clock": {clock}})
+		if err == nil {
+			w.add("customers", id)
+			w.add("clock:"+clock, id)
 		}
 		return err
 	case "updateCustomer", "burstCustomer", "updateProduct", "burstProduct":
