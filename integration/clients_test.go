@@ -118,7 +118,8 @@ func (s *clientStack) writesSince(t *testing.T, before emuStats) map[string]int6
 }
 
 // The clients of issue 8 other than pgx (covered in writethrough/) against
-// the real binary: psql, node-postgres, knex, Sequelize and GORM, plus a role without
+// the real binary: psql, node-postgres, knex, Sequelize, JDBC, psycopg2 and
+// GORM, plus a role without
 // privileges and a Stripe that does not answer in time.
 func TestClients(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
@@ -223,6 +224,10 @@ func TestClients(t *testing.T) {
 			t.Errorf("Stripe calls made by sequelize.js:\n got %v\nwant %v", got, want)
 		}
 	})
+
+	t.Run("jdbc", func(t *testing.T) { testJDBC(t, s) })
+
+	t.Run("psycopg2", func(t *testing.T) { testPsycopg2(t, s) })
 
 	t.Run("pgx through the binary", func(t *testing.T) {
 		testPGX(t, s)

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"unicode/utf8"
+
 	"github.com/jackc/pgx/v5"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
@@ -57,6 +59,13 @@ func Classify(sql string) (class Class) {
 	}()
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
+		if !utf8.ValidString(sql) {
+			// The parse tree can't carry text that is not UTF-8, but
+			// Postgres reads it in the session's client_encoding (LATIN1,
+			// WIN1252 …), where it may well be a write to a stripe table:
+			// passing it through would change the local copy only.
+			return Class{Action: Write, Stmt: &Statement{SQL: sql, Transcode: true}}
+		}
 		// Postgres reports syntax errors better than we could.
 		return Class{}
 	}
@@ -188,6 +197,14 @@ func targetOf(rv *pg_query.RangeVar) (target, *schema.Table) {
 
 // quotedName is rv's name as to_regclass takes it.
 func quotedName(rv *pg_query.RangeVar) string { return pgx.Identifier{rv.Relname}.Sanitize() }
+
+// NotUTF8 is the answer to a write to a stripe table whose text is not
+// valid UTF-8: its literals would reach Stripe as the session's
+// client_encoding spells them.
+func NotUTF8(encoding string) *Error {
+	return errorf(CodeFeatureNotSupported, "pgstripe: the text of a write to a stripe table must be UTF-8, and this session's client_encoding is %s", encoding).
+		withHint("SET client_encoding = 'UTF8' for the write, or send non-ASCII values as parameters")
+}
 
 // verdict wraps err as a rejection, deferred to execution when the target is
 // only maybe a stripe table.

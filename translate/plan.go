@@ -53,6 +53,11 @@ type Statement struct {
 	// multi-statement Query, COPY FROM), so a proxy should pass it through
 	// unseen rather than intercept it.
 	Unrelayable bool
+	// Transcode: the text is not valid UTF-8, which the parser here needs
+	// (the client's client_encoding is another one), so whether it writes
+	// to a stripe table could not be told. Postgres can convert the text:
+	// see Classify. Everything else is unset.
+	Transcode bool
 
 	Op    Op
 	Table *schema.Table

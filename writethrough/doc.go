@@ -10,7 +10,10 @@
 //     not parsed, is then prepared (not run) upstream as the client sent it,
 //     so that Postgres refuses what it would refuse, with positions in the
 //     client's text; a $n it gives no value for is refused (42P02), as
-//     Postgres would.
+//     Postgres would. A text that is not UTF-8 (another client_encoding)
+//     can't be parsed here: Postgres converts it, and if it writes to a
+//     stripe table it is refused (0A000: its literals are in the client's
+//     encoding), else it goes upstream as sent.
 //  2. Privileges are checked on the client's own connection, as its own
 //     role (has_table_privilege: the statement's privilege, plus SELECT
 //     where it reads): 42501 and no Stripe call when missing; in a
@@ -21,6 +24,9 @@
 //  3. Postgres evaluates the values: the plan's SELECT runs on the client's
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.
+//     The values come in the session's client_encoding: those with
+//     non-ASCII bytes are converted to UTF-8 by Postgres (convert_to)
+//     unless it is UTF8.
 //     No row lock is taken there: a lock held by the client's transaction
 //     would block our own apply below. An UPDATE instead finds its objects
 //     with WHERE alone, takes an advisory lock per object (on the client's

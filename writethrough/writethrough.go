@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -185,6 +187,28 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		}
 		st = c.Stmt
 	}
+	if st.Transcode {
+		c, enc, err := classifyConverted(ctx, up, req.SQL)
+		if err != nil {
+			return rep.fail(pgError(err))
+		}
+		switch c.Action {
+		case translate.Reject:
+			return rep.fail(translateError(c.Err))
+		case translate.Write:
+			ours := true
+			if len(c.Stmt.Resolve) > 0 {
+				if ours, err = resolve(ctx, up, c.Stmt.Resolve); err != nil {
+					return rep.fail(pgError(err))
+				}
+			}
+			if ours {
+				return rep.fail(translateError(translate.NotUTF8(enc)))
+			}
+		}
+		// Not a write to a stripe table: the client's own message goes on.
+		return Reply{Pass: true, Unrelayable: true}
+	}
 	params := newParams(req)
 	if len(st.Resolve) > 0 {
 		ours, err := resolve(ctx, up, st.Resolve)
@@ -238,6 +262,9 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			return rep.fail(pgError(err))
 		}
 		rows = res.Rows
+	}
+	if err := rowsToUTF8(ctx, up, rows, sess.encoding); err != nil {
+		return rep.fail(pgError(err))
 	}
 	calls, terr := st.Build(rows)
 	if terr != nil {
@@ -800,7 +827,7 @@ func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params
 	if rows == nil {
 		rows = []byte("[]")
 	}
-	return p.queryWith(ctx, up, *st.ReturningRows, rows, oidJSONB)
+	return p.queryWith(ctx, up, *st.ReturningRows, asciiJSON(rows), oidJSONB)
 }
 
 // returningAnswered answers RETURNING from Stripe's answers, for when the
@@ -873,7 +900,7 @@ func (ic *Interceptor) returningAnswered(ctx context.Context, up Upstream, p par
 	if err != nil {
 		return nil, nil
 	}
-	return p.queryWith(ctx, up, *st.ReturningRows, arr, oidJSONB)
+	return p.queryWith(ctx, up, *st.ReturningRows, asciiJSON(arr), oidJSONB)
 }
 
 // completeChildren pages nested lists that Stripe cut at its first page, so
@@ -964,7 +991,7 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
     ELSE false END,
   pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1),
-  pg_catalog.current_setting('client_min_messages')
+  pg_catalog.current_setting('client_min_messages'), pg_catalog.current_setting('client_encoding')
 FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
@@ -972,9 +999,10 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 	}
 	var sess settings
 	for _, r := range res.Rows {
-		if len(r) != 6 {
+		if len(r) != 7 {
 			continue
 		}
+		sess.encoding = string(r[6])
 		sess.timeout = pgDuration(string(r[3]))
 		switch strings.ToLower(string(r[5])) {
 		case "warning", "error":
@@ -1006,8 +1034,9 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 
 // settings are the client session's settings a write-through obeys.
 type settings struct {
-	timeout time.Duration // statement_timeout (0: none)
-	quiet   bool          // client_min_messages above NOTICE
+	timeout  time.Duration // statement_timeout (0: none)
+	quiet    bool          // client_min_messages above NOTICE
+	encoding string        // client_encoding: what the session's values are in
 }
 
 // pgDuration reads a time setting as current_setting shows it ("0",
@@ -1231,4 +1260,112 @@ func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// classifyConverted classifies a statement text that is not UTF-8 once
+// Postgres has converted it from the session's client_encoding, which it
+// also returns.
+func classifyConverted(ctx context.Context, up Upstream, sql string) (translate.Class, string, error) {
+	res, err := up.Query(ctx, `SELECT pg_catalog.current_setting('client_encoding'), pg_catalog.convert_to($1, 'UTF8')`,
+		[][]byte{[]byte(sql)}, []uint32{oidText}, nil, []int16{0, 1})
+	if err != nil {
+		return translate.Class{}, "", err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+		return translate.Class{}, "", errors.New("converting the statement to UTF-8: unexpected answer")
+	}
+	text := string(res.Rows[0][1])
+	if !utf8.ValidString(text) {
+		// Postgres itself does not convert (SQL_ASCII): it is no text of a
+		// write we could make sense of either.
+		return translate.Class{}, string(res.Rows[0][0]), nil
+	}
+	return translate.Classify(text), string(res.Rows[0][0]), nil
+}
+
+// rowsToUTF8 converts Eval's values, which Postgres gives in the session's
+// client_encoding enc, to UTF-8, which is what Stripe takes. Only values
+// with non-ASCII bytes can differ, so a UTF8 session, or one that sends
+// none, pays nothing.
+func rowsToUTF8(ctx context.Context, up Upstream, rows [][][]byte, enc string) error {
+	if enc == "UTF8" || enc == "SQL_ASCII" { // SQL_ASCII: Postgres converts nothing
+		return nil
+	}
+	type at struct{ row, col int }
+	var conv []at
+	for i, r := range rows {
+		for j, v := range r {
+			if !isASCII(v) {
+				conv = append(conv, at{i, j})
+			}
+		}
+	}
+	if len(conv) == 0 {
+		return nil
+	}
+	// One query (VALUES, not a select list, which has a limit of columns;
+	// not an array literal, whose quoting would have to be done in the
+	// client's encoding).
+	var b strings.Builder
+	b.WriteString(`SELECT pg_catalog.convert_to(v, 'UTF8') FROM (VALUES `)
+	params := make([][]byte, len(conv))
+	oids := make([]uint32, len(conv))
+	for k, c := range conv {
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "($%d::pg_catalog.text, %d)", k+1, k+1)
+		params[k], oids[k] = rows[c.row][c.col], oidText
+	}
+	b.WriteString(`) AS u(v, n) ORDER BY n`)
+	res, err := up.Query(ctx, b.String(), params, oids, nil, []int16{1})
+	if err != nil {
+		return err
+	}
+	if len(res.Rows) != len(conv) {
+		return errors.New("converting values to UTF-8: unexpected answer")
+	}
+	for k, c := range conv {
+		if len(res.Rows[k]) != 1 {
+			return errors.New("converting values to UTF-8: unexpected answer")
+		}
+		rows[c.row][c.col] = res.Rows[k][0]
+	}
+	return nil
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiJSON escapes the non-ASCII characters of JSON text (UTF-8, as
+// pgstripe's own connection reads it) as \uXXXX: the client's connection
+// reads a parameter in its client_encoding, which need not be UTF-8, and
+// ASCII reads the same in all of them.
+func asciiJSON(b []byte) []byte {
+	if isASCII(b) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+len(b)/2)
+	for len(b) > 0 {
+		if b[0] < utf8.RuneSelf {
+			out = append(out, b[0])
+			b = b[1:]
+			continue
+		}
+		r, n := utf8.DecodeRune(b)
+		b = b[n:]
+		if r > 0xffff {
+			r1, r2 := utf16.EncodeRune(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+		} else {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+	}
+	return out
 }

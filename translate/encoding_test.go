@@ -1,0 +1,27 @@
+package translate
+
+import "testing"
+
+// A text that is not UTF-8 can't be parsed here; one that may write is
+// left to writethrough, which has Postgres convert it (it used to pass
+// through, a stripe write included).
+func TestClassifyNotUTF8(t *testing.T) {
+	for _, sql := range []string{
+		"UPDATE stripe.customers SET name = 'K\xf6nig' WHERE id = 'cus_1'",
+		"INSERT INTO customers (name) VALUES ('\xe9')",
+		"DELETE FROM t WHERE name = '\xf6'",
+	} {
+		c := Classify(sql)
+		if c.Action != Write || c.Stmt == nil || !c.Stmt.Transcode || c.Stmt.SQL != sql {
+			t.Errorf("Classify(%q) = %+v, want Write with Transcode", sql, c)
+		}
+	}
+	// No keyword that can write: no parse, no round trip.
+	if c := Classify("SELECT 'K\xf6nig'"); c.Action != Pass {
+		t.Errorf("a read with a Latin-1 literal: %+v", c)
+	}
+	// Valid UTF-8 is parsed as before.
+	if c := Classify("UPDATE stripe.customers SET name = 'König' WHERE id = 'cus_1'"); c.Action != Write || c.Stmt.Transcode || c.Stmt.Table == nil {
+		t.Errorf("a UTF-8 write: %+v", c)
+	}
+}
