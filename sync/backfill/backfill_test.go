@@ -300,17 +300,9 @@ func TestInvoiceWith250Lines(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	c := v.client(t, 1000)
 	ctx := context.Background()
-	post := func(path string, form url.Values) string {
+	post := func(path string, q url.Values) string {
 		t.Helper()
-		resp, err := c.Post(ctx, path, form, "")
-		if err != nil {
-			t.Fatalf("POST %s: %v", path, err)
-		}
-		id, err := stripeapi.ObjectID(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
+		return mustPost(t, c, path, q)
 	}
 	cus := post("/v1/customers", url.Values{"email": {"lines@example.com"}})
 	inv := post("/v1/invoices", url.Values{"customer": {cus}, "auto_advance": {"false"}})
@@ -505,4 +497,18 @@ func TestFaultsAreNeverFatal(t *testing.T) {
 	if faults == 0 {
 		t.Error("no faults injected")
 	}
+}
+
+// mustPost makes a change in Stripe through c and returns the object's id.
+func mustPost(t *testing.T, c *stripeapi.Client, path string, q url.Values) string {
+	t.Helper()
+	resp, err := c.Post(context.Background(), path, q, "")
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	id, err := stripeapi.ObjectID(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

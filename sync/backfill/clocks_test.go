@@ -21,19 +21,10 @@ import (
 // every third with a subscription, and returns the clock customers' ids.
 func clockAccount(t *testing.T, v *env, n int) []string {
 	t.Helper()
-	ctx := context.Background()
 	c := v.client(t, 5000)
 	post := func(path string, q url.Values) string {
 		t.Helper()
-		resp, err := c.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatalf("POST %s: %v", path, err)
-		}
-		id, err := stripeapi.ObjectID(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
+		return mustPost(t, c, path, q)
 	}
 	prod := post("/v1/products", url.Values{"name": {"p"}})
 	price := post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"500"}, "recurring[interval]": {"month"}})
