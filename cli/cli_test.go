@@ -32,7 +32,7 @@ func TestUsageAndBadInput(t *testing.T) {
 		t.Fatalf("bad flag: %d %q", code, errs)
 	}
 	code, _, errs := run(t, nil, "migrate")
-	if code == 0 || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "DATABASE_URL is required") {
+	if code == 0 || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "DATABASE_URL (--database-url) is required") {
 		t.Fatalf("missing DATABASE_URL: %d %q", code, errs)
 	}
 	code, _, errs = run(t, map[string]string{"DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/x"}, "migrate")

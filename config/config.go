@@ -127,10 +127,10 @@ func (l *Loader) Load() (*Config, error) {
 	}
 	if l.need&NeedDatabase != 0 {
 		if c.DatabaseURL == "" {
-			return nil, errors.New("DATABASE_URL is required (e.g. postgres://user:pass@localhost:5432/app)")
+			return nil, errors.New("DATABASE_URL (--database-url) is required (e.g. postgres://user:pass@localhost:5432/app)")
 		}
 		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
-			return nil, errors.New("DATABASE_URL is not a valid Postgres connection string")
+			return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
 		}
 	}
 	if l.need&NeedStripe != 0 {
@@ -139,7 +139,7 @@ func (l *Loader) Load() (*Config, error) {
 		}
 		u, err := url.Parse(c.StripeAPIBase)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("STRIPE_API_BASE %q is not an http(s) URL", c.StripeAPIBase)
+			return nil, fmt.Errorf("STRIPE_API_BASE (--stripe-api-base) %q is not an http(s) URL", c.StripeAPIBase)
 		}
 		c.StripeAPIBase = strings.TrimRight(c.StripeAPIBase, "/")
 		c.RateLimit = stripeapi.DefaultRate(c.StripeAPIKey)
@@ -147,7 +147,7 @@ func (l *Loader) Load() (*Config, error) {
 			f, err := strconv.ParseFloat(r.rateLimit, 64)
 			// NaN passes both comparisons; the limiter would then ignore it.
 			if err != nil || math.IsNaN(f) || f <= 0 || f > 10000 {
-				return nil, fmt.Errorf("PGSTRIPE_RATE_LIMIT %q is not a positive number of requests per second", r.rateLimit)
+				return nil, fmt.Errorf("PGSTRIPE_RATE_LIMIT (--rate-limit) %q is not a positive number of requests per second", r.rateLimit)
 			}
 			c.RateLimit = f
 		}
@@ -155,10 +155,10 @@ func (l *Loader) Load() (*Config, error) {
 	if l.need&NeedServe != 0 {
 		d, err := time.ParseDuration(r.pollInterval)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("PGSTRIPE_POLL_INTERVAL %q is not a positive duration (e.g. 500ms)", r.pollInterval)
+			return nil, fmt.Errorf("PGSTRIPE_POLL_INTERVAL (--poll-interval) %q is not a positive duration (e.g. 500ms)", r.pollInterval)
 		}
 		c.PollInterval = d
-		for _, a := range []struct{ name, v string }{{"PGSTRIPE_LISTEN", c.Listen}, {"PGSTRIPE_METRICS_LISTEN", c.MetricsListen}} {
+		for _, a := range []struct{ name, v string }{{"PGSTRIPE_LISTEN (--listen)", c.Listen}, {"PGSTRIPE_METRICS_LISTEN (--metrics-listen)", c.MetricsListen}} {
 			_, port, err := net.SplitHostPort(a.v)
 			if err == nil && port != "" {
 				_, err = net.LookupPort("tcp", port) // a number or a service name, as Listen takes
@@ -168,9 +168,9 @@ func (l *Loader) Load() (*Config, error) {
 			}
 		}
 		if (c.TLSCert == "") != (c.TLSKey == "") {
-			return nil, errors.New("PGSTRIPE_TLS_CERT and PGSTRIPE_TLS_KEY must be set together")
+			return nil, errors.New("PGSTRIPE_TLS_CERT (--tls-cert) and PGSTRIPE_TLS_KEY (--tls-key) must be set together")
 		}
-		for _, f := range []struct{ name, v string }{{"PGSTRIPE_TLS_CERT", c.TLSCert}, {"PGSTRIPE_TLS_KEY", c.TLSKey}} {
+		for _, f := range []struct{ name, v string }{{"PGSTRIPE_TLS_CERT (--tls-cert)", c.TLSCert}, {"PGSTRIPE_TLS_KEY (--tls-key)", c.TLSKey}} {
 			if f.v != "" {
 				if _, err := os.Stat(f.v); err != nil {
 					return nil, fmt.Errorf("%s: cannot read %s", f.name, f.v)
@@ -186,17 +186,17 @@ func (l *Loader) Load() (*Config, error) {
 func checkKey(key string) error {
 	switch {
 	case key == "":
-		return errors.New("STRIPE_API_KEY is required (a secret key sk_… or restricted key rk_…)")
+		return errors.New("STRIPE_API_KEY (--stripe-api-key) is required (a secret key sk_… or restricted key rk_…)")
 	case strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r >= 0x7f }):
 		// It would pass the prefix check, then every request would fail
 		// as a "network error" (Go refuses such a header) and be retried
 		// for ever.
-		return errors.New("STRIPE_API_KEY contains whitespace or control characters (a trailing newline from a secrets file?)")
+		return errors.New("STRIPE_API_KEY (--stripe-api-key) contains whitespace or control characters (a trailing newline from a secrets file?)")
 	case strings.HasPrefix(key, "pk_"):
-		return errors.New("STRIPE_API_KEY is a publishable key (pk_…); pgstripe needs a secret (sk_…) or restricted (rk_…) key")
+		return errors.New("STRIPE_API_KEY (--stripe-api-key) is a publishable key (pk_…); pgstripe needs a secret (sk_…) or restricted (rk_…) key")
 	}
 	if _, err := stripeapi.KeyMode(key); err != nil {
-		return errors.New("STRIPE_API_KEY does not look like a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)")
+		return errors.New("STRIPE_API_KEY (--stripe-api-key) does not look like a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)")
 	}
 	return nil
 }

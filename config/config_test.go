@@ -56,16 +56,16 @@ func TestBadConfigOneClearLine(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{map[string]string{"STRIPE_API_KEY": "sk_test_x"}, "DATABASE_URL is required"},
-		{map[string]string{"DATABASE_URL": "postgres://localhost/x"}, "STRIPE_API_KEY is required"},
+		{map[string]string{"STRIPE_API_KEY": "sk_test_x"}, "DATABASE_URL (--database-url) is required"},
+		{map[string]string{"DATABASE_URL": "postgres://localhost/x"}, "STRIPE_API_KEY (--stripe-api-key) is required"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "pk_test_x"}, "publishable"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "SUPERSECRET"}, "does not look like"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_RATE_LIMIT": "fast"}, "PGSTRIPE_RATE_LIMIT"},
-		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_POLL_INTERVAL": "-1s"}, "PGSTRIPE_POLL_INTERVAL"},
+		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_POLL_INTERVAL": "-1s"}, "PGSTRIPE_POLL_INTERVAL (--poll-interval)"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "STRIPE_API_BASE": "ftp://x"}, "STRIPE_API_BASE"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_LISTEN": "6543"}, "PGSTRIPE_LISTEN"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_TLS_CERT": "/x"}, "must be set together"},
-		{map[string]string{"DATABASE_URL": "::not a url::", "STRIPE_API_KEY": secret}, "DATABASE_URL is not valid"},
+		{map[string]string{"DATABASE_URL": "::not a url::", "STRIPE_API_KEY": secret}, "DATABASE_URL (--database-url) is not valid"},
 	}
 	for _, c := range cases {
 		_, err := load(t, all, c.env)

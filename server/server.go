@@ -260,7 +260,7 @@ func countRows(next func(backfill.Progress)) func(backfill.Progress) {
 func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*pgxpool.Pool, error) {
 	pgcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL is not a valid Postgres connection string")
+		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
 	}
 	pgcfg.ConnConfig.RuntimeParams["application_name"] = appName
 	pgcfg.MaxConns = max(pgcfg.MaxConns, 8)
