@@ -23,6 +23,14 @@
 // has reached the client. Write-through (package writethrough) is built on
 // that hook.
 //
+// An interceptor marks statements whose changes outlive a rollback
+// (Call.Lasting). In a pipeline outside a transaction block (several
+// Executes, one Sync), whose implicit transaction an error anywhere rolls
+// back, the proxy sends a NOTICE naming them just before such an error,
+// upstream's or the interceptor's, unless client_min_messages is above
+// NOTICE (Call.SetQuiet): drivers report every statement of the pipeline as
+// failed, and a client must not resend those.
+//
 // The proxy also terminates TLS (SSLRequest, or direct TLS with ALPN
 // "postgresql"), optionally speaks TLS to upstream, answers GSSENCRequest
 // with 'N', issues its own cancel keys and maps CancelRequest to the right

@@ -91,6 +91,54 @@ type Call struct {
 	// refuse, when set, is the proxy's own answer: the interceptor is not
 	// called.
 	refuse *pgproto3.ErrorResponse
+	// lasting: see Lasting.
+	lasting string
+}
+
+// Lasting tells the proxy, before the reply's CommandComplete, that the
+// statement changed something outside Postgres that no rollback undoes
+// (a write to Stripe), described by what (its command tag and table).
+//
+// A pipeline outside a transaction block (Bind and Execute of several
+// statements, then one Sync: a JDBC batch, a pgx Batch) runs in one
+// implicit transaction, which an error in any statement rolls back, and
+// drivers then report the whole pipeline as failed: a client would resend
+// the writes that stay. So when an error follows such statements before the
+// pipeline's Sync, the proxy sends a NOTICE (unless SetQuiet) just before
+// it, naming them.
+func (c *Call) Lasting(what string) { c.lasting = what }
+
+// SetQuiet tells the proxy the session's client_min_messages as the
+// interceptor found it: quiet when above NOTICE, so that Postgres would
+// send no notices. The proxy's own notice follows the last one set.
+func (c *Call) SetQuiet(quiet bool) { c.s.quiet = quiet }
+
+// maxLasting bounds the statements a pipeline notice names.
+const maxLasting = 10
+
+// sendLasting warns the client, before the error that aborts the current
+// pipeline's implicit transaction, of the intercepted writes in it that
+// stay (see Call.Lasting), and forgets them.
+func (s *session) sendLasting() error {
+	n, what := s.lastingN, s.lasting
+	s.lastingN = 0
+	if s.quiet {
+		return nil
+	}
+	msg := "1 earlier write to stripe.* in this pipeline went to Stripe and stays"
+	if n > 1 {
+		msg = strconv.Itoa(n) + " earlier writes to stripe.* in this pipeline went to Stripe and stay"
+	}
+	detail := strings.Join(what, "; ")
+	if n > len(what) {
+		detail += fmt.Sprintf("; and %d more", n-len(what))
+	}
+	return s.sendClient(&pgproto3.NoticeResponse{
+		Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000",
+		Message: msg + ": this error rolls back the pipeline's implicit transaction, not Stripe",
+		Detail:  detail,
+		Hint:    "Don't resend those writes; check the stripe.* tables for what exists.",
+	})
 }
 
 // ResultFormat returns the format the client wants for result column i.
@@ -179,6 +227,19 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 	case *pgproto3.NoticeResponse:
 	case *pgproto3.CommandComplete:
 		c.done = true
+		if c.lasting != "" && c.Protocol == ExtendedProtocol && c.TxStatus == 'I' {
+			// In a transaction block the interceptor warns itself; a
+			// simple Query is its own transaction. ReadyForQuery and
+			// COMMIT only zero the count (the read path stays as it was):
+			// the descriptions go here.
+			if c.s.lastingN == 0 {
+				c.s.lasting = c.s.lasting[:0]
+			}
+			if len(c.s.lasting) < maxLasting {
+				c.s.lasting = append(c.s.lasting, c.lasting)
+			}
+			c.s.lastingN++
+		}
 		if c.pi != nil {
 			c.pi.ran = true
 			c.pi.tag = append([]byte(nil), m.CommandTag...)
@@ -190,6 +251,11 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 		c.done = true
 	case *pgproto3.ErrorResponse:
 		c.done, c.failed = true, true
+		if c.s.lastingN > 0 {
+			if err := c.s.sendLasting(); err != nil {
+				return err
+			}
+		}
 	default:
 		return fmt.Errorf("proxy: an interceptor cannot send %T", msg)
 	}

@@ -68,6 +68,19 @@ type session struct {
 	icMu     sync.Mutex
 	icCancel context.CancelFunc
 
+	// lasting describes the intercepted statements (Call.Lasting) of the
+	// current pipeline's implicit transaction, outside a transaction block,
+	// whose changes stay whatever that transaction becomes; lastingN counts
+	// them (lasting keeps the first few, and is stale when lastingN is 0).
+	// quiet is the session's
+	// client_min_messages as the last interception found it (Call.SetQuiet).
+	// Only an interception (client loop) and the server loop touch them,
+	// never at once: the server loop waits for the interception to finish,
+	// the interception for the server loop to reach its barrier.
+	lasting  []string
+	lastingN int
+	quiet    bool
+
 	sawFatal   bool            // server loop: upstream sent a FATAL error
 	ctx        context.Context // ends when the session closes
 	ctxCancel  context.CancelFunc
@@ -665,6 +678,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 				s.txStatus.Store('T')
 			case string(tag) == "COMMIT\x00":
 				s.txStatus.Store('I')
+				s.lastingN = 0 // committed: a later error no longer rolls them back
 			case string(tag) == "ROLLBACK\x00" && s.txStatus.Load() == 'E':
 				// The failed transaction is over (ROLLBACK, or COMMIT
 				// answered so), or back at a savepoint: which, the tag
@@ -677,6 +691,11 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.q.pop()
 		}
 	case 'E':
+		if s.lastingN > 0 {
+			if err := s.sendLasting(); err != nil {
+				return err
+			}
+		}
 		if s.txStatus.Load() == 'T' {
 			s.txStatus.Store('E')
 		}
@@ -693,6 +712,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 		if len(raw) == 6 {
 			s.txStatus.Store(uint32(raw[5]))
 		}
+		s.lastingN = 0
 		if e, ok := s.q.peek(); ok && e.kind == kSync && e.swallow {
 			s.q.pop()
 			return nil

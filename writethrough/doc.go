@@ -41,7 +41,9 @@
 //     rows at a time (a row's own calls in order), each with an idempotency
 //     key unique to this execution, row and call, so stripeapi's retries
 //     never create twice. After a failure no further row is started. Inside
-//     BEGIN a NOTICE says ROLLBACK cannot undo it.
+//     BEGIN a NOTICE says ROLLBACK cannot undo it; in an autocommit
+//     pipeline, the proxy warns before an error later in it (see
+//     proxy.Call.Lasting): the reply names the statement for that.
 //  6. Stripe's answers (with nested lists completed when Stripe cut them)
 //     are upserted through store on pgstripe's own pool, committed whatever
 //     the client does, with a lock timeout: if the client holds a row lock

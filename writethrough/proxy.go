@@ -38,6 +38,12 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 		}
 		return call.Relay(ctx) // not ours: run it as it is
 	}
+	if rep.quietKnown {
+		call.SetQuiet(rep.quiet)
+	}
+	if rep.lasting != "" {
+		call.Lasting(rep.lasting)
+	}
 	for _, m := range rep.Messages {
 		if err := call.Send(m); err != nil {
 			return err

@@ -139,8 +139,13 @@ type Reply struct {
 	// only) and DataRows and CommandComplete, or an ErrorResponse.
 	Messages []pgproto3.BackendMessage
 	// quiet: the session's client_min_messages is above NOTICE, so
-	// Postgres would send the client no notices.
-	quiet bool
+	// Postgres would send the client no notices; known once the session's
+	// settings were read (quietKnown).
+	quiet, quietKnown bool
+	// lasting describes a statement that succeeded and reached Stripe
+	// (command tag and table), for the proxy's warning when an error later
+	// in the same pipeline rolls back its implicit transaction.
+	lasting string
 }
 
 func (r *Reply) notice(msg, detail string) {
@@ -247,7 +252,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		return rep.fail(e)
 	}
 	stmtTimeout := sess.timeout
-	rep.quiet = sess.quiet
+	rep.quiet, rep.quietKnown = sess.quiet, true
 
 	// Evaluate the values on the client's connection.
 	var rows [][][]byte
@@ -371,7 +376,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			rep.Messages = append(rep.Messages, &pgproto3.DataRow{Values: r})
 		}
 	}
-	rep.Messages = append(rep.Messages, &pgproto3.CommandComplete{CommandTag: []byte(commandTag(st.Op, len(calls)))})
+	tag := commandTag(st.Op, len(calls))
+	if len(done) > 0 {
+		rep.lasting = tag + " on stripe." + st.Table.Name
+	}
+	rep.Messages = append(rep.Messages, &pgproto3.CommandComplete{CommandTag: []byte(tag)})
 	return rep
 }
 
