@@ -132,7 +132,10 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 			rows = append(rows, r)
 		}
 	}
-	// Deletion is final, whatever else the batch holds for the id.
+	// Deletion is final, whatever else the batch holds for the id. In key
+	// order, as writeRows locks: a write-through deleting rows the events
+	// loop is upserting must not deadlock with it.
+	sort.Slice(stubs, func(i, j int) bool { return stubs[i].key < stubs[j].key })
 	for _, r := range stubs {
 		if err := Delete(ctx, tx, t.Name, r.report, r.asOf); err != nil {
 			return Result{}, err
