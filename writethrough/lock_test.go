@@ -87,3 +87,35 @@ func TestUpdateWaitsForTransactionHoldingObject(t *testing.T) {
 		t.Fatalf("balance in Stripe = %s, want 21", got)
 	}
 }
+
+// The apply runs again when Postgres aborts it for a deadlock (the events
+// loop locking the same rows in another order): giving up would leave the
+// client reading the old row right after its write.
+func TestApplyRetriedAfterDeadlock(t *testing.T) {
+	e := setup(t)
+	id := e.ok(`INSERT INTO stripe.customers (email) VALUES ('dl@b.co') RETURNING id`).rows[0][0]
+	// The first apply of the UPDATE fails as a deadlock victim would.
+	for _, q := range []string{
+		// A sequence: the aborted transaction doesn't take it back.
+		`CREATE SEQUENCE public.deadlocks`,
+		`CREATE FUNCTION public.deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('public.deadlocks') = 1 THEN
+		RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01';
+	END IF;
+	RETURN NEW;
+END $$`,
+		`CREATE TRIGGER deadlock_once BEFORE UPDATE ON stripe.customers FOR EACH ROW EXECUTE FUNCTION public.deadlock_once()`,
+	} {
+		if _, err := e.conn.Exec(e.ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	r := e.ok(`UPDATE stripe.customers SET name = 'after' WHERE id = $1`, id)
+	if len(r.notices) != 0 {
+		t.Fatalf("notices %v: the apply gave up", r.notices)
+	}
+	if got := e.local(`SELECT name FROM stripe.customers WHERE id = $1`, id); got != "after" {
+		t.Fatalf("local name %q right after the write", got)
+	}
+}

@@ -635,6 +635,12 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	}
 	deletedFrom := ic.deletedParents(ctx, t, objs)
 	res, err := ic.upsert(ctx, t, objs, prior)
+	for try := 1; try < 3 && retryable(err); try++ {
+		// Another apply (the events loop's) locked the rows in another
+		// order and Postgres chose this transaction to abort: it rolled
+		// back whole, so run it again.
+		res, err = ic.upsert(ctx, t, objs, prior)
+	}
 	if err != nil {
 		ic.log.Warn("write-through apply failed; the events loop will catch up", "table", t.Name, "err", err)
 		return "the change reached Stripe but the local copy could not be updated now (" + shortErr(err) + "); it will catch up from Stripe's events"
@@ -644,6 +650,13 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	}
 	ic.refreshParents(ctx, t, objs, deletedFrom)
 	return ""
+}
+
+// retryable reports a deadlock or serialization failure: the transaction
+// was rolled back and may simply run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 // deletedParents gives the parents of deleted child rows. Stripe answers a
