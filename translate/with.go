@@ -49,7 +49,7 @@ func (st *Statement) planWith(n *pg_query.Node) *Error {
 	// tables as they were before the statement. DELETE's RETURNING runs
 	// before the apply.
 	if op != Delete && len(ret) > 0 {
-		switch table, name := readsStripe(ret, ctes); {
+		switch table, name := readsStripe(ret, w); {
 		case table != "":
 			return errorf(CodeFeatureNotSupported, "%s with RETURNING that reads stripe.%s is not supported: RETURNING would see it after the write, not before as in Postgres", what, table).
 				withHint("return the columns of stripe.%s and read stripe.%s in a statement of its own", t, table)
@@ -99,20 +99,37 @@ func (st *Statement) planWith(n *pg_query.Node) *Error {
 }
 
 // readsStripe returns the table of schema stripe that list reads by name
-// itself (a subquery of RETURNING), or else the name of a WITH query that
-// list refers to, directly or through other WITH queries, and that reads
-// one; "", "" when neither. A view or a function is not looked into.
-func readsStripe(list []*pg_query.Node, ctes map[string]*pg_query.CommonTableExpr) (table, cte string) {
+// itself (a subquery of RETURNING), or else the name of a WITH query of w
+// that list refers to, directly or through other WITH queries, and that
+// reads one; "", "" when neither. A view or a function is not looked into.
+// In a WITH query's own text, as in Postgres, only the WITH queries before
+// it are in scope (all of them with RECURSIVE): the same name elsewhere,
+// its own included, is a table.
+func readsStripe(list []*pg_query.Node, w *pg_query.WithClause) (table, cte string) {
+	ctes := map[string]*pg_query.CommonTableExpr{}
+	order := map[string]int{}
+	if w != nil {
+		for i, c := range w.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				if _, dup := ctes[cte.Ctename]; !dup {
+					ctes[cte.Ctename], order[cte.Ctename] = cte, i
+				}
+			}
+		}
+	}
 	var queue []string
 	seen := map[string]bool{}
-	refs := func(n protoreflect.Message) (stripe string) {
+	// refs walks n, in which the WITH queries before index before are in
+	// scope.
+	refs := func(n protoreflect.Message, before int) (stripe string) {
 		walk(n, func(m protoreflect.Message) {
 			r, ok := m.Interface().(*pg_query.RangeVar)
 			if !ok {
 				return
 			}
+			i, isCTE := order[r.Relname]
 			switch {
-			case r.Schemaname == "" && ctes[r.Relname] != nil:
+			case r.Schemaname == "" && isCTE && i < before:
 				if !seen[r.Relname] {
 					seen[r.Relname] = true
 					queue = append(queue, r.Relname)
@@ -127,13 +144,18 @@ func readsStripe(list []*pg_query.Node, ctes map[string]*pg_query.CommonTableExp
 		})
 		return stripe
 	}
+	all := len(order) + 1
 	for _, n := range list {
-		if t := refs(n.ProtoReflect()); t != "" {
+		if t := refs(n.ProtoReflect(), all); t != "" {
 			return t, ""
 		}
 	}
 	for i := 0; i < len(queue); i++ {
-		if refs(ctes[queue[i]].Ctequery.ProtoReflect()) != "" {
+		before := order[queue[i]]
+		if w.GetRecursive() {
+			before = all
+		}
+		if refs(ctes[queue[i]].Ctequery.ProtoReflect(), before) != "" {
 			return "", queue[i]
 		}
 	}
