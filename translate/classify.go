@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -59,7 +60,7 @@ func Classify(sql string) (class Class) {
 	}()
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		if !utf8.ValidString(sql) {
+		if !utf8.ValidString(sql) && namesStripeTable(sql) {
 			// The parse tree can't carry text that is not UTF-8, but
 			// Postgres reads it in the session's client_encoding (LATIN1,
 			// WIN1252 …), where it may well be a write to a stripe table:
@@ -366,4 +367,24 @@ func dmlTarget(n *pg_query.Node) *pg_query.RangeVar {
 		return s.MergeStmt.Relation
 	}
 	return nil
+}
+
+// namesStripeTable reports whether sql may name a table of schema stripe:
+// "stripe" or a table's name appears in it, ASCII case folded (unquoted
+// names fold so in Postgres; the names are ASCII, and every encoding
+// Postgres takes from clients keeps ASCII bytes as they are, or uses them
+// only as second bytes, which can only add matches). Text that names none
+// cannot write to one, and passes through as it is, also in a failed
+// transaction, where Postgres could not convert it for a closer look.
+func namesStripeTable(sql string) bool {
+	lower := strings.ToLower(sql) // ASCII letters only: other bytes stay
+	if strings.Contains(lower, StripeSchema) {
+		return true
+	}
+	for _, n := range schema.Names() {
+		if strings.Contains(lower, n) {
+			return true
+		}
+	}
+	return false
 }
