@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -191,6 +192,35 @@ func Migrate(ctx context.Context, db Beginner) error {
 	if err != nil {
 		return err
 	}
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := migrate(ctx, db, ms)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" {
+			return err
+		}
+		if attempt == migrateAttempts {
+			return fmt.Errorf("%w (gave up after %d tries of %s each: a long transaction holds a table pgstripe must alter; migrate again once it ends)", err, attempt, migrateLockTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// An ALTER TABLE waiting for a lock holds up every later query of the
+// table behind it: a long-running reader would turn pgstripe's start-up
+// into an outage of the table. So Migrate's lock waits are bounded, and
+// it tries again later (the transaction rolls back whole).
+var (
+	migrateLockTimeout = 3 * time.Second
+	migrateAttempts    = 5
+)
+
+func migrate(ctx context.Context, db Beginner, ms []Migration) error {
 	tx, err := beginReadCommitted(ctx, db)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -198,6 +228,9 @@ func Migrate(ctx context.Context, db Beginner) error {
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
 		return fmt.Errorf("migrate: advisory lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", migrateLockTimeout.Milliseconds())); err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
 CREATE SCHEMA IF NOT EXISTS stripe;
