@@ -62,8 +62,10 @@
 // changed something leaves rows in stripe_sync.log: kind 'migrate' (steps run,
 // tables created), 'migrate_add_columns' (table, columns, rows filled) and
 // 'migrate_type_mismatch'. A run with nothing to do takes no locks on the
-// stripe tables, so
-// it never waits for (or deadlocks with) running writers.
+// stripe tables, so it never waits for (or deadlocks with) running writers.
+// A run that alters a table waits at most 3 s for its lock (an ALTER that
+// waits holds up every later query of the table), then rolls back and
+// tries again, five times in all.
 //
 // Adding your own state tables (backfill cursors, event cursors, …): append
 // a Migration to builtin in migrate.go, or call Register from your package's
