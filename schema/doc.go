@@ -65,7 +65,8 @@
 // stripe tables, so it never waits for (or deadlocks with) running writers.
 // A run that alters a table waits at most 3 s for its lock (an ALTER that
 // waits holds up every later query of the table), then rolls back and
-// tries again, five times in all.
+// tries again, five times in all; so does a run that Postgres chose as a
+// deadlock victim (a running instance writing the tables in another order).
 //
 // Adding your own state tables (backfill cursors, event cursors, …): append
 // a Migration to builtin in migrate.go, or call Register from your package's

@@ -196,10 +196,15 @@ func Migrate(ctx context.Context, db Beginner) error {
 	for attempt := 1; ; attempt++ {
 		err := migrate(ctx, db, ms)
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "55P03" {
+		// A deadlock victim (a running instance's writer locked the tables
+		// in another order) rolled back whole too.
+		if !errors.As(err, &pe) || pe.Code != "55P03" && pe.Code != "40P01" {
 			return err
 		}
 		if attempt == migrateAttempts {
+			if pe.Code == "40P01" {
+				return fmt.Errorf("%w (gave up after %d tries)", err, attempt)
+			}
 			return fmt.Errorf("%w (gave up after %d tries of %s each: a long transaction holds a table pgstripe must alter; migrate again once it ends)", err, attempt, migrateLockTimeout)
 		}
 		select {

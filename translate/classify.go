@@ -376,9 +376,11 @@ func dmlTarget(n *pg_query.Node) *pg_query.RangeVar {
 // only as second bytes, which can only add matches). Text that names none
 // cannot write to one, and passes through as it is, also in a failed
 // transaction, where Postgres could not convert it for a closer look.
+// A Unicode-escape identifier (U&"\0063ustomers") can spell any name
+// without it appearing, so text with "U&" counts as naming one.
 func namesStripeTable(sql string) bool {
-	lower := strings.ToLower(sql) // ASCII letters only: other bytes stay
-	if strings.Contains(lower, StripeSchema) {
+	lower := strings.ToLower(sql) // ASCII letters fold; invalid bytes become U+FFFD
+	if strings.Contains(lower, StripeSchema) || strings.Contains(lower, "u&") {
 		return true
 	}
 	for _, n := range schema.Names() {
