@@ -51,7 +51,7 @@ func TestPipelineNotice(t *testing.T) {
 	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: &lastingInterceptor{}})
 	url := pgtest.NewDB(t)
 	setup := pgtest.Connect(t, url)
-	if _, err := setup.Exec(ctxT(t), `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key, v text)`); err != nil {
+	if _, err := setup.Exec(ctxT(t), `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key, v text); CREATE TABLE public.c (v int)`); err != nil {
 		t.Fatal(err)
 	}
 	via := tp.via(t, url)
@@ -98,6 +98,19 @@ F {"Type":"Execute"}
 			"RowDescription CommandComplete ReadyForQuery ErrorResponse ReadyForQuery"},
 		{"all succeed", ins("j1") + stmt("SELECT 1") + sync,
 			"CommandComplete CommandComplete ReadyForQuery"},
+		{"rows cut by max_rows, then an error", `F {"Type":"Bind","DestinationPortal":"p","PreparedStatement":"ins","Parameters":[{"text":"m1"}]}
+F {"Type":"Execute","Portal":"p","MaxRows":1}
+F {"Type":"Execute","Portal":"p","MaxRows":1}
+` + stmt("SELECT 1/0") + sync,
+			"PortalSuspended CommandComplete " + one + " ErrorResponse ReadyForQuery"},
+		{"COPY failed by the client", ins("k1") + stmt("COPY public.c FROM STDIN") + "F {\"Type\":\"Flush\"}\nR CopyInResponse\nF {\"Type\":\"CopyFail\",\"Message\":\"no\"}\n" + sync,
+			"CommandComplete CopyInResponse " + one + " ErrorResponse ReadyForQuery"},
+		{"error in the simple Query that ends the pipeline", ins("k2") + "F {\"Type\":\"Query\",\"String\":\"SELECT 1/0\"}\nR 1\n",
+			"CommandComplete " + one + " ErrorResponse ReadyForQuery"},
+		{"the simple Query commits, the next fails", ins("k3") + "F {\"Type\":\"Query\",\"String\":\"SELECT 1\"}\nR 1\nF {\"Type\":\"Query\",\"String\":\"SELECT 1/0\"}\nR 1\n",
+			"CommandComplete RowDescription CommandComplete ReadyForQuery ErrorResponse ReadyForQuery"},
+		{"two errors, one notice", ins("k4") + stmt("SELECT 1/0") + "F {\"Type\":\"Flush\"}\nR ErrorResponse\n" + sync + stmt("SELECT 1/0") + sync,
+			"CommandComplete " + one + " ErrorResponse ReadyForQuery ErrorResponse ReadyForQuery"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := replyTypes(t, runScript(t, via, prep+c.script))
