@@ -23,11 +23,7 @@ import (
 func TestRebackfillWithClocksRefusedKeepsClockObjects(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
-	prod := v.post(t, "/v1/products", url.Values{"name": {"p"}})
-	price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"700"}, "recurring[interval]": {"month"}})
-	clock := v.post(t, "/v1/test_helpers/test_clocks", url.Values{"frozen_time": {"1577836800"}})
-	cus := v.post(t, "/v1/customers", url.Values{"test_clock": {clock}})
-	v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "payment_behavior": {"default_incomplete"}})
+	cus := v.clockCustomers(t)()
 	v.post(t, "/v1/customers", url.Values{"email": {"plain@example.com"}})
 
 	// The first backfill may read the clocks.

@@ -23,14 +23,7 @@ func TestRebackfillKeepsTestClockObjects(t *testing.T) {
 	for range 3 {
 		w.Do(ctx, "createCustomer")
 	}
-	prod := v.post(t, "/v1/products", url.Values{"name": {"p"}})
-	price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"700"}, "recurring[interval]": {"month"}})
-	clock := v.post(t, "/v1/test_helpers/test_clocks", url.Values{"frozen_time": {"1577836800"}})
-	onClock := func() string {
-		cus := v.post(t, "/v1/customers", url.Values{"test_clock": {clock}})
-		v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "payment_behavior": {"default_incomplete"}})
-		return cus
-	}
+	onClock := v.clockCustomers(t)
 	backfilled := onClock()
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
 		t.Fatal(err)
@@ -68,5 +61,19 @@ func TestRebackfillKeepsTestClockObjects(t *testing.T) {
 		if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.subscriptions WHERE customer = $1`, cus).Scan(&subs); err != nil || subs != 1 {
 			t.Errorf("customer %s on the clock: %d subscriptions after the re-backfill (err %v), want 1", cus, subs, err)
 		}
+	}
+}
+
+// clockCustomers makes a test clock frozen in 2020 and returns a function
+// that makes a customer on it, with a subscription, and returns its id.
+func (v *env) clockCustomers(t *testing.T) func() string {
+	t.Helper()
+	prod := v.post(t, "/v1/products", url.Values{"name": {"p"}})
+	price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"700"}, "recurring[interval]": {"month"}})
+	clock := v.post(t, "/v1/test_helpers/test_clocks", url.Values{"frozen_time": {"1577836800"}})
+	return func() string {
+		cus := v.post(t, "/v1/customers", url.Values{"test_clock": {clock}})
+		v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "payment_behavior": {"default_incomplete"}})
+		return cus
 	}
 }
