@@ -166,3 +166,51 @@ func TestASCIIJSON(t *testing.T) {
 		t.Fatalf("%s decodes to %v, want %v", out, b, a)
 	}
 }
+
+// Statements on a Latin-1 session whose text is not UTF-8 and that are no
+// stripe writes reach Postgres as they are: a multi-statement read and a
+// COPY FROM STDIN.
+func TestLatin1PassThrough(t *testing.T) {
+	e := setup(t)
+	u := e.proxied()
+	c := e.latin1(u)
+	if _, err := c.Exec(e.ctx, "CREATE TABLE public.notes (name text)").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := c.Exec(e.ctx, "SELECT 'caf\xe9' AS a; SELECT 'updated' AS b").ReadAll()
+	if err != nil || len(res) != 2 || string(res[0].Rows[0][0]) != "caf\xe9" || string(res[1].Rows[0][0]) != "updated" {
+		t.Errorf("multi-statement read: %v %v", res, err)
+	}
+
+	tag, err := c.CopyFrom(e.ctx, strings.NewReader("x\xe9\n"), "COPY public.notes (name) FROM STDIN WITH (FORMAT csv, NULL 'n\xe9ant')")
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("COPY FROM STDIN: %v %v", tag, err)
+	}
+
+	if got := e.local(`SELECT string_agg(name, ',') FROM public.notes`); got != "xé" {
+		t.Errorf("public.notes has %q, want xé", got)
+	}
+}
+
+// TestLatin1UnicodeEscapeName: a Latin-1 write that spells its
+// stripe table with Unicode-escape identifiers (no "stripe", no table name
+// in the text) must be refused like any other non-UTF-8 stripe write, not
+// pass through and change the local copy behind Stripe's back.
+func TestLatin1UnicodeEscapeName(t *testing.T) {
+	e := setup(t)
+	u := e.proxied()
+	id := e.ok(`INSERT INTO stripe.customers (email, name) VALUES ('uesc@b.co', 'Before') RETURNING id`).rows[0][0]
+	c := e.latin1(u)
+	before := e.calls()
+	_, err := c.Exec(e.ctx, `UPDATE U&"\0073tripe".U&"\0063ustomers" SET name = 'K`+"\xf6"+`nig' WHERE id = '`+id+`'`).ReadAll()
+	if sqlstate(err) != "0A000" {
+		t.Errorf("UPDATE naming the table with U& escapes: %v, want 0A000", err)
+	}
+	if got := e.local(`SELECT name FROM stripe.customers WHERE id = $1`, id); got != "Before" {
+		t.Errorf("local name %q: the write went around Stripe", got)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls", n)
+	}
+}
