@@ -58,7 +58,11 @@
 // never dropped or retyped (a type difference is noted in stripe_sync.log);
 // the set_by_stripe defaults are set where a column has no default.
 // A table in the way that pgstripe did not create (recognised by its table
-// comment) is an error (ErrForeignTable) and nothing changes. A run that
+// comment) is an error (ErrForeignTable) and nothing changes; a table with
+// no comment at all but pgstripe's _raw, _synced_at and _as_of, in a
+// database whose stripe_sync.migrations has steps, is pgstripe's own that
+// a restore without comments (pg_dump or pg_restore --no-comments) left
+// unmarked: it is taken back and its comment set again. A run that
 // changed something leaves rows in stripe_sync.log: kind 'migrate' (steps run,
 // tables created), 'migrate_add_columns' (table, columns, rows filled) and
 // 'migrate_type_mismatch'. A run with nothing to do takes no locks on the

@@ -290,7 +290,7 @@ CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
 			return fmt.Errorf("migrate: record step %d: %w", m.Version, err)
 		}
 	}
-	created, err := reconcileTables(ctx, tx)
+	created, err := reconcileTables(ctx, tx, len(applied) > 0)
 	if err != nil {
 		return err
 	}
@@ -333,14 +333,16 @@ var ErrForeignTable = errors.New("table exists and was not created by pgstripe")
 
 type existing struct {
 	comment  string
+	notTable bool              // a view or such
 	cols     map[string]string // column → format_type
 	defaults map[string]bool   // columns that have a default
 	indexes  map[string]bool
 }
 
 // reconcileTables brings schema stripe in line with Tables() and returns the
-// tables it created.
-func reconcileTables(ctx context.Context, tx pgx.Tx) (created []string, err error) {
+// tables it created. migratedBefore: stripe_sync.migrations had steps
+// before this run.
+func reconcileTables(ctx context.Context, tx pgx.Tx, migratedBefore bool) (created []string, err error) {
 	rows, err := tx.Query(ctx, `
 SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''), a.attname, format_type(a.atttypid, a.atttypmod), c.relkind::text, coalesce(a.atthasdef, false)
 FROM pg_class c
@@ -364,7 +366,7 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 			have[rel] = e
 		}
 		if kind != "r" && kind != "p" {
-			e.comment = "" // a view or such in the way is never ours
+			e.comment, e.notTable = "", true // a view or such in the way is never ours
 		}
 		if col != nil {
 			e.cols[*col] = *typ
@@ -395,7 +397,7 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 	}
 	// Check everything before changing anything.
 	for _, t := range tables {
-		if e := have[t.Name]; e != nil && !strings.HasPrefix(e.comment, commentPrefix) {
+		if e := have[t.Name]; e != nil && !strings.HasPrefix(e.comment, commentPrefix) && !lostComment(e, migratedBefore) {
 			return nil, fmt.Errorf("migrate: %s: %w; rename or drop it, then run migrate again (nothing was changed)", t.QualifiedName(), ErrForeignTable)
 		}
 	}
@@ -413,6 +415,24 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 		}
 	}
 	return created, nil
+}
+
+// lostComment: a table of pgstripe's whose comment a restore dropped
+// (pg_dump or pg_restore --no-comments, tools that copy no comments), so
+// the comment no longer tells it apart. It has no comment at all (another
+// comment is someone else's), pgstripe's own columns, and pgstripe had
+// migrated this database before (the restored stripe_sync.migrations).
+// upgradeTable then puts the comment back.
+func lostComment(e *existing, migratedBefore bool) bool {
+	if !migratedBefore || e.comment != "" || e.notTable {
+		return false
+	}
+	for _, m := range []struct{ name, typ string }{{ColRaw, "jsonb"}, {ColSyncedAt, "timestamptz"}, {ColAsOf, "timestamptz"}} {
+		if typ, ok := e.cols[m.name]; !ok || !sameType(typ, m.typ) {
+			return false
+		}
+	}
+	return true
 }
 
 // upgradeTable adds columns a newer spec introduced and fills them from _raw,
