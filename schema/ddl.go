@@ -75,8 +75,10 @@ func (t *Table) CreateTableSQL() string {
 // "not given" and never runs the client's INSERT. Only an INSERT made on a
 // direct connection to Postgres, which Stripe would never hear of, reaches
 // the function, and it gets a message naming the proxy instead of a NOT
-// NULL violation.
-const SetByStripeFunc = SyncSchema + ".set_by_stripe"
+// NULL violation. It lives in schema stripe, beside the tables whose
+// defaults call it, so that a dump of that schema alone (pg_dump -n
+// stripe) restores.
+const SetByStripeFunc = DataSchema + "._set_by_stripe"
 
 // SetByStripeColumns are the columns whose default is SetByStripeFunc: the
 // object id (when it is part of the key; upcoming_invoices has none) and

@@ -155,7 +155,7 @@ func TestMigrateAddsSetByStripeDefaults(t *testing.T) {
 		drop = append(drop, "ALTER TABLE "+tb.QualifiedName()+" "+strings.Join(cols, ", "))
 	}
 	if _, err := conn.Exec(ctx, strings.Join(drop, ";\n")+`;
-DROP FUNCTION stripe_sync.set_by_stripe(text, anyelement);
+DROP FUNCTION stripe._set_by_stripe(text, anyelement);
 DELETE FROM stripe_sync.migrations WHERE version = 3 AND name LIKE 'stripe tables: defaults%';
 ALTER TABLE stripe.products ALTER COLUMN _synced_at SET DEFAULT now()`); err != nil {
 		t.Fatal(err)

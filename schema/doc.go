@@ -30,7 +30,7 @@
 // their own, there so that Postgres can parse and describe such writes).
 //
 // Defaults: id (where it is a key column), _raw, _synced_at and _as_of
-// default to SetByStripeFunc, stripe_sync.set_by_stripe(table, NULL::type),
+// default to SetByStripeFunc, stripe._set_by_stripe(table, NULL::type),
 // which raises 0A000 ("stripe.customers is written only through
 // pgstripe's proxy, by an INSERT statement of its own") when evaluated. They are
 // there for model generators (Prisma, kysely-codegen, drizzle-kit), which

@@ -162,8 +162,9 @@ END $$;
 -- having a default and stop demanding them on create. Evaluated only by an
 -- INSERT that bypasses the proxy. Never mark it IMMUTABLE: the planner
 -- evaluates immutable calls while planning, and the proxy's Bind of a
--- client's INSERT (planned upstream, never executed) would then raise.
-CREATE OR REPLACE FUNCTION stripe_sync.set_by_stripe(tbl text, type_of anyelement) RETURNS anyelement
+-- client's INSERT (planned upstream, never executed) would then raise. In
+-- schema stripe, so that pg_dump -n stripe alone restores.
+CREATE OR REPLACE FUNCTION stripe._set_by_stripe(tbl text, type_of anyelement) RETURNS anyelement
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     RAISE EXCEPTION 'stripe.% is written only through pgstripe''s proxy, by an INSERT statement of its own', tbl
@@ -171,10 +172,10 @@ BEGIN
               DETAIL = 'This INSERT reached Postgres without the proxy''s write-through (on a direct connection, or inside a function, DO block or trigger): Stripe would never hear of the row. Stripe assigns id; pgstripe''s sync fills _raw, _synced_at and _as_of.',
               HINT = 'Connect to pgstripe''s proxy (PGSTRIPE_LISTEN, default port 6543) and send the INSERT as a statement, leaving these columns out or giving them as DEFAULT.';
 END $$;
-COMMENT ON FUNCTION stripe_sync.set_by_stripe(text, anyelement) IS 'pgstripe: default of stripe.*.id, _raw, _synced_at, _as_of; raises 0A000 when evaluated (an INSERT that bypassed the proxy)';
+COMMENT ON FUNCTION stripe._set_by_stripe(text, anyelement) IS 'pgstripe: default of stripe.*.id, _raw, _synced_at, _as_of; raises 0A000 when evaluated (an INSERT that bypassed the proxy)';
 -- The clear message, not "permission denied for function", also where
 -- default privileges revoke EXECUTE from PUBLIC.
-GRANT EXECUTE ON FUNCTION stripe_sync.set_by_stripe(text, anyelement) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION stripe._set_by_stripe(text, anyelement) TO PUBLIC;
 `},
 }
 

@@ -1,16 +1,19 @@
 package schema_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
@@ -87,5 +90,47 @@ func TestMigrateStillRefusesForeignTableWithoutComment(t *testing.T) {
 				t.Errorf("foreign charges altered: %d columns", cols)
 			}
 		})
+	}
+}
+
+// A dump of schema stripe alone restores into an empty database: the
+// defaults' function is in that schema, not in stripe_sync (a stripe-only
+// dump failed on every CREATE TABLE, and its data was lost).
+func TestStripeOnlyDumpRestores(t *testing.T) {
+	for _, tool := range []string{"pg_dump", "psql"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: run scripts/install-deps", tool)
+		}
+	}
+	conn, url := connect(t)
+	ctx := context.Background()
+	if err := schema.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		_, err := store.Upsert(ctx, tx, "customers", []store.Object{
+			{Raw: json.RawMessage(`{"id": "cus_1", "object": "customer", "email": "a@example.com", "created": 1700000000}`), AsOf: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
+		})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dump, err := exec.Command("pg_dump", "--schema=stripe", "--no-owner", url).Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	_, empty := connect(t)
+	restore := exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", empty)
+	restore.Stdin = bytes.NewReader(dump)
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("restoring a dump of schema stripe into an empty database: %v\n%s", err, out)
+	}
+	restored := pgtest.Connect(t, empty)
+	var email string
+	if err := restored.QueryRow(ctx, `SELECT email FROM stripe.customers WHERE id = 'cus_1'`).Scan(&email); err != nil || email != "a@example.com" {
+		t.Fatalf("restored row: %q %v", email, err)
+	}
+	if err := schema.Migrate(ctx, restored); err != nil {
+		t.Fatalf("migrate on the restored database: %v", err)
 	}
 }

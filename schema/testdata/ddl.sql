@@ -1,5 +1,5 @@
 CREATE TABLE "stripe"."customers" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('customers', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('customers', NULL::text),
     "address" jsonb,
     "balance" bigint,
     "cash_balance" jsonb,
@@ -27,9 +27,9 @@ CREATE TABLE "stripe"."customers" (
     "tax_exempt" text,
     "tax_ids" jsonb,
     "test_clock" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('customers', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('customers', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('customers', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('customers', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('customers', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('customers', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -37,7 +37,7 @@ COMMENT ON TABLE "stripe"."customers" IS 'pgstripe: Stripe customer objects (API
 CREATE INDEX IF NOT EXISTS "customers_created_idx" ON "stripe"."customers" ("created");
 
 CREATE TABLE "stripe"."products" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('products', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('products', NULL::text),
     "active" boolean,
     "created" timestamptz,
     "default_price" text,
@@ -55,9 +55,9 @@ CREATE TABLE "stripe"."products" (
     "unit_label" text,
     "updated" timestamptz,
     "url" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('products', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('products', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('products', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('products', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('products', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('products', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -65,7 +65,7 @@ COMMENT ON TABLE "stripe"."products" IS 'pgstripe: Stripe product objects (API 2
 CREATE INDEX IF NOT EXISTS "products_created_idx" ON "stripe"."products" ("created");
 
 CREATE TABLE "stripe"."prices" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('prices', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('prices', NULL::text),
     "active" boolean,
     "billing_scheme" text,
     "created" timestamptz,
@@ -86,9 +86,9 @@ CREATE TABLE "stripe"."prices" (
     "type" text,
     "unit_amount" bigint,
     "unit_amount_decimal" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('prices', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('prices', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('prices', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('prices', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('prices', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('prices', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -97,7 +97,7 @@ CREATE INDEX IF NOT EXISTS "prices_product_idx" ON "stripe"."prices" ("product")
 CREATE INDEX IF NOT EXISTS "prices_created_idx" ON "stripe"."prices" ("created");
 
 CREATE TABLE "stripe"."plans" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('plans', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('plans', NULL::text),
     "active" boolean,
     "aggregate_usage" text,
     "amount" bigint,
@@ -117,9 +117,9 @@ CREATE TABLE "stripe"."plans" (
     "transform_usage" jsonb,
     "trial_period_days" bigint,
     "usage_type" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('plans', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('plans', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('plans', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('plans', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('plans', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('plans', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -128,7 +128,7 @@ CREATE INDEX IF NOT EXISTS "plans_product_idx" ON "stripe"."plans" ("product");
 CREATE INDEX IF NOT EXISTS "plans_created_idx" ON "stripe"."plans" ("created");
 
 CREATE TABLE "stripe"."coupons" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('coupons', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('coupons', NULL::text),
     "amount_off" bigint,
     "applies_to" jsonb,
     "created" timestamptz,
@@ -145,9 +145,9 @@ CREATE TABLE "stripe"."coupons" (
     "redeem_by" timestamptz,
     "times_redeemed" bigint,
     "valid" boolean,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('coupons', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('coupons', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('coupons', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('coupons', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('coupons', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('coupons', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -155,7 +155,7 @@ COMMENT ON TABLE "stripe"."coupons" IS 'pgstripe: Stripe coupon objects (API 202
 CREATE INDEX IF NOT EXISTS "coupons_created_idx" ON "stripe"."coupons" ("created");
 
 CREATE TABLE "stripe"."promotion_codes" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('promotion_codes', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('promotion_codes', NULL::text),
     "active" boolean,
     "code" text,
     "coupon" jsonb,
@@ -168,9 +168,9 @@ CREATE TABLE "stripe"."promotion_codes" (
     "object" text,
     "restrictions" jsonb,
     "times_redeemed" bigint,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('promotion_codes', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('promotion_codes', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('promotion_codes', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('promotion_codes', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('promotion_codes', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('promotion_codes', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -179,7 +179,7 @@ CREATE INDEX IF NOT EXISTS "promotion_codes_customer_idx" ON "stripe"."promotion
 CREATE INDEX IF NOT EXISTS "promotion_codes_created_idx" ON "stripe"."promotion_codes" ("created");
 
 CREATE TABLE "stripe"."tax_rates" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_rates', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('tax_rates', NULL::text),
     "active" boolean,
     "country" text,
     "created" timestamptz,
@@ -195,9 +195,9 @@ CREATE TABLE "stripe"."tax_rates" (
     "percentage" numeric,
     "state" text,
     "tax_type" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_rates', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_rates', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_rates', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('tax_rates', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('tax_rates', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('tax_rates', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -205,7 +205,7 @@ COMMENT ON TABLE "stripe"."tax_rates" IS 'pgstripe: Stripe tax_rate objects (API
 CREATE INDEX IF NOT EXISTS "tax_rates_created_idx" ON "stripe"."tax_rates" ("created");
 
 CREATE TABLE "stripe"."subscriptions" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('subscriptions', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscriptions', NULL::text),
     "application" text,
     "application_fee_percent" numeric,
     "automatic_tax" jsonb,
@@ -249,9 +249,9 @@ CREATE TABLE "stripe"."subscriptions" (
     "trial_end" timestamptz,
     "trial_settings" jsonb,
     "trial_start" timestamptz,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('subscriptions', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('subscriptions', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('subscriptions', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('subscriptions', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('subscriptions', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('subscriptions', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -260,7 +260,7 @@ CREATE INDEX IF NOT EXISTS "subscriptions_customer_idx" ON "stripe"."subscriptio
 CREATE INDEX IF NOT EXISTS "subscriptions_created_idx" ON "stripe"."subscriptions" ("created");
 
 CREATE TABLE "stripe"."subscription_items" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_items', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscription_items', NULL::text),
     "billing_thresholds" jsonb,
     "created" bigint,
     "metadata" jsonb,
@@ -269,9 +269,9 @@ CREATE TABLE "stripe"."subscription_items" (
     "quantity" bigint,
     "subscription" text,
     "tax_rates" jsonb,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_items', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_items', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_items', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('subscription_items', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('subscription_items', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('subscription_items', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -281,7 +281,7 @@ CREATE INDEX IF NOT EXISTS "subscription_items_price_idx" ON "stripe"."subscript
 CREATE INDEX IF NOT EXISTS "subscription_items_created_idx" ON "stripe"."subscription_items" ("created");
 
 CREATE TABLE "stripe"."subscription_schedules" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_schedules', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscription_schedules', NULL::text),
     "application" text,
     "canceled_at" timestamptz,
     "completed_at" timestamptz,
@@ -299,9 +299,9 @@ CREATE TABLE "stripe"."subscription_schedules" (
     "status" text,
     "subscription" text,
     "test_clock" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_schedules', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_schedules', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('subscription_schedules', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('subscription_schedules', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('subscription_schedules', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('subscription_schedules', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -311,7 +311,7 @@ CREATE INDEX IF NOT EXISTS "subscription_schedules_subscription_idx" ON "stripe"
 CREATE INDEX IF NOT EXISTS "subscription_schedules_created_idx" ON "stripe"."subscription_schedules" ("created");
 
 CREATE TABLE "stripe"."invoices" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('invoices', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('invoices', NULL::text),
     "account_country" text,
     "account_name" text,
     "account_tax_ids" jsonb,
@@ -393,9 +393,9 @@ CREATE TABLE "stripe"."invoices" (
     "total_tax_amounts" jsonb,
     "transfer_data" jsonb,
     "webhooks_delivered_at" timestamptz,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('invoices', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('invoices', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('invoices', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('invoices', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('invoices', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('invoices', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -408,7 +408,7 @@ CREATE INDEX IF NOT EXISTS "invoices_created_idx" ON "stripe"."invoices" ("creat
 
 CREATE TABLE "stripe"."invoice_line_items" (
     "invoice" text NOT NULL,
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('invoice_line_items', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('invoice_line_items', NULL::text),
     "amount" bigint,
     "amount_excluding_tax" bigint,
     "currency" text,
@@ -431,9 +431,9 @@ CREATE TABLE "stripe"."invoice_line_items" (
     "tax_rates" jsonb,
     "type" text,
     "unit_amount_excluding_tax" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('invoice_line_items', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('invoice_line_items', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('invoice_line_items', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('invoice_line_items', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('invoice_line_items', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('invoice_line_items', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("invoice", "id")
 );
@@ -442,7 +442,7 @@ CREATE INDEX IF NOT EXISTS "invoice_line_items_subscription_idx" ON "stripe"."in
 CREATE INDEX IF NOT EXISTS "invoice_line_items_price_idx" ON "stripe"."invoice_line_items" (("price" ->> 'id'));
 
 CREATE TABLE "stripe"."invoiceitems" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('invoiceitems', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('invoiceitems', NULL::text),
     "amount" bigint,
     "currency" text,
     "customer" text,
@@ -464,9 +464,9 @@ CREATE TABLE "stripe"."invoiceitems" (
     "test_clock" text,
     "unit_amount" bigint,
     "unit_amount_decimal" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('invoiceitems', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('invoiceitems', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('invoiceitems', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('invoiceitems', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('invoiceitems', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('invoiceitems', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -477,7 +477,7 @@ CREATE INDEX IF NOT EXISTS "invoiceitems_invoice_idx" ON "stripe"."invoiceitems"
 CREATE INDEX IF NOT EXISTS "invoiceitems_price_idx" ON "stripe"."invoiceitems" (("price" ->> 'id'));
 
 CREATE TABLE "stripe"."credit_notes" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('credit_notes', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('credit_notes', NULL::text),
     "amount" bigint,
     "amount_shipping" bigint,
     "created" timestamptz,
@@ -507,9 +507,9 @@ CREATE TABLE "stripe"."credit_notes" (
     "total_excluding_tax" bigint,
     "type" text,
     "voided_at" timestamptz,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('credit_notes', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('credit_notes', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('credit_notes', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('credit_notes', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('credit_notes', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('credit_notes', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -519,7 +519,7 @@ CREATE INDEX IF NOT EXISTS "credit_notes_invoice_idx" ON "stripe"."credit_notes"
 CREATE INDEX IF NOT EXISTS "credit_notes_created_idx" ON "stripe"."credit_notes" ("created");
 
 CREATE TABLE "stripe"."payment_intents" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_intents', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('payment_intents', NULL::text),
     "amount" bigint,
     "amount_capturable" bigint,
     "amount_details" jsonb,
@@ -558,9 +558,9 @@ CREATE TABLE "stripe"."payment_intents" (
     "status" text,
     "transfer_data" jsonb,
     "transfer_group" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_intents', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_intents', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_intents', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('payment_intents', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('payment_intents', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('payment_intents', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -570,7 +570,7 @@ CREATE INDEX IF NOT EXISTS "payment_intents_invoice_idx" ON "stripe"."payment_in
 CREATE INDEX IF NOT EXISTS "payment_intents_created_idx" ON "stripe"."payment_intents" ("created");
 
 CREATE TABLE "stripe"."setup_intents" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('setup_intents', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('setup_intents', NULL::text),
     "application" text,
     "attach_to_self" boolean,
     "automatic_payment_methods" jsonb,
@@ -595,9 +595,9 @@ CREATE TABLE "stripe"."setup_intents" (
     "single_use_mandate" text,
     "status" text,
     "usage" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('setup_intents', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('setup_intents', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('setup_intents', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('setup_intents', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('setup_intents', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('setup_intents', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -606,7 +606,7 @@ CREATE INDEX IF NOT EXISTS "setup_intents_customer_idx" ON "stripe"."setup_inten
 CREATE INDEX IF NOT EXISTS "setup_intents_created_idx" ON "stripe"."setup_intents" ("created");
 
 CREATE TABLE "stripe"."payment_methods" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_methods', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('payment_methods', NULL::text),
     "acss_debit" jsonb,
     "affirm" jsonb,
     "afterpay_clearpay" jsonb,
@@ -650,9 +650,9 @@ CREATE TABLE "stripe"."payment_methods" (
     "us_bank_account" jsonb,
     "wechat_pay" jsonb,
     "zip" jsonb,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_methods', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_methods', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('payment_methods', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('payment_methods', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('payment_methods', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('payment_methods', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -661,7 +661,7 @@ CREATE INDEX IF NOT EXISTS "payment_methods_customer_idx" ON "stripe"."payment_m
 CREATE INDEX IF NOT EXISTS "payment_methods_created_idx" ON "stripe"."payment_methods" ("created");
 
 CREATE TABLE "stripe"."charges" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('charges', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('charges', NULL::text),
     "amount" bigint,
     "amount_captured" bigint,
     "amount_refunded" bigint,
@@ -706,9 +706,9 @@ CREATE TABLE "stripe"."charges" (
     "transfer" text,
     "transfer_data" jsonb,
     "transfer_group" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('charges', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('charges', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('charges', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('charges', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('charges', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('charges', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -719,7 +719,7 @@ CREATE INDEX IF NOT EXISTS "charges_payment_intent_idx" ON "stripe"."charges" ("
 CREATE INDEX IF NOT EXISTS "charges_created_idx" ON "stripe"."charges" ("created");
 
 CREATE TABLE "stripe"."refunds" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('refunds', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('refunds', NULL::text),
     "amount" bigint,
     "balance_transaction" text,
     "charge" text,
@@ -739,9 +739,9 @@ CREATE TABLE "stripe"."refunds" (
     "source_transfer_reversal" text,
     "status" text,
     "transfer_reversal" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('refunds', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('refunds', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('refunds', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('refunds', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('refunds', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('refunds', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -751,7 +751,7 @@ CREATE INDEX IF NOT EXISTS "refunds_payment_intent_idx" ON "stripe"."refunds" ("
 CREATE INDEX IF NOT EXISTS "refunds_created_idx" ON "stripe"."refunds" ("created");
 
 CREATE TABLE "stripe"."disputes" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('disputes', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('disputes', NULL::text),
     "amount" bigint,
     "balance_transactions" jsonb,
     "charge" text,
@@ -767,9 +767,9 @@ CREATE TABLE "stripe"."disputes" (
     "payment_method_details" jsonb,
     "reason" text,
     "status" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('disputes', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('disputes', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('disputes', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('disputes', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('disputes', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('disputes', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -779,7 +779,7 @@ CREATE INDEX IF NOT EXISTS "disputes_payment_intent_idx" ON "stripe"."disputes" 
 CREATE INDEX IF NOT EXISTS "disputes_created_idx" ON "stripe"."disputes" ("created");
 
 CREATE TABLE "stripe"."payouts" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('payouts', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('payouts', NULL::text),
     "amount" bigint,
     "arrival_date" timestamptz,
     "automatic" boolean,
@@ -802,9 +802,9 @@ CREATE TABLE "stripe"."payouts" (
     "statement_descriptor" text,
     "status" text,
     "type" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('payouts', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('payouts', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('payouts', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('payouts', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('payouts', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('payouts', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -812,7 +812,7 @@ COMMENT ON TABLE "stripe"."payouts" IS 'pgstripe: Stripe payout objects (API 202
 CREATE INDEX IF NOT EXISTS "payouts_created_idx" ON "stripe"."payouts" ("created");
 
 CREATE TABLE "stripe"."balance_transactions" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('balance_transactions', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('balance_transactions', NULL::text),
     "amount" bigint,
     "available_on" timestamptz,
     "created" timestamptz,
@@ -827,9 +827,9 @@ CREATE TABLE "stripe"."balance_transactions" (
     "source" text,
     "status" text,
     "type" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('balance_transactions', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('balance_transactions', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('balance_transactions', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('balance_transactions', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('balance_transactions', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('balance_transactions', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -837,7 +837,7 @@ COMMENT ON TABLE "stripe"."balance_transactions" IS 'pgstripe: Stripe balance_tr
 CREATE INDEX IF NOT EXISTS "balance_transactions_created_idx" ON "stripe"."balance_transactions" ("created");
 
 CREATE TABLE "stripe"."checkout_sessions" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('checkout_sessions', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('checkout_sessions', NULL::text),
     "after_expiration" jsonb,
     "allow_promotion_codes" boolean,
     "amount_subtotal" bigint,
@@ -891,9 +891,9 @@ CREATE TABLE "stripe"."checkout_sessions" (
     "total_details" jsonb,
     "ui_mode" text,
     "url" text,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('checkout_sessions', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('checkout_sessions', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('checkout_sessions', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('checkout_sessions', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('checkout_sessions', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('checkout_sessions', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -905,7 +905,7 @@ CREATE INDEX IF NOT EXISTS "checkout_sessions_payment_intent_idx" ON "stripe"."c
 CREATE INDEX IF NOT EXISTS "checkout_sessions_created_idx" ON "stripe"."checkout_sessions" ("created");
 
 CREATE TABLE "stripe"."tax_ids" (
-    "id" text NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_ids', NULL::text),
+    "id" text NOT NULL DEFAULT stripe._set_by_stripe('tax_ids', NULL::text),
     "country" text,
     "created" timestamptz,
     "customer" text,
@@ -915,9 +915,9 @@ CREATE TABLE "stripe"."tax_ids" (
     "type" text,
     "value" text,
     "verification" jsonb,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_ids', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_ids', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('tax_ids', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('tax_ids', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('tax_ids', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('tax_ids', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("id")
 );
@@ -1008,9 +1008,9 @@ CREATE TABLE "stripe"."upcoming_invoices" (
     "total_tax_amounts" jsonb,
     "transfer_data" jsonb,
     "webhooks_delivered_at" timestamptz,
-    "_raw" jsonb NOT NULL DEFAULT stripe_sync.set_by_stripe('upcoming_invoices', NULL::jsonb),
-    "_synced_at" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('upcoming_invoices', NULL::timestamptz),
-    "_as_of" timestamptz NOT NULL DEFAULT stripe_sync.set_by_stripe('upcoming_invoices', NULL::timestamptz),
+    "_raw" jsonb NOT NULL DEFAULT stripe._set_by_stripe('upcoming_invoices', NULL::jsonb),
+    "_synced_at" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('upcoming_invoices', NULL::timestamptz),
+    "_as_of" timestamptz NOT NULL DEFAULT stripe._set_by_stripe('upcoming_invoices', NULL::timestamptz),
     "_params" jsonb,
     PRIMARY KEY ("customer")
 );
