@@ -28,7 +28,8 @@
 //     payment_method.created, none for subscription items or balance
 //     transactions of their own).
 //   - emulator.go: HTTP: auth (sk_/rk_ test and live keys), knobs (latency,
-//     rate limit with Stripe's 429, injected faults), idempotency keys, the
+//     rate limit with Stripe's 429: the test-mode rate, live mode four
+//     times it, as Stripe's 25 and 100; injected faults), idempotency keys, the
 //     Date header on the emulator's clock, Request-Id; admin.go serves the
 //     knobs as JSON under /_emulator/.
 //   - seed.go: a deterministic dataset around N customers, produced by

@@ -32,7 +32,7 @@ var apiVersionRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$`)
 // Options are the emulator's knobs. The zero value is an empty, fast
 // emulator with Stripe's default rate limits.
 type Options struct {
-	RateLimit    int           // requests/s before 429; 0 = Stripe default (25 test / 100 live); <0 = unlimited
+	RateLimit    int           // test-mode requests/s before 429, live mode four times it; 0 = Stripe's (25, so 100 live); <0 = unlimited
 	Latency      time.Duration // fixed added latency, or the minimum when LatencyMax > Latency
 	LatencyMax   time.Duration
 	Faults       float64       // share of requests answered with a fault: 500, 503, 429 lock_timeout, dropped connection, timeout, or performed but response lost (equal shares)
@@ -137,23 +137,29 @@ func (e *Emulator) reset() {
 	e.seq = 0
 }
 
+// DefaultRateLimit is Stripe's test-mode rate limit (requests/s); live
+// mode allows four times it.
+const DefaultRateLimit = 25
+
 // Update changes the knobs at run time. Seed and Distribution are ignored
 // (use Seed).
 func (e *Emulator) Update(o Options) {
 	e.optMu.Lock()
 	defer e.optMu.Unlock()
 	e.opts = o
-	mk := func(def int) *rate.Limiter {
+	// Stripe allows live mode four times test mode's rate (100 and 25
+	// requests/s): RateLimit sets test mode's, live mode gets four times it.
+	mk := func(scale int) *rate.Limiter {
 		n := o.RateLimit
 		if n == 0 {
-			n = def
+			n = DefaultRateLimit
 		}
 		if n < 0 {
 			return nil
 		}
-		return rate.NewLimiter(rate.Limit(n), n)
+		return rate.NewLimiter(rate.Limit(n*scale), n*scale)
 	}
-	e.limTest, e.limLive = mk(25), mk(100)
+	e.limTest, e.limLive = mk(1), mk(4)
 }
 
 func (e *Emulator) options() Options {

@@ -329,3 +329,36 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("Date header %q ignores the clock offset", r.header.Get("Date"))
 	}
 }
+
+// Live mode allows four times test mode's rate, as Stripe does (100 and
+// 25 requests/s), also when the test-mode rate is given.
+func TestRateLimitLiveIsFourTimesTest(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: 5})
+	burst := func(key string) (ok, limited int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := 0; i < 30; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := do(t, "GET", base+"/v1/customers", key, "")
+				mu.Lock()
+				defer mu.Unlock()
+				switch r.status {
+				case 200:
+					ok++
+				case 429:
+					limited++
+				}
+			}()
+		}
+		wg.Wait()
+		return ok, limited
+	}
+	if ok, limited := burst("sk_live_x"); ok < 20 || ok > 24 || limited == 0 {
+		t.Errorf("live: %d answered, %d limited of 30 at once; want the burst of 20 (4 × 5) answered", ok, limited)
+	}
+	if ok, limited := burst("sk_test_x"); ok < 5 || ok > 8 || limited == 0 {
+		t.Errorf("test: %d answered, %d limited of 30 at once; want the burst of 5", ok, limited)
+	}
+}
