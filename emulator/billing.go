@@ -178,7 +178,16 @@ func init() {
 	}
 	crud(kPrice, "cru")
 	handle("GET", "/v1/prices", genericList(kPrice, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
-		return inSet(c.params["lookup_keys"], func(r *record) string { v, _ := t.keyOf(r, "lookup_key"); return v }), nil
+		lookup := inSet(c.params["lookup_keys"], func(r *record) string { v, _ := t.keyOf(r, "lookup_key"); return v })
+		if _, ok := c.params["active"]; ok {
+			return lookup, nil
+		}
+		// Stripe (spec, API 2023-10-16): "Returns a list of your active
+		// prices … For the list of inactive prices, set active to false."
+		return func(r *record) bool {
+			v, _ := t.keyOf(r, "active")
+			return v == "true" && (lookup == nil || lookup(r))
+		}, nil
 	}))
 
 	// plans

@@ -122,6 +122,14 @@ var listParams = map[string]url.Values{
 // and nested lists follow from the pages as for any customer.
 var clockLists = map[string]bool{"customers": true, "subscriptions": true}
 
+// inactiveLists are the lists that return active objects only unless asked
+// for inactive ones (spec, API 2023-10-16: GET /v1/prices "Returns a list
+// of your active prices … For the list of inactive prices, set active to
+// false"; one request can't have both). Archived prices are common (old
+// subscriptions and invoices use them), so each such list gets a second
+// pass with active=false.
+var inactiveLists = map[string]bool{"prices": true}
+
 // ObjectError is the first non-retryable error of an object type.
 type ObjectError struct {
 	Object string
@@ -444,6 +452,9 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 					ss := []*slice{{object: name, ranged: true, rng: Initial()}}
 					if clockLists[name] && !r.cfg.Client.Live() {
 						ss = append(ss, &slice{object: name, clocks: true})
+					}
+					if inactiveLists[name] {
+						ss = append(ss, &slice{object: name, ranged: true, rng: Initial(), inactive: true})
 					}
 					if err := insertSlices(ctx, tx, ss); err != nil {
 						return err
@@ -928,6 +939,9 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 		if s.clock != "" {
 			q.Set("test_clock", s.clock)
 		}
+		if s.inactive {
+			q.Set("active", "false")
+		}
 		if s.rng.After != "" {
 			q.Set("starting_after", s.rng.After)
 		}
@@ -1023,7 +1037,7 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 			density = float64(sum.N) / float64(sum.First-sum.Last+1)
 		}
 		for _, p := range pieces {
-			next = append(next, &slice{object: s.object, ranged: true, rng: p, est: density * float64(p.Seconds()), clock: s.clock})
+			next = append(next, &slice{object: s.object, ranged: true, rng: p, est: density * float64(p.Seconds()), clock: s.clock, inactive: s.inactive})
 		}
 	} else if sum.HasMore && sum.N > 0 {
 		nextAfter = sum.LastID

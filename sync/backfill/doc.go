@@ -37,6 +37,10 @@
 // list, 403, leaves them out with a log entry). Clocks created after that
 // page are covered by the events. Live keys have no clocks.
 //
+// GET /v1/prices lists active prices only; prices get a second created
+// range listed with active=false, so archived prices (which old
+// subscriptions and invoices use) are backfilled too.
+//
 // # Concurrency
 //
 // One scheduler goroutine owns the queue and launches tasks (one page each)

@@ -52,6 +52,10 @@ ALTER TABLE stripe_sync.backfill_slices ADD COLUMN test_clock text, ADD COLUMN c
 COMMENT ON COLUMN stripe_sync.backfill_slices.test_clock IS 'pgstripe: the range lists the objects of this test clock (test_clock=), which the plain list leaves out';
 COMMENT ON COLUMN stripe_sync.backfill_slices.clocks IS 'pgstripe: the row lists the test clocks (after: cursor) and queues a range per clock';
 `})
+	schema.Register(schema.Migration{Version: 502, Name: "backfill state: slices of inactive objects", SQL: `
+ALTER TABLE stripe_sync.backfill_slices ADD COLUMN inactive boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN stripe_sync.backfill_slices.inactive IS 'pgstripe: the range lists inactive objects (active=false), which the plain list leaves out (prices)';
+`})
 }
 
 // slice is one row of stripe_sync.backfill_slices: a unit of work.
@@ -65,10 +69,13 @@ type slice struct {
 	est    float64
 	clock  string // the range lists this test clock's objects (test_clock=)
 	clocks bool   // lists the test clocks (after: cursor), queueing a range per clock
+	// inactive: the range lists inactive objects (active=false), which
+	// the plain list leaves out.
+	inactive bool
 }
 
 func loadPending(ctx context.Context, q pgx.Tx, object string) ([]*slice, error) {
-	rows, err := q.Query(ctx, `SELECT id, gte, lt, coalesce(after, ''), coalesce(parent, ''), coalesce(est_rows, 0), coalesce(test_clock, ''), clocks
+	rows, err := q.Query(ctx, `SELECT id, gte, lt, coalesce(after, ''), coalesce(parent, ''), coalesce(est_rows, 0), coalesce(test_clock, ''), clocks, inactive
 FROM stripe_sync.backfill_slices WHERE object = $1 AND NOT done AND parent IS NULL ORDER BY id`, object)
 	if err != nil {
 		return nil, err
@@ -79,7 +86,7 @@ FROM stripe_sync.backfill_slices WHERE object = $1 AND NOT done AND parent IS NU
 		s := &slice{object: object}
 		var gte, lt *int64
 		var after string
-		if err := rows.Scan(&s.id, &gte, &lt, &after, &s.parent, &s.est, &s.clock, &s.clocks); err != nil {
+		if err := rows.Scan(&s.id, &gte, &lt, &after, &s.parent, &s.est, &s.clock, &s.clocks, &s.inactive); err != nil {
 			return nil, err
 		}
 		if gte != nil && lt != nil {
@@ -110,8 +117,8 @@ func insertSlices(ctx context.Context, tx pgx.Tx, ss []*slice) error {
 		if s.clock != "" {
 			clock = &s.clock
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO stripe_sync.backfill_slices (object, gte, lt, after, est_rows, test_clock, clocks)
-VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, s.object, gte, lt, after, s.est, clock, s.clocks).Scan(&s.id); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO stripe_sync.backfill_slices (object, gte, lt, after, est_rows, test_clock, clocks, inactive)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`, s.object, gte, lt, after, s.est, clock, s.clocks, s.inactive).Scan(&s.id); err != nil {
 			return fmt.Errorf("backfill: insert slice: %w", err)
 		}
 	}
