@@ -24,7 +24,7 @@ import (
 var Ops = []string{
 	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer", "createClockCustomer",
 	"createProduct", "updateProduct", "burstProduct", "deleteProduct",
-	"createPrice", "updatePrice",
+	"createPrice", "updatePrice", "archivePrice",
 	"createCoupon", "deleteCoupon", "discountCustomer", "discountSubscription",
 	"createSubscription", "updateSubscription", "cancelSubscription",
 	"createInvoiceItem", "deleteInvoiceItem",
@@ -306,6 +306,20 @@ func (w *Workload) op(ctx context.Context, op string) error {
 				w.add("prices_recurring", id)
 			} else {
 				w.add("prices_once", id)
+			}
+		}
+		return err
+	case "archivePrice":
+		// Archived prices stay in Stripe (old subscriptions use them) but
+		// leave its default price list; new subscriptions can't use them.
+		id := w.pick("prices")
+		if id == "" || w.rand(3) > 0 {
+			return errSkip
+		}
+		_, err := w.post(ctx, "/v1/prices/"+id, url.Values{"active": {"false"}})
+		if err == nil {
+			for _, pool := range []string{"prices", "prices_once", "prices_recurring"} {
+				w.remove(pool, id)
 			}
 		}
 		return err
