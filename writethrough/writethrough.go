@@ -838,18 +838,13 @@ func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params
 	if st.ReturningRows == nil {
 		return nil, nil
 	}
-	var rows []byte
-	err := ic.cfg.Pool.QueryRow(ctx, `SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) ORDER BY pg_catalog.array_position($1::pg_catalog.text[], t.id))::text FROM `+
-		st.Table.QualifiedName()+` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, ids).Scan(&rows)
+	byID, err := ic.localRows(ctx, st.Table, ids)
 	if err != nil {
 		// Nothing ran on the client's connection: answer from its snapshot.
 		ic.log.Warn("write-through: reading the applied rows for RETURNING failed", "table", st.Table.Name, "err", err)
 		return nil, nil
 	}
-	if rows == nil {
-		rows = []byte("[]")
-	}
-	return p.queryWith(ctx, up, *st.ReturningRows, asciiJSON(rows), oidJSONB)
+	return returnRows(ctx, up, p, st, ids, byID)
 }
 
 // returningAnswered answers RETURNING from Stripe's answers, for when the
@@ -864,8 +859,9 @@ func (ic *Interceptor) returningAnswered(ctx context.Context, up Upstream, p par
 	}
 	var objs []json.RawMessage
 	var asOf []time.Time
-	var answered, unchanged []string
+	var ids, answered, unchanged []string
 	for _, d := range done {
+		ids = append(ids, d.id)
 		if d.resp == nil {
 			unchanged = append(unchanged, d.id)
 			continue
@@ -874,7 +870,14 @@ func (ic *Interceptor) returningAnswered(ctx context.Context, up Upstream, p par
 		asOf = append(asOf, d.resp.AsOf)
 		answered = append(answered, d.id)
 	}
-	byID := make(map[string]json.RawMessage, len(done))
+	byID := map[string]json.RawMessage{}
+	if len(unchanged) > 0 {
+		var err error
+		if byID, err = ic.localRows(ctx, st.Table, unchanged); err != nil {
+			ic.log.Warn("write-through: reading the unchanged rows for RETURNING failed", "table", st.Table.Name, "err", err)
+			return nil, nil
+		}
+	}
 	if len(objs) > 0 {
 		arr, err := json.Marshal(objs)
 		if err != nil {
@@ -893,28 +896,37 @@ func (ic *Interceptor) returningAnswered(ctx context.Context, up Upstream, p par
 			byID[answered[i]] = r
 		}
 	}
-	if len(unchanged) > 0 {
-		rows, err := ic.cfg.Pool.Query(ctx, `SELECT t.id, pg_catalog.to_jsonb(t)::text FROM `+st.Table.QualifiedName()+
-			` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, unchanged)
-		if err != nil {
-			ic.log.Warn("write-through: reading the unchanged rows for RETURNING failed", "table", st.Table.Name, "err", err)
-			return nil, nil
-		}
-		for rows.Next() {
-			var id, row string
-			if err := rows.Scan(&id, &row); err != nil {
-				rows.Close()
-				return nil, nil
-			}
-			byID[id] = json.RawMessage(row)
-		}
-		if rows.Err() != nil {
-			return nil, nil
-		}
+	return returnRows(ctx, up, p, st, ids, byID)
+}
+
+// localRows reads the rows of ids from table t on our own connection, as
+// jsonb by id (our SQL only: no expression of the client's runs there).
+func (ic *Interceptor) localRows(ctx context.Context, t *schema.Table, ids []string) (map[string]json.RawMessage, error) {
+	rows, err := ic.cfg.Pool.Query(ctx, `SELECT t.id, pg_catalog.to_jsonb(t)::text FROM `+t.QualifiedName()+
+		` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, ids)
+	if err != nil {
+		return nil, err
 	}
-	ordered := make([]json.RawMessage, 0, len(done))
-	for _, d := range done {
-		if r, ok := byID[d.id]; ok {
+	defer rows.Close()
+	byID := make(map[string]json.RawMessage, len(ids))
+	for rows.Next() {
+		var id, row string
+		if err := rows.Scan(&id, &row); err != nil {
+			return nil, err
+		}
+		byID[id] = json.RawMessage(row)
+	}
+	return byID, rows.Err()
+}
+
+// returnRows runs the client's RETURNING target list (ReturningRows) on the
+// client's connection over the rows of byID, in the order of ids (ids
+// without a row are left out), given as data. The JSON is ASCII-escaped:
+// the client's connection reads it in the session's client_encoding.
+func returnRows(ctx context.Context, up Upstream, p params, st *translate.Statement, ids []string, byID map[string]json.RawMessage) (*Result, error) {
+	ordered := make([]json.RawMessage, 0, len(ids))
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
 			ordered = append(ordered, r)
 		}
 	}
