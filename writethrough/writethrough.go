@@ -201,13 +201,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		case translate.Reject:
 			return rep.fail(translateError(c.Err))
 		case translate.Write:
-			ours := true
-			if len(c.Stmt.Resolve) > 0 {
-				if ours, err = resolve(ctx, up, c.Stmt.Resolve); err != nil {
-					return rep.fail(pgError(err))
-				}
+			mine, err := ours(ctx, up, c.Stmt)
+			if err != nil {
+				return rep.fail(pgError(err))
 			}
-			if ours {
+			if mine {
 				return rep.fail(translateError(translate.NotUTF8(enc)))
 			}
 		}
@@ -215,14 +213,10 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		return Reply{Pass: true, Unrelayable: true}
 	}
 	params := newParams(req)
-	if len(st.Resolve) > 0 {
-		ours, err := resolve(ctx, up, st.Resolve)
-		if err != nil {
-			return rep.fail(pgError(err))
-		}
-		if !ours {
-			return Reply{Pass: true, Unrelayable: st.Unrelayable}
-		}
+	if mine, err := ours(ctx, up, st); err != nil {
+		return rep.fail(pgError(err))
+	} else if !mine {
+		return Reply{Pass: true, Unrelayable: st.Unrelayable}
 	}
 	if st.Deferred != nil {
 		return rep.fail(translateError(st.Deferred))
@@ -985,6 +979,15 @@ func shortErr(err error) string {
 		return pe.Code + " " + pe.Message
 	}
 	return err.Error()
+}
+
+// ours tells whether st writes to a stripe table: its target is named so
+// (no Resolve), or one of its unqualified names resolves there.
+func ours(ctx context.Context, up Upstream, st *translate.Statement) (bool, error) {
+	if len(st.Resolve) == 0 {
+		return true, nil
+	}
+	return resolve(ctx, up, st.Resolve)
 }
 
 // resolve tells whether any of the quoted names resolves, with the client's
