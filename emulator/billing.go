@@ -179,14 +179,19 @@ func init() {
 	crud(kPrice, "cru")
 	handle("GET", "/v1/prices", genericList(kPrice, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
 		lookup := inSet(c.params["lookup_keys"], func(r *record) string { v, _ := t.keyOf(r, "lookup_key"); return v })
-		if _, ok := c.params["active"]; ok {
-			return lookup, nil
-		}
 		// Stripe (spec, API 2023-10-16): "Returns a list of your active
-		// prices … For the list of inactive prices, set active to false."
+		// prices, excluding inline prices. For the list of inactive
+		// prices, set active to false." Inline prices are left out of
+		// both lists.
+		_, anyActive := c.params["active"]
 		return func(r *record) bool {
-			v, _ := t.keyOf(r, "active")
-			return v == "true" && (lookup == nil || lookup(r))
+			if r.unlisted {
+				return false
+			}
+			if v, _ := t.keyOf(r, "active"); !anyActive && v != "true" {
+				return false
+			}
+			return lookup == nil || lookup(r)
 		}, nil
 	}))
 
@@ -1648,7 +1653,7 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		}
 		price["product"], price["type"], price["recurring"], price["active"] = prod, "one_time", nil, false
 		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
-		e.store(kPrice, price)
+		e.store(kPrice, price).unlisted = true
 	} else {
 		amt, ok := toInt(c.params["amount"])
 		if !ok {
@@ -1671,7 +1676,7 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		prod["name"] = strOr(c.params["description"], "Invoice item")
 		e.store(kProduct, prod)
 		price["product"] = idOf(prod)
-		e.store(kPrice, price)
+		e.store(kPrice, price).unlisted = true
 	}
 	obj["price"] = price
 	obj["currency"] = price["currency"]

@@ -18,6 +18,8 @@ type record struct {
 	keys    []string // values of table.keyFields, same order
 	parent  string   // parent id for child tables (invoice lines, subscription items)
 	visible int64    // events only: unix nanos (wall clock) from which it is listed
+	// unlisted: found by id, never by its list (prices created inline)
+	unlisted bool
 }
 
 // table holds one object type. ordered is sorted by (created, seq) so that

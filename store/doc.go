@@ -49,6 +49,13 @@
 // re-fetch transactions one at a time; write-through deletes stored rows
 // only).
 //
+// Embedded prices: the price that subscription items, invoice lines and
+// invoice items carry whole (PriceCarriers) is inserted into prices when
+// that table has no row for it (Stripe's price lists leave out prices
+// created inline). It never replaces a stored row and is dated a second
+// before the price's creation, so any fetched or evented state replaces
+// it; it is not reported in Result.
+//
 // # Delete
 //
 // Delete removes the row and its children and records a tombstone, in the

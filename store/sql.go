@@ -12,6 +12,7 @@ import (
 // then prepares and caches them per connection).
 type stmts struct {
 	upsert, upsertChild string
+	insertMissing       string // embedded copies: a missing row only
 	recheck             string
 	dropTombstoned      string
 	pruneChildren       string
@@ -31,8 +32,9 @@ func statements(t *schema.Table) *stmts {
 		return s
 	}
 	s := &stmts{
-		upsert:      upsertSQL(t, "<"),
-		upsertChild: upsertSQL(t, "<="),
+		upsert:        upsertSQL(t, "<"),
+		upsertChild:   upsertSQL(t, "<="),
+		insertMissing: upsertSQL(t, ""),
 	}
 	id := reportColumn(t)
 	s.recheck = recheckSQL(t)
@@ -67,6 +69,10 @@ func reportColumn(t *schema.Table) string {
 // upsertSQL builds the one upsert statement. Parameters: $1, $2 the key
 // column values (second only for two-column keys), $3 the raw objects as
 // text, $4 their _as_of, $5 the parent column value (child tables).
+// A stored row is replaced when its _as_of compares to the new one by
+// guard; with no guard it is left alone, and not locked either (DO
+// NOTHING), so that inserting a missing row never waits on, or deadlocks
+// with, a writer of a row that is already there.
 //
 // The typed columns are computed in SQL: jsonb_to_record splits each object
 // once and Column.ConvertSQL converts each field, the same mapping Migrate
@@ -99,6 +105,11 @@ func upsertSQL(t *schema.Table, guard string) string {
 		sets = append(sets, fmt.Sprintf("%[1]s = excluded.%[1]s", schema.Ident(m)))
 	}
 	exprs = append(exprs, "i.raw", "statement_timestamp()", "i.as_of")
+	onConflict := "DO NOTHING"
+	if guard != "" {
+		onConflict = fmt.Sprintf(`DO UPDATE SET %s
+  WHERE d."_as_of" %s excluded."_as_of"`, strings.Join(sets, ", "), guard)
+	}
 
 	keys := make([]string, len(t.Key))
 	ret := make([]string, len(t.Key))
@@ -127,22 +138,21 @@ func upsertSQL(t *schema.Table, guard string) string {
 ), ins AS (
   INSERT INTO %[2]s AS d (%[3]s)
   SELECT %[4]s
-  FROM live i CROSS JOIN LATERAL jsonb_to_record(i.raw) AS x(%[12]s) ORDER BY i.ord
-  ON CONFLICT (%[5]s) DO UPDATE SET %[6]s
-  WHERE d."_as_of" %[7]s excluded."_as_of"
-  RETURNING %[8]s
+  FROM live i CROSS JOIN LATERAL jsonb_to_record(i.raw) AS x(%[11]s) ORDER BY i.ord
+  ON CONFLICT (%[5]s) %[6]s
+  RETURNING %[7]s
 )
-SELECT i.%[9]s, CASE
+SELECT i.%[8]s, CASE
     WHEN ins.k1 IS NOT NULL THEN 'a'
     WHEN l.ord IS NULL THEN 't'
     WHEN cur."_as_of" = i.as_of AND cur."_raw" <> i.raw THEN 'm'
     ELSE 's' END
 FROM input i
-LEFT JOIN ins ON %[10]s
+LEFT JOIN ins ON %[9]s
 LEFT JOIN live l ON l.ord = i.ord
-LEFT JOIN %[2]s cur ON %[11]s`,
+LEFT JOIN %[2]s cur ON %[10]s`,
 		live, t.QualifiedName(), strings.Join(cols, ", "), strings.Join(exprs, ",\n         "),
-		strings.Join(keys, ", "), strings.Join(sets, ", "), guard, strings.Join(ret, ", "),
+		strings.Join(keys, ", "), onConflict, strings.Join(ret, ", "),
 		reportK, matchIns(len(t.Key)), match("cur"), strings.Join(rec, ", "))
 }
 

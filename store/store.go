@@ -145,7 +145,7 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 	rows, dropped, tied := dedupe(rows)
 	res.Stale = append(res.Stale, dropped...)
 	res.Ambiguous = append(res.Ambiguous, tied...)
-	out, err := writeRows(ctx, tx, t, rows, false)
+	out, err := writeRows(ctx, tx, t, rows, asObject)
 	if err != nil {
 		return Result{}, err
 	}
@@ -163,14 +163,77 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 			res.Stale = append(res.Stale, r.report)
 		}
 	}
+	var carriers []*row
+	if embedsPrice[t.Name] {
+		for _, r := range rows {
+			if applied[r.report] {
+				carriers = append(carriers, r)
+			}
+		}
+	}
 	for _, n := range t.Nested {
-		incomplete, err := replaceChildren(ctx, tx, n, rows, applied)
+		incomplete, kids, err := replaceChildren(ctx, tx, n, rows, applied)
 		if err != nil {
 			return Result{}, err
 		}
 		res.Incomplete = append(res.Incomplete, incomplete...)
+		if embedsPrice[n.Table] {
+			carriers = append(carriers, kids...)
+		}
+	}
+	if err := insertEmbeddedPrices(ctx, tx, carriers); err != nil {
+		return Result{}, err
 	}
 	return res, nil
+}
+
+// PriceCarriers are the tables whose objects carry their price whole
+// (subscription_item.price, line_item.price, invoiceitem.price): Upsert
+// stores those prices too when stripe.prices lacks them.
+var PriceCarriers = []string{"subscription_items", "invoice_line_items", "invoiceitems"}
+
+var embedsPrice = map[string]bool{}
+
+func init() {
+	for _, n := range PriceCarriers {
+		embedsPrice[n] = true
+	}
+}
+
+// insertEmbeddedPrices stores the prices the carriers embed when
+// stripe.prices has no row for them yet. Stripe's price list leaves out
+// prices created inline (price_data), and nothing says they get events, so
+// their carriers are the only place sync sees them. Whether an embedded
+// copy is current at its carrier's _as_of is not documented (the emulator
+// keeps the copy made when the carrier was), so it never replaces a stored
+// row and is dated a second before the price's creation: any state fetched
+// or received in an event is newer and replaces it (even in the same
+// second, which would otherwise be a tie nobody re-fetches). A price
+// deleted earlier stays out (tombstone).
+func insertEmbeddedPrices(ctx context.Context, tx pgx.Tx, carriers []*row) error {
+	pt, ok := schema.Lookup("prices")
+	if !ok || len(carriers) == 0 {
+		return nil
+	}
+	var prices []*row
+	for _, c := range carriers {
+		v, ok := c.fields["price"]
+		if !ok || len(v) == 0 || v[0] != '{' {
+			continue // null, or an id only
+		}
+		p, err := decode(pt, v, "", false)
+		if err != nil || string(p.fields["object"]) != `"price"` {
+			continue
+		}
+		p.asOf = c.asOf
+		if created, err := strconv.ParseInt(string(p.fields["created"]), 10, 64); err == nil && created > 0 && !time.Unix(created, 0).After(c.asOf) {
+			p.asOf = time.Unix(created-1, 0)
+		}
+		prices = append(prices, p)
+	}
+	prices, _, _ = dedupe(prices)
+	_, err := writeRows(ctx, tx, pt, prices, asMissing)
+	return err
 }
 
 // dedupe keeps, per key, the newest object of a batch (ON CONFLICT can't
@@ -323,10 +386,19 @@ func warnType(table string, c schema.Column, id string, v json.RawMessage) {
 	}
 }
 
+// writeMode says which stored rows a write replaces.
+type writeMode int
+
+const (
+	asObject  writeMode = iota // strictly older ones
+	asChild                    // as old or older, so re-applying a parent state rewrites its children
+	asMissing                  // none: only ids not stored yet are inserted
+)
+
 // writeRows runs the upsert statement and returns, by reported id, 'a'
-// (applied), 's' (stale), 'm' (ambiguous) or 't' (tombstoned). Children
-// (asChild) are written with ">=" so re-applying a parent state rewrites them.
-func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asChild bool) (map[string]byte, error) {
+// (applied), 's' (stale), 'm' (ambiguous) or 't' (tombstoned); the
+// ambiguous ones are told apart only for asObject.
+func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, mode writeMode) (map[string]byte, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
@@ -353,8 +425,11 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	}
 	q := statements(t)
 	sql := q.upsert
-	if asChild {
+	switch mode {
+	case asChild:
 		sql = q.upsertChild
+	case asMissing:
+		sql = q.insertMissing
 	}
 	// The upsert checks tombstones in its snapshot, so it can't see a
 	// Delete that commits while it waits on the row that Delete removes;
@@ -407,7 +482,7 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	if err != nil {
 		return nil, fmt.Errorf("store: upsert %s: %w", t.Name, err)
 	}
-	if asChild {
+	if mode != asObject {
 		return out, nil
 	}
 	var rk1, rk2, rraw []string
@@ -437,13 +512,13 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, asC
 	return out, nil
 }
 
-// replaceChildren stores the nested list n of every applied parent.
-func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parents []*row, applied map[string]bool) (incomplete []string, err error) {
+// replaceChildren stores the nested list n of every applied parent and
+// returns the children it wrote.
+func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parents []*row, applied map[string]bool) (incomplete []string, kids []*row, err error) {
 	ct, ok := schema.Lookup(n.Table)
 	if !ok {
-		return nil, fmt.Errorf("store: nested table %q unknown", n.Table)
+		return nil, nil, fmt.Errorf("store: nested table %q unknown", n.Table)
 	}
-	var kids []*row
 	var complete []string // parents whose whole child set is known
 	var completeAsOf []time.Time
 	for _, p := range parents {
@@ -498,13 +573,13 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 			kp[i], kid[i] = k.parent, k.keys[len(k.keys)-1]
 		}
 		if _, err := tx.Exec(ctx, statements(ct).pruneChildren, complete, completeAsOf, kp, kid); err != nil {
-			return nil, fmt.Errorf("store: replace %s: %w", ct.Name, err)
+			return nil, nil, fmt.Errorf("store: replace %s: %w", ct.Name, err)
 		}
 	}
-	if _, err := writeRows(ctx, tx, ct, kids, true); err != nil {
-		return nil, err
+	if _, err := writeRows(ctx, tx, ct, kids, asChild); err != nil {
+		return nil, nil, err
 	}
-	return incomplete, nil
+	return incomplete, kids, nil
 }
 
 // Delete removes the object id (with its children) from table and records a

@@ -39,7 +39,9 @@
 //
 // GET /v1/prices lists active prices only; prices get a second created
 // range listed with active=false, so archived prices (which old
-// subscriptions and invoices use) are backfilled too.
+// subscriptions and invoices use) are backfilled too. Prices created
+// inline are in neither list; store.Upsert takes them from the
+// subscription items, invoice lines and invoice items that embed them.
 //
 // # Concurrency
 //
