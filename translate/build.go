@@ -138,7 +138,27 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 	if err := mergeExtra(params, extra, t.CreateParams, nil, "create "+t.Object); err != nil {
 		return RowCalls{}, err
 	}
+	// Stripe would refuse the row, but only after the rows before it were
+	// created: refuse the statement before any call, as Postgres refuses
+	// a NOT NULL column left NULL.
+	for _, k := range sortedKeys(t.CreateParams) {
+		if t.CreateParams[k].Required && !hasParam(params, k) {
+			return RowCalls{}, errorf(CodeNotNullViolation, "Stripe requires %s to create a %s: it may not be NULL, empty or left out", k, t.Object).
+				withHint("give %s a value in every row", k)
+		}
+	}
 	return RowCalls{Calls: []Call{{Method: http.MethodPost, Path: t.CreatePath, Params: params, Create: true}}}, nil
+}
+
+// hasParam reports whether params gives the parameter k a value, other
+// than the empty string (Stripe's "unset"), or bracketed (k[…]).
+func hasParam(params url.Values, k string) bool {
+	for p, v := range params {
+		if p == k && !(len(v) == 1 && v[0] == "") || strings.HasPrefix(p, k+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // extraParams reads the _params value: a JSON object.

@@ -97,18 +97,29 @@ func Classify(sql string) (class Class) {
 		if st := definite(found); st != nil {
 			return Class{Action: Reject, Err: err}
 		}
-		return Class{Action: Write, Stmt: &Statement{SQL: sql, Resolve: resolveNames(found), Deferred: err, Unrelayable: true}}
+		return Class{Action: Write, Stmt: &Statement{SQL: sql, Resolve: resolveNames(found), Prepared: preparedNames(found), Deferred: err, Unrelayable: true}}
 	}
 	return Class{Action: Write, Stmt: found[0]}
 }
 
 func definite(sts []*Statement) *Statement {
 	for _, s := range sts {
-		if len(s.Resolve) == 0 {
+		if s.definite() {
 			return s
 		}
 	}
 	return nil
+}
+
+// definite: the statement writes a stripe table whatever the session.
+func (st *Statement) definite() bool { return len(st.Resolve) == 0 && len(st.Prepared) == 0 }
+
+func preparedNames(sts []*Statement) []string {
+	var out []string
+	for _, s := range sts {
+		out = append(out, s.Prepared...)
+	}
+	return out
 }
 
 func resolveNames(sts []*Statement) []string {
@@ -138,6 +149,10 @@ func mayWrite(sql string) bool {
 			}
 		case 'm':
 			if hasWordAt(sql, i, "merge") {
+				return true
+			}
+		case 'e':
+			if hasWordAt(sql, i, "execute") {
 				return true
 			}
 		case 't':
@@ -288,6 +303,14 @@ func classifyStmt(sql string, n *pg_query.Node) (*Statement, *Error) {
 		// CREATE TABLE … AS WITH d AS (DELETE FROM stripe.…) SELECT …
 		// runs the CTE's write, which would change the local table only.
 		return classifyStmt(sql, s.CreateTableAsStmt.Query)
+	case *pg_query.Node_ExecuteStmt:
+		// Which statement runs is the session's to say (see
+		// Statement.Prepared); the client's message goes upstream as sent
+		// when it is not a write to a stripe table.
+		name := s.ExecuteStmt.Name
+		return &Statement{SQL: sql, Prepared: []string{name}, Unrelayable: true,
+			Deferred: errorf(CodeFeatureNotSupported, "EXECUTE of prepared statement %q, a write to a stripe table, is not supported: it would run the write locally only", name).
+				withHint("execute it through the extended query protocol (Bind/Execute), as drivers do")}, nil
 	case *pg_query.Node_PrepareStmt:
 		st, err := classifyStmt(sql, s.PrepareStmt.Query)
 		return wrapInner(sql, st, err, "PREPARE of a write to a stripe table is not supported; use the extended query protocol (Parse/Bind/Execute) instead")
@@ -304,10 +327,10 @@ func wrapInner(sql string, st *Statement, err *Error, msg string) (*Statement, *
 		return nil, nil
 	}
 	e := errorf(CodeFeatureNotSupported, "%s", msg)
-	if len(st.Resolve) == 0 {
+	if st.definite() {
 		return nil, e
 	}
-	return &Statement{SQL: sql, Resolve: st.Resolve, Deferred: e}, nil
+	return &Statement{SQL: sql, Resolve: st.Resolve, Prepared: st.Prepared, Deferred: e, Unrelayable: st.Unrelayable}, nil
 }
 
 func explainAnalyze(e *pg_query.ExplainStmt) bool {

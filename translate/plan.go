@@ -44,9 +44,15 @@ type Statement struct {
 	// search_path for this to be a stripe write; if none does, the
 	// statement passes through untouched. Empty: schema-qualified.
 	Resolve []string
-	// Deferred, when set, is the answer once Resolve says the statement is
-	// ours: a rejection that had to wait for name resolution. Op and the
-	// rest are then unset.
+	// Prepared lists prepared statements (by name) that the statement runs
+	// (SQL EXECUTE): it is ours if any of them is, which only the session
+	// knows. A statement prepared through the protocol (Parse) is
+	// intercepted at its protocol Execute, but SQL EXECUTE of it would run
+	// it in Postgres alone. Set with Deferred.
+	Prepared []string
+	// Deferred, when set, is the answer once Resolve or Prepared says the
+	// statement is ours: a rejection that had to wait for the session. Op
+	// and the rest are then unset.
 	Deferred *Error
 	// Unrelayable: when Resolve says the statement is not ours, it cannot
 	// be run through the extended protocol on the proxy's behalf (a

@@ -2,6 +2,7 @@ package writethrough
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -123,5 +124,47 @@ func TestNoNoticeWithoutCall(t *testing.T) {
 	r = e.ok(`UPDATE stripe.customers SET name = 'Other' WHERE id = $1`, id)
 	if len(r.notices) != 1 {
 		t.Fatalf("notices %v", r.notices)
+	}
+}
+
+// TestRequiredParamBeforeAnyCall: a row without a parameter Stripe
+// requires to create the object (NULL, empty, or its column left out) is
+// refused before any call, as Postgres refuses a NOT NULL column left
+// NULL: not after the rows before it were created in Stripe.
+func TestRequiredParamBeforeAnyCall(t *testing.T) {
+	e := setup(t)
+	calls := e.calls()
+	for _, sql := range []string{
+		`INSERT INTO stripe.products (name) VALUES ('a'), ('b'), (NULL)`,
+		`INSERT INTO stripe.products (name) VALUES ('a'), ('b'), ($1)`,
+		`INSERT INTO stripe.products (name) VALUES ('a'), ('')`,
+		`INSERT INTO stripe.products (description) VALUES ('no name')`,
+		`INSERT INTO stripe.products (name, _params) VALUES ('a', '{}'), (DEFAULT, '{"active": true}')`,
+		`INSERT INTO stripe.tax_rates (display_name, inclusive) VALUES ('VAT', false)`,
+		`INSERT INTO stripe.products DEFAULT VALUES`,
+	} {
+		var args []any
+		if strings.Contains(sql, "$1") {
+			args = append(args, nil)
+		}
+		r := e.fails("23502", sql, args...)
+		if !strings.Contains(r.err.Message, "Stripe requires") {
+			t.Errorf("%s: %s", sql, r.err.Message)
+		}
+	}
+	if n := e.calls() - calls; n != 0 {
+		t.Fatalf("%d Stripe calls", n)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.products`); got != "0" || len(e.emu.Objects("products")) != 0 {
+		t.Fatalf("%s products locally, %d in Stripe", got, len(e.emu.Objects("products")))
+	}
+	// Given through _params, it counts.
+	r := e.ok(`INSERT INTO stripe.products (_params) VALUES ('{"name": "via params"}') RETURNING name`)
+	if r.rows[0][0] != "via params" {
+		t.Fatalf("rows %v", r.rows)
+	}
+	r = e.ok(`INSERT INTO stripe.tax_rates (display_name, inclusive, percentage) VALUES ('VAT', false, 20) RETURNING percentage`)
+	if r.rows[0][0] != "20" {
+		t.Fatalf("rows %v", r.rows)
 	}
 }

@@ -35,8 +35,9 @@
 //     SET balance = balance + 100 at once add 200, as row locks make them
 //     do in Postgres.
 //  4. translate builds the Stripe calls and checks every row first (unknown
-//     or read-only columns, NULLs Stripe can't take, status values, at most
-//     100 rows): an error means no call at all.
+//     or read-only columns, NULLs Stripe can't take, parameters a create
+//     requires, status values, at most 100 rows): an error means no call
+//     at all.
 //  5. The calls go out at interactive priority, up to Config.Concurrency
 //     rows at a time (a row's own calls in order), each with an idempotency
 //     key unique to this execution, row and call, so stripeapi's retries
@@ -101,8 +102,9 @@
 //
 // Errors found before any call use Postgres's own codes: 0A000 (no Stripe
 // equivalent), 42703 (unknown column, or one Stripe doesn't take), 54000
-// (more than 100 rows), 23502 (NULL where Stripe can't unset), 42501, 25P02,
-// 25006 (read-only transaction).
+// (more than 100 rows), 23502 (NULL where Stripe can't unset, or a
+// parameter a create requires missing), 42501, 25P02, 25006 (read-only
+// transaction).
 //
 // # Limits
 //
@@ -112,7 +114,12 @@
 // connection. A multi-statement Query or COPY FROM whose unqualified target
 // resolves to a stripe table is refused (0A000) like its qualified form;
 // when the name resolves elsewhere the proxy sends the statement on as the
-// client sent it. A read-only WITH clause on the write is evaluated anew
+// client sent it. SQL EXECUTE (also under EXPLAIN ANALYZE) may run a
+// statement prepared through the protocol, which the proxy intercepts only
+// at its protocol Execute: the prepared statement's text is looked up
+// (pg_prepared_statements) and classified, and EXECUTE of a write to a
+// stripe table is refused (0A000); any other goes upstream as sent. A
+// read-only WITH clause on the write is evaluated anew
 // by each query the statement becomes (Match, Eval, RETURNING), not once:
 // volatile functions in it run once per query that reads it, as a
 // volatile WHERE in an UPDATE does. Triggers on stripe tables fire on

@@ -224,3 +224,53 @@ func TestCancelAfterStripeAnswered(t *testing.T) {
 		t.Fatalf("%d of 8 statements after a cancelled write were cancelled by a stray upstream cancel", stray)
 	}
 }
+
+// TestNoRollbackNoticeForRefusedWrite: inside BEGIN, a write that
+// Stripe refuses outright changed nothing there: the client must not be
+// told that it went to Stripe and that ROLLBACK cannot undo it. When the
+// outcome is unknown (a 5xx) it may have, and the NOTICE stays.
+func TestNoRollbackNoticeForRefusedWrite(t *testing.T) {
+	e := setup(t)
+	id := e.newCustomers("r@b.co")[0]
+	const noticeText = "ROLLBACK cannot undo it"
+	for _, tc := range []struct {
+		status int
+		body   string
+		code   string
+		notice bool
+	}{
+		{400, `{"error":{"type":"invalid_request_error","param":"name","message":"Invalid string"}}`, "22023", false},
+		{402, cardDeclined, "P0001", false},
+		{500, `{"error":{"type":"api_error","message":"Something went wrong"}}`, "58000", true},
+	} {
+		f := faultFunc(func(w http.ResponseWriter, r *http.Request, _ url2.Values) bool {
+			return r.Method == http.MethodPost && stripeAnswer(w, tc.status, tc.body)
+		})
+		e.fault.Store(&f)
+		if _, err := e.conn.Exec(e.ctx, `BEGIN`); err != nil {
+			t.Fatal(err)
+		}
+		r := e.fails(tc.code, `UPDATE stripe.customers SET name = 'New' WHERE id = $1`, id)
+		if got := strings.Contains(strings.Join(r.notices, "|"), noticeText); got != tc.notice {
+			t.Errorf("HTTP %d: notices %q, want the ROLLBACK notice: %v", tc.status, r.notices, tc.notice)
+		}
+		if _, err := e.conn.Exec(e.ctx, `ROLLBACK`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.fault.Store(nil)
+	// Multi-row: the first row, started before the second fails, reached
+	// Stripe.
+	f := faultFunc(func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		return form.Get("email") == "bad@b.co" && stripeAnswer(w, 400, `{"error":{"type":"invalid_request_error","message":"No"}}`)
+	})
+	e.fault.Store(&f)
+	if _, err := e.conn.Exec(e.ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	defer e.conn.Exec(e.ctx, `ROLLBACK`)
+	r := e.fails("55000", `INSERT INTO stripe.customers (email) VALUES ('good@b.co'), ('bad@b.co')`)
+	if !strings.Contains(strings.Join(r.notices, "|"), noticeText) {
+		t.Errorf("multi-row, one row reached Stripe: notices %q", r.notices)
+	}
+}

@@ -269,11 +269,6 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if terr != nil {
 		return rep.fail(translateError(terr))
 	}
-	if req.TxStatus == 'T' && anyCall(calls) {
-		rep.notice("this write went to Stripe at once: ROLLBACK cannot undo it",
-			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
-	}
-
 	// Call Stripe; stop at the first error. The session's statement_timeout
 	// bounds the calls as it bounds any statement.
 	callCtx := ctx
@@ -288,6 +283,13 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		if !strings.Contains(failErr.Detail, mayHaveTakenEffect) {
 			failErr.Detail += "; " + mayHaveTakenEffect
 		}
+	}
+	// Only once the calls are answered: a write Stripe refused outright
+	// has nothing for ROLLBACK to leave behind.
+	if req.TxStatus == 'T' && (reachedStripe(done) || len(uncertain) > 0 ||
+		failErr != nil && strings.Contains(failErr.Detail, mayHaveTakenEffect)) {
+		rep.notice("this write went to Stripe at once: ROLLBACK cannot undo it",
+			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
 	}
 
 	// RETURNING of a DELETE shows the rows as they were.
@@ -378,11 +380,12 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	return rep
 }
 
-// anyCall reports whether any row makes a Stripe call (an UPDATE whose rows
-// change nothing makes none, and has nothing for ROLLBACK to undo).
-func anyCall(rows []translate.RowCalls) bool {
-	for _, r := range rows {
-		if len(r.Calls) > 0 {
+// reachedStripe reports whether any row changed something in Stripe (an
+// UPDATE whose rows change nothing makes no call, and has nothing for
+// ROLLBACK to undo).
+func reachedStripe(done []applied) bool {
+	for _, d := range done {
+		if d.resp != nil {
 			return true
 		}
 	}
@@ -982,12 +985,55 @@ func shortErr(err error) string {
 }
 
 // ours tells whether st writes to a stripe table: its target is named so
-// (no Resolve), or one of its unqualified names resolves there.
+// (no Resolve), one of its unqualified names resolves there, or a prepared
+// statement it runs is ours.
 func ours(ctx context.Context, up Upstream, st *translate.Statement) (bool, error) {
-	if len(st.Resolve) == 0 {
+	return oursDepth(ctx, up, st, 0)
+}
+
+// maxPreparedDepth bounds the chain of prepared statements followed (a
+// statement prepared through the protocol may itself be an EXECUTE);
+// deeper counts as ours, so is refused.
+const maxPreparedDepth = 8
+
+func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, depth int) (bool, error) {
+	if len(st.Resolve) == 0 && len(st.Prepared) == 0 {
 		return true, nil
 	}
-	return resolve(ctx, up, st.Resolve)
+	if len(st.Resolve) > 0 {
+		if mine, err := resolve(ctx, up, st.Resolve); err != nil || mine {
+			return mine, err
+		}
+	}
+	if len(st.Prepared) == 0 {
+		return false, nil
+	}
+	if depth >= maxPreparedDepth {
+		return true, nil
+	}
+	// The session's own record of the statement's text, as Postgres will
+	// run it: classified like any statement, its names resolved now (a
+	// prepared statement is analysed again when search_path changes).
+	res, err := up.Query(ctx, `SELECT statement FROM pg_catalog.pg_prepared_statements WHERE name = ANY($1::pg_catalog.text[])`,
+		[][]byte{textArray(st.Prepared)}, []uint32{oidTextArray}, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range res.Rows {
+		if len(r) != 1 || r[0] == nil {
+			continue
+		}
+		c := translate.Classify(string(r[0]))
+		switch c.Action {
+		case translate.Reject:
+			return true, nil
+		case translate.Write:
+			if mine, err := oursDepth(ctx, up, c.Stmt, depth+1); err != nil || mine {
+				return mine, err
+			}
+		}
+	}
+	return false, nil
 }
 
 // resolve tells whether any of the quoted names resolves, with the client's
