@@ -91,6 +91,12 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("read-after-write: %v %q, want %s|gold", err, out, fields[0])
 	}
 
+	// Intercepted, then passed on (not a write in this session): counted
+	// as passthrough, not as a write or a rejection.
+	if out, err := psql(t, proxyURL, "-c", "PREPARE r AS SELECT 1", "-c", "EXECUTE r", "-c", "SET search_path = public", "-c", "CREATE TEMP TABLE customers (email text)", "-c", "INSERT INTO customers VALUES ('x')"); err != nil {
+		t.Fatalf("EXECUTE and a temp table through the proxy: %v %s", err, out)
+	}
+
 	// status, as a user runs it.
 	cmd := exec.Command(binary(t), "status")
 	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+dbURL)
@@ -106,7 +112,8 @@ func TestServeEndToEnd(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if !regexp.MustCompile(`pgstripe_proxy_statements_total\{kind="passthrough"\} [1-9]`).Match(body) ||
-		!strings.Contains(string(body), `pgstripe_proxy_statements_total{kind="write"} 1`) {
+		!strings.Contains(string(body), `pgstripe_proxy_statements_total{kind="write"} 1`) ||
+		!strings.Contains(string(body), `pgstripe_proxy_statements_total{kind="rejected"} 0`) {
 		t.Errorf("/metrics statements by kind wrong:\n%s", regexp.MustCompile(`(?m)^pgstripe_proxy_statements_total.*$`).FindAll(body, -1))
 	}
 	for _, want := range []string{"pgstripe_stripe_requests_total", "pgstripe_proxy_connections_total", "pgstripe_sync_leader 1", "pgstripe_writethrough_seconds"} {

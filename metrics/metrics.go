@@ -79,15 +79,21 @@ type statements struct {
 	desc            *prometheus.Desc
 	write, rejected atomic.Uint64
 	passthrough     atomic.Pointer[func() uint64]
+	passedOn        atomic.Uint64 // intercepted, then not the write-through's
 }
 
-// Inc counts one intercepted statement: kind "write" or "rejected".
+// Inc counts one intercepted statement: kind "write", "rejected", or
+// "passthrough" (one that named no stripe table in this session after
+// all: an unqualified name that resolves elsewhere, SQL EXECUTE of a read).
 func (s *statements) Inc(kind string) {
-	if kind == "rejected" {
+	switch kind {
+	case "rejected":
 		s.rejected.Add(1)
-		return
+	case "passthrough":
+		s.passedOn.Add(1)
+	default:
+		s.write.Add(1)
 	}
-	s.write.Add(1)
 }
 
 // SetPassthrough names the function counting passed-through statements.
@@ -100,6 +106,7 @@ func (s *statements) Collect(ch chan<- prometheus.Metric) {
 	if f := s.passthrough.Load(); f != nil {
 		pass = (*f)()
 	}
+	pass += s.passedOn.Load()
 	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(pass), "passthrough")
 	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.write.Load()), "write")
 	ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.rejected.Load()), "rejected")

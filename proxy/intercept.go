@@ -84,6 +84,7 @@ type Call struct {
 	failed  bool
 	sent    bool // a reply message other than a notice went out
 	forward bool
+	relayed bool
 	// pi is the executed portal (extended protocol); maxRows is Execute's
 	// row limit (0: none), rows the DataRows sent so far.
 	pi            *portalInfo
@@ -176,12 +177,17 @@ func (c *Call) Forward() error {
 	return nil
 }
 
+// PassedOn reports whether the statement went upstream as the client's
+// own (Forward or Relay): it was not the interceptor's after all.
+func (c *Call) PassedOn() bool { return c.forward || c.relayed }
+
 // Relay runs the statement on the client's connection as it is (Upstream's
 // QueryParams, with the client's parameters and formats) and sends the
 // client its result. It is for a statement that turns out not to be the
 // interceptor's and that Upstream can run; a Postgres error comes back as a
 // *pgconn.PgError, which the proxy sends as Postgres did.
 func (c *Call) Relay(ctx context.Context) error {
+	c.relayed = true
 	res, err := c.up.QueryParams(ctx, c.SQL, c.ParamOIDs, c.Params, c.ParamFormats, c.ResultFormats)
 	if err != nil {
 		return err

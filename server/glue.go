@@ -19,13 +19,17 @@ func classifier(sql string) proxy.Class {
 func interceptor(wt *writethrough.Interceptor) proxy.Interceptor {
 	return proxy.InterceptorFunc(func(ctx context.Context, call *proxy.Call) error {
 		start := time.Now()
+		err := wt.Intercept(ctx, call)
+		if call.PassedOn() {
+			metrics.ProxyStatements.Inc("passthrough")
+			return err
+		}
 		table, op := wt.Labels(call.SQL)
 		kind := "write"
 		if op == "rejected" {
 			kind = "rejected"
 		}
 		metrics.ProxyStatements.Inc(kind)
-		err := wt.Intercept(ctx, call)
 		metrics.WriteThroughSeconds.WithLabelValues(table, op).Observe(time.Since(start).Seconds())
 		return err
 	})
