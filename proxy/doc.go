@@ -35,7 +35,10 @@
 // "postgresql"), optionally speaks TLS to upstream, answers GSSENCRequest
 // with 'N', issues its own cancel keys and maps CancelRequest to the right
 // upstream backend (and to a running interception), closes malformed or
-// oversized clients with an ErrorResponse, and drains sessions on shutdown.
+// oversized clients with an ErrorResponse (Postgres's own message limits),
+// stops reading a client that has maxInFlight requests unanswered (as
+// Postgres stops reading a client that reads no replies), and drains
+// sessions on shutdown.
 //
 // SCRAM with channel binding (channel_binding=require) cannot work through
 // the proxy when TLS ends at the proxy: the upstream connection is a

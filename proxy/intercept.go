@@ -838,9 +838,9 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 					s.q.push1(entry{kind: kSync, swallow: true})
 					s.uw.write(syncMsg)
 				}
-				s.q.push1(entry{kind: kQuery})
+				s.q.push1(entry{kind: kQuery, seq: s.nextCopyWin()})
 			} else {
-				s.q.push1(entry{kind: kExecute})
+				s.q.push1(entry{kind: kExecute, seq: s.nextCopyWin()})
 			}
 			s.p.passed.Add(1)
 			s.uw.write(raw)

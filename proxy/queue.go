@@ -1,6 +1,9 @@
 package proxy
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // entryKind is what a request sent upstream expects back.
 type entryKind uint8
@@ -22,16 +25,20 @@ func (k entryKind) extended() bool { return k >= kParse && k <= kClose }
 // entry is one expected reply.
 type entry struct {
 	kind entryKind
-	// stmt receives the ParameterDescription of a kDescribeStmt, and
-	// learns that an uncertain kParse succeeded.
-	stmt *stmtInfo
-	// ic is set for kIntercept.
-	ic *interception
 	// swallow: the reply to this kSync or kClose is the proxy's own (the
 	// Sync ends an interception's queries before a forwarded Query, the
 	// Close drops the unnamed statement an intercepted Query replaces) and
 	// does not reach the client.
 	swallow bool
+	// stmt receives the ParameterDescription of a kDescribeStmt, and
+	// learns that an uncertain kParse succeeded.
+	stmt *stmtInfo
+	// ic is set for kIntercept.
+	ic *interception
+	// seq numbers a kQuery or kExecute that went upstream as it is; on a
+	// kSync, it is the copy-in window the Sync was sent in (see
+	// session.copyWin), 0 for none.
+	seq uint64
 }
 
 // replyQueue is the ordered list of replies the session expects from
@@ -46,6 +53,16 @@ type replyQueue struct {
 	// aborted: upstream hit an error in an extended-protocol batch and
 	// ignores everything until Sync; requests pushed meanwhile get no reply.
 	aborted bool
+	// full: as many requests are in flight as maxInFlight; the client
+	// loop stops reading the client until half of them are answered
+	// (waitRoom), which room signals.
+	full    atomic.Bool
+	waiting bool
+	room    chan struct{}
+	// copySeq is the seq of the Query or Execute whose COPY FROM STDIN
+	// upstream is running (0: none): Syncs sent in its copy-in window get
+	// no reply.
+	copySeq uint64
 }
 
 func (q *replyQueue) len() int {
@@ -67,9 +84,57 @@ func (q *replyQueue) peek() (entry, bool) {
 func (q *replyQueue) popLocked() {
 	q.entries[q.head] = entry{}
 	q.head++
+	q.roomLocked()
 	if q.head == len(q.entries) {
-		q.entries = q.entries[:0]
 		q.head = 0
+		if cap(q.entries) > maxIdleEntries {
+			q.entries = nil // give back what a long pipeline grew
+		} else {
+			q.entries = q.entries[:0]
+		}
+	}
+}
+
+// roomLocked wakes a client loop waiting in waitRoom once half of
+// maxInFlight is answered (or dropped: copyIn).
+func (q *replyQueue) roomLocked() {
+	if q.waiting && len(q.entries)-q.head <= maxInFlight/2 {
+		q.waiting = false
+		q.full.Store(false)
+		select {
+		case q.room <- struct{}{}:
+		default: // a token the waiter left when its session closed
+		}
+	}
+}
+
+// maxIdleEntries bounds the capacity an empty queue keeps.
+const maxIdleEntries = 1024
+
+// maxInFlight bounds the requests a session has sent upstream and not yet
+// seen answered. Postgres itself reads no further while its replies are
+// not read; the proxy's two extra socket buffers would otherwise let a
+// client that pipelines without reading queue ~1M requests (~40 MB of
+// queue) before the proxy stopped reading it.
+const maxInFlight = 16384
+
+// waitRoom blocks while the queue is full, until half of it is answered or
+// done is closed. Upstream must have been sent every queued request.
+func (q *replyQueue) waitRoom(done <-chan struct{}) {
+	q.mu.Lock()
+	if len(q.entries)-q.head < maxInFlight {
+		q.full.Store(false)
+		q.mu.Unlock()
+		return
+	}
+	if q.room == nil {
+		q.room = make(chan struct{}, 1)
+	}
+	q.waiting = true
+	q.mu.Unlock()
+	select {
+	case <-q.room:
+	case <-done:
 	}
 }
 
@@ -126,6 +191,10 @@ func (q *replyQueue) setAborted() {
 
 func (q *replyQueue) push1(e entry) {
 	q.mu.Lock()
+	if e.kind == kSync && e.seq != 0 && e.seq == q.copySeq {
+		q.mu.Unlock() // sent in copy-in mode: upstream ignores it
+		return
+	}
 	if q.aborted {
 		if e.kind != kSync {
 			q.mu.Unlock()
@@ -136,25 +205,53 @@ func (q *replyQueue) push1(e entry) {
 		}
 		q.aborted = false
 	}
+	if len(q.entries) == cap(q.entries) && q.head >= len(q.entries)/2 {
+		// A pipeline that never lets the queue run empty (the client
+		// keeps writing as it reads) would otherwise grow it by every
+		// request it ever sent, answered ones included: reuse their
+		// room. At least half is freed, so the copy costs O(1) a push.
+		n := copy(q.entries, q.entries[q.head:])
+		clear(q.entries[n:])
+		q.entries = q.entries[:n]
+		q.head = 0
+	}
 	q.entries = append(q.entries, e)
+	if len(q.entries)-q.head >= maxInFlight {
+		q.full.Store(true)
+	}
 	q.mu.Unlock()
 }
 
-// dropTrailingSyncs removes up to n Syncs from the end of the queue: Syncs
-// that upstream ignores because they arrived in copy-in mode.
-func (q *replyQueue) dropTrailingSyncs(n int) {
+// copyIn handles a CopyInResponse, which answers the head entry: upstream
+// ignores the Syncs of that entry's copy-in window, queued already or
+// still to come.
+func (q *replyQueue) copyIn() {
 	q.mu.Lock()
-	for ; n > 0 && len(q.entries) > q.head; n-- {
-		last := len(q.entries) - 1
-		if q.entries[last].kind != kSync || q.entries[last].swallow {
-			break
+	defer q.mu.Unlock()
+	if q.head == len(q.entries) || q.entries[q.head].seq == 0 {
+		return
+	}
+	seq := q.entries[q.head].seq
+	if k := q.entries[q.head].kind; k != kExecute && k != kQuery {
+		return
+	}
+	q.copySeq = seq
+	kept := q.entries[:q.head+1]
+	for _, e := range q.entries[q.head+1:] {
+		if e.kind == kSync && e.seq == seq && !e.swallow {
+			continue
 		}
-		q.entries[last] = entry{}
-		q.entries = q.entries[:last]
+		kept = append(kept, e)
 	}
-	if q.head == len(q.entries) {
-		q.entries = q.entries[:0]
-		q.head = 0
-	}
+	clear(q.entries[len(kept):])
+	q.entries = kept
+	q.roomLocked()
+}
+
+// copyEnd notes that upstream left copy-in mode (CommandComplete or
+// ErrorResponse): later Syncs are answered.
+func (q *replyQueue) copyEnd() {
+	q.mu.Lock()
+	q.copySeq = 0
 	q.mu.Unlock()
 }

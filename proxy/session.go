@@ -55,11 +55,14 @@ type session struct {
 	// syncs counts the Syncs and Queries sent, each of which may end the
 	// transaction (and with it every portal) bound before it.
 	syncs uint64
-	// copySyncs counts the Syncs sent since the last Execute or Query: if
-	// that started COPY FROM STDIN, Postgres ignores them (it skips Sync
-	// and Flush in copy-in mode, for clients such as libpq that send Sync
-	// after every Execute), which the client's first copy message reveals.
-	copySyncs int
+	// copyWin is the sequence number (execSeq) of the last Query or
+	// Execute forwarded, while only Syncs, Flushes and CopyData have
+	// followed it: if it starts COPY FROM STDIN, Postgres ignores those
+	// Syncs (it skips Sync and Flush in copy-in mode, for clients such as
+	// libpq that send Sync after every Execute). Only upstream's
+	// CopyInResponse tells whether it did (see replyQueue.copyIn): a COPY
+	// that fails to start leaves them answered. 0: no such window.
+	copyWin, execSeq uint64
 	// extOpen: the client sent extended-protocol requests since its last
 	// Sync or Query; they run in an implicit transaction that Postgres
 	// ends at the next Sync or Query.
@@ -350,6 +353,9 @@ func (s *session) clientLoop() error {
 	for {
 		typ, raw, err := s.cr.next()
 		if err != nil {
+			if errors.Is(err, errMessageType) {
+				return protocolErrorf("invalid frontend message type %d", typ)
+			}
 			if errors.Is(err, errMalformed) || errors.Is(err, errMessageTooLarge) {
 				return &protocolError{msg: "invalid message from client: " + err.Error()}
 			}
@@ -357,9 +363,9 @@ func (s *session) clientLoop() error {
 		}
 		body := raw[5:]
 		switch typ {
-		case 'S', 'H', 'd', 'c', 'f':
+		case 'S', 'H', 'd':
 		default:
-			s.copySyncs = 0
+			s.copyWin = 0
 		}
 		switch typ {
 		case 'P', 'B', 'D', 'E', 'C':
@@ -395,7 +401,7 @@ func (s *session) clientLoop() error {
 			}
 			s.extOpen = false
 			s.p.passed.Add(1)
-			s.q.push1(entry{kind: kQuery})
+			s.q.push1(entry{kind: kQuery, seq: s.nextCopyWin()})
 		case 'P':
 			st, err := s.trackParse(body)
 			if err != nil {
@@ -451,7 +457,7 @@ func (s *session) clientLoop() error {
 				}
 			}
 			s.p.passed.Add(1)
-			s.q.push1(entry{kind: kExecute})
+			s.q.push1(entry{kind: kExecute, seq: s.nextCopyWin()})
 		case 'C':
 			if len(body) < 2 {
 				return protocolErrorf("invalid Close message")
@@ -476,19 +482,13 @@ func (s *session) clientLoop() error {
 			// Portals may end here with the transaction (not in a
 			// transaction block); intercept checks when it knows.
 			s.syncs++
-			s.copySyncs++
-			s.q.push1(entry{kind: kSync})
+			s.q.push1(entry{kind: kSync, seq: s.copyWin})
 		case 'F':
 			s.extOpen = false
 			s.q.push1(entry{kind: kQuery})
 		case 'd', 'c', 'f':
-			// COPY data gets no reply of its own. The client is in
-			// copy-in mode: the Syncs it sent after the COPY's Execute
-			// get no reply either.
-			if s.copySyncs > 0 {
-				s.q.dropTrailingSyncs(s.copySyncs)
-				s.copySyncs = 0
-			}
+			// COPY data gets no reply of its own (nor outside COPY,
+			// where Postgres ignores it).
 		case 'H':
 			// Flush gets no reply of its own.
 		case 'X':
@@ -504,7 +504,21 @@ func (s *session) clientLoop() error {
 		if err := s.uw.write(raw); err != nil {
 			return err
 		}
+		if s.q.full.Load() {
+			if err := s.uw.flush(); err != nil {
+				return err
+			}
+			s.q.waitRoom(s.done)
+		}
 	}
+}
+
+// nextCopyWin numbers a Query or Execute going upstream as it is, and
+// opens its copy-in window (see copyWin).
+func (s *session) nextCopyWin() uint64 {
+	s.execSeq++
+	s.copyWin = s.execSeq
+	return s.execSeq
 }
 
 func queryText(body []byte) ([]byte, bool) {
@@ -669,7 +683,10 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 		if e, ok := s.q.peek(); ok && (e.kind == kDescribeStmt || e.kind == kDescribePortal) {
 			s.q.pop()
 		}
+	case 'G': // CopyInResponse: the Syncs of its copy-in window get no reply
+		s.q.copyIn()
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+		s.q.copyEnd()
 		if typ == 'C' && len(raw) >= 10 {
 			// Track the transaction status before the ReadyForQuery, for an
 			// interception later in the same pipeline.
@@ -691,6 +708,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.q.pop()
 		}
 	case 'E':
+		s.q.copyEnd()
 		if s.lastingN > 0 {
 			if err := s.sendLasting(); err != nil {
 				return err

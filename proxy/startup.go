@@ -138,17 +138,48 @@ func (s *session) clientStartup() ([]byte, error) {
 				s.writeFatal(pgError("FATAL", "0A000", fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff)))
 				return nil, fmt.Errorf("unsupported protocol %d", code)
 			}
-			var sm pgproto3.StartupMessage
-			if err := sm.Decode(raw[4:]); err != nil {
-				s.writeFatal(pgError("FATAL", "08P01", "invalid startup packet layout"))
-				return nil, err
+			// Any 3.x goes upstream as it is: Postgres answers a minor
+			// version or _pq_ option it lacks with NegotiateProtocolVersion,
+			// which the client gets like any other startup reply.
+			user, database, ok := startupParams(raw[8:])
+			if !ok {
+				s.writeFatal(pgError("FATAL", "08P01", "invalid startup packet layout: expected terminator as last byte"))
+				return nil, errMalformed
 			}
-			s.user, s.database = sm.Parameters["user"], sm.Parameters["database"]
+			s.user, s.database = user, database
 			out := make([]byte, len(raw))
 			copy(out, raw)
 			return out, nil
 		}
 	}
+}
+
+// startupParams reads the user and database out of a StartupMessage's
+// parameters, laid out as Postgres requires: name/value pairs, then a
+// terminator that is the packet's last byte. Like Postgres, the database
+// defaults to the user name.
+func startupParams(b []byte) (user, database string, ok bool) {
+	for len(b) > 0 && b[0] != 0 {
+		name, rest, ok := cstringBytes(b)
+		if !ok {
+			return "", "", false
+		}
+		val, rest, ok := cstringBytes(rest)
+		if !ok {
+			return "", "", false
+		}
+		switch string(name) {
+		case "user":
+			user = string(val)
+		case "database":
+			database = string(val)
+		}
+		b = rest
+	}
+	if database == "" {
+		database = user
+	}
+	return user, database, len(b) == 1
 }
 
 // dialFailure says why a dial failed without the upstream's address: the
@@ -200,7 +231,7 @@ func (s *session) connectUpstream(startup []byte) error {
 		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
 		return err
 	}
-	s.cr.limit = func(byte) int { return maxAuthMessage }
+	s.cr.limit = authLimit
 	for {
 		typ, raw, err := s.ur.next()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -230,12 +261,16 @@ func (s *session) connectUpstream(startup []byte) error {
 			// Every other request wants one answer from the client
 			// (password, md5 hash, SASL response).
 			ctyp, craw, err := s.cr.next()
-			if err != nil {
-				return err
-			}
-			if ctyp != 'p' {
+			if errors.Is(err, errMessageType) || err == nil && ctyp != 'p' {
 				s.writeFatal(pgError("FATAL", "08P01", fmt.Sprintf("expected password response, got message type %d", ctyp)))
 				return errMalformed
+			}
+			if errors.Is(err, errMessageTooLarge) || errors.Is(err, errMalformed) {
+				s.writeFatal(pgError("FATAL", "08P01", "invalid message length"))
+				return err
+			}
+			if err != nil {
+				return err
 			}
 			if _, err := up.Write(craw); err != nil {
 				return err
@@ -274,13 +309,25 @@ func (s *session) connectUpstream(startup []byte) error {
 	}
 }
 
-// clientLimit mirrors Postgres's per-message limits for client messages.
+// clientLimit mirrors Postgres's per-message limits for client messages
+// (SocketBackend), and the message types it accepts.
 func clientLimit(typ byte) int {
 	switch typ {
 	case 'Q', 'P', 'B', 'd', 'F':
 		return maxLargeMessage
+	case 'C', 'D', 'E', 'H', 'S', 'X', 'c', 'f':
+		return maxSmallMessage
 	}
-	return maxSmallMessage
+	return -1
+}
+
+// authLimit: during authentication Postgres accepts only a password or
+// SASL response (recv_password_packet, SASL's exchange).
+func authLimit(typ byte) int {
+	if typ != 'p' {
+		return -1
+	}
+	return maxAuthMessage
 }
 
 // cancelRequest forwards a client's cancel request to upstream with the

@@ -10,17 +10,20 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Message size limits. Postgres itself accepts up to 1 GB for the messages
-// that can carry data (Query, Parse, Bind, CopyData, FunctionCall) and 10000
-// bytes for the others; the proxy mirrors that, so a client sees the same
-// limits through the proxy as directly.
+// Message size limits, on the length field (which counts itself), as
+// Postgres applies them: up to MaxAllocSize-1 for the messages that can
+// carry data (Query, Parse, Bind, CopyData, FunctionCall), 10000 for the
+// others, 65535 for an authentication response (PG_MAX_AUTH_TOKEN_LENGTH).
+// A client sees the same limits through the proxy as directly.
 const (
-	maxLargeMessage = 1<<30 - 1
+	maxLargeMessage = 1<<30 - 2
 	maxSmallMessage = 10000
 	// maxStartupMessage bounds everything a client sends before it is
 	// authenticated, so an anonymous peer cannot make the proxy allocate much.
 	maxStartupMessage = 10000
-	maxAuthMessage    = 64 << 10
+	maxAuthMessage    = 65535
+	// maxUpstreamMessage bounds what the proxy accepts from Postgres.
+	maxUpstreamMessage = 1<<30 + 3
 
 	readBufSize = 32 << 10
 	// flushThreshold bounds how much the proxy buffers before writing even
@@ -32,6 +35,7 @@ const (
 var (
 	errMessageTooLarge = errors.New("message too large")
 	errMalformed       = errors.New("malformed message")
+	errMessageType     = errors.New("invalid message type")
 )
 
 // msgReader frames Postgres messages (type byte + int32 length + body) out of
@@ -47,7 +51,8 @@ type msgReader struct {
 	// message): the proxy flushes what it has queued for the other side, so
 	// that writes are batched per round trip rather than per message.
 	onBlock func() error
-	// limit returns the maximum body length for a message type.
+	// limit returns the maximum length (the length field's value) for a
+	// message type, or -1 for a type that is not accepted at all.
 	limit func(typ byte) int
 }
 
@@ -67,20 +72,33 @@ func (mr *msgReader) buffered() bool {
 // next returns the next message: its type, and the raw bytes including the
 // 5-byte header.
 func (mr *msgReader) next() (byte, []byte, error) {
+	if mr.limit != nil && mr.w-mr.r < 5 {
+		// Like Postgres, refuse a bad type byte at once, not after waiting
+		// for a length that may never come.
+		if err := mr.ensure(1); err != nil {
+			return 0, nil, err
+		}
+		if typ := mr.buf[mr.r]; mr.limit(typ) < 0 {
+			return typ, nil, fmt.Errorf("%w %d", errMessageType, typ)
+		}
+	}
 	if err := mr.ensure(5); err != nil {
 		return 0, nil, err
 	}
 	typ := mr.buf[mr.r]
 	n := int(int32(binary.BigEndian.Uint32(mr.buf[mr.r+1:])))
 	if n < 4 {
-		return 0, nil, fmt.Errorf("%w: type %q with length %d", errMalformed, typ, n)
+		return typ, nil, fmt.Errorf("%w: type %q with length %d", errMalformed, typ, n)
 	}
-	max := maxLargeMessage
+	max := maxUpstreamMessage
 	if mr.limit != nil {
 		max = mr.limit(typ)
+		if max < 0 {
+			return typ, nil, fmt.Errorf("%w %d", errMessageType, typ)
+		}
 	}
-	if n-4 > max {
-		return 0, nil, fmt.Errorf("%w: type %q with length %d (limit %d)", errMessageTooLarge, typ, n, max)
+	if n > max {
+		return typ, nil, fmt.Errorf("%w: type %q with length %d (limit %d)", errMessageTooLarge, typ, n, max)
 	}
 	if err := mr.ensure(1 + n); err != nil {
 		return 0, nil, err
