@@ -269,6 +269,22 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if terr != nil {
 		return rep.fail(translateError(terr))
 	}
+	// RETURNING of a DELETE shows the rows as they were: read before any
+	// call, for Stripe's events of the deletions may remove them locally
+	// (the events loop) before the last call returns. An error here, as in
+	// Postgres, leaves everything undone.
+	var deleted *Result
+	if st.Returning != nil && st.Op == translate.Delete {
+		ids := make([]string, len(calls))
+		for i, c := range calls {
+			ids[i] = c.ID
+		}
+		var err error
+		if deleted, err = params.query(ctx, up, *st.Returning, ids); err != nil {
+			return rep.fail(pgError(err))
+		}
+	}
+
 	// Call Stripe; stop at the first error. The session's statement_timeout
 	// bounds the calls as it bounds any statement.
 	callCtx := ctx
@@ -292,15 +308,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
 	}
 
-	// RETURNING of a DELETE shows the rows as they were.
 	var retRes *Result
 	var retErr error
 	ids := make([]string, len(done))
 	for i, d := range done {
 		ids[i] = d.id
-	}
-	if st.Returning != nil && failErr == nil && st.Op == translate.Delete {
-		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
 	}
 
 	// Apply what reached Stripe, committed on our own connection; the change
@@ -327,7 +339,9 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		}
 		return rep.fail(e)
 	}
-	if st.Returning != nil && st.Op != translate.Delete {
+	if st.Op == translate.Delete {
+		retRes = deleted
+	} else if st.Returning != nil {
 		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
 		if retErr == nil && applyWarning != "" {
 			// The local rows are not what Stripe answered (most often the
