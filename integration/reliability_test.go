@@ -279,7 +279,11 @@ func TestProxyManyClients(t *testing.T) {
 				return
 			}
 			defer c.Close(ctx)
-			for n := 0; time.Now().Before(stop); n++ {
+			// Every client runs at least one statement, also one whose
+			// connect outlasted the window (200 at once on a loaded
+			// machine): the check below counts clients that got through,
+			// not how fast the machine is.
+			for n := 0; n == 0 || time.Now().Before(stop); n++ {
 				var err error
 				switch n % 4 {
 				case 0:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -85,16 +86,19 @@ func TestSetByStripeDefaults(t *testing.T) {
 
 	// An application role that has no USAGE on stripe_sync: a stored default
 	// is not looked up by name, so it still gets the message.
-	if _, err := conn.Exec(ctx, `CREATE ROLE app LOGIN PASSWORD 'pw';
-GRANT USAGE ON SCHEMA stripe TO app;
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA stripe TO app`); err != nil {
+	// Roles are the cluster's, which the package's tests share (and rerun
+	// with -count): one name per run.
+	role := fmt.Sprintf("app_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'pw';
+GRANT USAGE ON SCHEMA stripe TO `+role+`;
+GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA stripe TO `+role); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.User, cfg.Password = "app", "pw"
+	cfg.User, cfg.Password = role, "pw"
 	app, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

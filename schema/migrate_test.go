@@ -3,6 +3,7 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -271,14 +272,16 @@ func TestNoOpMigrateDoesNotWaitForWriters(t *testing.T) {
 func TestMigrateWithoutCreatePrivilege(t *testing.T) {
 	conn, url := connect(t)
 	ctx := context.Background()
-	if _, err := conn.Exec(ctx, `CREATE ROLE nocreate LOGIN PASSWORD 'pw'; REVOKE CREATE ON DATABASE `+pgx.Identifier{conn.Config().Database}.Sanitize()+` FROM PUBLIC`); err != nil {
+	// Roles are the cluster's: one name per run, so the test can run again.
+	role := fmt.Sprintf("nocreate_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'pw'; REVOKE CREATE ON DATABASE `+pgx.Identifier{conn.Config().Database}.Sanitize()+` FROM PUBLIC`); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.User, cfg.Password = "nocreate", "pw"
+	cfg.User, cfg.Password = role, "pw"
 	weak, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

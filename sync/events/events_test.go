@@ -206,13 +206,7 @@ func TestHandoffAndSameSecondUpdates(t *testing.T) {
 	// Changes after the cursor and before the loop starts: a backfill
 	// would have seen some of them; the loop must replay all.
 	cus := w.Pick("customers")
-	// Start at the top of a second, so the burst can't straddle two.
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
-	for i := range 4 { // same second, different states: only a re-fetch orders them
-		if _, err := v.mut.Post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(i)}}, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	v.sameSecondStates(t, cus, 4) // only a re-fetch orders them
 	w.Do(ctx, "createProduct")
 	before := v.e.Stats().ByRoute["GET /v1/customers/{customer}"]
 	stop := v.loop(t, events.Config{})
@@ -566,4 +560,30 @@ func TestDueBalanceTransactionsRefetched(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sameSecondStates posts n different states of customer cus within one
+// second of Stripe's clock, so that their events can't be ordered and only
+// a re-fetch can tell the newest. The sync orders by the newest second
+// alone: a burst whose last update fell into the next second (a slow
+// machine: the race detector on a loaded CI runner) is ordered without a
+// re-fetch, so such a burst is posted again, at the top of a later second.
+func (v *env) sameSecondStates(t *testing.T, cus string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for try := range 10 {
+		now := v.e.Now()
+		time.Sleep(now.Truncate(time.Second).Add(time.Second + 10*time.Millisecond).Sub(now))
+		sec := v.e.Now().Unix()
+		for i := range n {
+			if _, err := v.mut.Post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(try*n + i)}}, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v.e.Now().Unix() == sec {
+			return
+		}
+		t.Logf("%d updates of %s ran past second %d; posting them again", n, cus, sec)
+	}
+	t.Fatalf("could not post %d updates of %s within one second", n, cus)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,12 +111,7 @@ SELECT 'invoiceitems', 'ii_refused' || g, now() - interval '1 hour', 'owner' FRO
 	w := workload.New(v.mut, 31)
 	w.Do(ctx, "createCustomer")
 	cus := w.Pick("customers")
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
-	for i := range 4 { // same second, different states: only a re-fetch orders them
-		if _, err := v.mut.Post(ctx, "/v1/customers/"+cus, url.Values{"metadata[n]": {fmt.Sprint(i)}}, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	v.sameSecondStates(t, cus, 4) // only a re-fetch orders them
 	route := "GET /v1/customers/{customer}"
 	before := v.e.Stats().ByRoute[route]
 	stop := v.loop(t, events.Config{})
