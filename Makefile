@@ -9,7 +9,7 @@ deps: ## Install what the tests need (PostgreSQL, node packages) if missing.
 	@scripts/install-deps
 
 test: deps lint ## Install what is missing, then run the whole test suite.
-	$(GO) test -race -timeout 12m -count=1 ./...
+	$(GO) test -race -timeout 20m -count=1 ./...
 	@# The race detector can't see through the proxy's raw socket I/O, which it
 	@# therefore leaves off (proxy/rawio.go): test that path without it.
 	$(GO) test -timeout 5m -count=1 ./proxy/

@@ -169,7 +169,7 @@ func ensurePostgres(ctx context.Context, env *Env) error {
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		cmd.Stdout, cmd.Stderr = env.Stderr, env.Stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s failed (%v); install PostgreSQL with: %s", strings.Join(args, " "), err, pgcluster.InstallHint)
+			return fmt.Errorf("%s failed (%v); install PostgreSQL as root with: %s", strings.Join(args, " "), err, pgcluster.InstallHint)
 		}
 	}
 	_, err := pgcluster.BinDir()

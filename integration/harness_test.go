@@ -33,11 +33,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	code := func() int {
-		defer os.RemoveAll(dir)
-		pgtest.Main(m)
-		return 0
-	}()
+	code := pgtest.Run(m)
+	os.RemoveAll(dir)
 	os.Exit(code)
 }
 

@@ -18,8 +18,10 @@ import (
 	"time"
 )
 
-// InstallHint is the one command that installs the binaries Start needs.
-const InstallHint = "apt-get install -y postgresql"
+// InstallHint is the one command that installs the binaries Start needs,
+// to be run as root (the update: a fresh machine or image may have no
+// package lists yet).
+const InstallHint = "apt-get update && apt-get install -y postgresql"
 
 // dirPrefix names the temporary directories of clusters, so that Start can
 // find and remove the ones whose owner died.
@@ -64,13 +66,16 @@ func BinDir() (string, error) {
 	}
 	versions, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(versions, func(i, j int) bool { return pgVersion(versions[i]) > pgVersion(versions[j]) })
-	candidates = append(candidates, versions...)
+	return firstBinDir(append(candidates, versions...))
+}
+
+func firstBinDir(candidates []string) (string, error) {
 	for _, dir := range candidates {
 		if isExecutable(filepath.Join(dir, "initdb")) && isExecutable(filepath.Join(dir, "postgres")) {
 			return dir, nil
 		}
 	}
-	return "", fmt.Errorf("PostgreSQL server binaries (initdb, postgres) not found; install them with: %s", InstallHint)
+	return "", fmt.Errorf("PostgreSQL server binaries (initdb, postgres) not found; install them as root with: %s", InstallHint)
 }
 
 func pgVersion(binDir string) int {

@@ -31,11 +31,18 @@ var (
 // The cluster starts lazily on the first NewDB, so packages whose tests are
 // filtered out by -run don't pay for it.
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for a TestMain that has its own clean-up to
+// do afterwards (deferred calls don't run past os.Exit): it runs the tests,
+// stops the cluster and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if cluster != nil {
 		cluster.Stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // Cluster returns the package's cluster, starting it if needed.
