@@ -163,13 +163,12 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 			res.Stale = append(res.Stale, r.report)
 		}
 	}
+	// Every carrier, applied or not: a stale or deleted carrier (an
+	// invoice item's created event applied after its deleted one) still
+	// shows a price that exists, and no price is ever replaced from it.
 	var carriers []*row
 	if embedsPrice[t.Name] {
-		for _, r := range rows {
-			if applied[r.report] {
-				carriers = append(carriers, r)
-			}
-		}
+		carriers = rows
 	}
 	for _, n := range t.Nested {
 		incomplete, kids, err := replaceChildren(ctx, tx, n, rows, applied)

@@ -27,7 +27,7 @@ var Ops = []string{
 	"createPrice", "updatePrice", "archivePrice",
 	"createCoupon", "deleteCoupon", "discountCustomer", "discountSubscription",
 	"createSubscription", "updateSubscription", "cancelSubscription",
-	"createInvoiceItem", "deleteInvoiceItem",
+	"createInvoiceItem", "createInlineInvoiceItem", "deleteInvoiceItem",
 	"createTaxID", "deleteTaxID",
 	"createPaymentMethod", "detachPaymentMethod", "createPayment", "refund", "dispute",
 	"addSubscriptionItem", "finalizeInvoice",
@@ -417,6 +417,21 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		id, err := w.post(ctx, "/v1/invoiceitems", url.Values{"customer": {cus}, "price": {price}})
 		if err == nil {
 			w.add("invoiceitems", id)
+		}
+		return err
+	case "createInlineInvoiceItem":
+		// A price made inline (price_data): Stripe lists it nowhere and
+		// the emulator sends no price event for it, so sync has it from
+		// the invoice item alone.
+		cus, prod := w.pick("customers"), w.pick("products")
+		if cus == "" || prod == "" {
+			return errSkip
+		}
+		id, err := w.post(ctx, "/v1/invoiceitems", url.Values{"customer": {cus}, "price_data[currency]": {"usd"},
+			"price_data[product]": {prod}, "price_data[unit_amount]": {fmt.Sprint(100 + n%900)}})
+		if err == nil {
+			w.add("invoiceitems", id)
+			w.remove("products_free", prod)
 		}
 		return err
 	case "deleteInvoiceItem":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -184,10 +185,17 @@ func planBatch(evs []Event) plan {
 		}
 	}
 	for _, k := range order {
+		c := latest[k]
 		if _, gone := deleted[k]; gone {
+			if slices.Contains(store.PriceCarriers, k.Table) {
+				// The price it was made with may be inline, which no
+				// list returns: the store takes a missing price from the
+				// carrier, whose own row the deletion (tombstone) keeps
+				// out.
+				p.Upserts[k.Table] = append(p.Upserts[k.Table], store.Object{Raw: c.obj, AsOf: c.at})
+			}
 			continue
 		}
-		c := latest[k]
 		p.Upserts[k.Table] = append(p.Upserts[k.Table], store.Object{Raw: c.obj, AsOf: c.at})
 		p.AsOf[k] = c.at
 		if k.Table == "invoices" {
