@@ -297,3 +297,37 @@ func TestNoRollbackNoticeForRefusedWrite(t *testing.T) {
 		t.Errorf("multi-row, one row reached Stripe: notices %q", r.notices)
 	}
 }
+
+// TestApplyAfterPostgresRestart: Postgres restarted (or crashed) while a
+// write's Stripe call was out, ending pgstripe's pooled connections; the
+// client, on a connection made since, must read its write at once. The
+// apply took a dead connection from the pool ("conn closed", 57P01) and
+// gave up, leaving the row to the events loop: the chaos test's
+// read-your-write check caught it.
+func TestApplyAfterPostgresRestart(t *testing.T) {
+	e := setup(t)
+	e.ok(`INSERT INTO stripe.customers (email) VALUES ('warm@b.co')`) // the pool has a connection
+	killer, err := pgx.Connect(e.ctx, e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer killer.Close(e.ctx)
+	client := e.conn.PgConn().PID()
+	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		if r.Method == "POST" && form.Get("email") == "after@b.co" {
+			if _, err := killer.Exec(e.ctx, `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+WHERE datname = current_database() AND pid NOT IN (pg_backend_pid(), $1)`, client); err != nil {
+				t.Errorf("terminate: %v", err)
+			}
+		}
+		return false
+	}
+	e.fault.Store(&f)
+	r := e.ok(`INSERT INTO stripe.customers (email) VALUES ('after@b.co') RETURNING id`)
+	if len(r.notices) > 0 {
+		t.Errorf("notices: %v", r.notices)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers WHERE email = 'after@b.co'`); got != "1" {
+		t.Fatalf("the write is not readable at once: %s local rows", got)
+	}
+}

@@ -646,10 +646,18 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	}
 	deletedFrom := ic.deletedParents(ctx, t, objs)
 	res, err := ic.upsert(ctx, t, objs, prior)
-	for try := 1; try < 3 && retryable(err); try++ {
+	for try := 1; try < 5 && retryable(err); try++ {
 		// Another apply (the events loop's) locked the rows in another
-		// order and Postgres chose this transaction to abort: it rolled
-		// back whole, so run it again.
+		// order and Postgres chose this transaction to abort, or the
+		// pool lent a connection that a Postgres restart had ended: the
+		// transaction rolled back whole (the upsert is idempotent), so
+		// run it again, on a fresh connection after a pause if need be.
+		if !conflict(err) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+			}
+		}
 		res, err = ic.upsert(ctx, t, objs, prior)
 	}
 	if err != nil {
@@ -663,9 +671,22 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	return ""
 }
 
-// retryable reports a deadlock or serialization failure: the transaction
-// was rolled back and may simply run again.
+// retryable reports an error after which the apply may simply run again:
+// a deadlock or serialization failure (conflict), or a connection that
+// was gone before the transaction committed (Postgres restarted or
+// crashed since the pool last used it: "conn closed", 57P01 and the like).
 func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return conflict(err) || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+func conflict(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
