@@ -102,6 +102,34 @@ func Classify(sql string) (class Class) {
 	return Class{Action: Write, Stmt: found[0]}
 }
 
+// PreparedText returns, of the text Postgres records for the prepared
+// statement name (pg_prepared_statements.statement), the statement that
+// prepared it: SQL PREPARE records the client's whole Query string, whose
+// other statements are not what EXECUTE runs.
+func PreparedText(text, name string) string {
+	if !strings.Contains(text, ";") {
+		return text
+	}
+	tree, err := pg_query.Parse(text)
+	if err != nil || len(tree.Stmts) < 2 {
+		return text
+	}
+	for _, raw := range tree.Stmts {
+		p, ok := raw.Stmt.GetNode().(*pg_query.Node_PrepareStmt)
+		if !ok || p.PrepareStmt.Name != name {
+			continue
+		}
+		start, end := int(raw.StmtLocation), len(text)
+		if raw.StmtLen > 0 {
+			end = start + int(raw.StmtLen)
+		}
+		if 0 <= start && start <= end && end <= len(text) {
+			return text[start:end]
+		}
+	}
+	return text
+}
+
 func definite(sts []*Statement) *Statement {
 	for _, s := range sts {
 		if s.definite() {

@@ -97,3 +97,69 @@ func TestSQLExecuteOfProtocolStatement(t *testing.T) {
 		t.Fatalf("tx status %c", pg.TxStatus())
 	}
 }
+
+// TestExecuteAbortedTx: SQL EXECUTE in a failed transaction gets
+// Postgres's 25P02, and the session stays usable.
+func TestExecuteAbortedTx(t *testing.T) {
+	e := setup(t)
+	ids := e.newCustomers("x1@b.co")
+	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
+	pg := c.PgConn()
+	if _, err := pg.Prepare(e.ctx, "rd", `SELECT name FROM stripe.customers WHERE id = $1`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Exec(e.ctx, `BEGIN; SELECT 1/0`).ReadAll(); sqlstate(err) != "22012" {
+		t.Fatal(err)
+	}
+	if _, err := pg.Exec(e.ctx, `EXECUTE rd('`+ids[0]+`')`).ReadAll(); sqlstate(err) != "25P02" {
+		t.Fatalf("simple: %v", err)
+	}
+	if rr := pg.ExecParams(e.ctx, `EXECUTE rd('`+ids[0]+`')`, nil, nil, nil, nil).Read(); sqlstate(rr.Err) != "25P02" {
+		t.Fatalf("extended: %v", rr.Err)
+	}
+	if pg.TxStatus() != 'E' {
+		t.Fatalf("status %c", pg.TxStatus())
+	}
+	if _, err := pg.Exec(e.ctx, `ROLLBACK`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := pg.Exec(e.ctx, `EXECUTE rd('`+ids[0]+`')`).ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+		t.Fatalf("after rollback: %+v %v", res, err)
+	}
+}
+
+// TestExecuteMultiStatementPrepare: a statement prepared by SQL
+// PREPARE in a multi-statement Query is recorded with the whole Query's
+// text; EXECUTE of the read it prepared must not be refused because of
+// another statement of that text.
+func TestExecuteMultiStatementPrepare(t *testing.T) {
+	e := setup(t)
+	e.newCustomers("x1@b.co")
+	if _, err := e.pool.Exec(e.ctx, `CREATE TABLE public.customers (id text, name text)`); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
+	pg := c.PgConn()
+	if _, err := pg.Exec(e.ctx, `PREPARE s AS SELECT 1; UPDATE customers SET name = 'x' WHERE false`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	// The write prepared in such a Query is still found.
+	if _, err := pg.Exec(e.ctx, `SELECT 1; PREPARE w AS UPDATE customers SET name = 'y' WHERE false`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := pg.Exec(e.ctx, `SELECT statement FROM pg_prepared_statements WHERE name = 's'`).ReadAll()
+	if err == nil {
+		t.Logf("recorded: %s", res[0].Rows[0][0])
+	}
+	if _, err := pg.Exec(e.ctx, `SET search_path = stripe, public`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Exec(e.ctx, `EXECUTE w`).ReadAll(); sqlstate(err) != "0A000" {
+		t.Fatalf("EXECUTE of the write: %v", err)
+	}
+	res, err = pg.Exec(e.ctx, `EXECUTE s`).ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+		t.Fatalf("EXECUTE of a read: %+v %v", res, err)
+	}
+}

@@ -82,3 +82,17 @@ func TestWriteBackAgainstEmulator(t *testing.T) {
 		t.Fatalf("credit note DELETE hint: %q", r.err.Hint)
 	}
 }
+
+// TestInlinePriceWriteThrough: an invoice item created with
+// price_data brings its inline price (in no price list) into stripe.prices
+// with the item, before the client's reply.
+func TestInlinePriceWriteThrough(t *testing.T) {
+	e := setup(t)
+	cus := e.newCustomers("x1@b.co")[0]
+	prod := string(e.ok(`INSERT INTO stripe.products (name) VALUES ('P') RETURNING id`).rows[0][0])
+	r := e.ok(`INSERT INTO stripe.invoiceitems (customer, _params) VALUES ($1, jsonb_build_object('price_data', jsonb_build_object('currency', 'usd', 'product', $2::text, 'unit_amount', 500))) RETURNING price->>'id'`, cus, prod)
+	price := string(r.rows[0][0])
+	if got := e.local(`SELECT unit_amount::text FROM stripe.prices WHERE id = $1`, price); got != "500" {
+		t.Fatalf("inline price %s: unit_amount %s", price, got)
+	}
+}

@@ -1049,16 +1049,16 @@ func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, depth 
 	// The session's own record of the statement's text, as Postgres will
 	// run it: classified like any statement, its names resolved now (a
 	// prepared statement is analysed again when search_path changes).
-	res, err := up.Query(ctx, `SELECT statement FROM pg_catalog.pg_prepared_statements WHERE name = ANY($1::pg_catalog.text[])`,
+	res, err := up.Query(ctx, `SELECT name, statement FROM pg_catalog.pg_prepared_statements WHERE name = ANY($1::pg_catalog.text[])`,
 		[][]byte{textArray(st.Prepared)}, []uint32{oidTextArray}, nil, nil)
 	if err != nil {
 		return false, err
 	}
 	for _, r := range res.Rows {
-		if len(r) != 1 || r[0] == nil {
+		if len(r) != 2 || r[0] == nil || r[1] == nil {
 			continue
 		}
-		c := translate.Classify(string(r[0]))
+		c := translate.Classify(translate.PreparedText(string(r[1]), string(r[0])))
 		switch c.Action {
 		case translate.Reject:
 			return true, nil
