@@ -57,16 +57,25 @@ func TestCopyDataOutsideCopy(t *testing.T) {
 			// Through the proxy, the same followed by an intercepted write,
 			// before reading any reply.
 			rc := dialRaw(t, url)
-			before := ti.count()
-			v := fmt.Sprint("w", i)
-			rc.send(append(tc.batch, &pgproto3.Query{String: "INSERT INTO stripe.x (v) VALUES ('" + v + "') RETURNING v"})...)
-			sameTranscript(t, "batch", rc.until("ReadyForQuery", 1), tc.want)
-			sameTranscript(t, "intercepted write", rc.until("ReadyForQuery", 1),
-				[]string{"RowDescription", "DataRow(x_" + strings.ToUpper(v) + "," + v + ")", "CommandComplete(INSERT 0 1)", "ReadyForQuery(I)"})
-			if ti.count() != before+1 {
-				t.Errorf("interceptor calls %d → %d", before, ti.count())
-			}
+			interceptedWrite(t, rc, ti, fmt.Sprint("w", i), func(write pgproto3.FrontendMessage) {
+				rc.send(append(tc.batch, write)...)
+				sameTranscript(t, "batch", rc.until("ReadyForQuery", 1), tc.want)
+			})
 		})
+	}
+}
+
+// interceptedWrite has send put an intercepted INSERT of v on the wire
+// (after whatever it sends first, whose replies it reads) and checks that
+// the write gets its turn: its reply, one interceptor call.
+func interceptedWrite(t *testing.T, rc *rawConn, ti *testInterceptor, v string, send func(write pgproto3.FrontendMessage)) {
+	t.Helper()
+	before := ti.count()
+	send(&pgproto3.Query{String: "INSERT INTO stripe.x (v) VALUES ('" + v + "') RETURNING v"})
+	sameTranscript(t, "intercepted write", rc.until("ReadyForQuery", 1),
+		[]string{"RowDescription", "DataRow(x_" + strings.ToUpper(v) + "," + v + ")", "CommandComplete(INSERT 0 1)", "ReadyForQuery(I)"})
+	if ti.count() != before+1 {
+		t.Errorf("interceptor calls %d → %d", before, ti.count())
 	}
 }
 
@@ -100,14 +109,7 @@ func TestCopyInSyncsPipelined(t *testing.T) {
 			if target.name == "direct" {
 				continue
 			}
-			before := ti.count()
-			v := fmt.Sprint("c", i)
-			rc.send(&pgproto3.Query{String: "INSERT INTO stripe.x (v) VALUES ('" + v + "') RETURNING v"})
-			sameTranscript(t, "intercepted write", rc.until("ReadyForQuery", 1),
-				[]string{"RowDescription", "DataRow(x_" + strings.ToUpper(v) + "," + v + ")", "CommandComplete(INSERT 0 1)", "ReadyForQuery(I)"})
-			if ti.count() != before+1 {
-				t.Errorf("interceptor calls %d → %d", before, ti.count())
-			}
+			interceptedWrite(t, rc, ti, fmt.Sprint("c", i), func(write pgproto3.FrontendMessage) { rc.send(write) })
 		}
 	}
 }
