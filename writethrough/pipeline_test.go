@@ -1,46 +1,16 @@
 package writethrough
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// noticedClient connects through the proxy and keeps every notice whole.
-type noticedClient struct {
-	*pgx.Conn
-	mu      sync.Mutex
-	notices []*pgconn.Notice
-}
-
-func (e *env) noticedClient(u string) *noticedClient {
-	e.t.Helper()
-	cfg, err := pgx.ParseConfig(u)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c := &noticedClient{}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		c.mu.Lock()
-		c.notices = append(c.notices, n)
-		c.mu.Unlock()
-	}
-	conn, err := pgx.ConnectConfig(e.ctx, cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { conn.Close(context.Background()) })
-	c.Conn = conn
-	return c
-}
-
 // pipelineNotices returns the notices so far that warn of writes a
 // pipeline's error does not undo, and forgets every notice.
-func (c *noticedClient) pipelineNotices() (kept []*pgconn.Notice, all []string) {
+func (c *client) pipelineNotices() (kept []*pgconn.Notice, all []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.notices {
@@ -68,7 +38,7 @@ func TestPipelineNotice(t *testing.T) {
 	// failing runs a batch of an INSERT of email, then second, which
 	// fails; it returns the notices the client had when second's error
 	// reached it.
-	failing := func(t *testing.T, c *noticedClient, email, second string, args ...any) ([]*pgconn.Notice, []string) {
+	failing := func(t *testing.T, c *client, email, second string, args ...any) ([]*pgconn.Notice, []string) {
 		t.Helper()
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO stripe.customers (email) VALUES ($1)`, email)
@@ -122,13 +92,13 @@ func TestPipelineNotice(t *testing.T) {
 	}
 
 	t.Run("stripe refuses the second write", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		kept, _ := failing(t, c, "pipe1@b.co", `INSERT INTO stripe.customers (email, metadata) VALUES ($1, $2)`, "pipe1b@b.co", longKey)
 		checkNotice(t, kept)
 		inStripe(t, "pipe1@b.co")
 	})
 	t.Run("an ordinary statement fails", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		kept, _ := failing(t, c, "pipe2@b.co", `SELECT 1/0`)
 		checkNotice(t, kept)
 		inStripe(t, "pipe2@b.co")
@@ -137,7 +107,7 @@ func TestPipelineNotice(t *testing.T) {
 		checkNotice(t, kept)
 	})
 	t.Run("two writes, then an error", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO stripe.customers (email) VALUES ($1), ($2)`, "pipe4@b.co", "pipe5@b.co")
 		b.Queue(`SELECT 1`)
@@ -153,7 +123,7 @@ func TestPipelineNotice(t *testing.T) {
 		}
 	})
 	t.Run("all succeed", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO stripe.customers (email) VALUES ($1)`, "pipe6@b.co")
 		b.Queue(`SELECT 1`)
@@ -169,7 +139,7 @@ func TestPipelineNotice(t *testing.T) {
 		}
 	})
 	t.Run("a write that made no call", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE stripe.customers SET name = 'x' WHERE email = 'nobody@b.co'`)
 		b.Queue(`SELECT 1/0`)
@@ -181,7 +151,7 @@ func TestPipelineNotice(t *testing.T) {
 		}
 	})
 	t.Run("inside BEGIN", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		tx, err := c.Begin(e.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -199,7 +169,7 @@ func TestPipelineNotice(t *testing.T) {
 		}
 	})
 	t.Run("client_min_messages = warning", func(t *testing.T) {
-		c := e.noticedClient(u)
+		c := e.client(u, pgx.QueryExecModeCacheStatement)
 		if _, err := c.Exec(e.ctx, `SET client_min_messages = warning`); err != nil {
 			t.Fatal(err)
 		}

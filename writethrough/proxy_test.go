@@ -45,11 +45,11 @@ func (e *env) proxied() string {
 	return u.String()
 }
 
-// client connects through the proxy, collecting notices.
+// client connects through the proxy, keeping every notice whole.
 type client struct {
 	*pgx.Conn
 	mu      sync.Mutex
-	notices []string
+	notices []*pgconn.Notice
 }
 
 func (e *env) client(u string, mode pgx.QueryExecMode) *client {
@@ -62,7 +62,7 @@ func (e *env) client(u string, mode pgx.QueryExecMode) *client {
 	c := &client{}
 	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		c.mu.Lock()
-		c.notices = append(c.notices, n.Message)
+		c.notices = append(c.notices, n)
 		c.mu.Unlock()
 	}
 	conn, err := pgx.ConnectConfig(e.ctx, cfg)
@@ -183,9 +183,8 @@ func TestThroughProxyTransaction(t *testing.T) {
 	if err := tx.Rollback(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	notices := strings.Join(c.notices, "|")
-	c.mu.Unlock()
+	_, all := c.pipelineNotices()
+	notices := strings.Join(all, "|")
 	if !strings.Contains(notices, "ROLLBACK cannot undo") {
 		t.Fatalf("notices %q", notices)
 	}
