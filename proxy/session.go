@@ -84,7 +84,11 @@ type session struct {
 	lastingN int
 	quiet    bool
 
-	sawFatal   bool            // server loop: upstream sent a FATAL error
+	sawFatal bool // server loop: upstream sent a FATAL error
+	// copyingIn: server loop: upstream answered CopyInResponse and has
+	// not ended that COPY yet (so the read path takes the queue's lock
+	// for copyEnd only then).
+	copyingIn  bool
 	ctx        context.Context // ends when the session closes
 	ctxCancel  context.CancelFunc
 	draining   atomic.Bool
@@ -513,6 +517,15 @@ func (s *session) clientLoop() error {
 	}
 }
 
+// copyEnd notes, once upstream ends a COPY FROM STDIN it started, that
+// later Syncs are answered again.
+func (s *session) copyEnd() {
+	if s.copyingIn {
+		s.copyingIn = false
+		s.q.copyEnd()
+	}
+}
+
 // nextCopyWin numbers a Query or Execute going upstream as it is, and
 // opens its copy-in window (see copyWin).
 func (s *session) nextCopyWin() uint64 {
@@ -685,8 +698,9 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 		}
 	case 'G': // CopyInResponse: the Syncs of its copy-in window get no reply
 		s.q.copyIn()
+		s.copyingIn = true
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
-		s.q.copyEnd()
+		s.copyEnd()
 		if typ == 'C' && len(raw) >= 10 {
 			// Track the transaction status before the ReadyForQuery, for an
 			// interception later in the same pipeline.
@@ -708,7 +722,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.q.pop()
 		}
 	case 'E':
-		s.q.copyEnd()
+		s.copyEnd()
 		if s.lastingN > 0 {
 			if err := s.sendLasting(); err != nil {
 				return err
