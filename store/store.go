@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,7 +168,7 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 	// invoice item's created event applied after its deleted one) still
 	// shows a price that exists, and no price is ever replaced from it.
 	var carriers []*row
-	if embedsPrice[t.Name] {
+	if EmbedsPrice(t.Name) {
 		carriers = rows
 	}
 	for _, n := range t.Nested {
@@ -176,7 +177,7 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 			return Result{}, err
 		}
 		res.Incomplete = append(res.Incomplete, incomplete...)
-		if embedsPrice[n.Table] {
+		if EmbedsPrice(n.Table) {
 			carriers = append(carriers, kids...)
 		}
 	}
@@ -191,13 +192,8 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 // stores those prices too when stripe.prices lacks them.
 var PriceCarriers = []string{"subscription_items", "invoice_line_items", "invoiceitems"}
 
-var embedsPrice = map[string]bool{}
-
-func init() {
-	for _, n := range PriceCarriers {
-		embedsPrice[n] = true
-	}
-}
+// EmbedsPrice reports whether table is one of PriceCarriers.
+func EmbedsPrice(table string) bool { return slices.Contains(PriceCarriers, table) }
 
 // insertEmbeddedPrices stores the prices the carriers embed when
 // stripe.prices has no row for them yet. Stripe's price list leaves out

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -187,7 +186,7 @@ func planBatch(evs []Event) plan {
 	for _, k := range order {
 		c := latest[k]
 		if _, gone := deleted[k]; gone {
-			if slices.Contains(store.PriceCarriers, k.Table) {
+			if store.EmbedsPrice(k.Table) {
 				// The price it was made with may be inline, which no
 				// list returns: the store takes a missing price from the
 				// carrier, whose own row the deletion (tombstone) keeps
