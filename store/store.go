@@ -606,6 +606,50 @@ ON CONFLICT (object, id) DO UPDATE SET deleted_at = LEAST(stripe_sync.tombstones
 	return nil
 }
 
+// Sweep deletes (and tombstones) the rows of a top-level table that a
+// complete backfill planned at before did not write: every object that
+// exists was written with _as_of ≥ before, so the others are gone. It
+// returns how many it removed. keepClocks spares the rows of objects on test
+// clocks, which a key refused the clocks list could not list. Prices that
+// stored objects embed (PriceCarriers) are spared too: prices created inline
+// are in no price list, and an object the backfill just wrote still uses
+// them.
+func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepClocks bool) (int, error) {
+	t, ok := schema.Lookup(table)
+	if !ok {
+		return 0, fmt.Errorf("store: unknown table %q", table)
+	}
+	if t.Parent != nil {
+		return 0, fmt.Errorf("store: sweep %s: children go with their parents", table)
+	}
+	key := schema.Ident(t.Key[len(t.Key)-1])
+	cond := ""
+	if _, ok := t.Column("test_clock"); ok && keepClocks {
+		cond = ` AND "test_clock" IS NULL`
+	}
+	if t.Name == "prices" {
+		for _, n := range PriceCarriers {
+			if ct, ok := schema.Lookup(n); ok {
+				cond += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s c WHERE c."_raw"->'price'->>'id' = %s."id")`, ct.QualifiedName(), t.QualifiedName())
+			}
+		}
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "_as_of" < $1%s`, key, t.QualifiedName(), cond), before)
+	if err != nil {
+		return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+	}
+	for _, id := range ids {
+		if err := Delete(ctx, tx, t.Name, id, before); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
 // Tombstoned reports whether id of table was deleted.
 func Tombstoned(ctx context.Context, tx pgx.Tx, table, id string) (bool, error) {
 	var ok bool

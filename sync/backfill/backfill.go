@@ -879,8 +879,13 @@ func (r *runner) completeFinished(ctx context.Context) error {
 			}
 		}
 		now := time.Now()
+		var removed int
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_slices WHERE object = $1`, n); err != nil {
+				return err
+			}
+			var err error
+			if removed, err = sweep(ctx, tx, n); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE stripe_sync.backfill_objects SET completed_at = $2 WHERE object = $1`, n, now); err != nil {
@@ -892,10 +897,13 @@ func (r *runner) completeFinished(ctx context.Context) error {
 				}
 			}
 			return logEvent(ctx, tx, "backfill_object_complete", map[string]any{"object": n, "children": o.children,
-				"rows": o.rows.Load(), "requests": o.requests.Load(), "seconds": now.Sub(o.started).Seconds()})
+				"rows": o.rows.Load(), "requests": o.requests.Load(), "seconds": now.Sub(o.started).Seconds(), "removed": removed})
 		})
 		if err != nil {
 			return fmt.Errorf("backfill: complete %s: %w", n, err)
+		}
+		if removed > 0 {
+			r.log.Info("backfill: removed rows of objects that no longer exist", "object", n, "rows", removed)
 		}
 		o.done, o.completed = true, now
 		for _, c := range o.children {
@@ -1108,6 +1116,26 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	}
 	res.next = next
 	return res
+}
+
+// sweep removes the rows of object that its completed backfill did not
+// write: the objects are gone (rows restored from an older dump without
+// stripe_sync, or deleted while pgstripe was stopped, before a restart or
+// a re-backfill). Every existing object was written with _as_of at or after
+// upper_bound, Stripe's time when the backfill was planned; a resumed
+// backfill keeps its first planning's bound. A key refused the test clocks
+// list since then spares the rows on test clocks, which it could not list.
+func sweep(ctx context.Context, tx pgx.Tx, object string) (int, error) {
+	var before, planned time.Time
+	if err := tx.QueryRow(ctx, `SELECT to_timestamp(upper_bound), planned_at FROM stripe_sync.backfill_objects WHERE object = $1`, object).Scan(&before, &planned); err != nil {
+		return 0, err
+	}
+	var keepClocks bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.log
+WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = $1 AND at >= $2)`, object, planned).Scan(&keepClocks); err != nil {
+		return 0, err
+	}
+	return store.Sweep(ctx, tx, object, before, keepClocks)
 }
 
 // runClocks lists one page of test clocks and queues, in the same

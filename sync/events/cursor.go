@@ -214,7 +214,7 @@ WHERE kind = 'backfill_test_clocks_refused'
 			if t.Parent != nil || failed[t.Name] {
 				continue // children go with their parents (store.Delete, prune on replace)
 			}
-			n, err := sweepTable(ctx, tx, t, T, clocksRefused[t.Name])
+			n, err := store.Sweep(ctx, tx, t.Name, T, clocksRefused[t.Name])
 			if err != nil {
 				return err
 			}
@@ -244,41 +244,6 @@ ON CONFLICT (object, id) DO NOTHING`, T); err != nil {
 	p.lastSweep, p.overlap, p.sweep, p.anchor, p.overlapBase = time.Time{}, nil, nil, "", time.Time{}
 	p.log.Info("re-backfill complete; following events again", "since", T, "removed", swept)
 	return nil
-}
-
-// sweepTable deletes (and tombstones) the rows of t a complete backfill
-// started at T did not write: their objects are gone. keepClocks spares
-// the rows of objects on test clocks, which the backfill could not list.
-// Prices that stored objects embed (store.PriceCarriers) are spared too:
-// prices created inline are in no price list, and an object the backfill
-// just wrote still uses them.
-func sweepTable(ctx context.Context, tx pgx.Tx, t *schema.Table, T time.Time, keepClocks bool) (int, error) {
-	key := schema.Ident(t.Key[len(t.Key)-1])
-	cond := ""
-	if _, ok := t.Column("test_clock"); ok && keepClocks {
-		cond = ` AND "test_clock" IS NULL`
-	}
-	if t.Name == "prices" {
-		for _, n := range store.PriceCarriers {
-			if ct, ok := schema.Lookup(n); ok {
-				cond += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s c WHERE c."_raw"->'price'->>'id' = %s."id")`, ct.QualifiedName(), t.QualifiedName())
-			}
-		}
-	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "_as_of" < $1%s`, key, t.QualifiedName(), cond), T)
-	if err != nil {
-		return 0, fmt.Errorf("events: sweep %s: %w", t.Name, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return 0, fmt.Errorf("events: sweep %s: %w", t.Name, err)
-	}
-	for _, id := range ids {
-		if err := store.Delete(ctx, tx, t.Name, id, T); err != nil {
-			return 0, err
-		}
-	}
-	return len(ids), nil
 }
 
 func keys(m map[string]bool) []string {
