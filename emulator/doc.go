@@ -29,9 +29,13 @@
 //     transactions of their own).
 //   - emulator.go: HTTP: auth (sk_/rk_ test and live keys), knobs (latency,
 //     rate limit with Stripe's 429: the test-mode rate, live mode four
-//     times it, as Stripe's 25 and 100; injected faults), idempotency keys, the
-//     Date header on the emulator's clock, Request-Id; admin.go serves the
-//     knobs as JSON under /_emulator/.
+//     times it, as Stripe's 25 and 100; injected faults), idempotency keys
+//     (at most 255 characters; a replay, 400 idempotency_error on another
+//     endpoint or other params, 409 idempotency_key_in_use while the first
+//     request still runs — its latency counts as running), the Date header
+//     on the emulator's clock, Request-Id, and errors with doc_url and a
+//     request_log_url naming the request; admin.go serves the knobs as JSON
+//     under /_emulator/.
 //   - seed.go: a deterministic dataset around N customers, produced by
 //     replaying API calls with the clock set to each object's `created`.
 //     Seeded history has no events.

@@ -72,6 +72,9 @@ type Emulator struct {
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
 
+	idemMu   sync.Mutex
+	inflight map[string]bool // API key + idempotency key of POSTs being served
+
 	statMu    sync.Mutex
 	total     int64
 	byRoute   map[string]int64
@@ -91,6 +94,7 @@ func (e *Emulator) Close() {
 }
 
 type idemEntry struct {
+	path   string // the endpoint a key was first used for
 	hash   string
 	status int
 	body   []byte
@@ -108,6 +112,7 @@ func New(opts Options) (*Emulator, error) {
 		rnd:      rand.New(rand.NewSource(time.Now().UnixNano())),
 		idRand:   rand.New(rand.NewSource(time.Now().UnixNano())),
 		idem:     map[string]*idemEntry{},
+		inflight: map[string]bool{},
 		byRoute:  map[string]int64{},
 		byStatus: map[int]int64{},
 		closed:   make(chan struct{}),
@@ -311,15 +316,42 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) (int, string) {
 	live, ok := checkAuth(r)
 	routeName := r.Method + " " + r.URL.Path
+	logURL := requestLogURL(reqID, live, e.Now().Unix())
 	if !ok {
-		return writeError(w, &apiError{status: 401, Type: "invalid_request_error",
+		return writeError(w, logURL, &apiError{status: 401, Type: "invalid_request_error",
 			Message: "Invalid API Key provided. Use a key that starts with sk_test_ or rk_test_ (or sk_live_/rk_live_)."}), routeName
 	}
 
 	// Stripe refuses a Stripe-Version that isn't a version (stripe-go
 	// always sends 2023-10-16; the emulator answers in that version).
 	if v := r.Header.Get("Stripe-Version"); v != "" && !apiVersionRe.MatchString(v) {
-		return writeError(w, invalid("", "", "Invalid Stripe API version: %s", v)), routeName
+		return writeError(w, logURL, invalid("", "", "Invalid Stripe API version: %s", v)), routeName
+	}
+
+	// Stripe holds an idempotency key while its request runs: the same key
+	// arriving meanwhile gets 409 idempotency_key_in_use and nothing is
+	// saved for it ("the request conflicts with another that's executing
+	// concurrently"). The emulator's run of a request spans its latency,
+	// which stands for Stripe's processing time.
+	inUse := false
+	if k := r.Header.Get("Idempotency-Key"); k != "" && r.Method == http.MethodPost {
+		if len(k) > maxIdempotencyKeyLen {
+			return writeError(w, logURL, invalid("", "", "Invalid Idempotency-Key: keys can be at most %d characters long, this one has %d.", maxIdempotencyKeyLen, len(k))), routeName
+		}
+		ik := authKey(r) + "\x00" + k
+		e.idemMu.Lock()
+		inUse = e.inflight[ik]
+		if !inUse {
+			e.inflight[ik] = true
+		}
+		e.idemMu.Unlock()
+		if !inUse {
+			defer func() {
+				e.idemMu.Lock()
+				delete(e.inflight, ik)
+				e.idemMu.Unlock()
+			}()
+		}
 	}
 
 	// Knobs: latency, rate limit, faults — in Stripe's order of appearance to
@@ -346,13 +378,17 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 			return 499, routeName
 		}
 	}
+	if inUse {
+		return writeError(w, logURL, &apiError{status: 409, Type: "idempotency_error", Code: "idempotency_key_in_use",
+			Message: fmt.Sprintf("There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): %s. Please try again later.", r.Header.Get("Idempotency-Key"))}), routeName
+	}
 	if lim != nil && !lim.Allow() {
 		w.Header().Set("Stripe-Rate-Limited-Reason", "global-rate")
 		mode := "test"
 		if live {
 			mode = "live"
 		}
-		return writeError(w, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
+		return writeError(w, logURL, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
 			Message: fmt.Sprintf("Request rate limit exceeded. You can make up to %v requests per second in %s mode. Learn more about rate limits here https://stripe.com/docs/rate-limits.", lim.Limit(), mode)}), routeName
 	}
 	// Kind 5, a lost response, happens after the request is performed
@@ -360,11 +396,11 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	if fault && faultKind != 5 {
 		switch faultKind {
 		case 0:
-			return writeError(w, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
+			return writeError(w, logURL, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
 		case 1:
-			return writeError(w, &apiError{status: 503, Type: "api_error", Message: "The service is temporarily unavailable (injected fault).", shouldRetry: "true"}), routeName
+			return writeError(w, logURL, &apiError{status: 503, Type: "api_error", Message: "The service is temporarily unavailable (injected fault).", shouldRetry: "true"}), routeName
 		case 2:
-			return writeError(w, &apiError{status: 429, Type: "invalid_request_error", Code: "lock_timeout",
+			return writeError(w, logURL, &apiError{status: 429, Type: "invalid_request_error", Code: "lock_timeout",
 				Message: "This object cannot be accessed right now because another API request or Stripe process is currently accessing it (injected fault)."}), routeName
 		case 3:
 			if hj, ok := w.(http.Hijacker); ok {
@@ -373,7 +409,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 					return 0, routeName
 				}
 			}
-			return writeError(w, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
+			return writeError(w, logURL, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
 		default:
 			// A timeout: hold the request until the client gives up (or
 			// timeoutHold passes), then drop it.
@@ -393,46 +429,54 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 
 	rt, pathParams := e.api.match(r.Method, r.URL.Path)
 	if rt == nil {
-		return writeError(w, &apiError{status: 404, Type: "invalid_request_error",
+		return writeError(w, logURL, &apiError{status: 404, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Unrecognized request URL (%s: %s). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.", r.Method, r.URL.Path)}), routeName
 	}
 	routeName = r.Method + " " + rt.path
 	h := handlers[rt.verb+" "+rt.path]
 	if h == nil {
-		return writeError(w, &apiError{status: 404, Type: "invalid_request_error",
+		return writeError(w, logURL, &apiError{status: 404, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Unrecognized request URL (%s: %s). The emulator does not implement this endpoint.", r.Method, r.URL.Path)}), routeName
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodDelete {
 		if ct := strings.Split(r.Header.Get("Content-Type"), ";")[0]; ct != "" && ct != "application/x-www-form-urlencoded" && ct != "multipart/form-data" {
-			return writeError(w, invalid("", "", "Invalid request: unsupported Content-Type %s. If error persists and you need assistance, please contact support@stripe.com.", ct)), routeName
+			return writeError(w, logURL, invalid("", "", "Invalid request: unsupported Content-Type %s. If error persists and you need assistance, please contact support@stripe.com.", ct)), routeName
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
 	params, err := param.ParseParams(r)
 	if err != nil {
-		return writeError(w, invalid("", "", "Invalid request: could not parse parameters: %v", err)), routeName
+		return writeError(w, logURL, invalid("", "", "Invalid request: could not parse parameters: %v", err)), routeName
 	}
 	if params == nil {
 		params = map[string]any{}
 	}
 	if rt.reqSchema != nil {
 		if err := coercer.CoerceParams(rt.reqSchema, params); err != nil {
-			return writeError(w, invalid("", "", "Invalid request: %v", err)), routeName
+			return writeError(w, logURL, invalid("", "", "Invalid request: %v", err)), routeName
 		}
 		if ae := e.validateParams(rt.reqSchema, params); ae != nil {
-			return writeError(w, ae), routeName
+			return writeError(w, logURL, ae), routeName
 		}
 		if p := e.requiredUnset(rt, params); p != "" {
-			return writeError(w, emptyNotAllowed(p)), routeName
+			return writeError(w, logURL, emptyNotAllowed(p)), routeName
 		}
 	} else if len(params) > 0 {
 		for k := range params {
-			return writeError(w, invalid("parameter_unknown", k, "Received unknown parameter: %s", k)), routeName
+			return writeError(w, logURL, invalid("parameter_unknown", k, "Received unknown parameter: %s", k)), routeName
+		}
+	}
+
+	// "Expansions have a maximum depth of four levels" (a list's data.
+	// counts as one); Stripe refuses the whole request.
+	for _, p := range expandsOf(params) {
+		if strings.Count(p, ".") >= 4 {
+			return writeError(w, logURL, invalid("property_expansion_max_depth", "", "You cannot expand more than 4 levels of a property. Property: %s", p)), routeName
 		}
 	}
 
 	if p := unmodelledParam(rt.verb+" "+rt.path, params); p != "" {
-		return writeError(w, invalid("", p, "The emulator does not model this discount: %s is refused rather than ignored, since Stripe would apply it.", p)), routeName
+		return writeError(w, logURL, invalid("", p, "The emulator does not model this discount: %s is refused rather than ignored, since Stripe would apply it.", p)), routeName
 	}
 
 	c := &reqCtx{r: r, route: rt, path: pathParams, params: params, live: live, now: e.Now().Unix(), requestID: reqID,
@@ -445,7 +489,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	if c.idemKey != "" && r.Method == http.MethodPost {
 		w.Header().Set("Idempotency-Key", c.idemKey)
 		idemK = authKey(r) + "\x00" + c.idemKey
-		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + canonical(params)))
+		sum := sha256.Sum256([]byte(canonical(params)))
 		idemHash = hex.EncodeToString(sum[:])
 	}
 	status, body, replayed := e.execute(h, c, idemK, idemHash)
@@ -492,23 +536,28 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 	}
 	c.now = e.Now().Unix()
 	e.clockNow(c)
+	logURL := requestLogURL(c.requestID, c.live, c.wallTime())
 	defer func() {
 		if p := recover(); p != nil {
-			status, body, replayed = 500, errorBody(&apiError{Type: "api_error", Message: fmt.Sprintf("An unknown error occurred in the emulator: %v", p)}), false
+			status, body, replayed = 500, errorBody(&apiError{Type: "api_error", Message: fmt.Sprintf("An unknown error occurred in the emulator: %v", p)}, logURL), false
 		}
 	}()
 	if idemK != "" {
 		if ent, ok := e.idem[idemK]; ok && time.Since(ent.at) < 24*time.Hour {
+			if ent.path != c.r.URL.Path {
+				return 400, errorBody(&apiError{Type: "idempotency_error",
+					Message: fmt.Sprintf("Keys for idempotent requests can only be used for the same endpoint they were first used for ('%s' vs '%s'). Try using a key other than '%s' if you meant to execute a different request.", c.r.URL.Path, ent.path, c.idemKey)}, logURL), false
+			}
 			if ent.hash != idemHash {
 				return 400, errorBody(&apiError{Type: "idempotency_error",
-					Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '%s' if you meant to execute a different request.", c.idemKey)}), false
+					Message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '%s' if you meant to execute a different request.", c.idemKey)}, logURL), false
 			}
 			return ent.status, ent.body, true
 		}
 	}
 	res, ae := h(e, c)
 	if ae != nil {
-		status, body = ae.status, errorBody(ae)
+		status, body = ae.status, errorBody(ae, logURL)
 	} else {
 		status, body = 200, e.encodeResult(res)
 	}
@@ -516,7 +565,7 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 		if len(e.idem) >= maxIdempotencyKeys {
 			e.pruneIdempotency()
 		}
-		e.idem[idemK] = &idemEntry{hash: idemHash, status: status, body: body, at: time.Now()}
+		e.idem[idemK] = &idemEntry{path: c.r.URL.Path, hash: idemHash, status: status, body: body, at: time.Now()}
 	}
 	return status, body, false
 }
@@ -526,6 +575,10 @@ func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (st
 // stuck request, short enough that clients with stripe-go's 80 s default
 // timeout don't stall a benchmark for minutes.
 const timeoutHold = 10 * time.Second
+
+// maxIdempotencyKeyLen is Stripe's limit: "Idempotency keys are up to 255
+// characters long."
+const maxIdempotencyKeyLen = 255
 
 // maxIdempotencyKeys bounds the remembered keys (each holds its response):
 // Stripe keeps keys 24 hours; a long benchmark run shouldn't grow without
@@ -566,33 +619,52 @@ func (e *Emulator) encodeResult(res any) []byte {
 	default:
 		b, err := marshal(x)
 		if err != nil {
-			return errorBody(&apiError{Type: "api_error", Message: "encode: " + err.Error()})
+			return errorBody(&apiError{Type: "api_error", Message: "encode: " + err.Error()}, "")
 		}
 		return b
 	}
 }
 
-func errorBody(ae *apiError) []byte {
+func errorBody(ae *apiError, logURL string) []byte {
 	type body struct {
 		Type          string `json:"type"`
 		Code          string `json:"code,omitempty"`
 		DeclineCode   string `json:"decline_code,omitempty"`
 		Charge        string `json:"charge,omitempty"`
+		DocURL        string `json:"doc_url,omitempty"`
 		Message       string `json:"message"`
 		Param         string `json:"param,omitempty"`
 		RequestLogURL string `json:"request_log_url"`
 	}
+	// Stripe links every coded error to its page of the error-codes
+	// reference (resource_missing -> .../error-codes/resource-missing);
+	// clients show it (pgstripe's proxy puts it in the HINT).
+	var doc string
+	if ae.Code != "" {
+		doc = "https://stripe.com/docs/error-codes/" + strings.ReplaceAll(ae.Code, "_", "-")
+	}
 	b, _ := json.Marshal(map[string]body{"error": {Type: ae.Type, Code: ae.Code, DeclineCode: ae.DeclineCode, Charge: ae.Charge,
-		Message: ae.Message, Param: ae.Param, RequestLogURL: "https://dashboard.stripe.com/test/logs"}})
+		DocURL: doc, Message: ae.Message, Param: ae.Param, RequestLogURL: logURL}})
 	return b
 }
 
-func writeError(w http.ResponseWriter, ae *apiError) int {
+// requestLogURL is the Dashboard page of one request, as Stripe links it
+// from an error: https://dashboard.stripe.com/test/logs/req_…?t=… (no
+// /test in live mode).
+func requestLogURL(reqID string, live bool, at int64) string {
+	mode := "/test"
+	if live {
+		mode = ""
+	}
+	return fmt.Sprintf("https://dashboard.stripe.com%s/logs/%s?t=%d", mode, reqID, at)
+}
+
+func writeError(w http.ResponseWriter, logURL string, ae *apiError) int {
 	if ae.shouldRetry != "" {
 		w.Header().Set("Stripe-Should-Retry", ae.shouldRetry)
 	}
 	w.WriteHeader(ae.status)
-	w.Write(errorBody(ae))
+	w.Write(errorBody(ae, logURL))
 	return ae.status
 }
 
