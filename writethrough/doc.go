@@ -92,7 +92,7 @@
 //	other invalid_request_error (wrong state)       55000 object_not_in_prerequisite_state
 //	idempotency_error                               55000 object_not_in_prerequisite_state
 //	429 / rate_limit                                53400 configuration_limit_exceeded
-//	409 (lock_timeout)                              55P03 lock_not_available
+//	429 lock_timeout, 409 idempotency_key_in_use    55P03 lock_not_available
 //	401 authentication_error                        28000 invalid_authorization_specification
 //	403 permission_error                            42501 insufficient_privilege
 //	5xx / api_error                                 58000 system_error

@@ -36,14 +36,17 @@ func stripeCode(e *stripeapi.Error) string {
 		return codeCardError
 	case e.HTTPStatus == http.StatusNotFound || e.Code == "resource_missing":
 		return codeNotFound
+	case e.Code == "lock_timeout" || e.HTTPStatus == http.StatusConflict:
+		// Stripe sends lock_timeout as a 429 (another request holds the
+		// object), and a 409 when another attempt with the same
+		// idempotency key still runs: both are a lock, not the rate.
+		return codeConflict
 	case e.HTTPStatus == http.StatusTooManyRequests || e.Type == "rate_limit_error":
 		return codeRateLimit
 	case e.HTTPStatus == http.StatusUnauthorized:
 		return codeAuth
 	case e.HTTPStatus == http.StatusForbidden:
 		return codeStripePermission
-	case e.HTTPStatus == http.StatusConflict:
-		return codeConflict
 	case e.HTTPStatus >= 500 || e.Type == "api_error":
 		return codeStripeUnavail
 	case e.Type == "idempotency_error":
@@ -76,8 +79,10 @@ func unknownOutcome(err error) bool {
 	var se *stripeapi.Error
 	if errors.As(err, &se) {
 		// A 2xx is an error only when its body can't be read: the call
-		// took effect, but what it made is unknown.
-		return se.HTTPStatus >= 500 || (se.HTTPStatus >= 200 && se.HTTPStatus < 300)
+		// took effect, but what it made is unknown. A 409 is Stripe still
+		// running an earlier attempt with the same idempotency key
+		// (idempotency_key_in_use), which may yet take effect.
+		return se.HTTPStatus >= 500 || se.HTTPStatus == 409 || (se.HTTPStatus >= 200 && se.HTTPStatus < 300)
 	}
 	return true // no answer: a network error, a timeout, a cancel
 }
