@@ -64,6 +64,14 @@
 // stripe_sync.cursor (row "events") for the events loop, which replays
 // everything after it.
 //
+// # Objects that are gone
+//
+// When a table's backfill completes, the rows it did not write (older than
+// its planning bound, Stripe's time when it was planned) belong to objects
+// that no longer exist: rows restored from a dump of schema stripe without
+// stripe_sync, or left from before a --restart or a re-backfill. They are
+// removed and tombstoned in the completion's transaction (store.Sweep).
+//
 // # State and errors
 //
 // stripe_sync.objects carries each table's phase (backfilling, then live
