@@ -47,8 +47,23 @@ const StripeSchema = schema.DataSchema
 
 // Classify decides what to do with sql (one Query message or one Parse).
 // It is cheap for statements that can't write: a keyword pre-check skips
-// the parser for plain reads.
-func Classify(sql string) (class Class) {
+// the parser for plain reads. A text that reads differently with
+// standard_conforming_strings off is a Write whose Statement holds both
+// readings (Statement.Strings).
+func Classify(sql string) Class {
+	if !mayWrite(sql) {
+		return Class{}
+	}
+	c := classify(sql)
+	if strings.IndexByte(sql, '\\') >= 0 && namesStripeTable(sql) {
+		return byStrings(sql, c)
+	}
+	return c
+}
+
+// classify is Classify of the text as the parser here reads it
+// (standard_conforming_strings on).
+func classify(sql string) (class Class) {
 	if !mayWrite(sql) {
 		return Class{}
 	}

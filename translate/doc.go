@@ -30,7 +30,13 @@
 // function over one is not detected).
 //
 // Unqualified table names are resolved by writethrough at execution time
-// (Statement.Resolve): classification depends on the text only.
+// (Statement.Resolve): classification depends on the text only. So does
+// the reading of string literals, with one exception: the parser here reads
+// text with standard_conforming_strings on, and an ordinary literal with a
+// backslash ('C:\dir', 'it\'s') means something else with it off. Such a
+// text (when it may write to a stripe table) keeps both readings
+// (Statement.Strings; the second from NonConforming, which makes those
+// literals E'…'), and writethrough picks the session's.
 //
 // Columns map to Stripe parameters of the same name (Ops and the schema's
 // create/update parameters decide which are accepted). Stripe parameters

@@ -64,6 +64,11 @@ type Statement struct {
 	// to a stripe table could not be told. Postgres can convert the text:
 	// see Classify. Everything else is unset.
 	Transcode bool
+	// Strings: the text has a backslash in an ordinary string literal, so
+	// what it means depends on the session's standard_conforming_strings,
+	// which only the session knows: Strings.Pick gives the classification
+	// to use. Everything else is unset.
+	Strings *Strings
 
 	Op    Op
 	Table *schema.Table

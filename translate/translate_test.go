@@ -77,13 +77,25 @@ func FuzzClassify(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
 		c := Classify(sql)
-		if c.Action == Reject && c.Err.Code == "XX000" {
-			t.Fatalf("%q: %v", sql, c.Err)
+		readings := []Class{c}
+		if c.Action == Write && c.Stmt.Strings != nil {
+			// Decided at execution by the session's
+			// standard_conforming_strings: each reading must hold.
+			readings = []Class{c.Stmt.Strings.On, c.Stmt.Strings.Off}
 		}
-		// Text that is not UTF-8 has no parse tree here: it is decided
-		// at execution, after conversion (Transcode), without a table.
-		if c.Action == Write && c.Stmt.Deferred == nil && c.Stmt.Table == nil && !c.Stmt.Transcode {
-			t.Fatalf("%q: write without a table", sql)
+		for _, c := range readings {
+			if c.Action == Reject && c.Err.Code == "XX000" {
+				t.Fatalf("%q: %v", sql, c.Err)
+			}
+			// Text that is not UTF-8 has no parse tree here: it is
+			// decided at execution, after conversion (Transcode),
+			// without a table.
+			if c.Action == Write && c.Stmt.Deferred == nil && c.Stmt.Table == nil && !c.Stmt.Transcode {
+				t.Fatalf("%q: write without a table", sql)
+			}
+		}
+		if alt, changed := NonConforming(sql); !changed && alt != sql {
+			t.Fatalf("%q: unchanged, but rewritten as %q", sql, alt)
 		}
 	})
 }

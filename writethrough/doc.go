@@ -13,7 +13,10 @@
 //     Postgres would. A text that is not UTF-8 (another client_encoding)
 //     can't be parsed here: Postgres converts it, and if it writes to a
 //     stripe table it is refused (0A000: its literals are in the client's
-//     encoding), else it goes upstream as sent.
+//     encoding), else it goes upstream as sent. A text whose ordinary
+//     string literals have backslashes is read with the session's
+//     standard_conforming_strings (one query to learn it), as Postgres
+//     reads it.
 //  2. Privileges are checked on the client's own connection, as its own
 //     role (has_table_privilege: the statement's privilege, plus SELECT
 //     where it reads): 42501 and no Stripe call when missing; in a
@@ -62,7 +65,9 @@
 //     (ids in statement order, result formats from Bind). Command tags are
 //     INSERT 0 n, UPDATE n, DELETE n (UPDATE counts matched rows, also those
 //     with nothing to change, which make no call). When the client's
-//     snapshot predates the apply (REPEATABLE READ), pgstripe's pool reads
+//     snapshot predates the apply (REPEATABLE READ or SERIALIZABLE, also
+//     through default_transaction_isolation outside a transaction block,
+//     where our queries share one implicit transaction), pgstripe's pool reads
 //     the applied rows and the target list runs over them, given as jsonb,
 //     still on the client's connection: the client's expressions never run
 //     on pgstripe's own connection, whose role has more privileges.

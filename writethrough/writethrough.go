@@ -83,6 +83,9 @@ func (ic *Interceptor) Classify(sql string) translate.Class { return ic.cache.ge
 // "rejected" for one that is refused whatever the session.
 func (ic *Interceptor) Labels(sql string) (table, op string) {
 	c := ic.cache.get(sql)
+	if c.Stmt != nil && c.Stmt.Strings != nil {
+		c = c.Stmt.Strings.On
+	}
 	if c.Stmt == nil || c.Stmt.Table == nil {
 		return "unknown", "rejected"
 	}
@@ -172,11 +175,27 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			"current transaction is aborted, commands ignored until end of transaction block"))
 	}
 	st := req.Stmt
-	if st == nil {
-		c := ic.cache.get(req.SQL)
+	if st == nil || st.Strings != nil {
+		c := translate.Class{Action: translate.Write, Stmt: st}
+		if st == nil {
+			c = ic.cache.get(req.SQL)
+		}
+		forward := false
+		if c.Stmt != nil && c.Stmt.Strings != nil {
+			// Postgres reads the text with the session's setting: so
+			// must we, or 'C:\\dir' reaches Stripe with two backslashes,
+			// and 'it\'s', unparsable here, the local copy alone.
+			on, err := conformingStrings(ctx, up)
+			if err != nil {
+				return rep.fail(pgError(err))
+			}
+			c, forward = c.Stmt.Strings.Pick(on), true
+		}
 		switch c.Action {
 		case translate.Pass:
-			return Reply{Pass: true}
+			// Read as the session reads it, the text may be several
+			// statements: only the client's own message can go on.
+			return Reply{Pass: true, Unrelayable: forward}
 		case translate.Reject:
 			switch c.Err.Code {
 			case translate.CodeUndefinedColumn, translate.CodeDuplicateColumn, translate.CodeSyntaxError:
@@ -353,14 +372,16 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			} else if r != nil {
 				retRes = &Result{Fields: retRes.Fields, Rows: r.Rows}
 			}
-		} else if retErr == nil && len(retRes.Rows) < len(ids) && req.TxStatus == 'T' {
+		} else if retErr == nil && (sess.snapshot || len(retRes.Rows) < len(ids) && req.TxStatus == 'T') {
 			// A REPEATABLE READ or SERIALIZABLE transaction's snapshot
-			// predates our apply: answer from a fresh snapshot instead.
-			// An error there is the client's RETURNING failing on its own
-			// connection (its transaction is now aborted): report it.
+			// predates our apply: it misses the rows an INSERT made and
+			// shows an UPDATE's rows as they were. Answer from a fresh
+			// snapshot instead. An error there is the client's RETURNING
+			// failing on its own connection (its transaction is now
+			// aborted): report it.
 			if r, err := ic.returningFresh(ctx, up, params, st, ids); err != nil {
 				retErr = err
-			} else if r != nil && len(r.Rows) > len(retRes.Rows) {
+			} else if r != nil && len(r.Rows) >= len(retRes.Rows) {
 				// The same target list: keep the description of the
 				// run over the table (its table OIDs and column numbers,
 				// as Postgres gives them), not of the rows given as data.
@@ -1059,12 +1080,20 @@ func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, depth 
 			continue
 		}
 		c := translate.Classify(translate.PreparedText(string(r[1]), string(r[0])))
-		switch c.Action {
-		case translate.Reject:
-			return true, nil
-		case translate.Write:
-			if mine, err := oursDepth(ctx, up, c.Stmt, depth+1); err != nil || mine {
-				return mine, err
+		readings := []translate.Class{c}
+		if c.Stmt != nil && c.Stmt.Strings != nil {
+			// Read with the standard_conforming_strings of its PREPARE,
+			// which is gone: ours if either reading is.
+			readings = []translate.Class{c.Stmt.Strings.On, c.Stmt.Strings.Off}
+		}
+		for _, c := range readings {
+			switch c.Action {
+			case translate.Reject:
+				return true, nil
+			case translate.Write:
+				if mine, err := oursDepth(ctx, up, c.Stmt, depth+1); err != nil || mine {
+					return mine, err
+				}
 			}
 		}
 	}
@@ -1109,7 +1138,8 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
     ELSE false END,
   pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1),
-  pg_catalog.current_setting('client_min_messages'), pg_catalog.current_setting('client_encoding')
+  pg_catalog.current_setting('client_min_messages'), pg_catalog.current_setting('client_encoding'),
+  pg_catalog.current_setting('transaction_isolation')
 FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
@@ -1117,10 +1147,14 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 	}
 	var sess settings
 	for _, r := range res.Rows {
-		if len(r) != 7 {
+		if len(r) != 8 {
 			continue
 		}
 		sess.encoding = string(r[6])
+		switch string(r[7]) {
+		case "repeatable read", "serializable":
+			sess.snapshot = true
+		}
 		sess.timeout = pgDuration(string(r[3]))
 		switch strings.ToLower(string(r[5])) {
 		case "warning", "error":
@@ -1155,6 +1189,11 @@ type settings struct {
 	timeout  time.Duration // statement_timeout (0: none)
 	quiet    bool          // client_min_messages above NOTICE
 	encoding string        // client_encoding: what the session's values are in
+	// snapshot: the transaction (an explicit one, or the implicit one our
+	// queries share outside a block) keeps the snapshot of its first query,
+	// taken before the apply (REPEATABLE READ, SERIALIZABLE, also as
+	// default_transaction_isolation).
+	snapshot bool
 }
 
 // pgDuration reads a time setting as current_setting shows it ("0",
@@ -1380,16 +1419,29 @@ func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, 
 	return out, nil
 }
 
+// conformingStrings reports the session's standard_conforming_strings.
+func conformingStrings(ctx context.Context, up Upstream) (bool, error) {
+	res, err := up.Query(ctx, `SELECT pg_catalog.current_setting('standard_conforming_strings')`, nil, nil, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return false, errors.New("reading standard_conforming_strings: unexpected answer")
+	}
+	return string(res.Rows[0][0]) == "on", nil
+}
+
 // classifyConverted classifies a statement text that is not UTF-8 once
 // Postgres has converted it from the session's client_encoding, which it
 // also returns.
 func classifyConverted(ctx context.Context, up Upstream, sql string) (translate.Class, string, error) {
-	res, err := up.Query(ctx, `SELECT pg_catalog.current_setting('client_encoding'), pg_catalog.convert_to($1, 'UTF8')`,
-		[][]byte{[]byte(sql)}, []uint32{oidText}, nil, []int16{0, 1})
+	res, err := up.Query(ctx, `SELECT pg_catalog.current_setting('client_encoding'), pg_catalog.convert_to($1, 'UTF8'),
+  pg_catalog.current_setting('standard_conforming_strings')`,
+		[][]byte{[]byte(sql)}, []uint32{oidText}, nil, []int16{0, 1, 0})
 	if err != nil {
 		return translate.Class{}, "", err
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 3 {
 		return translate.Class{}, "", errors.New("converting the statement to UTF-8: unexpected answer")
 	}
 	text := string(res.Rows[0][1])
@@ -1398,7 +1450,7 @@ func classifyConverted(ctx context.Context, up Upstream, sql string) (translate.
 		// write we could make sense of either.
 		return translate.Class{}, string(res.Rows[0][0]), nil
 	}
-	return translate.Classify(text), string(res.Rows[0][0]), nil
+	return translate.ClassifyAs(text, string(res.Rows[0][2]) == "on"), string(res.Rows[0][0]), nil
 }
 
 // rowsToUTF8 converts Eval's values, which Postgres gives in the session's
