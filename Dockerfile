@@ -13,6 +13,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 pgstripe
 COPY --from=build /out/pgstripe /usr/local/bin/pgstripe
 USER pgstripe
+# Inside a container loopback is unreachable from outside: listen on every
+# interface of the container, and publish the ports with care.
+ENV PGSTRIPE_LISTEN=0.0.0.0:6543 PGSTRIPE_METRICS_LISTEN=0.0.0.0:9464
 EXPOSE 6543 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD curl -fsS http://127.0.0.1:9464/healthz || exit 1

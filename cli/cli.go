@@ -61,7 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop := signalContext()
 		defer stop()
 		err := c.run(ctx, &Env{Stdout: stdout, Stderr: stderr}, args[1:])
 		switch {
@@ -81,6 +81,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "pgstripe: unknown command %q (run 'pgstripe --help' for the list)\n", args[0])
 	return 2
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM. The second one
+// gets Go's default disposition and kills the process: a shutdown that
+// waits (the proxy drains busy sessions for up to 10 s) must not swallow an
+// operator's second Ctrl-C.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 // exitCode is an error that asks for a specific exit code with nothing more

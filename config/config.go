@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -147,7 +148,7 @@ func (l *Loader) Load() (*Config, error) {
 			f, err := strconv.ParseFloat(r.rateLimit, 64)
 			// NaN passes both comparisons; the limiter would then ignore it.
 			if err != nil || math.IsNaN(f) || f <= 0 || f > 10000 {
-				return nil, fmt.Errorf("PGSTRIPE_RATE_LIMIT (--rate-limit) %q is not a positive number of requests per second", r.rateLimit)
+				return nil, fmt.Errorf("PGSTRIPE_RATE_LIMIT (--rate-limit) %q is not a number of requests per second above 0 and at most 10000", r.rateLimit)
 			}
 			c.RateLimit = f
 		}
@@ -175,6 +176,13 @@ func (l *Loader) Load() (*Config, error) {
 				if _, err := os.Stat(f.v); err != nil {
 					return nil, fmt.Errorf("%s: cannot read %s", f.name, f.v)
 				}
+			}
+		}
+		if c.TLSCert != "" {
+			// A pair that doesn't load (not PEM, swapped, not matching) is
+			// refused with the other settings, before the migration runs.
+			if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+				return nil, fmt.Errorf("PGSTRIPE_TLS_CERT (--tls-cert) and PGSTRIPE_TLS_KEY (--tls-key) are not a usable pair: %v", err)
 			}
 		}
 	}

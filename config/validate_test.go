@@ -2,9 +2,19 @@ package config
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"flag"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // --help and a bad flag print every flag's default; the environment's
@@ -93,5 +103,73 @@ func TestListenPortChecked(t *testing.T) {
 	}
 	if _, err := load(t, all, base, "--metrics-listen", "localhost:9464", "--listen", ":0"); err != nil {
 		t.Errorf("valid addresses refused: %v", err)
+	}
+}
+
+// writePair writes a self-signed certificate and its key as PEM files.
+func writePair(t *testing.T, dir, name string) (cert, key string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+// A certificate and key that don't make a pair are refused with the other
+// settings: before, serve migrated the database first and then failed,
+// printing a log line before the error.
+func TestTLSPairCheckedWithSettings(t *testing.T) {
+	dir := t.TempDir()
+	certA, keyA := writePair(t, dir, "a")
+	_, keyB := writePair(t, dir, "b")
+	junk := filepath.Join(dir, "junk.pem")
+	os.WriteFile(junk, []byte("not a certificate\n"), 0o600)
+	base := map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_test_x"}
+	with := func(cert, key string) map[string]string {
+		env := map[string]string{"PGSTRIPE_TLS_CERT": cert, "PGSTRIPE_TLS_KEY": key}
+		for k, v := range base {
+			env[k] = v
+		}
+		return env
+	}
+	for name, env := range map[string]map[string]string{
+		"mismatched": with(certA, keyB),
+		"swapped":    with(keyA, certA),
+		"not PEM":    with(junk, keyA),
+	} {
+		_, err := load(t, all, env)
+		if err == nil || !strings.Contains(err.Error(), "PGSTRIPE_TLS_CERT") {
+			t.Errorf("%s: %v, want an error naming PGSTRIPE_TLS_CERT", name, err)
+		}
+	}
+	if c, err := load(t, all, with(certA, keyA)); err != nil || c.TLSCert != certA {
+		t.Errorf("a valid pair: %+v, %v", c, err)
+	}
+}
+
+// A rate above the allowed maximum is not "not positive": the error says
+// what the range is.
+func TestRateLimitRangeNamed(t *testing.T) {
+	_, err := load(t, all, map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": "sk_test_x", "PGSTRIPE_RATE_LIMIT": "1e9"})
+	if err == nil || !strings.Contains(err.Error(), "10000") {
+		t.Fatalf("PGSTRIPE_RATE_LIMIT=1e9: %v, want an error naming the maximum", err)
 	}
 }

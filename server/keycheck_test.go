@@ -94,7 +94,7 @@ func TestCheckKeyStatuses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = checkKey(context.Background(), client)
+		err = checkKey(context.Background(), client, srv.URL)
 		srv.Close()
 		switch {
 		case tc.want == "" && err != nil:

@@ -59,7 +59,7 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 	// show only once the running serve stops.
 	checkCtx, stopCheck := context.WithCancel(ctx)
 	defer stopCheck()
-	lateKeyErr, err := startKeyCheck(checkCtx, client)
+	lateKeyErr, err := startKeyCheck(checkCtx, client, cfg.StripeAPIBase)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	lateKeyErr, err := startKeyCheck(ctx, client)
+	lateKeyErr, err := startKeyCheck(ctx, client, cfg.StripeAPIBase)
 	if err != nil {
 		return err
 	}

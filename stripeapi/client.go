@@ -380,6 +380,7 @@ func (c *Client) convertError(err error, at *attempt) error {
 		return &Error{
 			HTTPStatus:        at.status,
 			Type:              "api_error",
+			NotStripe:         true,
 			Message:           msg,
 			RequestID:         at.header.Get("Request-Id"),
 			ShouldRetry:       at.header.Get("Stripe-Should-Retry"),
@@ -421,6 +422,9 @@ type Error struct {
 	DocURL            string
 	ShouldRetry       string // Stripe-Should-Retry header, "" if absent
 	RateLimitedReason string // Stripe-Rate-Limited-Reason header on 429
+	// NotStripe: the body was not Stripe's JSON (an HTML page, a proxy's
+	// answer), so the server may not be Stripe at all.
+	NotStripe bool
 }
 
 func (e *Error) Error() string {
