@@ -42,6 +42,10 @@ var (
 		Help:    "Time from an event's creation in Stripe to its application in Postgres.",
 		Buckets: []float64{.1, .25, .5, .75, 1, 2, 5, 10, 30, 60, 300},
 	})
+	EventsPolled = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pgstripe_events_polled_timestamp_seconds",
+		Help: "Unix time at which the newest complete poll of Stripe's events began: alert on time() minus it (sync stalled: Stripe unreachable, key revoked, database errors).",
+	})
 	ProxyConnections = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pgstripe_proxy_connections",
 		Help: "Client connections open on the proxy.",
@@ -120,7 +124,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		StripeRequests, StripeRateLimited, LimiterWait, BackfillRows, EventsApplied, EventLag,
+		StripeRequests, StripeRateLimited, LimiterWait, BackfillRows, EventsApplied, EventLag, EventsPolled,
 		ProxyConnections, ProxyConnectionsTotal, ProxyStatements, WriteThroughSeconds, SyncLeader,
 	)
 }

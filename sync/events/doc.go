@@ -74,7 +74,8 @@
 // whose backfill failed: phase error); last_event_at is the newest event
 // applied per table; lag_seconds is the age of the newest complete poll
 // when the status was written (Stripe's own visibility delay can't be
-// seen); a failing poll shows in last_error ("events: …") until the next
+// seen), and, once no poll has completed for 10 s, its age now (the view
+// counts from checked_at); a failing poll shows in last_error ("events: …") until the next
 // success clears it. Metrics: pgstripe_events_applied_total{type} and
 // pgstripe_event_lag_seconds (commit − event.created, whole seconds, so up
 // to 1 s high).

@@ -471,6 +471,7 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 	}
 	if err == nil {
 		p.anchor = anchor
+		metrics.EventsPolled.Set(float64(pollStarted.UnixNano()) / 1e9)
 	}
 	return pages, err
 }

@@ -244,6 +244,25 @@ func TestHandoffAndSameSecondUpdates(t *testing.T) {
 	if status.phase != "live" || status.last == nil || status.lag == nil || *status.lag < 0 || *status.lag > 5 {
 		t.Errorf("status of customers: phase %s, last_event_at %v, lag %v", status.phase, status.last, status.lag)
 	}
+	// The loop is stopped: once no poll has completed for a while (here
+	// 42 s ago), lag_seconds counts from the last one instead of standing
+	// still, as it would while Stripe is down.
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe_sync.objects SET checked_at = checked_at - interval '42 seconds' WHERE object = 'customers' AND checked_at > now() - interval '10 seconds'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.pool.QueryRow(ctx, `SELECT lag_seconds FROM stripe_sync.status WHERE object = 'customers'`).Scan(&status.lag); err != nil {
+		t.Fatal(err)
+	}
+	if status.lag == nil || *status.lag < 42 || *status.lag > 60 {
+		t.Errorf("lag_seconds %v after 42 s without a poll, want about 42", fmt.Sprint(deref(status.lag)))
+	}
+	var polled dto.Metric
+	if err := metrics.EventsPolled.Write(&polled); err != nil {
+		t.Fatal(err)
+	}
+	if at := time.Unix(int64(polled.GetGauge().GetValue()), 0); time.Since(at) > 30*time.Second {
+		t.Errorf("pgstripe_events_polled_timestamp_seconds = %v, not a recent poll", at)
+	}
 }
 
 // TestRandomWorkload: random creates, updates and deletes across object
@@ -586,4 +605,11 @@ func (v *env) sameSecondStates(t *testing.T, cus string, n int) {
 		t.Logf("%d updates of %s ran past second %d; posting them again", n, cus, sec)
 	}
 	t.Fatalf("could not post %d updates of %s within one second", n, cus)
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
