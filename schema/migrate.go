@@ -192,6 +192,14 @@ SELECT o.object, o.phase, stripe_sync.row_count(o.object) AS rows,
        o.last_error
 FROM stripe_sync.objects o;
 `},
+	{Version: 5, Name: "sync state: the Stripe mode (test or live) the tables hold", SQL: `
+CREATE TABLE IF NOT EXISTS stripe_sync.account (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    livemode boolean NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE stripe_sync.account IS 'pgstripe: whether schema stripe holds test-mode or live-mode objects; a key of the other mode is refused';
+`},
 }
 
 // Migrate creates or upgrades the stripe and stripe_sync schemas, in one

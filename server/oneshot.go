@@ -55,6 +55,9 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 	if err != nil {
 		return err
 	}
+	if err := checkMode(ctx, pool, client.Live()); err != nil {
+		return err
+	}
 	// Checked before waiting for leadership: a refused key would otherwise
 	// show only once the running serve stops.
 	checkCtx, stopCheck := context.WithCancel(ctx)

@@ -86,6 +86,9 @@ func run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMode(ctx, pool, client.Live()); err != nil {
+		return err
+	}
 	lateKeyErr, err := startKeyCheck(ctx, client, cfg.StripeAPIBase)
 	if err != nil {
 		return err
