@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/pgstripe/pgstripe/schema"
@@ -130,6 +131,9 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
 		}
+		if err := arrayForObject(t, f, v); err != nil {
+			return RowCalls{}, err
+		}
 		if f.Owner {
 			v = map[string]any{"type": f.Column, f.Column: v}
 		}
@@ -148,6 +152,18 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		}
 	}
 	return RowCalls{Calls: []Call{{Method: http.MethodPost, Path: t.CreatePath, Params: params, Create: true}}}, nil
+}
+
+// arrayForObject refuses a JSON array for a parameter Stripe takes only as
+// an object (metadata, address, …): the form encoding would send it as
+// name[0], name[1], which Stripe reads as an object keyed "0", "1" (a
+// metadata array became metadata {"0": …}), not what the statement wrote.
+func arrayForObject(t *schema.Table, f Field, v any) *Error {
+	if _, ok := v.([]any); !ok || slices.Contains(f.Param.Types, "array") || !slices.Contains(f.Param.Types, "object") {
+		return nil
+	}
+	return errorf(CodeInvalidParameterValue, "%s of stripe.%s must be a jsonb object, not an array: Stripe's %s takes an object", f.Column, t.Name, f.Param.Name).
+		withHint(`e.g. '{"key": "value"}'`)
 }
 
 // hasParam reports whether params gives the parameter k a value, other
@@ -251,6 +267,9 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				}
 				params.Set(f.Param.Name, "")
 				continue
+			}
+			if err := arrayForObject(t, f, nv); err != nil {
+				return RowCalls{}, err
 			}
 			if ro := responseOnly[t.Name+"."+f.Column]; ro != nil {
 				if ov, nv, err = dropResponseOnly(ro, ov, nv); err != nil {

@@ -20,7 +20,11 @@
 // RECURSIVE and [NOT] MATERIALIZED kept) goes into every one of these
 // queries as the client wrote it, so each query is evaluated as the
 // statement would be, but each evaluates the WITH queries it reads anew:
-// a volatile one gives each query its own result (documented). An
+// a volatile one would give each query its own result. So Eval is the one
+// query that evaluates VALUES, WHERE and SET (and a DELETE's RETURNING);
+// the others select by id, and the WITH queries that RETURNING of an
+// INSERT or UPDATE reads (Statement.Once) are evaluated first, alone, and
+// given to every query as data (Statement.WithOnce). An
 // unqualified target shadowed by a WITH query's name is written as
 // stripe.<name> in them, which Resolve has confirmed it is. Refused:
 // a WITH query that writes, FOR UPDATE/SHARE in WITH (it would block our

@@ -123,9 +123,12 @@ func dump(t *testing.T, c goldenCase) string {
 	}
 	if st.Eval.SQL != "" {
 		fmt.Fprintf(&b, "   eval: %s%s\n", st.Eval.SQL, uses(st.Eval))
-		if st.Match.SQL != "" {
-			fmt.Fprintf(&b, "   match: %s%s\n", st.Match.SQL, uses(st.Match))
+		if st.Recheck.SQL != "" {
+			fmt.Fprintf(&b, "   recheck: %s%s ids=$%d\n", st.Recheck.SQL, uses(st.Recheck), st.Recheck.IDs)
 		}
+	}
+	if len(st.Once) > 0 {
+		fmt.Fprintf(&b, "   once: %s\n", strings.Join(st.Once, ", "))
 	}
 	if st.Returning != nil {
 		fmt.Fprintf(&b, "   returning: %s%s ids=$%d\n", st.Returning.SQL, uses(*st.Returning), st.Returning.IDs)

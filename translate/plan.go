@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgstripe/pgstripe/schema"
@@ -82,18 +83,23 @@ type Statement struct {
 	// Fields are the columns the statement assigns, in Eval's order.
 	Fields []Field
 
-	// Eval computes the values. INSERT: one row per VALUES row, one column
-	// per field (the value as JSON text, NULL for NULL). UPDATE: the id, the
-	// row's version (RowCalls.Version), then per field the new value and
-	// the current value (JSON text). DELETE: the
-	// id. UPDATE and DELETE select at most MaxRows+1 rows. Empty SQL: one
-	// row without columns (INSERT … DEFAULT VALUES).
+	// Eval computes the values; it is the one evaluation of the
+	// statement's VALUES, WHERE and SET (and of the WITH queries they
+	// read), as Postgres evaluates them once. INSERT: one row per VALUES
+	// row, one column per field (the value as JSON text, NULL for NULL).
+	// UPDATE: the id, the row's version (RowCalls.Version), then per field
+	// the new value and the current value (JSON text). DELETE: the id,
+	// then, with RETURNING, its target list over the row as it is before
+	// the delete (Eval.Returns), so that RETURNING shows what WHERE and
+	// the WITH queries picked in that same evaluation. UPDATE and DELETE
+	// select at most MaxRows+1 rows. Empty SQL: one row without columns
+	// (INSERT … DEFAULT VALUES).
 	Eval Query
-	// Match (UPDATE only) selects the ids Eval would, evaluating WHERE
-	// alone: the objects to lock before the SET expressions run, so that
-	// these run once per row, as in Postgres (nextval, a function with
-	// side effects), not again once the objects are locked.
-	Match Query
+	// Recheck (UPDATE only) is Eval restricted to the ids in $IDs: what
+	// Postgres does (EvalPlanQual) when a row it was about to update was
+	// changed by another transaction in the meantime: WHERE and SET are
+	// evaluated again over the new version of that row only.
+	Recheck Query
 	// Returning answers RETURNING from the local table once the writes are
 	// applied; nil without RETURNING.
 	Returning *Query
@@ -103,6 +109,15 @@ type Statement struct {
 	// predates the apply, so that the client's expressions never run on
 	// pgstripe's own, more privileged, connection.
 	ReturningRows *Query
+
+	// Once lists the WITH queries (by name, in WITH order) that RETURNING
+	// of an INSERT or UPDATE reads, directly or through other WITH
+	// queries. RETURNING runs after the calls, in a query of its own: so
+	// that it sees what Eval saw, as Postgres evaluates a WITH query once
+	// per statement, these are evaluated first, alone (OnceQuery), and
+	// every query of the statement then reads their rows as data
+	// (WithOnce).
+	Once []string
 
 	// with is the statement's read-only WITH clause: every query above
 	// carries it, since any of them may refer to its names.
@@ -118,8 +133,17 @@ type Query struct {
 	// Postgres to infer.
 	Uses []bool
 	// IDs is the $n (> NParams) that carries the object ids as text[]
-	// (Returning; ReturningRows: the rows themselves, a jsonb array).
+	// (Returning, Recheck; ReturningRows: the rows themselves, a jsonb
+	// array).
 	IDs int
+	// Returns: the columns after the first Lead ones are the statement's
+	// RETURNING target list, to be sent in the client's result formats.
+	Returns bool
+	Lead    int
+
+	// sel is the query's tree, kept when Once is set (WithOnce deparses it
+	// again with other WITH queries).
+	sel *pg_query.SelectStmt
 }
 
 // Role is what a field does.
@@ -367,11 +391,6 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 		vals = append(vals, v)
 	}
 	ref := refName(s.Relation)
-	q, err := st.query(matchIDs(s.Relation, s.FromClause, s.WhereClause))
-	if err != nil {
-		return err
-	}
-	st.Match = q
 	sel := &pg_query.SelectStmt{
 		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id")), resTarget(versionOf(ref))},
 		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
@@ -392,10 +411,24 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 			resTarget(jsonOf(old, f)))
 	}
 	distinctIDs(sel, ref)
-	if q, err = st.query(sel); err != nil {
+	q, err := st.query(sel)
+	if err != nil {
 		return err
 	}
 	st.Eval = q
+	ids := int32(st.NParams + 1)
+	byID := pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP_ANY, []*pg_query.Node{pg_query.MakeStrNode("=")},
+		colRef(ref, "id"), typeCast(pg_query.MakeParamRefNode(ids, -1), "text", true), -1)
+	if s.WhereClause == nil {
+		sel.WhereClause = byID
+	} else {
+		sel.WhereClause = pg_query.MakeBoolExprNode(pg_query.BoolExprType_AND_EXPR, []*pg_query.Node{s.WhereClause, byID}, -1)
+	}
+	if q, err = st.query(sel); err != nil {
+		return err
+	}
+	q.IDs = int(ids)
+	st.Recheck = q
 	return st.returning(s.Relation, s.ReturningList)
 }
 
@@ -418,12 +451,24 @@ func (st *Statement) planDelete(s *pg_query.DeleteStmt) *Error {
 		return errorf(CodeFeatureNotSupported, "DELETE … USING … RETURNING on stripe.%s is not supported", t.Name).
 			withHint("drop RETURNING, or use a subquery in WHERE instead of USING")
 	}
-	q, err := st.query(matchIDs(s.Relation, s.UsingClause, s.WhereClause))
+	if err := st.returning(s.Relation, s.ReturningList); err != nil {
+		return err
+	}
+	sel := matchIDs(s.Relation, s.UsingClause, s.WhereClause)
+	if len(s.ReturningList) > 0 {
+		// No USING here (refused above with RETURNING): the target list
+		// means over the row what it means in the statement.
+		sel.TargetList = append(sel.TargetList, s.ReturningList...)
+	}
+	q, err := st.query(sel)
 	if err != nil {
 		return err
 	}
+	if len(s.ReturningList) > 0 {
+		q.Returns, q.Lead = true, 1
+	}
 	st.Eval = q
-	return st.returning(s.Relation, s.ReturningList)
+	return nil
 }
 
 // matchIDs selects the ids of the rows of rel (joined with from) that
@@ -625,7 +670,7 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 	if err != nil {
 		return err
 	}
-	q.IDs = int(ids)
+	q.IDs, q.Returns = int(ids), true
 	st.Returning = &q
 
 	// The type of the rows is the stripe table's, whatever name the
@@ -652,22 +697,31 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 	if err != nil {
 		return err
 	}
-	rq.IDs = int(ids)
+	rq.IDs, rq.Returns = int(ids), true
 	st.ReturningRows = &rq
 	return nil
 }
 
-// query deparses sel and records which parameters it uses.
+// query deparses sel, with the statement's WITH clause, and records which
+// parameters it uses.
 func (st *Statement) query(sel *pg_query.SelectStmt) (Query, *Error) {
 	if st.with != nil {
 		sel.WithClause = st.with
 	}
+	return st.deparse(sel)
+}
+
+// deparse deparses sel and records which parameters it uses.
+func (st *Statement) deparse(sel *pg_query.SelectStmt) (Query, *Error) {
 	node := &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}
 	sql, err := pg_query.Deparse(&pg_query.ParseResult{Stmts: []*pg_query.RawStmt{{Stmt: node}}})
 	if err != nil {
 		return Query{}, errorf(CodeFeatureNotSupported, "cannot plan this write to stripe.%s: %v", st.Table.Name, err)
 	}
 	q := Query{SQL: sql, Uses: make([]bool, st.NParams)}
+	if len(st.Once) > 0 {
+		q.sel = proto.Clone(sel).(*pg_query.SelectStmt)
+	}
 	walk(node.ProtoReflect(), func(m protoreflect.Message) {
 		if p, ok := m.Interface().(*pg_query.ParamRef); ok && int(p.Number) >= 1 && int(p.Number) <= st.NParams {
 			q.Uses[p.Number-1] = true

@@ -30,13 +30,19 @@
 //     The values come in the session's client_encoding: those with
 //     non-ASCII bytes are converted to UTF-8 by Postgres (convert_to)
 //     unless it is UTF8.
+//     That one query is the statement's only evaluation of VALUES, WHERE
+//     and SET (random(), nextval(), clock_timestamp() run once per row, as
+//     in Postgres): the rows sent to Stripe, applied, counted in the
+//     command tag and returned are the ones it gave. A DELETE's RETURNING
+//     is part of it (the rows as they were).
 //     No row lock is taken there: a lock held by the client's transaction
-//     would block our own apply below. An UPDATE instead finds its objects
-//     with WHERE alone, takes an advisory lock per object (on the client's
-//     connection, held until the client's transaction ends) and only then
-//     evaluates SET, once per row as Postgres does, so two sessions running
-//     SET balance = balance + 100 at once add 200, as row locks make them
-//     do in Postgres.
+//     would block our own apply below. An UPDATE then takes an advisory
+//     lock per object found (on the client's connection, held until the
+//     client's transaction ends) and evaluates again only the rows another
+//     write changed in between (WHERE and SET over the new version, as
+//     Postgres's EvalPlanQual does), so two sessions running SET balance =
+//     balance + 100 at once add 200, as row locks make them do in
+//     Postgres.
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, parameters a create
 //     requires, status values, at most 100 rows): an error means no call
@@ -124,9 +130,16 @@
 // at its protocol Execute: the prepared statement's text is looked up
 // (pg_prepared_statements) and classified, and EXECUTE of a write to a
 // stripe table is refused (0A000); any other goes upstream as sent. A
-// read-only WITH clause on the write is evaluated anew
-// by each query the statement becomes (Match, Eval, RETURNING), not once:
-// volatile functions in it run once per query that reads it, as a
-// volatile WHERE in an UPDATE does. Triggers on stripe tables fire on
+// read-only WITH clause on the write is evaluated once, as in Postgres:
+// with the statement's VALUES, WHERE and SET (and a DELETE's RETURNING) in
+// Eval; the WITH queries that RETURNING of an INSERT or UPDATE reads are
+// evaluated first, alone, each once (one more round trip each, and one for
+// their column types), and every query then reads their rows as data (in
+// text form; one with a column of an anonymous record type, which can't be
+// read back, stays as written and is evaluated anew). Unlike Postgres, such a WITH query is read to
+// its end even where the statement would have stopped early (a LIMIT over
+// an unbounded recursive one). The re-evaluation of an UPDATE's row changed
+// by another write meanwhile evaluates the other WITH queries anew.
+// Triggers on stripe tables fire on
 // pgstripe's own connection (the apply), not the client's.
 package writethrough

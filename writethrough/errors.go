@@ -69,10 +69,18 @@ const mayHaveTakenEffect = "the Stripe call may still have taken effect: the eve
 // DETAIL says so.
 func stripeError(err error, call string) *pgproto3.ErrorResponse {
 	e := stripeErrorResponse(err, call)
-	if !strings.HasPrefix(call, "GET ") && unknownOutcome(err) {
+	method, _, _ := strings.Cut(call, " ")
+	if mayHaveTakenEffectOf(err, method) {
 		e.Detail += "; " + mayHaveTakenEffect
 	}
 	return e
+}
+
+// mayHaveTakenEffectOf reports whether a failed call of method may have
+// taken effect at Stripe (stripeError's DETAIL then says so); callers keep
+// this beside the error rather than read the DETAIL's text back.
+func mayHaveTakenEffectOf(err error, method string) bool {
+	return method != "GET" && unknownOutcome(err)
 }
 
 func unknownOutcome(err error) bool {

@@ -3,6 +3,7 @@ package writethrough
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -266,9 +267,23 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	stmtTimeout := sess.timeout
 	rep.quiet, rep.quietKnown = sess.quiet, true
+	if len(st.Once) > 0 {
+		var e *pgproto3.ErrorResponse
+		if st, params, e = evalOnce(ctx, up, params, st); e != nil {
+			return rep.fail(e)
+		}
+	}
 
-	// Evaluate the values on the client's connection.
+	// Evaluate the values on the client's connection, once: the rows
+	// Stripe is sent, the rows applied and those RETURNING shows all come
+	// from this one evaluation.
 	var rows [][][]byte
+	// RETURNING of a DELETE shows the rows as they were, evaluated with
+	// WHERE (Eval.Returns): before any call, for Stripe's events of the
+	// deletions may remove them locally (the events loop) before the last
+	// call returns. An error there, as in Postgres, leaves everything
+	// undone.
+	var deleted *Result
 	if st.Op == translate.Update {
 		var err error
 		if rows, err = lockObjects(ctx, up, params, st); err != nil {
@@ -280,6 +295,9 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			return rep.fail(pgError(err))
 		}
 		rows = res.Rows
+		if st.Eval.Returns {
+			rows, deleted = splitReturning(res, st.Eval.Lead)
+		}
 	}
 	if err := rowsToUTF8(ctx, up, rows, sess.encoding); err != nil {
 		return rep.fail(pgError(err))
@@ -287,21 +305,6 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	calls, terr := st.Build(rows)
 	if terr != nil {
 		return rep.fail(translateError(terr))
-	}
-	// RETURNING of a DELETE shows the rows as they were: read before any
-	// call, for Stripe's events of the deletions may remove them locally
-	// (the events loop) before the last call returns. An error here, as in
-	// Postgres, leaves everything undone.
-	var deleted *Result
-	if st.Returning != nil && st.Op == translate.Delete {
-		ids := make([]string, len(calls))
-		for i, c := range calls {
-			ids[i] = c.ID
-		}
-		var err error
-		if deleted, err = params.query(ctx, up, *st.Returning, ids); err != nil {
-			return rep.fail(pgError(err))
-		}
 	}
 
 	// Call Stripe; stop at the first error. The session's statement_timeout
@@ -312,17 +315,17 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		callCtx, cancel = context.WithDeadline(ctx, start.Add(stmtTimeout))
 		defer cancel()
 	}
-	done, failErr, failRow, uncertain := ic.call(callCtx, st, calls)
+	done, failErr, failRow, failUncertain, uncertain := ic.call(callCtx, st, calls)
 	if failErr != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		failErr.Message = "canceling statement due to statement timeout"
-		if !strings.Contains(failErr.Detail, mayHaveTakenEffect) {
+		if !failUncertain {
 			failErr.Detail += "; " + mayHaveTakenEffect
+			failUncertain = true
 		}
 	}
 	// Only once the calls are answered: a write Stripe refused outright
 	// has nothing for ROLLBACK to leave behind.
-	if req.TxStatus == 'T' && (reachedStripe(done) || len(uncertain) > 0 ||
-		failErr != nil && strings.Contains(failErr.Detail, mayHaveTakenEffect)) {
+	if req.TxStatus == 'T' && (reachedStripe(done) || len(uncertain) > 0 || failUncertain) {
 		rep.notice("this write went to Stripe at once: ROLLBACK cannot undo it",
 			fmt.Sprintf("%s on stripe.%s inside a transaction block", st.Op, st.Table.Name))
 	}
@@ -512,9 +515,10 @@ type applied struct {
 // calls don't all succeed is not applied (its first calls, if any, are left
 // to the events loop).
 //
-// uncertain lists the other rows (not the first failed one) that failed
-// without a definite answer from Stripe, in statement order.
-func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, failErr *pgproto3.ErrorResponse, failRow int, uncertain []int) {
+// failUncertain says whether the first failed row's call failed without a
+// definite answer (its DETAIL says so: mayHaveTakenEffect); uncertain
+// lists the other rows that did, in statement order.
+func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, failErr *pgproto3.ErrorResponse, failRow int, failUncertain bool, uncertain []int) {
 	ctx, cancel := context.WithTimeout(stripeapi.WithPriority(ctx, stripeapi.Interactive), ic.cfg.Timeout)
 	defer cancel()
 	exec := executionID()
@@ -564,7 +568,7 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 						results[i] = &applied{row: i, id: r.ID, version: r.Version, resp: last, partial: true}
 					}
 					mu.Lock()
-					unknown[i] = c.Method != "GET" && unknownOutcome(err)
+					unknown[i] = mayHaveTakenEffectOf(err, c.Method)
 					if i < failRow {
 						failRow, failErr = i, e
 					}
@@ -591,7 +595,10 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 			uncertain = append(uncertain, i)
 		}
 	}
-	return done, failErr, failRow, uncertain
+	if failErr != nil {
+		failUncertain = unknown[failRow]
+	}
+	return done, failErr, failRow, failUncertain, uncertain
 }
 
 // checkAnswer refuses a successful answer that is not a Stripe object with
@@ -1219,6 +1226,9 @@ const (
 	oidBytea     = 17
 	oidTextArray = 1009
 	oidJSONB     = 3802
+	// record and record[]: anonymous composite types.
+	oidRecord      = 2249
+	oidRecordArray = 2287
 )
 
 // textArray encodes a text[] literal.
@@ -1248,6 +1258,9 @@ type params struct {
 	oids    []uint32
 	formats []int16 // one per parameter
 	results []int16
+	// once are the rows of the WITH queries evaluated once
+	// (translate.Statement.Once), binary text[][], one per name.
+	once [][]byte
 }
 
 func newParams(req Request) params {
@@ -1276,45 +1289,96 @@ const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashte
 // locks do in Postgres, and returns Eval's rows. An UPDATE computes its
 // values from the local rows (SET balance = balance + 100): two sessions
 // evaluating at once would both send Stripe the same result, and one
-// change would be lost. On the client's connection it finds the objects
-// with Match (WHERE alone), takes an advisory lock per object, held until
-// the client's transaction ends (the implicit one ends after the write is
-// applied locally, so the next writer reads the new state), and only then
-// runs Eval: the SET expressions run once per row, as in Postgres, unless
-// an object came to match in between (it is locked in turn and Eval runs
-// again). Locks are taken in id order, so two statements can only deadlock
-// across a client's own transaction, as they would in Postgres (40P01,
-// before any Stripe call).
+// change would be lost. Eval runs once on the client's connection (WHERE
+// and SET evaluated once per row, as in Postgres: random(), nextval(), a
+// function with side effects); then an advisory lock is taken per object
+// found, held until the client's transaction ends (the implicit one ends
+// after the write is applied locally, so the next writer reads the new
+// state). The rows that another write changed meanwhile (their version
+// differs now) are evaluated again, those alone (Recheck: WHERE and SET
+// over the new version, as Postgres's EvalPlanQual does); those gone are
+// dropped. Locks are taken in id order, so two statements can only
+// deadlock across a client's own transaction, as they would in Postgres
+// (40P01, before any Stripe call).
 func lockObjects(ctx context.Context, up Upstream, p params, st *translate.Statement) ([][][]byte, error) {
-	res, err := p.query(ctx, up, st.Match, nil)
-	if err != nil || len(res.Rows) == 0 {
-		return nil, err // UPDATE 0: nothing to lock or evaluate
-	}
-	rows := res.Rows
-	locked := map[string]bool{}
-	for i := 0; ; i++ {
-		var ids []string
-		for _, r := range rows {
-			if id := string(r[0]); !locked[id] {
-				ids = append(ids, id)
-				locked[id] = true
-			}
-		}
-		if len(ids) > 0 {
-			slices.Sort(ids)
-			if _, err := up.Query(ctx, lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)},
-				[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
-				return nil, err
-			}
-		}
-		if (i > 0 && len(ids) == 0) || i == 3 {
-			return rows, nil
-		}
-		if res, err = p.query(ctx, up, st.Eval, nil); err != nil {
+	res, err := p.query(ctx, up, st.Eval, nil)
+	if err != nil || len(res.Rows) == 0 || len(res.Rows) > translate.MaxRows {
+		if err != nil {
 			return nil, err
 		}
-		rows = res.Rows
+		return res.Rows, nil // nothing to lock; or Build refuses the statement
 	}
+	rows := res.Rows
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		ids = append(ids, string(r[0]))
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if _, err := up.Query(ctx, lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)},
+		[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
+		return nil, err
+	}
+	cur, err := up.Query(ctx, `SELECT t.id, `+versionSQL+` FROM `+st.Table.QualifiedName()+
+		` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, [][]byte{textArray(ids)}, []uint32{oidTextArray}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	now := make(map[string]string, len(cur.Rows))
+	for _, r := range cur.Rows {
+		now[string(r[0])] = string(r[1])
+	}
+	changed := map[string]bool{}
+	var recheck []string
+	for _, r := range rows {
+		if v, ok := now[string(r[0])]; ok && v != string(r[1]) && !changed[string(r[0])] {
+			changed[string(r[0])] = true
+			recheck = append(recheck, string(r[0]))
+		}
+	}
+	again := map[string][][]byte{}
+	if len(recheck) > 0 {
+		res, err := p.query(ctx, up, st.Recheck, recheck)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res.Rows {
+			if _, ok := again[string(r[0])]; !ok {
+				again[string(r[0])] = r
+			}
+		}
+	}
+	out := rows[:0]
+	for _, r := range rows {
+		id := string(r[0])
+		if _, ok := now[id]; !ok {
+			continue // deleted meanwhile: Postgres skips it too
+		}
+		if changed[id] {
+			if r = again[id]; r == nil {
+				continue // no longer matches WHERE
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// versionSQL is a row's version (translate's versionOf) over alias t.
+const versionSQL = `pg_catalog.round(pg_catalog.date_part('epoch', t."_synced_at") * 1000000)::int8`
+
+// splitReturning separates Eval's rows of a DELETE … RETURNING into the
+// values of our own (the first lead columns) and RETURNING's.
+func splitReturning(res *Result, lead int) ([][][]byte, *Result) {
+	own := make([][][]byte, len(res.Rows))
+	ret := &Result{Rows: make([][][]byte, len(res.Rows))}
+	if len(res.Fields) >= lead {
+		ret.Fields = res.Fields[lead:]
+	}
+	for i, r := range res.Rows {
+		own[i], ret.Rows[i] = r[:lead:lead], r[lead:]
+	}
+	return own, ret
 }
 
 // query runs q with the client's parameters $1…$NParams (plus the ids as
@@ -1331,9 +1395,21 @@ func (p params) queryWith(ctx context.Context, up Upstream, q translate.Query, v
 	if q.IDs > n {
 		n = q.IDs
 	}
+	if len(p.once) > 0 {
+		// After the client's parameters and the ids:
+		// translate.Statement.OnceParam.
+		n = len(q.Uses) + 1 + len(p.once)
+	}
 	vals := make([][]byte, n)
 	oids := make([]uint32, n)
 	formats := make([]int16, n)
+	if len(p.once) > 0 {
+		oids[len(q.Uses)] = oidTextArray // the ids, or unused
+		for j, d := range p.once {
+			k := len(q.Uses) + 1 + j
+			vals[k], oids[k], formats[k] = d, oidTextArray, 1
+		}
+	}
 	for i := 0; i < len(q.Uses); i++ {
 		if i < len(p.vals) {
 			vals[i], oids[i], formats[i] = p.vals[i], p.oids[i], p.formats[i]
@@ -1345,10 +1421,18 @@ func (p params) queryWith(ctx context.Context, up Upstream, q translate.Query, v
 			}
 		}
 	}
-	var results []int16
 	if q.IDs > 0 {
 		vals[q.IDs-1], oids[q.IDs-1], formats[q.IDs-1] = v, oid, 0
+	}
+	var results []int16
+	if q.Returns {
 		results = p.results
+		if len(results) > 1 && q.Lead > 0 {
+			// One format per column: ours (the ids) come first, in text.
+			// With none or one for all, the ids need nothing: text's
+			// binary form is its text.
+			results = append(make([]int16, q.Lead), results...)
+		}
 	}
 	return up.Query(ctx, q.SQL, vals, oids, formats, results)
 }
@@ -1538,4 +1622,95 @@ func asciiJSON(b []byte) []byte {
 		}
 	}
 	return out
+}
+
+// evalOnce evaluates the WITH queries that RETURNING of an INSERT or
+// UPDATE reads (translate.Statement.Once), each once, on the client's
+// connection, and returns the statement with every query reading their
+// rows as data: Eval, the calls and RETURNING then see the same rows, as
+// in Postgres. The rows travel in text form and are read back with their
+// types (format_type of what Postgres described).
+func evalOnce(ctx context.Context, up Upstream, p params, st *translate.Statement) (*translate.Statement, params, *pgproto3.ErrorResponse) {
+	var data []translate.OnceData
+	for i := range st.Once {
+		q, terr := st.OnceQuery(i, data)
+		if terr != nil {
+			return nil, p, translateError(terr)
+		}
+		res, err := p.query(ctx, up, q, nil)
+		if err != nil {
+			return nil, p, pgError(err)
+		}
+		d := translate.OnceData{Rows: len(res.Rows), Param: st.OnceParam(i)}
+		for _, f := range res.Fields {
+			// Postgres can't read an anonymous record back from text:
+			// such a WITH query stays as written (evaluated anew).
+			d.Keep = d.Keep || f.DataTypeOID == oidRecord || f.DataTypeOID == oidRecordArray
+		}
+		if d.Keep {
+			data = append(data, d)
+			p.once = append(p.once, textArray2D(nil))
+			continue
+		}
+		if len(res.Fields) > 0 {
+			oids := make([]string, len(res.Fields))
+			mods := make([]string, len(res.Fields))
+			for j, f := range res.Fields {
+				d.Columns = append(d.Columns, string(f.Name))
+				oids[j], mods[j] = strconv.FormatUint(uint64(f.DataTypeOID), 10), strconv.FormatInt(int64(f.TypeModifier), 10)
+			}
+			types, err := up.Query(ctx, `SELECT pg_catalog.format_type(u.o, u.m) FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.int4[])) WITH ORDINALITY AS u(o, m, n) ORDER BY u.n`,
+				[][]byte{textArray(oids), textArray(mods)}, []uint32{oidTextArray, oidTextArray}, nil, nil)
+			if err != nil {
+				return nil, p, pgError(err)
+			}
+			if len(types.Rows) != len(res.Fields) {
+				return nil, p, errorResponse("XX000", "pgstripe: reading the types of WITH query %q: unexpected answer", st.Once[i])
+			}
+			for _, r := range types.Rows {
+				d.Types = append(d.Types, string(r[0]))
+			}
+		}
+		data = append(data, d)
+		p.once = append(p.once, textArray2D(res.Rows))
+	}
+	out, terr := st.WithOnce(data)
+	if terr != nil {
+		return nil, p, translateError(terr)
+	}
+	return out, p, nil
+}
+
+// textArray2D encodes rows as a two-dimensional text[] in binary format:
+// the values as they are (the session's encoding, which binary text input
+// converts from), no quoting to get right in that encoding.
+func textArray2D(rows [][][]byte) []byte {
+	be := binary.BigEndian
+	if len(rows) == 0 || len(rows[0]) == 0 {
+		return be.AppendUint32(be.AppendUint32(be.AppendUint32(nil, 0), 0), oidText)
+	}
+	hasNull := uint32(0)
+	for _, r := range rows {
+		for _, v := range r {
+			if v == nil {
+				hasNull = 1
+			}
+		}
+	}
+	b := be.AppendUint32(nil, 2)
+	b = be.AppendUint32(b, hasNull)
+	b = be.AppendUint32(b, oidText)
+	b = be.AppendUint32(be.AppendUint32(b, uint32(len(rows))), 1)
+	b = be.AppendUint32(be.AppendUint32(b, uint32(len(rows[0]))), 1)
+	for _, r := range rows {
+		for _, v := range r {
+			if v == nil {
+				b = be.AppendUint32(b, 0xFFFFFFFF)
+				continue
+			}
+			b = be.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+		}
+	}
+	return b
 }
