@@ -49,7 +49,12 @@ func databaseCommand(ctx context.Context, env *Env, name string, args []string) 
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, url)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
+	}
+	cfg.RuntimeParams["search_path"] = config.SafeSearchPath
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
 	}

@@ -37,3 +37,11 @@ func distinctLines(s string) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// SafeSearchPath is the search_path of pgstripe's own connections. pgstripe
+// qualifies its own tables, but calls built-in functions and operators
+// unqualified, and Postgres picks a better-matching one from any schema on
+// the path: one that other roles may create in (public, before Postgres 15
+// or on a database upgraded from one) would let them run code as
+// pgstripe's role, on every apply of sync and write-through.
+const SafeSearchPath = "pg_catalog, pg_temp"

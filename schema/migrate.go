@@ -200,6 +200,12 @@ CREATE TABLE IF NOT EXISTS stripe_sync.account (
 );
 COMMENT ON TABLE stripe_sync.account IS 'pgstripe: whether schema stripe holds test-mode or live-mode objects; a key of the other mode is refused';
 `},
+	{Version: 6, Name: "status rows: row_count resolves names in pg_catalog only", SQL: `
+-- Whoever reads stripe_sync.status runs row_count with their own
+-- search_path: a better-matching format() another role put in public would
+-- run as the reader (pgstripe's own connections use pg_catalog, pg_temp).
+ALTER FUNCTION stripe_sync.row_count(text) SET search_path = pg_catalog, pg_temp;
+`},
 }
 
 // Migrate creates or upgrades the stripe and stripe_sync schemas, in one

@@ -266,6 +266,7 @@ func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*
 		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
 	}
 	pgcfg.ConnConfig.RuntimeParams["application_name"] = appName
+	pgcfg.ConnConfig.RuntimeParams["search_path"] = config.SafeSearchPath
 	pgcfg.MaxConns = max(pgcfg.MaxConns, 8)
 	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
 	if err != nil {

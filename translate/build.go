@@ -215,6 +215,9 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 	}
 	t := st.Table
 	id := string(r[0])
+	if err := addressable(t, id); err != nil {
+		return RowCalls{}, err
+	}
 	rc := RowCalls{ID: id, Version: string(r[1])}
 	params := url.Values{}
 	var after []Call
@@ -308,6 +311,9 @@ func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {
 		return RowCalls{}, err
 	}
 	id := string(r[0])
+	if err := addressable(st.Table, id); err != nil {
+		return RowCalls{}, err
+	}
 	return RowCalls{ID: id, Calls: []Call{{Method: http.MethodDelete, Path: objectPath(st.Table.DeletePath, id), Params: url.Values{}}}}, nil
 }
 
@@ -420,6 +426,21 @@ func refElement(param string, e any) any {
 		return map[string]any{"discount": id}
 	}
 	return id
+}
+
+// addressable refuses ids that no escaping keeps in their own path
+// segment: with "" the path is the list's (a POST to /v1/customers/
+// creates a customer), and "." or ".." are dot segments that servers and
+// proxies on the way may resolve. Stripe never makes such ids (custom ids
+// are letters, digits, '_' and '-'), but a row written directly on
+// Postgres can have one.
+func addressable(t *schema.Table, id string) *Error {
+	switch id {
+	case "", ".", "..":
+		return errorf(CodeInvalidParameterValue, "%q is not the id of a Stripe %s: no call can name it", id, t.Object).
+			withHint("this row was not written by Stripe; delete it directly on Postgres")
+	}
+	return nil
 }
 
 func objectPath(p, id string) string { return strings.ReplaceAll(p, "{id}", url.PathEscape(id)) }

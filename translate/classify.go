@@ -1,11 +1,13 @@
 package translate
 
 import (
+	"errors"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pganalyze/pg_query_go/v5/parser"
 
 	"github.com/pgstripe/pgstripe/schema"
 )
@@ -82,6 +84,14 @@ func classify(sql string) (class Class) {
 			// passing it through would change the local copy only.
 			return Class{Action: Write, Stmt: &Statement{SQL: sql, Transcode: true}}
 		}
+		if tooDeep(err) && namesStripeTable(sql) {
+			// Postgres may well run what the parser here gave up on (Go's
+			// protobuf decoding stops at 10,000 levels of nesting, well
+			// before Postgres's own parser or stack does): passed on, a
+			// write to a stripe table would change the local copy only.
+			return Class{Action: Reject, Err: errorf(CodeStatementTooComplex, "statement is too deeply nested for pgstripe to read: %v", err).
+				withHint("simplify the expression, or send the deep part as a parameter")}
+		}
 		// Postgres reports syntax errors better than we could.
 		return Class{}
 	}
@@ -115,6 +125,18 @@ func classify(sql string) (class Class) {
 		return Class{Action: Write, Stmt: &Statement{SQL: sql, Resolve: resolveNames(found), Prepared: preparedNames(found), Deferred: err, Unrelayable: true}}
 	}
 	return Class{Action: Write, Stmt: found[0]}
+}
+
+// tooDeep reports a parse failure that is about the parser's own limits,
+// not the text: any failure outside the SQL parser proper (the protobuf
+// decoding of its tree), or a stack depth limit, whose size here need not
+// be the server's.
+func tooDeep(err error) bool {
+	var pe *parser.Error
+	if !errors.As(err, &pe) {
+		return true
+	}
+	return strings.Contains(pe.Message, "stack depth limit exceeded")
 }
 
 // PreparedText returns, of the text Postgres records for the prepared

@@ -15,6 +15,7 @@ const (
 	CodeNotNullViolation      = "23502" // NULL for a field Stripe cannot unset
 	CodeInvalidParameterValue = "22023"
 	CodeSyntaxError           = "42601"
+	CodeStatementTooComplex   = "54001" // nested beyond what the parser here reads
 )
 
 // MaxRows is the most rows one statement may write. Each row is one Stripe

@@ -24,6 +24,10 @@
 //     role on the table is refused too (42501): our queries would read
 //     with SELECT's policies, not the write's, and the apply runs as
 //     pgstripe's role.
+//     A session on another database than Config.Pool's (the proxy opens
+//     whichever the client names; any role may own one with a schema
+//     called stripe) is refused too (0A000): its tables are not the
+//     copy of the Stripe account pgstripe writes to.
 //  3. Postgres evaluates the values: the plan's SELECT runs on the client's
 //     connection with the client's parameters (text or binary), so role,
 //     search_path, session settings and the client's own transaction apply.

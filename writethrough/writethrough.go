@@ -55,6 +55,9 @@ type Interceptor struct {
 	cfg   Config
 	log   *slog.Logger
 	cache classCache
+
+	dbMu sync.Mutex
+	db   string // the database of Config.Pool, once known
 }
 
 // New returns an Interceptor.
@@ -1039,10 +1042,18 @@ func (ic *Interceptor) completeChildren(ctx context.Context, t *schema.Table, id
 	return out
 }
 
+// shortErr is an error of pgstripe's own pool for the client's eyes. A
+// connection failure names pgstripe's role, database and the server's
+// internal address, none of which is the client's business (the log has
+// them).
 func shortErr(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return pe.Code + " " + pe.Message
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return "connection failed"
 	}
 	return err.Error()
 }
@@ -1146,16 +1157,34 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
     ELSE false END,
   pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1),
   pg_catalog.current_setting('client_min_messages'), pg_catalog.current_setting('client_encoding'),
-  pg_catalog.current_setting('transaction_isolation')
+  pg_catalog.current_setting('transaction_isolation'), pg_catalog.current_database()
 FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
 	if err != nil {
 		return settings{}, pgError(err)
 	}
+	ours, err := ic.database(ctx)
+	if err != nil {
+		ic.log.Warn("write-through: reading pgstripe's database name failed", "err", err)
+		return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006",
+			Message: "pgstripe could not reach its own database: " + shortErr(err), Detail: "Stripe was not called"}
+	}
 	var sess settings
 	for _, r := range res.Rows {
-		if len(r) != 8 {
+		if len(r) != 9 {
 			continue
+		}
+		if db := string(r[8]); db != ours {
+			// The proxy opens a session on whatever database the client
+			// names, and any role may own one on the same server with a
+			// schema called stripe (pgstripe migrate builds one). Its
+			// tables, privileges and rows are the role's own making: a
+			// write there must not reach the Stripe account whose copy
+			// lives in pgstripe's database.
+			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeFeatureNotSupported,
+				Message: fmt.Sprintf("pgstripe writes to Stripe only from database %q: this session is connected to %q", ours, db),
+				Detail:  "Stripe was not called",
+				Hint:    "connect to the database pgstripe syncs, or to this one directly, not through the proxy"}
 		}
 		sess.encoding = string(r[6])
 		switch string(r[7]) {
@@ -1189,6 +1218,19 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		}
 	}
 	return sess, nil
+}
+
+// database is the name of the database pgstripe syncs (Config.Pool's),
+// asked once.
+func (ic *Interceptor) database(ctx context.Context) (string, error) {
+	ic.dbMu.Lock()
+	defer ic.dbMu.Unlock()
+	if ic.db == "" {
+		if err := ic.cfg.Pool.QueryRow(ctx, `SELECT pg_catalog.current_database()`).Scan(&ic.db); err != nil {
+			return "", err
+		}
+	}
+	return ic.db, nil
 }
 
 // settings are the client session's settings a write-through obeys.
