@@ -34,11 +34,16 @@
 // The proxy also terminates TLS (SSLRequest, or direct TLS with ALPN
 // "postgresql"), optionally speaks TLS to upstream, answers GSSENCRequest
 // with 'N', issues its own cancel keys and maps CancelRequest to the right
-// upstream backend (and to a running interception), closes malformed or
-// oversized clients with an ErrorResponse (Postgres's own message limits),
-// stops reading a client that has maxInFlight requests unanswered (as
-// Postgres stops reading a client that reads no replies), and drains
-// sessions on shutdown.
+// upstream backend (and to a running interception), closes oversized or
+// badly framed clients with an ErrorResponse (Postgres's own message
+// limits) once the requests before the bad message are answered, passes
+// an invalid message type byte to Postgres for it to refuse (so the
+// client gets Postgres's own FATAL, in copy-in mode too), lets Postgres
+// refuse framed messages whose body it cannot read (an ERROR, and the
+// session goes on), stops reading a client that has maxInFlight requests
+// unanswered (as Postgres stops reading a client that reads no replies),
+// refuses connections beyond maxStartingConns still in startup with
+// Postgres's 53300, and drains sessions on shutdown.
 //
 // SCRAM with channel binding (channel_binding=require) cannot work through
 // the proxy when TLS ends at the proxy: the upstream connection is a

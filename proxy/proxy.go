@@ -51,7 +51,25 @@ type Config struct {
 	// for busy sessions to reach an idle point before closing them
 	// (default 10s).
 	DrainTimeout time.Duration
+
+	// maxStarting overrides maxStartingConns (tests).
+	maxStarting int
 }
+
+// maxStartingConns caps the connections still in startup (before the
+// upstream session is ready: startup packet, TLS, authentication). Each
+// holds a goroutine, a socket (two once upstream is dialed) and a 32 KB
+// read buffer for up to StartupTimeout, so a flood of idle TCP connections
+// would otherwise pile those up without bound. Postgres refuses beyond its
+// child-process limit the same way (FATAL 53300). 1024 is far above what
+// real clients open at once (a pool filling up; upstream's own
+// max_connections, 100 by default, bounds the sessions that can finish),
+// and keeps a flood to ~2k file descriptors and ~40 MB. Started sessions
+// do not count: upstream bounds those.
+const maxStartingConns = 1024
+
+// errTooManyClients is what Postgres sends beyond its connection slots.
+var errTooManyClients = encode(pgError("FATAL", "53300", "sorry, too many clients already"))
 
 // Proxy is a session-mode Postgres wire-protocol proxy: one upstream
 // connection per client connection.
@@ -66,6 +84,7 @@ type Proxy struct {
 	draining bool
 	wg       sync.WaitGroup
 	count    atomic.Int64
+	starting atomic.Int64  // connections in startup (see maxStartingConns)
 	passed   atomic.Uint64 // statements forwarded: simple queries and Executes
 }
 
@@ -79,6 +98,9 @@ func New(cfg Config) *Proxy {
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.maxStarting == 0 {
+		cfg.maxStarting = maxStartingConns
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -139,6 +161,10 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			break
 		}
 		backoff = 5 * time.Millisecond
+		if p.starting.Load() >= int64(p.cfg.maxStarting) {
+			p.refuse(conn)
+			continue
+		}
 		p.mu.Lock()
 		if p.draining {
 			p.mu.Unlock()
@@ -147,6 +173,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		p.wg.Add(1)
 		p.mu.Unlock()
+		p.starting.Add(1)
 		go func() {
 			defer p.wg.Done()
 			p.serveConn(conn)
@@ -155,6 +182,19 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	ln.Close()
 	p.shutdown()
 	return serveErr
+}
+
+// refuse answers a connection beyond maxStartingConns as Postgres does
+// when out of connection slots (its postmaster, too, answers before
+// reading the startup packet when it cannot start a backend at all; libpq
+// and pgx read an ErrorResponse in place of the SSLRequest's answer), and
+// closes it. A fresh socket's send buffer is empty, so the write does not
+// block the accept loop; the deadline bounds it all the same.
+func (p *Proxy) refuse(conn net.Conn) {
+	p.log.Warn("refusing connection: too many connections in startup", "remote", conn.RemoteAddr().String(), "limit", p.cfg.maxStarting)
+	conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	conn.Write(errTooManyClients)
+	conn.Close()
 }
 
 // shutdown drains the sessions: idle ones close now, busy ones when they

@@ -39,6 +39,11 @@ type entry struct {
 	// kSync, it is the copy-in window the Sync was sent in (see
 	// session.copyWin), 0 for none.
 	seq uint64
+	// afterData: a kSync sent in a copy-in window after CopyData. If the
+	// COPY fails, Postgres answers it unless it read it in copy-in mode
+	// (before the data it was reading when it failed), which only the
+	// replies tell: the COPY's failure makes it opt (see resolveOpt).
+	afterData, opt bool
 }
 
 // replyQueue is the ordered list of replies the session expects from
@@ -61,8 +66,13 @@ type replyQueue struct {
 	room    chan struct{}
 	// copySeq is the seq of the Query or Execute whose COPY FROM STDIN
 	// upstream is running (0: none): Syncs sent in its copy-in window get
-	// no reply.
+	// no reply, except perhaps those after data (afterData).
 	copySeq uint64
+	// optZ counts the ReadyForQuery messages that arrived while opt
+	// entries were at the head (see resolveOpt); optExt: the failed COPY
+	// was an Execute.
+	optZ   int
+	optExt bool
 }
 
 func (q *replyQueue) len() int {
@@ -150,6 +160,12 @@ func (q *replyQueue) pop() {
 // (the request a ReadyForQuery answers).
 func (q *replyQueue) popThroughSync() {
 	q.mu.Lock()
+	if q.head < len(q.entries) && q.entries[q.head].opt {
+		// For an opt Sync or one after them: resolveOpt tells.
+		q.optZ++
+		q.mu.Unlock()
+		return
+	}
 	for q.head < len(q.entries) {
 		k := q.entries[q.head].kind
 		if ic := q.entries[q.head].ic; ic != nil {
@@ -191,7 +207,7 @@ func (q *replyQueue) setAborted() {
 
 func (q *replyQueue) push1(e entry) {
 	q.mu.Lock()
-	if e.kind == kSync && e.seq != 0 && e.seq == q.copySeq {
+	if e.kind == kSync && e.seq != 0 && e.seq == q.copySeq && !e.afterData {
 		q.mu.Unlock() // sent in copy-in mode: upstream ignores it
 		return
 	}
@@ -222,6 +238,26 @@ func (q *replyQueue) push1(e entry) {
 	q.mu.Unlock()
 }
 
+// mayAnswer reports whether a reply of type typ may be the first to a
+// request of kind k (a simple Query: any).
+func mayAnswer(k entryKind, typ byte) bool {
+	switch k {
+	case kParse:
+		return typ == '1' || typ == 'E'
+	case kBind:
+		return typ == '2' || typ == 'E'
+	case kDescribeStmt:
+		return typ == 't' || typ == 'E'
+	case kDescribePortal:
+		return typ == 'T' || typ == 'n' || typ == 'E'
+	case kExecute:
+		return typ != '1' && typ != '2' && typ != '3' && typ != 't' && typ != 'T' && typ != 'n'
+	case kClose, kIntercept:
+		return typ == '3' || typ == 'E'
+	}
+	return true
+}
+
 // copyIn handles a CopyInResponse, which answers the head entry: upstream
 // ignores the Syncs of that entry's copy-in window, queued already or
 // still to come.
@@ -238,7 +274,7 @@ func (q *replyQueue) copyIn() {
 	q.copySeq = seq
 	kept := q.entries[:q.head+1]
 	for _, e := range q.entries[q.head+1:] {
-		if e.kind == kSync && e.seq == seq && !e.swallow {
+		if e.kind == kSync && e.seq == seq && !e.swallow && !e.afterData {
 			continue
 		}
 		kept = append(kept, e)
@@ -248,10 +284,70 @@ func (q *replyQueue) copyIn() {
 	q.roomLocked()
 }
 
-// copyEnd notes that upstream left copy-in mode (CommandComplete or
-// ErrorResponse): later Syncs are answered.
-func (q *replyQueue) copyEnd() {
+// copyEnd notes that upstream left copy-in mode: later Syncs are
+// answered. The Syncs its window had after data: if the COPY succeeded
+// (Postgres read the CopyDone that closed the window), it read them all in
+// copy-in mode and they go; if it failed, it answers those it had not read
+// yet, which become opt. It reports whether there are opt entries now.
+func (q *replyQueue) copyEnd(failed bool) (opt bool) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	seq := q.copySeq
 	q.copySeq = 0
+	if q.head < len(q.entries) {
+		q.optExt = q.entries[q.head].kind == kExecute
+	}
+	kept := q.entries[:q.head]
+	for _, e := range q.entries[q.head:] {
+		if e.kind == kSync && e.afterData && e.seq == seq {
+			if !failed {
+				continue
+			}
+			e.opt, opt = true, true
+		}
+		kept = append(kept, e)
+	}
+	clear(q.entries[len(kept):])
+	q.entries = kept
+	q.roomLocked()
+	return opt
+}
+
+// resolveOpt runs at the first reply after a failed COPY's opt Syncs that
+// is not a ReadyForQuery: it answers a request after them. Postgres
+// answered some last part of the opt Syncs (those it read after the
+// failure), then the Syncs that follow them in the queue, all with
+// ReadyForQuery, so the ReadyForQuery messages counted (optZ) beyond the
+// opt Syncs answered those following Syncs. Except when an Execute'd COPY
+// failed with none of its opt Syncs answered: Postgres then skipped the
+// requests after them up to the next Sync, whose ReadyForQuery came
+// first. That shows when typ cannot answer the request after them;
+// when it can (an ErrorResponse, which any request may get), the two
+// cannot be told apart and the opt Sync is taken as answered.
+func (q *replyQueue) resolveOpt(typ byte) {
+	q.mu.Lock()
+	for q.head < len(q.entries) && q.entries[q.head].opt {
+		q.popLocked()
+	}
+	if q.optExt && q.optZ > 0 && q.head < len(q.entries) && !mayAnswer(q.entries[q.head].kind, typ) {
+		for q.head < len(q.entries) {
+			e := q.entries[q.head]
+			if e.ic != nil {
+				e.ic.skip()
+			}
+			q.popLocked()
+			if e.kind == kSync {
+				q.optZ--
+				break
+			}
+		}
+	}
+	for ; q.optZ > 0 && q.head < len(q.entries); q.optZ-- {
+		if e := q.entries[q.head]; e.kind != kSync || e.swallow {
+			break
+		}
+		q.popLocked()
+	}
+	q.optZ = 0
 	q.mu.Unlock()
 }

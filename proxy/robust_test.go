@@ -292,7 +292,8 @@ func TestMalformedMessages(t *testing.T) {
 		{"oversized", []byte{'S', 0x7f, 0xff, 0xff, 0xff}, "message too large"},
 		// Postgres answers this one itself and stays open; Terminate closes.
 		{"unterminated query", []byte{'Q', 0, 0, 0, 6, 'x', 'y', 'X', 0, 0, 0, 4}, ""},
-		{"bad describe", []byte{'D', 0, 0, 0, 4}, "invalid Describe"},
+		// Like Postgres, an ERROR; the session goes on.
+		{"bad describe", []byte{'D', 0, 0, 0, 4, 'X', 0, 0, 0, 4}, "no data left in message"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := rawSession(t, tp)

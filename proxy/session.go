@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -63,6 +64,8 @@ type session struct {
 	// CopyInResponse tells whether it did (see replyQueue.copyIn): a COPY
 	// that fails to start leaves them answered. 0: no such window.
 	copyWin, execSeq uint64
+	// copyWinData: CopyData came in the copy-in window (see entry.afterData).
+	copyWinData bool
 	// extOpen: the client sent extended-protocol requests since its last
 	// Sync or Query; they run in an implicit transaction that Postgres
 	// ends at the next Sync or Query.
@@ -88,7 +91,10 @@ type session struct {
 	// copyingIn: server loop: upstream answered CopyInResponse and has
 	// not ended that COPY yet (so the read path takes the queue's lock
 	// for copyEnd only then).
-	copyingIn  bool
+	copyingIn bool
+	// optPending: server loop: the queue has opt entries (see
+	// replyQueue.resolveOpt).
+	optPending bool
 	ctx        context.Context // ends when the session closes
 	ctxCancel  context.CancelFunc
 	draining   atomic.Bool
@@ -293,7 +299,21 @@ func (s *session) endFromClient(err error) {
 	var pe *protocolError
 	if errors.As(err, &pe) {
 		s.p.log.Info("closing session: client protocol violation", "remote", s.client.RemoteAddr().String(), "err", err)
+		if pe.hasBadType {
+			// Postgres reads no further than the type byte either: it
+			// answers what came before, then refuses the byte with a
+			// FATAL (or, in copy-in mode, fails the COPY, then the
+			// FATAL) and closes, and the server loop passes it all on.
+			// Its reply is the one the client would have had.
+			if s.uw.write([]byte{pe.badType}) == nil && s.uw.flush() == nil {
+				return
+			}
+		}
+		ic := s.answerForwarded()
 		s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
+		if ic != nil {
+			close(ic.finished) // let the server loop see the close
+		}
 		return
 	}
 	if err != nil && !isClosedErr(err) {
@@ -318,8 +338,51 @@ func (s *session) endFromClient(err error) {
 		// The client vanished: end the upstream session cleanly.
 		s.uw.write(terminateMsg)
 		s.uw.flush()
+		s.close()
+		return
+	}
+	// Terminate (forwarded): upstream answers what came before it (a
+	// client may read on until EOF), or, in copy-in mode, fails the COPY
+	// and closes with a FATAL, all of which the client must get as from
+	// Postgres. Upstream closes in either case; end of input makes sure.
+	if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		return
 	}
 	s.close()
+}
+
+// answerForwarded, before the proxy closes a session on a protocol
+// violation, lets upstream answer the requests the client sent before it
+// (which the client loop forwarded, or still buffers) and waits until the
+// server loop has passed those replies on: Postgres, reading one message
+// at a time, answers them before it meets the bad message. A barrier
+// (which Postgres skips after an error, as it would have skipped the rest)
+// marks the end. Nothing commits: no Sync is sent, and closing upstream
+// rolls back an implicit transaction as the FATAL does. It returns the
+// barrier's interception if the server loop reached it (and is now
+// waiting for it to finish), nil otherwise. In copy-in mode it does
+// nothing: the barrier would end the COPY.
+func (s *session) answerForwarded() *interception {
+	s.q.mu.Lock()
+	copying := s.q.copySeq != 0
+	s.q.mu.Unlock()
+	if copying || s.closeErr.Load() != nil {
+		return nil
+	}
+	ic := newInterception()
+	s.q.push1(entry{kind: kIntercept, ic: ic})
+	if s.uw.write(barrier) != nil || s.uw.flush() != nil {
+		return nil
+	}
+	select {
+	case <-ic.ready:
+	case <-s.done:
+		return nil
+	}
+	if ic.skipped {
+		return nil
+	}
+	return ic
 }
 
 func (s *session) endFromServer(err error) {
@@ -343,7 +406,13 @@ func (s *session) endFromServer(err error) {
 }
 
 // protocolError is a client message the proxy cannot accept.
-type protocolError struct{ msg string }
+type protocolError struct {
+	msg string
+	// badType: the violation is this message type byte, which Postgres
+	// refuses as soon as it reads it (see endFromClient).
+	badType    byte
+	hasBadType bool
+}
 
 func (e *protocolError) Error() string { return e.msg }
 
@@ -358,7 +427,7 @@ func (s *session) clientLoop() error {
 		typ, raw, err := s.cr.next()
 		if err != nil {
 			if errors.Is(err, errMessageType) {
-				return protocolErrorf("invalid frontend message type %d", typ)
+				return &protocolError{msg: fmt.Sprintf("invalid frontend message type %d", typ), badType: typ, hasBadType: true}
 			}
 			if errors.Is(err, errMalformed) || errors.Is(err, errMessageTooLarge) {
 				return &protocolError{msg: "invalid message from client: " + err.Error()}
@@ -388,7 +457,10 @@ func (s *session) clientLoop() error {
 			if s.p.classify != nil {
 				sql, ok := queryText(body)
 				if !ok {
-					return protocolErrorf("invalid Query message")
+					// Postgres refuses it with an ERROR (the session goes on).
+					s.extOpen = false
+					s.q.push1(entry{kind: kQuery})
+					break
 				}
 				var refuse *pgproto3.ErrorResponse
 				if len(s.portals) > 0 {
@@ -409,17 +481,21 @@ func (s *session) clientLoop() error {
 		case 'P':
 			st, err := s.trackParse(body)
 			if err != nil {
-				return err
+				// Malformed: Postgres refuses it before it touches any
+				// statement.
+				s.q.push1(entry{kind: kParse})
+				break
 			}
 			s.q.push1(entry{kind: kParse, stmt: st})
 		case 'B':
-			if err := s.trackBind(body); err != nil {
-				return err
-			}
+			// (A malformed Bind, which Postgres refuses, is tracked as far
+			// as it can be read: see trackBind.)
+			s.trackBind(body)
 			s.q.push1(entry{kind: kBind})
 		case 'D':
 			if len(body) < 2 {
-				return protocolErrorf("invalid Describe message")
+				s.q.push1(entry{kind: kDescribePortal}) // Postgres refuses it
+				break
 			}
 			if body[0] == 'S' {
 				e := entry{kind: kDescribeStmt}
@@ -435,8 +511,10 @@ func (s *session) clientLoop() error {
 		case 'E':
 			if len(s.portals) > 0 {
 				name, rest, ok := cstringBytes(body)
-				if !ok {
-					return protocolErrorf("invalid Execute message")
+				if !ok || len(rest) != 4 {
+					// Postgres refuses it, and runs nothing.
+					s.q.push1(entry{kind: kExecute})
+					break
 				}
 				if sql, ok := s.cursorOps[string(name)]; ok {
 					if refuse := fetchRefusal([]byte(sql), s.portals); refuse != nil {
@@ -449,10 +527,8 @@ func (s *session) clientLoop() error {
 				}
 				if pi := s.portals[string(name)]; pi != nil {
 					var maxRows uint32
-					if len(rest) >= 4 {
-						if n := int32(binary.BigEndian.Uint32(rest)); n > 0 {
-							maxRows = uint32(n)
-						}
+					if n := int32(binary.BigEndian.Uint32(rest)); n > 0 {
+						maxRows = uint32(n)
 					}
 					if err := s.interceptExecute(pi, raw, maxRows); err != nil {
 						return err
@@ -464,7 +540,8 @@ func (s *session) clientLoop() error {
 			s.q.push1(entry{kind: kExecute, seq: s.nextCopyWin()})
 		case 'C':
 			if len(body) < 2 {
-				return protocolErrorf("invalid Close message")
+				s.q.push1(entry{kind: kClose}) // Postgres refuses it
+				break
 			}
 			if name, _, ok := cstringBytes(body[1:]); ok {
 				if body[0] == 'S' {
@@ -486,13 +563,16 @@ func (s *session) clientLoop() error {
 			// Portals may end here with the transaction (not in a
 			// transaction block); intercept checks when it knows.
 			s.syncs++
-			s.q.push1(entry{kind: kSync, seq: s.copyWin})
+			s.q.push1(entry{kind: kSync, seq: s.copyWin, afterData: s.copyWinData && s.copyWin != 0})
 		case 'F':
 			s.extOpen = false
 			s.q.push1(entry{kind: kQuery})
 		case 'd', 'c', 'f':
 			// COPY data gets no reply of its own (nor outside COPY,
 			// where Postgres ignores it).
+			if typ == 'd' {
+				s.copyWinData = true
+			}
 		case 'H':
 			// Flush gets no reply of its own.
 		case 'X':
@@ -519,10 +599,10 @@ func (s *session) clientLoop() error {
 
 // copyEnd notes, once upstream ends a COPY FROM STDIN it started, that
 // later Syncs are answered again.
-func (s *session) copyEnd() {
+func (s *session) copyEnd(failed bool) {
 	if s.copyingIn {
 		s.copyingIn = false
-		s.q.copyEnd()
+		s.optPending = s.q.copyEnd(failed)
 	}
 }
 
@@ -531,11 +611,16 @@ func (s *session) copyEnd() {
 func (s *session) nextCopyWin() uint64 {
 	s.execSeq++
 	s.copyWin = s.execSeq
+	s.copyWinData = false
 	return s.execSeq
 }
 
+// queryText returns a Query's text, if Postgres can read it: one
+// NUL-terminated string, and nothing after it. (Postgres refuses a Query
+// with an embedded NUL, whose text the classifier must not see: it would
+// take the text up to the NUL for the statement.)
 func queryText(body []byte) ([]byte, bool) {
-	if len(body) == 0 || body[len(body)-1] != 0 {
+	if len(body) == 0 || bytes.IndexByte(body, 0) != len(body)-1 {
 		return nil, false
 	}
 	return body[:len(body)-1], true
@@ -617,6 +702,8 @@ func (s *session) trackBind(body []byte) error {
 	}
 	stmtName, _, ok := cstringBytes(rest)
 	if !ok {
+		delete(s.portals, string(portal))
+		delete(s.cursorOps, string(portal))
 		return protocolErrorf("invalid Bind message")
 	}
 	st := s.stmts[string(stmtName)]
@@ -638,6 +725,9 @@ func (s *session) trackBind(body []byte) error {
 	// later messages overwrite it, and the portal may run much later.
 	var b pgproto3.Bind
 	if err := b.Decode(append([]byte(nil), body...)); err != nil {
+		// Postgres refuses it: no portal of that name is left running.
+		delete(s.portals, string(portal))
+		delete(s.cursorOps, string(portal))
 		return protocolErrorf("invalid Bind message: %v", err)
 	}
 	if s.portals == nil {
@@ -671,6 +761,14 @@ func (s *session) serverLoop() error {
 
 // handleReply processes one upstream message in the server loop.
 func (s *session) handleReply(typ byte, raw []byte) error {
+	if s.optPending {
+		switch typ {
+		case 'Z', 'N', 'A', 'S': // may come before the reply that tells
+		default:
+			s.optPending = false
+			s.q.resolveOpt(typ)
+		}
+	}
 	switch typ {
 	case '1', '2', 'n': // ParseComplete, BindComplete, NoData
 		if e, ok := s.q.peek(); ok && typ == '1' && e.kind == kParse && e.stmt != nil {
@@ -700,7 +798,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 		s.q.copyIn()
 		s.copyingIn = true
 	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
-		s.copyEnd()
+		s.copyEnd(false)
 		if typ == 'C' && len(raw) >= 10 {
 			// Track the transaction status before the ReadyForQuery, for an
 			// interception later in the same pipeline.
@@ -722,7 +820,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.q.pop()
 		}
 	case 'E':
-		s.copyEnd()
+		s.copyEnd(true)
 		if s.lastingN > 0 {
 			if err := s.sendLasting(); err != nil {
 				return err
@@ -738,7 +836,13 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.sawFatal = true
 		}
 		if e, ok := s.q.peek(); ok && e.kind.extended() {
+			// The error goes out first: an interception skipped here
+			// (answerForwarded's barrier) may close the session at once.
+			if err := s.writeClient(raw); err != nil {
+				return err
+			}
 			s.q.abortBatch()
+			return nil
 		}
 	case 'Z':
 		if len(raw) == 6 {

@@ -36,6 +36,14 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	s.ctx, s.ctxCancel = context.WithCancel(context.Background())
 	s.txStatus.Store('I')
 	s.cw.conn = withRawIO(conn)
+	started := false
+	startupDone := func() {
+		if !started {
+			started = true
+			p.starting.Add(-1)
+		}
+	}
+	defer startupDone()
 	draining := p.register(s)
 	defer p.unregister(s)
 	defer s.close()
@@ -62,6 +70,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	}
 	s.client.SetDeadline(time.Time{})
 	s.upstream.SetDeadline(time.Time{})
+	startupDone()
 	s.run()
 }
 

@@ -1,0 +1,353 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgstripe/pgstripe/pgtest"
+)
+
+// reviewTranscript connects to url, writes each step in one write (after
+// reading the previous step's replies up to a pause), then reads what
+// comes back until EOF or a quiet second, and returns the compact
+// transcript, with "EOF" when the server closed the connection.
+func reviewTranscript(t *testing.T, url string, steps ...[]byte) []string {
+	t.Helper()
+	rc := dialRaw(t, url)
+	var out []string
+	for _, step := range steps {
+		if _, err := rc.conn.Write(step); err != nil {
+			return append(out, "write failed")
+		}
+		for {
+			rc.conn.SetReadDeadline(time.Now().Add(time.Second))
+			msg, err := rc.fe.Receive()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return append(out, "EOF")
+			}
+			name := strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3.")
+			switch m := msg.(type) {
+			case *pgproto3.CommandComplete:
+				name += "(" + string(m.CommandTag) + ")"
+			case *pgproto3.ErrorResponse:
+				name += "(" + m.Severity + " " + m.Code + " " + m.Message + ")"
+			case *pgproto3.DataRow:
+				var vals []string
+				for _, v := range m.Values {
+					vals = append(vals, string(v))
+				}
+				name += "(" + strings.Join(vals, ",") + ")"
+			case *pgproto3.ReadyForQuery:
+				name += "(" + string(m.TxStatus) + ")"
+			}
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// TestRepliesBeforeViolation: a client writes valid requests and a
+// malformed message in one write. Postgres answers the requests, then
+// sends its FATAL; the proxy closed at once, dropping the replies (or
+// sent the FATAL before the last of them), and did not run the requests.
+func TestRepliesBeforeViolation(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE TABLE t (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte{'!', 0, 0, 0, 4}
+	for _, tc := range []struct {
+		name string
+		msgs []byte
+	}{
+		{"simple query", enc(&pgproto3.Query{String: "SELECT 1"})},
+		{"two queries", enc(&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Query{String: "SELECT pg_sleep(0.3), 2"})},
+		{"pipeline with Sync", enc(&pgproto3.Parse{Query: "SELECT 3"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})},
+		// No Sync: Postgres flushes what it has with the FATAL, and the
+		// implicit transaction rolls back (checked below).
+		{"pipeline without Sync", enc(&pgproto3.Parse{Query: "INSERT INTO t VALUES (1)"}, &pgproto3.Bind{}, &pgproto3.Execute{})},
+		{"failed pipeline without Sync", enc(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "SELECT 4"}, &pgproto3.Bind{}, &pgproto3.Execute{})},
+		{"failed transaction", enc(&pgproto3.Query{String: "BEGIN; SELECT 1/0"}, &pgproto3.Parse{Query: "SELECT 5"}, &pgproto3.Bind{}, &pgproto3.Execute{})},
+		{"nothing before", nil},
+		// In copy-in mode Postgres fails the COPY on the byte, then
+		// closes (protocol synchronization was lost).
+		{"COPY FROM STDIN", enc(&pgproto3.Query{String: "COPY t FROM STDIN"})},
+		{"COPY FROM STDIN with data", enc(&pgproto3.Query{String: "COPY t FROM STDIN"}, &pgproto3.CopyData{Data: []byte("1\n")})},
+		{"COPY TO STDOUT", enc(&pgproto3.Query{String: "COPY (SELECT 1) TO STDOUT"})},
+		{"notification and parameter status", enc(&pgproto3.Query{String: "LISTEN c; NOTIFY c, 'x'; SET application_name = 'zz'"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			step := append(append([]byte(nil), tc.msgs...), bad...)
+			direct := reviewTranscript(t, db, step)
+			proxied := reviewTranscript(t, tp.via(t, db), step)
+			sameTranscript(t, "proxied vs direct", proxied, direct)
+			if len(direct) < 2 || !strings.HasPrefix(direct[len(direct)-2], "ErrorResponse(FATAL 08P01") {
+				t.Errorf("direct: %v, want a FATAL last", direct)
+			}
+		})
+	}
+	var n int
+	if err := admin.QueryRow(ctxT(t), `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("rows in t: %d, %v; the unsynced INSERT must roll back", n, err)
+	}
+	tp.waitSessions(t, 0)
+}
+
+// TestRepliesBeforeLengthViolation: the same with a message whose
+// length is out of bounds, which Postgres drops the connection for
+// without a word (the proxy says why, 08P01): the replies to what came
+// before must reach the client first, and an unsynced implicit
+// transaction must roll back.
+func TestRepliesBeforeLengthViolation(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE TABLE t (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte{'Q', 0, 0, 0, 2}
+	for _, tc := range []struct {
+		name string
+		msgs []byte
+	}{
+		{"two queries", enc(&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Query{String: "SELECT pg_sleep(0.3), 2"})},
+		{"pipeline without Sync", enc(&pgproto3.Parse{Query: "INSERT INTO t VALUES (1)"}, &pgproto3.Bind{}, &pgproto3.Execute{})},
+		{"failed pipeline without Sync", enc(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "SELECT 4"}, &pgproto3.Bind{}, &pgproto3.Execute{})},
+		{"intercepted write", enc(&pgproto3.Query{String: "INSERT INTO stripe.x (v) VALUES ('lv') RETURNING v"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			step := append(append([]byte(nil), tc.msgs...), bad...)
+			direct := reviewTranscript(t, db, step)
+			if tc.name == "intercepted write" {
+				// (Postgres itself has no stripe.x here.)
+				direct = []string{"RowDescription", "DataRow(x_LV,lv)", "CommandComplete(INSERT 0 1)", "ReadyForQuery(I)", "EOF"}
+				if _, err := admin.Exec(ctxT(t), `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key, v text)`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.name == "pipeline without Sync" {
+				// Postgres exits without flushing what it buffered (it
+				// sends no error either); the proxy, which says why it
+				// closes, sends those replies first.
+				direct = []string{"ParseComplete", "BindComplete", "CommandComplete(INSERT 0 1)", "EOF"}
+			}
+			proxied := reviewTranscript(t, tp.via(t, db), step)
+			if n := len(proxied); n < 2 || !strings.HasPrefix(proxied[n-2], "ErrorResponse(FATAL 08P01 invalid message from client") {
+				t.Fatalf("proxied: %v, want the proxy's FATAL last", proxied)
+			}
+			proxied = append(proxied[:len(proxied)-2:len(proxied)-2], "EOF")
+			sameTranscript(t, "proxied (but its FATAL) vs direct", proxied, direct)
+		})
+	}
+	var n int
+	if err := admin.QueryRow(ctxT(t), `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("rows in t: %d, %v; the unsynced INSERT must roll back", n, err)
+	}
+}
+
+// TestTerminateDuringCopyIn: Postgres reads a Terminate in copy-in
+// mode as an unexpected message: the COPY fails with an ERROR, then
+// ReadyForQuery, then it closes on the end of input. The proxy closed
+// both connections at once, so the client saw only EOF.
+func TestTerminateDuringCopyIn(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE TABLE t (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		steps [][]byte
+	}{
+		{"simple", [][]byte{enc(&pgproto3.Query{String: "COPY t FROM STDIN"}), enc(&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.Terminate{})}},
+		{"extended", [][]byte{enc(&pgproto3.Parse{Query: "COPY t FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}),
+			enc(&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.Terminate{})}},
+		// Outside COPY, requests pipelined before Terminate are answered.
+		{"pipelined query", [][]byte{enc(&pgproto3.Query{String: "SELECT pg_sleep(0.2), 1"}, &pgproto3.Terminate{})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			direct := reviewTranscript(t, db, tc.steps...)
+			proxied := reviewTranscript(t, tp.via(t, db), tc.steps...)
+			sameTranscript(t, "proxied vs direct", proxied, direct)
+		})
+	}
+	tp.waitSessions(t, 0)
+	var n int
+	if err := admin.QueryRow(ctxT(t), `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY t%'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("backends still in COPY: %d, %v", n, err)
+	}
+}
+
+// TestStartupCap: connections still in startup are capped; beyond
+// the cap the proxy answers like Postgres beyond its connection slots
+// (FATAL 53300) and closes, instead of holding a goroutine and a socket
+// for each until StartupTimeout. Once they go, new clients are served.
+func TestStartupCap(t *testing.T) {
+	tp := startProxy(t, Config{maxStarting: 3})
+	db := pgtest.NewDB(t)
+	var idle []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	tp.waitSessions(t, 3)
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := readError(t, c)
+	if e == nil || e.Code != "53300" || e.Severity != "FATAL" || e.Message != "sorry, too many clients already" {
+		t.Fatalf("connection beyond the cap: got %+v, want FATAL 53300", e)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("refused connection not closed: %v", err)
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	tp.waitSessions(t, 0)
+	// Started sessions do not count.
+	var conns []*rawConn
+	for range 5 {
+		conns = append(conns, dialRaw(t, tp.via(t, db)))
+	}
+	for _, rc := range conns {
+		rc.send(&pgproto3.Query{String: "SELECT 1"})
+		sameTranscript(t, "query", rc.until("ReadyForQuery", 1), []string{"RowDescription", "DataRow(1)", "CommandComplete(SELECT 1)", "ReadyForQuery(I)"})
+	}
+}
+
+// TestSyncsMidCopy: Syncs a client sends during COPY FROM STDIN
+// (after data) are ignored only while Postgres is in copy-in mode; once
+// bad data fails the COPY, it answers those it has not read yet. The
+// proxy dropped every Sync of the copy-in window from its reply queue,
+// which then fell behind upstream: the intercepted write that followed
+// was taken as answered by a ReadyForQuery and never ran.
+func TestSyncsMidCopy(t *testing.T) {
+	tp, ti, url := setupIntercept(t)
+	direct := strings.Replace(url, tp.addr, pgtest.Cluster(t).Addr(), 1)
+	admin := pgtest.Connect(t, direct)
+	if _, err := admin.Exec(ctxT(t), `CREATE TABLE t (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	bad := &pgproto3.CopyData{Data: []byte("x\n")}
+	good := &pgproto3.CopyData{Data: []byte("1\n")}
+	simple := []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY t FROM STDIN"}}
+	ext := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COPY t FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	sync := &pgproto3.Sync{}
+	for n, tc := range []struct {
+		name        string
+		start, rest []pgproto3.FrontendMessage
+	}{
+		{"simple, bad first", simple, []pgproto3.FrontendMessage{bad, sync, good, sync, &pgproto3.CopyDone{}, sync}},
+		{"simple, bad later", simple, []pgproto3.FrontendMessage{good, sync, bad, sync, sync, &pgproto3.CopyDone{}, sync}},
+		{"simple, CopyFail", simple, []pgproto3.FrontendMessage{good, sync, &pgproto3.CopyFail{Message: "no"}, sync}},
+		{"simple, ok", simple, []pgproto3.FrontendMessage{good, sync, good, sync, &pgproto3.CopyDone{}}},
+		{"extended, bad first", ext, []pgproto3.FrontendMessage{bad, sync, good, sync, &pgproto3.CopyDone{}, sync}},
+		{"extended, bad then pipeline", ext, []pgproto3.FrontendMessage{bad, &pgproto3.CopyDone{},
+			&pgproto3.Parse{Query: "SELECT 7"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync}},
+		{"extended, bad, sync, pipeline", ext, []pgproto3.FrontendMessage{bad, sync, &pgproto3.CopyDone{},
+			&pgproto3.Parse{Query: "SELECT 7"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync}},
+		// Postgres reads the Sync in copy-in mode, fails on the next data,
+		// and skips the pipeline after the CopyDone until its Sync.
+		{"extended, sync, bad, pipeline", ext, []pgproto3.FrontendMessage{good, sync, bad, &pgproto3.CopyDone{},
+			&pgproto3.Parse{Query: "SELECT 7"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync}},
+		{"extended, ok", ext, []pgproto3.FrontendMessage{good, sync, &pgproto3.CopyDone{}, sync}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var transcripts [2][]string
+			for i, u := range []string{direct, url} {
+				rc := dialRaw(t, u)
+				rc.send(tc.start...)
+				got := rc.until("CopyInResponse", 1)
+				if i == 0 {
+					rc.send(append(tc.rest, &pgproto3.Query{String: "SELECT 'end'"})...)
+					got = append(got, rc.until("DataRow(end)", 1)...)
+					transcripts[i] = append(got, rc.until("ReadyForQuery", 1)...)
+					continue
+				}
+				// Through the proxy, an intercepted write pipelined after
+				// it all must get its turn.
+				interceptedWrite(t, rc, ti, fmt.Sprint("m", n), func(write pgproto3.FrontendMessage) {
+					rc.send(append(tc.rest, &pgproto3.Query{String: "SELECT 'end'"}, write)...)
+					got = append(got, rc.until("DataRow(end)", 1)...)
+					transcripts[i] = append(got, rc.until("ReadyForQuery", 1)...)
+				})
+			}
+			sameTranscript(t, "proxied vs direct", transcripts[1], transcripts[0])
+		})
+	}
+}
+
+// TestMalformedLikePostgres: messages that are framed but whose
+// body Postgres cannot read get an ERROR from Postgres (then it skips to
+// Sync, or sends ReadyForQuery for a Query) and the session goes on. The
+// proxy closed the session with a FATAL of its own for those it reads
+// (Describe, Close; with a classifier also Query, Parse, Bind, Execute),
+// and let a classifier see the text of a Query with an embedded NUL,
+// which Postgres refuses.
+func TestMalformedLikePostgres(t *testing.T) {
+	plain := startProxy(t, Config{})
+	icp := startProxy(t, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	after := enc(&pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 'after'"}, &pgproto3.Terminate{})
+	bound := enc(&pgproto3.Parse{Name: "w", Query: "INSERT INTO stripe.x (v) VALUES ($1) RETURNING v"},
+		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "w", Parameters: [][]byte{[]byte("nul")}})
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"describe empty", []byte{'D', 0, 0, 0, 4}},
+		{"close empty", []byte{'C', 0, 0, 0, 4}},
+		{"query unterminated", []byte{'Q', 0, 0, 0, 6, 'x', 'y'}},
+		{"intercepted query with a NUL", append(binary.BigEndian.AppendUint32([]byte{'Q'}, uint32(4+len(insertXSimple)+3)), insertXSimple+"\x00x\x00"...)},
+		{"parse unterminated", []byte{'P', 0, 0, 0, 6, 'x', 'y'}},
+		{"parse without query", []byte{'P', 0, 0, 0, 5, 0}},
+		{"bind unterminated", []byte{'B', 0, 0, 0, 6, 'p', 'q'}},
+		{"bind without statement", []byte{'B', 0, 0, 0, 5, 0}},
+		// An Execute of a bound intercepted portal without its row
+		// limit: Postgres runs nothing.
+		{"execute without limit", append(append([]byte(nil), bound...), 'E', 0, 0, 0, 6, 'p', 0)},
+		{"execute unterminated", append(append([]byte(nil), bound...), 'E', 0, 0, 0, 6, 'p', 'q')},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			step := append(append([]byte(nil), tc.msg...), after...)
+			direct := reviewTranscript(t, db, step)
+			for _, tp := range []*testProxy{plain, icp} {
+				sameTranscript(t, "proxied vs direct", reviewTranscript(t, tp.via(t, db), step), direct)
+			}
+			if len(direct) < 2 || direct[len(direct)-2] != "ReadyForQuery(I)" {
+				t.Errorf("direct: %v, want the session to go on", direct)
+			}
+		})
+	}
+}
+
+const insertXSimple = "INSERT INTO stripe.x (v) VALUES ('nul') RETURNING v"
