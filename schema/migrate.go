@@ -177,17 +177,18 @@ COMMENT ON FUNCTION stripe._set_by_stripe(text, anyelement) IS 'pgstripe: defaul
 -- default privileges revoke EXECUTE from PUBLIC.
 GRANT EXECUTE ON FUNCTION stripe._set_by_stripe(text, anyelement) TO PUBLIC;
 `},
-	{Version: 4, Name: "status: lag grows while no poll completes (Stripe down, pgstripe stopped)", SQL: `
--- checked_at: the start of the newest complete events poll, as lag_seconds
--- was measured. The loop writes the status on every poll with events and
--- every 2 s when idle; a status older than 10 s means no poll completes,
--- and lag_seconds then counts from checked_at instead of standing still.
-ALTER TABLE stripe_sync.objects ADD COLUMN IF NOT EXISTS checked_at timestamptz;
+	{Version: 4, Name: "status: lag grows while no events poll completes (Stripe down, pgstripe stopped)", SQL: `
+-- The events loop writes lag_seconds (the age of its newest complete poll)
+-- and updated_at on every poll with events and every 2 s when idle, and
+-- leaves updated_at alone when a poll fails. A status older than 10 s
+-- means no poll completes: lag_seconds then grows with its age instead of
+-- standing still. (An older pgstripe also bumps updated_at on a failing
+-- poll: its lag stands still, as it always did, but never grows falsely.)
 CREATE OR REPLACE VIEW stripe_sync.status AS
 SELECT o.object, o.phase, stripe_sync.row_count(o.object) AS rows,
        o.backfill_started_at, o.backfill_completed_at, o.last_event_at,
-       CASE WHEN o.phase = 'live' AND o.checked_at < now() - interval '10 seconds'
-            THEN extract(epoch FROM now() - o.checked_at)::double precision
+       CASE WHEN o.phase = 'live' AND o.lag_seconds IS NOT NULL AND o.updated_at < now() - interval '10 seconds'
+            THEN o.lag_seconds + extract(epoch FROM now() - o.updated_at)::double precision
             ELSE o.lag_seconds END AS lag_seconds,
        o.last_error
 FROM stripe_sync.objects o;

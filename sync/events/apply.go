@@ -195,8 +195,8 @@ ON CONFLICT (object, id) DO UPDATE SET
 // view): last_event_at per table that got events, and lag_seconds for every
 // live table: the age of the newest complete look at Stripe's events
 // (Stripe's own visibility delay is not included: it can't be seen), and
-// checked_at, when that look began, from which the status view counts the
-// lag once no poll has completed for a while.
+// updated_at, from which the status view counts the lag on once no poll
+// has completed for a while (recordError leaves it alone).
 func (p *poller) writeStatus(ctx context.Context, tx pgx.Tx, pl plan, pollStarted time.Time) error {
 	lag := time.Since(pollStarted).Seconds()
 	var tables []string
@@ -207,7 +207,7 @@ func (p *poller) writeStatus(ctx context.Context, tx pgx.Tx, pl plan, pollStarte
 	}
 	_, err := tx.Exec(ctx, `UPDATE stripe_sync.objects o SET
     last_event_at = CASE WHEN v.at IS NULL THEN o.last_event_at ELSE GREATEST(o.last_event_at, v.at) END,
-    lag_seconds = $3, checked_at = now() - make_interval(secs => $3), updated_at = now(),
+    lag_seconds = $3, updated_at = now(),
     last_error = CASE WHEN o.last_error LIKE 'events: %' THEN NULL ELSE o.last_error END
 FROM stripe_sync.objects o2
 LEFT JOIN unnest($1::text[], $2::timestamptz[]) AS v(object, at) ON v.object = o2.object

@@ -75,7 +75,7 @@
 // applied per table; lag_seconds is the age of the newest complete poll
 // when the status was written (Stripe's own visibility delay can't be
 // seen), and, once no poll has completed for 10 s, its age now (the view
-// counts from checked_at); a failing poll shows in last_error ("events: …") until the next
+// adds the age of updated_at, which a failing poll leaves alone); a failing poll shows in last_error ("events: …") until the next
 // success clears it. Metrics: pgstripe_events_applied_total{type} and
 // pgstripe_event_lag_seconds (commit − event.created, whole seconds, so up
 // to 1 s high).

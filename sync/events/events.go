@@ -295,7 +295,9 @@ func (p *poller) recordError(ctx context.Context, err error) {
 	if len(msg) > 500 {
 		msg = msg[:500] + "…"
 	}
-	_, _ = p.cfg.Pool.Exec(ctx, `UPDATE stripe_sync.objects SET last_error = $1, updated_at = now() WHERE phase = 'live'`, "events: "+msg)
+	// updated_at stays: it dates the last complete poll, from which the
+	// status view counts the lag while polls fail.
+	_, _ = p.cfg.Pool.Exec(ctx, `UPDATE stripe_sync.objects SET last_error = $1 WHERE phase = 'live'`, "events: "+msg)
 	p.errorShown = true
 }
 

@@ -247,7 +247,7 @@ func TestHandoffAndSameSecondUpdates(t *testing.T) {
 	// The loop is stopped: once no poll has completed for a while (here
 	// 42 s ago), lag_seconds counts from the last one instead of standing
 	// still, as it would while Stripe is down.
-	if _, err := v.pool.Exec(ctx, `UPDATE stripe_sync.objects SET checked_at = checked_at - interval '42 seconds' WHERE object = 'customers' AND checked_at > now() - interval '10 seconds'`); err != nil {
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe_sync.objects SET updated_at = updated_at - interval '42 seconds' WHERE object = 'customers' AND updated_at > now() - interval '10 seconds'`); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.pool.QueryRow(ctx, `SELECT lag_seconds FROM stripe_sync.status WHERE object = 'customers'`).Scan(&status.lag); err != nil {
@@ -430,6 +430,15 @@ func TestStripeOutage(t *testing.T) {
 	}
 	if lastErr == nil || !strings.Contains(*lastErr, "outage") {
 		t.Fatalf("status last_error during the outage = %v", lastErr)
+	}
+	// Failing polls leave updated_at alone: it dates the last complete
+	// poll, from which the status view's lag grows during an outage.
+	var before, after time.Time
+	v.pool.QueryRow(ctx, `SELECT updated_at FROM stripe_sync.objects WHERE object = 'customers'`).Scan(&before)
+	time.Sleep(2 * time.Second)
+	v.pool.QueryRow(ctx, `SELECT updated_at FROM stripe_sync.objects WHERE object = 'customers'`).Scan(&after)
+	if !after.Equal(before) {
+		t.Errorf("updated_at moved from %v to %v while every poll failed", before, after)
 	}
 	v.failing.Store(false)
 	v.converge(t, 15*time.Second)
