@@ -610,7 +610,8 @@ ON CONFLICT (object, id) DO UPDATE SET deleted_at = LEAST(stripe_sync.tombstones
 // complete backfill planned at before did not write: every object that
 // exists was written with _as_of ≥ before, so the others are gone. It
 // returns how many it removed. keepClocks spares the rows of objects on test
-// clocks, which a key refused the clocks list could not list. Prices that
+// clocks, which a key refused the clocks list could not list, and in a
+// table without test_clock the rows of customers on test clocks. Prices that
 // stored objects embed (PriceCarriers) are spared too: prices created inline
 // are in no price list, and an object the backfill just wrote still uses
 // them.
@@ -624,8 +625,14 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 	}
 	key := schema.Ident(t.Key[len(t.Key)-1])
 	cond := ""
-	if _, ok := t.Column("test_clock"); ok && keepClocks {
-		cond = ` AND "test_clock" IS NULL`
+	if keepClocks {
+		if _, ok := t.Column("test_clock"); ok {
+			cond = ` AND "test_clock" IS NULL`
+		} else if _, ok := t.Column("customer"); ok {
+			// Listed per customer (payment methods, tax ids): the
+			// customers on clocks were not among the parents listed.
+			cond = fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM stripe.customers k WHERE k."id" = %s."customer" AND k."test_clock" IS NOT NULL)`, t.QualifiedName())
+		}
 	}
 	if t.Name == "prices" {
 		for _, n := range PriceCarriers {

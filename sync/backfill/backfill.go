@@ -66,6 +66,13 @@ type parentList struct {
 	key func(fields map[string]json.RawMessage) string
 }
 
+// ListedPer returns the parent table of a table listed once per parent
+// object (payment_methods per customer, …).
+func ListedPer(table string) (parent string, ok bool) {
+	pl, ok := perParent[table]
+	return pl.parent, ok
+}
+
 var perParent = map[string]parentList{
 	"payment_methods": {parent: "customers", path: "/v1/customers/{parent}/payment_methods",
 		seed: `SELECT id FROM stripe.customers`, key: idOf},
@@ -1124,15 +1131,23 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 // a re-backfill). Every existing object was written with _as_of at or after
 // upper_bound, Stripe's time when the backfill was planned; a resumed
 // backfill keeps its first planning's bound. A key refused the test clocks
-// list since then spares the rows on test clocks, which it could not list.
+// list since then spares the rows on test clocks, which it could not list,
+// as well as, in a table listed per customer, those of the customers on
+// clocks (not among the parents it listed).
 func sweep(ctx context.Context, tx pgx.Tx, object string) (int, error) {
 	var before, planned time.Time
 	if err := tx.QueryRow(ctx, `SELECT to_timestamp(upper_bound), planned_at FROM stripe_sync.backfill_objects WHERE object = $1`, object).Scan(&before, &planned); err != nil {
 		return 0, err
 	}
+	// A table listed per parent did not list the parents the parent
+	// table's refused clocks hid.
+	refused := []string{object}
+	if parent, ok := ListedPer(object); ok {
+		refused = append(refused, parent)
+	}
 	var keepClocks bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.log
-WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = $1 AND at >= $2)`, object, planned).Scan(&keepClocks); err != nil {
+WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = ANY($1) AND at >= $2)`, refused, planned).Scan(&keepClocks); err != nil {
 		return 0, err
 	}
 	return store.Sweep(ctx, tx, object, before, keepClocks)

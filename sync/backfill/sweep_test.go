@@ -58,7 +58,8 @@ func TestFirstBackfillRemovesRestoredGhosts(t *testing.T) {
 	}
 	kept := ""
 	for id := range v.e.Objects("customers") {
-		if !slices.Contains(gone, id) {
+		// Not one on a test clock: this run can't list those.
+		if !slices.Contains(gone, id) && !slices.Contains(clockCustomers, id) {
 			kept = id
 			break
 		}

@@ -214,7 +214,11 @@ WHERE kind = 'backfill_test_clocks_refused'
 			if t.Parent != nil || failed[t.Name] {
 				continue // children go with their parents (store.Delete, prune on replace)
 			}
-			n, err := store.Sweep(ctx, tx, t.Name, T, clocksRefused[t.Name])
+			keepClocks := clocksRefused[t.Name]
+			if parent, ok := backfill.ListedPer(t.Name); ok && clocksRefused[parent] {
+				keepClocks = true // its parents on clocks were not listed
+			}
+			n, err := store.Sweep(ctx, tx, t.Name, T, keepClocks)
 			if err != nil {
 				return err
 			}
