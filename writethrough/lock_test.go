@@ -1,12 +1,14 @@
 package writethrough
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgstripe/pgstripe/emulator"
 )
@@ -117,5 +119,39 @@ END $$`,
 	}
 	if got := e.local(`SELECT name FROM stripe.customers WHERE id = $1`, id); got != "after" {
 		t.Fatalf("local name %q right after the write", got)
+	}
+}
+
+// A REPEATABLE READ transaction's UPDATE of an object another session
+// changed after its snapshot fails with 40001, as in Postgres, before any
+// Stripe call: computed from the snapshot, balance + 100 would overwrite
+// the other session's +100 in Stripe.
+func TestRepeatableReadUpdateOfChangedObject(t *testing.T) {
+	e := setup(t)
+	u := e.proxied()
+	a, b := e.client(u, pgx.QueryExecModeCacheStatement), e.client(u, pgx.QueryExecModeSimpleProtocol)
+	var id string
+	if err := a.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, balance) VALUES ('rr@b.co', 0) RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.BeginTx(e.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(e.ctx)
+	var seen int64
+	if err := tx.QueryRow(e.ctx, `SELECT balance FROM stripe.customers WHERE id = $1`, id).Scan(&seen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(e.ctx, `UPDATE stripe.customers SET balance = balance + 100 WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(e.ctx, `UPDATE stripe.customers SET balance = balance + 100 WHERE id = $1`, id)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "40001" {
+		t.Fatalf("UPDATE in REPEATABLE READ of an object changed since the snapshot: %v, want 40001", err)
+	}
+	if got := e.stripeObj("customers", id)["balance"]; fmt.Sprint(got) != "100" {
+		t.Fatalf("Stripe balance %v, want 100 (the other session's update kept)", got)
 	}
 }

@@ -289,7 +289,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	var deleted *Result
 	if st.Op == translate.Update {
 		var err error
-		if rows, err = lockObjects(ctx, up, params, st); err != nil {
+		var current *pgxpool.Pool
+		if sess.snapshot {
+			current = ic.cfg.Pool
+		}
+		if rows, err = lockObjects(ctx, up, current, params, st); err != nil {
 			return rep.fail(pgError(err))
 		}
 	} else if st.Eval.SQL != "" {
@@ -1342,7 +1346,15 @@ const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashte
 // dropped. Locks are taken in id order, so two statements can only
 // deadlock across a client's own transaction, as they would in Postgres
 // (40P01, before any Stripe call).
-func lockObjects(ctx context.Context, up Upstream, p params, st *translate.Statement) ([][][]byte, error) {
+//
+// current is pgstripe's pool when the client's transaction keeps its
+// snapshot (REPEATABLE READ, SERIALIZABLE): its queries can't see what
+// changed since, so the versions are read there, and a row another write
+// changed or deleted since the snapshot fails the statement with 40001,
+// as Postgres fails an UPDATE of a row changed concurrently. That
+// includes the client's own earlier write of the object in the same
+// transaction, which is applied outside it.
+func lockObjects(ctx context.Context, up Upstream, current *pgxpool.Pool, p params, st *translate.Statement) ([][][]byte, error) {
 	res, err := p.query(ctx, up, st.Eval, nil)
 	if err != nil || len(res.Rows) == 0 || len(res.Rows) > translate.MaxRows {
 		if err != nil {
@@ -1361,12 +1373,35 @@ func lockObjects(ctx context.Context, up Upstream, p params, st *translate.State
 		[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
 		return nil, err
 	}
-	cur, err := up.Query(ctx, `SELECT t.id, `+versionSQL+` FROM `+st.Table.QualifiedName()+
-		` AS t WHERE t.id = ANY($1::pg_catalog.text[])`, [][]byte{textArray(ids)}, []uint32{oidTextArray}, nil, nil)
+	versions := `SELECT t.id, ` + versionSQL + ` FROM ` + st.Table.QualifiedName() + ` AS t WHERE t.id = ANY($1::pg_catalog.text[])`
+	now := make(map[string]string, len(ids))
+	if current != nil {
+		vrows, err := current.Query(ctx, versions, ids)
+		if err != nil {
+			return nil, err
+		}
+		var id string
+		var version int64
+		if _, err := pgx.ForEachRow(vrows, []any{&id, &version}, func() error {
+			now[id] = strconv.FormatInt(version, 10)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if v, ok := now[string(r[0])]; !ok || v != string(r[1]) {
+				return nil, &pgconn.PgError{Severity: "ERROR", Code: "40001",
+					Message: "could not serialize access due to concurrent update",
+					Detail:  fmt.Sprintf("stripe.%s %s changed after this transaction's snapshot; Stripe was not called", st.Table.Name, r[0]),
+					Hint:    "retry the transaction; pgstripe applies writes outside the client's transaction, so under REPEATABLE READ a second write of one object in a transaction fails too: use READ COMMITTED"}
+			}
+		}
+		return rows, nil
+	}
+	cur, err := up.Query(ctx, versions, [][]byte{textArray(ids)}, []uint32{oidTextArray}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	now := make(map[string]string, len(cur.Rows))
 	for _, r := range cur.Rows {
 		now[string(r[0])] = string(r[1])
 	}
