@@ -88,9 +88,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // waits (the proxy drains busy sessions for up to 10 s) must not swallow an
 // operator's second Ctrl-C.
 func signalContext() (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, stop)
-	return ctx, stop
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		// Before the cancel, so that whoever sees the shutdown start
+		// also sees a second signal kill the process.
+		signal.Stop(ch)
+		cancel()
+	}()
+	return ctx, cancel
 }
 
 // exitCode is an error that asks for a specific exit code with nothing more
