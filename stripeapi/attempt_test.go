@@ -162,3 +162,35 @@ func TestIdempotentReplayAsOf(t *testing.T) {
 		t.Errorf("replayed state has AsOf %d, but it was current at %d", got, want)
 	}
 }
+
+// A replayed create is dated no earlier than the object's created: Stripe
+// may have performed the first attempt well after it went out, and a date
+// from before then would put a live object before a backfill's bound.
+func TestIdempotentReplayAsOfNotBeforeCreated(t *testing.T) {
+	var calls atomic.Int32
+	var created atomic.Int64
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			time.Sleep(1100 * time.Millisecond) // Stripe is slow to perform it
+			created.Store(time.Now().Unix())
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set("Date", time.Now().UTC().Format(http.TimeFormat))
+		fmt.Fprintf(w, `{"id":"cus_1","object":"customer","created":%d}`, created.Load())
+	}, Config{})
+	resp, err := c.Post(context.Background(), "/v1/customers", nil, "key_2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Attempts != 2 {
+		t.Fatalf("attempts %d", resp.Attempts)
+	}
+	if got, want := resp.AsOf.Unix(), created.Load(); got < want {
+		t.Errorf("replayed create has AsOf %d, before its created %d", got, want)
+	}
+}

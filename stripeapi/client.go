@@ -266,6 +266,18 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 				// change made in between (it may judge it stale instead; the
 				// object's event brings it then).
 				resp.AsOf = resp.AsOf.Add(-time.Since(firstSent)).Truncate(time.Second)
+				// Never before the object was created: the state is at
+				// least that recent. Otherwise a create whose first
+				// attempt went out before a backfill was planned, and
+				// which Stripe performed after it, would be dated before
+				// that backfill's bound, outside all its lists: its sweep
+				// would take the object for gone.
+				var obj struct {
+					Created int64 `json:"created"`
+				}
+				if json.Unmarshal(resp.Body, &obj) == nil && obj.Created > resp.AsOf.Unix() {
+					resp.AsOf = time.Unix(obj.Created, 0).UTC()
+				}
 			}
 			return resp, nil
 		}
