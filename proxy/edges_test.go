@@ -58,21 +58,7 @@ func (rc *rawConn) until(stop string, n int) []string {
 		if err != nil {
 			rc.t.Fatalf("receive after %v: %v", out, err)
 		}
-		name := strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3.")
-		switch m := msg.(type) {
-		case *pgproto3.CommandComplete:
-			name += "(" + string(m.CommandTag) + ")"
-		case *pgproto3.ErrorResponse:
-			name += "(" + m.Code + " " + m.Message + ")"
-		case *pgproto3.DataRow:
-			var vals []string
-			for _, v := range m.Values {
-				vals = append(vals, string(v))
-			}
-			name += "(" + strings.Join(vals, ",") + ")"
-		case *pgproto3.ReadyForQuery:
-			name += "(" + string(m.TxStatus) + ")"
-		}
+		name := msgName(msg, false)
 		out = append(out, name)
 		if strings.HasPrefix(name, stop) {
 			seen++
@@ -530,4 +516,30 @@ func TestExtendedFetchOfInterceptedPortalRefused(t *testing.T) {
 	if got := query("SELECT count(*) FROM stripe.x WHERE v = 'fetched'"); !slices.Contains(got, "DataRow(0)") {
 		t.Fatalf("the bound INSERT ran in Postgres: %v", got)
 	}
+}
+
+// msgName is a compact transcript entry for msg: its type and, for the
+// messages whose content tells replies apart, that content (an error's
+// severity too when withSeverity).
+func msgName(msg pgproto3.BackendMessage, withSeverity bool) string {
+	name := strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3.")
+	switch m := msg.(type) {
+	case *pgproto3.CommandComplete:
+		name += "(" + string(m.CommandTag) + ")"
+	case *pgproto3.ErrorResponse:
+		if withSeverity {
+			name += "(" + m.Severity + " " + m.Code + " " + m.Message + ")"
+		} else {
+			name += "(" + m.Code + " " + m.Message + ")"
+		}
+	case *pgproto3.DataRow:
+		var vals []string
+		for _, v := range m.Values {
+			vals = append(vals, string(v))
+		}
+		name += "(" + strings.Join(vals, ",") + ")"
+	case *pgproto3.ReadyForQuery:
+		name += "(" + string(m.TxStatus) + ")"
+	}
+	return name
 }

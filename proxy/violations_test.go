@@ -16,11 +16,11 @@ import (
 	"github.com/pgstripe/pgstripe/pgtest"
 )
 
-// reviewTranscript connects to url, writes each step in one write (after
+// stepTranscript connects to url, writes each step in one write (after
 // reading the previous step's replies up to a pause), then reads what
 // comes back until EOF or a quiet second, and returns the compact
 // transcript, with "EOF" when the server closed the connection.
-func reviewTranscript(t *testing.T, url string, steps ...[]byte) []string {
+func stepTranscript(t *testing.T, url string, steps ...[]byte) []string {
 	t.Helper()
 	rc := dialRaw(t, url)
 	var out []string
@@ -37,22 +37,7 @@ func reviewTranscript(t *testing.T, url string, steps ...[]byte) []string {
 			if err != nil {
 				return append(out, "EOF")
 			}
-			name := strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3.")
-			switch m := msg.(type) {
-			case *pgproto3.CommandComplete:
-				name += "(" + string(m.CommandTag) + ")"
-			case *pgproto3.ErrorResponse:
-				name += "(" + m.Severity + " " + m.Code + " " + m.Message + ")"
-			case *pgproto3.DataRow:
-				var vals []string
-				for _, v := range m.Values {
-					vals = append(vals, string(v))
-				}
-				name += "(" + strings.Join(vals, ",") + ")"
-			case *pgproto3.ReadyForQuery:
-				name += "(" + string(m.TxStatus) + ")"
-			}
-			out = append(out, name)
+			out = append(out, msgName(msg, true))
 		}
 	}
 	return out
@@ -93,8 +78,8 @@ func TestRepliesBeforeViolation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			step := append(append([]byte(nil), tc.msgs...), bad...)
-			direct := reviewTranscript(t, db, step)
-			proxied := reviewTranscript(t, tp.via(t, db), step)
+			direct := stepTranscript(t, db, step)
+			proxied := stepTranscript(t, tp.via(t, db), step)
 			sameTranscript(t, "proxied vs direct", proxied, direct)
 			if len(direct) < 2 || !strings.HasPrefix(direct[len(direct)-2], "ErrorResponse(FATAL 08P01") {
 				t.Errorf("direct: %v, want a FATAL last", direct)
@@ -133,7 +118,7 @@ func TestRepliesBeforeLengthViolation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			step := append(append([]byte(nil), tc.msgs...), bad...)
-			direct := reviewTranscript(t, db, step)
+			direct := stepTranscript(t, db, step)
 			if tc.name == "intercepted write" {
 				// (Postgres itself has no stripe.x here.)
 				direct = []string{"RowDescription", "DataRow(x_LV,lv)", "CommandComplete(INSERT 0 1)", "ReadyForQuery(I)", "EOF"}
@@ -147,7 +132,7 @@ func TestRepliesBeforeLengthViolation(t *testing.T) {
 				// closes, sends those replies first.
 				direct = []string{"ParseComplete", "BindComplete", "CommandComplete(INSERT 0 1)", "EOF"}
 			}
-			proxied := reviewTranscript(t, tp.via(t, db), step)
+			proxied := stepTranscript(t, tp.via(t, db), step)
 			if n := len(proxied); n < 2 || !strings.HasPrefix(proxied[n-2], "ErrorResponse(FATAL 08P01 invalid message from client") {
 				t.Fatalf("proxied: %v, want the proxy's FATAL last", proxied)
 			}
@@ -183,8 +168,8 @@ func TestTerminateDuringCopyIn(t *testing.T) {
 		{"pipelined query", [][]byte{enc(&pgproto3.Query{String: "SELECT pg_sleep(0.2), 1"}, &pgproto3.Terminate{})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			direct := reviewTranscript(t, db, tc.steps...)
-			proxied := reviewTranscript(t, tp.via(t, db), tc.steps...)
+			direct := stepTranscript(t, db, tc.steps...)
+			proxied := stepTranscript(t, tp.via(t, db), tc.steps...)
 			sameTranscript(t, "proxied vs direct", proxied, direct)
 		})
 	}
@@ -339,9 +324,9 @@ func TestMalformedLikePostgres(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			step := append(append([]byte(nil), tc.msg...), after...)
-			direct := reviewTranscript(t, db, step)
+			direct := stepTranscript(t, db, step)
 			for _, tp := range []*testProxy{plain, icp} {
-				sameTranscript(t, "proxied vs direct", reviewTranscript(t, tp.via(t, db), step), direct)
+				sameTranscript(t, "proxied vs direct", stepTranscript(t, tp.via(t, db), step), direct)
 			}
 			if len(direct) < 2 || direct[len(direct)-2] != "ReadyForQuery(I)" {
 				t.Errorf("direct: %v, want the session to go on", direct)
