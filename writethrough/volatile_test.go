@@ -152,33 +152,29 @@ func TestVolatileWithDeleteReturning(t *testing.T) {
 // VALUES item is evaluated once: Stripe, the table and RETURNING agree.
 func TestVolatileSetAndValuesAgree(t *testing.T) {
 	e := setup(t)
+	agree := func(rows [][]string) {
+		t.Helper()
+		for _, row := range rows {
+			o := e.stripeObj("customers", row[0])
+			if o["description"] != row[1] || o["metadata"].(map[string]any)["r"] != row[2] {
+				t.Fatalf("Stripe %v, returned %v", o, row)
+			}
+			if l := e.local(`SELECT description || ' ' || (metadata->>'r') FROM stripe.customers WHERE id = $1`, row[0]); l != row[1]+" "+row[2] {
+				t.Fatalf("local %q, returned %v", l, row)
+			}
+		}
+	}
 	r := e.ok(`INSERT INTO stripe.customers (description, metadata) VALUES (gen_random_uuid()::text, jsonb_build_object('r', random()::text)), (gen_random_uuid()::text, jsonb_build_object('r', random()::text)) RETURNING id, description, metadata->>'r'`)
 	if r.tag != "INSERT 0 2" || len(r.rows) != 2 {
 		t.Fatalf("reply %+v", r)
 	}
-	for _, row := range r.rows {
-		o := e.stripeObj("customers", row[0])
-		if o["description"] != row[1] || o["metadata"].(map[string]any)["r"] != row[2] {
-			t.Fatalf("Stripe %v, returned %v", o, row)
-		}
-		if l := e.local(`SELECT description || ' ' || (metadata->>'r') FROM stripe.customers WHERE id = $1`, row[0]); l != row[1]+" "+row[2] {
-			t.Fatalf("local %q, returned %v", l, row)
-		}
-	}
+	agree(r.rows)
 	ids := column(r.rows, 0)
 	r = e.ok(`UPDATE stripe.customers SET metadata = jsonb_build_object('r', random()::text), description = clock_timestamp()::text WHERE id = ANY($1) RETURNING id, description, metadata->>'r'`, ids)
 	if r.tag != "UPDATE 2" || len(r.rows) != 2 {
 		t.Fatalf("reply %+v", r)
 	}
-	for _, row := range r.rows {
-		o := e.stripeObj("customers", row[0])
-		if o["description"] != row[1] || o["metadata"].(map[string]any)["r"] != row[2] {
-			t.Fatalf("Stripe %v, returned %v", o, row)
-		}
-		if l := e.local(`SELECT description || ' ' || (metadata->>'r') FROM stripe.customers WHERE id = $1`, row[0]); l != row[1]+" "+row[2] {
-			t.Fatalf("local %q, returned %v", l, row)
-		}
-	}
+	agree(r.rows)
 }
 
 // TestUpdateRechecksChangedRow: a row another session changed
