@@ -140,10 +140,11 @@
 // evaluated first, alone, each once (one more round trip each, and one for
 // their column types), and every query then reads their rows as data (in
 // text form; one with a column of an anonymous record type, which can't be
-// read back, stays as written and is evaluated anew). Unlike Postgres, such a WITH query is read to
-// its end even where the statement would have stopped early (a LIMIT over
-// an unbounded recursive one). The re-evaluation of an UPDATE's row changed
-// by another write meanwhile evaluates the other WITH queries anew.
-// Triggers on stripe tables fire on
-// pgstripe's own connection (the apply), not the client's.
+// read back, stays as written and is evaluated anew). Unlike Postgres,
+// such a WITH query is read to its end even where the statement would
+// have stopped early (a LIMIT over an unbounded recursive one). The
+// re-evaluation of an UPDATE's row changed by another write meanwhile
+// evaluates the other WITH queries anew. Triggers on stripe tables fire
+// on pgstripe's own connection (the apply), not the client's, with its
+// search_path (pg_catalog, pg_temp).
 package writethrough

@@ -75,10 +75,12 @@
 // applied per table; lag_seconds is the age of the newest complete poll
 // when the status was written (Stripe's own visibility delay can't be
 // seen), and, once no poll has completed for 10 s, its age now (the view
-// adds the age of updated_at, which a failing poll leaves alone); a failing poll shows in last_error ("events: …") until the next
-// success clears it. Metrics: pgstripe_events_applied_total{type} and
+// adds the age of updated_at, which a failing poll leaves alone); a
+// failing poll shows in last_error ("events: …") until the next success
+// clears it. Metrics: pgstripe_events_applied_total{type},
 // pgstripe_event_lag_seconds (commit − event.created, whole seconds, so up
-// to 1 s high).
+// to 1 s high) and pgstripe_events_polled_timestamp_seconds (when the
+// newest complete poll began).
 //
 // Event routing (RouteEvent) uses data.object.object through
 // schema.ByObject; *.deleted removes the row and its children with a
