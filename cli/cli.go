@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -34,7 +35,44 @@ func commands() []command {
 		{"status", "", "print per-object sync state", runStatus},
 		{"emulator", "[flags]", "run the Stripe API emulator", runEmulator},
 		{"demo", "", "throwaway Postgres + seeded emulator + serve, with a ready psql command", runDemo},
+		{"version", "", "print the build's version, commit and Go version", runVersion},
 	}
+}
+
+// runVersion prints what a bug report needs: the module version (a tag, or
+// "(devel)" for a source build), the commit it was built from (marked
+// "+dirty" with local changes) and the Go version.
+func runVersion(_ context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		fmt.Fprintf(env.Stderr, "pgstripe version: no arguments expected, got %q\n", args[0])
+		return errUsage
+	}
+	fmt.Fprintln(env.Stdout, versionLine())
+	return nil
+}
+
+func versionLine() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "pgstripe (unknown build)"
+	}
+	line := "pgstripe " + bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev != "" {
+		line += " " + rev[:min(len(rev), 12)]
+		if modified == "true" {
+			line += "+dirty"
+		}
+	}
+	return line + " " + bi.GoVersion
 }
 
 func usage(w io.Writer) {
@@ -53,9 +91,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "help":
+		if len(args) > 1 {
+			args = []string{args[1], "--help"} // as 'pgstripe <command> --help'
+			break
+		}
 		usage(stdout)
 		return 0
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "--version", "-version":
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

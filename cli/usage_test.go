@@ -40,3 +40,24 @@ func TestEmulatorUsageExit2(t *testing.T) {
 		t.Errorf("emulator --help: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// 'pgstripe help <command>' prints that command's flags, as
+// 'pgstripe <command> --help' does; 'version' and '--version' print one
+// line naming the Go version, for bug reports.
+func TestHelpCommandAndVersion(t *testing.T) {
+	if code, out, errs := run(t, nil, "help", "backfill"); code != 0 || !strings.Contains(out+errs, "Usage of pgstripe backfill") || !strings.Contains(out+errs, "-objects") {
+		t.Errorf("help backfill: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := run(t, nil, "help", "nope"); code != 2 || !strings.Contains(errs, `unknown command "nope"`) {
+		t.Errorf("help nope: exit %d, stderr %q", code, errs)
+	}
+	for _, arg := range []string{"version", "--version"} {
+		code, out, errs := run(t, nil, arg)
+		if code != 0 || !strings.HasPrefix(out, "pgstripe ") || !strings.Contains(out, "go1.") || strings.Count(out, "\n") != 1 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, out, errs)
+		}
+	}
+	if code, _, _ := run(t, nil, "version", "extra"); code != 2 {
+		t.Errorf("version extra: exit %d, want 2", code)
+	}
+}
