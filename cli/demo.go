@@ -85,7 +85,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	show := progressPrinter(out, tty, nil)
 	progress := func(p backfill.Progress) {
 		show(p)
-		if p.Done {
+		if p.Done && !p.Stopped {
 			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen, cfg.DatabaseURL) })
 		}
 	}

@@ -131,7 +131,7 @@ func progressPrinter(w io.Writer, tty *ttyTable, log *slog.Logger) func(backfill
 		}
 		log.Info("backfill progress", "elapsed", p.Elapsed.Round(time.Second).String(), "rows", rows,
 			"requests", p.Requests, "requests_per_sec", fmt.Sprintf("%.1f", p.RequestsPerSec),
-			"rate_limit", fmt.Sprintf("%.1f", p.Rate), "objects_in_progress", active, "done", p.Done)
+			"rate_limit", fmt.Sprintf("%.1f", p.Rate), "objects_in_progress", active, "done", p.Done && !p.Stopped, "stopped", p.Stopped)
 	}
 }
 

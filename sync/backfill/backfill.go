@@ -613,7 +613,7 @@ func (r *runner) loop(ctx context.Context) error {
 				fatal = err
 			}
 		case <-tick.C:
-			r.report(false)
+			r.report(false, false)
 		case <-idle:
 		case <-ctx.Done():
 		}
@@ -621,7 +621,7 @@ func (r *runner) loop(ctx context.Context) error {
 	if fatal == nil && ctx.Err() == nil {
 		fatal = r.failBlocked(ctx)
 	}
-	r.report(true)
+	r.report(true, fatal != nil || ctx.Err() != nil)
 	if fatal != nil {
 		return fatal
 	}

@@ -260,7 +260,7 @@ func TestBackfillMatchesEmulator(t *testing.T) {
 	if gotUpcoming != wantUpcoming || wantUpcoming == 0 {
 		t.Errorf("upcoming_invoices: %d rows, want %d (of %d customers with live subscriptions)", gotUpcoming, wantUpcoming, len(live))
 	}
-	if !last.Done || len(last.Objects) == 0 {
+	if !last.Done || last.Stopped || len(last.Objects) == 0 {
 		t.Errorf("final progress %+v", last)
 	}
 	ctx := context.Background()
@@ -511,4 +511,31 @@ func mustPost(t *testing.T, c *stripeapi.Client, path string, q url.Values) stri
 		t.Fatal(err)
 	}
 	return id
+}
+
+// A backfill cancelled part-way reports a last progress that says it
+// stopped, not that it is done (an operator's Ctrl-C showed "done").
+func TestCancelledBackfillReportsStopped(t *testing.T) {
+	v := setup(t, emulator.Options{Latency: 20 * time.Millisecond})
+	if err := v.e.Seed(40, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var last backfill.Progress
+	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 50), ProgressInterval: 20 * time.Millisecond,
+		Progress: func(p backfill.Progress) {
+			last = p
+			if p.Requests > 3 {
+				cancel()
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want context.Canceled", err)
+	}
+	var b strings.Builder
+	last.Render(&b)
+	if !last.Done || !last.Stopped || !strings.HasPrefix(b.String(), "backfill stopped") {
+		t.Errorf("last progress Done %v Stopped %v, rendered %q", last.Done, last.Stopped, b.String())
+	}
 }

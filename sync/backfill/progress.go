@@ -19,7 +19,9 @@ type Progress struct {
 	Target         int     // worker target (Little's law)
 	Queued         int     // slices waiting for a worker
 	Objects        []ObjectProgress
-	Done           bool
+	// Done: the run has ended (the last report); Stopped: it ended
+	// before completing (cancelled, or a database error).
+	Done, Stopped bool
 }
 
 // ObjectProgress is one object type's part of Progress.
@@ -36,12 +38,12 @@ type ObjectProgress struct {
 	Error string
 }
 
-func (r *runner) snapshot(done bool) Progress {
+func (r *runner) snapshot(done, stopped bool) Progress {
 	el := time.Since(r.start)
 	secs := max(el.Seconds(), 0.001)
 	p := Progress{
 		Elapsed: el, Requests: r.requests.Load(), Rate: r.cfg.Client.Limiter().Effective(),
-		Workers: r.inflight, Target: int(r.target.Load()), Queued: len(r.queue), Done: done,
+		Workers: r.inflight, Target: int(r.target.Load()), Queued: len(r.queue), Done: done, Stopped: stopped,
 	}
 	p.RequestsPerSec = float64(p.Requests) / secs
 	for _, n := range r.order {
@@ -78,14 +80,14 @@ func (r *runner) snapshot(done bool) Progress {
 	return p
 }
 
-func (r *runner) report(done bool) {
+func (r *runner) report(done, stopped bool) {
 	if r.cfg.Progress == nil {
 		return
 	}
 	if !done && time.Since(r.parentsCounted) > 5*time.Second {
 		r.countParents()
 	}
-	r.cfg.Progress(r.snapshot(done))
+	r.cfg.Progress(r.snapshot(done, stopped))
 }
 
 // countParents refreshes the pending per-parent lists (for ETAs); a failure
@@ -115,7 +117,10 @@ func (r *runner) countParents() {
 // Render writes p as a small table (the CLI redraws it each second).
 func (p Progress) Render(w io.Writer) {
 	state := "running"
-	if p.Done {
+	switch {
+	case p.Stopped:
+		state = "stopped"
+	case p.Done:
 		state = "done"
 	}
 	fmt.Fprintf(w, "backfill %s: %s elapsed, %d requests (%.1f/s of %.0f/s), %d in flight (target %d), %d queued\n",
