@@ -66,9 +66,9 @@ type parentList struct {
 	key func(fields map[string]json.RawMessage) string
 }
 
-// ListedPer returns the parent table of a table listed once per parent
+// listedPer returns the parent table of a table listed once per parent
 // object (payment_methods per customer, …).
-func ListedPer(table string) (parent string, ok bool) {
+func listedPer(table string) (parent string, ok bool) {
 	pl, ok := perParent[table]
 	return pl.parent, ok
 }
@@ -1142,7 +1142,7 @@ func sweep(ctx context.Context, tx pgx.Tx, object string) (int, error) {
 	// A table listed per parent did not list the parents the parent
 	// table's refused clocks hid.
 	refused := []string{object}
-	if parent, ok := ListedPer(object); ok {
+	if parent, ok := listedPer(object); ok {
 		refused = append(refused, parent)
 	}
 	var keepClocks bool

@@ -13,8 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/leader"
-	"github.com/pgstripe/pgstripe/schema"
-	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 )
@@ -126,8 +124,10 @@ func logEntry(ctx context.Context, tx pgx.Tx, kind string, detail map[string]any
 //     never the polling).
 //  2. Config.Backfill(T) backfills every table completely: every object
 //     that exists is written with _as_of ≥ T.
-//  3. Rows still older than T belong to objects that no longer exist: they
-//     are deleted and tombstoned (so no replayed event brings them back).
+//  3. Rows still older than that belong to objects that no longer exist:
+//     the backfill deletes and tombstones them as each table completes
+//     (so no replayed event brings them back; a table that failed keeps
+//     its rows), and logs how many, which rebackfill_complete sums.
 //  4. The cursor restarts at T; events since then are replayed as after
 //     any backfill. Customers with subscriptions get their upcoming
 //     invoice refreshed.
@@ -192,39 +192,23 @@ func (p *poller) rebackfill(ctx context.Context, reason string) error {
 	swept := map[string]int{}
 	next := Cursor{CheckedThrough: T, BalanceCheckedThrough: T, LastEventID: start.LastEventID, LastEventAt: start.LastEventAt}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
-		// A key refused the test clocks list (403) left the clocks'
-		// objects out of this re-backfill's pages, also in an attempt
-		// before a restart: their rows are all the data there is, as for
-		// a failed table.
-		clocksRefused := map[string]bool{}
-		rows, err := tx.Query(ctx, `SELECT DISTINCT detail->>'object' FROM stripe_sync.log
-WHERE kind = 'backfill_test_clocks_refused'
-  AND id > (SELECT coalesce(max(id), 0) FROM stripe_sync.log WHERE kind = 'rebackfill_started')`)
+		// Each table's backfill removed, at its completion, the rows of
+		// objects that are gone (also in an attempt before a restart):
+		// what it logged is the re-backfill's count.
+		rows, err := tx.Query(ctx, `SELECT detail->>'object', sum((detail->>'removed')::int)::int FROM stripe_sync.log
+WHERE kind = 'backfill_object_complete' AND (detail->>'removed')::int > 0
+  AND id > (SELECT coalesce(max(id), 0) FROM stripe_sync.log WHERE kind = 'rebackfill_started')
+GROUP BY 1`)
 		if err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
-		objs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
+		var object string
+		var n int
+		if _, err := pgx.ForEachRow(rows, []any{&object, &n}, func() error {
+			swept[object] = n
+			return nil
+		}); err != nil {
 			return fmt.Errorf("events: %w", err)
-		}
-		for _, o := range objs {
-			clocksRefused[o] = true
-		}
-		for _, t := range schema.Tables() {
-			if t.Parent != nil || failed[t.Name] {
-				continue // children go with their parents (store.Delete, prune on replace)
-			}
-			keepClocks := clocksRefused[t.Name]
-			if parent, ok := backfill.ListedPer(t.Name); ok && clocksRefused[parent] {
-				keepClocks = true // its parents on clocks were not listed
-			}
-			n, err := store.Sweep(ctx, tx, t.Name, T, keepClocks)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				swept[t.Name] = n
-			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.applied_events`); err != nil {
 			return fmt.Errorf("events: %w", err)

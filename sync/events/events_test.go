@@ -532,6 +532,11 @@ func TestRebackfillAfterRetention(t *testing.T) {
 	if !tomb {
 		t.Errorf("customer %s deleted during the outage was not tombstoned", gone)
 	}
+	var removed int
+	v.pool.QueryRow(ctx, `SELECT coalesce((detail->'removed'->>'customers')::int, 0) FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&removed)
+	if removed != 1 {
+		t.Errorf("rebackfill_complete logs %d customers removed, want 1", removed)
+	}
 }
 
 // workload issues random mutations through the API, remembering ids.
