@@ -361,7 +361,9 @@ func init() {
 			}
 			obj["evidence"] = cur
 		}
-		if getStr(obj, "status") == "needs_response" {
+		// submit (default true) sends the evidence to the bank; false
+		// only stages it, and the dispute still needs a response.
+		if submit, ok := c.params["submit"].(bool); getStr(obj, "status") == "needs_response" && (!ok || submit) {
 			obj["status"] = "under_review"
 		}
 		return nil

@@ -242,7 +242,20 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 			if nv == nil {
 				continue
 			}
-			return RowCalls{}, readOnlyColumn(t, f.Column, "update")
+			if !st.Ops.Update {
+				// Not a column Stripe's update lacks: Stripe has no update
+				// of this object at all, only its status endpoints.
+				msg := st.Ops.NoUpdate
+				if msg == "" {
+					msg = st.Ops.possible(t.Name)
+				}
+				return RowCalls{}, errorf(CodeFeatureNotSupported, "Stripe cannot update %s", t.Name).withHint("%s", msg)
+			}
+			e := readOnlyColumn(t, f.Column, "update")
+			if f.Column == "status" && st.Ops.StatusHint != "" {
+				e.Hint = st.Ops.StatusHint
+			}
+			return RowCalls{}, e
 		case RoleStatus:
 			s, ok := nv.(string)
 			path := st.Ops.Status[s]

@@ -29,6 +29,10 @@ type Ops struct {
 	Attach string
 	// AttachPath and DetachPath are the endpoints for Attach.
 	AttachPath, DetachPath string
+	// StatusHint, when set, says how to change the status of an object
+	// whose status column maps to no endpoint (a subscription is canceled
+	// by DELETE).
+	StatusHint string
 	// OwnerColumn, when set, is a column whose value on INSERT is sent as
 	// owner[type]=<column>&owner[<column>]=<value> (tax_ids.customer).
 	OwnerColumn string
@@ -45,8 +49,9 @@ var ops = map[string]*Ops{
 	"promotion_codes":    {Create: true, Update: true, NoDelete: "deactivate one with UPDATE stripe.promotion_codes SET active = false"},
 	"tax_ids": {Create: true, Delete: true, OwnerColumn: "customer",
 		NoUpdate: "DELETE it and INSERT a new one"},
-	"prices":        {Create: true, Update: true, NoDelete: "set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
-	"subscriptions": {Create: true, Update: true, Delete: true},
+	"prices": {Create: true, Update: true, NoDelete: "set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
+	"subscriptions": {Create: true, Update: true, Delete: true,
+		StatusHint: "cancel a subscription with DELETE FROM stripe.subscriptions WHERE …, or at the end of its period with SET cancel_at_period_end = true"},
 	"invoices": {Create: true, Update: true, Delete: true, Status: map[string]string{
 		"open":          "/v1/invoices/{id}/finalize",
 		"paid":          "/v1/invoices/{id}/pay",
@@ -59,11 +64,33 @@ var ops = map[string]*Ops{
 		Status: map[string]string{"canceled": "/v1/setup_intents/{id}/cancel"}},
 	"payment_methods": {Create: true, Update: true, NoDelete: "detach with UPDATE stripe.payment_methods SET customer = NULL",
 		Attach: "customer", AttachPath: "/v1/payment_methods/{id}/attach", DetachPath: "/v1/payment_methods/{id}/detach"},
-	"refunds": {Create: true, Update: true, NoDelete: "a refund cannot be undone; UPDATE changes its metadata"},
+	// Stripe cancels only a refund that awaits customer action
+	// (requires_action); any other refund cannot be undone.
+	"refunds": {Create: true, Update: true, NoDelete: "cancel a refund awaiting customer action with UPDATE stripe.refunds SET status = 'canceled'; other refunds cannot be undone",
+		Status: map[string]string{"canceled": "/v1/refunds/{id}/cancel"}},
+	// Charges are refunded, not deleted. Creating one is Stripe's legacy
+	// API (PaymentIntents replace it) but Stripe still has it.
+	"charges": {Create: true, Update: true, NoDelete: "refund it with INSERT INTO stripe.refunds (charge, amount) VALUES (…)"},
+	// A dispute is opened by the cardholder's bank; closing it accepts
+	// the loss (status lost).
+	"disputes": {Update: true, NoDelete: "close it (accepting the loss) with UPDATE stripe.disputes SET status = 'lost'",
+		Status: map[string]string{"lost": "/v1/disputes/{id}/close"}},
+	"payouts": {Create: true, Update: true, NoDelete: "cancel a pending payout with UPDATE stripe.payouts SET status = 'canceled'",
+		Status: map[string]string{"canceled": "/v1/payouts/{id}/cancel"}},
+	"subscription_schedules": {Create: true, Update: true,
+		NoDelete: "cancel one (and its subscription) with UPDATE stripe.subscription_schedules SET status = 'canceled', or release its subscription with status = 'released'",
+		Status: map[string]string{
+			"canceled": "/v1/subscription_schedules/{id}/cancel",
+			"released": "/v1/subscription_schedules/{id}/release",
+		}},
 	// Stripe updates a credit note's memo and metadata, and voids one.
 	"credit_notes": {Create: true, Update: true, NoDelete: "void one with UPDATE stripe.credit_notes SET status = 'void'",
 		Status: map[string]string{"void": "/v1/credit_notes/{id}/void"}},
-	"checkout_sessions": {Create: true, NoUpdate: "only INSERT is supported on stripe.checkout_sessions", NoDelete: "only INSERT is supported on stripe.checkout_sessions"},
+	// Stripe has no update of a checkout session under 2023-10-16, only
+	// its expiry.
+	"checkout_sessions": {Create: true, NoUpdate: "Stripe only expires a checkout session: UPDATE stripe.checkout_sessions SET status = 'expired'",
+		NoDelete: "expire an open session with UPDATE stripe.checkout_sessions SET status = 'expired'",
+		Status:   map[string]string{"expired": "/v1/checkout/sessions/{id}/expire"}},
 }
 
 // OpsFor returns the operations pgstripe supports on table (nil: read-only).
@@ -79,11 +106,22 @@ func WritableTables() []string {
 	return out
 }
 
+// readOnly says, for the tables without Ops, what changes them instead:
+// the list of writable tables alone would leave a user guessing.
+var readOnly = map[string]string{
+	"balance_transactions": "Stripe records a balance transaction itself for each charge, refund, payout or fee; there is no endpoint that writes one",
+	"upcoming_invoices":    "Stripe computes a customer's upcoming invoice from its subscriptions and pending invoice items: write stripe.subscriptions, stripe.subscription_items or stripe.invoiceitems",
+	"invoice_line_items":   "an invoice's lines come from its invoice items and subscriptions: add, change or remove a line of a draft invoice through stripe.invoiceitems (INSERT INTO stripe.invoiceitems (customer, invoice, …))",
+}
+
 // readOnlyTable is the error for any write to a table Stripe (or pgstripe)
 // doesn't write.
 func readOnlyTable(t string) *Error {
-	return errorf(CodeFeatureNotSupported, "stripe.%s is read-only: pgstripe cannot write it to Stripe", t).
-		withHint("writable tables: %s", strings.Join(WritableTables(), ", "))
+	e := errorf(CodeFeatureNotSupported, "stripe.%s is read-only: pgstripe cannot write it to Stripe", t)
+	if h, ok := readOnly[t]; ok {
+		return e.withHint("%s", h)
+	}
+	return e.withHint("writable tables: %s", strings.Join(WritableTables(), ", "))
 }
 
 // possible names the statements a table accepts, for error hints.
@@ -128,6 +166,7 @@ var metaColumns = map[string]string{
 // changing one is an error. TestResponseOnlyMatchesSpec keeps the
 // list equal to the spec.
 var responseOnly = map[string][]string{
+	"charges.fraud_details":                  {"stripe_report"},
 	"customers.cash_balance":                 {"available", "customer", "livemode", "object", "settings.using_merchant_default"},
 	"customers.shipping":                     {"carrier", "tracking_number"},
 	"customers.tax":                          {"automatic_tax", "location"},

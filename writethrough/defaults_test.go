@@ -20,7 +20,7 @@ import (
 func TestSetByStripeDefaultsThroughProxy(t *testing.T) {
 	e := setup(t)
 	// A role with no USAGE on stripe_sync, as an application's would be.
-	role := e.asRole(`GRANT SELECT, INSERT, UPDATE, DELETE ON stripe.prices, stripe.charges TO $role`)
+	role := e.asRole(`GRANT SELECT, INSERT, UPDATE, DELETE ON stripe.prices, stripe.disputes TO $role`)
 	pu, err := url.Parse(e.proxied())
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +90,9 @@ func TestSetByStripeDefaultsThroughProxy(t *testing.T) {
 				return
 			}
 			// A table Stripe can't create: write-through's own refusal.
-			_, err = c.Exec(e.ctx, `INSERT INTO stripe.charges DEFAULT VALUES`)
+			_, err = c.Exec(e.ctx, `INSERT INTO stripe.disputes DEFAULT VALUES`)
 			if sqlstate(err) != "0A000" || strings.Contains(err.Error(), "connect to the proxy port") {
-				t.Errorf("charges DEFAULT VALUES: %v", err)
+				t.Errorf("disputes DEFAULT VALUES: %v", err)
 			}
 		})
 	}

@@ -259,6 +259,6 @@ func walkTables(w *walker) {
 	w.exec("UPDATE 1", `UPDATE stripe.payment_methods SET customer = NULL WHERE id = $1`, pm)
 	w.local("payment_methods", pm, "customer", "NULL")
 
-	// Anything else: refused, naming what is possible.
-	w.refused("0A000", `UPDATE stripe.charges SET description = 'x' WHERE id = $1`, charge)
+	// Tables Stripe has no write for: refused, saying what to do instead.
+	w.refused("0A000", `UPDATE stripe.balance_transactions SET description = 'x' WHERE source = $1`, charge)
 }

@@ -316,7 +316,7 @@ func TestRejectedBeforeAnyCall(t *testing.T) {
 	e.fails("0A000", `INSERT INTO stripe.customers (email) SELECT 'a@b.co'`)
 	e.fails("0A000", `DELETE FROM stripe.prices WHERE id = 'x'`)
 	e.fails("0A000", `TRUNCATE stripe.customers`)
-	e.fails("0A000", `INSERT INTO stripe.charges (amount) VALUES (1)`)
+	e.fails("0A000", `INSERT INTO stripe.disputes (amount) VALUES (1)`)
 	e.fails("22P02", `INSERT INTO stripe.customers (email, balance) VALUES ('a@b.co', 'many')`)
 	rows := make([]string, 101)
 	for i := range rows {

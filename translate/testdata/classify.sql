@@ -101,7 +101,7 @@ ALTER TABLE stripe.customers ADD COLUMN note text
 INSERT INTO stripe.customers (email VALUES
 
 -- case: read-only table
-INSERT INTO stripe.charges (amount, currency) VALUES (100, 'usd')
+INSERT INTO stripe.balance_transactions (amount, currency) VALUES (100, 'usd')
 
 -- case: read-only table, update
 UPDATE stripe.balance_transactions SET description = 'x'

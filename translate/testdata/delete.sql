@@ -33,3 +33,24 @@ DELETE FROM stripe.customers c USING public.banned b WHERE b.email = c.email RET
 
 -- case: delete of a read-only table
 DELETE FROM stripe.charges
+
+-- case: refunds are canceled, not deleted
+DELETE FROM stripe.refunds WHERE id = 're_1'
+
+-- case: checkout sessions are expired, not deleted
+DELETE FROM stripe.checkout_sessions WHERE id = 'cs_1'
+
+-- case: payouts are canceled, not deleted
+DELETE FROM stripe.payouts WHERE id = 'po_1'
+
+-- case: subscription schedules are canceled or released, not deleted
+DELETE FROM stripe.subscription_schedules WHERE id = 'sub_sched_1'
+
+-- case: disputes are closed, not deleted
+DELETE FROM stripe.disputes WHERE id = 'dp_1'
+
+-- case: invoice lines go with their invoice items
+DELETE FROM stripe.invoice_line_items WHERE id = 'il_1'
+
+-- case: upcoming invoices are computed
+DELETE FROM stripe.upcoming_invoices WHERE customer = 'cus_1'

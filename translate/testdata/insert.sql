@@ -104,3 +104,24 @@ INSERT INTO stripe.customers (email, _params) VALUES ('a@b.co', '{"email": "b@b.
 -- case: _params must be an object
 INSERT INTO stripe.customers (email, _params) VALUES ('a@b.co', '[1]')
 -- row: ["a@b.co", [1]]
+
+-- case: charge (Stripe's legacy create)
+INSERT INTO stripe.charges (amount, currency, _params) VALUES (1000, 'usd', '{"source": "tok_visa"}')
+-- row: [1000, "usd", {"source": "tok_visa"}]
+
+-- case: payout
+INSERT INTO stripe.payouts (amount, currency) VALUES (500, 'usd')
+-- row: [500, "usd"]
+
+-- case: subscription schedule
+INSERT INTO stripe.subscription_schedules (customer, phases) VALUES ('cus_1', '[{"items":[{"price":"price_1"}]}]')
+-- row: ["cus_1", [{"items": [{"price": "price_1"}]}]]
+
+-- case: disputes are opened by the bank
+INSERT INTO stripe.disputes (charge) VALUES ('ch_1')
+
+-- case: invoice lines come from invoice items
+INSERT INTO stripe.invoice_line_items (invoice, amount) VALUES ('in_1', 100)
+
+-- case: upcoming invoices are computed
+INSERT INTO stripe.upcoming_invoices (customer) VALUES ('cus_1')

@@ -180,3 +180,46 @@ UPDATE stripe.payment_methods SET card = card || '{"exp_month": 12}' WHERE id = 
 -- case: payment intent transfer_data: the update takes the amount only
 UPDATE stripe.payment_intents SET transfer_data = '{"amount": 500}' WHERE id = 'pi_1'
 -- row: ["pi_1", {"amount": 500}, {"amount": 1000, "destination": "acct_1"}]
+
+-- case: refund cancel
+UPDATE stripe.refunds SET status = 'canceled' WHERE id = 're_1'
+-- row: ["re_1", "canceled", "requires_action"]
+
+-- case: checkout session expire
+UPDATE stripe.checkout_sessions SET status = 'expired' WHERE id = 'cs_1'
+-- row: ["cs_1", "expired", "open"]
+
+-- case: checkout sessions: no other update
+UPDATE stripe.checkout_sessions SET success_url = $1 WHERE id = 'cs_1'
+-- row: ["cs_1", "https://x.test/new", "https://x.test/ok"]
+
+-- case: checkout sessions: status without an endpoint
+UPDATE stripe.checkout_sessions SET status = 'complete' WHERE id = 'cs_1'
+-- row: ["cs_1", "complete", "open"]
+
+-- case: charge update
+UPDATE stripe.charges SET description = 'order 7', metadata = '{"k":"v"}' WHERE id = 'ch_1'
+-- row: ["ch_1", "order 7", null, {"k": "v"}, {}]
+
+-- case: payout metadata and cancel
+UPDATE stripe.payouts SET metadata = '{"k":"v"}', status = 'canceled' WHERE id = 'po_1'
+-- row: ["po_1", {"k": "v"}, {}, "canceled", "pending"]
+
+-- case: subscription schedule release and cancel
+UPDATE stripe.subscription_schedules SET status = $1 WHERE customer = 'cus_1'
+-- row: ["sub_sched_1", "released", "active"]
+-- row: ["sub_sched_2", "canceled", "not_started"]
+
+-- case: dispute evidence, then close
+UPDATE stripe.disputes SET evidence = '{"product_description":"a hat"}', status = 'lost' WHERE id = 'dp_1'
+-- row: ["dp_1", {"product_description": "a hat"}, {}, "lost", "needs_response"]
+
+-- case: invoice lines are read-only, with a hint
+UPDATE stripe.invoice_line_items SET description = 'x' WHERE id = 'il_1'
+
+-- case: balance transactions are read-only, with a hint
+UPDATE stripe.balance_transactions SET description = 'x' WHERE id = 'txn_1'
+
+-- case: subscriptions are canceled by DELETE, not by status
+UPDATE stripe.subscriptions SET status = 'canceled' WHERE id = 'sub_1'
+-- row: ["sub_1", "canceled", "active"]

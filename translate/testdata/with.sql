@@ -62,7 +62,7 @@ WITH c AS (SELECT 'cus_1'::text AS id) DELETE FROM customers WHERE id IN (SELECT
 WITH x AS (DELETE FROM public.t RETURNING id) DELETE FROM customers WHERE id IN (SELECT id FROM x)
 
 -- case: with on a read-only table
-WITH c AS (SELECT 1) DELETE FROM stripe.charges WHERE false
+WITH c AS (SELECT 1) DELETE FROM stripe.balance_transactions WHERE false
 
 -- case: with inside insert values is still insert select
 INSERT INTO stripe.customers (email) WITH c AS (SELECT 'a' AS e) VALUES ((SELECT e FROM c))

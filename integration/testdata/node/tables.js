@@ -119,8 +119,8 @@ async function main() {
     // payment_methods: detach
     await q('UPDATE stripe.customers SET invoice_settings = $1 WHERE id = $2', [{ default_payment_method: '' }, cus]);
     await q('UPDATE stripe.payment_methods SET customer = $1 WHERE id = $2 RETURNING customer', [null, pm]);
-    // every other table
-    await q('UPDATE stripe.charges SET description = $1 WHERE id = $2', ['x', charge]);
+    // tables Stripe has no write for
+    await q('UPDATE stripe.balance_transactions SET description = $1 WHERE source = $2', ['x', charge]);
   } finally {
     await client.end();
   }

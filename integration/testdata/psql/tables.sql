@@ -131,7 +131,7 @@ RETURNING mode, status;
 UPDATE stripe.customers SET invoice_settings = '{"default_payment_method": ""}' WHERE id = :'cus';
 UPDATE stripe.payment_methods SET customer = NULL WHERE id = :'pm' RETURNING customer;
 
--- every other table: refused, naming the writable ones
-UPDATE stripe.charges SET description = 'x' WHERE id = :'charge';
+-- tables Stripe has no write for: refused, saying what to do instead
+UPDATE stripe.invoice_line_items SET description = 'x' WHERE invoice = :'inv_paid';
 INSERT INTO stripe.balance_transactions (amount) VALUES (1);
 DELETE FROM stripe.upcoming_invoices WHERE customer = :'cus';
