@@ -157,6 +157,15 @@ func (r Result) OK() bool {
 		r.ReadMisses == 0 && r.UpdateMisses == 0 && r.CleanShutdown
 }
 
+// Failure is nil when the run is OK, else says what went wrong.
+func (r Result) Failure() error {
+	if r.OK() {
+		return nil
+	}
+	return fmt.Errorf("%d missing, %d extra, %d stale, %d duplicates, %d lost writes, %d read-your-write misses, %d update misses, %d status rows not live, clean shutdown %v; %v",
+		r.Missing, r.Extra, r.Stale, r.DuplicatesCreated, r.LostWrites, r.ReadMisses, r.UpdateMisses, r.NotLive, r.CleanShutdown, r.Details)
+}
+
 const apiKey = "sk_test_chaosRunKeyDoNotLog4242"
 
 func (o *Options) defaults() {

@@ -2,7 +2,7 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,12 +14,10 @@ import (
 
 // Command is `pgstripe-bench chaos [flags]`: it parses args, runs Run with
 // progress on log, and returns the Result (the caller prints it as the last
-// JSON line). A run whose Result is not OK prints the Result to stdout
-// itself and returns an error, so the command exits non-zero with the
-// figures still last on stdout.
+// JSON line and fails when Result.Failure is not nil).
 func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
-	fs.SetOutput(log)
+	fs.SetOutput(io.Discard) // a bad value is one line, printed by the caller
 	var o Options
 	fs.IntVar(&o.Kills, "kills", 20, "SIGKILLs of pgstripe serve")
 	fs.IntVar(&o.PGRestarts, "pg-restarts", 2, "Postgres restarts (every second one a crash)")
@@ -37,6 +35,10 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 	binary := fs.String("binary", "", "pgstripe binary (default: go build ./cmd/pgstripe)")
 	serveLog := fs.String("serve-log", "", "file for pgstripe serve's output")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(log)
+			fs.Usage()
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -71,18 +73,7 @@ func Command(ctx context.Context, args []string, log io.Writer) (any, error) {
 		defer f.Close()
 		o.ServeLog = f
 	}
-	res, err := Run(ctx, o)
-	if err != nil {
-		return res, err
-	}
-	if !res.OK() {
-		// pgstripe-bench prints the result only on success: print it here,
-		// so the figures are still the last line of stdout, and fail.
-		if b, err := json.Marshal(res); err == nil {
-			fmt.Fprintln(os.Stdout, string(b))
-		}
-		return res, fmt.Errorf("chaos run failed: %d missing, %d extra, %d stale, %d duplicates, %d lost writes, %d read-your-write misses, clean shutdown %v; %v",
-			res.Missing, res.Extra, res.Stale, res.DuplicatesCreated, res.LostWrites, res.ReadMisses, res.CleanShutdown, res.Details)
-	}
-	return res, nil
+	// A run that is not OK is returned without an error: pgstripe-bench
+	// prints its figures as the last line and exits non-zero (Failure).
+	return Run(ctx, o)
 }

@@ -43,7 +43,7 @@ func runFleet(ctx context.Context, args []string, log io.Writer) (any, error) {
 	latency := fs.Duration("latency", 50*time.Millisecond, "emulated Stripe latency")
 	customers := fs.Int("customers", 3000, "seeded customers (the backfill must outlast the writes)")
 	rate := fs.Float64("rate", 20, "the fleet's rate limit, requests/s")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, log); err != nil {
 		return nil, err
 	}
 	cluster, err := pgcluster.Start(ctx, pgcluster.Options{})

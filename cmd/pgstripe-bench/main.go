@@ -49,28 +49,52 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" {
-		usage(os.Stderr)
-		os.Exit(2)
-	}
-	sc, ok := scenarios[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "pgstripe-bench: unknown scenario %q\n", os.Args[1])
-		usage(os.Stderr)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := sc.run(ctx, os.Args[2:], os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// verified is implemented by results that compare the tables with the
+// emulator: Failure is nil when they matched.
+type verified interface{ Failure() error }
+
+// run runs one scenario and returns the exit status. Acceptance checks read
+// the last line of stdout and the status, so a run whose verification
+// failed still prints its figures but exits 1: wrong rows are a failed
+// benchmark, not a slow one.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" {
+		usage(stderr)
+		return 2
+	}
+	sc, ok := scenarios[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "pgstripe-bench: unknown scenario %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	res, err := sc.run(ctx, args[1:], stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
-		fmt.Fprintf(os.Stderr, "pgstripe-bench %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		fmt.Fprintf(stderr, "pgstripe-bench %s: %v\n", args[0], err)
+		return 1
 	}
-	b, _ := json.Marshal(res)
-	fmt.Println(string(b))
+	b, err := json.Marshal(res)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgstripe-bench %s: result: %v\n", args[0], err)
+		return 1
+	}
+	fmt.Fprintln(stdout, string(b))
+	if v, ok := res.(verified); ok {
+		if err := v.Failure(); err != nil {
+			fmt.Fprintf(stderr, "pgstripe-bench %s: verification failed: %v\n", args[0], err)
+			return 1
+		}
+	}
+	return 0
 }
 
 // quietLogger sends warnings and errors to w (progress goes there too).
@@ -87,8 +111,16 @@ func perSecond(s string) (float64, error) {
 	return v, nil
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses a scenario's flags. A bad value is returned as the
+// one-line error main prints (the flag package would print it and the whole
+// usage first); -h prints the usage on log.
+func parseFlags(fs *flag.FlagSet, args []string, log io.Writer) error {
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(log)
+			fs.Usage()
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -42,7 +42,7 @@ func runMemory(ctx context.Context, args []string, log io.Writer) (any, error) {
 	fs := flag.NewFlagSet("memory", flag.ContinueOnError)
 	n := fs.Int("customers", 1_000_000, "customers in the account")
 	rate := fs.Float64("rate", 5000, "pgstripe's rate limit (requests/s)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, log); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "pgstripe-memory-")
@@ -130,4 +130,12 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// Failure reports rows that differ from the emulator.
+func (r memoryResult) Failure() error {
+	if r.Missing+r.Extra+r.Stale == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d missing, %d extra, %d stale rows", r.Missing, r.Extra, r.Stale)
 }

@@ -44,12 +44,16 @@ type Options struct {
 
 // Case is one (mode, clients) measurement.
 type Case struct {
-	Mode      string    `json:"mode"`
-	Clients   int       `json:"clients"`
-	DirectTPS float64   `json:"direct_tps"`
-	ProxyTPS  float64   `json:"proxy_tps"`
-	Ratio     float64   `json:"ratio"`
-	Ratios    []float64 `json:"round_ratios"`
+	Mode      string  `json:"mode"`
+	Clients   int     `json:"clients"`
+	DirectTPS float64 `json:"direct_tps"`
+	ProxyTPS  float64 `json:"proxy_tps"`
+	// Ratio is ProxyTPS ÷ DirectTPS (the means over the rounds), so that
+	// the three figures agree; MedianRatio, the median of the per-round
+	// ratios, is less sensitive to one noisy round.
+	Ratio       float64   `json:"ratio"`
+	MedianRatio float64   `json:"median_round_ratio"`
+	Ratios      []float64 `json:"round_ratios"`
 
 	// ProxyCPUMicros is the proxy's CPU time (user+system, whole process
 	// minus pgbench, which runs as a child) per transaction: a figure that
@@ -97,6 +101,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
+	}
+	if opts.Rounds < 0 || opts.Seconds < 0 {
+		return nil, fmt.Errorf("proxybench: %d rounds of %d s: both must be positive", opts.Rounds, opts.Seconds)
 	}
 	if _, err := exec.LookPath("pgbench"); err != nil {
 		return nil, fmt.Errorf("pgbench not found (install postgresql-contrib or the postgresql client package)")
@@ -163,7 +170,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			n := float64(opts.Rounds)
 			cs.DirectTPS = round1(sums[0] / n)
 			cs.ProxyTPS = round1(sums[1] / n)
-			cs.Ratio = round3(median(cs.Ratios))
+			cs.Ratio = round3(cs.ProxyTPS / cs.DirectTPS)
+			cs.MedianRatio = round3(median(cs.Ratios))
 			if cs.ProxyCost = cost[1].perTx(); cs.ProxyCost != nil {
 				cs.ProxyCPUMicros = cs.ProxyCost.CPUMicros
 			}

@@ -2,6 +2,7 @@ package proxybench
 
 import (
 	"context"
+	"math"
 	"os/exec"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestSmallRun(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			res, err := Run(ctx, Options{Clients: []int{2}, Modes: []string{"prepared"}, Seconds: 1, Rounds: 1, PgBouncer: bouncer})
+			res, err := Run(ctx, Options{Clients: []int{2}, Modes: []string{"prepared"}, Seconds: 1, Rounds: 2, PgBouncer: bouncer})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,6 +39,14 @@ func TestSmallRun(t *testing.T) {
 			// proxy 6,461 once).
 			if c.DirectTPS <= 0 || c.ProxyTPS <= 0 || c.Ratio <= 0 {
 				t.Errorf("implausible TPS: %+v", c)
+			}
+			// An acceptance check recomputes the ratio from the TPS figures;
+			// the median of the rounds has its own field.
+			if want := c.ProxyTPS / c.DirectTPS; math.Abs(c.Ratio-want) > 0.0015 {
+				t.Errorf("ratio %v, proxy_tps ÷ direct_tps = %v", c.Ratio, want)
+			}
+			if want := (c.Ratios[0] + c.Ratios[1]) / 2; len(c.Ratios) != 2 || math.Abs(c.MedianRatio-want) > 0.0015 {
+				t.Errorf("median_round_ratio %v of rounds %v", c.MedianRatio, c.Ratios)
 			}
 			if c.ProxyCost == nil || c.ProxyCost.Syscalls < 2 || c.ProxyCost.CPUMicros <= 0 {
 				t.Errorf("proxy cost not counted: %+v", c.ProxyCost)

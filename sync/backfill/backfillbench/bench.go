@@ -39,7 +39,8 @@ type Options struct {
 	Objects      int
 	Distribution string        // uniform, spike, same-second
 	Rate         float64       // our rate limit, requests/s (default 20)
-	Latency      time.Duration // emulator latency per request
+	Latency      time.Duration // emulator latency per request (the minimum when LatencyMax > Latency)
+	LatencyMax   time.Duration // with Latency, a uniform range like the emulator's --latency 50ms-300ms
 	// Tables restricts the backfill (default: all).
 	Tables []string
 	// SkipSequential skips the sequential baseline (it takes
@@ -77,6 +78,17 @@ type Result struct {
 	Wrong     map[string][3]int `json:"wrong,omitempty"`
 	Customers int               `json:"customers"`
 	LatencyMS float64           `json:"latency_ms"`
+	// LatencyMaxMS is the top of a latency range (0: fixed latency).
+	LatencyMaxMS float64 `json:"latency_max_ms,omitempty"`
+}
+
+// Failure reports rows that differ from the emulator (nil when the tables
+// are exact).
+func (r Result) Failure() error {
+	if r.Missing+r.Extra+r.Stale == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d missing, %d extra, %d stale rows (by table: %v)", r.Missing, r.Extra, r.Stale, r.Wrong)
 }
 
 // Run runs the benchmark.
@@ -94,6 +106,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	res := Result{Distribution: o.Distribution, RateLimit: o.Rate, LatencyMS: float64(o.Latency) / float64(time.Millisecond)}
+	if o.LatencyMax > o.Latency {
+		res.LatencyMaxMS = float64(o.LatencyMax) / float64(time.Millisecond)
+	}
 
 	customers, err := customersFor(o.Objects, o.Distribution)
 	if err != nil {
@@ -103,7 +118,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// Stripe's own limit sits above ours (ours is 80% of it).
 	var e *emulator.Emulator
 	for attempt := 0; ; attempt++ {
-		e, err = emulator.New(emulator.Options{RateLimit: int(math.Ceil(o.Rate / 0.8)), Latency: o.Latency})
+		e, err = emulator.New(emulator.Options{RateLimit: int(math.Ceil(o.Rate / 0.8)), Latency: o.Latency, LatencyMax: o.LatencyMax})
 		if err != nil {
 			return res, err
 		}

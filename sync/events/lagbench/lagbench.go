@@ -38,7 +38,8 @@ type Options struct {
 	Duration        time.Duration // mutating time (default 10 s)
 	MutationsPerSec float64       // default 20
 	EventDelay      time.Duration // emulator's max visibility delay (default 0)
-	Latency         time.Duration // emulator's added latency per request (default 0)
+	Latency         time.Duration // emulator's added latency per request (default 0; the minimum of a range)
+	LatencyMax      time.Duration // top of a uniform latency range (≤ Latency: fixed)
 	PollInterval    time.Duration // default events.DefaultPollInterval
 	Objects         int           // customers and products mutated (default 40)
 	// RateLimit of the sync's limiter (default 1000/s: above need, so the
@@ -65,8 +66,18 @@ type Result struct {
 	PollIntervalMs  float64 `json:"poll_interval_ms"`
 	EventDelayMs    float64 `json:"event_delay_ms"`
 	LatencyMs       float64 `json:"latency_ms"`
-	EventRequests   int64   `json:"event_requests"` // GET /v1/events by the loop
+	LatencyMaxMs    float64 `json:"latency_max_ms,omitempty"` // top of a latency range
+	EventRequests   int64   `json:"event_requests"`           // GET /v1/events by the loop
 	Seconds         float64 `json:"seconds"`
+}
+
+// Failure reports mutations never applied and rows that differ from the
+// emulator at the end (nil when there are none).
+func (r Result) Failure() error {
+	if r.Missing+r.Stale+r.Extra == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d missing (mutations never applied or rows absent), %d stale, %d extra", r.Missing, r.Stale, r.Extra)
 }
 
 // Run performs one measurement.
@@ -91,6 +102,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	start := time.Now()
 	res := Result{PollIntervalMs: ms(o.PollInterval), EventDelayMs: ms(o.EventDelay), LatencyMs: ms(o.Latency)}
+	if o.LatencyMax > o.Latency {
+		res.LatencyMaxMs = ms(o.LatencyMax)
+	}
 
 	dbURL := o.DatabaseURL
 	if dbURL == "" {
@@ -110,7 +124,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 
-	emu, err := emulator.New(emulator.Options{RateLimit: -1, EventDelay: o.EventDelay, Latency: o.Latency})
+	emu, err := emulator.New(emulator.Options{RateLimit: -1, EventDelay: o.EventDelay, Latency: o.Latency, LatencyMax: o.LatencyMax})
 	if err != nil {
 		return res, err
 	}

@@ -80,7 +80,7 @@ func main() {
 		return
 	}
 	for _, c := range res.Cases {
-		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f%s", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, costString(c.ProxyCost))
+		fmt.Fprintf(os.Stderr, "%-8s clients=%d direct=%.0f proxy=%.0f ratio=%.3f (median of rounds %.3f)%s", c.Mode, c.Clients, c.DirectTPS, c.ProxyTPS, c.Ratio, c.MedianRatio, costString(c.ProxyCost))
 		if opts.Compare != nil {
 			fmt.Fprintf(os.Stderr, " | compare=%.0f ratio=%.3f%s", c.CompareTPS, c.CompareRatio, costString(c.CompareCost))
 		}
