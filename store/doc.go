@@ -20,7 +20,10 @@
 // is strictly newer. On equal _as_of with different _raw (compared as
 // jsonb), the row is left alone and the id is reported Ambiguous: the caller
 // re-fetches the object after the second has passed. Identical content is
-// Stale. Ids in stripe_sync.tombstones are skipped (Tombstoned). An object
+// Stale. Ids in stripe_sync.tombstones are skipped (Tombstoned), unless the
+// object was created after the (latest) deletion: coupons, plans and
+// products take ids of the user's choice, which Stripe lets a new object
+// reuse; a deletion older than the stored object's creation leaves it. An object
 // {"deleted": true} is turned into Delete. Within one call the newest object
 // per id wins.
 //

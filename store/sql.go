@@ -39,9 +39,14 @@ func statements(t *schema.Table) *stmts {
 	id := reportColumn(t)
 	s.recheck = recheckSQL(t)
 	s.dropTombstoned = fmt.Sprintf(`DELETE FROM %[1]s t USING stripe_sync.tombstones tb
-WHERE tb.object = %[2]s AND tb.id = t.%[3]s AND tb.id = ANY($1::text[])
-RETURNING t.%[3]s`, t.QualifiedName(), quote(t.Name), schema.Ident(id))
+WHERE tb.object = %[2]s AND tb.id = t.%[3]s AND tb.id = ANY($1::text[]) AND NOT %[4]s
+RETURNING t.%[3]s`, t.QualifiedName(), quote(t.Name), schema.Ident(id), createdAfter(t, `t."_raw"`, "tb.deleted_at"))
 	s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", t.QualifiedName(), schema.Ident(id))
+	if ChosenIDs(t.Name) {
+		// A deletion older than the stored object's creation is of an
+		// earlier object with the same id: it leaves the row alone.
+		s.delete = fmt.Sprintf("DELETE FROM %s t WHERE t.%s = $1 AND NOT %s", t.QualifiedName(), schema.Ident(id), createdAfter(t, `t."_raw"`, "$2::timestamptz"))
+	}
 	for _, n := range t.Nested {
 		ct, ok := schema.Lookup(n.Table)
 		if !ok || ct.Parent == nil {
@@ -58,6 +63,31 @@ WHERE c.%[2]s = p.id AND c."_as_of" <= p.as_of
 	}
 	stmtCache[t.Name] = s
 	return s
+}
+
+// ChosenIDs reports whether objects of table may carry an id of the user's
+// choice, which Stripe lets a new object take once the old one is deleted:
+// the create endpoints of coupons, plans and products take an id (the only
+// ones in the spec that do). Their tombstones block only the objects
+// created no later than the deletion.
+func ChosenIDs(table string) bool {
+	return table == "coupons" || table == "plans" || table == "products"
+}
+
+// createdAfter is an SQL condition: the object raw (jsonb) of t was created
+// after the time at, so it is not the object a deletion at that time
+// removed but a new one with the same id (ChosenIDs; false for the other
+// tables, whose ids Stripe never gives again, so that no clock skew between
+// a deletion's time and Stripe's created can let a deleted object back).
+// Without a numeric created the object counts as the deleted one. Created
+// in the deletion's own second can't be told from the deleted object: it
+// counts as deleted too (a replay must never bring a deleted object back).
+func createdAfter(t *schema.Table, raw, at string) string {
+	if !ChosenIDs(t.Name) {
+		return "false"
+	}
+	return fmt.Sprintf(`COALESCE(CASE WHEN pg_catalog.jsonb_typeof(%[1]s->'created') = 'number'
+    THEN (%[1]s->>'created')::numeric > pg_catalog.date_part('epoch', %[2]s)::numeric END, false)`, raw, at)
 }
 
 // reportColumn is the column whose value identifies an object in Result and
@@ -128,7 +158,8 @@ func upsertSQL(t *schema.Table, guard string) string {
 	live := "SELECT * FROM input"
 	if !t.Virtual {
 		live = fmt.Sprintf(`SELECT * FROM input i WHERE NOT EXISTS (
-    SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = %s AND tb.id = i.%s)`, quote(t.Name), reportK)
+    SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = %s AND tb.id = i.%s AND NOT %s)`,
+			quote(t.Name), reportK, createdAfter(t, "i.raw", "tb.deleted_at"))
 	}
 	return fmt.Sprintf(`WITH input AS (
   SELECT r.k1, r.k2, r.raw::jsonb AS raw, r.as_of, r.parent, r.ord

@@ -594,12 +594,16 @@ func Delete(ctx context.Context, tx pgx.Tx, table, id string, at time.Time) erro
 	batch := &pgx.Batch{}
 	if !t.Virtual {
 		batch.Queue(`INSERT INTO stripe_sync.tombstones (object, id, deleted_at) VALUES ($1, $2, $3)
-ON CONFLICT (object, id) DO UPDATE SET deleted_at = LEAST(stripe_sync.tombstones.deleted_at, excluded.deleted_at)`, t.Name, id, at)
+ON CONFLICT (object, id) DO UPDATE SET deleted_at = GREATEST(stripe_sync.tombstones.deleted_at, excluded.deleted_at)`, t.Name, id, at)
 	}
 	for _, s := range q.deleteChildren {
 		batch.Queue(s, id)
 	}
-	batch.Queue(q.delete, id)
+	if ChosenIDs(t.Name) {
+		batch.Queue(q.delete, id, at)
+	} else {
+		batch.Queue(q.delete, id)
+	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("store: delete %s %s: %w", table, id, err)
 	}

@@ -282,7 +282,9 @@ func (p *poller) prune(ctx context.Context) error {
 	// leave deleted objects out) and from re-fetches (which answer "deleted"
 	// or 404). So a tombstone older than the retention before keep guards
 	// against nothing any more; the week beyond covers clock skew and a
-	// backfill page in flight. Stripe never reuses ids.
+	// backfill page in flight. Stripe gives none of its own ids again; an id
+	// of the user's choice used again names an object created after the
+	// tombstone, which it does not block (store.ChosenIDs).
 	if _, err := p.cfg.Pool.Exec(ctx, `DELETE FROM stripe_sync.tombstones WHERE deleted_at < $1`, keep.Add(-tombstoneKeep)); err != nil {
 		return fmt.Errorf("events: prune tombstones: %w", err)
 	}

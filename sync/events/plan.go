@@ -143,7 +143,10 @@ func planBatch(evs []Event) plan {
 		case Ignore:
 			p.Ignored++
 		case Delete:
-			if at, ok := deleted[k]; !ok || e.At().Before(at) {
+			// The latest: ids of the user's choice (store.ChosenIDs) can
+			// be deleted, used again and deleted again, and the store's
+			// tombstone keeps the latest deletion too.
+			if at, ok := deleted[k]; !ok || e.At().After(at) {
 				deleted[k] = e.At()
 			}
 		case Refetch:
@@ -185,7 +188,7 @@ func planBatch(evs []Event) plan {
 	}
 	for _, k := range order {
 		c := latest[k]
-		if _, gone := deleted[k]; gone {
+		if at, gone := deleted[k]; gone && !createdAfter(k.Table, c.obj, at) {
 			if store.EmbedsPrice(k.Table) {
 				// The price it was made with may be inline, which no
 				// list returns: the store takes a missing price from the
@@ -209,6 +212,9 @@ func planBatch(evs []Event) plan {
 		if k.Table == "invoices" {
 			p.DeletedInvoices = append(p.DeletedInvoices, deletion{Table: k.Table, ID: k.ID, At: at})
 		}
+		if _, again := p.AsOf[k]; again {
+			continue // created again after the deletion: still fetched if queued
+		}
 		if i, ok := queued[k]; ok && p.Refetch[i].Reason != reasonUpcoming {
 			p.Refetch[i].Reason = "" // nothing to fetch: it's gone
 		}
@@ -228,6 +234,19 @@ func planBatch(evs []Event) plan {
 	}
 	p.Refetch = kept
 	return p
+}
+
+// createdAfter reports whether obj, of a table whose ids users choose, was
+// created after at: it is not the object a deletion at that time removed
+// but a new one with its id (see store.ChosenIDs).
+func createdAfter(table string, obj json.RawMessage, at time.Time) bool {
+	if !store.ChosenIDs(table) {
+		return false
+	}
+	var o struct {
+		Created *int64 `json:"created"`
+	}
+	return json.Unmarshal(obj, &o) == nil && o.Created != nil && *o.Created > at.Unix()
 }
 
 // nestedIncomplete reports whether obj, an object of table, embeds a nested

@@ -192,8 +192,8 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		resp, err = p.cfg.Client.Get(ctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(r.ID)), nil)
 	}
 	if stripeapi.IsNotFound(err) {
-		// Gone: deleted in Stripe (Stripe never reuses ids), or no upcoming
-		// invoice any more.
+		// Gone: deleted in Stripe (an id used again would have answered
+		// with the new object), or no upcoming invoice any more.
 		f.goneAt = p.clock.get()
 		return f, nil
 	}
