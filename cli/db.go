@@ -53,7 +53,7 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
 	}
-	cfg.RuntimeParams["search_path"] = config.SafeSearchPath
+	config.OwnSession(&cfg.Config)
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -45,3 +46,34 @@ func distinctLines(s string) string {
 // or on a database upgraded from one) would let them run code as
 // pgstripe's role, on every apply of sync and write-through.
 const SafeSearchPath = "pg_catalog, pg_temp"
+
+// OwnSession makes every connection of cfg set the session of pgstripe's
+// own connections, overriding what DATABASE_URL, the role or the database
+// set: the search_path (see SafeSearchPath); client_encoding UTF8, because
+// pgx sends and reads text as UTF-8 without converting: under a
+// client_encoding of LATIN1 (ALTER DATABASE … SET client_encoding) every
+// non-ASCII character Stripe sends would be stored double-encoded; and READ
+// COMMITTED, which sync's transactions are written for: under a default of
+// SERIALIZABLE or REPEATABLE READ the backfill's concurrent slices, which
+// write the same tables and status rows, fail with 40001 again and again
+// and the backfill never ends. (The tables mirror Stripe, whose objects
+// change one at a time: there is no cross-object invariant for SERIALIZABLE
+// to keep.)
+//
+// They are SET once connected rather than sent as startup parameters:
+// PgBouncer refuses a startup parameter it does not track (search_path,
+// default_transaction_isolation) and the connection with it.
+func OwnSession(cfg *pgconn.Config) {
+	prev := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
+		if prev != nil {
+			if err := prev(ctx, pc); err != nil {
+				return err
+			}
+		}
+		_, err := pc.Exec(ctx, ownSessionSQL).ReadAll()
+		return err
+	}
+}
+
+const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_encoding = 'UTF8'; SET default_transaction_isolation = 'read committed'"

@@ -268,6 +268,17 @@ func migrate(ctx context.Context, db Beginner, ms []Migration) error {
 	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", migrateLockTimeout.Milliseconds())); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	// Stripe's text is Unicode. Another encoding refuses the first name
+	// it can't hold (LATIN1: 東京; SQL_ASCII: any non-ASCII), with the sync
+	// half done and failing again on every retry: say so before anything
+	// is written.
+	var enc string
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_encoding')").Scan(&enc); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if enc != "UTF8" {
+		return fmt.Errorf("migrate: the database's encoding is %s: pgstripe needs a UTF8 database, as Stripe's text is Unicode (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)", enc)
+	}
 	if _, err := tx.Exec(ctx, `
 CREATE SCHEMA IF NOT EXISTS stripe;
 CREATE SCHEMA IF NOT EXISTS stripe_sync;
@@ -279,6 +290,11 @@ CREATE TABLE IF NOT EXISTS stripe_sync.migrations (
 )`); err != nil {
 		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "42501" {
 			return fmt.Errorf("migrate: %s: the DATABASE_URL role must be allowed to create the schemas stripe and stripe_sync (GRANT CREATE ON DATABASE … TO it) or own them", pe.Message)
+		}
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "25006" {
+			// Waiting won't help: a hot standby stays read-only until it is
+			// promoted, and so does a session default.
+			return fmt.Errorf("migrate: %s: DATABASE_URL must lead to a writable primary, not a hot standby, nor a role or database with default_transaction_read_only = on (with several hosts, add target_session_attrs=read-write)", pe.Message)
 		}
 		return fmt.Errorf("migrate: %w", err)
 	}

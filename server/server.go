@@ -94,7 +94,11 @@ func run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	upstream, err := upstreamAddr(pgcfg.ConnConfig)
+	reached, err := reachedHost(ctx, pool)
+	if err != nil {
+		return err
+	}
+	upstream, err := upstreamAddr(reached)
 	if err != nil {
 		return err
 	}
@@ -107,7 +111,7 @@ func run(ctx context.Context, opts Options) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	wt := writethrough.New(writethrough.Config{Stripe: client, Pool: pool, Logger: log.With("component", "writethrough")})
-	upTLS, upTLSOptional := upstreamTLS(pgcfg.ConnConfig)
+	upTLS, upTLSOptional := upstreamTLS(reached)
 	px := proxy.New(proxy.Config{
 		Upstream:            upstream,
 		UpstreamTLS:         upTLS,
@@ -266,7 +270,7 @@ func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*
 		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
 	}
 	pgcfg.ConnConfig.RuntimeParams["application_name"] = appName
-	pgcfg.ConnConfig.RuntimeParams["search_path"] = config.SafeSearchPath
+	config.OwnSession(&pgcfg.ConnConfig.Config)
 	pgcfg.MaxConns = max(pgcfg.MaxConns, 8)
 	pool, err := pgxpool.NewWithConfig(ctx, pgcfg)
 	if err != nil {
@@ -276,11 +280,64 @@ func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*
 		pool.Close()
 		return nil, err
 	}
+	if err := refuseTransactionPooling(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if err := schema.Migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err // "migrate: …" already
 	}
 	return pool, nil
+}
+
+// refuseTransactionPooling fails when DATABASE_URL leads to a pooler that
+// hands each transaction whichever server connection is free (PgBouncer's
+// pool_mode = transaction or statement). Nothing of pgstripe's would say
+// so: the leader's session advisory lock would stay on a server connection
+// that others then use (two leaders, or none), and the session settings
+// and prepared statements of a connection would be found on another's.
+//
+// Two connections tell: while b holds a transaction open, a gets a server
+// connection other than b's and, on a session of its own, always the same
+// one. So a saw b's backend, or a moved: pooled per transaction. (Neither
+// can happen on Postgres or a session-mode pool, so this never refuses
+// those; a pooler that happens to keep a on one backend passes unnoticed.)
+func refuseTransactionPooling(ctx context.Context, pool *pgxpool.Pool) error {
+	a, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	defer a.Release()
+	b, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	defer b.Release()
+	// The simple protocol: a statement prepared on one server connection
+	// would not be found on the next.
+	pid := func(c *pgxpool.Conn) (int32, error) {
+		var p int32
+		err := c.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&p)
+		return p, err
+	}
+	p1, err := pid(a)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	if _, err := b.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	pb, errB := pid(b)
+	p2, errA := pid(a)
+	_, errEnd := b.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol)
+	if err := errors.Join(errB, errA, errEnd); err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	if pb == p1 || p2 != p1 {
+		return errors.New("DATABASE_URL leads to a connection pooler in transaction pooling mode (PgBouncer pool_mode = transaction or statement): pgstripe needs a session per connection (sync's leader election holds a session advisory lock); point DATABASE_URL at Postgres or at a pool in session mode")
+	}
+	return nil
 }
 
 // waitForDatabase retries the first connection for a while: in a compose
@@ -314,9 +371,14 @@ func waitForDatabase(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 func permanent(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
-		return false
+		// sslmode=require (or verify-…) and a server without TLS: a server
+		// that is up and answered, and will answer the same.
+		return strings.Contains(err.Error(), "server refused TLS connection")
 	}
-	return strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000"
+	// PgBouncer refusing a startup parameter of DATABASE_URL (options=…)
+	// is for good; its other 08P01s ("cannot connect to server") are not.
+	return strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000" ||
+		pe.Code == "08P01" && strings.HasPrefix(pe.Message, "unsupported startup parameter")
 }
 
 // upstreamTLS is the TLS the proxy uses towards Postgres, as DATABASE_URL's
@@ -346,4 +408,59 @@ func upstreamAddr(c *pgx.ConnConfig) (string, error) {
 		return c.Host + "/.s.PGSQL." + strconv.Itoa(int(c.Port)), nil
 	}
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), nil
+}
+
+// reachedHost is DATABASE_URL's configuration narrowed to the host the pool
+// connected to. With several hosts (host=a,b) pgx tries them in turn, and
+// target_session_attrs=read-write skips standbys: the proxy must forward
+// to the server sync writes to, not to the first host named, which may be
+// down or read-only. The choice is made once, at start-up: after a
+// failover, restart pgstripe.
+func reachedHost(ctx context.Context, pool *pgxpool.Pool) (*pgx.ConnConfig, error) {
+	c := pool.Config().ConnConfig.Copy()
+	hosts := append([]*pgconn.FallbackConfig{{Host: c.Host, Port: c.Port, TLSConfig: c.TLSConfig}}, c.Fallbacks...)
+	several := false
+	for _, h := range hosts {
+		several = several || h.Host != c.Host || h.Port != c.Port
+	}
+	if !several {
+		return c, nil
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+	}
+	addr := conn.Conn().PgConn().Conn().RemoteAddr()
+	conn.Release()
+	is := func(h *pgconn.FallbackConfig) bool {
+		switch a := addr.(type) {
+		case *net.UnixAddr:
+			return strings.HasPrefix(h.Host, "/") && a.Name == h.Host+"/.s.PGSQL."+strconv.Itoa(int(h.Port))
+		case *net.TCPAddr:
+			if a.Port != int(h.Port) {
+				return false
+			}
+			if ip := net.ParseIP(h.Host); ip != nil {
+				return ip.Equal(a.IP)
+			}
+			ips, _ := net.DefaultResolver.LookupIPAddr(ctx, h.Host)
+			for _, ip := range ips {
+				if ip.IP.Equal(a.IP) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var keep []*pgconn.FallbackConfig
+	for _, h := range hosts {
+		if is(h) {
+			keep = append(keep, h)
+		}
+	}
+	if len(keep) == 0 {
+		return c, nil // can't tell: the first host, as before
+	}
+	c.Host, c.Port, c.TLSConfig, c.Fallbacks = keep[0].Host, keep[0].Port, keep[0].TLSConfig, keep[1:]
+	return c, nil
 }

@@ -72,7 +72,7 @@ func startTargets(ctx context.Context, opts Options, roundTrip bool) (targets []
 		targets = append(targets, target{name: "roundtrip", port: portOf(ln), inProcess: true})
 	}
 	if opts.PgBouncer {
-		port, stopBouncer, err := startPgBouncer(ctx, c, opts.ProxyUnix)
+		port, stopBouncer, err := pgcluster.StartPgBouncer(ctx, c, pgcluster.PgBouncerOptions{Unix: opts.ProxyUnix})
 		if err != nil {
 			return nil, nil, err
 		}

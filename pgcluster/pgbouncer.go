@@ -1,4 +1,4 @@
-package proxybench
+package pgcluster
 
 import (
 	"context"
@@ -8,49 +8,65 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
-
-	"github.com/pgstripe/pgstripe/pgcluster"
 )
 
-// startPgBouncer runs PgBouncer in session mode in front of c, as a
-// reference point measured in the same rounds as the proxy: the usual
-// proxy in front of Postgres, written in C on one event loop. unix makes it
-// reach Postgres through the Unix socket, like the proxy's -unix. It
-// returns the port and a stop function.
-func startPgBouncer(ctx context.Context, c *pgcluster.Cluster, unix bool) (int, func(), error) {
+// PgBouncerOptions configure StartPgBouncer.
+type PgBouncerOptions struct {
+	// Mode is PgBouncer's pool_mode: session (the default), transaction or
+	// statement.
+	Mode string
+	// Unix makes PgBouncer reach Postgres through its Unix socket.
+	Unix bool
+	// Users may connect (trust) besides postgres.
+	Users []string
+}
+
+// StartPgBouncer runs PgBouncer (`apt-get install pgbouncer`) in front of c,
+// every database passed through, and returns its port and a stop function.
+// It is a reference point for the proxy's benchmark and the pooler users
+// put between pgstripe and Postgres.
+func StartPgBouncer(ctx context.Context, c *Cluster, opts PgBouncerOptions) (int, func(), error) {
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
 		return 0, nil, fmt.Errorf("pgbouncer not found (apt-get install pgbouncer)")
 	}
-	port, err := pgcluster.FreePort()
+	if opts.Mode == "" {
+		opts.Mode = "session"
+	}
+	port, err := FreePort()
 	if err != nil {
 		return 0, nil, err
 	}
-	dir := filepath.Join(c.Dir, "pgbouncer")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := os.MkdirTemp(c.Dir, "pgbouncer")
+	if err != nil {
 		return 0, nil, err
 	}
 	host := "127.0.0.1"
-	if unix {
+	if opts.Unix {
 		host = c.Dir
 	}
 	ini := fmt.Sprintf(`[databases]
-postgres = host=%s port=%d
+* = host=%s port=%d
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = %d
 unix_socket_dir =
 auth_type = trust
 auth_file = %s
-pool_mode = session
+pool_mode = %s
 max_client_conn = 100
 default_pool_size = 20
 logfile = %s
 pidfile = %s
-`, host, c.Port, port, filepath.Join(dir, "users.txt"), filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
-	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
+`, host, c.Port, port, filepath.Join(dir, "users.txt"), opts.Mode, filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
+	var users strings.Builder
+	for _, u := range append([]string{"postgres"}, opts.Users...) {
+		fmt.Fprintf(&users, "%q \"\"\n", u)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(users.String()), 0o644); err != nil {
 		return 0, nil, err
 	}
 	cfg := filepath.Join(dir, "pgbouncer.ini")
@@ -59,7 +75,7 @@ pidfile = %s
 	}
 	cmd := exec.Command(bin, cfg)
 	// PgBouncer, like Postgres, refuses to run as root.
-	cred, err := pgcluster.ServerCredential()
+	cred, err := ServerCredential()
 	if err != nil {
 		return 0, nil, fmt.Errorf("pgbouncer: %w", err)
 	}
