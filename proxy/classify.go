@@ -7,13 +7,28 @@ import "sync"
 type classCache struct {
 	fn  func(string) Class
 	max int
+	// maxBytes bounds the texts kept, not only their number: a cap of 10,000
+	// entries alone let bulk statements with inlined literals (multi-row
+	// VALUES of tens of kilobytes each) pin hundreds of megabytes.
+	maxBytes int
 
-	mu sync.RWMutex
-	m  map[string]Class
+	mu    sync.RWMutex
+	m     map[string]Class
+	bytes int // sum of the lengths of m's keys
 }
 
-func newClassCache(fn func(string) Class, max int) *classCache {
-	return &classCache{fn: fn, max: max, m: make(map[string]Class)}
+// Bounds of the proxy's cache. A text longer than
+// maxBytes/classCacheLargeShare (64 KB) is classified each time instead of
+// kept: the scan that tells a read costs little beside sending that much,
+// and one such text must not flush the hot small ones.
+const (
+	classCacheEntries    = 10000
+	classCacheBytes      = 16 << 20
+	classCacheLargeShare = 256
+)
+
+func newClassCache(fn func(string) Class, max, maxBytes int) *classCache {
+	return &classCache{fn: fn, max: max, maxBytes: maxBytes, m: make(map[string]Class)}
 }
 
 func (c *classCache) get(sql []byte) Class {
@@ -25,11 +40,18 @@ func (c *classCache) get(sql []byte) Class {
 	}
 	text := string(sql)
 	cl = c.call(text)
+	if len(text) > c.maxBytes/classCacheLargeShare {
+		return cl
+	}
 	c.mu.Lock()
-	if len(c.m) >= c.max {
-		// Statement texts with inlined literals can be endless; start over
-		// rather than grow without bound.
-		clear(c.m)
+	if _, ok := c.m[text]; !ok {
+		if len(c.m) >= c.max || c.bytes+len(text) > c.maxBytes {
+			// Statement texts with inlined literals can be endless; start
+			// over rather than grow without bound.
+			clear(c.m)
+			c.bytes = 0
+		}
+		c.bytes += len(text)
 	}
 	c.m[text] = cl
 	c.mu.Unlock()

@@ -45,6 +45,15 @@
 // refuses connections beyond maxStartingConns still in startup with
 // Postgres's 53300, and drains sessions on shutdown.
 //
+// What a session holds follows what Postgres holds for it: a record per
+// prepared statement (named by Parse and not yet closed by Close, or by
+// SQL DEALLOCATE or DISCARD ALL for statements not intercepted),
+// intercepted portals, and read buffers that shrink back after a large
+// message. Classifications are cached by statement text for the whole
+// proxy, within 10,000 texts and 16 MB of text (a text over 64 KB is
+// classified each time instead), so endless distinct texts (inlined
+// literals) cost no memory beyond that.
+//
 // SCRAM with channel binding (channel_binding=require) cannot work through
 // the proxy when TLS ends at the proxy: the upstream connection is a
 // different channel, so Postgres never offers SCRAM-SHA-256-PLUS.

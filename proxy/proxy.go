@@ -113,7 +113,7 @@ func New(cfg Config) *Proxy {
 		byKey:    make(map[uint64]*session),
 	}
 	if cfg.Classify != nil && cfg.Interceptor != nil {
-		p.classify = newClassCache(cfg.Classify, 10000)
+		p.classify = newClassCache(cfg.Classify, classCacheEntries, classCacheBytes)
 	}
 	return p
 }

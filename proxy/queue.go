@@ -191,6 +191,9 @@ func (q *replyQueue) abortBatch() {
 		if e.ic != nil {
 			e.ic.skip()
 		}
+		if e.kind == kParse && e.stmt != nil {
+			e.stmt.skipped.Store(true)
+		}
 		q.popLocked()
 	}
 	if q.head == len(q.entries) {
@@ -216,6 +219,9 @@ func (q *replyQueue) push1(e entry) {
 			q.mu.Unlock()
 			if e.ic != nil {
 				e.ic.skip()
+			}
+			if e.kind == kParse && e.stmt != nil {
+				e.stmt.skipped.Store(true)
 			}
 			return
 		}

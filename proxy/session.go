@@ -50,6 +50,12 @@ type session struct {
 	// Statements and portals, tracked only as far as interception needs.
 	stmts   map[string]*stmtInfo
 	portals map[string]*portalInfo
+	// namesUnknown: a name without a record may be in use upstream: the
+	// session made prepared statements with SQL PREPARE, which the proxy
+	// does not follow, or dropped some with SQL (DEALLOCATE, DISCARD ALL)
+	// and the proxy dropped its records of them without knowing whether
+	// Postgres did.
+	namesUnknown bool
 	// cursorOps maps portals bound to a FETCH or MOVE statement to its
 	// text, which may name a portal of portals (see fetchedPortal).
 	cursorOps map[string]string
@@ -116,6 +122,9 @@ type stmtInfo struct {
 	// so the statement is the one under its name; refused: with an error.
 	// Set by the server loop.
 	parsed, refused atomic.Bool
+	// skipped: Postgres skipped this Parse (an error earlier in its
+	// batch), so it changed nothing. Set by the server loop.
+	skipped atomic.Bool
 	// prev is the unnamed statement this (uncertain) Parse replaces, which
 	// stays if Postgres skips the Parse.
 	prev *stmtInfo
@@ -462,6 +471,7 @@ func (s *session) clientLoop() error {
 					s.q.push1(entry{kind: kQuery})
 					break
 				}
+				s.noteSQLStatements(sql)
 				var refuse *pgproto3.ErrorResponse
 				if len(s.portals) > 0 {
 					refuse = fetchRefusal(sql, s.portals)
@@ -643,6 +653,11 @@ func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 		return nil, protocolErrorf("invalid Parse message")
 	}
 	class := s.p.classify.get(sql)
+	if !s.namesUnknown && class != Intercept {
+		if _, ok := sqlKeyword(sql, "prepare"); ok {
+			s.namesUnknown = true // its Execute makes a name (see noteSQLStatements)
+		}
+	}
 	// Postgres refuses a Parse under a name in use, and then the statement
 	// that runs under that name is the old one, unless the proxy's record
 	// is stale (DEALLOCATE by SQL, an earlier Parse that failed). When
@@ -651,7 +666,8 @@ func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 	old := s.stmts[string(name)]
 	var uncertain bool
 	if len(name) > 0 {
-		uncertain = old != nil && (old.class == Intercept || old.uncertain || class == Intercept)
+		uncertain = old != nil && (old.class == Intercept || old.uncertain || class == Intercept) ||
+			old == nil && s.namesUnknown && class == Intercept
 	} else {
 		// The unnamed statement is replaced by every Parse that Postgres
 		// does not skip (after an error earlier in the batch): the first
@@ -667,8 +683,16 @@ func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 	}
 	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain, cursorOp: cursorOp}
 	if uncertain && len(name) == 0 {
-		if old != nil && old.parsed.Load() {
-			old.prev = nil // old is in place: what it replaced no longer matters
+		// Link past Parses Postgres skipped, so that a client whose
+		// batches keep failing before their write doesn't chain them all.
+		for old != nil && old.skipped.Load() {
+			old = old.prev
+		}
+		if old != nil && (old.parsed.Load() || old.refused.Load()) {
+			// old is in place, or Postgres refused it (and dropped the
+			// unnamed statement): what it replaced no longer matters, and
+			// a client retrying a refused write must not chain them all.
+			old.prev = nil
 		}
 		st.prev = old
 	}
@@ -881,4 +905,136 @@ func isFatal(raw []byte) bool {
 		b = rest
 	}
 	return false
+}
+
+// noteSQLStatements follows what sql, a simple Query, does to prepared
+// statements. DEALLOCATE [PREPARE] name | ALL and DISCARD ALL drop the
+// records of the pass-through statements they name: drivers that evict
+// from a statement cache with SQL (ActiveRecord, mini_sql) name each new
+// statement with a counter, so the records of a long-lived session would
+// otherwise grow for ever while Postgres frees the statements. Whether
+// the Query succeeds is not known here (it may be skipped, or fail in an
+// aborted transaction), and SQL PREPARE makes names the proxy has no
+// record of, so then the session stops trusting that a name without a
+// record is free: namesUnknown makes a later Parse of an intercepted
+// statement under such a name uncertain, which asks upstream at its first
+// Execute (Postgres refuses a Parse under a name in use, and the old
+// statement runs). Records of intercepted statements are kept: they are
+// what interception needs.
+func (s *session) noteSQLStatements(sql []byte) {
+	if _, ok := sqlKeyword(sql, "prepare"); ok {
+		s.namesUnknown = true
+		return
+	}
+	if len(s.stmts) == 0 {
+		return
+	}
+	rest, ok := sqlKeyword(sql, "deallocate")
+	if !ok {
+		if rest, ok = sqlKeyword(sql, "discard"); !ok {
+			return
+		}
+		if rest, ok = sqlKeyword(rest, "all"); ok && sqlEnd(rest) {
+			s.forgetPassthrough("", true)
+		}
+		return
+	}
+	if r, ok := sqlKeyword(rest, "prepare"); ok {
+		rest = r
+	}
+	if r, ok := sqlKeyword(rest, "all"); ok && sqlEnd(r) {
+		s.forgetPassthrough("", true)
+		return
+	}
+	if name, r, ok := sqlIdentifier(rest); ok && sqlEnd(r) {
+		s.forgetPassthrough(name, false)
+	}
+}
+
+func (s *session) forgetPassthrough(name string, all bool) {
+	if !all {
+		if s.stmts[name] == passthroughStmt {
+			delete(s.stmts, name)
+			s.namesUnknown = true
+		}
+		return
+	}
+	for k, st := range s.stmts {
+		if st == passthroughStmt {
+			delete(s.stmts, k)
+			s.namesUnknown = true
+		}
+	}
+}
+
+func trimSpace(b []byte) []byte { return bytes.TrimLeft(b, " \t\r\n\f\v") }
+
+// sqlKeyword reports whether b starts (after white space) with the keyword
+// w (lower case), and returns what follows it.
+func sqlKeyword(b []byte, w string) ([]byte, bool) {
+	b = trimSpace(b)
+	if len(b) < len(w) || !bytes.EqualFold(b[:len(w)], []byte(w)) || len(b) > len(w) && identChar(b[len(w)]) {
+		return nil, false
+	}
+	return b[len(w):], true
+}
+
+// sqlEnd reports whether only white space and one optional semicolon remain.
+func sqlEnd(b []byte) bool {
+	b = trimSpace(b)
+	if len(b) > 0 && b[0] == ';' {
+		b = trimSpace(b[1:])
+	}
+	return len(b) == 0
+}
+
+func identChar(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// sqlIdentifier reads the identifier at the start of b (after white
+// space) as Postgres names it: a quoted one as it is, an unquoted one in
+// ASCII lower case. Names Postgres would truncate (63 bytes) are not read.
+func sqlIdentifier(b []byte) (string, []byte, bool) {
+	b = trimSpace(b)
+	if len(b) == 0 {
+		return "", nil, false
+	}
+	var name []byte
+	if b[0] == '"' {
+		for i := 1; i < len(b); i++ {
+			if b[i] != '"' {
+				name = append(name, b[i])
+				continue
+			}
+			if i+1 < len(b) && b[i+1] == '"' {
+				name = append(name, '"')
+				i++
+				continue
+			}
+			if len(name) == 0 || len(name) > 63 {
+				return "", nil, false
+			}
+			return string(name), b[i+1:], true
+		}
+		return "", nil, false
+	}
+	if b[0] == '$' || b[0] >= '0' && b[0] <= '9' {
+		return "", nil, false
+	}
+	i := 0
+	for i < len(b) && identChar(b[i]) {
+		i++
+	}
+	if i == 0 || i > 63 {
+		return "", nil, false
+	}
+	name = make([]byte, i)
+	for j, c := range b[:i] {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A' // ASCII only, as Postgres folds identifiers in UTF-8
+		}
+		name[j] = c
+	}
+	return string(name), b[i:], true
 }

@@ -1514,13 +1514,22 @@ func (p params) queryWith(ctx context.Context, up Upstream, q translate.Query, v
 	return up.Query(ctx, q.SQL, vals, oids, formats, results)
 }
 
-// classCache bounds the classifications kept by text.
+// classCache bounds the classifications kept by text, in number and in
+// bytes: a bulk INSERT of 100 rows with inlined values is tens of
+// kilobytes, so 4096 of them alone would pin hundreds of megabytes.
 type classCache struct {
-	mu sync.Mutex
-	m  map[string]translate.Class
+	mu    sync.Mutex
+	m     map[string]translate.Class
+	bytes int // sum of the lengths of m's keys
 }
 
-const classCacheSize = 4096
+const (
+	classCacheSize  = 4096
+	classCacheBytes = 8 << 20
+	// classCacheLarge: a longer text is classified each time rather than
+	// kept (it would take a large share of the budget for one statement).
+	classCacheLarge = classCacheBytes / 64
+)
 
 func (c *classCache) get(sql string) translate.Class {
 	c.mu.Lock()
@@ -1530,12 +1539,19 @@ func (c *classCache) get(sql string) translate.Class {
 		return cl
 	}
 	cl = translate.Classify(sql)
+	if len(sql) > classCacheLarge {
+		return cl
+	}
 	c.mu.Lock()
-	if len(c.m) >= classCacheSize {
-		for k := range c.m { // drop an arbitrary entry: cheap, and hot texts come back
+	if _, ok := c.m[sql]; !ok {
+		for k := range c.m { // drop arbitrary entries: cheap, and hot texts come back
+			if len(c.m) < classCacheSize && c.bytes+len(sql) <= classCacheBytes {
+				break
+			}
 			delete(c.m, k)
-			break
+			c.bytes -= len(k)
 		}
+		c.bytes += len(sql)
 	}
 	c.m[sql] = cl
 	c.mu.Unlock()
