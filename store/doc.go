@@ -39,7 +39,12 @@
 // overlapping ids can't deadlock. A writer that waited on another
 // transaction's row of the same id re-reads it before answering, so a tie
 // with a concurrent writer is reported Ambiguous too (READ COMMITTED; under
-// REPEATABLE READ Postgres reports a serialization failure instead).
+// REPEATABLE READ Postgres reports a serialization failure instead). A
+// transaction writing several tables writes them in LockOrder (parents,
+// then nested lists, prices last), the order Upsert itself locks in.
+// Users' transactions lock in any order, so sync runs its transactions
+// through Retry, which runs one again whole when Postgres rolled it back
+// for a deadlock, a serialization failure or a lock_timeout (Retryable).
 //
 // A Delete that commits while an Upsert of the same id waits on the row it
 // removes wins: the Upsert's tombstone check ran in its older snapshot and

@@ -101,8 +101,9 @@ func reportColumn(t *schema.Table) string {
 // text, $4 their _as_of, $5 the parent column value (child tables).
 // A stored row is replaced when its _as_of compares to the new one by
 // guard; with no guard it is left alone, and not locked either (DO
-// NOTHING), so that inserting a missing row never waits on, or deadlocks
-// with, a writer of a row that is already there.
+// NOTHING). It still waits for a transaction that is inserting or updating
+// that row (Postgres's conflict check does), which is why writers order
+// their tables by LockOrder.
 //
 // The typed columns are computed in SQL: jsonb_to_record splits each object
 // once and Column.ConvertSQL converts each field, the same mapping Migrate

@@ -335,7 +335,17 @@ func hasColumn(t *schema.Table, name string) bool {
 	return ok
 }
 
+// inTx runs fn in a transaction (fenced), and runs it again whole when
+// Postgres rolled it back for a conflict (store.Retryable): a deadlock with
+// another slice, the events loop, a write-through or a user's transaction
+// must not end the run. fn must be repeatable: whatever it changes outside
+// the database is either overwritten by the next attempt or done by the
+// caller after inTx succeeded.
 func (r *runner) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return store.Retry(ctx, r.log, "backfill", func() error { return r.inTxOnce(ctx, fn) })
+}
+
+func (r *runner) inTxOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("backfill: begin: %w", err)
@@ -412,7 +422,14 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 		if o.kind == kindChild {
 			continue // follows its parent
 		}
+		// What the transaction found, applied to the run's state once it
+		// committed (an attempt rolled back for a conflict runs again).
+		var skippedAt *time.Time
+		var isFresh bool
+		var started time.Time
+		var loaded []*slice
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			skippedAt, isFresh, loaded = nil, false, nil
 			var completed *time.Time
 			var planned bool
 			var upper int64
@@ -436,7 +453,7 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 				restart = true
 			}
 			if planned && completed != nil && !restart {
-				o.skipped, o.done, o.completed = true, true, *completed
+				skippedAt = completed
 				return nil
 			}
 			if planned && restart {
@@ -448,9 +465,9 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 				}
 				planned = false
 			}
-			started := time.Now()
+			started = time.Now()
 			if !planned {
-				fresh = append(fresh, name)
+				isFresh = true
 				if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.backfill_objects (object, upper_bound) VALUES ($1, $2)`, name, now.Unix()); err != nil {
 					return err
 				}
@@ -491,7 +508,6 @@ SELECT $1, p FROM (`+perParent[name].seed+`) AS parents(p) ON CONFLICT (object, 
 					started = *startedAt
 				}
 			}
-			o.started = started
 			for _, n := range append([]string{name}, o.children...) {
 				if err := setPhase(ctx, tx, n, "backfilling", "", &started, nil); err != nil {
 					return err
@@ -500,24 +516,27 @@ SELECT $1, p FROM (`+perParent[name].seed+`) AS parents(p) ON CONFLICT (object, 
 			if o.kind == kindPerParent {
 				return nil // loaded lazily
 			}
-			ss, err := loadPending(ctx, tx, name)
-			if err != nil {
-				return err
-			}
-			for _, s := range ss {
-				r.push(s, false)
-				o.pending++
-				o.estRemaining.Add(int64(s.est))
-			}
-			return nil
+			loaded, err = loadPending(ctx, tx, name)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("backfill: plan %s: %w", name, err)
 		}
-		if o.skipped {
+		if skippedAt != nil {
+			o.skipped, o.done, o.completed = true, true, *skippedAt
 			for _, c := range o.children {
 				r.objs[c].skipped, r.objs[c].done = true, true
 			}
+			continue
+		}
+		if isFresh {
+			fresh = append(fresh, name)
+		}
+		o.started = started
+		for _, s := range loaded {
+			r.push(s, false)
+			o.pending++
+			o.estRemaining.Add(int64(s.est))
 		}
 	}
 	var objects []string

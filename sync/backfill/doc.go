@@ -79,6 +79,9 @@
 // 4xx other than 429, while the other tables carry on), and stripe_sync.log
 // the events backfill_started, backfill_object_complete, backfill_error and
 // backfill_complete. 429, 5xx and network errors are retried (by the client,
-// then by requeueing the slice) and are never fatal. Database errors end the
-// run; it resumes on the next.
+// then by requeueing the slice) and are never fatal. A transaction that
+// Postgres rolls back for a conflict (deadlock, serialization failure, a
+// role's lock_timeout: store.Retryable) runs again whole after a backoff
+// (store.Retry); other database errors, and a conflict that outlasts the
+// retries, end the run; it resumes on the next.
 package backfill

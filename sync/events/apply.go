@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,7 +17,7 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	for t := range pl.Upserts {
 		tables = append(tables, t)
 	}
-	sort.Strings(tables)                               // a stable lock order across transactions
+	store.LockOrder(tables)                            // the order every writer locks in
 	refetches := append([]refetch(nil), pl.Refetch...) // a retried transaction starts over
 	for _, table := range tables {
 		res, err := store.Upsert(ctx, tx, table, pl.Upserts[table])

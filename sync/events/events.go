@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/leader"
 	"github.com/pgstripe/pgstripe/metrics"
+	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
@@ -484,13 +484,15 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 // committed, so a poll deleting an object that a re-fetch was storing for
 // the first time would leave the re-fetched row behind its tombstone for
 // ever (store's documented gap). Only the transactions are serialized,
-// not the requests to Stripe before them. A deadlock with another writer
-// (write-through) is retried: fn must be repeatable.
+// not the requests to Stripe before them. A transaction Postgres rolled
+// back for a conflict (a deadlock with a write-through or a user's
+// transaction, store.Retryable) runs again, whole, after a backoff: fn
+// must be repeatable.
 func (p *poller) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+	return store.Retry(ctx, p.log, "events", func() error {
+		return pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
 			if p.cfg.Epoch != 0 {
 				if err := leader.Fence(ctx, tx, p.cfg.Epoch); err != nil {
 					return err
@@ -498,13 +500,7 @@ func (p *poller) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 			}
 			return fn(tx)
 		})
-		var pgErr *pgconn.PgError
-		if attempt < 4 && errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
-			p.log.Debug("transaction retried", "attempt", attempt, "err", err)
-			continue
-		}
-		return err
-	}
+	})
 }
 
 // apply writes one batch of new events (and optionally the new cursor) in
