@@ -207,6 +207,12 @@ COMMENT ON TABLE stripe_sync.account IS 'pgstripe: whether schema stripe holds t
 -- run as the reader (pgstripe's own connections use pg_catalog, pg_temp).
 ALTER FUNCTION stripe_sync.row_count(text) SET search_path = pg_catalog, pg_temp;
 `},
+	{Version: 7, Name: "tombstones: the created time of the object deleted", SQL: `
+-- Ids of the user's choice (coupons, plans, products) may name a new object
+-- created in the very second the old one was deleted: the deleted object's
+-- own created time tells the two apart where the deletion's time can't.
+ALTER TABLE stripe_sync.tombstones ADD COLUMN IF NOT EXISTS created timestamptz;
+`},
 }
 
 // Migrate creates or upgrades the stripe and stripe_sync schemas, in one

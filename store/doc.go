@@ -21,9 +21,11 @@
 // jsonb), the row is left alone and the id is reported Ambiguous: the caller
 // re-fetches the object after the second has passed. Identical content is
 // Stale. Ids in stripe_sync.tombstones are skipped (Tombstoned), unless the
-// object was created after the (latest) deletion: coupons, plans and
+// object was created after the (latest) deleted object, or, where that
+// one's created is unknown, after its deletion: coupons, plans and
 // products take ids of the user's choice, which Stripe lets a new object
-// reuse; a deletion older than the stored object's creation leaves it. An object
+// reuse, also in the deletion's own second; a deletion of an older object
+// leaves the stored one. An object
 // {"deleted": true} is turned into Delete. Within one call the newest object
 // per id wins.
 //

@@ -17,6 +17,7 @@ type stmts struct {
 	dropTombstoned      string
 	pruneChildren       string
 	delete              string
+	storedCreated       string // ChosenIDs: $2 id, $3 the deletion's time (Delete's tombstone insert)
 	deleteChildren      []string
 }
 
@@ -40,12 +41,21 @@ func statements(t *schema.Table) *stmts {
 	s.recheck = recheckSQL(t)
 	s.dropTombstoned = fmt.Sprintf(`DELETE FROM %[1]s t USING stripe_sync.tombstones tb
 WHERE tb.object = %[2]s AND tb.id = t.%[3]s AND tb.id = ANY($1::text[]) AND NOT %[4]s
-RETURNING t.%[3]s`, t.QualifiedName(), quote(t.Name), schema.Ident(id), createdAfter(t, `t."_raw"`, "tb.deleted_at"))
+RETURNING t.%[3]s`, t.QualifiedName(), quote(t.Name), schema.Ident(id), createdAfter(t, `t."_raw"`, tombstoneBound("tb")))
 	s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", t.QualifiedName(), schema.Ident(id))
 	if ChosenIDs(t.Name) {
-		// A deletion older than the stored object's creation is of an
-		// earlier object with the same id: it leaves the row alone.
-		s.delete = fmt.Sprintf("DELETE FROM %s t WHERE t.%s = $1 AND NOT %s", t.QualifiedName(), schema.Ident(id), createdAfter(t, `t."_raw"`, "$2::timestamptz"))
+		// The row goes only if the tombstone, as Delete just recorded
+		// it, blocks it: a deletion of an earlier object with the same
+		// id leaves the row alone.
+		s.delete = fmt.Sprintf(`DELETE FROM %[1]s t WHERE t.%[2]s = $1 AND NOT %[3]s`, t.QualifiedName(), schema.Ident(id),
+			createdAfter(t, `t."_raw"`, fmt.Sprintf(`(SELECT %s FROM stripe_sync.tombstones tb WHERE tb.object = %s AND tb.id = $1)`, tombstoneBound("tb"), quote(t.Name))))
+		// The created time of the object deleted, when the caller does not
+		// know it: the stored row's, unless a tombstone of a deletion as
+		// late already leaves that row alone (a new object with the id).
+		s.storedCreated = fmt.Sprintf(`SELECT pg_catalog.to_timestamp((t."_raw"->>'created')::numeric) FROM %[1]s t
+WHERE t.%[2]s = $2 AND pg_catalog.jsonb_typeof(t."_raw"->'created') = 'number' AND (t."_raw"->>'created')::numeric <= pg_catalog.date_part('epoch', $3::timestamptz)::numeric
+  AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = %[3]s AND tb.id = $2 AND tb.deleted_at >= $3 AND %[4]s)`,
+			t.QualifiedName(), schema.Ident(id), quote(t.Name), createdAfter(t, `t."_raw"`, tombstoneBound("tb")))
 	}
 	for _, n := range t.Nested {
 		ct, ok := schema.Lookup(n.Table)
@@ -74,14 +84,23 @@ func ChosenIDs(table string) bool {
 	return table == "coupons" || table == "plans" || table == "products"
 }
 
+// tombstoneBound is the SQL time up to which the tombstone tb blocks
+// objects by their created: the deleted object's created when known (a new
+// object with the id may be created in the deletion's own second), else
+// the deletion's time.
+func tombstoneBound(tb string) string {
+	return fmt.Sprintf("COALESCE(%[1]s.created, %[1]s.deleted_at)", tb)
+}
+
 // createdAfter is an SQL condition: the object raw (jsonb) of t was created
 // after the time at, so it is not the object a deletion at that time
 // removed but a new one with the same id (ChosenIDs; false for the other
 // tables, whose ids Stripe never gives again, so that no clock skew between
 // a deletion's time and Stripe's created can let a deleted object back).
 // Without a numeric created the object counts as the deleted one. Created
-// in the deletion's own second can't be told from the deleted object: it
-// counts as deleted too (a replay must never bring a deleted object back).
+// in the second of at (the deleted object's created, or without it the
+// deletion's time) can't be told from the deleted object: it counts as
+// deleted too (a replay must never bring a deleted object back).
 func createdAfter(t *schema.Table, raw, at string) string {
 	if !ChosenIDs(t.Name) {
 		return "false"
@@ -160,7 +179,7 @@ func upsertSQL(t *schema.Table, guard string) string {
 	if !t.Virtual {
 		live = fmt.Sprintf(`SELECT * FROM input i WHERE NOT EXISTS (
     SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = %s AND tb.id = i.%s AND NOT %s)`,
-			quote(t.Name), reportK, createdAfter(t, "i.raw", "tb.deleted_at"))
+			quote(t.Name), reportK, createdAfter(t, "i.raw", tombstoneBound("tb")))
 	}
 	return fmt.Sprintf(`WITH input AS (
   SELECT r.k1, r.k2, r.raw::jsonb AS raw, r.as_of, r.parent, r.ord

@@ -583,6 +583,16 @@ func replaceChildren(ctx context.Context, tx pgx.Tx, n schema.NestedList, parent
 // by customer) the row is removed without a tombstone: a customer's upcoming
 // invoice can come back.
 func Delete(ctx context.Context, tx pgx.Tx, table, id string, at time.Time) error {
+	return DeleteCreated(ctx, tx, table, id, at, time.Time{})
+}
+
+// DeleteCreated is Delete of an object whose created time is known (a
+// deletion event carries the object): for ids of the user's choice
+// (ChosenIDs) its tombstone then blocks only objects created no later than
+// it, so a new object with the id, even one created in the deletion's own
+// second, is stored. Zero created: the stored row's, if that is the object
+// deleted, else the deletion's time bounds the tombstone.
+func DeleteCreated(ctx context.Context, tx pgx.Tx, table, id string, at, created time.Time) error {
 	t, ok := schema.Lookup(table)
 	if !ok {
 		return fmt.Errorf("store: unknown table %q", table)
@@ -592,18 +602,28 @@ func Delete(ctx context.Context, tx pgx.Tx, table, id string, at time.Time) erro
 	}
 	q := statements(t)
 	batch := &pgx.Batch{}
-	if !t.Virtual {
+	switch {
+	case ChosenIDs(t.Name):
+		var c *time.Time
+		if !created.IsZero() {
+			c = &created
+		}
+		// The latest deletion's created bounds the tombstone; two
+		// reports of one deletion keep the one that knew it.
+		batch.Queue(`INSERT INTO stripe_sync.tombstones AS o (object, id, deleted_at, created)
+VALUES ($1, $2, $3, COALESCE($4::timestamptz, (`+q.storedCreated+`)))
+ON CONFLICT (object, id) DO UPDATE SET deleted_at = GREATEST(o.deleted_at, excluded.deleted_at),
+  created = CASE WHEN excluded.deleted_at > o.deleted_at THEN excluded.created
+    WHEN excluded.deleted_at = o.deleted_at THEN GREATEST(o.created, excluded.created)
+    ELSE o.created END`, t.Name, id, at, c)
+	case !t.Virtual:
 		batch.Queue(`INSERT INTO stripe_sync.tombstones (object, id, deleted_at) VALUES ($1, $2, $3)
 ON CONFLICT (object, id) DO UPDATE SET deleted_at = GREATEST(stripe_sync.tombstones.deleted_at, excluded.deleted_at)`, t.Name, id, at)
 	}
 	for _, s := range q.deleteChildren {
 		batch.Queue(s, id)
 	}
-	if ChosenIDs(t.Name) {
-		batch.Queue(q.delete, id, at)
-	} else {
-		batch.Queue(q.delete, id)
-	}
+	batch.Queue(q.delete, id)
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("store: delete %s %s: %w", table, id, err)
 	}

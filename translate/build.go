@@ -351,14 +351,14 @@ func refValue(f Field, v any) any {
 	return v
 }
 
-// dropResponseOnly removes the response-only keys (dotted paths) from the
-// current and the new value of an object column. A key the new value gives
-// a different non-null value is an error whose Message is its path.
+// dropResponseOnly removes the response-only keys (dotted paths, "[]" for
+// every element of an array) from the current and the new value of an
+// object column. A key the new value gives a different non-null value is
+// an error whose Message is its path.
 func dropResponseOnly(paths []string, ov, nv any) (any, any, *Error) {
 	for _, p := range paths {
 		keys := strings.Split(p, ".")
-		n, o := lookupPath(nv, keys), lookupPath(ov, keys)
-		if n != nil && !equalJSON(n, o) {
+		if changedAt(ov, nv, keys) {
 			return nil, nil, &Error{Message: p}
 		}
 		ov, nv = withoutPath(ov, keys), withoutPath(nv, keys)
@@ -366,20 +366,49 @@ func dropResponseOnly(paths []string, ov, nv any) (any, any, *Error) {
 	return ov, nv, nil
 }
 
-func lookupPath(v any, keys []string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
+// changedAt reports whether nv gives the key at keys a non-null value that
+// ov doesn't have; an array's elements are compared by position.
+func changedAt(ov, nv any, keys []string) bool {
+	if len(keys) == 0 {
+		return nv != nil && !equalJSON(nv, ov)
 	}
-	return v
+	if keys[0] == "[]" {
+		na, _ := nv.([]any)
+		oa, _ := ov.([]any)
+		for i, e := range na {
+			var oe any
+			if i < len(oa) {
+				oe = oa[i]
+			}
+			if changedAt(oe, e, keys[1:]) {
+				return true
+			}
+		}
+		return false
+	}
+	nm, ok := nv.(map[string]any)
+	if !ok {
+		return false
+	}
+	om, _ := ov.(map[string]any)
+	return changedAt(om[keys[0]], nm[keys[0]], keys[1:])
 }
 
-// withoutPath returns v without the key at keys, copying the maps on the
-// way (the decoded values are not shared, but callers need not know).
+// withoutPath returns v without the key at keys, copying the maps and
+// arrays on the way (the decoded values are not shared, but callers need
+// not know).
 func withoutPath(v any, keys []string) any {
+	if keys[0] == "[]" {
+		a, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		c := make([]any, len(a))
+		for i, e := range a {
+			c[i] = withoutPath(e, keys[1:])
+		}
+		return c
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return v

@@ -163,8 +163,9 @@ var metaColumns = map[string]string{
 // (Stripe replaces it), so an unchanged key of this kind would be sent back
 // or, when the new value leaves it out, unset with "" — and Stripe refuses
 // the unknown parameter either way. These keys are left out of the call;
-// changing one is an error. TestResponseOnlyMatchesSpec keeps the
-// list equal to the spec.
+// changing one is an error. "[]" stands for every element of an array:
+// a schedule's phases carry their currency, which only the create takes.
+// TestResponseOnlyMatchesSpec keeps the list equal to the spec.
 var responseOnly = map[string][]string{
 	"charges.fraud_details":                  {"stripe_report"},
 	"customers.cash_balance":                 {"available", "customer", "livemode", "object", "settings.using_merchant_default"},
@@ -179,5 +180,6 @@ var responseOnly = map[string][]string{
 	"payment_methods.link":                   {"email"},
 	"payment_methods.us_bank_account":        {"bank_name", "financial_connections_account", "fingerprint", "last4", "networks", "routing_number", "status_details"},
 	"promotion_codes.restrictions":           {"first_time_transaction", "minimum_amount", "minimum_amount_currency"},
+	"subscription_schedules.phases":          {"[].currency"},
 	"subscriptions.cancellation_details":     {"reason"},
 }

@@ -35,7 +35,7 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 		}
 	}
 	for _, d := range pl.Deletes {
-		if err := store.Delete(ctx, tx, d.Table, d.ID, d.At); err != nil {
+		if err := store.DeleteCreated(ctx, tx, d.Table, d.ID, d.At, d.Created); err != nil {
 			return err
 		}
 		if d.Table == "customers" {

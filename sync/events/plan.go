@@ -70,6 +70,9 @@ const (
 type deletion struct {
 	Table, ID string
 	At        time.Time
+	// Created is the deleted object's created time, when the event
+	// carries it (store.DeleteCreated).
+	Created time.Time
 }
 
 // plan is what one batch of new events does, decided without the database.
@@ -108,7 +111,7 @@ func planBatch(evs []Event) plan {
 	}
 	latest := map[refetchKey]*cand{}
 	var order []refetchKey
-	deleted := map[refetchKey]time.Time{}
+	deleted := map[refetchKey]deletion{}
 	queued := map[refetchKey]int{} // index in p.Refetch
 	queue := func(k refetchKey, nb time.Time, reason string) {
 		if i, ok := queued[k]; ok {
@@ -146,8 +149,8 @@ func planBatch(evs []Event) plan {
 			// The latest: ids of the user's choice (store.ChosenIDs) can
 			// be deleted, used again and deleted again, and the store's
 			// tombstone keeps the latest deletion too.
-			if at, ok := deleted[k]; !ok || e.At().After(at) {
-				deleted[k] = e.At()
+			if d, ok := deleted[k]; !ok || e.At().After(d.At) {
+				deleted[k] = deletion{Table: k.Table, ID: k.ID, At: e.At(), Created: createdOf(e.Data.Object)}
 			}
 		case Refetch:
 			queue(k, e.At().Add(time.Second), reasonOwner)
@@ -188,7 +191,7 @@ func planBatch(evs []Event) plan {
 	}
 	for _, k := range order {
 		c := latest[k]
-		if at, gone := deleted[k]; gone && !createdAfter(k.Table, c.obj, at) {
+		if d, gone := deleted[k]; gone && !createdAfter(k.Table, c.obj, d.bound()) {
 			if store.EmbedsPrice(k.Table) {
 				// The price it was made with may be inline, which no
 				// list returns: the store takes a missing price from the
@@ -207,10 +210,10 @@ func planBatch(evs []Event) plan {
 			queue(k, c.at.Add(time.Second), reasonAmbiguous)
 		}
 	}
-	for k, at := range deleted {
-		p.Deletes = append(p.Deletes, deletion{Table: k.Table, ID: k.ID, At: at})
+	for k, d := range deleted {
+		p.Deletes = append(p.Deletes, d)
 		if k.Table == "invoices" {
-			p.DeletedInvoices = append(p.DeletedInvoices, deletion{Table: k.Table, ID: k.ID, At: at})
+			p.DeletedInvoices = append(p.DeletedInvoices, d)
 		}
 		if _, again := p.AsOf[k]; again {
 			continue // created again after the deletion: still fetched if queued
@@ -234,6 +237,27 @@ func planBatch(evs []Event) plan {
 	}
 	p.Refetch = kept
 	return p
+}
+
+// createdOf is the created time of an event's object (zero without one).
+func createdOf(obj json.RawMessage) time.Time {
+	var o struct {
+		Created int64 `json:"created"`
+	}
+	if json.Unmarshal(obj, &o) != nil || o.Created <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(o.Created, 0).UTC()
+}
+
+// bound is the time up to which the deletion's tombstone blocks objects by
+// their created (as store.DeleteCreated records it): the deleted object's
+// created when known.
+func (d deletion) bound() time.Time {
+	if !d.Created.IsZero() {
+		return d.Created
+	}
+	return d.At
 }
 
 // createdAfter reports whether obj, of a table whose ids users choose, was
