@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand"
 	"net/http"
 	"regexp"
@@ -444,12 +445,18 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
+	if ae := checkFormDepth(r); ae != nil {
+		return writeError(w, logURL, ae), routeName
+	}
 	params, err := param.ParseParams(r)
 	if err != nil {
 		return writeError(w, logURL, invalid("", "", "Invalid request: could not parse parameters: %v", err)), routeName
 	}
 	if params == nil {
 		params = map[string]any{}
+	}
+	if paramDepth(params, 0) > maxParamDepth {
+		return writeError(w, logURL, tooDeep()), routeName
 	}
 	if rt.reqSchema != nil {
 		if err := coercer.CoerceParams(rt.reqSchema, params); err != nil {
@@ -788,4 +795,80 @@ func unmodelledParam(route string, params map[string]any) string {
 		}
 	}
 	return ""
+}
+
+// maxParamDepth bounds the nesting of a parameter (brackets in its key).
+// Stripe's deepest parameters have about six levels; a key nested a million
+// levels deep built as many nested maps (hundreds of MB) and then
+// overflowed the stack formatting the value into an error message, a fatal
+// error that no recover catches, which took the whole emulator down.
+const maxParamDepth = 32
+
+func tooDeep() *apiError {
+	return invalid("", "", "Invalid request: parameters may be nested at most %d levels deep.", maxParamDepth)
+}
+
+// checkFormDepth refuses, before they are parsed, a query or form body
+// with a key nested deeper than maxParamDepth. The body is read here (it is
+// bounded by the MaxBytesReader) and put back for the parser.
+func checkFormDepth(r *http.Request) *apiError {
+	if formTooDeep(r.URL.RawQuery) {
+		return tooDeep()
+	}
+	if r.Method == http.MethodGet || strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		return nil // multipart: checked on the parsed params
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return invalid("", "", "Invalid request: could not parse parameters: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if formTooDeep(string(body)) {
+		return tooDeep()
+	}
+	return nil
+}
+
+// formTooDeep reports whether a key of the form string s has more than
+// maxParamDepth opening brackets, escaped or not (an upper bound of its
+// nesting).
+func formTooDeep(s string) bool {
+	n, inKey := 0, true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '&':
+			n, inKey = 0, true
+		case !inKey:
+		case c == '=':
+			inKey = false
+		case c == '[':
+			n++
+		case c == '%' && i+2 < len(s) && s[i+1] == '5' && (s[i+2] == 'B' || s[i+2] == 'b'):
+			n++
+		}
+		if n > maxParamDepth {
+			return true
+		}
+	}
+	return false
+}
+
+// paramDepth is the nesting depth of v, counted no further than
+// maxParamDepth+1.
+func paramDepth(v any, d int) int {
+	if d > maxParamDepth {
+		return d
+	}
+	deepest := d
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			deepest = max(deepest, paramDepth(e, d+1))
+		}
+	case []any:
+		for _, e := range x {
+			deepest = max(deepest, paramDepth(e, d+1))
+		}
+	}
+	return deepest
 }

@@ -134,6 +134,9 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if err := arrayForObject(t, f, v); err != nil {
 			return RowCalls{}, err
 		}
+		if err := formKeys(t, f.Column, v); err != nil {
+			return RowCalls{}, err
+		}
 		if f.Owner {
 			v = map[string]any{"type": f.Column, f.Column: v}
 		}
@@ -183,7 +186,45 @@ func extraParams(v any) (map[string]any, *Error) {
 	if !ok {
 		return nil, errorf(CodeInvalidParameterValue, "%s must be a jsonb object of Stripe parameters, e.g. '{\"payment_behavior\": \"default_incomplete\"}'", ParamsColumn)
 	}
+	if k, bad := badFormKey(m); bad {
+		return nil, errorf(CodeInvalidParameterValue, "%s has the key %q, which Stripe's form encoding cannot carry: keys may not be empty or contain [ or ]", ParamsColumn, k)
+	}
 	return m, nil
+}
+
+// formKeys refuses a jsonb value with an object key that the bracketed
+// form encoding cannot carry: name[a]]=x reaches Stripe as name[a]=x
+// (another key, or a removal of another key on an update), name[a[b]]
+// as a key "a[b", and name[]=x as an array. Stripe refuses square
+// brackets in metadata keys anyway; refusing here refuses the whole
+// statement before any call, not a row midway.
+func formKeys(t *schema.Table, column string, v any) *Error {
+	if k, bad := badFormKey(v); bad {
+		return errorf(CodeInvalidParameterValue, "%s of stripe.%s has the key %q, which Stripe's form encoding cannot carry: keys may not be empty or contain [ or ]", column, t.Name, k).
+			withHint("Stripe does not allow square brackets in metadata keys")
+	}
+	return nil
+}
+
+func badFormKey(v any) (string, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range sortedKeys(x) {
+			if k == "" || strings.ContainsAny(k, "[]") {
+				return k, true
+			}
+			if k, bad := badFormKey(x[k]); bad {
+				return k, true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if k, bad := badFormKey(e); bad {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
 
 // mergeExtra adds the _params keys to params. A key must be a parameter of
@@ -285,6 +326,12 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				continue
 			}
 			if err := arrayForObject(t, f, nv); err != nil {
+				return RowCalls{}, err
+			}
+			if err := formKeys(t, f.Column, nv); err != nil {
+				return RowCalls{}, err
+			}
+			if err := formKeys(t, f.Column, ov); err != nil {
 				return RowCalls{}, err
 			}
 			if ro := responseOnly[t.Name+"."+f.Column]; ro != nil {
