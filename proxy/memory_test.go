@@ -147,21 +147,8 @@ func TestDeallocateFailedStillSafe(t *testing.T) {
 	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pc.Prepare(ctx, "b", "INSERT INTO stripe.x VALUES ($1)", nil); !errors.As(err, &pe) || pe.Code != "42P05" {
-		t.Fatalf("Parse under a name in use: %v, want 42P05", err)
-	}
-	res := pc.ExecPrepared(ctx, "b", [][]byte{[]byte("1")}, nil, nil).Read()
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if len(res.Rows) != 1 || string(res.Rows[0][0]) != "42" {
-		t.Errorf("Execute of b: rows %q, want the old statement's 42", res.Rows)
-	}
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	if len(ti.calls) != 0 {
-		t.Errorf("the interceptor ran %d times for a statement Postgres never prepared: %q", len(ti.calls), ti.calls[0].SQL)
-	}
+	oldStatementRuns(t, pc, "b")
+	noCalls(t, ti)
 }
 
 // TestSQLPrepareNameStillSafe: a statement made with SQL PREPARE (in
@@ -188,18 +175,33 @@ func TestSQLPrepareNameStillSafe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var pe *pgconn.PgError
-		if _, err := pc.Prepare(ctx, name, "INSERT INTO stripe.x VALUES ($1)", nil); !errors.As(err, &pe) || pe.Code != "42P05" {
-			t.Fatalf("Parse under a name in use: %v, want 42P05", err)
-		}
-		res := pc.ExecPrepared(ctx, name, [][]byte{[]byte("1")}, nil, nil).Read()
-		if res.Err != nil {
-			t.Fatal(res.Err)
-		}
-		if len(res.Rows) != 1 || string(res.Rows[0][0]) != "42" {
-			t.Errorf("PREPARE (extended protocol %v), then Execute of %s: rows %q, want the old statement's 42", extended, name, res.Rows)
-		}
+		oldStatementRuns(t, pc, name)
 	}
+	noCalls(t, ti)
+}
+
+// oldStatementRuns checks that a Parse of a write under name, a statement
+// of "SELECT 41 + $1" in use, is refused (42P05) and that Executing name
+// still runs the old statement.
+func oldStatementRuns(t *testing.T, pc *pgconn.PgConn, name string) {
+	t.Helper()
+	ctx := ctxT(t)
+	var pe *pgconn.PgError
+	if _, err := pc.Prepare(ctx, name, "INSERT INTO stripe.x VALUES ($1)", nil); !errors.As(err, &pe) || pe.Code != "42P05" {
+		t.Fatalf("Parse under a name in use: %v, want 42P05", err)
+	}
+	res := pc.ExecPrepared(ctx, name, [][]byte{[]byte("1")}, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(res.Rows) != 1 || string(res.Rows[0][0]) != "42" {
+		t.Errorf("Execute of %s: rows %q, want the old statement's 42", name, res.Rows)
+	}
+}
+
+// noCalls checks that the interceptor never ran.
+func noCalls(t *testing.T, ti *testInterceptor) {
+	t.Helper()
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	if len(ti.calls) != 0 {

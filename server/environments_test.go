@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 	"github.com/pgstripe/pgstripe/logtest"
@@ -50,41 +48,11 @@ func reviewRole(t *testing.T, dbURL string) (roleURL, role string) {
 	return u.String(), role
 }
 
-// serveEnv is serve that also hands back the proxy's address, and the
-// channel Run's result arrives on when it returns early.
+// serveEnv is startServe as the instance "review".
 func serveEnv(t *testing.T, dbURL, base string) (proxyAddr string, logs *logtest.Buffer, err error) {
 	t.Helper()
-	logs = &logtest.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	opts := Options{Config: &config.Config{DatabaseURL: dbURL, StripeAPIKey: "sk_test_review", StripeAPIBase: base,
-		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", RateLimit: 200, PollInterval: 100 * time.Millisecond},
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Ready:  func(p, m string) { ready <- p }}
-	opts.Instance.Instance, opts.Instance.Host = "review", "h"
-	go func() { done <- Run(ctx, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of its cancel")
-		}
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs.String())
-		}
-	})
-	select {
-	case p := <-ready:
-		return p, logs, nil
-	case err := <-done:
-		done <- err
-		return "", logs, err
-	case <-time.After(60 * time.Second):
-		t.Fatal("Run never became ready")
-	}
-	return "", logs, nil
+	p, _, logs, err := startServe(t, dbURL, base, "review")
+	return p, logs, err
 }
 
 // waitLive waits until every object type is live.

@@ -28,32 +28,49 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // metrics address.
 func serve(t *testing.T, dbURL, base, instance string) (metricsAddr string, logs *logtest.Buffer) {
 	t.Helper()
+	_, m, logs, err := startServe(t, dbURL, base, instance)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return m, logs
+}
+
+// startServe runs Run in the background until the test ends and returns
+// the proxy's and the metrics' addresses once it is ready, or the error
+// Run returned before that.
+func startServe(t *testing.T, dbURL, base, instance string) (proxyAddr, metricsAddr string, logs *logtest.Buffer, err error) {
+	t.Helper()
 	logs = &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
 	opts := Options{Config: &config.Config{DatabaseURL: dbURL, StripeAPIKey: "sk_test_review", StripeAPIBase: base,
 		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", RateLimit: 200, PollInterval: 100 * time.Millisecond},
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Ready:  func(p, m string) { ready <- m }}
+		Ready:  func(p, m string) { ready <- [2]string{p, m} }}
 	opts.Instance.Instance, opts.Instance.Host = instance, "h"
 	go func() { done <- Run(ctx, opts) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of its cancel")
+		}
 		if t.Failed() {
 			t.Logf("logs of %s:\n%s", instance, logs.String())
 		}
 	})
 	select {
-	case m := <-ready:
-		return m, logs
+	case a := <-ready:
+		return a[0], a[1], logs, nil
 	case err := <-done:
-		t.Fatalf("Run: %v", err)
+		done <- err
+		return "", "", logs, err
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run never became ready")
 	}
-	return "", nil
+	return "", "", logs, nil
 }
 
 func get(t *testing.T, u string) (int, string) {

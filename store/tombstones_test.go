@@ -18,31 +18,8 @@ import (
 // stored whatever order the deletion arrives in, while the deleted coupon's
 // states stay out, and a second deletion is final again.
 func TestTombstoneSparesLaterObjectWithSameID(t *testing.T) {
-	conn := setup(t)
-	ctx := context.Background()
-	coupon := func(created int64, pct int) json.RawMessage {
-		return json.RawMessage(fmt.Sprintf(`{"id": "SAVE10", "object": "coupon", "created": %d, "percent_off": %d, "valid": true}`, created, pct))
-	}
-	del := func(at int64) {
-		t.Helper()
-		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			return store.Delete(ctx, tx, "coupons", "SAVE10", time.Unix(at, 0))
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pct := func() int {
-		t.Helper()
-		var p *int
-		err := conn.QueryRow(ctx, `SELECT percent_off FROM stripe.coupons WHERE id = 'SAVE10'`).Scan(&p)
-		if err == pgx.ErrNoRows {
-			return -1
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return *p
-	}
+	c := newCoupons(t, "SAVE10")
+	conn, coupon, del, pct := c.conn, c.obj, func(at int64) { c.del(at, 0) }, c.pct
 	// The first coupon, created at 1000, deleted at 1010.
 	upsert(t, conn, "coupons", store.Object{Raw: coupon(1000, 10), AsOf: time.Unix(1000, 0)})
 	del(1010)
@@ -112,4 +89,82 @@ func TestTombstoneFinalForGeneratedIDs(t *testing.T) {
 	if !slices.Equal(res.Tombstoned, []string{"cus_skew"}) {
 		t.Fatalf("deleted customer stored again: %+v", res)
 	}
+}
+
+// TestCouponAgainInDeletionSecond: a coupon deleted and created again
+// with its id in the same second (DELETE then INSERT in one script, the
+// way to change a coupon's discount) is stored, whichever report of the
+// deletion comes next; the deleted coupon's states stay out, and the new
+// one's deletion is final.
+func TestCouponAgainInDeletionSecond(t *testing.T) {
+	c := newCoupons(t, "SUMMER")
+	conn, coupon, del, pct := c.conn, c.obj, c.del, c.pct
+	upsert(t, conn, "coupons", store.Object{Raw: coupon(1000, 10), AsOf: time.Unix(1000, 0)})
+	// The write-through's DELETE (Stripe's stub: no created), at 1010.
+	del(1010, 0)
+	// Its INSERT, in the same second.
+	if res := upsert(t, conn, "coupons", store.Object{Raw: coupon(1010, 20), AsOf: time.Unix(1010, 0)}); !slices.Equal(res.Applied, []string{"SUMMER"}) {
+		t.Fatalf("coupon created again in its deletion's second: %+v", res)
+	}
+	// The deletion's event (it carries the deleted coupon), and a report
+	// without created: the new coupon stays.
+	del(1010, 1000)
+	del(1010, 0)
+	if got := pct(); got != 20 {
+		t.Fatalf("a report of the first deletion removed the new coupon (percent_off %d)", got)
+	}
+	if res := upsert(t, conn, "coupons", store.Object{Raw: coupon(1000, 10), AsOf: time.Unix(1020, 0)}); !slices.Equal(res.Tombstoned, []string{"SUMMER"}) || pct() != 20 {
+		t.Fatalf("replay of the deleted coupon: %+v, percent_off %d", res, pct())
+	}
+	// The new coupon deleted in turn: final.
+	del(1030, 0)
+	if res := upsert(t, conn, "coupons", store.Object{Raw: coupon(1010, 20), AsOf: time.Unix(1040, 0)}); !slices.Equal(res.Tombstoned, []string{"SUMMER"}) || pct() != -1 {
+		t.Fatalf("replay of the second deleted coupon: %+v, percent_off %d", res, pct())
+	}
+}
+
+// coupons is a coupon id in a fresh database, with what the tombstone tests
+// do to it.
+type coupons struct {
+	t    *testing.T
+	conn *pgx.Conn
+	id   string
+}
+
+func newCoupons(t *testing.T, id string) coupons {
+	return coupons{t: t, conn: setup(t), id: id}
+}
+
+// obj is a coupon with the id, created at created.
+func (c coupons) obj(created int64, pct int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"id": %q, "object": "coupon", "created": %d, "percent_off": %d, "valid": true}`, c.id, created, pct))
+}
+
+// del deletes the id at at; created, when not 0, is the deleted coupon's.
+func (c coupons) del(at, created int64) {
+	c.t.Helper()
+	ct := time.Time{}
+	if created != 0 {
+		ct = time.Unix(created, 0)
+	}
+	ctx := context.Background()
+	if err := pgx.BeginFunc(ctx, c.conn, func(tx pgx.Tx) error {
+		return store.DeleteCreated(ctx, tx, "coupons", c.id, time.Unix(at, 0), ct)
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// pct is the stored coupon's percent_off, -1 without a row.
+func (c coupons) pct() int {
+	c.t.Helper()
+	var p *int
+	err := c.conn.QueryRow(context.Background(), `SELECT percent_off FROM stripe.coupons WHERE id = $1`, c.id).Scan(&p)
+	if err == pgx.ErrNoRows {
+		return -1
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return *p
 }

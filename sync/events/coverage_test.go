@@ -37,6 +37,15 @@ func opsEnv(t *testing.T) (*env, func(path string, q url.Values) string) {
 	return v, call
 }
 
+// deleteOp is a DELETE through the emulator, as an operation of the
+// tests on opsEnv.
+func (v *env) deleteOp(t *testing.T, path string) {
+	t.Helper()
+	if _, err := v.mut.Delete(stripeapi.WithPriority(context.Background(), stripeapi.Interactive), path, nil); err != nil {
+		t.Fatalf("DELETE %s: %v", path, err)
+	}
+}
+
 // TestOperations runs, with the loop following events, each
 // operation the emulator supports that the random workload doesn't, and
 // checks after each that every table equals the emulator: an operation
@@ -44,12 +53,7 @@ func opsEnv(t *testing.T) (*env, func(path string, q url.Values) string) {
 // missing or stale row.
 func TestOperations(t *testing.T) {
 	v, call := opsEnv(t)
-	del := func(path string) {
-		t.Helper()
-		if _, err := v.mut.Delete(stripeapi.WithPriority(context.Background(), stripeapi.Interactive), path, nil); err != nil {
-			t.Fatalf("DELETE %s: %v", path, err)
-		}
-	}
+	del := func(path string) { t.Helper(); v.deleteOp(t, path) }
 	step := func(name string, f func()) {
 		t.Helper()
 		f()

@@ -24,13 +24,7 @@ import (
 // must get a row although the old one left a tombstone.
 func TestRecreatedIDAfterDelete(t *testing.T) {
 	v, call := opsEnv(t)
-	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
-	del := func(path string) {
-		t.Helper()
-		if _, err := v.mut.Delete(ctx, path, nil); err != nil {
-			t.Fatalf("DELETE %s: %v", path, err)
-		}
-	}
+	del := func(path string) { t.Helper(); v.deleteOp(t, path) }
 	prod := call("/v1/products", url.Values{"name": {"Plan"}})
 	call("/v1/coupons", url.Values{"id": {"REVIEW10"}, "percent_off": {"10"}})
 	call("/v1/plans", url.Values{"id": {"review-monthly"}, "product": {prod}, "amount": {"900"}, "currency": {"usd"}, "interval": {"month"}})
@@ -75,12 +69,7 @@ func TestRecreatedIDInOneBatch(t *testing.T) {
 func TestDeletionLikeEvents(t *testing.T) {
 	v, call := opsEnv(t)
 	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
-	del := func(path string) {
-		t.Helper()
-		if _, err := v.mut.Delete(ctx, path, nil); err != nil {
-			t.Fatalf("DELETE %s: %v", path, err)
-		}
-	}
+	del := func(path string) { t.Helper(); v.deleteOp(t, path) }
 	step := func(name string, f func()) {
 		t.Helper()
 		f()
