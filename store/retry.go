@@ -85,7 +85,10 @@ func Retry(ctx context.Context, log *slog.Logger, what string, run func() error)
 // another transaction waits for it, so prices-then-subscriptions in one
 // transaction and subscriptions-then-prices in another deadlock.) Other
 // tables go in name order.
-func LockOrder(tables []string) {
+func LockOrder(tables []string) { slices.SortFunc(tables, LockCompare) }
+
+// LockCompare orders two table names as LockOrder does.
+func LockCompare(a, b string) int {
 	rank := func(name string) int {
 		if name == "prices" {
 			return 2
@@ -95,10 +98,8 @@ func LockOrder(tables []string) {
 		}
 		return 0
 	}
-	slices.SortFunc(tables, func(a, b string) int {
-		if ra, rb := rank(a), rank(b); ra != rb {
-			return ra - rb
-		}
-		return strings.Compare(a, b)
-	})
+	if ra, rb := rank(a), rank(b); ra != rb {
+		return ra - rb
+	}
+	return strings.Compare(a, b)
 }

@@ -267,10 +267,8 @@ func createdAfter(table string, obj json.RawMessage, at time.Time) bool {
 	if !store.ChosenIDs(table) {
 		return false
 	}
-	var o struct {
-		Created *int64 `json:"created"`
-	}
-	return json.Unmarshal(obj, &o) == nil && o.Created != nil && *o.Created > at.Unix()
+	c := createdOf(obj)
+	return !c.IsZero() && c.Unix() > at.Unix()
 }
 
 // nestedIncomplete reports whether obj, an object of table, embeds a nested

@@ -127,21 +127,9 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 	}
 	// The order every writer locks in (store.LockOrder), by id within a
 	// table.
-	rank := map[string]int{}
-	for _, f := range out {
-		rank[f.Table] = 0
-	}
-	tables := make([]string, 0, len(rank))
-	for table := range rank {
-		tables = append(tables, table)
-	}
-	store.LockOrder(tables)
-	for i, table := range tables {
-		rank[table] = i
-	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].Table != out[j].Table {
-			return rank[out[i].Table] < rank[out[j].Table]
+		if c := store.LockCompare(out[i].Table, out[j].Table); c != 0 {
+			return c < 0
 		}
 		return out[i].ID < out[j].ID
 	})
