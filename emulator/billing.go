@@ -404,6 +404,12 @@ func init() {
 		if getStr(obj, "status") != "draft" {
 			return nil, invalid("", "", "You can only delete draft invoices.")
 		}
+		// Spec (DELETE /v1/invoices/{invoice}): "Permanently deletes a
+		// one-off invoice draft. [...] if an invoice is for a subscription,
+		// it must be voided" (the wording of this answer is the emulator's).
+		if getStr(obj, "subscription") != "" {
+			return nil, invalid("", "", "You can't delete an invoice that belongs to a subscription; finalize and void it instead.")
+		}
 		for _, r := range append([]*record(nil), e.tables["invoice_line_items"].children[idOf(obj)]...) {
 			e.tables["invoice_line_items"].remove(r.id)
 		}
@@ -1356,7 +1362,7 @@ func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]an
 }
 
 func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[string]any, *apiError) {
-	if getStr(inv, "status") != "open" {
+	if !payable(inv) {
 		return nil, invalid("invoice_not_open", "", "Invoice is already %s.", getStr(inv, "status"))
 	}
 	old := deepCopy(inv).(map[string]any)
@@ -1388,6 +1394,15 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 		e.cancelInvoicePI(c, inv, nil)
 	}
 	return e.invoicePaid(c, inv, old), nil
+}
+
+// payable says whether inv can still be paid. Stripe's invoice workflow
+// (docs.stripe.com/invoicing/integration/workflow-transitions) pays open
+// and uncollectible invoices alike: marking one uncollectible only writes
+// it off in the books, and a later payment still moves it to paid.
+func payable(inv map[string]any) bool {
+	st := getStr(inv, "status")
+	return st == "open" || st == "uncollectible"
 }
 
 // invoicePaymentFailed records a failed attempt to pay inv (old is its
@@ -1464,22 +1479,29 @@ func invoiceAction(act string) handlerFunc {
 		case "void", "mark_uncollectible":
 			// Stripe voids open and uncollectible invoices; only open ones
 			// can be marked uncollectible.
-			if st := getStr(inv, "status"); st != "open" && !(act == "void" && st == "uncollectible") {
-				return nil, invalid("invoice_not_open", "", "You can only %s open invoices (this one is %s).", strings.ReplaceAll(act, "_", " "), st)
+			st := getStr(inv, "status")
+			if act == "void" && st != "open" && st != "uncollectible" {
+				// Stripe's answer for a draft or paid invoice, as observed
+				// (dev.classmethod.jp, "stripe-void-invoice-with-any-status",
+				// 2023): no code and no param.
+				return nil, invalid("", "", "You can only pass in open invoices. This invoice isn't open.")
+			}
+			if act == "mark_uncollectible" && st != "open" {
+				return nil, invalid("invoice_not_open", "", "You can only mark uncollectible open invoices (this one is %s).", st)
 			}
 			old := deepCopy(inv).(map[string]any)
-			st, _ := inv["status_transitions"].(map[string]any)
+			trans, _ := inv["status_transitions"].(map[string]any)
 			if act == "void" {
 				inv["status"] = "void"
-				if st != nil {
-					st["voided_at"] = c.now
+				if trans != nil {
+					trans["voided_at"] = c.now
 				}
 				e.cancelInvoicePI(c, inv, "void_invoice")
 				e.save(c, kInvoice, inv, old, "invoice.voided")
 			} else {
 				inv["status"] = "uncollectible"
-				if st != nil {
-					st["marked_uncollectible_at"] = c.now
+				if trans != nil {
+					trans["marked_uncollectible_at"] = c.now
 				}
 				e.save(c, kInvoice, inv, old, "invoice.marked_uncollectible")
 			}

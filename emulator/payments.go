@@ -81,7 +81,7 @@ func init() {
 		}
 		// An invoice's intent pays (or fails to pay) the invoice.
 		inv := e.load(kInvoice, getStr(obj, "invoice"))
-		if inv != nil && getStr(inv, "status") != "open" {
+		if inv != nil && !payable(inv) {
 			inv = nil
 		}
 		if ae := e.confirmPI(c, obj); ae != nil {
