@@ -432,6 +432,7 @@ func init() {
 		}
 		return e.listChildren(c, kLine, id, "/v1/invoices/"+id+"/lines")
 	})
+	handle("POST", "/v1/invoices/{invoice}/lines/{line_item_id}", updateLine)
 	handle("POST", "/v1/invoices/{invoice}/finalize", invoiceAction("finalize"))
 	handle("POST", "/v1/invoices/{invoice}/pay", invoiceAction("pay"))
 	handle("POST", "/v1/invoices/{invoice}/void", invoiceAction("void"))
@@ -1261,6 +1262,95 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	e.recalcInvoice(c, obj, false)
 	return nil
+}
+
+// updateLine is POST /v1/invoices/{invoice}/lines/{line_item_id}. Stripe:
+// "Updating an invoice's line item is only possible before the invoice is
+// finalized", and fields that live on the invoice item too (amount,
+// quantity, price, …) propagate to it. tax_amounts and discounts are not
+// modelled (refused with 400, see unmodelled).
+func updateLine(e *Emulator, c *reqCtx) (any, *apiError) {
+	iid, lid := c.path["invoice"], c.path["line_item_id"]
+	inv := e.load(kInvoice, iid)
+	if inv == nil {
+		return nil, notFound("invoice", "invoice", iid)
+	}
+	var line map[string]any
+	for _, r := range e.tables["invoice_line_items"].children[iid] {
+		if r.id == lid {
+			line, _ = decodeObject(r.raw)
+			break
+		}
+	}
+	if line == nil {
+		return nil, notFound("line_item_id", "invoice line item", lid)
+	}
+	if st := getStr(inv, "status"); st != "draft" {
+		return nil, invalid("invoice_not_editable", "", "You can only update line items of draft invoices (this invoice is %s).", st)
+	}
+	e.applyParams(kLine.schema, line, c.params, "price", "tax_rates", "discounts", "tax_amounts", "amount")
+	if ae := checkMetadataCount(line); ae != nil {
+		return nil, ae
+	}
+	price, _ := line["price"].(map[string]any)
+	if pid, ok := c.params["price"].(string); ok {
+		if price = e.load(kPrice, pid); price == nil {
+			return nil, e.mustExist("prices", "price", pid)
+		}
+		line["price"] = price
+	} else if pd, ok := c.params["price_data"].(map[string]any); ok {
+		price = e.newObject(kPrice, c.now, c.live)
+		e.applyParams("price", price, pd, "product")
+		prod, _ := pd["product"].(string)
+		if ae := e.mustExist("products", "price_data[product]", prod); ae != nil {
+			return nil, ae
+		}
+		price["product"], price["type"], price["recurring"], price["active"] = prod, "one_time", nil, false
+		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
+		e.store(kPrice, price).unlisted = true
+		line["price"] = price
+	}
+	if v, ok := c.params["tax_rates"]; ok {
+		rates := []any{}
+		ids, _ := v.([]any)
+		for i, x := range ids {
+			id, _ := x.(string)
+			txr := e.load(kTaxRate, id)
+			if txr == nil {
+				return nil, e.mustExist("tax_rates", fmt.Sprintf("tax_rates[%d]", i), id)
+			}
+			rates = append(rates, txr)
+		}
+		line["tax_rates"] = rates
+	}
+	qty := intOr(line["quantity"], 1)
+	unit := intOr(price["unit_amount"], 0)
+	if a, ok := toInt(c.params["amount"]); ok {
+		line["amount"] = a
+		if qty > 0 {
+			unit = a / qty
+		}
+	} else if _, ok := c.params["quantity"]; ok || c.params["price"] != nil || c.params["price_data"] != nil {
+		line["amount"] = unit * qty
+	}
+	line["amount_excluding_tax"] = line["amount"]
+	line["unit_amount_excluding_tax"] = fmt.Sprint(unit)
+	e.store(kLine, line)
+	// The invoice item behind the line follows it (Stripe: such updates
+	// "propagate to the invoice item as well"). Stripe has no
+	// invoiceitem.updated event.
+	if ii := e.load(kInvoiceItem, getStr(line, "invoice_item")); ii != nil {
+		ii["amount"], ii["quantity"], ii["unit_amount"] = line["amount"], line["quantity"], unit
+		ii["unit_amount_decimal"] = fmt.Sprint(unit)
+		ii["description"], ii["discountable"], ii["period"] = line["description"], line["discountable"], line["period"]
+		ii["price"], ii["tax_rates"] = line["price"], line["tax_rates"]
+		e.store(kInvoiceItem, ii)
+	}
+	e.recalcInvoice(c, inv, true)
+	// recalcInvoice may have stored the line again (its discount share).
+	r := e.tables["invoice_line_items"].byID[lid]
+	c.result, _ = decodeObject(r.raw)
+	return e.render(kLine, r.raw, c)
 }
 
 // addItemLine adds the line of an invoice item to a draft invoice.

@@ -73,7 +73,8 @@
 // invoice it discounts, a repeating one after its months, unnoticed until
 // the next invoice), but discounts of invoices, invoice items, checkout
 // sessions and subscription schedule phases, and promotion code
-// restrictions, are not modelled and refused with 400 rather than ignored;
+// restrictions, are not modelled and refused with 400 rather than ignored
+// (so are an invoice line's own tax_amounts);
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
 // timestamps and event retention only); test clocks (clocks.go) are

@@ -483,7 +483,11 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	}
 
 	if p := unmodelledParam(rt.verb+" "+rt.path, params); p != "" {
-		return writeError(w, logURL, invalid("", p, "The emulator does not model this discount: %s is refused rather than ignored, since Stripe would apply it.", p)), routeName
+		what := "this discount"
+		if strings.HasPrefix(p, "tax_amounts") {
+			what = "a line's own tax amounts"
+		}
+		return writeError(w, logURL, invalid("", p, "The emulator does not model %s: %s is refused rather than ignored, since Stripe would apply it.", what, p)), routeName
 	}
 
 	c := &reqCtx{r: r, route: rt, path: pathParams, params: params, live: live, now: e.Now().Unix(), requestID: reqID,
@@ -764,6 +768,8 @@ var unmodelled = map[string][]string{
 	"POST /v1/invoices/{invoice}":         {"discounts"},
 	"POST /v1/invoiceitems":               {"discounts"},
 	"POST /v1/invoiceitems/{invoiceitem}": {"discounts"},
+	// A line's own tax amounts (tax_rate_data) are not modelled either.
+	"POST /v1/invoices/{invoice}/lines/{line_item_id}": {"discounts", "tax_amounts"},
 }
 
 // unmodelledParam names the first discount parameter of the request that

@@ -93,6 +93,13 @@ type Param struct {
 	// Unset is true when the spec accepts the empty string to clear the
 	// field (anyOf with enum [""]), which is how SQL NULL maps to Stripe.
 	Unset bool
+	// Refs are the places below the parameter (dot-separated keys, "[]"
+	// for every element of an array) where Stripe takes only an id while
+	// the object holds an object there: a subscription schedule's
+	// phases.[].default_tax_rates.[] (tax rate objects) or
+	// phases.[].items.[].price (a price when expanded). A value read back
+	// from its column must name such an object by its id.
+	Refs []string
 }
 
 // Table describes one table of the stripe schema and the Stripe endpoints

@@ -251,7 +251,11 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 }
 
 func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
-	if err := st.checkWidth(r, 2+2*len(st.Fields)); err != nil {
+	lead := 2
+	if st.parentInPath() {
+		lead = 3
+	}
+	if err := st.checkWidth(r, lead+2*len(st.Fields)); err != nil {
 		return RowCalls{}, err
 	}
 	t := st.Table
@@ -260,6 +264,19 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 		return RowCalls{}, err
 	}
 	rc := RowCalls{ID: id, Version: string(r[1])}
+	updatePath := t.UpdatePath
+	if lead == 3 {
+		var parent string
+		if json.Unmarshal(r[2], &parent) != nil || parent == "" {
+			return RowCalls{}, errorf(CodeInvalidParameterValue, "%s %s has no %s: Stripe's update names it", t.Object, id, t.Parent.Column).
+				withHint("this row was not written by Stripe; delete it directly on Postgres")
+		}
+		if err := addressable(t, parent); err != nil {
+			return RowCalls{}, err
+		}
+		updatePath = strings.ReplaceAll(updatePath, "{parent}", url.PathEscape(parent))
+		r = append(r[:2:2], r[3:]...)
+	}
 	params := url.Values{}
 	var after []Call
 	var extra map[string]any
@@ -360,7 +377,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 		if !st.Ops.Update {
 			return RowCalls{}, errorf(CodeFeatureNotSupported, "Stripe cannot update %s", t.Name).withHint("%s", st.Ops.possible(t.Name))
 		}
-		rc.Calls = append(rc.Calls, Call{Method: http.MethodPost, Path: objectPath(t.UpdatePath, id), Params: params})
+		rc.Calls = append(rc.Calls, Call{Method: http.MethodPost, Path: objectPath(updatePath, id), Params: params})
 	}
 	rc.Calls = append(rc.Calls, after...)
 	return rc, nil
@@ -377,25 +394,61 @@ func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {
 	return RowCalls{ID: id, Calls: []Call{{Method: http.MethodDelete, Path: objectPath(st.Table.DeletePath, id), Params: url.Values{}}}}, nil
 }
 
-// refValue lets a jsonb column that embeds an object (promotion_codes.coupon)
-// name it by its object, where Stripe's parameter takes only the id.
+// refValue makes a value as the column stores it acceptable to Stripe's
+// parameter of the same name: where the parameter takes an id but the
+// column holds the object (promotion_codes.coupon, a schedule phase's
+// default_tax_rates, an expanded price), the object is named by its id.
 func refValue(f Field, v any) any {
 	if a, ok := v.([]any); ok {
-		return refElements(f, a)
+		v = refElements(f, a)
+	} else if m, ok := v.(map[string]any); ok && !slices.Contains(f.Param.Types, "object") {
+		if id, ok := m["id"].(string); ok {
+			return id
+		}
+	}
+	for _, p := range f.Param.Refs {
+		v = idsAt(v, strings.Split(p, "."))
+	}
+	return v
+}
+
+// idsAt replaces the Stripe objects at keys (see schema.Param.Refs) by
+// their ids, copying the maps and arrays on the way. A Stripe object is
+// recognised by its string "id" and "object" (request parameters never
+// carry "object"); anything else is left for Stripe to judge.
+func idsAt(v any, keys []string) any {
+	if len(keys) == 0 {
+		if m, ok := v.(map[string]any); ok {
+			if _, obj := m["object"].(string); obj {
+				if id, ok := m["id"].(string); ok {
+					return id
+				}
+			}
+		}
+		return v
+	}
+	if keys[0] == "[]" {
+		a, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		c := make([]any, len(a))
+		for i, e := range a {
+			c[i] = idsAt(e, keys[1:])
+		}
+		return c
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return v
 	}
-	for _, t := range f.Param.Types {
-		if t == "object" {
-			return v
-		}
+	e, ok := m[keys[0]]
+	if !ok {
+		return v
 	}
-	if id, ok := m["id"].(string); ok {
-		return id
-	}
-	return v
+	c := maps.Clone(m)
+	c[keys[0]] = idsAt(e, keys[1:])
+	return c
 }
 
 // dropResponseOnly removes the response-only keys (dotted paths, "[]" for
@@ -472,16 +525,16 @@ func withoutPath(v any, keys []string) any {
 	return c
 }
 
-// refElements makes an array as the column stores it acceptable to the
-// parameter of the same name. Stripe returns tax_rates, default_tax_rates
-// and account_tax_ids as objects but takes them as ids, returns discounts
-// as ids (or discount objects) but takes them as {"discount": id}, and
-// returns the last of a price's tiers with up_to null but takes "inf":
-// without this, any UPDATE that keeps the current elements
-// (tax_rates = tax_rates || '["txr_2"]') sends them back as nested objects
-// and Stripe refuses the call. A Stripe object is recognised by its string
-// "id" and "object" (request parameters never carry "object").
+// refElements makes an array's elements as the column stores them
+// acceptable to the parameter where the shape, not only an id, differs:
+// Stripe returns discounts as ids (or discount objects) but takes them as
+// {"discount": id}, and returns the last of a price's tiers with up_to
+// null but takes "inf". (Objects where Stripe takes ids, as tax_rates,
+// are Param.Refs.)
 func refElements(f Field, a []any) []any {
+	if f.Param.Name != "tiers" && f.Param.Name != "discounts" {
+		return a
+	}
 	out := make([]any, len(a))
 	for i, e := range a {
 		out[i] = refElement(f.Param.Name, e)
@@ -505,16 +558,13 @@ func refElement(param string, e any) any {
 		if _, obj := m["object"].(string); obj {
 			id, _ = m["id"].(string)
 		}
-	case param == "discounts":
+	default:
 		id, _ = e.(string)
 	}
-	switch {
-	case id == "":
+	if id == "" {
 		return e
-	case param == "discounts":
-		return map[string]any{"discount": id}
 	}
-	return id
+	return map[string]any{"discount": id}
 }
 
 // addressable refuses ids that no escaping keeps in their own path

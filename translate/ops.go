@@ -21,6 +21,8 @@ type Ops struct {
 	NoDelete string
 	// NoUpdate explains, as a hint, what to do instead of UPDATE.
 	NoUpdate string
+	// NoCreate explains, as a hint, what to do instead of INSERT.
+	NoCreate string
 	// Status maps a new value of the status column to the endpoint that
 	// makes that transition ({id} is the object's id).
 	Status map[string]string
@@ -45,8 +47,14 @@ var ops = map[string]*Ops{
 	"coupons":            {Create: true, Update: true, Delete: true},
 	"invoiceitems":       {Create: true, Update: true, Delete: true},
 	"subscription_items": {Create: true, Update: true, Delete: true},
-	"tax_rates":          {Create: true, Update: true, NoDelete: "archive one with UPDATE stripe.tax_rates SET active = false"},
-	"promotion_codes":    {Create: true, Update: true, NoDelete: "deactivate one with UPDATE stripe.promotion_codes SET active = false"},
+	// Stripe updates a line of a draft invoice in place (amount,
+	// description, quantity, tax_amounts, …); lines come and go with
+	// their invoice items and subscriptions.
+	"invoice_line_items": {Update: true,
+		NoCreate: "an invoice's lines come from its invoice items and subscriptions: add a line to a draft invoice with INSERT INTO stripe.invoiceitems (customer, invoice, …)",
+		NoDelete: "remove a line of a draft invoice by deleting its invoice item: DELETE FROM stripe.invoiceitems WHERE id = …"},
+	"tax_rates":       {Create: true, Update: true, NoDelete: "archive one with UPDATE stripe.tax_rates SET active = false"},
+	"promotion_codes": {Create: true, Update: true, NoDelete: "deactivate one with UPDATE stripe.promotion_codes SET active = false"},
 	"tax_ids": {Create: true, Delete: true, OwnerColumn: "customer",
 		NoUpdate: "DELETE it and INSERT a new one"},
 	"prices": {Create: true, Update: true, NoDelete: "set active = false instead (UPDATE stripe.prices SET active = false WHERE …)"},
@@ -111,7 +119,6 @@ func WritableTables() []string {
 var readOnly = map[string]string{
 	"balance_transactions": "Stripe records a balance transaction itself for each charge, refund, payout or fee; there is no endpoint that writes one",
 	"upcoming_invoices":    "Stripe computes a customer's upcoming invoice from its subscriptions and pending invoice items: write stripe.subscriptions, stripe.subscription_items or stripe.invoiceitems",
-	"invoice_line_items":   "an invoice's lines come from its invoice items and subscriptions: add, change or remove a line of a draft invoice through stripe.invoiceitems (INSERT INTO stripe.invoiceitems (customer, invoice, …))",
 }
 
 // readOnlyTable is the error for any write to a table Stripe (or pgstripe)
@@ -174,6 +181,7 @@ var responseOnly = map[string][]string{
 	"invoices.automatic_tax":                 {"status"},
 	"invoices.shipping_cost":                 {"amount_subtotal", "amount_tax", "amount_total", "taxes"},
 	"invoices.shipping_details":              {"carrier", "tracking_number"},
+	"invoice_line_items.tax_amounts":         {"[].inclusive", "[].tax_rate", "[].taxability_reason"},
 	"payment_intents.payment_method_options": {"card.installments.available_plans"},
 	"payment_intents.transfer_data":          {"destination"},
 	"payment_methods.card":                   {"brand", "checks", "country", "display_brand", "fingerprint", "funding", "generated_from", "last4", "networks.available", "three_d_secure_usage", "wallet"},

@@ -87,8 +87,9 @@ type Statement struct {
 	// statement's VALUES, WHERE and SET (and of the WITH queries they
 	// read), as Postgres evaluates them once. INSERT: one row per VALUES
 	// row, one column per field (the value as JSON text, NULL for NULL).
-	// UPDATE: the id, the row's version (RowCalls.Version), then per field
-	// the new value and the current value (JSON text). DELETE: the id,
+	// UPDATE: the id, the row's version (RowCalls.Version), the parent's
+	// id as JSON where the update path names it (invoice lines), then per
+	// field the new value and the current value (JSON text). DELETE: the id,
 	// then, with RETURNING, its target list over the row as it is before
 	// the delete (Eval.Returns), so that RETURNING shows what WHERE and
 	// the WITH queries picked in that same evaluation. UPDATE and DELETE
@@ -252,7 +253,11 @@ func (st *Statement) planInsert(s *pg_query.InsertStmt) *Error {
 	st.Op = Insert
 	t := st.Table
 	if !st.Ops.Create {
-		return errorf(CodeFeatureNotSupported, "Stripe cannot create %s through pgstripe", t.Name).withHint("%s", st.Ops.possible(t.Name))
+		msg := st.Ops.NoCreate
+		if msg == "" {
+			msg = st.Ops.possible(t.Name)
+		}
+		return errorf(CodeFeatureNotSupported, "Stripe cannot create %s through pgstripe", t.Name).withHint("%s", msg)
 	}
 	if s.OnConflictClause != nil {
 		return errorf(CodeFeatureNotSupported, "INSERT … ON CONFLICT into stripe.%s is not supported: Stripe has no upsert", t.Name).
@@ -391,8 +396,12 @@ func (st *Statement) planUpdate(s *pg_query.UpdateStmt) *Error {
 		vals = append(vals, v)
 	}
 	ref := refName(s.Relation)
+	lead := []*pg_query.Node{resTarget(colRef(ref, "id")), resTarget(versionOf(ref))}
+	if st.parentInPath() {
+		lead = append(lead, resTarget(funcCall("to_jsonb", colRef(ref, t.Parent.Column))))
+	}
 	sel := &pg_query.SelectStmt{
-		TargetList:  []*pg_query.Node{resTarget(colRef(ref, "id")), resTarget(versionOf(ref))},
+		TargetList:  lead,
 		FromClause:  append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: s.Relation}}}, s.FromClause...),
 		WhereClause: s.WhereClause,
 		LimitCount:  pg_query.MakeAConstIntNode(MaxRows+1, -1),
@@ -497,6 +506,13 @@ func distinctIDs(sel *pg_query.SelectStmt, ref string) {
 	sel.DistinctClause = []*pg_query.Node{colRef(ref, "id")}
 	sel.SortClause = []*pg_query.Node{pg_query.MakeSortByNode(colRef(ref, "id"),
 		pg_query.SortByDir_SORTBY_DEFAULT, pg_query.SortByNulls_SORTBY_NULLS_DEFAULT, -1)}
+}
+
+// parentInPath says whether the update endpoint names the parent object
+// too (/v1/invoices/{parent}/lines/{id}): Eval then gives the row's
+// parent after its version.
+func (st *Statement) parentInPath() bool {
+	return st.Table.Parent != nil && strings.Contains(st.Table.UpdatePath, "{parent}")
 }
 
 // field classifies an assigned column.

@@ -47,8 +47,10 @@ func (s *specIndex) resolve(v any) map[string]any {
 
 var pathParam = regexp.MustCompile(`\{[^}]+\}`)
 
-// body returns the form schema's properties of POST path (a template with {id}).
+// body returns the form schema's properties of POST path (a template with
+// {id}, and {parent} for a child's parent).
 func (s *specIndex) body(path string) map[string]any {
+	path = strings.ReplaceAll(path, "{parent}", "{id}")
 	for p, verbs := range s.paths {
 		if pathParam.ReplaceAllString(p, "{id}") != path {
 			continue

@@ -214,8 +214,25 @@ UPDATE stripe.subscription_schedules SET status = $1 WHERE customer = 'cus_1'
 UPDATE stripe.disputes SET evidence = '{"product_description":"a hat"}', status = 'lost' WHERE id = 'dp_1'
 -- row: ["dp_1", {"product_description": "a hat"}, {}, "lost", "needs_response"]
 
--- case: invoice lines are read-only, with a hint
+-- case: invoice line: the update path names the line's invoice
+UPDATE stripe.invoice_line_items SET description = 'x', quantity = quantity + 1 WHERE id = 'il_1'
+-- row: ["il_1", "in_1", "x", "old", 3, 2]
+
+-- case: invoice line: the stored price object and tax rate objects go back as ids
+UPDATE stripe.invoice_line_items SET price = price, tax_rates = tax_rates || '["txr_2"]', metadata = '{"k":"v"}' WHERE invoice = 'in_1'
+-- row: ["il_1", "in_1", {"id": "price_1", "object": "price", "unit_amount": 100}, {"id": "price_1", "object": "price", "unit_amount": 100}, [{"id": "txr_1", "object": "tax_rate", "percentage": 20}, "txr_2"], [{"id": "txr_1", "object": "tax_rate", "percentage": 20}], {"k": "v"}, {}]
+
+-- case: invoice line: a line without its invoice can't be addressed
 UPDATE stripe.invoice_line_items SET description = 'x' WHERE id = 'il_1'
+-- row: ["il_1", null, "x", "old"]
+
+-- case: invoice line: tax_amounts set anew, Stripe's keys of the stored ones left out
+UPDATE stripe.invoice_line_items SET tax_amounts = '[{"amount": 20, "taxable_amount": 100, "tax_rate_data": {"display_name": "VAT", "inclusive": false, "percentage": 20}}]' WHERE id = 'il_1'
+-- row: ["il_1", "in_1", [{"amount": 20, "taxable_amount": 100, "tax_rate_data": {"display_name": "VAT", "inclusive": false, "percentage": 20}}], [{"amount": 10, "inclusive": false, "tax_rate": "txr_1", "taxability_reason": null, "taxable_amount": 100}]]
+
+-- case: invoice line: a column Stripe's line update doesn't take
+UPDATE stripe.invoice_line_items SET proration = true WHERE id = 'il_1'
+-- row: ["il_1", "in_1", true, false]
 
 -- case: balance transactions are read-only, with a hint
 UPDATE stripe.balance_transactions SET description = 'x' WHERE id = 'txn_1'
@@ -223,3 +240,19 @@ UPDATE stripe.balance_transactions SET description = 'x' WHERE id = 'txn_1'
 -- case: subscriptions are canceled by DELETE, not by status
 UPDATE stripe.subscriptions SET status = 'canceled' WHERE id = 'sub_1'
 -- row: ["sub_1", "canceled", "active"]
+
+-- case: schedule phases round-tripped: tax rate and price objects inside go back as ids
+UPDATE stripe.subscription_schedules SET phases = jsonb_set(phases, '{0,metadata}', '{"k":"v"}') WHERE id = 'sub_sched_1'
+-- row: ["sub_sched_1", [{"currency": "usd", "default_tax_rates": [{"id": "txr_1", "object": "tax_rate", "percentage": 20}], "end_date": 1700100000, "items": [{"price": {"id": "price_1", "object": "price", "unit_amount": 100}, "quantity": 1, "tax_rates": [{"id": "txr_2", "object": "tax_rate", "percentage": 5}]}], "metadata": {"k": "v"}, "start_date": 1700000000}], [{"currency": "usd", "default_tax_rates": [{"id": "txr_1", "object": "tax_rate", "percentage": 20}], "end_date": 1700100000, "items": [{"price": {"id": "price_1", "object": "price", "unit_amount": 100}, "quantity": 1, "tax_rates": [{"id": "txr_2", "object": "tax_rate", "percentage": 5}]}], "metadata": {}, "start_date": 1700000000}]]
+
+-- case: schedule default_settings: an expanded default payment method goes back as its id
+UPDATE stripe.subscription_schedules SET default_settings = default_settings || '{"description": "d"}' WHERE id = 'sub_sched_1'
+-- row: ["sub_sched_1", {"default_payment_method": {"id": "pm_1", "object": "payment_method", "type": "card"}, "description": "d", "invoice_settings": {"account_tax_ids": [{"id": "txi_1", "object": "tax_id", "value": "x"}], "days_until_due": null}}, {"default_payment_method": {"id": "pm_1", "object": "payment_method", "type": "card"}, "description": null, "invoice_settings": {"account_tax_ids": [{"id": "txi_1", "object": "tax_id", "value": "x"}], "days_until_due": null}}]
+
+-- case: invoice default_tax_rates and account_tax_ids as stored objects
+UPDATE stripe.invoices SET default_tax_rates = default_tax_rates || '["txr_2"]', account_tax_ids = account_tax_ids WHERE id = 'in_1'
+-- row: ["in_1", [{"id": "txr_1", "object": "tax_rate"}, "txr_2"], [{"id": "txr_1", "object": "tax_rate"}], [{"id": "txi_1", "object": "tax_id"}], [{"id": "txi_1", "object": "tax_id"}]]
+
+-- case: subscription transfer_data: an expanded destination account goes back as its id
+UPDATE stripe.subscriptions SET transfer_data = transfer_data || '{"amount_percent": 10}' WHERE id = 'sub_1'
+-- row: ["sub_1", {"amount_percent": 10, "destination": {"id": "acct_1", "object": "account"}}, {"amount_percent": null, "destination": {"id": "acct_1", "object": "account"}}]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go/format"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -109,6 +110,7 @@ type param struct {
 	types    []string
 	required bool
 	unset    bool
+	refs     []string
 }
 
 type nested struct{ field, table, listPath string }
@@ -236,7 +238,7 @@ func (g *gen) table(d tableDef) (*table, error) {
 	sort.Strings(t.listRequired)
 	if post := g.op(d.list, "post"); post != nil {
 		t.createPath = t.listPath
-		t.createParams = g.params(post)
+		t.createParams = g.params(post, sc)
 	}
 	item := d.retrieve
 	if item == "" {
@@ -266,7 +268,7 @@ func (g *gen) table(d tableDef) (*table, error) {
 	}
 	if post := g.op(item, "post"); post != nil {
 		t.updatePath = normalize(item)
-		t.updateParams = g.params(post)
+		t.updateParams = g.params(post, sc)
 	}
 	if g.op(item, "delete") != nil {
 		t.deletePath = normalize(item)
@@ -333,7 +335,7 @@ func (g *gen) kind(ps *spec.Schema) string {
 	return "KindJSON"
 }
 
-func (g *gen) params(op *spec.Operation) []param {
+func (g *gen) params(op *spec.Operation, object *spec.Schema) []param {
 	if op.RequestBody == nil {
 		return nil
 	}
@@ -379,9 +381,122 @@ func (g *gen) params(op *spec.Operation) []param {
 		}
 		walk(ps)
 		sort.Strings(p.types)
+		p.refs = g.refs(ps, g.alternatives(object.Properties[name]))
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// alternatives flattens $ref and anyOf into the schemas a value may have.
+func (g *gen) alternatives(s *spec.Schema) []*spec.Schema {
+	s = g.resolve(s)
+	if s == nil {
+		return nil
+	}
+	if len(s.AnyOf) == 0 {
+		return []*spec.Schema{s}
+	}
+	var out []*spec.Schema
+	for _, a := range s.AnyOf {
+		out = append(out, g.alternatives(a)...)
+	}
+	return out
+}
+
+func schemaType(s *spec.Schema) string {
+	if s.Type == "" {
+		return spec.TypeObject
+	}
+	return s.Type
+}
+
+// idOnly says whether a request schema takes a string and nothing else
+// (the empty string that unsets aside): an id, where the value is a
+// reference.
+func (g *gen) idOnly(s *spec.Schema) bool {
+	str := false
+	for _, a := range g.alternatives(s) {
+		switch {
+		case schemaType(a) != spec.TypeString:
+			return false
+		case len(a.Enum) == 1 && a.Enum[0] == "":
+		default:
+			str = true
+		}
+	}
+	return str
+}
+
+// holdsObject says whether one of the response alternatives is a Stripe
+// object (an object with an id): what the stored column holds there.
+func holdsObject(resp []*spec.Schema) bool {
+	for _, a := range resp {
+		if schemaType(a) == spec.TypeObject && a.Properties["id"] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// refs lists the places below a request parameter (dot-separated keys,
+// "[]" for every element of an array) where Stripe takes only an id but
+// the object, at the same place, holds an object (a schedule phase's
+// default_tax_rates are tax rate objects; its items' price may be an
+// expanded price). A value read back from the column and sent as it is
+// would be encoded as that object's fields, which Stripe refuses.
+func (g *gen) refs(req *spec.Schema, resp []*spec.Schema) []string {
+	var out []string
+	var walk func(req *spec.Schema, resp []*spec.Schema, path []string, depth int)
+	walk = func(req *spec.Schema, resp []*spec.Schema, path []string, depth int) {
+		if depth > 16 || len(resp) == 0 {
+			return
+		}
+		for _, a := range g.alternatives(req) {
+			switch schemaType(a) {
+			case spec.TypeArray:
+				if a.Items == nil {
+					continue
+				}
+				var elems []*spec.Schema
+				for _, r := range resp {
+					if schemaType(r) == spec.TypeArray && r.Items != nil {
+						elems = append(elems, g.alternatives(r.Items)...)
+					}
+				}
+				p := append(append([]string(nil), path...), "[]")
+				if g.idOnly(a.Items) && holdsObject(elems) {
+					out = append(out, strings.Join(p, "."))
+				}
+				walk(a.Items, elems, p, depth+1)
+			case spec.TypeObject:
+				for _, k := range sortedKeys(a.Properties) {
+					var sub []*spec.Schema
+					for _, r := range resp {
+						if schemaType(r) == spec.TypeObject && r.Properties[k] != nil {
+							sub = append(sub, g.alternatives(r.Properties[k])...)
+						}
+					}
+					p := append(append([]string(nil), path...), k)
+					if g.idOnly(a.Properties[k]) && holdsObject(sub) {
+						out = append(out, strings.Join(p, "."))
+					}
+					walk(a.Properties[k], sub, p, depth+1)
+				}
+			}
+		}
+	}
+	walk(req, resp, nil, 0)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -454,6 +569,9 @@ func render(version string, tables []*table) []byte {
 				}
 				if p.unset {
 					w(", Unset: true")
+				}
+				if len(p.refs) > 0 {
+					w(", Refs: %#v", p.refs)
 				}
 				w("},\n")
 			}

@@ -1,0 +1,106 @@
+package writethrough
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestInvoiceLineUpdate: UPDATE stripe.invoice_line_items goes to
+// POST /v1/invoices/{invoice}/lines/{id}; Stripe's answer is applied to
+// the line, the invoice (re-read: its totals) and, in the emulator, the
+// invoice item behind the line. Stored tax rate objects go back as ids.
+// A line of a finalized invoice is refused by Stripe (55000) and nothing
+// changes locally.
+func TestInvoiceLineUpdate(t *testing.T) {
+	e := setup(t)
+	one := func(sql string, args ...any) string {
+		t.Helper()
+		r := e.ok(sql, args...)
+		if len(r.rows) != 1 {
+			t.Fatalf("%s: %d rows", sql, len(r.rows))
+		}
+		return r.rows[0][0]
+	}
+	cus := e.newCustomers("lines@b.co")[0]
+	prod := one(`INSERT INTO stripe.products (name) VALUES ('Widget') RETURNING id`)
+	price := one(`INSERT INTO stripe.prices (product, currency, unit_amount) VALUES ($1, 'usd', 500) RETURNING id`, prod)
+	txr1 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txr2 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+	inv := one(`INSERT INTO stripe.invoices (customer) VALUES ($1) RETURNING id`, cus)
+	ii := one(`INSERT INTO stripe.invoiceitems (customer, invoice, price) VALUES ($1, $2, to_jsonb($3::text)) RETURNING id`, cus, inv, price)
+	// The invoice's answer brings its lines.
+	e.ok(`UPDATE stripe.invoices SET description = 'with lines' WHERE id = $1`, inv)
+	line := e.local(`SELECT id FROM stripe.invoice_line_items WHERE invoice = $1 AND invoice_item = $2`, inv, ii)
+
+	r := e.ok(`UPDATE stripe.invoice_line_items SET quantity = 3, description = 'three' WHERE id = $1 RETURNING amount, quantity, description`, line)
+	if r.tag != "UPDATE 1" || len(r.rows) != 1 || strings.Join(r.rows[0], " ") != "1500 3 three" {
+		t.Fatalf("RETURNING %v (tag %s), want 1500 3 three", r.rows, r.tag)
+	}
+	if got := e.local(`SELECT amount_due::text FROM stripe.invoices WHERE id = $1`, inv); got != "1500" {
+		t.Fatalf("local invoice amount_due %s, want 1500 (the invoice is re-read after its line changed)", got)
+	}
+	if got := e.stripeObj("invoiceitems", ii)["quantity"]; got != float64(3) {
+		t.Fatalf("invoice item quantity in Stripe %v, want 3 (line updates propagate)", got)
+	}
+
+	// Tax rates: Stripe answers with tax rate objects, which go back as ids.
+	e.ok(`UPDATE stripe.invoice_line_items SET tax_rates = jsonb_build_array($1::text) WHERE id = $2`, txr1, line)
+	if got := e.local(`SELECT tax_rates->0->>'object' FROM stripe.invoice_line_items WHERE id = $1`, line); got != "tax_rate" {
+		t.Fatalf("stored tax_rates[0].object = %s, want tax_rate", got)
+	}
+	e.ok(`UPDATE stripe.invoice_line_items SET tax_rates = tax_rates || jsonb_build_array($1::text), metadata = '{"k":"v"}' WHERE id = $2`, txr2, line)
+	if got := e.local(`SELECT string_agg(x->>'id', ',' ORDER BY n) FROM stripe.invoice_line_items, jsonb_array_elements(tax_rates) WITH ORDINALITY AS t(x, n) WHERE id = $1`, line); got != txr1+","+txr2 {
+		t.Fatalf("tax rates %s, want %s,%s", got, txr1, txr2)
+	}
+
+	// Finalized: Stripe refuses; the local line stays as it was.
+	e.ok(`UPDATE stripe.invoices SET status = 'open' WHERE id = $1`, inv)
+	before := e.local(`SELECT _raw::text FROM stripe.invoice_line_items WHERE id = $1`, line)
+	f := e.fails("55000", `UPDATE stripe.invoice_line_items SET quantity = 4 WHERE id = $1`, line)
+	if !strings.Contains(f.err.Message, "draft") || !strings.Contains(f.err.Detail, "invoice_not_editable") {
+		t.Fatalf("refusal: %s (%s)", f.err.Message, f.err.Detail)
+	}
+	if after := e.local(`SELECT _raw::text FROM stripe.invoice_line_items WHERE id = $1`, line); after != before {
+		t.Fatal("the refused update changed the local line")
+	}
+
+	// No create or delete of lines: hints name the invoice items.
+	if h := e.fails("0A000", `DELETE FROM stripe.invoice_line_items WHERE id = $1`, line); !strings.Contains(h.err.Hint, "stripe.invoiceitems") {
+		t.Fatalf("DELETE hint %q", h.err.Hint)
+	}
+}
+
+// TestSchedulePhasesRoundTrip: a schedule's phases as Stripe returns
+// them (default_tax_rates and items' tax_rates as tax rate objects, an
+// item's price expanded) written back with a change: the objects go as
+// their ids, which the emulator's validation of Stripe's spec accepts.
+func TestSchedulePhasesRoundTrip(t *testing.T) {
+	e := setup(t)
+	one := func(sql string, args ...any) string {
+		t.Helper()
+		return e.ok(sql, args...).rows[0][0]
+	}
+	cus := e.newCustomers("phases@b.co")[0]
+	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	txr := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	sched := one(`INSERT INTO stripe.subscription_schedules (customer, _params, phases) VALUES ($1, '{"start_date": "now"}', jsonb_build_array(jsonb_build_object('items', jsonb_build_array(jsonb_build_object('price', $2::text)), 'iterations', 2))) RETURNING id`, cus, price)
+	// The emulator leaves a phase's tax rates empty and its prices as
+	// ids; Stripe returns tax rate objects, and a price object when
+	// expanded. Give the local row that shape.
+	if _, err := e.pool.Exec(e.ctx, `UPDATE stripe.subscription_schedules SET phases = jsonb_set(jsonb_set(jsonb_set(phases,
+		'{0,default_tax_rates}', jsonb_build_array(jsonb_build_object('id', $1::text, 'object', 'tax_rate', 'percentage', 20, 'active', true))),
+		'{0,items,0,tax_rates}', jsonb_build_array(jsonb_build_object('id', $1::text, 'object', 'tax_rate', 'percentage', 20))),
+		'{0,items,0,price}', jsonb_build_object('id', $2::text, 'object', 'price', 'unit_amount', 1000, 'currency', 'usd'))
+		WHERE id = $3`, txr, price, sched); err != nil {
+		t.Fatal(err)
+	}
+	before := e.calls()
+	e.ok(`UPDATE stripe.subscription_schedules SET phases = jsonb_set(phases, '{0,metadata}', '{"k":"v"}') WHERE id = $1`, sched)
+	if e.calls() == before {
+		t.Fatal("Stripe was not called")
+	}
+	if got := e.local(`SELECT phases->0->'metadata'->>'k' FROM stripe.subscription_schedules WHERE id = $1`, sched); got != "v" {
+		t.Fatalf("phases[0].metadata.k = %s", got)
+	}
+}
