@@ -436,7 +436,10 @@ func TestFetchOfInterceptedPortalRefused(t *testing.T) {
 		t.Fatalf("FETCH of an ordinary cursor: %v", got)
 	}
 	before := ti.count()
-	for _, q := range []string{`FETCH ALL FROM "P1"`, `select 1; move next in "P1";`} {
+	for _, q := range []string{`FETCH ALL FROM "P1"`, `select 1; move next in "P1";`,
+		// Comments and quoted names don't hide the cursor's name.
+		`/* c */ FETCH ALL FROM "P1"`, "-- c\nFETCH ALL FROM \"P1\"", `FETCH ALL FROM "P1" /* c */`,
+		"FETCH ALL FROM \"P1\" -- c", `select ';'; FETCH/**/ALL FROM"P1"`} {
 		rc.send(&pgproto3.Query{String: q})
 		got := rc.until("ReadyForQuery", 1)
 		if len(got) != 2 || !strings.HasPrefix(got[0], "ErrorResponse(0A000") || got[1] != "ReadyForQuery(E)" {
@@ -487,7 +490,7 @@ func TestExtendedFetchOfInterceptedPortalRefused(t *testing.T) {
 		t.Fatalf("extended FETCH of an ordinary cursor: %v", got)
 	}
 	bindWrite()
-	rc.send(&pgproto3.Parse{Name: "f", Query: ` fetch all from "P1"`}, &pgproto3.Bind{PreparedStatement: "f"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	rc.send(&pgproto3.Parse{Name: "f", Query: "/* c */ fetch all from \"P1\" -- c"}, &pgproto3.Bind{PreparedStatement: "f"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	got := rc.until("ReadyForQuery", 1)
 	if len(got) != 4 || !strings.HasPrefix(got[2], "ErrorResponse(0A000") || got[3] != "ReadyForQuery(E)" {
 		t.Fatalf("extended FETCH of an intercepted portal: %v", got)

@@ -690,40 +690,63 @@ func fetchRefusal(sql []byte, portals map[string]*portalInfo) *pgproto3.ErrorRes
 		fmt.Sprintf("pgstripe: FETCH or MOVE of portal %q, which is bound to a write to a stripe table, is not supported", name))
 }
 
-// isCursorOp reports whether sql starts with FETCH or MOVE, the statements
-// fetchedPortal checks; Parse records such statements for Execute to check.
+// isCursorOp reports whether sql starts with FETCH or MOVE (after white
+// space and comments), the statements fetchedPortal checks; Parse records
+// such statements for Execute to check.
 func isCursorOp(sql []byte) bool {
-	sql = bytes.TrimLeft(sql, " \t\r\n\f")
-	return len(sql) >= 5 && bytes.EqualFold(sql[:5], []byte("fetch")) ||
-		len(sql) >= 4 && bytes.EqualFold(sql[:4], []byte("move"))
+	_, fetch := sqlKeyword(sql, "fetch")
+	_, move := sqlKeyword(sql, "move")
+	return fetch || move
 }
 
 // fetchedPortal returns the name of an intercepted portal that a SQL FETCH
-// or MOVE in sql names, if any. Postgres would run the portal's statement,
-// a write to stripe.*, on its own, without Stripe. The check is lexical
-// (each ;-separated piece that starts with FETCH or MOVE, its last word as
-// the cursor name), so it may refuse more than needed, never less for the
-// plain forms.
+// or MOVE in sql may name, if any. Postgres would run the portal's
+// statement, a write to stripe.*, on its own, without Stripe. The check is
+// lexical and errs towards refusing: sql has the word FETCH or MOVE
+// anywhere and the portal's name anywhere as a word (a bare name only if
+// Postgres would fold it to the portal's) or quoted, or any
+// Unicode-escaped name (U&"…"). Comments, literals and settings such as
+// standard_conforming_strings then can't hide either. Cursor names that
+// only code run by the statement computes (a refcursor in a function)
+// are beyond any lexical check.
 func fetchedPortal(sql []byte, portals map[string]*portalInfo) (string, bool) {
-	for _, piece := range strings.Split(string(sql), ";") {
-		words := strings.Fields(piece)
-		if len(words) < 2 {
-			continue
-		}
-		if kw := strings.ToLower(words[0]); kw != "fetch" && kw != "move" {
-			continue
-		}
-		name := words[len(words)-1]
-		if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
-			name = strings.ReplaceAll(name[1:len(name)-1], `""`, `"`)
-		} else {
-			name = strings.ToLower(name)
-		}
-		if _, ok := portals[name]; ok {
+	if !hasWord(sql, "fetch") && !hasWord(sql, "move") {
+		return "", false
+	}
+	escaped := bytes.Contains(bytes.ToLower(sql), []byte(`u&"`))
+	for name := range portals {
+		if escaped || bareName(name) && hasWord(sql, name) ||
+			bytes.Contains(sql, []byte(`"`+strings.ReplaceAll(name, `"`, `""`)+`"`)) {
 			return name, true
 		}
 	}
 	return "", false
+}
+
+// hasWord reports whether sql has w (lower case) as a word, in any case:
+// not inside a longer name.
+func hasWord(sql []byte, w string) bool {
+	for i := 0; i+len(w) <= len(sql); i++ {
+		if (i == 0 || !identChar(sql[i-1])) && bytes.EqualFold(sql[i:i+len(w)], []byte(w)) &&
+			(i+len(w) == len(sql) || !identChar(sql[i+len(w)])) {
+			return true
+		}
+	}
+	return false
+}
+
+// bareName reports whether name can be written without quotes: Postgres
+// folds a bare name to lower case, so "P1" is only ever written quoted.
+func bareName(name string) bool {
+	if name == "" || name[0] == '$' || name[0] >= '0' && name[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !identChar(c) || c >= 'A' && c <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // interceptExecute handles Execute of an intercepted portal; raw is the

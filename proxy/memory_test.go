@@ -159,14 +159,17 @@ func TestDeallocateFailedStillSafe(t *testing.T) {
 func TestSQLPrepareNameStillSafe(t *testing.T) {
 	_, ti, url := setupIntercept(t)
 	ctx := ctxT(t)
-	for _, extended := range []bool{false, true} {
+	for _, c := range []struct {
+		name, comment string
+		extended      bool
+	}{{"c", "", false}, {"e", "", true}, {"cc", "/* a comment */ -- another\n", false}} {
 		pc, err := pgconn.Connect(ctx, url) // a session of its own: nothing seen before
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pc.Close(ctx)
-		name := map[bool]string{false: "c", true: "e"}[extended]
-		prep := "PREPARE " + name + "(int) AS SELECT 41 + $1"
+		name, extended := c.name, c.extended
+		prep := c.comment + "PREPARE " + name + "(int) AS SELECT 41 + $1"
 		if extended {
 			err = pc.ExecParams(ctx, prep, nil, nil, nil, nil).Read().Err
 		} else {

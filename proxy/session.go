@@ -967,7 +967,41 @@ func (s *session) forgetPassthrough(name string, all bool) {
 	}
 }
 
-func trimSpace(b []byte) []byte { return bytes.TrimLeft(b, " \t\r\n\f\v") }
+// trimSpace drops the white space and comments at the start of b, as
+// Postgres' lexer skips them between tokens: "--" to the end of the line,
+// and "/* */", which nest. What follows an unterminated comment is nothing
+// (Postgres refuses the statement).
+func trimSpace(b []byte) []byte {
+	for {
+		b = bytes.TrimLeft(b, " \t\r\n\f\v")
+		switch {
+		case len(b) >= 2 && b[0] == '-' && b[1] == '-':
+			i := bytes.IndexAny(b, "\r\n")
+			if i < 0 {
+				return nil
+			}
+			b = b[i:]
+		case len(b) >= 2 && b[0] == '/' && b[1] == '*':
+			depth, i := 1, 2
+			for depth > 0 {
+				if i+1 >= len(b) {
+					return nil
+				}
+				switch {
+				case b[i] == '/' && b[i+1] == '*':
+					depth, i = depth+1, i+2
+				case b[i] == '*' && b[i+1] == '/':
+					depth, i = depth-1, i+2
+				default:
+					i++
+				}
+			}
+			b = b[i:]
+		default:
+			return b
+		}
+	}
+}
 
 // sqlKeyword reports whether b starts (after white space) with the keyword
 // w (lower case), and returns what follows it.
