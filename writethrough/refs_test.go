@@ -42,6 +42,9 @@ func TestInvoiceLineUpdate(t *testing.T) {
 	if got := e.stripeObj("invoiceitems", ii)["quantity"]; got != float64(3) {
 		t.Fatalf("invoice item quantity in Stripe %v, want 3 (line updates propagate)", got)
 	}
+	if got := e.local(`SELECT quantity::text || ' ' || amount::text FROM stripe.invoiceitems WHERE id = $1`, ii); got != "3 1500" {
+		t.Fatalf("local invoice item %s, want quantity 3 and amount 1500 (re-read: Stripe sends no invoiceitem.updated)", got)
+	}
 
 	// Tax rates: Stripe answers with tax rate objects, which go back as ids.
 	e.ok(`UPDATE stripe.invoice_line_items SET tax_rates = jsonb_build_array($1::text) WHERE id = $2`, txr1, line)

@@ -703,6 +703,13 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 		ic.refetch(ctx, t, res.Ambiguous)
 	}
 	ic.refreshParents(ctx, t, objs, deletedFrom)
+	if t.Name == "invoice_line_items" {
+		// A line's change is made on its invoice item too, which Stripe
+		// announces by no event of its own.
+		if it, ok := schema.Lookup("invoiceitems"); ok {
+			ic.fetchAndApply(ctx, it, referenced(objs, "invoice_item"))
+		}
+	}
 	return ""
 }
 
@@ -836,16 +843,30 @@ func (ic *Interceptor) refreshParents(ctx context.Context, t *schema.Table, objs
 			ids = append(ids, pid)
 		}
 	}
-	for _, o := range objs {
-		var head map[string]json.RawMessage
-		var pid string
-		if json.Unmarshal(o.Raw, &head) != nil || json.Unmarshal(head[t.Parent.Column], &pid) != nil || pid == "" || seen[pid] {
-			continue
+	for _, pid := range referenced(objs, t.Parent.Column) {
+		if !seen[pid] {
+			seen[pid] = true
+			ids = append(ids, pid)
 		}
-		seen[pid] = true
-		ids = append(ids, pid)
 	}
 	ic.fetchAndApply(ctx, pt, ids)
+}
+
+// referenced returns the distinct ids that objs name in field, which holds
+// an id (unexpanded).
+func referenced(objs []store.Object, field string) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, o := range objs {
+		var head map[string]json.RawMessage
+		var id string
+		if json.Unmarshal(o.Raw, &head) != nil || json.Unmarshal(head[field], &id) != nil || id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // fetchAndApply retrieves objects and applies them. Each stored row's
