@@ -123,21 +123,29 @@ func queueInvoiceItems(ctx context.Context, tx pgx.Tx, links []invoiceLink, dele
 		ats := make([]time.Time, len(links))
 		amts := make([]*int64, len(links))
 		qtys := make([]*int64, len(links))
+		mirrors := make([]string, len(links))
 		for i, l := range links {
-			items[i], invs[i], ats[i], amts[i], qtys[i] = l.Item, l.Invoice, l.At, l.Amount, l.Quantity
+			items[i], invs[i], ats[i], amts[i], qtys[i], mirrors[i] = l.Item, l.Invoice, l.At, l.Amount, l.Quantity, string(l.Mirror)
 		}
-		// An item whose line shows another amount or quantity was updated
-		// on its draft invoice: that sends invoice.updated only. A line
-		// without them (NULL) compares as unchanged.
+		// An item whose line shows another amount, quantity, description,
+		// price, tax rates… was updated on its draft invoice (through
+		// the item or the line): that sends invoice.updated only. A line
+		// without amount or quantity (NULL) compares as unchanged there.
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
 SELECT DISTINCT ON (l.item) 'invoiceitems', l.item, l.at, 'owner'
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[]) AS l(item, invoice, at, amount, quantity)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::jsonb[]) AS l(item, invoice, at, amount, quantity, mirror)
 WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND ii.invoice IS NOT DISTINCT FROM l.invoice
     AND (l.amount IS NULL OR ii.amount IS NOT DISTINCT FROM l.amount)
-    AND (l.quantity IS NULL OR ii.quantity IS NOT DISTINCT FROM l.quantity))
+    AND (l.quantity IS NULL OR ii.quantity IS NOT DISTINCT FROM l.quantity)
+    AND (l.mirror IS NULL OR l.mirror = jsonb_build_object(
+        'description', COALESCE(ii."_raw"->'description', 'null'),
+        'discountable', COALESCE(ii."_raw"->'discountable', 'null'),
+        'period', COALESCE(ii."_raw"->'period', 'null'),
+        'price', COALESCE(CASE jsonb_typeof(ii."_raw"->'price') WHEN 'object' THEN ii."_raw"->'price'->'id' WHEN 'string' THEN ii."_raw"->'price' END, '""'),
+        'tax_rates', COALESCE((SELECT jsonb_agg(COALESCE(r->'id', r)) FROM jsonb_array_elements(CASE jsonb_typeof(ii."_raw"->'tax_rates') WHEN 'array' THEN ii."_raw"->'tax_rates' END) AS r), '[]'))))
   AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'invoiceitems' AND t.id = l.item)
 ORDER BY l.item, l.at DESC
-`+requeue, items, invs, ats, amts, qtys); err != nil {
+`+requeue, items, invs, ats, amts, qtys, mirrors); err != nil {
 			return fmt.Errorf("events: queue invoice items: %w", err)
 		}
 	}

@@ -201,6 +201,21 @@ func TestDraftInvoiceItemUpdate(t *testing.T) {
 	v.converge(t, 10*time.Second)
 	call("/v1/invoiceitems/"+ii, url.Values{"quantity": {"3"}})
 	v.converge(t, 10*time.Second)
+	// Only the description: the line's amount and quantity stay.
+	call("/v1/invoiceitems/"+ii, url.Values{"description": {"renamed"}})
+	v.converge(t, 10*time.Second)
+	// The line's own update reaches the item the same way.
+	var line string
+	for id, raw := range v.e.Objects("invoice_line_items") {
+		var l struct {
+			InvoiceItem string `json:"invoice_item"`
+		}
+		if json.Unmarshal(raw, &l) == nil && l.InvoiceItem == ii {
+			line = id
+		}
+	}
+	call("/v1/invoices/"+inv+"/lines/"+line, url.Values{"description": {"by line"}, "quantity": {"3"}})
+	v.converge(t, 10*time.Second)
 }
 
 // TestEventsInOlderAPIVersion: an event's data.object is rendered in

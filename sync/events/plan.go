@@ -336,6 +336,9 @@ type invoiceLink struct {
 	Item, Invoice    string
 	At               time.Time
 	Amount, Quantity *int64
+	// Mirror is the line's copy of the item's other fields that a line
+	// or item update changes on both (see lineMirror).
+	Mirror []byte
 }
 
 // invoiceLinks lists the invoice items among an invoice's lines: those
@@ -355,16 +358,35 @@ func invoiceLinks(invoice string, raw json.RawMessage, lines []json.RawMessage, 
 	var out []invoiceLink
 	for _, l := range lines {
 		var line struct {
-			InvoiceItem json.RawMessage `json:"invoice_item"`
-			Amount      *int64          `json:"amount"`
-			Quantity    *int64          `json:"quantity"`
+			InvoiceItem  json.RawMessage   `json:"invoice_item"`
+			Amount       *int64            `json:"amount"`
+			Quantity     *int64            `json:"quantity"`
+			Description  json.RawMessage   `json:"description"`
+			Discountable json.RawMessage   `json:"discountable"`
+			Period       json.RawMessage   `json:"period"`
+			Price        json.RawMessage   `json:"price"`
+			TaxRates     []json.RawMessage `json:"tax_rates"`
 		}
 		if json.Unmarshal(l, &line) != nil {
 			continue
 		}
 		if id := schema.RefID(line.InvoiceItem); id != "" {
-			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at, Amount: line.Amount, Quantity: line.Quantity})
+			rates := make([]string, len(line.TaxRates))
+			for i, r := range line.TaxRates {
+				rates[i] = schema.RefID(r)
+			}
+			mirror, _ := json.Marshal(map[string]any{"description": jsonOrNull(line.Description),
+				"discountable": jsonOrNull(line.Discountable), "period": jsonOrNull(line.Period),
+				"price": schema.RefID(line.Price), "tax_rates": rates})
+			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at, Amount: line.Amount, Quantity: line.Quantity, Mirror: mirror})
 		}
 	}
 	return out
+}
+
+func jsonOrNull(v json.RawMessage) json.RawMessage {
+	if len(v) == 0 {
+		return json.RawMessage("null")
+	}
+	return v
 }
