@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -1186,7 +1187,7 @@ func (e *Emulator) initInvoice(inv map[string]any, cus string, now int64) {
 	iid := idOf(inv)
 	inv["customer"] = cus
 	if cu := e.load(kCustomer, cus); cu != nil {
-		copyCustomer(inv, cu)
+		e.copyCustomer(inv, cu)
 		inv["currency"] = strOr(cu["currency"], "usd")
 	}
 	inv["status"] = "draft"
@@ -1206,14 +1207,36 @@ func (e *Emulator) initInvoice(inv map[string]any, cus string, now int64) {
 // copyCustomer copies the customer's details an invoice shows. Stripe's
 // spec: "Until the invoice is finalized, this field will equal
 // customer.email. Once the invoice is finalized, this field will no
-// longer be updated."
-func copyCustomer(inv, cu map[string]any) {
+// longer be updated" (the same for customer_tax_exempt), and of
+// customer_tax_ids: "Until the invoice is finalized, this field will
+// contain the same tax IDs as customer.tax_ids", each as {type, value}
+// (invoices_resource_invoice_tax_id).
+func (e *Emulator) copyCustomer(inv, cu map[string]any) {
 	inv["customer_email"], inv["customer_name"], inv["customer_phone"] = cu["email"], cu["name"], cu["phone"]
 	inv["customer_address"], inv["customer_shipping"] = cu["address"], cu["shipping"]
+	inv["customer_tax_exempt"] = cu["tax_exempt"]
+	inv["customer_tax_ids"] = e.customerTaxIDs(idOf(cu))
+}
+
+// customerTaxIDs lists a customer's tax ids as an invoice shows them, in
+// the order of the customer's tax id list (newest first; Stripe documents
+// no order for the invoice's copy). Sorted here, as byCustomer is not
+// while seeding.
+func (e *Emulator) customerTaxIDs(cus string) []any {
+	rs := append([]*record(nil), e.tables["tax_ids"].byCustomer[cus]...)
+	sort.Slice(rs, func(i, j int) bool { return less(rs[j], rs[i]) })
+	out := make([]any, 0, len(rs))
+	for _, r := range rs {
+		if tx, err := decodeObject(r.raw); err == nil {
+			out = append(out, map[string]any{"type": tx["type"], "value": tx["value"]})
+		}
+	}
+	return out
 }
 
 // followCustomer updates the customer's details on its draft invoices, as
-// Stripe does, without an invoice event (none is documented).
+// Stripe does, without an invoice event (none is documented): after the
+// customer changes, or one of its tax ids is added or deleted.
 func (e *Emulator) followCustomer(cu map[string]any) {
 	t := e.tables["invoices"]
 	for _, r := range append([]*record(nil), t.byCustomer[idOf(cu)]...) {
@@ -1221,7 +1244,7 @@ func (e *Emulator) followCustomer(cu map[string]any) {
 			continue
 		}
 		inv, _ := decodeObject(r.raw)
-		copyCustomer(inv, cu)
+		e.copyCustomer(inv, cu)
 		e.store(kInvoice, inv)
 	}
 }

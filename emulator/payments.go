@@ -527,6 +527,17 @@ func init() {
 		obj["verification"] = map[string]any{"status": "pending", "verified_address": nil, "verified_name": nil}
 		return nil
 	}
+	kTaxID.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		e.followTaxIDs(getStr(obj, "customer"))
+		c.result = obj
+	}
+	kTaxID.del = func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kTaxID, c.path["id"])
+		if obj == nil {
+			return nil, notFound("id", "tax_id", c.path["id"])
+		}
+		return e.deleteTaxID(c, obj), nil
+	}
 	crud(kTaxID, "crdl")
 	handle("GET", "/v1/customers/{customer}/tax_ids", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		if e.tables["customers"].byID[c.path["customer"]] == nil {
@@ -554,7 +565,7 @@ func init() {
 		if obj == nil || getStr(obj, "customer") != c.path["customer"] {
 			return nil, notFound("id", "tax_id", c.path["id"])
 		}
-		return e.deleteObject(c, kTaxID, obj), nil
+		return e.deleteTaxID(c, obj), nil
 	})
 
 	// credit notes
@@ -804,4 +815,23 @@ func formatAmount(amt int64, cur string) string {
 		return fmt.Sprintf("£%d.%02d", amt/100, amt%100)
 	}
 	return fmt.Sprintf("$%d.%02d", amt/100, amt%100)
+}
+
+// deleteTaxID deletes a tax id; a customer's drafts stop showing it.
+func (e *Emulator) deleteTaxID(c *reqCtx, obj map[string]any) map[string]any {
+	stub := e.deleteObject(c, kTaxID, obj)
+	e.followTaxIDs(getStr(obj, "customer"))
+	return stub
+}
+
+// followTaxIDs shows a customer's current tax ids on its draft invoices
+// (customer_tax_ids follows customer.tax_ids until finalization), with
+// no invoice event, as for the customer's other details.
+func (e *Emulator) followTaxIDs(cus string) {
+	if cus == "" {
+		return
+	}
+	if cu := e.load(kCustomer, cus); cu != nil {
+		e.followCustomer(cu)
+	}
 }

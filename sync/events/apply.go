@@ -82,6 +82,19 @@ WHERE i.id = ANY($1::text[]) AND i.status = 'draft' AND c."_as_of" >= i."_as_of"
 			return fmt.Errorf("events: queue drafts older than their customer: %w", err)
 		}
 	}
+	// Drafts show their customer's tax ids, which change with no invoice
+	// event; either may be listed first. A tax id's deletion leaves no row
+	// naming its customer and a same-second order can't be told, so states
+	// are compared, not times: drafts of customers whose tax ids changed,
+	// and drafts just stored.
+	var drafts []string
+	if objs := pl.Upserts["invoices"]; len(objs) > 0 {
+		drafts, _ = objectIDs(objs)
+	}
+	if err := queueStaleDrafts(ctx, tx, pl.TaxIDCustomers, drafts); err != nil {
+		return err
+	}
+	p.noteTaxIDChanges(pl.TaxIDCustomers)
 	if len(pl.Events) > 0 {
 		ids := make([]string, len(pl.Events))
 		created := make([]time.Time, len(pl.Events))
@@ -92,6 +105,33 @@ WHERE i.id = ANY($1::text[]) AND i.status = 'draft' AND c."_as_of" >= i."_as_of"
 SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`, ids, created); err != nil {
 			return fmt.Errorf("events: record applied events: %w", err)
 		}
+	}
+	return nil
+}
+
+// queueStaleDrafts queues the draft invoices of customers, and the drafts
+// among invoices, whose customer_tax_ids differ from their customer's
+// stored tax ids (as {type, value} sets: Stripe documents no order). Until
+// finalized, a draft shows "the same tax IDs as customer.tax_ids", so one
+// that differs is stale, or the tax ids are not all applied yet (their
+// events then compare again). Only event applies and tax id re-fetches
+// call it, never an invoice's re-fetch: tax ids that never match (a key
+// that can't read them) must not re-fetch a draft over and over.
+func queueStaleDrafts(ctx context.Context, tx pgx.Tx, customers, invoices []string) error {
+	if len(customers) == 0 && len(invoices) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT 'invoices', i.id, i."_as_of", $3
+FROM stripe.invoices i
+WHERE (i.customer = ANY($1::text[]) OR i.id = ANY($2::text[])) AND i.status = 'draft' AND i.customer IS NOT NULL
+  AND (SELECT coalesce(jsonb_agg(jsonb_build_object('type', e->'type', 'value', e->'value') ORDER BY e->>'type', e->>'value'), '[]')
+       FROM jsonb_array_elements(CASE jsonb_typeof(i.customer_tax_ids) WHEN 'array' THEN i.customer_tax_ids ELSE '[]' END) e)
+  IS DISTINCT FROM
+      (SELECT coalesce(jsonb_agg(jsonb_build_object('type', t.type, 'value', t.value) ORDER BY t.type, t.value), '[]')
+       FROM stripe.tax_ids t WHERE t.customer = i.customer)
+`+requeue, customers, invoices, reasonDraft); err != nil {
+		return fmt.Errorf("events: queue drafts showing other tax ids than their customer: %w", err)
 	}
 	return nil
 }

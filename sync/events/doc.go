@@ -24,8 +24,9 @@
 //     a late event is caught at the next poll);
 //   - above that, polls list only the events after the newest one seen
 //     (ending_before, paging toward newer ones), and once a second an
-//     overlap re-read covers from 3 s before where the previous one began
-//     (so overlaps leave no gap however they are scheduled);
+//     overlap re-read covers from 3 s before where the previous one began,
+//     or the last poll that re-read by time (so overlaps leave no gap
+//     however they are scheduled, however long that poll took);
 //   - every SweepEvery (default LookBack/2) a sweep re-reads from LookBack
 //     (default 60 s) before checked_through.
 //
@@ -58,11 +59,20 @@
 // customer or subscription, and the redeemed coupon and promotion code,
 // whose times_redeemed has no event of its own), a dispute's or a refund's
 // charge, and refreshes a customer's upcoming invoice when its
-// subscriptions, invoices, invoice items, discount or the customer itself
-// change (404 removes the row), and re-fetches the draft invoices of an
-// updated customer (a draft copies the customer's email, name, address…
-// until it is finalized, with no invoice event) and invoice items that an
-// invoice took in or let go (Stripe sends no invoice item event for that).
+// subscriptions, invoices, invoice items, discount, tax ids or the
+// customer itself change (404 removes the row), and re-fetches the draft
+// invoices of an updated customer (a draft copies the customer's email,
+// name, address… until it is finalized, with no invoice event) and invoice
+// items that an invoice took in or let go (Stripe sends no invoice item
+// event for that). A draft also shows its customer's tax ids
+// (customer_tax_ids), which change with customer.tax_id.* events only;
+// as a deleted tax id leaves no row naming its customer, states are
+// compared rather than times: after a batch with tax id events (or a
+// re-fetch of a tax id), and for each draft a batch stores, a draft whose
+// {type, value} set differs from its customer's stored tax ids is
+// re-fetched. So is a draft the re-fetcher fetched before a change of its
+// customer's tax ids whose apply committed first (that apply could not
+// compare it yet).
 // A re-fetch of a charge also lists its refunds, and one of a coupon its
 // promotion codes (a used-up coupon deactivates them, with no promotion
 // code event). The queue is durable, so a crash loses none of it; an entry

@@ -149,6 +149,13 @@ type poller struct {
 	// txMu serializes the write transactions of the poll and the
 	// re-fetcher (inTx).
 	txMu sync.Mutex
+	// taxIDsChanged is, per customer, when a transaction last applied a
+	// change to its tax ids (guarded by txMu; the re-fetcher forgets
+	// what no fetch of its can predate): a draft of that customer the
+	// re-fetcher fetched before then may show the tax ids from before the
+	// change, and the change's apply, which compares stored drafts, ran
+	// before that draft was stored.
+	taxIDsChanged map[string]time.Time
 }
 
 func (p *poller) run(ctx context.Context) error {
@@ -229,7 +236,7 @@ func (p *poller) step(ctx context.Context) error {
 	if p.anchor == "" || p.overlapPages <= 1 {
 		mode = modeOverlap
 	}
-	pages, err := p.poll(ctx, mode)
+	pages, checked, err := p.poll(ctx, mode)
 	if err != nil {
 		if mode == modeHead {
 			p.anchor = "" // e.g. gone past retention: re-read by time next
@@ -237,7 +244,12 @@ func (p *poller) step(ctx context.Context) error {
 		return err
 	}
 	if mode == modeOverlap {
-		p.lastOverlap, p.overlapPages, p.overlapBase = now, pages, time.Time{}
+		// This poll was an overlap re-read that began at checked, and it
+		// set the anchor head polls list from: an event late for it and
+		// older than the anchor is left to the next overlap re-read,
+		// which must reach back to 3 s before it, not before where head
+		// polls will have moved checked_through by then.
+		p.lastOverlap, p.overlapPages, p.overlapBase = now, pages, checked
 	}
 	// The rest of the cycle re-reads windows for late events, a page at a
 	// time, so a long sweep (a minute of a busy account, against Stripe's
@@ -402,8 +414,9 @@ func (p *poller) scanPage(ctx context.Context, sc *lateScan) (done bool, err err
 	return false, nil
 }
 
-// poll reads events and applies what is new, page by page.
-func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error) {
+// poll reads events and applies what is new, page by page; checked is
+// the Date of its first page.
+func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, checked time.Time, err error) {
 	q := url.Values{}
 	q.Set("limit", "100")
 	if mode == modeHead {
@@ -412,26 +425,26 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 		from := windowStart(p.cur.CheckedThrough, false, p.cfg.LookBack)
 		q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
 	}
-	var checked time.Time
 	var pending []Event
 	anchor := p.anchor
 	pollStarted := time.Now()
 	for first := true; ; first = false {
 		page, err := p.cfg.Client.List(ctx, "/v1/events", q)
 		if err != nil {
-			return pages, fmt.Errorf("list events: %w", err)
+			return pages, time.Time{}, fmt.Errorf("list events: %w", err)
 		}
 		pages++
 		p.observeDate(page.AsOf)
 		if first {
 			checked = page.AsOf
 			if expired(p.cur, page.AsOf, p.cfg.LookBack) {
-				return pages, p.rebackfill(ctx, "cursor_expired")
+				// The re-backfill sets the cursor and the re-reads anew.
+				return pages, time.Time{}, p.rebackfill(ctx, "cursor_expired")
 			}
 		}
 		evs, err := parseEvents(page.Data)
 		if err != nil {
-			return pages, err
+			return pages, time.Time{}, err
 		}
 		for _, e := range evs {
 			if !p.seen.has(e.ID) {
@@ -450,7 +463,7 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 		// and memory stays bounded.
 		if len(pending) >= maxPerTx {
 			if err := p.apply(ctx, pending, nil, pollStarted); err != nil {
-				return pages, err
+				return pages, time.Time{}, err
 			}
 			pending = nil
 		}
@@ -475,7 +488,7 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 		p.anchor = anchor
 		metrics.EventsPolled.Set(float64(pollStarted.UnixNano()) / 1e9)
 	}
-	return pages, err
+	return pages, checked, err
 }
 
 // inTx runs fn in a transaction fenced by the leader epoch. The loop's

@@ -90,8 +90,11 @@ type plan struct {
 	// items whose stored invoice differs are re-fetched.
 	InvoiceLinks    []invoiceLink
 	DeletedInvoices []deletion
-	Ignored         int
-	maxEvent        Event // newest event by (created, id)
+	// TaxIDCustomers are the customers whose tax ids the batch adds,
+	// changes or deletes: their draft invoices show them.
+	TaxIDCustomers []string
+	Ignored        int
+	maxEvent       Event // newest event by (created, id)
 }
 
 // planBatch turns new events into writes. Events may come in any order:
@@ -113,6 +116,7 @@ func planBatch(evs []Event) plan {
 	var order []refetchKey
 	deleted := map[refetchKey]deletion{}
 	queued := map[refetchKey]int{} // index in p.Refetch
+	taxIDCustomers := map[string]bool{}
 	queue := func(k refetchKey, nb time.Time, reason string) {
 		if i, ok := queued[k]; ok {
 			if nb.After(p.Refetch[i].NotBefore) {
@@ -131,6 +135,10 @@ func planBatch(evs []Event) plan {
 		r := RouteEvent(e.Type, e.Data.Object)
 		if r.Customer != "" {
 			queue(refetchKey{"upcoming_invoices", r.Customer}, e.At(), reasonUpcoming)
+		}
+		if r.Table == "tax_ids" && r.Customer != "" && !taxIDCustomers[r.Customer] {
+			taxIDCustomers[r.Customer] = true
+			p.TaxIDCustomers = append(p.TaxIDCustomers, r.Customer)
 		}
 		for _, a := range r.Also {
 			if a.ID != "" {

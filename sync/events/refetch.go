@@ -94,6 +94,7 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 	if len(due) == 0 {
 		return 0, nil
 	}
+	fetchStarted := time.Now()
 	results := make([]*fetched, len(due))
 	sem := make(chan struct{}, refetchParallel)
 	var wg sync.WaitGroup
@@ -135,7 +136,28 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 	})
 	return len(due), p.inTx(ctx, func(tx pgx.Tx) error {
 		var again []refetch
+		var taxIDCustomers, drafts []string
 		for _, f := range out {
+			if f.Table == "invoices" && f.obj != nil && p.taxIDsChanged[invoiceCustomer(f.obj.Raw)].After(fetchStarted) {
+				// Fetched, maybe, before a change of its customer's tax
+				// ids that an apply has compared with the stored drafts
+				// since, without this one. Only that customer's: a draft
+				// that never matches (tax ids the key can't read) must
+				// not be fetched again for every other customer's change.
+				drafts = append(drafts, f.ID)
+			}
+			if f.Table == "tax_ids" && !f.drop {
+				// A tax id fetched in place of its event (another API
+				// version, a same-second state) changes what its
+				// customer's drafts show, as its event would.
+				cus, err := taxIDCustomer(ctx, tx, f)
+				if err != nil {
+					return err
+				}
+				if cus != "" {
+					taxIDCustomers = append(taxIDCustomers, cus)
+				}
+			}
 			switch {
 			case f.drop:
 			case f.obj == nil:
@@ -170,8 +192,65 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 				return fmt.Errorf("events: dequeue re-fetch: %w", err)
 			}
 		}
+		if err := queueStaleDrafts(ctx, tx, taxIDCustomers, drafts); err != nil {
+			return err
+		}
+		// Re-fetches run one drain at a time: a change before this
+		// drain's fetches began concerns none to come.
+		for cus, at := range p.taxIDsChanged {
+			if !at.After(fetchStarted) {
+				delete(p.taxIDsChanged, cus)
+			}
+		}
+		p.noteTaxIDChanges(taxIDCustomers)
 		return queueRefetch(ctx, tx, again)
 	})
+}
+
+// invoiceCustomer is the id of an invoice's customer ("" if none).
+func invoiceCustomer(raw json.RawMessage) string {
+	var o struct{ Customer json.RawMessage }
+	if json.Unmarshal(raw, &o) != nil {
+		return ""
+	}
+	return schema.RefID(o.Customer)
+}
+
+// noteTaxIDChanges records that the tax ids of customers changed now
+// (inside a transaction, under txMu).
+func (p *poller) noteTaxIDChanges(customers []string) {
+	if len(customers) == 0 {
+		return
+	}
+	if p.taxIDsChanged == nil {
+		p.taxIDsChanged = map[string]time.Time{}
+	}
+	now := time.Now()
+	for _, c := range customers {
+		p.taxIDsChanged[c] = now
+	}
+}
+
+// taxIDCustomer is the customer of a re-fetched tax id: the fetched
+// object's, or, when it is gone, the stored row's (read before its
+// deletion).
+func taxIDCustomer(ctx context.Context, tx pgx.Tx, f fetched) (string, error) {
+	if f.obj != nil {
+		var o struct{ Customer, Owner json.RawMessage }
+		if json.Unmarshal(f.obj.Raw, &o) != nil {
+			return "", nil
+		}
+		return taxIDOwner(o.Customer, o.Owner), nil
+	}
+	var cus *string
+	err := tx.QueryRow(ctx, `SELECT customer FROM stripe.tax_ids WHERE id = $1`, f.ID).Scan(&cus)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("events: customer of tax id %s: %w", f.ID, err)
+	}
+	if cus == nil {
+		return "", nil
+	}
+	return *cus, nil
 }
 
 // fetch retrieves one queued object, with its nested lists complete.

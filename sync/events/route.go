@@ -40,8 +40,9 @@ type Route struct {
 	Table  string // stripe table (empty for Ignore)
 	ID     string // object id (for Refetch: the stored object to fetch)
 	// Customer whose upcoming invoice may have changed ("" if none): set for
-	// subscription, invoice, invoice item and discount events and customer
-	// deletions.
+	// subscription, invoice, invoice item, discount and tax id events and
+	// customer deletions. For a tax id it also names the customer whose
+	// draft invoices show it (invoice.customer_tax_ids).
 	Customer string
 	// Also are stored objects the event changes without carrying them,
 	// re-fetched besides (empty ID: none): a dispute's or refund's charge,
@@ -93,6 +94,7 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		Charge        json.RawMessage `json:"charge"`         // of a dispute
 		Coupon        json.RawMessage `json:"coupon"`         // of a discount
 		PromotionCode json.RawMessage `json:"promotion_code"` // of a discount
+		Owner         json.RawMessage `json:"owner"`          // of a tax id
 	}
 	if json.Unmarshal(obj, &o) != nil {
 		return Route{}
@@ -144,5 +146,28 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 	if t.Name == "customers" && r.Action == Delete {
 		r.Customer = o.ID
 	}
+	if t.Name == "tax_ids" {
+		// An upcoming invoice, and a draft one, show the customer's tax
+		// ids (customer_tax_ids "will contain the same tax IDs as
+		// customer.tax_ids" until finalization), with no invoice event.
+		// customer.tax_id.deleted carries the tax id whole, so its
+		// customer is known although the deletion leaves no row.
+		r.Customer = taxIDOwner(o.Customer, o.Owner)
+	}
 	return r
+}
+
+// taxIDOwner is the customer of a tax id, from its customer field, else
+// its owner ({type: customer, customer}); "" for other owners.
+func taxIDOwner(customer, owner json.RawMessage) string {
+	if id := schema.RefID(customer); id != "" {
+		return id
+	}
+	var o struct {
+		Customer json.RawMessage `json:"customer"`
+	}
+	if json.Unmarshal(owner, &o) != nil {
+		return ""
+	}
+	return schema.RefID(o.Customer)
 }
