@@ -294,7 +294,7 @@ func init() {
 			return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "subscription", Message: fmt.Sprintf("No such subscription: '%s'", sid)}
 		}
 		old := deepCopy(sub).(map[string]any)
-		it, ae := e.newSubItem(c, sid, c.params)
+		it, ae := e.newSubItem(c, sid, c.params, "")
 		if ae != nil {
 			return nil, ae
 		}
@@ -309,7 +309,10 @@ func init() {
 		}
 		sub := e.load(kSub, getStr(it, "subscription"))
 		old := deepCopy(sub).(map[string]any)
-		e.applyParams(kSubItem.schema, it, c.params, kSubItem.skip...)
+		e.applyParams(kSubItem.schema, it, c.params, append(kSubItem.skip, "tax_rates")...)
+		if ae := e.setTaxRates(it, "tax_rates", c.params, "tax_rates"); ae != nil {
+			return nil, ae
+		}
 		if pid, ok := c.params["price"].(string); ok {
 			p := e.load(kPrice, pid)
 			if p == nil {
@@ -397,6 +400,10 @@ func init() {
 
 	// invoices
 	kInvoice.create = createInvoice
+	kInvoice.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		obj["default_tax_rates"] = old["default_tax_rates"]
+		return e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates")
+	}
 	kInvoice.del = func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kInvoice, c.path["invoice"])
 		if obj == nil {
@@ -474,6 +481,10 @@ func init() {
 				return invalid("invoice_not_editable", "", "You can only update invoice items on draft invoices.")
 			}
 		}
+		obj["tax_rates"] = old["tax_rates"] // applyParams may have nulled it ("")
+		if ae := e.setTaxRates(obj, "tax_rates", c.params, "tax_rates"); ae != nil {
+			return ae
+		}
 		if _, ok := c.params["amount"]; !ok {
 			if _, q := c.params["quantity"]; q {
 				obj["amount"] = getInt(obj, "unit_amount") * getInt(obj, "quantity")
@@ -495,6 +506,7 @@ func init() {
 			line["quantity"], line["description"] = obj["quantity"], obj["description"]
 			line["discountable"] = obj["discountable"] != false
 			line["unit_amount_excluding_tax"] = fmt.Sprint(getInt(obj, "unit_amount"))
+			line["tax_rates"] = orEmpty(obj["tax_rates"])
 			e.store(kLine, line)
 			break
 		}
@@ -675,9 +687,10 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		var items []any
 		for _, r := range e.tables["subscription_items"].children[from] {
 			it, _ := decodeObject(r.raw)
-			items = append(items, map[string]any{"price": getStr(it, "price"), "quantity": it["quantity"]})
+			items = append(items, map[string]any{"price": getStr(it, "price"), "quantity": it["quantity"], "tax_rates": taxRateIDs(it["tax_rates"])})
 		}
-		phases, ae := e.schedulePhases(c, []any{map[string]any{"items": items, "end_date": getInt(sub, "current_period_end")}}, getInt(sub, "current_period_start"))
+		phases, ae := e.schedulePhases(c, []any{map[string]any{"items": items, "end_date": getInt(sub, "current_period_end"),
+			"default_tax_rates": taxRateIDs(sub["default_tax_rates"])}}, getInt(sub, "current_period_start"))
 		if ae != nil {
 			return ae
 		}
@@ -726,10 +739,10 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		var items []any
 		for _, it := range first["items"].([]any) {
 			m := it.(map[string]any)
-			items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"]})
+			items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"], "tax_rates": taxRateIDs(m["tax_rates"])})
 		}
-		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, params: map[string]any{"customer": cus, "items": items}, live: c.live, now: c.now, wall: c.wall, requestID: c.requestID,
-			schedule: idOf(obj)}
+		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, live: c.live, now: c.now, wall: c.wall, requestID: c.requestID,
+			schedule: idOf(obj), params: map[string]any{"customer": cus, "items": items, "default_tax_rates": taxRateIDs(first["default_tax_rates"])}}
 		if _, ae := genericCreate(kSub)(e, sc); ae != nil {
 			return ae
 		}
@@ -768,8 +781,16 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			if first == nil {
 				first = price
 			}
+			rates, ae := e.taxRates(m["tax_rates"], fmt.Sprintf("phases[%d][items][%d][tax_rates]", i, j))
+			if ae != nil {
+				return nil, ae
+			}
 			items = append(items, map[string]any{"billing_thresholds": nil, "metadata": mergeMetadata(nil, m["metadata"]), "price": pid,
-				"quantity": intOr(m["quantity"], 1), "tax_rates": []any{}})
+				"quantity": intOr(m["quantity"], 1), "tax_rates": rates})
+		}
+		defaults, ae := e.taxRates(p["default_tax_rates"], fmt.Sprintf("phases[%d][default_tax_rates]", i))
+		if ae != nil {
+			return nil, ae
 		}
 		if v, ok := p["start_date"]; ok && i == 0 {
 			if n, ok := toInt(v); ok {
@@ -788,6 +809,7 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			return nil, invalid("", fmt.Sprintf("phases[%d][end_date]", i), "The end_date of a phase must be after its start date.")
 		}
 		ph["items"] = items
+		ph["default_tax_rates"] = defaults
 		ph["start_date"], ph["end_date"] = start, end
 		ph["currency"] = first["currency"]
 		ph["metadata"] = mergeMetadata(nil, p["metadata"])
@@ -870,28 +892,109 @@ func periodEnd(start int64, price map[string]any) int64 {
 	return t.Unix()
 }
 
-func (e *Emulator) newSubItem(c *reqCtx, subID string, p map[string]any) (map[string]any, *apiError) {
+// newSubItem builds a subscription item from its params; prefix is where
+// they sit in the request ("items[0]", or "" for POST
+// /v1/subscription_items), for the param of an error.
+func (e *Emulator) newSubItem(c *reqCtx, subID string, p map[string]any, prefix string) (map[string]any, *apiError) {
 	it := e.newObject(kSubItem, c.now, c.live)
-	e.applyParams(kSubItem.schema, it, p, "price", "subscription")
+	e.applyParams(kSubItem.schema, it, p, "price", "subscription", "tax_rates")
 	pid, _ := p["price"].(string)
 	if pid == "" {
 		pid, _ = p["plan"].(string)
 	}
 	if pid == "" {
-		return nil, missing("items[0][price]")
+		return nil, missing(subParam(prefix, "price"))
 	}
 	price := e.load(kPrice, pid)
 	if price == nil {
-		return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "price", Message: fmt.Sprintf("No such price: '%s'", pid)}
+		return nil, e.mustExist("prices", subParam(prefix, "price"), pid)
 	}
-	if ae := recurringOnly(price, "price"); ae != nil {
+	if ae := recurringOnly(price, subParam(prefix, "price")); ae != nil {
 		return nil, ae
 	}
 	it["price"] = price
 	it["subscription"] = subID
 	it["quantity"] = intOr(p["quantity"], 1)
 	it["tax_rates"] = []any{}
+	if ae := e.setTaxRates(it, "tax_rates", p, subParam(prefix, "tax_rates")); ae != nil {
+		return nil, ae
+	}
 	return it, nil
+}
+
+// orEmpty is v, or an empty list for none (Stripe answers [] where an
+// object has no tax rates).
+func orEmpty(v any) any {
+	if v == nil {
+		return []any{}
+	}
+	return v
+}
+
+// subParam names a request parameter nested under prefix, Stripe's way
+// (items[0][price]).
+func subParam(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "[" + name + "]"
+}
+
+// setTaxRates sets obj[field] to the tax rate objects whose ids the request
+// gives in p[field] (param names that field in the request, for errors),
+// as Stripe embeds them; "" clears them. An id that is not a tax rate is
+// Stripe's resource_missing, and obj is left as it was. Tax itself is not
+// computed (see doc.go): the rates are stored and returned only.
+func (e *Emulator) setTaxRates(obj map[string]any, field string, p map[string]any, param string) *apiError {
+	v, ok := p[field]
+	if !ok {
+		return nil
+	}
+	rates, ae := e.taxRates(v, param)
+	if ae != nil {
+		return ae
+	}
+	obj[field] = rates
+	return nil
+}
+
+// taxRates resolves a tax rates param (ids, or "" for none) to the tax
+// rate objects.
+func (e *Emulator) taxRates(v any, param string) ([]any, *apiError) {
+	rates := []any{}
+	ids, _ := v.([]any)
+	for i, x := range ids {
+		id, _ := x.(string)
+		txr := e.load(kTaxRate, id)
+		if txr == nil {
+			return nil, e.mustExist("tax_rates", fmt.Sprintf("%s[%d]", param, i), id)
+		}
+		rates = append(rates, txr)
+	}
+	return rates, nil
+}
+
+// taxRateIDs turns embedded tax rates back into the ids a request takes.
+func taxRateIDs(v any) []any {
+	ids := []any{}
+	arr, _ := v.([]any)
+	for _, x := range arr {
+		if id := idOfAny(x); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func idOfAny(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case map[string]any:
+		s, _ := x["id"].(string)
+		return s
+	}
+	return ""
 }
 
 // recurringOnly refuses a one-time price where a subscription needs a
@@ -917,12 +1020,15 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	var made []map[string]any
 	for i, raw := range items {
 		p, _ := raw.(map[string]any)
-		it, ae := e.newSubItem(c, sid, p)
+		it, ae := e.newSubItem(c, sid, p, fmt.Sprintf("items[%d]", i))
 		if ae != nil {
-			ae.Param = fmt.Sprintf("items[%d][price]", i)
 			return ae
 		}
 		made = append(made, it)
+	}
+	obj["default_tax_rates"] = []any{}
+	if ae := e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates"); ae != nil {
+		return ae
 	}
 	first := made[0]["price"].(map[string]any)
 	obj["currency"] = first["currency"]
@@ -1016,6 +1122,7 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 	inv["collection_method"] = strOr(sub["collection_method"], "charge_automatically")
 	inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_start"]
 	inv["discount"] = e.invoiceDiscount(cus, sub, c.now)
+	inv["default_tax_rates"] = orEmpty(sub["default_tax_rates"])
 	trial := getStr(sub, "status") == "trialing"
 	for _, r := range e.tables["subscription_items"].children[idOf(sub)] {
 		it, _ := decodeObject(r.raw)
@@ -1040,6 +1147,7 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 		line["period"] = map[string]any{"start": sub["current_period_start"], "end": sub["current_period_end"]}
 		line["discountable"], line["proration"] = true, false
 		line["metadata"] = map[string]any{}
+		line["tax_rates"] = orEmpty(it["tax_rates"])
 		delete(line, "created")
 		e.store(kLine, line)
 	}
@@ -1088,6 +1196,9 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if ae != nil {
 		return ae
 	}
+	if ae := e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates"); ae != nil {
+		return ae
+	}
 	items, _ := c.params["items"].([]any)
 	// Every item is checked before any is stored: a request Stripe refuses
 	// changes nothing, so a bad items[1] must not leave items[0] applied.
@@ -1097,9 +1208,8 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		p, _ := raw.(map[string]any)
 		id, _ := p["id"].(string)
 		if id == "" {
-			it, ae := e.newSubItem(c, sid, p)
+			it, ae := e.newSubItem(c, sid, p, fmt.Sprintf("items[%d]", i))
 			if ae != nil {
-				ae.Param = fmt.Sprintf("items[%d][price]", i)
 				return ae
 			}
 			put = append(put, it)
@@ -1113,7 +1223,10 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 			del = append(del, id)
 			continue
 		}
-		e.applyParams(kSubItem.schema, it, p, "price", "id", "subscription")
+		e.applyParams(kSubItem.schema, it, p, "price", "id", "subscription", "tax_rates")
+		if ae := e.setTaxRates(it, "tax_rates", p, fmt.Sprintf("items[%d][tax_rates]", i)); ae != nil {
+			return ae
+		}
 		if pid, ok := p["price"].(string); ok {
 			price := e.load(kPrice, pid)
 			if price == nil {
@@ -1259,12 +1372,22 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	}
 	e.initInvoice(obj, cus, c.now)
 	e.applyParams(kInvoice.schema, obj, c.params) // again: initInvoice reset what the params may set
+	obj["default_tax_rates"] = []any{}
+	if ae := e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates"); ae != nil {
+		return ae
+	}
 	var sub map[string]any
 	if s, ok := c.params["subscription"].(string); ok {
 		if ae := e.mustExist("subscriptions", "subscription", s); ae != nil {
 			return ae
 		}
 		sub = e.load(kSub, s)
+	}
+	if _, ok := c.params["default_tax_rates"]; !ok && sub != nil {
+		// Stripe (spec, subscription.default_tax_rates): "Invoices created
+		// will have their default_tax_rates populated from the
+		// subscription."
+		obj["default_tax_rates"] = orEmpty(sub["default_tax_rates"])
 	}
 	obj["discount"] = e.invoiceDiscount(cus, sub, c.now)
 	obj["auto_advance"] = getBool(c.params, "auto_advance")
@@ -1393,6 +1516,7 @@ func (e *Emulator) addItemLine(c *reqCtx, inv, ii map[string]any) {
 	line["period"] = ii["period"]
 	line["discountable"], line["proration"] = ii["discountable"] != false, false
 	line["metadata"] = map[string]any{}
+	line["tax_rates"] = orEmpty(ii["tax_rates"])
 	e.store(kLine, line)
 }
 
@@ -1710,6 +1834,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 		inv[f] = nil
 	}
 	inv["metadata"] = map[string]any{}
+	inv["default_tax_rates"] = orEmpty(sub["default_tax_rates"])
 	start := getInt(sub, "current_period_end")
 	var lines []map[string]any
 	var sum int64
@@ -1729,6 +1854,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
 		line["period"] = map[string]any{"start": start, "end": periodEnd(start, price)}
 		line["metadata"] = map[string]any{}
+		line["tax_rates"] = orEmpty(it["tax_rates"])
 		e.clean("line_item", line)
 		lines = append(lines, line)
 		sum += amt
@@ -1746,6 +1872,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 			line["currency"], line["description"], line["period"] = ii["currency"], ii["description"], ii["period"]
 			line["discountable"] = ii["discountable"] != false
 			line["metadata"] = map[string]any{}
+			line["tax_rates"] = orEmpty(ii["tax_rates"])
 			e.clean("line_item", line)
 			lines = append(lines, line)
 			sum += getInt(ii, "amount")
@@ -1812,6 +1939,10 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		e.store(kProduct, prod)
 		price["product"] = idOf(prod)
 		e.store(kPrice, price).unlisted = true
+	}
+	obj["tax_rates"] = []any{}
+	if ae := e.setTaxRates(obj, "tax_rates", c.params, "tax_rates"); ae != nil {
+		return ae
 	}
 	obj["price"] = price
 	obj["currency"] = price["currency"]

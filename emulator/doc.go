@@ -75,6 +75,15 @@
 // sessions and subscription schedule phases, and promotion code
 // restrictions, are not modelled and refused with 400 rather than ignored
 // (so are an invoice line's own tax_amounts);
+// tax rates (default_tax_rates, tax_rates) of subscriptions and their
+// items, schedule phases, invoices, invoice items and invoice lines are
+// checked (an unknown id is 400 resource_missing) and kept as the tax
+// rate objects Stripe returns, handed from a schedule's starting phase to
+// its subscription, from a subscription to its invoices and from items to
+// invoice lines, but no tax is computed: amounts and totals are without
+// tax (tax, total_tax_amounts and tax_amounts stay empty), and the
+// embedded objects are copies as of when they were set (a tax rate
+// archived later still shows active there);
 // subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
 // timestamps and event retention only); test clocks (clocks.go) are

@@ -100,6 +100,13 @@ type Param struct {
 	// phases.[].items.[].price (a price when expanded). A value read back
 	// from its column must name such an object by its id.
 	Refs []string
+	// List is set where the parameter takes an array of objects but the
+	// object holds a list object there ({"object": "list", "data": [...]}:
+	// subscription.items, credit_note.lines): the keys the request takes
+	// in each element. A value read back from its column is that list;
+	// its data elements are response objects, to be cut down to these
+	// keys. Refs then apply to the data array.
+	List []string
 }
 
 // Table describes one table of the stripe schema and the Stripe endpoints

@@ -131,6 +131,9 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
 		}
+		if els, ok := listElements(f, v); ok {
+			v = els
+		}
 		if err := arrayForObject(t, f, v); err != nil {
 			return RowCalls{}, err
 		}
@@ -342,6 +345,12 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				params.Set(f.Param.Name, "")
 				continue
 			}
+			if _, ok := listElements(f, nv); ok {
+				if err := listUpdate(params, t, f, ov, nv); err != nil {
+					return RowCalls{}, err
+				}
+				continue
+			}
 			if err := arrayForObject(t, f, nv); err != nil {
 				return RowCalls{}, err
 			}
@@ -410,6 +419,134 @@ func refValue(f Field, v any) any {
 		v = idsAt(v, strings.Split(p, "."))
 	}
 	return v
+}
+
+// listElements turns a list object ({"object": "list", "data": [...]}, as
+// the column of a parameter with Param.List holds it) into the array the
+// parameter takes: the ids of Param.Refs in place of objects, and each
+// element that is a Stripe object (it has "object") cut down to the keys
+// the request takes. Elements without "object" were written by the
+// statement in the request's shape and are left for Stripe to judge. ok
+// is false for any other value (an array is already the request's shape).
+func listElements(f Field, v any) (els []any, ok bool) {
+	data, ok := listData(f, v)
+	if !ok {
+		return nil, false
+	}
+	data, _ = refValue(f, data).([]any)
+	out := make([]any, len(data))
+	for i, e := range data {
+		out[i], _ = requestElement(f, e)
+	}
+	return out, true
+}
+
+func listData(f Field, v any) ([]any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok || len(f.Param.List) == 0 || m["object"] != "list" {
+		return nil, false
+	}
+	switch d := m["data"].(type) {
+	case []any:
+		return d, true
+	case nil:
+		return []any{}, true
+	}
+	return nil, false
+}
+
+// requestElement cuts a list element that is a Stripe object down to the
+// keys of f.Param.List; dropped are the keys it had besides.
+func requestElement(f Field, e any) (any, []string) {
+	m, ok := e.(map[string]any)
+	if _, obj := m["object"].(string); !ok || !obj {
+		return e, nil
+	}
+	out := make(map[string]any, len(f.Param.List))
+	var dropped []string
+	for _, k := range sortedKeys(m) {
+		if slices.Contains(f.Param.List, k) {
+			out[k] = m[k]
+		} else {
+			dropped = append(dropped, k)
+		}
+	}
+	return out, dropped
+}
+
+// listUpdate sends the change from ov to nv, a list object read back from
+// the column and changed (subscriptions.items with jsonb_set), in the
+// array form Stripe's update takes: an element the old list has (by id)
+// goes with its id and its changed keys only, one it doesn't have as a new
+// element, and an element the new list left out as {id, deleted: true}.
+// Unchanged elements are not sent. A changed key that the request doesn't
+// take (an item's created, plan, …) is refused: it would be lost.
+func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error {
+	name := f.Param.Name
+	newData, _ := listData(f, nv)
+	newData, _ = refValue(f, newData).([]any)
+	oldData, ok := listData(f, ov)
+	if !ok {
+		oldData, _ = ov.([]any)
+	}
+	oldData, _ = refValue(f, oldData).([]any)
+	old := map[string]map[string]any{}
+	var oldIDs []string
+	for _, e := range oldData {
+		if m, ok := e.(map[string]any); ok {
+			if id, ok := m["id"].(string); ok && id != "" && old[id] == nil {
+				old[id] = m
+				oldIDs = append(oldIDs, id)
+			}
+		}
+	}
+	kept := map[string]bool{}
+	i := 0
+	for _, e := range newData {
+		prefix := fmt.Sprintf("%s[%d]", name, i)
+		m, _ := e.(map[string]any)
+		id, _ := m["id"].(string)
+		o := old[id]
+		if o == nil || kept[id] {
+			el, _ := requestElement(f, e)
+			encodeCreate(params, prefix, el)
+			i++
+			continue
+		}
+		kept[id] = true
+		nel, dropped := requestElement(f, m)
+		oel, _ := requestElement(f, o)
+		for _, k := range dropped {
+			if !equalJSON(m[k], o[k]) {
+				return errorf(CodeUndefinedColumn, "%s of stripe.%s cannot be changed: it is not a parameter of Stripe's update %s", f.Column+".data.[]."+k, t.Name, t.Object).
+					withHint("leave it as it is; the keys Stripe sets are kept out of the call")
+			}
+		}
+		if equalJSON(nel, oel) {
+			continue
+		}
+		nm, _ := nel.(map[string]any)
+		om, _ := oel.(map[string]any)
+		nm, om = maps.Clone(nm), maps.Clone(om)
+		delete(nm, "id")
+		delete(om, "id")
+		params.Set(prefix+"[id]", id)
+		encodeUpdate(params, prefix, om, nm, false)
+		i++
+	}
+	for _, id := range oldIDs {
+		if kept[id] {
+			continue
+		}
+		if !slices.Contains(f.Param.List, "deleted") || !slices.Contains(f.Param.List, "id") {
+			return errorf(CodeFeatureNotSupported, "an element left out of %s of stripe.%s cannot be removed: Stripe's update %s has no way to delete it", f.Column, t.Name, t.Object)
+		}
+		prefix := fmt.Sprintf("%s[%d]", name, i)
+		params.Set(prefix+"[id]", id)
+		params.Set(prefix+"[deleted]", "true")
+		i++
+	}
+	return nil
 }
 
 // idsAt replaces the Stripe objects at keys (see schema.Param.Refs) by

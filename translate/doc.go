@@ -48,4 +48,11 @@
 // ('{"payment_behavior": "default_incomplete"}'); on an UPDATE that changes
 // status, keys the update endpoint doesn't take go to the status endpoint
 // (/pay, /cancel, …).
+//
+// A column that holds a list object where Stripe's request takes an array
+// (subscriptions.items, credit_notes.lines: schema.Param.List) can be
+// written back as read, e.g. with jsonb_set: its elements are cut down to
+// the keys the request takes, stored objects go as their ids, and an
+// UPDATE sends only what changed: a changed element by id with its
+// changed keys, a new one whole, and one left out as {id, deleted: true}.
 package translate

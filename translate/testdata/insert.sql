@@ -125,3 +125,11 @@ INSERT INTO stripe.invoice_line_items (invoice, amount) VALUES ('in_1', 100)
 
 -- case: upcoming invoices are computed
 INSERT INTO stripe.upcoming_invoices (customer) VALUES ('cus_1')
+
+-- case: subscription created with the items of another, read back: request keys only, objects as ids, no item ids
+INSERT INTO stripe.subscriptions (customer, items) VALUES ($1, $2)
+-- row: ["cus_2", {"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "created": 1700000000, "metadata": {"a": "1"}, "plan": {"id": "price_1", "object": "plan"}, "price": {"id": "price_1", "object": "price", "unit_amount": 100}, "quantity": 1, "subscription": "sub_1", "tax_rates": [{"id": "txr_1", "object": "tax_rate", "percentage": 20}], "billing_thresholds": null}, {"id": "si_2", "object": "subscription_item", "created": 1700000000, "metadata": {}, "plan": {"id": "price_2", "object": "plan"}, "price": {"id": "price_2", "object": "price", "unit_amount": 200}, "quantity": 2, "subscription": "sub_1", "tax_rates": [], "billing_thresholds": null}], "has_more": false, "url": "/v1/subscription_items?subscription=sub_1"}]
+
+-- case: credit note lines as a list object
+INSERT INTO stripe.credit_notes (invoice, lines) VALUES ($1, $2)
+-- row: ["in_1", {"object": "list", "data": [{"id": "cnli_1", "object": "credit_note_line_item", "amount": 100, "discount_amount": 0, "invoice_line_item": "il_1", "quantity": 1, "tax_rates": [{"id": "txr_1", "object": "tax_rate"}], "type": "invoice_line_item", "unit_amount": null, "livemode": false}], "has_more": false, "url": "/v1/credit_notes/cn_1/lines"}]

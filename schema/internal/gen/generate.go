@@ -111,6 +111,7 @@ type param struct {
 	required bool
 	unset    bool
 	refs     []string
+	list     []string
 }
 
 type nested struct{ field, table, listPath string }
@@ -382,6 +383,7 @@ func (g *gen) params(op *spec.Operation, object *spec.Schema) []param {
 		walk(ps)
 		sort.Strings(p.types)
 		p.refs = g.refs(ps, g.alternatives(object.Properties[name]))
+		p.list = g.listKeys(ps, g.alternatives(object.Properties[name]))
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
@@ -439,6 +441,48 @@ func holdsObject(resp []*spec.Schema) bool {
 	return false
 }
 
+// listData gives the element schemas of a list object ({"object": "list",
+// "data": [...]}) among resp: what the object holds where a request takes
+// an array (subscription.items, credit_note.lines).
+func (g *gen) listData(resp []*spec.Schema) []*spec.Schema {
+	var out []*spec.Schema
+	for _, r := range resp {
+		if schemaType(r) != spec.TypeObject || r.Properties["data"] == nil || r.Properties["object"] == nil {
+			continue
+		}
+		obj := g.resolve(r.Properties["object"])
+		data := g.resolve(r.Properties["data"])
+		if obj == nil || data == nil || len(obj.Enum) != 1 || obj.Enum[0] != "list" || schemaType(data) != spec.TypeArray || data.Items == nil {
+			continue
+		}
+		out = append(out, g.alternatives(data.Items)...)
+	}
+	return out
+}
+
+// listKeys gives, for a parameter that takes an array of objects where the
+// object holds a list object, the keys the request takes in each element
+// (sorted): a value read back from the column is that list, whose elements
+// are response objects with more keys than a request may carry.
+func (g *gen) listKeys(req *spec.Schema, resp []*spec.Schema) []string {
+	if len(g.listData(resp)) == 0 {
+		return nil
+	}
+	var out []string
+	for _, a := range g.alternatives(req) {
+		if schemaType(a) != spec.TypeArray || a.Items == nil {
+			continue
+		}
+		for _, e := range g.alternatives(a.Items) {
+			if schemaType(e) == spec.TypeObject {
+				out = append(out, sortedKeys(e.Properties)...)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
 // refs lists the places below a request parameter (dot-separated keys,
 // "[]" for every element of an array) where Stripe takes only an id but
 // the object, at the same place, holds an object (a schedule phase's
@@ -464,6 +508,9 @@ func (g *gen) refs(req *spec.Schema, resp []*spec.Schema) []string {
 						elems = append(elems, g.alternatives(r.Items)...)
 					}
 				}
+				// A list object's elements: translate turns such a value
+				// into its data array before applying the refs.
+				elems = append(elems, g.listData(resp)...)
 				p := append(append([]string(nil), path...), "[]")
 				if g.idOnly(a.Items) && holdsObject(elems) {
 					out = append(out, strings.Join(p, "."))
@@ -572,6 +619,9 @@ func render(version string, tables []*table) []byte {
 				}
 				if len(p.refs) > 0 {
 					w(", Refs: %#v", p.refs)
+				}
+				if len(p.list) > 0 {
+					w(", List: %#v", p.list)
 				}
 				w("},\n")
 			}
