@@ -131,7 +131,9 @@ RETURNING mode, status;
 UPDATE stripe.customers SET invoice_settings = '{"default_payment_method": ""}' WHERE id = :'cus';
 UPDATE stripe.payment_methods SET customer = NULL WHERE id = :'pm' RETURNING customer;
 
--- tables Stripe has no write for: refused, saying what to do instead
+-- a line of an invoice that is no longer a draft: Stripe refuses
 UPDATE stripe.invoice_line_items SET description = 'x' WHERE invoice = :'inv_paid';
+-- tables Stripe has no write for: refused, saying what to do instead
+INSERT INTO stripe.invoice_line_items (invoice, description) VALUES (:'inv_paid', 'x');
 INSERT INTO stripe.balance_transactions (amount) VALUES (1);
 DELETE FROM stripe.upcoming_invoices WHERE customer = :'cus';
