@@ -142,6 +142,7 @@ type poller struct {
 	overlapPages           int       // pages the last overlap read took
 	overlap, sweep         *lateScan // re-reads in progress, nil if none
 	overlapBase            time.Time // checked_through when the last overlap re-read began
+	sweepStarved           bool      // the last step read no page of the sweep under way
 	errorShown             bool      // last_error was set by recordError
 	lastSave, lastStatus   time.Time
 	lastPrune              time.Time
@@ -236,7 +237,8 @@ func (p *poller) step(ctx context.Context) error {
 	if p.anchor == "" || p.overlapPages <= 1 {
 		mode = modeOverlap
 	}
-	pages, checked, err := p.poll(ctx, mode)
+	base := p.cur.CheckedThrough
+	pages, err := p.poll(ctx, mode)
 	if err != nil {
 		if mode == modeHead {
 			p.anchor = "" // e.g. gone past retention: re-read by time next
@@ -244,12 +246,13 @@ func (p *poller) step(ctx context.Context) error {
 		return err
 	}
 	if mode == modeOverlap {
-		// This poll was an overlap re-read that began at checked, and it
-		// set the anchor head polls list from: an event late for it and
-		// older than the anchor is left to the next overlap re-read,
-		// which must reach back to 3 s before it, not before where head
-		// polls will have moved checked_through by then.
-		p.lastOverlap, p.overlapPages, p.overlapBase = now, pages, checked
+		// This poll re-read by time from base, and it set the anchor head
+		// polls list from: an event late for it and older than the anchor
+		// is left to the next overlap re-read, which must reach back from
+		// base, as from an overlap re-read's, not from where head polls
+		// will have moved checked_through by then (a slow step: a long
+		// catch-up, a loaded machine).
+		p.lastOverlap, p.overlapPages, p.overlapBase = now, pages, base
 	}
 	// The rest of the cycle re-reads windows for late events, a page at a
 	// time, so a long sweep (a minute of a busy account, against Stripe's
@@ -274,16 +277,21 @@ func (p *poller) step(ctx context.Context) error {
 		}
 	}
 	// The sweep gets what the cycle has left, and a page at least every
-	// other step.
-	for first := true; p.sweep != nil && ((first && !readOverlap) || time.Now().Before(deadline)); first = false {
+	// other step: when steps outlast the cycle (a slow Stripe, a loaded
+	// machine), every step reads an overlap page past its deadline, and a
+	// sweep of more than one page would otherwise never end.
+	readSweep := false
+	for p.sweep != nil && ((!readSweep && (!readOverlap || p.sweepStarved)) || time.Now().Before(deadline)) {
 		done, err := p.scanPage(ctx, p.sweep)
 		if err != nil {
 			return err
 		}
+		readSweep = true
 		if done {
 			p.lastSweep, p.sweep = p.sweep.began, nil
 		}
 	}
+	p.sweepStarved = p.sweep != nil && !readSweep
 	if p.cfg.BalanceEvery > 0 && now.Sub(p.lastBalance) >= p.cfg.BalanceEvery {
 		if err := p.pollBalance(ctx); err != nil {
 			return err
@@ -414,9 +422,8 @@ func (p *poller) scanPage(ctx context.Context, sc *lateScan) (done bool, err err
 	return false, nil
 }
 
-// poll reads events and applies what is new, page by page; checked is
-// the Date of its first page.
-func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, checked time.Time, err error) {
+// poll reads events and applies what is new, page by page.
+func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error) {
 	q := url.Values{}
 	q.Set("limit", "100")
 	if mode == modeHead {
@@ -425,13 +432,14 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, checked ti
 		from := windowStart(p.cur.CheckedThrough, false, p.cfg.LookBack)
 		q.Set("created[gte]", strconv.FormatInt(from.Unix(), 10))
 	}
+	var checked time.Time
 	var pending []Event
 	anchor := p.anchor
 	pollStarted := time.Now()
 	for first := true; ; first = false {
 		page, err := p.cfg.Client.List(ctx, "/v1/events", q)
 		if err != nil {
-			return pages, time.Time{}, fmt.Errorf("list events: %w", err)
+			return pages, fmt.Errorf("list events: %w", err)
 		}
 		pages++
 		p.observeDate(page.AsOf)
@@ -439,12 +447,12 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, checked ti
 			checked = page.AsOf
 			if expired(p.cur, page.AsOf, p.cfg.LookBack) {
 				// The re-backfill sets the cursor and the re-reads anew.
-				return pages, time.Time{}, p.rebackfill(ctx, "cursor_expired")
+				return pages, p.rebackfill(ctx, "cursor_expired")
 			}
 		}
 		evs, err := parseEvents(page.Data)
 		if err != nil {
-			return pages, time.Time{}, err
+			return pages, err
 		}
 		for _, e := range evs {
 			if !p.seen.has(e.ID) {
@@ -463,7 +471,7 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, checked ti
 		// and memory stays bounded.
 		if len(pending) >= maxPerTx {
 			if err := p.apply(ctx, pending, nil, pollStarted); err != nil {
-				return pages, time.Time{}, err
+				return pages, err
 			}
 			pending = nil
 		}
@@ -488,7 +496,7 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, checked ti
 		p.anchor = anchor
 		metrics.EventsPolled.Set(float64(pollStarted.UnixNano()) / 1e9)
 	}
-	return pages, checked, err
+	return pages, err
 }
 
 // inTx runs fn in a transaction fenced by the leader epoch. The loop's

@@ -2,8 +2,10 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -76,5 +78,83 @@ func TestOverlapAfterOverlapPoll(t *testing.T) {
 	v.converge(t, 5*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// On a busy account (an overlap window of more than a page: polls read
+// the head only) and with every step outlasting the poll cycle (a slow
+// Stripe or machine: here each events request takes 400 ms), every step
+// reads an overlap page past its deadline. The sweep must still get a
+// page every other step: a sweep of several pages that never ends never
+// lists an event late beyond the overlap window.
+func TestSweepProgressesWhenStepsAreSlow(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	g := v.syncThroughGate(t)
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	late := v.post(t, "/v1/customers", url.Values{"email": {"late@x.co"}})
+	var created struct{ Created int64 }
+	if err := json.Unmarshal(v.e.Objects("customers")[late], &created); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	hidden := true
+	past := 0 // re-reads by time that began after the late event's second
+	g.set(func(ev map[string]any) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		_, obj := eventObject(ev)
+		return !hidden || obj["id"] != late
+	}, func(r *http.Request) {
+		if r.URL.Path != "/v1/events" {
+			return
+		}
+		time.Sleep(400 * time.Millisecond)
+		if from, err := strconv.ParseInt(r.URL.Query().Get("created[gte]"), 10, 64); err == nil && from > created.Created {
+			mu.Lock()
+			past++
+			mu.Unlock()
+		}
+	})
+	busy, quiet := context.WithCancel(ctx)
+	defer quiet()
+	go func() {
+		// 40 changes a second.
+		for tick := time.NewTicker(25 * time.Millisecond); busy.Err() == nil; <-tick.C {
+			v.mut.Post(busy, "/v1/customers", url.Values{"email": {"busy@x.co"}}, "")
+		}
+	}()
+	v.loop(t, events.Config{PollInterval: 100 * time.Millisecond, LookBack: 20 * time.Second, SweepEvery: time.Second, BalanceEvery: -1})
+	// Shown once the overlap windows have passed it: only a sweep can
+	// list it then.
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		if past >= 3 {
+			hidden = false
+		}
+		shown := !hidden
+		mu.Unlock()
+		if shown {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("no overlap re-read passed the late event in 30 s")
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.customers WHERE id = $1`, late).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the late customer's event was not applied 30 s after it showed: the sweep made no progress")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
