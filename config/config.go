@@ -30,7 +30,9 @@ type Config struct {
 	PollInterval time.Duration
 	TLSCert      string
 	TLSKey       string
-	LogFormat    string // "text", "json" or "" (text on a terminal, JSON otherwise)
+	// TLSRequired refuses clients of the proxy that don't use TLS.
+	TLSRequired bool
+	LogFormat   string // "text", "json" or "" (text on a terminal, JSON otherwise)
 }
 
 // Need says which settings a command requires.
@@ -93,6 +95,7 @@ func Flags(fs *flag.FlagSet, need Need) *Loader {
 		add("PGSTRIPE_METRICS_LISTEN", "metrics-listen", DefaultMetricsListen, "metrics and health listen address", &l.raw.metricsListen)
 		add("PGSTRIPE_TLS_CERT", "tls-cert", "", "TLS certificate file for the proxy", &l.raw.tlsCert)
 		add("PGSTRIPE_TLS_KEY", "tls-key", "", "TLS key file for the proxy", &l.raw.tlsKey)
+		add("PGSTRIPE_TLS_REQUIRED", "tls-required", "false", "refuse proxy clients that don't use TLS (needs --tls-cert and --tls-key)", &l.raw.tlsRequired)
 	}
 	fs.StringVar(&l.raw.logFormat, "log-format", os.Getenv("PGSTRIPE_LOG_FORMAT"), "log format: text or json (default: text on a terminal, json otherwise) (env PGSTRIPE_LOG_FORMAT)")
 	return l
@@ -105,6 +108,7 @@ type Loader struct {
 	raw      struct {
 		databaseURL, apiKey, apiBase, rateLimit, pollInterval string
 		listen, metricsListen, tlsCert, tlsKey, logFormat     string
+		tlsRequired                                           string
 	}
 }
 
@@ -177,6 +181,16 @@ func (l *Loader) Load() (*Config, error) {
 					return nil, fmt.Errorf("%s: cannot read %s", f.name, f.v)
 				}
 			}
+		}
+		if r.tlsRequired != "" {
+			b, err := strconv.ParseBool(r.tlsRequired)
+			if err != nil {
+				return nil, fmt.Errorf("PGSTRIPE_TLS_REQUIRED (--tls-required) %q is not true or false", r.tlsRequired)
+			}
+			c.TLSRequired = b
+		}
+		if c.TLSRequired && c.TLSCert == "" {
+			return nil, errors.New("PGSTRIPE_TLS_REQUIRED (--tls-required) needs PGSTRIPE_TLS_CERT (--tls-cert) and PGSTRIPE_TLS_KEY (--tls-key)")
 		}
 		if c.TLSCert != "" {
 			// A pair that doesn't load (not PEM, swapped, not matching) is

@@ -10,7 +10,7 @@ import (
 
 func load(t *testing.T, need Need, env map[string]string, args ...string) (*Config, error) {
 	t.Helper()
-	for _, k := range []string{"DATABASE_URL", "STRIPE_API_KEY", "STRIPE_API_BASE", "PGSTRIPE_RATE_LIMIT", "PGSTRIPE_POLL_INTERVAL", "PGSTRIPE_LISTEN", "PGSTRIPE_METRICS_LISTEN", "PGSTRIPE_TLS_CERT", "PGSTRIPE_TLS_KEY", "PGSTRIPE_LOG_FORMAT"} {
+	for _, k := range []string{"DATABASE_URL", "STRIPE_API_KEY", "STRIPE_API_BASE", "PGSTRIPE_RATE_LIMIT", "PGSTRIPE_POLL_INTERVAL", "PGSTRIPE_LISTEN", "PGSTRIPE_METRICS_LISTEN", "PGSTRIPE_TLS_CERT", "PGSTRIPE_TLS_KEY", "PGSTRIPE_TLS_REQUIRED", "PGSTRIPE_LOG_FORMAT"} {
 		t.Setenv(k, env[k])
 	}
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)

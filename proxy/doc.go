@@ -32,7 +32,12 @@
 // failed, and a client must not resend those.
 //
 // The proxy also terminates TLS (SSLRequest, or direct TLS with ALPN
-// "postgresql"), optionally speaks TLS to upstream, answers GSSENCRequest
+// "postgresql"; Config.TLSRequired refuses clients without it),
+// optionally speaks TLS to upstream, picks the upstream among several
+// hosts per session (Config.Hosts: the last one that worked first, then
+// the others in order, passing over a host that fails before the client
+// answered anything, or that is in hot standby when a primary is
+// required), answers GSSENCRequest
 // with 'N', issues its own cancel keys and maps CancelRequest to the right
 // upstream backend (and to a running interception), closes oversized or
 // badly framed clients with an ErrorResponse (Postgres's own message
@@ -47,7 +52,9 @@
 //
 // What a session holds follows what Postgres holds for it: a record per
 // prepared statement (named by Parse and not yet closed by Close, or by
-// SQL DEALLOCATE or DISCARD ALL for statements not intercepted),
+// SQL DEALLOCATE or DISCARD ALL for statements not intercepted, alone or
+// among other statements in a simple Query, or executed through the
+// extended protocol),
 // intercepted portals, and read buffers that shrink back after a large
 // message. Classifications are cached by statement text for the whole
 // proxy, within 10,000 texts and 16 MB of text (a text over 64 KB is

@@ -28,12 +28,41 @@ type Config struct {
 	// TLSConfig, when set, lets clients upgrade to TLS (SSLRequest → 'S').
 	// TLS ends at the proxy.
 	TLSConfig *tls.Config
+	// TLSRequired (with TLSConfig) refuses a client that sends its
+	// StartupMessage without TLS, with FATAL 28000 as Postgres refuses a
+	// client that only hostssl lines of pg_hba.conf would let in, and
+	// before anything reaches upstream. Cancel requests are still taken
+	// in plain text (libpq before Postgres 17 sends them so; Postgres
+	// takes them before pg_hba.conf too).
+	TLSRequired bool
 	// UpstreamTLS, when set, makes the upstream connection use TLS (like
 	// sslmode=require, or verify-full if the config verifies); nil: plain.
 	UpstreamTLS *tls.Config
 	// UpstreamTLSOptional (sslmode=prefer): when Postgres declines TLS,
 	// go on in plain text instead of failing.
 	UpstreamTLSOptional bool
+	// Hosts, when set, replaces Upstream, UpstreamTLS and
+	// UpstreamTLSOptional with several servers (DATABASE_URL's host=a,b),
+	// in the order they are named. A session goes to the host the last
+	// session started on (at first Hosts[FirstHost]); when that host
+	// fails before the client had to answer anything (no connection, TLS
+	// refused, an error before authentication, or, with Primary, a host
+	// in hot standby under trust authentication), the others are tried in
+	// order, as libpq tries a connection string's hosts, and the one that
+	// works becomes the host later sessions try first. The common case
+	// costs nothing more than one host: one dial, no extra query.
+	Hosts []UpstreamHost
+	// FirstHost is the index in Hosts to try first until a session finds
+	// another (the host pgstripe's own connections reached).
+	FirstHost int
+	// Primary skips hosts in hot standby (target_session_attrs=read-write
+	// or primary), as Postgres 14 and later report them at startup
+	// (ParameterStatus in_hot_standby; older servers report nothing and
+	// are taken as they are). A session whose client already answered an
+	// authentication request on a standby cannot be moved (the proxy
+	// relays authentication and has no credentials): it ends with FATAL
+	// 08006, and the client's next connection goes to the next host.
+	Primary bool
 	// Classify decides which statements the Interceptor handles. It is called
 	// once per distinct statement text (results are cached), never for
 	// statements already classified. nil: everything passes through.
@@ -71,10 +100,23 @@ const maxStartingConns = 1024
 // errTooManyClients is what Postgres sends beyond its connection slots.
 var errTooManyClients = encode(pgError("FATAL", "53300", "sorry, too many clients already"))
 
+// UpstreamHost is one Postgres server of Config.Hosts.
+type UpstreamHost struct {
+	// Addr is host:port, or a Unix socket path.
+	Addr string
+	// TLS and TLSOptional are as Config.UpstreamTLS and
+	// Config.UpstreamTLSOptional, for this host (verify-full checks each
+	// host's own name).
+	TLS         *tls.Config
+	TLSOptional bool
+}
+
 // Proxy is a session-mode Postgres wire-protocol proxy: one upstream
 // connection per client connection.
 type Proxy struct {
 	cfg      Config
+	hosts    []UpstreamHost
+	cur      atomic.Int32 // index in hosts of the host a session tries first
 	log      *slog.Logger
 	classify *classCache
 
@@ -111,6 +153,13 @@ func New(cfg Config) *Proxy {
 		log:      log,
 		sessions: make(map[*session]struct{}),
 		byKey:    make(map[uint64]*session),
+		hosts:    cfg.Hosts,
+	}
+	if len(p.hosts) == 0 {
+		p.hosts = []UpstreamHost{{Addr: cfg.Upstream, TLS: cfg.UpstreamTLS, TLSOptional: cfg.UpstreamTLSOptional}}
+	}
+	if cfg.FirstHost > 0 && cfg.FirstHost < len(p.hosts) {
+		p.cur.Store(int32(cfg.FirstHost))
 	}
 	if cfg.Classify != nil && cfg.Interceptor != nil {
 		p.classify = newClassCache(cfg.Classify, classCacheEntries, classCacheBytes)
@@ -287,13 +336,15 @@ func (p *Proxy) lookupCancel(pid uint32, secret []byte) *session {
 	return p.byKey[key]
 }
 
-func (p *Proxy) dialUpstream() (net.Conn, error) {
+// dialUpstream connects to hosts[host] (without TLS: see upstreamTLS).
+func (p *Proxy) dialUpstream(host int) (net.Conn, error) {
+	addr := p.hosts[host].Addr
 	network := "tcp"
-	if strings.HasPrefix(p.cfg.Upstream, "/") {
+	if strings.HasPrefix(addr, "/") {
 		network = "unix"
 	}
 	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 15 * time.Second}
-	conn, err := d.Dial(network, p.cfg.Upstream)
+	conn, err := d.Dial(network, addr)
 	if err != nil {
 		return nil, err
 	}

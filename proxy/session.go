@@ -46,6 +46,9 @@ type session struct {
 	upstreamPID uint32
 	upstreamKey []byte
 	cancelKey   uint64
+	// host is the index in Proxy.hosts of the upstream server (cancel
+	// requests go there too).
+	host int
 
 	// Statements and portals, tracked only as far as interception needs.
 	stmts   map[string]*stmtInfo
@@ -59,6 +62,9 @@ type session struct {
 	// cursorOps maps portals bound to a FETCH or MOVE statement to its
 	// text, which may name a portal of portals (see fetchedPortal).
 	cursorOps map[string]string
+	// namesOps maps portals bound to a DEALLOCATE or DISCARD statement to
+	// its text, for Execute to follow (see noteSQLStatements).
+	namesOps map[string]string
 	// syncs counts the Syncs and Queries sent, each of which may end the
 	// transaction (and with it every portal) bound before it.
 	syncs uint64
@@ -130,6 +136,9 @@ type stmtInfo struct {
 	prev *stmtInfo
 	// cursorOp: a FETCH or MOVE, which may name an intercepted portal.
 	cursorOp bool
+	// namesOp: a DEALLOCATE or DISCARD, which Execute follows (see
+	// noteSQLStatements).
+	namesOp bool
 }
 
 // unnamed returns the unnamed statement in place after st, the last Parse
@@ -519,6 +528,13 @@ func (s *session) clientLoop() error {
 				s.q.push1(entry{kind: kDescribePortal})
 			}
 		case 'E':
+			if len(s.namesOps) > 0 {
+				if name, _, ok := cstringBytes(body); ok {
+					if sql, ok := s.namesOps[string(name)]; ok {
+						s.noteSQLStatements([]byte(sql))
+					}
+				}
+			}
 			if len(s.portals) > 0 {
 				name, rest, ok := cstringBytes(body)
 				if !ok || len(rest) != 4 {
@@ -566,6 +582,7 @@ func (s *session) clientLoop() error {
 				} else {
 					delete(s.portals, string(name))
 					delete(s.cursorOps, string(name))
+					delete(s.namesOps, string(name))
 				}
 			}
 			s.q.push1(entry{kind: kClose})
@@ -675,13 +692,14 @@ func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 		uncertain = class == Intercept || old != nil && old.mayIntercept()
 	}
 	cursorOp := isCursorOp(sql)
-	if class != Intercept && !uncertain && !cursorOp {
+	namesOp := class != Intercept && isNamesOp(sql)
+	if class != Intercept && !uncertain && !cursorOp && !namesOp {
 		if len(s.stmts) > 0 || len(name) > 0 {
 			s.stmts[string(name)] = passthroughStmt
 		}
 		return nil, nil
 	}
-	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain, cursorOp: cursorOp}
+	st := &stmtInfo{sql: string(sql), class: class, uncertain: uncertain, cursorOp: cursorOp, namesOp: namesOp}
 	if uncertain && len(name) == 0 {
 		// Link past Parses Postgres skipped, so that a client whose
 		// batches keep failing before their write doesn't chain them all.
@@ -728,6 +746,7 @@ func (s *session) trackBind(body []byte) error {
 	if !ok {
 		delete(s.portals, string(portal))
 		delete(s.cursorOps, string(portal))
+		delete(s.namesOps, string(portal))
 		return protocolErrorf("invalid Bind message")
 	}
 	st := s.stmts[string(stmtName)]
@@ -738,6 +757,14 @@ func (s *session) trackBind(body []byte) error {
 		s.cursorOps[string(portal)] = st.sql
 	} else if len(s.cursorOps) > 0 {
 		delete(s.cursorOps, string(portal))
+	}
+	if st != nil && st.namesOp && !st.uncertain {
+		if s.namesOps == nil {
+			s.namesOps = make(map[string]string)
+		}
+		s.namesOps[string(portal)] = st.sql
+	} else if len(s.namesOps) > 0 {
+		delete(s.namesOps, string(portal))
 	}
 	if st == nil || (st.class != Intercept && !st.uncertain) {
 		if len(s.portals) > 0 {
@@ -907,21 +934,51 @@ func isFatal(raw []byte) bool {
 	return false
 }
 
-// noteSQLStatements follows what sql, a simple Query, does to prepared
-// statements. DEALLOCATE [PREPARE] name | ALL and DISCARD ALL drop the
-// records of the pass-through statements they name: drivers that evict
-// from a statement cache with SQL (ActiveRecord, mini_sql) name each new
-// statement with a counter, so the records of a long-lived session would
-// otherwise grow for ever while Postgres frees the statements. Whether
-// the Query succeeds is not known here (it may be skipped, or fail in an
-// aborted transaction), and SQL PREPARE makes names the proxy has no
-// record of, so then the session stops trusting that a name without a
-// record is free: namesUnknown makes a later Parse of an intercepted
+// noteSQLStatements follows what sql, a simple Query's text (one or more
+// statements) or an extended-protocol statement being executed, does to
+// prepared statements. DEALLOCATE [PREPARE] name | ALL and DISCARD ALL
+// drop the records of the pass-through statements they name: drivers that
+// evict from a statement cache with SQL (ActiveRecord, mini_sql) name each
+// new statement with a counter, so the records of a long-lived session
+// would otherwise grow for ever while Postgres frees the statements.
+// Whether the statement succeeds is not known here (it may be skipped, or
+// fail in an aborted transaction), and SQL PREPARE makes names the proxy
+// has no record of, so then the session stops trusting that a name without
+// a record is free: namesUnknown makes a later Parse of an intercepted
 // statement under such a name uncertain, which asks upstream at its first
 // Execute (Postgres refuses a Parse under a name in use, and the old
-// statement runs). Records of intercepted statements are kept: they are
-// what interception needs.
+// statement runs). With namesUnknown set, a pass-through record and no
+// record lead to the same decisions, so dropping one that Postgres kept
+// costs nothing but that question; missing a PREPARE, on the other hand,
+// would let the proxy take the old statement for a write. Hence every
+// statement of a multi-statement text is looked at, and a text with a
+// backslash is split both ways (standard_conforming_strings on and off),
+// the proxy not following that setting. Records of intercepted statements
+// and of FETCH/MOVE statements are kept: they are what interception needs.
 func (s *session) noteSQLStatements(sql []byte) {
+	if s.namesUnknown && len(s.stmts) == 0 {
+		return
+	}
+	s.noteSplit(sql, false)
+	if bytes.IndexByte(sql, '\\') >= 0 {
+		s.noteSplit(sql, true)
+	}
+}
+
+// noteSplit applies noteSQLStatement to each statement of sql, read with
+// or without backslash escapes in plain string literals.
+func (s *session) noteSplit(sql []byte, backslashQuote bool) {
+	for {
+		stmt, rest, more := nextStatement(sql, backslashQuote)
+		s.noteSQLStatement(stmt)
+		if !more {
+			return
+		}
+		sql = rest
+	}
+}
+
+func (s *session) noteSQLStatement(sql []byte) {
 	if _, ok := sqlKeyword(sql, "prepare"); ok {
 		s.namesUnknown = true
 		return
@@ -951,20 +1008,121 @@ func (s *session) noteSQLStatements(sql []byte) {
 	}
 }
 
+// isNamesOp reports whether sql, a Parse's text, is a DEALLOCATE or a
+// DISCARD, which Execute follows (see noteSQLStatements).
+func isNamesOp(sql []byte) bool {
+	sql = trimSpace(sql)
+	if len(sql) == 0 || sql[0]|0x20 != 'd' {
+		return false // the common case, without the keyword compares
+	}
+	if _, ok := sqlKeyword(sql, "deallocate"); ok {
+		return true
+	}
+	_, ok := sqlKeyword(sql, "discard")
+	return ok
+}
+
+// forgettable: a record that a DEALLOCATE may drop (see noteSQLStatements).
+func forgettable(st *stmtInfo) bool {
+	return st == passthroughStmt || st.namesOp && !st.uncertain
+}
+
 func (s *session) forgetPassthrough(name string, all bool) {
 	if !all {
-		if s.stmts[name] == passthroughStmt {
+		if st := s.stmts[name]; st != nil && forgettable(st) {
 			delete(s.stmts, name)
 			s.namesUnknown = true
 		}
 		return
 	}
 	for k, st := range s.stmts {
-		if st == passthroughStmt {
+		if forgettable(st) {
 			delete(s.stmts, k)
 			s.namesUnknown = true
 		}
 	}
+}
+
+// nextStatement splits the first statement off a simple Query's text at
+// the first semicolon outside string literals, quoted identifiers,
+// dollar quotes and comments, as Postgres's lexer does. more reports
+// whether a semicolon was found. backslashQuote reads plain string
+// literals as with standard_conforming_strings off (E'…' literals always
+// take backslash escapes).
+func nextStatement(sql []byte, backslashQuote bool) (stmt, rest []byte, more bool) {
+	i := 0
+	for i < len(sql) {
+		c := sql[i]
+		switch {
+		case c == ';':
+			return sql[:i], sql[i+1:], true
+		case c == '\'':
+			i = skipQuoted(sql, i+1, '\'', backslashQuote)
+		case c == '"':
+			i = skipQuoted(sql, i+1, '"', false)
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-', c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			i = len(sql) - len(trimSpace(sql[i:]))
+		case c == '$':
+			i = skipDollar(sql, i)
+		case identChar(c):
+			// A whole word, so that a $ inside it is not a dollar quote.
+			j := i + 1
+			for j < len(sql) && identChar(sql[j]) {
+				j++
+			}
+			if j == i+1 && c|0x20 == 'e' && j < len(sql) && sql[j] == '\'' {
+				j = skipQuoted(sql, j+1, '\'', true)
+			}
+			i = j
+		default:
+			i++
+		}
+	}
+	return sql, nil, false
+}
+
+// skipQuoted returns the index just past the closing quote q of a literal
+// whose body starts at i (a doubled quote stands for one; with backslash,
+// a backslash escapes the next byte), or len(b) if it is not closed.
+func skipQuoted(b []byte, i int, q byte, backslash bool) int {
+	for i < len(b) {
+		switch b[i] {
+		case '\\':
+			if backslash {
+				i += 2
+				continue
+			}
+		case q:
+			if i+1 < len(b) && b[i+1] == q {
+				i += 2
+				continue
+			}
+			return i + 1
+		}
+		i++
+	}
+	return len(b)
+}
+
+// skipDollar returns the index past the dollar-quoted string starting at
+// b[i] == '$' ($tag$ … $tag$), or i+1 if it starts none ($1, a lone $).
+func skipDollar(b []byte, i int) int {
+	j := i + 1
+	if j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		return j
+	}
+	for j < len(b) && b[j] != '$' && identChar(b[j]) {
+		j++
+	}
+	if j >= len(b) || b[j] != '$' {
+		return i + 1
+	}
+	tag := b[i : j+1]
+	end := bytes.Index(b[j+1:], tag)
+	if end < 0 {
+		return len(b)
+	}
+	return j + 1 + end + len(tag)
 }
 
 // trimSpace drops the white space and comments at the start of b, as

@@ -23,6 +23,7 @@ const (
 
 var (
 	errAdminShutdown = pgError("FATAL", "57P01", "terminating connection because the pgstripe proxy is shutting down")
+	errTLSRequired   = pgError("FATAL", "28000", "pgstripe proxy: TLS is required (PGSTRIPE_TLS_REQUIRED): connect with sslmode=require or stronger")
 )
 
 // serveConn runs one client connection from startup to close.
@@ -155,6 +156,10 @@ func (s *session) clientStartup() ([]byte, error) {
 				s.writeFatal(pgError("FATAL", "08P01", "invalid startup packet layout: expected terminator as last byte"))
 				return nil, errMalformed
 			}
+			if s.p.cfg.TLSRequired && !s.tls {
+				s.writeFatal(errTLSRequired)
+				return nil, errors.New("client without TLS refused (TLS required)")
+			}
 			s.user, s.database = user, database
 			out := make([]byte, len(raw))
 			copy(out, raw)
@@ -215,19 +220,106 @@ func dialFailure(err error) string {
 // first ReadyForQuery. Upstream's BackendKeyData is replaced by a proxy-issued
 // one, so cancel requests come to the proxy. Writes to the client take
 // cwMu: shutdown may send its FATAL from another goroutine meanwhile.
+//
+// With several hosts (Config.Hosts), a host that fails before the client
+// had to answer anything is passed over: what it sent stays in the
+// client's write buffer until ReadyForQuery, and is dropped.
 func (s *session) connectUpstream(startup []byte) error {
-	up, err := s.p.dialUpstream()
+	n := len(s.p.hosts)
+	first := int(s.p.cur.Load())
+	var refusal []byte // the first host's ErrorResponse, for the client if no host will do
+	for k := range n {
+		host := first
+		if k > 0 {
+			// Then the others, in the order they are named.
+			if host = k - 1; host >= first {
+				host++
+			}
+		}
+		err := s.startOn(host, startup, k == n-1, &refusal)
+		var next *nextHost
+		if !errors.As(err, &next) {
+			if err == nil && host != first {
+				s.p.cur.CompareAndSwap(int32(first), int32(host))
+				s.p.log.Warn("upstream host changed", "host", s.p.hosts[host].Addr, "was", s.p.hosts[first].Addr)
+			}
+			return err
+		}
+		s.p.log.Info("upstream host passed over", "host", s.p.hosts[host].Addr, "reason", next.reason)
+		s.resetUpstream()
+	}
+	return errors.New("no upstream host") // not reached: the last host never passes
+}
+
+// nextHost: startOn gave up on its host, and the next one may do.
+type nextHost struct{ reason string }
+
+func (e *nextHost) Error() string { return e.reason }
+
+// resetUpstream undoes a startOn that passed its host over.
+func (s *session) resetUpstream() {
+	s.connMu.Lock()
+	up := s.upstream
+	s.upstream = nil
+	s.connMu.Unlock()
+	if up != nil {
+		up.Close()
+	}
+	s.cwMu.Lock()
+	s.cw.buf = s.cw.buf[:0]
+	s.cwMu.Unlock()
+	if s.cancelKey != 0 {
+		s.p.mu.Lock()
+		if s.p.byKey[s.cancelKey] == s {
+			delete(s.p.byKey, s.cancelKey)
+		}
+		s.p.mu.Unlock()
+		s.cancelKey = 0
+	}
+	s.upstreamPID, s.upstreamKey = 0, nil
+}
+
+// errHotStandby ends a session that authenticated on a standby when a
+// primary is required (Config.Primary).
+var errHotStandby = pgError("FATAL", "08006", "pgstripe proxy: upstream Postgres is in hot standby mode (read-only), and DATABASE_URL asks for a primary (target_session_attrs); reconnect")
+
+// startOn runs connectUpstream's startup on hosts[host]. Unless last, a
+// failure before the client had to answer anything returns *nextHost,
+// without a word to the client; refusal keeps the first ErrorResponse
+// met that way.
+func (s *session) startOn(host int, startup []byte, last bool, refusal *[]byte) error {
+	// fail tells the client why no host will do: the first host's own
+	// refusal if one refused, else msg.
+	fail := func(msg string) {
+		if *refusal != nil {
+			s.cwMu.Lock()
+			s.cw.buf = s.cw.buf[:0]
+			s.cwMu.Unlock()
+			s.writeClient(*refusal)
+			s.flushClient()
+			return
+		}
+		s.writeFatal(pgError("FATAL", "08006", msg))
+	}
+	s.host = host
+	up, err := s.p.dialUpstream(host)
 	if err != nil {
-		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: cannot connect to upstream Postgres: "+dialFailure(err)))
+		if !last {
+			return &nextHost{"dial: " + err.Error()}
+		}
+		fail("pgstripe proxy: cannot connect to upstream Postgres: " + dialFailure(err))
 		return err
 	}
 	up.SetDeadline(time.Now().Add(s.p.cfg.StartupTimeout))
 	if err := s.setUpstream(up); err != nil {
 		return err
 	}
-	if s.p.cfg.UpstreamTLS != nil {
-		if up, err = s.p.upstreamTLS(up); err != nil {
-			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: "+err.Error()))
+	if s.p.hosts[host].TLS != nil {
+		if up, err = s.p.upstreamTLS(up, host); err != nil {
+			if !last {
+				return &nextHost{err.Error()}
+			}
+			fail("pgstripe proxy: " + err.Error())
 			return err
 		}
 		if err := s.setUpstream(up); err != nil {
@@ -237,10 +329,16 @@ func (s *session) connectUpstream(startup []byte) error {
 	s.uw.conn = withRawIO(up)
 	s.ur = newMsgReader(s.uw.conn)
 	if _, err := up.Write(startup); err != nil {
-		s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
+		if !last {
+			return &nextHost{"startup: " + err.Error()}
+		}
+		fail("pgstripe proxy: lost connection to upstream Postgres during startup")
 		return err
 	}
 	s.cr.limit = authLimit
+	// answered: the client answered an authentication request of this
+	// host, which no other host can take.
+	answered := false
 	for {
 		typ, raw, err := s.ur.next()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -249,7 +347,10 @@ func (s *session) connectUpstream(startup []byte) error {
 			return err
 		}
 		if err != nil {
-			s.writeFatal(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres during startup"))
+			if !last && !answered {
+				return &nextHost{"startup: " + err.Error()}
+			}
+			fail("pgstripe proxy: lost connection to upstream Postgres during startup")
 			return err
 		}
 		switch typ {
@@ -260,15 +361,17 @@ func (s *session) connectUpstream(startup []byte) error {
 			if err := s.writeClient(raw); err != nil {
 				return err
 			}
-			if err := s.flushClient(); err != nil {
-				return err
-			}
 			switch binary.BigEndian.Uint32(raw[5:9]) {
 			case 0, 12: // AuthenticationOk, SASLFinal: nothing to answer
+				// (it goes out with the rest at ReadyForQuery)
 				continue
 			}
 			// Every other request wants one answer from the client
 			// (password, md5 hash, SASL response).
+			answered = true
+			if err := s.flushClient(); err != nil {
+				return err
+			}
 			ctyp, craw, err := s.cr.next()
 			if errors.Is(err, errMessageType) || err == nil && ctyp != 'p' {
 				s.writeFatal(pgError("FATAL", "08P01", fmt.Sprintf("expected password response, got message type %d", ctyp)))
@@ -297,6 +400,19 @@ func (s *session) connectUpstream(startup []byte) error {
 				return err
 			}
 		case 'E':
+			if !answered && !last {
+				// Refused before authentication (starting up, shutting
+				// down, out of connection slots, no pg_hba.conf entry):
+				// libpq would try the next host too.
+				if *refusal == nil {
+					*refusal = append([]byte(nil), raw...)
+				}
+				return &nextHost{"refused before authentication"}
+			}
+			if !answered && *refusal != nil {
+				fail("")
+				return errors.New("upstream refused the connection")
+			}
 			s.writeClient(raw)
 			s.flushClient()
 			return errors.New("upstream refused the connection")
@@ -310,12 +426,40 @@ func (s *session) connectUpstream(startup []byte) error {
 			s.cr.limit = clientLimit
 			s.p.log.Debug("session started", "remote", s.client.RemoteAddr().String(), "user", s.user, "database", s.database, "tls", s.tls)
 			return s.flushClient()
-		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+		case 'S':
+			if s.p.cfg.Primary && hotStandby(raw) {
+				if !last && !answered {
+					return &nextHost{"in hot standby"}
+				}
+				// The client's next connection had better try another.
+				s.p.cur.CompareAndSwap(int32(host), int32((host+1)%len(s.p.hosts)))
+				if !answered {
+					s.cwMu.Lock()
+					s.cw.buf = s.cw.buf[:0]
+					s.cwMu.Unlock()
+				}
+				s.writeFatal(errHotStandby)
+				return errors.New("upstream is in hot standby")
+			}
+			if err := s.writeClient(raw); err != nil {
+				return err
+			}
+		default: // NoticeResponse, NegotiateProtocolVersion
 			if err := s.writeClient(raw); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// hotStandby reports whether a raw ParameterStatus says in_hot_standby=on.
+func hotStandby(raw []byte) bool {
+	name, rest, ok := cstringBytes(raw[5:])
+	if !ok || string(name) != "in_hot_standby" {
+		return false
+	}
+	v, _, ok := cstringBytes(rest)
+	return ok && string(v) == "on"
 }
 
 // clientLimit mirrors Postgres's per-message limits for client messages
@@ -357,14 +501,14 @@ func (s *session) cancelUpstream() {
 	if s.upstreamKey == nil {
 		return
 	}
-	conn, err := s.p.dialUpstream()
+	conn, err := s.p.dialUpstream(s.host)
 	if err != nil {
 		s.p.log.Info("cancel request: cannot reach upstream", "err", err)
 		return
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(s.p.cfg.DialTimeout))
-	if conn, err = s.p.upstreamTLS(conn); err != nil {
+	if conn, err = s.p.upstreamTLS(conn, s.host); err != nil {
 		s.p.log.Info("cancel request: upstream TLS", "err", err)
 		return
 	}
@@ -380,8 +524,9 @@ func (s *session) cancelUpstream() {
 // upstreamTLS negotiates TLS on a fresh upstream connection as Config
 // asks: none (conn as it is), required, or optional (a Postgres that
 // answers 'N' gets conn as it is).
-func (p *Proxy) upstreamTLS(conn net.Conn) (net.Conn, error) {
-	if p.cfg.UpstreamTLS == nil {
+func (p *Proxy) upstreamTLS(conn net.Conn, host int) (net.Conn, error) {
+	h := p.hosts[host]
+	if h.TLS == nil {
 		return conn, nil
 	}
 	if _, err := conn.Write(encode(&pgproto3.SSLRequest{})); err != nil {
@@ -392,12 +537,12 @@ func (p *Proxy) upstreamTLS(conn net.Conn) (net.Conn, error) {
 		return nil, fmt.Errorf("upstream TLS negotiation: %w", err)
 	}
 	if b[0] != 'S' {
-		if p.cfg.UpstreamTLSOptional && b[0] == 'N' {
+		if h.TLSOptional && b[0] == 'N' {
 			return conn, nil
 		}
 		return nil, errors.New("upstream Postgres does not accept TLS connections")
 	}
-	tc := tls.Client(conn, p.cfg.UpstreamTLS)
+	tc := tls.Client(conn, h.TLS)
 	if err := tc.Handshake(); err != nil {
 		return nil, fmt.Errorf("upstream TLS handshake: %w", err)
 	}

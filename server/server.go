@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,11 +95,7 @@ func run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	reached, err := reachedHost(ctx, pool)
-	if err != nil {
-		return err
-	}
-	upstream, err := upstreamAddr(reached)
+	hosts, first, err := upstreamHosts(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -111,15 +108,15 @@ func run(ctx context.Context, opts Options) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	wt := writethrough.New(writethrough.Config{Stripe: client, Pool: pool, Logger: log.With("component", "writethrough")})
-	upTLS, upTLSOptional := upstreamTLS(reached)
 	px := proxy.New(proxy.Config{
-		Upstream:            upstream,
-		UpstreamTLS:         upTLS,
-		UpstreamTLSOptional: upTLSOptional,
-		TLSConfig:           tlsConfig,
-		Classify:            classifier,
-		Interceptor:         interceptor(wt),
-		Logger:              log.With("component", "proxy"),
+		Hosts:       hosts,
+		FirstHost:   first,
+		Primary:     len(hosts) > 1 && wantsPrimary(pgcfg.ConnConfig),
+		TLSConfig:   tlsConfig,
+		TLSRequired: cfg.TLSRequired,
+		Classify:    classifier,
+		Interceptor: interceptor(wt),
+		Logger:      log.With("component", "proxy"),
 	})
 
 	metrics.SetProxySessions(px.Sessions)
@@ -168,7 +165,7 @@ func run(ctx context.Context, opts Options) error {
 		}
 	}()
 	go metricsSrv.Serve(metricsLn)
-	log.Info("proxy listening", "addr", proxyLn.Addr().String(), "upstream", upstream)
+	log.Info("proxy listening", "addr", proxyLn.Addr().String(), "upstream", hosts[first].Addr)
 	log.Info("metrics listening", "addr", metricsLn.Addr().String())
 	if opts.Ready != nil {
 		opts.Ready(proxyLn.Addr().String(), metricsLn.Addr().String())
@@ -381,54 +378,36 @@ func permanent(err error) bool {
 		pe.Code == "08P01" && strings.HasPrefix(pe.Message, "unsupported startup parameter")
 }
 
-// upstreamTLS is the TLS the proxy uses towards Postgres, as DATABASE_URL's
-// sslmode asks: require, verify-ca and verify-full demand it; prefer (the
-// default) uses it when Postgres offers it (optional); allow and disable
-// go in plain text.
-func upstreamTLS(c *pgx.ConnConfig) (cfg *tls.Config, optional bool) {
-	if c.TLSConfig != nil {
-		// pgx's prefer is TLS with a plain-text fallback.
-		for _, fb := range c.Fallbacks {
-			if fb.TLSConfig == nil {
-				return c.TLSConfig, true
-			}
-		}
-		return c.TLSConfig, false
-	}
-	return nil, false
-}
-
-// upstreamAddr is where the proxy connects: DATABASE_URL's host and port
-// (a Unix socket when the host is a directory).
-func upstreamAddr(c *pgx.ConnConfig) (string, error) {
-	if c.Host == "" {
+// upstreamAddr is where the proxy connects: one of DATABASE_URL's hosts
+// and its port (a Unix socket when the host is a directory).
+func upstreamAddr(host string, port uint16) (string, error) {
+	if host == "" {
 		return "", errors.New("DATABASE_URL has no host")
 	}
-	if c.Host[0] == '/' {
-		return c.Host + "/.s.PGSQL." + strconv.Itoa(int(c.Port)), nil
+	if host[0] == '/' {
+		return host + "/.s.PGSQL." + strconv.Itoa(int(port)), nil
 	}
-	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), nil
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
 }
 
-// reachedHost is DATABASE_URL's configuration narrowed to the host the pool
-// connected to. With several hosts (host=a,b) pgx tries them in turn, and
-// target_session_attrs=read-write skips standbys: the proxy must forward
-// to the server sync writes to, not to the first host named, which may be
-// down or read-only. The choice is made once, at start-up: after a
-// failover, restart pgstripe.
-func reachedHost(ctx context.Context, pool *pgxpool.Pool) (*pgx.ConnConfig, error) {
-	c := pool.Config().ConnConfig.Copy()
-	hosts := append([]*pgconn.FallbackConfig{{Host: c.Host, Port: c.Port, TLSConfig: c.TLSConfig}}, c.Fallbacks...)
-	several := false
-	for _, h := range hosts {
-		several = several || h.Host != c.Host || h.Port != c.Port
+// upstreamHosts lists the servers DATABASE_URL names (host=a,b), in its
+// order, each with the TLS its sslmode asks for, and the index of the one
+// pgstripe's pool connected to: with several hosts pgx tries them in turn,
+// and target_session_attrs=read-write skips standbys, so sessions start
+// where sync writes rather than at the first host named, which may be
+// down or read-only. The proxy moves on to another host by itself after a
+// failover (proxy.Config.Hosts).
+func upstreamHosts(ctx context.Context, pool *pgxpool.Pool) ([]proxy.UpstreamHost, int, error) {
+	hosts, named, err := hostsOf(pool.Config().ConnConfig)
+	if err != nil {
+		return nil, 0, err
 	}
-	if !several {
-		return c, nil
+	if len(hosts) == 1 {
+		return hosts, 0, nil
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
+		return nil, 0, fmt.Errorf("connect to DATABASE_URL: %s", config.ConnErrorText(err))
 	}
 	addr := conn.Conn().PgConn().Conn().RemoteAddr()
 	conn.Release()
@@ -452,15 +431,52 @@ func reachedHost(ctx context.Context, pool *pgxpool.Pool) (*pgx.ConnConfig, erro
 		}
 		return false
 	}
-	var keep []*pgconn.FallbackConfig
-	for _, h := range hosts {
+	for i, h := range named {
 		if is(h) {
-			keep = append(keep, h)
+			return hosts, i, nil
 		}
 	}
-	if len(keep) == 0 {
-		return c, nil // can't tell: the first host, as before
+	return hosts, 0, nil // can't tell: the first host, as libpq starts
+}
+
+// hostsOf lists c's hosts for the proxy. The TLS of each is as its
+// sslmode asks: require, verify-ca and verify-full demand it; prefer (the
+// default) uses it when Postgres offers it (optional); allow and disable
+// go in plain text. pgx lists a host twice for prefer (TLS, then plain)
+// and allow (plain, then TLS): one proxy host each, with the TLS of the
+// first attempt, optional when a plain one follows. named has the first
+// attempt of each.
+func hostsOf(c *pgx.ConnConfig) (hosts []proxy.UpstreamHost, named []*pgconn.FallbackConfig, err error) {
+	all := append([]*pgconn.FallbackConfig{{Host: c.Host, Port: c.Port, TLSConfig: c.TLSConfig}}, c.Fallbacks...)
+	for _, fb := range all {
+		addr, err := upstreamAddr(fb.Host, fb.Port)
+		if err != nil {
+			return nil, nil, err
+		}
+		i := 0
+		for i < len(hosts) && hosts[i].Addr != addr {
+			i++
+		}
+		if i == len(hosts) {
+			hosts = append(hosts, proxy.UpstreamHost{Addr: addr, TLS: fb.TLSConfig})
+			named = append(named, fb)
+			continue
+		}
+		if hosts[i].TLS != nil && fb.TLSConfig == nil {
+			hosts[i].TLSOptional = true
+		}
 	}
-	c.Host, c.Port, c.TLSConfig, c.Fallbacks = keep[0].Host, keep[0].Port, keep[0].TLSConfig, keep[1:]
-	return c, nil
+	return hosts, named, nil
+}
+
+// wantsPrimary reports whether DATABASE_URL's target_session_attrs
+// (read-write or primary) rules standbys out, which pgx keeps only as
+// the check it runs on each connection.
+func wantsPrimary(c *pgx.ConnConfig) bool {
+	if c.ValidateConnect == nil {
+		return false
+	}
+	f := reflect.ValueOf(c.ValidateConnect).Pointer()
+	return f == reflect.ValueOf(pgconn.ValidateConnectTargetSessionAttrsReadWrite).Pointer() ||
+		f == reflect.ValueOf(pgconn.ValidateConnectTargetSessionAttrsPrimary).Pointer()
 }

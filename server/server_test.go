@@ -215,9 +215,12 @@ func TestUpstreamTLSFromSSLMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg, optional := upstreamTLS(c)
-		if (cfg != nil) != want.tls || optional != want.optional {
-			t.Errorf("sslmode=%q: TLS %v optional %v, want %v %v", mode, cfg != nil, optional, want.tls, want.optional)
+		hosts, _, err := hostsOf(c)
+		if err != nil || len(hosts) != 1 {
+			t.Fatalf("sslmode=%q: hosts %v, %v", mode, hosts, err)
+		}
+		if (hosts[0].TLS != nil) != want.tls || hosts[0].TLSOptional != want.optional {
+			t.Errorf("sslmode=%q: TLS %v optional %v, want %v %v", mode, hosts[0].TLS != nil, hosts[0].TLSOptional, want.tls, want.optional)
 		}
 	}
 }
