@@ -162,7 +162,10 @@ func TestSQLPrepareNameStillSafe(t *testing.T) {
 	for _, c := range []struct {
 		name, comment string
 		extended      bool
-	}{{"c", "", false}, {"e", "", true}, {"cc", "/* a comment */ -- another\n", false}} {
+		sql           string // instead of comment + PREPARE
+	}{{"c", "", false, ""}, {"e", "", true, ""}, {"cc", "/* a comment */ -- another\n", false, ""},
+		// Made by code the statement runs: no reading of the text sees it.
+		{"d", "", false, `DO $$BEGIN EXECUTE 'PREPARE d(int) AS SELECT 41 + $1'; END$$`}} {
 		pc, err := pgconn.Connect(ctx, url) // a session of its own: nothing seen before
 		if err != nil {
 			t.Fatal(err)
@@ -170,6 +173,9 @@ func TestSQLPrepareNameStillSafe(t *testing.T) {
 		defer pc.Close(ctx)
 		name, extended := c.name, c.extended
 		prep := c.comment + "PREPARE " + name + "(int) AS SELECT 41 + $1"
+		if c.sql != "" {
+			prep = c.sql
+		}
 		if extended {
 			err = pc.ExecParams(ctx, prep, nil, nil, nil, nil).Read().Err
 		} else {

@@ -174,31 +174,29 @@ func TestSQLPrepareHiddenStillSafe(t *testing.T) {
 // TestNextStatement: statements split where Postgres splits them.
 func TestNextStatement(t *testing.T) {
 	for _, c := range []struct {
-		sql       string
-		backslash bool
-		want      []string
+		sql  string
+		want []string
 	}{
-		{"SELECT 1; DEALLOCATE a", false, []string{"SELECT 1", " DEALLOCATE a"}},
-		{"SELECT ';'; x", false, []string{"SELECT ';'", " x"}},
-		{"SELECT 'it''s;'; x", false, []string{"SELECT 'it''s;'", " x"}},
-		{`SELECT '\'; x`, false, []string{`SELECT '\'`, " x"}},
-		{`SELECT '\'; x';y`, true, []string{`SELECT '\'; x'`, "y"}},
-		{`SELECT E'\'; x';y`, false, []string{`SELECT E'\'; x'`, "y"}},
-		{`SELECT e'\\';y`, false, []string{`SELECT e'\\'`, "y"}},
-		{`SELECT "a;""b";y`, false, []string{`SELECT "a;""b"`, "y"}},
-		{"SELECT $$;$$;y", false, []string{"SELECT $$;$$", "y"}},
-		{"SELECT $f$ $$; $f$;y", false, []string{"SELECT $f$ $$; $f$", "y"}},
-		{"SELECT $1;y", false, []string{"SELECT $1", "y"}},
-		{"SELECT a$b$;y$b$", false, []string{"SELECT a$b$", "y$b$"}},
-		{"SELECT 1 -- ;\n;y", false, []string{"SELECT 1 -- ;\n", "y"}},
-		{"SELECT /* /* ; */ ; */ 1;y", false, []string{"SELECT /* /* ; */ ; */ 1", "y"}},
-		{"SELECT 'open;", false, []string{"SELECT 'open;"}},
-		{"SELECT 1;", false, []string{"SELECT 1", ""}},
+		{"SELECT 1; DEALLOCATE a", []string{"SELECT 1", " DEALLOCATE a"}},
+		{"SELECT ';'; x", []string{"SELECT ';'", " x"}},
+		{"SELECT 'it''s;'; x", []string{"SELECT 'it''s;'", " x"}},
+		{`SELECT '\'; x`, []string{`SELECT '\'`, " x"}},
+		{`SELECT E'\'; x';y`, []string{`SELECT E'\'; x'`, "y"}},
+		{`SELECT e'\\';y`, []string{`SELECT e'\\'`, "y"}},
+		{`SELECT "a;""b";y`, []string{`SELECT "a;""b"`, "y"}},
+		{"SELECT $$;$$;y", []string{"SELECT $$;$$", "y"}},
+		{"SELECT $f$ $$; $f$;y", []string{"SELECT $f$ $$; $f$", "y"}},
+		{"SELECT $1;y", []string{"SELECT $1", "y"}},
+		{"SELECT a$b$;y$b$", []string{"SELECT a$b$", "y$b$"}},
+		{"SELECT 1 -- ;\n;y", []string{"SELECT 1 -- ;\n", "y"}},
+		{"SELECT /* /* ; */ ; */ 1;y", []string{"SELECT /* /* ; */ ; */ 1", "y"}},
+		{"SELECT 'open;", []string{"SELECT 'open;"}},
+		{"SELECT 1;", []string{"SELECT 1", ""}},
 	} {
 		var got []string
 		sql := []byte(c.sql)
 		for {
-			stmt, rest, more := nextStatement(sql, c.backslash)
+			stmt, rest, more := nextStatement(sql)
 			got = append(got, string(stmt))
 			if !more {
 				break
@@ -206,7 +204,7 @@ func TestNextStatement(t *testing.T) {
 			sql = rest
 		}
 		if fmt.Sprint(got) != fmt.Sprint(c.want) || len(got) != len(c.want) {
-			t.Errorf("%q (backslash %v): %q, want %q", c.sql, c.backslash, got, c.want)
+			t.Errorf("%q: %q, want %q", c.sql, got, c.want)
 		}
 	}
 	if rest := trimSpace([]byte(" /* a /* b */ */ -- c\n\tPREPARE")); string(rest) != "PREPARE" {

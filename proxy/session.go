@@ -53,12 +53,6 @@ type session struct {
 	// Statements and portals, tracked only as far as interception needs.
 	stmts   map[string]*stmtInfo
 	portals map[string]*portalInfo
-	// namesUnknown: a name without a record may be in use upstream: the
-	// session made prepared statements with SQL PREPARE, which the proxy
-	// does not follow, or dropped some with SQL (DEALLOCATE, DISCARD ALL)
-	// and the proxy dropped its records of them without knowing whether
-	// Postgres did.
-	namesUnknown bool
 	// cursorOps maps portals bound to a FETCH or MOVE statement to its
 	// text, which may name a portal of portals (see fetchedPortal).
 	cursorOps map[string]string
@@ -670,21 +664,18 @@ func (s *session) trackParse(body []byte) (*stmtInfo, error) {
 		return nil, protocolErrorf("invalid Parse message")
 	}
 	class := s.p.classify.get(sql)
-	if !s.namesUnknown && class != Intercept {
-		if _, ok := sqlKeyword(sql, "prepare"); ok {
-			s.namesUnknown = true // its Execute makes a name (see noteSQLStatements)
-		}
-	}
 	// Postgres refuses a Parse under a name in use, and then the statement
-	// that runs under that name is the old one, unless the proxy's record
-	// is stale (DEALLOCATE by SQL, an earlier Parse that failed). When
-	// either may be intercepted, the first Execute asks upstream, unless
-	// Postgres answered this Parse with ParseComplete by then.
+	// that runs under that name is the old one. The proxy's records can't
+	// tell whether a name is in use: SQL PREPARE makes names (also inside
+	// a DO block or a function, beyond any reading of the text), and SQL
+	// DEALLOCATE drops them (or fails to). So when either statement may
+	// be intercepted, the first Execute asks upstream, unless Postgres
+	// answered this Parse with ParseComplete by then, as it has in the
+	// common case of one batch (the interception's barrier waits for it).
 	old := s.stmts[string(name)]
 	var uncertain bool
 	if len(name) > 0 {
-		uncertain = old != nil && (old.class == Intercept || old.uncertain || class == Intercept) ||
-			old == nil && s.namesUnknown && class == Intercept
+		uncertain = class == Intercept || old != nil && (old.class == Intercept || old.uncertain)
 	} else {
 		// The unnamed statement is replaced by every Parse that Postgres
 		// does not skip (after an error earlier in the batch): the first
@@ -936,40 +927,19 @@ func isFatal(raw []byte) bool {
 
 // noteSQLStatements follows what sql, a simple Query's text (one or more
 // statements) or an extended-protocol statement being executed, does to
-// prepared statements. DEALLOCATE [PREPARE] name | ALL and DISCARD ALL
-// drop the records of the pass-through statements they name: drivers that
-// evict from a statement cache with SQL (ActiveRecord, mini_sql) name each
-// new statement with a counter, so the records of a long-lived session
-// would otherwise grow for ever while Postgres frees the statements.
-// Whether the statement succeeds is not known here (it may be skipped, or
-// fail in an aborted transaction), and SQL PREPARE makes names the proxy
-// has no record of, so then the session stops trusting that a name without
-// a record is free: namesUnknown makes a later Parse of an intercepted
-// statement under such a name uncertain, which asks upstream at its first
-// Execute (Postgres refuses a Parse under a name in use, and the old
-// statement runs). With namesUnknown set, a pass-through record and no
-// record lead to the same decisions, so dropping one that Postgres kept
-// costs nothing but that question; missing a PREPARE, on the other hand,
-// would let the proxy take the old statement for a write. Hence every
-// statement of a multi-statement text is looked at, and a text with a
-// backslash is split both ways (standard_conforming_strings on and off),
-// the proxy not following that setting. Records of intercepted statements
-// and of FETCH/MOVE statements are kept: they are what interception needs.
+// the session's records of prepared statements. DEALLOCATE [PREPARE]
+// name | ALL and DISCARD ALL drop the records of the pass-through
+// statements they name: drivers that evict from a statement cache with SQL
+// (ActiveRecord, mini_sql) name each new statement with a counter, so the
+// records of a long-lived session would otherwise grow for ever while
+// Postgres frees the statements. Whether the statement succeeds is not
+// known here (it may be skipped, or fail in an aborted transaction); that
+// costs nothing, as a pass-through record and none lead to the same
+// decisions (see trackParse). Records of intercepted statements and of
+// FETCH/MOVE statements are kept: they are what interception needs.
 func (s *session) noteSQLStatements(sql []byte) {
-	if s.namesUnknown && len(s.stmts) == 0 {
-		return
-	}
-	s.noteSplit(sql, false)
-	if bytes.IndexByte(sql, '\\') >= 0 {
-		s.noteSplit(sql, true)
-	}
-}
-
-// noteSplit applies noteSQLStatement to each statement of sql, read with
-// or without backslash escapes in plain string literals.
-func (s *session) noteSplit(sql []byte, backslashQuote bool) {
-	for {
-		stmt, rest, more := nextStatement(sql, backslashQuote)
+	for len(s.stmts) > 0 {
+		stmt, rest, more := nextStatement(sql)
 		s.noteSQLStatement(stmt)
 		if !more {
 			return
@@ -979,13 +949,6 @@ func (s *session) noteSplit(sql []byte, backslashQuote bool) {
 }
 
 func (s *session) noteSQLStatement(sql []byte) {
-	if _, ok := sqlKeyword(sql, "prepare"); ok {
-		s.namesUnknown = true
-		return
-	}
-	if len(s.stmts) == 0 {
-		return
-	}
 	rest, ok := sqlKeyword(sql, "deallocate")
 	if !ok {
 		if rest, ok = sqlKeyword(sql, "discard"); !ok {
@@ -1031,25 +994,23 @@ func (s *session) forgetPassthrough(name string, all bool) {
 	if !all {
 		if st := s.stmts[name]; st != nil && forgettable(st) {
 			delete(s.stmts, name)
-			s.namesUnknown = true
 		}
 		return
 	}
 	for k, st := range s.stmts {
 		if forgettable(st) {
 			delete(s.stmts, k)
-			s.namesUnknown = true
 		}
 	}
 }
 
 // nextStatement splits the first statement off a simple Query's text at
 // the first semicolon outside string literals, quoted identifiers,
-// dollar quotes and comments, as Postgres's lexer does. more reports
-// whether a semicolon was found. backslashQuote reads plain string
-// literals as with standard_conforming_strings off (E'…' literals always
-// take backslash escapes).
-func nextStatement(sql []byte, backslashQuote bool) (stmt, rest []byte, more bool) {
+// dollar quotes and comments, as Postgres's lexer does (with
+// standard_conforming_strings on, its default: a split the other way only
+// misses a DEALLOCATE, which costs a record). more reports whether a
+// semicolon was found.
+func nextStatement(sql []byte) (stmt, rest []byte, more bool) {
 	i := 0
 	for i < len(sql) {
 		c := sql[i]
@@ -1057,7 +1018,7 @@ func nextStatement(sql []byte, backslashQuote bool) (stmt, rest []byte, more boo
 		case c == ';':
 			return sql[:i], sql[i+1:], true
 		case c == '\'':
-			i = skipQuoted(sql, i+1, '\'', backslashQuote)
+			i = skipQuoted(sql, i+1, '\'', false)
 		case c == '"':
 			i = skipQuoted(sql, i+1, '"', false)
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-', c == '/' && i+1 < len(sql) && sql[i+1] == '*':
