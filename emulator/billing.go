@@ -986,6 +986,8 @@ func taxRateIDs(v any) []any {
 	return ids
 }
 
+// idOfAny is v if it is a string, else the id of the object v ("" for
+// neither): a reference as stored, expanded or not.
 func idOfAny(v any) string {
 	switch x := v.(type) {
 	case string:
@@ -1438,6 +1440,10 @@ func updateLine(e *Emulator, c *reqCtx) (any, *apiError) {
 	if ae := checkMetadataCount(line); ae != nil {
 		return nil, ae
 	}
+	// Before price_data stores its price: a refused request makes nothing.
+	if ae := e.setTaxRates(line, "tax_rates", c.params, "tax_rates"); ae != nil {
+		return nil, ae
+	}
 	price, _ := line["price"].(map[string]any)
 	if pid, ok := c.params["price"].(string); ok {
 		if price = e.load(kPrice, pid); price == nil {
@@ -1455,19 +1461,6 @@ func updateLine(e *Emulator, c *reqCtx) (any, *apiError) {
 		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
 		e.store(kPrice, price).unlisted = true
 		line["price"] = price
-	}
-	if v, ok := c.params["tax_rates"]; ok {
-		rates := []any{}
-		ids, _ := v.([]any)
-		for i, x := range ids {
-			id, _ := x.(string)
-			txr := e.load(kTaxRate, id)
-			if txr == nil {
-				return nil, e.mustExist("tax_rates", fmt.Sprintf("tax_rates[%d]", i), id)
-			}
-			rates = append(rates, txr)
-		}
-		line["tax_rates"] = rates
 	}
 	qty := intOr(line["quantity"], 1)
 	unit := intOr(price["unit_amount"], 0)

@@ -296,16 +296,7 @@ func getInt(m map[string]any, k string) int64 {
 	return n
 }
 
-func getStr(m map[string]any, k string) string {
-	switch x := m[k].(type) {
-	case string:
-		return x
-	case map[string]any:
-		s, _ := x["id"].(string)
-		return s
-	}
-	return ""
-}
+func getStr(m map[string]any, k string) string { return idOfAny(m[k]) }
 
 func getBool(m map[string]any, k string) bool {
 	b, _ := m[k].(bool)

@@ -715,6 +715,11 @@ func fetchedPortal(sql []byte, portals map[string]*portalInfo) (string, bool) {
 	}
 	escaped := bytes.Contains(bytes.ToLower(sql), []byte(`u&"`))
 	for name := range portals {
+		if name == "" {
+			// SQL can't name the unnamed portal ("" is a zero-length
+			// identifier), and `""` or U&" elsewhere in sql would match.
+			continue
+		}
 		if escaped || bareName(name) && hasWord(sql, name) ||
 			bytes.Contains(sql, []byte(`"`+strings.ReplaceAll(name, `"`, `""`)+`"`)) {
 			return name, true

@@ -401,9 +401,13 @@ func (s *session) startOn(host int, startup []byte, last bool, refusal *[]byte) 
 			}
 		case 'E':
 			if !answered && !last {
-				// Refused before authentication (starting up, shutting
-				// down, out of connection slots, no pg_hba.conf entry):
-				// libpq would try the next host too.
+				// Refused before the client answered anything (starting
+				// up, shutting down, out of connection slots, no
+				// pg_hba.conf entry): another host may take the session.
+				// Wider than libpq, which moves on only for 57P03
+				// (cannot connect now), like pgx, which moves on for all
+				// but 28P01, 3D000 and 42501; the client gets the first
+				// host's refusal if none does.
 				if *refusal == nil {
 					*refusal = append([]byte(nil), raw...)
 				}

@@ -530,6 +530,15 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 		nm, om = maps.Clone(nm), maps.Clone(om)
 		delete(nm, "id")
 		delete(om, "id")
+		if _, obj := m["object"].(string); !obj {
+			// Written in the request's shape ({"id": "si_1", "quantity":
+			// 5}): the keys it has are the change, the others stay.
+			for k := range om {
+				if _, ok := nm[k]; !ok {
+					delete(om, k)
+				}
+			}
+		}
 		params.Set(prefix+"[id]", id)
 		encodeUpdate(params, prefix, om, nm, false)
 		i++

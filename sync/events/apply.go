@@ -163,14 +163,22 @@ func queueInvoiceItems(ctx context.Context, tx pgx.Tx, links []invoiceLink, dele
 		ats := make([]time.Time, len(links))
 		amts := make([]*int64, len(links))
 		qtys := make([]*int64, len(links))
-		mirrors := make([]string, len(links))
+		mirrors := make([]*string, len(links)) // NULL: not compared
 		for i, l := range links {
-			items[i], invs[i], ats[i], amts[i], qtys[i], mirrors[i] = l.Item, l.Invoice, l.At, l.Amount, l.Quantity, string(l.Mirror)
+			items[i], invs[i], ats[i], amts[i], qtys[i] = l.Item, l.Invoice, l.At, l.Amount, l.Quantity
+			if l.Mirror != nil {
+				m := string(l.Mirror)
+				mirrors[i] = &m
+			}
 		}
 		// An item whose line shows another amount, quantity, description,
 		// price, tax rates… was updated on its draft invoice (through
 		// the item or the line): that sends invoice.updated only. A line
 		// without amount or quantity (NULL) compares as unchanged there.
+		// The other fields are compared on drafts only (nothing else
+		// changes), and a line showing its product's name matches an
+		// item without a description of its own (Stripe fills a line's
+		// description in since API 2017-12-14).
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
 SELECT DISTINCT ON (l.item) 'invoiceitems', l.item, l.at, 'owner'
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::jsonb[]) AS l(item, invoice, at, amount, quantity, mirror)
@@ -178,7 +186,9 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND 
     AND (l.amount IS NULL OR ii.amount IS NOT DISTINCT FROM l.amount)
     AND (l.quantity IS NULL OR ii.quantity IS NOT DISTINCT FROM l.quantity)
     AND (l.mirror IS NULL OR l.mirror = jsonb_build_object(
-        'description', COALESCE(ii."_raw"->'description', 'null'),
+        'description', COALESCE(NULLIF(ii."_raw"->'description', 'null'),
+            CASE WHEN l.mirror->'description' = (SELECT to_jsonb(p.name) FROM stripe.products p WHERE p.id = ii."_raw"#>>'{price,product}')
+                THEN l.mirror->'description' ELSE 'null' END),
         'discountable', COALESCE(ii."_raw"->'discountable', 'null'),
         'period', COALESCE(ii."_raw"->'period', 'null'),
         'price', COALESCE(CASE jsonb_typeof(ii."_raw"->'price') WHEN 'object' THEN ii."_raw"->'price'->'id' WHEN 'string' THEN ii."_raw"->'price' END, '""'),

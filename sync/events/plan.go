@@ -352,15 +352,16 @@ type invoiceLink struct {
 // invoiceLinks lists the invoice items among an invoice's lines: those
 // embedded in raw, or lines when the complete list was fetched.
 func invoiceLinks(invoice string, raw json.RawMessage, lines []json.RawMessage, at time.Time) []invoiceLink {
+	var inv struct {
+		Status string `json:"status"`
+		Lines  struct {
+			Data []json.RawMessage `json:"data"`
+		} `json:"lines"`
+	}
+	if json.Unmarshal(raw, &inv) != nil {
+		return nil
+	}
 	if lines == nil {
-		var inv struct {
-			Lines struct {
-				Data []json.RawMessage `json:"data"`
-			} `json:"lines"`
-		}
-		if json.Unmarshal(raw, &inv) != nil {
-			return nil
-		}
 		lines = inv.Lines.Data
 	}
 	var out []invoiceLink
@@ -383,9 +384,13 @@ func invoiceLinks(invoice string, raw json.RawMessage, lines []json.RawMessage, 
 			for i, r := range line.TaxRates {
 				rates[i] = schema.RefID(r)
 			}
-			mirror, _ := json.Marshal(map[string]any{"description": jsonOrNull(line.Description),
-				"discountable": jsonOrNull(line.Discountable), "period": jsonOrNull(line.Period),
-				"price": schema.RefID(line.Price), "tax_rates": rates})
+			var mirror []byte
+			if inv.Status == "draft" {
+				// Only a draft's items and lines can still change.
+				mirror, _ = json.Marshal(map[string]any{"description": jsonOrNull(line.Description),
+					"discountable": jsonOrNull(line.Discountable), "period": jsonOrNull(line.Period),
+					"price": schema.RefID(line.Price), "tax_rates": rates})
+			}
 			out = append(out, invoiceLink{Item: id, Invoice: invoice, At: at, Amount: line.Amount, Quantity: line.Quantity, Mirror: mirror})
 		}
 	}
