@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -57,7 +58,7 @@ func init() {
 		"payout.created", "payout.paid", "payout.updated", "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted",
 		"price.updated", "product.created", "product.deleted", "product.updated", "promotion_code.created", "promotion_code.updated",
 		"refund.created", "refund.updated", "setup_intent.canceled", "setup_intent.created", "setup_intent.succeeded",
-		"subscription_schedule.canceled", "subscription_schedule.created", "subscription_schedule.released", "subscription_schedule.updated",
+		"subscription_schedule.canceled", "subscription_schedule.completed", "subscription_schedule.created", "subscription_schedule.released", "subscription_schedule.updated",
 		"tax_rate.created", "tax_rate.updated"} {
 		validEvents[t] = true
 	}
@@ -345,13 +346,39 @@ func init() {
 		if st := getStr(old, "status"); st != "not_started" && st != "active" {
 			return invalid("", "", "You cannot update a subscription schedule that is %s.", st)
 		}
-		if ph, ok := c.params["phases"].([]any); ok {
-			phases, ae := e.schedulePhases(c, ph, c.now)
-			if ae != nil {
-				return ae
+		ph, ok := c.params["phases"].([]any)
+		if !ok {
+			return nil
+		}
+		// A schedule on a test clock lives on the clock's time.
+		sc := *c
+		sc.now, sc.wall = e.scheduleNow(c, obj), c.wallTime()
+		now := sc.now
+		phases, ae := e.schedulePhases(&sc, ph, now)
+		if ae != nil {
+			return ae
+		}
+		obj["phases"] = phases
+		setCurrentPhase(obj, now)
+		i := phaseAt(phases, now)
+		switch {
+		case i < 0:
+		case getStr(old, "status") == "not_started":
+			if i == 0 {
+				return e.startSchedule(&sc, obj)
 			}
-			obj["phases"] = phases
-			setCurrentPhase(obj, c.now)
+		default:
+			// Stripe (proration_behavior of this endpoint): "If the update
+			// changes the current phase, [...]": the subscription follows
+			// the current phase at once; an update that leaves it as it
+			// was leaves the subscription alone.
+			oldPhases, _ := old["phases"].([]any)
+			if j := phaseAt(oldPhases, now); j >= 0 && reflect.DeepEqual(normalize(oldPhases[j]), normalize(phases[i])) {
+				return nil
+			}
+			if sub := e.load(kSub, getStr(obj, "subscription")); sub != nil && getStr(sub, "status") != "canceled" {
+				return e.applyPhase(&sc, sub, phases, i)
+			}
 		}
 		return nil
 	}
@@ -370,30 +397,7 @@ func init() {
 			old := deepCopy(obj).(map[string]any)
 			// Canceling a schedule cancels its subscription; releasing
 			// leaves the subscription running on its own.
-			if sid := getStr(obj, "subscription"); sid != "" {
-				if sub := e.load(kSub, sid); sub != nil && getStr(sub, "status") != "canceled" {
-					so := deepCopy(sub).(map[string]any)
-					sub["schedule"] = nil
-					ev := "customer.subscription.updated"
-					if act == "cancel" {
-						sub["status"], sub["canceled_at"], sub["ended_at"] = "canceled", c.now, c.now
-						ev = "customer.subscription.deleted"
-					}
-					e.save(c, kSub, sub, so, ev)
-				}
-			}
-			if act == "cancel" {
-				obj["status"], obj["canceled_at"] = "canceled", c.now
-			} else {
-				obj["status"], obj["released_at"] = "released", c.now
-				obj["released_subscription"] = obj["subscription"]
-				obj["subscription"] = nil
-			}
-			ev := "subscription_schedule.released"
-			if act == "cancel" {
-				ev = "subscription_schedule.canceled"
-			}
-			r := e.save(c, kSchedule, obj, old, ev)
+			r := e.save(c, kSchedule, obj, old, e.endSchedule(c, obj, act))
 			return e.render(kSchedule, r.raw, c)
 		})
 	}
@@ -735,23 +739,274 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	obj["status"] = "not_started"
 	if start <= c.now {
 		// The schedule starts at once: it creates its subscription.
-		first := phases[0].(map[string]any)
-		var items []any
-		for _, it := range first["items"].([]any) {
-			m := it.(map[string]any)
-			items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"], "tax_rates": taxRateIDs(m["tax_rates"])})
-		}
-		sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, live: c.live, now: c.now, wall: c.wall, requestID: c.requestID,
-			schedule: idOf(obj), params: map[string]any{"customer": cus, "items": items, "default_tax_rates": taxRateIDs(first["default_tax_rates"])}}
-		if _, ae := genericCreate(kSub)(e, sc); ae != nil {
-			return ae
-		}
-		sid := idOf(sc.result)
-		obj["subscription"] = sid
-		obj["status"] = "active"
-		setCurrentPhase(obj, c.now)
+		return e.startSchedule(c, obj)
 	}
 	return nil
+}
+
+// startSchedule creates the subscription of a schedule whose first phase
+// starts at c.now, from that phase, and makes the schedule active.
+func (e *Emulator) startSchedule(c *reqCtx, obj map[string]any) *apiError {
+	phases, _ := obj["phases"].([]any)
+	first := phases[0].(map[string]any)
+	var items []any
+	for _, it := range first["items"].([]any) {
+		m := it.(map[string]any)
+		items = append(items, map[string]any{"price": m["price"], "quantity": m["quantity"], "tax_rates": taxRateIDs(m["tax_rates"]),
+			"metadata": m["metadata"]})
+	}
+	params := map[string]any{"customer": getStr(obj, "customer"), "items": items, "default_tax_rates": taxRateIDs(first["default_tax_rates"])}
+	for k, v := range phaseSettings(first) {
+		params[k] = v
+	}
+	if md, _ := first["metadata"].(map[string]any); len(md) > 0 {
+		params["metadata"] = md
+	}
+	sc := &reqCtx{r: c.r, route: &route{verb: "POST", path: "/v1/subscriptions"}, live: c.live, now: c.now, wall: c.wallTime(), requestID: c.requestID,
+		schedule: idOf(obj), params: params}
+	if _, ae := genericCreate(kSub)(e, sc); ae != nil {
+		return ae
+	}
+	obj["subscription"] = idOf(sc.result)
+	obj["status"] = "active"
+	setCurrentPhase(obj, c.now)
+	return nil
+}
+
+// phaseSettings are the subscription fields a phase sets beyond items,
+// tax rates and metadata; a phase that leaves one unset leaves the
+// subscription's as it is (the schedule's default_settings are not
+// modelled).
+func phaseSettings(ph map[string]any) map[string]any {
+	out := map[string]any{}
+	if cm := getStr(ph, "collection_method"); cm != "" {
+		out["collection_method"] = cm
+	}
+	if d := getStr(ph, "description"); d != "" {
+		out["description"] = d
+	}
+	if is, _ := ph["invoice_settings"].(map[string]any); is != nil && is["days_until_due"] != nil {
+		out["days_until_due"] = is["days_until_due"]
+	}
+	return out
+}
+
+// applyPhase makes a schedule's subscription what phase ph says, as
+// Stripe does when the phase is entered or the current phase is updated:
+// an item whose price the phase keeps keeps its id and takes the phase's
+// quantity, tax rates and metadata; items of prices the phase drops are
+// deleted and those it adds created, as a subscription update with
+// items[] would; then default tax rates, metadata (spec, phases[].metadata:
+// "Metadata on a schedule's phase will update the underlying
+// subscription's metadata when the phase is entered") and the phase's
+// collection settings. Prorations are not computed (doc.go). Everything
+// is checked before anything is stored; customer.subscription.updated
+// follows when anything changed.
+func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx int) *apiError {
+	ph := phases[idx].(map[string]any)
+	sid := idOf(sub)
+	old := deepCopy(sub).(map[string]any)
+	var existing []map[string]any
+	for _, r := range e.tables["subscription_items"].children[sid] {
+		it, _ := decodeObject(r.raw)
+		existing = append(existing, it)
+	}
+	kept := make([]bool, len(existing))
+	var put []map[string]any
+	phItems, _ := ph["items"].([]any)
+	for i, x := range phItems {
+		m, _ := x.(map[string]any)
+		pid := getStr(m, "price")
+		var it map[string]any
+		for j, ex := range existing {
+			if !kept[j] && idOfAny(ex["price"]) == pid {
+				kept[j], it = true, ex
+				break
+			}
+		}
+		changed := it == nil
+		if it == nil {
+			n, ae := e.newSubItem(c, sid, map[string]any{"price": pid}, fmt.Sprintf("phases[%d][items][%d]", idx, i))
+			if ae != nil {
+				return ae
+			}
+			it = n
+		}
+		before := normalize(it)
+		it["quantity"] = intOr(m["quantity"], 1)
+		it["tax_rates"] = orEmpty(m["tax_rates"])
+		it["metadata"] = mergeMetadata(deepCopy(it["metadata"]), m["metadata"])
+		if changed || !reflect.DeepEqual(before, normalize(it)) {
+			put = append(put, it)
+		}
+	}
+	var del []string
+	for j, ex := range existing {
+		if !kept[j] {
+			del = append(del, idOf(ex))
+		}
+	}
+	for _, it := range put {
+		e.store(kSubItem, it)
+	}
+	for _, id := range del {
+		e.tables["subscription_items"].remove(id)
+	}
+	sub["default_tax_rates"] = orEmpty(ph["default_tax_rates"])
+	sub["metadata"] = mergeMetadata(deepCopy(sub["metadata"]), ph["metadata"])
+	for k, v := range phaseSettings(ph) {
+		sub[k] = v
+	}
+	sub["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
+	prev := diff(old, sub)
+	if len(prev) == 0 && len(put)+len(del) > 0 {
+		// An item change past the embedded first page: as afterItemsChange.
+		prev = map[string]any{"items": old["items"]}
+	}
+	e.store(kSub, sub)
+	if len(prev) > 0 {
+		e.emit(c, "customer.subscription.updated", sub, prev)
+	}
+	return nil
+}
+
+// phaseAt is the index of the phase under way at t, or -1.
+func phaseAt(phases []any, t int64) int {
+	for i, p := range phases {
+		ph, _ := p.(map[string]any)
+		if getInt(ph, "start_date") <= t && t < getInt(ph, "end_date") {
+			return i
+		}
+	}
+	return -1
+}
+
+// scheduleNow is "now" for a schedule: its test clock's frozen time if it
+// has one (its phases are laid out on that time), else c.now.
+func (e *Emulator) scheduleNow(c *reqCtx, obj map[string]any) int64 {
+	if ck := getStr(obj, "test_clock"); ck != "" {
+		if clock := e.load(kClock, ck); clock != nil {
+			return getInt(clock, "frozen_time")
+		}
+	}
+	return c.now
+}
+
+// endSchedule ends a schedule at c.now: act "release" leaves its
+// subscription running on its own, "cancel" cancels it with the schedule,
+// and "complete" is the last phase ending with end_behavior=cancel: the
+// subscription is canceled and the schedule completed. Returns the
+// schedule's event type.
+func (e *Emulator) endSchedule(c *reqCtx, obj map[string]any, act string) string {
+	if sid := getStr(obj, "subscription"); sid != "" {
+		if sub := e.load(kSub, sid); sub != nil && getStr(sub, "status") != "canceled" {
+			so := deepCopy(sub).(map[string]any)
+			sub["schedule"] = nil
+			ev := "customer.subscription.updated"
+			if act != "release" {
+				sub["status"], sub["canceled_at"], sub["ended_at"] = "canceled", c.now, c.now
+				ev = "customer.subscription.deleted"
+			}
+			e.save(c, kSub, sub, so, ev)
+		}
+	}
+	obj["current_phase"] = nil
+	switch act {
+	case "cancel":
+		obj["status"], obj["canceled_at"] = "canceled", c.now
+		return "subscription_schedule.canceled"
+	case "complete":
+		obj["status"], obj["completed_at"] = "completed", c.now
+		return "subscription_schedule.completed"
+	}
+	obj["status"], obj["released_at"] = "released", c.now
+	obj["released_subscription"] = obj["subscription"]
+	obj["subscription"] = nil
+	return "subscription_schedule.released"
+}
+
+// advanceSchedules moves the schedules of a test clock through the phase
+// boundaries from its frozen time up to to, in order, each at its own
+// time: a schedule starts at its first phase's start_date, enters the
+// next phase at a phase's end_date (the phase is applied to the
+// subscription, subscription_schedule.updated), and past its last phase
+// ends as end_behavior says (release: released; cancel: the subscription
+// is canceled and the schedule completed).
+func (e *Emulator) advanceSchedules(c *reqCtx, clock string, to int64) {
+	t := e.tables["subscription_schedules"]
+	var ids []string
+	for _, r := range t.ordered {
+		if obj, err := decodeObject(r.raw); err == nil && getStr(obj, "test_clock") == clock {
+			ids = append(ids, r.id)
+		}
+	}
+	for _, id := range ids {
+		for e.advanceSchedule(c, id, to) {
+		}
+	}
+}
+
+// advanceSchedule takes schedule id over its next boundary if that is at
+// or before to; false when there is none.
+func (e *Emulator) advanceSchedule(c *reqCtx, id string, to int64) bool {
+	obj := e.load(kSchedule, id)
+	if obj == nil {
+		return false
+	}
+	phases, _ := obj["phases"].([]any)
+	if len(phases) == 0 {
+		return false
+	}
+	old := deepCopy(obj).(map[string]any)
+	at := func(ts int64) *reqCtx {
+		sc := *c
+		sc.now, sc.wall = ts, c.wallTime()
+		return &sc
+	}
+	switch getStr(obj, "status") {
+	case "not_started":
+		start := getInt(phases[0].(map[string]any), "start_date")
+		if start > to {
+			return false
+		}
+		sc := at(start)
+		if ae := e.startSchedule(sc, obj); ae != nil {
+			return false
+		}
+		e.save(sc, kSchedule, obj, old, "subscription_schedule.updated")
+		return true
+	case "active":
+		cp, _ := obj["current_phase"].(map[string]any)
+		if cp == nil {
+			return false
+		}
+		cur := phaseAt(phases, getInt(cp, "start_date"))
+		if cur < 0 {
+			return false
+		}
+		end := getInt(phases[cur].(map[string]any), "end_date")
+		if end > to {
+			return false
+		}
+		sc := at(end)
+		if cur+1 == len(phases) {
+			act := "release"
+			if getStr(obj, "end_behavior") == "cancel" {
+				act = "complete"
+			}
+			e.save(sc, kSchedule, obj, old, e.endSchedule(sc, obj, act))
+			return false
+		}
+		setCurrentPhase(obj, end)
+		if sub := e.load(kSub, getStr(obj, "subscription")); sub != nil && getStr(sub, "status") != "canceled" {
+			// Checked when the phases were set (schedulePhases), so
+			// entering one can't be refused.
+			e.applyPhase(sc, sub, phases, cur+1)
+		}
+		e.save(sc, kSchedule, obj, old, "subscription_schedule.updated")
+		return true
+	}
+	return false
 }
 
 // schedulePhases turns phase params into phase objects laid end to end
@@ -777,6 +1032,12 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			price := e.load(kPrice, pid)
 			if price == nil {
 				return nil, e.mustExist("prices", fmt.Sprintf("phases[%d][items][%d][price]", i, j), pid)
+			}
+			// Checked here, not when the phase is entered: a phase's
+			// items become subscription items, which take recurring
+			// prices only (one-time ones go in add_invoice_items).
+			if ae := recurringOnly(price, fmt.Sprintf("phases[%d][items][%d][price]", i, j)); ae != nil {
+				return nil, ae
 			}
 			if first == nil {
 				first = price
@@ -819,6 +1080,18 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 		}
 		if pb, ok := p["proration_behavior"].(string); ok {
 			ph["proration_behavior"] = pb
+		}
+		// The collection settings a phase hands to its subscription.
+		if cm, ok := p["collection_method"].(string); ok && cm != "" {
+			ph["collection_method"] = cm
+		}
+		if d, ok := p["description"].(string); ok && d != "" {
+			ph["description"] = d
+		}
+		if is, ok := p["invoice_settings"].(map[string]any); ok {
+			if n, ok := toInt(is["days_until_due"]); ok {
+				ph["invoice_settings"] = map[string]any{"account_tax_ids": nil, "days_until_due": n, "issuer": map[string]any{"type": "self"}}
+			}
 		}
 		out = append(out, ph)
 		start = end

@@ -16,8 +16,11 @@ import (
 //
 // Objects created for a clock's customer take the clock's frozen_time as
 // "now" (created, period starts), while their events and the response
-// Date stay on the emulator's clock. Advancing a clock only moves
-// frozen_time: nothing is billed over the advanced time.
+// Date stay on the emulator's clock. Advancing a clock moves frozen_time
+// and takes the clock's subscription schedules through the phase
+// boundaries passed (billing.go, advanceSchedules); nothing is billed over
+// the advanced time. An update of a schedule on a clock reads its phases
+// on the clock's time too.
 
 var kClock = addKind(&kind{table: "test_clocks", schema: "test_helpers.test_clock", prefix: "clock_", base: "/v1/test_helpers/test_clocks",
 	idParam: "test_clock", events: "test_helpers.test_clock", what: "test clock"})
@@ -161,8 +164,10 @@ func advanceClock(e *Emulator, c *reqCtx) (any, *apiError) {
 	obj["status"] = "advancing"
 	e.store(kClock, obj)
 	e.emit(c, "test_helpers.test_clock.advancing", obj, nil)
-	// Nothing is billed over the advanced time (see the package doc), so
-	// the clock is ready at once.
+	// Subscription schedules move through their phases; nothing is billed
+	// over the advanced time (see the package doc), so the clock is ready
+	// at once.
+	e.advanceSchedules(c, id, to)
 	obj["frozen_time"], obj["status"] = to, "ready"
 	r := e.store(kClock, obj)
 	e.emit(c, "test_helpers.test_clock.ready", obj, nil)

@@ -84,12 +84,26 @@
 // tax (tax, total_tax_amounts and tax_amounts stay empty), and the
 // embedded objects are copies as of when they were set (a tax rate
 // archived later still shows active there);
-// subscription schedules don't advance through their phases over time, and
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
-// timestamps and event retention only); test clocks (clocks.go) are
-// objects with a frozen_time that customers attach to at creation, with
-// Stripe's list exclusions, but advancing one only moves its frozen_time
-// (no renewals, invoices or status changes over the advanced time), it
+// timestamps and event retention only); updating the current phase of an
+// active subscription schedule applies it to the subscription at once
+// (items matched by price, kept, updated, deleted or created; quantities,
+// tax rates, metadata, and the phase's collection_method, description and
+// days_until_due), with no proration, whatever proration_behavior says,
+// and no invoice; a schedule moves through its phases only on a test
+// clock: advancing the clock starts a not_started schedule, enters each
+// next phase at the previous one's end_date (applied as above) and, past
+// the last phase, releases the schedule (end_behavior release: status
+// released, subscription_schedule.released) or cancels its subscription
+// (end_behavior cancel: the schedule completed,
+// subscription_schedule.completed); a phase's trial_end, coupon,
+// billing_cycle_anchor, default_payment_method and add_invoice_items, the
+// schedule's default_settings and subscription_schedule.expiring are not
+// modelled, and schedules off a clock never advance; test clocks
+// (clocks.go) are objects with a frozen_time that customers attach to at
+// creation, with Stripe's list exclusions, but advancing one only moves
+// its frozen_time and its schedules' phases (no renewals, invoices or
+// other status changes over the advanced time), it
 // never deletes itself after deletes_after, and deleting it deletes its
 // customers as DELETE /v1/customers would (subscriptions canceled, the
 // other objects kept); search endpoints, sources/cards and customer
