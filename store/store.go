@@ -43,8 +43,10 @@ type Result struct {
 	// Ambiguous: same _as_of as the stored row but different content, so
 	// the order can't be told. The row was left alone; re-fetch the object
 	// (after the second has passed) and upsert it again.
-	Ambiguous  []string
-	Tombstoned []string // the id was deleted earlier; skipped
+	Ambiguous []string
+	// Tombstoned: the id was deleted earlier, or the customer owning it
+	// (Owned); skipped.
+	Tombstoned []string
 	Deleted    []string // the object was a deletion stub ({"deleted": true}); removed and tombstoned
 	// Incomplete lists applied objects whose embedded nested list had
 	// has_more and no complete list in Children: the children present were
@@ -143,6 +145,11 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 		}
 		res.Deleted = append(res.Deleted, r.report)
 	}
+	rows, orphans, err := dropOrphans(ctx, tx, t, rows)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Tombstoned = append(res.Tombstoned, orphans...)
 	rows, dropped, tied := dedupe(rows)
 	res.Stale = append(res.Stale, dropped...)
 	res.Ambiguous = append(res.Ambiguous, tied...)
@@ -627,7 +634,131 @@ ON CONFLICT (object, id) DO UPDATE SET deleted_at = GREATEST(stripe_sync.tombsto
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("store: delete %s %s: %w", table, id, err)
 	}
+	for _, dep := range Owned[t.Name] {
+		if err := deleteOwned(ctx, tx, dep, id, at); err != nil {
+			return fmt.Errorf("store: delete %s of %s %s: %w", dep.Table, table, id, err)
+		}
+	}
 	return nil
+}
+
+// Dependent is a table whose rows, by their customer column, go with a
+// deleted row of their owner (Owned).
+type Dependent struct {
+	Table string
+	// Deleted: the owner's deletion deletes them in Stripe, so they are
+	// tombstoned; otherwise the rows are only removed, so that a later
+	// state of the object that names no deleted owner (a payment method
+	// detached before, its event listed late) is still stored.
+	Deleted bool
+}
+
+// Owned lists, per table, the tables whose rows go with a deleted row of
+// it. A deleted customer's tax ids are deleted (in 2023-10-16 only
+// customers own them, read through /v1/customers/{id}/tax_ids, which
+// answers for live customers only). Its payment methods stay in Stripe,
+// still attached and retrievable by id, with their events, but payment
+// methods are listed per customer, so no list shows them again: a
+// backfill can't find them, and a table that kept them would differ
+// between a database that followed the events and one backfilled later.
+// The table holds what the lists show. While the owner's tombstone
+// stands, Upsert skips rows naming it (dropOrphans).
+var Owned = map[string][]Dependent{"customers": {{Table: "payment_methods"}, {Table: "tax_ids", Deleted: true}}}
+
+// deleteOwned removes the rows of dep owned by customer id.
+func deleteOwned(ctx context.Context, tx pgx.Tx, dep Dependent, id string, at time.Time) error {
+	dt, ok := schema.Lookup(dep.Table)
+	if !ok {
+		return fmt.Errorf("unknown table %q", dep.Table)
+	}
+	if !dep.Deleted {
+		_, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "customer" = $1`, dt.QualifiedName()), id)
+		return err
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT "id" FROM %s WHERE "customer" = $1`, dt.QualifiedName()), id)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, did := range ids {
+		if err := Delete(ctx, tx, dep.Table, did, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownerOf is the table owning table's rows (Owned), or "".
+func ownerOf(table string) string {
+	for owner, deps := range Owned {
+		for _, d := range deps {
+			if d.Table == table {
+				return owner
+			}
+		}
+	}
+	return ""
+}
+
+// dropOrphans takes out of rows (of a Dependent table) those naming a
+// customer that was deleted and is not stored again: an event of a
+// payment method or tax id can be applied after its customer's deletion
+// (listed late), and Stripe keeps sending events of a deleted customer's
+// payment methods (a card updated by the network). The stored rows are
+// left alone (the deletion removed those naming the customer). It
+// returns the rows left and the ids skipped.
+func dropOrphans(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row) ([]*row, []string, error) {
+	owner := ownerOf(t.Name)
+	if owner == "" || len(rows) == 0 {
+		return rows, nil, nil
+	}
+	var owners []string
+	for _, r := range rows {
+		if o := refID(r.fields["customer"]); o != "" {
+			owners = append(owners, o)
+		}
+	}
+	if len(owners) == 0 {
+		return rows, nil, nil
+	}
+	ot, _ := schema.Lookup(owner)
+	q, err := tx.Query(ctx, fmt.Sprintf(`SELECT DISTINCT o FROM unnest($1::text[]) AS o
+WHERE EXISTS (SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = $2 AND tb.id = o)
+  AND NOT EXISTS (SELECT 1 FROM %s k WHERE k."id" = o)`, ot.QualifiedName()), owners, owner)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %s: owners deleted: %w", t.Name, err)
+	}
+	deleted, err := pgx.CollectRows(q, pgx.RowTo[string])
+	if err != nil || len(deleted) == 0 {
+		return rows, nil, err
+	}
+	kept := rows[:0:0]
+	var dropped []string
+	for _, r := range rows {
+		if slices.Contains(deleted, refID(r.fields["customer"])) {
+			dropped = append(dropped, r.report)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	return kept, dropped, nil
+}
+
+// refID is the id of an expandable reference: the string, or the
+// expanded object's id; "" for null.
+func refID(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	var o struct{ ID string }
+	if json.Unmarshal(v, &o) == nil {
+		return o.ID
+	}
+	return ""
 }
 
 // Sweep deletes (and tombstones) the rows of a top-level table that a

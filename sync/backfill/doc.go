@@ -71,6 +71,9 @@
 // that no longer exist: rows restored from a dump of schema stripe without
 // stripe_sync, or left from before a --restart or a re-backfill. They are
 // removed and tombstoned in the completion's transaction (store.Sweep).
+// So are the payment methods and tax ids of deleted customers, which no
+// customer's list shows: the events loop removes them with their customer
+// (store.Owned), so both paths end with the same rows.
 //
 // # State and errors
 //

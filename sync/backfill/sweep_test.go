@@ -35,14 +35,21 @@ func TestFirstBackfillRemovesRestoredGhosts(t *testing.T) {
 	clockCustomers := clockAccount(t, v, 2)
 	ctx := context.Background()
 	c := v.client(t, 5000)
-	// Seeded customers have payment methods, which the emulator keeps when
-	// their customer is deleted; these have none.
+	// Seeded customers, with payment methods (which Stripe keeps, on no
+	// list, when their customer is deleted) and one with a tax id.
 	var gone []string
-	for range 3 {
-		gone = append(gone, mustPost(t, c, "/v1/customers", url.Values{"email": {"gone@example.com"}}))
+	for id := range v.e.Objects("customers") {
+		if len(gone) < 3 && !slices.Contains(clockCustomers, id) {
+			gone = append(gone, id)
+		}
 	}
+	mustPost(t, c, "/v1/customers/"+gone[0]+"/tax_ids", url.Values{"type": {"eu_vat"}, "value": {"DE123456789"}})
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c}); err != nil {
 		t.Fatal(err)
+	}
+	var owned int
+	if err := v.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM stripe.payment_methods WHERE customer = ANY($1)) + (SELECT count(*) FROM stripe.tax_ids WHERE customer = ANY($1))`, gone).Scan(&owned); err != nil || owned < 2 {
+		t.Fatalf("%d payment methods and tax ids of the customers to delete (%v)", owned, err)
 	}
 	dump, err := exec.Command("pg_dump", "--schema=stripe", "--no-owner", v.db).Output()
 	if err != nil {

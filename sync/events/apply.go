@@ -48,6 +48,9 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	if err := queueRefetch(ctx, tx, refetches); err != nil {
 		return err
 	}
+	if err := queueOwners(ctx, tx, pl.Upserts); err != nil {
+		return err
+	}
 	if err := queueInvoiceItems(ctx, tx, pl.InvoiceLinks, pl.DeletedInvoices); err != nil {
 		return err
 	}
@@ -132,6 +135,34 @@ WHERE (i.customer = ANY($1::text[]) OR i.id = ANY($2::text[])) AND i.status = 'd
        FROM stripe.tax_ids t WHERE t.customer = i.customer)
 `+requeue, customers, invoices, reasonDraft); err != nil {
 		return fmt.Errorf("events: queue drafts showing other tax ids than their customer: %w", err)
+	}
+	return nil
+}
+
+// queueOwners queues the customers of stored payment methods and tax ids
+// that are neither stored nor tombstoned. Stripe keeps a deleted
+// customer's payment methods and their events (an updated card, months
+// later), and the customer's tombstone is pruned after the retention: the
+// customer's re-fetch answers deleted, whose removal takes its payment
+// methods along (store.Owned). A customer whose own event is merely
+// listed later is fetched once, harmlessly.
+func queueOwners(ctx context.Context, tx pgx.Tx, upserts map[string][]store.Object) error {
+	for _, table := range []string{"payment_methods", "tax_ids"} {
+		objs := upserts[table]
+		if len(objs) == 0 {
+			continue
+		}
+		ids, _ := objectIDs(objs)
+		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
+SELECT DISTINCT ON (x.customer) 'customers', x.customer, x."_as_of", $2
+FROM stripe.`+table+` x
+WHERE x.id = ANY($1::text[]) AND x.customer IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM stripe.customers c WHERE c.id = x.customer)
+  AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'customers' AND t.id = x.customer)
+ORDER BY x.customer, x."_as_of" DESC
+`+requeue, ids, reasonOwner); err != nil {
+			return fmt.Errorf("events: queue customers of %s: %w", table, err)
+		}
 	}
 	return nil
 }

@@ -98,6 +98,19 @@
 // (the subscription still exists and is updated). Types whose object isn't
 // stored are ignored.
 //
+// A customer's deletion (however the sync learns of it: customer.deleted,
+// a re-fetch, a backfill's sweep, a write-through) also removes its upcoming
+// invoice, its tax ids (deleted with it, tombstoned; Stripe sends no
+// customer.tax_id.deleted for them) and its payment methods (store.Owned).
+// Stripe keeps those payment methods, still naming the customer, and keeps
+// sending their events (mozilla/fxa#12380: card_automatically_updated for
+// deleted customers), but lists payment methods per customer only, so no
+// backfill could find them again: the tables hold what the lists show, the
+// same after events as after a backfill. A payment method or tax id event
+// naming a deleted customer is skipped while the customer's tombstone
+// stands; after it is pruned, such an event queues the customer's
+// re-fetch, whose "deleted" answer removes the row again.
+//
 // # What has no events
 //
 // A charge's refund: under 2023-10-16 refund.created and refund.updated
