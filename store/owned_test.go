@@ -78,3 +78,36 @@ func TestCustomerDeletionTakesOwned(t *testing.T) {
 		t.Errorf("tax ids after late events: %v", got)
 	}
 }
+
+// A customer's deletion takes its upcoming invoice along whichever path
+// stores it (a re-fetch answering "deleted", a backfill's sweep, a
+// write-through), not only a customer.deleted event's apply; another
+// customer's stays.
+func TestCustomerDeletionTakesUpcomingInvoice(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	up := func(cus string) store.Object {
+		return store.Object{Raw: json.RawMessage(fmt.Sprintf(`{"object": "invoice", "customer": %q, "total": 100, "lines": {"object": "list", "data": [], "has_more": false}}`, cus)), AsOf: t0}
+	}
+	upsert(t, conn, "customers", store.Object{Raw: customer("cus_u", ""), AsOf: t0}, store.Object{Raw: customer("cus_v", ""), AsOf: t0})
+	upsert(t, conn, "upcoming_invoices", up("cus_u"), up("cus_v"))
+	// A re-fetch of the customer answers with its deletion stub.
+	upsert(t, conn, "customers", store.Object{Raw: json.RawMessage(`{"id": "cus_u", "object": "customer", "deleted": true}`), AsOf: t0.Add(time.Second)})
+	var got []string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(customer ORDER BY customer), '{}') FROM stripe.upcoming_invoices`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"cus_v"}) {
+		t.Errorf("upcoming invoices after cus_u's deletion: %v", got)
+	}
+	// The same through Delete (a sweep, a write-through's DELETE).
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		return store.Delete(ctx, tx, "customers", "cus_v", t0.Add(time.Second))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM stripe.upcoming_invoices`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d upcoming invoices after both deletions (%v)", n, err)
+	}
+}

@@ -661,9 +661,11 @@ type Dependent struct {
 // methods are listed per customer, so no list shows them again: a
 // backfill can't find them, and a table that kept them would differ
 // between a database that followed the events and one backfilled later.
-// The table holds what the lists show. While the owner's tombstone
-// stands, Upsert skips rows naming it (dropOrphans).
-var Owned = map[string][]Dependent{"customers": {{Table: "payment_methods"}, {Table: "tax_ids", Deleted: true}}}
+// The table holds what the lists show. Its upcoming invoice (virtual,
+// keyed by customer) goes too, whichever path learns of the deletion.
+// While the owner's tombstone stands, Upsert skips rows naming it
+// (dropOrphans).
+var Owned = map[string][]Dependent{"customers": {{Table: "payment_methods"}, {Table: "tax_ids", Deleted: true}, {Table: "upcoming_invoices"}}}
 
 // deleteOwned removes the rows of dep owned by customer id.
 func deleteOwned(ctx context.Context, tx pgx.Tx, dep Dependent, id string, at time.Time) error {
@@ -717,7 +719,7 @@ func dropOrphans(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row) (
 	}
 	var owners []string
 	for _, r := range rows {
-		if o := refID(r.fields["customer"]); o != "" {
+		if o := schema.RefID(r.fields["customer"]); o != "" {
 			owners = append(owners, o)
 		}
 	}
@@ -738,27 +740,13 @@ WHERE EXISTS (SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = $2 AND t
 	kept := rows[:0:0]
 	var dropped []string
 	for _, r := range rows {
-		if slices.Contains(deleted, refID(r.fields["customer"])) {
+		if slices.Contains(deleted, schema.RefID(r.fields["customer"])) {
 			dropped = append(dropped, r.report)
 		} else {
 			kept = append(kept, r)
 		}
 	}
 	return kept, dropped, nil
-}
-
-// refID is the id of an expandable reference: the string, or the
-// expanded object's id; "" for null.
-func refID(v json.RawMessage) string {
-	var s string
-	if json.Unmarshal(v, &s) == nil {
-		return s
-	}
-	var o struct{ ID string }
-	if json.Unmarshal(v, &o) == nil {
-		return o.ID
-	}
-	return ""
 }
 
 // Sweep deletes (and tombstones) the rows of a top-level table that a

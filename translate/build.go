@@ -538,6 +538,9 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 					delete(om, k)
 				}
 			}
+			if equalJSON(nm, om) {
+				continue // the keys it has are as stored
+			}
 		}
 		params.Set(prefix+"[id]", id)
 		encodeUpdate(params, prefix, om, nm, false)

@@ -1,11 +1,12 @@
 package translate
 
 import (
+	"strings"
+	"testing"
+
 	"encoding/json"
 	"regexp"
 	"slices"
-	"strings"
-	"testing"
 
 	"github.com/pgstripe/pgstripe/schema"
 )
@@ -117,4 +118,24 @@ func mustCompact(t *testing.T, s string) []byte {
 	}
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// An item written in the request's shape whose keys all hold their stored
+// values changes nothing: no call goes to Stripe for it (an update of
+// items[0][id] alone is a request, and an event, for nothing).
+func TestRequestShapedItemUnchanged(t *testing.T) {
+	stored := `{"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "created": 1700000000, "metadata": {"a": "1"}, "plan": {"id": "price_1", "object": "plan"}, "price": {"id": "price_1", "object": "price", "unit_amount": 100}, "quantity": 1, "subscription": "sub_1", "tax_rates": [], "billing_thresholds": null}], "has_more": false, "url": "/v1/subscription_items?subscription=sub_1"}`
+	written := strings.Replace(stored, `{"id": "si_1", "object": "subscription_item", "created": 1700000000, "metadata": {"a": "1"}, "plan": {"id": "price_1", "object": "plan"}, "price": {"id": "price_1", "object": "price", "unit_amount": 100}, "quantity": 1, "subscription": "sub_1", "tax_rates": [], "billing_thresholds": null}`, `{"id": "si_1", "quantity": 1}`, 1)
+	out := dump(t, goldenCase{name: "unchanged", sql: `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0}', '{"id": "si_1", "quantity": 1}') WHERE id = 'sub_1'`,
+		rows: []string{`["sub_1", ` + written + `, ` + stored + `]`}})
+	if !strings.Contains(out, "no call (unchanged)") {
+		t.Errorf("an unchanged request-shaped item made a call:\n%s", out)
+	}
+	// Changed: only its own keys are sent, as before.
+	changed := strings.Replace(written, `"quantity": 1}`, `"quantity": 5}`, 1)
+	out = dump(t, goldenCase{name: "changed", sql: `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0}', '{"id": "si_1", "quantity": 5}') WHERE id = 'sub_1'`,
+		rows: []string{`["sub_1", ` + changed + `, ` + stored + `]`}})
+	if !strings.Contains(out, "items[0][quantity]=5") || strings.Contains(out, "items[0][price]") {
+		t.Errorf("a changed request-shaped item:\n%s", out)
+	}
 }

@@ -35,14 +35,9 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 		}
 	}
 	for _, d := range pl.Deletes {
+		// A customer's upcoming invoice goes with it (store.Owned).
 		if err := store.DeleteCreated(ctx, tx, d.Table, d.ID, d.At, d.Created); err != nil {
 			return err
-		}
-		if d.Table == "customers" {
-			// The upcoming invoice of a deleted customer is gone too.
-			if err := store.Delete(ctx, tx, "upcoming_invoices", d.ID, d.At); err != nil {
-				return err
-			}
 		}
 	}
 	if err := queueRefetch(ctx, tx, refetches); err != nil {
@@ -145,7 +140,8 @@ WHERE (i.customer = ANY($1::text[]) OR i.id = ANY($2::text[])) AND i.status = 'd
 // later), and the customer's tombstone is pruned after the retention: the
 // customer's re-fetch answers deleted, whose removal takes its payment
 // methods along (store.Owned). A customer whose own event is merely
-// listed later is fetched once, harmlessly.
+// listed later is fetched once, harmlessly. Event applies and re-fetches
+// (which stand in for events) call it.
 func queueOwners(ctx context.Context, tx pgx.Tx, upserts map[string][]store.Object) error {
 	for _, table := range []string{"payment_methods", "tax_ids"} {
 		objs := upserts[table]

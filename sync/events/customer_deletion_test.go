@@ -2,10 +2,11 @@ package events_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
+
+	"encoding/json"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -118,4 +119,43 @@ func TestDeletedCustomerDependents(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A payment method re-fetched instead of taken from its event (an event
+// rendered in the account's other API version queues exactly this
+// re-fetch; so does a same-second ambiguity) after its deleted customer's
+// tombstone was pruned: the fetched object still names the customer, so
+// the customer is re-fetched too, and its "deleted" answer removes the
+// row again, as for a payment method taken from its event.
+func TestRefetchedPaymentMethodOfPrunedCustomer(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	cus := call("/v1/customers", url.Values{"name": {"Gone"}})
+	pm := call("/v1/payment_methods", url.Values{"type": {"card"}})
+	call("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {cus}})
+	v.converge(t, 10*time.Second)
+	v.deleteOp(t, "/v1/customers/"+cus)
+	v.converge(t, 10*time.Second)
+	if n := v.rows(t, "payment_methods"); n != 0 {
+		t.Fatalf("%d payment methods after the customer's deletion", n)
+	}
+	// The retention passes: the customer's tombstone is pruned.
+	if _, err := v.pool.Exec(ctx, `DELETE FROM stripe_sync.tombstones WHERE object = 'customers'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+VALUES ('payment_methods', $1, now() - interval '1 hour', 'version')`, pm); err != nil {
+		t.Fatal(err)
+	}
+	// The customer's re-fetch, if any, is queued in the transaction that
+	// dequeues the payment method's.
+	waitFor(t, "the re-fetch queue to drain", func() bool {
+		var n int
+		v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.events_refetch`).Scan(&n)
+		return n == 0
+	})
+	if n := v.rows(t, "payment_methods"); n != 0 {
+		t.Errorf("the re-fetched payment method of deleted customer %s is stored (%d rows)", cus, n)
+	}
+	v.converge(t, 10*time.Second)
 }

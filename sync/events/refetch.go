@@ -137,6 +137,7 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 	return len(due), p.inTx(ctx, func(tx pgx.Tx) error {
 		var again []refetch
 		var taxIDCustomers, drafts []string
+		owned := map[string][]store.Object{}
 		for _, f := range out {
 			if f.Table == "invoices" && f.obj != nil && p.taxIDsChanged[invoiceCustomer(f.obj.Raw)].After(fetchStarted) {
 				// Fetched, maybe, before a change of its customer's tax
@@ -175,6 +176,9 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 						return err
 					}
 				}
+				if f.Table == "payment_methods" || f.Table == "tax_ids" {
+					owned[f.Table] = append(owned[f.Table], *f.obj)
+				}
 				if len(res.Ambiguous) > 0 {
 					// An event of the very second of the fetch was applied
 					// with another state: try once more after that second.
@@ -193,6 +197,13 @@ WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, 
 			}
 		}
 		if err := queueStaleDrafts(ctx, tx, taxIDCustomers, drafts); err != nil {
+			return err
+		}
+		// A re-fetch stands in for an event (another API version, a
+		// same-second state): its object, naming a customer whose
+		// tombstone was pruned, must queue that customer as the event's
+		// apply would.
+		if err := queueOwners(ctx, tx, owned); err != nil {
 			return err
 		}
 		// Re-fetches run one drain at a time: a change before this
