@@ -111,3 +111,28 @@ func TestCustomerDeletionTakesUpcomingInvoice(t *testing.T) {
 		t.Errorf("%d upcoming invoices after both deletions (%v)", n, err)
 	}
 }
+
+// A backfill's sweep removes the payment methods it didn't list (a
+// detached one is on no customer's list) without a tombstone: Stripe
+// keeps them, and a later attach must be stored.
+func TestSweepKeepsNoTombstoneOfPaymentMethods(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	detached := store.Object{Raw: json.RawMessage(`{"id": "pm_x", "object": "payment_method", "type": "card", "created": 1700000000, "customer": null}`), AsOf: t0}
+	upsert(t, conn, "payment_methods", detached)
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		n, err := store.Sweep(ctx, tx, "payment_methods", t0.Add(time.Minute), false)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("swept %d rows, want 1", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attached := store.Object{Raw: customer("cus_x", ""), AsOf: t0.Add(time.Hour)}
+	upsert(t, conn, "customers", attached)
+	later := store.Object{Raw: json.RawMessage(`{"id": "pm_x", "object": "payment_method", "type": "card", "created": 1700000000, "customer": "cus_x"}`), AsOf: t0.Add(time.Hour)}
+	if res := upsert(t, conn, "payment_methods", later); !slices.Equal(res.Applied, []string{"pm_x"}) {
+		t.Errorf("a payment method attached after the sweep: %+v", res)
+	}
+}

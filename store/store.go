@@ -792,12 +792,37 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 	if err != nil {
 		return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
 	}
+	if listedByOwnerOnly(t.Name) {
+		// Not listed is not deleted here: Stripe keeps payment methods
+		// that are on no customer's list (detached, never attached, or a
+		// deleted customer's), and a later attach must be stored. The
+		// table holds what the lists show (see Owned): removed, without
+		// a tombstone.
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[])`, t.QualifiedName(), key), ids); err != nil {
+			return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+		}
+		return len(ids), nil
+	}
 	for _, id := range ids {
 		if err := Delete(ctx, tx, t.Name, id, before); err != nil {
 			return 0, err
 		}
 	}
 	return len(ids), nil
+}
+
+// listedByOwnerOnly reports whether table's objects outlive their owner's
+// list (an Owned dependent that is not deleted with it), so that a sweep
+// can't tell one gone.
+func listedByOwnerOnly(table string) bool {
+	for _, deps := range Owned {
+		for _, d := range deps {
+			if d.Table == table && !d.Deleted {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Tombstoned reports whether id of table was deleted.
