@@ -562,11 +562,11 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 }
 
 // idsAt replaces the Stripe objects at keys (see schema.Param.Refs) by
-// their ids, copying the maps and arrays on the way. A Stripe object is
-// recognised by its string "id" and "object" (request parameters never
-// carry "object"); anything else is left for Stripe to judge.
+// their ids. A Stripe object is recognised by its string "id" and
+// "object" (request parameters never carry "object"); anything else is
+// left for Stripe to judge.
 func idsAt(v any, keys []string) any {
-	if len(keys) == 0 {
+	return editAt(v, keys, func(v any) any {
 		if m, ok := v.(map[string]any); ok {
 			if _, obj := m["object"].(string); obj {
 				if id, ok := m["id"].(string); ok {
@@ -575,6 +575,16 @@ func idsAt(v any, keys []string) any {
 			}
 		}
 		return v
+	})
+}
+
+// editAt returns v with edit applied to each value at keys (dot-separated
+// path split; "[]" for every element of an array), copying the maps and
+// arrays on the way (the decoded values are not shared, but callers need
+// not know). Where the path is missing, v is left as it is.
+func editAt(v any, keys []string, edit func(any) any) any {
+	if len(keys) == 0 {
+		return edit(v)
 	}
 	if keys[0] == "[]" {
 		a, ok := v.([]any)
@@ -583,7 +593,7 @@ func idsAt(v any, keys []string) any {
 		}
 		c := make([]any, len(a))
 		for i, e := range a {
-			c[i] = idsAt(e, keys[1:])
+			c[i] = editAt(e, keys[1:], edit)
 		}
 		return c
 	}
@@ -596,7 +606,7 @@ func idsAt(v any, keys []string) any {
 		return v
 	}
 	c := maps.Clone(m)
-	c[keys[0]] = idsAt(e, keys[1:])
+	c[keys[0]] = editAt(e, keys[1:], edit)
 	return c
 }
 
@@ -643,35 +653,21 @@ func changedAt(ov, nv any, keys []string) bool {
 	return changedAt(om[keys[0]], nm[keys[0]], keys[1:])
 }
 
-// withoutPath returns v without the key at keys, copying the maps and
-// arrays on the way (the decoded values are not shared, but callers need
-// not know).
+// withoutPath returns v without the key at keys (see editAt).
 func withoutPath(v any, keys []string) any {
-	if keys[0] == "[]" {
-		a, ok := v.([]any)
+	last := keys[len(keys)-1]
+	return editAt(v, keys[:len(keys)-1], func(p any) any {
+		m, ok := p.(map[string]any)
 		if !ok {
-			return v
+			return p
 		}
-		c := make([]any, len(a))
-		for i, e := range a {
-			c[i] = withoutPath(e, keys[1:])
+		if _, ok := m[last]; !ok {
+			return p
 		}
+		c := maps.Clone(m)
+		delete(c, last)
 		return c
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return v
-	}
-	if _, ok := m[keys[0]]; !ok {
-		return v
-	}
-	c := maps.Clone(m)
-	if len(keys) == 1 {
-		delete(c, keys[0])
-	} else {
-		c[keys[0]] = withoutPath(m[keys[0]], keys[1:])
-	}
-	return c
+	})
 }
 
 // refElements makes an array's elements as the column stores them
