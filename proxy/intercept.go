@@ -694,9 +694,18 @@ func fetchRefusal(sql []byte, portals map[string]*portalInfo) *pgproto3.ErrorRes
 // space and comments), the statements fetchedPortal checks; Parse records
 // such statements for Execute to check.
 func isCursorOp(sql []byte) bool {
-	_, fetch := sqlKeyword(sql, "fetch")
-	_, move := sqlKeyword(sql, "move")
-	return fetch || move
+	sql = trimSpace(sql) // once: every Parse comes here
+	if len(sql) == 0 {
+		return false
+	}
+	var ok bool
+	switch sql[0] | 0x20 {
+	case 'f':
+		_, ok = sqlKeyword(sql, "fetch")
+	case 'm':
+		_, ok = sqlKeyword(sql, "move")
+	}
+	return ok
 }
 
 // fetchedPortal returns the name of an intercepted portal that a SQL FETCH

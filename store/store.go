@@ -693,16 +693,17 @@ func deleteOwned(ctx context.Context, tx pgx.Tx, dep Dependent, id string, at ti
 	return nil
 }
 
-// ownerOf is the table owning table's rows (Owned), or "".
-func ownerOf(table string) string {
+// dependent finds table among the Owned dependents: its owner's table
+// and its entry.
+func dependent(table string) (owner string, d Dependent, ok bool) {
 	for owner, deps := range Owned {
 		for _, d := range deps {
 			if d.Table == table {
-				return owner
+				return owner, d, true
 			}
 		}
 	}
-	return ""
+	return "", Dependent{}, false
 }
 
 // dropOrphans takes out of rows (of a Dependent table) those naming a
@@ -713,7 +714,7 @@ func ownerOf(table string) string {
 // left alone (the deletion removed those naming the customer). It
 // returns the rows left and the ids skipped.
 func dropOrphans(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row) ([]*row, []string, error) {
-	owner := ownerOf(t.Name)
+	owner, _, _ := dependent(t.Name)
 	if owner == "" || len(rows) == 0 {
 		return rows, nil, nil
 	}
@@ -792,7 +793,7 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 	if err != nil {
 		return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
 	}
-	if listedByOwnerOnly(t.Name) {
+	if _, d, ok := dependent(t.Name); ok && !d.Deleted {
 		// Not listed is not deleted here: Stripe keeps payment methods
 		// that are on no customer's list (detached, never attached, or a
 		// deleted customer's), and a later attach must be stored. The
@@ -809,20 +810,6 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 		}
 	}
 	return len(ids), nil
-}
-
-// listedByOwnerOnly reports whether table's objects outlive their owner's
-// list (an Owned dependent that is not deleted with it), so that a sweep
-// can't tell one gone.
-func listedByOwnerOnly(table string) bool {
-	for _, deps := range Owned {
-		for _, d := range deps {
-			if d.Table == table && !d.Deleted {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Tombstoned reports whether id of table was deleted.
