@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -235,7 +237,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	var fv *form.Values
 	if len(r.Params) > 0 {
 		fv = &form.Values{}
-		for _, k := range sortedKeys(r.Params) {
+		for _, k := range slices.Sorted(maps.Keys(r.Params)) {
 			for _, v := range r.Params[k] {
 				fv.Add(k, v)
 			}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -138,13 +137,4 @@ func looksLikeID(s string) bool {
 		}
 	}
 	return hasUnderscore && hasDigitOrUpper
-}
-
-func sortedKeys(v map[string][]string) []string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -151,7 +151,7 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 	// Stripe would refuse the row, but only after the rows before it were
 	// created: refuse the statement before any call, as Postgres refuses
 	// a NOT NULL column left NULL.
-	for _, k := range sortedKeys(t.CreateParams) {
+	for _, k := range slices.Sorted(maps.Keys(t.CreateParams)) {
 		if t.CreateParams[k].Required && !hasParam(params, k) {
 			return RowCalls{}, errorf(CodeNotNullViolation, "Stripe requires %s to create a %s: it may not be NULL, empty or left out", k, t.Object).
 				withHint("give %s a value in every row", k)
@@ -212,7 +212,7 @@ func formKeys(t *schema.Table, column string, v any) *Error {
 func badFormKey(v any) (string, bool) {
 	switch x := v.(type) {
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			if k == "" || strings.ContainsAny(k, "[]") {
 				return k, true
 			}
@@ -235,7 +235,7 @@ func badFormKey(v any) (string, bool) {
 // action endpoint such as /pay or /cancel, whose parameters Stripe checks),
 // and may not repeat a column's parameter.
 func mergeExtra(params url.Values, extra map[string]any, allowed map[string]schema.Param, after *Call, what string) *Error {
-	for _, k := range sortedKeys(extra) {
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		for p := range params {
 			if p == k || strings.HasPrefix(p, k+"[") {
 				return errorf(CodeDuplicateColumn, "Stripe parameter %q is given both as a column and in %s", k, ParamsColumn)
@@ -464,7 +464,7 @@ func requestElement(f Field, e any) (any, []string) {
 	}
 	out := make(map[string]any, len(f.Param.List))
 	var dropped []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if slices.Contains(f.Param.List, k) {
 			out[k] = m[k]
 		} else {

@@ -2,8 +2,9 @@ package translate
 
 import (
 	"encoding/json"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -16,7 +17,7 @@ func encodeCreate(out url.Values, name string, v any) {
 	switch x := v.(type) {
 	case nil:
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			encodeCreate(out, name+"["+k+"]", x[k])
 		}
 	case []any:
@@ -53,7 +54,7 @@ func encodeUpdate(out url.Values, name string, old, v any, full bool) {
 		keys[k] = true
 	}
 	sent := false
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		nv, present := nm[k]
 		ov := om[k]
 		key := name + "[" + k + "]"
@@ -120,13 +121,4 @@ func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

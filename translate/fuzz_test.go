@@ -2,12 +2,14 @@ package translate
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -201,7 +203,7 @@ func FuzzFormRoundTrip(f *testing.F) {
 		out := url.Values{}
 		encodeCreate(out, "p", v)
 		fv := &form.Values{}
-		for _, k := range sortedKeys(out) {
+		for _, k := range slices.Sorted(maps.Keys(out)) {
 			for _, x := range out[k] {
 				fv.Add(k, x)
 			}

@@ -3,7 +3,9 @@ package translate
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -130,7 +132,7 @@ func (s *specIndex) writeBackPaths(resp, req any, name, path string, depth int, 
 					continue // free-form (metadata)
 				}
 				rp, _ := reqObj["properties"].(map[string]any)
-				for _, k := range sortedKeys(props) {
+				for _, k := range slices.Sorted(maps.Keys(props)) {
 					if _, ok := rp[k]; !ok {
 						*out = append(*out, name+"["+k+"]")
 						if keys != nil {
@@ -147,7 +149,7 @@ func (s *specIndex) writeBackPaths(resp, req any, name, path string, depth int, 
 			} else if reqTypes["array"] && props["data"] != nil {
 				*out = append(*out, name+" (a list object where Stripe takes an array)")
 			} else if len(props) > 0 {
-				*out = append(*out, name+" (object, Stripe takes "+strings.Join(sortedKeys(reqTypes), "|")+")")
+				*out = append(*out, name+" (object, Stripe takes "+strings.Join(slices.Sorted(maps.Keys(reqTypes)), "|")+")")
 			}
 		case "array":
 			if !reqTypes["array"] {
@@ -163,11 +165,11 @@ func (s *specIndex) writeBackPaths(resp, req any, name, path string, depth int, 
 			s.writeBackPaths(r["items"], items, name+"[]", path+".[]", depth+1, out, keys)
 		case "string":
 			if !reqTypes["string"] && depth > 0 {
-				*out = append(*out, name+" (string, Stripe takes "+strings.Join(sortedKeys(reqTypes), "|")+")")
+				*out = append(*out, name+" (string, Stripe takes "+strings.Join(slices.Sorted(maps.Keys(reqTypes)), "|")+")")
 			}
 		case "integer":
 			if !reqTypes["integer"] && !reqTypes["number"] {
-				*out = append(*out, name+" (integer, Stripe takes "+strings.Join(sortedKeys(reqTypes), "|")+")")
+				*out = append(*out, name+" (integer, Stripe takes "+strings.Join(slices.Sorted(maps.Keys(reqTypes)), "|")+")")
 			}
 		case "boolean":
 			if !reqTypes["boolean"] {
@@ -224,7 +226,7 @@ func TestColumnsAgainstSpec(t *testing.T) {
 			body := sp.body(op.path)
 			if !op.on {
 				if op.path != "" && body != nil {
-					t.Errorf("%s %s: Stripe has POST %s (%s) but pgstripe refuses it", name, op.verb, op.path, strings.Join(sortedKeys(body), ", "))
+					t.Errorf("%s %s: Stripe has POST %s (%s) but pgstripe refuses it", name, op.verb, op.path, strings.Join(slices.Sorted(maps.Keys(body)), ", "))
 				}
 				continue
 			}
@@ -323,7 +325,7 @@ func updateResponseOnly(t *testing.T, sp *specIndex) map[string][]string {
 			var bad []string
 			sp.writeBackPaths(oprops[c.Field], body[c.Field], c.Field, "", 0, &bad, keys)
 			if len(keys) > 0 {
-				out[name+"."+c.Name] = sortedKeys(keys)
+				out[name+"."+c.Name] = slices.Sorted(maps.Keys(keys))
 			}
 		}
 	}

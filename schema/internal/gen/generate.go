@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"go/format"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -475,7 +476,7 @@ func (g *gen) listKeys(req *spec.Schema, resp []*spec.Schema) []string {
 		}
 		for _, e := range g.alternatives(a.Items) {
 			if schemaType(e) == spec.TypeObject {
-				out = append(out, sortedKeys(e.Properties)...)
+				out = append(out, slices.Sorted(maps.Keys(e.Properties))...)
 			}
 		}
 	}
@@ -517,7 +518,7 @@ func (g *gen) refs(req *spec.Schema, resp []*spec.Schema) []string {
 				}
 				walk(a.Items, elems, p, depth+1)
 			case spec.TypeObject:
-				for _, k := range sortedKeys(a.Properties) {
+				for _, k := range slices.Sorted(maps.Keys(a.Properties)) {
 					var sub []*spec.Schema
 					for _, r := range resp {
 						if schemaType(r) == spec.TypeObject && r.Properties[k] != nil {
@@ -536,15 +537,6 @@ func (g *gen) refs(req *spec.Schema, resp []*spec.Schema) []string {
 	walk(req, resp, nil, 0)
 	sort.Strings(out)
 	return slices.Compact(out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func render(version string, tables []*table) []byte {
