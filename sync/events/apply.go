@@ -207,7 +207,7 @@ func queueInvoiceItems(ctx context.Context, tx pgx.Tx, links []invoiceLink, dele
 		// item without a description of its own (Stripe fills a line's
 		// description in since API 2017-12-14).
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
-SELECT DISTINCT ON (l.item) 'invoiceitems', l.item, l.at, 'owner'
+SELECT DISTINCT ON (l.item) 'invoiceitems', l.item, l.at, $7
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::jsonb[]) AS l(item, invoice, at, amount, quantity, mirror)
 WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND ii.invoice IS NOT DISTINCT FROM l.invoice
     AND (l.amount IS NULL OR ii.amount IS NOT DISTINCT FROM l.amount)
@@ -222,7 +222,7 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe.invoiceitems ii WHERE ii.id = l.item AND 
         'tax_rates', COALESCE((SELECT jsonb_agg(COALESCE(r->'id', r)) FROM jsonb_array_elements(CASE jsonb_typeof(ii."_raw"->'tax_rates') WHEN 'array' THEN ii."_raw"->'tax_rates' END) AS r), '[]'))))
   AND NOT EXISTS (SELECT 1 FROM stripe_sync.tombstones t WHERE t.object = 'invoiceitems' AND t.id = l.item)
 ORDER BY l.item, l.at DESC
-`+requeue, items, invs, ats, amts, qtys, mirrors); err != nil {
+`+requeue, items, invs, ats, amts, qtys, mirrors, reasonOwner); err != nil {
 			return fmt.Errorf("events: queue invoice items: %w", err)
 		}
 	}
@@ -233,10 +233,10 @@ ORDER BY l.item, l.at DESC
 			ids[i], ats[i] = d.ID, d.At
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
-SELECT DISTINCT ON (ii.id) 'invoiceitems', ii.id, d.at, 'owner'
+SELECT DISTINCT ON (ii.id) 'invoiceitems', ii.id, d.at, $3
 FROM stripe.invoiceitems ii JOIN unnest($1::text[], $2::timestamptz[]) AS d(id, at) ON ii.invoice = d.id
 ORDER BY ii.id, d.at DESC
-`+requeue, ids, ats); err != nil {
+`+requeue, ids, ats, reasonOwner); err != nil {
 			return fmt.Errorf("events: queue invoice items of deleted invoices: %w", err)
 		}
 	}

@@ -65,6 +65,7 @@ const (
 	reasonVersion    = "version"    // the event renders the object in another API version
 	reasonRefunds    = "refunds"    // a charge was refunded: its refunds have no event
 	reasonDraft      = "draft"      // a draft invoice copies its customer's details
+	reasonDue        = "due"        // a pending balance transaction's available_on passed
 )
 
 type deletion struct {

@@ -79,7 +79,7 @@ func (p *poller) drainRefetch(ctx context.Context) (int, error) {
 	// Orderings first (a row may be wrong until then), upcoming invoices
 	// last (a preview).
 	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at FROM stripe_sync.events_refetch
-WHERE not_before <= $1 ORDER BY reason = 'upcoming', not_before LIMIT $2`, now, refetchBatch)
+WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming)
 	if err != nil {
 		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
@@ -539,9 +539,9 @@ func (p *poller) pollBalance(ctx context.Context) error {
 		// A pending transaction turns available around available_on
 		// without any event: re-fetch the due ones, each at most hourly.
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
-SELECT 'balance_transactions', id, $1::timestamptz, 'owner' FROM stripe.balance_transactions
+SELECT 'balance_transactions', id, $1::timestamptz, $2 FROM stripe.balance_transactions
 WHERE status = 'pending' AND available_on <= $1 AND "_synced_at" < now() - interval '1 hour'
-ON CONFLICT (object, id) DO NOTHING`, checked); err != nil {
+ON CONFLICT (object, id) DO NOTHING`, checked, reasonDue); err != nil {
 			return fmt.Errorf("events: queue due balance transactions: %w", err)
 		}
 		return saveCursor(ctx, tx, next)
