@@ -364,9 +364,7 @@ func init() {
 		switch {
 		case i < 0:
 		case getStr(old, "status") == "not_started":
-			if i == 0 {
-				return e.startSchedule(&sc, obj)
-			}
+			return e.startSchedule(&sc, obj)
 		default:
 			// Stripe (proration_behavior of this endpoint): "If the update
 			// changes the current phase, [...]": the subscription follows
@@ -754,11 +752,13 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	return nil
 }
 
-// startSchedule creates the subscription of a schedule whose first phase
-// starts at c.now, from that phase, and makes the schedule active.
+// startSchedule creates the subscription of a schedule that starts at
+// c.now and makes the schedule active. The subscription follows the phase
+// current at c.now, which is not the first one when the phases were laid
+// out from a date in the past.
 func (e *Emulator) startSchedule(c *reqCtx, obj map[string]any) *apiError {
 	phases, _ := obj["phases"].([]any)
-	first := phases[0].(map[string]any)
+	first := phases[max(phaseAt(phases, c.now), 0)].(map[string]any)
 	var items []any
 	for _, it := range first["items"].([]any) {
 		m := it.(map[string]any)

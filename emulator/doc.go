@@ -90,8 +90,9 @@
 // (items matched by price, kept, updated, deleted or created; quantities,
 // tax rates, metadata, and the phase's collection_method, description and
 // days_until_due), with no proration, whatever proration_behavior says,
-// and no invoice; a schedule moves through its phases only on a test
-// clock: advancing the clock starts a not_started schedule, enters each
+// and no invoice; a schedule created or updated with phases starting in
+// the past starts in the phase current now (no backdated invoice); a
+// schedule moves through its phases only on a test clock: advancing the clock starts a not_started schedule, enters each
 // next phase at the previous one's end_date (applied as above) and, past
 // the last phase, releases the schedule (end_behavior release: status
 // released, subscription_schedule.released) or cancels its subscription

@@ -261,3 +261,48 @@ func TestScheduleClockAdvance(t *testing.T) {
 		})
 	}
 }
+
+// A schedule whose phases are laid out from a date in the past starts in
+// the phase current now, whether it is created so or a not_started one is
+// updated so: its subscription follows that phase's items at once.
+func TestScheduleStartsInCurrentPhase(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) apiResp { return do(t, "POST", base+path, "sk_test_x", v.Encode()) }
+	_, p1 := catalog(t, base, 1000)
+	_, p2 := catalog(t, base, 2500)
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	past := url.Values{"phases[0][items][0][price]": {p1}, "phases[0][start_date]": {fmt.Sprint(frozen - 20*day)},
+		"phases[0][end_date]":        {fmt.Sprint(frozen - 10*day)},
+		"phases[1][items][0][price]": {p2}, "phases[1][end_date]": {fmt.Sprint(frozen + 10*day)}}
+	for _, name := range []string{"created", "updated"} {
+		t.Run(name, func(t *testing.T) {
+			clock := idOfResp(mustOK(t, post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})))
+			cus := idOfResp(mustOK(t, post("/v1/customers", url.Values{"test_clock": {clock}})))
+			v := url.Values{"customer": {cus}}
+			if name == "created" {
+				v["start_date"] = []string{fmt.Sprint(frozen - 20*day)}
+				for k, x := range past {
+					if k != "phases[0][start_date]" { // create takes the top-level start_date only
+						v[k] = x
+					}
+				}
+			} else {
+				v["start_date"] = []string{fmt.Sprint(frozen + 5*day)}
+				v["phases[0][items][0][price]"] = []string{p1}
+			}
+			sched := idOfResp(mustOK(t, post("/v1/subscription_schedules", v)))
+			if name == "updated" {
+				mustOK(t, post("/v1/subscription_schedules/"+sched, past))
+			}
+			s := mustOK(t, do(t, "GET", base+"/v1/subscription_schedules/"+sched, "sk_test_x", "")).body
+			if s["status"] != "active" || num(at(s, "current_phase.start_date")) != frozen-10*day {
+				t.Fatalf("schedule: %v", s)
+			}
+			items, _ := reviewItems(t, base, s["subscription"].(string))
+			if items != p2+"×1[]{}" {
+				t.Fatalf("subscription items %s, want phase 1's %s", items, p2)
+			}
+		})
+	}
+}
