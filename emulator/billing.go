@@ -47,14 +47,14 @@ var (
 )
 
 func init() {
-	for _, t := range []string{"balance.available", "charge.captured", "charge.dispute.closed", "charge.dispute.created", "charge.dispute.updated",
+	for _, t := range []string{"balance.available", "charge.captured", "charge.dispute.closed", "charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated",
 		"charge.refund.updated", "charge.refunded", "charge.succeeded", "charge.updated", "checkout.session.completed", "checkout.session.expired",
 		"coupon.created", "coupon.deleted", "coupon.updated", "credit_note.created", "credit_note.updated", "credit_note.voided",
 		"customer.created", "customer.deleted", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
 		"customer.subscription.updated", "customer.subscription.resumed", "customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated",
 		"invoice.created", "invoice.deleted", "invoice.finalized", "invoice.marked_uncollectible", "invoice.paid", "invoice.payment_succeeded",
 		"invoice.updated", "invoice.voided", "invoice.payment_failed", "charge.failed", "payment_intent.payment_failed", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
-		"payment_intent.succeeded", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
+		"payment_intent.succeeded", "payment_intent.amount_capturable_updated", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
 		"payout.created", "payout.paid", "payout.updated", "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted",
 		"price.updated", "product.created", "product.deleted", "product.updated", "promotion_code.created", "promotion_code.updated",
 		"refund.created", "refund.updated", "setup_intent.canceled", "setup_intent.created", "setup_intent.succeeded",

@@ -63,10 +63,14 @@
 // Simplifications (by design): one dataset for test and live keys (livemode
 // follows the key that created an object); plans and prices are separate
 // (plan ids are plan_…); payments succeed unless the payment method or
-// source contains "chargeDeclined" (a card_error) or "createDispute" (which
-// succeeds and opens a dispute), and never need customer action (3D
-// Secure): payment_behavior=error_if_incomplete refuses (402, nothing
-// created) only a first invoice without a payment method or with a
+// source contains "chargeDeclined" (a card_error; an intent created with
+// confirm=true is kept, with its failed charge, as in Stripe) or
+// "createDispute" (which succeeds and opens a dispute, withdrawing the
+// amount and a $15 fee), and never need customer action (3D Secure);
+// capture_method=manual (and a charge's capture=false) only authorizes
+// until a capture, partial or whole (the rest counts as refunded), or a
+// cancel, which releases it; uncaptured charges never expire;
+// payment_behavior=error_if_incomplete refuses (402, nothing created) only a first invoice without a payment method or with a
 // declining one; a coupon or promotion code applied to a customer or
 // subscription discounts its invoices (one discount per invoice, the
 // subscription's before the customer's; a once coupon ends with the first

@@ -248,7 +248,10 @@ type apiError struct {
 	Param       string `json:"param,omitempty"`
 	DeclineCode string `json:"decline_code,omitempty"`
 	Charge      string `json:"charge,omitempty"`
-	shouldRetry string
+	// PaymentIntent is the intent a card error left behind, as Stripe's
+	// error carries it (api_errors.payment_intent).
+	PaymentIntent json.RawMessage `json:"payment_intent,omitempty"`
+	shouldRetry   string
 }
 
 func (a *apiError) Error() string { return a.Message }
@@ -638,14 +641,15 @@ func (e *Emulator) encodeResult(res any) []byte {
 
 func errorBody(ae *apiError, logURL string) []byte {
 	type body struct {
-		Type          string `json:"type"`
-		Code          string `json:"code,omitempty"`
-		DeclineCode   string `json:"decline_code,omitempty"`
-		Charge        string `json:"charge,omitempty"`
-		DocURL        string `json:"doc_url,omitempty"`
-		Message       string `json:"message"`
-		Param         string `json:"param,omitempty"`
-		RequestLogURL string `json:"request_log_url"`
+		Type          string          `json:"type"`
+		Code          string          `json:"code,omitempty"`
+		DeclineCode   string          `json:"decline_code,omitempty"`
+		Charge        string          `json:"charge,omitempty"`
+		PaymentIntent json.RawMessage `json:"payment_intent,omitempty"`
+		DocURL        string          `json:"doc_url,omitempty"`
+		Message       string          `json:"message"`
+		Param         string          `json:"param,omitempty"`
+		RequestLogURL string          `json:"request_log_url"`
 	}
 	// Stripe links every coded error to its page of the error-codes
 	// reference (resource_missing -> .../error-codes/resource-missing);
@@ -655,7 +659,7 @@ func errorBody(ae *apiError, logURL string) []byte {
 		doc = "https://stripe.com/docs/error-codes/" + strings.ReplaceAll(ae.Code, "_", "-")
 	}
 	b, _ := json.Marshal(map[string]body{"error": {Type: ae.Type, Code: ae.Code, DeclineCode: ae.DeclineCode, Charge: ae.Charge,
-		DocURL: doc, Message: ae.Message, Param: ae.Param, RequestLogURL: logURL}})
+		PaymentIntent: ae.PaymentIntent, DocURL: doc, Message: ae.Message, Param: ae.Param, RequestLogURL: logURL}})
 	return b
 }
 

@@ -57,15 +57,22 @@ func init() {
 		e.initPI(obj)
 		if getBool(c.params, "confirm") {
 			if declined(getStr(obj, "payment_method")) {
-				return declineError("")
+				// Stripe keeps the intent and its failed charge, and
+				// answers the card error with the intent in it.
+				e.store(kPI, obj)
+				e.emit(c, "payment_intent.created", obj, nil)
+				ae := e.confirmPI(c, obj)
+				ae.PaymentIntent = e.store(kPI, obj).raw
+				e.emit(c, "payment_intent.payment_failed", obj, nil)
+				return ae
 			}
 			return e.confirmPI(c, obj)
 		}
 		return nil
 	}
 	kPI.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
-		if getStr(obj, "status") == "succeeded" {
-			e.emit(c, "payment_intent.succeeded", obj, nil)
+		if ev := confirmedEvent(obj); ev != "" {
+			e.emit(c, ev, obj, nil)
 		}
 		c.result = obj
 	}
@@ -79,6 +86,9 @@ func init() {
 		if pm, ok := c.params["payment_method"].(string); ok {
 			obj["payment_method"] = pm
 		}
+		if cm, ok := c.params["capture_method"].(string); ok {
+			obj["capture_method"] = cm
+		}
 		// An invoice's intent pays (or fails to pay) the invoice.
 		inv := e.load(kInvoice, getStr(obj, "invoice"))
 		if inv != nil && !payable(inv) {
@@ -86,18 +96,41 @@ func init() {
 		}
 		if ae := e.confirmPI(c, obj); ae != nil {
 			if ae.Type == "card_error" {
-				e.save(c, kPI, obj, old, "payment_intent.payment_failed")
+				ae.PaymentIntent = e.save(c, kPI, obj, old, "payment_intent.payment_failed").raw
 				if inv != nil {
 					e.invoicePaymentFailed(c, inv, deepCopy(inv).(map[string]any))
 				}
 			}
 			return nil, ae
 		}
-		r := e.save(c, kPI, obj, old, "payment_intent.succeeded")
+		r := e.save(c, kPI, obj, old, confirmedEvent(obj))
 		if inv != nil {
 			e.invoicePaid(c, inv, deepCopy(inv).(map[string]any))
 		}
 		return e.render(kPI, r.raw, c)
+	})
+	handle("POST", "/v1/payment_intents/{intent}/capture", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kPI, c.path["intent"])
+		if obj == nil {
+			return nil, notFound("intent", "payment_intent", c.path["intent"])
+		}
+		if st := getStr(obj, "status"); st != "requires_capture" {
+			return nil, invalid("payment_intent_unexpected_state", "", "This PaymentIntent could not be captured because it has a status of %s. Only a PaymentIntent with one of the following statuses may be captured: requires_capture.", st)
+		}
+		capturable := getInt(obj, "amount_capturable")
+		amt := intOr(c.params["amount_to_capture"], capturable)
+		if amt < 1 || amt > capturable {
+			return nil, invalid("amount_too_large", "amount_to_capture", "The amount to capture (%d) must be greater than 0 and at most the PaymentIntent's amount_capturable (%d).", amt, capturable)
+		}
+		ch := e.load(kCharge, getStr(obj, "latest_charge"))
+		if ch == nil {
+			return nil, invalid("", "", "This PaymentIntent has no charge to capture.")
+		}
+		e.captureCharge(c, ch, amt)
+		if md, ok := c.params["metadata"]; ok {
+			e.applyParams(kPI.schema, obj, map[string]any{"metadata": md})
+		}
+		return e.render(kPI, e.capturedPI(c, obj, amt).raw, c)
 	})
 	handle("POST", "/v1/payment_intents/{intent}/cancel", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kPI, c.path["intent"])
@@ -112,6 +145,16 @@ func init() {
 			return nil, invalid("payment_intent_unexpected_state", "", "You cannot cancel this PaymentIntent because it has a status of %s. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.", getStr(obj, "status"))
 		}
 		old := deepCopy(obj).(map[string]any)
+		if getStr(obj, "status") == "requires_capture" {
+			// The held amount goes back to the cardholder: Stripe counts
+			// it as refunded on the uncaptured charge.
+			if ch := e.load(kCharge, getStr(obj, "latest_charge")); ch != nil {
+				cho := deepCopy(ch).(map[string]any)
+				ch["amount_refunded"], ch["refunded"] = ch["amount"], true
+				e.save(c, kCharge, ch, cho, "charge.refunded")
+			}
+			obj["amount_capturable"] = int64(0)
+		}
 		obj["status"], obj["canceled_at"] = "canceled", c.now
 		obj["cancellation_reason"] = strOr(c.params["cancellation_reason"], "requested_by_customer")
 		r := e.save(c, kPI, obj, old, "payment_intent.canceled")
@@ -257,6 +300,9 @@ func init() {
 			return declineError("")
 		}
 		e.fillCharge(c, obj, cus, src, getInt(obj, "amount"), getStr(obj, "currency"), "", "")
+		if capture, ok := c.params["capture"].(bool); ok && !capture {
+			e.holdCharge(obj)
+		}
 		return nil
 	}
 	kCharge.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
@@ -284,9 +330,19 @@ func init() {
 		if getBool(obj, "captured") {
 			return nil, invalid("charge_already_captured", "", "Charge %s has already been captured.", idOf(obj))
 		}
-		old := deepCopy(obj).(map[string]any)
-		obj["captured"], obj["amount_captured"] = true, obj["amount"]
-		r := e.save(c, kCharge, obj, old, "charge.captured")
+		if getBool(obj, "refunded") {
+			return nil, invalid("charge_already_refunded", "", "Charge %s has already been refunded.", idOf(obj))
+		}
+		amt := intOr(c.params["amount"], getInt(obj, "amount"))
+		if amt < 1 || amt > getInt(obj, "amount") {
+			return nil, invalid("amount_too_large", "amount", "The amount to capture (%d) must be greater than 0 and at most the charge's amount (%d).", amt, getInt(obj, "amount"))
+		}
+		r := e.captureCharge(c, obj, amt)
+		// Stripe's docs send a PaymentIntent's charge to the intent's
+		// capture; if it is captured here anyway, the intent follows.
+		if pi := e.load(kPI, getStr(obj, "payment_intent")); pi != nil && getStr(pi, "status") == "requires_capture" {
+			e.capturedPI(c, pi, amt)
+		}
 		return e.render(kCharge, r.raw, c)
 	})
 	handle("GET", "/v1/charges/{charge}/refunds", func(e *Emulator, c *reqCtx) (any, *apiError) {
@@ -318,6 +374,9 @@ func init() {
 			return e.mustExist("charges", "charge", chID)
 		}
 		left := getInt(ch, "amount") - getInt(ch, "amount_refunded")
+		if left == 0 {
+			return invalid("charge_already_refunded", "", "Charge %s has already been refunded.", chID)
+		}
 		amt := intOr(c.params["amount"], left)
 		if amt <= 0 || amt > left {
 			return invalid("amount_too_large", "amount", "Refund amount (%d) is greater than unrefunded amount on charge (%d)", amt, left)
@@ -327,7 +386,11 @@ func init() {
 		obj["status"] = "succeeded"
 		obj["reason"] = c.params["reason"]
 		obj["failure_balance_transaction"], obj["failure_reason"] = nil, nil
-		obj["balance_transaction"] = e.makeTxn(c, -amt, getStr(ch, "currency"), idOf(obj), "refund", 0)
+		obj["balance_transaction"] = nil
+		if getBool(ch, "captured") {
+			// Releasing an uncaptured charge moves no money.
+			obj["balance_transaction"] = e.makeTxn(c, -amt, getStr(ch, "currency"), idOf(obj), "refund", 0)
+		}
 		// The charge reflects the refund.
 		old := deepCopy(ch).(map[string]any)
 		ch["amount_refunded"] = getInt(ch, "amount_refunded") + amt
@@ -672,7 +735,7 @@ func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {
 // confirmPI succeeds a payment intent, creating its charge.
 func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	switch getStr(pi, "status") {
-	case "succeeded", "canceled":
+	case "succeeded", "canceled", "requires_capture":
 		return invalid("payment_intent_unexpected_state", "", "You cannot confirm this PaymentIntent because it has a status of %s.", getStr(pi, "status"))
 	}
 	pm := getStr(pi, "payment_method")
@@ -699,13 +762,19 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 			"doc_url": "https://stripe.com/docs/error-codes/card-declined", "message": ae.Message, "type": ae.Type}
 		return ae
 	}
-	e.store(kCharge, ch)
-	e.emit(c, "charge.succeeded", ch, nil)
 	pi["last_payment_error"] = nil
 	pi["payment_method"] = pm
-	pi["status"] = "succeeded"
-	pi["amount_received"] = pi["amount"]
 	pi["latest_charge"] = idOf(ch)
+	if getStr(pi, "capture_method") == "manual" {
+		// Authorized only: the charge succeeds uncaptured and the
+		// intent waits for /capture (or /cancel, which releases it).
+		e.holdCharge(ch)
+		pi["status"], pi["amount_capturable"] = "requires_capture", pi["amount"]
+	} else {
+		pi["status"], pi["amount_received"] = "succeeded", pi["amount"]
+	}
+	e.store(kCharge, ch)
+	e.emit(c, "charge.succeeded", ch, nil)
 	if strings.Contains(pm, "createDispute") {
 		e.makeDispute(c, ch)
 	}
@@ -739,8 +808,53 @@ func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt
 	}
 	obj["refunds"] = map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/charges/" + idOf(obj) + "/refunds"}
 	delete(obj, "refunds") // not included by default since 2022-11-15; expand[]=refunds renders it
-	fee := 30 + amt*29/1000
-	obj["balance_transaction"] = e.makeTxn(c, amt, cur, idOf(obj), "charge", fee)
+	obj["balance_transaction"] = e.makeTxn(c, amt, cur, idOf(obj), "charge", cardFee(amt))
+}
+
+// disputeFee is Stripe's fee per dispute (US pricing, in cents).
+const disputeFee = 1500
+
+// cardFee is Stripe's standard card pricing (2.9% + 30¢).
+func cardFee(amt int64) int64 { return 30 + amt*29/1000 }
+
+// holdCharge leaves a new charge authorized but not captured
+// (capture_method=manual, or capture=false on a charge): no money has
+// moved, so it has no balance transaction until it is captured.
+func (e *Emulator) holdCharge(ch map[string]any) {
+	e.tables["balance_transactions"].remove(getStr(ch, "balance_transaction"))
+	ch["captured"], ch["amount_captured"], ch["balance_transaction"] = false, int64(0), nil
+}
+
+// captureCharge captures amt of an authorized charge. Its balance
+// transaction is recorded now, for the captured amount; the rest of the
+// authorization is released, which Stripe counts as refunded ("Any
+// additional amount is automatically refunded").
+func (e *Emulator) captureCharge(c *reqCtx, ch map[string]any, amt int64) *record {
+	old := deepCopy(ch).(map[string]any)
+	ch["captured"], ch["amount_captured"] = true, amt
+	ch["amount_refunded"] = getInt(ch, "amount") - amt
+	ch["balance_transaction"] = e.makeTxn(c, amt, getStr(ch, "currency"), idOf(ch), "charge", cardFee(amt))
+	return e.save(c, kCharge, ch, old, "charge.captured")
+}
+
+// capturedPI records that amt of an intent's authorization was captured
+// (its charge already says so).
+func (e *Emulator) capturedPI(c *reqCtx, pi map[string]any, amt int64) *record {
+	old := deepCopy(pi).(map[string]any)
+	pi["status"], pi["amount_received"], pi["amount_capturable"] = "succeeded", amt, int64(0)
+	return e.save(c, kPI, pi, old, "payment_intent.succeeded")
+}
+
+// confirmedEvent is the event of an intent that a confirmation left in
+// its status: paid, or authorized and waiting for capture.
+func confirmedEvent(pi map[string]any) string {
+	switch getStr(pi, "status") {
+	case "succeeded":
+		return "payment_intent.succeeded"
+	case "requires_capture":
+		return "payment_intent.amount_capturable_updated"
+	}
+	return ""
 }
 
 // makeTxn records a balance transaction and returns its id.
@@ -775,9 +889,18 @@ func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
 	d["amount"], d["currency"], d["charge"], d["payment_intent"] = ch["amount"], ch["currency"], idOf(ch), ch["payment_intent"]
 	d["status"], d["reason"] = "needs_response", "fraudulent"
 	d["is_charge_refundable"] = false
-	d["balance_transactions"] = []any{}
+	// The bank takes the disputed amount back at once, and Stripe its
+	// dispute fee ($15): one adjustment, embedded in the dispute, with
+	// charge.dispute.funds_withdrawn.
+	t := e.load(kTxn, e.makeTxn(c, -getInt(ch, "amount"), getStr(ch, "currency"), idOf(d), "adjustment", disputeFee))
+	t["reporting_category"] = "dispute"
+	t["description"] = "Chargeback withdrawal for " + idOf(ch)
+	t["fee_details"] = []any{map[string]any{"amount": disputeFee, "application": nil, "currency": getStr(ch, "currency"), "description": "Dispute fee", "type": "stripe_fee"}}
+	e.store(kTxn, t)
+	d["balance_transactions"] = []any{t}
 	e.store(kDispute, d)
 	e.emit(c, "charge.dispute.created", d, nil)
+	e.emit(c, "charge.dispute.funds_withdrawn", d, nil)
 	// The charge turns disputed without an event of its own: Stripe
 	// documents charge.updated only for description, metadata and
 	// asynchronous capture.

@@ -66,8 +66,14 @@ var ops = map[string]*Ops{
 		"void":          "/v1/invoices/{id}/void",
 		"uncollectible": "/v1/invoices/{id}/mark_uncollectible",
 	}},
+	// An intent confirmed with capture_method=manual waits in
+	// requires_capture: setting it succeeded captures it (amount_to_capture
+	// in _params for less than the whole authorization).
 	"payment_intents": {Create: true, Update: true, NoDelete: "cancel with UPDATE stripe.payment_intents SET status = 'canceled'",
-		Status: map[string]string{"canceled": "/v1/payment_intents/{id}/cancel"}},
+		Status: map[string]string{
+			"canceled":  "/v1/payment_intents/{id}/cancel",
+			"succeeded": "/v1/payment_intents/{id}/capture",
+		}},
 	"setup_intents": {Create: true, Update: true, NoDelete: "cancel with UPDATE stripe.setup_intents SET status = 'canceled'",
 		Status: map[string]string{"canceled": "/v1/setup_intents/{id}/cancel"}},
 	"payment_methods": {Create: true, Update: true, NoDelete: "detach with UPDATE stripe.payment_methods SET customer = NULL",
