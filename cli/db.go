@@ -51,7 +51,7 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	defer cancel()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
+		return nil, config.BadDatabaseURL(err)
 	}
 	config.OwnSession(&cfg.Config)
 	conn, err := pgx.ConnectConfig(cctx, cfg)

@@ -135,7 +135,7 @@ func (l *Loader) Load() (*Config, error) {
 			return nil, errors.New("DATABASE_URL (--database-url) is required (e.g. postgres://user:pass@localhost:5432/app)")
 		}
 		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
-			return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
+			return nil, BadDatabaseURL(err)
 		}
 	}
 	if l.need&NeedStripe != 0 {

@@ -80,3 +80,35 @@ func OwnSession(cfg *pgconn.Config) {
 }
 
 const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_encoding = 'UTF8'; SET default_transaction_isolation = 'read committed'; SET idle_in_transaction_session_timeout = 0"
+
+// BadDatabaseURL is the error for a DATABASE_URL that pgx cannot parse. It
+// says what is wrong, never the string itself: pgx masks the password only
+// where it could parse the string, and its messages quote the fragment
+// they stumbled on, which may be the password ("host=db S3cret", its
+// "password=" left out, is the key S3cret without "="). So the reason is
+// pgx's fixed description ("invalid port", "failed to configure TLS")
+// and, only when it quotes nothing, the detail under it ("sslmode is
+// invalid").
+func BadDatabaseURL(err error) error {
+	const msg = "DATABASE_URL (--database-url) is not a valid Postgres connection string"
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return errors.New(msg)
+	}
+	s := pe.Error()
+	inner := errors.Unwrap(pe)
+	if inner != nil {
+		s = strings.TrimSuffix(s, " ("+inner.Error()+")")
+	}
+	// "cannot parse `<string>`: <reason>": whatever follows the last
+	// "`: " is part of the reason, wherever the string has one too.
+	i := strings.LastIndex(s, "`: ")
+	if i < 0 {
+		return errors.New(msg)
+	}
+	reason := s[i+len("`: "):]
+	if inner != nil && !strings.ContainsAny(inner.Error(), "\"'`\n") {
+		reason += ": " + inner.Error()
+	}
+	return errors.New(msg + ": " + reason)
+}

@@ -29,3 +29,37 @@ func TestConnErrorTextOnce(t *testing.T) {
 		t.Errorf("ConnErrorText shows the password: %q", got)
 	}
 }
+
+// A DATABASE_URL that does not parse is refused with what is wrong in it
+// (CONTRACT §2: one clear line naming the problem), and never with the
+// password, even where pgx cannot tell the password apart to mask it.
+func TestBadDatabaseURLSaysWhy(t *testing.T) {
+	const pw = "S3cretPw"
+	cases := []struct{ url, want string }{
+		{"postgres://app:" + pw + "@db:5432/app?sslmode=requir", "sslmode is invalid"},
+		{"postgres://app:" + pw + "@db:notaport/app", "invalid port"},
+		{"postgres://app:" + pw + "@db/app?connect_timeout=soon", "invalid connect_timeout"},
+		{"postgres://app:" + pw + "@db/app?target_session_attrs=writable", "unknown target_session_attrs value"},
+		{"postgres://app:" + pw + "%zz@db/app", "invalid percent-encoded token in password"},
+		{"postgres://app:" + pw + "@[::1/app", "failed to parse as URL"},
+		// "password=" left out: pgx quotes the password as a key without "=".
+		{"host=db user=app " + pw + " sslmode=disable", "failed to parse as keyword/value"},
+		{"host=db password='" + pw, "failed to parse as keyword/value"},
+		{"not a url " + pw, "failed to parse as keyword/value"},
+		{"host=db password=" + pw + "`: port=abc", "invalid port"},
+	}
+	for _, c := range cases {
+		_, err := load(t, all, map[string]string{"DATABASE_URL": c.url, "STRIPE_API_KEY": "sk_test_x"})
+		if err == nil {
+			t.Errorf("%q: no error", c.url)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "DATABASE_URL (--database-url) is not a valid Postgres connection string: ") || !strings.Contains(msg, c.want) {
+			t.Errorf("%q: %q, want the reason %q", c.url, msg, c.want)
+		}
+		if strings.Contains(msg, pw) || strings.Contains(msg, "\n") {
+			t.Errorf("%q: %q is not one line without the password", c.url, msg)
+		}
+	}
+}

@@ -264,7 +264,7 @@ func countRows(next func(backfill.Progress)) func(backfill.Progress) {
 func openDatabase(ctx context.Context, url, appName string, log *slog.Logger) (*pgxpool.Pool, error) {
 	pgcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL (--database-url) is not a valid Postgres connection string")
+		return nil, config.BadDatabaseURL(err)
 	}
 	pgcfg.ConnConfig.RuntimeParams["application_name"] = appName
 	config.OwnSession(&pgcfg.ConnConfig.Config)

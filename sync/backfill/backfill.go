@@ -416,7 +416,8 @@ ON CONFLICT (name) DO NOTHING`, evID, c.Created)
 // plan creates the initial slices of objects not planned yet and loads the
 // pending slices of the others.
 func (r *runner) plan(ctx context.Context, now time.Time) error {
-	var fresh []string // planned from scratch in this run
+	var fresh []string   // planned from scratch in this run
+	var resumed []string // continuing a run that stopped part-way
 	for _, name := range r.order {
 		o := r.objs[name]
 		if o.kind == kindChild {
@@ -425,11 +426,11 @@ func (r *runner) plan(ctx context.Context, now time.Time) error {
 		// What the transaction found, applied to the run's state once it
 		// committed (an attempt rolled back for a conflict runs again).
 		var skippedAt *time.Time
-		var isFresh bool
+		var isFresh, isResumed bool
 		var started time.Time
 		var loaded []*slice
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
-			skippedAt, isFresh, loaded = nil, false, nil
+			skippedAt, isFresh, isResumed, loaded = nil, false, false, nil
 			var completed *time.Time
 			var planned bool
 			var upper int64
@@ -503,6 +504,7 @@ SELECT $1, p FROM (`+perParent[name].seed+`) AS parents(p) ON CONFLICT (object, 
 					}
 				}
 			} else {
+				isResumed = true
 				var startedAt *time.Time
 				if err := tx.QueryRow(ctx, `SELECT backfill_started_at FROM stripe_sync.objects WHERE object = $1`, name).Scan(&startedAt); err == nil && startedAt != nil {
 					started = *startedAt
@@ -532,6 +534,9 @@ SELECT $1, p FROM (`+perParent[name].seed+`) AS parents(p) ON CONFLICT (object, 
 		if isFresh {
 			fresh = append(fresh, name)
 		}
+		if isResumed {
+			resumed = append(resumed, name)
+		}
 		o.started = started
 		for _, s := range loaded {
 			r.push(s, false)
@@ -549,8 +554,13 @@ SELECT $1, p FROM (`+perParent[name].seed+`) AS parents(p) ON CONFLICT (object, 
 	if r.idle {
 		return nil // everything completed earlier: nothing to log
 	}
+	// Whoever restarts after a kill should see that finished slices are
+	// not fetched again, not infer it from what "fresh" leaves out.
+	if len(resumed) > 0 {
+		r.log.Info("backfill: resuming where the previous run stopped", "objects", resumed)
+	}
 	return r.inTx(ctx, func(tx pgx.Tx) error {
-		return logEvent(ctx, tx, "backfill_started", map[string]any{"objects": objects, "fresh": fresh})
+		return logEvent(ctx, tx, "backfill_started", map[string]any{"objects": objects, "fresh": fresh, "resumed": resumed})
 	})
 }
 

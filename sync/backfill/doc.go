@@ -80,9 +80,10 @@
 // stripe_sync.objects carries each table's phase (backfilling, then live
 // when complete; error with last_error when Stripe refused the list with a
 // 4xx other than 429, while the other tables carry on), and stripe_sync.log
-// the events backfill_started, backfill_object_complete, backfill_error and
-// backfill_complete. 429, 5xx and network errors are retried (by the client,
-// then by requeueing the slice) and are never fatal. A transaction that
+// the events backfill_started (its tables, those planned afresh and those
+// resumed from an earlier run), backfill_object_complete, backfill_error
+// and backfill_complete. 429, 5xx and network errors are retried (by the
+// client, then by requeueing the slice) and are never fatal. A transaction that
 // Postgres rolls back for a conflict (deadlock, serialization failure, a
 // role's lock_timeout: store.Retryable) runs again whole after a backoff
 // (store.Retry); other database errors, and a conflict that outlasts the

@@ -2,8 +2,10 @@ package backfill_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,5 +211,51 @@ func TestQueueParentsNoDeadlock(t *testing.T) {
 		if err := <-ch; err != nil {
 			t.Errorf("queueing parents: %v", err)
 		}
+	}
+}
+
+// After a kill part-way, the restarted backfill continues from its pending
+// slices, and says so: stripe_sync.log's backfill_started names the
+// resumed tables (CONTRACT §4: a backfill resumes where it stopped), so an
+// operator restarting after a crash need not infer it from what "fresh"
+// leaves out.
+func TestResumedBackfillIsLogged(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.Seed(150, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var lists atomic.Int64
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
+			cancel()
+			return 503, `{"error":{"type":"api_error","message":"killed"}}`
+		}
+		return 0, ""
+	})
+	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"}, MaxWorkers: 1})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want context.Canceled", err)
+	}
+	v.rec.hooks(nil, nil)
+	if err := backfill.Run(context.Background(), backfill.Config{Pool: v.pool, Client: v.client(t, 1000),
+		Objects: []string{"customers", "products"}}); err != nil {
+		t.Fatal(err)
+	}
+	v.compare(t, "customers")
+	var raw []byte
+	if err := v.pool.QueryRow(context.Background(), `SELECT detail FROM stripe_sync.log
+WHERE kind = 'backfill_started' ORDER BY id DESC LIMIT 1`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Fresh   []string `json:"fresh"`
+		Resumed []string `json:"resumed"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Resumed, []string{"customers"}) || !slices.Equal(d.Fresh, []string{"products"}) {
+		t.Errorf("second backfill_started: %s; want customers resumed and products fresh", raw)
 	}
 }
