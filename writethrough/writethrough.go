@@ -467,6 +467,8 @@ func progress(st *translate.Statement, done []applied, failRow, total int, uncer
 	fmt.Fprintf(&b, "row %d of %d failed; ", failRow+1, total)
 	if len(rows) == 0 {
 		b.WriteString("no other row reached Stripe for certain")
+	} else if len(rows) == 1 {
+		fmt.Fprintf(&b, "1 row reached Stripe and is applied locally in stripe.%s: row %s (%s)", st.Table.Name, rows[0], ids[0])
 	} else {
 		fmt.Fprintf(&b, "%d rows reached Stripe and are applied locally in stripe.%s: rows %s (%s)",
 			len(rows), st.Table.Name, strings.Join(rows, ", "), strings.Join(ids, ", "))

@@ -494,7 +494,7 @@ func TestFailureMidwayReportsRowsThatReachedStripe(t *testing.T) {
 	e.fault.Store(&f)
 	r := e.fails("22023", `INSERT INTO stripe.customers (email) VALUES ('one@b.co'), ('bad@b.co'), ('three@b.co') RETURNING id`)
 	id := e.local(`SELECT id FROM stripe.customers WHERE email = 'one@b.co'`)
-	if !strings.Contains(r.err.Detail, "row 2 of 3 failed; 1 rows reached Stripe") || !strings.Contains(r.err.Detail, "rows 1 ("+id+")") || !strings.Contains(r.err.Detail, "param email") {
+	if !strings.Contains(r.err.Detail, "row 2 of 3 failed; 1 row reached Stripe and is applied") || !strings.Contains(r.err.Detail, "row 1 ("+id+")") || !strings.Contains(r.err.Detail, "param email") {
 		t.Fatalf("detail %q (row 1 is %s)", r.err.Detail, id)
 	}
 	if got := e.local(`SELECT count(*)::text FROM stripe.customers`); got != "1" {
