@@ -33,14 +33,24 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	ok := func(v any) {
 		json.NewEncoder(w).Encode(v)
 	}
+	// A misspelt knob is refused, not ignored: a test that sets
+	// "fault" would otherwise run without the faults it asked for.
+	decode := func(v any) bool {
+		d := json.NewDecoder(r.Body)
+		d.DisallowUnknownFields()
+		if err := d.Decode(v); err != nil {
+			fail(400, "bad JSON: %v", err)
+			return false
+		}
+		return true
+	}
 	path := strings.TrimPrefix(r.URL.Path, "/_emulator/")
 	switch {
 	case path == "options" && r.Method == http.MethodGet:
 		ok(e.optionsJSON())
 	case path == "options" && r.Method == http.MethodPost:
 		var a adminOptions
-		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
-			fail(400, "bad JSON: %v", err)
+		if !decode(&a) {
 			return
 		}
 		o := e.options()
@@ -82,8 +92,7 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			Customers    int    `json:"customers"`
 			Distribution string `json:"distribution"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
-			fail(400, "bad JSON: %v", err)
+		if !decode(&a) {
 			return
 		}
 		if err := e.Seed(a.Customers, a.Distribution); err != nil {
@@ -95,8 +104,7 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		var a struct {
 			Offset string `json:"offset"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
-			fail(400, "bad JSON: %v", err)
+		if !decode(&a) {
 			return
 		}
 		d, err := time.ParseDuration(a.Offset)

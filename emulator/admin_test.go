@@ -29,6 +29,9 @@ func TestAdminAPI(t *testing.T) {
 	if r := post("/_emulator/options", `{"faults": 2}`); r.status != 400 {
 		t.Fatalf("bad faults accepted: %s", r.raw)
 	}
+	if r := post("/_emulator/options", `{"fault": 0.5}`); r.status != 400 || !strings.Contains(r.raw, "fault") {
+		t.Fatalf("misspelt knob accepted: %d %s", r.status, r.raw)
+	}
 	if r := post("/_emulator/clock", `{"offset": "48h"}`); r.status != 200 || e.Now().Sub(time.Now()) < 47*time.Hour {
 		t.Fatalf("clock: %s", r.raw)
 	}
