@@ -172,6 +172,9 @@ func (l *Loader) Load() (*Config, error) {
 				return nil, fmt.Errorf("%s %q is not a host:port address", a.name, a.v)
 			}
 		}
+		if sameListen(c.Listen, c.MetricsListen) {
+			return nil, fmt.Errorf("PGSTRIPE_LISTEN (--listen) and PGSTRIPE_METRICS_LISTEN (--metrics-listen) are both %q: they need different ports", c.Listen)
+		}
 		if (c.TLSCert == "") != (c.TLSKey == "") {
 			return nil, errors.New("PGSTRIPE_TLS_CERT (--tls-cert) and PGSTRIPE_TLS_KEY (--tls-key) must be set together")
 		}
@@ -221,4 +224,18 @@ func checkKey(key string) error {
 		return errors.New("STRIPE_API_KEY (--stripe-api-key) does not look like a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)")
 	}
 	return nil
+}
+
+// sameListen reports whether two valid listen addresses take the same
+// port: the same host, or either on all interfaces.
+func sameListen(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := net.LookupPort("tcp", pa)
+	nb, _ := net.LookupPort("tcp", pb)
+	if na != nb || na == 0 {
+		return false
+	}
+	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || any(ha) || any(hb)
 }

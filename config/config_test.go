@@ -65,6 +65,8 @@ func TestBadConfigOneClearLine(t *testing.T) {
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "STRIPE_API_BASE": "ftp://x"}, "STRIPE_API_BASE"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_LISTEN": "6543"}, "PGSTRIPE_LISTEN"},
 		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_TLS_CERT": "/x"}, "must be set together"},
+		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_METRICS_LISTEN": "127.0.0.1:6543"}, "they need different ports"},
+		{map[string]string{"DATABASE_URL": "postgres://localhost/x", "STRIPE_API_KEY": secret, "PGSTRIPE_LISTEN": ":9464"}, "they need different ports"},
 		{map[string]string{"DATABASE_URL": "::not a url::", "STRIPE_API_KEY": secret}, "DATABASE_URL (--database-url) is not valid"},
 	}
 	for _, c := range cases {

@@ -68,6 +68,20 @@ func run(ctx context.Context, opts Options) error {
 		opts.Instance = leader.DefaultInfo()
 	}
 
+	// The ports first: a port in use fails at once, before waiting for
+	// the database or migrating it.
+	var lc net.ListenConfig
+	proxyLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("PGSTRIPE_LISTEN: %v", err)
+	}
+	defer proxyLn.Close()
+	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("PGSTRIPE_METRICS_LISTEN: %v", err)
+	}
+	defer metricsLn.Close()
+
 	pool, err := openDatabase(ctx, cfg.DatabaseURL, "pgstripe", log)
 	if err != nil {
 		return err
@@ -121,16 +135,6 @@ func run(ctx context.Context, opts Options) error {
 
 	metrics.SetProxySessions(px.Sessions)
 	metrics.ProxyStatements.SetPassthrough(px.PassedThrough)
-	var lc net.ListenConfig
-	proxyLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("PGSTRIPE_LISTEN: %v", err)
-	}
-	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsListen)
-	if err != nil {
-		proxyLn.Close()
-		return fmt.Errorf("PGSTRIPE_METRICS_LISTEN: %v", err)
-	}
 
 	var isLeader atomic.Bool
 	var syncErr atomic.Value // string: the last sync failure, for /healthz

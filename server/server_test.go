@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -241,6 +242,37 @@ func TestOpenDatabaseRefusedForGood(t *testing.T) {
 		_, err := openDatabase(context.Background(), bad, "test", slog.New(slog.DiscardHandler))
 		if err == nil || time.Since(start) > 10*time.Second || !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("%s: %v after %v", bad, err, time.Since(start))
+		}
+	}
+}
+
+// A proxy or metrics port already taken fails serve at once, before it
+// waits for the database or migrates it: here the database can't be
+// reached, which would otherwise hold start-up for half a minute.
+func TestPortInUseFailsBeforeDatabase(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close() // nothing listens here: the database is unreachable
+	for _, which := range []string{"PGSTRIPE_LISTEN", "PGSTRIPE_METRICS_LISTEN"} {
+		cfg := keyCheckConfig("postgres://u@"+closed.Addr().String()+"/db?connect_timeout=1", "http://127.0.0.1:1", "sk_test_x")
+		if which == "PGSTRIPE_LISTEN" {
+			cfg.Listen = taken.Addr().String()
+		} else {
+			cfg.MetricsListen = taken.Addr().String()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		start := time.Now()
+		err := Run(ctx, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		cancel()
+		if err == nil || !strings.HasPrefix(err.Error(), which+": ") || time.Since(start) > 5*time.Second {
+			t.Errorf("%s taken: %v after %v, want a %s error at once", which, err, time.Since(start).Round(time.Millisecond), which)
 		}
 	}
 }
