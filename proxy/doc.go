@@ -21,7 +21,10 @@
 // back (Call.Forward: the client's message then goes upstream). A barrier request (closing a
 // statement that does not exist) tells the proxy when every earlier reply
 // has reached the client. Write-through (package writethrough) is built on
-// that hook.
+// that hook. When upstream's connection fails during an interception, the
+// interceptor's queries get that error and the session stays open until
+// its reply is out (it may say what reached Stripe); an error reply then
+// goes out as FATAL, which ends the session.
 //
 // An interceptor marks statements whose changes outlive a rollback
 // (Call.Lasting). In a pipeline outside a transaction block (several

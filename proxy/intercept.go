@@ -49,7 +49,10 @@ const (
 // the failed state Postgres would be in: a transaction block is aborted, and
 // in the extended protocol the rest of the batch up to Sync is skipped.
 //
-// ctx is cancelled when the client sends a CancelRequest or disconnects.
+// ctx is cancelled when the client sends a CancelRequest or the session
+// closes (shutdown). A client that closes its socket meanwhile is noticed
+// only after the interception, as Postgres notices it only when it next
+// reads or writes: the statement runs to its end.
 type Interceptor interface {
 	Intercept(ctx context.Context, call *Call) error
 }
@@ -257,6 +260,18 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 		c.done = true
 	case *pgproto3.ErrorResponse:
 		c.done, c.failed = true, true
+		if c.ic != nil && c.ic.isGone() {
+			// The session ends with this error, as Postgres's own FATAL
+			// would end it; as an ERROR, clients wait for ReadyForQuery
+			// and report the EOF in its place. The server loop, waiting
+			// for the interception to finish, sends no FATAL of its own.
+			if m.Severity == "ERROR" {
+				f := *m
+				f.Severity, f.SeverityUnlocalized = "FATAL", "FATAL"
+				m, msg = &f, &f
+			}
+			c.s.sawFatal = true
+		}
 		if c.s.lastingN > 0 {
 			if err := c.s.sendLasting(); err != nil {
 				return err
@@ -544,12 +559,16 @@ func (u *Upstream) receive(ctx context.Context) ([]byte, error) {
 		if u.cancelling != nil {
 			select {
 			case raw = <-u.ic.msgs:
+			case <-u.ic.gone:
+				return nil, u.ic.goneErr
 			case <-u.s.done:
 				return nil, net.ErrClosed
 			}
 		} else {
 			select {
 			case raw = <-u.ic.msgs:
+			case <-u.ic.gone:
+				return nil, u.ic.goneErr
 			case <-u.s.done:
 				return nil, net.ErrClosed
 			case <-ctx.Done():
@@ -621,10 +640,26 @@ type interception struct {
 	// skips until Sync.
 	upstreamFailed bool
 	userCancel     atomic.Bool
+	// gone is closed when upstream's connection failed while the
+	// interception ran (goneErr says how): no more messages will come.
+	gone    chan struct{}
+	goneErr error
 }
 
 func newInterception() *interception {
-	return &interception{ready: make(chan struct{}), msgs: make(chan []byte), finished: make(chan struct{})}
+	return &interception{ready: make(chan struct{}), msgs: make(chan []byte), finished: make(chan struct{}),
+		gone: make(chan struct{})}
+}
+
+// isGone reports whether upstream's connection failed during the
+// interception.
+func (ic *interception) isGone() bool {
+	select {
+	case <-ic.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 func (ic *interception) skip()  { ic.once.Do(func() { ic.skipped = true; close(ic.ready) }) }
@@ -657,6 +692,15 @@ func (s *session) serveInterception(ic *interception) error {
 	for {
 		typ, raw, err := s.ur.next()
 		if err != nil {
+			// Postgres went away (a restart, a crash) while the interceptor
+			// runs, perhaps after its write reached Stripe: its reply says
+			// so, and must reach the client before the session closes.
+			ic.goneErr = err
+			close(ic.gone)
+			select {
+			case <-ic.finished:
+			case <-s.done:
+			}
 			return err
 		}
 		msg := make([]byte, len(raw))
@@ -994,7 +1038,7 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		return false, err
 	}
 	if call.failed {
-		if !ic.upstreamFailed {
+		if !ic.upstreamFailed && !ic.isGone() {
 			if err := s.uw.write(forceError); err != nil {
 				return false, err
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -456,5 +457,52 @@ func TestInterceptForward(t *testing.T) {
 		t.Errorf("notices = %v", *notices)
 	}
 	conn.Close(ctx)
+	tp.waitSessions(t, 0)
+}
+
+// TestUpstreamGoneDuringInterception: Postgres ends the client's
+// backend while the interceptor runs (a restart while a write's Stripe
+// call is out). The interceptor's query gets the FATAL; its reply, which
+// can say what reached Stripe, must still reach the client: the server
+// loop saw upstream's EOF and closed the session first, and the client got
+// only the proxy's 08006.
+func TestUpstreamGoneDuringInterception(t *testing.T) {
+	url := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, url)
+	ctx := ctxT(t)
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA stripe; CREATE TABLE stripe.x (id text primary key)`); err != nil {
+		t.Fatal(err)
+	}
+	var pid uint32
+	var queryErr error
+	ic := InterceptorFunc(func(ctx context.Context, call *Call) error {
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend($1, 5000)`, int32(pid)); err != nil {
+			return err
+		}
+		_, queryErr = call.Upstream().Query(ctx, `SELECT 1`)
+		// The reply takes a while (an apply on another connection):
+		// upstream's EOF comes meanwhile.
+		time.Sleep(300 * time.Millisecond)
+		return call.Send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006",
+			Message: "connection lost", Detail: "the write reached Stripe: x_1"})
+	})
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: ic})
+	for _, simple := range []bool{true, false} {
+		conn := pgtest.Connect(t, tp.via(t, url))
+		pid = conn.PgConn().PID()
+		var err error
+		if simple {
+			_, err = conn.PgConn().Exec(ctx, `INSERT INTO stripe.x (id) VALUES ('a')`).ReadAll()
+		} else {
+			_, err = conn.Exec(ctx, `INSERT INTO stripe.x (id) VALUES ($1)`, "a")
+		}
+		var pe *pgconn.PgError
+		if !errors.As(queryErr, &pe) || pe.Code != "57P01" {
+			t.Errorf("simple %v: the interceptor's query on a terminated backend: %v", simple, queryErr)
+		}
+		if !errors.As(err, &pe) || !strings.Contains(pe.Detail, "reached Stripe: x_1") {
+			t.Errorf("simple %v: the client got %v, not the interceptor's reply", simple, err)
+		}
+	}
 	tp.waitSessions(t, 0)
 }

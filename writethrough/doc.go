@@ -98,7 +98,12 @@
 // retrieved, and a 404, a deleted stub or a canceled subscription counts
 // as done. When only RETURNING fails (a run time error, a lost or
 // cancelled connection) after every call succeeded, the error is
-// Postgres's and DETAIL lists the rows that reached Stripe.
+// Postgres's and DETAIL lists the rows that reached Stripe. A statement
+// without RETURNING (or a DELETE, whose RETURNING ran before the calls)
+// that reached Stripe runs SELECT 1 on the client's connection before it
+// answers, so that a connection lost during the calls (a Postgres
+// restart) gets that error with the same DETAIL instead of a success
+// the client never sees whole.
 //
 //	Stripe answer                                   SQLSTATE
 //	card_error (any code, e.g. card_declined)       P0001 raise_exception

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/proxy"
 )
 
@@ -25,7 +24,11 @@ func (e *env) proxied() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	p := proxy.New(proxy.Config{Upstream: pgtest.Cluster(e.t).Addr(), Classify: ProxyClassify, Interceptor: e.ic})
+	u, err := url.Parse(e.url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := proxy.New(proxy.Config{Upstream: u.Host, Classify: ProxyClassify, Interceptor: e.ic})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, ln) }()
@@ -37,10 +40,6 @@ func (e *env) proxied() string {
 			e.t.Error("proxy did not stop")
 		}
 	})
-	u, err := url.Parse(e.url)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	u.Host = ln.Addr().String()
 	return u.String()
 }

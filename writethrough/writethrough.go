@@ -368,9 +368,19 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		}
 		return rep.fail(e)
 	}
-	if st.Op == translate.Delete {
+	noReturning := st.Op == translate.Delete || st.Returning == nil
+	if noReturning && reachedStripe(done) {
+		// Nothing else runs on the client's connection after the calls,
+		// which can take long enough for Postgres to restart meanwhile:
+		// the client would then get CommandComplete and the connection's
+		// end, and take the write for undone. Finding that out now lets
+		// the error say what reached Stripe. A cancel that comes this late
+		// changes nothing.
+		_, retErr = up.Query(context.WithoutCancel(ctx), `SELECT 1`, nil, nil, nil, nil)
+	}
+	if retErr == nil && st.Op == translate.Delete {
 		retRes = deleted
-	} else if st.Returning != nil {
+	} else if retErr == nil && st.Returning != nil {
 		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
 		if retErr == nil && applyWarning != "" {
 			// The local rows are not what Stripe answered (most often the
@@ -404,7 +414,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		// lost or cancelled connection) is all that failed. Say so, or
 		// the client takes the statement for undone and repeats it.
 		e := pgError(retErr)
-		if w := reachedBeforeReturning(st, done, applyWarning == ""); w != "" {
+		if w := reachedBeforeReturning(st, done, applyWarning == "", noReturning); w != "" {
 			e.Detail = strings.TrimPrefix(e.Detail+"; "+w, "; ")
 		}
 		return rep.fail(e)
@@ -487,8 +497,9 @@ func progress(st *translate.Statement, done []applied, failRow, total int, uncer
 }
 
 // reachedBeforeReturning is the DETAIL clause for a statement whose Stripe
-// calls all succeeded but whose RETURNING failed: what reached Stripe.
-func reachedBeforeReturning(st *translate.Statement, done []applied, appliedLocally bool) string {
+// calls all succeeded but whose RETURNING failed, or whose connection failed
+// after them (noReturning): what reached Stripe.
+func reachedBeforeReturning(st *translate.Statement, done []applied, appliedLocally, noReturning bool) string {
 	var rows, ids []string
 	for _, d := range done {
 		if d.resp == nil {
@@ -504,8 +515,12 @@ func reachedBeforeReturning(st *translate.Statement, done []applied, appliedLoca
 	if !appliedLocally {
 		where = "(the local copy will catch up from Stripe's events)"
 	}
-	return fmt.Sprintf("only RETURNING failed: the %s reached Stripe %s for rows %s (%s); do not repeat the statement",
-		strings.ToLower(st.Op.String()), where, strings.Join(rows, ", "), strings.Join(ids, ", "))
+	failed := "only RETURNING failed"
+	if noReturning {
+		failed = "only the connection to Postgres failed, after the calls"
+	}
+	return fmt.Sprintf("%s: the %s reached Stripe %s for rows %s (%s); do not repeat the statement",
+		failed, strings.ToLower(st.Op.String()), where, strings.Join(rows, ", "), strings.Join(ids, ", "))
 }
 
 // applied is one row whose calls all succeeded.

@@ -46,9 +46,14 @@ type env struct {
 
 func setup(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
+	return setupOn(t, pgtest.NewDB(t), opts...)
+}
+
+// setupOn is setup on the database at url (a cluster of the test's own).
+func setupOn(t *testing.T, url string, opts ...func(*Config)) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	url := pgtest.NewDB(t)
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
