@@ -112,9 +112,15 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`
 // stored tax ids (as {type, value} sets: Stripe documents no order). Until
 // finalized, a draft shows "the same tax IDs as customer.tax_ids", so one
 // that differs is stale, or the tax ids are not all applied yet (their
-// events then compare again). Only event applies and tax id re-fetches
-// call it, never an invoice's re-fetch: tax ids that never match (a key
-// that can't read them) must not re-fetch a draft over and over.
+// events then compare again). A draft whose customer is not stored is
+// queued whatever it shows: a deleted customer's drafts keep the tax ids
+// and details it had when deleted, while its tax ids leave the table with
+// it, so a tax id event applied with or after the deletion, or a draft
+// listed after it, has nothing to compare with; its details neither (the
+// check for drafts older than their customer needs the customer's row).
+// Only event applies and tax id re-fetches call it, never an invoice's
+// re-fetch: tax ids that never match (a key that can't read them) must
+// not re-fetch a draft over and over.
 func queueStaleDrafts(ctx context.Context, tx pgx.Tx, customers, invoices []string) error {
 	if len(customers) == 0 && len(invoices) == 0 {
 		return nil
@@ -123,11 +129,12 @@ func queueStaleDrafts(ctx context.Context, tx pgx.Tx, customers, invoices []stri
 SELECT 'invoices', i.id, i."_as_of", $3
 FROM stripe.invoices i
 WHERE (i.customer = ANY($1::text[]) OR i.id = ANY($2::text[])) AND i.status = 'draft' AND i.customer IS NOT NULL
-  AND (SELECT coalesce(jsonb_agg(jsonb_build_object('type', e->'type', 'value', e->'value') ORDER BY e->>'type', e->>'value'), '[]')
+  AND (NOT EXISTS (SELECT 1 FROM stripe.customers c WHERE c.id = i.customer)
+   OR (SELECT coalesce(jsonb_agg(jsonb_build_object('type', e->'type', 'value', e->'value') ORDER BY e->>'type', e->>'value'), '[]')
        FROM jsonb_array_elements(CASE jsonb_typeof(i.customer_tax_ids) WHEN 'array' THEN i.customer_tax_ids ELSE '[]' END) e)
   IS DISTINCT FROM
       (SELECT coalesce(jsonb_agg(jsonb_build_object('type', t.type, 'value', t.value) ORDER BY t.type, t.value), '[]')
-       FROM stripe.tax_ids t WHERE t.customer = i.customer)
+       FROM stripe.tax_ids t WHERE t.customer = i.customer))
 `+requeue, customers, invoices, reasonDraft); err != nil {
 		return fmt.Errorf("events: queue drafts showing other tax ids than their customer: %w", err)
 	}

@@ -70,9 +70,11 @@
 // compared rather than times: after a batch with tax id events (or a
 // re-fetch of a tax id), and for each draft a batch stores, a draft whose
 // {type, value} set differs from its customer's stored tax ids is
-// re-fetched. So is a draft the re-fetcher fetched before a change of its
-// customer's tax ids whose apply committed first (that apply could not
-// compare it yet).
+// re-fetched, and so is one whose customer is not stored (a deleted
+// customer's drafts keep the tax ids and details it had, while its tax
+// ids leave the table with it: nothing to compare with). So is a draft
+// the re-fetcher fetched before a change of its customer's tax ids whose
+// apply committed first (that apply could not compare it yet).
 // A re-fetch of a charge also lists its refunds, and one of a coupon its
 // promotion codes (a used-up coupon deactivates them, with no promotion
 // code event). The queue is durable, so a crash loses none of it; an entry
