@@ -69,6 +69,7 @@ type Emulator struct {
 	idRand     *rand.Rand
 	idem       map[string]*idemEntry
 	seeding    bool                         // suppresses events while seeding
+	detached   map[string]bool              // payment methods detached: never attached again
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
@@ -139,6 +140,7 @@ func (e *Emulator) reset() {
 	}
 	e.idem = map[string]*idemEntry{}
 	e.tombstones = map[string][]byte{}
+	e.detached = map[string]bool{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.seq = 0
 }

@@ -417,6 +417,33 @@ func TestAttachAttachedPaymentMethod(t *testing.T) {
 	}
 }
 
+// Stripe updates only an attached payment method, and a detached one is
+// spent: it can't be attached again or pay (spec: "A PaymentMethod must be
+// attached a customer to be updated"; detach: "it can no longer be used
+// for a payment or re-attached to a Customer"). Without these refusals a
+// payment method's state from before its attach could exist, which no
+// event of real Stripe carries.
+func TestPaymentMethodUpdateNeedsAttachAndDetachIsFinal(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	a := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a")))
+	pm := idOfResp(mustOK(t, do(t, "POST", base+"/v1/payment_methods", "sk_test_x", "type=card")))
+	if r := do(t, "POST", base+"/v1/payment_methods/"+pm, "sk_test_x", "metadata[k]=v"); r.status != 400 {
+		t.Fatalf("update of an unattached payment method: %d %s", r.status, r.raw)
+	}
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/attach", "sk_test_x", "customer="+a))
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm, "sk_test_x", "metadata[k]=v"))
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+pm+"/detach", "sk_test_x", ""))
+	for _, req := range []struct{ path, body string }{
+		{"/v1/payment_methods/" + pm + "/attach", "customer=" + a},
+		{"/v1/customers", "payment_method=" + pm},
+		{"/v1/payment_intents", "amount=500&currency=usd&confirm=true&payment_method=" + pm},
+	} {
+		if r := do(t, "POST", base+req.path, "sk_test_x", req.body); r.status != 400 || !strings.Contains(errField(r, "message"), "may not be used again") {
+			t.Errorf("POST %s with a detached payment method: %d %s", req.path, r.status, r.raw)
+		}
+	}
+}
+
 // Stripe refuses a currency that isn't a three-letter code, and voids an
 // uncollectible invoice as it voids an open one.
 func TestCurrencyCodeAndVoidUncollectible(t *testing.T) {

@@ -228,6 +228,14 @@ func init() {
 		}
 		return nil
 	}
+	// Spec (POST /v1/payment_methods/{payment_method}): "A PaymentMethod
+	// must be attached a customer to be updated."
+	kPM.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		if getStr(old, "customer") == "" {
+			return invalid("", "", "You must save this PaymentMethod to a customer before you can update it.")
+		}
+		return nil
+	}
 	crud(kPM, "cru")
 	handle("GET", "/v1/payment_methods", genericList(kPM, nil))
 	handle("GET", "/v1/customers/{customer}/payment_methods", func(e *Emulator, c *reqCtx) (any, *apiError) {
@@ -268,6 +276,7 @@ func init() {
 		}
 		old := deepCopy(obj).(map[string]any)
 		obj["customer"] = nil
+		e.detached[idOf(obj)] = true
 		r := e.save(c, kPM, obj, old, "payment_method.detached")
 		return e.render(kPM, r.raw, c)
 	})
@@ -712,14 +721,24 @@ func (e *Emulator) initPI(pi map[string]any) {
 }
 
 // attachable refuses a payment method attached to another customer, as
-// Stripe does (detach it first).
+// Stripe does (detach it first), and one that was detached (spec, POST
+// /v1/payment_methods/{payment_method}/detach: "it can no longer be used
+// for a payment or re-attached to a Customer").
 func (e *Emulator) attachable(pmID, cus string) *apiError {
+	if e.detached[pmID] {
+		return detachedPM()
+	}
 	if pm := e.load(kPM, pmID); pm != nil {
 		if cur := getStr(pm, "customer"); cur != "" && cur != cus {
 			return invalid("", "", "The payment method you provided has already been attached to a customer.")
 		}
 	}
 	return nil
+}
+
+// detachedPM is Stripe's refusal of a detached payment method.
+func detachedPM() *apiError {
+	return invalid("", "", "This PaymentMethod was previously used without being attached to a Customer or was detached from a Customer, and may not be used again.")
 }
 
 func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {
@@ -744,6 +763,9 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	}
 	if pm == "" {
 		return invalid("payment_intent_unexpected_state", "payment_method", "You cannot confirm this PaymentIntent because it's missing a payment method.")
+	}
+	if e.detached[pm] {
+		return detachedPM()
 	}
 	ch := e.newObject(kCharge, c.now, c.live)
 	e.fillCharge(c, ch, getStr(pi, "customer"), pm, getInt(pi, "amount"), getStr(pi, "currency"), idOf(pi), getStr(pi, "invoice"))
