@@ -241,6 +241,20 @@ func (e *Emulator) Objects(tableName string) map[string]json.RawMessage {
 	return out
 }
 
+// Included returns every element of the list that a GET of the object id
+// of tableName includes when expanded (expand[]=field) and has no table of
+// its own: a checkout session's line_items. ok is false for a field the
+// emulator has no such list for. Like Objects, for comparisons: no request
+// is made, so no latency, fault or rate limit applies.
+func (e *Emulator) Included(tableName, id, field string) (items []json.RawMessage, ok bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if tableName != "checkout_sessions" || field != "line_items" {
+		return nil, false
+	}
+	return append([]json.RawMessage(nil), e.csItems[id]...), true
+}
+
 // apiError is a Stripe error response.
 type apiError struct {
 	status      int

@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"sort"
 	"strings"
@@ -84,6 +86,52 @@ type NestedList struct {
 	ListPath string // e.g. "/v1/invoices/{id}/lines"
 }
 
+// IncludedList is a list that Stripe puts in an object only when asked
+// (expand[]=Field, expand[]=data.Field on a list endpoint), then as the
+// first page of the list at ListPath ({id}: the object's id), with
+// has_more. Its elements have no table of their own: sync asks for it on
+// every fetch, pages the rest and stores the list whole (has_more false,
+// see WholeList) in the object's column Field and in _raw. Stripe has no
+// way to change it after the object's creation (checkout sessions have no
+// update under API 2023-10-16), so a state without it (an event's) keeps
+// the stored one (store.Upsert).
+type IncludedList struct {
+	Field    string // e.g. "line_items"
+	ListPath string // e.g. "/v1/checkout/sessions/{id}/line_items"
+}
+
+// WholeList returns obj with its field set to the list object holding
+// items, all of them: has_more false, and the list's url (the one obj
+// carries there, else url). This is how an included list (IncludedList)
+// is stored, whether Stripe embedded it complete or sync paged the rest.
+func WholeList(obj json.RawMessage, field string, items []json.RawMessage, url string) (json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &fields); err != nil {
+		return nil, err
+	}
+	list := map[string]json.RawMessage{}
+	if v, ok := fields[field]; ok && string(v) != "null" {
+		if err := json.Unmarshal(v, &list); err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	if items == nil {
+		items = []json.RawMessage{} // [] as Stripe sends an empty list, not null
+	}
+	var err error
+	if list["data"], err = json.Marshal(items); err != nil {
+		return nil, err
+	}
+	list["object"], list["has_more"] = json.RawMessage(`"list"`), json.RawMessage(`false`)
+	if _, ok := list["url"]; !ok {
+		list["url"], _ = json.Marshal(url)
+	}
+	if fields[field], err = json.Marshal(list); err != nil {
+		return nil, err
+	}
+	return json.Marshal(fields)
+}
+
 // Param is a create or update parameter of a Stripe endpoint, as the spec's
 // form schema describes it.
 type Param struct {
@@ -129,6 +177,9 @@ type Table struct {
 
 	Parent *ParentLink  // set on child tables
 	Nested []NestedList // nested lists stored in child tables
+	// Included lists are asked for on every fetch and stored whole in
+	// their own column (checkout_sessions.line_items).
+	Included []IncludedList
 
 	CreatePath string // POST; "" when Stripe has no create
 	UpdatePath string // POST; "" when Stripe has no update

@@ -1541,8 +1541,11 @@ var tables = []*Table{
 		CreatedFilter: true,
 		RetrievePath:  "/v1/checkout/sessions/{id}",
 		Key:           []string{"id"},
-		CreatePath:    "/v1/checkout/sessions",
-		Expandable:    []string{"after_expiration", "automatic_tax", "consent", "consent_collection", "currency_conversion", "custom_fields", "custom_text", "customer", "customer_details", "invoice", "invoice_creation", "line_items", "payment_intent", "payment_link", "payment_method_configuration_details", "payment_method_options", "phone_number_collection", "setup_intent", "shipping_address_collection", "shipping_cost", "shipping_details", "shipping_options", "subscription", "tax_id_collection", "total_details"},
+		Included: []IncludedList{
+			{Field: "line_items", ListPath: "/v1/checkout/sessions/{id}/line_items"},
+		},
+		CreatePath: "/v1/checkout/sessions",
+		Expandable: []string{"after_expiration", "automatic_tax", "consent", "consent_collection", "currency_conversion", "custom_fields", "custom_text", "customer", "customer_details", "invoice", "invoice_creation", "line_items", "payment_intent", "payment_link", "payment_method_configuration_details", "payment_method_options", "phone_number_collection", "setup_intent", "shipping_address_collection", "shipping_cost", "shipping_details", "shipping_options", "subscription", "tax_id_collection", "total_details"},
 		Columns: []Column{
 			{Name: "id", Field: "id", PGType: "text", Kind: KindText},
 			{Name: "after_expiration", Field: "after_expiration", PGType: "jsonb", Kind: KindJSON, Nullable: true},

@@ -37,6 +37,14 @@
 // Object.Children when the embedded list had has_more; otherwise the parent
 // is reported Incomplete and no child is removed.
 //
+// Included lists (schema.IncludedList: a checkout session's line_items)
+// are stored whole in their own column and in _raw. Stripe sends them only
+// when asked and they never change, so an incoming state without one (an
+// event's object) keeps the stored one (column and _raw), and a stored
+// state differs from it only if more than that list differs (ties).
+// An applied object whose row lacks such a list, or holds it cut at
+// has_more, is reported Incomplete: the caller fetches it with the list.
+//
 // Concurrency: rows are written in key order so two transactions upserting
 // overlapping ids can't deadlock. A writer that waited on another
 // transaction's row of the same id re-reads it before answering, so a tie

@@ -146,12 +146,23 @@ func upsertSQL(t *schema.Table, guard string) string {
 			e = fmt.Sprintf("COALESCE(i.parent, %s)", e)
 		}
 		exprs = append(exprs, e)
-		if _, isKey := keyExpr[c.Name]; !isKey {
-			sets = append(sets, fmt.Sprintf("%[1]s = excluded.%[1]s", schema.Ident(c.Name)))
+		if _, isKey := keyExpr[c.Name]; isKey {
+			continue
 		}
+		if included(t, c.Field) {
+			// A state without the list (an event's) keeps the stored one.
+			sets = append(sets, fmt.Sprintf(`%[1]s = CASE WHEN excluded."_raw" ? %[2]s THEN excluded.%[1]s ELSE d.%[1]s END`,
+				schema.Ident(c.Name), quote(c.Field)))
+			continue
+		}
+		sets = append(sets, fmt.Sprintf("%[1]s = excluded.%[1]s", schema.Ident(c.Name)))
 	}
 	for _, m := range []string{schema.ColRaw, schema.ColSyncedAt, schema.ColAsOf} {
 		cols = append(cols, schema.Ident(m))
+		if m == schema.ColRaw {
+			sets = append(sets, fmt.Sprintf("%s = %s", schema.Ident(m), keepIncluded(t, `excluded."_raw"`, `d."_raw"`)))
+			continue
+		}
 		sets = append(sets, fmt.Sprintf("%[1]s = excluded.%[1]s", schema.Ident(m)))
 	}
 	exprs = append(exprs, "i.raw", "statement_timestamp()", "i.as_of")
@@ -196,7 +207,7 @@ func upsertSQL(t *schema.Table, guard string) string {
 SELECT i.%[8]s, CASE
     WHEN ins.k1 IS NOT NULL THEN 'a'
     WHEN l.ord IS NULL THEN 't'
-    WHEN cur."_as_of" = i.as_of AND cur."_raw" <> i.raw THEN 'm'
+    WHEN cur."_as_of" = i.as_of AND %[12]s <> i.raw THEN 'm'
     ELSE 's' END
 FROM input i
 LEFT JOIN ins ON %[9]s
@@ -204,7 +215,44 @@ LEFT JOIN live l ON l.ord = i.ord
 LEFT JOIN %[2]s cur ON %[10]s`,
 		live, t.QualifiedName(), strings.Join(cols, ", "), strings.Join(exprs, ",\n         "),
 		strings.Join(keys, ", "), onConflict, strings.Join(ret, ", "),
-		reportK, matchIns(len(t.Key)), match("cur"), strings.Join(rec, ", "))
+		reportK, matchIns(len(t.Key)), match("cur"), strings.Join(rec, ", "), comparableRaw(t, `cur."_raw"`, "i.raw"))
+}
+
+// included reports whether field is one of t's included lists.
+func included(t *schema.Table, field string) bool {
+	for _, l := range t.Included {
+		if l.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// keepIncluded is the SQL for the object to store when the jsonb incoming
+// replaces stored: incoming, plus each included list (schema.IncludedList)
+// that incoming lacks and stored has. Stripe sends those lists only when
+// asked (an event's object never has them) and they never change, so
+// leaving them out would erase what a fetch stored.
+func keepIncluded(t *schema.Table, incoming, stored string) string {
+	expr := incoming
+	for _, l := range t.Included {
+		f := quote(l.Field)
+		expr = fmt.Sprintf(`CASE WHEN %[1]s ? %[2]s OR NOT COALESCE(%[3]s ? %[2]s, false) THEN %[4]s ELSE %[4]s || pg_catalog.jsonb_build_object(%[2]s, %[3]s->%[2]s) END`,
+			incoming, f, stored, expr)
+	}
+	return expr
+}
+
+// comparableRaw is the SQL for the stored object (jsonb) as comparable with
+// incoming: without the included lists incoming lacks, which a state
+// without them would keep (keepIncluded), so they are no difference.
+func comparableRaw(t *schema.Table, stored, incoming string) string {
+	expr := stored
+	for _, l := range t.Included {
+		f := quote(l.Field)
+		expr = fmt.Sprintf(`CASE WHEN %[1]s ? %[2]s THEN %[3]s ELSE %[3]s - %[2]s END`, incoming, f, expr)
+	}
+	return expr
 }
 
 // recheckSQL finds, among objects the upsert did not apply, those whose stored
@@ -220,7 +268,7 @@ func recheckSQL(t *schema.Table) string {
 	}
 	return fmt.Sprintf(`SELECT i.k%d FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS i(k1, k2, raw, as_of)
 JOIN %s cur ON %s
-WHERE cur."_as_of" = i.as_of AND cur."_raw" <> i.raw::jsonb`, len(t.Key), t.QualifiedName(), strings.Join(on, " AND "))
+WHERE cur."_as_of" = i.as_of AND %s <> i.raw::jsonb`, len(t.Key), t.QualifiedName(), strings.Join(on, " AND "), comparableRaw(t, `cur."_raw"`, "i.raw::jsonb"))
 }
 
 func matchIns(n int) string {

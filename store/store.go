@@ -50,7 +50,9 @@ type Result struct {
 	Deleted    []string // the object was a deletion stub ({"deleted": true}); removed and tombstoned
 	// Incomplete lists applied objects whose embedded nested list had
 	// has_more and no complete list in Children: the children present were
-	// stored, but none were removed.
+	// stored, but none were removed. It also lists applied objects whose
+	// row lacks an included list (schema.IncludedList) or has it cut:
+	// fetch them with the list (stripeapi.ExpandIncluded).
 	Incomplete []string
 }
 
@@ -171,6 +173,11 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 			res.Stale = append(res.Stale, r.report)
 		}
 	}
+	incomplete, err := lacksIncluded(ctx, tx, t, rows, applied)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Incomplete = append(res.Incomplete, incomplete...)
 	// Every carrier, applied or not: a stale or deleted carrier (an
 	// invoice item's created event applied after its deleted one) still
 	// shows a price that exists, and no price is ever replaced from it.
@@ -192,6 +199,58 @@ func upsertBatch(ctx context.Context, tx pgx.Tx, t *schema.Table, objs []Object)
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// lacksIncluded returns the applied rows whose stored state lacks one of
+// t's included lists (schema.IncludedList) or has it cut at has_more: an
+// event's object, which never has the list, for an object no fetch stored
+// yet. The caller fetches them (with the list) to complete the row.
+func lacksIncluded(ctx context.Context, tx pgx.Tx, t *schema.Table, rows []*row, applied map[string]bool) ([]string, error) {
+	if len(t.Included) == 0 {
+		return nil, nil
+	}
+	var out, absent []string
+	for _, r := range rows {
+		if !applied[r.report] {
+			continue
+		}
+		for _, l := range t.Included {
+			v, ok := r.fields[l.Field]
+			if !ok {
+				absent = append(absent, r.report)
+				break
+			}
+			if f, err := scanObject(v); err == nil && string(f["has_more"]) == "true" {
+				out = append(out, r.report)
+				break
+			}
+		}
+	}
+	if len(absent) == 0 {
+		return out, nil
+	}
+	var lacks []string
+	for _, l := range t.Included {
+		lacks = append(lacks, fmt.Sprintf(`NOT "_raw" ? %[1]s OR "_raw"->%[1]s->'has_more' = 'true'`, quote(l.Field)))
+	}
+	// The stored state, which keeps a list the incoming one lacked.
+	q, err := tx.Query(ctx, fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s = ANY($1::text[]) AND (%[3]s)`,
+		schema.Ident(reportColumn(t)), t.QualifiedName(), strings.Join(lacks, " OR ")), absent)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: included lists: %w", t.Name, err)
+	}
+	defer q.Close()
+	for q.Next() {
+		var id string
+		if err := q.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: %s: included lists: %w", t.Name, err)
+		}
+		out = append(out, id)
+	}
+	if err := q.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: included lists: %w", t.Name, err)
+	}
+	return out, nil
 }
 
 // PriceCarriers are the tables whose objects carry their price whole

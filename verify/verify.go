@@ -51,9 +51,9 @@ func CompareTables(ctx context.Context, pool *pgxpool.Pool, e *emulator.Emulator
 		if t.Virtual || (len(only) > 0 && !only[t.Name]) {
 			continue
 		}
-		want := e.Objects(t.Name)
-		if t.Name == "payment_methods" {
-			want = listable(want, e.Objects("customers"))
+		want, err := Expected(e, t)
+		if err != nil {
+			return d, err
 		}
 		key := schema.Ident(t.Key[len(t.Key)-1])
 		rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT %s, _raw::text FROM %s`, key, t.QualifiedName()))
@@ -101,6 +101,41 @@ func CompareTables(ctx context.Context, pool *pgxpool.Pool, e *emulator.Emulator
 		}
 	}
 	return d, nil
+}
+
+// Expected returns, by key, the objects table t must hold to equal e: its
+// objects, as sync fetches them (with included lists whole), without the
+// payment methods on no list (listable).
+func Expected(e *emulator.Emulator, t *schema.Table) (map[string]json.RawMessage, error) {
+	want := e.Objects(t.Name)
+	if t.Name == "payment_methods" {
+		want = listable(want, e.Objects("customers"))
+	}
+	if len(t.Included) > 0 {
+		return included(e, t, want)
+	}
+	return want, nil
+}
+
+// included returns the objects of t with their included lists
+// (schema.IncludedList) whole, as sync fetches and stores them: Stripe puts
+// them in an object only on request, so the emulator's objects lack them.
+func included(e *emulator.Emulator, t *schema.Table, objs map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	out := make(map[string]json.RawMessage, len(objs))
+	for id, raw := range objs {
+		for _, l := range t.Included {
+			items, ok := e.Included(t.Name, id, l.Field)
+			if !ok {
+				return nil, fmt.Errorf("compare %s: the emulator has no included list %s", t.Name, l.Field)
+			}
+			var err error
+			if raw, err = schema.WholeList(raw, l.Field, items, schema.Path(l.ListPath, id, "")); err != nil {
+				return nil, fmt.Errorf("compare %s %s: %w", t.Name, id, err)
+			}
+		}
+		out[id] = raw
+	}
+	return out, nil
 }
 
 // listable leaves out the payment methods whose customer was deleted:

@@ -572,7 +572,14 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 				// retry of this call (by stripeapi) can never make a second
 				// object.
 				key := fmt.Sprintf("pgstripe-%s-%d-%d", exec, i, j)
-				resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: c.Params, IdempotencyKey: key})
+				params := c.Params
+				if c.Method == "POST" && len(st.Table.Included) > 0 {
+					// The answer is the object, stored as sync stores it:
+					// with its included lists (the same parameters on
+					// every retry of the call, as its key demands).
+					params = stripeapi.ExpandIncluded(params, st.Table, false)
+				}
+				resp, err := ic.cfg.Stripe.Do(ctx, stripeapi.Request{Method: c.Method, Path: c.Path, Params: params, IdempotencyKey: key})
 				if err == nil {
 					err = checkAnswer(resp)
 				}
@@ -686,7 +693,7 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 		if d.resp == nil {
 			continue // nothing changed for this row
 		}
-		o := store.Object{Raw: d.resp.Body, AsOf: d.resp.AsOf}
+		o := store.Object{Raw: ic.completeIncluded(ctx, t, d.id, d.resp.Body), AsOf: d.resp.AsOf}
 		o.Children = ic.completeChildren(ctx, t, d.id, d.resp.Body)
 		objs = append(objs, o)
 		if d.version != "" {
@@ -718,6 +725,11 @@ func (ic *Interceptor) apply(ctx context.Context, t *schema.Table, done []applie
 	}
 	if len(res.Ambiguous) > 0 {
 		ic.refetch(ctx, t, res.Ambiguous)
+	}
+	if len(t.Included) > 0 && len(res.Incomplete) > 0 {
+		// An included list Stripe's answer lacked or that could not be
+		// paged: one more try; else the object's next event does it.
+		ic.refetch(ctx, t, res.Incomplete)
 	}
 	ic.refreshParents(ctx, t, objs, deletedFrom)
 	if t.Name == "invoice_line_items" {
@@ -905,12 +917,12 @@ func (ic *Interceptor) fetchAndApply(ctx context.Context, t *schema.Table, ids [
 			ic.log.Warn("write-through: reading a row's version failed", "table", t.Name, "id", id, "err", err)
 			continue
 		}
-		resp, err := ic.cfg.Stripe.Get(pctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(id)), nil)
+		resp, err := ic.cfg.Stripe.Get(pctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(id)), stripeapi.ExpandIncluded(nil, t, false))
 		if err != nil {
 			ic.log.Warn("write-through: re-reading an object failed", "table", t.Name, "id", id, "err", err)
 			continue
 		}
-		objs = append(objs, store.Object{Raw: resp.Body, AsOf: resp.AsOf, Children: ic.completeChildren(ctx, t, id, resp.Body)})
+		objs = append(objs, store.Object{Raw: ic.completeIncluded(ctx, t, id, resp.Body), AsOf: resp.AsOf, Children: ic.completeChildren(ctx, t, id, resp.Body)})
 		if version != nil {
 			prior = append(prior, applied{id: id, version: strconv.FormatInt(*version, 10), resp: resp})
 		}
@@ -1040,6 +1052,19 @@ func returnRows(ctx context.Context, up Upstream, p params, st *translate.Statem
 		return nil, nil
 	}
 	return p.queryWith(ctx, up, *st.ReturningRows, asciiJSON(arr), oidJSONB)
+}
+
+// completeIncluded pages the rest of raw's included lists
+// (schema.IncludedList) that Stripe cut at its first page. When that
+// fails, raw is stored as it is: the store reports the object incomplete
+// (Result.Incomplete), and apply tries once more.
+func (ic *Interceptor) completeIncluded(ctx context.Context, t *schema.Table, id string, raw json.RawMessage) json.RawMessage {
+	whole, _, err := ic.cfg.Stripe.CompleteIncluded(stripeapi.WithPriority(ctx, stripeapi.Interactive), t, raw)
+	if err != nil {
+		ic.log.Warn("write-through: paging an included list failed; the events loop will complete it", "table", t.Name, "id", id, "err", err)
+		return raw
+	}
+	return whole
 }
 
 // completeChildren pages nested lists that Stripe cut at its first page, so

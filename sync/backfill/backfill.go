@@ -996,9 +996,13 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	for _, k := range inl {
 		q.Add("expand[]", "data."+inline[k].field)
 	}
+	single := pl.single && s.parent != ""
+	if len(o.table.Included) > 0 {
+		q = stripeapi.ExpandIncluded(q, o.table, !single)
+	}
 	var page *stripeapi.Page
 	var err error
-	if pl.single && s.parent != "" {
+	if single {
 		var resp *stripeapi.Response
 		resp, err = r.cfg.Client.Get(ctx, path, q)
 		if resp != nil {
@@ -1058,6 +1062,13 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 	}
 	sum.N, sum.HasMore = len(page.Data), page.HasMore
 	included, more, err := extractInline(inl, objs, ids, page.AsOf)
+	if err != nil {
+		res.err = err
+		return res
+	}
+
+	reqs, err := r.completeIncluded(ctx, o, objs)
+	res.reqs += reqs
 	if err != nil {
 		res.err = err
 		return res
@@ -1355,6 +1366,42 @@ func extractInline(kids []string, objs []store.Object, ids []string, asOf time.T
 		}
 	}
 	return included, more, nil
+}
+
+// completeIncluded pages the rest of the included lists cut at has_more
+// (schema.IncludedList: a checkout session's line_items), a few objects
+// at a time.
+func (r *runner) completeIncluded(ctx context.Context, o *objState, objs []store.Object) (reqs int, err error) {
+	if len(o.table.Included) == 0 {
+		return 0, nil
+	}
+	var mu sync.Mutex
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range objs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			raw, n, cerr := r.cfg.Client.CompleteIncluded(ctx, o.table, objs[i].Raw)
+			mu.Lock()
+			defer mu.Unlock()
+			reqs += n
+			switch {
+			case cerr == nil:
+				objs[i].Raw = raw
+			case stripeapi.IsNotFound(cerr):
+				// The object is gone meanwhile: its list is stored as
+				// embedded, as nested lists are (completeNested).
+			case err == nil:
+				err = cerr
+			}
+		}()
+	}
+	wg.Wait()
+	o.requests.Add(int64(reqs))
+	return reqs, err
 }
 
 // completeNested fetches the rest of every nested list with has_more, so

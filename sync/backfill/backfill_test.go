@@ -25,6 +25,7 @@ import (
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/verify"
 )
 
 func TestMain(m *testing.M) {
@@ -156,8 +157,15 @@ func canonicalJSON(t *testing.T, raw []byte) string {
 // equal _raw; it returns the row count.
 func (v *env) compare(t *testing.T, table string) int {
 	t.Helper()
-	want := v.e.Objects(table)
 	tb, _ := schema.Lookup(table)
+	want := v.e.Objects(table)
+	if len(tb.Included) > 0 {
+		// As sync stores them: with their included lists whole.
+		var err error
+		if want, err = verify.Expected(v.e, tb); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rows, err := v.pool.Query(context.Background(), fmt.Sprintf(`SELECT %s, _raw::text FROM %s`, schema.Ident(tb.Key[len(tb.Key)-1]), tb.QualifiedName()))
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,9 @@
 // stripe_sync.events_refetch and fetched once Stripe's clock (the response
 // Date) has passed that second; the fetched state's _as_of is its response
 // Date, strictly newer, so it wins. The same queue completes nested lists
-// cut at has_more (subscription items, invoice lines), re-fetches owners
+// cut at has_more (subscription items, invoice lines) and checkout
+// sessions that an event brought before any fetch stored their line items
+// (events never carry them; fetches expand them), re-fetches owners
 // changed by events of objects not stored (customer.discount.*: the
 // customer or subscription, and the redeemed coupon and promotion code,
 // whose times_redeemed has no event of its own), a dispute's or a refund's

@@ -280,7 +280,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		q.Set("customer", r.ID)
 		resp, err = p.cfg.Client.Get(ctx, t.RetrievePath, q)
 	} else {
-		resp, err = p.cfg.Client.Get(ctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(r.ID)), nil)
+		resp, err = p.cfg.Client.Get(ctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(r.ID)), stripeapi.ExpandIncluded(nil, t, false))
 	}
 	if stripeapi.IsNotFound(err) {
 		// Gone: deleted in Stripe (an id used again would have answered
@@ -314,6 +314,9 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		// response carries.
 		f.obj = obj
 		return f, nil
+	}
+	if obj.Raw, _, err = p.cfg.Client.CompleteIncluded(ctx, t, obj.Raw); err != nil {
+		return f, err
 	}
 	kids, err := completeNested(ctx, p.cfg.Client, t, resp.Body)
 	if err != nil {
@@ -491,13 +494,21 @@ func (p *poller) pollBalance(ctx context.Context) error {
 	objs := map[string][]store.Object{}
 	var checked time.Time
 	for _, l := range listedByCreated {
+		t, ok := schema.Lookup(l.Table)
+		if !ok {
+			return fmt.Errorf("list %s: unknown table", l.Table)
+		}
 		var first time.Time
-		err := p.cfg.Client.ListAll(ctx, l.Path, q, func(pg *stripeapi.Page) error {
+		err := p.cfg.Client.ListAll(ctx, l.Path, stripeapi.ExpandIncluded(q, t, true), func(pg *stripeapi.Page) error {
 			if first.IsZero() {
 				first = pg.AsOf
 			}
 			p.observeDate(pg.AsOf)
 			for _, d := range pg.Data {
+				d, _, err := p.cfg.Client.CompleteIncluded(ctx, t, d)
+				if err != nil {
+					return err
+				}
 				objs[l.Table] = append(objs[l.Table], store.Object{Raw: d, AsOf: pg.AsOf})
 			}
 			return nil
@@ -531,6 +542,9 @@ func (p *poller) pollBalance(ctx context.Context) error {
 			last := objs[l.Table][len(objs[l.Table])-1].AsOf // the newest page's Date
 			for _, id := range res.Ambiguous {
 				again = append(again, refetch{refetchKey: refetchKey{l.Table, id}, NotBefore: last.Add(time.Second), Reason: reasonAmbiguous})
+			}
+			for _, id := range res.Incomplete {
+				again = append(again, refetch{refetchKey: refetchKey{l.Table, id}, NotBefore: last, Reason: reasonIncomplete})
 			}
 		}
 		if err := queueRefetch(ctx, tx, again); err != nil {

@@ -23,6 +23,9 @@ type tableDef struct {
 	key                []string
 	retrieve           string // only when it can't be derived from list
 	parent             *parentDef
+	// included are list fields Stripe puts in the object only when
+	// expanded, each with its own list endpoint (item path + "/" + field).
+	included []string
 }
 
 type parentDef struct{ table, column, field string }
@@ -56,7 +59,7 @@ var defs = []tableDef{
 	{name: "disputes", object: "dispute", list: "/v1/disputes"},
 	{name: "payouts", object: "payout", list: "/v1/payouts"},
 	{name: "balance_transactions", object: "balance_transaction", list: "/v1/balance_transactions"},
-	{name: "checkout_sessions", object: "checkout.session", list: "/v1/checkout/sessions"},
+	{name: "checkout_sessions", object: "checkout.session", list: "/v1/checkout/sessions", included: []string{"line_items"}},
 	{name: "tax_ids", object: "tax_id", list: "/v1/tax_ids"},
 	{name: "upcoming_invoices", object: "invoice", virtual: true, key: []string{"customer"},
 		retrieve: "/v1/invoices/upcoming"},
@@ -117,6 +120,8 @@ type param struct {
 
 type nested struct{ field, table, listPath string }
 
+type included struct{ field, listPath string }
+
 type table struct {
 	name, object                                   string
 	virtual                                        bool
@@ -128,6 +133,7 @@ type table struct {
 	key                                            []string
 	parent                                         *parentDef
 	nested                                         []nested
+	included                                       []included
 	createPath, updatePath, deletePath, cancelPath string
 	createParams, updateParams                     []param
 	expandable                                     []string
@@ -277,6 +283,15 @@ func (g *gen) table(d tableDef) (*table, error) {
 	}
 	if g.op(item+"/cancel", "post") != nil {
 		t.cancelPath = normalize(item + "/cancel")
+	}
+	for _, f := range d.included {
+		if !slices.Contains(t.expandable, f) {
+			return nil, fmt.Errorf("included list %q is not expandable", f)
+		}
+		if g.op(item+"/"+f, "get") == nil {
+			return nil, fmt.Errorf("included list %q: no GET %s/%s in spec", f, item, f)
+		}
+		t.included = append(t.included, included{field: f, listPath: normalize(item + "/" + f)})
 	}
 	return t, nil
 }
@@ -573,6 +588,13 @@ func render(version string, tables []*table) []byte {
 			w("Nested: []NestedList{\n")
 			for _, n := range t.nested {
 				w("{Field: %q, Table: %q, ListPath: %q},\n", n.field, n.table, n.listPath)
+			}
+			w("},\n")
+		}
+		if len(t.included) > 0 {
+			w("Included: []IncludedList{\n")
+			for _, n := range t.included {
+				w("{Field: %q, ListPath: %q},\n", n.field, n.listPath)
 			}
 			w("},\n")
 		}
