@@ -23,27 +23,7 @@ import (
 // new in this run, must still be fetched (CONTRACT §4: kill -9 at any
 // moment, restart, tables exactly equal to Stripe).
 func TestResumedParentFreshPerParentKid(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.Seed(150, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var lists atomic.Int64
-	v.rec.hooks(nil, func(r *http.Request) (int, string) {
-		// The second page of customers is requested only after the first
-		// one committed (successors are queued after the commit): stop
-		// there, as a kill would.
-		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
-			cancel()
-			return 503, `{"error":{"type":"api_error","message":"killed"}}`
-		}
-		return 0, ""
-	})
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"}, MaxWorkers: 1})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
-	v.rec.hooks(nil, nil)
+	v := killedAfterFirstCustomersPage(t)
 	var stored int
 	if err := v.pool.QueryRow(context.Background(), `SELECT count(*) FROM stripe.customers`).Scan(&stored); err != nil {
 		t.Fatal(err)
@@ -220,24 +200,7 @@ func TestQueueParentsNoDeadlock(t *testing.T) {
 // operator restarting after a crash need not infer it from what "fresh"
 // leaves out.
 func TestResumedBackfillIsLogged(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.Seed(150, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var lists atomic.Int64
-	v.rec.hooks(nil, func(r *http.Request) (int, string) {
-		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
-			cancel()
-			return 503, `{"error":{"type":"api_error","message":"killed"}}`
-		}
-		return 0, ""
-	})
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"}, MaxWorkers: 1})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
-	v.rec.hooks(nil, nil)
+	v := killedAfterFirstCustomersPage(t)
 	if err := backfill.Run(context.Background(), backfill.Config{Pool: v.pool, Client: v.client(t, 1000),
 		Objects: []string{"customers", "products"}}); err != nil {
 		t.Fatal(err)
@@ -258,4 +221,31 @@ WHERE kind = 'backfill_started' ORDER BY id DESC LIMIT 1`).Scan(&raw); err != ni
 	if !slices.Equal(d.Resumed, []string{"customers"}) || !slices.Equal(d.Fresh, []string{"products"}) {
 		t.Errorf("second backfill_started: %s; want customers resumed and products fresh", raw)
 	}
+}
+
+// killedAfterFirstCustomersPage seeds 150 customers and runs a backfill of
+// customers alone that stops as a kill would once its first page
+// committed: the second page is requested only after the first one
+// committed (successors are queued after the commit).
+func killedAfterFirstCustomersPage(t *testing.T) *env {
+	t.Helper()
+	v := setup(t, emulator.Options{})
+	if err := v.e.Seed(150, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var lists atomic.Int64
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
+			cancel()
+			return 503, `{"error":{"type":"api_error","message":"killed"}}`
+		}
+		return 0, ""
+	})
+	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"}, MaxWorkers: 1})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want context.Canceled", err)
+	}
+	v.rec.hooks(nil, nil)
+	return v
 }
