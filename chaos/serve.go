@@ -20,7 +20,7 @@ func Build(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "pgstripe")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pgstripe/pgstripe/cmd/pgstripe")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/pgstripe: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/pgstripe (outside pgstripe's source tree, pass --binary PATH to a built pgstripe): %v\n%s", err, out)
 	}
 	return bin, nil
 }
