@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"slices"
 	"strings"
 
@@ -83,32 +84,54 @@ const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_enco
 
 // BadDatabaseURL is the error for a DATABASE_URL that pgx cannot parse. It
 // says what is wrong, never the string itself: pgx masks the password only
-// where it could parse the string, and its messages quote the fragment
-// they stumbled on, which may be the password ("host=db S3cret", its
-// "password=" left out, is the key S3cret without "="). So the reason is
-// pgx's fixed description ("invalid port", "failed to configure TLS")
-// and, only when it quotes nothing, the detail under it ("sslmode is
-// invalid").
+// where it could parse the string, and both its description and the error
+// under it may quote or name what they stumbled on, which may be the
+// password: "host=db S3cret" (its "password=" left out) is the key S3cret
+// without "=", and in "target_session_attrs= password=S3cret" (a template
+// whose variable was empty) the value of target_session_attrs, or of
+// sslrootcert (then a file that can't be opened), is "password=S3cret".
+// So only pgx's own words are kept: each of the two texts up to its first
+// ": " (what follows is a value or an error naming one), and none that
+// quotes; an unreadable file adds the system's reason, not its name.
 func BadDatabaseURL(err error) error {
 	const msg = "DATABASE_URL (--database-url) is not a valid Postgres connection string"
 	var pe *pgconn.ParseConfigError
 	if !errors.As(err, &pe) {
 		return errors.New(msg)
 	}
-	s := pe.Error()
+	// The message without the string: pgx's text is "cannot parse
+	// `<string>`: <description>[ (<error under it>)]", and the string may
+	// hold "`: " or " (" itself.
+	bare := *pe
+	bare.ConnString = ""
+	desc := strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
 	inner := errors.Unwrap(pe)
 	if inner != nil {
-		s = strings.TrimSuffix(s, " ("+inner.Error()+")")
+		desc = strings.TrimSuffix(desc, " ("+inner.Error()+")")
 	}
-	// "cannot parse `<string>`: <reason>": whatever follows the last
-	// "`: " is part of the reason, wherever the string has one too.
-	i := strings.LastIndex(s, "`: ")
-	if i < 0 {
+	reason := ownWords(desc)
+	if reason == "" {
 		return errors.New(msg)
 	}
-	reason := s[i+len("`: "):]
-	if inner != nil && !strings.ContainsAny(inner.Error(), "\"'`\n") {
-		reason += ": " + inner.Error()
+	if inner != nil {
+		if d := ownWords(inner.Error()); d != "" {
+			reason += ": " + d
+			var fe *fs.PathError
+			if errors.As(inner, &fe) {
+				reason += ": " + fe.Err.Error()
+			}
+		}
 	}
 	return errors.New(msg + ": " + reason)
+}
+
+// ownWords is s up to its first ": ", or "" if that quotes anything.
+func ownWords(s string) string {
+	if i := strings.Index(s, ": "); i >= 0 {
+		s = s[:i]
+	}
+	if strings.ContainsAny(s, "\"'`\n") {
+		return ""
+	}
+	return s
 }

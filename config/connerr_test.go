@@ -63,3 +63,39 @@ func TestBadDatabaseURLSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// TestBadDatabaseURLNamesNoValue: pgx's own descriptions and the
+// errors under them name values of the string, which can be the password
+// when a keyword's value was left empty (a template whose variable was
+// unset): the value then runs on to the next "password=…". The error says
+// what is wrong without any of it.
+func TestBadDatabaseURLNamesNoValue(t *testing.T) {
+	const pw = "S3cretPw"
+	cases := []struct{ url, want string }{
+		{"host=db user=app target_session_attrs= password=" + pw, "unknown target_session_attrs value"},
+		{"host=db user=app channel_binding= password=" + pw, "unknown channel_binding value"},
+		{"host=db user=app min_protocol_version= password=" + pw, "invalid min_protocol_version"},
+		{"host=db user=app max_protocol_version= password=" + pw, "invalid max_protocol_version"},
+		{"host=db user=app sslcertmode= password=" + pw, "invalid sslcertmode: unknown sslcertmode value"},
+		{"host=db user=app sslrootcert= password=" + pw + " sslmode=verify-full", "failed to configure TLS: unable to read CA file: no such file or directory"},
+		{"host=db user=app sslkey= password=" + pw + " sslcert=/x sslmode=require", "failed to configure TLS: unable to read sslkey"},
+		{"host=db user=app servicefile= password=" + pw + " service=x", "failed to read service: failed to read service file"},
+		{"postgres://app:" + pw + "@db/app?sslmode=verify-full&sslrootcert=/nonexistent/" + pw, "failed to configure TLS: unable to read CA file: no such file or directory"},
+		// "`: " in the value, where the string's own end was looked for.
+		{"host=db user=app target_session_attrs='x`: " + pw + "' password=" + pw, "unknown target_session_attrs value"},
+	}
+	for _, c := range cases {
+		_, err := load(t, all, map[string]string{"DATABASE_URL": c.url, "STRIPE_API_KEY": "sk_test_x"})
+		if err == nil {
+			t.Errorf("%q: no error", c.url)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, pw) {
+			t.Errorf("%q: %q shows the password", c.url, msg)
+		}
+		if !strings.Contains(msg, "is not a valid Postgres connection string: "+c.want) {
+			t.Errorf("%q: %q, want the reason %q", c.url, msg, c.want)
+		}
+	}
+}

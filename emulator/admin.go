@@ -125,8 +125,13 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 
 func (e *Emulator) optionsJSON() map[string]any {
 	o := e.options()
-	return map[string]any{"rate_limit": o.RateLimit, "latency": o.Latency.String(), "latency_max": o.LatencyMax.String(),
-		"faults": o.Faults, "event_delay": o.EventDelay.String()}
+	// In the form POST takes (and --latency): what GET answers can be
+	// posted back.
+	lat := o.Latency.String()
+	if o.LatencyMax > o.Latency {
+		lat += "-" + o.LatencyMax.String()
+	}
+	return map[string]any{"rate_limit": o.RateLimit, "latency": lat, "faults": o.Faults, "event_delay": o.EventDelay.String()}
 }
 
 // ParseLatency reads "250ms" (fixed) or "50ms-300ms" (uniform range).

@@ -32,6 +32,11 @@ func TestAdminAPI(t *testing.T) {
 	if r := post("/_emulator/options", `{"fault": 0.5}`); r.status != 400 || !strings.Contains(r.raw, "fault") {
 		t.Fatalf("misspelt knob accepted: %d %s", r.status, r.raw)
 	}
+	// What GET answers can be posted back.
+	got := doJSON(t, "GET", base+"/_emulator/options", "")
+	if r := post("/_emulator/options", string(got.raw)); r.status != 200 || r.body["latency"] != "5ms-10ms" {
+		t.Fatalf("options posted back: %d %s", r.status, r.raw)
+	}
 	if r := post("/_emulator/clock", `{"offset": "48h"}`); r.status != 200 || e.Now().Sub(time.Now()) < 47*time.Hour {
 		t.Fatalf("clock: %s", r.raw)
 	}

@@ -126,6 +126,13 @@ func init() {
 		if ch == nil {
 			return nil, invalid("", "", "This PaymentIntent has no charge to capture.")
 		}
+		if getBool(ch, "refunded") {
+			// A refund released the authorization (the intent stays
+			// requires_capture here). Spec, charge capture: expired
+			// authorizations "are marked as refunded and capture
+			// attempts will fail".
+			return nil, invalid("charge_already_refunded", "", "Charge %s has already been refunded.", idOf(ch))
+		}
 		e.captureCharge(c, ch, amt)
 		if md, ok := c.params["metadata"]; ok {
 			e.applyParams(kPI.schema, obj, map[string]any{"metadata": md})

@@ -190,3 +190,27 @@ func TestDisputeWithdrawsFunds(t *testing.T) {
 		t.Fatalf("events of the dispute: %v", got)
 	}
 }
+
+// TestReleasedAuthorizationNotCapturable: a refund of an
+// authorized intent's charge releases it (no money moved); capturing the
+// intent afterwards must not move money after all. Stripe's spec (charge
+// capture): a released authorization is "marked as refunded and capture
+// attempts will fail", as the emulator's charge capture already says.
+func TestReleasedAuthorizationNotCapturable(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	pi := mustOK(t, do(t, "POST", base+"/v1/payment_intents", "sk_test_x",
+		"amount=1000&currency=usd&payment_method=pm_card_visa&capture_method=manual&confirm=true")).body
+	id, chID := pi["id"].(string), pi["latest_charge"].(string)
+	mustOK(t, do(t, "POST", base+"/v1/refunds", "sk_test_x", "payment_intent="+id))
+	if r := do(t, "POST", base+"/v1/payment_intents/"+id+"/capture", "sk_test_x", ""); r.status != 400 || errField(r, "code") != "charge_already_refunded" {
+		t.Errorf("capture of a released authorization: %d %s", r.status, r.raw)
+	}
+	ch := getObj(t, base, "/v1/charges/"+chID)
+	if ch["captured"] != false || ch["balance_transaction"] != nil || num(ch["amount_refunded"]) != 1000 {
+		t.Errorf("released charge after the capture attempt: captured %v, balance_transaction %v, amount_refunded %v",
+			ch["captured"], ch["balance_transaction"], ch["amount_refunded"])
+	}
+	if txns := getObj(t, base, "/v1/balance_transactions")["data"].([]any); len(txns) != 0 {
+		t.Errorf("balance transactions for a released authorization: %v", txns)
+	}
+}

@@ -93,7 +93,10 @@ type session struct {
 	lastingN int
 	quiet    bool
 
-	sawFatal bool // server loop: upstream sent a FATAL error
+	// sawFatal: the client got a FATAL error, from upstream (server loop)
+	// or from an interception whose upstream went away (Call.Send, while
+	// the server loop waits for it): the session closes without another.
+	sawFatal bool
 	// copyingIn: server loop: upstream answered CopyInResponse and has
 	// not ended that COPY yet (so the read path takes the queue's lock
 	// for copyEnd only then).
