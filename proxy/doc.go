@@ -44,11 +44,16 @@
 // with 'N', issues its own cancel keys and maps CancelRequest to the right
 // upstream backend (and to a running interception), closes oversized or
 // badly framed clients with an ErrorResponse (Postgres's own message
-// limits) once the requests before the bad message are answered, passes
+// limits) once the requests before the bad message are answered (in
+// copy-in mode Postgres gets the bytes as sent and fails the COPY as it
+// would directly), passes
 // an invalid message type byte to Postgres for it to refuse (so the
-// client gets Postgres's own FATAL, in copy-in mode too), lets Postgres
-// refuse framed messages whose body it cannot read (an ERROR, and the
-// session goes on), stops reading a client that has maxInFlight requests
+// client gets Postgres's own FATAL, in copy-in mode too; the type byte is
+// judged before the length, as Postgres does), passes the start of a
+// message that the client's end of input cut off, then that end, so that
+// Postgres answers what came before and refuses the rest as it would
+// directly, lets Postgres refuse framed messages whose body it cannot
+// read (an ERROR, and the session goes on), stops reading a client that has maxInFlight requests
 // unanswered (as Postgres stops reading a client that reads no replies),
 // refuses connections beyond maxStartingConns still in startup with
 // Postgres's 53300, and drains sessions on shutdown.

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,10 +19,16 @@ import (
 // message handling of one side of a session without a network.
 type fakeConn struct {
 	r io.Reader
+	w *bytes.Buffer // keeps the writes when set
 }
 
-func (c *fakeConn) Read(p []byte) (int, error)         { return c.r.Read(p) }
-func (c *fakeConn) Write(p []byte) (int, error)        { return len(p), nil }
+func (c *fakeConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *fakeConn) Write(p []byte) (int, error) {
+	if c.w != nil {
+		c.w.Write(p)
+	}
+	return len(p), nil
+}
 func (c *fakeConn) Close() error                       { return nil }
 func (c *fakeConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
 func (c *fakeConn) RemoteAddr() net.Addr               { return &net.TCPAddr{} }
@@ -30,7 +38,7 @@ func (c *fakeConn) SetWriteDeadline(t time.Time) error { return nil }
 
 func fuzzSession(client, upstream []byte) *session {
 	p := New(Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
-	s := &session{p: p, client: &fakeConn{bytes.NewReader(client)}, upstream: &fakeConn{bytes.NewReader(upstream)},
+	s := &session{p: p, client: &fakeConn{r: bytes.NewReader(client)}, upstream: &fakeConn{r: bytes.NewReader(upstream)},
 		done: make(chan struct{}), stmts: make(map[string]*stmtInfo)}
 	s.cw.conn = &fakeConn{r: bytes.NewReader(nil)}
 	return s
@@ -76,29 +84,111 @@ var startupSeeds = [][]byte{
 }
 
 // FuzzClientMessages feeds arbitrary client bytes to the client loop: it
-// must end with an error or EOF, never panic or hang.
+// must end with an error or EOF, never panic or hang; what it sends
+// upstream is whole messages, each either one of the client's, in the
+// client's order, or one of the proxy's own, and nothing of the client's
+// from the first message Postgres would not take (a bad type byte, a
+// length out of bounds) on; such a message ends the loop with a protocol
+// error.
 func FuzzClientMessages(f *testing.F) {
 	for _, s := range clientSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := fuzzSession(data, nil)
+		var up bytes.Buffer
+		s.upstream.(*fakeConn).w = &up
 		s.cr = newMsgReader(s.client)
 		s.cr.limit = clientLimit
 		s.cr.onBlock = s.flushUpstream
 		s.uw.conn = s.upstream
 		close(s.done) // interceptions end at once: there is no server loop
 		done := make(chan struct{})
+		var err error
 		go func() {
 			defer close(done)
-			s.clientLoop()
+			err = s.clientLoop()
+			s.uw.flush()
 		}()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("client loop hangs on %q", data)
 		}
+		frames, bad, badType := clientFrames(data)
+		// An interception (which ends at once here) or Terminate ends the
+		// loop before it reads further.
+		early := err == nil || errors.Is(err, net.ErrClosed)
+		var pe *protocolError
+		if bad && !early && !errors.As(err, &pe) {
+			t.Fatalf("%q: a message Postgres would not take, and the loop ended with %v", data, err)
+		}
+		if badType && !early && !pe.hasBadType {
+			// Postgres refuses the type byte first (and the proxy leaves
+			// that to Postgres): a bad length does not matter then.
+			t.Fatalf("%q: a bad message type refused as %v", data, err)
+		}
+		sent := up.Bytes()
+		for len(sent) > 0 {
+			if len(sent) < 5 {
+				t.Fatalf("%q: upstream got a cut message %q", data, sent)
+			}
+			n := int(binary.BigEndian.Uint32(sent[1:]))
+			if n < 4 || 1+n > len(sent) || clientLimit(sent[0]) < n {
+				t.Fatalf("%q: upstream got a malformed message %q", data, sent)
+			}
+			m := sent[:1+n]
+			sent = sent[1+n:]
+			if ownMessage(m) {
+				continue
+			}
+			for len(frames) > 0 && !bytes.Equal(frames[0], m) {
+				frames = frames[1:]
+			}
+			if len(frames) == 0 {
+				t.Fatalf("%q: upstream got %q, which is neither the client's next messages nor the proxy's own", data, m)
+			}
+			frames = frames[1:]
+		}
 	})
+}
+
+// clientFrames splits client bytes into the messages Postgres would read,
+// up to the first it would not take (bad reports one, badType one with a
+// type byte Postgres refuses); a message cut off by the end is left out.
+func clientFrames(data []byte) (frames [][]byte, bad, badType bool) {
+	for len(data) > 0 {
+		if clientLimit(data[0]) < 0 {
+			return frames, true, true
+		}
+		if len(data) < 5 {
+			return frames, false, false
+		}
+		n := int(int32(binary.BigEndian.Uint32(data[1:])))
+		if n < 4 || n > clientLimit(data[0]) {
+			return frames, true, false
+		}
+		if 1+n > len(data) {
+			return frames, false, false
+		}
+		frames = append(frames, data[:1+n])
+		data = data[1+n:]
+	}
+	return frames, false, false
+}
+
+// ownMessage reports whether m is one the proxy sends upstream of its own.
+func ownMessage(m []byte) bool {
+	for _, own := range [][]byte{barrier, forceError, closeUnnamedStmt, closeUnnamedPortal, syncMsg, terminateMsg} {
+		for len(own) > 0 {
+			n := 1 + int(binary.BigEndian.Uint32(own[1:]))
+			if bytes.Equal(m, own[:n]) {
+				return true
+			}
+			own = own[n:]
+		}
+	}
+	return false
 }
 
 // FuzzUpstreamMessages feeds arbitrary upstream bytes to the server loop

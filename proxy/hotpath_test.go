@@ -37,7 +37,7 @@ func hotPathSession(classify bool) (*session, *bytes.Reader, *bytes.Reader) {
 		cfg.Classify, cfg.Interceptor = classifyTest, &testInterceptor{}
 	}
 	cin, uin := bytes.NewReader(nil), bytes.NewReader(nil)
-	s := &session{p: New(cfg), client: &fakeConn{cin}, upstream: &fakeConn{uin},
+	s := &session{p: New(cfg), client: &fakeConn{r: cin}, upstream: &fakeConn{r: uin},
 		done: make(chan struct{}), stmts: make(map[string]*stmtInfo)}
 	s.cw.conn, s.uw.conn = s.client, s.upstream
 	s.cr, s.ur = newMsgReader(s.client), newMsgReader(s.upstream)

@@ -679,6 +679,7 @@ var (
 	closeUnnamedStmt   = encode(&pgproto3.Close{ObjectType: 'S'})
 	closeUnnamedPortal = encode(&pgproto3.Close{ObjectType: 'P'})
 	syncMsg            = encode(&pgproto3.Sync{})
+	flushMsg           = encode(&pgproto3.Flush{})
 	terminateMsg       = encode(&pgproto3.Terminate{})
 )
 

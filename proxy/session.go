@@ -324,6 +324,22 @@ func (s *session) endFromClient(err error) {
 				return
 			}
 		}
+		if s.copyInRunning() {
+			// A barrier would fail the COPY with a message the client
+			// never sent. Upstream gets the bytes as the client sent
+			// them instead, then the end of input, and fails the COPY as
+			// it would directly (ERROR, then FATAL). Nothing the bad
+			// message carries can run.
+			s.terminated.Store(true)
+			s.uw.write(s.cr.buf[s.cr.r:s.cr.w])
+			if s.uw.flush() == nil {
+				if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+					return
+				}
+			}
+			s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
+			return
+		}
 		ic := s.answerForwarded()
 		s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
 		if ic != nil {
@@ -334,14 +350,30 @@ func (s *session) endFromClient(err error) {
 	if err != nil && !isClosedErr(err) {
 		s.p.log.Info("closing session", "remote", s.client.RemoteAddr().String(), "err", err)
 	}
-	if errors.Is(err, io.EOF) {
-		// The client closed its side after a whole message, perhaps only
-		// its sending side: like Postgres, answer what it sent. Upstream
-		// gets the same end of input, and ends the session once it has
-		// answered (the server loop then closes).
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The client closed its side, perhaps only its sending side:
+		// like Postgres, answer what it sent. Upstream gets the same end
+		// of input, and ends the session once it has answered (the
+		// server loop then closes).
 		s.terminated.Store(true)
-		if s.uw.flush() == nil {
-			if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok {
+			cut := errors.Is(err, io.ErrUnexpectedEOF)
+			if cut {
+				// A message cut off by the end: upstream gets its start
+				// as the client sent it, and the same end of input.
+				// Postgres can never run it; it answers the requests
+				// before it, then refuses it as it would have (in
+				// copy-in mode by its type byte alone), or closes
+				// without a word.
+				s.uw.write(s.cr.buf[s.cr.r:s.cr.w])
+			}
+			if s.uw.flush() == nil && cw.CloseWrite() == nil {
+				return
+			}
+			if cut {
+				// A Terminate now would be read as the rest of the
+				// cut message.
+				s.close()
 				return
 			}
 		}
@@ -364,6 +396,43 @@ func (s *session) endFromClient(err error) {
 		return
 	}
 	s.close()
+}
+
+// copyInRunning reports whether upstream runs a COPY FROM STDIN, after
+// waiting, if the last statement forwarded may start one (its copy-in
+// window is open, see copyWin), until upstream has answered whether it
+// did. Only the client loop calls it.
+func (s *session) copyInRunning() bool {
+	if s.copyWin != 0 {
+		// Upstream holds back an Execute's reply until Flush or Sync; a
+		// COPY ignores Flush.
+		s.uw.write(flushMsg)
+		if s.uw.flush() != nil {
+			return false
+		}
+	}
+	for {
+		s.q.mu.Lock()
+		running := s.q.copySeq != 0
+		pending := false
+		if !running && s.copyWin != 0 {
+			for _, e := range s.q.entries[s.q.head:] {
+				if e.seq == s.copyWin && (e.kind == kQuery || e.kind == kExecute) {
+					pending = true
+					break
+				}
+			}
+		}
+		s.q.mu.Unlock()
+		if !pending {
+			return running
+		}
+		select {
+		case <-s.done:
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // answerForwarded, before the proxy closes a session on a protocol

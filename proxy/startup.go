@@ -102,21 +102,24 @@ func (s *session) clientStartup() ([]byte, error) {
 		switch {
 		case code == sslRequestCode && !sslDone:
 			sslDone = true
+			answer := byte('S')
+			if s.p.cfg.TLSConfig == nil {
+				answer = 'N'
+			}
+			if _, err := s.client.Write([]byte{answer}); err != nil {
+				return nil, err
+			}
 			// Bytes that arrived with the SSLRequest were sent before the
 			// handshake, in plaintext: accepting them would let a
-			// man-in-the-middle inject commands (CVE-2021-23214).
+			// man-in-the-middle inject commands (CVE-2021-23214). Postgres
+			// refuses them after its answer, so the client reads the
+			// answer it waits for, then the FATAL.
 			if s.cr.w > s.cr.r {
 				s.writeFatal(pgError("FATAL", "08P01", "received unencrypted data after SSL request"))
 				return nil, errors.New("unencrypted data after SSLRequest")
 			}
-			if s.p.cfg.TLSConfig == nil {
-				if _, err := s.client.Write([]byte{'N'}); err != nil {
-					return nil, err
-				}
+			if answer == 'N' {
 				continue
-			}
-			if _, err := s.client.Write([]byte{'S'}); err != nil {
-				return nil, err
 			}
 			tlsConn := tls.Server(s.client, s.p.cfg.TLSConfig)
 			if err := tlsConn.Handshake(); err != nil {
@@ -128,12 +131,12 @@ func (s *session) clientStartup() ([]byte, error) {
 			s.cr = newMsgReader(tlsConn)
 		case code == gssEncRequestCode && !gssDone:
 			gssDone = true
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
 			if s.cr.w > s.cr.r {
 				s.writeFatal(pgError("FATAL", "08P01", "received unencrypted data after GSSAPI encryption request"))
 				return nil, errors.New("unencrypted data after GSSENCRequest")
-			}
-			if _, err := s.client.Write([]byte{'N'}); err != nil {
-				return nil, err
 			}
 		case code == cancelRequestCode:
 			var cr pgproto3.CancelRequest
@@ -169,31 +172,34 @@ func (s *session) clientStartup() ([]byte, error) {
 }
 
 // startupParams reads the user and database out of a StartupMessage's
-// parameters, laid out as Postgres requires: name/value pairs, then a
-// terminator that is the packet's last byte. Like Postgres, the database
-// defaults to the user name.
+// parameters as Postgres reads them (ProcessStartupPacket): name/value
+// pairs, read as if a NUL followed the packet, until an empty name; the
+// packet is well formed when that last name starts at its last byte
+// (which is then the terminator, or a one-byte name Postgres ignores).
+// Like Postgres, the database defaults to the user name.
 func startupParams(b []byte) (user, database string, ok bool) {
-	for len(b) > 0 && b[0] != 0 {
-		name, rest, ok := cstringBytes(b)
-		if !ok {
-			return "", "", false
+	n := len(b)
+	padded := append(b[:n:n], 0)
+	off := 0
+	for off < n && padded[off] != 0 {
+		name, _, _ := cstringBytes(padded[off:])
+		valOff := off + len(name) + 1
+		if valOff >= n {
+			break // a name without its value: refused below
 		}
-		val, rest, ok := cstringBytes(rest)
-		if !ok {
-			return "", "", false
-		}
+		val, _, _ := cstringBytes(padded[valOff:])
 		switch string(name) {
 		case "user":
 			user = string(val)
 		case "database":
 			database = string(val)
 		}
-		b = rest
+		off = valOff + len(val) + 1
 	}
 	if database == "" {
 		database = user
 	}
-	return user, database, len(b) == 1
+	return user, database, off == n-1
 }
 
 // dialFailure says why a dial failed without the upstream's address: the

@@ -86,16 +86,18 @@ func (mr *msgReader) next() (byte, []byte, error) {
 		return 0, nil, err
 	}
 	typ := mr.buf[mr.r]
-	n := int(int32(binary.BigEndian.Uint32(mr.buf[mr.r+1:])))
-	if n < 4 {
-		return typ, nil, fmt.Errorf("%w: type %q with length %d", errMalformed, typ, n)
-	}
 	max := maxUpstreamMessage
 	if mr.limit != nil {
+		// The type before the length, as Postgres reads them: a bad type
+		// with a bad length is refused for its type.
 		max = mr.limit(typ)
 		if max < 0 {
 			return typ, nil, fmt.Errorf("%w %d", errMessageType, typ)
 		}
+	}
+	n := int(int32(binary.BigEndian.Uint32(mr.buf[mr.r+1:])))
+	if n < 4 {
+		return typ, nil, fmt.Errorf("%w: type %q with length %d", errMalformed, typ, n)
 	}
 	if n > max {
 		return typ, nil, fmt.Errorf("%w: type %q with length %d (limit %d)", errMessageTooLarge, typ, n, max)
