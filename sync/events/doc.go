@@ -32,7 +32,11 @@
 //
 // Re-reads run a page at a time in what is left of each poll cycle
 // (overlap first), so a sweep of a busy minute against Stripe's latency
-// never delays a poll by more than one request.
+// never delays a poll by more than one request, or by one more cycle
+// while its pages hold only events applied already: those cost no
+// transaction, and after a burst the head polls caught up with, reading
+// them a step each would leave the late events at the window's far end
+// waiting for as many steps (seconds each on a loaded machine).
 //
 // Events already applied are skipped by id: stripe_sync.applied_events is
 // written in the apply transaction and pruned past the window, and an

@@ -265,13 +265,29 @@ func (p *poller) step(ctx context.Context) error {
 		p.sweep = p.newScan(true, now)
 	}
 	deadline := now.Add(p.cfg.PollInterval * 3 / 4)
-	readOverlap := false
-	for p.overlap != nil && (!readOverlap || time.Now().Before(deadline)) {
-		done, err := p.scanPage(ctx, p.overlap)
+	// A page holding only events applied already (a re-read of what head
+	// polls caught up with after a burst) needs no transaction, so no wait
+	// for the re-fetcher's: past the deadline, a scan reads on while its
+	// pages hold nothing new, for up to one more cycle. Otherwise, when
+	// steps outlast the cycle (a loaded machine), re-reading a burst takes
+	// a step per page, and the late events at its far end wait for all of
+	// them.
+	grace := deadline
+	if t := time.Now(); t.After(grace) {
+		grace = t
+	}
+	grace = grace.Add(p.cfg.PollInterval)
+	more := func(seenOnly bool) bool {
+		t := time.Now()
+		return t.Before(deadline) || (seenOnly && t.Before(grace))
+	}
+	readOverlap, seenOnly := false, false
+	for p.overlap != nil && (!readOverlap || more(seenOnly)) {
+		done, applied, err := p.scanPage(ctx, p.overlap)
 		if err != nil {
 			return err // the scan resumes at its page next step
 		}
-		readOverlap = true
+		readOverlap, seenOnly = true, !applied
 		if done {
 			p.lastOverlap, p.overlapBase, p.overlap = p.overlap.began, p.overlap.base, nil
 		}
@@ -281,12 +297,13 @@ func (p *poller) step(ctx context.Context) error {
 	// machine), every step reads an overlap page past its deadline, and a
 	// sweep of more than one page would otherwise never end.
 	readSweep := false
-	for p.sweep != nil && ((!readSweep && (!readOverlap || p.sweepStarved)) || time.Now().Before(deadline)) {
-		done, err := p.scanPage(ctx, p.sweep)
+	seenOnly = false
+	for p.sweep != nil && ((!readSweep && (!readOverlap || p.sweepStarved)) || more(seenOnly)) {
+		done, applied, err := p.scanPage(ctx, p.sweep)
 		if err != nil {
 			return err
 		}
-		readSweep = true
+		readSweep, seenOnly = true, !applied
 		if done {
 			p.lastSweep, p.sweep = p.sweep.began, nil
 		}
@@ -391,17 +408,17 @@ func (p *poller) newScan(sweep bool, now time.Time) *lateScan {
 }
 
 // scanPage reads the next page of the current scan and applies what is
-// new; done when the window is exhausted.
-func (p *poller) scanPage(ctx context.Context, sc *lateScan) (done bool, err error) {
+// new (applied: there was some); done when the window is exhausted.
+func (p *poller) scanPage(ctx context.Context, sc *lateScan) (done, applied bool, err error) {
 	started := time.Now()
 	page, err := p.cfg.Client.List(ctx, "/v1/events", sc.q)
 	if err != nil {
-		return false, fmt.Errorf("re-read events: %w", err)
+		return false, false, fmt.Errorf("re-read events: %w", err)
 	}
 	p.observeDate(page.AsOf)
 	evs, err := parseEvents(page.Data)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	var pending []Event
 	for _, e := range evs {
@@ -412,14 +429,15 @@ func (p *poller) scanPage(ctx context.Context, sc *lateScan) (done bool, err err
 	if len(pending) > 0 {
 		p.log.Debug("late events found", "events", len(pending), "sweep", sc.sweep)
 		if err := p.apply(ctx, pending, nil, started); err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
+	applied = len(pending) > 0
 	if !page.HasMore || len(evs) == 0 {
-		return true, nil
+		return true, applied, nil
 	}
 	sc.q.Set("starting_after", evs[len(evs)-1].ID)
-	return false, nil
+	return false, applied, nil
 }
 
 // poll reads events and applies what is new, page by page.

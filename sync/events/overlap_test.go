@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -157,4 +158,112 @@ func TestSweepProgressesWhenStepsAreSlow(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// After a burst that head polls caught up with, the overlap re-read lists
+// the same events again: pages holding nothing new, which need no
+// transaction. When every step outlasts the poll cycle (a loaded machine;
+// here each head poll takes 800 ms of a 1 s cycle), such pages must not
+// be read one per step: the late events at the far end of the re-read
+// would wait a step per page (in a failing TestRandomWorkload run, 25
+// pages at 1–3 s a step). A re-read of pages already applied ends in the
+// step it began, before the next head poll.
+func TestSeenPagesReadInOneStep(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	g := v.syncThroughGate(t)
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Four pages of events, applied by the first poll (which re-reads by
+	// time); the overlap re-read of the next step lists them again.
+	for range 350 {
+		v.post(t, "/v1/customers", url.Values{"email": {"burst@x.co"}})
+	}
+	var mu sync.Mutex
+	var reqs []string // "H" for a head poll, else the created[gte] of a re-read ("+" for a next page)
+	heads := 0
+	g.set(nil, func(r *http.Request) {
+		if r.URL.Path != "/v1/events" {
+			return
+		}
+		q := r.URL.Query()
+		if q.Has("ending_before") {
+			time.Sleep(800 * time.Millisecond)
+			mu.Lock()
+			reqs = append(reqs, "H")
+			heads++
+			mu.Unlock()
+			return
+		}
+		k := q.Get("created[gte]")
+		if q.Has("starting_after") {
+			k += "+"
+		}
+		mu.Lock()
+		reqs = append(reqs, k)
+		mu.Unlock()
+	})
+	stop := v.loop(t, events.Config{PollInterval: time.Second, LookBack: 10 * time.Second, SweepEvery: time.Hour, BalanceEvery: -1})
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := heads
+		mu.Unlock()
+		if n >= 7 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("only %d head polls in 30 s", n)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Each re-read that began after the head polls did: the head polls
+	// that came between its pages.
+	type scan struct {
+		pages, between int
+	}
+	var scans []*scan
+	current := map[string]*scan{}
+	pending := map[*scan]int{} // head polls since the scan's last page
+	seenHead := false
+	for _, r := range reqs {
+		switch {
+		case r == "H":
+			seenHead = true
+			for sc := range pending {
+				pending[sc]++
+			}
+		case !strings.HasSuffix(r, "+"):
+			delete(current, r)
+			if seenHead {
+				sc := &scan{pages: 1}
+				scans, current[r] = append(scans, sc), sc
+				pending[sc] = 0
+			}
+		default:
+			if sc := current[strings.TrimSuffix(r, "+")]; sc != nil {
+				sc.pages++
+				sc.between += pending[sc]
+				pending[sc] = 0
+			}
+		}
+	}
+	long := 0
+	for _, sc := range scans {
+		if sc.pages < 2 {
+			continue
+		}
+		long++
+		if sc.between > 0 {
+			t.Errorf("a re-read of %d pages of applied events spanned %d head polls (requests: %v)", sc.pages, sc.between, reqs)
+		}
+	}
+	if long == 0 {
+		t.Fatalf("no re-read of several pages after the head polls began (requests: %v)", reqs)
+	}
+	v.converge(t, 5*time.Second)
 }
