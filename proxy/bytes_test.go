@@ -66,27 +66,11 @@ func FuzzClientBytes(f *testing.F) {
 	for _, s := range clientBytesSeeds {
 		f.Add(s)
 	}
-	db := pgtest.NewDB(f)
-	admin := pgtest.Connect(f, db)
-	ctx := ctxT(f)
-	for _, sql := range []string{
-		`DO $$BEGIN CREATE ROLE fuzz LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$`,
+	direct := fuzzRoleDB(f,
 		`CREATE TABLE t (id int, v text)`,
 		`INSERT INTO t VALUES (1, 'a'), (2, NULL)`,
 		`GRANT SELECT ON t TO fuzz`,
-		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
-		`ALTER ROLE fuzz SET statement_timeout = '2s'`,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			f.Fatalf("%s: %v", sql, err)
-		}
-	}
-	u, err := url.Parse(db)
-	if err != nil {
-		f.Fatal(err)
-	}
-	u.User = url.User("fuzz")
-	direct := u.String()
+	).String()
 	tp := startProxy(f, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
 	proxied := tp.via(f, direct)
 
@@ -244,22 +228,7 @@ func TestRepliesBeforeCutMessage(t *testing.T) {
 // errors the proxy composes itself (only severity and SQLSTATE are
 // compared for a FATAL, which the proxy may say in its own words).
 func FuzzStartupBytes(f *testing.F) {
-	db := pgtest.NewDB(f)
-	admin := pgtest.Connect(f, db)
-	ctx := ctxT(f)
-	for _, sql := range []string{
-		`DO $$BEGIN CREATE ROLE fuzz LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$`,
-		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
-		`ALTER ROLE fuzz SET statement_timeout = '2s'`,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			f.Fatalf("%s: %v", sql, err)
-		}
-	}
-	u, err := url.Parse(db)
-	if err != nil {
-		f.Fatal(err)
-	}
+	u := fuzzRoleDB(f)
 	dbname := strings.TrimPrefix(u.Path, "/")
 	query := enc(&pgproto3.Query{String: "SELECT 1"})
 	start := rawStartup(3, 0, "user", "fuzz", "database", dbname)
@@ -483,4 +452,30 @@ func TestStartupLastByte(t *testing.T) {
 			t.Errorf("packet ending in %q:\nproxied: %v\ndirect:  %v", tail, got, want)
 		}
 	}
+}
+
+// fuzzRoleDB makes a throwaway database and the role fuzz, which may
+// create nothing there (and gets what extra grants, run after), so that
+// every fuzz run meets the same database; it returns the database's URL
+// for that role.
+func fuzzRoleDB(f *testing.F, extra ...string) *url.URL {
+	f.Helper()
+	db := pgtest.NewDB(f)
+	admin := pgtest.Connect(f, db)
+	ctx := ctxT(f)
+	for _, sql := range append([]string{
+		`DO $$BEGIN CREATE ROLE fuzz LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$`,
+		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
+		`ALTER ROLE fuzz SET statement_timeout = '2s'`,
+	}, extra...) {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			f.Fatalf("%s: %v", sql, err)
+		}
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		f.Fatal(err)
+	}
+	u.User = url.User("fuzz")
+	return u
 }

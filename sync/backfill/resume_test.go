@@ -23,7 +23,7 @@ import (
 // new in this run, must still be fetched (CONTRACT §4: kill -9 at any
 // moment, restart, tables exactly equal to Stripe).
 func TestResumedParentFreshPerParentKid(t *testing.T) {
-	v := killedAfterFirstCustomersPage(t)
+	v := killedAfterFirstCustomersPage(t, "customers")
 	var stored int
 	if err := v.pool.QueryRow(context.Background(), `SELECT count(*) FROM stripe.customers`).Scan(&stored); err != nil {
 		t.Fatal(err)
@@ -99,24 +99,7 @@ func TestUpcoming400ForOneCustomer(t *testing.T) {
 // still to come would never get their payment methods listed: a later run
 // finds payment_methods complete and skips them).
 func TestPerParentKidAloneWhileParentIncomplete(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.Seed(150, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var lists atomic.Int64
-	v.rec.hooks(nil, func(r *http.Request) (int, string) {
-		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
-			cancel()
-			return 503, `{"error":{"type":"api_error","message":"killed"}}`
-		}
-		return 0, ""
-	})
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers", "payment_methods"}, MaxWorkers: 1})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
-	v.rec.hooks(nil, nil)
+	v := killedAfterFirstCustomersPage(t, "customers", "payment_methods")
 	for _, objs := range [][]string{{"payment_methods"}, {"customers", "payment_methods"}} {
 		if err := backfill.Run(context.Background(), backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: objs}); err != nil {
 			t.Fatal(err)
@@ -200,7 +183,7 @@ func TestQueueParentsNoDeadlock(t *testing.T) {
 // operator restarting after a crash need not infer it from what "fresh"
 // leaves out.
 func TestResumedBackfillIsLogged(t *testing.T) {
-	v := killedAfterFirstCustomersPage(t)
+	v := killedAfterFirstCustomersPage(t, "customers")
 	if err := backfill.Run(context.Background(), backfill.Config{Pool: v.pool, Client: v.client(t, 1000),
 		Objects: []string{"customers", "products"}}); err != nil {
 		t.Fatal(err)
@@ -224,10 +207,10 @@ WHERE kind = 'backfill_started' ORDER BY id DESC LIMIT 1`).Scan(&raw); err != ni
 }
 
 // killedAfterFirstCustomersPage seeds 150 customers and runs a backfill of
-// customers alone that stops as a kill would once its first page
+// objects that stops as a kill would once its first page of customers
 // committed: the second page is requested only after the first one
 // committed (successors are queued after the commit).
-func killedAfterFirstCustomersPage(t *testing.T) *env {
+func killedAfterFirstCustomersPage(t *testing.T, objects ...string) *env {
 	t.Helper()
 	v := setup(t, emulator.Options{})
 	if err := v.e.Seed(150, "uniform"); err != nil {
@@ -242,7 +225,7 @@ func killedAfterFirstCustomersPage(t *testing.T) *env {
 		}
 		return 0, ""
 	})
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"}, MaxWorkers: 1})
+	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: objects, MaxWorkers: 1})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v, want context.Canceled", err)
 	}
