@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
@@ -1376,32 +1377,38 @@ func (r *runner) completeIncluded(ctx context.Context, o *objState, objs []store
 		return 0, nil
 	}
 	var mu sync.Mutex
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
+	g := fanOut()
 	for i := range objs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			raw, n, cerr := r.cfg.Client.CompleteIncluded(ctx, o.table, objs[i].Raw)
+		g.Go(func() error {
+			raw, n, err := r.cfg.Client.CompleteIncluded(ctx, o.table, objs[i].Raw)
 			mu.Lock()
-			defer mu.Unlock()
 			reqs += n
+			mu.Unlock()
 			switch {
-			case cerr == nil:
+			case err == nil:
 				objs[i].Raw = raw
-			case stripeapi.IsNotFound(cerr):
+			case stripeapi.IsNotFound(err):
 				// The object is gone meanwhile: its list is stored as
 				// embedded, as nested lists are (completeNested).
-			case err == nil:
-				err = cerr
+			default:
+				return err
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	err = g.Wait()
 	o.requests.Add(int64(reqs))
 	return reqs, err
+}
+
+// fanOut runs the follow-up requests of one page (the rest of included and
+// nested lists) a few at a time: enough to hide Stripe's latency, few
+// enough to leave the limiter's share to the other objects' pages. Wait
+// answers the first error; the other requests still run to their end.
+func fanOut() *errgroup.Group {
+	g := new(errgroup.Group)
+	g.SetLimit(8)
+	return g
 }
 
 // completeNested fetches the rest of every nested list with has_more, so
@@ -1451,15 +1458,9 @@ func (r *runner) completeNested(ctx context.Context, o *objState, objs []store.O
 		return rows, 0, 0, nil
 	}
 	var mu sync.Mutex
-	var firstErr error
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
+	g := fanOut()
 	for _, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			var all []json.RawMessage
 			n, w := 0, time.Duration(0)
 			err := r.cfg.Client.ListAll(ctx, j.path, j.q, func(p *stripeapi.Page) error {
@@ -1474,21 +1475,19 @@ func (r *runner) completeNested(ctx context.Context, o *objState, objs []store.O
 			waited += w
 			if err != nil {
 				if stripeapi.IsNotFound(err) {
-					return // parent deleted meanwhile: keep what was embedded
+					return nil // parent deleted meanwhile: keep what was embedded
 				}
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s of %s: %w", j.n.Field, j.id, err)
-				}
-				return
+				return fmt.Errorf("%s of %s: %w", j.n.Field, j.id, err)
 			}
 			if objs[j.i].Children == nil {
 				objs[j.i].Children = map[string][]json.RawMessage{}
 			}
 			objs[j.i].Children[j.n.Field] = all
 			rows[j.n.Table] += len(all)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	firstErr := g.Wait()
 	// The embedded first pages were counted above and replaced by the full
 	// lists: don't count them twice.
 	for _, j := range jobs {
