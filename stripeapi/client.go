@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -236,12 +234,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	}
 	var fv *form.Values
 	if len(r.Params) > 0 {
-		fv = &form.Values{}
-		for _, k := range slices.Sorted(maps.Keys(r.Params)) {
-			for _, v := range r.Params[k] {
-				fv.Add(k, v)
-			}
-		}
+		fv = Form(r.Params)
 	}
 	idem := r.IdempotencyKey
 	if idem == "" && method != http.MethodGet {

@@ -143,7 +143,10 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Owner {
 			v = map[string]any{"type": f.Column, f.Column: v}
 		}
-		encodeCreate(params, f.Param.Name, refValue(f, v))
+		if v, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, refValue(f, v)); err != nil {
+			return RowCalls{}, err
+		}
+		encodeCreate(params, f.Param.Name, v)
 	}
 	if err := mergeExtra(params, extra, t.CreateParams, nil, "create "+t.Object); err != nil {
 		return RowCalls{}, err
@@ -170,6 +173,37 @@ func arrayForObject(t *schema.Table, f Field, v any) *Error {
 	}
 	return errorf(CodeInvalidParameterValue, "%s of stripe.%s must be a jsonb object, not an array: Stripe's %s takes an object", f.Column, t.Name, f.Param.Name).
 		withHint(`e.g. '{"key": "value"}'`)
+}
+
+// checkValue refuses, before any call, a value that Stripe's form
+// encoding would carry as something other than what the statement wrote
+// (see unencodable and integerValue), naming where in it the problem is;
+// label names the column. It returns the value to encode.
+func checkValue(label string, f Field, p schema.Param, name string, v any) (any, *Error) {
+	if s, ok := v.(string); ok && f.Kind == schema.KindNumber {
+		switch s {
+		case "NaN", "Infinity", "-Infinity":
+			return nil, errorf(CodeInvalidParameterValue, "%s is %s: Stripe takes only finite numbers", label, s)
+		}
+	}
+	v, ok := integerValue(p, v)
+	if !ok {
+		return nil, errorf(CodeInvalidParameterValue, "%s is %s, but Stripe takes an integer for %s", label, v, name).
+			withHint("give a whole number (round() or trunc() it as you mean it)")
+	}
+	if key, what, gap := unencodable(name, v); key != "" {
+		e := errorf(CodeInvalidParameterValue, "%s has %s at %s: Stripe's form encoding can't carry it as written", label, what, key)
+		if gap {
+			e.withDetail("the element would be left out, leaving a gap in the indices or a shorter array: how Stripe reads that is not documented").
+				withHint("leave such elements out of the array")
+		}
+		return nil, e
+	}
+	return v, nil
+}
+
+func columnLabel(t *schema.Table, f Field) string {
+	return f.Column + " of stripe." + t.Name
 }
 
 // hasParam reports whether params gives the parameter k a value, other
@@ -242,13 +276,18 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 			}
 		}
 		target := params
-		if _, ok := allowed[k]; !ok {
+		p, ok := allowed[k]
+		if !ok {
 			if after == nil {
 				return errorf(CodeUndefinedColumn, "%s key %q is not a parameter of Stripe's %s", ParamsColumn, k, what)
 			}
 			target = after.Params
 		}
-		encodeCreate(target, k, extra[k])
+		v, err := checkValue(fmt.Sprintf("%s key %q", ParamsColumn, k), Field{Column: ParamsColumn, Kind: schema.KindJSON}, p, k, extra[k])
+		if err != nil {
+			return err
+		}
+		encodeCreate(target, k, v)
 	}
 	return nil
 }
@@ -345,7 +384,10 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				params.Set(f.Param.Name, "")
 				continue
 			}
-			if _, ok := listElements(f, nv); ok {
+			if els, ok := listElements(f, nv); ok {
+				if _, err := checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, els); err != nil {
+					return RowCalls{}, err
+				}
 				if err := listUpdate(params, t, f, ov, nv); err != nil {
 					return RowCalls{}, err
 				}
@@ -366,7 +408,11 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 						withHint("leave it as it is; the keys Stripe sets are kept out of the call")
 				}
 			}
-			encodeUpdate(params, f.Param.Name, refValue(f, ov), refValue(f, nv), f.Column != "metadata")
+			nv = refValue(f, nv)
+			if nv, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, nv); err != nil {
+				return RowCalls{}, err
+			}
+			encodeUpdate(params, f.Param.Name, refValue(f, ov), nv, f.Column != "metadata")
 		}
 	}
 	if len(extra) > 0 {

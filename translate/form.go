@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
+
+	"github.com/pgstripe/pgstripe/schema"
 )
 
 // Stripe's form encoding: nested objects as name[key], arrays as
@@ -121,4 +124,135 @@ func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// unencodable finds the first array element under v (the value of the
+// form parameter name) that the encoding can't carry as written, and
+// returns its form key (items[0]) and what is wrong with it. A null
+// element, or one with nothing to send (an empty object, an object whose
+// keys are all null or empty), would leave items[1] without items[0], or
+// drop the last element: how Stripe reads indices with gaps is not
+// documented, and what reaches it is not the array the statement wrote.
+// (stripe-go leaves the same gap for a nil element.) An array in an array
+// would be name[0][0]: no parameter of Stripe's API takes one.
+func unencodable(name string, v any) (key, what string, gap bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if key, what, gap := unencodable(name+"["+k+"]", x[k]); key != "" {
+				return key, what, gap
+			}
+		}
+	case []any:
+		for i, e := range x {
+			key := name + "[" + strconv.Itoa(i) + "]"
+			switch e.(type) {
+			case nil:
+				return key, "a null element", true
+			case []any:
+				return key, "an array inside an array, which no Stripe parameter takes", false
+			}
+			if sendsNothing(e) {
+				return key, "an element with nothing to send (" + string(mustJSON(e)) + ")", true
+			}
+			if key, what, gap := unencodable(key, e); key != "" {
+				return key, what, gap
+			}
+		}
+	}
+	return "", "", false
+}
+
+// sendsNothing reports whether encodeCreate adds nothing for v.
+func sendsNothing(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !sendsNothing(e) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		for _, e := range x {
+			if !sendsNothing(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// integerValue checks a number given for a parameter that Stripe takes
+// only as an integer (an amount, a quantity). jsonb keeps a number as it
+// was written, so 12.5 would reach Stripe as 12.5, and a fraction is not
+// something to round away on the statement's behalf; 12.0 or 1.2e1 is the
+// integer 12 and is sent as 12. ok is false for a number with a
+// fraction; v is returned as it is when it is not a number or the
+// parameter takes other types too.
+func integerValue(p schema.Param, v any) (out any, ok bool) {
+	n, isNum := v.(json.Number)
+	if !isNum || len(p.Types) != 1 || p.Types[0] != "integer" {
+		return v, true
+	}
+	if _, err := strconv.ParseInt(n.String(), 10, 64); err == nil {
+		return v, true
+	}
+	i, ok := integerText(n.String())
+	if !ok {
+		return v, false
+	}
+	return json.Number(i), true
+}
+
+// integerText returns the decimal s ("12.00", "1.2e1", "-0.0") as an
+// integer's text ("12", "12", "0"); ok is false when s has a fraction or
+// is not a plain JSON number. Exponents beyond ±400 are refused rather
+// than expanded: no Stripe integer has that many digits.
+func integerText(s string) (string, bool) {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+		if err != nil || e > 400 || e < -400 {
+			return "", false
+		}
+		mant, exp = s[:i], e
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	if whole == "" || strings.Trim(whole+frac, "0123456789") != "" {
+		return "", false
+	}
+	digits := whole + frac
+	point := len(whole) + exp // digits before the decimal point
+	if point < 0 {
+		point = 0
+		digits = ""
+		if strings.Trim(whole+frac, "0") != "" {
+			return "", false
+		}
+	}
+	for len(digits) < point {
+		digits += "0"
+	}
+	if strings.Trim(digits[point:], "0") != "" {
+		return "", false
+	}
+	out := strings.TrimLeft(digits[:point], "0")
+	if out == "" {
+		return "0", true
+	}
+	if neg {
+		out = "-" + out
+	}
+	return out, true
 }

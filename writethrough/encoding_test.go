@@ -214,3 +214,74 @@ func TestLatin1UnicodeEscapeName(t *testing.T) {
 		t.Errorf("%d Stripe calls", n)
 	}
 }
+
+// TestUnencodableArraysRefusedBeforeAnyCall: a jsonb array with a
+// null or empty element would reach Stripe with a gap in its indices
+// (items[1][price] with no items[0]). Through the proxy such a value is
+// refused with 22023 naming the column and the element, and a two-row
+// INSERT whose second row has one makes no Stripe call at all: the first
+// row's subscription is not created either.
+func TestUnencodableArraysRefusedBeforeAnyCall(t *testing.T) {
+	e := setup(t)
+	one := func(sql string, args ...any) string {
+		t.Helper()
+		return e.ok(sql, args...).rows[0][0]
+	}
+	cus := e.newCustomers("gap1@b.co", "gap2@b.co")
+	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+
+	subs := func() string {
+		t.Helper()
+		return e.local(`SELECT count(*)::text FROM stripe.subscriptions`)
+	}
+	check := func(r reply, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(r.err.Message, w) {
+				t.Errorf("message %q lacks %q", r.err.Message, w)
+			}
+		}
+	}
+
+	before := e.calls()
+	r := e.fails("22023", `INSERT INTO stripe.subscriptions (customer, items) VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text))), ($3, jsonb_build_array(NULL, jsonb_build_object('price', $4::text)))`,
+		cus[0], p1, cus[1], p2)
+	check(r, "items of stripe.subscriptions", "null element", "items[0]")
+	if !strings.Contains(r.err.Detail, "row 2 of 2") {
+		t.Errorf("detail %q names no row", r.err.Detail)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for a refused statement", n)
+	}
+	if len(e.emu.Objects("subscriptions")) != 0 || subs() != "0" {
+		t.Fatalf("a subscription was created: %d in Stripe, %s local", len(e.emu.Objects("subscriptions")), subs())
+	}
+
+	// The same rows without the null go through, both of them.
+	e.ok(`INSERT INTO stripe.subscriptions (customer, items) VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text))), ($3, jsonb_build_array(jsonb_build_object('price', $4::text)))`,
+		cus[0], p1, cus[1], p2)
+	if subs() != "2" {
+		t.Fatalf("%s subscriptions", subs())
+	}
+	sub := e.local(`SELECT id FROM stripe.subscriptions WHERE customer = $1`, cus[0])
+
+	// An UPDATE with an empty element, and one with an array of arrays in
+	// _params: refused, Stripe untouched.
+	before = e.calls()
+	r = e.fails("22023", `UPDATE stripe.subscriptions SET items = '[{}, {"price": "`+p2+`"}]' WHERE id = $1`, sub)
+	check(r, "items of stripe.subscriptions", "nothing to send", "items[0]")
+	r = e.fails("22023", `UPDATE stripe.customers SET _params = '{"preferred_locales": [["en"]]}' WHERE id = $1`, cus[0])
+	check(r, `_params key "preferred_locales"`, "array inside an array")
+	// A fraction where Stripe takes an integer.
+	r = e.fails("22023", `UPDATE stripe.customers SET _params = '{"balance": 12.5}' WHERE id = $1`, cus[0])
+	check(r, "integer", "balance")
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for refused statements", n)
+	}
+	items := e.stripeObj("subscriptions", sub)["items"].(map[string]any)["data"].([]any)
+	if len(items) != 1 {
+		t.Errorf("Stripe's subscription has %d items, want 1", len(items))
+	}
+}

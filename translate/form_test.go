@@ -1,0 +1,348 @@
+package translate
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/form"
+
+	"github.com/pgstripe/pgstripe/stripeapi"
+)
+
+// ourBody is the request body pgstripe sends for the jsonb value js (as
+// Postgres hands it back) given to the parameter name of a create: the
+// encoder, then the layout stripeapi puts on the wire.
+func ourBody(t *testing.T, name, js string) string {
+	t.Helper()
+	params := url.Values{}
+	encodeCreate(params, name, decodeJSON(t, js))
+	return stripeapi.Form(params).Encode()
+}
+
+func decodeJSON(t *testing.T, js string) any {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(js))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// stripeGoBody is what stripe-go v76's own encoder makes of params.
+func stripeGoBody(params any) string {
+	fv := &form.Values{}
+	form.AppendTo(fv, params)
+	return fv.Encode()
+}
+
+// highPrecision is how stripe-go declares a decimal parameter
+// (PriceParams.UnitAmountDecimal): shortest exact formatting.
+type highPrecision struct {
+	D *float64 `form:"d,high_precision"`
+}
+
+// lowPrecision is how stripe-go declares other float parameters
+// (CouponParams.PercentOff): four decimal places.
+type lowPrecision struct {
+	D *float64 `form:"d"`
+}
+
+// TestFormMatchesStripeGo compares, body for body, what pgstripe
+// sends for a jsonb value with what stripe-go sends for the same logical
+// params. stripe-go's encoder writes a map's keys sorted and an array's
+// elements in index order; stripeapi.Form lays pgstripe's keys out the
+// same way, so the bodies are compared as bytes, order included. The
+// cases where the two differ on purpose are in
+// TestFormDeviatesFromStripeGo.
+func TestFormMatchesStripeGo(t *testing.T) {
+	twelve := make([]string, 12)
+	for i := range twelve {
+		twelve[i] = fmt.Sprintf("v%d", i)
+	}
+	twelveJSON, _ := json.Marshal(twelve)
+	for _, c := range []struct {
+		name string
+		js   string // the value of parameter p, as jsonb text
+		sg   any    // stripe-go's params for the same thing
+	}{
+		{"nested hashes", `{"address": {"city": "Paris", "line1": "1 rue"}, "name": "x"}`,
+			map[string]any{"address": map[string]any{"city": "Paris", "line1": "1 rue"}, "name": "x"}},
+		{"array of hashes", `[{"price": "price_1", "quantity": 2}, {"price": "price_2", "metadata": {"k": "v"}}]`,
+			[]map[string]any{{"price": "price_1", "quantity": int64(2)}, {"price": "price_2", "metadata": map[string]string{"k": "v"}}}},
+		{"array of scalars", `["fr", "en"]`, []string{"fr", "en"}},
+		// items[10] after items[9], as stripe-go sends them, not after
+		// items[1] as a plain sort of the keys would.
+		{"twelve elements in index order", string(twelveJSON), twelve},
+		{"array of hashes past ten", `[{"a": "0"}, {"a": "1"}, {"a": "2"}, {"a": "3"}, {"a": "4"}, {"a": "5"}, {"a": "6"}, {"a": "7"}, {"a": "8"}, {"a": "9"}, {"a": "10", "b": "x"}]`,
+			[]map[string]string{{"a": "0"}, {"a": "1"}, {"a": "2"}, {"a": "3"}, {"a": "4"}, {"a": "5"}, {"a": "6"}, {"a": "7"}, {"a": "8"}, {"a": "9"}, {"a": "10", "b": "x"}}},
+		{"empty string unsets a key", `{"a": "", "b": "2"}`, map[string]string{"a": "", "b": "2"}},
+		{"booleans", `{"off": false, "on": true}`, map[string]any{"off": false, "on": true}},
+		{"integers past 2^53 and negative", `{"big": 9007199254740993, "max": 9223372036854775807, "neg": -42, "zero": 0}`,
+			map[string]any{"big": int64(9007199254740993), "max": int64(9223372036854775807), "neg": int64(-42), "zero": int64(0)}},
+		{"unicode and reserved characters", `{"ключ 😀": "Zürich & a=b [x] 1+1 100% é", "q": "?#/\\\"'"}`,
+			map[string]string{"ключ 😀": "Zürich & a=b [x] 1+1 100% é", "q": "?#/\\\"'"}},
+		{"empty object sends nothing", `{"a": {}, "b": "1"}`, map[string]any{"a": map[string]string{}, "b": "1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := ourBody(t, "p", c.js)
+			want := stripeGoBody(map[string]any{"p": c.sg})
+			if got != want {
+				t.Errorf("%s:\n ours:      %s\n stripe-go: %s", c.js, got, want)
+			}
+		})
+	}
+
+	// Decimals: jsonb keeps a number exactly as Postgres prints it
+	// (never with an exponent: 1e21 is 1000000000000000000000, 1.5e-7
+	// is 0.00000015), which is what stripe-go's high_precision
+	// formatting gives too.
+	for _, c := range []struct {
+		pg string // how Postgres hands the number back from jsonb
+		f  float64
+	}{
+		{"0.1", 0.1}, {"1000000000000000000000", 1e21}, {"0.00000015", 1.5e-7}, {"-2.5", -2.5}, {"12", 12},
+	} {
+		f := c.f
+		if got, want := ourBody(t, "d", c.pg), stripeGoBody(highPrecision{&f}); got != want {
+			t.Errorf("%s: ours %s, stripe-go %s", c.pg, got, want)
+		}
+	}
+
+	// A real stripe-go params type, field order aside (a struct's fields
+	// are written in declaration order, ours sorted): the same pairs.
+	sp := &stripe.SubscriptionParams{
+		Items: []*stripe.SubscriptionItemsParams{
+			{Price: stripe.String("price_1"), Quantity: stripe.Int64(2)},
+			{Price: stripe.String("price_2"), Metadata: map[string]string{"k": "v w"}},
+		},
+	}
+	got := pairs(ourBody(t, "items", `[{"price": "price_1", "quantity": 2}, {"metadata": {"k": "v w"}, "price": "price_2"}]`))
+	if want := pairs(stripeGoBody(sp)); got != want {
+		t.Errorf("subscription items:\n ours:      %s\n stripe-go: %s", got, want)
+	}
+}
+
+// pairs is a body's key=value pairs, sorted.
+func pairs(body string) string {
+	p := strings.Split(body, "&")
+	for i := 1; i < len(p); i++ {
+		for j := i; j > 0 && p[j] < p[j-1]; j-- {
+			p[j], p[j-1] = p[j-1], p[j]
+		}
+	}
+	return strings.Join(p, "&")
+}
+
+// TestFormDeviatesFromStripeGo pins down where pgstripe sends
+// something else than stripe-go, and why that is right for a SQL write.
+func TestFormDeviatesFromStripeGo(t *testing.T) {
+	// stripe-go writes a float without high_precision with four decimal
+	// places: 1.5e-7 becomes 0.0000. jsonb has the exact decimal, and
+	// pgstripe sends it as it is.
+	f := 1.5e-7
+	if got := stripeGoBody(lowPrecision{&f}); got != "d=0.0000" {
+		t.Errorf("stripe-go's plain float: %s", got)
+	}
+	if got := ourBody(t, "d", "0.00000015"); got != "d=0.00000015" {
+		t.Errorf("ours: %s", got)
+	}
+
+	// An empty array given to a create: stripe-go sends p= (Stripe's
+	// "empty"); pgstripe sends nothing, which for a create is the same
+	// empty default, while p= is refused for every array parameter that
+	// can't be unset (most of them in the spec: preferred_locales,
+	// items, tax_id_data …), and ORMs give every column a value.
+	if got := stripeGoBody(map[string]any{"p": []string{}}); got != "p=" {
+		t.Errorf("stripe-go's empty array: %s", got)
+	}
+	if got := ourBody(t, "p", `[]`); got != "" {
+		t.Errorf("ours for an empty array on create: %q", got)
+	}
+	// On an update the two agree: p= empties the array.
+	params := url.Values{}
+	encodeUpdate(params, "p", []any{"x"}, []any{}, true)
+	if got, want := stripeapi.Form(params).Encode(), stripeGoBody(map[string]any{"p": []string{}}); got != want {
+		t.Errorf("empty array on update: ours %s, stripe-go %s", got, want)
+	}
+
+	// A nil element: stripe-go leaves a gap in the indices
+	// (items[1][price] with no items[0]); pgstripe refuses the value
+	// (TestUnencodableRefused).
+	gap := stripeGoBody(&stripe.SubscriptionParams{Items: []*stripe.SubscriptionItemsParams{nil, {Price: stripe.String("price_2")}}})
+	if gap != "items[1][price]=price_2" {
+		t.Errorf("stripe-go with a nil element: %s", gap)
+	}
+	if key, _, _ := unencodable("items", decodeJSON(t, `[null, {"price": "price_2"}]`)); key != "items[0]" {
+		t.Errorf("unencodable found %q, want items[0]", key)
+	}
+}
+
+// build classifies sql and builds rows (JSON arrays as in the golden
+// files: the id first for UPDATE, then each value, null for NULL).
+func build(t *testing.T, sql string, rows ...string) ([]RowCalls, *Error) {
+	t.Helper()
+	cl := Classify(sql)
+	if cl.Action != Write || cl.Stmt == nil || cl.Stmt.Deferred != nil {
+		t.Fatalf("%s: %+v", sql, cl)
+	}
+	st := cl.Stmt
+	var in [][][]byte
+	for _, r := range rows {
+		var vals []json.RawMessage
+		if err := json.Unmarshal([]byte(r), &vals); err != nil {
+			t.Fatalf("row %s: %v", r, err)
+		}
+		var row [][]byte
+		for i, v := range vals {
+			switch {
+			case string(v) == "null":
+				row = append(row, nil)
+			case i == 0 && st.Op != Insert:
+				var id string
+				json.Unmarshal(v, &id)
+				row = append(row, []byte(id))
+				if st.Op == Update {
+					row = append(row, []byte("1700000000000000"))
+				}
+			default:
+				row = append(row, bytes.Clone(v))
+			}
+		}
+		in = append(in, row)
+	}
+	return st.Build(in)
+}
+
+// TestUnencodableRefused: a value the form encoding can't carry as
+// written is refused with 22023, naming the column and the element, before
+// any call of the statement (Build returns no calls at all).
+func TestUnencodableRefused(t *testing.T) {
+	for _, c := range []struct {
+		name, sql string
+		rows      []string
+		want      []string // in the message
+	}{
+		{"null element on insert", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', '[null, {"price": "price_2"}]')`,
+			[]string{`["cus_1", [null, {"price": "price_2"}]]`}, []string{"items of stripe.subscriptions", "null element", "items[0]"}},
+		{"trailing null element", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', '[{"price": "price_1"}, null]')`,
+			[]string{`["cus_1", [{"price": "price_1"}, null]]`}, []string{"items[1]"}},
+		{"empty object element", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', '[{}, {"price": "price_2"}]')`,
+			[]string{`["cus_1", [{}, {"price": "price_2"}]]`}, []string{"nothing to send ({})", "items[0]"}},
+		{"element of nulls", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', '[{"price": "price_1"}, {"price": null}]')`,
+			[]string{`["cus_1", [{"price": "price_1"}, {"price": null}]]`}, []string{"items[1]"}},
+		{"nested null element", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', '[{"price": "price_1", "tax_rates": ["txr_1", null]}]')`,
+			[]string{`["cus_1", [{"price": "price_1", "tax_rates": ["txr_1", null]}]]`}, []string{"items[0][tax_rates][1]"}},
+		{"array of arrays", `INSERT INTO stripe.customers (email, preferred_locales) VALUES ('a@b.co', '[["en"]]')`,
+			[]string{`["a@b.co", [["en"]]]`}, []string{"preferred_locales of stripe.customers", "array inside an array", "preferred_locales[0]"}},
+		{"in _params", `INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ('cus_1', '[{"price": "price_1"}]', '{"add_invoice_items": [{"price": "price_9"}, {}]}')`,
+			[]string{`["cus_1", [{"price": "price_1"}], {"add_invoice_items": [{"price": "price_9"}, {}]}]`}, []string{`_params key "add_invoice_items"`, "add_invoice_items[1]"}},
+		{"null element on update", `UPDATE stripe.subscriptions SET items = '[null, {"price": "price_2"}]' WHERE id = 'sub_1'`,
+			[]string{`["sub_1", [null, {"price": "price_2"}], {"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "price": {"id": "price_1", "object": "price"}, "quantity": 1}]}]`},
+			[]string{"items of stripe.subscriptions", "items[0]"}},
+		{"null in a list read back", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,1}', 'null') WHERE id = 'sub_1'`,
+			[]string{`["sub_1", {"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "quantity": 1}, null]}, {"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "quantity": 1}]}]`},
+			[]string{"items[1]"}},
+		{"nested null on update of an object", `UPDATE stripe.customers SET invoice_settings = '{"custom_fields": [null]}' WHERE id = 'cus_1'`,
+			[]string{`["cus_1", {"custom_fields": [null]}, {"custom_fields": null}]`}, []string{"invoice_settings[custom_fields][0]"}},
+		{"second row of two", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', '[{"price": "price_1"}]'), ('cus_2', '[null]')`,
+			[]string{`["cus_1", [{"price": "price_1"}]]`, `["cus_2", [null]]`}, []string{"items[0]"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, err := build(t, c.sql, c.rows...)
+			if err == nil {
+				t.Fatalf("built %v, want 22023", calls)
+			}
+			if err.Code != CodeInvalidParameterValue || calls != nil {
+				t.Fatalf("%v, %d calls; want 22023 and no calls", err, len(calls))
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Message, w) {
+					t.Errorf("message %q lacks %q", err.Message, w)
+				}
+			}
+			if len(c.rows) > 1 && !strings.Contains(err.Detail, "in row 2 of 2") {
+				t.Errorf("detail %q names no row", err.Detail)
+			}
+		})
+	}
+
+	// What stays allowed is sent as before: elements with something in
+	// them, null keys inside an element, an empty array (left out on a
+	// create).
+	calls, err := build(t, `INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ('cus_1', '[{"price": "price_1", "quantity": null}, {"price": "price_2"}]', '[]')`,
+		`["cus_1", [{"price": "price_1", "quantity": null}, {"price": "price_2"}], []]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := stripeapi.Form(calls[0].Calls[0].Params).Encode()
+	if want := "customer=cus_1&items[0][price]=price_1&items[1][price]=price_2"; got != want {
+		t.Errorf("body %s, want %s", got, want)
+	}
+}
+
+// TestIntegerParams: a number with a fraction for a parameter
+// Stripe takes only as an integer is refused; one whose fraction is zero
+// is sent as the integer.
+func TestIntegerParams(t *testing.T) {
+	const sql = `INSERT INTO stripe.payment_intents (amount, currency, _params) VALUES (100, 'usd', $1)`
+	for _, c := range []struct {
+		params string
+		want   string // the body's application_fee_amount, or "" for a refusal
+	}{
+		{`{"application_fee_amount": 12}`, "12"},
+		{`{"application_fee_amount": 12.00}`, "12"},
+		{`{"application_fee_amount": -3.0}`, "-3"},
+		{`{"application_fee_amount": 12.5}`, ""},
+		{`{"application_fee_amount": 0.00000015}`, ""},
+	} {
+		calls, err := build(t, sql, `[100, "usd", `+c.params+`]`)
+		if c.want == "" {
+			if err == nil || err.Code != CodeInvalidParameterValue || !strings.Contains(err.Message, "integer") || !strings.Contains(err.Message, "application_fee_amount") {
+				t.Errorf("%s: %v, want 22023 asking for an integer", c.params, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.params, err)
+			continue
+		}
+		if got := calls[0].Calls[0].Params.Get("application_fee_amount"); got != c.want {
+			t.Errorf("%s: sent %q, want %q", c.params, got, c.want)
+		}
+	}
+	// A parameter that takes decimals keeps its digits.
+	calls, err := build(t, `INSERT INTO stripe.coupons (duration, percent_off) VALUES ('once', 12.50)`, `["once", 12.50]`)
+	if err != nil || calls[0].Calls[0].Params.Get("percent_off") != "12.50" {
+		t.Errorf("percent_off: %v %v", err, calls)
+	}
+}
+
+func TestIntegerText(t *testing.T) {
+	for in, want := range map[string]string{
+		"12": "12", "12.0": "12", "-0.0": "0", "1.2e1": "12", "1200e-2": "12", "1E+2": "100", "0.0e5": "0",
+		"12.5": "", "1.25e1": "", "1e-1": "", "abc": "", "": "", "1e999": "", "-": "", "1.": "1", ".5": "",
+	} {
+		got, ok := integerText(in)
+		if (want == "") == ok || got != want {
+			t.Errorf("integerText(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+// TestNumericNaNRefused: a numeric column holding NaN or Infinity
+// (to_jsonb gives the string "NaN") is refused, not sent as percent_off=NaN.
+func TestNumericNaNRefused(t *testing.T) {
+	for _, v := range []string{"NaN", "Infinity", "-Infinity"} {
+		_, err := build(t, `INSERT INTO stripe.coupons (duration, percent_off) VALUES ('once', $1)`, `["once", "`+v+`"]`)
+		if err == nil || err.Code != CodeInvalidParameterValue || !strings.Contains(err.Message, "percent_off of stripe.coupons") {
+			t.Errorf("%s: %v, want 22023", v, err)
+		}
+	}
+}
