@@ -47,7 +47,7 @@ var (
 )
 
 func init() {
-	for _, t := range []string{"balance.available", "charge.captured", "charge.dispute.closed", "charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated",
+	for _, t := range []string{"balance.available", "charge.captured", "charge.dispute.closed", "charge.dispute.created", "charge.dispute.funds_reinstated", "charge.dispute.funds_withdrawn", "charge.dispute.updated", "charge.expired",
 		"charge.refund.updated", "charge.refunded", "charge.succeeded", "charge.updated", "checkout.session.completed", "checkout.session.expired",
 		"coupon.created", "coupon.deleted", "coupon.updated", "credit_note.created", "credit_note.updated", "credit_note.voided",
 		"customer.created", "customer.deleted", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",

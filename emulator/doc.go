@@ -65,11 +65,17 @@
 // (plan ids are plan_…); payments succeed unless the payment method or
 // source contains "chargeDeclined" (a card_error; an intent created with
 // confirm=true is kept, with its failed charge, as in Stripe) or
-// "createDispute" (which succeeds and opens a dispute, withdrawing the
-// amount and a $15 fee), and never need customer action (3D Secure);
+// "createDispute" (which succeeds and, once captured, opens a dispute for
+// the captured amount, withdrawing it and a $15 fee; submitting evidence
+// whose uncategorized_text is winning_evidence or losing_evidence closes
+// it at once as won, reinstating amount and fee, or lost), and never need
+// customer action (3D Secure);
 // capture_method=manual (and a charge's capture=false) only authorizes
 // until a capture, partial or whole (the rest counts as refunded), or a
-// cancel, which releases it; uncaptured charges never expire;
+// cancel, which releases it; an authorization left uncaptured expires
+// seven days after its charge was created (its capture_before), at the
+// first API request or clock move on or after that time (charge.expired,
+// the intent canceled with cancellation_reason automatic);
 // payment_behavior=error_if_incomplete refuses (402, nothing created) only a first invoice without a payment method or with a
 // declining one; a coupon or promotion code applied to a customer or
 // subscription discounts its invoices (one discount per invoice, the
@@ -89,10 +95,10 @@
 // embedded objects are copies as of when they were set (a tax rate
 // archived later still shows active there);
 // subscriptions don't renew by themselves (SetClockOffset moves "now" for
-// timestamps and event retention only); updating the current phase of an
-// active subscription schedule applies it to the subscription at once
-// (items matched by price, kept, updated, deleted or created; quantities,
-// tax rates, metadata, and the phase's collection_method, description and
+// timestamps, event retention and authorization expiry only); updating
+// the current phase of an active subscription schedule applies it to the
+// subscription at once (items matched by price, kept, updated, deleted
+// or created; quantities, tax rates, metadata, and the phase's collection_method, description and
 // days_until_due), with no proration, whatever proration_behavior says,
 // and no invoice; a schedule created or updated with phases starting in
 // the past starts in the phase current now (no backdated invoice); a

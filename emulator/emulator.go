@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand"
 	"net/http"
 	"regexp"
@@ -73,6 +74,8 @@ type Emulator struct {
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
+	holds      map[string]int64             // uncaptured charge -> when its authorization expires (capture_before)
+	nextHold   atomic.Int64                 // earliest of holds (MaxInt64: none); read without mu
 
 	idemMu   sync.Mutex
 	inflight map[string]bool // API key + idempotency key of POSTs being served
@@ -142,6 +145,8 @@ func (e *Emulator) reset() {
 	e.tombstones = map[string][]byte{}
 	e.detached = map[string]bool{}
 	e.csItems = map[string][]json.RawMessage{}
+	e.holds = map[string]int64{}
+	e.nextHold.Store(math.MaxInt64)
 	e.seq = 0
 }
 
@@ -176,8 +181,12 @@ func (e *Emulator) options() Options {
 	return e.opts
 }
 
-// SetClockOffset moves the emulator's "now" by d (relative to the wall clock).
-func (e *Emulator) SetClockOffset(d time.Duration) { e.offset.Store(int64(d)) }
+// SetClockOffset moves the emulator's "now" by d (relative to the wall
+// clock). Authorizations whose time has come expire at once.
+func (e *Emulator) SetClockOffset(d time.Duration) {
+	e.offset.Store(int64(d))
+	e.releaseDue()
+}
 
 func (e *Emulator) wallNow() int64 { return time.Now().UnixNano() }
 
@@ -297,6 +306,10 @@ type reqCtx struct {
 	// before the subscription is stored, so customer.subscription.created
 	// carries it as in Stripe (no later event would).
 	schedule string
+	// createdEmitted: the create handler stored the object and sent its
+	// .created event itself, before events of objects it made for it (an
+	// intent confirmed on creation, before its charge's).
+	createdEmitted bool
 }
 
 // wallTime is the emulator's time of the request.
@@ -557,6 +570,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 // execute runs a handler under the store lock (read lock for GET) and
 // turns a handler panic into Stripe's 500 instead of a stuck lock.
 func (e *Emulator) execute(h handlerFunc, c *reqCtx, idemK, idemHash string) (status int, body []byte, replayed bool) {
+	e.releaseDue()
 	if c.r.Method == http.MethodGet {
 		e.mu.RLock()
 		defer e.mu.RUnlock()

@@ -197,7 +197,9 @@ func genericCreate(k *kind) handlerFunc {
 			}
 		}
 		r := e.store(k, obj)
-		e.emit(c, k.events+".created", obj, nil)
+		if !c.createdEmitted {
+			e.emit(c, k.events+".created", obj, nil)
+		}
 		if k.after != nil {
 			k.after(e, c, obj)
 			r = e.tables[k.table].byID[r.id]

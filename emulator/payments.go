@@ -1,8 +1,11 @@
 package emulator
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 )
 
@@ -56,17 +59,24 @@ func init() {
 		obj["invoice"] = nil
 		e.initPI(obj)
 		if getBool(c.params, "confirm") {
-			if declined(getStr(obj, "payment_method")) {
+			// The intent exists before it is paid: Stripe sends
+			// payment_intent.created, then the charge's event, then the
+			// outcome (all in one second: the list's order is all a
+			// reader has), so the intent is stored and announced before
+			// confirmPI makes its charge.
+			if ae := e.confirmable(obj); ae != nil {
+				return ae
+			}
+			e.store(kPI, obj)
+			e.emit(c, "payment_intent.created", obj, nil)
+			c.createdEmitted = true
+			if ae := e.confirmPI(c, obj); ae != nil {
 				// Stripe keeps the intent and its failed charge, and
 				// answers the card error with the intent in it.
-				e.store(kPI, obj)
-				e.emit(c, "payment_intent.created", obj, nil)
-				ae := e.confirmPI(c, obj)
 				ae.PaymentIntent = e.store(kPI, obj).raw
 				e.emit(c, "payment_intent.payment_failed", obj, nil)
 				return ae
 			}
-			return e.confirmPI(c, obj)
 		}
 		return nil
 	}
@@ -323,7 +333,7 @@ func init() {
 	}
 	kCharge.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
 		e.emit(c, "charge.succeeded", obj, nil)
-		if src, _ := c.params["source"].(string); strings.Contains(src, "createDispute") {
+		if getBool(obj, "captured") && disputing(getStr(obj, "payment_method")) {
 			e.makeDispute(c, obj)
 		}
 	}
@@ -430,7 +440,8 @@ func init() {
 	// disputes: created by charging the test source tok_createDispute /
 	// pm_card_createDispute, as in Stripe test mode.
 	kDispute.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
-		if ev, ok := c.params["evidence"].(map[string]any); ok {
+		ev, hasEvidence := c.params["evidence"].(map[string]any)
+		if hasEvidence {
 			cur, _ := obj["evidence"].(map[string]any)
 			if cur == nil {
 				cur = map[string]any{}
@@ -440,14 +451,46 @@ func init() {
 			}
 			obj["evidence"] = cur
 		}
+		details, _ := obj["evidence_details"].(map[string]any)
+		if details == nil {
+			details = map[string]any{}
+			obj["evidence_details"] = details
+		}
+		if hasEvidence {
+			details["has_evidence"] = true
+		}
 		// submit (default true) sends the evidence to the bank; false
 		// only stages it, and the dispute still needs a response.
 		if submit, ok := c.params["submit"].(bool); getStr(obj, "status") == "needs_response" && (!ok || submit) {
 			obj["status"] = "under_review"
+			details["submission_count"] = getInt(details, "submission_count") + 1
 		}
 		return nil
 	}
-	crud(kDispute, "rul")
+	crud(kDispute, "rl")
+	handle("POST", "/v1/disputes/{dispute}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		obj := e.load(kDispute, c.path["dispute"])
+		if obj == nil {
+			return nil, notFound("dispute", "dispute", c.path["dispute"])
+		}
+		submitting := getStr(obj, "status") == "needs_response"
+		res, ae := e.updateObject(kDispute, c, obj)
+		if ae != nil || !submitting || getStr(obj, "status") != "under_review" {
+			return res, ae
+		}
+		// Stripe's test evidence (docs.stripe.com/testing#disputes,
+		// "Evidence"): uncategorized_text winning_evidence closes the
+		// dispute as won, losing_evidence as lost. Stripe decides it
+		// moments later; here at once, after the update's own event.
+		ev, _ := obj["evidence"].(map[string]any)
+		switch getStr(ev, "uncategorized_text") {
+		case "winning_evidence":
+			return e.render(kDispute, e.closeDispute(c, obj, "won").raw, c)
+		case "losing_evidence":
+			return e.render(kDispute, e.closeDispute(c, obj, "lost").raw, c)
+		}
+		return res, nil
+	})
 	handle("POST", "/v1/disputes/{dispute}/close", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kDispute, c.path["dispute"])
 		if obj == nil {
@@ -456,10 +499,7 @@ func init() {
 		if st := getStr(obj, "status"); st == "lost" || st == "won" {
 			return nil, invalid("", "", "This dispute is already closed")
 		}
-		old := deepCopy(obj).(map[string]any)
-		obj["status"] = "lost"
-		r := e.save(c, kDispute, obj, old, "charge.dispute.closed")
-		return e.render(kDispute, r.raw, c)
+		return e.render(kDispute, e.closeDispute(c, obj, "lost").raw, c)
 	})
 
 	// payouts
@@ -758,21 +798,38 @@ func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {
 	e.save(c, kPM, pm, old, "payment_method.attached")
 }
 
-// confirmPI succeeds a payment intent, creating its charge.
-func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
+// confirmable refuses, before anything is created, a confirmation that
+// can't be attempted.
+func (e *Emulator) confirmable(pi map[string]any) *apiError {
+	_, ae := e.confirmMethod(pi)
+	return ae
+}
+
+// confirmMethod is the payment method a confirmation of pi charges, or
+// why it can't be attempted.
+func (e *Emulator) confirmMethod(pi map[string]any) (string, *apiError) {
 	switch getStr(pi, "status") {
 	case "succeeded", "canceled", "requires_capture":
-		return invalid("payment_intent_unexpected_state", "", "You cannot confirm this PaymentIntent because it has a status of %s.", getStr(pi, "status"))
+		return "", invalid("payment_intent_unexpected_state", "", "You cannot confirm this PaymentIntent because it has a status of %s.", getStr(pi, "status"))
 	}
 	pm := getStr(pi, "payment_method")
 	if pm == "" {
 		pm = e.defaultPaymentMethod(getStr(pi, "customer"))
 	}
 	if pm == "" {
-		return invalid("payment_intent_unexpected_state", "payment_method", "You cannot confirm this PaymentIntent because it's missing a payment method.")
+		return "", invalid("payment_intent_unexpected_state", "payment_method", "You cannot confirm this PaymentIntent because it's missing a payment method.")
 	}
 	if e.detached[pm] {
-		return detachedPM()
+		return "", detachedPM()
+	}
+	return pm, nil
+}
+
+// confirmPI succeeds a payment intent, creating its charge.
+func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
+	pm, ae := e.confirmMethod(pi)
+	if ae != nil {
+		return ae
 	}
 	ch := e.newObject(kCharge, c.now, c.live)
 	e.fillCharge(c, ch, getStr(pi, "customer"), pm, getInt(pi, "amount"), getStr(pi, "currency"), idOf(pi), getStr(pi, "invoice"))
@@ -804,7 +861,7 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	}
 	e.store(kCharge, ch)
 	e.emit(c, "charge.succeeded", ch, nil)
-	if strings.Contains(pm, "createDispute") {
+	if getBool(ch, "captured") && disputing(pm) {
 		e.makeDispute(c, ch)
 	}
 	return nil
@@ -848,22 +905,109 @@ func cardFee(amt int64) int64 { return 30 + amt*29/1000 }
 
 // holdCharge leaves a new charge authorized but not captured
 // (capture_method=manual, or capture=false on a charge): no money has
-// moved, so it has no balance transaction until it is captured.
+// moved, so it has no balance transaction until it is captured. The
+// authorization expires after authorizationDays (expireHolds).
 func (e *Emulator) holdCharge(ch map[string]any) {
 	e.tables["balance_transactions"].remove(getStr(ch, "balance_transaction"))
 	ch["captured"], ch["amount_captured"], ch["balance_transaction"] = false, int64(0), nil
+	due := getInt(ch, "created") + authorizationDays*86400
+	if pmd, ok := ch["payment_method_details"].(map[string]any); ok {
+		if card, ok := pmd["card"].(map[string]any); ok {
+			card["capture_before"] = due
+		}
+	}
+	e.holds[idOf(ch)] = due
+	if due < e.nextHold.Load() {
+		e.nextHold.Store(due)
+	}
 }
 
 // captureCharge captures amt of an authorized charge. Its balance
 // transaction is recorded now, for the captured amount; the rest of the
 // authorization is released, which Stripe counts as refunded ("Any
-// additional amount is automatically refunded").
+// additional amount is automatically refunded"). A dispute test card's
+// dispute comes now, for the captured amount: an authorization holds no
+// funds to withdraw, and a cardholder disputes a payment, not a hold.
 func (e *Emulator) captureCharge(c *reqCtx, ch map[string]any, amt int64) *record {
 	old := deepCopy(ch).(map[string]any)
 	ch["captured"], ch["amount_captured"] = true, amt
 	ch["amount_refunded"] = getInt(ch, "amount") - amt
 	ch["balance_transaction"] = e.makeTxn(c, amt, getStr(ch, "currency"), idOf(ch), "charge", cardFee(amt))
-	return e.save(c, kCharge, ch, old, "charge.captured")
+	delete(e.holds, idOf(ch))
+	r := e.save(c, kCharge, ch, old, "charge.captured")
+	if disputing(getStr(ch, "payment_method")) {
+		e.makeDispute(c, ch)
+		r = e.tables["charges"].byID[r.id]
+	}
+	return r
+}
+
+// authorizationDays is how long an uncaptured payment stays capturable
+// (spec, POST /v1/charges/{charge}/capture: "Uncaptured payments expire a
+// set number of days after they are created (7 by default)").
+const authorizationDays = 7
+
+// releaseDue expires the authorizations whose time has come on the
+// emulator's clock. It runs before each API request and when the clock is
+// moved, so an authorization expires at the first look at or after its
+// capture_before; its events and timestamps are of that moment. A single
+// atomic load when nothing is due keeps reads off the write lock.
+func (e *Emulator) releaseDue() {
+	now := e.Now().Unix()
+	if now < e.nextHold.Load() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expireHolds(now)
+}
+
+// expireHolds does what Stripe does to a payment left uncaptured past
+// its capture_before: the charge is "marked as refunded and capture
+// attempts will fail" (spec, charge capture), with charge.expired ("Occurs
+// whenever an uncaptured charge expires"), and its intent is canceled
+// with cancellation_reason automatic (spec: a reason "generated by Stripe
+// internally"), with payment_intent.canceled. Holds captured or released
+// meanwhile are dropped unchanged. Callers hold mu.
+func (e *Emulator) expireHolds(now int64) {
+	var due []string
+	next := int64(math.MaxInt64)
+	for id, at := range e.holds {
+		if at <= now {
+			due = append(due, id)
+		} else if at < next {
+			next = at
+		}
+	}
+	// Oldest first (ids break ties): events in the order Stripe would
+	// have sent them, the same on every run.
+	slices.SortFunc(due, func(a, b string) int {
+		return cmp.Or(cmp.Compare(e.holds[a], e.holds[b]), strings.Compare(a, b))
+	})
+	for _, id := range due {
+		delete(e.holds, id)
+		ch := e.load(kCharge, id)
+		if ch == nil || getBool(ch, "captured") || getStr(ch, "status") != "succeeded" {
+			continue
+		}
+		c := &reqCtx{now: now, live: getBool(ch, "livemode")}
+		if !getBool(ch, "refunded") {
+			old := deepCopy(ch).(map[string]any)
+			ch["amount_refunded"], ch["refunded"] = ch["amount"], true
+			e.save(c, kCharge, ch, old, "charge.expired")
+		}
+		// A refund of the charge released the funds but left its
+		// intent waiting for a capture that can no longer come.
+		pi := e.load(kPI, getStr(ch, "payment_intent"))
+		if pi == nil || getStr(pi, "status") != "requires_capture" {
+			continue
+		}
+		pio := deepCopy(pi).(map[string]any)
+		pi["status"], pi["canceled_at"], pi["cancellation_reason"] = "canceled", now, "automatic"
+		pi["amount_capturable"] = int64(0)
+		e.save(c, kPI, pi, pio, "payment_intent.canceled")
+	}
+	e.nextHold.Store(next)
 }
 
 // capturedPI records that amt of an intent's authorization was captured
@@ -908,20 +1052,27 @@ func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee in
 // declining test ones (pm_card_chargeDeclined, tok_chargeDeclined, ...).
 func declined(pm string) bool { return strings.Contains(pm, "chargeDeclined") }
 
+// disputing says whether a payment method or source is one of Stripe's
+// dispute test ones (pm_card_createDispute, tok_createDispute): its
+// payment "succeeds, but is then disputed as fraudulent".
+func disputing(pm string) bool { return strings.Contains(pm, "createDispute") }
+
 func declineError(charge string) *apiError {
 	return &apiError{status: 402, Type: "card_error", Code: "card_declined", DeclineCode: "generic_decline",
 		Message: "Your card was declined.", Charge: charge}
 }
 
+// makeDispute disputes the captured amount of ch.
 func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
 	d := e.newObject(kDispute, c.now, c.live)
-	d["amount"], d["currency"], d["charge"], d["payment_intent"] = ch["amount"], ch["currency"], idOf(ch), ch["payment_intent"]
+	amt := getInt(ch, "amount_captured")
+	d["amount"], d["currency"], d["charge"], d["payment_intent"] = amt, ch["currency"], idOf(ch), ch["payment_intent"]
 	d["status"], d["reason"] = "needs_response", "fraudulent"
 	d["is_charge_refundable"] = false
 	// The bank takes the disputed amount back at once, and Stripe its
 	// dispute fee ($15): one adjustment, embedded in the dispute, with
 	// charge.dispute.funds_withdrawn.
-	t := e.load(kTxn, e.makeTxn(c, -getInt(ch, "amount"), getStr(ch, "currency"), idOf(d), "adjustment", disputeFee))
+	t := e.load(kTxn, e.makeTxn(c, -amt, getStr(ch, "currency"), idOf(d), "adjustment", disputeFee))
 	t["reporting_category"] = "dispute"
 	t["description"] = "Chargeback withdrawal for " + idOf(ch)
 	t["fee_details"] = []any{map[string]any{"amount": disputeFee, "application": nil, "currency": getStr(ch, "currency"), "description": "Dispute fee", "type": "stripe_fee"}}
@@ -935,6 +1086,37 @@ func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
 	// asynchronous capture.
 	ch["disputed"] = true
 	e.store(kCharge, ch)
+}
+
+// closeDispute closes d as won or lost (charge.dispute.closed). Winning
+// gives back what the dispute withdrew — the amount and, under the US
+// dispute fee policy of API 2023-10-16, the dispute fee ("In the event
+// that a dispute is ruled in your favor, the card network returns the
+// dispute amount to Stripe, which we pass on to you. Stripe will also
+// refund the network dispute fee", support.stripe.com dispute fees FAQ;
+// Stripe stopped refunding it in June 2025) — as the dispute's second
+// balance transaction (spec: "zero, one, or two balance transactions that
+// show funds withdrawn and reinstated"), with
+// charge.dispute.funds_reinstated ("Occurs when funds are reinstated to
+// your account after a dispute is closed"). The charge stays disputed.
+func (e *Emulator) closeDispute(c *reqCtx, d map[string]any, status string) *record {
+	old := deepCopy(d).(map[string]any)
+	d["status"] = status
+	if status == "won" {
+		cur := getStr(d, "currency")
+		t := e.load(kTxn, e.makeTxn(c, getInt(d, "amount"), cur, idOf(d), "adjustment", -disputeFee))
+		t["reporting_category"] = "dispute_reversal"
+		t["description"] = "Chargeback reversal for " + getStr(d, "charge")
+		t["fee_details"] = []any{map[string]any{"amount": int64(-disputeFee), "application": nil, "currency": cur, "description": "Dispute fee refund", "type": "stripe_fee"}}
+		e.store(kTxn, t)
+		txns, _ := d["balance_transactions"].([]any)
+		d["balance_transactions"] = append(slices.Clip(txns), t)
+	}
+	r := e.save(c, kDispute, d, old, "charge.dispute.closed")
+	if status == "won" {
+		e.emit(c, "charge.dispute.funds_reinstated", d, nil)
+	}
+	return r
 }
 
 // minimumCharge is Stripe's smallest amount to charge, per currency, in

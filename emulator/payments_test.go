@@ -2,7 +2,9 @@ package emulator_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
@@ -212,5 +214,294 @@ func TestReleasedAuthorizationNotCapturable(t *testing.T) {
 	}
 	if txns := getObj(t, base, "/v1/balance_transactions")["data"].([]any); len(txns) != 0 {
 		t.Errorf("balance transactions for a released authorization: %v", txns)
+	}
+}
+
+// reviewEvents lists the types of the events whose object is id or
+// belongs to payment intent id (its charges), as GET /v1/events orders
+// them: newest first.
+func reviewEvents(t *testing.T, base, id string) []string {
+	t.Helper()
+	r := mustOK(t, do(t, "GET", base+"/v1/events?limit=100", "sk_test_x", ""))
+	var out []string
+	data, _ := r.body["data"].([]any)
+	for _, d := range data {
+		ev := d.(map[string]any)
+		obj := ev["data"].(map[string]any)["object"].(map[string]any)
+		if obj["id"] == id || obj["payment_intent"] == id {
+			out = append(out, ev["type"].(string))
+		}
+	}
+	return out
+}
+
+// reviewDispute returns the one dispute of charge ch, or nil when it has
+// none.
+func reviewDispute(t *testing.T, base, ch string) map[string]any {
+	t.Helper()
+	data, _ := mustOK(t, do(t, "GET", base+"/v1/disputes?charge="+ch, "sk_test_x", "")).body["data"].([]any)
+	switch len(data) {
+	case 0:
+		return nil
+	case 1:
+		return data[0].(map[string]any)
+	}
+	t.Fatalf("%d disputes of %s", len(data), ch)
+	return nil
+}
+
+// TestDisputeOutcome: Stripe's test evidence decides a dispute
+// (docs.stripe.com/testing#disputes, "Evidence": uncategorized_text
+// winning_evidence closes it as won, losing_evidence as lost). A won
+// dispute gives back what the dispute withdrew — the amount and, under
+// the US dispute fee policy of API 2023-10-16 (support.stripe.com dispute
+// fees FAQ: "Stripe will also refund the network dispute fee"), the $15
+// fee — in a second balance transaction (spec, dispute.balance_transactions:
+// "zero, one, or two … funds withdrawn and reinstated"), with
+// charge.dispute.funds_reinstated after charge.dispute.closed. The charge
+// stays disputed (spec: "Whether the charge has been disputed").
+func TestDisputeOutcome(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct {
+		name   string
+		update string // form of POST /v1/disputes/{id}; "close" posts /close
+		status string
+		events []string // of the dispute, oldest first
+		txns   int
+		count  int64 // evidence_details.submission_count
+	}{
+		{"winning evidence", "evidence[uncategorized_text]=winning_evidence", "won",
+			[]string{"charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_reinstated"}, 2, 1},
+		{"losing evidence", "evidence[uncategorized_text]=losing_evidence", "lost",
+			[]string{"charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated", "charge.dispute.closed"}, 1, 1},
+		{"other evidence", "evidence[uncategorized_text]=we+shipped+it", "under_review",
+			[]string{"charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated"}, 1, 1},
+		{"winning evidence staged", "evidence[uncategorized_text]=winning_evidence&submit=false", "needs_response",
+			[]string{"charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated"}, 1, 0},
+		{"closed", "close", "lost",
+			[]string{"charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.closed"}, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := idOfResp(mustOK(t, do(t, "POST", base+"/v1/charges", "sk_test_x", "amount=2000&currency=usd&source=tok_createDispute")))
+			d := reviewDispute(t, base, ch)
+			if d == nil || d["status"] != "needs_response" {
+				t.Fatalf("dispute of %s: %v", ch, d)
+			}
+			id := d["id"].(string)
+			if tc.update == "close" {
+				d = mustOK(t, do(t, "POST", base+"/v1/disputes/"+id+"/close", "sk_test_x", "")).body
+			} else {
+				d = mustOK(t, do(t, "POST", base+"/v1/disputes/"+id, "sk_test_x", tc.update)).body
+			}
+			if d["status"] != tc.status {
+				t.Fatalf("status %v, want %s", d["status"], tc.status)
+			}
+			if again := getObj(t, base, "/v1/disputes/"+id); again["status"] != tc.status {
+				t.Fatalf("retrieved status %v, want %s", again["status"], tc.status)
+			}
+			ed, _ := d["evidence_details"].(map[string]any)
+			if num(ed["submission_count"]) != tc.count || ed["has_evidence"] != (tc.update != "close") {
+				t.Errorf("evidence_details %v, want submission_count %d", ed, tc.count)
+			}
+			if got := eventTypes(t, base, id); !slices.Equal(got, tc.events) {
+				t.Errorf("events %v, want %v", got, tc.events)
+			}
+			txns, _ := d["balance_transactions"].([]any)
+			if len(txns) != tc.txns {
+				t.Fatalf("%d balance transactions, want %d: %v", len(txns), tc.txns, txns)
+			}
+			var net int64
+			for _, x := range txns {
+				tx := x.(map[string]any)
+				if tx["source"] != id || tx["type"] != "adjustment" {
+					t.Errorf("balance transaction %v: want an adjustment from %s", tx, id)
+				}
+				if stored := getObj(t, base, "/v1/balance_transactions/"+tx["id"].(string)); num(stored["net"]) != num(tx["net"]) {
+					t.Errorf("stored %v differs from the embedded %v", stored, tx)
+				}
+				net += num(tx["net"])
+			}
+			w := txns[0].(map[string]any)
+			if num(w["amount"]) != -2000 || num(w["fee"]) != 1500 || num(w["net"]) != -3500 {
+				t.Errorf("withdrawal %v", w)
+			}
+			if tc.txns == 2 {
+				r := txns[1].(map[string]any)
+				if num(r["amount"]) != 2000 || num(r["fee"]) != -1500 || num(r["net"]) != 3500 || r["reporting_category"] != "dispute_reversal" {
+					t.Errorf("reinstatement %v", r)
+				}
+				if net != 0 {
+					t.Errorf("a won dispute costs %d, want 0", -net)
+				}
+			}
+			if c := getObj(t, base, "/v1/charges/"+ch); c["disputed"] != true {
+				t.Errorf("charge disputed %v after %s", c["disputed"], tc.status)
+			}
+		})
+	}
+}
+
+// TestDisputeWaitsForCapture: an authorization holds no funds, so
+// a dispute test card disputes the payment once it is captured (a
+// cardholder disputes a payment, not a hold), for the captured amount;
+// one released uncaptured is never disputed.
+func TestDisputeWaitsForCapture(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct {
+		name      string
+		authorize string // POST path and form that authorize 2000
+		finish    string // path (after /v1/) that captures or releases; {id} is the intent or charge
+		form      string
+		disputed  int64 // amount disputed in the end, 0 for none
+	}{
+		{"intent captured in part", "/v1/payment_intents amount=2000&currency=usd&payment_method=pm_card_createDispute&capture_method=manual&confirm=true",
+			"payment_intents/{id}/capture", "amount_to_capture=1500", 1500},
+		{"intent released", "/v1/payment_intents amount=2000&currency=usd&payment_method=pm_card_createDispute&capture_method=manual&confirm=true",
+			"payment_intents/{id}/cancel", "", 0},
+		{"charge captured", "/v1/charges amount=2000&currency=usd&source=tok_createDispute&capture=false",
+			"charges/{id}/capture", "", 2000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, form, _ := strings.Cut(tc.authorize, " ")
+			obj := mustOK(t, do(t, "POST", base+path, "sk_test_x", form)).body
+			id := obj["id"].(string)
+			ch := id
+			if obj["object"] == "payment_intent" {
+				ch = obj["latest_charge"].(string)
+			}
+			if d := reviewDispute(t, base, ch); d != nil {
+				t.Fatalf("an authorization was disputed: %v", d)
+			}
+			if c := getObj(t, base, "/v1/charges/"+ch); c["disputed"] != false {
+				t.Fatalf("authorized charge disputed %v", c["disputed"])
+			}
+			adj := mustOK(t, do(t, "GET", base+"/v1/balance_transactions?type=adjustment", "sk_test_x", "")).body["data"].([]any)
+			before := len(adj)
+			mustOK(t, do(t, "POST", base+"/v1/"+strings.ReplaceAll(tc.finish, "{id}", id), "sk_test_x", tc.form))
+			d := reviewDispute(t, base, ch)
+			c := getObj(t, base, "/v1/charges/"+ch)
+			adj = mustOK(t, do(t, "GET", base+"/v1/balance_transactions?type=adjustment", "sk_test_x", "")).body["data"].([]any)
+			if tc.disputed == 0 {
+				if d != nil || c["disputed"] != false || len(adj) != before {
+					t.Fatalf("released authorization: dispute %v, disputed %v, %d adjustments (had %d)", d, c["disputed"], len(adj), before)
+				}
+				return
+			}
+			if d == nil || num(d["amount"]) != tc.disputed || c["disputed"] != true || len(adj) != before+1 {
+				t.Fatalf("captured: dispute %v, disputed %v, %d adjustments (had %d)", d, c["disputed"], len(adj), before)
+			}
+			if w := d["balance_transactions"].([]any)[0].(map[string]any); num(w["amount"]) != -tc.disputed {
+				t.Fatalf("withdrawn %v, want %d", w["amount"], -tc.disputed)
+			}
+		})
+	}
+}
+
+// TestAuthorizationExpires: an uncaptured payment expires seven
+// days after it is created (spec, POST /v1/charges/{charge}/capture:
+// "Uncaptured payments expire a set number of days after they are created
+// (7 by default), after which they are marked as refunded and capture
+// attempts will fail"; capture_before: "a future timestamp at which the
+// charge will be automatically refunded if uncaptured"): charge.expired,
+// and its intent canceled with cancellation_reason automatic (spec:
+// "generated by Stripe internally"). Moving the emulator's clock is what
+// makes the days pass.
+func TestAuthorizationExpires(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	held := mustOK(t, do(t, "POST", base+"/v1/payment_intents", "sk_test_x",
+		"amount=1000&currency=usd&payment_method=pm_card_visa&capture_method=manual&confirm=true")).body
+	pi, ch := held["id"].(string), held["latest_charge"].(string)
+	legacy := idOfResp(mustOK(t, do(t, "POST", base+"/v1/charges", "sk_test_x", "amount=900&currency=usd&source=tok_visa&capture=false")))
+	captured := mustOK(t, do(t, "POST", base+"/v1/payment_intents", "sk_test_x",
+		"amount=800&currency=usd&payment_method=pm_card_visa&capture_method=manual&confirm=true")).body
+	mustOK(t, do(t, "POST", base+"/v1/payment_intents/"+captured["id"].(string)+"/capture", "sk_test_x", ""))
+	// A refund releases an authorization's funds but leaves its intent
+	// waiting for a capture: expiry ends that wait.
+	refunded := mustOK(t, do(t, "POST", base+"/v1/payment_intents", "sk_test_x",
+		"amount=700&currency=usd&payment_method=pm_card_visa&capture_method=manual&confirm=true")).body
+	mustOK(t, do(t, "POST", base+"/v1/refunds", "sk_test_x", "payment_intent="+refunded["id"].(string)))
+
+	c := getObj(t, base, "/v1/charges/"+ch)
+	card := c["payment_method_details"].(map[string]any)["card"].(map[string]any)
+	if num(card["capture_before"]) != num(c["created"])+7*86400 {
+		t.Errorf("capture_before %v, created %v", card["capture_before"], c["created"])
+	}
+
+	for _, step := range []struct {
+		offset  time.Duration
+		expired bool
+	}{
+		{6 * 24 * time.Hour, false},
+		{7*24*time.Hour + time.Minute, true},
+	} {
+		e.SetClockOffset(step.offset)
+		p := getObj(t, base, "/v1/payment_intents/"+pi)
+		c := getObj(t, base, "/v1/charges/"+ch)
+		l := getObj(t, base, "/v1/charges/"+legacy)
+		if !step.expired {
+			if p["status"] != "requires_capture" || c["refunded"] != false || l["refunded"] != false {
+				t.Fatalf("after %s: intent %v, charges refunded %v %v", step.offset, p["status"], c["refunded"], l["refunded"])
+			}
+			continue
+		}
+		if p["status"] != "canceled" || p["cancellation_reason"] != "automatic" || num(p["amount_capturable"]) != 0 || p["canceled_at"] == nil {
+			t.Errorf("expired intent: status %v, reason %v, capturable %v, canceled_at %v", p["status"], p["cancellation_reason"], p["amount_capturable"], p["canceled_at"])
+		}
+		for _, x := range []map[string]any{c, l} {
+			if x["refunded"] != true || num(x["amount_refunded"]) != num(x["amount"]) || x["captured"] != false || x["balance_transaction"] != nil {
+				t.Errorf("expired charge %v: refunded %v, amount_refunded %v, captured %v, balance_transaction %v",
+					x["id"], x["refunded"], x["amount_refunded"], x["captured"], x["balance_transaction"])
+			}
+		}
+		if got, want := reviewEvents(t, base, pi), []string{"payment_intent.canceled", "charge.expired", "payment_intent.amount_capturable_updated", "charge.succeeded", "payment_intent.created"}; !slices.Equal(got, want) {
+			t.Errorf("events of the expired intent, newest first: %v, want %v", got, want)
+		}
+		if got := eventTypes(t, base, legacy); !slices.Equal(got, []string{"charge.succeeded", "charge.expired"}) {
+			t.Errorf("events of the expired charge: %v", got)
+		}
+		if got := reviewEvents(t, base, refunded["id"].(string)); got[0] != "payment_intent.canceled" || slices.Contains(got, "charge.expired") {
+			t.Errorf("events of the refunded authorization, newest first: %v", got)
+		}
+		if k := getObj(t, base, "/v1/payment_intents/"+captured["id"].(string)); k["status"] != "succeeded" {
+			t.Errorf("a captured intent changed at expiry: %v", k["status"])
+		}
+		wantErr(t, do(t, "POST", base+"/v1/payment_intents/"+pi+"/capture", "sk_test_x", ""), 400, "payment_intent_unexpected_state", "")
+		wantErr(t, do(t, "POST", base+"/v1/charges/"+legacy+"/capture", "sk_test_x", ""), 400, "charge_already_refunded", "")
+	}
+}
+
+// TestConfirmOnCreateEventOrder: an intent created with
+// confirm=true exists before it is paid: Stripe sends
+// payment_intent.created, then the charge's event, then the intent's
+// outcome. GET /v1/events lists newest first, and these share one second,
+// so the list order is the only order a reader has.
+func TestConfirmOnCreateEventOrder(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct {
+		name, form string
+		status     int
+		want       []string // newest first
+	}{
+		{"automatic", "payment_method=pm_card_visa", 200,
+			[]string{"payment_intent.succeeded", "charge.succeeded", "payment_intent.created"}},
+		{"manual", "payment_method=pm_card_visa&capture_method=manual", 200,
+			[]string{"payment_intent.amount_capturable_updated", "charge.succeeded", "payment_intent.created"}},
+		{"declined", "payment_method=pm_card_chargeDeclined", 402,
+			[]string{"payment_intent.payment_failed", "charge.failed", "payment_intent.created"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, "POST", base+"/v1/payment_intents", "sk_test_x", "amount=1000&currency=usd&confirm=true&"+tc.form)
+			if r.status != tc.status {
+				t.Fatalf("create: %d %s", r.status, r.raw)
+			}
+			id := idOfResp(r)
+			if id == "" {
+				pi, _ := r.body["error"].(map[string]any)["payment_intent"].(map[string]any)
+				id, _ = pi["id"].(string)
+			}
+			if got := reviewEvents(t, base, id); !slices.Equal(got, tc.want) {
+				t.Fatalf("events %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -55,4 +56,90 @@ func TestManualCapture(t *testing.T) {
 		ch := call("/v1/charges", url.Values{"amount": {"900"}, "currency": {"usd"}, "source": {"tok_visa"}, "capture": {"false"}})
 		call("/v1/charges/"+ch+"/capture", nil)
 	})
+}
+
+// TestDisputeOutcomesAndExpiry follows, with the loop running, what
+// the emulator now models of disputes and authorizations: a dispute won
+// with Stripe's test evidence (closed, funds and fee reinstated in a
+// second balance transaction that only the periodic listing finds), one
+// lost, a dispute test card on a manual-capture intent (disputed only at
+// capture, for the amount captured), and authorizations left uncaptured past seven days on the
+// emulator's clock (charge.expired, payment_intent.canceled). After each
+// step every table equals the emulator; then the rows themselves are
+// checked, so a table that follows the emulator's mistakes is not enough.
+func TestDisputeOutcomesAndExpiry(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	step := func(name string, f func()) {
+		t.Helper()
+		f()
+		t.Logf("step %s", name)
+		v.converge(t, 10*time.Second)
+	}
+	disputeOf := func(ch string) string {
+		t.Helper()
+		resp, err := v.mut.Get(ctx, "/v1/disputes", url.Values{"charge": {ch}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dp struct {
+			Data []struct{ ID string } `json:"data"`
+		}
+		json.Unmarshal(resp.Body, &dp)
+		if len(dp.Data) != 1 {
+			t.Fatalf("%d disputes of %s", len(dp.Data), ch)
+		}
+		return dp.Data[0].ID
+	}
+	var won, lost, held, heldCharge, legacy, capturedPI string
+	step("disputes decided by test evidence", func() {
+		won = disputeOf(call("/v1/charges", url.Values{"amount": {"2000"}, "currency": {"usd"}, "source": {"tok_createDispute"}}))
+		lost = disputeOf(call("/v1/charges", url.Values{"amount": {"1200"}, "currency": {"usd"}, "source": {"tok_createDispute"}}))
+		call("/v1/disputes/"+won, url.Values{"evidence[uncategorized_text]": {"winning_evidence"}})
+		call("/v1/disputes/"+lost, url.Values{"evidence[uncategorized_text]": {"losing_evidence"}})
+	})
+	step("dispute card authorized", func() {
+		capturedPI = call("/v1/payment_intents", url.Values{"amount": {"1500"}, "currency": {"usd"},
+			"payment_method": {"pm_card_createDispute"}, "capture_method": {"manual"}, "confirm": {"true"}})
+	})
+	step("dispute card captured", func() {
+		call("/v1/payment_intents/"+capturedPI+"/capture", url.Values{"amount_to_capture": {"1000"}})
+	})
+	step("authorizations held", func() {
+		held = call("/v1/payment_intents", url.Values{"amount": {"1000"}, "currency": {"usd"},
+			"payment_method": {"pm_card_visa"}, "capture_method": {"manual"}, "confirm": {"true"}})
+		legacy = call("/v1/charges", url.Values{"amount": {"900"}, "currency": {"usd"}, "source": {"tok_visa"}, "capture": {"false"}})
+	})
+	step("authorizations expired", func() {
+		v.e.SetClockOffset(7*24*time.Hour + time.Minute)
+	})
+
+	var status string
+	var txns, net int64
+	if err := v.pool.QueryRow(ctx, `SELECT d.status, count(b.id), coalesce(sum(b.net), 0)
+FROM stripe.disputes d LEFT JOIN stripe.balance_transactions b ON b.source = d.id
+WHERE d.id = $1 GROUP BY d.status`, won).Scan(&status, &txns, &net); err != nil {
+		t.Fatal(err)
+	}
+	if status != "won" || txns != 2 || net != 0 {
+		t.Errorf("won dispute in Postgres: status %s, %d balance transactions netting %d; want won, 2, 0", status, txns, net)
+	}
+	if err := v.pool.QueryRow(ctx, `SELECT status FROM stripe.disputes WHERE id = $1`, lost).Scan(&status); err != nil || status != "lost" {
+		t.Errorf("lost dispute in Postgres: %q %v", status, err)
+	}
+	var disputed int
+	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.disputes d JOIN stripe.payment_intents p ON p.id = d.payment_intent
+WHERE p.id = $1 AND d.amount = 1000`, capturedPI).Scan(&disputed); err != nil || disputed != 1 {
+		t.Errorf("disputes of the captured intent in Postgres: %d %v", disputed, err)
+	}
+	var reason string
+	if err := v.pool.QueryRow(ctx, `SELECT p.status, p.cancellation_reason, p.latest_charge FROM stripe.payment_intents p WHERE p.id = $1`, held).
+		Scan(&status, &reason, &heldCharge); err != nil || status != "canceled" || reason != "automatic" {
+		t.Errorf("expired intent in Postgres: %s %s %v", status, reason, err)
+	}
+	var refunded int
+	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.charges WHERE id IN ($1, $2) AND refunded AND NOT captured AND amount_refunded = amount`,
+		heldCharge, legacy).Scan(&refunded); err != nil || refunded != 2 {
+		t.Errorf("expired charges in Postgres: %d of 2 refunded %v", refunded, err)
+	}
 }
