@@ -24,7 +24,9 @@
 // that hook. When upstream's connection fails during an interception, the
 // interceptor's queries get that error and the session stays open until
 // its reply is out (it may say what reached Stripe); an error reply then
-// goes out as FATAL, which ends the session.
+// goes out as FATAL, which ends the session. A reply already out when the
+// failure shows (upstream dies just after it) is followed by upstream's own
+// FATAL, if it sent one, or the proxy's 08006.
 //
 // An interceptor marks statements whose changes outlive a rollback
 // (Call.Lasting). In a pipeline outside a transaction block (several

@@ -696,7 +696,7 @@ func (s *session) serveInterception(ic *interception) error {
 			// Postgres went away (a restart, a crash) while the interceptor
 			// runs, perhaps after its write reached Stripe: its reply says
 			// so, and must reach the client before the session closes.
-			ic.goneErr = err
+			ic.goneErr = &upstreamError{err}
 			close(ic.gone)
 			select {
 			case <-ic.finished:
@@ -894,9 +894,9 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	}
 	s.q.push1(entry{kind: kIntercept, ic: ic})
 	if err := s.uw.write(barrier); err != nil {
-		return false, err
+		return false, &upstreamError{err}
 	}
-	if err := s.uw.flush(); err != nil {
+	if err := s.flushUpstream(); err != nil {
 		return false, err
 	}
 	select {
@@ -1040,10 +1040,13 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	}
 	if call.failed {
 		if !ic.upstreamFailed && !ic.isGone() {
+			// Upstream may die from here on, its end unseen when the reply
+			// went out as an ERROR: the failures below are upstreamErrors,
+			// and the server loop sends the FATAL that ends the session.
 			if err := s.uw.write(forceError); err != nil {
-				return false, err
+				return false, &upstreamError{err}
 			}
-			if err := s.uw.flush(); err != nil {
+			if err := s.flushUpstream(); err != nil {
 				return false, err
 			}
 			for {
@@ -1052,6 +1055,20 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 					return false, err
 				}
 				if raw[0] == 'E' {
+					if isFatal(raw) {
+						// Upstream ended the session (a shutdown,
+						// pg_terminate_backend) rather than refuse the
+						// Parse: the client gets its FATAL, as from
+						// Postgres, and the server loop then closes
+						// without one of its own.
+						s.sawFatal = true
+						if err := s.writeClient(raw); err != nil {
+							return false, err
+						}
+						if err := s.flushClient(); err != nil {
+							return false, err
+						}
+					}
 					break
 				}
 			}

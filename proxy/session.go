@@ -202,7 +202,25 @@ func (s *session) run() {
 	<-serverDone
 }
 
-func (s *session) flushUpstream() error { return s.uw.flush() }
+func (s *session) flushUpstream() error {
+	if err := s.uw.flush(); err != nil {
+		return &upstreamError{err}
+	}
+	return nil
+}
+
+// upstreamError is a failure of the upstream connection met by the client
+// loop: a write of a request, or an interception's read of its replies
+// (interception.goneErr). endFromClient must not take it for the client's
+// own end (an EOF from upstream reads as the client closing its side).
+type upstreamError struct{ err error }
+
+func (e *upstreamError) Error() string { return e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// upstreamLostGrace bounds how long a session whose client loop met an
+// upstream failure waits for the server loop to end it (see endFromClient).
+const upstreamLostGrace = 5 * time.Second
 
 func (s *session) flushClient() error {
 	s.cwMu.Lock()
@@ -310,6 +328,23 @@ func (s *session) endFromClient(err error) {
 		s.close()
 		return
 	default:
+	}
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		// The server loop meets the same failure at its next read, once
+		// it has passed on what upstream sent before it, and ends the
+		// session with the FATAL the client must get (endFromServer).
+		// Closing here would race it: after an interceptor's ERROR, say,
+		// the client would see a bare EOF where a FATAL belongs. The
+		// deadlines bound that wait, for a peer that vanished without a
+		// word and for a client that does not read.
+		deadline := time.Now().Add(upstreamLostGrace)
+		s.upstream.SetReadDeadline(deadline)
+		s.connMu.Lock()
+		client := s.client
+		s.connMu.Unlock()
+		client.SetWriteDeadline(deadline)
+		return
 	}
 	var pe *protocolError
 	if errors.As(err, &pe) {
@@ -679,10 +714,10 @@ func (s *session) clientLoop() error {
 			return protocolErrorf("invalid frontend message type %d", typ)
 		}
 		if err := s.uw.write(raw); err != nil {
-			return err
+			return &upstreamError{err}
 		}
 		if s.q.full.Load() {
-			if err := s.uw.flush(); err != nil {
+			if err := s.flushUpstream(); err != nil {
 				return err
 			}
 			s.q.waitRoom(s.done)

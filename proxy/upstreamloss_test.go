@@ -1,0 +1,542 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection: real sockets,
+// so that a peer's close is an EOF or (with SO_LINGER 0) a reset, as from
+// a crashed Postgres.
+func tcpPair(t *testing.T) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// crashMode is how the fake upstream dies: a closed socket (the proxy reads
+// EOF) or a reset one (it reads ECONNRESET, and its writes fail at once),
+// in either case without the FATAL Postgres sends when it ends a session
+// itself; or, with crashFatal, as Postgres ends a session it was told to
+// end (pg_terminate_backend): FATAL 57P01, then the close.
+type crashMode int
+
+const (
+	crashEOF crashMode = iota
+	crashReset
+	crashFatal
+)
+
+func (m crashMode) String() string { return [...]string{"eof", "reset", "fatal"}[m] }
+
+// fakeUpstream answers the proxy as a Postgres backend would, for the few
+// requests these tests make (every statement succeeds), until crashAt
+// reports true for a request it read, or crash is called: then it dies at
+// once, with that request and whatever came with it unanswered.
+type fakeUpstream struct {
+	conn *net.TCPConn
+	mode crashMode
+	once sync.Once
+	dead chan struct{} // closed once it has crashed
+	// onMsg, when set, sees each request before it is answered.
+	onMsg func(pgproto3.FrontendMessage)
+}
+
+func startFakeUpstream(t *testing.T, conn *net.TCPConn, mode crashMode, crashAt func(pgproto3.FrontendMessage) bool) *fakeUpstream {
+	return startFakeUpstreamWith(t, conn, mode, crashAt, nil)
+}
+
+func startFakeUpstreamWith(t *testing.T, conn *net.TCPConn, mode crashMode, crashAt func(pgproto3.FrontendMessage) bool, onMsg func(pgproto3.FrontendMessage)) *fakeUpstream {
+	f := &fakeUpstream{conn: conn, mode: mode, dead: make(chan struct{}), onMsg: onMsg}
+	go func() {
+		be := pgproto3.NewBackend(conn, conn)
+		for {
+			msg, err := be.Receive()
+			if err != nil {
+				return
+			}
+			if crashAt != nil && crashAt(msg) {
+				f.crash()
+				return
+			}
+			if f.onMsg != nil {
+				f.onMsg(msg)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.Parse:
+				if isForcedError(m) {
+					be.Send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42601", Message: `syntax error at or near "pgstripe"`})
+					break
+				}
+				be.Send(&pgproto3.ParseComplete{})
+			case *pgproto3.Bind:
+				be.Send(&pgproto3.BindComplete{})
+			case *pgproto3.Describe:
+				be.Send(&pgproto3.NoData{})
+			case *pgproto3.Execute:
+				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
+			case *pgproto3.Close:
+				be.Send(&pgproto3.CloseComplete{})
+			case *pgproto3.Sync:
+				be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			case *pgproto3.Query:
+				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
+				be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			case *pgproto3.Terminate:
+				conn.Close()
+				return
+			case *pgproto3.Flush:
+			default:
+				t.Errorf("fake upstream: unexpected %T", m)
+			}
+			if err := be.Flush(); err != nil {
+				return
+			}
+		}
+	}()
+	return f
+}
+
+// crash kills the fake upstream (see crashMode).
+func (f *fakeUpstream) crash() {
+	f.once.Do(func() {
+		switch f.mode {
+		case crashReset:
+			f.conn.SetLinger(0)
+		case crashFatal:
+			f.conn.Write(enc(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01",
+				Message: "terminating connection due to administrator command"}))
+		}
+		f.conn.Close()
+		close(f.dead)
+	})
+}
+
+// isForcedError reports whether msg is the proxy's Parse that puts
+// upstream in the failed state after an interceptor's error (forceError).
+func isForcedError(msg pgproto3.FrontendMessage) bool {
+	p, ok := msg.(*pgproto3.Parse)
+	return ok && p.Name == "pgstripe_proxy_failed"
+}
+
+// endOrder is how the test lets a session's two loops end: as run() does
+// (each loop's end right after it, the two goroutines as scheduled), or
+// with both loops returned first and then one side's end before the
+// other's. The last two are schedules run() allows too; they make the
+// outcome of a race deterministic.
+type endOrder int
+
+const (
+	endAsRun endOrder = iota
+	endClientFirst
+	endServerFirst
+)
+
+func (o endOrder) String() string { return [...]string{"run", "client-first", "server-first"}[o] }
+
+// sessionHarness is a session past startup between a test client and a
+// fake upstream, both over loopback TCP: what serveConn and
+// connectUpstream set up, without the handshake.
+type sessionHarness struct {
+	s      *session
+	client *net.TCPConn // the test's end of the client connection
+	fe     *pgproto3.Frontend
+	up     *net.TCPConn // the fake upstream's end
+	ended  chan struct{}
+}
+
+func newSessionHarness(t *testing.T, ic Interceptor) *sessionHarness {
+	t.Helper()
+	clientEnd, proxyClient := tcpPair(t)
+	proxyUp, upEnd := tcpPair(t)
+	p := New(Config{Classify: classifyTest, Interceptor: ic})
+	s := &session{p: p, client: proxyClient, upstream: proxyUp, done: make(chan struct{}), stmts: make(map[string]*stmtInfo)}
+	s.ctx, s.ctxCancel = context.WithCancel(context.Background())
+	s.txStatus.Store('I')
+	s.cw.conn, s.uw.conn = proxyClient, proxyUp
+	s.cr, s.ur = newMsgReader(proxyClient), newMsgReader(proxyUp)
+	s.cr.limit = clientLimit
+	h := &sessionHarness{s: s, client: clientEnd, fe: pgproto3.NewFrontend(clientEnd, clientEnd), up: upEnd, ended: make(chan struct{})}
+	t.Cleanup(func() {
+		s.close()
+		select {
+		case <-h.ended:
+		case <-time.After(10 * time.Second):
+			t.Error("session loops still running after close")
+		}
+	})
+	return h
+}
+
+// start runs the session's loops, ending them in the given order.
+func (h *sessionHarness) start(t *testing.T, order endOrder) {
+	s := h.s
+	if order == endAsRun {
+		go func() {
+			defer close(h.ended)
+			s.run()
+		}()
+		return
+	}
+	s.cr.onBlock = s.flushUpstream
+	s.ur.onBlock = s.flushClient
+	clientErr, serverErr := make(chan error, 1), make(chan error, 1)
+	go func() { clientErr <- s.clientLoop() }()
+	go func() { serverErr <- s.serverLoop() }()
+	go func() {
+		defer close(h.ended)
+		var cerr, serr error
+		for range 2 {
+			select {
+			case cerr = <-clientErr:
+				clientErr = nil
+			case serr = <-serverErr:
+				serverErr = nil
+			case <-time.After(10 * time.Second):
+				// A loop that never ends by itself here is a hang
+				// (the client reads until the deadline and fails).
+				s.close()
+				if clientErr != nil {
+					cerr = <-clientErr
+				}
+				if serverErr != nil {
+					serr = <-serverErr
+				}
+			}
+		}
+		if order == endClientFirst {
+			s.endFromClient(cerr)
+			s.endFromServer(serr)
+		} else {
+			s.endFromServer(serr)
+			s.endFromClient(cerr)
+		}
+	}()
+}
+
+// send writes the client's messages in one go, as a pipelining client does.
+func (h *sessionHarness) send(t *testing.T, msgs ...pgproto3.FrontendMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		h.fe.Send(m)
+	}
+	if err := h.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readToEnd returns what the client receives until the proxy closes the
+// connection: one line per message, and "EOF" for the close, or "hang"
+// when the proxy neither writes nor closes for 10 seconds.
+func (h *sessionHarness) readToEnd(t *testing.T) []string {
+	t.Helper()
+	h.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got []string
+	for {
+		msg, err := h.fe.Receive()
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				return append(got, "hang")
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+				strings.Contains(err.Error(), "connection reset"):
+				return append(got, "EOF")
+			}
+			return append(got, "error: "+err.Error())
+		}
+		got = append(got, describeMsg(msg))
+	}
+}
+
+func describeMsg(msg pgproto3.BackendMessage) string {
+	switch m := msg.(type) {
+	case *pgproto3.ErrorResponse:
+		return fmt.Sprintf("%s %s %s", m.Severity, m.Code, m.Message)
+	case *pgproto3.CommandComplete:
+		return "CommandComplete " + string(m.CommandTag)
+	case *pgproto3.ReadyForQuery:
+		return "ReadyForQuery " + string(m.TxStatus)
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3.")
+}
+
+// failingWrite is an interceptor whose write Stripe refuses.
+var failingWrite = InterceptorFunc(func(ctx context.Context, call *Call) error {
+	return &pgconn.PgError{Code: "P0001", Message: "stripe said no", Detail: "request req_123"}
+})
+
+// writeRequest is the client's request of an intercepted write,
+// simple or extended (pipelined up to Sync).
+func writeRequest(simple bool) []pgproto3.FrontendMessage {
+	if simple {
+		return []pgproto3.FrontendMessage{&pgproto3.Query{String: "INSERT INTO stripe.x (v) VALUES ('a')"}}
+	}
+	return []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "INSERT INTO stripe.x (v) VALUES ($1)", ParameterOIDs: []uint32{25}},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("a")}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+	}
+}
+
+// wantLines compares a client's transcript with what it must be.
+func wantLines(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the client got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+var extendedHead = []string{"ParseComplete", "BindComplete", "NoData"}
+
+// TestUpstreamCrashAfterInterceptorError: the interceptor answers
+// with an ERROR (Stripe refused the write) and upstream crashes just then,
+// so that the request putting upstream in the failed state (forceError)
+// meets the dead connection. The client must get the interceptor's ERROR,
+// then the proxy's FATAL 08006 for the lost upstream, then the close:
+// before, the interception returned upstream's EOF (or reset) to the
+// client loop, which took it for the client's own end (EOF: as if the
+// client had closed its side; reset: as if it had vanished) and closed the
+// session without the FATAL whenever its end came before the server
+// loop's, and a client then reported a bare EOF after an ERROR.
+func TestUpstreamCrashAfterInterceptorError(t *testing.T) {
+	for _, simple := range []bool{true, false} {
+		for _, mode := range []crashMode{crashEOF, crashReset} {
+			for _, order := range []endOrder{endClientFirst, endServerFirst, endAsRun} {
+				t.Run(fmt.Sprintf("simple=%v/%v/%v", simple, mode, order), func(t *testing.T) {
+					h := newSessionHarness(t, failingWrite)
+					up := startFakeUpstream(t, h.up, mode, isForcedError)
+					h.start(t, order)
+					h.send(t, writeRequest(simple)...)
+					got := h.readToEnd(t)
+					<-up.dead
+					var want []string
+					if !simple {
+						want = append(want, extendedHead...)
+					}
+					want = append(want, "ERROR P0001 stripe said no",
+						"FATAL 08006 pgstripe proxy: lost connection to upstream Postgres", "EOF")
+					wantLines(t, got, want...)
+				})
+			}
+		}
+	}
+}
+
+// TestUpstreamFatalAfterInterceptorError: Postgres ends the session
+// itself (pg_terminate_backend, a shutdown) just as the interceptor
+// answers with an ERROR, so that its FATAL answers the request putting
+// upstream in the failed state. The client must get that FATAL after the
+// interceptor's ERROR, as from Postgres: before, the proxy took it for the
+// expected refusal of its own request and dropped it, and the client got
+// the proxy's 08006 in its place.
+func TestUpstreamFatalAfterInterceptorError(t *testing.T) {
+	for _, simple := range []bool{true, false} {
+		t.Run(fmt.Sprintf("simple=%v", simple), func(t *testing.T) {
+			h := newSessionHarness(t, failingWrite)
+			up := startFakeUpstream(t, h.up, crashFatal, isForcedError)
+			h.start(t, endAsRun)
+			h.send(t, writeRequest(simple)...)
+			got := h.readToEnd(t)
+			<-up.dead
+			var want []string
+			if !simple {
+				want = append(want, extendedHead...)
+			}
+			want = append(want, "ERROR P0001 stripe said no",
+				"FATAL 57P01 terminating connection due to administrator command", "EOF")
+			wantLines(t, got, want...)
+		})
+	}
+}
+
+// TestUpstreamGoneWhileInterceptorRuns: upstream crashes while the
+// interceptor is out calling Stripe, and the interceptor then answers
+// without using upstream again: Stripe refused the write, or took it. A
+// refusal ends the session as a FATAL (Call.Send); a write that went
+// through gets its CommandComplete, then the proxy's 08006. The client's
+// own requests after the intercepted one (the simple Query's Sync of the
+// proxy's own, a pipelined Sync) then meet the dead connection: with a
+// reset one their write fails in the client loop, which before closed the
+// session as if the client had vanished, cutting the 08006 off whenever
+// its end came first.
+func TestUpstreamGoneWhileInterceptorRuns(t *testing.T) {
+	var up *fakeUpstream
+	ic := InterceptorFunc(func(ctx context.Context, call *Call) error {
+		up.crash()
+		// The Stripe call takes until the proxy has seen the crash.
+		select {
+		case <-call.ic.gone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if strings.Contains(call.SQL, "refused") {
+			return &pgconn.PgError{Code: "P0001", Message: "stripe said no"}
+		}
+		return call.Send(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")})
+	})
+	for _, refused := range []bool{false, true} {
+		for _, simple := range []bool{true, false} {
+			for _, mode := range []crashMode{crashEOF, crashReset} {
+				orders := []endOrder{endAsRun}
+				if mode == crashReset {
+					// Both loops end by themselves only when the write
+					// fails: after a plain close the first one succeeds.
+					orders = append(orders, endClientFirst, endServerFirst)
+				}
+				for _, order := range orders {
+					t.Run(fmt.Sprintf("refused=%v/simple=%v/%v/%v", refused, simple, mode, order), func(t *testing.T) {
+						h := newSessionHarness(t, ic)
+						up = startFakeUpstream(t, h.up, mode, nil)
+						h.start(t, order)
+						req := writeRequest(simple)
+						if refused {
+							if simple {
+								req[0] = &pgproto3.Query{String: "INSERT INTO stripe.x (v) VALUES ('refused')"}
+							} else {
+								req[0] = &pgproto3.Parse{Query: "INSERT INTO stripe.x (v) VALUES ($1) -- refused", ParameterOIDs: []uint32{25}}
+							}
+						}
+						h.send(t, req...)
+						got := h.readToEnd(t)
+						var want []string
+						if !simple {
+							want = append(want, extendedHead...)
+						}
+						if refused {
+							want = append(want, "FATAL P0001 stripe said no", "EOF")
+						} else {
+							want = append(want, "CommandComplete INSERT 0 1",
+								"FATAL 08006 pgstripe proxy: lost connection to upstream Postgres", "EOF")
+						}
+						wantLines(t, got, want...)
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestTerminateAndUpstreamCrash: the client ends its session just
+// as upstream crashes. A Terminate the proxy has read (and passed on) is
+// the end the client asked for: the client gets no FATAL after it, even
+// if upstream dies without reading it. A Terminate sent with an
+// intercepted write whose reply is an ERROR, upstream crashing before the
+// proxy reads on: the client gets the interceptor's ERROR first and then
+// at most the proxy's 08006 (for the proxy, upstream died before the
+// client ended the session), then the close; never a hang or
+// ReadyForQuery.
+func TestTerminateAndUpstreamCrash(t *testing.T) {
+	for _, order := range []endOrder{endAsRun, endClientFirst, endServerFirst} {
+		t.Run("terminate read/"+order.String(), func(t *testing.T) {
+			ok := InterceptorFunc(func(ctx context.Context, call *Call) error {
+				return call.Send(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")})
+			})
+			h := newSessionHarness(t, ok)
+			up := startFakeUpstream(t, h.up, crashReset, func(msg pgproto3.FrontendMessage) bool {
+				_, ok := msg.(*pgproto3.Terminate)
+				return ok
+			})
+			h.start(t, order)
+			h.send(t, writeRequest(true)...)
+			h.send(t, &pgproto3.Terminate{})
+			got := h.readToEnd(t)
+			<-up.dead
+			wantLines(t, got, "CommandComplete INSERT 0 1", "ReadyForQuery I", "EOF")
+		})
+		for _, simple := range []bool{true, false} {
+			t.Run(fmt.Sprintf("terminate pipelined/simple=%v/%v", simple, order), func(t *testing.T) {
+				h := newSessionHarness(t, failingWrite)
+				up := startFakeUpstream(t, h.up, crashReset, isForcedError)
+				h.start(t, order)
+				h.send(t, append(writeRequest(simple), &pgproto3.Terminate{})...)
+				got := h.readToEnd(t)
+				<-up.dead
+				var want []string
+				if !simple {
+					want = append(want, extendedHead...)
+				}
+				want = append(want, "ERROR P0001 stripe said no")
+				if len(got) == len(want)+2 {
+					want = append(want, "FATAL 08006 pgstripe proxy: lost connection to upstream Postgres")
+				}
+				wantLines(t, got, append(want, "EOF")...)
+			})
+		}
+	}
+}
+
+// TestCancelAfterInterceptorAnswered: a CancelRequest that arrives
+// once the interceptor has answered, while the proxy still puts upstream
+// in the failed state after its ERROR, changes nothing the client sees:
+// the reply stays the interceptor's (not 57014), the session goes on.
+func TestCancelAfterInterceptorAnswered(t *testing.T) {
+	for _, simple := range []bool{true, false} {
+		t.Run(fmt.Sprintf("simple=%v", simple), func(t *testing.T) {
+			h := newSessionHarness(t, failingWrite)
+			var cancelled atomic.Bool
+			startFakeUpstreamWith(t, h.up, crashEOF, nil, func(msg pgproto3.FrontendMessage) {
+				if isForcedError(msg) {
+					// The reply is out (flushed before this request):
+					// the client's cancel may come now.
+					h.s.cancelRequest()
+					cancelled.Store(true)
+				}
+			})
+			h.start(t, endAsRun)
+			h.send(t, writeRequest(simple)...)
+			h.send(t, &pgproto3.Query{String: "SELECT 1"})
+			h.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var got []string
+			for rfq := 0; rfq < 2; {
+				msg, err := h.fe.Receive()
+				if err != nil {
+					t.Fatalf("after %v: %v", got, err)
+				}
+				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+					rfq++
+				}
+				got = append(got, describeMsg(msg))
+			}
+			if !cancelled.Load() {
+				t.Fatal("the proxy did not put upstream in the failed state")
+			}
+			var want []string
+			if !simple {
+				want = append(want, extendedHead...)
+			}
+			wantLines(t, got, append(want, "ERROR P0001 stripe said no", "ReadyForQuery I", "CommandComplete SELECT 0", "ReadyForQuery I")...)
+		})
+	}
+}
