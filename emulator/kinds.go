@@ -186,7 +186,7 @@ func genericCreate(k *kind) handlerFunc {
 		obj := e.newObject(k, c.now, c.live)
 		if id, ok := c.params["id"].(string); ok && id != "" && (k.table == "coupons" || k.table == "plans") {
 			if e.tables[k.table].byID[id] != nil {
-				return nil, invalid("resource_already_exists", "id", "%s already exists.", strings.Title(k.what))
+				return nil, invalid("resource_already_exists", "id", "%s already exists.", strings.ToUpper(k.what[:1])+k.what[1:])
 			}
 			obj["id"] = id
 		}
@@ -430,16 +430,6 @@ func (e *Emulator) listChildren(c *reqCtx, k *kind, parentID, url string) (any, 
 	}
 	recs, more := page(t.children[parentID], q, true)
 	return e.renderList(recs, more, url, k.schema, c)
-}
-
-// refreshList re-embeds a parent's first page of children.
-func (e *Emulator) refreshList(pk *kind, parentID, field string, ck *kind, url string) {
-	obj := e.load(pk, parentID)
-	if obj == nil {
-		return
-	}
-	obj[field] = e.childList(ck, parentID, url)
-	e.store(pk, obj)
 }
 
 func idOf(obj map[string]any) string { s, _ := obj["id"].(string); return s }

@@ -280,8 +280,8 @@ func TestEvents(t *testing.T) {
 	if len(evs) != 1 || evs[0].Data.PreviousAttributes["name"] != "a" || evs[0].Data.Object["name"] != "b" {
 		t.Fatalf("customer.updated: %d events %+v", len(evs), evs)
 	}
-	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Params: stripe.Params{Metadata: map[string]string{"a": "1", "b": "2"}}}))
-	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Params: stripe.Params{Metadata: map[string]string{"a": "", "b": "3"}}}))
+	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Metadata: map[string]string{"a": "1", "b": "2"}}))
+	check(sc.Customers.Update(cus.ID, &stripe.CustomerParams{Metadata: map[string]string{"a": "", "b": "3"}}))
 	ml := sc.Events.List(&stripe.EventListParams{Type: stripe.String("customer.updated"), ListParams: stripe.ListParams{Single: true}})
 	ml.Next()
 	if pa, _ := ml.Event().Data.PreviousAttributes["metadata"].(map[string]any); len(pa) != 2 || pa["a"] != "1" || pa["b"] != "2" {
@@ -325,7 +325,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("expired events kept in memory: %d", st.Events)
 	}
 	d, err := http.ParseTime(r.header.Get("Date"))
-	if err != nil || d.Sub(time.Now()) < 30*24*time.Hour {
+	if err != nil || time.Until(d) < 30*24*time.Hour {
 		t.Fatalf("Date header %q ignores the clock offset", r.header.Get("Date"))
 	}
 }

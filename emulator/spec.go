@@ -22,8 +22,7 @@ type apiSpec struct {
 	routes   map[string][]*route       // verb -> routes, static-first
 }
 
-// route is one spec operation: the path template, its request schema and,
-// when the emulator implements it, the handler.
+// route is one spec operation: the path template and its request schema.
 type route struct {
 	verb      string
 	path      string   // template, e.g. /v1/customers/{customer}
@@ -31,7 +30,6 @@ type route struct {
 	params    []string // parameter names in order
 	op        *spec.Operation
 	reqSchema *spec.Schema
-	handler   handlerFunc
 }
 
 var (

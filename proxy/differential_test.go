@@ -789,13 +789,13 @@ type line struct {
 }
 
 func (d *driver) send(m pgproto3.FrontendMessage) {
-	switch m.(type) {
+	switch mt := m.(type) {
 	case *pgproto3.Parse:
 		d.push(eParse)
 	case *pgproto3.Bind:
 		d.push(eBind)
 	case *pgproto3.Describe:
-		if m.(*pgproto3.Describe).ObjectType == 'S' {
+		if mt.ObjectType == 'S' {
 			d.push(eDescS)
 		} else {
 			d.push(eDescP)

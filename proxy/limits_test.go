@@ -140,8 +140,19 @@ func TestCopyInSyncsFillQueue(t *testing.T) {
 		"ParseComplete", "BindComplete", "CopyInResponse", "CommandComplete(COPY 1)", "ReadyForQuery(I)"}
 	for _, target := range []struct{ name, url string }{{"direct", direct}, {"proxy", url}} {
 		rc := dialRaw(t, target.url)
-		go rc.send(msgs...)
+		// Sent from another goroutine (the proxy stops reading until
+		// replies are read), which must not call t.Fatal.
+		sent := make(chan error, 1)
+		go func() {
+			for _, m := range msgs {
+				rc.fe.Send(m)
+			}
+			sent <- rc.fe.Flush()
+		}()
 		sameTranscript(t, target.name, rc.until("ReadyForQuery", 1), want)
+		if err := <-sent; err != nil {
+			t.Fatalf("%s: send: %v", target.name, err)
+		}
 	}
 }
 

@@ -282,7 +282,7 @@ func (s *session) setClient(c net.Conn) {
 	s.client = c
 	s.connMu.Unlock()
 	s.cwMu.Lock()
-	s.cw.conn = c
+	s.cw.setConn(c)
 	s.cwMu.Unlock()
 }
 

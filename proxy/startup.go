@@ -332,7 +332,7 @@ func (s *session) startOn(host int, startup []byte, last bool, refusal *[]byte) 
 			return err
 		}
 	}
-	s.uw.conn = withRawIO(up)
+	s.uw.setConn(withRawIO(up))
 	s.ur = newMsgReader(s.uw.conn)
 	if _, err := up.Write(startup); err != nil {
 		if !last {

@@ -60,15 +60,6 @@ func newMsgReader(rd io.Reader) *msgReader {
 	return &msgReader{rd: rd, buf: make([]byte, readBufSize)}
 }
 
-// buffered reports whether a complete message is already buffered.
-func (mr *msgReader) buffered() bool {
-	if mr.w-mr.r < 5 {
-		return false
-	}
-	n := int(binary.BigEndian.Uint32(mr.buf[mr.r+1:]))
-	return mr.w-mr.r >= 1+n
-}
-
 // next returns the next message: its type, and the raw bytes including the
 // 5-byte header.
 func (mr *msgReader) next() (byte, []byte, error) {
@@ -174,17 +165,32 @@ func (mr *msgReader) ensure(n int) error {
 type msgWriter struct {
 	conn net.Conn
 	buf  []byte
+	// err is the first write error on conn. It sticks: a failed write may
+	// have sent part of a message, and a flush after it would otherwise
+	// find the buffer empty (dropped) and report success, or frame the
+	// next message onto the torn one. Callers may thus skip checking a
+	// write when they check the flush that follows.
+	err error
+}
+
+// setConn points the writer at a new connection (TLS upgrade, the next
+// upstream host), forgetting the old one's error.
+func (mw *msgWriter) setConn(c net.Conn) {
+	mw.conn, mw.err = c, nil
 }
 
 func (mw *msgWriter) write(raw []byte) error {
+	if mw.err != nil {
+		return mw.err
+	}
 	if len(raw) >= flushThreshold {
 		// A large message (a big row, a COPY chunk) goes out as it is,
 		// without a copy into the buffer.
 		if err := mw.flush(); err != nil {
 			return err
 		}
-		_, err := mw.conn.Write(raw)
-		return err
+		_, mw.err = mw.conn.Write(raw)
+		return mw.err
 	}
 	mw.buf = append(mw.buf, raw...)
 	if len(mw.buf) >= flushThreshold {
@@ -196,6 +202,9 @@ func (mw *msgWriter) write(raw []byte) error {
 func (mw *msgWriter) send(msg interface {
 	Encode([]byte) ([]byte, error)
 }) error {
+	if mw.err != nil {
+		return mw.err
+	}
 	b, err := msg.Encode(mw.buf)
 	if err != nil {
 		return err
@@ -208,29 +217,23 @@ func (mw *msgWriter) send(msg interface {
 }
 
 func (mw *msgWriter) flush() error {
+	if mw.err != nil {
+		return mw.err
+	}
 	if len(mw.buf) == 0 {
 		return nil
 	}
-	_, err := mw.conn.Write(mw.buf)
+	_, mw.err = mw.conn.Write(mw.buf)
 	if cap(mw.buf) > 4*flushThreshold {
 		mw.buf = nil
 	} else {
 		mw.buf = mw.buf[:0]
 	}
-	return err
+	return mw.err
 }
 
-// cstring splits a NUL-terminated string off the front of b.
-func cstring(b []byte) (string, []byte, bool) {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i]), b[i+1:], true
-		}
-	}
-	return "", nil, false
-}
-
-// cstringBytes is cstring without the allocation.
+// cstringBytes splits a NUL-terminated string off the front of b, without
+// a copy.
 func cstringBytes(b []byte) ([]byte, []byte, bool) {
 	for i, c := range b {
 		if c == 0 {

@@ -361,6 +361,9 @@ func TestPrivilegesAndFailedTransaction(t *testing.T) {
 	if !strings.Contains(r.err.Message, "permission denied") {
 		t.Fatalf("message %q", r.err.Message)
 	}
+	if e.calls() != before {
+		t.Fatal("Stripe called for an INSERT without the privilege")
+	}
 	// A column grant is enough for the columns it covers, as in Postgres.
 	if _, err := e.conn.Exec(e.ctx, `RESET ROLE; GRANT UPDATE (name) ON stripe.customers TO `+role+``); err != nil {
 		t.Fatal(err)

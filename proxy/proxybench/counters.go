@@ -17,11 +17,10 @@ import (
 // (plus a little runtime background), independent of how busy the machine
 // is — unlike TPS or latency.
 type counters struct {
-	cpu    time.Duration // user + system
-	rw     int64         // read and write system calls (/proc/self/io syscr + syscw)
-	ctxsw  int64         // voluntary + involuntary context switches
-	txs    int64         // transactions served
-	active bool
+	cpu   time.Duration // user + system
+	rw    int64         // read and write system calls (/proc/self/io syscr + syscw)
+	ctxsw int64         // voluntary + involuntary context switches
+	txs   int64         // transactions served
 }
 
 func readCounters() counters {
