@@ -13,14 +13,22 @@ import (
 
 // applyPlan writes pl inside tx.
 func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
-	tables := make([]string, 0, len(pl.Upserts))
-	for t := range pl.Upserts {
+	refetches := append([]refetch(nil), pl.Refetch...) // a retried transaction starts over
+	upserts, deletes, held, err := withoutHeld(ctx, tx, pl)
+	if err != nil {
+		return err
+	}
+	if len(held) > 0 {
+		p.log.Debug("objects held by another transaction; left to re-fetch", "objects", len(held))
+		refetches = append(refetches, held...)
+	}
+	tables := make([]string, 0, len(upserts))
+	for t := range upserts {
 		tables = append(tables, t)
 	}
-	store.LockOrder(tables)                            // the order every writer locks in
-	refetches := append([]refetch(nil), pl.Refetch...) // a retried transaction starts over
+	store.LockOrder(tables) // the order every writer locks in
 	for _, table := range tables {
-		res, err := store.Upsert(ctx, tx, table, pl.Upserts[table])
+		res, err := store.Upsert(ctx, tx, table, upserts[table])
 		if err != nil {
 			return err
 		}
@@ -34,7 +42,7 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 			refetches = append(refetches, refetch{refetchKey: k, NotBefore: pl.AsOf[k].Add(time.Second), Reason: reasonIncomplete})
 		}
 	}
-	for _, d := range pl.Deletes {
+	for _, d := range deletes {
 		// A customer's upcoming invoice goes with it (store.Owned).
 		if err := store.DeleteCreated(ctx, tx, d.Table, d.ID, d.At, d.Created); err != nil {
 			return err
@@ -43,9 +51,11 @@ func (p *poller) applyPlan(ctx context.Context, tx pgx.Tx, pl plan) error {
 	if err := queueRefetch(ctx, tx, refetches); err != nil {
 		return err
 	}
-	if err := queueOwners(ctx, tx, pl.Upserts); err != nil {
+	if err := queueOwners(ctx, tx, upserts); err != nil {
 		return err
 	}
+	// The rest compares the events' objects with stored rows, or queues
+	// by id: a held object's event still does that, its re-fetch doesn't.
 	if err := queueInvoiceItems(ctx, tx, pl.InvoiceLinks, pl.DeletedInvoices); err != nil {
 		return err
 	}
@@ -105,6 +115,61 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`
 		}
 	}
 	return nil
+}
+
+// withoutHeld locks the rows pl writes (lockRows) and takes the objects
+// held by other transactions out of its upserts and deletes: they are
+// returned as re-fetches, due from their event's second (a fetch then
+// shows a state at least as new), to queue in the same transaction.
+func withoutHeld(ctx context.Context, tx pgx.Tx, pl plan) (map[string][]store.Object, []deletion, []refetch, error) {
+	w := writeSet{}
+	for table, objs := range pl.Upserts {
+		ids, _ := objectIDs(objs)
+		for _, id := range ids {
+			w.add(table, id, false)
+		}
+	}
+	for _, d := range pl.Deletes {
+		w.add(d.Table, d.ID, true)
+	}
+	busy, err := lockRows(ctx, tx, w)
+	if err != nil || len(busy) == 0 {
+		return pl.Upserts, pl.Deletes, nil, err
+	}
+	due := map[refetchKey]time.Time{}
+	upserts := map[string][]store.Object{}
+	for table, objs := range pl.Upserts {
+		for _, o := range objs {
+			id, _ := stripeapi.ObjectID(o.Raw)
+			k := refetchKey{table, id}
+			if _, held := busy[k]; held {
+				due[k] = later(due[k], o.AsOf)
+				continue
+			}
+			upserts[table] = append(upserts[table], o)
+		}
+	}
+	var deletes []deletion
+	for _, d := range pl.Deletes {
+		k := refetchKey{d.Table, d.ID}
+		if _, held := busy[k]; held {
+			due[k] = later(due[k], d.At)
+			continue
+		}
+		deletes = append(deletes, d)
+	}
+	held := make([]refetch, 0, len(due))
+	for k, at := range due {
+		held = append(held, refetch{refetchKey: k, NotBefore: at, Reason: reasonLocked})
+	}
+	return upserts, deletes, held, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // queueStaleDrafts queues the draft invoices of customers, and the drafts

@@ -18,9 +18,11 @@ import (
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
-// A role or database may set lock_timeout (OwnSession leaves it alone):
-// an apply that waits on a row a user's transaction holds (SELECT … FOR
-// UPDATE) then fails with 55P03. That is a lock conflict like a deadlock:
+// A role or database may set lock_timeout (OwnSession leaves it alone, and
+// the loop keeps a shorter one than its own): an apply that waits on a
+// lock a user's transaction holds then fails with 55P03. A held row is
+// not waited for (TestReviewRowLockDoesNotStallSync); a table lock (LOCK
+// TABLE … IN SHARE MODE) is. That is a lock conflict like a deadlock:
 // the apply transaction runs again after a backoff, instead of failing the
 // poll (a warning, last_error in stripe_sync.status, the poll backoff).
 func TestEventsRetryLockTimeout(t *testing.T) {
@@ -51,7 +53,7 @@ func TestEventsRetryLockTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM stripe.customers WHERE id = $1 FOR UPDATE`, cus); err != nil {
+	if _, err := tx.Exec(ctx, `LOCK TABLE stripe.customers IN SHARE MODE`); err != nil {
 		t.Fatal(err)
 	}
 	v.post(t, "/v1/customers/"+cus, url.Values{"email": {"b@example.com"}})
@@ -126,10 +128,6 @@ func TestEventsLockOrderWithWriteThrough(t *testing.T) {
 	if _, err := wt.Exec(ctx, `SET deadlock_timeout = '100ms'`); err != nil {
 		t.Fatal(err)
 	}
-	var wtPID int
-	if err := wt.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&wtPID); err != nil {
-		t.Fatal(err)
-	}
 	applied := make(chan error, 1)
 	go func() {
 		applied <- pgx.BeginFunc(ctx, wt, func(tx pgx.Tx) error {
@@ -161,7 +159,14 @@ func TestEventsLockOrderWithWriteThrough(t *testing.T) {
 	}
 	blockedBy(userPID) // the apply holds the subscription, waits for the item
 	v.loop(t, events.Config{})
-	blockedBy(wtPID) // the events' transaction waits for the subscription
+	// The events' transaction used to wait for the subscription here;
+	// it now leaves the held subscription to a re-fetch and applies the
+	// price, so the write-through's apply finds the price committed.
+	waitFor(t, "the held subscription to be left to a re-fetch", func() bool {
+		var n int
+		v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.events_refetch WHERE object = 'subscriptions' AND id = $1`, sub).Scan(&n)
+		return n == 1
+	})
 	if err := u.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

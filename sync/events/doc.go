@@ -88,6 +88,26 @@
 // another round. A separate goroutine drains it (8 requests in flight,
 // through the shared limiter), so a burst of re-fetches never delays a poll.
 //
+// # Rows held by other transactions
+//
+// The loop's transactions run one at a time, so none of them may wait for
+// a user's (a psql session idle in transaction after SELECT … FOR UPDATE,
+// a long UPDATE): every other object would stop syncing. Each transaction
+// first locks the rows it will write with SKIP LOCKED (an object's row,
+// its nested lists' rows, and for a deletion the rows it owns); an object
+// with a row held elsewhere is not written but queued for re-fetch
+// (reason 'locked') in the same transaction, so its event still counts as
+// applied, the cursor moves on, and a crash loses nothing. The re-fetcher
+// checks such entries without a Stripe request and postpones them
+// (backoff from the poll interval up to 5 s); once the lock is gone it
+// fetches Stripe's current state, at least as new as the event's. An
+// object held 3 s is named in one warning with the backends holding it
+// (pg_blocking_pids, found by queueing for the row for at most 500 ms on
+// a connection of its own), and an info line when it is synced. Other
+// lock waits (LOCK TABLE, a row another transaction is inserting) end
+// after lock_timeout 2 s (or the role's, if shorter) and the transaction
+// runs again (store.Retry); one that outlasts the retries fails the poll.
+//
 // stripe_sync.status: every table goes live when Run starts (except those
 // whose backfill failed: phase error); last_event_at is the newest event
 // applied per table; lag_seconds is the age of the newest complete poll

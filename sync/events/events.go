@@ -157,6 +157,9 @@ type poller struct {
 	// change, and the change's apply, which compares stored drafts, ran
 	// before that draft was stored.
 	taxIDsChanged map[string]time.Time
+	// locked are the objects the re-fetcher found held by another
+	// transaction (its goroutine only).
+	locked map[refetchKey]*lockWait
 }
 
 func (p *poller) run(ctx context.Context) error {
@@ -523,15 +526,18 @@ func (p *poller) poll(ctx context.Context, mode pollMode) (pages int, err error)
 // committed, so a poll deleting an object that a re-fetch was storing for
 // the first time would leave the re-fetched row behind its tombstone for
 // ever (store's documented gap). Only the transactions are serialized,
-// not the requests to Stripe before them. A transaction Postgres rolled
-// back for a conflict (a deadlock with a write-through or a user's
-// transaction, store.Retryable) runs again, whole, after a backoff: fn
-// must be repeatable.
+// not the requests to Stripe before them, so no transaction may wait for
+// a user's: rows held by other transactions are left to the re-fetch
+// queue (lockRows), and any other lock wait ends after loopLockTimeout.
+// A transaction Postgres rolled back for a conflict (a deadlock with a
+// write-through or a user's transaction, a lock timeout,
+// store.Retryable) runs again, whole, after a backoff: fn must be
+// repeatable.
 func (p *poller) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	return store.Retry(ctx, p.log, "events", func() error {
-		return pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+		return pgx.BeginTxFunc(ctx, p.cfg.Pool, pgx.TxOptions{BeginQuery: beginLoopTx}, func(tx pgx.Tx) error {
 			if p.cfg.Epoch != 0 {
 				if err := leader.Fence(ctx, tx, p.cfg.Epoch); err != nil {
 					return err

@@ -43,6 +43,8 @@ func (p *poller) refetchLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 		n, err := p.drainRefetch(ctx)
+		p.forgetLocks()
+		p.warnHeld(ctx)
 		wait := p.cfg.PollInterval
 		switch {
 		case errors.Is(err, leader.ErrDeposed):
@@ -94,6 +96,10 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 	if len(due) == 0 {
 		return 0, nil
 	}
+	n := len(due)
+	if due, err = p.skipHeld(ctx, due); err != nil || len(due) == 0 {
+		return n, err
+	}
 	fetchStarted := time.Now()
 	results := make([]*fetched, len(due))
 	sem := make(chan struct{}, refetchParallel)
@@ -124,7 +130,13 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 		}
 	}
 	if len(out) == 0 {
-		return len(due), nil
+		return n, nil
+	}
+	w := writeSet{}
+	for _, f := range out {
+		if !f.drop {
+			w.add(f.Table, f.ID, f.obj == nil || deletedStub(f.obj.Raw))
+		}
 	}
 	// The order every writer locks in (store.LockOrder), by id within a
 	// table.
@@ -134,11 +146,29 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 		}
 		return out[i].ID < out[j].ID
 	})
-	return len(due), p.inTx(ctx, func(tx pgx.Tx) error {
+	var written []refetchKey
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		// Held by another transaction since the check (skipHeld), or
+		// listed along: left queued, or queued, for later.
+		busy, err := lockRows(ctx, tx, w)
+		if err != nil {
+			return err
+		}
+		written = written[:0]
 		var again []refetch
 		var taxIDCustomers, drafts []string
 		owned := map[string][]store.Object{}
+		heldQueued := map[refetchKey]lockSite{}
 		for _, f := range out {
+			if site, held := busy[f.refetchKey]; held && !f.drop {
+				if f.queuedAt.IsZero() {
+					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf, Reason: reasonLocked})
+				} else {
+					heldQueued[f.refetchKey] = site
+				}
+				continue
+			}
+			written = append(written, f.refetchKey)
 			if f.Table == "invoices" && f.obj != nil && p.taxIDsChanged[invoiceCustomer(f.obj.Raw)].After(fetchStarted) {
 				// Fetched, maybe, before a change of its customer's tax
 				// ids that an apply has compared with the stored drafts
@@ -214,8 +244,77 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 			}
 		}
 		p.noteTaxIDChanges(taxIDCustomers)
+		if err := p.postponeHeld(ctx, tx, heldQueued); err != nil {
+			return err
+		}
 		return queueRefetch(ctx, tx, again)
 	})
+	if err != nil {
+		return n, err
+	}
+	for _, k := range written {
+		p.released(k)
+	}
+	return n, nil
+}
+
+// skipHeld takes out of due the objects whose rows another transaction
+// holds, and postpones their entries: no Stripe request is spent on an
+// object that can't be stored yet, and the entries leave their places
+// among the oldest due ones to the others.
+func (p *poller) skipHeld(ctx context.Context, due []refetch) ([]refetch, error) {
+	w := writeSet{}
+	for _, r := range due {
+		w.add(r.Table, r.ID, false)
+	}
+	var busy map[refetchKey]lockSite
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if busy, err = lockRows(ctx, tx, w); err != nil || len(busy) == 0 {
+			return err
+		}
+		return p.postponeHeld(ctx, tx, busy)
+	})
+	if err != nil || len(busy) == 0 {
+		return due, err
+	}
+	kept := due[:0]
+	for _, r := range due {
+		if _, held := busy[r.refetchKey]; !held {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
+}
+
+// postponeHeld moves the queued re-fetches of held objects back by their
+// backoff (heldAgain), leaving queued_at alone: it is no new reason to
+// fetch.
+func (p *poller) postponeHeld(ctx context.Context, tx pgx.Tx, held map[refetchKey]lockSite) error {
+	if len(held) == 0 {
+		return nil
+	}
+	now := p.clock.get()
+	var objs, ids []string
+	var nbs []time.Time
+	for k, site := range held {
+		objs, ids, nbs = append(objs, k.Table), append(ids, k.ID), append(nbs, now.Add(p.heldAgain(k, site)))
+	}
+	if _, err := tx.Exec(ctx, `UPDATE stripe_sync.events_refetch q SET not_before = GREATEST(q.not_before, x.nb)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(object, id, nb)
+WHERE q.object = x.object AND q.id = x.id`, objs, ids, nbs); err != nil {
+		return fmt.Errorf("events: postpone re-fetches of held rows: %w", err)
+	}
+	return nil
+}
+
+// deletedStub reports whether raw is a deleted object's stub ({"id", "object",
+// "deleted": true}), which store.Upsert turns into a deletion.
+func deletedStub(raw json.RawMessage) bool {
+	var o struct {
+		Deleted bool `json:"deleted"`
+	}
+	return json.Unmarshal(raw, &o) == nil && o.Deleted
 }
 
 // invoiceCustomer is the id of an invoice's customer ("" if none).
@@ -528,11 +627,35 @@ func (p *poller) pollBalance(ctx context.Context) error {
 	next.BalanceCheckedThrough = checked
 	err := p.inTx(ctx, func(tx pgx.Tx) error {
 		var again []refetch
+		w := writeSet{}
 		for _, l := range listedByCreated {
-			if len(objs[l.Table]) == 0 {
+			ids, _ := objectIDs(objs[l.Table])
+			for _, id := range ids {
+				w.add(l.Table, id, false)
+			}
+		}
+		busy, err := lockRows(ctx, tx, w)
+		if err != nil {
+			return err
+		}
+		for _, l := range listedByCreated {
+			list := objs[l.Table]
+			if len(busy) > 0 {
+				// Held by another transaction: fetched again later.
+				list = nil
+				for _, o := range objs[l.Table] {
+					id, _ := stripeapi.ObjectID(o.Raw)
+					if _, held := busy[refetchKey{l.Table, id}]; held {
+						again = append(again, refetch{refetchKey: refetchKey{l.Table, id}, NotBefore: o.AsOf, Reason: reasonLocked})
+						continue
+					}
+					list = append(list, o)
+				}
+			}
+			if len(list) == 0 {
 				continue
 			}
-			res, err := store.Upsert(ctx, tx, l.Table, objs[l.Table])
+			res, err := store.Upsert(ctx, tx, l.Table, list)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,310 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
+)
+
+// Rows held by other transactions (a user's SELECT … FOR UPDATE left idle
+// in a psql session, a long UPDATE) must not stall the loop: its
+// transactions run one at a time (txMu), so one wait on a row would hold
+// up every other object. Before writing, a transaction locks the rows it
+// will write without waiting (SKIP LOCKED); an object with a row held
+// elsewhere is not written but queued for re-fetch (reasonLocked) in the
+// same transaction, so its event still counts as applied and the cursor
+// moves on: the queue is durable, and the re-fetch reads Stripe's state
+// after the lock is gone, which is at least as new as the event's.
+const (
+	// reasonLocked: another transaction held the object's row (or one of
+	// its children's) when it was to be written.
+	reasonLocked = "locked"
+	// loopLockTimeout bounds any lock wait the pre-lock can't foresee
+	// (LOCK TABLE, a row inserted by a transaction not yet committed), as
+	// the write-through's apply does; store.Retry runs the transaction
+	// again after such a timeout, and past its attempts the poll fails
+	// and shows the error in stripe_sync.status.
+	loopLockTimeout = 2 * time.Second
+	// lockWarnAfter is how long a row stays held before a warning names
+	// the backend holding it (once per row and lock).
+	lockWarnAfter = 3 * time.Second
+	// lockRetryMax caps the backoff between checks of a held row: it is
+	// how late, at most, a row is synced after its lock is released.
+	lockRetryMax = 5 * time.Second
+	// lockForget: a row not found held for this long starts over (a new
+	// lock warns again).
+	lockForget = time.Minute
+)
+
+// beginLoopTx begins the loop's transactions: lock_timeout is
+// loopLockTimeout, unless the role or database sets a shorter one. One
+// round trip, as BEGIN alone.
+var beginLoopTx = fmt.Sprintf(`BEGIN; SELECT pg_catalog.set_config('lock_timeout', CASE
+    WHEN pg_catalog.current_setting('lock_timeout')::interval = interval '0'
+      OR pg_catalog.current_setting('lock_timeout')::interval > interval '%[1]d ms' THEN '%[1]dms'
+    ELSE pg_catalog.current_setting('lock_timeout') END, true)`, loopLockTimeout.Milliseconds())
+
+// writeSet names the objects a transaction is about to write, by table.
+type writeSet map[string]*tableWrites
+
+type tableWrites struct{ upserts, deletes []string }
+
+func (w writeSet) add(table, id string, del bool) {
+	tw := w[table]
+	if tw == nil {
+		tw = &tableWrites{}
+		w[table] = tw
+	}
+	if del {
+		tw.deletes = append(tw.deletes, id)
+	} else {
+		tw.upserts = append(tw.upserts, id)
+	}
+}
+
+// lockSite is where an object's held row was found: the rows of table
+// whose col is the object's key, locked in strength.
+type lockSite struct{ table, col, strength string }
+
+// lockRows locks, inside tx and without waiting, the rows that writing w
+// changes: each object's own row (FOR NO KEY UPDATE for an upsert, as
+// INSERT … ON CONFLICT DO UPDATE locks it, so a foreign key of the user's
+// referencing it is no obstacle; FOR UPDATE for a delete), its children
+// (nested lists, replaced or removed) and, for a delete, the rows it owns
+// (store.Owned). It returns the objects of which some row is held by
+// another transaction; the rows it locked stay locked until tx ends, so
+// nothing takes them before the writes.
+func lockRows(ctx context.Context, tx pgx.Tx, w writeSet) (map[refetchKey]lockSite, error) {
+	tables := make([]string, 0, len(w))
+	for t := range w {
+		tables = append(tables, t)
+	}
+	store.LockOrder(tables) // never waits, but keeps runs repeatable
+	// One round trip for all of them.
+	type check struct {
+		table string
+		site  lockSite
+	}
+	var checks []check
+	batch := &pgx.Batch{}
+	for _, name := range tables {
+		t, ok := schema.Lookup(name)
+		if !ok {
+			continue
+		}
+		tw := w[name]
+		for _, op := range []struct {
+			ids []string
+			del bool
+		}{{tw.upserts, false}, {tw.deletes, true}} {
+			if len(op.ids) == 0 {
+				continue
+			}
+			strength := "NO KEY UPDATE"
+			if op.del {
+				strength = "UPDATE"
+			}
+			sites := []lockSite{{t.Name, t.Key[len(t.Key)-1], strength}}
+			for _, n := range t.Nested {
+				if ct, ok := schema.Lookup(n.Table); ok && ct.Parent != nil {
+					sites = append(sites, lockSite{ct.Name, ct.Parent.Column, "UPDATE"})
+				}
+			}
+			if op.del {
+				for _, d := range store.Owned[t.Name] {
+					sites = append(sites, lockSite{d.Table, "customer", "UPDATE"})
+				}
+			}
+			for _, s := range sites {
+				q, err := heldRowsSQL(s)
+				if err != nil {
+					return nil, err
+				}
+				batch.Queue(q, op.ids)
+				checks = append(checks, check{name, s})
+			}
+		}
+	}
+	if len(checks) == 0 {
+		return nil, nil
+	}
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	var busy map[refetchKey]lockSite
+	for _, c := range checks {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, fmt.Errorf("events: lock rows of %s: %w", c.site.table, err)
+		}
+		held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("events: lock rows of %s: %w", c.site.table, err)
+		}
+		for _, id := range held {
+			k := refetchKey{c.table, id}
+			if _, ok := busy[k]; ok {
+				continue
+			}
+			if busy == nil {
+				busy = map[refetchKey]lockSite{}
+			}
+			busy[k] = c.site
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("events: lock rows: %w", err)
+	}
+	return busy, nil
+}
+
+// heldRowsSQL locks the rows of s.table whose s.col is among $1, skipping
+// those another transaction holds, and returns the values of s.col with a
+// row skipped. One statement, one snapshot: a row it sees but could not
+// lock is held.
+func heldRowsSQL(s lockSite) (string, error) {
+	t, ok := schema.Lookup(s.table)
+	if !ok {
+		return "", fmt.Errorf("events: lock rows: unknown table %q", s.table)
+	}
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = schema.Ident(k)
+	}
+	key := strings.Join(keys, ", ")
+	return fmt.Sprintf(`WITH mine AS MATERIALIZED (
+  SELECT %[1]s FROM %[2]s WHERE %[3]s = ANY($1::text[]) FOR %[4]s SKIP LOCKED
+)
+SELECT DISTINCT %[3]s FROM %[2]s WHERE %[3]s = ANY($1::text[]) AND (%[1]s) NOT IN (SELECT %[1]s FROM mine)`,
+		key, t.QualifiedName(), schema.Ident(s.col), s.strength), nil
+}
+
+// lockWait tracks, in the re-fetcher, an object found held.
+type lockWait struct {
+	site     lockSite
+	since    time.Time // first found held
+	lastSeen time.Time // last found held
+	backoff  time.Duration
+	warned   bool
+}
+
+// heldAgain records that the re-fetcher found k held (again) and returns
+// how long to wait before looking again: doubling from the poll interval
+// up to lockRetryMax. warnHeld warns about the rows held long.
+func (p *poller) heldAgain(k refetchKey, site lockSite) time.Duration {
+	now := time.Now()
+	w := p.locked[k]
+	if w == nil || now.Sub(w.lastSeen) > lockForget {
+		if p.locked == nil {
+			p.locked = map[refetchKey]*lockWait{}
+		}
+		w = &lockWait{since: now, backoff: p.cfg.PollInterval}
+		p.locked[k] = w
+	} else {
+		w.backoff = min(2*w.backoff, lockRetryMax)
+	}
+	w.site, w.lastSeen = site, now
+	return w.backoff
+}
+
+// warnHeld warns once about each object held for lockWarnAfter, naming
+// the backends holding its row (pg_blocking_pids), not the row's data.
+// Outside the loop's transactions: finding the backends takes a wait.
+func (p *poller) warnHeld(ctx context.Context) {
+	now := time.Now()
+	for k, w := range p.locked {
+		if w.warned || now.Sub(w.since) < lockWarnAfter || now.Sub(w.lastSeen) > lockRetryMax+p.cfg.PollInterval {
+			continue
+		}
+		w.warned = true
+		pids, err := p.blockers(ctx, k.ID, w.site)
+		if err != nil && ctx.Err() == nil {
+			p.log.Debug("could not find the backend holding a row", "table", w.site.table, "err", err)
+		}
+		p.log.Warn("stripe row locked by another transaction; its object is synced once the lock is released, the rest of the sync goes on",
+			"table", k.Table, "id", k.ID, "locked_table", w.site.table, "held_for", now.Sub(w.since).Round(time.Second),
+			"blocking_pids", pids)
+	}
+}
+
+// released forgets k, written at last; a warning about it is followed
+// by an info line.
+func (p *poller) released(k refetchKey) {
+	w := p.locked[k]
+	if w == nil {
+		return
+	}
+	delete(p.locked, k)
+	if w.warned {
+		p.log.Info("stripe row no longer locked; its object is synced", "table", k.Table, "id", k.ID, "held_for", time.Since(w.since).Round(time.Second))
+	}
+}
+
+// forgetLocks drops objects not found held for lockForget (their queue
+// entries went some other way).
+func (p *poller) forgetLocks() {
+	for k, w := range p.locked {
+		if time.Since(w.lastSeen) > lockForget {
+			delete(p.locked, k)
+		}
+	}
+}
+
+// blockers are the backends holding the row of site whose key column is
+// id. Row locks show in no view, so a connection of its own queues for
+// the row (at most blockerWait, then gives up) while pg_blocking_pids of
+// that connection is read.
+func (p *poller) blockers(ctx context.Context, id string, site lockSite) ([]int32, error) {
+	t, ok := schema.Lookup(site.table)
+	if !ok {
+		return nil, fmt.Errorf("unknown table %q", site.table)
+	}
+	conn, err := p.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	var pid int32
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return nil, err
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d", blockerWait.Milliseconds())})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Ends with a lock timeout, or at once when the row is free.
+		tx.Exec(ctx, fmt.Sprintf(`SELECT 1 FROM %s WHERE %s = $1 FOR %s`, t.QualifiedName(), schema.Ident(site.col), site.strength), id)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var pids []int32
+		if err := p.cfg.Pool.QueryRow(ctx, `SELECT pg_blocking_pids($1)`, pid).Scan(&pids); err != nil {
+			<-done
+			return nil, err
+		}
+		if len(pids) > 0 {
+			<-done
+			return pids, nil
+		}
+		select {
+		case <-done:
+			return nil, errors.New("the row was not held long enough to see by whom")
+		case <-tick.C:
+		}
+	}
+}
+
+// blockerWait bounds how long blockers queues for a held row (another
+// writer of the row may queue behind it meanwhile).
+const blockerWait = 500 * time.Millisecond

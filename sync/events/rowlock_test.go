@@ -1,0 +1,232 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/logtest"
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/sync/events"
+)
+
+// reviewWait polls cond every 20 ms until it holds or timeout passes.
+func reviewWait(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}
+
+// reviewLock opens a user's transaction holding the rows of table with
+// the given ids (SELECT … FOR UPDATE, then idle) and returns it with its
+// backend pid.
+func reviewLock(t *testing.T, v *env, table string, ids ...string) (pgx.Tx, int) {
+	t.Helper()
+	ctx := context.Background()
+	user := pgtest.Connect(t, v.db)
+	tx, err := user.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM stripe.`+table+` WHERE id = ANY($1) FOR UPDATE) l`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ids) {
+		t.Fatalf("locked %d rows of %s, want %d", n, table, len(ids))
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return tx, pid
+}
+
+func (v *env) reviewText(t *testing.T, query string, args ...any) string {
+	t.Helper()
+	var s *string
+	err := v.pool.QueryRow(context.Background(), query, args...).Scan(&s)
+	if err != nil && err != pgx.ErrNoRows {
+		t.Fatal(err)
+	}
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// A user's transaction left idle holding stripe rows (SELECT … FOR
+// UPDATE) must not stall the events loop: the other objects' changes
+// keep arriving at the loop's usual pace, the held rows converge to
+// Stripe's newest state (an update and a deletion here) once the
+// transaction ends, and a warning names the blocking backend once, not
+// per retry, without row data.
+func TestRowLockDoesNotStallSync(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	held := v.post(t, "/v1/customers", url.Values{"email": {"held-0@example.com"}})
+	doomed := v.post(t, "/v1/customers", url.Values{"email": {"doomed@example.com"}})
+	other := v.post(t, "/v1/customers", url.Values{"email": {"other@example.com"}})
+	var logs logtest.Buffer
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	v.loop(t, events.Config{Logger: log})
+	v.converge(t, 10*time.Second)
+
+	tx, pid := reviewLock(t, v, "customers", held, doomed)
+	for i := 1; i <= 3; i++ {
+		v.post(t, "/v1/customers/"+held, url.Values{"email": {fmt.Sprintf("held-%d@example.com", i)}})
+	}
+	if _, err := v.mut.Delete(ctx, "/v1/customers/"+doomed, nil); err != nil {
+		t.Fatal(err)
+	}
+	v.post(t, "/v1/customers/"+other, url.Values{"name": {"changed"}})
+	prod := v.post(t, "/v1/products", url.Values{"name": {"arrives"}})
+	// The loop polls every 100 ms: 5 s is far more than it needs.
+	reviewWait(t, 5*time.Second, "the other objects to sync while two customers are locked", func() bool {
+		return v.reviewText(t, `SELECT name FROM stripe.customers WHERE id = $1`, other) == "changed" &&
+			v.reviewText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
+	})
+	// Still later changes keep arriving while the rows stay locked.
+	v.post(t, "/v1/products/"+prod, url.Values{"name": {"again"}})
+	reviewWait(t, 5*time.Second, "a later change to sync while two customers are locked", func() bool {
+		return v.reviewText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "again"
+	})
+	if got := v.reviewText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "held-0@example.com" {
+		t.Fatalf("the locked row changed under the user's lock: email %q", got)
+	}
+	// Held over a few seconds: one warning names the user's backend.
+	warned := func() int { return strings.Count(logs.String(), "row locked by another transaction") }
+	reviewWait(t, 10*time.Second, "the warning about the locked rows", func() bool { return warned() > 0 })
+	if !strings.Contains(logs.String(), fmt.Sprint(pid)) {
+		t.Errorf("the warning does not name the blocking backend %d:\n%s", pid, logs.String())
+	}
+	// Let the re-fetcher meet the lock a few more times.
+	time.Sleep(1500 * time.Millisecond)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.converge(t, 15*time.Second)
+	if got := v.reviewText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "held-3@example.com" {
+		t.Errorf("locked customer's email %q after the lock, want Stripe's newest held-3@example.com", got)
+	}
+	if n := warned(); n != 2 { // one per locked row
+		t.Errorf("%d warnings about locked rows, want one per row (2):\n%s", n, logs.String())
+	}
+	for _, s := range []string{"held-1@", "held-2@", "held-3@", "doomed@"} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("the logs show row data (%s):\n%s", s, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "events poll failed") {
+		t.Errorf("a poll failed:\n%s", logs.String())
+	}
+}
+
+// A user holding a subscription's item (not the subscription) is a lock
+// the subscription's apply meets too, through the items it replaces.
+func TestChildRowLockDoesNotStallSync(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	cus := v.post(t, "/v1/customers", url.Values{"email": {"a@example.com"}})
+	prod := v.post(t, "/v1/products", url.Values{"name": {"p"}})
+	price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"700"}, "recurring[interval]": {"month"}})
+	sub := v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}})
+	v.loop(t, events.Config{})
+	v.converge(t, 10*time.Second)
+	item := v.reviewText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	tx, _ := reviewLock(t, v, "subscription_items", item)
+	v.post(t, "/v1/subscriptions/"+sub, url.Values{"metadata[k]": {"v"}})
+	v.post(t, "/v1/customers/"+cus, url.Values{"name": {"changed"}})
+	reviewWait(t, 5*time.Second, "the customer to sync while a subscription item is locked", func() bool {
+		return v.reviewText(t, `SELECT name FROM stripe.customers WHERE id = $1`, cus) == "changed"
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.converge(t, 15*time.Second)
+	if got := v.reviewText(t, `SELECT metadata->>'k' FROM stripe.subscriptions WHERE id = $1`, sub); got != "v" {
+		t.Errorf("subscription metadata k = %q after the lock, want v", got)
+	}
+}
+
+// A kill while a user holds a row whose event was applied (recorded as
+// applied, its effect left to the re-fetch queue) loses nothing: the
+// restarted loop syncs the others while the row is still held and the
+// held row once it is released, though the event is never applied again.
+func TestRowLockSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess kill")
+	}
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	held := v.post(t, "/v1/customers", url.Values{"email": {"held-0@example.com"}})
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EVENTS_HELPER=1", "EVENTS_DB="+v.db, "EVENTS_API="+v.base)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	reviewWait(t, 10*time.Second, "the customer to sync", func() bool {
+		return v.reviewText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held) == "held-0@example.com"
+	})
+	tx, _ := reviewLock(t, v, "customers", held)
+	v.post(t, "/v1/customers/"+held, url.Values{"email": {"held-1@example.com"}})
+	// The update's event is applied (recorded, the cursor past it) with
+	// the held row left to the durable re-fetch queue.
+	reviewWait(t, 10*time.Second, "the held customer to be queued for re-fetch", func() bool {
+		return v.reviewText(t, `SELECT reason FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1`, held) == "locked"
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	killed = true
+
+	stop := v.loop(t, events.Config{})
+	prod := v.post(t, "/v1/products", url.Values{"name": {"arrives"}})
+	reviewWait(t, 5*time.Second, "a product to sync after the restart while the customer is locked", func() bool {
+		return v.reviewText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.converge(t, 15*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
