@@ -12,7 +12,12 @@
 // when either is stale. Which tables exist and the list endpoint each is named
 // after are chosen by hand in internal/gen (CONTRACT §3); columns, types,
 // endpoints, created filters, required list parameters, create/update
-// parameters and expandable fields come from the spec.
+// parameters (with the places inside them that take only integers, or
+// the empty string as an empty array) and expandable fields come from the
+// spec. Also by hand, from the spec's descriptions: the create parameters
+// taking an array but no empty string where leaving an empty array out
+// means the same as sending it (Param.OmitEmpty); the generator fails
+// when one of those decisions no longer fits the spec.
 //
 // Mapping (Kind): id text primary key; strings and enums text; integers
 // bigint; numbers numeric; booleans boolean; format unix-time timestamptz;

@@ -155,6 +155,27 @@ type Param struct {
 	// its data elements are response objects, to be cut down to these
 	// keys. Refs then apply to the data array.
 	List []string
+	// Integers are the places below the parameter (as in Refs) where
+	// Stripe takes only an integer (a subscription's items.[].quantity);
+	// Types says it of the parameter itself. jsonb keeps 1.5 as written,
+	// and the form encoding would send it so.
+	Integers []string
+	// UnsetArrays are the places below the parameter (as in Refs) that
+	// take an array or the empty string (anyOf [array, enum [""]]), as
+	// Unset says of the parameter itself: the encoding can carry an empty
+	// array there only as the empty string, which Stripe reads as an
+	// empty list (items.[].tax_rates: none, not the subscription's
+	// default_tax_rates).
+	UnsetArrays []string
+	// OmitEmpty (the parameter itself) and OmitEmptyArrays (places below
+	// it, as in Refs) mark create parameters taking an array but not the
+	// empty string where leaving the array out means the same as an
+	// empty one (a customer's preferred_locales: none either way), as
+	// decided by hand from the spec's descriptions in schema/internal/gen.
+	// At any other such place an empty array can't be sent as written
+	// (payment_method_types defaults to ["card"] when left out).
+	OmitEmpty       bool
+	OmitEmptyArrays []string
 }
 
 // Table describes one table of the stripe schema and the Stripe endpoints

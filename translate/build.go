@@ -143,12 +143,12 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Owner {
 			v = map[string]any{"type": f.Column, f.Column: v}
 		}
-		if v, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, refValue(f, v)); err != nil {
+		if v, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, refValue(f, v), formCreate); err != nil {
 			return RowCalls{}, err
 		}
 		encodeCreate(params, f.Param.Name, v)
 	}
-	if err := mergeExtra(params, extra, t.CreateParams, nil, "create "+t.Object); err != nil {
+	if err := mergeExtra(params, extra, t.CreateParams, nil, "create "+t.Object, formCreate); err != nil {
 		return RowCalls{}, err
 	}
 	// Stripe would refuse the row, but only after the rows before it were
@@ -177,18 +177,28 @@ func arrayForObject(t *schema.Table, f Field, v any) *Error {
 
 // checkValue refuses, before any call, a value that Stripe's form
 // encoding would carry as something other than what the statement wrote
-// (see unencodable and integerValue), naming where in it the problem is;
-// label names the column. It returns the value to encode.
-func checkValue(label string, f Field, p schema.Param, name string, v any) (any, *Error) {
+// (see unencodable, integerValue and emptyArray), naming where in it the
+// problem is; label names the column, mode says how the value will be
+// encoded. It returns the value to encode.
+func checkValue(label string, f Field, p schema.Param, name string, v any, mode formMode) (any, *Error) {
 	if s, ok := v.(string); ok && f.Kind == schema.KindNumber {
 		switch s {
 		case "NaN", "Infinity", "-Infinity":
 			return nil, errorf(CodeInvalidParameterValue, "%s is %s: Stripe takes only finite numbers", label, s)
 		}
 	}
-	v, ok := integerValue(p, v)
-	if !ok {
-		return nil, errorf(CodeInvalidParameterValue, "%s is %s, but Stripe takes an integer for %s", label, v, name).
+	v, bad := formValue(p, mode, name, "", v)
+	switch {
+	case bad == nil:
+	case bad.empty:
+		return nil, errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, bad.key).
+			withDetail("left out instead, %s would get what Stripe does when it is not given, which Stripe's API reference does not document as an empty list", bad.key).
+			withHint("leave the key out for Stripe's default, or give the elements")
+	case bad.key == name:
+		return nil, errorf(CodeInvalidParameterValue, "%s is %s, but Stripe takes an integer for %s", label, bad.value, name).
+			withHint("give a whole number (round() or trunc() it as you mean it)")
+	default:
+		return nil, errorf(CodeInvalidParameterValue, "%s has %s at %s, but Stripe takes an integer there", label, bad.value, bad.key).
 			withHint("give a whole number (round() or trunc() it as you mean it)")
 	}
 	if key, what, gap := unencodable(name, v); key != "" {
@@ -268,7 +278,7 @@ func badFormKey(v any) (string, bool) {
 // the endpoint (params) or, when after is set, goes to that call (an
 // action endpoint such as /pay or /cancel, whose parameters Stripe checks),
 // and may not repeat a column's parameter.
-func mergeExtra(params url.Values, extra map[string]any, allowed map[string]schema.Param, after *Call, what string) *Error {
+func mergeExtra(params url.Values, extra map[string]any, allowed map[string]schema.Param, after *Call, what string, mode formMode) *Error {
 	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		for p := range params {
 			if p == k || strings.HasPrefix(p, k+"[") {
@@ -283,7 +293,7 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 			}
 			target = after.Params
 		}
-		v, err := checkValue(fmt.Sprintf("%s key %q", ParamsColumn, k), Field{Column: ParamsColumn, Kind: schema.KindJSON}, p, k, extra[k])
+		v, err := checkValue(fmt.Sprintf("%s key %q", ParamsColumn, k), Field{Column: ParamsColumn, Kind: schema.KindJSON}, p, k, extra[k], mode)
 		if err != nil {
 			return err
 		}
@@ -385,7 +395,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				continue
 			}
 			if els, ok := listElements(f, nv); ok {
-				if _, err := checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, els); err != nil {
+				if _, err := checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, els, formDiffed); err != nil {
 					return RowCalls{}, err
 				}
 				if err := listUpdate(params, t, f, ov, nv); err != nil {
@@ -409,7 +419,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				}
 			}
 			nv = refValue(f, nv)
-			if nv, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, nv); err != nil {
+			if nv, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, nv, formDiffed); err != nil {
 				return RowCalls{}, err
 			}
 			encodeUpdate(params, f.Param.Name, refValue(f, ov), nv, f.Column != "metadata")
@@ -424,7 +434,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 		if !st.Ops.Update {
 			allowed = nil
 		}
-		if err := mergeExtra(params, extra, allowed, action, "update "+t.Object); err != nil {
+		if err := mergeExtra(params, extra, allowed, action, "update "+t.Object, formSent); err != nil {
 			return RowCalls{}, err
 		}
 	}
@@ -536,6 +546,10 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 		oldData, _ = ov.([]any)
 	}
 	oldData, _ = refValue(f, oldData).([]any)
+	// Both sides as they are to be sent (2.0 as 2, an item's empty
+	// tax_rates as ""), so that an element compares equal to itself;
+	// buildUpdate refused the new side's fractions already.
+	newData, oldData = formElements(f.Param, name, newData), formElements(f.Param, name, oldData)
 	old := map[string]map[string]any{}
 	var oldIDs []string
 	for _, e := range oldData {
@@ -605,6 +619,19 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 		i++
 	}
 	return nil
+}
+
+// formElements returns the elements of an array parameter p as formValue
+// makes them for an update; an element it refuses is kept as it is.
+func formElements(p schema.Param, name string, data []any) []any {
+	out := make([]any, len(data))
+	for i, e := range data {
+		out[i] = e
+		if v, bad := formValue(p, formDiffed, name, "[]", e); bad == nil {
+			out[i] = v
+		}
+	}
+	return out
 }
 
 // idsAt replaces the Stripe objects at keys (see schema.Param.Refs) by

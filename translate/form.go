@@ -191,16 +191,24 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// integerValue checks a number given for a parameter that Stripe takes
-// only as an integer (an amount, a quantity). jsonb keeps a number as it
-// was written, so 12.5 would reach Stripe as 12.5, and a fraction is not
-// something to round away on the statement's behalf; 12.0 or 1.2e1 is the
-// integer 12 and is sent as 12. ok is false for a number with a
-// fraction; v is returned as it is when it is not a number or the
-// parameter takes other types too.
-func integerValue(p schema.Param, v any) (out any, ok bool) {
+// integerValue checks a number given where Stripe takes only an integer
+// (an amount, a quantity): the parameter p itself when place is "", or
+// the place below it (as in schema.Param.Refs: "[].quantity"). jsonb
+// keeps a number as it was written, so 12.5 would reach Stripe as 12.5,
+// and a fraction is not something to round away on the statement's
+// behalf; 12.0 or 1.2e1 is the integer 12 and is sent as 12. ok is false
+// for a number with a fraction; v is returned as it is when it is not a
+// number or the place takes other types too.
+func integerValue(p schema.Param, place string, v any) (out any, ok bool) {
 	n, isNum := v.(json.Number)
-	if !isNum || len(p.Types) != 1 || p.Types[0] != "integer" {
+	if !isNum {
+		return v, true
+	}
+	if place == "" {
+		if len(p.Types) != 1 || p.Types[0] != "integer" {
+			return v, true
+		}
+	} else if !slices.Contains(p.Integers, place) {
 		return v, true
 	}
 	if _, err := strconv.ParseInt(n.String(), 10, 64); err == nil {
@@ -211,6 +219,108 @@ func integerValue(p schema.Param, v any) (out any, ok bool) {
 		return v, false
 	}
 	return json.Number(i), true
+}
+
+// formMode says how a value will be encoded, which decides what becomes
+// of its empty arrays (emptyArray).
+type formMode uint8
+
+const (
+	// formCreate: encodeCreate, for a create.
+	formCreate formMode = iota
+	// formSent: encodeCreate, for an update (_params keys).
+	formSent
+	// formDiffed: encodeUpdate, which diffs hashes with the old value and
+	// unsets an array emptied there itself; arrays inside array elements
+	// are sent whole, with encodeCreate.
+	formDiffed
+)
+
+// emptyArray says how an empty array at place (as in integerValue) of p
+// is to be sent. The encoding has no key for an empty array, and
+// encodeCreate leaves it out: where Stripe takes the empty string as well
+// (Param.Unset, Param.UnsetArrays) that is sent instead, and Stripe reads
+// it as an empty list, as stripe-go sends it (an item's tax_rates: none,
+// not the subscription's default_tax_rates); on a create, where leaving
+// the array out means the same (Param.OmitEmpty, Param.OmitEmptyArrays)
+// it is left out. ok is false anywhere else on a create: left out, the
+// array would mean Stripe's default, which is not what the statement
+// wrote (payment_method_types defaults to ["card"]). An update keeps its
+// rules there (Stripe's reading of a left-out key differs between
+// endpoints and places, and emptied hashes are diffed by encodeUpdate),
+// and a parameter the spec doesn't describe (p.Name "", sent to an action
+// endpoint) is left for Stripe to judge.
+func emptyArray(p schema.Param, mode formMode, place string) (out any, ok bool) {
+	if mode == formDiffed && !strings.Contains(place, "[]") {
+		return []any{}, true
+	}
+	if place == "" && p.Unset || place != "" && slices.Contains(p.UnsetArrays, place) {
+		return "", true
+	}
+	if mode != formCreate || p.Name == "" || place == "" && p.OmitEmpty || slices.Contains(p.OmitEmptyArrays, place) {
+		return []any{}, true
+	}
+	return nil, false
+}
+
+// formProblem is a value refused by formValue: key is its form key
+// (items[0][quantity]).
+type formProblem struct {
+	key   string
+	value any
+	empty bool // an empty array (else a fraction for an integer)
+}
+
+// formValue returns v, the value of p under the form key name, as the
+// encoding is to carry it: integers as integers at every place Stripe
+// takes only one (integerValue), empty arrays as emptyArray says. place
+// is where v is below p ("" for p itself). The maps and arrays on the
+// way are copied.
+func formValue(p schema.Param, mode formMode, name, place string, v any) (any, *formProblem) {
+	switch x := v.(type) {
+	case json.Number:
+		out, ok := integerValue(p, place, x)
+		if !ok {
+			return nil, &formProblem{key: name, value: x}
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			e, bad := formValue(p, mode, name+"["+k+"]", joinPlace(place, k), x[k])
+			if bad != nil {
+				return nil, bad
+			}
+			out[k] = e
+		}
+		return out, nil
+	case []any:
+		if len(x) == 0 {
+			out, ok := emptyArray(p, mode, place)
+			if !ok {
+				return nil, &formProblem{key: name, value: x, empty: true}
+			}
+			return out, nil
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			var bad *formProblem
+			if out[i], bad = formValue(p, mode, name+"["+strconv.Itoa(i)+"]", joinPlace(place, "[]"), e); bad != nil {
+				return nil, bad
+			}
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// joinPlace extends a place (as in schema.Param.Refs) by one key, or
+// "[]" for the elements of an array.
+func joinPlace(place, k string) string {
+	if place == "" {
+		return k
+	}
+	return place + "." + k
 }
 
 // integerText returns the decimal s ("12.00", "1.2e1", "-0.0") as an

@@ -155,10 +155,11 @@ func TestFormDeviatesFromStripeGo(t *testing.T) {
 	}
 
 	// An empty array given to a create: stripe-go sends p= (Stripe's
-	// "empty"); pgstripe sends nothing, which for a create is the same
-	// empty default, while p= is refused for every array parameter that
-	// can't be unset (most of them in the spec: preferred_locales,
-	// items, tax_id_data …), and ORMs give every column a value.
+	// "empty") whatever the parameter; encodeCreate sends nothing, and
+	// checkValue decides beforehand from the spec: p= where the parameter
+	// takes "", left out where that means the same, refused elsewhere
+	// (TestEmptyArrays). p= is refused for an array parameter that
+	// can't be unset (preferred_locales, items, tax_id_data …).
 	if got := stripeGoBody(map[string]any{"p": []string{}}); got != "p=" {
 		t.Errorf("stripe-go's empty array: %s", got)
 	}
@@ -274,15 +275,15 @@ func TestUnencodableRefused(t *testing.T) {
 	}
 
 	// What stays allowed is sent as before: elements with something in
-	// them, null keys inside an element, an empty array (left out on a
-	// create).
+	// them, null keys inside an element; an empty array for a parameter
+	// that takes "" is sent as "" (TestEmptyArrays).
 	calls, err := build(t, `INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ('cus_1', '[{"price": "price_1", "quantity": null}, {"price": "price_2"}]', '[]')`,
 		`["cus_1", [{"price": "price_1", "quantity": null}, {"price": "price_2"}], []]`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := stripeapi.Form(calls[0].Calls[0].Params).Encode()
-	if want := "customer=cus_1&items[0][price]=price_1&items[1][price]=price_2"; got != want {
+	if want := "customer=cus_1&default_tax_rates=&items[0][price]=price_1&items[1][price]=price_2"; got != want {
 		t.Errorf("body %s, want %s", got, want)
 	}
 }
@@ -344,5 +345,156 @@ func TestNumericNaNRefused(t *testing.T) {
 		if err == nil || err.Code != CodeInvalidParameterValue || !strings.Contains(err.Message, "percent_off of stripe.coupons") {
 			t.Errorf("%s: %v, want 22023", v, err)
 		}
+	}
+}
+
+// oldItems is subscriptions.items as read back: si_1 (quantity 1, tax rate
+// txr_1) and si_2 (quantity 2, no tax rates).
+const oldItems = `{"object": "list", "data": [` +
+	`{"id": "si_1", "object": "subscription_item", "price": {"id": "price_1", "object": "price"}, "quantity": 1, "tax_rates": [{"id": "txr_1", "object": "tax_rate"}], "metadata": {}}, ` +
+	`{"id": "si_2", "object": "subscription_item", "price": {"id": "price_2", "object": "price"}, "quantity": 2, "tax_rates": [], "metadata": {}}]}`
+
+// TestNestedIntegers: a number with a fraction where the spec's
+// parameter schema takes only an integer, inside an array element or a
+// hash, is refused with 22023 naming its form key; one whose fraction is
+// zero is sent as the integer. Places that take other types keep the
+// number as written.
+func TestNestedIntegers(t *testing.T) {
+	for _, c := range []struct {
+		name, sql string
+		row       string
+		want      string   // the body (stripe-go's layout), or "" for a refusal
+		msg       []string // in the refusal's message
+	}{
+		{"item quantity 1.5", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price": "price_1"}, {"price": "price_2", "quantity": 1.5}]]`, "",
+			[]string{"items of stripe.subscriptions", "1.5", "items[1][quantity]", "integer"}},
+		{"item quantity 2.0", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price": "price_1", "quantity": 2.0}, {"price": "price_2", "quantity": 3e0}]]`,
+			"customer=cus_1&items[0][price]=price_1&items[0][quantity]=2&items[1][price]=price_2&items[1][quantity]=3", nil},
+		{"price_data unit_amount in an item", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price_data": {"currency": "usd", "product": "prod_1", "recurring": {"interval": "month"}, "unit_amount": 999.5}}]]`, "",
+			[]string{"items[0][price_data][unit_amount]"}},
+		{"hash: transform_quantity.divide_by", `INSERT INTO stripe.prices (currency, product, unit_amount, transform_quantity) VALUES ('usd', 'prod_1', 100, $1)`,
+			`["usd", "prod_1", 100, {"divide_by": 2.5, "round": "up"}]`, "",
+			[]string{"transform_quantity of stripe.prices", "transform_quantity[divide_by]"}},
+		{"tier amounts", `INSERT INTO stripe.prices (currency, product, billing_scheme, tiers) VALUES ('usd', 'prod_1', 'tiered', $1)`,
+			`["usd", "prod_1", "tiered", [{"up_to": 10, "unit_amount": 5.00}, {"up_to": "inf", "unit_amount": 4}]]`,
+			"billing_scheme=tiered&currency=usd&product=prod_1&tiers[0][unit_amount]=5&tiers[0][up_to]=10&tiers[1][unit_amount]=4&tiers[1][up_to]=inf", nil},
+		{"decimal place keeps its digits", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price_data": {"currency": "usd", "product": "prod_1", "recurring": {"interval": "month"}, "unit_amount_decimal": "1.50"}, "metadata": {"n": 1.5}}]]`,
+			"customer=cus_1&items[0][metadata][n]=1.5&items[0][price_data][currency]=usd&items[0][price_data][product]=prod_1&items[0][price_data][recurring][interval]=month&items[0][price_data][unit_amount_decimal]=1.50", nil},
+		{"in _params on create", `INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ('cus_1', '[{"price": "price_1"}]', $1)`,
+			`["cus_1", [{"price": "price_1"}], {"add_invoice_items": [{"price": "price_9", "quantity": 0.5}]}]`, "",
+			[]string{`_params key "add_invoice_items"`, "add_invoice_items[0][quantity]"}},
+		{"update, array written", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "quantity": 2.5}], ` + oldItems + `]`, "",
+			[]string{"items of stripe.subscriptions", "items[0][quantity]"}},
+		{"update, list read back and changed", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,1,quantity}', $1) WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldItems, `"quantity": 2`, `"quantity": 7.25`, 1) + `, ` + oldItems + `]`, "",
+			[]string{"items[1][quantity]"}},
+		{"update, list read back, 4.0", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,1,quantity}', $1) WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldItems, `"quantity": 2`, `"quantity": 4.0`, 1) + `, ` + oldItems + `]`,
+			"items[0][id]=si_2&items[0][quantity]=4", nil},
+		{"update, _params", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"add_invoice_items": [{"price": "price_9", "quantity": 2.0}]}, null]`,
+			"add_invoice_items[0][price]=price_9&add_invoice_items[0][quantity]=2", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, err := build(t, c.sql, c.row)
+			if c.want == "" {
+				if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+					t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+				}
+				for _, w := range c.msg {
+					if !strings.Contains(err.Message, w) {
+						t.Errorf("message %q lacks %q", err.Message, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+				t.Errorf("body\n got:  %s\n want: %s", got, c.want)
+			}
+		})
+	}
+}
+
+// TestEmptyArrays: an empty array is sent as the spec allows it:
+// as the empty string where the parameter (or the place in it) takes ""
+// (Stripe's empty list, as stripe-go sends it), left out on a create
+// where leaving it out means the same, and refused (22023, naming the
+// key) on a create where left out it would mean Stripe's default. Before,
+// every empty array on a create was left out: an item's tax_rates: []
+// became the subscription's default_tax_rates.
+func TestEmptyArrays(t *testing.T) {
+	for _, c := range []struct {
+		name, sql string
+		row       string
+		want      string   // the body, or "" for a refusal
+		msg       []string // in the refusal's message
+	}{
+		{"item tax_rates on create", `INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ('cus_1', $1, '["txr_1"]')`,
+			`["cus_1", [{"price": "price_1", "tax_rates": []}], ["txr_1"]]`,
+			"customer=cus_1&default_tax_rates[0]=txr_1&items[0][price]=price_1&items[0][tax_rates]=", nil},
+		{"an element that is only an empty tax_rates", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price": "price_1"}, {"tax_rates": []}]]`,
+			"customer=cus_1&items[0][price]=price_1&items[1][tax_rates]=", nil},
+		{"top level that takes \"\"", `INSERT INTO stripe.subscription_items (subscription, price, tax_rates) VALUES ('sub_1', 'price_1', '[]')`,
+			`["sub_1", "price_1", []]`, "price=price_1&subscription=sub_1&tax_rates=", nil},
+		{"top level, left out means none", `INSERT INTO stripe.customers (email, preferred_locales, _params) VALUES ('a@b.co', '[]', '{"expand": []}')`,
+			`["a@b.co", [], {"expand": []}]`, "email=a%40b.co", nil},
+		{"nested, left out means none", `INSERT INTO stripe.subscription_schedules (customer, phases) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"items": [{"price": "price_1", "tax_rates": []}], "add_invoice_items": [], "default_tax_rates": []}]]`,
+			"customer=cus_1&phases[0][default_tax_rates]=&phases[0][items][0][price]=price_1&phases[0][items][0][tax_rates]=", nil},
+		{"_params on create", `INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ('cus_1', '[{"price": "price_1"}]', $1)`,
+			`["cus_1", [{"price": "price_1"}], {"add_invoice_items": [{"price": "price_9", "tax_rates": []}]}]`,
+			"add_invoice_items[0][price]=price_9&add_invoice_items[0][tax_rates]=&customer=cus_1&items[0][price]=price_1", nil},
+		{"payment_method_types: left out is [\"card\"]", `INSERT INTO stripe.payment_intents (amount, currency, payment_method_types) VALUES (100, 'usd', '[]')`,
+			`[100, "usd", []]`, "", []string{"payment_method_types of stripe.payment_intents", "empty array at payment_method_types"}},
+		{"invoice item tax_rates: left out is the invoice's", `INSERT INTO stripe.invoiceitems (customer, price, tax_rates) VALUES ('cus_1', 'price_1', '[]')`,
+			`["cus_1", "price_1", []]`, "", []string{"empty array at tax_rates"}},
+		{"checkout line item tax_rates", `INSERT INTO stripe.checkout_sessions (mode, line_items) VALUES ('payment', $1)`,
+			`["payment", [{"price": "price_1", "quantity": 1, "tax_rates": []}]]`, "", []string{"line_items[0][tax_rates]"}},
+		{"coupon for no products", `INSERT INTO stripe.coupons (duration, percent_off, applies_to) VALUES ('once', 10, $1)`,
+			`["once", 10, {"products": []}]`, "", []string{"applies_to of stripe.coupons", "applies_to[products]"}},
+		{"where the spec has no array", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price": "price_1", "metadata": {"k": []}}]]`, "", []string{"items[0][metadata][k]"}},
+		{"update: an item's tax rates emptied", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "tax_rates": []}], ` + oldItems + `]`,
+			"items[0][id]=si_1&items[0][tax_rates]=", nil},
+		{"update: a list read back, one item's tax rates emptied", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0,tax_rates}', '[]') WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldItems, `[{"id": "txr_1", "object": "tax_rate"}]`, `[]`, 1) + `, ` + oldItems + `]`,
+			"items[0][id]=si_1&items[0][tax_rates]=", nil},
+		{"update: _params", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"default_tax_rates": [], "add_invoice_items": [{"price": "price_9", "tax_rates": []}]}, null]`,
+			"add_invoice_items[0][price]=price_9&add_invoice_items[0][tax_rates]=&default_tax_rates=", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, err := build(t, c.sql, c.row)
+			if c.want == "" {
+				if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+					t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+				}
+				for _, w := range c.msg {
+					if !strings.Contains(err.Message, w) {
+						t.Errorf("message %q lacks %q", err.Message, w)
+					}
+				}
+				if err.Hint == "" || err.Detail == "" {
+					t.Errorf("no detail or hint: %+v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+				t.Errorf("body\n got:  %s\n want: %s", got, c.want)
+			}
+		})
 	}
 }

@@ -3,8 +3,12 @@ package writethrough
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	url2 "net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -283,5 +287,147 @@ func TestUnencodableArraysRefusedBeforeAnyCall(t *testing.T) {
 	items := e.stripeObj("subscriptions", sub)["items"].(map[string]any)["data"].([]any)
 	if len(items) != 1 {
 		t.Errorf("Stripe's subscription has %d items, want 1", len(items))
+	}
+}
+
+// TestEmptyTaxRatesAndNestedIntegers: through the interceptor, a
+// subscription item written with "tax_rates": [] on a subscription with
+// default_tax_rates reaches Stripe as items[0][tax_rates]= (stripe-go's
+// empty list), so the item has no tax rates of its own and its invoice
+// line none; before, the key was left out (the item then inherits the
+// subscription's default_tax_rates), and on an update the emptied tax
+// rates were not sent at all, so the item kept them. A quantity of 2.0 is
+// sent as 2. A fraction where Stripe takes an integer (items[0][quantity])
+// and an empty array Stripe can't take as written are refused with 22023,
+// and nothing reaches Stripe.
+func TestEmptyTaxRatesAndNestedIntegers(t *testing.T) {
+	e := setup(t)
+	one := func(sql string, args ...any) string {
+		t.Helper()
+		return e.ok(sql, args...).rows[0][0]
+	}
+	cus := e.newCustomers("taxfree@b.co")[0]
+	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+	txrDefault := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txrItem := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+
+	var mu sync.Mutex
+	var bodies []url2.Values
+	record := faultFunc(func(_ http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/subscriptions" {
+			mu.Lock()
+			bodies = append(bodies, form)
+			mu.Unlock()
+		}
+		return false // the emulator answers
+	})
+	e.fault.Store(&record)
+
+	items := fmt.Sprintf(`[{"price": %q, "quantity": 2.0, "tax_rates": []}, {"price": %q, "tax_rates": [%q]}]`, p1, p2, txrItem)
+	sub := one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, default_tax_rates, items)
+		VALUES ($1, 'send_invoice', 7, jsonb_build_array($2::text), $3::jsonb) RETURNING id`, cus, txrDefault, items)
+	mu.Lock()
+	if len(bodies) != 1 {
+		t.Fatalf("%d subscription creates", len(bodies))
+	}
+	body := bodies[0]
+	mu.Unlock()
+	if v, ok := body["items[0][tax_rates]"]; !ok || !reflect.DeepEqual(v, []string{""}) {
+		t.Errorf("items[0][tax_rates] sent as %q (present %v), want the empty string", v, ok)
+	}
+	if got := body.Get("items[0][quantity]"); got != "2" {
+		t.Errorf("items[0][quantity] sent as %q, want 2", got)
+	}
+
+	taxRateIDs := func(v any) []string {
+		ids := []string{}
+		for _, r := range v.([]any) {
+			ids = append(ids, r.(map[string]any)["id"].(string))
+		}
+		return ids
+	}
+	st := e.stripeObj("subscriptions", sub)
+	if got := taxRateIDs(st["default_tax_rates"]); !reflect.DeepEqual(got, []string{txrDefault}) {
+		t.Fatalf("Stripe's subscription default_tax_rates %v, want [%s]", got, txrDefault)
+	}
+	itemOf := map[string]map[string]any{} // by price
+	for _, it := range st["items"].(map[string]any)["data"].([]any) {
+		m := it.(map[string]any)
+		itemOf[m["price"].(map[string]any)["id"].(string)] = m
+	}
+	if got := taxRateIDs(itemOf[p1]["tax_rates"]); len(got) != 0 {
+		t.Errorf("Stripe's item of %s has tax rates %v, want none", p1, got)
+	}
+	if q := fmt.Sprint(itemOf[p1]["quantity"]); q != "2" {
+		t.Errorf("quantity %s", q)
+	}
+	if got := taxRateIDs(itemOf[p2]["tax_rates"]); !reflect.DeepEqual(got, []string{txrItem}) {
+		t.Errorf("Stripe's item of %s has tax rates %v", p2, got)
+	}
+	si1, si2 := itemOf[p1]["id"].(string), itemOf[p2]["id"].(string)
+	if got := e.local(`SELECT tax_rates::text FROM stripe.subscription_items WHERE id = $1`, si1); got != "[]" {
+		t.Errorf("local tax_rates of %s: %s", si1, got)
+	}
+	// Its invoice: the subscription's default on the invoice, none on
+	// the item's line.
+	inv := e.stripeObj("invoices", st["latest_invoice"].(string))
+	if got := taxRateIDs(inv["default_tax_rates"]); !reflect.DeepEqual(got, []string{txrDefault}) {
+		t.Errorf("invoice default_tax_rates %v", got)
+	}
+	for _, l := range inv["lines"].(map[string]any)["data"].([]any) {
+		m := l.(map[string]any)
+		if m["subscription_item"] == si1 {
+			if got := taxRateIDs(m["tax_rates"]); len(got) != 0 {
+				t.Errorf("the line of %s has tax rates %v", si1, got)
+			}
+		}
+	}
+
+	// Emptied on an update, as an array written by the statement: the
+	// item's own tax rates go.
+	e.ok(`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'tax_rates', '[]'::jsonb)) WHERE id = $1`, sub, si2)
+	for _, it := range e.stripeObj("subscriptions", sub)["items"].(map[string]any)["data"].([]any) {
+		if m := it.(map[string]any); m["id"] == si2 {
+			if got := taxRateIDs(m["tax_rates"]); len(got) != 0 {
+				t.Errorf("after the update Stripe's %s has tax rates %v, want none", si2, got)
+			}
+		}
+	}
+	if got := e.local(`SELECT tax_rates::text FROM stripe.subscription_items WHERE id = $1`, si2); got != "[]" {
+		t.Errorf("local tax_rates of %s after the update: %s", si2, got)
+	}
+
+	// Refused before any call.
+	before := e.calls()
+	subs := len(e.emu.Objects("subscriptions"))
+	for _, c := range []struct {
+		sql  string
+		args []any
+		want []string
+	}{
+		{`INSERT INTO stripe.subscriptions (customer, items) VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text, 'quantity', 1.5)))`,
+			[]any{cus, p1}, []string{"items of stripe.subscriptions", "items[0][quantity]", "integer"}},
+		{`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'quantity', 2.5)) WHERE id = $1`,
+			[]any{sub, si1}, []string{"items[0][quantity]"}},
+		{`INSERT INTO stripe.invoiceitems (customer, amount, currency, tax_rates) VALUES ($1, 500, 'usd', '[]')`,
+			[]any{cus}, []string{"tax_rates of stripe.invoiceitems", "empty array"}},
+	} {
+		r := e.fails("22023", c.sql, c.args...)
+		for _, w := range c.want {
+			if !strings.Contains(r.err.Message, w) {
+				t.Errorf("%s: message %q lacks %q", c.sql, r.err.Message, w)
+			}
+		}
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for refused statements", n)
+	}
+	if n := len(e.emu.Objects("subscriptions")); n != subs || len(e.emu.Objects("invoiceitems")) != 0 {
+		t.Errorf("%d subscriptions (want %d), %d invoice items in Stripe", n, subs, len(e.emu.Objects("invoiceitems")))
+	}
+	if q := e.local(`SELECT quantity::text FROM stripe.subscription_items WHERE id = $1`, si1); q != "2" {
+		t.Errorf("local quantity of %s after the refused update: %s", si1, q)
 	}
 }

@@ -116,6 +116,10 @@ type param struct {
 	unset    bool
 	refs     []string
 	list     []string
+	integers []string
+	unsetArr []string
+	omit     bool
+	omitArr  []string
 }
 
 type nested struct{ field, table, listPath string }
@@ -244,9 +248,12 @@ func (g *gen) table(d tableDef) (*table, error) {
 		}
 	}
 	sort.Strings(t.listRequired)
+	var err error
 	if post := g.op(d.list, "post"); post != nil {
 		t.createPath = t.listPath
-		t.createParams = g.params(post, sc)
+		if t.createParams, err = g.params(post, sc, d.name); err != nil {
+			return nil, fmt.Errorf("create params: %w", err)
+		}
 	}
 	item := d.retrieve
 	if item == "" {
@@ -276,7 +283,9 @@ func (g *gen) table(d tableDef) (*table, error) {
 	}
 	if post := g.op(item, "post"); post != nil {
 		t.updatePath = normalize(item)
-		t.updateParams = g.params(post, sc)
+		if t.updateParams, err = g.params(post, sc, ""); err != nil {
+			return nil, fmt.Errorf("update params: %w", err)
+		}
 	}
 	if g.op(item, "delete") != nil {
 		t.deletePath = normalize(item)
@@ -352,13 +361,15 @@ func (g *gen) kind(ps *spec.Schema) string {
 	return "KindJSON"
 }
 
-func (g *gen) params(op *spec.Operation, object *spec.Schema) []param {
+// params reads an endpoint's form parameters. For a create endpoint,
+// table names the table, whose emptyOmitted decisions apply.
+func (g *gen) params(op *spec.Operation, object *spec.Schema, table string) ([]param, error) {
 	if op.RequestBody == nil {
-		return nil
+		return nil, nil
 	}
 	mt, ok := op.RequestBody.Content["application/x-www-form-urlencoded"]
 	if !ok || mt.Schema == nil {
-		return nil
+		return nil, nil
 	}
 	body := g.resolve(mt.Schema)
 	req := map[string]bool{}
@@ -400,10 +411,136 @@ func (g *gen) params(op *spec.Operation, object *spec.Schema) []param {
 		sort.Strings(p.types)
 		p.refs = g.refs(ps, g.alternatives(object.Properties[name]))
 		p.list = g.listKeys(ps, g.alternatives(object.Properties[name]))
+		var arrays []string
+		p.integers, p.unsetArr, arrays = g.places(ps)
+		if table != "" {
+			if slices.Contains(p.types, "array") && !p.unset && (name == "expand" || emptyOmitted[table+" "+name] != "") {
+				p.omit = true
+			}
+			for _, a := range arrays {
+				if emptyOmitted[table+" "+name+"."+a] != "" {
+					p.omitArr = append(p.omitArr, a)
+				}
+			}
+		}
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
+	if table != "" {
+		if err := checkOmitted(table, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// emptyOmitted are the array places of create parameters ("table
+// param.place", the place as in Param.Refs) that take no empty string,
+// where leaving an empty array out (the form encoding can't carry it
+// otherwise) means what the empty array means, with the spec's word for
+// it. Where the spec says or suggests that leaving it out means a default
+// (payment_method_types: ["card"]; an invoice item's tax_rates: the
+// invoice's default_tax_rates), or says nothing (most places below a
+// parameter have no description), the place is not listed, and an empty
+// array there is refused: better than sending something else than the
+// statement wrote. expand takes no entry: it expands nothing either way.
+var emptyOmitted = map[string]string{
+	"customers preferred_locales":                        "Customer's preferred languages: none either way",
+	"customers tax_id_data":                              "The customer's tax IDs: none created either way",
+	"products features":                                  "A list of up to 15 features: none either way",
+	"products images":                                    "A list of up to 8 URLs of images: none either way",
+	"prices tiers":                                       "Each element represents a pricing tier: no tiers either way",
+	"plans tiers":                                        "Each element represents a pricing tier: no tiers either way",
+	"subscriptions items":                                "A list of up to 20 subscription items: none either way (Stripe refuses both)",
+	"subscriptions add_invoice_items":                    "prices and quantities that will generate invoice items: none either way",
+	"subscription_schedules phases":                      "List representing phases: none either way",
+	"subscription_schedules phases.[].items":             "a phase's items, as a subscription's items (no description of their own): none either way",
+	"subscription_schedules phases.[].add_invoice_items": "a phase's add_invoice_items, as a subscription's (no description of their own): none either way",
+	"credit_notes lines":                                 "Line items that make up the credit note: none either way",
+	"checkout_sessions line_items":                       "A list of items the customer is purchasing: none either way",
+	"checkout_sessions custom_fields":                    "Collect additional information from your customer using custom fields: none either way",
+	"checkout_sessions shipping_options":                 "The shipping rate options to apply to this Session: none either way",
+}
+
+// checkOmitted fails when a decision of emptyOmitted names no array place
+// without the empty string of table's create parameters: the spec
+// changed, and the decision must be made again.
+func checkOmitted(table string, ps []param) error {
+	for _, k := range slices.Sorted(maps.Keys(emptyOmitted)) {
+		tab, place, _ := strings.Cut(k, " ")
+		if tab != table {
+			continue
+		}
+		name, below, _ := strings.Cut(place, ".")
+		found := false
+		for _, p := range ps {
+			if p.name == name && (below == "" && p.omit || below != "" && slices.Contains(p.omitArr, below)) {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("emptyOmitted %q: no array parameter without the empty string there", k)
+		}
+	}
+	return nil
+}
+
+// places walks the request schema of a parameter and returns the places
+// below it (as in refs) where Stripe takes only an integer, those that
+// take an array or the empty string, and those that take an array but
+// not the empty string.
+func (g *gen) places(req *spec.Schema) (integers, unsetArrays, arrays []string) {
+	var walk func(s *spec.Schema, path string, depth int)
+	walk = func(s *spec.Schema, path string, depth int) {
+		if depth > 16 {
+			return
+		}
+		alts := g.alternatives(s)
+		types := map[string]bool{}
+		unset := false
+		for _, a := range alts {
+			if schemaType(a) == spec.TypeString && len(a.Enum) == 1 && a.Enum[0] == "" {
+				unset = true
+				continue
+			}
+			types[schemaType(a)] = true
+		}
+		if path != "" {
+			switch {
+			case len(types) == 1 && types[spec.TypeInteger]:
+				integers = append(integers, path)
+			case types[spec.TypeArray] && unset:
+				unsetArrays = append(unsetArrays, path)
+			case types[spec.TypeArray]:
+				arrays = append(arrays, path)
+			}
+		}
+		for _, a := range alts {
+			switch schemaType(a) {
+			case spec.TypeArray:
+				if a.Items != nil {
+					walk(a.Items, joinPlace(path, "[]"), depth+1)
+				}
+			case spec.TypeObject:
+				for _, k := range slices.Sorted(maps.Keys(a.Properties)) {
+					walk(a.Properties[k], joinPlace(path, k), depth+1)
+				}
+			}
+		}
+	}
+	walk(req, "", 0)
+	for _, l := range []*[]string{&integers, &unsetArrays, &arrays} {
+		sort.Strings(*l)
+		*l = slices.Compact(*l)
+	}
+	return integers, unsetArrays, arrays
+}
+
+func joinPlace(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
 }
 
 // alternatives flattens $ref and anyOf into the schemas a value may have.
@@ -636,6 +773,18 @@ func render(version string, tables []*table) []byte {
 				}
 				if len(p.list) > 0 {
 					w(", List: %#v", p.list)
+				}
+				if len(p.integers) > 0 {
+					w(", Integers: %#v", p.integers)
+				}
+				if len(p.unsetArr) > 0 {
+					w(", UnsetArrays: %#v", p.unsetArr)
+				}
+				if p.omit {
+					w(", OmitEmpty: true")
+				}
+				if len(p.omitArr) > 0 {
+					w(", OmitEmptyArrays: %#v", p.omitArr)
 				}
 				w("},\n")
 			}

@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/stripe/stripe-mock/embedded"
+	"github.com/stripe/stripe-mock/spec"
 )
 
 // The checked-in tables_gen.go must be what the generator makes from the
@@ -34,4 +40,78 @@ func TestNormalize(t *testing.T) {
 			t.Errorf("normalize(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestEmptyOmittedDecisions: every hand decision of emptyOmitted
+// names an array place without the empty string of its table's create
+// parameters (checkOmitted fails the generator when the spec moves one),
+// and a decision naming something else is caught.
+func TestEmptyOmittedDecisions(t *testing.T) {
+	if _, err := Generate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{
+		"customers no_such_param",
+		"subscriptions default_tax_rates",      // takes "": sent as the empty string, not left out
+		"subscriptions items.[].tax_rates",     // the same, below a parameter
+		"subscriptions items.[].quantity",      // no array
+		"payment_intents payment_method_types", // left out means ["card"]: never listed, but the check can't know
+	} {
+		emptyOmitted[k] = "test"
+		_, err := Generate()
+		delete(emptyOmitted, k)
+		if k == "payment_intents payment_method_types" {
+			if err != nil {
+				t.Errorf("%s: %v", k, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s: %v, want the decision named", k, err)
+		}
+	}
+}
+
+// TestPlaces: the places below a parameter that the generator
+// records, from the spec's own schema of subscription items.
+func TestPlaces(t *testing.T) {
+	var items *param
+	for _, d := range defs {
+		if d.name != "subscriptions" {
+			continue
+		}
+		g := newGen(t)
+		tb, err := g.table(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range tb.createParams {
+			if p.name == "items" {
+				items = &tb.createParams[i]
+			}
+		}
+	}
+	if items == nil {
+		t.Fatal("no items parameter")
+	}
+	for _, w := range []string{"[].quantity", "[].price_data.unit_amount", "[].billing_thresholds.usage_gte"} {
+		if !slices.Contains(items.integers, w) {
+			t.Errorf("integers %v lack %s", items.integers, w)
+		}
+	}
+	if !slices.Equal(items.unsetArr, []string{"[].tax_rates"}) || !items.omit || len(items.omitArr) != 0 {
+		t.Errorf("items: unset %v, omit %v %v", items.unsetArr, items.omit, items.omitArr)
+	}
+	if slices.Contains(items.integers, "[].price_data.unit_amount_decimal") {
+		t.Error("a decimal string recorded as an integer")
+	}
+}
+
+func newGen(t *testing.T) *gen {
+	t.Helper()
+	var s spec.Spec
+	if err := json.Unmarshal(embedded.OpenAPISpec, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &gen{s: &s}
 }
