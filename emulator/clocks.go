@@ -15,12 +15,14 @@ import (
 // items, schedules, …) have no such parameter and include them.
 //
 // Objects created for a clock's customer take the clock's frozen_time as
-// "now" (created, period starts), while their events and the response
-// Date stay on the emulator's clock. Advancing a clock moves frozen_time
-// and takes the clock's subscription schedules through the phase
-// boundaries passed (billing.go, advanceSchedules); nothing is billed over
-// the advanced time. An update of a schedule on a clock reads its phases
-// on the clock's time too.
+// "now" (created, period starts), while their events, the payment side of
+// their invoices (paymentCtx) and the response Date stay on the
+// emulator's clock. Advancing a clock moves frozen_time
+// and does, in time order, what falls due over the advanced time
+// (advanceBilling): schedules' phase boundaries (billing.go,
+// advanceSchedule), trial_will_end, cancel_at, overdue send_invoice
+// invoices and renewals. An update of a schedule on a clock reads its
+// phases on the clock's time too.
 
 var kClock = addKind(&kind{table: "test_clocks", schema: "test_helpers.test_clock", prefix: "clock_", base: "/v1/test_helpers/test_clocks",
 	idParam: "test_clock", events: "test_helpers.test_clock", what: "test clock"})
@@ -164,10 +166,9 @@ func advanceClock(e *Emulator, c *reqCtx) (any, *apiError) {
 	obj["status"] = "advancing"
 	e.store(kClock, obj)
 	e.emit(c, "test_helpers.test_clock.advancing", obj, nil)
-	// Subscription schedules move through their phases; nothing is billed
-	// over the advanced time (see the package doc), so the clock is ready
-	// at once.
-	e.advanceSchedules(c, id, to)
+	// Everything due over the advanced time happens now, in time order,
+	// so the clock is ready at once.
+	e.advanceBilling(c, id, cur, to)
 	obj["frozen_time"], obj["status"] = to, "ready"
 	r := e.store(kClock, obj)
 	e.emit(c, "test_helpers.test_clock.ready", obj, nil)
@@ -209,4 +210,257 @@ func deleteClock(e *Emulator, c *reqCtx) (any, *apiError) {
 		}
 	}
 	return e.deleteObject(c, kClock, obj), nil
+}
+
+// Steps of an advance, in the order they are taken at one moment: a
+// schedule's phase boundary first, so that a renewal at the same moment
+// bills the phase just entered (and a schedule ending with end_behavior
+// cancel leaves nothing to renew); then trial_will_end; then cancel_at,
+// which wins over a renewal at the same moment (cancel_at_period_end
+// ends the period, no renewal invoice); then a send_invoice invoice
+// falling overdue; then the renewal.
+const (
+	stepPhase = iota
+	stepTrialWillEnd
+	stepCancel
+	stepOverdue
+	stepRenew
+)
+
+// trialWarning is how long before trial_end Stripe sends
+// customer.subscription.trial_will_end ("Occurs three days before a
+// subscription's trial period is scheduled to end", spec, event types).
+const trialWarning = 3 * 86400
+
+// billingStep is one thing due at a moment on a clock: a schedule's phase
+// boundary or something of a subscription.
+type billingStep struct {
+	at   int64
+	kind int
+	id   string
+}
+
+// advanceBilling does, in time order, what falls due on clock's objects
+// over (from, to]: each step at its own moment (objects it creates or
+// changes take that time), as Stripe's test clocks do ("When the test
+// clock runs, the Subscription and Invoice objects will behave as if time
+// has actually passed, changing states and triggering webhooks", Stripe's
+// blog, "Test clocks: How we made it easier to test Stripe Billing
+// integrations"). The steps' events carry no request: no API request
+// made them, as with Stripe's automatic events. They are dated on the
+// emulator's clock, like every event of a clock's objects: on the clock's
+// time, an advance of a clock frozen in the past would emit events
+// already past the events list's 30-day retention, and one in the future
+// would sort ahead of every event made after it.
+func (e *Emulator) advanceBilling(c *reqCtx, clock string, from, to int64) {
+	var schedules []string
+	for _, r := range e.tables["subscription_schedules"].ordered {
+		if obj, err := decodeObject(r.raw); err == nil && getStr(obj, "test_clock") == clock {
+			schedules = append(schedules, r.id)
+		}
+	}
+	// A step that changed nothing would be found again: taken once only,
+	// whatever it did.
+	done := map[billingStep]bool{}
+	for {
+		st, ok := e.nextBillingStep(clock, schedules, from, to, done)
+		if !ok {
+			return
+		}
+		done[st] = true
+		sc := *c
+		sc.now, sc.wall = st.at, c.wallTime()
+		sc.requestID, sc.idemKey, sc.params = "", "", map[string]any{}
+		if st.kind == stepPhase {
+			e.advanceSchedule(&sc, st.id, st.at)
+			continue
+		}
+		sub := e.load(kSub, st.id)
+		switch st.kind {
+		case stepTrialWillEnd:
+			e.emit(&sc, "customer.subscription.trial_will_end", sub, nil)
+		case stepCancel:
+			e.endAtCancelAt(&sc, sub)
+		case stepOverdue:
+			old := deepCopy(sub).(map[string]any)
+			sub["status"] = "past_due"
+			e.save(&sc, kSub, sub, old, "customer.subscription.updated")
+		case stepRenew:
+			e.renewSubscription(&sc, sub)
+		}
+	}
+}
+
+// nextBillingStep is the earliest step due on or before to that has not
+// been taken (ties: by kind, then schedules and subscriptions in creation
+// order); false when none is left.
+func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to int64, done map[billingStep]bool) (billingStep, bool) {
+	var best billingStep
+	found := false
+	consider := func(st billingStep) {
+		if st.at > to || done[st] {
+			return
+		}
+		if !found || st.at < best.at || st.at == best.at && st.kind < best.kind {
+			best, found = st, true
+		}
+	}
+	for _, id := range schedules {
+		if obj := e.load(kSchedule, id); obj != nil {
+			if at, ok := scheduleBoundary(obj); ok {
+				consider(billingStep{at, stepPhase, id})
+			}
+		}
+	}
+	t := e.tables["subscriptions"]
+	for _, r := range t.ordered {
+		if v, _ := t.keyOf(r, "test_clock"); v != clock {
+			continue
+		}
+		sub, err := decodeObject(r.raw)
+		if err != nil {
+			continue
+		}
+		switch getStr(sub, "status") {
+		case "active", "trialing", "past_due", "unpaid":
+		default:
+			// canceled and incomplete_expired are over; an incomplete
+			// subscription neither renews nor expires here (doc.go).
+			continue
+		}
+		if te, ok := toInt(sub["trial_end"]); ok && getStr(sub, "status") == "trialing" && te-trialWarning > from {
+			consider(billingStep{te - trialWarning, stepTrialWillEnd, r.id})
+		}
+		if ca, ok := toInt(sub["cancel_at"]); ok && ca > 0 {
+			consider(billingStep{ca, stepCancel, r.id})
+		}
+		if getStr(sub, "status") == "active" && getStr(sub, "collection_method") == "send_invoice" {
+			if inv := e.load(kInvoice, getStr(sub, "latest_invoice")); inv != nil && getStr(inv, "status") == "open" {
+				if due, ok := toInt(inv["due_date"]); ok && due > 0 {
+					consider(billingStep{due, stepOverdue, r.id})
+				}
+			}
+		}
+		consider(billingStep{getInt(sub, "current_period_end"), stepRenew, r.id})
+	}
+	return best, found
+}
+
+// scheduleBoundary is when a schedule next moves: a not_started one
+// starts at its first phase's start_date, an active one leaves its
+// current phase at that phase's end_date (advanceSchedule).
+func scheduleBoundary(obj map[string]any) (int64, bool) {
+	phases, _ := obj["phases"].([]any)
+	if len(phases) == 0 {
+		return 0, false
+	}
+	switch getStr(obj, "status") {
+	case "not_started":
+		return getInt(phases[0].(map[string]any), "start_date"), true
+	case "active":
+		cp, _ := obj["current_phase"].(map[string]any)
+		if cp == nil {
+			return 0, false
+		}
+		if cur := phaseAt(phases, getInt(cp, "start_date")); cur >= 0 {
+			return getInt(phases[cur].(map[string]any), "end_date"), true
+		}
+	}
+	return 0, false
+}
+
+// renewSubscription moves sub into its next period at its
+// current_period_end (c.now), as Stripe does when a period ends or a trial
+// is over (a trialing subscription "moves to active when the trial period
+// is over", spec, subscription.status): the draft renewal invoice
+// (billing_reason subscription_cycle, the new period's lines with the
+// discounts and tax rates of the first invoice's machinery, the invoice's
+// own period the one that ended) with invoice.created, then the
+// subscription's new period with customer.subscription.updated — the
+// order of Stripe's "What events can I see when a subscription is
+// renewed?" (support.stripe.com): "We'll then generate an invoice.created
+// event [...] there will be a customer.subscription.updated event to
+// update the current_period_start and current_period_end values".
+//
+// Stripe then leaves the invoice a draft "one hour after creation" (spec,
+// invoice: "Stripe waits until one hour after the last webhook was
+// successfully sent [...] If you [...] have no webhooks configured,
+// Stripe waits one hour after creation to finalize the invoice"). Here it
+// is finalized at once: the emulator has no webhook endpoints and no
+// background time of its own, and a draft left waiting would finalize
+// only at some later advance, an hour of clock time that tests would have
+// to remember to add. Finalizing is the same step an hour early (the
+// invoice's finalized_at is the renewal moment).
+//
+// charge_automatically: paid with the subscription's payment method; a
+// declining one, or none, leaves the invoice open (invoice.payment_failed)
+// and the subscription past_due, as the spec's subscription.status says
+// ("past_due when payment is required but cannot be paid"); retries
+// (Smart Retries, dunning) are not modelled. send_invoice: open, due
+// days_until_due after the renewal; the subscription turns past_due when
+// the clock passes the due date unpaid (stepOverdue).
+func (e *Emulator) renewSubscription(c *reqCtx, sub map[string]any) {
+	sid := idOf(sub)
+	price := e.subscriptionPrice(sid)
+	at := getInt(sub, "current_period_end")
+	end := periodEnd(at, price)
+	if price == nil || end <= at {
+		return // no item, or a period of no length: nothing to renew
+	}
+	old := deepCopy(sub).(map[string]any)
+	prevStart := getInt(sub, "current_period_start")
+	sub["current_period_start"], sub["current_period_end"] = at, end
+	if getStr(sub, "status") == "trialing" {
+		sub["status"] = "active"
+	}
+	inv := e.draftSubscriptionInvoice(c, sub, "subscription_cycle", prevStart, at)
+	sub["latest_invoice"] = idOf(inv)
+	e.save(c, kSub, sub, old, "customer.subscription.updated")
+	inv, _ = e.finalizeInvoice(c, inv)
+	if getStr(inv, "status") != "open" || inv["collection_method"] != "charge_automatically" {
+		return
+	}
+	if pm := e.subscriptionPaymentMethod(sub); pm != "" {
+		inv, _ = e.payInvoice(c, inv, pm)
+	} else {
+		// No payment method: the attempt fails as a declined one would,
+		// without a charge.
+		e.invoicePaymentFailed(c, inv, deepCopy(inv).(map[string]any))
+	}
+	if getStr(inv, "status") == "paid" {
+		return
+	}
+	// Reloaded: finalizing may have ended a once coupon on it.
+	sub = e.load(kSub, sid)
+	so := deepCopy(sub).(map[string]any)
+	sub["status"] = "past_due"
+	e.save(c, kSub, sub, so, "customer.subscription.updated")
+}
+
+// subscriptionPrice is the price of a subscription's first item, whose
+// interval sets its periods (as at creation), or nil with no item.
+func (e *Emulator) subscriptionPrice(sid string) map[string]any {
+	for _, r := range e.tables["subscription_items"].children[sid] {
+		it, _ := decodeObject(r.raw)
+		price, _ := it["price"].(map[string]any)
+		return price
+	}
+	return nil
+}
+
+// endAtCancelAt cancels sub at its cancel_at (c.now), with
+// customer.subscription.deleted and no invoice. canceled_at stays the
+// time of the request that asked for it (spec, subscription.canceled_at:
+// with cancel_at_period_end it "will reflect the time of the most recent
+// update request, not the end of the subscription period when the
+// subscription is automatically moved to a canceled state").
+func (e *Emulator) endAtCancelAt(c *reqCtx, sub map[string]any) {
+	old := deepCopy(sub).(map[string]any)
+	sub["status"], sub["ended_at"] = "canceled", c.now
+	if sub["canceled_at"] == nil {
+		sub["canceled_at"] = c.now
+	}
+	cd, _ := sub["cancellation_details"].(map[string]any)
+	sub["cancellation_details"] = map[string]any{"comment": cd["comment"], "feedback": cd["feedback"], "reason": "cancellation_requested"}
+	e.save(c, kSub, sub, old, "customer.subscription.deleted")
 }

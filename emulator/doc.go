@@ -94,7 +94,7 @@
 // tax (tax, total_tax_amounts and tax_amounts stay empty), and the
 // embedded objects are copies as of when they were set (a tax rate
 // archived later still shows active there);
-// subscriptions don't renew by themselves (SetClockOffset moves "now" for
+// subscriptions renew only on a test clock (SetClockOffset moves "now" for
 // timestamps, event retention and authorization expiry only); updating
 // the current phase of an active subscription schedule applies it to the
 // subscription at once (items matched by price, kept, updated, deleted
@@ -112,9 +112,30 @@
 // schedule's default_settings and subscription_schedule.expiring are not
 // modelled, and schedules off a clock never advance; test clocks
 // (clocks.go) are objects with a frozen_time that customers attach to at
-// creation, with Stripe's list exclusions, but advancing one only moves
-// its frozen_time and its schedules' phases (no renewals, invoices or
-// other status changes over the advanced time), it
+// creation, with Stripe's list exclusions; advancing one does, in time
+// order and each at its own moment of the clock, what falls due over the
+// advanced time, at a shared moment in this order: schedules' phase
+// boundaries (as above), customer.subscription.trial_will_end three days
+// before a trial_end, cancel_at (also cancel_at_period_end's: canceled
+// with customer.subscription.deleted, no invoice), a send_invoice
+// subscription's open latest invoice passing its due_date (past_due),
+// and renewals at current_period_end, once per period passed: the period
+// moves on (a trial's end makes it active) and a subscription_cycle
+// invoice bills the new period as a first invoice is billed
+// (invoice.created, then customer.subscription.updated), finalized at
+// once rather than an hour later (renewSubscription says why), then
+// charge_automatically paid with the default payment method, or left
+// open with the subscription past_due when the card declines or there
+// is none (no retries or dunning, so never unpaid), send_invoice left
+// open, due days_until_due later; paying a past_due subscription's latest
+// invoice makes it active again; incomplete subscriptions neither renew
+// nor expire (no incomplete_expired); pause_collection is ignored by
+// renewals; a trial shorter than three days gets no trial_will_end; a
+// cancel_at inside a period doesn't shorten or prorate it; Stripe's limit
+// of two intervals of the shortest subscription per advance is not
+// enforced; a clock's events are on the emulator's clock (those of its
+// advance with no request), and so is the payment side of its invoices
+// (payment intents, charges, balance transactions), as in Stripe; a clock
 // never deletes itself after deletes_after, and deleting it deletes its
 // customers as DELETE /v1/customers would (subscriptions canceled, the
 // other objects kept); search endpoints, sources/cards and customer

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -75,5 +76,71 @@ func (v *env) clockCustomers(t *testing.T) func() string {
 		cus := v.post(t, "/v1/customers", url.Values{"test_clock": {clock}})
 		v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "payment_behavior": {"default_incomplete"}})
 		return cus
+	}
+}
+
+// TestClockRenewals: advancing a test clock renews its
+// subscriptions (paid, declined, send_invoice), ends a trial and a
+// cancel_at_period_end, with the events Stripe sends for them; after each
+// advance every stripe.* table equals the emulator, and the renewal
+// invoices, their lines, payment intents and charges are there.
+func TestClockRenewals(t *testing.T) {
+	v, call := opsEnv(t)
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	month := func(n int) int64 { return time.Unix(frozen, 0).UTC().AddDate(0, n, 0).Unix() }
+	prod := call("/v1/products", url.Values{"name": {"Plan"}})
+	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	sub := func(extra url.Values) string {
+		q := url.Values{"customer": {call("/v1/customers", url.Values{"test_clock": {clock}})}, "items[0][price]": {price}}
+		for k, x := range extra {
+			q[k] = x
+		}
+		return call("/v1/subscriptions", q)
+	}
+	renewing := sub(url.Values{"default_payment_method": {"pm_card_visa"}, "items[0][quantity]": {"2"}})
+	trial := sub(url.Values{"default_payment_method": {"pm_card_visa"}, "trial_period_days": {"10"}})
+	ending := sub(url.Values{"default_payment_method": {"pm_card_visa"}})
+	call("/v1/subscriptions/"+ending, url.Values{"cancel_at_period_end": {"true"}})
+	declining := sub(url.Values{"default_payment_method": {"pm_card_visa"}})
+	call("/v1/subscriptions/"+declining, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
+	sent := sub(url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"5"}})
+	v.converge(t, 10*time.Second)
+
+	advance := func(ts int64) {
+		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		v.converge(t, 10*time.Second)
+	}
+	// The trial ends (day 10), the first renewals (month 1) and the
+	// cancellation at the period end.
+	advance(month(1) + day)
+	// Second renewals; the trial's first paid period renews too (day 10
+	// of month 1).
+	advance(month(2) + day)
+
+	ctx := context.Background()
+	want := map[string]struct {
+		status string
+		cycles int
+	}{
+		renewing: {"active", 2}, trial: {"active", 2}, ending: {"canceled", 0}, declining: {"past_due", 2},
+		sent: {"past_due", 2}, // its first invoice unpaid past its due date
+	}
+	for id, w := range want {
+		var status string
+		var cycles int
+		if err := v.pool.QueryRow(ctx, `SELECT s.status, (SELECT count(*) FROM stripe.invoices i
+			WHERE i.subscription = s.id AND i.billing_reason = 'subscription_cycle') FROM stripe.subscriptions s WHERE s.id = $1`, id).Scan(&status, &cycles); err != nil {
+			t.Fatalf("subscription %s: %v", id, err)
+		}
+		if status != w.status || cycles != w.cycles {
+			t.Errorf("subscription %s: %s with %d renewal invoices stored, want %s with %d", id, status, cycles, w.status, w.cycles)
+		}
+	}
+	var paid int64
+	if err := v.pool.QueryRow(ctx, `SELECT coalesce(sum(amount_paid), 0) FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'`,
+		renewing).Scan(&paid); err != nil || paid != 2*1400 {
+		t.Errorf("renewals of %s paid %d (err %v), want %d", renewing, paid, err, 2*1400)
 	}
 }

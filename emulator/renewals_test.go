@@ -1,0 +1,461 @@
+package emulator_test
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+)
+
+const (
+	reviewFrozen = 1577836800 // 2020-01-01T00:00:00Z
+	reviewDay    = 86400
+)
+
+// reviewMonth is the start of the month n months after reviewFrozen: the
+// period boundaries of a monthly subscription created at reviewFrozen.
+func reviewMonth(n int) int64 {
+	return time.Unix(reviewFrozen, 0).UTC().AddDate(0, n, 0).Unix()
+}
+
+// reviewClock is a test clock frozen at reviewFrozen and a customer on it.
+type reviewClock struct {
+	t           *testing.T
+	base, clock string
+	cus         string
+}
+
+func newReviewClock(t *testing.T, base string) *reviewClock {
+	t.Helper()
+	k := &reviewClock{t: t, base: base}
+	k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(reviewFrozen)}})))
+	k.cus = idOfResp(mustOK(t, k.post("/v1/customers", url.Values{"test_clock": {k.clock}})))
+	return k
+}
+
+func (k *reviewClock) post(path string, v url.Values) apiResp {
+	k.t.Helper()
+	return do(k.t, "POST", k.base+path, "sk_test_x", v.Encode())
+}
+
+func (k *reviewClock) get(path string) map[string]any {
+	k.t.Helper()
+	return mustOK(k.t, do(k.t, "GET", k.base+path, "sk_test_x", "")).body
+}
+
+// price makes a recurring price of amount a month.
+func (k *reviewClock) price(amount int) string {
+	k.t.Helper()
+	prod := idOfResp(mustOK(k.t, k.post("/v1/products", url.Values{"name": {"p"}})))
+	return idOfResp(mustOK(k.t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
+		"unit_amount": {fmt.Sprint(amount)}, "recurring[interval]": {"month"}})))
+}
+
+// advance moves the clock to ts and returns the events it caused, oldest
+// first.
+func (k *reviewClock) advance(ts int64) []map[string]any {
+	k.t.Helper()
+	before := k.get("/v1/events?limit=1")["data"].([]any)
+	marker := ""
+	if len(before) > 0 {
+		marker = before[0].(map[string]any)["id"].(string)
+	}
+	r := mustOK(k.t, k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}}))
+	if num(r.body["frozen_time"]) != ts || r.body["status"] != "ready" {
+		k.t.Fatalf("advance to %d: %s", ts, r.raw)
+	}
+	q := "/v1/events?limit=100"
+	if marker != "" {
+		q += "&ending_before=" + marker
+	}
+	data := k.get(q)["data"].([]any)
+	if len(data) == 100 {
+		k.t.Fatal("more than 100 events in one advance: the test would miss some")
+	}
+	out := make([]map[string]any, 0, len(data))
+	for i := len(data) - 1; i >= 0; i-- {
+		out = append(out, data[i].(map[string]any))
+	}
+	return out
+}
+
+// reviewSubEvents lists "type object" for the events of subscription sub,
+// its invoices, and their payment intents and charges, in order.
+func reviewSubEvents(evs []map[string]any, sub string) []string {
+	mine := map[string]bool{sub: true}
+	var out []string
+	for _, ev := range evs {
+		obj := ev["data"].(map[string]any)["object"].(map[string]any)
+		id, _ := obj["id"].(string)
+		inv, _ := obj["invoice"].(string)
+		if obj["object"] == "invoice" && obj["subscription"] == sub {
+			mine[id] = true
+		}
+		if !mine[id] && !mine[inv] {
+			continue
+		}
+		out = append(out, ev["type"].(string))
+	}
+	return out
+}
+
+// reviewCycleInvoices lists a subscription's subscription_cycle invoices,
+// oldest first.
+func (k *reviewClock) cycleInvoices(sub string) []map[string]any {
+	k.t.Helper()
+	data := k.get("/v1/invoices?limit=100&subscription=" + sub)["data"].([]any)
+	var out []map[string]any
+	for i := len(data) - 1; i >= 0; i-- {
+		inv := data[i].(map[string]any)
+		if inv["billing_reason"] == "subscription_cycle" {
+			out = append(out, inv)
+		}
+	}
+	return out
+}
+
+var (
+	paidRenewal = []string{"invoice.created", "customer.subscription.updated", "payment_intent.created", "invoice.finalized",
+		"charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded"}
+	failedRenewal = []string{"invoice.created", "customer.subscription.updated", "payment_intent.created", "invoice.finalized",
+		"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed", "customer.subscription.updated"}
+	sentRenewal = []string{"invoice.created", "customer.subscription.updated", "payment_intent.created", "invoice.finalized"}
+)
+
+// Advancing a test clock past a subscription's current_period_end renews
+// it once per period passed, in time order, each renewal at its own
+// moment: the period moves on and a subscription_cycle invoice bills the
+// new period (price × quantity, the subscription's discount, the items'
+// tax rates kept on the lines), finalized at once and paid with the
+// default payment method (charge_automatically), failing with a declining
+// card (invoice open, subscription past_due), or left open with its due
+// date (send_invoice, past_due once the clock passes it unpaid). Events
+// in the order of Stripe's renewal (invoice.created, then
+// customer.subscription.updated), on the emulator's clock.
+func TestRenewalOnClockAdvance(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cases := []struct {
+		name   string
+		params url.Values
+		// after the subscription is created (it is paid for, first)
+		then      url.Values
+		advanceTo int64
+		renewals  int
+		status    string // of the subscription after the advance
+		invStatus string // of each renewal invoice
+		amount    int64  // amount_due of each renewal invoice
+		events    []string
+	}{
+		{name: "paid, discounted, taxed", params: url.Values{"items[0][quantity]": {"2"}, "default_payment_method": {"pm_card_visa"}},
+			advanceTo: reviewMonth(2) + reviewDay, renewals: 2, status: "active", invStatus: "paid", amount: 1500,
+			events: slices.Concat(paidRenewal, paidRenewal)},
+		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_visa"}},
+			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
+			advanceTo: reviewMonth(1) + reviewDay, renewals: 1, status: "past_due", invStatus: "open", amount: 1000,
+			events: failedRenewal},
+		{name: "declined twice", params: url.Values{"default_payment_method": {"pm_card_visa"}},
+			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
+			advanceTo: reviewMonth(2), renewals: 2, status: "past_due", invStatus: "open", amount: 1000,
+			// Already past_due: the second failure changes nothing more.
+			events: slices.Concat(failedRenewal, failedRenewal[:len(failedRenewal)-1])},
+		{name: "send_invoice", params: url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"10"}},
+			advanceTo: reviewMonth(1) + 5*reviewDay, renewals: 1, status: "active", invStatus: "open", amount: 1000,
+			events: sentRenewal},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			price := k.price(1000)
+			p := url.Values{"customer": {k.cus}, "items[0][price]": {price}}
+			for key, v := range tc.params {
+				p[key] = v
+			}
+			var txr, coupon string
+			if tc.name == "paid, discounted, taxed" {
+				txr = idOfResp(mustOK(t, k.post("/v1/tax_rates", url.Values{"display_name": {"VAT"}, "percentage": {"20"}, "inclusive": {"false"}})))
+				coupon = idOfResp(mustOK(t, k.post("/v1/coupons", url.Values{"percent_off": {"25"}, "duration": {"forever"}})))
+				p["items[0][tax_rates][0]"], p["coupon"] = []string{txr}, []string{coupon}
+			}
+			s := mustOK(t, k.post("/v1/subscriptions", p))
+			sub := idOfResp(s)
+			if want := "active"; s.body["status"] != want {
+				t.Fatalf("new subscription %s, want %s", s.body["status"], want)
+			}
+			if tc.then != nil {
+				mustOK(t, k.post("/v1/subscriptions/"+sub, tc.then))
+			}
+			if inv := s.body["latest_invoice"].(string); tc.params.Get("collection_method") == "send_invoice" {
+				// The first invoice is due days_until_due after it too;
+				// paid, so that only the renewal's falls due.
+				if due := num(k.get("/v1/invoices/" + inv)["due_date"]); due != reviewFrozen+10*reviewDay {
+					t.Errorf("first invoice due_date %d", due)
+				}
+				mustOK(t, k.post("/v1/invoices/"+inv+"/pay", url.Values{"paid_out_of_band": {"true"}}))
+			}
+			evs := k.advance(tc.advanceTo)
+			if got := reviewSubEvents(evs, sub); !slices.Equal(got, tc.events) {
+				t.Errorf("events:\n got %v\nwant %v", got, tc.events)
+			}
+			for _, ev := range evs {
+				if c := num(ev["created"]); c < time.Now().Add(-time.Hour).Unix() {
+					t.Errorf("event %s created %d: not on the emulator's clock", ev["type"], c)
+				}
+			}
+			so := k.get("/v1/subscriptions/" + sub)
+			if so["status"] != tc.status || num(so["current_period_start"]) != reviewMonth(tc.renewals) ||
+				num(so["current_period_end"]) != reviewMonth(tc.renewals+1) {
+				t.Errorf("subscription after the advance: status %v period %v–%v, want %s %d–%d", so["status"],
+					num(so["current_period_start"]), num(so["current_period_end"]), tc.status, reviewMonth(tc.renewals), reviewMonth(tc.renewals+1))
+			}
+			invs := k.cycleInvoices(sub)
+			if len(invs) != tc.renewals {
+				t.Fatalf("%d subscription_cycle invoices, want %d", len(invs), tc.renewals)
+			}
+			if so["latest_invoice"] != invs[len(invs)-1]["id"] {
+				t.Errorf("latest_invoice %v, want the last renewal %v", so["latest_invoice"], invs[len(invs)-1]["id"])
+			}
+			for i, inv := range invs {
+				moment := reviewMonth(i + 1)
+				if inv["status"] != tc.invStatus || num(inv["amount_due"]) != tc.amount || num(inv["created"]) != moment ||
+					num(inv["period_start"]) != reviewMonth(i) || num(inv["period_end"]) != moment ||
+					num(at(inv, "status_transitions.finalized_at")) != moment || inv["test_clock"] != k.clock {
+					t.Errorf("renewal %d: status %v amount_due %v created %v period %v–%v finalized_at %v clock %v, want %s %d at %d",
+						i, inv["status"], inv["amount_due"], num(inv["created"]), num(inv["period_start"]), num(inv["period_end"]),
+						num(at(inv, "status_transitions.finalized_at")), inv["test_clock"], tc.invStatus, tc.amount, moment)
+				}
+				lines := inv["lines"].(map[string]any)["data"].([]any)
+				if len(lines) != 1 {
+					t.Fatalf("renewal %d: %d lines", i, len(lines))
+				}
+				l := lines[0].(map[string]any)
+				if at(l, "price.id") != price || num(at(l, "period.start")) != moment || num(at(l, "period.end")) != reviewMonth(i+2) {
+					t.Errorf("renewal %d line: %v", i, l)
+				}
+				if txr != "" && (rateIDs(l, "tax_rates") != txr || at(inv, "discount.coupon.id") != coupon || num(inv["subtotal"]) != 2000) {
+					t.Errorf("renewal %d: tax rates %q, discount %v, subtotal %v", i, rateIDs(l, "tax_rates"), inv["discount"], inv["subtotal"])
+				}
+				switch tc.invStatus {
+				case "paid":
+					if num(inv["amount_paid"]) != tc.amount || num(at(inv, "status_transitions.paid_at")) != moment || inv["charge"] == nil {
+						t.Fatalf("renewal %d paid: %v", i, inv)
+					}
+					// The payment side is on the emulator's clock, as
+					// Stripe's (stripe/stripe-python#1183).
+					ch := k.get("/v1/charges/" + inv["charge"].(string))
+					txn := k.get("/v1/balance_transactions/" + ch["balance_transaction"].(string))
+					if recent := time.Now().Add(-time.Hour).Unix(); num(ch["created"]) < recent || num(txn["created"]) < recent {
+						t.Errorf("renewal %d: charge created %v, balance transaction %v: on the clock's time", i, ch["created"], txn["created"])
+					}
+				case "open":
+					if tc.params.Get("collection_method") == "send_invoice" {
+						if num(inv["due_date"]) != moment+10*reviewDay || inv["attempted"] != false {
+							t.Errorf("renewal %d: due_date %v, attempted %v", i, num(inv["due_date"]), inv["attempted"])
+						}
+					} else if num(inv["attempt_count"]) != 1 {
+						t.Errorf("renewal %d: attempt_count %v", i, inv["attempt_count"])
+					}
+				}
+			}
+			if tc.params.Get("collection_method") != "send_invoice" {
+				return
+			}
+			// Unpaid past its due date: past_due, at the due date.
+			evs = k.advance(reviewMonth(1) + 11*reviewDay)
+			if got := reviewSubEvents(evs, sub); !slices.Equal(got, []string{"customer.subscription.updated"}) {
+				t.Errorf("events past the due date: %v", got)
+			}
+			if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "past_due" {
+				t.Errorf("send_invoice unpaid past its due date: %v, want past_due", st)
+			}
+			// Paying the latest invoice makes it active again.
+			mustOK(t, k.post("/v1/invoices/"+invs[0]["id"].(string)+"/pay", url.Values{"paid_out_of_band": {"true"}}))
+			if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+				t.Errorf("past_due after paying its latest invoice: %v, want active", st)
+			}
+		})
+	}
+}
+
+// Trials (Stripe: trialing "moves to active when the trial period is
+// over"; customer.subscription.trial_will_end "Occurs three days before a
+// subscription's trial period is scheduled to end"): the warning when an
+// advance crosses trial_end minus three days, once; at trial_end the
+// subscription is active with its first paid invoice (subscription_cycle),
+// or past_due with it open when the card declines.
+func TestTrialEnds(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const trialEnd = reviewFrozen + 14*reviewDay
+	cases := []struct {
+		name     string
+		pm       string
+		steps    []int64 // advances
+		events   [][]string
+		status   string
+		invoice  string
+		amount   int64
+		paidWith bool
+	}{
+		{name: "warned, then paid", pm: "pm_card_visa", steps: []int64{trialEnd - 3*reviewDay - 1, trialEnd - 2*reviewDay, trialEnd - 1, trialEnd},
+			events: [][]string{nil, {"customer.subscription.trial_will_end"}, nil, paidRenewal},
+			status: "active", invoice: "paid", amount: 1000},
+		{name: "one advance over both", pm: "pm_card_visa", steps: []int64{trialEnd + reviewDay},
+			events: [][]string{slices.Concat([]string{"customer.subscription.trial_will_end"}, paidRenewal)},
+			status: "active", invoice: "paid", amount: 1000},
+		{name: "declined", pm: "pm_card_chargeDeclined", steps: []int64{trialEnd},
+			events: [][]string{slices.Concat([]string{"customer.subscription.trial_will_end"}, failedRenewal)},
+			status: "past_due", invoice: "open", amount: 1000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			price := k.price(1000)
+			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price},
+				"trial_period_days": {"14"}, "default_payment_method": {tc.pm}}))
+			sub := idOfResp(s)
+			if s.body["status"] != "trialing" || num(s.body["current_period_end"]) != trialEnd {
+				t.Fatalf("trialing subscription: %s", s.raw)
+			}
+			for i, ts := range tc.steps {
+				if got := reviewSubEvents(k.advance(ts), sub); !slices.Equal(got, tc.events[i]) {
+					t.Errorf("advance %d to %d: events\n got %v\nwant %v", i, ts, got, tc.events[i])
+				}
+			}
+			so := k.get("/v1/subscriptions/" + sub)
+			if so["status"] != tc.status || num(so["current_period_start"]) != trialEnd ||
+				num(so["current_period_end"]) != time.Unix(trialEnd, 0).UTC().AddDate(0, 1, 0).Unix() || num(so["trial_end"]) != trialEnd {
+				t.Errorf("after the trial: status %v period %v–%v trial_end %v", so["status"], num(so["current_period_start"]),
+					num(so["current_period_end"]), num(so["trial_end"]))
+			}
+			invs := k.cycleInvoices(sub)
+			if len(invs) != 1 || invs[0]["status"] != tc.invoice || num(invs[0]["amount_due"]) != tc.amount ||
+				num(invs[0]["created"]) != trialEnd || so["latest_invoice"] != invs[0]["id"] {
+				t.Fatalf("trial end invoices: %v", invs)
+			}
+			// The trial's end is in the renewal's update, as one change.
+			var prev []any
+			for _, ev := range k.get("/v1/events?limit=100&type=customer.subscription.updated")["data"].([]any) {
+				d := ev.(map[string]any)["data"].(map[string]any)
+				if at(d, "object.id") == sub && at(d, "previous_attributes.latest_invoice") != nil {
+					prev = append(prev, d["previous_attributes"])
+				}
+			}
+			if len(prev) != 1 || at(prev[0], "status") != "trialing" || num(at(prev[0], "current_period_end")) != trialEnd {
+				t.Errorf("trial end updates: previous_attributes %v", prev)
+			}
+		})
+	}
+}
+
+// cancel_at_period_end and cancel_at end the subscription at that moment
+// (customer.subscription.deleted, ended_at the moment, canceled_at the
+// request's time as the spec says for cancel_at_period_end) with no
+// renewal invoice; periods before cancel_at still renew.
+func TestCancelAt(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mid := reviewMonth(1) + 10*reviewDay
+	cases := []struct {
+		name     string
+		update   func(k *reviewClock) url.Values
+		to       int64
+		endedAt  int64
+		renewals int
+		events   []string
+	}{
+		{name: "cancel_at_period_end", update: func(*reviewClock) url.Values { return url.Values{"cancel_at_period_end": {"true"}} },
+			to: reviewMonth(3), endedAt: reviewMonth(1), events: []string{"customer.subscription.deleted"}},
+		{name: "cancel_at in the second period", update: func(*reviewClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
+			to: reviewMonth(3), endedAt: mid, renewals: 1, events: slices.Concat(paidRenewal, []string{"customer.subscription.deleted"})},
+		{name: "cancel_at ahead of the advance", update: func(*reviewClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
+			to: mid - 1, renewals: 1, events: paidRenewal},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
+				"default_payment_method": {"pm_card_visa"}})))
+			k.advance(reviewFrozen + reviewDay) // the cancellation is asked for a day in
+			u := mustOK(t, k.post("/v1/subscriptions/"+sub, tc.update(k)))
+			requested := num(u.body["canceled_at"])
+			if got := reviewSubEvents(k.advance(tc.to), sub); !slices.Equal(got, tc.events) {
+				t.Errorf("events:\n got %v\nwant %v", got, tc.events)
+			}
+			so := k.get("/v1/subscriptions/" + sub)
+			if n := len(k.cycleInvoices(sub)); n != tc.renewals {
+				t.Errorf("%d renewal invoices, want %d", n, tc.renewals)
+			}
+			if tc.endedAt == 0 {
+				if so["status"] != "active" {
+					t.Errorf("before cancel_at: %v", so["status"])
+				}
+				return
+			}
+			if so["status"] != "canceled" || num(so["ended_at"]) != tc.endedAt || at(so, "cancellation_details.reason") != "cancellation_requested" {
+				t.Errorf("canceled: status %v ended_at %v details %v", so["status"], num(so["ended_at"]), so["cancellation_details"])
+			}
+			if want := requested; tc.name == "cancel_at_period_end" && num(so["canceled_at"]) != want {
+				t.Errorf("canceled_at %v, want the request's time %v", num(so["canceled_at"]), want)
+			}
+			if tc.name != "cancel_at_period_end" && num(so["canceled_at"]) == 0 {
+				t.Errorf("canceled_at unset: %v", so)
+			}
+		})
+	}
+}
+
+// A schedule's phase boundary at a period end is taken before the
+// renewal at that moment: the renewal invoice bills the phase just
+// entered. A schedule ending with end_behavior=cancel at a period end
+// leaves nothing to renew.
+func TestPhaseThenRenewal(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, end := range []string{"release", "cancel"} {
+		t.Run(end, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			p1, p2 := k.price(500), k.price(900)
+			pm := idOfResp(mustOK(t, k.post("/v1/payment_methods", url.Values{"type": {"card"}})))
+			mustOK(t, k.post("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {k.cus}}))
+			mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"invoice_settings[default_payment_method]": {pm}}))
+			sched := mustOK(t, k.post("/v1/subscription_schedules", url.Values{"customer": {k.cus}, "start_date": {"now"}, "end_behavior": {end},
+				"phases[0][items][0][price]": {p1}, "phases[0][iterations]": {"1"},
+				"phases[1][items][0][price]": {p2}, "phases[1][iterations]": {"1"}}))
+			sub := sched.body["subscription"].(string)
+			evs := k.advance(reviewMonth(1) + reviewDay)
+			got := reviewSubEvents(evs, sub)
+			// The phase's item change comes first, then the renewal.
+			if want := slices.Concat([]string{"customer.subscription.updated"}, paidRenewal); !slices.Equal(got, want) {
+				t.Errorf("events at the first boundary:\n got %v\nwant %v", got, want)
+			}
+			invs := k.cycleInvoices(sub)
+			if len(invs) != 1 || num(invs[0]["amount_due"]) != 900 || at(invs[0], "lines.data.0.price.id") != p2 {
+				t.Fatalf("renewal into phase 2: %v", invs)
+			}
+			// Past the last phase, at the second period end.
+			evs = k.advance(reviewMonth(2) + reviewDay)
+			got = reviewSubEvents(evs, sub)
+			so := k.get("/v1/subscriptions/" + sub)
+			switch end {
+			case "cancel":
+				if !slices.Equal(got, []string{"customer.subscription.deleted"}) || so["status"] != "canceled" || len(k.cycleInvoices(sub)) != 1 {
+					t.Errorf("end_behavior cancel: events %v, status %v, %d renewals", got, so["status"], len(k.cycleInvoices(sub)))
+				}
+			case "release":
+				// Released (customer.subscription.updated: schedule unset),
+				// then renewed on its own, at the phase's price.
+				if want := slices.Concat([]string{"customer.subscription.updated"}, paidRenewal); !slices.Equal(got, want) || so["status"] != "active" {
+					t.Errorf("end_behavior release: events %v, status %v", got, so["status"])
+				}
+				if invs := k.cycleInvoices(sub); len(invs) != 2 || num(invs[1]["amount_due"]) != 900 {
+					t.Errorf("renewal after the release: %v", invs)
+				}
+			}
+			if st := k.get("/v1/subscription_schedules/" + idOfResp(sched))["status"]; !strings.Contains("released completed", st.(string)) {
+				t.Errorf("schedule %v", st)
+			}
+		})
+	}
+}
