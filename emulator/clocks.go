@@ -163,6 +163,9 @@ func advanceClock(e *Emulator, c *reqCtx) (any, *apiError) {
 	if to-cur > maxAdvance && !e.clockHasSubscriptions(id) {
 		return nil, invalid("", "frozen_time", "A test clock without subscriptions cannot be advanced more than two years at a time.")
 	}
+	if limit, ok := e.advanceLimit(id, cur); ok && to > limit {
+		return nil, invalid("", "frozen_time", "The frozen time cannot be more than two intervals of the shortest subscription on this test clock in the future (at most %d).", limit)
+	}
 	obj["status"] = "advancing"
 	e.store(kClock, obj)
 	e.emit(c, "test_helpers.test_clock.advancing", obj, nil)
@@ -184,6 +187,41 @@ func (e *Emulator) clockHasSubscriptions(clock string) bool {
 		}
 	}
 	return false
+}
+
+// advanceLimit is the latest time clock may be advanced to from cur: "Cannot
+// be more than two intervals in the future from the shortest subscription
+// in this test clock" (spec, advance's frozen_time). Only subscriptions
+// that still renew count (advanceBilling): without the limit, an advance
+// of a clock with a daily price to a far frozen_time would renew it once
+// a day of the span, under the emulator's lock, for minutes or hours.
+// false when no such subscription is on the clock.
+func (e *Emulator) advanceLimit(clock string, cur int64) (int64, bool) {
+	var limit int64
+	found := false
+	t := e.tables["subscriptions"]
+	for _, r := range t.ordered {
+		if v, _ := t.keyOf(r, "test_clock"); v != clock {
+			continue
+		}
+		sub, err := decodeObject(r.raw)
+		if err != nil {
+			continue
+		}
+		switch getStr(sub, "status") {
+		case "active", "trialing", "past_due", "unpaid":
+		default:
+			continue
+		}
+		price := e.subscriptionPrice(r.id)
+		if price == nil {
+			continue
+		}
+		if l := periodEnd(periodEnd(cur, price), price); !found || l < limit {
+			limit, found = l, true
+		}
+	}
+	return limit, found
 }
 
 // deleteClock deletes the clock and its customers ("Finishing a simulation

@@ -152,7 +152,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 		events    []string
 	}{
 		{name: "paid, discounted, taxed", params: url.Values{"items[0][quantity]": {"2"}, "default_payment_method": {"pm_card_visa"}},
-			advanceTo: reviewMonth(2) + reviewDay, renewals: 2, status: "active", invStatus: "paid", amount: 1500,
+			advanceTo: reviewMonth(2), renewals: 2, status: "active", invStatus: "paid", amount: 1500,
 			events: slices.Concat(paidRenewal, paidRenewal)},
 		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_visa"}},
 			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
@@ -367,9 +367,9 @@ func TestCancelAt(t *testing.T) {
 		events   []string
 	}{
 		{name: "cancel_at_period_end", update: func(*reviewClock) url.Values { return url.Values{"cancel_at_period_end": {"true"}} },
-			to: reviewMonth(3), endedAt: reviewMonth(1), events: []string{"customer.subscription.deleted"}},
+			to: reviewMonth(2), endedAt: reviewMonth(1), events: []string{"customer.subscription.deleted"}},
 		{name: "cancel_at in the second period", update: func(*reviewClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
-			to: reviewMonth(3), endedAt: mid, renewals: 1, events: slices.Concat(paidRenewal, []string{"customer.subscription.deleted"})},
+			to: reviewMonth(2), endedAt: mid, renewals: 1, events: slices.Concat(paidRenewal, []string{"customer.subscription.deleted"})},
 		{name: "cancel_at ahead of the advance", update: func(*reviewClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
 			to: mid - 1, renewals: 1, events: paidRenewal},
 	}
@@ -457,5 +457,40 @@ func TestPhaseThenRenewal(t *testing.T) {
 				t.Errorf("schedule %v", st)
 			}
 		})
+	}
+}
+
+// TestAdvanceLimitedByShortestInterval: a clock with a renewing
+// subscription advances at most two intervals of its shortest one at a
+// time (spec, advance's frozen_time), so an advance to a far frozen_time
+// is refused at once instead of renewing a daily subscription once a day
+// of the span (a year of days took 0.7 s; a century, minutes, under the
+// emulator's lock). Two intervals exactly is allowed.
+func TestAdvanceLimitedByShortestInterval(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
+	daily := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
+		"unit_amount": {"100"}, "recurring[interval]": {"day"}})))
+	mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}))
+	mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {daily}, "default_payment_method": {"pm_card_visa"}}))
+
+	r := k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(reviewFrozen + 100*365*reviewDay)}})
+	if r.status != 400 || !strings.Contains(r.raw, "frozen_time") || !strings.Contains(r.raw, fmt.Sprint(reviewFrozen+2*reviewDay)) {
+		t.Fatalf("advance by a century: %d %s, want 400 naming frozen_time and its limit", r.status, r.raw)
+	}
+	if got := k.get("/v1/test_helpers/test_clocks/" + k.clock); num(got["frozen_time"]) != reviewFrozen || got["status"] != "ready" {
+		t.Fatalf("clock after a refused advance: %v", got)
+	}
+	evs := k.advance(reviewFrozen + 2*reviewDay)
+	renewals := 0
+	for _, ev := range evs {
+		obj := ev["data"].(map[string]any)["object"].(map[string]any)
+		if ev["type"] == "invoice.created" && obj["billing_reason"] == "subscription_cycle" {
+			renewals++
+		}
+	}
+	if renewals != 2 {
+		t.Errorf("%d renewals over two days, want 2", renewals)
 	}
 }
