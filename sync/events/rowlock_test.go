@@ -22,7 +22,7 @@ import (
 )
 
 // reviewWait polls cond every 20 ms until it holds or timeout passes.
-func reviewWait(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
@@ -34,7 +34,7 @@ func reviewWait(t *testing.T, timeout time.Duration, what string, cond func() bo
 // reviewLock opens a user's transaction holding the rows of table with
 // the given ids (SELECT … FOR UPDATE, then idle) and returns it with its
 // backend pid.
-func reviewLock(t *testing.T, v *env, table string, ids ...string) (pgx.Tx, int) {
+func lockRowsAsUser(t *testing.T, v *env, table string, ids ...string) (pgx.Tx, int) {
 	t.Helper()
 	ctx := context.Background()
 	user := pgtest.Connect(t, v.db)
@@ -57,7 +57,7 @@ func reviewLock(t *testing.T, v *env, table string, ids ...string) (pgx.Tx, int)
 	return tx, pid
 }
 
-func (v *env) reviewText(t *testing.T, query string, args ...any) string {
+func (v *env) queryText(t *testing.T, query string, args ...any) string {
 	t.Helper()
 	var s *string
 	err := v.pool.QueryRow(context.Background(), query, args...).Scan(&s)
@@ -90,7 +90,7 @@ func TestRowLockDoesNotStallSync(t *testing.T) {
 	v.loop(t, events.Config{Logger: log})
 	v.converge(t, 10*time.Second)
 
-	tx, pid := reviewLock(t, v, "customers", held, doomed)
+	tx, pid := lockRowsAsUser(t, v, "customers", held, doomed)
 	for i := 1; i <= 3; i++ {
 		v.post(t, "/v1/customers/"+held, url.Values{"email": {fmt.Sprintf("held-%d@example.com", i)}})
 	}
@@ -100,31 +100,39 @@ func TestRowLockDoesNotStallSync(t *testing.T) {
 	v.post(t, "/v1/customers/"+other, url.Values{"name": {"changed"}})
 	prod := v.post(t, "/v1/products", url.Values{"name": {"arrives"}})
 	// The loop polls every 100 ms: 5 s is far more than it needs.
-	reviewWait(t, 5*time.Second, "the other objects to sync while two customers are locked", func() bool {
-		return v.reviewText(t, `SELECT name FROM stripe.customers WHERE id = $1`, other) == "changed" &&
-			v.reviewText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
+	waitUntil(t, 5*time.Second, "the other objects to sync while two customers are locked", func() bool {
+		return v.queryText(t, `SELECT name FROM stripe.customers WHERE id = $1`, other) == "changed" &&
+			v.queryText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
 	})
 	// Still later changes keep arriving while the rows stay locked.
 	v.post(t, "/v1/products/"+prod, url.Values{"name": {"again"}})
-	reviewWait(t, 5*time.Second, "a later change to sync while two customers are locked", func() bool {
-		return v.reviewText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "again"
+	waitUntil(t, 5*time.Second, "a later change to sync while two customers are locked", func() bool {
+		return v.queryText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "again"
 	})
-	if got := v.reviewText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "held-0@example.com" {
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "held-0@example.com" {
 		t.Fatalf("the locked row changed under the user's lock: email %q", got)
 	}
 	// Held over a few seconds: one warning names the user's backend.
 	warned := func() int { return strings.Count(logs.String(), "row locked by another transaction") }
-	reviewWait(t, 10*time.Second, "the warning about the locked rows", func() bool { return warned() > 0 })
+	waitUntil(t, 10*time.Second, "the warning about the locked rows", func() bool { return warned() > 0 })
 	if !strings.Contains(logs.String(), fmt.Sprint(pid)) {
 		t.Errorf("the warning does not name the blocking backend %d:\n%s", pid, logs.String())
 	}
-	// Let the re-fetcher meet the lock a few more times.
-	time.Sleep(1500 * time.Millisecond)
+	// Let the re-fetcher meet the lock twice more (its entry postponed
+	// again each time), so that a second warning would have had its
+	// chance.
+	notBefore := func() string {
+		return v.queryText(t, `SELECT not_before::text FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1`, held)
+	}
+	for range 2 {
+		nb := notBefore()
+		waitUntil(t, 12*time.Second, "the re-fetcher to meet the lock again", func() bool { return notBefore() != nb })
+	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	v.converge(t, 15*time.Second)
-	if got := v.reviewText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "held-3@example.com" {
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "held-3@example.com" {
 		t.Errorf("locked customer's email %q after the lock, want Stripe's newest held-3@example.com", got)
 	}
 	if n := warned(); n != 2 { // one per locked row
@@ -154,18 +162,18 @@ func TestChildRowLockDoesNotStallSync(t *testing.T) {
 	sub := v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}})
 	v.loop(t, events.Config{})
 	v.converge(t, 10*time.Second)
-	item := v.reviewText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
-	tx, _ := reviewLock(t, v, "subscription_items", item)
+	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	tx, _ := lockRowsAsUser(t, v, "subscription_items", item)
 	v.post(t, "/v1/subscriptions/"+sub, url.Values{"metadata[k]": {"v"}})
 	v.post(t, "/v1/customers/"+cus, url.Values{"name": {"changed"}})
-	reviewWait(t, 5*time.Second, "the customer to sync while a subscription item is locked", func() bool {
-		return v.reviewText(t, `SELECT name FROM stripe.customers WHERE id = $1`, cus) == "changed"
+	waitUntil(t, 5*time.Second, "the customer to sync while a subscription item is locked", func() bool {
+		return v.queryText(t, `SELECT name FROM stripe.customers WHERE id = $1`, cus) == "changed"
 	})
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	v.converge(t, 15*time.Second)
-	if got := v.reviewText(t, `SELECT metadata->>'k' FROM stripe.subscriptions WHERE id = $1`, sub); got != "v" {
+	if got := v.queryText(t, `SELECT metadata->>'k' FROM stripe.subscriptions WHERE id = $1`, sub); got != "v" {
 		t.Errorf("subscription metadata k = %q after the lock, want v", got)
 	}
 }
@@ -201,15 +209,15 @@ func TestRowLockSurvivesKill(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	reviewWait(t, 10*time.Second, "the customer to sync", func() bool {
-		return v.reviewText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held) == "held-0@example.com"
+	waitUntil(t, 10*time.Second, "the customer to sync", func() bool {
+		return v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held) == "held-0@example.com"
 	})
-	tx, _ := reviewLock(t, v, "customers", held)
+	tx, _ := lockRowsAsUser(t, v, "customers", held)
 	v.post(t, "/v1/customers/"+held, url.Values{"email": {"held-1@example.com"}})
 	// The update's event is applied (recorded, the cursor past it) with
 	// the held row left to the durable re-fetch queue.
-	reviewWait(t, 10*time.Second, "the held customer to be queued for re-fetch", func() bool {
-		return v.reviewText(t, `SELECT reason FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1`, held) == "locked"
+	waitUntil(t, 10*time.Second, "the held customer to be queued for re-fetch", func() bool {
+		return v.queryText(t, `SELECT reason FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1`, held) == "locked"
 	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -219,8 +227,8 @@ func TestRowLockSurvivesKill(t *testing.T) {
 
 	stop := v.loop(t, events.Config{})
 	prod := v.post(t, "/v1/products", url.Values{"name": {"arrives"}})
-	reviewWait(t, 5*time.Second, "a product to sync after the restart while the customer is locked", func() bool {
-		return v.reviewText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
+	waitUntil(t, 5*time.Second, "a product to sync after the restart while the customer is locked", func() bool {
+		return v.queryText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
 	})
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
