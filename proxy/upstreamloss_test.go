@@ -335,19 +335,7 @@ func TestUpstreamCrashAfterInterceptorError(t *testing.T) {
 		for _, mode := range []crashMode{crashEOF, crashReset} {
 			for _, order := range []endOrder{endClientFirst, endServerFirst, endAsRun} {
 				t.Run(fmt.Sprintf("simple=%v/%v/%v", simple, mode, order), func(t *testing.T) {
-					h := newSessionHarness(t, failingWrite)
-					up := startFakeUpstream(t, h.up, mode, isForcedError)
-					h.start(t, order)
-					h.send(t, writeRequest(simple)...)
-					got := h.readToEnd(t)
-					<-up.dead
-					var want []string
-					if !simple {
-						want = append(want, extendedHead...)
-					}
-					want = append(want, "ERROR P0001 stripe said no",
-						"FATAL 08006 pgstripe proxy: lost connection to upstream Postgres", "EOF")
-					wantLines(t, got, want...)
+					crashAfterInterceptorError(t, simple, mode, order, "FATAL 08006 pgstripe proxy: lost connection to upstream Postgres")
 				})
 			}
 		}
@@ -364,21 +352,27 @@ func TestUpstreamCrashAfterInterceptorError(t *testing.T) {
 func TestUpstreamFatalAfterInterceptorError(t *testing.T) {
 	for _, simple := range []bool{true, false} {
 		t.Run(fmt.Sprintf("simple=%v", simple), func(t *testing.T) {
-			h := newSessionHarness(t, failingWrite)
-			up := startFakeUpstream(t, h.up, crashFatal, isForcedError)
-			h.start(t, endAsRun)
-			h.send(t, writeRequest(simple)...)
-			got := h.readToEnd(t)
-			<-up.dead
-			var want []string
-			if !simple {
-				want = append(want, extendedHead...)
-			}
-			want = append(want, "ERROR P0001 stripe said no",
-				"FATAL 57P01 terminating connection due to administrator command", "EOF")
-			wantLines(t, got, want...)
+			crashAfterInterceptorError(t, simple, crashFatal, endAsRun, "FATAL 57P01 terminating connection due to administrator command")
 		})
 	}
+}
+
+// crashAfterInterceptorError sends a write the interceptor refuses, with
+// upstream failing (mode) at the request that puts it in the failed state,
+// and wants the interceptor's ERROR, then fatal, then the close.
+func crashAfterInterceptorError(t *testing.T, simple bool, mode crashMode, order endOrder, fatal string) {
+	h := newSessionHarness(t, failingWrite)
+	up := startFakeUpstream(t, h.up, mode, isForcedError)
+	h.start(t, order)
+	h.send(t, writeRequest(simple)...)
+	got := h.readToEnd(t)
+	<-up.dead
+	var want []string
+	if !simple {
+		want = append(want, extendedHead...)
+	}
+	want = append(want, "ERROR P0001 stripe said no", fatal, "EOF")
+	wantLines(t, got, want...)
 }
 
 // TestUpstreamGoneWhileInterceptorRuns: upstream crashes while the
