@@ -267,15 +267,17 @@ func (p *poller) skipHeld(ctx context.Context, due []refetch) ([]refetch, error)
 	for _, r := range due {
 		w.add(r.Table, r.ID, false)
 	}
-	var busy map[refetchKey]lockSite
-	err := p.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if busy, err = lockRows(ctx, tx, w); err != nil || len(busy) == 0 {
-			return err
-		}
-		return p.postponeHeld(ctx, tx, busy)
-	})
+	// Outside a transaction block: the batch runs as one implicit
+	// transaction, so the rows it locks are free again at once. Held for
+	// a transaction of the loop's, they would make a write-through's
+	// apply of those very rows (a re-fetch is due mostly for objects just
+	// written) wait, and past its 250 ms inside a client's transaction,
+	// leave its own write unread.
+	busy, err := lockRows(ctx, p.cfg.Pool, w)
 	if err != nil || len(busy) == 0 {
+		return due, err
+	}
+	if err := p.inTx(ctx, func(tx pgx.Tx) error { return p.postponeHeld(ctx, tx, busy) }); err != nil {
 		return due, err
 	}
 	kept := due[:0]

@@ -69,6 +69,12 @@ func (w writeSet) add(table, id string, del bool) {
 	}
 }
 
+// batchSender is a transaction, or a pool, whose batch runs as one
+// implicit transaction.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // lockSite is where an object's held row was found: the rows of table
 // whose col is the object's key, locked in strength.
 type lockSite struct{ table, col, strength string }
@@ -81,7 +87,7 @@ type lockSite struct{ table, col, strength string }
 // (store.Owned). It returns the objects of which some row is held by
 // another transaction; the rows it locked stay locked until tx ends, so
 // nothing takes them before the writes.
-func lockRows(ctx context.Context, tx pgx.Tx, w writeSet) (map[refetchKey]lockSite, error) {
+func lockRows(ctx context.Context, tx batchSender, w writeSet) (map[refetchKey]lockSite, error) {
 	tables := make([]string, 0, len(w))
 	for t := range w {
 		tables = append(tables, t)
