@@ -295,11 +295,16 @@ func init() {
 			return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "subscription", Message: fmt.Sprintf("No such subscription: '%s'", sid)}
 		}
 		old := deepCopy(sub).(map[string]any)
+		pr, ae := e.prorationOf(c, sub)
+		if ae != nil {
+			return nil, ae
+		}
 		it, ae := e.newSubItem(c, sid, c.params, "")
 		if ae != nil {
 			return nil, ae
 		}
 		r := e.store(kSubItem, it)
+		e.prorateItems(pr, sub, itemChange{after: it})
 		e.afterItemsChange(c, sub, old)
 		return e.render(kSubItem, r.raw, c)
 	})
@@ -310,6 +315,11 @@ func init() {
 		}
 		sub := e.load(kSub, getStr(it, "subscription"))
 		old := deepCopy(sub).(map[string]any)
+		pr, ae := e.prorationOf(c, sub)
+		if ae != nil {
+			return nil, ae
+		}
+		before := deepCopy(it).(map[string]any)
 		e.applyParams(kSubItem.schema, it, c.params, append(kSubItem.skip, "tax_rates")...)
 		if ae := e.setTaxRates(it, "tax_rates", c.params, "tax_rates"); ae != nil {
 			return nil, ae
@@ -325,6 +335,7 @@ func init() {
 			it["price"] = p
 		}
 		r := e.store(kSubItem, it)
+		e.prorateItems(pr, sub, itemChange{before: before, after: it})
 		e.afterItemsChange(c, sub, old)
 		return e.render(kSubItem, r.raw, c)
 	})
@@ -335,7 +346,12 @@ func init() {
 		}
 		sub := e.load(kSub, getStr(it, "subscription"))
 		old := deepCopy(sub).(map[string]any)
+		pr, ae := e.prorationOf(c, sub)
+		if ae != nil {
+			return nil, ae
+		}
 		e.tables["subscription_items"].remove(idOf(it))
+		e.prorateItems(pr, sub, itemChange{before: it})
 		e.afterItemsChange(c, sub, old)
 		return map[string]any{"id": idOf(it), "object": "subscription_item", "deleted": true}, nil
 	})
@@ -375,7 +391,7 @@ func init() {
 				return nil
 			}
 			if sub := e.load(kSub, getStr(obj, "subscription")); sub != nil && getStr(sub, "status") != "canceled" {
-				return e.applyPhase(&sc, sub, phases, i)
+				return e.applyPhase(&sc, sub, phases, i, strOr(c.params["proration_behavior"], "create_prorations"))
 			}
 		}
 		return nil
@@ -809,10 +825,12 @@ func phaseSettings(ph map[string]any) map[string]any {
 // items[] would; then default tax rates, metadata (spec, phases[].metadata:
 // "Metadata on a schedule's phase will update the underlying
 // subscription's metadata when the phase is entered") and the phase's
-// collection settings. Prorations are not computed (doc.go). Everything
-// is checked before anything is stored; customer.subscription.updated
-// follows when anything changed.
-func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx int) *apiError {
+// collection settings. Item changes are prorated at c.now as behavior
+// (a proration_behavior) says (prorate); always_invoice's invoice becomes
+// the subscription's latest_invoice. Everything is checked before
+// anything is stored; customer.subscription.updated follows when
+// anything changed.
+func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx int, behavior string) *apiError {
 	ph := phases[idx].(map[string]any)
 	sid := idOf(sub)
 	old := deepCopy(sub).(map[string]any)
@@ -823,6 +841,7 @@ func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx i
 	}
 	kept := make([]bool, len(existing))
 	var put []map[string]any
+	var changes []itemChange
 	phItems, _ := ph["items"].([]any)
 	for i, x := range phItems {
 		m, _ := x.(map[string]any)
@@ -843,17 +862,23 @@ func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx i
 			it = n
 		}
 		before := normalize(it)
+		var was map[string]any
+		if !changed {
+			was = deepCopy(it).(map[string]any)
+		}
 		it["quantity"] = intOr(m["quantity"], 1)
 		it["tax_rates"] = orEmpty(m["tax_rates"])
 		it["metadata"] = mergeMetadata(deepCopy(it["metadata"]), m["metadata"])
 		if changed || !reflect.DeepEqual(before, normalize(it)) {
 			put = append(put, it)
+			changes = append(changes, itemChange{before: was, after: it})
 		}
 	}
 	var del []string
 	for j, ex := range existing {
 		if !kept[j] {
 			del = append(del, idOf(ex))
+			changes = append(changes, itemChange{before: ex})
 		}
 	}
 	for _, it := range put {
@@ -868,6 +893,9 @@ func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx i
 		sub[k] = v
 	}
 	sub["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
+	if inv := e.prorate(proration{behavior: behavior, at: c.now, ctx: c}, sub, changes); inv != nil {
+		sub["latest_invoice"] = idOf(inv)
+	}
 	prev := diff(old, sub)
 	if len(prev) == 0 && len(put)+len(del) > 0 {
 		// An item change past the embedded first page: as afterItemsChange.
@@ -996,7 +1024,11 @@ func (e *Emulator) advanceSchedule(c *reqCtx, id string, to int64) bool {
 		if sub := e.load(kSub, getStr(obj, "subscription")); sub != nil && getStr(sub, "status") != "canceled" {
 			// Checked when the phases were set (schedulePhases), so
 			// entering one can't be refused.
-			e.applyPhase(sc, sub, phases, cur+1)
+			// Spec, phases[].proration_behavior: "Whether the
+			// subscription schedule will create prorations when
+			// transitioning to this phase. The default value is
+			// `create_prorations`."
+			e.applyPhase(sc, sub, phases, cur+1, strOr(phases[cur+1].(map[string]any)["proration_behavior"], "create_prorations"))
 		}
 		e.save(sc, kSchedule, obj, old, "subscription_schedule.updated")
 		return true
@@ -1424,6 +1456,9 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 	inv["default_tax_rates"] = orEmpty(sub["default_tax_rates"])
 	trial := getStr(sub, "status") == "trialing"
 	for _, r := range e.tables["subscription_items"].children[idOf(sub)] {
+		if reason == "subscription_update" {
+			break // prorations only (prorate)
+		}
 		it, _ := decodeObject(r.raw)
 		price, _ := it["price"].(map[string]any)
 		qty := intOr(it["quantity"], 1)
@@ -1449,6 +1484,12 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 		line["tax_rates"] = orEmpty(it["tax_rates"])
 		delete(line, "created")
 		e.store(kLine, line)
+	}
+	if reason != "subscription_create" {
+		// Prorations and other pending items go on the next invoice of
+		// the subscription. A first invoice leaves them pending (not
+		// modelled, doc.go).
+		e.addPendingItems(c, inv, sub)
 	}
 	e.recalcInvoice(c, inv, false)
 	e.store(kInvoice, inv)
@@ -1490,11 +1531,16 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if ae := e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates"); ae != nil {
 		return ae
 	}
+	pr, ae := e.prorationOf(c, obj)
+	if ae != nil {
+		return ae
+	}
 	items, _ := c.params["items"].([]any)
 	// Every item is checked before any is stored: a request Stripe refuses
 	// changes nothing, so a bad items[1] must not leave items[0] applied.
 	var put []map[string]any
 	var del []string
+	var changes []itemChange
 	for i, raw := range items {
 		p, _ := raw.(map[string]any)
 		id, _ := p["id"].(string)
@@ -1504,6 +1550,7 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 				return ae
 			}
 			put = append(put, it)
+			changes = append(changes, itemChange{after: it})
 			continue
 		}
 		it := e.load(kSubItem, id)
@@ -1512,8 +1559,10 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		}
 		if d, _ := p["deleted"].(bool); d {
 			del = append(del, id)
+			changes = append(changes, itemChange{before: it})
 			continue
 		}
+		changes = append(changes, itemChange{before: deepCopy(it).(map[string]any), after: it})
 		e.applyParams(kSubItem.schema, it, p, "price", "id", "subscription", "tax_rates")
 		if ae := e.setTaxRates(it, "tax_rates", p, fmt.Sprintf("items[%d][tax_rates]", i)); ae != nil {
 			return ae
@@ -1537,6 +1586,9 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		e.tables["subscription_items"].remove(id)
 	}
 	obj["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
+	if inv := e.prorate(pr, obj, changes); inv != nil {
+		obj["latest_invoice"] = idOf(inv)
+	}
 	if v, ok := c.params["cancel_at_period_end"].(bool); ok {
 		if v {
 			obj["cancel_at"] = obj["current_period_end"]
@@ -1788,7 +1840,8 @@ func (e *Emulator) addItemLine(c *reqCtx, inv, ii map[string]any) {
 	line["invoice"] = idOf(inv)
 	line["type"] = "invoiceitem"
 	line["invoice_item"] = idOf(ii)
-	line["subscription"], line["subscription_item"] = nil, nil
+	// A proration's line is of its subscription and item too.
+	line["subscription"], line["subscription_item"] = ii["subscription"], ii["subscription_item"]
 	line["price"] = ii["price"]
 	line["quantity"] = ii["quantity"]
 	line["amount"], line["amount_excluding_tax"] = ii["amount"], ii["amount"]
@@ -1796,7 +1849,7 @@ func (e *Emulator) addItemLine(c *reqCtx, inv, ii map[string]any) {
 	line["currency"] = ii["currency"]
 	line["description"] = ii["description"]
 	line["period"] = ii["period"]
-	line["discountable"], line["proration"] = ii["discountable"] != false, false
+	line["discountable"], line["proration"] = ii["discountable"] != false, ii["proration"] == true
 	line["metadata"] = map[string]any{}
 	line["tax_rates"] = orEmpty(ii["tax_rates"])
 	e.store(kLine, line)
@@ -2163,11 +2216,16 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 	for _, r := range it.byCustomer[cus] {
 		if r.keys[1] == "" {
 			ii, _ := decodeObject(r.raw)
+			if !pendingFor(ii, idOf(sub)) {
+				continue
+			}
 			line := e.api.fixture("line_item")
 			line["id"] = "il_tmp_" + r.id[3:]
 			line["invoice"] = nil
 			line["livemode"] = ii["livemode"]
-			line["type"], line["invoice_item"], line["subscription"], line["subscription_item"] = "invoiceitem", r.id, nil, nil
+			line["type"], line["invoice_item"], line["subscription"], line["subscription_item"] = "invoiceitem", r.id, ii["subscription"], ii["subscription_item"]
+			line["proration"] = ii["proration"] == true
+			line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(ii["unit_amount"], 0))
 			line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = ii["price"], ii["quantity"], ii["amount"], ii["amount"]
 			line["currency"], line["description"], line["period"] = ii["currency"], ii["description"], ii["period"]
 			line["discountable"] = ii["discountable"] != false

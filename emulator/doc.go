@@ -94,13 +94,31 @@
 // tax (tax, total_tax_amounts and tax_amounts stay empty), and the
 // embedded objects are copies as of when they were set (a tax rate
 // archived later still shows active there);
+// a change of an active (or past_due) subscription's items' prices or
+// quantities, or an item added or removed, mid-period (POST
+// /v1/subscriptions/{id}, /v1/subscription_items, schedule phases) is
+// prorated (prorations.go) to the second on the current period, from
+// the request's time (its clock's) or proration_date, rounded to the
+// nearest cent: create_prorations (the default) makes pending proration
+// invoice items (invoiceitem.created) that the upcoming invoice shows and
+// the subscription's next renewal bills, always_invoice bills them at
+// once (a subscription_update invoice, finalized and paid as a first
+// invoice), none makes none; not modelled: a trial's or an incomplete
+// subscription's changes (no prorations), discounts in proration amounts,
+// proration_details.credited_items (null), a price of another interval
+// resetting the billing cycle, the upcoming invoice's preview params
+// (subscription_items, subscription_proration_date), and a negative
+// invoice total going to the customer's balance; a subscription's first
+// invoice leaves pending invoice items pending, its renewals and
+// subscription_update invoices take those of the subscription and of no
+// subscription;
 // subscriptions renew only on a test clock (SetClockOffset moves "now" for
 // timestamps, event retention and authorization expiry only); updating
 // the current phase of an active subscription schedule applies it to the
 // subscription at once (items matched by price, kept, updated, deleted
 // or created; quantities, tax rates, metadata, and the phase's collection_method, description and
-// days_until_due), with no proration, whatever proration_behavior says,
-// and no invoice; a schedule created or updated with phases starting in
+// days_until_due), prorated as the request's proration_behavior says (a
+// phase entered on a clock: the phase's); a schedule created or updated with phases starting in
 // the past starts in the phase current now (no backdated invoice); a
 // schedule moves through its phases only on a test clock: advancing the clock starts a not_started schedule, enters each
 // next phase at the previous one's end_date (applied as above) and, past

@@ -144,3 +144,77 @@ func TestClockRenewals(t *testing.T) {
 		t.Errorf("renewals of %s paid %d (err %v), want %d", renewing, paid, err, 2*1400)
 	}
 }
+
+// TestClockProrations: a quantity change mid-period on a test clock
+// makes two pending proration invoice items (invoiceitem.created); they
+// reach stripe.invoiceitems and the customer's upcoming invoice, and the
+// renewal at the period's end bills them, which the events bring to
+// stripe.invoiceitems (no longer pending) and stripe.invoices. After each
+// step every stripe.* table equals the emulator, and so does the stored
+// upcoming invoice.
+func TestClockProrations(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	month := func(n int) int64 { return time.Unix(frozen, 0).UTC().AddDate(0, n, 0).Unix() }
+	prod := call("/v1/products", url.Values{"name": {"Plan"}})
+	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
+	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
+	v.converge(t, 10*time.Second)
+	var item string
+	if err := v.pool.QueryRow(ctx, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
+		t.Fatal(err)
+	}
+	advance := func(ts int64) {
+		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		v.converge(t, 10*time.Second)
+	}
+	upcomingTotal := func(want int64) {
+		t.Helper()
+		var got int64
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if v.pool.QueryRow(ctx, `SELECT total FROM stripe.upcoming_invoices WHERE customer = $1`, cus).Scan(&got) == nil && got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("upcoming invoice total %d, want %d", got, want)
+		}
+		v.checkUpcoming(t)
+	}
+	upcomingTotal(700)
+
+	// 21 of January's 31 days left: -700×21/31 and 3×700×21/31, rounded.
+	advance(frozen + 10*day)
+	call("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}})
+	v.converge(t, 10*time.Second)
+	const credit, debit = -474, 1423
+	var n, sum int64
+	if err := v.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(amount), 0) FROM stripe.invoiceitems
+		WHERE subscription = $1 AND subscription_item = $2 AND proration AND invoice IS NULL`, sub, item).Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || sum != credit+debit {
+		t.Errorf("%d pending prorations of %d stored, want 2 of %d", n, sum, credit+debit)
+	}
+	upcomingTotal(3*700 + credit + debit)
+
+	advance(month(1) + day)
+	var inv string
+	var paid int64
+	if err := v.pool.QueryRow(ctx, `SELECT id, amount_paid FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'`,
+		sub).Scan(&inv, &paid); err != nil {
+		t.Fatal(err)
+	}
+	if paid != 3*700+credit+debit {
+		t.Errorf("renewal paid %d, want %d", paid, 3*700+credit+debit)
+	}
+	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.invoiceitems WHERE subscription = $1 AND proration AND invoice = $2`,
+		sub, inv).Scan(&n); err != nil || n != 2 {
+		t.Errorf("%d prorations stored on the renewal invoice (err %v), want 2", n, err)
+	}
+	upcomingTotal(3 * 700)
+}

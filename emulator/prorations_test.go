@@ -1,0 +1,336 @@
+package emulator_test
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+)
+
+// reviewJan is the length of January 2020, the first period of a monthly
+// subscription created at reviewFrozen.
+const reviewJan = 31 * reviewDay
+
+// reviewProration is a proration invoice item as a test expects it.
+type reviewProration struct {
+	amount, qty int64
+	credit      bool // on the old price (else the new one)
+}
+
+// reviewItems lists the customer's invoice items, oldest first.
+func (k *reviewClock) items() []map[string]any {
+	k.t.Helper()
+	data := k.get("/v1/invoiceitems?limit=100&customer=" + k.cus)["data"].([]any)
+	out := make([]map[string]any, 0, len(data))
+	for i := len(data) - 1; i >= 0; i-- {
+		out = append(out, data[i].(map[string]any))
+	}
+	return out
+}
+
+// A change of a subscription's items mid-period prorates it as Stripe
+// does: with create_prorations (the default) one pending invoice item
+// crediting the unused time on what a changed item billed and one
+// debiting the remaining time on what it bills now, computed on the
+// seconds left of the period (or from proration_date), proration true,
+// not discountable, period from the change to the period's end, of the
+// subscription and its item, each with invoiceitem.created; none makes
+// nothing, nor does a trialing subscription or a tax-rate-only change;
+// always_invoice bills them at once on a paid subscription_update
+// invoice that becomes the subscription's latest_invoice.
+func TestProrations(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	// Ten days and an hour into January: 1810800 of 2678400 seconds left.
+	const at = reviewFrozen + 10*reviewDay + 3600
+	const half = reviewFrozen + reviewJan/2 // exactly half of January left
+	type env struct {
+		k                *reviewClock
+		sub, item, price string
+		newPrice         string // of 2500
+		second           string // a second item (price 400), when asked for
+	}
+	cases := []struct {
+		name    string
+		unit    int // of the subscription's price
+		trial   bool
+		twoItem bool
+		change  func(e env) apiResp
+		want    []reviewProration
+		invoice bool // always_invoice: an invoice of the prorations
+	}{
+		{name: "quantity up, default behavior", unit: 1000, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"}})
+		}, want: []reviewProration{{-676, 1, true}, {2028, 3, false}}},
+		{name: "price change on the item endpoint at proration_date", unit: 1000, change: func(e env) apiResp {
+			return e.k.post("/v1/subscription_items/"+e.item, url.Values{"price": {e.newPrice}, "proration_date": {fmt.Sprint(half)}})
+		}, want: []reviewProration{{-500, 1, true}, {1250, 1, false}}},
+		{name: "half a cent rounds away from zero", unit: 1001, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"2"},
+				"proration_date": {fmt.Sprint(half)}})
+		}, want: []reviewProration{{-501, 1, true}, {1001, 2, false}}},
+		{name: "none", unit: 1000, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"},
+				"proration_behavior": {"none"}})
+		}},
+		{name: "tax rates only", unit: 1000, change: func(e env) apiResp {
+			txr := idOfResp(mustOK(t, e.k.post("/v1/tax_rates", url.Values{"display_name": {"VAT"}, "percentage": {"20"}, "inclusive": {"false"}})))
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][tax_rates][0]": {txr}})
+		}},
+		{name: "trialing", unit: 1000, trial: true, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"}})
+		}},
+		{name: "item added", unit: 1000, change: func(e env) apiResp {
+			return e.k.post("/v1/subscription_items", url.Values{"subscription": {e.sub}, "price": {e.newPrice}, "quantity": {"2"}})
+		}, want: []reviewProration{{3380, 2, false}}},
+		{name: "item deleted", unit: 1000, twoItem: true, change: func(e env) apiResp {
+			return do(t, "DELETE", base+"/v1/subscription_items/"+e.second, "sk_test_x", "")
+		}, want: []reviewProration{{-270, 1, true}}},
+		{name: "item deleted through the subscription", unit: 1000, twoItem: true, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.second}, "items[0][deleted]": {"true"}})
+		}, want: []reviewProration{{-270, 1, true}}},
+		{name: "always_invoice", unit: 1000, invoice: true, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"},
+				"proration_behavior": {"always_invoice"}})
+		}, want: []reviewProration{{-676, 1, true}, {2028, 3, false}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			e := env{k: k, price: k.price(tc.unit), newPrice: k.price(2500)}
+			p := url.Values{"customer": {k.cus}, "items[0][price]": {e.price}, "default_payment_method": {"pm_card_visa"}}
+			if tc.trial {
+				p["trial_period_days"] = []string{"30"}
+			}
+			if tc.twoItem {
+				p["items[1][price]"] = []string{k.price(400)}
+			}
+			s := mustOK(t, k.post("/v1/subscriptions", p))
+			e.sub = idOfResp(s)
+			for _, x := range s.body["items"].(map[string]any)["data"].([]any) {
+				it := x.(map[string]any)
+				if it["price"].(map[string]any)["id"] == e.price {
+					e.item = it["id"].(string)
+				} else {
+					e.second = it["id"].(string)
+				}
+			}
+			k.advance(at)
+			evs := k.events(func() { mustOK(t, tc.change(e)) })
+
+			got := k.items()
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d invoice items, want %d: %v", len(got), len(tc.want), got)
+			}
+			var created []string
+			for _, ev := range evs {
+				if ev["type"] == "invoiceitem.created" {
+					created = append(created, ev["data"].(map[string]any)["object"].(map[string]any)["id"].(string))
+				}
+			}
+			var ids []string
+			for i, w := range tc.want {
+				ii := got[i]
+				ids = append(ids, ii["id"].(string))
+				price := e.newPrice
+				if w.credit || tc.name == "half a cent rounds away from zero" || tc.name == "quantity up, default behavior" || tc.name == "always_invoice" {
+					price = e.price
+				}
+				if tc.name == "item deleted" || tc.name == "item deleted through the subscription" {
+					price = ii["price"].(map[string]any)["id"].(string) // the second item's
+				}
+				from := int64(at)
+				if tc.name == "price change on the item endpoint at proration_date" || tc.name == "half a cent rounds away from zero" {
+					from = half
+				}
+				period := ii["period"].(map[string]any)
+				if num(ii["amount"]) != w.amount || num(ii["quantity"]) != w.qty || ii["proration"] != true || ii["discountable"] != false ||
+					ii["subscription"] != e.sub || ii["subscription_item"] == nil || ii["price"].(map[string]any)["id"] != price ||
+					num(period["start"]) != from || num(period["end"]) != reviewMonth(1) || num(ii["date"]) != at || ii["test_clock"] != k.clock {
+					t.Errorf("invoice item %d: %v, want amount %d quantity %d of %s from %d", i, ii, w.amount, w.qty, price, from)
+				}
+				if (tc.name == "quantity up, default behavior" || tc.name == "always_invoice") && ii["subscription_item"] != e.item {
+					t.Errorf("invoice item %d of item %v, want %s", i, ii["subscription_item"], e.item)
+				}
+				if pending := ii["invoice"] == nil; pending == tc.invoice {
+					t.Errorf("invoice item %d: invoice %v", i, ii["invoice"])
+				}
+			}
+			slices.Sort(ids)
+			slices.Sort(created)
+			if !slices.Equal(ids, created) {
+				t.Errorf("invoiceitem.created for %v, want %v", created, ids)
+			}
+			sub := k.get("/v1/subscriptions/" + e.sub)
+			if !tc.invoice {
+				if sub["latest_invoice"] != s.body["latest_invoice"] {
+					t.Errorf("latest_invoice %v, want the first invoice %v", sub["latest_invoice"], s.body["latest_invoice"])
+				}
+				return
+			}
+			inv := k.get("/v1/invoices/" + sub["latest_invoice"].(string))
+			if inv["billing_reason"] != "subscription_update" || inv["status"] != "paid" || num(inv["amount_paid"]) != 2028-676 ||
+				inv["subscription"] != e.sub || len(inv["lines"].(map[string]any)["data"].([]any)) != 2 {
+				t.Errorf("always_invoice invoice: %v", inv)
+			}
+			for _, l := range inv["lines"].(map[string]any)["data"].([]any) {
+				line := l.(map[string]any)
+				if line["proration"] != true || line["type"] != "invoiceitem" || line["subscription"] != e.sub || line["subscription_item"] != e.item {
+					t.Errorf("always_invoice line: %v", line)
+				}
+			}
+			if n := len(k.get("/v1/invoiceitems?pending=true&customer=" + k.cus)["data"].([]any)); n != 0 {
+				t.Errorf("%d invoice items still pending", n)
+			}
+		})
+	}
+}
+
+// events runs f and returns the events it caused, oldest first.
+func (k *reviewClock) events(f func()) []map[string]any {
+	k.t.Helper()
+	before := k.get("/v1/events?limit=1")["data"].([]any)
+	q := "/v1/events?limit=100"
+	if len(before) > 0 {
+		q += "&ending_before=" + before[0].(map[string]any)["id"].(string)
+	}
+	f()
+	data := k.get(q)["data"].([]any)
+	out := make([]map[string]any, 0, len(data))
+	for i := len(data) - 1; i >= 0; i-- {
+		out = append(out, data[i].(map[string]any))
+	}
+	return out
+}
+
+// A proration_date outside the current period is refused and changes
+// nothing.
+func TestProrationDateOutsidePeriod(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}))
+	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+	r := k.post("/v1/subscriptions/"+idOfResp(s), url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
+		"proration_date": {fmt.Sprint(reviewFrozen - 1)}})
+	if r.status != 400 || r.body["error"].(map[string]any)["param"] != "proration_date" {
+		t.Fatalf("proration_date before the period: %d %s", r.status, r.raw)
+	}
+	if q := num(k.get("/v1/subscription_items/" + item)["quantity"]); q != 1 {
+		t.Errorf("quantity %d after a refused update", q)
+	}
+	if n := len(k.items()); n != 0 {
+		t.Errorf("%d invoice items after a refused update", n)
+	}
+}
+
+// Pending prorations are in the upcoming invoice (lines with proration
+// true, of the subscription and its item), and the renewal invoice bills
+// them with the new period, after which they are no longer pending nor
+// upcoming. A pending item of another subscription of the customer stays
+// out of both.
+func TestProrationsRenewal(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	price := k.price(1000)
+	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}))
+	sub := idOfResp(s)
+	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+	other := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(300)}, "default_payment_method": {"pm_card_visa"}})))
+	otherItem := k.get("/v1/subscriptions/" + other)["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+	k.advance(reviewFrozen + 10*reviewDay + 3600)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}}))
+	// Another subscription's prorations: never on sub's invoices.
+	mustOK(t, k.post("/v1/subscriptions/"+other, url.Values{"items[0][id]": {otherItem}, "items[0][quantity]": {"2"}}))
+
+	up := k.get("/v1/invoices/upcoming?subscription=" + sub)
+	var prorations []int64
+	for _, l := range up["lines"].(map[string]any)["data"].([]any) {
+		line := l.(map[string]any)
+		if line["proration"] == true {
+			if line["subscription"] != sub || line["subscription_item"] != item || line["type"] != "invoiceitem" {
+				t.Errorf("upcoming proration line: %v", line)
+			}
+			prorations = append(prorations, num(line["amount"]))
+		}
+	}
+	slices.Sort(prorations)
+	if !slices.Equal(prorations, []int64{-676, 2028}) || num(up["amount_due"]) != 3000+2028-676 {
+		t.Errorf("upcoming: prorations %v, amount_due %v; want [-676 2028], %d", prorations, up["amount_due"], 3000+2028-676)
+	}
+
+	k.advance(reviewMonth(1) + reviewDay)
+	cycles := k.cycleInvoices(sub)
+	if len(cycles) != 1 {
+		t.Fatalf("%d renewal invoices", len(cycles))
+	}
+	inv := cycles[0]
+	if num(inv["amount_paid"]) != 3000+2028-676 || inv["status"] != "paid" || len(inv["lines"].(map[string]any)["data"].([]any)) != 3 {
+		t.Errorf("renewal invoice: amount_paid %v status %v lines %v, want %d paid, 3 lines", inv["amount_paid"], inv["status"],
+			len(inv["lines"].(map[string]any)["data"].([]any)), 3000+2028-676)
+	}
+	for _, ii := range k.items() {
+		sid := ii["subscription"]
+		if onInv := ii["invoice"]; sid == sub && onInv != inv["id"] || sid == other && onInv == inv["id"] {
+			t.Errorf("invoice item %v of %v on invoice %v", ii["id"], sid, onInv)
+		}
+	}
+	for _, l := range k.get("/v1/invoices/upcoming?subscription=" + sub)["lines"].(map[string]any)["data"].([]any) {
+		if l.(map[string]any)["proration"] == true {
+			t.Errorf("a proration still upcoming after the renewal: %v", l)
+		}
+	}
+}
+
+// A schedule entering a phase that changes the subscription's items
+// mid-period prorates the change as the phase's proration_behavior says
+// (create_prorations by default, none, always_invoice), at the phase's
+// start.
+func TestSchedulePhaseProrations(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const boundary = reviewFrozen + 10*reviewDay // 21 of January's 31 days left
+	for _, tc := range []struct {
+		behavior string
+		want     []int64 // amounts, oldest first
+		invoice  bool
+	}{
+		{"", []int64{-677, 2032}, false},
+		{"none", nil, false},
+		{"always_invoice", []int64{-677, 2032}, true},
+	} {
+		t.Run("behavior "+tc.behavior, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			// A default payment method: the schedule's subscription is
+			// active (paid), not incomplete, which prorates nothing.
+			pm := idOfResp(mustOK(t, k.post("/v1/payment_methods", url.Values{"type": {"card"}})))
+			mustOK(t, k.post("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {k.cus}}))
+			mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"invoice_settings[default_payment_method]": {pm}}))
+			price := k.price(1000)
+			p := url.Values{"customer": {k.cus}, "start_date": {"now"},
+				"phases[0][items][0][price]": {price}, "phases[0][end_date]": {fmt.Sprint(boundary)},
+				"phases[1][items][0][price]": {price}, "phases[1][items][0][quantity]": {"3"}, "phases[1][end_date]": {fmt.Sprint(reviewMonth(3))}}
+			if tc.behavior != "" {
+				p["phases[1][proration_behavior]"] = []string{tc.behavior}
+			}
+			sched := mustOK(t, k.post("/v1/subscription_schedules", p))
+			sub := sched.body["subscription"].(string)
+			k.advance(boundary + 3600)
+			var got []int64
+			for _, ii := range k.items() {
+				got = append(got, num(ii["amount"]))
+				if ii["proration"] != true || ii["subscription"] != sub || num(ii["period"].(map[string]any)["start"]) != boundary ||
+					(ii["invoice"] != nil) != tc.invoice {
+					t.Errorf("invoice item %v", ii)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("prorations %v, want %v", got, tc.want)
+			}
+			inv := k.get("/v1/invoices/" + k.get("/v1/subscriptions/" + sub)["latest_invoice"].(string))
+			if isUpdate := inv["billing_reason"] == "subscription_update"; isUpdate != tc.invoice || tc.invoice && (num(inv["amount_paid"]) != 2032-677 || inv["status"] != "paid") {
+				t.Errorf("latest invoice %v %v paid %v", inv["billing_reason"], inv["status"], inv["amount_paid"])
+			}
+		})
+	}
+}
