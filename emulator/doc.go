@@ -64,16 +64,20 @@
 // follows the key that created an object); plans and prices are separate
 // (plan ids are plan_…); payments succeed unless the payment method or
 // source contains "chargeDeclined" (a card_error; an intent created with
-// confirm=true is kept, with its failed charge, as in Stripe) or
+// confirm=true is kept, with its failed charge, as in Stripe; a failed
+// charge can be neither captured nor refunded) or
 // "createDispute" (which succeeds and, once captured, opens a dispute for
 // the captured amount, withdrawing it and a $15 fee; submitting evidence
 // whose uncategorized_text is winning_evidence or losing_evidence closes
-// it at once as won, reinstating amount and fee, or lost), and never need
+// it at once as won, reinstating amount and fee, or lost; until it is
+// won, a refund of the charge is refused with charge_disputed), and never need
 // customer action (3D Secure);
 // capture_method=manual (and a charge's capture=false) only authorizes
 // until a capture, partial or whole (the rest counts as refunded), or a
-// cancel, which releases it; an authorization left uncaptured expires
-// seven days after its charge was created (its capture_before), at the
+// cancel or a refund of the whole amount, which releases it (a partial
+// refund of an authorization is refused, as Stripe does); an
+// authorization left uncaptured expires seven days after its charge was
+// created (its capture_before), at the
 // first API request or clock move on or after that time (charge.expired,
 // the intent canceled with cancellation_reason automatic);
 // payment_behavior=error_if_incomplete refuses (402, nothing created) only a first invoice without a payment method or with a

@@ -356,6 +356,11 @@ func init() {
 		if getBool(obj, "captured") {
 			return nil, invalid("charge_already_captured", "", "Charge %s has already been captured.", idOf(obj))
 		}
+		if st := getStr(obj, "status"); st != "succeeded" {
+			// A declined charge authorized nothing: captured, it made
+			// money out of a failed payment.
+			return nil, invalid("", "", "Charge %s cannot be captured because it has a status of %s.", idOf(obj), st)
+		}
 		if getBool(obj, "refunded") {
 			return nil, invalid("charge_already_refunded", "", "Charge %s has already been refunded.", idOf(obj))
 		}
@@ -399,6 +404,15 @@ func init() {
 		if ch == nil {
 			return e.mustExist("charges", "charge", chID)
 		}
+		if st := getStr(ch, "status"); st != "succeeded" {
+			return invalid("", "charge", "Charge %s cannot be refunded because it has a status of %s.", chID, st)
+		}
+		if getBool(ch, "disputed") && e.openDispute(chID) != nil {
+			// The disputed amount went back to the bank already: a
+			// refund would pay it back a second time (the dispute says
+			// so: is_charge_refundable false).
+			return invalid("charge_disputed", "charge", "Charge %s has been charged back.", chID)
+		}
 		left := getInt(ch, "amount") - getInt(ch, "amount_refunded")
 		if left == 0 {
 			return invalid("charge_already_refunded", "", "Charge %s has already been refunded.", chID)
@@ -406,6 +420,12 @@ func init() {
 		amt := intOr(c.params["amount"], left)
 		if amt <= 0 || amt > left {
 			return invalid("amount_too_large", "amount", "Refund amount (%d) is greater than unrefunded amount on charge (%d)", amt, left)
+		}
+		if !getBool(ch, "captured") && amt != getInt(ch, "amount") {
+			// A refund of an authorization releases all of it; a part
+			// is released by capturing less. Released in part, the
+			// charge could still be captured whole.
+			return invalid("", "amount", "You cannot partially refund an uncaptured charge. Instead, capture the charge for an amount less than the original amount")
 		}
 		obj["amount"], obj["currency"] = amt, ch["currency"]
 		obj["charge"], obj["payment_intent"] = chID, ch["payment_intent"]
@@ -1086,6 +1106,21 @@ func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {
 	// asynchronous capture.
 	ch["disputed"] = true
 	e.store(kCharge, ch)
+}
+
+// openDispute is a dispute of the charge that was not won (Stripe's
+// test disputes are not refundable), or nil. It scans the disputes: only
+// a disputed charge's refund asks.
+func (e *Emulator) openDispute(charge string) map[string]any {
+	for _, r := range e.tables["disputes"].ordered {
+		if r.keys[0] != charge {
+			continue
+		}
+		if d := e.load(kDispute, r.id); d != nil && getStr(d, "status") != "won" && !getBool(d, "is_charge_refundable") {
+			return d
+		}
+	}
+	return nil
 }
 
 // closeDispute closes d as won or lost (charge.dispute.closed). Winning

@@ -4,7 +4,6 @@ import (
 	"maps"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/stripe/stripe-go/v76/form"
@@ -46,14 +45,32 @@ func keyParts(k string) []string {
 	return append([]string{k[:i]}, strings.Split(k[i+1:len(k)-1], "][")...)
 }
 
+// comparePart orders array indices (parts of digits only) by number,
+// before every other part, which go as text. Comparing by number only
+// when both parts are numbers made a cycle (9 < 10, 10 < 5a, 5a < 9):
+// sorted with it, the keys of one hash could come out in no defined
+// order, its elements' keys apart.
 func comparePart(a, b string) int {
-	na, errA := strconv.ParseUint(a, 10, 64)
-	nb, errB := strconv.ParseUint(b, 10, 64)
-	if errA == nil && errB == nil && na != nb {
-		if na < nb {
-			return -1
+	da, db := isIndex(a), isIndex(b)
+	switch {
+	case da && db:
+		// By number without parsing it (an index may not fit 64 bits);
+		// 01 and 1 are the same number, and go as text.
+		ta, tb := strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+		if c := len(ta) - len(tb); c != 0 {
+			return c
 		}
+		if c := strings.Compare(ta, tb); c != 0 {
+			return c
+		}
+	case da:
+		return -1
+	case db:
 		return 1
 	}
 	return strings.Compare(a, b)
+}
+
+func isIndex(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }

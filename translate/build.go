@@ -466,8 +466,11 @@ func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {
 func refValue(f Field, v any) any {
 	if a, ok := v.([]any); ok {
 		v = refElements(f, a)
-	} else if m, ok := v.(map[string]any); ok && !slices.Contains(f.Param.Types, "object") {
-		if id, ok := m["id"].(string); ok {
+	} else if m, ok := v.(map[string]any); ok && !slices.Contains(f.Param.Types, "object") && slices.Contains(f.Param.Types, "string") {
+		// Only where the parameter takes an id, and only a real one:
+		// an array parameter (items) never takes one, and {"id": ""}
+		// would go as the empty string, which unsets.
+		if id, ok := m["id"].(string); ok && id != "" {
 			return id
 		}
 	}
