@@ -121,7 +121,7 @@ func TestSweepKeepsNoTombstoneOfPaymentMethods(t *testing.T) {
 	detached := store.Object{Raw: json.RawMessage(`{"id": "pm_x", "object": "payment_method", "type": "card", "created": 1700000000, "customer": null}`), AsOf: t0}
 	upsert(t, conn, "payment_methods", detached)
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		n, err := store.Sweep(ctx, tx, "payment_methods", t0.Add(time.Minute), false)
+		n, _, err := store.Sweep(ctx, tx, "payment_methods", t0.Add(time.Minute), false, nil)
 		if err == nil && n != 1 {
 			err = fmt.Errorf("swept %d rows, want 1", n)
 		}

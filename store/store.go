@@ -818,13 +818,19 @@ WHERE EXISTS (SELECT 1 FROM stripe_sync.tombstones tb WHERE tb.object = $2 AND t
 // stored objects embed (PriceCarriers) are spared too: prices created inline
 // are in no price list, and an object the backfill just wrote still uses
 // them.
-func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepClocks bool) (int, error) {
+//
+// The ids in spare are left alone: objects whose row the backfill could
+// not write (another transaction held it) and that are queued for a
+// re-fetch, which stores or removes them. Rows held by another
+// transaction are not waited for either: they are left in place and
+// returned in held, for the caller to queue the same way.
+func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepClocks bool, spare []string) (removed int, held []string, err error) {
 	t, ok := schema.Lookup(table)
 	if !ok {
-		return 0, fmt.Errorf("store: unknown table %q", table)
+		return 0, nil, fmt.Errorf("store: unknown table %q", table)
 	}
 	if t.Parent != nil {
-		return 0, fmt.Errorf("store: sweep %s: children go with their parents", table)
+		return 0, nil, fmt.Errorf("store: sweep %s: children go with their parents", table)
 	}
 	key := schema.Ident(t.Key[len(t.Key)-1])
 	cond := ""
@@ -844,13 +850,35 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 			}
 		}
 	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "_as_of" < $1%s`, key, t.QualifiedName(), cond), before)
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE "_as_of" < $1 AND %[1]s <> ALL(coalesce($2::text[], '{}'))%[3]s`, key, t.QualifiedName(), cond), before, spare)
 	if err != nil {
-		return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+		return 0, nil, fmt.Errorf("store: sweep %s: %w", t.Name, err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+		return 0, nil, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+	}
+	if len(ids) == 0 {
+		return 0, nil, nil
+	}
+	w := WriteSet{}
+	for _, id := range ids {
+		w.Add(t.Name, id, true)
+	}
+	busy, err := LockRows(ctx, tx, w)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(busy) > 0 {
+		kept := ids[:0]
+		for _, id := range ids {
+			if _, ok := busy[RowKey{t.Name, id}]; ok {
+				held = append(held, id)
+			} else {
+				kept = append(kept, id)
+			}
+		}
+		ids = kept
 	}
 	if _, d, ok := dependent(t.Name); ok && !d.Deleted {
 		// Not listed is not deleted here: Stripe keeps payment methods
@@ -859,16 +887,16 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 		// table holds what the lists show (see Owned): removed, without
 		// a tombstone.
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[])`, t.QualifiedName(), key), ids); err != nil {
-			return 0, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+			return 0, nil, fmt.Errorf("store: sweep %s: %w", t.Name, err)
 		}
-		return len(ids), nil
+		return len(ids), held, nil
 	}
 	for _, id := range ids {
 		if err := Delete(ctx, tx, t.Name, id, before); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return len(ids), nil
+	return len(ids), held, nil
 }
 
 // Tombstoned reports whether id of table was deleted.

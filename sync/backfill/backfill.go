@@ -917,12 +917,13 @@ func (r *runner) completeFinished(ctx context.Context) error {
 		}
 		now := time.Now()
 		var removed int
+		var held []string
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.backfill_slices WHERE object = $1`, n); err != nil {
 				return err
 			}
 			var err error
-			if removed, err = sweep(ctx, tx, n); err != nil {
+			if removed, held, err = sweep(ctx, tx, n); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE stripe_sync.backfill_objects SET completed_at = $2 WHERE object = $1`, n, now); err != nil {
@@ -941,6 +942,10 @@ func (r *runner) completeFinished(ctx context.Context) error {
 		}
 		if removed > 0 {
 			r.log.Info("backfill: removed rows of objects that no longer exist", "object", n, "rows", removed)
+		}
+		if len(held) > 0 {
+			r.log.Warn("backfill: rows of objects that may no longer exist are held by another transaction; the events loop checks them once the lock is released",
+				"object", n, "ids", held)
 		}
 		o.done, o.completed = true, now
 		for _, c := range o.children {
@@ -1099,8 +1104,18 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 		nextAfter = sum.LastID
 	}
 
+	var written int
+	var held []store.RowKey
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := store.Upsert(ctx, tx, s.object, objs); err != nil {
+		pw, err := withoutHeld(ctx, tx, o.table, s.parent, objs, ids, included)
+		if err != nil {
+			return err
+		}
+		written, held = len(pw.objs), pw.held
+		if err := queueLocked(ctx, tx, pw.held, page.AsOf); err != nil {
+			return err
+		}
+		if _, err := store.Upsert(ctx, tx, s.object, pw.objs); err != nil {
 			return err
 		}
 		switch {
@@ -1128,7 +1143,7 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 			parents := parentKeys(perParent[k], objs, ids)
 			if _, isInline := inline[k]; isInline {
 				parents = more[k]
-				if _, err := store.Upsert(ctx, tx, k, included[k]); err != nil {
+				if _, err := store.Upsert(ctx, tx, k, pw.included[k]); err != nil {
 					return err
 				}
 			}
@@ -1140,14 +1155,18 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 			}
 		}
 		_, err = tx.Exec(ctx, `UPDATE stripe_sync.backfill_objects SET requests = requests + $2, rows = rows + $3 WHERE object = $1`,
-			s.object, res.reqs, len(objs))
+			s.object, res.reqs, len(pw.objs))
 		return err
 	})
 	if err != nil {
 		res.err = err
 		return res
 	}
-	o.rows.Add(int64(len(objs)))
+	if len(held) > 0 {
+		r.log.Warn("backfill: rows held by another transaction; the events loop stores these objects once the lock is released, the backfill goes on",
+			"object", s.object, "held", held)
+	}
+	o.rows.Add(int64(written))
 	for k, rows := range included {
 		r.objs[k].rows.Add(int64(len(rows)))
 	}
@@ -1175,10 +1194,14 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 // list since then spares the rows on test clocks, which it could not list,
 // as well as, in a table listed per customer, those of the customers on
 // clocks (not among the parents it listed).
-func sweep(ctx context.Context, tx pgx.Tx, object string) (int, error) {
+//
+// Objects whose rows another transaction held (queued for re-fetch by a
+// page, queueLocked) are left to the events loop, and so are rows to
+// remove that are held now: sweep returns those ids, queued already.
+func sweep(ctx context.Context, tx pgx.Tx, object string) (removed int, held []string, err error) {
 	var before, planned time.Time
 	if err := tx.QueryRow(ctx, `SELECT to_timestamp(upper_bound), planned_at FROM stripe_sync.backfill_objects WHERE object = $1`, object).Scan(&before, &planned); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// A table listed per parent did not list the parents the parent
 	// table's refused clocks hid.
@@ -1189,9 +1212,28 @@ func sweep(ctx context.Context, tx pgx.Tx, object string) (int, error) {
 	var keepClocks bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.log
 WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = ANY($1) AND at >= $2)`, refused, planned).Scan(&keepClocks); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return store.Sweep(ctx, tx, object, before, keepClocks)
+	// Any queued re-fetch, not only those of held rows: it stores the
+	// object as Stripe has it, or removes it if Stripe answers 404, so it
+	// decides as the sweep would, with a newer state.
+	rows, err := tx.Query(ctx, `SELECT id FROM stripe_sync.events_refetch WHERE object = $1`, object)
+	if err != nil {
+		return 0, nil, fmt.Errorf("backfill: read re-fetch queue: %w", err)
+	}
+	spare, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, nil, fmt.Errorf("backfill: read re-fetch queue: %w", err)
+	}
+	removed, held, err = store.Sweep(ctx, tx, object, before, keepClocks, spare)
+	if err != nil || len(held) == 0 {
+		return removed, held, err
+	}
+	keys := make([]store.RowKey, len(held))
+	for i, id := range held {
+		keys[i] = store.RowKey{Table: object, ID: id}
+	}
+	return removed, held, queueLocked(ctx, tx, keys, before)
 }
 
 // runClocks lists one page of test clocks and queues, in the same

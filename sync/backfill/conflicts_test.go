@@ -2,7 +2,9 @@ package backfill_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,12 +13,15 @@ import (
 	"github.com/pgstripe/pgstripe/sync/backfill"
 )
 
-// A user's transaction that locks stripe rows in another order than the
-// backfill's page (here: the last customer, then the first) deadlocks with
-// it, and Postgres aborts the backfill's transaction (its deadlock check
-// runs first). That is a transient error: the page's transaction must run
-// again, not end the run (which makes serve resign and the one-shot
-// backfill command fail).
+// A user's transaction that locks rows the backfill's page writes, in
+// another order than the page, deadlocks with it, and Postgres aborts the
+// backfill's transaction (its deadlock check runs first). That is a
+// transient error: the page's transaction must run again, not end the run
+// (which makes serve resign and the one-shot backfill command fail). A
+// page no longer waits for a held stripe row (it leaves it to the events
+// loop), so the cycle runs through its slice's row here: the user holds
+// the slice, the page locks the customers and waits for the slice, the
+// user asks for the first customer.
 func TestBackfillRetriesDeadlock(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	if err := v.e.SeedCustomers(5, "uniform"); err != nil {
@@ -32,7 +37,7 @@ func TestBackfillRetriesDeadlock(t *testing.T) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	first, last := ids[0], ids[len(ids)-1]
+	first := ids[0]
 
 	user := pgtest.Connect(t, v.db)
 	var userPID int
@@ -48,9 +53,18 @@ func TestBackfillRetriesDeadlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM stripe.customers WHERE id = $1 FOR UPDATE`, last); err != nil {
-		t.Fatal(err)
-	}
+	// The page's request waits until the user holds its slice.
+	requested, slicesHeld := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.URL.Path == "/v1/customers" {
+			once.Do(func() {
+				close(requested)
+				<-slicesHeld
+			})
+		}
+		return 0, ""
+	})
 
 	done := make(chan error, 1)
 	go func() {
@@ -58,7 +72,16 @@ func TestBackfillRetriesDeadlock(t *testing.T) {
 		c.RestartCompletedBefore = time.Now().Add(time.Hour) // fetch and write every row again
 		done <- backfill.Run(ctx, c)
 	}()
-	// The page's upsert has locked the first customer and waits for the last.
+	select {
+	case <-requested:
+	case err := <-done:
+		t.Fatalf("Run = %v before its first page", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM stripe_sync.backfill_slices WHERE object = 'customers' AND NOT clocks FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	close(slicesHeld)
+	// The page has locked the customers and waits for its slice.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var waiting int
@@ -69,7 +92,7 @@ func TestBackfillRetriesDeadlock(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the backfill never waited for the user's row lock")
+			t.Fatal("the backfill never waited for the user's lock of its slice")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

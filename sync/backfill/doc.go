@@ -75,6 +75,27 @@
 // customer's list shows: the events loop removes them with their customer
 // (store.Owned), so both paths end with the same rows.
 //
+// # Rows held by other transactions
+//
+// A page never waits for a row a user's transaction holds (a psql session
+// idle in transaction after SELECT … FOR UPDATE, a long UPDATE): its table
+// would not complete, nor serve start the events loop, until that
+// transaction ended. A page's transaction first locks the rows it writes
+// with SKIP LOCKED (store.LockRows: each object's row, its nested lists'
+// rows, and the included tax ids' rows), writes the other objects, and
+// queues the held ones in the same transaction in the events loop's
+// re-fetch queue (stripe_sync.events_refetch, reason 'locked', due from
+// the page's time). The loop already handles such entries: it checks them
+// without a Stripe request, backs off up to 5 s, warns once with the
+// holding backends (pg_blocking_pids), and once the lock is gone stores
+// Stripe's current state, newer than the page's. So the table completes
+// while the row is held, the queue is durable (a kill loses nothing), and
+// nothing waits before the loop, which runs next anyway; after a one-shot
+// `pgstripe backfill` the next serve does it. The completion's sweep
+// leaves every queued id to its re-fetch (which stores the object, or
+// removes and tombstones it on a 404), and rows it would remove that are
+// held it queues the same way instead of waiting.
+//
 // # State and errors
 //
 // stripe_sync.objects carries each table's phase (backfilling, then live

@@ -56,6 +56,20 @@ COMMENT ON COLUMN stripe_sync.backfill_slices.clocks IS 'pgstripe: the row lists
 ALTER TABLE stripe_sync.backfill_slices ADD COLUMN inactive boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN stripe_sync.backfill_slices.inactive IS 'pgstripe: the range lists inactive objects (active=false), which the plain list leaves out (prices)';
 `})
+	// The backfill leaves objects whose rows another transaction holds to
+	// the events loop's re-fetch queue (held.go). The queue is sync/events'
+	// (migrations 400 and 410, both idempotent, as this one): a program
+	// with the backfill but without the events loop still gets it.
+	schema.Register(schema.Migration{Version: 503, Name: "backfill state: the events loop's re-fetch queue, for rows held by other transactions", SQL: `
+CREATE TABLE IF NOT EXISTS stripe_sync.events_refetch (
+    object text NOT NULL,
+    id text NOT NULL,
+    not_before timestamptz NOT NULL,
+    reason text NOT NULL,
+    PRIMARY KEY (object, id)
+);
+ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT clock_timestamp();
+`})
 }
 
 // slice is one row of stripe_sync.backfill_slices: a unit of work.

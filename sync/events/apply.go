@@ -122,15 +122,15 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING`
 // returned as re-fetches, due from their event's second (a fetch then
 // shows a state at least as new), to queue in the same transaction.
 func withoutHeld(ctx context.Context, tx pgx.Tx, pl plan) (map[string][]store.Object, []deletion, []refetch, error) {
-	w := writeSet{}
+	w := store.WriteSet{}
 	for table, objs := range pl.Upserts {
 		ids, _ := objectIDs(objs)
 		for _, id := range ids {
-			w.add(table, id, false)
+			w.Add(table, id, false)
 		}
 	}
 	for _, d := range pl.Deletes {
-		w.add(d.Table, d.ID, true)
+		w.Add(d.Table, d.ID, true)
 	}
 	busy, err := lockRows(ctx, tx, w)
 	if err != nil || len(busy) == 0 {

@@ -132,10 +132,10 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 	if len(out) == 0 {
 		return n, nil
 	}
-	w := writeSet{}
+	w := store.WriteSet{}
 	for _, f := range out {
 		if !f.drop {
-			w.add(f.Table, f.ID, f.obj == nil || deletedStub(f.obj.Raw))
+			w.Add(f.Table, f.ID, f.obj == nil || deletedStub(f.obj.Raw))
 		}
 	}
 	// The order every writer locks in (store.LockOrder), by id within a
@@ -263,9 +263,9 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 // object that can't be stored yet, and the entries leave their places
 // among the oldest due ones to the others.
 func (p *poller) skipHeld(ctx context.Context, due []refetch) ([]refetch, error) {
-	w := writeSet{}
+	w := store.WriteSet{}
 	for _, r := range due {
-		w.add(r.Table, r.ID, false)
+		w.Add(r.Table, r.ID, false)
 	}
 	// Outside a transaction block: the batch runs as one implicit
 	// transaction, so the rows it locks are free again at once. Held for
@@ -629,11 +629,11 @@ func (p *poller) pollBalance(ctx context.Context) error {
 	next.BalanceCheckedThrough = checked
 	err := p.inTx(ctx, func(tx pgx.Tx) error {
 		var again []refetch
-		w := writeSet{}
+		w := store.WriteSet{}
 		for _, l := range listedByCreated {
 			ids, _ := objectIDs(objs[l.Table])
 			for _, id := range ids {
-				w.add(l.Table, id, false)
+				w.Add(l.Table, id, false)
 			}
 		}
 		busy, err := lockRows(ctx, tx, w)

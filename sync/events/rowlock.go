@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,144 +50,21 @@ var beginLoopTx = fmt.Sprintf(`BEGIN; SELECT pg_catalog.set_config('lock_timeout
       OR pg_catalog.current_setting('lock_timeout')::interval > interval '%[1]d ms' THEN '%[1]dms'
     ELSE pg_catalog.current_setting('lock_timeout') END, true)`, loopLockTimeout.Milliseconds())
 
-// writeSet names the objects a transaction is about to write, by table.
-type writeSet map[string]*tableWrites
+// lockSite is where an object's held row was found (lockRows).
+type lockSite = store.LockSite
 
-type tableWrites struct{ upserts, deletes []string }
-
-func (w writeSet) add(table, id string, del bool) {
-	tw := w[table]
-	if tw == nil {
-		tw = &tableWrites{}
-		w[table] = tw
+// lockRows locks, without waiting, the rows that writing w changes and
+// returns the objects held by another transaction (store.LockRows).
+func lockRows(ctx context.Context, tx store.BatchSender, w store.WriteSet) (map[refetchKey]lockSite, error) {
+	busy, err := store.LockRows(ctx, tx, w)
+	if err != nil || len(busy) == 0 {
+		return nil, err
 	}
-	if del {
-		tw.deletes = append(tw.deletes, id)
-	} else {
-		tw.upserts = append(tw.upserts, id)
+	out := make(map[refetchKey]lockSite, len(busy))
+	for k, s := range busy {
+		out[refetchKey(k)] = s
 	}
-}
-
-// batchSender is a transaction, or a pool, whose batch runs as one
-// implicit transaction.
-type batchSender interface {
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-}
-
-// lockSite is where an object's held row was found: the rows of table
-// whose col is the object's key, locked in strength.
-type lockSite struct{ table, col, strength string }
-
-// lockRows locks, inside tx and without waiting, the rows that writing w
-// changes: each object's own row (FOR NO KEY UPDATE for an upsert, as
-// INSERT … ON CONFLICT DO UPDATE locks it, so a foreign key of the user's
-// referencing it is no obstacle; FOR UPDATE for a delete), its children
-// (nested lists, replaced or removed) and, for a delete, the rows it owns
-// (store.Owned). It returns the objects of which some row is held by
-// another transaction; the rows it locked stay locked until tx ends, so
-// nothing takes them before the writes.
-func lockRows(ctx context.Context, tx batchSender, w writeSet) (map[refetchKey]lockSite, error) {
-	tables := make([]string, 0, len(w))
-	for t := range w {
-		tables = append(tables, t)
-	}
-	store.LockOrder(tables) // never waits, but keeps runs repeatable
-	// One round trip for all of them.
-	type check struct {
-		table string
-		site  lockSite
-	}
-	var checks []check
-	batch := &pgx.Batch{}
-	for _, name := range tables {
-		t, ok := schema.Lookup(name)
-		if !ok {
-			continue
-		}
-		tw := w[name]
-		for _, op := range []struct {
-			ids []string
-			del bool
-		}{{tw.upserts, false}, {tw.deletes, true}} {
-			if len(op.ids) == 0 {
-				continue
-			}
-			strength := "NO KEY UPDATE"
-			if op.del {
-				strength = "UPDATE"
-			}
-			sites := []lockSite{{t.Name, t.Key[len(t.Key)-1], strength}}
-			for _, n := range t.Nested {
-				if ct, ok := schema.Lookup(n.Table); ok && ct.Parent != nil {
-					sites = append(sites, lockSite{ct.Name, ct.Parent.Column, "UPDATE"})
-				}
-			}
-			if op.del {
-				for _, d := range store.Owned[t.Name] {
-					sites = append(sites, lockSite{d.Table, "customer", "UPDATE"})
-				}
-			}
-			for _, s := range sites {
-				q, err := heldRowsSQL(s)
-				if err != nil {
-					return nil, err
-				}
-				batch.Queue(q, op.ids)
-				checks = append(checks, check{name, s})
-			}
-		}
-	}
-	if len(checks) == 0 {
-		return nil, nil
-	}
-	br := tx.SendBatch(ctx, batch)
-	defer br.Close()
-	var busy map[refetchKey]lockSite
-	for _, c := range checks {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("events: lock rows of %s: %w", c.site.table, err)
-		}
-		held, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return nil, fmt.Errorf("events: lock rows of %s: %w", c.site.table, err)
-		}
-		for _, id := range held {
-			k := refetchKey{c.table, id}
-			if _, ok := busy[k]; ok {
-				continue
-			}
-			if busy == nil {
-				busy = map[refetchKey]lockSite{}
-			}
-			busy[k] = c.site
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("events: lock rows: %w", err)
-	}
-	return busy, nil
-}
-
-// heldRowsSQL locks the rows of s.table whose s.col is among $1, skipping
-// those another transaction holds, and returns the values of s.col with a
-// row skipped. One statement, one snapshot: a row it sees but could not
-// lock is held.
-func heldRowsSQL(s lockSite) (string, error) {
-	t, ok := schema.Lookup(s.table)
-	if !ok {
-		return "", fmt.Errorf("events: lock rows: unknown table %q", s.table)
-	}
-	keys := make([]string, len(t.Key))
-	for i, k := range t.Key {
-		keys[i] = schema.Ident(k)
-	}
-	key := strings.Join(keys, ", ")
-	return fmt.Sprintf(`WITH mine AS MATERIALIZED (
-  SELECT %[1]s FROM %[2]s WHERE %[3]s = ANY($1::text[]) FOR %[4]s SKIP LOCKED
-)
-SELECT DISTINCT %[3]s FROM %[2]s WHERE %[3]s = ANY($1::text[]) AND (%[1]s) NOT IN (SELECT %[1]s FROM mine)`,
-		key, t.QualifiedName(), schema.Ident(s.col), s.strength), nil
+	return out, nil
 }
 
 // lockWait tracks, in the re-fetcher, an object found held.
@@ -231,10 +107,10 @@ func (p *poller) warnHeld(ctx context.Context) {
 		w.warned = true
 		pids, err := p.blockers(ctx, k.ID, w.site)
 		if err != nil && ctx.Err() == nil {
-			p.log.Debug("could not find the backend holding a row", "table", w.site.table, "err", err)
+			p.log.Debug("could not find the backend holding a row", "table", w.site.Table, "err", err)
 		}
 		p.log.Warn("stripe row locked by another transaction; its object is synced once the lock is released, the rest of the sync goes on",
-			"table", k.Table, "id", k.ID, "locked_table", w.site.table, "held_for", now.Sub(w.since).Round(time.Second),
+			"table", k.Table, "id", k.ID, "locked_table", w.site.Table, "held_for", now.Sub(w.since).Round(time.Second),
 			"blocking_pids", pids)
 	}
 }
@@ -267,9 +143,9 @@ func (p *poller) forgetLocks() {
 // the row (at most blockerWait, then gives up) while pg_blocking_pids of
 // that connection is read.
 func (p *poller) blockers(ctx context.Context, id string, site lockSite) ([]int32, error) {
-	t, ok := schema.Lookup(site.table)
+	t, ok := schema.Lookup(site.Table)
 	if !ok {
-		return nil, fmt.Errorf("unknown table %q", site.table)
+		return nil, fmt.Errorf("unknown table %q", site.Table)
 	}
 	conn, err := p.cfg.Pool.Acquire(ctx)
 	if err != nil {
@@ -289,7 +165,7 @@ func (p *poller) blockers(ctx context.Context, id string, site lockSite) ([]int3
 	go func() {
 		defer close(done)
 		// Ends with a lock timeout, or at once when the row is free.
-		tx.Exec(ctx, fmt.Sprintf(`SELECT 1 FROM %s WHERE %s = $1 FOR %s`, t.QualifiedName(), schema.Ident(site.col), site.strength), id)
+		tx.Exec(ctx, fmt.Sprintf(`SELECT 1 FROM %s WHERE %s = $1 FOR %s`, t.QualifiedName(), schema.Ident(site.Col), site.Strength), id)
 	}()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

@@ -1,0 +1,287 @@
+package backfill_test
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/sync/events"
+)
+
+// holdAsUser opens a user's transaction holding the customers' rows
+// ids (SELECT … FOR UPDATE, then idle) and returns it.
+func holdAsUser(t *testing.T, v *env, ids ...string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	user := pgtest.Connect(t, v.db)
+	tx, err := user.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM stripe.customers WHERE id = ANY($1) FOR UPDATE) l`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ids) {
+		t.Fatalf("locked %d customers, want %d", n, len(ids))
+	}
+	return tx
+}
+
+// staleCopy backfills the customers, then changes them in Stripe
+// behind the stored copy's back: held gets a new email, doomed is
+// deleted, and the events cursor is forgotten, as for rows restored from
+// an older dump of schema stripe, so no replayed event brings either change:
+// only a backfill (and what it leaves to the events loop) can.
+func staleCopy(t *testing.T, v *env, held, doomed []string) {
+	t.Helper()
+	ctx := context.Background()
+	c := v.client(t, 1000)
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c, Objects: []string{"customers"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range held {
+		if _, err := c.Post(ctx, "/v1/customers/"+id, url.Values{"email": {"after-" + id + "@example.com"}}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range doomed {
+		if _, err := c.Delete(ctx, "/v1/customers/"+id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Older than the next backfill's planning by more than the second
+	// both may share: its sweep tells them from the rows it rewrote.
+	if _, err := v.pool.Exec(ctx, `DELETE FROM stripe_sync.cursor;
+UPDATE stripe.customers SET _as_of = _as_of - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newestCustomers are the n newest customers' ids (the first page
+// of a customers backfill lists them).
+func newestCustomers(t *testing.T, v *env, n int) []string {
+	t.Helper()
+	type cus struct {
+		id      string
+		created int64
+	}
+	var all []cus
+	for id, raw := range v.e.Objects("customers") {
+		var o struct{ Created int64 }
+		if err := json.Unmarshal(raw, &o); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, cus{id, o.Created})
+	}
+	slices.SortFunc(all, func(a, b cus) int {
+		return cmp.Or(cmp.Compare(b.created, a.created), cmp.Compare(b.id, a.id))
+	})
+	out := make([]string, 0, n)
+	for _, c := range all[:n] {
+		out = append(out, c.id)
+	}
+	return out
+}
+
+// queuedFor are the ids of table queued for re-fetch with reason.
+func queuedFor(t *testing.T, v *env, table, reason string) []string {
+	t.Helper()
+	rows, err := v.pool.Query(context.Background(), `SELECT id FROM stripe_sync.events_refetch WHERE object = $1 AND reason = $2 ORDER BY id`, table, reason)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func (v *env) queryText(t *testing.T, query string, args ...any) string {
+	t.Helper()
+	var s *string
+	if err := v.pool.QueryRow(context.Background(), query, args...).Scan(&s); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatal(err)
+	}
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// convergeWithLoop runs the events loop until cond holds (the held rows'
+// objects are stored as Stripe has them), then stops it.
+func convergeWithLoop(t *testing.T, v *env, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- events.Run(ctx, events.Config{Pool: v.pool, Client: v.client(t, 1000), PollInterval: 100 * time.Millisecond,
+			LookBack: 5 * time.Second, SweepEvery: time.Second, BalanceEvery: -1})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("events loop: %v", err)
+		}
+	}()
+	for end := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("events loop: timed out waiting for %s", what)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("events loop ended: %v", err)
+		default:
+		}
+	}
+}
+
+// runBounded runs a backfill that must not wait for the user's
+// lock: it gets far longer than it needs, but not for ever.
+func runBounded(t *testing.T, cfg backfill.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := backfill.Run(ctx, cfg); err != nil {
+		t.Fatalf("backfill while a user holds customers' rows: %v (it must not wait for the lock)", err)
+	}
+}
+
+// A user's transaction holds two customers' rows (SELECT … FOR UPDATE,
+// left idle) while the customers are backfilled again: one customer
+// changed in Stripe since it was stored, the other was deleted. The
+// backfill must complete without waiting for the lock, with every other
+// customer stored; its sweep must neither delete the held live customer
+// nor wait for the held deleted one. Both are left to the events loop,
+// which, once the lock is released, stores the first as Stripe has it
+// and removes (and tombstones) the second.
+func TestBackfillDoesNotWaitForHeldRow(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.SeedCustomers(8, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	ids := newestCustomers(t, v, 8)
+	held, doomed := ids[3], ids[5]
+	staleCopy(t, v, []string{held}, []string{doomed})
+	tx := holdAsUser(t, v, held, doomed)
+
+	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
+		RestartCompletedBefore: time.Now().Add(time.Hour)})
+	if phase := v.queryText(t, `SELECT phase FROM stripe_sync.status WHERE object = 'customers'`); phase != "live" {
+		t.Errorf("customers phase %q, want live", phase)
+	}
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got == "" || got == "after-"+held+"@example.com" {
+		t.Errorf("held customer's email %q; want its old stored state, untouched under the user's lock (and not swept)", got)
+	}
+	if got := v.queryText(t, `SELECT id FROM stripe.customers WHERE id = $1`, doomed); got != doomed {
+		t.Errorf("the held row of a deleted customer is gone while the user holds it")
+	}
+	if got, want := queuedFor(t, v, "customers", "locked"), slices.Sorted(slices.Values([]string{held, doomed})); !slices.Equal(got, want) {
+		t.Errorf("queued for re-fetch (locked): %v, want %v", got, want)
+	}
+	// Every other customer is stored as Stripe has it.
+	stripe := v.e.Objects("customers")
+	for _, id := range ids {
+		if id == held || id == doomed {
+			continue
+		}
+		want := canonicalJSON(t, stripe[id])
+		if got := v.queryText(t, `SELECT _raw::text FROM stripe.customers WHERE id = $1`, id); got == "" || canonicalJSON(t, []byte(got)) != want {
+			t.Errorf("customer %s not stored as in Stripe while another one was held", id)
+		}
+	}
+
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the held customers to converge", func() bool {
+		return v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held) == "after-"+held+"@example.com" &&
+			v.queryText(t, `SELECT id FROM stripe.customers WHERE id = $1`, doomed) == ""
+	})
+	v.compare(t, "customers")
+	if v.queryText(t, `SELECT id FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1`, doomed) != doomed {
+		t.Errorf("deleted customer %s removed without a tombstone", doomed)
+	}
+}
+
+// The backfill is killed after its first page of customers, which met
+// rows users hold; one is released, the resumed run completes while the
+// others are still held. Nothing is lost: the held customers stay queued
+// across the kill, the sweep leaves them (held or not), and the events
+// loop stores Stripe's state once the users' transactions end.
+func TestBackfillHeldRowSurvivesKill(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.Seed(150, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	held := newestCustomers(t, v, 3) // on the first page
+	staleCopy(t, v, held, nil)
+	// One is released after the kill: the resumed run's sweep finds its
+	// stale row unheld, and must still leave it to the re-fetch (a
+	// tombstone would keep Stripe's state out for good).
+	released := holdAsUser(t, v, held[0])
+	tx := holdAsUser(t, v, held[1:]...)
+
+	// Bounded: a first page waiting for the lock would never be killed.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var lists atomic.Int64
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
+			cancel()
+			return 503, `{"error":{"type":"api_error","message":"killed"}}`
+		}
+		return 0, ""
+	})
+	restart := time.Now() // as a re-backfill: the resumed run resumes, it does not start over
+	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
+		MaxWorkers: 1, RestartCompletedBefore: restart})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want context.Canceled", err)
+	}
+	v.rec.hooks(nil, nil)
+	want := slices.Sorted(slices.Values(held))
+	if got := queuedFor(t, v, "customers", "locked"); !slices.Equal(got, want) {
+		t.Fatalf("after the kill, queued for re-fetch (locked): %v, want %v", got, want)
+	}
+
+	if err := released.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
+		RestartCompletedBefore: restart})
+	var stored int
+	if err := v.pool.QueryRow(context.Background(), `SELECT count(*) FROM stripe.customers`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 150 {
+		t.Errorf("%d customers stored after the resumed backfill, want 150 (held ones kept, none swept)", stored)
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the held customers to converge", func() bool {
+		for _, id := range held {
+			if v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, id) != "after-"+id+"@example.com" {
+				return false
+			}
+		}
+		return true
+	})
+	v.compare(t, "customers")
+}
