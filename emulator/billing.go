@@ -1889,12 +1889,17 @@ func (e *Emulator) recalcInvoice(c *reqCtx, inv map[string]any, save bool) {
 }
 
 // setTotals sets an invoice's amounts from the sum of its lines and its
-// discount (no tax is modelled).
+// discount (no tax is modelled). A total below zero (a downgrade's
+// prorations, a negative invoice item) is due as 0: Stripe never asks a
+// customer for a negative amount, it credits the customer's invoice
+// balance instead (docs.stripe.com/billing/customer/balance; the balance
+// is not modelled, doc.go), and an invoice due 0 is paid at finalization.
 func setTotals(inv map[string]any, sum, off int64) {
 	inv["subtotal"], inv["subtotal_excluding_tax"] = sum, sum
 	inv["total"], inv["total_excluding_tax"] = sum-off, sum-off
-	inv["amount_due"] = sum - off
-	inv["amount_remaining"] = sum - off - getInt(inv, "amount_paid")
+	due := max(sum-off, 0)
+	inv["amount_due"] = due
+	inv["amount_remaining"] = max(due-getInt(inv, "amount_paid"), 0)
 }
 
 func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]any, *apiError) {

@@ -112,7 +112,8 @@
 // proration_details.credited_items (null), a price of another interval
 // resetting the billing cycle, the upcoming invoice's preview params
 // (subscription_items, subscription_proration_date), and a negative
-// invoice total going to the customer's balance; a subscription's first
+// invoice total going to the customer's balance (such an invoice is due
+// 0 and paid at finalization, the credit is not kept); a subscription's first
 // invoice leaves pending invoice items pending, its renewals and
 // subscription_update invoices take those of the subscription and of no
 // subscription;

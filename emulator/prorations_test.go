@@ -334,3 +334,45 @@ func TestSchedulePhaseProrations(t *testing.T) {
 		})
 	}
 }
+
+// TestProrationDowngrade: a downgrade mid-period credits more than
+// it debits. Stripe never asks for a negative amount: an invoice whose
+// total is below zero is due 0 and paid at finalization (the credit goes
+// to the customer's balance, docs.stripe.com/billing/invoices/overview,
+// "amount_due ... If the total is negative, amount_due is 0").
+func TestProrationDowngrade(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, behavior := range []string{"always_invoice", "create_prorations"} {
+		t.Run(behavior, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			price := k.price(1000)
+			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price},
+				"items[0][quantity]": {"3"}, "default_payment_method": {"pm_card_visa"}}))
+			sub := idOfResp(s)
+			item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+			k.advance(reviewFrozen + reviewDay)
+			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"1"},
+				"proration_behavior": {behavior}}))
+			var invs []map[string]any
+			if behavior == "always_invoice" {
+				invs = append(invs, k.get("/v1/invoices/"+k.get("/v1/subscriptions/" + sub)["latest_invoice"].(string)))
+			} else {
+				up := k.get("/v1/invoices/upcoming?subscription=" + sub)
+				if num(up["amount_due"]) < 0 {
+					t.Errorf("upcoming invoice: total %v amount_due %v", up["total"], up["amount_due"])
+				}
+				k.advance(reviewMonth(1) + reviewDay)
+				invs = k.cycleInvoices(sub)
+			}
+			for _, inv := range invs {
+				if num(inv["amount_due"]) < 0 || num(inv["amount_remaining"]) < 0 || inv["status"] != "paid" {
+					t.Errorf("invoice %v (%v): total %v amount_due %v amount_remaining %v status %v", inv["id"], inv["billing_reason"],
+						inv["total"], inv["amount_due"], inv["amount_remaining"], inv["status"])
+				}
+			}
+			if len(invs) == 0 {
+				t.Fatal("no invoice")
+			}
+		})
+	}
+}
