@@ -1744,6 +1744,12 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 				continue
 			}
 			ii, _ := decodeObject(r.raw)
+			if sub != nil && getStr(ii, "subscription") != idOf(sub) {
+				// Spec, subscription: "If set, the created invoice will
+				// only include pending invoice items for that
+				// subscription."
+				continue
+			}
 			ii["invoice"] = idOf(obj)
 			e.store(kInvoiceItem, ii)
 			e.addItemLine(c, obj, ii)

@@ -376,3 +376,42 @@ func TestProrationDowngrade(t *testing.T) {
 		})
 	}
 }
+
+// An invoice created for a subscription with pending_invoice_items_behavior
+// include takes only that subscription's pending items (spec, invoice
+// create, subscription: "If set, the created invoice will only include
+// pending invoice items for that subscription"): not another
+// subscription's prorations, nor the customer's items of no subscription.
+func TestInvoiceForSubscriptionTakesOnlyItsPendingItems(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	subWith := func(amount int) (string, string) {
+		s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(amount)}, "default_payment_method": {"pm_card_visa"}}))
+		return idOfResp(s), s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+	}
+	sub, item := subWith(1000)
+	other, otherItem := subWith(300)
+	k.advance(reviewFrozen + 10*reviewDay + 3600)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}}))
+	mustOK(t, k.post("/v1/subscriptions/"+other, url.Values{"items[0][id]": {otherItem}, "items[0][quantity]": {"2"}}))
+	loose := idOfResp(mustOK(t, k.post("/v1/invoiceitems", url.Values{"customer": {k.cus}, "amount": {"500"}, "currency": {"usd"}})))
+
+	inv := mustOK(t, k.post("/v1/invoices", url.Values{"customer": {k.cus}, "subscription": {sub}, "pending_invoice_items_behavior": {"include"}}))
+	var amounts []int64
+	for _, l := range inv.body["lines"].(map[string]any)["data"].([]any) {
+		line := l.(map[string]any)
+		if line["subscription"] != sub {
+			t.Errorf("line of %v on the invoice for %s: %v", line["subscription"], sub, line)
+		}
+		amounts = append(amounts, num(line["amount"]))
+	}
+	slices.Sort(amounts)
+	if !slices.Equal(amounts, []int64{-676, 2028}) {
+		t.Errorf("invoice lines %v, want sub's prorations [-676 2028]", amounts)
+	}
+	for _, ii := range k.items() {
+		if s := ii["subscription"]; (s == other || ii["id"] == loose) && ii["invoice"] != nil {
+			t.Errorf("invoice item %v (subscription %v) taken by the invoice for %s", ii["id"], s, sub)
+		}
+	}
+}
