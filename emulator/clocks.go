@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"iter"
 	"net/http"
 	"slices"
 )
@@ -199,21 +200,8 @@ func (e *Emulator) clockHasSubscriptions(clock string) bool {
 func (e *Emulator) advanceLimit(clock string, cur int64) (int64, bool) {
 	var limit int64
 	found := false
-	t := e.tables["subscriptions"]
-	for _, r := range t.ordered {
-		if v, _ := t.keyOf(r, "test_clock"); v != clock {
-			continue
-		}
-		sub, err := decodeObject(r.raw)
-		if err != nil {
-			continue
-		}
-		switch getStr(sub, "status") {
-		case "active", "trialing", "past_due", "unpaid":
-		default:
-			continue
-		}
-		price := e.subscriptionPrice(r.id)
+	for id := range e.billedOnClock(clock) {
+		price := e.subscriptionPrice(id)
 		if price == nil {
 			continue
 		}
@@ -222,6 +210,31 @@ func (e *Emulator) advanceLimit(clock string, cur int64) (int64, bool) {
 		}
 	}
 	return limit, found
+}
+
+// billedOnClock yields the subscriptions on clock that an advance still
+// bills (active, trialing, past_due, unpaid), by id, in creation order:
+// canceled and incomplete_expired are over, and an incomplete one neither
+// renews nor expires here (doc.go).
+func (e *Emulator) billedOnClock(clock string) iter.Seq2[string, map[string]any] {
+	return func(yield func(string, map[string]any) bool) {
+		t := e.tables["subscriptions"]
+		for _, r := range t.ordered {
+			if v, _ := t.keyOf(r, "test_clock"); v != clock {
+				continue
+			}
+			sub, err := decodeObject(r.raw)
+			if err != nil {
+				continue
+			}
+			switch getStr(sub, "status") {
+			case "active", "trialing", "past_due", "unpaid":
+				if !yield(r.id, sub) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // deleteClock deletes the clock and its customers ("Finishing a simulation
@@ -350,36 +363,21 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 			}
 		}
 	}
-	t := e.tables["subscriptions"]
-	for _, r := range t.ordered {
-		if v, _ := t.keyOf(r, "test_clock"); v != clock {
-			continue
-		}
-		sub, err := decodeObject(r.raw)
-		if err != nil {
-			continue
-		}
-		switch getStr(sub, "status") {
-		case "active", "trialing", "past_due", "unpaid":
-		default:
-			// canceled and incomplete_expired are over; an incomplete
-			// subscription neither renews nor expires here (doc.go).
-			continue
-		}
+	for id, sub := range e.billedOnClock(clock) {
 		if te, ok := toInt(sub["trial_end"]); ok && getStr(sub, "status") == "trialing" && te-trialWarning > from {
-			consider(billingStep{te - trialWarning, stepTrialWillEnd, r.id})
+			consider(billingStep{te - trialWarning, stepTrialWillEnd, id})
 		}
 		if ca, ok := toInt(sub["cancel_at"]); ok && ca > 0 {
-			consider(billingStep{ca, stepCancel, r.id})
+			consider(billingStep{ca, stepCancel, id})
 		}
 		if getStr(sub, "status") == "active" && getStr(sub, "collection_method") == "send_invoice" {
 			if inv := e.load(kInvoice, getStr(sub, "latest_invoice")); inv != nil && getStr(inv, "status") == "open" {
 				if due, ok := toInt(inv["due_date"]); ok && due > 0 {
-					consider(billingStep{due, stepOverdue, r.id})
+					consider(billingStep{due, stepOverdue, id})
 				}
 			}
 		}
-		consider(billingStep{getInt(sub, "current_period_end"), stepRenew, r.id})
+		consider(billingStep{getInt(sub, "current_period_end"), stepRenew, id})
 	}
 	return best, found
 }
