@@ -116,3 +116,30 @@ func sanitize(name string) string {
 	}
 	return b.String()
 }
+
+// HoldRows opens a user's transaction on url holding the rows of
+// stripe.table whose id is among ids (SELECT … FOR UPDATE, then idle, as
+// a psql session left idle in transaction) and returns it with its
+// backend pid; it fails the test unless every id has a row. The
+// transaction is rolled back at the test's end.
+func HoldRows(t testing.TB, url, table string, ids ...string) (pgx.Tx, int) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := Connect(t, url).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM stripe.`+pgx.Identifier{table}.Sanitize()+` WHERE id = ANY($1) FOR UPDATE) l`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ids) {
+		t.Fatalf("locked %d rows of %s, want %d", n, table, len(ids))
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return tx, pid
+}

@@ -20,27 +20,6 @@ import (
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
-// holdAsUser opens a user's transaction holding the customers' rows
-// ids (SELECT … FOR UPDATE, then idle) and returns it.
-func holdAsUser(t *testing.T, v *env, ids ...string) pgx.Tx {
-	t.Helper()
-	ctx := context.Background()
-	user := pgtest.Connect(t, v.db)
-	tx, err := user.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tx.Rollback(ctx) })
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM stripe.customers WHERE id = ANY($1) FOR UPDATE) l`, ids).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != len(ids) {
-		t.Fatalf("locked %d customers, want %d", n, len(ids))
-	}
-	return tx
-}
-
 // staleCopy backfills the customers, then changes them in Stripe
 // behind the stored copy's back: held gets a new email, doomed is
 // deleted, and the events cursor is forgotten, as for rows restored from
@@ -178,7 +157,7 @@ func TestBackfillDoesNotWaitForHeldRow(t *testing.T) {
 	ids := newestCustomers(t, v, 8)
 	held, doomed := ids[3], ids[5]
 	staleCopy(t, v, []string{held}, []string{doomed})
-	tx := holdAsUser(t, v, held, doomed)
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", held, doomed)
 
 	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
 		RestartCompletedBefore: time.Now().Add(time.Hour)})
@@ -234,8 +213,8 @@ func TestBackfillHeldRowSurvivesKill(t *testing.T) {
 	// One is released after the kill: the resumed run's sweep finds its
 	// stale row unheld, and must still leave it to the re-fetch (a
 	// tombstone would keep Stripe's state out for good).
-	released := holdAsUser(t, v, held[0])
-	tx := holdAsUser(t, v, held[1:]...)
+	released, _ := pgtest.HoldRows(t, v.db, "customers", held[0])
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", held[1:]...)
 
 	// Bounded: a first page waiting for the lock would never be killed.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -31,32 +31,6 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-// reviewLock opens a user's transaction holding the rows of table with
-// the given ids (SELECT … FOR UPDATE, then idle) and returns it with its
-// backend pid.
-func lockRowsAsUser(t *testing.T, v *env, table string, ids ...string) (pgx.Tx, int) {
-	t.Helper()
-	ctx := context.Background()
-	user := pgtest.Connect(t, v.db)
-	tx, err := user.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tx.Rollback(ctx) })
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM stripe.`+table+` WHERE id = ANY($1) FOR UPDATE) l`, ids).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != len(ids) {
-		t.Fatalf("locked %d rows of %s, want %d", n, table, len(ids))
-	}
-	var pid int
-	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	return tx, pid
-}
-
 func (v *env) queryText(t *testing.T, query string, args ...any) string {
 	t.Helper()
 	var s *string
@@ -90,7 +64,7 @@ func TestRowLockDoesNotStallSync(t *testing.T) {
 	v.loop(t, events.Config{Logger: log})
 	v.converge(t, 10*time.Second)
 
-	tx, pid := lockRowsAsUser(t, v, "customers", held, doomed)
+	tx, pid := pgtest.HoldRows(t, v.db, "customers", held, doomed)
 	for i := 1; i <= 3; i++ {
 		v.post(t, "/v1/customers/"+held, url.Values{"email": {fmt.Sprintf("held-%d@example.com", i)}})
 	}
@@ -163,7 +137,7 @@ func TestChildRowLockDoesNotStallSync(t *testing.T) {
 	v.loop(t, events.Config{})
 	v.converge(t, 10*time.Second)
 	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
-	tx, _ := lockRowsAsUser(t, v, "subscription_items", item)
+	tx, _ := pgtest.HoldRows(t, v.db, "subscription_items", item)
 	v.post(t, "/v1/subscriptions/"+sub, url.Values{"metadata[k]": {"v"}})
 	v.post(t, "/v1/customers/"+cus, url.Values{"name": {"changed"}})
 	waitUntil(t, 5*time.Second, "the customer to sync while a subscription item is locked", func() bool {
@@ -212,7 +186,7 @@ func TestRowLockSurvivesKill(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the customer to sync", func() bool {
 		return v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held) == "held-0@example.com"
 	})
-	tx, _ := lockRowsAsUser(t, v, "customers", held)
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", held)
 	v.post(t, "/v1/customers/"+held, url.Values{"email": {"held-1@example.com"}})
 	// The update's event is applied (recorded, the cursor past it) with
 	// the held row left to the durable re-fetch queue.
