@@ -53,7 +53,7 @@ func init() {
 		"customer.created", "customer.deleted", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
 		"customer.subscription.updated", "customer.subscription.resumed", "customer.subscription.trial_will_end", "customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated",
 		"invoice.created", "invoice.deleted", "invoice.finalized", "invoice.marked_uncollectible", "invoice.paid", "invoice.payment_succeeded",
-		"invoice.updated", "invoice.voided", "invoice.payment_failed", "charge.failed", "payment_intent.payment_failed", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
+		"invoice.updated", "invoice.voided", "invoice.payment_failed", "invoice.sent", "charge.failed", "payment_intent.payment_failed", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
 		"payment_intent.succeeded", "payment_intent.amount_capturable_updated", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
 		"payout.created", "payout.paid", "payout.updated", "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted",
 		"price.updated", "product.created", "product.deleted", "product.updated", "promotion_code.created", "promotion_code.updated",
@@ -693,6 +693,9 @@ func (e *Emulator) removeCustomer(c *reqCtx, obj map[string]any) map[string]any 
 		e.save(c, kSub, sub, nil, "")
 		e.emit(c, "customer.subscription.deleted", sub, diff(old, sub))
 	}
+	if len(subs) > 0 {
+		e.stopCollection(c, id)
+	}
 	return e.deleteObject(c, kCustomer, obj)
 }
 
@@ -946,6 +949,9 @@ func (e *Emulator) endSchedule(c *reqCtx, obj map[string]any, act string) string
 				ev = "customer.subscription.deleted"
 			}
 			e.save(c, kSub, sub, so, ev)
+			if act != "release" {
+				e.stopCollection(c, getStr(sub, "customer"))
+			}
 		}
 	}
 	obj["current_phase"] = nil
@@ -1090,7 +1096,7 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			end = n
 		} else {
 			for k := int64(0); k < intOr(p["iterations"], 1); k++ {
-				end = periodEnd(end, first)
+				end = cycleEnd(end, start, first)
 			}
 		}
 		if end <= start {
@@ -1170,7 +1176,23 @@ func subscriptionFilter(c *reqCtx, t *table) (func(*record) bool, *apiError) {
 	}, nil
 }
 
+// periodEnd is the end of a period of price that starts at start, on
+// the billing cycle anchored at start.
 func periodEnd(start int64, price map[string]any) int64 {
+	return cycleEnd(start, start, price)
+}
+
+// cycleEnd is the end of a period of price that starts at start, on the
+// billing cycle of anchor: for month and year intervals on the anchor's
+// day of the month, or the month's last day when it has fewer ("A monthly
+// subscription with a billing cycle anchor date of January 31 bills the
+// last day of the month closest to the anchor date, so February 28 (or
+// February 29 in a leap year), then March 31, April 30, and so on",
+// Stripe's docs, "Setting the subscription billing cycle date"). A chain
+// of periods must pass the anchor on: from February 29 alone, March 29
+// would be next. Go's AddDate would normalize January 31 plus a month to
+// March 2.
+func cycleEnd(start, anchor int64, price map[string]any) int64 {
 	rec, _ := price["recurring"].(map[string]any)
 	interval := "month"
 	n := int64(1)
@@ -1179,17 +1201,19 @@ func periodEnd(start int64, price map[string]any) int64 {
 		n = intOr(rec["interval_count"], 1)
 	}
 	t := time.Unix(start, 0).UTC()
+	months := int(n)
 	switch interval {
 	case "day":
-		t = t.AddDate(0, 0, int(n))
+		return t.AddDate(0, 0, int(n)).Unix()
 	case "week":
-		t = t.AddDate(0, 0, 7*int(n))
+		return t.AddDate(0, 0, 7*int(n)).Unix()
 	case "year":
-		t = t.AddDate(int(n), 0, 0)
-	default:
-		t = t.AddDate(0, int(n), 0)
+		months = 12 * int(n)
 	}
-	return t.Unix()
+	a := time.Unix(anchor, 0).UTC()
+	first := time.Date(t.Year(), t.Month()+time.Month(months), 1, a.Hour(), a.Minute(), a.Second(), 0, time.UTC)
+	last := first.AddDate(0, 1, -1).Day()
+	return first.AddDate(0, 0, min(a.Day(), last)-1).Unix()
 }
 
 // newSubItem builds a subscription item from its params; prefix is where
@@ -1346,11 +1370,18 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	if days, ok := toInt(c.params["trial_period_days"]); ok && days > 0 {
 		obj["status"] = "trialing"
 		obj["trial_start"], obj["trial_end"] = c.now, c.now+days*86400
-		obj["current_period_end"] = c.now + days*86400
 	} else if te, ok := toInt(c.params["trial_end"]); ok && te > c.now {
 		obj["status"] = "trialing"
 		obj["trial_start"], obj["trial_end"] = c.now, te
-		obj["current_period_end"] = te
+	}
+	if obj["status"] == "trialing" {
+		// The anchor's "default value is either the subscription
+		// creation date or the trial end date (if you're using a trial
+		// period)" (Stripe's docs, "Setting the subscription billing
+		// cycle date"): the periods after the trial fall on its day of
+		// the month.
+		obj["billing_cycle_anchor"] = obj["trial_end"]
+		obj["current_period_end"] = obj["trial_end"]
 	}
 	ch, ae := e.discountParams(c, obj, cus, sid)
 	if ae != nil {
@@ -1445,6 +1476,9 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 	inv["subscription"] = idOf(sub)
 	inv["billing_reason"] = reason
 	inv["collection_method"] = strOr(sub["collection_method"], "charge_automatically")
+	// Stripe collects a subscription's invoices itself (automatic
+	// collection, retries): until that stops (stopCollection).
+	inv["auto_advance"] = true
 	if inv["collection_method"] == "send_invoice" {
 		// Spec, subscription.days_until_due: "Number of days a customer
 		// has to pay invoices generated by this subscription"; 30 as for
@@ -1633,8 +1667,9 @@ func cancelSubscription(e *Emulator, c *reqCtx) (any, *apiError) {
 	} else {
 		obj["cancellation_details"] = map[string]any{"comment": nil, "feedback": nil, "reason": "cancellation_requested"}
 	}
-	r := e.save(c, kSub, obj, old, "customer.subscription.deleted")
-	return e.render(kSub, r.raw, c)
+	e.save(c, kSub, obj, old, "customer.subscription.deleted")
+	e.stopCollection(c, getStr(obj, "customer"))
+	return e.render(kSub, e.tables["subscriptions"].byID[id].raw, c)
 }
 
 // --- invoices ---
@@ -2003,11 +2038,183 @@ func payable(inv map[string]any) bool {
 }
 
 // invoicePaymentFailed records a failed attempt to pay inv (old is its
-// state before the attempt).
+// state before the attempt). Only an attempt that counts moves
+// attempt_count, "from the perspective of the payment retry schedule.
+// Any payment attempt counts as the first attempt, and subsequently only
+// automatic retries increment the attempt count" (spec,
+// invoice.attempt_count); on a renewal invoice it also moves the retry
+// schedule (dunning): the next attempt, or past the last one the end of
+// the dunning (retriesExhausted), after invoice.payment_failed.
 func (e *Emulator) invoicePaymentFailed(c *reqCtx, inv, old map[string]any) {
 	inv["attempted"] = true
-	inv["attempt_count"] = getInt(inv, "attempt_count") + 1
+	counts := countsAsAttempt(c, inv)
+	exhausted := false
+	if counts {
+		n := getInt(inv, "attempt_count") + 1
+		inv["attempt_count"] = n
+		if dunned(inv) {
+			if n <= smartRetries {
+				inv["next_payment_attempt"] = finalizedAt(inv) + n*retryGap
+			} else {
+				inv["next_payment_attempt"], exhausted = nil, true
+			}
+		}
+	}
 	e.save(c, kInvoice, inv, old, "invoice.payment_failed")
+	if exhausted {
+		e.retriesExhausted(c, inv)
+	}
+}
+
+// countsAsAttempt says whether a payment attempt on inv counts in its
+// attempt_count: its first, or one of the retry schedule's (c.automatic).
+func countsAsAttempt(c *reqCtx, inv map[string]any) bool {
+	return c.automatic || getInt(inv, "attempt_count") == 0
+}
+
+// The retry schedule of a failed renewal. Stripe enables Smart Retries
+// "by default for new Stripe accounts" and "The recommended default is 8
+// tries within 2 weeks" (Stripe's docs, "Automate payment retries" and
+// "Smart Retries on Off-Session Payments"). Smart Retries times each try
+// by machine learning; the emulator spreads the 8 retries evenly over the
+// 2 weeks after the first attempt, the last at 14 days, so a test knows
+// when each comes.
+const (
+	smartRetries = 8
+	retryWindow  = 14 * 86400
+	retryGap     = retryWindow / smartRetries
+)
+
+// dunned says whether inv is retried on the schedule when a payment
+// fails: an open renewal invoice (billing_reason subscription_cycle) of
+// charge_automatically still collected automatically. A first invoice
+// is not (its subscription stays incomplete and expires, expireIncomplete),
+// nor are one-off invoices (Stripe's retries of those are a setting of
+// their own).
+func dunned(inv map[string]any) bool {
+	return getStr(inv, "status") == "open" && getStr(inv, "billing_reason") == "subscription_cycle" &&
+		getStr(inv, "collection_method") == "charge_automatically" && getBool(inv, "auto_advance")
+}
+
+func finalizedAt(inv map[string]any) int64 {
+	st, _ := inv["status_transitions"].(map[string]any)
+	return getInt(st, "finalized_at")
+}
+
+// retryInvoice is the automatic payment attempt due at inv's
+// next_payment_attempt (c.now): with the payment method Stripe retries
+// with, "the first available payment method in this list":
+// subscription.default_payment_method, subscription.default_source,
+// customer.invoice_settings.default_payment_method, customer.default_source
+// (Stripe's docs, "Automate payment retries"), so a card changed between
+// attempts is the one tried. With none, the attempt fails as a renewal's
+// does, without a charge, and the schedule goes on.
+func (e *Emulator) retryInvoice(c *reqCtx, inv map[string]any) {
+	if !dunned(inv) || getInt(inv, "next_payment_attempt") != c.now {
+		return
+	}
+	sub := e.load(kSub, getStr(inv, "subscription"))
+	if sub == nil {
+		return
+	}
+	if pm := e.subscriptionPaymentMethod(sub); pm != "" {
+		e.payInvoice(c, inv, pm)
+		return
+	}
+	e.invoicePaymentFailed(c, inv, deepCopy(inv).(map[string]any))
+}
+
+// retriesExhausted ends the dunning of inv, whose last retry failed:
+// "Once Stripe has exhausted all payment retry attempts, the subscription
+// will become canceled or unpaid (depending on your subscriptions
+// settings)" (spec, subscription.status). The emulator has no settings
+// and takes cancel (doc.go says why): the subscription is canceled at
+// once, cancellation_details.reason payment_failed, with
+// customer.subscription.deleted; its invoice stays open, no longer
+// collected (stopCollection).
+func (e *Emulator) retriesExhausted(c *reqCtx, inv map[string]any) {
+	sub := e.load(kSub, getStr(inv, "subscription"))
+	if sub == nil {
+		return
+	}
+	switch getStr(sub, "status") {
+	case "canceled", "incomplete_expired":
+		return
+	}
+	old := deepCopy(sub).(map[string]any)
+	sub["status"], sub["canceled_at"], sub["ended_at"] = "canceled", c.now, c.now
+	sub["cancellation_details"] = map[string]any{"comment": nil, "feedback": nil, "reason": "payment_failed"}
+	e.save(c, kSub, sub, old, "customer.subscription.deleted")
+	e.stopCollection(c, getStr(sub, "customer"))
+}
+
+// stopCollection stops the automatic collection of cus's finalized
+// invoices when one of its subscriptions is canceled: "By default, upon
+// subscription cancellation, Stripe will stop automatic collection of
+// all finalized invoices for the customer. This is intended to prevent
+// unexpected payment attempts after the customer has canceled a
+// subscription" (spec, DELETE /v1/subscriptions/{id}). Each open invoice
+// still collected gets auto_advance false and no next_payment_attempt,
+// with invoice.updated.
+func (e *Emulator) stopCollection(c *reqCtx, cus string) {
+	if cus == "" {
+		return
+	}
+	t := e.tables["invoices"]
+	var open []string
+	for _, r := range t.byCustomer[cus] {
+		if st, _ := t.keyOf(r, "status"); st == "open" {
+			open = append(open, r.id)
+		}
+	}
+	for _, id := range open {
+		inv := e.load(kInvoice, id)
+		if !getBool(inv, "auto_advance") && inv["next_payment_attempt"] == nil {
+			continue
+		}
+		old := deepCopy(inv).(map[string]any)
+		inv["auto_advance"], inv["next_payment_attempt"] = false, nil
+		e.save(c, kInvoice, inv, old, "invoice.updated")
+	}
+}
+
+// voidInvoice voids an open or uncollectible invoice: its payment intent
+// canceled (void_invoice), invoice.voided.
+func (e *Emulator) voidInvoice(c *reqCtx, inv map[string]any) {
+	old := deepCopy(inv).(map[string]any)
+	inv["status"] = "void"
+	inv["next_payment_attempt"] = nil
+	if trans, _ := inv["status_transitions"].(map[string]any); trans != nil {
+		trans["voided_at"] = c.now
+	}
+	e.cancelInvoicePI(c, inv, "void_invoice")
+	e.save(c, kInvoice, inv, old, "invoice.voided")
+}
+
+// incompleteExpiry is how long an incomplete subscription waits for its
+// first invoice to be paid: "If the first invoice is not paid within 23
+// hours, the subscription transitions to incomplete_expired" (spec,
+// subscription.status).
+const incompleteExpiry = 23 * 3600
+
+// expireIncomplete ends sub, still incomplete 23 hours after its creation
+// (c.now): "This is a terminal state, the open invoice will be voided and
+// no further invoices will be generated" (spec, subscription.status).
+// The subscription changes first (customer.subscription.updated, with
+// canceled_at and ended_at the moment, as Stripe's incomplete_expired
+// subscriptions carry a canceled_at: pay-rails/pay#91), then its first
+// invoice is voided (invoice.voided, its intent canceled); Stripe
+// documents no order of the two.
+func (e *Emulator) expireIncomplete(c *reqCtx, sub map[string]any) {
+	if getStr(sub, "status") != "incomplete" {
+		return
+	}
+	old := deepCopy(sub).(map[string]any)
+	sub["status"], sub["canceled_at"], sub["ended_at"] = "incomplete_expired", c.now, c.now
+	e.save(c, kSub, sub, old, "customer.subscription.updated")
+	if inv := e.load(kInvoice, getStr(sub, "latest_invoice")); inv != nil && payable(inv) {
+		e.voidInvoice(c, inv)
+	}
 }
 
 // cancelInvoicePI cancels the open payment intent of inv, if any.
@@ -2028,9 +2235,12 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 	if pi := e.load(kPI, getStr(inv, "payment_intent")); pi != nil && getStr(pi, "status") == "succeeded" {
 		inv["charge"] = pi["latest_charge"]
 	}
+	if countsAsAttempt(c, inv) {
+		inv["attempt_count"] = getInt(inv, "attempt_count") + 1
+	}
 	inv["status"] = "paid"
 	inv["paid"], inv["attempted"] = true, true
-	inv["attempt_count"] = getInt(inv, "attempt_count") + 1
+	inv["next_payment_attempt"] = nil
 	inv["amount_paid"], inv["amount_remaining"] = amt, int64(0)
 	st, _ := inv["status_transitions"].(map[string]any)
 	if st != nil {
@@ -2090,26 +2300,33 @@ func invoiceAction(act string) handlerFunc {
 			if act == "mark_uncollectible" && st != "open" {
 				return nil, invalid("invoice_not_open", "", "You can only mark uncollectible open invoices (this one is %s).", st)
 			}
-			old := deepCopy(inv).(map[string]any)
-			trans, _ := inv["status_transitions"].(map[string]any)
 			if act == "void" {
-				inv["status"] = "void"
-				if trans != nil {
-					trans["voided_at"] = c.now
-				}
-				e.cancelInvoicePI(c, inv, "void_invoice")
-				e.save(c, kInvoice, inv, old, "invoice.voided")
-			} else {
-				inv["status"] = "uncollectible"
-				if trans != nil {
-					trans["marked_uncollectible_at"] = c.now
-				}
-				e.save(c, kInvoice, inv, old, "invoice.marked_uncollectible")
+				e.voidInvoice(c, inv)
+				break
 			}
+			old := deepCopy(inv).(map[string]any)
+			inv["status"] = "uncollectible"
+			// Written off: no more automatic attempts.
+			inv["next_payment_attempt"] = nil
+			if trans, _ := inv["status_transitions"].(map[string]any); trans != nil {
+				trans["marked_uncollectible_at"] = c.now
+			}
+			e.save(c, kInvoice, inv, old, "invoice.marked_uncollectible")
 		case "send":
 			if getStr(inv, "collection_method") != "send_invoice" {
 				return nil, invalid("", "", "You can only manually send an invoice if its collection method is 'send_invoice'.")
 			}
+			// "Stripe automatically finalizes drafts before sending"
+			// (spec, POST /v1/invoices/{invoice}/finalize), and "Requests
+			// made in test-mode result in no emails being sent, despite
+			// sending an invoice.sent event" (spec, POST
+			// /v1/invoices/{invoice}/send).
+			if getStr(inv, "status") == "draft" {
+				if inv, ae = e.finalizeInvoice(c, inv); ae != nil {
+					break
+				}
+			}
+			e.emit(c, "invoice.sent", inv, nil)
 		}
 		if ae != nil {
 			return nil, ae
@@ -2216,7 +2433,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 		line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(price["unit_amount"], 0))
 		line["currency"] = price["currency"]
 		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
-		line["period"] = map[string]any{"start": start, "end": periodEnd(start, price)}
+		line["period"] = map[string]any{"start": start, "end": cycleEnd(start, anchorOf(sub), price)}
 		line["metadata"] = map[string]any{}
 		line["tax_rates"] = orEmpty(it["tax_rates"])
 		e.clean("line_item", line)

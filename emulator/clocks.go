@@ -22,7 +22,8 @@ import (
 // and does, in time order, what falls due over the advanced time
 // (advanceBilling): schedules' phase boundaries (billing.go,
 // advanceSchedule), trial_will_end, cancel_at, overdue send_invoice
-// invoices and renewals. An update of a schedule on a clock reads its
+// invoices, incomplete subscriptions expiring, failed renewals' payment
+// retries and renewals. An update of a schedule on a clock reads its
 // phases on the clock's time too.
 
 var kClock = addKind(&kind{table: "test_clocks", schema: "test_helpers.test_clock", prefix: "clock_", base: "/v1/test_helpers/test_clocks",
@@ -214,22 +215,53 @@ func (e *Emulator) advanceLimit(clock string, cur int64) (int64, bool) {
 
 // billedOnClock yields the subscriptions on clock that an advance still
 // bills (active, trialing, past_due, unpaid), by id, in creation order:
-// canceled and incomplete_expired are over, and an incomplete one neither
-// renews nor expires here (doc.go).
+// canceled and incomplete_expired are over, and an incomplete one does
+// not renew (it expires: expireIncomplete).
 func (e *Emulator) billedOnClock(clock string) iter.Seq2[string, map[string]any] {
+	return e.subsOnClock(clock, "active", "trialing", "past_due", "unpaid")
+}
+
+// subsOnClock yields the subscriptions on clock in one of statuses, by
+// id, in creation order.
+func (e *Emulator) subsOnClock(clock string, statuses ...string) iter.Seq2[string, map[string]any] {
 	return func(yield func(string, map[string]any) bool) {
 		t := e.tables["subscriptions"]
 		for _, r := range t.ordered {
 			if v, _ := t.keyOf(r, "test_clock"); v != clock {
 				continue
 			}
+			if st, _ := t.keyOf(r, "_status"); !slices.Contains(statuses, st) {
+				continue
+			}
 			sub, err := decodeObject(r.raw)
 			if err != nil {
 				continue
 			}
-			switch getStr(sub, "status") {
-			case "active", "trialing", "past_due", "unpaid":
-				if !yield(r.id, sub) {
+			if !yield(r.id, sub) {
+				return
+			}
+		}
+	}
+}
+
+// dunnedInvoices yields the open invoices of subscription sid (of
+// customer cus) that are retried on a schedule, with their next attempt.
+func (e *Emulator) dunnedInvoices(cus, sid string) iter.Seq2[string, int64] {
+	return func(yield func(string, int64) bool) {
+		t := e.tables["invoices"]
+		for _, r := range t.byCustomer[cus] {
+			if st, _ := t.keyOf(r, "status"); st != "open" {
+				continue
+			}
+			if s, _ := t.keyOf(r, "subscription"); s != sid {
+				continue
+			}
+			inv, err := decodeObject(r.raw)
+			if err != nil || !dunned(inv) {
+				continue
+			}
+			if at, ok := toInt(inv["next_payment_attempt"]); ok && at > 0 {
+				if !yield(r.id, at) {
 					return
 				}
 			}
@@ -269,12 +301,16 @@ func deleteClock(e *Emulator, c *reqCtx) (any, *apiError) {
 // cancel leaves nothing to renew); then trial_will_end; then cancel_at,
 // which wins over a renewal at the same moment (cancel_at_period_end
 // ends the period, no renewal invoice); then a send_invoice invoice
-// falling overdue; then the renewal.
+// falling overdue; then an incomplete subscription expiring; then a
+// failed renewal's retry, before a renewal at the same moment bills the
+// next period (a retry's id is the invoice's); then the renewal.
 const (
 	stepPhase = iota
 	stepTrialWillEnd
 	stepCancel
 	stepOverdue
+	stepExpire
+	stepRetry
 	stepRenew
 )
 
@@ -322,8 +358,15 @@ func (e *Emulator) advanceBilling(c *reqCtx, clock string, from, to int64) {
 		sc := *c
 		sc.now, sc.wall = st.at, c.wallTime()
 		sc.requestID, sc.idemKey, sc.params = "", "", map[string]any{}
-		if st.kind == stepPhase {
+		sc.automatic = true
+		switch st.kind {
+		case stepPhase:
 			e.advanceSchedule(&sc, st.id, st.at)
+			continue
+		case stepRetry:
+			if inv := e.load(kInvoice, st.id); inv != nil {
+				e.retryInvoice(&sc, inv)
+			}
 			continue
 		}
 		sub := e.load(kSub, st.id)
@@ -336,6 +379,8 @@ func (e *Emulator) advanceBilling(c *reqCtx, clock string, from, to int64) {
 			old := deepCopy(sub).(map[string]any)
 			sub["status"] = "past_due"
 			e.save(&sc, kSub, sub, old, "customer.subscription.updated")
+		case stepExpire:
+			e.expireIncomplete(&sc, sub)
 		case stepRenew:
 			e.renewSubscription(&sc, sub)
 		}
@@ -377,7 +422,13 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 				}
 			}
 		}
+		for inv, at := range e.dunnedInvoices(getStr(sub, "customer"), id) {
+			consider(billingStep{at, stepRetry, inv})
+		}
 		consider(billingStep{getInt(sub, "current_period_end"), stepRenew, id})
+	}
+	for id, sub := range e.subsOnClock(clock, "incomplete") {
+		consider(billingStep{getInt(sub, "created") + incompleteExpiry, stepExpire, id})
 	}
 	return best, found
 }
@@ -431,15 +482,20 @@ func scheduleBoundary(obj map[string]any) (int64, bool) {
 // charge_automatically: paid with the subscription's payment method; a
 // declining one, or none, leaves the invoice open (invoice.payment_failed)
 // and the subscription past_due, as the spec's subscription.status says
-// ("past_due when payment is required but cannot be paid"); retries
-// (Smart Retries, dunning) are not modelled. send_invoice: open, due
-// days_until_due after the renewal; the subscription turns past_due when
-// the clock passes the due date unpaid (stepOverdue).
+// ("past_due when payment is required but cannot be paid"), and the
+// invoice is retried on the schedule (invoicePaymentFailed, stepRetry)
+// until it is paid or the retries end (retriesExhausted). send_invoice:
+// open, due days_until_due after the renewal; the subscription turns
+// past_due when the clock passes the due date unpaid (stepOverdue).
+//
+// The new period ends on the billing cycle of the subscription's
+// billing_cycle_anchor (cycleEnd), not a month after the renewal: after
+// a period ending on February 29 of an anchor on the 31st, March 31.
 func (e *Emulator) renewSubscription(c *reqCtx, sub map[string]any) {
 	sid := idOf(sub)
 	price := e.subscriptionPrice(sid)
 	at := getInt(sub, "current_period_end")
-	end := periodEnd(at, price)
+	end := cycleEnd(at, anchorOf(sub), price)
 	if price == nil || end <= at {
 		return // no item, or a period of no length: nothing to renew
 	}
@@ -473,6 +529,15 @@ func (e *Emulator) renewSubscription(c *reqCtx, sub map[string]any) {
 	e.save(c, kSub, sub, so, "customer.subscription.updated")
 }
 
+// anchorOf is sub's billing_cycle_anchor, which its period ends keep to
+// (cycleEnd).
+func anchorOf(sub map[string]any) int64 {
+	if a, ok := toInt(sub["billing_cycle_anchor"]); ok && a > 0 {
+		return a
+	}
+	return getInt(sub, "current_period_start")
+}
+
 // subscriptionPrice is the price of a subscription's first item, whose
 // interval sets its periods (as at creation), or nil with no item.
 func (e *Emulator) subscriptionPrice(sid string) map[string]any {
@@ -499,4 +564,5 @@ func (e *Emulator) endAtCancelAt(c *reqCtx, sub map[string]any) {
 	cd, _ := sub["cancellation_details"].(map[string]any)
 	sub["cancellation_details"] = map[string]any{"comment": cd["comment"], "feedback": cd["feedback"], "reason": "cancellation_requested"}
 	e.save(c, kSub, sub, old, "customer.subscription.deleted")
+	e.stopCollection(c, getStr(sub, "customer"))
 }

@@ -63,7 +63,7 @@
 // Simplifications (by design): one dataset for test and live keys (livemode
 // follows the key that created an object); plans and prices are separate
 // (plan ids are plan_…); payments succeed unless the payment method or
-// source contains "chargeDeclined" (a card_error; an intent created with
+// source contains "chargeDeclined" or "chargeCustomerFail" (a card_error; an intent created with
 // confirm=true is kept, with its failed charge, as in Stripe; a failed
 // charge can be neither captured nor refunded) or
 // "createDispute" (which succeeds and, once captured, opens a dispute for
@@ -117,8 +117,9 @@
 // invoice leaves pending invoice items pending, its renewals and
 // subscription_update invoices take those of the subscription and of no
 // subscription;
-// subscriptions renew only on a test clock (SetClockOffset moves "now" for
-// timestamps, event retention and authorization expiry only); updating
+// subscriptions renew, retry failed renewals and expire only on a test
+// clock (SetClockOffset moves "now" for timestamps, event retention and
+// authorization expiry only); updating
 // the current phase of an active subscription schedule applies it to the
 // subscription at once (items matched by price, kept, updated, deleted
 // or created; quantities, tax rates, metadata, and the phase's collection_method, description and
@@ -142,21 +143,52 @@
 // before a trial_end, cancel_at (also cancel_at_period_end's: canceled
 // with customer.subscription.deleted, no invoice), a send_invoice
 // subscription's open latest invoice passing its due_date (past_due),
-// and renewals at current_period_end, once per period passed: the period
+// an incomplete subscription 23 hours old (incomplete_expired, with
+// canceled_at and ended_at, customer.subscription.updated, then its first
+// invoice voided), a failed renewal's retry, and renewals at
+// current_period_end, once per period passed: the period
 // moves on (a trial's end makes it active) and a subscription_cycle
 // invoice bills the new period as a first invoice is billed
 // (invoice.created, then customer.subscription.updated), finalized at
 // once rather than an hour later (renewSubscription says why), then
 // charge_automatically paid with the default payment method, or left
 // open with the subscription past_due when the card declines or there
-// is none (no retries or dunning, so never unpaid), send_invoice left
-// open, due days_until_due later; paying a past_due subscription's latest
-// invoice makes it active again; incomplete subscriptions neither renew
-// nor expire (no incomplete_expired); pause_collection is ignored by
+// is none, send_invoice left
+// open, due days_until_due later; periods keep to the
+// billing_cycle_anchor, the creation or a trial's trial_end, on its day
+// of the month or the month's last (an anchor on the 31st renews on
+// February 29, then March 31); a failed renewal is dunned as with
+// Stripe's default Smart Retries, "8 tries within 2 weeks", taken as 8
+// retries evenly spaced over the 14 days after the first attempt (every
+// 42 hours: Smart Retries' own timing is not modelled), each with the
+// payment method the subscription would be charged with then
+// (next_payment_attempt, attempt_count, charge.failed,
+// payment_intent.payment_failed, invoice.payment_failed; with no payment
+// method an attempt fails without a charge); a retry that pays makes the
+// subscription active again, as paying its latest invoice does; when
+// the last fails the subscription is canceled (cancellation_details
+// reason payment_failed, customer.subscription.deleted), the setting
+// the emulator takes for "canceled or unpaid (depending on your
+// subscriptions settings)" (spec, subscription.status): "Cancel the
+// subscription" is the Dashboard's default as merchants' guides report
+// it (Stripe's pages found don't name one), and there are no settings
+// here, so never unpaid; the invoice stays open; canceling a subscription
+// in any way stops the automatic collection of the customer's open
+// invoices (auto_advance false, no next_payment_attempt,
+// invoice.updated), as the spec's cancel says; only renewal invoices
+// are retried (not first, subscription_update or one-off ones, nor
+// send_invoice ones, which also never go from past_due to canceled or
+// unpaid); a manual payment attempt after the first leaves attempt_count
+// and the schedule alone (spec, invoice.attempt_count); POST
+// /v1/invoices/{id}/send finalizes a draft and sends invoice.sent, no
+// email (spec: "Requests made in test-mode result in no emails being
+// sent, despite sending an invoice.sent event"), and nothing sends it on
+// its own (Stripe's automatic emails of finalized send_invoice invoices
+// are a setting); pause_collection is ignored by
 // renewals; a trial shorter than three days gets no trial_will_end; a
-// cancel_at inside a period doesn't shorten or prorate it; Stripe's limit
-// of two intervals of the shortest subscription per advance is not
-// enforced; a clock's events are on the emulator's clock (those of its
+// cancel_at inside a period doesn't shorten or prorate it; an advance
+// goes at most two intervals of the clock's shortest renewing
+// subscription (advanceLimit); a clock's events are on the emulator's clock (those of its
 // advance with no request), and so is the payment side of its invoices
 // (payment intents, charges, balance transactions), as in Stripe; a clock
 // never deletes itself after deletes_after, and deleting it deletes its

@@ -310,6 +310,10 @@ type reqCtx struct {
 	// .created event itself, before events of objects it made for it (an
 	// intent confirmed on creation, before its charge's).
 	createdEmitted bool
+	// automatic: a step of a test clock's advance, not a request's doing;
+	// a payment attempt it makes is one of the retry schedule's
+	// (countsAsAttempt).
+	automatic bool
 }
 
 // wallTime is the emulator's time of the request.

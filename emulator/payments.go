@@ -1069,8 +1069,13 @@ func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee in
 }
 
 // declined says whether a payment method or source is one of Stripe's
-// declining test ones (pm_card_chargeDeclined, tok_chargeDeclined, ...).
-func declined(pm string) bool { return strings.Contains(pm, "chargeDeclined") }
+// declining test ones (pm_card_chargeDeclined, tok_chargeDeclined, ...),
+// or pm_card_chargeCustomerFail, whose card "Attaching this card to a
+// Customer object succeeds, but attempts to charge the customer fail"
+// (Stripe's docs, "Testing": the card a failed renewal is tested with).
+func declined(pm string) bool {
+	return strings.Contains(pm, "chargeDeclined") || strings.Contains(pm, "chargeCustomerFail")
+}
 
 // disputing says whether a payment method or source is one of Stripe's
 // dispute test ones (pm_card_createDispute, tok_createDispute): its

@@ -158,11 +158,6 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
 			advanceTo: reviewMonth(1) + reviewDay, renewals: 1, status: "past_due", invStatus: "open", amount: 1000,
 			events: failedRenewal},
-		{name: "declined twice", params: url.Values{"default_payment_method": {"pm_card_visa"}},
-			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
-			advanceTo: reviewMonth(2), renewals: 2, status: "past_due", invStatus: "open", amount: 1000,
-			// Already past_due: the second failure changes nothing more.
-			events: slices.Concat(failedRenewal, failedRenewal[:len(failedRenewal)-1])},
 		{name: "send_invoice", params: url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"10"}},
 			advanceTo: reviewMonth(1) + 5*reviewDay, renewals: 1, status: "active", invStatus: "open", amount: 1000,
 			events: sentRenewal},

@@ -124,8 +124,9 @@ func TestClockRenewals(t *testing.T) {
 		status string
 		cycles int
 	}{
-		renewing: {"active", 2}, trial: {"active", 2}, ending: {"canceled", 0}, declining: {"past_due", 2},
-		sent: {"past_due", 2}, // its first invoice unpaid past its due date
+		renewing: {"active", 2}, trial: {"active", 2}, ending: {"canceled", 0},
+		declining: {"canceled", 1}, // its renewal's retries ended two weeks in (dunning)
+		sent:      {"past_due", 2}, // its first invoice unpaid past its due date
 	}
 	for id, w := range want {
 		var status string
@@ -217,4 +218,69 @@ func TestClockProrations(t *testing.T) {
 		t.Errorf("%d prorations stored on the renewal invoice (err %v), want 2", n, err)
 	}
 	upcomingTotal(3 * 700)
+}
+
+// TestClockDunning: a renewal whose card fails is retried on the
+// schedule as the test clock advances; one subscription's customer
+// replaces the card and a retry pays (active again), the other's retries
+// run out two weeks in and it is canceled (reason payment_failed), its
+// invoice left open with collection stopped. After each advance every
+// stripe.* table equals the emulator (_raw of every row), and the rows
+// hold the end of the dunning: statuses, attempt_count,
+// next_payment_attempt, auto_advance and the failed charges.
+func TestClockDunning(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	const gap = 14 * day / 8 // between two retries (emulator doc.go)
+	renewal := time.Unix(frozen, 0).UTC().AddDate(0, 1, 0).Unix()
+	prod := call("/v1/products", url.Values{"name": {"Plan"}})
+	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	failing := func() string {
+		cus := call("/v1/customers", url.Values{"test_clock": {clock}})
+		sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
+		call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeCustomerFail"}})
+		return sub
+	}
+	lapsing, recovering := failing(), failing()
+	advance := func(ts int64) {
+		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		v.converge(t, 10*time.Second)
+	}
+	advance(renewal)
+	call("/v1/subscriptions/"+recovering, url.Values{"default_payment_method": {"pm_card_visa"}})
+	advance(renewal + 3*gap)
+	advance(renewal + 14*day)
+
+	for _, w := range []struct {
+		sub, status, reason, invStatus string
+		attempts                       int64
+		failedCharges                  int
+	}{
+		{sub: lapsing, status: "canceled", reason: "payment_failed", invStatus: "open", attempts: 9, failedCharges: 9},
+		{sub: recovering, status: "active", invStatus: "paid", attempts: 2, failedCharges: 1},
+	} {
+		var status, invStatus string
+		var reason *string
+		var attempts int64
+		var next *time.Time
+		var autoAdvance bool
+		var failed int
+		if err := v.pool.QueryRow(ctx, `SELECT s.status, s.cancellation_details->>'reason', i.status, i.attempt_count, i.next_payment_attempt, i.auto_advance,
+			(SELECT count(*) FROM stripe.charges c WHERE c.invoice = i.id AND c.status = 'failed')
+			FROM stripe.subscriptions s JOIN stripe.invoices i ON i.subscription = s.id AND i.billing_reason = 'subscription_cycle'
+			WHERE s.id = $1`, w.sub).Scan(&status, &reason, &invStatus, &attempts, &next, &autoAdvance, &failed); err != nil {
+			t.Fatalf("subscription %s: %v", w.sub, err)
+		}
+		if status != w.status || (w.reason != "" && (reason == nil || *reason != w.reason)) || invStatus != w.invStatus ||
+			attempts != w.attempts || next != nil || failed != w.failedCharges {
+			t.Errorf("subscription %s stored: %s (reason %v), renewal invoice %s, %d attempts, next %v, %d failed charges; want %s (%s), %s, %d, none, %d",
+				w.sub, status, reason, invStatus, attempts, next, failed, w.status, w.reason, w.invStatus, w.attempts, w.failedCharges)
+		}
+		if w.status == "canceled" && autoAdvance {
+			t.Errorf("subscription %s: its open invoice is still collected automatically (auto_advance)", w.sub)
+		}
+	}
 }

@@ -1,0 +1,369 @@
+package emulator_test
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+)
+
+// reviewGap is the time between two retries of a failed renewal: 8
+// retries over 14 days (doc.go).
+const reviewGap = 14 * reviewDay / 8
+
+var reviewRetryFailed = []string{"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"}
+
+// reviewSubEventsAll is reviewSubEvents knowing the subscription's
+// invoices from every event of evs, not only earlier ones: a retry's
+// charge and intent events come before any of its invoice's.
+func reviewSubEventsAll(evs []map[string]any, sub string) []string {
+	var invs []map[string]any
+	for _, ev := range evs {
+		if obj := at(ev, "data.object").(map[string]any); obj["object"] == "invoice" && obj["subscription"] == sub {
+			invs = append(invs, map[string]any{"type": "", "data": map[string]any{"object": obj}})
+		}
+	}
+	return reviewSubEvents(append(invs, evs...), sub)[len(invs):]
+}
+
+// failingSub makes a monthly subscription on k's clock, paid for at
+// creation, whose renewals are charged to pm.
+func (k *reviewClock) failingSub(pm string) string {
+	k.t.Helper()
+	sub := idOfResp(mustOK(k.t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
+		"default_payment_method": {"pm_card_visa"}})))
+	mustOK(k.t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {pm}}))
+	return sub
+}
+
+// checkDunned fails unless invoice id is open with attempt_count n and its
+// next attempt at next (0: none) and auto_advance as given.
+func (k *reviewClock) checkDunned(id string, n, next int64, autoAdvance bool) {
+	k.t.Helper()
+	inv := k.get("/v1/invoices/" + id)
+	if inv["status"] != "open" || num(inv["attempt_count"]) != n || inv["attempted"] != true ||
+		num(inv["next_payment_attempt"]) != next || inv["auto_advance"] != autoAdvance {
+		k.t.Fatalf("invoice %s: status %v attempt_count %v next_payment_attempt %v auto_advance %v, want open %d %d %v",
+			id, inv["status"], inv["attempt_count"], inv["next_payment_attempt"], inv["auto_advance"], n, next, autoAdvance)
+	}
+}
+
+// A renewal charged to a card that fails (pm_card_chargeCustomerFail) is
+// retried 8 times, every 14/8 days, each retry with its failed charge,
+// payment_intent.payment_failed and invoice.payment_failed, attempt_count
+// and next_payment_attempt moving on; the last failure cancels the
+// subscription (reason payment_failed), whose invoice stays open with its
+// collection stopped; nothing renews afterwards.
+func TestDunningEndsCanceled(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	sub := k.failingSub("pm_card_chargeCustomerFail")
+	renewal := reviewMonth(1)
+	if got := reviewSubEventsAll(k.advance(renewal), sub); !slices.Equal(got, failedRenewal) {
+		t.Fatalf("renewal events:\n got %v\nwant %v", got, failedRenewal)
+	}
+	inv := k.cycleInvoices(sub)[0]["id"].(string)
+	if got := reviewSubEventsAll(k.advance(renewal+reviewGap-1), sub); len(got) != 0 {
+		t.Fatalf("events before the first retry: %v", got)
+	}
+	for n := int64(1); n <= 8; n++ {
+		k.checkDunned(inv, n, renewal+n*reviewGap, true)
+		want := reviewRetryFailed
+		if n == 8 {
+			want = slices.Concat(reviewRetryFailed, []string{"customer.subscription.deleted", "invoice.updated"})
+		}
+		if got := reviewSubEventsAll(k.advance(renewal+n*reviewGap), sub); !slices.Equal(got, want) {
+			t.Fatalf("retry %d events:\n got %v\nwant %v", n, got, want)
+		}
+	}
+	k.checkDunned(inv, 9, 0, false)
+	end := renewal + 14*reviewDay
+	so := k.get("/v1/subscriptions/" + sub)
+	if so["status"] != "canceled" || num(so["ended_at"]) != end || num(so["canceled_at"]) != end ||
+		at(so, "cancellation_details.reason") != "payment_failed" || num(so["current_period_end"]) != reviewMonth(2) {
+		t.Errorf("after the last retry: status %v ended_at %v canceled_at %v details %v period end %v, want canceled at %d, payment_failed",
+			so["status"], num(so["ended_at"]), num(so["canceled_at"]), so["cancellation_details"], num(so["current_period_end"]), end)
+	}
+	failed := 0
+	for _, ch := range k.get("/v1/charges?limit=100&customer=" + k.cus)["data"].([]any) {
+		if c := ch.(map[string]any); c["invoice"] == inv && c["status"] == "failed" {
+			failed++
+		}
+	}
+	if failed != 9 {
+		t.Errorf("%d failed charges of the renewal invoice, want 9 (the first attempt and 8 retries)", failed)
+	}
+	if got := reviewSubEventsAll(k.advance(reviewMonth(2)+reviewDay), sub); len(got) != 0 || len(k.cycleInvoices(sub)) != 1 {
+		t.Errorf("after the cancellation, at the next period: events %v, %d renewals", got, len(k.cycleInvoices(sub)))
+	}
+}
+
+// A retry after the customer's card was replaced pays the invoice and
+// makes the subscription active again, and no retry follows. A manual
+// payment attempt that fails in between is not one of the schedule's: it
+// leaves attempt_count and next_payment_attempt alone (spec,
+// invoice.attempt_count).
+func TestDunningRecovers(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	sub := k.failingSub("pm_card_chargeDeclined")
+	renewal := reviewMonth(1)
+	k.advance(renewal)
+	inv := k.cycleInvoices(sub)[0]["id"].(string)
+	k.checkDunned(inv, 1, renewal+reviewGap, true)
+	if r := k.post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {"pm_card_chargeDeclined"}}); r.status != 402 {
+		t.Fatalf("manual payment with a declining card: %d %s", r.status, r.raw)
+	}
+	k.checkDunned(inv, 1, renewal+reviewGap, true)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+
+	want := []string{"charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded", "customer.subscription.updated"}
+	if got := reviewSubEventsAll(k.advance(renewal+reviewGap), sub); !slices.Equal(got, want) {
+		t.Fatalf("retry events:\n got %v\nwant %v", got, want)
+	}
+	got := k.get("/v1/invoices/" + inv)
+	if got["status"] != "paid" || num(got["attempt_count"]) != 2 || got["next_payment_attempt"] != nil || num(got["amount_paid"]) != 1000 ||
+		num(at(got, "status_transitions.paid_at")) != renewal+reviewGap {
+		t.Errorf("invoice after the retry: %v attempt_count %v next %v paid %v at %v", got["status"], got["attempt_count"],
+			got["next_payment_attempt"], got["amount_paid"], num(at(got, "status_transitions.paid_at")))
+	}
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+		t.Errorf("subscription after the paying retry: %v, want active", st)
+	}
+	if got := reviewSubEventsAll(k.advance(renewal+15*reviewDay), sub); len(got) != 0 {
+		t.Errorf("events after the invoice was paid: %v", got)
+	}
+}
+
+// Canceling a subscription in its dunning stops the collection of its
+// open invoice (spec, DELETE /v1/subscriptions: "Stripe will stop
+// automatic collection of all finalized invoices for the customer"): no
+// next attempt, auto_advance false, invoice.updated, and no retry comes.
+func TestCancelStopsRetries(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	sub := k.failingSub("pm_card_chargeDeclined")
+	renewal := reviewMonth(1)
+	k.advance(renewal)
+	inv := k.cycleInvoices(sub)[0]["id"].(string)
+	mustOK(t, do(t, "DELETE", base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
+	k.checkDunned(inv, 1, 0, false)
+	var updated int
+	for _, ev := range k.get("/v1/events?limit=100&type=invoice.updated")["data"].([]any) {
+		d := ev.(map[string]any)["data"].(map[string]any)
+		if at(d, "object.id") == inv && at(d, "previous_attributes.auto_advance") == true &&
+			num(at(d, "previous_attributes.next_payment_attempt")) == renewal+reviewGap {
+			updated++
+		}
+	}
+	if updated != 1 {
+		t.Errorf("%d invoice.updated events stopping the collection, want 1", updated)
+	}
+	if got := reviewSubEventsAll(k.advance(renewal+15*reviewDay), sub); len(got) != 0 {
+		t.Errorf("events after the cancellation: %v", got)
+	}
+	k.checkDunned(inv, 1, 0, false)
+}
+
+// A weekly subscription renews again while its first renewal is still
+// retried: already past_due, the second failure changes its status no
+// more; each invoice keeps its own schedule, and when the first one's
+// retries end (at the third renewal's moment, which the retry comes
+// before) the subscription is canceled, the second invoice's retries stop
+// and no third renewal is billed.
+func TestOverlappingDunning(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
+	weekly := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
+		"unit_amount": {"300"}, "recurring[interval]": {"week"}})))
+	sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {weekly},
+		"default_payment_method": {"pm_card_visa"}})))
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+	week := func(n int64) int64 { return reviewFrozen + n*7*reviewDay }
+
+	k.advance(week(2))
+	invs := k.cycleInvoices(sub)
+	if len(invs) != 2 {
+		t.Fatalf("%d renewals after two weeks, want 2", len(invs))
+	}
+	first, second := invs[0]["id"].(string), invs[1]["id"].(string)
+	// The first: its first attempt and 4 retries (the 4th at week 2).
+	k.checkDunned(first, 5, week(1)+5*reviewGap, true)
+	k.checkDunned(second, 1, week(2)+reviewGap, true)
+	k.advance(week(3))
+	// The first's 8th retry at week 3 ended it; the second had 3 retries.
+	k.checkDunned(first, 9, 0, false)
+	k.checkDunned(second, 4, 0, false)
+	so := k.get("/v1/subscriptions/" + sub)
+	if so["status"] != "canceled" || num(so["ended_at"]) != week(3) || len(k.cycleInvoices(sub)) != 2 {
+		t.Errorf("at week 3: status %v ended_at %v, %d renewals; want canceled at %d, 2", so["status"], num(so["ended_at"]), len(k.cycleInvoices(sub)), week(3))
+	}
+	statusChanges := 0
+	for _, ev := range k.get("/v1/events?limit=100&type=customer.subscription.updated")["data"].([]any) {
+		d := ev.(map[string]any)["data"].(map[string]any)
+		if at(d, "object.id") == sub && at(d, "previous_attributes.status") != nil {
+			statusChanges++
+		}
+	}
+	if statusChanges != 1 {
+		t.Errorf("%d status changes in customer.subscription.updated, want 1 (active to past_due)", statusChanges)
+	}
+}
+
+// An incomplete subscription whose first invoice is still unpaid 23 hours
+// after its creation becomes incomplete_expired at that moment (spec,
+// subscription.status), customer.subscription.updated, and its first
+// invoice is voided (its intent canceled); one paid in time is active and
+// stays so. Nothing renews an expired one.
+func TestIncompleteExpires(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const expiry = reviewFrozen + 23*3600
+	cases := []struct {
+		name   string
+		params url.Values
+		pay    bool // paid with pm_card_visa an hour before the expiry
+	}{
+		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}},
+		{name: "default_incomplete", params: url.Values{"payment_behavior": {"default_incomplete"}}},
+		{name: "paid in time", params: url.Values{"payment_behavior": {"default_incomplete"}}, pay: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newReviewClock(t, base)
+			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}}
+			for key, v := range tc.params {
+				p[key] = v
+			}
+			s := mustOK(t, k.post("/v1/subscriptions", p))
+			sub, inv := idOfResp(s), s.body["latest_invoice"].(string)
+			if s.body["status"] != "incomplete" {
+				t.Fatalf("new subscription %v, want incomplete", s.body["status"])
+			}
+			if got := reviewSubEventsAll(k.advance(expiry-3600), sub); len(got) != 0 {
+				t.Fatalf("events before the expiry: %v", got)
+			}
+			if tc.pay {
+				mustOK(t, k.post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {"pm_card_visa"}}))
+			}
+			want := []string{"customer.subscription.updated", "payment_intent.canceled", "invoice.voided"}
+			if tc.pay {
+				want = nil
+			}
+			if got := reviewSubEventsAll(k.advance(expiry), sub); !slices.Equal(got, want) {
+				t.Fatalf("events at the expiry:\n got %v\nwant %v", got, want)
+			}
+			so, io := k.get("/v1/subscriptions/"+sub), k.get("/v1/invoices/"+inv)
+			if tc.pay {
+				if so["status"] != "active" || io["status"] != "paid" {
+					t.Fatalf("paid in time: subscription %v, invoice %v", so["status"], io["status"])
+				}
+				return
+			}
+			if so["status"] != "incomplete_expired" || num(so["ended_at"]) != expiry || num(so["canceled_at"]) != expiry {
+				t.Errorf("expired subscription: status %v ended_at %v canceled_at %v", so["status"], num(so["ended_at"]), num(so["canceled_at"]))
+			}
+			if io["status"] != "void" || num(at(io, "status_transitions.voided_at")) != expiry {
+				t.Errorf("first invoice: %v voided_at %v", io["status"], at(io, "status_transitions.voided_at"))
+			}
+			if pi := k.get("/v1/payment_intents/" + io["payment_intent"].(string)); pi["status"] != "canceled" || pi["cancellation_reason"] != "void_invoice" {
+				t.Errorf("first invoice's intent: %v (%v)", pi["status"], pi["cancellation_reason"])
+			}
+			if got := reviewSubEventsAll(k.advance(reviewMonth(1)+reviewDay), sub); len(got) != 0 || len(k.cycleInvoices(sub)) != 0 {
+				t.Errorf("after the expiry: events %v, %d renewals", got, len(k.cycleInvoices(sub)))
+			}
+		})
+	}
+}
+
+// A trialing subscription's billing_cycle_anchor is its trial_end (Stripe:
+// the anchor's "default value is either the subscription creation date or
+// the trial end date"), and its periods keep to the anchor's day of the
+// month, the month's last when shorter: a trial ending January 31, 2020
+// renews on February 29 and then March 31, not a month after each
+// renewal. So does a subscription created on the 31st.
+func TestBillingCycleAnchor(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	date := func(m time.Month, d int) int64 { return time.Date(2020, m, d, 0, 0, 0, 0, time.UTC).Unix() }
+	cases := []struct {
+		name    string
+		frozen  int64
+		params  url.Values
+		anchor  int64
+		periods []int64 // boundaries from the first period's end on
+	}{
+		{name: "trial", frozen: reviewFrozen, params: url.Values{"trial_period_days": {"30"}}, anchor: date(1, 31),
+			periods: []int64{date(1, 31), date(2, 29), date(3, 31), date(4, 30)}},
+		{name: "created on the 31st", frozen: date(1, 31), anchor: date(1, 31),
+			periods: []int64{date(2, 29), date(3, 31), date(4, 30)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &reviewClock{t: t, base: base}
+			k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(tc.frozen)}})))
+			k.cus = idOfResp(mustOK(t, k.post("/v1/customers", url.Values{"test_clock": {k.clock}})))
+			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}
+			for key, v := range tc.params {
+				p[key] = v
+			}
+			s := mustOK(t, k.post("/v1/subscriptions", p))
+			sub := idOfResp(s)
+			if num(s.body["billing_cycle_anchor"]) != tc.anchor || num(s.body["current_period_end"]) != tc.periods[0] {
+				t.Fatalf("new subscription: billing_cycle_anchor %v current_period_end %v, want %d %d",
+					num(s.body["billing_cycle_anchor"]), num(s.body["current_period_end"]), tc.anchor, tc.periods[0])
+			}
+			for i := 1; i < len(tc.periods); i++ {
+				k.advance(tc.periods[i-1])
+				so := k.get("/v1/subscriptions/" + sub)
+				if num(so["current_period_start"]) != tc.periods[i-1] || num(so["current_period_end"]) != tc.periods[i] ||
+					num(so["billing_cycle_anchor"]) != tc.anchor || so["status"] != "active" {
+					t.Fatalf("after the renewal at %s: %v period %s–%s anchor %v, want %s–%s",
+						time.Unix(tc.periods[i-1], 0).UTC().Format(time.DateOnly), so["status"],
+						time.Unix(num(so["current_period_start"]), 0).UTC().Format(time.DateOnly),
+						time.Unix(num(so["current_period_end"]), 0).UTC().Format(time.DateOnly), num(so["billing_cycle_anchor"]),
+						time.Unix(tc.periods[i-1], 0).UTC().Format(time.DateOnly), time.Unix(tc.periods[i], 0).UTC().Format(time.DateOnly))
+				}
+				invs := k.cycleInvoices(sub)
+				if len(invs) != i || num(at(invs[i-1], "lines.data.0.period.end")) != tc.periods[i] {
+					t.Fatalf("renewal %d: %d invoices, last line period end %v", i, len(invs), at(invs[len(invs)-1], "lines.data.0.period.end"))
+				}
+			}
+		})
+	}
+}
+
+// POST /v1/invoices/{id}/send sends invoice.sent (spec: "Requests made in
+// test-mode result in no emails being sent, despite sending an
+// invoice.sent event"), finalizing a draft first (invoice.finalized
+// before it); again for an open invoice.
+func TestInvoiceSent(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newReviewClock(t, base)
+	mustOK(t, k.post("/v1/invoiceitems", url.Values{"customer": {k.cus}, "amount": {"500"}, "currency": {"usd"}}))
+	inv := idOfResp(mustOK(t, k.post("/v1/invoices", url.Values{"customer": {k.cus}, "collection_method": {"send_invoice"},
+		"days_until_due": {"30"}, "pending_invoice_items_behavior": {"include"}})))
+	invoiceEvents := func() []string {
+		var out []string
+		data := k.get("/v1/events?limit=100")["data"].([]any)
+		for i := len(data) - 1; i >= 0; i-- {
+			ev := data[i].(map[string]any)
+			if at(ev, "data.object.id") == inv {
+				out = append(out, ev["type"].(string))
+			}
+		}
+		return out
+	}
+	before := len(invoiceEvents())
+	r := mustOK(t, k.post("/v1/invoices/"+inv+"/send", url.Values{}))
+	if r.body["status"] != "open" {
+		t.Fatalf("sent draft: status %v, want open", r.body["status"])
+	}
+	mustOK(t, k.post("/v1/invoices/"+inv+"/send", url.Values{}))
+	if got, want := invoiceEvents()[before:], []string{"invoice.finalized", "invoice.sent", "invoice.sent"}; !slices.Equal(got, want) {
+		t.Errorf("events of the sends:\n got %v\nwant %v", got, want)
+	}
+}
