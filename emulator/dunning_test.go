@@ -11,28 +11,28 @@ import (
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 )
 
-// reviewGap is the time between two retries of a failed renewal: 8
+// retryGapSeconds is the time between two retries of a failed renewal: 8
 // retries over 14 days (doc.go).
-const reviewGap = 14 * reviewDay / 8
+const retryGapSeconds = 14 * daySeconds / 8
 
-var reviewRetryFailed = []string{"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"}
+var retryFailedEvents = []string{"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"}
 
-// reviewSubEventsAll is reviewSubEvents knowing the subscription's
+// subscriptionEventsAll is subscriptionEvents knowing the subscription's
 // invoices from every event of evs, not only earlier ones: a retry's
 // charge and intent events come before any of its invoice's.
-func reviewSubEventsAll(evs []map[string]any, sub string) []string {
+func subscriptionEventsAll(evs []map[string]any, sub string) []string {
 	var invs []map[string]any
 	for _, ev := range evs {
 		if obj := at(ev, "data.object").(map[string]any); obj["object"] == "invoice" && obj["subscription"] == sub {
 			invs = append(invs, map[string]any{"type": "", "data": map[string]any{"object": obj}})
 		}
 	}
-	return reviewSubEvents(append(invs, evs...), sub)[len(invs):]
+	return subscriptionEvents(append(invs, evs...), sub)[len(invs):]
 }
 
 // failingSub makes a monthly subscription on k's clock, paid for at
 // creation, whose renewals are charged to pm.
-func (k *reviewClock) failingSub(pm string) string {
+func (k *frozenClock) failingSub(pm string) string {
 	k.t.Helper()
 	sub := idOfResp(mustOK(k.t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
 		"default_payment_method": {"pm_card_visa"}})))
@@ -42,7 +42,7 @@ func (k *reviewClock) failingSub(pm string) string {
 
 // checkDunned fails unless invoice id is open with attempt_count n and its
 // next attempt at next (0: none) and auto_advance as given.
-func (k *reviewClock) checkDunned(id string, n, next int64, autoAdvance bool) {
+func (k *frozenClock) checkDunned(id string, n, next int64, autoAdvance bool) {
 	k.t.Helper()
 	inv := k.get("/v1/invoices/" + id)
 	if inv["status"] != "open" || num(inv["attempt_count"]) != n || inv["attempted"] != true ||
@@ -60,31 +60,31 @@ func (k *reviewClock) checkDunned(id string, n, next int64, autoAdvance bool) {
 // collection stopped; nothing renews afterwards.
 func TestDunningEndsCanceled(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	sub := k.failingSub("pm_card_chargeCustomerFail")
-	renewal := reviewMonth(1)
-	if got := reviewSubEventsAll(k.advance(renewal), sub); !slices.Equal(got, failedRenewal) {
+	renewal := monthStart(1)
+	if got := subscriptionEventsAll(k.advance(renewal), sub); !slices.Equal(got, failedRenewal) {
 		t.Fatalf("renewal events:\n got %v\nwant %v", got, failedRenewal)
 	}
 	inv := k.cycleInvoices(sub)[0]["id"].(string)
-	if got := reviewSubEventsAll(k.advance(renewal+reviewGap-1), sub); len(got) != 0 {
+	if got := subscriptionEventsAll(k.advance(renewal+retryGapSeconds-1), sub); len(got) != 0 {
 		t.Fatalf("events before the first retry: %v", got)
 	}
 	for n := int64(1); n <= 8; n++ {
-		k.checkDunned(inv, n, renewal+n*reviewGap, true)
-		want := reviewRetryFailed
+		k.checkDunned(inv, n, renewal+n*retryGapSeconds, true)
+		want := retryFailedEvents
 		if n == 8 {
-			want = slices.Concat(reviewRetryFailed, []string{"customer.subscription.deleted", "invoice.updated"})
+			want = slices.Concat(retryFailedEvents, []string{"customer.subscription.deleted", "invoice.updated"})
 		}
-		if got := reviewSubEventsAll(k.advance(renewal+n*reviewGap), sub); !slices.Equal(got, want) {
+		if got := subscriptionEventsAll(k.advance(renewal+n*retryGapSeconds), sub); !slices.Equal(got, want) {
 			t.Fatalf("retry %d events:\n got %v\nwant %v", n, got, want)
 		}
 	}
 	k.checkDunned(inv, 9, 0, false)
-	end := renewal + 14*reviewDay
+	end := renewal + 14*daySeconds
 	so := k.get("/v1/subscriptions/" + sub)
 	if so["status"] != "canceled" || num(so["ended_at"]) != end || num(so["canceled_at"]) != end ||
-		at(so, "cancellation_details.reason") != "payment_failed" || num(so["current_period_end"]) != reviewMonth(2) {
+		at(so, "cancellation_details.reason") != "payment_failed" || num(so["current_period_end"]) != monthStart(2) {
 		t.Errorf("after the last retry: status %v ended_at %v canceled_at %v details %v period end %v, want canceled at %d, payment_failed",
 			so["status"], num(so["ended_at"]), num(so["canceled_at"]), so["cancellation_details"], num(so["current_period_end"]), end)
 	}
@@ -97,7 +97,7 @@ func TestDunningEndsCanceled(t *testing.T) {
 	if failed != 9 {
 		t.Errorf("%d failed charges of the renewal invoice, want 9 (the first attempt and 8 retries)", failed)
 	}
-	if got := reviewSubEventsAll(k.advance(reviewMonth(2)+reviewDay), sub); len(got) != 0 || len(k.cycleInvoices(sub)) != 1 {
+	if got := subscriptionEventsAll(k.advance(monthStart(2)+daySeconds), sub); len(got) != 0 || len(k.cycleInvoices(sub)) != 1 {
 		t.Errorf("after the cancellation, at the next period: events %v, %d renewals", got, len(k.cycleInvoices(sub)))
 	}
 }
@@ -109,32 +109,32 @@ func TestDunningEndsCanceled(t *testing.T) {
 // invoice.attempt_count).
 func TestDunningRecovers(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	sub := k.failingSub("pm_card_chargeDeclined")
-	renewal := reviewMonth(1)
+	renewal := monthStart(1)
 	k.advance(renewal)
 	inv := k.cycleInvoices(sub)[0]["id"].(string)
-	k.checkDunned(inv, 1, renewal+reviewGap, true)
+	k.checkDunned(inv, 1, renewal+retryGapSeconds, true)
 	if r := k.post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {"pm_card_chargeDeclined"}}); r.status != 402 {
 		t.Fatalf("manual payment with a declining card: %d %s", r.status, r.raw)
 	}
-	k.checkDunned(inv, 1, renewal+reviewGap, true)
+	k.checkDunned(inv, 1, renewal+retryGapSeconds, true)
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
 
 	want := []string{"charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded", "customer.subscription.updated"}
-	if got := reviewSubEventsAll(k.advance(renewal+reviewGap), sub); !slices.Equal(got, want) {
+	if got := subscriptionEventsAll(k.advance(renewal+retryGapSeconds), sub); !slices.Equal(got, want) {
 		t.Fatalf("retry events:\n got %v\nwant %v", got, want)
 	}
 	got := k.get("/v1/invoices/" + inv)
 	if got["status"] != "paid" || num(got["attempt_count"]) != 2 || got["next_payment_attempt"] != nil || num(got["amount_paid"]) != 1000 ||
-		num(at(got, "status_transitions.paid_at")) != renewal+reviewGap {
+		num(at(got, "status_transitions.paid_at")) != renewal+retryGapSeconds {
 		t.Errorf("invoice after the retry: %v attempt_count %v next %v paid %v at %v", got["status"], got["attempt_count"],
 			got["next_payment_attempt"], got["amount_paid"], num(at(got, "status_transitions.paid_at")))
 	}
 	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
 		t.Errorf("subscription after the paying retry: %v, want active", st)
 	}
-	if got := reviewSubEventsAll(k.advance(renewal+15*reviewDay), sub); len(got) != 0 {
+	if got := subscriptionEventsAll(k.advance(renewal+15*daySeconds), sub); len(got) != 0 {
 		t.Errorf("events after the invoice was paid: %v", got)
 	}
 }
@@ -145,9 +145,9 @@ func TestDunningRecovers(t *testing.T) {
 // next attempt, auto_advance false, invoice.updated, and no retry comes.
 func TestCancelStopsRetries(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	sub := k.failingSub("pm_card_chargeDeclined")
-	renewal := reviewMonth(1)
+	renewal := monthStart(1)
 	k.advance(renewal)
 	inv := k.cycleInvoices(sub)[0]["id"].(string)
 	mustOK(t, do(t, "DELETE", base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
@@ -156,14 +156,14 @@ func TestCancelStopsRetries(t *testing.T) {
 	for _, ev := range k.get("/v1/events?limit=100&type=invoice.updated")["data"].([]any) {
 		d := ev.(map[string]any)["data"].(map[string]any)
 		if at(d, "object.id") == inv && at(d, "previous_attributes.auto_advance") == true &&
-			num(at(d, "previous_attributes.next_payment_attempt")) == renewal+reviewGap {
+			num(at(d, "previous_attributes.next_payment_attempt")) == renewal+retryGapSeconds {
 			updated++
 		}
 	}
 	if updated != 1 {
 		t.Errorf("%d invoice.updated events stopping the collection, want 1", updated)
 	}
-	if got := reviewSubEventsAll(k.advance(renewal+15*reviewDay), sub); len(got) != 0 {
+	if got := subscriptionEventsAll(k.advance(renewal+15*daySeconds), sub); len(got) != 0 {
 		t.Errorf("events after the cancellation: %v", got)
 	}
 	k.checkDunned(inv, 1, 0, false)
@@ -177,14 +177,14 @@ func TestCancelStopsRetries(t *testing.T) {
 // and no third renewal is billed.
 func TestOverlappingDunning(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
 	weekly := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
 		"unit_amount": {"300"}, "recurring[interval]": {"week"}})))
 	sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {weekly},
 		"default_payment_method": {"pm_card_visa"}})))
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
-	week := func(n int64) int64 { return reviewFrozen + n*7*reviewDay }
+	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
 
 	k.advance(week(2))
 	invs := k.cycleInvoices(sub)
@@ -193,8 +193,8 @@ func TestOverlappingDunning(t *testing.T) {
 	}
 	first, second := invs[0]["id"].(string), invs[1]["id"].(string)
 	// The first: its first attempt and 4 retries (the 4th at week 2).
-	k.checkDunned(first, 5, week(1)+5*reviewGap, true)
-	k.checkDunned(second, 1, week(2)+reviewGap, true)
+	k.checkDunned(first, 5, week(1)+5*retryGapSeconds, true)
+	k.checkDunned(second, 1, week(2)+retryGapSeconds, true)
 	k.advance(week(3))
 	// The first's 8th retry at week 3 ended it; the second had 3 retries.
 	k.checkDunned(first, 9, 0, false)
@@ -222,7 +222,7 @@ func TestOverlappingDunning(t *testing.T) {
 // stays so. Nothing renews an expired one.
 func TestIncompleteExpires(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	const expiry = reviewFrozen + 23*3600
+	const expiry = clockFrozenAt + 23*3600
 	cases := []struct {
 		name   string
 		params url.Values
@@ -234,7 +234,7 @@ func TestIncompleteExpires(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}}
 			for key, v := range tc.params {
 				p[key] = v
@@ -244,7 +244,7 @@ func TestIncompleteExpires(t *testing.T) {
 			if s.body["status"] != "incomplete" {
 				t.Fatalf("new subscription %v, want incomplete", s.body["status"])
 			}
-			if got := reviewSubEventsAll(k.advance(expiry-3600), sub); len(got) != 0 {
+			if got := subscriptionEventsAll(k.advance(expiry-3600), sub); len(got) != 0 {
 				t.Fatalf("events before the expiry: %v", got)
 			}
 			if tc.pay {
@@ -254,7 +254,7 @@ func TestIncompleteExpires(t *testing.T) {
 			if tc.pay {
 				want = nil
 			}
-			if got := reviewSubEventsAll(k.advance(expiry), sub); !slices.Equal(got, want) {
+			if got := subscriptionEventsAll(k.advance(expiry), sub); !slices.Equal(got, want) {
 				t.Fatalf("events at the expiry:\n got %v\nwant %v", got, want)
 			}
 			so, io := k.get("/v1/subscriptions/"+sub), k.get("/v1/invoices/"+inv)
@@ -273,7 +273,7 @@ func TestIncompleteExpires(t *testing.T) {
 			if pi := k.get("/v1/payment_intents/" + io["payment_intent"].(string)); pi["status"] != "canceled" || pi["cancellation_reason"] != "void_invoice" {
 				t.Errorf("first invoice's intent: %v (%v)", pi["status"], pi["cancellation_reason"])
 			}
-			if got := reviewSubEventsAll(k.advance(reviewMonth(1)+reviewDay), sub); len(got) != 0 || len(k.cycleInvoices(sub)) != 0 {
+			if got := subscriptionEventsAll(k.advance(monthStart(1)+daySeconds), sub); len(got) != 0 || len(k.cycleInvoices(sub)) != 0 {
 				t.Errorf("after the expiry: events %v, %d renewals", got, len(k.cycleInvoices(sub)))
 			}
 		})
@@ -296,14 +296,14 @@ func TestBillingCycleAnchor(t *testing.T) {
 		anchor  int64
 		periods []int64 // boundaries from the first period's end on
 	}{
-		{name: "trial", frozen: reviewFrozen, params: url.Values{"trial_period_days": {"30"}}, anchor: date(1, 31),
+		{name: "trial", frozen: clockFrozenAt, params: url.Values{"trial_period_days": {"30"}}, anchor: date(1, 31),
 			periods: []int64{date(1, 31), date(2, 29), date(3, 31), date(4, 30)}},
 		{name: "created on the 31st", frozen: date(1, 31), anchor: date(1, 31),
 			periods: []int64{date(2, 29), date(3, 31), date(4, 30)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &reviewClock{t: t, base: base}
+			k := &frozenClock{t: t, base: base}
 			k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(tc.frozen)}})))
 			k.cus = idOfResp(mustOK(t, k.post("/v1/customers", url.Values{"test_clock": {k.clock}})))
 			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}
@@ -342,7 +342,7 @@ func TestBillingCycleAnchor(t *testing.T) {
 // before it); again for an open invoice.
 func TestInvoiceSent(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	mustOK(t, k.post("/v1/invoiceitems", url.Values{"customer": {k.cus}, "amount": {"500"}, "currency": {"usd"}}))
 	inv := idOfResp(mustOK(t, k.post("/v1/invoices", url.Values{"customer": {k.cus}, "collection_method": {"send_invoice"},
 		"days_until_due": {"30"}, "pending_invoice_items_behavior": {"include"}})))

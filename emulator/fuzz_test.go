@@ -11,15 +11,15 @@ import (
 	"testing"
 )
 
-var reviewRoutes = []struct{ method, path string }{
+var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v1/customers"}, {"POST", "/v1/subscriptions"}, {"POST", "/v1/prices"}, {"GET", "/v1/customers"},
 	{"POST", "/v1/invoices"}, {"POST", "/v1/checkout/sessions"}, {"POST", "/v1/payment_intents"}, {"GET", "/v1/events"},
 	{"POST", "/v1/products"}, {"POST", "/v1/coupons"}, {"DELETE", "/v1/customers/cus_x"}, {"POST", "/v1/subscription_schedules"},
 }
 
-// reviewServe sends one request and checks the answer: JSON, below 500,
+// serveChecked sends one request and checks the answer: JSON, below 500,
 // Stripe's error shape on a 4xx. It returns the bytes allocated meanwhile.
-func reviewServe(t *testing.T, e *Emulator, method, path, body, contentType string) (int, uint64) {
+func serveChecked(t *testing.T, e *Emulator, method, path, body, contentType string) (int, uint64) {
 	t.Helper()
 	target := path
 	if method == "GET" {
@@ -84,8 +84,8 @@ func FuzzEmulatorParams(f *testing.F) {
 		f.Add(s.route, s.body)
 	}
 	f.Fuzz(func(t *testing.T, route uint8, body string) {
-		r := reviewRoutes[int(route)%len(reviewRoutes)]
-		_, alloc := reviewServe(t, e, r.method, r.path, body, "application/x-www-form-urlencoded")
+		r := fuzzRoutes[int(route)%len(fuzzRoutes)]
+		_, alloc := serveChecked(t, e, r.method, r.path, body, "application/x-www-form-urlencoded")
 		if limit := uint64(1<<20 + 200*len(body)); alloc > limit {
 			t.Fatalf("%s %s %.200q: allocated %d bytes for a %d-byte body", r.method, r.path, body, alloc, len(body))
 		}
@@ -108,7 +108,7 @@ func TestDeepParamsRefused(t *testing.T) {
 		{"POST", "/v1/customers", "email=x&metadata" + strings.Repeat("%5Ba%5D", 100) + "=x"},
 		{"GET", "/v1/customers", "metadata" + strings.Repeat("[a]", 100_000) + "=x"},
 	} {
-		code, alloc := reviewServe(t, e, r.method, r.path, r.body, "application/x-www-form-urlencoded")
+		code, alloc := serveChecked(t, e, r.method, r.path, r.body, "application/x-www-form-urlencoded")
 		if code != 400 || alloc > 64<<20 {
 			t.Errorf("%s %s deep key: status %d, allocated %d MB", r.method, r.path, code, alloc>>20)
 		}
@@ -117,13 +117,13 @@ func TestDeepParamsRefused(t *testing.T) {
 	w := multipart.NewWriter(&mp)
 	w.WriteField("metadata"+strings.Repeat("[a]", 100_000), "x")
 	w.Close()
-	if code, _ := reviewServe(t, e, "POST", "/v1/customers", mp.String(), w.FormDataContentType()); code != 400 {
+	if code, _ := serveChecked(t, e, "POST", "/v1/customers", mp.String(), w.FormDataContentType()); code != 400 {
 		t.Errorf("multipart deep key: status %d", code)
 	}
 	// Stripe's own nesting still works, and brackets in values count for
 	// nothing.
 	body := "email=x&metadata[k]=" + strings.Repeat("[", 100) + "&invoice_settings[custom_fields][0][name]=a&invoice_settings[custom_fields][0][value]=b"
-	if code, _ := reviewServe(t, e, "POST", "/v1/customers", body, "application/x-www-form-urlencoded"); code != 200 {
+	if code, _ := serveChecked(t, e, "POST", "/v1/customers", body, "application/x-www-form-urlencoded"); code != 200 {
 		t.Errorf("ordinary nesting: status %d", code)
 	}
 }

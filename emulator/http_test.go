@@ -140,7 +140,13 @@ func TestIdempotencyKeyInUse(t *testing.T) {
 		defer wg.Done()
 		first = do(t, "POST", base+"/v1/customers", "sk_test_x", "name=a", "Idempotency-Key", "busy")
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// The first request holds its key for its second of latency; the
+	// requests below must come within it.
+	for deadline := time.Now().Add(10 * time.Second); !emulator.KeyInFlight(e, "sk_test_x", "busy"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never arrived")
+		}
+	}
 	for _, tc := range []struct {
 		name, key, apiKey string
 		status            int

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// reviewPayments drives one emulator through payment operations and
+// paymentChecker drives one emulator through payment operations and
 // checks, after each, what the objects must agree on.
-type reviewPayments struct {
+type paymentChecker struct {
 	t      *testing.T
 	e      *Emulator
 	offset time.Duration
@@ -25,14 +25,14 @@ type reviewPayments struct {
 	fetched map[string]bool
 }
 
-var reviewCards = []struct{ pm, src string }{
+var testCards = []struct{ pm, src string }{
 	{"pm_card_visa", "tok_visa"},
 	{"pm_card_createDispute", "tok_createDispute"},
 	{"pm_card_chargeDeclined", "tok_chargeDeclined"},
 }
 
 // do sends one request; any 5xx (a handler panic is a 500) fails.
-func (r *reviewPayments) do(method, path, body string) (int, map[string]any) {
+func (r *paymentChecker) do(method, path, body string) (int, map[string]any) {
 	r.t.Helper()
 	target := path
 	if method == http.MethodGet && body != "" {
@@ -52,7 +52,7 @@ func (r *reviewPayments) do(method, path, body string) (int, map[string]any) {
 	return rec.Code, v
 }
 
-func (r *reviewPayments) fatalf(format string, args ...any) {
+func (r *paymentChecker) fatalf(format string, args ...any) {
 	r.t.Helper()
 	r.t.Fatalf("after\n  %s\n%s", strings.Join(r.log, "\n  "), fmt.Sprintf(format, args...))
 }
@@ -68,8 +68,8 @@ func pick(ids []string, b byte) string {
 // that partial amounts are interesting.
 func amount(b byte) int64 { return 50 + 10*int64(b) }
 
-func (r *reviewPayments) step(op, a, b byte) {
-	card := reviewCards[int(a)%len(reviewCards)]
+func (r *paymentChecker) step(op, a, b byte) {
+	card := testCards[int(a)%len(testCards)]
 	switch op % 12 {
 	case 0: // create an intent, maybe confirmed, maybe manual capture
 		body := fmt.Sprintf("amount=%d&currency=usd&payment_method=%s", amount(b), card.pm)
@@ -148,7 +148,7 @@ func (r *reviewPayments) step(op, a, b byte) {
 }
 
 // learn picks up the charges and disputes the operations made.
-func (r *reviewPayments) learn() {
+func (r *paymentChecker) learn() {
 	r.chs = r.chs[:0]
 	for _, rec := range r.e.tables["charges"].ordered {
 		r.chs = append(r.chs, rec.id)
@@ -159,7 +159,7 @@ func (r *reviewPayments) learn() {
 	}
 }
 
-func (r *reviewPayments) objects(table string) []map[string]any {
+func (r *paymentChecker) objects(table string) []map[string]any {
 	var out []map[string]any
 	for _, rec := range r.e.tables[table].ordered {
 		m, err := decodeObject(rec.raw)
@@ -174,7 +174,7 @@ func (r *reviewPayments) objects(table string) []map[string]any {
 // check: the balance is what the charges, refunds and disputes imply;
 // each charge's amounts agree with its refunds and its capture; disputes
 // are of captured charges; every event's object can be fetched.
-func (r *reviewPayments) check() {
+func (r *paymentChecker) check() {
 	r.t.Helper()
 	var balance, fees, want, wantFees int64
 	for _, t := range r.objects("balance_transactions") {
@@ -332,7 +332,7 @@ func FuzzPayments(f *testing.F) {
 		e.reset()
 		e.mu.Unlock()
 		e.SetClockOffset(0)
-		r := &reviewPayments{t: t, e: e}
+		r := &paymentChecker{t: t, e: e}
 		for i := 0; i+2 < len(ops) && i < 3*24; i += 3 {
 			r.step(ops[i], ops[i+1], ops[i+2])
 		}
@@ -351,7 +351,7 @@ func TestPartialReleaseRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &reviewPayments{t: t, e: e}
+	r := &paymentChecker{t: t, e: e}
 	_, ch := r.do("POST", "/v1/charges", "amount=1050&currency=usd&source=tok_visa&capture=false")
 	id := ch["id"].(string)
 	if code, v := r.do("POST", "/v1/refunds", "charge="+id+"&amount=16"); code != 400 || v["error"].(map[string]any)["param"] != "amount" {
@@ -402,7 +402,7 @@ func FuzzSchedules(f *testing.F) {
 		e.mu.Lock()
 		e.reset()
 		e.mu.Unlock()
-		r := &reviewPayments{t: t, e: e}
+		r := &paymentChecker{t: t, e: e}
 		_, cus := r.do("POST", "/v1/customers", "email=a%40b.co")
 		_, prod := r.do("POST", "/v1/products", "name=p")
 		_, p1 := r.do("POST", "/v1/prices", "currency=usd&unit_amount=1000&recurring[interval]=month&product="+prod["id"].(string))
@@ -446,7 +446,7 @@ func TestDisputedChargeNotRefunded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &reviewPayments{t: t, e: e}
+	r := &paymentChecker{t: t, e: e}
 	for _, evidence := range []string{"", "losing_evidence", "winning_evidence"} {
 		_, ch := r.do("POST", "/v1/charges", "amount=1050&currency=usd&source=tok_createDispute")
 		id := ch["id"].(string)
@@ -474,7 +474,7 @@ func TestFailedChargeNotCaptured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &reviewPayments{t: t, e: e}
+	r := &paymentChecker{t: t, e: e}
 	if code, _ := r.do("POST", "/v1/payment_intents", "amount=530&currency=usd&payment_method=pm_card_chargeDeclined&confirm=true"); code != 402 {
 		r.fatalf("declined intent: %d", code)
 	}

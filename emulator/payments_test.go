@@ -217,10 +217,10 @@ func TestReleasedAuthorizationNotCapturable(t *testing.T) {
 	}
 }
 
-// reviewEvents lists the types of the events whose object is id or
+// eventTypesFor lists the types of the events whose object is id or
 // belongs to payment intent id (its charges), as GET /v1/events orders
 // them: newest first.
-func reviewEvents(t *testing.T, base, id string) []string {
+func eventTypesFor(t *testing.T, base, id string) []string {
 	t.Helper()
 	r := mustOK(t, do(t, "GET", base+"/v1/events?limit=100", "sk_test_x", ""))
 	var out []string
@@ -235,9 +235,9 @@ func reviewEvents(t *testing.T, base, id string) []string {
 	return out
 }
 
-// reviewDispute returns the one dispute of charge ch, or nil when it has
+// disputeOf returns the one dispute of charge ch, or nil when it has
 // none.
-func reviewDispute(t *testing.T, base, ch string) map[string]any {
+func disputeOf(t *testing.T, base, ch string) map[string]any {
 	t.Helper()
 	data, _ := mustOK(t, do(t, "GET", base+"/v1/disputes?charge="+ch, "sk_test_x", "")).body["data"].([]any)
 	switch len(data) {
@@ -283,7 +283,7 @@ func TestDisputeOutcome(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := idOfResp(mustOK(t, do(t, "POST", base+"/v1/charges", "sk_test_x", "amount=2000&currency=usd&source=tok_createDispute")))
-			d := reviewDispute(t, base, ch)
+			d := disputeOf(t, base, ch)
 			if d == nil || d["status"] != "needs_response" {
 				t.Fatalf("dispute of %s: %v", ch, d)
 			}
@@ -369,7 +369,7 @@ func TestDisputeWaitsForCapture(t *testing.T) {
 			if obj["object"] == "payment_intent" {
 				ch = obj["latest_charge"].(string)
 			}
-			if d := reviewDispute(t, base, ch); d != nil {
+			if d := disputeOf(t, base, ch); d != nil {
 				t.Fatalf("an authorization was disputed: %v", d)
 			}
 			if c := getObj(t, base, "/v1/charges/"+ch); c["disputed"] != false {
@@ -378,7 +378,7 @@ func TestDisputeWaitsForCapture(t *testing.T) {
 			adj := mustOK(t, do(t, "GET", base+"/v1/balance_transactions?type=adjustment", "sk_test_x", "")).body["data"].([]any)
 			before := len(adj)
 			mustOK(t, do(t, "POST", base+"/v1/"+strings.ReplaceAll(tc.finish, "{id}", id), "sk_test_x", tc.form))
-			d := reviewDispute(t, base, ch)
+			d := disputeOf(t, base, ch)
 			c := getObj(t, base, "/v1/charges/"+ch)
 			adj = mustOK(t, do(t, "GET", base+"/v1/balance_transactions?type=adjustment", "sk_test_x", "")).body["data"].([]any)
 			if tc.disputed == 0 {
@@ -453,13 +453,13 @@ func TestAuthorizationExpires(t *testing.T) {
 					x["id"], x["refunded"], x["amount_refunded"], x["captured"], x["balance_transaction"])
 			}
 		}
-		if got, want := reviewEvents(t, base, pi), []string{"payment_intent.canceled", "charge.expired", "payment_intent.amount_capturable_updated", "charge.succeeded", "payment_intent.created"}; !slices.Equal(got, want) {
+		if got, want := eventTypesFor(t, base, pi), []string{"payment_intent.canceled", "charge.expired", "payment_intent.amount_capturable_updated", "charge.succeeded", "payment_intent.created"}; !slices.Equal(got, want) {
 			t.Errorf("events of the expired intent, newest first: %v, want %v", got, want)
 		}
 		if got := eventTypes(t, base, legacy); !slices.Equal(got, []string{"charge.succeeded", "charge.expired"}) {
 			t.Errorf("events of the expired charge: %v", got)
 		}
-		if got := reviewEvents(t, base, refunded["id"].(string)); got[0] != "payment_intent.canceled" || slices.Contains(got, "charge.expired") {
+		if got := eventTypesFor(t, base, refunded["id"].(string)); got[0] != "payment_intent.canceled" || slices.Contains(got, "charge.expired") {
 			t.Errorf("events of the refunded authorization, newest first: %v", got)
 		}
 		if k := getObj(t, base, "/v1/payment_intents/"+captured["id"].(string)); k["status"] != "succeeded" {
@@ -499,7 +499,7 @@ func TestConfirmOnCreateEventOrder(t *testing.T) {
 				pi, _ := r.body["error"].(map[string]any)["payment_intent"].(map[string]any)
 				id, _ = pi["id"].(string)
 			}
-			if got := reviewEvents(t, base, id); !slices.Equal(got, tc.want) {
+			if got := eventTypesFor(t, base, id); !slices.Equal(got, tc.want) {
 				t.Fatalf("events %v, want %v", got, tc.want)
 			}
 		})

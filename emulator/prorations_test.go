@@ -10,18 +10,18 @@ import (
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 )
 
-// reviewJan is the length of January 2020, the first period of a monthly
-// subscription created at reviewFrozen.
-const reviewJan = 31 * reviewDay
+// januarySeconds is the length of January 2020, the first period of a monthly
+// subscription created at clockFrozenAt.
+const januarySeconds = 31 * daySeconds
 
-// reviewProration is a proration invoice item as a test expects it.
-type reviewProration struct {
+// wantProration is a proration invoice item as a test expects it.
+type wantProration struct {
 	amount, qty int64
 	credit      bool // on the old price (else the new one)
 }
 
-// reviewItems lists the customer's invoice items, oldest first.
-func (k *reviewClock) items() []map[string]any {
+// items lists the customer's invoice items, oldest first.
+func (k *frozenClock) items() []map[string]any {
 	k.t.Helper()
 	data := k.get("/v1/invoiceitems?limit=100&customer=" + k.cus)["data"].([]any)
 	out := make([]map[string]any, 0, len(data))
@@ -44,10 +44,10 @@ func (k *reviewClock) items() []map[string]any {
 func TestProrations(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	// Ten days and an hour into January: 1810800 of 2678400 seconds left.
-	const at = reviewFrozen + 10*reviewDay + 3600
-	const half = reviewFrozen + reviewJan/2 // exactly half of January left
+	const at = clockFrozenAt + 10*daySeconds + 3600
+	const half = clockFrozenAt + januarySeconds/2 // exactly half of January left
 	type env struct {
-		k                *reviewClock
+		k                *frozenClock
 		sub, item, price string
 		newPrice         string // of 2500
 		second           string // a second item (price 400), when asked for
@@ -58,19 +58,19 @@ func TestProrations(t *testing.T) {
 		trial   bool
 		twoItem bool
 		change  func(e env) apiResp
-		want    []reviewProration
+		want    []wantProration
 		invoice bool // always_invoice: an invoice of the prorations
 	}{
 		{name: "quantity up, default behavior", unit: 1000, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"}})
-		}, want: []reviewProration{{-676, 1, true}, {2028, 3, false}}},
+		}, want: []wantProration{{-676, 1, true}, {2028, 3, false}}},
 		{name: "price change on the item endpoint at proration_date", unit: 1000, change: func(e env) apiResp {
 			return e.k.post("/v1/subscription_items/"+e.item, url.Values{"price": {e.newPrice}, "proration_date": {fmt.Sprint(half)}})
-		}, want: []reviewProration{{-500, 1, true}, {1250, 1, false}}},
+		}, want: []wantProration{{-500, 1, true}, {1250, 1, false}}},
 		{name: "half a cent rounds away from zero", unit: 1001, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"2"},
 				"proration_date": {fmt.Sprint(half)}})
-		}, want: []reviewProration{{-501, 1, true}, {1001, 2, false}}},
+		}, want: []wantProration{{-501, 1, true}, {1001, 2, false}}},
 		{name: "none", unit: 1000, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"},
 				"proration_behavior": {"none"}})
@@ -84,21 +84,21 @@ func TestProrations(t *testing.T) {
 		}},
 		{name: "item added", unit: 1000, change: func(e env) apiResp {
 			return e.k.post("/v1/subscription_items", url.Values{"subscription": {e.sub}, "price": {e.newPrice}, "quantity": {"2"}})
-		}, want: []reviewProration{{3380, 2, false}}},
+		}, want: []wantProration{{3380, 2, false}}},
 		{name: "item deleted", unit: 1000, twoItem: true, change: func(e env) apiResp {
 			return do(t, "DELETE", base+"/v1/subscription_items/"+e.second, "sk_test_x", "")
-		}, want: []reviewProration{{-270, 1, true}}},
+		}, want: []wantProration{{-270, 1, true}}},
 		{name: "item deleted through the subscription", unit: 1000, twoItem: true, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.second}, "items[0][deleted]": {"true"}})
-		}, want: []reviewProration{{-270, 1, true}}},
+		}, want: []wantProration{{-270, 1, true}}},
 		{name: "always_invoice", unit: 1000, invoice: true, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"},
 				"proration_behavior": {"always_invoice"}})
-		}, want: []reviewProration{{-676, 1, true}, {2028, 3, false}}},
+		}, want: []wantProration{{-676, 1, true}, {2028, 3, false}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			e := env{k: k, price: k.price(tc.unit), newPrice: k.price(2500)}
 			p := url.Values{"customer": {k.cus}, "items[0][price]": {e.price}, "default_payment_method": {"pm_card_visa"}}
 			if tc.trial {
@@ -148,7 +148,7 @@ func TestProrations(t *testing.T) {
 				period := ii["period"].(map[string]any)
 				if num(ii["amount"]) != w.amount || num(ii["quantity"]) != w.qty || ii["proration"] != true || ii["discountable"] != false ||
 					ii["subscription"] != e.sub || ii["subscription_item"] == nil || ii["price"].(map[string]any)["id"] != price ||
-					num(period["start"]) != from || num(period["end"]) != reviewMonth(1) || num(ii["date"]) != at || ii["test_clock"] != k.clock {
+					num(period["start"]) != from || num(period["end"]) != monthStart(1) || num(ii["date"]) != at || ii["test_clock"] != k.clock {
 					t.Errorf("invoice item %d: %v, want amount %d quantity %d of %s from %d", i, ii, w.amount, w.qty, price, from)
 				}
 				if (tc.name == "quantity up, default behavior" || tc.name == "always_invoice") && ii["subscription_item"] != e.item {
@@ -189,7 +189,7 @@ func TestProrations(t *testing.T) {
 }
 
 // events runs f and returns the events it caused, oldest first.
-func (k *reviewClock) events(f func()) []map[string]any {
+func (k *frozenClock) events(f func()) []map[string]any {
 	k.t.Helper()
 	before := k.get("/v1/events?limit=1")["data"].([]any)
 	q := "/v1/events?limit=100"
@@ -209,11 +209,11 @@ func (k *reviewClock) events(f func()) []map[string]any {
 // nothing.
 func TestProrationDateOutsidePeriod(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}))
 	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	r := k.post("/v1/subscriptions/"+idOfResp(s), url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
-		"proration_date": {fmt.Sprint(reviewFrozen - 1)}})
+		"proration_date": {fmt.Sprint(clockFrozenAt - 1)}})
 	if r.status != 400 || r.body["error"].(map[string]any)["param"] != "proration_date" {
 		t.Fatalf("proration_date before the period: %d %s", r.status, r.raw)
 	}
@@ -232,14 +232,14 @@ func TestProrationDateOutsidePeriod(t *testing.T) {
 // out of both.
 func TestProrationsRenewal(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	price := k.price(1000)
 	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}))
 	sub := idOfResp(s)
 	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	other := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(300)}, "default_payment_method": {"pm_card_visa"}})))
 	otherItem := k.get("/v1/subscriptions/" + other)["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
-	k.advance(reviewFrozen + 10*reviewDay + 3600)
+	k.advance(clockFrozenAt + 10*daySeconds + 3600)
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}}))
 	// Another subscription's prorations: never on sub's invoices.
 	mustOK(t, k.post("/v1/subscriptions/"+other, url.Values{"items[0][id]": {otherItem}, "items[0][quantity]": {"2"}}))
@@ -260,7 +260,7 @@ func TestProrationsRenewal(t *testing.T) {
 		t.Errorf("upcoming: prorations %v, amount_due %v; want [-676 2028], %d", prorations, up["amount_due"], 3000+2028-676)
 	}
 
-	k.advance(reviewMonth(1) + reviewDay)
+	k.advance(monthStart(1) + daySeconds)
 	cycles := k.cycleInvoices(sub)
 	if len(cycles) != 1 {
 		t.Fatalf("%d renewal invoices", len(cycles))
@@ -289,7 +289,7 @@ func TestProrationsRenewal(t *testing.T) {
 // start.
 func TestSchedulePhaseProrations(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	const boundary = reviewFrozen + 10*reviewDay // 21 of January's 31 days left
+	const boundary = clockFrozenAt + 10*daySeconds // 21 of January's 31 days left
 	for _, tc := range []struct {
 		behavior string
 		want     []int64 // amounts, oldest first
@@ -300,7 +300,7 @@ func TestSchedulePhaseProrations(t *testing.T) {
 		{"always_invoice", []int64{-677, 2032}, true},
 	} {
 		t.Run("behavior "+tc.behavior, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			// A default payment method: the schedule's subscription is
 			// active (paid), not incomplete, which prorates nothing.
 			pm := idOfResp(mustOK(t, k.post("/v1/payment_methods", url.Values{"type": {"card"}})))
@@ -309,7 +309,7 @@ func TestSchedulePhaseProrations(t *testing.T) {
 			price := k.price(1000)
 			p := url.Values{"customer": {k.cus}, "start_date": {"now"},
 				"phases[0][items][0][price]": {price}, "phases[0][end_date]": {fmt.Sprint(boundary)},
-				"phases[1][items][0][price]": {price}, "phases[1][items][0][quantity]": {"3"}, "phases[1][end_date]": {fmt.Sprint(reviewMonth(3))}}
+				"phases[1][items][0][price]": {price}, "phases[1][items][0][quantity]": {"3"}, "phases[1][end_date]": {fmt.Sprint(monthStart(3))}}
 			if tc.behavior != "" {
 				p["phases[1][proration_behavior]"] = []string{tc.behavior}
 			}
@@ -344,13 +344,13 @@ func TestProrationDowngrade(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	for _, behavior := range []string{"always_invoice", "create_prorations"} {
 		t.Run(behavior, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			price := k.price(1000)
 			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price},
 				"items[0][quantity]": {"3"}, "default_payment_method": {"pm_card_visa"}}))
 			sub := idOfResp(s)
 			item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
-			k.advance(reviewFrozen + reviewDay)
+			k.advance(clockFrozenAt + daySeconds)
 			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"1"},
 				"proration_behavior": {behavior}}))
 			var invs []map[string]any
@@ -361,7 +361,7 @@ func TestProrationDowngrade(t *testing.T) {
 				if num(up["amount_due"]) < 0 {
 					t.Errorf("upcoming invoice: total %v amount_due %v", up["total"], up["amount_due"])
 				}
-				k.advance(reviewMonth(1) + reviewDay)
+				k.advance(monthStart(1) + daySeconds)
 				invs = k.cycleInvoices(sub)
 			}
 			for _, inv := range invs {
@@ -384,14 +384,14 @@ func TestProrationDowngrade(t *testing.T) {
 // subscription's prorations, nor the customer's items of no subscription.
 func TestInvoiceForSubscriptionTakesOnlyItsPendingItems(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	subWith := func(amount int) (string, string) {
 		s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(amount)}, "default_payment_method": {"pm_card_visa"}}))
 		return idOfResp(s), s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	}
 	sub, item := subWith(1000)
 	other, otherItem := subWith(300)
-	k.advance(reviewFrozen + 10*reviewDay + 3600)
+	k.advance(clockFrozenAt + 10*daySeconds + 3600)
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}}))
 	mustOK(t, k.post("/v1/subscriptions/"+other, url.Values{"items[0][id]": {otherItem}, "items[0][quantity]": {"2"}}))
 	loose := idOfResp(mustOK(t, k.post("/v1/invoiceitems", url.Values{"customer": {k.cus}, "amount": {"500"}, "currency": {"usd"}})))

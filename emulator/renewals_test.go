@@ -13,43 +13,43 @@ import (
 )
 
 const (
-	reviewFrozen = 1577836800 // 2020-01-01T00:00:00Z
-	reviewDay    = 86400
+	clockFrozenAt = 1577836800 // 2020-01-01T00:00:00Z
+	daySeconds    = 86400
 )
 
-// reviewMonth is the start of the month n months after reviewFrozen: the
-// period boundaries of a monthly subscription created at reviewFrozen.
-func reviewMonth(n int) int64 {
-	return time.Unix(reviewFrozen, 0).UTC().AddDate(0, n, 0).Unix()
+// monthStart is the start of the month n months after clockFrozenAt: the
+// period boundaries of a monthly subscription created at clockFrozenAt.
+func monthStart(n int) int64 {
+	return time.Unix(clockFrozenAt, 0).UTC().AddDate(0, n, 0).Unix()
 }
 
-// reviewClock is a test clock frozen at reviewFrozen and a customer on it.
-type reviewClock struct {
+// frozenClock is a test clock frozen at clockFrozenAt and a customer on it.
+type frozenClock struct {
 	t           *testing.T
 	base, clock string
 	cus         string
 }
 
-func newReviewClock(t *testing.T, base string) *reviewClock {
+func newFrozenClock(t *testing.T, base string) *frozenClock {
 	t.Helper()
-	k := &reviewClock{t: t, base: base}
-	k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(reviewFrozen)}})))
+	k := &frozenClock{t: t, base: base}
+	k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(clockFrozenAt)}})))
 	k.cus = idOfResp(mustOK(t, k.post("/v1/customers", url.Values{"test_clock": {k.clock}})))
 	return k
 }
 
-func (k *reviewClock) post(path string, v url.Values) apiResp {
+func (k *frozenClock) post(path string, v url.Values) apiResp {
 	k.t.Helper()
 	return do(k.t, "POST", k.base+path, "sk_test_x", v.Encode())
 }
 
-func (k *reviewClock) get(path string) map[string]any {
+func (k *frozenClock) get(path string) map[string]any {
 	k.t.Helper()
 	return mustOK(k.t, do(k.t, "GET", k.base+path, "sk_test_x", "")).body
 }
 
 // price makes a recurring price of amount a month.
-func (k *reviewClock) price(amount int) string {
+func (k *frozenClock) price(amount int) string {
 	k.t.Helper()
 	prod := idOfResp(mustOK(k.t, k.post("/v1/products", url.Values{"name": {"p"}})))
 	return idOfResp(mustOK(k.t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
@@ -58,7 +58,7 @@ func (k *reviewClock) price(amount int) string {
 
 // advance moves the clock to ts and returns the events it caused, oldest
 // first.
-func (k *reviewClock) advance(ts int64) []map[string]any {
+func (k *frozenClock) advance(ts int64) []map[string]any {
 	k.t.Helper()
 	before := k.get("/v1/events?limit=1")["data"].([]any)
 	marker := ""
@@ -84,9 +84,9 @@ func (k *reviewClock) advance(ts int64) []map[string]any {
 	return out
 }
 
-// reviewSubEvents lists "type object" for the events of subscription sub,
+// subscriptionEvents lists "type object" for the events of subscription sub,
 // its invoices, and their payment intents and charges, in order.
-func reviewSubEvents(evs []map[string]any, sub string) []string {
+func subscriptionEvents(evs []map[string]any, sub string) []string {
 	mine := map[string]bool{sub: true}
 	var out []string
 	for _, ev := range evs {
@@ -104,9 +104,9 @@ func reviewSubEvents(evs []map[string]any, sub string) []string {
 	return out
 }
 
-// reviewCycleInvoices lists a subscription's subscription_cycle invoices,
+// cycleInvoices lists a subscription's subscription_cycle invoices,
 // oldest first.
-func (k *reviewClock) cycleInvoices(sub string) []map[string]any {
+func (k *frozenClock) cycleInvoices(sub string) []map[string]any {
 	k.t.Helper()
 	data := k.get("/v1/invoices?limit=100&subscription=" + sub)["data"].([]any)
 	var out []map[string]any
@@ -152,19 +152,19 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 		events    []string
 	}{
 		{name: "paid, discounted, taxed", params: url.Values{"items[0][quantity]": {"2"}, "default_payment_method": {"pm_card_visa"}},
-			advanceTo: reviewMonth(2), renewals: 2, status: "active", invStatus: "paid", amount: 1500,
+			advanceTo: monthStart(2), renewals: 2, status: "active", invStatus: "paid", amount: 1500,
 			events: slices.Concat(paidRenewal, paidRenewal)},
 		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_visa"}},
 			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
-			advanceTo: reviewMonth(1) + reviewDay, renewals: 1, status: "past_due", invStatus: "open", amount: 1000,
+			advanceTo: monthStart(1) + daySeconds, renewals: 1, status: "past_due", invStatus: "open", amount: 1000,
 			events: failedRenewal},
 		{name: "send_invoice", params: url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"10"}},
-			advanceTo: reviewMonth(1) + 5*reviewDay, renewals: 1, status: "active", invStatus: "open", amount: 1000,
+			advanceTo: monthStart(1) + 5*daySeconds, renewals: 1, status: "active", invStatus: "open", amount: 1000,
 			events: sentRenewal},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			price := k.price(1000)
 			p := url.Values{"customer": {k.cus}, "items[0][price]": {price}}
 			for key, v := range tc.params {
@@ -187,13 +187,13 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 			if inv := s.body["latest_invoice"].(string); tc.params.Get("collection_method") == "send_invoice" {
 				// The first invoice is due days_until_due after it too;
 				// paid, so that only the renewal's falls due.
-				if due := num(k.get("/v1/invoices/" + inv)["due_date"]); due != reviewFrozen+10*reviewDay {
+				if due := num(k.get("/v1/invoices/" + inv)["due_date"]); due != clockFrozenAt+10*daySeconds {
 					t.Errorf("first invoice due_date %d", due)
 				}
 				mustOK(t, k.post("/v1/invoices/"+inv+"/pay", url.Values{"paid_out_of_band": {"true"}}))
 			}
 			evs := k.advance(tc.advanceTo)
-			if got := reviewSubEvents(evs, sub); !slices.Equal(got, tc.events) {
+			if got := subscriptionEvents(evs, sub); !slices.Equal(got, tc.events) {
 				t.Errorf("events:\n got %v\nwant %v", got, tc.events)
 			}
 			for _, ev := range evs {
@@ -202,10 +202,10 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 				}
 			}
 			so := k.get("/v1/subscriptions/" + sub)
-			if so["status"] != tc.status || num(so["current_period_start"]) != reviewMonth(tc.renewals) ||
-				num(so["current_period_end"]) != reviewMonth(tc.renewals+1) {
+			if so["status"] != tc.status || num(so["current_period_start"]) != monthStart(tc.renewals) ||
+				num(so["current_period_end"]) != monthStart(tc.renewals+1) {
 				t.Errorf("subscription after the advance: status %v period %v–%v, want %s %d–%d", so["status"],
-					num(so["current_period_start"]), num(so["current_period_end"]), tc.status, reviewMonth(tc.renewals), reviewMonth(tc.renewals+1))
+					num(so["current_period_start"]), num(so["current_period_end"]), tc.status, monthStart(tc.renewals), monthStart(tc.renewals+1))
 			}
 			invs := k.cycleInvoices(sub)
 			if len(invs) != tc.renewals {
@@ -215,9 +215,9 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 				t.Errorf("latest_invoice %v, want the last renewal %v", so["latest_invoice"], invs[len(invs)-1]["id"])
 			}
 			for i, inv := range invs {
-				moment := reviewMonth(i + 1)
+				moment := monthStart(i + 1)
 				if inv["status"] != tc.invStatus || num(inv["amount_due"]) != tc.amount || num(inv["created"]) != moment ||
-					num(inv["period_start"]) != reviewMonth(i) || num(inv["period_end"]) != moment ||
+					num(inv["period_start"]) != monthStart(i) || num(inv["period_end"]) != moment ||
 					num(at(inv, "status_transitions.finalized_at")) != moment || inv["test_clock"] != k.clock {
 					t.Errorf("renewal %d: status %v amount_due %v created %v period %v–%v finalized_at %v clock %v, want %s %d at %d",
 						i, inv["status"], inv["amount_due"], num(inv["created"]), num(inv["period_start"]), num(inv["period_end"]),
@@ -228,7 +228,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 					t.Fatalf("renewal %d: %d lines", i, len(lines))
 				}
 				l := lines[0].(map[string]any)
-				if at(l, "price.id") != price || num(at(l, "period.start")) != moment || num(at(l, "period.end")) != reviewMonth(i+2) {
+				if at(l, "price.id") != price || num(at(l, "period.start")) != moment || num(at(l, "period.end")) != monthStart(i+2) {
 					t.Errorf("renewal %d line: %v", i, l)
 				}
 				if txr != "" && (rateIDs(l, "tax_rates") != txr || at(inv, "discount.coupon.id") != coupon || num(inv["subtotal"]) != 2000) {
@@ -248,7 +248,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 					}
 				case "open":
 					if tc.params.Get("collection_method") == "send_invoice" {
-						if num(inv["due_date"]) != moment+10*reviewDay || inv["attempted"] != false {
+						if num(inv["due_date"]) != moment+10*daySeconds || inv["attempted"] != false {
 							t.Errorf("renewal %d: due_date %v, attempted %v", i, num(inv["due_date"]), inv["attempted"])
 						}
 					} else if num(inv["attempt_count"]) != 1 {
@@ -260,8 +260,8 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 				return
 			}
 			// Unpaid past its due date: past_due, at the due date.
-			evs = k.advance(reviewMonth(1) + 11*reviewDay)
-			if got := reviewSubEvents(evs, sub); !slices.Equal(got, []string{"customer.subscription.updated"}) {
+			evs = k.advance(monthStart(1) + 11*daySeconds)
+			if got := subscriptionEvents(evs, sub); !slices.Equal(got, []string{"customer.subscription.updated"}) {
 				t.Errorf("events past the due date: %v", got)
 			}
 			if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "past_due" {
@@ -284,7 +284,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 // or past_due with it open when the card declines.
 func TestTrialEnds(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	const trialEnd = reviewFrozen + 14*reviewDay
+	const trialEnd = clockFrozenAt + 14*daySeconds
 	cases := []struct {
 		name     string
 		pm       string
@@ -295,10 +295,10 @@ func TestTrialEnds(t *testing.T) {
 		amount   int64
 		paidWith bool
 	}{
-		{name: "warned, then paid", pm: "pm_card_visa", steps: []int64{trialEnd - 3*reviewDay - 1, trialEnd - 2*reviewDay, trialEnd - 1, trialEnd},
+		{name: "warned, then paid", pm: "pm_card_visa", steps: []int64{trialEnd - 3*daySeconds - 1, trialEnd - 2*daySeconds, trialEnd - 1, trialEnd},
 			events: [][]string{nil, {"customer.subscription.trial_will_end"}, nil, paidRenewal},
 			status: "active", invoice: "paid", amount: 1000},
-		{name: "one advance over both", pm: "pm_card_visa", steps: []int64{trialEnd + reviewDay},
+		{name: "one advance over both", pm: "pm_card_visa", steps: []int64{trialEnd + daySeconds},
 			events: [][]string{slices.Concat([]string{"customer.subscription.trial_will_end"}, paidRenewal)},
 			status: "active", invoice: "paid", amount: 1000},
 		{name: "declined", pm: "pm_card_chargeDeclined", steps: []int64{trialEnd},
@@ -307,7 +307,7 @@ func TestTrialEnds(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			price := k.price(1000)
 			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price},
 				"trial_period_days": {"14"}, "default_payment_method": {tc.pm}}))
@@ -316,7 +316,7 @@ func TestTrialEnds(t *testing.T) {
 				t.Fatalf("trialing subscription: %s", s.raw)
 			}
 			for i, ts := range tc.steps {
-				if got := reviewSubEvents(k.advance(ts), sub); !slices.Equal(got, tc.events[i]) {
+				if got := subscriptionEvents(k.advance(ts), sub); !slices.Equal(got, tc.events[i]) {
 					t.Errorf("advance %d to %d: events\n got %v\nwant %v", i, ts, got, tc.events[i])
 				}
 			}
@@ -352,31 +352,31 @@ func TestTrialEnds(t *testing.T) {
 // renewal invoice; periods before cancel_at still renew.
 func TestCancelAt(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	mid := reviewMonth(1) + 10*reviewDay
+	mid := monthStart(1) + 10*daySeconds
 	cases := []struct {
 		name     string
-		update   func(k *reviewClock) url.Values
+		update   func(k *frozenClock) url.Values
 		to       int64
 		endedAt  int64
 		renewals int
 		events   []string
 	}{
-		{name: "cancel_at_period_end", update: func(*reviewClock) url.Values { return url.Values{"cancel_at_period_end": {"true"}} },
-			to: reviewMonth(2), endedAt: reviewMonth(1), events: []string{"customer.subscription.deleted"}},
-		{name: "cancel_at in the second period", update: func(*reviewClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
-			to: reviewMonth(2), endedAt: mid, renewals: 1, events: slices.Concat(paidRenewal, []string{"customer.subscription.deleted"})},
-		{name: "cancel_at ahead of the advance", update: func(*reviewClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
+		{name: "cancel_at_period_end", update: func(*frozenClock) url.Values { return url.Values{"cancel_at_period_end": {"true"}} },
+			to: monthStart(2), endedAt: monthStart(1), events: []string{"customer.subscription.deleted"}},
+		{name: "cancel_at in the second period", update: func(*frozenClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
+			to: monthStart(2), endedAt: mid, renewals: 1, events: slices.Concat(paidRenewal, []string{"customer.subscription.deleted"})},
+		{name: "cancel_at ahead of the advance", update: func(*frozenClock) url.Values { return url.Values{"cancel_at": {fmt.Sprint(mid)}} },
 			to: mid - 1, renewals: 1, events: paidRenewal},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
 				"default_payment_method": {"pm_card_visa"}})))
-			k.advance(reviewFrozen + reviewDay) // the cancellation is asked for a day in
+			k.advance(clockFrozenAt + daySeconds) // the cancellation is asked for a day in
 			u := mustOK(t, k.post("/v1/subscriptions/"+sub, tc.update(k)))
 			requested := num(u.body["canceled_at"])
-			if got := reviewSubEvents(k.advance(tc.to), sub); !slices.Equal(got, tc.events) {
+			if got := subscriptionEvents(k.advance(tc.to), sub); !slices.Equal(got, tc.events) {
 				t.Errorf("events:\n got %v\nwant %v", got, tc.events)
 			}
 			so := k.get("/v1/subscriptions/" + sub)
@@ -410,7 +410,7 @@ func TestPhaseThenRenewal(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	for _, end := range []string{"release", "cancel"} {
 		t.Run(end, func(t *testing.T) {
-			k := newReviewClock(t, base)
+			k := newFrozenClock(t, base)
 			p1, p2 := k.price(500), k.price(900)
 			pm := idOfResp(mustOK(t, k.post("/v1/payment_methods", url.Values{"type": {"card"}})))
 			mustOK(t, k.post("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {k.cus}}))
@@ -419,8 +419,8 @@ func TestPhaseThenRenewal(t *testing.T) {
 				"phases[0][items][0][price]": {p1}, "phases[0][iterations]": {"1"},
 				"phases[1][items][0][price]": {p2}, "phases[1][iterations]": {"1"}}))
 			sub := sched.body["subscription"].(string)
-			evs := k.advance(reviewMonth(1) + reviewDay)
-			got := reviewSubEvents(evs, sub)
+			evs := k.advance(monthStart(1) + daySeconds)
+			got := subscriptionEvents(evs, sub)
 			// The phase's item change comes first, then the renewal.
 			if want := slices.Concat([]string{"customer.subscription.updated"}, paidRenewal); !slices.Equal(got, want) {
 				t.Errorf("events at the first boundary:\n got %v\nwant %v", got, want)
@@ -430,8 +430,8 @@ func TestPhaseThenRenewal(t *testing.T) {
 				t.Fatalf("renewal into phase 2: %v", invs)
 			}
 			// Past the last phase, at the second period end.
-			evs = k.advance(reviewMonth(2) + reviewDay)
-			got = reviewSubEvents(evs, sub)
+			evs = k.advance(monthStart(2) + daySeconds)
+			got = subscriptionEvents(evs, sub)
 			so := k.get("/v1/subscriptions/" + sub)
 			switch end {
 			case "cancel":
@@ -463,21 +463,21 @@ func TestPhaseThenRenewal(t *testing.T) {
 // emulator's lock). Two intervals exactly is allowed.
 func TestAdvanceLimitedByShortestInterval(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newReviewClock(t, base)
+	k := newFrozenClock(t, base)
 	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
 	daily := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
 		"unit_amount": {"100"}, "recurring[interval]": {"day"}})))
 	mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}))
 	mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {daily}, "default_payment_method": {"pm_card_visa"}}))
 
-	r := k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(reviewFrozen + 100*365*reviewDay)}})
-	if r.status != 400 || !strings.Contains(r.raw, "frozen_time") || !strings.Contains(r.raw, fmt.Sprint(reviewFrozen+2*reviewDay)) {
+	r := k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(clockFrozenAt + 100*365*daySeconds)}})
+	if r.status != 400 || !strings.Contains(r.raw, "frozen_time") || !strings.Contains(r.raw, fmt.Sprint(clockFrozenAt+2*daySeconds)) {
 		t.Fatalf("advance by a century: %d %s, want 400 naming frozen_time and its limit", r.status, r.raw)
 	}
-	if got := k.get("/v1/test_helpers/test_clocks/" + k.clock); num(got["frozen_time"]) != reviewFrozen || got["status"] != "ready" {
+	if got := k.get("/v1/test_helpers/test_clocks/" + k.clock); num(got["frozen_time"]) != clockFrozenAt || got["status"] != "ready" {
 		t.Fatalf("clock after a refused advance: %v", got)
 	}
-	evs := k.advance(reviewFrozen + 2*reviewDay)
+	evs := k.advance(clockFrozenAt + 2*daySeconds)
 	renewals := 0
 	for _, ev := range evs {
 		obj := ev["data"].(map[string]any)["object"].(map[string]any)

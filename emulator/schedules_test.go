@@ -12,9 +12,9 @@ import (
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 )
 
-// reviewItems lists a subscription's items as "price×quantity[rates]{metadata}"
+// subscriptionItems lists a subscription's items as "price×quantity[rates]{metadata}"
 // sorted, and their ids by price.
-func reviewItems(t *testing.T, base, sub string) (string, map[string]string) {
+func subscriptionItems(t *testing.T, base, sub string) (string, map[string]string) {
 	t.Helper()
 	r := mustOK(t, do(t, "GET", base+"/v1/subscription_items?limit=100&subscription="+sub, "sk_test_x", ""))
 	var out []string
@@ -96,7 +96,7 @@ func TestScheduleUpdateAppliesCurrentPhase(t *testing.T) {
 			s := mustOK(t, post("/v1/subscription_schedules", url.Values{"customer": {cus}, "start_date": {"now"},
 				"phases[0][items][0][price]": {p1}, "phases[0][iterations]": {"2"}}))
 			sched, sub := idOfResp(s), s.body["subscription"].(string)
-			_, before := reviewItems(t, base, sub)
+			_, before := subscriptionItems(t, base, sub)
 			subUpdates := countEvents(t, base, sub, "customer.subscription.updated")
 			v := url.Values{"phases[0][start_date]": {fmt.Sprint(num(at(s.body, "phases.0.start_date")))},
 				"phases[0][end_date]": {fmt.Sprint(num(at(s.body, "phases.0.end_date")))}}
@@ -107,7 +107,7 @@ func TestScheduleUpdateAppliesCurrentPhase(t *testing.T) {
 			if u.body["status"] != "active" || u.body["subscription"] != sub {
 				t.Fatalf("updated schedule: %s", u.raw)
 			}
-			got, after := reviewItems(t, base, sub)
+			got, after := subscriptionItems(t, base, sub)
 			if want := tc.wantItems(p1, p2); got != want {
 				t.Errorf("subscription items %s, want %s", got, want)
 			}
@@ -238,7 +238,7 @@ func TestScheduleClockAdvance(t *testing.T) {
 				}
 				if st.price != "" {
 					so := mustOK(t, do(t, "GET", base+"/v1/subscriptions/"+sub, "sk_test_x", "")).body
-					if got, _ := reviewItems(t, base, sub); got != st.price+"×1[]{}" {
+					if got, _ := subscriptionItems(t, base, sub); got != st.price+"×1[]{}" {
 						t.Errorf("day %d: items %s, want %s", st.to, got, st.price)
 					}
 					if st.subStatus != "*" && so["status"] != st.subStatus {
@@ -299,7 +299,7 @@ func TestScheduleStartsInCurrentPhase(t *testing.T) {
 			if s["status"] != "active" || num(at(s, "current_phase.start_date")) != frozen-10*day {
 				t.Fatalf("schedule: %v", s)
 			}
-			items, _ := reviewItems(t, base, s["subscription"].(string))
+			items, _ := subscriptionItems(t, base, s["subscription"].(string))
 			if items != p2+"×1[]{}" {
 				t.Fatalf("subscription items %s, want phase 1's %s", items, p2)
 			}

@@ -56,7 +56,7 @@ func TestBackendPIDIsUpstream(t *testing.T) {
 		_, err := conn.Exec(context.Background(), `SELECT pg_sleep(20)`)
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitSleeping(t, pid)
 	var ok bool
 	if err := other.QueryRow(ctx, `SELECT pg_cancel_backend($1)`, int32(pid)).Scan(&ok); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestBackendPIDIsUpstream(t *testing.T) {
 		_, err := conn.Exec(context.Background(), `SELECT pg_sleep(20)`)
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitSleeping(t, pid)
 	if err := conn.PgConn().CancelRequest(ctx); err != nil {
 		t.Fatal(err)
 	}

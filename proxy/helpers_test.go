@@ -92,3 +92,25 @@ func (tp *testProxy) waitSessions(t testing.TB, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// waitSleeping waits until upstream backend pid is inside pg_sleep: a
+// cancel that arrives before the statement starts finds the session idle
+// and is dropped, and the sleep then runs its full length.
+func waitSleeping(t testing.TB, pid uint32) {
+	t.Helper()
+	admin := pgtest.Connect(t, pgtest.Cluster(t).URL("postgres"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var sleeping bool
+		if err := admin.QueryRow(ctxT(t), `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep')`, int32(pid)).Scan(&sleeping); err != nil {
+			t.Fatal(err)
+		}
+		if sleeping {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d never reached pg_sleep", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -175,7 +175,7 @@ func TestCancel(t *testing.T) {
 		_, err := a.Exec(context.Background(), `SELECT pg_sleep(20)`)
 		aDone <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitSleeping(t, a.PgConn().PID())
 	if err := a.PgConn().CancelRequest(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestGracefulShutdown(t *testing.T) {
 		_, err := busy.Exec(context.Background(), `SELECT pg_sleep(0.5)`)
 		busyDone <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitSleeping(t, busy.PgConn().PID())
 	stopped := make(chan time.Duration, 1)
 	go func() { stopped <- tp.stop(t) }()
 	if err := <-busyDone; err != nil {

@@ -366,7 +366,7 @@ func TestCancelEdges(t *testing.T) {
 			_, err := conn.Exec(context.Background(), `SELECT pg_sleep(`+d+`)`)
 			done <- err
 		}()
-		time.Sleep(200 * time.Millisecond)
+		waitSleeping(t, upstreamPID)
 		return done
 	}
 

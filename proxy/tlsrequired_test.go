@@ -47,14 +47,17 @@ func TestTLSRequired(t *testing.T) {
 	if _, ok := pc.Conn().(*tls.Conn); !ok {
 		t.Fatalf("connection is %T, not TLS", pc.Conn())
 	}
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		if err := pc.CancelRequest(ctx); err != nil {
-			t.Errorf("CancelRequest: %v", err)
-		}
-	}()
 	start := time.Now()
-	_, err = pc.Exec(ctx, "SELECT pg_sleep(20)").ReadAll()
+	done := make(chan error, 1)
+	go func() {
+		_, err := pc.Exec(ctx, "SELECT pg_sleep(20)").ReadAll()
+		done <- err
+	}()
+	waitSleeping(t, pc.PID())
+	if err := pc.CancelRequest(ctx); err != nil {
+		t.Errorf("CancelRequest: %v", err)
+	}
+	err = <-done
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "57014" || time.Since(start) > 10*time.Second {
 		t.Errorf("cancel of a TLS session (the cancel request in plain text): %v after %v, want 57014", err, time.Since(start))

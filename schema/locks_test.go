@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/schema"
 )
 
@@ -44,7 +45,7 @@ func TestMigrateLockWaitBounded(t *testing.T) {
 	}
 	migrated := make(chan error, 1)
 	go func() { migrated <- schema.Migrate(ctx, conn) }()
-	time.Sleep(200 * time.Millisecond) // Migrate is waiting for the lock
+	waitForLock(t, url, conn.PgConn().PID(), "stripe.customers")
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -86,5 +87,25 @@ func TestMigrateLockWaitBounded(t *testing.T) {
 	err = schema.Migrate(ctx, conn)
 	if err == nil || !strings.Contains(err.Error(), "long transaction") || !strings.Contains(err.Error(), "55P03") {
 		t.Fatalf("Migrate with the table held: %v", err)
+	}
+}
+
+// waitForLock waits until backend pid waits for a lock on table.
+func waitForLock(t *testing.T, url string, pid uint32, table string) {
+	t.Helper()
+	c := pgtest.Connect(t, url)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		if err := c.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $1 AND NOT granted AND relation = $2::regclass)`, int32(pid), table).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d never waited for a lock on %s", pid, table)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -45,7 +45,9 @@ func TestMigrateDeadlockRetried(t *testing.T) {
 	}
 	migrated := make(chan error, 1)
 	go func() { migrated <- schema.Migrate(ctx, conn) }()
-	time.Sleep(300 * time.Millisecond) // Migrate holds the first, waits for the second
+	// Migrate holds the first and waits for the second. Were the writer to
+	// wait first instead, Postgres would pick it as the victim.
+	waitForLock(t, url, conn.PgConn().PID(), second)
 	// … and now writes the first: a deadlock, which Postgres notices on
 	// Migrate's side first (it has waited longer).
 	if _, err := tx.Exec(ctx, `LOCK TABLE `+first+` IN ROW EXCLUSIVE MODE`); err != nil {

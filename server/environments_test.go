@@ -22,10 +22,10 @@ import (
 	"github.com/pgstripe/pgstripe/verify"
 )
 
-// reviewRole creates a login role that is neither a superuser nor the
+// createLimitedRole creates a login role that is neither a superuser nor the
 // database's owner, with only CREATE on the database (what the README asks
 // of DATABASE_URL's role), and returns its URL.
-func reviewRole(t *testing.T, dbURL string) (roleURL, role string) {
+func createLimitedRole(t *testing.T, dbURL string) (roleURL, role string) {
 	t.Helper()
 	ctx := context.Background()
 	admin := pgtest.Connect(t, dbURL)
@@ -178,7 +178,7 @@ func TestRoleSettings(t *testing.T) {
 	} {
 		t.Run(strings.Fields(setting)[0], func(t *testing.T) {
 			adminURL := pgtest.NewDB(t)
-			roleURL, role := reviewRole(t, adminURL)
+			roleURL, role := createLimitedRole(t, adminURL)
 			admin := pgtest.Connect(t, adminURL)
 			u, _ := url.Parse(adminURL)
 			db := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
@@ -195,7 +195,7 @@ func TestRoleSettings(t *testing.T) {
 // so, instead of a sync that fails and retries for ever.
 func TestReadOnlyDatabase(t *testing.T) {
 	adminURL := pgtest.NewDB(t)
-	roleURL, role := reviewRole(t, adminURL)
+	roleURL, role := createLimitedRole(t, adminURL)
 	admin := pgtest.Connect(t, adminURL)
 	u, _ := url.Parse(adminURL)
 	db := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
@@ -217,7 +217,7 @@ func TestReadOnlyDatabase(t *testing.T) {
 // serialization failure (40001).
 func TestSerializableSync(t *testing.T) {
 	adminURL := pgtest.NewDB(t)
-	roleURL, role := reviewRole(t, adminURL)
+	roleURL, role := createLimitedRole(t, adminURL)
 	admin := pgtest.Connect(t, adminURL)
 	u, _ := url.Parse(adminURL)
 	db := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()

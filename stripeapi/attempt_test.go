@@ -72,11 +72,14 @@ func TestShouldRetryWithNonJSONBody(t *testing.T) {
 // not part of the attempt. A request that waited its turn must not fail (or
 // be retried) without ever reaching Stripe.
 func TestLimiterWaitNotCountedInTimeout(t *testing.T) {
+	// At 2/s the last two wait 1 s and 1.5 s for their tokens, well past the
+	// attempt timeout, which still leaves a busy machine time for the round
+	// trip itself.
 	var calls atomic.Int32
 	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		fmt.Fprint(w, `{"id":"cus_1","object":"customer"}`)
-	}, Config{RateLimit: 4, Timeout: 300 * time.Millisecond, MaxRetries: -1})
+	}, Config{RateLimit: 2, Timeout: 800 * time.Millisecond, MaxRetries: -1})
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {

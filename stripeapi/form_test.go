@@ -120,7 +120,7 @@ func TestCompareKeysTransitive(t *testing.T) {
 // FuzzForm: whatever the nesting, Form lists the keys of each
 // array element together, the elements in index order, and the body is
 // byte for byte stripe-go's for the same value where that is comparable
-// (reviewUnlike: the order of a hash's keys means nothing to Stripe).
+// (encodingsDiffer: the order of a hash's keys means nothing to Stripe).
 func FuzzForm(f *testing.F) {
 	for _, s := range []string{
 		`{"customer": "cus_1", "items": [{"price": "p0", "tax_rates": ["a","b","c","d","e","f","g","h","i","j","k","l"]}, {"price": "p1"}]}`,
@@ -137,13 +137,13 @@ func FuzzForm(f *testing.F) {
 		if d.Decode(&top) != nil || d.More() {
 			return
 		}
-		v, ok := reviewPlain(top)
+		v, ok := plainParams(top)
 		if !ok {
 			return // nothing to send, or a key the encoding can't carry
 		}
 		params := url.Values{}
 		arrays := map[string]bool{}
-		reviewEncode(params, arrays, "", v)
+		encodeBracketed(params, arrays, "", v)
 
 		got := Form(params)
 		seen := map[string][]string{} // prefix → its children, in order of first appearance
@@ -171,7 +171,7 @@ func FuzzForm(f *testing.F) {
 				last[prefix] = child
 			}
 		}
-		if reviewUnlike(v) {
+		if encodingsDiffer(v) {
 			return
 		}
 		want := &form.Values{}
@@ -182,10 +182,10 @@ func FuzzForm(f *testing.F) {
 	})
 }
 
-// reviewPlain is v with its scalars as text and without what a create
+// plainParams is v with its scalars as text and without what a create
 // leaves out (nulls, empty hashes and arrays); ok is false when nothing
 // is left or a key has a bracket or is empty.
-func reviewPlain(v any) (any, bool) {
+func plainParams(v any) (any, bool) {
 	switch x := v.(type) {
 	case nil:
 		return nil, false
@@ -195,7 +195,7 @@ func reviewPlain(v any) (any, bool) {
 			if k == "" || strings.ContainsAny(k, "[]") {
 				return nil, false
 			}
-			if p, ok := reviewPlain(e); ok {
+			if p, ok := plainParams(e); ok {
 				out[k] = p
 			}
 		}
@@ -203,7 +203,7 @@ func reviewPlain(v any) (any, bool) {
 	case []any:
 		var out []any
 		for _, e := range x {
-			if p, ok := reviewPlain(e); ok {
+			if p, ok := plainParams(e); ok {
 				out = append(out, p)
 			}
 		}
@@ -218,9 +218,9 @@ func reviewPlain(v any) (any, bool) {
 	return nil, false
 }
 
-// reviewEncode adds v to params as Stripe's bracketed form, recording
+// encodeBracketed adds v to params as Stripe's bracketed form, recording
 // the key parts (joined by \x00) of its arrays.
-func reviewEncode(params url.Values, arrays map[string]bool, name string, v any) {
+func encodeBracketed(params url.Values, arrays map[string]bool, name string, v any) {
 	key := func(k string) string {
 		if name == "" {
 			return k
@@ -230,33 +230,33 @@ func reviewEncode(params url.Values, arrays map[string]bool, name string, v any)
 	switch x := v.(type) {
 	case map[string]any:
 		for _, k := range slices.Sorted(maps.Keys(x)) {
-			reviewEncode(params, arrays, key(k), x[k])
+			encodeBracketed(params, arrays, key(k), x[k])
 		}
 	case []any:
 		arrays[strings.Join(keyParts(name), "\x00")] = true
 		for i, e := range x {
-			reviewEncode(params, arrays, key(strconv.Itoa(i)), e)
+			encodeBracketed(params, arrays, key(strconv.Itoa(i)), e)
 		}
 	case string:
 		params.Add(name, x)
 	}
 }
 
-// reviewUnlike: stripe-go's encoding of v is not comparable with Form's
+// encodingsDiffer: stripe-go's encoding of v is not comparable with Form's
 // of the same params: a hash has a key of digits only (sorted as text
 // by stripe-go, as an index by Form), or an array has an empty string
 // (stripe-go leaves it out; the params Form gets have it).
-func reviewUnlike(v any) bool {
+func encodingsDiffer(v any) bool {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
-			if strings.Trim(k, "0123456789") == "" || reviewUnlike(e) {
+			if strings.Trim(k, "0123456789") == "" || encodingsDiffer(e) {
 				return true
 			}
 		}
 	case []any:
 		for _, e := range x {
-			if e == "" || reviewUnlike(e) {
+			if e == "" || encodingsDiffer(e) {
 				return true
 			}
 		}

@@ -17,10 +17,10 @@ import (
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
-// reviewCases are real parameters whose value a statement gives as jsonb
+// jsonbCases are real parameters whose value a statement gives as jsonb
 // (column is the cell that gets the fuzzed value, param the Stripe
 // parameter it becomes); the other cells hold valid values.
-var reviewCases = []struct {
+var jsonbCases = []struct {
 	sql, column, param string
 	cells              map[string]string
 	update             bool
@@ -36,7 +36,7 @@ var reviewCases = []struct {
 	{sql: `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`, column: "metadata", param: "metadata", update: true},
 }
 
-var reviewIntegerText = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+var integerTextRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
 
 // FuzzFormValues puts arbitrary jsonb (nested hashes and arrays,
 // -0, 1e400, long digit strings, fractions) into real parameters:
@@ -74,7 +74,7 @@ func FuzzFormValues(f *testing.F) {
 		f.Add(s.c, s.js)
 	}
 	f.Fuzz(func(t *testing.T, which uint8, js string) {
-		c := reviewCases[int(which)%len(reviewCases)]
+		c := jsonbCases[int(which)%len(jsonbCases)]
 		d := json.NewDecoder(strings.NewReader(js))
 		d.UseNumber()
 		var v any
@@ -102,7 +102,7 @@ func FuzzFormValues(f *testing.F) {
 		if err != nil {
 			switch {
 			case err.Code == CodeInvalidParameterValue:
-			case err.Code == CodeNotNullViolation && reviewSendsNothing(v):
+			case err.Code == CodeNotNullViolation && encodesToNothing(v):
 			case err.Code == CodeUndefinedColumn && c.column == ParamsColumn:
 				// a _params key that is not a parameter of the create
 			default:
@@ -157,33 +157,33 @@ func FuzzFormValues(f *testing.F) {
 			}
 		}
 		if !sent {
-			if want != nil && !reviewSendsNothing(want) {
+			if want != nil && !encodesToNothing(want) {
 				t.Fatalf("%d %s: %s not sent", which, js, c.param)
 			}
 			return
 		}
-		if msg := reviewSame(p, c.param, "", want, g); msg != "" {
+		if msg := sameValue(p, c.param, "", want, g); msg != "" {
 			t.Fatalf("%d %s: %s\nparams: %s", which, js, msg, calls[0].Calls[0].Params.Encode())
 		}
 	})
 }
 
-// reviewSendsNothing: the encoding sends nothing for v, or only "" (an
+// encodesToNothing: the encoding sends nothing for v, or only "" (an
 // emptied array or hash).
-func reviewSendsNothing(v any) bool {
+func encodesToNothing(v any) bool {
 	switch x := v.(type) {
 	case nil:
 		return true
 	case map[string]any:
 		for _, e := range x {
-			if !reviewSendsNothing(e) {
+			if !encodesToNothing(e) {
 				return false
 			}
 		}
 		return true
 	case []any:
 		for _, e := range x {
-			if !reviewSendsNothing(e) {
+			if !encodesToNothing(e) {
 				return false
 			}
 		}
@@ -192,19 +192,19 @@ func reviewSendsNothing(v any) bool {
 	return false
 }
 
-// reviewSame compares want (the jsonb written, at place below p) with
+// sameValue compares want (the jsonb written, at place below p) with
 // got (the body parsed back at key): "" when it is the same value.
-func reviewSame(p schema.Param, key, place string, want, got any) string {
-	if reviewSendsNothing(want) {
+func sameValue(p schema.Param, key, place string, want, got any) string {
+	if encodesToNothing(want) {
 		// Left out (the caller checks), or unset with "".
 		if s, ok := got.(string); ok && s == "" {
 			return ""
 		}
-		if m, ok := got.(map[string]any); ok && reviewSendsNothing(want) {
+		if m, ok := got.(map[string]any); ok && encodesToNothing(want) {
 			// A hash whose keys are all null or empty: its "" unsets.
 			w, _ := want.(map[string]any)
 			for k, e := range m {
-				if msg := reviewSame(p, key+"["+k+"]", joinPlace(place, k), w[k], e); msg != "" {
+				if msg := sameValue(p, key+"["+k+"]", joinPlace(place, k), w[k], e); msg != "" {
 					return msg
 				}
 			}
@@ -226,12 +226,12 @@ func reviewSame(p schema.Param, key, place string, want, got any) string {
 		for k, e := range w {
 			g, present := m[k]
 			if !present {
-				if !reviewSendsNothing(e) {
+				if !encodesToNothing(e) {
 					return fmt.Sprintf("%s[%s] not sent", key, k)
 				}
 				continue
 			}
-			if msg := reviewSame(p, key+"["+k+"]", joinPlace(place, k), e, g); msg != "" {
+			if msg := sameValue(p, key+"["+k+"]", joinPlace(place, k), e, g); msg != "" {
 				return msg
 			}
 		}
@@ -254,7 +254,7 @@ func reviewSame(p schema.Param, key, place string, want, got any) string {
 			if !present {
 				return fmt.Sprintf("%s: element %d missing (a gap in the indices)", key, i)
 			}
-			if msg := reviewSame(p, key+"["+strconv.Itoa(i)+"]", joinPlace(place, "[]"), e, g); msg != "" {
+			if msg := sameValue(p, key+"["+strconv.Itoa(i)+"]", joinPlace(place, "[]"), e, g); msg != "" {
 				return msg
 			}
 		}
@@ -271,7 +271,7 @@ func reviewSame(p schema.Param, key, place string, want, got any) string {
 			}
 			return ""
 		}
-		if !reviewIntegerText.MatchString(s) {
+		if !integerTextRe.MatchString(s) {
 			return fmt.Sprintf("%s: %q sent where Stripe takes an integer (%s written)", key, s, w)
 		}
 		a, okA := new(big.Rat).SetString(s)

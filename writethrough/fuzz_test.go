@@ -23,7 +23,7 @@ import (
 	"github.com/pgstripe/pgstripe/translate"
 )
 
-var reviewSQLState = regexp.MustCompile(`^[0-9A-Z]{5}$`)
+var sqlStateRe = regexp.MustCompile(`^[0-9A-Z]{5}$`)
 
 // FuzzExecute runs statement text with random $n values, each in text or
 // binary format, through Execute as the proxy does (only what Classify
@@ -148,7 +148,7 @@ func FuzzExecute(f *testing.F) {
 		}
 		called := writes() > before
 		for _, m := range r.Messages {
-			if e, ok := m.(*pgproto3.ErrorResponse); ok && !reviewSQLState.MatchString(e.Code) {
+			if e, ok := m.(*pgproto3.ErrorResponse); ok && !sqlStateRe.MatchString(e.Code) {
 				t.Fatalf("%q %q: error without a SQLSTATE: %+v", sql, params, e)
 			}
 		}

@@ -141,25 +141,46 @@ func asPgError(err error, pe **pgconn.PgError) bool {
 func TestCancelMidStatement(t *testing.T) {
 	e := setup(t, func(c *Config) { c.Concurrency = 1 })
 	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
+	// The cancel goes out once Stripe has made row 2, not after a fixed
+	// delay: on a busy machine row 1 alone could outlast one.
+	performed := make(chan time.Time, 1)
 	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url.Values) bool {
 		if r.Method != http.MethodPost || !strings.HasPrefix(form.Get("email"), "slow") {
 			return false
 		}
-		return e.performThenWait(w, r, func() { time.Sleep(time.Second) })
+		return e.performThenWait(w, r, func() {
+			select {
+			case performed <- time.Now():
+			default:
+			}
+			time.Sleep(time.Second)
+		})
 	}
 	e.fault.Store(&f)
 	for attempt := range 3 {
 		email := func(row string) string { return fmt.Sprintf("%s-%d@b.co", row, attempt) }
-		time.AfterFunc(300*time.Millisecond, func() { c.PgConn().CancelRequest(context.Background()) })
-		start := time.Now()
+		execDone, cancelDone := make(chan struct{}), make(chan struct{})
+		var cancelledAt time.Time
+		go func() {
+			defer close(cancelDone)
+			select {
+			case cancelledAt = <-performed:
+				c.PgConn().CancelRequest(context.Background())
+			case <-execDone:
+			}
+		}()
 		_, err := c.Exec(e.ctx, `INSERT INTO stripe.customers (email) VALUES ($1), ($2), ($3)`, email("one"), email("slow"), email("three"))
+		close(execDone)
+		<-cancelDone
 		if err == nil {
 			t.Logf("attempt %d: the cancel came too late", attempt)
 			continue
 		}
+		// Stripe answers row 2 a second after making it: the client's error
+		// must come well before.
 		var pe *pgconn.PgError
-		if !asPgError(err, &pe) || pe.Code != "57014" || time.Since(start) > 900*time.Millisecond {
-			t.Fatalf("cancelled INSERT: %v after %v", err, time.Since(start))
+		if !asPgError(err, &pe) || pe.Code != "57014" || time.Since(cancelledAt) > 900*time.Millisecond {
+			t.Fatalf("cancelled INSERT: %v %v after Stripe made row 2", err, time.Since(cancelledAt))
 		}
 		one := e.local(`SELECT id FROM stripe.customers WHERE email = $1`, email("one"))
 		if !strings.Contains(pe.Detail, "row 2 of 3 failed") || !strings.Contains(pe.Detail, one) ||

@@ -499,9 +499,13 @@ func TestFaultsAreNeverFatal(t *testing.T) {
 	for _, table := range backfilledTables() {
 		v.compare(t, table)
 	}
+	// Five of the six fault kinds show in the statuses (a dropped connection
+	// and a timeout as 0): over a hundred requests at 15% all miss about
+	// once in a million runs; the three error statuses alone, one in a few
+	// thousand.
 	st := v.e.Stats()
-	faults := st.ByStatus[500] + st.ByStatus[503] + st.ByStatus[429]
-	t.Logf("%d requests, %d answered 500/503/429", st.Total, faults)
+	faults := st.ByStatus[500] + st.ByStatus[503] + st.ByStatus[429] + st.ByStatus[0]
+	t.Logf("%d requests, %d answered 500/503/429 or dropped", st.Total, faults)
 	if faults == 0 {
 		t.Error("no faults injected")
 	}

@@ -173,20 +173,7 @@ func TestClockProrations(t *testing.T) {
 		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
 		v.converge(t, 10*time.Second)
 	}
-	upcomingTotal := func(want int64) {
-		t.Helper()
-		var got int64
-		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-			if v.pool.QueryRow(ctx, `SELECT total FROM stripe.upcoming_invoices WHERE customer = $1`, cus).Scan(&got) == nil && got == want {
-				break
-			}
-		}
-		if got != want {
-			t.Fatalf("upcoming invoice total %d, want %d", got, want)
-		}
-		v.checkUpcoming(t)
-	}
-	upcomingTotal(700)
+	v.waitUpcomingTotal(t, cus, 700)
 
 	// 21 of January's 31 days left: -700×21/31 and 3×700×21/31, rounded.
 	advance(frozen + 10*day)
@@ -201,7 +188,7 @@ func TestClockProrations(t *testing.T) {
 	if n != 2 || sum != credit+debit {
 		t.Errorf("%d pending prorations of %d stored, want 2 of %d", n, sum, credit+debit)
 	}
-	upcomingTotal(3*700 + credit + debit)
+	v.waitUpcomingTotal(t, cus, 3*700+credit+debit)
 
 	advance(month(1) + day)
 	var inv string
@@ -217,7 +204,7 @@ func TestClockProrations(t *testing.T) {
 		sub, inv).Scan(&n); err != nil || n != 2 {
 		t.Errorf("%d prorations stored on the renewal invoice (err %v), want 2", n, err)
 	}
-	upcomingTotal(3 * 700)
+	v.waitUpcomingTotal(t, cus, 3*700)
 }
 
 // TestClockDunning: a renewal whose card fails is retried on the

@@ -57,7 +57,9 @@ func TestEventsRetryLockTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.post(t, "/v1/customers/"+cus, url.Values{"email": {"b@example.com"}})
-	time.Sleep(800 * time.Millisecond) // several polls meet the lock
+	// Held until an apply has met it: a fixed wait could end before the
+	// first poll on a busy machine.
+	waitFor(t, "an apply to meet the lock (55P03)", func() bool { return strings.Contains(logs.String(), "55P03") })
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -31,28 +31,15 @@ func TestDiscountEvents(t *testing.T) {
 	v.loop(t, events.Config{PollInterval: 50 * time.Millisecond})
 	v.converge(t, 10*time.Second)
 
-	upcomingTotal := func(want int64) {
-		t.Helper()
-		var got int64
-		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-			if v.pool.QueryRow(ctx, `SELECT total FROM stripe.upcoming_invoices WHERE customer = $1`, cus).Scan(&got) == nil && got == want {
-				break
-			}
-		}
-		if got != want {
-			t.Fatalf("upcoming invoice total %d, want %d", got, want)
-		}
-		v.checkUpcoming(t)
-	}
-	upcomingTotal(1000)
+	v.waitUpcomingTotal(t, cus, 1000)
 
 	v.post(t, "/v1/customers/"+cus, url.Values{"coupon": {"TEN"}})
 	v.converge(t, 10*time.Second)
-	upcomingTotal(900)
+	v.waitUpcomingTotal(t, cus, 900)
 
 	v.post(t, "/v1/subscriptions/"+sub, url.Values{"promotion_code": {promo}})
 	v.converge(t, 10*time.Second)
-	upcomingTotal(500) // the subscription's discount before the customer's
+	v.waitUpcomingTotal(t, cus, 500) // the subscription's discount before the customer's
 	var redeemed int64
 	v.pool.QueryRow(ctx, `SELECT times_redeemed FROM stripe.promotion_codes WHERE id = $1`, promo).Scan(&redeemed)
 	if redeemed != 1 {
@@ -66,7 +53,7 @@ func TestDiscountEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.converge(t, 10*time.Second)
-	upcomingTotal(1000)
+	v.waitUpcomingTotal(t, cus, 1000)
 	var discount *string
 	v.pool.QueryRow(ctx, `SELECT discount::text FROM stripe.customers WHERE id = $1`, cus).Scan(&discount)
 	if discount != nil {
@@ -95,4 +82,20 @@ func TestUsedUpCouponDeactivatesItsPromotionCodes(t *testing.T) {
 	if err := v.pool.QueryRow(ctx, `SELECT active FROM stripe.promotion_codes WHERE id = $1`, other).Scan(&active); err != nil || active {
 		t.Errorf("the other promotion code of a used-up coupon: active %v, %v", active, err)
 	}
+}
+
+// waitUpcomingTotal waits until customer cus's stored upcoming invoice totals
+// want, then checks it against Stripe's.
+func (v *env) waitUpcomingTotal(t *testing.T, cus string, want int64) {
+	t.Helper()
+	var got int64
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if v.pool.QueryRow(context.Background(), `SELECT total FROM stripe.upcoming_invoices WHERE customer = $1`, cus).Scan(&got) == nil && got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Fatalf("upcoming invoice total %d, want %d", got, want)
+	}
+	v.checkUpcoming(t)
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
-// reviewWait polls cond every 20 ms until it holds or timeout passes.
+// waitUntil polls cond every 20 ms until it holds or timeout passes.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
