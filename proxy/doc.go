@@ -26,7 +26,10 @@
 // its reply is out (it may say what reached Stripe); an error reply then
 // goes out as FATAL, which ends the session. A reply already out when the
 // failure shows (upstream dies just after it) is followed by upstream's own
-// FATAL, if it sent one, or the proxy's 08006.
+// FATAL, if it sent one, or the proxy's 08006; not the proxy's when it has
+// read the client's Terminate (sent in the same write as the request, say,
+// so that upstream's end stops the session before it gets to it): like
+// Postgres after a Terminate, the proxy sends nothing more of its own.
 //
 // An interceptor marks statements whose changes outlive a rollback
 // (Call.Lasting). In a pipeline outside a transaction block (several

@@ -937,6 +937,14 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 		// it pumps for us); pop it now rather than at the next upstream
 		// message, so an idle session looks idle.
 		s.q.pop()
+		if s.terminateBuffered() {
+			// The client sent its Terminate with this request. The server
+			// loop goes on once this returns, and may meet upstream's end
+			// (which may have ended this interception) before the client
+			// loop gets to the Terminate: that end is then the one the
+			// client asked for, which gets no FATAL (see endFromServer).
+			s.terminated.Store(true)
+		}
 		close(ic.finished)
 	}()
 

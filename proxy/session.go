@@ -107,7 +107,11 @@ type session struct {
 	ctx        context.Context // ends when the session closes
 	ctxCancel  context.CancelFunc
 	draining   atomic.Bool
-	terminated atomic.Bool // the client sent Terminate
+	// terminated: the client ended its session: it sent Terminate (which
+	// the client loop met, or which was in the client's bytes the proxy
+	// had read when upstream's end stopped it, see terminateBuffered), or
+	// closed its side.
+	terminated atomic.Bool
 	closeOnce  sync.Once
 	done       chan struct{}
 	closeErr   atomic.Pointer[pgproto3.ErrorResponse]
@@ -433,6 +437,26 @@ func (s *session) endFromClient(err error) {
 	s.close()
 }
 
+// terminateBuffered reports whether the client's bytes that the proxy has
+// read but not yet handled hold a whole Terminate, which the client loop
+// would come to without waiting on the client (a message it would refuse
+// or one cut off stops it first). Client loop only.
+func (s *session) terminateBuffered() bool {
+	b := s.cr.buf[s.cr.r:s.cr.w]
+	for len(b) >= 5 {
+		typ := b[0]
+		n := int(int32(binary.BigEndian.Uint32(b[1:])))
+		if s.cr.limit != nil && (s.cr.limit(typ) < 0 || n > s.cr.limit(typ)) || n < 4 || 1+n > len(b) {
+			return false
+		}
+		if typ == 'X' {
+			return true
+		}
+		b = b[1+n:]
+	}
+	return false
+}
+
 // copyInRunning reports whether upstream runs a COPY FROM STDIN, after
 // waiting, if the last statement forwarded may start one (its copy-in
 // window is open, see copyWin), until upstream has answered whether it
@@ -511,6 +535,10 @@ func (s *session) endFromServer(err error) {
 	default:
 	}
 	if s.terminated.Load() {
+		// Postgres sends nothing once it has read a Terminate
+		// (PostgresMain: whereToSendOutput = DestNone, then exit), and
+		// neither does the proxy once it has read the client's, whether
+		// or not the client loop got to it before upstream's end.
 		s.close()
 		return
 	}
@@ -541,7 +569,14 @@ func protocolErrorf(format string, args ...any) error {
 
 // clientLoop reads client requests, records what each expects back, and
 // forwards them (or hands them to the interceptor).
-func (s *session) clientLoop() error {
+func (s *session) clientLoop() (err error) {
+	defer func() {
+		if _, ok := err.(*upstreamError); ok && s.terminateBuffered() {
+			// Upstream's end stopped the loop before a Terminate the
+			// client had sent: the session ends as the client asked.
+			s.terminated.Store(true)
+		}
+	}()
 	for {
 		typ, raw, err := s.cr.next()
 		if err != nil {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -447,10 +448,9 @@ func TestUpstreamGoneWhileInterceptorRuns(t *testing.T) {
 // the end the client asked for: the client gets no FATAL after it, even
 // if upstream dies without reading it. A Terminate sent with an
 // intercepted write whose reply is an ERROR, upstream crashing before the
-// proxy reads on: the client gets the interceptor's ERROR first and then
-// at most the proxy's 08006 (for the proxy, upstream died before the
-// client ended the session), then the close; never a hang or
-// ReadyForQuery.
+// client loop gets to it: the proxy has read it all the same, so the
+// client gets the interceptor's ERROR, then the close; never a FATAL, a
+// hang or ReadyForQuery.
 func TestTerminateAndUpstreamCrash(t *testing.T) {
 	for _, order := range []endOrder{endAsRun, endClientFirst, endServerFirst} {
 		t.Run("terminate read/"+order.String(), func(t *testing.T) {
@@ -481,11 +481,7 @@ func TestTerminateAndUpstreamCrash(t *testing.T) {
 				if !simple {
 					want = append(want, extendedHead...)
 				}
-				want = append(want, "ERROR P0001 stripe said no")
-				if len(got) == len(want)+2 {
-					want = append(want, "FATAL 08006 pgstripe proxy: lost connection to upstream Postgres")
-				}
-				wantLines(t, got, append(want, "EOF")...)
+				wantLines(t, got, append(want, "ERROR P0001 stripe said no", "EOF")...)
 			})
 		}
 	}
@@ -533,4 +529,128 @@ func TestCancelAfterInterceptorAnswered(t *testing.T) {
 			wantLines(t, got, append(want, "ERROR P0001 stripe said no", "ReadyForQuery I", "CommandComplete SELECT 0", "ReadyForQuery I")...)
 		})
 	}
+}
+
+// TestTerminateReadGetsNoFatal: the client pipelines an intercepted
+// write and its Terminate in one write, and upstream dies before the
+// session gets to the Terminate: at the request that puts upstream in the
+// failed state after the interceptor's ERROR, or while the interceptor
+// runs (its write then goes through). The proxy has read the Terminate
+// (the interceptor checks that it sits in the client's buffer), so, as
+// Postgres after a Terminate, it sends nothing after the write's own
+// reply: no FATAL 08006, in every end order of the two loops. Before, the
+// FATAL followed whenever the server loop ended the session before the
+// client loop got to the Terminate.
+func TestTerminateReadGetsNoFatal(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		for _, simple := range []bool{true, false} {
+			for _, mode := range []crashMode{crashEOF, crashReset} {
+				for _, order := range []endOrder{endAsRun, endClientFirst, endServerFirst} {
+					t.Run(fmt.Sprintf("gone=%v/simple=%v/%v/%v", gone, simple, mode, order), func(t *testing.T) {
+						var h *sessionHarness
+						var up *fakeUpstream
+						ic := InterceptorFunc(func(ctx context.Context, call *Call) error {
+							// The interceptor runs in the client loop, which
+							// owns the reader: the Terminate came with the
+							// write and waits there.
+							if !bytes.HasSuffix(h.s.cr.buf[h.s.cr.r:h.s.cr.w], terminateMsg) {
+								t.Error("the Terminate is not in the proxy's buffer while the write is intercepted")
+							}
+							if !gone {
+								return &pgconn.PgError{Code: "P0001", Message: "stripe said no"}
+							}
+							up.crash()
+							select {
+							case <-call.ic.gone:
+							case <-ctx.Done():
+								return ctx.Err()
+							}
+							return call.Send(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")})
+						})
+						h = newSessionHarness(t, ic)
+						var crashAt func(pgproto3.FrontendMessage) bool
+						if !gone {
+							crashAt = isForcedError
+						}
+						up = startFakeUpstream(t, h.up, mode, crashAt)
+						h.start(t, order)
+						h.send(t, append(writeRequest(simple), &pgproto3.Terminate{})...)
+						got := h.readToEnd(t)
+						<-up.dead
+						var want []string
+						if !simple {
+							want = append(want, extendedHead...)
+						}
+						if gone {
+							want = append(want, "CommandComplete INSERT 0 1")
+						} else {
+							want = append(want, "ERROR P0001 stripe said no")
+						}
+						wantLines(t, got, append(want, "EOF")...)
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestTerminateNotYetReadGetsFatal: the same failure without a
+// Terminate in the proxy's buffer (the client has not ended its session)
+// still ends with the proxy's FATAL 08006, in every end order.
+func TestTerminateNotYetReadGetsFatal(t *testing.T) {
+	for _, simple := range []bool{true, false} {
+		for _, order := range []endOrder{endAsRun, endClientFirst, endServerFirst} {
+			t.Run(fmt.Sprintf("simple=%v/%v", simple, order), func(t *testing.T) {
+				crashAfterInterceptorError(t, simple, crashReset, order, "FATAL 08006 pgstripe proxy: lost connection to upstream Postgres")
+			})
+		}
+	}
+}
+
+// TestTerminateBuffered: what counts as a Terminate the proxy has
+// read: a whole one, at a message boundary, not behind a message the proxy
+// would refuse or one cut off.
+func TestTerminateBuffered(t *testing.T) {
+	x := terminateMsg
+	sync := enc(&pgproto3.Sync{})
+	query := enc(&pgproto3.Query{String: "SELECT 1"})
+	cases := []struct {
+		name string
+		buf  []byte
+		want bool
+	}{
+		{"empty", nil, false},
+		{"terminate", x, true},
+		{"after requests", cat(query, sync, x), true},
+		{"cut off", x[:4], false},
+		{"behind a cut-off message", cat(query[:len(query)-1]), false},
+		{"request after it", cat(x, query), true},
+		{"inside copy data", enc(&pgproto3.CopyData{Data: x}), false},
+		{"behind a bad type", cat([]byte{'x', 0, 0, 0, 4}, x), false},
+		{"behind a bad length", cat([]byte{'Q', 0, 0, 0, 3}, x), false},
+		{"behind an oversized message", cat([]byte{'S', 0, 0, 0x7f, 0xff}, x), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &session{cr: newMsgReader(nil)}
+			s.cr.limit = clientLimit
+			// Unread bytes after some already handled, as in the reader.
+			s.cr.w = copy(s.cr.buf, cat(query, c.buf))
+			s.cr.r = len(query)
+			if got := s.terminateBuffered(); got != c.want {
+				t.Errorf("terminateBuffered() = %v, want %v", got, c.want)
+			}
+			if s.cr.r != len(query) || s.cr.w != len(query)+len(c.buf) {
+				t.Error("terminateBuffered moved the reader")
+			}
+		})
+	}
+}
+
+func cat(bs ...[]byte) []byte {
+	var out []byte
+	for _, b := range bs {
+		out = append(out, b...)
+	}
+	return out
 }

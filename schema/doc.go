@@ -14,10 +14,11 @@
 // endpoints, created filters, required list parameters, create/update
 // parameters (with the places inside them that take only integers, or
 // the empty string as an empty array) and expandable fields come from the
-// spec. Also by hand, from the spec's descriptions: the create parameters
-// taking an array but no empty string where leaving an empty array out
-// means the same as sending it (Param.OmitEmpty); the generator fails
-// when one of those decisions no longer fits the spec.
+// spec. Also by hand, from the spec's descriptions: the create parameters,
+// and the places below create and update parameters, taking an array but
+// no empty string where leaving an empty array out means the same as
+// sending it (Param.OmitEmpty, Param.OmitEmptyArrays); the generator
+// fails when one of those decisions no longer fits the spec.
 //
 // Mapping (Kind): id text primary key; strings and enums text; integers
 // bigint; numbers numeric; booleans boolean; format unix-time timestamptz;

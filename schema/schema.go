@@ -167,12 +167,13 @@ type Param struct {
 	// empty list (items.[].tax_rates: none, not the subscription's
 	// default_tax_rates).
 	UnsetArrays []string
-	// OmitEmpty (the parameter itself) and OmitEmptyArrays (places below
-	// it, as in Refs) mark create parameters taking an array but not the
-	// empty string where leaving the array out means the same as an
-	// empty one (a customer's preferred_locales: none either way), as
-	// decided by hand from the spec's descriptions in schema/internal/gen.
-	// At any other such place an empty array can't be sent as written
+	// OmitEmpty (the parameter itself, of a create) and OmitEmptyArrays
+	// (places below it, as in Refs, of a create or an update) mark where
+	// an array but not the empty string is taken and leaving the array
+	// out means the same as an empty one (a customer's preferred_locales,
+	// a schedule phase's add_invoice_items: none either way), as decided
+	// by hand from Stripe's descriptions in schema/internal/gen. At any
+	// other such place an empty array can't be sent as written
 	// (payment_method_types defaults to ["card"] when left out).
 	OmitEmpty       bool
 	OmitEmptyArrays []string

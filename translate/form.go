@@ -241,15 +241,19 @@ const (
 // encodeCreate leaves it out: where Stripe takes the empty string as well
 // (Param.Unset, Param.UnsetArrays) that is sent instead, and Stripe reads
 // it as an empty list, as stripe-go sends it (an item's tax_rates: none,
-// not the subscription's default_tax_rates); on a create, where leaving
-// the array out means the same (Param.OmitEmpty, Param.OmitEmptyArrays)
-// it is left out. ok is false anywhere else on a create: left out, the
-// array would mean Stripe's default, which is not what the statement
-// wrote (payment_method_types defaults to ["card"]). An update keeps its
-// rules there (Stripe's reading of a left-out key differs between
-// endpoints and places, and emptied hashes are diffed by encodeUpdate),
-// and a parameter the spec doesn't describe (p.Name "", sent to an action
-// endpoint) is left for Stripe to judge.
+// not the subscription's default_tax_rates); where leaving the array out
+// means the same (Param.OmitEmpty on a create, Param.OmitEmptyArrays) it
+// is left out. ok is false anywhere else: left out, the array would mean
+// what Stripe does without it, which is not what the statement wrote
+// (payment_method_types defaults to ["card"], a schedule phase without
+// items is refused by Stripe after the calls of the statement's earlier
+// rows). That holds for an update as for a create wherever encodeCreate
+// sends the value: in array elements, which go whole, and in _params
+// (formSent). Two places keep their rules on an update: hashes, which
+// encodeUpdate diffs with the old value (it unsets an array emptied
+// there), and a parameter itself, where an update leaving the array out
+// leaves the field as it is; and a parameter the spec doesn't describe
+// (p.Name "", sent to an action endpoint) is left for Stripe to judge.
 func emptyArray(p schema.Param, mode formMode, place string) (out any, ok bool) {
 	if mode == formDiffed && !strings.Contains(place, "[]") {
 		return []any{}, true
@@ -257,7 +261,7 @@ func emptyArray(p schema.Param, mode formMode, place string) (out any, ok bool) 
 	if place == "" && p.Unset || place != "" && slices.Contains(p.UnsetArrays, place) {
 		return "", true
 	}
-	if mode != formCreate || p.Name == "" || place == "" && p.OmitEmpty || slices.Contains(p.OmitEmptyArrays, place) {
+	if p.Name == "" || place == "" && (p.OmitEmpty || mode != formCreate) || slices.Contains(p.OmitEmptyArrays, place) {
 		return []any{}, true
 	}
 	return nil, false

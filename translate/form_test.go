@@ -484,3 +484,100 @@ func runFormCases(t *testing.T, withHint bool, cases []formCase) {
 		})
 	}
 }
+
+// oldPhases is a schedule's phases as the column stores them (Stripe's
+// response): each phase with its add_invoice_items, default_tax_rates and
+// an item's tax_rates, all empty.
+const oldPhases = `[{"add_invoice_items": [], "currency": "usd", "default_tax_rates": [], "end_date": 1800000000, "start_date": 1700000000,
+	"items": [{"price": {"id": "price_1", "object": "price"}, "quantity": 1, "tax_rates": [{"id": "txr_1", "object": "tax_rate"}], "metadata": {}}],
+	"metadata": {}}]`
+
+// TestEmptyArraysOnUpdate: on an UPDATE, an empty array at a
+// place that encodeCreate sends (inside array elements, which go whole,
+// and anywhere in _params) follows the spec as on an INSERT: the empty
+// string where the place takes it (Stripe's empty list), left out where
+// that means the same (a schedule phase's add_invoice_items, decided in
+// schema/internal/gen), and refused with 22023 naming the column and the
+// element anywhere else. Before, every such array was left out of an
+// update, whatever Stripe then did without it (a phase without items,
+// financial_connections.permissions at their default). Hashes of a
+// column, which encodeUpdate diffs, and a parameter itself keep their
+// rules.
+func TestEmptyArraysOnUpdate(t *testing.T) {
+	for _, c := range []struct {
+		name, sql string
+		row       string
+		want      string   // the body, or "" for a refusal
+		msg       []string // in the refusal's message
+	}{
+		{"schedule phases read back: each empty array as the spec takes it",
+			`UPDATE stripe.subscription_schedules SET phases = jsonb_set(phases, '{0,items,0,tax_rates}', '[]') WHERE id = 'sub_sched_1'`,
+			`["sub_sched_1", ` + strings.Replace(oldPhases, `[{"id": "txr_1", "object": "tax_rate"}]`, `[]`, 1) + `, ` + oldPhases + `]`,
+			"phases[0][default_tax_rates]=&phases[0][end_date]=1800000000&phases[0][items][0][price]=price_1&phases[0][items][0][quantity]=1&phases[0][items][0][tax_rates]=&phases[0][start_date]=1700000000", nil},
+		{"a schedule phase's items emptied", `UPDATE stripe.subscription_schedules SET phases = $1 WHERE id = 'sub_sched_1'`,
+			`["sub_sched_1", [{"items": [], "start_date": 1700000000}], ` + oldPhases + `]`, "",
+			[]string{"phases of stripe.subscription_schedules", "empty array at phases[0][items]"}},
+		{"the second phase's items", `UPDATE stripe.subscription_schedules SET phases = $1 WHERE id = 'sub_sched_1'`,
+			`["sub_sched_1", [{"items": [{"price": "price_1"}], "start_date": 1700000000}, {"items": [], "iterations": 1}], ` + oldPhases + `]`, "",
+			[]string{"phases[1][items]"}},
+		{"_params: phases", `UPDATE stripe.subscription_schedules SET _params = $1 WHERE id = 'sub_sched_1'`,
+			`["sub_sched_1", {"phases": [{"items": [], "start_date": 1700000000}]}, null]`, "",
+			[]string{`_params key "phases"`, "phases[0][items]"}},
+		{"_params: a place in a hash without the empty string",
+			`UPDATE stripe.payment_intents SET _params = $1 WHERE id = 'pi_1'`,
+			`["pi_1", {"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": []}}}}, null]`, "",
+			[]string{`_params key "payment_method_options"`, "payment_method_options[us_bank_account][financial_connections][permissions]"}},
+		{"_params: a place in a hash that takes the empty string",
+			`UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"payment_settings": {"payment_method_types": []}}, null]`,
+			"payment_settings[payment_method_types]=", nil},
+		{"_params: a parameter itself, left out as before",
+			`UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"add_invoice_items": [], "metadata": {"k": "v"}}, null]`,
+			"metadata[k]=v", nil},
+		{"a column's hash, diffed as before", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"payment_method_types": []}, {"payment_method_types": ["card"]}]`,
+			"payment_settings[payment_method_types]=", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, err := build(t, c.sql, c.row)
+			if c.want == "" {
+				if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+					t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+				}
+				for _, w := range c.msg {
+					if !strings.Contains(err.Message, w) {
+						t.Errorf("message %q lacks %q", err.Message, w)
+					}
+				}
+				if err.Hint == "" || err.Detail == "" {
+					t.Errorf("no detail or hint: %+v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(calls) != 1 || len(calls[0].Calls) != 1 {
+				t.Fatalf("calls %v", calls)
+			}
+			if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+				t.Errorf("body\n got:  %s\n want: %s", got, c.want)
+			}
+		})
+	}
+}
+
+// TestEmptyArraysInManyRows: a refusal in the second row of an
+// UPDATE refuses the statement before the first row's call.
+func TestEmptyArraysInManyRows(t *testing.T) {
+	calls, err := build(t, `UPDATE stripe.subscription_schedules SET phases = $1 WHERE id IN ('sub_sched_1', 'sub_sched_2')`,
+		`["sub_sched_1", [{"items": [{"price": "price_1"}], "start_date": 1700000000}], `+oldPhases+`]`,
+		`["sub_sched_2", [{"items": [], "start_date": 1700000000}], `+oldPhases+`]`)
+	if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+		t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+	}
+	if !strings.Contains(err.Detail, "in row 2 of 2") || !strings.Contains(err.Message, "phases[0][items]") {
+		t.Errorf("%+v", err)
+	}
+}

@@ -431,3 +431,114 @@ func TestEmptyTaxRatesAndNestedIntegers(t *testing.T) {
 		t.Errorf("local quantity of %s after the refused update: %s", si1, q)
 	}
 }
+
+// TestSchedulePhasesEmptyArrays: an UPDATE that edits a schedule's
+// phases as read back (jsonb_set) sends each empty array in them as the
+// spec takes it: an item's tax_rates and the phase's default_tax_rates
+// emptied reach Stripe as the empty string, and Stripe's schedule then has
+// none, as written, locally too; the phase's add_invoice_items, [] as
+// Stripe returned it, is left out (a phase has none unless passed again).
+// A phase whose items are emptied, which the form encoding can't carry
+// and Stripe takes no empty string for, is refused with 22023 naming the
+// column and the element before any call; before, the items were left
+// out of the update.
+func TestSchedulePhasesEmptyArrays(t *testing.T) {
+	e := setup(t)
+	one := func(sql string, args ...any) string {
+		t.Helper()
+		return e.ok(sql, args...).rows[0][0]
+	}
+	cus := e.newCustomers("phases@b.co")[0]
+	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	txr1 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txr2 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+	phases := fmt.Sprintf(`[{"items": [{"price": %q, "tax_rates": [%q]}], "default_tax_rates": [%q], "iterations": 2}]`, price, txr1, txr2)
+	ss := one(`INSERT INTO stripe.subscription_schedules (customer, phases, _params) VALUES ($1, $2::jsonb, '{"start_date": "now"}') RETURNING id`, cus, phases)
+
+	phase := func() map[string]any {
+		t.Helper()
+		ps, _ := e.stripeObj("subscription_schedules", ss)["phases"].([]any)
+		if len(ps) != 1 {
+			t.Fatalf("Stripe's schedule has phases %v", ps)
+		}
+		return ps[0].(map[string]any)
+	}
+	ids := func(v any) []string {
+		out := []string{}
+		for _, r := range v.([]any) {
+			switch r := r.(type) {
+			case string:
+				out = append(out, r)
+			case map[string]any:
+				out = append(out, r["id"].(string))
+			}
+		}
+		return out
+	}
+	p := phase()
+	if got := ids(p["default_tax_rates"]); !reflect.DeepEqual(got, []string{txr2}) {
+		t.Fatalf("default_tax_rates %v after the create", got)
+	}
+	if got := ids(p["items"].([]any)[0].(map[string]any)["tax_rates"]); !reflect.DeepEqual(got, []string{txr1}) {
+		t.Fatalf("item tax_rates %v after the create", got)
+	}
+	if got := e.local(`SELECT phases->0->>'add_invoice_items' FROM stripe.subscription_schedules WHERE id = $1`, ss); got != "[]" {
+		t.Fatalf("stored add_invoice_items %s: the test needs the [] Stripe returns", got)
+	}
+
+	var mu sync.Mutex
+	var bodies []url2.Values
+	record := faultFunc(func(_ http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/subscription_schedules/"+ss {
+			mu.Lock()
+			bodies = append(bodies, form)
+			mu.Unlock()
+		}
+		return false // the emulator answers
+	})
+	e.fault.Store(&record)
+
+	e.ok(`UPDATE stripe.subscription_schedules SET phases = jsonb_set(jsonb_set(phases, '{0,items,0,tax_rates}', '[]'), '{0,default_tax_rates}', '[]') WHERE id = $1`, ss)
+	mu.Lock()
+	if len(bodies) != 1 {
+		t.Fatalf("%d schedule updates", len(bodies))
+	}
+	body := bodies[0]
+	mu.Unlock()
+	for _, k := range []string{"phases[0][items][0][tax_rates]", "phases[0][default_tax_rates]"} {
+		if v, ok := body[k]; !ok || !reflect.DeepEqual(v, []string{""}) {
+			t.Errorf("%s sent as %q (present %v), want the empty string", k, v, ok)
+		}
+	}
+	for k := range body {
+		if strings.HasPrefix(k, "phases[0][add_invoice_items]") {
+			t.Errorf("%s sent: an empty add_invoice_items is left out", k)
+		}
+	}
+	p = phase()
+	if got := ids(p["default_tax_rates"]); len(got) != 0 {
+		t.Errorf("Stripe's phase default_tax_rates %v after the update, want none", got)
+	}
+	if got := ids(p["items"].([]any)[0].(map[string]any)["tax_rates"]); len(got) != 0 {
+		t.Errorf("Stripe's phase item tax_rates %v after the update, want none", got)
+	}
+	if got := e.local(`SELECT (phases->0->'default_tax_rates')::text || (phases->0->'items'->0->'tax_rates')::text FROM stripe.subscription_schedules WHERE id = $1`, ss); got != "[][]" {
+		t.Errorf("local phase tax rates after the update: %s", got)
+	}
+
+	// A phase's items emptied: refused before any call, the schedule as it was.
+	before := e.calls()
+	r := e.fails("22023", `UPDATE stripe.subscription_schedules SET phases = jsonb_set(phases, '{0,items}', '[]') WHERE id = $1`, ss)
+	for _, w := range []string{"phases of stripe.subscription_schedules", "phases[0][items]"} {
+		if !strings.Contains(r.err.Message, w) {
+			t.Errorf("message %q lacks %q", r.err.Message, w)
+		}
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for the refused update", n)
+	}
+	if items, _ := phase()["items"].([]any); len(items) != 1 {
+		t.Errorf("Stripe's phase items after the refused update: %v", items)
+	}
+}

@@ -115,3 +115,50 @@ func newGen(t *testing.T) *gen {
 	}
 	return &gen{s: &s}
 }
+
+// TestEmptyOmittedOnUpdate: the decisions for places below update
+// parameters reach the update's Param (and not the create's), and one
+// naming a parameter itself, a place that takes "" or no place at all
+// fails the generator.
+func TestEmptyOmittedOnUpdate(t *testing.T) {
+	g := newGen(t)
+	var tb *table
+	for _, d := range defs {
+		if d.name == "subscription_schedules" {
+			var err error
+			if tb, err = g.table(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if tb == nil {
+		t.Fatal("no subscription_schedules")
+	}
+	phases := func(ps []param) param {
+		for _, p := range ps {
+			if p.name == "phases" {
+				return p
+			}
+		}
+		t.Fatal("no phases parameter")
+		return param{}
+	}
+	if up := phases(tb.updateParams); !slices.Equal(up.omitArr, []string{"[].add_invoice_items"}) || up.omit {
+		t.Errorf("update phases: omit %v %v, want only [].add_invoice_items", up.omit, up.omitArr)
+	}
+	if cp := phases(tb.createParams); !slices.Equal(cp.omitArr, []string{"[].add_invoice_items", "[].items"}) || !cp.omit {
+		t.Errorf("create phases: omit %v %v", cp.omit, cp.omitArr)
+	}
+	for _, k := range []string{
+		"subscription_schedules phases",                      // a parameter itself: Build's
+		"subscription_schedules phases.[].default_tax_rates", // takes ""
+		"subscriptions items.[].no_such",
+	} {
+		emptyOmittedOnUpdate[k] = "test"
+		_, err := Generate()
+		delete(emptyOmittedOnUpdate, k)
+		if err == nil || !strings.Contains(err.Error(), k) || !strings.Contains(err.Error(), "emptyOmittedOnUpdate") {
+			t.Errorf("%s: %v, want the decision named", k, err)
+		}
+	}
+}
