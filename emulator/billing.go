@@ -115,10 +115,18 @@ func init() {
 			return ae
 		}
 		ch.apply(e, c, obj, true)
+		// balance= sets the balance; the ledger takes the difference
+		// (balance.go).
+		if d := getInt(obj, "balance") - getInt(old, "balance"); d != 0 {
+			e.recordBalance(c, obj, d, "adjustment", "")
+		}
 		e.followCustomer(obj)
 		return nil
 	}
 	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
+		if b := getInt(obj, "balance"); b != 0 {
+			e.recordBalance(c, obj, b, "initial", "")
+		}
 		if d, _ := obj["discount"].(map[string]any); d != nil {
 			e.emit(c, "customer.discount.created", d, nil)
 		}
@@ -1417,21 +1425,41 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 // firstPaymentFails answers what Stripe answers for
 // payment_behavior=error_if_incomplete when the first invoice can't be
 // paid (HTTP 402, and no subscription is created), before anything is
-// stored: a charged first invoice (no trial, charge_automatically, an
-// amount) with no payment method or a declining one.
+// stored: a charged first invoice (charge_automatically, an amount due
+// after the customer's pending invoice items, discount and balance; a
+// trial bills its items at 0 but not the pending items) with no payment
+// method or a declining one.
 func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any) *apiError {
-	if getStr(sub, "status") == "trialing" || strOr(sub["collection_method"], "charge_automatically") != "charge_automatically" {
+	if strOr(sub["collection_method"], "charge_automatically") != "charge_automatically" {
 		return nil
 	}
 	var amt int64
-	lines := make([]map[string]any, len(items))
-	for i, it := range items {
-		price, _ := it["price"].(map[string]any)
-		lines[i] = map[string]any{"amount": intOr(price["unit_amount"], 0) * intOr(it["quantity"], 1),
-			"currency": price["currency"], "price": price, "discountable": true}
-		amt += getInt(lines[i], "amount")
+	var lines []map[string]any
+	if getStr(sub, "status") != "trialing" {
+		for _, it := range items {
+			price, _ := it["price"].(map[string]any)
+			lines = append(lines, map[string]any{"amount": intOr(price["unit_amount"], 0) * intOr(it["quantity"], 1),
+				"currency": price["currency"], "price": price, "discountable": true})
+		}
 	}
-	amt -= applyDiscount(map[string]any{"currency": sub["currency"]}, lines, e.invoiceDiscount(getStr(sub, "customer"), sub, 0))
+	cus := getStr(sub, "customer")
+	t := e.tables["invoiceitems"]
+	for _, r := range t.byCustomer[cus] {
+		if v, _ := t.keyOf(r, "invoice"); v != "" {
+			continue
+		}
+		if ii, _ := decodeObject(r.raw); ii != nil && pendingFor(ii, idOf(sub)) {
+			lines = append(lines, map[string]any{"amount": ii["amount"], "currency": ii["currency"], "price": ii["price"],
+				"discountable": ii["discountable"] != false})
+		}
+	}
+	for _, l := range lines {
+		amt += getInt(l, "amount")
+	}
+	amt -= applyDiscount(map[string]any{"currency": sub["currency"]}, lines, e.invoiceDiscount(cus, sub, 0))
+	if cu := e.load(kCustomer, cus); cu != nil && strOr(cu["currency"], "usd") == getStr(sub, "currency") {
+		amt += getInt(cu, "balance")
+	}
 	if amt <= 0 {
 		return nil
 	}
@@ -1519,12 +1547,9 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 		delete(line, "created")
 		e.store(kLine, line)
 	}
-	if reason != "subscription_create" {
-		// Prorations and other pending items go on the next invoice of
-		// the subscription. A first invoice leaves them pending (not
-		// modelled, doc.go).
-		e.addPendingItems(c, inv, sub)
-	}
+	// Prorations and other pending items go on the next invoice of the
+	// subscription, its first one too (addPendingItems).
+	e.addPendingItems(c, inv, sub)
 	e.recalcInvoice(c, inv, false)
 	e.store(kInvoice, inv)
 	e.emit(c, "invoice.created", inv, nil)
@@ -1707,6 +1732,9 @@ func (e *Emulator) copyCustomer(inv, cu map[string]any) {
 	inv["customer_address"], inv["customer_shipping"] = cu["address"], cu["shipping"]
 	inv["customer_tax_exempt"] = cu["tax_exempt"]
 	inv["customer_tax_ids"] = e.customerTaxIDs(idOf(cu))
+	// Spec, starting_balance: "If the invoice has not been finalized yet,
+	// this will be the current customer balance" (balance.go).
+	inv["starting_balance"] = getInt(cu, "balance")
 }
 
 // customerTaxIDs lists a customer's tax ids as an invoice shows them, in
@@ -1736,6 +1764,7 @@ func (e *Emulator) followCustomer(cu map[string]any) {
 		}
 		inv, _ := decodeObject(r.raw)
 		e.copyCustomer(inv, cu)
+		setDue(inv)
 		e.store(kInvoice, inv)
 	}
 }
@@ -1930,17 +1959,14 @@ func (e *Emulator) recalcInvoice(c *reqCtx, inv map[string]any, save bool) {
 }
 
 // setTotals sets an invoice's amounts from the sum of its lines and its
-// discount (no tax is modelled). A total below zero (a downgrade's
-// prorations, a negative invoice item) is due as 0: Stripe never asks a
-// customer for a negative amount, it credits the customer's invoice
-// balance instead (docs.stripe.com/billing/customer/balance; the balance
-// is not modelled, doc.go), and an invoice due 0 is paid at finalization.
+// discount (no tax is modelled), and what is due after the customer's
+// balance (setDue): a total below zero (a downgrade's prorations, a
+// negative invoice item) is due as 0, its credit going to the customer's
+// balance at finalization, and an invoice due 0 is paid then.
 func setTotals(inv map[string]any, sum, off int64) {
 	inv["subtotal"], inv["subtotal_excluding_tax"] = sum, sum
 	inv["total"], inv["total_excluding_tax"] = sum-off, sum-off
-	due := max(sum-off, 0)
-	inv["amount_due"] = due
-	inv["amount_remaining"] = max(due-getInt(inv, "amount_paid"), 0)
+	setDue(inv)
 }
 
 func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]any, *apiError) {
@@ -1960,6 +1986,7 @@ func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]an
 	inv["status_transitions"] = st
 	inv["hosted_invoice_url"] = "https://invoice.stripe.com/i/" + idOf(inv)
 	inv["invoice_pdf"] = "https://pay.stripe.com/invoice/" + idOf(inv) + "/pdf"
+	applied := e.applyBalance(inv)
 	// Finalizing creates the invoice's payment intent, which a client can
 	// confirm itself (latest_invoice.payment_intent.client_secret).
 	if amt := getInt(inv, "amount_due"); amt > 0 {
@@ -1972,6 +1999,7 @@ func (e *Emulator) finalizeInvoice(c *reqCtx, inv map[string]any) (map[string]an
 		inv["payment_intent"] = idOf(pi)
 	}
 	e.save(c, kInvoice, inv, old, "invoice.finalized")
+	e.moveBalance(c, getStr(inv, "customer"), applied, "applied_to_invoice", idOf(inv))
 	e.consumeDiscount(c, inv, nil)
 	if getInt(inv, "amount_due") == 0 {
 		return e.payInvoice(c, inv, "")
@@ -2179,7 +2207,8 @@ func (e *Emulator) stopCollection(c *reqCtx, cus string) {
 }
 
 // voidInvoice voids an open or uncollectible invoice: its payment intent
-// canceled (void_invoice), invoice.voided.
+// canceled (void_invoice), invoice.voided, the customer balance it applied
+// given back.
 func (e *Emulator) voidInvoice(c *reqCtx, inv map[string]any) {
 	old := deepCopy(inv).(map[string]any)
 	inv["status"] = "void"
@@ -2189,6 +2218,8 @@ func (e *Emulator) voidInvoice(c *reqCtx, inv map[string]any) {
 	}
 	e.cancelInvoicePI(c, inv, "void_invoice")
 	e.save(c, kInvoice, inv, old, "invoice.voided")
+	// What finalizing applied goes back (balance.go).
+	e.moveBalance(c, getStr(inv, "customer"), -appliedBalance(inv), "unapplied_from_invoice", idOf(inv))
 }
 
 // incompleteExpiry is how long an incomplete subscription waits for its
@@ -2484,6 +2515,21 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	if ae := e.mustExist("customers", "customer", cus); ae != nil {
 		return ae
 	}
+	// Spec, subscription: "When set, scheduled invoices for subscriptions
+	// other than the specified subscription will ignore the invoice item"
+	// (addPendingItems). Checked before anything is stored.
+	sid, _ := c.params["subscription"].(string)
+	if sid != "" {
+		sub := e.load(kSub, sid)
+		if sub == nil {
+			return e.mustExist("subscriptions", "subscription", sid)
+		}
+		if getStr(sub, "customer") != cus {
+			// Stripe documents no answer for this; the message is the
+			// emulator's.
+			return invalid("", "subscription", "The subscription %s does not belong to the customer %s.", sid, cus)
+		}
+	}
 	qty := intOr(c.params["quantity"], 1)
 	obj["quantity"] = qty
 	var price map[string]any
@@ -2549,6 +2595,9 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		obj["discountable"] = v
 	}
 	obj["subscription"], obj["subscription_item"] = nil, nil
+	if sid != "" {
+		obj["subscription"] = sid
+	}
 	obj["invoice"] = nil
 	if iid, ok := c.params["invoice"].(string); ok && iid != "" {
 		inv := e.load(kInvoice, iid)

@@ -21,11 +21,12 @@
 //   - kinds.go, billing.go, payments.go: per-type behaviour that matters —
 //     statuses, totals, nested lists, deletes vs cancels, side effects
 //     (a subscription bills its first invoice; finalizing an invoice
-//     creates its payment intent, paying it a charge and balance
-//     transaction; refunds update the charge) and events with Stripe's
-//     type names and previous_attributes. An event is
-//     emitted only if Stripe has that type (no invoiceitem.updated, no
-//     payment_method.created, none for subscription items or balance
+//     applies the customer's balance (balance.go) and creates its payment
+//     intent, paying it a charge and balance transaction; refunds update
+//     the charge) and events with Stripe's type names and
+//     previous_attributes. An event is emitted only if Stripe has that
+//     type (no invoiceitem.updated, no payment_method.created, none for
+//     subscription items, balance transactions or customer balance
 //     transactions of their own).
 //   - emulator.go: HTTP: auth (sk_/rk_ test and live keys), knobs (latency,
 //     rate limit with Stripe's 429: the test-mode rate, live mode four
@@ -111,11 +112,13 @@
 // subscription's changes (no prorations), discounts in proration amounts,
 // proration_details.credited_items (null), a price of another interval
 // resetting the billing cycle, the upcoming invoice's preview params
-// (subscription_items, subscription_proration_date), and a negative
-// invoice total going to the customer's balance (such an invoice is due
-// 0 and paid at finalization, the credit is not kept); a subscription's first
-// invoice leaves pending invoice items pending, its renewals and
-// subscription_update invoices take those of the subscription and of no
+// (subscription_items, subscription_proration_date); a negative invoice
+// total (a downgrade's) is due 0 and credited to the customer's balance
+// at finalization, which the next invoices finalized apply (balance.go:
+// customer.balance, starting_balance, ending_balance, customer balance
+// transactions, voiding gives back what an invoice applied); a
+// subscription's first invoice, its renewals and subscription_update
+// invoices take the pending invoice items of the subscription and of no
 // subscription;
 // subscriptions renew, retry failed renewals and expire only on a test
 // clock (SetClockOffset moves "now" for timestamps, event retention and
@@ -193,8 +196,8 @@
 // (payment intents, charges, balance transactions), as in Stripe; a clock
 // never deletes itself after deletes_after, and deleting it deletes its
 // customers as DELETE /v1/customers would (subscriptions canceled, the
-// other objects kept); search endpoints, sources/cards and customer
-// balance transactions are not modelled (404 "not implemented").
+// other objects kept); search endpoints and sources/cards are not
+// modelled (404 "not implemented").
 // Retrieving a deleted customer answers its deleted stub, as Stripe does;
 // other deleted objects are 404.
 package emulator

@@ -172,12 +172,16 @@ func roundRat(r *big.Rat) int64 {
 }
 
 // addPendingItems moves the customer's pending invoice items that belong
-// on sub's next invoice onto inv, a draft of sub: those of sub and those
-// of no subscription (spec, POST /v1/invoiceitems subscription: "When
-// left blank, the invoice item will be be added to the next upcoming
-// scheduled invoice. When set, scheduled invoices for subscriptions other
-// than the specified subscription will ignore the invoice item.").
-// Stripe has no invoiceitem.updated event.
+// on sub's next invoice onto inv, a draft of sub (its first invoice, a
+// renewal or a subscription_update): those of sub and those of no
+// subscription (spec, POST /v1/invoiceitems subscription: "When left
+// blank, the invoice item will be be added to the next upcoming scheduled
+// invoice. When set, scheduled invoices for subscriptions other than the
+// specified subscription will ignore the invoice item."; "These one-off
+// items are added to the next invoice created for this customer",
+// docs.stripe.com/billing/invoices/subscription, which a new
+// subscription's first invoice is). Stripe has no invoiceitem.updated
+// event.
 func (e *Emulator) addPendingItems(c *reqCtx, inv, sub map[string]any) {
 	t := e.tables["invoiceitems"]
 	for _, r := range append([]*record(nil), t.byCustomer[getStr(sub, "customer")]...) {

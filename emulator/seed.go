@@ -279,6 +279,14 @@ func (s *seeder) run(n int) error {
 			}
 			s.call(it, "POST", "/v1/invoices/{invoice}/pay", map[string]string{"invoice": idOf(inv)}, map[string]any{"payment_method": idOf(pm)})
 		}
+		if i%20 == 12 {
+			// A credit on the customer's balance for its next invoice,
+			// last: the rest of the customer's history is as without it.
+			// At ct, drawing nothing from rng, which would change every
+			// later customer.
+			s.call(ct, "POST", "/v1/customers/{customer}/balance_transactions", map[string]string{"customer": cid},
+				map[string]any{"amount": -500, "currency": "usd", "description": "Seeded credit"})
+		}
 	}
 	if s.err != nil {
 		return s.err
@@ -302,7 +310,9 @@ func (s *seeder) run(n int) error {
 			continue
 		}
 		c := s.e.load(kCharge, ch)
-		if c == nil {
+		if c == nil || getStr(c, "status") != "succeeded" {
+			// A declined charge (i%50 == 25) can be neither refunded nor
+			// disputed; which charges the picks meet depends on the ids.
 			continue
 		}
 		if i%10 == 0 {

@@ -78,7 +78,9 @@ func TestTaxRates(t *testing.T) {
 	}
 	sub := subOf(nil)
 	si := idOfResp(mustOK(t, post("/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})))
-	ii := idOfResp(mustOK(t, post("/v1/invoiceitems", url.Values{"customer": {cus}, "amount": {"100"}, "currency": {"usd"}})))
+	// Of sub: a pending item of no subscription would go on the first
+	// invoice of the subscriptions the cases create, no longer editable.
+	ii := idOfResp(mustOK(t, post("/v1/invoiceitems", url.Values{"customer": {cus}, "amount": {"100"}, "currency": {"usd"}, "subscription": {sub}})))
 	inv := idOfResp(mustOK(t, post("/v1/invoices", url.Values{"customer": {cus}})))
 	sched := idOfResp(mustOK(t, post("/v1/subscription_schedules", url.Values{"customer": {cus}, "start_date": {"2000000000"},
 		"phases[0][items][0][price]": {price}})))

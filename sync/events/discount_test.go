@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -98,4 +99,77 @@ func (v *env) waitUpcomingTotal(t *testing.T, cus string, want int64) {
 		t.Fatalf("upcoming invoice total %d, want %d", got, want)
 	}
 	v.checkUpcoming(t)
+}
+
+// TestDowngradeCreditBalance: a downgrade on a test clock billed at
+// once (always_invoice) credits the customer's balance with its negative
+// total, and the next renewal uses the credit. Stripe sends
+// customer.updated for the balance and the invoices' own events; after
+// each step every stripe.* table equals the emulator (converge), so do
+// the customer's upcoming invoice and the stored balance fields named
+// here, which are checked against their expected values too.
+func TestDowngradeCreditBalance(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	month := func(n int) int64 { return time.Unix(frozen, 0).UTC().AddDate(0, n, 0).Unix() }
+	prod := call("/v1/products", url.Values{"name": {"Plan"}})
+	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"1000"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
+	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "items[0][quantity]": {"3"},
+		"default_payment_method": {"pm_card_visa"}})
+	v.converge(t, 10*time.Second)
+	var item string
+	if err := v.pool.QueryRow(ctx, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
+		t.Fatal(err)
+	}
+	advance := func(ts int64) {
+		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		v.converge(t, 10*time.Second)
+	}
+	balance := func(want int64) {
+		t.Helper()
+		var got int64
+		if err := v.pool.QueryRow(ctx, `SELECT balance FROM stripe.customers WHERE id = $1`, cus).Scan(&got); err != nil || got != want {
+			t.Errorf("stripe.customers.balance %d (err %v), want %d", got, err, want)
+		}
+	}
+	invoice := func(reason string, want [3]int64) {
+		t.Helper()
+		var got [3]int64
+		if err := v.pool.QueryRow(ctx, `SELECT starting_balance, ending_balance, amount_due FROM stripe.invoices
+			WHERE subscription = $1 AND billing_reason = $2`, sub, reason).Scan(&got[0], &got[1], &got[2]); err != nil || got != want {
+			t.Errorf("%s invoice: starting_balance, ending_balance, amount_due %v (err %v), want %v", reason, got, err, want)
+		}
+	}
+	upcoming := func(starting, due int64) {
+		t.Helper()
+		var got [2]int64
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if v.pool.QueryRow(ctx, `SELECT starting_balance, amount_due FROM stripe.upcoming_invoices WHERE customer = $1`, cus).Scan(&got[0], &got[1]) == nil &&
+				got == [2]int64{starting, due} {
+				break
+			}
+		}
+		if got != [2]int64{starting, due} {
+			t.Errorf("upcoming invoice: starting_balance, amount_due %v, want [%d %d]", got, starting, due)
+		}
+		v.checkUpcoming(t)
+	}
+
+	advance(frozen + day)
+	call("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"1"}, "proration_behavior": {"always_invoice"}})
+	v.converge(t, 10*time.Second)
+	// 30 of January's 31 days left: -3000×30/31 and 1000×30/31.
+	const credit = -2903 + 968
+	invoice("subscription_update", [3]int64{0, credit, 0})
+	balance(credit)
+	upcoming(credit, 0)
+
+	advance(month(1) + day)
+	invoice("subscription_cycle", [3]int64{credit, credit + 1000, 0})
+	balance(credit + 1000)
+	upcoming(credit+1000, 2000+credit)
 }
