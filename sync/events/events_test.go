@@ -176,12 +176,37 @@ func (v *env) converge(t *testing.T, timeout time.Duration) {
 		}
 		if time.Now().After(end) {
 			explainMissing(t, v, d.Details)
+			v.convergesLate(t, d)
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("tables differ from the emulator after %s: %d missing, %d extra, %d stale %v:\n%s",
 		timeout, d.Missing, d.Extra, d.Stale, d.ByTable, strings.Join(d.Details, "\n"))
+}
+
+// convergesLate logs whether the tables come to equal the emulator in
+// the next minute (a sweep's look-back), telling a slow loop from one that
+// lost something for good.
+func (v *env) convergesLate(t *testing.T, first verify.Diff) {
+	began := time.Now()
+	for time.Since(began) < time.Minute {
+		time.Sleep(500 * time.Millisecond)
+		d, err := verify.Compare(context.Background(), v.pool, v.e)
+		if err != nil {
+			t.Logf("late compare: %v", err)
+			return
+		}
+		if d.Total() == 0 {
+			t.Logf("tables equal the emulator %s after the timeout (a slow loop, nothing lost)", time.Since(began).Round(100*time.Millisecond))
+			return
+		}
+		if d.Total() < first.Total() {
+			t.Logf("%s after the timeout: %v", time.Since(began).Round(100*time.Millisecond), d.ByTable)
+			first = d
+		}
+	}
+	t.Logf("tables still differ a minute after the timeout: %v", first.ByTable)
 }
 
 func (v *env) rows(t *testing.T, table string) int {
