@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/leader"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/sync/events"
 )
 
 // CheckTables fails with one line naming the unknown tables.
@@ -93,6 +95,12 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 			Logger: log.With("component", "backfill"),
 			Fence:  func(ctx context.Context, tx pgx.Tx) error { return leader.Fence(ctx, tx, epoch) },
 		})
+		if result == nil && lctx.Err() == nil {
+			// Objects whose rows users' transactions held were left to
+			// the events loop's queue: store them here once free, or say
+			// that the next serve will, rather than end as if complete.
+			result = drainHeld(lctx, opts, pool, client, epoch, log)
+		}
 		if result == nil && lctx.Err() != nil {
 			result = lctx.Err()
 		}
@@ -105,6 +113,38 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 		return ctx.Err()
 	}
 	return result
+}
+
+// defaultHeldWait is how long a one-shot backfill waits for held rows.
+const defaultHeldWait = 30 * time.Second
+
+// HeldError is a one-shot backfill's end with objects still queued
+// because other transactions hold their rows.
+type HeldError struct{ Rows []events.HeldRow }
+
+func (e *HeldError) Error() string {
+	return "the backfill completed, but rows held by other transactions kept " + events.HeldSummary(e.Rows) +
+		" from being written; they stay queued for the next `pgstripe serve`, which stores them once the transactions end" +
+		" (or end those transactions and run the backfill again)"
+}
+
+// drainHeld stores the objects the backfill left queued because other
+// transactions held their rows (events.DrainHeld), waiting for them at
+// most opts.HeldWait; a *HeldError names those that stay queued.
+func drainHeld(ctx context.Context, opts Options, pool *pgxpool.Pool, client *stripeapi.Client, epoch int64, log *slog.Logger) error {
+	wait := opts.HeldWait
+	if wait <= 0 {
+		wait = defaultHeldWait
+	}
+	rows, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, Epoch: epoch, Logger: log,
+		PollInterval: 250 * time.Millisecond}, wait)
+	if err != nil {
+		return err
+	}
+	if len(rows) > 0 {
+		return &HeldError{Rows: rows}
+	}
+	return nil
 }
 
 // restartBefore turns --restart into "refetch whatever completed before now".

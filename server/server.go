@@ -44,6 +44,9 @@ type Options struct {
 	// Follower never campaigns for sync leadership: the instance serves the
 	// proxy and takes part in the fleet's rate budget only.
 	Follower bool
+	// HeldWait bounds how long a one-shot Backfill waits, after its
+	// pages, for rows other transactions hold (default 30 s).
+	HeldWait time.Duration
 }
 
 // Run serves until ctx is cancelled, then shuts down cleanly and returns

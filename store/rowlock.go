@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -156,4 +159,114 @@ func heldRowsSQL(s LockSite) (string, error) {
 )
 SELECT DISTINCT %[3]s FROM %[2]s WHERE %[3]s = ANY($1::text[]) AND (%[1]s) NOT IN (SELECT %[1]s FROM mine)`,
 		key, t.QualifiedName(), schema.Ident(s.Col), s.Strength), nil
+}
+
+// Held is the state a sync writer left out because another transaction
+// held the object's rows: the state it would have written (Object), or
+// the deletion it would have applied (Deleted, by an event; Swept, by a
+// completed backfill's sweep, which found the object on no list). The
+// writer queues it with the object's re-fetch (stripe_sync.events_refetch,
+// columns held and held_as_of), so that a re-fetch Stripe refuses for good
+// (a restricted key without retrieve rights, a malformed id) still writes
+// what the writer saw, as it would have without the lock.
+type Held struct {
+	Object  *Object
+	Deleted bool
+	// Created is the deleted object's created time, when its deletion
+	// event carried it (DeleteCreated).
+	Created time.Time
+	Swept   bool
+	// AsOf is the state's time: Object.AsOf, the deletion event's
+	// created, or the sweep's bound (the backfill's planning time).
+	AsOf time.Time
+}
+
+// heldJSON is Held as stored in the queue's held column.
+type heldJSON struct {
+	Object   json.RawMessage              `json:"object,omitempty"`
+	Children map[string][]json.RawMessage `json:"children,omitempty"`
+	Deleted  bool                         `json:"deleted,omitempty"`
+	Created  int64                        `json:"created,omitempty"`
+	Swept    bool                         `json:"swept,omitempty"`
+}
+
+// Deletes reports whether writing h removes the row (WriteSet.Add).
+func (h *Held) Deletes() bool { return h.Deleted || h.Swept }
+
+// Newer reports whether h is to be kept over o (nil: anything is): the
+// later state, a deletion on a tie.
+func (h *Held) Newer(o *Held) bool {
+	return o == nil || h.AsOf.After(o.AsOf) || (h.AsOf.Equal(o.AsOf) && h.Deletes())
+}
+
+// Encode returns h for the queue's held column (text, cast to jsonb).
+func (h *Held) Encode() (string, error) {
+	j := heldJSON{Deleted: h.Deleted, Swept: h.Swept}
+	if h.Object != nil {
+		j.Object, j.Children = h.Object.Raw, h.Object.Children
+	}
+	if !h.Created.IsZero() {
+		j.Created = h.Created.Unix()
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return "", fmt.Errorf("store: encode held state: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeHeld reads a queue entry's held state (nil when raw is empty).
+func DecodeHeld(raw []byte, asOf time.Time) (*Held, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var j heldJSON
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("store: decode held state: %w", err)
+	}
+	h := &Held{Deleted: j.Deleted, Swept: j.Swept, AsOf: asOf}
+	if j.Created != 0 {
+		h.Created = time.Unix(j.Created, 0).UTC()
+	}
+	if len(j.Object) > 0 {
+		h.Object = &Object{Raw: j.Object, AsOf: asOf, Children: j.Children}
+	}
+	if h.Object == nil && !h.Deletes() {
+		return nil, errors.New("store: held state without object or deletion")
+	}
+	return h, nil
+}
+
+// Apply writes h for the object id of table inside tx, as its writer
+// would have: an upsert (ordered by AsOf, as any), a deletion, or a
+// sweep's removal, which applies only while the row is still the one the
+// sweep found stale (_as_of before its bound): a state stored since, by
+// an event or a write-through, shows the object exists.
+func (h *Held) Apply(ctx context.Context, tx pgx.Tx, table, id string) (Result, error) {
+	switch {
+	case h.Deleted:
+		return Result{}, DeleteCreated(ctx, tx, table, id, h.AsOf, h.Created)
+	case h.Swept:
+		return Result{}, removeSwept(ctx, tx, table, id, h.AsOf)
+	default:
+		return Upsert(ctx, tx, table, []Object{*h.Object})
+	}
+}
+
+// removeSwept removes the row id of table if it is older than before, as
+// Sweep does.
+func removeSwept(ctx context.Context, tx pgx.Tx, table, id string, before time.Time) error {
+	t, ok := schema.Lookup(table)
+	if !ok {
+		return fmt.Errorf("store: unknown table %q", table)
+	}
+	var stale bool
+	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND "_as_of" < $2)`,
+		t.QualifiedName(), schema.Ident(t.Key[len(t.Key)-1])), id, before).Scan(&stale); err != nil {
+		return fmt.Errorf("store: remove swept %s %s: %w", table, id, err)
+	}
+	if !stale {
+		return nil
+	}
+	return removeUnlisted(ctx, tx, t, []string{id}, before)
 }

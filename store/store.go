@@ -880,23 +880,33 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 		}
 		ids = kept
 	}
+	if err := removeUnlisted(ctx, tx, t, ids, before); err != nil {
+		return 0, nil, err
+	}
+	return len(ids), held, nil
+}
+
+// removeUnlisted removes the rows ids of t, which a complete list no
+// longer showed at before (Sweep).
+func removeUnlisted(ctx context.Context, tx pgx.Tx, t *schema.Table, ids []string, before time.Time) error {
 	if _, d, ok := dependent(t.Name); ok && !d.Deleted {
 		// Not listed is not deleted here: Stripe keeps payment methods
 		// that are on no customer's list (detached, never attached, or a
 		// deleted customer's), and a later attach must be stored. The
 		// table holds what the lists show (see Owned): removed, without
 		// a tombstone.
+		key := schema.Ident(t.Key[len(t.Key)-1])
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[])`, t.QualifiedName(), key), ids); err != nil {
-			return 0, nil, fmt.Errorf("store: sweep %s: %w", t.Name, err)
+			return fmt.Errorf("store: sweep %s: %w", t.Name, err)
 		}
-		return len(ids), held, nil
+		return nil
 	}
 	for _, id := range ids {
 		if err := Delete(ctx, tx, t.Name, id, before); err != nil {
-			return 0, nil, err
+			return err
 		}
 	}
-	return len(ids), held, nil
+	return nil
 }
 
 // Tombstoned reports whether id of table was deleted.

@@ -1112,7 +1112,7 @@ func (r *runner) runTask(ctx context.Context, s *slice) (res taskResult) {
 			return err
 		}
 		written, held = len(pw.objs), pw.held
-		if err := queueLocked(ctx, tx, pw.held, page.AsOf); err != nil {
+		if err := queueLocked(ctx, tx, pw.held, pw.heldStates, page.AsOf); err != nil {
 			return err
 		}
 		if _, err := store.Upsert(ctx, tx, s.object, pw.objs); err != nil {
@@ -1230,10 +1230,12 @@ WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = ANY($1) AND 
 		return removed, held, err
 	}
 	keys := make([]store.RowKey, len(held))
+	states := make([]*store.Held, len(held))
 	for i, id := range held {
-		keys[i] = store.RowKey{Table: object, ID: id}
+		// The sweep's verdict, applied if Stripe refuses the re-fetch.
+		keys[i], states[i] = store.RowKey{Table: object, ID: id}, &store.Held{Swept: true, AsOf: before}
 	}
-	return removed, held, queueLocked(ctx, tx, keys, before)
+	return removed, held, queueLocked(ctx, tx, keys, states, before)
 }
 
 // runClocks lists one page of test clocks and queues, in the same

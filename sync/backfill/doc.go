@@ -85,16 +85,25 @@
 // rows, and the included tax ids' rows), writes the other objects, and
 // queues the held ones in the same transaction in the events loop's
 // re-fetch queue (stripe_sync.events_refetch, reason 'locked', due from
-// the page's time). The loop already handles such entries: it checks them
-// without a Stripe request, backs off up to 5 s, warns once with the
-// holding backends (pg_blocking_pids), and once the lock is gone stores
-// Stripe's current state, newer than the page's. So the table completes
-// while the row is held, the queue is durable (a kill loses nothing), and
-// nothing waits before the loop, which runs next anyway; after a one-shot
-// `pgstripe backfill` the next serve does it. The completion's sweep
-// leaves every queued id to its re-fetch (which stores the object, or
-// removes and tombstones it on a 404), and rows it would remove that are
-// held it queues the same way instead of waiting.
+// the page's time), with the page's state of the object (held). The loop
+// already handles such entries: it checks them without a Stripe request,
+// backs off up to 5 s, warns once with the holding backends
+// (pg_blocking_pids), and once the lock is gone stores Stripe's current
+// state, newer than the page's; if Stripe refuses that re-fetch for good
+// (403, another 4xx), it stores the page's state instead. So the table
+// completes while the row is held, the queue is durable (a kill loses
+// nothing), and nothing waits before the loop, which runs next anyway.
+// A one-shot `pgstripe backfill` has no loop after it: after its pages it
+// drains those entries itself (events.DrainHeld) for up to 30 s, and if
+// rows are still held then, fails naming them and the holding backends;
+// they stay queued for the next serve. The completion's sweep leaves
+// every queued id to its re-fetch (which stores the object, the page's
+// state if refused, or removes and tombstones it on a 404; a row the
+// page's state was stored for is as new as the sweep's bound, so a later
+// sweep keeps it too), and rows it would remove that are held it queues
+// the same way instead of waiting, with the sweep's verdict: refused for
+// good, the row is removed as the sweep would have, unless a newer state
+// was stored meanwhile.
 //
 // # State and errors
 //

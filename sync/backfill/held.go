@@ -18,11 +18,13 @@ import (
 const reasonLocked = "locked"
 
 // pageWrites are the objects of a page its transaction writes, and the
-// objects left out because another transaction holds one of their rows.
+// objects left out because another transaction holds one of their rows
+// (held, with the states left out in heldStates).
 type pageWrites struct {
-	objs     []store.Object
-	included map[string][]store.Object
-	held     []store.RowKey
+	objs       []store.Object
+	included   map[string][]store.Object
+	held       []store.RowKey
+	heldStates []*store.Held
 }
 
 // withoutHeld locks the rows a page writes (its objects of table t, keyed
@@ -61,6 +63,7 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, t *schema.Table, parent string,
 		k := store.RowKey{Table: t.Name, ID: key(i)}
 		if _, ok := busy[k]; ok {
 			pw.held = append(pw.held, k)
+			pw.heldStates = append(pw.heldStates, &store.Held{Object: &o, AsOf: o.AsOf})
 			continue
 		}
 		pw.objs = append(pw.objs, o)
@@ -70,6 +73,7 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, t *schema.Table, parent string,
 			k := store.RowKey{Table: table, ID: incIDs[table][i]}
 			if _, ok := busy[k]; ok {
 				pw.held = append(pw.held, k)
+				pw.heldStates = append(pw.heldStates, &store.Held{Object: &o, AsOf: o.AsOf})
 				continue
 			}
 			pw.included[table] = append(pw.included[table], o)
@@ -80,21 +84,55 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, t *schema.Table, parent string,
 
 // queueLocked queues keys in the events loop's re-fetch queue, due from
 // asOf: a fetch then shows a state at least as new as the one left out.
-// An entry already queued keeps the later due time, as the loop's own
-// queueing does.
-func queueLocked(ctx context.Context, tx pgx.Tx, keys []store.RowKey, asOf time.Time) error {
+// states[i] is what was left out of keys[i] (store.Held), written if
+// Stripe refuses the re-fetch for good: for a page's object, the page's
+// state, which also keeps the sweep from taking a row the page could not
+// rewrite for a gone object. An entry already queued keeps the later due
+// time and the newer held state, as the loop's own queueing does.
+func queueLocked(ctx context.Context, tx pgx.Tx, keys []store.RowKey, states []*store.Held, asOf time.Time) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	objects, ids := make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		objects[i], ids[i] = k.Table, k.ID
+	// One row per key (ON CONFLICT can't touch a row twice): the newer
+	// state.
+	type entry struct {
+		k store.RowKey
+		h *store.Held
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
-SELECT DISTINCT o, i, $3::timestamptz, $4 FROM unnest($1::text[], $2::text[]) AS x(o, i)
+	byKey := map[store.RowKey]int{}
+	var es []entry
+	for i, k := range keys {
+		j, ok := byKey[k]
+		if !ok {
+			byKey[k] = len(es)
+			es = append(es, entry{k, states[i]})
+			continue
+		}
+		if states[i].Newer(es[j].h) {
+			es[j].h = states[i]
+		}
+	}
+	objects, ids := make([]string, len(es)), make([]string, len(es))
+	helds, heldAt := make([]string, len(es)), make([]time.Time, len(es))
+	for i, e := range es {
+		objects[i], ids[i] = e.k.Table, e.k.ID
+		h, err := e.h.Encode()
+		if err != nil {
+			return err
+		}
+		helds[i], heldAt[i] = h, e.h.AsOf
+	}
+	// As sync/events' queueRefetch keeps the newer held state.
+	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason, held, held_as_of)
+SELECT o, i, $3::timestamptz, $4, h::jsonb, ha FROM unnest($1::text[], $2::text[], $5::text[], $6::timestamptz[]) AS x(o, i, h, ha)
 ON CONFLICT (object, id) DO UPDATE SET
     reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
-    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, objects, ids, asOf, reasonLocked)
+    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp(),
+    held = CASE WHEN q.held IS NULL OR excluded.held_as_of > q.held_as_of
+        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept')) THEN excluded.held ELSE q.held END,
+    held_as_of = CASE WHEN q.held IS NULL OR excluded.held_as_of > q.held_as_of
+        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept')) THEN excluded.held_as_of ELSE q.held_as_of END`,
+		objects, ids, asOf, reasonLocked, helds, heldAt)
 	if err != nil {
 		return fmt.Errorf("backfill: queue re-fetch of held rows: %w", err)
 	}

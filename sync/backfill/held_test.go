@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,5 +263,163 @@ func TestBackfillHeldRowSurvivesKill(t *testing.T) {
 		}
 		return true
 	})
+	v.compare(t, "customers")
+}
+
+// refuseRetrieve answers GET /v1/customers/{id} of ids as Stripe answers a
+// restricted key without the right to read them: 403, for good.
+func refuseRetrieve(v *env, ids ...string) {
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.Method == http.MethodGet && slices.Contains(ids, strings.TrimPrefix(r.URL.Path, "/v1/customers/")) {
+			return 403, `{"error":{"type":"invalid_request_error","message":"The provided key 'rk_test_***abc' does not have the required permissions for this endpoint."}}`
+		}
+		return 0, ""
+	})
+}
+
+// An event's update and deletion of customers whose rows a user holds are
+// left to the re-fetch queue; once the rows are free, Stripe refuses the
+// re-fetches for good (a restricted key that may list events but not
+// retrieve customers). The events' own states must then be written, as
+// they would have been without the lock: the update stored, the deletion
+// applied (row removed, tombstoned). Before, the entries were dropped and
+// both changes lost.
+func TestHeldEventStateWrittenWhenRefetchRefused(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.SeedCustomers(3, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	ids := newestCustomers(t, v, 3)
+	upd, del := ids[0], ids[1]
+	ctx := context.Background()
+	c := v.client(t, 1000)
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c, Objects: []string{"customers"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Stored a second or more before the events below: a state of the
+	// events' own second could not be ordered against them.
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe.customers SET _as_of = _as_of - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", upd, del)
+	if _, err := c.Post(ctx, "/v1/customers/"+upd, url.Values{"email": {"event-state@example.com"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Delete(ctx, "/v1/customers/"+del, nil); err != nil {
+		t.Fatal(err)
+	}
+	heldQueued := func() bool {
+		return v.queryText(t, `SELECT count(*)::text FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = ANY($1) AND reason = 'locked'`,
+			[]string{upd, del}) == "2"
+	}
+	convergeWithLoop(t, v, "the held customers' events to be queued", heldQueued)
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, upd); got == "event-state@example.com" {
+		t.Fatal("the held row was written under the user's lock")
+	}
+	refuseRetrieve(v, upd, del)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the refused re-fetches to leave the queue", func() bool {
+		return v.queryText(t, `SELECT count(*)::text FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = ANY($1)`,
+			[]string{upd, del}) == "0"
+	})
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, upd); got != "event-state@example.com" {
+		t.Errorf("held customer's email %q after a refused re-fetch, want its event's event-state@example.com", got)
+	}
+	if got := v.queryText(t, `SELECT id FROM stripe.customers WHERE id = $1`, del); got != "" {
+		t.Errorf("customer %s, deleted by an event while held, is still stored after a refused re-fetch", del)
+	}
+	if v.queryText(t, `SELECT id FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1`, del) != del {
+		t.Errorf("deleted customer %s has no tombstone", del)
+	}
+}
+
+// A backfill page meets a row a user holds and is killed; the row is
+// released and its re-fetch is refused for good before the resumed run
+// completes. The resumed run's sweep must not take the row for a gone
+// object's: the customer exists, and it stays stored, with the state the
+// page saw. Before, the refused entry was dropped and the sweep deleted
+// (and tombstoned) a live customer.
+func TestSweepKeepsHeldRowWhoseRefetchWasRefused(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.Seed(150, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	held := newestCustomers(t, v, 1)[0] // on the first page
+	staleCopy(t, v, []string{held}, nil)
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", held)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var lists atomic.Int64
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
+			cancel()
+			return 503, `{"error":{"type":"api_error","message":"killed"}}`
+		}
+		return 0, ""
+	})
+	restart := time.Now()
+	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
+		MaxWorkers: 1, RestartCompletedBefore: restart})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want context.Canceled", err)
+	}
+	if got := queuedFor(t, v, "customers", "locked"); !slices.Equal(got, []string{held}) {
+		t.Fatalf("after the kill, queued for re-fetch (locked): %v, want [%s]", got, held)
+	}
+	refuseRetrieve(v, held)
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Only the held entries, as a one-shot backfill drains them (the
+	// events loop would mark the table live before its backfill ends).
+	left, err := events.DrainHeld(context.Background(), events.Config{Pool: v.pool, Client: v.client(t, 1000),
+		PollInterval: 50 * time.Millisecond}, 20*time.Second)
+	if err != nil || len(left) > 0 {
+		t.Fatalf("draining the held entries: %v, left %v", err, left)
+	}
+	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
+		RestartCompletedBefore: restart})
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "after-"+held+"@example.com" {
+		t.Errorf("held customer %s: email %q after the resumed backfill, want the page's (Stripe's) after-%s@example.com", held, got, held)
+	}
+	if v.queryText(t, `SELECT id FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1`, held) != "" {
+		t.Errorf("live customer %s was tombstoned", held)
+	}
+	v.rec.hooks(nil, nil)
+	v.compare(t, "customers")
+}
+
+// A sweep that finds a gone object's row held queues the sweep's verdict
+// with its re-fetch: refused for good once the row is free, the row is
+// removed as the sweep would have removed it.
+func TestSweptHeldRowRemovedWhenRefetchRefused(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	if err := v.e.SeedCustomers(4, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	doomed := newestCustomers(t, v, 4)[2]
+	staleCopy(t, v, nil, []string{doomed})
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", doomed)
+	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
+		RestartCompletedBefore: time.Now().Add(time.Hour)})
+	if got := queuedFor(t, v, "customers", "locked"); !slices.Equal(got, []string{doomed}) {
+		t.Fatalf("queued for re-fetch (locked): %v, want [%s]", got, doomed)
+	}
+	refuseRetrieve(v, doomed)
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	left, err := events.DrainHeld(context.Background(), events.Config{Pool: v.pool, Client: v.client(t, 1000),
+		PollInterval: 50 * time.Millisecond}, 20*time.Second)
+	if err != nil || len(left) > 0 {
+		t.Fatalf("draining the held entries: %v, left %v", err, left)
+	}
+	if v.queryText(t, `SELECT id FROM stripe.customers WHERE id = $1`, doomed) != "" {
+		t.Errorf("customer %s, on no list of the completed backfill, is still stored after a refused re-fetch", doomed)
+	}
+	v.rec.hooks(nil, nil)
 	v.compare(t, "customers")
 }

@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS stripe_sync.events_refetch (
 );
 ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT clock_timestamp();
 `})
+	// The state a page or the sweep left out of a held row (store.Held),
+	// as sync/events' migration 420 adds it (idempotent).
+	schema.Register(schema.Migration{Version: 504, Name: "backfill state: re-fetch queue entries carry the state left out of a held row", SQL: `
+ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS held jsonb, ADD COLUMN IF NOT EXISTS held_as_of timestamptz;
+`})
 }
 
 // slice is one row of stripe_sync.backfill_slices: a unit of work.

@@ -137,6 +137,12 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, pl plan) (map[string][]store.Ob
 		return pl.Upserts, pl.Deletes, nil, err
 	}
 	due := map[refetchKey]time.Time{}
+	states := map[refetchKey]*store.Held{} // what the events would have written
+	keep := func(k refetchKey, h *store.Held) {
+		if h.Newer(states[k]) {
+			states[k] = h
+		}
+	}
 	upserts := map[string][]store.Object{}
 	for table, objs := range pl.Upserts {
 		for _, o := range objs {
@@ -144,6 +150,7 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, pl plan) (map[string][]store.Ob
 			k := refetchKey{table, id}
 			if _, held := busy[k]; held {
 				due[k] = later(due[k], o.AsOf)
+				keep(k, &store.Held{Object: &o, AsOf: o.AsOf})
 				continue
 			}
 			upserts[table] = append(upserts[table], o)
@@ -154,13 +161,14 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, pl plan) (map[string][]store.Ob
 		k := refetchKey{d.Table, d.ID}
 		if _, held := busy[k]; held {
 			due[k] = later(due[k], d.At)
+			keep(k, &store.Held{Deleted: true, Created: d.Created, AsOf: d.At})
 			continue
 		}
 		deletes = append(deletes, d)
 	}
 	held := make([]refetch, 0, len(due))
 	for k, at := range due {
-		held = append(held, refetch{refetchKey: k, NotBefore: at, Reason: reasonLocked})
+		held = append(held, refetch{refetchKey: k, NotBefore: at, Reason: reasonLocked, held: states[k]})
 	}
 	return upserts, deletes, held, nil
 }
@@ -324,27 +332,63 @@ func queueRefetch(ctx context.Context, tx pgx.Tx, rs []refetch) error {
 	// One row per key in one statement (ON CONFLICT can't touch a row twice).
 	merged := map[refetchKey]refetch{}
 	for _, r := range rs {
-		if m, ok := merged[r.refetchKey]; !ok || r.NotBefore.After(m.NotBefore) {
-			merged[r.refetchKey] = r
+		m, ok := merged[r.refetchKey]
+		held := m.held
+		if r.held != nil && r.held.Newer(held) {
+			held = r.held
 		}
+		if !ok || r.NotBefore.After(m.NotBefore) {
+			m = r
+		}
+		m.held = held
+		merged[r.refetchKey] = m
 	}
 	var objs, ids, reasons []string
 	var nbs []time.Time
+	var helds []*string
+	var heldAt []*time.Time
 	for _, r := range merged {
 		objs = append(objs, r.Table)
 		ids = append(ids, r.ID)
 		nbs = append(nbs, r.NotBefore)
 		reasons = append(reasons, r.Reason)
+		h, at, err := encodeHeld(r.held)
+		if err != nil {
+			return err
+		}
+		helds, heldAt = append(helds, h), append(heldAt, at)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason, held, held_as_of)
+SELECT o, i, nb, r, h::jsonb, ha FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[]) AS x(o, i, nb, r, h, ha)
 ON CONFLICT (object, id) DO UPDATE SET
     reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
-    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`, objs, ids, nbs, reasons)
+    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp(),
+    `+keepNewerHeld, objs, ids, nbs, reasons, helds, heldAt)
 	if err != nil {
 		return fmt.Errorf("events: queue re-fetch: %w", err)
 	}
 	return nil
+}
+
+// keepNewerHeld ends the ON CONFLICT of statements that queue a held
+// state: an entry keeps the newer one (a deletion on a tie), whatever
+// reason or due time it keeps.
+const keepNewerHeld = `held = CASE WHEN excluded.held IS NOT NULL AND (q.held IS NULL OR excluded.held_as_of > q.held_as_of
+        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept'))) THEN excluded.held ELSE q.held END,
+    held_as_of = CASE WHEN excluded.held IS NOT NULL AND (q.held IS NULL OR excluded.held_as_of > q.held_as_of
+        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept'))) THEN excluded.held_as_of ELSE q.held_as_of END`
+
+// encodeHeld is h for queueRefetch's arrays (nil, nil: none).
+func encodeHeld(h *store.Held) (*string, *time.Time, error) {
+	if h == nil {
+		return nil, nil, nil
+	}
+	s, err := h.Encode()
+	if err != nil {
+		return nil, nil, err
+	}
+	at := h.AsOf
+	return &s, &at, nil
 }
 
 // writeStatus updates stripe_sync.objects (behind the stripe_sync.status

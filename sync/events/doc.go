@@ -97,16 +97,29 @@
 // its nested lists' rows, and for a deletion the rows it owns); an object
 // with a row held elsewhere is not written but queued for re-fetch
 // (reason 'locked') in the same transaction, so its event still counts as
-// applied, the cursor moves on, and a crash loses nothing. The re-fetcher
+// applied, the cursor moves on, and a crash loses nothing. The entry also
+// keeps the state left out (events_refetch.held: the event's object, or
+// its deletion; the newer one when queued again). The re-fetcher
 // checks such entries without a Stripe request and postpones them
-// (backoff from the poll interval up to 5 s); once the lock is gone it
-// fetches Stripe's current state, at least as new as the event's. An
+// (backoff from the poll interval up to 5 s, doubling once per look at
+// the row, not per attempt of a transaction store.Retry runs again);
+// once the lock is gone it fetches Stripe's current state, at least as
+// new as the event's. A 404 removes the row (tombstoned), as a deletion
+// event would: Stripe says the object is gone. A refusal for good (403 of
+// a restricted key without retrieve rights, another 4xx that a retry
+// can't change) writes the kept state instead, as the event would have
+// been without the lock, under the usual ordering guard: nothing newer
+// can be had, and nothing is lost (before, the entry was dropped). An
 // object held 3 s is named in one warning with the backends holding it
 // (pg_blocking_pids, found by queueing for the row for at most 500 ms on
 // a connection of its own), and an info line when it is synced. Other
 // lock waits (LOCK TABLE, a row another transaction is inserting) end
 // after lock_timeout 2 s (or the role's, if shorter) and the transaction
 // runs again (store.Retry); one that outlasts the retries fails the poll.
+// DrainHeld is this re-fetcher restricted to the 'locked' entries, for a
+// one-shot backfill (which has no loop to leave them to): it runs until
+// none is left or its time is up, logging every 5 s the count by table
+// and the backends holding them, and returns what stays queued.
 //
 // stripe_sync.status: every table goes live when Run starts (except those
 // whose backfill failed: phase error); last_event_at is the newest event

@@ -160,6 +160,13 @@ type poller struct {
 	// locked are the objects the re-fetcher found held by another
 	// transaction (its goroutine only).
 	locked map[refetchKey]*lockWait
+	// look counts the re-fetcher's looks at the held rows (skipHeld
+	// starts one per drain): a held row's backoff grows once per look,
+	// however often a transaction that postpones its entry runs again.
+	look uint64
+	// onlyReason, when set, restricts the drain to entries queued for
+	// that reason (DrainHeld: reasonLocked).
+	onlyReason *string
 }
 
 func (p *poller) run(ctx context.Context) error {

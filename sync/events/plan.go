@@ -55,6 +55,9 @@ type refetch struct {
 	NotBefore time.Time
 	Reason    string
 	queuedAt  time.Time // as read from the queue: the version of the entry
+	// held is the state left out of a row another transaction held
+	// (reason locked), written if Stripe refuses the re-fetch for good.
+	held *store.Held
 }
 
 const (

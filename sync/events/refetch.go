@@ -65,6 +65,10 @@ type fetched struct {
 	obj    *store.Object // nil: gone (404)
 	goneAt time.Time     // when the 404 said so
 	drop   bool          // nothing to do (no retrieve endpoint, bad request)
+	// useHeld: Stripe refused the re-fetch for good (or the table has
+	// no retrieve endpoint); the state left out of the held row
+	// (refetch.held) is written instead.
+	useHeld bool
 	// listed are objects fetched along with it (see listedWith), to
 	// upsert but not dequeued: they were never queued.
 	listed []fetched
@@ -80,15 +84,28 @@ func (p *poller) drainRefetch(ctx context.Context) (int, error) {
 	}
 	// Orderings first (a row may be wrong until then), upcoming invoices
 	// last (a preview).
-	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at FROM stripe_sync.events_refetch
-WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming)
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at, held, held_as_of FROM stripe_sync.events_refetch
+WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4) ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming, p.onlyReason)
 	if err != nil {
 		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetch, error) {
 		var x refetch
-		err := r.Scan(&x.Table, &x.ID, &x.NotBefore, &x.Reason, &x.queuedAt)
-		return x, err
+		var held []byte
+		var heldAt *time.Time
+		if err := r.Scan(&x.Table, &x.ID, &x.NotBefore, &x.Reason, &x.queuedAt, &held, &heldAt); err != nil {
+			return x, err
+		}
+		if heldAt != nil {
+			h, err := store.DecodeHeld(held, *heldAt)
+			if err != nil {
+				// Not fatal: the entry is re-fetched as any, and only a
+				// refusal would have needed the state.
+				p.log.Warn("re-fetch queue entry with an unreadable held state; ignored", "table", x.Table, "id", x.ID, "err", err)
+			}
+			x.held = h
+		}
+		return x, nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
@@ -134,7 +151,10 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 	}
 	w := store.WriteSet{}
 	for _, f := range out {
-		if !f.drop {
+		switch {
+		case f.useHeld:
+			w.Add(f.Table, f.ID, f.held.Deletes())
+		case !f.drop:
 			w.Add(f.Table, f.ID, f.obj == nil || deletedStub(f.obj.Raw))
 		}
 	}
@@ -162,7 +182,8 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 		for _, f := range out {
 			if site, held := busy[f.refetchKey]; held && !f.drop {
 				if f.queuedAt.IsZero() {
-					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf, Reason: reasonLocked})
+					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf, Reason: reasonLocked,
+						held: &store.Held{Object: f.obj, AsOf: f.obj.AsOf}})
 				} else {
 					heldQueued[f.refetchKey] = site
 				}
@@ -177,7 +198,7 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 				// not be fetched again for every other customer's change.
 				drafts = append(drafts, f.ID)
 			}
-			if f.Table == "tax_ids" && !f.drop {
+			if f.Table == "tax_ids" && !f.drop && !f.useHeld {
 				// A tax id fetched in place of its event (another API
 				// version, a same-second state) changes what its
 				// customer's drafts show, as its event would.
@@ -190,9 +211,21 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 				}
 			}
 			switch {
+			case f.useHeld:
+				// What the sync would have written without the lock:
+				// nothing newer can be had from Stripe.
+				if _, err := f.held.Apply(ctx, tx, f.Table, f.ID); err != nil {
+					return err
+				}
 			case f.drop:
 			case f.obj == nil:
-				if err := store.Delete(ctx, tx, f.Table, f.ID, f.goneAt); err != nil {
+				// Gone, as a deletion event says (with the deleted
+				// object's created time when its held event carried it).
+				var created time.Time
+				if f.held != nil && f.held.Deleted {
+					created = f.held.Created
+				}
+				if err := store.DeleteCreated(ctx, tx, f.Table, f.ID, f.goneAt, created); err != nil {
 					return err
 				}
 			default:
@@ -263,6 +296,7 @@ WHERE not_before <= $1 ORDER BY reason = $3, not_before LIMIT $2`, now, refetchB
 // object that can't be stored yet, and the entries leave their places
 // among the oldest due ones to the others.
 func (p *poller) skipHeld(ctx context.Context, due []refetch) ([]refetch, error) {
+	p.look++ // the drain's look at the held rows: here, then in its transaction
 	w := store.WriteSet{}
 	for _, r := range due {
 		w.Add(r.Table, r.ID, false)
@@ -370,7 +404,8 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	f := fetched{refetch: r}
 	t, ok := schema.Lookup(r.Table)
 	if !ok || t.RetrievePath == "" {
-		f.drop = true
+		f.useHeld = ok && r.held != nil
+		f.drop = !f.useHeld
 		return f, nil
 	}
 	var resp *stripeapi.Response
@@ -401,7 +436,15 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 			// Refused for good (a restricted key without access to the
 			// type, a malformed id): a retry can't succeed, and an entry
 			// left queued would keep its slot among the oldest due ones,
-			// so enough of them would starve every other re-fetch.
+			// so enough of them would starve every other re-fetch. An
+			// object left out of a held row gets the state the sync had
+			// then, as it would have without the lock.
+			if r.held != nil {
+				f.useHeld = true
+				p.log.Warn("re-fetch refused by Stripe; storing the state the sync had when another transaction held the row",
+					"table", r.Table, "id", r.ID, "err", err)
+				return f, nil
+			}
 			p.log.Warn("re-fetch refused by Stripe; dropped", "table", r.Table, "id", r.ID, "err", err)
 			f.drop = true
 			return f, nil
@@ -648,7 +691,8 @@ func (p *poller) pollBalance(ctx context.Context) error {
 				for _, o := range objs[l.Table] {
 					id, _ := stripeapi.ObjectID(o.Raw)
 					if _, held := busy[refetchKey{l.Table, id}]; held {
-						again = append(again, refetch{refetchKey: refetchKey{l.Table, id}, NotBefore: o.AsOf, Reason: reasonLocked})
+						again = append(again, refetch{refetchKey: refetchKey{l.Table, id}, NotBefore: o.AsOf, Reason: reasonLocked,
+							held: &store.Held{Object: &o, AsOf: o.AsOf}})
 						continue
 					}
 					list = append(list, o)

@@ -74,24 +74,28 @@ type lockWait struct {
 	lastSeen time.Time // last found held
 	backoff  time.Duration
 	warned   bool
+	look     uint64 // the look (poller.look) that last found it held
 }
 
 // heldAgain records that the re-fetcher found k held (again) and returns
 // how long to wait before looking again: doubling from the poll interval
-// up to lockRetryMax. warnHeld warns about the rows held long.
+// up to lockRetryMax, once per look (a transaction store.Retry runs
+// again calls it again for the same finding). warnHeld warns about the
+// rows held long.
 func (p *poller) heldAgain(k refetchKey, site lockSite) time.Duration {
 	now := time.Now()
 	w := p.locked[k]
-	if w == nil || now.Sub(w.lastSeen) > lockForget {
+	switch {
+	case w == nil || now.Sub(w.lastSeen) > lockForget:
 		if p.locked == nil {
 			p.locked = map[refetchKey]*lockWait{}
 		}
 		w = &lockWait{since: now, backoff: p.cfg.PollInterval}
 		p.locked[k] = w
-	} else {
+	case w.look != p.look:
 		w.backoff = min(2*w.backoff, lockRetryMax)
 	}
-	w.site, w.lastSeen = site, now
+	w.site, w.lastSeen, w.look = site, now, p.look
 	return w.backoff
 }
 

@@ -59,8 +59,17 @@ CREATE TABLE IF NOT EXISTS stripe_sync.events_refetch (
 -- The drain deletes an entry only if it wasn't queued again while its
 -- fetch was in flight; not_before alone can't tell (same second).
 ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT clock_timestamp();
-`})
+`}, schema.Migration{Version: 420, Name: "events: re-fetch queue entries carry the state left out of a held row", SQL: heldColumns})
 }
+
+// heldColumns keep, in an entry queued because another transaction held
+// the object's row (reason 'locked'), the state the writer left out
+// (store.Held), written if Stripe refuses the re-fetch for good.
+// Idempotent: sync/backfill, which queues such entries too, runs it as
+// well (migration 504).
+const heldColumns = `
+ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS held jsonb, ADD COLUMN IF NOT EXISTS held_as_of timestamptz;
+`
 
 // Cursor is the events loop's durable position.
 type Cursor struct {
