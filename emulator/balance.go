@@ -124,9 +124,19 @@ func fillBalanceTxn(obj map[string]any, cus, cur string, amount, ending int64, t
 }
 
 // recordBalance stores the transaction of amount that took customer cu's
-// balance to where it is now, at c.now.
+// balance to where it is now, at c.now, or for a customer on a test clock
+// at the clock's time when c is a request on the emulator's clock (an
+// update of the customer, a void): the ledger is listed by created, and
+// its applied_to_invoice transactions, made as a clock's invoices are
+// finalized, are on the clock's time.
 func (e *Emulator) recordBalance(c *reqCtx, cu map[string]any, amount int64, typ, inv string) {
-	t := e.newObject(kBalanceTxn, c.now, getBool(cu, "livemode"))
+	at := c.now
+	if c.now == c.wallTime() {
+		if ck := e.load(kClock, getStr(cu, "test_clock")); ck != nil {
+			at = getInt(ck, "frozen_time")
+		}
+	}
+	t := e.newObject(kBalanceTxn, at, getBool(cu, "livemode"))
 	t["description"] = nil
 	fillBalanceTxn(t, idOf(cu), strOr(cu["currency"], "usd"), amount, getInt(cu, "balance"), typ, inv)
 	e.store(kBalanceTxn, t)

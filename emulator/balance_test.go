@@ -329,3 +329,89 @@ func TestFirstPaymentCountsItemsAndBalance(t *testing.T) {
 	}
 	checkBalance(t, "first invoice", inv, invoiceBalance{1000, -2000, -1000, 0})
 }
+
+// TestClockLedgerInOrder: a customer on a test clock keeps one
+// ledger on the clock's time. A credit added through the balance
+// transaction endpoint, the renewal the credit partly covers (dunned
+// for the rest: every retry charges only the amount due after the
+// credit), the void of that invoice after the dunning ended, and an
+// adjustment by a customer update list in the order they happened, each
+// ending_balance the sum of the amounts before it. Before, the endpoint's
+// and the update's transactions and the void's were dated on the
+// emulator's clock (years after the clock's), so the list, newest first,
+// put them ahead of the renewal's applied_to_invoice.
+func TestClockLedgerInOrder(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	sub := k.failingSub("pm_card_chargeCustomerFail")
+	x := mustOK(t, k.post("/v1/customers/"+k.cus+"/balance_transactions", url.Values{"amount": {"-300"}, "currency": {"usd"}})).body
+	if num(x["created"]) != clockFrozenAt {
+		t.Errorf("balance transaction of a clock's customer created at %v, want the clock's time %d", num(x["created"]), clockFrozenAt)
+	}
+	renewal := monthStart(1)
+	k.advance(renewal)
+	inv := k.cycleInvoices(sub)[0]
+	checkBalance(t, "renewal", inv, invoiceBalance{1000, -300, 0, 700})
+	k.advance(renewal + 14*daySeconds)
+	failed := 0
+	for _, ch := range k.get("/v1/charges?limit=100&customer=" + k.cus)["data"].([]any) {
+		if c := ch.(map[string]any); c["invoice"] == idOf(inv) {
+			if c["status"] != "failed" || num(c["amount"]) != 700 {
+				t.Errorf("charge of the renewal: %v %v, want failed 700", c["status"], c["amount"])
+			}
+			failed++
+		}
+	}
+	if so := k.get("/v1/subscriptions/" + sub); failed != 9 || so["status"] != "canceled" {
+		t.Fatalf("%d failed charges, subscription %v; want 9 and canceled", failed, so["status"])
+	}
+	mustOK(t, k.post("/v1/invoices/"+idOf(inv)+"/void", nil))
+	mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"balance": {"-100"}}))
+	checkLedger(t, k.get, k.cus, "adjustment -300 ", "applied_to_invoice 300 "+idOf(inv),
+		"unapplied_from_invoice -300 "+idOf(inv), "adjustment 200 ")
+}
+
+// TestExpiredSubscriptionIsFinal: an incomplete_expired
+// subscription is final, as a canceled one is: DELETE is refused (it
+// stays incomplete_expired, no customer.subscription.deleted), and so is
+// an update of anything but metadata and cancellation_details ("You
+// cannot update a subscription that is `canceled` or
+// `incomplete_expired`."). The voided first invoice gave back the credit
+// it had applied. Before, DELETE turned it into a canceled subscription
+// and an update changed its items.
+func TestExpiredSubscriptionIsFinal(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	mustOK(t, k.post("/v1/customers/"+k.cus+"/balance_transactions", url.Values{"amount": {"-300"}, "currency": {"usd"}}))
+	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
+		"payment_behavior": {"default_incomplete"}}))
+	sub, inv := idOfResp(s), s.body["latest_invoice"].(string)
+	if b := num(k.get("/v1/customers/" + k.cus)["balance"]); s.body["status"] != "incomplete" || b != 0 {
+		t.Fatalf("new subscription %v, balance %d; want incomplete, 0 (the credit applied)", s.body["status"], b)
+	}
+	k.advance(clockFrozenAt + 23*3600)
+	if so := k.get("/v1/subscriptions/" + sub); so["status"] != "incomplete_expired" {
+		t.Fatalf("after 23 hours: %v", so["status"])
+	}
+	checkLedger(t, k.get, k.cus, "adjustment -300 ", "applied_to_invoice 300 "+inv, "unapplied_from_invoice -300 "+inv)
+
+	evs := k.events(func() {
+		if r := k.post("/v1/subscriptions/"+sub, url.Values{"items[0][price]": {k.price(50)}}); r.status != 400 {
+			t.Errorf("update of the items of an incomplete_expired subscription: %d", r.status)
+		}
+		if r := do(t, "DELETE", base+"/v1/subscriptions/"+sub, "sk_test_x", ""); r.status != 400 {
+			t.Errorf("DELETE of an incomplete_expired subscription: %d", r.status)
+		}
+		mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"metadata[k]": {"v"}}))
+	})
+	so := k.get("/v1/subscriptions/" + sub)
+	items := so["items"].(map[string]any)["data"].([]any)
+	if so["status"] != "incomplete_expired" || len(items) != 1 || at(so, "metadata.k") != "v" {
+		t.Errorf("after the refused changes: status %v, %d items, metadata %v", so["status"], len(items), so["metadata"])
+	}
+	for _, ev := range evs {
+		if ev["type"] == "customer.subscription.deleted" {
+			t.Errorf("customer.subscription.deleted for an incomplete_expired subscription")
+		}
+	}
+}

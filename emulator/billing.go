@@ -1573,7 +1573,11 @@ func noPaymentMethodError() *apiError {
 }
 
 func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
-	if getStr(old, "status") == "canceled" {
+	// incomplete_expired is as final as canceled ("This is a terminal
+	// state", spec, subscription.status), and Stripe refuses changes to
+	// both alike ("You cannot update a subscription that is `canceled` or
+	// `incomplete_expired`.", as reported from Stripe's answers).
+	if st := getStr(old, "status"); st == "canceled" || st == "incomplete_expired" {
 		// Stripe still accepts these two on a canceled subscription.
 		for k := range c.params {
 			if k != "metadata" && k != "cancellation_details" && k != "expand" {
@@ -1682,7 +1686,8 @@ func cancelSubscription(e *Emulator, c *reqCtx) (any, *apiError) {
 	if obj == nil {
 		return nil, notFound("subscription_exposed_id", "subscription", id)
 	}
-	if getStr(obj, "status") == "canceled" {
+	if st := getStr(obj, "status"); st == "canceled" || st == "incomplete_expired" {
+		// An expired one ended as a canceled one did (updateSubscription).
 		return nil, invalid("", "", "This subscription has already been canceled.")
 	}
 	old := deepCopy(obj).(map[string]any)

@@ -82,6 +82,8 @@ func (e *Emulator) clockNow(c *reqCtx) {
 	case "/v1/subscriptions", "/v1/invoices", "/v1/invoiceitems", "/v1/subscription_schedules":
 		cus, _ := c.params["customer"].(string)
 		clock = e.customerClock(cus)
+	case "/v1/customers/{customer}/balance_transactions":
+		clock = e.customerClock(c.path["customer"])
 	}
 	if clock == "" {
 		return
