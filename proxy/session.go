@@ -571,7 +571,8 @@ func protocolErrorf(format string, args ...any) error {
 // forwards them (or hands them to the interceptor).
 func (s *session) clientLoop() (err error) {
 	defer func() {
-		if _, ok := err.(*upstreamError); ok && s.terminateBuffered() {
+		var ue *upstreamError
+		if errors.As(err, &ue) && s.terminateBuffered() {
 			// Upstream's end stopped the loop before a Terminate the
 			// client had sent: the session ends as the client asked.
 			s.terminated.Store(true)
