@@ -571,8 +571,10 @@ func protocolErrorf(format string, args ...any) error {
 // forwards them (or hands them to the interceptor).
 func (s *session) clientLoop() (err error) {
 	defer func() {
-		var ue *upstreamError
-		if errors.As(err, &ue) && s.terminateBuffered() {
+		// A type assertion, not errors.As: upstreamError is returned
+		// unwrapped, and errors.As here costs an allocation per message
+		// (TestHotPathAllocs).
+		if _, ok := err.(*upstreamError); ok && s.terminateBuffered() {
 			// Upstream's end stopped the loop before a Terminate the
 			// client had sent: the session ends as the client asked.
 			s.terminated.Store(true)
