@@ -43,9 +43,14 @@ func commands() []command {
 // "(devel)" for a source build), the commit it was built from (marked
 // "+dirty" with local changes) and the Go version.
 func runVersion(_ context.Context, env *Env, args []string) error {
-	if len(args) > 0 {
-		fmt.Fprintf(env.Stderr, "pgstripe version: no arguments expected, got %q\n", args[0])
-		return errUsage
+	// A FlagSet with no flags, so that --help answers as for every other
+	// command ('pgstripe --help' tells users to try it on each).
+	fs := flagSet(env, "version")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: pgstripe version\n\nPrints the build's version, commit and Go version, for bug reports. It takes no flags.\n")
+	}
+	if err := parse(fs, args); err != nil {
+		return err
 	}
 	fmt.Fprintln(env.Stdout, versionLine())
 	return nil

@@ -38,6 +38,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--latency: %v", err)
 	}
+	if err := demoPortsFree(*listen, *metricsListen); err != nil {
+		return err
+	}
 	out := env.Stdout
 	if err := ensurePostgres(ctx, env); err != nil {
 		return err
@@ -102,6 +105,38 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(out, "\nstopped.")
+	return nil
+}
+
+// demoPortsFree checks the demo's addresses before the cluster and the
+// seeding, which take seconds to minutes: a taken port (another pgstripe,
+// a PgBouncer on 6543) is the likely failure, and serve would report it
+// only after them, naming PGSTRIPE_LISTEN, which the demo doesn't read.
+func demoPortsFree(listen, metricsListen string) error {
+	// Port 0 (any free port) twice is fine.
+	if listen == metricsListen && !strings.HasSuffix(listen, ":0") {
+		return fmt.Errorf("--listen and --metrics-listen are both %q: they need different ports", listen)
+	}
+	// The first stays open while the second is tried, so that two
+	// spellings of one address ("localhost:6543", "127.0.0.1:6543") are
+	// caught too.
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for _, a := range []struct{ flag, addr string }{{"--listen", listen}, {"--metrics-listen", metricsListen}} {
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			var oe *net.OpError
+			if errors.As(err, &oe) && oe.Err != nil {
+				err = oe.Err
+			}
+			return fmt.Errorf("%s %s is not available (%v): give the demo another address with %s ADDR", a.flag, a.addr, err, a.flag)
+		}
+		held = append(held, ln)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,52 @@ func TestHelpCommandAndVersion(t *testing.T) {
 	}
 	if code, _, _ := run(t, nil, "version", "extra"); code != 2 {
 		t.Errorf("version extra: exit %d, want 2", code)
+	}
+}
+
+// 'pgstripe --help' sends users to 'pgstripe <command> --help': version
+// answers it too (it was a usage error, exit 2), and still refuses a stray
+// argument.
+func TestVersionHelp(t *testing.T) {
+	for _, args := range [][]string{{"version", "--help"}, {"version", "-h"}, {"help", "version"}} {
+		code, out, errs := run(t, nil, args...)
+		if code != 0 || out != "" || !strings.Contains(errs, "Usage: pgstripe version") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if code, _, errs := run(t, nil, "version", "extra"); code != 2 || !strings.Contains(errs, `unexpected argument "extra"`) {
+		t.Errorf("version extra: exit %d, stderr %q", code, errs)
+	}
+}
+
+// A demo whose port is taken fails at once, in one line naming the demo's
+// own flag, before it starts a cluster or seeds the emulator (it used to
+// report PGSTRIPE_LISTEN, which the demo does not read, after both).
+func TestDemoTakenPortFailsFirst(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"proxy port", []string{"--listen", addr, "--metrics-listen", "127.0.0.1:0"}, "--listen " + addr + " is not available"},
+		{"metrics port", []string{"--listen", "127.0.0.1:0", "--metrics-listen", addr}, "--metrics-listen " + addr + " is not available"},
+		{"one port for both", []string{"--listen", "127.0.0.1:6542", "--metrics-listen", "127.0.0.1:6542"}, `are both "127.0.0.1:6542"`},
+		{"bad address", []string{"--listen", "nohost", "--metrics-listen", "127.0.0.1:0"}, "--listen nohost is not available"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := run(t, nil, append([]string{"demo", "--customers", "1", "--latency", "0"}, tc.args...)...)
+			if code != 1 || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "pgstripe demo: ") || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit 1 and one line containing %q", code, errs, tc.want)
+			}
+			if out != "" {
+				t.Errorf("the demo started before checking its ports:\n%s", out)
+			}
+		})
 	}
 }
