@@ -311,8 +311,12 @@ func init() {
 		if ae != nil {
 			return nil, ae
 		}
+		before := e.subItems(sid)
+		if ae := pr.checkReset(sub, before, e.itemsAfter(sid, []map[string]any{it}, nil)); ae != nil {
+			return nil, ae
+		}
 		r := e.store(kSubItem, it)
-		e.prorateItems(pr, sub, itemChange{after: it})
+		e.prorateItems(pr, sub, before, itemChange{after: it})
 		e.afterItemsChange(c, sub, old)
 		return e.render(kSubItem, r.raw, c)
 	})
@@ -342,8 +346,12 @@ func init() {
 			}
 			it["price"] = p
 		}
+		items := e.subItems(idOf(sub))
+		if ae := pr.checkReset(sub, items, e.itemsAfter(idOf(sub), []map[string]any{it}, nil)); ae != nil {
+			return nil, ae
+		}
 		r := e.store(kSubItem, it)
-		e.prorateItems(pr, sub, itemChange{before: before, after: it})
+		e.prorateItems(pr, sub, items, itemChange{before: before, after: it})
 		e.afterItemsChange(c, sub, old)
 		return e.render(kSubItem, r.raw, c)
 	})
@@ -358,8 +366,12 @@ func init() {
 		if ae != nil {
 			return nil, ae
 		}
+		items := e.subItems(idOf(sub))
+		if ae := pr.checkReset(sub, items, e.itemsAfter(idOf(sub), nil, []string{idOf(it)})); ae != nil {
+			return nil, ae
+		}
 		e.tables["subscription_items"].remove(idOf(it))
-		e.prorateItems(pr, sub, itemChange{before: it})
+		e.prorateItems(pr, sub, items, itemChange{before: it})
 		e.afterItemsChange(c, sub, old)
 		return map[string]any{"id": idOf(it), "object": "subscription_item", "deleted": true}, nil
 	})
@@ -892,6 +904,13 @@ func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx i
 			changes = append(changes, itemChange{before: ex})
 		}
 	}
+	// A phase of another billing period resets the cycle as an update
+	// would (a phase's billing_cycle_anchor=automatic; phase_start is not
+	// modelled).
+	pr := proration{behavior: behavior, at: c.now, ctx: c}
+	if ae := pr.checkReset(sub, existing, e.itemsAfter(sid, put, del)); ae != nil {
+		return ae
+	}
 	for _, it := range put {
 		e.store(kSubItem, it)
 	}
@@ -904,7 +923,7 @@ func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx i
 		sub[k] = v
 	}
 	sub["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
-	if inv := e.prorate(proration{behavior: behavior, at: c.now, ctx: c}, sub, changes); inv != nil {
+	if inv := e.billChange(pr, sub, existing, changes); inv != nil {
 		sub["latest_invoice"] = idOf(inv)
 	}
 	prev := diff(old, sub)
@@ -1477,7 +1496,7 @@ func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any)
 // payment method) paid.
 func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason string) map[string]any {
 	start := getInt(sub, "current_period_start")
-	inv := e.draftSubscriptionInvoice(c, sub, reason, start, start)
+	inv := e.draftSubscriptionInvoice(c, sub, reason, start, start, true)
 	inv, _ = e.finalizeInvoice(c, inv)
 	// payment_behavior=default_incomplete leaves the first invoice open
 	// for the client to confirm.
@@ -1490,13 +1509,14 @@ func (e *Emulator) subscriptionInvoice(c *reqCtx, sub map[string]any, reason str
 }
 
 // draftSubscriptionInvoice makes the draft invoice of a subscription's
-// items for its current period (invoice.created): a line per item, price
-// × quantity (nothing while trialing), with the subscription's or
-// customer's discount and the tax rates as they are. periodStart and
-// periodEnd are the invoice's own period: Stripe's "usage period during
-// which invoice items were added", the period that just ended for a
-// renewal, a point for a first invoice.
-func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reason string, periodStart, periodEnd int64) map[string]any {
+// items for its current period (invoice.created): with items, a line per
+// item, price × quantity (nothing while trialing), then the pending
+// invoice items, with the subscription's or customer's discount and the
+// tax rates as they are. periodStart and periodEnd are the invoice's own
+// period: Stripe's "usage period during which invoice items were added",
+// the period that just ended for a renewal, a point for a first invoice
+// or a subscription_update one.
+func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reason string, periodStart, periodEnd int64, items bool) map[string]any {
 	inv := e.newObject(kInvoice, c.now, c.live)
 	iid := idOf(inv)
 	cus := getStr(sub, "customer")
@@ -1518,7 +1538,7 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 	inv["default_tax_rates"] = orEmpty(sub["default_tax_rates"])
 	trial := getStr(sub, "status") == "trialing"
 	for _, r := range e.tables["subscription_items"].children[idOf(sub)] {
-		if reason == "subscription_update" {
+		if !items {
 			break // prorations only (prorate)
 		}
 		it, _ := decodeObject(r.raw)
@@ -1642,6 +1662,10 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		}
 		put = append(put, it)
 	}
+	before := e.subItems(sid)
+	if ae := pr.checkReset(obj, before, e.itemsAfter(sid, put, del)); ae != nil {
+		return ae
+	}
 	for _, it := range put {
 		e.store(kSubItem, it)
 	}
@@ -1649,7 +1673,11 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		e.tables["subscription_items"].remove(id)
 	}
 	obj["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
-	if inv := e.prorate(pr, obj, changes); inv != nil {
+	// The discount first: nothing below can refuse the update, and
+	// prorations and a reset's invoice take the discount as this request
+	// leaves it (prorationItem).
+	ch.apply(e, c, obj, true)
+	if inv := e.billChange(pr, obj, before, changes); inv != nil {
 		obj["latest_invoice"] = idOf(inv)
 	}
 	if v, ok := c.params["cancel_at_period_end"].(bool); ok {
@@ -1660,7 +1688,6 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 			obj["cancel_at"], obj["canceled_at"] = nil, nil
 		}
 	}
-	ch.apply(e, c, obj, true) // last: nothing is redeemed for a refused update
 	return nil
 }
 

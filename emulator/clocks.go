@@ -507,7 +507,7 @@ func (e *Emulator) renewSubscription(c *reqCtx, sub map[string]any) {
 	if getStr(sub, "status") == "trialing" {
 		sub["status"] = "active"
 	}
-	inv := e.draftSubscriptionInvoice(c, sub, "subscription_cycle", prevStart, at)
+	inv := e.draftSubscriptionInvoice(c, sub, "subscription_cycle", prevStart, at, true)
 	sub["latest_invoice"] = idOf(inv)
 	e.save(c, kSub, sub, old, "customer.subscription.updated")
 	inv, _ = e.finalizeInvoice(c, inv)

@@ -108,11 +108,28 @@
 // invoice items (invoiceitem.created) that the upcoming invoice shows and
 // the subscription's next renewal bills, always_invoice bills them at
 // once (a subscription_update invoice, finalized and paid as a first
-// invoice), none makes none; not modelled: a trial's or an incomplete
-// subscription's changes (no prorations), discounts in proration amounts,
-// proration_details.credited_items (null), a price of another interval
-// resetting the billing cycle, the upcoming invoice's preview params
-// (subscription_items, subscription_proration_date); a negative invoice
+// invoice), none makes none; proration amounts are net of the
+// subscription's (else the customer's) discount as the request leaves it,
+// each item's discount taken as on an invoice of that item alone, then
+// prorated (Stripe's classic billing mode), and stay not discountable, so
+// an invoice discounts only its other lines; a change to a price of
+// another billing period (interval and interval_count of the first item),
+// from only free prices to a paid one (unless billing_cycle_anchor=unchanged),
+// or billing_cycle_anchor=now on an update resets the billing cycle of an
+// active (or past_due) subscription: the anchor and a new period start at
+// the change, the unused time of the old items is credited (unless
+// proration_behavior=none) and a subscription_update invoice of the new
+// period and the pending items is finalized and charged at once, a
+// failed charge leaving the subscription past_due (a schedule phase of
+// another period entered mid-period does the same; one entered at the
+// period's end is billed by that renewal); not modelled: a trial's or an incomplete
+// subscription's changes (no prorations; billing_cycle_anchor=now on one
+// is refused with 400), billing_cycle_anchor=unchanged with a new billing
+// period (refused with 400, Stripe's docs being silent),
+// payment_behavior error_if_incomplete and pending_if_incomplete on
+// updates (ignored), proration_details.credited_items (null), the
+// upcoming invoice's preview params (subscription_items,
+// subscription_proration_date); a negative invoice
 // total (a downgrade's) is due 0 and credited to the customer's balance
 // at finalization, which the next invoices finalized apply (balance.go:
 // customer.balance, starting_balance, ending_balance, customer balance
@@ -126,7 +143,7 @@
 // the current phase of an active subscription schedule applies it to the
 // subscription at once (items matched by price, kept, updated, deleted
 // or created; quantities, tax rates, metadata, and the phase's collection_method, description and
-// days_until_due), prorated as the request's proration_behavior says (a
+// days_until_due), prorated (or its cycle reset, as above) as the request's proration_behavior says (a
 // phase entered on a clock: the phase's); a schedule created or updated with phases starting in
 // the past starts in the phase current now (no backdated invoice); a
 // schedule moves through its phases only on a test clock: advancing the clock starts a not_started schedule, enters each
@@ -135,7 +152,7 @@
 // released, subscription_schedule.released) or cancels its subscription
 // (end_behavior cancel: the schedule completed,
 // subscription_schedule.completed); a phase's trial_end, coupon,
-// billing_cycle_anchor, default_payment_method and add_invoice_items, the
+// billing_cycle_anchor=phase_start, default_payment_method and add_invoice_items, the
 // schedule's default_settings and subscription_schedule.expiring are not
 // modelled, and schedules off a clock never advance; test clocks
 // (clocks.go) are objects with a frozen_time that customers attach to at

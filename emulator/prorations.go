@@ -3,6 +3,7 @@ package emulator
 import (
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -36,6 +37,11 @@ type proration struct {
 	behavior string
 	at       int64
 	ctx      *reqCtx // on the subscription's clock, if it has one
+	// anchor is the request's billing_cycle_anchor ("now", "unchanged",
+	// or "" when not sent); reset is set by checkReset when the change
+	// resets the billing cycle.
+	anchor string
+	reset  bool
 }
 
 // prorationOf reads proration_behavior and proration_date for a change of
@@ -45,7 +51,8 @@ type proration struct {
 func (e *Emulator) prorationOf(c *reqCtx, sub map[string]any) (proration, *apiError) {
 	sc := *c
 	sc.now, sc.wall = e.scheduleNow(c, sub), c.wallTime()
-	p := proration{behavior: strOr(c.params["proration_behavior"], "create_prorations"), at: sc.now, ctx: &sc}
+	p := proration{behavior: strOr(c.params["proration_behavior"], "create_prorations"), at: sc.now, ctx: &sc,
+		anchor: strOr(c.params["billing_cycle_anchor"], "")}
 	if v, ok := c.params["proration_date"]; ok {
 		at, _ := toInt(v)
 		start, end := getInt(sub, "current_period_start"), getInt(sub, "current_period_end")
@@ -55,6 +62,192 @@ func (e *Emulator) prorationOf(c *reqCtx, sub map[string]any) (proration, *apiEr
 		p.at = at
 	}
 	return p, nil
+}
+
+// Resetting the billing cycle (Stripe's docs, "Change the price of
+// existing subscriptions", docs.stripe.com/billing/subscriptions/change-price,
+// "Billing periods": "If both prices have the same billing periods
+// (combination of interval and interval_count), the subscription retains
+// the same billing dates. If the prices have different billing periods,
+// the new price is billed at the new interval, starting on the day of the
+// change"; "Handle zero-amount prices and quantities": "changing the price
+// to a non-zero amount generates an invoice and resets the billing period
+// to the date of the change", and "If all prices are zero-amount, adding
+// one or more paid prices immediately resets the billing period",
+// docs.stripe.com/billing/subscriptions/billing-cycle; "Immediate
+// payment": "Stripe immediately attempts payment when a subscription's
+// billing cycle anchor is reset [...] When billing is performed
+// immediately, but the required payment fails, the subscription change
+// request succeeds and the subscription transitions to past_due"). An
+// update with billing_cycle_anchor=now does the same ("This sets the
+// billing cycle anchor to the time of the update request. After you reset
+// the billing cycle anchor, Stripe immediately sends an invoice. Enable
+// proration to credit the customer for any days already paid in the
+// previous period", billing-cycle, "Reset the billing period to the
+// current time"); billing_cycle_anchor=unchanged keeps the cycle of a
+// free subscription becoming paid ("unchanged will force the anchor to
+// not change when it otherwise would, like if you go from an unpaid
+// subscription to a paid one", a Stripe engineer quoted in
+// stripe/stripe-dotnet#351).
+//
+// The subscription's billing period is its first item's price's, as
+// everywhere in the emulator (subscriptionPrice). A reset credits the
+// unused time of every item as it billed before (proration items, unless
+// proration_behavior=none), starts a period at the change on the new
+// billing cycle, and bills it at once: a subscription_update invoice of
+// the items in full for the new period and the pending invoice items (the
+// credits among them), finalized and charged as a first invoice is; a
+// charge that fails leaves the subscription past_due, and so does
+// payment_behavior=default_incomplete ("transition the subscription to
+// status=past_due when payment is required and await explicit
+// confirmation", spec). A subscription that bills nothing now (trialing,
+// incomplete) keeps its cycle, as it makes no prorations. Not modelled,
+// and refused with 400 rather than guessed, Stripe's docs being silent:
+// billing_cycle_anchor=now on such a subscription, and
+// billing_cycle_anchor=unchanged with a change of billing period.
+
+// billingPeriod names the billing period of price: its interval and
+// interval_count.
+func billingPeriod(price map[string]any) string {
+	rec, _ := price["recurring"].(map[string]any)
+	return fmt.Sprintf("%s/%d", strOr(rec["interval"], "month"), intOr(rec["interval_count"], 1))
+}
+
+// itemPrice is the price of subscription item it.
+func itemPrice(it map[string]any) map[string]any {
+	p, _ := it["price"].(map[string]any)
+	return p
+}
+
+// allFree says whether every one of items has a zero-amount price (a
+// zero quantity of a paid price does not make it free: "changing the
+// quantity to a non-zero amount doesn't generate an invoice or reset the
+// billing period", change-price).
+func allFree(items []map[string]any) bool {
+	for _, it := range items {
+		if intOr(itemPrice(it)["unit_amount"], 0) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// subItems lists subscription sid's items in their order.
+func (e *Emulator) subItems(sid string) []map[string]any {
+	var out []map[string]any
+	for _, r := range e.tables["subscription_items"].children[sid] {
+		if it, err := decodeObject(r.raw); err == nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// itemsAfter lists the items subscription sid will have once put (new
+// or updated items) are stored and del removed, in the order they will
+// be in: nothing is stored yet.
+func (e *Emulator) itemsAfter(sid string, put []map[string]any, del []string) []map[string]any {
+	byID := map[string]map[string]any{}
+	for _, it := range put {
+		byID[idOf(it)] = it
+	}
+	var out []map[string]any
+	for _, it := range e.subItems(sid) {
+		if slices.Contains(del, idOf(it)) {
+			continue
+		}
+		if u := byID[idOf(it)]; u != nil {
+			it = u
+			delete(byID, idOf(it))
+		}
+		out = append(out, it)
+	}
+	for _, it := range put {
+		if byID[idOf(it)] != nil {
+			out = append(out, it) // a new item, stored after the others
+		}
+	}
+	return out
+}
+
+// checkReset decides, before anything is stored, whether changing sub's
+// items from before to after (and the request's billing_cycle_anchor)
+// resets its billing cycle, and refuses what is not modelled.
+func (p *proration) checkReset(sub map[string]any, before, after []map[string]any) *apiError {
+	billing := false
+	switch getStr(sub, "status") {
+	case "active", "past_due", "unpaid":
+		billing = true
+	}
+	newPeriod := len(before) > 0 && len(after) > 0 && billingPeriod(itemPrice(before[0])) != billingPeriod(itemPrice(after[0]))
+	paidNow := len(before) > 0 && allFree(before) && !allFree(after)
+	switch {
+	case p.anchor == "now" && !billing:
+		return invalid("", "billing_cycle_anchor", "The emulator does not model billing_cycle_anchor=now on a %s subscription: it is refused rather than guessed.", getStr(sub, "status"))
+	case p.anchor == "unchanged" && billing && newPeriod:
+		return invalid("", "billing_cycle_anchor", "The emulator does not model billing_cycle_anchor=unchanged with a change of billing period (%s to %s): it is refused rather than guessed.",
+			billingPeriod(itemPrice(before[0])), billingPeriod(itemPrice(after[0])))
+	}
+	// A change at the period's end (a schedule's phase entered at a
+	// renewal) leaves the new period to the renewal of that moment, on
+	// the new price.
+	inPeriod := p.at < getInt(sub, "current_period_end")
+	p.reset = billing && len(after) > 0 && (p.anchor == "now" || p.anchor != "unchanged" && inPeriod && (newPeriod || paidNow))
+	return nil
+}
+
+// billChange bills a change of sub's items, stored already (before: the
+// items as they were; changes: what changed): a reset of the billing
+// cycle when checkReset found one, else prorations. It returns the
+// invoice made at once, or nil.
+func (e *Emulator) billChange(p proration, sub map[string]any, before []map[string]any, changes []itemChange) map[string]any {
+	if p.reset {
+		return e.resetCycle(p, sub, before)
+	}
+	return e.prorate(p, sub, changes)
+}
+
+// resetCycle starts a new period of sub now (on its clock) and bills it
+// at once (see "Resetting the billing cycle" above); before are the items
+// as they billed in the period that ends early. sub is stored before its
+// invoice is finalized and paid, which may end a once coupon or activate
+// it, and read back after; the caller stores it again with its event.
+func (e *Emulator) resetCycle(p proration, sub map[string]any, before []map[string]any) map[string]any {
+	c := p.ctx
+	start, end := getInt(sub, "current_period_start"), getInt(sub, "current_period_end")
+	if p.behavior != "none" && p.at < end && start < end {
+		for _, it := range before {
+			e.prorationItem(p, sub, it, true, start, end)
+		}
+	}
+	sid := idOf(sub)
+	sub["billing_cycle_anchor"], sub["current_period_start"] = c.now, c.now
+	sub["current_period_end"] = periodEnd(c.now, e.subscriptionPrice(sid))
+	if getBool(sub, "cancel_at_period_end") {
+		sub["cancel_at"] = sub["current_period_end"]
+	}
+	inv := e.draftSubscriptionInvoice(c, sub, "subscription_update", c.now, c.now, true)
+	sub["latest_invoice"] = idOf(inv)
+	e.store(kSub, sub)
+	inv, _ = e.finalizeInvoice(c, inv)
+	charged := getStr(inv, "status") == "open" && inv["collection_method"] == "charge_automatically"
+	if charged && c.params["payment_behavior"] != "default_incomplete" {
+		if pm := e.subscriptionPaymentMethod(sub); pm != "" {
+			inv, _ = e.payInvoice(c, inv, pm)
+		}
+	}
+	if cur := e.load(kSub, sid); cur != nil {
+		sub["discount"], sub["status"] = cur["discount"], cur["status"]
+	}
+	switch {
+	case getStr(inv, "status") == "paid" && getStr(sub, "status") != "active":
+		// Its latest invoice paid, as paying a past_due subscription's
+		// latest invoice does (payInvoice).
+		sub["status"] = "active"
+	case getStr(inv, "status") == "open" && inv["collection_method"] == "charge_automatically":
+		sub["status"] = "past_due"
+	}
+	return inv
 }
 
 // prorate creates the proration invoice items of changes to sub's items
@@ -94,7 +287,7 @@ func (e *Emulator) prorate(p proration, sub map[string]any, changes []itemChange
 		return nil
 	}
 	c := p.ctx
-	inv := e.draftSubscriptionInvoice(c, sub, "subscription_update", p.at, p.at)
+	inv := e.draftSubscriptionInvoice(c, sub, "subscription_update", p.at, p.at, false)
 	inv, _ = e.finalizeInvoice(c, inv)
 	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" && c.params["payment_behavior"] != "default_incomplete" {
 		if pm := e.subscriptionPaymentMethod(sub); pm != "" {
@@ -104,11 +297,11 @@ func (e *Emulator) prorate(p proration, sub map[string]any, changes []itemChange
 	return inv
 }
 
-// prorateItems is prorate for the subscription item endpoints, which
-// answer the item: the invoice of always_invoice becomes sub's
-// latest_invoice (sub is stored by the caller).
-func (e *Emulator) prorateItems(p proration, sub map[string]any, ch itemChange) {
-	if inv := e.prorate(p, sub, []itemChange{ch}); inv != nil {
+// prorateItems is billChange for the subscription item endpoints, which
+// answer the item: the invoice made at once becomes sub's latest_invoice
+// (sub is stored by the caller).
+func (e *Emulator) prorateItems(p proration, sub map[string]any, before []map[string]any, ch itemChange) {
+	if inv := e.billChange(p, sub, before, []itemChange{ch}); inv != nil {
 		sub["latest_invoice"] = idOf(inv)
 	}
 }
@@ -116,11 +309,36 @@ func (e *Emulator) prorateItems(p proration, sub map[string]any, ch itemChange) 
 // prorationItem creates the pending invoice item that credits (the
 // unused time on it) or debits (the remaining time on it) item it of sub
 // from p.at to the period's end, with invoiceitem.created.
+//
+// The amount is net of sub's discount (its own, else its customer's) as
+// it stands after the request: "Any discounts previously applied to the
+// subscription and affecting the amount of the proration are reflected in
+// the proration invoice item's amount", "Stripe computes the proration
+// amounts using the subscription's current pricing and discounting state
+// at the time the proration is calculated. If you modify discounts as
+// part of the same API call that also triggers prorations [...] the
+// proration debit or credit is calculated using the modified discounts"
+// (docs.stripe.com/billing/subscriptions/prorations, "Prorations and
+// discounts"); the invoice then discounts only the lines that aren't
+// prorations (applyDiscount skips lines not discountable). The discount
+// is taken from the item's own amount as an invoice of that item alone
+// would take it, then prorated: for API 2023-10-16, whose subscriptions
+// are all billing_mode classic, the docs' example credits half a period
+// of a 10 item under a 5-off coupon as "-0.5 x (10 USD price - 5 USD
+// coupon) = -2.50 USD" ("Calculation logic for coupons applied to
+// multiple subscription items", classic). The docs name no rounding of a
+// percent_off share; it is rounded as an invoice's (applyDiscount) before
+// the proration is. The item's discounts and its line's discount_amounts
+// stay empty: the docs show them (with amount 0) only for API versions
+// from 2025-09-30 (changelog, "Adds the ability to itemize proration
+// discount amounts").
 func (e *Emulator) prorationItem(p proration, sub, it map[string]any, credit bool, start, end int64) {
 	c := p.ctx
 	price, _ := it["price"].(map[string]any)
 	qty := intOr(it["quantity"], 1)
-	amt := prorated(intOr(price["unit_amount"], 0)*qty, end-p.at, end-start)
+	base := intOr(price["unit_amount"], 0) * qty
+	base -= prorationDiscount(e.invoiceDiscount(getStr(sub, "customer"), sub, c.now), price, base)
+	amt := prorated(base, end-p.at, end-start)
 	what := "Remaining"
 	if credit {
 		amt, what = -amt, "Unused"
@@ -151,6 +369,17 @@ func (e *Emulator) prorationItem(p proration, sub, it map[string]any, credit boo
 	ii["tax_rates"] = orEmpty(it["tax_rates"])
 	e.store(kInvoiceItem, ii)
 	e.emit(c, "invoiceitem.created", ii, nil)
+}
+
+// prorationDiscount is what discount d (nil: none) takes off amount, the
+// undiscounted amount of an item of price, on an invoice of that item
+// alone.
+func prorationDiscount(d, price map[string]any, amount int64) int64 {
+	if d == nil || amount <= 0 {
+		return 0
+	}
+	line := map[string]any{"amount": amount, "discountable": true, "currency": price["currency"], "price": price}
+	return applyDiscount(map[string]any{"currency": price["currency"]}, []map[string]any{line}, d)
 }
 
 // prorated is amount × part ÷ whole, rounded to the nearest unit, halves

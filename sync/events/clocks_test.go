@@ -271,3 +271,71 @@ func TestClockDunning(t *testing.T) {
 		}
 	}
 }
+
+// TestClockIntervalUpgrade: a monthly subscription on a test clock
+// moved to a yearly price mid-period resets its billing cycle (emulator
+// prorations.go): the subscription's new anchor and period, the credit
+// for January's unused time and the subscription_update invoice that
+// bills the year at once reach the stripe.* tables through the events,
+// and after the change and after a bounded advance past the old
+// period's end (no renewal: the new period runs a year) every stripe.*
+// table equals the emulator, and so does the stored upcoming invoice.
+func TestClockIntervalUpgrade(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	at := int64(frozen + 10*day)
+	yearEnd := time.Unix(at, 0).UTC().AddDate(1, 0, 0)
+	prod := call("/v1/products", url.Values{"name": {"Plan"}})
+	monthly := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	yearly := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"7000"}, "currency": {"usd"}, "recurring[interval]": {"year"}})
+	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
+	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {monthly}, "default_payment_method": {"pm_card_visa"}})
+	v.converge(t, 10*time.Second)
+	var item string
+	if err := v.pool.QueryRow(ctx, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
+		t.Fatal(err)
+	}
+	advance := func(ts int64) {
+		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		v.converge(t, 10*time.Second)
+	}
+	advance(at)
+
+	call("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][price]": {yearly}})
+	v.converge(t, 10*time.Second)
+	// 21 of January's 31 days unused: -700×21/31, rounded.
+	const credit = -474
+	var anchor, start, end time.Time
+	var status, inv string
+	if err := v.pool.QueryRow(ctx, `SELECT billing_cycle_anchor, current_period_start, current_period_end, status, latest_invoice
+		FROM stripe.subscriptions WHERE id = $1`, sub).Scan(&anchor, &start, &end, &status, &inv); err != nil {
+		t.Fatal(err)
+	}
+	if anchor.Unix() != at || start.Unix() != at || !end.Equal(yearEnd) || status != "active" {
+		t.Errorf("stored subscription: anchor %v, period %v to %v, %s; want the cycle reset at %v until %v, active",
+			anchor.UTC(), start.UTC(), end.UTC(), status, time.Unix(at, 0).UTC(), yearEnd)
+	}
+	var reason, invStatus string
+	var paid, credits int64
+	if err := v.pool.QueryRow(ctx, `SELECT i.billing_reason, i.status, i.amount_paid,
+		(SELECT coalesce(sum(ii.amount), 0) FROM stripe.invoiceitems ii WHERE ii.invoice = i.id AND ii.proration AND ii.subscription = $2)
+		FROM stripe.invoices i WHERE i.id = $1`, inv, sub).Scan(&reason, &invStatus, &paid, &credits); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "subscription_update" || invStatus != "paid" || paid != 7000+credit || credits != credit {
+		t.Errorf("stored latest invoice: %s %s, paid %d with prorations %d; want subscription_update paid %d with %d", reason, invStatus, paid, credits, 7000+credit, credit)
+	}
+	v.waitUpcomingTotal(t, cus, 7000)
+
+	// Past January's end: the old cycle would have renewed, the new one
+	// does not.
+	advance(time.Unix(frozen, 0).UTC().AddDate(0, 1, 0).Unix() + day)
+	var cycles int
+	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'`, sub).Scan(&cycles); err != nil || cycles != 0 {
+		t.Errorf("%d renewal invoices stored (err %v), want none before %v", cycles, err, yearEnd)
+	}
+	v.waitUpcomingTotal(t, cus, 7000)
+}
