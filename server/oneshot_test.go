@@ -78,7 +78,9 @@ func TestOneShotBackfillWaitsForHeldRows(t *testing.T) {
 	// Held for longer than the backfill waits: it says what it leaves.
 	change("first@example.com")
 	tx, pid := pgtest.HoldRows(t, dbURL, "customers", id)
-	err = run(time.Second)
+	// 3 s: the first look must fit in it on a loaded machine for the
+	// progress line this checks.
+	err = run(3 * time.Second)
 	var he *HeldError
 	if !errors.As(err, &he) {
 		t.Fatalf("backfill with a held row: %v, want a HeldError", err)

@@ -193,17 +193,82 @@ type heldJSON struct {
 // Deletes reports whether writing h removes the row (WriteSet.Add).
 func (h *Held) Deletes() bool { return h.Deleted || h.Swept }
 
-// Newer reports whether h is to be kept over o (nil: anything is): the
-// later state, a deletion on a tie.
-func (h *Held) Newer(o *Held) bool {
-	return o == nil || h.AsOf.After(o.AsOf) || (h.AsOf.Equal(o.AsOf) && h.Deletes())
+// Newer reports whether h is to be kept over o (nil: anything is), both
+// states of an object of table: the later state; on a tie a deletion,
+// unless the other is an object created after the deleted one (an id of
+// the user's choice taken again in the deletion's second, ChosenIDs),
+// which is what Stripe has after both. HeldMergeSQL decides the same.
+func (h *Held) Newer(o *Held, table string) bool {
+	switch {
+	case o == nil:
+		return true
+	case !h.AsOf.Equal(o.AsOf):
+		return h.AsOf.After(o.AsOf)
+	case h.Deletes() && !o.Deletes():
+		return !o.recreates(h, table)
+	case !h.Deletes() && o.Deletes():
+		return h.recreates(o, table)
+	}
+	return h.Deletes()
 }
+
+// recreates reports whether h, an object's state, is of an object created
+// after the one the deletion d removed (as sync/events' plan and Upsert's
+// tombstones tell them apart).
+func (h *Held) recreates(d *Held, table string) bool {
+	if !ChosenIDs(table) || h.Object == nil {
+		return false
+	}
+	var o struct {
+		Created int64 `json:"created"`
+	}
+	if json.Unmarshal(h.Object.Raw, &o) != nil || o.Created <= 0 {
+		return false
+	}
+	bound := d.Created
+	if bound.IsZero() {
+		bound = d.AsOf
+	}
+	return o.Created > bound.Unix()
+}
+
+// HeldMergeSQL ends the ON CONFLICT DO UPDATE of a statement queueing
+// held states into stripe_sync.events_refetch AS q: the entry keeps the
+// one Held.Newer keeps, whatever reason or due time it keeps.
+var HeldMergeSQL = func() string {
+	del := func(x string) string { return fmt.Sprintf(`(%[1]s.held ? 'deleted' OR %[1]s.held ? 'swept')`, x) }
+	recreates := func(x, d string) string {
+		return fmt.Sprintf(`(q.object IN ('coupons', 'plans', 'products') AND NOT %[3]s AND %[4]s
+        AND COALESCE(CASE WHEN pg_catalog.jsonb_typeof(%[1]s.held->'object'->'created') = 'number'
+            THEN (%[1]s.held->'object'->>'created')::numeric > COALESCE((%[2]s.held->>'created')::numeric,
+                pg_catalog.floor(pg_catalog.date_part('epoch', %[2]s.held_as_of))::numeric) END, false))`, x, d, del(x), del(d))
+	}
+	wins := fmt.Sprintf(`excluded.held IS NOT NULL AND (q.held IS NULL OR excluded.held_as_of > q.held_as_of
+        OR (excluded.held_as_of = q.held_as_of AND CASE WHEN %s THEN NOT %s ELSE %s END))`,
+		del("excluded"), recreates("q", "excluded"), recreates("excluded", "q"))
+	return fmt.Sprintf(`held = CASE WHEN %[1]s THEN excluded.held ELSE q.held END,
+    held_as_of = CASE WHEN %[1]s THEN excluded.held_as_of ELSE q.held_as_of END`, wins)
+}()
 
 // Encode returns h for the queue's held column (text, cast to jsonb).
 func (h *Held) Encode() (string, error) {
 	j := heldJSON{Deleted: h.Deleted, Swept: h.Swept}
 	if h.Object != nil {
-		j.Object, j.Children = h.Object.Raw, h.Object.Children
+		// The column is jsonb, which refuses what Upsert repairs
+		// (\u0000, a lone surrogate escape): one odd metadata string
+		// would fail the writer's transaction, and the events loop would
+		// retry its batch for as long as the row is held.
+		j.Object = jsonbSafe(h.Object.Raw)
+		if h.Object.Children != nil {
+			j.Children = make(map[string][]json.RawMessage, len(h.Object.Children))
+			for f, kids := range h.Object.Children {
+				safe := make([]json.RawMessage, len(kids))
+				for i, k := range kids {
+					safe[i] = jsonbSafe(k)
+				}
+				j.Children[f] = safe
+			}
+		}
 	}
 	if !h.Created.IsZero() {
 		j.Created = h.Created.Unix()
@@ -213,6 +278,15 @@ func (h *Held) Encode() (string, error) {
 		return "", fmt.Errorf("store: encode held state: %w", err)
 	}
 	return string(b), nil
+}
+
+// jsonbSafe is raw with the escapes jsonb refuses replaced, as Upsert
+// stores them.
+func jsonbSafe(raw json.RawMessage) json.RawMessage {
+	if needsEscapeRepair(raw) {
+		return replaceBadEscapes(raw)
+	}
+	return raw
 }
 
 // DecodeHeld reads a queue entry's held state (nil when raw is empty).

@@ -108,7 +108,7 @@ func queueLocked(ctx context.Context, tx pgx.Tx, keys []store.RowKey, states []*
 			es = append(es, entry{k, states[i]})
 			continue
 		}
-		if states[i].Newer(es[j].h) {
+		if states[i].Newer(es[j].h, k.Table) {
 			es[j].h = states[i]
 		}
 	}
@@ -128,10 +128,7 @@ SELECT o, i, $3::timestamptz, $4, h::jsonb, ha FROM unnest($1::text[], $2::text[
 ON CONFLICT (object, id) DO UPDATE SET
     reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
     not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp(),
-    held = CASE WHEN q.held IS NULL OR excluded.held_as_of > q.held_as_of
-        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept')) THEN excluded.held ELSE q.held END,
-    held_as_of = CASE WHEN q.held IS NULL OR excluded.held_as_of > q.held_as_of
-        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept')) THEN excluded.held_as_of ELSE q.held_as_of END`,
+    `+store.HeldMergeSQL,
 		objects, ids, asOf, reasonLocked, helds, heldAt)
 	if err != nil {
 		return fmt.Errorf("backfill: queue re-fetch of held rows: %w", err)

@@ -139,7 +139,7 @@ func withoutHeld(ctx context.Context, tx pgx.Tx, pl plan) (map[string][]store.Ob
 	due := map[refetchKey]time.Time{}
 	states := map[refetchKey]*store.Held{} // what the events would have written
 	keep := func(k refetchKey, h *store.Held) {
-		if h.Newer(states[k]) {
+		if h.Newer(states[k], k.Table) {
 			states[k] = h
 		}
 	}
@@ -334,7 +334,7 @@ func queueRefetch(ctx context.Context, tx pgx.Tx, rs []refetch) error {
 	for _, r := range rs {
 		m, ok := merged[r.refetchKey]
 		held := m.held
-		if r.held != nil && r.held.Newer(held) {
+		if r.held != nil && r.held.Newer(held, r.Table) {
 			held = r.held
 		}
 		if !ok || r.NotBefore.After(m.NotBefore) {
@@ -371,12 +371,9 @@ ON CONFLICT (object, id) DO UPDATE SET
 }
 
 // keepNewerHeld ends the ON CONFLICT of statements that queue a held
-// state: an entry keeps the newer one (a deletion on a tie), whatever
+// state: an entry keeps the newer one (store.Held.Newer), whatever
 // reason or due time it keeps.
-const keepNewerHeld = `held = CASE WHEN excluded.held IS NOT NULL AND (q.held IS NULL OR excluded.held_as_of > q.held_as_of
-        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept'))) THEN excluded.held ELSE q.held END,
-    held_as_of = CASE WHEN excluded.held IS NOT NULL AND (q.held IS NULL OR excluded.held_as_of > q.held_as_of
-        OR (excluded.held_as_of = q.held_as_of AND (excluded.held ? 'deleted' OR excluded.held ? 'swept'))) THEN excluded.held_as_of ELSE q.held_as_of END`
+var keepNewerHeld = store.HeldMergeSQL
 
 // encodeHeld is h for queueRefetch's arrays (nil, nil: none).
 func encodeHeld(h *store.Held) (*string, *time.Time, error) {

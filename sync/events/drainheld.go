@@ -35,6 +35,8 @@ const heldProgressEvery = 5 * time.Second
 // logs how many objects of which tables are held, and by which backends
 // (pg_blocking_pids; never row data). Only those entries are drained; the
 // rest of the queue is Run's. cfg.Epoch fences the writes as in Run.
+// Stripe's requests are bounded by the wait too: a Stripe that does not
+// answer in time ends it with an error naming what stays queued.
 func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -46,15 +48,28 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 	if err != nil || len(left) == 0 {
 		return nil, err
 	}
+	// Stripe's calls get the wait too: the client retries an unreachable
+	// or hanging Stripe for minutes (80 s an attempt), which would keep a
+	// one-shot backfill far past the wait it promises.
+	deadline := time.Now().Add(wait)
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	// The entries are due on Stripe's clock, which Run's polls keep
 	// moving: here one Date, then the time elapsed since (the fetches'
 	// own Dates move it too).
-	page, err := cfg.Client.List(ctx, "/v1/events", url.Values{"limit": {"1"}})
+	page, err := cfg.Client.List(sctx, "/v1/events", url.Values{"limit": {"1"}})
 	if err != nil {
-		return nil, fmt.Errorf("events: read Stripe's clock: %w", err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		rows := make([]HeldRow, len(left))
+		for i, k := range left {
+			rows[i] = HeldRow{Table: k.Table, ID: k.ID}
+		}
+		return nil, fmt.Errorf("events: Stripe did not answer, so %s left by rows other transactions held stay queued for the next `pgstripe serve`: %w",
+			HeldSummary(rows), err)
 	}
 	base, started := page.AsOf, time.Now()
-	deadline := started.Add(wait)
 	var lastLog time.Time
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -65,11 +80,13 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 		case <-t.C:
 		}
 		p.observeDate(base.Add(time.Since(started)))
-		if _, err := p.drainRefetch(ctx); err != nil {
+		if _, err := p.drainRefetch(sctx); err != nil {
 			if errors.Is(err, leader.ErrDeposed) || ctx.Err() != nil {
 				return nil, err
 			}
-			p.log.Warn("re-fetch of held rows failed; retrying", "err", err)
+			if sctx.Err() == nil {
+				p.log.Warn("re-fetch of held rows failed; retrying", "err", err)
+			}
 		}
 		if left, err = p.heldLeft(ctx); err != nil {
 			return nil, err
@@ -95,9 +112,10 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 	}
 }
 
-// heldLeft are the objects still queued for a held row.
+// heldLeft are the objects still queued for a held row (reason 'locked',
+// or a held state merged into an entry of another reason).
 func (p *poller) heldLeft(ctx context.Context) ([]refetchKey, error) {
-	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id FROM stripe_sync.events_refetch WHERE reason = $1 ORDER BY object, id`, reasonLocked)
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id FROM stripe_sync.events_refetch WHERE reason = $1 OR held IS NOT NULL ORDER BY object, id`, reasonLocked)
 	if err != nil {
 		return nil, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}

@@ -165,7 +165,9 @@ type poller struct {
 	// however often a transaction that postpones its entry runs again.
 	look uint64
 	// onlyReason, when set, restricts the drain to entries queued for
-	// that reason (DrainHeld: reasonLocked).
+	// that reason or carrying a held state (DrainHeld: reasonLocked; a
+	// held state merged into an entry queued for another reason keeps
+	// that entry's reason).
 	onlyReason *string
 }
 

@@ -85,7 +85,7 @@ func (p *poller) drainRefetch(ctx context.Context) (int, error) {
 	// Orderings first (a row may be wrong until then), upcoming invoices
 	// last (a preview).
 	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at, held, held_as_of FROM stripe_sync.events_refetch
-WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4) ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming, p.onlyReason)
+WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL) ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming, p.onlyReason)
 	if err != nil {
 		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}

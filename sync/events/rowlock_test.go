@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,10 +16,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
 
@@ -210,5 +215,82 @@ func TestRowLockSurvivesKill(t *testing.T) {
 	v.converge(t, 15*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A held object's event state is queued as jsonb with its re-fetch; a
+// string jsonb refuses (\u0000 in a name, which Upsert stores as U+FFFD)
+// must not fail the batch's transaction: the loop would retry that batch,
+// and nothing else would sync, for as long as the row stays held.
+func TestHeldStateWithNULDoesNotStallSync(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	held := v.post(t, "/v1/customers", url.Values{"email": {"held@example.com"}})
+	var logs logtest.Buffer
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	v.loop(t, events.Config{Logger: log})
+	v.converge(t, 10*time.Second)
+
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", held)
+	v.post(t, "/v1/customers/"+held, url.Values{"name": {"a\x00b"}})
+	prod := v.post(t, "/v1/products", url.Values{"name": {"arrives"}})
+	// The loop polls every 100 ms: 5 s is far more than it needs.
+	waitUntil(t, 5*time.Second, "a product to sync while a customer whose new name holds NUL is locked", func() bool {
+		return v.queryText(t, `SELECT name FROM stripe.products WHERE id = $1`, prod) == "arrives"
+	})
+	if got := v.queryText(t, `SELECT count(*)::text FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1 AND held IS NOT NULL`, held); got != "1" {
+		t.Errorf("held customer queued with its event's state: %s entries, want 1", got)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Stored as Upsert stores such a string (the tables' comparison with
+	// the emulator would call it stale).
+	waitUntil(t, 15*time.Second, "the released customer's new name", func() bool {
+		return v.queryText(t, `SELECT name FROM stripe.customers WHERE id = $1`, held) == "a\ufffdb"
+	})
+	if strings.Contains(logs.String(), "unsupported Unicode escape") {
+		t.Errorf("a transaction failed on the held state:\n%s", logs.String())
+	}
+}
+
+// A one-shot backfill waits for its held rows at most its wait, even when
+// Stripe hangs (a request the client would give 80 s, then retry): it
+// ends about then, saying what stays queued for serve, instead of after
+// the client's minutes of retries.
+func TestDrainHeldBoundedWhenStripeHangs(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	pool, err := pgxpool.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason) VALUES ('customers', 'cus_left', now(), 'locked')`); err != nil {
+		t.Fatal(err)
+	}
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hang.Close)
+	client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_hang", BaseURL: hang.URL, RateLimit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far longer than the wait, far shorter than the client's retries.
+	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = events.DrainHeld(cctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: testLogger(t)}, time.Second)
+	took := time.Since(start)
+	if cctx.Err() != nil {
+		t.Fatalf("DrainHeld with a 1 s wait ran %s, until its caller's context ended (%v)", took.Round(time.Second), err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "cus_left") || !strings.Contains(err.Error(), "pgstripe serve") {
+		t.Errorf("DrainHeld with Stripe hanging: %v, want an error naming the queued customers cus_left and that serve stores it", err)
 	}
 }
