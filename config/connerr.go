@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstripe/pgstripe/schema"
 )
 
 // ConnErrorText describes a database connection error without the
@@ -62,7 +64,11 @@ const SafeSearchPath = "pg_catalog, pg_temp"
 // to keep.) And no idle_in_transaction_session_timeout: between the
 // statements of pgstripe's transactions the client is pgstripe itself,
 // whose pauses (a migration's steps on a starved machine) are not an
-// abandoned session; a role's 1 s ended the migration half-way.
+// abandoned session; a role's 1 s ended the migration half-way. And
+// pgstripe.local_write (schema.LocalWriteSetting) on: they are the writers
+// of stripe.* that schema.LocalWriteGuardTrigger lets pass (sync's
+// backfill, events loop and re-fetches, write-through's apply of Stripe's
+// answer, which never runs on a client's session, and migrations).
 //
 // They are SET once connected rather than sent as startup parameters:
 // PgBouncer refuses a startup parameter it does not track (search_path,
@@ -80,7 +86,7 @@ func OwnSession(cfg *pgconn.Config) {
 	}
 }
 
-const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_encoding = 'UTF8'; SET default_transaction_isolation = 'read committed'; SET idle_in_transaction_session_timeout = 0"
+const ownSessionSQL = "SET search_path = " + SafeSearchPath + "; SET client_encoding = 'UTF8'; SET default_transaction_isolation = 'read committed'; SET idle_in_transaction_session_timeout = 0; SET " + schema.LocalWriteSetting + " = on"
 
 // BadDatabaseURL is the error for a DATABASE_URL that pgx cannot parse. It
 // says what is wrong, never the string itself: pgx masks the password only

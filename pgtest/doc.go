@@ -5,4 +5,11 @@
 // milliseconds, so tests never share state and can run in parallel. The
 // cluster is removed when the test binary exits, also when a test panics (see
 // package pgcluster).
+//
+// The cluster runs with pgstripe.local_write = on (Settings), so that
+// tests may seed and change stripe.* on any connection, past the guard
+// that refuses such writes outside pgstripe's own connections (see
+// schema.LocalWriteGuardTrigger). NewGuardedDB gives a database without
+// it, as users have theirs, for tests of the guard and of pgstripe's
+// writers under it.
 package pgtest

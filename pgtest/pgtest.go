@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgstripe/pgstripe/pgcluster"
+	"github.com/pgstripe/pgstripe/schema"
 )
 
 var (
@@ -51,7 +52,7 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 	lazyOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		cluster, lazyErr = pgcluster.Start(ctx, pgcluster.Options{})
+		cluster, lazyErr = pgcluster.Start(ctx, pgcluster.Options{Settings: Settings()})
 	})
 	if lazyErr != nil {
 		t.Fatalf("pgtest: %v", lazyErr)
@@ -59,10 +60,34 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 	return cluster
 }
 
+// Settings are the postgresql.conf settings of the cluster pgtest starts:
+// pgstripe.local_write on (schema.LocalWriteSetting), so that tests may
+// seed and inspect stripe.* on any connection, as an operator may with
+// that setting; pgstripe's own connections set it themselves. A test that
+// starts a cluster of its own and writes stripe.* that way passes them
+// too; NewGuardedDB gives a database without it.
+func Settings() map[string]string {
+	return map[string]string{schema.LocalWriteSetting: "on"}
+}
+
 // NewDB creates an empty database for this test and returns its URL
 // (superuser postgres, trust authentication). The database is dropped when
 // the test ends.
 func NewDB(t testing.TB) string {
+	t.Helper()
+	return newDB(t, false)
+}
+
+// NewGuardedDB is NewDB for a database as users have it: pgstripe.local_write
+// is off (ALTER DATABASE … SET), so a write to stripe.* made on a
+// connection that does not set it itself is refused, as it is outside
+// tests.
+func NewGuardedDB(t testing.TB) string {
+	t.Helper()
+	return newDB(t, true)
+}
+
+func newDB(t testing.TB, guarded bool) string {
 	t.Helper()
 	c := Cluster(t)
 	name := fmt.Sprintf("t%d_%s", dbSeq.Add(1), sanitize(t.Name()))
@@ -75,6 +100,11 @@ func NewDB(t testing.TB) string {
 	defer admin.Close(ctx)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
+	}
+	if guarded {
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET "+schema.LocalWriteSetting+" = off"); err != nil {
+			t.Fatalf("pgtest: guard database: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

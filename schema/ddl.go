@@ -28,8 +28,8 @@ func Ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 // QualifiedName is stripe."name".
 func (t *Table) QualifiedName() string { return pgx.Identifier{DataSchema, t.Name}.Sanitize() }
 
-// CreateTableSQL is the DDL creating t (table, comment and indexes), one
-// statement per line-terminated ";".
+// CreateTableSQL is the DDL creating t (table, comment, indexes and
+// LocalWriteGuardTrigger), one statement per line-terminated ";".
 func (t *Table) CreateTableSQL() string {
 	var b strings.Builder
 	isKey := map[string]bool{}
@@ -61,7 +61,41 @@ func (t *Table) CreateTableSQL() string {
 		b.WriteString(ix.SQL)
 		b.WriteString(";\n")
 	}
+	b.WriteString(t.GuardSQL())
+	b.WriteString(";\n")
 	return b.String()
+}
+
+// LocalWriteSetting is the session setting that lets a write to stripe.*
+// past LocalWriteGuardTrigger: pgstripe's own connections set it on
+// (config.OwnSession), and so may an operator who changes the local copy
+// on purpose. Unset, or anything but on, true, yes or 1, refuses.
+const LocalWriteSetting = "pgstripe.local_write"
+
+// LocalWriteGuardTrigger is the statement-level trigger on every stripe
+// table, BEFORE INSERT, UPDATE, DELETE and TRUNCATE (so COPY FROM, MERGE
+// and writes through views and rules too), that raises
+// feature_not_supported (0A000) unless LocalWriteSetting is on. Such a
+// write reached Postgres without the proxy's write-through (a direct
+// connection; a function, DO block or trigger, even one called through
+// the proxy, which passes it on unparsed) and would change the local copy
+// only: Stripe would never hear of it, and sync rewrites the row only when
+// the object next changes in Stripe (never, for a row Stripe doesn't
+// have). 0A000 rather than 42501, as for SetByStripeFunc: no GRANT fixes
+// it. Statement-level, so a write pays one call of the function per
+// statement and event (an upsert's INSERT … ON CONFLICT fires INSERT's
+// and UPDATE's), whatever its rows.
+const LocalWriteGuardTrigger = "_pgstripe_refuse_local_write"
+
+// LocalWriteGuardFunc is the function of LocalWriteGuardTrigger (created
+// by migration 8). It lives in schema stripe for the same reason as
+// SetByStripeFunc.
+const LocalWriteGuardFunc = DataSchema + "._refuse_local_write"
+
+// GuardSQL creates LocalWriteGuardTrigger on t.
+func (t *Table) GuardSQL() string {
+	return fmt.Sprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()",
+		Ident(LocalWriteGuardTrigger), t.QualifiedName(), LocalWriteGuardFunc)
 }
 
 // SetByStripeFunc is the function the defaults of the columns Stripe and

@@ -47,6 +47,19 @@
 // client's INSERT upstream, which plans it, and the planner evaluates
 // IMMUTABLE calls.
 //
+// Guard: every table has the statement-level trigger LocalWriteGuardTrigger
+// (BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE, function
+// stripe._refuse_local_write, migration 8), which raises 0A000 ("writes to
+// stripe.customers go through pgstripe's proxy: this UPDATE would change the
+// local copy only") unless the session's LocalWriteSetting
+// (pgstripe.local_write) is on. pgstripe's own connections set it
+// (config.OwnSession), and Migrate sets it LOCAL in its own transaction; an
+// operator repairing the local copy on purpose sets it too. A write that
+// bypasses the proxy (a direct connection; a function, DO block, trigger,
+// view or rule) is refused before any row changes, instead of changing the
+// local copy behind Stripe's back. Not a security boundary: any session
+// may set the placeholder.
+//
 // Keys: "id", except invoice_line_items, keyed by (invoice, id) because
 // older API versions reused line item ids (ii_…, sub_…) across invoices, and
 // upcoming_invoices (virtual, no id), keyed by customer.
@@ -62,7 +75,9 @@
 // schema stripe with Tables(): missing tables are created; columns a newer
 // spec added are added and filled from _raw (no Stripe call); columns are
 // never dropped or retyped (a type difference is noted in stripe_sync.log);
-// the set_by_stripe defaults are set where a column has no default.
+// the set_by_stripe defaults are set where a column has no default; the
+// guard trigger is created where a table has none of that name (one an
+// operator disabled stays disabled).
 // A table in the way that pgstripe did not create (recognised by its table
 // comment) is an error (ErrForeignTable) and nothing changes; a table with
 // no comment at all but pgstripe's _raw, _synced_at and _as_of, in a

@@ -213,6 +213,31 @@ ALTER FUNCTION stripe_sync.row_count(text) SET search_path = pg_catalog, pg_temp
 -- own created time tells the two apart where the deletion's time can't.
 ALTER TABLE stripe_sync.tombstones ADD COLUMN IF NOT EXISTS created timestamptz;
 `},
+	{Version: 8, Name: "stripe tables: refuse writes that bypass the proxy (local_write guard)", SQL: `
+-- The function of the statement-level trigger reconcileTables puts on
+-- every stripe table (LocalWriteGuardTrigger). A write that reaches
+-- Postgres without the proxy (a direct connection; a function, DO block,
+-- trigger, view or rule, even one called through the proxy) would change
+-- the local copy only: Stripe never hears of it. pgstripe's own
+-- connections set pgstripe.local_write (config.OwnSession); an operator
+-- repairing the copy on purpose sets it too. Not a security boundary: any
+-- session may set it. Invoker's rights and qualified names only, so that
+-- it runs the same whatever the writer's search_path; no SET clause,
+-- which would cost every statement of sync a configuration save and
+-- restore. In schema stripe, so that pg_dump -n stripe alone restores.
+CREATE OR REPLACE FUNCTION stripe._refuse_local_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_catalog.lower(pg_catalog.current_setting('pgstripe.local_write', true)) IN ('on', 'true', 'yes', '1') THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'writes to stripe.% go through pgstripe''s proxy: this % would change the local copy only', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'It reached Postgres without the proxy''s write-through (on a direct connection, or inside a function, DO block, trigger, view or rule): Stripe would never hear of it.',
+              HINT = 'Send INSERT, UPDATE and DELETE on stripe.* through pgstripe''s proxy (PGSTRIPE_LISTEN, default port 6543), each as a statement of its own. To change the local copy only, on purpose (a repair, a data-only restore), SET pgstripe.local_write = on first.';
+END $$;
+COMMENT ON FUNCTION stripe._refuse_local_write() IS 'pgstripe: trigger refusing writes to stripe.* that bypass the proxy (0A000) unless pgstripe.local_write is on';
+`},
 }
 
 // Migrate creates or upgrades the stripe and stripe_sync schemas, in one
@@ -271,7 +296,9 @@ func migrate(ctx context.Context, db Beginner, ms []Migration) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
 		return fmt.Errorf("migrate: advisory lock: %w", err)
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", migrateLockTimeout.Milliseconds())); err != nil {
+	// Filling new columns is pgstripe's own write to stripe.*, whoever
+	// opened db (the guard, LocalWriteGuardTrigger, lets it pass).
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d; SET LOCAL %s = on", migrateLockTimeout.Milliseconds(), LocalWriteSetting)); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	// Stripe's text is Unicode. Another encoding refuses the first name
@@ -390,6 +417,7 @@ type existing struct {
 	cols     map[string]string // column → format_type
 	defaults map[string]bool   // columns that have a default
 	indexes  map[string]bool
+	guarded  bool // has LocalWriteGuardTrigger (enabled or not)
 }
 
 // reconcileTables brings schema stripe in line with Tables() and returns the
@@ -443,6 +471,27 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`, DataSchema)
 				e.indexes = map[string]bool{}
 			}
 			e.indexes[ix] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: read catalog: %w", err)
+	}
+	// By name only: a guard an operator disabled (ALTER TABLE … DISABLE
+	// TRIGGER) stays as they left it.
+	rows, err = tx.Query(ctx, `SELECT c.relname FROM pg_trigger g
+JOIN pg_class c ON c.oid = g.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND g.tgname = $2`, DataSchema, LocalWriteGuardTrigger)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read catalog: %w", err)
+	}
+	for rows.Next() {
+		var rel string
+		if err := rows.Scan(&rel); err != nil {
+			return nil, fmt.Errorf("migrate: read catalog: %w", err)
+		}
+		if e := have[rel]; e != nil {
+			e.guarded = true
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -549,6 +598,12 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe_sync.log WHERE kind = 'migrate_type_misma
 		if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate_add_columns', jsonb_build_object('table', $1::text, 'columns', $2::text[], 'rows_filled', $3::bigint))`,
 			t.Name, names, tag.RowsAffected()); err != nil {
 			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	// Tables made before the guard existed.
+	if !e.guarded {
+		if _, err := tx.Exec(ctx, t.GuardSQL()); err != nil {
+			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
 		}
 	}
 	// Only what is missing: CREATE INDEX IF NOT EXISTS and COMMENT lock the

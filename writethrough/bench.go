@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/proxy"
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
@@ -49,7 +50,14 @@ func BenchWrite(ctx context.Context, b WriteBench) (WriteBenchResult, error) {
 	if err != nil {
 		return WriteBenchResult{}, fmt.Errorf("database url: %w", err)
 	}
-	pool, err := pgxpool.New(ctx, b.DatabaseURL)
+	// pgstripe's own pool, set up as serve's: the apply's sessions are
+	// the writers schema's guard lets pass.
+	pcfg, err := pgxpool.ParseConfig(b.DatabaseURL)
+	if err != nil {
+		return WriteBenchResult{}, err
+	}
+	config.OwnSession(&pcfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return WriteBenchResult{}, err
 	}

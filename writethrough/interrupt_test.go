@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgstripe/pgstripe/pgcluster"
+	"github.com/pgstripe/pgstripe/pgtest"
 )
 
 // performThenWait lets the emulator do a request's work at once, runs
@@ -45,7 +46,7 @@ func (e *env) performThenWait(w http.ResponseWriter, r *http.Request, between fu
 // error reached the client.
 func TestRestartAfterStripeAnswered(t *testing.T) {
 	ctx := context.Background()
-	cl, err := pgcluster.Start(ctx, pgcluster.Options{})
+	cl, err := pgcluster.Start(ctx, pgcluster.Options{Settings: pgtest.Settings()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,7 @@ CREATE TABLE "stripe"."customers" (
 );
 COMMENT ON TABLE "stripe"."customers" IS 'pgstripe: Stripe customer objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "customers_created_idx" ON "stripe"."customers" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."customers" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."products" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('products', NULL::text),
@@ -63,6 +64,7 @@ CREATE TABLE "stripe"."products" (
 );
 COMMENT ON TABLE "stripe"."products" IS 'pgstripe: Stripe product objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "products_created_idx" ON "stripe"."products" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."products" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."prices" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('prices', NULL::text),
@@ -95,6 +97,7 @@ CREATE TABLE "stripe"."prices" (
 COMMENT ON TABLE "stripe"."prices" IS 'pgstripe: Stripe price objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "prices_product_idx" ON "stripe"."prices" ("product");
 CREATE INDEX IF NOT EXISTS "prices_created_idx" ON "stripe"."prices" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."prices" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."plans" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('plans', NULL::text),
@@ -126,6 +129,7 @@ CREATE TABLE "stripe"."plans" (
 COMMENT ON TABLE "stripe"."plans" IS 'pgstripe: Stripe plan objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "plans_product_idx" ON "stripe"."plans" ("product");
 CREATE INDEX IF NOT EXISTS "plans_created_idx" ON "stripe"."plans" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."plans" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."coupons" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('coupons', NULL::text),
@@ -153,6 +157,7 @@ CREATE TABLE "stripe"."coupons" (
 );
 COMMENT ON TABLE "stripe"."coupons" IS 'pgstripe: Stripe coupon objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "coupons_created_idx" ON "stripe"."coupons" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."coupons" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."promotion_codes" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('promotion_codes', NULL::text),
@@ -177,6 +182,7 @@ CREATE TABLE "stripe"."promotion_codes" (
 COMMENT ON TABLE "stripe"."promotion_codes" IS 'pgstripe: Stripe promotion_code objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "promotion_codes_customer_idx" ON "stripe"."promotion_codes" ("customer");
 CREATE INDEX IF NOT EXISTS "promotion_codes_created_idx" ON "stripe"."promotion_codes" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."promotion_codes" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."tax_rates" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('tax_rates', NULL::text),
@@ -203,6 +209,7 @@ CREATE TABLE "stripe"."tax_rates" (
 );
 COMMENT ON TABLE "stripe"."tax_rates" IS 'pgstripe: Stripe tax_rate objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "tax_rates_created_idx" ON "stripe"."tax_rates" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."tax_rates" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."subscriptions" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscriptions', NULL::text),
@@ -258,6 +265,7 @@ CREATE TABLE "stripe"."subscriptions" (
 COMMENT ON TABLE "stripe"."subscriptions" IS 'pgstripe: Stripe subscription objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "subscriptions_customer_idx" ON "stripe"."subscriptions" ("customer");
 CREATE INDEX IF NOT EXISTS "subscriptions_created_idx" ON "stripe"."subscriptions" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."subscriptions" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."subscription_items" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscription_items', NULL::text),
@@ -279,6 +287,7 @@ COMMENT ON TABLE "stripe"."subscription_items" IS 'pgstripe: Stripe subscription
 CREATE INDEX IF NOT EXISTS "subscription_items_subscription_idx" ON "stripe"."subscription_items" ("subscription");
 CREATE INDEX IF NOT EXISTS "subscription_items_price_idx" ON "stripe"."subscription_items" (("price" ->> 'id'));
 CREATE INDEX IF NOT EXISTS "subscription_items_created_idx" ON "stripe"."subscription_items" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."subscription_items" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."subscription_schedules" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscription_schedules', NULL::text),
@@ -309,6 +318,7 @@ COMMENT ON TABLE "stripe"."subscription_schedules" IS 'pgstripe: Stripe subscrip
 CREATE INDEX IF NOT EXISTS "subscription_schedules_customer_idx" ON "stripe"."subscription_schedules" ("customer");
 CREATE INDEX IF NOT EXISTS "subscription_schedules_subscription_idx" ON "stripe"."subscription_schedules" ("subscription");
 CREATE INDEX IF NOT EXISTS "subscription_schedules_created_idx" ON "stripe"."subscription_schedules" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."subscription_schedules" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."invoices" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('invoices', NULL::text),
@@ -405,6 +415,7 @@ CREATE INDEX IF NOT EXISTS "invoices_subscription_idx" ON "stripe"."invoices" ("
 CREATE INDEX IF NOT EXISTS "invoices_charge_idx" ON "stripe"."invoices" ("charge");
 CREATE INDEX IF NOT EXISTS "invoices_payment_intent_idx" ON "stripe"."invoices" ("payment_intent");
 CREATE INDEX IF NOT EXISTS "invoices_created_idx" ON "stripe"."invoices" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."invoices" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."invoice_line_items" (
     "invoice" text NOT NULL,
@@ -440,6 +451,7 @@ CREATE TABLE "stripe"."invoice_line_items" (
 COMMENT ON TABLE "stripe"."invoice_line_items" IS 'pgstripe: Stripe line_item objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "invoice_line_items_subscription_idx" ON "stripe"."invoice_line_items" ("subscription");
 CREATE INDEX IF NOT EXISTS "invoice_line_items_price_idx" ON "stripe"."invoice_line_items" (("price" ->> 'id'));
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."invoice_line_items" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."invoiceitems" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('invoiceitems', NULL::text),
@@ -475,6 +487,7 @@ CREATE INDEX IF NOT EXISTS "invoiceitems_customer_idx" ON "stripe"."invoiceitems
 CREATE INDEX IF NOT EXISTS "invoiceitems_subscription_idx" ON "stripe"."invoiceitems" ("subscription");
 CREATE INDEX IF NOT EXISTS "invoiceitems_invoice_idx" ON "stripe"."invoiceitems" ("invoice");
 CREATE INDEX IF NOT EXISTS "invoiceitems_price_idx" ON "stripe"."invoiceitems" (("price" ->> 'id'));
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."invoiceitems" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."credit_notes" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('credit_notes', NULL::text),
@@ -517,6 +530,7 @@ COMMENT ON TABLE "stripe"."credit_notes" IS 'pgstripe: Stripe credit_note object
 CREATE INDEX IF NOT EXISTS "credit_notes_customer_idx" ON "stripe"."credit_notes" ("customer");
 CREATE INDEX IF NOT EXISTS "credit_notes_invoice_idx" ON "stripe"."credit_notes" ("invoice");
 CREATE INDEX IF NOT EXISTS "credit_notes_created_idx" ON "stripe"."credit_notes" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."credit_notes" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."payment_intents" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('payment_intents', NULL::text),
@@ -568,6 +582,7 @@ COMMENT ON TABLE "stripe"."payment_intents" IS 'pgstripe: Stripe payment_intent 
 CREATE INDEX IF NOT EXISTS "payment_intents_customer_idx" ON "stripe"."payment_intents" ("customer");
 CREATE INDEX IF NOT EXISTS "payment_intents_invoice_idx" ON "stripe"."payment_intents" ("invoice");
 CREATE INDEX IF NOT EXISTS "payment_intents_created_idx" ON "stripe"."payment_intents" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."payment_intents" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."setup_intents" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('setup_intents', NULL::text),
@@ -604,6 +619,7 @@ CREATE TABLE "stripe"."setup_intents" (
 COMMENT ON TABLE "stripe"."setup_intents" IS 'pgstripe: Stripe setup_intent objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "setup_intents_customer_idx" ON "stripe"."setup_intents" ("customer");
 CREATE INDEX IF NOT EXISTS "setup_intents_created_idx" ON "stripe"."setup_intents" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."setup_intents" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."payment_methods" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('payment_methods', NULL::text),
@@ -659,6 +675,7 @@ CREATE TABLE "stripe"."payment_methods" (
 COMMENT ON TABLE "stripe"."payment_methods" IS 'pgstripe: Stripe payment_method objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "payment_methods_customer_idx" ON "stripe"."payment_methods" ("customer");
 CREATE INDEX IF NOT EXISTS "payment_methods_created_idx" ON "stripe"."payment_methods" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."payment_methods" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."charges" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('charges', NULL::text),
@@ -717,6 +734,7 @@ CREATE INDEX IF NOT EXISTS "charges_customer_idx" ON "stripe"."charges" ("custom
 CREATE INDEX IF NOT EXISTS "charges_invoice_idx" ON "stripe"."charges" ("invoice");
 CREATE INDEX IF NOT EXISTS "charges_payment_intent_idx" ON "stripe"."charges" ("payment_intent");
 CREATE INDEX IF NOT EXISTS "charges_created_idx" ON "stripe"."charges" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."charges" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."refunds" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('refunds', NULL::text),
@@ -749,6 +767,7 @@ COMMENT ON TABLE "stripe"."refunds" IS 'pgstripe: Stripe refund objects (API 202
 CREATE INDEX IF NOT EXISTS "refunds_charge_idx" ON "stripe"."refunds" ("charge");
 CREATE INDEX IF NOT EXISTS "refunds_payment_intent_idx" ON "stripe"."refunds" ("payment_intent");
 CREATE INDEX IF NOT EXISTS "refunds_created_idx" ON "stripe"."refunds" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."refunds" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."disputes" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('disputes', NULL::text),
@@ -777,6 +796,7 @@ COMMENT ON TABLE "stripe"."disputes" IS 'pgstripe: Stripe dispute objects (API 2
 CREATE INDEX IF NOT EXISTS "disputes_charge_idx" ON "stripe"."disputes" ("charge");
 CREATE INDEX IF NOT EXISTS "disputes_payment_intent_idx" ON "stripe"."disputes" ("payment_intent");
 CREATE INDEX IF NOT EXISTS "disputes_created_idx" ON "stripe"."disputes" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."disputes" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."payouts" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('payouts', NULL::text),
@@ -810,6 +830,7 @@ CREATE TABLE "stripe"."payouts" (
 );
 COMMENT ON TABLE "stripe"."payouts" IS 'pgstripe: Stripe payout objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "payouts_created_idx" ON "stripe"."payouts" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."payouts" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."balance_transactions" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('balance_transactions', NULL::text),
@@ -835,6 +856,7 @@ CREATE TABLE "stripe"."balance_transactions" (
 );
 COMMENT ON TABLE "stripe"."balance_transactions" IS 'pgstripe: Stripe balance_transaction objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "balance_transactions_created_idx" ON "stripe"."balance_transactions" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."balance_transactions" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."checkout_sessions" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('checkout_sessions', NULL::text),
@@ -903,6 +925,7 @@ CREATE INDEX IF NOT EXISTS "checkout_sessions_subscription_idx" ON "stripe"."che
 CREATE INDEX IF NOT EXISTS "checkout_sessions_invoice_idx" ON "stripe"."checkout_sessions" ("invoice");
 CREATE INDEX IF NOT EXISTS "checkout_sessions_payment_intent_idx" ON "stripe"."checkout_sessions" ("payment_intent");
 CREATE INDEX IF NOT EXISTS "checkout_sessions_created_idx" ON "stripe"."checkout_sessions" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."checkout_sessions" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."tax_ids" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('tax_ids', NULL::text),
@@ -924,6 +947,7 @@ CREATE TABLE "stripe"."tax_ids" (
 COMMENT ON TABLE "stripe"."tax_ids" IS 'pgstripe: Stripe tax_id objects (API 2023-10-16); managed by pgstripe, do not edit';
 CREATE INDEX IF NOT EXISTS "tax_ids_customer_idx" ON "stripe"."tax_ids" ("customer");
 CREATE INDEX IF NOT EXISTS "tax_ids_created_idx" ON "stripe"."tax_ids" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."tax_ids" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();
 
 CREATE TABLE "stripe"."upcoming_invoices" (
     "customer" text NOT NULL,
@@ -1019,3 +1043,4 @@ CREATE INDEX IF NOT EXISTS "upcoming_invoices_subscription_idx" ON "stripe"."upc
 CREATE INDEX IF NOT EXISTS "upcoming_invoices_charge_idx" ON "stripe"."upcoming_invoices" ("charge");
 CREATE INDEX IF NOT EXISTS "upcoming_invoices_payment_intent_idx" ON "stripe"."upcoming_invoices" ("payment_intent");
 CREATE INDEX IF NOT EXISTS "upcoming_invoices_created_idx" ON "stripe"."upcoming_invoices" ("created");
+CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "stripe"."upcoming_invoices" FOR EACH STATEMENT EXECUTE FUNCTION stripe._refuse_local_write();

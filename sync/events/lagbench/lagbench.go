@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/pgcluster"
 	"github.com/pgstripe/pgstripe/schema"
@@ -115,7 +116,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		defer cl.Stop()
 		dbURL = cl.URL("postgres")
 	}
-	pool, err := pgxpool.New(ctx, dbURL)
+	// Set up as serve's: its sessions are the writers schema's guard
+	// lets pass.
+	pcfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return res, err
+	}
+	config.OwnSession(&pcfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return res, err
 	}
