@@ -2102,9 +2102,10 @@ func payable(inv map[string]any) bool {
 // attempt_count, "from the perspective of the payment retry schedule.
 // Any payment attempt counts as the first attempt, and subsequently only
 // automatic retries increment the attempt count" (spec,
-// invoice.attempt_count); on a renewal invoice it also moves the retry
-// schedule (dunning): the next attempt, or past the last one the end of
-// the dunning (retriesExhausted), after invoice.payment_failed.
+// invoice.attempt_count); on an invoice retried on a schedule (dunned)
+// it also moves the retry schedule (dunning): the next attempt, or past
+// the last one the end of the dunning (retriesExhausted), after
+// invoice.payment_failed.
 func (e *Emulator) invoicePaymentFailed(c *reqCtx, inv, old map[string]any) {
 	inv["attempted"] = true
 	counts := countsAsAttempt(c, inv)
@@ -2146,14 +2147,23 @@ const (
 )
 
 // dunned says whether inv is retried on the schedule when a payment
-// fails: an open renewal invoice (billing_reason subscription_cycle) of
-// charge_automatically still collected automatically. A first invoice
-// is not (its subscription stays incomplete and expires, expireIncomplete),
-// nor are one-off invoices (Stripe's retries of those are a setting of
-// their own).
+// fails: an open renewal or subscription_update invoice (a reset of the
+// billing cycle, always_invoice) of charge_automatically still collected
+// automatically. Stripe retries "failed subscription and invoice
+// payments", subscriptions' under the subscription retry settings
+// (docs.stripe.com/billing/revenue-recovery/smart-retries); without
+// retries a subscription left past_due by an update's failed charge
+// would stay so, its retries never ending it (retriesExhausted). A first
+// invoice is not (its subscription stays incomplete and expires,
+// expireIncomplete), nor are one-off invoices (Stripe's retries of those
+// are a setting of their own).
 func dunned(inv map[string]any) bool {
-	return getStr(inv, "status") == "open" && getStr(inv, "billing_reason") == "subscription_cycle" &&
-		getStr(inv, "collection_method") == "charge_automatically" && getBool(inv, "auto_advance")
+	switch getStr(inv, "billing_reason") {
+	case "subscription_cycle", "subscription_update":
+	default:
+		return false
+	}
+	return getStr(inv, "status") == "open" && getStr(inv, "collection_method") == "charge_automatically" && getBool(inv, "auto_advance")
 }
 
 func finalizedAt(inv map[string]any) int64 {

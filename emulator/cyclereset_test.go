@@ -100,6 +100,9 @@ func TestCycleReset(t *testing.T) {
 		{name: "free to paid", unit: 0, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.monthly2500}})
 		}, reset: true, end: monthEnd, credit: 0, lines: 2500, status: "active"},
+		{name: "paid to free", unit: 1000, change: func(e env) apiResp {
+			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.k.price(0)}})
+		}, reset: true, end: monthEnd, credit: -unusedAtChange(1000), lines: 0, status: "active"},
 		{name: "free to paid, billing_cycle_anchor=unchanged", unit: 0, change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.monthly2500},
 				"billing_cycle_anchor": {"unchanged"}})
@@ -154,8 +157,13 @@ func TestCycleReset(t *testing.T) {
 				t.Errorf("invoice %v %v: total %v subtotal %v created %v, want %s %d (%d lines, %d off, %d credit)", inv["billing_reason"], inv["status"],
 					inv["total"], inv["subtotal"], inv["created"], wantInv, total, tc.lines, tc.off, tc.credit)
 			}
-			if wantInv == "paid" && num(inv["amount_paid"]) != total {
-				t.Errorf("amount_paid %v, want %d", inv["amount_paid"], total)
+			if wantInv == "paid" && num(inv["amount_paid"]) != max(0, total) {
+				t.Errorf("amount_paid %v, want %d", inv["amount_paid"], max(0, total))
+			}
+			if total < 0 && num(inv["ending_balance"]) != total {
+				// Paid to free: the unused time is credited to the
+				// customer's balance.
+				t.Errorf("ending_balance %v, want the credit %d", inv["ending_balance"], total)
 			}
 			var credits, subLines int
 			for _, x := range inv["lines"].(map[string]any)["data"].([]any) {
@@ -353,4 +361,244 @@ func TestScheduleCycleReset(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An update whose invoice is charged at once and fails (a reset of the
+// billing cycle, always_invoice) leaves the subscription past_due, and
+// that subscription_update invoice is retried on the renewals' schedule:
+// a retry that pays makes the subscription active again, the last
+// failure cancels it. Before, the invoice was never retried and a
+// declined reset left the subscription past_due for good (a whole year
+// for a monthly-to-yearly change), and a declined always_invoice left it
+// active.
+func TestUpdateInvoiceDunned(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct {
+		name   string
+		change func(k *frozenClock, item, yearly string) url.Values
+		fixed  bool // a card that pays is set before the first retry
+		want   string
+	}{
+		{name: "reset, declines throughout", change: func(k *frozenClock, item, yearly string) url.Values {
+			return url.Values{"items[0][id]": {item}, "items[0][price]": {yearly}}
+		}, want: "canceled"},
+		{name: "reset, card replaced", change: func(k *frozenClock, item, yearly string) url.Values {
+			return url.Values{"items[0][id]": {item}, "items[0][price]": {yearly}}
+		}, fixed: true, want: "active"},
+		{name: "always_invoice, declines throughout", change: func(k *frozenClock, item, yearly string) url.Values {
+			return url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}, "proration_behavior": {"always_invoice"}}
+		}, want: "canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newFrozenClock(t, base)
+			yearly := k.intervalPrice(12000, "year")
+			sub, item := k.subscribeCharged(k.price(1000), nil)
+			k.advance(changeAt)
+			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+			mustOK(t, k.post("/v1/subscriptions/"+sub, tc.change(k, item, yearly)))
+			s := k.get("/v1/subscriptions/" + sub)
+			inv := s["latest_invoice"].(string)
+			if s["status"] != "past_due" {
+				t.Fatalf("after the declined charge: %v, want past_due", s["status"])
+			}
+			k.checkDunned(inv, 1, changeAt+retryGapSeconds, true)
+			if tc.fixed {
+				mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+				k.advance(changeAt + retryGapSeconds)
+				got, s := k.get("/v1/invoices/"+inv), k.get("/v1/subscriptions/"+sub)
+				if got["status"] != "paid" || num(got["attempt_count"]) != 2 || s["status"] != tc.want {
+					t.Fatalf("after the retry with a good card: invoice %v (attempt_count %v), subscription %v; want paid (2), %s",
+						got["status"], got["attempt_count"], s["status"], tc.want)
+				}
+				return
+			}
+			for n := int64(1); n < 8; n++ {
+				k.advance(changeAt + n*retryGapSeconds)
+				k.checkDunned(inv, n+1, changeAt+(n+1)*retryGapSeconds, true)
+				if s := k.get("/v1/subscriptions/" + sub); s["status"] != "past_due" {
+					t.Fatalf("after retry %d: %v, want past_due", n, s["status"])
+				}
+			}
+			evs := k.advance(changeAt + 8*retryGapSeconds)
+			s = k.get("/v1/subscriptions/" + sub)
+			if s["status"] != tc.want || at(s, "cancellation_details.reason") != "payment_failed" ||
+				!slices.Contains(subscriptionEventsAll(evs, sub), "customer.subscription.deleted") {
+				t.Fatalf("after the last retry: %v (%v), events %v; want %s for payment_failed", s["status"], s["cancellation_details"],
+					subscriptionEventsAll(evs, sub), tc.want)
+			}
+			k.checkDunned(inv, 9, 0, false)
+		})
+	}
+}
+
+// always_invoice on a subscription with a once coupon: finalizing the
+// subscription_update invoice ends the coupon (customer.discount.deleted),
+// and it stays ended. Before, the invoice ended it on the stored
+// subscription and the update then stored its own copy, coupon and all,
+// over it: the once coupon, already taken off the prorations, came back
+// and discounted the next renewal too.
+func TestOnceCouponEndsWithAlwaysInvoice(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	mustOK(t, do(t, "POST", base+"/v1/coupons", "sk_test_x", url.Values{"id": {"ONCE20"}, "percent_off": {"20"}, "duration": {"once"}}.Encode()))
+	k := newFrozenClock(t, base)
+	sub, item := k.subscribeCharged(k.price(1000), nil)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"coupon": {"ONCE20"}}))
+	k.advance(changeAt)
+	var resp apiResp
+	evs := k.events(func() {
+		resp = mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
+			"proration_behavior": {"always_invoice"}}))
+	})
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev["type"].(string))
+	}
+	if !slices.Contains(types, "customer.discount.deleted") {
+		t.Fatalf("no customer.discount.deleted in %v", types)
+	}
+	if s := k.get("/v1/subscriptions/" + sub); s["discount"] != nil || resp.body["discount"] != nil {
+		t.Errorf("the once coupon is still on the subscription (answer %v, stored %v)", resp.body["discount"], s["discount"])
+	}
+	inv := k.get("/v1/invoices/" + resp.body["latest_invoice"].(string))
+	if inv["status"] != "paid" || num(inv["total"]) != unusedAtChange(2400)-unusedAtChange(800) {
+		t.Errorf("always_invoice invoice %v of %v, want paid of the prorations net of the coupon", inv["status"], inv["total"])
+	}
+	up := k.get("/v1/invoices/upcoming?subscription=" + sub)
+	if num(up["subtotal"]) != 3000 || num(up["total"]) != 3000 {
+		t.Errorf("upcoming renewal subtotal %v total %v, want 3000 undiscounted", up["subtotal"], up["total"])
+	}
+}
+
+// FuzzSubscriptionUpdates drives one subscription on a test clock
+// through random updates — price swaps between monthly, yearly, weekly
+// and free prices (by either endpoint), quantities, proration_behavior,
+// proration_date, billing_cycle_anchor, coupons of every duration, a
+// declining card — and clock advances, and checks after each step: no
+// 5xx; a refused request changes neither the subscription nor any
+// invoice item; an active or past_due subscription's period holds the
+// clock's time; active means its latest invoice is paid and past_due
+// that it is open; every invoice's total is its subtotal less its
+// discount.
+//
+// Each step is three bytes: what, a variant, and another.
+func FuzzSubscriptionUpdates(f *testing.F) {
+	_, base := emulatortest.Start(f, emulator.Options{RateLimit: -1})
+	for _, c := range []url.Values{
+		{"id": {"FPCT20"}, "percent_off": {"20"}, "duration": {"forever"}},
+		{"id": {"FONCE"}, "percent_off": {"50"}, "duration": {"once"}},
+		{"id": {"FOFF500"}, "amount_off": {"500"}, "currency": {"usd"}, "duration": {"repeating"}, "duration_in_months": {"2"}},
+	} {
+		if r := do(f, "POST", base+"/v1/coupons", "sk_test_x", c.Encode()); r.status != 200 {
+			f.Fatalf("coupon: %s", r.raw)
+		}
+	}
+	f.Add([]byte{0, 2, 0, 4, 1, 0, 3, 1, 0, 0, 0, 0})
+	f.Add([]byte{3, 1, 0, 0, 2, 1, 4, 2, 0, 4, 2, 0})
+	f.Add([]byte{5, 1, 0, 2, 0, 0, 1, 2, 2, 6, 3, 1})
+	f.Add([]byte{0, 3, 0, 0, 0, 1, 7, 2, 0, 5, 3, 2})
+	f.Add([]byte{3, 1, 0, 1, 2, 2, 4, 1, 0}) // always_invoice declined, then a retry
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		k := newFrozenClock(t, base)
+		prices := []string{k.price(1000), k.price(2500), k.intervalPrice(12000, "year"), k.price(0), k.intervalPrice(300, "week")}
+		sub, item := k.subscribeCharged(prices[0], nil)
+		now := int64(clockFrozenAt)
+		behaviors := []string{"", "none", "always_invoice", "create_prorations"}
+		coupons := []string{"FPCT20", "FONCE", "FOFF500", ""}
+		for i := 0; i+2 < len(ops) && i < 3*12; i += 3 {
+			op, a, b := ops[i]%8, ops[i+1], ops[i+2]
+			var path string
+			q := url.Values{}
+			if bh := behaviors[int(b)%len(behaviors)]; bh != "" {
+				q.Set("proration_behavior", bh)
+			}
+			switch op {
+			case 0, 7: // a price swap, on either endpoint
+				if op == 7 {
+					path = "/v1/subscription_items/" + item
+					q.Set("price", prices[int(a)%len(prices)])
+				} else {
+					path = "/v1/subscriptions/" + sub
+					q.Set("items[0][id]", item)
+					q.Set("items[0][price]", prices[int(a)%len(prices)])
+				}
+			case 1:
+				path = "/v1/subscriptions/" + sub
+				q.Set("items[0][id]", item)
+				q.Set("items[0][quantity]", fmt.Sprint(1+int(a)%4))
+			case 2:
+				path = "/v1/subscriptions/" + sub
+				q.Set("billing_cycle_anchor", []string{"now", "unchanged"}[int(a)%2])
+				if a&2 != 0 {
+					q.Set("items[0][id]", item)
+					q.Set("items[0][price]", prices[int(a>>2)%len(prices)])
+				}
+			case 3:
+				path = "/v1/subscriptions/" + sub
+				q = url.Values{"default_payment_method": {[]string{"pm_card_visa", "pm_card_chargeDeclined"}[int(a)%2]}}
+			case 4: // the clock moves on
+				now += []int64{daySeconds, 10 * daySeconds, 40 * daySeconds, 3 * daySeconds}[int(a)%4]
+				r := k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(now)}})
+				if r.status >= 500 {
+					t.Fatalf("advance: %d %s", r.status, r.raw)
+				}
+				if r.status != 200 {
+					now = num(k.get("/v1/test_helpers/test_clocks/" + k.clock)["frozen_time"])
+				}
+			case 5:
+				path = "/v1/subscriptions/" + sub
+				q.Set("coupon", coupons[int(a)%len(coupons)])
+				if a&4 != 0 {
+					q.Set("items[0][id]", item)
+					q.Set("items[0][price]", prices[int(a>>3)%len(prices)])
+				}
+			case 6:
+				path = "/v1/subscriptions/" + sub
+				q.Set("items[0][id]", item)
+				q.Set("items[0][quantity]", "2")
+				s := k.get("/v1/subscriptions/" + sub)
+				q.Set("proration_date", fmt.Sprint(num(s["current_period_start"])+int64(a)*3600))
+			}
+			if path != "" {
+				state := func() string {
+					return do(t, "GET", base+"/v1/subscriptions/"+sub+"?expand[]=latest_invoice", "sk_test_x", "").raw
+				}
+				before := state()
+				items := len(k.items())
+				r := k.post(path, q)
+				if r.status >= 500 || r.body == nil {
+					t.Fatalf("POST %s %v: %d %s", path, q, r.status, r.raw)
+				}
+				if r.status >= 400 {
+					if after := state(); after != before || len(k.items()) != items {
+						t.Fatalf("POST %s %v refused (%s) but changed the subscription or its invoice items:\n%s\n%s", path, q, r.raw, before, after)
+					}
+				}
+			}
+			s := k.get("/v1/subscriptions/" + sub + "?expand[]=latest_invoice")
+			st := s["status"]
+			if st == "canceled" {
+				return
+			}
+			if st == "active" || st == "past_due" {
+				if start, end := num(s["current_period_start"]), num(s["current_period_end"]); start > now || end <= now {
+					t.Fatalf("step %d: %s subscription's period %d..%d doesn't hold the clock's %d", i/3, st, start, end, now)
+				}
+				inv, _ := s["latest_invoice"].(map[string]any)
+				if want := map[any]string{"active": "paid", "past_due": "open"}[st]; inv["status"] != want {
+					t.Fatalf("step %d: %s subscription's latest invoice %v is %v (%v), want %s", i/3, st, inv["id"], inv["status"], inv["billing_reason"], want)
+				}
+			}
+			for _, x := range k.get("/v1/invoices?limit=100&subscription=" + sub)["data"].([]any) {
+				inv := x.(map[string]any)
+				var off int64
+				for _, d := range inv["total_discount_amounts"].([]any) {
+					off += num(d.(map[string]any)["amount"])
+				}
+				if num(inv["total"]) != num(inv["subtotal"])-off || num(inv["amount_due"]) < 0 {
+					t.Fatalf("step %d: invoice %v (%v): subtotal %v, discount %d, total %v, amount_due %v", i/3, inv["id"], inv["billing_reason"],
+						inv["subtotal"], off, inv["total"], inv["amount_due"])
+				}
+			}
+		}
+	})
 }

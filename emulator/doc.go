@@ -108,7 +108,8 @@
 // invoice items (invoiceitem.created) that the upcoming invoice shows and
 // the subscription's next renewal bills, always_invoice bills them at
 // once (a subscription_update invoice, finalized and paid as a first
-// invoice), none makes none; proration amounts are net of the
+// invoice, a failed charge leaving the subscription past_due), none
+// makes none; proration amounts are net of the
 // subscription's (else the customer's) discount as the request leaves it,
 // each item's discount taken as on an invoice of that item alone, then
 // prorated (Stripe's classic billing mode), and stay not discountable, so
@@ -195,10 +196,10 @@
 // here, so never unpaid; the invoice stays open; canceling a subscription
 // in any way stops the automatic collection of the customer's open
 // invoices (auto_advance false, no next_payment_attempt,
-// invoice.updated), as the spec's cancel says; only renewal invoices
-// are retried (not first, subscription_update or one-off ones, nor
-// send_invoice ones, which also never go from past_due to canceled or
-// unpaid); a manual payment attempt after the first leaves attempt_count
+// invoice.updated), as the spec's cancel says; only renewal and
+// subscription_update invoices (a cycle reset's, always_invoice's) are
+// retried (not first or one-off ones, nor send_invoice ones, which also
+// never go from past_due to canceled or unpaid); a manual payment attempt after the first leaves attempt_count
 // and the schedule alone (spec, invoice.attempt_count); POST
 // /v1/invoices/{id}/send finalizes a draft and sends invoice.sent, no
 // email (spec: "Requests made in test-mode result in no emails being

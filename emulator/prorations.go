@@ -180,7 +180,9 @@ func (p *proration) checkReset(sub map[string]any, before, after []map[string]an
 		billing = true
 	}
 	newPeriod := len(before) > 0 && len(after) > 0 && billingPeriod(itemPrice(before[0])) != billingPeriod(itemPrice(after[0]))
-	paidNow := len(before) > 0 && allFree(before) && !allFree(after)
+	// "The subscription moves from free to paid, or paid to free" (spec,
+	// POST /v1/subscriptions/{id}).
+	paidNow := len(before) > 0 && len(after) > 0 && allFree(before) != allFree(after)
 	switch {
 	case p.anchor == "now" && !billing:
 		return invalid("", "billing_cycle_anchor", "The emulator does not model billing_cycle_anchor=now on a %s subscription: it is refused rather than guessed.", getStr(sub, "status"))
@@ -209,9 +211,8 @@ func (e *Emulator) billChange(p proration, sub map[string]any, before []map[stri
 
 // resetCycle starts a new period of sub now (on its clock) and bills it
 // at once (see "Resetting the billing cycle" above); before are the items
-// as they billed in the period that ends early. sub is stored before its
-// invoice is finalized and paid, which may end a once coupon or activate
-// it, and read back after; the caller stores it again with its event.
+// as they billed in the period that ends early. The invoice is charged
+// at once (billUpdateNow); the caller stores sub again with its event.
 func (e *Emulator) resetCycle(p proration, sub map[string]any, before []map[string]any) map[string]any {
 	c := p.ctx
 	start, end := getInt(sub, "current_period_start"), getInt(sub, "current_period_end")
@@ -227,6 +228,23 @@ func (e *Emulator) resetCycle(p proration, sub map[string]any, before []map[stri
 		sub["cancel_at"] = sub["current_period_end"]
 	}
 	inv := e.draftSubscriptionInvoice(c, sub, "subscription_update", c.now, c.now, true)
+	return e.billUpdateNow(c, sub, inv)
+}
+
+// billUpdateNow finalizes inv, the draft subscription_update invoice of
+// a change of sub made by a request, and charges it at once, as a reset
+// of the billing cycle and always_invoice do. sub is stored, with inv
+// as its latest_invoice, before inv is finalized and paid, which may end
+// a once coupon of sub (consumeDiscount reads the stored subscription:
+// a coupon it ended would otherwise come back when the caller stores sub)
+// or activate it; discount and status are read back after, and the
+// caller stores sub again with its event. A charge that fails leaves
+// sub past_due, and so does payment_behavior=default_incomplete (spec,
+// POST /v1/subscriptions/{id} payment_behavior: allow_incomplete, the
+// default, and default_incomplete "transition the subscription to
+// status=past_due" when a payment is required and not made); the
+// invoice is then retried as a renewal is (dunned).
+func (e *Emulator) billUpdateNow(c *reqCtx, sub, inv map[string]any) map[string]any {
 	sub["latest_invoice"] = idOf(inv)
 	e.store(kSub, sub)
 	inv, _ = e.finalizeInvoice(c, inv)
@@ -236,7 +254,7 @@ func (e *Emulator) resetCycle(p proration, sub map[string]any, before []map[stri
 			inv, _ = e.payInvoice(c, inv, pm)
 		}
 	}
-	if cur := e.load(kSub, sid); cur != nil {
+	if cur := e.load(kSub, idOf(sub)); cur != nil {
 		sub["discount"], sub["status"] = cur["discount"], cur["status"]
 	}
 	switch {
@@ -251,10 +269,11 @@ func (e *Emulator) resetCycle(p proration, sub map[string]any, before []map[stri
 }
 
 // prorate creates the proration invoice items of changes to sub's items
-// (already stored) and, with always_invoice, bills them at once. It
-// returns that invoice, or nil. A subscription that bills nothing now
-// (trialing: the trial is free; incomplete or canceled) gets no
-// prorations, nor does a change of tax rates or metadata only.
+// (already stored) and, with always_invoice, bills them at once
+// (billUpdateNow). It returns that invoice, or nil. A subscription that
+// bills nothing now (trialing: the trial is free; incomplete or
+// canceled) gets no prorations, nor does a change of tax rates or
+// metadata only.
 func (e *Emulator) prorate(p proration, sub map[string]any, changes []itemChange) map[string]any {
 	if p.behavior == "none" {
 		return nil
@@ -286,15 +305,8 @@ func (e *Emulator) prorate(p proration, sub map[string]any, changes []itemChange
 	if made == 0 || p.behavior != "always_invoice" {
 		return nil
 	}
-	c := p.ctx
-	inv := e.draftSubscriptionInvoice(c, sub, "subscription_update", p.at, p.at, false)
-	inv, _ = e.finalizeInvoice(c, inv)
-	if getInt(inv, "amount_due") > 0 && inv["collection_method"] == "charge_automatically" && c.params["payment_behavior"] != "default_incomplete" {
-		if pm := e.subscriptionPaymentMethod(sub); pm != "" {
-			inv, _ = e.payInvoice(c, inv, pm)
-		}
-	}
-	return inv
+	inv := e.draftSubscriptionInvoice(p.ctx, sub, "subscription_update", p.at, p.at, false)
+	return e.billUpdateNow(p.ctx, sub, inv)
 }
 
 // prorateItems is billChange for the subscription item endpoints, which
