@@ -23,7 +23,7 @@ type adminOptions struct {
 //	POST /_emulator/options           change knobs (JSON adminOptions)
 //	POST /_emulator/reset             empty the store
 //	POST /_emulator/seed              {"customers": N, "distribution": "uniform"}
-//	POST /_emulator/clock             {"offset": "720h"} moves now
+//	POST /_emulator/clock             {"offset": "720h"} moves now (forward only)
 //	GET  /_emulator/stats             request and object counts
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, format string, args ...any) {
@@ -112,7 +112,14 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			fail(400, "bad offset %q", a.Offset)
 			return
 		}
-		e.SetClockOffset(d)
+		if cur, moved := e.advanceClock(d); !moved {
+			// Stripe's clock never goes back: a sync that saw the later
+			// time keeps the states stamped then over those made after
+			// the move, which looks like lost writes.
+			fail(400, "offset %s would move the clock back (it is %s now, relative to the wall clock): Stripe's clock only moves forward; give an offset of at least %s, or restart the emulator to start over",
+				d, cur, cur)
+			return
+		}
 		ok(map[string]any{"now": e.Now().Unix(), "offset": d.String()})
 	case path == "clock" && r.Method == http.MethodGet:
 		ok(map[string]any{"now": e.Now().Unix(), "offset": time.Duration(e.offset.Load()).String()})

@@ -3,6 +3,8 @@ package emulator_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +84,63 @@ func TestCommand(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The admin API moves the clock forward only, as Stripe's moves: a move
+// back is refused with a 400 saying so, and leaves the clock where it was
+// (a sync that saw the later time would keep the states stamped then over
+// newer changes). Forward moves, and the same offset again, still work.
+func TestAdminClockMovesForwardOnly(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	post := func(offset string) apiResp {
+		return doJSON(t, "POST", base+"/_emulator/clock", `{"offset": "`+offset+`"}`)
+	}
+	for _, c := range []struct {
+		offset string
+		status int
+		want   time.Duration // the offset after the request
+	}{
+		{"48h", 200, 48 * time.Hour},
+		{"1h", 400, 48 * time.Hour},
+		{"-24h", 400, 48 * time.Hour},
+		{"48h", 200, 48 * time.Hour},
+		{"72h", 200, 72 * time.Hour},
+		{"71h59m59s", 400, 72 * time.Hour},
+	} {
+		r := post(c.offset)
+		if r.status != c.status {
+			t.Errorf("offset %s: status %d %s, want %d", c.offset, r.status, r.raw, c.status)
+		}
+		if c.status == 400 {
+			if msg, _ := r.body["error"].(string); !strings.Contains(msg, "back") || !strings.Contains(msg, c.want.String()) {
+				t.Errorf("offset %s refused with %q, want it to say the clock would go back from %s", c.offset, msg, c.want)
+			}
+		}
+		got := doJSON(t, "GET", base+"/_emulator/clock", "")
+		if got.body["offset"] != c.want.String() {
+			t.Errorf("after offset %s: clock offset %v, want %s", c.offset, got.body["offset"], c.want)
+		}
+		if ahead := time.Until(e.Now()); ahead < c.want-time.Minute || ahead > c.want+time.Minute {
+			t.Errorf("after offset %s: now is %s ahead, want about %s", c.offset, ahead.Round(time.Second), c.want)
+		}
+	}
+}
+
+// --rate-limit 0 is the default (Stripe's 25), not "none allowed": the
+// help says so.
+func TestCommandHelpRateLimitZero(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := emulator.Command(context.Background(), []string{"--help"}, &stdout, &stderr)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v, want flag.ErrHelp", err)
+	}
+	_, help, ok := strings.Cut(stderr.String(), "-rate-limit")
+	if !ok {
+		t.Fatalf("no --rate-limit in the help:\n%s", stderr.String())
+	}
+	help, _, _ = strings.Cut(help, "\n  -") // up to the next flag
+	if !strings.Contains(help, "0 = the default, 25") || !strings.Contains(help, "negative = unlimited") {
+		t.Errorf("--rate-limit help %q: want it to say 0 means the default, 25", strings.TrimSpace(help))
 	}
 }

@@ -48,7 +48,8 @@
 // at run time, as JSON: GET/POST /_emulator/options ({"latency":
 // "50ms-300ms", "rate_limit": 25, "faults": 0.1, "event_delay": "2s"}),
 // POST /_emulator/seed ({"customers": 1000, "distribution": "spike"}),
-// POST /_emulator/reset, GET/POST /_emulator/clock ({"offset": "720h"}),
+// POST /_emulator/reset, GET/POST /_emulator/clock ({"offset": "720h"};
+// forward only, as Stripe's clock: an offset below the current one is a 400),
 // GET /_emulator/stats. In Go tests use emulatortest.Start. The emulator
 // is for tests and demos: any sk_test_ key is accepted and the admin API
 // has no authentication, so it listens on loopback by default and must not

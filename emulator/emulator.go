@@ -182,10 +182,29 @@ func (e *Emulator) options() Options {
 }
 
 // SetClockOffset moves the emulator's "now" by d (relative to the wall
+// clock), either way (the admin API only moves it forward, as Stripe's
 // clock). Authorizations whose time has come expire at once.
 func (e *Emulator) SetClockOffset(d time.Duration) {
 	e.offset.Store(int64(d))
 	e.releaseDue()
+}
+
+// advanceClock sets the clock offset to d unless that moves "now" back
+// (d below the current offset), which Stripe's clock never does, and
+// returns the offset it found. The admin API's clock moves through it; a
+// test in Go may still set any offset (SetClockOffset).
+func (e *Emulator) advanceClock(d time.Duration) (cur time.Duration, moved bool) {
+	for {
+		c := e.offset.Load()
+		if int64(d) < c {
+			return time.Duration(c), false
+		}
+		// Compare-and-swap: two moves at once can't leave the earlier.
+		if e.offset.CompareAndSwap(c, int64(d)) {
+			e.releaseDue()
+			return time.Duration(c), true
+		}
+	}
 }
 
 func (e *Emulator) wallNow() int64 { return time.Now().UnixNano() }

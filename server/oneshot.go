@@ -119,13 +119,25 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 const defaultHeldWait = 30 * time.Second
 
 // HeldError is a one-shot backfill's end with objects still queued
-// because other transactions hold their rows.
+// because other transactions held their rows: held still, or free but
+// not re-fetched because Stripe did not answer or refused (HeldRow.Err).
 type HeldError struct{ Rows []events.HeldRow }
 
 func (e *HeldError) Error() string {
-	return "the backfill completed, but rows held by other transactions kept " + events.HeldSummary(e.Rows) +
-		" from being written; they stay queued for the next `pgstripe serve`, which stores them once the transactions end" +
-		" (or end those transactions and run the backfill again)"
+	held, failed := events.SplitHeld(e.Rows)
+	var parts []string
+	if len(held) > 0 {
+		parts = append(parts, "rows held by other transactions kept "+events.HeldSummary(held)+
+			" from being written; they stay queued for the next `pgstripe serve`, which stores them once the transactions end"+
+			" (or end those transactions and run the backfill again)")
+	}
+	if len(failed) > 0 {
+		// Named apart: their rows were free when last looked at, so
+		// ending a transaction would not help.
+		parts = append(parts, events.FailedSummary(failed)+
+			"; they stay queued for the next `pgstripe serve`, which fetches them again (or run the backfill again once Stripe answers)")
+	}
+	return "the backfill completed, but " + strings.Join(parts, "; and ")
 }
 
 // drainHeld stores the objects the backfill left queued because other

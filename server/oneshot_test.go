@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,5 +139,86 @@ func TestOneShotBackfillWaitsForHeldRows(t *testing.T) {
 	}
 	if queued != 0 {
 		t.Errorf("%d held entries still queued after the backfill succeeded", queued)
+	}
+}
+
+// A one-shot backfill ends with one object still held by a user's
+// transaction and another, left queued by a held row too but free now,
+// whose re-fetch Stripe keeps failing (500). The error says which is
+// which: the held one with its backend, the other with Stripe's error,
+// not as a row other transactions hold (before, both were "held by other
+// transactions", the second with no pid to look for).
+func TestOneShotBackfillNamesStripeFailuresApart(t *testing.T) {
+	dbURL := pgtest.NewDB(t)
+	e, _ := emulatortest.Start(t, emulator.Options{Seed: 3})
+	var failing atomic.Pointer[string] // the customer whose retrieve fails
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := failing.Load(); id != nil && r.Method == http.MethodGet && r.URL.Path == "/v1/customers/"+*id {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"error":{"type":"api_error","message":"outage for one customer"}}`))
+			return
+		}
+		e.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	logs := &logtest.Buffer{}
+	opts := Options{Config: keyCheckConfig(dbURL, srv.URL, "sk_test_oneshot"), Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	opts.Instance.Instance, opts.Instance.Host = "oneshot-outage", "h"
+	run := func(wait time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		o := opts
+		o.HeldWait = wait
+		return Backfill(ctx, o, []string{"customers"}, true)
+	}
+	if err := run(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	var held, free string
+	if err := pool.QueryRow(ctx, `SELECT min(id), max(id) FROM stripe.customers`).Scan(&held, &free); err != nil {
+		t.Fatal(err)
+	}
+	// Left queued by a held row of an earlier run; free now.
+	if _, err := pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason) VALUES ('customers', $1, now() - interval '1 minute', 'locked')`, free); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(&free)
+	// The row the backfill's page meets held.
+	if _, err := pool.Exec(ctx, `UPDATE stripe.customers SET _as_of = _as_of - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	_, pid := pgtest.HoldRows(t, dbURL, "customers", held)
+	err = run(3 * time.Second)
+	var he *HeldError
+	if !errors.As(err, &he) {
+		t.Fatalf("backfill: %v, want a HeldError", err)
+	}
+	msg := err.Error()
+	heldPart, stripePart, ok := strings.Cut(msg, "Stripe failed the re-fetch of ")
+	if !ok {
+		t.Fatalf("the error does not say Stripe failed the re-fetch: %s", msg)
+	}
+	for _, want := range []string{"rows held by other transactions kept 1 object(s)", held, fmt.Sprint(pid)} {
+		if !strings.Contains(heldPart, want) {
+			t.Errorf("the error's held part does not name %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(heldPart, free) {
+		t.Errorf("the error calls %s, whose row is free, held: %s", free, msg)
+	}
+	for _, want := range []string{"1 object(s) (customers=1): customers " + free, "outage for one customer", "HTTP 500", "pgstripe serve"} {
+		if !strings.Contains(stripePart, want) {
+			t.Errorf("the error's Stripe part does not name %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(stripePart, held) {
+		t.Errorf("the error blames Stripe for the held %s: %s", held, msg)
 	}
 }

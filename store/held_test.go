@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -201,4 +202,97 @@ func jsonEqual(a, b json.RawMessage) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// errRollback ends a transaction whose effects a case only looks at.
+var errRollback = errors.New("rollback")
+
+// A sweep's verdict on a held row, applied once Stripe refuses the row's
+// re-fetch (Held.Apply of a Swept state), removes the row only if Sweep
+// would remove it then: a price that a stored invoice item came to embed
+// since, or a row on a test clock that the run's refused key could not
+// list, is spared, as Sweep spares it. Before, the verdict re-checked only
+// _as_of, and removed and tombstoned a price that a stored object still
+// uses. Each case runs Sweep itself and the queued verdict (through the
+// queue's encoding) on the same rows and wants the same outcome.
+func TestSweptVerdictSparesWhatSweepSpares(t *testing.T) {
+	conn := setup(t)
+	ctx := context.Background()
+	old, before := t0, t0.Add(time.Minute)
+	obj := func(raw string) store.Object { return store.Object{Raw: []byte(raw), AsOf: old} }
+	upsert(t, conn, "prices",
+		obj(`{"id":"price_used","object":"price","created":1700000000,"currency":"usd","unit_amount":100,"product":"prod_1"}`),
+		obj(`{"id":"price_unused","object":"price","created":1700000000,"currency":"usd","unit_amount":100,"product":"prod_1"}`))
+	upsert(t, conn, "customers",
+		obj(`{"id":"cus_clock","object":"customer","created":1700000000,"test_clock":"clock_1"}`),
+		obj(`{"id":"cus_plain","object":"customer","created":1700000000}`))
+	upsert(t, conn, "payment_methods",
+		obj(`{"id":"pm_clock","object":"payment_method","created":1700000000,"type":"card","customer":"cus_clock"}`))
+	// Stored after the sweep found the price unused (an event, a
+	// write-through): the price is embedded, and Stripe's price list
+	// leaves such inline prices out.
+	upsert(t, conn, "invoiceitems", store.Object{Raw: []byte(`{"id":"ii_1","object":"invoiceitem","customer":"cus_plain","amount":100,"currency":"usd","date":1700000000,
+"price":{"id":"price_used","object":"price","created":1700000000,"currency":"usd","unit_amount":100,"product":"prod_1"}}`), AsOf: before.Add(time.Minute)})
+
+	for _, c := range []struct {
+		table, id  string
+		keepClocks bool
+		removed    bool
+	}{
+		{"prices", "price_used", false, false},
+		{"prices", "price_unused", false, true},
+		{"customers", "cus_clock", true, false},
+		{"customers", "cus_clock", false, true},
+		{"customers", "cus_plain", true, true},
+		{"payment_methods", "pm_clock", true, false},
+		{"payment_methods", "pm_clock", false, true},
+	} {
+		exists := func(tx pgx.Tx) bool {
+			var ok bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe.`+pgx.Identifier{c.table}.Sanitize()+` WHERE id = $1)`, c.id).Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		var bySweep, byVerdict, tombstoned bool
+		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, _, err := store.Sweep(ctx, tx, c.table, before, c.keepClocks, nil); err != nil {
+				return err
+			}
+			bySweep = !exists(tx)
+			return errRollback
+		}); !errors.Is(err, errRollback) {
+			t.Fatal(err)
+		}
+		enc, err := (&store.Held{Swept: true, KeepClocks: c.keepClocks, AsOf: before}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := store.DecodeHeld([]byte(enc), before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := h.Apply(ctx, tx, c.table, c.id); err != nil {
+				return err
+			}
+			byVerdict = !exists(tx)
+			tombstoned, err = store.Tombstoned(ctx, tx, c.table, c.id)
+			if err != nil {
+				return err
+			}
+			return errRollback
+		}); !errors.Is(err, errRollback) {
+			t.Fatal(err)
+		}
+		if bySweep != c.removed {
+			t.Errorf("%s %s, keepClocks %v: Sweep removed it: %v, want %v", c.table, c.id, c.keepClocks, bySweep, c.removed)
+		}
+		if byVerdict != bySweep {
+			t.Errorf("%s %s, keepClocks %v: the queued sweep verdict removed it: %v, Sweep: %v", c.table, c.id, c.keepClocks, byVerdict, bySweep)
+		}
+		if !byVerdict && tombstoned {
+			t.Errorf("%s %s, keepClocks %v: spared, but tombstoned", c.table, c.id, c.keepClocks)
+		}
+	}
 }

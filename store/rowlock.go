@@ -176,6 +176,9 @@ type Held struct {
 	// event carried it (DeleteCreated).
 	Created time.Time
 	Swept   bool
+	// KeepClocks is the Swept verdict's Sweep keepClocks: the rows on
+	// test clocks were spared, and stay spared when it is applied.
+	KeepClocks bool
 	// AsOf is the state's time: Object.AsOf, the deletion event's
 	// created, or the sweep's bound (the backfill's planning time).
 	AsOf time.Time
@@ -188,6 +191,9 @@ type heldJSON struct {
 	Deleted  bool                         `json:"deleted,omitempty"`
 	Created  int64                        `json:"created,omitempty"`
 	Swept    bool                         `json:"swept,omitempty"`
+	// KeepClocks: absent from entries queued before it was recorded,
+	// which then apply Sweep's verdict without it, as they did.
+	KeepClocks bool `json:"keep_clocks,omitempty"`
 }
 
 // Deletes reports whether writing h removes the row (WriteSet.Add).
@@ -252,7 +258,7 @@ var HeldMergeSQL = func() string {
 
 // Encode returns h for the queue's held column (text, cast to jsonb).
 func (h *Held) Encode() (string, error) {
-	j := heldJSON{Deleted: h.Deleted, Swept: h.Swept}
+	j := heldJSON{Deleted: h.Deleted, Swept: h.Swept, KeepClocks: h.KeepClocks}
 	if h.Object != nil {
 		// The column is jsonb, which refuses what Upsert repairs
 		// (\u0000, a lone surrogate escape): one odd metadata string
@@ -298,7 +304,7 @@ func DecodeHeld(raw []byte, asOf time.Time) (*Held, error) {
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return nil, fmt.Errorf("store: decode held state: %w", err)
 	}
-	h := &Held{Deleted: j.Deleted, Swept: j.Swept, AsOf: asOf}
+	h := &Held{Deleted: j.Deleted, Swept: j.Swept, KeepClocks: j.KeepClocks, AsOf: asOf}
 	if j.Created != 0 {
 		h.Created = time.Unix(j.Created, 0).UTC()
 	}
@@ -313,30 +319,31 @@ func DecodeHeld(raw []byte, asOf time.Time) (*Held, error) {
 
 // Apply writes h for the object id of table inside tx, as its writer
 // would have: an upsert (ordered by AsOf, as any), a deletion, or a
-// sweep's removal, which applies only while the row is still the one the
-// sweep found stale (_as_of before its bound): a state stored since, by
-// an event or a write-through, shows the object exists.
+// sweep's removal, which applies only while the row is still one the
+// sweep would take: stale (_as_of before its bound; a state stored since,
+// by an event or a write-through, shows the object exists) and not among
+// those Sweep spares (a price a carrier stored since embeds, …).
 func (h *Held) Apply(ctx context.Context, tx pgx.Tx, table, id string) (Result, error) {
 	switch {
 	case h.Deleted:
 		return Result{}, DeleteCreated(ctx, tx, table, id, h.AsOf, h.Created)
 	case h.Swept:
-		return Result{}, removeSwept(ctx, tx, table, id, h.AsOf)
+		return Result{}, removeSwept(ctx, tx, table, id, h.AsOf, h.KeepClocks)
 	default:
 		return Upsert(ctx, tx, table, []Object{*h.Object})
 	}
 }
 
-// removeSwept removes the row id of table if it is older than before, as
-// Sweep does.
-func removeSwept(ctx context.Context, tx pgx.Tx, table, id string, before time.Time) error {
+// removeSwept removes the row id of table if Sweep(before, keepClocks)
+// would: older than before, and not spared.
+func removeSwept(ctx context.Context, tx pgx.Tx, table, id string, before time.Time, keepClocks bool) error {
 	t, ok := schema.Lookup(table)
 	if !ok {
 		return fmt.Errorf("store: unknown table %q", table)
 	}
 	var stale bool
-	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND "_as_of" < $2)`,
-		t.QualifiedName(), schema.Ident(t.Key[len(t.Key)-1])), id, before).Scan(&stale); err != nil {
+	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND "_as_of" < $2%s)`,
+		t.QualifiedName(), schema.Ident(t.Key[len(t.Key)-1]), sweepSpares(t, keepClocks)), id, before).Scan(&stale); err != nil {
 		return fmt.Errorf("store: remove swept %s %s: %w", table, id, err)
 	}
 	if !stale {

@@ -833,24 +833,8 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 		return 0, nil, fmt.Errorf("store: sweep %s: children go with their parents", table)
 	}
 	key := schema.Ident(t.Key[len(t.Key)-1])
-	cond := ""
-	if keepClocks {
-		if _, ok := t.Column("test_clock"); ok {
-			cond = ` AND "test_clock" IS NULL`
-		} else if _, ok := t.Column("customer"); ok {
-			// Listed per customer (payment methods, tax ids): the
-			// customers on clocks were not among the parents listed.
-			cond = fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM stripe.customers k WHERE k."id" = %s."customer" AND k."test_clock" IS NOT NULL)`, t.QualifiedName())
-		}
-	}
-	if t.Name == "prices" {
-		for _, n := range PriceCarriers {
-			if ct, ok := schema.Lookup(n); ok {
-				cond += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s c WHERE c."_raw"->'price'->>'id' = %s."id")`, ct.QualifiedName(), t.QualifiedName())
-			}
-		}
-	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE "_as_of" < $1 AND %[1]s <> ALL(coalesce($2::text[], '{}'))%[3]s`, key, t.QualifiedName(), cond), before, spare)
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE "_as_of" < $1 AND %[1]s <> ALL(coalesce($2::text[], '{}'))%[3]s`,
+		key, t.QualifiedName(), sweepSpares(t, keepClocks)), before, spare)
 	if err != nil {
 		return 0, nil, fmt.Errorf("store: sweep %s: %w", t.Name, err)
 	}
@@ -884,6 +868,33 @@ func Sweep(ctx context.Context, tx pgx.Tx, table string, before time.Time, keepC
 		return 0, nil, err
 	}
 	return len(ids), held, nil
+}
+
+// sweepSpares is the condition (" AND …" on the rows of t) that keeps out
+// of a sweep the rows Sweep spares besides the recent ones: with
+// keepClocks, objects on test clocks (or of customers on clocks), and
+// prices a stored object embeds. A sweep's verdict applied later
+// (removeSwept) checks it again: the row must still be one Sweep would
+// take.
+func sweepSpares(t *schema.Table, keepClocks bool) string {
+	cond := ""
+	if keepClocks {
+		if _, ok := t.Column("test_clock"); ok {
+			cond = ` AND "test_clock" IS NULL`
+		} else if _, ok := t.Column("customer"); ok {
+			// Listed per customer (payment methods, tax ids): the
+			// customers on clocks were not among the parents listed.
+			cond = fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM stripe.customers k WHERE k."id" = %s."customer" AND k."test_clock" IS NOT NULL)`, t.QualifiedName())
+		}
+	}
+	if t.Name == "prices" {
+		for _, n := range PriceCarriers {
+			if ct, ok := schema.Lookup(n); ok {
+				cond += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s c WHERE c."_raw"->'price'->>'id' = %s."id")`, ct.QualifiedName(), t.QualifiedName())
+			}
+		}
+	}
+	return cond
 }
 
 // removeUnlisted removes the rows ids of t, which a complete list no

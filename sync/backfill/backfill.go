@@ -1233,7 +1233,7 @@ WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = ANY($1) AND 
 	states := make([]*store.Held, len(held))
 	for i, id := range held {
 		// The sweep's verdict, applied if Stripe refuses the re-fetch.
-		keys[i], states[i] = store.RowKey{Table: object, ID: id}, &store.Held{Swept: true, AsOf: before}
+		keys[i], states[i] = store.RowKey{Table: object, ID: id}, &store.Held{Swept: true, KeepClocks: keepClocks, AsOf: before}
 	}
 	return removed, held, queueLocked(ctx, tx, keys, states, before)
 }

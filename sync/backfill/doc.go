@@ -95,15 +95,19 @@
 // nothing), and nothing waits before the loop, which runs next anyway.
 // A one-shot `pgstripe backfill` has no loop after it: after its pages it
 // drains those entries itself (events.DrainHeld) for up to 30 s, and if
-// rows are still held then, fails naming them and the holding backends;
-// they stay queued for the next serve. The completion's sweep leaves
+// rows are still held then, fails naming them and the holding backends
+// (and, apart, those whose rows are free but whose re-fetch Stripe did
+// not answer or refused, with its error); they stay queued for the next
+// serve. The completion's sweep leaves
 // every queued id to its re-fetch (which stores the object, the page's
 // state if refused, or removes and tombstones it on a 404; a row the
 // page's state was stored for is as new as the sweep's bound, so a later
 // sweep keeps it too), and rows it would remove that are held it queues
 // the same way instead of waiting, with the sweep's verdict: refused for
 // good, the row is removed as the sweep would have, unless a newer state
-// was stored meanwhile.
+// was stored meanwhile or the sweep would spare it now (store.Sweep's
+// rules, with the run's test clock verdict: a price a stored object
+// came to embed, a row on a test clock a refused key could not list).
 //
 // # State and errors
 //

@@ -119,7 +119,10 @@
 // DrainHeld is this re-fetcher restricted to the 'locked' entries, for a
 // one-shot backfill (which has no loop to leave them to): it runs until
 // none is left or its time is up, logging every 5 s the count by table
-// and the backends holding them, and returns what stays queued.
+// and the backends holding them, and returns what stays queued. An object
+// whose rows were free at the last look but whose re-fetch Stripe did not
+// answer or refused (5xx, 401, 409, a timeout) is reported with Stripe's
+// last error, not as held: no transaction to end would help it.
 //
 // stripe_sync.status: every table goes live when Run starts (except those
 // whose backfill failed: phase error); last_event_at is the newest event

@@ -13,14 +13,29 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
-// HeldRow is an object left queued because another transaction holds one
-// of its rows (DrainHeld).
+// HeldRow is an object left queued because another transaction held one
+// of its rows (DrainHeld): held still, or, when Err is set, free at the
+// last look but not re-fetched.
 type HeldRow struct {
 	Table, ID string
 	// Pids are the backends holding it, when they could be found.
 	Pids []int32
+	// Err is why Stripe did not give its state: the answer refusing its
+	// last re-fetch, or the lack of one (a timeout, a network error).
+	// nil: its rows were held at the last look.
+	Err error
+	// errAt is when Err came, for FailedSummary's last error.
+	errAt time.Time
+}
+
+// fetchFailure is an object's last failed re-fetch (DrainHeld).
+type fetchFailure struct {
+	look uint64 // the look (poller.look) of the drain that tried it
+	at   time.Time
+	err  error
 }
 
 // heldProgressEvery is how often DrainHeld logs what it still waits for.
@@ -29,11 +44,14 @@ const heldProgressEvery = 5 * time.Second
 // DrainHeld stores, as Run's re-fetcher does, the objects queued because
 // another transaction held their rows (reason 'locked', left by a
 // backfill's pages or sweep), until none is left or wait has passed, and
-// returns those still queued, with the backends holding them: Run stores
-// them once their rows are free. A one-shot backfill calls it after its
+// returns those still queued, with the backends holding them, or, for
+// those whose rows were free when last looked at, the error of Stripe's
+// that kept them (HeldRow.Err): Run stores them once their rows are free
+// and Stripe answers. A one-shot backfill calls it after its
 // pages, so that it finishes the job or says what it leaves. Every 5 s it
 // logs how many objects of which tables are held, and by which backends
-// (pg_blocking_pids; never row data). Only those entries are drained; the
+// (pg_blocking_pids; never row data), and apart how many Stripe did not
+// answer or refused, with the last error. Only those entries are drained; the
 // rest of the queue is Run's. cfg.Epoch fences the writes as in Run.
 // Stripe's requests are bounded by the wait too: a Stripe that does not
 // answer in time ends it with an error naming what stays queued.
@@ -41,7 +59,7 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}}
+	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}, fetchFailed: map[refetchKey]fetchFailure{}}
 	only := reasonLocked
 	p.onlyReason = &only
 	left, err := p.heldLeft(ctx)
@@ -104,9 +122,19 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 				return rows, nil
 			}
 			lastLog = time.Now()
-			p.log.Info("rows held by other transactions; waiting for them to be released",
-				"objects", len(rows), "tables", heldTables(rows), "blocking_pids", heldPids(rows),
-				"gives_up_in", time.Until(deadline).Round(time.Second).String())
+			held, failed := SplitHeld(rows)
+			gives := time.Until(deadline).Round(time.Second).String()
+			if len(held) > 0 {
+				p.log.Info("rows held by other transactions; waiting for them to be released",
+					"objects", len(held), "tables", heldTables(held), "blocking_pids", heldPids(held), "gives_up_in", gives)
+			}
+			if len(failed) > 0 {
+				// Their rows are free: saying they are held would send the
+				// user looking for a transaction that isn't there.
+				last := lastFailure(failed)
+				p.log.Warn(stripeFailure(last.Err)+" of objects left by rows other transactions held; retrying",
+					"objects", len(failed), "tables", heldTables(failed), "err", last.Err, "gives_up_in", gives)
+			}
 		}
 		t.Reset(p.cfg.PollInterval)
 	}
@@ -130,14 +158,34 @@ func (p *poller) heldLeft(ctx context.Context) ([]refetchKey, error) {
 	return keys, nil
 }
 
-// heldBy finds the backends holding keys' rows (those the re-fetcher
-// found held, at most 20: each look queues for the row).
+// heldBy tells, for each of keys, what stopped it last: its rows, held
+// by another transaction at the re-fetcher's last look at them (with the
+// backends holding them, for at most 20: each look queues for the row),
+// or Stripe, which did not answer or refused its re-fetch (Err). An
+// object never tried while Stripe failed the others (a batch's worth of
+// failing entries stays first in the queue) gets the last of their
+// errors; one neither found held nor failed stays reported as held.
 func (p *poller) heldBy(ctx context.Context, keys []refetchKey) []HeldRow {
 	out := make([]HeldRow, len(keys))
+	var last fetchFailure
+	for _, f := range p.fetchFailed {
+		if f.at.After(last.at) {
+			last = f
+		}
+	}
 	looked := 0
 	for i, k := range keys {
 		out[i] = HeldRow{Table: k.Table, ID: k.ID}
 		w := p.locked[k]
+		f, failed := p.fetchFailed[k]
+		switch {
+		case failed && (w == nil || f.look > w.look):
+			out[i].Err, out[i].errAt = f.err, f.at
+			continue
+		case w == nil && last.err != nil:
+			out[i].Err, out[i].errAt = last.err, last.at
+			continue
+		}
 		if w == nil || looked >= 20 {
 			continue
 		}
@@ -177,6 +225,74 @@ func heldPids(rows []HeldRow) []int32 {
 	}
 	slices.Sort(pids)
 	return slices.Compact(pids)
+}
+
+// noteFetches records, for DrainHeld, which of due Stripe did not answer
+// or refused (errs[i], nil for a fetch that succeeded).
+func (p *poller) noteFetches(ctx context.Context, due []refetch, errs []error) {
+	if p.fetchFailed == nil {
+		return
+	}
+	now := time.Now()
+	for i, r := range due {
+		err := errs[i]
+		if err == nil {
+			delete(p.fetchFailed, r.refetchKey)
+			continue
+		}
+		if prev, ok := p.fetchFailed[r.refetchKey]; ok && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Cut by the end of the wait: Stripe's own earlier answer
+			// (a 500, a 401) says more than the deadline.
+			err = prev.err
+		}
+		p.fetchFailed[r.refetchKey] = fetchFailure{look: p.look, at: now, err: err}
+	}
+}
+
+// SplitHeld separates the rows other transactions hold from those whose
+// re-fetch Stripe did not answer or refused (Err set).
+func SplitHeld(rows []HeldRow) (held, failed []HeldRow) {
+	for _, r := range rows {
+		if r.Err != nil {
+			failed = append(failed, r)
+		} else {
+			held = append(held, r)
+		}
+	}
+	return held, failed
+}
+
+// lastFailure is the row of failed (not empty) whose error came last.
+func lastFailure(failed []HeldRow) HeldRow {
+	last := failed[0]
+	for _, r := range failed[1:] {
+		if r.errAt.After(last.errAt) {
+			last = r
+		}
+	}
+	return last
+}
+
+// stripeFailure words what Stripe did with a re-fetch that failed with
+// err: refused it (a 4xx), failed it (a 5xx), or did not answer.
+func stripeFailure(err error) string {
+	var se *stripeapi.Error
+	switch {
+	case errors.As(err, &se) && se.HTTPStatus < 500:
+		return "Stripe refused the re-fetch"
+	case errors.As(err, &se):
+		return "Stripe failed the re-fetch"
+	}
+	return "Stripe did not answer the re-fetch"
+}
+
+// FailedSummary describes rows whose re-fetch Stripe did not answer or
+// refused (SplitHeld's failed, not empty) for a message: what Stripe did,
+// the objects (HeldSummary) and the last error.
+func FailedSummary(rows []HeldRow) string {
+	last := lastFailure(rows)
+	return fmt.Sprintf("%s of %s, left by rows other transactions held (last error: %v)",
+		stripeFailure(last.Err), HeldSummary(rows), last.Err)
 }
 
 // HeldSummary describes rows for a message: their count by table, their

@@ -169,6 +169,10 @@ type poller struct {
 	// held state merged into an entry queued for another reason keeps
 	// that entry's reason).
 	onlyReason *string
+	// fetchFailed, when not nil (DrainHeld), records the last failed
+	// re-fetch of each object: an object still queued at the end is
+	// reported as held only if its rows, not Stripe, stopped it last.
+	fetchFailed map[refetchKey]fetchFailure
 }
 
 func (p *poller) run(ctx context.Context) error {

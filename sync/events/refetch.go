@@ -119,6 +119,7 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 	}
 	fetchStarted := time.Now()
 	results := make([]*fetched, len(due))
+	errs := make([]error, len(due))
 	sem := make(chan struct{}, refetchParallel)
 	var wg sync.WaitGroup
 	for i, r := range due {
@@ -133,12 +134,14 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 				if ctx.Err() == nil {
 					p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
 				}
+				errs[i] = err
 				return
 			}
 			results[i] = &f
 		}()
 	}
 	wg.Wait()
+	p.noteFetches(ctx, due, errs)
 	var out []fetched
 	for _, f := range results {
 		if f != nil {

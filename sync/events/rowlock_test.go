@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
@@ -292,5 +294,137 @@ func TestDrainHeldBoundedWhenStripeHangs(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "cus_left") || !strings.Contains(err.Error(), "pgstripe serve") {
 		t.Errorf("DrainHeld with Stripe hanging: %v, want an error naming the queued customers cus_left and that serve stores it", err)
+	}
+}
+
+// A one-shot backfill's held entries, drained while Stripe fails the
+// re-fetch of one whose row is free: that one is reported with Stripe's
+// error, not as a row other transactions hold (with no pid, sending the
+// user after a transaction that isn't there), while the one still held
+// is reported as held, with its backend. Before, DrainHeld's progress
+// line and its result called both held.
+func TestDrainHeldTellsStripeFailuresFromHeldRows(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// answer answers the re-fetch of the free customer.
+		answer func(w http.ResponseWriter, r *http.Request)
+		// progress: the first look ends well before the wait, so the
+		// progress lines show (not when Stripe hangs until the end).
+		progress bool
+		want     string // what HeldRow.Err and FailedSummary say
+		wording  string
+	}{
+		{"500", stripeError(500, "api_error", "outage"), true, "outage", "Stripe failed the re-fetch"},
+		{"401", stripeError(401, "invalid_request_error", "key revoked"), true, "key revoked", "Stripe refused the re-fetch"},
+		{"hang", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, false,
+			"deadline exceeded", "Stripe did not answer the re-fetch"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := pgtest.NewDB(t)
+			pool, err := pgxpool.New(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			if err := schema.Migrate(ctx, pool); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().UTC().Truncate(time.Second)
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"cus_held", "cus_free"} {
+				if _, err := store.Upsert(ctx, tx, "customers", []store.Object{{Raw: []byte(`{"id":"` + id + `","object":"customer","created":1700000000}`), AsOf: now.Add(-time.Minute)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+VALUES ('customers', 'cus_held', $1, 'locked'), ('customers', 'cus_free', $1, 'locked')`, now.Add(-time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, pid := pgtest.HoldRows(t, db, "customers", "cus_held")
+
+			var fetchedHeld bool
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/v1/events":
+					w.Header().Set("Content-Type", "application/json")
+					w.Write([]byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/events"}`))
+				case "/v1/customers/cus_free":
+					c.answer(w, r)
+				default:
+					fetchedHeld = fetchedHeld || r.URL.Path == "/v1/customers/cus_held"
+					stripeError(404, "invalid_request_error", "No such object")(w, r)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_drain", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs logtest.Buffer
+			log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			left, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: log}, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Close() // no handler runs past here
+			if fetchedHeld {
+				t.Error("the held customer was fetched while its row was held")
+			}
+			if len(left) != 2 {
+				t.Fatalf("left queued: %+v, want cus_free and cus_held", left)
+			}
+			byID := map[string]events.HeldRow{}
+			for _, r := range left {
+				byID[r.ID] = r
+			}
+			if h := byID["cus_held"]; h.Err != nil || !slices.Contains(h.Pids, int32(pid)) {
+				t.Errorf("cus_held: %+v, want held (no error) by backend %d", h, pid)
+			}
+			f := byID["cus_free"]
+			if f.Err == nil || !strings.Contains(f.Err.Error(), c.want) || len(f.Pids) > 0 {
+				t.Errorf("cus_free: %+v, want Stripe's error %q and no backend", f, c.want)
+			}
+			held, failed := events.SplitHeld(left)
+			if len(held) != 1 || len(failed) != 1 {
+				t.Fatalf("split: held %+v, failed %+v", held, failed)
+			}
+			if s := events.FailedSummary(failed); !strings.HasPrefix(s, c.wording+" of 1 object(s) (customers=1): customers cus_free") || !strings.Contains(s, c.want) {
+				t.Errorf("FailedSummary: %q, want %q … %q", s, c.wording, c.want)
+			}
+			if !c.progress {
+				return
+			}
+			var heldLine, stripeLine string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				switch {
+				case heldLine == "" && strings.Contains(l, "rows held by other transactions; waiting"):
+					heldLine = l
+				case stripeLine == "" && strings.Contains(l, c.wording+" of objects left by rows other transactions held"):
+					stripeLine = l
+				}
+			}
+			if !strings.Contains(heldLine, "objects=1 ") {
+				t.Errorf("progress line for held rows %q, want it to count only the held customer", heldLine)
+			}
+			if !strings.Contains(stripeLine, "objects=1 ") || !strings.Contains(stripeLine, c.want) {
+				t.Errorf("progress line for Stripe's failures %q, want one object and %q", stripeLine, c.want)
+			}
+		})
+	}
+}
+
+// stripeError answers as Stripe does with an error of status.
+func stripeError(status int, typ, msg string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write([]byte(`{"error":{"type":"` + typ + `","message":"` + msg + `"}}`))
 	}
 }
