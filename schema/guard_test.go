@@ -1,10 +1,13 @@
 package schema_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +251,77 @@ func TestPgtestMarker(t *testing.T) {
 	}
 	if err := pgtest.Connect(t, pgtest.NewGuardedDB(t)).QueryRow(ctx, `SELECT current_setting($1, true)`, schema.LocalWriteSetting).Scan(&v); err != nil || v != "off" {
 		t.Errorf("pgtest.NewGuardedDB: %s = %q, %v", schema.LocalWriteSetting, v, err)
+	}
+}
+
+// The README's restore paths on databases as users have them (no
+// pgstripe.local_write anywhere): a dump that creates the tables restores
+// its rows with no setting (pg_dump puts triggers after the data) and the
+// restored tables carry the guard, enabled; a data-only restore into
+// migrated tables is refused by the guard, before any row, unless the
+// restoring session sets pgstripe.local_write (PGOPTIONS, as the README
+// says).
+func TestGuardedRestores(t *testing.T) {
+	for _, tool := range []string{"pg_dump", "psql"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: run scripts/install-deps", tool)
+		}
+	}
+	ctx := context.Background()
+	_, srcURL := guardedConn(t)
+	restore := func(url string, dump []byte, env ...string) (string, error) {
+		cmd := exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url)
+		cmd.Stdin = bytes.NewReader(dump)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	full, err := exec.Command("pg_dump", "--schema=stripe", "--no-owner", srcURL).Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	fullURL := pgtest.NewGuardedDB(t)
+	if out, err := restore(fullURL, full); err != nil {
+		t.Fatalf("restoring a dump of schema stripe into a guarded database: %v\n%s", err, out)
+	}
+	restored := pgtest.Connect(t, fullURL)
+	if s := customerState(t, restored); s != "cus_1:a@example.com:" {
+		t.Errorf("restored rows %q", s)
+	}
+	var enabled, tables int
+	if err := restored.QueryRow(ctx, `SELECT count(*) FILTER (WHERE g.tgenabled = 'O'), count(DISTINCT c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_trigger g ON g.tgrelid = c.oid AND g.tgname = $1
+WHERE n.nspname = 'stripe' AND c.relkind = 'r'`, schema.LocalWriteGuardTrigger).Scan(&enabled, &tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables == 0 || enabled != tables {
+		t.Errorf("restored: %d of %d tables carry the enabled guard", enabled, tables)
+	}
+	_, err = restored.Exec(ctx, `UPDATE stripe.customers SET name = 'local'`)
+	refused(t, "direct UPDATE after a restore", err, "customers", "UPDATE")
+
+	data, err := exec.Command("pg_dump", "--data-only", "--table=stripe.customers", srcURL).Output()
+	if err != nil {
+		t.Fatalf("pg_dump --data-only: %v", err)
+	}
+	dataURL := pgtest.NewGuardedDB(t)
+	target := pgtest.Connect(t, dataURL)
+	if err := schema.Migrate(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	out, err := restore(dataURL, data)
+	if err == nil || !strings.Contains(out, "writes to stripe.customers go through pgstripe's proxy: this INSERT would change the local copy only") {
+		t.Errorf("a data-only restore without the setting: %v\n%s", err, out)
+	}
+	if s := customerState(t, target); s != "" {
+		t.Errorf("a refused data-only restore left rows: %q", s)
+	}
+	if out, err := restore(dataURL, data, "PGOPTIONS=-c pgstripe.local_write=on"); err != nil {
+		t.Fatalf("a data-only restore with PGOPTIONS: %v\n%s", err, out)
+	}
+	if s := customerState(t, target); s != "cus_1:a@example.com:" {
+		t.Errorf("data-only restore: rows %q", s)
 	}
 }

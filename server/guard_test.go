@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -151,5 +152,57 @@ func TestLocalWriteGuardServe(t *testing.T) {
 	}
 	if s := logs.String(); strings.Contains(s, "level=ERROR") {
 		t.Errorf("errors logged:\n%s", s)
+	}
+}
+
+// Through PgBouncer in session mode on a database as users have it (the
+// other PgBouncer tests run on pgtest's cluster, which marks every
+// session, so they would pass if the mark were lost on the way): the
+// backfill, the events loop and the write-through's apply pass the guard
+// (exercise waits for live, compares with Stripe and writes through the
+// proxy). And the mark does not outlive pgstripe's connection: the server
+// connection PgBouncer hands the next client (LIFO, the same backend)
+// went through its server_reset_query, so a client's direct write there
+// is refused.
+func TestPgBouncerSessionGuarded(t *testing.T) {
+	ctx := context.Background()
+	adminURL := pgtest.NewGuardedDB(t)
+	bouncerURL := startPgBouncer(t, adminURL, "session")
+	exercise(t, adminURL, bouncerURL)
+
+	cfg, err := pgx.ParseConfig(bouncerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.OwnSession(&cfg.Config)
+	own, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ownPid int32
+	var mark string
+	if err := own.QueryRow(ctx, `SELECT pg_catalog.pg_backend_pid(), pg_catalog.current_setting('pgstripe.local_write')`).Scan(&ownPid, &mark); err != nil || mark != "on" {
+		t.Fatalf("pgstripe's session through PgBouncer: mark %q, %v", mark, err)
+	}
+	if err := own.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	client := pgtest.Connect(t, bouncerURL)
+	var pid int32
+	var setting *string
+	if err := client.QueryRow(ctx, `SELECT pg_catalog.pg_backend_pid(), pg_catalog.current_setting('pgstripe.local_write', true)`).Scan(&pid, &setting); err != nil {
+		t.Fatal(err)
+	}
+	if pid != ownPid {
+		t.Fatalf("PgBouncer gave the next client backend %d, not pgstripe's %d: the reset is not observed", pid, ownPid)
+	}
+	if setting != nil && *setting == "on" {
+		t.Errorf("a client on pgstripe's former server connection has pgstripe.local_write = %q", *setting)
+	}
+	_, err = client.Exec(ctx, `UPDATE stripe.customers SET name = 'local'`)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Errorf("a direct write on pgstripe's former server connection: want the guard's 0A000, got %v", err)
 	}
 }
