@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/pgcluster"
 	"github.com/pgstripe/pgstripe/schema"
@@ -172,4 +173,21 @@ func HoldRows(t testing.TB, url, table string, ids ...string) (pgx.Tx, int) {
 		t.Fatal(err)
 	}
 	return tx, pid
+}
+
+// NewMigratedDB is NewDB with pgstripe's schema migrated, and a pool on
+// it that closes when the test ends.
+func NewMigratedDB(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	url := NewDB(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
+	}
+	return pool, url
 }

@@ -9,13 +9,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
 
@@ -58,14 +56,7 @@ func TestOtherModeKeyRefused(t *testing.T) {
 // rows.
 func TestModeOfStoredRows(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := pgtest.NewMigratedDB(t)
 	raw, _ := json.Marshal(map[string]any{"id": "prod_1", "object": "product", "name": "p", "livemode": true, "created": 1700000000})
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		_, err := store.Upsert(ctx, tx, "products", []store.Object{{Raw: raw, AsOf: time.Now()}})

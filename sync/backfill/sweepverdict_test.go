@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
 
@@ -22,15 +20,7 @@ import (
 // read). Before, the verdict kept only the bound, and removed it.
 func TestSweepVerdictCarriesClockRule(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	pool, err := pgxpool.New(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, db := pgtest.NewMigratedDB(t)
 	before := time.Now().UTC().Truncate(time.Second)
 	old := before.Add(-time.Hour)
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -49,6 +39,7 @@ func TestSweepVerdictCarriesClockRule(t *testing.T) {
 	holder, _ := pgtest.HoldRows(t, db, "payment_methods", "pm_clock")
 	var held []string
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
 		_, held, err = sweep(ctx, tx, "payment_methods")
 		return err
 	}); err != nil {

@@ -8,10 +8,7 @@ import (
 
 	"encoding/json"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/verify"
 )
@@ -80,15 +77,7 @@ func TestDeletedCustomerDependents(t *testing.T) {
 	gone("payment_methods", pm)
 
 	// A fresh backfill of the same account ends with the same rows.
-	fresh := pgtest.NewDB(t)
-	pool, err := pgxpool.New(ctx, fresh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := pgtest.NewMigratedDB(t)
 	if err := backfill.Run(ctx, backfill.Config{Pool: pool, Client: v.client}); err != nil {
 		t.Fatal(err)
 	}

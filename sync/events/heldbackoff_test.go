@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
 
@@ -40,15 +37,7 @@ func (h onMessage) WithGroup(string) slog.Handler      { return h }
 // held once. Before, each attempt doubled the backoff.
 func TestHeldBackoffCountsLooksNotAttempts(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	pool, err := pgxpool.New(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, db := pgtest.NewMigratedDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	tx, err := pool.Begin(ctx)
 	if err != nil {

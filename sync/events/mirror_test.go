@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 )
 
@@ -24,14 +22,7 @@ import (
 // and only drafts' lines are compared beyond amount and quantity.
 func TestInvoiceItemsComparedWithTheirLines(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := pgtest.NewMigratedDB(t)
 	at := time.Unix(1700000000, 0)
 	item := func(id, desc string) store.Object {
 		d := "null"
@@ -41,7 +32,7 @@ func TestInvoiceItemsComparedWithTheirLines(t *testing.T) {
 		return store.Object{AsOf: at, Raw: json.RawMessage(fmt.Sprintf(`{"id": %q, "object": "invoiceitem", "amount": 500, "quantity": 1, "invoice": "in_1",
 "description": %s, "discountable": true, "period": {"start": 1, "end": 1}, "price": {"id": "price_1", "object": "price", "product": "prod_1"}, "tax_rates": []}`, id, d))}
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := store.Upsert(ctx, tx, "products", []store.Object{{AsOf: at, Raw: json.RawMessage(`{"id": "prod_1", "object": "product", "name": "Widget"}`)}}); err != nil {
 			return err
 		}

@@ -17,12 +17,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
@@ -265,15 +263,7 @@ func TestHeldStateWithNULDoesNotStallSync(t *testing.T) {
 // the client's minutes of retries.
 func TestDrainHeldBoundedWhenStripeHangs(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	pool, err := pgxpool.New(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := pgtest.NewMigratedDB(t)
 	if _, err := pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason) VALUES ('customers', 'cus_left', now(), 'locked')`); err != nil {
 		t.Fatal(err)
 	}
@@ -321,15 +311,7 @@ func TestDrainHeldTellsStripeFailuresFromHeldRows(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			db := pgtest.NewDB(t)
-			pool, err := pgxpool.New(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(pool.Close)
-			if err := schema.Migrate(ctx, pool); err != nil {
-				t.Fatal(err)
-			}
+			pool, db := pgtest.NewMigratedDB(t)
 			now := time.Now().UTC().Truncate(time.Second)
 			tx, err := pool.Begin(ctx)
 			if err != nil {
