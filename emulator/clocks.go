@@ -15,8 +15,10 @@ import (
 // unless test_clock or customer is given). Other lists (invoices, invoice
 // items, schedules, …) have no such parameter and include them.
 //
-// Objects created for a clock's customer take the clock's frozen_time as
-// "now" (created, period starts), while their events, the payment side of
+// Objects created for a clock's customer, and the changes requests make
+// to them (a cancel, a payment, a void, an item changed: clockNow), take
+// the clock's frozen_time as "now" (created, period starts, canceled_at,
+// status_transitions), while their events, the payment side of
 // their invoices (paymentCtx) and the response Date stay on the
 // emulator's clock. Advancing a clock moves frozen_time
 // and does, in time order, what falls due over the advanced time
@@ -68,11 +70,16 @@ func testModeOnly(h handlerFunc) handlerFunc {
 }
 
 // clockNow moves the "now" of a request that creates an object for a
-// customer on a test clock (or a customer on one) to the clock's frozen
-// time. The wall time is kept for events and the Date header.
+// customer on a test clock (or a customer on one), or changes one of
+// such a customer's objects (a cancel, a payment, a void, an item
+// changed), to the clock's frozen time: "Time at which all objects
+// belonging to this clock are frozen" (spec, test_clock.frozen_time), so
+// a subscription canceled on a clock frozen in 2020 is canceled_at then,
+// not at the emulator's time. The wall time is kept for events, the
+// payment side (paymentCtx) and the Date header.
 func (e *Emulator) clockNow(c *reqCtx) {
 	c.wall = c.now
-	if c.r == nil || c.r.Method != http.MethodPost || c.route == nil {
+	if c.r == nil || c.r.Method != http.MethodPost && c.r.Method != http.MethodDelete || c.route == nil {
 		return
 	}
 	var clock string
@@ -82,8 +89,15 @@ func (e *Emulator) clockNow(c *reqCtx) {
 	case "/v1/subscriptions", "/v1/invoices", "/v1/invoiceitems", "/v1/subscription_schedules":
 		cus, _ := c.params["customer"].(string)
 		clock = e.customerClock(cus)
-	case "/v1/customers/{customer}/balance_transactions":
-		clock = e.customerClock(c.path["customer"])
+	case "/v1/subscription_items":
+		sid, _ := c.params["subscription"].(string)
+		clock = e.objectClock(sid)
+	default:
+		for _, id := range c.path {
+			if clock = e.objectClock(id); clock != "" {
+				break
+			}
+		}
 	}
 	if clock == "" {
 		return
@@ -91,6 +105,26 @@ func (e *Emulator) clockNow(c *reqCtx) {
 	if ck := e.load(kClock, clock); ck != nil {
 		c.now = getInt(ck, "frozen_time")
 	}
+}
+
+// objectClock is the test clock of the customer that object id (a
+// customer, or one of its subscriptions, subscription items, invoices,
+// invoice items or schedules) belongs to, or "".
+func (e *Emulator) objectClock(id string) string {
+	if ck := e.customerClock(id); ck != "" {
+		return ck
+	}
+	for _, tn := range []string{"subscriptions", "invoices", "invoiceitems", "subscription_schedules"} {
+		t := e.tables[tn]
+		if r := t.byID[id]; r != nil {
+			cus, _ := t.keyOf(r, "customer")
+			return e.customerClock(cus)
+		}
+	}
+	if r := e.tables["subscription_items"].byID[id]; r != nil {
+		return e.objectClock(r.parent)
+	}
+	return ""
 }
 
 // customerClock is the test clock a customer belongs to, or "".

@@ -124,7 +124,9 @@
 // period and the pending items is finalized and charged at once, a
 // failed charge leaving the subscription past_due (a schedule phase of
 // another period entered mid-period does the same; one entered at the
-// period's end is billed by that renewal); not modelled: a trial's or an incomplete
+// period's end is billed by that renewal); a subscription keeps at
+// least one item (removing its last one is refused with 400, Stripe's
+// docs being silent); not modelled: a trial's or an incomplete
 // subscription's changes (no prorations; billing_cycle_anchor=now on one
 // is refused with 400), billing_cycle_anchor=unchanged with a new billing
 // period (refused with 400, Stripe's docs being silent),
@@ -158,7 +160,9 @@
 // schedule's default_settings and subscription_schedule.expiring are not
 // modelled, and schedules off a clock never advance; test clocks
 // (clocks.go) are objects with a frozen_time that customers attach to at
-// creation, with Stripe's list exclusions; advancing one does, in time
+// creation, with Stripe's list exclusions, whose objects live on its
+// frozen_time (created, and what requests change: canceled_at,
+// status_transitions, ...); advancing one does, in time
 // order and each at its own moment of the clock, what falls due over the
 // advanced time, at a shared moment in this order: schedules' phase
 // boundaries (as above), customer.subscription.trial_will_end three days

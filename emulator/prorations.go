@@ -184,6 +184,13 @@ func (p *proration) checkReset(sub map[string]any, before, after []map[string]an
 	// POST /v1/subscriptions/{id}).
 	paidNow := len(before) > 0 && len(after) > 0 && allFree(before) != allFree(after)
 	switch {
+	case len(after) == 0:
+		// A subscription without items has no price to renew on: its
+		// period would end and never move on. Stripe's docs don't say
+		// what removing the last item answers ("Removing a subscription
+		// item from a subscription will not cancel the subscription",
+		// DELETE /v1/subscription_items/{item}).
+		return invalid("", "", "The emulator does not model a subscription without items: removing its last item is refused rather than guessed (cancel the subscription instead).")
 	case p.anchor == "now" && !billing:
 		return invalid("", "billing_cycle_anchor", "The emulator does not model billing_cycle_anchor=now on a %s subscription: it is refused rather than guessed.", getStr(sub, "status"))
 	case p.anchor == "unchanged" && billing && newPeriod:
@@ -246,12 +253,22 @@ func (e *Emulator) resetCycle(p proration, sub map[string]any, before []map[stri
 // invoice is then retried as a renewal is (dunned).
 func (e *Emulator) billUpdateNow(c *reqCtx, sub, inv map[string]any) map[string]any {
 	sub["latest_invoice"] = idOf(inv)
+	// Stored with its items as they are now: paying the invoice may send
+	// an event of it (activated) before the caller's, whose object must
+	// not list an item the change removed (the subscription item
+	// endpoints embed the items only after billing).
+	sid := idOf(sub)
+	sub["items"] = e.childList(kSubItem, sid, "/v1/subscription_items?subscription="+sid)
 	e.store(kSub, sub)
 	inv, _ = e.finalizeInvoice(c, inv)
 	charged := getStr(inv, "status") == "open" && inv["collection_method"] == "charge_automatically"
 	if charged && c.params["payment_behavior"] != "default_incomplete" {
 		if pm := e.subscriptionPaymentMethod(sub); pm != "" {
 			inv, _ = e.payInvoice(c, inv, pm)
+		} else {
+			// No payment method: a failed attempt, as at a renewal
+			// (renewSubscription), which starts the retries.
+			e.invoicePaymentFailed(c, inv, deepCopy(inv).(map[string]any))
 		}
 	}
 	if cur := e.load(kSub, idOf(sub)); cur != nil {
