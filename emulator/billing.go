@@ -302,6 +302,9 @@ func init() {
 		if sub == nil {
 			return nil, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "subscription", Message: fmt.Sprintf("No such subscription: '%s'", sid)}
 		}
+		if ae := endedSubscription(sub); ae != nil {
+			return nil, ae
+		}
 		old := deepCopy(sub).(map[string]any)
 		pr, ae := e.prorationOf(c, sub)
 		if ae != nil {
@@ -326,6 +329,9 @@ func init() {
 			return nil, notFound("id", "subscription item", c.path["item"])
 		}
 		sub := e.load(kSub, getStr(it, "subscription"))
+		if ae := endedSubscription(sub); ae != nil {
+			return nil, ae
+		}
 		old := deepCopy(sub).(map[string]any)
 		pr, ae := e.prorationOf(c, sub)
 		if ae != nil {
@@ -361,6 +367,9 @@ func init() {
 			return nil, notFound("id", "subscription item", c.path["item"])
 		}
 		sub := e.load(kSub, getStr(it, "subscription"))
+		if ae := endedSubscription(sub); ae != nil {
+			return nil, ae
+		}
 		old := deepCopy(sub).(map[string]any)
 		pr, ae := e.prorationOf(c, sub)
 		if ae != nil {
@@ -1590,6 +1599,18 @@ func (e *Emulator) subscriptionPaymentMethod(sub map[string]any) string {
 func noPaymentMethodError() *apiError {
 	return &apiError{status: 402, Type: "card_error", Code: "invoice_payment_intent_requires_action",
 		Message: "This customer has no attached payment source or default payment method."}
+}
+
+// endedSubscription refuses a change of the items of sub once it is over
+// (canceled or incomplete_expired), as updateSubscription refuses one of
+// the subscription: the item endpoints are another way to the same
+// change ("You cannot update a subscription that is `canceled` or
+// `incomplete_expired`.", as reported from Stripe's answers).
+func endedSubscription(sub map[string]any) *apiError {
+	if st := getStr(sub, "status"); st == "canceled" || st == "incomplete_expired" {
+		return invalid("", "", "You cannot update a subscription that is `%s`: its items can't change.", st)
+	}
+	return nil
 }
 
 func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {

@@ -367,3 +367,33 @@ func TestInvoiceSent(t *testing.T) {
 		t.Errorf("events of the sends:\n got %v\nwant %v", got, want)
 	}
 }
+
+// TestEndedSubscriptionItemsFinal: the subscription item endpoints can't
+// change a canceled subscription either (found by FuzzBilling: an item
+// was added to one whose update Stripe refuses).
+func TestEndedSubscriptionItemsFinal(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	_, price := catalog(t, base, 1000)
+	_, other := catalog(t, base, 2000)
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", "sk_test_x", "")))
+	sub := idOfResp(mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=default_incomplete")))
+	item := mustOK(t, do(t, "GET", base+"/v1/subscription_items?subscription="+sub, "sk_test_x", "")).body["data"].([]any)[0].(map[string]any)["id"].(string)
+	mustOK(t, do(t, "DELETE", base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
+	events := len(e.Objects("events"))
+	for _, r := range []apiResp{
+		do(t, "POST", base+"/v1/subscription_items", "sk_test_x", "subscription="+sub+"&price="+other),
+		do(t, "POST", base+"/v1/subscription_items/"+item, "sk_test_x", "quantity=3"),
+		do(t, "DELETE", base+"/v1/subscription_items/"+item, "sk_test_x", ""),
+	} {
+		if r.status != 400 || errField(r, "type") != "invalid_request_error" {
+			t.Errorf("item change on a canceled subscription: %d %s", r.status, r.raw)
+		}
+	}
+	items := mustOK(t, do(t, "GET", base+"/v1/subscription_items?subscription="+sub, "sk_test_x", "")).body["data"].([]any)
+	if len(items) != 1 || num(items[0].(map[string]any)["quantity"]) != 1 {
+		t.Errorf("items after refused changes: %v", items)
+	}
+	if n := len(e.Objects("events")); n != events {
+		t.Errorf("%d events from refused changes", n-events)
+	}
+}
