@@ -2,10 +2,7 @@ package emulator
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,9 +14,7 @@ import (
 // customers of one test clock and checks, after each, what the billing
 // objects must agree on (check).
 type billingChecker struct {
-	t      *testing.T
-	e      *Emulator
-	log    []string
+	fuzzSession
 	clock  string
 	now    int64 // the clock's frozen_time
 	cus    []string
@@ -97,42 +92,16 @@ var billingStarts = []int64{
 
 var retryCards = []string{"", "pm_card_visa", "pm_card_chargeCustomerFail"}
 
+// do is fuzzSession.do, and an error answer must have Stripe's shape.
 func (r *billingChecker) do(method, path, body string) (int, map[string]any) {
 	r.t.Helper()
-	target := path
-	if method == http.MethodGet && body != "" {
-		target += "?" + body
-		body = ""
-	}
-	req := httptest.NewRequest(method, "http://emulator"+target, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "Bearer sk_test_billing")
-	rec := httptest.NewRecorder()
-	r.e.ServeHTTP(rec, req)
-	r.log = append(r.log, fmt.Sprintf("%s %s %s → %d %.160s", method, path, body, rec.Code, errMessage(rec.Body.Bytes())))
-	var v map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || rec.Code >= 500 {
-		r.fatalf("status %d: %.400s", rec.Code, rec.Body)
-	}
-	if rec.Code >= 400 {
+	code, v := r.fuzzSession.do(method, path, body)
+	if code >= 400 {
 		if _, ok := v["error"].(map[string]any); !ok {
-			r.fatalf("status %d without Stripe's error shape: %.400s", rec.Code, rec.Body)
+			r.fatalf("status %d without Stripe's error shape: %v", code, v)
 		}
 	}
-	return rec.Code, v
-}
-
-func errMessage(b []byte) string {
-	var v struct {
-		Error struct{ Message string } `json:"error"`
-	}
-	json.Unmarshal(b, &v)
-	return v.Error.Message
-}
-
-func (r *billingChecker) fatalf(format string, args ...any) {
-	r.t.Helper()
-	r.t.Fatalf("after\n  %s\n%s", strings.Join(r.log, "\n  "), fmt.Sprintf(format, args...))
+	return code, v
 }
 
 func (r *billingChecker) mustID(method, path, body string) string {
@@ -848,7 +817,7 @@ func FuzzBilling(f *testing.F) {
 		e.reset()
 		e.mu.Unlock()
 		e.SetClockOffset(0)
-		r := &billingChecker{t: t, e: e, subSeen: map[string]map[string]any{}}
+		r := &billingChecker{fuzzSession: fuzzSession{t: t, e: e}, subSeen: map[string]map[string]any{}}
 		r.setup(ops[0], ops[1])
 		r.snapshot()
 		r.check()
@@ -867,7 +836,7 @@ func newFrozenClock(t *testing.T) *billingChecker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &billingChecker{t: t, e: e, subSeen: map[string]map[string]any{}}
+	r := &billingChecker{fuzzSession: fuzzSession{t: t, e: e}, subSeen: map[string]map[string]any{}}
 	r.setup(0, 0)
 	return r
 }

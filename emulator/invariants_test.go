@@ -13,13 +13,11 @@ import (
 // paymentChecker drives one emulator through payment operations and
 // checks, after each, what the objects must agree on.
 type paymentChecker struct {
-	t      *testing.T
-	e      *Emulator
+	fuzzSession
 	offset time.Duration
 	pis    []string
 	chs    []string
 	dps    []string
-	log    []string
 	// fetched are the events whose object was fetched already: each is
 	// fetched once, after the operation that made it.
 	fetched map[string]bool
@@ -31,8 +29,18 @@ var testCards = []struct{ pm, src string }{
 	{"pm_card_chargeDeclined", "tok_chargeDeclined"},
 }
 
-// do sends one request; any 5xx (a handler panic is a 500) fails.
-func (r *paymentChecker) do(method, path, body string) (int, map[string]any) {
+// fuzzSession is what the emulator's operation fuzzers (FuzzPayments,
+// FuzzBilling) share: the emulator, and the requests made so far, shown
+// when an invariant fails.
+type fuzzSession struct {
+	t   *testing.T
+	e   *Emulator
+	log []string
+}
+
+// do sends one form request (a GET's body as its query) and logs it; a
+// 5xx (a handler panic is a 500) or a body that is no JSON fails.
+func (r *fuzzSession) do(method, path, body string) (int, map[string]any) {
 	r.t.Helper()
 	target := path
 	if method == http.MethodGet && body != "" {
@@ -41,10 +49,10 @@ func (r *paymentChecker) do(method, path, body string) (int, map[string]any) {
 	}
 	req := httptest.NewRequest(method, "http://emulator"+target, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "Bearer sk_test_review")
+	req.Header.Set("Authorization", "Bearer sk_test_fuzz")
 	rec := httptest.NewRecorder()
 	r.e.ServeHTTP(rec, req)
-	r.log = append(r.log, fmt.Sprintf("%s %s %s → %d", method, path, body, rec.Code))
+	r.log = append(r.log, fmt.Sprintf("%s %s %s → %d %.160s", method, path, body, rec.Code, errMessage(rec.Body.Bytes())))
 	var v map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || rec.Code >= 500 {
 		r.fatalf("status %d: %.400s", rec.Code, rec.Body)
@@ -52,7 +60,15 @@ func (r *paymentChecker) do(method, path, body string) (int, map[string]any) {
 	return rec.Code, v
 }
 
-func (r *paymentChecker) fatalf(format string, args ...any) {
+func errMessage(b []byte) string {
+	var v struct {
+		Error struct{ Message string } `json:"error"`
+	}
+	json.Unmarshal(b, &v)
+	return v.Error.Message
+}
+
+func (r *fuzzSession) fatalf(format string, args ...any) {
 	r.t.Helper()
 	r.t.Fatalf("after\n  %s\n%s", strings.Join(r.log, "\n  "), fmt.Sprintf(format, args...))
 }
@@ -332,7 +348,7 @@ func FuzzPayments(f *testing.F) {
 		e.reset()
 		e.mu.Unlock()
 		e.SetClockOffset(0)
-		r := &paymentChecker{t: t, e: e}
+		r := &paymentChecker{fuzzSession: fuzzSession{t: t, e: e}}
 		for i := 0; i+2 < len(ops) && i < 3*24; i += 3 {
 			r.step(ops[i], ops[i+1], ops[i+2])
 		}
@@ -351,7 +367,7 @@ func TestPartialReleaseRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &paymentChecker{t: t, e: e}
+	r := &paymentChecker{fuzzSession: fuzzSession{t: t, e: e}}
 	_, ch := r.do("POST", "/v1/charges", "amount=1050&currency=usd&source=tok_visa&capture=false")
 	id := ch["id"].(string)
 	if code, v := r.do("POST", "/v1/refunds", "charge="+id+"&amount=16"); code != 400 || v["error"].(map[string]any)["param"] != "amount" {
@@ -402,7 +418,7 @@ func FuzzSchedules(f *testing.F) {
 		e.mu.Lock()
 		e.reset()
 		e.mu.Unlock()
-		r := &paymentChecker{t: t, e: e}
+		r := &paymentChecker{fuzzSession: fuzzSession{t: t, e: e}}
 		_, cus := r.do("POST", "/v1/customers", "email=a%40b.co")
 		_, prod := r.do("POST", "/v1/products", "name=p")
 		_, p1 := r.do("POST", "/v1/prices", "currency=usd&unit_amount=1000&recurring[interval]=month&product="+prod["id"].(string))
@@ -446,7 +462,7 @@ func TestDisputedChargeNotRefunded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &paymentChecker{t: t, e: e}
+	r := &paymentChecker{fuzzSession: fuzzSession{t: t, e: e}}
 	for _, evidence := range []string{"", "losing_evidence", "winning_evidence"} {
 		_, ch := r.do("POST", "/v1/charges", "amount=1050&currency=usd&source=tok_createDispute")
 		id := ch["id"].(string)
@@ -474,7 +490,7 @@ func TestFailedChargeNotCaptured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &paymentChecker{t: t, e: e}
+	r := &paymentChecker{fuzzSession: fuzzSession{t: t, e: e}}
 	if code, _ := r.do("POST", "/v1/payment_intents", "amount=530&currency=usd&payment_method=pm_card_chargeDeclined&confirm=true"); code != 402 {
 		r.fatalf("declined intent: %d", code)
 	}
