@@ -108,10 +108,7 @@ func TestClockRenewals(t *testing.T) {
 	sent := sub(url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"5"}})
 	v.converge(t, 10*time.Second)
 
-	advance := func(ts int64) {
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
-		v.converge(t, 10*time.Second)
-	}
+	advance := v.clockAdvancer(t, call, clock)
 	// The trial ends (day 10), the first renewals (month 1) and the
 	// cancellation at the period end.
 	advance(month(1) + day)
@@ -165,14 +162,8 @@ func TestClockProrations(t *testing.T) {
 	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
 	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
 	v.converge(t, 10*time.Second)
-	var item string
-	if err := v.pool.QueryRow(ctx, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
-		t.Fatal(err)
-	}
-	advance := func(ts int64) {
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
-		v.converge(t, 10*time.Second)
-	}
+	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	advance := v.clockAdvancer(t, call, clock)
 	v.waitUpcomingTotal(t, cus, 700)
 
 	// 21 of January's 31 days left: -700×21/31 and 3×700×21/31, rounded.
@@ -232,10 +223,7 @@ func TestClockDunning(t *testing.T) {
 		return sub
 	}
 	lapsing, recovering := failing(), failing()
-	advance := func(ts int64) {
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
-		v.converge(t, 10*time.Second)
-	}
+	advance := v.clockAdvancer(t, call, clock)
 	advance(renewal)
 	call("/v1/subscriptions/"+recovering, url.Values{"default_payment_method": {"pm_card_visa"}})
 	advance(renewal + 3*gap)
@@ -294,14 +282,8 @@ func TestClockIntervalUpgrade(t *testing.T) {
 	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
 	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {monthly}, "default_payment_method": {"pm_card_visa"}})
 	v.converge(t, 10*time.Second)
-	var item string
-	if err := v.pool.QueryRow(ctx, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
-		t.Fatal(err)
-	}
-	advance := func(ts int64) {
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
-		v.converge(t, 10*time.Second)
-	}
+	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	advance := v.clockAdvancer(t, call, clock)
 	advance(at)
 
 	call("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][price]": {yearly}})
@@ -338,4 +320,14 @@ func TestClockIntervalUpgrade(t *testing.T) {
 		t.Errorf("%d renewal invoices stored (err %v), want none before %v", cycles, err, yearEnd)
 	}
 	v.waitUpcomingTotal(t, cus, 7000)
+}
+
+// clockAdvancer returns a function that advances clock to a time and
+// waits until every stripe.* table equals the emulator.
+func (v *env) clockAdvancer(t *testing.T, call func(string, url.Values) string, clock string) func(int64) {
+	return func(ts int64) {
+		t.Helper()
+		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		v.converge(t, 10*time.Second)
+	}
 }

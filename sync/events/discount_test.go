@@ -121,14 +121,8 @@ func TestDowngradeCreditBalance(t *testing.T) {
 	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "items[0][quantity]": {"3"},
 		"default_payment_method": {"pm_card_visa"}})
 	v.converge(t, 10*time.Second)
-	var item string
-	if err := v.pool.QueryRow(ctx, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
-		t.Fatal(err)
-	}
-	advance := func(ts int64) {
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
-		v.converge(t, 10*time.Second)
-	}
+	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	advance := v.clockAdvancer(t, call, clock)
 	balance := func(want int64) {
 		t.Helper()
 		var got int64
