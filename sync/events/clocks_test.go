@@ -162,7 +162,7 @@ func TestClockProrations(t *testing.T) {
 	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
 	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
 	v.converge(t, 10*time.Second)
-	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	item := v.onlyItem(t, sub)
 	advance := v.clockAdvancer(t, call, clock)
 	v.waitUpcomingTotal(t, cus, 700)
 
@@ -282,7 +282,7 @@ func TestClockIntervalUpgrade(t *testing.T) {
 	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
 	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {monthly}, "default_payment_method": {"pm_card_visa"}})
 	v.converge(t, 10*time.Second)
-	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	item := v.onlyItem(t, sub)
 	advance := v.clockAdvancer(t, call, clock)
 	advance(at)
 
@@ -330,4 +330,14 @@ func (v *env) clockAdvancer(t *testing.T, call func(string, url.Values) string, 
 		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
 		v.converge(t, 10*time.Second)
 	}
+}
+
+// onlyItem is the id of subscription sub's item, as stored; none fails.
+func (v *env) onlyItem(t *testing.T, sub string) string {
+	t.Helper()
+	var item string
+	if err := v.pool.QueryRow(context.Background(), `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub).Scan(&item); err != nil {
+		t.Fatal(err)
+	}
+	return item
 }

@@ -121,7 +121,7 @@ func TestDowngradeCreditBalance(t *testing.T) {
 	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "items[0][quantity]": {"3"},
 		"default_payment_method": {"pm_card_visa"}})
 	v.converge(t, 10*time.Second)
-	item := v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1`, sub)
+	item := v.onlyItem(t, sub)
 	advance := v.clockAdvancer(t, call, clock)
 	balance := func(want int64) {
 		t.Helper()
