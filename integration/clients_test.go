@@ -213,6 +213,8 @@ func TestClients(t *testing.T) {
 		}
 	})
 
+	t.Run("kysely", func(t *testing.T) { testKysely(t, s) })
+
 	t.Run("sequelize", func(t *testing.T) {
 		before := s.stats(t)
 		testSequelize(t, s.proxy)
@@ -435,7 +437,7 @@ type nodeResult struct {
 }
 
 // node runs testdata/node/NAME.js with the machine's node (installing
-// node-postgres, knex and Sequelize from the lock file first if needed) and returns
+// node-postgres, knex, Sequelize and Kysely from the lock file first if needed) and returns
 // its stdout.
 func node(t *testing.T, proxyURL, name string) []byte {
 	t.Helper()
@@ -444,7 +446,7 @@ func node(t *testing.T, proxyURL, name string) []byte {
 	}
 	dir := filepath.Join("testdata", "node")
 	missing := false
-	for _, pkg := range []string{"pg", "knex", "sequelize"} {
+	for _, pkg := range []string{"pg", "knex", "sequelize", "kysely"} {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
 			missing = true
 		}
@@ -966,5 +968,62 @@ func testStatementTimeout(t *testing.T, s *clientStack) {
 		"-c", "INSERT INTO stripe.customers (email) VALUES ('timeout@example.test')")
 	if err == nil || !strings.Contains(out, "57014") || time.Since(t0) > 4*time.Second {
 		t.Errorf("INSERT with statement_timeout 500ms against a Stripe taking 6s: %v after %v\n%s", err, time.Since(t0), out)
+	}
+}
+
+// kyselyResult is what testdata/node/kysely.js prints.
+type kyselyResult struct {
+	Insert struct {
+		ID, Email, Balance string
+		Locales            []string
+		Created            bool
+	}
+	Multi   []struct{ Email, Name string }
+	With    []struct{ Metadata map[string]string }
+	Product struct{ Images []string }
+	// The refusals: Code is "" when the statement succeeded.
+	EmptyTypes, Upsert struct{ Code, Message string }
+	Savepoint          struct{ Inner, After string }
+	Deleted            int
+}
+
+// testKysely runs testdata/node/kysely.js and checks what it saw and the
+// Stripe calls it made:
+// Kysely's inserts without an id, returningAll, a multi-row insert with
+// different keys, an UPDATE under a read-only .with(), a savepoint around a
+// Stripe refusal, onConflict (0A000), and a JavaScript [] for
+// payment_method_types, which node-postgres sends as '{}': it must be
+// refused before any call, as '[]' is, not create a payment intent with
+// Stripe's default ["card"] (what it did before '{}' was read as an empty
+// array there).
+func testKysely(t *testing.T, s *clientStack) {
+	before := s.stats(t)
+	out := node(t, s.proxy, "kysely")
+	var r kyselyResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("node kysely.js printed %q: %v", out, err)
+	}
+	check := func(what string, ok bool, got any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("kysely %s: got %+v", what, got)
+		}
+	}
+	check("insert … returningAll", strings.HasPrefix(r.Insert.ID, "cus_") && r.Insert.Email == "node-kysely@example.test" &&
+		r.Insert.Balance == "0" && len(r.Insert.Locales) == 1 && r.Insert.Locales[0] == "en" && r.Insert.Created, r.Insert)
+	check("multi-row insert", len(r.Multi) == 2 && r.Multi[0].Name == "" && r.Multi[1].Name == "M2", r.Multi)
+	check("update under .with()", len(r.With) == 1 && r.With[0].Metadata["plan"] == "pro" && r.With[0].Metadata["source"] == "kysely", r.With)
+	check("product with images []", r.Product.Images != nil && len(r.Product.Images) == 0, r.Product)
+	check("payment_method_types [] (sent as '{}')", r.EmptyTypes.Code == "22023" && strings.Contains(r.EmptyTypes.Message, "payment_method_types"), r.EmptyTypes)
+	check("Stripe refusal in a savepoint", r.Savepoint.Inner == "22023" && r.Savepoint.After == "node-kysely-sp@example.test", r.Savepoint)
+	check("onConflict", r.Upsert.Code == "0A000", r.Upsert)
+	check("delete", r.Deleted == 4, r.Deleted)
+	want := map[string]int64{
+		// 4 made, 1 refused by Stripe (bad tax_exempt); no payment intent
+		"POST /v1/customers": 5, "POST /v1/customers/{customer}": 1, "DELETE /v1/customers/{customer}": 4,
+		"POST /v1/products": 1,
+	}
+	if got := s.writesSince(t, before); !maps.Equal(got, want) {
+		t.Errorf("Stripe calls made by kysely.js:\n got %v\nwant %v", got, want)
 	}
 }

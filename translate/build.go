@@ -191,9 +191,13 @@ func checkValue(label string, f Field, p schema.Param, name string, v any, mode 
 	switch {
 	case bad == nil:
 	case bad.empty:
-		return nil, errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, bad.key).
+		e := errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, bad.key).
 			withDetail("left out instead, %s would get what Stripe does when it is not given, which Stripe's API reference does not document as an empty list", bad.key).
 			withHint("leave the key out for Stripe's default, or give the elements")
+		if bad.object {
+			e.Detail = "'{}' is read as an empty array there, as Stripe takes only an array (node-postgres sends a JavaScript [] as '{}'); " + e.Detail
+		}
+		return nil, e
 	case bad.key == name:
 		return nil, errorf(CodeInvalidParameterValue, "%s is %s, but Stripe takes an integer for %s", label, bad.value, name).
 			withHint("give a whole number (round() or trunc() it as you mean it)")

@@ -270,9 +270,10 @@ func emptyArray(p schema.Param, mode formMode, place string) (out any, ok bool) 
 // formProblem is a value refused by formValue: key is its form key
 // (items[0][quantity]).
 type formProblem struct {
-	key   string
-	value any
-	empty bool // an empty array (else a fraction for an integer)
+	key    string
+	value  any
+	empty  bool // an empty array (else a fraction for an integer)
+	object bool // the empty array was written as an empty object
 }
 
 // formValue returns v, the value of p under the form key name, as the
@@ -289,6 +290,21 @@ func formValue(p schema.Param, mode formMode, name, place string, v any) (any, *
 		}
 		return out, nil
 	case map[string]any:
+		if len(x) == 0 && place == "" && slices.Contains(p.Types, "array") && !slices.Contains(p.Types, "object") {
+			// node-postgres sends a JavaScript [] as the array literal
+			// '{}', which jsonb reads as an empty object: where Stripe
+			// takes only an array, that is the empty array the ORM was
+			// given (knex, Kysely: payment_method_types: []). Left out
+			// as an empty object it would get Stripe's default, which
+			// '[]' is refused for. Only the parameter itself: below it
+			// the spec's types are not known here, and node-postgres
+			// writes nested arrays as JSON anyway.
+			out, bad := formValue(p, mode, name, place, []any{})
+			if bad != nil {
+				bad.object = true
+			}
+			return out, bad
+		}
 		out := make(map[string]any, len(x))
 		for _, k := range slices.Sorted(maps.Keys(x)) {
 			e, bad := formValue(p, mode, name+"["+k+"]", joinPlace(place, k), x[k])

@@ -552,3 +552,55 @@ func TestEmptyArraysInManyRows(t *testing.T) {
 		t.Errorf("%+v", err)
 	}
 }
+
+// TestEmptyObjectForArray: node-postgres sends a JavaScript []
+// parameter as the array literal '{}', which a jsonb column reads as an
+// empty object, so knex and Kysely turn payment_method_types: [] into
+// '{}'. Where Stripe takes only an array, that empty object follows the
+// rules of the empty array ('[]') it stands for: refused (22023) where left
+// out it would mean Stripe's default (payment_method_types: ["card"]),
+// sent or left out as '[]' is elsewhere. Before, it was always left out,
+// so the INSERT got Stripe's default without a word while '[]' was
+// refused. An empty object where Stripe takes an object is unchanged.
+func TestEmptyObjectForArray(t *testing.T) {
+	runFormCases(t, true, []formCase{
+		{"payment_method_types '{}' on create", `INSERT INTO stripe.payment_intents (amount, currency, payment_method_types) VALUES (100, 'usd', $1)`,
+			`[100, "usd", {}]`, "", []string{"payment_method_types of stripe.payment_intents", "empty array at payment_method_types"}},
+		{"invoice item tax_rates '{}' on create", `INSERT INTO stripe.invoiceitems (customer, price, tax_rates) VALUES ('cus_1', 'price_1', $1)`,
+			`["cus_1", "price_1", {}]`, "", []string{"empty array at tax_rates"}},
+		{"_params key '{}' on create", `INSERT INTO stripe.payment_intents (amount, currency, _params) VALUES (100, 'usd', $1)`,
+			`[100, "usd", {"payment_method_types": {}}]`, "", []string{`_params key "payment_method_types"`}},
+		{"subscription item tax_rates '{}': Stripe's empty list", `INSERT INTO stripe.subscription_items (subscription, price, tax_rates) VALUES ('sub_1', 'price_1', $1)`,
+			`["sub_1", "price_1", {}]`, "price=price_1&subscription=sub_1&tax_rates=", nil},
+		{"preferred_locales '{}': left out, as '[]'", `INSERT INTO stripe.customers (email, preferred_locales, address, metadata) VALUES ('a@b.co', $1, '{}', '{}')`,
+			`["a@b.co", {}, {}, {}]`, "email=a%40b.co", nil},
+	})
+}
+
+// TestEmptyObjectForArraySameAsEmptyArray: where Stripe takes only
+// an array, '{}' builds exactly what '[]' builds: the same body, or the
+// same refusal.
+func TestEmptyObjectForArraySameAsEmptyArray(t *testing.T) {
+	for _, c := range []struct {
+		name, sql string
+		row       string // %s is the value
+	}{
+		{"refused on create", `INSERT INTO stripe.payment_intents (amount, currency, payment_method_types) VALUES (100, 'usd', $1)`, `[100, "usd", %s]`},
+		{"sent on create", `INSERT INTO stripe.products (name, images) VALUES ('p', $1)`, `[%s]`},
+		{"emptied on update", `UPDATE stripe.products SET images = $1 WHERE id = 'prod_1'`, `["prod_1", %s, ["https://x.test/a.png"]]`},
+		{"a subscription's items emptied", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`, `["sub_1", %s, ` + oldItems + `]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ca, ea := build(t, c.sql, fmt.Sprintf(c.row, "[]"))
+			co, eo := build(t, c.sql, fmt.Sprintf(c.row, "{}"))
+			if (ea == nil) != (eo == nil) || ea != nil && ea.Code != eo.Code {
+				t.Fatalf("'[]': %v; '{}': %v", ea, eo)
+			}
+			if ea == nil {
+				if got, want := fmt.Sprint(co), fmt.Sprint(ca); got != want {
+					t.Errorf("'{}' makes %s, '[]' makes %s", got, want)
+				}
+			}
+		})
+	}
+}
