@@ -51,7 +51,7 @@ func init() {
 		"charge.refund.updated", "charge.refunded", "charge.succeeded", "charge.updated", "checkout.session.completed", "checkout.session.expired",
 		"coupon.created", "coupon.deleted", "coupon.updated", "credit_note.created", "credit_note.updated", "credit_note.voided",
 		"customer.created", "customer.deleted", "customer.updated", "customer.subscription.created", "customer.subscription.deleted",
-		"customer.subscription.updated", "customer.subscription.resumed", "customer.subscription.trial_will_end", "customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated",
+		"customer.subscription.updated", "customer.subscription.resumed", "customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired", "customer.subscription.trial_will_end", "customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated",
 		"invoice.created", "invoice.deleted", "invoice.finalized", "invoice.marked_uncollectible", "invoice.paid", "invoice.payment_succeeded",
 		"invoice.updated", "invoice.voided", "invoice.payment_failed", "invoice.sent", "charge.failed", "payment_intent.payment_failed", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.canceled", "payment_intent.created",
 		"payment_intent.succeeded", "payment_intent.amount_capturable_updated", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
@@ -305,23 +305,25 @@ func init() {
 		if ae := endedSubscription(sub); ae != nil {
 			return nil, ae
 		}
-		old := deepCopy(sub).(map[string]any)
-		pr, ae := e.prorationOf(c, sub)
-		if ae != nil {
-			return nil, ae
-		}
-		it, ae := e.newSubItem(c, sid, c.params, "")
-		if ae != nil {
-			return nil, ae
-		}
-		before := e.subItems(sid)
-		if ae := pr.checkReset(sub, before, e.itemsAfter(sid, []map[string]any{it}, nil)); ae != nil {
-			return nil, ae
-		}
-		r := e.store(kSubItem, it)
-		e.prorateItems(pr, sub, before, itemChange{after: it})
-		e.afterItemsChange(c, sub, old)
-		return e.render(kSubItem, r.raw, c)
+		return e.itemUpdate(c, sub, func() (any, *apiError) {
+			old := deepCopy(sub).(map[string]any)
+			pr, ae := e.prorationOf(c, sub)
+			if ae != nil {
+				return nil, ae
+			}
+			it, ae := e.newSubItem(c, sid, c.params, "")
+			if ae != nil {
+				return nil, ae
+			}
+			before := e.subItems(sid)
+			if ae := pr.checkReset(sub, before, e.itemsAfter(sid, []map[string]any{it}, nil)); ae != nil {
+				return nil, ae
+			}
+			r := e.store(kSubItem, it)
+			e.prorateItems(pr, sub, before, itemChange{after: it})
+			e.afterItemsChange(c, sub, old)
+			return e.render(kSubItem, r.raw, c)
+		})
 	})
 	handle("POST", "/v1/subscription_items/{item}", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		it := e.load(kSubItem, c.path["item"])
@@ -332,34 +334,7 @@ func init() {
 		if ae := endedSubscription(sub); ae != nil {
 			return nil, ae
 		}
-		old := deepCopy(sub).(map[string]any)
-		pr, ae := e.prorationOf(c, sub)
-		if ae != nil {
-			return nil, ae
-		}
-		before := deepCopy(it).(map[string]any)
-		e.applyParams(kSubItem.schema, it, c.params, append(kSubItem.skip, "tax_rates")...)
-		if ae := e.setTaxRates(it, "tax_rates", c.params, "tax_rates"); ae != nil {
-			return nil, ae
-		}
-		if pid, ok := c.params["price"].(string); ok {
-			p := e.load(kPrice, pid)
-			if p == nil {
-				return nil, e.mustExist("prices", "price", pid)
-			}
-			if ae := recurringOnly(p, "price"); ae != nil {
-				return nil, ae
-			}
-			it["price"] = p
-		}
-		items := e.subItems(idOf(sub))
-		if ae := pr.checkReset(sub, items, e.itemsAfter(idOf(sub), []map[string]any{it}, nil)); ae != nil {
-			return nil, ae
-		}
-		r := e.store(kSubItem, it)
-		e.prorateItems(pr, sub, items, itemChange{before: before, after: it})
-		e.afterItemsChange(c, sub, old)
-		return e.render(kSubItem, r.raw, c)
+		return e.itemUpdate(c, sub, func() (any, *apiError) { return e.updateSubItem(c, sub, it) })
 	})
 	handle("DELETE", "/v1/subscription_items/{item}", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		it := e.load(kSubItem, c.path["item"])
@@ -368,6 +343,9 @@ func init() {
 		}
 		sub := e.load(kSub, getStr(it, "subscription"))
 		if ae := endedSubscription(sub); ae != nil {
+			return nil, ae
+		}
+		if ae := whilePending(sub); ae != nil {
 			return nil, ae
 		}
 		old := deepCopy(sub).(map[string]any)
@@ -920,6 +898,12 @@ func (e *Emulator) applyPhase(c *reqCtx, sub map[string]any, phases []any, idx i
 	if ae := pr.checkReset(sub, existing, e.itemsAfter(sid, put, del)); ae != nil {
 		return ae
 	}
+	// "A schedule phase change discards a pending update and voids the
+	// associated invoice" (pending updates), before the phase applies.
+	if pendingOf(sub) != nil {
+		e.discardPending(c, sub, "customer.subscription.pending_update_expired")
+		old["pending_update"] = nil
+	}
 	for _, it := range put {
 		e.store(kSubItem, it)
 	}
@@ -1374,6 +1358,11 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	if customer == nil {
 		return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "customer", Message: fmt.Sprintf("No such customer: '%s'", cus)}
 	}
+	if c.params["payment_behavior"] == "pending_if_incomplete" {
+		// "pending_if_incomplete is only used with updates and cannot be
+		// passed when creating a Subscription" (Stripe's API reference).
+		return invalid("", "payment_behavior", "payment_behavior=pending_if_incomplete is only used with updates and cannot be passed when creating a subscription.")
+	}
 	items, _ := c.params["items"].([]any)
 	if len(items) == 0 {
 		return missing("items")
@@ -1613,7 +1602,42 @@ func endedSubscription(sub map[string]any) *apiError {
 	return nil
 }
 
-func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+// updateSubItem is POST /v1/subscription_items/{item} on item it of sub.
+func (e *Emulator) updateSubItem(c *reqCtx, sub, it map[string]any) (any, *apiError) {
+	old := deepCopy(sub).(map[string]any)
+	pr, ae := e.prorationOf(c, sub)
+	if ae != nil {
+		return nil, ae
+	}
+	before := deepCopy(it).(map[string]any)
+	e.applyParams(kSubItem.schema, it, c.params, append(kSubItem.skip, "tax_rates")...)
+	if ae := e.setTaxRates(it, "tax_rates", c.params, "tax_rates"); ae != nil {
+		return nil, ae
+	}
+	if pid, ok := c.params["price"].(string); ok {
+		p := e.load(kPrice, pid)
+		if p == nil {
+			return nil, e.mustExist("prices", "price", pid)
+		}
+		if ae := recurringOnly(p, "price"); ae != nil {
+			return nil, ae
+		}
+		it["price"] = p
+	}
+	items := e.subItems(idOf(sub))
+	if ae := pr.checkReset(sub, items, e.itemsAfter(idOf(sub), []map[string]any{it}, nil)); ae != nil {
+		return nil, ae
+	}
+	r := e.store(kSubItem, it)
+	e.prorateItems(pr, sub, items, itemChange{before: before, after: it})
+	e.afterItemsChange(c, sub, old)
+	return e.render(kSubItem, r.raw, c)
+}
+
+// changeSubscription applies an update of a subscription (its items,
+// discount, tax rates, cycle) and bills it as the request says
+// (billChange).
+func changeSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
 	// incomplete_expired is as final as canceled ("This is a terminal
 	// state", spec, subscription.status), and Stripe refuses changes to
 	// both alike ("You cannot update a subscription that is `canceled` or
@@ -2353,6 +2377,7 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 			sub["status"] = "active"
 			e.save(c, kSub, sub, so, "customer.subscription.updated")
 		}
+		e.applyPending(c, inv)
 	}
 	return inv
 }
@@ -2396,6 +2421,7 @@ func invoiceAction(act string) handlerFunc {
 			}
 			if act == "void" {
 				e.voidInvoice(c, inv)
+				e.voidedPending(c, inv)
 				break
 			}
 			old := deepCopy(inv).(map[string]any)

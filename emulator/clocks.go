@@ -332,7 +332,8 @@ func deleteClock(e *Emulator, c *reqCtx) (any, *apiError) {
 }
 
 // Steps of an advance, in the order they are taken at one moment: a
-// schedule's phase boundary first, so that a renewal at the same moment
+// pending update expiring first (pending.go); then a schedule's phase
+// boundary, so that a renewal at the same moment
 // bills the phase just entered (and a schedule ending with end_behavior
 // cancel leaves nothing to renew); then trial_will_end; then cancel_at,
 // which wins over a renewal at the same moment (cancel_at_period_end
@@ -341,7 +342,11 @@ func deleteClock(e *Emulator, c *reqCtx) (any, *apiError) {
 // failed renewal's retry, before a renewal at the same moment bills the
 // next period (a retry's id is the invoice's); then the renewal.
 const (
-	stepPhase = iota
+	// A pending update expires first: before a schedule's phase change
+	// would discard it, and at its subscription's period end (its latest
+	// expires_at), before the renewal.
+	stepPendingExpire = iota
+	stepPhase
 	stepTrialWillEnd
 	stepCancel
 	stepOverdue
@@ -417,6 +422,8 @@ func (e *Emulator) advanceBilling(c *reqCtx, clock string, from, to int64) {
 			e.save(&sc, kSub, sub, old, "customer.subscription.updated")
 		case stepExpire:
 			e.expireIncomplete(&sc, sub)
+		case stepPendingExpire:
+			e.discardPending(&sc, sub, "customer.subscription.pending_update_expired")
 		case stepRenew:
 			e.renewSubscription(&sc, sub)
 		}
@@ -465,6 +472,13 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 	}
 	for id, sub := range e.subsOnClock(clock, "incomplete") {
 		consider(billingStep{getInt(sub, "created") + incompleteExpiry, stepExpire, id})
+	}
+	// Of any status: an update left pending on a subscription canceled
+	// meanwhile still expires, its invoice voided.
+	for id, sub := range e.subsOnClock(clock, "active", "trialing", "past_due", "unpaid", "canceled") {
+		if pu := pendingOf(sub); pu != nil {
+			consider(billingStep{getInt(pu, "expires_at"), stepPendingExpire, id})
+		}
 	}
 	return best, found
 }

@@ -82,8 +82,27 @@
 // created (its capture_before), at the
 // first API request or clock move on or after that time (charge.expired,
 // the intent canceled with cancellation_reason automatic);
-// payment_behavior=error_if_incomplete refuses (402, nothing created) only a first invoice without a payment method or with a
-// declining one; a coupon or promotion code applied to a customer or
+// payment_behavior=error_if_incomplete refuses (402, nothing created) a first invoice without a payment method or with a
+// declining one, and on an update (also by the subscription item
+// endpoints) whose invoice is billed at once (always_invoice, a cycle
+// reset) and left unpaid, takes the whole update back (its items,
+// prorations, invoice, charge and events: pending.go) before answering
+// the card error; payment_behavior=pending_if_incomplete on POST
+// /v1/subscriptions/{id} (only with the parameters pending updates
+// support, not on send_invoice subscriptions, refused on create and on
+// the item endpoints) leaves such an update in the subscription's
+// pending_update (billing_cycle_anchor, expires_at: 23 hours on, or the
+// period's or trial's end if sooner, subscription_items, trial_end,
+// trial_from_plan), its items, cycle and status as they were and the
+// invoice open (retried as any subscription_update invoice); paying that
+// invoice applies it
+// (customer.subscription.pending_update_applied), voiding it cancels it
+// (customer.subscription.updated), a new pending update replaces it
+// (the old invoice voided), and past expires_at (on the test clock, or
+// the emulator's clock at the first request after it) or at a schedule's
+// phase change its invoice is voided and it is discarded
+// (customer.subscription.pending_update_expired); while one waits, other
+// changes of the items or cycle are refused with 400; a coupon or promotion code applied to a customer or
 // subscription discounts its invoices (one discount per invoice, the
 // subscription's before the customer's; a once coupon ends with the first
 // invoice it discounts, a repeating one after its months, unnoticed until
@@ -130,8 +149,7 @@
 // subscription's changes (no prorations; billing_cycle_anchor=now on one
 // is refused with 400), billing_cycle_anchor=unchanged with a new billing
 // period (refused with 400, Stripe's docs being silent),
-// payment_behavior error_if_incomplete and pending_if_incomplete on
-// updates (ignored), proration_details.credited_items (null), the
+// proration_details.credited_items (null), the
 // upcoming invoice's preview params (subscription_items,
 // subscription_proration_date); a negative invoice
 // total (a downgrade's) is due 0 and credited to the customer's balance

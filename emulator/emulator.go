@@ -75,7 +75,8 @@ type Emulator struct {
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
 	holds      map[string]int64             // uncaptured charge -> when its authorization expires (capture_before)
-	nextHold   atomic.Int64                 // earliest of holds (MaxInt64: none); read without mu
+	pendingDue map[string]int64             // subscription off test clocks -> when its pending update expires (pending.go)
+	nextHold   atomic.Int64                 // earliest of holds and pendingDue (MaxInt64: none); read without mu
 
 	idemMu   sync.Mutex
 	inflight map[string]bool // API key + idempotency key of POSTs being served
@@ -146,6 +147,7 @@ func (e *Emulator) reset() {
 	e.detached = map[string]bool{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
+	e.pendingDue = map[string]int64{}
 	e.nextHold.Store(math.MaxInt64)
 	e.seq = 0
 }

@@ -35,6 +35,53 @@ type table struct {
 
 	custIdx    int                  // index of "customer" in keyFields, or -1
 	byCustomer map[string][]*record // customer -> records, sorted like ordered
+
+	undo *undoLog // while set, put and remove record how to take them back
+}
+
+// undoLog records the changes made to the tables while a request may
+// still be taken back as a whole: an update with
+// payment_behavior=error_if_incomplete runs as any other, and when its
+// invoice can't be paid everything it did (items, prorations, the
+// invoice, its payment attempt, their events) is undone, as Stripe
+// "does not update the subscription and returns an error instead" (spec,
+// POST /v1/subscriptions/{id}). Recording every put and remove is simpler
+// and surer than predicting what the update would bill.
+type undoLog struct {
+	steps []undoStep
+	seq   uint64 // the emulator's seq when the log began
+}
+
+// undoStep is one change of a record: prev is the record as it was (nil:
+// it did not exist); removed says the record was removed (prev is then
+// the removed record itself, to be put back with its seq and created).
+type undoStep struct {
+	t       *table
+	id      string
+	prev    *record
+	removed bool
+}
+
+// rollback takes back the steps of the tables keep says (nil: all),
+// newest first. The tables must no longer record (their undo is nil).
+func (l *undoLog) rollback(keep func(*table) bool) {
+	for i := len(l.steps) - 1; i >= 0; i-- {
+		s := l.steps[i]
+		if keep != nil && !keep(s.t) {
+			continue
+		}
+		switch {
+		case s.prev == nil:
+			s.t.remove(s.id)
+		case s.removed:
+			s.t.put(s.prev)
+			if ch := s.t.children[s.prev.parent]; s.prev.parent != "" {
+				sort.Slice(ch, func(i, j int) bool { return ch[i].seq < ch[j].seq })
+			}
+		default:
+			s.t.put(&record{id: s.id, raw: s.prev.raw, keys: s.prev.keys})
+		}
+	}
 }
 
 func newTable(name string, keyFields []string) *table {
@@ -59,6 +106,14 @@ func less(a, b *record) bool {
 // place (created and seq never change for an id, so its position holds).
 // It returns the stored record.
 func (t *table) put(r *record) *record {
+	if t.undo != nil {
+		st := undoStep{t: t, id: r.id}
+		if old, ok := t.byID[r.id]; ok {
+			cp := *old // put replaces raw and keys, never changes them in place
+			st.prev = &cp
+		}
+		t.undo.steps = append(t.undo.steps, st)
+	}
 	if old, ok := t.byID[r.id]; ok {
 		prev := t.custKey(old)
 		old.raw, old.keys = r.raw, r.keys
@@ -90,6 +145,9 @@ func (t *table) remove(id string) {
 	r, ok := t.byID[id]
 	if !ok {
 		return
+	}
+	if t.undo != nil {
+		t.undo.steps = append(t.undo.steps, undoStep{t: t, id: id, prev: r, removed: true})
 	}
 	delete(t.byID, id)
 	t.unindex(t.custKey(r), r)

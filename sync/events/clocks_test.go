@@ -341,3 +341,63 @@ func (v *env) onlyItem(t *testing.T, sub string) string {
 	}
 	return item
 }
+
+// TestClockPendingUpdate: an update with
+// payment_behavior=pending_if_incomplete whose invoice declines reaches
+// stripe.subscriptions.pending_update through the events (the item
+// unchanged in stripe.subscription_items); paying the invoice applies it
+// (customer.subscription.pending_update_applied: pending_update null, the
+// new quantity stored); a second one left unpaid expires as the test
+// clock passes its expires_at (invoice voided,
+// customer.subscription.pending_update_expired: pending_update null
+// again). After each step every stripe.* table equals the emulator.
+func TestClockPendingUpdate(t *testing.T) {
+	v, call := opsEnv(t)
+	const frozen = 1577836800 // 2020-01-01
+	const day = 86400
+	prod := call("/v1/products", url.Values{"name": {"Plan"}})
+	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
+	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
+	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
+	v.converge(t, 10*time.Second)
+	item := v.onlyItem(t, sub)
+	advance := v.clockAdvancer(t, call, clock)
+	at := int64(frozen + 10*day)
+	advance(at)
+
+	pending := func(q int) {
+		t.Helper()
+		call("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {fmt.Sprint(q)},
+			"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}})
+		v.converge(t, 10*time.Second)
+	}
+	state := func() (pendingQty, expires, qty, invStatus string) {
+		t.Helper()
+		return v.queryText(t, `SELECT pending_update->'subscription_items'->0->>'quantity' FROM stripe.subscriptions WHERE id = $1`, sub),
+			v.queryText(t, `SELECT pending_update->>'expires_at' FROM stripe.subscriptions WHERE id = $1`, sub),
+			v.queryText(t, `SELECT quantity::text FROM stripe.subscription_items WHERE id = $1`, item),
+			v.queryText(t, `SELECT i.status FROM stripe.subscriptions s JOIN stripe.invoices i ON i.id = s.latest_invoice WHERE s.id = $1`, sub)
+	}
+
+	pending(3)
+	if pq, exp, q, st := state(); pq != "3" || exp != fmt.Sprint(at+23*3600) || q != "1" || st != "open" {
+		t.Fatalf("pending update stored: quantity %q expiring %q, item quantity %q, invoice %q; want 3, %d, 1, open", pq, exp, q, st, at+23*3600)
+	}
+	inv := v.queryText(t, `SELECT latest_invoice FROM stripe.subscriptions WHERE id = $1`, sub)
+	call("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {"pm_card_visa"}})
+	v.converge(t, 10*time.Second)
+	if pq, exp, q, st := state(); pq != "" || exp != "" || q != "3" || st != "paid" {
+		t.Fatalf("after paying: pending quantity %q expiring %q, item quantity %q, invoice %q; want none, 3, paid", pq, exp, q, st)
+	}
+
+	pending(5)
+	if pq, _, q, st := state(); pq != "5" || q != "3" || st != "open" {
+		t.Fatalf("second pending update stored: quantity %q, item %q, invoice %q", pq, q, st)
+	}
+	advance(at + 23*3600)
+	if pq, exp, q, st := state(); pq != "" || exp != "" || q != "3" || st != "void" {
+		t.Fatalf("after expiry: pending quantity %q expiring %q, item quantity %q, invoice %q; want none, 3, void", pq, exp, q, st)
+	}
+}
