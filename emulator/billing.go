@@ -316,7 +316,11 @@ func init() {
 				return nil, ae
 			}
 			before := e.subItems(sid)
-			if ae := pr.checkReset(sub, before, e.itemsAfter(sid, []map[string]any{it}, nil)); ae != nil {
+			after := e.itemsAfter(sid, []map[string]any{it}, nil)
+			if ae := mixedItems(after, "price"); ae != nil {
+				return nil, ae
+			}
+			if ae := pr.checkReset(sub, before, after); ae != nil {
 				return nil, ae
 			}
 			r := e.store(kSubItem, it)
@@ -1078,7 +1082,7 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			return nil, missing(fmt.Sprintf("phases[%d][items]", i))
 		}
 		var items []any
-		var first map[string]any
+		var prices []map[string]any
 		for j, x := range itemsIn {
 			m, _ := x.(map[string]any)
 			pid, _ := m["price"].(string)
@@ -1092,9 +1096,7 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			if ae := recurringOnly(price, fmt.Sprintf("phases[%d][items][%d][price]", i, j)); ae != nil {
 				return nil, ae
 			}
-			if first == nil {
-				first = price
-			}
+			prices = append(prices, price)
 			rates, ae := e.taxRates(m["tax_rates"], fmt.Sprintf("phases[%d][items][%d][tax_rates]", i, j))
 			if ae != nil {
 				return nil, ae
@@ -1102,6 +1104,10 @@ func (e *Emulator) schedulePhases(c *reqCtx, params []any, start int64) ([]any, 
 			items = append(items, map[string]any{"billing_thresholds": nil, "metadata": mergeMetadata(nil, m["metadata"]), "price": pid,
 				"quantity": intOr(m["quantity"], 1), "tax_rates": rates})
 		}
+		if mismatchedPrices(prices) != "" {
+			return nil, invalid("", fmt.Sprintf("phases[%d][items]", i), "For a particular phase, all of its `plans` must have the same `interval`, `interval_count`, and `currency`.")
+		}
+		first := prices[0]
 		defaults, ae := e.taxRates(p["default_tax_rates"], fmt.Sprintf("phases[%d][default_tax_rates]", i))
 		if ae != nil {
 			return nil, ae
@@ -1352,6 +1358,59 @@ func recurringOnly(price map[string]any, param string) *apiError {
 	return nil
 }
 
+// Before flexible billing mode (API 2025-07-30: "Previously, all items on
+// the same subscription needed to have the same interval", Stripe's
+// changelog "Adds support for mixed intervals on the same subscription"),
+// a subscription's recurring prices share one currency and one billing
+// period, and Stripe refuses a request that would leave them mixed with
+// "Currency and interval fields must match across all plans on this
+// subscription. Found mismatch in interval field." (as reported in
+// stripe/stripe-node#682, a monthly item updated to a yearly price; the
+// "currency field" variant as others quote it). A schedule's phase is
+// refused alike, with "For a particular phase, all of its `plans` must
+// have the same `interval`, `interval_count`, and `currency`." (reported
+// in YumaInaura/YumaInaura#2903). The sources found quote only the
+// message: the param is the emulator's (the request's list of items, as
+// the message is about all of them, not one), and so are the
+// interval_count variant (taking "Found mismatch in <field> field" at its
+// word) and the currency being checked first. A one-time price never
+// gets here (recurringOnly), and usage_type is no part of it: a metered
+// and a licensed price of one period mix.
+
+// mismatchedPrices names the first field ("currency", "interval" or
+// "interval_count") in which one of prices differs from the first, or "".
+func mismatchedPrices(prices []map[string]any) string {
+	if len(prices) == 0 {
+		return ""
+	}
+	first, _ := prices[0]["recurring"].(map[string]any)
+	for _, p := range prices[1:] {
+		rec, _ := p["recurring"].(map[string]any)
+		switch {
+		case getStr(p, "currency") != getStr(prices[0], "currency"):
+			return "currency"
+		case strOr(rec["interval"], "month") != strOr(first["interval"], "month"):
+			return "interval"
+		case intOr(rec["interval_count"], 1) != intOr(first["interval_count"], 1):
+			return "interval_count"
+		}
+	}
+	return ""
+}
+
+// mixedItems refuses subscription items (as they will be once the request
+// is applied) whose prices don't share a currency and billing period.
+func mixedItems(items []map[string]any, param string) *apiError {
+	prices := make([]map[string]any, 0, len(items))
+	for _, it := range items {
+		prices = append(prices, itemPrice(it))
+	}
+	if f := mismatchedPrices(prices); f != "" {
+		return invalid("", param, "Currency and interval fields must match across all plans on this subscription. Found mismatch in %s field.", f)
+	}
+	return nil
+}
+
 func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	cus := getStr(obj, "customer")
 	customer := e.load(kCustomer, cus)
@@ -1376,6 +1435,9 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 			return ae
 		}
 		made = append(made, it)
+	}
+	if ae := mixedItems(made, "items"); ae != nil {
+		return ae
 	}
 	obj["default_tax_rates"] = []any{}
 	if ae := e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates"); ae != nil {
@@ -1625,7 +1687,11 @@ func (e *Emulator) updateSubItem(c *reqCtx, sub, it map[string]any) (any, *apiEr
 		it["price"] = p
 	}
 	items := e.subItems(idOf(sub))
-	if ae := pr.checkReset(sub, items, e.itemsAfter(idOf(sub), []map[string]any{it}, nil)); ae != nil {
+	after := e.itemsAfter(idOf(sub), []map[string]any{it}, nil)
+	if ae := mixedItems(after, "price"); ae != nil {
+		return nil, ae
+	}
+	if ae := pr.checkReset(sub, items, after); ae != nil {
 		return nil, ae
 	}
 	r := e.store(kSubItem, it)
@@ -1708,7 +1774,13 @@ func changeSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		put = append(put, it)
 	}
 	before := e.subItems(sid)
-	if ae := pr.checkReset(obj, before, e.itemsAfter(sid, put, del)); ae != nil {
+	after := e.itemsAfter(sid, put, del)
+	if len(items) > 0 {
+		if ae := mixedItems(after, "items"); ae != nil {
+			return ae
+		}
+	}
+	if ae := pr.checkReset(obj, before, after); ae != nil {
 		return ae
 	}
 	for _, it := range put {

@@ -145,7 +145,11 @@
 // another period entered mid-period does the same; one entered at the
 // period's end is billed by that renewal); a subscription keeps at
 // least one item (removing its last one is refused with 400, Stripe's
-// docs being silent); not modelled: a trial's or an incomplete
+// docs being silent), and its prices one currency, interval and
+// interval_count, as before flexible billing mode (billing.go,
+// mixedItems: a create, update, item endpoint request or schedule phase
+// that would mix them is refused with 400 and changes nothing); not
+// modelled: a trial's or an incomplete
 // subscription's changes (no prorations; billing_cycle_anchor=now on one
 // is refused with 400), billing_cycle_anchor=unchanged with a new billing
 // period (refused with 400, Stripe's docs being silent),

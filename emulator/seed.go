@@ -172,6 +172,9 @@ func (s *seeder) run(n int) error {
 	// Catalog.
 	nProducts := max(5, n/100)
 	var recurring, oneTime []string
+	// byInterval[k] lists the recurring prices of interval k (month,
+	// year, week): recurring[i] is byInterval[i%3][i/3].
+	var byInterval [3][]string
 	for i := 0; i < nProducts; i++ {
 		pt := s.later(t0, 86400)
 		p := s.call(pt, "POST", "/v1/products", nil, map[string]any{"name": fmt.Sprintf("Product %d", i), "metadata": map[string]any{"seed": fmt.Sprint(i)}})
@@ -182,6 +185,7 @@ func (s *seeder) run(n int) error {
 		pr := s.call(pt, "POST", "/v1/prices", nil, map[string]any{"product": idOf(p), "currency": "usd", "unit_amount": 500 + 100*(i%20),
 			"recurring": map[string]any{"interval": iv}})
 		recurring = append(recurring, idOf(pr))
+		byInterval[i%3] = append(byInterval[i%3], idOf(pr))
 		po := s.call(pt, "POST", "/v1/prices", nil, map[string]any{"product": idOf(p), "currency": "usd", "unit_amount": 1000 + 7*i})
 		oneTime = append(oneTime, idOf(po))
 	}
@@ -221,9 +225,18 @@ func (s *seeder) run(n int) error {
 		}
 		if s.rng.Intn(10) < 7 {
 			st := s.later(ct, 7*86400)
+			// The items share their first one's interval: Stripe refuses
+			// a subscription of mixed billing periods (mixedItems). The
+			// first price still goes round the catalog, so every
+			// interval has subscriptions.
+			first := i % len(recurring)
+			same := byInterval[first%3]
 			var items []any
 			for j := 0; j <= s.rng.Intn(3); j++ {
-				items = append(items, map[string]any{"price": recurring[(i+j*7)%len(recurring)], "quantity": 1 + s.rng.Intn(3)})
+				q := 1 + s.rng.Intn(3) // drawn regardless, as before: later draws stay put
+				if j < len(same) {     // each price once, as Stripe takes it
+					items = append(items, map[string]any{"price": same[(first/3+j)%len(same)], "quantity": q})
+				}
 			}
 			p := map[string]any{"customer": cid, "items": items}
 			if s.rng.Intn(10) == 0 {
