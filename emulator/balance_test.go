@@ -264,8 +264,7 @@ func TestVoidReturnsBalance(t *testing.T) {
 func TestFirstInvoiceTakesPendingItems(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
-	first := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
-		"default_payment_method": {"pm_card_visa"}})))
+	first := k.Subscribe(k.cus, k.price(1000), nil)
 	loose := idOfResp(mustOK(t, k.post("/v1/invoiceitems", url.Values{"customer": {k.cus}, "amount": {"250"}, "currency": {"usd"}})))
 	tied := idOfResp(mustOK(t, k.post("/v1/invoiceitems", url.Values{"customer": {k.cus}, "amount": {"400"}, "currency": {"usd"}, "subscription": {first}})))
 	if s := k.get("/v1/invoiceitems/" + tied)["subscription"]; s != first {

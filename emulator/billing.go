@@ -1,9 +1,11 @@
 package emulator
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,14 +33,16 @@ var (
 		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate",
 		blank: []string{"country", "description", "jurisdiction", "state", "tax_type"}})
 	kSub = addKind(&kind{table: "subscriptions", schema: "subscription", prefix: "sub_", base: "/v1/subscriptions", idParam: "subscription_exposed_id",
-		keys: []string{"customer", "_status", "_price", "collection_method", "test_clock"}, events: "customer.subscription", skip: []string{"items"},
+		keys: []string{"customer", "_status", "_price", "collection_method", "test_clock", "_pending", "_pending_at"}, indexed: []string{"_pending"},
+		events: "customer.subscription", skip: []string{"items"},
 		listHandled: []string{"status", "price"}})
 	kSubItem = addKind(&kind{table: "subscription_items", schema: "subscription_item", prefix: "si_", base: "/v1/subscription_items", idParam: "item",
 		keys: []string{"subscription"}, parent: "subscription", skip: []string{"price"}, what: "subscription item"})
 	kSchedule = addKind(&kind{table: "subscription_schedules", schema: "subscription_schedule", prefix: "sub_sched_", base: "/v1/subscription_schedules", idParam: "schedule",
 		keys: []string{"customer"}, events: "subscription_schedule", skip: []string{"phases", "default_settings"}, what: "subscription schedule"})
 	kInvoice = addKind(&kind{table: "invoices", schema: "invoice", prefix: "in_", base: "/v1/invoices", idParam: "invoice",
-		keys: []string{"customer", "status", "subscription", "collection_method"}, events: "invoice"})
+		keys: []string{"customer", "status", "subscription", "collection_method", "_dunning", "_next_attempt"}, indexed: []string{"_dunning"},
+		events: "invoice"})
 	kLine        = addKind(&kind{table: "invoice_line_items", schema: "line_item", prefix: "il_", keys: []string{"invoice", "amount"}, parent: "invoice", what: "invoice line item"})
 	kInvoiceItem = addKind(&kind{table: "invoiceitems", schema: "invoiceitem", prefix: "ii_", base: "/v1/invoiceitems", idParam: "invoiceitem",
 		keys: []string{"customer", "invoice"}, events: "invoiceitem", skip: []string{"price", "invoice"}, what: "invoice item",
@@ -73,7 +77,29 @@ func init() {
 				}
 			}
 		}
-		return []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method"), getStr(obj, "test_clock")}
+		k := []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method"), getStr(obj, "test_clock"), "", ""}
+		// A subscription with a pending update keeps its clock (offClock
+		// for none) as _pending, indexed, and the update's expiry as
+		// _pending_at: expiries are found without decoding every
+		// subscription, and an undone request (undoLog) takes them back
+		// with the object.
+		if pu := pendingOf(obj); pu != nil {
+			k[5], k[6] = cmp.Or(k[4], offClock), strconv.FormatInt(getInt(pu, "expires_at"), 10)
+		}
+		return k
+	}
+	// An invoice on the retry schedule (dunned) keeps its subscription as
+	// _dunning, indexed, and its next attempt as _next_attempt; any other
+	// has neither. An advance then finds the retries due at each step
+	// without decoding the open invoices of every subscription it bills
+	// (dunnedInvoices), and its work does not grow with a customer's
+	// other subscriptions and their invoices.
+	kInvoice.keyFunc = func(obj map[string]any) []string {
+		k := fieldKeys(kInvoice.keys, obj) // customer, status, subscription, collection_method, "", ""
+		if at, ok := toInt(obj["next_payment_attempt"]); ok && at > 0 && dunned(obj) {
+			k[4], k[5] = k[2], strconv.FormatInt(at, 10)
+		}
+		return k
 	}
 
 	// customers

@@ -4,6 +4,7 @@ import (
 	"iter"
 	"net/http"
 	"slices"
+	"strconv"
 )
 
 // Test clocks (test mode only). A customer created with test_clock belongs
@@ -280,26 +281,20 @@ func (e *Emulator) subsOnClock(clock string, statuses ...string) iter.Seq2[strin
 	}
 }
 
-// dunnedInvoices yields the open invoices of subscription sid (of
-// customer cus) that are retried on a schedule, with their next attempt.
-func (e *Emulator) dunnedInvoices(cus, sid string) iter.Seq2[string, int64] {
+// dunnedInvoices yields the open invoices of subscription sid that are
+// retried on a schedule, with their next attempt: the index of the
+// invoices' _dunning key holds those and no other, so none is decoded.
+func (e *Emulator) dunnedInvoices(sid string) iter.Seq2[string, int64] {
 	return func(yield func(string, int64) bool) {
 		t := e.tables["invoices"]
-		for _, r := range t.byCustomer[cus] {
-			if st, _ := t.keyOf(r, "status"); st != "open" {
+		for _, r := range t.withKey("_dunning", sid) {
+			next, _ := t.keyOf(r, "_next_attempt")
+			at, err := strconv.ParseInt(next, 10, 64)
+			if err != nil {
 				continue
 			}
-			if s, _ := t.keyOf(r, "subscription"); s != sid {
-				continue
-			}
-			inv, err := decodeObject(r.raw)
-			if err != nil || !dunned(inv) {
-				continue
-			}
-			if at, ok := toInt(inv["next_payment_attempt"]); ok && at > 0 {
-				if !yield(r.id, at) {
-					return
-				}
+			if !yield(r.id, at) {
+				return
 			}
 		}
 	}
@@ -465,7 +460,7 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 				}
 			}
 		}
-		for inv, at := range e.dunnedInvoices(getStr(sub, "customer"), id) {
+		for inv, at := range e.dunnedInvoices(id) {
 			consider(billingStep{at, stepRetry, inv})
 		}
 		consider(billingStep{getInt(sub, "current_period_end"), stepRenew, id})
@@ -475,10 +470,8 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 	}
 	// Of any status: an update left pending on a subscription canceled
 	// meanwhile still expires, its invoice voided.
-	for id, sub := range e.subsOnClock(clock, "active", "trialing", "past_due", "unpaid", "canceled") {
-		if pu := pendingOf(sub); pu != nil {
-			consider(billingStep{getInt(pu, "expires_at"), stepPendingExpire, id})
-		}
+	for id, at := range e.pendingExpiries(clock) {
+		consider(billingStep{at, stepPendingExpire, id})
 	}
 	return best, found
 }

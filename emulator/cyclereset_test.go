@@ -26,14 +26,6 @@ func unusedAtChange(amount int64) int64 {
 
 const monthSecondsLeft = clockFrozenAt + januarySeconds - changeAt
 
-// intervalPrice makes a recurring price of amount every interval.
-func (k *frozenClock) intervalPrice(amount int, interval string) string {
-	k.t.Helper()
-	prod := idOfResp(mustOK(k.t, k.post("/v1/products", url.Values{"name": {"p"}})))
-	return idOfResp(mustOK(k.t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
-		"unit_amount": {fmt.Sprint(amount)}, "recurring[interval]": {interval}})))
-}
-
 // subscribeCharged subscribes the clock's customer to price (charged to a card)
 // and returns the subscription and its item.
 func (k *frozenClock) subscribeCharged(price string, extra url.Values) (sub, item string) {
@@ -115,7 +107,7 @@ func TestCycleReset(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFrozenClock(t, base)
-			e := env{k: k, yearly: k.intervalPrice(12000, "year"), monthly2500: k.price(2500)}
+			e := env{k: k, yearly: k.Price(12000, "year"), monthly2500: k.price(2500)}
 			e.sub, e.item = k.subscribeCharged(k.price(tc.unit), tc.extra)
 			first := k.get("/v1/subscriptions/" + e.sub)["latest_invoice"]
 			k.advance(changeAt)
@@ -221,7 +213,7 @@ func TestCycleResetRefused(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
 	monthly := k.price(1000)
-	yearly := k.intervalPrice(12000, "year")
+	yearly := k.Price(12000, "year")
 	sub, item := k.subscribeCharged(monthly, nil)
 	trial, _ := k.subscribeCharged(monthly, url.Values{"trial_period_days": {"30"}})
 	before := k.get("/v1/subscriptions/" + sub)
@@ -344,7 +336,7 @@ func TestScheduleCycleReset(t *testing.T) {
 			pm := idOfResp(mustOK(t, k.post("/v1/payment_methods", url.Values{"type": {"card"}})))
 			mustOK(t, k.post("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {k.cus}}))
 			mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"invoice_settings[default_payment_method]": {pm}}))
-			monthly, yearly := k.price(1000), k.intervalPrice(12000, "year")
+			monthly, yearly := k.price(1000), k.Price(12000, "year")
 			sched := mustOK(t, k.post("/v1/subscription_schedules", url.Values{"customer": {k.cus}, "start_date": {"now"},
 				"phases[0][items][0][price]": {monthly}, "phases[0][end_date]": {fmt.Sprint(tc.boundary)},
 				"phases[1][items][0][price]": {yearly}, "phases[1][end_date]": {fmt.Sprint(tc.boundary + 400*daySeconds)}}))
@@ -391,7 +383,7 @@ func TestUpdateInvoiceDunned(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFrozenClock(t, base)
-			yearly := k.intervalPrice(12000, "year")
+			yearly := k.Price(12000, "year")
 			sub, item := k.subscribeCharged(k.price(1000), nil)
 			k.advance(changeAt)
 			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
@@ -499,7 +491,7 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 	f.Add([]byte{3, 1, 0, 1, 2, 2, 4, 1, 0}) // always_invoice declined, then a retry
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		k := newFrozenClock(t, base)
-		prices := []string{k.price(1000), k.price(2500), k.intervalPrice(12000, "year"), k.price(0), k.intervalPrice(300, "week")}
+		prices := []string{k.price(1000), k.price(2500), k.Price(12000, "year"), k.price(0), k.Price(300, "week")}
 		sub, item := k.subscribeCharged(prices[0], nil)
 		now := int64(clockFrozenAt)
 		behaviors := []string{"", "none", "always_invoice", "create_prorations"}
@@ -537,12 +529,12 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 				q = url.Values{"default_payment_method": {[]string{"pm_card_visa", "pm_card_chargeDeclined"}[int(a)%2]}}
 			case 4: // the clock moves on
 				now += []int64{daySeconds, 10 * daySeconds, 40 * daySeconds, 3 * daySeconds}[int(a)%4]
-				r := k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(now)}})
+				r := k.post("/v1/test_helpers/test_clocks/"+k.ID+"/advance", url.Values{"frozen_time": {fmt.Sprint(now)}})
 				if r.status >= 500 {
 					t.Fatalf("advance: %d %s", r.status, r.raw)
 				}
 				if r.status != 200 {
-					now = num(k.get("/v1/test_helpers/test_clocks/" + k.clock)["frozen_time"])
+					now = num(k.get("/v1/test_helpers/test_clocks/" + k.ID)["frozen_time"])
 				}
 			case 5:
 				path = "/v1/subscriptions/" + sub

@@ -15,7 +15,9 @@
 //     copied out as keys. Child tables (invoice lines, subscription items)
 //     also index children by parent, and tables with a customer field index
 //     records by customer (a customer's payment methods or invoices are a page
-//     of that slice, not a scan).
+//     of that slice, not a scan); invoices on a retry schedule are indexed by
+//     their subscription too, so a clock's advance finds the retries due
+//     without decoding every open invoice at each step.
 //   - objects.go: objects are built generically from the fixture of their
 //     resource plus the request params; expand[] resolves ids in any table.
 //   - kinds.go, billing.go, payments.go: per-type behaviour that matters —

@@ -1,7 +1,6 @@
 package emulator_test
 
 import (
-	"fmt"
 	"net/url"
 	"slices"
 	"testing"
@@ -34,10 +33,21 @@ func subscriptionEventsAll(evs []map[string]any, sub string) []string {
 // creation, whose renewals are charged to pm.
 func (k *frozenClock) failingSub(pm string) string {
 	k.t.Helper()
-	sub := idOfResp(mustOK(k.t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
-		"default_payment_method": {"pm_card_visa"}})))
+	sub := k.Subscribe(k.cus, k.price(1000), nil)
 	mustOK(k.t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {pm}}))
 	return sub
+}
+
+// dunnedRenewal is a clock on a new emulator whose subscription sub
+// (failingSub) failed its renewal at monthStart(1), invoice inv: the
+// clock is at the renewal.
+func dunnedRenewal(t *testing.T, pm string) (k *frozenClock, sub, inv string) {
+	t.Helper()
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k = newFrozenClock(t, base)
+	sub = k.failingSub(pm)
+	k.advance(monthStart(1))
+	return k, sub, k.cycleInvoices(sub)[0]["id"].(string)
 }
 
 // checkDunned fails unless invoice id is open with attempt_count n and its
@@ -108,12 +118,8 @@ func TestDunningEndsCanceled(t *testing.T) {
 // leaves attempt_count and next_payment_attempt alone (spec,
 // invoice.attempt_count).
 func TestDunningRecovers(t *testing.T) {
-	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newFrozenClock(t, base)
-	sub := k.failingSub("pm_card_chargeDeclined")
+	k, sub, inv := dunnedRenewal(t, "pm_card_chargeDeclined")
 	renewal := monthStart(1)
-	k.advance(renewal)
-	inv := k.cycleInvoices(sub)[0]["id"].(string)
 	k.checkDunned(inv, 1, renewal+retryGapSeconds, true)
 	if r := k.post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {"pm_card_chargeDeclined"}}); r.status != 402 {
 		t.Fatalf("manual payment with a declining card: %d %s", r.status, r.raw)
@@ -144,13 +150,9 @@ func TestDunningRecovers(t *testing.T) {
 // automatic collection of all finalized invoices for the customer"): no
 // next attempt, auto_advance false, invoice.updated, and no retry comes.
 func TestCancelStopsRetries(t *testing.T) {
-	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newFrozenClock(t, base)
-	sub := k.failingSub("pm_card_chargeDeclined")
+	k, sub, inv := dunnedRenewal(t, "pm_card_chargeDeclined")
 	renewal := monthStart(1)
-	k.advance(renewal)
-	inv := k.cycleInvoices(sub)[0]["id"].(string)
-	mustOK(t, do(t, "DELETE", base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
+	mustOK(t, do(t, "DELETE", k.base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
 	k.checkDunned(inv, 1, 0, false)
 	var updated int
 	for _, ev := range k.get("/v1/events?limit=100&type=invoice.updated")["data"].([]any) {
@@ -178,11 +180,7 @@ func TestCancelStopsRetries(t *testing.T) {
 func TestOverlappingDunning(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
-	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
-	weekly := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
-		"unit_amount": {"300"}, "recurring[interval]": {"week"}})))
-	sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {weekly},
-		"default_payment_method": {"pm_card_visa"}})))
+	sub := k.Subscribe(k.cus, k.Price(300, "week"), nil)
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
 	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
 
@@ -303,9 +301,7 @@ func TestBillingCycleAnchor(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &frozenClock{t: t, base: base}
-			k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(tc.frozen)}})))
-			k.cus = idOfResp(mustOK(t, k.post("/v1/customers", url.Values{"test_clock": {k.clock}})))
+			k := newFrozenClockAt(t, base, tc.frozen)
 			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}
 			for key, v := range tc.params {
 				p[key] = v

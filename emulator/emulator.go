@@ -75,8 +75,7 @@ type Emulator struct {
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
 	holds      map[string]int64             // uncaptured charge -> when its authorization expires (capture_before)
-	pendingDue map[string]int64             // subscription off test clocks -> when its pending update expires (pending.go)
-	nextHold   atomic.Int64                 // earliest of holds and pendingDue (MaxInt64: none); read without mu
+	nextHold   atomic.Int64                 // earliest of holds and pending updates off test clocks (pending.go) (MaxInt64: none); read without mu
 
 	idemMu   sync.Mutex
 	inflight map[string]bool // API key + idempotency key of POSTs being served
@@ -138,7 +137,7 @@ func New(opts Options) (*Emulator, error) {
 func (e *Emulator) reset() {
 	e.tables = map[string]*table{}
 	for _, k := range kinds {
-		t := newTable(k.table, k.keys)
+		t := newTable(k.table, k.keys, k.indexed...)
 		t.keyFunc = k.keyFunc
 		e.tables[k.table] = t
 	}
@@ -147,7 +146,6 @@ func (e *Emulator) reset() {
 	e.detached = map[string]bool{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
-	e.pendingDue = map[string]int64{}
 	e.nextHold.Store(math.MaxInt64)
 	e.seq = 0
 }

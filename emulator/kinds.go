@@ -22,8 +22,9 @@ type kind struct {
 	idParam string   // path parameter of the item route
 	keys    []string // fields copied into record keys (list filters)
 	keyFunc func(map[string]any) []string
-	events  string // event type prefix, "" = none
-	parent  string // field holding the parent id (child tables)
+	indexed []string // keys whose records are found by value (newTable); customer always is
+	events  string   // event type prefix, "" = none
+	parent  string   // field holding the parent id (child tables)
 	// blank lists fixture fields that are example content, not Stripe's
 	// defaults (a product's "Comfortable gray cotton t-shirt", a coupon's
 	// percent_off 25.5): a new object starts with them null, as Stripe

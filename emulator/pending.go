@@ -3,9 +3,11 @@ package emulator
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -189,9 +191,6 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if inv == nil || getStr(inv, "status") != "open" || getStr(inv, "collection_method") != "charge_automatically" {
 		// Nothing billed, or paid: the update stands (and replaced a
 		// pending one, if any).
-		if pendingOf(obj) == nil {
-			delete(e.pendingDue, sid)
-		}
 		return nil
 	}
 	if pb == "error_if_incomplete" {
@@ -253,18 +252,33 @@ func pendingExpiry(now int64, sub map[string]any) int64 {
 	return at
 }
 
-// schedulePending notes when sub's pending update expires on the
-// emulator's clock; one on a test clock expires when the clock passes it
-// (advanceBilling).
+// offClock is the _pending key of a subscription off test clocks.
+const offClock = "~"
+
+// pendingExpiries yields the subscriptions of clock (offClock: none) with
+// a pending update, and when each expires.
+func (e *Emulator) pendingExpiries(clock string) iter.Seq2[string, int64] {
+	return func(yield func(string, int64) bool) {
+		t := e.tables["subscriptions"]
+		for _, r := range t.withKey("_pending", clock) {
+			at, _ := t.keyOf(r, "_pending_at")
+			n, err := strconv.ParseInt(at, 10, 64)
+			if err == nil && !yield(r.id, n) {
+				return
+			}
+		}
+	}
+}
+
+// schedulePending makes sure the emulator looks at sub's pending update
+// when it expires on the emulator's clock (releaseDue); one on a test
+// clock expires when the clock passes it (advanceBilling).
 func (e *Emulator) schedulePending(sub map[string]any) {
 	pu := pendingOf(sub)
 	if pu == nil || getStr(sub, "test_clock") != "" {
-		delete(e.pendingDue, idOf(sub))
 		return
 	}
-	at := getInt(pu, "expires_at")
-	e.pendingDue[idOf(sub)] = at
-	if at < e.nextHold.Load() {
+	if at := getInt(pu, "expires_at"); at < e.nextHold.Load() {
 		e.nextHold.Store(at)
 	}
 }
@@ -305,7 +319,6 @@ func (e *Emulator) applyPending(c *reqCtx, inv map[string]any) {
 		sub["trial_end"] = te
 	}
 	sub["pending_update"] = nil
-	delete(e.pendingDue, sid)
 	e.save(c, kSub, sub, old, "customer.subscription.pending_update_applied")
 }
 
@@ -327,7 +340,6 @@ func (e *Emulator) discardPending(c *reqCtx, sub map[string]any, typ string) {
 	}
 	old := deepCopy(sub).(map[string]any)
 	sub["pending_update"] = nil
-	delete(e.pendingDue, idOf(sub))
 	e.save(c, kSub, sub, old, typ)
 }
 
@@ -346,21 +358,22 @@ func (e *Emulator) voidedPending(c *reqCtx, inv map[string]any) {
 // releaseDue) and returns the next expiry (MaxInt64: none). Callers hold
 // mu.
 func (e *Emulator) expirePendingDue(now int64) int64 {
-	var due []string
+	type due struct {
+		id string
+		at int64
+	}
+	var ds []due
 	next := int64(math.MaxInt64)
-	for id, at := range e.pendingDue {
+	for id, at := range e.pendingExpiries(offClock) {
 		if at <= now {
-			due = append(due, id)
+			ds = append(ds, due{id, at})
 		} else {
 			next = min(next, at)
 		}
 	}
-	slices.SortFunc(due, func(a, b string) int {
-		return cmp.Or(cmp.Compare(e.pendingDue[a], e.pendingDue[b]), strings.Compare(a, b))
-	})
-	for _, id := range due {
-		delete(e.pendingDue, id)
-		if sub := e.load(kSub, id); sub != nil {
+	slices.SortFunc(ds, func(a, b due) int { return cmp.Or(cmp.Compare(a.at, b.at), strings.Compare(a.id, b.id)) })
+	for _, d := range ds {
+		if sub := e.load(kSub, d.id); sub != nil {
 			e.discardPending(&reqCtx{now: now, live: getBool(sub, "livemode")}, sub, "customer.subscription.pending_update_expired")
 		}
 	}

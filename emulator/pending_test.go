@@ -72,7 +72,7 @@ func TestErrorIfIncompleteUpdate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFrozenClock(t, base)
-			e := env{k: k, yearly: k.intervalPrice(12000, "year"), other: k.price(2500)}
+			e := env{k: k, yearly: k.Price(12000, "year"), other: k.price(2500)}
 			price := k.price(tc.unit)
 			if tc.unit == 0 {
 				s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}}))
@@ -174,7 +174,7 @@ func TestPendingUpdateApplied(t *testing.T) {
 func TestPendingUpdateReset(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
-	yearly := k.intervalPrice(12000, "year")
+	yearly := k.Price(12000, "year")
 	sub, item := k.pendingSub()
 	r := mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][price]": {yearly},
 		"payment_behavior": {"pending_if_incomplete"}}))
@@ -326,4 +326,34 @@ func TestPendingUpdateRefusals(t *testing.T) {
 		t.Errorf("subscription items change while pending: %d %s, want 400", r.status, r.raw)
 	}
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"metadata[a]": {"b"}})) // unrelated: fine
+}
+
+// A second pending update that is refused (a price that doesn't exist)
+// leaves the first as it was: its invoice open, its pending_update kept,
+// and its expiry still due when the clock passes it. The refused request
+// voided the first invoice before it failed, and the undo log took that
+// back; the expiry is found from the restored subscription.
+func TestPendingUpdateRefusedReplacementKeepsFirst(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	sub, item := k.pendingSub()
+	first := mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
+		"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}}))
+	inv := first.body["latest_invoice"].(string)
+	before := k.stateOf(sub)
+	if r := k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][price]": {"price_missing"},
+		"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}}); r.status != 400 {
+		t.Fatalf("a replacement with a missing price: %d %s", r.status, r.raw)
+	}
+	if after := k.stateOf(sub); !slices.Equal(before, after) {
+		t.Fatalf("a refused replacement changed the state:\nbefore %v\nafter  %v", before, after)
+	}
+	if got := k.get("/v1/invoices/" + inv)["status"]; got != "open" {
+		t.Fatalf("the first pending update's invoice is %v after a refused replacement", got)
+	}
+	k.advance(changeAt + 23*3600)
+	s := k.get("/v1/subscriptions/" + sub)
+	if s["pending_update"] != nil || k.get("/v1/invoices/" + inv)["status"] != "void" {
+		t.Fatalf("the first pending update did not expire: pending_update %v, invoice %v", s["pending_update"], k.get("/v1/invoices/" + inv)["status"])
+	}
 }

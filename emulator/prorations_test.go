@@ -23,12 +23,7 @@ type wantProration struct {
 // items lists the customer's invoice items, oldest first.
 func (k *frozenClock) items() []map[string]any {
 	k.t.Helper()
-	data := k.get("/v1/invoiceitems?limit=100&customer=" + k.cus)["data"].([]any)
-	out := make([]map[string]any, 0, len(data))
-	for i := len(data) - 1; i >= 0; i-- {
-		out = append(out, data[i].(map[string]any))
-	}
-	return out
+	return oldestFirst(k.get("/v1/invoiceitems?limit=100&customer=" + k.cus)["data"].([]any))
 }
 
 // A change of a subscription's items mid-period prorates it as Stripe
@@ -148,7 +143,7 @@ func TestProrations(t *testing.T) {
 				period := ii["period"].(map[string]any)
 				if num(ii["amount"]) != w.amount || num(ii["quantity"]) != w.qty || ii["proration"] != true || ii["discountable"] != false ||
 					ii["subscription"] != e.sub || ii["subscription_item"] == nil || ii["price"].(map[string]any)["id"] != price ||
-					num(period["start"]) != from || num(period["end"]) != monthStart(1) || num(ii["date"]) != at || ii["test_clock"] != k.clock {
+					num(period["start"]) != from || num(period["end"]) != monthStart(1) || num(ii["date"]) != at || ii["test_clock"] != k.ID {
 					t.Errorf("invoice item %d: %v, want amount %d quantity %d of %s from %d", i, ii, w.amount, w.qty, price, from)
 				}
 				if (tc.name == "quantity up, default behavior" || tc.name == "always_invoice") && ii["subscription_item"] != e.item {
@@ -197,12 +192,7 @@ func (k *frozenClock) events(f func()) []map[string]any {
 		q += "&ending_before=" + before[0].(map[string]any)["id"].(string)
 	}
 	f()
-	data := k.get(q)["data"].([]any)
-	out := make([]map[string]any, 0, len(data))
-	for i := len(data) - 1; i >= 0; i-- {
-		out = append(out, data[i].(map[string]any))
-	}
-	return out
+	return oldestFirst(k.get(q)["data"].([]any))
 }
 
 // A proration_date outside the current period is refused and changes
@@ -237,7 +227,7 @@ func TestProrationsRenewal(t *testing.T) {
 	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}))
 	sub := idOfResp(s)
 	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
-	other := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(300)}, "default_payment_method": {"pm_card_visa"}})))
+	other := k.Subscribe(k.cus, k.price(300), nil)
 	otherItem := k.get("/v1/subscriptions/" + other)["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	k.advance(clockFrozenAt + 10*daySeconds + 3600)
 	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"}}))

@@ -12,29 +12,38 @@ import (
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 )
 
+// The start of the clocks of newFrozenClock, a day, and the period
+// boundaries of a monthly subscription created at the start.
 const (
-	clockFrozenAt = 1577836800 // 2020-01-01T00:00:00Z
-	daySeconds    = 86400
+	clockFrozenAt = emulatortest.ClockStart
+	daySeconds    = emulatortest.Day
 )
 
-// monthStart is the start of the month n months after clockFrozenAt: the
-// period boundaries of a monthly subscription created at clockFrozenAt.
-func monthStart(n int) int64 {
-	return time.Unix(clockFrozenAt, 0).UTC().AddDate(0, n, 0).Unix()
-}
+var monthStart = emulatortest.MonthStart
 
-// frozenClock is a test clock frozen at clockFrozenAt and a customer on it.
+// frozenClock is a test clock frozen at clockFrozenAt (by
+// newFrozenClock) and a customer on it, on the emulator at base.
 type frozenClock struct {
-	t           *testing.T
-	base, clock string
-	cus         string
+	*emulatortest.Clock
+	t    *testing.T
+	base string
+	cus  string
 }
 
 func newFrozenClock(t *testing.T, base string) *frozenClock {
 	t.Helper()
+	return newFrozenClockAt(t, base, clockFrozenAt)
+}
+
+// newFrozenClockAt is newFrozenClock with the clock frozen at frozen.
+func newFrozenClockAt(t *testing.T, base string, frozen int64) *frozenClock {
+	t.Helper()
 	k := &frozenClock{t: t, base: base}
-	k.clock = idOfResp(mustOK(t, k.post("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(clockFrozenAt)}})))
-	k.cus = idOfResp(mustOK(t, k.post("/v1/customers", url.Values{"test_clock": {k.clock}})))
+	k.Clock = emulatortest.NewClockAt(func(path string, q url.Values) string {
+		t.Helper()
+		return idOfResp(mustOK(t, k.post(path, q)))
+	}, frozen)
+	k.cus = k.Customer()
 	return k
 }
 
@@ -51,32 +60,28 @@ func (k *frozenClock) get(path string) map[string]any {
 // price makes a recurring price of amount a month.
 func (k *frozenClock) price(amount int) string {
 	k.t.Helper()
-	prod := idOfResp(mustOK(k.t, k.post("/v1/products", url.Values{"name": {"p"}})))
-	return idOfResp(mustOK(k.t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
-		"unit_amount": {fmt.Sprint(amount)}, "recurring[interval]": {"month"}})))
+	return k.Price(amount, "month")
 }
 
 // advance moves the clock to ts and returns the events it caused, oldest
 // first.
 func (k *frozenClock) advance(ts int64) []map[string]any {
 	k.t.Helper()
-	before := k.get("/v1/events?limit=1")["data"].([]any)
-	marker := ""
-	if len(before) > 0 {
-		marker = before[0].(map[string]any)["id"].(string)
-	}
-	r := mustOK(k.t, k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}}))
-	if num(r.body["frozen_time"]) != ts || r.body["status"] != "ready" {
-		k.t.Fatalf("advance to %d: %s", ts, r.raw)
-	}
-	q := "/v1/events?limit=100"
-	if marker != "" {
-		q += "&ending_before=" + marker
-	}
-	data := k.get(q)["data"].([]any)
-	if len(data) == 100 {
+	evs := k.events(func() {
+		r := mustOK(k.t, k.post("/v1/test_helpers/test_clocks/"+k.ID+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}}))
+		if num(r.body["frozen_time"]) != ts || r.body["status"] != "ready" {
+			k.t.Fatalf("advance to %d: %s", ts, r.raw)
+		}
+	})
+	if len(evs) == 100 {
 		k.t.Fatal("more than 100 events in one advance: the test would miss some")
 	}
+	return evs
+}
+
+// oldestFirst is a list's data, newest first as Stripe lists it, the
+// other way round.
+func oldestFirst(data []any) []map[string]any {
 	out := make([]map[string]any, 0, len(data))
 	for i := len(data) - 1; i >= 0; i-- {
 		out = append(out, data[i].(map[string]any))
@@ -108,10 +113,8 @@ func subscriptionEvents(evs []map[string]any, sub string) []string {
 // oldest first.
 func (k *frozenClock) cycleInvoices(sub string) []map[string]any {
 	k.t.Helper()
-	data := k.get("/v1/invoices?limit=100&subscription=" + sub)["data"].([]any)
 	var out []map[string]any
-	for i := len(data) - 1; i >= 0; i-- {
-		inv := data[i].(map[string]any)
+	for _, inv := range oldestFirst(k.get("/v1/invoices?limit=100&subscription=" + sub)["data"].([]any)) {
 		if inv["billing_reason"] == "subscription_cycle" {
 			out = append(out, inv)
 		}
@@ -218,7 +221,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 				moment := monthStart(i + 1)
 				if inv["status"] != tc.invStatus || num(inv["amount_due"]) != tc.amount || num(inv["created"]) != moment ||
 					num(inv["period_start"]) != monthStart(i) || num(inv["period_end"]) != moment ||
-					num(at(inv, "status_transitions.finalized_at")) != moment || inv["test_clock"] != k.clock {
+					num(at(inv, "status_transitions.finalized_at")) != moment || inv["test_clock"] != k.ID {
 					t.Errorf("renewal %d: status %v amount_due %v created %v period %v–%v finalized_at %v clock %v, want %s %d at %d",
 						i, inv["status"], inv["amount_due"], num(inv["created"]), num(inv["period_start"]), num(inv["period_end"]),
 						num(at(inv, "status_transitions.finalized_at")), inv["test_clock"], tc.invStatus, tc.amount, moment)
@@ -371,8 +374,7 @@ func TestCancelAt(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFrozenClock(t, base)
-			sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
-				"default_payment_method": {"pm_card_visa"}})))
+			sub := k.Subscribe(k.cus, k.price(1000), nil)
 			k.advance(clockFrozenAt + daySeconds) // the cancellation is asked for a day in
 			u := mustOK(t, k.post("/v1/subscriptions/"+sub, tc.update(k)))
 			requested := num(u.body["canceled_at"])
@@ -464,17 +466,15 @@ func TestPhaseThenRenewal(t *testing.T) {
 func TestAdvanceLimitedByShortestInterval(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
-	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
-	daily := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
-		"unit_amount": {"100"}, "recurring[interval]": {"day"}})))
-	mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}))
-	mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {daily}, "default_payment_method": {"pm_card_visa"}}))
+	daily := k.Price(100, "day")
+	k.Subscribe(k.cus, k.price(1000), nil)
+	k.Subscribe(k.cus, daily, nil)
 
-	r := k.post("/v1/test_helpers/test_clocks/"+k.clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(clockFrozenAt + 100*365*daySeconds)}})
+	r := k.post("/v1/test_helpers/test_clocks/"+k.ID+"/advance", url.Values{"frozen_time": {fmt.Sprint(clockFrozenAt + 100*365*daySeconds)}})
 	if r.status != 400 || !strings.Contains(r.raw, "frozen_time") || !strings.Contains(r.raw, fmt.Sprint(clockFrozenAt+2*daySeconds)) {
 		t.Fatalf("advance by a century: %d %s, want 400 naming frozen_time and its limit", r.status, r.raw)
 	}
-	if got := k.get("/v1/test_helpers/test_clocks/" + k.clock); num(got["frozen_time"]) != clockFrozenAt || got["status"] != "ready" {
+	if got := k.get("/v1/test_helpers/test_clocks/" + k.ID); num(got["frozen_time"]) != clockFrozenAt || got["status"] != "ready" {
 		t.Fatalf("clock after a refused advance: %v", got)
 	}
 	evs := k.advance(clockFrozenAt + 2*daySeconds)

@@ -2,6 +2,8 @@ package emulator
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -33,8 +35,11 @@ type table struct {
 	children  map[string][]*record // parent id -> children by seq ascending
 	sorted    bool                 // false while seeding appends out of order
 
-	custIdx    int                  // index of "customer" in keyFields, or -1
-	byCustomer map[string][]*record // customer -> records, sorted like ordered
+	// indexes: the key fields whose records are found by value without a
+	// scan, "customer" (where the table has it) and those newTable is
+	// given.
+	indexes    []keyIndex
+	byCustomer map[string][]*record // the customer index's map, or nil
 
 	undo *undoLog // while set, put and remove record how to take them back
 }
@@ -82,17 +87,51 @@ func (l *undoLog) rollback(keep func(*table) bool) {
 			s.t.put(&record{id: s.id, raw: s.prev.raw, keys: s.prev.keys})
 		}
 	}
+
 }
 
-func newTable(name string, keyFields []string) *table {
-	t := &table{name: name, keyFields: keyFields, byID: map[string]*record{}, children: map[string][]*record{}, sorted: true, custIdx: -1}
+// keyIndex holds a table's records by the value of one key field, each
+// value's records sorted like ordered; a record whose value is "" is in
+// none. Lists filtered by customer (a customer's payment methods,
+// invoices, charges) page a customer's slice instead of scanning the
+// table, and a clock's advance finds the invoices due a retry
+// (dunnedInvoices) without decoding every open one at each step.
+type keyIndex struct {
+	pos int // of the field in keyFields
+	by  map[string][]*record
+}
+
+// newTable makes a table whose records keep keyFields; "customer" and
+// the fields in indexed (each one of keyFields) are indexed.
+func newTable(name string, keyFields []string, indexed ...string) *table {
+	t := &table{name: name, keyFields: keyFields, byID: map[string]*record{}, children: map[string][]*record{}, sorted: true}
 	for i, f := range keyFields {
+		if f != "customer" && !slices.Contains(indexed, f) {
+			continue
+		}
+		x := keyIndex{pos: i, by: map[string][]*record{}}
 		if f == "customer" {
-			t.custIdx = i
-			t.byCustomer = map[string][]*record{}
+			t.byCustomer = x.by
+		}
+		t.indexes = append(t.indexes, x)
+	}
+	for _, f := range indexed {
+		if !slices.Contains(keyFields, f) {
+			panic(fmt.Sprintf("emulator: table %s indexes %s, which is not one of its keys", name, f))
 		}
 	}
 	return t
+}
+
+// withKey are the records whose key field is value, sorted like ordered;
+// field must be one of the table's indexed fields.
+func (t *table) withKey(field, value string) []*record {
+	for _, x := range t.indexes {
+		if t.keyFields[x.pos] == field {
+			return x.by[value]
+		}
+	}
+	panic(fmt.Sprintf("emulator: table %s has no index of %s", t.name, field))
 }
 
 func less(a, b *record) bool {
@@ -115,16 +154,21 @@ func (t *table) put(r *record) *record {
 		t.undo.steps = append(t.undo.steps, st)
 	}
 	if old, ok := t.byID[r.id]; ok {
-		prev := t.custKey(old)
+		prev := old.keys
 		old.raw, old.keys = r.raw, r.keys
-		if cur := t.custKey(old); cur != prev {
-			t.unindex(prev, old)
-			t.index(cur, old)
+		for i := range t.indexes {
+			x := &t.indexes[i]
+			if p, cur := prev[x.pos], old.keys[x.pos]; p != cur {
+				x.remove(p, old)
+				x.add(cur, old, t.sorted)
+			}
 		}
 		return old
 	}
 	t.byID[r.id] = r
-	t.index(t.custKey(r), r)
+	for i := range t.indexes {
+		t.indexes[i].add(r.keys[t.indexes[i].pos], r, t.sorted)
+	}
 	n := len(t.ordered)
 	if !t.sorted || n == 0 || less(t.ordered[n-1], r) {
 		t.ordered = append(t.ordered, r)
@@ -150,7 +194,9 @@ func (t *table) remove(id string) {
 		t.undo.steps = append(t.undo.steps, undoStep{t: t, id: id, prev: r, removed: true})
 	}
 	delete(t.byID, id)
-	t.unindex(t.custKey(r), r)
+	for i := range t.indexes {
+		t.indexes[i].remove(r.keys[t.indexes[i].pos], r)
+	}
 	if i := t.pos(r); i >= 0 {
 		t.ordered = append(t.ordered[:i], t.ordered[i+1:]...)
 	}
@@ -185,55 +231,48 @@ func (t *table) pos(r *record) int {
 	return -1
 }
 
-// custKey is the record's customer, for tables indexed by customer.
-func (t *table) custKey(r *record) string {
-	if t.custIdx < 0 || t.byCustomer == nil {
-		return ""
-	}
-	return r.keys[t.custIdx]
-}
-
-// index adds r to its customer's slice, kept sorted like ordered: lists
-// filtered by customer (a customer's payment methods, invoices, charges)
-// then page that slice instead of scanning the table.
-func (t *table) index(cust string, r *record) {
-	if cust == "" {
+// add puts r in value's slice, in order (appended while unsorted:
+// finishBulk sorts).
+func (x *keyIndex) add(value string, r *record, sorted bool) {
+	if value == "" {
 		return
 	}
-	s := t.byCustomer[cust]
-	if !t.sorted || len(s) == 0 || less(s[len(s)-1], r) {
-		t.byCustomer[cust] = append(s, r)
+	s := x.by[value]
+	if !sorted || len(s) == 0 || less(s[len(s)-1], r) {
+		x.by[value] = append(s, r)
 		return
 	}
 	i := sort.Search(len(s), func(i int) bool { return less(r, s[i]) })
 	s = append(s, nil)
 	copy(s[i+1:], s[i:])
 	s[i] = r
-	t.byCustomer[cust] = s
+	x.by[value] = s
 }
 
-func (t *table) unindex(cust string, r *record) {
-	if cust == "" {
+func (x *keyIndex) remove(value string, r *record) {
+	if value == "" {
 		return
 	}
-	s := t.byCustomer[cust]
-	for i, x := range s {
-		if x == r {
+	s := x.by[value]
+	for i, y := range s {
+		if y == r {
 			s = append(s[:i:i], s[i+1:]...)
 			break
 		}
 	}
 	if len(s) == 0 {
-		delete(t.byCustomer, cust)
+		delete(x.by, value)
 	} else {
-		t.byCustomer[cust] = s
+		x.by[value] = s
 	}
 }
 
 // finishBulk restores order after seeding appended records out of order.
 func (t *table) finishBulk() {
-	for _, s := range t.byCustomer {
-		sort.Slice(s, func(i, j int) bool { return less(s[i], s[j]) })
+	for _, x := range t.indexes {
+		for _, s := range x.by {
+			sort.Slice(s, func(i, j int) bool { return less(s[i], s[j]) })
+		}
 	}
 	sort.Slice(t.ordered, func(i, j int) bool { return less(t.ordered[i], t.ordered[j]) })
 	for _, ch := range t.children {
@@ -257,11 +296,16 @@ func (t *table) extractKeys(obj map[string]any) []string {
 	if t.keyFunc != nil {
 		return t.keyFunc(obj)
 	}
-	if len(t.keyFields) == 0 {
+	return fieldKeys(t.keyFields, obj)
+}
+
+// fieldKeys are obj's values of fields, as keys.
+func fieldKeys(fields []string, obj map[string]any) []string {
+	if len(fields) == 0 {
 		return nil
 	}
-	k := make([]string, len(t.keyFields))
-	for i, f := range t.keyFields {
+	k := make([]string, len(fields))
+	for i, f := range fields {
 		k[i] = keyString(obj[f])
 	}
 	return k

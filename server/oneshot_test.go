@@ -23,19 +23,16 @@ import (
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
-// A one-shot backfill that meets a row a user's transaction holds does
-// not end as if complete, leaving the row's old state until the next
-// serve: it retries the held objects for a bounded time, logging how many
-// it waits for and the backends holding them, and then either stores them
-// (the lock ended meanwhile) or fails with an error naming what stays
-// queued for serve, and the holding backend.
-func TestOneShotBackfillWaitsForHeldRows(t *testing.T) {
-	dbURL := pgtest.NewDB(t)
-	_, base := emulatortest.Start(t, emulator.Options{Seed: 3})
-	logs := &logtest.Buffer{}
+// oneShot runs a one-shot backfill of the customers of the Stripe at
+// base into dbURL, which must succeed, as instance. run runs it again,
+// waiting at most wait for rows users hold; pool is on dbURL, and logs
+// has what every run logged.
+func oneShot(t *testing.T, dbURL, base, instance string) (run func(wait time.Duration) error, pool *pgxpool.Pool, logs *logtest.Buffer) {
+	t.Helper()
+	logs = &logtest.Buffer{}
 	opts := Options{Config: keyCheckConfig(dbURL, base, "sk_test_oneshot"), Logger: slog.New(slog.NewTextHandler(logs, nil))}
-	opts.Instance.Instance, opts.Instance.Host = "oneshot-held", "h"
-	run := func(wait time.Duration) error {
+	opts.Instance.Instance, opts.Instance.Host = instance, "h"
+	run = func(wait time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		o := opts
@@ -45,12 +42,25 @@ func TestOneShotBackfillWaitsForHeldRows(t *testing.T) {
 	if err := run(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
+	pool, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	return run, pool, logs
+}
+
+// A one-shot backfill that meets a row a user's transaction holds does
+// not end as if complete, leaving the row's old state until the next
+// serve: it retries the held objects for a bounded time, logging how many
+// it waits for and the backends holding them, and then either stores them
+// (the lock ended meanwhile) or fails with an error naming what stays
+// queued for serve, and the holding backend.
+func TestOneShotBackfillWaitsForHeldRows(t *testing.T) {
+	dbURL := pgtest.NewDB(t)
+	_, base := emulatortest.Start(t, emulator.Options{Seed: 3})
+	run, pool, logs := oneShot(t, dbURL, base, "oneshot-held")
+	ctx := context.Background()
 	var id string
 	if err := pool.QueryRow(ctx, `SELECT id FROM stripe.customers ORDER BY id LIMIT 1`).Scan(&id); err != nil {
 		t.Fatal(err)
@@ -162,25 +172,8 @@ func TestOneShotBackfillNamesStripeFailuresApart(t *testing.T) {
 		e.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	logs := &logtest.Buffer{}
-	opts := Options{Config: keyCheckConfig(dbURL, srv.URL, "sk_test_oneshot"), Logger: slog.New(slog.NewTextHandler(logs, nil))}
-	opts.Instance.Instance, opts.Instance.Host = "oneshot-outage", "h"
-	run := func(wait time.Duration) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		o := opts
-		o.HeldWait = wait
-		return Backfill(ctx, o, []string{"customers"}, true)
-	}
-	if err := run(time.Second); err != nil {
-		t.Fatal(err)
-	}
+	run, pool, _ := oneShot(t, dbURL, srv.URL, "oneshot-outage")
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	var held, free string
 	if err := pool.QueryRow(ctx, `SELECT min(id), max(id) FROM stripe.customers`).Scan(&held, &free); err != nil {
 		t.Fatal(err)
@@ -195,7 +188,7 @@ func TestOneShotBackfillNamesStripeFailuresApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, pid := pgtest.HoldRows(t, dbURL, "customers", held)
-	err = run(3 * time.Second)
+	err := run(3 * time.Second)
 	var he *HeldError
 	if !errors.As(err, &he) {
 		t.Fatalf("backfill: %v, want a HeldError", err)

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +48,18 @@ func staleCopy(t *testing.T, v *env, held, doomed []string) {
 UPDATE stripe.customers SET _as_of = _as_of - interval '1 minute'`); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// seededEnv is an env whose emulator seed (Emulator.Seed or
+// SeedCustomers) gave n customers, and their ids, newest first: the first
+// page of a customers backfill lists them first.
+func seededEnv(t *testing.T, seed func(*emulator.Emulator, int, string) error, n int) (*env, []string) {
+	t.Helper()
+	v := setup(t, emulator.Options{})
+	if err := seed(v.e, n, "uniform"); err != nil {
+		t.Fatal(err)
+	}
+	return v, newestCustomers(t, v, n)
 }
 
 // newestCustomers are the n newest customers' ids (the first page
@@ -131,6 +142,18 @@ func convergeWithLoop(t *testing.T, v *env, what string, cond func() bool) {
 	}
 }
 
+// drainHeld re-fetches only the held entries, as a one-shot backfill
+// drains them (the events loop would mark the table live before its
+// backfill ends), and fails unless it leaves none.
+func drainHeld(t *testing.T, v *env) {
+	t.Helper()
+	left, err := events.DrainHeld(context.Background(), events.Config{Pool: v.pool, Client: v.client(t, 1000),
+		PollInterval: 50 * time.Millisecond}, 20*time.Second)
+	if err != nil || len(left) > 0 {
+		t.Fatalf("draining the held entries: %v, left %v", err, left)
+	}
+}
+
 // runBounded runs a backfill that must not wait for the user's
 // lock: it gets far longer than it needs, but not for ever.
 func runBounded(t *testing.T, cfg backfill.Config) {
@@ -151,11 +174,7 @@ func runBounded(t *testing.T, cfg backfill.Config) {
 // which, once the lock is released, stores the first as Stripe has it
 // and removes (and tombstones) the second.
 func TestBackfillDoesNotWaitForHeldRow(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.SeedCustomers(8, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	ids := newestCustomers(t, v, 8)
+	v, ids := seededEnv(t, (*emulator.Emulator).SeedCustomers, 8)
 	held, doomed := ids[3], ids[5]
 	staleCopy(t, v, []string{held}, []string{doomed})
 	tx, _ := pgtest.HoldRows(t, v.db, "customers", held, doomed)
@@ -205,11 +224,8 @@ func TestBackfillDoesNotWaitForHeldRow(t *testing.T) {
 // across the kill, the sweep leaves them (held or not), and the events
 // loop stores Stripe's state once the users' transactions end.
 func TestBackfillHeldRowSurvivesKill(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.Seed(150, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	held := newestCustomers(t, v, 3) // on the first page
+	v, ids := seededEnv(t, (*emulator.Emulator).Seed, 150)
+	held := ids[:3] // on the first page
 	staleCopy(t, v, held, nil)
 	// One is released after the kill: the resumed run's sweep finds its
 	// stale row unheld, and must still leave it to the re-fetch (a
@@ -217,24 +233,8 @@ func TestBackfillHeldRowSurvivesKill(t *testing.T) {
 	released, _ := pgtest.HoldRows(t, v.db, "customers", held[0])
 	tx, _ := pgtest.HoldRows(t, v.db, "customers", held[1:]...)
 
-	// Bounded: a first page waiting for the lock would never be killed.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var lists atomic.Int64
-	v.rec.hooks(nil, func(r *http.Request) (int, string) {
-		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
-			cancel()
-			return 503, `{"error":{"type":"api_error","message":"killed"}}`
-		}
-		return 0, ""
-	})
 	restart := time.Now() // as a re-backfill: the resumed run resumes, it does not start over
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
-		MaxWorkers: 1, RestartCompletedBefore: restart})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
-	v.rec.hooks(nil, nil)
+	killAtSecondCustomersPage(t, v, backfill.Config{Objects: []string{"customers"}, RestartCompletedBefore: restart})
 	want := slices.Sorted(slices.Values(held))
 	if got := queuedFor(t, v, "customers", "locked"); !slices.Equal(got, want) {
 		t.Fatalf("after the kill, queued for re-fetch (locked): %v, want %v", got, want)
@@ -285,11 +285,7 @@ func refuseRetrieve(v *env, ids ...string) {
 // applied (row removed, tombstoned). Before, the entries were dropped and
 // both changes lost.
 func TestHeldEventStateWrittenWhenRefetchRefused(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.SeedCustomers(3, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	ids := newestCustomers(t, v, 3)
+	v, ids := seededEnv(t, (*emulator.Emulator).SeedCustomers, 3)
 	upd, del := ids[0], ids[1]
 	ctx := context.Background()
 	c := v.client(t, 1000)
@@ -342,30 +338,13 @@ func TestHeldEventStateWrittenWhenRefetchRefused(t *testing.T) {
 // page saw. Before, the refused entry was dropped and the sweep deleted
 // (and tombstoned) a live customer.
 func TestSweepKeepsHeldRowWhoseRefetchWasRefused(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.Seed(150, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	held := newestCustomers(t, v, 1)[0] // on the first page
+	v, ids := seededEnv(t, (*emulator.Emulator).Seed, 150)
+	held := ids[0] // on the first page
 	staleCopy(t, v, []string{held}, nil)
 	tx, _ := pgtest.HoldRows(t, v.db, "customers", held)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var lists atomic.Int64
-	v.rec.hooks(nil, func(r *http.Request) (int, string) {
-		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
-			cancel()
-			return 503, `{"error":{"type":"api_error","message":"killed"}}`
-		}
-		return 0, ""
-	})
 	restart := time.Now()
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
-		MaxWorkers: 1, RestartCompletedBefore: restart})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
+	killAtSecondCustomersPage(t, v, backfill.Config{Objects: []string{"customers"}, RestartCompletedBefore: restart})
 	if got := queuedFor(t, v, "customers", "locked"); !slices.Equal(got, []string{held}) {
 		t.Fatalf("after the kill, queued for re-fetch (locked): %v, want [%s]", got, held)
 	}
@@ -373,13 +352,7 @@ func TestSweepKeepsHeldRowWhoseRefetchWasRefused(t *testing.T) {
 	if err := tx.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// Only the held entries, as a one-shot backfill drains them (the
-	// events loop would mark the table live before its backfill ends).
-	left, err := events.DrainHeld(context.Background(), events.Config{Pool: v.pool, Client: v.client(t, 1000),
-		PollInterval: 50 * time.Millisecond}, 20*time.Second)
-	if err != nil || len(left) > 0 {
-		t.Fatalf("draining the held entries: %v, left %v", err, left)
-	}
+	drainHeld(t, v)
 	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
 		RestartCompletedBefore: restart})
 	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, held); got != "after-"+held+"@example.com" {
@@ -396,11 +369,8 @@ func TestSweepKeepsHeldRowWhoseRefetchWasRefused(t *testing.T) {
 // with its re-fetch: refused for good once the row is free, the row is
 // removed as the sweep would have removed it.
 func TestSweptHeldRowRemovedWhenRefetchRefused(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	if err := v.e.SeedCustomers(4, "uniform"); err != nil {
-		t.Fatal(err)
-	}
-	doomed := newestCustomers(t, v, 4)[2]
+	v, ids := seededEnv(t, (*emulator.Emulator).SeedCustomers, 4)
+	doomed := ids[2]
 	staleCopy(t, v, nil, []string{doomed})
 	tx, _ := pgtest.HoldRows(t, v.db, "customers", doomed)
 	runBounded(t, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"customers"},
@@ -412,11 +382,7 @@ func TestSweptHeldRowRemovedWhenRefetchRefused(t *testing.T) {
 	if err := tx.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	left, err := events.DrainHeld(context.Background(), events.Config{Pool: v.pool, Client: v.client(t, 1000),
-		PollInterval: 50 * time.Millisecond}, 20*time.Second)
-	if err != nil || len(left) > 0 {
-		t.Fatalf("draining the held entries: %v, left %v", err, left)
-	}
+	drainHeld(t, v)
 	if v.queryText(t, `SELECT id FROM stripe.customers WHERE id = $1`, doomed) != "" {
 		t.Errorf("customer %s, on no list of the completed backfill, is still stored after a refused re-fetch", doomed)
 	}

@@ -208,15 +208,26 @@ WHERE kind = 'backfill_started' ORDER BY id DESC LIMIT 1`).Scan(&raw); err != ni
 
 // killedAfterFirstCustomersPage seeds 150 customers and runs a backfill of
 // objects that stops as a kill would once its first page of customers
-// committed: the second page is requested only after the first one
-// committed (successors are queued after the commit).
+// committed (killAtSecondCustomersPage).
 func killedAfterFirstCustomersPage(t *testing.T, objects ...string) *env {
 	t.Helper()
 	v := setup(t, emulator.Options{})
 	if err := v.e.Seed(150, "uniform"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	killAtSecondCustomersPage(t, v, backfill.Config{Objects: objects})
+	return v
+}
+
+// killAtSecondCustomersPage runs cfg's backfill on v's pool with one
+// worker and stops it as a kill would once its first page of customers
+// committed: the second page is requested only after the first one
+// committed (successors are queued after the commit). Bounded: a first
+// page that waited for a lock would never be killed.
+func killAtSecondCustomersPage(t *testing.T, v *env, cfg backfill.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var lists atomic.Int64
 	v.rec.hooks(nil, func(r *http.Request) (int, string) {
 		if r.URL.Path == "/v1/customers" && lists.Add(1) == 2 {
@@ -225,10 +236,9 @@ func killedAfterFirstCustomersPage(t *testing.T, objects ...string) *env {
 		}
 		return 0, ""
 	})
-	err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: objects, MaxWorkers: 1})
-	if !errors.Is(err, context.Canceled) {
+	cfg.Pool, cfg.Client, cfg.MaxWorkers = v.pool, v.client(t, 1000), 1
+	if err := backfill.Run(ctx, cfg); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v, want context.Canceled", err)
 	}
 	v.rec.hooks(nil, nil)
-	return v
 }

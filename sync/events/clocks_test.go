@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/workload"
@@ -69,11 +70,10 @@ func TestRebackfillKeepsTestClockObjects(t *testing.T) {
 // that makes a customer on it, with a subscription, and returns its id.
 func (v *env) clockCustomers(t *testing.T) func() string {
 	t.Helper()
-	prod := v.post(t, "/v1/products", url.Values{"name": {"p"}})
-	price := v.post(t, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"700"}, "recurring[interval]": {"month"}})
-	clock := v.post(t, "/v1/test_helpers/test_clocks", url.Values{"frozen_time": {"1577836800"}})
+	k := emulatortest.NewClock(func(path string, q url.Values) string { t.Helper(); return v.post(t, path, q) })
+	price := k.Price(700, "month")
 	return func() string {
-		cus := v.post(t, "/v1/customers", url.Values{"test_clock": {clock}})
+		cus := k.Customer()
 		v.post(t, "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "payment_behavior": {"default_incomplete"}})
 		return cus
 	}
@@ -86,29 +86,19 @@ func (v *env) clockCustomers(t *testing.T) func() string {
 // invoices, their lines, payment intents and charges are there.
 func TestClockRenewals(t *testing.T) {
 	v, call := opsEnv(t)
-	const frozen = 1577836800 // 2020-01-01
-	const day = 86400
-	month := func(n int) int64 { return time.Unix(frozen, 0).UTC().AddDate(0, n, 0).Unix() }
-	prod := call("/v1/products", url.Values{"name": {"Plan"}})
-	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
-	sub := func(extra url.Values) string {
-		q := url.Values{"customer": {call("/v1/customers", url.Values{"test_clock": {clock}})}, "items[0][price]": {price}}
-		for k, x := range extra {
-			q[k] = x
-		}
-		return call("/v1/subscriptions", q)
-	}
-	renewing := sub(url.Values{"default_payment_method": {"pm_card_visa"}, "items[0][quantity]": {"2"}})
-	trial := sub(url.Values{"default_payment_method": {"pm_card_visa"}, "trial_period_days": {"10"}})
-	ending := sub(url.Values{"default_payment_method": {"pm_card_visa"}})
+	k := emulatortest.NewClock(call)
+	price := k.Price(700, "month")
+	renewing := k.Subscribe(k.Customer(), price, url.Values{"items[0][quantity]": {"2"}})
+	trial := k.Subscribe(k.Customer(), price, url.Values{"trial_period_days": {"10"}})
+	ending := k.Subscribe(k.Customer(), price, nil)
 	call("/v1/subscriptions/"+ending, url.Values{"cancel_at_period_end": {"true"}})
-	declining := sub(url.Values{"default_payment_method": {"pm_card_visa"}})
+	declining := k.Subscribe(k.Customer(), price, nil)
 	call("/v1/subscriptions/"+declining, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
-	sent := sub(url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"5"}})
+	sent := call("/v1/subscriptions", url.Values{"customer": {k.Customer()}, "items[0][price]": {price},
+		"collection_method": {"send_invoice"}, "days_until_due": {"5"}})
 	v.converge(t, 10*time.Second)
 
-	advance := v.clockAdvancer(t, call, clock)
+	advance := v.clockAdvancer(t, k)
 	// The trial ends (day 10), the first renewals (month 1) and the
 	// cancellation at the period end.
 	advance(month(1) + day)
@@ -153,17 +143,8 @@ func TestClockRenewals(t *testing.T) {
 func TestClockProrations(t *testing.T) {
 	v, call := opsEnv(t)
 	ctx := context.Background()
-	const frozen = 1577836800 // 2020-01-01
-	const day = 86400
-	month := func(n int) int64 { return time.Unix(frozen, 0).UTC().AddDate(0, n, 0).Unix() }
-	prod := call("/v1/products", url.Values{"name": {"Plan"}})
-	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
-	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
-	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
-	v.converge(t, 10*time.Second)
-	item := v.onlyItem(t, sub)
-	advance := v.clockAdvancer(t, call, clock)
+	k, cus, sub, item := v.clockSubscription(t, call, 700, nil)
+	advance := v.clockAdvancer(t, k)
 	v.waitUpcomingTotal(t, cus, 700)
 
 	// 21 of January's 31 days left: -700×21/31 and 3×700×21/31, rounded.
@@ -209,21 +190,17 @@ func TestClockProrations(t *testing.T) {
 func TestClockDunning(t *testing.T) {
 	v, call := opsEnv(t)
 	ctx := context.Background()
-	const frozen = 1577836800 // 2020-01-01
-	const day = 86400
 	const gap = 14 * day / 8 // between two retries (emulator doc.go)
-	renewal := time.Unix(frozen, 0).UTC().AddDate(0, 1, 0).Unix()
-	prod := call("/v1/products", url.Values{"name": {"Plan"}})
-	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
+	renewal := month(1)
+	k := emulatortest.NewClock(call)
+	price := k.Price(700, "month")
 	failing := func() string {
-		cus := call("/v1/customers", url.Values{"test_clock": {clock}})
-		sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
+		sub := k.Subscribe(k.Customer(), price, nil)
 		call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeCustomerFail"}})
 		return sub
 	}
 	lapsing, recovering := failing(), failing()
-	advance := v.clockAdvancer(t, call, clock)
+	advance := v.clockAdvancer(t, k)
 	advance(renewal)
 	call("/v1/subscriptions/"+recovering, url.Values{"default_payment_method": {"pm_card_visa"}})
 	advance(renewal + 3*gap)
@@ -271,19 +248,11 @@ func TestClockDunning(t *testing.T) {
 func TestClockIntervalUpgrade(t *testing.T) {
 	v, call := opsEnv(t)
 	ctx := context.Background()
-	const frozen = 1577836800 // 2020-01-01
-	const day = 86400
 	at := int64(frozen + 10*day)
 	yearEnd := time.Unix(at, 0).UTC().AddDate(1, 0, 0)
-	prod := call("/v1/products", url.Values{"name": {"Plan"}})
-	monthly := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-	yearly := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"7000"}, "currency": {"usd"}, "recurring[interval]": {"year"}})
-	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
-	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
-	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {monthly}, "default_payment_method": {"pm_card_visa"}})
-	v.converge(t, 10*time.Second)
-	item := v.onlyItem(t, sub)
-	advance := v.clockAdvancer(t, call, clock)
+	k, cus, sub, item := v.clockSubscription(t, call, 700, nil)
+	yearly := k.Price(7000, "year")
+	advance := v.clockAdvancer(t, k)
 	advance(at)
 
 	call("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][price]": {yearly}})
@@ -314,7 +283,7 @@ func TestClockIntervalUpgrade(t *testing.T) {
 
 	// Past January's end: the old cycle would have renewed, the new one
 	// does not.
-	advance(time.Unix(frozen, 0).UTC().AddDate(0, 1, 0).Unix() + day)
+	advance(month(1) + day)
 	var cycles int
 	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'`, sub).Scan(&cycles); err != nil || cycles != 0 {
 		t.Errorf("%d renewal invoices stored (err %v), want none before %v", cycles, err, yearEnd)
@@ -322,12 +291,36 @@ func TestClockIntervalUpgrade(t *testing.T) {
 	v.waitUpcomingTotal(t, cus, 7000)
 }
 
-// clockAdvancer returns a function that advances clock to a time and
+// The start of the clocks of emulatortest.NewClock, a day, and the
+// period boundaries of a monthly subscription created at the start.
+const (
+	frozen = emulatortest.ClockStart
+	day    = emulatortest.Day
+)
+
+var month = emulatortest.MonthStart
+
+// clockSubscription makes a test clock (through call, opsEnv's) with a
+// customer subscribed to a monthly price of amount, charged to a card
+// that pays, with extra's params besides; once every stripe.* table
+// equals the emulator it returns them and the subscription's item, as
+// stored.
+func (v *env) clockSubscription(t *testing.T, call func(string, url.Values) string, amount int, extra url.Values) (k *emulatortest.Clock, cus, sub, item string) {
+	t.Helper()
+	k = emulatortest.NewClock(call)
+	price := k.Price(amount, "month")
+	cus = k.Customer()
+	sub = k.Subscribe(cus, price, extra)
+	v.converge(t, 10*time.Second)
+	return k, cus, sub, v.onlyItem(t, sub)
+}
+
+// clockAdvancer returns a function that advances clock k to a time and
 // waits until every stripe.* table equals the emulator.
-func (v *env) clockAdvancer(t *testing.T, call func(string, url.Values) string, clock string) func(int64) {
+func (v *env) clockAdvancer(t *testing.T, k *emulatortest.Clock) func(int64) {
 	return func(ts int64) {
 		t.Helper()
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(ts)}})
+		k.Advance(ts)
 		v.converge(t, 10*time.Second)
 	}
 }
@@ -353,17 +346,10 @@ func (v *env) onlyItem(t *testing.T, sub string) string {
 // again). After each step every stripe.* table equals the emulator.
 func TestClockPendingUpdate(t *testing.T) {
 	v, call := opsEnv(t)
-	const frozen = 1577836800 // 2020-01-01
-	const day = 86400
-	prod := call("/v1/products", url.Values{"name": {"Plan"}})
-	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"700"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
-	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
-	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}})
+	k, _, sub, item := v.clockSubscription(t, call, 700, nil)
 	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
 	v.converge(t, 10*time.Second)
-	item := v.onlyItem(t, sub)
-	advance := v.clockAdvancer(t, call, clock)
+	advance := v.clockAdvancer(t, k)
 	at := int64(frozen + 10*day)
 	advance(at)
 

@@ -2,7 +2,6 @@ package events_test
 
 import (
 	"context"
-	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -111,18 +110,8 @@ func (v *env) waitUpcomingTotal(t *testing.T, cus string, want int64) {
 func TestDowngradeCreditBalance(t *testing.T) {
 	v, call := opsEnv(t)
 	ctx := context.Background()
-	const frozen = 1577836800 // 2020-01-01
-	const day = 86400
-	month := func(n int) int64 { return time.Unix(frozen, 0).UTC().AddDate(0, n, 0).Unix() }
-	prod := call("/v1/products", url.Values{"name": {"Plan"}})
-	price := call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"1000"}, "currency": {"usd"}, "recurring[interval]": {"month"}})
-	clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
-	cus := call("/v1/customers", url.Values{"test_clock": {clock}})
-	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "items[0][quantity]": {"3"},
-		"default_payment_method": {"pm_card_visa"}})
-	v.converge(t, 10*time.Second)
-	item := v.onlyItem(t, sub)
-	advance := v.clockAdvancer(t, call, clock)
+	k, cus, sub, item := v.clockSubscription(t, call, 1000, url.Values{"items[0][quantity]": {"3"}})
+	advance := v.clockAdvancer(t, k)
 	balance := func(want int64) {
 		t.Helper()
 		var got int64

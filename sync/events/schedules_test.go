@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 )
 
 // TestScheduleFollowsPhases: the subscription changes a schedule
@@ -15,8 +17,6 @@ import (
 // and deleted with no event of their own) and the schedules.
 func TestScheduleFollowsPhases(t *testing.T) {
 	v, call := opsEnv(t)
-	const frozen = 1577836800
-	const day = 86400
 	prod := call("/v1/products", url.Values{"name": {"Plan"}})
 	price := func(amount int) string {
 		return call("/v1/prices", url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(amount)}, "currency": {"usd"}, "recurring[interval]": {"month"}})
@@ -36,16 +36,14 @@ func TestScheduleFollowsPhases(t *testing.T) {
 
 	// Schedules on a test clock moved through their phases.
 	for _, end := range []string{"cancel", "release"} {
-		clock := call("/v1/test_helpers/test_clocks", url.Values{"frozen_time": {fmt.Sprint(frozen)}})
-		cc := call("/v1/customers", url.Values{"test_clock": {clock}})
-		call("/v1/subscription_schedules", url.Values{"customer": {cc}, "start_date": {"now"}, "end_behavior": {end},
+		k := emulatortest.NewClock(call)
+		call("/v1/subscription_schedules", url.Values{"customer": {k.Customer()}, "start_date": {"now"}, "end_behavior": {end},
 			"phases[0][items][0][price]": {p1}, "phases[0][end_date]": {fmt.Sprint(frozen + 10*day)},
 			"phases[1][items][0][price]": {p2}, "phases[1][items][1][price]": {p3}, "phases[1][end_date]": {fmt.Sprint(frozen + 20*day)}})
 		v.converge(t, 10*time.Second)
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(frozen + 15*day)}})
-		v.converge(t, 10*time.Second)
-		call("/v1/test_helpers/test_clocks/"+clock+"/advance", url.Values{"frozen_time": {fmt.Sprint(frozen + 25*day)}})
-		v.converge(t, 10*time.Second)
+		advance := v.clockAdvancer(t, k)
+		advance(frozen + 15*day)
+		advance(frozen + 25*day)
 	}
 	// p3 only ever reaches a subscription through a phase change.
 	var n int
