@@ -28,8 +28,10 @@
 // failure shows (upstream dies just after it) is followed by upstream's own
 // FATAL, if it sent one, or the proxy's 08006; not the proxy's when it has
 // read the client's Terminate (sent in the same write as the request, say,
-// so that upstream's end stops the session before it gets to it): like
-// Postgres after a Terminate, the proxy sends nothing more of its own.
+// so that upstream's end stops the session before it gets to it, also
+// while the requests before it wait on upstream) or the end of the
+// client's input: like Postgres after a Terminate, the proxy sends nothing
+// more of its own.
 //
 // An interceptor marks statements whose changes outlive a rollback
 // (Call.Lasting). In a pipeline outside a transaction block (several

@@ -903,6 +903,10 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 	case <-ic.ready:
 	case <-s.done:
 		return false, net.ErrClosed
+	case <-s.lost:
+		// Upstream died before it answered the barrier (see
+		// stopClientLoop).
+		return false, &upstreamError{errUpstreamLost}
 	}
 	if ic.skipped {
 		return false, nil

@@ -129,8 +129,9 @@ const maxIdleEntries = 1024
 const maxInFlight = 16384
 
 // waitRoom blocks while the queue is full, until half of it is answered or
-// done is closed. Upstream must have been sent every queued request.
-func (q *replyQueue) waitRoom(done <-chan struct{}) {
+// done or lost is closed. Upstream must have been sent every queued
+// request.
+func (q *replyQueue) waitRoom(done, lost <-chan struct{}) {
 	q.mu.Lock()
 	if len(q.entries)-q.head < maxInFlight {
 		q.full.Store(false)
@@ -145,6 +146,7 @@ func (q *replyQueue) waitRoom(done <-chan struct{}) {
 	select {
 	case <-q.room:
 	case <-done:
+	case <-lost:
 	}
 }
 

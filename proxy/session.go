@@ -109,12 +109,18 @@ type session struct {
 	draining   atomic.Bool
 	// terminated: the client ended its session: it sent Terminate (which
 	// the client loop met, or which was in the client's bytes the proxy
-	// had read when upstream's end stopped it, see terminateBuffered), or
-	// closed its side.
+	// had read when upstream's end stopped it, see terminateBuffered and
+	// stopClientLoop), or closed its side.
 	terminated atomic.Bool
 	closeOnce  sync.Once
 	done       chan struct{}
 	closeErr   atomic.Pointer[pgproto3.ErrorResponse]
+	// lost is closed by the server loop when upstream's loss is to end the
+	// session with the proxy's FATAL, to stop the client loop wherever it
+	// waits; clientStopped is closed when the client loop has returned.
+	// See stopClientLoop. Both are made by run (nil: the loops run without
+	// it, and their ends are ordered by the caller).
+	lost, clientStopped chan struct{}
 }
 
 // stmtInfo is what the proxy knows about a prepared statement.
@@ -195,6 +201,7 @@ func (s *session) run() {
 		s.closeWithError(errAdminShutdown)
 		return
 	}
+	s.lost, s.clientStopped = make(chan struct{}), make(chan struct{})
 	serverDone := make(chan struct{})
 	go func() {
 		defer close(serverDone)
@@ -218,6 +225,10 @@ func (s *session) flushUpstream() error {
 // (interception.goneErr). endFromClient must not take it for the client's
 // own end (an EOF from upstream reads as the client closing its side).
 type upstreamError struct{ err error }
+
+// errUpstreamLost ends a wait of the client loop that upstream's loss
+// made endless (see stopClientLoop).
+var errUpstreamLost = errors.New("upstream connection lost")
 
 func (e *upstreamError) Error() string { return e.err.Error() }
 func (e *upstreamError) Unwrap() error { return e.err }
@@ -332,6 +343,11 @@ func (s *session) endFromClient(err error) {
 		s.close()
 		return
 	default:
+	}
+	if s.upstreamLost() {
+		// The server loop stopped this loop (stopClientLoop) and ends the
+		// session itself, with or without its FATAL.
+		return
 	}
 	var ue *upstreamError
 	if errors.As(err, &ue) {
@@ -534,6 +550,14 @@ func (s *session) endFromServer(err error) {
 		return
 	default:
 	}
+	if !s.terminated.Load() && !s.sawFatal {
+		s.stopClientLoop()
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+	}
 	if s.terminated.Load() {
 		// Postgres sends nothing once it has read a Terminate
 		// (PostgresMain: whereToSendOutput = DestNone, then exit), and
@@ -550,6 +574,70 @@ func (s *session) endFromServer(err error) {
 		s.closeWithError(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres"))
 	}
 	s.close()
+}
+
+// stopClientLoop stops the client loop where it is and waits until it
+// has returned, before the server loop ends the session for upstream's
+// loss: whether the proxy has read the client's Terminate is then settled
+// (terminated), and decides the FATAL. Upstream is gone, so the client
+// loop has nothing left to do: lost ends its waits (an interception's
+// barrier, a full queue), a deadline in the past its reads of the client
+// and its writes to upstream (which would otherwise wait for a peer that
+// vanished without a word). On its way out it looks for a whole Terminate
+// among the bytes it has read and not yet handled (see clientLoop).
+//
+// Why no interleaving sends the FATAL after a Terminate the proxy has
+// read: the client loop is the only reader of the client. Either it met
+// the Terminate itself, or the Terminate sits in its buffer, behind
+// requests it would handle without reading the client again, when it
+// returns; either way it sets terminated before it closes clientStopped,
+// and the server loop reads terminated only after that close. Nothing is
+// read from the client after the client loop has returned.
+//
+// Why a Terminate not read by then still gets the FATAL: so it does from
+// Postgres. PostgresMain stops sending (whereToSendOutput = DestNone)
+// only when it handles 'X' (or EOF); a backend ended before that, by
+// pg_terminate_backend or a shutdown (ProcessInterrupts: ereport(FATAL,
+// 57P01)) or by the postmaster's death while it waits on the client
+// (secure_read), sends its FATAL, even with the Terminate already in its
+// receive buffer behind the requests it was running. Upstream's own FATAL
+// reaches the client that way, through the server loop (sawFatal: no
+// 08006 then, and no need to stop anything). The 08006 stands for a death
+// without a word (a crash, a lost network), after which Postgres sends
+// nothing at all: it tells a client that still uses the session why the
+// session ended. A client whose Terminate the proxy holds has ended the
+// session itself, and gets what a crashed Postgres gives, the close alone:
+// for a Terminate in its buffer the proxy follows a crashed Postgres, not
+// one ended by an ereport(FATAL), which would have sent its own.
+func (s *session) stopClientLoop() {
+	if s.lost == nil {
+		return // not run by run: the caller has seen the client loop return
+	}
+	close(s.lost)
+	s.connMu.Lock()
+	client := s.client
+	s.connMu.Unlock()
+	s.upstream.SetWriteDeadline(aLongTimeAgo)
+	client.SetReadDeadline(aLongTimeAgo)
+	select {
+	case <-s.clientStopped:
+	case <-s.done:
+	}
+}
+
+// aLongTimeAgo is a deadline that has passed: it ends a blocked read or
+// write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// upstreamLost reports whether the server loop has begun to end the
+// session for upstream's loss (see stopClientLoop).
+func (s *session) upstreamLost() bool {
+	select {
+	case <-s.lost:
+		return true
+	default:
+		return false
+	}
 }
 
 // protocolError is a client message the proxy cannot accept.
@@ -574,10 +662,20 @@ func (s *session) clientLoop() (err error) {
 		// A type assertion, not errors.As: upstreamError is returned
 		// unwrapped, and errors.As here costs an allocation per message
 		// (TestHotPathAllocs).
-		if _, ok := err.(*upstreamError); ok && s.terminateBuffered() {
+		_, upstreamErr := err.(*upstreamError)
+		if (upstreamErr || s.upstreamLost()) && s.terminateBuffered() {
 			// Upstream's end stopped the loop before a Terminate the
 			// client had sent: the session ends as the client asked.
 			s.terminated.Store(true)
+		} else if !upstreamErr && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The client's end of input, which Postgres takes as a
+			// Terminate (PostgresMain: EOF falls through to 'X'); set here
+			// as well as in endFromClient, so that it is settled when
+			// stopClientLoop returns.
+			s.terminated.Store(true)
+		}
+		if s.clientStopped != nil {
+			close(s.clientStopped)
 		}
 	}()
 	for {
@@ -758,7 +856,7 @@ func (s *session) clientLoop() (err error) {
 			if err := s.flushUpstream(); err != nil {
 				return err
 			}
-			s.q.waitRoom(s.done)
+			s.q.waitRoom(s.done, s.lost)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -653,4 +654,214 @@ func cat(bs ...[]byte) []byte {
 		out = append(out, b...)
 	}
 	return out
+}
+
+// TestTerminateBehindBarrier: upstream dies while the client loop
+// waits, in front of a Terminate the proxy has read, for a reply that
+// never comes: the barrier of an intercepted write sent behind a query
+// upstream dies at (simple or extended protocol), or room in a full
+// pipeline (maxInFlight requests unanswered). As after a Terminate the
+// client loop got to, the client gets nothing of the proxy's own, only the
+// close. Without the Terminate the proxy's FATAL 08006 comes as before,
+// also when the client loop waits on the client (idle); upstream's own
+// FATAL comes either way. Before, the server loop sent the 08006 whenever
+// the client loop still waited in front of the Terminate.
+func TestTerminateBehindBarrier(t *testing.T) {
+	const lost = "FATAL 08006 pgstripe proxy: lost connection to upstream Postgres"
+	const admin = "FATAL 57P01 terminating connection due to administrator command"
+	cases := []struct {
+		name      string
+		run       func(t *testing.T, mode crashMode, terminate bool) []string
+		terminate bool
+		want      []string // when upstream dies without a word
+	}{
+		{"barrier/simple", barrierCase(true, true, false), true, []string{"EOF"}},
+		{"barrier/simple", barrierCase(true, true, false), false, []string{lost, "EOF"}},
+		{"barrier/extended", barrierCase(false, true, false), true, []string{"EOF"}},
+		{"barrier/extended", barrierCase(false, true, false), false, []string{lost, "EOF"}},
+		{"full pipeline", fullQueueCase, true, []string{"EOF"}},
+		{"full pipeline", fullQueueCase, false, []string{lost, "EOF"}},
+		{"idle", barrierCase(true, false, false), false, []string{lost, "EOF"}},
+		// The client loop's wait on the client ends with a deadline,
+		// which must leave a TLS connection able to send the FATAL.
+		{"tls/barrier", barrierCase(true, true, true), true, []string{"EOF"}},
+		{"tls/barrier", barrierCase(true, true, true), false, []string{lost, "EOF"}},
+		{"tls/idle", barrierCase(true, false, true), false, []string{lost, "EOF"}},
+	}
+	for _, c := range cases {
+		for _, mode := range []crashMode{crashEOF, crashReset, crashFatal} {
+			t.Run(fmt.Sprintf("%s/terminate=%v/%v", c.name, c.terminate, mode), func(t *testing.T) {
+				want := c.want
+				if mode == crashFatal {
+					// Postgres sends its FATAL before it has read the
+					// Terminate; the proxy passes it on, and adds none.
+					want = []string{admin, "EOF"}
+				}
+				wantLines(t, c.run(t, mode, c.terminate), want...)
+			})
+		}
+	}
+}
+
+// noInterceptor fails the test if an interception runs: none of these
+// barriers is ever answered.
+func noInterceptor(t *testing.T) Interceptor {
+	return InterceptorFunc(func(context.Context, *Call) error {
+		t.Error("the interceptor ran")
+		return nil
+	})
+}
+
+// barrierCase sends, in one write, a pass-through query that upstream dies
+// at, then (with write) an intercepted write, then (with terminate) a
+// Terminate. Without the write the client loop waits on the client.
+// With overTLS the client speaks TLS.
+func barrierCase(simple, write, overTLS bool) func(t *testing.T, mode crashMode, terminate bool) []string {
+	return func(t *testing.T, mode crashMode, terminate bool) []string {
+		h := wrappedHarness(t, overTLS)
+		up := startFakeUpstream(t, h.up, mode, func(m pgproto3.FrontendMessage) bool {
+			q, ok := m.(*pgproto3.Query)
+			return ok && q.String == "SELECT 1"
+		})
+		h.start(t, endAsRun)
+		msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1"}}
+		if write {
+			msgs = append(msgs, writeRequest(simple)...)
+		}
+		if terminate {
+			msgs = append(msgs, &pgproto3.Terminate{})
+		}
+		h.send(t, msgs...)
+		got := h.readToEnd(t)
+		<-up.dead
+		return got
+	}
+}
+
+// fullQueueCase fills the pipeline: maxInFlight Syncs that upstream reads
+// and never answers, the last one sent with the Terminate, so that the
+// client loop waits for room with the Terminate in its buffer; upstream
+// dies once it has read them all.
+func fullQueueCase(t *testing.T, mode crashMode, terminate bool) []string {
+	h := wrappedHarness(t, false)
+	up := &fakeUpstream{conn: h.up, mode: mode, dead: make(chan struct{})}
+	readFirst := make(chan struct{})
+	go func() {
+		be := pgproto3.NewBackend(h.up, h.up)
+		for n := 0; ; {
+			msg, err := be.Receive()
+			if err != nil {
+				t.Errorf("fake upstream: %v", err)
+				up.crash()
+				return
+			}
+			if _, ok := msg.(*pgproto3.Sync); !ok {
+				t.Errorf("fake upstream: unexpected %T", msg)
+				continue
+			}
+			switch n++; n {
+			case maxInFlight - 1:
+				close(readFirst)
+			case maxInFlight:
+				up.crash()
+				return
+			}
+		}
+	}()
+	h.start(t, endAsRun)
+	first := make([]pgproto3.FrontendMessage, maxInFlight-1)
+	for i := range first {
+		first[i] = &pgproto3.Sync{}
+	}
+	h.send(t, first...)
+	// The client loop has forwarded them all, one short of a full queue,
+	// and waits on the client: the last Sync and the Terminate arrive
+	// together, so that it reads the Terminate before the queue is full.
+	select {
+	case <-readFirst:
+	case <-up.dead:
+		t.Fatal("the fake upstream died before it read the pipeline")
+	}
+	last := []pgproto3.FrontendMessage{&pgproto3.Sync{}}
+	if terminate {
+		last = append(last, &pgproto3.Terminate{})
+	}
+	h.send(t, last...)
+	got := h.readToEnd(t)
+	<-up.dead
+	return got
+}
+
+// TestClientEndThenUpstreamCrash: the client sends a query and
+// closes its sending side (which Postgres takes as a Terminate), and
+// upstream dies at the query without a word. The client loop has read the
+// end of input, so the client gets no FATAL of the proxy's, whichever
+// session end runs first; upstream's own FATAL it gets. Before, the
+// proxy's 08006 came when the server loop's end ran before the client
+// loop's (endFromClient noted the end only then). Only orders in which
+// both loops have returned: as run, the server loop may stop the client
+// loop before it reads the end (not read, so the FATAL), which no signal
+// orders.
+func TestClientEndThenUpstreamCrash(t *testing.T) {
+	for _, mode := range []crashMode{crashEOF, crashReset, crashFatal} {
+		for _, order := range []endOrder{endClientFirst, endServerFirst} {
+			t.Run(fmt.Sprintf("%v/%v", mode, order), func(t *testing.T) {
+				h := wrappedHarness(t, false)
+				up := startFakeUpstream(t, h.up, mode, func(m pgproto3.FrontendMessage) bool {
+					_, ok := m.(*pgproto3.Query)
+					return ok
+				})
+				h.start(t, order)
+				h.send(t, &pgproto3.Query{String: "SELECT 1"})
+				if err := h.client.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				got := h.readToEnd(t)
+				<-up.dead
+				want := []string{"EOF"}
+				if mode == crashFatal {
+					want = []string{"FATAL 57P01 terminating connection due to administrator command", "EOF"}
+				}
+				wantLines(t, got, want...)
+			})
+		}
+	}
+}
+
+// wrappedHarness is a session harness whose sockets are wrapped as
+// serveConn and connectUpstream wrap them (raw system calls, except under
+// the race detector: withRawIO), where a deadline must end a blocked read
+// or write as well; with overTLS the client speaks TLS, which the proxy
+// terminates.
+func wrappedHarness(t *testing.T, overTLS bool) *sessionHarness {
+	h := newSessionHarness(t, noInterceptor(t))
+	s := h.s
+	s.uw.setConn(withRawIO(s.upstream))
+	s.ur = newMsgReader(s.uw.conn)
+	if overTLS {
+		clientTLS(t, h)
+		return h
+	}
+	s.cw.setConn(withRawIO(s.client))
+	s.cr = newMsgReader(s.cw.conn)
+	s.cr.limit = clientLimit
+	return h
+}
+
+// clientTLS makes the harness's client connection speak TLS.
+func clientTLS(t *testing.T, h *sessionHarness) {
+	server := tls.Server(h.s.client, selfSignedTLS(t))
+	client := tls.Client(h.client, &tls.Config{InsecureSkipVerify: true})
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	h.s.setClient(server)
+	h.s.cr = newMsgReader(server)
+	h.s.cr.limit = clientLimit
+	h.fe = pgproto3.NewFrontend(client, client)
 }
