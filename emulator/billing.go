@@ -2467,10 +2467,12 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 	// Paying the first invoice of an incomplete subscription activates it,
 	// and so does paying the latest invoice of a past_due one, which was
 	// past_due only because that payment "is required but cannot be paid"
-	// (spec, subscription.status).
+	// (spec, subscription.status). A pending update's invoice, voided when
+	// the update expired, stays the latest (pending.go): then paying the
+	// last invoice still due a retry is what settles the subscription.
 	if sid := getStr(inv, "subscription"); sid != "" {
 		if sub := e.load(kSub, sid); sub != nil && (getStr(sub, "status") == "incomplete" ||
-			getStr(sub, "status") == "past_due" && getStr(sub, "latest_invoice") == idOf(inv)) {
+			getStr(sub, "status") == "past_due" && (getStr(sub, "latest_invoice") == idOf(inv) || e.onlyVoidAfter(sub))) {
 			so := deepCopy(sub).(map[string]any)
 			sub["status"] = "active"
 			e.save(c, kSub, sub, so, "customer.subscription.updated")
@@ -2478,6 +2480,18 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 		e.applyPending(c, inv)
 	}
 	return inv
+}
+
+// onlyVoidAfter says whether past_due sub's latest invoice is void and
+// none of its invoices is left on the retry schedule.
+func (e *Emulator) onlyVoidAfter(sub map[string]any) bool {
+	if latest := e.load(kInvoice, getStr(sub, "latest_invoice")); latest == nil || getStr(latest, "status") != "void" {
+		return false
+	}
+	for range e.dunnedInvoices(idOf(sub)) {
+		return false
+	}
+	return true
 }
 
 func invoiceAction(act string) handlerFunc {

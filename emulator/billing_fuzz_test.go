@@ -160,6 +160,8 @@ func (r *billingChecker) items(sub string) []string {
 
 var prorationBehaviors = []string{"create_prorations", "always_invoice", "none"}
 
+var updatePaymentBehaviors = []string{"", "error_if_incomplete", "pending_if_incomplete", "default_incomplete"}
+
 // step is one operation: op says what, a and b how and on what.
 func (r *billingChecker) step(op, a, b byte) {
 	// op's high bits: 0x30 picks among every subscription, not only the
@@ -186,6 +188,10 @@ func (r *billingChecker) step(op, a, b byte) {
 		}
 	}
 	pb := "&proration_behavior=" + prorationBehaviors[int(a>>4)%3]
+	// a's bits 2-3: the payment_behavior of an update (ops 1 to 3 and 15).
+	if p := updatePaymentBehaviors[int(a>>2)%4]; p != "" {
+		pb += "&payment_behavior=" + p
+	}
 	switch op % 16 {
 	case 0: // a subscription
 		body := fmt.Sprintf("customer=%s&items[0][price]=%s&items[0][quantity]=%d", r.cus[int(a)%len(r.cus)], r.prices[int(b)%len(r.prices)], 1+int(b/8)%3)
@@ -233,7 +239,7 @@ func (r *billingChecker) step(op, a, b byte) {
 		r.doMaybeMixed(r.mixesWith(sub, "", price), "POST", "/v1/subscription_items", fmt.Sprintf("subscription=%s&price=%s", sub, price)+pb)
 	case 4: // an item removed
 		if a&1 != 0 {
-			r.do("DELETE", "/v1/subscription_items/"+pick(r.items(sub), b), pb[1:])
+			r.do("DELETE", "/v1/subscription_items/"+pick(r.items(sub), b), "proration_behavior="+prorationBehaviors[int(a>>4)%3])
 		} else {
 			r.do("POST", "/v1/subscriptions/"+sub, "items[0][id]="+pick(r.items(sub), b)+"&items[0][deleted]=true"+pb)
 		}
@@ -424,6 +430,9 @@ func (r *billingChecker) nextDue() (int64, bool) {
 		consider(getInt(s, "current_period_end"))
 		consider(getInt(s, "cancel_at"))
 		consider(getInt(s, "trial_end") - trialWarning)
+		if pu := pendingOf(s); pu != nil {
+			consider(getInt(pu, "expires_at"))
+		}
 	}
 	for _, inv := range r.objects("invoices") {
 		consider(getInt(inv, "next_payment_attempt"))
@@ -670,6 +679,29 @@ func (r *billingChecker) checkSubscriptions() {
 		if start >= end {
 			r.fatalf("subscription %s (%s): period %d to %d", id, st, start, end)
 		}
+		// The items it embeds are its stored items (a change taken back,
+		// or left pending, takes back both).
+		embedded, stored := []any{}, []any{}
+		if items, _ := s["items"].(map[string]any); items != nil {
+			embedded, _ = items["data"].([]any)
+		}
+		for i, rec := range r.e.tables["subscription_items"].children[id] {
+			if i < 10 {
+				stored = append(stored, r.decode("subscription_items", rec))
+			}
+		}
+		if !reflect.DeepEqual(normalize(embedded), normalize(stored)) {
+			r.fatalf("subscription %s embeds items\n %v\nits stored items are\n %v", id, embedded, stored)
+		}
+		// A pending update waits for its invoice until it expires (on
+		// a subscription canceled meanwhile, its invoice may be paid
+		// without applying it: applyPending).
+		if pu := pendingOf(s); pu != nil {
+			inv := r.get("invoices", getStr(s, "latest_invoice"))
+			if exp := getInt(pu, "expires_at"); exp <= r.now || st != "canceled" && !payable(inv) || getStr(s, "collection_method") != "charge_automatically" {
+				r.fatalf("subscription %s (%s): pending update expiring at %d (clock at %d), latest invoice %s %s", id, st, exp, r.now, idOf(inv), getStr(inv, "status"))
+			}
+		}
 		switch st {
 		case "active", "trialing", "past_due", "unpaid":
 			if end <= r.now && len(r.items(id)) > 0 {
@@ -820,7 +852,9 @@ func (r *billingChecker) checkPeriodMove(id string, prev, cur map[string]any) {
 // quarterly and free prices, with trials, coupons of each duration,
 // cards that pay or fail, send_invoice, default_incomplete and
 // error_if_incomplete; price and quantity changes with each
-// proration_behavior and billing_cycle_anchor now/unchanged; items added
+// proration_behavior, payment_behavior (error_if_incomplete,
+// pending_if_incomplete, default_incomplete) and billing_cycle_anchor
+// now/unchanged; items added
 // and removed; pending invoice items; balance adjustments; invoices paid,
 // voided, marked uncollectible, one-off invoices; cancels now and at the
 // period's end; the payment method changed; the clock advanced by spans or
@@ -840,7 +874,9 @@ func (r *billingChecker) checkPeriodMove(id string, prev, cur map[string]any) {
 //     nothing else is scheduled; an open invoice of a canceled
 //     subscription is no longer collected;
 //   - a subscription's period is non-empty, and a live one's is ahead of
-//     the clock (renewals, cancel_at, expiry not missed); statuses move
+//     the clock (renewals, cancel_at, expiry not missed); it embeds its
+//     stored items; a pending update has not passed its expires_at and
+//     waits for an open or uncollectible latest invoice; statuses move
 //     along Stripe's graph, canceled and incomplete_expired final;
 //     periods renew from the previous end on the anchor's cycle or reset
 //     at the anchor;
@@ -857,17 +893,19 @@ func FuzzBilling(f *testing.F) {
 		f.Fatal(err)
 	}
 	for _, s := range [][]byte{
-		{0, 0, 0, 0, 0, 11, 0, 7},                           // monthly, paid, renews
-		{1, 1, 0, 0x40, 0, 11, 1, 0, 11, 1, 0, 11, 1, 0},    // failing card, dunned to the end
-		{2, 0, 0, 2, 2, 1, 0x10, 1, 11, 1, 0},               // trial, price change
-		{0, 1, 6, 0, 200, 0, 0x08, 0, 5, 2, 50, 11, 0, 7},   // balance credit, once coupon, pending item
-		{3, 0, 0, 0, 1, 1, 1, 2, 4, 0, 0, 11, 0, 4},         // reset to yearly, remove
-		{0, 0, 0, 0, 0x20, 9, 0, 0, 8, 0, 0, 6, 2, 90},      // default_incomplete, cancel, void
-		{1, 1, 0, 0x81, 0xa3, 9, 1, 0, 12, 1, 0, 12, 3, 0},  // send_invoice, cancel at period end
-		{2, 0, 0, 0x60, 0, 7, 2, 0, 11, 0, 2, 10, 1, 0},     // default card failing, pay with one
-		{0, 1, 0, 1, 4, 1, 0x11, 0, 15, 1, 0, 14, 1, 1},     // free to paid, reset, one-off invoice
-		{3, 1, 5, 1, 100, 0, 0x19, 3, 2, 0x20, 2, 11, 1, 0}, // quarterly, repeating coupon, quantity
-		{0, 0, 0, 0x80, 2, 0, 0, 0, 3, 0, 2, 3, 0, 1},       // yearly with monthly refused; monthly, yearly added refused, monthly added
+		{0, 0, 0, 0, 0, 11, 0, 7},                                 // monthly, paid, renews
+		{1, 1, 0, 0x40, 0, 11, 1, 0, 11, 1, 0, 11, 1, 0},          // failing card, dunned to the end
+		{2, 0, 0, 2, 2, 1, 0x10, 1, 11, 1, 0},                     // trial, price change
+		{0, 1, 6, 0, 200, 0, 0x08, 0, 5, 2, 50, 11, 0, 7},         // balance credit, once coupon, pending item
+		{3, 0, 0, 0, 1, 1, 1, 2, 4, 0, 0, 11, 0, 4},               // reset to yearly, remove
+		{0, 0, 0, 0, 0x20, 9, 0, 0, 8, 0, 0, 6, 2, 90},            // default_incomplete, cancel, void
+		{1, 1, 0, 0x81, 0xa3, 9, 1, 0, 12, 1, 0, 12, 3, 0},        // send_invoice, cancel at period end
+		{2, 0, 0, 0x60, 0, 7, 2, 0, 11, 0, 2, 10, 1, 0},           // default card failing, pay with one
+		{0, 1, 0, 1, 4, 1, 0x11, 0, 15, 1, 0, 14, 1, 1},           // free to paid, reset, one-off invoice
+		{3, 1, 5, 1, 100, 0, 0x19, 3, 2, 0x20, 2, 11, 1, 0},       // quarterly, repeating coupon, quantity
+		{0, 0, 0, 0, 0, 10, 2, 0, 13, 1, 1, 11, 0, 0, 1, 0x08, 2}, // card failing, once coupon, reset to yearly left pending
+		{0, 0, 0, 0, 0, 10, 2, 0, 2, 0x14, 2, 11, 1, 0},           // card failing, always_invoice quantity taken back, clock on
+		{0, 0, 0, 0x80, 2, 0, 0, 0, 3, 0, 2, 3, 0, 1},             // yearly with monthly refused; monthly, yearly added refused, monthly added
 	} {
 		f.Add(s)
 	}

@@ -464,12 +464,14 @@ func TestOnceCouponEndsWithAlwaysInvoice(t *testing.T) {
 // FuzzSubscriptionUpdates drives one subscription on a test clock
 // through random updates — price swaps between monthly, yearly, weekly
 // and free prices (by either endpoint), quantities, proration_behavior,
-// proration_date, billing_cycle_anchor, coupons of every duration, a
-// declining card — and clock advances, and checks after each step: no
+// payment_behavior, proration_date, billing_cycle_anchor, coupons of
+// every duration, a declining card — and clock advances, and checks
+// after each step: no
 // 5xx; a refused request changes neither the subscription nor any
 // invoice item; an active or past_due subscription's period holds the
 // clock's time; active means its latest invoice is paid and past_due
-// that it is open; every invoice's total is its subtotal less its
+// that it is open (left pending, an update's invoice is open, and
+// void once discarded); every invoice's total is its subtotal less its
 // discount.
 //
 // Each step is three bytes: what, a variant, and another.
@@ -488,7 +490,9 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 	f.Add([]byte{3, 1, 0, 0, 2, 1, 4, 2, 0, 4, 2, 0})
 	f.Add([]byte{5, 1, 0, 2, 0, 0, 1, 2, 2, 6, 3, 1})
 	f.Add([]byte{0, 3, 0, 0, 0, 1, 7, 2, 0, 5, 3, 2})
-	f.Add([]byte{3, 1, 0, 1, 2, 2, 4, 1, 0}) // always_invoice declined, then a retry
+	f.Add([]byte{3, 1, 0, 1, 2, 2, 4, 1, 0})                         // always_invoice declined, then a retry
+	f.Add([]byte{3, 1, 0, 1, 2, 0x22, 4, 0, 0})                      // left pending, then expired
+	f.Add([]byte{3, 1, 0, 0, 2, 0x12, 3, 0, 0, 1, 2, 0x22, 4, 0, 0}) // taken back, then pending with a good card
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		k := newFrozenClock(t, base)
 		prices := []string{k.price(1000), k.price(2500), k.Price(12000, "year"), k.price(0), k.Price(300, "week")}
@@ -502,6 +506,10 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 			q := url.Values{}
 			if bh := behaviors[int(b)%len(behaviors)]; bh != "" {
 				q.Set("proration_behavior", bh)
+			}
+			// b's bits 4-5: the update's payment_behavior.
+			if pb := []string{"", "error_if_incomplete", "pending_if_incomplete", "default_incomplete"}[int(b>>4)%4]; pb != "" {
+				q.Set("payment_behavior", pb)
 			}
 			switch op {
 			case 0, 7: // a price swap, on either endpoint
@@ -576,7 +584,15 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 					t.Fatalf("step %d: %s subscription's period %d..%d doesn't hold the clock's %d", i/3, st, start, end, now)
 				}
 				inv, _ := s["latest_invoice"].(map[string]any)
-				if want := map[any]string{"active": "paid", "past_due": "open"}[st]; inv["status"] != want {
+				want := map[any]string{"active": "paid", "past_due": "open"}[st]
+				if s["pending_update"] != nil {
+					// Left pending, the update's invoice is open whatever
+					// the status it keeps.
+					want = "open"
+				}
+				// A pending update discarded voids its invoice, which
+				// stays the latest.
+				if inv["status"] != want && !(inv["status"] == "void" && inv["billing_reason"] == "subscription_update") {
 					t.Fatalf("step %d: %s subscription's latest invoice %v is %v (%v), want %s", i/3, st, inv["id"], inv["status"], inv["billing_reason"], want)
 				}
 			}

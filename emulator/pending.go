@@ -200,9 +200,15 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	// pending_if_incomplete: the items go back as they were and the
 	// subscription keeps its cycle and status; what the update would set
 	// waits in pending_update, the invoice (and what it billed) stays.
+	// So do the invoice's events, but not those of the subscription sent
+	// while it was stored with the update applied (billUpdateNow: the
+	// once coupon the invoice used up): they would show the update
+	// applied. The request's own event below carries what changed.
 	after := e.subItems(sid)
 	e.endUndo()
-	l.rollback(func(t *table) bool { return t.name == "subscription_items" })
+	l.rollback(func(s undoStep) bool {
+		return s.t.name == "subscription_items" || s.t.name == "events" && s.prev == nil && e.eventOf(s.t.byID[s.id], sid)
+	})
 	var changed []any
 	for _, it := range after {
 		if prev := e.load(kSubItem, idOf(it)); prev == nil || !reflect.DeepEqual(normalize(prev), normalize(it)) {
@@ -234,6 +240,20 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	obj["latest_invoice"], obj["discount"], obj["pending_update"] = latest, discount, pu
 	e.schedulePending(obj)
 	return nil
+}
+
+// eventOf says whether r, a stored event, is one of object id.
+func (e *Emulator) eventOf(r *record, id string) bool {
+	if r == nil {
+		return false
+	}
+	ev, err := decodeObject(r.raw)
+	if err != nil {
+		return false
+	}
+	data, _ := ev["data"].(map[string]any)
+	obj, _ := data["object"].(map[string]any)
+	return idOf(obj) == id
 }
 
 // pendingExpiry is when a pending update made at now of sub expires: "the

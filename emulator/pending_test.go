@@ -357,3 +357,38 @@ func TestPendingUpdateRefusedReplacementKeepsFirst(t *testing.T) {
 		t.Fatalf("the first pending update did not expire: pending_update %v, invoice %v", s["pending_update"], k.get("/v1/invoices/" + inv)["status"])
 	}
 }
+
+// A past_due subscription whose failed renewal is paid by a retry becomes
+// active again, also when a pending update's invoice, voided as the
+// update expired, is its latest invoice meanwhile.
+func TestPastDueSettledAfterPendingUpdateExpired(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	sub, item := k.pendingSub()
+	s := k.get("/v1/subscriptions/" + sub)
+	renewal := num(s["current_period_end"])
+	k.advance(renewal + 3600)
+	s = k.get("/v1/subscriptions/" + sub)
+	renewalInv := s["latest_invoice"].(string)
+	if s["status"] != "past_due" {
+		t.Fatalf("after a declined renewal: %v", s["status"])
+	}
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"2"},
+		"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}}))
+	k.advance(renewal + 3600 + 23*3600)
+	if s = k.get("/v1/subscriptions/" + sub); s["pending_update"] != nil || s["latest_invoice"] == renewalInv {
+		t.Fatalf("the pending update did not expire: %v, latest %v", s["pending_update"], s["latest_invoice"])
+	}
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+	next := num(k.get("/v1/invoices/" + renewalInv)["next_payment_attempt"])
+	if next == 0 {
+		t.Fatal("the declined renewal has no next attempt")
+	}
+	k.advance(next)
+	if got := k.get("/v1/invoices/" + renewalInv)["status"]; got != "paid" {
+		t.Fatalf("the renewal's retry with a good card left it %v", got)
+	}
+	if got := k.get("/v1/subscriptions/" + sub)["status"]; got != "active" {
+		t.Fatalf("the subscription is %v after its only unpaid invoice was paid", got)
+	}
+}

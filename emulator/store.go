@@ -67,12 +67,12 @@ type undoStep struct {
 	removed bool
 }
 
-// rollback takes back the steps of the tables keep says (nil: all),
-// newest first. The tables must no longer record (their undo is nil).
-func (l *undoLog) rollback(keep func(*table) bool) {
+// rollback takes back the steps keep says (nil: all), newest first. The
+// tables must no longer record (their undo is nil).
+func (l *undoLog) rollback(keep func(undoStep) bool) {
 	for i := len(l.steps) - 1; i >= 0; i-- {
 		s := l.steps[i]
-		if keep != nil && !keep(s.t) {
+		if keep != nil && !keep(s) {
 			continue
 		}
 		switch {
