@@ -3,6 +3,7 @@ package emulator
 import (
 	"cmp"
 	"fmt"
+	"math/big"
 	"reflect"
 	"sort"
 	"strconv"
@@ -195,9 +196,15 @@ func init() {
 	kPrice.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		// Before setProduct, which may create the product inline: a
 		// refused price creates nothing.
+		if ae := exclusiveAmount(c.params, "unit_amount", "unit_amount_decimal", ""); ae != nil {
+			return ae
+		}
 		if getInt(obj, "unit_amount") < 0 {
 			// "A positive integer in cents (or 0 for a free price)".
 			return invalid("", "unit_amount", "This value must be greater than or equal to 0.")
+		}
+		if u := unitOf(obj, "unit_amount", "unit_amount_decimal"); u != nil && u.Sign() < 0 {
+			return invalid("", "unit_amount_decimal", "This value must be greater than or equal to 0.")
 		}
 		if ae := e.setProduct(c, obj); ae != nil {
 			return ae
@@ -233,8 +240,14 @@ func init() {
 
 	// plans
 	kPlan.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
+		if ae := exclusiveAmount(c.params, "amount", "amount_decimal", ""); ae != nil {
+			return ae
+		}
 		if getInt(obj, "amount") < 0 { // before the inline product, as for prices
 			return invalid("", "amount", "This value must be greater than or equal to 0.")
+		}
+		if u := unitOf(obj, "amount", "amount_decimal"); u != nil && u.Sign() < 0 {
+			return invalid("", "amount_decimal", "This value must be greater than or equal to 0.")
 		}
 		if ae := e.setProduct(c, obj); ae != nil {
 			return ae
@@ -540,12 +553,26 @@ func init() {
 		if ae := e.setTaxRates(obj, "tax_rates", c.params, "tax_rates"); ae != nil {
 			return ae
 		}
+		if ae := exclusiveAmount(c.params, "unit_amount", "unit_amount_decimal", ""); ae != nil {
+			return ae
+		}
+		// applyParams left the param's field new and its twin old.
+		unit := unitOf(old, "unit_amount", "unit_amount_decimal")
+		_, newUnit := c.params["unit_amount"]
+		if newUnit {
+			unit = unitOf(obj, "unit_amount", "")
+		} else if d, _ := c.params["unit_amount_decimal"].(string); d != "" {
+			unit, newUnit = unitOf(obj, "", "unit_amount_decimal"), true
+		}
+		if unit == nil {
+			unit = new(big.Rat)
+		}
+		if newUnit {
+			setUnit(obj, "unit_amount", "unit_amount_decimal", unit)
+		}
 		if _, ok := c.params["amount"]; !ok {
-			if _, q := c.params["quantity"]; q {
-				obj["amount"] = getInt(obj, "unit_amount") * getInt(obj, "quantity")
-			} else if _, u := c.params["unit_amount"]; u {
-				obj["unit_amount_decimal"] = fmt.Sprint(getInt(obj, "unit_amount"))
-				obj["amount"] = getInt(obj, "unit_amount") * getInt(obj, "quantity")
+			if _, q := c.params["quantity"]; q || newUnit {
+				obj["amount"] = lineAmount(unit, getInt(obj, "quantity"))
 			}
 		}
 		if io == nil {
@@ -560,7 +587,7 @@ func init() {
 			line["amount"], line["amount_excluding_tax"] = obj["amount"], obj["amount"]
 			line["quantity"], line["description"] = obj["quantity"], obj["description"]
 			line["discountable"] = obj["discountable"] != false
-			line["unit_amount_excluding_tax"] = fmt.Sprint(getInt(obj, "unit_amount"))
+			line["unit_amount_excluding_tax"] = itemUnitString(obj)
 			line["tax_rates"] = orEmpty(obj["tax_rates"])
 			e.store(kLine, line)
 			break
@@ -602,16 +629,16 @@ func strOr(v any, d string) string {
 	return d
 }
 
+// fillAmountDecimal sets the integer field and its decimal twin from
+// whichever the request gave (a price's unit_amount or
+// unit_amount_decimal, a plan's amount or amount_decimal): "12.50" is
+// kept as 12.5 with no integer, "1500" or 1500 as both.
 func fillAmountDecimal(obj map[string]any, intField, decField string) {
-	if obj[intField] == nil {
-		if d, ok := obj[decField].(string); ok && d != "" {
-			if n, ok := toInt(strings.Split(d, ".")[0]); ok {
-				obj[intField] = n
-			}
-		}
+	if _, ok := toInt(obj[intField]); ok {
+		obj[decField] = nil // the integer wins: unitOf reads the decimal first
 	}
-	if n, ok := toInt(obj[intField]); ok {
-		obj[decField] = fmt.Sprint(n)
+	if u := unitOf(obj, intField, decField); u != nil {
+		setUnit(obj, intField, decField, u)
 	} else {
 		obj[intField], obj[decField] = nil, nil
 	}
@@ -1543,7 +1570,7 @@ func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any)
 	if getStr(sub, "status") != "trialing" {
 		for _, it := range items {
 			price, _ := it["price"].(map[string]any)
-			lines = append(lines, map[string]any{"amount": intOr(price["unit_amount"], 0) * intOr(it["quantity"], 1),
+			lines = append(lines, map[string]any{"amount": lineAmount(priceUnit(price), intOr(it["quantity"], 1)),
 				"currency": price["currency"], "price": price, "discountable": true})
 		}
 	}
@@ -1630,7 +1657,7 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 		it, _ := decodeObject(r.raw)
 		price, _ := it["price"].(map[string]any)
 		qty := intOr(it["quantity"], 1)
-		amt := intOr(price["unit_amount"], 0) * qty
+		amt := lineAmount(priceUnit(price), qty)
 		if trial {
 			amt = 0
 		}
@@ -1643,7 +1670,7 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 		line["price"] = price
 		line["quantity"] = qty
 		line["amount"], line["amount_excluding_tax"] = amt, amt
-		line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(price["unit_amount"], 0))
+		line["unit_amount_excluding_tax"] = formatDecimal(priceUnit(price))
 		line["currency"] = price["currency"]
 		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
 		line["period"] = map[string]any{"start": sub["current_period_start"], "end": sub["current_period_end"]}
@@ -2037,6 +2064,9 @@ func updateLine(e *Emulator, c *reqCtx) (any, *apiError) {
 		}
 		line["price"] = price
 	} else if pd, ok := c.params["price_data"].(map[string]any); ok {
+		if ae := exclusiveAmount(pd, "unit_amount", "unit_amount_decimal", "price_data"); ae != nil {
+			return nil, ae
+		}
 		price = e.newObject(kPrice, c.now, c.live)
 		e.applyParams("price", price, pd, "product")
 		prod, _ := pd["product"].(string)
@@ -2049,24 +2079,24 @@ func updateLine(e *Emulator, c *reqCtx) (any, *apiError) {
 		line["price"] = price
 	}
 	qty := intOr(line["quantity"], 1)
-	unit := intOr(price["unit_amount"], 0)
+	unit := priceUnit(price)
 	if a, ok := toInt(c.params["amount"]); ok {
 		line["amount"] = a
 		if qty > 0 {
-			unit = a / qty
+			unit = new(big.Rat).SetInt64(a / qty)
 		}
 	} else if _, ok := c.params["quantity"]; ok || c.params["price"] != nil || c.params["price_data"] != nil {
-		line["amount"] = unit * qty
+		line["amount"] = lineAmount(unit, qty)
 	}
 	line["amount_excluding_tax"] = line["amount"]
-	line["unit_amount_excluding_tax"] = fmt.Sprint(unit)
+	line["unit_amount_excluding_tax"] = formatDecimal(unit)
 	e.store(kLine, line)
 	// The invoice item behind the line follows it (Stripe: such updates
 	// "propagate to the invoice item as well"). Stripe has no
 	// invoiceitem.updated event.
 	if ii := e.load(kInvoiceItem, getStr(line, "invoice_item")); ii != nil {
-		ii["amount"], ii["quantity"], ii["unit_amount"] = line["amount"], line["quantity"], unit
-		ii["unit_amount_decimal"] = fmt.Sprint(unit)
+		ii["amount"], ii["quantity"] = line["amount"], line["quantity"]
+		setUnit(ii, "unit_amount", "unit_amount_decimal", unit)
 		ii["description"], ii["discountable"], ii["period"] = line["description"], line["discountable"], line["period"]
 		ii["price"], ii["tax_rates"] = line["price"], line["tax_rates"]
 		e.store(kInvoiceItem, ii)
@@ -2090,7 +2120,7 @@ func (e *Emulator) addItemLine(c *reqCtx, inv, ii map[string]any) {
 	line["price"] = ii["price"]
 	line["quantity"] = ii["quantity"]
 	line["amount"], line["amount_excluding_tax"] = ii["amount"], ii["amount"]
-	line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(ii["unit_amount"], 0))
+	line["unit_amount_excluding_tax"] = itemUnitString(ii)
 	line["currency"] = ii["currency"]
 	line["description"] = ii["description"]
 	line["period"] = ii["period"]
@@ -2655,14 +2685,14 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 		it, _ := decodeObject(r.raw)
 		price, _ := it["price"].(map[string]any)
 		qty := intOr(it["quantity"], 1)
-		amt := intOr(price["unit_amount"], 0) * qty
+		amt := lineAmount(priceUnit(price), qty)
 		line := e.api.fixture("line_item")
 		line["id"] = "il_tmp_" + r.id[3:]
 		line["invoice"] = nil
 		line["livemode"] = sub["livemode"]
 		line["type"], line["subscription"], line["subscription_item"], line["invoice_item"] = "subscription", idOf(sub), r.id, nil
 		line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = price, qty, amt, amt
-		line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(price["unit_amount"], 0))
+		line["unit_amount_excluding_tax"] = formatDecimal(priceUnit(price))
 		line["currency"] = price["currency"]
 		line["description"] = fmt.Sprintf("%d × %s", qty, getStr(price, "product"))
 		line["period"] = map[string]any{"start": start, "end": cycleEnd(start, anchorOf(sub), price)}
@@ -2685,7 +2715,7 @@ func (e *Emulator) upcoming(now int64, cus, subID string) (map[string]any, []map
 			line["livemode"] = ii["livemode"]
 			line["type"], line["invoice_item"], line["subscription"], line["subscription_item"] = "invoiceitem", r.id, ii["subscription"], ii["subscription_item"]
 			line["proration"] = ii["proration"] == true
-			line["unit_amount_excluding_tax"] = fmt.Sprint(intOr(ii["unit_amount"], 0))
+			line["unit_amount_excluding_tax"] = itemUnitString(ii)
 			line["price"], line["quantity"], line["amount"], line["amount_excluding_tax"] = ii["price"], ii["quantity"], ii["amount"], ii["amount"]
 			line["currency"], line["description"], line["period"] = ii["currency"], ii["description"], ii["period"]
 			line["discountable"] = ii["discountable"] != false
@@ -2740,6 +2770,9 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 			return e.mustExist("prices", "price", pid)
 		}
 	} else if pd, ok := c.params["price_data"].(map[string]any); ok {
+		if ae := exclusiveAmount(pd, "unit_amount", "unit_amount_decimal", "price_data"); ae != nil {
+			return ae
+		}
 		price = e.newObject(kPrice, c.now, c.live)
 		e.applyParams("price", price, pd, "product")
 		prod, _ := pd["product"].(string)
@@ -2750,13 +2783,16 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
 		e.store(kPrice, price).unlisted = true
 	} else {
-		amt, ok := toInt(c.params["amount"])
-		if !ok {
-			if ua, ok2 := toInt(c.params["unit_amount"]); ok2 {
-				amt, ok = ua*qty, true
-			}
+		if ae := exclusiveAmount(c.params, "unit_amount", "unit_amount_decimal", ""); ae != nil {
+			return ae
 		}
-		if !ok {
+		var unit *big.Rat
+		if amt, ok := toInt(c.params["amount"]); ok {
+			unit = big.NewRat(amt/max(qty, 1), 1)
+		} else {
+			unit = unitOf(c.params, "unit_amount", "unit_amount_decimal")
+		}
+		if unit == nil {
 			return missing("amount")
 		}
 		if _, ok := c.params["currency"]; !ok {
@@ -2764,8 +2800,7 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		}
 		price = e.newObject(kPrice, c.now, c.live)
 		price["currency"] = c.params["currency"]
-		price["unit_amount"] = amt / max(qty, 1)
-		fillAmountDecimal(price, "unit_amount", "unit_amount_decimal")
+		setUnit(price, "unit_amount", "unit_amount_decimal", unit)
 		price["type"], price["recurring"], price["active"] = "one_time", nil, false
 		prod := e.newObject(kProduct, c.now, c.live)
 		prod["name"] = strOr(c.params["description"], "Invoice item")
@@ -2780,12 +2815,12 @@ func createInvoiceItem(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	obj["price"] = price
 	obj["currency"] = price["currency"]
 	e.setCustomerCurrency(c, cus, getStr(price, "currency"))
-	ua := intOr(price["unit_amount"], 0)
-	obj["unit_amount"], obj["unit_amount_decimal"] = ua, fmt.Sprint(ua)
+	unit := priceUnit(price)
+	setUnit(obj, "unit_amount", "unit_amount_decimal", unit)
 	if a, ok := toInt(c.params["amount"]); ok {
 		obj["amount"] = a
 	} else {
-		obj["amount"] = ua * qty
+		obj["amount"] = lineAmount(unit, qty)
 	}
 	obj["date"] = c.now
 	obj["period"] = map[string]any{"start": c.now, "end": c.now}

@@ -121,6 +121,12 @@
 // tax (tax, total_tax_amounts and tax_amounts stay empty), and the
 // embedded objects are copies as of when they were set (a tax rate
 // archived later still shows active there);
+// decimal amounts (decimal.go: unit_amount_decimal of prices, price_data
+// and invoice items, a plan's amount_decimal; at most 12 places) are kept
+// exactly, without trailing zeros, the integer field null unless the
+// amount is whole, and a line bills quantity × unit rounded to the cent,
+// halves away from zero, before lines are summed (docs.stripe.com/billing/
+// subscriptions/decimal-amounts); tiered prices are not billed;
 // a change of an active (or past_due) subscription's items' prices or
 // quantities, or an item added or removed, mid-period (POST
 // /v1/subscriptions/{id}, /v1/subscription_items, schedule phases) is

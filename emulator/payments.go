@@ -576,7 +576,7 @@ func init() {
 						return e.mustExist("prices", fmt.Sprintf("line_items[%d][price]", i), pid)
 					}
 					qty := intOr(m["quantity"], 1)
-					amt := intOr(p["unit_amount"], 0) * qty
+					amt := lineAmount(priceUnit(p), qty)
 					total += amt
 					obj["currency"] = p["currency"]
 					it := e.api.fixture("item")

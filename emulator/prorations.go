@@ -125,7 +125,7 @@ func itemPrice(it map[string]any) map[string]any {
 // billing period", change-price).
 func allFree(items []map[string]any) bool {
 	for _, it := range items {
-		if intOr(itemPrice(it)["unit_amount"], 0) != 0 {
+		if priceUnit(itemPrice(it)).Sign() != 0 {
 			return false
 		}
 	}
@@ -365,8 +365,11 @@ func (e *Emulator) prorationItem(p proration, sub, it map[string]any, credit boo
 	c := p.ctx
 	price, _ := it["price"].(map[string]any)
 	qty := intOr(it["quantity"], 1)
-	base := intOr(price["unit_amount"], 0) * qty
-	base -= prorationDiscount(e.invoiceDiscount(getStr(sub, "customer"), sub, c.now), price, base)
+	// A decimal price's period amount is prorated before it is rounded
+	// (once, as Stripe rounds a line); its discount is what an invoice
+	// line of it would get, from the rounded amount.
+	full := new(big.Rat).Mul(priceUnit(price), new(big.Rat).SetInt64(qty))
+	base := new(big.Rat).Sub(full, new(big.Rat).SetInt64(prorationDiscount(e.invoiceDiscount(getStr(sub, "customer"), sub, c.now), price, roundRat(full))))
 	amt := prorated(base, end-p.at, end-start)
 	what := "Remaining"
 	if credit {
@@ -380,7 +383,7 @@ func (e *Emulator) prorationItem(p proration, sub, it map[string]any, credit boo
 	// The unit amount of the prorated time, which is no whole number of
 	// cents in general: the decimal is exact, the integer rounded.
 	unit := new(big.Rat).SetFrac64(amt, max(qty, 1))
-	ii["unit_amount_decimal"] = unit.FloatString(12)
+	ii["unit_amount_decimal"] = formatDecimal(unit)
 	ii["unit_amount"] = roundRat(unit)
 	ii["price"] = price
 	ii["date"] = c.now
@@ -414,9 +417,10 @@ func prorationDiscount(d, price map[string]any, amount int64) int64 {
 // prorated is amount × part ÷ whole, rounded to the nearest unit, halves
 // away from zero (Stripe documents no rounding for prorations; this is
 // the rule of its fees, support.stripe.com "What rules do you use for
-// rounding Stripe fees?"). Exact: amount × part can pass int64.
-func prorated(amount, part, whole int64) int64 {
-	return roundRat(new(big.Rat).SetFrac(new(big.Int).Mul(big.NewInt(amount), big.NewInt(part)), big.NewInt(whole)))
+// rounding Stripe fees?"). Exact: amount × part can pass int64, and a
+// decimal price's amount has a fraction.
+func prorated(amount *big.Rat, part, whole int64) int64 {
+	return roundRat(new(big.Rat).Mul(amount, new(big.Rat).SetFrac64(part, whole)))
 }
 
 // roundRat rounds r to the nearest integer, halves away from zero.

@@ -158,6 +158,13 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 		if s.MaxLength > 0 && len(str) > s.MaxLength {
 			return invalid("parameter_invalid_string", name, "Invalid string: %s...; must be at most %d characters", truncate(str, 20), s.MaxLength)
 		}
+		// Decimal amounts (unit_amount_decimal, ...) are typed as strings;
+		// Stripe takes them as numbers with at most 12 decimal places.
+		if s.Format == "decimal" && str != "" {
+			if _, ok := parseDecimal(str); !ok {
+				return invalid("parameter_invalid_number", name, "Invalid decimal: %s", truncate(str, 20))
+			}
+		}
 		// The spec types currencies as plain strings; Stripe refuses
 		// anything that isn't a three-letter code.
 		if (name == "currency" || strings.HasSuffix(name, "[currency]")) && str != "" && !isCurrencyCode(str) {

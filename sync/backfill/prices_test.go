@@ -2,6 +2,7 @@ package backfill_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"testing"
 
@@ -61,4 +62,69 @@ func TestBackfillInlinePrices(t *testing.T) {
 	if d.Total() != 0 {
 		t.Errorf("tables differ from the emulator: %+v", d)
 	}
+}
+
+// Decimal amounts land as Stripe answers them: the decimal string as
+// written (the columns are text, so 0.000000000001 and 12.5 keep every
+// digit), the integer column NULL unless the amount is whole, for prices,
+// plans and invoice items alike, and each row equal to the emulator's
+// object.
+func TestBackfillDecimalAmounts(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	c := v.client(t, 1000)
+	ctx := context.Background()
+	prod := mustPost(t, c, "/v1/products", url.Values{"name": {"p"}})
+	cus := mustPost(t, c, "/v1/customers", url.Values{"email": {"a@b.co"}})
+	type want struct {
+		table, id, intCol, decCol string
+		integer                   *int64
+		decimal                   string
+	}
+	i64 := func(n int64) *int64 { return &n }
+	wants := []want{
+		{"prices", mustPost(t, c, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount_decimal": {"12.50"}}),
+			"unit_amount", "unit_amount_decimal", nil, "12.5"},
+		{"prices", mustPost(t, c, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount_decimal": {"0.000000000001"}}),
+			"unit_amount", "unit_amount_decimal", nil, "0.000000000001"},
+		{"prices", mustPost(t, c, "/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount_decimal": {"1500.0"}}),
+			"unit_amount", "unit_amount_decimal", i64(1500), "1500"},
+		{"plans", mustPost(t, c, "/v1/plans", url.Values{"product": {prod}, "currency": {"usd"}, "interval": {"month"}, "amount_decimal": {"0.05"}}),
+			"amount", "amount_decimal", nil, "0.05"},
+		{"invoiceitems", mustPost(t, c, "/v1/invoiceitems", url.Values{"customer": {cus}, "currency": {"usd"}, "unit_amount_decimal": {"0.05"}, "quantity": {"30"}}),
+			"unit_amount", "unit_amount_decimal", nil, "0.05"},
+	}
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c, Objects: []string{"prices", "plans", "invoiceitems"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range wants {
+		var integer *int64
+		var decimal *string
+		if err := v.pool.QueryRow(ctx, `SELECT `+w.intCol+`, `+w.decCol+` FROM stripe.`+w.table+` WHERE id = $1`, w.id).Scan(&integer, &decimal); err != nil {
+			t.Fatalf("%s %s: %v", w.table, w.id, err)
+		}
+		if decimal == nil || *decimal != w.decimal || (integer == nil) != (w.integer == nil) || integer != nil && *integer != *w.integer {
+			t.Errorf("%s %s: %s %v %s %v, want %v %q", w.table, w.id, w.intCol, deref(integer), w.decCol, deref(decimal), deref(w.integer), w.decimal)
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(v.e.Objects(w.table)[w.id], &obj); err != nil {
+			t.Fatalf("%s %s in the emulator: %v", w.table, w.id, err)
+		}
+		if obj[w.decCol] != w.decimal {
+			t.Errorf("%s %s: the emulator's %s is %v, the table's %q", w.table, w.id, w.decCol, obj[w.decCol], w.decimal)
+		}
+	}
+	var amount int64
+	if err := v.pool.QueryRow(ctx, `SELECT amount FROM stripe.invoiceitems WHERE id = $1`, wants[4].id).Scan(&amount); err != nil || amount != 2 {
+		t.Errorf("invoice item amount %d (%v), want 2 (0.05 × 30 = 1.5, rounded up)", amount, err)
+	}
+	for _, table := range []string{"prices", "plans", "invoiceitems"} {
+		v.compare(t, table)
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
