@@ -4,7 +4,6 @@ import (
 	"iter"
 	"net/http"
 	"slices"
-	"strconv"
 )
 
 // Test clocks (test mode only). A customer created with test_clock belongs
@@ -285,19 +284,7 @@ func (e *Emulator) subsOnClock(clock string, statuses ...string) iter.Seq2[strin
 // retried on a schedule, with their next attempt: the index of the
 // invoices' _dunning key holds those and no other, so none is decoded.
 func (e *Emulator) dunnedInvoices(sid string) iter.Seq2[string, int64] {
-	return func(yield func(string, int64) bool) {
-		t := e.tables["invoices"]
-		for _, r := range t.withKey("_dunning", sid) {
-			next, _ := t.keyOf(r, "_next_attempt")
-			at, err := strconv.ParseInt(next, 10, 64)
-			if err != nil {
-				continue
-			}
-			if !yield(r.id, at) {
-				return
-			}
-		}
-	}
+	return e.tables["invoices"].timesWithKey("_dunning", sid, "_next_attempt")
 }
 
 // deleteClock deletes the clock and its customers ("Finishing a simulation

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"math"
 	"math/big"
 	"strings"
 )
@@ -39,8 +40,18 @@ func parseDecimal(s string) (*big.Rat, bool) {
 	if len(strings.TrimLeft(intPart, "0")) > 19 {
 		return nil, false
 	}
-	return new(big.Rat).SetString(s)
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || new(big.Rat).Abs(r).Cmp(maxUnit) > 0 {
+		// Amounts are int64: beyond it a line of one unit would wrap
+		// (9223372036854775808 billed as a negative amount), and the
+		// integer twin could not be filled.
+		return nil, false
+	}
+	return r, true
 }
+
+// maxUnit is the largest decimal amount taken, that of the largest int64.
+var maxUnit = new(big.Rat).SetInt64(math.MaxInt64)
 
 // formatDecimal renders r as Stripe's decimal strings read: the integer
 // part and the fraction without trailing zeros ("12.5", "0.05", "1500"),

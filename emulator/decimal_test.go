@@ -3,6 +3,7 @@ package emulator_test
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/pgstripe/pgstripe/emulator"
@@ -268,5 +269,37 @@ func TestDecimalProrations(t *testing.T) {
 	// The renewal: 12.5 × 3 = 37.5 → 38, plus the prorations' 13.
 	if num(up["total"]) != 38+13 {
 		t.Errorf("upcoming total %v, want %d", up["total"], 38+13)
+	}
+}
+
+// TestDecimalBeyondInt64: a decimal unit amount an int64 can't
+// hold is refused (400, parameter_invalid_number) on prices and invoice
+// items, as an integer amount that large is; the largest int64 is taken,
+// whole, and billed as itself. Before, 9223372036854775808 was taken and
+// a one-unit invoice item of it billed -9223372036854775808.
+func TestDecimalBeyondInt64(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form("email", "a@b.co")))
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p")))
+	for _, v := range []string{"9223372036854775808", "9223372036854775807.5", "9999999999999999999", "-9223372036854775808.1"} {
+		for _, req := range []struct{ path, body string }{
+			{"/v1/prices", form("product", prod, "currency", "usd", "unit_amount_decimal", v)},
+			{"/v1/invoiceitems", form("customer", cus, "currency", "usd", "unit_amount_decimal", v)},
+		} {
+			r := do(t, "POST", base+req.path, key, req.body)
+			errObj, _ := r.body["error"].(map[string]any)
+			if r.status != 400 || errObj["param"] != "unit_amount_decimal" || errObj["code"] != "parameter_invalid_number" {
+				t.Errorf("%s unit_amount_decimal=%s: %d %s, want 400 parameter_invalid_number", req.path, v, r.status, r.raw)
+			}
+		}
+	}
+	const top = "9223372036854775807"
+	r := mustOK(t, do(t, "POST", base+"/v1/invoiceitems", key, form("customer", cus, "currency", "usd", "unit_amount_decimal", top)))
+	// Compared as text: JSON numbers this large don't survive float64.
+	for _, f := range []string{`"amount":` + top, `"unit_amount":` + top, `"unit_amount_decimal":"` + top + `"`} {
+		if !strings.Contains(r.raw, f) {
+			t.Errorf("invoice item of %s: no %s in %s", top, f, r.raw)
+		}
 	}
 }

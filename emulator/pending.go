@@ -7,7 +7,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -184,11 +183,7 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		e.undoAll(l) // refused: nothing it did stays
 		return ae
 	}
-	var inv map[string]any
-	if id := getStr(obj, "latest_invoice"); id != getStr(old, "latest_invoice") {
-		inv = e.load(kInvoice, id)
-	}
-	if inv == nil || getStr(inv, "status") != "open" || getStr(inv, "collection_method") != "charge_automatically" {
+	if e.unpaidUpdateInvoice(getStr(old, "latest_invoice"), obj) == nil {
 		// Nothing billed, or paid: the update stands (and replaced a
 		// pending one, if any).
 		return nil
@@ -278,16 +273,7 @@ const offClock = "~"
 // pendingExpiries yields the subscriptions of clock (offClock: none) with
 // a pending update, and when each expires.
 func (e *Emulator) pendingExpiries(clock string) iter.Seq2[string, int64] {
-	return func(yield func(string, int64) bool) {
-		t := e.tables["subscriptions"]
-		for _, r := range t.withKey("_pending", clock) {
-			at, _ := t.keyOf(r, "_pending_at")
-			n, err := strconv.ParseInt(at, 10, 64)
-			if err == nil && !yield(r.id, n) {
-				return
-			}
-		}
-	}
+	return e.tables["subscriptions"].timesWithKey("_pending", clock, "_pending_at")
 }
 
 // schedulePending makes sure the emulator looks at sub's pending update
@@ -427,11 +413,24 @@ func (e *Emulator) itemUpdate(c *reqCtx, sub map[string]any, change func() (any,
 		return nil, ae
 	}
 	cur := e.load(kSub, idOf(sub))
-	if id := getStr(cur, "latest_invoice"); id != prev {
-		if inv := e.load(kInvoice, id); inv != nil && getStr(inv, "status") == "open" && getStr(inv, "collection_method") == "charge_automatically" {
-			e.undoAll(l)
-			return nil, e.updatePaymentError(cur)
-		}
+	if e.unpaidUpdateInvoice(prev, cur) != nil {
+		e.undoAll(l)
+		return nil, e.updatePaymentError(cur)
 	}
 	return res, nil
+}
+
+// unpaidUpdateInvoice is the invoice a change of sub billed at once and
+// could not charge: sub's latest invoice when it is not prev (the latest
+// before the change) and is still open and charged automatically; else
+// nil.
+func (e *Emulator) unpaidUpdateInvoice(prev string, sub map[string]any) map[string]any {
+	id := getStr(sub, "latest_invoice")
+	if id == prev {
+		return nil
+	}
+	if inv := e.load(kInvoice, id); inv != nil && getStr(inv, "status") == "open" && getStr(inv, "collection_method") == "charge_automatically" {
+		return inv
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"slices"
 	"sort"
 	"strconv"
@@ -132,6 +133,22 @@ func (t *table) withKey(field, value string) []*record {
 		}
 	}
 	panic(fmt.Sprintf("emulator: table %s has no index of %s", t.name, field))
+}
+
+// timesWithKey yields the ids of the records whose indexed field is
+// value, each with the Unix time its key timeField holds (records
+// without one are left out): what a clock step looks up to find what is
+// due without decoding objects.
+func (t *table) timesWithKey(field, value, timeField string) iter.Seq2[string, int64] {
+	return func(yield func(string, int64) bool) {
+		for _, r := range t.withKey(field, value) {
+			k, _ := t.keyOf(r, timeField)
+			at, err := strconv.ParseInt(k, 10, 64)
+			if err == nil && !yield(r.id, at) {
+				return
+			}
+		}
+	}
 }
 
 func less(a, b *record) bool {
