@@ -90,7 +90,9 @@
 // backs off up to 5 s, warns once with the holding backends
 // (pg_blocking_pids), and once the lock is gone stores Stripe's current
 // state, newer than the page's; if Stripe refuses that re-fetch for good
-// (403, another 4xx), it stores the page's state instead. So the table
+// (403, another 4xx), it stores the page's state instead (or, when that
+// state is of the stored one's second and other, keeps the entry queued
+// and says so: sync/events, "Rows held by other transactions"). So the table
 // completes while the row is held, the queue is durable (a kill loses
 // nothing), and nothing waits before the loop, which runs next anyway.
 // A one-shot `pgstripe backfill` has no loop after it: after its pages it

@@ -17,6 +17,11 @@ import (
 // transactions").
 const reasonLocked = "locked"
 
+// reasonUnresolved is sync/events' reason for an entry whose object Stripe
+// refused to re-fetch and whose held state could not be written exactly:
+// a new held state supersedes it, as the events loop's own queueing does.
+const reasonUnresolved = "unresolved"
+
 // pageWrites are the objects of a page its transaction writes, and the
 // objects left out because another transaction holds one of their rows
 // (held, with the states left out in heldStates).
@@ -126,8 +131,9 @@ func queueLocked(ctx context.Context, tx pgx.Tx, keys []store.RowKey, states []*
 	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason, held, held_as_of)
 SELECT o, i, $3::timestamptz, $4, h::jsonb, ha FROM unnest($1::text[], $2::text[], $5::text[], $6::timestamptz[]) AS x(o, i, h, ha)
 ON CONFLICT (object, id) DO UPDATE SET
-    reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
-    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp(),
+    reason = CASE WHEN excluded.not_before > q.not_before OR q.reason = '`+reasonUnresolved+`' THEN excluded.reason ELSE q.reason END,
+    not_before = CASE WHEN q.reason = '`+reasonUnresolved+`' THEN excluded.not_before ELSE GREATEST(q.not_before, excluded.not_before) END,
+    queued_at = clock_timestamp(),
     `+store.HeldMergeSQL,
 		objects, ids, asOf, reasonLocked, helds, heldAt)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
@@ -388,4 +390,235 @@ func TestSweptHeldRowRemovedWhenRefetchRefused(t *testing.T) {
 	}
 	v.rec.hooks(nil, nil)
 	v.compare(t, "customers")
+}
+
+// refuseGets answers, as a restricted key without the right to read them,
+// 403 for good to the GETs whose path the predicate matches.
+func refuseGets(v *env, match func(path string) bool) {
+	v.rec.hooks(nil, func(r *http.Request) (int, string) {
+		if r.Method == http.MethodGet && match(r.URL.Path) {
+			return 403, `{"error":{"type":"invalid_request_error","message":"The provided key 'rk_test_***abc' does not have the required permissions for this endpoint."}}`
+		}
+		return 0, ""
+	})
+}
+
+// entry is the queue entry of table's id: its reason ("" when none).
+func entry(t *testing.T, v *env, table, id string) string {
+	t.Helper()
+	return v.queryText(t, `SELECT reason FROM stripe_sync.events_refetch WHERE object = $1 AND id = $2`, table, id)
+}
+
+// A held customer's event state is of the very second of the state
+// stored since (a same-second write that committed with the user's
+// transaction), and Stripe refuses the re-fetch that would order them.
+// No order can be told: neither is taken for the newer, the entry stays
+// queued, unresolved, and stripe_sync.status names the object, as does a
+// one-shot backfill's DrainHeld, at once (not after its whole wait, nor
+// as a row held). Once Stripe answers the entry's next re-fetch, Stripe's
+// state is stored and the status clears. Before, the state was handed to
+// the guard, which left the stored one, and the entry was dropped: the
+// event's change lost without a word.
+func TestHeldSameSecondTieKeptQueued(t *testing.T) {
+	v, ids := seededEnv(t, (*emulator.Emulator).SeedCustomers, 3)
+	cus := ids[0]
+	ctx := context.Background()
+	c := v.client(t, 1000)
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c, Objects: []string{"customers"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe.customers SET _as_of = _as_of - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ := pgtest.HoldRows(t, v.db, "customers", cus)
+	if _, err := c.Post(ctx, "/v1/customers/"+cus, url.Values{"email": {"event-state@example.com"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the held customer's event to be queued", func() bool {
+		return v.queryText(t, `SELECT reason FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1 AND held IS NOT NULL`, cus) != ""
+	})
+	// The holder stores another state of the event's second, and commits.
+	if _, err := tx.Exec(ctx, `UPDATE stripe.customers SET email = 'same-second@example.com',
+    _raw = _raw || '{"email": "same-second@example.com"}',
+    _as_of = (SELECT held_as_of FROM stripe_sync.events_refetch WHERE object = 'customers' AND id = $1)
+WHERE id = $1`, cus); err != nil {
+		t.Fatal(err)
+	}
+	refuseGets(v, func(path string) bool { return path == "/v1/customers/"+cus })
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the refused re-fetch to be settled", func() bool {
+		r := entry(t, v, "customers", cus)
+		return r == "" || r == "unresolved"
+	})
+	if r := entry(t, v, "customers", cus); r != "unresolved" {
+		t.Fatalf("customer %s: queue entry %q after a refused re-fetch of a same-second state, want it kept, unresolved", cus, r)
+	}
+	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, cus); got != "same-second@example.com" {
+		t.Errorf("email %q: a state of the stored one's second was taken for the newer", got)
+	}
+	status := v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'customers'`)
+	if !strings.Contains(status, cus) || !strings.Contains(status, "second") {
+		t.Errorf("customers last_error %q, want it to name %s and the same-second tie", status, cus)
+	}
+	start := time.Now()
+	left, err := events.DrainHeld(ctx, events.Config{Pool: v.pool, Client: c, PollInterval: 50 * time.Millisecond}, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("DrainHeld waited %s for an entry Stripe refused, which waiting can't settle", took.Round(time.Second))
+	}
+	if held, failed := events.SplitHeld(left); len(held) > 0 || len(failed) != 1 || failed[0].ID != cus ||
+		!strings.Contains(events.FailedSummary(failed), "Stripe refused the re-fetch") {
+		t.Errorf("DrainHeld left held %+v, failed %+v; want %s reported as refused by Stripe, not as held", held, failed, cus)
+	}
+
+	// Stripe answers again; the entry's next re-fetch (made due here)
+	// settles it.
+	v.rec.hooks(nil, nil)
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe_sync.events_refetch SET not_before = not_before - interval '1 day' WHERE object = 'customers' AND id = $1`, cus); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the unresolved customer to be re-fetched", func() bool {
+		return entry(t, v, "customers", cus) == "" &&
+			v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, cus) == "event-state@example.com"
+	})
+	if s := v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'customers'`); s != "" {
+		t.Errorf("customers last_error %q once the object is stored, want none", s)
+	}
+	v.compare(t, "customers")
+}
+
+// heldSubscription makes a subscription of 11 items (an event embeds 10),
+// backfills it, and has Stripe add a 12th while a user holds the
+// subscription's row: the held state left out is the event's, its items
+// cut at has_more, the new item beyond them. It returns the subscription,
+// the new item's price and the holding transaction.
+func heldSubscription(t *testing.T, v *env) (sub, price string, tx pgx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	c := v.client(t, 1000)
+	post := func(path string, q url.Values) string {
+		t.Helper()
+		resp, err := c.Post(ctx, path, q, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := stripeapi.ObjectID(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	cus := post("/v1/customers", url.Values{"name": {"Items"}})
+	prod := post("/v1/products", url.Values{"name": {"Seat"}})
+	newPrice := func(amount int) string {
+		return post("/v1/prices", url.Values{"product": {prod}, "unit_amount": {fmt.Sprint(amount)}, "currency": {"usd"}, "recurring[interval]": {"month"}})
+	}
+	q := url.Values{"customer": {cus}, "collection_method": {"send_invoice"}, "days_until_due": {"30"}}
+	for i := range 11 {
+		q.Set(fmt.Sprintf("items[%d][price]", i), newPrice(100+i))
+	}
+	sub = post("/v1/subscriptions", q)
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c, Objects: []string{"subscriptions"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.queryText(t, `SELECT count(*)::text FROM stripe.subscription_items WHERE subscription = $1`, sub); n != "11" {
+		t.Fatalf("%s items backfilled, want 11", n)
+	}
+	// Stored well before the event: no tie with its second.
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe.subscriptions SET _as_of = _as_of - interval '1 minute';
+UPDATE stripe.subscription_items SET _as_of = _as_of - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	price = newPrice(300)
+	tx, _ = pgtest.HoldRows(t, v.db, "subscriptions", sub)
+	post("/v1/subscriptions/"+sub, url.Values{"items[0][price]": {price}, "proration_behavior": {"none"}})
+	convergeWithLoop(t, v, "the held subscription's event to be queued", func() bool {
+		return v.queryText(t, `SELECT reason FROM stripe_sync.events_refetch WHERE object = 'subscriptions' AND id = $1 AND held IS NOT NULL`, sub) != ""
+	})
+	var cut bool
+	if err := v.pool.QueryRow(ctx, `SELECT (held->'object'->'items'->>'has_more')::boolean FROM stripe_sync.events_refetch WHERE object = 'subscriptions' AND id = $1`, sub).Scan(&cut); err != nil {
+		t.Fatal(err)
+	}
+	if !cut {
+		t.Fatal("the held state's items are not cut at has_more: the test does not exercise a cut list")
+	}
+	return sub, price, tx
+}
+
+// A held subscription whose re-fetch Stripe refuses for good is written
+// with its held state, whose items an event cut at has_more: the rest of
+// the list is paged (the key may list items), so the new item beyond the
+// first page is stored too. Before, the state was written as it stood:
+// the new item missing.
+func TestHeldCutNestedListPaged(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	sub, price, tx := heldSubscription(t, v)
+	refuseGets(v, func(path string) bool { return path == "/v1/subscriptions/"+sub })
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the refused re-fetch to leave the queue", func() bool {
+		return entry(t, v, "subscriptions", sub) == ""
+	})
+	if n := v.queryText(t, `SELECT count(*)::text FROM stripe.subscription_items WHERE subscription = $1`, sub); n != "12" {
+		t.Errorf("%s items stored after the held state was written, want all 12 (the list paged)", n)
+	}
+	if v.queryText(t, `SELECT id FROM stripe.subscription_items WHERE subscription = $1 AND _raw->'price'->>'id' = $2`, sub, price) == "" {
+		t.Errorf("the item added beyond the event's first page (price %s) is not stored", price)
+	}
+	v.rec.hooks(nil, nil)
+	v.compare(t, "subscription_items")
+}
+
+// Stripe refuses the rest of the list too: the held state is not written
+// (its list would be cut), the entry stays queued, unresolved, and
+// stripe_sync.status names the subscription. Before, the state was
+// written as it stood and the entry dropped.
+func TestHeldCutNestedListRefusedKeptQueued(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	sub, _, tx := heldSubscription(t, v)
+	before := v.queryText(t, `SELECT _raw::text FROM stripe.subscriptions WHERE id = $1`, sub)
+	refuseGets(v, func(path string) bool {
+		return path == "/v1/subscriptions/"+sub || path == "/v1/subscription_items"
+	})
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the refused re-fetch to be settled", func() bool {
+		r := entry(t, v, "subscriptions", sub)
+		return r == "" || r == "unresolved"
+	})
+	if r := entry(t, v, "subscriptions", sub); r != "unresolved" {
+		t.Fatalf("subscription %s: queue entry %q, want it kept, unresolved", sub, r)
+	}
+	if got := v.queryText(t, `SELECT _raw::text FROM stripe.subscriptions WHERE id = $1`, sub); got != before {
+		t.Errorf("the held state, its items cut, was written")
+	}
+	if n := v.queryText(t, `SELECT count(*)::text FROM stripe.subscription_items WHERE subscription = $1`, sub); n != "11" {
+		t.Errorf("%s items stored, want the 11 stored before, untouched", n)
+	}
+	status := v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'subscriptions'`)
+	if !strings.Contains(status, sub) || !strings.Contains(status, "has_more") {
+		t.Errorf("subscriptions last_error %q, want it to name %s and its cut list", status, sub)
+	}
+	// Stripe answers again and the subscription changes: the change's
+	// re-fetch supersedes the unresolved entry's retry (due in minutes),
+	// settles it, and clears the status.
+	v.rec.hooks(nil, nil)
+	c := v.client(t, 1000)
+	if _, err := c.Post(context.Background(), "/v1/subscriptions/"+sub, url.Values{"metadata[k]": {"v"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	convergeWithLoop(t, v, "the subscription's change to settle its unresolved entry", func() bool {
+		return entry(t, v, "subscriptions", sub) == "" &&
+			v.queryText(t, `SELECT count(*)::text FROM stripe.subscription_items WHERE subscription = $1`, sub) == "12"
+	})
+	if s := v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'subscriptions'`); s != "" {
+		t.Errorf("subscriptions last_error %q once the subscription is stored, want none", s)
+	}
+	v.compare(t, "subscription_items")
 }

@@ -245,8 +245,14 @@ ORDER BY x.customer, x."_as_of" DESC
 
 // requeue ends the statements that queue re-fetches: an entry already
 // queued keeps the later not-before time, and its queued_at moves, so a
-// re-fetch that predates this change leaves it queued (see refetch).
-const requeue = `ON CONFLICT (object, id) DO UPDATE SET not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp()`
+// re-fetch that predates this change leaves it queued (see refetch). An
+// unresolved entry (keepUnresolved) takes the new reason and time: what
+// queues it again may settle it (a newer state), and it should not wait
+// for its retry.
+const requeue = `ON CONFLICT (object, id) DO UPDATE SET
+    reason = CASE WHEN q.reason = '` + reasonUnresolved + `' THEN excluded.reason ELSE q.reason END,
+    not_before = CASE WHEN q.reason = '` + reasonUnresolved + `' THEN excluded.not_before ELSE GREATEST(q.not_before, excluded.not_before) END,
+    queued_at = clock_timestamp()`
 
 // objectIDs returns the ids of objs, with their AsOf.
 func objectIDs(objs []store.Object) ([]string, []time.Time) {
@@ -361,8 +367,9 @@ func queueRefetch(ctx context.Context, tx pgx.Tx, rs []refetch) error {
 	_, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch AS q (object, id, not_before, reason, held, held_as_of)
 SELECT o, i, nb, r, h::jsonb, ha FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[]) AS x(o, i, nb, r, h, ha)
 ON CONFLICT (object, id) DO UPDATE SET
-    reason = CASE WHEN excluded.not_before > q.not_before THEN excluded.reason ELSE q.reason END,
-    not_before = GREATEST(q.not_before, excluded.not_before), queued_at = clock_timestamp(),
+    reason = CASE WHEN excluded.not_before > q.not_before OR q.reason = '`+reasonUnresolved+`' THEN excluded.reason ELSE q.reason END,
+    not_before = CASE WHEN q.reason = '`+reasonUnresolved+`' THEN excluded.not_before ELSE GREATEST(q.not_before, excluded.not_before) END,
+    queued_at = clock_timestamp(),
     `+keepNewerHeld, objs, ids, nbs, reasons, helds, heldAt)
 	if err != nil {
 		return fmt.Errorf("events: queue re-fetch: %w", err)

@@ -109,7 +109,16 @@
 // a restricted key without retrieve rights, another 4xx that a retry
 // can't change) writes the kept state instead, as the event would have
 // been without the lock, under the usual ordering guard: nothing newer
-// can be had, and nothing is lost (before, the entry was dropped). An
+// can be had, and nothing is lost (before, the entry was dropped). A kept
+// state whose nested list an event cut at has_more gets the rest paged
+// from the list's own endpoint. Where it still can't be written exactly
+// (that list refused too, or a state of the stored state's own second
+// and other: no order can be told, and the re-fetch that tells it
+// without a lock is what Stripe refused), nothing is written; the entry
+// stays queued (reason 'unresolved', tried again every 10 minutes, or
+// at once when the object is queued anew), with a warning and the
+// table's last_error in stripe_sync.status ("re-fetch: " and the
+// object) until the table has no such entry left. An
 // object held 3 s is named in one warning with the backends holding it
 // (pg_blocking_pids, found by queueing for the row for at most 500 ms on
 // a connection of its own), and an info line when it is synced. Other
@@ -122,7 +131,8 @@
 // and the backends holding them, and returns what stays queued. An object
 // whose rows were free at the last look but whose re-fetch Stripe did not
 // answer or refused (5xx, 401, 409, a timeout) is reported with Stripe's
-// last error, not as held: no transaction to end would help it.
+// last error, not as held: no transaction to end would help it; so is an
+// unresolved one, and DrainHeld does not wait for those alone.
 //
 // stripe_sync.status: every table goes live when Run starts (except those
 // whose backfill failed: phase error); last_event_at is the newest event

@@ -62,9 +62,13 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}, fetchFailed: map[refetchKey]fetchFailure{}}
 	only := reasonLocked
 	p.onlyReason = &only
-	left, err := p.heldLeft(ctx)
+	left, unresolved, err := p.heldLeft(ctx)
 	if err != nil || len(left) == 0 {
 		return nil, err
+	}
+	if len(unresolved) == len(left) {
+		// Stripe refused them already, and waiting changes nothing.
+		return p.heldBy(ctx, left, unresolved), nil
 	}
 	// Stripe's calls get the wait too: the client retries an unreachable
 	// or hanging Stripe for minutes (80 s an attempt), which would keep a
@@ -106,7 +110,7 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 				p.log.Warn("re-fetch of held rows failed; retrying", "err", err)
 			}
 		}
-		if left, err = p.heldLeft(ctx); err != nil {
+		if left, unresolved, err = p.heldLeft(ctx); err != nil {
 			return nil, err
 		}
 		if len(left) == 0 {
@@ -115,9 +119,9 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 			}
 			return nil, nil
 		}
-		over := !time.Now().Before(deadline)
+		over := !time.Now().Before(deadline) || len(unresolved) == len(left)
 		if over || time.Since(lastLog) >= heldProgressEvery {
-			rows := p.heldBy(ctx, left)
+			rows := p.heldBy(ctx, left, unresolved)
 			if over {
 				return rows, nil
 			}
@@ -141,21 +145,31 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 }
 
 // heldLeft are the objects still queued for a held row (reason 'locked',
-// or a held state merged into an entry of another reason).
-func (p *poller) heldLeft(ctx context.Context) ([]refetchKey, error) {
-	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id FROM stripe_sync.events_refetch WHERE reason = $1 OR held IS NOT NULL ORDER BY object, id`, reasonLocked)
+// or a held state merged into an entry of another reason), and which of
+// them are unresolved (keepUnresolved: Stripe refused their re-fetch).
+func (p *poller) heldLeft(ctx context.Context) ([]refetchKey, map[refetchKey]bool, error) {
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, reason = $2 FROM stripe_sync.events_refetch WHERE reason = $1 OR held IS NOT NULL ORDER BY object, id`,
+		reasonLocked, reasonUnresolved)
 	if err != nil {
-		return nil, fmt.Errorf("events: read re-fetch queue: %w", err)
+		return nil, nil, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetchKey, error) {
-		var k refetchKey
-		err := r.Scan(&k.Table, &k.ID)
-		return k, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("events: read re-fetch queue: %w", err)
+	var keys []refetchKey
+	var unresolved map[refetchKey]bool
+	var k refetchKey
+	var u bool
+	if _, err := pgx.ForEachRow(rows, []any{&k.Table, &k.ID, &u}, func() error {
+		keys = append(keys, k)
+		if u {
+			if unresolved == nil {
+				unresolved = map[refetchKey]bool{}
+			}
+			unresolved[k] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
-	return keys, nil
+	return keys, unresolved, nil
 }
 
 // heldBy tells, for each of keys, what stopped it last: its rows, held
@@ -164,8 +178,10 @@ func (p *poller) heldLeft(ctx context.Context) ([]refetchKey, error) {
 // or Stripe, which did not answer or refused its re-fetch (Err). An
 // object never tried while Stripe failed the others (a batch's worth of
 // failing entries stays first in the queue) gets the last of their
-// errors; one neither found held nor failed stays reported as held.
-func (p *poller) heldBy(ctx context.Context, keys []refetchKey) []HeldRow {
+// errors; one neither found held nor failed stays reported as held. An
+// unresolved one (Stripe refused its re-fetch before, its held state can't
+// be written exactly) not tried by this drain says so.
+func (p *poller) heldBy(ctx context.Context, keys []refetchKey, unresolved map[refetchKey]bool) []HeldRow {
 	out := make([]HeldRow, len(keys))
 	var last fetchFailure
 	for _, f := range p.fetchFailed {
@@ -181,6 +197,9 @@ func (p *poller) heldBy(ctx context.Context, keys []refetchKey) []HeldRow {
 		switch {
 		case failed && (w == nil || f.look > w.look):
 			out[i].Err, out[i].errAt = f.err, f.at
+			continue
+		case unresolved[k]:
+			out[i].Err = &unresolvedError{Why: "Stripe refused its re-fetch before, and the state left out of its held row can't be written exactly (see stripe_sync.status)"}
 			continue
 		case w == nil && last.err != nil:
 			out[i].Err, out[i].errAt = last.err, last.at
@@ -277,8 +296,9 @@ func lastFailure(failed []HeldRow) HeldRow {
 // err: refused it (a 4xx), failed it (a 5xx), or did not answer.
 func stripeFailure(err error) string {
 	var se *stripeapi.Error
+	var ue *unresolvedError
 	switch {
-	case errors.As(err, &se) && se.HTTPStatus < 500:
+	case errors.As(err, &ue), errors.As(err, &se) && se.HTTPStatus < 500:
 		return "Stripe refused the re-fetch"
 	case errors.As(err, &se):
 		return "Stripe failed the re-fetch"

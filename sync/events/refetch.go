@@ -69,6 +69,14 @@ type fetched struct {
 	// no retrieve endpoint); the state left out of the held row
 	// (refetch.held) is written instead.
 	useHeld bool
+	// refusal is Stripe's answer refusing the re-fetch (with useHeld or
+	// unresolved; nil when the table has no retrieve endpoint).
+	refusal error
+	// unresolved says why the state left out of the held row can't be
+	// written exactly where Stripe refused the re-fetch: the entry stays
+	// queued (keepUnresolved). Set by fromHeld, or by the drain when the
+	// state ties with the stored one.
+	unresolved string
 	// listed are objects fetched along with it (see listedWith), to
 	// upsert but not dequeued: they were never queued.
 	listed []fetched
@@ -155,6 +163,8 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 	w := store.WriteSet{}
 	for _, f := range out {
 		switch {
+		case f.unresolved != "":
+			// Nothing written.
 		case f.useHeld:
 			w.Add(f.Table, f.ID, f.held.Deletes())
 		case !f.drop:
@@ -179,10 +189,15 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		}
 		written = written[:0]
 		var again []refetch
+		var unresolved []fetched
 		var taxIDCustomers, drafts []string
 		owned := map[string][]store.Object{}
 		heldQueued := map[refetchKey]lockSite{}
 		for _, f := range out {
+			if f.unresolved != "" {
+				unresolved = append(unresolved, f)
+				continue
+			}
 			if site, held := busy[f.refetchKey]; held && !f.drop {
 				if f.queuedAt.IsZero() {
 					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf, Reason: reasonLocked,
@@ -192,7 +207,6 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 				}
 				continue
 			}
-			written = append(written, f.refetchKey)
 			if f.Table == "invoices" && f.obj != nil && p.taxIDsChanged[invoiceCustomer(f.obj.Raw)].After(fetchStarted) {
 				// Fetched, maybe, before a change of its customer's tax
 				// ids that an apply has compared with the stored drafts
@@ -217,8 +231,21 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 			case f.useHeld:
 				// What the sync would have written without the lock:
 				// nothing newer can be had from Stripe.
-				if _, err := f.held.Apply(ctx, tx, f.Table, f.ID); err != nil {
+				res, err := f.held.Apply(ctx, tx, f.Table, f.ID)
+				if err != nil {
 					return err
+				}
+				if len(res.Ambiguous) > 0 {
+					// Of the stored state's second, and other: the guard
+					// can't order them (created has whole seconds, events
+					// of one second have no documented order, and neither
+					// state says what it followed), and the re-fetch that
+					// orders such a tie without the lock is what Stripe
+					// refused. Neither is taken for the newer: the stored
+					// state stays, the entry too, and the status says so.
+					f.unresolved = "the state left out of its held row is of the stored state's second and differs from it, so their order can't be told"
+					unresolved = append(unresolved, f)
+					continue
 				}
 			case f.drop:
 			case f.obj == nil:
@@ -251,6 +278,7 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf.Add(time.Second), Reason: reasonAmbiguous})
 				}
 			}
+			written = append(written, f.refetchKey)
 			if f.queuedAt.IsZero() {
 				continue // listed along with another object
 			}
@@ -281,6 +309,12 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		}
 		p.noteTaxIDChanges(taxIDCustomers)
 		if err := p.postponeHeld(ctx, tx, heldQueued); err != nil {
+			return err
+		}
+		if err := p.keepUnresolved(ctx, tx, unresolved); err != nil {
+			return err
+		}
+		if err := clearResolved(ctx, tx, written); err != nil {
 			return err
 		}
 		return queueRefetch(ctx, tx, again)
@@ -407,8 +441,10 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	f := fetched{refetch: r}
 	t, ok := schema.Lookup(r.Table)
 	if !ok || t.RetrievePath == "" {
-		f.useHeld = ok && r.held != nil
-		f.drop = !f.useHeld
+		if ok && r.held != nil {
+			return p.fromHeld(ctx, f, t, nil)
+		}
+		f.drop = true
 		return f, nil
 	}
 	var resp *stripeapi.Response
@@ -443,10 +479,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 			// object left out of a held row gets the state the sync had
 			// then, as it would have without the lock.
 			if r.held != nil {
-				f.useHeld = true
-				p.log.Warn("re-fetch refused by Stripe; storing the state the sync had when another transaction held the row",
-					"table", r.Table, "id", r.ID, "err", err)
-				return f, nil
+				return p.fromHeld(ctx, f, t, err)
 			}
 			p.log.Warn("re-fetch refused by Stripe; dropped", "table", r.Table, "id", r.ID, "err", err)
 			f.drop = true
@@ -465,7 +498,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	if obj.Raw, _, err = p.cfg.Client.CompleteIncluded(ctx, t, obj.Raw); err != nil {
 		return f, err
 	}
-	kids, err := completeNested(ctx, p.cfg.Client, t, resp.Body)
+	kids, err := completeNested(ctx, p.cfg.Client, t, resp.Body, nil)
 	if err != nil {
 		return f, err
 	}
@@ -548,9 +581,56 @@ func refused(err error) bool {
 	return se.ShouldRetry != "true"
 }
 
+// fromHeld is f, whose re-fetch Stripe refused for good (refusal; nil: the
+// table has no retrieve endpoint), to be settled with the state left out
+// of its held row (f.held) instead, as that state's writer would have
+// written it. An event carries a nested list's first page only, and the
+// contract wants nested lists whole (CONTRACT §3): the rest is paged from
+// the list's own endpoint, which may answer a key that may not retrieve
+// the object (or the object's id, refused as malformed, is not the list's
+// parameter). The children paged are Stripe's current ones, at least as
+// new as the held state, as a re-fetch's would be. Refused those too,
+// writing the state would store a cut list (the items beyond its first
+// page stale, or missing): it is not written, and the entry stays queued,
+// unresolved (keepUnresolved).
+func (p *poller) fromHeld(ctx context.Context, f fetched, t *schema.Table, refusal error) (fetched, error) {
+	f.refusal = refusal
+	if h := f.held; h.Object != nil {
+		kids, err := completeNested(ctx, p.cfg.Client, t, h.Object.Raw, h.Object.Children)
+		switch {
+		case err == nil && len(kids) > 0:
+			// A copy: the entry's state stays as queued.
+			obj := *h.Object
+			obj.Children = make(map[string][]json.RawMessage, len(kids)+len(h.Object.Children))
+			for field, list := range h.Object.Children {
+				obj.Children[field] = list
+			}
+			for field, list := range kids {
+				obj.Children[field] = list
+			}
+			held := *h
+			held.Object = &obj
+			f.held = &held
+		case err != nil && (refused(err) || stripeapi.IsNotFound(err)):
+			f.unresolved = "the state left out of its held row has a nested list cut at has_more, and Stripe refused the rest of the list"
+			f.refusal = err
+			return f, nil
+		case err != nil:
+			return f, err // retried, as a failed fetch
+		}
+	}
+	f.useHeld = true
+	// "Under the guard": a tie with the stored state is not written
+	// (keepUnresolved says so).
+	p.log.Warn("re-fetch refused by Stripe; storing, under the ordering guard, the state the sync had when another transaction held the row",
+		"table", f.Table, "id", f.ID, "err", refusal)
+	return f, nil
+}
+
 // completeNested pages the nested lists of obj that were cut at has_more
-// (CONTRACT §3: nested lists are always complete) and returns them whole.
-func completeNested(ctx context.Context, c *stripeapi.Client, t *schema.Table, raw json.RawMessage) (map[string][]json.RawMessage, error) {
+// (CONTRACT §3: nested lists are always complete) and returns them whole;
+// the fields of have (complete lists already) are left out.
+func completeNested(ctx context.Context, c *stripeapi.Client, t *schema.Table, raw json.RawMessage, have map[string][]json.RawMessage) (map[string][]json.RawMessage, error) {
 	if len(t.Nested) == 0 {
 		return nil, nil
 	}
@@ -563,7 +643,7 @@ func completeNested(ctx context.Context, c *stripeapi.Client, t *schema.Table, r
 	var out map[string][]json.RawMessage
 	for _, n := range t.Nested {
 		v, ok := fields[n.Field]
-		if !ok {
+		if _, done := have[n.Field]; !ok || done {
 			continue
 		}
 		var l struct {

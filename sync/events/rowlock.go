@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,7 +42,103 @@ const (
 	// lockForget: a row not found held for this long starts over (a new
 	// lock warns again).
 	lockForget = time.Minute
+	// reasonUnresolved: Stripe refused the re-fetch of a held row's
+	// object for good, and the state left out of the row can't be
+	// written exactly (fetched.unresolved). The entry keeps that state.
+	reasonUnresolved = "unresolved"
+	// unresolvedRetry is how long an unresolved entry waits for its next
+	// re-fetch: a key given the rights, or a newer state (an event the row
+	// takes, a queued state strictly newer), settles it then. Rarely
+	// enough that many such objects cost little of the rate limit.
+	unresolvedRetry = 10 * time.Minute
+	// unresolvedPrefix starts the last_error of stripe_sync.status that
+	// names an unresolved object of the table (keepUnresolved), until
+	// none is left (clearResolved).
+	unresolvedPrefix = "re-fetch: "
 )
+
+// unresolvedError is why an object left out of a held row stays queued,
+// unresolved: Stripe's refusal of its re-fetch (Err) and what keeps its
+// held state from being written (Why).
+type unresolvedError struct {
+	Why string
+	Err error // nil: the table has no retrieve endpoint
+}
+
+func (e *unresolvedError) Error() string {
+	if e.Err == nil {
+		return e.Why
+	}
+	return e.Why + "; Stripe refused the re-fetch that would settle it: " + e.Err.Error()
+}
+
+func (e *unresolvedError) Unwrap() error { return e.Err }
+
+// keepUnresolved leaves queued the objects whose held state can't be
+// written exactly though Stripe refused their re-fetch (fetched.unresolved),
+// due again after unresolvedRetry, and says so: a warning naming each
+// object (the first time), and the last_error of its table in
+// stripe_sync.status, which the next write of the table's last unresolved
+// object clears. Before, the state was written as it stood (a nested
+// list cut, a tie the guard left to the stored state) and the entry
+// dropped: a change lost without a word.
+func (p *poller) keepUnresolved(ctx context.Context, tx pgx.Tx, fs []fetched) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	nb := p.clock.get().Add(unresolvedRetry)
+	for _, f := range fs {
+		e := &unresolvedError{Why: f.unresolved, Err: f.refusal}
+		if f.refusal == nil {
+			e.Why += "; the table has no retrieve endpoint to settle it"
+		}
+		// An entry queued again while its fetch was in flight (queued_at
+		// moved) has a new reason to be fetched: left as it is.
+		if _, err := tx.Exec(ctx, `UPDATE stripe_sync.events_refetch SET reason = $4, not_before = GREATEST(not_before, $5)
+WHERE object = $1 AND id = $2 AND queued_at = $3`, f.Table, f.ID, f.queuedAt, reasonUnresolved, nb); err != nil {
+			return fmt.Errorf("events: keep unresolved re-fetch queued: %w", err)
+		}
+		msg := fmt.Sprintf("%s%s %s: %v; queued, tried again every %s", unresolvedPrefix, f.Table, f.ID, e, unresolvedRetry)
+		if len(msg) > 500 {
+			// On a rune's boundary: Postgres refuses broken UTF-8.
+			msg = strings.ToValidUTF8(msg[:500], "") + "…"
+		}
+		// A backfill's own error (phase error) stays.
+		if _, err := tx.Exec(ctx, `UPDATE stripe_sync.objects SET last_error = $2
+WHERE object = $1 AND (last_error IS NULL OR last_error LIKE 'events: %' OR last_error LIKE $3 || '%')`, f.Table, msg, unresolvedPrefix); err != nil {
+			return fmt.Errorf("events: status of unresolved re-fetch: %w", err)
+		}
+		lvl := slog.LevelWarn
+		if f.Reason == reasonUnresolved {
+			lvl = slog.LevelDebug // said already
+		}
+		p.log.Log(ctx, lvl, "held row's object not stored: its state can't be written exactly and Stripe refused its re-fetch; kept queued",
+			"table", f.Table, "id", f.ID, "why", f.unresolved, "err", f.refusal, "retry_in", unresolvedRetry)
+		if p.fetchFailed != nil {
+			p.fetchFailed[f.refetchKey] = fetchFailure{look: p.look, at: time.Now(), err: e}
+		}
+	}
+	return nil
+}
+
+// clearResolved clears the last_error keepUnresolved set on the tables of
+// written, once none of their objects is left unresolved.
+func clearResolved(ctx context.Context, tx pgx.Tx, written []refetchKey) error {
+	if len(written) == 0 {
+		return nil
+	}
+	tables := make([]string, 0, len(written))
+	for _, k := range written {
+		tables = append(tables, k.Table)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE stripe_sync.objects o SET last_error = NULL
+WHERE o.object = ANY($1::text[]) AND o.last_error LIKE $2 || '%'
+  AND NOT EXISTS (SELECT 1 FROM stripe_sync.events_refetch q WHERE q.object = o.object AND q.reason = $3)`,
+		tables, unresolvedPrefix, reasonUnresolved); err != nil {
+		return fmt.Errorf("events: clear status of resolved re-fetches: %w", err)
+	}
+	return nil
+}
 
 // beginLoopTx begins the loop's transactions: lock_timeout is
 // loopLockTimeout, unless the role or database sets a shorter one. One
