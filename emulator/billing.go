@@ -1595,11 +1595,12 @@ func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any)
 	if amt <= 0 {
 		return nil
 	}
-	switch pm := e.subscriptionPaymentMethod(sub); {
-	case pm == "":
+	pm := e.subscriptionPaymentMethod(sub)
+	if pm == "" {
 		return noPaymentMethodError()
-	case declined(pm):
-		return declineError("")
+	}
+	if d := e.declineOf(pm); d != nil {
+		return d.err("")
 	}
 	return nil
 }
@@ -2360,10 +2361,13 @@ func (e *Emulator) retryInvoice(c *reqCtx, inv map[string]any) {
 	if sub == nil {
 		return
 	}
-	if pm := e.subscriptionPaymentMethod(sub); pm != "" {
+	if pm := e.subscriptionPaymentMethod(sub); pm != "" && !e.hardDeclined(inv, pm) {
 		e.payInvoice(c, inv, pm)
 		return
 	}
+	// No payment method, or the one whose last charge failed with a
+	// non-retryable decline (hardDeclined): the attempt counts, without a
+	// charge.
 	e.invoicePaymentFailed(c, inv, deepCopy(inv).(map[string]any))
 }
 

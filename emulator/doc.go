@@ -67,9 +67,19 @@
 // Simplifications (by design): one dataset for test and live keys (livemode
 // follows the key that created an object); plans and prices are separate
 // (plan ids are plan_…); payments succeed unless the payment method or
-// source contains "chargeDeclined" or "chargeCustomerFail" (a card_error; an intent created with
-// confirm=true is kept, with its failed charge, as in Stripe; a failed
-// charge can be neither captured nor refunded) or
+// source is one of Stripe's declining test cards (declines.go: its
+// PaymentMethod or token, or a payment method made of its card number
+// or token), each with its error code, decline_code and message, the
+// failed charge's failure_code, failure_message and outcome
+// (issuer_declined, or blocked by Radar), and the intent's
+// last_payment_error; other ids containing "chargeDeclined" or
+// "chargeCustomerFail" decline generically. The card error is a 402
+// card_error; an intent created with confirm=true is kept, and a legacy
+// charge too, with its failed charge, as in Stripe; a failed charge can
+// be neither captured nor refunded; a declining card other than
+// chargeCustomerFail's can't be attached to a customer (the same card
+// error, no charge), and a card number failing the Luhn check makes no
+// payment method (incorrect_number); or
 // "createDispute" (which succeeds and, once captured, opens a dispute for
 // the captured amount, withdrawing it and a $15 fee; submitting evidence
 // whose uncategorized_text is winning_evidence or losing_evidence closes
@@ -220,7 +230,10 @@
 // payment method the subscription would be charged with then
 // (next_payment_attempt, attempt_count, charge.failed,
 // payment_intent.payment_failed, invoice.payment_failed; with no payment
-// method an attempt fails without a charge); a retry that pays makes the
+// method an attempt fails without a charge, and so does one with the
+// payment method whose last charge failed with one of Stripe's
+// non-retryable decline codes, lost_card, stolen_card, highest_risk_level
+// and the rest (declines.go, hardDeclined); a retry that pays makes the
 // subscription active again, as paying its latest invoice does; when
 // the last fails the subscription is canceled (cancellation_details
 // reason payment_failed, customer.subscription.deleted), the setting

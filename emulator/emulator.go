@@ -71,6 +71,7 @@ type Emulator struct {
 	idem       map[string]*idemEntry
 	seeding    bool                         // suppresses events while seeding
 	detached   map[string]bool              // payment methods detached: never attached again
+	pmCards    map[string]*declineCard      // payment methods made of a declining test card number or token
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
@@ -144,6 +145,7 @@ func (e *Emulator) reset() {
 	e.idem = map[string]*idemEntry{}
 	e.tombstones = map[string][]byte{}
 	e.detached = map[string]bool{}
+	e.pmCards = map[string]*declineCard{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
 	e.nextHold.Store(math.MaxInt64)

@@ -242,8 +242,9 @@ func init() {
 			obj["type"] = t
 			delete(obj, "card")
 			obj[t] = map[string]any{}
+			return nil
 		}
-		return nil
+		return e.testCard(obj, c.params["card"])
 	}
 	// Spec (POST /v1/payment_methods/{payment_method}): "A PaymentMethod
 	// must be attached a customer to be updated."
@@ -279,6 +280,12 @@ func init() {
 		}
 		if ae := e.attachable(c.path["payment_method"], cus); ae != nil {
 			return nil, ae
+		}
+		if d := e.declineOf(c.path["payment_method"]); d != nil && !d.attaches {
+			// Attaching checks the card with its issuer, which declines
+			// it as it would a payment (docs.stripe.com/testing: the
+			// declining cards "can't be attached to a Customer object").
+			return nil, d.err("")
 		}
 		e.attachPM(c, c.path["payment_method"], cus)
 		return e.render(kPM, e.tables["payment_methods"].byID[c.path["payment_method"]].raw, c)
@@ -322,10 +329,15 @@ func init() {
 		if src == "" {
 			return invalid("", "source", "You must supply either a source or a customer id")
 		}
-		if declined(src) {
-			return declineError("")
-		}
 		e.fillCharge(c, obj, cus, src, getInt(obj, "amount"), getStr(obj, "currency"), "", "")
+		if d := e.declineOf(src); d != nil {
+			// Stripe keeps the failed charge and names it in the card
+			// error.
+			e.failCharge(obj, d)
+			e.store(kCharge, obj)
+			e.emit(c, "charge.failed", obj, nil)
+			return d.err(idOf(obj))
+		}
 		if capture, ok := c.params["capture"].(bool); ok && !capture {
 			e.holdCharge(obj)
 		}
@@ -853,20 +865,15 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	}
 	ch := e.newObject(kCharge, c.now, c.live)
 	e.fillCharge(c, ch, getStr(pi, "customer"), pm, getInt(pi, "amount"), getStr(pi, "currency"), idOf(pi), getStr(pi, "invoice"))
-	if declined(pm) {
+	if d := e.declineOf(pm); d != nil {
 		// A failed charge, the intent back to requires_payment_method with
 		// its last_payment_error, and the card error for the caller.
-		e.tables["balance_transactions"].remove(getStr(ch, "balance_transaction"))
-		ch["status"], ch["paid"], ch["captured"], ch["amount_captured"] = "failed", false, false, int64(0)
-		ch["balance_transaction"] = nil
-		ch["failure_code"], ch["failure_message"] = "card_declined", "Your card was declined."
+		e.failCharge(ch, d)
 		e.store(kCharge, ch)
 		e.emit(c, "charge.failed", ch, nil)
-		ae := declineError(idOf(ch))
 		pi["payment_method"], pi["status"], pi["latest_charge"] = nil, "requires_payment_method", idOf(ch)
-		pi["last_payment_error"] = map[string]any{"charge": idOf(ch), "code": ae.Code, "decline_code": ae.DeclineCode,
-			"doc_url": "https://stripe.com/docs/error-codes/card-declined", "message": ae.Message, "type": ae.Type}
-		return ae
+		pi["last_payment_error"] = lastPaymentError(d, idOf(ch))
+		return d.err(idOf(ch))
 	}
 	pi["last_payment_error"] = nil
 	pi["payment_method"] = pm
@@ -907,6 +914,7 @@ func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt
 		obj["invoice"] = inv
 	}
 	obj["failure_code"], obj["failure_message"], obj["failure_balance_transaction"] = nil, nil, nil
+	obj["outcome"], obj["fraud_details"] = authorizedOutcome(), map[string]any{}
 	obj["receipt_url"] = "https://pay.stripe.com/receipts/" + idOf(obj)
 	obj["description"] = nil
 	if d, ok := c.params["description"].(string); ok && c.route != nil && strings.HasPrefix(c.route.path, "/v1/charges") {
@@ -1071,24 +1079,10 @@ func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee in
 	return idOf(t)
 }
 
-// declined says whether a payment method or source is one of Stripe's
-// declining test ones (pm_card_chargeDeclined, tok_chargeDeclined, ...),
-// or pm_card_chargeCustomerFail, whose card "Attaching this card to a
-// Customer object succeeds, but attempts to charge the customer fail"
-// (Stripe's docs, "Testing": the card a failed renewal is tested with).
-func declined(pm string) bool {
-	return strings.Contains(pm, "chargeDeclined") || strings.Contains(pm, "chargeCustomerFail")
-}
-
 // disputing says whether a payment method or source is one of Stripe's
 // dispute test ones (pm_card_createDispute, tok_createDispute): its
 // payment "succeeds, but is then disputed as fraudulent".
 func disputing(pm string) bool { return strings.Contains(pm, "createDispute") }
-
-func declineError(charge string) *apiError {
-	return &apiError{status: 402, Type: "card_error", Code: "card_declined", DeclineCode: "generic_decline",
-		Message: "Your card was declined.", Charge: charge}
-}
 
 // makeDispute disputes the captured amount of ch.
 func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {

@@ -113,10 +113,14 @@ func whilePending(sub map[string]any) *apiError {
 // not be charged to sub's payment method: none, or a declining one. The
 // charge was taken back (error_if_incomplete), so the error names none.
 func (e *Emulator) updatePaymentError(sub map[string]any) *apiError {
-	if e.subscriptionPaymentMethod(sub) == "" {
+	pm := e.subscriptionPaymentMethod(sub)
+	if pm == "" {
 		return noPaymentMethodError()
 	}
-	return declineError("")
+	if d := e.declineOf(pm); d != nil {
+		return d.err("")
+	}
+	return genericDecline.err("")
 }
 
 // beginUndo starts recording every change to the tables (undoLog).

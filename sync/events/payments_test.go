@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -141,5 +142,81 @@ WHERE p.id = $1 AND d.amount = 1000`, capturedPI).Scan(&disputed); err != nil ||
 	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.charges WHERE id IN ($1, $2) AND refunded AND NOT captured AND amount_refunded = amount`,
 		heldCharge, legacy).Scan(&refunded); err != nil || refunded != 2 {
 		t.Errorf("expired charges in Postgres: %d of 2 refunded %v", refunded, err)
+	}
+}
+
+// TestDeclinesLand: payments declined by Stripe's test cards, each
+// with its own code (docs.stripe.com/testing, "Declined payments"), reach
+// the tables through the events loop with what the emulator says of them:
+// the charge's failure_code, failure_message and outcome, the intent's
+// last_payment_error. The legacy /v1/charges decline too, whose failed
+// charge comes only with charge.failed.
+func TestDeclinesLand(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
+	cus := call("/v1/customers", url.Values{"name": {"Declines"}})
+	type want struct {
+		code, decline, reason, typ string
+	}
+	wants := map[string]want{} // card -> what its failed charge's row must say
+	for _, tc := range []struct {
+		path, card string
+		want       want
+	}{
+		{"/v1/payment_intents", "pm_card_visa_chargeDeclinedInsufficientFunds", want{"card_declined", "insufficient_funds", "insufficient_funds", "issuer_declined"}},
+		{"/v1/payment_intents", "pm_card_chargeDeclinedExpiredCard", want{"expired_card", "", "expired_card", "issuer_declined"}},
+		{"/v1/payment_intents", "pm_card_radarBlock", want{"card_declined", "fraudulent", "highest_risk_level", "blocked"}},
+		{"/v1/charges", "tok_visa_chargeDeclinedLostCard", want{"card_declined", "lost_card", "lost_card", "issuer_declined"}},
+	} {
+		q := url.Values{"amount": {"1500"}, "currency": {"usd"}, "customer": {cus}}
+		if tc.path == "/v1/charges" {
+			q.Set("source", tc.card)
+		} else {
+			q.Set("payment_method", tc.card)
+			q.Set("confirm", "true")
+		}
+		_, err := v.mut.Post(ctx, tc.path, q, "")
+		var ae *stripeapi.Error
+		if !errors.As(err, &ae) || ae.HTTPStatus != 402 || ae.Code != tc.want.code || ae.DeclineCode != tc.want.decline {
+			t.Fatalf("%s with %s: %v, want a 402 %s/%s", tc.path, tc.card, err, tc.want.code, tc.want.decline)
+		}
+		wants[tc.card] = tc.want
+	}
+	resp, err := v.mut.Get(ctx, "/v1/charges", url.Values{"customer": {cus}, "limit": {"100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Data []struct {
+			ID, Status    string
+			PaymentMethod string `json:"payment_method"`
+		} `json:"data"`
+	}
+	json.Unmarshal(resp.Body, &list)
+	declined := map[string]want{} // failed charge -> what its row must say
+	for _, c := range list.Data {
+		if w, ok := wants[c.PaymentMethod]; ok && c.Status == "failed" {
+			declined[c.ID] = w
+		}
+	}
+	if len(declined) != len(wants) {
+		t.Fatalf("%d failed charges in the emulator, want %d", len(declined), len(wants))
+	}
+	v.converge(t, 10*time.Second)
+
+	for ch, w := range declined {
+		var status, code, msg, reason, typ, lpe string
+		if err := v.pool.QueryRow(context.Background(), `SELECT c.status, c.failure_code, c.failure_message, c.outcome->>'reason', c.outcome->>'type',
+	coalesce(p.last_payment_error->>'decline_code', p.last_payment_error->>'code', '')
+FROM stripe.charges c LEFT JOIN stripe.payment_intents p ON p.id = c.payment_intent WHERE c.id = $1`, ch).
+			Scan(&status, &code, &msg, &reason, &typ, &lpe); err != nil {
+			t.Fatalf("charge %s in Postgres: %v", ch, err)
+		}
+		if status != "failed" || code != w.code || msg == "" || reason != w.reason || typ != w.typ {
+			t.Errorf("charge %s row: status %s failure_code %s message %q outcome %s/%s, want failed %s, %s/%s", ch, status, code, msg, reason, typ, w.code, w.reason, w.typ)
+		}
+		if wantLPE := map[bool]string{true: w.decline, false: w.code}[w.decline != ""]; lpe != wantLPE && lpe != "" {
+			t.Errorf("charge %s: its intent's last_payment_error says %s, want %s", ch, lpe, wantLPE)
+		}
 	}
 }
