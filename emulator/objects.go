@@ -370,11 +370,13 @@ func (e *Emulator) findAny(id string, prefer string) *record {
 			}
 		}
 	}
-	for name, t := range e.tables {
-		if name == "events" || name == "upcoming_invoices" {
+	// In kinds' order, not the map's: an id in two tables (a coupon and a
+	// plan may share one) resolves the same way every time.
+	for _, k := range kinds {
+		if k.table == "events" || k.table == "upcoming_invoices" {
 			continue
 		}
-		if r := t.byID[id]; r != nil {
+		if r := e.tables[k.table].byID[id]; r != nil {
 			return r
 		}
 	}
