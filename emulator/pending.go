@@ -403,6 +403,15 @@ func (e *Emulator) itemUpdate(c *reqCtx, sub map[string]any, change func() (any,
 	}
 	switch c.params["payment_behavior"] {
 	case "pending_if_incomplete":
+		// Stripe's own refusals of the change (mixed billing periods, …)
+		// are modelled and come first: only a change Stripe would make is
+		// left unguessed. Tried, then taken back whole.
+		l := e.beginUndo()
+		_, ae := change()
+		e.undoAll(l)
+		if ae != nil {
+			return nil, ae
+		}
 		return nil, invalid("", "payment_behavior", "The emulator does not model payment_behavior=pending_if_incomplete on the subscription item endpoints: it is refused rather than guessed (send the change to POST /v1/subscriptions/%s with items[]).", idOf(sub))
 	case "error_if_incomplete":
 	default:

@@ -75,3 +75,25 @@ func TestPendingUpdateEventsShowNoPendingItems(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingItemMixedRefusal: an item added with
+// payment_behavior=pending_if_incomplete that would mix billing periods
+// gets Stripe's refusal of mixed periods, not the emulator's "not
+// modelled" one, and changes nothing (FuzzBilling's driver checks both;
+// the input is the one it found).
+func TestPendingItemMixedRefusal(t *testing.T) {
+	e, err := New(Options{RateLimit: -1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := []byte("\x02\x00\x00\x02\x02C80000")
+	r := &billingChecker{fuzzSession: fuzzSession{t: t, e: e}, subSeen: map[string]map[string]any{}}
+	r.setup(ops[0], ops[1])
+	r.snapshot()
+	r.check()
+	for i := 2; i+2 < len(ops); i += 3 {
+		r.snapshot()
+		r.step(ops[i], ops[i+1], ops[i+2])
+		r.check()
+	}
+}
