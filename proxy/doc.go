@@ -51,9 +51,11 @@
 // with 'N', issues its own cancel keys and maps CancelRequest to the right
 // upstream backend (and to a running interception), closes oversized or
 // badly framed clients with an ErrorResponse (Postgres's own message
-// limits) once the requests before the bad message are answered (in
-// copy-in mode Postgres gets the bytes as sent and fails the COPY as it
-// would directly), passes
+// limits) once the requests before the bad message are answered (if
+// upstream ends before that, Postgres would never have read the bad
+// message, and the session ends as for upstream's loss; either way the
+// client gets one FATAL at most; in copy-in mode Postgres gets the bytes
+// as sent and fails the COPY as it would directly), passes
 // an invalid message type byte to Postgres for it to refuse (so the
 // client gets Postgres's own FATAL, in copy-in mode too; the type byte is
 // judged before the length, as Postgres does), passes the start of a
@@ -63,7 +65,8 @@
 // read (an ERROR, and the session goes on), stops reading a client that has maxInFlight requests
 // unanswered (as Postgres stops reading a client that reads no replies),
 // refuses connections beyond maxStartingConns still in startup with
-// Postgres's 53300, and drains sessions on shutdown.
+// Postgres's 53300, and drains sessions on shutdown (FATAL 57P01 at
+// their next idle point; nothing after a Terminate the proxy handled).
 //
 // What a session holds follows what Postgres holds for it: a record per
 // prepared statement (named by Parse and not yet closed by Close, or by

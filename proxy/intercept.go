@@ -260,7 +260,8 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 		c.done = true
 	case *pgproto3.ErrorResponse:
 		c.done, c.failed = true, true
-		if c.ic != nil && c.ic.isGone() {
+		gone := c.ic != nil && c.ic.isGone()
+		if gone {
 			// The session ends with this error, as Postgres's own FATAL
 			// would end it; as an ERROR, clients wait for ReadyForQuery
 			// and report the EOF in its place. The server loop, waiting
@@ -268,7 +269,7 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 			if m.Severity == "ERROR" {
 				f := *m
 				f.Severity, f.SeverityUnlocalized = "FATAL", "FATAL"
-				m, msg = &f, &f
+				m = &f
 			}
 			c.s.sawFatal = true
 		}
@@ -276,6 +277,11 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 			if err := c.s.sendLasting(); err != nil {
 				return err
 			}
+		}
+		if gone {
+			// Unless a shutdown's FATAL went out first.
+			_, err := c.s.lastWords(m, nil)
+			return err
 		}
 	default:
 		return fmt.Errorf("proxy: an interceptor cannot send %T", msg)
@@ -644,6 +650,9 @@ type interception struct {
 	// interception ran (goneErr says how): no more messages will come.
 	gone    chan struct{}
 	goneErr error
+	// violation: the barrier of answerForwarded, behind which the client
+	// sent nothing Postgres would have read (see onlyViolationLeft).
+	violation bool
 }
 
 func newInterception() *interception {
@@ -1073,11 +1082,7 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 						// Parse: the client gets its FATAL, as from
 						// Postgres, and the server loop then closes
 						// without one of its own.
-						s.sawFatal = true
-						if err := s.writeClient(raw); err != nil {
-							return false, err
-						}
-						if err := s.flushClient(); err != nil {
+						if err := s.passFatal(raw); err != nil {
 							return false, err
 						}
 					}

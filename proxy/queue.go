@@ -75,6 +75,21 @@ type replyQueue struct {
 	optExt bool
 }
 
+// onlyViolationLeft reports whether every request queued has been
+// answered (or skipped), but for the barrier of a protocol violation
+// (interception.violation), which the client sent nothing before that
+// upstream has left unanswered.
+func (q *replyQueue) onlyViolationLeft() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range q.entries[q.head:] {
+		if e.ic == nil || !e.ic.violation {
+			return false
+		}
+	}
+	return true
+}
+
 func (q *replyQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()

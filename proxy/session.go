@@ -114,7 +114,25 @@ type session struct {
 	terminated atomic.Bool
 	closeOnce  sync.Once
 	done       chan struct{}
-	closeErr   atomic.Pointer[pgproto3.ErrorResponse]
+	// closeErr is the session's last words: the FATAL the client got, or
+	// upstreamFatal for one passed on from upstream (or made of an
+	// interceptor's error when upstream went away). Postgres sends at most
+	// one, so whoever sends one claims it here (compare-and-swap, with the
+	// write in one critical section: lastWords), and a FATAL that loses
+	// the claim is not sent.
+	closeErr atomic.Pointer[pgproto3.ErrorResponse]
+	// endMu orders the two ends a session may meet at once: the client
+	// loop stopping at a protocol violation (violation, its FATAL, set
+	// only if upstream's end was not met before) and the server loop
+	// meeting upstream's end (lossMet). Postgres reads the bad message
+	// only if it is alive then. See meetLoss.
+	endMu     sync.Mutex
+	violation *pgproto3.ErrorResponse
+	lossMet   bool
+	// violationDue: server loop: upstream's end came after the client's
+	// protocol violation and after the answers to every request before
+	// it, so the session ends with the violation's FATAL (see meetLoss).
+	violationDue *pgproto3.ErrorResponse
 	// lost is closed by the server loop when upstream's loss is to end the
 	// session with the proxy's FATAL, to stop the client loop wherever it
 	// waits; clientStopped is closed when the client loop has returned.
@@ -257,22 +275,60 @@ func (s *session) sendClient(msg interface {
 	return s.cw.send(msg)
 }
 
-// writeFatal sends an error and flushes; used before closing.
+// writeFatal sends an error and flushes, unless the client got a FATAL
+// already (see closeErr); used before closing.
 func (s *session) writeFatal(e *pgproto3.ErrorResponse) {
-	// A client that stopped reading must not hold the session (or the
-	// proxy's shutdown) up: the deadline also ends a write in progress in
-	// the server loop, which releases the lock.
-	s.connMu.Lock()
-	client := s.client
-	s.connMu.Unlock()
-	client.SetWriteDeadline(time.Now().Add(time.Second))
+	s.lastWords(e, nil)
+}
+
+// upstreamFatal stands in closeErr for a FATAL that upstream sent, which
+// goes out as it came (raw).
+var upstreamFatal = &pgproto3.ErrorResponse{Severity: "FATAL"}
+
+// lastWords sends the session's FATAL, e or upstream's raw one, and
+// flushes it, unless the client got one already; sent reports whether it
+// did. The claim (closeErr) and the write are one critical section: two
+// goroutines ending the session at once (the client loop on a protocol
+// violation, the server loop on upstream's end, a shutdown) would
+// otherwise both find it unclaimed and send one each, and a loser that
+// closes the connection as soon as it lost must find the winner's FATAL
+// flushed, not still on its way.
+func (s *session) lastWords(e *pgproto3.ErrorResponse, raw []byte) (sent bool, err error) {
+	claim := upstreamFatal
+	if raw == nil {
+		claim = e
+		// A client that stopped reading must not hold the session (or
+		// the proxy's shutdown) up: the deadline also ends a write in
+		// progress in the server loop, which releases the lock.
+		s.connMu.Lock()
+		client := s.client
+		s.connMu.Unlock()
+		client.SetWriteDeadline(time.Now().Add(time.Second))
+	}
 	s.cwMu.Lock()
 	defer s.cwMu.Unlock()
-	if s.closeErr.Load() != nil {
-		return
+	if !s.closeErr.CompareAndSwap(nil, claim) {
+		return false, nil
 	}
-	s.cw.send(e)
-	s.cw.flush()
+	if raw != nil {
+		err = s.cw.write(raw)
+	} else {
+		err = s.cw.send(e)
+	}
+	if err == nil {
+		err = s.cw.flush()
+	}
+	return true, err
+}
+
+// passFatal passes upstream's FATAL on (see lastWords). Server loop, or
+// an interception while the server loop waits for it.
+func (s *session) passFatal(raw []byte) error {
+	sent, err := s.lastWords(nil, raw)
+	if sent {
+		s.sawFatal = true
+	}
+	return err
 }
 
 // close tears both connections down; safe to call more than once and from
@@ -317,10 +373,10 @@ func (s *session) setUpstream(c net.Conn) error {
 	return nil
 }
 
-// closeWithError sends a fatal error to the client, then closes.
+// closeWithError sends a fatal error to the client (unless it got one
+// already), then closes.
 func (s *session) closeWithError(e *pgproto3.ErrorResponse) {
 	s.writeFatal(e)
-	s.closeErr.CompareAndSwap(nil, e)
 	s.close()
 }
 
@@ -333,8 +389,22 @@ func (s *session) drain() {
 	idle := len(s.q.entries) == s.q.head && s.txStatus.Load() == 'I'
 	s.q.mu.Unlock()
 	if idle {
-		s.closeWithError(errAdminShutdown)
+		s.closeIdle()
 	}
+}
+
+// closeIdle ends a session that shutdown found idle, with 57P01 as
+// Postgres ends its sessions on a shutdown, but without it once the client
+// ended the session itself (terminated: a Terminate the client loop
+// handled, or the client's end of input): Postgres sends nothing after a
+// Terminate (PostgresMain: whereToSendOutput = DestNone), and at an idle
+// point the Terminate is the next thing upstream reads.
+func (s *session) closeIdle() {
+	if s.terminated.Load() {
+		s.close()
+		return
+	}
+	s.closeWithError(errAdminShutdown)
 }
 
 func (s *session) endFromClient(err error) {
@@ -355,15 +425,8 @@ func (s *session) endFromClient(err error) {
 		// it has passed on what upstream sent before it, and ends the
 		// session with the FATAL the client must get (endFromServer).
 		// Closing here would race it: after an interceptor's ERROR, say,
-		// the client would see a bare EOF where a FATAL belongs. The
-		// deadlines bound that wait, for a peer that vanished without a
-		// word and for a client that does not read.
-		deadline := time.Now().Add(upstreamLostGrace)
-		s.upstream.SetReadDeadline(deadline)
-		s.connMu.Lock()
-		client := s.client
-		s.connMu.Unlock()
-		client.SetWriteDeadline(deadline)
+		// the client would see a bare EOF where a FATAL belongs.
+		s.awaitServerEnd()
 		return
 	}
 	var pe *protocolError
@@ -384,7 +447,12 @@ func (s *session) endFromClient(err error) {
 			// never sent. Upstream gets the bytes as the client sent
 			// them instead, then the end of input, and fails the COPY as
 			// it would directly (ERROR, then FATAL). Nothing the bad
-			// message carries can run.
+			// message carries can run. Postgres sends the FATAL
+			// then, not the proxy: upstream's must not give way to the
+			// proxy's (meetLoss).
+			s.endMu.Lock()
+			s.violation = nil
+			s.endMu.Unlock()
 			s.terminated.Store(true)
 			s.uw.write(s.cr.buf[s.cr.r:s.cr.w])
 			if s.uw.flush() == nil {
@@ -395,8 +463,28 @@ func (s *session) endFromClient(err error) {
 			s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
 			return
 		}
-		ic := s.answerForwarded()
-		s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
+		s.endMu.Lock()
+		v := s.violation
+		s.endMu.Unlock()
+		if v == nil {
+			// The server loop met upstream's end before this loop
+			// stopped at the violation (or the bad type byte, which
+			// Postgres would refuse itself, could not go upstream):
+			// Postgres, gone, would never have read the message. The session ends as for any loss of
+			// upstream, by the server loop (endFromServer).
+			s.awaitServerEnd()
+			return
+		}
+		ic, answered := s.answerForwarded()
+		if !answered {
+			// Upstream's end came before it answered the requests
+			// before the violation (or another FATAL went out): the
+			// server loop ends the session, with the violation's FATAL
+			// if only the barrier was left unanswered (meetLoss).
+			s.awaitServerEnd()
+			return
+		}
+		s.closeWithError(v)
 		if ic != nil {
 			close(ic.finished) // let the server loop see the close
 		}
@@ -510,6 +598,19 @@ func (s *session) copyInRunning() bool {
 	}
 }
 
+// awaitServerEnd leaves the session's end to the server loop, which
+// meets upstream's failure at its next read, once it has passed on what
+// upstream sent before it. The deadlines bound that wait, for a peer that
+// vanished without a word and for a client that does not read.
+func (s *session) awaitServerEnd() {
+	deadline := time.Now().Add(upstreamLostGrace)
+	s.upstream.SetReadDeadline(deadline)
+	s.connMu.Lock()
+	client := s.client
+	s.connMu.Unlock()
+	client.SetWriteDeadline(deadline)
+}
+
 // answerForwarded, before the proxy closes a session on a protocol
 // violation, lets upstream answer the requests the client sent before it
 // (which the client loop forwarded, or still buffers) and waits until the
@@ -517,31 +618,72 @@ func (s *session) copyInRunning() bool {
 // at a time, answers them before it meets the bad message. A barrier
 // (which Postgres skips after an error, as it would have skipped the rest)
 // marks the end. Nothing commits: no Sync is sent, and closing upstream
-// rolls back an implicit transaction as the FATAL does. It returns the
-// barrier's interception if the server loop reached it (and is now
-// waiting for it to finish), nil otherwise. In copy-in mode it does
-// nothing: the barrier would end the COPY.
-func (s *session) answerForwarded() *interception {
+// rolls back an implicit transaction as the FATAL does. answered reports
+// whether upstream answered (or skipped) every request before the barrier,
+// so that Postgres would have read the bad message: not when upstream's
+// connection failed first, or the session closed, or the client got a
+// FATAL already. It returns the barrier's interception if the server loop
+// reached it (and is now waiting for it to finish), nil otherwise. In
+// copy-in mode it does nothing (answered): the barrier would end the COPY.
+func (s *session) answerForwarded() (ic *interception, answered bool) {
 	s.q.mu.Lock()
 	copying := s.q.copySeq != 0
 	s.q.mu.Unlock()
-	if copying || s.closeErr.Load() != nil {
-		return nil
+	if copying {
+		return nil, true
 	}
-	ic := newInterception()
+	if s.closeErr.Load() != nil {
+		return nil, false
+	}
+	ic = newInterception()
+	ic.violation = true
 	s.q.push1(entry{kind: kIntercept, ic: ic})
-	if s.uw.write(barrier) != nil || s.uw.flush() != nil {
-		return nil
+	if s.uw.write(barrier) == nil && s.uw.flush() == nil {
+		select {
+		case <-ic.ready:
+		case <-s.done:
+		case <-s.lost:
+		}
 	}
 	select {
-	case <-ic.ready:
 	case <-s.done:
-		return nil
+		return nil, false
+	default:
+	}
+	// ready before lost: the server loop reaches or skips the barrier
+	// before it meets upstream's end, if it does at all. (An aborted
+	// batch skips it at once, even when the write failed: upstream
+	// answered all before it then.)
+	select {
+	case <-ic.ready:
+	default:
+		return nil, false
 	}
 	if ic.skipped {
+		return nil, true
+	}
+	return ic, true
+}
+
+// meetLoss records, in the server loop, that it met upstream's end (its
+// connection failed, or it sent a FATAL), and returns the FATAL of the
+// client's protocol violation if the session is to end with it instead:
+// the client loop stopped at the violation before, and upstream answered
+// every request before it (nothing but the violation's barrier is left
+// in the queue), so Postgres, reading one message at a time, would have
+// read the bad message and refused it before it ended. Otherwise (upstream
+// ended while requests before the violation waited, or before the
+// violation was read) Postgres would never have read it: the session ends
+// as for any loss, with upstream's FATAL or the proxy's 08006.
+func (s *session) meetLoss() *pgproto3.ErrorResponse {
+	s.endMu.Lock()
+	s.lossMet = true
+	v := s.violation
+	s.endMu.Unlock()
+	if v == nil || !s.q.onlyViolationLeft() {
 		return nil
 	}
-	return ic
+	return v
 }
 
 func (s *session) endFromServer(err error) {
@@ -570,7 +712,11 @@ func (s *session) endFromServer(err error) {
 		s.p.log.Info("upstream connection failed", "remote", s.client.RemoteAddr().String(), "err", err)
 	}
 	s.flushClient()
-	if !s.sawFatal {
+	if s.violationDue != nil {
+		// The same FATAL the client loop may be sending (endFromClient):
+		// whichever claims closeErr first sends it.
+		s.closeWithError(s.violationDue)
+	} else if !s.sawFatal {
 		s.closeWithError(pgError("FATAL", "08006", "pgstripe proxy: lost connection to upstream Postgres"))
 	}
 	s.close()
@@ -663,6 +809,16 @@ func (s *session) clientLoop() (err error) {
 		// unwrapped, and errors.As here costs an allocation per message
 		// (TestHotPathAllocs).
 		_, upstreamErr := err.(*upstreamError)
+		if pe, ok := err.(*protocolError); ok && !pe.hasBadType {
+			// Before clientStopped: the server loop, stopping this loop
+			// on upstream's end, then knows which end came first.
+			// (Postgres refuses a bad type byte with its own FATAL.)
+			s.endMu.Lock()
+			if !s.lossMet {
+				s.violation = pgError("FATAL", "08P01", pe.msg)
+			}
+			s.endMu.Unlock()
+		}
 		if (upstreamErr || s.upstreamLost()) && s.terminateBuffered() {
 			// Upstream's end stopped the loop before a Terminate the
 			// client had sent: the session ends as the client asked.
@@ -1032,7 +1188,15 @@ func (s *session) trackBind(body []byte) error {
 
 // serverLoop forwards upstream's replies to the client, popping the reply
 // queue as requests are answered.
-func (s *session) serverLoop() error {
+func (s *session) serverLoop() (err error) {
+	defer func() {
+		// Upstream's end (or the client's connection failing, which
+		// ends the session the same way), met before endFromServer,
+		// which may run later (see sessionHarness).
+		if v := s.meetLoss(); v != nil {
+			s.violationDue = v
+		}
+	}()
 	for {
 		typ, raw, err := s.ur.next()
 		if err != nil {
@@ -1105,6 +1269,17 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 			s.q.pop()
 		}
 	case 'E':
+		fatal := isFatal(raw)
+		if fatal {
+			if v := s.meetLoss(); v != nil {
+				// Upstream ended the session (a shutdown) after it had
+				// answered all the client sent before a protocol
+				// violation: Postgres would have refused that message
+				// first, and ended the session with that FATAL.
+				s.violationDue = v
+				return nil
+			}
+		}
 		s.copyEnd(true)
 		if s.lastingN > 0 {
 			if err := s.sendLasting(); err != nil {
@@ -1117,17 +1292,23 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 		if e, ok := s.q.peek(); ok && e.kind == kParse && e.stmt != nil {
 			e.stmt.refused.Store(true)
 		}
-		if isFatal(raw) {
-			s.sawFatal = true
-		}
 		if e, ok := s.q.peek(); ok && e.kind.extended() {
 			// The error goes out first: an interception skipped here
 			// (answerForwarded's barrier) may close the session at once.
-			if err := s.writeClient(raw); err != nil {
+			var err error
+			if fatal {
+				err = s.passFatal(raw)
+			} else {
+				err = s.writeClient(raw)
+			}
+			if err != nil {
 				return err
 			}
 			s.q.abortBatch()
 			return nil
+		}
+		if fatal {
+			return s.passFatal(raw)
 		}
 	case 'Z':
 		if len(raw) == 6 {
@@ -1144,7 +1325,7 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 		}
 		if s.draining.Load() && raw[5] == 'I' && s.q.len() == 0 {
 			s.flushClient()
-			s.closeWithError(errAdminShutdown)
+			s.closeIdle()
 		}
 		return nil
 	}

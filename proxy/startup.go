@@ -301,8 +301,7 @@ func (s *session) startOn(host int, startup []byte, last bool, refusal *[]byte) 
 			s.cwMu.Lock()
 			s.cw.buf = s.cw.buf[:0]
 			s.cwMu.Unlock()
-			s.writeClient(*refusal)
-			s.flushClient()
+			s.lastWords(nil, *refusal)
 			return
 		}
 		s.writeFatal(pgError("FATAL", "08006", msg))
@@ -423,8 +422,7 @@ func (s *session) startOn(host int, startup []byte, last bool, refusal *[]byte) 
 				fail("")
 				return errors.New("upstream refused the connection")
 			}
-			s.writeClient(raw)
-			s.flushClient()
+			s.lastWords(nil, raw)
 			return errors.New("upstream refused the connection")
 		case 'Z':
 			if len(raw) == 6 {

@@ -865,3 +865,357 @@ func clientTLS(t *testing.T, h *sessionHarness) {
 	h.s.cr.limit = clientLimit
 	h.fe = pgproto3.NewFrontend(client, client)
 }
+
+// badLength is a message Postgres refuses for its length (not its type,
+// which it would refuse itself): the client loop stops at it, and the
+// proxy ends the session with its own FATAL 08P01.
+var badLength = []byte{'Q', 0, 0, 0, 3}
+
+const (
+	lostFatal      = "FATAL 08006"
+	adminFatal     = "FATAL 57P01"
+	violationFatal = "FATAL 08P01"
+)
+
+// errorCodes shortens the errors of a transcript to severity and code.
+func errorCodes(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) >= 2 && (f[0] == "FATAL" || f[0] == "ERROR") {
+			l = f[0] + " " + f[1]
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// countFatal counts the FATAL errors in a transcript.
+func countFatal(lines []string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "FATAL ") {
+			n++
+		}
+	}
+	return n
+}
+
+// isBarrier reports whether msg is answerForwarded's barrier.
+func isBarrier(msg pgproto3.FrontendMessage) bool {
+	c, ok := msg.(*pgproto3.Close)
+	return ok && c.Name == "pgstripe_proxy_barrier"
+}
+
+// orderedLoops runs a harness's two loops as sessionHarness.start does for
+// its ordered ends, but tells the test when each loop has returned, so
+// that it can order the loops' own ends (upstream's end met before the
+// client loop reads a violation, say) as well as the session ends.
+type orderedLoops struct {
+	h              *sessionHarness
+	client, server chan error
+	cerr, serr     error
+}
+
+func startOrderedLoops(h *sessionHarness) *orderedLoops {
+	s := h.s
+	s.cr.onBlock = s.flushUpstream
+	s.ur.onBlock = s.flushClient
+	l := &orderedLoops{h: h, client: make(chan error, 1), server: make(chan error, 1)}
+	go func() { l.client <- s.clientLoop() }()
+	go func() { l.server <- s.serverLoop() }()
+	return l
+}
+
+func (l *orderedLoops) waitServer(t *testing.T) {
+	t.Helper()
+	select {
+	case l.serr = <-l.server:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server loop did not return")
+	}
+}
+
+func (l *orderedLoops) waitClient(t *testing.T) {
+	t.Helper()
+	select {
+	case l.cerr = <-l.client:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client loop did not return")
+	}
+}
+
+// end runs the session ends in order, once both loops have returned.
+func (l *orderedLoops) end(order endOrder) {
+	s := l.h.s
+	go func() {
+		defer close(l.h.ended)
+		if order == endClientFirst {
+			s.endFromClient(l.cerr)
+			s.endFromServer(l.serr)
+		} else {
+			s.endFromServer(l.serr)
+			s.endFromClient(l.cerr)
+		}
+	}()
+}
+
+// TestUpstreamEndBeforeViolation: upstream ends (a crash, a reset,
+// or Postgres's own FATAL 57P01) before the proxy reads the client's
+// protocol violation, with a request before it unanswered or with all of
+// them answered: Postgres would never have read the bad message, so the
+// client gets upstream's FATAL or the proxy's 08006, and no 08P01, in
+// either order of the session ends. Before, the client loop's end sent
+// the 08P01 whenever it ran first (after an answered batch's error the
+// barrier is skipped at once), also after upstream's FATAL: two FATALs.
+func TestUpstreamEndBeforeViolation(t *testing.T) {
+	for _, pending := range []bool{true, false} {
+		for _, mode := range []crashMode{crashEOF, crashReset, crashFatal} {
+			for _, order := range []endOrder{endClientFirst, endServerFirst} {
+				if pending && mode != crashReset && order == endClientFirst {
+					// The barrier write to an upstream that closed
+					// cleanly succeeds, and the client loop's end waits
+					// for the server loop's (run() has them concurrent).
+					continue
+				}
+				t.Run(fmt.Sprintf("pending=%v/%v/%v", pending, mode, order), func(t *testing.T) {
+					h := newSessionHarness(t, noInterceptor(t))
+					var up *fakeUpstream
+					if pending {
+						up = startFakeUpstream(t, h.up, mode, func(m pgproto3.FrontendMessage) bool {
+							q, ok := m.(*pgproto3.Query)
+							return ok && q.String == "SELECT 1"
+						})
+					} else {
+						up = startFakeUpstream(t, h.up, mode, nil)
+					}
+					l := startOrderedLoops(h)
+					var want []string
+					if pending {
+						h.send(t, &pgproto3.Query{String: "SELECT 1"})
+					} else {
+						// A failed batch, answered: upstream skips until
+						// Sync, and the barrier is skipped as soon as
+						// the client loop queues it.
+						h.send(t, &pgproto3.Parse{Name: "pgstripe_proxy_failed", Query: "x"}, &pgproto3.Flush{})
+						h.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+						msg, err := h.fe.Receive()
+						if err != nil {
+							t.Fatal(err)
+						}
+						if got := describeMsg(msg); !strings.HasPrefix(got, "ERROR 42601") {
+							t.Fatalf("got %s, want the Parse's error", got)
+						}
+						up.crash()
+					}
+					<-up.dead
+					l.waitServer(t) // upstream's end met
+					if _, err := h.client.Write(badLength); err != nil {
+						t.Fatal(err)
+					}
+					l.waitClient(t)
+					l.end(order)
+					got := errorCodes(h.readToEnd(t))
+					if mode == crashFatal {
+						want = append(want, adminFatal, "EOF")
+					} else {
+						want = append(want, lostFatal, "EOF")
+					}
+					wantLines(t, got, want...)
+				})
+			}
+		}
+	}
+}
+
+// TestViolationBeforeUpstreamEnd: the client loop stops at a
+// protocol violation, and upstream ends as it reads the barrier that
+// follows the requests before it (a crash, a reset, or a shutdown's FATAL
+// 57P01), as run() ends the session. When upstream had answered every
+// request before the violation (a query, or a failed batch whose barrier
+// upstream skips), Postgres would have read the bad message and refused
+// it: the client gets the FATAL 08P01, alone. When a request was still
+// unanswered, Postgres would never have read it: upstream's FATAL or the
+// proxy's 08006, alone. Before, upstream's end won whenever the server
+// loop met it before the client loop's end sent the 08P01 (a 08006, or
+// the 57P01 passed on), and with a skipped barrier both FATALs could go
+// out.
+func TestViolationBeforeUpstreamEnd(t *testing.T) {
+	for _, c := range []string{"answered", "failed batch", "pending"} {
+		for _, mode := range []crashMode{crashEOF, crashReset, crashFatal} {
+			t.Run(fmt.Sprintf("%s/%v", c, mode), func(t *testing.T) {
+				h := newSessionHarness(t, noInterceptor(t))
+				var up *fakeUpstream
+				if c == "pending" {
+					// Reads the query and ends at the Flush that comes
+					// after it: the proxy's, which asks whether the query
+					// started a COPY (copyInRunning) once the client loop
+					// stopped at the violation.
+					up = &fakeUpstream{conn: h.up, mode: mode, dead: make(chan struct{})}
+					go func() {
+						be := pgproto3.NewBackend(h.up, h.up)
+						for {
+							msg, err := be.Receive()
+							if err != nil {
+								t.Errorf("fake upstream: %v", err)
+								up.crash()
+								return
+							}
+							if _, ok := msg.(*pgproto3.Flush); ok {
+								up.crash()
+								return
+							}
+						}
+					}()
+				} else {
+					up = startFakeUpstream(t, h.up, mode, isBarrier)
+				}
+				h.start(t, endAsRun)
+				var want []string
+				var before []byte
+				switch c {
+				case "answered":
+					h.send(t, &pgproto3.Query{String: "SELECT 1"})
+					h.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+					for _, w := range []string{"CommandComplete SELECT 0", "ReadyForQuery I"} {
+						msg, err := h.fe.Receive()
+						if err != nil {
+							t.Fatal(err)
+						}
+						if got := describeMsg(msg); got != w {
+							t.Fatalf("got %s, want %s", got, w)
+						}
+					}
+					want = []string{violationFatal}
+				case "failed batch":
+					before = enc(&pgproto3.Parse{Name: "pgstripe_proxy_failed", Query: "x"})
+					want = []string{"ERROR 42601", violationFatal}
+				case "pending":
+					before = enc(&pgproto3.Query{String: "SELECT 1"})
+					want = []string{lostFatal}
+					if mode == crashFatal {
+						want = []string{adminFatal}
+					}
+				}
+				// The bad message in the same write as the requests before
+				// it (if any): the client loop meets it before it flushes
+				// them, and the barrier carries them upstream.
+				if _, err := h.client.Write(cat(before, badLength)); err != nil {
+					t.Fatal(err)
+				}
+				got := errorCodes(h.readToEnd(t))
+				<-up.dead
+				wantLines(t, got, append(want, "EOF")...)
+			})
+		}
+	}
+}
+
+// TestShutdownAfterTerminate: shutdown drains a session whose
+// client loop has handled the client's Terminate (or its end of input):
+// idle, or at the ReadyForQuery that answers the last request before the
+// Terminate. As Postgres after a Terminate, the proxy sends nothing more:
+// no FATAL 57P01, only the close. Without a Terminate the 57P01 still
+// comes. Before, drain and the ReadyForQuery branch sent it regardless.
+func TestShutdownAfterTerminate(t *testing.T) {
+	const shutdownFatal = "FATAL 57P01 terminating connection because the pgstripe proxy is shutting down"
+	cases := []struct {
+		name string
+		// busy: the drain comes while a query waits for its reply.
+		busy bool
+		end  string // "terminate", "half-close" or "" (the session goes on)
+		want []string
+	}{
+		{"idle/terminate", false, "terminate", []string{"EOF"}},
+		{"idle/half-close", false, "half-close", []string{"EOF"}},
+		{"idle/open", false, "", []string{shutdownFatal, "EOF"}},
+		{"busy/terminate", true, "terminate", []string{"CommandComplete SELECT 0", "ReadyForQuery I", "EOF"}},
+		{"busy/half-close", true, "half-close", []string{"CommandComplete SELECT 0", "ReadyForQuery I", "EOF"}},
+		{"busy/open", true, "", []string{"CommandComplete SELECT 0", "ReadyForQuery I", shutdownFatal, "EOF"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newSessionHarness(t, noInterceptor(t))
+			// The fake upstream tells when it has read what the client
+			// sent (a Terminate, the end of input, or the query alone),
+			// answers the query only when released, and never closes
+			// first: the session stays open until the proxy closes it.
+			seen, release := make(chan struct{}), make(chan struct{})
+			upDone := make(chan struct{})
+			go func() {
+				defer close(upDone)
+				be := pgproto3.NewBackend(h.up, h.up)
+				queries := 0
+				for c.end != "" || c.busy {
+					msg, err := be.Receive()
+					if err != nil {
+						if c.end == "half-close" {
+							close(seen) // the proxy passed the end of input on
+						} else {
+							t.Errorf("fake upstream: %v", err)
+						}
+						break
+					}
+					if _, ok := msg.(*pgproto3.Query); ok {
+						queries++
+						if c.end == "" {
+							close(seen)
+							break
+						}
+						continue
+					}
+					if _, ok := msg.(*pgproto3.Terminate); ok && c.end == "terminate" {
+						close(seen)
+						break
+					}
+					t.Errorf("fake upstream: unexpected %T", msg)
+					break
+				}
+				<-release
+				for range queries {
+					be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
+					be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+				}
+				be.Flush()
+				// Hold the connection until the proxy closes it.
+				h.up.SetReadDeadline(time.Now().Add(10 * time.Second))
+				var b [1]byte
+				h.up.Read(b[:])
+			}()
+			h.start(t, endAsRun)
+			var msgs []pgproto3.FrontendMessage
+			if c.busy {
+				msgs = append(msgs, &pgproto3.Query{String: "SELECT 1"})
+			}
+			if c.end == "terminate" {
+				msgs = append(msgs, &pgproto3.Terminate{})
+			}
+			if len(msgs) > 0 {
+				h.send(t, msgs...)
+			}
+			if c.end == "half-close" {
+				if err := h.client.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.end == "" && !c.busy {
+				close(seen) // nothing to wait for: the session is idle
+			}
+			select {
+			case <-seen:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the fake upstream did not get the client's requests")
+			}
+			// Busy: only marks the session, which closes at its next
+			// ReadyForQuery. Idle: closes it now.
+			h.s.drain()
+			close(release)
+			got := h.readToEnd(t)
+			wantLines(t, got, c.want...)
+			if n := countFatal(got); n > 1 {
+				t.Errorf("%d FATALs", n)
+			}
+			h.s.close()
+			<-upDone
+		})
+	}
+}
