@@ -99,7 +99,7 @@ func Backfill(ctx context.Context, opts Options, objects []string, restart bool)
 			// Objects whose rows users' transactions held were left to
 			// the events loop's queue: store them here once free, or say
 			// that the next serve will, rather than end as if complete.
-			result = drainHeld(lctx, opts, pool, client, epoch, log)
+			result = drainHeld(lctx, opts, objects, pool, client, epoch, log)
 		}
 		if result == nil && lctx.Err() != nil {
 			result = lctx.Err()
@@ -140,16 +140,20 @@ func (e *HeldError) Error() string {
 	return "the backfill completed, but " + strings.Join(parts, "; and ")
 }
 
-// drainHeld stores the objects the backfill left queued because other
-// transactions held their rows (events.DrainHeld), waiting for them at
-// most opts.HeldWait; a *HeldError names those that stay queued.
-func drainHeld(ctx context.Context, opts Options, pool *pgxpool.Pool, client *stripeapi.Client, epoch int64, log *slog.Logger) error {
+// drainHeld stores the objects the backfill of objects (all when empty)
+// left queued because other transactions held their rows
+// (events.DrainHeld), waiting for them at most opts.HeldWait; a
+// *HeldError names those that stay queued.
+func drainHeld(ctx context.Context, opts Options, objects []string, pool *pgxpool.Pool, client *stripeapi.Client, epoch int64, log *slog.Logger) error {
+	if len(objects) == 0 {
+		objects = nil // all
+	}
 	wait := opts.HeldWait
 	if wait <= 0 {
 		wait = defaultHeldWait
 	}
 	rows, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, Epoch: epoch, Logger: log,
-		PollInterval: 250 * time.Millisecond}, wait)
+		PollInterval: 250 * time.Millisecond}, objects, wait)
 	if err != nil {
 		return err
 	}

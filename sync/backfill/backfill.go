@@ -1216,8 +1216,11 @@ WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = ANY($1) AND 
 	}
 	// Any queued re-fetch, not only those of held rows: it stores the
 	// object as Stripe has it, or removes it if Stripe answers 404, so it
-	// decides as the sweep would, with a newer state.
-	rows, err := tx.Query(ctx, `SELECT id FROM stripe_sync.events_refetch WHERE object = $1`, object)
+	// decides as the sweep would, with a newer state. Not an unresolved
+	// one (Stripe refuses its re-fetch, events.keepUnresolved): it would
+	// never decide, and the sweep's list is the newer word; the events
+	// loop then finds the row deleted and settles the entry.
+	rows, err := tx.Query(ctx, `SELECT id FROM stripe_sync.events_refetch WHERE object = $1 AND reason <> 'unresolved'`, object)
 	if err != nil {
 		return 0, nil, fmt.Errorf("backfill: read re-fetch queue: %w", err)
 	}

@@ -150,7 +150,7 @@ func convergeWithLoop(t *testing.T, v *env, what string, cond func() bool) {
 func drainHeld(t *testing.T, v *env) {
 	t.Helper()
 	left, err := events.DrainHeld(context.Background(), events.Config{Pool: v.pool, Client: v.client(t, 1000),
-		PollInterval: 50 * time.Millisecond}, 20*time.Second)
+		PollInterval: 50 * time.Millisecond}, nil, 20*time.Second)
 	if err != nil || len(left) > 0 {
 		t.Fatalf("draining the held entries: %v, left %v", err, left)
 	}
@@ -463,7 +463,7 @@ WHERE id = $1`, cus); err != nil {
 		t.Errorf("customers last_error %q, want it to name %s and the same-second tie", status, cus)
 	}
 	start := time.Now()
-	left, err := events.DrainHeld(ctx, events.Config{Pool: v.pool, Client: c, PollInterval: 50 * time.Millisecond}, 20*time.Second)
+	left, err := events.DrainHeld(ctx, events.Config{Pool: v.pool, Client: c, PollInterval: 50 * time.Millisecond}, nil, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,20 @@
 // ids leave the table with it: nothing to compare with). So is a draft
 // the re-fetcher fetched before a change of its customer's tax ids whose
 // apply committed first (that apply could not compare it yet).
+// A re-fetch Stripe refuses for good (a 4xx a retry can't change; 404
+// means gone, above) of an object not held (below) stays queued too,
+// 'unresolved', whatever queued it: the row may be stale (a same-second
+// tie, a cut list, an event in another API version…), and the table's
+// last_error in stripe_sync.status says so ("re-fetch: ", the object, how
+// many more of the table, why, what to do) until none is left, each
+// retried every 10 minutes; one whose row a newer state took since it was
+// queued, or whose object was deleted, is settled then. A 403 (a
+// restricted key without the read permission) is taken for the whole
+// table's: its re-fetches are answered from it without a request for 10
+// minutes, and a table Stripe has not answered since the process began
+// or since such a refusal is probed with one re-fetch per drain, so a key
+// that can never read a table costs one request per 10 minutes, not one
+// per object (refused.go).
 // A re-fetch of a charge also lists its refunds, and one of a coupon its
 // promotion codes (a used-up coupon deactivates them, with no promotion
 // code event). The queue is durable, so a crash loses none of it; an entry

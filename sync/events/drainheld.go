@@ -55,11 +55,15 @@ const heldProgressEvery = 5 * time.Second
 // rest of the queue is Run's. cfg.Epoch fences the writes as in Run.
 // Stripe's requests are bounded by the wait too: a Stripe that does not
 // answer in time ends it with an error naming what stays queued.
-func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, error) {
+//
+// Only the tables of objects are drained and reported (nil: all): a
+// one-shot backfill of some tables answers for those, not for entries an
+// earlier serve left on others.
+func DrainHeld(ctx context.Context, cfg Config, objects []string, wait time.Duration) ([]HeldRow, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}, fetchFailed: map[refetchKey]fetchFailure{}}
+	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}, fetchFailed: map[refetchKey]fetchFailure{}, drainOnly: objects}
 	only := reasonLocked
 	p.onlyReason = &only
 	left, unresolved, err := p.heldLeft(ctx)
@@ -148,8 +152,9 @@ func DrainHeld(ctx context.Context, cfg Config, wait time.Duration) ([]HeldRow, 
 // or a held state merged into an entry of another reason), and which of
 // them are unresolved (keepUnresolved: Stripe refused their re-fetch).
 func (p *poller) heldLeft(ctx context.Context) ([]refetchKey, map[refetchKey]bool, error) {
-	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, reason = $2 FROM stripe_sync.events_refetch WHERE reason = $1 OR held IS NOT NULL ORDER BY object, id`,
-		reasonLocked, reasonUnresolved)
+	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, reason = $2 FROM stripe_sync.events_refetch
+WHERE (reason = $1 OR held IS NOT NULL) AND ($3::text[] IS NULL OR object = ANY($3)) ORDER BY object, id`,
+		reasonLocked, reasonUnresolved, p.drainOnly)
 	if err != nil {
 		return nil, nil, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}

@@ -169,10 +169,22 @@ type poller struct {
 	// held state merged into an entry queued for another reason keeps
 	// that entry's reason).
 	onlyReason *string
+	// drainOnly: the tables DrainHeld waits for and reports (nil: all).
+	drainOnly []string
 	// fetchFailed, when not nil (DrainHeld), records the last failed
 	// re-fetch of each object: an object still queued at the end is
 	// reported as held only if its rows, not Stripe, stopped it last.
 	fetchFailed map[refetchKey]fetchFailure
+	// refusalMu guards refusals and readable, which the re-fetcher's
+	// fetches (goroutines) read and write.
+	refusalMu sync.Mutex
+	// refusals are the tables whose re-fetches Stripe refuses the key
+	// wholesale (403), with the refusal and until when no request is
+	// made for them (tableRefused).
+	refusals map[string]tableRefusal
+	// readable are the tables Stripe answered a re-fetch of since their
+	// last wholesale refusal: their unresolved entries need no probe.
+	readable map[string]bool
 }
 
 func (p *poller) run(ctx context.Context) error {

@@ -77,6 +77,8 @@ type fetched struct {
 	// queued (keepUnresolved). Set by fromHeld, or by the drain when the
 	// state ties with the stored one.
 	unresolved string
+	// gated: refusal is the table's (tableRefused), no request was made.
+	gated bool
 	// listed are objects fetched along with it (see listedWith), to
 	// upsert but not dequeued: they were never queued.
 	listed []fetched
@@ -125,6 +127,7 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 	if due, err = p.skipHeld(ctx, due); err != nil || len(due) == 0 {
 		return n, err
 	}
+	due = p.probeOnly(due)
 	fetchStarted := time.Now()
 	results := make([]*fetched, len(due))
 	errs := make([]error, len(due))
@@ -195,7 +198,22 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		heldQueued := map[refetchKey]lockSite{}
 		for _, f := range out {
 			if f.unresolved != "" {
-				unresolved = append(unresolved, f)
+				settled, err := writtenSince(ctx, tx, f)
+				if err != nil {
+					return err
+				}
+				if !settled {
+					unresolved = append(unresolved, f)
+					continue
+				}
+				// A newer state took the row (or the object is gone)
+				// since it was queued: what the refused re-fetch was to
+				// settle is settled.
+				written = append(written, f.refetchKey)
+				if _, err := tx.Exec(ctx, `DELETE FROM stripe_sync.events_refetch WHERE object = $1 AND id = $2 AND queued_at = $3`,
+					f.Table, f.ID, f.queuedAt); err != nil {
+					return fmt.Errorf("events: dequeue re-fetch: %w", err)
+				}
 				continue
 			}
 			if site, held := busy[f.refetchKey]; held && !f.drop {
@@ -448,14 +466,21 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		return f, nil
 	}
 	var resp *stripeapi.Response
-	var err error
-	if t.Virtual {
+	// While Stripe refuses the key the whole table, its answer stands in
+	// for a request (tableRefusals).
+	err, gated := p.tableRefused(r.Table)
+	switch {
+	case gated:
+	case t.Virtual:
 		// upcoming_invoices: the only virtual table, keyed by customer.
 		q := url.Values{}
 		q.Set("customer", r.ID)
 		resp, err = p.cfg.Client.Get(ctx, t.RetrievePath, q)
-	} else {
+	default:
 		resp, err = p.cfg.Client.Get(ctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(r.ID)), stripeapi.ExpandIncluded(nil, t, false))
+	}
+	if !gated {
+		p.noteAnswer(r.Table, err)
 	}
 	if stripeapi.IsNotFound(err) {
 		// Gone: deleted in Stripe (an id used again would have answered
@@ -473,17 +498,19 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		}
 		if refused(err) {
 			// Refused for good (a restricted key without access to the
-			// type, a malformed id): a retry can't succeed, and an entry
-			// left queued would keep its slot among the oldest due ones,
-			// so enough of them would starve every other re-fetch. An
-			// object left out of a held row gets the state the sync had
-			// then, as it would have without the lock.
+			// type, a malformed id, an object our API version can't
+			// render): a retry now can't succeed, and an entry left due
+			// would keep its slot among the oldest due ones, so enough of
+			// them would starve every other re-fetch. An object left out
+			// of a held row gets the state the sync had then, as it
+			// would have without the lock. Any other stays queued,
+			// unresolved: what queued it (a same-second tie, a cut
+			// list, an event in another API version…) means the row may
+			// be stale, and dropping the entry would hide that.
 			if r.held != nil {
 				return p.fromHeld(ctx, f, t, err)
 			}
-			p.log.Warn("re-fetch refused by Stripe; dropped", "table", r.Table, "id", r.ID, "err", err)
-			f.drop = true
-			return f, nil
+			return p.unresolvedRefusal(f, err, gated), nil
 		}
 		return f, err
 	}
@@ -496,20 +523,35 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		return f, nil
 	}
 	if obj.Raw, _, err = p.cfg.Client.CompleteIncluded(ctx, t, obj.Raw); err != nil {
-		return f, err
+		return p.restRefused(f, err)
 	}
 	kids, err := completeNested(ctx, p.cfg.Client, t, resp.Body, nil)
 	if err != nil {
-		return f, err
+		return p.restRefused(f, err)
 	}
 	obj.Children = kids
 	f.obj = obj
 	if l, ok := listedWith[r.Table]; ok && (l.only == nil || l.only(resp.Body)) {
 		if f.listed, err = p.listWith(ctx, l, r.ID); err != nil {
-			return f, err
+			f.obj = nil
+			return p.restRefused(f, err)
 		}
 	}
 	return f, nil
+}
+
+// restRefused is f, whose object Stripe gave but not what comes with it
+// (an included or nested list, the objects listed along: err), as a
+// failed fetch (retried at the next drain), or, when Stripe refused it for
+// good (a restricted key without access to refunds, say), kept queued,
+// unresolved: retried at every drain, it would spend the rate limit on
+// an answer that can't change.
+func (p *poller) restRefused(f fetched, err error) (fetched, error) {
+	if !refused(err) {
+		return f, err
+	}
+	f.obj = nil
+	return p.unresolvedRefusal(f, err, false), nil
 }
 
 // listedWith are the objects listed along with every re-fetch of another,

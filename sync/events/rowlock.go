@@ -74,51 +74,92 @@ func (e *unresolvedError) Error() string {
 
 func (e *unresolvedError) Unwrap() error { return e.Err }
 
-// keepUnresolved leaves queued the objects whose held state can't be
-// written exactly though Stripe refused their re-fetch (fetched.unresolved),
-// due again after unresolvedRetry, and says so: a warning naming each
-// object (the first time), and the last_error of its table in
-// stripe_sync.status, which the next write of the table's last unresolved
-// object clears. Before, the state was written as it stood (a nested
-// list cut, a tie the guard left to the stored state) and the entry
-// dropped: a change lost without a word.
+// keepUnresolved leaves queued the objects whose re-fetch Stripe refused
+// for good and that nothing else settles (fetched.unresolved): a held
+// state that can't be written exactly, or any entry without one, whose
+// row may be stale for the reason it was queued. They are due again after
+// unresolvedRetry, and it says so: a warning naming each object (the
+// first time), and the last_error of its table in stripe_sync.status
+// (how many of its objects are unresolved, what to do), which the next
+// write of the table's last unresolved object clears. Before, the entry
+// was dropped (a held state written as it stood: a nested list cut, a
+// tie the guard left to the stored state): a change lost without a word.
 func (p *poller) keepUnresolved(ctx context.Context, tx pgx.Tx, fs []fetched) error {
 	if len(fs) == 0 {
 		return nil
 	}
 	nb := p.clock.get().Add(unresolvedRetry)
+	last := map[string]fetched{} // per table, the object its status names
+	var tables []string
 	for _, f := range fs {
-		e := &unresolvedError{Why: f.unresolved, Err: f.refusal}
-		if f.refusal == nil {
-			e.Why += "; the table has no retrieve endpoint to settle it"
-		}
 		// An entry queued again while its fetch was in flight (queued_at
 		// moved) has a new reason to be fetched: left as it is.
-		if _, err := tx.Exec(ctx, `UPDATE stripe_sync.events_refetch SET reason = $4, not_before = GREATEST(not_before, $5)
-WHERE object = $1 AND id = $2 AND queued_at = $3`, f.Table, f.ID, f.queuedAt, reasonUnresolved, nb); err != nil {
+		tag, err := tx.Exec(ctx, `UPDATE stripe_sync.events_refetch SET reason = $4, not_before = GREATEST(not_before, $5)
+WHERE object = $1 AND id = $2 AND queued_at = $3`, f.Table, f.ID, f.queuedAt, reasonUnresolved, nb)
+		if err != nil {
 			return fmt.Errorf("events: keep unresolved re-fetch queued: %w", err)
 		}
-		msg := fmt.Sprintf("%s%s %s: %v; queued, tried again every %s", unresolvedPrefix, f.Table, f.ID, e, unresolvedRetry)
+		if tag.RowsAffected() == 0 {
+			continue // queued again: not unresolved, and the status must not say so
+		}
+		if _, ok := last[f.Table]; !ok {
+			tables = append(tables, f.Table)
+		}
+		last[f.Table] = f
+		lvl := slog.LevelWarn
+		if f.Reason == reasonUnresolved || f.gated {
+			lvl = slog.LevelDebug // said already (the table's refusal, for gated ones)
+		}
+		msg := "re-fetch refused by Stripe; the object stays queued (its row may be stale) and is tried again later"
+		if f.held != nil {
+			msg = "held row's object not stored: its state can't be written exactly and Stripe refused its re-fetch; kept queued"
+		}
+		p.log.Log(ctx, lvl, msg, "table", f.Table, "id", f.ID, "why", f.unresolved, "err", f.refusal, "retry_in", unresolvedRetry)
+		if p.fetchFailed != nil {
+			p.fetchFailed[f.refetchKey] = fetchFailure{look: p.look, at: time.Now(), err: unresolvedErr(f)}
+		}
+	}
+	for _, table := range tables {
+		f := last[table]
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.events_refetch WHERE object = $1 AND reason = $2`, table, reasonUnresolved).Scan(&n); err != nil {
+			return fmt.Errorf("events: count unresolved re-fetches: %w", err)
+		}
+		who := f.ID
+		if n > 1 {
+			who = fmt.Sprintf("%s and %d more of the table", f.ID, n-1)
+		}
+		// What to do first: a long refusal may be cut.
+		msg := fmt.Sprintf("%s%s %s kept queued, unresolved: %s; %s, tried again every %s. %v",
+			unresolvedPrefix, table, who, f.unresolved, refusalAdvice(f.refusal), unresolvedRetry, refusalText(f.refusal))
 		if len(msg) > 500 {
 			// On a rune's boundary: Postgres refuses broken UTF-8.
 			msg = strings.ToValidUTF8(msg[:500], "") + "…"
 		}
 		// A backfill's own error (phase error) stays.
 		if _, err := tx.Exec(ctx, `UPDATE stripe_sync.objects SET last_error = $2
-WHERE object = $1 AND (last_error IS NULL OR last_error LIKE 'events: %' OR last_error LIKE $3 || '%')`, f.Table, msg, unresolvedPrefix); err != nil {
+WHERE object = $1 AND (last_error IS NULL OR last_error LIKE 'events: %' OR last_error LIKE $3 || '%')`, table, msg, unresolvedPrefix); err != nil {
 			return fmt.Errorf("events: status of unresolved re-fetch: %w", err)
-		}
-		lvl := slog.LevelWarn
-		if f.Reason == reasonUnresolved {
-			lvl = slog.LevelDebug // said already
-		}
-		p.log.Log(ctx, lvl, "held row's object not stored: its state can't be written exactly and Stripe refused its re-fetch; kept queued",
-			"table", f.Table, "id", f.ID, "why", f.unresolved, "err", f.refusal, "retry_in", unresolvedRetry)
-		if p.fetchFailed != nil {
-			p.fetchFailed[f.refetchKey] = fetchFailure{look: p.look, at: time.Now(), err: e}
 		}
 	}
 	return nil
+}
+
+// unresolvedErr is why f stays queued, unresolved.
+func unresolvedErr(f fetched) *unresolvedError {
+	e := &unresolvedError{Why: f.unresolved, Err: f.refusal}
+	if f.refusal == nil {
+		e.Why += "; the table has no retrieve endpoint to settle it"
+	}
+	return e
+}
+
+// refusalText is Stripe's refusal for the status.
+func refusalText(err error) string {
+	if err == nil {
+		return "The table has no retrieve endpoint to settle it."
+	}
+	return "Stripe refused the re-fetch: " + err.Error()
 }
 
 // clearResolved clears the last_error keepUnresolved set on the tables of

@@ -277,7 +277,7 @@ func TestDrainHeldBoundedWhenStripeHangs(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err = events.DrainHeld(cctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: testLogger(t)}, time.Second)
+	_, err = events.DrainHeld(cctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: testLogger(t)}, nil, time.Second)
 	took := time.Since(start)
 	if cctx.Err() != nil {
 		t.Fatalf("DrainHeld with a 1 s wait ran %s, until its caller's context ended (%v)", took.Round(time.Second), err)
@@ -351,7 +351,7 @@ VALUES ('customers', 'cus_held', $1, 'locked'), ('customers', 'cus_free', $1, 'l
 			}
 			var logs logtest.Buffer
 			log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
-			left, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: log}, 2*time.Second)
+			left, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: log}, nil, 2*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
