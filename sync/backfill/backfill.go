@@ -1219,8 +1219,14 @@ WHERE kind = 'backfill_test_clocks_refused' AND detail->>'object' = ANY($1) AND 
 	// decides as the sweep would, with a newer state. Not an unresolved
 	// one (Stripe refuses its re-fetch, events.keepUnresolved): it would
 	// never decide, and the sweep's list is the newer word; the events
-	// loop then finds the row deleted and settles the entry.
-	rows, err := tx.Query(ctx, `SELECT id FROM stripe_sync.events_refetch WHERE object = $1 AND reason <> 'unresolved'`, object)
+	// loop then finds the row deleted and settles the entry. Unless it
+	// holds an object's state as of the sweep's bound or later (a page
+	// of this backfill found the row held, or an event since): the
+	// object existed after the list began, the list is not the newer
+	// word, and deleting its row would lose a live object for as long as
+	// Stripe refuses the re-fetch.
+	rows, err := tx.Query(ctx, `SELECT id FROM stripe_sync.events_refetch
+WHERE object = $1 AND (reason <> 'unresolved' OR (held ? 'object' AND held_as_of >= $2))`, object, before)
 	if err != nil {
 		return 0, nil, fmt.Errorf("backfill: read re-fetch queue: %w", err)
 	}

@@ -86,3 +86,59 @@ func TestSweepVerdictCarriesClockRule(t *testing.T) {
 		t.Error("the payment method of a customer on a test clock, which the run could not list, was removed by the queued verdict")
 	}
 }
+
+// A row the backfill could not write (another transaction held it: its
+// page's state queued instead) whose re-fetch Stripe then refused for good
+// (reason unresolved) is spared by the sweep: the held state, as of the
+// sweep's bound or later, says the object existed after the list began.
+// Before, the sweep removed (and tombstoned) a live object's row, for as
+// long as Stripe refused the re-fetch. An unresolved entry whose held state
+// predates the bound spares nothing: the list is the newer word.
+func TestSweepSparesUnresolvedHeldNewerThanBound(t *testing.T) {
+	ctx := context.Background()
+	bound := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	for _, tc := range []struct {
+		name   string
+		heldAt time.Time
+		kept   bool
+	}{
+		{name: "held state after the bound", heldAt: bound.Add(time.Minute), kept: true},
+		{name: "held state before the bound", heldAt: bound.Add(-time.Minute), kept: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, _ := pgtest.NewMigratedDB(t)
+			raw := []byte(`{"id":"cus_held","object":"customer","created":1700000000}`)
+			if _, err := pool.Exec(ctx, `INSERT INTO stripe_sync.backfill_objects (object, planned_at, upper_bound) VALUES ('customers', $1, $2)`,
+				bound, bound.Unix()); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			// Stored before the backfill: its page found the row held.
+			if _, err := store.Upsert(ctx, tx, "customers", []store.Object{{Raw: raw, AsOf: bound.Add(-24 * time.Hour)}}); err != nil {
+				t.Fatal(err)
+			}
+			held, err := (&store.Held{Object: &store.Object{Raw: raw, AsOf: tc.heldAt}, AsOf: tc.heldAt}).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason, held, held_as_of)
+VALUES ('customers', 'cus_held', now() + interval '10 minutes', 'unresolved', $1, $2)`, held, tc.heldAt); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := sweep(ctx, tx, "customers"); err != nil {
+				t.Fatal(err)
+			}
+			var kept bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe.customers WHERE id = 'cus_held')`).Scan(&kept); err != nil {
+				t.Fatal(err)
+			}
+			if kept != tc.kept {
+				t.Errorf("row kept by the sweep: %v, want %v", kept, tc.kept)
+			}
+		})
+	}
+}

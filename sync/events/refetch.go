@@ -480,7 +480,7 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 		resp, err = p.cfg.Client.Get(ctx, strings.ReplaceAll(t.RetrievePath, "{id}", url.PathEscape(r.ID)), stripeapi.ExpandIncluded(nil, t, false))
 	}
 	if !gated {
-		p.noteAnswer(r.Table, err)
+		p.noteAnswer(r.Table, r.ID, err)
 	}
 	if stripeapi.IsNotFound(err) {
 		// Gone: deleted in Stripe (an id used again would have answered

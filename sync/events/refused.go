@@ -29,6 +29,7 @@ import (
 type tableRefusal struct {
 	err   error
 	until time.Time // on Stripe's clock (poller.clock)
+	id    string    // the object refused: the next probe is another, if one is due
 }
 
 // wholesale: a refusal that concerns every object of the table, the
@@ -56,10 +57,17 @@ func (p *poller) tableRefused(table string) (error, bool) {
 // the object): a wholesale refusal gates the table, any other answer from
 // Stripe about the object (a 404, another refusal) opens it. A failure
 // that says nothing of the key (5xx, 429, a timeout) changes nothing.
-func (p *poller) noteAnswer(table string, err error) {
+//
+// A 403 for one object of a table that answered others since its last
+// refusal (readable) concerns that object only: it stays unresolved
+// alone, and the table stays open. Otherwise one object Stripe refuses
+// among readable ones (a permission that depends on the object, which
+// Stripe's docs don't rule out) would close its table for good.
+func (p *poller) noteAnswer(table, id string, err error) {
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
 	switch {
+	case wholesale(err) && p.readable[table]:
 	case wholesale(err):
 		if p.refusals == nil {
 			p.refusals = map[string]tableRefusal{}
@@ -68,8 +76,7 @@ func (p *poller) noteAnswer(table string, err error) {
 			p.log.Warn("Stripe refuses this key the re-fetch of a whole table; its queued objects stay queued, one tried every "+unresolvedRetry.String()+": grant the key the read permission Stripe names",
 				"table", table, "err", err)
 		}
-		p.refusals[table] = tableRefusal{err: err, until: p.clock.get().Add(unresolvedRetry)}
-		delete(p.readable, table)
+		p.refusals[table] = tableRefusal{err: err, until: p.clock.get().Add(unresolvedRetry), id: id}
 	case err == nil, refused(err), stripeapi.IsNotFound(err):
 		delete(p.refusals, table)
 		if p.readable == nil {
@@ -90,6 +97,14 @@ func (p *poller) probeOnly(due []refetch) []refetch {
 	now := p.clock.get()
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
+	// The object refused last is probed again only when it is its table's
+	// only one due: another one's answer may open the table.
+	others := map[string]bool{}
+	for _, r := range due {
+		if g, ok := p.refusals[r.Table]; ok && r.ID != g.id {
+			others[r.Table] = true
+		}
+	}
 	probing := map[string]bool{}
 	kept := due[:0]
 	for _, r := range due {
@@ -100,7 +115,7 @@ func (p *poller) probeOnly(due []refetch) []refetch {
 			continue
 		}
 		if !(refusedBefore && now.Before(g.until)) && !p.readable[r.Table] {
-			if probing[r.Table] {
+			if probing[r.Table] || refusedBefore && r.ID == g.id && others[r.Table] {
 				continue
 			}
 			probing[r.Table] = true
@@ -154,18 +169,35 @@ func refusalAdvice(err error) string {
 	return "settled once Stripe answers its re-fetch or the object changes"
 }
 
-// writtenSince reports whether the row of f, refused and not held (a held
-// state is settled by fromHeld), was written after f was queued, or its
-// object deleted: every reason to re-fetch is then settled by a state at
-// least as new as the one the re-fetch was for. The guard writes only a
-// strictly newer state (a tie is left, and queued again), a cut list is
-// queued again in the writing transaction (its queued_at then follows
-// the row's _synced_at), and an event's or a backfill's state reflects
-// every change before it, eventless ones too.
+// writtenSince reports whether the row of f, refused, was written after f
+// was queued, or its object deleted: every reason to re-fetch is then
+// settled by a state at least as new as the one the re-fetch was for. The
+// guard writes only a strictly newer state (a tie is left, and queued
+// again), a cut list is queued again in the writing transaction (its
+// queued_at then follows the row's _synced_at), and an event's or a
+// backfill's state reflects every change before it, eventless ones too.
+//
+// A held state is settled only by its object's deletion after it (the
+// row gone, tombstoned later than the state's time: a sweep whose bound
+// follows it, or a deletion event): the guard would refuse it then, and
+// nothing Stripe answers could bring the row back. A later write of the
+// row says nothing of it: that write may be older than the held state.
+// Without this, an entry whose row was swept was fetched again every
+// unresolvedRetry for good.
 func writtenSince(ctx context.Context, tx pgx.Tx, f fetched) (bool, error) {
 	t, ok := schema.Lookup(f.Table)
-	if f.held != nil || !ok || len(t.Key) != 1 {
+	if !ok || len(t.Key) != 1 {
 		return false, nil
+	}
+	if f.held != nil {
+		var settled bool
+		err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT NOT EXISTS (SELECT 1 FROM %s WHERE %s = $1)
+    AND EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = $2 AND id = $1 AND deleted_at > $3)`,
+			t.QualifiedName(), schema.Ident(t.Key[0])), f.ID, f.Table, f.held.AsOf).Scan(&settled)
+		if err != nil {
+			return false, fmt.Errorf("events: is %s %s deleted since its held state: %w", f.Table, f.ID, err)
+		}
+		return settled, nil
 	}
 	var settled bool
 	err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND %s > $2)

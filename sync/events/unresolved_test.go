@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/workload"
@@ -136,4 +137,77 @@ WHERE object = 'invoiceitems' AND reason = 'unresolved' AND not_before > now() +
 			t.Fatal(err)
 		}
 	}
+}
+
+// One customer Stripe refuses (403) while others of the table are
+// readable: once its refusal window ends, the next probe is another
+// customer (the refused one is probed again only alone), whose answer
+// opens the table, and a 403 for one object of a table that answers
+// others concerns that object only. Before, the refused customer, due
+// first, was probed again at the end of every window and closed the table
+// again: no re-fetch of the table was ever made.
+func TestOneRefusedObjectDoesNotCloseItsTable(t *testing.T) {
+	var refused atomic.Value
+	refused.Store("")
+	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
+		id, _ := refused.Load().(string)
+		return id != "" && r.Method == http.MethodGet && r.URL.Path == "/v1/customers/"+id
+	}, http.StatusForbidden, restrictedKeyRefusal))
+	ctx := context.Background()
+	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := workload.New(v.mut, 73)
+	for range 3 {
+		w.Do(ctx, "createCustomer")
+	}
+	stop := v.loop(t, events.Config{})
+	v.converge(t, 15*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := v.pool.Query(ctx, `SELECT id FROM stripe.customers ORDER BY id LIMIT 3`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("customers %v: %v", ids, err)
+	}
+	x, others := ids[0], ids[1:]
+	refused.Store(x)
+	// x due first: the first drain's probe, refused, closes the table.
+	if _, err := v.pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+SELECT 'customers', id, now() - CASE WHEN id = $1 THEN interval '2 hours' ELSE interval '1 hour' END, 'owner' FROM unnest($2::text[]) id
+ON CONFLICT (object, id) DO UPDATE SET not_before = excluded.not_before, reason = excluded.reason`, x, ids); err != nil {
+		t.Fatal(err)
+	}
+	reasons := func() map[string]string {
+		out := map[string]string{}
+		rows, err := v.pool.Query(ctx, `SELECT id, reason FROM stripe_sync.events_refetch WHERE object = 'customers'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id, reason string
+		if _, err := pgx.ForEachRow(rows, []any{&id, &reason}, func() error { out[id] = reason; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	stop = v.loop(t, events.Config{})
+	defer stop()
+	waitUntil(t, 15*time.Second, "all three kept unresolved while the table is closed", func() bool {
+		r := reasons()
+		return len(r) == 3 && r[x] == "unresolved" && r[others[0]] == "unresolved" && r[others[1]] == "unresolved"
+	})
+	// The window ends (Stripe's clock), and all three are due again, x
+	// still first.
+	v.e.SetClockOffset(11 * time.Minute)
+	if _, err := v.pool.Exec(ctx, `UPDATE stripe_sync.events_refetch SET not_before = now() - CASE WHEN id = $1 THEN interval '2 hours' ELSE interval '1 hour' END WHERE object = 'customers'`, x); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 15*time.Second, "the readable customers to be fetched and leave the queue, the refused one to stay", func() bool {
+		r := reasons()
+		return len(r) == 1 && r[x] == "unresolved"
+	})
 }
