@@ -134,6 +134,24 @@ func setup(t *testing.T, opts emulator.Options) *env {
 	return &env{e: e, rec: rec, base: srv.URL, db: db, pool: pool}
 }
 
+// poster returns a function that POSTs to the emulator as Stripe's
+// client does and returns the id of the object made; failures fail t.
+func (v *env) poster(t *testing.T, ctx context.Context) func(path string, q url.Values) string {
+	c := v.client(t, 1000)
+	return func(path string, q url.Values) string {
+		t.Helper()
+		resp, err := c.Post(ctx, path, q, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := stripeapi.ObjectID(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+}
+
 func (v *env) client(t *testing.T, rate float64) *stripeapi.Client {
 	t.Helper()
 	c, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_backfill", BaseURL: v.base, RateLimit: rate, MaxRetries: 3})

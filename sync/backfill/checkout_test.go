@@ -20,19 +20,7 @@ import (
 func TestCheckoutLineItems(t *testing.T) {
 	v := setup(t, emulator.Options{})
 	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
-	c := v.client(t, 1000)
-	post := func(path string, q url.Values) string {
-		t.Helper()
-		resp, err := c.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := stripeapi.ObjectID(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	post := v.poster(t, ctx)
 	prod := post("/v1/products", url.Values{"name": {"Thing"}})
 	price := post("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"300"}, "currency": {"usd"}})
 	session := func(n int) string {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/sync/events"
 )
@@ -499,19 +498,7 @@ WHERE id = $1`, cus); err != nil {
 func heldSubscription(t *testing.T, v *env) (sub, price string, tx pgx.Tx) {
 	t.Helper()
 	ctx := context.Background()
-	c := v.client(t, 1000)
-	post := func(path string, q url.Values) string {
-		t.Helper()
-		resp, err := c.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := stripeapi.ObjectID(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	post := v.poster(t, ctx)
 	cus := post("/v1/customers", url.Values{"name": {"Items"}})
 	prod := post("/v1/products", url.Values{"name": {"Seat"}})
 	newPrice := func(amount int) string {
@@ -522,7 +509,7 @@ func heldSubscription(t *testing.T, v *env) (sub, price string, tx pgx.Tx) {
 		q.Set(fmt.Sprintf("items[%d][price]", i), newPrice(100+i))
 	}
 	sub = post("/v1/subscriptions", q)
-	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: c, Objects: []string{"subscriptions"}}); err != nil {
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client(t, 1000), Objects: []string{"subscriptions"}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := v.queryText(t, `SELECT count(*)::text FROM stripe.subscription_items WHERE subscription = $1`, sub); n != "11" {
