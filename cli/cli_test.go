@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/pgstripe/pgstripe/pgtest"
 )
@@ -64,5 +65,26 @@ func TestMigrateTwiceAndStatus(t *testing.T) {
 	code, out, _ = run(t, env, "status")
 	if code != 1 || !strings.Contains(out, "permission denied on /v1/payouts") || !strings.Contains(out, "1 object type(s) in phase error") {
 		t.Fatalf("status with an error: %d %q", code, out)
+	}
+	if strings.Contains(out, "in full") {
+		t.Errorf("a short error is repeated below the table:\n%s", out)
+	}
+
+	// An error longer than the table's column: cut there on a character's
+	// boundary (the text has multi-byte ones right at the cut), and given
+	// whole below the table, with what to do at its end.
+	long := strings.Repeat("é", 78) + " keep queued; grant the key the read permission Stripe names"
+	if _, err := conn.Exec(context.Background(), `UPDATE stripe_sync.objects SET last_error = $1 WHERE object = 'invoiceitems'`, long); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ = run(t, env, "status")
+	if !utf8.ValidString(out) {
+		t.Errorf("status output is not valid UTF-8:\n%q", out)
+	}
+	if !strings.Contains(out, strings.Repeat("é", 78)+" …") && !strings.Contains(out, strings.Repeat("é", 78)+"…") {
+		t.Errorf("invoiceitems' error not cut at 80 characters in the table:\n%s", out)
+	}
+	if !strings.Contains(out, "last errors in full:\n  invoiceitems: "+long+"\n") {
+		t.Errorf("invoiceitems' error not given whole below the table:\n%s", out)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -94,6 +93,10 @@ func printStatus(ctx context.Context, conn *pgx.Conn, w io.Writer) (int, error) 
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "OBJECT\tPHASE\tROWS\tBACKFILL\tLAST EVENT\tLAG\tLAST ERROR")
 	errs := 0
+	// Errors cut to fit the table, given whole below it: what to do (grant
+	// a key a permission, say) often comes after the first 80 characters.
+	type longError struct{ object, text string }
+	var long []longError
 	for rows.Next() {
 		var object, phase string
 		var n *int64
@@ -116,12 +119,21 @@ func printStatus(ctx context.Context, conn *pgx.Conn, w io.Writer) (int, error) 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", object, phase, orDash(n, func(v int64) string { return fmt.Sprint(v) }),
 			backfill, orDash(lastEvent, func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }),
 			orDash(lag, func(v float64) string { return fmt.Sprintf("%.1fs", v) }),
-			orDash(lastErr, func(s string) string { return truncate(s, 80) }))
+			orDash(lastErr, func(s string) string { return truncate(s, statusErrorWidth) }))
+		if lastErr != nil && truncate(*lastErr, statusErrorWidth) != oneLine(*lastErr) {
+			long = append(long, longError{object, oneLine(*lastErr)})
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
 	tw.Flush()
+	if len(long) > 0 {
+		fmt.Fprintln(w, "\nlast errors in full:")
+		for _, e := range long {
+			fmt.Fprintf(w, "  %s: %s\n", e.object, e.text)
+		}
+	}
 	cur, ok, err := leader.Lookup(ctx, conn)
 	switch {
 	case err != nil:
@@ -146,10 +158,16 @@ func orDash[T any](v *T, f func(T) string) string {
 	return f(*v)
 }
 
+// statusErrorWidth is how many characters of last_error the status
+// table shows.
+const statusErrorWidth = 80
+
+// truncate is oneLine(s) cut to at most n characters (runes, so that a
+// multi-byte character is never split), the last one then "…".
 func truncate(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
+	s = oneLine(s)
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
 	}
 	return s
 }
