@@ -131,22 +131,7 @@ func exercise(t *testing.T, adminURL, dbURL string) {
 		t.Errorf("RETURNING name %q created %v", name, created)
 	}
 
-	pool, err := pgxpool.New(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		d, err := verify.Compare(ctx, pool, e)
-		if err == nil && d.Total() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tables differ from Stripe: %v %+v", err, d)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitInSync(t, ctx, adminURL, e)
 	var tokyo int
 	admin.QueryRow(ctx, `SELECT count(*) FROM stripe.customers WHERE name = '東京 Zoë'`).Scan(&tokyo)
 	if tokyo != 1 {
@@ -358,4 +343,26 @@ func TestURLOptions(t *testing.T) {
 		u.RawQuery = q.Encode()
 		exercise(t, adminURL, u.String())
 	})
+}
+
+// waitInSync waits up to 30 s until every stripe.* table at dbURL equals
+// the emulator e (verify.Compare).
+func waitInSync(t *testing.T, ctx context.Context, dbURL string, e *emulator.Emulator) {
+	t.Helper()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, err := verify.Compare(ctx, pool, e)
+		if err == nil && d.Total() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tables differ from Stripe: %v %+v", err, d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

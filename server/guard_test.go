@@ -11,13 +11,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 	"github.com/pgstripe/pgstripe/pgtest"
-	"github.com/pgstripe/pgstripe/verify"
 )
 
 // On a database as users have it (no pgstripe.local_write anywhere but on
@@ -118,22 +116,7 @@ func TestLocalWriteGuardServe(t *testing.T) {
 		t.Errorf("refused writes made %d Stripe calls", c-calls)
 	}
 
-	pool, err := pgxpool.New(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		d, err := verify.Compare(ctx, pool, e)
-		if err == nil && d.Total() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tables differ from Stripe: %v %+v", err, d)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitInSync(t, ctx, adminURL, e)
 
 	// The escape hatch, through the proxy too: the local copy only.
 	if _, err := client.Exec(ctx, `SET pgstripe.local_write = on`); err != nil {

@@ -134,21 +134,13 @@ func setup(t *testing.T, opts emulator.Options) *env {
 	return &env{e: e, rec: rec, base: srv.URL, db: db, pool: pool}
 }
 
-// poster returns a function that POSTs to the emulator as Stripe's
-// client does and returns the id of the object made; failures fail t.
-func (v *env) poster(t *testing.T, ctx context.Context) func(path string, q url.Values) string {
+// poster returns mustPost on a client of v's emulator, for set-ups that
+// make many objects.
+func (v *env) poster(t *testing.T) func(path string, q url.Values) string {
 	c := v.client(t, 1000)
 	return func(path string, q url.Values) string {
 		t.Helper()
-		resp, err := c.Post(ctx, path, q, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := stripeapi.ObjectID(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
+		return mustPost(t, c, path, q)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/pgstripe/pgstripe/emulator"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/verify"
 )
@@ -19,8 +18,7 @@ import (
 // more than 10 and none for the others.
 func TestCheckoutLineItems(t *testing.T) {
 	v := setup(t, emulator.Options{})
-	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
-	post := v.poster(t, ctx)
+	post := v.poster(t)
 	prod := post("/v1/products", url.Values{"name": {"Thing"}})
 	price := post("/v1/prices", url.Values{"product": {prod}, "unit_amount": {"300"}, "currency": {"usd"}})
 	session := func(n int) string {

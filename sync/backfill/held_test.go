@@ -447,13 +447,7 @@ WHERE id = $1`, cus); err != nil {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	convergeWithLoop(t, v, "the refused re-fetch to be settled", func() bool {
-		r := entry(t, v, "customers", cus)
-		return r == "" || r == "unresolved"
-	})
-	if r := entry(t, v, "customers", cus); r != "unresolved" {
-		t.Fatalf("customer %s: queue entry %q after a refused re-fetch of a same-second state, want it kept, unresolved", cus, r)
-	}
+	keptUnresolved(t, v, "customers", cus)
 	if got := v.queryText(t, `SELECT email FROM stripe.customers WHERE id = $1`, cus); got != "same-second@example.com" {
 		t.Errorf("email %q: a state of the stored one's second was taken for the newer", got)
 	}
@@ -498,7 +492,7 @@ WHERE id = $1`, cus); err != nil {
 func heldSubscription(t *testing.T, v *env) (sub, price string, tx pgx.Tx) {
 	t.Helper()
 	ctx := context.Background()
-	post := v.poster(t, ctx)
+	post := v.poster(t)
 	cus := post("/v1/customers", url.Values{"name": {"Items"}})
 	prod := post("/v1/products", url.Values{"name": {"Seat"}})
 	newPrice := func(amount int) string {
@@ -575,13 +569,7 @@ func TestHeldCutNestedListRefusedKeptQueued(t *testing.T) {
 	if err := tx.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	convergeWithLoop(t, v, "the refused re-fetch to be settled", func() bool {
-		r := entry(t, v, "subscriptions", sub)
-		return r == "" || r == "unresolved"
-	})
-	if r := entry(t, v, "subscriptions", sub); r != "unresolved" {
-		t.Fatalf("subscription %s: queue entry %q, want it kept, unresolved", sub, r)
-	}
+	keptUnresolved(t, v, "subscriptions", sub)
 	if got := v.queryText(t, `SELECT _raw::text FROM stripe.subscriptions WHERE id = $1`, sub); got != before {
 		t.Errorf("the held state, its items cut, was written")
 	}
@@ -608,4 +596,18 @@ func TestHeldCutNestedListRefusedKeptQueued(t *testing.T) {
 		t.Errorf("subscriptions last_error %q once the subscription is stored, want none", s)
 	}
 	v.compare(t, "subscription_items")
+}
+
+// keptUnresolved runs the events loop until the re-fetch of object id,
+// which Stripe refuses, is settled, and fails t unless it was kept queued,
+// unresolved.
+func keptUnresolved(t *testing.T, v *env, object, id string) {
+	t.Helper()
+	convergeWithLoop(t, v, "the refused re-fetch to be settled", func() bool {
+		r := entry(t, v, object, id)
+		return r == "" || r == "unresolved"
+	})
+	if r := entry(t, v, object, id); r != "unresolved" {
+		t.Fatalf("%s %s: queue entry %q after a refused re-fetch, want it kept, unresolved", object, id, r)
+	}
 }
