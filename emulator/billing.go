@@ -1595,6 +1595,12 @@ func (e *Emulator) firstPaymentFails(sub map[string]any, items []map[string]any)
 	if amt <= 0 {
 		return nil
 	}
+	return e.chargeError(sub)
+}
+
+// chargeError is the card error a charge to sub's payment method gets:
+// none to charge, or one that declines; nil when it would pay.
+func (e *Emulator) chargeError(sub map[string]any) *apiError {
 	pm := e.subscriptionPaymentMethod(sub)
 	if pm == "" {
 		return noPaymentMethodError()

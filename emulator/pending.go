@@ -113,12 +113,8 @@ func whilePending(sub map[string]any) *apiError {
 // not be charged to sub's payment method: none, or a declining one. The
 // charge was taken back (error_if_incomplete), so the error names none.
 func (e *Emulator) updatePaymentError(sub map[string]any) *apiError {
-	pm := e.subscriptionPaymentMethod(sub)
-	if pm == "" {
-		return noPaymentMethodError()
-	}
-	if d := e.declineOf(pm); d != nil {
-		return d.err("")
+	if ae := e.chargeError(sub); ae != nil {
+		return ae
 	}
 	return genericDecline.err("")
 }
