@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -121,16 +120,7 @@ func equalStrings(a, b []string) bool {
 // connection was reset.
 func bytesTranscript(t *testing.T, dbURL string, data []byte) ([]string, bool) {
 	t.Helper()
-	pc, err := pgconn.Connect(ctxT(t), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := hc.Conn
-	defer conn.Close()
+	conn := dialRaw(t, dbURL).conn
 	go func() {
 		conn.Write(data)
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {

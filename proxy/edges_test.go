@@ -546,3 +546,14 @@ func msgName(msg pgproto3.BackendMessage, withSeverity bool) string {
 	}
 	return name
 }
+
+// connectPg opens a pgconn session to url, closed when the test ends.
+func connectPg(t *testing.T, url string) *pgconn.PgConn {
+	t.Helper()
+	pc, err := pgconn.Connect(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close(context.Background()) })
+	return pc
+}

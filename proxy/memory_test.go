@@ -82,11 +82,7 @@ func (tp *testProxy) onlySession(t *testing.T) *session {
 func TestDeallocateBySQLForgetsStatements(t *testing.T) {
 	tp, _, url := setupIntercept(t)
 	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
+	pc := connectPg(t, url)
 	const n = 600
 	for i := range n {
 		name := fmt.Sprintf("a%d", i)
@@ -140,16 +136,13 @@ func TestSQLPrepareNameStillSafe(t *testing.T) {
 		{"w", "", false, "SELECT 1; PREPARE w(int) AS SELECT 41 + $1"},
 		// Made by code the statement runs: no reading of the text sees it.
 		{"d", "", false, `DO $$BEGIN EXECUTE 'PREPARE d(int) AS SELECT 41 + $1'; END$$`}} {
-		pc, err := pgconn.Connect(ctx, url) // a session of its own: nothing seen before
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close(ctx)
+		pc := connectPg(t, url) // a session of its own: nothing seen before
 		name, extended := c.name, c.extended
 		prep := c.comment + "PREPARE " + name + "(int) AS SELECT 41 + $1"
 		if c.sql != "" {
 			prep = c.sql
 		}
+		var err error
 		if extended {
 			err = pc.ExecParams(ctx, prep, nil, nil, nil, nil).Read().Err
 		} else {
@@ -199,11 +192,7 @@ func noCalls(t *testing.T, ti *testInterceptor) {
 func TestRefusedUnnamedParsesDoNotChain(t *testing.T) {
 	tp, _, url := setupIntercept(t)
 	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
+	pc := connectPg(t, url)
 	for i := range 300 {
 		sql := fmt.Sprintf("INSERT INTO stripe.x (nosuchcolumn) VALUES ($1) -- try %d", i)
 		if err := pc.ExecParams(ctx, sql, [][]byte{[]byte("v")}, nil, nil, nil).Read().Err; err == nil {
@@ -226,11 +215,7 @@ func TestRefusedUnnamedParsesDoNotChain(t *testing.T) {
 func TestSkippedUnnamedParsesDoNotChain(t *testing.T) {
 	tp, ti, url := setupIntercept(t)
 	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
+	pc := connectPg(t, url)
 	// A named statement that fails at Execute: the batch aborts without
 	// any unnamed Parse before the write's.
 	if _, err := pc.Prepare(ctx, "f", "SELECT 1/$1::int", nil); err != nil {

@@ -14,11 +14,7 @@ import (
 func TestDeallocateInMultiStatementQuery(t *testing.T) {
 	tp, _, url := setupIntercept(t)
 	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
+	pc := connectPg(t, url)
 	const n = 200
 	for i := range n {
 		name := fmt.Sprintf("m%d", i)
@@ -61,11 +57,7 @@ func TestDeallocateInMultiStatementQuery(t *testing.T) {
 func TestDeallocateExtendedProtocol(t *testing.T) {
 	tp, _, url := setupIntercept(t)
 	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
+	pc := connectPg(t, url)
 	const n = 200
 	for i := range n {
 		name := fmt.Sprintf("x%d", i)
@@ -123,16 +115,13 @@ func TestDeallocateFailedStillSafe(t *testing.T) {
 		sql      string
 		extended bool
 	}{{"DEALLOCATE b", false}, {"SELECT 1; DEALLOCATE b", false}, {"DEALLOCATE b", true}} {
-		pc, err := pgconn.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close(ctx)
+		pc := connectPg(t, url)
 		if _, err := pc.Prepare(ctx, "b", "SELECT 41 + $1::int", nil); err != nil {
 			t.Fatal(err)
 		}
 		pc.Exec(ctx, "BEGIN; SELECT 1/0").ReadAll()
 		var pe *pgconn.PgError
+		var err error
 		if c.extended {
 			err = pc.ExecParams(ctx, c.sql, nil, nil, nil, nil).Read().Err
 		} else {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -67,17 +66,8 @@ var volatile = regexp.MustCompile(`"(File|Line|Routine|ProcessID|PID|TableOID)":
 // ReadyForQuery; `R <Type>` reads until a message of that type; `#` comments.
 func runScript(t *testing.T, url, script string) string {
 	t.Helper()
-	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Conn.Close()
-	fe := hc.Frontend
+	rc := dialRaw(t, url)
+	fe := rc.fe
 	var out bytes.Buffer
 	sc := bufio.NewScanner(strings.NewReader(script))
 	for sc.Scan() {
@@ -103,7 +93,7 @@ func runScript(t *testing.T, url, script string) string {
 			if err != nil {
 				want = -1
 			}
-			hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			rc.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 			for rfq := 0; want < 0 || rfq < want; {
 				msg, err := fe.Receive()
 				if err != nil {
