@@ -62,7 +62,7 @@ func init() {
 		"payment_intent.succeeded", "payment_intent.amount_capturable_updated", "payment_method.attached", "payment_method.detached", "payment_method.updated", "payout.canceled",
 		"payout.created", "payout.paid", "payout.updated", "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted",
 		"price.updated", "product.created", "product.deleted", "product.updated", "promotion_code.created", "promotion_code.updated",
-		"refund.created", "refund.updated", "setup_intent.canceled", "setup_intent.created", "setup_intent.succeeded",
+		"refund.created", "refund.updated", "setup_intent.canceled", "setup_intent.created", "setup_intent.setup_failed", "setup_intent.succeeded",
 		"subscription_schedule.canceled", "subscription_schedule.completed", "subscription_schedule.created", "subscription_schedule.released", "subscription_schedule.updated",
 		"tax_rate.created", "tax_rate.updated"} {
 		validEvents[t] = true
@@ -116,6 +116,15 @@ func init() {
 				return ae
 			}
 		}
+		// The payment method is attached once the customer is stored
+		// (after), so a card that can't be attached is refused here:
+		// the request creates no customer.
+		if ae := e.refusedCard(c, "payment_method"); ae != nil {
+			return ae
+		}
+		if ae := e.refusedCard(c, "source"); ae != nil {
+			return ae
+		}
 		// Each customer has its own invoice prefix (the fixture's is one
 		// constant).
 		obj["invoice_prefix"] = strings.ToUpper(fmt.Sprintf("%08x", e.idRand.Uint32()))
@@ -131,6 +140,9 @@ func init() {
 		return nil
 	}
 	kCustomer.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		if ae := e.refusedCard(c, "source"); ae != nil {
+			return ae
+		}
 		// Checked only when this request sets it.
 		if is, ok := c.params["invoice_settings"].(map[string]any); ok && is["default_payment_method"] != nil {
 			if ae := e.checkDefaultPM(obj, ""); ae != nil {
@@ -685,6 +697,19 @@ func (e *Emulator) inlineProduct(c *reqCtx, obj map[string]any, data map[string]
 	e.store(kProduct, prod)
 	e.emit(c, "product.created", prod, nil)
 	obj["product"] = idOf(prod)
+	return nil
+}
+
+// refusedCard is the card error of a customer request whose param
+// (payment_method, source) saves a card that can't be attached to a
+// customer (attachDecline). A source that saves is otherwise ignored:
+// sources are not modelled.
+func (e *Emulator) refusedCard(c *reqCtx, param string) *apiError {
+	if id, _ := c.params[param].(string); id != "" {
+		if d := e.attachDecline(id); d != nil {
+			return d.err("")
+		}
+	}
 	return nil
 }
 
@@ -2507,12 +2532,16 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 	// Paying the first invoice of an incomplete subscription activates it,
 	// and so does paying the latest invoice of a past_due one, which was
 	// past_due only because that payment "is required but cannot be paid"
-	// (spec, subscription.status). A pending update's invoice, voided when
-	// the update expired, stays the latest (pending.go): then paying the
-	// last invoice still due a retry is what settles the subscription.
+	// (spec, subscription.status; docs.stripe.com/billing/subscriptions/
+	// overview: "pay the most recent invoice before its due date to update
+	// the subscription's status to active", and Stripe's support says
+	// older invoices paid leave it past_due). A pending update's
+	// invoice, voided when the update expired (or was otherwise
+	// discarded), stays the latest (pending.go) though it never billed
+	// the subscription: then the latest is the one before it.
 	if sid := getStr(inv, "subscription"); sid != "" {
 		if sub := e.load(kSub, sid); sub != nil && (getStr(sub, "status") == "incomplete" ||
-			getStr(sub, "status") == "past_due" && (getStr(sub, "latest_invoice") == idOf(inv) || e.onlyVoidAfter(sub))) {
+			getStr(sub, "status") == "past_due" && (getStr(sub, "latest_invoice") == idOf(inv) || e.latestBeforeVoidPending(sub) == idOf(inv))) {
 			so := deepCopy(sub).(map[string]any)
 			sub["status"] = "active"
 			e.save(c, kSub, sub, so, "customer.subscription.updated")
@@ -2522,16 +2551,26 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 	return inv
 }
 
-// onlyVoidAfter says whether past_due sub's latest invoice is void and
-// none of its invoices is left on the retry schedule.
-func (e *Emulator) onlyVoidAfter(sub map[string]any) bool {
-	if latest := e.load(kInvoice, getStr(sub, "latest_invoice")); latest == nil || getStr(latest, "status") != "void" {
-		return false
+// latestBeforeVoidPending is past_due sub's latest invoice before the
+// voided invoices of its discarded pending updates that followed it
+// (e.prePending, through a chain of them: a pending update replacing
+// another voids the first's invoice), or "" when its latest invoice is
+// not one of those.
+func (e *Emulator) latestBeforeVoidPending(sub map[string]any) string {
+	id := getStr(sub, "latest_invoice")
+	for {
+		prev, ok := e.prePending[id]
+		if !ok {
+			return ""
+		}
+		if inv := e.load(kInvoice, id); inv == nil || getStr(inv, "status") != "void" {
+			return ""
+		}
+		if inv := e.load(kInvoice, prev); inv != nil && getStr(inv, "status") != "void" {
+			return prev
+		}
+		id = prev
 	}
-	for range e.dunnedInvoices(idOf(sub)) {
-		return false
-	}
-	return true
 }
 
 func invoiceAction(act string) handlerFunc {

@@ -13,7 +13,11 @@ type declineCard struct {
 	ids    []string // its test PaymentMethods and tokens (pm_card_…, tok_…)
 	code   string   // error code, and the charge's failure_code
 	// decline is the error's decline_code; "" where Stripe's table says
-	// n/a (the error code is the reason).
+	// n/a (the error code is the reason). docs.stripe.com/declines/codes
+	// lists expired_card, incorrect_cvc and processing_error among the
+	// decline codes an issuer may give, but for these test cards the
+	// testing table, the one source specific to them, says n/a, and
+	// errors recorded from Stripe for them carry none either.
 	decline string
 	message string
 	// attaches: attaching the card to a customer succeeds and only its
@@ -111,6 +115,40 @@ func (e *Emulator) declineOf(pm string) *declineCard {
 		return genericDecline
 	}
 	return nil
+}
+
+// attachDecline is how saving pm (a payment method or token id) for a
+// customer fails, or nil if it is saved: one of the declining test cards
+// other than the one made to fail only once attached ("The cards in the
+// previous table can't be attached to a Customer object", docs.stripe.com/
+// testing, "Declined payments"). Saving a card checks it with its issuer,
+// which answers as it would a payment, so the error is the card error of
+// a payment, without a charge. It is the same check for every way of
+// saving one: POST /v1/payment_methods/{id}/attach, a customer created
+// with payment_method or source, a customer updated with source, and a
+// setup intent confirmed with a customer or without (a SetupIntent
+// "set[s] up a payment method for future payments" and checks it alike).
+func (e *Emulator) attachDecline(pm string) *declineCard {
+	if d := e.declineOf(pm); d != nil && !d.attaches {
+		return d
+	}
+	return nil
+}
+
+// lastSetupError is a setup intent's last_setup_error after d refused its
+// payment method pm (the stored payment method embedded, as Stripe's
+// api_errors.payment_method is the object; none when pm is one of the
+// test ids, which are not stored here).
+func (e *Emulator) lastSetupError(d *declineCard, pm string) map[string]any {
+	ae := d.err("")
+	lse := map[string]any{"code": ae.Code, "doc_url": docURL(ae.Code), "message": ae.Message, "type": ae.Type}
+	if ae.DeclineCode != "" {
+		lse["decline_code"] = ae.DeclineCode
+	}
+	if obj := e.load(kPM, pm); obj != nil {
+		lse["payment_method"] = obj
+	}
+	return lse
 }
 
 // err is the card error of a payment that d declined (charge: the failed

@@ -260,3 +260,236 @@ func TestHardDeclineNotRetried(t *testing.T) {
 		})
 	}
 }
+
+// checkSaveRefused fails unless r is d's card error for a card that
+// can't be saved: 402 card_error with d's code, decline_code and message,
+// and no charge (nothing was charged).
+func (d declineRow) checkSaveRefused(t *testing.T, how string, r apiResp) map[string]any {
+	t.Helper()
+	e, _ := r.body["error"].(map[string]any)
+	if r.status != 402 || e["type"] != "card_error" || e["code"] != d.code || e["message"] != d.message || e["charge"] != nil {
+		t.Fatalf("%s: %d %.400s, want the %s card error without a charge", how, r.status, r.raw, d.code)
+	}
+	if got, _ := e["decline_code"].(string); got != d.decline {
+		t.Errorf("%s: decline_code %q, want %q", how, got, d.decline)
+	}
+	return e
+}
+
+// TestSaveDecliningCard: every way of saving one of Stripe's
+// declining test cards for later (docs.stripe.com/testing: they "can't be
+// attached to a Customer object", except 4000000000000341) refuses it with
+// the card's error, as POST /v1/payment_methods/{id}/attach does, and
+// leaves nothing half made: a customer created with the payment method or
+// the card's token is not created, a customer updated with the token is
+// unchanged, and a setup intent confirmed with it (at creation or later)
+// is kept in requires_payment_method with last_setup_error, its payment
+// method taken off and not attached (setup_intent.setup_failed; the
+// error carries the intent). The card made to fail only on charges saves
+// every way.
+func TestSaveDecliningCard(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) apiResp {
+		t.Helper()
+		return do(t, "POST", base+path, "sk_test_x", v.Encode())
+	}
+	customers := func() int {
+		t.Helper()
+		return len(getObj(t, base, "/v1/customers?limit=100")["data"].([]any))
+	}
+	for _, d := range declineRows {
+		t.Run(d.name, func(t *testing.T) {
+			newPM := func() string {
+				t.Helper()
+				return idOfResp(mustOK(t, post("/v1/payment_methods", url.Values{"type": {"card"}, "card[number]": {d.number},
+					"card[exp_month]": {"12"}, "card[exp_year]": {"2034"}, "card[cvc]": {"123"}})))
+			}
+			owner := func(pm string) any {
+				t.Helper()
+				return getObj(t, base, "/v1/payment_methods/"+pm)["customer"]
+			}
+			cus := idOfResp(mustOK(t, post("/v1/customers", url.Values{"name": {"Saver"}})))
+
+			// A customer created with the payment method or the token.
+			for _, p := range []url.Values{{"payment_method": {newPM()}}, {"source": {d.tok}}} {
+				n := customers()
+				p.Set("email", "new@example.com")
+				r := post("/v1/customers", p)
+				if d.attaches {
+					c := idOfResp(mustOK(t, r))
+					if pm := p.Get("payment_method"); pm != "" && owner(pm) != c {
+						t.Errorf("customer created with %s: the payment method's customer is %v", pm, owner(pm))
+					}
+					continue
+				}
+				d.checkSaveRefused(t, "customer created with "+p.Encode(), r)
+				if got := customers(); got != n {
+					t.Errorf("refused customer create with %s: %d customers, was %d", p.Encode(), got, n)
+				}
+				if pm := p.Get("payment_method"); pm != "" && owner(pm) != nil {
+					t.Errorf("refused customer create: payment method %s attached to %v", pm, owner(pm))
+				}
+			}
+
+			// A customer updated with the token.
+			r := post("/v1/customers/"+cus, url.Values{"source": {d.tok}, "name": {"Renamed"}})
+			if d.attaches {
+				mustOK(t, r)
+			} else {
+				d.checkSaveRefused(t, "customer updated with "+d.tok, r)
+				if got := getObj(t, base, "/v1/customers/"+cus)["name"]; got != "Saver" {
+					t.Errorf("refused customer update changed the name to %v", got)
+				}
+			}
+
+			// A setup intent confirmed at creation, and one confirmed later.
+			for _, how := range []string{"created with confirm=true", "confirmed"} {
+				pm := newPM()
+				p := url.Values{"customer": {cus}, "payment_method": {pm}}
+				var r apiResp
+				var si string
+				if how == "confirmed" {
+					si = idOfResp(mustOK(t, post("/v1/setup_intents", p)))
+					r = post("/v1/setup_intents/"+si+"/confirm", nil)
+				} else {
+					p.Set("confirm", "true")
+					r = post("/v1/setup_intents", p)
+				}
+				if d.attaches {
+					if r.status != 200 || r.body["status"] != "succeeded" || owner(pm) != cus {
+						t.Errorf("setup intent %s with %s: %d %.300s, payment method's customer %v", how, d.number, r.status, r.raw, owner(pm))
+					}
+					continue
+				}
+				e := d.checkSaveRefused(t, "setup intent "+how, r)
+				inErr, _ := e["setup_intent"].(map[string]any)
+				if si == "" {
+					si, _ = inErr["id"].(string)
+				}
+				if inErr["id"] != si {
+					t.Fatalf("setup intent %s: the card error carries setup_intent %v, want %s", how, inErr["id"], si)
+				}
+				for _, got := range []map[string]any{inErr, getObj(t, base, "/v1/setup_intents/"+si)} {
+					lse, _ := got["last_setup_error"].(map[string]any)
+					if got["status"] != "requires_payment_method" || got["payment_method"] != nil || lse["type"] != "card_error" ||
+						lse["code"] != d.code || lse["message"] != d.message || lse["charge"] != nil || at(lse, "payment_method.id") != pm ||
+						lse["doc_url"] != e["doc_url"] {
+						t.Errorf("setup intent %s: status %v payment_method %v last_setup_error %v", how, got["status"], got["payment_method"], lse)
+					}
+					if dc, _ := lse["decline_code"].(string); dc != d.decline {
+						t.Errorf("setup intent %s: last_setup_error.decline_code %q, want %q", how, dc, d.decline)
+					}
+				}
+				if owner(pm) != nil {
+					t.Errorf("setup intent %s failed but attached %s to %v", how, pm, owner(pm))
+				}
+				if evs := eventTypes(t, base, si); !slices.Equal(evs, []string{"setup_intent.created", "setup_intent.setup_failed"}) {
+					t.Errorf("setup intent %s: events %v", how, evs)
+				}
+				if evs := eventTypes(t, base, pm); len(evs) != 0 {
+					t.Errorf("setup intent %s: payment method events %v", how, evs)
+				}
+			}
+		})
+	}
+}
+
+// TestSetupIntentRetry: a setup intent whose card was refused can be
+// confirmed again with another card, which succeeds, attaches it and
+// clears last_setup_error; each refused attempt is its own
+// setup_intent.setup_failed.
+func TestSetupIntentRetry(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) apiResp {
+		t.Helper()
+		return do(t, "POST", base+path, "sk_test_x", v.Encode())
+	}
+	card := func(number string) string {
+		t.Helper()
+		return idOfResp(mustOK(t, post("/v1/payment_methods", url.Values{"type": {"card"}, "card[number]": {number},
+			"card[exp_month]": {"12"}, "card[exp_year]": {"2034"}})))
+	}
+	cus := idOfResp(mustOK(t, post("/v1/customers", nil)))
+	bad := card("4000000000009995")
+	si := idOfResp(mustOK(t, post("/v1/setup_intents", url.Values{"customer": {cus}})))
+	for range 2 {
+		if r := post("/v1/setup_intents/"+si+"/confirm", url.Values{"payment_method": {bad}}); r.status != 402 {
+			t.Fatalf("confirm with insufficient funds: %d %s", r.status, r.raw)
+		}
+	}
+	good := card("4242424242424242")
+	r := mustOK(t, post("/v1/setup_intents/"+si+"/confirm", url.Values{"payment_method": {good}}))
+	if r.body["status"] != "succeeded" || r.body["payment_method"] != good || r.body["last_setup_error"] != nil {
+		t.Errorf("confirmed with a good card: %.400s", r.raw)
+	}
+	if c := getObj(t, base, "/v1/payment_methods/"+good)["customer"]; c != cus {
+		t.Errorf("the good card's customer is %v", c)
+	}
+	want := []string{"setup_intent.created", "setup_intent.setup_failed", "setup_intent.setup_failed", "setup_intent.succeeded"}
+	if evs := eventTypes(t, base, si); !slices.Equal(evs, want) {
+		t.Errorf("events %v, want %v", evs, want)
+	}
+}
+
+// TestPastDueLatestInvoice: a past_due subscription becomes active
+// when its latest invoice is paid ("To move the subscription to active,
+// pay the most recent invoice"), looking through the voided invoice of a
+// pending update (which stays latest_invoice though it never billed the
+// subscription), and not through an invoice voided by request: then
+// paying an older invoice leaves it past_due.
+func TestPastDueLatestInvoice(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pending bool // a pending update's invoice expires on top of the update invoice
+		pay     string
+		want    string
+	}{
+		// The update invoice is the latest before the expired pending
+		// update's: paying it settles the subscription, though the
+		// renewal is still retried (as when it is latest_invoice).
+		{"update invoice paid after a pending update expired", true, "update", "active"},
+		// The latest invoice voided by request is not a pending update's:
+		// paying the older renewal leaves the subscription past_due.
+		{"renewal paid after the latest invoice was voided", false, "renewal", "past_due"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, base := emulatortest.Start(t, emulator.Options{})
+			k := newFrozenClock(t, base)
+			sub, item := k.pendingSub()
+			renewal := num(k.get("/v1/subscriptions/" + sub)["current_period_end"])
+			k.advance(renewal + 3600)
+			s := k.get("/v1/subscriptions/" + sub)
+			invs := map[string]string{"renewal": s["latest_invoice"].(string)}
+			if s["status"] != "past_due" {
+				t.Fatalf("after a declined renewal: %v", s["status"])
+			}
+			// An always_invoice change billed and declined at once
+			// (allow_incomplete): the latest invoice, retried.
+			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"2"},
+				"proration_behavior": {"always_invoice"}}))
+			s = k.get("/v1/subscriptions/" + sub)
+			invs["update"] = s["latest_invoice"].(string)
+			if invs["update"] == invs["renewal"] || s["status"] != "past_due" {
+				t.Fatalf("after a declined update: %v, latest %v", s["status"], s["latest_invoice"])
+			}
+			if tc.pending {
+				mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
+					"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}}))
+				k.advance(renewal + 3600 + 23*3600)
+				if s = k.get("/v1/subscriptions/" + sub); s["pending_update"] != nil || s["latest_invoice"] == invs["update"] ||
+					k.get("/v1/invoices/" + s["latest_invoice"].(string))["status"] != "void" {
+					t.Fatalf("the pending update did not expire: %v, latest %v", s["pending_update"], s["latest_invoice"])
+				}
+			} else {
+				mustOK(t, k.post("/v1/invoices/"+invs["update"]+"/void", nil))
+			}
+			paid := mustOK(t, k.post("/v1/invoices/"+invs[tc.pay]+"/pay", url.Values{"payment_method": {"pm_card_visa"}}))
+			if paid.body["status"] != "paid" {
+				t.Fatalf("paying the %s invoice: %v", tc.pay, paid.body["status"])
+			}
+			if got := k.get("/v1/subscriptions/" + sub)["status"]; got != tc.want {
+				t.Errorf("the %s invoice paid: subscription %v, want %v", tc.pay, got, tc.want)
+			}
+		})
+	}
+}

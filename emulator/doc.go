@@ -77,9 +77,15 @@
 // card_error; an intent created with confirm=true is kept, and a legacy
 // charge too, with its failed charge, as in Stripe; a failed charge can
 // be neither captured nor refunded; a declining card other than
-// chargeCustomerFail's can't be attached to a customer (the same card
-// error, no charge), and a card number failing the Luhn check makes no
-// payment method (incorrect_number); or
+// chargeCustomerFail's can't be saved for a customer (the same card
+// error, no charge, nothing made or changed): not by
+// /v1/payment_methods/{id}/attach, nor a customer created with it as
+// payment_method or source, or updated with it as source (other sources
+// are ignored), nor a setup intent, which is kept in
+// requires_payment_method with last_setup_error and without the payment
+// method (setup_intent.setup_failed; the error carries it); a card
+// number failing the Luhn check makes no payment method
+// (incorrect_number); or
 // "createDispute" (which succeeds and, once captured, opens a dispute for
 // the captured amount, withdrawing it and a $15 fee; submitting evidence
 // whose uncategorized_text is winning_evidence or losing_evidence closes

@@ -71,6 +71,7 @@ type Emulator struct {
 	idem       map[string]*idemEntry
 	seeding    bool                         // suppresses events while seeding
 	detached   map[string]bool              // payment methods detached: never attached again
+	prePending map[string]string            // a pending update's invoice -> its subscription's latest invoice before it (pending.go)
 	pmCards    map[string]*declineCard      // payment methods made of a declining test card number or token
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
@@ -145,6 +146,7 @@ func (e *Emulator) reset() {
 	e.idem = map[string]*idemEntry{}
 	e.tombstones = map[string][]byte{}
 	e.detached = map[string]bool{}
+	e.prePending = map[string]string{}
 	e.pmCards = map[string]*declineCard{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
@@ -297,7 +299,10 @@ type apiError struct {
 	// PaymentIntent is the intent a card error left behind, as Stripe's
 	// error carries it (api_errors.payment_intent).
 	PaymentIntent json.RawMessage `json:"payment_intent,omitempty"`
-	shouldRetry   string
+	// SetupIntent is the setup intent a card error left behind
+	// (api_errors.setup_intent).
+	SetupIntent json.RawMessage `json:"setup_intent,omitempty"`
+	shouldRetry string
 }
 
 func (a *apiError) Error() string { return a.Message }
@@ -701,6 +706,7 @@ func errorBody(ae *apiError, logURL string) []byte {
 		DeclineCode   string          `json:"decline_code,omitempty"`
 		Charge        string          `json:"charge,omitempty"`
 		PaymentIntent json.RawMessage `json:"payment_intent,omitempty"`
+		SetupIntent   json.RawMessage `json:"setup_intent,omitempty"`
 		DocURL        string          `json:"doc_url,omitempty"`
 		Message       string          `json:"message"`
 		Param         string          `json:"param,omitempty"`
@@ -714,7 +720,7 @@ func errorBody(ae *apiError, logURL string) []byte {
 		doc = "https://stripe.com/docs/error-codes/" + strings.ReplaceAll(ae.Code, "_", "-")
 	}
 	b, _ := json.Marshal(map[string]body{"error": {Type: ae.Type, Code: ae.Code, DeclineCode: ae.DeclineCode, Charge: ae.Charge,
-		PaymentIntent: ae.PaymentIntent, DocURL: doc, Message: ae.Message, Param: ae.Param, RequestLogURL: logURL}})
+		PaymentIntent: ae.PaymentIntent, SetupIntent: ae.SetupIntent, DocURL: doc, Message: ae.Message, Param: ae.Param, RequestLogURL: logURL}})
 	return b
 }
 

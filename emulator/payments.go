@@ -182,13 +182,23 @@ func init() {
 	kSI.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		obj["client_secret"] = idOf(obj) + "_secret_" + randAlnum(e.idRand, 25)
 		obj["status"] = "requires_payment_method"
-		if getStr(obj, "payment_method") != "" {
-			obj["status"] = "requires_confirmation"
-			if getBool(c.params, "confirm") {
-				obj["status"] = "succeeded"
-			}
-		}
 		obj["latest_attempt"], obj["mandate"], obj["single_use_mandate"] = nil, nil, nil
+		if pm := getStr(obj, "payment_method"); pm != "" {
+			obj["status"] = "requires_confirmation"
+			if !getBool(c.params, "confirm") {
+				return nil
+			}
+			if d := e.attachDecline(pm); d != nil {
+				// As a payment intent created with confirm=true: the
+				// intent is kept, announced, then failed, and the card
+				// error carries it.
+				e.store(kSI, obj)
+				e.emit(c, "setup_intent.created", obj, nil)
+				c.createdEmitted = true
+				return e.setupFailed(c, obj, d, pm)
+			}
+			obj["status"] = "succeeded"
+		}
 		return nil
 	}
 	kSI.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
@@ -221,10 +231,14 @@ func init() {
 				if pm, ok := c.params["payment_method"].(string); ok {
 					obj["payment_method"] = pm
 				}
-				if getStr(obj, "payment_method") == "" {
+				pm := getStr(obj, "payment_method")
+				if pm == "" {
 					return nil, invalid("", "payment_method", "You must provide a payment_method to confirm this SetupIntent.")
 				}
-				obj["status"] = "succeeded"
+				if d := e.attachDecline(pm); d != nil {
+					return nil, e.setupFailed(c, obj, d, pm)
+				}
+				obj["status"], obj["last_setup_error"] = "succeeded", nil
 				ev = "setup_intent.succeeded"
 				if cus := getStr(obj, "customer"); cus != "" {
 					e.attachPM(c, getStr(obj, "payment_method"), cus)
@@ -281,10 +295,7 @@ func init() {
 		if ae := e.attachable(c.path["payment_method"], cus); ae != nil {
 			return nil, ae
 		}
-		if d := e.declineOf(c.path["payment_method"]); d != nil && !d.attaches {
-			// Attaching checks the card with its issuer, which declines
-			// it as it would a payment (docs.stripe.com/testing: the
-			// declining cards "can't be attached to a Customer object").
+		if d := e.attachDecline(c.path["payment_method"]); d != nil {
 			return nil, d.err("")
 		}
 		e.attachPM(c, c.path["payment_method"], cus)
@@ -797,6 +808,23 @@ func (e *Emulator) initPI(pi map[string]any) {
 	}
 	pi["amount_received"], pi["amount_capturable"] = int64(0), int64(0)
 	pi["latest_charge"] = nil
+}
+
+// setupFailed fails setup intent si, whose payment method pm d refused
+// (attachDecline): spec, POST /v1/setup_intents/{intent}/confirm, "If
+// setup fails, the SetupIntent will transition to the
+// requires_payment_method status"; the payment method is taken off it
+// as a failed payment intent's is, the error kept in last_setup_error,
+// nothing attached; setup_intent.setup_failed at every failed attempt.
+// The card error for the caller carries the intent
+// (api_errors.setup_intent).
+func (e *Emulator) setupFailed(c *reqCtx, si map[string]any, d *declineCard, pm string) *apiError {
+	si["status"], si["payment_method"] = "requires_payment_method", nil
+	si["last_setup_error"] = e.lastSetupError(d, pm)
+	ae := d.err("")
+	ae.SetupIntent = e.store(kSI, si).raw
+	e.emit(c, "setup_intent.setup_failed", si, nil)
+	return ae
 }
 
 // attachable refuses a payment method attached to another customer, as

@@ -233,6 +233,12 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	// The discount as billing the invoice left it (a once coupon it used
 	// is gone).
 	obj["latest_invoice"], obj["discount"], obj["pending_update"] = latest, discount, pu
+	if prev := getStr(old, "latest_invoice"); prev != "" {
+		// Once voided, the update's invoice stays the latest though it
+		// never billed the subscription: paying prev settles it
+		// (invoicePaid).
+		e.prePending[getStr(obj, "latest_invoice")] = prev
+	}
 	e.schedulePending(obj)
 	return nil
 }
