@@ -21,7 +21,9 @@
 // fails when one of those decisions no longer fits the spec.
 //
 // Mapping (Kind): id text primary key; strings and enums text; integers
-// bigint; numbers numeric; booleans boolean; format unix-time timestamptz;
+// bigint; numbers numeric; booleans boolean; unix times timestamptz (format
+// unix-time, or an integer whose description says it is measured in
+// seconds since the Unix epoch: subscription_item.created lacks the format);
 // expandable references (anyOf string | object) text holding the id, also
 // when expanded; objects, arrays and metadata jsonb. A JSON value of an
 // unexpected type maps to NULL (never an error); _raw keeps it.
@@ -74,7 +76,13 @@
 // not yet recorded in stripe_sync.migrations, then reconciles the tables of
 // schema stripe with Tables(): missing tables are created; columns a newer
 // spec added are added and filled from _raw (no Stripe call); columns are
-// never dropped or retyped (a type difference is noted in stripe_sync.log);
+// never dropped, and retyped only from bigint to timestamptz, where an
+// earlier pgstripe stored a unix time as seconds (subscription_items.created,
+// before the generator recognised it by its description; each row keeps
+// its instant, through the column's own mapping, so seconds beyond
+// timestamptz's range become NULL as sync would store them, and a view,
+// rule or policy using the column makes Migrate fail, naming it); any
+// other type difference is left alone and noted in stripe_sync.log;
 // the set_by_stripe defaults are set where a column has no default; the
 // guard trigger is created where a table has none of that name (one an
 // operator disabled stays disabled).
@@ -85,7 +93,8 @@
 // a restore without comments (pg_dump or pg_restore --no-comments) left
 // unmarked: it is taken back and its comment set again. A run that
 // changed something leaves rows in stripe_sync.log: kind 'migrate' (steps run,
-// tables created), 'migrate_add_columns' (table, columns, rows filled) and
+// tables created), 'migrate_add_columns' (table, columns, rows filled),
+// 'migrate_retype_columns' (table, columns, from, to) and
 // 'migrate_type_mismatch'. A run with nothing to do takes no locks on the
 // stripe tables, so it never waits for (or deadlocks with) running writers.
 // A run that alters a table waits at most 3 s for its lock (an ALTER that

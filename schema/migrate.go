@@ -538,16 +538,21 @@ func lostComment(e *existing, migratedBefore bool) bool {
 }
 
 // upgradeTable adds columns a newer spec introduced and fills them from _raw,
-// and adds missing indexes. Columns whose type changed are left alone (no
-// data loss) and reported in stripe_sync.log.
+// retypes unix times an earlier pgstripe stored as bigint (retypeUnixTimes),
+// and adds missing indexes. Columns whose type changed otherwise are left
+// alone (no data loss) and reported in stripe_sync.log.
 func upgradeTable(ctx context.Context, tx pgx.Tx, t *Table, e *existing) error {
-	var added []Column
+	var added, retyped []Column
 	var stmts []string
 	for _, c := range t.Columns {
 		typ, ok := e.cols[c.Name]
 		if !ok {
 			added = append(added, c)
 			stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", t.QualifiedName(), Ident(c.Name), c.PGType))
+			continue
+		}
+		if c.Kind == KindTimestamp && typ == "bigint" {
+			retyped = append(retyped, c)
 			continue
 		}
 		if !sameType(typ, c.PGType) {
@@ -583,6 +588,9 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe_sync.log WHERE kind = 'migrate_type_misma
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
 		}
+	}
+	if err := retypeUnixTimes(ctx, tx, t, retyped); err != nil {
+		return err
 	}
 	if len(added) > 0 {
 		sets := make([]string, len(added))
@@ -621,6 +629,51 @@ WHERE NOT EXISTS (SELECT 1 FROM stripe_sync.log WHERE kind = 'migrate_type_misma
 		if _, err := tx.Exec(ctx, fmt.Sprintf("COMMENT ON TABLE %s IS %s", t.QualifiedName(), quoteLiteral(t.comment()))); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
+	}
+	return nil
+}
+
+// retypeUnixTimes turns cols, unix times that an earlier pgstripe (whose
+// generator went by the spec's format unix-time alone) made bigint, into
+// timestamptz in place: the column's own mapping (ConvertSQL) applied to
+// the stored seconds, so every row keeps its instant and a value no
+// timestamptz holds becomes NULL, as sync would store it, instead of
+// failing the migration. One ALTER, so the table is rewritten once, under
+// Migrate's lock_timeout like every other change here. A view, rule or
+// policy using such a column stops it: Postgres can't retype a column
+// they use, and keeping the bigint would fail every write of the table
+// (sync's and the proxy's), so Migrate fails, rolled back, saying what to
+// drop.
+func retypeUnixTimes(ctx context.Context, tx pgx.Tx, t *Table, cols []Column) error {
+	if len(cols) == 0 {
+		return nil
+	}
+	alters := make([]string, len(cols))
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		alters[i] = fmt.Sprintf("ALTER COLUMN %s TYPE %s USING %s", Ident(c.Name), c.PGType, c.ConvertSQL("to_jsonb("+Ident(c.Name)+")"))
+		names[i] = c.Name
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s %s", t.QualifiedName(), strings.Join(alters, ", "))); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code != "55P03" && pe.Code != "40P01" {
+			// pgconn leaves the DETAIL out of the message, and it names
+			// what is in the way.
+			detail := ""
+			if pe.Detail != "" {
+				detail = " (" + pe.Detail + ")"
+			}
+			what := "column " + names[0] + ", a unix time"
+			if len(names) > 1 {
+				what = "columns " + strings.Join(names, ", ") + ", unix times"
+			}
+			return fmt.Errorf("migrate: %s: %s an earlier pgstripe stored as bigint, must become timestamptz, which Postgres refused: %w%s; drop what uses it, run pgstripe migrate, then create that again for timestamptz (nothing was changed)", t.QualifiedName(), what, err, detail)
+		}
+		return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate_retype_columns', jsonb_build_object('table', $1::text, 'columns', $2::text[], 'from', 'bigint', 'to', 'timestamptz'))`,
+		t.Name, names); err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
 }

@@ -22,7 +22,8 @@ const (
 	KindNumber
 	// KindBoolean is a JSON boolean stored as boolean.
 	KindBoolean
-	// KindTimestamp is an integer with format unix-time stored as timestamptz.
+	// KindTimestamp is a unix time (an integer with format unix-time, or
+	// described as seconds since the Unix epoch) stored as timestamptz.
 	KindTimestamp
 	// KindExpandable is a reference (anyOf string | object): the column holds
 	// the id, also when Stripe returned the expanded object.

@@ -575,7 +575,7 @@ var tables = []*Table{
 		Columns: []Column{
 			{Name: "id", Field: "id", PGType: "text", Kind: KindText},
 			{Name: "billing_thresholds", Field: "billing_thresholds", PGType: "jsonb", Kind: KindJSON, Nullable: true},
-			{Name: "created", Field: "created", PGType: "bigint", Kind: KindInteger},
+			{Name: "created", Field: "created", PGType: "timestamptz", Kind: KindTimestamp},
 			{Name: "metadata", Field: "metadata", PGType: "jsonb", Kind: KindJSON},
 			{Name: "object", Field: "object", PGType: "text", Kind: KindText},
 			{Name: "price", Field: "price", PGType: "jsonb", Kind: KindJSON},

@@ -1,6 +1,7 @@
 package writethrough
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -261,4 +262,51 @@ func walkTables(w *walker) {
 
 	// Tables Stripe has no write for: refused, saying what to do instead.
 	w.refused("0A000", `UPDATE stripe.balance_transactions SET description = 'x' WHERE source = $1`, charge)
+}
+
+// TestSubscriptionItemCreatedReturning: a subscription item written
+// through the proxy returns Stripe's created as a timestamptz; an UPDATE
+// that sends it back unchanged (ORMs' save) is taken, one that changes it
+// is refused before any call, as for every other created.
+func TestSubscriptionItemCreatedReturning(t *testing.T) {
+	e := setup(t)
+	one := func(sql string, args ...any) string {
+		t.Helper()
+		return e.ok(sql, args...).rows[0][0]
+	}
+	cus := e.newCustomers("created@b.co")[0]
+	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+	sub := one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, items) VALUES ($1, 'send_invoice', 7, jsonb_build_array(jsonb_build_object('price', $2::text))) RETURNING id`, cus, p1)
+
+	r := e.ok(`INSERT INTO stripe.subscription_items (subscription, price, quantity) VALUES ($1, $2, 2)
+		RETURNING id, pg_typeof(created)::text, extract(epoch FROM created)::bigint::text`, sub, `"`+p2+`"`)
+	si := r.rows[0][0]
+	st := e.stripeObj("subscription_items", si)
+	if st == nil {
+		t.Fatalf("%s not in Stripe", si)
+	}
+	want := fmt.Sprint(int64(st["created"].(float64)))
+	if got := r.rows[0][1:]; got[0] != "timestamp with time zone" || got[1] != want {
+		t.Fatalf("RETURNING type and epoch of created: %v, want timestamp with time zone, %s", got, want)
+	}
+	// Comparable with its subscription's created, as users join them.
+	if got := e.local(`SELECT (i.created >= s.created)::text FROM stripe.subscription_items i JOIN stripe.subscriptions s ON s.id = i.subscription WHERE i.id = $1`, si); got != "true" {
+		t.Errorf("item created >= its subscription's: %s", got)
+	}
+
+	before := e.calls()
+	e.ok(`UPDATE stripe.subscription_items SET quantity = 4, created = created WHERE id = $1`, si)
+	if e.calls() == before {
+		t.Fatal("Stripe was not called")
+	}
+	if got := e.local(`SELECT extract(epoch FROM created)::bigint::text || ' ' || quantity FROM stripe.subscription_items WHERE id = $1`, si); got != want+" 4" {
+		t.Errorf("after the update: %s, want %s 4", got, want)
+	}
+	before = e.calls()
+	e.fails("42703", `UPDATE stripe.subscription_items SET created = created + interval '1 day' WHERE id = $1`, si)
+	if e.calls() != before {
+		t.Error("Stripe was called for a changed created")
+	}
 }

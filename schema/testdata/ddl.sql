@@ -270,7 +270,7 @@ CREATE TRIGGER "_pgstripe_refuse_local_write" BEFORE INSERT OR UPDATE OR DELETE 
 CREATE TABLE "stripe"."subscription_items" (
     "id" text NOT NULL DEFAULT stripe._set_by_stripe('subscription_items', NULL::text),
     "billing_thresholds" jsonb,
-    "created" bigint,
+    "created" timestamptz,
     "metadata" jsonb,
     "object" text,
     "price" jsonb,

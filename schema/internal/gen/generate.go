@@ -67,6 +67,14 @@ var defs = []tableDef{
 
 var placeholder = regexp.MustCompile(`\{[^}/]+\}`)
 
+// unixTimeDescription finds a unix time whose spec lacks format unix-time
+// by the sentence Stripe ends nearly every unix time's description with.
+// In stripe-mock v0.183.0 one field needs it: subscription_item.created
+// ("Time at which the object was created. Measured in seconds since the
+// Unix epoch."), which format alone would make the only bigint created
+// (CONTRACT §3: unix times are timestamptz).
+var unixTimeDescription = regexp.MustCompile(`(?i)\bseconds since (the )?unix epoch\b`)
+
 // Generate returns the source of tables_gen.go.
 func Generate() ([]byte, error) {
 	var s spec.Spec
@@ -74,6 +82,9 @@ func Generate() ([]byte, error) {
 		return nil, fmt.Errorf("parse spec: %w", err)
 	}
 	g := &gen{s: &s}
+	if err := g.readDescriptions(embedded.OpenAPISpec); err != nil {
+		return nil, err
+	}
 	var tables []*table
 	for _, d := range defs {
 		t, err := g.table(d)
@@ -102,7 +113,40 @@ func Generate() ([]byte, error) {
 	return out, nil
 }
 
-type gen struct{ s *spec.Spec }
+type gen struct {
+	s *spec.Spec
+	// descriptions are the spec's descriptions of each schema's top-level
+	// properties (schema → property → text), which spec.Schema drops.
+	descriptions map[string]map[string]string
+}
+
+func (g *gen) readDescriptions(raw []byte) error {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Description string `json:"description"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("parse spec descriptions: %w", err)
+	}
+	g.descriptions = map[string]map[string]string{}
+	for name, sc := range doc.Components.Schemas {
+		for f, p := range sc.Properties {
+			if p.Description == "" {
+				continue
+			}
+			if g.descriptions[name] == nil {
+				g.descriptions[name] = map[string]string{}
+			}
+			g.descriptions[name][f] = p.Description
+		}
+	}
+	return nil
+}
 
 type column struct {
 	name, pgType, kind string
@@ -197,7 +241,7 @@ func (g *gen) table(d tableDef) (*table, error) {
 		if strings.HasPrefix(f, "_") {
 			return nil, fmt.Errorf("field %q clashes with pgstripe's metadata columns", f)
 		}
-		c := g.column(f, sc.Properties[f])
+		c := g.column(f, sc.Properties[f], g.descriptions[d.object][f])
 		if isKey[f] {
 			keyCols = append(keyCols, c)
 		} else {
@@ -305,9 +349,14 @@ func (g *gen) table(d tableDef) (*table, error) {
 	return t, nil
 }
 
-func (g *gen) column(f string, ps *spec.Schema) column {
+// column maps top-level field f, with spec schema ps and description
+// desc, to its column.
+func (g *gen) column(f string, ps *spec.Schema, desc string) column {
 	c := column{name: f, nullable: ps.Nullable}
 	kind := g.kind(ps)
+	if kind == "KindInteger" && unixTimeDescription.MatchString(desc) {
+		kind = "KindTimestamp"
+	}
 	c.kind = kind
 	c.pgType = map[string]string{
 		"KindText": "text", "KindExpandable": "text", "KindInteger": "bigint", "KindNumber": "numeric",

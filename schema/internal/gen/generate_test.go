@@ -162,3 +162,56 @@ func TestEmptyOmittedOnUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestUnixTimeByDescription: an integer the spec describes as
+// seconds since the Unix epoch is a timestamp, format or not; an integer
+// described otherwise, or a string so described, keeps its kind.
+func TestUnixTimeByDescription(t *testing.T) {
+	g := newGen(t)
+	integer := &spec.Schema{Type: spec.TypeInteger}
+	for _, c := range []struct {
+		ps         *spec.Schema
+		desc, want string
+	}{
+		{integer, "Time at which the object was created. Measured in seconds since the Unix epoch.", "KindTimestamp"},
+		{integer, "Measured in seconds since Unix epoch.", "KindTimestamp"},
+		{integer, "The file expires and isn't available at this time in epoch seconds.", "KindInteger"},
+		{integer, "Number of seconds the link is valid for.", "KindInteger"},
+		{integer, "", "KindInteger"},
+		{&spec.Schema{Type: spec.TypeString}, "Measured in seconds since the Unix epoch.", "KindText"},
+		{&spec.Schema{Type: spec.TypeInteger, Format: "unix-time"}, "", "KindTimestamp"},
+	} {
+		if got := g.column("f", c.ps, c.desc); got.kind != c.want {
+			t.Errorf("%s %q: %s, want %s", c.ps.Type, c.desc, got.kind, c.want)
+		}
+	}
+}
+
+// TestDescriptionRuleInSpec: in the spec of go.mod's stripe-mock the
+// description rule turns exactly one column into a timestamp, and it is
+// subscription_items.created; so every created column is a timestamptz.
+func TestDescriptionRuleInSpec(t *testing.T) {
+	g := newGen(t)
+	if err := g.readDescriptions(embedded.OpenAPISpec); err != nil {
+		t.Fatal(err)
+	}
+	var byDescription []string
+	for _, d := range defs {
+		tb, err := g.table(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := g.s.Components.Schemas[d.object]
+		for _, c := range tb.columns {
+			if c.name == "created" && c.pgType != "timestamptz" {
+				t.Errorf("%s.created is %s", d.name, c.pgType)
+			}
+			if c.kind == "KindTimestamp" && g.kind(sc.Properties[c.name]) != "KindTimestamp" {
+				byDescription = append(byDescription, d.name+"."+c.name)
+			}
+		}
+	}
+	if len(byDescription) != 1 || byDescription[0] != "subscription_items.created" {
+		t.Errorf("timestamps by description alone: %v, want [subscription_items.created]", byDescription)
+	}
+}
