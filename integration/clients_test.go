@@ -118,8 +118,8 @@ func (s *clientStack) writesSince(t *testing.T, before emuStats) map[string]int6
 }
 
 // The clients of issue 8 other than pgx (covered in writethrough/) against
-// the real binary: psql, node-postgres, knex, Sequelize, JDBC, psycopg2 and
-// GORM, plus a role without
+// the real binary: psql, node-postgres, knex, Sequelize, JDBC, psycopg2,
+// postgres.js, Drizzle, lib/pq and GORM, plus a role without
 // privileges and a Stripe that does not answer in time.
 func TestClients(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
@@ -230,6 +230,12 @@ func TestClients(t *testing.T) {
 	t.Run("jdbc", func(t *testing.T) { testJDBC(t, s) })
 
 	t.Run("psycopg2", func(t *testing.T) { testPsycopg2(t, s) })
+
+	t.Run("postgres.js", func(t *testing.T) { testPostgresJS(t, s) })
+
+	t.Run("drizzle", func(t *testing.T) { testDrizzle(t, s) })
+
+	t.Run("lib-pq", func(t *testing.T) { testLibPQ(t, s) })
 
 	t.Run("pgx through the binary", func(t *testing.T) {
 		testPGX(t, s)
@@ -441,29 +447,10 @@ type nodeResult struct {
 }
 
 // node runs testdata/node/NAME.js with the machine's node (installing
-// node-postgres, knex, Sequelize and Kysely from the lock file first if needed) and returns
-// its stdout.
+// the packages from the lock file first if needed) and returns its stdout.
 func node(t *testing.T, proxyURL, name string) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is not installed: run scripts/install-deps")
-	}
-	dir := filepath.Join("testdata", "node")
-	missing := false
-	for _, pkg := range []string{"pg", "knex", "sequelize", "kysely"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
-			missing = true
-		}
-	}
-	if missing {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("node-postgres is not installed and `npm ci` failed (run scripts/install-deps, or `cd integration/testdata/node && npm ci`): %v\n%s", err, out)
-		}
-	}
+	dir := nodeModules(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", name+".js")
@@ -476,6 +463,34 @@ func node(t *testing.T, proxyURL, name string) []byte {
 		t.Fatalf("node %s.js: %v\n%s%s", name, err, out, stderr.String())
 	}
 	return out
+}
+
+// nodeModules makes sure node and testdata/node's packages (node-postgres,
+// knex, Sequelize, Kysely, postgres.js, Drizzle) are there, running
+// `npm ci` when one is missing (a checkout whose node_modules predates a
+// package added to the lock file), and returns that directory.
+func nodeModules(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node is not installed: run scripts/install-deps")
+	}
+	dir := filepath.Join("testdata", "node")
+	missing := false
+	for _, pkg := range []string{"pg", "knex", "sequelize", "kysely", "postgres", "drizzle-orm"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+			missing = true
+		}
+	}
+	if missing {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the node packages are not installed and `npm ci` failed (run scripts/install-deps, or `cd integration/testdata/node && npm ci`): %v\n%s", err, out)
+		}
+	}
+	return dir
 }
 
 // knexResult is what testdata/node/knex.js prints.

@@ -1,5 +1,5 @@
 // The PostgreSQL JDBC driver (pgjdbc) against the pgstripe proxy. Run by
-// integration/review_test.go, compiled at test time:
+// integration/drivers_test.go, compiled at test time:
 //
 //   java Probe pass  JDBC_URL   statements that pass through untouched; the
 //                               test runs it through the proxy and directly

@@ -1,5 +1,5 @@
 // Kysely (query builder on node-postgres) against the pgstripe proxy. Run by
-// integration/review_test.go with PGSTRIPE_PROXY_URL set; prints one JSON
+// integration/clients_test.go with PGSTRIPE_PROXY_URL set; prints one JSON
 // object with what each step saw. It sends what Kysely users write: no id
 // (kysely-codegen types it Generated), returningAll, rows with different
 // keys in one INSERT, a read-only .with() on an UPDATE, savepoints, a

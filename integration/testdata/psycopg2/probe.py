@@ -1,5 +1,5 @@
 # psycopg2 (libpq, simple protocol with client-side interpolation) against
-# the pgstripe proxy. Run by integration/review_test.go with Debian's
+# the pgstripe proxy. Run by integration/drivers_test.go with Debian's
 # /usr/bin/python3 (python3-psycopg2):
 #
 #   probe.py pass  DSN   statements that pass through untouched; the test
