@@ -91,10 +91,15 @@
 // queued, or whose object was deleted, is settled then. A 403 (a
 // restricted key without the read permission) is taken for the whole
 // table's: its re-fetches are answered from it without a request for 10
-// minutes, and a table Stripe has not answered since the process began
-// or since such a refusal is probed with one re-fetch per drain, so a key
-// that can never read a table costs one request per 10 minutes, not one
-// per object (refused.go).
+// minutes. A table not known readable (since the process began, such a
+// refusal's end, a 5xx or timeout, or a 403 of a table Stripe answered
+// before: the key may have lost the permission while running) is probed
+// with one re-fetch, another object than the one refused or failed last
+// if one is due, and its other due entries follow in the same drain once
+// Stripe answers the probe: a key that can never read a table costs one
+// request per 10 minutes, not one per object, an outage one per table
+// per drain, and a readable table waits for no further drain
+// (refused.go).
 // A re-fetch of a charge also lists its refunds, and one of a coupon its
 // promotion codes (a used-up coupon deactivates them, with no promotion
 // code event). The queue is durable, so a crash loses none of it; an entry

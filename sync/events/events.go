@@ -175,16 +175,22 @@ type poller struct {
 	// re-fetch of each object: an object still queued at the end is
 	// reported as held only if its rows, not Stripe, stopped it last.
 	fetchFailed map[refetchKey]fetchFailure
-	// refusalMu guards refusals and readable, which the re-fetcher's
-	// fetches (goroutines) read and write.
+	// refusalMu guards refusals, readable, probed and doubted, which the
+	// re-fetcher's fetches (goroutines) read and write.
 	refusalMu sync.Mutex
 	// refusals are the tables whose re-fetches Stripe refuses the key
 	// wholesale (403), with the refusal and until when no request is
-	// made for them (tableRefused).
+	// made for them (tableGate).
 	refusals map[string]tableRefusal
 	// readable are the tables Stripe answered a re-fetch of since their
-	// last wholesale refusal: their unresolved entries need no probe.
+	// last 403: their entries need no probe.
 	readable map[string]bool
+	// probed is, per table not known readable, the object whose re-fetch
+	// left it so last (a 403, or no answer): the next probe is another.
+	probed map[string]string
+	// doubted is, per table, the object whose 403 made it not known
+	// readable, while no other was refused: its 403 alone gates nothing.
+	doubted map[string]string
 }
 
 func (p *poller) run(ctx context.Context) error {

@@ -77,7 +77,7 @@ type fetched struct {
 	// queued (keepUnresolved). Set by fromHeld, or by the drain when the
 	// state ties with the stored one.
 	unresolved string
-	// gated: refusal is the table's (tableRefused), no request was made.
+	// gated: refusal is the table's (tableGate), no request was made.
 	gated bool
 	// listed are objects fetched along with it (see listedWith), to
 	// upsert but not dequeued: they were never queued.
@@ -127,32 +127,9 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 	if due, err = p.skipHeld(ctx, due); err != nil || len(due) == 0 {
 		return n, err
 	}
-	due = p.probeOnly(due)
 	fetchStarted := time.Now()
-	results := make([]*fetched, len(due))
-	errs := make([]error, len(due))
-	sem := make(chan struct{}, refetchParallel)
-	var wg sync.WaitGroup
-	for i, r := range due {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			f, err := p.fetch(ctx, r)
-			if err != nil {
-				// Keep it queued; the next drain retries (the client
-				// already retried 429/5xx).
-				if ctx.Err() == nil {
-					p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
-				}
-				errs[i] = err
-				return
-			}
-			results[i] = &f
-		}()
-	}
-	wg.Wait()
-	p.noteFetches(ctx, due, errs)
+	tried, results, errs := p.fetchDue(ctx, due)
+	p.noteFetches(ctx, tried, errs)
 	var out []fetched
 	for _, f := range results {
 		if f != nil {
@@ -346,6 +323,76 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 	return n, nil
 }
 
+// fetchDue fetches due in rounds (probeOnly): a table not known readable
+// first gets one re-fetch, its probe, and the round after it, the rest,
+// answered from the probe's refusal or fetched, the table readable. So a
+// readable table's entries wait for no other drain (a poll interval each
+// time the process starts, or Stripe failed, or a 403 came), and one the
+// key can't read costs one request. A probe Stripe does not answer leaves
+// its table's others queued, due, for the next drain. The entries tried
+// (fetched or failed) come back with their outcomes, the others stay
+// queued as they are; a round that tries none ends the drain (a refusal's
+// window that ended meanwhile: the next drain probes).
+func (p *poller) fetchDue(ctx context.Context, due []refetch) (tried []refetch, results []*fetched, errs []error) {
+	stalled := map[string]bool{}
+	order := make(map[refetchKey]int, len(due))
+	for i, r := range due {
+		order[r.refetchKey] = i
+	}
+	for pending := due; len(pending) > 0 && ctx.Err() == nil; {
+		round, later := p.probeOnly(pending, stalled)
+		res, es := p.fetchRound(ctx, round)
+		progress := false
+		for i, r := range round {
+			if errors.Is(es[i], errUndecided) {
+				later = append(later, r.refetch)
+				continue
+			}
+			progress = true
+			tried, results, errs = append(tried, r.refetch), append(results, res[i]), append(errs, es[i])
+			if es[i] != nil && r.probe {
+				stalled[r.Table] = true
+			}
+		}
+		if !progress {
+			break
+		}
+		// The queue's order: a table's first due entry is its probe.
+		sort.Slice(later, func(i, j int) bool { return order[later[i].refetchKey] < order[later[j].refetchKey] })
+		pending = later
+	}
+	return tried, results, errs
+}
+
+// fetchRound fetches round, refetchParallel at a time, through the
+// shared limiter.
+func (p *poller) fetchRound(ctx context.Context, round []plannedFetch) ([]*fetched, []error) {
+	results := make([]*fetched, len(round))
+	errs := make([]error, len(round))
+	sem := make(chan struct{}, refetchParallel)
+	var wg sync.WaitGroup
+	for i, r := range round {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f, err := p.fetch(ctx, r.refetch, r.probe)
+			if err != nil {
+				// Keep it queued; the next drain retries (the client
+				// already retried 429/5xx).
+				if ctx.Err() == nil && !errors.Is(err, errUndecided) {
+					p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
+				}
+				errs[i] = err
+				return
+			}
+			results[i] = &f
+		}()
+	}
+	wg.Wait()
+	return results, errs
+}
+
 // skipHeld takes out of due the objects whose rows another transaction
 // holds, and postpones their entries: no Stripe request is spent on an
 // object that can't be stored yet, and the entries leave their places
@@ -454,8 +501,9 @@ func taxIDCustomer(ctx context.Context, tx pgx.Tx, f fetched) (string, error) {
 	return *cus, nil
 }
 
-// fetch retrieves one queued object, with its nested lists complete.
-func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
+// fetch retrieves one queued object, with its nested lists complete
+// (probe: its table's probe, tableGate).
+func (p *poller) fetch(ctx context.Context, r refetch, probe bool) (fetched, error) {
 	f := fetched{refetch: r}
 	t, ok := schema.Lookup(r.Table)
 	if !ok || t.RetrievePath == "" {
@@ -467,9 +515,11 @@ func (p *poller) fetch(ctx context.Context, r refetch) (fetched, error) {
 	}
 	var resp *stripeapi.Response
 	// While Stripe refuses the key the whole table, its answer stands in
-	// for a request (tableRefusals).
-	err, gated := p.tableRefused(r.Table)
+	// for a request (tableGate).
+	err, gated := p.tableGate(r.Table, probe)
 	switch {
+	case errors.Is(err, errUndecided):
+		return f, err
 	case gated:
 	case t.Virtual:
 		// upcoming_invoices: the only virtual table, keyed by customer.

@@ -24,12 +24,23 @@ import (
 // rows may be stale once the permission is granted. Another refusal (400:
 // a malformed id, an object our API version can't render) concerns its
 // object only.
+//
+// A table is probed whenever it is not known readable: after a start (a
+// restarted process knows no refusal), a refusal's window, a failure that
+// says nothing of the key (5xx, 429, a timeout), and a 403 of a table
+// Stripe answered before (the key lost the permission while running, or
+// Stripe refuses that one object: the probe, another object, tells
+// which). The probe's answer decides for the others within the same
+// drain (drainRefetch's rounds): readable, they are fetched at once;
+// refused, they are answered from the refusal. Stripe failing the probe
+// leaves them for the next drain, so an outage costs one request per
+// table per drain, and the next drain probes another object, so one
+// object Stripe keeps failing can't hold back its table.
 
 // tableRefusal is a table's wholesale refusal (poller.refusals).
 type tableRefusal struct {
 	err   error
 	until time.Time // on Stripe's clock (poller.clock)
-	id    string    // the object refused: the next probe is another, if one is due
 }
 
 // wholesale: a refusal that concerns every object of the table, the
@@ -40,89 +51,133 @@ func wholesale(err error) bool {
 	return errors.As(err, &se) && se.HTTPStatus == http.StatusForbidden
 }
 
-// tableRefused is the refusal that stands in for a re-fetch of table
-// (gated), while one is recent.
-func (p *poller) tableRefused(table string) (error, bool) {
+// errUndecided: a re-fetch not made because its table, not known
+// readable, awaits its probe's answer (tableGate). Not a failure: the
+// entry stays due for the drain's next round, or the next drain.
+var errUndecided = errors.New("events: re-fetch waits for its table's probe")
+
+// tableGate says how a re-fetch of table goes: answered from the table's
+// refusal (err, gated) while one is recent, or, for one that is not its
+// table's probe (probe false) while the table is not known readable,
+// deferred (errUndecided): it was planned while the table was readable
+// or refused, and since a 403 or the refusal's end left it undecided.
+// Without the deferral every re-fetch a drain had started on a table
+// whose key just lost the permission would be one request each.
+func (p *poller) tableGate(table string, probe bool) (err error, gated bool) {
 	now := p.clock.get()
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
-	r, ok := p.refusals[table]
-	if !ok || !now.Before(r.until) {
-		return nil, false
+	if r, ok := p.refusals[table]; ok && now.Before(r.until) {
+		return r.err, true
 	}
-	return r.err, true
+	if !probe && !p.readable[table] {
+		return errUndecided, false
+	}
+	return nil, false
 }
 
-// noteAnswer records what Stripe answered a re-fetch of table (err; nil:
-// the object): a wholesale refusal gates the table, any other answer from
-// Stripe about the object (a 404, another refusal) opens it. A failure
-// that says nothing of the key (5xx, 429, a timeout) changes nothing.
+// noteAnswer records what Stripe answered a re-fetch of table (id; err,
+// nil: the object): a wholesale refusal gates the table, any other answer
+// from Stripe about the object (a 404, another refusal) opens it.
 //
 // A 403 for one object of a table that answered others since its last
-// refusal (readable) concerns that object only: it stays unresolved
-// alone, and the table stays open. Otherwise one object Stripe refuses
-// among readable ones (a permission that depends on the object, which
-// Stripe's docs don't rule out) would close its table for good.
+// refusal (readable) does not gate it at once: Stripe's docs don't rule
+// out a permission that depends on the object, and one such object
+// among readable ones would close its table for unresolvedRetry at each
+// of its own re-fetches. The table is no longer known readable, so its
+// next re-fetch is a probe of another object, whose 403 gates it (the key
+// lost the permission) and whose answer opens it again (that object
+// alone is refused, unresolved on its own). That object refused again,
+// alone due, says nothing more of the table.
+//
+// A failure that says nothing of the key (5xx, 429, a timeout) changes
+// nothing but which object a table not known readable is probed with
+// next: another one, if one is due.
 func (p *poller) noteAnswer(table, id string, err error) {
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
+	if p.probed == nil {
+		p.probed = map[string]string{}
+	}
 	switch {
 	case wholesale(err) && p.readable[table]:
+		delete(p.readable, table)
+		p.probed[table] = id
+		if p.doubted == nil {
+			p.doubted = map[string]string{}
+		}
+		p.doubted[table] = id
+	case wholesale(err) && p.doubted[table] == id:
 	case wholesale(err):
+		delete(p.doubted, table)
 		if p.refusals == nil {
 			p.refusals = map[string]tableRefusal{}
 		}
-		if _, again := p.refusals[table]; !again || p.readable[table] {
+		if _, again := p.refusals[table]; !again {
 			p.log.Warn("Stripe refuses this key the re-fetch of a whole table; its queued objects stay queued, one tried every "+unresolvedRetry.String()+": grant the key the read permission Stripe names",
 				"table", table, "err", err)
 		}
-		p.refusals[table] = tableRefusal{err: err, until: p.clock.get().Add(unresolvedRetry), id: id}
+		p.refusals[table] = tableRefusal{err: err, until: p.clock.get().Add(unresolvedRetry)}
+		p.probed[table] = id
 	case err == nil, refused(err), stripeapi.IsNotFound(err):
 		delete(p.refusals, table)
+		delete(p.probed, table)
+		delete(p.doubted, table)
 		if p.readable == nil {
 			p.readable = map[string]bool{}
 		}
 		p.readable[table] = true
+	case !p.readable[table]:
+		p.probed[table] = id
 	}
 }
 
-// probeOnly leaves in due, of the entries of each table Stripe has not
-// answered a re-fetch of since the process began or since its last
-// wholesale refusal, one to fetch: its answer decides for the others,
-// which stay queued, due, for the next drain. So a key refused a table
-// (a restarted process knows no refusal) spends one request on it, not
-// a batch's worth at once. While a table is gated its entries are all
+// plannedFetch is a re-fetch a drain's round makes: probe, its table's
+// probe, whose answer decides for the table's others.
+type plannedFetch struct {
+	refetch
+	probe bool
+}
+
+// probeOnly plans a round of a drain (drainRefetch): of due, the entries
+// of tables known readable or refused (fetch answers those without a
+// request), and one of each other table, its probe; the others of such a
+// table wait in later, in order, for the probe's answer. A table in
+// stalled (its probe this drain got no answer) gets none: its entries
+// wait for the next drain. While a table is gated its entries are all
 // kept: fetch answers them without a request.
-func (p *poller) probeOnly(due []refetch) []refetch {
-	now := p.clock.get()
+func (p *poller) probeOnly(due []refetch, stalled map[string]bool) (now []plannedFetch, later []refetch) {
+	clock := p.clock.get()
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
-	// The object refused last is probed again only when it is its table's
-	// only one due: another one's answer may open the table.
+	// The object that left its table undecided last (refused, or not
+	// answered) is probed again only when it is its table's only one
+	// due: another one's answer may decide the table.
 	others := map[string]bool{}
 	for _, r := range due {
-		if g, ok := p.refusals[r.Table]; ok && r.ID != g.id {
+		if id, ok := p.probed[r.Table]; ok && r.ID != id {
 			others[r.Table] = true
 		}
 	}
 	probing := map[string]bool{}
-	kept := due[:0]
 	for _, r := range due {
 		g, refusedBefore := p.refusals[r.Table]
 		if t, ok := schema.Lookup(r.Table); !ok || t.RetrievePath == "" {
 			// No request to spare: fetch settles it without one.
-			kept = append(kept, r)
+			now = append(now, plannedFetch{refetch: r})
 			continue
 		}
-		if !(refusedBefore && now.Before(g.until)) && !p.readable[r.Table] {
-			if probing[r.Table] || refusedBefore && r.ID == g.id && others[r.Table] {
-				continue
-			}
+		switch {
+		case p.readable[r.Table], refusedBefore && clock.Before(g.until):
+			now = append(now, plannedFetch{refetch: r})
+		case stalled[r.Table], probing[r.Table], r.ID == p.probed[r.Table] && others[r.Table]:
+			later = append(later, r)
+		default:
 			probing[r.Table] = true
+			now = append(now, plannedFetch{refetch: r, probe: true})
 		}
-		kept = append(kept, r)
 	}
-	return kept
+	return now, later
 }
 
 // unresolvedRefusal is f, not held (fromHeld settles those), whose

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,4 +212,311 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = excluded.not_before, reason 
 		r := reasons()
 		return len(r) == 1 && r[x] == "unresolved"
 	})
+}
+
+// customerGate stands between the sync (key sk_test_events) and the
+// emulator: it records the sync's retrievals of single customers, and
+// fails (500) or refuses (403, a restricted key) them when told.
+type customerGate struct {
+	failAll atomic.Bool  // every request of the sync: a Stripe outage
+	failID  atomic.Value // string: the retrieval of this customer only
+	refuse  atomic.Bool  // every retrieval of a customer
+
+	mu          sync.Mutex
+	gets        []customerGet
+	inFlight    int
+	maxInFlight int // while failAll
+}
+
+type customerGet struct {
+	id     string
+	status int
+	at     time.Time // when answered
+}
+
+func (s *customerGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		id, single := strings.CutPrefix(r.URL.Path, "/v1/customers/")
+		single = single && r.Method == http.MethodGet && id != "" && !strings.Contains(id, "/")
+		if single {
+			s.mu.Lock()
+			s.inFlight++
+			if s.failAll.Load() {
+				s.maxInFlight = max(s.maxInFlight, s.inFlight)
+			}
+			s.mu.Unlock()
+			// Long enough for the drain's other fetches to start
+			// meanwhile, as against Stripe's latency.
+			time.Sleep(20 * time.Millisecond)
+		}
+		failID, _ := s.failID.Load().(string)
+		status := http.StatusOK
+		switch {
+		case s.failAll.Load() || single && id == failID:
+			status = http.StatusInternalServerError
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			w.Write([]byte(`{"error":{"type":"api_error","message":"outage"}}`))
+		case single && s.refuse.Load():
+			status = http.StatusForbidden
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"error":{"type":"invalid_request_error","message":%q}}`, restrictedKeyRefusal)
+		default:
+			h.ServeHTTP(w, r)
+		}
+		if single {
+			s.mu.Lock()
+			s.inFlight--
+			s.gets = append(s.gets, customerGet{id: id, status: status, at: time.Now()})
+			s.mu.Unlock()
+		}
+	})
+}
+
+// since are the retrievals answered from the n-th on, and how many there are in all.
+func (s *customerGate) since(n int) ([]customerGet, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]customerGet(nil), s.gets[min(n, len(s.gets)):]...), len(s.gets)
+}
+
+// newCustomers creates n customers in Stripe, then the events cursor.
+func (v *env) newCustomers(t *testing.T, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = v.post(t, "/v1/customers", url.Values{"email": {fmt.Sprintf("gate%d@example.com", i)}})
+	}
+	if _, _, err := events.EnsureCursor(context.Background(), v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// queueCustomers queues the re-fetch of ids (reason owner), due long ago,
+// the first of them first.
+func (v *env) queueCustomers(t *testing.T, ids []string) {
+	t.Helper()
+	if _, err := v.pool.Exec(context.Background(), `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+SELECT 'customers', id, now() - interval '1 hour' + i * interval '1 second', 'owner' FROM unnest($1::text[]) WITH ORDINALITY AS x(id, i)`, ids); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (v *env) queuedCustomers(t *testing.T, cond string) int {
+	t.Helper()
+	var n int
+	if err := v.pool.QueryRow(context.Background(), `SELECT count(*) FROM stripe_sync.events_refetch WHERE object = 'customers' AND `+cond).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// okSpan is the time from the first to the last of gets, all answered 200,
+// which must be want.
+func okSpan(t *testing.T, gets []customerGet, want int) time.Duration {
+	t.Helper()
+	ok := 0
+	for _, g := range gets {
+		if g.status == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != want || len(gets) == 0 {
+		t.Fatalf("%d retrievals of customers answered, %d of them with the object; want %d", len(gets), ok, want)
+	}
+	return gets[len(gets)-1].at.Sub(gets[0].at)
+}
+
+// A restarted process knows of no table that Stripe answers: its first
+// re-fetch of a table is one object (a probe), so that a key that can't
+// read the table costs one request, not a batch. Once the probe is
+// answered, the table's other due objects are fetched in the same drain.
+// Before, they waited for the next drain (a poll interval), or more
+// for a table with more than a batch due.
+func TestReadableTableFetchedInFirstDrain(t *testing.T) {
+	s := &customerGate{}
+	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	const n, poll = 30, 2 * time.Second
+	ids := v.newCustomers(t, n)
+	v.queueCustomers(t, ids)
+	stop := v.loop(t, events.Config{PollInterval: poll})
+	waitUntil(t, 20*time.Second, "every queued customer to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	gets, _ := s.since(0)
+	if span := okSpan(t, gets, n); span >= poll/2 {
+		t.Errorf("the %d re-fetches of a readable table took %s from the probe to the last: more than one drain (poll interval %s)", n, span.Round(time.Millisecond), poll)
+	}
+}
+
+// A Stripe outage (500 to everything) while customers are queued and the
+// table is not yet known readable: each drain spends one request on the
+// table (the client's retries aside), never a batch's worth at once. Once
+// Stripe answers again, every queued customer is fetched in the drain
+// whose probe it answers. Measured before: the probe's drain, then the
+// rest at the next one (a poll interval more per 100 objects).
+func TestRefetchesSettleInOneDrainAfterOutage(t *testing.T) {
+	s := &customerGate{}
+	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	const n, poll = 30, 2 * time.Second
+	ids := v.newCustomers(t, n)
+	stop := v.loop(t, events.Config{PollInterval: poll})
+	// A poll answered: the loop knows Stripe's clock, by which entries
+	// come due.
+	waitUntil(t, 10*time.Second, "the first poll", func() bool {
+		return v.queryText(t, `SELECT max(_synced_at)::text FROM stripe.customers`) != ""
+	})
+	s.failAll.Store(true)
+	v.queueCustomers(t, ids)
+	waitUntil(t, 20*time.Second, "two drains' probes to fail", func() bool {
+		gets, _ := s.since(0)
+		return len(gets) > 4 // the client's attempts of one probe: 1 + MaxRetries 3
+	})
+	_, mark := s.since(0)
+	s.failAll.Store(false)
+	waitUntil(t, 20*time.Second, "every queued customer to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	most := s.maxInFlight
+	s.mu.Unlock()
+	if most != 1 {
+		t.Errorf("%d retrievals of customers at once during the outage, want 1 (one probe of the table per drain)", most)
+	}
+	gets, _ := s.since(mark)
+	for len(gets) > 0 && gets[0].status != http.StatusOK {
+		gets = gets[1:] // a probe's attempts from before the end of the outage
+	}
+	if span := okSpan(t, gets, n); span >= poll/2 {
+		t.Errorf("after the outage, the %d re-fetches took %s from the first answered to the last: more than one drain (poll interval %s)", n, span.Round(time.Millisecond), poll)
+	}
+}
+
+// One customer whose retrieval Stripe keeps failing (500), due first, on
+// a table not yet known readable: the next drain probes another, whose
+// answer lets the table's other objects be fetched; the failing one stays
+// queued, retried. Before, it was the table's probe at every drain, and
+// no other customer was ever re-fetched.
+func TestFailingObjectDoesNotStarveItsTable(t *testing.T) {
+	s := &customerGate{}
+	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	ids := v.newCustomers(t, 10)
+	s.failID.Store(ids[0])
+	v.queueCustomers(t, ids)
+	stop := v.loop(t, events.Config{PollInterval: 300 * time.Millisecond})
+	waitUntil(t, 30*time.Second, "the other customers to be re-fetched", func() bool {
+		return v.queuedCustomers(t, "id <> '"+ids[0]+"'") == 0
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.queuedCustomers(t, "id = '"+ids[0]+"' AND reason = 'owner'"); n != 1 {
+		t.Errorf("the customer Stripe fails is queued %d times with its reason, want once: kept for a retry", n)
+	}
+}
+
+// A key that loses the read permission of a table while running (Stripe
+// answered the table's re-fetches, then answers 403): the table's queued
+// objects cost the requests in flight when the first refusal came, not
+// one each, and once their 10 minutes are over, one probe in all. They
+// all stay queued, the status counts them, and once the permission is
+// back every one is stored and the status clears. Before, the table was
+// taken for readable for good: each object was fetched and refused on
+// its own, every 10 minutes.
+func TestTableRefusedMidRunProbedOnce(t *testing.T) {
+	s := &customerGate{}
+	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	const n, inFlight = 25, 8 // refetchParallel
+	ids := v.newCustomers(t, n+5)
+	stop := v.loop(t, events.Config{})
+	defer stop()
+	v.queueCustomers(t, ids[:5])
+	waitUntil(t, 15*time.Second, "the readable table's customers to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
+
+	s.refuse.Store(true)
+	_, mark := s.since(0)
+	v.queueCustomers(t, ids[5:])
+	waitUntil(t, 20*time.Second, "every refused customer to be kept queued, unresolved, for 10 minutes", func() bool {
+		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '9 minutes'") == n
+	})
+	gets, all := s.since(mark)
+	if len(gets) > inFlight {
+		t.Errorf("%d retrievals of %d customers after the key lost the permission, want at most the %d in flight when the first was refused", len(gets), n, inFlight)
+	}
+	status := v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'customers'`)
+	for _, want := range []string{fmt.Sprintf("and %d more", n-1), "grant the key", "rak_customer_read"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("customers last_error %q does not say %q", status, want)
+		}
+	}
+
+	// 10 minutes later (Stripe's clock), all due again: one probe.
+	v.e.SetClockOffset(11 * time.Minute)
+	waitUntil(t, 20*time.Second, "every refused customer to be kept queued for 10 more minutes", func() bool {
+		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '20 minutes'") == n
+	})
+	if gets, _ := s.since(all); len(gets) != 1 {
+		t.Errorf("%d retrievals of a table the key can't read when its %d objects came due again, want 1", len(gets), n)
+	}
+
+	// The permission granted: nothing was lost.
+	s.refuse.Store(false)
+	v.e.SetClockOffset(22 * time.Minute)
+	waitUntil(t, 20*time.Second, "every customer to be re-fetched once the key may read them", func() bool { return v.queuedCustomers(t, "true") == 0 })
+	waitUntil(t, 10*time.Second, "the status to clear", func() bool {
+		return v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'customers'`) == ""
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// One customer Stripe refuses (403) on a table it answers otherwise, due
+// again alone (its 10 minutes over): its refusal says no more of the
+// table than the first one did, so the table is not closed, and the next
+// customer queued is fetched. Closing it at the second refusal of the
+// same object would leave every customer queued in the next 10 minutes
+// unresolved.
+func TestRefusedObjectAloneDoesNotCloseItsTable(t *testing.T) {
+	var refused atomic.Value
+	refused.Store("")
+	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
+		id, _ := refused.Load().(string)
+		return id != "" && r.Method == http.MethodGet && r.URL.Path == "/v1/customers/"+id
+	}, http.StatusForbidden, restrictedKeyRefusal))
+	ids := v.newCustomers(t, 3)
+	x := ids[0]
+	stop := v.loop(t, events.Config{})
+	defer stop()
+	v.queueCustomers(t, ids[1:2])
+	waitUntil(t, 15*time.Second, "a readable customer to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
+
+	refused.Store(x)
+	v.queueCustomers(t, []string{x})
+	waitUntil(t, 15*time.Second, "the refused customer to be kept queued, unresolved", func() bool {
+		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '9 minutes'") == 1
+	})
+	v.e.SetClockOffset(11 * time.Minute)
+	waitUntil(t, 15*time.Second, "the refused customer to be tried again alone, and refused", func() bool {
+		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '20 minutes'") == 1
+	})
+
+	v.queueCustomers(t, ids[2:])
+	waitUntil(t, 15*time.Second, "the new customer's re-fetch to be settled", func() bool {
+		return v.queuedCustomers(t, "id = '"+ids[2]+"' AND reason = 'owner'") == 0
+	})
+	if n := v.queuedCustomers(t, "id = '"+ids[2]+"'"); n != 0 {
+		t.Errorf("a readable customer kept queued, unresolved, after another one alone was refused twice: the table was closed")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }
