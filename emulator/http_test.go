@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -173,5 +174,28 @@ func TestIdempotencyKeyInUse(t *testing.T) {
 	}
 	if n := len(e.Objects("customers")); n != 3 {
 		t.Fatalf("%d customers, want 3 (busy, free, other API key)", n)
+	}
+}
+
+// TestDeepHashParam: a hash given below the depth where the
+// emulator stops building an object's empty shape
+// (payment_settings[payment_method_options][us_bank_account][financial_connections])
+// is stored as given. It used to panic (assignment to entry in nil map)
+// and answer 500 api_error.
+func TestDeepHashParam(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "name=a")))
+	price := idOfResp(mustOK(t, do(t, "POST", base+"/v1/prices", key, "currency=usd&unit_amount=100&recurring[interval]=month&product_data[name]=p")))
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", key, "customer="+cus+"&items[0][price]="+price+
+		"&collection_method=send_invoice&days_until_due=7"+
+		"&payment_settings[payment_method_options][us_bank_account][financial_connections][permissions][0]=payment_method"+
+		"&payment_settings[payment_method_options][us_bank_account][financial_connections][permissions][1]=balances"))
+	ps, _ := r.body["payment_settings"].(map[string]any)
+	pmo, _ := ps["payment_method_options"].(map[string]any)
+	us, _ := pmo["us_bank_account"].(map[string]any)
+	fc, _ := us["financial_connections"].(map[string]any)
+	if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
+		t.Fatalf("payment_settings %v", ps)
 	}
 }

@@ -140,7 +140,11 @@ func mergeMetadata(cur, v any) any {
 // assign converts a param value to the shape of a property. ok is false when
 // the shapes don't match (then a hook must handle the param).
 func (e *Emulator) assign(prop *spec.Schema, cur any, v any, depth int) (any, bool) {
-	if depth > 6 {
+	// Each anyOf counts as a level: a subscription's payment_settings
+	// [payment_method_options][us_bank_account][financial_connections]
+	// [permissions][0] is 8 deep, and was dropped at 6; 16 leaves room
+	// for Stripe's deepest request params and still bounds recursion.
+	if depth > 16 {
 		return nil, false
 	}
 	if s, ok := v.(string); ok && s == "" && prop.Nullable {
@@ -215,6 +219,12 @@ func (e *Emulator) assign(prop *spec.Schema, cur any, v any, depth int) (any, bo
 				base = map[string]any{}
 			} else {
 				base, _ = e.zero(p, depth+1).(map[string]any)
+			}
+			if base == nil {
+				// zero gives up below its depth limit (payment_settings.
+				// payment_method_options.us_bank_account.
+				// financial_connections): the given keys still apply.
+				base = map[string]any{}
 			}
 		} else {
 			base = deepCopy(base).(map[string]any)

@@ -216,6 +216,14 @@ func checkValue(label string, f Field, p schema.Param, name string, v any, mode 
 	return v, nil
 }
 
+// emptiedArray refuses an update that empties an array at key where Stripe
+// takes no empty string (see encodeParamUpdate).
+func emptiedArray(label, key string) *Error {
+	return errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, key).
+		withDetail("left out of the update, %s would keep the elements it has in Stripe", key).
+		withHint("leave %s as it is, or give the elements it is to have", key)
+}
+
 func columnLabel(t *schema.Table, f Field) string {
 	return f.Column + " of stripe." + t.Name
 }
@@ -392,8 +400,7 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 			ov, _ := decodeValue(oraw, f)
 			if nv == nil {
 				if !f.Param.Unset {
-					return RowCalls{}, errorf(CodeNotNullViolation, "Stripe cannot unset %s of %s: NULL is not allowed here", f.Column, t.Object).
-						withHint("give a value, or leave the column out")
+					return RowCalls{}, st.cannotUnset(r, i)
 				}
 				params.Set(f.Param.Name, "")
 				continue
@@ -426,7 +433,9 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 			if nv, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, nv, formDiffed); err != nil {
 				return RowCalls{}, err
 			}
-			encodeUpdate(params, f.Param.Name, refValue(f, ov), nv, f.Column != "metadata")
+			if key := encodeParamUpdate(params, f.Param, f.Param.Name, refValue(f, ov), nv, f.Column != "metadata"); key != "" {
+				return RowCalls{}, emptiedArray(columnLabel(t, f), key)
+			}
 		}
 	}
 	if len(extra) > 0 {
@@ -450,6 +459,31 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 	}
 	rc.Calls = append(rc.Calls, after...)
 	return rc, nil
+}
+
+// cannotUnset refuses the NULL that the update row r (id and version
+// first) gives the i-th field, a parameter Stripe can't unset, naming the
+// later fields of the row that the same refusal applies to: an ORM
+// saving an entity it has just inserted (TypeORM's save()) sends NULL for
+// every field Stripe filled in that it did not read back, and the user
+// should see them all at once, with what to do about it. Which NULL was
+// meant (an unset, or what the ORM did not know) can't be told from the
+// statement, so none is dropped.
+func (st *Statement) cannotUnset(r [][]byte, i int) *Error {
+	cols := []string{st.Fields[i].Column}
+	for j := i + 1; j < len(st.Fields); j++ {
+		f := st.Fields[j]
+		nraw, oraw := r[2+2*j], r[3+2*j]
+		if f.Role == RoleParam && !f.Param.Unset && isJSONNull(nraw) && !sameJSON(nraw, oraw) {
+			cols = append(cols, f.Column)
+		}
+	}
+	list := cols[0]
+	if n := len(cols); n > 1 {
+		list = strings.Join(cols[:n-1], ", ") + " and " + cols[n-1]
+	}
+	return errorf(CodeNotNullViolation, "Stripe cannot unset %s of %s: NULL is not allowed here", list, st.Table.Object).
+		withHint("give a value, or leave the column out; an ORM that saves an entity it has just inserted sends NULL for what Stripe filled in: read the entity again first (TypeORM: findOneBy), or update only what changed")
 }
 
 func (st *Statement) buildDelete(r [][]byte) (RowCalls, *Error) {

@@ -39,14 +39,41 @@ func encodeCreate(out url.Values, name string, v any) {
 // without it (metadata, which Stripe merges key by key) only changed keys
 // are sent. Arrays and scalars are always sent whole.
 func encodeUpdate(out url.Values, name string, old, v any, full bool) {
+	(&updateDiff{out: out}).encode(name, "", old, v, full)
+}
+
+// encodeParamUpdate is encodeUpdate for the value of p, with the spec's
+// word on emptied arrays: the encoding has no key for an empty array, so
+// one that replaces elements is sent as the empty string, which Stripe
+// takes only where p's schema allows it there (Param.Unset,
+// Param.UnsetArrays). Anywhere else Stripe refuses it ("You passed an
+// empty string for … cannot be unset"), and left out it would keep the
+// elements: the form key of the first such array is returned, and out
+// must then be dropped. An array emptied where there were no elements
+// (null, [] or no key) is not sent: there is nothing to remove.
+func encodeParamUpdate(out url.Values, p schema.Param, name string, old, v any, full bool) (refused string) {
+	d := &updateDiff{out: out, p: &p}
+	d.encode(name, "", old, v, full)
+	return d.refused
+}
+
+// updateDiff carries encodeUpdate through a value: place is where the
+// value at hand is below the parameter (as in schema.Param.Refs).
+type updateDiff struct {
+	out     url.Values
+	p       *schema.Param // nil: every emptied array goes as ""
+	refused string
+}
+
+func (d *updateDiff) encode(name, place string, old, v any, full bool) {
 	nm, nok := v.(map[string]any)
 	om, ook := old.(map[string]any)
 	if !nok || !ook {
 		if isEmpty(v) {
-			out.Set(name, "")
+			d.unset(name, place, old, v)
 			return
 		}
-		encodeCreate(out, name, v)
+		encodeCreate(d.out, name, v)
 		return
 	}
 	keys := map[string]bool{}
@@ -64,14 +91,14 @@ func encodeUpdate(out url.Values, name string, old, v any, full bool) {
 		switch {
 		case !present || nv == nil:
 			if ov != nil {
-				out.Set(key, "")
+				d.out.Set(key, "")
 				sent = true
 			}
 		case !full && equalJSON(ov, nv):
 		case full:
 			if om2, ok := ov.(map[string]any); ok {
 				if nm2, ok := nv.(map[string]any); ok {
-					encodeUpdate(out, key, om2, nm2, true)
+					d.encode(key, joinPlace(place, k), om2, nm2, true)
 					sent = true
 					continue
 				}
@@ -81,19 +108,35 @@ func encodeUpdate(out url.Values, name string, old, v any, full bool) {
 				// object: emptying one that had content must unset it
 				// (custom_fields: []), or the change is silently lost.
 				if ov != nil && !isEmpty(ov) {
-					out.Set(key, "")
+					d.unset(key, joinPlace(place, k), ov, nv)
 				}
 			} else {
-				encodeCreate(out, key, nv)
+				encodeCreate(d.out, key, nv)
 			}
 			sent = true
 		default:
-			encodeUpdate(out, key, ov, nv, false)
+			d.encode(key, joinPlace(place, k), ov, nv, false)
 			sent = true
 		}
 	}
 	if !sent && len(nm) == 0 {
-		out.Set(name, "")
+		d.out.Set(name, "")
+	}
+}
+
+// unset sends v, an empty array or object that replaces old at place, as
+// the empty string, or records it as refused (see encodeParamUpdate).
+func (d *updateDiff) unset(key, place string, old, v any) {
+	if _, arr := v.([]any); !arr || d.p == nil ||
+		place == "" && d.p.Unset || place != "" && slices.Contains(d.p.UnsetArrays, place) {
+		d.out.Set(key, "")
+		return
+	}
+	if old == nil || isEmpty(old) {
+		return
+	}
+	if d.refused == "" {
+		d.refused = key
 	}
 }
 
@@ -230,9 +273,9 @@ const (
 	formCreate formMode = iota
 	// formSent: encodeCreate, for an update (_params keys).
 	formSent
-	// formDiffed: encodeUpdate, which diffs hashes with the old value and
-	// unsets an array emptied there itself; arrays inside array elements
-	// are sent whole, with encodeCreate.
+	// formDiffed: encodeParamUpdate, which diffs hashes with the old value
+	// and decides on an array emptied there itself; arrays inside array
+	// elements are sent whole, with encodeCreate.
 	formDiffed
 )
 
@@ -249,11 +292,13 @@ const (
 // items is refused by Stripe after the calls of the statement's earlier
 // rows). That holds for an update as for a create wherever encodeCreate
 // sends the value: in array elements, which go whole, and in _params
-// (formSent). Two places keep their rules on an update: hashes, which
-// encodeUpdate diffs with the old value (it unsets an array emptied
-// there), and a parameter itself, where an update leaving the array out
-// leaves the field as it is; and a parameter the spec doesn't describe
-// (p.Name "", sent to an action endpoint) is left for Stripe to judge.
+// (formSent). Two places keep their rules on an update: a column's value
+// outside array elements, which encodeParamUpdate diffs with the old value
+// (only it knows whether an array there is emptied: it unsets it where
+// the spec takes the empty string, and refuses it elsewhere), and a
+// _params key itself, where an update leaving the array out leaves the
+// field as it is; and a parameter the spec doesn't describe (p.Name "",
+// sent to an action endpoint) is left for Stripe to judge.
 func emptyArray(p schema.Param, mode formMode, place string) (out any, ok bool) {
 	if mode == formDiffed && !strings.Contains(place, "[]") {
 		return []any{}, true

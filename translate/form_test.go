@@ -604,3 +604,124 @@ func TestEmptyObjectForArraySameAsEmptyArray(t *testing.T) {
 		})
 	}
 }
+
+// oldPMO is a subscription's payment_settings as Stripe returns it, with
+// an array at a place whose request schema takes no empty string
+// (payment_method_options.us_bank_account.financial_connections.permissions)
+// and one whose schema does (payment_method_types).
+const oldPMO = `{"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": ["payment_method", "balances"]}, "verification_method": "automatic"}},
+	"payment_method_types": ["card", "us_bank_account"], "save_default_payment_method": "off"}`
+
+// TestEmptiedArraysInHashes: on an UPDATE, an array emptied in a
+// column's value outside array elements (in its hashes, at any depth, or
+// the column itself) follows the spec's request schema as everywhere
+// else: sent as the empty string where the schema takes "" there (anyOf
+// with enum [""]), and refused with 22023 naming the form key where it
+// doesn't, with no call for any row. Before, every such array was sent as
+// key=, which Stripe refuses there ("cannot be unset") after the calls of
+// the statement's earlier rows.
+func TestEmptiedArraysInHashes(t *testing.T) {
+	emptied := strings.Replace(oldPMO, `["payment_method", "balances"]`, `[]`, 1)
+	runFormCases(t, true, []formCase{
+		{"a hash's array without \"\" in the schema", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", ` + emptied + `, ` + oldPMO + `]`, "",
+			[]string{"payment_settings of stripe.subscriptions", "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]"}},
+		{"the same on an invoice", `UPDATE stripe.invoices SET payment_settings = jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', '[]') WHERE id = 'in_1'`,
+			`["in_1", ` + emptied + `, ` + oldPMO + `]`, "",
+			[]string{"payment_settings of stripe.invoices", "[financial_connections][permissions]"}},
+		{"a setup intent's card mandate supported_types", `UPDATE stripe.setup_intents SET payment_method_options = $1 WHERE id = 'seti_1'`,
+			`["seti_1", {"card": {"mandate_options": {"supported_types": []}}}, {"card": {"mandate_options": {"supported_types": ["india"]}}}]`, "",
+			[]string{"payment_method_options[card][mandate_options][supported_types]"}},
+		{"a metadata value, where the schema has no array", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": []}, {"k": "v"}]`, "",
+			[]string{"metadata of stripe.customers", "metadata[k]"}},
+		{"the column itself: preferred_locales", `UPDATE stripe.customers SET preferred_locales = $1 WHERE id = 'cus_1'`,
+			`["cus_1", [], ["en", "fr"]]`, "",
+			[]string{"preferred_locales of stripe.customers", "empty array at preferred_locales"}},
+		{"the column itself as '{}' (node-postgres)", `UPDATE stripe.payment_intents SET payment_method_types = $1 WHERE id = 'pi_1'`,
+			`["pi_1", {}, ["card"]]`, "",
+			[]string{"payment_method_types of stripe.payment_intents"}},
+		{"a subscription's items as an empty array", `UPDATE stripe.subscriptions SET items = '[]' WHERE id = 'sub_1'`,
+			`["sub_1", [], ` + oldItems + `]`, "",
+			[]string{"items of stripe.subscriptions", "empty array at items"}},
+		{"a hash's array with \"\" in the schema", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldPMO, `["card", "us_bank_account"]`, `[]`, 1) + `, ` + oldPMO + `]`,
+			"payment_settings[payment_method_options][us_bank_account][financial_connections][permissions][0]=payment_method&payment_settings[payment_method_options][us_bank_account][financial_connections][permissions][1]=balances&payment_settings[payment_method_options][us_bank_account][verification_method]=automatic&payment_settings[payment_method_types]=&payment_settings[save_default_payment_method]=off", nil},
+		{"a customer's invoice_settings.custom_fields (\"\" in the schema)", `UPDATE stripe.customers SET invoice_settings = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"custom_fields": [], "footer": "f"}, {"custom_fields": [{"name": "PO", "value": "1"}], "footer": "f"}]`,
+			"invoice_settings[custom_fields]=&invoice_settings[footer]=f", nil},
+		{"an array left empty, another key changed", `UPDATE stripe.subscriptions SET payment_settings = jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"') WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(emptied, `"off"`, `"on_subscription"`, 1) + `, ` + emptied + `]`,
+			"payment_settings[payment_method_options][us_bank_account][verification_method]=automatic&payment_settings[payment_method_types][0]=card&payment_settings[payment_method_types][1]=us_bank_account&payment_settings[save_default_payment_method]=on_subscription", nil},
+		{"an array that was null, now empty, another key changed", `UPDATE stripe.setup_intents SET payment_method_options = $1 WHERE id = 'seti_1'`,
+			`["seti_1", {"card": {"mandate_options": {"supported_types": []}, "request_three_d_secure": "any"}}, {"card": {"mandate_options": {"supported_types": null}, "request_three_d_secure": "automatic"}}]`,
+			"payment_method_options[card][request_three_d_secure]=any", nil},
+	})
+}
+
+// TestEmptiedArrayNothingToRemove: an array emptied where Stripe
+// has no elements (the column NULL) is not sent: there is nothing to
+// remove, and Stripe takes no empty string there. Before, the column
+// itself went as preferred_locales=, which Stripe refuses.
+func TestEmptiedArrayNothingToRemove(t *testing.T) {
+	for _, row := range []string{`["cus_1", [], null]`, `["cus_1", {}, null]`} {
+		calls, err := build(t, `UPDATE stripe.customers SET preferred_locales = $1 WHERE id = 'cus_1'`, row)
+		if err != nil {
+			t.Fatalf("%s: %v", row, err)
+		}
+		if len(calls) != 1 || len(calls[0].Calls) != 0 {
+			t.Errorf("%s: calls %v, want none", row, calls)
+		}
+	}
+	// metadata: a key that isn't there is not removed.
+	calls, err := build(t, `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`, `["cus_1", {"a": "1", "k": []}, {}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != "metadata[a]=1" {
+		t.Errorf("body %s, want metadata[a]=1", got)
+	}
+}
+
+// TestEmptiedArrayInSecondRow: the refusal of an emptied array in
+// the second row of an UPDATE comes before the first row's call.
+func TestEmptiedArrayInSecondRow(t *testing.T) {
+	emptied := strings.Replace(oldPMO, `["payment_method", "balances"]`, `[]`, 1)
+	calls, err := build(t, `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id IN ('sub_1', 'sub_2')`,
+		`["sub_1", `+strings.Replace(oldPMO, `"off"`, `"on_subscription"`, 1)+`, `+oldPMO+`]`,
+		`["sub_2", `+emptied+`, `+oldPMO+`]`)
+	if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+		t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+	}
+	if !strings.Contains(err.Detail, "in row 2 of 2") || !strings.Contains(err.Message, "[financial_connections][permissions]") {
+		t.Errorf("%+v", err)
+	}
+}
+
+// TestCannotUnsetNamesEveryColumn: TypeORM's second save() of a
+// customer it has just inserted (the statement as TypeORM 1.1 sends it,
+// parameters as Eval returns them: each new value, then the stored one)
+// sets every field Stripe filled in to NULL. The refusal (23502, before
+// any call) names each field Stripe can't unset, not only the first, and
+// the hint says what to do; read-only columns (created, livemode, object)
+// and fields Stripe can unset (metadata) are not named. (tax_exempt is
+// named: the generator reads "" only as a lone enum, and the spec gives
+// it as one value of tax_exempt's enum.)
+func TestCannotUnsetNamesEveryColumn(t *testing.T) {
+	calls, err := build(t, `UPDATE "stripe"."customers" SET "balance" = $1, "created" = $2, "delinquent" = $3, "invoice_prefix" = $4, "invoice_settings" = $5, "livemode" = $6, "metadata" = $7, "name" = $8, "next_invoice_sequence" = $9, "object" = $10, "preferred_locales" = $11, "tax_exempt" = $12 WHERE "id" = $13`,
+		`["cus_1", null, 0, null, "2026-12-07T15:01:36+00:00", null, false, null, "1F9EDB95", null, {"footer": null, "custom_fields": null}, null, false, null, {}, "Second", "First", null, 1, null, "customer", null, [], null, "none"]`)
+	if err == nil || err.Code != CodeNotNullViolation || calls != nil {
+		t.Fatalf("%v, %v: want 23502 and no calls", calls, err)
+	}
+	if want := "Stripe cannot unset balance, invoice_prefix, invoice_settings, next_invoice_sequence, preferred_locales and tax_exempt of customer: NULL is not allowed here"; err.Message != want {
+		t.Errorf("message\n got:  %s\n want: %s", err.Message, want)
+	}
+	if !strings.Contains(err.Hint, "findOneBy") {
+		t.Errorf("hint %q says nothing of reading the entity again", err.Hint)
+	}
+	// One column alone: the message as before.
+	_, err = build(t, `UPDATE stripe.customers SET balance = NULL, name = 'n' WHERE id = 'cus_1'`, `["cus_1", null, 0, "n", "o"]`)
+	if err == nil || err.Message != "Stripe cannot unset balance of customer: NULL is not allowed here" {
+		t.Errorf("%+v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -540,5 +541,99 @@ func TestSchedulePhasesEmptyArrays(t *testing.T) {
 	}
 	if items, _ := phase()["items"].([]any); len(items) != 1 {
 		t.Errorf("Stripe's phase items after the refused update: %v", items)
+	}
+}
+
+// TestEmptiedArraysInHashesThroughProxy: through the proxy and the
+// emulator, an UPDATE that empties an array inside a column's hash
+// follows the spec's request schema. Where the schema takes no empty
+// string (a subscription's
+// payment_settings.payment_method_options.us_bank_account.financial_connections.permissions,
+// a customer's preferred_locales itself) it is refused with 22023 naming
+// the form key, before any call: in a two-row statement the other row,
+// fine on its own, is not sent either, and Stripe and the local rows stay
+// as they were. Where the schema takes "" (payment_settings.payment_method_types)
+// the empty string reaches Stripe and its answer is applied. Before,
+// every emptied array went as key=, which Stripe refuses at the first
+// places ("cannot be unset") after the calls of the statement's earlier
+// rows.
+func TestEmptiedArraysInHashesThroughProxy(t *testing.T) {
+	e := setup(t)
+	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
+	cus := w.one(`INSERT INTO stripe.customers (email, preferred_locales) VALUES ('arrays@b.co', '["en", "fr"]') RETURNING id`)
+	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	settings := `{"payment_method_types": ["card", "us_bank_account"], "save_default_payment_method": "off",
+		"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": ["payment_method", "balances"]}}}}`
+	var subs []string
+	for range 2 {
+		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
+			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
+	}
+	permissions := `payment_settings->'payment_method_options'->'us_bank_account'->'financial_connections'->'permissions'`
+	w.local("subscriptions", subs[0], permissions, `["payment_method", "balances"]`)
+
+	var mu sync.Mutex
+	var bodies []url2.Values
+	record := faultFunc(func(_ http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/subscriptions/") {
+			mu.Lock()
+			bodies = append(bodies, form)
+			mu.Unlock()
+		}
+		return false // the emulator answers
+	})
+	e.fault.Store(&record)
+
+	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
+	before := e.calls()
+	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
+			THEN jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"')
+			ELSE jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', '[]') END
+		WHERE id IN ($1, $2)`, subs[0], subs[1])
+	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]") {
+		t.Fatalf("emptied permissions: want 22023 naming the key, got %v", err)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for the refused statement", n)
+	}
+	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
+		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
+	}
+	for _, s := range subs {
+		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
+		if ps["save_default_payment_method"] != "off" {
+			t.Errorf("Stripe's %s: save_default_payment_method %v after the refused statement", s, ps["save_default_payment_method"])
+		}
+		fc := ps["payment_method_options"].(map[string]any)["us_bank_account"].(map[string]any)["financial_connections"].(map[string]any)
+		if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
+			t.Errorf("Stripe's %s: permissions %v after the refused statement", s, fc["permissions"])
+		}
+	}
+
+	// The column itself, where Stripe takes only an array.
+	w.refused("22023", `UPDATE stripe.customers SET preferred_locales = '[]' WHERE id = $1`, cus)
+	if got := e.stripeObj("customers", cus)["preferred_locales"]; !reflect.DeepEqual(got, []any{"en", "fr"}) {
+		t.Errorf("Stripe's preferred_locales %v after the refused update", got)
+	}
+
+	// Where the schema takes "": sent so, and applied.
+	w.exec("UPDATE 1", `UPDATE stripe.subscriptions SET payment_settings = jsonb_set(payment_settings, '{payment_method_types}', '[]') WHERE id = $1`, subs[0])
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 1 {
+		t.Fatalf("%d subscription updates, want 1", len(bodies))
+	}
+	if v, ok := bodies[0]["payment_settings[payment_method_types]"]; !ok || !reflect.DeepEqual(v, []string{""}) {
+		t.Errorf("payment_settings[payment_method_types] sent as %q (present %v), want the empty string", v, ok)
+	}
+	if got := bodies[0]["payment_settings[payment_method_options][us_bank_account][financial_connections][permissions][1]"]; !reflect.DeepEqual(got, []string{"balances"}) {
+		t.Errorf("permissions not sent whole with the hash: %v", bodies[0])
+	}
+	if pmt := e.stripeObj("subscriptions", subs[0])["payment_settings"].(map[string]any)["payment_method_types"]; pmt != nil && !reflect.DeepEqual(pmt, []any{}) {
+		t.Errorf("Stripe's payment_method_types %v after the update, want none", pmt)
+	}
+	if got := e.local(`SELECT (payment_settings->'payment_method_types')::text FROM stripe.subscriptions WHERE id = $1`, subs[0]); got != "null" && got != "[]" {
+		t.Errorf("local payment_method_types %s after the update, want none", got)
 	}
 }
