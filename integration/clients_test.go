@@ -328,7 +328,8 @@ var (
 	idPattern   = regexp.MustCompile(`\b([a-z]+)_([A-Za-z0-9]{12,})\b`)
 	timePattern = regexp.MustCompile(`\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?)?`)
 	// LOCATION names Postgres's source file and line: it changes with the
-	// server version.
+	// server version, so only its presence is kept. That tells Postgres's
+	// own errors, which the proxy must pass on whole, from pgstripe's.
 	locationLine = regexp.MustCompile(`(?m)^LOCATION:  .*\n`)
 	// psql's LINE 1: echo cuts a long statement after ~40 characters,
 	// sometimes inside an id, which the seed's random ids then change.
@@ -338,7 +339,7 @@ var (
 // normalise replaces ids by <prefix>_<n> (numbered by first appearance, so
 // the same object keeps its name) and timestamps by <time>.
 func normalise(s string) string {
-	s = locationLine.ReplaceAllString(s, "")
+	s = locationLine.ReplaceAllString(s, "LOCATION:  <source>\n")
 	s = cutID.ReplaceAllStringFunc(s, func(m string) string { return cutID.FindStringSubmatch(m)[1] + "_<cut>..." })
 	seen := map[string]string{}
 	count := map[string]int{}

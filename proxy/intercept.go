@@ -266,7 +266,7 @@ func (c *Call) Send(msg pgproto3.BackendMessage) error {
 			// would end it; as an ERROR, clients wait for ReadyForQuery
 			// and report the EOF in its place. The server loop, waiting
 			// for the interception to finish, sends no FATAL of its own.
-			if m.Severity == "ERROR" {
+			if sev := m.SeverityUnlocalized; sev == "ERROR" || sev == "" && m.Severity == "ERROR" {
 				f := *m
 				f.Severity, f.SeverityUnlocalized = "FATAL", "FATAL"
 				m = &f
@@ -616,14 +616,20 @@ func PgError(er *pgproto3.ErrorResponse) *pgconn.PgError {
 	}
 }
 
-// ErrorResponse converts a *pgconn.PgError to the wire message.
+// ErrorResponse converts a *pgconn.PgError to the wire message, every
+// field kept. Severity is in the session's lc_messages, SeverityUnlocalized
+// never is (clients read that one); an error made up as a PgError, without
+// either, is an ERROR.
 func ErrorResponse(pe *pgconn.PgError) *pgproto3.ErrorResponse {
-	sev := pe.Severity
+	sev, unloc := pe.Severity, pe.SeverityUnlocalized
 	if sev == "" {
 		sev = "ERROR"
 	}
+	if unloc == "" {
+		unloc = sev
+	}
 	return &pgproto3.ErrorResponse{
-		Severity: sev, SeverityUnlocalized: sev, Code: pe.Code, Message: pe.Message,
+		Severity: sev, SeverityUnlocalized: unloc, Code: pe.Code, Message: pe.Message,
 		Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position, InternalPosition: pe.InternalPosition,
 		InternalQuery: pe.InternalQuery, Where: pe.Where, SchemaName: pe.SchemaName, TableName: pe.TableName,
 		ColumnName: pe.ColumnName, DataTypeName: pe.DataTypeName, ConstraintName: pe.ConstraintName,

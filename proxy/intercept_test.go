@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -505,4 +506,57 @@ func TestUpstreamGoneDuringInterception(t *testing.T) {
 		}
 	}
 	tp.waitSessions(t, 0)
+}
+
+// TestErrorResponseKeepsFields: a Postgres error an interceptor
+// returns reaches the client with every field, SeverityUnlocalized
+// included: with lc_messages = 'de_DE' Severity is FEHLER, and clients
+// that test the severity read V (it was set to Severity). A PgError
+// pgstripe makes up, with no V, still gets one, as Postgres always sends.
+func TestErrorResponseKeepsFields(t *testing.T) {
+	full := &pgproto3.ErrorResponse{Severity: "FEHLER", SeverityUnlocalized: "ERROR", Code: "22P02",
+		Message: "m", Detail: "d", Hint: "h", Position: 7, InternalPosition: 8, InternalQuery: "SELECT nosuch",
+		Where: "PL/pgSQL function dyn() line 1 at EXECUTE", SchemaName: "s", TableName: "t", ColumnName: "c",
+		DataTypeName: "dt", ConstraintName: "k", File: "jsonfuncs.c", Line: 627, Routine: "json_ereport_error"}
+	for _, tc := range []struct {
+		name string
+		in   *pgconn.PgError
+		want *pgproto3.ErrorResponse
+	}{
+		{"from Postgres, localized", PgError(full), full},
+		{"made up with a severity", &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "m"},
+			&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "40001", Message: "m"}},
+		{"made up without", &pgconn.PgError{Code: "XX000", Message: "m"},
+			&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "XX000", Message: "m"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ErrorResponse(tc.in); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ErrorResponse(%+v)\n got %+v\nwant %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIsFatalLocalized: Postgres sends S in the session's
+// lc_messages before V: a Russian FATAL (ВАЖНО) ends the session as any
+// FATAL does, and a severity word that reads FATAL in S only is not
+// taken for one when V says otherwise.
+func TestIsFatalLocalized(t *testing.T) {
+	for _, tc := range []struct {
+		sev, unloc string
+		want       bool
+	}{
+		{"ВАЖНО", "FATAL", true},
+		{"ПАНИКА", "PANIC", true},
+		{"ОШИБКА", "ERROR", false},
+		{"FATAL", "ERROR", false},
+		{"FATAL", "FATAL", true},
+		{"FATAL", "", true}, // before 9.6: no V
+		{"ERROR", "", false},
+	} {
+		raw := enc(&pgproto3.ErrorResponse{Severity: tc.sev, SeverityUnlocalized: tc.unloc, Code: "57P01", Message: "m"})
+		if got := isFatal(raw); got != tc.want {
+			t.Errorf("isFatal(S=%q V=%q) = %v, want %v", tc.sev, tc.unloc, got, tc.want)
+		}
+	}
 }

@@ -1333,20 +1333,27 @@ func (s *session) handleReply(typ byte, raw []byte) error {
 }
 
 // isFatal reports whether a raw ErrorResponse has severity FATAL or PANIC.
+// S, which Postgres sends first, is in the session's lc_messages (ВАЖНО
+// in Russian); V, right after it since 9.6, never is.
 func isFatal(raw []byte) bool {
 	b := raw[5:]
+	var sev []byte
 	for len(b) > 1 && b[0] != 0 {
 		f := b[0]
 		v, rest, ok := cstringBytes(b[1:])
 		if !ok {
-			return false
+			break
 		}
-		if f == 'V' || (f == 'S') {
-			return string(v) == "FATAL" || string(v) == "PANIC"
+		if f == 'V' {
+			sev = v
+			break
+		}
+		if f == 'S' {
+			sev = v
 		}
 		b = rest
 	}
-	return false
+	return string(sev) == "FATAL" || string(sev) == "PANIC"
 }
 
 // noteSQLStatements follows what sql, a simple Query's text (one or more

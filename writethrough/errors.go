@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgstripe/pgstripe/proxy"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/translate"
 )
@@ -139,18 +140,13 @@ func translateError(e *translate.Error) *pgproto3.ErrorResponse {
 }
 
 // pgError passes an error from the client's own connection on as Postgres
-// sent it; anything else (a broken connection) becomes a generic error.
+// sent it, every field kept (psql's VERBOSITY verbose shows LOCATION and
+// the internal query as directly); anything else (a broken connection)
+// becomes a generic error.
 func pgError(err error) *pgproto3.ErrorResponse {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		sev := pe.Severity
-		if sev == "" {
-			sev = "ERROR"
-		}
-		return &pgproto3.ErrorResponse{Severity: sev, SeverityUnlocalized: pe.SeverityUnlocalized, Code: pe.Code,
-			Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position,
-			SchemaName: pe.SchemaName, TableName: pe.TableName, ColumnName: pe.ColumnName,
-			DataTypeName: pe.DataTypeName, ConstraintName: pe.ConstraintName, Where: pe.Where}
+		return proxy.ErrorResponse(pe)
 	}
 	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006",
 		Message: "pgstripe: upstream connection failed: " + err.Error()}

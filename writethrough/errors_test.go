@@ -3,10 +3,14 @@ package writethrough
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
@@ -68,5 +72,191 @@ func TestStripeCode(t *testing.T) {
 		if got := stripeCode(&tc.err); got != tc.want {
 			t.Errorf("HTTP %d %s %s: %s, want %s", tc.err.HTTPStatus, tc.err.Type, tc.err.Code, got, tc.want)
 		}
+	}
+}
+
+// TestPostgresErrorFieldsThroughProxy: an error Postgres raises
+// while pgstripe handles a write (analysing the client's text, evaluating
+// its values and WHERE, a statement relayed because its name resolved
+// elsewhere) reaches the client with every field Postgres sent, as
+// directly: psql's \set VERBOSITY verbose shows LOCATION (File, Line,
+// Routine), and CONTEXT's internal query and position, through the proxy
+// too. Simple and extended protocol, field by field.
+func TestPostgresErrorFieldsThroughProxy(t *testing.T) {
+	e := setup(t)
+	id := e.newCustomers("fields@b.co")[0]
+	// Run as the client's own objects, in public: a domain check and
+	// NOT NULL (SchemaName, DataTypeName, ConstraintName), dynamic SQL
+	// that fails to parse (InternalQuery, InternalPosition, Where), RAISE
+	// with every field it can set, and a table of the client's own that
+	// shadows stripe.customers by name.
+	if _, err := e.conn.Exec(e.ctx, `
+CREATE DOMAIN public.posint AS bigint CONSTRAINT posint_positive CHECK (VALUE > 0);
+CREATE DOMAIN public.nnint AS bigint NOT NULL;
+CREATE FUNCTION public.dyn() RETURNS bigint LANGUAGE plpgsql AS $$BEGIN EXECUTE 'SELECT nosuch'; RETURN 1; END$$;
+CREATE FUNCTION public.raiser() RETURNS bigint LANGUAGE plpgsql AS $$BEGIN
+  RAISE EXCEPTION USING ERRCODE = '22000', MESSAGE = 'raised', DETAIL = 'd', HINT = 'h', COLUMN = 'c',
+    CONSTRAINT = 'k', DATATYPE = 'dt', TABLE = 'tb', SCHEMA = 'sc';
+END$$;
+CREATE TABLE public.customers (n int CONSTRAINT n_positive CHECK (n > 0));`); err != nil {
+		t.Fatal(err)
+	}
+	// ID stands for the customer's id: a literal in the simple protocol, $1
+	// in the extended one.
+	stmts := []struct{ name, sql string }{
+		{"bad json literal", `UPDATE stripe.customers SET preferred_locales = '{"en","fr"}' WHERE id = ID`},
+		{"bad json at run time", `UPDATE stripe.customers SET metadata = (name || '{')::jsonb WHERE id = ID`},
+		{"bad int literal", `UPDATE stripe.customers SET balance = 'abc' WHERE id = ID`},
+		{"bad int at run time", `UPDATE stripe.customers SET balance = name::bigint WHERE id = ID`},
+		{"unknown column", `UPDATE stripe.customers SET nosuch = 1 WHERE id = ID`},
+		{"not-null domain", `UPDATE stripe.customers SET balance = NULL::nnint WHERE id = ID`},
+		{"check domain", `UPDATE stripe.customers SET balance = '-1'::posint WHERE id = ID`},
+		{"dynamic SQL", `UPDATE stripe.customers SET balance = dyn() WHERE id = ID`},
+		{"raise", `UPDATE stripe.customers SET balance = raiser() WHERE id = ID`},
+		{"bad cast in WHERE", `UPDATE stripe.customers SET name = 'x' WHERE id::int = 1 OR id = ID`},
+		{"bad cast in DELETE", `DELETE FROM stripe.customers WHERE id::bigint = 1 OR id = ID`},
+		{"insert bad json", `INSERT INTO stripe.customers (email, metadata) VALUES ('i@b.co', '{bad')`},
+		{"insert unknown column", `INSERT INTO stripe.customers (email, nosuch) VALUES ('i@b.co', 1)`},
+		{"relayed check violation", `INSERT INTO customers (n) VALUES (-1)`},
+	}
+	direct := e.client(e.url, pgx.QueryExecModeSimpleProtocol).PgConn()
+	proxied := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol).PgConn()
+	before := e.calls()
+	for _, proto := range []string{"simple", "extended"} {
+		for _, s := range stmts {
+			t.Run(proto+"/"+s.name, func(t *testing.T) {
+				want := runIn(t, direct, proto, s.sql, id)
+				got := runIn(t, proxied, proto, s.sql, id)
+				if d := errorFieldDiff(want, got); d != "" {
+					t.Errorf("through the proxy the error differs from Postgres's own:\n%s", d)
+				}
+			})
+		}
+	}
+	if e.calls() != before {
+		t.Errorf("Stripe was called %d times for statements that fail in Postgres", e.calls()-before)
+	}
+}
+
+// runIn runs sql, which must fail, and returns Postgres's error.
+func runIn(t *testing.T, c *pgconn.PgConn, proto, sql, id string) *pgconn.PgError {
+	t.Helper()
+	var err error
+	switch proto {
+	case "simple":
+		_, err = c.Exec(t.Context(), strings.ReplaceAll(sql, "ID", "'"+id+"'")).ReadAll()
+	default:
+		var params [][]byte
+		if strings.Contains(sql, "ID") {
+			params = [][]byte{[]byte(id)}
+		}
+		_, err = c.ExecParams(t.Context(), strings.ReplaceAll(sql, "ID", "$1"), params, nil, nil, nil).Close()
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s: want a Postgres error, got %v", sql, err)
+	}
+	return pe
+}
+
+// errorFieldDiff lists the fields of got that differ from want, by name.
+func errorFieldDiff(want, got *pgconn.PgError) string {
+	var d []string
+	w, g := reflect.ValueOf(want).Elem(), reflect.ValueOf(got).Elem()
+	for i := range w.NumField() {
+		if !reflect.DeepEqual(w.Field(i).Interface(), g.Field(i).Interface()) {
+			d = append(d, fmt.Sprintf("  %s: Postgres %q, proxy %q", w.Type().Field(i).Name, fmt.Sprint(w.Field(i).Interface()), fmt.Sprint(g.Field(i).Interface())))
+		}
+	}
+	return strings.Join(d, "\n")
+}
+
+// TestOwnErrorsSeverityUnlocalized: the errors pgstripe makes
+// itself carry SeverityUnlocalized (V) as Postgres's do, which drivers
+// read the severity from: Stripe's refusals, refusals before any call,
+// and the 40001 of a REPEATABLE READ update of an object changed since the
+// snapshot (made as a PgError, it went out without V).
+func TestOwnErrorsSeverityUnlocalized(t *testing.T) {
+	e := setup(t)
+	u := e.proxied()
+	c := e.client(u, pgx.QueryExecModeSimpleProtocol)
+	id := e.newCustomers("sev@b.co")[0]
+	check := func(t *testing.T, code string, err error) {
+		t.Helper()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != code {
+			t.Fatalf("want SQLSTATE %s, got %v", code, err)
+		}
+		if pe.Severity != "ERROR" || pe.SeverityUnlocalized != "ERROR" {
+			t.Errorf("%s %q: Severity %q, SeverityUnlocalized %q, want ERROR for both", pe.Code, pe.Message, pe.Severity, pe.SeverityUnlocalized)
+		}
+	}
+	both := []string{"simple", "extended"}
+	for _, s := range []struct {
+		code, sql string
+		protos    []string
+	}{
+		{"22023", `INSERT INTO stripe.customers (email, tax_exempt) VALUES ('sev2@b.co', 'bogus')`, both}, // Stripe's 400
+		{"0A000", `DELETE FROM stripe.prices WHERE id = 'price_x'`, both},
+		{"42703", `INSERT INTO stripe.customers (id, email) VALUES ('cus_mine', 'sev3@b.co')`, both},
+		{"23502", `UPDATE stripe.customers SET balance = NULL WHERE id = '` + id + `'`, both},
+		// In the extended protocol Postgres itself refuses the Bind.
+		{"42P02", `UPDATE stripe.customers SET name = $1 WHERE id = '` + id + `'`, []string{"simple"}},
+	} {
+		for _, proto := range s.protos {
+			t.Run(proto+"/"+s.code, func(t *testing.T) {
+				var err error
+				if proto == "simple" {
+					_, err = c.PgConn().Exec(e.ctx, s.sql).ReadAll()
+				} else {
+					_, err = c.PgConn().ExecParams(e.ctx, s.sql, nil, nil, nil, nil).Close()
+				}
+				check(t, s.code, err)
+			})
+		}
+	}
+	t.Run("40001", func(t *testing.T) {
+		other := e.client(u, pgx.QueryExecModeSimpleProtocol)
+		tx, err := c.BeginTx(e.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(e.ctx)
+		if _, err := tx.Exec(e.ctx, `SELECT balance FROM stripe.customers WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Exec(e.ctx, `UPDATE stripe.customers SET balance = 5 WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(e.ctx, `UPDATE stripe.customers SET balance = 7 WHERE id = $1`, id)
+		check(t, "40001", err)
+	})
+}
+
+// TestReturningErrorFields: when only RETURNING fails, after the
+// write reached Stripe, the error is Postgres's with every field, DETAIL
+// extended to say what reached Stripe (a rewrite on purpose: without it
+// the client takes the statement for undone and repeats it).
+func TestReturningErrorFields(t *testing.T) {
+	e := setup(t)
+	id := e.newCustomers("ret@b.co")[0]
+	direct := e.client(e.url, pgx.QueryExecModeSimpleProtocol).PgConn()
+	proxied := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol).PgConn()
+	for _, proto := range []string{"simple", "extended"} {
+		t.Run(proto, func(t *testing.T) {
+			// A new name each time, or the second UPDATE changes nothing
+			// and makes no call; balance - balance is no constant: the
+			// division runs per row, after the write.
+			sql := `UPDATE stripe.customers SET name = '` + proto + `' WHERE id = ID RETURNING 1 / (balance - balance)`
+			want := runIn(t, direct, proto, sql, id)
+			got := runIn(t, proxied, proto, sql, id)
+			if !strings.HasPrefix(got.Detail, "only RETURNING failed: the update reached Stripe") || !strings.Contains(got.Detail, id) {
+				t.Errorf("DETAIL %q does not say the update reached Stripe", got.Detail)
+			}
+			got.Detail = want.Detail
+			if d := errorFieldDiff(want, got); d != "" {
+				t.Errorf("through the proxy the error differs from Postgres's own:\n%s", d)
+			}
+		})
 	}
 }
