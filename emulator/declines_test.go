@@ -493,3 +493,137 @@ func TestPastDueLatestInvoice(t *testing.T) {
 		})
 	}
 }
+
+// TestSetupIntentUnattachablePM: a setup intent saves its payment
+// method for its customer as POST /v1/payment_methods/{id}/attach does, so
+// it refuses what attaching refuses: a payment method of another customer
+// (which it would otherwise move to its own) and one that was detached
+// ("it can no longer be used for a payment or re-attached to a
+// Customer"), with or without a customer. The refusal comes before the
+// card is checked, so it changes nothing: no intent is made by a create
+// with confirm=true, a confirmed one stays as it was, and the payment
+// method keeps its customer.
+func TestSetupIntentUnattachablePM(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) apiResp {
+		t.Helper()
+		return do(t, "POST", base+path, "sk_test_x", v.Encode())
+	}
+	card := func() string {
+		t.Helper()
+		return idOfResp(mustOK(t, post("/v1/payment_methods", url.Values{"type": {"card"}, "card[number]": {"4242424242424242"},
+			"card[exp_month]": {"12"}, "card[exp_year]": {"2034"}})))
+	}
+	owner := func(pm string) any {
+		t.Helper()
+		return getObj(t, base, "/v1/payment_methods/"+pm)["customer"]
+	}
+	setupIntents := func() int {
+		t.Helper()
+		return len(getObj(t, base, "/v1/setup_intents?limit=100")["data"].([]any))
+	}
+	a := idOfResp(mustOK(t, post("/v1/customers", url.Values{"name": {"A"}})))
+	b := idOfResp(mustOK(t, post("/v1/customers", url.Values{"name": {"B"}})))
+	theirs := card()
+	mustOK(t, post("/v1/payment_methods/"+theirs+"/attach", url.Values{"customer": {a}}))
+	detached := card()
+	mustOK(t, post("/v1/payment_methods/"+detached+"/attach", url.Values{"customer": {a}}))
+	mustOK(t, post("/v1/payment_methods/"+detached+"/detach", nil))
+
+	for _, tc := range []struct {
+		name, pm, customer string
+		owner              any // the payment method's customer, before and after
+	}{
+		{"another customer's payment method", theirs, b, a},
+		{"a detached payment method", detached, a, nil},
+		{"a detached payment method, no customer", detached, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := url.Values{"payment_method": {tc.pm}}
+			if tc.customer != "" {
+				p.Set("customer", tc.customer)
+			}
+			// Created with confirm=true: refused, and no intent is made.
+			n := setupIntents()
+			cp := url.Values{"confirm": {"true"}}
+			for k, v := range p {
+				cp[k] = v
+			}
+			r := post("/v1/setup_intents", cp)
+			if r.status != 400 || errField(r, "type") != "invalid_request_error" {
+				t.Errorf("created with confirm=true: %d %.300s, want 400 invalid_request_error", r.status, r.raw)
+			}
+			if got := setupIntents(); got != n {
+				t.Errorf("refused create made a setup intent: %d, was %d", got, n)
+			}
+			if got := owner(tc.pm); got != tc.owner {
+				t.Errorf("created with confirm=true: payment method's customer %v, want %v", got, tc.owner)
+			}
+
+			// Confirmed later: refused, the intent unchanged.
+			si := idOfResp(mustOK(t, post("/v1/setup_intents", p)))
+			r = post("/v1/setup_intents/"+si+"/confirm", nil)
+			if r.status != 400 || errField(r, "type") != "invalid_request_error" {
+				t.Errorf("confirmed: %d %.300s, want 400 invalid_request_error", r.status, r.raw)
+			}
+			if got := getObj(t, base, "/v1/setup_intents/"+si); got["status"] != "requires_confirmation" || got["payment_method"] != tc.pm {
+				t.Errorf("refused confirm left the intent %v with payment method %v", got["status"], got["payment_method"])
+			}
+			if got := owner(tc.pm); got != tc.owner {
+				t.Errorf("confirmed: payment method's customer %v, want %v", got, tc.owner)
+			}
+			if evs := eventTypes(t, base, tc.pm); len(evs) != 0 && evs[len(evs)-1] == "payment_method.attached" && tc.owner == nil {
+				t.Errorf("a detached payment method was attached again: %v", evs)
+			}
+		})
+	}
+}
+
+// TestPastDueSettledBeforePendingVoided: the invoice before a
+// pending update's is what settles a past_due subscription once the
+// update's invoice is voided (TestPastDueLatestInvoice), whichever comes
+// first: paying it while the update still waits (its invoice then the
+// latest, so the subscription stays past_due) and then the update
+// expiring leaves the subscription active, as paying it after the expiry
+// does, not past_due until some later invoice is paid.
+func TestPastDueSettledBeforePendingVoided(t *testing.T) {
+	for _, end := range []string{"expires", "voided"} {
+		t.Run("update "+end, func(t *testing.T) {
+			_, base := emulatortest.Start(t, emulator.Options{})
+			k := newFrozenClock(t, base)
+			sub, item := k.pendingSub()
+			renewalAt := num(k.get("/v1/subscriptions/" + sub)["current_period_end"])
+			k.advance(renewalAt + 3600)
+			s := k.get("/v1/subscriptions/" + sub)
+			renewal := s["latest_invoice"].(string)
+			if s["status"] != "past_due" {
+				t.Fatalf("after a declined renewal: %v", s["status"])
+			}
+			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
+				"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}}))
+			s = k.get("/v1/subscriptions/" + sub)
+			pending, _ := s["latest_invoice"].(string)
+			if s["pending_update"] == nil || pending == renewal {
+				t.Fatalf("no pending update: %v, latest %v", s["pending_update"], s["latest_invoice"])
+			}
+			if r := mustOK(t, k.post("/v1/invoices/"+renewal+"/pay", url.Values{"payment_method": {"pm_card_visa"}})); r.body["status"] != "paid" {
+				t.Fatalf("paying the renewal: %v", r.body["status"])
+			}
+			if got := k.get("/v1/subscriptions/" + sub)["status"]; got != "past_due" {
+				t.Fatalf("the renewal paid while the update's invoice is the latest: %v, want past_due", got)
+			}
+			if end == "expires" {
+				k.advance(renewalAt + 3600 + 23*3600)
+			} else {
+				mustOK(t, k.post("/v1/invoices/"+pending+"/void", nil))
+			}
+			s = k.get("/v1/subscriptions/" + sub)
+			if s["pending_update"] != nil || k.get("/v1/invoices/" + pending)["status"] != "void" {
+				t.Fatalf("the pending update did not end: %v, its invoice %v", s["pending_update"], k.get("/v1/invoices/" + pending)["status"])
+			}
+			if s["status"] != "active" {
+				t.Errorf("renewal paid, then the update's invoice voided: subscription %v, want active", s["status"])
+			}
+		})
+	}
+}

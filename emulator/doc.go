@@ -83,7 +83,10 @@
 // payment_method or source, or updated with it as source (other sources
 // are ignored), nor a setup intent, which is kept in
 // requires_payment_method with last_setup_error and without the payment
-// method (setup_intent.setup_failed; the error carries it); a card
+// method (setup_intent.setup_failed; the error carries it); a setup
+// intent refuses, as attaching does and before the card is checked, a
+// payment method of another customer or one that was detached (400,
+// nothing made or changed); a card
 // number failing the Luhn check makes no payment method
 // (incorrect_number); or
 // "createDispute" (which succeeds and, once captured, opens a dispute for
@@ -119,7 +122,10 @@
 // (the old invoice voided), and past expires_at (on the test clock, or
 // the emulator's clock at the first request after it) or at a schedule's
 // phase change its invoice is voided and it is discarded
-// (customer.subscription.pending_update_expired); while one waits, other
+// (customer.subscription.pending_update_expired); the voided invoice
+// stays latest_invoice, and a past_due subscription is settled by the
+// invoice before it, paid then or already while the update waited;
+// while one waits, other
 // changes of the items or cycle are refused with 400; a coupon or promotion code applied to a customer or
 // subscription discounts its invoices (one discount per invoice, the
 // subscription's before the customer's; a once coupon ends with the first

@@ -188,6 +188,9 @@ func init() {
 			if !getBool(c.params, "confirm") {
 				return nil
 			}
+			if ae := e.setupRefusal(pm, getStr(obj, "customer")); ae != nil {
+				return ae // before the intent is made, as confirmable
+			}
 			if d := e.attachDecline(pm); d != nil {
 				// As a payment intent created with confirm=true: the
 				// intent is kept, announced, then failed, and the card
@@ -234,6 +237,9 @@ func init() {
 				pm := getStr(obj, "payment_method")
 				if pm == "" {
 					return nil, invalid("", "payment_method", "You must provide a payment_method to confirm this SetupIntent.")
+				}
+				if ae := e.setupRefusal(pm, getStr(obj, "customer")); ae != nil {
+					return nil, ae
 				}
 				if d := e.attachDecline(pm); d != nil {
 					return nil, e.setupFailed(c, obj, d, pm)
@@ -825,6 +831,22 @@ func (e *Emulator) setupFailed(c *reqCtx, si map[string]any, d *declineCard, pm 
 	ae.SetupIntent = e.store(kSI, si).raw
 	e.emit(c, "setup_intent.setup_failed", si, nil)
 	return ae
+}
+
+// setupRefusal refuses, before its card is checked, a setup intent of
+// customer cus (or none) confirmed with pm, which would save pm for cus:
+// what attaching refuses (attachable), and without a customer a detached
+// payment method, which "may not be used again" either way. Otherwise
+// attachPM would move another customer's payment method to cus, or give
+// a detached one a customer again (e.detached).
+func (e *Emulator) setupRefusal(pm, cus string) *apiError {
+	if cus != "" {
+		return e.attachable(pm, cus)
+	}
+	if e.detached[pm] {
+		return detachedPM()
+	}
+	return nil
 }
 
 // attachable refuses a payment method attached to another customer, as

@@ -352,6 +352,17 @@ func (e *Emulator) discardPending(c *reqCtx, sub map[string]any, typ string) {
 	}
 	old := deepCopy(sub).(map[string]any)
 	sub["pending_update"] = nil
+	// The voided invoice no longer counts as the latest (invoicePaid):
+	// when the one before it was paid meanwhile, while the update waited,
+	// the subscription is settled now, as it would be had that payment
+	// come after the void.
+	if getStr(sub, "status") == "past_due" {
+		if prev := e.latestBeforeVoidPending(sub); prev != "" {
+			if inv := e.load(kInvoice, prev); inv != nil && getStr(inv, "status") == "paid" {
+				sub["status"] = "active"
+			}
+		}
+	}
 	e.save(c, kSub, sub, old, typ)
 }
 

@@ -656,20 +656,36 @@ func retypeUnixTimes(ctx context.Context, tx pgx.Tx, t *Table, cols []Column) er
 	}
 	if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s %s", t.QualifiedName(), strings.Join(alters, ", "))); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code != "55P03" && pe.Code != "40P01" {
-			// pgconn leaves the DETAIL out of the message, and it names
-			// what is in the way.
+		// Lock waits and deadlocks are Migrate's to retry; a cancel of
+		// ours (Ctrl-C) is no fault of the database's.
+		if !errors.As(err, &pe) || pe.Code == "55P03" || pe.Code == "40P01" || ctx.Err() != nil {
+			return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
+		}
+		what := "column " + names[0] + ", a unix time"
+		if len(names) > 1 {
+			what = "columns " + strings.Join(names, ", ") + ", unix times"
+		}
+		switch pe.Code {
+		case "0A000", "42883", "42804":
+			// Something of the user's depends on the column: a view, rule,
+			// policy, trigger condition or generated column (0A000), an
+			// index or constraint expression (42883) or a default (42804)
+			// that has no meaning for timestamptz. pgconn leaves the
+			// DETAIL out of the message, and it names what is in the way.
 			detail := ""
 			if pe.Detail != "" {
 				detail = " (" + pe.Detail + ")"
 			}
-			what := "column " + names[0] + ", a unix time"
-			if len(names) > 1 {
-				what = "columns " + strings.Join(names, ", ") + ", unix times"
-			}
 			return fmt.Errorf("migrate: %s: %s an earlier pgstripe stored as bigint, must become timestamptz, which Postgres refused: %w%s; drop what uses it, run pgstripe migrate, then create that again for timestamptz (nothing was changed)", t.QualifiedName(), what, err, detail)
+		case "57014":
+			// Not a lock wait (lock_timeout bounds those): the rewrite
+			// itself outlasted the role's or database's statement_timeout,
+			// and would again on every start.
+			return fmt.Errorf("migrate: %s: %s an earlier pgstripe stored as bigint, must become timestamptz, which rewrites the table, and statement_timeout stopped it: %w; run pgstripe migrate once with a statement_timeout long enough for the rewrite (ALTER ROLE … SET statement_timeout, or options=-c statement_timeout=0 in DATABASE_URL) (nothing was changed)", t.QualifiedName(), what, err)
 		}
-		return fmt.Errorf("migrate: %s: %w", t.QualifiedName(), err)
+		// Anything else (not the table's owner, disk full, …) is no
+		// dependency to drop.
+		return fmt.Errorf("migrate: %s: %s an earlier pgstripe stored as bigint, must become timestamptz, which Postgres refused: %w (nothing was changed)", t.QualifiedName(), what, err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO stripe_sync.log (kind, detail) VALUES ('migrate_retype_columns', jsonb_build_object('table', $1::text, 'columns', $2::text[], 'from', 'bigint', 'to', 'timestamptz'))`,
 		t.Name, names); err != nil {

@@ -331,3 +331,57 @@ func TestMigrateRetypeLockWaitBounded(t *testing.T) {
 		t.Errorf("created %v, %v", created, err)
 	}
 }
+
+// TestRetypeStatementTimeout: a retype that the connection's
+// statement_timeout stops (the rewrite outlasts it; here an index of the
+// user's, rebuilt with the table, is slow) is no dependency of the user's
+// to drop: Migrate says it was statement_timeout and what to do, changes
+// nothing, and goes through once the timeout allows the rewrite.
+func TestRetypeStatementTimeout(t *testing.T) {
+	conn, _ := connect(t)
+	ctx := context.Background()
+	if err := schema.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	oldSubscriptionItems(t, conn, []*int64{i64(1700000000)})
+	// Rebuilt by the rewrite, once per row; it does not use created. Slow
+	// only while review.slow is on, and then far beyond the timeout, so
+	// that nothing but the rewrite can reach it.
+	if _, err := conn.Exec(ctx, `CREATE FUNCTION public.slow_key(text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_catalog.current_setting('review.slow', true) = 'on' THEN
+        PERFORM pg_catalog.pg_sleep(30);
+    END IF;
+    RETURN $1;
+END$$;
+CREATE INDEX items_slow_idx ON stripe.subscription_items (public.slow_key(id))`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SET review.slow = on; SET statement_timeout = '3s'`); err != nil {
+		t.Fatal(err)
+	}
+	err := schema.Migrate(ctx, conn)
+	if err == nil {
+		t.Fatal("Migrate succeeded within a statement_timeout shorter than the rewrite")
+	}
+	for _, want := range []string{"57014", "statement_timeout", "nothing was changed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "drop what uses it") {
+		t.Errorf("error blames a dependency there is none of: %v", err)
+	}
+	if got := columnTypes(t, conn, "subscription_items")["created"]; got != "bigint" {
+		t.Errorf("created is %s after the failed Migrate", got)
+	}
+	if _, err := conn.Exec(ctx, `SET review.slow = off; SET statement_timeout = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if got := columnTypes(t, conn, "subscription_items")["created"]; got != "timestamp with time zone" {
+		t.Errorf("created is %s", got)
+	}
+}
