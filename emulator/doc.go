@@ -7,7 +7,12 @@
 //   - spec.go: the OpenAPI spec and fixtures embedded in stripe-mock, parsed
 //     once; routes are the spec's paths, so an unknown path is a 404 and every
 //     request is validated (validate.go) against the operation's own schema
-//     after stripe-mock's param parsing and coercion.
+//     after stripe-mock's param parsing and coercion. The empty string
+//     (key=, Stripe's "unset") is taken at any depth only where that schema
+//     takes it (a string without an enum, an enum with "", the unset
+//     alternative anyOf [..., enum [""]]), else refused as Stripe does
+//     (parameter_invalid_empty, param the form key), arrays, hashes,
+//     numbers, booleans and an array's elements included.
 //   - store.go: one table per object type. Objects are kept pre-encoded (an
 //     unexpanded GET is the stored bytes) in a slice ordered by
 //     (created, insertion sequence), so newest-first pages, cursors and

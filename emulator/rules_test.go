@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -369,5 +370,90 @@ func TestRateLimitLiveIsFourTimesTest(t *testing.T) {
 	}
 	if ok, limited := burst("sk_test_x"); ok < 5 || ok > 8 || limited == 0 {
 		t.Errorf("test: %d answered, %d limited of 30 at once; want the burst of 5", ok, limited)
+	}
+}
+
+// TestEmptyStringByPlace: the empty string (key=) is taken where
+// the spec's request schema takes it at that place, at any depth: a
+// string without an enum (which "" is; Stripe reads it as an unset:
+// stripe/stripe-dotnet#1954, a customer's email= and phone=), an enum
+// with "" among its values, or the unset alternative anyOf [..., enum
+// [""]] of an object or array. Anywhere else, whatever the type (an
+// array, an object, an integer, a number, a boolean, an enum without "",
+// an array's element), it is refused as Stripe refuses it
+// (stripe/stripe-dotnet#1828: 'line_items[0][images]'; electrikhq/
+// electrik#3: 'default_tax_rates[0]'): 400 invalid_request_error,
+// parameter_invalid_empty, param the form key, and nothing changes.
+// Before, "" was taken for every array and object, and a number or a
+// boolean answered "Invalid decimal" or "Invalid boolean".
+func TestEmptyStringByPlace(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key,
+		"name=a&preferred_locales[0]=en&address[line1]=1+Main+St&address[line2]=Apt+2&invoice_settings[footer]=f")))
+	price := idOfResp(mustOK(t, do(t, "POST", base+"/v1/prices", key, "currency=usd&unit_amount=100&recurring[interval]=month&product_data[name]=p")))
+	txr := idOfResp(mustOK(t, do(t, "POST", base+"/v1/tax_rates", key, "display_name=VAT&percentage=20&inclusive=false")))
+	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", key, "customer="+cus+"&items[0][price]="+price+
+		"&collection_method=send_invoice&days_until_due=7&default_tax_rates[0]="+txr))
+	subID := idOfResp(sub)
+	items, _ := sub.body["items"].(map[string]any)
+	data, _ := items["data"].([]any)
+	si, _ := data[0].(map[string]any)["id"].(string)
+
+	cusPath, subPath := "/v1/customers/"+cus, "/v1/subscriptions/"+subID
+	for _, c := range []struct {
+		name, path, body string
+		param            string // "" when taken
+	}{
+		{"a string", cusPath, "name=", ""},
+		{"a string in a hash", cusPath, "address[line2]=", ""},
+		{"an unset alternative of an object", cusPath, "address=", ""},
+		{"an enum with \"\"", cusPath, "tax_exempt=", ""},
+		{"a free key", cusPath, "metadata[k]=", ""},
+		{"an unset alternative in a hash", cusPath, "invoice_settings[rendering_options]=", ""},
+		{"an enum with \"\" two levels down", cusPath, "invoice_settings[rendering_options][amount_tax_display]=", ""},
+		{"an unset alternative of an array in a hash", cusPath, "invoice_settings[custom_fields]=", ""},
+		{"an unset alternative of an array", subPath, "default_tax_rates=", ""},
+		{"an unset alternative three levels down", subPath, "payment_settings[payment_method_options][card]=", ""},
+
+		{"an array", cusPath, "preferred_locales=", "preferred_locales"},
+		{"an object", cusPath, "invoice_settings=", "invoice_settings"},
+		{"an integer", cusPath, "balance=", "balance"},
+		{"a boolean", subPath, "cancel_at_period_end=", "cancel_at_period_end"},
+		{"a number in a hash", subPath, "transfer_data[destination]=acct_1&transfer_data[amount_percent]=", "transfer_data[amount_percent]"},
+		{"an enum without \"\" in a hash", subPath, "payment_settings[save_default_payment_method]=", "payment_settings[save_default_payment_method]"},
+		{"an object in a hash", subPath, "payment_settings[payment_method_options]=", "payment_settings[payment_method_options]"},
+		{"an array four levels down", subPath, "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]=",
+			"payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]"},
+		{"an array's element", subPath, "default_tax_rates[0]=", "default_tax_rates[0]"},
+		{"an integer in an array's element", subPath, "items[0][id]=" + si + "&items[0][quantity]=", "items[0][quantity]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := do(t, "POST", base+c.path, key, c.body)
+			if c.param == "" {
+				if r.status != 200 {
+					t.Fatalf("%s: %d %s, want it taken", c.body, r.status, r.raw)
+				}
+				return
+			}
+			want := fmt.Sprintf("You passed an empty string for '%[1]s'. We assume empty values are an attempt to unset a parameter; however '%[1]s' cannot be unset. You should remove '%[1]s' from your request or supply a non-empty value.", c.param)
+			if r.status != 400 || errField(r, "type") != "invalid_request_error" || errField(r, "code") != "parameter_invalid_empty" ||
+				errField(r, "param") != c.param || errField(r, "message") != want {
+				t.Fatalf("%s: %d %s, want 400 parameter_invalid_empty for %s", c.body, r.status, r.raw, c.param)
+			}
+		})
+	}
+
+	// What was taken applied; what was refused changed nothing.
+	got := mustOK(t, do(t, "GET", base+cusPath, key, "")).body
+	if got["name"] != nil || got["address"] != nil || !reflect.DeepEqual(got["preferred_locales"], []any{"en"}) {
+		t.Errorf("customer name %v, address %v, preferred_locales %v", got["name"], got["address"], got["preferred_locales"])
+	}
+	if is, _ := got["invoice_settings"].(map[string]any); is["footer"] != "f" {
+		t.Errorf("invoice_settings %v", got["invoice_settings"])
+	}
+	s := mustOK(t, do(t, "GET", base+subPath, key, "")).body
+	if s["cancel_at_period_end"] != false || !reflect.DeepEqual(s["default_tax_rates"], []any{}) {
+		t.Errorf("subscription cancel_at_period_end %v, default_tax_rates %v", s["cancel_at_period_end"], s["default_tax_rates"])
 	}
 }

@@ -31,14 +31,30 @@ func paramName(prefix, key string) string {
 }
 
 func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
+	return e.validateAt(s, v, name, false)
+}
+
+// validateAt is validateValue for a value that is an array's element when
+// elem is set.
+func (e *Emulator) validateAt(s *spec.Schema, v any, name string, elem bool) *apiError {
 	s = e.api.resolve(s)
 	if s == nil {
 		return nil
 	}
+	// The empty string is Stripe's "unset", whatever the parameter's
+	// type: taken where the schema takes it, refused with
+	// parameter_invalid_empty (param: the form key) anywhere else, at
+	// every depth, before any type check.
+	if str, ok := v.(string); ok && str == "" {
+		if e.takesEmpty(s, elem) {
+			return nil
+		}
+		return emptyNotAllowed(name)
+	}
 	if len(s.AnyOf) > 0 {
 		var first *apiError
 		for _, sub := range s.AnyOf {
-			ae := e.validateValue(sub, v, name)
+			ae := e.validateAt(sub, v, name, elem)
 			if ae == nil {
 				return nil
 			}
@@ -59,10 +75,6 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 		m, ok := v.(map[string]any)
 		if !ok {
 			if s.Type == "" {
-				return nil
-			}
-			// An empty string unsets an object in Stripe's form encoding.
-			if str, ok := v.(string); ok && str == "" {
 				return nil
 			}
 			return invalid("parameter_invalid_type", name, "Invalid object: %s must be an object (use bracketed form, e.g. %s[key]=value)", name, name)
@@ -117,16 +129,13 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 	case spec.TypeArray:
 		arr, ok := v.([]any)
 		if !ok {
-			if str, ok := v.(string); ok && str == "" {
-				return nil
-			}
 			return invalid("parameter_invalid_type", name, "Invalid array: %s must be an array (e.g. %s[]=value)", name, name)
 		}
 		for i, it := range arr {
 			if s.Items == nil {
 				break
 			}
-			if ae := e.validateValue(s.Items, it, fmt.Sprintf("%s[%d]", name, i)); ae != nil {
+			if ae := e.validateAt(s.Items, it, fmt.Sprintf("%s[%d]", name, i), true); ae != nil {
 				return ae
 			}
 		}
@@ -150,9 +159,6 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 					opts = append(opts, o)
 				}
 			}
-			if str == "" {
-				return emptyNotAllowed(name)
-			}
 			return invalid("parameter_invalid_string", name, "Invalid %s: must be one of %s", name, strings.Join(opts, ", "))
 		}
 		if s.MaxLength > 0 && len(str) > s.MaxLength {
@@ -175,9 +181,6 @@ func (e *Emulator) validateValue(s *spec.Schema, v any, name string) *apiError {
 		switch v.(type) {
 		case int, int64, json.Number:
 			return nil
-		}
-		if str, ok := v.(string); ok && str == "" {
-			return emptyNotAllowed(name)
 		}
 		return invalid("parameter_invalid_integer", name, "Invalid integer: %v", v)
 	case spec.TypeNumber:
@@ -247,6 +250,42 @@ func (e *Emulator) allowsEmpty(s *spec.Schema) bool {
 		if fmt.Sprint(v) == "" {
 			return true
 		}
+	}
+	return false
+}
+
+// takesEmpty says whether Stripe takes "" for a value of schema s: where
+// the spec says so (an enum with "" among its values, the unset
+// alternative anyOf [..., enum [""]] included), or for a string without
+// an enum, which "" is one of and which Stripe reads as an unset
+// (address[line2]=, a customer's name= or email=; a required one is
+// refused by its object); not for an array's element string, which
+// nothing can unset (default_tax_rates[0]= is refused). An untyped schema
+// takes anything. Objects, arrays, integers, numbers and booleans take ""
+// only through the alternative.
+func (e *Emulator) takesEmpty(s *spec.Schema, elem bool) bool {
+	s = e.api.resolve(s)
+	if s == nil {
+		return true
+	}
+	if len(s.AnyOf) > 0 {
+		for _, sub := range s.AnyOf {
+			if e.takesEmpty(sub, elem) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, v := range s.Enum {
+		if fmt.Sprint(v) == "" {
+			return true
+		}
+	}
+	switch s.Type {
+	case spec.TypeString:
+		return len(s.Enum) == 0 && !elem
+	case "":
+		return len(s.Properties) == 0
 	}
 	return false
 }

@@ -168,6 +168,19 @@ type Param struct {
 	// empty list (items.[].tax_rates: none, not the subscription's
 	// default_tax_rates).
 	UnsetArrays []string
+	// UnsetPlaces, set on update parameters only, are the places below
+	// the parameter (as in Refs, with "{}" for any key of a hash whose
+	// keys are free, metadata's) where Stripe takes the empty string,
+	// which is how the form encoding unsets a key an update sets to null
+	// or removes from a hash: a string without an enum (address.line2,
+	// metadata.{}), or an enum with "" among its values (the unset
+	// alternative, anyOf [..., enum [""]], of objects and arrays too:
+	// invoice_settings.rendering_options; or one value of several:
+	// rendering_options.amount_tax_display). Anywhere else (an integer,
+	// a boolean, an object or array without the alternative, an enum
+	// without "") Stripe refuses "" ("… cannot be unset"). Match a place
+	// with UnsetAt.
+	UnsetPlaces []string
 	// OmitEmpty (the parameter itself, of a create) and OmitEmptyArrays
 	// (places below it, as in Refs, of a create or an update) mark where
 	// an array but not the empty string is taken and leaving the array
@@ -282,4 +295,27 @@ func Names() []string {
 // the given ids, path-escaped.
 func Path(tmpl, id, parent string) string {
 	return strings.NewReplacer("{id}", url.PathEscape(id), "{parent}", url.PathEscape(parent)).Replace(tmpl)
+}
+
+// UnsetAt reports whether Stripe takes the empty string at the place
+// below p given by keys (the hash keys on the way, "[]" for an array's
+// elements): whether p.UnsetPlaces has it. The keys are matched one by
+// one, not joined, as a free key may hold a dot (metadata's).
+func (p Param) UnsetAt(keys ...string) bool {
+	if len(keys) == 0 {
+		return false
+	}
+next:
+	for _, place := range p.UnsetPlaces {
+		if strings.Count(place, ".") != len(keys)-1 {
+			continue
+		}
+		for i, seg := range strings.Split(place, ".") {
+			if seg != keys[i] && (seg != "{}" || keys[i] == "[]") {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
 }

@@ -125,3 +125,58 @@ func TestPath(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestUnsetAt: UnsetPlaces, as the generator reads them from the
+// spec's update schemas, and their matching. "" is taken by a string
+// (address.line2), an enum with "" (rendering_options.amount_tax_display),
+// an unset alternative (payment_method_options.card) and any key of a
+// free hash (metadata's, also one holding a dot), not by an enum without
+// it (save_default_payment_method), an object without the alternative
+// (payment_method_options), an integer in a list element (items
+// [].quantity) or the parameter itself (Unset says that). "{}" matches a
+// key, not an array's elements.
+func TestUnsetAt(t *testing.T) {
+	up := func(table, param string) schema.Param {
+		t.Helper()
+		tb, ok := schema.Lookup(table)
+		if !ok {
+			t.Fatalf("no table %s", table)
+		}
+		p, ok := tb.UpdateParams[param]
+		if !ok {
+			t.Fatalf("%s: no update parameter %s", table, param)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		table, param string
+		keys         []string
+		want         bool
+	}{
+		{"customers", "address", []string{"line2"}, true},
+		{"customers", "invoice_settings", []string{"rendering_options", "amount_tax_display"}, true},
+		{"customers", "invoice_settings", []string{"rendering_options"}, true},
+		{"customers", "invoice_settings", []string{"custom_fields"}, true},
+		{"customers", "metadata", []string{"k"}, true},
+		{"customers", "metadata", []string{"a.b"}, true},
+		{"customers", "metadata", []string{"[]"}, false},
+		{"customers", "metadata", []string{"k", "j"}, false},
+		{"customers", "metadata", nil, false},
+		{"subscriptions", "payment_settings", []string{"payment_method_options", "card"}, true},
+		{"subscriptions", "payment_settings", []string{"payment_method_options"}, false},
+		{"subscriptions", "payment_settings", []string{"save_default_payment_method"}, false},
+		{"subscriptions", "payment_settings", []string{"payment_method_options", "us_bank_account", "financial_connections", "permissions"}, false},
+		{"subscriptions", "items", []string{"[]", "metadata", "k"}, true},
+		{"subscriptions", "items", []string{"[]", "quantity"}, false},
+		{"subscriptions", "automatic_tax", []string{"enabled"}, false},
+	} {
+		if got := up(c.table, c.param).UnsetAt(c.keys...); got != c.want {
+			t.Errorf("%s.%s %q: UnsetAt %v, want %v", c.table, c.param, c.keys, got, c.want)
+		}
+	}
+	// Create parameters never send an unset: no places.
+	tb, _ := schema.Lookup("customers")
+	if p := tb.CreateParams["address"]; len(p.UnsetPlaces) != 0 {
+		t.Errorf("create address: UnsetPlaces %v", p.UnsetPlaces)
+	}
+}

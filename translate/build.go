@@ -216,12 +216,17 @@ func checkValue(label string, f Field, p schema.Param, name string, v any, mode 
 	return v, nil
 }
 
-// emptiedArray refuses an update that empties an array at key where Stripe
-// takes no empty string (see encodeParamUpdate).
-func emptiedArray(label, key string) *Error {
-	return errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, key).
-		withDetail("left out of the update, %s would keep the elements it has in Stripe", key).
-		withHint("leave %s as it is, or give the elements it is to have", key)
+// error refuses an update that would send the empty string where Stripe
+// takes none (see encodeParamUpdate); label names the column.
+func (r *unsetRefusal) error(label string) *Error {
+	if r.array {
+		return errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, r.key).
+			withDetail("left out of the update, %s would keep the elements it has in Stripe", r.key).
+			withHint("leave %s as it is, or give the elements it is to have", r.key)
+	}
+	return errorf(CodeInvalidParameterValue, "%s sets %s to null or removes it: Stripe's form encoding can unset it only with the empty string, which Stripe does not take there", label, r.key).
+		withDetail("Stripe cannot unset %s; left out of the update, it would keep the value it has in Stripe", r.key).
+		withHint("leave %s as it is, or give it a value", r.key)
 }
 
 func columnLabel(t *schema.Table, f Field) string {
@@ -433,8 +438,8 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 			if nv, err = checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, nv, formDiffed); err != nil {
 				return RowCalls{}, err
 			}
-			if key := encodeParamUpdate(params, f.Param, f.Param.Name, refValue(f, ov), nv, f.Column != "metadata"); key != "" {
-				return RowCalls{}, emptiedArray(columnLabel(t, f), key)
+			if r := encodeParamUpdate(params, f.Param, f.Param.Name, refValue(f, ov), nv, f.Column != "metadata"); r != nil {
+				return RowCalls{}, r.error(columnLabel(t, f))
 			}
 		}
 	}
@@ -644,7 +649,9 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 			}
 		}
 		params.Set(prefix+"[id]", id)
-		encodeUpdate(params, prefix, om, nm, false)
+		if r := encodeParamUpdateAt(params, f.Param, prefix, []string{"[]"}, om, nm, false); r != nil {
+			return r.error(columnLabel(t, f))
+		}
 		i++
 	}
 	for _, id := range oldIDs {

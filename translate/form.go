@@ -39,66 +39,131 @@ func encodeCreate(out url.Values, name string, v any) {
 // without it (metadata, which Stripe merges key by key) only changed keys
 // are sent. Arrays and scalars are always sent whole.
 func encodeUpdate(out url.Values, name string, old, v any, full bool) {
-	(&updateDiff{out: out}).encode(name, "", old, v, full)
+	(&updateDiff{out: out}).encode(name, nil, old, v, full)
 }
 
 // encodeParamUpdate is encodeUpdate for the value of p, with the spec's
-// word on emptied arrays: the encoding has no key for an empty array, so
-// one that replaces elements is sent as the empty string, which Stripe
-// takes only where p's schema allows it there (Param.Unset,
-// Param.UnsetArrays). Anywhere else Stripe refuses it ("You passed an
-// empty string for … cannot be unset"), and left out it would keep the
-// elements: the form key of the first such array is returned, and out
-// must then be dropped. An array emptied where there were no elements
-// (null, [] or no key) is not sent: there is nothing to remove.
-func encodeParamUpdate(out url.Values, p schema.Param, name string, old, v any, full bool) (refused string) {
+// word on what the empty string may unset. The encoding unsets with the
+// empty string: a key set to null or removed from a hash, and an array
+// emptied (it has no key for an empty array). Stripe takes "" only where
+// p's request schema does (Param.Unset for p itself, Param.UnsetPlaces
+// below it; for an emptied array, Param.UnsetArrays: elsewhere "" would
+// unset a string, not empty a list) and refuses it anywhere else ("You
+// passed an empty string for … cannot be unset"), after the calls of
+// the statement's earlier rows; left out, the key would keep what it has
+// in Stripe. The first such key is returned, and out must then be
+// dropped. A key that held nothing (null, [] or {}) is not sent: there
+// is nothing to remove. A hash set to null where "" is not taken is
+// unset key by key instead, and a hash emptied key by key where one of
+// its keys takes no "" is unset whole where it takes "" itself.
+func encodeParamUpdate(out url.Values, p schema.Param, name string, old, v any, full bool) *unsetRefusal {
+	return encodeParamUpdateAt(out, p, name, nil, old, v, full)
+}
+
+// encodeParamUpdateAt is encodeParamUpdate for a value at the place keys
+// below p (as in schema.Param.UnsetAt): an element of a list parameter
+// (["[]"]).
+func encodeParamUpdateAt(out url.Values, p schema.Param, name string, keys []string, old, v any, full bool) *unsetRefusal {
 	d := &updateDiff{out: out, p: &p}
-	d.encode(name, "", old, v, full)
+	d.encode(name, keys, old, v, full)
 	return d.refused
 }
 
-// updateDiff carries encodeUpdate through a value: place is where the
-// value at hand is below the parameter (as in schema.Param.Refs).
-type updateDiff struct {
-	out     url.Values
-	p       *schema.Param // nil: every emptied array goes as ""
-	refused string
+// unsetRefusal is a key that an update would have to send as the empty
+// string where Stripe takes none (see encodeParamUpdate).
+type unsetRefusal struct {
+	key   string // the form key
+	array bool   // an emptied array (else a key set to null or removed)
 }
 
-func (d *updateDiff) encode(name, place string, old, v any, full bool) {
+// updateDiff carries encodeUpdate through a value: keys are where the
+// value at hand is below the parameter (as in schema.Param.UnsetAt).
+type updateDiff struct {
+	out     url.Values
+	p       *schema.Param // nil: every unset goes as ""
+	refused *unsetRefusal
+}
+
+// takesEmpty says whether Stripe takes "" at keys below the parameter.
+func (d *updateDiff) takesEmpty(keys []string) bool {
+	return d.p == nil || len(keys) == 0 && d.p.Unset || d.p.UnsetAt(keys...)
+}
+
+func (d *updateDiff) refuse(key string, array bool) {
+	if d.refused == nil {
+		d.refused = &unsetRefusal{key: key, array: array}
+	}
+}
+
+// sub runs f on a diff into scratch values with the same parameter, so
+// that the caller can take its result or drop it.
+func (d *updateDiff) sub(f func(*updateDiff)) (url.Values, *unsetRefusal) {
+	s := &updateDiff{out: url.Values{}, p: d.p}
+	f(s)
+	return s.out, s.refused
+}
+
+func (d *updateDiff) take(out url.Values) {
+	for k, v := range out {
+		d.out[k] = v
+	}
+}
+
+func (d *updateDiff) encode(name string, keys []string, old, v any, full bool) {
 	nm, nok := v.(map[string]any)
 	om, ook := old.(map[string]any)
 	if !nok || !ook {
 		if isEmpty(v) {
-			d.unset(name, place, old, v)
+			d.unset(name, keys, old, v)
 			return
 		}
 		encodeCreate(d.out, name, v)
 		return
 	}
-	keys := map[string]bool{}
+	if len(nm) == 0 && !isNothing(om) && d.p != nil {
+		// An emptied hash goes key by key, each as "", as before;
+		// where one of its keys can't be unset so but the hash itself
+		// can, the hash is unset whole instead.
+		out, refused := d.sub(func(s *updateDiff) { s.diff(name, keys, om, nm, full) })
+		if refused != nil && d.takesEmpty(keys) {
+			d.out.Set(name, "")
+			return
+		}
+		d.take(out)
+		if refused != nil {
+			d.refuse(refused.key, refused.array)
+		}
+		return
+	}
+	d.diff(name, keys, om, nm, full)
+}
+
+// diff sends the change of the hash om to nm (see encodeUpdate).
+func (d *updateDiff) diff(name string, keys []string, om, nm map[string]any, full bool) {
+	all := map[string]bool{}
 	for k := range nm {
-		keys[k] = true
+		all[k] = true
 	}
 	for k := range om {
-		keys[k] = true
+		all[k] = true
 	}
 	sent := false
-	for _, k := range slices.Sorted(maps.Keys(keys)) {
+	for _, k := range slices.Sorted(maps.Keys(all)) {
 		nv, present := nm[k]
 		ov := om[k]
 		key := name + "[" + k + "]"
+		at := append(slices.Clip(keys), k)
 		switch {
 		case !present || nv == nil:
 			if ov != nil {
-				d.out.Set(key, "")
+				d.remove(key, at, ov, full)
 				sent = true
 			}
 		case !full && equalJSON(ov, nv):
 		case full:
 			if om2, ok := ov.(map[string]any); ok {
 				if nm2, ok := nv.(map[string]any); ok {
-					d.encode(key, joinPlace(place, k), om2, nm2, true)
+					d.encode(key, at, om2, nm2, true)
 					sent = true
 					continue
 				}
@@ -108,36 +173,71 @@ func (d *updateDiff) encode(name, place string, old, v any, full bool) {
 				// object: emptying one that had content must unset it
 				// (custom_fields: []), or the change is silently lost.
 				if ov != nil && !isEmpty(ov) {
-					d.unset(key, joinPlace(place, k), ov, nv)
+					d.unset(key, at, ov, nv)
 				}
 			} else {
 				encodeCreate(d.out, key, nv)
 			}
 			sent = true
 		default:
-			d.encode(key, joinPlace(place, k), ov, nv, false)
+			d.encode(key, at, ov, nv, false)
 			sent = true
 		}
 	}
-	if !sent && len(nm) == 0 {
+	if !sent && len(nm) == 0 && d.takesEmpty(keys) {
 		d.out.Set(name, "")
 	}
 }
 
-// unset sends v, an empty array or object that replaces old at place, as
-// the empty string, or records it as refused (see encodeParamUpdate).
-func (d *updateDiff) unset(key, place string, old, v any) {
-	if _, arr := v.([]any); !arr || d.p == nil ||
-		place == "" && d.p.Unset || place != "" && slices.Contains(d.p.UnsetArrays, place) {
+// remove unsets key (at keys), which held old and is now null or gone:
+// with the empty string where Stripe takes it there; else a hash is
+// emptied key by key, and anything else is refused unless it held
+// nothing.
+func (d *updateDiff) remove(key string, keys []string, old any, full bool) {
+	if d.takesEmpty(keys) {
 		d.out.Set(key, "")
 		return
 	}
-	if old == nil || isEmpty(old) {
+	if isNothing(old) {
 		return
 	}
-	if d.refused == "" {
-		d.refused = key
+	if om, ok := old.(map[string]any); ok {
+		out, refused := d.sub(func(s *updateDiff) { s.diff(key, keys, om, map[string]any{}, full) })
+		if refused == nil {
+			d.take(out)
+			return
+		}
 	}
+	d.refuse(key, false)
+}
+
+// unset sends v, an empty array or object that replaces old at keys, as
+// the empty string, or records it as refused (see encodeParamUpdate).
+func (d *updateDiff) unset(key string, keys []string, old, v any) {
+	_, arr := v.([]any)
+	if arr && (d.p == nil || len(keys) == 0 && d.p.Unset || len(keys) > 0 && slices.Contains(d.p.UnsetArrays, strings.Join(keys, "."))) ||
+		!arr && d.takesEmpty(keys) {
+		d.out.Set(key, "")
+		return
+	}
+	if isNothing(old) {
+		return
+	}
+	d.refuse(key, arr)
+}
+
+// isNothing reports whether v holds nothing to remove: null, an empty
+// array or object, or an object of nothing but nulls.
+func isNothing(v any) bool {
+	if m, ok := v.(map[string]any); ok {
+		for _, e := range m {
+			if e != nil {
+				return false
+			}
+		}
+		return true
+	}
+	return v == nil || isEmpty(v)
 }
 
 func isEmpty(v any) bool {

@@ -725,3 +725,88 @@ func TestCannotUnsetNamesEveryColumn(t *testing.T) {
 		t.Errorf("%+v", err)
 	}
 }
+
+// oldPS is a subscription's payment_settings as Stripe returns it: the
+// card options are an unset alternative (anyOf with enum [""]) whose keys
+// are enums without "", and save_default_payment_method is an enum
+// without "".
+const oldPS = `{"payment_method_options": {"card": {"network": "visa", "request_three_d_secure": "any"}}, "payment_method_types": null, "save_default_payment_method": "off"}`
+
+// TestNestedUnset: on an UPDATE, a key of a column's hash set to
+// null or removed is sent as key= only where the spec's request schema
+// takes "" at that place (a string, an enum with "", an unset
+// alternative), and is refused with 22023 naming the form key, before
+// any call, elsewhere. Before, every such key went as key=, which Stripe
+// refuses ("You passed an empty string for … cannot be unset") after the
+// calls of the statement's earlier rows.
+func TestNestedUnset(t *testing.T) {
+	card := `{"network": "visa", "request_three_d_secure": "any"}`
+	runFormCases(t, true, []formCase{
+		// Refused: an enum without "".
+		{"a removed enum key", `UPDATE stripe.subscriptions SET payment_settings = payment_settings - 'save_default_payment_method' WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldPS, `, "save_default_payment_method": "off"`, ``, 1) + `, ` + oldPS + `]`, "",
+			[]string{"payment_settings of stripe.subscriptions", "payment_settings[save_default_payment_method]"}},
+		{"a nested enum set to null", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldPS, `"any"`, `null`, 1) + `, ` + oldPS + `]`, "",
+			[]string{"payment_settings[payment_method_options][card][request_three_d_secure]"}},
+		{"an integer in a list element set to null", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0,quantity}', 'null') WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldItems, `"quantity": 1`, `"quantity": null`, 1) + `, ` + oldItems + `]`, "",
+			[]string{"items of stripe.subscriptions", "items[0][quantity]"}},
+		{"a boolean of a hash removed", `UPDATE stripe.subscriptions SET automatic_tax = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {}, {"enabled": true}]`, "",
+			[]string{"automatic_tax[enabled]"}},
+		// Taken.
+		{"an unset alternative set to null", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldPS, card, `null`, 1) + `, ` + oldPS + `]`,
+			"payment_settings[payment_method_options][card]=&payment_settings[save_default_payment_method]=off", nil},
+		{"a hash without \"\" set to null: unset key by key", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"payment_method_options": null, "save_default_payment_method": "off"}, ` + oldPS + `]`,
+			"payment_settings[payment_method_options][card]=&payment_settings[save_default_payment_method]=off", nil},
+		{"a hash emptied whose keys take no \"\": unset whole", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldPS, card, `{}`, 1) + `, ` + oldPS + `]`,
+			"payment_settings[payment_method_options][card]=&payment_settings[save_default_payment_method]=off", nil},
+		{"a plain string removed", `UPDATE stripe.customers SET address = address - 'line2' WHERE id = 'cus_1'`,
+			`["cus_1", {"line1": "1 Main St"}, {"line1": "1 Main St", "line2": "Apt 2"}]`,
+			"address[line1]=1+Main+St&address[line2]=", nil},
+		{"an enum with \"\" set to null", `UPDATE stripe.customers SET invoice_settings = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"footer": "f", "rendering_options": {"amount_tax_display": null}}, {"footer": "f", "rendering_options": {"amount_tax_display": "exclude_tax"}}]`,
+			"invoice_settings[footer]=f&invoice_settings[rendering_options][amount_tax_display]=", nil},
+		{"a metadata key with a dot removed", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": "v"}, {"a.b": "1", "k": "v"}]`,
+			"metadata[a.b]=", nil},
+		{"a list element's metadata set to null", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0,metadata}', 'null') WHERE id = 'sub_1'`,
+			`["sub_1", ` + strings.Replace(oldItems, `"metadata": {}}, `, `"metadata": null}, `, 1) + `, ` + strings.Replace(oldItems, `"metadata": {}}, `, `"metadata": {"k": "v"}}, `, 1) + `]`,
+			"items[0][id]=si_1&items[0][metadata]=", nil},
+		{"a key that held nothing", `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"payment_method_options": {"card": {"network": "visa"}}, "save_default_payment_method": "off"}, {"payment_method_options": {"card": {"network": "visa", "request_three_d_secure": null}}, "save_default_payment_method": "off"}]`,
+			"payment_settings[payment_method_options][card][network]=visa&payment_settings[save_default_payment_method]=off", nil},
+	})
+}
+
+// TestNestedUnsetNothingToRemove: a hash given as {} where the
+// column held nothing sends no call where Stripe takes no "" for the
+// column (a customer's invoice_settings). Before, invoice_settings= went
+// out, which Stripe refuses.
+func TestNestedUnsetNothingToRemove(t *testing.T) {
+	calls, err := build(t, `UPDATE stripe.customers SET invoice_settings = '{}' WHERE id = 'cus_1'`, `["cus_1", {}, null]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || len(calls[0].Calls) != 0 {
+		t.Errorf("calls %v, want none", calls)
+	}
+}
+
+// TestNestedUnsetInSecondRow: the refusal of a nested null in the
+// second row of an UPDATE comes before the first row's call.
+func TestNestedUnsetInSecondRow(t *testing.T) {
+	calls, err := build(t, `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id IN ('sub_1', 'sub_2')`,
+		`["sub_1", `+strings.Replace(oldPS, `"off"`, `"on_subscription"`, 1)+`, `+oldPS+`]`,
+		`["sub_2", `+strings.Replace(oldPS, `"off"`, `null`, 1)+`, `+oldPS+`]`)
+	if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+		t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+	}
+	if !strings.Contains(err.Detail, "in row 2 of 2") || !strings.Contains(err.Message, "payment_settings[save_default_payment_method]") {
+		t.Errorf("%+v", err)
+	}
+}

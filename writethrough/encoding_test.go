@@ -637,3 +637,89 @@ func TestEmptiedArraysInHashesThroughProxy(t *testing.T) {
 		t.Errorf("local payment_method_types %s after the update, want none", got)
 	}
 }
+
+// TestNestedUnsetThroughProxy: through the proxy and the emulator,
+// an UPDATE that sets a key of a column's hash to null or removes it
+// follows the spec's request schema. Where the schema takes no empty
+// string (a subscription's payment_settings.save_default_payment_method,
+// an enum without "") it is refused with 22023 naming the form key,
+// before any call: the other row of the statement, fine on its own, is
+// not sent either, and Stripe and the local rows stay as they were.
+// Where the schema takes "" (payment_settings.payment_method_options.card,
+// an unset alternative; a customer's address.line2, a string) key= reaches
+// Stripe, which unsets it, and its answer is stored. Before, every such
+// key went as key=, which Stripe refuses ("cannot be unset") after the
+// calls of the statement's earlier rows.
+func TestNestedUnsetThroughProxy(t *testing.T) {
+	e := setup(t)
+	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
+	cus := w.one(`INSERT INTO stripe.customers (email, address) VALUES ('unset@b.co', '{"line1": "1 Main St", "line2": "Apt 2"}') RETURNING id`)
+	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	settings := `{"save_default_payment_method": "off", "payment_method_options": {"card": {"request_three_d_secure": "any"}}}`
+	var subs []string
+	for range 2 {
+		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
+			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
+	}
+	w.local("subscriptions", subs[0], `payment_settings->'payment_method_options'->'card'->>'request_three_d_secure'`, "any")
+
+	var mu sync.Mutex
+	var bodies []url2.Values
+	record := faultFunc(func(_ http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		if r.Method == http.MethodPost && (strings.HasPrefix(r.URL.Path, "/v1/subscriptions/") || strings.HasPrefix(r.URL.Path, "/v1/customers/")) {
+			mu.Lock()
+			bodies = append(bodies, form)
+			mu.Unlock()
+		}
+		return false // the emulator answers
+	})
+	e.fault.Store(&record)
+
+	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
+	before := e.calls()
+	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
+			THEN jsonb_set(payment_settings, '{payment_method_options,card,request_three_d_secure}', '"automatic"')
+			ELSE payment_settings - 'save_default_payment_method' END
+		WHERE id IN ($1, $2)`, subs[0], subs[1])
+	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[save_default_payment_method]") {
+		t.Fatalf("removed save_default_payment_method: want 22023 naming the key, got %v", err)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for the refused statement", n)
+	}
+	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
+		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
+	}
+	for _, s := range subs {
+		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
+		card, _ := ps["payment_method_options"].(map[string]any)["card"].(map[string]any)
+		if ps["save_default_payment_method"] != "off" || card["request_three_d_secure"] != "any" {
+			t.Errorf("Stripe's %s: payment_settings %v after the refused statement", s, ps)
+		}
+	}
+
+	// Where the schema takes "": sent so, and applied in Stripe and locally.
+	w.exec("UPDATE 1", `UPDATE stripe.subscriptions SET payment_settings = jsonb_set(payment_settings, '{payment_method_options,card}', 'null') WHERE id = $1`, subs[0])
+	w.exec("UPDATE 1", `UPDATE stripe.customers SET address = address - 'line2' WHERE id = $1`, cus)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 2 {
+		t.Fatalf("%d updates reached Stripe, want 2: %v", len(bodies), bodies)
+	}
+	if v, ok := bodies[0]["payment_settings[payment_method_options][card]"]; !ok || !reflect.DeepEqual(v, []string{""}) {
+		t.Errorf("payment_settings[payment_method_options][card] sent as %q (present %v), want the empty string: %v", v, ok, bodies[0])
+	}
+	if v, ok := bodies[1]["address[line2]"]; !ok || !reflect.DeepEqual(v, []string{""}) {
+		t.Errorf("address[line2] sent as %q (present %v), want the empty string: %v", v, ok, bodies[1])
+	}
+	pmo, _ := e.stripeObj("subscriptions", subs[0])["payment_settings"].(map[string]any)["payment_method_options"].(map[string]any)
+	if pmo["card"] != nil {
+		t.Errorf("Stripe's payment_method_options.card %v after the update, want null", pmo["card"])
+	}
+	w.local("subscriptions", subs[0], `payment_settings->'payment_method_options'->'card'`, "null")
+	if got := e.stripeObj("customers", cus)["address"].(map[string]any); got["line2"] != nil || got["line1"] != "1 Main St" {
+		t.Errorf("Stripe's address %v after the update, want line2 null", got)
+	}
+	w.local("customers", cus, `address->'line2'`, "null")
+}

@@ -162,6 +162,7 @@ type param struct {
 	list     []string
 	integers []string
 	unsetArr []string
+	unsetAt  []string
 	omit     bool
 	omitArr  []string
 }
@@ -464,6 +465,9 @@ func (g *gen) params(op *spec.Operation, object *spec.Schema, table string, upda
 		p.list = g.listKeys(ps, g.alternatives(object.Properties[name]))
 		var arrays []string
 		p.integers, p.unsetArr, arrays = g.places(ps)
+		if update {
+			p.unsetAt = g.emptyPlaces(ps)
+		}
 		decisions := emptyOmitted
 		if update {
 			decisions = emptyOmittedOnUpdate
@@ -604,6 +608,52 @@ func (g *gen) places(req *spec.Schema) (integers, unsetArrays, arrays []string) 
 		*l = slices.Compact(*l)
 	}
 	return integers, unsetArrays, arrays
+}
+
+// emptyPlaces walks the request schema of an update parameter and
+// returns the places below it (as in refs, "{}" standing for any key of a
+// hash whose keys are free, metadata's) where Stripe takes the empty
+// string: an alternative that is a string without an enum (which "" is
+// one of: address[line2]=, metadata[k]=), or an enum with "" among its
+// values (the unset alternative, anyOf [..., enum [""]], or one value of
+// several: rendering_options[amount_tax_display]). Objects, arrays,
+// integers, numbers, booleans and enums without "" take none: Stripe
+// answers "You passed an empty string for … cannot be unset".
+func (g *gen) emptyPlaces(req *spec.Schema) []string {
+	var out []string
+	var walk func(s *spec.Schema, path string, depth int)
+	walk = func(s *spec.Schema, path string, depth int) {
+		if depth > 16 {
+			return
+		}
+		alts := g.alternatives(s)
+		for _, a := range alts {
+			if path != "" && schemaType(a) == spec.TypeString && (len(a.Enum) == 0 || slices.Contains(a.Enum, any(""))) {
+				out = append(out, path)
+				break
+			}
+		}
+		for _, a := range alts {
+			switch schemaType(a) {
+			case spec.TypeArray:
+				if a.Items != nil {
+					walk(a.Items, joinPlace(path, "[]"), depth+1)
+				}
+			case spec.TypeObject:
+				for _, k := range slices.Sorted(maps.Keys(a.Properties)) {
+					walk(a.Properties[k], joinPlace(path, k), depth+1)
+				}
+				// "{}" matches any key (Param.UnsetAt): only where no key
+				// is declared, so that it never stands for one that is.
+				if a.AdditionalProperties != nil && len(a.Properties) == 0 {
+					walk(a.AdditionalProperties, joinPlace(path, "{}"), depth+1)
+				}
+			}
+		}
+	}
+	walk(req, "", 0)
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 func joinPlace(path, k string) string {
@@ -849,6 +899,9 @@ func render(version string, tables []*table) []byte {
 				}
 				if len(p.unsetArr) > 0 {
 					w(", UnsetArrays: %#v", p.unsetArr)
+				}
+				if len(p.unsetAt) > 0 {
+					w(", UnsetPlaces: %#v", p.unsetAt)
 				}
 				if p.omit {
 					w(", OmitEmpty: true")
