@@ -92,7 +92,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen, cfg.DatabaseURL) })
 		}
 	}
-	fmt.Fprintf(out, "emulated Stripe at %s (latency %s, rate limit 25/s like test mode)\n", cfg.StripeAPIBase, *latency)
+	// The limit the progress table shows is pgstripe's own (80% of
+	// Stripe's, less the share kept for writes), not the emulator's.
+	fmt.Fprintf(out, "emulated Stripe at %s (latency %s; it allows 25 requests/s, as Stripe's test mode does, and pgstripe stays under %.0f/s)\n", cfg.StripeAPIBase, *latency, cfg.RateLimit)
 	err = server.Run(ctx, server.Options{Config: cfg, Logger: log, Progress: progress,
 		Ready: func(p, m string) {
 			proxyAddr = p
@@ -151,7 +153,7 @@ Ready. Connect through the pgstripe proxy:
 Try:
 
     -- the biggest customers by amount paid
-    SELECT c.email, sum(i.amount_paid) / 100.0 AS paid
+    SELECT c.email, round(sum(i.amount_paid) / 100.0, 2) AS paid
     FROM stripe.invoices i JOIN stripe.customers c ON c.id = i.customer
     GROUP BY c.email ORDER BY paid DESC LIMIT 5;
 

@@ -9,7 +9,7 @@ import (
 // the command (it used to read "pgstripe emulator: emulator: listen: …").
 func TestEmulatorErrorPrefixedOnce(t *testing.T) {
 	code, _, errs := run(t, nil, "emulator", "--listen", "nohost")
-	if code != 1 || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "pgstripe emulator: listen: ") || strings.Contains(errs, "emulator: emulator:") {
+	if code != 1 || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "pgstripe emulator: --listen nohost is not available") || strings.Contains(errs, "emulator: emulator:") {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
 }

@@ -58,12 +58,36 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 	tty, logw := ttyProgress(env.Stdout, env.Stderr)
 	log := newLogger(logw, cfg.LogFormat)
 	show := progressPrinter(env.Stdout, tty, log)
-	err = server.Backfill(ctx, server.Options{Config: cfg, Logger: log, Progress: show}, names, *restart)
+	var skipped []string
+	progress := func(p backfill.Progress) {
+		show(p)
+		if p.Done {
+			skipped = skippedObjects(p)
+		}
+	}
+	err = server.Backfill(ctx, server.Options{Config: cfg, Logger: log, Progress: progress}, names, *restart)
 	if err != nil && ctx.Err() != nil {
 		fmt.Fprintln(env.Stderr, "pgstripe backfill: interrupted; progress is saved, run the same command to resume")
 		return exitCode(130)
 	}
+	if err == nil && len(skipped) > 0 {
+		// Otherwise a table named in --objects ends "done" with 0 rows,
+		// which reads as an empty Stripe account, not as work done before.
+		log.Info("backfill: skipped tables whose backfill completed in an earlier run; add --restart to backfill them again", "objects", skipped)
+	}
 	return err
+}
+
+// skippedObjects names the objects a finished run did not fetch because an
+// earlier run completed them.
+func skippedObjects(p backfill.Progress) []string {
+	var names []string
+	for _, o := range p.Objects {
+		if o.Skipped {
+			names = append(names, o.Object)
+		}
+	}
+	return names
 }
 
 // newLogger logs text on a terminal and JSON otherwise (or as asked).
@@ -207,7 +231,10 @@ func renderProgress(b *strings.Builder, p backfill.Progress) {
 			eta = "ETA " + o.ETA.Round(time.Second).String()
 		}
 		status := o.Phase
-		if o.Phase == "live" {
+		switch {
+		case o.Skipped:
+			status = "done earlier (--restart to redo)"
+		case o.Phase == "live":
 			status = "done"
 		}
 		if o.Error != "" {

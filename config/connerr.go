@@ -128,7 +128,24 @@ func BadDatabaseURL(err error) error {
 			}
 		}
 	}
-	return errors.New(msg + ": " + reason)
+	return errors.New(msg + ": " + reason + formHint(pe.ConnString))
+}
+
+// formHint says which forms a connection string may take when it has
+// neither: one with another scheme ("mysql://…", "postgress://…", which
+// pgx then reads as keyword/value pairs and refuses as such), or with no
+// "=" at all. It names no part of the string.
+func formHint(conn string) string {
+	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
+		return ""
+	}
+	if scheme, _, ok := strings.Cut(conn, "://"); ok && !strings.ContainsAny(scheme, "= \t") {
+		return "; a URL must start with postgres:// or postgresql://"
+	}
+	if !strings.Contains(conn, "=") {
+		return "; give a URL (postgres://user:password@host:5432/database) or keyword=value pairs (host=… dbname=…)"
+	}
+	return ""
 }
 
 // ownWords is s up to its first ": ", or "" if that quotes anything.

@@ -79,3 +79,39 @@ func TestBadDatabaseURLSaysWhyNotWhat(t *testing.T) {
 		}
 	}
 }
+
+// A DATABASE_URL of another form than pgx's two says which forms there
+// are: pgx reads "mysql://…" or a misspelt scheme as keyword/value pairs
+// and refuses it as such ("invalid keyword/value"), which sends users
+// looking for a bad keyword. As every DATABASE_URL error, the line names
+// no part of the string.
+func TestBadDatabaseURLNamesTheForms(t *testing.T) {
+	const pw = "S3cretPw"
+	const scheme = "a URL must start with postgres:// or postgresql://"
+	const forms = "give a URL (postgres://user:password@host:5432/database) or keyword=value pairs"
+	cases := []struct{ url, want, not string }{
+		{"mysql://app:" + pw + "@db:3306/app", scheme, forms},
+		{"postgress://app:" + pw + "@db/app", scheme, forms},
+		{"Postgres://app:" + pw + "@db/app", scheme, forms},
+		{"db.example.com/" + pw, forms, scheme},
+		// Forms pgx knows keep their own reason alone.
+		{"postgres://app:" + pw + "@db:notaport/app", "invalid port", "must start with"},
+		{"host=db user=app " + pw + " sslmode=disable", "failed to parse as keyword/value", "must start with"},
+		{"host=db user=app target_session_attrs=x://y password=" + pw, "unknown target_session_attrs value", "must start with"},
+	}
+	for _, c := range cases {
+		_, err := load(t, all, map[string]string{"DATABASE_URL": c.url, "STRIPE_API_KEY": "sk_test_x"})
+		if err == nil {
+			t.Errorf("%q: no error", c.url)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "DATABASE_URL (--database-url) is not a valid Postgres connection string: ") ||
+			!strings.Contains(msg, c.want) || strings.Contains(msg, c.not) {
+			t.Errorf("%q: %q, want %q and not %q", c.url, msg, c.want, c.not)
+		}
+		if strings.Contains(msg, pw) || strings.Contains(msg, "\n") {
+			t.Errorf("%q: %q is not one line without the password", c.url, msg)
+		}
+	}
+}

@@ -57,14 +57,21 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *eventDelay < 0 {
 		return fmt.Errorf("%w: emulator: --event-delay must not be negative, got %v", ErrUsage, *eventDelay)
 	}
+	// The port before the seeding, which takes a while for a big --seed:
+	// a taken port (another emulator) is the likely failure.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err
+		}
+		return fmt.Errorf("emulator: --listen %s is not available (%v): give another address with --listen ADDR", *listen, err)
+	}
+	defer ln.Close()
 	start := time.Now()
 	e, err := New(Options{RateLimit: *rateLimit, Latency: lo, LatencyMax: hi, Faults: *faults, EventDelay: *eventDelay, Seed: *seed, Distribution: *dist})
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("emulator: listen: %w", err)
 	}
 	st := e.Stats()
 	total := 0

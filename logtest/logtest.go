@@ -7,7 +7,10 @@ package logtest
 
 import (
 	"bytes"
+	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // Buffer is an io.Writer whose contents may be read with String while
@@ -29,4 +32,22 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// WaitLine waits up to d for a line containing s and returns it; the test
+// fails with everything written so far when none comes.
+func (b *Buffer) WaitLine(t testing.TB, s string, d time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, line := range strings.Split(b.String(), "\n") {
+			if strings.Contains(line, s) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q after %v:\n%s", s, d, b.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

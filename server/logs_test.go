@@ -48,3 +48,27 @@ func TestEventsLogComponentOnce(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// serve's log says when sync is live: after the first backfill, with what
+// it fetched, and on a restart whose backfill completed earlier. Before,
+// the log of a first start ended at the last "object complete" line, and a
+// restart's at "elected sync leader".
+func TestServeLogsSyncLive(t *testing.T) {
+	dbURL := pgtest.NewDB(t)
+	_, base := emulatortest.Start(t, emulator.Options{Seed: 2, RateLimit: -1})
+	for _, tc := range []struct{ name, want, not string }{
+		{"first start", `msg="backfill complete; sync is live: following Stripe's events" rows=`, "completed earlier"},
+		{"restart", `msg="sync is live: following Stripe's events (backfill completed earlier)"`, "backfill complete;"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, logs := serve(t, dbURL, base, "live-"+strings.ReplaceAll(tc.name, " ", "-"))
+			line := logs.WaitLine(t, "sync is live", 60*time.Second)
+			if !strings.Contains(line, tc.want) || strings.Contains(line, tc.not) {
+				t.Errorf("log line %q, want %q", line, tc.want)
+			}
+			if tc.name == "first start" && strings.Contains(line, " rows=0 ") {
+				t.Errorf("the first backfill fetched no rows: %q", line)
+			}
+		})
+	}
+}

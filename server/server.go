@@ -76,12 +76,12 @@ func run(ctx context.Context, opts Options) error {
 	var lc net.ListenConfig
 	proxyLn, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("PGSTRIPE_LISTEN: %v", err)
+		return listenError("PGSTRIPE_LISTEN", "--listen", cfg.Listen, err)
 	}
 	defer proxyLn.Close()
 	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsListen)
 	if err != nil {
-		return fmt.Errorf("PGSTRIPE_METRICS_LISTEN: %v", err)
+		return listenError("PGSTRIPE_METRICS_LISTEN", "--metrics-listen", cfg.MetricsListen, err)
 	}
 	defer metricsLn.Close()
 
@@ -224,7 +224,14 @@ func run(ctx context.Context, opts Options) error {
 // events until ctx ends or leadership is lost.
 func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, cfg *config.Config, epoch int64, progress func(backfill.Progress), log *slog.Logger) error {
 	fence := func(ctx context.Context, tx pgx.Tx) error { return leader.Fence(ctx, tx, epoch) }
-	bcfg := backfill.Config{Pool: pool, Client: client, Fence: fence, Progress: countRows(progress), Logger: log.With("component", "backfill")}
+	var last backfill.Progress
+	bcfg := backfill.Config{Pool: pool, Client: client, Fence: fence, Logger: log.With("component", "backfill"),
+		Progress: countRows(func(p backfill.Progress) {
+			last = p
+			if progress != nil {
+				progress(p)
+			}
+		})}
 	err := backfill.Run(ctx, bcfg)
 	var partial *backfill.PartialError
 	switch {
@@ -234,6 +241,11 @@ func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, 
 		log.Error("backfill incomplete", "err", err)
 	case err != nil:
 		return err
+	default:
+		// Without it the log of a first start ends at the last "object
+		// complete", and whoever watches it can't tell when the tables
+		// are whole and follow Stripe.
+		logBackfillDone(log, last)
 	}
 	return events.Run(ctx, events.Config{
 		Pool: pool, Client: client, PollInterval: cfg.PollInterval, Epoch: epoch,
@@ -246,6 +258,24 @@ func runSync(ctx context.Context, pool *pgxpool.Pool, client *stripeapi.Client, 
 			return backfill.Run(ctx, full)
 		},
 	})
+}
+
+// logBackfillDone says that the backfill is complete and sync follows
+// Stripe's events, with what the backfill fetched when it fetched
+// anything (a restart whose backfill completed earlier fetches nothing).
+func logBackfillDone(log *slog.Logger, p backfill.Progress) {
+	var rows int64
+	fetched := false
+	for _, o := range p.Objects {
+		rows += o.Rows
+		fetched = fetched || !o.Skipped
+	}
+	if !fetched {
+		log.Info("sync is live: following Stripe's events (backfill completed earlier)")
+		return
+	}
+	log.Info("backfill complete; sync is live: following Stripe's events", "rows", rows, "requests", p.Requests,
+		"took", p.Elapsed.Round(time.Second).String())
 }
 
 // countRows feeds pgstripe_backfill_rows_total from a backfill's progress
@@ -342,6 +372,17 @@ func refuseTransactionPooling(ctx context.Context, pool *pgxpool.Pool) error {
 		return errors.New("DATABASE_URL leads to a connection pooler in transaction pooling mode (PgBouncer pool_mode = transaction or statement): pgstripe needs a session per connection (sync's leader election holds a session advisory lock); point DATABASE_URL at Postgres or at a pool in session mode")
 	}
 	return nil
+}
+
+// listenError says which setting names an address that can't be listened
+// on, and how to give another: Go's "listen tcp 127.0.0.1:6543: bind:
+// address already in use" names neither.
+func listenError(env, flag, addr string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	return fmt.Errorf("%s: %s is not available (%v): give a free address with %s or %s", env, addr, err, env, flag)
 }
 
 // waitForDatabase retries the first connection for a while: in a compose

@@ -36,6 +36,9 @@ type ObjectProgress struct {
 	// yet) or done.
 	ETA   time.Duration
 	Error string
+	// Skipped: its backfill completed in an earlier run, so this run
+	// fetched nothing for it (Phase is live).
+	Skipped bool
 }
 
 func (r *runner) snapshot(done, stopped bool) Progress {
@@ -48,7 +51,7 @@ func (r *runner) snapshot(done, stopped bool) Progress {
 	p.RequestsPerSec = float64(p.Requests) / secs
 	for _, n := range r.order {
 		o := r.objs[n]
-		op := ObjectProgress{Object: n, Phase: "backfilling", Rows: o.rows.Load(), Requests: o.requests.Load()}
+		op := ObjectProgress{Object: n, Phase: "backfilling", Rows: o.rows.Load(), Requests: o.requests.Load(), Skipped: o.skipped}
 		ostart := o.started
 		if ostart.IsZero() || ostart.Before(r.start) {
 			ostart = r.start
