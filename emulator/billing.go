@@ -42,8 +42,8 @@ var (
 	kSchedule = addKind(&kind{table: "subscription_schedules", schema: "subscription_schedule", prefix: "sub_sched_", base: "/v1/subscription_schedules", idParam: "schedule",
 		keys: []string{"customer"}, events: "subscription_schedule", skip: []string{"phases", "default_settings"}, what: "subscription schedule"})
 	kInvoice = addKind(&kind{table: "invoices", schema: "invoice", prefix: "in_", base: "/v1/invoices", idParam: "invoice",
-		keys: []string{"customer", "status", "subscription", "collection_method", "_dunning", "_next_attempt"}, indexed: []string{"_dunning"},
-		events: "invoice"})
+		keys:    []string{"customer", "status", "subscription", "collection_method", "_dunning", "_next_attempt", "_overdue", "_due_at"},
+		indexed: []string{"_dunning", "_overdue"}, events: "invoice"})
 	kLine        = addKind(&kind{table: "invoice_line_items", schema: "line_item", prefix: "il_", keys: []string{"invoice", "amount"}, parent: "invoice", what: "invoice line item"})
 	kInvoiceItem = addKind(&kind{table: "invoiceitems", schema: "invoiceitem", prefix: "ii_", base: "/v1/invoiceitems", idParam: "invoiceitem",
 		keys: []string{"customer", "invoice"}, events: "invoiceitem", skip: []string{"price", "invoice"}, what: "invoice item",
@@ -95,10 +95,20 @@ func init() {
 	// without decoding the open invoices of every subscription it bills
 	// (dunnedInvoices), and its work does not grow with a customer's
 	// other subscriptions and their invoices.
+	//
+	// An open send_invoice invoice of a subscription with a due date
+	// keeps its clock (offClock for none) as _overdue, indexed, and the
+	// due date as _due_at: a clock's step reads when a subscription's
+	// latest invoice falls overdue from its record (overdueAt), and the
+	// emulator's clock finds those off test clocks (overdueDue), without
+	// decoding invoices.
 	kInvoice.keyFunc = func(obj map[string]any) []string {
-		k := fieldKeys(kInvoice.keys, obj) // customer, status, subscription, collection_method, "", ""
+		k := fieldKeys(kInvoice.keys, obj) // customer, status, subscription, collection_method, "", "", "", ""
 		if at, ok := toInt(obj["next_payment_attempt"]); ok && at > 0 && dunned(obj) {
 			k[4], k[5] = k[2], strconv.FormatInt(at, 10)
+		}
+		if due, ok := toInt(obj["due_date"]); ok && due > 0 && k[1] == "open" && k[2] != "" && k[3] == "send_invoice" {
+			k[6], k[7] = cmp.Or(getStr(obj, "test_clock"), offClock), strconv.FormatInt(due, 10)
 		}
 		return k
 	}

@@ -1,9 +1,13 @@
 package emulator
 
 import (
+	"cmp"
 	"iter"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Test clocks (test mode only). A customer created with test_clock belongs
@@ -399,9 +403,7 @@ func (e *Emulator) advanceBilling(c *reqCtx, clock string, from, to int64) {
 		case stepCancel:
 			e.endAtCancelAt(&sc, sub)
 		case stepOverdue:
-			old := deepCopy(sub).(map[string]any)
-			sub["status"] = "past_due"
-			e.save(&sc, kSub, sub, old, "customer.subscription.updated")
+			e.fallOverdue(&sc, sub)
 		case stepExpire:
 			e.expireIncomplete(&sc, sub)
 		case stepPendingExpire:
@@ -440,12 +442,11 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 		if ca, ok := toInt(sub["cancel_at"]); ok && ca > 0 {
 			consider(billingStep{ca, stepCancel, id})
 		}
-		if getStr(sub, "status") == "active" && getStr(sub, "collection_method") == "send_invoice" {
-			if inv := e.load(kInvoice, getStr(sub, "latest_invoice")); inv != nil && getStr(inv, "status") == "open" {
-				if due, ok := toInt(inv["due_date"]); ok && due > 0 {
-					consider(billingStep{due, stepOverdue, id})
-				}
-			}
+		if due, ok := e.overdueAt(sub); ok {
+			// Overdue before this advance (a subscription back on
+			// send_invoice with its latest invoice already past due):
+			// at the advance's first moment, not in the clock's past.
+			consider(billingStep{max(due, from), stepOverdue, id})
 		}
 		for inv, at := range e.dunnedInvoices(id) {
 			consider(billingStep{at, stepRetry, inv})
@@ -595,4 +596,97 @@ func (e *Emulator) endAtCancelAt(c *reqCtx, sub map[string]any) {
 	sub["cancellation_details"] = map[string]any{"comment": cd["comment"], "feedback": cd["feedback"], "reason": "cancellation_requested"}
 	e.save(c, kSub, sub, old, "customer.subscription.deleted")
 	e.stopCollection(c, getStr(sub, "customer"))
+}
+
+// overdueAt is when sub falls past_due: an active send_invoice
+// subscription whose latest invoice is open with a due_date, at that
+// date ("If subscription collection_method=send_invoice it becomes
+// past_due when its invoice is not paid by the due date", spec,
+// subscription.status). Read from the invoice's record keys (_due_at),
+// not decoded: a clock's advance asks at each step for every
+// subscription it bills. false when sub does not fall overdue.
+func (e *Emulator) overdueAt(sub map[string]any) (int64, bool) {
+	if getStr(sub, "status") != "active" || getStr(sub, "collection_method") != "send_invoice" {
+		return 0, false
+	}
+	t := e.tables["invoices"]
+	r := t.byID[getStr(sub, "latest_invoice")]
+	if r == nil {
+		return 0, false
+	}
+	k, _ := t.keyOf(r, "_due_at")
+	due, err := strconv.ParseInt(k, 10, 64)
+	return due, err == nil
+}
+
+// fallOverdue makes sub past_due at c.now, its latest invoice unpaid
+// past its due date (overdueAt), with customer.subscription.updated
+// and no event of the invoice: 2023-10-16 has none for it (invoice.overdue
+// came with 2024-09-30.acacia, sent only by custom automations), and the
+// invoice itself does not change. What follows is the setting the
+// emulator takes for "canceled or unpaid if it is still not paid by an
+// additional deadline after that": leave it past_due (doc.go). Paying
+// the latest invoice makes it active again (invoicePaid).
+func (e *Emulator) fallOverdue(c *reqCtx, sub map[string]any) {
+	if due, ok := e.overdueAt(sub); !ok || due > c.now {
+		return
+	}
+	old := deepCopy(sub).(map[string]any)
+	sub["status"] = "past_due"
+	e.save(c, kSub, sub, old, "customer.subscription.updated")
+}
+
+// overdueDue makes past_due the send_invoice subscriptions off test
+// clocks whose latest invoice's due_date has come on the emulator's clock
+// (at the first API request or clock move on or after it, as pending
+// updates expire: releaseDue), oldest due first, and returns the next
+// due date still ahead (MaxInt64: none). The index holds every open
+// send_invoice invoice of a subscription off clocks, so one past its
+// due date whose subscription did not fall overdue (already past_due,
+// or not its latest invoice) is looked at again at each later wake, but
+// never wakes the emulator itself. Callers hold mu.
+func (e *Emulator) overdueDue(now int64) int64 {
+	type due struct {
+		inv string
+		at  int64
+	}
+	var ds []due
+	next := int64(math.MaxInt64)
+	for id, at := range e.tables["invoices"].timesWithKey("_overdue", offClock, "_due_at") {
+		if at <= now {
+			ds = append(ds, due{id, at})
+		} else {
+			next = min(next, at)
+		}
+	}
+	slices.SortFunc(ds, func(a, b due) int { return cmp.Or(cmp.Compare(a.at, b.at), strings.Compare(a.inv, b.inv)) })
+	t := e.tables["invoices"]
+	for _, d := range ds {
+		r := t.byID[d.inv]
+		if r == nil {
+			continue
+		}
+		sid, _ := t.keyOf(r, "subscription")
+		sub := e.load(kSub, sid)
+		if sub == nil || getStr(sub, "latest_invoice") != d.inv {
+			continue
+		}
+		e.fallOverdue(&reqCtx{now: now, live: getBool(sub, "livemode")}, sub)
+	}
+	return next
+}
+
+// scheduleOverdue makes sure the emulator looks at an open send_invoice
+// invoice off test clocks when it falls due on the emulator's clock
+// (overdueDue); one on a test clock falls due when the clock passes it
+// (advanceBilling).
+func (e *Emulator) scheduleOverdue(r *record) {
+	t := e.tables["invoices"]
+	if k, _ := t.keyOf(r, "_overdue"); k != offClock {
+		return
+	}
+	k, _ := t.keyOf(r, "_due_at")
+	if at, err := strconv.ParseInt(k, 10, 64); err == nil && at < e.nextHold.Load() {
+		e.nextHold.Store(at)
+	}
 }

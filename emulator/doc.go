@@ -199,8 +199,12 @@
 // invoices take the pending invoice items of the subscription and of no
 // subscription;
 // subscriptions renew, retry failed renewals and expire only on a test
-// clock (SetClockOffset moves "now" for timestamps, event retention and
-// authorization expiry only); updating
+// clock (SetClockOffset and the admin API's clock move "now" for
+// timestamps, event retention, authorization expiry, pending updates'
+// expiry and due dates only: a send_invoice subscription off test clocks
+// whose latest invoice is open past its due_date on the emulator's clock
+// turns past_due, as on a clock below, at the first request or clock
+// move on or after it); updating
 // the current phase of an active subscription schedule applies it to the
 // subscription at once (items matched by price, kept, updated, deleted
 // or created; quantities, tax rates, metadata, and the phase's collection_method, description and
@@ -225,7 +229,10 @@
 // boundaries (as above), customer.subscription.trial_will_end three days
 // before a trial_end, cancel_at (also cancel_at_period_end's: canceled
 // with customer.subscription.deleted, no invoice), a send_invoice
-// subscription's open latest invoice passing its due_date (past_due),
+// subscription's open latest invoice passing its due_date (past_due,
+// with customer.subscription.updated alone: 2023-10-16 has no
+// invoice.overdue, and the invoice does not change; paying it makes the
+// subscription active again),
 // an incomplete subscription 23 hours old (incomplete_expired, with
 // canceled_at and ended_at, customer.subscription.updated, then its first
 // invoice voided), a failed renewal's retry, and renewals at
@@ -264,7 +271,11 @@
 // invoice.updated), as the spec's cancel says; only renewal and
 // subscription_update invoices (a cycle reset's, always_invoice's) are
 // retried (not first or one-off ones, nor send_invoice ones, which also
-// never go from past_due to canceled or unpaid); a manual payment attempt after the first leaves attempt_count
+// never go from past_due to canceled or unpaid: the spec's "canceled or
+// unpaid if it is still not paid by an additional deadline after that"
+// is the Dashboard's "Manage invoices sent to customers" setting, which
+// can also leave it past_due, and whose default Stripe's pages found
+// don't name; with no settings here it stays past_due); a manual payment attempt after the first leaves attempt_count
 // and the schedule alone (spec, invoice.attempt_count); POST
 // /v1/invoices/{id}/send finalizes a draft and sends invoice.sent, no
 // email (spec: "Requests made in test-mode result in no emails being

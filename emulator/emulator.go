@@ -77,7 +77,7 @@ type Emulator struct {
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
 	holds      map[string]int64             // uncaptured charge -> when its authorization expires (capture_before)
-	nextHold   atomic.Int64                 // earliest of holds and pending updates off test clocks (pending.go) (MaxInt64: none); read without mu
+	nextHold   atomic.Int64                 // earliest of holds, pending updates and send_invoice due dates off test clocks (pending.go, clocks.go) (MaxInt64: none); read without mu
 
 	idemMu   sync.Mutex
 	inflight map[string]bool // API key + idempotency key of POSTs being served

@@ -336,7 +336,11 @@ func (e *Emulator) store(k *kind, obj map[string]any) *record {
 		e.seq++
 		r.seq = e.seq
 	}
-	return t.put(r)
+	r = t.put(r)
+	if k == kInvoice {
+		e.scheduleOverdue(r)
+	}
+	return r
 }
 
 // clean drops null fields that the schema does not allow to be null: Stripe

@@ -1026,8 +1026,10 @@ func (e *Emulator) captureCharge(c *reqCtx, ch map[string]any, amt int64) *recor
 const authorizationDays = 7
 
 // releaseDue expires the authorizations, and the pending updates of
-// subscriptions off test clocks (expirePendingDue), whose time has come
-// on the emulator's clock. It runs before each API request and when the
+// subscriptions off test clocks (expirePendingDue), and makes past_due
+// the send_invoice subscriptions off test clocks whose invoice is unpaid
+// past its due date (overdueDue), whose time has come on the emulator's
+// clock. It runs before each API request and when the
 // clock is moved, so an authorization expires at the first look at or
 // after its capture_before; its events and timestamps are of that moment.
 // A single atomic load when nothing is due keeps reads off the write
@@ -1039,7 +1041,7 @@ func (e *Emulator) releaseDue() {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.nextHold.Store(min(e.expireHolds(now), e.expirePendingDue(now)))
+	e.nextHold.Store(min(e.expireHolds(now), e.expirePendingDue(now), e.overdueDue(now)))
 }
 
 // expireHolds does what Stripe does to a payment left uncaptured past

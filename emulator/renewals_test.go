@@ -489,3 +489,125 @@ func TestAdvanceLimitedByShortestInterval(t *testing.T) {
 		t.Errorf("%d renewals over two days, want 2", renewals)
 	}
 }
+
+// A send_invoice subscription off test clocks falls past_due when the
+// emulator's clock passes its latest invoice's due_date unpaid ("If
+// subscription collection_method=send_invoice it becomes past_due when
+// its invoice is not paid by the due date", spec, subscription.status),
+// at the first request or clock move on or after it, with
+// customer.subscription.updated (status in previous_attributes) and no
+// invoice event (2023-10-16 has no invoice.overdue); paying that invoice
+// out of band or with a card makes it active again. The latest invoice
+// may be a subscription_update one billed at once (always_invoice) after
+// the first was paid. An invoice paid or
+// voided before its due date, or the due date not yet come, leaves it
+// active, and so does the emulator's clock for a subscription on a test
+// clock, which lives on the clock's frozen time.
+func TestSendInvoiceOverdueOffClock(t *testing.T) {
+	const due = 5 // days_until_due
+	cases := []struct {
+		name    string
+		onClock bool
+		before  string // done before the clock moves: pay or void the first invoice, or update (pay it and bill a change at once)
+		moveTo  time.Duration
+		status  string // after the move
+		settle  url.Values
+	}{
+		{name: "unpaid past its due date", moveTo: (due*24 + 1) * time.Hour, status: "past_due",
+			settle: url.Values{"paid_out_of_band": {"true"}}},
+		{name: "paid with a card once past_due", moveTo: (due*24 + 1) * time.Hour, status: "past_due",
+			settle: url.Values{"payment_method": {"pm_card_visa"}}},
+		{name: "an update's invoice unpaid", before: "update", moveTo: (due*24 + 1) * time.Hour, status: "past_due",
+			settle: url.Values{"paid_out_of_band": {"true"}}},
+		{name: "due date not yet come", moveTo: (due*24 - 1) * time.Hour, status: "active"},
+		{name: "paid before its due date", before: "pay", moveTo: 20 * 24 * time.Hour, status: "active"},
+		{name: "voided before its due date", before: "void", moveTo: 20 * 24 * time.Hour, status: "active"},
+		{name: "on a test clock", onClock: true, moveTo: 20 * 24 * time.Hour, status: "active"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, base := emulatortest.Start(t, emulator.Options{})
+			post := func(path string, q url.Values) apiResp {
+				t.Helper()
+				return mustOK(t, do(t, "POST", base+path, "sk_test_x", q.Encode()))
+			}
+			get := func(path string) map[string]any {
+				t.Helper()
+				return mustOK(t, do(t, "GET", base+path, "sk_test_x", "")).body
+			}
+			cus, price := catalog(t, base, 1000)
+			if tc.onClock {
+				k := emulatortest.NewClock(func(path string, q url.Values) string { t.Helper(); return idOfResp(post(path, q)) })
+				cus = k.Customer()
+			}
+			s := post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
+				"collection_method": {"send_invoice"}, "days_until_due": {fmt.Sprint(due)}})
+			sub, inv := idOfResp(s), s.body["latest_invoice"].(string)
+			if i := get("/v1/invoices/" + inv); i["status"] != "open" || num(i["due_date"]) != num(s.body["created"])+due*daySeconds {
+				t.Fatalf("first invoice %v due %v, want open due %d days after %v", i["status"], i["due_date"], due, s.body["created"])
+			}
+			switch tc.before {
+			case "pay":
+				post("/v1/invoices/"+inv+"/pay", url.Values{"paid_out_of_band": {"true"}})
+			case "void":
+				post("/v1/invoices/"+inv+"/void", nil)
+			case "update":
+				post("/v1/invoices/"+inv+"/pay", url.Values{"paid_out_of_band": {"true"}})
+				item := at(s.body, "items.data.0.id").(string)
+				u := post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"2"},
+					"proration_behavior": {"always_invoice"}})
+				inv = u.body["latest_invoice"].(string)
+				if i := get("/v1/invoices/" + inv); i["billing_reason"] != "subscription_update" || i["status"] != "open" {
+					t.Fatalf("update's invoice: %v %v", i["billing_reason"], i["status"])
+				}
+			}
+			last := get("/v1/events?limit=1")["data"].([]any)[0].(map[string]any)["id"].(string)
+			e.SetClockOffset(tc.moveTo)
+			evs := oldestFirst(get("/v1/events?limit=100&ending_before=" + last)["data"].([]any))
+			if got := get("/v1/subscriptions/" + sub)["status"]; got != tc.status {
+				t.Fatalf("after the clock moved %s: %v, want %s", tc.moveTo, got, tc.status)
+			}
+			var want []string
+			if tc.status == "past_due" {
+				want = []string{"customer.subscription.updated"}
+			}
+			if got := subscriptionEvents(evs, sub); !slices.Equal(got, want) {
+				t.Fatalf("events: %v, want %v", got, want)
+			}
+			if tc.status != "past_due" {
+				return
+			}
+			d := evs[len(evs)-1]["data"].(map[string]any)
+			if at(d, "object.status") != "past_due" || at(d, "previous_attributes.status") != "active" {
+				t.Errorf("event data: status %v, previous %v", at(d, "object.status"), d["previous_attributes"])
+			}
+			// Once: a later move, or request, changes nothing more.
+			e.SetClockOffset(tc.moveTo + 24*time.Hour)
+			if got := subscriptionEvents(oldestFirst(get("/v1/events?limit=100&ending_before=" + last)["data"].([]any)), sub); !slices.Equal(got, want) {
+				t.Fatalf("events after a second move: %v, want %v", got, want)
+			}
+			post("/v1/invoices/"+inv+"/pay", tc.settle)
+			if got := get("/v1/subscriptions/" + sub)["status"]; got != "active" {
+				t.Errorf("past_due after paying its latest invoice: %v, want active", got)
+			}
+		})
+	}
+}
+
+// The admin API's clock moves the emulator's clock as SetClockOffset
+// does: an overdue send_invoice subscription is past_due by the next
+// request, and its event is in the list.
+func TestSendInvoiceOverdueAdminClock(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	cus, price := catalog(t, base, 1000)
+	s := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", url.Values{"customer": {cus}, "items[0][price]": {price},
+		"collection_method": {"send_invoice"}, "days_until_due": {"1"}}.Encode()))
+	mustOK(t, do(t, "POST", base+"/_emulator/clock", "", `{"offset": "25h"}`, "Content-Type", "application/json"))
+	if got := mustOK(t, do(t, "GET", base+"/v1/subscriptions/"+idOfResp(s), "sk_test_x", "")).body["status"]; got != "past_due" {
+		t.Fatalf("after the admin clock passed the due date: %v, want past_due", got)
+	}
+	evs := mustOK(t, do(t, "GET", base+"/v1/events?type=customer.subscription.updated", "sk_test_x", "")).body["data"].([]any)
+	if len(evs) != 1 || at(evs[0].(map[string]any), "data.object.status") != "past_due" {
+		t.Fatalf("customer.subscription.updated events: %v", evs)
+	}
+}

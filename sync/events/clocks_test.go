@@ -387,3 +387,44 @@ func TestClockPendingUpdate(t *testing.T) {
 		t.Fatalf("after expiry: pending quantity %q expiring %q, item quantity %q, invoice %q; want none, 3, void", pq, exp, q, st)
 	}
 }
+
+// TestSendInvoiceOverdue: a send_invoice subscription off test
+// clocks whose invoice the emulator's clock passes unpaid turns past_due
+// (customer.subscription.updated), and paying that invoice out of band
+// makes it active again; each status reaches stripe.subscriptions
+// through the events, the invoice's payment stripe.invoices, and after
+// each step every stripe.* table equals the emulator.
+func TestSendInvoiceOverdue(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	cus := call("/v1/customers", url.Values{"name": {"Net 3"}})
+	prod := call("/v1/products", url.Values{"name": {"Seats"}})
+	price := call("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"900"}, "recurring[interval]": {"month"}})
+	sub := call("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
+		"collection_method": {"send_invoice"}, "days_until_due": {"3"}})
+	stored := func(want string) string {
+		t.Helper()
+		v.converge(t, 10*time.Second)
+		var status, inv string
+		if err := v.pool.QueryRow(ctx, `SELECT status, latest_invoice FROM stripe.subscriptions WHERE id = $1`, sub).Scan(&status, &inv); err != nil {
+			t.Fatal(err)
+		}
+		if status != want {
+			t.Fatalf("stripe.subscriptions has %s %s, want %s", sub, status, want)
+		}
+		return inv
+	}
+	inv := stored("active")
+
+	v.e.SetClockOffset(3*24*time.Hour + time.Hour)
+	if got := stored("past_due"); got != inv {
+		t.Fatalf("latest_invoice %s after the due date, want %s", got, inv)
+	}
+
+	call("/v1/invoices/"+inv+"/pay", url.Values{"paid_out_of_band": {"true"}})
+	stored("active")
+	var status string
+	if err := v.pool.QueryRow(ctx, `SELECT status FROM stripe.invoices WHERE id = $1`, inv).Scan(&status); err != nil || status != "paid" {
+		t.Errorf("stripe.invoices has %s %s (err %v), want paid", inv, status, err)
+	}
+}
