@@ -183,10 +183,11 @@ type poller struct {
 	// made for them (tableGate).
 	refusals map[string]tableRefusal
 	// readable are the tables Stripe answered a re-fetch of since their
-	// last 403: their entries need no probe.
+	// last 403 or unanswered one: their entries need no probe.
 	readable map[string]bool
 	// probed is, per table not known readable, the object whose re-fetch
-	// left it so last (a 403, or no answer): the next probe is another.
+	// left it so last (a 403, or no answer): the next probe is the due
+	// entry after it, in the queue's order (probeOnly).
 	probed map[string]string
 	// doubted is, per table, the object whose 403 made it not known
 	// readable, while no other was refused: its 403 alone gates nothing.

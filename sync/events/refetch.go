@@ -42,7 +42,7 @@ func (p *poller) refetchLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		n, err := p.drainRefetch(ctx)
+		more, err := p.drainRefetch(ctx)
 		p.forgetLocks()
 		p.warnHeld(ctx)
 		wait := p.cfg.PollInterval
@@ -52,8 +52,8 @@ func (p *poller) refetchLoop(ctx context.Context) error {
 		case err != nil && ctx.Err() == nil:
 			p.log.Warn("re-fetch failed; retrying", "err", err)
 			wait = max(wait, time.Second)
-		case n >= refetchBatch:
-			wait = 0 // more is due
+		case more:
+			wait = 0
 		}
 		t.Reset(wait)
 	}
@@ -86,18 +86,22 @@ type fetched struct {
 
 // drainRefetch fetches the queued objects whose time has come and upserts
 // them; a fetched state is current as of its response Date, so it orders
-// after every event applied so far.
-func (p *poller) drainRefetch(ctx context.Context) (int, error) {
+// after every event applied so far. more: a whole batch was due and none
+// of it stays due as it was, so more may be due now. An entry left due
+// (Stripe failed it, or its table's probe) would be read again by a drain
+// started at once: with a failure Stripe answers at once (a 401), a loop
+// of queue reads and requests without pause.
+func (p *poller) drainRefetch(ctx context.Context) (more bool, err error) {
 	now := p.clock.get()
 	if now.IsZero() {
-		return 0, nil
+		return false, nil
 	}
 	// Orderings first (a row may be wrong until then), upcoming invoices
 	// last (a preview).
 	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at, held, held_as_of FROM stripe_sync.events_refetch
 WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL) ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming, p.onlyReason)
 	if err != nil {
-		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
+		return false, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetch, error) {
 		var x refetch
@@ -118,18 +122,25 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		return x, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("events: read re-fetch queue: %w", err)
+		return false, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	if len(due) == 0 {
-		return 0, nil
+		return false, nil
 	}
-	n := len(due)
+	full := len(due) >= refetchBatch
 	if due, err = p.skipHeld(ctx, due); err != nil || len(due) == 0 {
-		return n, err
+		return full, err
 	}
 	fetchStarted := time.Now()
 	tried, results, errs := p.fetchDue(ctx, due)
 	p.noteFetches(ctx, tried, errs)
+	stuck := len(due) - len(tried)
+	for _, err := range errs {
+		if err != nil {
+			stuck++
+		}
+	}
+	more = full && stuck == 0
 	var out []fetched
 	for _, f := range results {
 		if f != nil {
@@ -138,7 +149,7 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		}
 	}
 	if len(out) == 0 {
-		return n, nil
+		return more, nil
 	}
 	w := store.WriteSet{}
 	for _, f := range out {
@@ -315,12 +326,12 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		return queueRefetch(ctx, tx, again)
 	})
 	if err != nil {
-		return n, err
+		return more, err
 	}
 	for _, k := range written {
 		p.released(k)
 	}
-	return n, nil
+	return more, nil
 }
 
 // fetchDue fetches due in rounds (probeOnly): a table not known readable
@@ -330,16 +341,27 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 // time the process starts, or Stripe failed, or a 403 came), and one the
 // key can't read costs one request. A probe Stripe does not answer leaves
 // its table's others queued, due, for the next drain. The entries tried
-// (fetched or failed) come back with their outcomes, the others stay
-// queued as they are; a round that tries none ends the drain (a refusal's
-// window that ended meanwhile: the next drain probes).
+// (fetched or failed) come back with their outcomes, and so do those left
+// by their table's failed probe, with its error (no result): Stripe did
+// not answer for them either, and DrainHeld must not report them as
+// held (noteFetches). The others stay queued as they are; a round that
+// tries none ends the drain (a refusal's window that ended meanwhile: the
+// next drain probes).
 func (p *poller) fetchDue(ctx context.Context, due []refetch) (tried []refetch, results []*fetched, errs []error) {
-	stalled := map[string]bool{}
+	stalled := map[string]error{}
 	order := make(map[refetchKey]int, len(due))
 	for i, r := range due {
 		order[r.refetchKey] = i
 	}
-	for pending := due; len(pending) > 0 && ctx.Err() == nil; {
+	pending := due
+	defer func() {
+		for _, r := range pending {
+			if err := stalled[r.Table]; err != nil {
+				tried, results, errs = append(tried, r), append(results, nil), append(errs, fmt.Errorf("events: not re-fetched: Stripe did not answer its table's probe: %w", err))
+			}
+		}
+	}()
+	for len(pending) > 0 && ctx.Err() == nil {
 		round, later := p.probeOnly(pending, stalled)
 		res, es := p.fetchRound(ctx, round)
 		progress := false
@@ -351,10 +373,11 @@ func (p *poller) fetchDue(ctx context.Context, due []refetch) (tried []refetch, 
 			progress = true
 			tried, results, errs = append(tried, r.refetch), append(results, res[i]), append(errs, es[i])
 			if es[i] != nil && r.probe {
-				stalled[r.Table] = true
+				stalled[r.Table] = es[i]
 			}
 		}
 		if !progress {
+			pending = later
 			break
 		}
 		// The queue's order: a table's first due entry is its probe.

@@ -90,9 +90,12 @@ func (p *poller) tableGate(table string, probe bool) (err error, gated bool) {
 // alone is refused, unresolved on its own). That object refused again,
 // alone due, says nothing more of the table.
 //
-// A failure that says nothing of the key (5xx, 429, a timeout) changes
-// nothing but which object a table not known readable is probed with
-// next: another one, if one is due.
+// A failure that says nothing of the key (5xx, 429, a timeout, a 401)
+// leaves the table not known readable, probed next with another object
+// if one is due: during an outage a readable table's re-fetches would
+// otherwise each cost a request and the client's retries at every drain,
+// through the limiter the polls share, where one probe per drain tells
+// when Stripe answers again.
 func (p *poller) noteAnswer(table, id string, err error) {
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
@@ -127,7 +130,8 @@ func (p *poller) noteAnswer(table, id string, err error) {
 			p.readable = map[string]bool{}
 		}
 		p.readable[table] = true
-	case !p.readable[table]:
+	default:
+		delete(p.readable, table)
 		p.probed[table] = id
 	}
 }
@@ -146,21 +150,32 @@ type plannedFetch struct {
 // stalled (its probe this drain got no answer) gets none: its entries
 // wait for the next drain. While a table is gated its entries are all
 // kept: fetch answers them without a request.
-func (p *poller) probeOnly(due []refetch, stalled map[string]bool) (now []plannedFetch, later []refetch) {
+func (p *poller) probeOnly(due []refetch, stalled map[string]error) (now []plannedFetch, later []refetch) {
 	clock := p.clock.get()
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
-	// The object that left its table undecided last (refused, or not
-	// answered) is probed again only when it is its table's only one
-	// due: another one's answer may decide the table.
-	others := map[string]bool{}
-	for _, r := range due {
-		if id, ok := p.probed[r.Table]; ok && r.ID != id {
-			others[r.Table] = true
+	// A table's probe is the first due entry after the object that left
+	// it undecided last (refused, or not answered), in due's order,
+	// wrapping around: that object is probed again only when it is its
+	// table's only one due, and objects Stripe keeps failing are probed
+	// in turn with the others, not in turn with each other (two of them,
+	// each "another one than the last", would hold back the table for
+	// good).
+	last := map[string]int{}
+	for i, r := range due {
+		if id, ok := p.probed[r.Table]; ok && r.ID == id {
+			last[r.Table] = i
 		}
 	}
-	probing := map[string]bool{}
-	for _, r := range due {
+	probe := map[string]int{}
+	for i, r := range due {
+		cur, ok := probe[r.Table]
+		l, after := last[r.Table]
+		if !ok || after && cur <= l && i > l {
+			probe[r.Table] = i
+		}
+	}
+	for i, r := range due {
 		g, refusedBefore := p.refusals[r.Table]
 		if t, ok := schema.Lookup(r.Table); !ok || t.RetrievePath == "" {
 			// No request to spare: fetch settles it without one.
@@ -170,10 +185,9 @@ func (p *poller) probeOnly(due []refetch, stalled map[string]bool) (now []planne
 		switch {
 		case p.readable[r.Table], refusedBefore && clock.Before(g.until):
 			now = append(now, plannedFetch{refetch: r})
-		case stalled[r.Table], probing[r.Table], r.ID == p.probed[r.Table] && others[r.Table]:
+		case stalled[r.Table] != nil, probe[r.Table] != i:
 			later = append(later, r)
 		default:
-			probing[r.Table] = true
 			now = append(now, plannedFetch{refetch: r, probe: true})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/store"
+	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/workload"
 )
@@ -518,5 +522,277 @@ func TestRefusedObjectAloneDoesNotCloseItsTable(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// retrievalGate answers the sync's retrievals of single customers (key
+// sk_test_events) with status for the ids in fail (all of them when
+// failAll), and counts every retrieval by id.
+type retrievalGate struct {
+	status  int
+	message string
+	failAll bool
+
+	mu   sync.Mutex
+	fail map[string]bool
+	gets map[string]int
+	n    int
+}
+
+func (g *retrievalGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, single := strings.CutPrefix(r.URL.Path, "/v1/customers/")
+		if !single || r.Method != http.MethodGet || id == "" || strings.Contains(id, "/") ||
+			!strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		g.mu.Lock()
+		if g.gets == nil {
+			g.gets = map[string]int{}
+		}
+		g.gets[id]++
+		g.n++
+		fail := g.failAll || g.fail[id]
+		g.mu.Unlock()
+		if !fail {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(g.status)
+		fmt.Fprintf(w, `{"error":{"type":"api_error","message":%q}}`, g.message)
+	})
+}
+
+func (g *retrievalGate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// A key Stripe stops accepting (401: rolled, or revoked) while more than
+// a batch of re-fetches is due: the re-fetcher may try the table once
+// per poll interval, never in a loop without pause. Before, a drain that
+// read a full batch started the next one at once, whatever it had
+// settled: 150 entries left due by the failed probe (a 401 is not
+// retried) made the re-fetcher read the queue, lock rows and ask Stripe
+// back to back, hundreds of times a second, each with its warning.
+func TestUnansweredFullBatchWaitsAPollInterval(t *testing.T) {
+	g := &retrievalGate{status: http.StatusUnauthorized, message: "Invalid API Key provided: sk_test_***ents", failAll: true}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
+	ids := make([]string, 150)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("cus_gate%03d", i)
+	}
+	if _, _, err := events.EnsureCursor(context.Background(), v.pool, v.client, 0); err != nil {
+		t.Fatal(err)
+	}
+	v.queueCustomers(t, ids)
+	const poll, window = 500 * time.Millisecond, 2 * time.Second
+	stop := v.loop(t, events.Config{PollInterval: poll})
+	waitUntil(t, 20*time.Second, "the first re-fetch", func() bool { return g.count() > 0 })
+	start := g.count()
+	// A rate: only time tells it. A slower machine makes fewer requests.
+	time.Sleep(window)
+	got := g.count() - start
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if most := int(window/poll) + 2; got > most {
+		t.Errorf("%d retrievals of customers in %s with every one refused 401 (poll interval %s), want at most %d: the re-fetcher loops without pause", got, window, poll, most)
+	}
+	if n := v.queuedCustomers(t, "reason = 'owner'"); n != len(ids) {
+		t.Errorf("%d of %d entries still queued as they were, want all (Stripe answered none)", n, len(ids))
+	}
+}
+
+// Two customers Stripe keeps failing (500), due first, on a table not
+// known readable: the probes must move on to the others, not alternate
+// between the two failing ones forever. Before, the probe was "another
+// one than the last", which with two failing objects is always the other
+// failing one: the table's other objects were never re-fetched.
+func TestTwoFailingObjectsDoNotStarveTheirTable(t *testing.T) {
+	g := &retrievalGate{status: http.StatusInternalServerError, message: "outage"}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
+	ids := v.newCustomers(t, 6)
+	g.mu.Lock()
+	g.fail = map[string]bool{ids[0]: true, ids[1]: true}
+	g.mu.Unlock()
+	v.queueCustomers(t, ids)
+	stop := v.loop(t, events.Config{PollInterval: 300 * time.Millisecond})
+	waitUntil(t, 45*time.Second, "the readable customers to be re-fetched", func() bool {
+		return v.queuedCustomers(t, fmt.Sprintf("id NOT IN ('%s', '%s')", ids[0], ids[1])) == 0
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.queuedCustomers(t, "reason = 'owner'"); n != 2 {
+		t.Errorf("%d customers queued with their reason, want the 2 Stripe fails, kept for a retry", n)
+	}
+}
+
+// A one-shot backfill's held entries whose rows are released while
+// Stripe fails their table (500): DrainHeld probes the table once per
+// drain and leaves the others for the next one. At the end, none of them
+// may be reported as a row another transaction holds: their rows are
+// free, and the user would look for a transaction that isn't there.
+// Before, an object found held at an earlier look and not tried since
+// (its table's probe failed) was reported as held.
+func TestDrainHeldObjectsLeftByAFailedProbeAreNotHeld(t *testing.T) {
+	ctx := context.Background()
+	pool, db := pgtest.NewMigratedDB(t)
+	queued := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
+	ids := make([]string, 10)
+	objs := make([]store.Object, len(ids))
+	for i := range ids {
+		ids[i] = fmt.Sprintf("cus_gate%02d", i)
+		objs[i] = store.Object{Raw: []byte(`{"id":"` + ids[i] + `","object":"customer","created":1700000000}`), AsOf: queued}
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := store.Upsert(ctx, tx, "customers", objs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
+SELECT 'customers', id, $2::timestamptz + i * interval '1 second', 'locked' FROM unnest($1::text[]) WITH ORDINALITY AS x(id, i)`, ids, queued); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ := pgtest.HoldRows(t, db, "customers", ids...)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/events" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/events"}`))
+			return
+		}
+		stripeError(500, "api_error", "outage")(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_drain", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		left []events.HeldRow
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		left, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: testLogger(t)}, nil, 5*time.Second)
+		done <- result{left, err}
+	}()
+	waitUntil(t, 10*time.Second, "DrainHeld to find every row held", func() bool {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM stripe_sync.events_refetch WHERE not_before > $1::timestamptz + interval '1 minute'`, queued).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == len(ids)
+	})
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if len(res.left) != len(ids) {
+		t.Fatalf("%d objects left queued, want all %d (Stripe answered none)", len(res.left), len(ids))
+	}
+	held, failed := events.SplitHeld(res.left)
+	if len(held) > 0 {
+		t.Errorf("%d of %d objects reported held by another transaction (%s), though every row was free: Stripe failed their table's probe", len(held), len(ids), events.HeldSummary(held))
+	}
+	for _, r := range failed {
+		if len(r.Pids) > 0 {
+			t.Errorf("%s reported with backends %v", r.ID, r.Pids)
+		}
+	}
+}
+
+// openGate fails (500) every retrieval of a single customer by the sync
+// and counts, at each attempt, the customers whose re-fetch is under way
+// (tried, the client's attempts not all spent): the fetches at once.
+type openGate struct {
+	attempts int // per fetch: 1 + the client's MaxRetries
+
+	mu       sync.Mutex
+	tries    map[string]int
+	spent    int // customers whose attempts are all spent
+	maxAfter int // most fetches at once once the first wave is spent
+	wave     int
+}
+
+func (g *openGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, single := strings.CutPrefix(r.URL.Path, "/v1/customers/")
+		if !single || r.Method != http.MethodGet || id == "" || strings.Contains(id, "/") ||
+			!strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		g.mu.Lock()
+		g.tries[id]++
+		if g.tries[id] == g.attempts {
+			g.spent++
+		}
+		open := 0
+		for _, n := range g.tries {
+			if n < g.attempts {
+				open++
+			}
+		}
+		if g.spent >= g.wave && g.tries[id] == 1 {
+			g.maxAfter = max(g.maxAfter, open)
+		}
+		g.mu.Unlock()
+		stripeError(500, "api_error", "outage")(w, r)
+	})
+}
+
+func (g *openGate) spentCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.spent
+}
+
+// A Stripe outage (500) on a table the sync has read before: the fetches
+// in flight when it began fail, and then one probe per drain tries the
+// table, as for a table not known readable, not every due object with
+// the client's retries at every drain. Before, a 5xx left the table
+// readable: 30 queued customers cost 30 fetches (each 1 + MaxRetries
+// attempts), 8 at once, at every drain for the whole outage.
+func TestOutageOnReadableTableProbedOncePerDrain(t *testing.T) {
+	const wave = 8 // refetchParallel
+	g := &openGate{attempts: 4, tries: map[string]int{}, wave: wave}
+	var outage atomic.Bool
+	v := setupWrapped(t, emulator.Options{}, func(h http.Handler) http.Handler {
+		gated := g.wrap(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if outage.Load() {
+				gated.ServeHTTP(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ids := v.newCustomers(t, 31)
+	stop := v.loop(t, events.Config{PollInterval: 300 * time.Millisecond})
+	v.queueCustomers(t, ids[:1])
+	waitUntil(t, 15*time.Second, "a customer re-fetched: the table is known readable", func() bool { return v.queuedCustomers(t, "true") == 0 })
+	outage.Store(true)
+	v.queueCustomers(t, ids[1:])
+	waitUntil(t, 60*time.Second, "the first wave and 3 more fetches to fail", func() bool { return g.spentCount() >= wave+3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	most := g.maxAfter
+	g.mu.Unlock()
+	if most > 1 {
+		t.Errorf("%d re-fetches of customers at once after the first %d failed in an outage, want 1 (the table's probe)", most, wave)
+	}
+	if n := v.queuedCustomers(t, "reason = 'owner'"); n != len(ids)-1 {
+		t.Errorf("%d of %d customers still queued with their reason, want all", n, len(ids)-1)
 	}
 }
