@@ -704,16 +704,15 @@ func TestEmptiedArrayInSecondRow(t *testing.T) {
 // sets every field Stripe filled in to NULL. The refusal (23502, before
 // any call) names each field Stripe can't unset, not only the first, and
 // the hint says what to do; read-only columns (created, livemode, object)
-// and fields Stripe can unset (metadata) are not named. (tax_exempt is
-// named: the generator reads "" only as a lone enum, and the spec gives
-// it as one value of tax_exempt's enum.)
+// and fields Stripe can unset (metadata, tax_exempt: "" is one value of
+// its enum) are not named.
 func TestCannotUnsetNamesEveryColumn(t *testing.T) {
 	calls, err := build(t, `UPDATE "stripe"."customers" SET "balance" = $1, "created" = $2, "delinquent" = $3, "invoice_prefix" = $4, "invoice_settings" = $5, "livemode" = $6, "metadata" = $7, "name" = $8, "next_invoice_sequence" = $9, "object" = $10, "preferred_locales" = $11, "tax_exempt" = $12 WHERE "id" = $13`,
 		`["cus_1", null, 0, null, "2026-12-07T15:01:36+00:00", null, false, null, "1F9EDB95", null, {"footer": null, "custom_fields": null}, null, false, null, {}, "Second", "First", null, 1, null, "customer", null, [], null, "none"]`)
 	if err == nil || err.Code != CodeNotNullViolation || calls != nil {
 		t.Fatalf("%v, %v: want 23502 and no calls", calls, err)
 	}
-	if want := "Stripe cannot unset balance, invoice_prefix, invoice_settings, next_invoice_sequence, preferred_locales and tax_exempt of customer: NULL is not allowed here"; err.Message != want {
+	if want := "Stripe cannot unset balance, invoice_prefix, invoice_settings, next_invoice_sequence and preferred_locales of customer: NULL is not allowed here"; err.Message != want {
 		t.Errorf("message\n got:  %s\n want: %s", err.Message, want)
 	}
 	if !strings.Contains(err.Hint, "findOneBy") {
@@ -808,5 +807,91 @@ func TestNestedUnsetInSecondRow(t *testing.T) {
 	}
 	if !strings.Contains(err.Detail, "in row 2 of 2") || !strings.Contains(err.Message, "payment_settings[save_default_payment_method]") {
 		t.Errorf("%+v", err)
+	}
+}
+
+// TestRemovedArrayInHash: an UPDATE that gives null for an array in
+// a column's hash, or leaves its key out, removes the elements as [] does,
+// and follows the same rule: the empty string only where Stripe's spec
+// takes it there (payment_method_types), else 22023 before any call,
+// naming the form key (Stripe refuses
+// ...[financial_connections][permissions]= with "cannot be unset", after
+// the calls of the statement's earlier rows). An array that was already
+// empty has nothing to remove: nothing is sent for it. Metadata keeps
+// removing a key with "", whatever its value was.
+func TestRemovedArrayInHash(t *testing.T) {
+	perm := func(v string) string {
+		return `{"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": ` + v + `}}}, "save_default_payment_method": "off"}`
+	}
+	permGone := `{"payment_method_options": {"us_bank_account": {"financial_connections": {}}}, "save_default_payment_method": "off"}`
+	const sub = `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id = 'sub_1'`
+	const key = "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]"
+	runFormCases(t, true, []formCase{
+		{"null for an array without \"\" in the schema", sub,
+			`["sub_1", ` + perm("null") + `, ` + perm(`["balances"]`) + `]`, "",
+			[]string{"payment_settings of stripe.subscriptions", "sets " + key + " to null or removes it"}},
+		{"the key left out", sub,
+			`["sub_1", ` + permGone + `, ` + perm(`["balances"]`) + `]`, "",
+			[]string{"sets " + key + " to null or removes it"}},
+		{"the key left out, another changed", `UPDATE stripe.setup_intents SET payment_method_options = $1 WHERE id = 'seti_1'`,
+			`["seti_1", {"card": {"mandate_options": {}, "request_three_d_secure": "any"}}, {"card": {"mandate_options": {"supported_types": ["india"]}, "request_three_d_secure": "automatic"}}]`, "",
+			[]string{"payment_method_options[card][mandate_options][supported_types]"}},
+		{"null for an empty array: nothing to remove", sub,
+			`["sub_1", ` + strings.Replace(perm("null"), `"off"`, `"on_subscription"`, 1) + `, ` + perm(`[]`) + `]`,
+			"payment_settings[save_default_payment_method]=on_subscription", nil},
+		{"the key of an empty array left out: nothing to remove", sub,
+			`["sub_1", ` + strings.Replace(permGone, `"off"`, `"on_subscription"`, 1) + `, ` + perm(`[]`) + `]`,
+			"payment_settings[save_default_payment_method]=on_subscription", nil},
+		{"null where the schema takes \"\"", sub,
+			`["sub_1", {"payment_method_types": null}, {"payment_method_types": ["card"]}]`,
+			"payment_settings[payment_method_types]=", nil},
+		{"left out where the schema takes \"\"", `UPDATE stripe.customers SET invoice_settings = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"footer": "f"}, {"custom_fields": [{"name": "PO", "value": "1"}], "footer": "f"}]`,
+			"invoice_settings[custom_fields]=&invoice_settings[footer]=f", nil},
+		{"metadata: a key removed, whatever it held", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"j": "x"}, {"k": ["v"], "j": "w"}]`,
+			"metadata[j]=x&metadata[k]=", nil},
+		{"metadata: null and \"\" remove a key", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": null, "l": ""}, {"k": "v", "l": "w"}]`,
+			"metadata[k]=&metadata[l]=", nil},
+	})
+}
+
+// TestRemovedArrayInSecondRow: the refusal of a removed array in
+// the second row of an UPDATE comes before the first row's call.
+func TestRemovedArrayInSecondRow(t *testing.T) {
+	calls, err := build(t, `UPDATE stripe.subscriptions SET payment_settings = $1 WHERE id IN ('sub_1', 'sub_2')`,
+		`["sub_1", `+strings.Replace(oldPMO, `"off"`, `"on_subscription"`, 1)+`, `+oldPMO+`]`,
+		`["sub_2", `+strings.Replace(oldPMO, `["payment_method", "balances"]`, `null`, 1)+`, `+oldPMO+`]`)
+	if err == nil || err.Code != CodeInvalidParameterValue || calls != nil {
+		t.Fatalf("%v, %v: want 22023 and no calls", calls, err)
+	}
+	if !strings.Contains(err.Detail, "in row 2 of 2") || !strings.Contains(err.Message, "[financial_connections][permissions]") {
+		t.Errorf("%+v", err)
+	}
+}
+
+// TestUnsetEnumWithEmpty: where Stripe's spec lists "" among the
+// values of a string's enum (a customer's tax_exempt, a payment intent's
+// setup_future_usage), NULL unsets the field with the empty string, as
+// where "" is an anyOf alternative; it was refused with 23502 ("Stripe
+// cannot unset"), the generator reading "" only as an enum of its own.
+func TestUnsetEnumWithEmpty(t *testing.T) {
+	for _, c := range []struct{ sql, row, want string }{
+		{`UPDATE stripe.customers SET tax_exempt = NULL WHERE id = 'cus_1'`, `["cus_1", null, "exempt"]`, "tax_exempt="},
+		{`UPDATE stripe.payment_intents SET setup_future_usage = NULL WHERE id = 'pi_1'`, `["pi_1", null, "off_session"]`, "setup_future_usage="},
+	} {
+		calls, err := build(t, c.sql, c.row)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		if len(calls) != 1 || len(calls[0].Calls) != 1 {
+			t.Errorf("%s: calls %v", c.sql, calls)
+			continue
+		}
+		if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+			t.Errorf("%s: body %s, want %s", c.sql, got, c.want)
+		}
 	}
 }

@@ -723,3 +723,71 @@ func TestNestedUnsetThroughProxy(t *testing.T) {
 	}
 	w.local("customers", cus, `address->'line2'`, "null")
 }
+
+// TestRemovedArrayThroughProxy: through the proxy and the
+// emulator, a two-row UPDATE whose second row gives null for a
+// subscription's payment_settings...financial_connections.permissions
+// (an array whose request schema takes no empty string) is refused with
+// 22023 naming the form key before any call, as emptying it with '[]'
+// is: Stripe refuses permissions= ("cannot be unset") after the first
+// row's call; the emulator keeps the elements. Neither row changes, in
+// Stripe or locally.
+func TestRemovedArrayThroughProxy(t *testing.T) {
+	e := setup(t)
+	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
+	cus := w.one(`INSERT INTO stripe.customers (email) VALUES ('removed@b.co') RETURNING id`)
+	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	settings := `{"save_default_payment_method": "off",
+		"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": ["payment_method", "balances"]}}}}`
+	var subs []string
+	for range 2 {
+		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
+			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
+	}
+	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
+	before := e.calls()
+	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
+			THEN jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"')
+			ELSE jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', 'null') END
+		WHERE id IN ($1, $2)`, subs[0], subs[1])
+	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]") {
+		t.Fatalf("permissions set to null: want 22023 naming the key, got %v", err)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for the refused statement", n)
+	}
+	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
+		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
+	}
+	for _, s := range subs {
+		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
+		if ps["save_default_payment_method"] != "off" {
+			t.Errorf("Stripe's %s: save_default_payment_method %v after the refused statement", s, ps["save_default_payment_method"])
+		}
+		fc := ps["payment_method_options"].(map[string]any)["us_bank_account"].(map[string]any)["financial_connections"].(map[string]any)
+		if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
+			t.Errorf("Stripe's %s: permissions %v after the refused statement", s, fc["permissions"])
+		}
+	}
+}
+
+// TestUnsetEnumWithEmptyThroughProxy: SET tax_exempt = NULL, which
+// Stripe's spec takes as "" (one value of its enum), reaches Stripe as
+// tax_exempt= and is applied; it was refused with 23502.
+func TestUnsetEnumWithEmptyThroughProxy(t *testing.T) {
+	e := setup(t)
+	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
+	cus := w.one(`INSERT INTO stripe.customers (email, tax_exempt) VALUES ('exempt@b.co', 'exempt') RETURNING id`)
+	before := e.calls()
+	w.exec("UPDATE 1", `UPDATE stripe.customers SET tax_exempt = NULL WHERE id = $1`, cus)
+	if n := e.calls() - before; n != 1 {
+		t.Errorf("%d Stripe calls, want 1", n)
+	}
+	if got := e.stripeObj("customers", cus)["tax_exempt"]; got == "exempt" {
+		t.Errorf("Stripe's tax_exempt still %v", got)
+	}
+	if got := e.local(`SELECT coalesce(tax_exempt, 'NULL') FROM stripe.customers WHERE id = $1`, cus); got == "exempt" {
+		t.Errorf("local tax_exempt still %s", got)
+	}
+}

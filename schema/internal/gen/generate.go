@@ -448,9 +448,12 @@ func (g *gen) params(op *spec.Operation, object *spec.Schema, table string, upda
 			if t == "" {
 				t = spec.TypeObject
 			}
-			if t == spec.TypeString && len(s.Enum) == 1 && s.Enum[0] == "" {
+			if t == spec.TypeString && slices.Contains(s.Enum, any("")) {
+				// "" alone is the unset alternative of an anyOf; among
+				// other values (a customer's tax_exempt, a payment
+				// intent's setup_future_usage) it unsets all the same.
 				p.unset = true
-				if len(ps.AnyOf) > 0 {
+				if len(s.Enum) == 1 && len(ps.AnyOf) > 0 {
 					return // "" only as the unset alternative
 				}
 			}
