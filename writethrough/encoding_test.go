@@ -585,31 +585,7 @@ func TestEmptiedArraysInHashesThroughProxy(t *testing.T) {
 	})
 	e.fault.Store(&record)
 
-	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
-	before := e.calls()
-	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
-			THEN jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"')
-			ELSE jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', '[]') END
-		WHERE id IN ($1, $2)`, subs[0], subs[1])
-	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]") {
-		t.Fatalf("emptied permissions: want 22023 naming the key, got %v", err)
-	}
-	if n := e.calls() - before; n != 0 {
-		t.Errorf("%d Stripe calls for the refused statement", n)
-	}
-	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
-		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
-	}
-	for _, s := range subs {
-		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
-		if ps["save_default_payment_method"] != "off" {
-			t.Errorf("Stripe's %s: save_default_payment_method %v after the refused statement", s, ps["save_default_payment_method"])
-		}
-		fc := ps["payment_method_options"].(map[string]any)["us_bank_account"].(map[string]any)["financial_connections"].(map[string]any)
-		if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
-			t.Errorf("Stripe's %s: permissions %v after the refused statement", s, fc["permissions"])
-		}
-	}
+	refusedPermissionsEdit(t, e, w, subs, `[]`, "emptied permissions")
 
 	// The column itself, where Stripe takes only an array.
 	w.refused("22023", `UPDATE stripe.customers SET preferred_locales = '[]' WHERE id = $1`, cus)
@@ -745,31 +721,7 @@ func TestRemovedArrayThroughProxy(t *testing.T) {
 		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
 			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
 	}
-	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
-	before := e.calls()
-	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
-			THEN jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"')
-			ELSE jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', 'null') END
-		WHERE id IN ($1, $2)`, subs[0], subs[1])
-	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]") {
-		t.Fatalf("permissions set to null: want 22023 naming the key, got %v", err)
-	}
-	if n := e.calls() - before; n != 0 {
-		t.Errorf("%d Stripe calls for the refused statement", n)
-	}
-	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
-		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
-	}
-	for _, s := range subs {
-		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
-		if ps["save_default_payment_method"] != "off" {
-			t.Errorf("Stripe's %s: save_default_payment_method %v after the refused statement", s, ps["save_default_payment_method"])
-		}
-		fc := ps["payment_method_options"].(map[string]any)["us_bank_account"].(map[string]any)["financial_connections"].(map[string]any)
-		if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
-			t.Errorf("Stripe's %s: permissions %v after the refused statement", s, fc["permissions"])
-		}
-	}
+	refusedPermissionsEdit(t, e, w, subs, `null`, "permissions set to null")
 }
 
 // TestUnsetEnumWithEmptyThroughProxy: SET tax_exempt = NULL, which
@@ -789,5 +741,39 @@ func TestUnsetEnumWithEmptyThroughProxy(t *testing.T) {
 	}
 	if got := e.local(`SELECT coalesce(tax_exempt, 'NULL') FROM stripe.customers WHERE id = $1`, cus); got == "exempt" {
 		t.Errorf("local tax_exempt still %s", got)
+	}
+}
+
+// refusedPermissionsEdit runs a two-row UPDATE of subs' payment_settings
+// whose second row gives the us_bank_account permissions array value (SQL
+// jsonb text), which Stripe can't take there, and checks that it is refused
+// with 22023 naming the key before any Stripe call, both rows unchanged in
+// Stripe and locally.
+func refusedPermissionsEdit(t *testing.T, e *env, w *walker, subs []string, value, what string) {
+	t.Helper()
+	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
+	before := e.calls()
+	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
+			THEN jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"')
+			ELSE jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', $3::jsonb) END
+		WHERE id IN ($1, $2)`, subs[0], subs[1], value)
+	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]") {
+		t.Fatalf("%s: want 22023 naming the key, got %v", what, err)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for the refused statement", n)
+	}
+	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
+		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
+	}
+	for _, s := range subs {
+		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
+		if ps["save_default_payment_method"] != "off" {
+			t.Errorf("Stripe's %s: save_default_payment_method %v after the refused statement", s, ps["save_default_payment_method"])
+		}
+		fc := ps["payment_method_options"].(map[string]any)["us_bank_account"].(map[string]any)["financial_connections"].(map[string]any)
+		if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
+			t.Errorf("Stripe's %s: permissions %v after the refused statement", s, fc["permissions"])
+		}
 	}
 }
