@@ -29,6 +29,39 @@ func ConnErrorText(err error) string {
 	return distinctLines(err.Error())
 }
 
+// ErrorText is err on one line, for run-time logs and /healthz, where
+// the wrapping context matters (unlike ConnErrorText, which start-up
+// errors prefix with their own). pgx puts each connection attempt of a
+// failed connect on a line of its own after "\n\t", with sslmode=prefer
+// the same one twice: those lines are joined, each once, the first after
+// the colon that introduces them.
+func ErrorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	var b strings.Builder
+	var seen []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l == "" || slices.Contains(seen, l) {
+			continue
+		}
+		if len(seen) > 0 {
+			if strings.HasSuffix(seen[len(seen)-1], ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		seen = append(seen, l)
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
 // distinctLines puts pgx's one line per connection attempt on one line.
 // With sslmode=prefer (the default) pgx dials twice, with and without TLS,
 // and an unreachable server then fails twice in the very same words.

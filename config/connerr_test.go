@@ -2,11 +2,14 @@ package config
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // An unreachable database with the default sslmode (prefer) fails both of
@@ -113,5 +116,56 @@ func TestBadDatabaseURLNamesTheForms(t *testing.T) {
 		if strings.Contains(msg, pw) || strings.Contains(msg, "\n") {
 			t.Errorf("%q: %q is not one line without the password", c.url, msg)
 		}
+	}
+}
+
+// refusedConnErr is pgx's error for a server that refuses connections,
+// with sslmode=prefer: one line per attempt, the same line twice.
+func refusedConnErr(t *testing.T) error {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://app:secret@127.0.0.1:%d/app?sslmode=prefer", addr.Port))
+	if err == nil {
+		c.Close(ctx)
+		t.Fatal("connected to a closed port")
+	}
+	if !strings.Contains(err.Error(), "\n") {
+		t.Fatalf("pgx's error is one line already, the test shows nothing: %q", err)
+	}
+	return err
+}
+
+// Run-time errors (heartbeat, election, /healthz) keep their context but
+// come on one line, each attempt's line once, and without the password.
+func TestErrorText(t *testing.T) {
+	err := fmt.Errorf("fleet heartbeat: %w", refusedConnErr(t))
+	got := ErrorText(err)
+	if strings.ContainsAny(got, "\n\t") {
+		t.Errorf("ErrorText spans lines: %q", got)
+	}
+	if !strings.HasPrefix(got, "fleet heartbeat: failed to connect to `user=app database=app`: 127.0.0.1:") {
+		t.Errorf("context lost: %q", got)
+	}
+	if n := strings.Count(got, "connection refused"); n != 1 {
+		t.Errorf("%d times connection refused: %q", n, got)
+	}
+	if strings.Contains(got, "secret") {
+		t.Errorf("password in %q", got)
+	}
+	for _, s := range []string{"one line: as it is", "a:\n\tb\n\tb\n\tc"} {
+		want := map[string]string{"one line: as it is": "one line: as it is", "a:\n\tb\n\tb\n\tc": "a: b; c"}[s]
+		if got := ErrorText(fmt.Errorf("%s", s)); got != want {
+			t.Errorf("ErrorText(%q) = %q, want %q", s, got, want)
+		}
+	}
+	if ErrorText(nil) != "" {
+		t.Error("ErrorText(nil) not empty")
 	}
 }

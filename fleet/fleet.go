@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/leader"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -104,7 +105,7 @@ func (m *Member) Run(ctx context.Context) error {
 		share, err := m.beat(ctx, rate)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Warn("fleet heartbeat failed; keeping the current rate limit", "err", err)
+				log.Warn("fleet heartbeat failed; keeping the current rate limit", "err", config.ErrorText(err))
 			}
 			continue
 		}

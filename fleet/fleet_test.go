@@ -2,12 +2,17 @@ package fleet
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -94,5 +99,38 @@ func TestMembersShareTheBudget(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM stripe_sync.instances WHERE heartbeat_at > now() - interval '5 seconds'").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("instances = %d, %v; want 2", n, err)
+	}
+}
+
+// With the database refusing connections, the heartbeat's warning is one
+// log line carrying pgx's error once, not its "\n\t"-separated attempts.
+func TestHeartbeatErrorOneLine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	pool, err := pgxpool.New(context.Background(), fmt.Sprintf("postgres://app@127.0.0.1:%d/app?sslmode=prefer&connect_timeout=5", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var buf logtest.Buffer
+	m := &Member{Pool: pool, Info: leader.Info{Instance: "a", Host: "h"}, Limiter: stripeapi.NewLimiter(10),
+		Counter: &Counter{}, Total: 10, IsLeader: func() bool { return false }, Interval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	line := buf.WaitLine(t, "fleet heartbeat failed", 10*time.Second)
+	cancel()
+	<-done
+	// slog's text handler escapes a newline as \n in the quoted value.
+	if strings.Contains(line, `\n`) || strings.Contains(line, `\t`) {
+		t.Errorf("multi-line error: %s", line)
+	}
+	if n := strings.Count(line, "connection refused"); n != 1 {
+		t.Errorf("connection refused %d times: %s", n, line)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgstripe/pgstripe/config"
 	"github.com/pgstripe/pgstripe/metrics"
 	"github.com/pgstripe/pgstripe/schema"
 )
@@ -90,10 +91,10 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, epoch 
 			}
 			wait = backoff
 			backoff = min(2*backoff, MaxFailBackoff)
-			log.Warn("sync failed; resigned, campaigning again", "err", le.err, "retry_in", wait)
+			log.Warn("sync failed; resigned, campaigning again", "err", config.ErrorText(le.err), "retry_in", wait)
 		case err != nil:
 			backoff = poll
-			log.Warn("leader election", "err", err)
+			log.Warn("leader election", "err", config.ErrorText(err))
 		default:
 			backoff = poll
 		}
@@ -180,7 +181,7 @@ func (e *Elector) term(ctx context.Context, poll time.Duration, log *slog.Logger
 			err := conn.Ping(pctx)
 			pcancel()
 			if err != nil && ctx.Err() == nil {
-				log.Warn("lost the leader connection; stepping down", "err", err)
+				log.Warn("lost the leader connection; stepping down", "err", config.ErrorText(err))
 				cancel()
 				<-done
 				return nil

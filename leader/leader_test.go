@@ -3,6 +3,10 @@ package leader
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/schema"
 )
@@ -125,5 +130,38 @@ func TestFailingLeadBacksOff(t *testing.T) {
 	// ms) allow at most 7 in 1.5 s.
 	if n := terms.Load(); n < 2 || n > 8 {
 		t.Fatalf("%d terms in 1.5 s", n)
+	}
+}
+
+// With the database refusing connections, the election's warning is one
+// log line carrying pgx's error once, not its "\n\t"-separated attempts.
+func TestElectionErrorOneLine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://app@127.0.0.1:%d/app?sslmode=prefer&connect_timeout=5", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf logtest.Buffer
+	e := &Elector{ConnConfig: cfg, Info: Info{Instance: "a", Host: "h"}, Poll: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Run(ctx, func(context.Context, int64) error { t.Error("elected without a database"); return nil })
+	}()
+	line := buf.WaitLine(t, "leader election", 10*time.Second)
+	cancel()
+	<-done
+	// slog's text handler escapes a newline as \n in the quoted value.
+	if strings.Contains(line, `\n`) || strings.Contains(line, `\t`) {
+		t.Errorf("multi-line error: %s", line)
+	}
+	if n := strings.Count(line, "connection refused"); n != 1 {
+		t.Errorf("connection refused %d times: %s", n, line)
 	}
 }

@@ -61,7 +61,9 @@ var (
 	})
 	// ProxyStatements counts statements by kind: passthrough (read from the
 	// proxy's own counter at scrape time, so the hot path pays one atomic
-	// add), write and rejected (counted by the write-through).
+	// add), write and rejected (counted by the write-through; rejected is
+	// a statement refused before any Stripe call: privileges, a failed
+	// transaction, a column Stripe doesn't take).
 	ProxyStatements = &statements{desc: prometheus.NewDesc("pgstripe_proxy_statements_total",
 		"Statements seen by the proxy (simple queries and extended-protocol executions), by kind: passthrough, write, rejected.",
 		[]string{"kind"}, nil)}

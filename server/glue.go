@@ -19,14 +19,16 @@ func classifier(sql string) proxy.Class {
 func interceptor(wt *writethrough.Interceptor) proxy.Interceptor {
 	return proxy.InterceptorFunc(func(ctx context.Context, call *proxy.Call) error {
 		start := time.Now()
-		err := wt.Intercept(ctx, call)
+		refused, err := wt.InterceptRefused(ctx, call)
 		if call.PassedOn() {
 			metrics.ProxyStatements.Inc("passthrough")
 			return err
 		}
 		table, op := wt.Labels(call.SQL)
 		kind := "write"
-		if op == "rejected" {
+		if op == "rejected" || refused {
+			// Refused before any Stripe call (42501, 42P01, 25P02…):
+			// not a write, whatever the statement would have written.
 			kind = "rejected"
 		}
 		metrics.ProxyStatements.Inc(kind)

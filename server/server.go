@@ -142,7 +142,13 @@ func run(ctx context.Context, opts Options) error {
 	var isLeader atomic.Bool
 	var syncErr atomic.Value // string: the last sync failure, for /healthz
 	health := map[string]metrics.Check{
-		"database": func(ctx context.Context) error { return pool.Ping(ctx) },
+		// pgx's connect errors span lines; the 503's JSON carries one.
+		"database": func(ctx context.Context) error {
+			if err := pool.Ping(ctx); err != nil {
+				return errors.New(config.ErrorText(err))
+			}
+			return nil
+		},
 		"sync": func(ctx context.Context) error {
 			s, _ := syncErr.Load().(string)
 			if s == "" {
@@ -194,7 +200,7 @@ func run(ctx context.Context, opts Options) error {
 				syncErr.Store("")
 				err := runSync(ctx, pool, client, cfg, epoch, opts.Progress, log)
 				if err != nil && ctx.Err() == nil {
-					syncErr.Store(err.Error())
+					syncErr.Store(config.ErrorText(err))
 				}
 				return err
 			})

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	stripe "github.com/stripe/stripe-go/v76"
@@ -57,6 +60,10 @@ type Client struct {
 	maxRetries int
 	obs        Observer
 	log        *slog.Logger
+	// failingSince is when the first "retrying" warning of the current
+	// run of failures was logged (UnixNano; 0: none), so that the first
+	// success after it is logged once, not every success.
+	failingSince atomic.Int64
 	// sleep is replaced in tests.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -240,17 +247,33 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	if idem == "" && method != http.MethodGet {
 		idem = stripe.NewIdempotencyKey()
 	}
-	var waited time.Duration
+	var waited, backedOff time.Duration
 	var firstSent time.Time
+	// reached: some attempt may have got to Stripe. Until one does, the
+	// call can't have taken effect, and a failure says so (NotSentError).
+	reached := false
 	for attempt := 0; ; attempt++ {
 		resp, at, err := c.once(ctx, method, r.Path, fv, idem)
 		waited += at.waited
+		if err == nil || !at.notSent(err) {
+			reached = true
+		}
+		fail := func(err error) error {
+			if reached {
+				return err
+			}
+			return &NotSentError{Err: err, Attempts: attempt + 1}
+		}
 		if firstSent.IsZero() && !at.sent.IsZero() {
 			// The call can't have taken effect at Stripe before its first
 			// attempt went out.
 			firstSent = at.sent
 		}
 		if err == nil {
+			if since := c.failingSince.Swap(0); since != 0 {
+				c.log.Info("stripe requests succeed again", "method", method, "path", r.Path,
+					"failing_for", time.Since(time.Unix(0, since)).Round(time.Millisecond))
+			}
 			resp.Waited, resp.Attempts = waited, attempt+1
 			if resp.replayed {
 				// An idempotent replay carries the object as of the attempt
@@ -277,25 +300,39 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, fail(ctx.Err())
 		}
 		if attempt >= c.maxRetries || !Retryable(err) {
-			return nil, err
+			return nil, fail(err)
 		}
 		d := backoff(attempt, err)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+max(2*at.latency, 100*time.Millisecond) {
 			// No time for another attempt and its answer (as long as
 			// twice this one's, at least 100 ms): Stripe's answer says
 			// more than the deadline would.
-			return nil, err
+			return nil, fail(err)
+		}
+		if !reached && PriorityFrom(ctx) == Interactive && backedOff+d > UnreachedBudget {
+			// A client waits, and Stripe refuses even the connection:
+			// the full schedule (about 40 s) would hold the client for
+			// nothing. Nothing was sent, so giving up is safe.
+			return nil, fail(err)
 		}
 		c.log.Warn("stripe request failed, retrying", "method", method, "path", r.Path,
 			"attempt", attempt+1, "in", d.Round(time.Millisecond), "err", err)
+		c.failingSince.CompareAndSwap(0, time.Now().UnixNano())
 		if err := c.sleep(ctx, d); err != nil {
-			return nil, err
+			return nil, fail(err)
 		}
+		backedOff += d
 	}
 }
+
+// UnreachedBudget bounds the backoff of an Interactive call none of whose
+// attempts could reach Stripe (connection refused, no such host). Once one
+// attempt may have reached Stripe, the call keeps the full retry schedule:
+// retrying with its idempotency key is what settles its outcome.
+const UnreachedBudget = 5 * time.Second
 
 // attempt carries what the transport saw back to Do, since stripe-go turns
 // a non-JSON error body into a plain error without the status.
@@ -308,6 +345,29 @@ type attempt struct {
 	// bodyErr is the error reading the response body failed with (the
 	// connection dropped mid-body): the answer never fully arrived.
 	bodyErr error
+	// connected: the transport got a connection for the request
+	// (httptrace GotConn), so bytes of it may have been sent.
+	connected atomic.Bool
+}
+
+// notSent reports whether the attempt, which failed with err, certainly
+// sent nothing to Stripe: the limiter never let it go, or the dial itself
+// failed (refused, no route, no such host) before any connection was had.
+// A transport that reuses a connection and redials after a failure on it
+// reports GotConn for the first, so a refused redial still counts as sent.
+func (at *attempt) notSent(err error) bool {
+	if at.sent.IsZero() {
+		return true
+	}
+	if at.connected.Load() {
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	var de *net.DNSError
+	return errors.As(err, &de)
 }
 
 type attemptKey struct{}
@@ -315,6 +375,9 @@ type attemptKey struct{}
 func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, *attempt, error) {
 	at := &attempt{}
 	ctx = context.WithValue(ctx, attemptKey{}, at)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { at.connected.Store(true) },
+	})
 	params := &stripe.Params{Context: ctx}
 	if idem != "" {
 		params.IdempotencyKey = stripe.String(idem)
@@ -458,6 +521,27 @@ type NetworkError struct{ Err error }
 
 func (e *NetworkError) Error() string { return "stripe: network error: " + e.Err.Error() }
 func (e *NetworkError) Unwrap() error { return e.Err }
+
+// NotSentError is a failed call none of whose attempts reached Stripe:
+// each failed before a connection was had (refused, no such host) or
+// never left the limiter. It can't have taken effect. Err is the last
+// error (a *NetworkError, or the context's when it ended first).
+type NotSentError struct {
+	Err      error
+	Attempts int
+}
+
+func (e *NotSentError) Error() string {
+	return fmt.Sprintf("%v (Stripe not reached in %d attempts)", e.Err, e.Attempts)
+}
+func (e *NotSentError) Unwrap() error { return e.Err }
+
+// NotSent reports whether err is a call that never reached Stripe (see
+// NotSentError).
+func NotSent(err error) bool {
+	var ns *NotSentError
+	return errors.As(err, &ns)
+}
 
 // Retryable reports whether err may succeed when the same call is repeated:
 // network errors, 429, 409, 5xx, unless Stripe said Stripe-Should-Retry:

@@ -6,14 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgstripe/pgstripe/logtest"
 )
 
 const testKey = "sk_test_supersecretkey123"
@@ -312,5 +317,145 @@ func TestRetryStopsBeforeDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d >= 1500*time.Millisecond {
 		t.Errorf("returned after %v, at the deadline", d)
+	}
+}
+
+// refusedURL is an address nothing listens on: every dial is refused.
+func refusedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+// A write none of whose attempts got a connection is known not to have
+// taken effect, and an interactive one gives up within UnreachedBudget of
+// backoff instead of the whole schedule; sync's (background) calls keep it.
+func TestRefusedWriteNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		p        Priority
+		attempts int // 0: fewer than the full schedule's
+	}{{Interactive, 0}, {Background, 9}} {
+		c, err := New(Config{APIKey: testKey, BaseURL: refusedURL(t), RateLimit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var slept time.Duration
+		c.sleep = func(ctx context.Context, d time.Duration) error { slept += d; return ctx.Err() }
+		_, err = c.Post(WithPriority(context.Background(), tc.p), "/v1/customers/cus_1", nil, "k")
+		var ns *NotSentError
+		if !errors.As(err, &ns) || !NotSent(err) {
+			t.Fatalf("%v: refused call: %T %v, want a NotSentError", tc.p, err, err)
+		}
+		var ne *NetworkError
+		if !errors.As(err, &ne) || !Retryable(err) {
+			t.Errorf("%v: the NetworkError is no longer found in %v", tc.p, err)
+		}
+		switch {
+		case tc.attempts != 0 && ns.Attempts != tc.attempts:
+			t.Errorf("%v: %d attempts, want %d", tc.p, ns.Attempts, tc.attempts)
+		case tc.attempts == 0 && (ns.Attempts < 2 || ns.Attempts >= 9 || slept > UnreachedBudget):
+			t.Errorf("%v: %d attempts after %v of backoff, want 2..8 within %v", tc.p, ns.Attempts, slept, UnreachedBudget)
+		}
+	}
+}
+
+// Once an attempt got a connection (the request may have been read), a
+// later refused one doesn't make the call "not sent", and the interactive
+// call keeps its full schedule: only the idempotent retry can settle it.
+func TestReachedThenRefusedIsUncertain(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close() // read the request, never answer
+	}))
+	defer srv.Close()
+	c, err := New(Config{APIKey: testKey, BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sleep = func(ctx context.Context, d time.Duration) error {
+		srv.Close() // Stripe goes away after the first attempt
+		return ctx.Err()
+	}
+	_, err = c.Post(WithPriority(context.Background(), Interactive), "/v1/customers/cus_1", nil, "k")
+	var ne *NetworkError
+	if err == nil || NotSent(err) || !errors.As(err, &ne) {
+		t.Fatalf("err = %T %v, want a NetworkError not marked NotSent", err, err)
+	}
+	if !strings.Contains(err.Error(), "refused") {
+		t.Errorf("the last attempt was not refused: %v", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("server saw %d requests, want 1", calls.Load())
+	}
+}
+
+// After "retrying" warnings, the first success logs one Info line; later
+// successes and the successes of other requests don't repeat it.
+func TestRecoveryLoggedOnce(t *testing.T) {
+	var calls atomic.Int32
+	var buf logtest.Buffer
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.WriteHeader(503)
+			return
+		}
+		w.Write([]byte(`{"id":"cus_1","object":"customer"}`))
+	}, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	ctx := context.Background()
+	if _, err := c.Get(ctx, "/v1/customers/cus_1", nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Get(ctx, "/v1/customers/cus_1", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := buf.String()
+	if n := strings.Count(log, "failed, retrying"); n != 2 {
+		t.Fatalf("%d retry warnings, want 2:\n%s", n, log)
+	}
+	if n := strings.Count(log, "succeed again"); n != 1 {
+		t.Fatalf("%d recovery lines, want 1:\n%s", n, log)
+	}
+	if !strings.Contains(log, "level=INFO msg=\"stripe requests succeed again\"") {
+		t.Errorf("recovery not logged at Info:\n%s", log)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// http.Transport sends a request with an Idempotency-Key on an idle
+// connection and, when that fails as the server closes it, redials: a
+// refused redial then ends an attempt whose request may have been read.
+// The connection it got (GotConn) counts, not the last dial error.
+func TestRefusedRedialAfterConnIsSent(t *testing.T) {
+	for _, gotConn := range []bool{false, true} {
+		c, err := New(Config{APIKey: testKey, BaseURL: "http://127.0.0.1:1", RateLimit: 1000, MaxRetries: -1,
+			Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if tr := httptrace.ContextClientTrace(r.Context()); gotConn && tr != nil && tr.GotConn != nil {
+					tr.GotConn(httptrace.GotConnInfo{Reused: true})
+				}
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+			})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Post(context.Background(), "/v1/customers", nil, "k")
+		if NotSent(err) == gotConn {
+			t.Errorf("GotConn %v: NotSent(%v) = %v", gotConn, err, NotSent(err))
+		}
 	}
 }

@@ -14,5 +14,9 @@
 // always gets the next token before Background (sync). 429s cut the
 // effective rate and it recovers slowly; 429, 409, 5xx and network errors are
 // retried with jittered backoff, writes with one idempotency key across
-// retries. The API key is never logged.
+// retries. A call none of whose attempts got a connection (refused, no
+// such host) fails with a *NotSentError: it can't have taken effect; an
+// Interactive one gives up after UnreachedBudget of backoff. The first
+// success after "retrying" warnings is logged once, at Info. The API key
+// is never logged.
 package stripeapi

@@ -117,6 +117,7 @@
 //	403 permission_error                            42501 insufficient_privilege
 //	5xx / api_error                                 58000 system_error
 //	no answer (network)                             58030 io_error
+//	no connection at all (refused, no such host)    58030 io_error, DETAIL: not reached, nothing changed
 //	no answer in time (Config.Timeout, or the       57014 query_canceled
 //	session's statement_timeout)
 //

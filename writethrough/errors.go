@@ -64,6 +64,11 @@ func stripeCode(e *stripeapi.Error) string {
 // unknown.
 const mayHaveTakenEffect = "the Stripe call may still have taken effect: the events loop will bring the result into the table"
 
+// notReached is the DETAIL clause for a call none of whose attempts got a
+// connection to Stripe (stripeapi.NotSentError): it certainly changed
+// nothing, and the client may simply retry.
+const notReached = "Stripe was not reached (no connection): nothing was changed"
+
 // stripeError turns a failed Stripe call into an ErrorResponse. A write
 // (not a GET) that failed without a definite answer (no answer, a cancel,
 // a 5xx, a 2xx whose body can't be read) may have taken effect at Stripe;
@@ -71,7 +76,10 @@ const mayHaveTakenEffect = "the Stripe call may still have taken effect: the eve
 func stripeError(err error, call string) *pgproto3.ErrorResponse {
 	e := stripeErrorResponse(err, call)
 	method, _, _ := strings.Cut(call, " ")
-	if mayHaveTakenEffectOf(err, method) {
+	switch {
+	case stripeapi.NotSent(err):
+		e.Detail += "; " + notReached
+	case mayHaveTakenEffectOf(err, method):
 		e.Detail += "; " + mayHaveTakenEffect
 	}
 	return e
@@ -85,6 +93,9 @@ func mayHaveTakenEffectOf(err error, method string) bool {
 }
 
 func unknownOutcome(err error) bool {
+	if stripeapi.NotSent(err) {
+		return false // no attempt got a connection
+	}
 	var se *stripeapi.Error
 	if errors.As(err, &se) {
 		// A 2xx is an error only when its body can't be read: the call
@@ -122,15 +133,26 @@ func stripeErrorResponse(err error, call string) *pgproto3.ErrorResponse {
 			Message: msg, Detail: strings.Join(d, ", "), Hint: se.DocURL}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
+		msg := "canceling statement: Stripe did not answer in time"
+		if stripeapi.NotSent(err) {
+			msg = "canceling statement: could not connect to Stripe in time"
+		}
 		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeTimeout,
-			Message: "canceling statement: Stripe did not answer in time", Detail: call}
+			Message: msg, Detail: call}
 	}
 	if errors.Is(err, context.Canceled) {
 		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeTimeout,
 			Message: "canceling statement due to user request", Detail: call}
 	}
+	// Not 08001 even when no connection to Stripe was had: class 08 tells
+	// clients their own connection failed, and pools (HikariCP, pgx) drop
+	// it, while the session is fine.
+	msg := "could not reach Stripe: "
+	if stripeapi.NotSent(err) {
+		msg = "could not connect to Stripe: "
+	}
 	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeStripeIO,
-		Message: "could not reach Stripe: " + err.Error(), Detail: call}
+		Message: msg + err.Error(), Detail: call}
 }
 
 // translateError turns a plan error into an ErrorResponse.

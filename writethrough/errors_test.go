@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	url2 "net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
@@ -258,5 +262,134 @@ func TestReturningErrorFields(t *testing.T) {
 				t.Errorf("through the proxy the error differs from Postgres's own:\n%s", d)
 			}
 		})
+	}
+}
+
+// With Stripe unreachable (every connection refused), a write says
+// definitely that nothing was changed, and answers within about
+// stripeapi.UnreachedBudget instead of the whole retry schedule (39 s).
+func TestStripeDownWriteNotReached(t *testing.T) {
+	var cfg *Config
+	e := setup(t, func(c *Config) { cfg = c })
+	id := e.ok(`INSERT INTO stripe.customers (email, name) VALUES ('down@b.co', 'up') RETURNING id`).rows[0][0]
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ln.Close() // Stripe killed: the port refuses connections
+	down, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_writethrough", BaseURL: base, RateLimit: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *cfg
+	c.Stripe, c.Timeout = down, 60*time.Second
+	e.ic = New(c)
+
+	start := time.Now()
+	r := e.fails(codeStripeIO, `UPDATE stripe.customers SET name = 'down' WHERE id = $1`, id)
+	took := time.Since(start)
+	if !strings.Contains(r.err.Detail, notReached) || strings.Contains(r.err.Detail, mayHaveTakenEffect) {
+		t.Errorf("DETAIL %q: want it to say Stripe was not reached, and nothing of an unknown outcome", r.err.Detail)
+	}
+	if !strings.HasPrefix(r.err.Message, "could not connect to Stripe") {
+		t.Errorf("message %q", r.err.Message)
+	}
+	// The budget is of backoff; the refused attempts themselves are quick.
+	if took > stripeapi.UnreachedBudget+3*time.Second {
+		t.Errorf("the refused write took %v", took)
+	}
+	if got := e.local(`SELECT name FROM stripe.customers WHERE id = $1`, id); got != "up" {
+		t.Errorf("local name %q", got)
+	}
+}
+
+// The DETAIL of a call that never reached Stripe says so, whatever ended it
+// (the retries, a deadline while waiting to retry), and never that it may
+// have taken effect.
+func TestStripeErrorNotSent(t *testing.T) {
+	refused := &stripeapi.NetworkError{Err: errors.New("dial tcp 127.0.0.1:1: connect: connection refused")}
+	for _, tc := range []struct {
+		err  error
+		code string
+	}{
+		{&stripeapi.NotSentError{Err: refused, Attempts: 5}, codeStripeIO},
+		{&stripeapi.NotSentError{Err: context.DeadlineExceeded, Attempts: 3}, codeTimeout},
+		{&stripeapi.NotSentError{Err: context.Canceled, Attempts: 1}, codeTimeout},
+	} {
+		e := stripeError(tc.err, "POST /v1/customers/cus_1")
+		if e.Code != tc.code || !strings.Contains(e.Detail, notReached) || strings.Contains(e.Detail, mayHaveTakenEffect) {
+			t.Errorf("%v: %s %q", tc.err, e.Code, e.Detail)
+		}
+		if mayHaveTakenEffectOf(tc.err, "POST") {
+			t.Errorf("%v: counted as of unknown outcome", tc.err)
+		}
+	}
+	// Without the mark, a network error stays of unknown outcome.
+	if e := stripeError(refused, "POST /v1/customers/cus_1"); !strings.Contains(e.Detail, mayHaveTakenEffect) || strings.Contains(e.Detail, notReached) {
+		t.Errorf("unmarked network error: %q", e.Detail)
+	}
+}
+
+// A statement refused before any Stripe call (no privilege, a failed
+// transaction, an unknown column) is Refused, for the metrics' "rejected";
+// one that got to Stripe, even refused there, is a write.
+func TestReplyRefused(t *testing.T) {
+	e := setup(t)
+	id := e.ok(`INSERT INTO stripe.customers (email) VALUES ('ref@b.co') RETURNING id`).rows[0][0]
+	exec := func(sql string) Reply {
+		t.Helper()
+		return e.ic.Execute(e.ctx, PgConnUpstream(e.conn.PgConn()), Request{SQL: sql, TxStatus: e.txStatus(), Describe: true})
+	}
+	code := func(r Reply) string {
+		for _, m := range r.Messages {
+			if er, ok := m.(*pgproto3.ErrorResponse); ok {
+				return er.Code
+			}
+		}
+		return ""
+	}
+	for _, tc := range []struct {
+		sql     string
+		code    string
+		refused bool
+	}{
+		{`UPDATE stripe.customers SET name = 'n' WHERE id = '` + id + `'`, "", false},
+		{`UPDATE stripe.customers SET no_such_column = 'n' WHERE id = '` + id + `'`, "42703", true},
+		{`UPDATE stripe.customers SET name = 'none' WHERE id = 'cus_none'`, "", false}, // no row: UPDATE 0
+	} {
+		if r := exec(tc.sql); r.Refused() != tc.refused || r.Pass || code(r) != tc.code {
+			t.Errorf("%s: Refused %v (pass %v, error %q), want %v (%q)", tc.sql, r.Refused(), r.Pass, code(r), tc.refused, tc.code)
+		}
+	}
+
+	// Stripe refuses: the statement was a write all the same.
+	var f faultFunc = func(w http.ResponseWriter, r *http.Request, form url2.Values) bool {
+		return stripeAnswer(w, 400, `{"error":{"type":"invalid_request_error","message":"no","param":"name"}}`)
+	}
+	e.fault.Store(&f)
+	if r := exec(`UPDATE stripe.customers SET name = 'x' WHERE id = '` + id + `'`); r.Refused() || code(r) != codeInvalidParam {
+		t.Errorf("refused by Stripe: Refused %v, error %q", r.Refused(), code(r))
+	}
+	e.fault.Store(nil)
+
+	// In a failed transaction: 25P02, no call.
+	if _, err := e.conn.Exec(e.ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	e.conn.Exec(e.ctx, `SELECT 1/0`)
+	if r := exec(`UPDATE stripe.customers SET name = 'n' WHERE id = '` + id + `'`); !r.Refused() || code(r) != "25P02" {
+		t.Errorf("failed transaction: Refused %v, error %q", r.Refused(), code(r))
+	}
+	if _, err := e.conn.Exec(e.ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without UPDATE privilege: 42501, no call.
+	e.asRole(`REVOKE UPDATE ON stripe.customers FROM $role`)
+	r := exec(`UPDATE stripe.customers SET name = 'n' WHERE id = '` + id + `'`)
+	if !r.Refused() || code(r) != "42501" {
+		t.Errorf("no privilege: Refused %v, error %q", r.Refused(), code(r))
 	}
 }

@@ -21,6 +21,13 @@ func ProxyClassify(sql string) proxy.Class {
 
 // Intercept implements proxy.Interceptor.
 func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
+	_, err := ic.InterceptRefused(ctx, call)
+	return err
+}
+
+// InterceptRefused is Intercept, and also reports whether the statement
+// was refused before any Stripe call (Reply.Refused), for metrics.
+func (ic *Interceptor) InterceptRefused(ctx context.Context, call *proxy.Call) (refused bool, err error) {
 	req := Request{
 		SQL:           call.SQL,
 		Params:        call.Params,
@@ -34,9 +41,9 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 	rep := ic.Execute(ctx, up, req)
 	if rep.Pass {
 		if rep.Unrelayable {
-			return call.Forward() // the proxy sends the client's message on
+			return false, call.Forward() // the proxy sends the client's message on
 		}
-		return call.Relay(ctx) // not ours: run it as it is
+		return false, call.Relay(ctx) // not ours: run it as it is
 	}
 	if rep.quietKnown {
 		call.SetQuiet(rep.quiet)
@@ -46,10 +53,10 @@ func (ic *Interceptor) Intercept(ctx context.Context, call *proxy.Call) error {
 	}
 	for _, m := range rep.Messages {
 		if err := call.Send(m); err != nil {
-			return err
+			return rep.Refused(), err
 		}
 	}
-	return nil
+	return rep.Refused(), nil
 }
 
 type proxyUpstream struct{ u *proxy.Upstream }

@@ -153,6 +153,21 @@ type Reply struct {
 	// (command tag and table), for the proxy's warning when an error later
 	// in the same pipeline rolls back its implicit transaction.
 	lasting string
+	// stripeStage: the statement got past every check to its Stripe
+	// calls; an error before that is a refusal (Refused).
+	stripeStage bool
+}
+
+// Refused reports whether the reply is an error given before any Stripe
+// call: a check refused the statement (privileges, a failed transaction,
+// an unknown column, Postgres's own analysis). Metrics count these apart
+// from writes.
+func (r *Reply) Refused() bool {
+	if r.Pass || r.stripeStage || len(r.Messages) == 0 {
+		return false
+	}
+	_, ok := r.Messages[len(r.Messages)-1].(*pgproto3.ErrorResponse)
+	return ok
 }
 
 func (r *Reply) notice(msg, detail string) {
@@ -322,10 +337,11 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		callCtx, cancel = context.WithDeadline(ctx, start.Add(stmtTimeout))
 		defer cancel()
 	}
-	done, failErr, failRow, failUncertain, uncertain := ic.call(callCtx, st, calls)
+	rep.stripeStage = true
+	done, failErr, failRow, failUncertain, failNotSent, uncertain := ic.call(callCtx, st, calls)
 	if failErr != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		failErr.Message = "canceling statement due to statement timeout"
-		if !failUncertain {
+		if !failUncertain && !failNotSent {
 			failErr.Detail += "; " + mayHaveTakenEffect
 			failUncertain = true
 		}
@@ -540,14 +556,16 @@ type applied struct {
 // to the events loop).
 //
 // failUncertain says whether the first failed row's call failed without a
-// definite answer (its DETAIL says so: mayHaveTakenEffect); uncertain
-// lists the other rows that did, in statement order.
-func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, failErr *pgproto3.ErrorResponse, failRow int, failUncertain bool, uncertain []int) {
+// definite answer (its DETAIL says so: mayHaveTakenEffect), failNotSent
+// whether it certainly never reached Stripe (notReached); uncertain lists
+// the other rows that failed without a definite answer, in statement order.
+func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, failErr *pgproto3.ErrorResponse, failRow int, failUncertain, failNotSent bool, uncertain []int) {
 	ctx, cancel := context.WithTimeout(stripeapi.WithPriority(ctx, stripeapi.Interactive), ic.cfg.Timeout)
 	defer cancel()
 	exec := executionID()
 	results := make([]*applied, len(rows))
 	unknown := make([]bool, len(rows))
+	notSent := make([]bool, len(rows))
 	failRow = len(rows)
 	var (
 		mu sync.Mutex
@@ -600,6 +618,7 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 					}
 					mu.Lock()
 					unknown[i] = mayHaveTakenEffectOf(err, c.Method)
+					notSent[i] = stripeapi.NotSent(err)
 					if i < failRow {
 						failRow, failErr = i, e
 					}
@@ -627,9 +646,9 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 		}
 	}
 	if failErr != nil {
-		failUncertain = unknown[failRow]
+		failUncertain, failNotSent = unknown[failRow], notSent[failRow]
 	}
-	return done, failErr, failRow, failUncertain, uncertain
+	return done, failErr, failRow, failUncertain, failNotSent, uncertain
 }
 
 // checkAnswer refuses a successful answer that is not a Stripe object with
