@@ -27,6 +27,12 @@ var hotPathCases = []struct {
 		enc(&pgproto3.Bind{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("4242")}}, &pgproto3.Execute{}, &pgproto3.Sync{}),
 		enc(&pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("0")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'})},
+	// A statement Postgres refuses (a serialization failure a client
+	// retries in a loop): the reply is read for its severity (isFatal).
+	{"error",
+		enc(&pgproto3.Query{String: "SELECT abalance FROM pgbench_accounts WHERE aid = 1/0;"}),
+		enc(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "22012", Message: "division by zero",
+			File: "int.c", Line: 841, Routine: "int4div"}, &pgproto3.ReadyForQuery{TxStatus: 'I'})},
 }
 
 // hotPathSession is a session whose two sides read from resettable inputs,
