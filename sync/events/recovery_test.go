@@ -3,7 +3,6 @@ package events_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -73,22 +72,6 @@ func setupWrapped(t *testing.T, opts emulator.Options, wrap func(http.Handler) h
 	return v
 }
 
-// refusing makes the emulator answer the sync's requests (key
-// sk_test_events) that match with status and an invalid_request_error.
-func refusing(match func(*http.Request) bool, status int, message string) func(http.Handler) http.Handler {
-	return func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if match(r) && strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(status)
-				fmt.Fprintf(w, `{"error":{"type":"invalid_request_error","message":%q}}`, message)
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	}
-}
-
 // A re-fetch Stripe refuses for good (a restricted key without access to
 // invoice items answers 403; the items' table is then in phase error, but
 // invoice events still queue their items) must not stay at the head of
@@ -96,9 +79,9 @@ func refusing(match func(*http.Request) bool, status int, message string) func(h
 // entries would starve every other re-fetch (same-second orderings,
 // nested lists, upcoming invoices) forever.
 func TestRefusedRefetchDoesNotStarveQueue(t *testing.T) {
-	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
-		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/invoiceitems/")
-	}, http.StatusForbidden, "The provided key does not have the required permissions for this endpoint."))
+	g := &retrievalGate{table: "invoiceitems"}
+	g.failAll(gateError{http.StatusForbidden, "The provided key does not have the required permissions for this endpoint."})
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ctx := context.Background()
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
@@ -135,9 +118,16 @@ SELECT 'invoiceitems', 'ii_refused' || g, now() - interval '1 hour', 'owner' FRO
 // objects that still exist.
 func TestRebackfillResumingFailedTableKeepsRows(t *testing.T) {
 	var refuse atomic.Bool
-	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
-		return refuse.Load() && r.URL.Path == "/v1/customers" && r.URL.Query().Get("starting_after") != ""
-	}, http.StatusBadRequest, "Something Stripe refused."))
+	v := setupWrapped(t, emulator.Options{}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if refuse.Load() && r.URL.Path == "/v1/customers" && r.URL.Query().Get("starting_after") != "" &&
+				strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
+				gateError{http.StatusBadRequest, "Something Stripe refused."}.write(w)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
 	ctx := context.Background()
 	w := workload.New(v.mut, 41)
 	for range 130 {

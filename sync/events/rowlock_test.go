@@ -332,23 +332,14 @@ VALUES ('customers', 'cus_held', $1, 'locked'), ('customers', 'cus_free', $1, 'l
 			_, pid := pgtest.HoldRows(t, db, "customers", "cus_held")
 
 			var fetchedHeld bool
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				switch r.URL.Path {
-				case "/v1/events":
-					w.Header().Set("Content-Type", "application/json")
-					w.Write([]byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/events"}`))
-				case "/v1/customers/cus_free":
+			client, srv := eventlessStripe(t, 1, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v1/customers/cus_free" {
 					c.answer(w, r)
-				default:
-					fetchedHeld = fetchedHeld || r.URL.Path == "/v1/customers/cus_held"
-					stripeError(404, "invalid_request_error", "No such object")(w, r)
+					return
 				}
-			}))
-			t.Cleanup(srv.Close)
-			client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_drain", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
+				fetchedHeld = fetchedHeld || r.URL.Path == "/v1/customers/cus_held"
+				stripeError(404, "invalid_request_error", "No such object")(w, r)
+			})
 			var logs logtest.Buffer
 			log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			left, err := events.DrainHeld(ctx, events.Config{Pool: pool, Client: client, PollInterval: 50 * time.Millisecond, Logger: log}, nil, 2*time.Second)
@@ -400,6 +391,27 @@ VALUES ('customers', 'cus_held', $1, 'locked'), ('customers', 'cus_free', $1, 'l
 			}
 		})
 	}
+}
+
+// eventlessStripe is a Stripe that lists no events and answers every
+// other request with answer, and a client of it (key sk_test_drain,
+// maxRetries) for DrainHeld.
+func eventlessStripe(t *testing.T, maxRetries int, answer http.HandlerFunc) (*stripeapi.Client, *httptest.Server) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/events" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/events"}`))
+			return
+		}
+		answer(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_drain", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: maxRetries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, srv
 }
 
 // stripeError answers as Stripe does with an error of status.

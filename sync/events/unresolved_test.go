@@ -1,10 +1,10 @@
 package events_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,7 +16,6 @@ import (
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/store"
-	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/workload"
 )
@@ -35,10 +34,8 @@ const restrictedKeyRefusal = "The provided key 'rk_test_***abc' does not have th
 // stores Stripe's state and the status clears. Before, the entry was
 // dropped with a log line: the row stale with nothing telling the user.
 func TestRefusedAmbiguousRefetchKeptUnresolved(t *testing.T) {
-	var refuse atomic.Bool
-	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
-		return refuse.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/customers/")
-	}, http.StatusForbidden, restrictedKeyRefusal))
+	g := &retrievalGate{}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ctx := context.Background()
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
@@ -46,7 +43,7 @@ func TestRefusedAmbiguousRefetchKeptUnresolved(t *testing.T) {
 	w := workload.New(v.mut, 71)
 	w.Do(ctx, "createCustomer")
 	cus := w.Pick("customers")
-	refuse.Store(true)
+	g.failAll(refusal403)
 	v.sameSecondStates(t, cus, 4)
 	stop := v.loop(t, events.Config{})
 	reason := func() string {
@@ -70,7 +67,7 @@ func TestRefusedAmbiguousRefetchKeptUnresolved(t *testing.T) {
 		}
 	}
 
-	refuse.Store(false)
+	g.failAll(gateError{})
 	if _, err := v.pool.Exec(ctx, `UPDATE stripe_sync.events_refetch SET not_before = now() - interval '1 hour' WHERE object = 'customers' AND id = $1`, cus); err != nil {
 		t.Fatal(err)
 	}
@@ -93,19 +90,9 @@ func TestRefusedAmbiguousRefetchKeptUnresolved(t *testing.T) {
 // due again at the same time: still one request. Before, each entry was
 // fetched, refused and dropped.
 func TestRestrictedTableProbedOnce(t *testing.T) {
-	var gets atomic.Int64
-	refuse := refusing(func(r *http.Request) bool {
-		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/invoiceitems/")
-	}, http.StatusForbidden, restrictedKeyRefusal)
-	v := setupWrapped(t, emulator.Options{}, func(h http.Handler) http.Handler {
-		inner := refuse(h)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/invoiceitems/") {
-				gets.Add(1)
-			}
-			inner.ServeHTTP(w, r)
-		})
-	})
+	g := &retrievalGate{table: "invoiceitems"}
+	g.failAll(refusal403)
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ctx := context.Background()
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
@@ -129,7 +116,7 @@ WHERE object = 'invoiceitems' AND reason = 'unresolved' AND not_before > now() +
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
-		if got := gets.Load(); got != int64(round) {
+		if got := g.count(); got != round {
 			t.Errorf("round %d: %d re-fetches of invoice items in all, want %d (one per process for a table the key can't read)", round, got, round)
 		}
 		status := v.queryText(t, `SELECT last_error FROM stripe_sync.status WHERE object = 'invoiceitems'`)
@@ -153,12 +140,8 @@ WHERE object = 'invoiceitems' AND reason = 'unresolved' AND not_before > now() +
 // first, was probed again at the end of every window and closed the table
 // again: no re-fetch of the table was ever made.
 func TestOneRefusedObjectDoesNotCloseItsTable(t *testing.T) {
-	var refused atomic.Value
-	refused.Store("")
-	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
-		id, _ := refused.Load().(string)
-		return id != "" && r.Method == http.MethodGet && r.URL.Path == "/v1/customers/"+id
-	}, http.StatusForbidden, restrictedKeyRefusal))
+	g := &retrievalGate{}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ctx := context.Background()
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {
 		t.Fatal(err)
@@ -181,7 +164,7 @@ func TestOneRefusedObjectDoesNotCloseItsTable(t *testing.T) {
 		t.Fatalf("customers %v: %v", ids, err)
 	}
 	x, others := ids[0], ids[1:]
-	refused.Store(x)
+	g.fail(refusal403, x)
 	// x due first: the first drain's probe, refused, closes the table.
 	if _, err := v.pool.Exec(ctx, `INSERT INTO stripe_sync.events_refetch (object, id, not_before, reason)
 SELECT 'customers', id, now() - CASE WHEN id = $1 THEN interval '2 hours' ELSE interval '1 hour' END, 'owner' FROM unnest($2::text[]) id
@@ -218,75 +201,139 @@ ON CONFLICT (object, id) DO UPDATE SET not_before = excluded.not_before, reason 
 	})
 }
 
-// customerGate stands between the sync (key sk_test_events) and the
-// emulator: it records the sync's retrievals of single customers, and
-// fails (500) or refuses (403, a restricted key) them when told.
-type customerGate struct {
-	failAll atomic.Bool  // every request of the sync: a Stripe outage
-	failID  atomic.Value // string: the retrieval of this customer only
-	refuse  atomic.Bool  // every retrieval of a customer
+// retrievalGate stands between the emulator and the sync (key
+// sk_test_events): it records the sync's retrievals of single objects of
+// one table, answers them with Stripe's errors when told, and in an
+// outage answers every request of the sync with a 500.
+type retrievalGate struct {
+	table string // whose retrievals (GET /v1/{table}/{id}) it gates: customers when empty
+	// latency delays each retrieval, as Stripe's does: long enough for a
+	// drain's other fetches to start meanwhile.
+	latency time.Duration
+	// answering, when set, is told of each retrieval and the status it
+	// gets, before it is answered.
+	answering func(id string, status int)
+
+	outage atomic.Bool // every request of the sync: 500
 
 	mu          sync.Mutex
-	gets        []customerGet
+	all         gateError            // every retrieval, when set
+	ids         map[string]gateError // the retrievals of these ids
+	gets        []retrieval
 	inFlight    int
-	maxInFlight int // while failAll
+	maxInFlight int // during an outage
 }
 
-type customerGet struct {
+// gateError is Stripe's answer to a request it fails or refuses; the zero
+// gateError lets the request through.
+type gateError struct {
+	status  int
+	message string
+}
+
+var (
+	outage500  = gateError{http.StatusInternalServerError, "outage"}
+	refusal403 = gateError{http.StatusForbidden, restrictedKeyRefusal}
+)
+
+type retrieval struct {
 	id     string
 	status int
 	at     time.Time // when answered
 }
 
-func (s *customerGate) wrap(h http.Handler) http.Handler {
+// failAll answers every retrieval with e (the zero gateError: none).
+func (g *retrievalGate) failAll(e gateError) {
+	g.mu.Lock()
+	g.all = e
+	g.mu.Unlock()
+}
+
+// fail answers the retrievals of ids with e.
+func (g *retrievalGate) fail(e gateError, ids ...string) {
+	g.mu.Lock()
+	if g.ids == nil {
+		g.ids = map[string]gateError{}
+	}
+	for _, id := range ids {
+		g.ids[id] = e
+	}
+	g.mu.Unlock()
+}
+
+func (g *retrievalGate) wrap(h http.Handler) http.Handler {
+	prefix := "/v1/customers/"
+	if g.table != "" {
+		prefix = "/v1/" + g.table + "/"
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
 			h.ServeHTTP(w, r)
 			return
 		}
-		id, single := strings.CutPrefix(r.URL.Path, "/v1/customers/")
+		id, single := strings.CutPrefix(r.URL.Path, prefix)
 		single = single && r.Method == http.MethodGet && id != "" && !strings.Contains(id, "/")
-		if single {
-			s.mu.Lock()
-			s.inFlight++
-			if s.failAll.Load() {
-				s.maxInFlight = max(s.maxInFlight, s.inFlight)
+		if !single {
+			if g.outage.Load() {
+				outage500.write(w)
+				return
 			}
-			s.mu.Unlock()
-			// Long enough for the drain's other fetches to start
-			// meanwhile, as against Stripe's latency.
-			time.Sleep(20 * time.Millisecond)
+			h.ServeHTTP(w, r)
+			return
 		}
-		failID, _ := s.failID.Load().(string)
-		status := http.StatusOK
-		switch {
-		case s.failAll.Load() || single && id == failID:
-			status = http.StatusInternalServerError
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			w.Write([]byte(`{"error":{"type":"api_error","message":"outage"}}`))
-		case single && s.refuse.Load():
-			status = http.StatusForbidden
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			fmt.Fprintf(w, `{"error":{"type":"invalid_request_error","message":%q}}`, restrictedKeyRefusal)
-		default:
+		g.mu.Lock()
+		g.inFlight++
+		if g.outage.Load() {
+			g.maxInFlight = max(g.maxInFlight, g.inFlight)
+		}
+		g.mu.Unlock()
+		time.Sleep(g.latency)
+		g.mu.Lock()
+		answer := g.all
+		if e, ok := g.ids[id]; ok && answer.status == 0 {
+			answer = e
+		}
+		g.mu.Unlock()
+		if g.outage.Load() {
+			answer = outage500
+		}
+		status := cmp.Or(answer.status, http.StatusOK)
+		if g.answering != nil {
+			g.answering(id, status)
+		}
+		if answer.status != 0 {
+			answer.write(w)
+		} else {
 			h.ServeHTTP(w, r)
 		}
-		if single {
-			s.mu.Lock()
-			s.inFlight--
-			s.gets = append(s.gets, customerGet{id: id, status: status, at: time.Now()})
-			s.mu.Unlock()
-		}
+		g.mu.Lock()
+		g.inFlight--
+		g.gets = append(g.gets, retrieval{id: id, status: status, at: time.Now()})
+		g.mu.Unlock()
 	})
 }
 
+func (e gateError) write(w http.ResponseWriter) {
+	typ := "invalid_request_error"
+	if e.status >= 500 {
+		typ = "api_error"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	fmt.Fprintf(w, `{"error":{"type":%q,"message":%q}}`, typ, e.message)
+}
+
 // since are the retrievals answered from the n-th on, and how many there are in all.
-func (s *customerGate) since(n int) ([]customerGet, int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]customerGet(nil), s.gets[min(n, len(s.gets)):]...), len(s.gets)
+func (g *retrievalGate) since(n int) ([]retrieval, int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]retrieval(nil), g.gets[min(n, len(g.gets)):]...), len(g.gets)
+}
+
+// count is how many retrievals were answered.
+func (g *retrievalGate) count() int {
+	_, n := g.since(0)
+	return n
 }
 
 // newCustomers creates n customers in Stripe, then the events cursor.
@@ -323,7 +370,7 @@ func (v *env) queuedCustomers(t *testing.T, cond string) int {
 
 // okSpan is the time from the first to the last of gets, all answered 200,
 // which must be want.
-func okSpan(t *testing.T, gets []customerGet, want int) time.Duration {
+func okSpan(t *testing.T, gets []retrieval, want int) time.Duration {
 	t.Helper()
 	ok := 0
 	for _, g := range gets {
@@ -344,8 +391,8 @@ func okSpan(t *testing.T, gets []customerGet, want int) time.Duration {
 // Before, they waited for the next drain (a poll interval), or more
 // for a table with more than a batch due.
 func TestReadableTableFetchedInFirstDrain(t *testing.T) {
-	s := &customerGate{}
-	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	g := &retrievalGate{latency: 20 * time.Millisecond}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	const n, poll = 30, 2 * time.Second
 	ids := v.newCustomers(t, n)
 	v.queueCustomers(t, ids)
@@ -354,7 +401,7 @@ func TestReadableTableFetchedInFirstDrain(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	gets, _ := s.since(0)
+	gets, _ := g.since(0)
 	if span := okSpan(t, gets, n); span >= poll/2 {
 		t.Errorf("the %d re-fetches of a readable table took %s from the probe to the last: more than one drain (poll interval %s)", n, span.Round(time.Millisecond), poll)
 	}
@@ -367,8 +414,8 @@ func TestReadableTableFetchedInFirstDrain(t *testing.T) {
 // whose probe it answers. Measured before: the probe's drain, then the
 // rest at the next one (a poll interval more per 100 objects).
 func TestRefetchesSettleInOneDrainAfterOutage(t *testing.T) {
-	s := &customerGate{}
-	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	g := &retrievalGate{latency: 20 * time.Millisecond}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	const n, poll = 30, 2 * time.Second
 	ids := v.newCustomers(t, n)
 	stop := v.loop(t, events.Config{PollInterval: poll})
@@ -377,25 +424,25 @@ func TestRefetchesSettleInOneDrainAfterOutage(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the first poll", func() bool {
 		return v.queryText(t, `SELECT max(_synced_at)::text FROM stripe.customers`) != ""
 	})
-	s.failAll.Store(true)
+	g.outage.Store(true)
 	v.queueCustomers(t, ids)
 	waitUntil(t, 20*time.Second, "two drains' probes to fail", func() bool {
-		gets, _ := s.since(0)
+		gets, _ := g.since(0)
 		return len(gets) > 4 // the client's attempts of one probe: 1 + MaxRetries 3
 	})
-	_, mark := s.since(0)
-	s.failAll.Store(false)
+	_, mark := g.since(0)
+	g.outage.Store(false)
 	waitUntil(t, 20*time.Second, "every queued customer to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Lock()
-	most := s.maxInFlight
-	s.mu.Unlock()
+	g.mu.Lock()
+	most := g.maxInFlight
+	g.mu.Unlock()
 	if most != 1 {
 		t.Errorf("%d retrievals of customers at once during the outage, want 1 (one probe of the table per drain)", most)
 	}
-	gets, _ := s.since(mark)
+	gets, _ := g.since(mark)
 	for len(gets) > 0 && gets[0].status != http.StatusOK {
 		gets = gets[1:] // a probe's attempts from before the end of the outage
 	}
@@ -410,10 +457,10 @@ func TestRefetchesSettleInOneDrainAfterOutage(t *testing.T) {
 // queued, retried. Before, it was the table's probe at every drain, and
 // no other customer was ever re-fetched.
 func TestFailingObjectDoesNotStarveItsTable(t *testing.T) {
-	s := &customerGate{}
-	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	g := &retrievalGate{latency: 20 * time.Millisecond}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ids := v.newCustomers(t, 10)
-	s.failID.Store(ids[0])
+	g.fail(outage500, ids[0])
 	v.queueCustomers(t, ids)
 	stop := v.loop(t, events.Config{PollInterval: 300 * time.Millisecond})
 	waitUntil(t, 30*time.Second, "the other customers to be re-fetched", func() bool {
@@ -436,8 +483,8 @@ func TestFailingObjectDoesNotStarveItsTable(t *testing.T) {
 // taken for readable for good: each object was fetched and refused on
 // its own, every 10 minutes.
 func TestTableRefusedMidRunProbedOnce(t *testing.T) {
-	s := &customerGate{}
-	v := setupWrapped(t, emulator.Options{}, s.wrap)
+	g := &retrievalGate{latency: 20 * time.Millisecond}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	const n, inFlight = 25, 8 // refetchParallel
 	ids := v.newCustomers(t, n+5)
 	stop := v.loop(t, events.Config{})
@@ -445,13 +492,13 @@ func TestTableRefusedMidRunProbedOnce(t *testing.T) {
 	v.queueCustomers(t, ids[:5])
 	waitUntil(t, 15*time.Second, "the readable table's customers to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
 
-	s.refuse.Store(true)
-	_, mark := s.since(0)
+	g.failAll(refusal403)
+	_, mark := g.since(0)
 	v.queueCustomers(t, ids[5:])
 	waitUntil(t, 20*time.Second, "every refused customer to be kept queued, unresolved, for 10 minutes", func() bool {
 		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '9 minutes'") == n
 	})
-	gets, all := s.since(mark)
+	gets, all := g.since(mark)
 	if len(gets) > inFlight {
 		t.Errorf("%d retrievals of %d customers after the key lost the permission, want at most the %d in flight when the first was refused", len(gets), n, inFlight)
 	}
@@ -467,12 +514,12 @@ func TestTableRefusedMidRunProbedOnce(t *testing.T) {
 	waitUntil(t, 20*time.Second, "every refused customer to be kept queued for 10 more minutes", func() bool {
 		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '20 minutes'") == n
 	})
-	if gets, _ := s.since(all); len(gets) != 1 {
+	if gets, _ := g.since(all); len(gets) != 1 {
 		t.Errorf("%d retrievals of a table the key can't read when its %d objects came due again, want 1", len(gets), n)
 	}
 
 	// The permission granted: nothing was lost.
-	s.refuse.Store(false)
+	g.failAll(gateError{})
 	v.e.SetClockOffset(22 * time.Minute)
 	waitUntil(t, 20*time.Second, "every customer to be re-fetched once the key may read them", func() bool { return v.queuedCustomers(t, "true") == 0 })
 	waitUntil(t, 10*time.Second, "the status to clear", func() bool {
@@ -490,12 +537,8 @@ func TestTableRefusedMidRunProbedOnce(t *testing.T) {
 // same object would leave every customer queued in the next 10 minutes
 // unresolved.
 func TestRefusedObjectAloneDoesNotCloseItsTable(t *testing.T) {
-	var refused atomic.Value
-	refused.Store("")
-	v := setupWrapped(t, emulator.Options{}, refusing(func(r *http.Request) bool {
-		id, _ := refused.Load().(string)
-		return id != "" && r.Method == http.MethodGet && r.URL.Path == "/v1/customers/"+id
-	}, http.StatusForbidden, restrictedKeyRefusal))
+	g := &retrievalGate{}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ids := v.newCustomers(t, 3)
 	x := ids[0]
 	stop := v.loop(t, events.Config{})
@@ -503,7 +546,7 @@ func TestRefusedObjectAloneDoesNotCloseItsTable(t *testing.T) {
 	v.queueCustomers(t, ids[1:2])
 	waitUntil(t, 15*time.Second, "a readable customer to be re-fetched", func() bool { return v.queuedCustomers(t, "true") == 0 })
 
-	refused.Store(x)
+	g.fail(refusal403, x)
 	v.queueCustomers(t, []string{x})
 	waitUntil(t, 15*time.Second, "the refused customer to be kept queued, unresolved", func() bool {
 		return v.queuedCustomers(t, "reason = 'unresolved' AND not_before > now() + interval '9 minutes'") == 1
@@ -525,52 +568,6 @@ func TestRefusedObjectAloneDoesNotCloseItsTable(t *testing.T) {
 	}
 }
 
-// retrievalGate answers the sync's retrievals of single customers (key
-// sk_test_events) with status for the ids in fail (all of them when
-// failAll), and counts every retrieval by id.
-type retrievalGate struct {
-	status  int
-	message string
-	failAll bool
-
-	mu   sync.Mutex
-	fail map[string]bool
-	gets map[string]int
-	n    int
-}
-
-func (g *retrievalGate) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, single := strings.CutPrefix(r.URL.Path, "/v1/customers/")
-		if !single || r.Method != http.MethodGet || id == "" || strings.Contains(id, "/") ||
-			!strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
-			h.ServeHTTP(w, r)
-			return
-		}
-		g.mu.Lock()
-		if g.gets == nil {
-			g.gets = map[string]int{}
-		}
-		g.gets[id]++
-		g.n++
-		fail := g.failAll || g.fail[id]
-		g.mu.Unlock()
-		if !fail {
-			h.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(g.status)
-		fmt.Fprintf(w, `{"error":{"type":"api_error","message":%q}}`, g.message)
-	})
-}
-
-func (g *retrievalGate) count() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.n
-}
-
 // A key Stripe stops accepting (401: rolled, or revoked) while more than
 // a batch of re-fetches is due: the re-fetcher may try the table once
 // per poll interval, never in a loop without pause. Before, a drain that
@@ -579,7 +576,8 @@ func (g *retrievalGate) count() int {
 // retried) made the re-fetcher read the queue, lock rows and ask Stripe
 // back to back, hundreds of times a second, each with its warning.
 func TestUnansweredFullBatchWaitsAPollInterval(t *testing.T) {
-	g := &retrievalGate{status: http.StatusUnauthorized, message: "Invalid API Key provided: sk_test_***ents", failAll: true}
+	g := &retrievalGate{}
+	g.failAll(gateError{http.StatusUnauthorized, "Invalid API Key provided: sk_test_***ents"})
 	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ids := make([]string, 150)
 	for i := range ids {
@@ -613,12 +611,10 @@ func TestUnansweredFullBatchWaitsAPollInterval(t *testing.T) {
 // one than the last", which with two failing objects is always the other
 // failing one: the table's other objects were never re-fetched.
 func TestTwoFailingObjectsDoNotStarveTheirTable(t *testing.T) {
-	g := &retrievalGate{status: http.StatusInternalServerError, message: "outage"}
+	g := &retrievalGate{}
 	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ids := v.newCustomers(t, 6)
-	g.mu.Lock()
-	g.fail = map[string]bool{ids[0]: true, ids[1]: true}
-	g.mu.Unlock()
+	g.fail(outage500, ids[0], ids[1])
 	v.queueCustomers(t, ids)
 	stop := v.loop(t, events.Config{PollInterval: 300 * time.Millisecond})
 	waitUntil(t, 45*time.Second, "the readable customers to be re-fetched", func() bool {
@@ -660,19 +656,7 @@ SELECT 'customers', id, $2::timestamptz + i * interval '1 second', 'locked' FROM
 		t.Fatal(err)
 	}
 	tx, _ := pgtest.HoldRows(t, db, "customers", ids...)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/events" {
-			w.Header().Set("Content-Type", "application/json")
-			w.Write([]byte(`{"object":"list","data":[],"has_more":false,"url":"/v1/events"}`))
-			return
-		}
-		stripeError(500, "api_error", "outage")(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	client, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_drain", BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, _ := eventlessStripe(t, 3, stripeError(500, "api_error", "outage"))
 	type result struct {
 		left []events.HeldRow
 		err  error
@@ -710,52 +694,6 @@ SELECT 'customers', id, $2::timestamptz + i * interval '1 second', 'locked' FROM
 	}
 }
 
-// openGate fails (500) every retrieval of a single customer by the sync
-// and counts, at each attempt, the customers whose re-fetch is under way
-// (tried, the client's attempts not all spent): the fetches at once.
-type openGate struct {
-	attempts int // per fetch: 1 + the client's MaxRetries
-
-	mu       sync.Mutex
-	tries    map[string]int
-	spent    int // customers whose attempts are all spent
-	maxAfter int // most fetches at once once the first wave is spent
-	wave     int
-}
-
-func (g *openGate) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, single := strings.CutPrefix(r.URL.Path, "/v1/customers/")
-		if !single || r.Method != http.MethodGet || id == "" || strings.Contains(id, "/") ||
-			!strings.HasSuffix(r.Header.Get("Authorization"), "sk_test_events") {
-			h.ServeHTTP(w, r)
-			return
-		}
-		g.mu.Lock()
-		g.tries[id]++
-		if g.tries[id] == g.attempts {
-			g.spent++
-		}
-		open := 0
-		for _, n := range g.tries {
-			if n < g.attempts {
-				open++
-			}
-		}
-		if g.spent >= g.wave && g.tries[id] == 1 {
-			g.maxAfter = max(g.maxAfter, open)
-		}
-		g.mu.Unlock()
-		stripeError(500, "api_error", "outage")(w, r)
-	})
-}
-
-func (g *openGate) spentCount() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.spent
-}
-
 // A Stripe outage (500) on a table the sync has read before: the fetches
 // in flight when it began fail, and then one probe per drain tries the
 // table, as for a table not known readable, not every due object with
@@ -763,32 +701,57 @@ func (g *openGate) spentCount() int {
 // readable: 30 queued customers cost 30 fetches (each 1 + MaxRetries
 // attempts), 8 at once, at every drain for the whole outage.
 func TestOutageOnReadableTableProbedOncePerDrain(t *testing.T) {
-	const wave = 8 // refetchParallel
-	g := &openGate{attempts: 4, tries: map[string]int{}, wave: wave}
-	var outage atomic.Bool
-	v := setupWrapped(t, emulator.Options{}, func(h http.Handler) http.Handler {
-		gated := g.wrap(h)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if outage.Load() {
-				gated.ServeHTTP(w, r)
-				return
+	const (
+		wave     = 8 // refetchParallel
+		attempts = 4 // per fetch: 1 + the client's MaxRetries
+	)
+	// At each attempt in the outage, the customers whose re-fetch is
+	// under way (tried, its attempts not all spent): the fetches at once.
+	var (
+		mu       sync.Mutex
+		tries    = map[string]int{}
+		spent    int // customers whose attempts are all spent
+		maxAfter int // most fetches at once once the first wave is spent
+	)
+	spentCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return spent
+	}
+	g := &retrievalGate{answering: func(id string, status int) {
+		if status != http.StatusInternalServerError {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		tries[id]++
+		if tries[id] == attempts {
+			spent++
+		}
+		open := 0
+		for _, n := range tries {
+			if n < attempts {
+				open++
 			}
-			h.ServeHTTP(w, r)
-		})
-	})
+		}
+		if spent >= wave && tries[id] == 1 {
+			maxAfter = max(maxAfter, open)
+		}
+	}}
+	v := setupWrapped(t, emulator.Options{}, g.wrap)
 	ids := v.newCustomers(t, 31)
 	stop := v.loop(t, events.Config{PollInterval: 300 * time.Millisecond})
 	v.queueCustomers(t, ids[:1])
 	waitUntil(t, 15*time.Second, "a customer re-fetched: the table is known readable", func() bool { return v.queuedCustomers(t, "true") == 0 })
-	outage.Store(true)
+	g.failAll(outage500)
 	v.queueCustomers(t, ids[1:])
-	waitUntil(t, 60*time.Second, "the first wave and 3 more fetches to fail", func() bool { return g.spentCount() >= wave+3 })
+	waitUntil(t, 60*time.Second, "the first wave and 3 more fetches to fail", func() bool { return spentCount() >= wave+3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	g.mu.Lock()
-	most := g.maxAfter
-	g.mu.Unlock()
+	mu.Lock()
+	most := maxAfter
+	mu.Unlock()
 	if most > 1 {
 		t.Errorf("%d re-fetches of customers at once after the first %d failed in an outage, want 1 (the table's probe)", most, wave)
 	}
