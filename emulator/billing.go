@@ -34,7 +34,8 @@ var (
 		keys: []string{"active", "inclusive"}, events: "tax_rate", what: "tax rate",
 		blank: []string{"country", "description", "jurisdiction", "state", "tax_type"}})
 	kSub = addKind(&kind{table: "subscriptions", schema: "subscription", prefix: "sub_", base: "/v1/subscriptions", idParam: "subscription_exposed_id",
-		keys: []string{"customer", "_status", "_price", "collection_method", "test_clock", "_pending", "_pending_at"}, indexed: []string{"_pending"},
+		keys: []string{"customer", "_status", "_price", "collection_method", "test_clock", "_pending", "_pending_at",
+			"_latest_invoice", "_trial_end", "_cancel_at", "_period_end"}, indexed: []string{"test_clock", "_pending"},
 		events: "customer.subscription", skip: []string{"items"},
 		listHandled: []string{"status", "price"}})
 	kSubItem = addKind(&kind{table: "subscription_items", schema: "subscription_item", prefix: "si_", base: "/v1/subscription_items", idParam: "item",
@@ -78,7 +79,8 @@ func init() {
 				}
 			}
 		}
-		k := []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method"), getStr(obj, "test_clock"), "", ""}
+		k := []string{getStr(obj, "customer"), getStr(obj, "status"), " " + strings.Join(prices, " ") + " ", getStr(obj, "collection_method"), getStr(obj, "test_clock"), "", "",
+			getStr(obj, "latest_invoice"), "", "", strconv.FormatInt(getInt(obj, "current_period_end"), 10)}
 		// A subscription with a pending update keeps its clock (offClock
 		// for none) as _pending, indexed, and the update's expiry as
 		// _pending_at: expiries are found without decoding every
@@ -86,6 +88,18 @@ func init() {
 		// with the object.
 		if pu := pendingOf(obj); pu != nil {
 			k[5], k[6] = cmp.Or(k[4], offClock), strconv.FormatInt(getInt(pu, "expires_at"), 10)
+		}
+		// What a clock's step reads of every subscription it bills
+		// (nextBillingStep), kept as keys so that finding the next step
+		// decodes none: latest_invoice (whose _due_at says when it falls
+		// overdue), trial_end while trialing (trial_will_end), cancel_at
+		// when set, and current_period_end (the renewal). test_clock is
+		// indexed, so a step looks at the subscriptions of its clock only.
+		if te, ok := toInt(obj["trial_end"]); ok && k[1] == "trialing" {
+			k[8] = strconv.FormatInt(te, 10)
+		}
+		if ca, ok := toInt(obj["cancel_at"]); ok && ca > 0 {
+			k[9] = strconv.FormatInt(ca, 10)
 		}
 		return k
 	}

@@ -222,13 +222,7 @@ func advanceClock(e *Emulator, c *reqCtx) (any, *apiError) {
 }
 
 func (e *Emulator) clockHasSubscriptions(clock string) bool {
-	t := e.tables["subscriptions"]
-	for _, r := range t.ordered {
-		if v, _ := t.keyOf(r, "test_clock"); v == clock {
-			return true
-		}
-	}
-	return false
+	return len(e.tables["subscriptions"].withKey("test_clock", clock)) > 0
 }
 
 // advanceLimit is the latest time clock may be advanced to from cur: "Cannot
@@ -257,27 +251,22 @@ func (e *Emulator) advanceLimit(clock string, cur int64) (int64, bool) {
 // bills (active, trialing, past_due, unpaid), by id, in creation order:
 // canceled and incomplete_expired are over, and an incomplete one does
 // not renew (it expires: expireIncomplete).
-func (e *Emulator) billedOnClock(clock string) iter.Seq2[string, map[string]any] {
+func (e *Emulator) billedOnClock(clock string) iter.Seq2[string, *record] {
 	return e.subsOnClock(clock, "active", "trialing", "past_due", "unpaid")
 }
 
-// subsOnClock yields the subscriptions on clock in one of statuses, by
-// id, in creation order.
-func (e *Emulator) subsOnClock(clock string, statuses ...string) iter.Seq2[string, map[string]any] {
-	return func(yield func(string, map[string]any) bool) {
+// subsOnClock yields the records of the subscriptions on clock in one of
+// statuses, by id, in creation order. Their keys hold what a step reads
+// (kSub.keyFunc): an advance asks at each step for every subscription on
+// the clock, and decoding them all made most of its work.
+func (e *Emulator) subsOnClock(clock string, statuses ...string) iter.Seq2[string, *record] {
+	return func(yield func(string, *record) bool) {
 		t := e.tables["subscriptions"]
-		for _, r := range t.ordered {
-			if v, _ := t.keyOf(r, "test_clock"); v != clock {
-				continue
-			}
+		for _, r := range t.withKey("test_clock", clock) {
 			if st, _ := t.keyOf(r, "_status"); !slices.Contains(statuses, st) {
 				continue
 			}
-			sub, err := decodeObject(r.raw)
-			if err != nil {
-				continue
-			}
-			if !yield(r.id, sub) {
+			if !yield(r.id, r) {
 				return
 			}
 		}
@@ -435,14 +424,20 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 			}
 		}
 	}
-	for id, sub := range e.billedOnClock(clock) {
-		if te, ok := toInt(sub["trial_end"]); ok && getStr(sub, "status") == "trialing" && te-trialWarning > from {
+	subs := e.tables["subscriptions"]
+	for id, r := range e.billedOnClock(clock) {
+		// _trial_end is kept while trialing only, _cancel_at when
+		// positive only (kSub.keyFunc).
+		if te, ok := subs.timeKey(r, "_trial_end"); ok && te-trialWarning > from {
 			consider(billingStep{te - trialWarning, stepTrialWillEnd, id})
 		}
-		if ca, ok := toInt(sub["cancel_at"]); ok && ca > 0 {
+		if ca, ok := subs.timeKey(r, "_cancel_at"); ok {
 			consider(billingStep{ca, stepCancel, id})
 		}
-		if due, ok := e.overdueAt(sub); ok {
+		status, _ := subs.keyOf(r, "_status")
+		method, _ := subs.keyOf(r, "collection_method")
+		latest, _ := subs.keyOf(r, "_latest_invoice")
+		if due, ok := e.overdueAt(status, method, latest); ok {
 			// Overdue before this advance (a subscription back on
 			// send_invoice with its latest invoice already past due):
 			// at the advance's first moment, not in the clock's past.
@@ -451,10 +446,12 @@ func (e *Emulator) nextBillingStep(clock string, schedules []string, from, to in
 		for inv, at := range e.dunnedInvoices(id) {
 			consider(billingStep{at, stepRetry, inv})
 		}
-		consider(billingStep{getInt(sub, "current_period_end"), stepRenew, id})
+		end, _ := subs.timeKey(r, "_period_end")
+		consider(billingStep{end, stepRenew, id})
 	}
-	for id, sub := range e.subsOnClock(clock, "incomplete") {
-		consider(billingStep{getInt(sub, "created") + incompleteExpiry, stepExpire, id})
+	// A record's created is its object's, which never changes.
+	for id, r := range e.subsOnClock(clock, "incomplete") {
+		consider(billingStep{r.created + incompleteExpiry, stepExpire, id})
 	}
 	// Of any status: an update left pending on a subscription canceled
 	// meanwhile still expires, its invoice voided.
@@ -598,25 +595,25 @@ func (e *Emulator) endAtCancelAt(c *reqCtx, sub map[string]any) {
 	e.stopCollection(c, getStr(sub, "customer"))
 }
 
-// overdueAt is when sub falls past_due: an active send_invoice
+// overdueAt is when a subscription of status and collection method
+// whose latest invoice is latest falls past_due: an active send_invoice
 // subscription whose latest invoice is open with a due_date, at that
 // date ("If subscription collection_method=send_invoice it becomes
 // past_due when its invoice is not paid by the due date", spec,
-// subscription.status). Read from the invoice's record keys (_due_at),
-// not decoded: a clock's advance asks at each step for every
-// subscription it bills. false when sub does not fall overdue.
-func (e *Emulator) overdueAt(sub map[string]any) (int64, bool) {
-	if getStr(sub, "status") != "active" || getStr(sub, "collection_method") != "send_invoice" {
+// subscription.status). Read from record keys (the subscription's, the
+// invoice's _due_at), not decoded objects: a clock's advance asks at
+// each step for every subscription it bills. false when it does not
+// fall overdue.
+func (e *Emulator) overdueAt(status, method, latest string) (int64, bool) {
+	if status != "active" || method != "send_invoice" {
 		return 0, false
 	}
 	t := e.tables["invoices"]
-	r := t.byID[getStr(sub, "latest_invoice")]
+	r := t.byID[latest]
 	if r == nil {
 		return 0, false
 	}
-	k, _ := t.keyOf(r, "_due_at")
-	due, err := strconv.ParseInt(k, 10, 64)
-	return due, err == nil
+	return t.timeKey(r, "_due_at")
 }
 
 // fallOverdue makes sub past_due at c.now, its latest invoice unpaid
@@ -628,7 +625,7 @@ func (e *Emulator) overdueAt(sub map[string]any) (int64, bool) {
 // additional deadline after that": leave it past_due (doc.go). Paying
 // the latest invoice makes it active again (invoicePaid).
 func (e *Emulator) fallOverdue(c *reqCtx, sub map[string]any) {
-	if due, ok := e.overdueAt(sub); !ok || due > c.now {
+	if due, ok := e.overdueAt(getStr(sub, "status"), getStr(sub, "collection_method"), getStr(sub, "latest_invoice")); !ok || due > c.now {
 		return
 	}
 	old := deepCopy(sub).(map[string]any)

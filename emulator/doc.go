@@ -22,7 +22,10 @@
 //     records by customer (a customer's payment methods or invoices are a page
 //     of that slice, not a scan); invoices on a retry schedule are indexed by
 //     their subscription too, so a clock's advance finds the retries due
-//     without decoding every open invoice at each step.
+//     without decoding every open invoice at each step; subscriptions are
+//     indexed by their test clock and keep the times a step reads (period
+//     end, trial end, cancel_at) as keys, so a step decodes only the
+//     subscription that acts.
 //   - objects.go: objects are built generically from the fixture of their
 //     resource plus the request params; expand[] resolves ids in any table.
 //   - kinds.go, billing.go, payments.go: per-type behaviour that matters —

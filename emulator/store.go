@@ -142,13 +142,22 @@ func (t *table) withKey(field, value string) []*record {
 func (t *table) timesWithKey(field, value, timeField string) iter.Seq2[string, int64] {
 	return func(yield func(string, int64) bool) {
 		for _, r := range t.withKey(field, value) {
-			k, _ := t.keyOf(r, timeField)
-			at, err := strconv.ParseInt(k, 10, 64)
-			if err == nil && !yield(r.id, at) {
+			if at, ok := t.timeKey(r, timeField); ok && !yield(r.id, at) {
 				return
 			}
 		}
 	}
+}
+
+// timeKey is the Unix time r holds as its key field; false when it holds
+// none.
+func (t *table) timeKey(r *record, field string) (int64, bool) {
+	k, _ := t.keyOf(r, field)
+	if k == "" {
+		return 0, false // without a parse's error, which allocates
+	}
+	at, err := strconv.ParseInt(k, 10, 64)
+	return at, err == nil
 }
 
 func less(a, b *record) bool {
