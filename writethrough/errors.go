@@ -69,6 +69,12 @@ const mayHaveTakenEffect = "the Stripe call may still have taken effect: the eve
 // nothing, and the client may simply retry.
 const notReached = "Stripe was not reached (no connection): nothing was changed"
 
+// notReachedCall replaces notReached when the failed call never reached
+// Stripe but other calls of the statement did: what they changed stands
+// (the rest of the DETAIL says what), so the statement is not to be
+// repeated as it is.
+const notReachedCall = "this call did not reach Stripe (no connection) and changed nothing, but the statement's calls that did reach Stripe stand"
+
 // stripeError turns a failed Stripe call into an ErrorResponse. A write
 // (not a GET) that failed without a definite answer (no answer, a cancel,
 // a 5xx, a 2xx whose body can't be read) may have taken effect at Stripe;

@@ -9,6 +9,7 @@ import (
 	url2 "net/url"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,5 +392,54 @@ func TestReplyRefused(t *testing.T) {
 	r := exec(`UPDATE stripe.customers SET name = 'n' WHERE id = '` + id + `'`)
 	if !r.Refused() || code(r) != "42501" {
 		t.Errorf("no privilege: Refused %v, error %q", r.Refused(), code(r))
+	}
+}
+
+// A multi-row INSERT whose first row was created in Stripe and whose
+// second row's call never got a connection must not tell the client that
+// nothing was changed: a client that believes it and repeats the statement
+// creates the first customer twice. The DETAIL says the failed call changed
+// nothing and what did reach Stripe.
+func TestNotReachedAfterOtherRows(t *testing.T) {
+	var cfg *Config
+	e := setup(t, func(c *Config) { c.Concurrency = 1; cfg = c })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := ln.Addr().String()
+	ln.Close() // nothing listens: a dial there is refused
+	var dials atomic.Int32
+	var d net.Dialer
+	tr := &http.Transport{
+		// One connection per request, so the second row's call dials.
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if dials.Add(1) > 1 {
+				addr = refusing // Stripe went down after the first row
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	api, err := stripeapi.New(stripeapi.Config{APIKey: "sk_test_writethrough", BaseURL: e.api.BaseURL(),
+		RateLimit: 1e6, MaxRetries: 1, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *cfg
+	c.Stripe = api
+	e.ic = New(c)
+
+	r := e.fails(codeStripeIO, `INSERT INTO stripe.customers (email) VALUES ('first@b.co'), ('second@b.co')`)
+	if !strings.Contains(r.err.Detail, "1 row reached Stripe") {
+		t.Fatalf("DETAIL %q: want the first row reported as created", r.err.Detail)
+	}
+	if strings.Contains(r.err.Detail, "nothing was changed") || !strings.Contains(r.err.Detail, notReachedCall) {
+		t.Errorf("DETAIL %q: says nothing was changed though row 1 was created in Stripe", r.err.Detail)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.customers WHERE email = 'first@b.co'`); got != "1" {
+		t.Errorf("first row applied locally %s times", got)
 	}
 }

@@ -379,6 +379,12 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	if failErr != nil {
 		e := failErr
+		if failNotSent && (reachedStripe(done) || len(uncertain) > 0) {
+			// The failed call changed nothing, but the statement did
+			// (other rows, the row's earlier calls): a client told
+			// "nothing was changed" would repeat it, creating twice.
+			e.Detail = strings.Replace(e.Detail, notReached, notReachedCall, 1)
+		}
 		if len(calls) > 1 {
 			e.Detail = strings.TrimPrefix(e.Detail+"; "+progress(st, done, failRow, len(calls), uncertain), "; ")
 		}
