@@ -664,6 +664,12 @@ func (e *Emulator) overdueDue(now int64) int64 {
 			continue
 		}
 		sid, _ := t.keyOf(r, "subscription")
+		// Its record's keys tell, without decoding it, a subscription
+		// that can't fall overdue now: already past_due (it stays in the
+		// index until the invoice is paid or voided), or billed since.
+		if sr := e.tables["subscriptions"].byID[sid]; sr == nil || !e.mayFallOverdue(sr, d.inv) {
+			continue
+		}
 		sub := e.load(kSub, sid)
 		if sub == nil || getStr(sub, "latest_invoice") != d.inv {
 			continue
@@ -671,6 +677,15 @@ func (e *Emulator) overdueDue(now int64) int64 {
 		e.fallOverdue(&reqCtx{now: now, live: getBool(sub, "livemode")}, sub)
 	}
 	return next
+}
+
+// mayFallOverdue says from subscription record r's keys whether it may
+// fall overdue by invoice inv (fallOverdue decides).
+func (e *Emulator) mayFallOverdue(r *record, inv string) bool {
+	t := e.tables["subscriptions"]
+	st, _ := t.keyOf(r, "_status")
+	latest, _ := t.keyOf(r, "_latest_invoice")
+	return st == "active" && latest == inv
 }
 
 // scheduleOverdue makes sure the emulator looks at an open send_invoice
