@@ -1,13 +1,10 @@
 package emulator
 
 import (
-	"cmp"
 	"iter"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Test clocks (test mode only). A customer created with test_clock belongs
@@ -643,23 +640,10 @@ func (e *Emulator) fallOverdue(c *reqCtx, sub map[string]any) {
 // or not its latest invoice) is looked at again at each later wake, but
 // never wakes the emulator itself. Callers hold mu.
 func (e *Emulator) overdueDue(now int64) int64 {
-	type due struct {
-		inv string
-		at  int64
-	}
-	var ds []due
-	next := int64(math.MaxInt64)
-	for id, at := range e.tables["invoices"].timesWithKey("_overdue", offClock, "_due_at") {
-		if at <= now {
-			ds = append(ds, due{id, at})
-		} else {
-			next = min(next, at)
-		}
-	}
-	slices.SortFunc(ds, func(a, b due) int { return cmp.Or(cmp.Compare(a.at, b.at), strings.Compare(a.inv, b.inv)) })
 	t := e.tables["invoices"]
-	for _, d := range ds {
-		r := t.byID[d.inv]
+	invs, next := dueBy(t.timesWithKey("_overdue", offClock, "_due_at"), now)
+	for _, inv := range invs {
+		r := t.byID[inv]
 		if r == nil {
 			continue
 		}
@@ -667,11 +651,11 @@ func (e *Emulator) overdueDue(now int64) int64 {
 		// Its record's keys tell, without decoding it, a subscription
 		// that can't fall overdue now: already past_due (it stays in the
 		// index until the invoice is paid or voided), or billed since.
-		if sr := e.tables["subscriptions"].byID[sid]; sr == nil || !e.mayFallOverdue(sr, d.inv) {
+		if sr := e.tables["subscriptions"].byID[sid]; sr == nil || !e.mayFallOverdue(sr, inv) {
 			continue
 		}
 		sub := e.load(kSub, sid)
-		if sub == nil || getStr(sub, "latest_invoice") != d.inv {
+		if sub == nil || getStr(sub, "latest_invoice") != inv {
 			continue
 		}
 		e.fallOverdue(&reqCtx{now: now, live: getBool(sub, "livemode")}, sub)

@@ -381,13 +381,26 @@ func (e *Emulator) voidedPending(c *reqCtx, inv map[string]any) {
 // releaseDue) and returns the next expiry (MaxInt64: none). Callers hold
 // mu.
 func (e *Emulator) expirePendingDue(now int64) int64 {
+	ids, next := dueBy(e.pendingExpiries(offClock), now)
+	for _, id := range ids {
+		if sub := e.load(kSub, id); sub != nil {
+			e.discardPending(&reqCtx{now: now, live: getBool(sub, "livemode")}, sub, "customer.subscription.pending_update_expired")
+		}
+	}
+	return next
+}
+
+// dueBy splits times (id → unix time) at now: the ids due by now, oldest
+// first and by id within a second (a run is the same each time), and the
+// earliest time still ahead (MaxInt64: none).
+func dueBy(times iter.Seq2[string, int64], now int64) (ids []string, next int64) {
 	type due struct {
 		id string
 		at int64
 	}
 	var ds []due
-	next := int64(math.MaxInt64)
-	for id, at := range e.pendingExpiries(offClock) {
+	next = math.MaxInt64
+	for id, at := range times {
 		if at <= now {
 			ds = append(ds, due{id, at})
 		} else {
@@ -395,12 +408,11 @@ func (e *Emulator) expirePendingDue(now int64) int64 {
 		}
 	}
 	slices.SortFunc(ds, func(a, b due) int { return cmp.Or(cmp.Compare(a.at, b.at), strings.Compare(a.id, b.id)) })
-	for _, d := range ds {
-		if sub := e.load(kSub, d.id); sub != nil {
-			e.discardPending(&reqCtx{now: now, live: getBool(sub, "livemode")}, sub, "customer.subscription.pending_update_expired")
-		}
+	ids = make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.id
 	}
-	return next
+	return ids, next
 }
 
 // itemUpdate runs change, a change of sub's items by a subscription item
