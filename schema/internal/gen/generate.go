@@ -567,12 +567,7 @@ func checkOmitted(table string, ps []param, decisions map[string]string, what st
 // take an array or the empty string, and those that take an array but
 // not the empty string.
 func (g *gen) places(req *spec.Schema) (integers, unsetArrays, arrays []string) {
-	var walk func(s *spec.Schema, path string, depth int)
-	walk = func(s *spec.Schema, path string, depth int) {
-		if depth > 16 {
-			return
-		}
-		alts := g.alternatives(s)
+	g.walkPlaces(req, false, func(path string, alts []*spec.Schema) {
 		types := map[string]bool{}
 		unset := false
 		for _, a := range alts {
@@ -582,30 +577,15 @@ func (g *gen) places(req *spec.Schema) (integers, unsetArrays, arrays []string) 
 			}
 			types[schemaType(a)] = true
 		}
-		if path != "" {
-			switch {
-			case len(types) == 1 && types[spec.TypeInteger]:
-				integers = append(integers, path)
-			case types[spec.TypeArray] && unset:
-				unsetArrays = append(unsetArrays, path)
-			case types[spec.TypeArray]:
-				arrays = append(arrays, path)
-			}
+		switch {
+		case len(types) == 1 && types[spec.TypeInteger]:
+			integers = append(integers, path)
+		case types[spec.TypeArray] && unset:
+			unsetArrays = append(unsetArrays, path)
+		case types[spec.TypeArray]:
+			arrays = append(arrays, path)
 		}
-		for _, a := range alts {
-			switch schemaType(a) {
-			case spec.TypeArray:
-				if a.Items != nil {
-					walk(a.Items, joinPlace(path, "[]"), depth+1)
-				}
-			case spec.TypeObject:
-				for _, k := range slices.Sorted(maps.Keys(a.Properties)) {
-					walk(a.Properties[k], joinPlace(path, k), depth+1)
-				}
-			}
-		}
-	}
-	walk(req, "", 0)
+	})
 	for _, l := range []*[]string{&integers, &unsetArrays, &arrays} {
 		sort.Strings(*l)
 		*l = slices.Compact(*l)
@@ -624,17 +604,32 @@ func (g *gen) places(req *spec.Schema) (integers, unsetArrays, arrays []string) 
 // answers "You passed an empty string for … cannot be unset".
 func (g *gen) emptyPlaces(req *spec.Schema) []string {
 	var out []string
+	g.walkPlaces(req, true, func(path string, alts []*spec.Schema) {
+		for _, a := range alts {
+			if schemaType(a) == spec.TypeString && (len(a.Enum) == 0 || slices.Contains(a.Enum, any(""))) {
+				out = append(out, path)
+				return
+			}
+		}
+	})
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// walkPlaces calls visit with every place below the request schema req
+// (as in refs: array elements as "[]"; with freeKeys, the values of a
+// hash whose keys are free, such as metadata's, as "{}", only where no key
+// is declared, so that it never stands for one that is) and the
+// alternatives the spec gives there, to 16 levels.
+func (g *gen) walkPlaces(req *spec.Schema, freeKeys bool, visit func(path string, alts []*spec.Schema)) {
 	var walk func(s *spec.Schema, path string, depth int)
 	walk = func(s *spec.Schema, path string, depth int) {
 		if depth > 16 {
 			return
 		}
 		alts := g.alternatives(s)
-		for _, a := range alts {
-			if path != "" && schemaType(a) == spec.TypeString && (len(a.Enum) == 0 || slices.Contains(a.Enum, any(""))) {
-				out = append(out, path)
-				break
-			}
+		if path != "" {
+			visit(path, alts)
 		}
 		for _, a := range alts {
 			switch schemaType(a) {
@@ -646,17 +641,13 @@ func (g *gen) emptyPlaces(req *spec.Schema) []string {
 				for _, k := range slices.Sorted(maps.Keys(a.Properties)) {
 					walk(a.Properties[k], joinPlace(path, k), depth+1)
 				}
-				// "{}" matches any key (Param.UnsetAt): only where no key
-				// is declared, so that it never stands for one that is.
-				if a.AdditionalProperties != nil && len(a.Properties) == 0 {
+				if freeKeys && a.AdditionalProperties != nil && len(a.Properties) == 0 {
 					walk(a.AdditionalProperties, joinPlace(path, "{}"), depth+1)
 				}
 			}
 		}
 	}
 	walk(req, "", 0)
-	sort.Strings(out)
-	return slices.Compact(out)
 }
 
 func joinPlace(path, k string) string {
