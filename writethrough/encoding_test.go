@@ -561,15 +561,9 @@ func TestEmptiedArraysInHashesThroughProxy(t *testing.T) {
 	e := setup(t)
 	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
 	cus := w.one(`INSERT INTO stripe.customers (email, preferred_locales) VALUES ('arrays@b.co', '["en", "fr"]') RETURNING id`)
-	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
 	settings := `{"payment_method_types": ["card", "us_bank_account"], "save_default_payment_method": "off",
 		"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": ["payment_method", "balances"]}}}}`
-	var subs []string
-	for range 2 {
-		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
-			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
-	}
+	subs := w.twoSubscriptions(cus, settings)
 	permissions := `payment_settings->'payment_method_options'->'us_bank_account'->'financial_connections'->'permissions'`
 	w.local("subscriptions", subs[0], permissions, `["payment_method", "balances"]`)
 
@@ -630,14 +624,8 @@ func TestNestedUnsetThroughProxy(t *testing.T) {
 	e := setup(t)
 	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
 	cus := w.one(`INSERT INTO stripe.customers (email, address) VALUES ('unset@b.co', '{"line1": "1 Main St", "line2": "Apt 2"}') RETURNING id`)
-	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
 	settings := `{"save_default_payment_method": "off", "payment_method_options": {"card": {"request_three_d_secure": "any"}}}`
-	var subs []string
-	for range 2 {
-		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
-			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
-	}
+	subs := w.twoSubscriptions(cus, settings)
 	w.local("subscriptions", subs[0], `payment_settings->'payment_method_options'->'card'->>'request_three_d_secure'`, "any")
 
 	var mu sync.Mutex
@@ -652,21 +640,11 @@ func TestNestedUnsetThroughProxy(t *testing.T) {
 	})
 	e.fault.Store(&record)
 
-	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
-	before := e.calls()
-	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
+	refusedSettingsEdit(t, e, w, "removed save_default_payment_method", "payment_settings[save_default_payment_method]",
+		`UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
 			THEN jsonb_set(payment_settings, '{payment_method_options,card,request_three_d_secure}', '"automatic"')
 			ELSE payment_settings - 'save_default_payment_method' END
 		WHERE id IN ($1, $2)`, subs[0], subs[1])
-	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[save_default_payment_method]") {
-		t.Fatalf("removed save_default_payment_method: want 22023 naming the key, got %v", err)
-	}
-	if n := e.calls() - before; n != 0 {
-		t.Errorf("%d Stripe calls for the refused statement", n)
-	}
-	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
-		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
-	}
 	for _, s := range subs {
 		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
 		card, _ := ps["payment_method_options"].(map[string]any)["card"].(map[string]any)
@@ -712,15 +690,9 @@ func TestRemovedArrayThroughProxy(t *testing.T) {
 	e := setup(t)
 	w := &walker{e: e, t: t, c: e.client(e.proxied(), pgx.QueryExecModeCacheStatement)}
 	cus := w.one(`INSERT INTO stripe.customers (email) VALUES ('removed@b.co') RETURNING id`)
-	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
 	settings := `{"save_default_payment_method": "off",
 		"payment_method_options": {"us_bank_account": {"financial_connections": {"permissions": ["payment_method", "balances"]}}}}`
-	var subs []string
-	for range 2 {
-		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
-			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
-	}
+	subs := w.twoSubscriptions(cus, settings)
 	refusedPermissionsEdit(t, e, w, subs, `null`, "permissions set to null")
 }
 
@@ -751,21 +723,11 @@ func TestUnsetEnumWithEmptyThroughProxy(t *testing.T) {
 // Stripe and locally.
 func refusedPermissionsEdit(t *testing.T, e *env, w *walker, subs []string, value, what string) {
 	t.Helper()
-	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
-	before := e.calls()
-	_, err := w.c.Exec(e.ctx, `UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
+	refusedSettingsEdit(t, e, w, what, "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]",
+		`UPDATE stripe.subscriptions SET payment_settings = CASE WHEN id = $1
 			THEN jsonb_set(payment_settings, '{save_default_payment_method}', '"on_subscription"')
 			ELSE jsonb_set(payment_settings, '{payment_method_options,us_bank_account,financial_connections,permissions}', $3::jsonb) END
 		WHERE id IN ($1, $2)`, subs[0], subs[1], value)
-	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), "payment_settings[payment_method_options][us_bank_account][financial_connections][permissions]") {
-		t.Fatalf("%s: want 22023 naming the key, got %v", what, err)
-	}
-	if n := e.calls() - before; n != 0 {
-		t.Errorf("%d Stripe calls for the refused statement", n)
-	}
-	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
-		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
-	}
 	for _, s := range subs {
 		ps := e.stripeObj("subscriptions", s)["payment_settings"].(map[string]any)
 		if ps["save_default_payment_method"] != "off" {
@@ -775,5 +737,40 @@ func refusedPermissionsEdit(t *testing.T, e *env, w *walker, subs []string, valu
 		if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
 			t.Errorf("Stripe's %s: permissions %v after the refused statement", s, fc["permissions"])
 		}
+	}
+}
+
+// twoSubscriptions creates two monthly send_invoice subscriptions of
+// customer cus with payment_settings settings (jsonb text), through the
+// proxy, and returns their ids.
+func (w *walker) twoSubscriptions(cus, settings string) []string {
+	w.t.Helper()
+	prod := w.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := w.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	var subs []string
+	for range 2 {
+		subs = append(subs, w.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due, payment_settings)
+			VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text)), 'send_invoice', 7, $3::jsonb) RETURNING id`, cus, price, settings))
+	}
+	return subs
+}
+
+// refusedSettingsEdit runs sql, an UPDATE of subscriptions'
+// payment_settings (what names it), and checks that it is refused with
+// 22023 naming the form key key before any Stripe call, and that no
+// local payment_settings changed; the caller checks Stripe's.
+func refusedSettingsEdit(t *testing.T, e *env, w *walker, what, key, sql string, args ...any) {
+	t.Helper()
+	localBefore := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`)
+	before := e.calls()
+	_, err := w.c.Exec(e.ctx, sql, args...)
+	if sqlstate(err) != "22023" || !strings.Contains(err.Error(), key) {
+		t.Fatalf("%s: want 22023 naming the key, got %v", what, err)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe calls for the refused statement", n)
+	}
+	if got := e.local(`SELECT string_agg(payment_settings::text, ' ' ORDER BY id) FROM stripe.subscriptions`); got != localBefore {
+		t.Errorf("local payment_settings changed by the refused statement:\n%s\nwas\n%s", got, localBefore)
 	}
 }
