@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -274,28 +275,8 @@ func libpqPass(t *testing.T, pgURL string, binary bool) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dsn := pgURL
-	if binary {
-		dsn += "&binary_parameters=yes"
-	}
-	var (
-		mu      sync.Mutex
-		notices []string
-	)
-	base, err := pq.NewConnector(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(e *pq.Error) {
-		mu.Lock()
-		defer mu.Unlock()
-		notices = append(notices, string(e.Code)+" "+e.Message)
-	}))
+	db, notices := libpqOpen(t, pgURL, binary)
 	defer db.Close()
-	// One connection: session state (the failed transaction, the COPY)
-	// stays on it, as the connection staying usable is part of what is
-	// compared.
-	db.SetMaxOpenConns(1)
 	var out []string
 	p := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
 	must := func(what string, err error) {
@@ -317,7 +298,7 @@ func libpqPass(t *testing.T, pgURL string, binary bool) []string {
 	table := fmt.Sprintf("libpq_t_%v", binary)
 	// Dropped at the end: the run through the proxy and the direct one
 	// share the database.
-	_, err = db.ExecContext(ctx, `CREATE TABLE `+table+` (id serial PRIMARY KEY, name text UNIQUE, n bigint, b bytea, a int8[], j jsonb, t timestamptz)`)
+	_, err := db.ExecContext(ctx, `CREATE TABLE `+table+` (id serial PRIMARY KEY, name text UNIQUE, n bigint, b bytea, a int8[], j jsonb, t timestamptz)`)
 	must("create", err)
 	_, err = db.ExecContext(ctx, `DO $$BEGIN RAISE NOTICE 'from lib/pq %', 1; END$$`)
 	must("notice", err)
@@ -458,9 +439,7 @@ func libpqPass(t *testing.T, pgURL string, binary bool) []string {
 
 	_, err = db.ExecContext(ctx, `DROP TABLE `+table)
 	must("drop", err)
-	mu.Lock()
-	p("notices %q", notices)
-	mu.Unlock()
+	p("notices %q", notices())
 	return out
 }
 
@@ -499,25 +478,8 @@ func libpqWrites(t *testing.T, s *clientStack, binary bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	mode := map[bool]string{false: "text", true: "binary"}[binary]
-	dsn := s.proxy
-	if binary {
-		dsn += "&binary_parameters=yes"
-	}
-	var (
-		mu      sync.Mutex
-		notices []string
-	)
-	base, err := pq.NewConnector(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(e *pq.Error) {
-		mu.Lock()
-		defer mu.Unlock()
-		notices = append(notices, string(e.Code)+" "+e.Message)
-	}))
+	db, notices := libpqOpen(t, s.proxy, binary)
 	defer db.Close()
-	db.SetMaxOpenConns(1)
 	fail := func(what string, err error) {
 		t.Helper()
 		t.Fatalf("lib/pq (%s) %s: %v", mode, what, err)
@@ -634,9 +596,7 @@ func libpqWrites(t *testing.T, s *clientStack, binary bool) {
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM stripe.customers WHERE id = ANY($1)`, pq.Array(ids)).Scan(&n); err != nil || n != 0 {
 		fail("after DELETE", fmt.Errorf("%v: %d rows", err, n))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(notices) != 1 || !strings.HasPrefix(notices[0], "01000 ") || !strings.Contains(notices[0], "ROLLBACK cannot undo") {
+	if notices := notices(); len(notices) != 1 || !strings.HasPrefix(notices[0], "01000 ") || !strings.Contains(notices[0], "ROLLBACK cannot undo") {
 		t.Errorf("lib/pq (%s) notices: %q, want the one of the write in BEGIN", mode, notices)
 	}
 }
@@ -646,4 +606,35 @@ func rowsAffected(res sql.Result) (int64, error) {
 		return 0, errors.New("no result")
 	}
 	return res.RowsAffected()
+}
+
+// libpqOpen opens url with lib/pq (binary_parameters when binary) on one
+// connection, so that session state (a failed transaction, a COPY) stays
+// on it, as the connection staying usable is part of what is compared.
+// notices returns the NOTICEs received so far, as "code message". The
+// caller closes db.
+func libpqOpen(t *testing.T, url string, binary bool) (db *sql.DB, notices func() []string) {
+	t.Helper()
+	if binary {
+		url += "&binary_parameters=yes"
+	}
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	base, err := pq.NewConnector(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = sql.OpenDB(pq.ConnectorWithNoticeHandler(base, func(e *pq.Error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, string(e.Code)+" "+e.Message)
+	}))
+	db.SetMaxOpenConns(1)
+	return db, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 }
