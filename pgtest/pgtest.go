@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,4 +191,25 @@ func NewMigratedDB(t testing.TB) (*pgxpool.Pool, string) {
 		t.Fatalf("pgtest: migrate: %v", err)
 	}
 	return pool, url
+}
+
+// RefusingPort returns a port on 127.0.0.1 that refuses every connection
+// until the test ends: a socket bound to it that never listens holds it,
+// so no other process (a parallel test's listener) can take it meanwhile,
+// as it can take a port found free and closed.
+func RefusingPort(t testing.TB) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }

@@ -2,9 +2,12 @@ package pgtest_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -63,4 +66,17 @@ func TestNoLeftoverAfterPanic(t *testing.T) {
 		exec.Command("sleep", "0.1").Run()
 	}
 	t.Fatalf("postgres of the panicked test binary still running (%s)", pidFile)
+}
+
+// TestRefusingPort: the port refuses connections, and no listener can
+// take it while the test runs.
+func TestRefusingPort(t *testing.T) {
+	p := pgtest.RefusingPort(t)
+	_, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatal(err)
+	}
+	if _, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+		t.Fatal("port taken by another listener")
+	}
 }

@@ -335,7 +335,7 @@ func TestURLOptions(t *testing.T) {
 	})
 	t.Run("two hosts, the first down", func(t *testing.T) {
 		adminURL := pgtest.NewDB(t)
-		dead, _ := pgcluster.FreePort()
+		dead := pgtest.RefusingPort(t)
 		u, _ := url.Parse(adminURL)
 		u.Host = fmt.Sprintf("127.0.0.1:%d,%s", dead, u.Host)
 		q := u.Query()
