@@ -2597,6 +2597,48 @@ func (e *Emulator) latestBeforeVoidPending(sub map[string]any) string {
 	}
 }
 
+// settleWrittenOff makes past_due subscription sid active again when,
+// after one of its invoices was voided or marked uncollectible, the most
+// recent of its invoices that is not void is paid or uncollectible.
+// Stripe's docs (docs.stripe.com/billing/subscriptions/overview): "For
+// past_due subscriptions, paying the latest associated invoice or
+// marking it uncollectible transitions the subscription to active", and
+// "Voided invoices don't affect subscription status. Stripe determines
+// the status from the most recent non-voided invoice" (the page's
+// earlier wording: "Invoices marked as uncollectable are treated as paid
+// when determining subscription status [...] Stripe ignores voided
+// invoices when determining subscription status; the most recent
+// non-voided invoice is used instead"). So voiding the open latest
+// invoice hands the status to the invoice before it: active if that one
+// was paid, still past_due if it is open too. A subscription with no
+// finalized invoice left that is not void keeps its status. Drafts don't
+// count: they were never due.
+func (e *Emulator) settleWrittenOff(c *reqCtx, sid string) {
+	sub := e.load(kSub, sid)
+	if sub == nil || getStr(sub, "status") != "past_due" {
+		return
+	}
+	// The newest by (created, sequence), found by a scan of the
+	// customer's invoices: their index is unordered while seeding.
+	t := e.tables["invoices"]
+	var latest *record
+	for _, r := range t.byCustomer[getStr(sub, "customer")] {
+		s, _ := t.keyOf(r, "subscription")
+		st, _ := t.keyOf(r, "status")
+		if s == sid && st != "void" && st != "draft" && (latest == nil || less(latest, r)) {
+			latest = r
+		}
+	}
+	if latest == nil {
+		return
+	}
+	if st, _ := t.keyOf(latest, "status"); st == "paid" || st == "uncollectible" {
+		old := deepCopy(sub).(map[string]any)
+		sub["status"] = "active"
+		e.save(c, kSub, sub, old, "customer.subscription.updated")
+	}
+}
+
 func invoiceAction(act string) handlerFunc {
 	return func(e *Emulator, c *reqCtx) (any, *apiError) {
 		inv := e.load(kInvoice, c.path["invoice"])
@@ -2637,6 +2679,7 @@ func invoiceAction(act string) handlerFunc {
 			if act == "void" {
 				e.voidInvoice(c, inv)
 				e.voidedPending(c, inv)
+				e.settleWrittenOff(c, getStr(inv, "subscription"))
 				break
 			}
 			old := deepCopy(inv).(map[string]any)
@@ -2647,6 +2690,7 @@ func invoiceAction(act string) handlerFunc {
 				trans["marked_uncollectible_at"] = c.now
 			}
 			e.save(c, kInvoice, inv, old, "invoice.marked_uncollectible")
+			e.settleWrittenOff(c, getStr(inv, "subscription"))
 		case "send":
 			if getStr(inv, "collection_method") != "send_invoice" {
 				return nil, invalid("", "", "You can only manually send an invoice if its collection method is 'send_invoice'.")

@@ -17,9 +17,21 @@ type declineCard struct {
 	// lists expired_card, incorrect_cvc and processing_error among the
 	// decline codes an issuer may give, but for these test cards the
 	// testing table, the one source specific to them, says n/a, and
-	// errors recorded from Stripe for them carry none either.
+	// errors recorded from Stripe for them carry none either (test-mode
+	// responses of April 2021 with their ch_/pi_ ids, error and
+	// last_payment_error: code, doc_url, message, param, no
+	// decline_code; docs.stripe.com/declines, "Invalid API calls", the
+	// same for incorrect_cvc).
 	decline string
 	message string
+	// param is the error's param, the card field the error blames:
+	// exp_month for expired_card, cvc for incorrect_cvc, none for the
+	// others. Stripe's responses to these test cards, recorded by an
+	// integration in 2021 (the payment intent's error and its
+	// last_payment_error alike; docs.stripe.com/declines shows the same
+	// for pm_card_chargeDeclinedIncorrectCvc), carry it and no
+	// decline_code.
+	param string
 	// attaches: attaching the card to a customer succeeds and only its
 	// charges fail; the other declining cards "can't be attached to a
 	// Customer object" (Stripe's testing docs).
@@ -68,9 +80,9 @@ var declineCards = []declineCard{
 	{number: "4000000000009979", ids: []string{"pm_card_visa_chargeDeclinedStolenCard", "pm_card_chargeDeclinedStolenCard", "tok_visa_chargeDeclinedStolenCard", "tok_chargeDeclinedStolenCard"},
 		code: "card_declined", decline: "stolen_card", message: "Your card was declined."},
 	{number: "4000000000000069", ids: []string{"pm_card_chargeDeclinedExpiredCard", "tok_chargeDeclinedExpiredCard"},
-		code: "expired_card", message: "Your card has expired."},
+		code: "expired_card", message: "Your card has expired.", param: "exp_month"},
 	{number: "4000000000000127", ids: []string{"pm_card_chargeDeclinedIncorrectCvc", "tok_chargeDeclinedIncorrectCvc"},
-		code: "incorrect_cvc", message: "Your card's security code is incorrect."},
+		code: "incorrect_cvc", message: "Your card's security code is incorrect.", param: "cvc"},
 	{number: "4000000000000119", ids: []string{"pm_card_chargeDeclinedProcessingError", "tok_chargeDeclinedProcessingError"},
 		code: "processing_error", message: "An error occurred while processing your card. Try again in a little bit."},
 	{number: "4000000000006975", ids: []string{"pm_card_visa_chargeDeclinedVelocityLimitExceeded", "pm_card_chargeDeclinedVelocityLimitExceeded", "tok_visa_chargeDeclinedVelocityLimitExceeded", "tok_chargeDeclinedVelocityLimitExceeded"},
@@ -145,6 +157,9 @@ func (e *Emulator) lastSetupError(d *declineCard, pm string) map[string]any {
 	if ae.DeclineCode != "" {
 		lse["decline_code"] = ae.DeclineCode
 	}
+	if ae.Param != "" {
+		lse["param"] = ae.Param
+	}
 	if obj := e.load(kPM, pm); obj != nil {
 		lse["payment_method"] = obj
 	}
@@ -154,7 +169,7 @@ func (e *Emulator) lastSetupError(d *declineCard, pm string) map[string]any {
 // err is the card error of a payment that d declined (charge: the failed
 // charge, "" if none was made).
 func (d *declineCard) err(charge string) *apiError {
-	return &apiError{status: 402, Type: "card_error", Code: d.code, DeclineCode: d.decline, Message: d.message, Charge: charge}
+	return &apiError{status: 402, Type: "card_error", Code: d.code, DeclineCode: d.decline, Param: d.param, Message: d.message, Charge: charge}
 }
 
 // reason is the charge outcome's reason: the decline code, or the error
@@ -220,6 +235,9 @@ func lastPaymentError(d *declineCard, charge string) map[string]any {
 	lpe := map[string]any{"charge": charge, "code": ae.Code, "doc_url": docURL(ae.Code), "message": ae.Message, "type": ae.Type}
 	if ae.DeclineCode != "" {
 		lpe["decline_code"] = ae.DeclineCode
+	}
+	if ae.Param != "" {
+		lpe["param"] = ae.Param
 	}
 	return lpe
 }

@@ -627,3 +627,51 @@ func TestPastDueSettledBeforePendingVoided(t *testing.T) {
 		})
 	}
 }
+
+// TestCardErrorParam: the card errors of the expired-card and
+// incorrect-CVC test cards blame a card field in param (exp_month, cvc),
+// in the error and in the intent's last_payment_error, and carry no
+// decline_code; the others have no param. Stripe's test-mode responses
+// recorded in 2021 for pm_card_chargeDeclinedExpiredCard,
+// pm_card_chargeDeclinedIncorrectCvc and
+// pm_card_chargeDeclinedProcessingError, and docs.stripe.com/declines
+// ("Invalid API calls").
+func TestCardErrorParam(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	for _, tc := range []struct {
+		pm, tok, code, param string
+	}{
+		{"pm_card_chargeDeclinedExpiredCard", "tok_chargeDeclinedExpiredCard", "expired_card", "exp_month"},
+		{"pm_card_chargeDeclinedIncorrectCvc", "tok_chargeDeclinedIncorrectCvc", "incorrect_cvc", "cvc"},
+		{"pm_card_chargeDeclinedProcessingError", "tok_chargeDeclinedProcessingError", "processing_error", ""},
+		{"pm_card_visa_chargeDeclined", "tok_visa_chargeDeclined", "card_declined", ""},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			check := func(how string, e map[string]any) {
+				t.Helper()
+				if e["code"] != tc.code {
+					t.Fatalf("%s: code %v, want %s", how, e["code"], tc.code)
+				}
+				if p, _ := e["param"].(string); p != tc.param {
+					t.Errorf("%s: param %q, want %q", how, p, tc.param)
+				}
+				if _, ok := e["decline_code"]; ok && tc.code != "card_declined" {
+					t.Errorf("%s: decline_code %v, want none", how, e["decline_code"])
+				}
+			}
+			r := do(t, "POST", base+"/v1/payment_intents", "sk_test_x", "amount=1200&currency=usd&confirm=true&payment_method="+tc.pm)
+			if r.status != 402 {
+				t.Fatalf("payment intent: %d %s", r.status, r.raw)
+			}
+			check("error", at(r.body, "error").(map[string]any))
+			check("error's last_payment_error", at(r.body, "error.payment_intent.last_payment_error").(map[string]any))
+			pi := getObj(t, base, "/v1/payment_intents/"+at(r.body, "error.payment_intent.id").(string))
+			check("stored last_payment_error", pi["last_payment_error"].(map[string]any))
+			r = do(t, "POST", base+"/v1/charges", "sk_test_x", "amount=700&currency=usd&source="+tc.tok)
+			if r.status != 402 {
+				t.Fatalf("charge: %d %s", r.status, r.raw)
+			}
+			check("charge error", at(r.body, "error").(map[string]any))
+		})
+	}
+}

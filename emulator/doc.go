@@ -77,7 +77,7 @@
 // (plan ids are plan_…); payments succeed unless the payment method or
 // source is one of Stripe's declining test cards (declines.go: its
 // PaymentMethod or token, or a payment method made of its card number
-// or token), each with its error code, decline_code and message, the
+// or token), each with its error code, decline_code, param and message, the
 // failed charge's failure_code, failure_message and outcome
 // (issuer_declined, or blocked by Radar), and the intent's
 // last_payment_error; other ids containing "chargeDeclined" or
@@ -100,7 +100,9 @@
 // "createDispute" (which succeeds and, once captured, opens a dispute for
 // the captured amount, withdrawing it and a $15 fee; submitting evidence
 // whose uncategorized_text is winning_evidence or losing_evidence closes
-// it at once as won, reinstating amount and fee, or lost; until it is
+// it at once as won, reinstating the amount (and the fee, for a dispute
+// opened before June 17, 2025: Stripe's US pricing since keeps it; its
+// counter fee is not modelled), or lost; until it is
 // won, a refund of the charge is refused with charge_disputed), and never need
 // customer action (3D Secure);
 // capture_method=manual (and a charge's capture=false) only authorizes
@@ -271,7 +273,10 @@
 // here, so never unpaid; the invoice stays open; canceling a subscription
 // in any way stops the automatic collection of the customer's open
 // invoices (auto_advance false, no next_payment_attempt,
-// invoice.updated), as the spec's cancel says; only renewal and
+// invoice.updated), as the spec's cancel says; voiding a past_due
+// subscription's invoice or marking it uncollectible makes the
+// subscription active when its most recent invoice that is not void is
+// then paid or uncollectible (billing.go, settleWrittenOff); only renewal and
 // subscription_update invoices (a cycle reset's, always_invoice's) are
 // retried (not first or one-off ones, nor send_invoice ones, which also
 // never go from past_due to canceled or unpaid: the spec's "canceled or

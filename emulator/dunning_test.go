@@ -393,3 +393,68 @@ func TestEndedSubscriptionItemsFinal(t *testing.T) {
 		t.Errorf("%d events from refused changes", n-events)
 	}
 }
+
+// TestWrittenOffInvoiceSettlesPastDue: Stripe determines a
+// subscription's status from its most recent invoice that is not void,
+// an uncollectible one counting as paid (docs.stripe.com/billing/
+// subscriptions/overview). A past_due subscription whose open renewal is
+// voided or marked uncollectible is active again when the invoice before
+// it was paid, with customer.subscription.updated; voiding an open
+// invoice while an older one is still open leaves it past_due.
+func TestWrittenOffInvoiceSettlesPastDue(t *testing.T) {
+	for _, act := range []string{"void", "mark_uncollectible"} {
+		t.Run(act, func(t *testing.T) {
+			k, sub, inv := dunnedRenewal(t, "pm_card_chargeCustomerFail")
+			if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "past_due" {
+				t.Fatalf("after the failed renewal: status %v", st)
+			}
+			var evs []map[string]any
+			evs = k.events(func() { mustOK(t, k.post("/v1/invoices/"+inv+"/"+act, nil)) })
+			so := k.get("/v1/subscriptions/" + sub)
+			if so["status"] != "active" || so["latest_invoice"] != inv {
+				t.Fatalf("after %s of the latest invoice: status %v latest_invoice %v, want active %s", act, so["status"], so["latest_invoice"], inv)
+			}
+			updated := false
+			for _, ev := range evs {
+				if ev["type"] == "customer.subscription.updated" && at(ev, "data.object.id") == sub {
+					updated = at(ev, "data.object.status") == "active" && at(ev, "data.previous_attributes.status") == "past_due"
+				}
+			}
+			if !updated {
+				t.Errorf("no customer.subscription.updated from past_due to active among %v", eventTypesOf(evs))
+			}
+		})
+	}
+	t.Run("an older invoice still open", func(t *testing.T) {
+		k, sub, renewal := dunnedRenewal(t, "pm_card_chargeCustomerFail")
+		item := at(k.get("/v1/subscriptions/"+sub), "items.data").([]any)[0].(map[string]any)["id"].(string)
+		// A quantity change billed at once, its charge declined too: the
+		// subscription's latest invoice is a second open one.
+		r := k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"2"}, "proration_behavior": {"always_invoice"}})
+		if r.status != 200 {
+			t.Fatalf("always_invoice update: %d %s", r.status, r.raw)
+		}
+		so := k.get("/v1/subscriptions/" + sub)
+		update, _ := so["latest_invoice"].(string)
+		if update == renewal || so["status"] != "past_due" || k.get("/v1/invoices/" + update)["status"] != "open" {
+			t.Fatalf("after the update: latest_invoice %v (renewal %s) status %v", update, renewal, so["status"])
+		}
+		mustOK(t, k.post("/v1/invoices/"+update+"/void", nil))
+		if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "past_due" {
+			t.Fatalf("after voiding the update's invoice with the renewal still open: status %v, want past_due", st)
+		}
+		mustOK(t, k.post("/v1/invoices/"+renewal+"/void", nil))
+		if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+			t.Fatalf("after voiding the renewal too (the first invoice paid): status %v, want active", st)
+		}
+	})
+}
+
+// eventTypesOf lists the types of evs.
+func eventTypesOf(evs []map[string]any) []string {
+	out := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, ev["type"].(string))
+	}
+	return out
+}

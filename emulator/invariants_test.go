@@ -260,7 +260,9 @@ func (r *paymentChecker) check() {
 		wantFees += disputeFee
 		if getStr(d, "status") == "won" {
 			want += getInt(d, "amount")
-			wantFees -= disputeFee
+			if disputeFeeRefunded(d) {
+				wantFees -= disputeFee
+			}
 		} else if refunded[idOf(ch)]+getInt(d, "amount") > getInt(ch, "amount_captured") {
 			// The payment went back twice: to the bank by the dispute,
 			// and to the cardholder by a refund.

@@ -978,6 +978,33 @@ func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt
 // disputeFee is Stripe's fee per dispute (US pricing, in cents).
 const disputeFee = 1500
 
+// disputePricing2025 is when Stripe's US dispute pricing changed (June
+// 17, 2025, 00:00 UTC): Stripe used to give the dispute fee back with a
+// won dispute ("In the event that a dispute is ruled in your favor, the
+// card network returns the dispute amount to Stripe, which we pass on to
+// you. Stripe will also refund the network dispute fee", the dispute fees
+// FAQ at support.stripe.com before); for disputes since, "For businesses
+// outside Mexico, the fee for receiving a dispute is non-refundable [...]
+// Unless otherwise stated in your Stripe contract, we never return the
+// dispute received fee" (docs.stripe.com/disputes/how-disputes-work,
+// "Dispute fees"), and a new "dispute counter fee will apply when you
+// counter disputes initiated after June 17, 2025 [...] This fee will be
+// returned if you win" (support.stripe.com/questions/
+// june-2025-pricing-updates-for-disputes). The fee follows the dispute's
+// date, not the API version. The counter fee is not modelled: Stripe
+// applies it "directly to your account balance via a balance transfer.
+// The fee is not shown in the balance_transactions field of the Dispute
+// API object" (support.stripe.com/questions/
+// calculate-dispute-countered-fees), in a shape its docs don't give, and
+// a won dispute's balance is the same with it or without it (charged,
+// then returned).
+const disputePricing2025 = 1750118400
+
+// disputeFeeRefunded says whether winning dispute d gives its dispute fee
+// back: only for a dispute opened before disputePricing2025 (a seeded
+// one, or one on a clock set back).
+func disputeFeeRefunded(d map[string]any) bool { return getInt(d, "created") < disputePricing2025 }
+
 // cardFee is Stripe's standard card pricing (2.9% + 30¢).
 func cardFee(amt int64) int64 { return 30 + amt*29/1000 }
 
@@ -1178,25 +1205,28 @@ func (e *Emulator) openDispute(charge string) map[string]any {
 }
 
 // closeDispute closes d as won or lost (charge.dispute.closed). Winning
-// gives back what the dispute withdrew — the amount and, under the US
-// dispute fee policy of API 2023-10-16, the dispute fee ("In the event
-// that a dispute is ruled in your favor, the card network returns the
-// dispute amount to Stripe, which we pass on to you. Stripe will also
-// refund the network dispute fee", support.stripe.com dispute fees FAQ;
-// Stripe stopped refunding it in June 2025) — as the dispute's second
-// balance transaction (spec: "zero, one, or two balance transactions that
-// show funds withdrawn and reinstated"), with
-// charge.dispute.funds_reinstated ("Occurs when funds are reinstated to
-// your account after a dispute is closed"). The charge stays disputed.
+// gives back the disputed amount as the dispute's second balance
+// transaction (spec: "zero, one, or two balance transactions that show
+// funds withdrawn and reinstated"), with charge.dispute.funds_reinstated
+// ("Occurs when funds are reinstated to your account after a dispute is
+// closed"), and the dispute fee only for a dispute opened before the
+// change of Stripe's dispute pricing (disputeFeeRefunded). The charge
+// stays disputed.
 func (e *Emulator) closeDispute(c *reqCtx, d map[string]any, status string) *record {
 	old := deepCopy(d).(map[string]any)
 	d["status"] = status
 	if status == "won" {
 		cur := getStr(d, "currency")
-		t := e.load(kTxn, e.makeTxn(c, getInt(d, "amount"), cur, idOf(d), "adjustment", -disputeFee))
+		fee := int64(0)
+		if disputeFeeRefunded(d) {
+			fee = -disputeFee
+		}
+		t := e.load(kTxn, e.makeTxn(c, getInt(d, "amount"), cur, idOf(d), "adjustment", fee))
 		t["reporting_category"] = "dispute_reversal"
 		t["description"] = "Chargeback reversal for " + getStr(d, "charge")
-		t["fee_details"] = []any{map[string]any{"amount": int64(-disputeFee), "application": nil, "currency": cur, "description": "Dispute fee refund", "type": "stripe_fee"}}
+		if fee != 0 {
+			t["fee_details"] = []any{map[string]any{"amount": fee, "application": nil, "currency": cur, "description": "Dispute fee refund", "type": "stripe_fee"}}
+		}
 		e.store(kTxn, t)
 		txns, _ := d["balance_transactions"].([]any)
 		d["balance_transactions"] = append(slices.Clip(txns), t)

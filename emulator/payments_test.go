@@ -253,10 +253,9 @@ func disputeOf(t *testing.T, base, ch string) map[string]any {
 // TestDisputeOutcome: Stripe's test evidence decides a dispute
 // (docs.stripe.com/testing#disputes, "Evidence": uncategorized_text
 // winning_evidence closes it as won, losing_evidence as lost). A won
-// dispute gives back what the dispute withdrew — the amount and, under
-// the US dispute fee policy of API 2023-10-16 (support.stripe.com dispute
-// fees FAQ: "Stripe will also refund the network dispute fee"), the $15
-// fee — in a second balance transaction (spec, dispute.balance_transactions:
+// dispute gives back the disputed amount, but not the $15 fee of a
+// dispute opened since Stripe's June 2025 pricing (disputePricing2025),
+// in a second balance transaction (spec, dispute.balance_transactions:
 // "zero, one, or two … funds withdrawn and reinstated"), with
 // charge.dispute.funds_reinstated after charge.dispute.closed. The charge
 // stays disputed (spec: "Whether the charge has been disputed").
@@ -327,11 +326,11 @@ func TestDisputeOutcome(t *testing.T) {
 			}
 			if tc.txns == 2 {
 				r := txns[1].(map[string]any)
-				if num(r["amount"]) != 2000 || num(r["fee"]) != -1500 || num(r["net"]) != 3500 || r["reporting_category"] != "dispute_reversal" {
+				if num(r["amount"]) != 2000 || num(r["fee"]) != 0 || num(r["net"]) != 2000 || r["reporting_category"] != "dispute_reversal" {
 					t.Errorf("reinstatement %v", r)
 				}
-				if net != 0 {
-					t.Errorf("a won dispute costs %d, want 0", -net)
+				if net != -1500 {
+					t.Errorf("a won dispute costs %d, want the fee, 1500", -net)
 				}
 			}
 			if c := getObj(t, base, "/v1/charges/"+ch); c["disputed"] != true {

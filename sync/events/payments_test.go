@@ -61,8 +61,9 @@ func TestManualCapture(t *testing.T) {
 
 // TestDisputeOutcomesAndExpiry follows, with the loop running, what
 // the emulator now models of disputes and authorizations: a dispute won
-// with Stripe's test evidence (closed, funds and fee reinstated in a
-// second balance transaction that only the periodic listing finds), one
+// with Stripe's test evidence (closed, the funds reinstated in a second
+// balance transaction that only the periodic listing finds, the $15 fee
+// kept as Stripe does since its June 2025 dispute pricing), one
 // lost, a dispute test card on a manual-capture intent (disputed only at
 // capture, for the amount captured), and authorizations left uncaptured past seven days on the
 // emulator's clock (charge.expired, payment_intent.canceled). After each
@@ -122,8 +123,8 @@ FROM stripe.disputes d LEFT JOIN stripe.balance_transactions b ON b.source = d.i
 WHERE d.id = $1 GROUP BY d.status`, won).Scan(&status, &txns, &net); err != nil {
 		t.Fatal(err)
 	}
-	if status != "won" || txns != 2 || net != 0 {
-		t.Errorf("won dispute in Postgres: status %s, %d balance transactions netting %d; want won, 2, 0", status, txns, net)
+	if status != "won" || txns != 2 || net != -1500 {
+		t.Errorf("won dispute in Postgres: status %s, %d balance transactions netting %d; want won, 2, -1500 (the fee)", status, txns, net)
 	}
 	if err := v.pool.QueryRow(ctx, `SELECT status FROM stripe.disputes WHERE id = $1`, lost).Scan(&status); err != nil || status != "lost" {
 		t.Errorf("lost dispute in Postgres: %q %v", status, err)
