@@ -178,8 +178,9 @@ type Param struct {
 	// invoice_settings.rendering_options; or one value of several:
 	// rendering_options.amount_tax_display). Anywhere else (an integer,
 	// a boolean, an object or array without the alternative, an enum
-	// without "") Stripe refuses "" ("… cannot be unset"). Match a place
-	// with UnsetAt.
+	// without "", an array's element without "" among its values:
+	// default_tax_rates.[]) Stripe refuses "" ("… cannot be unset").
+	// Match a place with UnsetAt.
 	UnsetPlaces []string
 	// OmitEmpty (the parameter itself, of a create) and OmitEmptyArrays
 	// (places below it, as in Refs, of a create or an update) mark where

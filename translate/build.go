@@ -190,6 +190,10 @@ func checkValue(label string, f Field, p schema.Param, name string, v any, mode 
 	v, bad := formValue(p, mode, name, "", v)
 	switch {
 	case bad == nil:
+	case bad.metadata:
+		return nil, errorf(CodeInvalidParameterValue, "%s has %s at %s, but Stripe's metadata values are strings", label, mustJSON(bad.value), bad.key).
+			withDetail("Stripe refuses a hash or an array as a metadata value, and the form encoding sends an empty one as nothing").
+			withHint("give a string, or null to remove the key")
 	case bad.empty:
 		e := errorf(CodeInvalidParameterValue, "%s has an empty array at %s: Stripe's form encoding can send one only as the empty string, which Stripe does not take there", label, bad.key).
 			withDetail("left out instead, %s would get what Stripe does when it is not given, which Stripe's API reference does not document as an empty list", bad.key).
@@ -310,9 +314,21 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 			}
 			target = after.Params
 		}
-		v, err := checkValue(fmt.Sprintf("%s key %q", ParamsColumn, k), Field{Column: ParamsColumn, Kind: schema.KindJSON}, p, k, extra[k], mode)
+		label := fmt.Sprintf("%s key %q", ParamsColumn, k)
+		v, err := checkValue(label, Field{Column: ParamsColumn, Kind: schema.KindJSON}, p, k, extra[k], mode)
 		if err != nil {
 			return err
+		}
+		if mode == formSent && ok {
+			// A parameter of the update itself: null or {} unsets it
+			// where Stripe takes "", as a column's NULL does; left out,
+			// as on a create, it would change nothing.
+			if r := encodeParamGiven(target, p, k, v); r != nil {
+				return errorf(CodeInvalidParameterValue, "%s is %s: an update would send nothing for it and leave %s as it is in Stripe", label, mustJSON(extra[k]), k).
+					withDetail("the form encoding has no null nor empty hash, and Stripe's update keeps what it is not given; null and {} unset only a parameter whose spec takes the empty string as its unset").
+					withHint(`leave the key out, or give "" to unset %s where Stripe takes that`, k)
+			}
+			continue
 		}
 		encodeCreate(target, k, v)
 	}
@@ -615,7 +631,9 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 		o := old[id]
 		if o == nil || kept[id] {
 			el, _ := requestElement(f, e)
-			encodeCreate(params, prefix, el)
+			if r := encodeParamElement(params, f.Param, prefix, el); r != nil {
+				return r.error(columnLabel(t, f))
+			}
 			i++
 			continue
 		}

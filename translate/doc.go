@@ -55,4 +55,8 @@
 // the keys the request takes, stored objects go as their ids, and an
 // UPDATE sends only what changed: a changed element by id with its
 // changed keys, a new one whole, and one left out as {id, deleted: true}.
+// Written as the request's array instead, it is sent whole; an element
+// that names an object by its id updates that object by the keys it
+// gives, so a key given as null or {} there is an unset ("" where the
+// spec takes it, refused elsewhere), not a key left out.
 package translate

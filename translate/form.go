@@ -69,6 +69,27 @@ func encodeParamUpdateAt(out url.Values, p schema.Param, name string, keys []str
 	return d.refused
 }
 
+// encodeParamElement adds e, an element of the array parameter p under
+// the form key name, to an update, as an element of p sent whole (see
+// updateDiff.element).
+func encodeParamElement(out url.Values, p schema.Param, name string, e any) *unsetRefusal {
+	d := &updateDiff{out: out, p: &p}
+	d.element(name, []string{"[]"}, e)
+	return d.refused
+}
+
+// encodeParamGiven adds v, given for the parameter p in an update with
+// nothing to compare it with (a _params key): as encodeCreate does,
+// except that null or a hash with nothing to send unsets p, with "" where
+// Stripe takes it (Param.Unset: _params '{"pause_collection": null}'),
+// and is refused elsewhere, and a metadata hash's null values unset their
+// keys (see updateDiff.given).
+func encodeParamGiven(out url.Values, p schema.Param, name string, v any) *unsetRefusal {
+	d := &updateDiff{out: out, p: &p}
+	d.givenValue(name, nil, v)
+	return d.refused
+}
+
 // unsetRefusal is a key that an update would have to send as the empty
 // string where Stripe takes none (see encodeParamUpdate).
 type unsetRefusal struct {
@@ -110,6 +131,14 @@ func (d *updateDiff) take(out url.Values) {
 }
 
 func (d *updateDiff) encode(name string, keys []string, old, v any, full bool) {
+	if a, ok := v.([]any); ok && len(a) > 0 && len(keys) == 0 && d.p != nil && slices.Contains(d.p.List, "id") {
+		// An array written in the request's shape, sent whole: an
+		// element that names an object by its id updates it (see given).
+		for i, e := range a {
+			d.element(name+"["+strconv.Itoa(i)+"]", []string{"[]"}, e)
+		}
+		return
+	}
 	nm, nok := v.(map[string]any)
 	om, ook := old.(map[string]any)
 	if !nok || !ook {
@@ -209,6 +238,64 @@ func (d *updateDiff) remove(key string, keys []string, old any, full bool) {
 		}
 	}
 	d.refuse(key, false)
+}
+
+// element adds e, an element of an array parameter sent whole (at keys,
+// ["[]"]), in an update: as encodeCreate does, unless it names an object
+// by its id (a subscription's items[0][id]), which Stripe then updates
+// by the keys the element gives (see given).
+func (d *updateDiff) element(name string, keys []string, e any) {
+	if m, ok := e.(map[string]any); ok {
+		if id, ok := m["id"].(string); ok && id != "" {
+			d.given(name, keys, m)
+			return
+		}
+	}
+	encodeCreate(d.out, name, e)
+}
+
+// given adds the keys of m, a hash that Stripe merges into what it holds
+// key by key (an element that names an existing object by its id, a
+// metadata hash in one), where what Stripe holds there is not known: a
+// key given as null, or as a hash with nothing to send ({}), unsets the
+// key. encodeCreate would leave it out, and the unset would be lost
+// (items[0][metadata] emptied kept the item's metadata): it is sent as
+// "" where Stripe takes that (items[0][metadata]=, all of the item's
+// metadata), and refused anywhere else. Other hashes (price_data,
+// billing_thresholds) replace what Stripe holds whole, and go as
+// encodeCreate sends them.
+func (d *updateDiff) given(name string, keys []string, m map[string]any) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		d.givenValue(name+"["+k+"]", append(slices.Clip(keys), k), m[k])
+	}
+}
+
+// givenValue adds v, given for key (at keys) in a hash Stripe merges (see
+// given).
+func (d *updateDiff) givenValue(key string, keys []string, v any) {
+	m, isMap := v.(map[string]any)
+	switch {
+	case isMap && len(m) > 0 && isMetadata(key):
+		// Its nulls remove their keys: not a hash with nothing to
+		// send.
+		d.given(key, keys, m)
+	case v == nil || isMap && sendsNothing(m):
+		if d.takesEmpty(keys) {
+			d.out.Set(key, "")
+		} else {
+			d.refuse(key, false)
+		}
+	default:
+		encodeCreate(d.out, key, v)
+	}
+}
+
+// isMetadata says whether the form key name is a metadata hash
+// (metadata, items[0][metadata]): every hash of Stripe's request schemas
+// named metadata, and no other hash, takes free keys with string values
+// (spec 2023-10-16), and Stripe merges it key by key.
+func isMetadata(name string) bool {
+	return name == "metadata" || strings.HasSuffix(name, "[metadata]")
 }
 
 // unset sends v, an empty array or object that replaces old at keys, as
@@ -415,10 +502,11 @@ func emptyArray(p schema.Param, mode formMode, place string) (out any, ok bool) 
 // formProblem is a value refused by formValue: key is its form key
 // (items[0][quantity]).
 type formProblem struct {
-	key    string
-	value  any
-	empty  bool // an empty array (else a fraction for an integer)
-	object bool // the empty array was written as an empty object
+	key      string
+	value    any
+	empty    bool // an empty array (else a fraction for an integer)
+	object   bool // the empty array was written as an empty object
+	metadata bool // a metadata value that is a hash or an array
 }
 
 // formValue returns v, the value of p under the form key name, as the
@@ -449,6 +537,22 @@ func formValue(p schema.Param, mode formMode, name, place string, v any) (any, *
 				bad.object = true
 			}
 			return out, bad
+		}
+		if isMetadata(name) {
+			// Stripe's metadata values are strings: a number or a
+			// boolean goes as its text, which is what Stripe keeps. A
+			// hash or an array would go as metadata[k][x] or
+			// metadata[k][0], which Stripe refuses (after the calls of
+			// the statement's earlier rows), or, empty, as nothing: an
+			// update removed the key for {} (as for null) but refused
+			// [], and a create left both out. Both are refused, empty or
+			// not; null removes the key.
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				switch x[k].(type) {
+				case map[string]any, []any:
+					return nil, &formProblem{key: name + "[" + k + "]", value: x[k], metadata: true}
+				}
+			}
 		}
 		out := make(map[string]any, len(x))
 		for _, k := range slices.Sorted(maps.Keys(x)) {

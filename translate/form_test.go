@@ -673,8 +673,9 @@ func TestEmptiedArrayNothingToRemove(t *testing.T) {
 			t.Errorf("%s: calls %v, want none", row, calls)
 		}
 	}
-	// metadata: a key that isn't there is not removed.
-	calls, err := build(t, `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`, `["cus_1", {"a": "1", "k": []}, {}]`)
+	// metadata: a key that isn't there is not removed. (An array there
+	// is refused: metadata values are strings.)
+	calls, err := build(t, `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`, `["cus_1", {"a": "1", "k": null}, {}]`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -894,4 +895,92 @@ func TestUnsetEnumWithEmpty(t *testing.T) {
 			t.Errorf("%s: body %s, want %s", c.sql, got, c.want)
 		}
 	}
+}
+
+// TestRequestShapedElementUnsets: an element of subscriptions.items
+// that names an item by its id, written in the request's shape (as the
+// array, or inside the list read back with an id the stored list
+// doesn't have), updates that item by the keys it gives: a key given as
+// null or as a hash with nothing to send is an unset, sent as "" where
+// the update-subscription spec takes it (items[i][metadata]=,
+// items[i][billing_thresholds]=, a metadata key), and refused with 22023
+// naming the form key where it doesn't (quantity, price_data). Before,
+// such keys were left out and the unset was lost. Elements without an id
+// are new items: nothing to unset, their nulls and {} are left out as
+// on a create; so are those of a hash Stripe replaces whole (price_data).
+func TestRequestShapedElementUnsets(t *testing.T) {
+	runFormCases(t, false, []formCase{
+		{"metadata emptied", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "metadata": {}}], ` + oldItems + `]`,
+			"items[0][id]=si_1&items[0][metadata]=", nil},
+		{"a metadata key removed, one of nothing but nulls too", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "metadata": {"a": null, "b": "2"}}, {"id": "si_2", "metadata": {"c": null}}], ` + oldItems + `]`,
+			"items[0][id]=si_1&items[0][metadata][a]=&items[0][metadata][b]=2&items[1][id]=si_2&items[1][metadata][c]=", nil},
+		{"billing_thresholds null or {}", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "billing_thresholds": null}, {"id": "si_2", "billing_thresholds": {}}], ` + oldItems + `]`,
+			"items[0][billing_thresholds]=&items[0][id]=si_1&items[1][billing_thresholds]=&items[1][id]=si_2", nil},
+		{"a new item: nothing to unset", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"price": "price_3", "metadata": {}, "billing_thresholds": null}], ` + oldItems + `]`,
+			"items[0][price]=price_3", nil},
+		{"price_data is replaced whole: its nulls are left out", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "price_data": {"currency": "usd", "product": "prod_1", "unit_amount": 5, "recurring": {"interval": "month", "interval_count": null}}}], ` + oldItems + `]`,
+			"items[0][id]=si_1&items[0][price_data][currency]=usd&items[0][price_data][product]=prod_1&items[0][price_data][recurring][interval]=month&items[0][price_data][unit_amount]=5", nil},
+		{"quantity null", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_2", "quantity": 3}, {"id": "si_1", "quantity": null}], ` + oldItems + `]`, "",
+			[]string{"items of stripe.subscriptions", "items[1][quantity]"}},
+		{"price_data {}", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "price_data": {}}], ` + oldItems + `]`, "",
+			[]string{"items[0][price_data]"}},
+		{"list read back, an id it doesn't have", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0}', '{"id": "si_9", "metadata": {}}') WHERE id = 'sub_1'`,
+			`["sub_1", {"object": "list", "data": [{"id": "si_9", "metadata": {}, "quantity": 2}]}, ` + oldItems + `]`,
+			"items[0][id]=si_9&items[0][metadata]=&items[0][quantity]=2&items[1][deleted]=true&items[1][id]=si_1&items[2][deleted]=true&items[2][id]=si_2", nil},
+	})
+}
+
+// TestMetadataValues: a metadata value that is a hash or an array,
+// empty or not, is refused with 22023 naming its form key, at any
+// metadata place, on a create as on an update; before, {"k": {}} removed
+// k on an update and was left out on a create, while {"k": []} was
+// refused. Strings, numbers and booleans (sent as their text, which
+// Stripe keeps) and null are taken.
+func TestMetadataValues(t *testing.T) {
+	runFormCases(t, true, []formCase{
+		{"update, {}", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": {}}, {"k": "v"}]`, "", []string{"metadata of stripe.customers", "metadata[k]", "strings"}},
+		{"update, []", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": []}, {"k": "v"}]`, "", []string{"metadata of stripe.customers", "metadata[k]", "strings"}},
+		{"update, a hash", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": {"x": "1"}}, {}]`, "", []string{"metadata[k]"}},
+		{"create, {}", `INSERT INTO stripe.customers (metadata) VALUES ($1)`,
+			`[{"a": "1", "k": {}}]`, "", []string{"metadata[k]"}},
+		{"create, an item's metadata", `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+			`["cus_1", [{"price": "price_1", "metadata": {"k": ["a"]}}]]`, "", []string{"items[0][metadata][k]"}},
+		{"_params", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"metadata": {"k": {}}}, null]`, "", []string{"metadata[k]"}},
+		{"scalars and null", `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"k": null, "n": 5, "b": true, "s": "x"}, {"k": "v"}]`,
+			"metadata[b]=true&metadata[k]=&metadata[n]=5&metadata[s]=x", nil},
+	})
+}
+
+// TestParamsGivenOnUpdate: on an UPDATE, a _params key of the
+// update endpoint given as null or {} is an unset, not left out: "" where
+// Stripe takes it, refused with 22023 naming the key elsewhere; a
+// metadata hash's null removes that key alone (before, {"metadata":
+// {"a": null}} sent nothing). On a create nothing changes: nothing is
+// there to unset.
+func TestParamsGivenOnUpdate(t *testing.T) {
+	runFormCases(t, true, []formCase{
+		{"metadata key", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"metadata": {"a": null}, "proration_behavior": "none"}, null]`,
+			"metadata[a]=&proration_behavior=none", nil},
+		{"takes \"\"", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"pause_collection": {}}, null]`, "pause_collection=", nil},
+		{"{} where no \"\" is taken", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"trial_settings": {}}, null]`, "", []string{`_params key "trial_settings"`}},
+		{"null where no \"\" is taken", `UPDATE stripe.customers SET _params = $1 WHERE id = 'cus_1'`,
+			`["cus_1", {"coupon": null}, null]`, "", []string{`_params key "coupon"`}},
+		{"create: left out", `INSERT INTO stripe.customers (email, _params) VALUES ('a@b.co', $1)`,
+			`["a@b.co", {"coupon": null}]`, "email=a%40b.co", nil},
+	})
 }

@@ -69,25 +69,65 @@ const mayHaveTakenEffect = "the Stripe call may still have taken effect: the eve
 // nothing, and the client may simply retry.
 const notReached = "Stripe was not reached (no connection): nothing was changed"
 
-// notReachedCall replaces notReached when the failed call never reached
-// Stripe but other calls of the statement did: what they changed stands
-// (the rest of the DETAIL says what), so the statement is not to be
-// repeated as it is.
+// notReachedCall is said in place of notReached when the failed call
+// never reached Stripe but other calls of the statement did: what they
+// changed stands (the rest of the DETAIL says what), so the statement is
+// not to be repeated as it is.
 const notReachedCall = "this call did not reach Stripe (no connection) and changed nothing, but the statement's calls that did reach Stripe stand"
 
-// stripeError turns a failed Stripe call into an ErrorResponse. A write
-// (not a GET) that failed without a definite answer (no answer, a cancel,
-// a 5xx, a 2xx whose body can't be read) may have taken effect at Stripe;
-// DETAIL says so.
+// callOutcome is what a failed call is known to have done at Stripe,
+// which its DETAIL says (clause).
+type callOutcome uint8
+
+const (
+	outcomeAnswered callOutcome = iota // a definite answer: nothing to add
+	outcomeUnknown                     // it may have taken effect
+	outcomeNotSent                     // it certainly never reached Stripe
+)
+
+// outcomeOf says what the call of method that failed with err did. A
+// write (not a GET) that failed without a definite answer (no answer, a
+// cancel, a 5xx, a 2xx whose body can't be read) may have taken effect.
+func outcomeOf(err error, method string) callOutcome {
+	switch {
+	case stripeapi.NotSent(err):
+		return outcomeNotSent
+	case mayHaveTakenEffectOf(err, method):
+		return outcomeUnknown
+	}
+	return outcomeAnswered
+}
+
+// clause is the DETAIL clause for o ("" for none). statementReached says
+// whether other calls of the statement reached Stripe (or may have): a
+// call that never reached it then did not leave everything unchanged.
+func (o callOutcome) clause(statementReached bool) string {
+	switch {
+	case o == outcomeUnknown:
+		return mayHaveTakenEffect
+	case o == outcomeNotSent && statementReached:
+		return notReachedCall
+	case o == outcomeNotSent:
+		return notReached
+	}
+	return ""
+}
+
+// addDetail appends clause, when there is one, to e's DETAIL.
+func addDetail(e *pgproto3.ErrorResponse, clause string) {
+	if clause != "" {
+		e.Detail = strings.TrimPrefix(e.Detail+"; "+clause, "; ")
+	}
+}
+
+// stripeError turns a failed Stripe call, the statement's only one, into
+// an ErrorResponse whose DETAIL says what the call did at Stripe when it
+// did not answer (see outcomeOf). A statement of several calls decides
+// that clause once its other calls are known (Interceptor.Execute).
 func stripeError(err error, call string) *pgproto3.ErrorResponse {
 	e := stripeErrorResponse(err, call)
 	method, _, _ := strings.Cut(call, " ")
-	switch {
-	case stripeapi.NotSent(err):
-		e.Detail += "; " + notReached
-	case mayHaveTakenEffectOf(err, method):
-		e.Detail += "; " + mayHaveTakenEffect
-	}
+	addDetail(e, outcomeOf(err, method).clause(false))
 	return e
 }
 

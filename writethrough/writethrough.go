@@ -338,14 +338,16 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		defer cancel()
 	}
 	rep.stripeStage = true
-	done, failErr, failRow, failUncertain, failNotSent, uncertain := ic.call(callCtx, st, calls)
-	if failErr != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-		failErr.Message = "canceling statement due to statement timeout"
-		if !failUncertain && !failNotSent {
-			failErr.Detail += "; " + mayHaveTakenEffect
-			failUncertain = true
-		}
+	done, fail, failRow, uncertain := ic.call(callCtx, st, calls)
+	// A call cut short by statement_timeout after a definite answer is
+	// said to be of unknown outcome all the same (after the row's own
+	// clauses).
+	timedOut := false
+	if fail != nil && stmtTimeout > 0 && callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		fail.resp.Message = "canceling statement due to statement timeout"
+		timedOut = fail.outcome == outcomeAnswered
 	}
+	failUncertain := fail != nil && (fail.outcome == outcomeUnknown || timedOut)
 	// Only once the calls are answered: a write Stripe refused outright
 	// has nothing for ROLLBACK to leave behind.
 	if req.TxStatus == 'T' && (reachedStripe(done) || len(uncertain) > 0 || failUncertain) {
@@ -377,13 +379,17 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			rep.notice(applyWarning, "")
 		}
 	}
-	if failErr != nil {
-		e := failErr
-		if failNotSent && (reachedStripe(done) || len(uncertain) > 0) {
-			// The failed call changed nothing, but the statement did
-			// (other rows, the row's earlier calls): a client told
-			// "nothing was changed" would repeat it, creating twice.
-			e.Detail = strings.Replace(e.Detail, notReached, notReachedCall, 1)
+	if fail != nil {
+		e := fail.resp
+		// Said here, where the statement's other calls are known: a
+		// call that never reached Stripe changed nothing, but when
+		// others did (other rows, the row's earlier calls) "nothing was
+		// changed" would have the client repeat the statement, creating
+		// twice.
+		addDetail(e, fail.outcome.clause(reachedStripe(done) || len(uncertain) > 0))
+		addDetail(e, fail.earlier)
+		if timedOut {
+			addDetail(e, mayHaveTakenEffect)
 		}
 		if len(calls) > 1 {
 			e.Detail = strings.TrimPrefix(e.Detail+"; "+progress(st, done, failRow, len(calls), uncertain), "; ")
@@ -561,17 +567,14 @@ type applied struct {
 // calls don't all succeed is not applied (its first calls, if any, are left
 // to the events loop).
 //
-// failUncertain says whether the first failed row's call failed without a
-// definite answer (its DETAIL says so: mayHaveTakenEffect), failNotSent
-// whether it certainly never reached Stripe (notReached); uncertain lists
-// the other rows that failed without a definite answer, in statement order.
-func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, failErr *pgproto3.ErrorResponse, failRow int, failUncertain, failNotSent bool, uncertain []int) {
+// fail is the first failed row's failure; uncertain lists the other rows
+// that failed without a definite answer, in statement order.
+func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows []translate.RowCalls) (done []applied, fail *callFailure, failRow int, uncertain []int) {
 	ctx, cancel := context.WithTimeout(stripeapi.WithPriority(ctx, stripeapi.Interactive), ic.cfg.Timeout)
 	defer cancel()
 	exec := executionID()
 	results := make([]*applied, len(rows))
 	unknown := make([]bool, len(rows))
-	notSent := make([]bool, len(rows))
 	failRow = len(rows)
 	var (
 		mu sync.Mutex
@@ -581,7 +584,7 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 	for i, r := range rows {
 		sem <- struct{}{}
 		mu.Lock()
-		stop := failErr != nil
+		stop := fail != nil
 		mu.Unlock()
 		if stop {
 			<-sem
@@ -614,19 +617,18 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 				}
 				if err != nil {
 					ic.log.Info("write-through call failed", "call", c.Method+" "+c.Path, "err", err)
-					e := stripeError(err, c.Method+" "+c.Path)
+					f := &callFailure{resp: stripeErrorResponse(err, c.Method+" "+c.Path), outcome: outcomeOf(err, c.Method)}
 					if last != nil {
 						// The row's earlier calls (an update before a
 						// finalize) did change the object: apply that state.
-						e.Detail += fmt.Sprintf("; the row's earlier call %s %s reached Stripe and is applied locally",
+						f.earlier = fmt.Sprintf("the row's earlier call %s %s reached Stripe and is applied locally",
 							r.Calls[j-1].Method, r.Calls[j-1].Path)
 						results[i] = &applied{row: i, id: r.ID, version: r.Version, resp: last, partial: true}
 					}
 					mu.Lock()
-					unknown[i] = mayHaveTakenEffectOf(err, c.Method)
-					notSent[i] = stripeapi.NotSent(err)
+					unknown[i] = f.outcome == outcomeUnknown
 					if i < failRow {
-						failRow, failErr = i, e
+						failRow, fail = i, f
 					}
 					mu.Unlock()
 					return
@@ -651,10 +653,16 @@ func (ic *Interceptor) call(ctx context.Context, st *translate.Statement, rows [
 			uncertain = append(uncertain, i)
 		}
 	}
-	if failErr != nil {
-		failUncertain, failNotSent = unknown[failRow], notSent[failRow]
-	}
-	return done, failErr, failRow, failUncertain, failNotSent, uncertain
+	return done, fail, failRow, uncertain
+}
+
+// callFailure is a failed call of a statement. Its DETAIL is finished
+// once the statement's other calls are known: resp's is Stripe's answer
+// alone, then come what the call did (outcome's clause) and earlier.
+type callFailure struct {
+	resp    *pgproto3.ErrorResponse
+	outcome callOutcome
+	earlier string // the row's earlier call that reached Stripe, or ""
 }
 
 // checkAnswer refuses a successful answer that is not a Stripe object with

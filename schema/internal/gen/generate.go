@@ -601,12 +601,16 @@ func (g *gen) places(req *spec.Schema) (integers, unsetArrays, arrays []string) 
 // values (the unset alternative, anyOf [..., enum [""]], or one value of
 // several: rendering_options[amount_tax_display]). Objects, arrays,
 // integers, numbers, booleans and enums without "" take none: Stripe
-// answers "You passed an empty string for … cannot be unset".
+// answers "You passed an empty string for … cannot be unset". Nor does an
+// array's element (default_tax_rates.[]) unless its schema has "" among
+// its values: "" there unsets nothing, and Stripe refuses a string
+// element without an enum given as "" in the same words.
 func (g *gen) emptyPlaces(req *spec.Schema) []string {
 	var out []string
 	g.walkPlaces(req, true, func(path string, alts []*spec.Schema) {
+		element := path == "[]" || strings.HasSuffix(path, ".[]")
 		for _, a := range alts {
-			if schemaType(a) == spec.TypeString && (len(a.Enum) == 0 || slices.Contains(a.Enum, any(""))) {
+			if schemaType(a) == spec.TypeString && (len(a.Enum) == 0 && !element || slices.Contains(a.Enum, any(""))) {
 				out = append(out, path)
 				return
 			}

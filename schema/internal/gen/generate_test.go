@@ -215,3 +215,57 @@ func TestDescriptionRuleInSpec(t *testing.T) {
 		t.Errorf("timestamps by description alone: %v, want [subscription_items.created]", byDescription)
 	}
 }
+
+// TestEmptyPlacesArrayElements: an array's element is a place that
+// takes "" only where its schema has "" among its values; a string
+// element without an enum (a tax rate id in default_tax_rates.[]) takes
+// none, as Stripe refuses "" there. Keys inside elements (items.[].id)
+// and the arrays themselves (items.[].tax_rates, with the unset
+// alternative) keep their places.
+func TestEmptyPlacesArrayElements(t *testing.T) {
+	g := newGen(t)
+	str := &spec.Schema{Type: spec.TypeString}
+	arrayOf := func(e *spec.Schema) *spec.Schema { return &spec.Schema{Type: spec.TypeArray, Items: e} }
+	for _, c := range []struct {
+		name string
+		req  *spec.Schema
+		want []string
+	}{
+		{"strings", arrayOf(str), nil},
+		{"strings with an empty enum value", arrayOf(&spec.Schema{Type: spec.TypeString, Enum: []any{"", "x"}}), []string{"[]"}},
+		{"strings in a hash", &spec.Schema{Type: spec.TypeObject, Properties: map[string]*spec.Schema{"ids": arrayOf(str), "name": str}}, []string{"name"}},
+		{"hashes", arrayOf(&spec.Schema{Type: spec.TypeObject, Properties: map[string]*spec.Schema{"id": str}}), []string{"[].id"}},
+	} {
+		if got := g.emptyPlaces(c.req); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+
+	// The spec's own: no update parameter of any table lists an element
+	// place, and the subscription's items keep their own places.
+	found := false
+	for _, d := range defs {
+		tb, err := g.table(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range tb.updateParams {
+			for _, place := range p.unsetAt {
+				if place == "[]" || strings.HasSuffix(place, ".[]") {
+					t.Errorf("%s update %s: UnsetPlaces lists the array element %q", d.name, p.name, place)
+				}
+			}
+			if d.name == "subscriptions" && p.name == "items" {
+				found = true
+				for _, w := range []string{"[].tax_rates", "[].metadata", "[].metadata.{}", "[].billing_thresholds"} {
+					if !slices.Contains(p.unsetAt, w) {
+						t.Errorf("subscriptions items: UnsetPlaces %q lack %s", p.unsetAt, w)
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no update parameter items of subscriptions")
+	}
+}
