@@ -329,7 +329,10 @@ func TestRandomWorkload(t *testing.T) {
 		t.Fatalf("workload too small to mean anything: %s", w.Summary())
 	}
 	began = time.Now()
-	v.converge(t, 20*time.Second)
+	// 30 s: quiet, this has always converged within 20 s; on two cores shared
+	// with the rest of the suite and other work, a run was seen to need
+	// 23.6 s with nothing lost (convergesLate tells the two apart).
+	v.converge(t, 30*time.Second)
 	t.Logf("converged %s after the workload stopped", time.Since(began).Round(time.Millisecond))
 	if err := stop(); err != nil {
 		t.Fatal(err)
