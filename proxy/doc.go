@@ -8,7 +8,11 @@
 // through as the bytes that arrived (framed, not decoded, except the few
 // fields the proxy needs), batched so that each side gets one write per
 // round trip: a side's buffer is flushed when the reader of the other side
-// would block.
+// would block. A DataRow or CopyData from upstream over 256 KB passes on in
+// pieces as it arrives, so a session holds its buffers, not a whole large
+// value, while its client reads slowly or not at all (Postgres then waits
+// on its socket, as it would for the client directly); Call.Relay passes
+// rows on one at a time the same way.
 //
 // The proxy keeps an ordered queue of the replies it expects (one entry per
 // request that gets a reply, dropping those Postgres skips after an error

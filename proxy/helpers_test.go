@@ -2,14 +2,17 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgstripe/pgstripe/pgtest"
 )
 
@@ -112,5 +115,59 @@ func waitSleeping(t testing.TB, pid uint32) {
 			t.Fatalf("backend %d never reached pg_sleep", pid)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitBackend waits until upstream backend pid waits on its client, the
+// proxy: ClientWrite (its socket to the proxy is full: the proxy stopped
+// reading it) or ClientRead (it sent its whole reply), and returns which.
+func waitBackend(t *testing.T, admin *pgx.Conn, pid uint32) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var event string
+		err := admin.QueryRow(ctxT(t), `SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event IN ('ClientWrite', 'ClientRead')`, int32(pid)).Scan(&event)
+		if err == nil {
+			return event
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d never waited on the proxy", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitBackendGone waits until upstream backend pid has exited.
+func waitBackendGone(t *testing.T, admin *pgx.Conn, pid uint32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := admin.QueryRow(ctxT(t), `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, int32(pid)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream backend %d still there after its client went away", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitGoroutines waits until no more than n goroutines run.
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines: %d, before %d\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -191,21 +191,53 @@ func (c *Call) PassedOn() bool { return c.forward || c.relayed }
 // *pgconn.PgError, which the proxy sends as Postgres did.
 func (c *Call) Relay(ctx context.Context) error {
 	c.relayed = true
-	res, err := c.up.QueryParams(ctx, c.SQL, c.ParamOIDs, c.Params, c.ParamFormats, c.ResultFormats)
-	if err != nil {
-		return err
-	}
-	if len(res.Fields) > 0 {
-		if err := c.Send(&pgproto3.RowDescription{Fields: res.Fields}); err != nil {
-			return err
+	// The rows go to the client as they arrive, not after the whole
+	// result (an UPDATE … RETURNING of a large table of the application's
+	// own): the proxy then holds a row at a time, and a client that stops
+	// reading holds up upstream, as it would directly. RowDescription
+	// waits for the first row or the tag: for a write, Postgres sends
+	// nothing before the statement has run to its end, so a statement
+	// that fails sends the error alone, as directly.
+	var rd *pgproto3.RowDescription
+	described := false
+	describe := func() error {
+		if described || rd == nil {
+			return nil
 		}
+		described = true
+		return c.Send(rd)
 	}
-	for _, r := range res.Rows {
-		if err := c.Send(&pgproto3.DataRow{Values: r}); err != nil {
-			return err
+	return c.up.query(ctx, c.SQL, c.ParamOIDs, c.Params, c.ParamFormats, c.ResultFormats, func(typ byte, body []byte) error {
+		switch typ {
+		case 'T':
+			rd = &pgproto3.RowDescription{}
+			if err := rd.Decode(body); err != nil {
+				return err
+			}
+			if len(rd.Fields) == 0 {
+				rd = nil
+			}
+		case 'D':
+			if err := describe(); err != nil {
+				return err
+			}
+			var dr pgproto3.DataRow
+			if err := dr.Decode(body); err != nil {
+				return err
+			}
+			return c.Send(&dr)
+		case 'C':
+			if err := describe(); err != nil {
+				return err
+			}
+			var cc pgproto3.CommandComplete
+			if err := cc.Decode(body); err != nil {
+				return err
+			}
+			return c.Send(&cc)
 		}
-	}
-	return c.Send(&pgproto3.CommandComplete{CommandTag: []byte(res.CommandTag)})
+		return nil
+	})
 }
 
 // Send writes a reply message to the client: RowDescription (dropped in the
@@ -361,8 +393,42 @@ func (u *Upstream) Query(ctx context.Context, sql string, args ...any) (*Result,
 
 // QueryParams runs sql with raw parameters, as Bind would send them.
 func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16) (*Result, error) {
+	res := &Result{}
+	err := u.query(ctx, sql, paramOIDs, params, paramFormats, resultFormats, func(typ byte, body []byte) error {
+		switch typ {
+		case 'T':
+			var rd pgproto3.RowDescription
+			if err := rd.Decode(body); err != nil {
+				return err
+			}
+			res.Fields = rd.Fields
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(body); err != nil {
+				return err
+			}
+			res.Rows = append(res.Rows, dr.Values)
+		case 'C':
+			var cc pgproto3.CommandComplete
+			if err := cc.Decode(body); err != nil {
+				return err
+			}
+			res.CommandTag = string(cc.CommandTag)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// query runs sql as QueryParams does, handing each RowDescription,
+// DataRow and CommandComplete (type and body, valid during the call) to
+// result as it arrives.
+func (u *Upstream) query(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16, result func(typ byte, body []byte) error) error {
 	if u.err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUpstreamFailed, u.err)
+		return fmt.Errorf("%w: %w", ErrUpstreamFailed, u.err)
 	}
 	w := &u.s.uw
 	for _, m := range []interface {
@@ -378,56 +444,40 @@ func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint
 		&pgproto3.Flush{},
 	} {
 		if err := w.send(m); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := w.flush(); err != nil {
-		return nil, err
+		return err
 	}
-	res := &Result{}
-	closes := 0
-	for closes < 3 {
+	for closes := 0; closes < 3; {
 		raw, err := u.receive(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		body := raw[5:]
 		switch raw[0] {
 		case '3':
 			closes++
 		case '1', '2', 'n':
-		case 'T':
-			var rd pgproto3.RowDescription
-			if err := rd.Decode(body); err != nil {
-				return nil, err
+		case 'T', 'D', 'C':
+			if err := result(raw[0], body); err != nil {
+				return err
 			}
-			res.Fields = rd.Fields
-		case 'D':
-			var dr pgproto3.DataRow
-			if err := dr.Decode(body); err != nil {
-				return nil, err
-			}
-			res.Rows = append(res.Rows, dr.Values)
-		case 'C':
-			var cc pgproto3.CommandComplete
-			if err := cc.Decode(body); err != nil {
-				return nil, err
-			}
-			res.CommandTag = string(cc.CommandTag)
 		case 'I':
 		case 'E':
 			var er pgproto3.ErrorResponse
 			if err := er.Decode(body); err != nil {
-				return nil, err
+				return err
 			}
 			u.err = PgError(&er)
 			u.ic.upstreamFailed = true
-			return nil, u.err
+			return u.err
 		default:
-			return nil, fmt.Errorf("proxy: unexpected upstream message %q in an interceptor query", raw[0])
+			return fmt.Errorf("proxy: unexpected upstream message %q in an interceptor query", raw[0])
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // Prepare has Postgres parse and analyse sql without running it (a private

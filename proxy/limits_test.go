@@ -434,3 +434,45 @@ func TestPipelineBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOversizedMessages: after startup, a length out of bounds
+// for its message type (negative, under 4, over Postgres's limits: 10000
+// for a small message, 1 GiB for one that carries data) gets FATAL 08P01
+// and the close at once, without the proxy allocating the claimed size;
+// Postgres refuses the same messages (at least by closing).
+func TestOversizedMessages(t *testing.T) {
+	tp := startProxy(t, Config{})
+	db := pgtest.NewDB(t)
+	for _, tc := range []struct {
+		typ byte
+		n   int32
+	}{
+		{'Q', -1}, {'Q', -1 << 31}, {'Q', 3}, {'Q', 1<<30 - 1}, {'Q', 1 << 30}, {'Q', 1<<31 - 1},
+		{'d', 1 << 30}, {'P', 1 << 30}, {'B', 1<<31 - 1},
+		{'S', 10001}, {'H', 1 << 30}, {'X', -4}, {'E', 10001},
+	} {
+		t.Run(fmt.Sprintf("%c %d", tc.typ, tc.n), func(t *testing.T) {
+			msg := binary.BigEndian.AppendUint32([]byte{tc.typ}, uint32(tc.n))
+			for _, target := range []struct{ name, url string }{{"direct", db}, {"proxy", tp.via(t, db)}} {
+				rc := dialRaw(t, target.url)
+				base := heapInUse()
+				rc.conn.Write(msg)
+				rc.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				reply, err := io.ReadAll(rc.conn)
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("%s: no answer, still open", target.name)
+				}
+				if target.name == "direct" {
+					continue // Postgres refuses some with 08P01, others by closing
+				}
+				if grew := heapInUse() - base; grew > 1<<20 {
+					t.Errorf("heap grew %d KB", grew>>10)
+				}
+				if !strings.Contains(string(reply), "08P01") || reply[0] != 'E' {
+					t.Errorf("reply %q, want FATAL 08P01", reply)
+				}
+			}
+		})
+	}
+	tp.waitSessions(t, 0)
+}

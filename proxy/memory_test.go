@@ -1,12 +1,19 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgstripe/pgstripe/pgtest"
 )
 
 // keptBytes is the length of the statement texts the proxy's
@@ -249,3 +256,227 @@ func TestSkippedUnnamedParsesDoNotChain(t *testing.T) {
 		t.Errorf("the interceptor ran %d times for skipped writes", len(ti.calls))
 	}
 }
+
+func classifyRelayTest(sql string) Class {
+	if strings.HasPrefix(sql, relayMark) {
+		return Intercept
+	}
+	return Passthrough
+}
+
+// TestSlowReaderHugeResult: a client that asks for a large result
+// (many rows, one row of a single large value, COPY TO STDOUT, a relayed
+// write's RETURNING) and reads none of it. Postgres then waits on its
+// socket (ClientWrite) as it would for the client directly, the proxy
+// holds its buffers only, other clients are served, and when the client
+// goes away the upstream backend exits and the session's goroutines end.
+// A single DataRow or CopyData was read whole before it was passed on (a
+// 40 MB value: 40 MB of heap, ~1.5 times that while the buffer grew, for
+// as long as the client did not read, up to 1 GB a session), and a relayed
+// statement's result was collected whole before its first row went out.
+func TestSlowReaderHugeResult(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyRelayTest, Interceptor: relayInterceptorTest})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE UNLOGGED TABLE big (id int, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	url := tp.via(t, db)
+	extended := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	}
+	simple := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
+	}
+	const (
+		manyRows = "SELECT repeat('x', 1000) FROM generate_series(1, 200000)" // ~200 MB
+		oneRow   = "SELECT repeat('x', 40000000)"                             // one 40 MB value
+		returned = relayMark + "INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 60000) g RETURNING *"
+	)
+	for _, tc := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+	}{
+		{"many rows, simple", simple(manyRows)},
+		{"many rows, extended", extended(manyRows)},
+		{"one large row, simple", simple(oneRow)},
+		{"one large row, extended", extended(oneRow)},
+		{"COPY TO STDOUT, many rows", simple("COPY (" + manyRows + ") TO STDOUT")},
+		{"COPY TO STDOUT, one large row", simple("COPY (" + oneRow + ") TO STDOUT")},
+		{"relayed RETURNING, simple", simple(returned)},
+		{"relayed RETURNING, extended", extended(returned)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			goroutines := runtime.NumGoroutine()
+			base := heapInUse()
+			rc := dialRaw(t, url)
+			pid := tp.onlySession(t).upstreamPID
+			rc.send(tc.msgs...)
+			// The first bytes of the reply, then nothing: whatever the
+			// proxy holds to pass on, it holds from then on.
+			rc.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if _, err := io.ReadFull(rc.conn, make([]byte, 64)); err != nil {
+				t.Fatal(err)
+			}
+			event := waitBackend(t, admin, pid)
+			grew := heapInUse() - base
+			t.Logf("heap grew %d MB while the client does not read", grew>>20)
+			if grew > 16<<20 {
+				t.Errorf("heap grew %d MB for one client that does not read", grew>>20)
+			}
+			if event != "ClientWrite" {
+				t.Errorf("upstream sent its whole reply (%s) to a client that reads none of it", event)
+			}
+			other := pgtest.Connect(t, url)
+			var n int
+			if err := other.QueryRow(ctxT(t), `SELECT 7`).Scan(&n); err != nil || n != 7 {
+				t.Fatalf("another client meanwhile: %d, %v", n, err)
+			}
+			other.Close(ctxT(t))
+			rc.conn.Close()
+			tp.waitSessions(t, 0)
+			waitBackendGone(t, admin, pid)
+			waitGoroutines(t, goroutines)
+		})
+	}
+}
+
+// TestLargeResultsArriveWhole: what passes in pieces (a DataRow or
+// CopyData over streamMin) reaches a client that reads it exactly as
+// Postgres sent it, in both protocols, followed by the rest of the
+// reply; a relayed write's RETURNING has every row, and one that fails
+// sends the error alone, as Postgres does.
+func TestLargeResultsArriveWhole(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyRelayTest, Interceptor: relayInterceptorTest})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE TABLE r (id int, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	url := tp.via(t, db)
+	const size = 3*(256<<10) + 12345 // pieces of a message passed on as it arrives
+	value := fmt.Sprintf("SELECT repeat('ab', %d) || 'z'", size/2)
+	want := strings.Repeat("ab", size/2) + "z"
+	for _, target := range []struct{ name, url string }{{"direct", db}, {"proxy", url}} {
+		rc := dialRaw(t, target.url)
+		rc.conn.SetDeadline(time.Now().Add(30 * time.Second))
+		rc.send(&pgproto3.Query{String: value + "; " + value},
+			&pgproto3.Parse{Query: value}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "COPY (" + value + " UNION ALL SELECT 'short') TO STDOUT"})
+		var got []string
+		for rfq := 0; rfq < 3; {
+			msg, err := rc.fe.Receive()
+			if err != nil {
+				t.Fatalf("%s: after %v: %v", target.name, got, err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.DataRow:
+				if len(m.Values) != 1 || string(m.Values[0]) != want {
+					t.Fatalf("%s: DataRow of %d bytes is not the value", target.name, len(m.Values[0]))
+				}
+				got = append(got, "DataRow(value)")
+			case *pgproto3.CopyData:
+				switch string(m.Data) {
+				case want + "\n":
+					got = append(got, "CopyData(value)")
+				case "short\n":
+					got = append(got, "CopyData(short)")
+				default:
+					t.Fatalf("%s: CopyData of %d bytes", target.name, len(m.Data))
+				}
+			case *pgproto3.ReadyForQuery:
+				rfq++
+				got = append(got, msgName(msg, false))
+			default:
+				got = append(got, msgName(msg, false))
+			}
+		}
+		sameTranscript(t, target.name, got, []string{
+			"RowDescription", "DataRow(value)", "CommandComplete(SELECT 1)",
+			"RowDescription", "DataRow(value)", "CommandComplete(SELECT 1)", "ReadyForQuery(I)",
+			"ParseComplete", "BindComplete", "DataRow(value)", "CommandComplete(SELECT 1)", "ReadyForQuery(I)",
+			"CopyOutResponse", "CopyData(value)", "CopyData(short)", "CopyDone", "CommandComplete(COPY 2)", "ReadyForQuery(I)",
+		})
+	}
+
+	// Relayed: every row, in order, and the tag.
+	conn := pgtest.Connect(t, url)
+	rows, err := conn.Query(ctxT(t), relayMark+"INSERT INTO r SELECT g, repeat('v', 1000) FROM generate_series(1, 5000) g RETURNING id", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 5000 || ids[0] != 1 || ids[4999] != 5000 {
+		t.Fatalf("relayed RETURNING: %d rows", len(ids))
+	}
+	if tag := rows.CommandTag().String(); tag != "INSERT 0 5000" {
+		t.Errorf("relayed tag %q", tag)
+	}
+	// A relayed write that fails in its third row: the error alone, no
+	// RowDescription first (Postgres sends a write's rows once it ran
+	// to its end).
+	for _, target := range []struct{ name, url string }{{"direct", db}, {"proxy", url}} {
+		rc := dialRaw(t, target.url)
+		rc.send(&pgproto3.Query{String: relayMark + "INSERT INTO r SELECT g FROM generate_series(1, 5) g RETURNING 1/(3-id)"})
+		sameTranscript(t, target.name+": failing RETURNING", rc.until("ReadyForQuery", 1),
+			[]string{"ErrorResponse(22012 division by zero)", "ReadyForQuery(I)"})
+	}
+}
+
+// TestLargeCopyIn: a 100 MB COPY FROM STDIN streams through in
+// bounded memory, every row arrives, and the proxy reads the client no
+// faster than Postgres takes the data.
+func TestLargeCopyIn(t *testing.T) {
+	tp := startProxy(t, Config{})
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, db)
+	if _, err := admin.Exec(ctxT(t), `CREATE UNLOGGED TABLE c (id int, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	rc := dialRaw(t, tp.via(t, db))
+	rc.conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	rc.send(&pgproto3.Query{String: "COPY c FROM STDIN"})
+	rc.until("CopyInResponse", 1)
+	const rows = 100_000
+	pad := strings.Repeat("y", 1000)
+	base := heapInUse()
+	peak := base
+	var chunk []byte
+	sent := 0
+	for i := 1; i <= rows; i++ {
+		chunk = fmt.Appendf(chunk, "%d\t%s\n", i, pad)
+		if len(chunk) >= 64<<10 || i == rows {
+			if _, err := rc.conn.Write(enc(&pgproto3.CopyData{Data: chunk})); err != nil {
+				t.Fatal(err)
+			}
+			sent += len(chunk)
+			chunk = chunk[:0]
+			if i%20000 < 64 {
+				peak = max(peak, heapInUse())
+			}
+		}
+	}
+	rc.send(&pgproto3.CopyDone{})
+	sameTranscript(t, "COPY", rc.until("ReadyForQuery", 1), []string{"CommandComplete(COPY 100000)", "ReadyForQuery(I)"})
+	t.Logf("%d MB copied; heap %d MB before, peak %d MB", sent>>20, base>>20, peak>>20)
+	if peak-base > 16<<20 {
+		t.Errorf("heap grew %d MB during the COPY", (peak-base)>>20)
+	}
+	var n, total int64
+	if err := admin.QueryRow(ctxT(t), `SELECT count(*), sum(length(v)) FROM c`).Scan(&n, &total); err != nil {
+		t.Fatal(err)
+	}
+	if n != rows || total != rows*1000 {
+		t.Errorf("table has %d rows, %d bytes of v; want %d, %d", n, total, rows, rows*1000)
+	}
+}
+
+// relayMark makes relayInterceptorTest run the statement itself
+// (Call.Relay), as write-through does with a write that is not its own
+// (an unqualified table name that resolves to the application's table).
+const relayMark = "/* relay */ "
+
+var relayInterceptorTest = InterceptorFunc(func(ctx context.Context, call *Call) error { return call.Relay(ctx) })

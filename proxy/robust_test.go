@@ -575,3 +575,58 @@ func TestTerminateThenUpstreamEOF(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleCost: what idle connections cost the proxy, in
+// goroutines and heap: 1000 that connected and sent nothing (still in
+// startup), and sessions that ran a query with a 1 MB result and went idle
+// (upstream's max_connections bounds how many; the proxy's buffers
+// shrink back after the result). The bounds are generous; the numbers are
+// logged.
+func TestIdleCost(t *testing.T) {
+	tp := startProxy(t, Config{})
+	db := pgtest.NewDB(t)
+	url := tp.via(t, db)
+	goroutines := runtime.NumGoroutine()
+	base := heapInUse()
+	const silent = 1000
+	conns := make([]net.Conn, 0, silent)
+	for range silent {
+		c, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tp.Sessions() != silent {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections accepted", tp.Sessions(), silent)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g, heap := runtime.NumGoroutine()-goroutines, heapInUse()-base
+	t.Logf("%d silent connections: %.2f goroutines, %.1f KB of heap each", silent, float64(g)/silent, float64(heap)/silent/1024)
+	if g > silent || heap > silent*64<<10 {
+		t.Errorf("%d silent connections: %d goroutines, %d MB of heap", silent, g, heap>>20)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	tp.waitSessions(t, 0)
+	waitGoroutines(t, goroutines)
+
+	const sessions = 50
+	base = heapInUse()
+	for range sessions {
+		pc := connectPg(t, url)
+		res := pc.ExecParams(ctxT(t), "SELECT repeat('x', 1000) FROM generate_series(1, 1000)", nil, nil, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) != 1000 {
+			t.Fatalf("%d rows, %v", len(res.Rows), res.Err)
+		}
+	}
+	g, heap = runtime.NumGoroutine()-goroutines, heapInUse()-base
+	t.Logf("%d idle sessions: %.2f goroutines, %.1f KB of heap each (client side included)", sessions, float64(g)/sessions, float64(heap)/sessions/1024)
+	if g > 2*sessions+sessions || heap > sessions*400<<10 {
+		t.Errorf("%d idle sessions: %d goroutines, %d MB of heap", sessions, g, heap>>20)
+	}
+}

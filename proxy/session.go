@@ -310,6 +310,13 @@ func (s *session) lastWords(e *pgproto3.ErrorResponse, raw []byte) (sent bool, e
 	if !s.closeErr.CompareAndSwap(nil, claim) {
 		return false, nil
 	}
+	if s.cw.partial {
+		// The client has the start of a message whose rest will never
+		// come: it would read an error as more of that message. Postgres
+		// never ends a session inside a message either; the close is all
+		// the client gets.
+		return false, nil
+	}
 	if raw != nil {
 		err = s.cw.write(raw)
 	} else {
@@ -1198,14 +1205,45 @@ func (s *session) serverLoop() (err error) {
 		}
 	}()
 	for {
-		typ, raw, err := s.ur.next()
+		typ, raw, err := s.ur.nextPiece()
 		if err != nil {
 			return err
 		}
-		if err := s.handleReply(typ, raw); err != nil {
+		if s.ur.rest > 0 {
+			err = s.passPieces(typ, raw)
+		} else {
+			err = s.handleReply(typ, raw)
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+// passPieces passes a long DataRow or CopyData on to the client as it
+// arrives, first its start (read by nextPiece), then the rest. Nothing
+// else may reach the client in between (see lastWords), so the mark stays
+// when an error cuts the message off: the session then ends.
+func (s *session) passPieces(typ byte, first []byte) error {
+	s.cwMu.Lock()
+	s.cw.partial = true
+	s.cwMu.Unlock()
+	if err := s.handleReply(typ, first); err != nil {
+		return err
+	}
+	for s.ur.rest > 0 {
+		piece, err := s.ur.part()
+		if err != nil {
+			return err
+		}
+		if err := s.writeClient(piece); err != nil {
+			return err
+		}
+	}
+	s.cwMu.Lock()
+	s.cw.partial = false
+	s.cwMu.Unlock()
+	return nil
 }
 
 // handleReply processes one upstream message in the server loop.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -507,5 +508,124 @@ func TestRegisterWhileDraining(t *testing.T) {
 	}
 	if p.Sessions() != 0 {
 		t.Fatalf("Sessions() = %d", p.Sessions())
+	}
+}
+
+// TestStartupTimeout: a client that stops inside its startup
+// (half a startup packet, one sent a byte at a time, an SSLRequest and
+// no handshake) is closed once Config.StartupTimeout has passed since it
+// connected, as Postgres's authentication_timeout closes it (without a
+// word: Postgres's startup packet timeout sends nothing either), and no
+// longer counts against maxStartingConns.
+func TestStartupTimeout(t *testing.T) {
+	const timeout = 1500 * time.Millisecond
+	tp := startProxy(t, Config{StartupTimeout: timeout, TLSConfig: selfSignedTLS(t)})
+	startup := startupMsg(map[string]string{"user": "postgres", "database": "postgres"})
+	for _, tc := range []struct {
+		name string
+		send func(c net.Conn)
+	}{
+		{"half a startup packet", func(c net.Conn) { c.Write(startup[:len(startup)/2]) }},
+		{"length only", func(c net.Conn) { c.Write(startup[:4]) }},
+		{"a byte at a time", func(c net.Conn) {
+			for i := 0; i < len(startup)-1; i++ {
+				if _, err := c.Write(startup[i : i+1]); err != nil {
+					return
+				}
+				time.Sleep(timeout / 8)
+			}
+		}},
+		{"SSLRequest, then no handshake", func(c net.Conn) {
+			c.Write(encode(&pgproto3.SSLRequest{}))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", tp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			go tc.send(c)
+			c.SetReadDeadline(time.Now().Add(timeout + 5*time.Second))
+			got, err := io.ReadAll(c)
+			took := time.Since(start)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("still open after %v", took)
+			}
+			if took < timeout-100*time.Millisecond {
+				t.Errorf("closed after %v, before the startup timeout", took)
+			}
+			if strings.HasPrefix(tc.name, "SSLRequest") {
+				got = []byte(strings.TrimPrefix(string(got), "S"))
+			}
+			if len(got) != 0 {
+				t.Errorf("got %q before the close", got)
+			}
+		})
+	}
+	tp.waitSessions(t, 0)
+	if n := tp.starting.Load(); n != 0 {
+		t.Errorf("%d connections still count as starting", n)
+	}
+}
+
+// TestOversizedStartup: a startup packet whose length is out of
+// bounds (negative, under 8, over 10004, 1 GiB) is refused at once,
+// before its body arrives, as Postgres refuses it (it closes without an
+// answer: "invalid length of startup packet" is only logged), and the
+// proxy does not allocate the claimed size.
+func TestOversizedStartup(t *testing.T) {
+	tp := startProxy(t, Config{})
+	for _, n := range []int32{-1, -1 << 31, 0, 7, 10005, 1 << 30} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			pkt := binary.BigEndian.AppendUint32(nil, uint32(n))
+			pkt = binary.BigEndian.AppendUint32(pkt, 3<<16)
+			for _, target := range []string{pgtest.Cluster(t).Addr(), tp.addr} {
+				base := heapInUse()
+				c, err := net.Dial("tcp", target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Write(pkt)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got, err := io.ReadAll(c)
+				c.Close()
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("%s: no answer, still open", target)
+				}
+				if len(got) != 0 {
+					t.Errorf("%s: got %q", target, got)
+				}
+				if target == tp.addr {
+					if grew := heapInUse() - base; grew > 1<<20 {
+						t.Errorf("heap grew %d KB", grew>>10)
+					}
+				}
+			}
+		})
+	}
+	tp.waitSessions(t, 0)
+}
+
+// TestStartupPacketLimit: Postgres's limit on a startup packet
+// (MAX_STARTUP_PACKET_LENGTH, 10000) does not count its length word: a
+// packet of 10004 bytes starts a session, one of 10005 is refused. The
+// proxy refused 10001 to 10004.
+func TestStartupPacketLimit(t *testing.T) {
+	tp := startProxy(t, Config{})
+	for _, total := range []int{10004, 10005} {
+		name := "application_name"
+		pad := total - len(rawStartup(3, 0, "user", "postgres", "database", "postgres", name, ""))
+		pkt := rawStartup(3, 0, "user", "postgres", "database", "postgres", name, strings.Repeat("a", pad))
+		if len(pkt) != total {
+			t.Fatalf("packet of %d bytes, want %d", len(pkt), total)
+		}
+		direct := rawTranscript(t, pgtest.Cluster(t).Addr(), pkt)
+		proxied := rawTranscript(t, tp.addr, pkt)
+		sameTranscript(t, fmt.Sprintf("%d bytes, proxied vs direct", total), proxied, direct)
+		if want := total == 10004; (direct[0] == "AuthenticationOk") != want {
+			t.Errorf("%d bytes: direct %v", total, direct)
+		}
 	}
 }

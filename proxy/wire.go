@@ -20,7 +20,10 @@ const (
 	maxSmallMessage = 10000
 	// maxStartupMessage bounds everything a client sends before it is
 	// authenticated, so an anonymous peer cannot make the proxy allocate much.
-	maxStartupMessage = 10000
+	// It is Postgres's MAX_STARTUP_PACKET_LENGTH (10000), which counts the
+	// packet without its length word: a packet of 10004 bytes in all
+	// (many options) starts a session directly, and so must it here.
+	maxStartupMessage = 10000 + 4
 	maxAuthMessage    = 65535
 	// maxUpstreamMessage bounds what the proxy accepts from Postgres.
 	maxUpstreamMessage = 1<<30 + 3
@@ -29,6 +32,12 @@ const (
 	// flushThreshold bounds how much the proxy buffers before writing even
 	// though the reader is not about to block (large result sets stream).
 	flushThreshold = 64 << 10
+	// streamMin: a DataRow or CopyData from upstream longer than this
+	// passes on to the client in pieces as it arrives (msgReader.nextPiece),
+	// so that a session holds a read buffer, not the whole message (up to
+	// 1 GB: a row of one large value), while its client reads slowly or
+	// not at all.
+	streamMin = 8 * readBufSize
 )
 
 // errMessageTooLarge and errMalformed are protocol violations by the peer.
@@ -54,6 +63,9 @@ type msgReader struct {
 	// limit returns the maximum length (the length field's value) for a
 	// message type, or -1 for a type that is not accepted at all.
 	limit func(typ byte) int
+	// rest counts the bytes of the message nextPiece returned the start of
+	// that are still to come (part returns them).
+	rest int
 }
 
 func newMsgReader(rd io.Reader) *msgReader {
@@ -62,7 +74,34 @@ func newMsgReader(rd io.Reader) *msgReader {
 
 // next returns the next message: its type, and the raw bytes including the
 // 5-byte header.
-func (mr *msgReader) next() (byte, []byte, error) {
+func (mr *msgReader) next() (byte, []byte, error) { return mr.next1(false) }
+
+// nextPiece is next, except that of a DataRow or CopyData longer than
+// streamMin that has not arrived whole it returns only what has (the
+// header at least), leaving rest > 0: part returns the rest. Only for a
+// reader of messages it passes on untouched.
+func (mr *msgReader) nextPiece() (byte, []byte, error) { return mr.next1(true) }
+
+// part returns the next piece of the message nextPiece returned the start
+// of, as it arrives; call it while rest > 0. A piece stays valid until
+// the following call.
+func (mr *msgReader) part() ([]byte, error) {
+	if mr.r == mr.w {
+		if err := mr.ensure(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the end cut the message off
+			}
+			return nil, err
+		}
+	}
+	k := min(mr.w-mr.r, mr.rest)
+	raw := mr.buf[mr.r : mr.r+k]
+	mr.r += k
+	mr.rest -= k
+	return raw, nil
+}
+
+func (mr *msgReader) next1(stream bool) (byte, []byte, error) {
 	if mr.limit != nil && mr.w-mr.r < 5 {
 		// Like Postgres, refuse a bad type byte at once, not after waiting
 		// for a length that may never come.
@@ -92,6 +131,12 @@ func (mr *msgReader) next() (byte, []byte, error) {
 	}
 	if n > max {
 		return typ, nil, fmt.Errorf("%w: type %q with length %d (limit %d)", errMessageTooLarge, typ, n, max)
+	}
+	if stream && n > streamMin && (typ == 'D' || typ == 'd') && mr.w-mr.r < 1+n {
+		raw := mr.buf[mr.r:mr.w]
+		mr.rest = 1 + n - len(raw)
+		mr.r = mr.w
+		return typ, raw, nil
 	}
 	if err := mr.ensure(1 + n); err != nil {
 		return 0, nil, err
@@ -165,6 +210,10 @@ func (mr *msgReader) ensure(n int) error {
 type msgWriter struct {
 	conn net.Conn
 	buf  []byte
+	// partial: the last write was the start of a message whose rest is
+	// still to come (a piece of one passed on as it arrives): nothing else
+	// may go in between.
+	partial bool
 	// err is the first write error on conn. It sticks: a failed write may
 	// have sent part of a message, and a flush after it would otherwise
 	// find the buffer empty (dropped) and report success, or frame the
