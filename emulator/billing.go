@@ -161,7 +161,7 @@ func init() {
 			return ae
 		}
 		ch.apply(e, c, obj, false)
-		return nil
+		return e.customerSourceCreate(c, obj)
 	}
 	kCustomer.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
 		if ae := e.refusedCard(c, "source"); ae != nil {
@@ -184,7 +184,8 @@ func init() {
 			e.recordBalance(c, obj, d, "adjustment", "")
 		}
 		e.followCustomer(obj)
-		return nil
+		// Last: a request refused above saves no card.
+		return e.customerSourceUpdate(c, obj, old)
 	}
 	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
 		if b := getInt(obj, "balance"); b != 0 {
@@ -197,10 +198,24 @@ func init() {
 		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
 			e.attachPM(c, pm, idOf(obj))
 		}
+		// source on create saves its card, the customer's default_source.
+		if c.card != nil {
+			e.saveCard(c, c.card)
+		}
 		c.result = obj
 	}
 	kCustomer.del = deleteCustomer
 	crud(kCustomer, "crud")
+	update := genericUpdate(kCustomer)
+	handle("POST", "/v1/customers/{customer}", func(e *Emulator, c *reqCtx) (any, *apiError) {
+		res, ae := update(e, c)
+		if ae == nil && c.card != nil {
+			// Once the customer is stored with its new default_source,
+			// which the retry charges.
+			e.retryPastDue(c, c.path["customer"])
+		}
+		return res, ae
+	})
 	handle("GET", "/v1/customers", withListClock(genericList(kCustomer, func(c *reqCtx, t *table) (func(*record) bool, *apiError) {
 		return withoutClocks(c, t), nil
 	})))
@@ -726,8 +741,7 @@ func (e *Emulator) inlineProduct(c *reqCtx, obj map[string]any, data map[string]
 
 // refusedCard is the card error of a customer request whose param
 // (payment_method, source) saves a card that can't be attached to a
-// customer (attachDecline). A source that saves is otherwise ignored:
-// sources are not modelled.
+// customer (attachDecline). A source that saves is a card (sources.go).
 func (e *Emulator) refusedCard(c *reqCtx, param string) *apiError {
 	if id, _ := c.params[param].(string); id != "" {
 		if d := e.attachDecline(id); d != nil {
@@ -809,6 +823,7 @@ func (e *Emulator) removeCustomer(c *reqCtx, obj map[string]any) map[string]any 
 	if len(subs) > 0 {
 		e.stopCollection(c, id)
 	}
+	e.removeCustomerCards(c, id)
 	return e.deleteObject(c, kCustomer, obj)
 }
 
@@ -1746,10 +1761,15 @@ func (e *Emulator) draftSubscriptionInvoice(c *reqCtx, sub map[string]any, reaso
 }
 
 // subscriptionPaymentMethod is what a subscription's invoices are charged
-// to: its default payment method, else its customer's; "" if none.
+// to: "the first available payment method in this list":
+// subscription.default_payment_method, subscription.default_source,
+// then the customer's (retryInvoice); "" if none.
 func (e *Emulator) subscriptionPaymentMethod(sub map[string]any) string {
 	if pm := getStr(sub, "default_payment_method"); pm != "" {
 		return pm
+	}
+	if src := getStr(sub, "default_source"); src != "" {
+		return src
 	}
 	return e.defaultPaymentMethod(getStr(sub, "customer"))
 }
@@ -2659,6 +2679,14 @@ func invoiceAction(act string) handlerFunc {
 				break
 			}
 			pm, _ := c.params["payment_method"].(string)
+			if src, _ := c.params["source"].(string); pm == "" && src != "" {
+				// "A payment source to be charged" (spec): a card of the
+				// customer's.
+				if ae = e.sourceOf(getStr(inv, "customer"), src, "source"); ae != nil {
+					break
+				}
+				pm = src
+			}
 			if oob, _ := c.params["paid_out_of_band"].(bool); oob {
 				pm = "oob"
 			}

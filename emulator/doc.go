@@ -88,8 +88,8 @@
 // chargeCustomerFail's can't be saved for a customer (the same card
 // error, no charge, nothing made or changed): not by
 // /v1/payment_methods/{id}/attach, nor a customer created with it as
-// payment_method or source, or updated with it as source (other sources
-// are ignored), nor a setup intent, which is kept in
+// payment_method or source, or updated with it as source, nor by POST
+// /v1/customers/{customer}/sources, nor a setup intent, which is kept in
 // requires_payment_method with last_setup_error and without the payment
 // method (setup_intent.setup_failed; the error carries it); a setup
 // intent refuses, as attaching does and before the card is checked, a
@@ -298,8 +298,24 @@
 // (payment intents, charges, balance transactions), as in Stripe; a clock
 // never deletes itself after deletes_after, and deleting it deletes its
 // customers as DELETE /v1/customers would (subscriptions canceled, the
-// other objects kept); search endpoints and sources/cards are not
-// modelled (404 "not implemented").
+// other objects kept); cards are a customer's sources the legacy way
+// (sources.go): saved from Stripe's test tokens (tok_visa, tok_amex, ...,
+// the declining ones as above) or a card hash by source on a customer's
+// create (its default_source) or update (the new default, replacing and
+// deleting the old one, and retrying the latest open invoice of each
+// past_due charge_automatically subscription at once, as the spec says),
+// or by POST /v1/customers/{customer}/sources (or /cards; the default only
+// if there is none), listed, retrieved, updated (name, address, expiry,
+// metadata) and deleted there (a deleted default hands over to the most
+// recently added card, else null), with customer.source.created, .updated
+// and .deleted, customer.updated when default_source changes, and
+// customer.sources only when expanded; a card id pays as a payment method
+// does (a charge's source, an intent's payment_method, an invoice's
+// source, a subscription's default_source before its customer's
+// defaults), only for its own customer ("does not have a linked source");
+// a deleted customer's cards go with it, without events; bank accounts,
+// Source objects (src_) and POST /v1/tokens are not modelled (400, or 404
+// "not implemented"), nor are search endpoints (404).
 // Retrieving a deleted customer answers its deleted stub, as Stripe does;
 // other deleted objects are 404.
 package emulator

@@ -72,7 +72,8 @@ type Emulator struct {
 	seeding    bool                         // suppresses events while seeding
 	detached   map[string]bool              // payment methods detached: never attached again
 	prePending map[string]string            // a pending update's invoice -> its subscription's latest invoice before it (pending.go)
-	pmCards    map[string]*declineCard      // payment methods made of a declining test card number or token
+	pmCards    map[string]*declineCard      // payment methods and cards (sources.go) made of a declining test card number or token
+	disputers  map[string]bool              // cards saved from tok_createDispute's card (sources.go)
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
@@ -148,6 +149,7 @@ func (e *Emulator) reset() {
 	e.detached = map[string]bool{}
 	e.prePending = map[string]string{}
 	e.pmCards = map[string]*declineCard{}
+	e.disputers = map[string]bool{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
 	e.nextHold.Store(math.MaxInt64)
@@ -336,6 +338,9 @@ type reqCtx struct {
 	// .created event itself, before events of objects it made for it (an
 	// intent confirmed on creation, before its charge's).
 	createdEmitted bool
+	// card is the card a customer create or update saves from its source
+	// param (sources.go): made by the hook, stored around the customer.
+	card map[string]any
 	// automatic: a step of a test clock's advance, not a request's doing;
 	// a payment attempt it makes is one of the retry schedule's
 	// (countsAsAttempt).

@@ -498,7 +498,8 @@ func (e *Emulator) expandPath(obj map[string]any, segs []string, depth int) {
 }
 
 // virtualField renders includable lists that are absent unless expanded
-// (customer.subscriptions, customer.tax_ids, charge.refunds).
+// (customer.subscriptions, customer.tax_ids, customer.sources,
+// charge.refunds).
 func (e *Emulator) virtualField(obj map[string]any, f string) any {
 	id, _ := obj["id"].(string)
 	object, _ := obj["object"].(string)
@@ -512,8 +513,9 @@ func (e *Emulator) virtualField(obj map[string]any, f string) any {
 	case object == "charge" && f == "refunds":
 		k, url = kindByTable["refunds"], "/v1/charges/"+id+"/refunds"
 	case object == "customer" && f == "sources":
-		// Sources and cards are not modelled: always an empty list.
-		return map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/customers/" + id + "/sources"}
+		// Not included by default since 2020-08-27, like subscriptions
+		// and tax_ids; only cards are modelled (sources.go).
+		k, url = kCard, "/v1/customers/"+id+"/sources"
 	case object == "checkout.session" && f == "line_items":
 		items := e.csItems[id]
 		data := make([]any, 0, min(len(items), 10))

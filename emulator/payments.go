@@ -346,6 +346,9 @@ func init() {
 		if src == "" {
 			return invalid("", "source", "You must supply either a source or a customer id")
 		}
+		if ae := e.sourceOf(cus, src, "source"); ae != nil {
+			return ae
+		}
 		e.fillCharge(c, obj, cus, src, getInt(obj, "amount"), getStr(obj, "currency"), "", "")
 		if d := e.declineOf(src); d != nil {
 			// Stripe keeps the failed charge and names it in the card
@@ -362,7 +365,7 @@ func init() {
 	}
 	kCharge.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
 		e.emit(c, "charge.succeeded", obj, nil)
-		if getBool(obj, "captured") && disputing(getStr(obj, "payment_method")) {
+		if getBool(obj, "captured") && e.disputing(getStr(obj, "payment_method")) {
 			e.makeDispute(c, obj)
 		}
 	}
@@ -786,7 +789,7 @@ func init() {
 }
 
 // defaultPaymentMethod is the customer's invoice default payment method, or
-// its newest attached card.
+// its default source (a card, sources.go).
 func (e *Emulator) defaultPaymentMethod(cus string) string {
 	cu := e.load(kCustomer, cus)
 	if cu == nil {
@@ -904,6 +907,11 @@ func (e *Emulator) confirmMethod(pi map[string]any) (string, *apiError) {
 	if e.detached[pm] {
 		return "", detachedPM()
 	}
+	// Stripe takes a customer's card as payment_method ("a PaymentMethod,
+	// Card, or compatible Source object", spec).
+	if ae := e.sourceOf(getStr(pi, "customer"), pm, "payment_method"); ae != nil {
+		return "", ae
+	}
 	return pm, nil
 }
 
@@ -938,7 +946,7 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	}
 	e.store(kCharge, ch)
 	e.emit(c, "charge.succeeded", ch, nil)
-	if getBool(ch, "captured") && disputing(pm) {
+	if getBool(ch, "captured") && e.disputing(pm) {
 		e.makeDispute(c, ch)
 	}
 	return nil
@@ -1040,7 +1048,7 @@ func (e *Emulator) captureCharge(c *reqCtx, ch map[string]any, amt int64) *recor
 	ch["balance_transaction"] = e.makeTxn(c, amt, getStr(ch, "currency"), idOf(ch), "charge", cardFee(amt))
 	delete(e.holds, idOf(ch))
 	r := e.save(c, kCharge, ch, old, "charge.captured")
-	if disputing(getStr(ch, "payment_method")) {
+	if e.disputing(getStr(ch, "payment_method")) {
 		e.makeDispute(c, ch)
 		r = e.tables["charges"].byID[r.id]
 	}
@@ -1157,11 +1165,6 @@ func (e *Emulator) makeTxn(c *reqCtx, amt int64, cur, source, typ string, fee in
 	e.store(kTxn, t)
 	return idOf(t)
 }
-
-// disputing says whether a payment method or source is one of Stripe's
-// dispute test ones (pm_card_createDispute, tok_createDispute): its
-// payment "succeeds, but is then disputed as fraudulent".
-func disputing(pm string) bool { return strings.Contains(pm, "createDispute") }
 
 // makeDispute disputes the captured amount of ch.
 func (e *Emulator) makeDispute(c *reqCtx, ch map[string]any) {

@@ -300,6 +300,13 @@ func (s *seeder) run(n int) error {
 			s.call(ct, "POST", "/v1/customers/{customer}/balance_transactions", map[string]string{"customer": cid},
 				map[string]any{"amount": -500, "currency": "usd", "description": "Seeded credit"})
 		}
+		if is, _ := cu["invoice_settings"].(map[string]any); i%20 == 17 && getStr(is, "default_payment_method") != "" {
+			// A card saved the legacy way, the customer's default_source
+			// (sources.go). Last and drawing nothing from rng, as the
+			// credit above, and only where the invoice default payment
+			// method comes before it, so every payment is as without it.
+			s.call(ct, "POST", "/v1/customers/{customer}/sources", map[string]string{"customer": cid}, map[string]any{"source": "tok_visa"})
+		}
 	}
 	if s.err != nil {
 		return s.err

@@ -1,0 +1,365 @@
+package emulator_test
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
+	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+)
+
+// sourceEvents lists, oldest first, the types of the events whose object
+// is id, with their previous_attributes' default_source where they have one.
+func sourceEvents(t *testing.T, base, id string) []string {
+	t.Helper()
+	var out []string
+	for _, x := range oldestFirst(getObj(t, base, "/v1/events?limit=100")["data"].([]any)) {
+		obj := x["data"].(map[string]any)["object"].(map[string]any)
+		if obj["id"] != id {
+			continue
+		}
+		typ := x["type"].(string)
+		if prev, ok := x["data"].(map[string]any)["previous_attributes"].(map[string]any); ok {
+			if ds, ok := prev["default_source"]; ok {
+				s, _ := ds.(string)
+				typ += " from " + cmpOr(s, "null")
+			}
+		}
+		out = append(out, typ)
+	}
+	return out
+}
+
+// cardID is the card id body names under field, failing t if it names
+// none.
+func cardID(t *testing.T, body map[string]any, field string) string {
+	t.Helper()
+	id, _ := body[field].(string)
+	if !strings.HasPrefix(id, "card_") {
+		t.Fatalf("%s is %v, not a card: %v", field, body[field], body)
+	}
+	return id
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// A card saved from a token the legacy way: the customer's default_source
+// when it had none (on create, or by POST /sources), a card object with
+// the token's brand, last4, funding, fingerprint and a future expiry,
+// listed under /sources and /cards, in customer.sources only when
+// expanded (not included by default since 2020-08-27); a second card
+// leaves the default alone (spec: "if the owner already has a default,
+// then it will not change"); default_source takes only the customer's own
+// cards; deleting the default makes the most recently added card the
+// default, deleting the last leaves it null (docs.stripe.com/api/cards/
+// delete), with customer.source.* and customer.updated events.
+func TestCustomerSources(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) apiResp { t.Helper(); return do(t, "POST", base+path, key, body) }
+
+	cr := mustOK(t, post("/v1/customers", "email=src%40example.com&source=tok_visa"))
+	cus := idOfResp(cr)
+	visa, _ := cr.body["default_source"].(string)
+	if !strings.HasPrefix(visa, "card_") {
+		t.Fatalf("customer created with source=tok_visa: default_source %v", cr.body["default_source"])
+	}
+	if _, ok := cr.body["sources"]; ok {
+		t.Errorf("customer has sources without expand: %s", cr.raw)
+	}
+	card := getObj(t, base, "/v1/customers/"+cus+"/sources/"+visa)
+	year := int64(time.Now().Year())
+	if card["object"] != "card" || card["brand"] != "Visa" || card["last4"] != "4242" || card["funding"] != "credit" ||
+		card["customer"] != cus || card["fingerprint"] == nil || num(card["exp_year"]) <= year-1 || num(card["exp_month"]) < 1 {
+		t.Fatalf("card of tok_visa: %v", card)
+	}
+	if _, ok := card["account"]; ok {
+		t.Errorf("a customer's card has account: %v", card)
+	}
+
+	mc := mustOK(t, post("/v1/customers/"+cus+"/sources", "source=tok_mastercard_debit&metadata[k]=v")).body
+	if mc["brand"] != "MasterCard" || mc["funding"] != "debit" || mc["last4"] != "8210" || mc["customer"] != cus ||
+		mc["metadata"].(map[string]any)["k"] != "v" || mc["fingerprint"] == card["fingerprint"] {
+		t.Fatalf("card of tok_mastercard_debit: %v", mc)
+	}
+	master := mc["id"].(string)
+	if ds := getObj(t, base, "/v1/customers/"+cus)["default_source"]; ds != visa {
+		t.Errorf("a second card changed default_source to %v", ds)
+	}
+
+	ids := func(path string) []string {
+		t.Helper()
+		var out []string
+		for _, x := range getObj(t, base, path)["data"].([]any) {
+			out = append(out, x.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	for _, p := range []string{"/v1/customers/" + cus + "/sources", "/v1/customers/" + cus + "/sources?object=card", "/v1/customers/" + cus + "/cards"} {
+		if got := ids(p); !slices.Equal(got, []string{master, visa}) {
+			t.Errorf("GET %s: %v, want %v", p, got, []string{master, visa})
+		}
+	}
+	if got := ids("/v1/customers/" + cus + "/sources?object=bank_account"); len(got) != 0 {
+		t.Errorf("bank accounts: %v", got)
+	}
+	ex := getObj(t, base, "/v1/customers/"+cus+"?expand[]=sources&expand[]=default_source")
+	if src, _ := ex["sources"].(map[string]any); src == nil || len(src["data"].([]any)) != 2 || src["url"] != "/v1/customers/"+cus+"/sources" {
+		t.Errorf("expanded sources: %v", ex["sources"])
+	}
+	if ds, _ := ex["default_source"].(map[string]any); ds == nil || ds["id"] != visa || ds["object"] != "card" {
+		t.Errorf("expanded default_source: %v", ex["default_source"])
+	}
+
+	// Another customer's card, or none, can't be the default.
+	other := idOfResp(mustOK(t, post("/v1/customers", "source=tok_amex")))
+	otherCard := cardID(t, getObj(t, base, "/v1/customers/"+other), "default_source")
+	for _, bad := range []string{otherCard, "card_nope"} {
+		r := post("/v1/customers/"+cus, "default_source="+bad)
+		if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "default_source" {
+			t.Errorf("default_source=%s: %d %s", bad, r.status, r.raw)
+		}
+		if r := do(t, "GET", base+"/v1/customers/"+cus+"/sources/"+bad, key, ""); r.status != 404 {
+			t.Errorf("GET another customer's card %s: %d %s", bad, r.status, r.raw)
+		}
+	}
+	mustOK(t, post("/v1/customers/"+cus, "default_source="+master))
+
+	// Deleting the default: the most recently added card left is the
+	// default, then null.
+	third := idOfResp(mustOK(t, post("/v1/customers/"+cus+"/cards", "source=tok_discover")))
+	del := mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/sources/"+master, key, "")).body
+	if del["id"] != master || del["object"] != "card" || del["deleted"] != true || len(del) != 3 {
+		t.Errorf("deleted card: %v", del)
+	}
+	if ds := getObj(t, base, "/v1/customers/"+cus)["default_source"]; ds != third {
+		t.Errorf("default_source after deleting the default: %v, want the newest card %s", ds, third)
+	}
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/sources/"+visa, key, ""))
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/sources/"+third, key, ""))
+	if ds := getObj(t, base, "/v1/customers/"+cus)["default_source"]; ds != nil {
+		t.Errorf("default_source after deleting every card: %v", ds)
+	}
+	if r := do(t, "GET", base+"/v1/customers/"+cus+"/sources/"+visa, key, ""); r.status != 404 {
+		t.Errorf("deleted card retrieved: %d %s", r.status, r.raw)
+	}
+	if got := sourceEvents(t, base, cus); !slices.Equal(got, []string{"customer.created", "customer.updated from " + visa,
+		"customer.updated from " + master, "customer.updated from " + third}) {
+		t.Errorf("customer events: %v", got)
+	}
+	for id, want := range map[string][]string{visa: {"customer.source.created", "customer.source.deleted"},
+		master: {"customer.source.created", "customer.source.deleted"}} {
+		if got := sourceEvents(t, base, id); !slices.Equal(got, want) {
+			t.Errorf("events of card %s: %v, want %v", id, got, want)
+		}
+	}
+
+	// A deleted customer's cards go with it.
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+other, key, ""))
+	if _, ok := e.Objects("cards")[otherCard]; ok {
+		t.Errorf("card %s kept after its customer's deletion", otherCard)
+	}
+}
+
+// source on a customer update saves the card as the new default and
+// deletes the old default (the card it replaces): customer.source.created,
+// customer.source.deleted, then customer.updated naming the old default.
+func TestCustomerUpdateSourceReplacesDefault(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cu := mustOK(t, do(t, "POST", base+"/v1/customers", key, "source=tok_visa")).body
+	cus, old := cu["id"].(string), cardID(t, cu, "default_source")
+	kept := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers/"+cus+"/sources", key, "source=tok_jcb")))
+	up := mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, key, "source=tok_amex&name=N")).body
+	amex, _ := up["default_source"].(string)
+	if !strings.HasPrefix(amex, "card_") || amex == old || up["name"] != "N" {
+		t.Fatalf("update with source=tok_amex: %v", up)
+	}
+	if c := getObj(t, base, "/v1/customers/"+cus+"/sources/"+amex); c["brand"] != "American Express" || c["last4"] != "0005" {
+		t.Errorf("card of tok_amex: %v", c)
+	}
+	if r := do(t, "GET", base+"/v1/customers/"+cus+"/sources/"+old, key, ""); r.status != 404 {
+		t.Errorf("replaced default still there: %d %s", r.status, r.raw)
+	}
+	getObj(t, base, "/v1/customers/"+cus+"/sources/"+kept) // other cards stay
+	evs := oldestFirst(getObj(t, base, "/v1/events?limit=3")["data"].([]any))
+	var got []string
+	for _, ev := range evs {
+		got = append(got, ev["type"].(string)+" "+ev["data"].(map[string]any)["object"].(map[string]any)["id"].(string))
+	}
+	if want := []string{"customer.source.created " + amex, "customer.source.deleted " + old, "customer.updated " + cus}; !slices.Equal(got, want) {
+		t.Errorf("events:\n got %v\nwant %v", got, want)
+	}
+	if prev := evs[2]["data"].(map[string]any)["previous_attributes"].(map[string]any); prev["default_source"] != old {
+		t.Errorf("customer.updated previous_attributes: %v", prev)
+	}
+}
+
+// Saving a card from a token or card number follows Stripe's table of
+// declining test cards as attaching a payment method does: refused with
+// the card error and nothing saved, except tok_chargeCustomerFail's card,
+// which is saved and declines its charges; a number failing the Luhn check
+// is incorrect_number, an unknown token resource_missing.
+func TestSaveDecliningSource(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	for _, d := range declineRows {
+		t.Run(d.name, func(t *testing.T) {
+			cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "name=s")))
+			for _, body := range []string{"source=" + d.tok, url.Values{"card[number]": {d.number}, "card[exp_month]": {"12"}, "card[exp_year]": {"2034"}}.Encode()} {
+				r := do(t, "POST", base+"/v1/customers/"+cus+"/sources", key, body)
+				if !d.attaches {
+					d.checkSaveRefused(t, "POST /sources "+body, r)
+					continue
+				}
+				card := idOfResp(mustOK(t, r))
+				ch := do(t, "POST", base+"/v1/charges", key, "amount=700&currency=usd&customer="+cus+"&source="+card)
+				if ch.status != 402 || errField(ch, "code") != d.code {
+					t.Errorf("charge of the card of %s: %d %s", body, ch.status, ch.raw)
+				}
+			}
+			l := getObj(t, base, "/v1/customers/"+cus+"/sources")["data"].([]any)
+			cu := getObj(t, base, "/v1/customers/"+cus)
+			if d.attaches != (len(l) == 2) || d.attaches != (cu["default_source"] != nil) {
+				t.Errorf("after saving %s: %d cards, default_source %v", d.tok, len(l), cu["default_source"])
+			}
+		})
+	}
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "name=s")))
+	for body, code := range map[string]string{"source=tok_nope": "resource_missing",
+		"card[number]=4242424242424241&card[exp_month]=1&card[exp_year]=2034": "incorrect_number"} {
+		r := do(t, "POST", base+"/v1/customers/"+cus+"/sources", key, body)
+		if r.status < 400 || r.status >= 500 || errField(r, "code") != code {
+			t.Errorf("POST /sources %s: %d %s, want %s", body, r.status, r.raw, code)
+		}
+	}
+	// A customer made with an unknown token is not made.
+	if r := do(t, "POST", base+"/v1/customers", key, "email=nope%40example.com&source=tok_nope"); r.status != 400 || errField(r, "param") != "source" {
+		t.Errorf("POST /v1/customers source=tok_nope: %d %s", r.status, r.raw)
+	}
+	if l := getObj(t, base, "/v1/customers?email=nope%40example.com")["data"].([]any); len(l) != 0 {
+		t.Errorf("customer made with an unknown token: %v", l)
+	}
+	if l := getObj(t, base, "/v1/customers/"+cus+"/sources")["data"].([]any); len(l) != 0 {
+		t.Errorf("refused sources saved: %v", l)
+	}
+}
+
+// Payments with a customer's cards: a charge of a customer with no source
+// takes its default_source, the card standing as the charge's
+// payment_method; a payment intent takes a card id as payment_method; an
+// invoice is paid with the default source; another customer's card is
+// refused ("Customer … does not have a linked source with ID …"); a card
+// saved from tok_createDispute is disputed once charged.
+func TestSourcePayments(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) apiResp { t.Helper(); return do(t, "POST", base+path, key, body) }
+	cu := mustOK(t, post("/v1/customers", "source=tok_visa")).body
+	cus, card := cu["id"].(string), cardID(t, cu, "default_source")
+
+	ch := mustOK(t, post("/v1/charges", "amount=1200&currency=usd&customer="+cus)).body
+	if ch["payment_method"] != card || ch["status"] != "succeeded" || ch["customer"] != cus {
+		t.Errorf("charge of the default source: %v %v %v", ch["payment_method"], ch["status"], ch["customer"])
+	}
+	pi := mustOK(t, post("/v1/payment_intents", "amount=1300&currency=usd&confirm=true&customer="+cus+"&payment_method="+card)).body
+	if pi["status"] != "succeeded" || pi["payment_method"] != card {
+		t.Errorf("intent paid with a card: %v %v", pi["status"], pi["payment_method"])
+	}
+	mustOK(t, post("/v1/invoiceitems", "customer="+cus+"&amount=1400&currency=usd"))
+	inv := idOfResp(mustOK(t, post("/v1/invoices", "customer="+cus+"&pending_invoice_items_behavior=include")))
+	paid := mustOK(t, post("/v1/invoices/"+inv+"/pay", "")).body
+	if paid["status"] != "paid" {
+		t.Fatalf("invoice paid with the default source: %v", paid["status"])
+	}
+	if ich := getObj(t, base, "/v1/charges/"+paid["charge"].(string)); ich["payment_method"] != card || num(ich["amount"]) != 1400 {
+		t.Errorf("invoice's charge: %v %v", ich["payment_method"], ich["amount"])
+	}
+
+	other := idOfResp(mustOK(t, post("/v1/customers", "name=o")))
+	for _, r := range []apiResp{post("/v1/charges", "amount=1000&currency=usd&customer="+other+"&source="+card),
+		post("/v1/payment_intents", "amount=1000&currency=usd&confirm=true&customer="+other+"&payment_method="+card)} {
+		if r.status != 400 || errField(r, "code") != "resource_missing" || !strings.Contains(errField(r, "message"), "does not have a linked source") {
+			t.Errorf("another customer's card: %d %s", r.status, r.raw)
+		}
+	}
+
+	disp := idOfResp(mustOK(t, post("/v1/customers/"+other+"/sources", "source=tok_createDispute")))
+	dch := idOfResp(mustOK(t, post("/v1/charges", "amount=2000&currency=usd&customer="+other+"&source="+disp)))
+	if d := disputeOf(t, base, dch); d == nil || num(d["amount"]) != 2000 {
+		t.Errorf("charge of tok_createDispute's card: dispute %v", d)
+	}
+	// A deleted card pays no more.
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+other+"/sources/"+disp, key, ""))
+	if r := post("/v1/charges", "amount=1000&currency=usd&customer="+other+"&source="+disp); r.status != 400 {
+		t.Errorf("charge of a deleted card: %d %s", r.status, r.raw)
+	}
+}
+
+// A new card passed as source on a customer update retries the latest open
+// invoice of its past_due subscriptions at once (spec, POST
+// /v1/customers/{customer}), without counting as an automatic attempt;
+// changing default_source does not.
+func TestSourceRetriesPastDue(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	mustOK(t, k.post("/v1/customers/"+k.cus+"/sources", url.Values{"source": {"tok_visa"}}))
+	sub := idOfResp(mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}})))
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+		t.Fatalf("subscription paid with the default source: %v", st)
+	}
+	failing := idOfResp(mustOK(t, k.post("/v1/customers/"+k.cus+"/sources", url.Values{"source": {"tok_chargeCustomerFail"}})))
+	mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"default_source": {failing}}))
+	k.advance(monthStart(1))
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "past_due" {
+		t.Fatalf("renewal charged to tok_chargeCustomerFail's card: %v", st)
+	}
+	inv := k.cycleInvoices(sub)[0]["id"].(string)
+	next := num(k.get("/v1/invoices/" + inv)["next_payment_attempt"])
+
+	good := idOfResp(mustOK(t, k.post("/v1/customers/"+k.cus+"/sources", url.Values{"source": {"tok_mastercard"}})))
+	mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"default_source": {good}}))
+	k.checkDunned(inv, 1, next, true)
+
+	mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"default_source": {failing}}))
+	mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"source": {"tok_visa"}}))
+	got := k.get("/v1/invoices/" + inv)
+	if got["status"] != "paid" || num(got["attempt_count"]) != 1 {
+		t.Fatalf("invoice after a new source: status %v attempt_count %v", got["status"], got["attempt_count"])
+	}
+	if ch := k.get("/v1/charges/" + got["charge"].(string)); ch["payment_method"] != k.get("/v1/customers/" + k.cus)["default_source"] {
+		t.Errorf("retry charged %v, not the new source", ch["payment_method"])
+	}
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+		t.Errorf("subscription after the retry paid: %v", st)
+	}
+}
+
+// A subscription's default_source comes before its customer's default
+// payment methods for its invoices ("the first available payment method in
+// this list": subscription.default_payment_method, subscription.
+// default_source, ...).
+func TestSubscriptionDefaultSource(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	mustOK(t, k.post("/v1/customers/"+k.cus+"/sources", url.Values{"source": {"tok_visa"}}))
+	fail := idOfResp(mustOK(t, k.post("/v1/customers/"+k.cus+"/sources", url.Values{"source": {"tok_chargeCustomerFail"}})))
+	price := k.price(1000)
+	for src, want := range map[string]string{"": "active", fail: "incomplete"} {
+		q := url.Values{"customer": {k.cus}, "items[0][price]": {price}}
+		if src != "" {
+			q.Set("default_source", src)
+		}
+		if st := mustOK(t, k.post("/v1/subscriptions", q)).body["status"]; st != want {
+			t.Errorf("subscription with default_source %q: %v, want %s", src, st, want)
+		}
+	}
+}
