@@ -77,6 +77,17 @@ var unixTimeDescription = regexp.MustCompile(`(?i)\bseconds since (the )?unix ep
 
 // Generate returns the source of tables_gen.go.
 func Generate() ([]byte, error) {
+	g, err := parse()
+	if err != nil {
+		return nil, err
+	}
+	return g.generate()
+}
+
+// parse reads the embedded spec. Generating only reads what it parsed, so
+// the tests parse once (the spec is megabytes of JSON, seconds under the
+// race detector) and generate from it many times.
+func parse() (*gen, error) {
 	var s spec.Spec
 	if err := json.Unmarshal(embedded.OpenAPISpec, &s); err != nil {
 		return nil, fmt.Errorf("parse spec: %w", err)
@@ -85,6 +96,10 @@ func Generate() ([]byte, error) {
 	if err := g.readDescriptions(embedded.OpenAPISpec); err != nil {
 		return nil, err
 	}
+	return g, nil
+}
+
+func (g *gen) generate() ([]byte, error) {
 	var tables []*table
 	for _, d := range defs {
 		t, err := g.table(d)
@@ -105,7 +120,7 @@ func Generate() ([]byte, error) {
 			}
 		}
 	}
-	src := render(s.Info.Version, tables)
+	src := render(g.s.Info.Version, tables)
 	out, err := format.Source(src)
 	if err != nil {
 		return nil, fmt.Errorf("gofmt generated code: %w\n%s", err, src)

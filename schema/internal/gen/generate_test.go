@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stripe/stripe-mock/embedded"
@@ -47,7 +47,7 @@ func TestNormalize(t *testing.T) {
 // parameters (checkOmitted fails the generator when the spec moves one),
 // and a decision naming something else is caught.
 func TestEmptyOmittedDecisions(t *testing.T) {
-	if _, err := Generate(); err != nil {
+	if _, err := generateParsed(t); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{
@@ -58,7 +58,7 @@ func TestEmptyOmittedDecisions(t *testing.T) {
 		"payment_intents payment_method_types", // left out means ["card"]: never listed, but the check can't know
 	} {
 		emptyOmitted[k] = "test"
-		_, err := Generate()
+		_, err := generateParsed(t)
 		delete(emptyOmitted, k)
 		if k == "payment_intents payment_method_types" {
 			if err != nil {
@@ -107,13 +107,29 @@ func TestPlaces(t *testing.T) {
 	}
 }
 
-func newGen(t *testing.T) *gen {
+// parsed is the spec parsed once for the tests that generate from it or
+// read it: parsing it is most of what a test spends under the race
+// detector, and generating only reads it.
+var parsed = sync.OnceValues(parse)
+
+// generateParsed is Generate from the spec parsed once.
+func generateParsed(t *testing.T) ([]byte, error) {
 	t.Helper()
-	var s spec.Spec
-	if err := json.Unmarshal(embedded.OpenAPISpec, &s); err != nil {
+	g, err := parsed()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &gen{s: &s}
+	return g.generate()
+}
+
+// newGen is a generator on the parsed spec, without its descriptions.
+func newGen(t *testing.T) *gen {
+	t.Helper()
+	g, err := parsed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gen{s: g.s}
 }
 
 // TestEmptyOmittedOnUpdate: the decisions for places below update
@@ -155,7 +171,7 @@ func TestEmptyOmittedOnUpdate(t *testing.T) {
 		"subscriptions items.[].no_such",
 	} {
 		emptyOmittedOnUpdate[k] = "test"
-		_, err := Generate()
+		_, err := generateParsed(t)
 		delete(emptyOmittedOnUpdate, k)
 		if err == nil || !strings.Contains(err.Error(), k) || !strings.Contains(err.Error(), "emptyOmittedOnUpdate") {
 			t.Errorf("%s: %v, want the decision named", k, err)
