@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -480,3 +482,61 @@ func TestLargeCopyIn(t *testing.T) {
 const relayMark = "/* relay */ "
 
 var relayInterceptorTest = InterceptorFunc(func(ctx context.Context, call *Call) error { return call.Relay(ctx) })
+
+// TestCutOffLongRow: upstream sends the start of a DataRow longer
+// than streamMin and dies without sending the rest. The client gets that
+// start as it arrives (before the rest, which never comes), and then the
+// close alone: nothing after the cut-off bytes, neither the proxy's FATAL
+// 08006 nor anything else, which the client would read as more of the
+// row. (Before pieces, the proxy held the start until the whole row had
+// arrived.)
+func TestCutOffLongRow(t *testing.T) {
+	for _, mode := range []crashMode{crashEOF, crashReset} {
+		t.Run(mode.String(), func(t *testing.T) {
+			h := newSessionHarness(t, noInterceptor(t))
+			const size, sent = 1 << 20, 600 << 10 // the value, and what upstream sends of it
+			rd := encode(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("v"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}})
+			head := []byte{'D', 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+			binary.BigEndian.PutUint32(head[1:], uint32(4+2+4+size))
+			binary.BigEndian.PutUint32(head[7:], size)
+			want := append(append(rd, head...), bytes.Repeat([]byte("x"), sent)...)
+			got := make(chan struct{})
+			dead := make(chan struct{})
+			go func() {
+				defer close(dead)
+				if _, err := pgproto3.NewBackend(h.up, h.up).Receive(); err != nil {
+					t.Errorf("fake upstream: %v", err)
+					return
+				}
+				if _, err := h.up.Write(want); err != nil {
+					t.Errorf("fake upstream: %v", err)
+					return
+				}
+				<-got
+				if mode == crashReset {
+					h.up.SetLinger(0)
+				}
+				h.up.Close()
+			}()
+			h.start(t, endAsRun)
+			h.send(t, &pgproto3.Query{String: "SELECT v FROM big"})
+			h.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, len(want))
+			if _, err := io.ReadFull(h.client, buf); err != nil {
+				t.Fatalf("the row's start did not reach the client before its rest: %v", err)
+			}
+			if !bytes.Equal(buf, want) {
+				t.Fatal("the client got other bytes than upstream sent")
+			}
+			close(got)
+			<-dead
+			rest, err := io.ReadAll(h.client)
+			if len(rest) > 0 {
+				t.Errorf("after the cut-off row the client got %d more bytes (%q…): it reads them as the row's", len(rest), rest[:min(len(rest), 40)])
+			}
+			if err != nil && !isClosedErr(err) && !bytes.Contains([]byte(err.Error()), []byte("reset")) {
+				t.Errorf("client read: %v", err)
+			}
+		})
+	}
+}

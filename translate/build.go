@@ -324,6 +324,11 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 			// where Stripe takes "", as a column's NULL does; left out,
 			// as on a create, it would change nothing.
 			if r := encodeParamGiven(target, p, k, v); r != nil {
+				if r.key != k {
+					// Below the key: an element naming an item
+					// (items[0][quantity] null).
+					return r.error(label)
+				}
 				return errorf(CodeInvalidParameterValue, "%s is %s: an update would send nothing for it and leave %s as it is in Stripe", label, mustJSON(extra[k]), k).
 					withDetail("the form encoding has no null nor empty hash, and Stripe's update keeps what it is not given; null and {} unset only a parameter whose spec takes the empty string as its unset").
 					withHint(`leave the key out, or give "" to unset %s where Stripe takes that`, k)

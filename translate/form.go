@@ -86,6 +86,12 @@ func encodeParamElement(out url.Values, p schema.Param, name string, e any) *uns
 // keys (see updateDiff.given).
 func encodeParamGiven(out url.Values, p schema.Param, name string, v any) *unsetRefusal {
 	d := &updateDiff{out: out, p: &p}
+	if a, ok := v.([]any); ok && d.elements(name, a) {
+		// _params '{"items": [{"id": "si_1", "metadata": {}}]}' updates
+		// the item as the column's array does: encodeCreate would drop
+		// the unset.
+		return d.refused
+	}
 	d.givenValue(name, nil, v)
 	return d.refused
 }
@@ -110,6 +116,22 @@ func (d *updateDiff) takesEmpty(keys []string) bool {
 	return d.p == nil || len(keys) == 0 && d.p.Unset || d.p.UnsetAt(keys...)
 }
 
+// unsetsAt says whether null or {} at keys goes as "": where Stripe
+// takes it (takesEmpty), except at an array element's reference to
+// another object (Param.Refs: an item's price). "" there names no object
+// rather than unsetting one: Stripe looks up a price of an empty id
+// (and answers "No such price") after the calls of the statement's
+// earlier rows, and an item can't be without its price.
+func (d *updateDiff) unsetsAt(keys []string) bool {
+	if !d.takesEmpty(keys) {
+		return false
+	}
+	if d.p == nil || len(keys) < 2 || keys[0] != "[]" {
+		return true
+	}
+	return !slices.Contains(d.p.Refs, strings.Join(keys, "."))
+}
+
 func (d *updateDiff) refuse(key string, array bool) {
 	if d.refused == nil {
 		d.refused = &unsetRefusal{key: key, array: array}
@@ -131,12 +153,7 @@ func (d *updateDiff) take(out url.Values) {
 }
 
 func (d *updateDiff) encode(name string, keys []string, old, v any, full bool) {
-	if a, ok := v.([]any); ok && len(a) > 0 && len(keys) == 0 && d.p != nil && slices.Contains(d.p.List, "id") {
-		// An array written in the request's shape, sent whole: an
-		// element that names an object by its id updates it (see given).
-		for i, e := range a {
-			d.element(name+"["+strconv.Itoa(i)+"]", []string{"[]"}, e)
-		}
+	if a, ok := v.([]any); ok && len(keys) == 0 && d.elements(name, a) {
 		return
 	}
 	nm, nok := v.(map[string]any)
@@ -223,7 +240,7 @@ func (d *updateDiff) diff(name string, keys []string, om, nm map[string]any, ful
 // emptied key by key, and anything else is refused unless it held
 // nothing.
 func (d *updateDiff) remove(key string, keys []string, old any, full bool) {
-	if d.takesEmpty(keys) {
+	if d.unsetsAt(keys) {
 		d.out.Set(key, "")
 		return
 	}
@@ -238,6 +255,21 @@ func (d *updateDiff) remove(key string, keys []string, old any, full bool) {
 		}
 	}
 	d.refuse(key, false)
+}
+
+// elements adds a, an array written in the request's shape for the
+// parameter, sent whole, element by element (see element), where the
+// parameter's elements may name an object by its id (Param.List has
+// "id": a subscription's items); ok is false elsewhere, and for an empty
+// array.
+func (d *updateDiff) elements(name string, a []any) (ok bool) {
+	if len(a) == 0 || d.p == nil || !slices.Contains(d.p.List, "id") {
+		return false
+	}
+	for i, e := range a {
+		d.element(name+"["+strconv.Itoa(i)+"]", []string{"[]"}, e)
+	}
+	return true
 }
 
 // element adds e, an element of an array parameter sent whole (at keys,
@@ -280,7 +312,7 @@ func (d *updateDiff) givenValue(key string, keys []string, v any) {
 		// send.
 		d.given(key, keys, m)
 	case v == nil || isMap && sendsNothing(m):
-		if d.takesEmpty(keys) {
+		if d.unsetsAt(keys) {
 			d.out.Set(key, "")
 		} else {
 			d.refuse(key, false)

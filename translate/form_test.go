@@ -984,3 +984,37 @@ func TestParamsGivenOnUpdate(t *testing.T) {
 			`["a@b.co", {"coupon": null}]`, "email=a%40b.co", nil},
 	})
 }
+
+// TestElementPriceAndParamsItems: an items element naming an item
+// by its id with price null or {} is refused (22023, items[0][price]),
+// in the request's array, in the list read back, and for a new element
+// of the list that names an id the stored list lacks: "" would name a
+// price of an empty id, not unset the item's. _params' items of an
+// UPDATE are updated key by key as the column's array is (metadata {}
+// sends items[0][metadata]=, quantity null is refused naming the form
+// key); elements without an id are new items there too.
+func TestElementPriceAndParamsItems(t *testing.T) {
+	runFormCases(t, false, []formCase{
+		{"array, price null", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "price": null, "quantity": 2}], ` + oldItems + `]`, "",
+			[]string{"items of stripe.subscriptions", "items[0][price]"}},
+		{"array, price {}", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "price": {}, "quantity": 2}], ` + oldItems + `]`, "",
+			[]string{"items[0][price]"}},
+		{"list read back, price removed", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "price": null, "quantity": 1, "tax_rates": [{"id": "txr_1", "object": "tax_rate"}], "metadata": {}}]}, ` + oldItems + `]`, "",
+			[]string{"items[0][price]"}},
+		{"list read back, an id it doesn't have, price null", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"object": "list", "data": [{"id": "si_9", "price": null}]}, ` + oldItems + `]`, "",
+			[]string{"items[0][price]"}},
+		{"array, tax_rates null still unsets", `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+			`["sub_1", [{"id": "si_1", "tax_rates": null}], ` + oldItems + `]`,
+			"items[0][id]=si_1&items[0][tax_rates]=", nil},
+		{"_params items, metadata {}", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"items": [{"id": "si_1", "metadata": {}}, {"price": "price_3", "metadata": {}}]}, null]`,
+			"items[0][id]=si_1&items[0][metadata]=&items[1][price]=price_3", nil},
+		{"_params items, quantity null", `UPDATE stripe.subscriptions SET _params = $1 WHERE id = 'sub_1'`,
+			`["sub_1", {"items": [{"id": "si_1", "quantity": null}]}, null]`, "",
+			[]string{`_params key "items"`, "items[0][quantity]"}},
+	})
+}

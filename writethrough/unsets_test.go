@@ -186,3 +186,76 @@ func TestParamsUnsetOnUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestItemPriceNullRefused: an element of subscriptions.items that
+// names an item by its id with price null or {} is refused with 22023
+// naming items[0][price] before any call, in the request's array as in
+// the list read back. Since the items element was updated key by key,
+// such a price went to Stripe as items[0][price]= (an item's price is
+// no unset: Stripe answered "No such price", after the calls of the
+// statement's earlier rows), where before it was left out; in the list
+// read back it always went so.
+func TestItemPriceNullRefused(t *testing.T) {
+	e := setup(t)
+	sub, si := itemMetadataSubscription(t, e, "itemprice@b.co")
+	price := e.local(`SELECT items->'data'->0->'price'->>'id' FROM stripe.subscriptions WHERE id = $1`, sub)
+	for _, sql := range []string{
+		`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', NULL, 'quantity', 2)) WHERE id = $1`,
+		`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', '{}'::jsonb, 'quantity', 2)) WHERE id = $1`,
+		`UPDATE stripe.subscriptions SET items = jsonb_set(jsonb_set(items, '{data,0,price}', 'null'), '{data,0,quantity}', '2') WHERE id = $1 AND $2::text <> ''`,
+	} {
+		before := e.calls()
+		r := e.fails("22023", sql, sub, si)
+		if !strings.Contains(r.err.Message, "items[0][price]") {
+			t.Errorf("%s: refusal %q does not name items[0][price]", sql, r.err.Message)
+		}
+		if e.calls() != before {
+			t.Errorf("%s: %d Stripe calls for the refused statement", sql, e.calls()-before)
+		}
+		it := e.stripeObj("subscription_items", si)
+		if q := it["quantity"]; q != 1.0 {
+			t.Errorf("%s: Stripe's quantity %v after the refused statement, want 1", sql, q)
+		}
+		if p, _ := it["price"].(map[string]any); p["id"] != price {
+			t.Errorf("%s: Stripe's price %v after the refused statement, want %s", sql, it["price"], price)
+		}
+	}
+	// A price given changes it as before.
+	e.ok(`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', $3::text, 'quantity', 2)) WHERE id = $1`, sub, si, price)
+	if q := e.stripeObj("subscription_items", si)["quantity"]; q != 2.0 {
+		t.Errorf("Stripe's quantity %v, want 2", q)
+	}
+}
+
+// TestParamsItemsUpdatedKeyByKey: _params of an UPDATE with items
+// naming an item by its id updates it as the items column's array does:
+// metadata {} empties the item's metadata (items[0][metadata]= reaches
+// Stripe), and a quantity of null is refused with 22023 naming
+// items[0][quantity] before any call. Before, _params' items went as a
+// create's: items[0][id] alone, and the item kept its metadata without
+// a word (the loss the column's array was fixed for).
+func TestParamsItemsUpdatedKeyByKey(t *testing.T) {
+	e := setup(t)
+	sub, si := itemMetadataSubscription(t, e, "paramsitems@b.co")
+	bodies := recordPosts(e, "/v1/subscriptions/")
+	e.ok(`UPDATE stripe.subscriptions SET _params = jsonb_build_object('items', jsonb_build_array(jsonb_build_object('id', $2::text, 'metadata', '{}'::jsonb)), 'proration_behavior', 'none') WHERE id = $1`, sub, si)
+	got := bodies()
+	if len(got) != 1 {
+		t.Fatalf("%d updates reached Stripe, want 1", len(got))
+	}
+	if v, ok := got[0]["items[0][metadata]"]; !ok || !reflect.DeepEqual(v, []string{""}) {
+		t.Errorf("items[0][metadata] sent as %q (present %v), want the empty string: %v", v, ok, got[0])
+	}
+	if st, local := itemMetadata(t, e, si); len(st) != 0 || len(local) != 0 {
+		t.Errorf("item metadata after emptying it through _params: Stripe %v, local %v; want both empty", st, local)
+	}
+
+	before := e.calls()
+	r := e.fails("22023", `UPDATE stripe.subscriptions SET _params = jsonb_build_object('items', jsonb_build_array(jsonb_build_object('id', $2::text, 'quantity', NULL))) WHERE id = $1`, sub, si)
+	if !strings.Contains(r.err.Message, "items[0][quantity]") || !strings.Contains(r.err.Message, `_params key "items"`) {
+		t.Errorf("refusal %q does not name _params key \"items\" and items[0][quantity]", r.err.Message)
+	}
+	if e.calls() != before {
+		t.Errorf("%d Stripe calls for the refused statement", e.calls()-before)
+	}
+}
