@@ -160,8 +160,13 @@ func init() {
 		if ae != nil {
 			return ae
 		}
+		// Before the coupon is redeemed: a source refused here (an
+		// unknown token) leaves nothing behind.
+		if ae := e.customerSourceCreate(c, obj); ae != nil {
+			return ae
+		}
 		ch.apply(e, c, obj, false)
-		return e.customerSourceCreate(c, obj)
+		return nil
 	}
 	kCustomer.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
 		if ae := e.refusedCard(c, "source"); ae != nil {
@@ -177,6 +182,13 @@ func init() {
 		if ae != nil {
 			return ae
 		}
+		// The last check, before anything is stored (the coupon's
+		// redemption, the balance's ledger, the drafts): a refused source
+		// or default_source changes nothing.
+		card, ae := e.customerSourceCheck(c, obj, old)
+		if ae != nil {
+			return ae
+		}
 		ch.apply(e, c, obj, true)
 		// balance= sets the balance; the ledger takes the difference
 		// (balance.go).
@@ -184,8 +196,8 @@ func init() {
 			e.recordBalance(c, obj, d, "adjustment", "")
 		}
 		e.followCustomer(obj)
-		// Last: a request refused above saves no card.
-		return e.customerSourceUpdate(c, obj, old)
+		e.customerSourceUpdate(c, obj, old, card)
+		return nil
 	}
 	kCustomer.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
 		if b := getInt(obj, "balance"); b != 0 {
@@ -1534,6 +1546,9 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	if customer == nil {
 		return &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "customer", Message: fmt.Sprintf("No such customer: '%s'", cus)}
 	}
+	if ae := e.checkDefaultSource(c, cus); ae != nil {
+		return ae
+	}
 	if c.params["payment_behavior"] == "pending_if_incomplete" {
 		// "pending_if_incomplete is only used with updates and cannot be
 		// passed when creating a Subscription" (Stripe's API reference).
@@ -2584,11 +2599,18 @@ func (e *Emulator) invoicePaid(c *reqCtx, inv, old map[string]any) map[string]an
 	// discarded), stays the latest (pending.go) though it never billed
 	// the subscription: then the latest is the one before it.
 	if sid := getStr(inv, "subscription"); sid != "" {
-		if sub := e.load(kSub, sid); sub != nil && (getStr(sub, "status") == "incomplete" ||
-			getStr(sub, "status") == "past_due" && (getStr(sub, "latest_invoice") == idOf(inv) || e.latestBeforeVoidPending(sub) == idOf(inv))) {
+		sub := e.load(kSub, sid)
+		switch {
+		case sub == nil:
+		case getStr(sub, "status") == "incomplete" ||
+			getStr(sub, "status") == "past_due" && (getStr(sub, "latest_invoice") == idOf(inv) || e.latestBeforeVoidPending(sub) == idOf(inv)):
 			so := deepCopy(sub).(map[string]any)
 			sub["status"] = "active"
 			e.save(c, kSub, sub, so, "customer.subscription.updated")
+		case getStr(sub, "status") == "past_due":
+			// The latest invoice was voided while this older one was
+			// open: this one, the most recent not void, decides.
+			e.settleWrittenOff(c, sid)
 		}
 		e.applyPending(c, inv)
 	}
@@ -2618,8 +2640,8 @@ func (e *Emulator) latestBeforeVoidPending(sub map[string]any) string {
 }
 
 // settleWrittenOff makes past_due subscription sid active again when,
-// after one of its invoices was voided or marked uncollectible, the most
-// recent of its invoices that is not void is paid or uncollectible.
+// after one of its invoices was voided, marked uncollectible or paid, the
+// most recent of its invoices that is not void is paid or uncollectible.
 // Stripe's docs (docs.stripe.com/billing/subscriptions/overview): "For
 // past_due subscriptions, paying the latest associated invoice or
 // marking it uncollectible transitions the subscription to active", and
@@ -2630,33 +2652,41 @@ func (e *Emulator) latestBeforeVoidPending(sub map[string]any) string {
 // invoices when determining subscription status; the most recent
 // non-voided invoice is used instead"). So voiding the open latest
 // invoice hands the status to the invoice before it: active if that one
-// was paid, still past_due if it is open too. A subscription with no
-// finalized invoice left that is not void keeps its status. Drafts don't
-// count: they were never due.
+// was paid, still past_due if it is open too, until it is paid or
+// written off in turn. A subscription with no finalized invoice left
+// that is not void keeps its status. Drafts don't count: they were never
+// due.
 func (e *Emulator) settleWrittenOff(c *reqCtx, sid string) {
 	sub := e.load(kSub, sid)
 	if sub == nil || getStr(sub, "status") != "past_due" {
 		return
 	}
-	// The newest by (created, sequence), found by a scan of the
-	// customer's invoices: their index is unordered while seeding.
-	t := e.tables["invoices"]
-	var latest *record
-	for _, r := range t.byCustomer[getStr(sub, "customer")] {
-		s, _ := t.keyOf(r, "subscription")
-		st, _ := t.keyOf(r, "status")
-		if s == sid && st != "void" && st != "draft" && (latest == nil || less(latest, r)) {
-			latest = r
-		}
-	}
-	if latest == nil {
+	latest := e.subscriptionInvoices(sub, func(st string) bool { return st != "void" && st != "draft" })
+	if len(latest) == 0 {
 		return
 	}
-	if st, _ := t.keyOf(latest, "status"); st == "paid" || st == "uncollectible" {
+	if st, _ := e.tables["invoices"].keyOf(latest[0], "status"); st == "paid" || st == "uncollectible" {
 		old := deepCopy(sub).(map[string]any)
 		sub["status"] = "active"
 		e.save(c, kSub, sub, old, "customer.subscription.updated")
 	}
+}
+
+// subscriptionInvoices are the invoices of subscription sub whose status
+// keep takes, newest first by (created, sequence), found by a scan of
+// its customer's invoices: their index is unordered while seeding.
+func (e *Emulator) subscriptionInvoices(sub map[string]any, keep func(status string) bool) []*record {
+	t := e.tables["invoices"]
+	var out []*record
+	for _, r := range t.byCustomer[getStr(sub, "customer")] {
+		s, _ := t.keyOf(r, "subscription")
+		st, _ := t.keyOf(r, "status")
+		if s == idOf(sub) && keep(st) {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return less(out[j], out[i]) })
+	return out
 }
 
 func invoiceAction(act string) handlerFunc {

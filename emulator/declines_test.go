@@ -435,8 +435,10 @@ func TestSetupIntentRetry(t *testing.T) {
 // when its latest invoice is paid ("To move the subscription to active,
 // pay the most recent invoice"), looking through the voided invoice of a
 // pending update (which stays latest_invoice though it never billed the
-// subscription), and not through an invoice voided by request: then
-// paying an older invoice leaves it past_due.
+// subscription), and through an invoice voided by request: "Stripe
+// determines the status from the most recent non-voided invoice"
+// (settleWrittenOff), so paying the renewal before it settles it as
+// voiding or writing off the renewal would.
 func TestPastDueLatestInvoice(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -448,9 +450,10 @@ func TestPastDueLatestInvoice(t *testing.T) {
 		// update's: paying it settles the subscription, though the
 		// renewal is still retried (as when it is latest_invoice).
 		{"update invoice paid after a pending update expired", true, "update", "active"},
-		// The latest invoice voided by request is not a pending update's:
-		// paying the older renewal leaves the subscription past_due.
-		{"renewal paid after the latest invoice was voided", false, "renewal", "past_due"},
+		// The latest invoice voided by request: the older renewal is the
+		// most recent invoice that is not void, and paying it settles the
+		// subscription.
+		{"renewal paid after the latest invoice was voided", false, "renewal", "active"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, base := emulatortest.Start(t, emulator.Options{})

@@ -276,7 +276,8 @@
 // invoice.updated), as the spec's cancel says; voiding a past_due
 // subscription's invoice or marking it uncollectible makes the
 // subscription active when its most recent invoice that is not void is
-// then paid or uncollectible (billing.go, settleWrittenOff); only renewal and
+// then paid or uncollectible, as paying that invoice does (billing.go,
+// settleWrittenOff); only renewal and
 // subscription_update invoices (a cycle reset's, always_invoice's) are
 // retried (not first or one-off ones, nor send_invoice ones, which also
 // never go from past_due to canceled or unpaid: the spec's "canceled or
@@ -312,7 +313,8 @@
 // customer.sources only when expanded; a card id pays as a payment method
 // does (a charge's source, an intent's payment_method, an invoice's
 // source, a subscription's default_source before its customer's
-// defaults), only for its own customer ("does not have a linked source");
+// defaults), only for its own customer ("does not have a linked source";
+// a subscription's default_source that is not is refused with 400);
 // a deleted customer's cards go with it, without events; bank accounts,
 // Source objects (src_) and POST /v1/tokens are not modelled (400, or 404
 // "not implemented"), nor are search endpoints (404).

@@ -458,3 +458,60 @@ func eventTypesOf(evs []map[string]any) []string {
 	}
 	return out
 }
+
+// pastDueOlderOpen is a past_due subscription, billed to the customer's
+// default source, whose renewal (renewal) failed and whose latest invoice,
+// an always_invoice update's that failed too, was then voided: the older
+// renewal, open, is its most recent invoice that is not void.
+func pastDueOlderOpen(t *testing.T) (k *frozenClock, sub, renewal string) {
+	t.Helper()
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k = newFrozenClock(t, base)
+	mustOK(t, k.post("/v1/customers/"+k.cus+"/sources", url.Values{"source": {"tok_chargeCustomerFail"}}))
+	sub = k.Subscribe(k.cus, k.price(1000), nil) // paid with pm_card_visa
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {""}}))
+	k.advance(monthStart(1))
+	renewal = k.cycleInvoices(sub)[0]["id"].(string)
+	so := k.get("/v1/subscriptions/" + sub)
+	if so["status"] != "past_due" || so["latest_invoice"] != renewal {
+		t.Fatalf("after the renewal charged to the failing card: status %v latest_invoice %v (renewal %s)", so["status"], so["latest_invoice"], renewal)
+	}
+	item := at(so, "items.data").([]any)[0].(map[string]any)["id"].(string)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"2"}, "proration_behavior": {"always_invoice"}}))
+	update, _ := k.get("/v1/subscriptions/" + sub)["latest_invoice"].(string)
+	if update == renewal || k.get("/v1/invoices/" + update)["status"] != "open" {
+		t.Fatalf("always_invoice update: latest_invoice %v (renewal %s)", update, renewal)
+	}
+	mustOK(t, k.post("/v1/invoices/"+update+"/void", nil))
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "past_due" {
+		t.Fatalf("after voiding the update's invoice, the renewal open: status %v", st)
+	}
+	return k, sub, renewal
+}
+
+// Once the latest invoice is void, the subscription's status follows the
+// most recent invoice that is not (docs.stripe.com/billing/subscriptions/
+// overview): paying that older renewal makes it active, as voiding or
+// writing it off already does (TestWrittenOffInvoiceSettlesPastDue).
+func TestPayingNewestUnvoidedSettlesPastDue(t *testing.T) {
+	k, sub, renewal := pastDueOlderOpen(t)
+	var evs []map[string]any
+	evs = k.events(func() {
+		mustOK(t, k.post("/v1/invoices/"+renewal+"/pay", url.Values{"payment_method": {"pm_card_visa"}}))
+	})
+	if st := k.get("/v1/invoices/" + renewal)["status"]; st != "paid" {
+		t.Fatalf("renewal after /pay: %v", st)
+	}
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+		t.Errorf("after paying the most recent invoice that is not void: status %v, want active", st)
+	}
+	updated := false
+	for _, ev := range evs {
+		if ev["type"] == "customer.subscription.updated" && at(ev, "data.object.id") == sub {
+			updated = at(ev, "data.previous_attributes.status") == "past_due" && at(ev, "data.object.status") == "active"
+		}
+	}
+	if !updated {
+		t.Errorf("no customer.subscription.updated from past_due to active among %v", eventTypesOf(evs))
+	}
+}

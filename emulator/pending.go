@@ -145,6 +145,9 @@ func (e *Emulator) undoAll(l *undoLog) {
 // updateSubscription is POST /v1/subscriptions/{id}: changeSubscription
 // under the request's payment_behavior (see above).
 func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+	if ae := e.checkDefaultSource(c, getStr(old, "customer")); ae != nil {
+		return ae
+	}
 	pb, _ := c.params["payment_behavior"].(string)
 	if st := getStr(old, "status"); st == "canceled" || st == "incomplete_expired" {
 		return changeSubscription(e, c, obj, old)

@@ -265,9 +265,26 @@ func (e *Emulator) sourceOf(cus, pm, param string) *apiError {
 	return nil
 }
 
+// checkDefaultSource refuses the default_source a subscription request
+// sets unless it is a card of the subscription's customer cus: "It must
+// belong to the customer associated with the subscription" (spec, POST
+// /v1/subscriptions), and its invoices are charged to it
+// (subscriptionPaymentMethod). Only cards are modelled, so any other id
+// is missing too.
+func (e *Emulator) checkDefaultSource(c *reqCtx, cus string) *apiError {
+	ds, _ := c.params["default_source"].(string)
+	if ds == "" || e.customerCard(cus, ds) != nil {
+		return nil
+	}
+	if ae := e.sourceOf(cus, ds, "default_source"); ae != nil {
+		return ae
+	}
+	return invalid("resource_missing", "default_source", "No such source: '%s'", ds)
+}
+
 // customerSourceCreate is the create hook's part for source: the card is
 // made now (its errors refuse the request) and stored after the customer
-// (customerSourceStored), whose default_source it is.
+// (kCustomer.after), whose default_source it is.
 func (e *Emulator) customerSourceCreate(c *reqCtx, cu map[string]any) *apiError {
 	if s, _ := c.params["source"].(string); s == "" {
 		return nil
@@ -281,21 +298,27 @@ func (e *Emulator) customerSourceCreate(c *reqCtx, cu map[string]any) *apiError 
 	return nil
 }
 
-// customerSourceUpdate is the update hook's part for source and
-// default_source. It runs after every check of the request, so a refused
-// request saves no card.
-func (e *Emulator) customerSourceUpdate(c *reqCtx, cu, old map[string]any) *apiError {
+// customerSourceCheck is the update hook's check of source and
+// default_source: the card source saves (nil if none), made but not
+// stored, so that the hook refuses the request before it changes
+// anything.
+func (e *Emulator) customerSourceCheck(c *reqCtx, cu, old map[string]any) (map[string]any, *apiError) {
 	if ds, ok := c.params["default_source"].(string); ok && ds != getStr(old, "default_source") {
 		if e.customerCard(idOf(cu), ds) == nil {
-			return invalid("resource_missing", "default_source", "No such source: '%s'", ds)
+			return nil, invalid("resource_missing", "default_source", "No such source: '%s'", ds)
 		}
 	}
 	if s, _ := c.params["source"].(string); s == "" {
-		return nil
+		return nil, nil
 	}
-	card, ae := e.newCard(c, idOf(cu), "source")
-	if ae != nil {
-		return ae
+	return e.newCard(c, idOf(cu), "source")
+}
+
+// customerSourceUpdate saves card (customerSourceCheck's, nil: none) as
+// the customer's new default source, deleting the default it replaces.
+func (e *Emulator) customerSourceUpdate(c *reqCtx, cu, old, card map[string]any) {
+	if card == nil {
+		return
 	}
 	e.saveCard(c, card)
 	if prev := e.customerCard(idOf(cu), getStr(old, "default_source")); prev != nil {
@@ -303,7 +326,6 @@ func (e *Emulator) customerSourceUpdate(c *reqCtx, cu, old map[string]any) *apiE
 	}
 	cu["default_source"] = idOf(card)
 	c.card = card
-	return nil
 }
 
 // retryPastDue is what a new source does for the customer's past_due
@@ -332,13 +354,22 @@ func (e *Emulator) retryPastDue(c *reqCtx, cus string) {
 	}
 	for _, sid := range due {
 		sub := e.load(kSub, sid)
-		inv := e.load(kInvoice, getStr(sub, "latest_invoice"))
-		if sub == nil || inv == nil || getStr(inv, "status") != "open" || !getBool(inv, "auto_advance") {
+		if sub == nil {
 			continue
 		}
-		// A card error is the invoice's (invoice.payment_failed), not the
-		// customer update's, which saved the card.
-		e.payInvoice(c, inv, e.subscriptionPaymentMethod(sub))
+		// The latest open one, which is not the latest invoice when that
+		// was voided (by request, or a discarded pending update's) while
+		// an older one was open (settleWrittenOff).
+		for _, r := range e.subscriptionInvoices(sub, func(st string) bool { return st == "open" }) {
+			inv := e.load(kInvoice, r.id)
+			if !getBool(inv, "auto_advance") {
+				continue
+			}
+			// A card error is the invoice's (invoice.payment_failed), not
+			// the customer update's, which saved the card.
+			e.payInvoice(c, inv, e.subscriptionPaymentMethod(sub))
+			break
+		}
 	}
 }
 

@@ -363,3 +363,98 @@ func TestSubscriptionDefaultSource(t *testing.T) {
 		}
 	}
 }
+
+// A customer request refused for its source (an unknown token) or its
+// default_source (no card of the customer's) changes nothing: no coupon
+// redeemed, no customer balance transaction, no event.
+func TestRefusedSourceChangesNothing(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) apiResp { t.Helper(); return do(t, "POST", base+path, key, body) }
+	coupon := idOfResp(mustOK(t, post("/v1/coupons", "percent_off=10&duration=forever")))
+	cus := idOfResp(mustOK(t, post("/v1/customers", "name=a")))
+	for _, tc := range []struct{ name, path, body, param string }{
+		{"create with a coupon", "/v1/customers", "email=refused%40example.com&coupon=" + coupon + "&source=tok_nope", "source"},
+		{"update with a coupon", "/v1/customers/" + cus, "coupon=" + coupon + "&source=tok_nope", "source"},
+		{"update with a balance", "/v1/customers/" + cus, "balance=500&source=tok_nope", "source"},
+		{"update with a balance and default_source", "/v1/customers/" + cus, "balance=500&default_source=card_nope", "default_source"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			events := len(e.Objects("events"))
+			r := post(tc.path, tc.body)
+			if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != tc.param {
+				t.Fatalf("%s: %d %s", tc.body, r.status, r.raw)
+			}
+			if n := num(getObj(t, base, "/v1/coupons/"+coupon)["times_redeemed"]); n != 0 {
+				t.Errorf("coupon redeemed %d times by a refused request", n)
+			}
+			if l := getObj(t, base, "/v1/customers/"+cus+"/balance_transactions")["data"].([]any); len(l) != 0 {
+				t.Errorf("balance transactions of a refused update: %v", l)
+			}
+			if n := len(e.Objects("events")) - events; n != 0 {
+				t.Errorf("%d events from a refused request", n)
+			}
+		})
+	}
+	if cu := getObj(t, base, "/v1/customers/"+cus); num(cu["balance"]) != 0 || cu["discount"] != nil {
+		t.Errorf("customer after refused updates: balance %v discount %v", cu["balance"], cu["discount"])
+	}
+}
+
+// A new source on the customer retries "the latest open invoice for the
+// subscription" (spec, POST /v1/customers/{customer}) of a past_due one,
+// which is not its latest invoice when that was voided: the renewal is
+// paid with the new card and the subscription is active again.
+func TestNewSourceRetriesLatestOpenInvoice(t *testing.T) {
+	k, sub, renewal := pastDueOlderOpen(t)
+	cu := mustOK(t, k.post("/v1/customers/"+k.cus, url.Values{"source": {"tok_visa"}})).body
+	inv := k.get("/v1/invoices/" + renewal)
+	if inv["status"] != "paid" {
+		t.Fatalf("renewal after a new source: status %v attempt_count %v", inv["status"], inv["attempt_count"])
+	}
+	if ch := k.get("/v1/charges/" + inv["charge"].(string)); ch["payment_method"] != cu["default_source"] {
+		t.Errorf("retry charged %v, not the new source %v", ch["payment_method"], cu["default_source"])
+	}
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+		t.Errorf("subscription after its renewal was paid: %v", st)
+	}
+}
+
+// A subscription's default_source "must belong to the customer associated
+// with the subscription" (spec, POST /v1/subscriptions): an unknown card,
+// another customer's or a non-card id is refused with nothing made or
+// changed; the customer's own card is taken.
+func TestSubscriptionDefaultSourceChecked(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path string, v url.Values) apiResp { t.Helper(); return do(t, "POST", base+path, key, v.Encode()) }
+	cu := mustOK(t, post("/v1/customers", url.Values{"source": {"tok_visa"}})).body
+	cus, own := cu["id"].(string), cardID(t, cu, "default_source")
+	other := cardID(t, mustOK(t, post("/v1/customers", url.Values{"source": {"tok_amex"}})).body, "default_source")
+	price := idOfResp(mustOK(t, post("/v1/prices", url.Values{"unit_amount": {"1000"}, "currency": {"usd"},
+		"recurring[interval]": {"month"}, "product_data[name]": {"p"}})))
+	sub := idOfResp(mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}})))
+	subs := len(e.Objects("subscriptions"))
+	for _, bad := range []string{"card_nope", other, "pm_card_visa", "tok_visa"} {
+		r := post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_source": {bad}})
+		if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "default_source" {
+			t.Errorf("create with default_source=%s: %d %v", bad, r.status, r.body["error"])
+		}
+		r = post("/v1/subscriptions/"+sub, url.Values{"default_source": {bad}})
+		if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "default_source" {
+			t.Errorf("update with default_source=%s: %d %v", bad, r.status, r.body["error"])
+		}
+	}
+	if n := len(e.Objects("subscriptions")); n != subs {
+		t.Errorf("%d subscriptions made by refused creates", n-subs)
+	}
+	if ds := getObj(t, base, "/v1/subscriptions/"+sub)["default_source"]; ds != nil {
+		t.Errorf("default_source after refused updates: %v", ds)
+	}
+	if r := mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_source": {own}})); r.body["default_source"] != own || r.body["status"] != "active" {
+		t.Errorf("create with the customer's card: default_source %v status %v", r.body["default_source"], r.body["status"])
+	}
+	if r := mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"default_source": {own}})); r.body["default_source"] != own {
+		t.Errorf("update with the customer's card: default_source %v", r.body["default_source"])
+	}
+}
