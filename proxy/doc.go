@@ -25,7 +25,10 @@
 // back (Call.Forward: the client's message then goes upstream). A barrier request (closing a
 // statement that does not exist) tells the proxy when every earlier reply
 // has reached the client. Write-through (package writethrough) is built on
-// that hook. When upstream's connection fails during an interception, the
+// that hook. An interceptor's query may bound the memory its rows take
+// (Upstream.QueryParamsLimit): past the limit upstream is asked to cancel
+// it, and a long row is skipped as it arrives rather than read whole.
+// When upstream's connection fails during an interception, the
 // interceptor's queries get that error and the session stays open until
 // its reply is out (it may say what reached Stripe); an error reply then
 // goes out as FATAL, which ends the session. A reply already out when the

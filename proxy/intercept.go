@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -393,8 +394,36 @@ func (u *Upstream) Query(ctx context.Context, sql string, args ...any) (*Result,
 
 // QueryParams runs sql with raw parameters, as Bind would send them.
 func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16) (*Result, error) {
+	return u.QueryParamsLimit(ctx, sql, paramOIDs, params, paramFormats, resultFormats, 0)
+}
+
+// ResultTooLargeError is QueryParamsLimit's error for a result whose rows
+// would take more memory than its limit.
+type ResultTooLargeError struct {
+	Limit int64 // the limit, in bytes
+}
+
+func (e *ResultTooLargeError) Error() string {
+	return fmt.Sprintf("proxy: the query's rows take more than %d bytes", e.Limit)
+}
+
+// RowBytes is the memory a row of a Result takes as QueryParamsLimit
+// counts it: its DataRow message (whose bytes the values point into), the
+// values' slice headers and the row's own.
+func RowBytes(msgLen, values int) int64 { return int64(msgLen) + 24*int64(values) + 24 }
+
+// QueryParamsLimit is QueryParams keeping at most limit bytes of rows
+// (RowBytes; 0: no limit). Past the limit the rows are dropped as they
+// arrive, a DataRow longer than what is left is skipped as it arrives,
+// never read whole, and upstream is asked to cancel the query (a result
+// can be endless: a WITH query over generate_series); the error is then a
+// *ResultTooLargeError, and upstream, like after any error, skips the
+// rest of the client's batch.
+func (u *Upstream) QueryParamsLimit(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16, limit int64) (*Result, error) {
 	res := &Result{}
-	err := u.query(ctx, sql, paramOIDs, params, paramFormats, resultFormats, func(typ byte, body []byte) error {
+	var held int64
+	var dr pgproto3.DataRow // reused: Decode gives every row room for 32 values
+	err := u.queryLimit(ctx, sql, paramOIDs, params, paramFormats, resultFormats, limit, func(typ byte, body []byte) error {
 		switch typ {
 		case 'T':
 			var rd pgproto3.RowDescription
@@ -403,11 +432,20 @@ func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint
 			}
 			res.Fields = rd.Fields
 		case 'D':
-			var dr pgproto3.DataRow
 			if err := dr.Decode(body); err != nil {
 				return err
 			}
-			res.Rows = append(res.Rows, dr.Values)
+			held += RowBytes(5+len(body), len(dr.Values))
+			if limit > 0 && held > limit {
+				res.Rows = nil
+				return &ResultTooLargeError{Limit: limit}
+			}
+			res.Rows = append(res.Rows, append([][]byte(nil), dr.Values...))
+			if limit > 0 {
+				// What is left for the rest: the server loop skips a
+				// longer row unread.
+				u.ic.rowLimit.Store(max(limit-held, 1))
+			}
 		case 'C':
 			var cc pgproto3.CommandComplete
 			if err := cc.Decode(body); err != nil {
@@ -427,9 +465,31 @@ func (u *Upstream) QueryParams(ctx context.Context, sql string, paramOIDs []uint
 // DataRow and CommandComplete (type and body, valid during the call) to
 // result as it arrives.
 func (u *Upstream) query(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16, result func(typ byte, body []byte) error) error {
+	return u.queryLimit(ctx, sql, paramOIDs, params, paramFormats, resultFormats, 0, result)
+}
+
+// queryLimit is query, with a limit (0: none) on the length of a DataRow
+// that is read at all: a longer one comes to result as a
+// *ResultTooLargeError. When result returns a *ResultTooLargeError, the
+// rest of the result is read and dropped, upstream is asked to cancel the
+// query, and that is the error returned.
+func (u *Upstream) queryLimit(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16, limit int64, result func(typ byte, body []byte) error) error {
 	if u.err != nil {
 		return fmt.Errorf("%w: %w", ErrUpstreamFailed, u.err)
 	}
+	// Set before the query goes out, so before any of its replies: the
+	// server loop reads them.
+	u.ic.rowLimit.Store(limit)
+	u.ic.inQuery.Store(true)
+	defer func() {
+		u.ic.inQuery.Store(false)
+		u.ic.rowLimit.Store(0)
+	}()
+	// Ended to have receive cancel the query upstream, as it does when ctx
+	// ends (and then reading on, so that the protocol stays in step).
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var tooLarge *ResultTooLargeError
 	w := &u.s.uw
 	for _, m := range []interface {
 		Encode([]byte) ([]byte, error)
@@ -461,7 +521,20 @@ func (u *Upstream) query(ctx context.Context, sql string, paramOIDs []uint32, pa
 			closes++
 		case '1', '2', 'n':
 		case 'T', 'D', 'C':
-			if err := result(raw[0], body); err != nil {
+			if tooLarge != nil {
+				continue // dropped
+			}
+			var err error
+			if raw[0] == 'D' && skippedRow(raw) {
+				err = &ResultTooLargeError{Limit: limit}
+			} else {
+				err = result(raw[0], body)
+			}
+			if errors.As(err, &tooLarge) {
+				stop()
+				continue
+			}
+			if err != nil {
 				return err
 			}
 		case 'I':
@@ -472,12 +545,24 @@ func (u *Upstream) query(ctx context.Context, sql string, paramOIDs []uint32, pa
 			}
 			u.err = PgError(&er)
 			u.ic.upstreamFailed = true
+			if tooLarge != nil {
+				return tooLarge // most likely the cancel it asked for
+			}
 			return u.err
 		default:
 			return fmt.Errorf("proxy: unexpected upstream message %q in an interceptor query", raw[0])
 		}
 	}
+	if tooLarge != nil {
+		return tooLarge
+	}
 	return nil
+}
+
+// skippedRow reports whether raw is the header alone of a DataRow the
+// server loop skipped (longer than the interception's rowLimit).
+func skippedRow(raw []byte) bool {
+	return len(raw) >= 5 && int(binary.BigEndian.Uint32(raw[1:5])) != len(raw)-1
 }
 
 // Prepare has Postgres parse and analyse sql without running it (a private
@@ -701,7 +786,13 @@ type interception struct {
 	// upstreamFailed: an interceptor query failed, so upstream already
 	// skips until Sync.
 	upstreamFailed bool
-	userCancel     atomic.Bool
+	// inQuery: an interceptor query awaits its replies, so every upstream
+	// message is one of them. rowLimit (0: none) is the longest DataRow
+	// that query reads: a longer one is skipped as it arrives and handed
+	// on as its header alone (skippedRow).
+	inQuery    atomic.Bool
+	rowLimit   atomic.Int64
+	userCancel atomic.Bool
 	// gone is closed when upstream's connection failed while the
 	// interception ran (goneErr says how): no more messages will come.
 	gone    chan struct{}
@@ -756,7 +847,26 @@ func (s *session) serveInterception(ic *interception) error {
 	}
 	ic.reach()
 	for {
-		typ, raw, err := s.ur.next()
+		typ, raw, err := s.ur.nextPiece()
+		gathered := false
+		if err == nil && s.ur.rest > 0 {
+			// A long DataRow arriving. The interceptor's: gathered here
+			// from its pieces (the read buffer need not grow to hold it
+			// too), or skipped unread past its query's limit. Otherwise
+			// it is a reply to what went upstream after the interceptor's
+			// queries, passed on to the client in pieces once the
+			// interception is over.
+			if !ic.inQuery.Load() {
+				select {
+				case <-ic.finished:
+				case <-s.done:
+					return net.ErrClosed
+				}
+				return s.passPieces(typ, raw)
+			}
+			raw, err = s.gather(raw, ic.rowLimit.Load())
+			gathered = true
+		}
 		if err != nil {
 			// Postgres went away (a restart, a crash) while the interceptor
 			// runs, perhaps after its write reached Stripe: its reply says
@@ -769,8 +879,11 @@ func (s *session) serveInterception(ic *interception) error {
 			}
 			return err
 		}
-		msg := make([]byte, len(raw))
-		copy(msg, raw)
+		msg := raw
+		if !gathered { // raw is the read buffer's
+			msg = make([]byte, len(raw))
+			copy(msg, raw)
+		}
 		select {
 		case ic.msgs <- msg:
 		case <-ic.finished:
@@ -778,6 +891,32 @@ func (s *session) serveInterception(ic *interception) error {
 			return s.handleReply(typ, raw)
 		}
 	}
+}
+
+// gather reads the rest of the long message whose start nextPiece
+// returned, and returns it whole; or, when the whole is longer than limit
+// (0: none), drops it as it arrives and returns its header alone.
+func (s *session) gather(first []byte, limit int64) ([]byte, error) {
+	n := len(first) + s.ur.rest
+	if limit > 0 && int64(n) > limit {
+		hdr := append([]byte(nil), first[:5]...)
+		for s.ur.rest > 0 {
+			if _, err := s.ur.part(); err != nil {
+				return nil, err
+			}
+		}
+		return hdr, nil
+	}
+	msg := make([]byte, 0, n)
+	msg = append(msg, first...)
+	for s.ur.rest > 0 {
+		piece, err := s.ur.part()
+		if err != nil {
+			return nil, err
+		}
+		msg = append(msg, piece...)
+	}
+	return msg, nil
 }
 
 // interceptSimple handles an intercepted simple Query; raw is the message.

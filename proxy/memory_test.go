@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgstripe/pgstripe/heaptest"
 	"github.com/pgstripe/pgstripe/pgtest"
 )
 
@@ -538,5 +540,151 @@ func TestCutOffLongRow(t *testing.T) {
 				t.Errorf("client read: %v", err)
 			}
 		})
+	}
+}
+
+// limitMark makes limitInterceptor run the rest of the
+// statement with QueryParamsLimit (limit in bytes after the mark, 0 for
+// QueryParams) and answer with the number of rows and the total length
+// of their values, or 54000 when the result is past the limit.
+const limitMark = "/* limit "
+
+func classifyLimit(sql string) Class {
+	if strings.HasPrefix(sql, limitMark) {
+		return Intercept
+	}
+	return Passthrough
+}
+
+var limitInterceptor = InterceptorFunc(func(ctx context.Context, call *Call) error {
+	rest := strings.TrimPrefix(call.SQL, limitMark)
+	n, sql, _ := strings.Cut(rest, " */ ")
+	limit, err := strconv.ParseInt(n, 10, 64)
+	if err != nil {
+		return err
+	}
+	var res *Result
+	if limit == 0 {
+		res, err = call.Upstream().QueryParams(ctx, sql, nil, nil, nil, nil)
+	} else {
+		res, err = call.Upstream().QueryParamsLimit(ctx, sql, nil, nil, nil, nil, limit)
+	}
+	var tl *ResultTooLargeError
+	if errors.As(err, &tl) {
+		return call.Send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "54000", Message: tl.Error()})
+	}
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, r := range res.Rows {
+		for _, v := range r {
+			total += len(v)
+		}
+	}
+	call.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("rows"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1},
+		{Name: []byte("bytes"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1},
+	}})
+	call.Send(&pgproto3.DataRow{Values: [][]byte{[]byte(strconv.Itoa(len(res.Rows))), []byte(strconv.Itoa(total))}})
+	return call.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+})
+
+// TestQueryParamsLimit: an interceptor's query keeps its rows
+// within the limit it gives: under it every row arrives (a long row,
+// gathered from its pieces, exactly); past it, many rows or one row
+// longer than the limit, the query ends at once (upstream cancels it:
+// the results asked for would take minutes to produce) with
+// ResultTooLargeError, holding about the limit, never the row. The
+// session goes on as after an error: a transaction block is aborted, and
+// the cancel never reaches a later statement.
+func TestQueryParamsLimit(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyLimit, Interceptor: limitInterceptor})
+	db := pgtest.NewDB(t)
+	conn := pgtest.Connect(t, tp.via(t, db))
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		sql   string
+		rows  string // "" for refused
+		bytes string
+	}{
+		{"rows under the limit", 1 << 20, "SELECT g::text FROM generate_series(1, 1000) g", "1000", "2893"},
+		{"a long row under the limit", 4 << 20, "SELECT repeat('ab', 600000) || 'z'", "1", "1200001"},
+		{"a long row, no limit", 0, "SELECT repeat('ab', 600000) || 'z'", "1", "1200001"},
+		{"endless rows", 1 << 20, "SELECT repeat('x', 100), generate_series(1, 1000000000)", "", ""},
+		{"one row longer than the limit", 1 << 20, "SELECT repeat('x', 6000000)", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows, bytes string
+			var err error
+			start := time.Now()
+			grew := heaptest.PeakGrowth(func() {
+				err = conn.QueryRow(ctx, fmt.Sprintf("%s%d */ %s", limitMark, tc.limit, tc.sql), pgx.QueryExecModeSimpleProtocol).Scan(&rows, &bytes)
+			})
+			t.Logf("%v, heap rose %d MB in %v", err, grew>>20, time.Since(start).Round(time.Millisecond))
+			if tc.rows == "" {
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "54000" {
+					t.Fatalf("got %v, want 54000", err)
+				}
+				if grew > 3*tc.limit+16<<20 {
+					t.Errorf("heap rose %d MB for a limit of %d MB", grew>>20, tc.limit>>20)
+				}
+			} else if err != nil || rows != tc.rows || bytes != tc.bytes {
+				t.Fatalf("got %s rows, %s bytes, %v; want %s, %s", rows, bytes, err, tc.rows, tc.bytes)
+			}
+			// A cancel left in flight would fail this one.
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT 7 FROM pg_sleep(0.2)`).Scan(&n); err != nil || n != 7 {
+				t.Fatalf("the next statement: %d, %v", n, err)
+			}
+		})
+	}
+	if _, err := conn.Exec(ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.Exec(ctx, limitMark+"1024 */ SELECT repeat('x', 100), generate_series(1, 1000000000)", pgx.QueryExecModeSimpleProtocol)
+	if sqlstateOf(err) != "54000" {
+		t.Fatalf("in a transaction block: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT 1`); sqlstateOf(err) != "25P02" {
+		t.Fatalf("after the refusal in a transaction block: %v, want 25P02", err)
+	}
+	if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sqlstateOf(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// TestQueryParamsNarrowRows: the rows QueryParams keeps take about
+// what came on the wire. Each kept pgproto3's room for 32 values (768
+// bytes), so 300,000 rows of one number took 300 MB.
+func TestQueryParamsNarrowRows(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyLimit, Interceptor: limitInterceptor})
+	db := pgtest.NewDB(t)
+	conn := pgtest.Connect(t, tp.via(t, db))
+	var rows, bytes string
+	var err error
+	grew := heaptest.PeakGrowth(func() {
+		err = conn.QueryRow(ctxT(t), limitMark+"0 */ SELECT 1 FROM generate_series(1, 300000)", pgx.QueryExecModeSimpleProtocol).Scan(&rows, &bytes)
+	})
+	t.Logf("heap rose %d MB", grew>>20)
+	if err != nil || rows != "300000" {
+		t.Fatalf("%s rows, %v", rows, err)
+	}
+	// 300,000 × (a 12-byte message in a 16-byte allocation, one value's
+	// slice header, the row's) is 19 MB; twice that for the growth of the
+	// slice of rows and the garbage of the messages.
+	if grew > 80<<20 {
+		t.Errorf("heap rose %d MB for 300,000 rows of one value", grew>>20)
 	}
 }

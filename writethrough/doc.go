@@ -123,7 +123,7 @@
 //
 // Errors found before any call use Postgres's own codes: 0A000 (no Stripe
 // equivalent), 42703 (unknown column, or one Stripe doesn't take), 54000
-// (more than 100 rows), 23502 (NULL where Stripe can't unset, or a
+// (more than 100 rows, or more data than Config.MaxHeld), 23502 (NULL where Stripe can't unset, or a
 // parameter a create requires missing), 42501, 25P02, 25006 (read-only
 // transaction).
 //
@@ -148,7 +148,17 @@
 // text form; one with a column of an anonymous record type, which can't be
 // read back, stays as written and is evaluated anew). Unlike Postgres,
 // such a WITH query is read to its end even where the statement would
-// have stopped early (a LIMIT over an unbounded recursive one). The
+// have stopped early (a LIMIT over an unbounded recursive one).
+//
+// What the statement's own queries bring into memory is bounded by
+// Config.MaxHeld (64 MB), counted over all of them: the WITH queries
+// RETURNING reads, the evaluated values (a DELETE's RETURNING with them),
+// the rows re-evaluated after a wait, their conversion to UTF-8, and
+// RETURNING. Past it the query is cancelled upstream (a WITH query may be
+// endless) without reading its rows, and the statement is refused with
+// 54000; before any Stripe call, except RETURNING of an INSERT or UPDATE,
+// which runs after the calls and fails as any error of RETURNING does,
+// DETAIL saying what reached Stripe. The
 // re-evaluation of an UPDATE's row changed by another write meanwhile
 // evaluates the other WITH queries anew. Triggers on stripe tables fire
 // on pgstripe's own connection (the apply), not the client's, with its

@@ -223,3 +223,66 @@ func pgError(err error) *pgproto3.ErrorResponse {
 func errorResponse(code, format string, args ...any) *pgproto3.ErrorResponse {
 	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// heldError is pgError, except that rows past Config.MaxHeld
+// (*proxy.ResultTooLargeError) get tooLarge's refusal, given the limit
+// as text.
+func heldError(err error, limit int64, tooLarge func(limit string) *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
+	var tl *proxy.ResultTooLargeError
+	if !errors.As(err, &tl) {
+		return pgError(err)
+	}
+	return tooLarge(sizeText(limit))
+}
+
+func sizeText(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func limitResponse(msg, detail, hint string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeProgramLimitExceeded,
+		Message: msg, Detail: detail, Hint: hint}
+}
+
+// valuesTooLarge refuses a statement whose evaluated rows (the values to
+// send, a DELETE's RETURNING) are past the limit; nothing was called.
+func valuesTooLarge(st *translate.Statement) func(string) *pgproto3.ErrorResponse {
+	return func(limit string) *pgproto3.ErrorResponse {
+		what, hint := "its values", "Stripe takes far less in a request: look for a large text or jsonb value, or send it in parts"
+		if st.Op == translate.Delete && st.Eval.Returns {
+			what, hint = "its rows and RETURNING", "return less (read the large values with a SELECT before the DELETE)"
+		}
+		return limitResponse(fmt.Sprintf("%s on stripe.%s: %s take more than %s, pgstripe's limit for the data of one write",
+			st.Op, st.Table.Name, what, limit), "Stripe was not called", hint)
+	}
+}
+
+// onceTooLarge refuses a statement whose WITH query name, which RETURNING
+// reads and pgstripe holds to give every query the same rows, is past the
+// limit; nothing was called.
+func onceTooLarge(name string) func(string) *pgproto3.ErrorResponse {
+	return func(limit string) *pgproto3.ErrorResponse {
+		return limitResponse(fmt.Sprintf("WITH query %q takes more than %s, pgstripe's limit for the data of one write: RETURNING reads it, so pgstripe evaluates it once and holds its rows", name, limit),
+			"Stripe was not called",
+			"have the WITH query give only what RETURNING needs (an aggregate: WITH w AS (SELECT count(*) …)), or run it in a statement of its own")
+	}
+}
+
+// returningTooLarge is the error of a RETURNING past the limit; the
+// calls are done (the caller adds what reached Stripe).
+func returningTooLarge(st *translate.Statement) func(string) *pgproto3.ErrorResponse {
+	return func(limit string) *pgproto3.ErrorResponse {
+		return limitResponse(fmt.Sprintf("RETURNING of this %s on stripe.%s takes more than %s, pgstripe's limit for the data of one write", st.Op, st.Table.Name, limit),
+			"", "return the ids, and read the large values with a SELECT after the write")
+	}
+}
+
+// preparedTooLarge refuses an EXECUTE whose prepared statements' texts,
+// which pgstripe reads to know what they write, are past the limit.
+func preparedTooLarge(limit string) *pgproto3.ErrorResponse {
+	return limitResponse(fmt.Sprintf("the text of the prepared statement this EXECUTE runs takes more than %s, pgstripe's limit for what it reads of one statement", limit),
+		"Stripe was not called", "run it through the extended protocol (Bind and Execute), as drivers do")
+}

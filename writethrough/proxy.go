@@ -69,4 +69,12 @@ func (p proxyUpstream) Query(ctx context.Context, sql string, params [][]byte, o
 	return &Result{Fields: r.Fields, Rows: r.Rows}, nil
 }
 
+func (p proxyUpstream) QueryLimit(ctx context.Context, limit int64, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
+	r, err := p.u.QueryParamsLimit(ctx, sql, oids, params, pf, rf, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Fields: r.Fields, Rows: r.Rows}, nil
+}
+
 func (p proxyUpstream) Prepare(ctx context.Context, sql string) error { return p.u.Prepare(ctx, sql) }

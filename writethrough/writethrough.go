@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgstripe/pgstripe/proxy"
 	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/store"
 	"github.com/pgstripe/pgstripe/stripeapi"
@@ -46,6 +47,12 @@ type Config struct {
 	// Concurrency is how many rows of one statement are sent to Stripe at
 	// once (default 4; the shared limiter still paces them).
 	Concurrency int
+	// MaxHeld bounds the rows one statement's own queries on the client's
+	// connection may bring into memory, in bytes (default 64 MB): the
+	// values to send, the WITH queries RETURNING reads, RETURNING. Past
+	// it the statement is refused with 54000, before any Stripe call
+	// where the rows are read before the calls.
+	MaxHeld int64
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -70,6 +77,9 @@ func New(cfg Config) *Interceptor {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
+	}
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = DefaultMaxHeld
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -103,6 +113,11 @@ type Upstream interface {
 	// parameters and returns all rows. A Postgres error is a
 	// *pgconn.PgError.
 	Query(ctx context.Context, sql string, params [][]byte, paramOIDs []uint32, paramFormats, resultFormats []int16) (*Result, error)
+	// QueryLimit is Query keeping at most limit bytes of rows (counted
+	// as proxy.RowBytes counts them). Past the limit the error is a
+	// *proxy.ResultTooLargeError, the rest of the result is not kept, and
+	// the connection is as after a Postgres error.
+	QueryLimit(ctx context.Context, limit int64, sql string, params [][]byte, paramOIDs []uint32, paramFormats, resultFormats []int16) (*Result, error)
 	// Prepare has Postgres parse and analyse sql without running it; a
 	// Postgres error is a *pgconn.PgError.
 	Prepare(ctx context.Context, sql string) error
@@ -239,9 +254,9 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		case translate.Reject:
 			return rep.fail(translateError(c.Err))
 		case translate.Write:
-			mine, err := ours(ctx, up, c.Stmt)
+			mine, err := ours(ctx, up, c.Stmt, ic.cfg.MaxHeld)
 			if err != nil {
-				return rep.fail(pgError(err))
+				return rep.fail(heldError(err, ic.cfg.MaxHeld, preparedTooLarge))
 			}
 			if mine {
 				return rep.fail(translateError(translate.NotUTF8(enc)))
@@ -251,8 +266,9 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		return Reply{Pass: true, Unrelayable: true}
 	}
 	params := newParams(req)
-	if mine, err := ours(ctx, up, st); err != nil {
-		return rep.fail(pgError(err))
+	params.held = &held{left: ic.cfg.MaxHeld, max: ic.cfg.MaxHeld}
+	if mine, err := ours(ctx, up, st, ic.cfg.MaxHeld); err != nil {
+		return rep.fail(heldError(err, ic.cfg.MaxHeld, preparedTooLarge))
 	} else if !mine {
 		return Reply{Pass: true, Unrelayable: st.Unrelayable}
 	}
@@ -309,20 +325,20 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			current = ic.cfg.Pool
 		}
 		if rows, err = lockObjects(ctx, up, current, params, st); err != nil {
-			return rep.fail(pgError(err))
+			return rep.fail(heldError(err, ic.cfg.MaxHeld, valuesTooLarge(st)))
 		}
 	} else if st.Eval.SQL != "" {
 		res, err := params.query(ctx, up, st.Eval, nil)
 		if err != nil {
-			return rep.fail(pgError(err))
+			return rep.fail(heldError(err, ic.cfg.MaxHeld, valuesTooLarge(st)))
 		}
 		rows = res.Rows
 		if st.Eval.Returns {
 			rows, deleted = splitReturning(res, st.Eval.Lead)
 		}
 	}
-	if err := rowsToUTF8(ctx, up, rows, sess.encoding); err != nil {
-		return rep.fail(pgError(err))
+	if err := rowsToUTF8(ctx, up, params.held, rows, sess.encoding); err != nil {
+		return rep.fail(heldError(err, ic.cfg.MaxHeld, valuesTooLarge(st)))
 	}
 	calls, terr := st.Build(rows)
 	if terr != nil {
@@ -439,9 +455,10 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	if retErr != nil {
 		// The writes are done: RETURNING (a division by zero, a cast, a
-		// lost or cancelled connection) is all that failed. Say so, or
-		// the client takes the statement for undone and repeats it.
-		e := pgError(retErr)
+		// lost or cancelled connection, more rows than pgstripe holds) is
+		// all that failed. Say so, or the client takes the statement for
+		// undone and repeats it.
+		e := heldError(retErr, ic.cfg.MaxHeld, returningTooLarge(st))
 		if w := reachedBeforeReturning(st, done, applyWarning == "", noReturning); w != "" {
 			e.Detail = strings.TrimPrefix(e.Detail+"; "+w, "; ")
 		}
@@ -1161,8 +1178,9 @@ func shortErr(err error) string {
 // ours tells whether st writes to a stripe table: its target is named so
 // (no Resolve), one of its unqualified names resolves there, or a prepared
 // statement it runs is ours.
-func ours(ctx context.Context, up Upstream, st *translate.Statement) (bool, error) {
-	return oursDepth(ctx, up, st, 0)
+// The texts of the prepared statements read take at most limit bytes.
+func ours(ctx context.Context, up Upstream, st *translate.Statement, limit int64) (bool, error) {
+	return oursDepth(ctx, up, st, limit, 0)
 }
 
 // maxPreparedDepth bounds the chain of prepared statements followed (a
@@ -1170,7 +1188,7 @@ func ours(ctx context.Context, up Upstream, st *translate.Statement) (bool, erro
 // deeper counts as ours, so is refused.
 const maxPreparedDepth = 8
 
-func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, depth int) (bool, error) {
+func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, limit int64, depth int) (bool, error) {
 	if len(st.Resolve) == 0 && len(st.Prepared) == 0 {
 		return true, nil
 	}
@@ -1188,7 +1206,7 @@ func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, depth 
 	// The session's own record of the statement's text, as Postgres will
 	// run it: classified like any statement, its names resolved now (a
 	// prepared statement is analysed again when search_path changes).
-	res, err := up.Query(ctx, `SELECT name, statement FROM pg_catalog.pg_prepared_statements WHERE name = ANY($1::pg_catalog.text[])`,
+	res, err := up.QueryLimit(ctx, limit, `SELECT name, statement FROM pg_catalog.pg_prepared_statements WHERE name = ANY($1::pg_catalog.text[])`,
 		[][]byte{textArray(st.Prepared)}, []uint32{oidTextArray}, nil, nil)
 	if err != nil {
 		return false, err
@@ -1209,7 +1227,7 @@ func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, depth 
 			case translate.Reject:
 				return true, nil
 			case translate.Write:
-				if mine, err := oursDepth(ctx, up, c.Stmt, depth+1); err != nil || mine {
+				if mine, err := oursDepth(ctx, up, c.Stmt, limit, depth+1); err != nil || mine {
 					return mine, err
 				}
 			}
@@ -1403,6 +1421,55 @@ type params struct {
 	// once are the rows of the WITH queries evaluated once
 	// (translate.Statement.Once), binary text[][], one per name.
 	once [][]byte
+	// held, when set, bounds the rows the queries bring into memory.
+	held *held
+}
+
+// DefaultMaxHeld is Config.MaxHeld's default. A write sends Stripe at
+// most 100 rows of parameters Stripe keeps small (a metadata value is
+// 500 characters, a description a few thousand): a statement of normal
+// size holds kilobytes. 64 MB leaves room for WITH queries that RETURNING
+// reads (a lookup table of the application's own) while a client can't
+// make the proxy hold more than a small multiple of it (the rows, the
+// WITH rows encoded again as a parameter, Build's copies), where the
+// rows of one statement could otherwise take gigabytes.
+const DefaultMaxHeld = 64 << 20
+
+// held is what is left of a statement's Config.MaxHeld. It counts every
+// row read, also those let go since: a statement of normal size is far
+// below it, and the count then bounds the peak too.
+type held struct {
+	left, max int64
+}
+
+// query is up.QueryLimit within what is left (or up.Query without h).
+func (h *held) query(ctx context.Context, up Upstream, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
+	if h == nil {
+		return up.Query(ctx, sql, params, oids, pf, rf)
+	}
+	if h.left <= 0 {
+		return nil, &proxy.ResultTooLargeError{Limit: h.max}
+	}
+	res, err := up.QueryLimit(ctx, h.left, sql, params, oids, pf, rf)
+	if err != nil {
+		return nil, err
+	}
+	h.left -= rowsBytes(res.Rows)
+	return res, nil
+}
+
+// rowsBytes is the memory rows take as proxy.RowBytes counts it, from
+// the length of each DataRow they came in.
+func rowsBytes(rows [][][]byte) int64 {
+	var n int64
+	for _, r := range rows {
+		msg := 7 // type, length, number of values
+		for _, v := range r {
+			msg += 4 + len(v)
+		}
+		n += proxy.RowBytes(msg, len(r))
+	}
+	return n
 }
 
 func newParams(req Request) params {
@@ -1607,7 +1674,7 @@ func (p params) queryWith(ctx context.Context, up Upstream, q translate.Query, v
 			results = append(make([]int16, q.Lead), results...)
 		}
 	}
-	return up.Query(ctx, q.SQL, vals, oids, formats, results)
+	return p.held.query(ctx, up, q.SQL, vals, oids, formats, results)
 }
 
 // classCache bounds the classifications kept by text, in number and in
@@ -1669,10 +1736,29 @@ func (u pgconnUpstream) Prepare(ctx context.Context, sql string) error {
 }
 
 func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
+	return u.QueryLimit(ctx, 0, sql, params, oids, pf, rf)
+}
+
+// QueryLimit reads the rows past the limit and drops them (pgconn has no
+// cancel that can't land on a later query).
+func (u pgconnUpstream) QueryLimit(ctx context.Context, limit int64, sql string, params [][]byte, oids []uint32, pf, rf []int16) (*Result, error) {
 	rr := u.c.ExecParams(ctx, sql, params, oids, pf, rf)
 	out := &Result{}
+	var n int64
+	over := false
 	for rr.NextRow() {
+		if over {
+			continue
+		}
 		vals := rr.Values()
+		msg := 7
+		for _, v := range vals {
+			msg += 4 + len(v)
+		}
+		if n += proxy.RowBytes(msg, len(vals)); limit > 0 && n > limit {
+			over, out.Rows = true, nil
+			continue
+		}
 		row := make([][]byte, len(vals))
 		for i, v := range vals {
 			if v != nil {
@@ -1688,6 +1774,9 @@ func (u pgconnUpstream) Query(ctx context.Context, sql string, params [][]byte, 
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, err
+	}
+	if over {
+		return nil, &proxy.ResultTooLargeError{Limit: limit}
 	}
 	return out, nil
 }
@@ -1730,7 +1819,7 @@ func classifyConverted(ctx context.Context, up Upstream, sql string) (translate.
 // client_encoding enc, to UTF-8, which is what Stripe takes. Only values
 // with non-ASCII bytes can differ, so a UTF8 session, or one that sends
 // none, pays nothing.
-func rowsToUTF8(ctx context.Context, up Upstream, rows [][][]byte, enc string) error {
+func rowsToUTF8(ctx context.Context, up Upstream, h *held, rows [][][]byte, enc string) error {
 	if enc == "UTF8" || enc == "SQL_ASCII" { // SQL_ASCII: Postgres converts nothing
 		return nil
 	}
@@ -1761,7 +1850,7 @@ func rowsToUTF8(ctx context.Context, up Upstream, rows [][][]byte, enc string) e
 		params[k], oids[k] = rows[c.row][c.col], oidText
 	}
 	b.WriteString(`) AS u(v, n) ORDER BY n`)
-	res, err := up.Query(ctx, b.String(), params, oids, nil, []int16{1})
+	res, err := h.query(ctx, up, b.String(), params, oids, nil, []int16{1})
 	if err != nil {
 		return err
 	}
@@ -1828,7 +1917,7 @@ func evalOnce(ctx context.Context, up Upstream, p params, st *translate.Statemen
 		}
 		res, err := p.query(ctx, up, q, nil)
 		if err != nil {
-			return nil, p, pgError(err)
+			return nil, p, heldError(err, p.held.limit(), onceTooLarge(st.Once[i]))
 		}
 		d := translate.OnceData{Rows: len(res.Rows), Param: st.OnceParam(i)}
 		for _, f := range res.Fields {
@@ -1902,4 +1991,12 @@ func textArray2D(rows [][][]byte) []byte {
 		}
 	}
 	return b
+}
+
+// limit is the statement's Config.MaxHeld.
+func (h *held) limit() int64 {
+	if h == nil {
+		return 0
+	}
+	return h.max
 }
