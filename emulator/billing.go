@@ -2324,7 +2324,7 @@ func (e *Emulator) payInvoice(c *reqCtx, inv map[string]any, pm string) (map[str
 	amt := getInt(inv, "amount_due")
 	if amt > 0 && pm != "oob" {
 		if pm == "" {
-			pm = e.defaultPaymentMethod(getStr(inv, "customer"))
+			pm = e.invoicePaymentMethod(inv)
 		}
 		if pm == "" {
 			return nil, noPaymentMethodError()

@@ -333,8 +333,21 @@ func (e *Emulator) testCard(pm map[string]any, param any) *apiError {
 			number = d.number
 		}
 	}
+	if tok, _ := p["token"].(string); number == "" && testTokens[tok].number != "" {
+		tt := testTokens[tok]
+		number = tt.number
+	}
 	if card, ok := pm["card"].(map[string]any); ok && len(number) >= 4 {
-		card["last4"] = number[len(number)-4:]
+		// The card it is made of, not the fixture's Visa: what a charge
+		// of it describes (payment_method_details.card).
+		card["last4"], card["fingerprint"] = number[len(number)-4:], fingerprint(number)
+		brand, funding := cardBrand(number), "credit"
+		if tt, ok := tokenOfNumber(number); ok {
+			brand, funding = tt.brand, tt.funding
+		}
+		b := pmBrands[brand]
+		card["brand"], card["display_brand"], card["funding"] = b, b, funding
+		card["networks"] = map[string]any{"available": []any{b}, "preferred": nil}
 	}
 	if d != nil {
 		e.pmCards[idOf(pm)] = d

@@ -340,16 +340,46 @@ func init() {
 				return ae
 			}
 			if src == "" {
-				src = e.defaultPaymentMethod(cus)
+				// "pass only a customer ID in the customer parameter and
+				// omit the source parameter. In this case, the customer's
+				// default source will be used for the charge"
+				// (stripe/stripe-go#490): the Charges API predates
+				// payment methods and doesn't take invoice_settings'.
+				if src = e.customerDefaultSource(cus); src == "" {
+					return noActiveCard()
+				}
 			}
 		}
 		if src == "" {
 			return invalid("", "source", "You must supply either a source or a customer id")
 		}
-		if ae := e.sourceOf(cus, src, "source"); ae != nil {
+		var card map[string]any // a token's card, made for this charge
+		switch {
+		case strings.HasPrefix(src, "tok_") && cus != "":
+			return notLinked(cus, src, "source")
+		case strings.HasPrefix(src, "tok_"):
+			var ae *apiError
+			if card, ae = e.tokenCard(c, src); ae != nil {
+				return ae
+			}
+			src = idOf(card)
+		case strings.HasPrefix(src, "card_") && cus == "":
+			// Spec, POST /v1/charges source: "For certain
+			// sources---namely, cards, bank accounts, and attached
+			// sources---you must also pass the ID of the associated
+			// customer". Without one Stripe looks for a token of that id
+			// (stripe/stripe-dotnet#331: "There is no token with ID
+			// card_…", today's wording of it below).
+			return invalid("resource_missing", "source", "No such token: '%s'", src)
+		}
+		if ae := e.sourceOf(cus, src, "source"); card == nil && ae != nil {
 			return ae
 		}
 		e.fillCharge(c, obj, cus, src, getInt(obj, "amount"), getStr(obj, "currency"), "", "")
+		if card != nil {
+			obj["source"] = card
+			e.describeCard(obj, card)
+		}
 		if d := e.declineOf(src); d != nil {
 			// Stripe keeps the failed charge and names it in the card
 			// error.
@@ -788,8 +818,54 @@ func init() {
 	})
 }
 
+// customerDefaultSource is what a payment of customer cus that names no
+// payment method is charged to, outside invoices: its default_source
+// only. Spec, POST /v1/payment_intents payment_method: "If you omit this
+// parameter with confirm=true, customer.default_source attaches as this
+// PaymentIntent's payment instrument to improve migration for users of
+// the Charges API"; the Charges API: stripe/stripe-go#490 (customer.go's
+// charge create). invoice_settings.default_payment_method is "to be used
+// as the customer's default payment method for subscriptions and
+// invoices" (spec), not for these.
+func (e *Emulator) customerDefaultSource(cus string) string {
+	return getStr(e.load(kCustomer, cus), "default_source")
+}
+
+// noActiveCard is Stripe's answer to a charge of a customer with no
+// default source: a card error, code missing, param card ("Cannot charge
+// a customer that has no active card", as clients' tests and logs record
+// it, e.g. a stripe-python test asserting CardError, code "missing").
+func noActiveCard() *apiError {
+	return &apiError{status: 402, Type: "card_error", Code: "missing", Param: "card", Message: "Cannot charge a customer that has no active card"}
+}
+
+// invoicePaymentMethod is what an invoice is charged to when its payment
+// names none: its own default_payment_method, then default_source, then
+// its subscription's and its customer's as subscriptionPaymentMethod
+// has them. Spec, invoice.default_payment_method: "If not set, defaults
+// to the subscription's default payment method, if any, or to the
+// default payment method in the customer's invoice settings";
+// default_source: "If not set, defaults to the subscription's default
+// source, if any, or to the customer's default source". Which of the
+// invoice's source and the subscription's payment method comes first the
+// spec doesn't say; the invoice's own settings are taken first.
+func (e *Emulator) invoicePaymentMethod(inv map[string]any) string {
+	for _, f := range []string{"default_payment_method", "default_source"} {
+		if pm := getStr(inv, f); pm != "" {
+			return pm
+		}
+	}
+	if sub := e.load(kSub, getStr(inv, "subscription")); sub != nil {
+		return e.subscriptionPaymentMethod(sub)
+	}
+	return e.defaultPaymentMethod(getStr(inv, "customer"))
+}
+
 // defaultPaymentMethod is the customer's invoice default payment method, or
-// its default source (a card, sources.go).
+// its default source (a card, sources.go): what its invoices and
+// subscriptions are charged to (spec, subscription.default_payment_method:
+// "If neither are set, invoices will use the customer's
+// invoice_settings.default_payment_method or default_source").
 func (e *Emulator) defaultPaymentMethod(cus string) string {
 	cu := e.load(kCustomer, cus)
 	if cu == nil {
@@ -898,8 +974,8 @@ func (e *Emulator) confirmMethod(pi map[string]any) (string, *apiError) {
 		return "", invalid("payment_intent_unexpected_state", "", "You cannot confirm this PaymentIntent because it has a status of %s.", getStr(pi, "status"))
 	}
 	pm := getStr(pi, "payment_method")
-	if pm == "" {
-		pm = e.defaultPaymentMethod(getStr(pi, "customer"))
+	if pm == "" && getStr(pi, "invoice") == "" {
+		pm = e.customerDefaultSource(getStr(pi, "customer"))
 	}
 	if pm == "" {
 		return "", invalid("payment_intent_unexpected_state", "payment_method", "You cannot confirm this PaymentIntent because it's missing a payment method.")
@@ -981,6 +1057,98 @@ func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt
 	obj["refunds"] = map[string]any{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/charges/" + idOf(obj) + "/refunds"}
 	delete(obj, "refunds") // not included by default since 2022-11-15; expand[]=refunds renders it
 	obj["balance_transaction"] = e.makeTxn(c, amt, cur, idOf(obj), "charge", cardFee(amt))
+	// source is the legacy field "It contains the Source, Card, or
+	// BankAccount object used for the charge" (stripe-go v76 Charge.Source,
+	// and charge.source in the SDK spec stripe-mock embeds as
+	// spec3.beta.sdk.json; the public spec3.json leaves it out): the card
+	// object when a saved card paid, null for a payment method.
+	obj["source"] = nil
+	card := e.load(kCard, pm)
+	if card != nil {
+		obj["source"] = card
+	}
+	e.describeCard(obj, card)
+	if card == nil {
+		e.describeCard(obj, e.cardFacts(c, pm))
+	}
+	if pmd, ok := obj["payment_method_details"].(map[string]any); ok {
+		if pc, ok := pmd["card"].(map[string]any); ok {
+			if oc, ok := pc["overcapture"].(map[string]any); ok {
+				oc["maximum_amount_capturable"] = amt
+			}
+		}
+	}
+}
+
+// pmBrands maps a card object's brand to the spelling of a payment
+// method's and a charge's payment_method_details.card.brand (spec: card
+// "Can be American Express, Diners Club, Discover, Eftpos Australia, JCB,
+// MasterCard, UnionPay, Visa, or Unknown"; payment_method_details_card
+// "Can be amex, diners, discover, eftpos_au, jcb, mastercard, unionpay,
+// visa, or unknown").
+var pmBrands = map[string]string{"American Express": "amex", "Diners Club": "diners", "Discover": "discover",
+	"Eftpos Australia": "eftpos_au", "JCB": "jcb", "MasterCard": "mastercard", "UnionPay": "unionpay", "Visa": "visa", "Unknown": "unknown"}
+
+// cardFacts is the card object (unstored, card-object spelling) standing
+// for pm when pm is not a stored card: a stored card payment method's
+// card, one of Stripe's test payment methods (pm_card_visa, pm_card_amex
+// and the rest: the card of tok_visa, tok_amex, ...) or tokens, or a
+// declining test card's; nil when unknown (the fixture's Visa stays).
+func (e *Emulator) cardFacts(c *reqCtx, pm string) map[string]any {
+	if obj := e.load(kPM, pm); obj != nil {
+		pc, _ := obj["card"].(map[string]any)
+		if pc == nil {
+			return nil
+		}
+		card := map[string]any{"last4": pc["last4"], "exp_month": pc["exp_month"], "exp_year": pc["exp_year"],
+			"fingerprint": pc["fingerprint"], "funding": pc["funding"], "country": pc["country"], "brand": pc["brand"]}
+		if ch, ok := pc["checks"].(map[string]any); ok {
+			card["cvc_check"], card["address_line1_check"], card["address_zip_check"] = ch["cvc_check"], ch["address_line1_check"], ch["address_postal_code_check"]
+		}
+		return card
+	}
+	tok := pm
+	if rest, ok := strings.CutPrefix(pm, "pm_card_"); ok {
+		tok = "tok_" + rest
+	}
+	if tt, ok := testTokens[tok]; ok {
+		return numberFacts(c, tt.number)
+	}
+	if d := declineByID[pm]; d != nil {
+		return numberFacts(c, d.number)
+	}
+	return nil
+}
+
+// describeCard fills charge ch's payment_method_details.card from card
+// (a card object, or cardFacts'; nil leaves them): the brand, last four
+// digits, expiry, fingerprint, funding, country and checks of the card
+// actually charged ("Details about the payment method at the time of the
+// transaction", spec).
+func (e *Emulator) describeCard(ch, card map[string]any) {
+	if card == nil {
+		return
+	}
+	pmd, _ := ch["payment_method_details"].(map[string]any)
+	if pmd == nil {
+		return
+	}
+	pc, _ := pmd["card"].(map[string]any)
+	if pc == nil {
+		return
+	}
+	brand := getStr(card, "brand")
+	if b, ok := pmBrands[brand]; ok {
+		brand = b
+	}
+	pc["brand"], pc["network"] = brand, brand
+	for _, f := range []string{"last4", "exp_month", "exp_year", "fingerprint", "funding", "country"} {
+		if v, ok := card[f]; ok {
+			pc[f] = v
+		}
+	}
+	checks := map[string]any{"address_line1_check": card["address_line1_check"], "address_postal_code_check": card["address_zip_check"], "cvc_check": card["cvc_check"]}
+	pc["checks"] = checks
 }
 
 // disputeFee is Stripe's fee per dispute (US pricing, in cents).

@@ -504,3 +504,169 @@ func TestConfirmOnCreateEventOrder(t *testing.T) {
 		})
 	}
 }
+
+// A charge describes the card it was paid with, not the fixture's Visa
+// 4242: payment_method_details.card has the brand, last4, expiry,
+// fingerprint and funding of the saved card, test payment method or
+// token charged, and charge.source is the card object when a card
+// (saved, or made of a token) paid, null for a payment method. The
+// charge.succeeded event carries the same object.
+func TestChargeDescribesItsCard(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) apiResp { t.Helper(); return mustOK(t, do(t, "POST", base+path, key, body)) }
+	year := float64(time.Now().Year() + 1)
+
+	cus := post("/v1/customers", "source=tok_amex").body
+	amex := cardID(t, cus, "default_source")
+	amexCard := getObj(t, base, "/v1/customers/"+idOfResp(apiResp{body: cus})+"/sources/"+amex)
+	pi := post("/v1/payment_intents", "amount=800&currency=usd&confirm=true&payment_method=pm_card_mastercard").body
+	for _, tc := range []struct {
+		name                    string
+		charge                  map[string]any
+		brand, last4, funding   string
+		fingerprint, sourceCard string // sourceCard "": source null; "new": a card made for the charge
+	}{
+		{"customer's default source", post("/v1/charges", "amount=500&currency=usd&customer="+idOfResp(apiResp{body: cus})).body,
+			"amex", "0005", "credit", amexCard["fingerprint"].(string), amex},
+		{"a saved card by id", post("/v1/charges", "amount=500&currency=usd&customer="+idOfResp(apiResp{body: cus})+"&source="+amex).body,
+			"amex", "0005", "credit", amexCard["fingerprint"].(string), amex},
+		{"a token, no customer", post("/v1/charges", "amount=500&currency=usd&source=tok_visa_debit").body,
+			"visa", "5556", "debit", "", "new"},
+		{"test payment method", getObj(t, base, "/v1/charges/"+pi["latest_charge"].(string)),
+			"mastercard", "4444", "credit", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := tc.charge
+			pc := ch["payment_method_details"].(map[string]any)["card"].(map[string]any)
+			if pc["brand"] != tc.brand || pc["network"] != tc.brand || pc["last4"] != tc.last4 || pc["funding"] != tc.funding ||
+				pc["exp_year"] != year || pc["country"] != "US" {
+				t.Errorf("payment_method_details.card: %v", pc)
+			}
+			if tc.fingerprint != "" && pc["fingerprint"] != tc.fingerprint {
+				t.Errorf("fingerprint %v, want the card's %s", pc["fingerprint"], tc.fingerprint)
+			}
+			if pc["fingerprint"] == "r40d4vOgg3VecDJF" {
+				t.Errorf("fingerprint is 4242's: %v", pc)
+			}
+			src, _ := ch["source"].(map[string]any)
+			switch tc.sourceCard {
+			case "":
+				if v, ok := ch["source"]; !ok || v != nil {
+					t.Errorf("source %v (present %v), want null", v, ok)
+				}
+			case "new":
+				if src == nil || src["object"] != "card" || src["customer"] != nil || src["last4"] != tc.last4 || ch["payment_method"] != src["id"] ||
+					!strings.HasPrefix(ch["payment_method"].(string), "card_") {
+					t.Errorf("token charge: payment_method %v, source %v", ch["payment_method"], ch["source"])
+				}
+			default:
+				if src == nil || src["id"] != tc.sourceCard || src["object"] != "card" || src["brand"] != "American Express" || ch["payment_method"] != tc.sourceCard {
+					t.Errorf("card charge: payment_method %v, source %v", ch["payment_method"], ch["source"])
+				}
+			}
+			// The event's charge is the charge answered.
+			for _, x := range getObj(t, base, "/v1/events?type=charge.succeeded&limit=100")["data"].([]any) {
+				obj := x.(map[string]any)["data"].(map[string]any)["object"].(map[string]any)
+				if obj["id"] != ch["id"] {
+					continue
+				}
+				epc := obj["payment_method_details"].(map[string]any)["card"].(map[string]any)
+				if epc["brand"] != tc.brand || epc["last4"] != tc.last4 {
+					t.Errorf("charge.succeeded says %v %v", epc["brand"], epc["last4"])
+				}
+				return
+			}
+			t.Errorf("no charge.succeeded for %v", ch["id"])
+		})
+	}
+}
+
+// The Charges API and an intent confirmed without a payment method take
+// the customer's default_source, never invoice_settings.default_payment_method
+// (spec, payment_intents payment_method; stripe/stripe-go#490); with no
+// default source the charge is refused ("Cannot charge a customer that
+// has no active card", card_error missing). Invoices of a subscription
+// paid without a payment method take the subscription's default_source
+// before the customer's invoice settings (spec, subscription
+// default_source).
+func TestCustomerDefaults(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) apiResp { t.Helper(); return mustOK(t, do(t, "POST", base+path, key, body)) }
+
+	cr := post("/v1/customers", "source=tok_amex")
+	cus := idOfResp(cr)
+	card := cardID(t, cr.body, "default_source")
+	pm := idOfResp(post("/v1/payment_methods", "type=card&card[number]=5555555555554444&card[exp_month]=12&card[exp_year]=2040"))
+	post("/v1/payment_methods/"+pm+"/attach", "customer="+cus)
+	post("/v1/customers/"+cus, "invoice_settings[default_payment_method]="+pm)
+
+	// A payment method made of a card number describes that card.
+	if pi := post("/v1/payment_intents", "amount=500&currency=usd&confirm=true&customer="+cus+"&payment_method="+pm).body; true {
+		pc := getObj(t, base, "/v1/charges/"+pi["latest_charge"].(string))["payment_method_details"].(map[string]any)["card"].(map[string]any)
+		if pc["brand"] != "mastercard" || pc["last4"] != "4444" || pc["exp_year"] != float64(2040) {
+			t.Errorf("charge of a Mastercard payment method: %v", pc)
+		}
+	}
+	if ch := post("/v1/charges", "amount=500&currency=usd&customer="+cus).body; ch["payment_method"] != card {
+		t.Errorf("charge of the customer: payment_method %v, want its default_source %s", ch["payment_method"], card)
+	}
+	if pi := post("/v1/payment_intents", "amount=500&currency=usd&confirm=true&customer="+cus).body; pi["payment_method"] != card {
+		t.Errorf("intent confirmed without a payment method: %v, want default_source %s", pi["payment_method"], card)
+	}
+
+	// Only invoice settings: no active card for the Charges API, and an
+	// intent has nothing to confirm with.
+	bare := idOfResp(post("/v1/customers", "name=b"))
+	pm2 := idOfResp(post("/v1/payment_methods", "type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2040"))
+	post("/v1/payment_methods/"+pm2+"/attach", "customer="+bare)
+	post("/v1/customers/"+bare, "invoice_settings[default_payment_method]="+pm2)
+	if r := do(t, "POST", base+"/v1/charges", key, "amount=500&currency=usd&customer="+bare); r.status != 402 ||
+		errField(r, "type") != "card_error" || errField(r, "code") != "missing" || errField(r, "param") != "card" ||
+		errField(r, "message") != "Cannot charge a customer that has no active card" {
+		t.Errorf("charge of a customer without a source: %d %s", r.status, r.raw)
+	}
+	if r := do(t, "POST", base+"/v1/payment_intents", key, "amount=500&currency=usd&confirm=true&customer="+bare); r.status != 400 {
+		t.Errorf("intent of a customer without a source: %d %s", r.status, r.raw)
+	}
+
+	// A subscription's invoice paid by hand: the subscription's source
+	// comes before the customer's invoice settings.
+	second := idOfResp(post("/v1/customers/"+cus+"/sources", "source=tok_discover"))
+	price := idOfResp(post("/v1/prices", "unit_amount=1000&currency=usd&recurring[interval]=month&product_data[name]=p"))
+	sub := post("/v1/subscriptions", "customer="+cus+"&items[0][price]="+price+"&default_source="+second+"&payment_behavior=default_incomplete").body
+	inv := post("/v1/invoices/"+sub["latest_invoice"].(string)+"/pay", "").body
+	if ch := getObj(t, base, "/v1/charges/"+inv["charge"].(string)); ch["payment_method"] != second {
+		t.Errorf("subscription invoice paid without a payment method: %v, want the subscription's default_source %s", ch["payment_method"], second)
+	}
+}
+
+// Charges API sources that need or refuse a customer: a token with a
+// customer is refused (it must be saved first: code missing, "Customer …
+// does not have a linked source with ID tok_…", stripe/stripe-go#490), a
+// saved card without its customer too (spec: "you must also pass the ID
+// of the associated customer"); neither makes a charge.
+func TestChargeSourceNeedsCustomer(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cr := mustOK(t, do(t, "POST", base+"/v1/customers", key, "source=tok_visa"))
+	cus, card := idOfResp(cr), cardID(t, cr.body, "default_source")
+	before := len(e.Objects("charges"))
+	for _, tc := range []struct {
+		body, code, msg string
+	}{
+		{"customer=" + cus + "&source=tok_visa", "missing", "Customer " + cus + " does not have a linked source with ID tok_visa."},
+		{"source=" + card, "resource_missing", "No such token: '" + card + "'"},
+		{"source=tok_nope", "resource_missing", "No such token: 'tok_nope'"},
+	} {
+		r := do(t, "POST", base+"/v1/charges", key, "amount=500&currency=usd&"+tc.body)
+		if r.status != 400 || errField(r, "type") != "invalid_request_error" || errField(r, "code") != tc.code ||
+			errField(r, "param") != "source" || errField(r, "message") != tc.msg {
+			t.Errorf("%s: %d %s", tc.body, r.status, r.raw)
+		}
+	}
+	if n := len(e.Objects("charges")); n != before {
+		t.Errorf("refused charges made %d charges", n-before)
+	}
+}

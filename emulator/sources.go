@@ -140,24 +140,11 @@ func (e *Emulator) newCard(c *reqCtx, cus, param string) (map[string]any, *apiEr
 			return nil, d.err("")
 		}
 	}
-	card := e.newObject(kCard, c.now, c.live)
+	card := e.numberCard(c, number)
 	// Spec: "This attribute will not be in the card object if the card
 	// belongs to a customer".
 	delete(card, "account")
 	card["customer"] = cus
-	card["last4"] = number[len(number)-4:]
-	card["fingerprint"] = fingerprint(number)
-	card["brand"], card["funding"] = cardBrand(number), "credit"
-	for _, tt := range testTokens {
-		if tt.number == number {
-			card["brand"], card["funding"] = tt.brand, tt.funding
-		}
-	}
-	// A token's card is valid a year on (Stripe's test tokens carry a
-	// future expiry; the fixture's 8/2024 has passed); a hash gives its
-	// own.
-	now := time.Unix(c.now, 0).UTC()
-	card["exp_month"], card["exp_year"] = int64(now.Month()), int64(now.Year()+1)
 	if details != nil {
 		if ae := cardExpiry(details, card); ae != nil {
 			return nil, ae
@@ -175,6 +162,72 @@ func (e *Emulator) newCard(c *reqCtx, cus, param string) (map[string]any, *apiEr
 		e.pmCards[idOf(card)] = d
 	}
 	if number == testTokens["tok_createDispute"].number {
+		e.disputers[idOf(card)] = true
+	}
+	return card, nil
+}
+
+// numberCard builds (without storing) a card object of card number
+// number, of no customer: its last4, fingerprint, brand and funding, and
+// a test card's expiry, a year on (Stripe's test tokens carry a future
+// expiry; the fixture's 8/2024 has passed; a card hash gives its own).
+func (e *Emulator) numberCard(c *reqCtx, number string) map[string]any {
+	card := e.newObject(kCard, c.now, c.live)
+	card["customer"] = nil
+	for k, v := range numberFacts(c, number) {
+		card[k] = v
+	}
+	return card
+}
+
+// numberFacts is what a card object of card number number says about
+// it, for numberCard and for describing a charge of a test payment
+// method (cardFacts), which has no card object: its checks are the card
+// fixture's (cvc_check pass, no address given).
+func numberFacts(c *reqCtx, number string) map[string]any {
+	f := map[string]any{"last4": number[len(number)-4:], "fingerprint": fingerprint(number),
+		"brand": cardBrand(number), "funding": "credit", "country": "US",
+		"cvc_check": "pass", "address_line1_check": nil, "address_zip_check": nil}
+	if tt, ok := tokenOfNumber(number); ok {
+		f["brand"], f["funding"] = tt.brand, tt.funding
+	}
+	now := time.Unix(c.now, 0).UTC()
+	f["exp_month"], f["exp_year"] = int64(now.Month()), int64(now.Year()+1)
+	return f
+}
+
+// tokenOfNumber is the test token of card number number, if it has one.
+func tokenOfNumber(number string) (testToken, bool) {
+	for _, tt := range testTokens {
+		if tt.number == number {
+			return tt, true
+		}
+	}
+	return testToken{}, false
+}
+
+// tokenCard is the card a charge without a customer makes of token (a
+// test token, or a declining test card's): "the card represented by the
+// token will be used for the charge and the token will be consumed"
+// (stripe/stripe-go#490), so the charge names the card (payment_method,
+// source), which belongs to no customer and is not stored. It fails as
+// its token does (e.pmCards, e.disputers). An unknown token is Stripe's
+// resource_missing, as when a customer saves one.
+func (e *Emulator) tokenCard(c *reqCtx, token string) (map[string]any, *apiError) {
+	d := e.declineOf(token)
+	var number string
+	if tt, ok := testTokens[token]; ok {
+		number = tt.number
+	} else if d != nil {
+		number = d.number
+	} else {
+		return nil, invalid("resource_missing", "source", "No such token: '%s'", token)
+	}
+	card := e.numberCard(c, number)
+	if d != nil {
+		e.pmCards[idOf(card)] = d
+	}
+	if e.disputing(token) {
 		e.disputers[idOf(card)] = true
 	}
 	return card, nil
@@ -260,9 +313,23 @@ func (e *Emulator) sourceOf(cus, pm, param string) *apiError {
 	case card == nil:
 		return invalid("resource_missing", param, "No such source: '%s'", pm)
 	case cus != "" && getStr(card, "customer") != cus:
-		return invalid("resource_missing", param, "Customer %s does not have a linked source with ID %s.", cus, pm)
+		return notLinked(cus, pm, param)
 	}
 	return nil
+}
+
+// notLinked is Stripe's refusal of a payment of customer cus with a
+// source that is not one of its own: a card of another customer, or a
+// token, which must be saved to the customer first ("You cannot create a
+// charge by passing both a customer and a token ID", stripe/stripe-go#490).
+// Stripe answers it with code missing, param source ({"code": "missing",
+// "message": "Customer cus_… does not have a linked source with ID
+// tok_….", "param": "source", "type": "invalid_request_error"}, a
+// response posted at pastebin.com/zzchnF3h; Stripe's error codes: missing,
+// "Both a customer and source ID have been provided, but the source has
+// not been saved to the customer").
+func notLinked(cus, src, param string) *apiError {
+	return invalid("missing", param, "Customer %s does not have a linked source with ID %s.", cus, src)
 }
 
 // checkDefaultSource refuses the default_source a subscription request
@@ -277,6 +344,10 @@ func (e *Emulator) checkDefaultSource(c *reqCtx, cus string) *apiError {
 		return nil
 	}
 	if ae := e.sourceOf(cus, ds, "default_source"); ae != nil {
+		// Not a payment: the code missing of notLinked is documented for
+		// charges ("a customer and source ID have been provided"), so a
+		// setting keeps resource_missing.
+		ae.Code = "resource_missing"
 		return ae
 	}
 	return invalid("resource_missing", "default_source", "No such source: '%s'", ds)

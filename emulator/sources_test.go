@@ -287,7 +287,7 @@ func TestSourcePayments(t *testing.T) {
 	other := idOfResp(mustOK(t, post("/v1/customers", "name=o")))
 	for _, r := range []apiResp{post("/v1/charges", "amount=1000&currency=usd&customer="+other+"&source="+card),
 		post("/v1/payment_intents", "amount=1000&currency=usd&confirm=true&customer="+other+"&payment_method="+card)} {
-		if r.status != 400 || errField(r, "code") != "resource_missing" || !strings.Contains(errField(r, "message"), "does not have a linked source") {
+		if r.status != 400 || errField(r, "code") != "missing" || !strings.Contains(errField(r, "message"), "does not have a linked source") {
 			t.Errorf("another customer's card: %d %s", r.status, r.raw)
 		}
 	}
