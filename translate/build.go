@@ -131,7 +131,7 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
 		}
-		if els, ok := listElements(f, v); ok {
+		if els, ok := listElements(f, v, nil); ok {
 			v = els
 		}
 		if err := arrayForObject(t, f, v); err != nil {
@@ -431,7 +431,10 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				params.Set(f.Param.Name, "")
 				continue
 			}
-			if els, ok := listElements(f, nv); ok {
+			if els, ok := listElements(f, nv, storedIDs(f, ov)); ok {
+				if err := formKeys(t, f.Column, els); err != nil {
+					return RowCalls{}, err
+				}
 				if _, err := checkValue(columnLabel(t, f), f, f.Param, f.Param.Name, els, formDiffed); err != nil {
 					return RowCalls{}, err
 				}
@@ -545,23 +548,77 @@ func refValue(f Field, v any) any {
 }
 
 // listElements turns a list object ({"object": "list", "data": [...]}, as
-// the column of a parameter with Param.List holds it) into the array the
-// parameter takes: the ids of Param.Refs in place of objects, and each
-// element that is a Stripe object (it has "object") cut down to the keys
-// the request takes. Elements without "object" were written by the
-// statement in the request's shape and are left for Stripe to judge. ok
-// is false for any other value (an array is already the request's shape).
-func listElements(f Field, v any) (els []any, ok bool) {
+// the column of a parameter with Param.List holds it), or an array copied
+// from one (see copiedList: items->'data'), into the array the parameter
+// takes: the ids of Param.Refs in place of objects, and each element that
+// is a Stripe object (it has "object") or names one of stored (the ids of
+// the elements the column holds, on an update) cut down to the keys the
+// request takes. Other elements were written by the statement in the
+// request's shape and are left for Stripe to judge. ok is false for any
+// other value (an array in the request's shape).
+func listElements(f Field, v any, stored map[string]bool) (els []any, ok bool) {
 	data, ok := listData(f, v)
 	if !ok {
-		return nil, false
+		if data, ok = v.([]any); !ok || !copiedList(f, data, stored) {
+			return nil, false
+		}
 	}
 	data, _ = refValue(f, data).([]any)
 	out := make([]any, len(data))
 	for i, e := range data {
-		out[i], _ = requestElement(f, e)
+		out[i], _ = requestElement(f, e, stored)
 	}
 	return out, true
+}
+
+// copiedList reports whether a, an array given for a parameter with
+// Param.List, holds the elements of the list the column stores
+// (items->'data', or what an ORM mapping the column to an array read)
+// rather than elements written in the request's shape: one of them is a
+// Stripe object (it has "object"), or names one of stored by its id with
+// a key the request doesn't take. Sent key by key, such an element would
+// reach Stripe with the keys only Stripe sets (items[0][object],
+// items[0][created], the price object), which Stripe refuses as unknown
+// parameters; it goes as the list object does instead (listUpdate).
+func copiedList(f Field, a []any, stored map[string]bool) bool {
+	if len(f.Param.List) == 0 {
+		return false
+	}
+	for _, e := range a {
+		m, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		if _, obj := m["object"].(string); obj {
+			return true
+		}
+		if id, _ := m["id"].(string); id != "" && stored[id] {
+			for k := range m {
+				if !slices.Contains(f.Param.List, k) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// storedIDs returns the ids of the elements of v, a list object or an
+// array as the column of a parameter with Param.List holds it.
+func storedIDs(f Field, v any) map[string]bool {
+	data, ok := listData(f, v)
+	if !ok {
+		data, _ = v.([]any)
+	}
+	ids := map[string]bool{}
+	for _, e := range data {
+		if m, ok := e.(map[string]any); ok {
+			if id, _ := m["id"].(string); id != "" {
+				ids[id] = true
+			}
+		}
+	}
+	return ids
 }
 
 func listData(f Field, v any) ([]any, bool) {
@@ -578,12 +635,18 @@ func listData(f Field, v any) ([]any, bool) {
 	return nil, false
 }
 
-// requestElement cuts a list element that is a Stripe object down to the
-// keys of f.Param.List; dropped are the keys it had besides.
-func requestElement(f Field, e any) (any, []string) {
+// requestElement cuts a list element that is a Stripe object, or names
+// one of stored by its id, down to the keys of f.Param.List; dropped are
+// the keys it had besides.
+func requestElement(f Field, e any, stored map[string]bool) (any, []string) {
 	m, ok := e.(map[string]any)
-	if _, obj := m["object"].(string); !ok || !obj {
+	if !ok {
 		return e, nil
+	}
+	if _, obj := m["object"].(string); !obj {
+		if id, _ := m["id"].(string); id == "" || !stored[id] {
+			return e, nil
+		}
 	}
 	out := make(map[string]any, len(f.Param.List))
 	var dropped []string
@@ -598,19 +661,34 @@ func requestElement(f Field, e any) (any, []string) {
 }
 
 // listUpdate sends the change from ov to nv, a list object read back from
-// the column and changed (subscriptions.items with jsonb_set), in the
-// array form Stripe's update takes: an element the old list has (by id)
-// goes with its id and its changed keys only, one it doesn't have as a new
-// element, and an element the new list left out as {id, deleted: true}.
-// Unchanged elements are not sent. A changed key that the request doesn't
-// take (an item's created, plan, …) is refused: it would be lost.
+// the column and changed (subscriptions.items with jsonb_set), or the
+// array of its elements (see copiedList), in the array form Stripe's
+// update takes: an element the old list has (by id) goes with its id and
+// its changed keys only, one it doesn't have as a new element, and an
+// element the new list left out as {id, deleted: true}. Unchanged
+// elements are not sent. A changed key that the request doesn't take (an
+// item's created, plan, …) is refused: it would be lost.
 func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error {
 	name := f.Param.Name
-	newData, _ := listData(f, nv)
+	at := ".data.[]."
+	newData, ok := listData(f, nv)
+	if !ok {
+		newData, _ = nv.([]any)
+		at = ".[]."
+	}
+	rawNew := newData
 	newData, _ = refValue(f, newData).([]any)
 	oldData, ok := listData(f, ov)
 	if !ok {
 		oldData, _ = ov.([]any)
+	}
+	rawOld := map[string]any{}
+	for _, e := range oldData {
+		if m, ok := e.(map[string]any); ok {
+			if id, _ := m["id"].(string); id != "" && rawOld[id] == nil {
+				rawOld[id] = m
+			}
+		}
 	}
 	oldData, _ = refValue(f, oldData).([]any)
 	// Both sides as they are to be sent (2.0 as 2, an item's empty
@@ -627,15 +705,19 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 			}
 		}
 	}
+	stored := make(map[string]bool, len(old))
+	for id := range old {
+		stored[id] = true
+	}
 	kept := map[string]bool{}
 	i := 0
-	for _, e := range newData {
+	for j, e := range newData {
 		prefix := fmt.Sprintf("%s[%d]", name, i)
 		m, _ := e.(map[string]any)
 		id, _ := m["id"].(string)
 		o := old[id]
 		if o == nil || kept[id] {
-			el, _ := requestElement(f, e)
+			el, _ := requestElement(f, e, nil)
 			if r := encodeParamElement(params, f.Param, prefix, el); r != nil {
 				return r.error(columnLabel(t, f))
 			}
@@ -643,13 +725,17 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 			continue
 		}
 		kept[id] = true
-		nel, dropped := requestElement(f, m)
-		oel, _ := requestElement(f, o)
+		nel, dropped := requestElement(f, m, stored)
+		oel, _ := requestElement(f, o, stored)
 		for _, k := range dropped {
 			if !equalJSON(m[k], o[k]) {
-				return errorf(CodeUndefinedColumn, "%s of stripe.%s cannot be changed: it is not a parameter of Stripe's update %s", f.Column+".data.[]."+k, t.Name, t.Object).
+				return errorf(CodeUndefinedColumn, "%s of stripe.%s cannot be changed: it is not a parameter of Stripe's update %s", f.Column+at+k, t.Name, t.Object).
 					withHint("leave it as it is; the keys Stripe sets are kept out of the call")
 			}
+		}
+		if place := changedRef(f, rawNew[j], rawOld[id]); place != "" {
+			return errorf(CodeUndefinedColumn, "%s of stripe.%s cannot be changed: Stripe's update %s takes only the id of the object there", f.Column+at+place, t.Name, t.Object).
+				withHint("give the id of the object it is to have, or change that object in its own table")
 		}
 		if equalJSON(nel, oel) {
 			continue
@@ -690,6 +776,70 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 		i++
 	}
 	return nil
+}
+
+// changedRef finds, in e, an element of a list read back from the column
+// and changed, a Stripe object at a place of f.Param.Refs (an item's price,
+// its tax rates) that stored, the stored element of the same id, holds
+// with the same id but other content, and returns the place ("price",
+// "tax_rates.[]"). The request takes the object by its id, and the change
+// (jsonb_set on price.unit_amount) would be lost.
+func changedRef(f Field, e, stored any) string {
+	for _, ref := range f.Param.Refs {
+		keys := strings.Split(ref, ".")
+		if len(keys) < 2 || keys[0] != "[]" {
+			continue
+		}
+		was := map[string]any{}
+		for _, o := range valuesAt(stored, keys[1:]) {
+			if id, ok := stripeObjectID(o); ok {
+				was[id] = o
+			}
+		}
+		for _, n := range valuesAt(e, keys[1:]) {
+			if id, ok := stripeObjectID(n); ok {
+				if o, ok := was[id]; ok && !equalJSON(o, n) {
+					return strings.Join(keys[1:], ".")
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// stripeObjectID returns the id of v when it is a Stripe object (as idsAt
+// recognises one).
+func stripeObjectID(v any) (string, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return "", false
+	}
+	if _, obj := m["object"].(string); !obj {
+		return "", false
+	}
+	id, ok := m["id"].(string)
+	return id, ok
+}
+
+// valuesAt returns the values at keys in v (see editAt).
+func valuesAt(v any, keys []string) []any {
+	if len(keys) == 0 {
+		return []any{v}
+	}
+	var out []any
+	if keys[0] == "[]" {
+		a, _ := v.([]any)
+		for _, e := range a {
+			out = append(out, valuesAt(e, keys[1:])...)
+		}
+		return out
+	}
+	if m, ok := v.(map[string]any); ok {
+		if e, ok := m[keys[0]]; ok {
+			out = valuesAt(e, keys[1:])
+		}
+	}
+	return out
 }
 
 // formElements returns the elements of an array parameter p as formValue

@@ -51,10 +51,14 @@
 //
 // A column that holds a list object where Stripe's request takes an array
 // (subscriptions.items, credit_notes.lines: schema.Param.List) can be
-// written back as read, e.g. with jsonb_set: its elements are cut down to
-// the keys the request takes, stored objects go as their ids, and an
-// UPDATE sends only what changed: a changed element by id with its
-// changed keys, a new one whole, and one left out as {id, deleted: true}.
+// written back as read, e.g. with jsonb_set, as the list object or as the
+// array of its elements (items->'data': an array with an element that is
+// a Stripe object, or that names a stored element by id with a key the
+// request doesn't take): its elements are cut down to the keys the
+// request takes, stored objects go as their ids, and an UPDATE sends only
+// what changed: a changed element by id with its changed keys, a new one
+// whole, and one left out as {id, deleted: true}. A changed key the
+// request doesn't take (created, a price's unit_amount) is refused.
 // Written as the request's array instead, it is sent whole; an element
 // that names an object by its id updates that object by the keys it
 // gives, so a key given as null or {} there is an unset ("" where the

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/pgstripe/pgstripe/schema"
+	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
 // TestRefsCoverSpec: every place of a writable jsonb column where
@@ -137,5 +139,134 @@ func TestRequestShapedItemUnchanged(t *testing.T) {
 		rows: []string{`["sub_1", ` + changed + `, ` + stored + `]`}})
 	if !strings.Contains(out, "items[0][quantity]=5") || strings.Contains(out, "items[0][price]") {
 		t.Errorf("a changed request-shaped item:\n%s", out)
+	}
+}
+
+// storedItem is a subscription item as the column stores it (Stripe's
+// response), with the keys only Stripe sets.
+func storedItem(id, price string, quantity int, extra string) string {
+	return `{"id": "` + id + `", "object": "subscription_item", "created": 1700000000, "subscription": "sub_1", "billing_thresholds": null,` +
+		` "plan": {"id": "` + price + `", "object": "plan", "amount": 1000, "interval": "month"},` +
+		` "price": {"id": "` + price + `", "object": "price", "unit_amount": 1000, "recurring": {"interval": "month"}},` +
+		` "quantity": ` + strconv.Itoa(quantity) + `, "tax_rates": [{"id": "txr_1", "object": "tax_rate", "percentage": 20}],` +
+		` "metadata": {"a": "1"}` + extra + `}`
+}
+
+var (
+	storedSI1 = storedItem("si_1", "price_1", 1, "")
+	storedSI2 = storedItem("si_2", "price_2", 2, "")
+	// storedList is the column's value: the list object.
+	storedList = `{"object": "list", "has_more": false, "url": "/v1/subscription_items?subscription=sub_1", "data": [` + storedSI1 + `, ` + storedSI2 + `]}`
+)
+
+// TestCopiedItemsArray: an UPDATE of subscriptions.items with a
+// plain array of the stored items (items->'data' changed with jsonb_set,
+// or an ORM's array) is sent as the list object form sends it: copied
+// items cut down to the request's keys (the price object as its id),
+// unchanged items and keys left out, a changed item by id with its changed
+// keys, a request-shaped element as a new item, a stored item left out as
+// {id, deleted: true}. Before, every key of a copied item was sent
+// (items[0][object], [created], [plan][…], [price][id]…), which Stripe
+// refuses as unknown parameters.
+func TestCopiedItemsArray(t *testing.T) {
+	sql := `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`
+	for _, c := range []struct{ name, items, want string }{
+		{"quantity changed", `[` + storedItem("si_1", "price_1", 3, "") + `, ` + storedSI2 + `]`,
+			"items[0][id]=si_1&items[0][quantity]=3"},
+		{"metadata key changed", `[` + storedSI1 + `, ` + storedItem("si_2", "price_2", 2, `, "metadata": {"a": "9"}`) + `]`,
+			"items[0][id]=si_2&items[0][metadata][a]=9"},
+		{"price changed to an id", `[` + strings.Replace(storedSI1, `"price": {"id": "price_1", "object": "price", "unit_amount": 1000, "recurring": {"interval": "month"}}`, `"price": "price_9"`, 1) + `, ` + storedSI2 + `]`,
+			"items[0][id]=si_1&items[0][price]=price_9"},
+		{"one left out", `[` + storedSI2 + `]`,
+			"items[0][deleted]=true&items[0][id]=si_1"},
+		{"a request-shaped element added", `[` + storedSI1 + `, ` + storedSI2 + `, {"price": "price_3", "quantity": 2}]`,
+			"items[0][price]=price_3&items[0][quantity]=2"},
+		{"a request-shaped element naming a stored item", `[` + storedSI1 + `, {"id": "si_2", "quantity": 5}]`,
+			"items[0][id]=si_2&items[0][quantity]=5"},
+		{"the price object as its id", `[` + strings.Replace(storedItem("si_1", "price_1", 2, ""), `"price": {"id": "price_1", "object": "price", "unit_amount": 1000, "recurring": {"interval": "month"}}`, `"price": "price_1"`, 1) + `, ` + storedSI2 + `]`,
+			"items[0][id]=si_1&items[0][quantity]=2"},
+		{"without object: a stored item named by id with keys Stripe sets", `[` + strings.Replace(storedItem("si_1", "price_1", 4, ""), `"object": "subscription_item", `, ``, 1) + `, ` + storedSI2 + `]`,
+			"items[0][id]=si_1&items[0][quantity]=4"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, err := build(t, sql, `["sub_1", `+c.items+`, `+storedList+`]`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(calls) != 1 || len(calls[0].Calls) != 1 {
+				t.Fatalf("calls %v", calls)
+			}
+			if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+				t.Errorf("body\n got:  %s\n want: %s", got, c.want)
+			}
+		})
+	}
+	t.Run("unchanged", func(t *testing.T) {
+		calls, err := build(t, sql, `["sub_1", [`+storedSI1+`, `+storedSI2+`], `+storedList+`]`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 1 || len(calls[0].Calls) != 0 {
+			t.Fatalf("calls %v, want none", calls)
+		}
+	})
+}
+
+// TestCopiedItemsArrayKeyStripeSets: a key of a copied item that
+// Stripe's update doesn't take, changed by the statement, is refused
+// before any call naming it, not dropped as an unchanged one is.
+func TestCopiedItemsArrayKeyStripeSets(t *testing.T) {
+	sql := `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`
+	for _, c := range []struct{ name, items, key string }{
+		{"created", `[` + strings.Replace(storedSI1, `"created": 1700000000`, `"created": 1`, 1) + `, ` + storedSI2 + `]`, "items.[].created"},
+		{"plan", `[` + storedSI1 + `, ` + strings.Replace(storedSI2, `"amount": 1000`, `"amount": 5`, 1) + `]`, "items.[].plan"},
+		{"without object", `[{"id": "si_1", "quantity": 3, "subscription": "sub_2"}]`, "items.[].subscription"},
+		{"the price object's content", `[` + strings.Replace(storedSI1, `"unit_amount": 1000`, `"unit_amount": 500`, 1) + `, ` + storedSI2 + `]`, "items.[].price"},
+		{"a tax rate object's content", `[` + strings.Replace(storedSI1, `"percentage": 20`, `"percentage": 7`, 1) + `, ` + storedSI2 + `]`, "items.[].tax_rates.[]"},
+		{"the price object's content, list object", strings.Replace(storedList, `"unit_amount": 1000`, `"unit_amount": 500`, 1), "items.data.[].price"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, err := build(t, sql, `["sub_1", `+c.items+`, `+storedList+`]`)
+			if err == nil || calls != nil {
+				t.Fatalf("%v, %v: want a refusal and no calls", calls, err)
+			}
+			if err.Code != CodeUndefinedColumn || !strings.Contains(err.Message, c.key) {
+				t.Errorf("%s %q: want 42703 naming %s", err.Code, err.Message, c.key)
+			}
+		})
+	}
+}
+
+// TestCopiedItemsOnInsert: an INSERT of a subscription with the
+// items of another copied as an array (items->'data') sends each item cut
+// down to the create's keys, as the list object form does; before, the
+// items went with object, created, plan and the price object.
+func TestCopiedItemsOnInsert(t *testing.T) {
+	calls, err := build(t, `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+		`["cus_1", [`+storedSI1+`, {"price": "price_3"}]]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "customer=cus_1&items[0][metadata][a]=1&items[0][price]=price_1&items[0][quantity]=1&items[0][tax_rates][0]=txr_1&items[1][price]=price_3"
+	if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != want {
+		t.Errorf("body\n got:  %s\n want: %s", got, want)
+	}
+}
+
+// TestCopiedItemsBadFormKey: a key the bracketed form encoding can't
+// carry, in an item written back as the list object or as its array, is
+// refused with 22023 before any call, as in the column's other forms;
+// before, the list object's items skipped that check and
+// items[0][metadata][a[b]] reached Stripe.
+func TestCopiedItemsBadFormKey(t *testing.T) {
+	bad := strings.Replace(storedSI1, `"metadata": {"a": "1"}`, `"metadata": {"a": "1", "x[y]": "2"}`, 1)
+	for _, items := range []string{
+		`{"object": "list", "data": [` + bad + `, ` + storedSI2 + `]}`,
+		`[` + bad + `, ` + storedSI2 + `]`,
+	} {
+		calls, err := build(t, `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`, `["sub_1", `+items+`, `+storedList+`]`)
+		if err == nil || calls != nil || err.Code != CodeInvalidParameterValue || !strings.Contains(err.Message, "x[y]") {
+			t.Errorf("%s: %v, %v: want 22023 naming x[y] and no calls", items[:12], calls, err)
+		}
 	}
 }
