@@ -105,7 +105,12 @@
 // code event). The queue is durable, so a crash loses none of it; an entry
 // queued again while its fetch is in flight (queued_at moved) stays for
 // another round. A separate goroutine drains it (8 requests in flight,
-// through the shared limiter), so a burst of re-fetches never delays a poll.
+// 6 of one table at most, through the shared limiter), so a burst of
+// re-fetches never delays a poll. A drain's batch (100) is shared among
+// the tables due, and objects whose re-fetch Stripe failed come after
+// the others of their table, so entries Stripe keeps failing never fill
+// it; a fetch may outlive its drain, so one table whose re-fetches Stripe
+// answers slowly (a 5xx retried for up to a minute) delays no other.
 //
 // # Rows held by other transactions
 //

@@ -63,7 +63,8 @@ func DrainHeld(ctx context.Context, cfg Config, objects []string, wait time.Dura
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}, fetchFailed: map[refetchKey]fetchFailure{}, drainOnly: objects}
+	p := newPoller(cfg)
+	p.fetchFailed, p.drainOnly = map[refetchKey]fetchFailure{}, objects
 	only := reasonLocked
 	p.onlyReason = &only
 	left, unresolved, err := p.heldLeft(ctx)
@@ -79,7 +80,9 @@ func DrainHeld(ctx context.Context, cfg Config, objects []string, wait time.Dura
 	// one-shot backfill far past the wait it promises.
 	deadline := time.Now().Add(wait)
 	sctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
+	// DrainHeld's drains wait for their fetches (drainRefetch); none
+	// outlives the wait anyway.
+	defer func() { cancel(); p.fetches.wait() }()
 	// The entries are due on Stripe's clock, which Run's polls keep
 	// moving: here one Date, then the time elapsed since (the fetches'
 	// own Dates move it too).

@@ -121,8 +121,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.defaults(); err != nil {
 		return err
 	}
-	p := &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{}}
-	return p.run(ctx)
+	return newPoller(cfg).run(ctx)
+}
+
+// newPoller is a poller for cfg (defaults applied), with the maps its
+// goroutines share made once.
+func newPoller(cfg Config) *poller {
+	return &poller{cfg: cfg, log: cfg.Logger.With("component", "events"), seen: seenSet{},
+		refusals: map[string]tableRefusal{}, readable: map[string]bool{}, probed: map[string]string{}, doubted: map[string]string{},
+		failing: map[refetchKey]time.Time{}, fetches: newFetches()}
 }
 
 type poller struct {
@@ -192,6 +199,13 @@ type poller struct {
 	// doubted is, per table, the object whose 403 made it not known
 	// readable, while no other was refused: its 403 alone gates nothing.
 	doubted map[string]string
+	// fetches are the re-fetcher's fetches under way, which may outlive
+	// the drain that started them (drainRefetch).
+	fetches *fetches
+	// failing are the queued objects whose last re-fetch Stripe did not
+	// answer (nor their table's probe), with when: a drain reads them
+	// after the others (the re-fetcher's goroutine only).
+	failing map[refetchKey]time.Time
 }
 
 func (p *poller) run(ctx context.Context) error {

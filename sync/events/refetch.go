@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,10 +29,15 @@ const (
 	refetchParallel = 8
 )
 
-// refetchLoop drains the re-fetch queue until ctx ends, every PollInterval
-// or at once while there is more due. Stripe and database errors are
-// logged and retried; only a lost leadership ends it.
+// refetchLoop drains the re-fetch queue until ctx ends, a drain every
+// PollInterval (from the start of the last: a drain may wait half of it
+// for its fetches) or at once while there is more due. Stripe and
+// database errors are logged and retried; only a lost leadership ends
+// it.
 func (p *poller) refetchLoop(ctx context.Context) error {
+	// Fetches outlive their drain (drainRefetch); none outlives the loop.
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); p.fetches.wait() }()
 	t := time.NewTimer(p.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -42,10 +46,11 @@ func (p *poller) refetchLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		started := time.Now()
 		more, err := p.drainRefetch(ctx)
 		p.forgetLocks()
 		p.warnHeld(ctx)
-		wait := p.cfg.PollInterval
+		wait := p.cfg.PollInterval - time.Since(started)
 		switch {
 		case errors.Is(err, leader.ErrDeposed):
 			return err
@@ -82,26 +87,145 @@ type fetched struct {
 	// listed are objects fetched along with it (see listedWith), to
 	// upsert but not dequeued: they were never queued.
 	listed []fetched
+	// started is when its fetch began (writeFetched).
+	started time.Time
 }
 
 // drainRefetch fetches the queued objects whose time has come and upserts
 // them; a fetched state is current as of its response Date, so it orders
-// after every event applied so far. more: a whole batch was due and none
-// of it stays due as it was, so more may be due now. An entry left due
-// (Stripe failed it, or its table's probe) would be read again by a drain
+// after every event applied so far. more: a whole batch was due and all
+// of it was answered, so more may be due now. An entry left due (Stripe
+// failed it, or its table's probe) would be read again by a drain
 // started at once: with a failure Stripe answers at once (a 401), a loop
 // of queue reads and requests without pause.
+//
+// Fetches outlive their drain: it waits for its own for half a poll
+// interval at most, then writes what has come (its own and earlier
+// drains'), and the next drain writes the rest. DrainHeld's drains wait
+// for all of theirs: it reports after each what stopped every object,
+// and one under way has no answer yet. A table whose fetches
+// Stripe answers slowly (a 5xx the client retries for up to a minute)
+// so holds up no other; its entries are read by no drain while they are
+// under way (readDue).
 func (p *poller) drainRefetch(ctx context.Context) (more bool, err error) {
+	// What finished since the last drain first: until written, its
+	// entries are claimed, and the batch would miss them (one table's
+	// probes would then alternate between two sets of its entries).
+	if err := p.writeFetched(ctx); err != nil {
+		return false, err
+	}
+	more, err = p.startDrain(ctx)
+	if werr := p.writeFetched(ctx); err == nil {
+		err = werr
+	}
+	return more, err
+}
+
+// startDrain reads the due entries no fetch is under way for, starts
+// their fetches (probeOnly) and waits for them (fetches.await).
+func (p *poller) startDrain(ctx context.Context) (more bool, err error) {
 	now := p.clock.get()
 	if now.IsZero() {
 		return false, nil
 	}
-	// Orderings first (a row may be wrong until then), upcoming invoices
-	// last (a preview).
-	rows, err := p.cfg.Pool.Query(ctx, `SELECT object, id, not_before, reason, queued_at, held, held_as_of FROM stripe_sync.events_refetch
-WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL) ORDER BY reason = $3, not_before LIMIT $2`, now, refetchBatch, reasonUpcoming, p.onlyReason)
+	due, err := p.readDue(ctx, now)
+	if err != nil || len(due) == 0 {
+		return false, err
+	}
+	full := len(due) >= refetchBatch
+	if due, err = p.skipHeld(ctx, due); err != nil || len(due) == 0 {
+		return full, err
+	}
+	planned, later := p.probeOnly(due)
+	jobs := p.fetches.start(ctx, p, planned, later)
+	var deadline time.Time
+	if p.fetchFailed == nil {
+		deadline = time.Now().Add(p.cfg.PollInterval / 2)
+	}
+	if !p.fetches.await(ctx, jobs, deadline) {
+		return false, nil
+	}
+	for _, j := range jobs {
+		if j.undecided || j.err != nil {
+			return false, nil
+		}
+	}
+	return full, nil
+}
+
+// readDue reads the due entries, refetchBatch at most: not those whose
+// fetch is under way or waits for a slot, nor any of a table that is busy
+// (fetches.claims). The batch takes each table's first entry, then
+// each one's second…: a table with more than a batch due (Stripe fails
+// those objects, or answers slowly) takes no other table's place. In a
+// table, the entries whose last re-fetch Stripe did not answer
+// (poller.failing) come last, the longest failed first, and while it has
+// such entries, the newest entry Stripe has not failed comes first: the
+// table's next probe (probeOnly) is then an object queued after those
+// Stripe keeps failing, not the next of them (one per drain, however
+// many), and its answer lets the table's others go. Orderings first (a
+// row may be wrong until then), upcoming invoices last (a preview).
+func (p *poller) readDue(ctx context.Context, now time.Time) ([]refetch, error) {
+	claimedObjs, claimedIDs, busy := p.fetches.claims(p)
+	failObjs, failIDs, failAt := []string{}, []string{}, []time.Time{}
+	for k, at := range p.failing {
+		if time.Since(at) > unresolvedRetry {
+			// Left the queue some other way, most likely: the entry
+			// takes its place again if not.
+			delete(p.failing, k)
+			continue
+		}
+		failObjs, failIDs, failAt = append(failObjs, k.Table), append(failIDs, k.ID), append(failAt, at)
+	}
+	// The batch holds a prefix of each table's order (share), so each
+	// table's candidates are its first refetchBatch entries not failing
+	// and its failing ones (p.failing, in memory), read by table through
+	// events_refetch_due_idx (its expression spelled as there: a
+	// parameter would not match it), and its newest not failing one in
+	// each reason group (share 0). Sorting every due entry instead took
+	// seconds per drain with 100k queued. The tables come from a skip
+	// scan of the primary key.
+	rows, err := p.cfg.Pool.Query(ctx, `WITH RECURSIVE tables AS (
+    SELECT min(object) AS object FROM stripe_sync.events_refetch
+    UNION ALL
+    SELECT (SELECT min(q.object) FROM stripe_sync.events_refetch q WHERE q.object > t.object) FROM tables t WHERE t.object IS NOT NULL
+), failing AS (
+    SELECT * FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS f(object, id, at)
+), claimed AS (
+    SELECT * FROM unnest($9::text[], $10::text[]) AS c(object, id)
+), cand AS (
+    SELECT x.object, x.id FROM tables t, LATERAL (
+        SELECT q.object, q.id FROM stripe_sync.events_refetch q
+        WHERE q.object = t.object AND q.not_before <= $1 AND ($4::text IS NULL OR q.reason = $4 OR q.held IS NOT NULL)
+            AND NOT EXISTS (SELECT 1 FROM failing f WHERE f.object = q.object AND f.id = q.id)
+            AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.object = q.object AND c.id = q.id)
+        ORDER BY (q.reason = '`+reasonUpcoming+`'), q.not_before LIMIT $2) x
+    WHERE t.object IS NOT NULL AND t.object <> ALL ($8::text[])
+    UNION
+    SELECT x.object, x.id FROM tables t, (VALUES (false), (true)) AS g(upcoming), LATERAL (
+        SELECT q.object, q.id FROM stripe_sync.events_refetch q
+        WHERE q.object = t.object AND (q.reason = '`+reasonUpcoming+`') = g.upcoming AND q.not_before <= $1 AND ($4::text IS NULL OR q.reason = $4 OR q.held IS NOT NULL)
+            AND NOT EXISTS (SELECT 1 FROM failing f WHERE f.object = q.object AND f.id = q.id)
+            AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.object = q.object AND c.id = q.id)
+        ORDER BY q.not_before DESC LIMIT 1) x
+    WHERE t.object IS NOT NULL AND t.object = ANY ($5::text[]) AND t.object <> ALL ($8::text[])
+    UNION
+    SELECT f.object, f.id FROM failing f
+    WHERE f.object <> ALL ($8::text[]) AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.object = f.object AND c.id = f.id)
+)
+SELECT object, id, not_before, reason, queued_at, held, held_as_of FROM (
+    SELECT q.*, f.at AS failed_at,
+        CASE WHEN f.at IS NULL AND q.object = ANY ($5::text[])
+            AND row_number() OVER (PARTITION BY q.object ORDER BY f.at IS NULL DESC, q.not_before DESC) = 1 THEN 0
+        ELSE row_number() OVER (PARTITION BY q.object ORDER BY q.reason = $3, f.at NULLS FIRST, q.not_before) END AS share
+    FROM cand JOIN stripe_sync.events_refetch q USING (object, id)
+    LEFT JOIN failing f ON f.object = q.object AND f.id = q.id
+    WHERE q.not_before <= $1 AND ($4::text IS NULL OR q.reason = $4 OR q.held IS NOT NULL)
+) d
+ORDER BY reason = $3, share, failed_at NULLS FIRST, not_before LIMIT $2`,
+		now, refetchBatch, reasonUpcoming, p.onlyReason, failObjs, failIDs, failAt, busy, claimedObjs, claimedIDs)
 	if err != nil {
-		return false, fmt.Errorf("events: read re-fetch queue: %w", err)
+		return nil, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
 	due, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (refetch, error) {
 		var x refetch
@@ -122,34 +246,46 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		return x, nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("events: read re-fetch queue: %w", err)
+		return nil, fmt.Errorf("events: read re-fetch queue: %w", err)
 	}
-	if len(due) == 0 {
-		return false, nil
+	return due, nil
+}
+
+// writeFetched writes what the fetches finished since the last call
+// brought, in one transaction. The entries tried (fetched or failed)
+// come with their outcomes, and so do those left by their table's failed
+// probe, with its error (no result): Stripe did not answer for them
+// either, and DrainHeld must not report them as held (noteFetches), nor
+// may the next drain read them before the others (poller.failing).
+func (p *poller) writeFetched(ctx context.Context) error {
+	jobs := p.fetches.takeDone()
+	if len(jobs) == 0 {
+		return nil
 	}
-	full := len(due) >= refetchBatch
-	if due, err = p.skipHeld(ctx, due); err != nil || len(due) == 0 {
-		return full, err
-	}
-	fetchStarted := time.Now()
-	tried, results, errs := p.fetchDue(ctx, due)
-	p.noteFetches(ctx, tried, errs)
-	stuck := len(due) - len(tried)
-	for _, err := range errs {
-		if err != nil {
-			stuck++
-		}
-	}
-	more = full && stuck == 0
+	tried := make([]refetch, len(jobs))
+	errs := make([]error, len(jobs))
 	var out []fetched
-	for _, f := range results {
-		if f != nil {
-			out = append(out, *f)
-			out = append(out, f.listed...)
+	failedAt := time.Now()
+	for i, j := range jobs {
+		tried[i], errs[i] = j.refetch, j.err
+		if j.err != nil {
+			p.failing[j.refetchKey] = failedAt
+		} else {
+			delete(p.failing, j.refetchKey)
+		}
+		if j.res != nil {
+			f := *j.res
+			f.started = j.started
+			out = append(out, f)
+			for _, l := range f.listed {
+				l.started = j.started
+				out = append(out, l)
+			}
 		}
 	}
+	p.noteFetches(ctx, tried, errs)
 	if len(out) == 0 {
-		return more, nil
+		return nil
 	}
 	w := store.WriteSet{}
 	for _, f := range out {
@@ -170,8 +306,14 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		}
 		return out[i].ID < out[j].ID
 	})
+	oldest := p.fetches.oldestStart()
+	for _, f := range out {
+		if f.started.Before(oldest) {
+			oldest = f.started
+		}
+	}
 	var written []refetchKey
-	err = p.inTx(ctx, func(tx pgx.Tx) error {
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
 		// Held by another transaction since the check (skipHeld), or
 		// listed along: left queued, or queued, for later.
 		busy, err := lockRows(ctx, tx, w)
@@ -213,7 +355,7 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 				}
 				continue
 			}
-			if f.Table == "invoices" && f.obj != nil && p.taxIDsChanged[invoiceCustomer(f.obj.Raw)].After(fetchStarted) {
+			if f.Table == "invoices" && f.obj != nil && p.taxIDsChanged[invoiceCustomer(f.obj.Raw)].After(f.started) {
 				// Fetched, maybe, before a change of its customer's tax
 				// ids that an apply has compared with the stored drafts
 				// since, without this one. Only that customer's: a draft
@@ -306,10 +448,10 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		if err := queueOwners(ctx, tx, owned); err != nil {
 			return err
 		}
-		// Re-fetches run one drain at a time: a change before this
-		// drain's fetches began concerns none to come.
+		// A change before every fetch not yet written began concerns none
+		// to come (this batch's: store.Retry may run this again).
 		for cus, at := range p.taxIDsChanged {
-			if !at.After(fetchStarted) {
+			if !at.After(oldest) {
 				delete(p.taxIDsChanged, cus)
 			}
 		}
@@ -326,94 +468,12 @@ WHERE not_before <= $1 AND ($4::text IS NULL OR reason = $4 OR held IS NOT NULL)
 		return queueRefetch(ctx, tx, again)
 	})
 	if err != nil {
-		return more, err
+		return err
 	}
 	for _, k := range written {
 		p.released(k)
 	}
-	return more, nil
-}
-
-// fetchDue fetches due in rounds (probeOnly): a table not known readable
-// first gets one re-fetch, its probe, and the round after it, the rest,
-// answered from the probe's refusal or fetched, the table readable. So a
-// readable table's entries wait for no other drain (a poll interval each
-// time the process starts, or Stripe failed, or a 403 came), and one the
-// key can't read costs one request. A probe Stripe does not answer leaves
-// its table's others queued, due, for the next drain. The entries tried
-// (fetched or failed) come back with their outcomes, and so do those left
-// by their table's failed probe, with its error (no result): Stripe did
-// not answer for them either, and DrainHeld must not report them as
-// held (noteFetches). The others stay queued as they are; a round that
-// tries none ends the drain (a refusal's window that ended meanwhile: the
-// next drain probes).
-func (p *poller) fetchDue(ctx context.Context, due []refetch) (tried []refetch, results []*fetched, errs []error) {
-	stalled := map[string]error{}
-	order := make(map[refetchKey]int, len(due))
-	for i, r := range due {
-		order[r.refetchKey] = i
-	}
-	pending := due
-	defer func() {
-		for _, r := range pending {
-			if err := stalled[r.Table]; err != nil {
-				tried, results, errs = append(tried, r), append(results, nil), append(errs, fmt.Errorf("events: not re-fetched: Stripe did not answer its table's probe: %w", err))
-			}
-		}
-	}()
-	for len(pending) > 0 && ctx.Err() == nil {
-		round, later := p.probeOnly(pending, stalled)
-		res, es := p.fetchRound(ctx, round)
-		progress := false
-		for i, r := range round {
-			if errors.Is(es[i], errUndecided) {
-				later = append(later, r.refetch)
-				continue
-			}
-			progress = true
-			tried, results, errs = append(tried, r.refetch), append(results, res[i]), append(errs, es[i])
-			if es[i] != nil && r.probe {
-				stalled[r.Table] = es[i]
-			}
-		}
-		if !progress {
-			pending = later
-			break
-		}
-		// The queue's order: a table's first due entry is its probe.
-		sort.Slice(later, func(i, j int) bool { return order[later[i].refetchKey] < order[later[j].refetchKey] })
-		pending = later
-	}
-	return tried, results, errs
-}
-
-// fetchRound fetches round, refetchParallel at a time, through the
-// shared limiter.
-func (p *poller) fetchRound(ctx context.Context, round []plannedFetch) ([]*fetched, []error) {
-	results := make([]*fetched, len(round))
-	errs := make([]error, len(round))
-	sem := make(chan struct{}, refetchParallel)
-	var wg sync.WaitGroup
-	for i, r := range round {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			f, err := p.fetch(ctx, r.refetch, r.probe)
-			if err != nil {
-				// Keep it queued; the next drain retries (the client
-				// already retried 429/5xx).
-				if ctx.Err() == nil && !errors.Is(err, errUndecided) {
-					p.log.Warn("re-fetch failed; will retry", "table", r.Table, "id", r.ID, "err", err)
-				}
-				errs[i] = err
-				return
-			}
-			results[i] = &f
-		}()
-	}
-	wg.Wait()
-	return results, errs
+	return nil
 }
 
 // skipHeld takes out of due the objects whose rows another transaction

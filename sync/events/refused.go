@@ -30,12 +30,14 @@ import (
 // says nothing of the key (5xx, 429, a timeout), and a 403 of a table
 // Stripe answered before (the key lost the permission while running, or
 // Stripe refuses that one object: the probe, another object, tells
-// which). The probe's answer decides for the others within the same
-// drain (drainRefetch's rounds): readable, they are fetched at once;
-// refused, they are answered from the refusal. Stripe failing the probe
-// leaves them for the next drain, so an outage costs one request per
-// table per drain, and the next drain probes another object, so one
-// object Stripe keeps failing can't hold back its table.
+// which). The probe's answer decides for the others as soon as it comes,
+// whatever other tables' fetches are under way (fetches): readable, they
+// are fetched at once; refused, they are answered from the refusal.
+// Stripe failing the probe leaves them for a later drain, so an outage
+// costs one request per table per drain (none while the table's last one
+// is under way), and the next drain probes another object, the newest
+// Stripe has not failed (readDue), so objects Stripe keeps failing can't
+// hold back their table.
 
 // tableRefusal is a table's wholesale refusal (poller.refusals).
 type tableRefusal struct {
@@ -99,23 +101,14 @@ func (p *poller) tableGate(table string, probe bool) (err error, gated bool) {
 func (p *poller) noteAnswer(table, id string, err error) {
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
-	if p.probed == nil {
-		p.probed = map[string]string{}
-	}
 	switch {
 	case wholesale(err) && p.readable[table]:
 		delete(p.readable, table)
 		p.probed[table] = id
-		if p.doubted == nil {
-			p.doubted = map[string]string{}
-		}
 		p.doubted[table] = id
 	case wholesale(err) && p.doubted[table] == id:
 	case wholesale(err):
 		delete(p.doubted, table)
-		if p.refusals == nil {
-			p.refusals = map[string]tableRefusal{}
-		}
 		if _, again := p.refusals[table]; !again {
 			p.log.Warn("Stripe refuses this key the re-fetch of a whole table; its queued objects stay queued, one tried every "+unresolvedRetry.String()+": grant the key the read permission Stripe names",
 				"table", table, "err", err)
@@ -126,9 +119,6 @@ func (p *poller) noteAnswer(table, id string, err error) {
 		delete(p.refusals, table)
 		delete(p.probed, table)
 		delete(p.doubted, table)
-		if p.readable == nil {
-			p.readable = map[string]bool{}
-		}
 		p.readable[table] = true
 	default:
 		delete(p.readable, table)
@@ -143,14 +133,13 @@ type plannedFetch struct {
 	probe bool
 }
 
-// probeOnly plans a round of a drain (drainRefetch): of due, the entries
+// probeOnly plans a drain's fetches (drainRefetch): of due, the entries
 // of tables known readable or refused (fetch answers those without a
 // request), and one of each other table, its probe; the others of such a
-// table wait in later, in order, for the probe's answer. A table in
-// stalled (its probe this drain got no answer) gets none: its entries
-// wait for the next drain. While a table is gated its entries are all
-// kept: fetch answers them without a request.
-func (p *poller) probeOnly(due []refetch, stalled map[string]error) (now []plannedFetch, later []refetch) {
+// table wait in later, in order, for the probe's answer (fetches.finish).
+// While a table is gated its entries are all kept: fetch answers them
+// without a request.
+func (p *poller) probeOnly(due []refetch) (now []plannedFetch, later []refetch) {
 	clock := p.clock.get()
 	p.refusalMu.Lock()
 	defer p.refusalMu.Unlock()
@@ -185,7 +174,7 @@ func (p *poller) probeOnly(due []refetch, stalled map[string]error) (now []plann
 		switch {
 		case p.readable[r.Table], refusedBefore && clock.Before(g.until):
 			now = append(now, plannedFetch{refetch: r})
-		case stalled[r.Table] != nil, probe[r.Table] != i:
+		case probe[r.Table] != i:
 			later = append(later, r)
 		default:
 			now = append(now, plannedFetch{refetch: r, probe: true})

@@ -59,7 +59,13 @@ CREATE TABLE IF NOT EXISTS stripe_sync.events_refetch (
 -- The drain deletes an entry only if it wasn't queued again while its
 -- fetch was in flight; not_before alone can't tell (same second).
 ALTER TABLE stripe_sync.events_refetch ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT clock_timestamp();
-`}, schema.Migration{Version: 420, Name: "events: re-fetch queue entries carry the state left out of a held row", SQL: heldColumns})
+`}, schema.Migration{Version: 420, Name: "events: re-fetch queue entries carry the state left out of a held row", SQL: heldColumns},
+		schema.Migration{Version: 430, Name: "events: re-fetch queue index for a drain's read by table", SQL: `
+-- A drain reads each table's first due entries in its order (readDue):
+-- without this, every drain sorted all due entries (seconds with 100k
+-- queued, say upcoming invoices after a re-backfill).
+CREATE INDEX IF NOT EXISTS events_refetch_due_idx ON stripe_sync.events_refetch (object, (reason = 'upcoming'), not_before);
+`})
 }
 
 // heldColumns keep, in an entry queued because another transaction held
