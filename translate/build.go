@@ -603,6 +603,19 @@ func copiedList(f Field, a []any, stored map[string]bool) bool {
 	return false
 }
 
+// anyObject reports whether an element of a is a Stripe object (it has
+// "object"): a copy of what the column stores.
+func anyObject(a []any) bool {
+	for _, e := range a {
+		if m, ok := e.(map[string]any); ok {
+			if _, obj := m["object"].(string); obj {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // storedIDs returns the ids of the elements of v, a list object or an
 // array as the column of a parameter with Param.List holds it.
 func storedIDs(f Field, v any) map[string]bool {
@@ -766,6 +779,16 @@ func listUpdate(params url.Values, t *schema.Table, f Field, ov, nv any) *Error 
 	for _, id := range oldIDs {
 		if kept[id] {
 			continue
+		}
+		if at == ".[]." && !anyObject(rawNew) {
+			// Not a copy of the whole list for sure: no element is a
+			// Stripe object, only one names a stored item with a key
+			// Stripe sets (JSON built from stripe.subscription_items
+			// rows). Such an array may mean "change these" as a
+			// request-shaped one does, which leaves the others alone;
+			// removing the others on a guess could lose items.
+			return errorf(CodeFeatureNotSupported, "%s of stripe.%s leaves out %s, which it held: whether to remove it is not known, as no element is a copy of a stored item (none has \"object\")", f.Column, t.Name, id).
+				withHint(`to remove the item, include {"id": "%s", "deleted": true}; to keep it, include it, or write the elements in the request's shape only (keys Stripe's update takes)`, id)
 		}
 		if !slices.Contains(f.Param.List, "deleted") || !slices.Contains(f.Param.List, "id") {
 			return errorf(CodeFeatureNotSupported, "an element left out of %s of stripe.%s cannot be removed: Stripe's update %s has no way to delete it", f.Column, t.Name, t.Object)

@@ -270,3 +270,49 @@ func TestCopiedItemsBadFormKey(t *testing.T) {
 		}
 	}
 }
+
+// TestItemsWithoutObjectKeepUnnamed: README: "An array of
+// request-shaped elements only (no `object`, …) leaves the items it
+// doesn't name as they are." An element without "object" that names one
+// stored item and carries a key Stripe sets (a row of
+// stripe.subscription_items turned into JSON, a hand-written element with
+// "subscription") is trimmed like a copy, but the items the array leaves
+// out are not removed on that guess: the statement is refused (0A000,
+// naming the item and how to remove or keep it), nothing sent. An array
+// with a Stripe object in it is a copy, and removes them.
+func TestItemsWithoutObjectKeepUnnamed(t *testing.T) {
+	calls, err := build(t, `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+		`["sub_1", [{"id": "si_1", "quantity": 3, "subscription": "sub_1"}], `+storedList+`]`)
+	if err == nil || err.Code != CodeFeatureNotSupported || !strings.Contains(err.Message, "si_2") || !strings.Contains(err.Hint, `"deleted": true`) {
+		t.Errorf("an array without Stripe objects leaving si_2 out: err %v (hint %q), want 0A000 naming si_2", err, hintOf(err))
+	}
+	for _, rc := range calls {
+		for _, c := range rc.Calls {
+			if body := stripeapi.Form(c.Params).Encode(); strings.Contains(body, "[deleted]=true") {
+				t.Errorf("an item the array does not name is deleted: %s", body)
+			}
+		}
+	}
+	// Told to, it removes si_2 and changes si_1.
+	calls, err = build(t, `UPDATE stripe.subscriptions SET items = $1 WHERE id = 'sub_1'`,
+		`["sub_1", [{"id": "si_1", "quantity": 3, "subscription": "sub_1"}, {"id": "si_2", "deleted": true}], `+storedList+`]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for _, rc := range calls {
+		for _, c := range rc.Calls {
+			bodies = append(bodies, stripeapi.Form(c.Params).Encode())
+		}
+	}
+	if all := strings.Join(bodies, "&"); !strings.Contains(all, "deleted%5D=true") && !strings.Contains(all, "[deleted]=true") {
+		t.Errorf("si_2 given as deleted was not removed: %v", bodies)
+	}
+}
+
+func hintOf(err *Error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Hint
+}

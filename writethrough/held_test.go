@@ -94,3 +94,29 @@ func TestHeldBounded(t *testing.T) {
 		t.Errorf("description of %d bytes in Stripe", len(got))
 	}
 }
+
+// TestHeldReturningRepeatableRead: RETURNING that fits in
+// Config.MaxHeld under READ COMMITTED fits under REPEATABLE READ too. There
+// RETURNING runs twice (over the client's snapshot, then over the applied
+// rows), and both runs were counted against one budget, so a RETURNING of
+// 0.6 of the limit failed with 54000 after the write reached Stripe.
+func TestHeldReturningRepeatableRead(t *testing.T) {
+	const limit = 1 << 20
+	e := setup(t, func(c *Config) { c.MaxHeld = limit })
+	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
+	id := e.newCustomers("rr-held@b.co")[0]
+	const sql = `UPDATE stripe.customers SET description = $2 WHERE id = $1 RETURNING description, repeat('r', 600000)`
+	var desc, pad string
+	if err := c.QueryRow(e.ctx, sql, id, "rc").Scan(&desc, &pad); err != nil || desc != "rc" || len(pad) != 600000 {
+		t.Fatalf("READ COMMITTED: %q, %d, %v", desc, len(pad), err)
+	}
+	if _, err := c.Exec(e.ctx, `BEGIN ISOLATION LEVEL REPEATABLE READ`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(e.ctx, sql, id, "rr").Scan(&desc, &pad); err != nil || desc != "rr" || len(pad) != 600000 {
+		t.Fatalf("REPEATABLE READ: %q, %d, %v", desc, len(pad), err)
+	}
+	if _, err := c.Exec(e.ctx, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -426,7 +426,14 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		retRes = deleted
 	} else if retErr == nil && st.Returning != nil {
 		retRes, retErr = params.query(ctx, up, *st.Returning, ids)
-		if retErr == nil && applyWarning != "" {
+		again := retErr == nil && (applyWarning != "" || sess.snapshot || len(retRes.Rows) < len(ids) && req.TxStatus == 'T')
+		if again {
+			// Its rows are to replace these: a RETURNING within MaxHeld
+			// must not fail for being read twice (both are held only
+			// until the second run ends).
+			params.held.release(retRes.Rows)
+		}
+		if again && applyWarning != "" {
 			// The local rows are not what Stripe answered (most often the
 			// client holds their row locks: SELECT … FOR UPDATE, then
 			// UPDATE, as ORMs lock pessimistically). RETURNING shows the
@@ -436,7 +443,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			} else if r != nil {
 				retRes = &Result{Fields: retRes.Fields, Rows: r.Rows}
 			}
-		} else if retErr == nil && (sess.snapshot || len(retRes.Rows) < len(ids) && req.TxStatus == 'T') {
+		} else if again {
 			// A REPEATABLE READ or SERIALIZABLE transaction's snapshot
 			// predates our apply: it misses the rows an INSERT made and
 			// shows an UPDATE's rows as they were. Answer from a fresh
@@ -1456,6 +1463,13 @@ func (h *held) query(ctx context.Context, up Upstream, sql string, params [][]by
 	}
 	h.left -= rowsBytes(res.Rows)
 	return res, nil
+}
+
+// release gives back what rows, read by query and let go, counted.
+func (h *held) release(rows [][][]byte) {
+	if h != nil {
+		h.left += rowsBytes(rows)
+	}
 }
 
 // rowsBytes is the memory rows take as proxy.RowBytes counts it, from
