@@ -480,7 +480,12 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 			return writeError(w, logURL, &apiError{status: 500, Type: "api_error", Message: "An unknown error occurred (injected fault)."}), routeName
 		default:
 			// A timeout: hold the request until the client gives up (or
-			// timeoutHold passes), then drop it.
+			// timeoutHold passes), then drop it. net/http watches for
+			// the client closing only once the body has been read to
+			// its end: unread, a POST was held for all of timeoutHold,
+			// its idempotency key in use, and the client's retries met
+			// 409 idempotency_key_in_use for seconds.
+			io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 4<<20))
 			select {
 			case <-r.Context().Done():
 			case <-time.After(timeoutHold):

@@ -1,6 +1,10 @@
 package emulator_test
 
 import (
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -198,4 +202,51 @@ func TestDeepHashParam(t *testing.T) {
 	if !reflect.DeepEqual(fc["permissions"], []any{"payment_method", "balances"}) {
 		t.Fatalf("payment_settings %v", ps)
 	}
+}
+
+// An injected timeout holds a POST until its client gives up, as it does a
+// GET: not for the whole hold (10 s) because the body was never read, which
+// leaves the server blind to the closed connection and keeps the request's
+// idempotency key in use, so that the client's retries meet 409
+// idempotency_key_in_use for seconds (TestIdempotency took ~30 s of it).
+func TestTimeoutFaultEndsWhenClientGivesUp(t *testing.T) {
+	e, err := emulator.New(emulator.Options{Faults: 1, RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan time.Time, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.ServeHTTP(w, r)
+		ended <- time.Now()
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.Close) // runs first: releases a held request
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	// Every request meets a fault, one in six of them a timeout: 100
+	// tries miss it once in 10^8 runs.
+	for try := 0; try < 100; try++ {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/customers", strings.NewReader("email=a%40b.co&description="+strings.Repeat("x", 2000)))
+		req.Header.Set("Authorization", "Bearer sk_test_review")
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Idempotency-Key", "k")
+		res, err := client.Do(req)
+		gaveUp := time.Now()
+		if err == nil {
+			res.Body.Close()
+		}
+		var ne net.Error
+		timedOut := errors.As(err, &ne) && ne.Timeout()
+		select {
+		case end := <-ended:
+			if timedOut {
+				if d := end.Sub(gaveUp); d > 2*time.Second {
+					t.Fatalf("the held request ended %v after its client gave up", d)
+				}
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("try %d (timed out: %v): the request was still held 5 s after its client gave up", try, timedOut)
+		}
+	}
+	t.Fatal("no injected timeout in 100 faults")
 }

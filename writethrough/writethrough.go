@@ -1698,14 +1698,18 @@ type classCache struct {
 	mu    sync.Mutex
 	m     map[string]translate.Class
 	bytes int // sum of the lengths of m's keys
+	// maxBytes replaces classCacheBytes when set: a test fills a small
+	// budget in a fraction of the parsing a full one takes.
+	maxBytes int
 }
 
 const (
 	classCacheSize  = 4096
 	classCacheBytes = 8 << 20
-	// classCacheLarge: a longer text is classified each time rather than
-	// kept (it would take a large share of the budget for one statement).
-	classCacheLarge = classCacheBytes / 64
+	// A text longer than the byte budget/classCacheLargeShare is
+	// classified each time rather than kept (it would take a large share
+	// of the budget for one statement).
+	classCacheLargeShare = 64
 )
 
 func (c *classCache) get(sql string) translate.Class {
@@ -1716,13 +1720,17 @@ func (c *classCache) get(sql string) translate.Class {
 		return cl
 	}
 	cl = translate.Classify(sql)
-	if len(sql) > classCacheLarge {
+	budget := classCacheBytes
+	if c.maxBytes > 0 {
+		budget = c.maxBytes
+	}
+	if len(sql) > budget/classCacheLargeShare {
 		return cl
 	}
 	c.mu.Lock()
 	if _, ok := c.m[sql]; !ok {
 		for k := range c.m { // drop arbitrary entries: cheap, and hot texts come back
-			if len(c.m) < classCacheSize && c.bytes+len(sql) <= classCacheBytes {
+			if len(c.m) < classCacheSize && c.bytes+len(sql) <= budget {
 				break
 			}
 			delete(c.m, k)
