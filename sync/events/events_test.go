@@ -545,10 +545,15 @@ func TestRebackfillAfterRetention(t *testing.T) {
 		t.Errorf("Backfill called %d times, want 1", calls)
 	}
 	kinds := map[string]int{}
-	rows, _ := v.pool.Query(ctx, `SELECT kind FROM stripe_sync.log WHERE kind LIKE 'rebackfill%'`)
+	rows, err := v.pool.Query(ctx, `SELECT kind FROM stripe_sync.log WHERE kind LIKE 'rebackfill%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for rows.Next() {
 		var k string
-		rows.Scan(&k)
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
 		kinds[k]++
 	}
 	rows.Close()
@@ -561,7 +566,9 @@ func TestRebackfillAfterRetention(t *testing.T) {
 		t.Errorf("customer %s deleted during the outage was not tombstoned", gone)
 	}
 	var removed int
-	v.pool.QueryRow(ctx, `SELECT coalesce((detail->'removed'->>'customers')::int, 0) FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&removed)
+	if err := v.pool.QueryRow(ctx, `SELECT coalesce((detail->'removed'->>'customers')::int, 0) FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&removed); err != nil {
+		t.Fatal(err)
+	}
 	if removed != 1 {
 		t.Errorf("rebackfill_complete logs %d customers removed, want 1", removed)
 	}
