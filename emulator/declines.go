@@ -318,11 +318,13 @@ func incorrectNumber() *apiError {
 // card[token] what it is made of: the number's last four digits, and, for
 // a declining test card (or token), how its payments fail (e.pmCards).
 // A number that fails the Luhn check makes no payment method.
-func (e *Emulator) testCard(pm map[string]any, param any) *apiError {
+func (e *Emulator) testCard(c *reqCtx, pm map[string]any, param any) *apiError {
 	p, _ := param.(map[string]any)
 	number, _ := p["number"].(string)
+	tok, _ := p["token"].(string)
+	fromToken := number == "" && tok != ""
 	var d *declineCard
-	switch tok, _ := p["token"].(string); {
+	switch {
 	case number != "":
 		if !luhnValid(number) {
 			return incorrectNumber()
@@ -331,23 +333,24 @@ func (e *Emulator) testCard(pm map[string]any, param any) *apiError {
 	case tok != "":
 		if d = declineByID[tok]; d != nil {
 			number = d.number
+		} else {
+			number = testTokens[tok].number
 		}
-	}
-	if tok, _ := p["token"].(string); number == "" && testTokens[tok].number != "" {
-		tt := testTokens[tok]
-		number = tt.number
 	}
 	if card, ok := pm["card"].(map[string]any); ok && len(number) >= 4 {
 		// The card it is made of, not the fixture's Visa: what a charge
 		// of it describes (payment_method_details.card).
-		card["last4"], card["fingerprint"] = number[len(number)-4:], fingerprint(number)
-		brand, funding := cardBrand(number), "credit"
-		if tt, ok := tokenOfNumber(number); ok {
-			brand, funding = tt.brand, tt.funding
-		}
-		b := pmBrands[brand]
-		card["brand"], card["display_brand"], card["funding"] = b, b, funding
+		f := numberFacts(c, number)
+		card["last4"], card["fingerprint"], card["funding"] = f["last4"], f["fingerprint"], f["funding"]
+		b := pmBrands[f["brand"].(string)]
+		card["brand"], card["display_brand"] = b, displayBrands[b]
 		card["networks"] = map[string]any{"available": []any{b}, "preferred": nil}
+		if fromToken {
+			// A token's card carries a future expiry, as a charge of the
+			// token describes it (numberCard); card[number] comes with
+			// its own.
+			card["exp_month"], card["exp_year"] = f["exp_month"], f["exp_year"]
+		}
 	}
 	if d != nil {
 		e.pmCards[idOf(pm)] = d

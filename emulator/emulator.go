@@ -73,7 +73,7 @@ type Emulator struct {
 	detached   map[string]bool              // payment methods detached: never attached again
 	prePending map[string]string            // a pending update's invoice -> its subscription's latest invoice before it (pending.go)
 	pmCards    map[string]*declineCard      // payment methods and cards (sources.go) made of a declining test card number or token
-	disputers  map[string]bool              // cards saved from tok_createDispute's card (sources.go)
+	disputers  map[string]bool              // cards of tok_createDispute: saved, or made for one charge until it is done with them (forgetTokenCard)
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)

@@ -264,7 +264,7 @@ func init() {
 			obj[t] = map[string]any{}
 			return nil
 		}
-		return e.testCard(obj, c.params["card"])
+		return e.testCard(c, obj, c.params["card"])
 	}
 	// Spec (POST /v1/payment_methods/{payment_method}): "A PaymentMethod
 	// must be attached a customer to be updated."
@@ -386,6 +386,7 @@ func init() {
 			e.failCharge(obj, d)
 			e.store(kCharge, obj)
 			e.emit(c, "charge.failed", obj, nil)
+			e.forgetTokenCard(obj)
 			return d.err(idOf(obj))
 		}
 		if capture, ok := c.params["capture"].(bool); ok && !capture {
@@ -395,8 +396,11 @@ func init() {
 	}
 	kCharge.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
 		e.emit(c, "charge.succeeded", obj, nil)
-		if getBool(obj, "captured") && e.disputing(getStr(obj, "payment_method")) {
-			e.makeDispute(c, obj)
+		if getBool(obj, "captured") {
+			if e.disputing(getStr(obj, "payment_method")) {
+				e.makeDispute(c, obj)
+			}
+			e.forgetTokenCard(obj)
 		}
 	}
 	crud(kCharge, "crul")
@@ -1089,6 +1093,14 @@ func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt
 var pmBrands = map[string]string{"American Express": "amex", "Diners Club": "diners", "Discover": "discover",
 	"Eftpos Australia": "eftpos_au", "JCB": "jcb", "MasterCard": "mastercard", "UnionPay": "unionpay", "Visa": "visa", "Unknown": "unknown"}
 
+// displayBrands maps a payment method's card.brand to its
+// card.display_brand, which spells brands its own way (spec: "Can be
+// american_express, cartes_bancaires, diners_club, discover,
+// eftpos_australia, interac, jcb, mastercard, union_pay, visa, or
+// other").
+var displayBrands = map[string]string{"amex": "american_express", "diners": "diners_club", "discover": "discover",
+	"eftpos_au": "eftpos_australia", "jcb": "jcb", "mastercard": "mastercard", "unionpay": "union_pay", "visa": "visa", "unknown": "other"}
+
 // cardFacts is the card object (unstored, card-object spelling) standing
 // for pm when pm is not a stored card: a stored card payment method's
 // card, one of Stripe's test payment methods (pm_card_visa, pm_card_amex
@@ -1220,6 +1232,7 @@ func (e *Emulator) captureCharge(c *reqCtx, ch map[string]any, amt int64) *recor
 		e.makeDispute(c, ch)
 		r = e.tables["charges"].byID[r.id]
 	}
+	e.forgetTokenCard(ch)
 	return r
 }
 
@@ -1276,6 +1289,7 @@ func (e *Emulator) expireHolds(now int64) int64 {
 		if ch == nil || getBool(ch, "captured") || getStr(ch, "status") != "succeeded" {
 			continue
 		}
+		e.forgetTokenCard(ch) // it can no longer be captured
 		c := &reqCtx{now: now, live: getBool(ch, "livemode")}
 		if !getBool(ch, "refunded") {
 			old := deepCopy(ch).(map[string]any)

@@ -233,6 +233,23 @@ func (e *Emulator) tokenCard(c *reqCtx, token string) (map[string]any, *apiError
 	return card, nil
 }
 
+// forgetTokenCard drops what pmCards and disputers hold for the card a
+// token made for charge ch (tokenCard) once ch is done with it (declined,
+// captured, or expired uncaptured). Nothing else reads them: that card is
+// no customer's and is not stored, so no payment can name it again (the
+// Charges API refuses a card id without its customer), and without this
+// every token charge of a declining or dispute test card would leave an
+// entry behind for good.
+func (e *Emulator) forgetTokenCard(ch map[string]any) {
+	card, _ := ch["source"].(map[string]any)
+	id := getStr(card, "id")
+	if id == "" || getStr(card, "customer") != "" || e.tables["cards"].byID[id] != nil {
+		return
+	}
+	delete(e.pmCards, id)
+	delete(e.disputers, id)
+}
+
 // cardExpiry copies a card hash's exp_month and exp_year, which the
 // sources endpoints require ("required": exp_month, exp_year, number).
 func cardExpiry(details, card map[string]any) *apiError {
