@@ -315,7 +315,16 @@
 // source, a subscription's default_source before its customer's
 // defaults), only for its own customer ("does not have a linked source";
 // a subscription's default_source that is not is refused with 400);
-// a deleted customer's cards go with it, without events; bank accounts,
+// a deleted customer's cards go with it, without events; a charge
+// describes the card it used (payment_method_details.card from the saved
+// card, payment method, token or test card; source is the card object
+// when a card_ paid), and a payment that names no card uses what the spec
+// says: the Charges API and an intent confirmed without one the
+// customer's default_source ("Cannot charge a customer that has no
+// active card" without it), an invoice its own default payment method or
+// source, then its subscription's, then its customer's
+// invoice_settings.default_payment_method and default_source; a token
+// with customer, or a card_ without one, is refused as Stripe does; bank accounts,
 // Source objects (src_) and POST /v1/tokens are not modelled (400, or 404
 // "not implemented"), nor are search endpoints (404).
 // Retrieving a deleted customer answers its deleted stub, as Stripe does;
