@@ -228,14 +228,10 @@ func TestLatin1UnicodeEscapeName(t *testing.T) {
 // row's subscription is not created either.
 func TestUnencodableArraysRefusedBeforeAnyCall(t *testing.T) {
 	e := setup(t)
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers("gap1@b.co", "gap2@b.co")
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
 
 	subs := func() string {
 		t.Helper()
@@ -303,16 +299,12 @@ func TestUnencodableArraysRefusedBeforeAnyCall(t *testing.T) {
 // and nothing reaches Stripe.
 func TestEmptyTaxRatesAndNestedIntegers(t *testing.T) {
 	e := setup(t)
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers("taxfree@b.co")[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
-	txrDefault := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
-	txrItem := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+	txrDefault := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txrItem := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
 
 	var mu sync.Mutex
 	var bodies []url2.Values
@@ -327,7 +319,7 @@ func TestEmptyTaxRatesAndNestedIntegers(t *testing.T) {
 	e.fault.Store(&record)
 
 	items := fmt.Sprintf(`[{"price": %q, "quantity": 2.0, "tax_rates": []}, {"price": %q, "tax_rates": [%q]}]`, p1, p2, txrItem)
-	sub := one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, default_tax_rates, items)
+	sub := e.one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, default_tax_rates, items)
 		VALUES ($1, 'send_invoice', 7, jsonb_build_array($2::text), $3::jsonb) RETURNING id`, cus, txrDefault, items)
 	mu.Lock()
 	if len(bodies) != 1 {
@@ -445,17 +437,13 @@ func TestEmptyTaxRatesAndNestedIntegers(t *testing.T) {
 // out of the update.
 func TestSchedulePhasesEmptyArrays(t *testing.T) {
 	e := setup(t)
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers("phases@b.co")[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	price := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	txr1 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
-	txr2 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	txr1 := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txr2 := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
 	phases := fmt.Sprintf(`[{"items": [{"price": %q, "tax_rates": [%q]}], "default_tax_rates": [%q], "iterations": 2}]`, price, txr1, txr2)
-	ss := one(`INSERT INTO stripe.subscription_schedules (customer, phases, _params) VALUES ($1, $2::jsonb, '{"start_date": "now"}') RETURNING id`, cus, phases)
+	ss := e.one(`INSERT INTO stripe.subscription_schedules (customer, phases, _params) VALUES ($1, $2::jsonb, '{"start_date": "now"}') RETURNING id`, cus, phases)
 
 	phase := func() map[string]any {
 		t.Helper()

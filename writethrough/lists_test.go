@@ -18,17 +18,13 @@ import (
 // the local row ends equal to the emulator's.
 func TestSubscriptionItemsRoundTrip(t *testing.T) {
 	e := setup(t)
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers("items@b.co")[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
-	txr1 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
-	txr2 := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
-	sub := one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, default_tax_rates, items)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+	txr1 := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txr2 := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+	sub := e.one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, default_tax_rates, items)
 		VALUES ($1, 'send_invoice', 7, jsonb_build_array($2::text), jsonb_build_array(jsonb_build_object('price', $3::text, 'tax_rates', jsonb_build_array($4::text))))
 		RETURNING id`, cus, txr2, p1, txr1)
 
@@ -96,17 +92,13 @@ func TestSubscriptionItemsRoundTrip(t *testing.T) {
 // the same product.
 func twoItemSubscription(t *testing.T, e *env, email string) (sub, si1, si2, p3 string) {
 	t.Helper()
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers(email)[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
 	price := func(amount int) string {
-		return one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', $2::int, '{"interval":"month"}') RETURNING id`, prod, amount)
+		return e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', $2::int, '{"interval":"month"}') RETURNING id`, prod, amount)
 	}
 	p1, p2, p3 := price(1000), price(300), price(50)
-	sub = one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due)
+	sub = e.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due)
 		VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text, 'metadata', '{"a": "1", "b": "2"}'::jsonb), jsonb_build_object('price', $3::text)), 'send_invoice', 7)
 		RETURNING id`, cus, p1, p2)
 	si1 = e.local(`SELECT items->'data'->0->>'id' FROM stripe.subscriptions WHERE id = $1`, sub)

@@ -79,15 +79,11 @@ func TestInvoiceLineUpdate(t *testing.T) {
 // their ids, which the emulator's validation of Stripe's spec accepts.
 func TestSchedulePhasesRoundTrip(t *testing.T) {
 	e := setup(t)
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers("phases@b.co")[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	price := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	txr := one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
-	sched := one(`INSERT INTO stripe.subscription_schedules (customer, _params, phases) VALUES ($1, '{"start_date": "now"}', jsonb_build_array(jsonb_build_object('items', jsonb_build_array(jsonb_build_object('price', $2::text)), 'iterations', 2))) RETURNING id`, cus, price)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	txr := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	sched := e.one(`INSERT INTO stripe.subscription_schedules (customer, _params, phases) VALUES ($1, '{"start_date": "now"}', jsonb_build_array(jsonb_build_object('items', jsonb_build_array(jsonb_build_object('price', $2::text)), 'iterations', 2))) RETURNING id`, cus, price)
 	// The emulator leaves a phase's tax rates empty and its prices as
 	// ids; Stripe returns tax rate objects, and a price object when
 	// expanded. Give the local row that shape.

@@ -270,15 +270,11 @@ func walkTables(w *walker) {
 // is refused before any call, as for every other created.
 func TestSubscriptionItemCreatedReturning(t *testing.T) {
 	e := setup(t)
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers("created@b.co")[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	p1 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	p2 := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
-	sub := one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, items) VALUES ($1, 'send_invoice', 7, jsonb_build_array(jsonb_build_object('price', $2::text))) RETURNING id`, cus, p1)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	p1 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	p2 := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 300, '{"interval":"month"}') RETURNING id`, prod)
+	sub := e.one(`INSERT INTO stripe.subscriptions (customer, collection_method, days_until_due, items) VALUES ($1, 'send_invoice', 7, jsonb_build_array(jsonb_build_object('price', $2::text))) RETURNING id`, cus, p1)
 
 	r := e.ok(`INSERT INTO stripe.subscription_items (subscription, price, quantity) VALUES ($1, $2, 2)
 		RETURNING id, pg_typeof(created)::text, extract(epoch FROM created)::bigint::text`, sub, `"`+p2+`"`)

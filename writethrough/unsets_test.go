@@ -15,14 +15,10 @@ import (
 // the subscription's and the item's ids.
 func itemMetadataSubscription(t *testing.T, e *env, email string) (sub, item string) {
 	t.Helper()
-	one := func(sql string, args ...any) string {
-		t.Helper()
-		return e.ok(sql, args...).rows[0][0]
-	}
 	cus := e.newCustomers(email)[0]
-	prod := one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
-	price := one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
-	sub = one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Plan') RETURNING id`)
+	price := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	sub = e.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due)
 		VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text, 'metadata', '{"a": "1", "b": "2"}'::jsonb)), 'send_invoice', 7)
 		RETURNING id`, cus, price)
 	item = e.local(`SELECT items->'data'->0->>'id' FROM stripe.subscriptions WHERE id = $1`, sub)

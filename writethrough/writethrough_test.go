@@ -183,6 +183,13 @@ func (e *env) runReq(req Request, args ...any) reply {
 	return out
 }
 
+// one runs sql, which must succeed through the write-through, and
+// returns the first column of its first row (an INSERT's RETURNING id).
+func (e *env) one(sql string, args ...any) string {
+	e.t.Helper()
+	return e.ok(sql, args...).rows[0][0]
+}
+
 func (e *env) ok(sql string, args ...any) reply {
 	e.t.Helper()
 	r := e.run(sql, args...)
