@@ -584,13 +584,13 @@ func copiedList(f Field, a []any, stored map[string]bool) bool {
 	if len(f.Param.List) == 0 {
 		return false
 	}
+	if anyObject(a) {
+		return true
+	}
 	for _, e := range a {
 		m, ok := e.(map[string]any)
 		if !ok {
 			continue
-		}
-		if _, obj := m["object"].(string); obj {
-			return true
 		}
 		if id, _ := m["id"].(string); id != "" && stored[id] {
 			for k := range m {

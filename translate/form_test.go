@@ -185,6 +185,15 @@ func TestFormDeviatesFromStripeGo(t *testing.T) {
 	}
 }
 
+// oneBody returns the form body of calls, which must be a single call.
+func oneBody(t *testing.T, calls []RowCalls) string {
+	t.Helper()
+	if len(calls) != 1 || len(calls[0].Calls) != 1 {
+		t.Fatalf("calls %v", calls)
+	}
+	return stripeapi.Form(calls[0].Calls[0].Params).Encode()
+}
+
 // build classifies sql and builds rows (JSON arrays as in the golden
 // files: the id first for UPDATE, then each value, null for NULL).
 func build(t *testing.T, sql string, rows ...string) ([]RowCalls, *Error) {
@@ -478,10 +487,7 @@ func runFormCases(t *testing.T, withHint bool, cases []formCase) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(calls) != 1 || len(calls[0].Calls) != 1 {
-				t.Fatalf("calls %v", calls)
-			}
-			if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+			if got := oneBody(t, calls); got != c.want {
 				t.Errorf("body\n got:  %s\n want: %s", got, c.want)
 			}
 		})

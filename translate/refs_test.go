@@ -193,10 +193,7 @@ func TestCopiedItemsArray(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(calls) != 1 || len(calls[0].Calls) != 1 {
-				t.Fatalf("calls %v", calls)
-			}
-			if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != c.want {
+			if got := oneBody(t, calls); got != c.want {
 				t.Errorf("body\n got:  %s\n want: %s", got, c.want)
 			}
 		})
