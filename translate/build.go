@@ -42,8 +42,16 @@ type RowCalls struct {
 
 // Build turns the rows Eval returned (text format; nil is NULL) into Stripe
 // calls. It checks every row before it returns, so an error means that
-// nothing may be called.
+// nothing may be called. It is BuildStored without stored copies: an
+// object given whole where Stripe takes its id (see Objects) passes only
+// as the copy the column holds.
 func (st *Statement) Build(rows [][][]byte) ([]RowCalls, *Error) {
+	return st.BuildStored(rows, nil)
+}
+
+// BuildStored is Build, with the stored copies of the objects that
+// Objects named.
+func (st *Statement) BuildStored(rows [][][]byte, stored Stored) ([]RowCalls, *Error) {
 	if st.Op == Insert && st.Eval.SQL == "" {
 		rows = make([][][]byte, st.Rows)
 	}
@@ -60,9 +68,9 @@ func (st *Statement) Build(rows [][][]byte) ([]RowCalls, *Error) {
 		var err *Error
 		switch st.Op {
 		case Insert:
-			rc, err = st.buildInsert(r)
+			rc, err = st.buildInsert(r, stored)
 		case Update:
-			rc, err = st.buildUpdate(r)
+			rc, err = st.buildUpdate(r, stored)
 		case Delete:
 			rc, err = st.buildDelete(r)
 		default:
@@ -105,7 +113,7 @@ func (st *Statement) checkWidth(r [][]byte, want int) *Error {
 	return nil
 }
 
-func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
+func (st *Statement) buildInsert(r [][]byte, stored Stored) (RowCalls, *Error) {
 	if st.Eval.SQL != "" {
 		if err := st.checkWidth(r, len(st.Fields)); err != nil {
 			return RowCalls{}, err
@@ -130,6 +138,9 @@ func (st *Statement) buildInsert(r [][]byte) (RowCalls, *Error) {
 		}
 		if f.Role != RoleParam {
 			return RowCalls{}, readOnlyColumn(t, f.Column, "create")
+		}
+		if err := checkObjects(t, f, "create", v, nil, stored); err != nil {
+			return RowCalls{}, err
 		}
 		if els, ok := listElements(f, v, nil); ok {
 			v = els
@@ -340,7 +351,7 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 	return nil
 }
 
-func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
+func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 	lead := 2
 	if st.parentInPath() {
 		lead = 3
@@ -430,6 +441,9 @@ func (st *Statement) buildUpdate(r [][]byte) (RowCalls, *Error) {
 				}
 				params.Set(f.Param.Name, "")
 				continue
+			}
+			if err := checkObjects(t, f, "update", nv, ov, stored); err != nil {
+				return RowCalls{}, err
 			}
 			if els, ok := listElements(f, nv, storedIDs(f, ov)); ok {
 				if err := formKeys(t, f.Column, els); err != nil {
@@ -880,15 +894,16 @@ func formElements(p schema.Param, name string, data []any) []any {
 
 // idsAt replaces the Stripe objects at keys (see schema.Param.Refs) by
 // their ids. A Stripe object is recognised by its string "id" and
-// "object" (request parameters never carry "object"); anything else is
-// left for Stripe to judge.
+// "object" (request parameters never carry "object"), or is {"id": …}
+// alone, which can only name one (Stripe takes a string there); anything
+// else is left for Stripe to judge. checkObjects has refused those whose
+// other keys the id would drop.
 func idsAt(v any, keys []string) any {
 	return editAt(v, keys, func(v any) any {
 		if m, ok := v.(map[string]any); ok {
-			if _, obj := m["object"].(string); obj {
-				if id, ok := m["id"].(string); ok {
-					return id
-				}
+			_, obj := m["object"].(string)
+			if id, ok := m["id"].(string); ok && (obj || len(m) == 1 && id != "") {
+				return id
 			}
 		}
 		return v

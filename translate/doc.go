@@ -59,6 +59,15 @@
 // what changed: a changed element by id with its changed keys, a new one
 // whole, and one left out as {id, deleted: true}. A changed key the
 // request doesn't take (created, a price's unit_amount) is refused.
+//
+// Where the request takes an object by its id (Param.Refs, a parameter
+// that takes only a string, a discount), the object goes as its id only
+// if its content is as stored: as a copy the column's current value
+// holds, or as its own table's row, which writethrough reads for the
+// objects Statement.Objects names and gives to BuildStored (keys the
+// object's own update takes are not compared with that row: the copy may
+// be older). Else it is refused (42703), in any form and on an INSERT
+// too: the id would drop the change.
 // Written as the request's array instead, it is sent whole; an element
 // that names an object by its id updates that object by the keys it
 // gives, so a key given as null or {} there is an unset ("" where the

@@ -313,9 +313,11 @@ func TestObjectNamedByIDOnlyWhereAnIDGoes(t *testing.T) {
 			t.Errorf("%s %s: sent as %s=%q", c.sql, c.value, c.param, params.Get(c.param))
 		}
 	}
-	// An object where an id goes is still named by its id.
+	// An object where an id goes is still named by its id (its content
+	// as stored: see Objects).
 	st := Classify(`INSERT INTO stripe.invoiceitems (customer, price) VALUES ('cus_1', $1)`).Stmt
-	calls, err := st.Build([][][]byte{{[]byte(`"cus_1"`), []byte(`{"id": "price_1", "object": "price", "unit_amount": 5}`)}})
+	price := []byte(`{"id": "price_1", "object": "price", "unit_amount": 5}`)
+	calls, err := st.BuildStored([][][]byte{{[]byte(`"cus_1"`), price}}, Stored{{Table: "prices", ID: "price_1"}: price})
 	if err != nil || calls[0].Calls[0].Params.Get("price") != "price_1" {
 		t.Errorf("price object: %v %v", err, calls)
 	}

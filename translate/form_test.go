@@ -198,6 +198,12 @@ func oneBody(t *testing.T, calls []RowCalls) string {
 // files: the id first for UPDATE, then each value, null for NULL).
 func build(t *testing.T, sql string, rows ...string) ([]RowCalls, *Error) {
 	t.Helper()
+	return buildStored(t, nil, sql, rows...)
+}
+
+// buildStored is build with the stored copies of objects (see Objects).
+func buildStored(t *testing.T, stored Stored, sql string, rows ...string) ([]RowCalls, *Error) {
+	t.Helper()
 	cl := Classify(sql)
 	if cl.Action != Write || cl.Stmt == nil || cl.Stmt.Deferred != nil {
 		t.Fatalf("%s: %+v", sql, cl)
@@ -227,7 +233,7 @@ func build(t *testing.T, sql string, rows ...string) ([]RowCalls, *Error) {
 		}
 		in = append(in, row)
 	}
-	return st.Build(in)
+	return st.BuildStored(in, stored)
 }
 
 // TestUnencodableRefused: a value the form encoding can't carry as

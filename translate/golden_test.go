@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/pgstripe/pgstripe/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -20,7 +22,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // "-- row: [...]" give rows as Eval would return them (a JSON array: the id
 // as a plain string first for UPDATE and DELETE, then each value as JSON,
 // null for NULL); the case then also shows the Stripe calls Build makes.
-// Run with -update to rewrite the golden files.
+// Lines "-- stored: {...}" give a Stripe object as its table stores it
+// (_raw), for the objects the rows give whole where Stripe takes an id
+// (see Statement.Objects). Run with -update to rewrite the golden files.
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.sql")
 	if err != nil || len(files) == 0 {
@@ -55,9 +59,10 @@ func TestGolden(t *testing.T) {
 }
 
 type goldenCase struct {
-	name string
-	sql  string
-	rows []string
+	name   string
+	sql    string
+	rows   []string
+	stored []string
 }
 
 func splitCases(t *testing.T, src string) []goldenCase {
@@ -81,6 +86,11 @@ func splitCases(t *testing.T, src string) []goldenCase {
 				t.Fatal("row before the first case")
 			}
 			cur.rows = append(cur.rows, strings.TrimSpace(strings.TrimPrefix(line, "-- row:")))
+		case strings.HasPrefix(line, "-- stored:"):
+			if cur == nil {
+				t.Fatal("stored object before the first case")
+			}
+			cur.stored = append(cur.stored, strings.TrimSpace(strings.TrimPrefix(line, "-- stored:")))
 		case cur != nil:
 			sql = append(sql, line)
 		}
@@ -165,7 +175,22 @@ func dump(t *testing.T, c goldenCase) string {
 		}
 		rows = append(rows, row)
 	}
-	calls, err := st.Build(rows)
+	var stored Stored
+	for _, o := range c.stored {
+		var obj struct{ ID, Object string }
+		if err := json.Unmarshal([]byte(o), &obj); err != nil {
+			t.Fatalf("%s: stored %s: %v", c.name, o, err)
+		}
+		tb, ok := schema.ByObject(obj.Object)
+		if !ok {
+			t.Fatalf("%s: stored %s: no table", c.name, o)
+		}
+		if stored == nil {
+			stored = Stored{}
+		}
+		stored[ObjectRef{Table: tb.Name, ID: obj.ID}] = []byte(o)
+	}
+	calls, err := st.BuildStored(rows, stored)
 	if err != nil {
 		fmt.Fprintf(&b, "   build -> %s\n", errText(err))
 		return b.String()

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,8 +89,11 @@ func TestRefValue(t *testing.T) {
 			`[{"default_tax_rates":["txr_1"],"items":[{"price":"price_1"}]}]`,
 			`[{"default_tax_rates":["txr_1"],"items":[{"price":"price_1"}]}]`},
 		{"a map without object is the user's: Stripe judges it", phases,
+			`[{"items":[{"price":{"id":"price_1","unit_amount":5}}]}]`,
+			`[{"items":[{"price":{"id":"price_1","unit_amount":5}}]}]`},
+		{"the id alone names the object", phases,
 			`[{"items":[{"price":{"id":"price_1"}}]}]`,
-			`[{"items":[{"price":{"id":"price_1"}}]}]`},
+			`[{"items":[{"price":"price_1"}]}]`},
 		{"an object off the Refs places is left", phases,
 			`[{"metadata":{"id":"x","object":"y"},"items":[{"price":"price_1"}]}]`,
 			`[{"items":[{"price":"price_1"}],"metadata":{"id":"x","object":"y"}}]`},
@@ -237,9 +241,14 @@ func TestCopiedItemsArrayKeyStripeSets(t *testing.T) {
 // TestCopiedItemsOnInsert: an INSERT of a subscription with the
 // items of another copied as an array (items->'data') sends each item cut
 // down to the create's keys, as the list object form does; before, the
-// items went with object, created, plan and the price object.
+// items went with object, created, plan and the price object. The
+// price and tax rate objects pass as their stored copies (see Objects).
 func TestCopiedItemsOnInsert(t *testing.T) {
-	calls, err := build(t, `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
+	stored := Stored{
+		{Table: "prices", ID: "price_1"}:  []byte(`{"id": "price_1", "object": "price", "unit_amount": 1000, "recurring": {"interval": "month"}}`),
+		{Table: "tax_rates", ID: "txr_1"}: []byte(`{"id": "txr_1", "object": "tax_rate", "percentage": 20}`),
+	}
+	calls, err := buildStored(t, stored, `INSERT INTO stripe.subscriptions (customer, items) VALUES ('cus_1', $1)`,
 		`["cus_1", [`+storedSI1+`, {"price": "price_3"}]]`)
 	if err != nil {
 		t.Fatal(err)
@@ -312,4 +321,61 @@ func hintOf(err *Error) string {
 		return ""
 	}
 	return err.Hint
+}
+
+// TestDiscountObjectWhereAnIDGoes: a discount given as the object
+// (Stripe takes {"discount": id}) goes as its id only when nothing but its
+// id is given, or it is as the column holds it; otherwise, as its coupon
+// changed or no copy tells, it is refused before any call. Before, both
+// went as discounts[0][discount]=di_1, the coupon's change dropped.
+func TestDiscountObjectWhereAnIDGoes(t *testing.T) {
+	sql := `UPDATE stripe.invoiceitems SET discounts = $1 WHERE id = 'ii_1'`
+	changed := `[{"id": "di_1", "object": "discount", "coupon": {"id": "co_1", "object": "coupon", "percent_off": 50}}]`
+	stored := Stored{{Table: "coupons", ID: "co_1"}: []byte(`{"id": "co_1", "object": "coupon", "percent_off": 10}`)}
+	for _, c := range []struct{ name, value, old, place string }{
+		{"its coupon changed", changed, `["di_2"]`, "discounts.[].coupon"},
+		{"no copy of the discount", strings.Replace(changed, "50", "10", 1), `["di_2"]`, "discounts.[]"},
+	} {
+		calls, err := buildStored(t, stored, sql, `["ii_1", `+c.value+`, `+c.old+`]`)
+		if err == nil || calls != nil || err.Code != CodeUndefinedColumn || !strings.HasPrefix(err.Message, c.place+" of stripe.invoiceitems") {
+			t.Errorf("%s: %v %v: want 42703 naming %s, no calls", c.name, calls, err, c.place)
+		}
+	}
+	for _, c := range []struct{ name, value, old string }{
+		{"the id and object alone", `[{"id": "di_1", "object": "discount"}]`, `["di_2"]`},
+		{"as the column holds it", changed, changed},
+	} {
+		calls, err := buildStored(t, stored, sql, `["ii_1", `+c.value+`, `+c.old+`]`)
+		if c.value == c.old {
+			// sameJSON: nothing to send, nothing refused.
+			if err != nil || len(calls) != 1 || len(calls[0].Calls) != 0 {
+				t.Errorf("%s: %v %v: want no call", c.name, calls, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := stripeapi.Form(calls[0].Calls[0].Params).Encode(); got != "discounts[0][discount]=di_1" {
+			t.Errorf("%s: body %s", c.name, got)
+		}
+	}
+}
+
+// TestObjectsNamesWhatBuildCompares: Objects names the objects
+// with content at id places of the values an UPDATE changes or an INSERT
+// gives, by their table, once each; ids alone, objects without a table
+// and unchanged columns are left out.
+func TestObjectsNamesWhatBuildCompares(t *testing.T) {
+	st := Classify(`UPDATE stripe.subscriptions SET items = $1, default_tax_rates = $2, metadata = $3 WHERE id = 'sub_1'`).Stmt
+	p := `{"id": "price_1", "object": "price", "unit_amount": 1}`
+	row := [][]byte{[]byte("sub_1"), []byte("1"),
+		[]byte(`[{"price": ` + p + `}, {"price": ` + p + `, "tax_rates": [{"id": "txr_1", "object": "tax_rate"}]}, {"price": {"id": "price_2"}}]`), []byte(`[]`),
+		[]byte(`[{"id": "txr_2", "object": "tax_rate", "percentage": 5}]`), []byte(`[{"id": "txr_2", "object": "tax_rate", "percentage": 5}]`),
+		[]byte(`{"a": "1"}`), []byte(`{}`)}
+	got := st.Objects([][][]byte{row})
+	want := []ObjectRef{{Table: "prices", ID: "price_1"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Objects = %v, want %v", got, want)
+	}
 }

@@ -226,13 +226,14 @@ func errorResponse(code, format string, args ...any) *pgproto3.ErrorResponse {
 
 // heldError is pgError, except that rows past Config.MaxHeld
 // (*proxy.ResultTooLargeError) get tooLarge's refusal, given the limit
-// as text.
-func heldError(err error, limit int64, tooLarge func(limit string) *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
+// as text: the error's own, which held.query and ours set to the
+// statement's limit (not what was left of it).
+func heldError(err error, tooLarge func(limit string) *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 	var tl *proxy.ResultTooLargeError
 	if !errors.As(err, &tl) {
 		return pgError(err)
 	}
-	return tooLarge(sizeText(limit))
+	return tooLarge(sizeText(tl.Limit))
 }
 
 func sizeText(n int64) string {

@@ -103,3 +103,122 @@ func TestSchedulePhasesRoundTrip(t *testing.T) {
 		t.Fatalf("phases[0].metadata.k = %s", got)
 	}
 }
+
+// TestObjectChangedWhereAnIDGoes: an object that a statement gives
+// whole where Stripe's request takes only its id (a subscription item's
+// price, a tax rate), with content other than Stripe's, is refused with
+// 42703 naming the place, before any Stripe call. Before, the object went
+// as its id and the change was dropped without a word: a request-shaped
+// item {"id", "price": {… "unit_amount": 2000}} updated the item as it
+// was, an INSERT created the subscription at the stored amount, and
+// subscription_items.price changed with jsonb_set made no call at all
+// and answered UPDATE 1.
+func TestObjectChangedWhereAnIDGoes(t *testing.T) {
+	e := setup(t)
+	sub, si1, _, p3 := twoItemSubscription(t, e, "priceobj@b.co")
+	cus := e.local(`SELECT customer FROM stripe.subscriptions WHERE id = $1`, sub)
+	p1 := e.local(`SELECT items->'data'->0->'price'->>'id' FROM stripe.subscriptions WHERE id = $1`, sub)
+	p3Raw := e.local(`SELECT _raw::text FROM stripe.prices WHERE id = $1`, p3)
+	txr := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txrRaw := e.local(`SELECT _raw::text FROM stripe.tax_rates WHERE id = $1`, txr)
+
+	for _, c := range []struct {
+		name, sql string
+		args      []any
+		place     string // named in the message
+		hint      string // in the hint
+	}{
+		{"request-shaped item naming a stored item", `UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', jsonb_set(items->'data'->0->'price', '{unit_amount}', '2000'), 'quantity', 1)) WHERE id = $1`,
+			[]any{sub, si1}, "items.[].price", "price_data"},
+		{"new item with a changed copy of a stored price", `UPDATE stripe.subscriptions SET items = items->'data' || jsonb_build_array(jsonb_build_object('price', jsonb_set(items->'data'->0->'price', '{unit_amount}', '2000'))) WHERE id = $1`,
+			[]any{sub}, "items.[].price", "price_data"},
+		{"INSERT of a subscription", `INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due) VALUES ($1, jsonb_build_array(jsonb_build_object('price', jsonb_set($2::jsonb, '{unit_amount}', '2000'))), 'send_invoice', 7)`,
+			[]any{cus, p3Raw}, "items.[].price", "price_data"},
+		{"subscription_items.price with jsonb_set", `UPDATE stripe.subscription_items SET price = jsonb_set(price, '{unit_amount}', '2000') WHERE id = $1`,
+			[]any{si1}, "price", "price_data"},
+		{"INSERT of a subscription item", `INSERT INTO stripe.subscription_items (subscription, price) VALUES ($1, jsonb_set($2::jsonb, '{unit_amount}', '2000'))`,
+			[]any{sub, p3Raw}, "price", "price_data"},
+		{"a price's nickname: changed in its own table", `UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', jsonb_set(items->'data'->0->'price', '{nickname}', '"renamed"'))) WHERE id = $1`,
+			[]any{sub, si1}, "items.[].price", "stripe.prices"},
+		{"a tax rate object", `UPDATE stripe.subscriptions SET default_tax_rates = jsonb_build_array(jsonb_set($2::jsonb, '{percentage}', '7')) WHERE id = $1`,
+			[]any{sub, txrRaw}, "default_tax_rates.[]", ""},
+		{"a price with keys besides its id and no object", `UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', jsonb_build_object('id', $3::text, 'unit_amount', 2000))) WHERE id = $1`,
+			[]any{sub, si1, p1}, "items.[].price", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.calls()
+			r := e.run(c.sql, c.args...)
+			if r.err == nil || r.err.Code != "42703" {
+				t.Fatalf("want 42703, got %s", replyText(r))
+			}
+			if !strings.Contains(r.err.Message, c.place+" of stripe.") {
+				t.Errorf("message %q does not name %s", r.err.Message, c.place)
+			}
+			if !strings.Contains(r.err.Hint, c.hint) {
+				t.Errorf("hint %q does not say %q", r.err.Hint, c.hint)
+			}
+			if n := e.calls() - before; n != 0 {
+				t.Errorf("%d Stripe calls for the refused statement", n)
+			}
+		})
+	}
+	if a := e.stripeObj("subscription_items", si1)["price"].(map[string]any)["unit_amount"]; a != 1000.0 {
+		t.Errorf("Stripe's item price amount %v, want 1000", a)
+	}
+}
+
+// TestObjectAsStoredWhereAnIDGoes: an object given whole where
+// Stripe takes its id still goes as its id when it is as stored: the
+// copy the column holds, the object's own row (stripe.prices._raw), a
+// copy from another subscription older than that row in what the
+// price's own update changes (its nickname), or the id alone. Before,
+// {"id": …} alone went as items[0][price][id], which Stripe refuses.
+func TestObjectAsStoredWhereAnIDGoes(t *testing.T) {
+	e := setup(t)
+	sub, si1, si2, p3 := twoItemSubscription(t, e, "priceobjok@b.co")
+	cus := e.local(`SELECT customer FROM stripe.subscriptions WHERE id = $1`, sub)
+	p1 := e.local(`SELECT items->'data'->0->'price'->>'id' FROM stripe.subscriptions WHERE id = $1`, sub)
+	bodies := recordPosts(e, "/v1/")
+	step := func(name string, want map[string]string, sql string, args ...any) {
+		t.Helper()
+		n := len(bodies())
+		r := e.run(sql, args...)
+		if r.err != nil {
+			t.Errorf("%s: %s (hint %s)", name, replyText(r), r.err.Hint)
+			return
+		}
+		got := bodies()
+		if len(got) != n+1 {
+			t.Errorf("%s: %d calls reached Stripe, want 1", name, len(got)-n)
+			return
+		}
+		for k, v := range want {
+			if got[n].Get(k) != v {
+				t.Errorf("%s: Stripe got %s=%q, want %q (%v)", name, k, got[n].Get(k), v, got[n])
+			}
+		}
+	}
+
+	step("request-shaped item with the column's price object", map[string]string{"items[0][id]": si1, "items[0][price]": p1, "items[0][quantity]": "5"},
+		`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', items->'data'->0->'price', 'quantity', 5)) WHERE id = $1`, sub, si1)
+	step("the id alone", map[string]string{"items[0][id]": si1, "items[0][price]": p1, "items[0][quantity]": "6"},
+		`UPDATE stripe.subscriptions SET items = jsonb_build_array(jsonb_build_object('id', $2::text, 'price', jsonb_build_object('id', $3::text), 'quantity', 6)) WHERE id = $1`, sub, si1, p1)
+	step("another price as stored in stripe.prices", map[string]string{"price": p3},
+		`UPDATE stripe.subscription_items SET price = (SELECT _raw FROM stripe.prices WHERE id = $2) WHERE id = $1`, si2, p3)
+
+	// The price renamed in its own table: the copy in the subscription's
+	// items column is older in that key, and still the price.
+	e.ok(`UPDATE stripe.prices SET nickname = 'renamed' WHERE id = $1`, p1)
+	if e.local(`SELECT items->'data'->0->'price'->>'nickname' FROM stripe.subscriptions WHERE id = $1`, sub) == "renamed" {
+		t.Log("the items column already holds the new nickname: the older copy is not tried")
+	}
+	step("a subscription created with the items of another", nil,
+		`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due) VALUES ($1, (SELECT items->'data' FROM stripe.subscriptions WHERE id = $2), 'send_invoice', 7)`, cus, sub)
+	if got := bodies(); len(got) > 0 {
+		last := got[len(got)-1]
+		prices := []string{last.Get("items[0][price]"), last.Get("items[1][price]")}
+		if !(prices[0] == p1 && prices[1] == p3 || prices[0] == p3 && prices[1] == p1) {
+			t.Errorf("the new subscription's prices %v, want %s and %s (%v)", prices, p1, p3, last)
+		}
+	}
+}

@@ -256,7 +256,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		case translate.Write:
 			mine, err := ours(ctx, up, c.Stmt, ic.cfg.MaxHeld)
 			if err != nil {
-				return rep.fail(heldError(err, ic.cfg.MaxHeld, preparedTooLarge))
+				return rep.fail(heldError(err, preparedTooLarge))
 			}
 			if mine {
 				return rep.fail(translateError(translate.NotUTF8(enc)))
@@ -268,7 +268,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	params := newParams(req)
 	params.held = &held{left: ic.cfg.MaxHeld, max: ic.cfg.MaxHeld}
 	if mine, err := ours(ctx, up, st, ic.cfg.MaxHeld); err != nil {
-		return rep.fail(heldError(err, ic.cfg.MaxHeld, preparedTooLarge))
+		return rep.fail(heldError(err, preparedTooLarge))
 	} else if !mine {
 		return Reply{Pass: true, Unrelayable: st.Unrelayable}
 	}
@@ -325,12 +325,12 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 			current = ic.cfg.Pool
 		}
 		if rows, err = lockObjects(ctx, up, current, params, st); err != nil {
-			return rep.fail(heldError(err, ic.cfg.MaxHeld, valuesTooLarge(st)))
+			return rep.fail(heldError(err, valuesTooLarge(st)))
 		}
 	} else if st.Eval.SQL != "" {
 		res, err := params.query(ctx, up, st.Eval, nil)
 		if err != nil {
-			return rep.fail(heldError(err, ic.cfg.MaxHeld, valuesTooLarge(st)))
+			return rep.fail(heldError(err, valuesTooLarge(st)))
 		}
 		rows = res.Rows
 		if st.Eval.Returns {
@@ -338,9 +338,13 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		}
 	}
 	if err := rowsToUTF8(ctx, up, params.held, rows, sess.encoding); err != nil {
-		return rep.fail(heldError(err, ic.cfg.MaxHeld, valuesTooLarge(st)))
+		return rep.fail(heldError(err, valuesTooLarge(st)))
 	}
-	calls, terr := st.Build(rows)
+	stored, err := ic.storedObjects(ctx, params.held, st.Objects(rows))
+	if err != nil {
+		return rep.fail(heldError(err, valuesTooLarge(st)))
+	}
+	calls, terr := st.BuildStored(rows, stored)
 	if terr != nil {
 		return rep.fail(translateError(terr))
 	}
@@ -465,7 +469,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		// lost or cancelled connection, more rows than pgstripe holds) is
 		// all that failed. Say so, or the client takes the statement for
 		// undone and repeats it.
-		e := heldError(retErr, ic.cfg.MaxHeld, returningTooLarge(st))
+		e := heldError(retErr, returningTooLarge(st))
 		if w := reachedBeforeReturning(st, done, applyWarning == "", noReturning); w != "" {
 			e.Detail = strings.TrimPrefix(e.Detail+"; "+w, "; ")
 		}
@@ -1432,6 +1436,54 @@ type params struct {
 	held *held
 }
 
+// storedObjects reads the stored copies (_raw) of the objects refs names
+// (translate.Statement.Objects: objects a value gives whole where Stripe
+// takes only their id), for Build to tell a copy as stored from one the
+// statement changed, whose change sending the id would drop. It reads on
+// pgstripe's own pool: naming a price by its id needs no SELECT on
+// stripe.prices, and the client learns of the copy only whether its
+// keys differ. What it reads counts against h.
+func (ic *Interceptor) storedObjects(ctx context.Context, h *held, refs []translate.ObjectRef) (translate.Stored, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	byTable := map[string][]string{}
+	var tables []string
+	for _, r := range refs {
+		if byTable[r.Table] == nil {
+			tables = append(tables, r.Table)
+		}
+		byTable[r.Table] = append(byTable[r.Table], r.ID)
+	}
+	stored := translate.Stored{}
+	for _, name := range tables {
+		t, ok := schema.Lookup(name)
+		if !ok {
+			continue
+		}
+		rows, err := ic.cfg.Pool.Query(ctx, `SELECT id, _raw::text FROM `+t.QualifiedName()+` WHERE id = ANY($1) AND _raw IS NOT NULL`, byTable[name])
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id, raw string
+			if err := rows.Scan(&id, &raw); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if err := h.take(int64(len(id) + len(raw))); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			stored[translate.ObjectRef{Table: name, ID: id}] = []byte(raw)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return stored, nil
+}
+
 // DefaultMaxHeld is Config.MaxHeld's default. A write sends Stripe at
 // most 100 rows of parameters Stripe keeps small (a metadata value is
 // 500 characters, a description a few thousand): a statement of normal
@@ -1458,11 +1510,30 @@ func (h *held) query(ctx context.Context, up Upstream, sql string, params [][]by
 		return nil, &proxy.ResultTooLargeError{Limit: h.max}
 	}
 	res, err := up.QueryLimit(ctx, h.left, sql, params, oids, pf, rf)
+	var tl *proxy.ResultTooLargeError
+	if errors.As(err, &tl) {
+		// Past what was left, which is past the statement's limit: that
+		// is the limit to name.
+		return nil, &proxy.ResultTooLargeError{Limit: h.max}
+	}
 	if err != nil {
 		return nil, err
 	}
 	h.left -= rowsBytes(res.Rows)
 	return res, nil
+}
+
+// take counts n bytes read outside query; past what is left it is a
+// *proxy.ResultTooLargeError.
+func (h *held) take(n int64) error {
+	if h == nil {
+		return nil
+	}
+	h.left -= n
+	if h.left < 0 {
+		return &proxy.ResultTooLargeError{Limit: h.max}
+	}
+	return nil
 }
 
 // release gives back what rows, read by query and let go, counted.
@@ -1939,7 +2010,7 @@ func evalOnce(ctx context.Context, up Upstream, p params, st *translate.Statemen
 		}
 		res, err := p.query(ctx, up, q, nil)
 		if err != nil {
-			return nil, p, heldError(err, p.held.limit(), onceTooLarge(st.Once[i]))
+			return nil, p, heldError(err, onceTooLarge(st.Once[i]))
 		}
 		d := translate.OnceData{Rows: len(res.Rows), Param: st.OnceParam(i)}
 		for _, f := range res.Fields {
@@ -2013,12 +2084,4 @@ func textArray2D(rows [][][]byte) []byte {
 		}
 	}
 	return b
-}
-
-// limit is the statement's Config.MaxHeld.
-func (h *held) limit() int64 {
-	if h == nil {
-		return 0
-	}
-	return h.max
 }
