@@ -204,3 +204,66 @@ func TestRefusedAmountCreatesNoProduct(t *testing.T) {
 		t.Fatalf("refused requests emitted events: %.300s", r.raw)
 	}
 }
+
+// TestMetadataLimitMessages: the metadata refusals carry Stripe's
+// shape (400 invalid_request_error, param the metadata hash) and its
+// messages: "Invalid key: <key> must be a string under 40 characters" and
+// "Invalid val: <value> must be a string under 500 characters" (Stripe's
+// templates, github.com/stripe/stripe-php/issues/246), and for the keys
+// "Metadata can have up to 50 keys, but you've set 51. Email us at
+// support+metadata@stripe.com for more information."
+// (github.com/FlowFuse/flowfuse/issues/1948), counting the keys the
+// object would have, also after an update merges. A cut long value stays
+// valid UTF-8.
+func TestMetadataLimitMessages(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	keys := func(from, n int) []string {
+		var kv []string
+		for i := from; i < from+n; i++ {
+			kv = append(kv, fmt.Sprintf("metadata[k%d]", i), "v")
+		}
+		return kv
+	}
+	tooMany := func(n int) string {
+		return fmt.Sprintf("Metadata can have up to 50 keys, but you've set %d. Email us at support+metadata@stripe.com for more information.", n)
+	}
+	long := strings.Repeat("a", 41)
+	for _, c := range []struct {
+		name, body, msg string
+	}{
+		{"51 keys", form(keys(0, 51)...), tooMany(51)},
+		// An emptied key unsets, so it doesn't count.
+		{"52 keys, one empty", form(append(keys(0, 51), "metadata[x]", "")...), tooMany(51)},
+		{"41-character key", form("metadata["+long+"]", "v"), "Invalid key: " + long + " must be a string under 40 characters"},
+		{"bracket in key", form("metadata[a[b]]", "v"), ""},
+		// The message quotes the value's first 40 bytes, here in the
+		// middle of an é: cut before it.
+		{"501-character value", form("metadata[k]", "x"+strings.Repeat("é", 500)), "Invalid val: x" + strings.Repeat("é", 19) + "... must be a string under 500 characters"},
+	} {
+		r := do(t, "POST", base+"/v1/customers", key, c.body)
+		wantErr(t, r, 400, "", "metadata")
+		if c.msg != "" && errField(r, "message") != c.msg {
+			t.Errorf("%s: message %q, want %q", c.name, errField(r, "message"), c.msg)
+		}
+	}
+	nested := []string{"product_data[name]", "x", "currency", "usd", "unit_amount", "1"}
+	for i := 0; i < 51; i++ {
+		nested = append(nested, fmt.Sprintf("product_data[metadata][k%d]", i), "v")
+	}
+	r := do(t, "POST", base+"/v1/prices", key, form(nested...))
+	wantErr(t, r, 400, "", "product_data[metadata]")
+	if errField(r, "message") != tooMany(51) {
+		t.Errorf("nested: message %q", errField(r, "message"))
+	}
+
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form(keys(0, 50)...)))
+	r = do(t, "POST", base+"/v1/customers/"+cus, key, form("metadata[new]", "v", "metadata[k1]", "w"))
+	wantErr(t, r, 400, "", "metadata")
+	if errField(r, "message") != tooMany(51) {
+		t.Errorf("merged update: message %q, want %q", errField(r, "message"), tooMany(51))
+	}
+	if md := do(t, "GET", base+"/v1/customers/"+cus, key, "").body["metadata"].(map[string]any); len(md) != 50 || md["k1"] != "v" {
+		t.Fatalf("refused update changed metadata: %v", md)
+	}
+}

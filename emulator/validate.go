@@ -224,6 +224,11 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	// On a character boundary: cut inside one, the message would carry
+	// an invalid byte (é of a long metadata value became U+FFFD).
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n]
 }
 
@@ -327,20 +332,24 @@ func checkMetadata(name string, m map[string]any, keys []string) *apiError {
 		}
 	}
 	if set > maxMetadataKeys {
-		return tooManyMetadataKeys(name)
+		return tooManyMetadataKeys(name, set)
 	}
 	return nil
 }
 
-func tooManyMetadataKeys(name string) *apiError {
-	return invalid("", name, "Invalid %s: metadata can have at most %d keys.", name, maxMetadataKeys)
+// tooManyMetadataKeys is Stripe's refusal as recorded in the wild
+// (github.com/FlowFuse/flowfuse/issues/1948: "Metadata can have up to 50
+// keys, but you've set 51. Email us at support+metadata@stripe.com for
+// more information."); n is the number of keys the object would have.
+func tooManyMetadataKeys(name string, n int) *apiError {
+	return invalid("", name, "Metadata can have up to %d keys, but you've set %d. Email us at support+metadata@stripe.com for more information.", maxMetadataKeys, n)
 }
 
 // checkMetadataCount checks the object's metadata after an update merged
 // the request's keys into it.
 func checkMetadataCount(obj map[string]any) *apiError {
 	if md, ok := obj["metadata"].(map[string]any); ok && len(md) > maxMetadataKeys {
-		return tooManyMetadataKeys("metadata")
+		return tooManyMetadataKeys("metadata", len(md))
 	}
 	return nil
 }

@@ -162,6 +162,9 @@ func (st *Statement) buildInsert(r [][]byte, stored Stored) (RowCalls, *Error) {
 	if err := mergeExtra(params, extra, t.CreateParams, nil, "create "+t.Object, formCreate); err != nil {
 		return RowCalls{}, err
 	}
+	if err := checkMetadataLimits("stripe."+t.Name, params, nil); err != nil {
+		return RowCalls{}, err
+	}
 	// Stripe would refuse the row, but only after the rows before it were
 	// created: refuse the statement before any call, as Postgres refuses
 	// a NOT NULL column left NULL.
@@ -381,8 +384,13 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 	params := url.Values{}
 	var after []Call
 	var extra map[string]any
+	var storedMetadata map[string]any // the synced row's, which Stripe merges metadata into
 	for i, f := range st.Fields {
 		nraw, oraw := r[2+2*i], r[3+2*i]
+		if f.Role == RoleParam && f.Param.Name == "metadata" {
+			ov, _ := decodeValue(oraw, f)
+			storedMetadata, _ = ov.(map[string]any)
+		}
 		if sameJSON(nraw, oraw) {
 			continue // unchanged: nothing to send
 		}
@@ -491,6 +499,14 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 			allowed = nil
 		}
 		if err := mergeExtra(params, extra, allowed, action, "update "+t.Object, formSent); err != nil {
+			return RowCalls{}, err
+		}
+	}
+	if err := checkMetadataLimits("stripe."+t.Name, params, storedMetadata); err != nil {
+		return RowCalls{}, err
+	}
+	for _, c := range after {
+		if err := checkMetadataLimits("stripe."+t.Name, c.Params, nil); err != nil {
 			return RowCalls{}, err
 		}
 	}

@@ -13,8 +13,12 @@
 // client's own connection with the client's parameters. Statement.Build
 // turns the rows it returns into Stripe calls with Stripe's bracketed form
 // parameters, checking every row first so that a bad value means no call
-// at all. RETURNING becomes a SELECT of the same target list over the
-// freshly applied local rows (Statement.Returning).
+// at all. That includes Stripe's metadata limits (50 keys, keys of 40
+// characters without square brackets, values of 500), which Stripe would
+// apply only when the row's call comes: an UPDATE's metadata counts the
+// keys the synced row has, as Stripe merges metadata key by key.
+// RETURNING becomes a SELECT of the same target list over the freshly
+// applied local rows (Statement.Returning).
 //
 // A read-only WITH clause on the write (SELECT queries only, at any depth;
 // RECURSIVE and [NOT] MATERIALIZED kept) goes into every one of these

@@ -2,10 +2,12 @@ package writethrough
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestReturningErrorBeforeStripe: in the simple protocol Postgres has
@@ -167,4 +169,91 @@ func TestRequiredParamBeforeAnyCall(t *testing.T) {
 	if r.rows[0][0] != "20" {
 		t.Fatalf("rows %v", r.rows)
 	}
+}
+
+// fiftyKeys is SQL for a metadata object of the keys k0..k49.
+const fiftyKeys = `(SELECT jsonb_object_agg('k' || i, 'v') FROM generate_series(0, 49) i)`
+
+// TestMetadataLimitsBeforeAnyCall: an INSERT whose last row has
+// metadata Stripe refuses (51 keys, a 41-character key, a 501-character
+// value, a key with a square bracket) is refused with 22023 naming the
+// row, through the proxy, before any Stripe call: before, rows 1 and 2
+// were created in Stripe and then Stripe refused row 3.
+func TestMetadataLimitsBeforeAnyCall(t *testing.T) {
+	e := setup(t)
+	u := e.proxied()
+	for _, m := range modes[:2] {
+		c := e.client(u, m.mode)
+		for _, bad := range []struct{ name, md string }{
+			{"51 keys", `(SELECT jsonb_object_agg('k' || i, 'v') FROM generate_series(0, 50) i)`},
+			{"41-character key", `jsonb_build_object(repeat('x', 41), 'v')`},
+			{"501-character value", `jsonb_build_object('k', repeat('é', 501))`},
+			{"bracket in key", `'{"a[b]": "v"}'`},
+		} {
+			before := e.calls()
+			_, err := c.Exec(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES
+				('r1@b.co', '{"a": "1"}'), ('r2@b.co', '{"a": "2"}'), ('r3@b.co', `+bad.md+`)`)
+			var pe *pgconn.PgError
+			if !asPgError(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "metadata of stripe.customers") || !strings.Contains(pe.Detail, "row 3 of 3") {
+				t.Errorf("%s %s: %v (detail %q), want 22023 naming metadata and row 3", m.name, bad.name, err, detailOf(err))
+			}
+			if n := e.calls() - before; n != 0 {
+				t.Errorf("%s %s: %d Stripe requests, want none", m.name, bad.name, n)
+			}
+			if n := len(e.emu.Objects("customers")); n != 0 {
+				t.Fatalf("%s %s: %d customers in Stripe", m.name, bad.name, n)
+			}
+		}
+	}
+	var n int
+	if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM stripe.customers`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("local customers: %d %v", n, err)
+	}
+}
+
+// TestMetadataMergeCounted: Stripe merges an UPDATE's metadata
+// into the object's, so the 50 keys are counted on what the object would
+// have, from the synced row. Removing one key and adding another at 50 is
+// sent and lands; a 51st key is refused before any call, also when
+// another row of the same UPDATE would have been fine (it would have been
+// updated before Stripe refused this one).
+func TestMetadataMergeCounted(t *testing.T) {
+	e := setup(t)
+	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
+	var full, small string
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := c.Exec(e.ctx, `UPDATE stripe.customers SET metadata = metadata - 'k0' || '{"new": "v"}' WHERE id = $1`, full); err != nil {
+		t.Fatalf("one out, one in at 50: %v (%s)", err, detailOf(err))
+	}
+	md, _ := e.stripeObj("customers", full)["metadata"].(map[string]any)
+	if len(md) != 50 || md["new"] != "v" || md["k0"] != nil {
+		t.Fatalf("Stripe's metadata after the swap: %d keys %v", len(md), md)
+	}
+
+	before := e.calls()
+	_, err := c.Exec(e.ctx, `UPDATE stripe.customers SET metadata = metadata || '{"x": "v"}' WHERE id IN ($1, $2)`, small, full)
+	var pe *pgconn.PgError
+	if !asPgError(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "would have 51 keys") || !strings.Contains(pe.Detail, "the synced row has 50 keys") {
+		t.Fatalf("51st key: %v (detail %q), want 22023 counting 51 keys", err, detailOf(err))
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe requests for a refused UPDATE, want none", n)
+	}
+	if md, _ := e.stripeObj("customers", small)["metadata"].(map[string]any); len(md) != 1 {
+		t.Errorf("the other row was updated in Stripe: %v", md)
+	}
+}
+
+func detailOf(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Detail
+	}
+	return ""
 }

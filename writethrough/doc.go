@@ -49,10 +49,11 @@
 //     Postgres.
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, parameters a create
-//     requires, status values, at most 100 rows): an error means no call
-//     at all. An object given whole where Stripe takes its id (an item's
-//     price) is compared with its stored row, read first on pgstripe's
-//     pool (translate.Statement.Objects), counted in Config.MaxHeld.
+//     requires, status values, Stripe's metadata limits, at most 100
+//     rows): an error means no call at all. An object given whole where
+//     Stripe takes its id (an item's price) is compared with its stored
+//     row, read first on pgstripe's pool (translate.Statement.Objects),
+//     counted in Config.MaxHeld.
 //  5. The calls go out at interactive priority, up to Config.Concurrency
 //     rows at a time (a row's own calls in order), each with an idempotency
 //     key unique to this execution, row and call, so stripeapi's retries
