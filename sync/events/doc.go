@@ -104,13 +104,20 @@
 // promotion codes (a used-up coupon deactivates them, with no promotion
 // code event). The queue is durable, so a crash loses none of it; an entry
 // queued again while its fetch is in flight (queued_at moved) stays for
-// another round. A separate goroutine drains it (8 requests in flight,
-// 6 of one table at most, through the shared limiter), so a burst of
-// re-fetches never delays a poll. A drain's batch (100) is shared among
-// the tables due, and objects whose re-fetch Stripe failed come after
-// the others of their table, so entries Stripe keeps failing never fill
-// it; a fetch may outlive its drain, so one table whose re-fetches Stripe
-// answers slowly (a 5xx retried for up to a minute) delays no other.
+// another round. An entry leaves the queue only in the transaction that
+// writes its row, and a fetched state orders as any other (its response
+// Date), so a result may be written late without loss or inversion: at
+// the loop's end (shutdown, a lost leadership) fetches under way are cut
+// off and stay queued, and those finished but not yet written are written
+// then, fenced, within 2 s (as long as the fleet's own last write; with
+// Postgres gone they stay queued). A separate goroutine drains the queue
+// (8 requests in flight, 6 of one table at most, through the shared
+// limiter), so a burst of re-fetches never delays a poll. A drain's batch
+// (100) is shared among the tables due, and objects whose re-fetch Stripe
+// failed come after the others of their table, so entries Stripe keeps
+// failing never fill it; a fetch may outlive its drain, so one table
+// whose re-fetches Stripe answers slowly (a 5xx retried for up to a
+// minute) delays no other.
 //
 // # Rows held by other transactions
 //

@@ -206,6 +206,10 @@ type poller struct {
 	// answer (nor their table's probe), with when: a drain reads them
 	// after the others (the re-fetcher's goroutine only).
 	failing map[refetchKey]time.Time
+	// beforeWrite, when set (tests), is called by writeFetched with the
+	// jobs it took, before its transaction: a seam to end the loop with
+	// results in hand.
+	beforeWrite func(jobs []*fetchJob)
 }
 
 func (p *poller) run(ctx context.Context) error {

@@ -188,9 +188,9 @@ func (q *fetches) finish(j *fetchJob, f fetched, err error) {
 
 // await waits for jobs to finish until deadline (zero: none). At ctx's
 // end it waits for every fetch (ctx's end ends them at once), so that no
-// fetch outlives the loop, and returns false. Their results are not
-// written then (the write would run with the ended ctx): their entries
-// stay queued and are fetched again at the next start, as before.
+// fetch outlives the loop, and returns false. What they brought is
+// written at the loop's end (writeAtStop); the entries of those cut off
+// stay queued for the next start.
 func (q *fetches) await(ctx context.Context, jobs []*fetchJob, deadline time.Time) bool {
 	var expired <-chan time.Time
 	if !deadline.IsZero() {
@@ -235,6 +235,22 @@ func (q *fetches) takeDone() []*fetchJob {
 		delete(q.claimed, j.refetchKey)
 	}
 	return done
+}
+
+// putBack gives back jobs takeDone took whose write did not commit, to
+// the next writeFetched, claimed again (unless another job claimed the
+// entry since: its result is the newer).
+func (q *fetches) putBack(jobs []*fetchJob) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var back []*fetchJob
+	for _, j := range jobs {
+		if _, ok := q.claimed[j.refetchKey]; !ok {
+			q.claimed[j.refetchKey] = j
+			back = append(back, j)
+		}
+	}
+	q.done = append(back, q.done...)
 }
 
 // oldestStart is when the oldest fetch begun and not yet written

@@ -27,17 +27,24 @@ const (
 	// Stripe's latency (Little's law: 20/s × 0.3 s = 6), while the shared
 	// limiter keeps the rate.
 	refetchParallel = 8
+	// stopWriteGrace bounds the write, at the loop's end, of re-fetches
+	// finished but not written yet (writeAtStop): fleet's last write at
+	// shutdown has as long, so a Postgres gone (a partition answers
+	// nothing, fails nothing) holds up no shutdown longer than it
+	// already is.
+	stopWriteGrace = 2 * time.Second
 )
 
 // refetchLoop drains the re-fetch queue until ctx ends, a drain every
 // PollInterval (from the start of the last: a drain may wait half of it
 // for its fetches) or at once while there is more due. Stripe and
 // database errors are logged and retried; only a lost leadership ends
-// it.
+// it. What its fetches brought and no drain wrote is written at its end
+// (writeAtStop).
 func (p *poller) refetchLoop(ctx context.Context) error {
 	// Fetches outlive their drain (drainRefetch); none outlives the loop.
 	ctx, cancel := context.WithCancel(ctx)
-	defer func() { cancel(); p.fetches.wait() }()
+	defer func() { cancel(); p.fetches.wait(); p.writeAtStop(ctx) }()
 	t := time.NewTimer(p.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -61,6 +68,23 @@ func (p *poller) refetchLoop(ctx context.Context) error {
 			wait = 0
 		}
 		t.Reset(wait)
+	}
+}
+
+// writeAtStop writes, once the loop has ended (ctx), what its fetches
+// brought that no drain wrote. Dropped, it would be fetched again at the
+// next start; written now, it is as good as at the drain: the entries
+// are dequeued in the transaction that writes their rows (not one queued
+// again since its fetch began), and a fetched state is as of its response
+// Date, so the ordering guard keeps any newer state stored meanwhile.
+// Fetches the end cut off stay queued. The write is fenced as any (a
+// deposed leader writes nothing) and gets stopWriteGrace: past it, or
+// without Postgres, the entries stay queued for the next start.
+func (p *poller) writeAtStop(ctx context.Context) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWriteGrace)
+	defer cancel()
+	if err := p.writeFetched(wctx); err != nil {
+		p.log.Info("re-fetches not written at the loop's end; they stay queued for the next start", "err", err)
 	}
 }
 
@@ -261,6 +285,9 @@ func (p *poller) writeFetched(ctx context.Context) error {
 	jobs := p.fetches.takeDone()
 	if len(jobs) == 0 {
 		return nil
+	}
+	if p.beforeWrite != nil {
+		p.beforeWrite(jobs)
 	}
 	tried := make([]refetch, len(jobs))
 	errs := make([]error, len(jobs))
@@ -468,6 +495,11 @@ func (p *poller) writeFetched(ctx context.Context) error {
 		return queueRefetch(ctx, tx, again)
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Cut off by the loop's end, the results are still good:
+			// writeAtStop writes them.
+			p.fetches.putBack(jobs)
+		}
 		return err
 	}
 	for _, k := range written {
