@@ -315,7 +315,16 @@
 // source, a subscription's default_source before its customer's
 // defaults), only for its own customer ("does not have a linked source";
 // a subscription's default_source that is not is refused with 400);
-// a deleted customer's cards go with it, without events; a charge
+// a saved card is also a payment method of its card_ id (cardpm.go:
+// Stripe's "compatible" cards), a view built from the card, never
+// stored: GET /v1/payment_methods/{id} and the customer's retrieve
+// answer it (type card, the card's details, name and address as
+// billing_details), the customer's payment method lists (type card or
+// none, both endpoints, cursors either id) show it among its payment
+// methods, and Objects("payment_methods") has it; its changes come as
+// the card's customer.source.* events only, and changing it through the
+// Payment Methods API (update, attach, detach) is refused with 400, not
+// modelled; a deleted customer's cards go with it, without events; a charge
 // describes the card it used (payment_method_details.card from the saved
 // card, payment method, token or test card; source is the card object
 // when a card_ paid), and a payment that names no card uses what the spec

@@ -74,6 +74,7 @@ type Emulator struct {
 	prePending map[string]string            // a pending update's invoice -> its subscription's latest invoice before it (pending.go)
 	pmCards    map[string]*declineCard      // payment methods and cards (sources.go) made of a declining test card number or token
 	disputers  map[string]bool              // cards of tok_createDispute: saved, or made for one charge until it is done with them (forgetTokenCard)
+	cardMeta   map[string]cardMeta          // saved cards: what their payment method view shows besides the card (cardpm.go)
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
 	csItems    map[string][]json.RawMessage // checkout session -> its line items (not part of the session object)
@@ -150,6 +151,7 @@ func (e *Emulator) reset() {
 	e.prePending = map[string]string{}
 	e.pmCards = map[string]*declineCard{}
 	e.disputers = map[string]bool{}
+	e.cardMeta = map[string]cardMeta{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
 	e.nextHold.Store(math.MaxInt64)
@@ -271,6 +273,13 @@ func (e *Emulator) Objects(tableName string) map[string]json.RawMessage {
 	// copy would double the memory. Callers must not modify them.
 	for id, r := range t.byID {
 		out[id] = r.raw
+	}
+	if tableName == "payment_methods" {
+		// Saved cards are listed among their customer's payment
+		// methods (cardpm.go).
+		for id, raw := range e.cardPMs() {
+			out[id] = raw
+		}
 	}
 	return out
 }

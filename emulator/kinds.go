@@ -290,59 +290,80 @@ func (e *Emulator) deleteObject(c *reqCtx, k *kind, obj map[string]any) map[stri
 // names one of the kind's key fields filters by equality.
 func genericList(k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *apiError)) handlerFunc {
 	return func(e *Emulator, c *reqCtx) (any, *apiError) {
-		t := e.tables[k.table]
-		q, ae := e.parseList(c, t, k.what)
+		return listKind(e, c, k, extra, listSource{})
+	}
+}
+
+// listSource changes what a list walks: seq (nil: as is) replaces the
+// table's records it would page, and lookup (nil: the table's) finds
+// the records its cursors name. A customer's payment methods mix in its
+// saved cards' views (listPMs).
+type listSource struct {
+	seq    func([]*record) []*record
+	lookup func(id string) *record
+}
+
+// listKind is genericList's list, of the records src says.
+func listKind(e *Emulator, c *reqCtx, k *kind, extra func(c *reqCtx, t *table) (func(*record) bool, *apiError), src listSource) (any, *apiError) {
+	t := e.tables[k.table]
+	lookup := src.lookup
+	if lookup == nil {
+		lookup = func(id string) *record { return t.byID[id] }
+	}
+	q, ae := e.parseListBy(c, lookup, k.what)
+	if ae != nil {
+		return nil, ae
+	}
+	var preds []func(*record) bool
+	for i, f := range t.keyFields {
+		v, ok := c.params[f]
+		if !ok {
+			continue
+		}
+		want := keyString(v)
+		if want == "" {
+			if s, isStr := v.(string); !isStr || s != "" {
+				continue
+			}
+		}
+		i := i
+		preds = append(preds, func(r *record) bool { return r.keys[i] == want })
+	}
+	if p := fieldFilter(c, t, k); p != nil {
+		preds = append(preds, p)
+	}
+	if extra != nil {
+		p, ae := extra(c, t)
 		if ae != nil {
 			return nil, ae
 		}
-		var preds []func(*record) bool
-		for i, f := range t.keyFields {
-			v, ok := c.params[f]
-			if !ok {
-				continue
-			}
-			want := keyString(v)
-			if want == "" {
-				if s, isStr := v.(string); !isStr || s != "" {
-					continue
-				}
-			}
-			i := i
-			preds = append(preds, func(r *record) bool { return r.keys[i] == want })
-		}
-		if p := fieldFilter(c, t, k); p != nil {
+		if p != nil {
 			preds = append(preds, p)
 		}
-		if extra != nil {
-			p, ae := extra(c, t)
-			if ae != nil {
-				return nil, ae
-			}
-			if p != nil {
-				preds = append(preds, p)
-			}
-		}
-		if len(preds) > 0 {
-			q.match = func(r *record) bool {
-				for _, p := range preds {
-					if !p(r) {
-						return false
-					}
-				}
-				return true
-			}
-		}
-		seq := t.ordered
-		if cus, ok := c.params["customer"].(string); ok && t.byCustomer != nil {
-			seq = t.byCustomer[cus]
-		}
-		recs, more := page(seq, q, false)
-		url := c.route.path
-		if c.r != nil {
-			url = c.r.URL.Path
-		}
-		return e.renderList(recs, more, url, k.schema, c)
 	}
+	if len(preds) > 0 {
+		q.match = func(r *record) bool {
+			for _, p := range preds {
+				if !p(r) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	seq := t.ordered
+	if cus, ok := c.params["customer"].(string); ok && t.byCustomer != nil {
+		seq = t.byCustomer[cus]
+	}
+	if src.seq != nil {
+		seq = src.seq(seq)
+	}
+	recs, more := page(seq, q, false)
+	url := c.route.path
+	if c.r != nil {
+		url = c.r.URL.Path
+	}
+	return e.renderList(recs, more, url, k.schema, c)
 }
 
 // listParams are the query params every list handles itself.

@@ -620,9 +620,14 @@ func (e *Emulator) renderList(recs []*record, more bool, url string, schemaName 
 	return b.Bytes(), nil
 }
 
-// parseList reads limit, cursors and created from params. cursorTable is
-// where cursor ids are looked up.
+// parseList reads limit, cursors and created from params; cursor ids are
+// looked up in t.
 func (e *Emulator) parseList(c *reqCtx, t *table, what string) (listQuery, *apiError) {
+	return e.parseListBy(c, func(id string) *record { return t.byID[id] }, what)
+}
+
+// parseListBy is parseList with cursor ids looked up by lookup.
+func (e *Emulator) parseListBy(c *reqCtx, lookup func(id string) *record, what string) (listQuery, *apiError) {
 	q := listQuery{limit: 10, createdLo: minTime, createdHi: maxTime}
 	if v, ok := c.params["limit"]; ok {
 		n, ok := toInt(v)
@@ -637,13 +642,13 @@ func (e *Emulator) parseList(c *reqCtx, t *table, what string) (listQuery, *apiE
 		return q, invalid("parameters_exclusive", "ending_before", "You may only specify one of these parameters: ending_before, starting_after.")
 	}
 	if sa != "" {
-		q.startingAfter = t.byID[sa]
+		q.startingAfter = lookup(sa)
 		if q.startingAfter == nil {
 			return q, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "starting_after", Message: fmt.Sprintf("No such %s: '%s'", what, sa)}
 		}
 	}
 	if eb != "" {
-		q.endingBefore = t.byID[eb]
+		q.endingBefore = lookup(eb)
 		if q.endingBefore == nil {
 			return q, &apiError{status: 400, Type: "invalid_request_error", Code: "resource_missing", Param: "ending_before", Message: fmt.Sprintf("No such %s: '%s'", what, eb)}
 		}

@@ -274,23 +274,20 @@ func init() {
 		}
 		return nil
 	}
-	crud(kPM, "cru")
-	handle("GET", "/v1/payment_methods", genericList(kPM, nil))
+	crud(kPM, "c")
+	// Retrieves and lists show a customer's saved cards too (cardpm.go).
+	handle("GET", "/v1/payment_methods/{payment_method}", retrievePM)
+	handle("POST", "/v1/payment_methods/{payment_method}", notCardPM(genericUpdate(kPM)))
+	handle("GET", "/v1/payment_methods", listPMs)
 	handle("GET", "/v1/customers/{customer}/payment_methods", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		if e.tables["customers"].byID[c.path["customer"]] == nil {
 			return nil, notFound("customer", "customer", c.path["customer"])
 		}
 		c.params["customer"] = c.path["customer"]
-		return genericList(kPM, nil)(e, c)
+		return listPMs(e, c)
 	})
-	handle("GET", "/v1/customers/{customer}/payment_methods/{payment_method}", func(e *Emulator, c *reqCtx) (any, *apiError) {
-		r := e.tables["payment_methods"].byID[c.path["payment_method"]]
-		if r == nil || r.keys[0] != c.path["customer"] {
-			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
-		}
-		return e.render(kPM, r.raw, c)
-	})
-	handle("POST", "/v1/payment_methods/{payment_method}/attach", func(e *Emulator, c *reqCtx) (any, *apiError) {
+	handle("GET", "/v1/customers/{customer}/payment_methods/{payment_method}", retrievePM)
+	handle("POST", "/v1/payment_methods/{payment_method}/attach", notCardPM(func(e *Emulator, c *reqCtx) (any, *apiError) {
 		cus, _ := c.params["customer"].(string)
 		if ae := e.mustExist("customers", "customer", cus); ae != nil {
 			return nil, ae
@@ -306,8 +303,8 @@ func init() {
 		}
 		e.attachPM(c, c.path["payment_method"], cus)
 		return e.render(kPM, e.tables["payment_methods"].byID[c.path["payment_method"]].raw, c)
-	})
-	handle("POST", "/v1/payment_methods/{payment_method}/detach", func(e *Emulator, c *reqCtx) (any, *apiError) {
+	}))
+	handle("POST", "/v1/payment_methods/{payment_method}/detach", notCardPM(func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kPM, c.path["payment_method"])
 		if obj == nil {
 			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
@@ -320,7 +317,7 @@ func init() {
 		e.detached[idOf(obj)] = true
 		r := e.save(c, kPM, obj, old, "payment_method.detached")
 		return e.render(kPM, r.raw, c)
-	})
+	}))
 
 	// charges
 	kCharge.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {

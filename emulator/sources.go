@@ -272,6 +272,7 @@ func cardExpiry(details, card map[string]any) *apiError {
 
 // saveCard stores a new card and announces it.
 func (e *Emulator) saveCard(c *reqCtx, card map[string]any) *record {
+	e.cardMeta[idOf(card)] = cardMeta{created: c.now, live: c.live}
 	r := e.store(kCard, card)
 	e.emit(c, "customer.source.created", card, nil)
 	return r
@@ -287,6 +288,7 @@ func (e *Emulator) removeCard(c *reqCtx, card map[string]any, quiet bool) map[st
 	e.tombstones[id], _ = marshal(stub)
 	delete(e.pmCards, id)
 	delete(e.disputers, id)
+	delete(e.cardMeta, id)
 	if !quiet {
 		e.emit(c, "customer.source.deleted", card, nil)
 	}

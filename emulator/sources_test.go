@@ -1,8 +1,10 @@
 package emulator_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -457,4 +459,145 @@ func TestSubscriptionDefaultSourceChecked(t *testing.T) {
 	if r := mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"default_source": {own}})); r.body["default_source"] != own {
 		t.Errorf("update with the customer's card: default_source %v", r.body["default_source"])
 	}
+}
+
+// pagedIDs pages path (a list, with its own query) limit at a time to the
+// end, returning every id newest first.
+func pagedIDs(t *testing.T, base, path string, limit int) []string {
+	t.Helper()
+	var ids []string
+	after := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(limit)}}
+		if after != "" {
+			q.Set("starting_after", after)
+		}
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		page := getObj(t, base, path+sep+q.Encode())
+		for _, x := range page["data"].([]any) {
+			ids = append(ids, x.(map[string]any)["id"].(string))
+		}
+		if page["has_more"] != true {
+			return ids
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
+// A card saved as a source is also a payment method, as Stripe's
+// "Compatibility with legacy card objects" says (docs.stripe.com/payments/
+// payment-methods/transitioning#compatibility: "You can retrieve all saved
+// compatible payment instruments through the Payment Methods API", a card_
+// id answered with object payment_method, "a different view of the same
+// underlying object"), and Stripe's customer list shows it under its card_
+// id (davidmerfield/blot#1889): retrieved by either retrieve endpoint, in
+// the customer's list (both list endpoints, type card or none, not another
+// type) among its payment methods, newest first, cursors taking either,
+// following the card's updates and gone with it; Objects agrees.
+func TestCardSourcesArePaymentMethods(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) apiResp { t.Helper(); return mustOK(t, do(t, "POST", base+path, key, body)) }
+
+	cus := idOfResp(post("/v1/customers", "email=legacy%40example.com&source=tok_visa"))
+	visa := cardID(t, getObj(t, base, "/v1/customers/"+cus), "default_source")
+	master := idOfResp(post("/v1/customers/"+cus+"/sources", "source=tok_mastercard"))
+	pm := idOfResp(post("/v1/payment_methods", "type=card&card[token]=tok_amex"))
+	post("/v1/payment_methods/"+pm+"/attach", "customer="+cus)
+	other := idOfResp(post("/v1/customers", "source=tok_discover"))
+	otherCard := cardID(t, getObj(t, base, "/v1/customers/"+other), "default_source")
+
+	want := []string{pm, master, visa}
+	for _, path := range []string{
+		"/v1/customers/" + cus + "/payment_methods",
+		"/v1/customers/" + cus + "/payment_methods?type=card",
+		"/v1/payment_methods?customer=" + cus,
+		"/v1/payment_methods?customer=" + cus + "&type=card",
+	} {
+		for _, limit := range []int{1, 2, 10} {
+			if got := pagedIDs(t, base, path, limit); !slices.Equal(got, want) {
+				t.Errorf("%s, %d a page: %v, want %v", path, limit, got, want)
+			}
+		}
+	}
+	if got := pagedIDs(t, base, "/v1/customers/"+cus+"/payment_methods?type=sepa_debit", 10); len(got) != 0 {
+		t.Errorf("type=sepa_debit lists %v", got)
+	}
+	// ending_before a card pages back toward the newer ones.
+	back := getObj(t, base, "/v1/customers/"+cus+"/payment_methods?ending_before="+visa)
+	if n := len(back["data"].([]any)); n != 2 {
+		t.Errorf("ending_before the oldest card: %d, want 2: %v", n, back)
+	}
+
+	view := getObj(t, base, "/v1/payment_methods/"+visa)
+	card, _ := view["card"].(map[string]any)
+	checks, _ := card["checks"].(map[string]any)
+	if view["id"] != visa || view["object"] != "payment_method" || view["type"] != "card" || view["customer"] != cus ||
+		view["livemode"] != false || card["brand"] != "visa" || card["display_brand"] != "visa" || card["last4"] != "4242" ||
+		card["funding"] != "credit" || card["fingerprint"] != "r40d4vOgg3VecDJF" || checks["cvc_check"] != "pass" {
+		t.Errorf("payment method view of %s: %v", visa, view)
+	}
+	if c, ok := view["created"].(float64); !ok || c <= 0 {
+		t.Errorf("view's created: %v", view["created"])
+	}
+	if v := getObj(t, base, "/v1/customers/"+cus+"/payment_methods/"+visa); !sameJSON(v, view) {
+		t.Errorf("the customer's retrieve differs:\n%v\n%v", v, view)
+	}
+	if r := do(t, "GET", base+"/v1/customers/"+other+"/payment_methods/"+visa, key, ""); r.status != 404 {
+		t.Errorf("another customer's card through its payment methods: %d %s", r.status, r.raw)
+	}
+	if ex := getObj(t, base, "/v1/payment_methods/"+visa+"?expand[]=customer"); ex["customer"].(map[string]any)["id"] != cus {
+		t.Errorf("expand[]=customer: %v", ex["customer"])
+	}
+
+	// The card's changes show in the view; Objects holds what GET says.
+	post("/v1/customers/"+cus+"/sources/"+visa, "name=Jenny+Rosen&address_zip=94107&exp_month=3&metadata[k]=v")
+	view = getObj(t, base, "/v1/payment_methods/"+visa)
+	bd := view["billing_details"].(map[string]any)
+	if bd["name"] != "Jenny Rosen" || bd["address"].(map[string]any)["postal_code"] != "94107" ||
+		view["card"].(map[string]any)["exp_month"] != float64(3) || view["metadata"].(map[string]any)["k"] != "v" {
+		t.Errorf("view after the card's update: %v", view)
+	}
+	objs := e.Objects("payment_methods")
+	var stored map[string]any
+	if err := json.Unmarshal(objs[visa], &stored); err != nil || !sameJSON(stored, view) {
+		t.Errorf("Objects(payment_methods)[%s] = %s, GET %v", visa, objs[visa], view)
+	}
+	if _, ok := objs[otherCard]; !ok {
+		t.Errorf("Objects(payment_methods) lacks another customer's card %s", otherCard)
+	}
+
+	// Changing the card through the Payment Methods API is not modelled:
+	// refused, the card unchanged.
+	if r := do(t, "POST", base+"/v1/payment_methods/"+visa, key, "metadata[k]=w"); r.status != 400 {
+		t.Errorf("update of a card through /v1/payment_methods: %d %s", r.status, r.raw)
+	}
+	if r := do(t, "POST", base+"/v1/payment_methods/"+visa+"/detach", key, ""); r.status != 400 {
+		t.Errorf("detach of a card: %d %s", r.status, r.raw)
+	}
+
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/sources/"+master, key, ""))
+	if r := do(t, "GET", base+"/v1/payment_methods/"+master, key, ""); r.status != 404 {
+		t.Errorf("deleted card's view: %d %s", r.status, r.raw)
+	}
+	if got := pagedIDs(t, base, "/v1/customers/"+cus+"/payment_methods", 10); !slices.Equal(got, []string{pm, visa}) {
+		t.Errorf("after deleting %s: %v", master, got)
+	}
+	if _, ok := e.Objects("payment_methods")[master]; ok {
+		t.Errorf("Objects(payment_methods) still has the deleted card")
+	}
+	// A deleted customer's cards go with it.
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+other, key, ""))
+	if _, ok := e.Objects("payment_methods")[otherCard]; ok {
+		t.Errorf("Objects(payment_methods) still has a deleted customer's card")
+	}
+}
+
+func sameJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }

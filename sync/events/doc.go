@@ -181,7 +181,12 @@
 // schema.ByObject; *.deleted removes the row and its children with a
 // tombstone, except customer.subscription.deleted, which means canceled
 // (the subscription still exists and is updated). Types whose object isn't
-// stored are ignored.
+// stored are ignored, except a saved card's customer.source.created,
+// .updated and .deleted: Stripe's Payment Methods API shows the card as a
+// payment method of its card_ id (retrieved, and listed among the
+// customer's, so the backfill stores it) and sends no payment_method.*
+// event for it, so these re-fetch it as a payment method, or remove its
+// row (sourceRoute).
 //
 // A customer's deletion (however the sync learns of it: customer.deleted,
 // a re-fetch, a backfill's sweep, a write-through) also removes its upcoming

@@ -118,6 +118,9 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 		}
 		return r
 	}
+	if r, ok := sourceRoute(typ, o.ID, o.Object, obj); ok {
+		return r
+	}
 	// invoice.upcoming carries an invoice without id: the upcoming invoice
 	// of a customer, refreshed separately.
 	if typ == "invoice.upcoming" {
@@ -170,4 +173,42 @@ func taxIDOwner(customer, owner json.RawMessage) string {
 		return ""
 	}
 	return schema.RefID(o.Customer)
+}
+
+// sourceRoute routes the customer.source.* events of a customer's saved
+// card, which Stripe's Payment Methods API shows as a payment method of
+// the same id ("You can retrieve all saved compatible payment instruments
+// through the Payment Methods API … a different view of the same
+// underlying object", docs.stripe.com/payments/payment-methods/
+// transitioning#compatibility), and which the customer's payment method
+// list, hence the backfill, includes. Stripe sends no payment_method.*
+// event for such a card, so its row follows these: a new or changed card
+// is re-fetched as a payment method (its view can't be made here without
+// copying Stripe's mapping), a deleted one is removed. A card source
+// (src_, object source, type card) is compatible too; other sources (bank
+// accounts) are no payment methods and stay ignored, as does
+// customer.source.expiring (nothing changed).
+func sourceRoute(typ, id, object string, obj json.RawMessage) (Route, bool) {
+	if !strings.HasPrefix(typ, "customer.source.") || id == "" {
+		return Route{}, false
+	}
+	switch object {
+	case "card":
+	case "source":
+		var s struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(obj, &s) != nil || s.Type != "card" {
+			return Route{}, true
+		}
+	default:
+		return Route{}, true
+	}
+	switch typ {
+	case "customer.source.created", "customer.source.updated":
+		return Route{Action: Refetch, Table: "payment_methods", ID: id}, true
+	case "customer.source.deleted":
+		return Route{Action: Delete, Table: "payment_methods", ID: id}, true
+	}
+	return Route{}, true
 }

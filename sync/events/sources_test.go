@@ -2,21 +2,25 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/sync/backfill"
+	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/verify"
 )
 
 // stripe.customers.default_source follows a customer's cards saved the
 // legacy way: set by source on create, moved by default_source, handed to
 // the newest card left when the default is deleted (customer.updated),
-// while the customer.source.* events of the cards, objects pgstripe
-// doesn't store, leave every table equal to the emulator; a fresh
-// backfill agrees.
+// while the customer.source.* events of the cards (which
+// stripe.payment_methods follows: TestSourceCardsInPaymentMethods)
+// leave every table equal to the emulator; a fresh backfill agrees.
 func TestCustomerDefaultSourceSynced(t *testing.T) {
 	v, call := opsEnv(t)
 	ctx := context.Background()
@@ -70,5 +74,153 @@ func TestCustomerDefaultSourceSynced(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM stripe.customers WHERE default_source LIKE 'card\_%'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("backfilled customers with a card as default_source: %d (%v), want 1", n, err)
+	}
+}
+
+// pmRows is stripe.payment_methods of customer cus: id → _raw.
+func pmRows(t *testing.T, pool *pgxpool.Pool, cus string) map[string]string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT id, _raw::text FROM stripe.payment_methods WHERE customer = $1`, cus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, raw string
+		if err := rows.Scan(&id, &raw); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = raw
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// wantPMs checks that stripe.payment_methods holds for customer cus
+// exactly the ids want, each as Stripe's Payment Methods API answers it.
+func wantPMs(t *testing.T, v *env, pool *pgxpool.Pool, cus string, want ...string) {
+	t.Helper()
+	got := pmRows(t, pool, cus)
+	ids := make([]string, 0, len(got))
+	for id := range got {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("stripe.payment_methods of %s: %v, want %v", cus, ids, want)
+	}
+	for _, id := range want {
+		resp, err := v.client.Get(context.Background(), "/v1/payment_methods/"+id, nil)
+		if err != nil {
+			t.Fatalf("GET /v1/payment_methods/%s: %v", id, err)
+		}
+		if !verify.SameJSON([]byte(got[id]), resp.Body) {
+			t.Fatalf("row %s:\n  got  %s\n  want %s", id, got[id], resp.Body)
+		}
+	}
+}
+
+// Cards saved as a customer's sources are payment methods in Stripe's
+// Payment Methods API (retrieved and listed under their card_ id: see
+// emulator/cardpm.go), so stripe.payment_methods holds them as a backfill
+// (per customer list) finds them, and follows them through the events
+// Stripe sends for them, customer.source.created, .updated and .deleted
+// (no payment_method.* event): saved on create, by POST /sources and by a
+// customer update with source (which deletes the default it replaces),
+// changed by a source update, gone when deleted; a fresh backfill agrees.
+func TestSourceCardsInPaymentMethods(t *testing.T) {
+	v, call := opsEnv(t)
+	cus := call("/v1/customers", url.Values{"email": {"legacy@example.com"}, "source": {"tok_visa"}})
+	pm := call("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_amex"}})
+	call("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {cus}})
+	v.converge(t, 10*time.Second)
+	var visa string
+	for id := range pmRows(t, v.pool, cus) {
+		if id != pm {
+			visa = id
+		}
+	}
+	if len(visa) < 5 || visa[:5] != "card_" {
+		t.Fatalf("the card saved on create is not in stripe.payment_methods: %v", pmRows(t, v.pool, cus))
+	}
+	wantPMs(t, v, v.pool, cus, pm, visa)
+
+	master := call("/v1/customers/"+cus+"/sources", url.Values{"source": {"tok_mastercard"}})
+	call("/v1/customers/"+cus+"/sources/"+visa, url.Values{"name": {"Jenny Rosen"}, "exp_month": {"3"}, "metadata[k]": {"v"}})
+	v.converge(t, 10*time.Second)
+	wantPMs(t, v, v.pool, cus, pm, visa, master)
+	var name, k string
+	if err := v.pool.QueryRow(context.Background(),
+		`SELECT billing_details->>'name', metadata->>'k' FROM stripe.payment_methods WHERE id = $1`, visa).Scan(&name, &k); err != nil || name != "Jenny Rosen" || k != "v" {
+		t.Fatalf("updated card's row: name %q, metadata k %q (%v)", name, k, err)
+	}
+
+	// A new source replaces the default card (visa), which Stripe deletes.
+	call("/v1/customers/"+cus, url.Values{"source": {"tok_discover"}})
+	v.converge(t, 10*time.Second)
+	rows := pmRows(t, v.pool, cus)
+	var discover string
+	for id := range rows {
+		if id != pm && id != master {
+			discover = id
+		}
+	}
+	if discover == "" || discover == visa {
+		t.Fatalf("after replacing the default source: %v", rows)
+	}
+	wantPMs(t, v, v.pool, cus, pm, master, discover)
+	var tomb bool
+	if err := v.pool.QueryRow(context.Background(),
+		`SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = 'payment_methods' AND id = $1)`, visa).Scan(&tomb); err != nil || !tomb {
+		t.Fatalf("deleted card %s has no tombstone (%v)", visa, err)
+	}
+
+	v.deleteOp(t, "/v1/customers/"+cus+"/sources/"+master)
+	v.converge(t, 10*time.Second)
+	wantPMs(t, v, v.pool, cus, pm, discover)
+
+	// A fresh backfill finds the same.
+	pool, _ := pgtest.NewMigratedDB(t)
+	if err := backfill.Run(context.Background(), backfill.Config{Pool: pool, Client: v.client}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := verify.Compare(context.Background(), pool, v.e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Total() != 0 {
+		t.Fatalf("fresh backfill differs from the emulator: %d missing, %d extra, %d stale %v\n%v", d.Missing, d.Extra, d.Stale, d.ByTable, d.Details)
+	}
+	wantPMs(t, v, pool, cus, pm, discover)
+}
+
+// A saved card's customer.source.* events move its payment method row
+// (Stripe shows the card as a payment method of its id and sends no
+// payment_method.* event for it): created and updated re-fetch it, deleted
+// removes it; a card source (src_ of type card) likewise; bank accounts,
+// other sources and customer.source.expiring change no stored object.
+func TestRouteSourceEvents(t *testing.T) {
+	for _, tc := range []struct {
+		typ, obj string
+		want     events.Route
+	}{
+		{"customer.source.created", `{"id":"card_1","object":"card","customer":"cus_1"}`, events.Route{Action: events.Refetch, Table: "payment_methods", ID: "card_1"}},
+		{"customer.source.updated", `{"id":"card_1","object":"card","customer":"cus_1"}`, events.Route{Action: events.Refetch, Table: "payment_methods", ID: "card_1"}},
+		{"customer.source.deleted", `{"id":"card_1","object":"card","customer":"cus_1"}`, events.Route{Action: events.Delete, Table: "payment_methods", ID: "card_1"}},
+		{"customer.source.expiring", `{"id":"card_1","object":"card","customer":"cus_1"}`, events.Route{}},
+		{"customer.source.created", `{"id":"src_1","object":"source","type":"card","customer":"cus_1"}`, events.Route{Action: events.Refetch, Table: "payment_methods", ID: "src_1"}},
+		{"customer.source.deleted", `{"id":"src_1","object":"source","type":"card","customer":"cus_1"}`, events.Route{Action: events.Delete, Table: "payment_methods", ID: "src_1"}},
+		{"customer.source.created", `{"id":"src_2","object":"source","type":"sepa_debit","customer":"cus_1"}`, events.Route{}},
+		{"customer.source.created", `{"id":"ba_1","object":"bank_account","customer":"cus_1"}`, events.Route{}},
+		{"customer.source.deleted", `{"id":"ba_1","object":"bank_account","customer":"cus_1"}`, events.Route{}},
+	} {
+		if got := events.RouteEvent(tc.typ, json.RawMessage(tc.obj)); got != tc.want {
+			t.Errorf("%s %s: %+v, want %+v", tc.typ, tc.obj, got, tc.want)
+		}
 	}
 }
