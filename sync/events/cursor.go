@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/schema"
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 )
@@ -127,7 +128,11 @@ func logEntry(ctx context.Context, tx pgx.Tx, kind string, detail map[string]any
 //  3. Rows still older than that belong to objects that no longer exist:
 //     the backfill deletes and tombstones them as each table completes
 //     (so no replayed event brings them back; a table that failed keeps
-//     its rows), and logs how many, which rebackfill_complete sums.
+//     its rows), and logs how many, which rebackfill_complete sums. A
+//     row another transaction held then is left to the re-fetcher
+//     (store.Held Swept), which logs its removal (swept_removed) once
+//     the lock is gone: rebackfill waits up to sweptWait for those, sums
+//     them too, and names those still held ("held").
 //  4. The cursor restarts at T; events since then are replayed as after
 //     any backfill. Customers with subscriptions get their upcoming
 //     invoice refreshed.
@@ -189,16 +194,23 @@ func (p *poller) rebackfill(ctx context.Context, reason string) error {
 		}
 		p.log.Error("re-backfill incomplete; the failed tables keep their rows", "err", err)
 	}
+	held, err := p.awaitSwept(ctx, T)
+	if err != nil {
+		return err
+	}
 	swept := map[string]int{}
 	next := Cursor{CheckedThrough: T, BalanceCheckedThrough: T, LastEventID: start.LastEventID, LastEventAt: start.LastEventAt}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		// Each table's backfill removed, at its completion, the rows of
-		// objects that are gone (also in an attempt before a restart):
-		// what it logged is the re-backfill's count.
+		// objects that are gone (also in an attempt before a restart),
+		// and the re-fetcher those its sweep found held (the sweep's
+		// bound is this re-backfill's, not an earlier backfill's): what
+		// they logged is the re-backfill's count.
 		rows, err := tx.Query(ctx, `SELECT detail->>'object', sum((detail->>'removed')::int)::int FROM stripe_sync.log
-WHERE kind = 'backfill_object_complete' AND (detail->>'removed')::int > 0
+WHERE (kind = 'backfill_object_complete' OR (kind = '`+logSweptRemoved+`' AND (detail->>'bound')::timestamptz >= $1))
+  AND (detail->>'removed')::int > 0
   AND id > (SELECT coalesce(max(id), 0) FROM stripe_sync.log WHERE kind = 'rebackfill_started')
-GROUP BY 1`)
+GROUP BY 1`, T)
 		if err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
@@ -222,7 +234,11 @@ ON CONFLICT (object, id) DO NOTHING`, T); err != nil {
 		if err := saveCursor(ctx, tx, next); err != nil {
 			return err
 		}
-		return logEntry(ctx, tx, "rebackfill_complete", map[string]any{"since": T, "removed": swept, "failed": keys(failed)})
+		detail := map[string]any{"since": T, "removed": swept, "failed": keys(failed)}
+		if len(held) > 0 {
+			detail["held"] = held
+		}
+		return logEntry(ctx, tx, "rebackfill_complete", detail)
 	})
 	if err != nil {
 		return err
@@ -230,8 +246,86 @@ ON CONFLICT (object, id) DO NOTHING`, T); err != nil {
 	p.cur = next
 	p.seen = seenSet{}
 	p.lastSweep, p.overlap, p.sweep, p.anchor, p.overlapBase = time.Time{}, nil, nil, "", time.Time{}
+	if len(held) > 0 {
+		p.log.Warn("re-backfill complete with rows of objects that may no longer exist still held by another transaction; they are removed once the lock is released (logged as "+logSweptRemoved+")",
+			"held", held)
+	}
 	p.log.Info("re-backfill complete; following events again", "since", T, "removed", swept)
 	return nil
+}
+
+// logSweptRemoved is the stripe_sync.log kind of a row that a backfill's
+// sweep found held by another transaction and the re-fetcher removed
+// later, as the sweep would have: {object, id, removed: 1, bound: the
+// sweep's}.
+const logSweptRemoved = "swept_removed"
+
+// sweptWait bounds how long rebackfill waits for the rows its sweeps left
+// to the re-fetcher: long enough for a lock released at once to be seen
+// (the re-fetcher looks at a held row at least every lockRetryMax), short
+// enough that a user's transaction left open holds up the polls no
+// longer than that.
+const sweptWait = 2*lockRetryMax + time.Second
+
+// awaitSwept waits, up to sweptWait, until the rows this re-backfill's
+// sweeps (bound since or later) left to the re-fetcher are settled, and
+// returns how many per table are still queued. The re-fetcher (its own
+// goroutine) settles them; this only reads the queue, every poll interval.
+func (p *poller) awaitSwept(ctx context.Context, since time.Time) (map[string]int, error) {
+	end := time.Now().Add(sweptWait)
+	for {
+		left := map[string]int{}
+		rows, err := p.cfg.Pool.Query(ctx, `SELECT object, count(*)::int FROM stripe_sync.events_refetch
+WHERE held ? 'swept' AND held_as_of >= $1 AND reason <> $2 GROUP BY 1`, since, reasonUnresolved)
+		if err != nil {
+			return nil, fmt.Errorf("events: swept rows held: %w", err)
+		}
+		var object string
+		var n int
+		if _, err := pgx.ForEachRow(rows, []any{&object, &n}, func() error {
+			left[object] = n
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("events: swept rows held: %w", err)
+		}
+		if len(left) == 0 || !time.Now().Before(end) {
+			return left, nil
+		}
+		t := time.NewTimer(p.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// rowExists reports whether table has the row id.
+func rowExists(ctx context.Context, tx pgx.Tx, table, id string) (bool, error) {
+	t, ok := schema.Lookup(table)
+	if !ok {
+		return false, fmt.Errorf("events: unknown table %q", table)
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1)`,
+		t.QualifiedName(), schema.Ident(t.Key[len(t.Key)-1])), id).Scan(&exists); err != nil {
+		return false, fmt.Errorf("events: row of %s %s: %w", table, id, err)
+	}
+	return exists, nil
+}
+
+// sweptRemoved logs (logSweptRemoved) the removal of f's row, which a
+// backfill's sweep left held (its held state Swept) and which existed
+// before f was written, if the write removed it: the sweep's count, late.
+// A re-fetch that found the object alive leaves the row, and nothing is
+// logged.
+func sweptRemoved(ctx context.Context, tx pgx.Tx, f fetched) error {
+	still, err := rowExists(ctx, tx, f.Table, f.ID)
+	if err != nil || still {
+		return err
+	}
+	return logEntry(ctx, tx, logSweptRemoved, map[string]any{"object": f.Table, "id": f.ID, "removed": 1, "bound": f.held.AsOf})
 }
 
 func keys(m map[string]bool) []string {

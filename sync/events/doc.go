@@ -236,6 +236,10 @@
 // restarts from the time the re-backfill began; it is durable
 // (events_cursor.rebackfill_since), so a crash during it resumes it. Both
 // steps are logged in stripe_sync.log (rebackfill_started,
-// rebackfill_complete). Without Config.Backfill, Run returns
+// rebackfill_complete, whose removed counts per table the rows removed).
+// A row the backfill's sweep found held by another transaction is left to
+// the re-fetcher, which removes it once the lock is gone and logs that
+// (swept_removed): the re-backfill waits up to 11 s for such rows, counts
+// them among the removed, and lists those still held (held) instead. Without Config.Backfill, Run returns
 // ErrCursorExpired for the orchestrator to handle.
 package events

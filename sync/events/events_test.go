@@ -662,3 +662,77 @@ func deref[T any](p *T) any {
 	}
 	return *p
 }
+
+// TestRebackfillCountsSweptHeldRemoval: a customer deleted while
+// pgstripe was down has its row held by another transaction when the
+// re-backfill's sweep comes to it, so the sweep leaves it to the events
+// loop's re-fetcher (a swept held state), which removes it once the lock
+// is gone. rebackfill_complete must still count it among the removed rows:
+// it is the sweep's verdict, applied late.
+func TestRebackfillCountsSweptHeldRemoval(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	w := workload.New(v.mut, 7)
+	for range 4 {
+		w.Do(ctx, "createCustomer")
+	}
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
+		t.Fatal(err)
+	}
+	gone := w.Pick("customers")
+	if err := w.Delete(ctx, "customers", gone); err != nil {
+		t.Fatal(err)
+	}
+	v.e.SetClockOffset(31 * 24 * time.Hour)
+	w.Do(ctx, "createCustomer")
+
+	// A user's transaction holds the gone customer's row through the sweep.
+	held, _ := pgtest.HoldRows(t, v.db, "customers", gone)
+	stop := v.loop(t, events.Config{Backfill: func(ctx context.Context, since time.Time) error {
+		return backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4, RestartCompletedBefore: since})
+	}})
+	// The sweep's verdict queued for the re-fetcher: the signal to let go.
+	for end := time.Now().Add(20 * time.Second); ; {
+		var queued bool
+		if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.events_refetch
+WHERE object = 'customers' AND id = $1 AND held ? 'swept')`, gone).Scan(&queued); err != nil {
+			t.Fatal(err)
+		}
+		if queued {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the sweep did not leave the held customer to the re-fetcher")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := held.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.converge(t, 20*time.Second)
+	// rebackfill_complete is logged once the re-backfill is done.
+	var removed *int
+	for end := time.Now().Add(20 * time.Second); ; {
+		err := v.pool.QueryRow(ctx, `SELECT coalesce((detail->'removed'->>'customers')::int, 0) FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&removed)
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no rebackfill_complete: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var tomb bool
+	if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1)`, gone).Scan(&tomb); err != nil {
+		t.Fatal(err)
+	}
+	if !tomb {
+		t.Errorf("customer %s deleted during the outage was not tombstoned", gone)
+	}
+	if *removed != 1 {
+		t.Errorf("rebackfill_complete logs %d customers removed, want 1 (the held row the sweep left to the re-fetcher)", *removed)
+	}
+}

@@ -402,6 +402,17 @@ func (p *poller) writeFetched(ctx context.Context) error {
 					taxIDCustomers = append(taxIDCustomers, cus)
 				}
 			}
+			// A row a backfill's sweep left here, held then: its removal
+			// now is the sweep's, counted as the sweep would have
+			// (sweptRemoved).
+			swept := f.held != nil && f.held.Swept && !f.drop
+			var existed bool
+			if swept {
+				var err error
+				if existed, err = rowExists(ctx, tx, f.Table, f.ID); err != nil {
+					return err
+				}
+			}
 			switch {
 			case f.useHeld:
 				// What the sync would have written without the lock:
@@ -451,6 +462,11 @@ func (p *poller) writeFetched(ctx context.Context) error {
 					// An event of the very second of the fetch was applied
 					// with another state: try once more after that second.
 					again = append(again, refetch{refetchKey: f.refetchKey, NotBefore: f.obj.AsOf.Add(time.Second), Reason: reasonAmbiguous})
+				}
+			}
+			if existed {
+				if err := sweptRemoved(ctx, tx, f); err != nil {
+					return err
 				}
 			}
 			written = append(written, f.refetchKey)
