@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pgstripe/pgstripe/schema"
@@ -153,7 +154,8 @@ func hasContent(m map[string]any) bool {
 // id: items read back and written with jsonb_set), or as in the stored
 // copy (stored: the object's own table, for an INSERT or an object the
 // column did not hold). Against the stored copy, keys the object's own
-// update takes (a price's metadata, nickname, active) are not compared:
+// update takes (a price's metadata, nickname, active), and counts Stripe
+// keeps on it (stripeCounts), are not compared:
 // the copy in another row (another subscription's items) may be older
 // than it, and either may be the current one. An object with nothing but
 // its id (and "object") is always sent as its id.
@@ -223,7 +225,7 @@ func checkObject(t *schema.Table, f Field, op, place string, m map[string]any, c
 	case len(copies) > 0:
 		key = differs(m, copies[0], nil)
 	case raw != nil:
-		if key = differs(m, raw, ot.UpdateParams); key == "" {
+		if key = differs(m, raw, storedSkips(ot)); key == "" {
 			return nil
 		}
 	default:
@@ -250,11 +252,82 @@ func differs(m, c map[string]any, skip map[string]schema.Param) string {
 		if _, ok := skip[k]; ok {
 			continue
 		}
-		if !equalJSON(m[k], c[k]) {
+		if !sameJSONValue(m[k], c[k]) {
 			return k
 		}
 	}
 	return ""
+}
+
+// sameJSONValue reports whether a and b (decoded with UseNumber) are the same
+// JSON value, as jsonb's = decides: numbers by value, so that 20.0 is 20.
+// jsonb keeps a number's text (20.0 stays 20.0, as Stripe may write it),
+// and a client that maps jsonb to its own numbers (a JavaScript Number,
+// a Java double) writes the copy it read back with another.
+func sameJSONValue(a, b any) bool {
+	switch x := a.(type) {
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		p, okx := canonicalNumber(string(x))
+		q, oky := canonicalNumber(string(y))
+		return okx && oky && p == q
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !sameJSONValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameJSONValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return equalJSON(a, b)
+}
+
+// stripeCounts are keys Stripe changes on an object of the type without
+// an update of it (a coupon's redemptions, and valid once they reach
+// max_redemptions; sync re-fetches the coupon when a discount is
+// created), so that a copy in another row is older than the object's own.
+var stripeCounts = map[string][]string{
+	"coupon":         {"times_redeemed", "valid"},
+	"promotion_code": {"times_redeemed"},
+}
+
+// storedSkips are the keys of an object of t not compared with its own
+// row: those its own update takes, and Stripe's counts.
+func storedSkips(t *schema.Table) map[string]schema.Param {
+	counts := stripeCounts[t.Object]
+	if len(counts) == 0 {
+		return t.UpdateParams
+	}
+	skip := maps.Clone(t.UpdateParams)
+	if skip == nil {
+		skip = map[string]schema.Param{}
+	}
+	for _, k := range counts {
+		skip[k] = schema.Param{Name: k}
+	}
+	return skip
 }
 
 // updatable reports whether t's own update takes the key k.
@@ -272,4 +345,37 @@ func takesPriceData(t *schema.Table, f Field) bool {
 	_, c := t.CreateParams["price_data"]
 	_, u := t.UpdateParams["price_data"]
 	return c || u
+}
+
+// canonicalNumber writes the JSON number s as its significant digits and
+// a power of ten (20.0 and 2e1 are both 2e1), without computing with an
+// exponent a client chose.
+func canonicalNumber(s string) (string, bool) {
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	exp := 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+		if err != nil {
+			return "", false
+		}
+		exp, s = e, s[:i]
+	}
+	digits := s
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		digits = s[:i] + s[i+1:]
+		exp -= len(s) - i - 1
+	}
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", false
+	}
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" {
+		return "0", true
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp += len(digits) - len(trimmed)
+	return sign + trimmed + "e" + strconv.Itoa(exp), true
 }

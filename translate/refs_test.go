@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"math/big"
 	"reflect"
 	"strconv"
 	"strings"
@@ -378,4 +379,119 @@ func TestObjectsNamesWhatBuildCompares(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Objects = %v, want %v", got, want)
 	}
+}
+
+// TestObjectCopiesCompareAsJSON: a copy given whole where Stripe
+// takes the id passes when it is the stored object as JSON values are
+// compared (numbers by value, as jsonb's = does), and when only the counts
+// Stripe keeps on the object without an update of it (a coupon's
+// times_redeemed and valid) are older than its own row; a changed value
+// is still refused. Before, 20 against a stored 20.0 and a copy of a
+// coupon from before a redemption were refused (42703).
+func TestObjectCopiesCompareAsJSON(t *testing.T) {
+	txr := `{"id": "txr_1", "object": "tax_rate", "percentage": 20.0, "active": true}`
+	coupon := `{"id": "co_1", "object": "coupon", "percent_off": 10, "times_redeemed": 3, "valid": false, "max_redemptions": 3}`
+	stored := Stored{
+		{Table: "tax_rates", ID: "txr_1"}: []byte(txr),
+		{Table: "coupons", ID: "co_1"}:    []byte(coupon),
+	}
+	for _, c := range []struct {
+		name, sql, row string
+		body           string // "" when refused with 42703
+	}{
+		{"20 for a stored 20.0",
+			`INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ($1, $2, $3)`,
+			`["cus_1", [{"price": "price_1"}], [{"id": "txr_1", "object": "tax_rate", "percentage": 20, "active": true}]]`,
+			"customer=cus_1&default_tax_rates[0]=txr_1&items[0][price]=price_1"},
+		{"2e1 and 20.000 for a stored 20.0",
+			`INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ($1, $2, $3)`,
+			`["cus_1", [{"price": "price_1"}], [{"id": "txr_1", "object": "tax_rate", "percentage": 2e1}, {"id": "txr_1", "object": "tax_rate", "percentage": 20.000}]]`,
+			"customer=cus_1&default_tax_rates[0]=txr_1&default_tax_rates[1]=txr_1&items[0][price]=price_1"},
+		{"21 for a stored 20.0",
+			`INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ($1, $2, $3)`,
+			`["cus_1", [{"price": "price_1"}], [{"id": "txr_1", "object": "tax_rate", "percentage": 21}]]`, ""},
+		{"200 for a stored 20.0",
+			`INSERT INTO stripe.subscriptions (customer, items, default_tax_rates) VALUES ($1, $2, $3)`,
+			`["cus_1", [{"price": "price_1"}], [{"id": "txr_1", "object": "tax_rate", "percentage": 200}]]`, ""},
+		{"a coupon copied before its redemptions",
+			`INSERT INTO stripe.promotion_codes (coupon, code) VALUES ($1, 'SECOND')`,
+			`[{"id": "co_1", "object": "coupon", "percent_off": 10, "times_redeemed": 0, "valid": true, "max_redemptions": 3}, "SECOND"]`,
+			"code=SECOND&coupon=co_1"},
+		{"a coupon with another percent_off",
+			`INSERT INTO stripe.promotion_codes (coupon, code) VALUES ($1, 'SECOND')`,
+			`[{"id": "co_1", "object": "coupon", "percent_off": 50, "times_redeemed": 3}, "SECOND"]`, ""},
+	} {
+		calls, err := buildStored(t, stored, c.sql, c.row)
+		if c.body == "" {
+			if err == nil || err.Code != CodeUndefinedColumn || calls != nil {
+				t.Errorf("%s: %v %v, want 42703", c.name, calls, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %s (hint %s)", c.name, errText(err), hintOf(err))
+			continue
+		}
+		if got := oneBody(t, calls); got != c.body {
+			t.Errorf("%s: body %s, want %s", c.name, got, c.body)
+		}
+	}
+}
+
+// TestCanonicalNumber: numbers equal in value have one form, others
+// another; what is not a JSON number is not one.
+func TestCanonicalNumber(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"20", "2e1", true}, {"20.0", "2e1", true}, {"2e1", "2e1", true}, {"2.0E+1", "2e1", true},
+		{"0.5", "5e-1", true}, {"-0.50", "-5e-1", true}, {"0", "0", true}, {"-0.0", "0", true},
+		{"100", "1e2", true}, {"1e400", "1e400", true}, {"12.345678901234567890123", "12345678901234567890123e-21", true},
+		{"", "", false}, {"1e", "", false}, {"x", "", false}, {"1.2.3", "", false},
+	} {
+		got, ok := canonicalNumber(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("canonicalNumber(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzCanonicalNumber: two JSON numbers have the same canonical
+// form exactly when they are equal in value (big.Rat decides, for
+// exponents it can compute with).
+func FuzzCanonicalNumber(f *testing.F) {
+	for _, s := range [][2]string{{"20", "20.0"}, {"2e1", "20"}, {"0.5", "5e-1"}, {"-0", "0.0"}, {"1", "10e-1"}, {"100", "1e3"}, {"12.5", "125"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		var x, y json.Number
+		if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil || len(a) > 40 || len(b) > 40 {
+			return
+		}
+		var p, q big.Rat
+		if _, ok := p.SetString(string(x)); !ok || exponentOver(string(x), 400) {
+			return
+		}
+		if _, ok := q.SetString(string(y)); !ok || exponentOver(string(y), 400) {
+			return
+		}
+		cx, okx := canonicalNumber(string(x))
+		cy, oky := canonicalNumber(string(y))
+		if !okx || !oky {
+			t.Fatalf("canonicalNumber(%q) %v, (%q) %v", x, okx, y, oky)
+		}
+		if (cx == cy) != (p.Cmp(&q) == 0) {
+			t.Fatalf("%q → %s, %q → %s; equal in value: %v", x, cx, y, cy, p.Cmp(&q) == 0)
+		}
+	})
+}
+
+func exponentOver(s string, max int) bool {
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		return false
+	}
+	e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+	return err != nil || e > max || e < -max
 }

@@ -53,7 +53,9 @@
 //     rows): an error means no call at all. An object given whole where
 //     Stripe takes its id (an item's price) is compared with its stored
 //     row, read first on pgstripe's pool (translate.Statement.Objects),
-//     counted in Config.MaxHeld.
+//     counted in Config.MaxHeld, from tables the client's role may SELECT
+//     without row-level security (else it counts as not stored: whether a
+//     copy passes would tell the client about rows it can't read).
 //  5. The calls go out at interactive priority, up to Config.Concurrency
 //     rows at a time (a row's own calls in order), each with an idempotency
 //     key unique to this execution, row and call, so stripeapi's retries

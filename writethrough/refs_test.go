@@ -222,3 +222,125 @@ func TestObjectAsStoredWhereAnIDGoes(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredObjectReadNeedsClientsSelect: the stored copy an
+// object given whole where Stripe takes its id is compared with is read on
+// pgstripe's pool, whose role reads every table. A client must learn
+// nothing from it about rows it may not SELECT: any object type may be
+// written at any id place (invoice_settings.default_payment_method on a
+// customer), so a correct guess of an invoice's customer_email, or of a price's
+// amount hidden by row-level security, went on to Stripe while a wrong one
+// was refused naming the key that differs. Both must be answered alike,
+// before any call.
+func TestStoredObjectReadNeedsClientsSelect(t *testing.T) {
+	e := setup(t)
+	cus := e.newCustomers("oracle@b.co")[0]
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Hidden plan') RETURNING id`)
+	price := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount) VALUES ($1, 'usd', 4321) RETURNING id`, prod)
+	inv := e.one(`INSERT INTO stripe.invoices (customer) VALUES ($1) RETURNING id`, cus)
+	if got := e.local(`SELECT _raw->>'customer_email' FROM stripe.invoices WHERE id = $1`, inv); got != "oracle@b.co" {
+		t.Fatalf("the invoice's customer_email is %s", got)
+	}
+	// The role may read and write customers, read prices under a
+	// row-level security policy that shows it no row, and not read
+	// invoices at all.
+	e.asRole(`GRANT SELECT ON stripe.prices TO $role`, `ALTER TABLE stripe.prices ENABLE ROW LEVEL SECURITY`)
+	if got, err := e.conn.Exec(e.ctx, `SELECT 1 FROM stripe.prices`); err != nil || got.RowsAffected() != 0 {
+		t.Fatalf("the role sees %v prices (%v)", got.RowsAffected(), err)
+	}
+	sql := `UPDATE stripe.customers SET invoice_settings = jsonb_build_object('default_payment_method', $2::jsonb) WHERE id = $1`
+	for _, c := range []struct{ name, right, wrong string }{
+		{"an invoice the role may not SELECT",
+			`{"id": "` + inv + `", "object": "invoice", "customer_email": "oracle@b.co"}`,
+			`{"id": "` + inv + `", "object": "invoice", "customer_email": "guess@b.co"}`},
+		{"a price row-level security hides",
+			`{"id": "` + price + `", "object": "price", "unit_amount": 4321}`,
+			`{"id": "` + price + `", "object": "price", "unit_amount": 1}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.calls()
+			right, wrong := e.run(sql, cus, c.right), e.run(sql, cus, c.wrong)
+			if right.err == nil || wrong.err == nil {
+				t.Fatalf("right guess: %s; wrong guess: %s", replyText(right), replyText(wrong))
+			}
+			if right.err.Code != wrong.err.Code || right.err.Message != wrong.err.Message || right.err.Detail != wrong.err.Detail {
+				t.Errorf("the guesses are told apart:\n right: %s\n wrong: %s", replyText(right), replyText(wrong))
+			}
+			if right.err.Code != "42703" {
+				t.Errorf("want 42703 for both, got %s", replyText(right))
+			}
+			if n := e.calls() - before; n != 0 {
+				t.Errorf("%d Stripe calls", n)
+			}
+		})
+	}
+}
+
+// TestObjectNumbersAsJSONValues: a copy is as stored when its
+// values are, as JSON (and jsonb's =) compare them: 20.0 is 20. A client
+// that maps jsonb to its own numbers (Jackson's double, JavaScript's
+// Number) writes back the tax rate objects of default_tax_rates it read
+// with the number spelled its way; they name the same tax rates and must
+// go as their ids. Before, a number spelled otherwise than the stored
+// text was a change: 42703, "percentage of tax_rate … differs from
+// Stripe's".
+func TestObjectNumbersAsJSONValues(t *testing.T) {
+	e := setup(t)
+	sub, _, _, _ := twoItemSubscription(t, e, "numbers@b.co")
+	txr1 := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('VAT', 20, false) RETURNING id`)
+	txr2 := e.one(`INSERT INTO stripe.tax_rates (display_name, percentage, inclusive) VALUES ('GST', 5, false) RETURNING id`)
+	e.ok(`UPDATE stripe.subscriptions SET default_tax_rates = $2 WHERE id = $1`, sub, `["`+txr1+`"]`)
+	stored := e.local(`SELECT default_tax_rates::text FROM stripe.subscriptions WHERE id = $1`, sub)
+	if !strings.Contains(stored, `"percentage": 20`) {
+		t.Fatalf("default_tax_rates holds %s", stored)
+	}
+	respelled := strings.Replace(stored, `"percentage": 20`, `"percentage": 20.0`, 1)
+	if strings.Contains(stored, `"percentage": 20.0`) {
+		respelled = strings.Replace(stored, `"percentage": 20.0`, `"percentage": 20`, 1)
+	}
+	bodies := recordPosts(e, "/v1/subscriptions/")
+	r := e.run(`UPDATE stripe.subscriptions SET default_tax_rates = $2::jsonb || jsonb_build_array($3::text) WHERE id = $1`, sub, respelled, txr2)
+	if r.err != nil {
+		t.Fatalf("%s (hint %s)", replyText(r), r.err.Hint)
+	}
+	got := bodies()
+	if len(got) != 1 || got[0].Get("default_tax_rates[0]") != txr1 || got[0].Get("default_tax_rates[1]") != txr2 {
+		t.Errorf("Stripe got %v, want default_tax_rates %s, %s", got, txr1, txr2)
+	}
+}
+
+// TestCouponCopyAfterRedemption: a promotion code created with
+// the coupon of another (INSERT … SELECT coupon, an ORM duplicating a
+// row) copies the coupon as that row last stored it. Stripe counts
+// redemptions on the coupon itself (times_redeemed, no update of the
+// coupon, and valid when it runs out), so stripe.coupons holds a newer
+// count: the copy is still that coupon, and goes as its id. Before, it
+// was refused: "times_redeemed of coupon … differs from Stripe's", hint
+// "give the id of one that has it".
+func TestCouponCopyAfterRedemption(t *testing.T) {
+	e := setup(t)
+	co := e.one(`INSERT INTO stripe.coupons (percent_off, duration) VALUES (10, 'forever') RETURNING id`)
+	promo := e.one(`INSERT INTO stripe.promotion_codes (coupon, code) VALUES ($1, 'FIRST') RETURNING id`, `"`+co+`"`)
+	// A customer redeems the coupon; sync brings Stripe's coupon, with
+	// its new count, into stripe.coupons (events do: see sync/events).
+	cus := e.newCustomers("redeem@b.co")[0]
+	e.ok(`UPDATE stripe.customers SET _params = jsonb_build_object('coupon', $2::text) WHERE id = $1`, cus, co)
+	raw := e.emu.Objects("coupons")[co]
+	if !strings.Contains(string(raw), `"times_redeemed":1`) && !strings.Contains(string(raw), `"times_redeemed": 1`) {
+		t.Fatalf("Stripe's coupon after a redemption: %s", raw)
+	}
+	if _, err := e.pool.Exec(e.ctx, `UPDATE stripe.coupons SET _raw = $2::jsonb, times_redeemed = 1 WHERE id = $1`, co, string(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.local(`SELECT coupon->>'times_redeemed' FROM stripe.promotion_codes WHERE id = $1`, promo); got != "0" {
+		t.Fatalf("the promotion code's copy of the coupon counts %s", got)
+	}
+	bodies := recordPosts(e, "/v1/promotion_codes")
+	r := e.run(`INSERT INTO stripe.promotion_codes (coupon, code) VALUES ((SELECT coupon FROM stripe.promotion_codes WHERE id = $1), 'SECOND')`, promo)
+	if r.err != nil {
+		t.Fatalf("%s (hint %s)", replyText(r), r.err.Hint)
+	}
+	if got := bodies(); len(got) != 1 || got[0].Get("coupon") != co {
+		t.Errorf("Stripe got %v, want coupon=%s", got, co)
+	}
+}

@@ -340,7 +340,7 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if err := rowsToUTF8(ctx, up, params.held, rows, sess.encoding); err != nil {
 		return rep.fail(heldError(err, valuesTooLarge(st)))
 	}
-	stored, err := ic.storedObjects(ctx, params.held, st.Objects(rows))
+	stored, err := ic.storedObjects(ctx, up, params.held, st.Objects(rows))
 	if err != nil {
 		return rep.fail(heldError(err, valuesTooLarge(st)))
 	}
@@ -1440,20 +1440,50 @@ type params struct {
 // (translate.Statement.Objects: objects a value gives whole where Stripe
 // takes only their id), for Build to tell a copy as stored from one the
 // statement changed, whose change sending the id would drop. It reads on
-// pgstripe's own pool: naming a price by its id needs no SELECT on
-// stripe.prices, and the client learns of the copy only whether its
-// keys differ. What it reads counts against h.
-func (ic *Interceptor) storedObjects(ctx context.Context, h *held, refs []translate.ObjectRef) (translate.Stored, error) {
+// pgstripe's own pool, but only tables the client's role may read in
+// full (SELECT on id and _raw, no row-level security active): the object
+// type is the client's to write (any type fits any id place), and whether
+// a copy passes tells the client whether its keys match the stored row.
+// The copies of other tables count as not stored: such an object goes
+// only as its id alone, or as the column already holds it. What it reads
+// counts against h.
+func (ic *Interceptor) storedObjects(ctx context.Context, up Upstream, h *held, refs []translate.ObjectRef) (translate.Stored, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	byTable := map[string][]string{}
-	var tables []string
+	var names []string
 	for _, r := range refs {
+		t, ok := schema.Lookup(r.Table)
+		if !ok {
+			continue
+		}
 		if byTable[r.Table] == nil {
-			tables = append(tables, r.Table)
+			names = append(names, t.QualifiedName())
 		}
 		byTable[r.Table] = append(byTable[r.Table], r.ID)
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	res, err := up.Query(ctx, `SELECT t FROM pg_catalog.unnest($1::pg_catalog.text[]) AS t
+WHERE pg_catalog.has_column_privilege(t, 'id', 'SELECT') AND pg_catalog.has_column_privilege(t, '_raw', 'SELECT')
+  AND NOT pg_catalog.row_security_active(t)`,
+		[][]byte{textArray(names)}, []uint32{oidTextArray}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	readable := map[string]bool{}
+	for _, r := range res.Rows {
+		if len(r) == 1 {
+			readable[string(r[0])] = true
+		}
+	}
+	var tables []string
+	for _, r := range refs {
+		if t, ok := schema.Lookup(r.Table); ok && readable[t.QualifiedName()] && !slices.Contains(tables, r.Table) {
+			tables = append(tables, r.Table)
+		}
 	}
 	stored := translate.Stored{}
 	for _, name := range tables {
