@@ -765,7 +765,8 @@ func (e *Emulator) refusedCard(c *reqCtx, param string) *apiError {
 
 // checkDefaultPM refuses an invoice_settings.default_payment_method that
 // isn't attached to the customer, as Stripe does. attaching is a payment
-// method the same create request attaches.
+// method the same create request attaches. A card the customer saved is
+// one of its payment methods (cardpm.go), so it may be the default.
 func (e *Emulator) checkDefaultPM(cus map[string]any, attaching string) *apiError {
 	is, _ := cus["invoice_settings"].(map[string]any)
 	pm := getStr(is, "default_payment_method")
@@ -774,6 +775,9 @@ func (e *Emulator) checkDefaultPM(cus map[string]any, attaching string) *apiErro
 	}
 	const param = "invoice_settings[default_payment_method]"
 	obj := e.load(kPM, pm)
+	if obj == nil && strings.HasPrefix(pm, kCard.prefix) {
+		obj = e.load(kCard, pm)
+	}
 	if obj == nil {
 		return e.mustExist("payment_methods", param, pm)
 	}

@@ -321,7 +321,8 @@
 // answer it (type card, the card's details, name and address as
 // billing_details), the customer's payment method lists (type card or
 // none, both endpoints, cursors either id) show it among its payment
-// methods, and Objects("payment_methods") has it; its changes come as
+// methods, Objects("payment_methods") has it, and it may be its
+// customer's invoice_settings.default_payment_method; its changes come as
 // the card's customer.source.* events only, and changing it through the
 // Payment Methods API (update, attach, detach) is refused with 400, not
 // modelled; a deleted customer's cards go with it, without events; a charge

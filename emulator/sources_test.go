@@ -601,3 +601,51 @@ func sameJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// A saved card is a payment method of its customer (cardpm.go), so it
+// can be the customer's invoice_settings.default_payment_method ("ID of a
+// payment method that's attached to the customer"), which then pays its
+// invoices; another customer's card is refused as another customer's
+// payment method is, an unknown card as an unknown payment method.
+func TestCardAsInvoiceDefaultPaymentMethod(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	post := func(path, body string) string {
+		t.Helper()
+		return idOfResp(mustOK(t, do(t, "POST", base+path, key, body)))
+	}
+	cus := post("/v1/customers", "source=tok_visa")
+	visa := cardID(t, getObj(t, base, "/v1/customers/"+cus), "default_source")
+	master := post("/v1/customers/"+cus+"/sources", "source=tok_mastercard")
+	other := post("/v1/customers", "source=tok_amex")
+	otherCard := cardID(t, getObj(t, base, "/v1/customers/"+other), "default_source")
+
+	const param = "invoice_settings[default_payment_method]"
+	for _, tc := range []struct{ card, code string }{
+		{otherCard, "resource_missing"},
+		{"card_nope", "resource_missing"},
+	} {
+		r := do(t, "POST", base+"/v1/customers/"+cus, key, param+"="+tc.card)
+		if r.status != 400 || errField(r, "param") != param || errField(r, "code") != tc.code {
+			t.Errorf("default payment method %s: %d %s", tc.card, r.status, r.raw)
+		}
+	}
+
+	// The second card, not the default source, becomes the invoices'
+	// default, and pays them.
+	r := mustOK(t, do(t, "POST", base+"/v1/customers/"+cus, key, param+"="+master))
+	if is, _ := r.body["invoice_settings"].(map[string]any); is["default_payment_method"] != master {
+		t.Fatalf("invoice_settings after setting %s: %v", master, r.body["invoice_settings"])
+	}
+	prod := post("/v1/products", "name=p")
+	price := post("/v1/prices", "product="+prod+"&unit_amount=500&currency=usd&recurring[interval]=month")
+	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", key, "customer="+cus+"&items[0][price]="+price+"&expand[]=latest_invoice.payment_intent"))
+	inv, _ := sub.body["latest_invoice"].(map[string]any)
+	pi, _ := inv["payment_intent"].(map[string]any)
+	if inv["status"] != "paid" || pi["payment_method"] != master {
+		t.Errorf("first invoice: status %v, paid with %v, want %s", inv["status"], pi["payment_method"], master)
+	}
+	if pi["payment_method"] == visa {
+		t.Errorf("invoice paid with the default source %s, not invoice_settings' %s", visa, master)
+	}
+}
