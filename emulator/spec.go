@@ -162,6 +162,9 @@ func (a *apiSpec) fixture(name string) map[string]any {
 }
 
 func decodeObject(raw []byte) (map[string]any, error) {
+	if m, ok := decodeFast(raw); ok {
+		return m, nil
+	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	var m map[string]any
