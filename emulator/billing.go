@@ -1906,6 +1906,11 @@ func changeSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 		}
 		changes = append(changes, itemChange{before: deepCopy(it).(map[string]any), after: it})
 		e.applyParams(kSubItem.schema, it, p, "price", "id", "subscription", "tax_rates")
+		// An item's metadata is merged as the object's is, and held to
+		// the same 50 keys.
+		if md, _ := it["metadata"].(map[string]any); len(md) > maxMetadataKeys {
+			return tooManyMetadataKeys(fmt.Sprintf("items[%d][metadata]", i), len(md))
+		}
 		if ae := e.setTaxRates(it, "tax_rates", p, fmt.Sprintf("items[%d][tax_rates]", i)); ae != nil {
 			return ae
 		}

@@ -267,3 +267,34 @@ func TestMetadataLimitMessages(t *testing.T) {
 		t.Fatalf("refused update changed metadata: %v", md)
 	}
 }
+
+// TestItemMetadataLimitOnSubscriptionUpdate: a subscription
+// update merges items[n][metadata] into the item's metadata, which
+// Stripe holds to 50 keys as any object's: a 51st key is refused (400,
+// naming the item's hash) and changes nothing; one that also unsets a
+// key is applied.
+func TestItemMetadataLimitOnSubscriptionUpdate(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form("email", "a@b.co")))
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p")))
+	price := mustID(t, do(t, "POST", base+"/v1/prices", key, form("product", prod, "currency", "usd", "unit_amount", "100", "recurring[interval]", "month")))
+	kv := []string{"customer", cus, "collection_method", "send_invoice", "days_until_due", "7", "items[0][price]", price}
+	for i := range 50 {
+		kv = append(kv, fmt.Sprintf("items[0][metadata][k%d]", i), "v")
+	}
+	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", key, form(kv...)))
+	item := sub.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+	subID := idOfResp(sub)
+
+	wantErr(t, do(t, "POST", base+"/v1/subscriptions/"+subID, key, form("items[0][id]", item, "items[0][metadata][new]", "v")), 400, "", "items[0][metadata]")
+	md := mustOK(t, do(t, "GET", base+"/v1/subscription_items/"+item, key, "")).body["metadata"].(map[string]any)
+	if len(md) != 50 || md["new"] != nil {
+		t.Fatalf("item metadata after a refused update: %d keys", len(md))
+	}
+	mustOK(t, do(t, "POST", base+"/v1/subscriptions/"+subID, key, form("items[0][id]", item, "items[0][metadata][k0]", "", "items[0][metadata][new]", "v")))
+	md = mustOK(t, do(t, "GET", base+"/v1/subscription_items/"+item, key, "")).body["metadata"].(map[string]any)
+	if len(md) != 50 || md["new"] != "v" || md["k0"] != nil {
+		t.Fatalf("item metadata after one out, one in: %d keys %v", len(md), md)
+	}
+}

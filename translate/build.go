@@ -384,12 +384,13 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 	params := url.Values{}
 	var after []Call
 	var extra map[string]any
-	var storedMetadata map[string]any // the synced row's, which Stripe merges metadata into
+	// The synced row's metadata and list elements, which Stripe merges
+	// metadata into (syncedHashes).
+	current := map[string]any{}
 	for i, f := range st.Fields {
 		nraw, oraw := r[2+2*i], r[3+2*i]
-		if f.Role == RoleParam && f.Param.Name == "metadata" {
-			ov, _ := decodeValue(oraw, f)
-			storedMetadata, _ = ov.(map[string]any)
+		if f.Role == RoleParam && (f.Param.Name == "metadata" || slices.Contains(f.Param.List, "metadata")) {
+			current[f.Param.Name], _ = decodeValue(oraw, f)
 		}
 		if sameJSON(nraw, oraw) {
 			continue // unchanged: nothing to send
@@ -502,7 +503,10 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 			return RowCalls{}, err
 		}
 	}
-	if err := checkMetadataLimits("stripe."+t.Name, params, storedMetadata); err != nil {
+	// Metadata through _params only: the stored copy that Objects named
+	// (mergesParamsMetadata) is what Stripe merges it into.
+	synced := syncedHashes(params, current, stored[ObjectRef{Table: t.Name, ID: id}])
+	if err := checkMetadataLimits("stripe."+t.Name, params, synced); err != nil {
 		return RowCalls{}, err
 	}
 	for _, c := range after {

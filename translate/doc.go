@@ -16,7 +16,11 @@
 // at all. That includes Stripe's metadata limits (50 keys, keys of 40
 // characters without square brackets, values of 500), which Stripe would
 // apply only when the row's call comes: an UPDATE's metadata counts the
-// keys the synced row has, as Stripe merges metadata key by key.
+// keys the synced row has, as Stripe merges metadata key by key, also an
+// item's named by its id in items (from the column the statement
+// assigns, metadata or items, or for what it gives in _params only from
+// the row's stored copy, which writethrough reads for the rows
+// Statement.Objects names).
 // RETURNING becomes a SELECT of the same target list over the freshly
 // applied local rows (Statement.Returning).
 //

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"bytes"
+	"encoding/json"
 	"maps"
 	"net/url"
 	"slices"
@@ -78,14 +80,15 @@ func metadataKey(k string) (hash, key string, ok bool) {
 }
 
 // checkMetadataLimits refuses a call whose metadata Stripe would refuse.
-// stored is what the synced row holds in its metadata column (an
-// update): Stripe merges an update's metadata[k] into the object's
-// metadata, "" removing a key, so the 50 keys are counted on the
-// result. Where nothing is known of what Stripe holds (another hash, an
-// item's), only the keys the call sets are counted: fewer than Stripe
-// may count, never more. where names the statement's target for the
-// message (stripe.customers).
-func checkMetadataLimits(where string, params url.Values, stored map[string]any) *Error {
+// stored holds, by hash name (metadata, items[0][metadata]), what the
+// synced row has in a hash that the call updates (see syncedHashes):
+// Stripe merges an update's metadata[k] into the object's metadata, ""
+// removing a key, so the 50 keys are counted on the result. Where
+// nothing is known of what Stripe holds (a new item's hash, a row
+// without a stored copy), only the keys the call sets are counted: fewer
+// than Stripe may count, never more. where names the statement's target
+// for the message (stripe.customers).
+func checkMetadataLimits(where string, params url.Values, stored map[string]map[string]any) *Error {
 	hashes := metadataHashes(params)
 	for _, name := range slices.Sorted(maps.Keys(hashes)) {
 		h := hashes[name]
@@ -106,8 +109,8 @@ func checkMetadataLimits(where string, params url.Values, stored map[string]any)
 			}
 		}
 		base := map[string]bool{}
-		if name == "metadata" && !h.cleared {
-			for k, v := range stored {
+		if !h.cleared {
+			for k, v := range stored[name] {
 				if v != nil {
 					base[k] = true
 				}
@@ -126,11 +129,143 @@ func checkMetadataLimits(where string, params url.Values, stored map[string]any)
 				withHint("remove keys in the same statement (metadata - 'key', or the key set to null), or keep several values under one key as JSON text")
 			if had > 0 {
 				e.withDetail("Stripe merges an update's metadata into what it holds: the synced row has %d keys", had)
+				if name != "metadata" {
+					e.Detail += " there"
+				}
 			}
 			return e
 		}
 	}
 	return nil
+}
+
+// syncedHashes returns, by hash name, the metadata the synced row has in
+// the hashes of params an update merges into: the object's own
+// (metadata) and that of each element of a list parameter named by its
+// id (items[0][metadata] with items[0][id]). current holds the current
+// value of the columns the statement assigns, by parameter (the
+// metadata column, the items list object); raw is the row's stored copy
+// (_raw), for what the statement gives in _params only.
+func syncedHashes(params url.Values, current map[string]any, raw []byte) map[string]map[string]any {
+	hashes := metadataHashes(params)
+	if len(hashes) == 0 {
+		return nil
+	}
+	var copied map[string]any
+	decoded := false
+	synced := func(param string) any {
+		if v, ok := current[param]; ok {
+			return v
+		}
+		if !decoded && raw != nil {
+			// Only when needed: a subscription's copy holds its items.
+			decoded = true
+			d := json.NewDecoder(bytes.NewReader(raw))
+			d.UseNumber()
+			if d.Decode(&copied) != nil {
+				copied = nil
+			}
+		}
+		return copied[param]
+	}
+	out := map[string]map[string]any{}
+	for name := range hashes {
+		if name == "metadata" {
+			out[name], _ = synced("metadata").(map[string]any)
+			continue
+		}
+		// name[i][metadata], one level down: an element of a list the
+		// row holds, when the call names which one.
+		el := strings.TrimSuffix(name, "[metadata]")
+		open := strings.IndexByte(el, '[')
+		id := params.Get(el + "[id]")
+		if open <= 0 || id == "" || strings.Count(el, "[") != 1 {
+			continue
+		}
+		for _, e := range elementsOf(synced(el[:open])) {
+			if m, ok := e.(map[string]any); ok && m["id"] == id {
+				out[name], _ = m["metadata"].(map[string]any)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// elementsOf returns the elements of a list as a row holds it (a list
+// object, or its data array).
+func elementsOf(v any) []any {
+	if m, ok := v.(map[string]any); ok {
+		v = m["data"]
+	}
+	a, _ := v.([]any)
+	return a
+}
+
+// mergesParamsMetadata reports whether the update row r (as Eval
+// returned it) sets metadata keys through _params where Stripe merges
+// them into metadata the object holds and the statement reads no column
+// that has it: the object's own when the metadata column is not
+// assigned, an element's named by its id in a list parameter (items)
+// whose column is not assigned. Build counts them with the row's stored
+// copy then (Objects names it). Only removing keys can't pass the limit,
+// and needs none.
+func (st *Statement) mergesParamsMetadata(r [][]byte) bool {
+	t := st.Table
+	if st.Op != Update || !st.Ops.Update {
+		return false
+	}
+	lead := 2
+	if st.parentInPath() {
+		lead = 3
+	}
+	if len(r) != lead+2*len(st.Fields) {
+		return false
+	}
+	var extra map[string]any
+	assigned := map[string]bool{}
+	for i, f := range st.Fields {
+		switch f.Role {
+		case RoleParam:
+			assigned[f.Param.Name] = true
+		case RoleExtra:
+			v, err := decodeValue(r[lead+2*i], f)
+			if err != nil {
+				return false
+			}
+			extra, _ = v.(map[string]any)
+		}
+	}
+	for k, v := range extra {
+		p, ok := t.UpdateParams[k]
+		if !ok || assigned[k] {
+			continue
+		}
+		if k == "metadata" && setsKeys(v) {
+			return true
+		}
+		if !slices.Contains(p.List, "id") || !slices.Contains(p.List, "metadata") {
+			continue
+		}
+		for _, e := range elementsOf(v) {
+			if m, ok := e.(map[string]any); ok && m["id"] != nil && setsKeys(m["metadata"]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// setsKeys reports whether v, a metadata value as written, gives a key
+// a value (not null nor "", which remove it).
+func setsKeys(v any) bool {
+	m, _ := v.(map[string]any)
+	for _, x := range m {
+		if s, isString := x.(string); x != nil && !(isString && s == "") {
+			return true
+		}
+	}
+	return false
 }
 
 // shortKey cuts a metadata key for a message after 60 characters.

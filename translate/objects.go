@@ -11,9 +11,11 @@ import (
 	"github.com/pgstripe/pgstripe/schema"
 )
 
-// ObjectRef names a Stripe object that a value the statement writes gives
-// whole where Stripe's request takes only its id (an item's price, a tax
-// rate): see Statement.Objects.
+// ObjectRef names a Stripe object whose stored copy Build needs: one that
+// a value the statement writes gives whole where Stripe's request takes
+// only its id (an item's price, a tax rate), or the row of an UPDATE that
+// sets metadata (its own, or an item's) through _params: see
+// Statement.Objects.
 type ObjectRef struct {
 	Table string // the stripe table of its kind: prices, tax_rates, …
 	ID    string
@@ -32,9 +34,23 @@ type Stored map[ObjectRef][]byte
 // the stored one given to it (BuildStored): for an INSERT, or an object
 // the column did not hold, that is the only one. Rows Build would refuse
 // for their shape are skipped here.
+//
+// It also names the row itself (its table, its id) where an UPDATE sets
+// metadata keys through _params, the object's own or those of an item
+// named by its id, and does not assign the column (metadata, items) whose
+// current value would tell what the row holds: Stripe merges them into
+// the metadata the object or item has, and Build counts Stripe's 50 keys
+// on that result from the stored copy; a row without one, or an item it
+// does not hold, counts only the keys set.
 func (st *Statement) Objects(rows [][][]byte) []ObjectRef {
 	var out []ObjectRef
 	seen := map[ObjectRef]bool{}
+	add := func(ref ObjectRef) {
+		if !seen[ref] {
+			seen[ref] = true
+			out = append(out, ref)
+		}
+	}
 	for _, r := range rows {
 		st.paramValues(r, func(f Field, nv, _ any) {
 			eachIDPlace(f, nv, func(_ string, m map[string]any) {
@@ -44,13 +60,12 @@ func (st *Statement) Objects(rows [][][]byte) []ObjectRef {
 				if !ok || id == "" || !hasContent(m) {
 					return
 				}
-				ref := ObjectRef{Table: t.Name, ID: id}
-				if !seen[ref] {
-					seen[ref] = true
-					out = append(out, ref)
-				}
+				add(ObjectRef{Table: t.Name, ID: id})
 			})
 		})
+		if st.mergesParamsMetadata(r) {
+			add(ObjectRef{Table: st.Table.Name, ID: string(r[0])})
+		}
 	}
 	return out
 }

@@ -257,3 +257,119 @@ func detailOf(err error) string {
 	}
 	return ""
 }
+
+// TestMetadataMergeCountedFromParams: metadata set through
+// _params is merged by Stripe into the object's as the metadata column's
+// is, so a 51st key given there must be refused before any call too.
+// The statement reads the synced metadata only when it assigns the
+// metadata column, so here it counted only the key set: the UPDATE went
+// to Stripe, which refused the full customer (51 keys), after the other
+// row's call when that came first.
+func TestMetadataMergeCountedFromParams(t *testing.T) {
+	e := setup(t)
+	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
+	var full, small string
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
+		t.Fatal(err)
+	}
+	before := e.calls()
+	_, err := c.Exec(e.ctx, `UPDATE stripe.customers SET _params = '{"metadata": {"x": "v"}}' WHERE id IN ($1, $2)`, small, full)
+	var pe *pgconn.PgError
+	if !asPgError(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "would have 51 keys") {
+		t.Errorf("51st key through _params: %v (detail %q), want 22023 counting 51 keys", err, detailOf(err))
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("%d Stripe requests for an UPDATE Stripe refuses, want none", n)
+	}
+	if md, _ := e.stripeObj("customers", small)["metadata"].(map[string]any); len(md) != 1 {
+		t.Errorf("the other row was updated in Stripe: %v", md)
+	}
+}
+
+// TestParamsMetadataCountedWithStoredCopy: metadata given in
+// _params is counted on what Stripe merges it into, read from the row's
+// stored copy in both protocols: a 51st key is refused before any call,
+// with the detail naming the synced row's 50 keys and the row; a key
+// removed with null makes room for another (sent, lands).
+func TestParamsMetadataCountedWithStoredCopy(t *testing.T) {
+	e := setup(t)
+	u := e.proxied()
+	c := e.client(u, pgx.QueryExecModeSimpleProtocol)
+	var full, small string
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range modes[:2] {
+		mc := e.client(u, m.mode)
+		before := e.calls()
+		// The small row first: without the count its call went out
+		// before Stripe refused the full one.
+		_, err := mc.Exec(e.ctx, `UPDATE stripe.customers SET email = email || '', _params = jsonb_build_object('metadata', jsonb_build_object('x', $3::text)) WHERE id IN ($1, $2)`, small, full, "v")
+		var pe *pgconn.PgError
+		if !asPgError(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "metadata of stripe.customers would have 51 keys") ||
+			!strings.Contains(pe.Detail, "the synced row has 50 keys") || !strings.Contains(pe.Detail, "of 2") {
+			t.Errorf("%s: %v (detail %q), want 22023 counting 51 keys from the synced row's 50, naming the row", m.name, err, detailOf(err))
+		}
+		if n := e.calls() - before; n != 0 {
+			t.Errorf("%s: %d Stripe requests for a refused UPDATE, want none", m.name, n)
+		}
+	}
+	if md, _ := e.stripeObj("customers", small)["metadata"].(map[string]any); len(md) != 1 {
+		t.Errorf("the other row was updated in Stripe: %v", md)
+	}
+
+	e.ok(`UPDATE stripe.customers SET _params = '{"metadata": {"k0": null, "new": "v"}}' WHERE id = $1`, full)
+	md, _ := e.stripeObj("customers", full)["metadata"].(map[string]any)
+	if len(md) != 50 || md["new"] != "v" || md["k0"] != nil {
+		t.Errorf("Stripe's metadata after one out, one in through _params: %d keys %v", len(md), md)
+	}
+}
+
+// TestItemMetadataCountedWithSyncedItem: a subscription item
+// named by its id in an UPDATE has its metadata merged by Stripe, so its
+// 50 keys are counted with the keys the synced subscription holds for
+// it, whether the items column is edited (jsonb_set) or the item is
+// given in _params: a 51st key is refused before any call, also for the
+// other subscription of the UPDATE, and one key out and one in is sent
+// and lands.
+func TestItemMetadataCountedWithSyncedItem(t *testing.T) {
+	e := setup(t)
+	small, _ := itemMetadataSubscription(t, e, "small@b.co")
+	cus := e.newCustomers("full@b.co")[0]
+	price := e.local(`SELECT items->'data'->0->'price'->>'id' FROM stripe.subscriptions WHERE id = $1`, small)
+	full := e.one(`INSERT INTO stripe.subscriptions (customer, items, collection_method, days_until_due)
+		VALUES ($1, jsonb_build_array(jsonb_build_object('price', $2::text, 'metadata', `+fiftyKeys+`)), 'send_invoice', 7)
+		RETURNING id`, cus, price)
+	fullItem := e.local(`SELECT items->'data'->0->>'id' FROM stripe.subscriptions WHERE id = $1`, full)
+
+	for _, c := range []struct{ name, sql string }{
+		{"items column", `UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0,metadata,x}', '"v"') WHERE id IN ($1, $2)`},
+		{"_params", `UPDATE stripe.subscriptions SET _params = jsonb_build_object('items', jsonb_build_array(jsonb_build_object('id', items->'data'->0->'id', 'metadata', '{"x": "v"}'::jsonb)), 'proration_behavior', 'none') WHERE id IN ($1, $2)`},
+	} {
+		before := e.calls()
+		r := e.fails("22023", c.sql, small, full)
+		if !strings.Contains(r.err.Message, "items[0][metadata] of stripe.subscriptions would have 51 keys") || !strings.Contains(r.err.Detail, "the synced row has 50 keys") {
+			t.Errorf("%s: refusal %q (detail %q), want 51 keys counted in items[0][metadata]", c.name, r.err.Message, r.err.Detail)
+		}
+		if n := e.calls() - before; n != 0 {
+			t.Errorf("%s: %d Stripe requests for a refused UPDATE, want none", c.name, n)
+		}
+	}
+	smallItem := e.local(`SELECT items->'data'->0->>'id' FROM stripe.subscriptions WHERE id = $1`, small)
+	if md, _ := e.stripeObj("subscription_items", smallItem)["metadata"].(map[string]any); len(md) != 2 {
+		t.Errorf("the other subscription's item was updated in Stripe: %v", md)
+	}
+
+	e.ok(`UPDATE stripe.subscriptions SET items = jsonb_set(items, '{data,0,metadata}', (items #> '{data,0,metadata}') - 'k0' || '{"new": "v"}') WHERE id = $1`, full)
+	e.ok(`UPDATE stripe.subscriptions SET _params = '{"items": [{"id": "`+fullItem+`", "metadata": {"k1": null, "new2": "v"}}], "proration_behavior": "none"}' WHERE id = $1`, full)
+	md, _ := e.stripeObj("subscription_items", fullItem)["metadata"].(map[string]any)
+	if len(md) != 50 || md["new"] != "v" || md["new2"] != "v" || md["k0"] != nil || md["k1"] != nil {
+		t.Errorf("Stripe's item metadata after two swaps: %d keys %v", len(md), md)
+	}
+}

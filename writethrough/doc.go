@@ -52,7 +52,9 @@
 //     requires, status values, Stripe's metadata limits, at most 100
 //     rows): an error means no call at all. An object given whole where
 //     Stripe takes its id (an item's price) is compared with its stored
-//     row, read first on pgstripe's pool (translate.Statement.Objects),
+//     row, and metadata an UPDATE sets through _params (the object's,
+//     an item's) is counted with the keys of the row's stored copy, both
+//     read first on pgstripe's pool (translate.Statement.Objects),
 //     counted in Config.MaxHeld, from tables the client's role may SELECT
 //     without row-level security (else it counts as not stored: whether a
 //     copy passes would tell the client about rows it can't read).

@@ -1438,15 +1438,18 @@ type params struct {
 
 // storedObjects reads the stored copies (_raw) of the objects refs names
 // (translate.Statement.Objects: objects a value gives whole where Stripe
-// takes only their id), for Build to tell a copy as stored from one the
-// statement changed, whose change sending the id would drop. It reads on
-// pgstripe's own pool, but only tables the client's role may read in
-// full (SELECT on id and _raw, no row-level security active): the object
-// type is the client's to write (any type fits any id place), and whether
-// a copy passes tells the client whether its keys match the stored row.
-// The copies of other tables count as not stored: such an object goes
-// only as its id alone, or as the column already holds it. What it reads
-// counts against h.
+// takes only their id, and rows an UPDATE sets metadata of, or of their
+// items, through _params), for Build to tell a copy as stored from one
+// the statement changed, whose change sending the id would drop, and to
+// count the metadata keys Stripe merges into. It reads on pgstripe's own
+// pool, but only tables the client's role may read in full (SELECT on id
+// and _raw, no row-level security active): the object type is the
+// client's to write (any type fits any id place), and whether a copy
+// passes tells the client whether its keys match the stored row. The
+// copies of other tables count as not stored: such an object goes only as
+// its id alone, or as the column already holds it, and metadata set
+// through _params is counted without the row's keys. What it reads counts
+// against h.
 func (ic *Interceptor) storedObjects(ctx context.Context, up Upstream, h *held, refs []translate.ObjectRef) (translate.Stored, error) {
 	if len(refs) == 0 {
 		return nil, nil
