@@ -2,22 +2,9 @@ package emulator
 
 import (
 	"bytes"
-	"encoding/json"
 	"reflect"
 	"testing"
 )
-
-// decodeStd is decodeObject as it was before decodeFast: what decodeFast
-// must agree with.
-func decodeStd(raw []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var m map[string]any
-	if err := d.Decode(&m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
 
 // decodeCases are inputs decodeFast must either decode as
 // encoding/json does or leave to it.

@@ -41,15 +41,8 @@ func wantErr(t *testing.T, r apiResp, status int, code, param string) {
 func TestMetadataLimits(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
 	const key = "sk_test_x"
-	keys := func(from, n int) []string {
-		var kv []string
-		for i := from; i < from+n; i++ {
-			kv = append(kv, fmt.Sprintf("metadata[k%d]", i), "v")
-		}
-		return kv
-	}
 
-	wantErr(t, do(t, "POST", base+"/v1/customers", key, form(keys(0, 51)...)), 400, "", "metadata")
+	wantErr(t, do(t, "POST", base+"/v1/customers", key, form(metadataKeys(0, 51)...)), 400, "", "metadata")
 	wantErr(t, do(t, "POST", base+"/v1/customers", key, form("metadata["+strings.Repeat("a", 41)+"]", "v")), 400, "", "metadata")
 	wantErr(t, do(t, "POST", base+"/v1/customers", key, form("metadata[k]", strings.Repeat("é", 501))), 400, "", "metadata")
 	wantErr(t, do(t, "POST", base+"/v1/customers", key, form("metadata[a[b]]", "v")), 400, "", "metadata")
@@ -62,7 +55,7 @@ func TestMetadataLimits(t *testing.T) {
 	}
 
 	// At the limits: accepted, in characters rather than bytes.
-	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form(append(keys(0, 49),
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form(append(metadataKeys(0, 49),
 		"metadata["+strings.Repeat("a", 40)+"]", strings.Repeat("é", 500))...)))
 
 	// The 50 keys are the object's: an update that merges a 51st is
@@ -218,13 +211,6 @@ func TestRefusedAmountCreatesNoProduct(t *testing.T) {
 func TestMetadataLimitMessages(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
 	const key = "sk_test_x"
-	keys := func(from, n int) []string {
-		var kv []string
-		for i := from; i < from+n; i++ {
-			kv = append(kv, fmt.Sprintf("metadata[k%d]", i), "v")
-		}
-		return kv
-	}
 	tooMany := func(n int) string {
 		return fmt.Sprintf("Metadata can have up to 50 keys, but you've set %d. Email us at support+metadata@stripe.com for more information.", n)
 	}
@@ -232,9 +218,9 @@ func TestMetadataLimitMessages(t *testing.T) {
 	for _, c := range []struct {
 		name, body, msg string
 	}{
-		{"51 keys", form(keys(0, 51)...), tooMany(51)},
+		{"51 keys", form(metadataKeys(0, 51)...), tooMany(51)},
 		// An emptied key unsets, so it doesn't count.
-		{"52 keys, one empty", form(append(keys(0, 51), "metadata[x]", "")...), tooMany(51)},
+		{"52 keys, one empty", form(append(metadataKeys(0, 51), "metadata[x]", "")...), tooMany(51)},
 		{"41-character key", form("metadata["+long+"]", "v"), "Invalid key: " + long + " must be a string under 40 characters"},
 		{"bracket in key", form("metadata[a[b]]", "v"), ""},
 		// The message quotes the value's first 40 bytes, here in the
@@ -257,7 +243,7 @@ func TestMetadataLimitMessages(t *testing.T) {
 		t.Errorf("nested: message %q", errField(r, "message"))
 	}
 
-	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form(keys(0, 50)...)))
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form(metadataKeys(0, 50)...)))
 	r = do(t, "POST", base+"/v1/customers/"+cus, key, form("metadata[new]", "v", "metadata[k1]", "w"))
 	wantErr(t, r, 400, "", "metadata")
 	if errField(r, "message") != tooMany(51) {
@@ -297,4 +283,13 @@ func TestItemMetadataLimitOnSubscriptionUpdate(t *testing.T) {
 	if len(md) != 50 || md["new"] != "v" || md["k0"] != nil {
 		t.Fatalf("item metadata after one out, one in: %d keys %v", len(md), md)
 	}
+}
+
+// metadataKeys is the form of n metadata keys k<from>… set to "v".
+func metadataKeys(from, n int) []string {
+	var kv []string
+	for i := from; i < from+n; i++ {
+		kv = append(kv, fmt.Sprintf("metadata[k%d]", i), "v")
+	}
+	return kv
 }

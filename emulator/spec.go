@@ -165,6 +165,12 @@ func decodeObject(raw []byte) (map[string]any, error) {
 	if m, ok := decodeFast(raw); ok {
 		return m, nil
 	}
+	return decodeStd(raw)
+}
+
+// decodeStd is encoding/json's decoding of an object, numbers kept as
+// written: what decodeFast does for plain JSON, and does nothing else.
+func decodeStd(raw []byte) (map[string]any, error) {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	var m map[string]any

@@ -4,66 +4,11 @@ import (
 	"context"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgstripe/pgstripe/pgtest"
 )
-
-// blackhole forwards TCP to upstream until cut, then keeps every socket
-// open but moves no more bytes: a network partition as the two ends see it
-// (no FIN, no RST).
-type blackhole struct {
-	ln       net.Listener
-	cut      atomic.Bool
-	released chan struct{}
-	once     sync.Once
-}
-
-func newBlackhole(t *testing.T, upstream string) *blackhole {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &blackhole{ln: ln, released: make(chan struct{})}
-	t.Cleanup(func() { b.once.Do(func() { close(b.released) }); ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go b.pipe(c, u)
-			go b.pipe(u, c)
-		}
-	}()
-	return b
-}
-
-func (b *blackhole) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if b.cut.Load() {
-			<-b.released
-			return
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
 
 // The leader's host drops off the network (no FIN, no RST): its Postgres
 // backend, and with it the advisory lock, lingers until TCP keepalive gives
@@ -72,9 +17,9 @@ func TestFailoverWhenLeaderIsPartitioned(t *testing.T) {
 	cfg := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bh := newBlackhole(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	bh := pgtest.NewPartition(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	viaBH := cfg.Copy()
-	viaBH.Host, viaBH.Port = "127.0.0.1", uint16(bh.ln.Addr().(*net.TCPAddr).Port)
+	viaBH.Host, viaBH.Port = "127.0.0.1", uint16(bh.Addr().Port)
 
 	led := make(chan string, 4)
 	run := func(name string, c *Elector) {
@@ -90,7 +35,7 @@ func TestFailoverWhenLeaderIsPartitioned(t *testing.T) {
 	}
 	run("b", &Elector{ConnConfig: cfg, Info: Info{Instance: "b", Host: "h"}, Poll: 100 * time.Millisecond})
 	time.Sleep(500 * time.Millisecond)
-	bh.cut.Store(true)
+	bh.Cut()
 	start := time.Now()
 	select {
 	case who := <-led:

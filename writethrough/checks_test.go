@@ -220,13 +220,7 @@ func TestMetadataLimitsBeforeAnyCall(t *testing.T) {
 func TestMetadataMergeCounted(t *testing.T) {
 	e := setup(t)
 	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
-	var full, small string
-	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
-		t.Fatal(err)
-	}
+	full, small := fullAndSmall(t, e, c)
 
 	if _, err := c.Exec(e.ctx, `UPDATE stripe.customers SET metadata = metadata - 'k0' || '{"new": "v"}' WHERE id = $1`, full); err != nil {
 		t.Fatalf("one out, one in at 50: %v (%s)", err, detailOf(err))
@@ -268,13 +262,7 @@ func detailOf(err error) string {
 func TestMetadataMergeCountedFromParams(t *testing.T) {
 	e := setup(t)
 	c := e.client(e.proxied(), pgx.QueryExecModeSimpleProtocol)
-	var full, small string
-	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
-		t.Fatal(err)
-	}
+	full, small := fullAndSmall(t, e, c)
 	before := e.calls()
 	_, err := c.Exec(e.ctx, `UPDATE stripe.customers SET _params = '{"metadata": {"x": "v"}}' WHERE id IN ($1, $2)`, small, full)
 	var pe *pgconn.PgError
@@ -298,13 +286,7 @@ func TestParamsMetadataCountedWithStoredCopy(t *testing.T) {
 	e := setup(t)
 	u := e.proxied()
 	c := e.client(u, pgx.QueryExecModeSimpleProtocol)
-	var full, small string
-	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
-		t.Fatal(err)
-	}
+	full, small := fullAndSmall(t, e, c)
 	for _, m := range modes[:2] {
 		mc := e.client(u, m.mode)
 		before := e.calls()
@@ -372,4 +354,17 @@ func TestItemMetadataCountedWithSyncedItem(t *testing.T) {
 	if len(md) != 50 || md["new"] != "v" || md["new2"] != "v" || md["k0"] != nil || md["k1"] != nil {
 		t.Errorf("Stripe's item metadata after two swaps: %d keys %v", len(md), md)
 	}
+}
+
+// fullAndSmall creates, through c, a customer with 50 metadata keys and
+// one with a single key.
+func fullAndSmall(t *testing.T, e *env, c *client) (full, small string) {
+	t.Helper()
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('full@b.co', `+fiftyKeys+`) RETURNING id`).Scan(&full); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(e.ctx, `INSERT INTO stripe.customers (email, metadata) VALUES ('small@b.co', '{"a": "1"}') RETURNING id`).Scan(&small); err != nil {
+		t.Fatal(err)
+	}
+	return full, small
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"net/url"
 	"slices"
@@ -318,65 +317,6 @@ func TestStopWriteFenced(t *testing.T) {
 	}
 }
 
-// blackhole forwards TCP to upstream until cut, then moves no more bytes
-// and closes nothing: Postgres gone as a partition leaves it (no FIN, no
-// RST), the case where only a deadline ends a write.
-type blackhole struct {
-	ln       net.Listener
-	cut      atomic.Bool
-	released chan struct{}
-	once     sync.Once
-}
-
-func newBlackhole(t *testing.T, upstream string) *blackhole {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &blackhole{ln: ln, released: make(chan struct{})}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go b.pipe(c, u)
-			go b.pipe(u, c)
-		}
-	}()
-	return b
-}
-
-func (b *blackhole) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if b.cut.Load() {
-			<-b.released
-			return
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (b *blackhole) release() {
-	b.once.Do(func() { close(b.released) })
-	b.ln.Close()
-}
-
 // With Postgres unreachable at the stop, the write of the results in hand
 // delays the loop's end by stopWriteGrace at most, and loses nothing: the
 // entries stay queued and the next start fetches and stores them.
@@ -387,15 +327,15 @@ func TestStopPostgresGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newBlackhole(t, u.Host)
-	u.Host = b.ln.Addr().String()
+	b := pgtest.NewPartition(t, u.Host)
+	u.Host = b.Addr().String()
 	pool, err := pgxpool.New(ctx, u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The pool's sockets are hung: free them before closing it.
-	t.Cleanup(func() { b.release(); pool.Close() })
-	took := v.runUntilInHand(t, pool, 0, func([]*fetchJob) { b.cut.Store(true) })
+	t.Cleanup(func() { b.Release(); pool.Close() })
+	took := v.runUntilInHand(t, pool, 0, func([]*fetchJob) { b.Cut() })
 	if limit := stopWriteGrace + time.Second; took > limit {
 		t.Errorf("the loop ended %s after the cancel with Postgres gone, want at most %s", took.Round(time.Millisecond), limit)
 	}
