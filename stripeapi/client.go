@@ -60,6 +60,10 @@ type Client struct {
 	maxRetries int
 	obs        Observer
 	log        *slog.Logger
+	// tracedConns: the transport is an *http.Transport, which reports every
+	// connection it gets (httptrace GotConn) before writing a request on
+	// it; see attempt.notSent.
+	tracedConns bool
 	// failingSince is when the first "retrying" warning of the current
 	// run of failures was logged (UnixNano; 0: none), so that the first
 	// success after it is logged once, not every success.
@@ -123,6 +127,7 @@ func New(cfg Config) (*Client, error) {
 	if tr == nil {
 		tr = http.DefaultTransport
 	}
+	_, tracedConns := tr.(*http.Transport)
 	obs := cfg.Observer
 	if obs == nil {
 		obs = nopObserver{}
@@ -149,14 +154,15 @@ func New(cfg Config) (*Client, error) {
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 	})
 	return &Client{
-		key:        cfg.APIKey,
-		baseURL:    base,
-		backend:    backend,
-		limiter:    lim,
-		maxRetries: maxRetries,
-		obs:        obs,
-		log:        logger,
-		sleep:      sleepCtx,
+		key:         cfg.APIKey,
+		baseURL:     base,
+		backend:     backend,
+		limiter:     lim,
+		maxRetries:  maxRetries,
+		obs:         obs,
+		log:         logger,
+		tracedConns: tracedConns,
+		sleep:       sleepCtx,
 	}, nil
 }
 
@@ -329,9 +335,10 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 }
 
 // UnreachedBudget bounds the backoff of an Interactive call none of whose
-// attempts could reach Stripe (connection refused, no such host). Once one
-// attempt may have reached Stripe, the call keeps the full retry schedule:
-// retrying with its idempotency key is what settles its outcome.
+// attempts could reach Stripe (connection refused, no such host, a proxy
+// that is down or refuses the CONNECT to Stripe). Once one attempt may
+// have reached Stripe, the call keeps the full retry schedule: retrying
+// with its idempotency key is what settles its outcome.
 const UnreachedBudget = 5 * time.Second
 
 // attempt carries what the transport saw back to Do, since stripe-go turns
@@ -348,13 +355,25 @@ type attempt struct {
 	// connected: the transport got a connection for the request
 	// (httptrace GotConn), so bytes of it may have been sent.
 	connected atomic.Bool
+	// tracedConns: the transport reports GotConn before it writes (see
+	// Client.tracedConns).
+	tracedConns bool
 }
 
 // notSent reports whether the attempt, which failed with err, certainly
-// sent nothing to Stripe: the limiter never let it go, or the dial itself
-// failed (refused, no route, no such host) before any connection was had.
-// A transport that reuses a connection and redials after a failure on it
-// reports GotConn for the first, so a refused redial still counts as sent.
+// sent nothing to Stripe: the limiter never let it go, or no connection
+// was had for it. A transport that reuses a connection and redials after
+// a failure on it reports GotConn for the first, so a refused redial still
+// counts as sent.
+//
+// Behind an HTTP(S) proxy, an https request gets its connection only once
+// the proxy has accepted the CONNECT and the TLS handshake with Stripe is
+// done: a proxy that is down fails the dial ("proxyconnect" *net.OpError),
+// one that can't reach Stripe answers the CONNECT with 502/503/504, which
+// net/http turns into a bare error with the status text and no GotConn.
+// Neither sent anything to Stripe. A plain-http request goes to the proxy
+// on a connection of its own (GotConn), so the proxy's 502 to it may come
+// after Stripe read it: sent.
 func (at *attempt) notSent(err error) bool {
 	if at.sent.IsZero() {
 		return true
@@ -362,8 +381,15 @@ func (at *attempt) notSent(err error) bool {
 	if at.connected.Load() {
 		return false
 	}
+	if at.tracedConns {
+		// http.Transport writes only on a connection it reported; the
+		// errors it fails with before having one (a refused CONNECT, a
+		// failed TLS handshake, a canceled dial) carry no type to go by.
+		return true
+	}
+	// Any other transport: only errors that can't come after a write.
 	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
+	if errors.As(err, &oe) && (oe.Op == "dial" || oe.Op == "proxyconnect") {
 		return true
 	}
 	var de *net.DNSError
@@ -373,7 +399,7 @@ func (at *attempt) notSent(err error) bool {
 type attemptKey struct{}
 
 func (c *Client) once(ctx context.Context, method, path string, fv *form.Values, idem string) (*Response, *attempt, error) {
-	at := &attempt{}
+	at := &attempt{tracedConns: c.tracedConns}
 	ctx = context.WithValue(ctx, attemptKey{}, at)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { at.connected.Store(true) },
@@ -523,9 +549,10 @@ func (e *NetworkError) Error() string { return "stripe: network error: " + e.Err
 func (e *NetworkError) Unwrap() error { return e.Err }
 
 // NotSentError is a failed call none of whose attempts reached Stripe:
-// each failed before a connection was had (refused, no such host) or
-// never left the limiter. It can't have taken effect. Err is the last
-// error (a *NetworkError, or the context's when it ended first).
+// each failed before a connection was had (refused, no such host, an
+// HTTP(S) proxy down or refusing the CONNECT to Stripe) or never left the
+// limiter. It can't have taken effect. Err is the last error (a
+// *NetworkError, or the context's when it ended first).
 type NotSentError struct {
 	Err      error
 	Attempts int

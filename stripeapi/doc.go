@@ -15,8 +15,8 @@
 // effective rate and it recovers slowly; 429, 409, 5xx and network errors are
 // retried with jittered backoff, writes with one idempotency key across
 // retries. A call none of whose attempts got a connection (refused, no
-// such host) fails with a *NotSentError: it can't have taken effect; an
-// Interactive one gives up after UnreachedBudget of backoff. The first
-// success after "retrying" warnings is logged once, at Info. The API key
-// is never logged.
+// such host, a proxy down or refusing the CONNECT) fails with a
+// *NotSentError: it can't have taken effect; an Interactive one gives up
+// after UnreachedBudget of backoff. The first success after "retrying"
+// warnings is logged once, at Info. The API key is never logged.
 package stripeapi
