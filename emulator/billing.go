@@ -1821,6 +1821,9 @@ func (e *Emulator) updateSubItem(c *reqCtx, sub, it map[string]any) (any, *apiEr
 	}
 	before := deepCopy(it).(map[string]any)
 	e.applyParams(kSubItem.schema, it, c.params, append(kSubItem.skip, "tax_rates")...)
+	if ae := checkMetadataCount(it); ae != nil {
+		return nil, ae
+	}
 	if ae := e.setTaxRates(it, "tax_rates", c.params, "tax_rates"); ae != nil {
 		return nil, ae
 	}

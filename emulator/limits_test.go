@@ -293,3 +293,51 @@ func metadataKeys(from, n int) []string {
 	}
 	return kv
 }
+
+// TestMergedMetadataLimitOnOtherUpdates: Stripe holds every
+// object's metadata to 50 keys after an update merges into it, whichever
+// endpoint merges: a subscription item's own update, a charge's update
+// and a payment intent's capture (which takes metadata) refuse a 51st
+// key (400, param metadata) and change nothing; one key out and one in
+// is applied.
+func TestMergedMetadataLimitOnOtherUpdates(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: -1})
+	const key = "sk_test_x"
+	fifty := func(prefix string, kv ...string) string {
+		for i := range 50 {
+			kv = append(kv, fmt.Sprintf("%s[k%d]", prefix, i), "v")
+		}
+		return form(kv...)
+	}
+	cus := mustID(t, do(t, "POST", base+"/v1/customers", key, form("email", "a@b.co")))
+	prod := mustID(t, do(t, "POST", base+"/v1/products", key, form("name", "p")))
+	price := mustID(t, do(t, "POST", base+"/v1/prices", key, form("product", prod, "currency", "usd", "unit_amount", "100", "recurring[interval]", "month")))
+	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", key, fifty("items[0][metadata]",
+		"customer", cus, "collection_method", "send_invoice", "days_until_due", "7", "items[0][price]", price)))
+	item := sub.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
+	charge := mustID(t, do(t, "POST", base+"/v1/charges", key, fifty("metadata", "amount", "700", "currency", "usd", "source", "tok_visa")))
+	pi := mustID(t, do(t, "POST", base+"/v1/payment_intents", key, fifty("metadata",
+		"amount", "2000", "currency", "usd", "payment_method", "pm_card_visa", "capture_method", "manual", "confirm", "true")))
+
+	for _, c := range []struct{ name, path, get string }{
+		{"subscription item update", "/v1/subscription_items/" + item, "/v1/subscription_items/" + item},
+		{"charge update", "/v1/charges/" + charge, "/v1/charges/" + charge},
+		{"payment intent capture", "/v1/payment_intents/" + pi + "/capture", "/v1/payment_intents/" + pi},
+	} {
+		r := do(t, "POST", base+c.path, key, form("metadata[new]", "v"))
+		if r.status != 400 || errField(r, "param") != "metadata" {
+			t.Errorf("%s with a 51st key: %d %s, want 400 naming metadata", c.name, r.status, r.raw)
+		}
+		md := mustOK(t, do(t, "GET", base+c.get, key, "")).body["metadata"].(map[string]any)
+		if len(md) != 50 || md["new"] != nil {
+			t.Errorf("%s: metadata after a refused update has %d keys (new: %v)", c.name, len(md), md["new"])
+		}
+	}
+	// One out, one in fits, on the endpoints that can be called again.
+	for _, path := range []string{"/v1/subscription_items/" + item, "/v1/charges/" + charge} {
+		md := mustOK(t, do(t, "POST", base+path, key, form("metadata[k0]", "", "metadata[new]", "v"))).body["metadata"].(map[string]any)
+		if len(md) != 50 || md["new"] != "v" || md["k0"] != nil {
+			t.Errorf("%s one out, one in: %d keys", path, len(md))
+		}
+	}
+}

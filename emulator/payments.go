@@ -143,10 +143,15 @@ func init() {
 			// attempts will fail".
 			return nil, invalid("charge_already_refunded", "", "Charge %s has already been refunded.", idOf(ch))
 		}
-		e.captureCharge(c, ch, amt)
+		// The metadata is merged first: a 51st key refuses the capture
+		// before the charge is captured.
 		if md, ok := c.params["metadata"]; ok {
 			e.applyParams(kPI.schema, obj, map[string]any{"metadata": md})
+			if ae := checkMetadataCount(obj); ae != nil {
+				return nil, ae
+			}
 		}
+		e.captureCharge(c, ch, amt)
 		return e.render(kPI, e.capturedPI(c, obj, amt).raw, c)
 	})
 	handle("POST", "/v1/payment_intents/{intent}/cancel", func(e *Emulator, c *reqCtx) (any, *apiError) {
@@ -408,6 +413,9 @@ func init() {
 		}
 		old := deepCopy(obj).(map[string]any)
 		e.applyParams(kCharge.schema, obj, c.params)
+		if ae := checkMetadataCount(obj); ae != nil {
+			return nil, ae
+		}
 		r := e.save(c, kCharge, obj, old, "charge.updated")
 		return e.render(kCharge, r.raw, c)
 	})

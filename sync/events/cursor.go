@@ -271,9 +271,20 @@ const sweptWait = 2*lockRetryMax + time.Second
 // sweeps (bound since or later) left to the re-fetcher are settled, and
 // returns how many per table are still queued. The re-fetcher (its own
 // goroutine) settles them; this only reads the queue, every poll interval.
+//
+// The entries come due on Stripe's clock, which Run's polls move and
+// none runs until this returns: the re-fetcher would see it stand where
+// the re-backfill began, and an entry its look at a held row postponed
+// (or the sweep queued at a bound past it) would never come due in the
+// wait. It moves the clock as DrainHeld does: one Date, then the time
+// elapsed since.
 func (p *poller) awaitSwept(ctx context.Context, since time.Time) (map[string]int, error) {
 	end := time.Now().Add(sweptWait)
+	var base, started time.Time
 	for {
+		if !base.IsZero() {
+			p.observeDate(base.Add(time.Since(started)))
+		}
 		left := map[string]int{}
 		rows, err := p.cfg.Pool.Query(ctx, `SELECT object, count(*)::int FROM stripe_sync.events_refetch
 WHERE held ? 'swept' AND held_as_of >= $1 AND reason <> $2 GROUP BY 1`, since, reasonUnresolved)
@@ -290,6 +301,21 @@ WHERE held ? 'swept' AND held_as_of >= $1 AND reason <> $2 GROUP BY 1`, since, r
 		}
 		if len(left) == 0 || !time.Now().Before(end) {
 			return left, nil
+		}
+		if base.IsZero() {
+			// Within the wait (the client retries a Stripe that does not
+			// answer for minutes); without an answer, the last Date seen,
+			// behind Stripe's time, never ahead of it.
+			base, started = p.clock.get(), time.Now()
+			hctx, cancel := context.WithDeadline(ctx, end)
+			now, err := head(hctx, p.cfg.Client)
+			cancel()
+			if err == nil {
+				base, started = now.CheckedThrough, time.Now()
+			} else if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			p.observeDate(base)
 		}
 		t := time.NewTimer(p.cfg.PollInterval)
 		select {

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -734,5 +735,78 @@ WHERE object = 'customers' AND id = $1 AND held ? 'swept')`, gone).Scan(&queued)
 	}
 	if *removed != 1 {
 		t.Errorf("rebackfill_complete logs %d customers removed, want 1 (the held row the sweep left to the re-fetcher)", *removed)
+	}
+}
+
+// TestRebackfillCountsSweptRowReleasedLate: the row the sweep
+// left to the re-fetcher is still held when the re-fetcher first looks
+// at it, so its entry is postponed (by the Stripe clock the poller keeps)
+// and the lock goes a moment later. The re-backfill waits up to 11 s for
+// such rows, but no poll runs meanwhile to move that clock: the entry
+// must still come due within the wait, the row be removed, and
+// rebackfill_complete count it (not list it as held).
+func TestRebackfillCountsSweptRowReleasedLate(t *testing.T) {
+	v := setup(t, emulator.Options{})
+	ctx := context.Background()
+	w := workload.New(v.mut, 7)
+	for range 4 {
+		w.Do(ctx, "createCustomer")
+	}
+	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
+		t.Fatal(err)
+	}
+	gone := w.Pick("customers")
+	if err := w.Delete(ctx, "customers", gone); err != nil {
+		t.Fatal(err)
+	}
+	v.e.SetClockOffset(31 * 24 * time.Hour)
+	w.Do(ctx, "createCustomer")
+
+	held, _ := pgtest.HoldRows(t, v.db, "customers", gone)
+	stop := v.loop(t, events.Config{Backfill: func(ctx context.Context, since time.Time) error {
+		return backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4, RestartCompletedBefore: since})
+	}})
+	// The re-fetcher's look that found the row held postpones the entry
+	// past the sweep's bound (its first due time): the signal to let go.
+	for end := time.Now().Add(20 * time.Second); ; {
+		var postponed bool
+		if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.events_refetch
+WHERE object = 'customers' AND id = $1 AND held ? 'swept' AND not_before > held_as_of)`, gone).Scan(&postponed); err != nil {
+			t.Fatal(err)
+		}
+		if postponed {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the re-fetcher never looked at the held row the sweep left it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := held.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var detail []byte
+	for end := time.Now().Add(30 * time.Second); ; {
+		err := v.pool.QueryRow(ctx, `SELECT detail FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&detail)
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no rebackfill_complete: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Removed map[string]int `json:"removed"`
+		Held    map[string]int `json:"held"`
+	}
+	if err := json.Unmarshal(detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Removed["customers"] != 1 || len(d.Held) != 0 {
+		t.Errorf("rebackfill_complete %s: want 1 customer removed and none held (the lock went long before the 11 s wait ended)", detail)
 	}
 }
