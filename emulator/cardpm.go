@@ -208,16 +208,155 @@ func mergeRecords(a, b []*record) []*record {
 	return append(out, b[j:]...)
 }
 
-// notCardPM refuses, on the Payment Methods API's writes (update,
-// attach, detach), a saved card's id, which Stripe takes (the view "is
-// visible through the Sources API, and vice versa") but the emulator
-// does not model: a 400 saying so rather than a 404 that would say the
-// card does not exist.
-func notCardPM(h handlerFunc) handlerFunc {
+// cardPMWrites serves the Payment Methods API's writes (update, attach,
+// detach) on a saved card's id with card, as Stripe does: its
+// compatibility view "is a different view of the same underlying object"
+// (see the top of this file), so they change that card; other ids go to h.
+func cardPMWrites(h, card handlerFunc) handlerFunc {
 	return func(e *Emulator, c *reqCtx) (any, *apiError) {
 		if id := c.path["payment_method"]; strings.HasPrefix(id, kCard.prefix) && e.tables["cards"].byID[id] != nil {
-			return nil, invalid("", "", "The emulator does not model changing a saved card (%s) through the Payment Methods API: use /v1/customers/{customer}/sources/%s.", id, id)
+			return card(e, c)
 		}
 		return h(e, c)
 	}
+}
+
+// cardAddressFields maps billing_details[address] of a payment method
+// update to the card's fields (cardPMView's mapping, reversed).
+var cardAddressFields = map[string]string{
+	"city": "address_city", "country": "address_country", "line1": "address_line1",
+	"line2": "address_line2", "postal_code": "address_zip", "state": "address_state",
+}
+
+// updateCardPM serves POST /v1/payment_methods/{card_…}: the update is
+// made on the card, as through POST /v1/customers/{customer}/sources/{id}
+// (updateSource), so the Sources API sees it "and vice versa":
+// billing_details' name and address become the card's name and
+// address_*, card[exp_month] and card[exp_year] its expiry, metadata its
+// metadata; the event is the card's customer.source.updated (the Payment
+// Methods API's payment_method.updated is not sent for it: no evidence
+// Stripe does). The card object has no email, phone or preferred network,
+// so billing_details[email], [phone] and card[networks][preferred] are
+// refused with 400 rather than dropped (their unset, "", is taken: there
+// is nothing to unset).
+func updateCardPM(e *Emulator, c *reqCtx) (any, *apiError) {
+	card := e.load(kCard, c.path["payment_method"])
+	if card == nil {
+		return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
+	}
+	for k := range c.params {
+		switch k {
+		case "billing_details", "card", "metadata", "expand":
+		default:
+			return nil, invalid("", k, "The emulator models a saved card's update through the Payment Methods API as the card's (billing_details, card[exp_month], card[exp_year], metadata): %s is refused rather than ignored.", k)
+		}
+	}
+	old := deepCopy(card).(map[string]any)
+	if bd, ok := c.params["billing_details"].(map[string]any); ok {
+		for k, v := range bd {
+			switch k {
+			case "name":
+				card["name"] = unsetOr(v)
+			case "address":
+				switch a := v.(type) {
+				case string: // "": unset the whole address
+					for _, f := range cardAddressFields {
+						card[f] = nil
+					}
+				case map[string]any:
+					for ak, av := range a {
+						f, ok := cardAddressFields[ak]
+						if !ok {
+							return nil, invalid("", "billing_details[address]["+ak+"]", "Received unknown parameter: billing_details[address][%s]", ak)
+						}
+						card[f] = unsetOr(av)
+					}
+				}
+			default: // email, phone
+				if s, _ := v.(string); s != "" {
+					return nil, invalid("", "billing_details["+k+"]", "The emulator keeps a saved card's billing details on the card object, which has no %s: billing_details[%s] is refused rather than ignored.", k, k)
+				}
+			}
+		}
+	}
+	if pc, ok := c.params["card"].(map[string]any); ok {
+		for k, v := range pc {
+			switch k {
+			case "exp_month", "exp_year":
+				n, ok := toInt(v)
+				if !ok {
+					return nil, invalid("parameter_invalid_integer", "card["+k+"]", "Invalid integer: %v", v)
+				}
+				card[k] = n
+			default: // networks[preferred]
+				if nw, _ := v.(map[string]any); nw != nil && nw["preferred"] != nil && nw["preferred"] != "" {
+					return nil, invalid("", "card["+k+"]", "The emulator models no preferred network for a saved card: card[%s] is refused rather than ignored.", k)
+				}
+			}
+		}
+	}
+	if m := getInt(card, "exp_month"); m < 1 || m > 12 {
+		return nil, &apiError{status: 402, Type: "card_error", Code: "invalid_expiry_month", Param: "exp_month", Message: "Your card's expiration month is invalid."}
+	}
+	if md, ok := c.params["metadata"]; ok {
+		card["metadata"] = mergeMetadata(card["metadata"], md)
+		if ae := checkMetadataCount(card); ae != nil {
+			return nil, ae
+		}
+	}
+	r := e.save(c, kCard, card, old, "customer.source.updated")
+	return e.render(kPM, e.cardPMRecord(r).raw, c)
+}
+
+// unsetOr is a string parameter's value for a field, "" (Stripe's unset)
+// as null.
+func unsetOr(v any) any {
+	if s, ok := v.(string); ok && s == "" {
+		return nil
+	}
+	return v
+}
+
+// attachCardPM serves POST /v1/payment_methods/{card_…}/attach. A saved
+// card always has its customer: attaching it to that customer again
+// changes nothing (as for a payment method, attachPM), to another one is
+// Stripe's refusal of a payment method attached elsewhere (attachable).
+func attachCardPM(e *Emulator, c *reqCtx) (any, *apiError) {
+	cus, _ := c.params["customer"].(string)
+	if ae := e.mustExist("customers", "customer", cus); ae != nil {
+		return nil, ae
+	}
+	r := e.tables["cards"].byID[c.path["payment_method"]]
+	if r.keys[0] != cus {
+		return nil, invalid("", "", "The payment method you provided has already been attached to a customer.")
+	}
+	return e.render(kPM, e.cardPMRecord(r).raw, c)
+}
+
+// detachCardPM serves POST /v1/payment_methods/{card_…}/detach: Stripe
+// deletes the card (a Stripe engineer on dj-stripe/dj-stripe#967: "the
+// root cause is the card being deleted when detached"; retrieving it
+// afterwards is "No such PaymentMethod: 'card_…'", dj-stripe#1005,
+// mozilla/fxa#10409), as DELETE /v1/customers/{customer}/sources/{id}
+// does (customer.source.deleted, the default handed over with
+// customer.updated), and sends payment_method.detached with the card's
+// id (dj-stripe/dj-stripe#1013 treats that event as the deletion,
+// mozilla/fxa#12303). The answer is the payment method as detached:
+// the view, customer null.
+func detachCardPM(e *Emulator, c *reqCtx) (any, *apiError) {
+	card := e.load(kCard, c.path["payment_method"])
+	cus := e.load(kCustomer, getStr(card, "customer"))
+	if card == nil || cus == nil {
+		return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
+	}
+	view := e.cardPMView(card)
+	view["customer"] = nil
+	e.removeCard(c, card, false)
+	e.emit(c, "payment_method.detached", view, nil)
+	e.handOverDefault(c, cus, idOf(card))
+	raw, err := marshal(view)
+	if err != nil {
+		return nil, &apiError{status: 500, Type: "api_error", Message: err.Error()}
+	}
+	return e.render(kPM, raw, c)
 }

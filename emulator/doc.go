@@ -323,9 +323,16 @@
 // none, both endpoints, cursors either id) show it among its payment
 // methods, Objects("payment_methods") has it, and it may be its
 // customer's invoice_settings.default_payment_method; its changes come as
-// the card's customer.source.* events only, and changing it through the
-// Payment Methods API (update, attach, detach) is refused with 400, not
-// modelled; a deleted customer's cards go with it, without events; a charge
+// the card's customer.source.* events, also when made through the Payment
+// Methods API, which changes the card: an update sets its name and
+// address (billing_details), expiry (card[exp_month], card[exp_year]) and
+// metadata (billing_details' email and phone, which a card can't hold,
+// are refused with 400), attaching it to its own customer changes
+// nothing and to another is refused as for any attached payment method,
+// and detaching it deletes the card as the Sources API's delete does,
+// with payment_method.detached besides (the answer: the view with
+// customer null; a retrieve then is 404); a deleted customer's cards go
+// with it, without events; a charge
 // describes the card it used (payment_method_details.card from the saved
 // card, payment method, token or test card; source is the card object
 // when a card_ paid), and a payment that names no card uses what the spec

@@ -282,7 +282,7 @@ func init() {
 	crud(kPM, "c")
 	// Retrieves and lists show a customer's saved cards too (cardpm.go).
 	handle("GET", "/v1/payment_methods/{payment_method}", retrievePM)
-	handle("POST", "/v1/payment_methods/{payment_method}", notCardPM(genericUpdate(kPM)))
+	handle("POST", "/v1/payment_methods/{payment_method}", cardPMWrites(genericUpdate(kPM), updateCardPM))
 	handle("GET", "/v1/payment_methods", listPMs)
 	handle("GET", "/v1/customers/{customer}/payment_methods", func(e *Emulator, c *reqCtx) (any, *apiError) {
 		if e.tables["customers"].byID[c.path["customer"]] == nil {
@@ -292,7 +292,7 @@ func init() {
 		return listPMs(e, c)
 	})
 	handle("GET", "/v1/customers/{customer}/payment_methods/{payment_method}", retrievePM)
-	handle("POST", "/v1/payment_methods/{payment_method}/attach", notCardPM(func(e *Emulator, c *reqCtx) (any, *apiError) {
+	handle("POST", "/v1/payment_methods/{payment_method}/attach", cardPMWrites(func(e *Emulator, c *reqCtx) (any, *apiError) {
 		cus, _ := c.params["customer"].(string)
 		if ae := e.mustExist("customers", "customer", cus); ae != nil {
 			return nil, ae
@@ -308,8 +308,8 @@ func init() {
 		}
 		e.attachPM(c, c.path["payment_method"], cus)
 		return e.render(kPM, e.tables["payment_methods"].byID[c.path["payment_method"]].raw, c)
-	}))
-	handle("POST", "/v1/payment_methods/{payment_method}/detach", notCardPM(func(e *Emulator, c *reqCtx) (any, *apiError) {
+	}, attachCardPM))
+	handle("POST", "/v1/payment_methods/{payment_method}/detach", cardPMWrites(func(e *Emulator, c *reqCtx) (any, *apiError) {
 		obj := e.load(kPM, c.path["payment_method"])
 		if obj == nil {
 			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
@@ -322,7 +322,7 @@ func init() {
 		e.detached[idOf(obj)] = true
 		r := e.save(c, kPM, obj, old, "payment_method.detached")
 		return e.render(kPM, r.raw, c)
-	}))
+	}, detachCardPM))
 
 	// charges
 	kCharge.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {

@@ -599,15 +599,23 @@ func deleteSource(e *Emulator, c *reqCtx) (any, *apiError) {
 		return nil, notFound("id", "source", c.path["id"])
 	}
 	stub := e.removeCard(c, card, false)
-	if getStr(cus, "default_source") == idOf(card) {
-		old := deepCopy(cus).(map[string]any)
-		cus["default_source"] = nil
-		if next := e.newestCard(idOf(cus), ""); next != "" {
-			cus["default_source"] = next
-		}
-		e.save(c, kCustomer, cus, old, "customer.updated")
-	}
+	e.handOverDefault(c, cus, idOf(card))
 	return stub, nil
+}
+
+// handOverDefault gives customer cus, whose card id was just deleted, the
+// most recently added card left as its default source (else null) if id
+// was the default.
+func (e *Emulator) handOverDefault(c *reqCtx, cus map[string]any, id string) {
+	if getStr(cus, "default_source") != id {
+		return
+	}
+	old := deepCopy(cus).(map[string]any)
+	cus["default_source"] = nil
+	if next := e.newestCard(idOf(cus), ""); next != "" {
+		cus["default_source"] = next
+	}
+	e.save(c, kCustomer, cus, old, "customer.updated")
 }
 
 // removeCustomerCards deletes the cards of a customer being deleted, as

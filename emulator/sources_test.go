@@ -570,14 +570,8 @@ func TestCardSourcesArePaymentMethods(t *testing.T) {
 		t.Errorf("Objects(payment_methods) lacks another customer's card %s", otherCard)
 	}
 
-	// Changing the card through the Payment Methods API is not modelled:
-	// refused, the card unchanged.
-	if r := do(t, "POST", base+"/v1/payment_methods/"+visa, key, "metadata[k]=w"); r.status != 400 {
-		t.Errorf("update of a card through /v1/payment_methods: %d %s", r.status, r.raw)
-	}
-	if r := do(t, "POST", base+"/v1/payment_methods/"+visa+"/detach", key, ""); r.status != 400 {
-		t.Errorf("detach of a card: %d %s", r.status, r.raw)
-	}
+	// (Changing the card through the Payment Methods API:
+	// TestCardPMUpdate and the tests after it.)
 
 	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/sources/"+master, key, ""))
 	if r := do(t, "GET", base+"/v1/payment_methods/"+master, key, ""); r.status != 404 {
@@ -647,5 +641,163 @@ func TestCardAsInvoiceDefaultPaymentMethod(t *testing.T) {
 	}
 	if pi["payment_method"] == visa {
 		t.Errorf("invoice paid with the default source %s, not invoice_settings' %s", visa, master)
+	}
+}
+
+// lastEvents lists "type id" of the n newest events, oldest first.
+func lastEvents(t *testing.T, base string, n int) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range oldestFirst(getObj(t, base, "/v1/events?limit=100")["data"].([]any)) {
+		out = append(out, ev["type"].(string)+" "+ev["data"].(map[string]any)["object"].(map[string]any)["id"].(string))
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+// An update of a saved card through the Payment Methods API is made on
+// the card (Stripe's compatibility view "is a different view of the same
+// underlying object"): billing_details' name and address, card's expiry
+// and metadata show through the Sources API as the card's name,
+// address_*, exp_month, exp_year and metadata, announced by the card's
+// customer.source.updated; "" unsets; what a card can't hold (an email)
+// and an invalid month are refused with the card unchanged.
+func TestCardPMUpdate(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "source=tok_visa")))
+	visa := cardID(t, getObj(t, base, "/v1/customers/"+cus), "default_source")
+
+	r := mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+visa, key,
+		"billing_details[name]=Jenny+Rosen&billing_details[address][city]=Paris&billing_details[address][postal_code]=75001"+
+			"&card[exp_month]=7&card[exp_year]=2031&metadata[k]=v"))
+	if r.body["id"] != visa || r.body["object"] != "payment_method" || r.body["customer"] != cus {
+		t.Fatalf("update's answer: %v", r.body)
+	}
+	if v := getObj(t, base, "/v1/payment_methods/"+visa); !sameJSON(v, r.body) {
+		t.Errorf("update's answer differs from the retrieve:\n%v\n%v", r.body, v)
+	}
+	card := getObj(t, base, "/v1/customers/"+cus+"/sources/"+visa)
+	md, _ := card["metadata"].(map[string]any)
+	if card["name"] != "Jenny Rosen" || card["address_city"] != "Paris" || card["address_zip"] != "75001" ||
+		card["exp_month"] != float64(7) || card["exp_year"] != float64(2031) || md["k"] != "v" || card["last4"] != "4242" {
+		t.Errorf("card after the update through the Payment Methods API: %v", card)
+	}
+	if got, want := lastEvents(t, base, 1), []string{"customer.source.updated " + visa}; !slices.Equal(got, want) {
+		t.Errorf("events of the update: %v, want %v", got, want)
+	}
+	ev := getObj(t, base, "/v1/events?limit=1")["data"].([]any)[0].(map[string]any)
+	if prev, _ := ev["data"].(map[string]any)["previous_attributes"].(map[string]any); prev == nil || prev["exp_month"] == nil || prev["name"] != nil {
+		t.Errorf("previous_attributes: %v (want the old exp_month, name null)", prev)
+	}
+
+	// "" unsets; metadata keys merge.
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+visa, key, "billing_details[name]=&billing_details[address]=&metadata[j]=w"))
+	card = getObj(t, base, "/v1/customers/"+cus+"/sources/"+visa)
+	md, _ = card["metadata"].(map[string]any)
+	if card["name"] != nil || card["address_city"] != nil || card["address_zip"] != nil || md["k"] != "v" || md["j"] != "w" {
+		t.Errorf("card after unsetting name and address: %v", card)
+	}
+
+	before := getObj(t, base, "/v1/customers/"+cus+"/sources/"+visa)
+	for _, tc := range []struct {
+		body   string
+		status int
+		param  string
+	}{
+		{"billing_details[email]=a%40b.co", 400, "billing_details[email]"},
+		{"card[exp_month]=13&metadata[k]=changed", 402, "exp_month"},
+	} {
+		r := do(t, "POST", base+"/v1/payment_methods/"+visa, key, tc.body)
+		if r.status != tc.status || errField(r, "param") != tc.param {
+			t.Errorf("%s: %d %s, want %d on %s", tc.body, r.status, r.raw, tc.status, tc.param)
+		}
+	}
+	if after := getObj(t, base, "/v1/customers/"+cus+"/sources/"+visa); !sameJSON(after, before) {
+		t.Errorf("refused updates changed the card:\n%v\n%v", before, after)
+	}
+}
+
+// Detaching a saved card through the Payment Methods API deletes it, as
+// Stripe does (dj-stripe/dj-stripe#967, #1013): the answer is the payment
+// method with customer null, then both APIs answer 404; the default
+// source goes to the newest card left; the events are the card's
+// customer.source.deleted, payment_method.detached of its id, then
+// customer.updated; a second detach is 404.
+func TestCardPMDetach(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "source=tok_visa")))
+	visa := cardID(t, getObj(t, base, "/v1/customers/"+cus), "default_source")
+	master := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers/"+cus+"/sources", key, "source=tok_mastercard")))
+
+	view := getObj(t, base, "/v1/payment_methods/"+visa)
+	r := mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+visa+"/detach", key, ""))
+	if r.body["id"] != visa || r.body["object"] != "payment_method" || r.body["customer"] != nil {
+		t.Fatalf("detach's answer: %v", r.body)
+	}
+	view["customer"] = nil
+	if !sameJSON(r.body, view) {
+		t.Errorf("detach's answer is not the view with customer null:\n%v\n%v", r.body, view)
+	}
+	for _, p := range []string{"/v1/payment_methods/" + visa, "/v1/customers/" + cus + "/sources/" + visa} {
+		if g := do(t, "GET", base+p, key, ""); g.status != 404 {
+			t.Errorf("GET %s after the detach: %d %s", p, g.status, g.raw)
+		}
+	}
+	if ds := getObj(t, base, "/v1/customers/"+cus)["default_source"]; ds != master {
+		t.Errorf("default_source after detaching the default: %v, want %s", ds, master)
+	}
+	if got := pagedIDs(t, base, "/v1/customers/"+cus+"/payment_methods", 10); !slices.Equal(got, []string{master}) {
+		t.Errorf("customer's payment methods after the detach: %v", got)
+	}
+	for _, table := range []string{"cards", "payment_methods"} {
+		if _, ok := e.Objects(table)[visa]; ok {
+			t.Errorf("Objects(%s) still holds the detached card", table)
+		}
+	}
+	want := []string{"customer.source.deleted " + visa, "payment_method.detached " + visa, "customer.updated " + cus}
+	if got := lastEvents(t, base, 3); !slices.Equal(got, want) {
+		t.Errorf("events of the detach:\n got %v\nwant %v", got, want)
+	}
+	if g := do(t, "POST", base+"/v1/payment_methods/"+visa+"/detach", key, ""); g.status != 404 || errField(g, "code") != "resource_missing" {
+		t.Errorf("second detach: %d %s", g.status, g.raw)
+	}
+
+	// The last card: default_source null.
+	mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+master+"/detach", key, ""))
+	if ds := getObj(t, base, "/v1/customers/"+cus)["default_source"]; ds != nil {
+		t.Errorf("default_source after detaching every card: %v", ds)
+	}
+}
+
+// Attaching a saved card to its own customer changes nothing (the view,
+// no event); to another customer it is refused as for any payment method
+// attached elsewhere, the card staying its customer's.
+func TestCardPMAttach(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "source=tok_visa")))
+	visa := cardID(t, getObj(t, base, "/v1/customers/"+cus), "default_source")
+	other := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "email=o%40example.com")))
+	events := lastEvents(t, base, 100)
+
+	r := mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+visa+"/attach", key, "customer="+cus))
+	if v := getObj(t, base, "/v1/payment_methods/"+visa); !sameJSON(v, r.body) || r.body["customer"] != cus {
+		t.Errorf("attach to its own customer: %v, retrieve %v", r.body, v)
+	}
+	if g := do(t, "POST", base+"/v1/payment_methods/"+visa+"/attach", key, "customer="+other); g.status != 400 || errField(g, "type") != "invalid_request_error" {
+		t.Errorf("attach to another customer: %d %s", g.status, g.raw)
+	}
+	if g := do(t, "POST", base+"/v1/payment_methods/"+visa+"/attach", key, "customer=cus_nope"); g.status != 400 || errField(g, "code") != "resource_missing" {
+		t.Errorf("attach to an unknown customer: %d %s", g.status, g.raw)
+	}
+	if c := getObj(t, base, "/v1/customers/"+cus+"/sources/"+visa); c["customer"] != cus {
+		t.Errorf("card's customer after the attaches: %v", c["customer"])
+	}
+	if got := lastEvents(t, base, 100); !slices.Equal(got, events) {
+		t.Errorf("attaches sent events: %v", got[len(events):])
 	}
 }

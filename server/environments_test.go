@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -77,16 +76,8 @@ func waitLive(t *testing.T, conn *pgx.Conn, d time.Duration) {
 
 func stripePost(t *testing.T, base, path string, form url.Values) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Authorization", "Bearer sk_test_review")
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("POST %s: %s", path, res.Status)
+	if status, body := stripeDo(t, "POST", base, path, form); status != 200 {
+		t.Fatalf("POST %s: %d %v", path, status, body["error"])
 	}
 }
 
@@ -116,21 +107,7 @@ func exerciseOn(t *testing.T, e *emulator.Emulator, base, adminURL, dbURL, tokyo
 	stripePost(t, base, "/v1/customers", url.Values{"name": {tokyo}, "email": {"tokyo@example.com"}})
 
 	// A write through the proxy, as DATABASE_URL's role.
-	u, _ := url.Parse(dbURL)
-	u.Host = proxyAddr
-	// pgx speaks UTF-8 whatever the role's client_encoding says; the proxy
-	// is this host and port.
-	q := u.Query()
-	q.Del("host")
-	q.Del("port")
-	q.Del("options")
-	q.Set("client_encoding", "UTF8")
-	u.RawQuery = q.Encode()
-	client, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(ctx)
+	client := proxyConn(t, dbURL, proxyAddr)
 	var id, name string
 	var created time.Time
 	if err := client.QueryRow(ctx, `INSERT INTO stripe.customers (email, name, metadata) VALUES ('w@example.com', 'Zoë 東京', '{"k":"v"}') RETURNING id, name, created`).Scan(&id, &name, &created); err != nil {

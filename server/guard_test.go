@@ -38,13 +38,7 @@ func TestLocalWriteGuardServe(t *testing.T) {
 	admin := pgtest.Connect(t, adminURL)
 	waitLive(t, admin, 90*time.Second)
 
-	u, _ := url.Parse(roleURL)
-	u.Host = proxyAddr
-	client, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(ctx)
+	client := proxyConn(t, roleURL, proxyAddr)
 	var id string
 	if err := client.QueryRow(ctx, `INSERT INTO stripe.customers (email, name) VALUES ('guard@example.com', 'first') RETURNING id`).Scan(&id); err != nil {
 		t.Fatalf("write-through INSERT: %v", err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -270,4 +271,42 @@ func TestPortInUseFailsBeforeDatabase(t *testing.T) {
 			t.Errorf("%s taken: %v after %v, want a %s error at once", which, err, time.Since(start).Round(time.Millisecond), which)
 		}
 	}
+}
+
+// stripeDo is a request to the emulator at base as sk_test_review; it
+// returns the status and the decoded body.
+func stripeDo(t *testing.T, method, base, path string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Authorization", "Bearer sk_test_review")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var body map[string]any
+	json.Unmarshal(raw, &body)
+	return res.StatusCode, body
+}
+
+// proxyConn connects to pgstripe's proxy at proxyAddr as dbURL's role.
+func proxyConn(t *testing.T, dbURL, proxyAddr string) *pgx.Conn {
+	t.Helper()
+	u, _ := url.Parse(dbURL)
+	u.Host = proxyAddr
+	q := u.Query()
+	q.Del("host")
+	q.Del("port")
+	q.Del("options")
+	// pgx speaks UTF-8 whatever the role's client_encoding says.
+	q.Set("client_encoding", "UTF8")
+	u.RawQuery = q.Encode()
+	c, err := pgx.Connect(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }

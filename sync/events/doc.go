@@ -185,8 +185,11 @@
 // .updated and .deleted: Stripe's Payment Methods API shows the card as a
 // payment method of its card_ id (retrieved, and listed among the
 // customer's, so the backfill stores it) and sends no payment_method.*
-// event for it, so these re-fetch it as a payment method, or remove its
-// row (sourceRoute).
+// event for its creation or change, so these re-fetch it as a payment
+// method, or remove its row (sourceRoute). Its detach through the Payment
+// Methods API deletes the card and sends payment_method.detached, whose
+// object (customer null) Stripe no longer holds: for a card_ (or src_) id
+// that event removes the row too.
 //
 // A customer's deletion (however the sync learns of it: customer.deleted,
 // a re-fetch, a backfill's sweep, a write-through) also removes its upcoming

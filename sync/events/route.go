@@ -121,6 +121,15 @@ func RouteEvent(typ string, obj json.RawMessage) Route {
 	if r, ok := sourceRoute(typ, o.ID, o.Object, obj); ok {
 		return r
 	}
+	if typ == "payment_method.detached" && compatibleSource(o.ID) {
+		// Detaching a saved card deletes it (dj-stripe/dj-stripe#967: "the
+		// card being deleted when detached"; after it the retrieve is "No
+		// such PaymentMethod"), and a detached card source is no payment
+		// method any more ("A source must be attached to a customer to be
+		// used as a payment_method", dj-stripe#1068): the event's object,
+		// customer null, is a state Stripe no longer holds.
+		return Route{Action: Delete, Table: "payment_methods", ID: o.ID}
+	}
 	// invoice.upcoming carries an invoice without id: the upcoming invoice
 	// of a customer, refreshed separately.
 	if typ == "invoice.upcoming" {
@@ -175,6 +184,14 @@ func taxIDOwner(customer, owner json.RawMessage) string {
 	return schema.RefID(o.Customer)
 }
 
+// compatibleSource says whether id is that of a saved card (card_) or a
+// Source object (src_) shown as a payment method under its own id:
+// Stripe's objects carry nothing else that tells them apart from
+// payment methods of their own (pm_).
+func compatibleSource(id string) bool {
+	return strings.HasPrefix(id, "card_") || strings.HasPrefix(id, "src_")
+}
+
 // sourceRoute routes the customer.source.* events of a customer's saved
 // card, which Stripe's Payment Methods API shows as a payment method of
 // the same id ("You can retrieve all saved compatible payment instruments
@@ -182,7 +199,9 @@ func taxIDOwner(customer, owner json.RawMessage) string {
 // underlying object", docs.stripe.com/payments/payment-methods/
 // transitioning#compatibility), and which the customer's payment method
 // list, hence the backfill, includes. Stripe sends no payment_method.*
-// event for such a card, so its row follows these: a new or changed card
+// event for such a card's creation or change (its detach through the
+// Payment Methods API, a deletion, sends payment_method.detached:
+// RouteEvent), so its row follows these: a new or changed card
 // is re-fetched as a payment method (its view can't be made here without
 // copying Stripe's mapping), a deleted one is removed. A card source
 // (src_, object source, type card) is compatible too; other sources (bank

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgstripe/pgstripe/pgtest"
+	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/verify"
@@ -222,5 +223,76 @@ func TestRouteSourceEvents(t *testing.T) {
 		if got := events.RouteEvent(tc.typ, json.RawMessage(tc.obj)); got != tc.want {
 			t.Errorf("%s %s: %+v, want %+v", tc.typ, tc.obj, got, tc.want)
 		}
+	}
+}
+
+// payment_method.detached of a saved card (card_) or a card source (src_)
+// removes its row: Stripe deleted the card, and a detached source is no
+// payment method any more, so the event's object (customer null) is a
+// state Stripe no longer holds; a payment method of its own (pm_) is
+// upserted detached as before.
+func TestRouteDetachedCard(t *testing.T) {
+	for _, tc := range []struct {
+		obj  string
+		want events.Route
+	}{
+		{`{"id":"card_1","object":"payment_method","type":"card","customer":null}`, events.Route{Action: events.Delete, Table: "payment_methods", ID: "card_1"}},
+		{`{"id":"src_1","object":"payment_method","type":"card","customer":null}`, events.Route{Action: events.Delete, Table: "payment_methods", ID: "src_1"}},
+		{`{"id":"pm_1","object":"payment_method","type":"card","customer":null}`, events.Route{Action: events.Upsert, Table: "payment_methods", ID: "pm_1"}},
+	} {
+		if got := events.RouteEvent("payment_method.detached", json.RawMessage(tc.obj)); got != tc.want {
+			t.Errorf("payment_method.detached %s: %+v, want %+v", tc.obj, got, tc.want)
+		}
+	}
+	// Other payment_method events of a card's view are its states.
+	if got, want := events.RouteEvent("payment_method.updated", json.RawMessage(`{"id":"card_1","object":"payment_method"}`)),
+		(events.Route{Action: events.Upsert, Table: "payment_methods", ID: "card_1"}); got != want {
+		t.Errorf("payment_method.updated of a card: %+v, want %+v", got, want)
+	}
+}
+
+// A saved card changed through the Payment Methods API (update, then
+// detach, which deletes it) is followed by the events loop: the row as
+// Stripe answers it after the update, gone (tombstoned) after the detach,
+// with the customer's default_source handed to the other card; every
+// table equals the emulator after each step.
+func TestCardChangedThroughPaymentMethods(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	cus := call("/v1/customers", url.Values{"email": {"legacy@example.com"}, "source": {"tok_visa"}})
+	master := call("/v1/customers/"+cus+"/sources", url.Values{"source": {"tok_mastercard"}})
+	v.converge(t, 10*time.Second)
+	var visa string
+	for id := range pmRows(t, v.pool, cus) {
+		if id != master {
+			visa = id
+		}
+	}
+	if len(visa) < 5 || visa[:5] != "card_" {
+		t.Fatalf("saved cards in stripe.payment_methods: %v", pmRows(t, v.pool, cus))
+	}
+
+	call("/v1/payment_methods/"+visa, url.Values{"billing_details[name]": {"Jenny Rosen"}, "card[exp_year]": {"2031"}, "metadata[k]": {"v"}})
+	v.converge(t, 10*time.Second)
+	wantPMs(t, v, v.pool, cus, visa, master)
+	var name string
+	var year int
+	if err := v.pool.QueryRow(ctx, `SELECT billing_details->>'name', (card->>'exp_year')::int FROM stripe.payment_methods WHERE id = $1`, visa).Scan(&name, &year); err != nil || name != "Jenny Rosen" || year != 2031 {
+		t.Fatalf("row after the update: name %q, exp_year %d (%v)", name, year, err)
+	}
+
+	if _, err := v.mut.Post(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/payment_methods/"+visa+"/detach", nil, ""); err != nil {
+		t.Fatalf("detach: %v", err)
+	}
+	v.converge(t, 10*time.Second)
+	wantPMs(t, v, v.pool, cus, master)
+	var tomb bool
+	var ds *string
+	if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = 'payment_methods' AND id = $1),
+		(SELECT default_source FROM stripe.customers WHERE id = $2)`, visa, cus).Scan(&tomb, &ds); err != nil {
+		t.Fatal(err)
+	}
+	if !tomb || ds == nil || *ds != master {
+		t.Fatalf("after the detach: tombstone %v, default_source %v, want %s", tomb, ds, master)
 	}
 }
