@@ -60,9 +60,9 @@ type Client struct {
 	maxRetries int
 	obs        Observer
 	log        *slog.Logger
-	// tracedConns: the transport is an *http.Transport, which reports every
-	// connection it gets (httptrace GotConn) before writing a request on
-	// it; see attempt.notSent.
+	// tracedConns: the transport is an *http.Transport, which announces
+	// getting a connection (httptrace GetConn) and reports the one it got
+	// (GotConn) before writing a request on it; see attempt.notSent.
 	tracedConns bool
 	// failingSince is when the first "retrying" warning of the current
 	// run of failures was logged (UnixNano; 0: none), so that the first
@@ -355,6 +355,9 @@ type attempt struct {
 	// connected: the transport got a connection for the request
 	// (httptrace GotConn), so bytes of it may have been sent.
 	connected atomic.Bool
+	// getConn: the transport started getting a connection of its own
+	// (httptrace GetConn); see notSent.
+	getConn atomic.Bool
 	// tracedConns: the transport reports GotConn before it writes (see
 	// Client.tracedConns).
 	tracedConns bool
@@ -381,13 +384,17 @@ func (at *attempt) notSent(err error) bool {
 	if at.connected.Load() {
 		return false
 	}
-	if at.tracedConns {
+	if at.tracedConns && at.getConn.Load() {
 		// http.Transport writes only on a connection it reported; the
 		// errors it fails with before having one (a refused CONNECT, a
 		// failed TLS handshake, a canceled dial) carry no type to go by.
+		// Without GetConn the request went elsewhere: to a protocol
+		// registered on the Transport (RegisterProtocol), which reports
+		// no connection even when it writes.
 		return true
 	}
-	// Any other transport: only errors that can't come after a write.
+	// Any other transport, or a registered protocol: only errors that
+	// can't come after a write.
 	var oe *net.OpError
 	if errors.As(err, &oe) && (oe.Op == "dial" || oe.Op == "proxyconnect") {
 		return true
@@ -402,6 +409,7 @@ func (c *Client) once(ctx context.Context, method, path string, fv *form.Values,
 	at := &attempt{tracedConns: c.tracedConns}
 	ctx = context.WithValue(ctx, attemptKey{}, at)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) { at.getConn.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) { at.connected.Store(true) },
 	})
 	params := &stripe.Params{Context: ctx}

@@ -1,6 +1,7 @@
 package stripeapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -283,5 +284,57 @@ func TestWrappedTransportProxyErrors(t *testing.T) {
 		if err == nil || NotSent(err) != tc.notSent {
 			t.Errorf("%s: NotSent(%v) = %v, want %v", tc.name, err, NotSent(err), tc.notSent)
 		}
+	}
+}
+
+// A protocol registered on the *http.Transport (RegisterProtocol) takes
+// the request before the Transport asks for a connection of its own, and
+// reports none (no GetConn, no GotConn) although it may write the request.
+// Its failure after Stripe read the request is not "not sent".
+func TestRegisteredProtocolWriteIsSent(t *testing.T) {
+	var saw atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		saw.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close() // read the request, never answer
+	}))
+	defer srv.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	// A minimal alternate HTTP/1 implementation on a conn of its own.
+	tr.RegisterProtocol("http", roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(r.Context(), "tcp", r.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		if err := r.Write(conn); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		return resp, nil
+	}))
+	c, err := New(Config{APIKey: testKey, BaseURL: srv.URL, RateLimit: 1000, MaxRetries: -1, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Post(WithPriority(context.Background(), Interactive), "/v1/customers", nil, "k")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if saw.Load() != 1 {
+		t.Fatalf("server saw %d requests, want 1", saw.Load())
+	}
+	if NotSent(err) {
+		t.Errorf("Stripe read the request, yet NotSent(%v)", err)
 	}
 }
