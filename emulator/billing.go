@@ -532,6 +532,9 @@ func init() {
 	// invoices
 	kInvoice.create = createInvoice
 	kInvoice.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		if ae := e.checkParamPM(c, getStr(old, "customer")); ae != nil {
+			return ae
+		}
 		obj["default_tax_rates"] = old["default_tax_rates"]
 		return e.setTaxRates(obj, "default_tax_rates", c.params, "default_tax_rates")
 	}
@@ -773,7 +776,17 @@ func (e *Emulator) checkDefaultPM(cus map[string]any, attaching string) *apiErro
 	if pm == "" || pm == attaching {
 		return nil
 	}
-	const param = "invoice_settings[default_payment_method]"
+	return e.customersPM(idOf(cus), pm, "invoice_settings[default_payment_method]")
+}
+
+// customersPM refuses payment method pm, given as param, unless it is
+// attached to customer cus: a subscription's or invoice's
+// default_payment_method "must belong to the customer associated with"
+// it (spec, POST /v1/subscriptions and /v1/invoices), and Stripe answers
+// an unknown id and another customer's (or nobody's) alike as for the
+// customer's own default. A card the customer saved is one of its
+// payment methods (cardpm.go).
+func (e *Emulator) customersPM(cus, pm, param string) *apiError {
 	obj := e.load(kPM, pm)
 	if obj == nil && strings.HasPrefix(pm, kCard.prefix) {
 		obj = e.load(kCard, pm)
@@ -781,10 +794,41 @@ func (e *Emulator) checkDefaultPM(cus map[string]any, attaching string) *apiErro
 	if obj == nil {
 		return e.mustExist("payment_methods", param, pm)
 	}
-	if getStr(obj, "customer") != idOf(cus) {
+	if getStr(obj, "customer") != cus {
 		return invalid("resource_missing", param, "The customer does not have a payment method with the ID %s. The payment method must be attached to the customer.", pm)
 	}
 	return nil
+}
+
+// isTestPM says whether pm is one of Stripe's test payment methods, not
+// stored (cardFacts): pm_card_ followed by a test token's name, or a
+// declining test card's id.
+func (e *Emulator) isTestPM(pm string) bool {
+	rest, ok := strings.CutPrefix(pm, "pm_card_")
+	if !ok || e.tables["payment_methods"].byID[pm] != nil {
+		return false
+	}
+	_, tok := testTokens["tok_"+rest]
+	return tok || declineByID[pm] != nil
+}
+
+// checkParamPM is customersPM for the default_payment_method a
+// subscription or invoice request sets (not one it unsets with "").
+//
+// Stripe's test payment methods (pm_card_visa, ...) are let through
+// though Stripe refuses them here too: it makes a new PaymentMethod of
+// each use, attached to no one, and answers "The customer does not have
+// a payment method with the ID pm_1…" (recorded by integrations that set
+// a pm_card_ id as a customer's default after attaching it). The
+// emulator charges them as the test card they name: that is how its
+// tests give a subscription a card that pays or declines in one request,
+// declining cards Stripe won't attach included.
+func (e *Emulator) checkParamPM(c *reqCtx, cus string) *apiError {
+	pm, _ := c.params["default_payment_method"].(string)
+	if pm == "" || e.isTestPM(pm) {
+		return nil
+	}
+	return e.customersPM(cus, pm, "default_payment_method")
 }
 
 // setCustomerCurrency gives a customer its billing currency when its first
@@ -1553,6 +1597,9 @@ func createSubscription(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 	if ae := e.checkDefaultSource(c, cus); ae != nil {
 		return ae
 	}
+	if ae := e.checkParamPM(c, cus); ae != nil {
+		return ae
+	}
 	if c.params["payment_behavior"] == "pending_if_incomplete" {
 		// "pending_if_incomplete is only used with updates and cannot be
 		// passed when creating a Subscription" (Stripe's API reference).
@@ -2080,6 +2127,9 @@ func createInvoice(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		return missing("customer")
 	}
 	if ae := e.mustExist("customers", "customer", cus); ae != nil {
+		return ae
+	}
+	if ae := e.checkParamPM(c, cus); ae != nil {
 		return ae
 	}
 	e.initInvoice(obj, cus, c.now)

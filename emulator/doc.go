@@ -315,6 +315,14 @@
 // source, a subscription's default_source before its customer's
 // defaults), only for its own customer ("does not have a linked source";
 // a subscription's default_source that is not is refused with 400);
+// a subscription's or invoice's default_payment_method, as the
+// customer's invoice_settings.default_payment_method, must be a payment
+// method (or saved card) attached to its customer (400 resource_missing:
+// "No such PaymentMethod" for an unknown id, else "The customer does not
+// have a payment method with the ID …"), except Stripe's test payment
+// methods (pm_card_visa, the declining ones), which Stripe refuses there
+// too (each use makes a new, unattached payment method) but the
+// emulator charges as the card they name (billing.go, checkParamPM);
 // a saved card is also a payment method of its card_ id (cardpm.go:
 // Stripe's "compatible" cards), a view built from the card, never
 // stored: GET /v1/payment_methods/{id} and the customer's retrieve

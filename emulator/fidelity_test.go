@@ -3,6 +3,7 @@ package emulator_test
 import (
 	"fmt"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -507,5 +508,171 @@ func TestDraftInvoiceFollowsCustomer(t *testing.T) {
 	}
 	if r := mustOK(t, do(t, "GET", base+"/v1/invoices/"+open, "sk_test_x", "")); r.body["customer_email"] != "old@x.co" {
 		t.Errorf("finalized invoice: %v", r.body["customer_email"])
+	}
+}
+
+// TestDefaultPaymentMethodOwned: a subscription's (create and
+// update) and an invoice's (create and update) default_payment_method
+// "must belong to the customer associated with" it (spec): an unknown id
+// is resource_missing "No such PaymentMethod", another customer's payment
+// method or saved card, or one attached to no one, is Stripe's "The
+// customer does not have a payment method with the ID …", param
+// default_payment_method, and the request changes nothing. The
+// customer's own payment method and saved card, Stripe's test payment
+// methods (charged as their card) and "" (unset) are taken.
+func TestDefaultPaymentMethodOwned(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) apiResp {
+		t.Helper()
+		return do(t, "POST", base+path, "sk_test_x", v.Encode())
+	}
+	id := func(r apiResp) string {
+		t.Helper()
+		return mustOK(t, r).body["id"].(string)
+	}
+	cus, other := id(post("/v1/customers", nil)), id(post("/v1/customers", nil))
+	prod := id(post("/v1/products", url.Values{"name": {"p"}}))
+	price := id(post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"1000"}, "recurring[interval]": {"month"}}))
+	newPM := func() string {
+		return id(post("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}}))
+	}
+	own, others, loose := newPM(), newPM(), newPM()
+	mustOK(t, post("/v1/payment_methods/"+own+"/attach", url.Values{"customer": {cus}}))
+	mustOK(t, post("/v1/payment_methods/"+others+"/attach", url.Values{"customer": {other}}))
+	ownCard := id(post("/v1/customers/"+cus+"/sources", url.Values{"source": {"tok_visa"}}))
+	othersCard := id(post("/v1/customers/"+other+"/sources", url.Values{"source": {"tok_mastercard"}}))
+
+	sub := id(post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}}))
+	inv := id(post("/v1/invoices", url.Values{"customer": {cus}}))
+	notAttached := func(pm string) string {
+		return "The customer does not have a payment method with the ID " + pm + ". The payment method must be attached to the customer."
+	}
+	refused := []struct{ pm, msg string }{
+		{"pm_nope", "No such PaymentMethod: 'pm_nope'"},
+		{"card_nope", "No such PaymentMethod: 'card_nope'"},
+		{others, notAttached(others)},
+		{loose, notAttached(loose)},
+		{othersCard, notAttached(othersCard)},
+	}
+	requests := []struct {
+		name, path string
+		base       url.Values
+	}{
+		{"subscription create", "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}}},
+		{"subscription update", "/v1/subscriptions/" + sub, url.Values{}},
+		{"invoice create", "/v1/invoices", url.Values{"customer": {cus}}},
+		{"invoice update", "/v1/invoices/" + inv, url.Values{}},
+	}
+	count := func(path string) int {
+		return len(getObj(t, base, path+"?limit=100&customer="+cus)["data"].([]any))
+	}
+	subs, invs := count("/v1/subscriptions"), count("/v1/invoices")
+	for _, rq := range requests {
+		for _, tc := range refused {
+			v := url.Values{"default_payment_method": {tc.pm}}
+			for k, x := range rq.base {
+				v[k] = x
+			}
+			r := post(rq.path, v)
+			e, _ := r.body["error"].(map[string]any)
+			if r.status != 400 || e["code"] != "resource_missing" || e["param"] != "default_payment_method" || e["message"] != tc.msg {
+				t.Errorf("%s with %s: %d %s, want 400 resource_missing %q", rq.name, tc.pm, r.status, r.raw, tc.msg)
+			}
+		}
+		for _, pm := range []string{own, ownCard, "pm_card_visa"} {
+			v := url.Values{"default_payment_method": {pm}}
+			for k, x := range rq.base {
+				v[k] = x
+			}
+			if got := mustOK(t, post(rq.path, v)).body["default_payment_method"]; got != pm {
+				t.Errorf("%s with its customer's %s: default_payment_method %v", rq.name, pm, got)
+			}
+		}
+	}
+	// Three creates of each kind were taken (own, ownCard,
+	// pm_card_visa), each subscription with its first invoice; none of
+	// the refused ones left anything behind.
+	if n := count("/v1/subscriptions"); n != subs+3 {
+		t.Errorf("%d subscriptions, want %d: a refused create made one", n, subs+3)
+	}
+	if n := count("/v1/invoices"); n != invs+6 {
+		t.Errorf("%d invoices, want %d: a refused create made one", n, invs+6)
+	}
+	if got := mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {""}})).body["default_payment_method"]; got != nil {
+		t.Errorf("default_payment_method after unsetting it: %v", got)
+	}
+}
+
+// TestNoFixtureLeftovers: objects made with the least a request
+// needs carry none of stripe-mock's example content: a payment method
+// made of a token has null billing_details (not jenny@example.com at
+// 1234 Fake Street) and keeps the ones given; a charge of a token has no
+// billing name (not Jenny Rosen) and a charge of a payment method its
+// billing_details; a checkout session given no cancel_url has none (not
+// https://example.com/cancel); a credit note has no tax_amounts (no tax
+// is computed; not the fixture's 190 of a tax rate that doesn't exist).
+func TestNoFixtureLeftovers(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) map[string]any {
+		t.Helper()
+		return mustOK(t, do(t, "POST", base+path, "sk_test_x", v.Encode())).body
+	}
+	nulls := map[string]any{
+		"address": map[string]any{"city": nil, "country": nil, "line1": nil, "line2": nil, "postal_code": nil, "state": nil},
+		"email":   nil, "name": nil, "phone": nil,
+	}
+	pm := post("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})
+	if !reflect.DeepEqual(pm["billing_details"], nulls) {
+		t.Errorf("payment method of tok_visa: billing_details %v, want all null", pm["billing_details"])
+	}
+	given := post("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"},
+		"billing_details[name]": {"Ann Lee"}, "billing_details[address][city]": {"Oslo"}})
+	want := map[string]any{
+		"address": map[string]any{"city": "Oslo", "country": nil, "line1": nil, "line2": nil, "postal_code": nil, "state": nil},
+		"email":   nil, "name": "Ann Lee", "phone": nil,
+	}
+	if !reflect.DeepEqual(given["billing_details"], want) {
+		t.Errorf("payment method with billing_details: %v, want %v", given["billing_details"], want)
+	}
+	if got := getObj(t, base, "/v1/payment_methods/"+given["id"].(string))["billing_details"]; !reflect.DeepEqual(got, want) {
+		t.Errorf("payment method retrieved: billing_details %v, want %v", got, want)
+	}
+
+	ch := post("/v1/charges", url.Values{"amount": {"1000"}, "currency": {"usd"}, "source": {"tok_visa"}})
+	if !reflect.DeepEqual(ch["billing_details"], nulls) {
+		t.Errorf("charge of tok_visa: billing_details %v, want all null", ch["billing_details"])
+	}
+	pi := post("/v1/payment_intents", url.Values{"amount": {"1000"}, "currency": {"usd"}, "payment_method": {given["id"].(string)},
+		"confirm": {"true"}, "expand[]": {"latest_charge"}})
+	if got := at(pi, "latest_charge.billing_details"); !reflect.DeepEqual(got, want) {
+		t.Errorf("charge of a payment method with billing_details: %v, want %v", got, want)
+	}
+
+	cus := post("/v1/customers", nil)["id"].(string)
+	prod := post("/v1/products", url.Values{"name": {"p"}})["id"].(string)
+	price := post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"500"}})["id"].(string)
+	cs := post("/v1/checkout/sessions", url.Values{"mode": {"payment"}, "line_items[0][price]": {price}, "line_items[0][quantity]": {"1"},
+		"success_url": {"https://shop.test/ok"}})
+	if cs["cancel_url"] != nil || cs["success_url"] != "https://shop.test/ok" {
+		t.Errorf("checkout session: cancel_url %v success_url %v, want null and the one given", cs["cancel_url"], cs["success_url"])
+	}
+
+	post("/v1/invoiceitems", url.Values{"customer": {cus}, "amount": {"1000"}, "currency": {"usd"}})
+	inv := post("/v1/invoices", url.Values{"customer": {cus}, "pending_invoice_items_behavior": {"include"}, "collection_method": {"send_invoice"}, "days_until_due": {"3"}})
+	post("/v1/invoices/"+inv["id"].(string)+"/finalize", nil)
+	cn := post("/v1/credit_notes", url.Values{"invoice": {inv["id"].(string)}, "amount": {"100"}})
+	if ta, ok := cn["tax_amounts"].([]any); !ok || len(ta) != 0 {
+		t.Errorf("credit note: tax_amounts %v, want []", cn["tax_amounts"])
+	}
+
+	// Nothing else of the example content shows anywhere in them.
+	for _, obj := range []map[string]any{pm, given, ch, pi, cs, cn} {
+		raw := strings.ToLower(mustOK(t, do(t, "GET", base+"/v1/"+map[string]string{"pm": "payment_methods", "ch": "charges", "pi": "payment_intents",
+			"cs": "checkout/sessions", "cn": "credit_notes"}[strings.SplitN(obj["id"].(string), "_", 2)[0]]+"/"+obj["id"].(string), "sk_test_x", "")).raw)
+		for _, s := range []string{"jenny", "fake street", "example.com", "txr_1opouv"} {
+			if strings.Contains(raw, s) {
+				t.Errorf("%s shows %q: %.300s", obj["id"], s, raw)
+			}
+		}
 	}
 }

@@ -38,7 +38,10 @@ var (
 	kCS = addKind(&kind{table: "checkout_sessions", schema: "checkout.session", prefix: "cs_test_", base: "/v1/checkout/sessions", idParam: "session",
 		keys: []string{"customer", "payment_intent", "payment_link", "status", "subscription"}, events: "checkout.session",
 		skip: []string{"line_items", "customer_details", "discounts", "payment_method_options", "subscription_data", "payment_intent_data", "invoice_creation", "tax_id_collection", "custom_fields", "custom_text", "shipping_options", "consent_collection", "phone_number_collection", "shipping_address_collection", "automatic_tax", "after_expiration"},
-		what: "checkout.session"})
+		// "If set, Checkout displays a back button" (spec): null unless
+		// given, not the fixture's https://example.com/cancel.
+		blank: []string{"cancel_url", "success_url"},
+		what:  "checkout.session"})
 	kTaxID = addKind(&kind{table: "tax_ids", schema: "tax_id", prefix: "txi_", base: "/v1/tax_ids", idParam: "id",
 		keys: []string{"customer"}, events: "customer.tax_id", skip: []string{"owner"}, what: "tax_id"})
 	kCN = addKind(&kind{table: "credit_notes", schema: "credit_note", prefix: "cn_", base: "/v1/credit_notes", idParam: "id",
@@ -263,6 +266,25 @@ func init() {
 	// payment methods (no payment_method.created in Stripe)
 	kPM.create = func(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		obj["customer"] = nil
+		// Only what the request gives: the fixture's are stripe-mock's
+		// example person (jenny@example.com, 1234 Fake Street).
+		bd := noBillingDetails()
+		if p, ok := c.params["billing_details"].(map[string]any); ok {
+			for _, f := range []string{"email", "name", "phone"} {
+				if v, ok := p[f].(string); ok && v != "" {
+					bd[f] = v
+				}
+			}
+			if a, ok := p["address"].(map[string]any); ok {
+				addr := bd["address"].(map[string]any)
+				for f := range addr {
+					if v, ok := a[f].(string); ok && v != "" {
+						addr[f] = v
+					}
+				}
+			}
+		}
+		obj["billing_details"] = bd
 		if t, ok := c.params["type"].(string); ok && t != "card" {
 			obj["type"] = t
 			delete(obj, "card")
@@ -801,6 +823,9 @@ func init() {
 		}
 		obj["number"] = fmt.Sprintf("%s-CN-%02d", strings.ToUpper(idOf(obj)[3:11]), 1)
 		obj["refund"], obj["customer_balance_transaction"], obj["voided_at"] = nil, nil, nil
+		// No tax is computed (doc.go): not the fixture's 190 of a tax
+		// rate that doesn't exist here.
+		obj["tax_amounts"] = []any{}
 		obj["effective_at"] = c.now
 		obj["pdf"] = "https://pay.stripe.com/credit_notes/" + idOf(obj) + "/pdf"
 		return nil
@@ -1037,6 +1062,31 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	return nil
 }
 
+// noBillingDetails is the billing_details of a payment method or charge
+// that has none: every field null.
+func noBillingDetails() map[string]any {
+	return map[string]any{
+		"address": map[string]any{"city": nil, "country": nil, "line1": nil, "line2": nil, "postal_code": nil, "state": nil},
+		"email":   nil, "name": nil, "phone": nil,
+	}
+}
+
+// billingDetailsOf is a charge's billing_details, "Billing information
+// associated with the payment method at the time of the transaction"
+// (spec): a stored payment method's, a saved card's name and address
+// (card, or nil), else none (test payment methods and tokens carry none).
+func (e *Emulator) billingDetailsOf(pm string, card map[string]any) map[string]any {
+	if card != nil {
+		return e.cardPMView(card)["billing_details"].(map[string]any)
+	}
+	if obj := e.load(kPM, pm); obj != nil {
+		if bd, ok := obj["billing_details"].(map[string]any); ok {
+			return bd
+		}
+	}
+	return noBillingDetails()
+}
+
 // fillCharge turns obj into a succeeded, captured charge with its balance
 // transaction.
 func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt int64, cur, pi, inv string) {
@@ -1076,6 +1126,7 @@ func (e *Emulator) fillCharge(c *reqCtx, obj map[string]any, cus, pm string, amt
 	if card != nil {
 		obj["source"] = card
 	}
+	obj["billing_details"] = e.billingDetailsOf(pm, card)
 	e.describeCard(obj, card)
 	if card == nil {
 		e.describeCard(obj, e.cardFacts(c, pm))

@@ -148,6 +148,9 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if ae := e.checkDefaultSource(c, getStr(old, "customer")); ae != nil {
 		return ae
 	}
+	if ae := e.checkParamPM(c, getStr(old, "customer")); ae != nil {
+		return ae
+	}
 	pb, _ := c.params["payment_behavior"].(string)
 	if st := getStr(old, "status"); st == "canceled" || st == "incomplete_expired" {
 		return changeSubscription(e, c, obj, old)
