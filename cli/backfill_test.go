@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -8,6 +11,8 @@ import (
 
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
+	"github.com/pgstripe/pgstripe/leader"
+	"github.com/pgstripe/pgstripe/logtest"
 	"github.com/pgstripe/pgstripe/pgtest"
 	"github.com/pgstripe/pgstripe/sync/backfill"
 )
@@ -110,5 +115,61 @@ func TestServeTakenPortNamesSetting(t *testing.T) {
 		if code != 1 || errs != want {
 			t.Errorf("%s taken: exit %d, stderr %q; want exit 1 and %q", tc.env, code, errs, want)
 		}
+	}
+}
+
+// TestBackfillInterruptedWhileWaiting: a backfill interrupted while
+// it waits for the serve that leads sync said "progress is saved, run the
+// same command to resume", though it had not started. It says it fetched
+// nothing, with the same exit code (130); once it ran, the old line stays.
+func TestBackfillInterruptedWhileWaiting(t *testing.T) {
+	pool, dbURL := pgtest.NewMigratedDB(t)
+	_, base := emulatortest.Start(t, emulator.Options{Seed: 2, RateLimit: -1})
+	for _, k := range []string{"PGSTRIPE_RATE_LIMIT", "PGSTRIPE_LOG_FORMAT"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("STRIPE_API_KEY", "sk_test_x")
+	t.Setenv("STRIPE_API_BASE", base)
+
+	// Another instance leads sync until the test ends.
+	leadCtx, stopLead := context.WithCancel(context.Background())
+	elected := make(chan struct{})
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		e := &leader.Elector{ConnConfig: pool.Config().ConnConfig, Info: leader.Info{Instance: "review-serve", Host: "h"}, Poll: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+		e.Run(leadCtx, func(ctx context.Context, _ int64) error {
+			close(elected)
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	t.Cleanup(func() { stopLead(); <-leaderDone })
+	select {
+	case <-elected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the other instance was not elected")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out bytes.Buffer
+	errs := &logtest.Buffer{}
+	done := make(chan error, 1)
+	go func() { done <- runBackfill(ctx, &Env{Stdout: &out, Stderr: errs}, []string{"--objects", "customers"}) }()
+	errs.WaitLine(t, "waiting for it to stop", 20*time.Second)
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the interrupted backfill did not return")
+	}
+	if ec, ok := err.(exitCode); !ok || ec != 130 {
+		t.Errorf("err %v, want exit code 130", err)
+	}
+	if s := errs.String(); !strings.Contains(s, "pgstripe backfill: interrupted before it fetched anything") || strings.Contains(s, "progress is saved") {
+		t.Errorf("stderr:\n%s\nwant the interruption said to come before anything was fetched", s)
 	}
 }

@@ -128,7 +128,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &ec) {
 			return int(ec)
 		}
-		fmt.Fprintf(stderr, "pgstripe %s: %s\n", c.name, oneLine(err.Error()))
+		// Errors of the packages a command runs may start with the
+		// command's name too (schema.Migrate's "migrate: …"): once is
+		// enough.
+		fmt.Fprintf(stderr, "pgstripe %s: %s\n", c.name, strings.TrimPrefix(oneLine(err.Error()), c.name+": "))
 		return 1
 	}
 	fmt.Fprintf(stderr, "pgstripe: unknown command %q (run 'pgstripe --help' for the list)\n", args[0])

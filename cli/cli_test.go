@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -86,5 +88,28 @@ func TestMigrateTwiceAndStatus(t *testing.T) {
 	}
 	if !strings.Contains(out, "last errors in full:\n  invoiceitems: "+long+"\n") {
 		t.Errorf("invoiceitems' error not given whole below the table:\n%s", out)
+	}
+}
+
+// TestErrorNamesCommandOnce: an error that already starts with the
+// command's name is printed with it once. 'pgstripe migrate' on a LATIN1
+// database printed "pgstripe migrate: migrate: the database's encoding is
+// LATIN1: …".
+func TestErrorNamesCommandOnce(t *testing.T) {
+	c := pgtest.Cluster(t)
+	ctx := context.Background()
+	admin := pgtest.Connect(t, c.URL("postgres"))
+	name := fmt.Sprintf("review_latin1_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name+` ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name) })
+
+	code, out, errs := run(t, map[string]string{"DATABASE_URL": c.URL(name)}, "migrate")
+	if code != 1 || out != "" {
+		t.Fatalf("migrate on a LATIN1 database: exit %d, stdout %q, stderr %q; want exit 1", code, out, errs)
+	}
+	if !strings.HasPrefix(errs, "pgstripe migrate: the database's encoding is LATIN1") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("stderr %q; want one line naming the command once, then the encoding", errs)
 	}
 }

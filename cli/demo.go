@@ -34,6 +34,11 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *customers < 0 {
+		// The emulator would seed nothing and the demo would announce
+		// "-5 customers".
+		return fmt.Errorf("--customers must not be negative, got %d", *customers)
+	}
 	lmin, lmax, err := emulator.ParseLatency(*latency)
 	if err != nil {
 		return fmt.Errorf("--latency: %v", err)
@@ -89,7 +94,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	progress := func(p backfill.Progress) {
 		show(p)
 		if p.Done && !p.Stopped {
-			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen, cfg.DatabaseURL) })
+			once.Do(func() { printDemoHelp(out, proxyAddr, *metricsListen, cfg.DatabaseURL, selfCommand()) })
 		}
 	}
 	// The limit the progress table shows is pgstripe's own (80% of
@@ -142,7 +147,7 @@ func demoPortsFree(listen, metricsListen string) error {
 	return nil
 }
 
-func printDemoHelp(w io.Writer, proxyAddr, metricsAddr, directURL string) {
+func printDemoHelp(w io.Writer, proxyAddr, metricsAddr, directURL, self string) {
 	host, port, _ := net.SplitHostPort(proxyAddr)
 	url := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", net.JoinHostPort(host, port))
 	fmt.Fprintf(w, `
@@ -170,8 +175,31 @@ Try:
 Metrics: curl http://%s/metrics    Stop: Ctrl-C (removes everything).
 Sync state from another terminal (Postgres directly, not the proxy):
 
-    DATABASE_URL='%s' go run ./cmd/pgstripe status
-`, url, metricsAddr, directURL)
+    DATABASE_URL='%s' %s status
+`, url, metricsAddr, directURL, self)
+}
+
+// selfCommand is how to run this pgstripe again from another terminal, for
+// the demo's help: "go run ./cmd/pgstripe" only works in a checkout, so a
+// built binary (run from anywhere, or in a container) names itself.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "go run ./cmd/pgstripe"
+	}
+	return selfCommandFor(exe)
+}
+
+// selfCommandFor is selfCommand for the executable at exe. go run builds
+// into a temporary go-build directory that is gone once the demo ends.
+func selfCommandFor(exe string) string {
+	if strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		return "go run ./cmd/pgstripe"
+	}
+	if strings.ContainsAny(exe, " '\"$`\\") {
+		return "'" + strings.ReplaceAll(exe, "'", `'\''`) + "'"
+	}
+	return exe
 }
 
 // filepathBase names the server version from its bin directory

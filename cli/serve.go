@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgstripe/pgstripe/config"
@@ -59,7 +60,9 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 	log := newLogger(logw, cfg.LogFormat)
 	show := progressPrinter(env.Stdout, tty, log)
 	var skipped []string
+	var started atomic.Bool
 	progress := func(p backfill.Progress) {
+		started.Store(true)
 		show(p)
 		if p.Done {
 			skipped = skippedObjects(p)
@@ -67,6 +70,12 @@ func runBackfill(ctx context.Context, env *Env, args []string) error {
 	}
 	err = server.Backfill(ctx, server.Options{Config: cfg, Logger: log, Progress: progress}, names, *restart)
 	if err != nil && ctx.Err() != nil {
+		if !started.Load() {
+			// Still waiting for a serve that leads sync (or connecting):
+			// "progress is saved" would promise what isn't there.
+			fmt.Fprintln(env.Stderr, "pgstripe backfill: interrupted before it fetched anything; run the same command again to backfill")
+			return exitCode(130)
+		}
 		fmt.Fprintln(env.Stderr, "pgstripe backfill: interrupted; progress is saved, run the same command to resume")
 		return exitCode(130)
 	}

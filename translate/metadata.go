@@ -128,7 +128,11 @@ func checkMetadataLimits(where string, params url.Values, stored map[string]map[
 			e := errorf(CodeInvalidParameterValue, "%s would have %d keys: Stripe allows at most %d metadata keys", label, n, maxMetadataKeys).
 				withHint("remove keys in the same statement (metadata - 'key', or the key set to null), or keep several values under one key as JSON text")
 			if had > 0 {
-				e.withDetail("Stripe merges an update's metadata into what it holds: the synced row has %d keys", had)
+				keys := "keys"
+				if had == 1 {
+					keys = "key"
+				}
+				e.withDetail("Stripe merges an update's metadata into what it holds: the synced row has %d %s", had, keys)
 				if name != "metadata" {
 					e.Detail += " there"
 				}

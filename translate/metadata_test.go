@@ -271,3 +271,26 @@ func TestItemMetadataMergedWithStored(t *testing.T) {
 		t.Errorf("Objects = %v for a new item and keys removed only, want none", got)
 	}
 }
+
+// TestMetadataKeyCountDetail: the DETAIL of a refused 51st key
+// counts the synced row's keys in English ("has 1 key", not "has 1 keys",
+// which a user met on a customer with one key).
+func TestMetadataKeyCountDetail(t *testing.T) {
+	const upd = `UPDATE stripe.customers SET metadata = $1 WHERE id = 'cus_1'`
+	for _, c := range []struct {
+		stored int
+		want   string
+	}{
+		{1, "the synced row has 1 key"},
+		{2, "the synced row has 2 keys"},
+	} {
+		// The stored keys kept and more: 51 in all.
+		_, err := build(t, upd, `["cus_1", `+mdJSON(0, 51, nil)+`, `+mdJSON(0, c.stored, nil)+`]`)
+		if err == nil || err.Code != CodeInvalidParameterValue {
+			t.Fatalf("%d stored keys: err %+v, want 22023", c.stored, err)
+		}
+		if !strings.HasSuffix(err.Detail, c.want) {
+			t.Errorf("%d stored keys: detail %q, want it to end with %q", c.stored, err.Detail, c.want)
+		}
+	}
+}
