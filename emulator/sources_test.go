@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -799,5 +800,79 @@ func TestCardPMAttach(t *testing.T) {
 	}
 	if got := lastEvents(t, base, 100); !slices.Equal(got, events) {
 		t.Errorf("attaches sent events: %v", got[len(events):])
+	}
+}
+
+// TestCardPMDetachReplay: a saved card's detach through the Payment
+// Methods API replayed with its Idempotency-Key answers the first answer
+// (Idempotent-Replayed), not the 404 of a second detach, and sends no
+// event again.
+func TestCardPMDetachReplay(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "source=tok_visa")))
+	visa := cardID(t, getObj(t, base, "/v1/customers/"+cus), "default_source")
+
+	first := mustOK(t, do(t, "POST", base+"/v1/payment_methods/"+visa+"/detach", key, "", "Idempotency-Key", "detach-1"))
+	events := lastEvents(t, base, 100)
+	again := do(t, "POST", base+"/v1/payment_methods/"+visa+"/detach", key, "", "Idempotency-Key", "detach-1")
+	if again.status != 200 || again.raw != first.raw || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("replayed detach: %d %q %s, want the first answer %s", again.status, again.header.Get("Idempotent-Replayed"), again.raw, first.raw)
+	}
+	if got := lastEvents(t, base, 100); !slices.Equal(got, events) {
+		t.Errorf("events after the replay:\n got %v\nwant %v", got, events)
+	}
+}
+
+// TestCardPMDetachRacesCharge: detaching saved cards through the
+// Payment Methods API while they are charged and the customer's payment
+// methods listed is race-free (go test -race), and each charge either
+// used its card before the detach or was refused as Stripe refuses a
+// deleted source; the cards end deleted.
+func TestCardPMDetachRacesCharge(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	const key = "sk_test_x"
+	cus := idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers", key, "")))
+	var cards []string
+	for range 4 {
+		cards = append(cards, idOfResp(mustOK(t, do(t, "POST", base+"/v1/customers/"+cus+"/sources", key, "source=tok_visa"))))
+	}
+	var wg sync.WaitGroup
+	charges := make([]apiResp, len(cards))
+	for i, card := range cards {
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			if r := do(t, "POST", base+"/v1/payment_methods/"+card+"/detach", key, ""); r.status != 200 {
+				t.Errorf("detach %s: %d %s", card, r.status, r.raw)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			charges[i] = do(t, "POST", base+"/v1/charges", key, url.Values{"amount": {"500"}, "currency": {"usd"}, "customer": {cus}, "source": {card}}.Encode())
+		}()
+		go func() {
+			defer wg.Done()
+			if r := do(t, "GET", base+"/v1/customers/"+cus+"/payment_methods", key, ""); r.status != 200 {
+				t.Errorf("list: %d %s", r.status, r.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range charges {
+		switch {
+		case r.status == 200:
+			if src, _ := r.body["source"].(map[string]any); src["id"] != cards[i] {
+				t.Errorf("charge of %s: source %v", cards[i], r.body["source"])
+			}
+		case r.status != 400 || errField(r, "code") != "resource_missing":
+			t.Errorf("charge of %s racing its detach: %d %s", cards[i], r.status, r.raw)
+		}
+	}
+	if got := pagedIDs(t, base, "/v1/customers/"+cus+"/payment_methods", 10); len(got) != 0 {
+		t.Errorf("payment methods after detaching every card: %v", got)
+	}
+	if ds := getObj(t, base, "/v1/customers/"+cus)["default_source"]; ds != nil {
+		t.Errorf("default_source after detaching every card: %v", ds)
 	}
 }
