@@ -27,7 +27,9 @@
 // has reached the client. Write-through (package writethrough) is built on
 // that hook. An interceptor's query may bound the memory its rows take
 // (Upstream.QueryParamsLimit): past the limit upstream is asked to cancel
-// it, and a long row is skipped as it arrives rather than read whole.
+// it (or, without a cancel key from upstream, its connection is closed,
+// which ends the session), and a long row is skipped as it arrives rather
+// than read whole.
 // When upstream's connection fails during an interception, the
 // interceptor's queries get that error and the session stays open until
 // its reply is out (it may say what reached Stripe); an error reply then

@@ -418,7 +418,10 @@ func RowBytes(msgLen, values int) int64 { return int64(msgLen) + 24*int64(values
 // never read whole, and upstream is asked to cancel the query (a result
 // can be endless: a WITH query over generate_series); the error is then a
 // *ResultTooLargeError, and upstream, like after any error, skips the
-// rest of the client's batch.
+// rest of the client's batch. When upstream gave no BackendKeyData (some
+// poolers), no cancel can reach it: the proxy closes the upstream
+// connection instead, and the session ends with the interceptor's reply,
+// sent as FATAL (see Call.Send).
 func (u *Upstream) QueryParamsLimit(ctx context.Context, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16, limit int64) (*Result, error) {
 	res := &Result{}
 	var held int64
@@ -513,6 +516,9 @@ func (u *Upstream) queryLimit(ctx context.Context, sql string, paramOIDs []uint3
 	for closes := 0; closes < 3; {
 		raw, err := u.receive(ctx)
 		if err != nil {
+			if tooLarge != nil {
+				return tooLarge // the interceptor's error, FATAL if upstream is gone
+			}
 			return err
 		}
 		body := raw[5:]
@@ -531,6 +537,19 @@ func (u *Upstream) queryLimit(ctx context.Context, sql string, paramOIDs []uint3
 				err = result(raw[0], body)
 			}
 			if errors.As(err, &tooLarge) {
+				if u.s.upstreamKey == nil {
+					// No cancel can reach upstream (a pooler in between
+					// that sent no BackendKeyData): an endless result
+					// would be read and dropped until statement_timeout,
+					// if any, with the client waiting. Closing the
+					// connection ends the session instead: the
+					// interceptor's reply goes out as FATAL (Call.Send),
+					// and Postgres, failing to send the next rows, ends
+					// the backend and rolls its transaction back.
+					u.s.p.log.Info("closing upstream: an interceptor's query went past its limit, and upstream gave no cancel key",
+						"remote", u.s.client.RemoteAddr().String(), "limit", limit)
+					u.s.upstream.Close()
+				}
 				stop()
 				continue
 			}

@@ -460,14 +460,20 @@ func (s *session) endFromClient(err error) {
 			s.endMu.Lock()
 			s.violation = nil
 			s.endMu.Unlock()
-			s.terminated.Store(true)
 			s.uw.write(s.cr.buf[s.cr.r:s.cr.w])
 			if s.uw.flush() == nil {
 				if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 					return
 				}
 			}
-			s.closeWithError(pgError("FATAL", "08P01", pe.Error()))
+			// Upstream's connection failed before it got the bytes:
+			// Postgres, gone, never read the bad message. The session
+			// ends as for any loss of upstream, by the server loop, with
+			// upstream's FATAL if it sent one, else the proxy's 08006.
+			// (Neither a FATAL 08P01 here, which raced upstream's, nor
+			// terminated, which would silence the 08006: the client did
+			// not end the session.)
+			s.awaitServerEnd()
 			return
 		}
 		s.endMu.Lock()

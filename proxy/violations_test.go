@@ -8,9 +8,13 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -336,3 +340,183 @@ func TestMalformedLikePostgres(t *testing.T) {
 }
 
 const insertXSimple = "INSERT INTO stripe.x (v) VALUES ('nul') RETURNING v"
+
+// heldReader is upstream's read side for the server loop, which it can
+// stop (hold) with what it read: the seam that lets the client loop meet a
+// violation while upstream's last words wait unread, the order that a busy
+// machine gives at random. release ends the hold, with err in place of
+// what was read if set.
+type heldReader struct {
+	conn     net.Conn
+	hold     atomic.Bool
+	heldOnce sync.Once
+	held     chan struct{} // closed when a read is held
+	release  chan struct{}
+	err      error
+}
+
+func (r *heldReader) Read(p []byte) (int, error) {
+	n, err := r.conn.Read(p)
+	if r.hold.Load() {
+		r.heldOnce.Do(func() { close(r.held) })
+		<-r.release
+		if r.err != nil {
+			return 0, r.err
+		}
+	}
+	return n, err
+}
+
+// deadWriteConn is upstream's write side, whose connection fails once
+// armed, as a socket whose peer has gone: the first write still succeeds
+// (the kernel takes it; the peer answers with a reset), later ones fail.
+// done is closed when the session's client loop is through with upstream
+// (it leaves the rest to the server loop, or closes the session).
+type deadWriteConn struct {
+	net.Conn
+	armed    atomic.Bool
+	writes   atomic.Int32
+	doneOnce sync.Once
+	done     chan struct{}
+}
+
+func (c *deadWriteConn) Write(p []byte) (int, error) {
+	if c.armed.Load() {
+		if c.writes.Add(1) == 1 {
+			return len(p), nil
+		}
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *deadWriteConn) CloseWrite() error {
+	if c.armed.Load() {
+		return &net.OpError{Op: "shutdown", Net: "tcp", Err: syscall.ENOTCONN}
+	}
+	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+}
+
+func (c *deadWriteConn) SetReadDeadline(t time.Time) error {
+	if c.armed.Load() {
+		c.doneOnce.Do(func() { close(c.done) })
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadWriteConn) Close() error {
+	c.doneOnce.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
+
+// copyBadLength is a CopyData whose length is past Postgres's limit
+// (PQ_LARGE_MESSAGE_LIMIT): the proxy stops at its header.
+var copyBadLength = []byte{'d', 0x7f, 0, 0, 0}
+
+// TestCopyInViolationAfterUpstreamEnd: in COPY FROM STDIN, the
+// client sends a message Postgres refuses for its length after upstream's
+// connection ended (Postgres ended the session with FATAL 57P01, or the
+// connection was reset), and the proxy's write of the message upstream
+// fails. Postgres, gone, never read the message: directly the client
+// gets Postgres's FATAL alone (measured below, on the test cluster),
+// and through the proxy it must get that, or the proxy's 08006 for a
+// connection lost without a word, as for any loss of upstream. Before,
+// the client loop sent its own FATAL 08P01 and closed, and whether that
+// or upstream's end reached the client depended on which loop got there
+// first (with a reset: the 08P01, or nothing at all, as it also took the
+// session for ended by the client). The held read makes the client loop
+// first.
+func TestCopyInViolationAfterUpstreamEnd(t *testing.T) {
+	db := pgtest.NewDB(t)
+	admin := pgtest.Connect(t, pgtest.Cluster(t).URL("postgres"))
+	setup := pgtest.Connect(t, db)
+	if _, err := setup.Exec(ctxT(t), `CREATE TABLE c (a int)`); err != nil {
+		t.Fatal(err)
+	}
+	terminate := func(pid uint32) {
+		t.Helper()
+		if _, err := admin.Exec(ctxT(t), `SELECT pg_terminate_backend($1)`, int32(pid)); err != nil {
+			t.Fatal(err)
+		}
+		waitBackendGone(t, admin, pid)
+	}
+
+	// Postgres directly.
+	pc, err := pgconn.Connect(ctxT(t), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := pc.PID()
+	hc, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hc.Conn.Close() })
+	direct := &rawConn{t: t, conn: hc.Conn, fe: hc.Frontend}
+	direct.send(&pgproto3.Query{String: "COPY c FROM STDIN"})
+	direct.until("CopyInResponse", 1)
+	terminate(pid)
+	// Read first: the client's bytes get a reset, which may drop what
+	// the client has not read yet.
+	want := errorCodes(rawToEnd(direct, 10*time.Second))
+	direct.conn.Write(cat(enc(&pgproto3.CopyData{Data: []byte("1\n")}), copyBadLength))
+	t.Logf("directly: %v", want)
+	if len(want) != 2 || want[0] != adminFatal {
+		t.Fatalf("Postgres directly: %v, want its FATAL 57P01 and the close", want)
+	}
+
+	for _, tc := range []struct {
+		name string
+		// reset: the connection is reset (the held read fails) instead
+		// of Postgres ending the session.
+		reset bool
+		want  []string
+	}{
+		{"postgres ends the session", false, want},
+		{"connection reset", true, []string{lostFatal, "EOF"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc, err := pgconn.Connect(ctxT(t), db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := pc.PID()
+			hc, err := pc.Hijack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := &deadWriteConn{Conn: hc.Conn, done: make(chan struct{})}
+			rd := &heldReader{conn: hc.Conn, held: make(chan struct{}), release: make(chan struct{})}
+			h := newSessionHarness(t, noInterceptor(t))
+			h.up.Close() // the harness's own upstream end: this one has Postgres
+			s := h.s
+			s.upstream, s.uw.conn, s.ur = up, up, newMsgReader(rd)
+			h.start(t, endAsRun)
+
+			h.send(t, &pgproto3.Query{String: "COPY c FROM STDIN"})
+			h.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if msg, err := h.fe.Receive(); err != nil || describeMsg(msg) != "CopyInResponse" {
+				t.Fatalf("got %v, %v; want CopyInResponse", msg, err)
+			}
+			rd.hold.Store(true)
+			if tc.reset {
+				rd.err = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+				hc.Conn.Close() // the read to hold ends at once
+			} else {
+				terminate(pid)
+			}
+			<-rd.held
+			up.armed.Store(true)
+			if _, err := h.client.Write(cat(enc(&pgproto3.CopyData{Data: []byte("1\n")}), copyBadLength)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-up.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the client loop never got through the violation")
+			}
+			close(rd.release)
+			wantLines(t, errorCodes(h.readToEnd(t)), tc.want...)
+		})
+	}
+}

@@ -163,7 +163,8 @@
 // the rows re-evaluated after a wait, their conversion to UTF-8, and
 // RETURNING. Past it the query is cancelled upstream (a WITH query may be
 // endless) without reading its rows, and the statement is refused with
-// 54000; before any Stripe call, except RETURNING of an INSERT or UPDATE,
+// 54000 (as FATAL, ending the session, when upstream gave no cancel key,
+// as behind some poolers: its connection is closed instead); before any Stripe call, except RETURNING of an INSERT or UPDATE,
 // which runs after the calls and fails as any error of RETURNING does,
 // DETAIL saying what reached Stripe. The
 // re-evaluation of an UPDATE's row changed by another write meanwhile
