@@ -39,12 +39,13 @@ func TestDemo(t *testing.T) {
 	if err != nil || strings.Join(lines(out), ",") != "a@b.co,INSERT 0 1,gold" {
 		t.Fatalf("demo write: %v %q", err, out)
 	}
-	// The status command it prints works from another terminal.
-	direct := regexp.MustCompile(`DATABASE_URL='([^']+)' go run ./cmd/pgstripe status`).FindStringSubmatch(p.out.String())
-	if direct == nil {
-		t.Fatalf("demo prints no status command:\n%s", tail(p.out.String(), 20))
+	// The status command it prints works from another terminal: a built
+	// binary names itself (go run names go run).
+	direct := regexp.MustCompile(`(?m)DATABASE_URL='([^']+)' (\S+) status$`).FindStringSubmatch(p.out.String())
+	if direct == nil || direct[2] != binary(t) {
+		t.Fatalf("demo prints no status command of %s:\n%s", binary(t), tail(p.out.String(), 20))
 	}
-	st := exec.Command(binary(t), "status")
+	st := exec.Command(direct[2], "status")
 	st.Env = append(os.Environ(), "DATABASE_URL="+direct[1])
 	if b, err := st.CombinedOutput(); err != nil || !strings.Contains(string(b), "customers") || !strings.Contains(string(b), "sync leader:") {
 		t.Fatalf("status with the demo's DATABASE_URL: %v\n%s", err, b)
