@@ -85,6 +85,7 @@ func (v *env) clockCustomers(t *testing.T) func() string {
 // advance every stripe.* table equals the emulator, and the renewal
 // invoices, their lines, payment intents and charges are there.
 func TestClockRenewals(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	k := emulatortest.NewClock(call)
 	price := k.Price(700, "month")

@@ -52,6 +52,7 @@ func (v *env) deleteOp(t *testing.T, path string) {
 // that changes an object without an event the loop applies leaves a
 // missing or stale row.
 func TestOperations(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	del := func(path string) { t.Helper(); v.deleteOp(t, path) }
 	step := func(name string, f func()) {
@@ -192,6 +193,7 @@ func TestScheduleStartsSubscription(t *testing.T) {
 // invoice sends no invoice item event (Stripe has no invoiceitem.updated),
 // only invoice.updated with the changed line.
 func TestDraftInvoiceItemUpdate(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	cus := call("/v1/customers", url.Values{"name": {"Items"}})
 	prod := call("/v1/products", url.Values{"name": {"Thing"}})

@@ -19,6 +19,7 @@ import (
 // payment_method.card_automatically_updated, mozilla/fxa#12380) doesn't
 // bring it back, even once the customer's tombstone is pruned.
 func TestDeletedCustomerDependents(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	ctx := context.Background()
 	cus := call("/v1/customers", url.Values{"name": {"Gone"}})

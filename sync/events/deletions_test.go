@@ -67,6 +67,7 @@ func TestRecreatedIDInOneBatch(t *testing.T) {
 // whose nested lists are longer than an event embeds, checking after each
 // step that every table equals the emulator.
 func TestDeletionLikeEvents(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	ctx := stripeapi.WithPriority(context.Background(), stripeapi.Interactive)
 	del := func(path string) { t.Helper(); v.deleteOp(t, path) }

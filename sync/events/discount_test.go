@@ -16,6 +16,7 @@ import (
 // times_redeemed; the customer, subscription, coupon, promotion code and
 // the customer's upcoming invoice must all follow.
 func TestDiscountEvents(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
 	cus := v.post(t, "/v1/customers", url.Values{"name": {"c"}})

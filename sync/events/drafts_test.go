@@ -37,6 +37,7 @@ func TestDraftInvoiceFollowsCustomer(t *testing.T) {
 // changed its email), and the events that would show it are applied only
 // once the customer is gone: the draft must still end as Stripe shows it.
 func TestDraftOfDeletedCustomer(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	for _, c := range []struct {
 		name string
 		// hide decides which events stay unlisted until the customer's

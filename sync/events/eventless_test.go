@@ -115,6 +115,7 @@ func counting(path string, n *atomic.Int64) func(http.Handler) http.Handler {
 // with thousands of codes cost dozens of requests per redemption. The
 // codes change with the coupon only when it stops being valid.
 func TestValidCouponRefetchListsNoPromotionCodes(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	var lists atomic.Int64
 	v := setupWrapped(t, emulator.Options{}, counting("/v1/promotion_codes", &lists))
 	ctx := context.Background()

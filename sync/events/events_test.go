@@ -810,3 +810,12 @@ WHERE object = 'customers' AND id = $1 AND held ? 'swept' AND not_before > held_
 		t.Errorf("rebackfill_complete %s: want 1 customer removed and none held (the lock went long before the 11 s wait ended)", detail)
 	}
 }
+
+// Parallel tests: those that call t.Parallel spend their time waiting
+// (for Stripe's clock to pass a second, a re-fetch backoff, a slow step
+// they simulate), not computing, and their bounds are generous (seconds
+// where the loop needs a poll), so two at once shorten the package
+// without loading it enough to matter. Each has its own emulator, HTTP
+// server and database, and none reads a global metric (counterValue's
+// test, which does, stays sequential: Go runs parallel tests only after
+// every sequential one has returned).

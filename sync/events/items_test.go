@@ -18,6 +18,7 @@ import (
 // arrives only through the re-fetch of the subscription, which must be
 // applied even when Stripe's clock still reads the event's second.
 func TestItemBeyondFirstPage(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v := setup(t, emulator.Options{})
 	cus := v.post(t, "/v1/customers", url.Values{"name": {"Items"}})
 	prod := v.post(t, "/v1/products", url.Values{"name": {"Seat"}})

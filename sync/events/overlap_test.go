@@ -89,6 +89,7 @@ func TestOverlapAfterOverlapPoll(t *testing.T) {
 // page every other step: a sweep of several pages that never ends never
 // lists an event late beyond the overlap window.
 func TestSweepProgressesWhenStepsAreSlow(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
 	g := v.syncThroughGate(t)

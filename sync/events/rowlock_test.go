@@ -56,6 +56,7 @@ func (v *env) queryText(t *testing.T, query string, args ...any) string {
 // transaction ends, and a warning names the blocking backend once, not
 // per retry, without row data.
 func TestRowLockDoesNotStallSync(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
 	if _, _, err := events.EnsureCursor(ctx, v.pool, v.client, 0); err != nil {

@@ -16,6 +16,7 @@ import (
 // tables through the events: subscriptions, their items (created, updated
 // and deleted with no event of their own) and the schedules.
 func TestScheduleFollowsPhases(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	prod := call("/v1/products", url.Values{"name": {"Plan"}})
 	price := func(amount int) string {

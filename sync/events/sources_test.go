@@ -23,6 +23,7 @@ import (
 // stripe.payment_methods follows: TestSourceCardsInPaymentMethods)
 // leave every table equal to the emulator; a fresh backfill agrees.
 func TestCustomerDefaultSourceSynced(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	ctx := context.Background()
 	defaultSource := func(cus string) string {
@@ -135,6 +136,7 @@ func wantPMs(t *testing.T, v *env, pool *pgxpool.Pool, cus string, want ...strin
 // customer update with source (which deletes the default it replaces),
 // changed by a source update, gone when deleted; a fresh backfill agrees.
 func TestSourceCardsInPaymentMethods(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	cus := call("/v1/customers", url.Values{"email": {"legacy@example.com"}, "source": {"tok_visa"}})
 	pm := call("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_amex"}})
@@ -257,6 +259,7 @@ func TestRouteDetachedCard(t *testing.T) {
 // with the customer's default_source handed to the other card; every
 // table equals the emulator after each step.
 func TestCardChangedThroughPaymentMethods(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, call := opsEnv(t)
 	ctx := context.Background()
 	cus := call("/v1/customers", url.Values{"email": {"legacy@example.com"}, "source": {"tok_visa"}})

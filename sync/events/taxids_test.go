@@ -40,6 +40,7 @@ func (v *env) storedTaxIDs(t *testing.T, inv string) string {
 // finalization); adding or deleting one sends customer.tax_id.* only, no
 // invoice event: both are re-fetched.
 func TestDraftFollowsTaxIDs(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
 	cus := v.post(t, "/v1/customers", url.Values{"email": {"a@x.co"}})
@@ -134,6 +135,7 @@ func TestDraftListedAfterTaxIDDeletion(t *testing.T) {
 // applied (no draft stored to compare yet), then the fetched draft is
 // stored. It must be fetched again.
 func TestDraftRefetchRacesTaxIDDeletion(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v, g, stop, cus, txi := taxedCustomer(t)
 	ctx := context.Background()
 	var mu sync.Mutex
@@ -183,6 +185,7 @@ VALUES ('invoices', $1, now() - interval '1 hour', 'version')`, draft); err != n
 // level with the tax ids, whether the tax id's event applies anything or
 // finds the backfill's newer row.
 func TestBackfillRacesTaxIDChange(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	for _, del := range []bool{false, true} {
 		name := "add"
 		if del {
@@ -291,6 +294,7 @@ func TestRouteTaxID(t *testing.T) {
 // that can't read tax ids) is re-fetched once for its event, not again
 // each time another customer's tax ids change during its fetch.
 func TestDraftRefetchNotRepeatedForOtherCustomers(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	v := setup(t, emulator.Options{})
 	ctx := context.Background()
 	g := v.syncThroughGate(t)

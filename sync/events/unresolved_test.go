@@ -701,6 +701,7 @@ SELECT 'customers', id, $2::timestamptz + i * interval '1 second', 'locked' FROM
 // readable: 30 queued customers cost 30 fetches (each 1 + MaxRetries
 // attempts), 8 at once, at every drain for the whole outage.
 func TestOutageOnReadableTableProbedOncePerDrain(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
 	const (
 		wave     = 8 // refetchParallel
 		attempts = 4 // per fetch: 1 + the client's MaxRetries
