@@ -368,17 +368,7 @@ func TestRefusedWriteNotSent(t *testing.T) {
 // later refused one doesn't make the call "not sent", and the interactive
 // call keeps its full schedule: only the idempotent retry can settle it.
 func TestReachedThenRefusedIsUncertain(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		conn.Close() // read the request, never answer
-	}))
-	defer srv.Close()
+	srv, calls := hangUpServer(t)
 	c, err := New(Config{APIKey: testKey, BaseURL: srv.URL, RateLimit: 1000, MaxRetries: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -458,4 +448,22 @@ func TestRefusedRedialAfterConnIsSent(t *testing.T) {
 			t.Errorf("GotConn %v: NotSent(%v) = %v", gotConn, err, NotSent(err))
 		}
 	}
+}
+
+// hangUpServer reads each request and closes the connection without an
+// answer: a request Stripe may have acted on. It counts the requests.
+func hangUpServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
 }

@@ -292,17 +292,7 @@ func TestWrappedTransportProxyErrors(t *testing.T) {
 // reports none (no GetConn, no GotConn) although it may write the request.
 // Its failure after Stripe read the request is not "not sent".
 func TestRegisteredProtocolWriteIsSent(t *testing.T) {
-	var saw atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		saw.Add(1)
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		conn.Close() // read the request, never answer
-	}))
-	defer srv.Close()
+	srv, saw := hangUpServer(t)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	// A minimal alternate HTTP/1 implementation on a conn of its own.

@@ -671,70 +671,17 @@ func deref[T any](p *T) any {
 // is gone. rebackfill_complete must still count it among the removed rows:
 // it is the sweep's verdict, applied late.
 func TestRebackfillCountsSweptHeldRemoval(t *testing.T) {
-	v := setup(t, emulator.Options{})
-	ctx := context.Background()
-	w := workload.New(v.mut, 7)
-	for range 4 {
-		w.Do(ctx, "createCustomer")
-	}
-	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
-		t.Fatal(err)
-	}
-	gone := w.Pick("customers")
-	if err := w.Delete(ctx, "customers", gone); err != nil {
-		t.Fatal(err)
-	}
-	v.e.SetClockOffset(31 * 24 * time.Hour)
-	w.Do(ctx, "createCustomer")
-
-	// A user's transaction holds the gone customer's row through the sweep.
-	held, _ := pgtest.HoldRows(t, v.db, "customers", gone)
-	stop := v.loop(t, events.Config{Backfill: func(ctx context.Context, since time.Time) error {
-		return backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4, RestartCompletedBefore: since})
-	}})
 	// The sweep's verdict queued for the re-fetcher: the signal to let go.
-	for end := time.Now().Add(20 * time.Second); ; {
-		var queued bool
-		if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.events_refetch
-WHERE object = 'customers' AND id = $1 AND held ? 'swept')`, gone).Scan(&queued); err != nil {
-			t.Fatal(err)
-		}
-		if queued {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatal("the sweep did not leave the held customer to the re-fetcher")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := held.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	v.converge(t, 20*time.Second)
-	// rebackfill_complete is logged once the re-backfill is done.
-	var removed *int
-	for end := time.Now().Add(20 * time.Second); ; {
-		err := v.pool.QueryRow(ctx, `SELECT coalesce((detail->'removed'->>'customers')::int, 0) FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&removed)
-		if err == nil {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("no rebackfill_complete: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	v, gone, detail := rebackfillWithGoneHeld(t, `held ? 'swept'`, "the sweep did not leave the held customer to the re-fetcher")
 	var tomb bool
-	if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1)`, gone).Scan(&tomb); err != nil {
+	if err := v.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM stripe_sync.tombstones WHERE object = 'customers' AND id = $1)`, gone).Scan(&tomb); err != nil {
 		t.Fatal(err)
 	}
 	if !tomb {
 		t.Errorf("customer %s deleted during the outage was not tombstoned", gone)
 	}
-	if *removed != 1 {
-		t.Errorf("rebackfill_complete logs %d customers removed, want 1 (the held row the sweep left to the re-fetcher)", *removed)
+	if d := rebackfillCounts(t, detail); d.Removed["customers"] != 1 {
+		t.Errorf("rebackfill_complete %s: want 1 customer removed (the held row the sweep left to the re-fetcher)", detail)
 	}
 }
 
@@ -746,7 +693,23 @@ WHERE object = 'customers' AND id = $1 AND held ? 'swept')`, gone).Scan(&queued)
 // must still come due within the wait, the row be removed, and
 // rebackfill_complete count it (not list it as held).
 func TestRebackfillCountsSweptRowReleasedLate(t *testing.T) {
-	v := setup(t, emulator.Options{})
+	// The re-fetcher's look that found the row held postpones the entry
+	// past the sweep's bound (its first due time): the signal to let go.
+	_, _, detail := rebackfillWithGoneHeld(t, `held ? 'swept' AND not_before > held_as_of`, "the re-fetcher never looked at the held row the sweep left it")
+	if d := rebackfillCounts(t, detail); d.Removed["customers"] != 1 || len(d.Held) != 0 {
+		t.Errorf("rebackfill_complete %s: want 1 customer removed and none held (the lock went long before the 11 s wait ended)", detail)
+	}
+}
+
+// rebackfillWithGoneHeld backfills four customers, deletes one while
+// pgstripe is down past Stripe's event retention, and starts the loop (a
+// re-backfill) while a user's transaction holds the gone customer's row,
+// until its re-fetch entry meets cond (SQL on stripe_sync.events_refetch;
+// never: failing with never). It returns once the tables converged and
+// the loop stopped, with the gone id and rebackfill_complete's detail.
+func rebackfillWithGoneHeld(t *testing.T, cond, never string) (v *env, gone string, detail []byte) {
+	t.Helper()
+	v = setup(t, emulator.Options{})
 	ctx := context.Background()
 	w := workload.New(v.mut, 7)
 	for range 4 {
@@ -755,7 +718,7 @@ func TestRebackfillCountsSweptRowReleasedLate(t *testing.T) {
 	if err := backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4}); err != nil {
 		t.Fatal(err)
 	}
-	gone := w.Pick("customers")
+	gone = w.Pick("customers")
 	if err := w.Delete(ctx, "customers", gone); err != nil {
 		t.Fatal(err)
 	}
@@ -766,26 +729,25 @@ func TestRebackfillCountsSweptRowReleasedLate(t *testing.T) {
 	stop := v.loop(t, events.Config{Backfill: func(ctx context.Context, since time.Time) error {
 		return backfill.Run(ctx, backfill.Config{Pool: v.pool, Client: v.client, MaxWorkers: 4, RestartCompletedBefore: since})
 	}})
-	// The re-fetcher's look that found the row held postpones the entry
-	// past the sweep's bound (its first due time): the signal to let go.
 	for end := time.Now().Add(20 * time.Second); ; {
-		var postponed bool
+		var met bool
 		if err := v.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_sync.events_refetch
-WHERE object = 'customers' AND id = $1 AND held ? 'swept' AND not_before > held_as_of)`, gone).Scan(&postponed); err != nil {
+WHERE object = 'customers' AND id = $1 AND `+cond+`)`, gone).Scan(&met); err != nil {
 			t.Fatal(err)
 		}
-		if postponed {
+		if met {
 			break
 		}
 		if time.Now().After(end) {
-			t.Fatal("the re-fetcher never looked at the held row the sweep left it")
+			t.Fatal(never)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := held.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var detail []byte
+	v.converge(t, 20*time.Second)
+	// rebackfill_complete is logged once the re-backfill is done.
 	for end := time.Now().Add(30 * time.Second); ; {
 		err := v.pool.QueryRow(ctx, `SELECT detail FROM stripe_sync.log WHERE kind = 'rebackfill_complete'`).Scan(&detail)
 		if err == nil {
@@ -799,16 +761,19 @@ WHERE object = 'customers' AND id = $1 AND held ? 'swept' AND not_before > held_
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	var d struct {
-		Removed map[string]int `json:"removed"`
-		Held    map[string]int `json:"held"`
-	}
+	return v, gone, detail
+}
+
+// rebackfillCounts decodes rebackfill_complete's detail.
+func rebackfillCounts(t *testing.T, detail []byte) (d struct {
+	Removed map[string]int `json:"removed"`
+	Held    map[string]int `json:"held"`
+}) {
+	t.Helper()
 	if err := json.Unmarshal(detail, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Removed["customers"] != 1 || len(d.Held) != 0 {
-		t.Errorf("rebackfill_complete %s: want 1 customer removed and none held (the lock went long before the 11 s wait ended)", detail)
-	}
+	return d
 }
 
 // Parallel tests: those that call t.Parallel spend their time waiting
