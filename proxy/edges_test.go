@@ -21,6 +21,7 @@ type rawConn struct {
 	t    *testing.T
 	conn net.Conn
 	fe   *pgproto3.Frontend
+	pid  uint32 // the backend's, as BackendKeyData gave it
 }
 
 func dialRaw(t *testing.T, url string) *rawConn {
@@ -34,7 +35,7 @@ func dialRaw(t *testing.T, url string) *rawConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hc.Conn.Close() })
-	return &rawConn{t: t, conn: hc.Conn, fe: hc.Frontend}
+	return &rawConn{t: t, conn: hc.Conn, fe: hc.Frontend, pid: hc.PID}
 }
 
 func (rc *rawConn) send(msgs ...pgproto3.FrontendMessage) {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgstripe/pgstripe/pgtest"
@@ -442,17 +441,8 @@ func TestCopyInViolationAfterUpstreamEnd(t *testing.T) {
 	}
 
 	// Postgres directly.
-	pc, err := pgconn.Connect(ctxT(t), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := pc.PID()
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hc.Conn.Close() })
-	direct := &rawConn{t: t, conn: hc.Conn, fe: hc.Frontend}
+	direct := dialRaw(t, db)
+	pid := direct.pid
 	direct.send(&pgproto3.Query{String: "COPY c FROM STDIN"})
 	direct.until("CopyInResponse", 1)
 	terminate(pid)
@@ -476,17 +466,10 @@ func TestCopyInViolationAfterUpstreamEnd(t *testing.T) {
 		{"connection reset", true, []string{lostFatal, "EOF"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pc, err := pgconn.Connect(ctxT(t), db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pid := pc.PID()
-			hc, err := pc.Hijack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			up := &deadWriteConn{Conn: hc.Conn, done: make(chan struct{})}
-			rd := &heldReader{conn: hc.Conn, held: make(chan struct{}), release: make(chan struct{})}
+			pg := dialRaw(t, db)
+			pid := pg.pid
+			up := &deadWriteConn{Conn: pg.conn, done: make(chan struct{})}
+			rd := &heldReader{conn: pg.conn, held: make(chan struct{}), release: make(chan struct{})}
 			h := newSessionHarness(t, noInterceptor(t))
 			h.up.Close() // the harness's own upstream end: this one has Postgres
 			s := h.s
@@ -501,7 +484,7 @@ func TestCopyInViolationAfterUpstreamEnd(t *testing.T) {
 			rd.hold.Store(true)
 			if tc.reset {
 				rd.err = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-				hc.Conn.Close() // the read to hold ends at once
+				pg.conn.Close() // the read to hold ends at once
 			} else {
 				terminate(pid)
 			}

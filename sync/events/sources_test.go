@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,15 +143,7 @@ func TestSourceCardsInPaymentMethods(t *testing.T) {
 	pm := call("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_amex"}})
 	call("/v1/payment_methods/"+pm+"/attach", url.Values{"customer": {cus}})
 	v.converge(t, 10*time.Second)
-	var visa string
-	for id := range pmRows(t, v.pool, cus) {
-		if id != pm {
-			visa = id
-		}
-	}
-	if len(visa) < 5 || visa[:5] != "card_" {
-		t.Fatalf("the card saved on create is not in stripe.payment_methods: %v", pmRows(t, v.pool, cus))
-	}
+	visa := savedCardBesides(t, v, cus, pm)
 	wantPMs(t, v, v.pool, cus, pm, visa)
 
 	master := call("/v1/customers/"+cus+"/sources", url.Values{"source": {"tok_mastercard"}})
@@ -265,15 +258,7 @@ func TestCardChangedThroughPaymentMethods(t *testing.T) {
 	cus := call("/v1/customers", url.Values{"email": {"legacy@example.com"}, "source": {"tok_visa"}})
 	master := call("/v1/customers/"+cus+"/sources", url.Values{"source": {"tok_mastercard"}})
 	v.converge(t, 10*time.Second)
-	var visa string
-	for id := range pmRows(t, v.pool, cus) {
-		if id != master {
-			visa = id
-		}
-	}
-	if len(visa) < 5 || visa[:5] != "card_" {
-		t.Fatalf("saved cards in stripe.payment_methods: %v", pmRows(t, v.pool, cus))
-	}
+	visa := savedCardBesides(t, v, cus, master)
 
 	call("/v1/payment_methods/"+visa, url.Values{"billing_details[name]": {"Jenny Rosen"}, "card[exp_year]": {"2031"}, "metadata[k]": {"v"}})
 	v.converge(t, 10*time.Second)
@@ -298,4 +283,21 @@ func TestCardChangedThroughPaymentMethods(t *testing.T) {
 	if !tomb || ds == nil || *ds != master {
 		t.Fatalf("after the detach: tombstone %v, default_source %v, want %s", tomb, ds, master)
 	}
+}
+
+// savedCardBesides is the id of cus's payment method in
+// stripe.payment_methods other than known, which must be a saved card
+// (card_).
+func savedCardBesides(t *testing.T, v *env, cus, known string) string {
+	t.Helper()
+	var card string
+	for id := range pmRows(t, v.pool, cus) {
+		if id != known {
+			card = id
+		}
+	}
+	if !strings.HasPrefix(card, "card_") {
+		t.Fatalf("no saved card besides %s in stripe.payment_methods: %v", known, pmRows(t, v.pool, cus))
+	}
+	return card
 }
