@@ -1454,19 +1454,22 @@ func (ic *Interceptor) storedObjects(ctx context.Context, up Upstream, h *held, 
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	byTable := map[string][]string{}
+	// The tables in the order refs first names them, with their ids.
+	var tables []*schema.Table
 	var names []string
+	byTable := map[string][]string{}
 	for _, r := range refs {
 		t, ok := schema.Lookup(r.Table)
 		if !ok {
 			continue
 		}
-		if byTable[r.Table] == nil {
+		if byTable[t.Name] == nil {
+			tables = append(tables, t)
 			names = append(names, t.QualifiedName())
 		}
-		byTable[r.Table] = append(byTable[r.Table], r.ID)
+		byTable[t.Name] = append(byTable[t.Name], r.ID)
 	}
-	if len(names) == 0 {
+	if len(tables) == 0 {
 		return nil, nil
 	}
 	res, err := up.Query(ctx, `SELECT t FROM pg_catalog.unnest($1::pg_catalog.text[]) AS t
@@ -1482,19 +1485,12 @@ WHERE pg_catalog.has_column_privilege(t, 'id', 'SELECT') AND pg_catalog.has_colu
 			readable[string(r[0])] = true
 		}
 	}
-	var tables []string
-	for _, r := range refs {
-		if t, ok := schema.Lookup(r.Table); ok && readable[t.QualifiedName()] && !slices.Contains(tables, r.Table) {
-			tables = append(tables, r.Table)
-		}
-	}
 	stored := translate.Stored{}
-	for _, name := range tables {
-		t, ok := schema.Lookup(name)
-		if !ok {
+	for _, t := range tables {
+		if !readable[t.QualifiedName()] {
 			continue
 		}
-		rows, err := ic.cfg.Pool.Query(ctx, `SELECT id, _raw::text FROM `+t.QualifiedName()+` WHERE id = ANY($1) AND _raw IS NOT NULL`, byTable[name])
+		rows, err := ic.cfg.Pool.Query(ctx, `SELECT id, _raw::text FROM `+t.QualifiedName()+` WHERE id = ANY($1) AND _raw IS NOT NULL`, byTable[t.Name])
 		if err != nil {
 			return nil, err
 		}
@@ -1508,7 +1504,7 @@ WHERE pg_catalog.has_column_privilege(t, 'id', 'SELECT') AND pg_catalog.has_colu
 				rows.Close()
 				return nil, err
 			}
-			stored[translate.ObjectRef{Table: name, ID: id}] = []byte(raw)
+			stored[translate.ObjectRef{Table: t.Name, ID: id}] = []byte(raw)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, err
