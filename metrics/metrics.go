@@ -22,7 +22,7 @@ var (
 	}, []string{"endpoint", "status"})
 	StripeRateLimited = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pgstripe_stripe_rate_limited_total",
-		Help: "Stripe answers with HTTP 429.",
+		Help: "Stripe answers with HTTP 429 for its rate limit (not lock_timeout).",
 	})
 	LimiterWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "pgstripe_limiter_wait_seconds",

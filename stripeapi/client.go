@@ -607,8 +607,9 @@ func IsNotFound(err error) bool {
 }
 
 // backoff is exponential with full jitter in [d/2, d]: 0.25 s, 0.5 s, 1 s…
-// up to 20 s. A 429 starts higher, since the limiter is already cutting the
-// rate and an immediate retry would hit the same window.
+// up to 20 s. A 429 starts higher: an immediate retry would hit the same
+// rate window (which the limiter is already cutting the rate for), or the
+// same lock (lock_timeout) held by another request.
 func backoff(attempt int, err error) time.Duration {
 	base := 250 * time.Millisecond
 	var se *Error

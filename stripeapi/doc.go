@@ -11,12 +11,13 @@
 // All HTTP requests of a process share one Limiter (golang.org/x/time/rate
 // underneath), enforced in the http.RoundTripper so nothing bypasses it.
 // It has two classes: Interactive (write-through, a client is waiting)
-// always gets the next token before Background (sync). 429s cut the
-// effective rate and it recovers slowly; 429, 409, 5xx and network errors are
-// retried with jittered backoff, writes with one idempotency key across
-// retries. A call none of whose attempts got a connection (refused, no
-// such host, a proxy down or refusing the CONNECT) fails with a
-// *NotSentError: it can't have taken effect; an Interactive one gives up
-// after UnreachedBudget of backoff. The first success after "retrying"
-// warnings is logged once, at Info. The API key is never logged.
+// always gets the next token before Background (sync). Rate-limit 429s
+// cut the effective rate (lock_timeout 429s don't) and it recovers
+// slowly; 429, 409, 5xx and network errors are retried with jittered
+// backoff, writes with one idempotency key across retries. A call none
+// of whose attempts got a connection (refused, no such host, a proxy down
+// or refusing the CONNECT) fails with a *NotSentError: it can't have
+// taken effect; an Interactive one gives up after UnreachedBudget of
+// backoff. The first success after "retrying" warnings is logged once,
+// at Info. The API key is never logged.
 package stripeapi

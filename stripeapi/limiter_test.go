@@ -2,9 +2,17 @@ package stripeapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgstripe/pgstripe/emulator"
 )
 
 func TestLimiterRate(t *testing.T) {
@@ -119,5 +127,115 @@ func TestLimiterAdapts(t *testing.T) {
 	}
 	if got := l.Effective(); got != 100 {
 		t.Errorf("after recovery: %v, want 100", got)
+	}
+}
+
+// frontedEmulator serves the emulator behind a handler that answers the
+// requests front picks itself (Stripe's answers the emulator gives only
+// at random, as injected faults).
+func frontedEmulator(t *testing.T, front func(w http.ResponseWriter, r *http.Request) bool) string {
+	t.Helper()
+	e, err := emulator.New(emulator.Options{RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !front(w, r) {
+			e.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.Close)
+	return srv.URL
+}
+
+// A lock_timeout 429 (another request holds the object) is retried, but
+// is not the account's rate limit: it must not cut the shared rate, which
+// every other call (the sync's, other clients' writes) would pay for.
+func TestLockTimeoutDoesNotCutRate(t *testing.T) {
+	var locked atomic.Int32
+	base := frontedEmulator(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || locked.Add(1) > 3 {
+			return false
+		}
+		// The emulator's own lock_timeout (emulator.go, injected faults).
+		w.Header().Set("Request-Id", fmt.Sprintf("req_lock%d", locked.Load()))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"error":{"type":"invalid_request_error","code":"lock_timeout","message":"This object cannot be accessed right now because another API request or Stripe process is currently accessing it."}}`)
+		return true
+	})
+	obs := &countingObserver{requests: map[string]int{}}
+	c, err := New(Config{APIKey: "sk_test_review", BaseURL: base, RateLimit: 50, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sleep = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
+	resp, err := c.Post(context.Background(), "/v1/customers", url.Values{"email": {"lock@example.com"}}, "")
+	if err != nil {
+		t.Fatalf("write after lock_timeouts: %v", err)
+	}
+	if resp.Attempts != 4 {
+		t.Errorf("attempts %d, want 4 (3 lock_timeouts retried)", resp.Attempts)
+	}
+	if id, _ := ObjectID(resp.Body); id == "" {
+		t.Errorf("no object: %s", resp.Body)
+	}
+	if eff := c.Limiter().Effective(); eff != 50 {
+		t.Errorf("effective rate %v after lock_timeout 429s, want the configured 50 (not a rate limit)", eff)
+	}
+	// The Observer's RateLimited is what a fleet shares (fleet.Counter):
+	// a lock_timeout must not slow the other instances either.
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.limited != 0 || obs.requests["POST /v1/customers 429"] != 3 {
+		t.Errorf("rate-limited %d (want 0), requests %v", obs.limited, obs.requests)
+	}
+}
+
+// Stripe's rate-limit 429 still cuts the rate, whatever the order of the
+// answers around it, and a lock_timeout's body reaches the caller whole.
+func TestRateLimit429StillCutsAndLockErrorIsTyped(t *testing.T) {
+	var n atomic.Int32
+	base := frontedEmulator(t, func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		switch n.Add(1) {
+		case 1:
+			w.Header().Set("Stripe-Rate-Limited-Reason", "global-rate")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"type":"invalid_request_error","code":"rate_limit","message":"Request rate limit exceeded."}}`)
+			return true
+		case 2:
+			return false
+		default:
+			w.Header().Set("Request-Id", "req_locked")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"type":"invalid_request_error","code":"lock_timeout","message":"This object cannot be accessed right now."}}`)
+			return true
+		}
+	})
+	obs := &countingObserver{requests: map[string]int{}}
+	c, err := New(Config{APIKey: "sk_test_review", BaseURL: base, RateLimit: 50, MaxRetries: -1, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(context.Background(), "/v1/customers", nil); err == nil {
+		t.Fatal("rate-limited call succeeded with retries off")
+	}
+	if eff := c.Limiter().Effective(); eff >= 50 {
+		t.Fatalf("effective rate %v after a rate-limit 429, want < 50", eff)
+	}
+	if _, err := c.Get(context.Background(), "/v1/customers", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Post(context.Background(), "/v1/customers", nil, "")
+	var se *Error
+	if !errors.As(err, &se) || se.HTTPStatus != 429 || se.Code != "lock_timeout" || se.RequestID != "req_locked" || !Retryable(err) {
+		t.Fatalf("lock_timeout error = %#v", err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.limited != 1 {
+		t.Errorf("rate-limited %d, want 1 (the rate_limit 429 only)", obs.limited)
 	}
 }

@@ -13,7 +13,8 @@ type Observer interface {
 	// Request: endpoint is "METHOD /v1/path/{id}", status 0 for a network
 	// error, d the HTTP round trip.
 	Request(endpoint string, status int, d time.Duration)
-	// RateLimited is called for every 429.
+	// RateLimited is called for every 429 of Stripe's rate limit (not
+	// for lock_timeout, also a 429: Request has those).
 	RateLimited(endpoint string)
 	// LimiterWait is how long a request waited for a token.
 	LimiterWait(p Priority, d time.Duration)

@@ -1,7 +1,9 @@
 package stripeapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,6 +71,14 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	t.obs.Request(endpoint, status, now.Sub(sent))
 	switch {
+	case status == http.StatusTooManyRequests && lockTimeout(resp):
+		// Stripe answers lock_timeout with 429 when another request or a
+		// Stripe process holds the object: the account is not over its
+		// rate, so cutting the rate of every call (the sync's, the other
+		// clients' writes, through the Observer a fleet's other
+		// instances') would only slow them. The call itself is retried
+		// as any 429.
+		t.limiter.ObserveOK(now)
 	case status == http.StatusTooManyRequests:
 		t.limiter.Observe429(now)
 		t.obs.RateLimited(endpoint)
@@ -77,6 +87,34 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	return resp, err
 }
+
+// lockTimeout reports whether resp, a 429, is Stripe's lock_timeout
+// rather than its rate limit. The status alone doesn't tell; the error's
+// code does, so the start of the body is read and put back for stripe-go.
+// A body that can't be read or isn't Stripe's error counts as the rate
+// limit: cutting the rate is the safe side.
+func lockTimeout(resp *http.Response) bool {
+	const peek = 16 << 10 // Stripe's error bodies are a few hundred bytes
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, peek))
+	rest := io.Reader(resp.Body)
+	if err != nil {
+		rest = errReader{err}
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), rest), resp.Body}
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	return err == nil && json.Unmarshal(buf, &e) == nil && e.Error.Code == "lock_timeout"
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 var errAttemptTimeout = errors.New("stripe request timed out")
 
