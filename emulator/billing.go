@@ -2530,7 +2530,14 @@ func (e *Emulator) retryInvoice(c *reqCtx, inv map[string]any) {
 // and takes cancel (doc.go says why): the subscription is canceled at
 // once, cancellation_details.reason payment_failed, with
 // customer.subscription.deleted; its invoice stays open, no longer
-// collected (stopCollection).
+// collected (stopCollection). Only while the subscription's latest
+// invoice is unpaid, though: when retries outlast a billing period and a
+// later invoice was paid, "the subscription is left as-is and is not
+// cancelled or marked as unpaid [...] it is specifically the latest
+// invoice whose paid status matters" (support.stripe.com/questions/
+// retry-schedules-longer-than-a-subscription-s-billing-period). Latest
+// as settleWrittenOff reads it: the most recent invoice not void or
+// draft, an uncollectible one counting as paid.
 func (e *Emulator) retriesExhausted(c *reqCtx, inv map[string]any) {
 	sub := e.load(kSub, getStr(inv, "subscription"))
 	if sub == nil {
@@ -2539,6 +2546,12 @@ func (e *Emulator) retriesExhausted(c *reqCtx, inv map[string]any) {
 	switch getStr(sub, "status") {
 	case "canceled", "incomplete_expired":
 		return
+	}
+	latest := e.subscriptionInvoices(sub, func(st string) bool { return st != "void" && st != "draft" })
+	if len(latest) > 0 {
+		if st, _ := e.tables["invoices"].keyOf(latest[0], "status"); st == "paid" || st == "uncollectible" {
+			return
+		}
 	}
 	old := deepCopy(sub).(map[string]any)
 	sub["status"], sub["canceled_at"], sub["ended_at"] = "canceled", c.now, c.now

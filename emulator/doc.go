@@ -270,7 +270,11 @@
 // subscriptions settings)" (spec, subscription.status): "Cancel the
 // subscription" is the Dashboard's default as merchants' guides report
 // it (Stripe's pages found don't name one), and there are no settings
-// here, so never unpaid; the invoice stays open; canceling a subscription
+// here, so never unpaid; the invoice stays open; a subscription whose
+// latest invoice (not void) is paid or uncollectible by then, its
+// retries having outlasted a period, is left as it is (Stripe's support,
+// "Retry schedules longer than a subscription's billing period");
+// canceling a subscription
 // in any way stops the automatic collection of the customer's open
 // invoices (auto_advance false, no next_payment_attempt,
 // invoice.updated), as the spec's cancel says; voiding a past_due

@@ -515,3 +515,52 @@ func TestPayingNewestUnvoidedSettlesPastDue(t *testing.T) {
 		t.Errorf("no customer.subscription.updated from past_due to active among %v", eventTypesOf(evs))
 	}
 }
+
+// A weekly subscription's first renewal is still retried when its second
+// one, failed too, is paid by hand: the latest invoice paid makes it
+// active, and when the first invoice's last retry fails at week 3 the
+// subscription is left as it is (not canceled): "it is specifically the
+// latest invoice whose paid status matters" (support.stripe.com/
+// questions/retry-schedules-longer-than-a-subscription-s-billing-period).
+// The third renewal, at the same moment after that retry, fails and makes
+// it past_due, and is dunned in turn. TestOverlappingDunning is the other
+// half: the latest invoice unpaid, the same retry cancels it.
+func TestDunningEndLeavesSubscriptionWhoseLatestInvoiceIsPaid(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k := newFrozenClock(t, base)
+	sub := k.Subscribe(k.cus, k.Price(300, "week"), nil)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
+
+	k.advance(week(2))
+	invs := k.cycleInvoices(sub)
+	if len(invs) != 2 {
+		t.Fatalf("%d renewals after two weeks, want 2", len(invs))
+	}
+	first, second := invs[0]["id"].(string), invs[1]["id"].(string)
+	mustOK(t, k.post("/v1/invoices/"+second+"/pay", url.Values{"payment_method": {"pm_card_visa"}}))
+	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
+		t.Fatalf("after paying the latest invoice: %v, want active", st)
+	}
+	k.checkDunned(first, 5, week(1)+5*retryGapSeconds, true)
+
+	k.advance(week(3) - 1)
+	got := subscriptionEventsAll(k.advance(week(3)), sub)
+	want := slices.Concat(retryFailedEvents, failedRenewal)
+	if !slices.Equal(got, want) {
+		t.Fatalf("events at week 3 (the first invoice's last retry, then the third renewal):\n got %v\nwant %v", got, want)
+	}
+	so := k.get("/v1/subscriptions/" + sub)
+	if so["status"] != "past_due" || so["canceled_at"] != nil || so["ended_at"] != nil || at(so, "cancellation_details.reason") != nil {
+		t.Errorf("at week 3: status %v canceled_at %v ended_at %v reason %v, want past_due (the third renewal's), not canceled",
+			so["status"], so["canceled_at"], so["ended_at"], at(so, "cancellation_details.reason"))
+	}
+	// The first invoice's retries are over (left open: Stripe's "leave
+	// the invoice as-is"); the third is retried on its own schedule.
+	k.checkDunned(first, 9, 0, true)
+	invs = k.cycleInvoices(sub)
+	if len(invs) != 3 {
+		t.Fatalf("%d renewals at week 3, want 3", len(invs))
+	}
+	k.checkDunned(invs[2]["id"].(string), 1, week(3)+retryGapSeconds, true)
+}

@@ -429,3 +429,79 @@ func TestSendInvoiceOverdue(t *testing.T) {
 		t.Errorf("stripe.invoices has %s %s (err %v), want paid", inv, status, err)
 	}
 }
+
+// TestClockDunningLatestPaid: a weekly subscription's first
+// renewal is still retried when its second, failed too, is paid by hand
+// (active again); the first's last retry at week 3 leaves the
+// subscription as it is, as Stripe does when the latest invoice is paid
+// (emulator billing.go, retriesExhausted), and the third renewal at that
+// moment fails and makes it past_due. stripe.subscriptions and
+// stripe.invoices follow: past_due, not canceled; the first invoice open
+// with its retries over, the second paid, the third dunned.
+func TestClockDunningLatestPaid(t *testing.T) {
+	t.Parallel() // mostly waits: see "Parallel tests" in events_test.go
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	week := func(n int64) int64 { return frozen + n*7*day }
+	k := emulatortest.NewClock(call)
+	sub := k.Subscribe(k.Customer(), k.Price(300, "week"), nil)
+	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
+	advance := v.clockAdvancer(t, k)
+	advance(week(2))
+
+	renewals := func() []string {
+		t.Helper()
+		rows, err := v.pool.Query(ctx, `SELECT id FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'
+			ORDER BY created, id`, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	invs := renewals()
+	if len(invs) != 2 {
+		t.Fatalf("%d renewal invoices stored after two weeks, want 2", len(invs))
+	}
+	call("/v1/invoices/"+invs[1]+"/pay", url.Values{"payment_method": {"pm_card_visa"}})
+	v.converge(t, 10*time.Second)
+	advance(week(3))
+
+	var status string
+	var canceledAt *time.Time
+	if err := v.pool.QueryRow(ctx, `SELECT status, canceled_at FROM stripe.subscriptions WHERE id = $1`, sub).Scan(&status, &canceledAt); err != nil {
+		t.Fatal(err)
+	}
+	if status != "past_due" || canceledAt != nil {
+		t.Errorf("stored subscription at week 3: %s, canceled_at %v; want past_due (its third renewal failed), not canceled", status, canceledAt)
+	}
+	invs = renewals()
+	if len(invs) != 3 {
+		t.Fatalf("%d renewal invoices stored at week 3, want 3", len(invs))
+	}
+	for i, w := range []struct {
+		status   string
+		attempts int64
+		next     bool
+	}{{"open", 9, false}, {"paid", 1, false}, {"open", 1, true}} {
+		var st string
+		var attempts int64
+		var next *time.Time
+		if err := v.pool.QueryRow(ctx, `SELECT status, attempt_count, next_payment_attempt FROM stripe.invoices WHERE id = $1`,
+			invs[i]).Scan(&st, &attempts, &next); err != nil {
+			t.Fatal(err)
+		}
+		if st != w.status || attempts != w.attempts || (next != nil) != w.next {
+			t.Errorf("renewal %d (%s) stored: %s, %d attempts, next attempt %v; want %s, %d, next attempt set %v",
+				i+1, invs[i], st, attempts, next, w.status, w.attempts, w.next)
+		}
+	}
+}
