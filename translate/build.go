@@ -46,24 +46,29 @@ type RowCalls struct {
 // object given whole where Stripe takes its id (see Objects) passes only
 // as the copy the column holds.
 func (st *Statement) Build(rows [][][]byte) ([]RowCalls, *Error) {
-	return st.BuildStored(rows, nil)
+	return st.BuildStored(NewRows(rows), nil)
 }
 
 // BuildStored is Build, with the stored copies of the objects that
-// Objects named.
-func (st *Statement) BuildStored(rows [][][]byte, stored Stored) ([]RowCalls, *Error) {
-	if st.Op == Insert && st.Eval.SQL == "" {
-		rows = make([][][]byte, st.Rows)
+// Objects named. It reads the values Objects decoded of rows without
+// decoding them again.
+func (st *Statement) BuildStored(rows *Rows, stored Stored) ([]RowCalls, *Error) {
+	if rows == nil || st.Op == Insert && st.Eval.SQL == "" {
+		rows = NewRows(make([][][]byte, st.Rows))
+	}
+	list := make([]*evalRow, len(rows.rows))
+	for i := range rows.rows {
+		list[i] = &rows.rows[i]
 	}
 	switch st.Op {
 	case Update, Delete:
-		rows = dedupeByID(rows)
-		if len(rows) > MaxRows {
+		list = dedupeByID(list)
+		if len(list) > MaxRows {
 			return nil, TooManyRows()
 		}
 	}
-	out := make([]RowCalls, 0, len(rows))
-	for i, r := range rows {
+	out := make([]RowCalls, 0, len(list))
+	for i, r := range list {
 		var rc RowCalls
 		var err *Error
 		switch st.Op {
@@ -72,13 +77,13 @@ func (st *Statement) BuildStored(rows [][][]byte, stored Stored) ([]RowCalls, *E
 		case Update:
 			rc, err = st.buildUpdate(r, stored)
 		case Delete:
-			rc, err = st.buildDelete(r)
+			rc, err = st.buildDelete(r.raw)
 		default:
 			return nil, errorf(CodeFeatureNotSupported, "not a write")
 		}
 		if err != nil {
-			if len(rows) > 1 {
-				err.Detail = strings.TrimPrefix(err.Detail+fmt.Sprintf("; in row %d of %d", i+1, len(rows)), "; ")
+			if len(list) > 1 {
+				err.Detail = strings.TrimPrefix(err.Detail+fmt.Sprintf("; in row %d of %d", i+1, len(list)), "; ")
 			}
 			return nil, err
 		}
@@ -89,14 +94,14 @@ func (st *Statement) BuildStored(rows [][][]byte, stored Stored) ([]RowCalls, *E
 
 // dedupeByID keeps the first row of each id: UPDATE … FROM can join a
 // target row more than once, and Postgres updates it once.
-func dedupeByID(rows [][][]byte) [][][]byte {
+func dedupeByID(rows []*evalRow) []*evalRow {
 	seen := make(map[string]bool, len(rows))
 	out := rows[:0:0]
 	for _, r := range rows {
-		if len(r) == 0 {
+		if len(r.raw) == 0 {
 			continue
 		}
-		id := string(r[0])
+		id := string(r.raw[0])
 		if seen[id] {
 			continue
 		}
@@ -113,9 +118,9 @@ func (st *Statement) checkWidth(r [][]byte, want int) *Error {
 	return nil
 }
 
-func (st *Statement) buildInsert(r [][]byte, stored Stored) (RowCalls, *Error) {
+func (st *Statement) buildInsert(r *evalRow, stored Stored) (RowCalls, *Error) {
 	if st.Eval.SQL != "" {
-		if err := st.checkWidth(r, len(st.Fields)); err != nil {
+		if err := st.checkWidth(r.raw, len(st.Fields)); err != nil {
 			return RowCalls{}, err
 		}
 	}
@@ -123,7 +128,7 @@ func (st *Statement) buildInsert(r [][]byte, stored Stored) (RowCalls, *Error) {
 	params := url.Values{}
 	var extra map[string]any
 	for i, f := range st.Fields {
-		v, err := decodeValue(r[i], f)
+		v, err := r.value(i, f)
 		if err != nil {
 			return RowCalls{}, err
 		}
@@ -354,24 +359,25 @@ func mergeExtra(params url.Values, extra map[string]any, allowed map[string]sche
 	return nil
 }
 
-func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
+func (st *Statement) buildUpdate(r *evalRow, stored Stored) (RowCalls, *Error) {
 	lead := 2
 	if st.parentInPath() {
 		lead = 3
 	}
-	if err := st.checkWidth(r, lead+2*len(st.Fields)); err != nil {
+	raw := r.raw
+	if err := st.checkWidth(raw, lead+2*len(st.Fields)); err != nil {
 		return RowCalls{}, err
 	}
 	t := st.Table
-	id := string(r[0])
+	id := string(raw[0])
 	if err := addressable(t, id); err != nil {
 		return RowCalls{}, err
 	}
-	rc := RowCalls{ID: id, Version: string(r[1])}
+	rc := RowCalls{ID: id, Version: string(raw[1])}
 	updatePath := t.UpdatePath
 	if lead == 3 {
 		var parent string
-		if json.Unmarshal(r[2], &parent) != nil || parent == "" {
+		if json.Unmarshal(raw[2], &parent) != nil || parent == "" {
 			return RowCalls{}, errorf(CodeInvalidParameterValue, "%s %s has no %s: Stripe's update names it", t.Object, id, t.Parent.Column).
 				withHint("this row was not written by Stripe; delete it directly on Postgres")
 		}
@@ -379,7 +385,6 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 			return RowCalls{}, err
 		}
 		updatePath = strings.ReplaceAll(updatePath, "{parent}", url.PathEscape(parent))
-		r = append(r[:2:2], r[3:]...)
 	}
 	params := url.Values{}
 	var after []Call
@@ -388,14 +393,15 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 	// metadata into (syncedHashes).
 	current := map[string]any{}
 	for i, f := range st.Fields {
-		nraw, oraw := r[2+2*i], r[3+2*i]
+		n, o := lead+2*i, lead+1+2*i
+		nraw, oraw := raw[n], raw[o]
 		if f.Role == RoleParam && (f.Param.Name == "metadata" || slices.Contains(f.Param.List, "metadata")) {
-			current[f.Param.Name], _ = decodeValue(oraw, f)
+			current[f.Param.Name], _ = r.value(o, f)
 		}
 		if sameJSON(nraw, oraw) {
 			continue // unchanged: nothing to send
 		}
-		nv, err := decodeValue(nraw, f)
+		nv, err := r.value(n, f)
 		if err != nil {
 			return RowCalls{}, err
 		}
@@ -443,10 +449,10 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 			}
 			after = append(after, Call{Method: http.MethodPost, Path: objectPath(st.Ops.AttachPath, id), Params: url.Values{f.Column: {s}}})
 		case RoleParam:
-			ov, _ := decodeValue(oraw, f)
+			ov, _ := r.value(o, f)
 			if nv == nil {
 				if !f.Param.Unset {
-					return RowCalls{}, st.cannotUnset(r, i)
+					return RowCalls{}, st.cannotUnset(raw, lead, i)
 				}
 				params.Set(f.Param.Name, "")
 				continue
@@ -524,19 +530,20 @@ func (st *Statement) buildUpdate(r [][]byte, stored Stored) (RowCalls, *Error) {
 	return rc, nil
 }
 
-// cannotUnset refuses the NULL that the update row r (id and version
-// first) gives the i-th field, a parameter Stripe can't unset, naming the
-// later fields of the row that the same refusal applies to: an ORM
-// saving an entity it has just inserted (TypeORM's save()) sends NULL for
-// every field Stripe filled in that it did not read back, and the user
-// should see them all at once, with what to do about it. Which NULL was
-// meant (an unset, or what the ORM did not know) can't be told from the
-// statement, so none is dropped.
-func (st *Statement) cannotUnset(r [][]byte, i int) *Error {
+// cannotUnset refuses the NULL that the update row r (id, version and,
+// where the path names it, the parent: lead values first) gives the i-th
+// field, a parameter Stripe can't unset, naming the later fields of the
+// row that the same refusal applies to: an ORM saving an entity it has
+// just inserted (TypeORM's save()) sends NULL for every field Stripe
+// filled in that it did not read back, and the user should see them all
+// at once, with what to do about it. Which NULL was meant (an unset, or
+// what the ORM did not know) can't be told from the statement, so none
+// is dropped.
+func (st *Statement) cannotUnset(r [][]byte, lead, i int) *Error {
 	cols := []string{st.Fields[i].Column}
 	for j := i + 1; j < len(st.Fields); j++ {
 		f := st.Fields[j]
-		nraw, oraw := r[2+2*j], r[3+2*j]
+		nraw, oraw := r[lead+2*j], r[lead+1+2*j]
 		if f.Role == RoleParam && !f.Param.Unset && isJSONNull(nraw) && !sameJSON(nraw, oraw) {
 			cols = append(cols, f.Column)
 		}
@@ -932,8 +939,9 @@ func idsAt(v any, keys []string) any {
 
 // editAt returns v with edit applied to each value at keys (dot-separated
 // path split; "[]" for every element of an array), copying the maps and
-// arrays on the way (the decoded values are not shared, but callers need
-// not know). Where the path is missing, v is left as it is.
+// arrays on the way: a decoded value is read by Objects and Build both
+// (Rows), and by Build in more than one place. Where the path is missing,
+// v is left as it is.
 func editAt(v any, keys []string, edit func(any) any) any {
 	if len(keys) == 0 {
 		return edit(v)
@@ -1094,6 +1102,51 @@ func decodeValue(raw []byte, f Field) (any, *Error) {
 		return nil, errorf(CodeInvalidParameterValue, "cannot read the value of %s: %v", f.Column, err)
 	}
 	return v, nil
+}
+
+// Rows are the rows Eval returned (text format; nil is NULL), for
+// Objects and then BuildStored: both read the values that give objects,
+// and each value is decoded once, by the first to read it (neither
+// changes what it decoded).
+type Rows struct {
+	rows []evalRow
+}
+
+// NewRows holds rows for Objects and BuildStored.
+func NewRows(rows [][][]byte) *Rows {
+	rs := &Rows{rows: make([]evalRow, len(rows))}
+	for i, r := range rows {
+		rs.rows[i].raw = r
+	}
+	return rs
+}
+
+// evalRow is one row Eval returned, with its values as decoded so far.
+type evalRow struct {
+	raw [][]byte
+	dec []decoded // by index in raw
+}
+
+type decoded struct {
+	v    any
+	done bool
+}
+
+// value is decodeValue of the row's i-th value, f's. An error is not
+// kept: Build returns it (and adds to it), and Objects skips the value.
+func (r *evalRow) value(i int, f Field) (any, *Error) {
+	if r.dec == nil {
+		r.dec = make([]decoded, len(r.raw))
+	}
+	d := &r.dec[i]
+	if !d.done {
+		v, err := decodeValue(r.raw[i], f)
+		if err != nil {
+			return nil, err
+		}
+		d.v, d.done = v, true
+	}
+	return d.v, nil
 }
 
 // sameJSON compares two values Postgres produced with to_jsonb: jsonb's

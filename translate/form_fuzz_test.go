@@ -317,7 +317,7 @@ func TestObjectNamedByIDOnlyWhereAnIDGoes(t *testing.T) {
 	// as stored: see Objects).
 	st := Classify(`INSERT INTO stripe.invoiceitems (customer, price) VALUES ('cus_1', $1)`).Stmt
 	price := []byte(`{"id": "price_1", "object": "price", "unit_amount": 5}`)
-	calls, err := st.BuildStored([][][]byte{{[]byte(`"cus_1"`), price}}, Stored{{Table: "prices", ID: "price_1"}: price})
+	calls, err := st.BuildStored(NewRows([][][]byte{{[]byte(`"cus_1"`), price}}), Stored{{Table: "prices", ID: "price_1"}: price})
 	if err != nil || calls[0].Calls[0].Params.Get("price") != "price_1" {
 		t.Errorf("price object: %v %v", err, calls)
 	}

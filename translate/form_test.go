@@ -233,7 +233,7 @@ func buildStored(t *testing.T, stored Stored, sql string, rows ...string) ([]Row
 		}
 		in = append(in, row)
 	}
-	return st.BuildStored(in, stored)
+	return st.BuildStored(NewRows(in), stored)
 }
 
 // TestUnencodableRefused: a value the form encoding can't carry as

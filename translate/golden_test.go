@@ -190,7 +190,7 @@ func dump(t *testing.T, c goldenCase) string {
 		}
 		stored[ObjectRef{Table: tb.Name, ID: obj.ID}] = []byte(o)
 	}
-	calls, err := st.BuildStored(rows, stored)
+	calls, err := st.BuildStored(NewRows(rows), stored)
 	if err != nil {
 		fmt.Fprintf(&b, "   build -> %s\n", errText(err))
 		return b.String()

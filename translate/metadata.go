@@ -184,6 +184,10 @@ func syncedHashes(params url.Values, current map[string]any, raw []byte) map[str
 		open := strings.IndexByte(el, '[')
 		id := params.Get(el + "[id]")
 		if open <= 0 || id == "" || strings.Count(el, "[") != 1 {
+			// Nothing merged, the keys set are all: an element without
+			// an id is new, and the update replaces a schedule's phases
+			// and their items with the list sent (neither takes an id;
+			// spec: "past phases can be omitted").
 			continue
 		}
 		for _, e := range elementsOf(synced(el[:open])) {
@@ -214,7 +218,7 @@ func elementsOf(v any) []any {
 // whose column is not assigned. Build counts them with the row's stored
 // copy then (Objects names it). Only removing keys can't pass the limit,
 // and needs none.
-func (st *Statement) mergesParamsMetadata(r [][]byte) bool {
+func (st *Statement) mergesParamsMetadata(r *evalRow) bool {
 	t := st.Table
 	if st.Op != Update || !st.Ops.Update {
 		return false
@@ -223,7 +227,7 @@ func (st *Statement) mergesParamsMetadata(r [][]byte) bool {
 	if st.parentInPath() {
 		lead = 3
 	}
-	if len(r) != lead+2*len(st.Fields) {
+	if len(r.raw) != lead+2*len(st.Fields) {
 		return false
 	}
 	var extra map[string]any
@@ -233,7 +237,7 @@ func (st *Statement) mergesParamsMetadata(r [][]byte) bool {
 		case RoleParam:
 			assigned[f.Param.Name] = true
 		case RoleExtra:
-			v, err := decodeValue(r[lead+2*i], f)
+			v, err := r.value(lead+2*i, f)
 			if err != nil {
 				return false
 			}

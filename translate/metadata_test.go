@@ -157,7 +157,7 @@ func TestObjectsNamesRowForParamsMetadata(t *testing.T) {
 			}
 		}
 		// Twice: one id is one object.
-		if got := st.Objects([][][]byte{row, row}); !reflect.DeepEqual(got, c.want) {
+		if got := st.Objects(NewRows([][][]byte{row, row})); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: Objects = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -263,11 +263,11 @@ func TestItemMetadataMergedWithStored(t *testing.T) {
 
 	st := Classify(prm).Stmt
 	row := [][]byte{[]byte("sub_1"), []byte("1"), []byte(`{"items": [{"id": "si_1", "metadata": {"x": "v"}}]}`), nil}
-	if got, want := st.Objects([][][]byte{row}), []ObjectRef{{Table: "subscriptions", ID: "sub_1"}}; !reflect.DeepEqual(got, want) {
+	if got, want := st.Objects(NewRows([][][]byte{row})), []ObjectRef{{Table: "subscriptions", ID: "sub_1"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Objects = %v, want %v", got, want)
 	}
 	row[2] = []byte(`{"items": [{"price": "price_1", "metadata": {"x": "v"}}, {"id": "si_1", "metadata": {"x": null}}]}`)
-	if got := st.Objects([][][]byte{row}); got != nil {
+	if got := st.Objects(NewRows([][][]byte{row})); got != nil {
 		t.Errorf("Objects = %v for a new item and keys removed only, want none", got)
 	}
 }

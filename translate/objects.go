@@ -42,7 +42,10 @@ type Stored map[ObjectRef][]byte
 // the metadata the object or item has, and Build counts Stripe's 50 keys
 // on that result from the stored copy; a row without one, or an item it
 // does not hold, counts only the keys set.
-func (st *Statement) Objects(rows [][][]byte) []ObjectRef {
+func (st *Statement) Objects(rows *Rows) []ObjectRef {
+	if rows == nil {
+		return nil
+	}
 	var out []ObjectRef
 	seen := map[ObjectRef]bool{}
 	add := func(ref ObjectRef) {
@@ -51,7 +54,8 @@ func (st *Statement) Objects(rows [][][]byte) []ObjectRef {
 			out = append(out, ref)
 		}
 	}
-	for _, r := range rows {
+	for i := range rows.rows {
+		r := &rows.rows[i]
 		st.paramValues(r, func(f Field, nv, _ any) {
 			eachIDPlace(f, nv, func(_ string, m map[string]any) {
 				obj, _ := m["object"].(string)
@@ -64,7 +68,7 @@ func (st *Statement) Objects(rows [][][]byte) []ObjectRef {
 			})
 		})
 		if st.mergesParamsMetadata(r) {
-			add(ObjectRef{Table: st.Table.Name, ID: string(r[0])})
+			add(ObjectRef{Table: st.Table.Name, ID: string(r.raw[0])})
 		}
 	}
 	return out
@@ -74,14 +78,14 @@ func (st *Statement) Objects(rows [][][]byte) []ObjectRef {
 // returned it) that the row gives a value, with that value and, on an
 // update, the column's current one; an update's unchanged fields are
 // left out, as Build leaves them out.
-func (st *Statement) paramValues(r [][]byte, fn func(f Field, nv, ov any)) {
+func (st *Statement) paramValues(r *evalRow, fn func(f Field, nv, ov any)) {
 	switch st.Op {
 	case Insert:
-		if len(r) != len(st.Fields) {
+		if len(r.raw) != len(st.Fields) {
 			return
 		}
 		for i, f := range st.Fields {
-			if v, err := decodeValue(r[i], f); err == nil && v != nil && f.Role == RoleParam {
+			if v, err := r.value(i, f); err == nil && v != nil && f.Role == RoleParam {
 				fn(f, v, nil)
 			}
 		}
@@ -90,19 +94,18 @@ func (st *Statement) paramValues(r [][]byte, fn func(f Field, nv, ov any)) {
 		if st.parentInPath() {
 			lead = 3
 		}
-		if len(r) != lead+2*len(st.Fields) {
+		if len(r.raw) != lead+2*len(st.Fields) {
 			return
 		}
 		for i, f := range st.Fields {
-			nraw, oraw := r[lead+2*i], r[lead+1+2*i]
-			if f.Role != RoleParam || sameJSON(nraw, oraw) {
+			if f.Role != RoleParam || sameJSON(r.raw[lead+2*i], r.raw[lead+1+2*i]) {
 				continue
 			}
-			nv, err := decodeValue(nraw, f)
+			nv, err := r.value(lead+2*i, f)
 			if err != nil || nv == nil {
 				continue
 			}
-			ov, _ := decodeValue(oraw, f)
+			ov, _ := r.value(lead+1+2*i, f)
 			fn(f, nv, ov)
 		}
 	}

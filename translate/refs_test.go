@@ -374,7 +374,7 @@ func TestObjectsNamesWhatBuildCompares(t *testing.T) {
 		[]byte(`[{"price": ` + p + `}, {"price": ` + p + `, "tax_rates": [{"id": "txr_1", "object": "tax_rate"}]}, {"price": {"id": "price_2"}}]`), []byte(`[]`),
 		[]byte(`[{"id": "txr_2", "object": "tax_rate", "percentage": 5}]`), []byte(`[{"id": "txr_2", "object": "tax_rate", "percentage": 5}]`),
 		[]byte(`{"a": "1"}`), []byte(`{}`)}
-	got := st.Objects([][][]byte{row})
+	got := st.Objects(NewRows([][][]byte{row}))
 	want := []ObjectRef{{Table: "prices", ID: "price_1"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Objects = %v, want %v", got, want)

@@ -55,7 +55,8 @@
 //     row, and metadata an UPDATE sets through _params (the object's,
 //     an item's) is counted with the keys of the row's stored copy, both
 //     read first on pgstripe's pool (translate.Statement.Objects),
-//     counted in Config.MaxHeld, from tables the client's role may SELECT
+//     counted in Config.MaxHeld until the calls are built (RETURNING has
+//     that room again), from tables the client's role may SELECT
 //     without row-level security (else it counts as not stored: whether a
 //     copy passes would tell the client about rows it can't read).
 //  5. The calls go out at interactive priority, up to Config.Concurrency

@@ -2,6 +2,8 @@ package writethrough
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,39 @@ func TestHeldReturningRepeatableRead(t *testing.T) {
 	}
 	if _, err := c.Exec(e.ctx, `COMMIT`); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStoredCopiesGivenBack: the stored copy an UPDATE's
+// _params metadata is counted with (Statement.Objects) counts against
+// Config.MaxHeld only until Build is done with it: RETURNING, which runs
+// after the calls, has that room again. Here the copy (24 KB) and
+// RETURNING (48 KB) together pass the 64 KB bound, RETURNING alone
+// doesn't. Before, the copy's count was kept, and the RETURNING failed
+// with 54000 after the update reached Stripe.
+func TestStoredCopiesGivenBack(t *testing.T) {
+	const limit = 64 << 10
+	e := setup(t, func(c *Config) { c.MaxHeld = limit })
+	var kv []string
+	for i := 0; i < 45; i++ {
+		kv = append(kv, fmt.Sprintf(`"k%d": "%s"`, i, strings.Repeat("m", 500)))
+	}
+	id := e.one(`INSERT INTO stripe.customers (email, metadata) VALUES ('held@b.co', '{` + strings.Join(kv, ", ") + `}') RETURNING id`)
+	if n, _ := strconv.Atoi(e.local(`SELECT length(_raw::text)::text FROM stripe.customers WHERE id = $1`, id)); n < 23000 || n > 26000 {
+		t.Fatalf("stored copy of %d bytes, want some 24 KB", n)
+	}
+	before := e.calls()
+	r := e.run(`UPDATE stripe.customers SET _params = '{"metadata": {"k1": "v"}}' WHERE id = $1 RETURNING id, repeat('r', 48000)`, id)
+	if r.err != nil {
+		t.Fatalf("RETURNING of 48 KB after a stored copy of 24 KB, bound 64 KB: %s %s (%s)", r.err.Code, r.err.Message, r.err.Detail)
+	}
+	if r.tag != "UPDATE 1" || len(r.rows) != 1 || r.rows[0][0] != id || len(r.rows[0][1]) != 48000 {
+		t.Errorf("tag %q, %d rows", r.tag, len(r.rows))
+	}
+	if n := e.calls() - before; n != 1 {
+		t.Errorf("%d Stripe calls, want 1", n)
+	}
+	if md, _ := e.stripeObj("customers", id)["metadata"].(map[string]any); len(md) != 45 || md["k1"] != "v" {
+		t.Errorf("Stripe's metadata: %d keys, k1 %v", len(md), md["k1"])
 	}
 }

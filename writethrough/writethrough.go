@@ -340,11 +340,15 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	if err := rowsToUTF8(ctx, up, params.held, rows, sess.encoding); err != nil {
 		return rep.fail(heldError(err, valuesTooLarge(st)))
 	}
-	stored, err := ic.storedObjects(ctx, up, params.held, st.Objects(rows))
+	evaluated := translate.NewRows(rows)
+	stored, err := ic.storedObjects(ctx, up, params.held, st.Objects(evaluated))
 	if err != nil {
 		return rep.fail(heldError(err, valuesTooLarge(st)))
 	}
-	calls, terr := st.BuildStored(rows, stored)
+	calls, terr := st.BuildStored(evaluated, stored)
+	// Build has done with the stored copies (the calls hold none of
+	// them): their room is RETURNING's, which runs after the calls.
+	params.held.give(storedBytes(stored))
 	if terr != nil {
 		return rep.fail(translateError(terr))
 	}
@@ -1513,6 +1517,15 @@ WHERE pg_catalog.has_column_privilege(t, 'id', 'SELECT') AND pg_catalog.has_colu
 	return stored, nil
 }
 
+// storedBytes is what storedObjects counted against held for stored.
+func storedBytes(stored translate.Stored) int64 {
+	var n int64
+	for ref, raw := range stored {
+		n += int64(len(ref.ID) + len(raw))
+	}
+	return n
+}
+
 // DefaultMaxHeld is Config.MaxHeld's default. A write sends Stripe at
 // most 100 rows of parameters Stripe keeps small (a metadata value is
 // 500 characters, a description a few thousand): a statement of normal
@@ -1524,8 +1537,10 @@ WHERE pg_catalog.has_column_privilege(t, 'id', 'SELECT') AND pg_catalog.has_colu
 const DefaultMaxHeld = 64 << 20
 
 // held is what is left of a statement's Config.MaxHeld. It counts every
-// row read, also those let go since: a statement of normal size is far
-// below it, and the count then bounds the peak too.
+// row read, also those let go since, but for what is given back where it
+// would stop a statement that fits (a RETURNING run again, the stored
+// copies once Build is done): a statement of normal size is far below
+// it, and the count then bounds the peak too.
 type held struct {
 	left, max int64
 }
@@ -1567,8 +1582,13 @@ func (h *held) take(n int64) error {
 
 // release gives back what rows, read by query and let go, counted.
 func (h *held) release(rows [][][]byte) {
+	h.give(rowsBytes(rows))
+}
+
+// give gives back n bytes that take counted, of data let go.
+func (h *held) give(n int64) {
 	if h != nil {
-		h.left += rowsBytes(rows)
+		h.left += n
 	}
 }
 
