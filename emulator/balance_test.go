@@ -82,7 +82,7 @@ func TestDowngradeCreditsBalance(t *testing.T) {
 		t.Run(behavior, func(t *testing.T) {
 			k := newFrozenClock(t, base)
 			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)},
-				"items[0][quantity]": {"3"}, "default_payment_method": {"pm_card_visa"}}))
+				"items[0][quantity]": {"3"}, "default_payment_method": {k.card("pm_card_visa")}}))
 			sub := idOfResp(s)
 			item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 			k.advance(clockFrozenAt + daySeconds)
@@ -271,7 +271,7 @@ func TestFirstInvoiceTakesPendingItems(t *testing.T) {
 		t.Errorf("invoice item created with subscription=%s: subscription %v", first, s)
 	}
 	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(700)},
-		"default_payment_method": {"pm_card_visa"}, "expand[0]": {"latest_invoice"}}))
+		"default_payment_method": {k.card("pm_card_visa")}, "expand[0]": {"latest_invoice"}}))
 	inv := s.body["latest_invoice"].(map[string]any)
 	if num(inv["total"]) != 950 || num(inv["amount_paid"]) != 950 || inv["status"] != "paid" {
 		t.Errorf("first invoice: total %v amount_paid %v status %v, want 950 paid", inv["total"], inv["amount_paid"], inv["status"])

@@ -132,7 +132,7 @@ func init() {
 		if ae := e.checkCustomerClock(c); ae != nil {
 			return ae
 		}
-		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
+		if pm, ok := c.params["payment_method"].(string); ok && pm != "" && !e.isTestPM(pm) {
 			if e.tables["payment_methods"].byID[pm] == nil {
 				return e.mustExist("payment_methods", "payment_method", pm)
 			}
@@ -164,6 +164,17 @@ func init() {
 		// unknown token) leaves nothing behind.
 		if ae := e.customerSourceCreate(c, obj); ae != nil {
 			return ae
+		}
+		if e.isTestPM(pm) {
+			// A test payment method is attached as a new copy (after).
+			// invoice_settings naming the test one as well names the
+			// copy: the payment method this request attaches may be its
+			// default (checkDefaultPM), and the copy is what it
+			// attaches. Taken so, not confirmed from Stripe's answers.
+			c.pmClone = e.newID(kPM.prefix)
+			if is, _ := obj["invoice_settings"].(map[string]any); is != nil && getStr(is, "default_payment_method") == pm {
+				is["default_payment_method"] = c.pmClone
+			}
 		}
 		ch.apply(e, c, obj, false)
 		return nil
@@ -208,6 +219,10 @@ func init() {
 		}
 		// payment_method on create attaches it.
 		if pm, ok := c.params["payment_method"].(string); ok && pm != "" {
+			if c.pmClone != "" {
+				e.store(kPM, e.testPMClone(c, pm, c.pmClone))
+				pm = c.pmClone
+			}
 			e.attachPM(c, pm, idOf(obj))
 		}
 		// source on create saves its card, the customer's default_source.
@@ -474,6 +489,9 @@ func init() {
 	kSchedule.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
 		if st := getStr(old, "status"); st != "not_started" && st != "active" {
 			return invalid("", "", "You cannot update a subscription schedule that is %s.", st)
+		}
+		if ae := e.checkSchedulePMs(c, getStr(old, "customer")); ae != nil {
+			return ae
 		}
 		ph, ok := c.params["phases"].([]any)
 		if !ok {
@@ -786,7 +804,19 @@ func (e *Emulator) checkDefaultPM(cus map[string]any, attaching string) *apiErro
 // an unknown id and another customer's (or nobody's) alike as for the
 // customer's own default. A card the customer saved is one of its
 // payment methods (cardpm.go).
+//
+// One of Stripe's test payment methods (pm_card_visa, ...) is refused
+// too: Stripe makes a new PaymentMethod of it at each use, attached to
+// no one, and names that one ("The customer does not have a payment
+// method with the ID pm_1…", as integrations that set a pm_card_ id
+// where an attached one is needed record it). The new one is not kept
+// here: nothing can use or list it. A test card is attached first
+// (POST /v1/payment_methods/pm_card_visa/attach, or a customer created
+// with payment_method), and the attached copy's id used (testPMClone).
 func (e *Emulator) customersPM(cus, pm, param string) *apiError {
+	if e.isTestPM(pm) {
+		return notCustomersPM(e.newID(kPM.prefix), param)
+	}
 	obj := e.load(kPM, pm)
 	if obj == nil && strings.HasPrefix(pm, kCard.prefix) {
 		obj = e.load(kCard, pm)
@@ -795,9 +825,15 @@ func (e *Emulator) customersPM(cus, pm, param string) *apiError {
 		return e.mustExist("payment_methods", param, pm)
 	}
 	if getStr(obj, "customer") != cus {
-		return invalid("resource_missing", param, "The customer does not have a payment method with the ID %s. The payment method must be attached to the customer.", pm)
+		return notCustomersPM(pm, param)
 	}
 	return nil
+}
+
+// notCustomersPM is Stripe's refusal of a payment method that is not
+// attached to the customer it is to be a default of.
+func notCustomersPM(pm, param string) *apiError {
+	return invalid("resource_missing", param, "The customer does not have a payment method with the ID %s. The payment method must be attached to the customer.", pm)
 }
 
 // isTestPM says whether pm is one of Stripe's test payment methods, not
@@ -814,21 +850,39 @@ func (e *Emulator) isTestPM(pm string) bool {
 
 // checkParamPM is customersPM for the default_payment_method a
 // subscription or invoice request sets (not one it unsets with "").
-//
-// Stripe's test payment methods (pm_card_visa, ...) are let through
-// though Stripe refuses them here too: it makes a new PaymentMethod of
-// each use, attached to no one, and answers "The customer does not have
-// a payment method with the ID pm_1…" (recorded by integrations that set
-// a pm_card_ id as a customer's default after attaching it). The
-// emulator charges them as the test card they name: that is how its
-// tests give a subscription a card that pays or declines in one request,
-// declining cards Stripe won't attach included.
 func (e *Emulator) checkParamPM(c *reqCtx, cus string) *apiError {
 	pm, _ := c.params["default_payment_method"].(string)
-	if pm == "" || e.isTestPM(pm) {
+	if pm == "" {
 		return nil
 	}
 	return e.customersPM(cus, pm, "default_payment_method")
+}
+
+// checkSchedulePMs is checkParamPM for a subscription schedule of
+// customer cus: default_settings[default_payment_method] and each
+// phases[i][default_payment_method] become its subscription's
+// default_payment_method, so they are held to the same rule (spec,
+// subscription_schedule_phase_configuration.default_payment_method: "It
+// must belong to the customer associated with the subscription
+// schedule"; default_settings' is the same default one level up).
+func (e *Emulator) checkSchedulePMs(c *reqCtx, cus string) *apiError {
+	if ds, ok := c.params["default_settings"].(map[string]any); ok {
+		if pm, _ := ds["default_payment_method"].(string); pm != "" {
+			if ae := e.customersPM(cus, pm, "default_settings[default_payment_method]"); ae != nil {
+				return ae
+			}
+		}
+	}
+	phases, _ := c.params["phases"].([]any)
+	for i, raw := range phases {
+		p, _ := raw.(map[string]any)
+		if pm, _ := p["default_payment_method"].(string); pm != "" {
+			if ae := e.customersPM(cus, pm, fmt.Sprintf("phases[%d][default_payment_method]", i)); ae != nil {
+				return ae
+			}
+		}
+	}
+	return nil
 }
 
 // setCustomerCurrency gives a customer its billing currency when its first
@@ -913,6 +967,9 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		if ae != nil {
 			return ae
 		}
+		if ae := e.checkSchedulePMs(c, getStr(sub, "customer")); ae != nil {
+			return ae
+		}
 		obj["customer"] = sub["customer"]
 		obj["phases"] = phases
 		obj["subscription"] = from
@@ -928,6 +985,9 @@ func createSchedule(e *Emulator, c *reqCtx, obj map[string]any) *apiError {
 		return missing("customer")
 	}
 	if ae := e.mustExist("customers", "customer", cus); ae != nil {
+		return ae
+	}
+	if ae := e.checkSchedulePMs(c, cus); ae != nil {
 		return ae
 	}
 	start := c.now

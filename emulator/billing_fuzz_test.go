@@ -15,10 +15,13 @@ import (
 // objects must agree on (check).
 type billingChecker struct {
 	fuzzSession
-	clock  string
-	now    int64 // the clock's frozen_time
-	cus    []string
-	pm     string // the first customer's attached card
+	clock string
+	now   int64 // the clock's frozen_time
+	cus   []string
+	pm    string // the first customer's attached card
+	// cards: each customer's attached copies of retryCards' test
+	// payment methods (card).
+	cards  map[string][]string
 	prices []string
 	// coupons: once, repeating, forever.
 	coupons []string
@@ -92,6 +95,17 @@ var billingStarts = []int64{
 
 var retryCards = []string{"", "pm_card_visa", "pm_card_chargeCustomerFail"}
 
+// card is the payment method of customer cus attached from test payment
+// method testPM: Stripe takes a test one only once attached, as a new
+// copy. retryCards' are attached at setup; "" is none.
+func (r *billingChecker) card(cus, testPM string) string {
+	r.t.Helper()
+	if i := slices.Index(retryCards, testPM); i >= 0 {
+		return r.cards[cus][i]
+	}
+	return r.mustID("POST", "/v1/payment_methods/"+testPM+"/attach", "customer="+cus)
+}
+
 // do is fuzzSession.do, and an error answer must have Stripe's shape.
 func (r *billingChecker) do(method, path, body string) (int, map[string]any) {
 	r.t.Helper()
@@ -119,8 +133,14 @@ func (r *billingChecker) mustID(method, path, body string) string {
 func (r *billingChecker) setup(start, customers byte) {
 	r.now = billingStarts[int(start)%len(billingStarts)]
 	r.clock = r.mustID("POST", "/v1/test_helpers/test_clocks", fmt.Sprintf("frozen_time=%d", r.now))
+	r.cards = map[string][]string{}
 	for i := 0; i < 1+int(customers)%2; i++ {
-		r.cus = append(r.cus, r.mustID("POST", "/v1/customers", "test_clock="+r.clock))
+		cus := r.mustID("POST", "/v1/customers", "test_clock="+r.clock)
+		r.cus = append(r.cus, cus)
+		r.cards[cus] = []string{""}
+		for _, pm := range retryCards[1:] {
+			r.cards[cus] = append(r.cards[cus], r.mustID("POST", "/v1/payment_methods/"+pm+"/attach", "customer="+cus))
+		}
 	}
 	r.pm = r.mustID("POST", "/v1/payment_methods", "type=card")
 	r.mustID("POST", "/v1/payment_methods/"+r.pm+"/attach", "customer="+r.cus[0])
@@ -194,7 +214,8 @@ func (r *billingChecker) step(op, a, b byte) {
 	}
 	switch op % 16 {
 	case 0: // a subscription
-		body := fmt.Sprintf("customer=%s&items[0][price]=%s&items[0][quantity]=%d", r.cus[int(a)%len(r.cus)], r.prices[int(b)%len(r.prices)], 1+int(b/8)%3)
+		cus := r.cus[int(a)%len(r.cus)]
+		body := fmt.Sprintf("customer=%s&items[0][price]=%s&items[0][quantity]=%d", cus, r.prices[int(b)%len(r.prices)], 1+int(b/8)%3)
 		if a&0x80 != 0 {
 			body += "&items[1][price]=" + r.prices[int(b/3)%len(r.prices)]
 		}
@@ -207,7 +228,7 @@ func (r *billingChecker) step(op, a, b byte) {
 		if c := int(a>>3) % 4; c > 0 {
 			body += "&coupon=" + r.coupons[c-1]
 		}
-		if pm := retryCards[int(a>>5)%3]; pm != "" {
+		if pm := r.cards[cus][int(a>>5)%3]; pm != "" {
 			body += "&default_payment_method=" + pm
 		}
 		switch (b >> 5) % 4 {
@@ -290,7 +311,7 @@ func (r *billingChecker) step(op, a, b byte) {
 	case 10: // the payment method renewals and retries are charged to
 		switch a % 4 {
 		case 0, 1, 2:
-			r.do("POST", "/v1/subscriptions/"+sub, "default_payment_method="+retryCards[int(a)%3])
+			r.do("POST", "/v1/subscriptions/"+sub, "default_payment_method="+r.cards[getStr(r.get("subscriptions", sub), "customer")][int(a)%3])
 		case 3:
 			pm := ""
 			if b&1 != 0 {

@@ -30,7 +30,7 @@ const monthSecondsLeft = clockFrozenAt + januarySeconds - changeAt
 // and returns the subscription and its item.
 func (k *frozenClock) subscribeCharged(price string, extra url.Values) (sub, item string) {
 	k.t.Helper()
-	p := url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}
+	p := url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {k.card("pm_card_visa")}}
 	for key, v := range extra {
 		p[key] = v
 	}
@@ -83,7 +83,7 @@ func TestCycleReset(t *testing.T) {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.yearly}})
 		}, reset: true, end: yearEnd, credit: -unusedAtChange(800), lines: 12000, off: 2400, status: "active"},
 		{name: "monthly to yearly, card declines", unit: 1000, change: func(e env) apiResp {
-			mustOK(t, e.k.post("/v1/subscriptions/"+e.sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+			mustOK(t, e.k.post("/v1/subscriptions/"+e.sub, url.Values{"default_payment_method": {e.k.card("pm_card_chargeCustomerFail")}}))
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.yearly}})
 		}, reset: true, end: yearEnd, credit: -unusedAtChange(1000), lines: 12000, status: "past_due"},
 		{name: "billing_cycle_anchor=now", unit: 1000, change: func(e env) apiResp {
@@ -386,7 +386,7 @@ func TestUpdateInvoiceDunned(t *testing.T) {
 			yearly := k.Price(12000, "year")
 			sub, item := k.subscribeCharged(k.price(1000), nil)
 			k.advance(changeAt)
-			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
 			mustOK(t, k.post("/v1/subscriptions/"+sub, tc.change(k, item, yearly)))
 			s := k.get("/v1/subscriptions/" + sub)
 			inv := s["latest_invoice"].(string)
@@ -395,7 +395,7 @@ func TestUpdateInvoiceDunned(t *testing.T) {
 			}
 			k.checkDunned(inv, 1, changeAt+retryGapSeconds, true)
 			if tc.fixed {
-				mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+				mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_visa")}}))
 				k.advance(changeAt + retryGapSeconds)
 				got, s := k.get("/v1/invoices/"+inv), k.get("/v1/subscriptions/"+sub)
 				if got["status"] != "paid" || num(got["attempt_count"]) != 2 || s["status"] != tc.want {
@@ -501,6 +501,7 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 		k := newFrozenClock(t, base)
 		prices := []string{k.price(1000), k.price(2500), k.Price(12000, "year"), k.price(0), k.Price(300, "week")}
 		sub, item := k.subscribeCharged(prices[0], nil)
+		cards := []string{k.card("pm_card_visa"), k.card("pm_card_chargeCustomerFail")}
 		now := int64(clockFrozenAt)
 		behaviors := []string{"", "none", "always_invoice", "create_prorations"}
 		coupons := []string{"FPCT20", "FONCE", "FOFF500", ""}
@@ -538,7 +539,7 @@ func FuzzSubscriptionUpdates(f *testing.F) {
 				}
 			case 3:
 				path = "/v1/subscriptions/" + sub
-				q = url.Values{"default_payment_method": {[]string{"pm_card_visa", "pm_card_chargeDeclined"}[int(a)%2]}}
+				q = url.Values{"default_payment_method": {cards[int(a)%2]}}
 			case 4: // the clock moves on
 				now += []int64{daySeconds, 10 * daySeconds, 40 * daySeconds, 3 * daySeconds}[int(a)%4]
 				r := k.post("/v1/test_helpers/test_clocks/"+k.ID+"/advance", url.Values{"frozen_time": {fmt.Sprint(now)}})

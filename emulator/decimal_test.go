@@ -193,7 +193,7 @@ func TestDecimalSubscriptionInvoice(t *testing.T) {
 			"unit_amount_decimal": {dec}, "recurring[interval]": {"month"}})))
 	}
 	a, b := decimalPrice("0.05"), decimalPrice("12.5")
-	sub := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "default_payment_method": {"pm_card_visa"},
+	sub := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "default_payment_method": {k.card("pm_card_visa")},
 		"items[0][price]": {a}, "items[0][quantity]": {"30"}, "items[1][price]": {b}, "items[1][quantity]": {"3"}}))
 	want := map[string]struct {
 		amount int64
@@ -241,7 +241,7 @@ func TestDecimalProrations(t *testing.T) {
 	prod := idOfResp(mustOK(t, k.post("/v1/products", url.Values{"name": {"p"}})))
 	price := idOfResp(mustOK(t, k.post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"},
 		"unit_amount_decimal": {"12.5"}, "recurring[interval]": {"month"}})))
-	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}))
+	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {k.card("pm_card_visa")}}))
 	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	half := int64(clockFrozenAt + januarySeconds/2)
 	k.advance(clockFrozenAt + 10*daySeconds)

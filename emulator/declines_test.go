@@ -223,8 +223,15 @@ func TestHardDeclineNotRetried(t *testing.T) {
 		{"pm_card_visa_chargeDeclinedInsufficientFunds", true, "insufficient_funds"},
 	} {
 		t.Run(tc.pm, func(t *testing.T) {
-			k, sub, inv := dunnedRenewal(t, tc.pm)
+			// Stripe won't attach these cards: the subscription's card,
+			// attached, declines as they do from the renewal on.
+			e, base := emulatortest.Start(t, emulator.Options{})
+			k := newFrozenClock(t, base)
+			sub := k.Subscribe(k.cus, k.price(1000), nil)
+			emulator.DeclineLater(e, k.get("/v1/subscriptions/" + sub)["default_payment_method"].(string), tc.pm)
 			renewal := monthStart(1)
+			k.advance(renewal)
+			inv := k.cycleInvoices(sub)[0]["id"].(string)
 			failedCharges := func() int {
 				n := 0
 				for _, ch := range k.get("/v1/charges?limit=100&customer=" + k.cus)["data"].([]any) {
@@ -252,7 +259,7 @@ func TestHardDeclineNotRetried(t *testing.T) {
 			if tc.retried {
 				return
 			}
-			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+			mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_visa")}}))
 			k.advance(renewal + 2*retryGapSeconds)
 			if got := k.get("/v1/invoices/" + inv); got["status"] != "paid" || num(got["attempt_count"]) != 3 {
 				t.Errorf("retry with a new payment method: invoice %v, attempt_count %v", got["status"], got["attempt_count"])

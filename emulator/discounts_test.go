@@ -116,7 +116,7 @@ func TestSubscriptionDiscountOnce(t *testing.T) {
 	if r := do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&promotion_code="+promo+"&payment_behavior=error_if_incomplete"); r.status != 402 {
 		t.Fatalf("error_if_incomplete with 700 to pay and no payment method: %d %s", r.status, r.raw)
 	}
-	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&promotion_code="+promo+"&default_payment_method=pm_card_visa&expand[]=latest_invoice"))
+	sub := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&promotion_code="+promo+"&default_payment_method="+attachCard(t, base, cus, "pm_card_visa")+"&expand[]=latest_invoice"))
 	inv := sub.body["latest_invoice"].(map[string]any)
 	if num(inv["subtotal"]) != 1000 || num(inv["total"]) != 700 {
 		t.Fatalf("first invoice with the subscription's 300 off (not the customer's 50%%): subtotal %v total %v", inv["subtotal"], inv["total"])

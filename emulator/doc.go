@@ -222,8 +222,9 @@
 // released, subscription_schedule.released) or cancels its subscription
 // (end_behavior cancel: the schedule completed,
 // subscription_schedule.completed); a phase's trial_end, coupon,
-// billing_cycle_anchor=phase_start, default_payment_method and add_invoice_items, the
-// schedule's default_settings and subscription_schedule.expiring are not
+// billing_cycle_anchor=phase_start, default_payment_method (checked, as
+// below, not applied) and add_invoice_items, the schedule's
+// default_settings (the same) and subscription_schedule.expiring are not
 // modelled, and schedules off a clock never advance; test clocks
 // (clocks.go) are objects with a frozen_time that customers attach to at
 // creation, with Stripe's list exclusions, whose objects live on its
@@ -320,13 +321,27 @@
 // defaults), only for its own customer ("does not have a linked source";
 // a subscription's default_source that is not is refused with 400);
 // a subscription's or invoice's default_payment_method, as the
-// customer's invoice_settings.default_payment_method, must be a payment
-// method (or saved card) attached to its customer (400 resource_missing:
-// "No such PaymentMethod" for an unknown id, else "The customer does not
-// have a payment method with the ID …"), except Stripe's test payment
-// methods (pm_card_visa, the declining ones), which Stripe refuses there
-// too (each use makes a new, unattached payment method) but the
-// emulator charges as the card they name (billing.go, checkParamPM);
+// customer's invoice_settings.default_payment_method and a subscription
+// schedule's default_settings[default_payment_method] and
+// phases[i][default_payment_method] (checked only: a phase's is not
+// handed to its subscription), must be a payment method (or saved card)
+// attached to its customer (400 resource_missing: "No such
+// PaymentMethod" for an unknown id, else "The customer does not have a
+// payment method with the ID …"); Stripe's test payment methods
+// (pm_card_visa, the declining ones) are refused there too, as Stripe
+// does, naming a new pm_ (each use makes a new, unattached payment
+// method), and taken as the card they name where a payment takes one
+// (an intent's payment_method, an invoice's pay); attaching one (POST
+// /v1/payment_methods/pm_card_…/attach, a customer created with
+// payment_method=pm_card_…, whose invoice_settings naming it then names
+// the copy) attaches a new pm_ of its card that pays, declines or
+// disputes as it (payments.go, testPMClone), except the declining ones
+// Stripe won't attach (their card error); detaching a payment method
+// (or deleting a saved card) that is its customer's
+// invoice_settings.default_payment_method clears that
+// (customer.updated), while a subscription's or invoice's own
+// default_payment_method keeps it and its next payment fails as a
+// detached payment method's does (sources.go, handOverDefault);
 // a saved card is also a payment method of its card_ id (cardpm.go:
 // Stripe's "compatible" cards), a view built from the card, never
 // stored: GET /v1/payment_methods/{id} and the customer's retrieve

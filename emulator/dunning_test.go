@@ -30,11 +30,12 @@ func subscriptionEventsAll(evs []map[string]any, sub string) []string {
 }
 
 // failingSub makes a monthly subscription on k's clock, paid for at
-// creation, whose renewals are charged to pm.
+// creation, whose renewals are charged to test payment method pm,
+// attached.
 func (k *frozenClock) failingSub(pm string) string {
 	k.t.Helper()
 	sub := k.Subscribe(k.cus, k.price(1000), nil)
-	mustOK(k.t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {pm}}))
+	mustOK(k.t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card(pm)}}))
 	return sub
 }
 
@@ -118,14 +119,14 @@ func TestDunningEndsCanceled(t *testing.T) {
 // leaves attempt_count and next_payment_attempt alone (spec,
 // invoice.attempt_count).
 func TestDunningRecovers(t *testing.T) {
-	k, sub, inv := dunnedRenewal(t, "pm_card_chargeDeclined")
+	k, sub, inv := dunnedRenewal(t, "pm_card_chargeCustomerFail")
 	renewal := monthStart(1)
 	k.checkDunned(inv, 1, renewal+retryGapSeconds, true)
 	if r := k.post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {"pm_card_chargeDeclined"}}); r.status != 402 {
 		t.Fatalf("manual payment with a declining card: %d %s", r.status, r.raw)
 	}
 	k.checkDunned(inv, 1, renewal+retryGapSeconds, true)
-	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_visa")}}))
 
 	want := []string{"charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded", "customer.subscription.updated"}
 	if got := subscriptionEventsAll(k.advance(renewal+retryGapSeconds), sub); !slices.Equal(got, want) {
@@ -150,7 +151,7 @@ func TestDunningRecovers(t *testing.T) {
 // automatic collection of all finalized invoices for the customer"): no
 // next attempt, auto_advance false, invoice.updated, and no retry comes.
 func TestCancelStopsRetries(t *testing.T) {
-	k, sub, inv := dunnedRenewal(t, "pm_card_chargeDeclined")
+	k, sub, inv := dunnedRenewal(t, "pm_card_chargeCustomerFail")
 	renewal := monthStart(1)
 	mustOK(t, do(t, "DELETE", k.base+"/v1/subscriptions/"+sub, "sk_test_x", ""))
 	k.checkDunned(inv, 1, 0, false)
@@ -181,7 +182,7 @@ func TestOverlappingDunning(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
 	sub := k.Subscribe(k.cus, k.Price(300, "week"), nil)
-	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
 	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
 
 	k.advance(week(2))
@@ -226,7 +227,7 @@ func TestIncompleteExpires(t *testing.T) {
 		params url.Values
 		pay    bool // paid with pm_card_visa an hour before the expiry
 	}{
-		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}},
+		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_chargeCustomerFail"}}},
 		{name: "default_incomplete", params: url.Values{"payment_behavior": {"default_incomplete"}}},
 		{name: "paid in time", params: url.Values{"payment_behavior": {"default_incomplete"}}, pay: true},
 	}
@@ -236,6 +237,9 @@ func TestIncompleteExpires(t *testing.T) {
 			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}}
 			for key, v := range tc.params {
 				p[key] = v
+			}
+			if pm := p.Get("default_payment_method"); pm != "" {
+				p.Set("default_payment_method", k.card(pm))
 			}
 			s := mustOK(t, k.post("/v1/subscriptions", p))
 			sub, inv := idOfResp(s), s.body["latest_invoice"].(string)
@@ -302,7 +306,7 @@ func TestBillingCycleAnchor(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFrozenClockAt(t, base, tc.frozen)
-			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}
+			p := url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {k.card("pm_card_visa")}}
 			for key, v := range tc.params {
 				p[key] = v
 			}
@@ -529,7 +533,7 @@ func TestDunningEndLeavesSubscriptionWhoseLatestInvoiceIsPaid(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
 	sub := k.Subscribe(k.cus, k.Price(300, "week"), nil)
-	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
 	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
 
 	k.advance(week(2))

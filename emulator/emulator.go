@@ -350,6 +350,11 @@ type reqCtx struct {
 	// card is the card a customer create or update saves from its source
 	// param (sources.go): made by the hook, stored around the customer.
 	card map[string]any
+	// pmClone is the id of the copy of a test payment method
+	// (testPMClone) a customer create attaches from its payment_method
+	// param: given by the hook, so invoice_settings can name it, and made
+	// once the customer is stored.
+	pmClone string
 	// automatic: a step of a test clock's advance, not a request's doing;
 	// a payment attempt it makes is one of the retry schedule's
 	// (countsAsAttempt).

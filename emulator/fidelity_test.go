@@ -24,6 +24,18 @@ func mustOK(t *testing.T, r apiResp) apiResp {
 
 func idOfResp(r apiResp) string { s, _ := r.body["id"].(string); return s }
 
+// attachCard attaches test payment method testPM (pm_card_visa, ...) to
+// customer cus on the emulator at base and returns the attached copy's
+// id, which a subscription or invoice can then be charged to
+// (emulatortest.Card).
+func attachCard(t *testing.T, base, cus, testPM string) string {
+	t.Helper()
+	return emulatortest.Card(func(path string, q url.Values) string {
+		t.Helper()
+		return idOfResp(mustOK(t, do(t, "POST", base+path, "sk_test_x", q.Encode())))
+	}, cus, testPM)
+}
+
 // A plan is a price in Stripe: a product with a plan can't be deleted
 // ("This product cannot be deleted because it has one or more
 // user-created prices"), any more than one with a price.
@@ -152,10 +164,11 @@ func TestErrorIfIncomplete(t *testing.T) {
 		d, _ := r.body["data"].([]any)
 		return len(d)
 	}
+	failing := attachCard(t, base, cus, "pm_card_chargeCustomerFail")
 	events := count("/v1/events")
 	for _, tc := range []struct{ name, extra, code string }{
 		{"no payment method", "", "invoice_payment_intent_requires_action"},
-		{"declined", "&default_payment_method=pm_card_chargeDeclined", "card_declined"},
+		{"declined", "&default_payment_method=" + failing, "card_declined"},
 	} {
 		r := do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=error_if_incomplete"+tc.extra)
 		if r.status != 402 || errField(r, "type") != "card_error" || errField(r, "code") != tc.code {
@@ -172,7 +185,7 @@ func TestErrorIfIncomplete(t *testing.T) {
 		t.Errorf("%d events sent", n-events)
 	}
 	// allow_incomplete with the same declining card: created, incomplete.
-	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=allow_incomplete&default_payment_method=pm_card_chargeDeclined"))
+	r := mustOK(t, do(t, "POST", base+"/v1/subscriptions", "sk_test_x", "customer="+cus+"&items[0][price]="+price+"&payment_behavior=allow_incomplete&default_payment_method="+failing))
 	if r.body["status"] != "incomplete" {
 		t.Errorf("allow_incomplete, declined: %v", r.body["status"])
 	}
@@ -518,8 +531,8 @@ func TestDraftInvoiceFollowsCustomer(t *testing.T) {
 // method or saved card, or one attached to no one, is Stripe's "The
 // customer does not have a payment method with the ID …", param
 // default_payment_method, and the request changes nothing. The
-// customer's own payment method and saved card, Stripe's test payment
-// methods (charged as their card) and "" (unset) are taken.
+// customer's own payment method and saved card and "" (unset) are taken
+// (Stripe's test payment methods are refused: TestReviewTestPMRefusedAsDefault).
 func TestDefaultPaymentMethodOwned(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	post := func(path string, v url.Values) apiResp {
@@ -579,7 +592,7 @@ func TestDefaultPaymentMethodOwned(t *testing.T) {
 				t.Errorf("%s with %s: %d %s, want 400 resource_missing %q", rq.name, tc.pm, r.status, r.raw, tc.msg)
 			}
 		}
-		for _, pm := range []string{own, ownCard, "pm_card_visa"} {
+		for _, pm := range []string{own, ownCard} {
 			v := url.Values{"default_payment_method": {pm}}
 			for k, x := range rq.base {
 				v[k] = x
@@ -589,14 +602,14 @@ func TestDefaultPaymentMethodOwned(t *testing.T) {
 			}
 		}
 	}
-	// Three creates of each kind were taken (own, ownCard,
-	// pm_card_visa), each subscription with its first invoice; none of
-	// the refused ones left anything behind.
-	if n := count("/v1/subscriptions"); n != subs+3 {
-		t.Errorf("%d subscriptions, want %d: a refused create made one", n, subs+3)
+	// Two creates of each kind were taken (own, ownCard), each
+	// subscription with its first invoice; none of the refused ones left
+	// anything behind.
+	if n := count("/v1/subscriptions"); n != subs+2 {
+		t.Errorf("%d subscriptions, want %d: a refused create made one", n, subs+2)
 	}
-	if n := count("/v1/invoices"); n != invs+6 {
-		t.Errorf("%d invoices, want %d: a refused create made one", n, invs+6)
+	if n := count("/v1/invoices"); n != invs+4 {
+		t.Errorf("%d invoices, want %d: a refused create made one", n, invs+4)
 	}
 	if got := mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {""}})).body["default_payment_method"]; got != nil {
 		t.Errorf("default_payment_method after unsetting it: %v", got)

@@ -108,7 +108,7 @@ func TestMixedBillingRefused(t *testing.T) {
 					r := mustOK(t, post("/v1/subscription_schedules", fill(body)))
 					sched, sub = idOfResp(r), r.body["subscription"].(string)
 				} else {
-					body := "customer=" + cus + "&default_payment_method=pm_card_visa"
+					body := "customer=" + cus + "&default_payment_method=" + attachCard(t, base, cus, "pm_card_visa")
 					for i, p := range tc.subscribe {
 						body += fmt.Sprintf("&items[%d][price]=<%s>", i, p)
 					}

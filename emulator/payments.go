@@ -319,6 +319,17 @@ func init() {
 		if ae := e.mustExist("customers", "customer", cus); ae != nil {
 			return nil, ae
 		}
+		if pm := c.path["payment_method"]; e.isTestPM(pm) {
+			// Attaching a test payment method attaches a new copy of it,
+			// which the answer is (testPMClone).
+			if d := e.attachDecline(pm); d != nil {
+				return nil, d.err("")
+			}
+			clone := e.testPMClone(c, pm, "")
+			e.store(kPM, clone)
+			e.attachPM(c, idOf(clone), cus)
+			return e.render(kPM, e.tables["payment_methods"].byID[idOf(clone)].raw, c)
+		}
 		if e.tables["payment_methods"].byID[c.path["payment_method"]] == nil {
 			return nil, notFound("payment_method", "PaymentMethod", c.path["payment_method"])
 		}
@@ -340,9 +351,13 @@ func init() {
 			return nil, invalid("", "", "The payment method you provided is not attached to a customer so detachment is impossible.")
 		}
 		old := deepCopy(obj).(map[string]any)
+		cus := e.load(kCustomer, getStr(obj, "customer"))
 		obj["customer"] = nil
 		e.detached[idOf(obj)] = true
 		r := e.save(c, kPM, obj, old, "payment_method.detached")
+		if cus != nil {
+			e.handOverDefault(c, cus, idOf(obj))
+		}
 		return e.render(kPM, r.raw, c)
 	}, detachCardPM))
 
@@ -981,6 +996,34 @@ func (e *Emulator) attachable(pmID, cus string) *apiError {
 // detachedPM is Stripe's refusal of a detached payment method.
 func detachedPM() *apiError {
 	return invalid("", "", "This PaymentMethod was previously used without being attached to a Customer or was detached from a Customer, and may not be used again.")
+}
+
+// testPMClone is the new payment method Stripe makes of one of its test
+// payment methods (pm_card_visa, pm_card_chargeCustomerFail, ...) where
+// one is saved: "pm_card_visa" names a test card, not a payment method,
+// and attaching it (POST /v1/payment_methods/pm_card_visa/attach, a
+// customer created with payment_method=pm_card_visa) attaches a new pm_
+// of that card, whose id the answer and invoice_settings carry. The
+// copy is made as POST /v1/payment_methods with card[token] makes one
+// (testCard: the card's details, how its payments fail) and pays,
+// declines or disputes as the test card does. id is the id it takes
+// ("" for a new one); it is returned unstored and unattached.
+func (e *Emulator) testPMClone(c *reqCtx, pm, id string) map[string]any {
+	obj := e.newObject(kPM, c.now, c.live)
+	if id != "" {
+		obj["id"] = id
+	}
+	obj["customer"], obj["type"], obj["metadata"] = nil, "card", map[string]any{}
+	obj["billing_details"] = noBillingDetails()
+	tok := pm
+	if declineByID[pm] == nil {
+		tok = "tok_" + strings.TrimPrefix(pm, "pm_card_")
+	}
+	e.testCard(c, obj, map[string]any{"token": tok})
+	if e.disputing(pm) {
+		e.disputers[idOf(obj)] = true
+	}
+	return obj
 }
 
 func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {

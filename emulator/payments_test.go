@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -668,5 +669,141 @@ func TestChargeSourceNeedsCustomer(t *testing.T) {
 	}
 	if n := len(e.Objects("charges")); n != before {
 		t.Errorf("refused charges made %d charges", n-before)
+	}
+}
+
+// defaultPMSetup is an emulator with two customers and a monthly price.
+func defaultPMSetup(t *testing.T) (base, cus, other, price string, post func(string, url.Values) apiResp) {
+	t.Helper()
+	_, base = emulatortest.Start(t, emulator.Options{})
+	post = func(path string, v url.Values) apiResp {
+		t.Helper()
+		return do(t, "POST", base+path, "sk_test_x", v.Encode())
+	}
+	cus = idOfResp(mustOK(t, post("/v1/customers", nil)))
+	other = idOfResp(mustOK(t, post("/v1/customers", nil)))
+	price = idOfResp(mustOK(t, post("/v1/prices", url.Values{"unit_amount": {"1000"}, "currency": {"usd"},
+		"recurring[interval]": {"month"}, "product_data[name]": {"p"}})))
+	return
+}
+
+// refusedTestPM fails unless r is Stripe's refusal of a test payment
+// method (pm_card_visa) used where an attached one is needed: 400
+// resource_missing on param, naming a new pm_ id, not the test one.
+func refusedTestPM(t *testing.T, what, param string, r apiResp) {
+	t.Helper()
+	msg := errField(r, "message")
+	id, _, _ := strings.Cut(strings.TrimPrefix(msg, "The customer does not have a payment method with the ID "), ".")
+	if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != param ||
+		!strings.HasPrefix(id, "pm_") || id == "pm_card_visa" || !strings.HasSuffix(msg, "The payment method must be attached to the customer.") {
+		t.Errorf("%s: %d %s, want 400 resource_missing on %s naming a new pm_", what, r.status, r.raw, param)
+	}
+}
+
+// Stripe's test payment methods are made into a new, unattached payment
+// method at each use, so where an attached one is needed (a
+// subscription's or invoice's default_payment_method, a customer's
+// invoice_settings.default_payment_method) they are refused, and the
+// request makes nothing.
+func TestTestPMRefusedAsDefault(t *testing.T) {
+	base, cus, _, price, post := defaultPMSetup(t)
+	sub := idOfResp(mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}})))
+	inv := idOfResp(mustOK(t, post("/v1/invoices", url.Values{"customer": {cus}})))
+	count := func(path string) int {
+		return len(getObj(t, base, path+"?limit=100&customer="+cus)["data"].([]any))
+	}
+	subs, invs := count("/v1/subscriptions"), count("/v1/invoices")
+	for _, tc := range []struct {
+		name, path string
+		q          url.Values
+		param      string
+	}{
+		{"subscription create", "/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}, "default_payment_method"},
+		{"subscription update", "/v1/subscriptions/" + sub, url.Values{"default_payment_method": {"pm_card_visa"}}, "default_payment_method"},
+		{"invoice create", "/v1/invoices", url.Values{"customer": {cus}, "default_payment_method": {"pm_card_visa"}}, "default_payment_method"},
+		{"invoice update", "/v1/invoices/" + inv, url.Values{"default_payment_method": {"pm_card_visa"}}, "default_payment_method"},
+		{"customer update", "/v1/customers/" + cus, url.Values{"invoice_settings[default_payment_method]": {"pm_card_visa"}}, "invoice_settings[default_payment_method]"},
+	} {
+		refusedTestPM(t, tc.name, tc.param, post(tc.path, tc.q))
+	}
+	if n := count("/v1/subscriptions"); n != subs {
+		t.Errorf("%d subscriptions made by a refused create", n-subs)
+	}
+	if n := count("/v1/invoices"); n != invs {
+		t.Errorf("%d invoices made by a refused create", n-invs)
+	}
+	if pm := getObj(t, base, "/v1/subscriptions/"+sub)["default_payment_method"]; pm != nil {
+		t.Errorf("subscription's default_payment_method after a refused update: %v", pm)
+	}
+	if pm := at(getObj(t, base, "/v1/customers/"+cus), "invoice_settings.default_payment_method"); pm != nil {
+		t.Errorf("customer's default after a refused update: %v", pm)
+	}
+}
+
+// Attaching a test payment method attaches a new pm_ of its card
+// (payment_method.attached), which is then the customer's to use: it pays,
+// or declines, as the test card does. A test card Stripe won't attach is
+// refused with its card error.
+func TestAttachTestPM(t *testing.T) {
+	base, cus, _, price, post := defaultPMSetup(t)
+	r := mustOK(t, post("/v1/payment_methods/pm_card_mastercard/attach", url.Values{"customer": {cus}}))
+	pm := idOfResp(r)
+	if !strings.HasPrefix(pm, "pm_") || strings.HasPrefix(pm, "pm_card_") || r.body["customer"] != cus ||
+		at(r.body, "card.last4") != "4444" || at(r.body, "card.brand") != "mastercard" {
+		t.Fatalf("attached pm_card_mastercard: %s", r.raw)
+	}
+	if got := getObj(t, base, "/v1/payment_methods/"+pm); got["customer"] != cus {
+		t.Errorf("retrieved copy: customer %v", got["customer"])
+	}
+	listed := false
+	for _, x := range getObj(t, base, "/v1/customers/"+cus+"/payment_methods")["data"].([]any) {
+		listed = listed || x.(map[string]any)["id"] == pm
+	}
+	if !listed {
+		t.Errorf("the customer's payment methods don't list %s", pm)
+	}
+	attached := false
+	for _, ev := range getObj(t, base, "/v1/events?type=payment_method.attached")["data"].([]any) {
+		attached = attached || at(ev, "data.object.id") == pm
+	}
+	if !attached {
+		t.Errorf("no payment_method.attached for %s", pm)
+	}
+	s := mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
+		"default_payment_method": {pm}, "expand[]": {"latest_invoice"}}))
+	if s.body["status"] != "active" || at(s.body, "latest_invoice.status") != "paid" {
+		t.Errorf("subscription charged to the attached copy: %v, invoice %v", s.body["status"], at(s.body, "latest_invoice.status"))
+	}
+
+	failing := idOfResp(mustOK(t, post("/v1/payment_methods/pm_card_chargeCustomerFail/attach", url.Values{"customer": {cus}})))
+	s = mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
+		"default_payment_method": {failing}, "payment_behavior": {"allow_incomplete"}}))
+	if s.body["status"] != "incomplete" {
+		t.Errorf("subscription charged to the attached pm_card_chargeCustomerFail: %v, want incomplete", s.body["status"])
+	}
+
+	if r := post("/v1/payment_methods/pm_card_chargeDeclined/attach", url.Values{"customer": {cus}}); r.status != 402 || errField(r, "code") != "card_declined" {
+		t.Errorf("attach pm_card_chargeDeclined: %d %s, want 402 card_declined", r.status, r.raw)
+	}
+}
+
+// A customer created with payment_method=pm_card_visa gets a new copy of
+// it attached, which invoice_settings names when it names pm_card_visa:
+// the customer's subscriptions are then charged to it.
+func TestCustomerCreatedWithTestPM(t *testing.T) {
+	base, _, _, price, post := defaultPMSetup(t)
+	cu := mustOK(t, post("/v1/customers", url.Values{"payment_method": {"pm_card_visa"},
+		"invoice_settings[default_payment_method]": {"pm_card_visa"}})).body
+	cus := cu["id"].(string)
+	pm, _ := at(cu, "invoice_settings.default_payment_method").(string)
+	if !strings.HasPrefix(pm, "pm_") || pm == "pm_card_visa" {
+		t.Fatalf("invoice_settings.default_payment_method %q, want the attached copy", pm)
+	}
+	if got := getObj(t, base, "/v1/payment_methods/"+pm); got["customer"] != cus || at(got, "card.last4") != "4242" {
+		t.Errorf("the default: customer %v last4 %v", got["customer"], at(got, "card.last4"))
+	}
+	s := mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "expand[]": {"latest_invoice"}}))
+	if at(s.body, "latest_invoice.status") != "paid" {
+		t.Errorf("first invoice charged to the customer's default: %v", at(s.body, "latest_invoice.status"))
 	}
 }

@@ -43,7 +43,7 @@ func TestPendingUpdateEventsShowNoPendingItems(t *testing.T) {
 			_, s := r.do("POST", "/v1/subscriptions", "customer="+r.cus[0]+"&items[0][price]="+r.prices[0])
 			sid := s["id"].(string)
 			item := r.items(sid)[0]
-			r.do("POST", "/v1/subscriptions/"+sid, "default_payment_method=pm_card_chargeDeclined&coupon="+r.coupons[0])
+			r.do("POST", "/v1/subscriptions/"+sid, "default_payment_method="+r.card(r.cus[0], "pm_card_chargeCustomerFail")+"&coupon="+r.coupons[0])
 			r.advanceTo(r.now + 86400)
 			before := r.get("subscriptions", sid)
 			n := len(r.e.tables["events"].ordered)

@@ -45,7 +45,7 @@ func TestErrorIfIncompleteUpdate(t *testing.T) {
 		change func(e env) apiResp
 		code   string
 	}{
-		{name: "always_invoice", unit: 1000, pm: "pm_card_chargeDeclined", code: "card_declined", change: func(e env) apiResp {
+		{name: "always_invoice", unit: 1000, pm: "pm_card_chargeCustomerFail", code: "card_declined", change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][quantity]": {"3"},
 				"proration_behavior": {"always_invoice"}, "payment_behavior": {"error_if_incomplete"}})
 		}},
@@ -53,18 +53,18 @@ func TestErrorIfIncompleteUpdate(t *testing.T) {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.yearly},
 				"payment_behavior": {"error_if_incomplete"}})
 		}},
-		{name: "billing_cycle_anchor=now", unit: 1000, pm: "pm_card_chargeDeclined", code: "card_declined", change: func(e env) apiResp {
+		{name: "billing_cycle_anchor=now", unit: 1000, pm: "pm_card_chargeCustomerFail", code: "card_declined", change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"billing_cycle_anchor": {"now"}, "payment_behavior": {"error_if_incomplete"}})
 		}},
 		{name: "free to paid without a payment method", unit: 0, code: "invoice_payment_intent_requires_action", change: func(e env) apiResp {
 			return e.k.post("/v1/subscriptions/"+e.sub, url.Values{"items[0][id]": {e.item}, "items[0][price]": {e.other},
 				"payment_behavior": {"error_if_incomplete"}})
 		}},
-		{name: "item endpoint, always_invoice", unit: 1000, pm: "pm_card_chargeDeclined", code: "card_declined", change: func(e env) apiResp {
+		{name: "item endpoint, always_invoice", unit: 1000, pm: "pm_card_chargeCustomerFail", code: "card_declined", change: func(e env) apiResp {
 			return e.k.post("/v1/subscription_items/"+e.item, url.Values{"quantity": {"2"}, "proration_behavior": {"always_invoice"},
 				"payment_behavior": {"error_if_incomplete"}})
 		}},
-		{name: "item added, always_invoice", unit: 1000, pm: "pm_card_chargeDeclined", code: "card_declined", change: func(e env) apiResp {
+		{name: "item added, always_invoice", unit: 1000, pm: "pm_card_chargeCustomerFail", code: "card_declined", change: func(e env) apiResp {
 			return e.k.post("/v1/subscription_items", url.Values{"subscription": {e.sub}, "price": {e.other},
 				"proration_behavior": {"always_invoice"}, "payment_behavior": {"error_if_incomplete"}})
 		}},
@@ -79,7 +79,7 @@ func TestErrorIfIncompleteUpdate(t *testing.T) {
 				e.sub, e.item = idOfResp(s), s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 			} else {
 				e.sub, e.item = k.subscribeCharged(price, nil)
-				mustOK(t, k.post("/v1/subscriptions/"+e.sub, url.Values{"default_payment_method": {tc.pm}}))
+				mustOK(t, k.post("/v1/subscriptions/"+e.sub, url.Values{"default_payment_method": {k.card(tc.pm)}}))
 			}
 			k.advance(changeAt)
 			before := k.stateOf(e.sub)
@@ -102,7 +102,7 @@ func TestErrorIfIncompleteUpdate(t *testing.T) {
 func (k *frozenClock) pendingSub() (sub, item string) {
 	k.t.Helper()
 	sub, item = k.subscribeCharged(k.price(1000), nil)
-	mustOK(k.t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+	mustOK(k.t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
 	k.advance(changeAt)
 	return sub, item
 }
@@ -232,9 +232,9 @@ func TestPendingUpdateExpiresOffClock(t *testing.T) {
 	prod := idOfResp(mustOK(t, post("/v1/products", url.Values{"name": {"p"}})))
 	price := idOfResp(mustOK(t, post("/v1/prices", url.Values{"product": {prod}, "currency": {"usd"}, "unit_amount": {"1000"}, "recurring[interval]": {"month"}})))
 	cus := idOfResp(mustOK(t, post("/v1/customers", url.Values{"name": {"c"}})))
-	s := mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}))
+	s := mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {attachCard(t, base, cus, "pm_card_visa")}}))
 	sub, item := idOfResp(s), at(s.body, "items.data").([]any)[0].(map[string]any)["id"].(string)
-	mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}}))
+	mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {attachCard(t, base, cus, "pm_card_chargeCustomerFail")}}))
 	r := mustOK(t, post("/v1/subscriptions/"+sub, url.Values{"items[0][id]": {item}, "items[0][quantity]": {"2"},
 		"proration_behavior": {"always_invoice"}, "payment_behavior": {"pending_if_incomplete"}}))
 	if r.body["pending_update"] == nil {
@@ -379,7 +379,7 @@ func TestPastDueSettledAfterPendingUpdateExpired(t *testing.T) {
 	if s = k.get("/v1/subscriptions/" + sub); s["pending_update"] != nil || s["latest_invoice"] == renewalInv {
 		t.Fatalf("the pending update did not expire: %v, latest %v", s["pending_update"], s["latest_invoice"])
 	}
-	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_visa"}}))
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_visa")}}))
 	next := num(k.get("/v1/invoices/" + renewalInv)["next_payment_attempt"])
 	if next == 0 {
 		t.Fatal("the declined renewal has no next attempt")

@@ -95,7 +95,7 @@ func TestProrations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFrozenClock(t, base)
 			e := env{k: k, price: k.price(tc.unit), newPrice: k.price(2500)}
-			p := url.Values{"customer": {k.cus}, "items[0][price]": {e.price}, "default_payment_method": {"pm_card_visa"}}
+			p := url.Values{"customer": {k.cus}, "items[0][price]": {e.price}, "default_payment_method": {k.card("pm_card_visa")}}
 			if tc.trial {
 				p["trial_period_days"] = []string{"30"}
 			}
@@ -200,7 +200,7 @@ func (k *frozenClock) events(f func()) []map[string]any {
 func TestProrationDateOutsidePeriod(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
-	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {"pm_card_visa"}}))
+	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(1000)}, "default_payment_method": {k.card("pm_card_visa")}}))
 	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	r := k.post("/v1/subscriptions/"+idOfResp(s), url.Values{"items[0][id]": {item}, "items[0][quantity]": {"3"},
 		"proration_date": {fmt.Sprint(clockFrozenAt - 1)}})
@@ -224,7 +224,7 @@ func TestProrationsRenewal(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
 	price := k.price(1000)
-	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}))
+	s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price}, "default_payment_method": {k.card("pm_card_visa")}}))
 	sub := idOfResp(s)
 	item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	other := k.Subscribe(k.cus, k.price(300), nil)
@@ -337,7 +337,7 @@ func TestProrationDowngrade(t *testing.T) {
 			k := newFrozenClock(t, base)
 			price := k.price(1000)
 			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price},
-				"items[0][quantity]": {"3"}, "default_payment_method": {"pm_card_visa"}}))
+				"items[0][quantity]": {"3"}, "default_payment_method": {k.card("pm_card_visa")}}))
 			sub := idOfResp(s)
 			item := s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 			k.advance(clockFrozenAt + daySeconds)
@@ -376,7 +376,7 @@ func TestInvoiceForSubscriptionTakesOnlyItsPendingItems(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	k := newFrozenClock(t, base)
 	subWith := func(amount int) (string, string) {
-		s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(amount)}, "default_payment_method": {"pm_card_visa"}}))
+		s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {k.price(amount)}, "default_payment_method": {k.card("pm_card_visa")}}))
 		return idOfResp(s), s.body["items"].(map[string]any)["data"].([]any)[0].(map[string]any)["id"].(string)
 	}
 	sub, item := subWith(1000)

@@ -57,6 +57,13 @@ func (k *frozenClock) get(path string) map[string]any {
 	return mustOK(k.t, do(k.t, "GET", k.base+path, "sk_test_x", "")).body
 }
 
+// card attaches test payment method testPM (pm_card_visa, ...) to the
+// clock's customer and returns the attached copy's id (Clock.Card).
+func (k *frozenClock) card(testPM string) string {
+	k.t.Helper()
+	return k.Card(k.cus, testPM)
+}
+
 // price makes a recurring price of amount a month.
 func (k *frozenClock) price(amount int) string {
 	k.t.Helper()
@@ -158,7 +165,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 			advanceTo: monthStart(2), renewals: 2, status: "active", invStatus: "paid", amount: 1500,
 			events: slices.Concat(paidRenewal, paidRenewal)},
 		{name: "declined", params: url.Values{"default_payment_method": {"pm_card_visa"}},
-			then:      url.Values{"default_payment_method": {"pm_card_chargeDeclined"}},
+			then:      url.Values{"default_payment_method": {"pm_card_chargeCustomerFail"}},
 			advanceTo: monthStart(1) + daySeconds, renewals: 1, status: "past_due", invStatus: "open", amount: 1000,
 			events: failedRenewal},
 		{name: "send_invoice", params: url.Values{"collection_method": {"send_invoice"}, "days_until_due": {"10"}},
@@ -173,6 +180,9 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 			for key, v := range tc.params {
 				p[key] = v
 			}
+			if pm := p.Get("default_payment_method"); pm != "" {
+				p.Set("default_payment_method", k.card(pm))
+			}
 			var txr, coupon string
 			if tc.name == "paid, discounted, taxed" {
 				txr = idOfResp(mustOK(t, k.post("/v1/tax_rates", url.Values{"display_name": {"VAT"}, "percentage": {"20"}, "inclusive": {"false"}})))
@@ -185,7 +195,7 @@ func TestRenewalOnClockAdvance(t *testing.T) {
 				t.Fatalf("new subscription %s, want %s", s.body["status"], want)
 			}
 			if tc.then != nil {
-				mustOK(t, k.post("/v1/subscriptions/"+sub, tc.then))
+				mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card(tc.then.Get("default_payment_method"))}}))
 			}
 			if inv := s.body["latest_invoice"].(string); tc.params.Get("collection_method") == "send_invoice" {
 				// The first invoice is due days_until_due after it too;
@@ -304,7 +314,7 @@ func TestTrialEnds(t *testing.T) {
 		{name: "one advance over both", pm: "pm_card_visa", steps: []int64{trialEnd + daySeconds},
 			events: [][]string{slices.Concat([]string{"customer.subscription.trial_will_end"}, paidRenewal)},
 			status: "active", invoice: "paid", amount: 1000},
-		{name: "declined", pm: "pm_card_chargeDeclined", steps: []int64{trialEnd},
+		{name: "declined", pm: "pm_card_chargeCustomerFail", steps: []int64{trialEnd},
 			events: [][]string{slices.Concat([]string{"customer.subscription.trial_will_end"}, failedRenewal)},
 			status: "past_due", invoice: "open", amount: 1000},
 	}
@@ -313,7 +323,7 @@ func TestTrialEnds(t *testing.T) {
 			k := newFrozenClock(t, base)
 			price := k.price(1000)
 			s := mustOK(t, k.post("/v1/subscriptions", url.Values{"customer": {k.cus}, "items[0][price]": {price},
-				"trial_period_days": {"14"}, "default_payment_method": {tc.pm}}))
+				"trial_period_days": {"14"}, "default_payment_method": {k.card(tc.pm)}}))
 			sub := idOfResp(s)
 			if s.body["status"] != "trialing" || num(s.body["current_period_end"]) != trialEnd {
 				t.Fatalf("trialing subscription: %s", s.raw)

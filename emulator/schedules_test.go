@@ -306,3 +306,51 @@ func TestScheduleStartsInCurrentPhase(t *testing.T) {
 		})
 	}
 }
+
+// A subscription schedule's default_settings[default_payment_method] and
+// phases[i][default_payment_method] must be payment methods of its
+// customer, as a subscription's default_payment_method: an unknown id,
+// another customer's and a test payment method are refused on create and
+// update, and nothing is made.
+func TestSchedulePMChecked(t *testing.T) {
+	base, cus, other, price, post := defaultPMSetup(t)
+	own := attachCard(t, base, cus, "pm_card_visa")
+	others := attachCard(t, base, other, "pm_card_visa")
+	phase := url.Values{"customer": {cus}, "start_date": {"now"}, "phases[0][items][0][price]": {price}}
+	with := func(q url.Values, k, v string) url.Values {
+		out := url.Values{}
+		for a, b := range q {
+			out[a] = b
+		}
+		out.Set(k, v)
+		return out
+	}
+	count := func() int {
+		return len(getObj(t, base, "/v1/subscription_schedules?limit=100&customer="+cus)["data"].([]any))
+	}
+	before := count()
+	sched := idOfResp(mustOK(t, post("/v1/subscription_schedules", phase)))
+	for _, param := range []string{"default_settings[default_payment_method]", "phases[0][default_payment_method]"} {
+		for _, tc := range []struct{ path string }{{"/v1/subscription_schedules"}, {"/v1/subscription_schedules/" + sched}} {
+			q := phase
+			if tc.path != "/v1/subscription_schedules" {
+				q = url.Values{"phases[0][items][0][price]": {price}, "phases[0][start_date]": {"now"}}
+			}
+			r := post(tc.path, with(q, param, "pm_nope"))
+			if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != param || errField(r, "message") != "No such PaymentMethod: 'pm_nope'" {
+				t.Errorf("%s %s=pm_nope: %d %s", tc.path, param, r.status, r.raw)
+			}
+			r = post(tc.path, with(q, param, others))
+			if r.status != 400 || errField(r, "param") != param ||
+				errField(r, "message") != "The customer does not have a payment method with the ID "+others+". The payment method must be attached to the customer." {
+				t.Errorf("%s %s=another customer's: %d %s", tc.path, param, r.status, r.raw)
+			}
+			refusedTestPM(t, tc.path+" "+param, param, post(tc.path, with(q, param, "pm_card_visa")))
+			mustOK(t, post(tc.path, with(q, param, own)))
+		}
+	}
+	// The first create, and one with the customer's own card per param.
+	if n := count(); n != before+3 {
+		t.Errorf("%d schedules, want %d: a refused create made one", n, before+3)
+	}
+}

@@ -603,17 +603,35 @@ func deleteSource(e *Emulator, c *reqCtx) (any, *apiError) {
 	return stub, nil
 }
 
-// handOverDefault gives customer cus, whose card id was just deleted, the
-// most recently added card left as its default source (else null) if id
-// was the default.
+// handOverDefault gives customer cus, whose card or payment method id was
+// just deleted or detached, the most recently added card left as its
+// default source (else null) if id was the default, and clears its
+// invoice_settings.default_payment_method if id was that: one
+// customer.updated for both. Stripe clears the invoice default
+// (dj-stripe/dj-stripe#981 resyncs "customer to update
+// .default_payment_method and .invoice_settings.default_payment_method"
+// after a detach, and its test has the customer's default null then;
+// #1155 asks dj-stripe to follow; a maintainer's comment on #1836 reads
+// the other way, so this is the better-supported reading, not a settled
+// one). A subscription's or invoice's own default_payment_method is left
+// as it is (#1836's thread: Stripe's objects keep pointing at a removed
+// payment method), so their next payment attempt fails as one with a
+// detached payment method does.
 func (e *Emulator) handOverDefault(c *reqCtx, cus map[string]any, id string) {
-	if getStr(cus, "default_source") != id {
+	is, _ := cus["invoice_settings"].(map[string]any)
+	isDefault := is != nil && getStr(is, "default_payment_method") == id
+	if getStr(cus, "default_source") != id && !isDefault {
 		return
 	}
 	old := deepCopy(cus).(map[string]any)
-	cus["default_source"] = nil
-	if next := e.newestCard(idOf(cus), ""); next != "" {
-		cus["default_source"] = next
+	if isDefault {
+		is["default_payment_method"] = nil
+	}
+	if getStr(cus, "default_source") == id {
+		cus["default_source"] = nil
+		if next := e.newestCard(idOf(cus), ""); next != "" {
+			cus["default_source"] = next
+		}
 	}
 	e.save(c, kCustomer, cus, old, "customer.updated")
 }

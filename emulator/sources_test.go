@@ -876,3 +876,45 @@ func TestCardPMDetachRacesCharge(t *testing.T) {
 		t.Errorf("default_source after detaching every card: %v", ds)
 	}
 }
+
+// Detaching the payment method that is a customer's
+// invoice_settings.default_payment_method clears it (customer.updated,
+// the old one in previous_attributes); a subscription's
+// default_payment_method keeps pointing at it. Deleting a saved card that
+// is the customer's invoice default clears it alike.
+func TestDetachClearsCustomerDefault(t *testing.T) {
+	base, cus, _, price, post := defaultPMSetup(t)
+	pm := attachCard(t, base, cus, "pm_card_visa")
+	mustOK(t, post("/v1/customers/"+cus, url.Values{"invoice_settings[default_payment_method]": {pm}}))
+	sub := idOfResp(mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {pm}})))
+	mustOK(t, post("/v1/payment_methods/"+pm+"/detach", nil))
+	if got := at(getObj(t, base, "/v1/customers/"+cus), "invoice_settings.default_payment_method"); got != nil {
+		t.Errorf("customer's default after its detach: %v", got)
+	}
+	updated := func(id string) bool {
+		for _, ev := range getObj(t, base, "/v1/events?type=customer.updated")["data"].([]any) {
+			if at(ev, "data.object.id") == cus && at(ev, "data.previous_attributes.invoice_settings.default_payment_method") == id &&
+				at(ev, "data.object.invoice_settings.default_payment_method") == nil {
+				return true
+			}
+		}
+		return false
+	}
+	if !updated(pm) {
+		t.Errorf("no customer.updated clearing invoice_settings.default_payment_method %s", pm)
+	}
+	if got := getObj(t, base, "/v1/subscriptions/"+sub)["default_payment_method"]; got != pm {
+		t.Errorf("subscription's default_payment_method after the detach: %v, want %s kept", got, pm)
+	}
+
+	cu := mustOK(t, post("/v1/customers/"+cus+"/sources", url.Values{"source": {"tok_visa"}})).body
+	card := cu["id"].(string)
+	mustOK(t, post("/v1/customers/"+cus, url.Values{"invoice_settings[default_payment_method]": {card}}))
+	mustOK(t, do(t, "DELETE", base+"/v1/customers/"+cus+"/sources/"+card, "sk_test_x", ""))
+	if got := at(getObj(t, base, "/v1/customers/"+cus), "invoice_settings.default_payment_method"); got != nil {
+		t.Errorf("customer's default after its card was deleted: %v", got)
+	}
+	if !updated(card) {
+		t.Errorf("no customer.updated clearing invoice_settings.default_payment_method %s", card)
+	}
+}

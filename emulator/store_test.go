@@ -19,8 +19,8 @@ func TestRetryLookupIgnoresInvoicesNotDue(t *testing.T) {
 	// beside one whose renewal is in dunning.
 	lookups := func(extra int) float64 {
 		r := newFrozenClock(t)
-		dunnedSub := r.mustID("POST", "/v1/subscriptions", "customer="+r.cus[0]+"&items[0][price]="+r.prices[0]+"&default_payment_method=pm_card_visa")
-		r.mustID("POST", "/v1/subscriptions/"+dunnedSub, "default_payment_method=pm_card_chargeCustomerFail")
+		dunnedSub := r.mustID("POST", "/v1/subscriptions", "customer="+r.cus[0]+"&items[0][price]="+r.prices[0]+"&default_payment_method="+r.card(r.cus[0], "pm_card_visa"))
+		r.mustID("POST", "/v1/subscriptions/"+dunnedSub, "default_payment_method="+r.card(r.cus[0], "pm_card_chargeCustomerFail"))
 		for range extra {
 			r.mustID("POST", "/v1/subscriptions", "customer="+r.cus[0]+"&items[0][price]="+r.prices[0]+"&collection_method=send_invoice&days_until_due=3")
 		}

@@ -77,11 +77,29 @@ func (c *Clock) Customer() string {
 }
 
 // Subscribe subscribes cus to price, charged to a card that pays
-// (pm_card_visa), with extra's params besides (or instead).
+// (pm_card_visa, attached by Card), with extra's params besides (or
+// instead).
 func (c *Clock) Subscribe(cus, price string, extra url.Values) string {
-	q := url.Values{"customer": {cus}, "items[0][price]": {price}, "default_payment_method": {"pm_card_visa"}}
+	q := url.Values{"customer": {cus}, "items[0][price]": {price}}
+	if _, ok := extra["default_payment_method"]; !ok {
+		q.Set("default_payment_method", Card(c.post, cus, "pm_card_visa"))
+	}
 	maps.Copy(q, extra)
 	return c.post("/v1/subscriptions", q)
+}
+
+// Card is the package's Card on c's emulator.
+func (c *Clock) Card(cus, testPM string) string {
+	return Card(c.post, cus, testPM)
+}
+
+// Card attaches one of Stripe's test payment methods (pm_card_visa,
+// pm_card_chargeCustomerFail, ...) to customer cus and returns the id of
+// the payment method attached, as a Stripe user does before making it a
+// default: Stripe attaches a new copy of the test card, and refuses the
+// test id itself where an attached payment method is needed.
+func Card(post func(path string, q url.Values) string, cus, testPM string) string {
+	return post("/v1/payment_methods/"+testPM+"/attach", url.Values{"customer": {cus}})
 }
 
 // Advance moves the clock to ts.

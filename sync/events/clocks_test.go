@@ -93,8 +93,9 @@ func TestClockRenewals(t *testing.T) {
 	trial := k.Subscribe(k.Customer(), price, url.Values{"trial_period_days": {"10"}})
 	ending := k.Subscribe(k.Customer(), price, nil)
 	call("/v1/subscriptions/"+ending, url.Values{"cancel_at_period_end": {"true"}})
-	declining := k.Subscribe(k.Customer(), price, nil)
-	call("/v1/subscriptions/"+declining, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
+	decliningCus := k.Customer()
+	declining := k.Subscribe(decliningCus, price, nil)
+	call("/v1/subscriptions/"+declining, url.Values{"default_payment_method": {k.Card(decliningCus, "pm_card_chargeCustomerFail")}})
 	sent := call("/v1/subscriptions", url.Values{"customer": {k.Customer()}, "items[0][price]": {price},
 		"collection_method": {"send_invoice"}, "days_until_due": {"5"}})
 	v.converge(t, 10*time.Second)
@@ -195,15 +196,17 @@ func TestClockDunning(t *testing.T) {
 	renewal := month(1)
 	k := emulatortest.NewClock(call)
 	price := k.Price(700, "month")
-	failing := func() string {
-		sub := k.Subscribe(k.Customer(), price, nil)
-		call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeCustomerFail"}})
-		return sub
+	failing := func() (sub, cus string) {
+		cus = k.Customer()
+		sub = k.Subscribe(cus, price, nil)
+		call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.Card(cus, "pm_card_chargeCustomerFail")}})
+		return sub, cus
 	}
-	lapsing, recovering := failing(), failing()
+	lapsing, _ := failing()
+	recovering, recoveringCus := failing()
 	advance := v.clockAdvancer(t, k)
 	advance(renewal)
-	call("/v1/subscriptions/"+recovering, url.Values{"default_payment_method": {"pm_card_visa"}})
+	call("/v1/subscriptions/"+recovering, url.Values{"default_payment_method": {k.Card(recoveringCus, "pm_card_visa")}})
 	advance(renewal + 3*gap)
 	advance(renewal + 14*day)
 
@@ -347,8 +350,8 @@ func (v *env) onlyItem(t *testing.T, sub string) string {
 // again). After each step every stripe.* table equals the emulator.
 func TestClockPendingUpdate(t *testing.T) {
 	v, call := opsEnv(t)
-	k, _, sub, item := v.clockSubscription(t, call, 700, nil)
-	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
+	k, cus, sub, item := v.clockSubscription(t, call, 700, nil)
+	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.Card(cus, "pm_card_chargeCustomerFail")}})
 	v.converge(t, 10*time.Second)
 	advance := v.clockAdvancer(t, k)
 	at := int64(frozen + 10*day)
@@ -444,8 +447,9 @@ func TestClockDunningLatestPaid(t *testing.T) {
 	ctx := context.Background()
 	week := func(n int64) int64 { return frozen + n*7*day }
 	k := emulatortest.NewClock(call)
-	sub := k.Subscribe(k.Customer(), k.Price(300, "week"), nil)
-	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {"pm_card_chargeDeclined"}})
+	cus := k.Customer()
+	sub := k.Subscribe(cus, k.Price(300, "week"), nil)
+	call("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.Card(cus, "pm_card_chargeCustomerFail")}})
 	advance := v.clockAdvancer(t, k)
 	advance(week(2))
 
