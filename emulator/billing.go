@@ -1987,6 +1987,10 @@ func changeSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if ae != nil {
 		return ae
 	}
+	tc, ae := trialChangeOf(c, old, pr.ctx.now)
+	if ae != nil {
+		return ae
+	}
 	items, _ := c.params["items"].([]any)
 	// Every item is checked before any is stored: a request Stripe refuses
 	// changes nothing, so a bad items[1] must not leave items[0] applied.
@@ -2058,6 +2062,11 @@ func changeSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	// leaves it (prorationItem).
 	ch.apply(e, c, obj, true)
 	if inv := e.billChange(pr, obj, before, changes); inv != nil {
+		obj["latest_invoice"] = idOf(inv)
+	}
+	// After the items: a trial ended now bills them as this request
+	// leaves them (a trialing subscription's item change bills nothing).
+	if inv := e.applyTrialChange(pr.ctx, obj, tc); inv != nil {
 		obj["latest_invoice"] = idOf(inv)
 	}
 	if v, ok := c.params["cancel_at_period_end"].(bool); ok {

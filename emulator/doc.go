@@ -188,10 +188,20 @@
 // docs being silent), and its prices one currency, interval and
 // interval_count, as before flexible billing mode (billing.go,
 // mixedItems: a create, update, item endpoint request or schedule phase
-// that would mix them is refused with 400 and changes nothing); not
-// modelled: a trial's or an incomplete
+// that would mix them is refused with 400 and changes nothing); an
+// update's trial_end (trials.go) on a trialing subscription: now ends the
+// trial at the request (active, trial_end, anchor and a new period
+// starting then, a subscription_update invoice of the new period charged
+// at once as a cycle reset's, under the request's payment_behavior, and
+// customer.subscription.trial_will_end), a timestamp moves the trial's
+// end (trial_end, billing_cycle_anchor and current_period_end, no
+// invoice); one not in the future or more than 730 days ahead is refused
+// with Stripe's messages; not modelled: a trial's or an incomplete
 // subscription's changes (no prorations; billing_cycle_anchor=now on one
-// is refused with 400), billing_cycle_anchor=unchanged with a new billing
+// is refused with 400), trial_end on a subscription that is not trialing
+// (a trial added to an active one; trial_end=now there changes nothing) or with
+// billing_cycle_anchor (refused with 400 on trial_end),
+// billing_cycle_anchor=unchanged with a new billing
 // period (refused with 400, Stripe's docs being silent),
 // proration_details.credited_items (null), the
 // upcoming invoice's preview params (subscription_items,

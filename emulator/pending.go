@@ -221,8 +221,9 @@ func updateSubscription(e *Emulator, c *reqCtx, obj, old map[string]any) *apiErr
 	if a := getInt(obj, "billing_cycle_anchor"); a != getInt(old, "billing_cycle_anchor") {
 		pu["billing_cycle_anchor"] = a // the cycle the update resets
 	}
-	if te, ok := toInt(c.params["trial_end"]); ok {
-		pu["trial_end"] = te
+	if c.params["trial_end"] != nil {
+		// As the update set it: trial_end=now is the request's time.
+		pu["trial_end"] = obj["trial_end"]
 	}
 	if tp, ok := c.params["trial_from_plan"].(bool); ok {
 		pu["trial_from_plan"] = tp
@@ -335,6 +336,11 @@ func (e *Emulator) applyPending(c *reqCtx, inv map[string]any) {
 	}
 	if te, ok := toInt(pu["trial_end"]); ok {
 		sub["trial_end"] = te
+		// A trial the update ended (trial_end=now, trials.go) is over
+		// once its invoice is paid; a trial it moved goes on.
+		if te <= getInt(sub, "current_period_start") && getStr(sub, "status") == "trialing" {
+			sub["status"] = "active"
+		}
 	}
 	sub["pending_update"] = nil
 	e.save(c, kSub, sub, old, "customer.subscription.pending_update_applied")

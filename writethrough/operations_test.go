@@ -148,3 +148,37 @@ func TestTableOperations(t *testing.T) {
 	w.hinted("0A000", "stripe.subscriptions", `DELETE FROM stripe.upcoming_invoices WHERE customer = $1`, cus)
 	w.hinted("0A000", "no endpoint", `UPDATE stripe.balance_transactions SET description = 'x'`)
 }
+
+// TestTrialEndNowParams runs the README's example of a value no
+// column can hold, `_params = '{"trial_end": "now"}'`, on a trialing
+// subscription: Stripe ends the trial at once (emulator trials.go), and
+// the row the write-through stores from Stripe's answer shows it ended
+// (active, trial_end the new period's start, a new latest invoice,
+// charged to the customer's card). Before, the emulator dropped "now"
+// and the row stayed trialing.
+func TestTrialEndNowParams(t *testing.T) {
+	e := setup(t)
+	cus := e.one(`INSERT INTO stripe.customers (email) VALUES ('trial@b.co') RETURNING id`)
+	prod := e.one(`INSERT INTO stripe.products (name) VALUES ('Trial') RETURNING id`)
+	price := e.one(`INSERT INTO stripe.prices (product, currency, unit_amount, recurring) VALUES ($1, 'usd', 1000, '{"interval":"month"}') RETURNING id`, prod)
+	pm := e.one(`INSERT INTO stripe.payment_methods (type, card) VALUES ('card', '{"token":"tok_visa"}') RETURNING id`)
+	e.ok(`UPDATE stripe.payment_methods SET customer = $1 WHERE id = $2`, cus, pm)
+	e.ok(`UPDATE stripe.customers SET invoice_settings = $1 WHERE id = $2`, `{"default_payment_method":"`+pm+`"}`, cus)
+	sub := e.one(`INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ($1, $2, '{"trial_period_days": 10}') RETURNING id`,
+		cus, `[{"price":"`+price+`"}]`)
+	if got := e.local(`SELECT status FROM stripe.subscriptions WHERE id = $1`, sub); got != "trialing" {
+		t.Fatalf("new subscription %s: %s, want trialing", sub, got)
+	}
+	first := e.local(`SELECT latest_invoice FROM stripe.subscriptions WHERE id = $1`, sub)
+
+	e.ok(`UPDATE stripe.subscriptions SET _params = '{"trial_end": "now"}' WHERE id = $1`, sub)
+	got := e.local(`SELECT status || ' ' || (trial_end = current_period_start AND billing_cycle_anchor = current_period_start AND current_period_end > current_period_start)::text || ' ' || (latest_invoice <> $2)::text
+		FROM stripe.subscriptions WHERE id = $1`, sub, first)
+	if got != "active true true" {
+		t.Fatalf("stored subscription after trial_end=now: %q, want \"active true true\" (active, the trial ended at the new period's start, a new invoice)", got)
+	}
+	inv := e.local(`SELECT latest_invoice FROM stripe.subscriptions WHERE id = $1`, sub)
+	if o := e.stripeObj("invoices", inv); o == nil || o["billing_reason"] != "subscription_update" || o["status"] != "paid" || o["amount_paid"] != float64(1000) {
+		t.Fatalf("invoice %s in Stripe: %v", inv, o)
+	}
+}

@@ -509,3 +509,48 @@ func TestClockDunningLatestPaid(t *testing.T) {
 		}
 	}
 }
+
+// TestClockTrialEndedEarly: a trial on a test clock ended two days
+// in with trial_end=now (emulator trials.go) reaches the stripe.* tables
+// through the events: the subscription active with its trial_end,
+// anchor and new period at the request, and the subscription_update
+// invoice that billed the new period at once, paid; after the change and
+// after an advance past the old trial end (no renewal there) every
+// stripe.* table equals the emulator.
+func TestClockTrialEndedEarly(t *testing.T) {
+	v, call := opsEnv(t)
+	ctx := context.Background()
+	at := int64(frozen + 2*day)
+	periodEnd := time.Unix(at, 0).UTC().AddDate(0, 1, 0)
+	k, _, sub, _ := v.clockSubscription(t, call, 700, url.Values{"trial_period_days": {"10"}})
+	advance := v.clockAdvancer(t, k)
+	advance(at)
+
+	call("/v1/subscriptions/"+sub, url.Values{"trial_end": {"now"}})
+	v.converge(t, 10*time.Second)
+	var trialEnd, anchor, start, end time.Time
+	var status, inv string
+	if err := v.pool.QueryRow(ctx, `SELECT trial_end, billing_cycle_anchor, current_period_start, current_period_end, status, latest_invoice
+		FROM stripe.subscriptions WHERE id = $1`, sub).Scan(&trialEnd, &anchor, &start, &end, &status, &inv); err != nil {
+		t.Fatal(err)
+	}
+	if status != "active" || trialEnd.Unix() != at || anchor.Unix() != at || start.Unix() != at || !end.Equal(periodEnd) {
+		t.Errorf("stored subscription: %s, trial_end %v, anchor %v, period %v to %v; want active, the trial ended at %v, until %v",
+			status, trialEnd.UTC(), anchor.UTC(), start.UTC(), end.UTC(), time.Unix(at, 0).UTC(), periodEnd)
+	}
+	var reason, invStatus string
+	var paid int64
+	if err := v.pool.QueryRow(ctx, `SELECT billing_reason, status, amount_paid FROM stripe.invoices WHERE id = $1`, inv).Scan(&reason, &invStatus, &paid); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "subscription_update" || invStatus != "paid" || paid != 700 {
+		t.Errorf("stored latest invoice %s: %s %s paid %d, want subscription_update paid 700", inv, reason, invStatus, paid)
+	}
+
+	// The old trial end (day 10) passes with no renewal.
+	advance(frozen + 11*day)
+	var cycles int
+	if err := v.pool.QueryRow(ctx, `SELECT count(*) FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'`, sub).Scan(&cycles); err != nil || cycles != 0 {
+		t.Errorf("%d renewal invoices stored (err %v), want none before %v", cycles, err, periodEnd)
+	}
+}
