@@ -28,16 +28,9 @@ import (
 )
 
 // workloadOps are the Stripe operations the chaos run makes around
-// pgstripe: the core objects (the payment flows are the events tests').
-var workloadOps = []string{
-	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer",
-	"createProduct", "updateProduct", "deleteProduct",
-	"createPrice", "updatePrice",
-	"createCoupon", "deleteCoupon", "discountCustomer", "discountSubscription",
-	"createSubscription", "updateSubscription", "cancelSubscription",
-	"createInvoiceItem", "deleteInvoiceItem",
-	"createTaxID", "deleteTaxID",
-}
+// pgstripe: all of the workload's, so that every table gets objects
+// created, changed and deleted while pgstripe is being killed.
+var workloadOps = workload.Ops
 
 // Options shape a chaos run. The zero value (plus Binary) is the short CI
 // run: 3 kills, 2 Postgres restarts, 5% faults, 20 s of workload.

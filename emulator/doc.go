@@ -305,7 +305,14 @@
 // email (spec: "Requests made in test-mode result in no emails being
 // sent, despite sending an invoice.sent event"), and nothing sends it on
 // its own (Stripe's automatic emails of finalized send_invoice invoices
-// are a setting); pause_collection is ignored by
+// are a setting); a credit note (open or paid invoices only; all of an
+// invoice's together at most its total) reduces an open invoice's
+// amount_due and amount_remaining and adds to its
+// pre_payment_credit_notes_amount, or a paid one's
+// post_payment_credit_notes_amount, with invoice.updated; voiding it
+// takes that back (payments.go, creditInvoice; not modelled: an open
+// invoice credited to zero turning paid, and the refund or balance credit
+// of a post-payment one); pause_collection is ignored by
 // renewals; a trial shorter than three days gets no trial_will_end; a
 // cancel_at inside a period doesn't shorten or prorate it; an advance
 // goes at most two intervals of the clock's shortest renewing

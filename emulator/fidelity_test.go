@@ -532,7 +532,7 @@ func TestDraftInvoiceFollowsCustomer(t *testing.T) {
 // customer does not have a payment method with the ID …", param
 // default_payment_method, and the request changes nothing. The
 // customer's own payment method and saved card and "" (unset) are taken
-// (Stripe's test payment methods are refused: TestReviewTestPMRefusedAsDefault).
+// (Stripe's test payment methods are refused: TestTestPMRefusedAsDefault).
 func TestDefaultPaymentMethodOwned(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{})
 	post := func(path string, v url.Values) apiResp {
@@ -687,5 +687,67 @@ func TestNoFixtureLeftovers(t *testing.T) {
 				t.Errorf("%s shows %q: %.300s", obj["id"], s, raw)
 			}
 		}
+	}
+}
+
+// TestCreditNoteChangesInvoice: spec, POST /v1/credit_notes: "For
+// a status=open invoice, a credit note reduces its amount_due [...] Each
+// credit note will increment the invoice's pre_payment_credit_notes_amount
+// or post_payment_credit_notes_amount depending on its status", and
+// Stripe's credit notes guide: "The sum of all credit notes cannot exceed
+// the invoice's total amount." The invoice changes, so an event consumer
+// must hear of it (invoice.updated); a voided credit note gives it back.
+func TestCreditNoteChangesInvoice(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path, body string) apiResp {
+		t.Helper()
+		return mustOK(t, do(t, "POST", base+path, "sk_test_x", body))
+	}
+	invoiceOf := func(cus string) string {
+		post("/v1/invoiceitems", "customer="+cus+"&amount=500&currency=usd")
+		inv := idOfResp(post("/v1/invoices", "customer="+cus+"&collection_method=send_invoice&days_until_due=5&pending_invoice_items_behavior=include"))
+		post("/v1/invoices/"+inv+"/finalize", "")
+		return inv
+	}
+	num := func(r apiResp, f string) int64 { v, _ := r.body[f].(float64); return int64(v) }
+	updates := func(inv string) int {
+		t.Helper()
+		l := mustOK(t, do(t, "GET", base+"/v1/events?type=invoice.updated", "sk_test_x", ""))
+		n := 0
+		for _, x := range l.body["data"].([]any) {
+			o := x.(map[string]any)["data"].(map[string]any)["object"].(map[string]any)
+			if o["id"] == inv {
+				n++
+			}
+		}
+		return n
+	}
+	cus := idOfResp(post("/v1/customers", "name=a"))
+
+	open := invoiceOf(cus)
+	before := updates(open)
+	cn := idOfResp(post("/v1/credit_notes", "invoice="+open+"&amount=200"))
+	got := mustOK(t, do(t, "GET", base+"/v1/invoices/"+open, "sk_test_x", ""))
+	if num(got, "amount_due") != 300 || num(got, "amount_remaining") != 300 || num(got, "pre_payment_credit_notes_amount") != 200 {
+		t.Errorf("open invoice after a credit note of 200 (of 500): %s", got.raw)
+	}
+	if updates(open) != before+1 {
+		t.Errorf("no invoice.updated for the credited invoice")
+	}
+	if r := do(t, "POST", base+"/v1/credit_notes", "sk_test_x", "invoice="+open+"&amount=301"); r.status != 400 {
+		t.Errorf("credit notes beyond the invoice's total: %d %s", r.status, r.raw)
+	}
+	post("/v1/credit_notes/"+cn+"/void", "")
+	got = mustOK(t, do(t, "GET", base+"/v1/invoices/"+open, "sk_test_x", ""))
+	if num(got, "amount_due") != 500 || num(got, "pre_payment_credit_notes_amount") != 0 {
+		t.Errorf("open invoice after its credit note was voided: %s", got.raw)
+	}
+
+	paid := invoiceOf(cus)
+	post("/v1/invoices/"+paid+"/pay", "paid_out_of_band=true")
+	post("/v1/credit_notes", "invoice="+paid+"&amount=100&out_of_band_amount=100")
+	got = mustOK(t, do(t, "GET", base+"/v1/invoices/"+paid, "sk_test_x", ""))
+	if num(got, "post_payment_credit_notes_amount") != 100 || num(got, "amount_due") != 500 {
+		t.Errorf("paid invoice after a credit note of 100: %s", got.raw)
 	}
 }

@@ -826,7 +826,15 @@ func init() {
 		if st != "open" && st != "paid" {
 			return invalid("", "invoice", "You can only create credit notes for open or paid invoices.")
 		}
-		amt := intOr(c.params["amount"], getInt(inv, "total"))
+		credited := getInt(inv, "pre_payment_credit_notes_amount") + getInt(inv, "post_payment_credit_notes_amount")
+		amt := intOr(c.params["amount"], getInt(inv, "total")-credited)
+		// Stripe's docs (billing/invoices/credit-notes): "The sum of all
+		// credit notes cannot exceed the invoice's total amount." (The
+		// wording of this answer is the emulator's.)
+		if amt <= 0 || amt > getInt(inv, "total")-credited {
+			return invalid("", "amount", "The credit note amount (%d) must be positive and at most the invoice's total less its other credit notes (%d).", amt, getInt(inv, "total")-credited)
+		}
+		e.creditInvoice(c, inv, amt, st == "paid")
 		obj["invoice"], obj["customer"], obj["currency"] = iid, inv["customer"], inv["currency"]
 		obj["amount"], obj["subtotal"], obj["total"] = amt, amt, amt
 		obj["subtotal_excluding_tax"], obj["total_excluding_tax"] = amt, amt
@@ -853,6 +861,9 @@ func init() {
 		}
 		if getStr(obj, "status") == "void" {
 			return nil, invalid("", "", "This credit note has already been voided.")
+		}
+		if inv := e.load(kInvoice, getStr(obj, "invoice")); inv != nil {
+			e.creditInvoice(c, inv, -getInt(obj, "amount"), getStr(obj, "type") == "post_payment")
 		}
 		old := deepCopy(obj).(map[string]any)
 		obj["status"], obj["voided_at"] = "void", c.now
@@ -1571,4 +1582,29 @@ func (e *Emulator) followTaxIDs(cus string) {
 	if cu := e.load(kCustomer, cus); cu != nil {
 		e.followCustomer(cu)
 	}
+}
+
+// creditInvoice books a credit note of amt (negative: one voided) on its
+// invoice, with invoice.updated. Spec (POST /v1/credit_notes): "For a
+// status=open invoice, a credit note reduces its amount_due. For a
+// status=paid invoice, a credit note does not affect its amount_due
+// [...] Each credit note will increment the invoice's
+// pre_payment_credit_notes_amount or post_payment_credit_notes_amount
+// depending on its status at the time of credit note creation." Not
+// modelled: an open invoice credited to 0 being marked paid, and the
+// refund, customer balance credit or out-of-band split of a post-payment
+// one (refund_amount, credit_amount, out_of_band_amount are kept, not
+// acted on).
+func (e *Emulator) creditInvoice(c *reqCtx, inv map[string]any, amt int64, post bool) {
+	old := deepCopy(inv).(map[string]any)
+	if post {
+		inv["post_payment_credit_notes_amount"] = getInt(inv, "post_payment_credit_notes_amount") + amt
+	} else {
+		inv["pre_payment_credit_notes_amount"] = getInt(inv, "pre_payment_credit_notes_amount") + amt
+		if getStr(inv, "status") == "open" {
+			inv["amount_due"] = max(getInt(inv, "amount_due")-amt, 0)
+			inv["amount_remaining"] = max(getInt(inv, "amount_remaining")-amt, 0)
+		}
+	}
+	e.save(c, kInvoice, inv, old, "invoice.updated")
 }

@@ -316,7 +316,7 @@ func (s *seeder) run(n int) error {
 		if i%20 == 0 {
 			io := s.e.load(kInvoice, inv)
 			if io != nil && getInt(io, "total") > 0 && (getStr(io, "status") == "paid" || getStr(io, "status") == "open") {
-				s.call(s.later(getInt(io, "created"), 86400), "POST", "/v1/credit_notes", nil, map[string]any{"invoice": inv, "amount": 100})
+				s.call(s.later(getInt(io, "created"), 86400), "POST", "/v1/credit_notes", nil, map[string]any{"invoice": inv, "amount": min(100, getInt(io, "total"))})
 			}
 		}
 	}

@@ -7,6 +7,7 @@ package workload
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,8 +21,13 @@ import (
 	"github.com/pgstripe/pgstripe/stripeapi"
 )
 
-// Ops are all the operations, some repeated to weigh them.
-var Ops = []string{
+// Ops are all the operations, some repeated to weigh them: the core
+// objects (customers, catalog, subscriptions, invoice items, payments)
+// twice as often as the rarer ones, as in an account where most changes
+// are customers subscribing and paying.
+var Ops = slices.Concat(coreOps, coreOps, rareOps)
+
+var coreOps = []string{
 	"createCustomer", "updateCustomer", "updateCustomer", "burstCustomer", "deleteCustomer", "createClockCustomer",
 	"createProduct", "updateProduct", "burstProduct", "deleteProduct",
 	"createPrice", "updatePrice", "archivePrice",
@@ -31,6 +37,22 @@ var Ops = []string{
 	"createTaxID", "deleteTaxID",
 	"createPaymentMethod", "detachPaymentMethod", "createPayment", "refund", "dispute",
 	"addSubscriptionItem", "finalizeInvoice",
+}
+
+// rareOps (more.go) reach the other tables.
+var rareOps = []string{
+	"createPlan", "updatePlan", "deletePlan", "updateCoupon",
+	"createPromotionCode", "updatePromotionCode", "createTaxRate", "updateTaxRate",
+	"payInvoice", "voidInvoice", "uncollectibleInvoice", "deleteDraftInvoice",
+	"createCreditNote", "updateCreditNote", "voidCreditNote",
+	"createSchedule", "updateSchedule", "releaseSchedule", "cancelSchedule",
+	"createSetupIntent", "confirmSetupIntent", "cancelSetupIntent",
+	"createCheckoutSession", "expireCheckoutSession",
+	"createPayout", "updatePayout", "cancelPayout",
+	"addCard", "updateCard", "deleteCard",
+	"updateSubscriptionItem", "deleteSubscriptionItem",
+	"authorizePayment", "capturePayment", "cancelPayment", "updateRefund", "updatePaymentMethod",
+	"updateDispute", "closeDispute",
 }
 
 // Workload issues the operations and remembers the live objects they made,
@@ -270,7 +292,11 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		if id == "" || w.rand(3) > 0 { // keep most customers around
 			return errSkip
 		}
-		return w.delete(ctx, "customers", id)
+		err := w.delete(ctx, "customers", id)
+		if err == nil {
+			w.disown(id)
+		}
+		return err
 	case "createProduct":
 		id, err := w.post(ctx, "/v1/products", url.Values{"name": {fmt.Sprintf("Product %d", n)}})
 		if err == nil {
@@ -385,9 +411,12 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		if n%2 == 0 {
 			q.Set("trial_period_days", "30") // trialing: an upcoming invoice exists
 		}
+		if txr := w.pick("tax_rates"); txr != "" && n%3 == 0 {
+			q.Set("default_tax_rates[0]", txr)
+		}
 		id, err := w.post(ctx, "/v1/subscriptions", q)
 		if err == nil {
-			w.add("subscriptions", id)
+			w.own(cus, "subscriptions", id)
 		}
 		return err
 	case "updateSubscription":
@@ -405,6 +434,7 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		_, err := w.c.Delete(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/subscriptions/"+id, nil)
 		if err == nil {
 			w.remove("subscriptions", id)
+			w.forget("subscription_items", id)
 		}
 		return err
 	case "createInvoiceItem":
@@ -439,7 +469,14 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		if id == "" {
 			return errSkip
 		}
-		return w.delete(ctx, "invoiceitems", id)
+		err := w.delete(ctx, "invoiceitems", id)
+		if err != nil && strings.Contains(err.Error(), "finalized invoice") {
+			// Billed meanwhile (an invoice took the pending item): it
+			// stays, as the invoice's line.
+			w.remove("invoiceitems", id)
+			return errSkip
+		}
+		return err
 	case "createTaxID":
 		cus := w.pick("customers")
 		if cus == "" {
@@ -521,24 +558,46 @@ func (w *Workload) op(ctx context.Context, op string) error {
 			return errSkip
 		}
 		w.remove("payment_intents", pi)
-		_, err := w.post(ctx, "/v1/refunds", url.Values{"payment_intent": {pi}, "amount": {"100"}})
+		id, err := w.post(ctx, "/v1/refunds", url.Values{"payment_intent": {pi}, "amount": {"100"}})
+		if err == nil {
+			w.add("refunds", id)
+		}
 		return err
 	case "dispute":
 		cus := w.pick("customers")
 		if cus == "" {
 			return errSkip
 		}
-		_, err := w.post(ctx, "/v1/charges", url.Values{"amount": {"2000"}, "currency": {"usd"}, "source": {"tok_createDispute"}})
-		return err
+		ch, err := w.post(ctx, "/v1/charges", url.Values{"amount": {"2000"}, "currency": {"usd"}, "source": {"tok_createDispute"}})
+		if err != nil {
+			return err
+		}
+		// The dispute Stripe opened on it, for the updates and closes.
+		resp, err := w.c.Get(stripeapi.WithPriority(ctx, stripeapi.Interactive), "/v1/disputes", url.Values{"charge": {ch}})
+		if err != nil {
+			return err
+		}
+		var l struct{ Data []struct{ ID string } }
+		if err := json.Unmarshal(resp.Body, &l); err != nil {
+			return err
+		}
+		for _, d := range l.Data {
+			w.add("disputes", d.ID)
+		}
+		return nil
 	case "addSubscriptionItem":
 		sub, price := w.pick("subscriptions"), w.pick("prices_recurring")
 		if sub == "" || price == "" {
 			return errSkip
 		}
-		_, err := w.post(ctx, "/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})
+		id, err := w.post(ctx, "/v1/subscription_items", url.Values{"subscription": {sub}, "price": {price}})
+		if err == nil {
+			w.add("subscription_items", sub+"/"+id)
+		}
 		return err
 	case "finalizeInvoice":
-		// A draft invoice with the customer's pending items.
+		// A draft invoice with the customer's pending items, finalized
+		// one time in two.
 		cus := w.pick("customers")
 		if cus == "" {
 			return errSkip
@@ -547,9 +606,36 @@ func (w *Workload) op(ctx context.Context, op string) error {
 		if err != nil {
 			return err
 		}
-		if n%2 == 0 {
-			_, err = w.post(ctx, "/v1/invoices/"+id+"/finalize", nil)
+		if price := w.pick("prices_once"); price != "" && n%3 > 0 {
+			// And an item of its own, as a one-off invoice has.
+			ii, err := w.post(ctx, "/v1/invoiceitems", url.Values{"customer": {cus}, "invoice": {id}, "price": {price}})
+			if err != nil {
+				return err
+			}
+			if n%2 == 1 {
+				w.add("invoiceitems", ii)
+			}
 		}
+		if n%2 == 1 {
+			w.add("invoices_draft", id)
+			return nil
+		}
+		var inv struct {
+			Status string
+			Total  int
+		}
+		if _, err := w.postObj(ctx, "/v1/invoices/"+id+"/finalize", nil, &inv); err != nil {
+			return err
+		}
+		if inv.Status == "open" {
+			w.add("invoices_open", id)
+		}
+		if inv.Total > 0 {
+			w.add("invoices_creditable", id)
+		}
+		return nil
+	}
+	if ok, err := w.moreOp(ctx, op, n, meta); ok {
 		return err
 	}
 	return fmt.Errorf("unknown op %s", op)

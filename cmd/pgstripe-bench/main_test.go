@@ -278,3 +278,27 @@ func TestCompareWritesCountsDifferences(t *testing.T) {
 	// ids[3] moved: it is missing under its own id and extra under the new one.
 	check(2, 1, 1)
 }
+
+// TestLagWorkloadFlag: lag runs the random workload alongside when
+// asked (--workload 5/s) and says how much of it ran; by default it runs
+// none, and a bad value is one line naming the flag.
+func TestLagWorkloadFlag(t *testing.T) {
+	code, stdout, stderr := runBench(t, "lag", "--duration", "1s", "--mutations", "5/s", "--workload", "5/s")
+	if code != 0 {
+		t.Fatalf("exit status %d: %s", code, stderr)
+	}
+	if v := numbers(t, lastJSON(t, stdout), "workload_ops", "workload_failed"); v["workload_ops"] <= 0 || v["workload_failed"] != 0 {
+		t.Errorf("--workload 5/s: %v", v)
+	}
+	code, stdout, stderr = runBench(t, "lag", "--duration", "1s", "--mutations", "5/s")
+	if code != 0 {
+		t.Fatalf("default --workload: exit status %d: %s", code, stderr)
+	}
+	if v := numbers(t, lastJSON(t, stdout), "workload_ops"); v["workload_ops"] != 0 {
+		t.Errorf("default --workload: %v", v)
+	}
+	code, stdout, stderr = runBench(t, "lag", "--workload", "lots")
+	if code == 0 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--workload") {
+		t.Errorf("--workload lots: status %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pgstripe/pgstripe/emulator"
@@ -67,12 +68,19 @@ func runLag(ctx context.Context, args []string, log io.Writer) (any, error) {
 	delay := fs.Duration("event-delay", 0, "emulator's max event visibility delay")
 	poll := fs.Duration("poll-interval", 500*time.Millisecond, "events poll interval")
 	latency := fs.String("latency", "0", "emulated Stripe latency per request, fixed (100ms) or a range (50ms-300ms)")
+	work := fs.String("workload", "0", "random operations/s on every object type alongside the measured mutations, e.g. 5/s (0: none)")
 	if err := parseFlags(fs, args, log); err != nil {
 		return nil, err
 	}
 	rate, err := perSecond(*mutations)
 	if err != nil {
 		return nil, fmt.Errorf("--mutations: %v", err)
+	}
+	var workRate float64
+	if s := strings.TrimSuffix(strings.TrimSpace(*work), "/s"); s != "0" {
+		if workRate, err = perSecond(*work); err != nil {
+			return nil, fmt.Errorf("--workload: %v", err)
+		}
 	}
 	if *duration <= 0 {
 		return nil, fmt.Errorf("--duration: %v is not a positive duration", *duration)
@@ -88,7 +96,7 @@ func runLag(ctx context.Context, args []string, log io.Writer) (any, error) {
 		return nil, fmt.Errorf("--latency: %v", err)
 	}
 	return lagbench.Run(ctx, lagbench.Options{Duration: *duration, MutationsPerSec: rate, EventDelay: *delay, Latency: lo, LatencyMax: hi,
-		PollInterval: *poll, Logger: quietLogger(log)})
+		PollInterval: *poll, Workload: workRate, Logger: quietLogger(log)})
 }
 
 // validDistribution checks --distribution before anything starts.

@@ -227,7 +227,9 @@
 // (Stripe has no invoiceitem.updated; handled if it comes): on a draft
 // invoice its amount or quantity shows in invoice.updated's line and the
 // item is re-fetched, but a pending item's change, or a metadata-only
-// one, is not seen. Events rendered in another API version than
+// one, is not seen; nor is a setup intent's update (its metadata or
+// description: Stripe has no setup_intent.updated) until the intent's next
+// event (succeeded, canceled, …). Events rendered in another API version than
 // 2023-10-16 (the account's default at the event's time) are not stored
 // as they are: their object is re-fetched.
 //

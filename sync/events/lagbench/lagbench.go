@@ -32,6 +32,7 @@ import (
 	"github.com/pgstripe/pgstripe/stripeapi"
 	"github.com/pgstripe/pgstripe/sync/events"
 	"github.com/pgstripe/pgstripe/verify"
+	"github.com/pgstripe/pgstripe/workload"
 )
 
 // Options of a run. Zero values take the defaults.
@@ -43,6 +44,12 @@ type Options struct {
 	LatencyMax      time.Duration // top of a uniform latency range (≤ Latency: fixed)
 	PollInterval    time.Duration // default events.DefaultPollInterval
 	Objects         int           // customers and products mutated (default 40)
+	// Workload is the rate, in operations/s, of the random workload
+	// (package workload: every object type, created, changed and deleted)
+	// made alongside the measured mutations while they run; 0: none. Its
+	// changes are not measured, but the loop follows them too and the
+	// tables must end equal all the same.
+	Workload float64
 	// RateLimit of the sync's limiter (default 1000/s: above need, so the
 	// figure is the loop's, not the limiter's).
 	RateLimit float64
@@ -69,6 +76,8 @@ type Result struct {
 	LatencyMs       float64 `json:"latency_ms"`
 	LatencyMaxMs    float64 `json:"latency_max_ms,omitempty"` // top of a latency range
 	EventRequests   int64   `json:"event_requests"`           // GET /v1/events by the loop
+	WorkloadOps     int     `json:"workload_ops"`             // random workload's operations that succeeded
+	WorkloadFailed  int     `json:"workload_failed"`          // and that failed (Stripe refused them)
 	Seconds         float64 `json:"seconds"`
 }
 
@@ -169,7 +178,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer func() { stopLoop(); <-loopDone }()
 
 	// Objects to mutate: created first (their creations are measured too).
-	w := &workload{c: mut, m: m}
+	w := &mutator{c: mut, m: m}
 	mctx := stripeapi.WithPriority(ctx, stripeapi.Interactive)
 	for i := 0; i < o.Objects; i++ {
 		kind := "customers"
@@ -190,6 +199,19 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("warm-up: %d creations never applied", n)
 	}
 	m.reset()
+	var bg *workload.Workload
+	bgDone := make(chan struct{})
+	bgCtx, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	if o.Workload > 0 {
+		bg = workload.New(mut, uint64(time.Now().UnixNano()))
+		if err := bg.Seed(ctx); err != nil {
+			return res, err
+		}
+		go func() { defer close(bgDone); bg.Run(bgCtx, workload.Ops, o.Workload) }()
+	} else {
+		close(bgDone)
+	}
 	// Steady rate: a tick per mutation, served by a pool of workers so the
 	// emulator's latency doesn't slow the rate; the mutator's calls go
 	// through their own limiter, unmetered by the sync's.
@@ -225,6 +247,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	close(ticks)
 	wg.Wait()
+	stopBG()
+	<-bgDone
+	if bg != nil {
+		res.WorkloadOps, res.WorkloadFailed = bg.Totals()
+		if f := bg.Failures(); f != "" {
+			o.Logger.Warn("lagbench: workload operations failed", "detail", f)
+		}
+	}
 	mutSeconds := time.Since(mutStart).Seconds()
 	if mutErr != nil {
 		return res, fmt.Errorf("mutations failed: %w", mutErr)
@@ -347,8 +377,8 @@ func (m *meter) lags() ([]float64, int, int) {
 	return out, missing, len(m.sent)
 }
 
-// workload creates customers and products and updates them at random.
-type workload struct {
+// mutator creates customers and products and updates them at random.
+type mutator struct {
 	c  *stripeapi.Client
 	m  *meter
 	mu sync.Mutex
@@ -356,7 +386,7 @@ type workload struct {
 	ids map[string][]string
 }
 
-func (w *workload) create(ctx context.Context, table string) error {
+func (w *mutator) create(ctx context.Context, table string) error {
 	seq, _ := w.m.next()
 	q := url.Values{}
 	q.Set("metadata[lagbench_seq]", strconv.Itoa(seq))
@@ -379,7 +409,7 @@ func (w *workload) create(ctx context.Context, table string) error {
 	return nil
 }
 
-func (w *workload) update(ctx context.Context) error {
+func (w *mutator) update(ctx context.Context) error {
 	w.mu.Lock()
 	table := "customers"
 	if rand.IntN(2) == 1 {

@@ -45,3 +45,20 @@ func TestLag(t *testing.T) {
 		t.Errorf("%d of %d mutations applied", res.Events, res.Mutations)
 	}
 }
+
+// TestLagWithWorkload: with the random workload alongside (every
+// object type), the measured mutations all arrive and every table still
+// ends equal to the emulator.
+func TestLagWithWorkload(t *testing.T) {
+	res, err := lagbench.Run(context.Background(), lagbench.Options{Duration: 3 * time.Second, MutationsPerSec: 10,
+		EventDelay: 500 * time.Millisecond, Objects: 6, Workload: 20, DatabaseURL: pgtest.NewDB(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Missing != 0 || res.Stale != 0 || res.Extra != 0 || res.Events != res.Mutations {
+		t.Errorf("missing %d, stale %d, extra %d, %d of %d mutations applied", res.Missing, res.Stale, res.Extra, res.Events, res.Mutations)
+	}
+	if res.WorkloadOps < 20 || res.WorkloadFailed != 0 {
+		t.Errorf("workload: %d ok, %d failed", res.WorkloadOps, res.WorkloadFailed)
+	}
+}
