@@ -2844,6 +2844,17 @@ func invoiceAction(act string) handlerFunc {
 		case "finalize":
 			inv, ae = e.finalizeInvoice(c, inv)
 		case "pay":
+			// Spec, payment_method: "The PaymentMethod must be the ID of a
+			// PaymentMethod belonging to the customer associated with the
+			// invoice being paid": refused before a draft is finalized, as
+			// a default_payment_method that isn't the customer's is. A
+			// detached one keeps its own refusal (confirmMethod); Stripe's
+			// test payment methods are charged as the card they name.
+			if pm, _ := c.params["payment_method"].(string); pm != "" && !e.isTestPM(pm) && !e.detached[pm] && getStr(inv, "status") != "paid" {
+				if ae = e.customersPM(getStr(inv, "customer"), pm, "payment_method"); ae != nil {
+					break
+				}
+			}
 			if getStr(inv, "status") == "draft" {
 				if inv, ae = e.finalizeInvoice(c, inv); ae != nil {
 					break

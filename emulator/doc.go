@@ -348,10 +348,15 @@
 // (pm_card_visa, the declining ones) are refused there too, as Stripe
 // does, naming a new pm_ (each use makes a new, unattached payment
 // method), and taken as the card they name where a payment takes one
-// (an intent's payment_method, an invoice's pay); attaching one (POST
+// (an intent's payment_method, an invoice's pay, whose payment_method
+// is otherwise held to the same rule before anything is finalized or
+// charged: spec, "belonging to the customer associated with the
+// invoice"); attaching one (POST
 // /v1/payment_methods/pm_card_…/attach, a customer created with
 // payment_method=pm_card_…, whose invoice_settings naming it then names
-// the copy) attaches a new pm_ of its card that pays, declines or
+// the copy, a setup intent given one, whose payment_method then names
+// the copy, attached if the intent has a customer: savedTestPM) attaches
+// a new pm_ of its card that pays, declines or
 // disputes as it (payments.go, testPMClone), except the declining ones
 // Stripe won't attach (their card error); detaching a payment method
 // (or deleting a saved card) that is its customer's

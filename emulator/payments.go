@@ -191,6 +191,7 @@ func init() {
 		obj["client_secret"] = idOf(obj) + "_secret_" + randAlnum(e.idRand, 25)
 		obj["status"] = "requires_payment_method"
 		obj["latest_attempt"], obj["mandate"], obj["single_use_mandate"] = nil, nil, nil
+		obj["payment_method"] = e.savedTestPM(c, getStr(obj, "payment_method"))
 		if pm := getStr(obj, "payment_method"); pm != "" {
 			obj["status"] = "requires_confirmation"
 			if !getBool(c.params, "confirm") {
@@ -240,7 +241,7 @@ func init() {
 				obj["cancellation_reason"] = strOr(c.params["cancellation_reason"], "requested_by_customer")
 			} else {
 				if pm, ok := c.params["payment_method"].(string); ok {
-					obj["payment_method"] = pm
+					obj["payment_method"] = e.savedTestPM(c, pm)
 				}
 				pm := getStr(obj, "payment_method")
 				if pm == "" {
@@ -1035,6 +1036,25 @@ func (e *Emulator) testPMClone(c *reqCtx, pm, id string) map[string]any {
 		e.disputers[idOf(obj)] = true
 	}
 	return obj
+}
+
+// savedTestPM is the payment method a setup intent given pm sets up:
+// for one of Stripe's test payment methods (pm_card_visa, ...) a new,
+// stored copy of its card (testPMClone), as Stripe makes a new
+// PaymentMethod of a test one at each use, so that the intent's
+// payment_method is an id the customer's defaults and lists take once
+// the setup attaches it (customersPM refuses the test id itself); any
+// other pm as it is ("" is none: nil).
+func (e *Emulator) savedTestPM(c *reqCtx, pm string) any {
+	if pm == "" {
+		return nil
+	}
+	if !e.isTestPM(pm) {
+		return pm
+	}
+	clone := e.testPMClone(c, pm, "")
+	e.store(kPM, clone)
+	return idOf(clone)
 }
 
 func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {

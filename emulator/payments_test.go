@@ -807,3 +807,96 @@ func TestCustomerCreatedWithTestPM(t *testing.T) {
 		t.Errorf("first invoice charged to the customer's default: %v", at(s.body, "latest_invoice.status"))
 	}
 }
+
+// TestSetupIntentTestPM: a setup intent of a customer confirmed with
+// one of Stripe's test payment methods (at creation, or later with the
+// payment_method param) sets up a new pm_ of its card, attached to the
+// customer (payment_method.attached) and named by the intent, which the
+// customer can then make its default and be charged to; the test id
+// itself is refused as a default (TestTestPMRefusedAsDefault), so an
+// intent naming it would have set up nothing usable.
+func TestSetupIntentTestPM(t *testing.T) {
+	base, cus, _, price, post := defaultPMSetup(t)
+	check := func(how string, r apiResp, testPM, last4 string) string {
+		t.Helper()
+		pm, _ := r.body["payment_method"].(string)
+		if r.status != 200 || r.body["status"] != "succeeded" || !strings.HasPrefix(pm, "pm_") || strings.HasPrefix(pm, "pm_card_") {
+			t.Fatalf("setup intent %s with %s: %d %.300s, want succeeded naming a new pm_", how, testPM, r.status, r.raw)
+		}
+		got := getObj(t, base, "/v1/payment_methods/"+pm)
+		if got["customer"] != cus || at(got, "card.last4") != last4 {
+			t.Errorf("setup intent %s: its payment method's customer %v last4 %v, want %s %s", how, got["customer"], at(got, "card.last4"), cus, last4)
+		}
+		attached := false
+		for _, ev := range getObj(t, base, "/v1/events?type=payment_method.attached")["data"].([]any) {
+			attached = attached || at(ev, "data.object.id") == pm
+		}
+		if !attached {
+			t.Errorf("setup intent %s: no payment_method.attached for %s", how, pm)
+		}
+		return pm
+	}
+	visa := check("created with confirm=true", post("/v1/setup_intents", url.Values{"customer": {cus},
+		"payment_method": {"pm_card_visa"}, "confirm": {"true"}}), "pm_card_visa", "4242")
+	si := idOfResp(mustOK(t, post("/v1/setup_intents", url.Values{"customer": {cus}})))
+	mc := check("confirmed", post("/v1/setup_intents/"+si+"/confirm", url.Values{"payment_method": {"pm_card_mastercard"}}), "pm_card_mastercard", "4444")
+	if visa == mc {
+		t.Errorf("both setups named %s", visa)
+	}
+	n := len(getObj(t, base, "/v1/customers/"+cus+"/payment_methods")["data"].([]any))
+	if n != 2 {
+		t.Errorf("the customer has %d payment methods after two setups, want 2", n)
+	}
+	mustOK(t, post("/v1/customers/"+cus, url.Values{"invoice_settings[default_payment_method]": {mc}}))
+	s := mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price}, "expand[]": {"latest_invoice"}}))
+	if at(s.body, "latest_invoice.status") != "paid" {
+		t.Errorf("subscription charged to the set-up default: invoice %v", at(s.body, "latest_invoice.status"))
+	}
+
+	// A test card that declines once attached is set up, then declines.
+	failing := check("created with confirm=true", post("/v1/setup_intents", url.Values{"customer": {cus},
+		"payment_method": {"pm_card_chargeCustomerFail"}, "confirm": {"true"}}), "pm_card_chargeCustomerFail", "0341")
+	s = mustOK(t, post("/v1/subscriptions", url.Values{"customer": {cus}, "items[0][price]": {price},
+		"default_payment_method": {failing}, "payment_behavior": {"allow_incomplete"}}))
+	if s.body["status"] != "incomplete" {
+		t.Errorf("subscription charged to the set-up pm_card_chargeCustomerFail: %v, want incomplete", s.body["status"])
+	}
+}
+
+// TestInvoicePayPMBelongs: POST /v1/invoices/{id}/pay with a
+// payment_method that is not the invoice customer's (spec: "must be the
+// ID of a PaymentMethod belonging to the customer associated with the
+// invoice being paid") is refused, an unknown id as "No such
+// PaymentMethod", and the invoice is neither charged nor finalized; the
+// customer's own payment method pays.
+func TestInvoicePayPMBelongs(t *testing.T) {
+	base, cus, other, _, post := defaultPMSetup(t)
+	others := attachCard(t, base, other, "pm_card_visa")
+	loose := idOfResp(mustOK(t, post("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})))
+	own := attachCard(t, base, cus, "pm_card_visa")
+	mustOK(t, post("/v1/invoiceitems", url.Values{"customer": {cus}, "amount": {"700"}, "currency": {"usd"}}))
+	inv := idOfResp(mustOK(t, post("/v1/invoices", url.Values{"customer": {cus}, "pending_invoice_items_behavior": {"include"}})))
+	charges := func() int {
+		return len(getObj(t, base, "/v1/charges?limit=100")["data"].([]any))
+	}
+	before := charges()
+	for _, tc := range []struct{ name, pm, msg string }{
+		{"unknown", "pm_nope", "No such PaymentMethod: 'pm_nope'"},
+		{"another customer's", others, "The customer does not have a payment method with the ID " + others + ". The payment method must be attached to the customer."},
+		{"nobody's", loose, "The customer does not have a payment method with the ID " + loose + ". The payment method must be attached to the customer."},
+	} {
+		r := post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {tc.pm}})
+		if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "payment_method" || errField(r, "message") != tc.msg {
+			t.Errorf("pay with %s payment method: %d %s, want 400 resource_missing %q", tc.name, r.status, r.raw, tc.msg)
+		}
+		if st := getObj(t, base, "/v1/invoices/"+inv)["status"]; st != "draft" {
+			t.Errorf("pay with %s payment method refused, the invoice is %v, want draft", tc.name, st)
+		}
+	}
+	if n := charges(); n != before {
+		t.Errorf("refused payments made %d charges", n-before)
+	}
+	if got := mustOK(t, post("/v1/invoices/"+inv+"/pay", url.Values{"payment_method": {own}})).body; got["status"] != "paid" {
+		t.Errorf("pay with the customer's own payment method: %v", got["status"])
+	}
+}
