@@ -25,7 +25,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	seed := fs.Int("seed", 0, "build a connected dataset around N customers (deterministic)")
 	dist := fs.String("distribution", DistUniform, "created spread of seeded objects: uniform, spike, same-second")
 	latency := fs.String("latency", "0", "added latency per request, e.g. 250ms or 50ms-300ms")
-	rateLimit := fs.Int("rate-limit", DefaultRateLimit, fmt.Sprintf("test-mode requests/s before 429; live-mode keys get 4× (Stripe: 25 and 100); 0 = the default, %d; negative = unlimited", DefaultRateLimit))
+	rateLimit := fs.Int("rate-limit", DefaultRateLimit, fmt.Sprintf("test-mode requests/s before 429; live-mode keys get 4× (Stripe: 25 and 100), and N per endpoint; 0 = the default, %d; negative = unlimited", DefaultRateLimit))
 	faults := fs.Float64("faults", 0, "share of requests answered with 500/503/429, a dropped connection, a timeout, or a response lost after the request took effect")
 	eventDelay := fs.Duration("event-delay", 0, "events become visible after a random delay up to this")
 	if err := fs.Parse(args); err != nil {

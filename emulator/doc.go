@@ -40,7 +40,10 @@
 //     transactions of their own).
 //   - emulator.go: HTTP: auth (sk_/rk_ test and live keys), knobs (latency,
 //     rate limit with Stripe's 429: the test-mode rate, live mode four
-//     times it, as Stripe's 25 and 100; injected faults), idempotency keys
+//     times it, as Stripe's 25 and 100, and in live mode each endpoint
+//     (method and path template) also at the test-mode rate, as Stripe's
+//     default 25 per endpoint, refused with Stripe-Rate-Limited-Reason
+//     endpoint-rate instead of global-rate; injected faults), idempotency keys
 //     (at most 255 characters; a replay, 400 idempotency_error on another
 //     endpoint or other params, 409 idempotency_key_in_use while the first
 //     request still runs — its latency counts as running), the Date header

@@ -34,7 +34,7 @@ var apiVersionRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$`)
 // Options are the emulator's knobs. The zero value is an empty, fast
 // emulator with Stripe's default rate limits.
 type Options struct {
-	RateLimit    int           // test-mode requests/s before 429, live mode four times it; 0 = Stripe's (25, so 100 live); <0 = unlimited
+	RateLimit    int           // test-mode requests/s before 429, live mode four times it (and RateLimit per endpoint); 0 = Stripe's (25, so 100 live); <0 = unlimited
 	Latency      time.Duration // fixed added latency, or the minimum when LatencyMax > Latency
 	LatencyMax   time.Duration
 	Faults       float64       // share of requests answered with a fault: 500, 503, 429 lock_timeout, dropped connection, timeout, or performed but response lost (equal shares)
@@ -60,7 +60,11 @@ type Emulator struct {
 	opts    Options
 	limTest *rate.Limiter
 	limLive *rate.Limiter
-	rnd     *rand.Rand // knobs' randomness (faults, latency, event delay); guarded by optMu
+	// limEndpoint: live mode's per-endpoint buckets ("GET
+	// /v1/customers/{customer}"), made on first use at the test-mode rate;
+	// nil when unlimited.
+	limEndpoint map[string]*rate.Limiter
+	rnd         *rand.Rand // knobs' randomness (faults, latency, event delay); guarded by optMu
 
 	offset atomic.Int64 // clock offset in nanoseconds
 
@@ -181,6 +185,33 @@ func (e *Emulator) Update(o Options) {
 		return rate.NewLimiter(rate.Limit(n*scale), n*scale)
 	}
 	e.limTest, e.limLive = mk(1), mk(4)
+	e.limEndpoint = nil
+	if e.limTest != nil {
+		e.limEndpoint = map[string]*rate.Limiter{}
+	}
+}
+
+// endpointLimiter is live mode's bucket of one endpoint: Stripe gives each
+// named operation (method and path template, so GET /v1/customers/{id}
+// for every id) a default of 25 requests/s, counted besides the global
+// limit (docs.stripe.com/rate-limits). Test mode needs none: its global
+// limit is the endpoint's, and an endpoint's requests are a subset of all,
+// so its bucket would never run dry before the global one. Callers hold
+// optMu.
+func (e *Emulator) endpointLimiter(endpoint string) *rate.Limiter {
+	if e.limEndpoint == nil {
+		return nil
+	}
+	l := e.limEndpoint[endpoint]
+	if l == nil {
+		n := e.opts.RateLimit
+		if n == 0 {
+			n = DefaultRateLimit
+		}
+		l = rate.NewLimiter(rate.Limit(n), n)
+		e.limEndpoint[endpoint] = l
+	}
+	return l
 }
 
 func (e *Emulator) options() Options {
@@ -438,6 +469,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 
 	// Knobs: latency, rate limit, faults — in Stripe's order of appearance to
 	// a client (a slow network, then the limiter, then failures).
+	rt, pathParams := e.api.match(r.Method, r.URL.Path)
 	o := e.options()
 	e.optMu.Lock()
 	lat := o.Latency
@@ -447,8 +479,12 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 	fault := o.Faults > 0 && e.rnd.Float64() < o.Faults
 	faultKind := e.rnd.Intn(6)
 	lim := e.limTest
+	var limEP *rate.Limiter
 	if live {
 		lim = e.limLive
+		if rt != nil {
+			limEP = e.endpointLimiter(r.Method + " " + rt.path)
+		}
 	}
 	e.optMu.Unlock()
 	if lat > 0 {
@@ -472,6 +508,14 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		}
 		return writeError(w, logURL, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
 			Message: fmt.Sprintf("Request rate limit exceeded. You can make up to %v requests per second in %s mode. Learn more about rate limits here https://stripe.com/docs/rate-limits.", lim.Limit(), mode)}), routeName
+	}
+	// The global check comes first: a request it refuses takes no token of
+	// its endpoint's, one the endpoint refuses has counted globally (as
+	// Stripe counts every request against the global limit).
+	if limEP != nil && !limEP.Allow() {
+		w.Header().Set("Stripe-Rate-Limited-Reason", "endpoint-rate")
+		return writeError(w, logURL, &apiError{status: 429, Type: "invalid_request_error", Code: "rate_limit",
+			Message: fmt.Sprintf("Request rate limit exceeded for this endpoint (%s %s). You can make up to %v requests per second to an endpoint. Learn more about rate limits here https://stripe.com/docs/rate-limits.", r.Method, rt.path, limEP.Limit())}), routeName
 	}
 	// Kind 5, a lost response, happens after the request is performed
 	// (below); the others before anything is done.
@@ -514,7 +558,6 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, reqID string
 		}
 	}
 
-	rt, pathParams := e.api.match(r.Method, r.URL.Path)
 	if rt == nil {
 		return writeError(w, logURL, &apiError{status: 404, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Unrecognized request URL (%s: %s). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.", r.Method, r.URL.Path)}), routeName

@@ -341,9 +341,12 @@ func TestEvents(t *testing.T) {
 }
 
 // Live mode allows four times test mode's rate, as Stripe does (100 and
-// 25 requests/s), also when the test-mode rate is given.
+// 25 requests/s), also when the test-mode rate is given. The requests
+// go to six endpoints, five each: live mode also limits each endpoint
+// to the test-mode rate.
 func TestRateLimitLiveIsFourTimesTest(t *testing.T) {
 	_, base := emulatortest.Start(t, emulator.Options{RateLimit: 5})
+	lists := []string{"customers", "products", "prices", "coupons", "tax_rates", "invoices"}
 	// burst sends 30 requests at once and checks that the bucket of
 	// size b refilling at b per second answered b of them, plus what it
 	// refilled while they arrived (a loaded machine spreads them out).
@@ -356,7 +359,7 @@ func TestRateLimitLiveIsFourTimesTest(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := do(t, "GET", base+"/v1/customers", key, "")
+				r := do(t, "GET", base+"/v1/"+lists[i%len(lists)], key, "")
 				mu.Lock()
 				defer mu.Unlock()
 				switch r.status {
@@ -459,5 +462,60 @@ func TestEmptyStringByPlace(t *testing.T) {
 	s := mustOK(t, do(t, "GET", base+subPath, key, "")).body
 	if s["cancel_at_period_end"] != false || !reflect.DeepEqual(s["default_tax_rates"], []any{}) {
 		t.Errorf("subscription cancel_at_period_end %v, default_tax_rates %v", s["cancel_at_period_end"], s["default_tax_rates"])
+	}
+}
+
+// reviewLimited reports which limit refused r: "" when none did,
+// otherwise Stripe-Rate-Limited-Reason, after checking the 429 is
+// Stripe's rate limit (code rate_limit).
+func reviewLimited(t *testing.T, r apiResp) string {
+	t.Helper()
+	if r.status != 429 {
+		return ""
+	}
+	if errField(r, "code") != "rate_limit" || errField(r, "type") != "invalid_request_error" || errField(r, "message") == "" {
+		t.Fatalf("429 is not Stripe's rate limit: %s", r.raw)
+	}
+	return r.header.Get("Stripe-Rate-Limited-Reason")
+}
+
+// TestEndpointRateLiveMode: in live mode every endpoint (method and
+// path template: GET /v1/customers/{customer} for any id) has its own
+// bucket at the test-mode rate, as Stripe's default 25/s per endpoint
+// besides the global 100/s; a request it refuses is a 429 rate_limit with
+// Stripe-Rate-Limited-Reason endpoint-rate, and it still counts against
+// the global limit.
+func TestEndpointRateLiveMode(t *testing.T) {
+	// RateLimit 1: live mode 4/s globally (burst 4), 1/s per endpoint
+	// (burst 1): a token comes back only every 250 ms, far longer than
+	// these few local requests take.
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: 1})
+	const key = "sk_live_review"
+	steps := []struct {
+		path, want string
+	}{
+		{"/v1/customers/cus_a", ""},
+		{"/v1/customers/cus_b", "endpoint-rate"}, // same endpoint, other id
+		{"/v1/products/prod_a", ""},              // another endpoint has its own bucket
+		{"/v1/prices", ""},                       // the 4th global token (cus_b's refusal took one)
+		{"/v1/coupons", "global-rate"},           // its endpoint bucket is full, the global one empty
+	}
+	for _, s := range steps {
+		r := do(t, "GET", base+s.path, key, "")
+		if got := reviewLimited(t, r); got != s.want {
+			t.Fatalf("GET %s: limited %q (status %d %.200s), want %q", s.path, got, r.status, r.raw, s.want)
+		}
+	}
+}
+
+// TestEndpointRateTestModeUnchanged: test mode's global limit is the
+// endpoint's, so every 429 is the global one, as before.
+func TestEndpointRateTestModeUnchanged(t *testing.T) {
+	_, base := emulatortest.Start(t, emulator.Options{RateLimit: 3})
+	for i, want := range []string{"", "", "", "global-rate"} {
+		r := do(t, "GET", base+"/v1/customers", "sk_test_review", "")
+		if got := reviewLimited(t, r); got != want {
+			t.Fatalf("request %d: limited %q (status %d), want %q", i, got, r.status, want)
+		}
 	}
 }

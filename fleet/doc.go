@@ -12,5 +12,11 @@
 // followers' write-through calls, so a user's INSERT on a follower never waits
 // long behind the leader's backfill: within a heartbeat the leader yields what
 // the followers use. A 429 seen by any instance is fed to every instance's
-// limiter, so the whole fleet slows down together.
+// limiter, so the whole fleet slows down together; except a 429 of one
+// endpoint's limit (Stripe-Rate-Limited-Reason endpoint-rate), which only
+// slows that endpoint in the instance that saw it. With live keys each
+// instance also limits every endpoint; SetRate scales that rate with the
+// instance's own, so each instance's endpoint rate is its share of the
+// fleet's (20/s × own limit / total) and the fleet together stays under
+// Stripe's 25/s per endpoint.
 package fleet

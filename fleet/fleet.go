@@ -40,7 +40,16 @@ type Counter struct {
 }
 
 func (c *Counter) Request(string, int, time.Duration) { c.requests.Add(1) }
-func (c *Counter) RateLimited(string)                 { c.last429.Store(time.Now().UnixNano()) }
+
+// RateLimited notes a 429 of the account's limit for the fleet. One of an
+// endpoint's limit is left to this instance's limiter of that endpoint:
+// the account is not over its rate, so the other instances need not slow.
+func (c *Counter) RateLimited(_ string, reason string) {
+	if !stripeapi.EndpointScoped(reason) {
+		c.last429.Store(time.Now().UnixNano())
+	}
+}
+
 func (c *Counter) LimiterWait(stripeapi.Priority, time.Duration) {
 }
 

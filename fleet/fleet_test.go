@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -87,7 +88,7 @@ func TestMembersShareTheBudget(t *testing.T) {
 	defer close(stop)
 
 	before := lead.Limiter.Effective()
-	follower.Counter.RateLimited("POST /v1/customers")
+	follower.Counter.RateLimited("POST /v1/customers", "global-rate")
 	deadline = time.Now().Add(5 * time.Second)
 	for lead.Limiter.Effective() >= before {
 		if time.Now().After(deadline) {
@@ -132,5 +133,68 @@ func TestHeartbeatErrorOneLine(t *testing.T) {
 	}
 	if n := strings.Count(line, "connection refused"); n != 1 {
 		t.Errorf("connection refused %d times: %s", n, line)
+	}
+}
+
+// TestFleetEndpointRates: with live keys each instance limits every
+// endpoint too; its endpoint rate follows its share of the fleet's rate
+// (so the instances together stay under Stripe's 25/s per endpoint), and
+// a 429 of one endpoint's limit seen by one instance is not the account's:
+// the others keep their rate.
+func TestFleetEndpointRates(t *testing.T) {
+	url := pgtest.NewDB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, isLeader bool) *Member {
+		lim := stripeapi.NewLimiter(80)
+		lim.SetEndpointRate(20)
+		return &Member{Pool: pool, Info: leader.Info{Instance: name, Host: "h"}, Limiter: lim,
+			Counter: &Counter{}, Total: 80, IsLeader: func() bool { return isLeader }, Interval: 50 * time.Millisecond}
+	}
+	lead, follower := mk("leader", true), mk("follower", false)
+	go lead.Run(ctx)
+	go follower.Run(ctx)
+
+	// Alone with an idle follower, the leader keeps 10% for the
+	// follower's writes: 72/s, so its endpoints get 20 × 72/80 = 18/s.
+	// (The follower sends nothing: a measured rate that wobbles would
+	// re-split the budget, and a re-split restores the effective rate,
+	// hiding the cut this test looks for.)
+	deadline := time.Now().Add(10 * time.Second)
+	for lead.Limiter.Rate() != 72 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader's limit is %v, want 72", lead.Limiter.Rate())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ep := lead.Limiter.EndpointRate(); math.Abs(ep-18) > 1e-9 || lead.Limiter.Endpoint("GET /v1/customers").Rate() != ep {
+		t.Fatalf("leader at 72/s has endpoints at %v/s, want 18", ep)
+	}
+	if ep := follower.Limiter.EndpointRate(); ep != 20 {
+		t.Fatalf("follower at %v/s has endpoints at %v/s, want 20", follower.Limiter.Rate(), ep)
+	}
+
+	// A 429 passed on would cut the leader's effective rate to 70% of its
+	// configured one.
+	follower.Counter.RateLimited("GET /v1/customers", "endpoint-rate")
+	time.Sleep(500 * time.Millisecond) // ten heartbeats
+	if eff, r := lead.Limiter.Effective(), lead.Limiter.Rate(); eff < 0.95*r {
+		t.Fatalf("leader's effective rate %v (configured %v) after the follower's endpoint 429: cut", eff, r)
+	}
+	follower.Counter.RateLimited("GET /v1/customers", "global-rate")
+	deadline = time.Now().Add(5 * time.Second)
+	for lead.Limiter.Effective() >= 0.95*lead.Limiter.Rate() {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower's global 429 never slowed the leader")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -32,8 +32,16 @@ type Config struct {
 	// RateLimit is requests per second for all calls together; 0 means 80%
 	// of Stripe's limit for the key's mode (20/s test, 80/s live).
 	RateLimit float64
+	// EndpointRate is requests per second to one endpoint (method and
+	// path template; Limiter.SetEndpointRate). 0 means 80% of Stripe's
+	// default endpoint limit of 25/s, so 20/s, for live keys when
+	// RateLimit exceeds it; none for test keys (test mode's global limit
+	// is the endpoint's: an emulator run at a higher test-mode rate
+	// allows it per endpoint too). Negative: none.
+	EndpointRate float64
 	// Limiter, when set, is used instead of a new one (share one limiter
-	// between several clients of the same account).
+	// between several clients of the same account); RateLimit and
+	// EndpointRate are then the limiter's business.
 	Limiter *Limiter
 	// MaxRetries bounds the retries of one call on 429, 409, 5xx and network
 	// errors (default 8; backoff is jittered, 0.25 s doubling up to 20 s).
@@ -91,6 +99,10 @@ func DefaultRate(key string) float64 {
 	return 20
 }
 
+// DefaultEndpointRate is 80% of Stripe's default limit per endpoint
+// (25 requests/s in either mode; docs.stripe.com/rate-limits).
+const DefaultEndpointRate = 20
+
 // New returns a client. It fails only on an unusable configuration.
 func New(cfg Config) (*Client, error) {
 	if _, err := KeyMode(cfg.APIKey); err != nil {
@@ -111,6 +123,11 @@ func New(cfg Config) (*Client, error) {
 			r = DefaultRate(cfg.APIKey)
 		}
 		lim = NewLimiter(r)
+		ep := cfg.EndpointRate
+		if live, _ := KeyMode(cfg.APIKey); ep == 0 && live {
+			ep = DefaultEndpointRate
+		}
+		lim.SetEndpointRate(ep)
 	}
 	maxRetries := cfg.MaxRetries
 	switch {

@@ -252,7 +252,7 @@ func (o *countingObserver) Request(e string, s int, d time.Duration) {
 	defer o.mu.Unlock()
 	o.requests[fmt.Sprintf("%s %d", e, s)]++
 }
-func (o *countingObserver) RateLimited(string) { o.mu.Lock(); o.limited++; o.mu.Unlock() }
+func (o *countingObserver) RateLimited(string, string) { o.mu.Lock(); o.limited++; o.mu.Unlock() }
 func (o *countingObserver) LimiterWait(Priority, time.Duration) {
 	o.mu.Lock()
 	o.waits++

@@ -11,9 +11,12 @@
 // All HTTP requests of a process share one Limiter (golang.org/x/time/rate
 // underneath), enforced in the http.RoundTripper so nothing bypasses it.
 // It has two classes: Interactive (write-through, a client is waiting)
-// always gets the next token before Background (sync). Rate-limit 429s
-// cut the effective rate (lock_timeout 429s don't) and it recovers
-// slowly; 429, 409, 5xx and network errors are retried with jittered
+// always gets the next token before Background (sync). With live keys
+// each endpoint (method and path template) also has a limiter of its own
+// at 20/s, 80% of Stripe's default 25/s per endpoint, waited at before
+// the shared one. Rate-limit 429s cut the effective rate (an endpoint's
+// 429, Stripe-Rate-Limited-Reason endpoint-*, only that endpoint's;
+// lock_timeout 429s none) and it recovers slowly; 429, 409, 5xx and network errors are retried with jittered
 // backoff, writes with one idempotency key across retries. A call none
 // of whose attempts got a connection (refused, no such host, a proxy down
 // or refusing the CONNECT) fails with a *NotSentError: it can't have

@@ -57,6 +57,13 @@ func PriorityFrom(ctx context.Context) Priority {
 // MinFraction of the configured rate), and it recovers slowly while no 429s
 // arrive, so a client that shares its Stripe account with other software
 // settles below the real limit instead of hammering it.
+//
+// Stripe also limits each endpoint (a method and path template: GET
+// /v1/customers/{id} for every id) to 25 requests/s by default, below live
+// mode's global 100/s. With SetEndpointRate, each endpoint gets a Limiter
+// of its own (the same kind: classes, adaptive rate) that a request waits
+// at before this one, so a request held by its endpoint holds no global
+// token that requests to other endpoints could use.
 type Limiter struct {
 	mu         sync.Mutex
 	lim        *rate.Limiter
@@ -67,6 +74,11 @@ type Limiter struct {
 	queues     [2][]*waiter
 	running    bool
 	spare      int // tokens taken by the dispatcher that found no waiter
+
+	// Per endpoint (SetEndpointRate): epFull requests/s per endpoint while
+	// the configured rate is epAt, scaled down with it (a fleet's share).
+	epFull, epAt float64
+	endpoints    map[string]*Limiter
 
 	// Tunables; set before first use.
 	CutFactor    float64       // multiply the effective rate by this on a 429 (default 0.7)
@@ -129,6 +141,74 @@ func (l *Limiter) SetRate(perSecond float64) {
 	l.configured, l.effective = perSecond, perSecond
 	l.lim.SetLimit(rate.Limit(perSecond))
 	l.lim.SetBurst(burstFor(perSecond))
+	if ep := l.endpointRateLocked(); ep > 0 {
+		for _, e := range l.endpoints {
+			e.SetRate(ep)
+		}
+	}
+}
+
+// maxEndpoints bounds the per-endpoint limiters kept: ids are collapsed
+// (EndpointPattern), so Stripe's API has a few hundred endpoints; a path
+// that escapes the collapsing must not grow the map for ever. Beyond it,
+// requests wait at the global limiter only.
+const maxEndpoints = 1000
+
+// SetEndpointRate limits each endpoint to perSecond requests per second
+// at the current configured rate; SetRate scales it in proportion (a fleet
+// instance's endpoint rate follows its share of the fleet's rate, so that
+// the instances together stay under Stripe's endpoint limit). A rate of 0,
+// or one not below the configured rate (which alone keeps every endpoint
+// under it), means no per-endpoint limit.
+func (l *Limiter) SetEndpointRate(perSecond float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if perSecond <= 0 || math.IsNaN(perSecond) || perSecond >= l.configured {
+		l.epFull, l.epAt, l.endpoints = 0, 0, nil
+		return
+	}
+	l.epFull, l.epAt = perSecond, l.configured
+	for _, e := range l.endpoints {
+		e.SetRate(perSecond)
+	}
+}
+
+// EndpointRate is the per-endpoint rate now (0: none).
+func (l *Limiter) EndpointRate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.endpointRateLocked()
+}
+
+func (l *Limiter) endpointRateLocked() float64 {
+	if l.epFull <= 0 {
+		return 0
+	}
+	return l.epFull * math.Min(1, l.configured/l.epAt)
+}
+
+// Endpoint is the limiter of one endpoint ("GET /v1/customers/{id}", as
+// the Observer names them), or nil when endpoints are not limited.
+func (l *Limiter) Endpoint(name string) *Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ep := l.endpointRateLocked()
+	if ep <= 0 {
+		return nil
+	}
+	e := l.endpoints[name]
+	if e == nil {
+		if len(l.endpoints) >= maxEndpoints {
+			return nil
+		}
+		e = NewLimiter(ep)
+		e.CutFactor, e.MinFraction, e.RecoverStep, e.RecoverEvery = l.CutFactor, l.MinFraction, l.RecoverStep, l.RecoverEvery
+		if l.endpoints == nil {
+			l.endpoints = map[string]*Limiter{}
+		}
+		l.endpoints[name] = e
+	}
+	return e
 }
 
 // Waiting reports how many requests wait in class p.

@@ -239,3 +239,179 @@ func TestRateLimit429StillCutsAndLockErrorIsTyped(t *testing.T) {
 		t.Errorf("rate-limited %d, want 1 (the rate_limit 429 only)", obs.limited)
 	}
 }
+
+// optionsEmulator serves an emulator with opts until the test ends.
+func optionsEmulator(t *testing.T, opts emulator.Options) (*emulator.Emulator, string) {
+	t.Helper()
+	e, err := emulator.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.Close)
+	return e, srv.URL
+}
+
+type reasonObserver struct {
+	nopObserver
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (o *reasonObserver) RateLimited(endpoint, reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.reasons = append(o.reasons, endpoint+" "+reason)
+}
+
+// TestEndpointRateDefaults: live keys get 80% of Stripe's 25/s per
+// endpoint when their rate exceeds it; test keys (Stripe's test-mode
+// global limit is the endpoint's) and live keys configured at or below
+// it get none.
+func TestEndpointRateDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		rate float64
+		want float64
+	}{
+		{"sk_live_review", 0, 20},
+		{"rk_live_review", 50, 20},
+		{"sk_live_review", 15, 0},
+		{"sk_test_review", 0, 0},
+		{"sk_test_review", 200, 0},
+	} {
+		c, err := New(Config{APIKey: tc.key, BaseURL: "http://127.0.0.1:1", RateLimit: tc.rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Limiter().EndpointRate(); got != tc.want {
+			t.Errorf("%s at %v/s: endpoint rate %v, want %v", tc.key, tc.rate, got, tc.want)
+		}
+		if got := c.Limiter().Endpoint("GET /v1/customers") != nil; got != (tc.want > 0) {
+			t.Errorf("%s at %v/s: endpoint limiter %v", tc.key, tc.rate, got)
+		}
+	}
+}
+
+// TestEndpointRateFollowsShare: a fleet sets each instance's rate to
+// its share (SetRate); its endpoints' rate follows in proportion, so the
+// instances together stay under Stripe's endpoint limit.
+func TestEndpointRateFollowsShare(t *testing.T) {
+	l := NewLimiter(80)
+	l.SetEndpointRate(20)
+	ep := l.Endpoint("GET /v1/customers")
+	l.SetRate(40)
+	if l.EndpointRate() != 10 || ep.Rate() != 10 || l.Endpoint("GET /v1/prices").Rate() != 10 {
+		t.Fatalf("at half the rate: endpoint rate %v, existing limiter %v", l.EndpointRate(), ep.Rate())
+	}
+	l.SetRate(80)
+	if l.EndpointRate() != 20 || ep.Rate() != 20 {
+		t.Fatalf("back at the full rate: endpoint rate %v, limiter %v", l.EndpointRate(), ep.Rate())
+	}
+	if l.Endpoint("GET /v1/customers") != ep {
+		t.Fatal("a second limiter for the same endpoint")
+	}
+}
+
+// TestEndpoint429CutsTheEndpointOnly: Stripe's 429 for one
+// endpoint's limit (Stripe-Rate-Limited-Reason endpoint-rate; here the
+// emulator's, in live mode) slows that endpoint, not every call: the
+// global rate stays, and the Observer hears the reason (a fleet does not
+// pass it on). Without an endpoint limiter it cuts the global rate, the
+// safe side.
+func TestEndpoint429CutsTheEndpointOnly(t *testing.T) {
+	// Live mode at RateLimit 1: 4/s globally, 1/s per endpoint.
+	_, base := optionsEmulator(t, emulator.Options{RateLimit: 1})
+	obs := &reasonObserver{}
+	c, err := New(Config{APIKey: "sk_live_review", BaseURL: base, RateLimit: 50, EndpointRate: 40, MaxRetries: -1, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Get(ctx, "/v1/customers", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(ctx, "/v1/customers", nil)
+	if se, ok := err.(*Error); !ok || se.HTTPStatus != 429 || se.RateLimitedReason != "endpoint-rate" {
+		t.Fatalf("second request: %v, want the endpoint's 429", err)
+	}
+	if eff := c.Limiter().Effective(); eff != 50 {
+		t.Errorf("global effective rate %v after an endpoint 429, want 50", eff)
+	}
+	if eff := c.Limiter().Endpoint("GET /v1/customers").Effective(); eff >= 40 {
+		t.Errorf("endpoint effective rate %v after its 429, want < 40", eff)
+	}
+	if eff := c.Limiter().Endpoint("GET /v1/products").Effective(); eff != 40 {
+		t.Errorf("another endpoint's rate %v, want 40", eff)
+	}
+	obs.mu.Lock()
+	if fmt.Sprint(obs.reasons) != "[GET /v1/customers endpoint-rate]" {
+		t.Errorf("observer heard %v", obs.reasons)
+	}
+	obs.mu.Unlock()
+
+	noEP, err := New(Config{APIKey: "sk_live_review", BaseURL: base, RateLimit: 50, EndpointRate: -1, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noEP.Get(ctx, "/v1/customers", nil); err == nil {
+		t.Fatal("no 429 from an exhausted endpoint")
+	}
+	if eff := noEP.Limiter().Effective(); eff >= 50 {
+		t.Errorf("without endpoint limiters an endpoint 429 left the rate at %v", eff)
+	}
+}
+
+// TestEndpointHeldHoldsNoGlobalToken: requests held back by their
+// endpoint's limiter do not queue at the global one, so requests to other
+// endpoints get the rest of the global rate instead of waiting behind
+// them. Global 10/s, 5/s per endpoint: 40 requests to one endpoint (8 s
+// of them) and then 10 to five others; those 10 get the other 5/s and
+// finish in about 2 s, not after the 40 (4 s at the global rate).
+func TestEndpointHeldHoldsNoGlobalToken(t *testing.T) {
+	e, base := optionsEmulator(t, emulator.Options{RateLimit: -1})
+	c, err := New(Config{APIKey: "sk_live_review", BaseURL: base, RateLimit: 10, EndpointRate: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Get(ctx, fmt.Sprintf("/v1/customers/cus_Review%d", i), nil)
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Limiter().Endpoint("GET /v1/customers/{id}").Waiting(Background)+c.Limiter().Waiting(Background) < 30 {
+		if time.Now().After(deadline) {
+			t.Fatal("the 40 requests never queued")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	var others sync.WaitGroup
+	lists := []string{"products", "prices", "coupons", "tax_rates", "invoices"}
+	for i := 0; i < 10; i++ {
+		others.Add(1)
+		go func() {
+			defer others.Done()
+			if _, err := c.Get(ctx, "/v1/"+lists[i%len(lists)], nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	others.Wait()
+	took := time.Since(start)
+	cancel()
+	wg.Wait()
+	if took > 3*time.Second {
+		t.Errorf("10 requests to other endpoints took %v behind one endpoint's queue, want about 2 s", took)
+	}
+	if n := e.Stats().ByRoute["GET /v1/customers/{customer}"]; n > 25 {
+		t.Errorf("%d requests to one endpoint in about %v at 5/s", n, took)
+	}
+}

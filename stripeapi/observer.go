@@ -14,8 +14,10 @@ type Observer interface {
 	// error, d the HTTP round trip.
 	Request(endpoint string, status int, d time.Duration)
 	// RateLimited is called for every 429 of Stripe's rate limit (not
-	// for lock_timeout, also a 429: Request has those).
-	RateLimited(endpoint string)
+	// for lock_timeout, also a 429: Request has those). reason is its
+	// Stripe-Rate-Limited-Reason ("" when absent): with EndpointScoped
+	// reasons only that endpoint was over its limit, not the account.
+	RateLimited(endpoint, reason string)
 	// LimiterWait is how long a request waited for a token.
 	LimiterWait(p Priority, d time.Duration)
 }
@@ -23,7 +25,7 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) Request(string, int, time.Duration)  {}
-func (nopObserver) RateLimited(string)                  {}
+func (nopObserver) RateLimited(string, string)          {}
 func (nopObserver) LimiterWait(Priority, time.Duration) {}
 
 // Observers fans calls out to several observers.
@@ -35,9 +37,9 @@ func (o Observers) Request(e string, s int, d time.Duration) {
 	}
 }
 
-func (o Observers) RateLimited(e string) {
+func (o Observers) RateLimited(e, reason string) {
 	for _, x := range o {
-		x.RateLimited(e)
+		x.RateLimited(e, reason)
 	}
 }
 
@@ -56,7 +58,7 @@ func (PrometheusObserver) Request(endpoint string, status int, _ time.Duration) 
 	metrics.StripeRequests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
 }
 
-func (PrometheusObserver) RateLimited(string) { metrics.StripeRateLimited.Inc() }
+func (PrometheusObserver) RateLimited(string, string) { metrics.StripeRateLimited.Inc() }
 
 func (PrometheusObserver) LimiterWait(p Priority, d time.Duration) {
 	metrics.LimiterWait.WithLabelValues(p.String()).Observe(d.Seconds())

@@ -29,7 +29,18 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	ctx := req.Context()
 	p := PriorityFrom(ctx)
 	start := time.Now()
-	if err := t.limiter.Wait(ctx, p); err != nil {
+	endpoint := req.Method + " " + EndpointPattern(req.URL.Path)
+	// The endpoint's limiter first: a request it holds back takes no
+	// global token meanwhile, which another endpoint's request could use.
+	ep := t.limiter.Endpoint(endpoint)
+	err := error(nil)
+	if ep != nil {
+		err = ep.Wait(ctx, p)
+	}
+	if err == nil {
+		err = t.limiter.Wait(ctx, p)
+	}
+	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
 		}
@@ -42,7 +53,6 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		at.waited = waited
 	}
 
-	endpoint := req.Method + " " + EndpointPattern(req.URL.Path)
 	cancel := context.CancelFunc(func() {})
 	if t.timeout > 0 {
 		var tctx context.Context
@@ -70,6 +80,10 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		resp.Body = &attemptBody{ReadCloser: resp.Body, cancel: cancel, at: at}
 	}
 	t.obs.Request(endpoint, status, now.Sub(sent))
+	reason := ""
+	if resp != nil {
+		reason = resp.Header.Get("Stripe-Rate-Limited-Reason")
+	}
 	switch {
 	case status == http.StatusTooManyRequests && lockTimeout(resp):
 		// Stripe answers lock_timeout with 429 when another request or a
@@ -79,13 +93,30 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		// instances') would only slow them. The call itself is retried
 		// as any 429.
 		t.limiter.ObserveOK(now)
+	case status == http.StatusTooManyRequests && ep != nil && EndpointScoped(reason):
+		// Over this endpoint's limit, not the account's: slow the
+		// endpoint, and leave every other call its rate.
+		ep.Observe429(now)
+		t.limiter.ObserveOK(now)
+		t.obs.RateLimited(endpoint, reason)
 	case status == http.StatusTooManyRequests:
 		t.limiter.Observe429(now)
-		t.obs.RateLimited(endpoint)
+		t.obs.RateLimited(endpoint, reason)
 	case status > 0 && status < 500:
 		t.limiter.ObserveOK(now)
+		if ep != nil {
+			ep.ObserveOK(now)
+		}
 	}
 	return resp, err
+}
+
+// EndpointScoped reports whether a 429's Stripe-Rate-Limited-Reason names
+// a limit of the request's endpoint (endpoint-rate, endpoint-concurrency)
+// rather than of the account (global-rate, global-concurrency) or of one
+// object (resource-specific) (docs.stripe.com/rate-limits).
+func EndpointScoped(reason string) bool {
+	return reason == "endpoint-rate" || reason == "endpoint-concurrency"
 }
 
 // lockTimeout reports whether resp, a 429, is Stripe's lock_timeout

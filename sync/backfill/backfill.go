@@ -207,6 +207,10 @@ type runner struct {
 	parentsLeft    map[string]int
 	parentsCounted time.Time
 
+	// epInflight counts launched tasks per endpoint (endpointOf), for
+	// the per-endpoint cap (epCap).
+	epInflight map[string]int
+
 	target   atomic.Int64 // worker target
 	queued   atomic.Int64 // len(queue) + inflight, for split decisions
 	perReqNs atomic.Int64 // EWMA of busy time per request
@@ -242,7 +246,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.ProgressInterval = time.Second
 	}
 	r := &runner{cfg: cfg, log: cfg.Logger, objs: map[string]*objState{}, claimed: map[int64]bool{},
-		results: make(chan taskResult, cfg.MaxWorkers), start: time.Now()}
+		epInflight: map[string]int{}, results: make(chan taskResult, cfg.MaxWorkers), start: time.Now()}
 	if err := r.resolve(cfg.Objects); err != nil {
 		return err
 	}
@@ -590,6 +594,50 @@ func (r *runner) retarget() {
 	r.target.Store(n)
 }
 
+// epCap is how many tasks may be in flight on one endpoint: Little's law
+// at the client's per-endpoint rate, as retarget does at the global one,
+// plus one. Without it, a big table (or per-parent list) at the head of
+// the queue would take every worker with live keys (Stripe allows 25/s
+// per endpoint, 100/s overall): they would all wait at that endpoint's
+// limiter while other tables' work waited in the queue, the run going at
+// one endpoint's rate. No per-endpoint limit, no cap.
+func (r *runner) epCap() int {
+	ep := r.cfg.Client.Limiter().EndpointRate()
+	if ep <= 0 {
+		return math.MaxInt
+	}
+	per := time.Duration(r.perReqNs.Load()).Seconds()
+	return int(math.Ceil(ep*per*1.5)) + 1
+}
+
+// endpointOf names the endpoint a task of s lists (as stripeapi's limiter
+// and Observer do): every customer's payment methods list is one
+// endpoint, and so are all of a table's ranges (test_clock= and
+// active=false are query parameters).
+func (r *runner) endpointOf(s *slice) string {
+	if s.clocks {
+		return "GET /v1/test_helpers/test_clocks"
+	}
+	return "GET " + stripeapi.EndpointPattern(strings.ReplaceAll(r.objs[s.object].listPath, "{parent}", "{id}"))
+}
+
+// next takes the first queued slice whose endpoint has fewer than limit
+// tasks in flight, or nil.
+func (r *runner) next(limit int) *slice {
+	for i, s := range r.queue {
+		if limit != math.MaxInt && r.epInflight[r.endpointOf(s)] >= limit {
+			continue
+		}
+		if i == 0 {
+			r.queue = r.queue[1:]
+		} else {
+			r.queue = append(r.queue[:i:i], r.queue[i+1:]...)
+		}
+		return s
+	}
+	return nil
+}
+
 // want is how many pieces a dense range may be split into now: enough to
 // keep twice the worker target queued, no more (bigger pieces page with
 // full requests; they are split later if workers starve).
@@ -611,10 +659,13 @@ func (r *runner) loop(ctx context.Context) error {
 				fatal = err
 			}
 		}
-		// Launch up to the target.
+		// Launch up to the target, each endpoint up to its cap.
+		epCap := r.epCap()
 		for fatal == nil && ctx.Err() == nil && int64(r.inflight) < r.target.Load() && len(r.queue) > 0 {
-			s := r.queue[0]
-			r.queue = r.queue[1:]
+			s := r.next(epCap)
+			if s == nil {
+				break // what is queued waits for its endpoint
+			}
 			if s.parent != "" {
 				r.parentQueued--
 			}
@@ -624,6 +675,7 @@ func (r *runner) loop(ctx context.Context) error {
 				continue
 			}
 			r.inflight++
+			r.epInflight[r.endpointOf(s)]++
 			go func() { r.results <- r.runTask(ctx, s) }()
 		}
 		r.queued.Store(int64(len(r.queue) + r.inflight))
@@ -639,6 +691,10 @@ func (r *runner) loop(ctx context.Context) error {
 		select {
 		case res := <-r.results:
 			r.inflight--
+			if !errors.Is(res.err, errRequeue) {
+				// A requeue's result comes from its timer, not a task.
+				r.epInflight[r.endpointOf(res.s)]--
+			}
 			if err := r.handle(ctx, res); err != nil && fatal == nil {
 				fatal = err
 			}

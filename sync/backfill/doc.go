@@ -53,6 +53,15 @@
 // Every request waits at the client's limiter, so more workers never means
 // more than the rate.
 //
+// With live keys the client also limits each endpoint (Stripe allows 25
+// requests/s per endpoint, 100/s overall; stripeapi.Limiter), and the
+// scheduler caps the tasks in flight per endpoint the same way (Little's
+// law at the endpoint's rate): it launches the first queued slice whose
+// endpoint is under its cap, so a dominant table, or the per-customer
+// lists of payment methods, never takes every worker to wait at one
+// endpoint while the other tables' slices wait in the queue. With test
+// keys (one limit for all) there is no cap.
+//
 // # Resumability
 //
 // What remains to fetch lives in stripe_sync.backfill_slices and is

@@ -242,7 +242,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 type countObserver struct{ n *atomic.Int64 }
 
 func (c countObserver) Request(string, int, time.Duration)            { c.n.Add(1) }
-func (c countObserver) RateLimited(string)                            {}
+func (c countObserver) RateLimited(string, string)                    {}
 func (c countObserver) LimiterWait(stripeapi.Priority, time.Duration) {}
 
 // customersFor seeds a small emulator to learn how many objects one
