@@ -1317,7 +1317,7 @@ func (s *session) intercept(call *Call, pi *portalInfo, raw []byte) (bool, error
 // resolveStmt finds out which statement runs under a name whose Parse
 // Postgres may have refused (see trackParse): the one it has.
 func (s *session) resolveStmt(ctx context.Context, up *Upstream, name string) (*stmtInfo, error) {
-	res, err := up.Query(ctx, `SELECT statement FROM pg_catalog.pg_prepared_statements WHERE name = $1`, name)
+	res, err := up.Query(ctx, `SELECT statement FROM pg_catalog.pg_prepared_statements WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text`, name)
 	if err != nil {
 		return nil, err
 	}
@@ -1333,7 +1333,7 @@ func (s *session) resolveStmt(ctx context.Context, up *Upstream, name string) (*
 // portalExists asks upstream whether the portal name (the client's, made
 // by Bind) still exists.
 func (s *session) portalExists(ctx context.Context, up *Upstream, name string) (bool, error) {
-	res, err := up.Query(ctx, `SELECT 1 FROM pg_catalog.pg_cursors WHERE name = $1`, name)
+	res, err := up.Query(ctx, `SELECT 1 FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text`, name)
 	if err != nil {
 		return false, err
 	}

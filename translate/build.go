@@ -276,7 +276,23 @@ func extraParams(v any) (map[string]any, *Error) {
 	if k, bad := badFormKey(m); bad {
 		return nil, errorf(CodeInvalidParameterValue, "%s has the key %q, which Stripe's form encoding cannot carry: keys may not be empty or contain [ or ]", ParamsColumn, k)
 	}
+	if e, ok := m["expand"]; ok && !emptyJSON(e) {
+		// Stripe's answer is applied to the table and given to RETURNING:
+		// expanded, it would carry whole objects of other tables (a
+		// customer's email and address into a payment intent's _raw),
+		// for every role that may read this one, whatever its privileges
+		// on theirs; and the copy would no longer be the object as sync
+		// stores it.
+		return nil, errorf(CodeFeatureNotSupported, "%s key \"expand\" is not supported: pgstripe stores Stripe's objects unexpanded, with the ids of the objects they refer to", ParamsColumn).
+			withHint("leave expand out, and read the objects it names from their own tables by id")
+	}
 	return m, nil
+}
+
+// emptyJSON: v sends nothing (null, or an empty array).
+func emptyJSON(v any) bool {
+	a, ok := v.([]any)
+	return v == nil || ok && len(a) == 0
 }
 
 // formKeys refuses a jsonb value with an object key that the bracketed

@@ -234,6 +234,7 @@ func buildPlan(sql string, n *pg_query.Node, rv *pg_query.RangeVar, t *schema.Ta
 	if err := st.planWith(n); err != nil {
 		return nil, err
 	}
+	pinTarget(n)
 	var err *Error
 	switch s := n.GetNode().(type) {
 	case *pg_query.Node_InsertStmt:
@@ -247,6 +248,35 @@ func buildPlan(sql string, n *pg_query.Node, rv *pg_query.RangeVar, t *schema.Ta
 		return nil, err
 	}
 	return st, nil
+}
+
+// pinTarget qualifies an unqualified target: the statement is ours only
+// once Resolve has found it in schema stripe, and then it is
+// stripe.<name> in every query run for it. Each of those is parsed anew,
+// and the statement's own expressions may change search_path between them
+// (set_config), where Postgres resolves the target once: the RETURNING run
+// over the table, which checks the role's column privileges before the
+// applied rows (read on pgstripe's own connection) reach the target list
+// as data, must not read some other table of that name. Without an alias,
+// references to it read as they do in the statement (customers.email,
+// stripe.customers.email).
+func pinTarget(n *pg_query.Node) {
+	var rv **pg_query.RangeVar
+	switch s := n.GetNode().(type) {
+	case *pg_query.Node_InsertStmt:
+		rv = &s.InsertStmt.Relation
+	case *pg_query.Node_UpdateStmt:
+		rv = &s.UpdateStmt.Relation
+	case *pg_query.Node_DeleteStmt:
+		rv = &s.DeleteStmt.Relation
+	default:
+		return
+	}
+	if r := *rv; r != nil && r.Schemaname == "" {
+		c := proto.Clone(r).(*pg_query.RangeVar)
+		c.Schemaname = StripeSchema
+		*rv = c
+	}
 }
 
 func (st *Statement) planInsert(s *pg_query.InsertStmt) *Error {

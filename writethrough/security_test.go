@@ -150,3 +150,177 @@ RETURNING pg_catalog.query_to_xml('SELECT v FROM public.secret', true, false, ''
 		t.Errorf("RETURNING of a table the role may not read: %v, want SQLSTATE 42501", err)
 	}
 }
+
+// shadowEquals gives the env's client role a schema of its own with
+// an "=" on text that is always true, first on its search_path (before
+// pg_catalog, named explicitly, as any session may).
+func (e *env) shadowEquals(role string) {
+	e.t.Helper()
+	for _, q := range []string{
+		`CREATE FUNCTION evil.yes(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'`,
+		`CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.yes)`,
+		`SET search_path = evil, pg_catalog`,
+	} {
+		if _, err := e.conn.Exec(e.ctx, q); err != nil {
+			e.t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// A role granted INSERT and UPDATE on some columns only must not write
+// the others through pgstripe by shadowing the operators of pgstripe's own
+// privilege query on its connection.
+func TestPrivilegeCheckIgnoresClientOperators(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email) VALUES ('victim@b.co') RETURNING id`)
+	role := e.asRole(
+		`REVOKE INSERT, UPDATE, DELETE ON stripe.customers FROM $role`,
+		`GRANT INSERT (email), UPDATE (name) ON stripe.customers TO $role`,
+		`CREATE SCHEMA evil AUTHORIZATION $role`,
+	)
+	e.shadowEquals(role)
+	before := e.calls()
+	for _, q := range []string{
+		`INSERT INTO stripe.customers (email, description) VALUES ('x@b.co', 'not allowed')`,
+		`UPDATE stripe.customers SET email = 'pwned@b.co' WHERE id = '` + id + `'`,
+	} {
+		r := e.run(q)
+		if r.err == nil || r.err.Code != "42501" {
+			t.Errorf("%s with a shadowed \"=\": %+v, want 42501", q, r)
+		}
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("Stripe got %d calls for writes of columns the role may not write", n)
+	}
+	if o := e.stripeObj("customers", id); o["email"] != "victim@b.co" {
+		t.Errorf("the customer's email was changed in Stripe: %v", o["email"])
+	}
+}
+
+// The statement's own expressions run in pgstripe's queries on the
+// client's connection, and may change search_path on the way
+// (set_config). An unqualified target found in schema stripe must stay
+// that table in every query: the RETURNING run over the table is what
+// checks the role's column privileges before the applied rows, read on
+// pgstripe's own pool, are given to the target list as data. Here a role
+// that may read a customer's id and name (and write its name) tries to
+// read its email: Postgres refuses that RETURNING (42501).
+func TestSearchPathChangedMidStatement(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'V') RETURNING id`)
+	e.asRole(
+		`REVOKE ALL ON stripe.customers FROM $role`,
+		`GRANT SELECT (id, name, _synced_at), UPDATE (name) ON stripe.customers TO $role`,
+	)
+	for _, q := range []string{
+		`CREATE TEMP TABLE customers (id text, name text, email text, _synced_at timestamptz)`,
+		`SET search_path = stripe, pg_temp`,
+		`BEGIN`,
+	} {
+		if _, err := e.conn.Exec(e.ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	defer e.conn.Exec(e.ctx, `ROLLBACK`)
+	r := e.run(`UPDATE customers SET name = pg_catalog.set_config('search_path', 'pg_temp, stripe', false) WHERE id = '` + id + `' RETURNING email`)
+	if strings.Contains(fmt.Sprint(r.rows), "victim@b.co") {
+		t.Errorf("RETURNING gave a column the role may not read: %v", r.rows)
+	}
+	if r.err == nil || r.err.Code != "42501" {
+		t.Errorf("RETURNING a column the role may not read: %+v, want 42501", r)
+	}
+}
+
+// Stripe's expand puts whole objects of other types into its answer,
+// which pgstripe applies to the written table and gives to RETURNING: a
+// role that may write and read payment intents, and nothing else, must
+// not read a customer (email, name, address) by naming its id.
+func TestExpandRefused(t *testing.T) {
+	e := setup(t)
+	cus := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'Victim Name') RETURNING id`)
+	pi := e.one(`INSERT INTO stripe.payment_intents (amount, currency) VALUES (100, 'usd') RETURNING id`)
+	e.asRole(
+		`REVOKE ALL ON stripe.customers FROM $role`,
+		`GRANT SELECT, INSERT, UPDATE ON stripe.payment_intents TO $role`,
+	)
+	if _, err := e.conn.Exec(e.ctx, `SELECT email FROM stripe.customers`); err == nil {
+		t.Fatal("the role reads customers directly")
+	}
+	before := e.calls()
+	for _, q := range []string{
+		`INSERT INTO stripe.payment_intents (amount, currency, customer, _params) VALUES (100, 'usd', '` + cus + `', '{"expand": ["customer"]}') RETURNING _raw::text`,
+		`UPDATE stripe.payment_intents SET customer = '` + cus + `', _params = '{"expand": ["customer"]}' WHERE id = '` + pi + `' RETURNING _raw::text`,
+		`UPDATE stripe.payment_intents SET _params = '{"expand": ["customer", "latest_charge"]}', status = 'canceled' WHERE id = '` + pi + `' RETURNING _raw::text`,
+	} {
+		r := e.run(q)
+		if strings.Contains(fmt.Sprint(r.rows), "victim@b.co") {
+			t.Errorf("%s: RETURNING showed the customer: %v", q, r.rows)
+		}
+		if r.err == nil || r.err.Code != "0A000" {
+			t.Errorf("%s: %+v, want 0A000", q, r)
+		}
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("Stripe got %d calls", n)
+	}
+	if got := e.local(`SELECT count(*)::text FROM stripe.payment_intents WHERE _raw::text LIKE '%victim@b.co%'`); got != "0" {
+		t.Errorf("%s payment intents hold the customer's email", got)
+	}
+}
+
+// The same two attacks through the proxy, as a pgx client would make
+// them, in each protocol.
+func TestAttacksThroughProxy(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'V') RETURNING id`)
+	role := e.asRole(
+		`REVOKE ALL ON stripe.customers FROM $role`,
+		`GRANT SELECT (id, name, _synced_at), INSERT (email), UPDATE (name) ON stripe.customers TO $role`,
+		`CREATE SCHEMA evil AUTHORIZATION $role`,
+	)
+	e.shadowEquals(role)
+	u, _ := url.Parse(e.proxied())
+	u.User = url.User(role)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			c := e.client(u.String(), m.mode)
+			before := e.calls()
+			// Column grants only: shadowing "=" must not widen them.
+			if _, err := c.Exec(e.ctx, `SET search_path = evil, pg_catalog`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exec(e.ctx, `INSERT INTO stripe.customers (email, description) VALUES ('x@b.co', 'not allowed')`); sqlstate(err) != "42501" {
+				t.Errorf("INSERT of a column the role may not write: %v, want 42501", err)
+			}
+			if n := e.calls() - before; n != 0 {
+				t.Errorf("Stripe got %d calls", n)
+			}
+			// search_path changed by the statement itself: RETURNING must
+			// not read a column the role may not read.
+			for _, q := range []string{
+				`CREATE TEMP TABLE IF NOT EXISTS customers (id text, name text, email text, _synced_at timestamptz)`,
+				`SET search_path = stripe, pg_temp`,
+			} {
+				if _, err := c.Exec(e.ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			tx, err := c.Begin(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(e.ctx)
+			var got *string
+			err = tx.QueryRow(e.ctx, `UPDATE customers SET name = pg_catalog.set_config('search_path', 'pg_temp, stripe', false) WHERE id = '`+id+`' RETURNING email`).Scan(&got)
+			if got != nil && strings.Contains(*got, "victim@b.co") {
+				t.Errorf("RETURNING gave a column the role may not read: %s", *got)
+			}
+			if sqlstate(err) != "42501" {
+				t.Errorf("RETURNING a column the role may not read: %v, want 42501", err)
+			}
+		})
+	}
+	if o := e.stripeObj("customers", id); o["email"] != "victim@b.co" {
+		t.Errorf("the customer's email was changed in Stripe: %v", o["email"])
+	}
+}

@@ -1221,7 +1221,7 @@ func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, limit 
 	// The session's own record of the statement's text, as Postgres will
 	// run it: classified like any statement, its names resolved now (a
 	// prepared statement is analysed again when search_path changes).
-	res, err := up.QueryLimit(ctx, limit, `SELECT name, statement FROM pg_catalog.pg_prepared_statements WHERE name = ANY($1::pg_catalog.text[])`,
+	res, err := up.QueryLimit(ctx, limit, `SELECT name, statement FROM pg_catalog.pg_prepared_statements WHERE name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])`,
 		[][]byte{textArray(st.Prepared)}, []uint32{oidTextArray}, nil, nil)
 	if err != nil {
 		return false, err
@@ -1255,8 +1255,8 @@ func oursDepth(ctx context.Context, up Upstream, st *translate.Statement, limit 
 // search_path, to a table in schema stripe.
 func resolve(ctx context.Context, up Upstream, names []string) (bool, error) {
 	res, err := up.Query(ctx, `SELECT pg_catalog.count(*) FROM pg_catalog.unnest($1::pg_catalog.text[]) AS u(name)
-JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(u.name)
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'stripe'`,
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(u.name)::pg_catalog.oid
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE n.nspname OPERATOR(pg_catalog.=) 'stripe'`,
 		[][]byte{textArray(names)}, []uint32{oidTextArray}, nil, nil)
 	if err != nil {
 		return false, err
@@ -1283,9 +1283,14 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
 		cols[i] = f.Column
 	}
 	rel := pgx.Identifier{schema.DataSchema, st.Table.Name}.Sanitize()
+	// Operators are named with their schema, as functions are: the
+	// client's search_path may put its own "=" before pg_catalog's (or an
+	// operator of its own that fits the types better anywhere in it), and
+	// the answer must be Postgres's, not the client's.
 	res, err := up.Query(ctx, `SELECT p, pg_catalog.current_setting('transaction_read_only'), pg_catalog.has_table_privilege($1, p) OR CASE
-    WHEN p = 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p)
-    WHEN p IN ('INSERT', 'UPDATE') AND pg_catalog.cardinality($3::pg_catalog.text[]) > 0 THEN
+    WHEN p OPERATOR(pg_catalog.=) 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p)
+    WHEN (p OPERATOR(pg_catalog.=) 'INSERT' OR p OPERATOR(pg_catalog.=) 'UPDATE')
+      AND pg_catalog.cardinality($3::pg_catalog.text[]) OPERATOR(pg_catalog.>) 0 THEN
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
     ELSE false END,
   pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1),

@@ -91,6 +91,10 @@ INSERT INTO stripe.tax_ids (customer, owner, type, value) VALUES ('cus_1', '{}',
 
 -- case: parameters without a column go in _params
 INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ($1, $2, $3)
+-- row: ["cus_1", [{"price": "price_1"}], {"payment_behavior": "default_incomplete", "proration_behavior": "none"}]
+
+-- case: _params with expand: the answer would carry other tables' objects
+INSERT INTO stripe.subscriptions (customer, items, _params) VALUES ($1, $2, $3)
 -- row: ["cus_1", [{"price": "price_1"}], {"payment_behavior": "default_incomplete", "expand": ["latest_invoice"]}]
 
 -- case: _params key that is not a create parameter
