@@ -310,7 +310,8 @@
 // its own (Stripe's automatic emails of finalized send_invoice invoices
 // are a setting); a credit note (open or paid invoices only; all of an
 // invoice's together at most its total) reduces an open invoice's
-// amount_due and amount_remaining and adds to its
+// amount_due and amount_remaining (not below 0; its payment intent's
+// amount follows) and adds to its
 // pre_payment_credit_notes_amount, or a paid one's
 // post_payment_credit_notes_amount, with invoice.updated; voiding it
 // takes that back (payments.go, creditInvoice; not modelled: an open

@@ -751,3 +751,72 @@ func TestCreditNoteChangesInvoice(t *testing.T) {
 		t.Errorf("paid invoice after a credit note of 100: %s", got.raw)
 	}
 }
+
+// creditNoteSetup is an emulator, a post helper and a customer
+// with a saved card as its default.
+func creditNoteSetup(t *testing.T, customer url.Values) (post func(path string, q url.Values) apiResp, get func(path string) apiResp, cus string) {
+	_, base := emulatortest.Start(t, emulator.Options{})
+	post = func(path string, q url.Values) apiResp {
+		t.Helper()
+		return mustOK(t, do(t, "POST", base+path, "sk_test_x", q.Encode()))
+	}
+	get = func(path string) apiResp {
+		t.Helper()
+		return mustOK(t, do(t, "GET", base+path, "sk_test_x", ""))
+	}
+	cus = idOfResp(post("/v1/customers", customer))
+	pm := emulatortest.Card(func(path string, q url.Values) string { return idOfResp(post(path, q)) }, cus, "pm_card_visa")
+	post("/v1/customers/"+cus, url.Values{"invoice_settings[default_payment_method]": {pm}})
+	return post, get, cus
+}
+
+// openInvoice500 is an open charge_automatically invoice of 500.
+func openInvoice500(post func(string, url.Values) apiResp, cus string) string {
+	post("/v1/invoiceitems", url.Values{"customer": {cus}, "amount": {"500"}, "currency": {"usd"}})
+	inv := idOfResp(post("/v1/invoices", url.Values{"customer": {cus}, "auto_advance": {"false"}, "pending_invoice_items_behavior": {"include"}}))
+	post("/v1/invoices/"+inv+"/finalize", nil)
+	return inv
+}
+
+// TestCreditedInvoiceChargesAmountDue: a credit note of 200 on an
+// open invoice of 500 leaves 300 due; paying the invoice charges 300,
+// its amount_paid, not the 500 its payment intent was made for at
+// finalization (before, the charge was 500 and amount_paid 300).
+func TestCreditedInvoiceChargesAmountDue(t *testing.T) {
+	post, get, cus := creditNoteSetup(t, url.Values{"name": {"a"}})
+	inv := openInvoice500(post, cus)
+	post("/v1/credit_notes", url.Values{"invoice": {inv}, "amount": {"200"}})
+	paid := post("/v1/invoices/"+inv+"/pay", nil).body
+	ch, _ := paid["charge"].(string)
+	if paid["status"] != "paid" || ch == "" {
+		t.Fatalf("paid invoice: %v charge %v", paid["status"], paid["charge"])
+	}
+	charge := get("/v1/charges/" + ch).body
+	pi := get("/v1/payment_intents/" + paid["payment_intent"].(string)).body
+	if num(paid["amount_paid"]) != 300 || num(charge["amount"]) != 300 || num(pi["amount_received"]) != 300 {
+		t.Errorf("invoice amount_paid %v, charge %v, payment intent received %v: want 300 each",
+			paid["amount_paid"], charge["amount"], pi["amount_received"])
+	}
+}
+
+// TestVoidedCreditNoteGivesBackWhatItTook: a customer's credit of
+// 300 leaves 200 due of an invoice of 500; a credit note of 250 takes
+// that to 0 (not below), and its void gives back the 200, not 250
+// (before, amount_due became 250, more than was ever due).
+func TestVoidedCreditNoteGivesBackWhatItTook(t *testing.T) {
+	post, get, cus := creditNoteSetup(t, url.Values{"name": {"a"}, "balance": {"-300"}})
+	inv := openInvoice500(post, cus)
+	if got := get("/v1/invoices/" + inv).body; num(got["amount_due"]) != 200 {
+		t.Fatalf("after the customer's credit: amount_due %v, want 200", got["amount_due"])
+	}
+	cn := idOfResp(post("/v1/credit_notes", url.Values{"invoice": {inv}, "amount": {"250"}}))
+	if got := get("/v1/invoices/" + inv).body; num(got["amount_due"]) != 0 || num(got["amount_remaining"]) != 0 {
+		t.Fatalf("after a credit note of 250: amount_due %v remaining %v, want 0", got["amount_due"], got["amount_remaining"])
+	}
+	post("/v1/credit_notes/"+cn+"/void", nil)
+	got := get("/v1/invoices/" + inv).body
+	if num(got["amount_due"]) != 200 || num(got["amount_remaining"]) != 200 || num(got["pre_payment_credit_notes_amount"]) != 0 {
+		t.Errorf("after the void: amount_due %v remaining %v credited %v, want 200 200 0",
+			got["amount_due"], got["amount_remaining"], got["pre_payment_credit_notes_amount"])
+	}
+}

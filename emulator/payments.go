@@ -1621,10 +1621,33 @@ func (e *Emulator) creditInvoice(c *reqCtx, inv map[string]any, amt int64, post 
 		inv["post_payment_credit_notes_amount"] = getInt(inv, "post_payment_credit_notes_amount") + amt
 	} else {
 		inv["pre_payment_credit_notes_amount"] = getInt(inv, "pre_payment_credit_notes_amount") + amt
-		if getStr(inv, "status") == "open" {
-			inv["amount_due"] = max(getInt(inv, "amount_due")-amt, 0)
-			inv["amount_remaining"] = max(getInt(inv, "amount_remaining")-amt, 0)
+		if payable(inv) {
+			e.setCreditedDue(inv)
 		}
 	}
 	e.save(c, kInvoice, inv, old, "invoice.updated")
+}
+
+// setCreditedDue sets what is due on inv, a finalized invoice still to be
+// paid, from its total, starting_balance and pre-payment credit notes.
+// Worked out afresh rather than by subtracting: what a credit note took
+// may have been cut at 0 (a customer's credit balance left less due than
+// its amount), and its void must give back only that. The invoice's
+// payment intent asks for what is due, so that paying the invoice charges
+// its amount_paid; Stripe has no event for a payment intent's amount
+// (there is no payment_intent.updated). A credit note leaving nothing
+// due leaves the intent as it is (doc.go: not modelled).
+func (e *Emulator) setCreditedDue(inv map[string]any) {
+	due := max(max(getInt(inv, "total")+getInt(inv, "starting_balance"), 0)-getInt(inv, "pre_payment_credit_notes_amount"), 0)
+	inv["amount_due"] = due
+	inv["amount_remaining"] = max(due-getInt(inv, "amount_paid"), 0)
+	pi := e.load(kPI, getStr(inv, "payment_intent"))
+	if pi == nil || due == 0 || getInt(pi, "amount") == due {
+		return
+	}
+	switch getStr(pi, "status") {
+	case "requires_payment_method", "requires_confirmation", "requires_action":
+		pi["amount"] = due
+		e.store(kPI, pi)
+	}
 }

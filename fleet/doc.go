@@ -17,6 +17,8 @@
 // slows that endpoint in the instance that saw it. With live keys each
 // instance also limits every endpoint; SetRate scales that rate with the
 // instance's own, so each instance's endpoint rate is its share of the
-// fleet's (20/s × own limit / total) and the fleet together stays under
-// Stripe's 25/s per endpoint.
+// fleet's (20/s × own limit / total). Shares follow each instance's
+// recent use and may briefly add up to more than the total, so instances
+// together can pass Stripe's 25/s on one endpoint for a moment; the 429
+// that follows slows that endpoint in the instance that got it.
 package fleet

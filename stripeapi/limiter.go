@@ -143,9 +143,23 @@ func (l *Limiter) SetRate(perSecond float64) {
 	l.lim.SetBurst(burstFor(perSecond))
 	if ep := l.endpointRateLocked(); ep > 0 {
 		for _, e := range l.endpoints {
-			e.SetRate(ep)
+			e.rescale(ep)
 		}
 	}
+}
+
+// rescale changes the configured rate of an endpoint's limiter and keeps
+// its cut in proportion: the cut came from that endpoint's own 429s,
+// which a new share of the fleet's rate says nothing about (and which no
+// other instance passes on), so restarting at the full rate would only
+// draw them again.
+func (l *Limiter) rescale(perSecond float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.effective = perSecond * l.effective / l.configured
+	l.configured = perSecond
+	l.lim.SetLimit(rate.Limit(l.effective))
+	l.lim.SetBurst(burstFor(perSecond))
 }
 
 // maxEndpoints bounds the per-endpoint limiters kept: ids are collapsed
@@ -169,7 +183,7 @@ func (l *Limiter) SetEndpointRate(perSecond float64) {
 	}
 	l.epFull, l.epAt = perSecond, l.configured
 	for _, e := range l.endpoints {
-		e.SetRate(perSecond)
+		e.rescale(perSecond)
 	}
 }
 

@@ -415,3 +415,73 @@ func TestEndpointHeldHoldsNoGlobalToken(t *testing.T) {
 		t.Errorf("%d requests to one endpoint in about %v at 5/s", n, took)
 	}
 }
+
+// TestEndpointPatternChoosableIDs: Stripe counts GET
+// /v1/coupons/{id} for every coupon as one endpoint; coupon ids
+// (Stripe's own "Z4OV52SU" or a caller's "SUMMER25"), and plan and
+// product ids given at creation, have no prefix_ and were left as they
+// are, each a limiter of its own.
+func TestEndpointPatternChoosableIDs(t *testing.T) {
+	for in, want := range map[string]string{
+		"/v1/coupons/Z4OV52SU":                           "/v1/coupons/{id}",
+		"/v1/coupons/SUMMER25":                           "/v1/coupons/{id}",
+		"/v1/coupons/free-month":                         "/v1/coupons/{id}",
+		"/v1/plans/gold":                                 "/v1/plans/{id}",
+		"/v1/products/widget":                            "/v1/products/{id}",
+		"/v1/products/search":                            "/v1/products/search",
+		"/v1/coupons":                                    "/v1/coupons",
+		"/v1/customers/cus_X1/sources/card_Y2":           "/v1/customers/{id}/sources/{id}",
+		"/v1/invoices/upcoming":                          "/v1/invoices/upcoming",
+		"/v1/invoices/upcoming/lines":                    "/v1/invoices/upcoming/lines",
+		"/v1/test_helpers/test_clocks/clock_1Ab/advance": "/v1/test_helpers/test_clocks/{id}/advance",
+	} {
+		if got := EndpointPattern(in); got != want {
+			t.Errorf("EndpointPattern(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCouponsShareOneEndpointLimit: requests to several coupons
+// wait at one endpoint limiter, so Stripe's (the emulator's, live mode)
+// limit of the endpoint GET /v1/coupons/{coupon} is never exceeded.
+// Before, each coupon id had a limiter of its own and the requests went
+// at the global rate into 429s.
+func TestCouponsShareOneEndpointLimit(t *testing.T) {
+	// Live mode at RateLimit 3: 12/s globally, 3/s per endpoint.
+	e, base := optionsEmulator(t, emulator.Options{RateLimit: 3})
+	c, err := New(Config{APIKey: "sk_live_review", BaseURL: base, RateLimit: 12, EndpointRate: 2, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		_, err := c.Get(context.Background(), fmt.Sprintf("/v1/coupons/REVIEW%dX", i), nil)
+		if se, ok := err.(*Error); !ok || se.HTTPStatus != 404 {
+			t.Fatalf("coupon %d: %v, want No such coupon (404)", i, err)
+		}
+	}
+	if n := e.Stats().ByStatus[429]; n != 0 {
+		t.Errorf("%d requests to GET /v1/coupons/{coupon} answered 429", n)
+	}
+}
+
+// TestShareKeepsEndpointCut: an endpoint's 429 cuts only its
+// limiter and no other instance hears of it; a fleet's new share
+// (SetRate) scales the endpoint's rate and must keep that cut, not
+// start the endpoint at its full rate again.
+func TestShareKeepsEndpointCut(t *testing.T) {
+	l := NewLimiter(80)
+	l.SetEndpointRate(20)
+	ep := l.Endpoint("GET /v1/customers/{id}")
+	ep.Observe429(time.Now())
+	if got := ep.Effective(); got != 14 {
+		t.Fatalf("after a 429: %v, want 14", got)
+	}
+	l.SetRate(40)
+	if ep.Rate() != 10 || ep.Effective() != 7 {
+		t.Errorf("at half the share: endpoint rate %v effective %v, want 10 and 7 (the cut kept)", ep.Rate(), ep.Effective())
+	}
+	other := l.Endpoint("GET /v1/prices")
+	if other.Effective() != 10 {
+		t.Errorf("an endpoint without 429s: %v, want 10", other.Effective())
+	}
+}

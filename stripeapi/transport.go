@@ -179,12 +179,21 @@ func (b *attemptBody) Close() error {
 func EndpointPattern(path string) string {
 	parts := strings.Split(path, "/")
 	for i, s := range parts {
-		if looksLikeID(s) {
+		if looksLikeID(s) || (i == 3 && parts[1] == "v1" && choosableIDs[parts[2]] && s != "" && s != "search") {
 			parts[i] = "{id}"
 		}
 	}
 	return strings.Join(parts, "/")
 }
+
+// choosableIDs are the collections whose ids need not look like ids: a
+// coupon, plan or product may be created with an id of the caller's
+// choosing ("gold", "SUMMER25"), and Stripe's own coupon ids have no
+// prefix ("Z4OV52SU"). Left as they are, each such id would be an
+// endpoint of its own: a limiter per coupon, none holding the endpoint
+// under Stripe's limit, and the limiter's table filled for good. Only
+// GET /v1/products/search names an operation in that place.
+var choosableIDs = map[string]bool{"coupons": true, "plans": true, "products": true}
 
 // looksLikeID: Stripe ids are prefix_random (cus_…, in_…, si_…); path words
 // with underscores (tax_ids, payment_methods, line_items) are lower-case
