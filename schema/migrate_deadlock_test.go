@@ -34,6 +34,13 @@ func TestMigrateDeadlockRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer writer.Close(context.Background())
+	// Postgres checks for a deadlock in the backend whose deadlock_timeout
+	// runs out first, and that one is the victim. Migrate waits first, but
+	// on a loaded machine the two checks (1 s each by default) can run in
+	// either order: the writer's comes much later, so Migrate is the one.
+	if _, err := writer.Exec(ctx, `SET deadlock_timeout = '20s'`); err != nil {
+		t.Fatal(err)
+	}
 	tx, err := writer.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +58,8 @@ func TestMigrateDeadlockRetried(t *testing.T) {
 	// … and now writes the first: a deadlock, which Postgres notices on
 	// Migrate's side first (it has waited longer).
 	if _, err := tx.Exec(ctx, `LOCK TABLE `+first+` IN ROW EXCLUSIVE MODE`); err != nil {
+		tx.Rollback(ctx)
+		<-migrated // conn is Migrate's until it returns
 		t.Fatalf("writer: %v", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
