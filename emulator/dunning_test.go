@@ -179,18 +179,8 @@ func TestCancelStopsRetries(t *testing.T) {
 // before) the subscription is canceled, the second invoice's retries stop
 // and no third renewal is billed.
 func TestOverlappingDunning(t *testing.T) {
-	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newFrozenClock(t, base)
-	sub := k.Subscribe(k.cus, k.Price(300, "week"), nil)
-	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
+	k, sub, first, second := twoFailedRenewals(t)
 	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
-
-	k.advance(week(2))
-	invs := k.cycleInvoices(sub)
-	if len(invs) != 2 {
-		t.Fatalf("%d renewals after two weeks, want 2", len(invs))
-	}
-	first, second := invs[0]["id"].(string), invs[1]["id"].(string)
 	// The first: its first attempt and 4 retries (the 4th at week 2).
 	k.checkDunned(first, 5, week(1)+5*retryGapSeconds, true)
 	k.checkDunned(second, 1, week(2)+retryGapSeconds, true)
@@ -530,18 +520,8 @@ func TestPayingNewestUnvoidedSettlesPastDue(t *testing.T) {
 // it past_due, and is dunned in turn. TestOverlappingDunning is the other
 // half: the latest invoice unpaid, the same retry cancels it.
 func TestDunningEndLeavesSubscriptionWhoseLatestInvoiceIsPaid(t *testing.T) {
-	_, base := emulatortest.Start(t, emulator.Options{})
-	k := newFrozenClock(t, base)
-	sub := k.Subscribe(k.cus, k.Price(300, "week"), nil)
-	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
+	k, sub, first, second := twoFailedRenewals(t)
 	week := func(n int64) int64 { return clockFrozenAt + n*7*daySeconds }
-
-	k.advance(week(2))
-	invs := k.cycleInvoices(sub)
-	if len(invs) != 2 {
-		t.Fatalf("%d renewals after two weeks, want 2", len(invs))
-	}
-	first, second := invs[0]["id"].(string), invs[1]["id"].(string)
 	mustOK(t, k.post("/v1/invoices/"+second+"/pay", url.Values{"payment_method": {"pm_card_visa"}}))
 	if st := k.get("/v1/subscriptions/" + sub)["status"]; st != "active" {
 		t.Fatalf("after paying the latest invoice: %v, want active", st)
@@ -562,9 +542,25 @@ func TestDunningEndLeavesSubscriptionWhoseLatestInvoiceIsPaid(t *testing.T) {
 	// The first invoice's retries are over (left open: Stripe's "leave
 	// the invoice as-is"); the third is retried on its own schedule.
 	k.checkDunned(first, 9, 0, true)
-	invs = k.cycleInvoices(sub)
+	invs := k.cycleInvoices(sub)
 	if len(invs) != 3 {
 		t.Fatalf("%d renewals at week 3, want 3", len(invs))
 	}
 	k.checkDunned(invs[2]["id"].(string), 1, week(3)+retryGapSeconds, true)
+}
+
+// twoFailedRenewals is a weekly subscription on a declining card, two
+// weeks on: its first two renewals, both failed and dunned.
+func twoFailedRenewals(t *testing.T) (k *frozenClock, sub, first, second string) {
+	t.Helper()
+	_, base := emulatortest.Start(t, emulator.Options{})
+	k = newFrozenClock(t, base)
+	sub = k.Subscribe(k.cus, k.Price(300, "week"), nil)
+	mustOK(t, k.post("/v1/subscriptions/"+sub, url.Values{"default_payment_method": {k.card("pm_card_chargeCustomerFail")}}))
+	k.advance(clockFrozenAt + 2*7*daySeconds)
+	invs := k.cycleInvoices(sub)
+	if len(invs) != 2 {
+		t.Fatalf("%d renewals after two weeks, want 2", len(invs))
+	}
+	return k, sub, invs[0]["id"].(string), invs[1]["id"].(string)
 }

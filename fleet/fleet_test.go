@@ -45,17 +45,9 @@ func TestSplit(t *testing.T) {
 // Two members on one database: the leader's limit drops by what the
 // follower uses, and a 429 seen by the follower slows the leader.
 func TestMembersShareTheBudget(t *testing.T) {
-	url := pgtest.NewDB(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedPool(t, ctx)
 	mk := func(name string, isLeader bool) *Member {
 		return &Member{Pool: pool, Info: leader.Info{Instance: name, Host: "h"}, Limiter: stripeapi.NewLimiter(20),
 			Counter: &Counter{}, Total: 20, IsLeader: func() bool { return isLeader }, Interval: 50 * time.Millisecond}
@@ -142,17 +134,9 @@ func TestHeartbeatErrorOneLine(t *testing.T) {
 // a 429 of one endpoint's limit seen by one instance is not the account's:
 // the others keep their rate.
 func TestFleetEndpointRates(t *testing.T) {
-	url := pgtest.NewDB(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedPool(t, ctx)
 	mk := func(name string, isLeader bool) *Member {
 		lim := stripeapi.NewLimiter(80)
 		lim.SetEndpointRate(20)
@@ -197,4 +181,18 @@ func TestFleetEndpointRates(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// migratedPool is a pool on a new database with pgstripe's schemas.
+func migratedPool(t *testing.T, ctx context.Context) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(ctx, pgtest.NewDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }

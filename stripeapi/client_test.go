@@ -291,6 +291,21 @@ func TestEndpointPattern(t *testing.T) {
 		"/v1/invoices/in_1AbC/lines":           "/v1/invoices/{id}/lines",
 		"/v1/subscription_items":               "/v1/subscription_items",
 		"/v1/customers/cus_x1/payment_methods": "/v1/customers/{id}/payment_methods",
+		// Stripe counts GET /v1/coupons/{id} for every coupon as one
+		// endpoint; coupon ids (Stripe's own "Z4OV52SU" or a caller's
+		// "SUMMER25"), and plan and product ids given at creation, have
+		// no prefix_.
+		"/v1/coupons/Z4OV52SU":                           "/v1/coupons/{id}",
+		"/v1/coupons/SUMMER25":                           "/v1/coupons/{id}",
+		"/v1/coupons/free-month":                         "/v1/coupons/{id}",
+		"/v1/plans/gold":                                 "/v1/plans/{id}",
+		"/v1/products/widget":                            "/v1/products/{id}",
+		"/v1/products/search":                            "/v1/products/search",
+		"/v1/coupons":                                    "/v1/coupons",
+		"/v1/customers/cus_X1/sources/card_Y2":           "/v1/customers/{id}/sources/{id}",
+		"/v1/invoices/upcoming":                          "/v1/invoices/upcoming",
+		"/v1/invoices/upcoming/lines":                    "/v1/invoices/upcoming/lines",
+		"/v1/test_helpers/test_clocks/clock_1Ab/advance": "/v1/test_helpers/test_clocks/{id}/advance",
 	} {
 		if got := EndpointPattern(in); got != want {
 			t.Errorf("EndpointPattern(%q) = %q, want %q", in, got, want)

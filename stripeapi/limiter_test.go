@@ -416,31 +416,6 @@ func TestEndpointHeldHoldsNoGlobalToken(t *testing.T) {
 	}
 }
 
-// TestEndpointPatternChoosableIDs: Stripe counts GET
-// /v1/coupons/{id} for every coupon as one endpoint; coupon ids
-// (Stripe's own "Z4OV52SU" or a caller's "SUMMER25"), and plan and
-// product ids given at creation, have no prefix_ and were left as they
-// are, each a limiter of its own.
-func TestEndpointPatternChoosableIDs(t *testing.T) {
-	for in, want := range map[string]string{
-		"/v1/coupons/Z4OV52SU":                           "/v1/coupons/{id}",
-		"/v1/coupons/SUMMER25":                           "/v1/coupons/{id}",
-		"/v1/coupons/free-month":                         "/v1/coupons/{id}",
-		"/v1/plans/gold":                                 "/v1/plans/{id}",
-		"/v1/products/widget":                            "/v1/products/{id}",
-		"/v1/products/search":                            "/v1/products/search",
-		"/v1/coupons":                                    "/v1/coupons",
-		"/v1/customers/cus_X1/sources/card_Y2":           "/v1/customers/{id}/sources/{id}",
-		"/v1/invoices/upcoming":                          "/v1/invoices/upcoming",
-		"/v1/invoices/upcoming/lines":                    "/v1/invoices/upcoming/lines",
-		"/v1/test_helpers/test_clocks/clock_1Ab/advance": "/v1/test_helpers/test_clocks/{id}/advance",
-	} {
-		if got := EndpointPattern(in); got != want {
-			t.Errorf("EndpointPattern(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestCouponsShareOneEndpointLimit: requests to several coupons
 // wait at one endpoint limiter, so Stripe's (the emulator's, live mode)
 // limit of the endpoint GET /v1/coupons/{coupon} is never exceeded.

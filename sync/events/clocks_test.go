@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgstripe/pgstripe/emulator"
 	"github.com/pgstripe/pgstripe/emulator/emulatortest"
 	"github.com/pgstripe/pgstripe/sync/backfill"
@@ -455,19 +456,11 @@ func TestClockDunningLatestPaid(t *testing.T) {
 
 	renewals := func() []string {
 		t.Helper()
-		rows, err := v.pool.Query(ctx, `SELECT id FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'
+		rows, _ := v.pool.Query(ctx, `SELECT id FROM stripe.invoices WHERE subscription = $1 AND billing_reason = 'subscription_cycle'
 			ORDER BY created, id`, sub)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			t.Fatal(err)
-		}
-		defer rows.Close()
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, id)
 		}
 		return ids
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstripe/pgstripe/emulator"
@@ -84,19 +85,9 @@ func (v *stopEnv) fetches(t *testing.T) int64 {
 
 func (v *stopEnv) queued(t *testing.T) []string {
 	t.Helper()
-	rows, err := v.pool.Query(context.Background(), `SELECT id FROM stripe_sync.events_refetch ORDER BY id`)
+	rows, _ := v.pool.Query(context.Background(), `SELECT id FROM stripe_sync.events_refetch ORDER BY id`)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return ids
