@@ -146,7 +146,9 @@ func TestDeclineCards(t *testing.T) {
 			} else if c := getObj(t, base, "/v1/payment_methods/"+pm)["customer"]; c != nil {
 				t.Errorf("attaching %s failed but the payment method has customer %v", d.number, c)
 			}
-			d.checkCardError(t, base, d.number, post("/v1/payment_intents", "amount=1300&currency=usd&confirm=true&payment_method="+pm))
+			// With its customer: an attached payment method pays only for
+			// its customer's intents.
+			d.checkCardError(t, base, d.number, post("/v1/payment_intents", "amount=1300&currency=usd&confirm=true&customer="+cus+"&payment_method="+pm))
 		})
 	}
 }

@@ -355,7 +355,16 @@
 // (an intent's payment_method, an invoice's pay, whose payment_method
 // is otherwise held to the same rule before anything is finalized or
 // charged: spec, "belonging to the customer associated with the
-// invoice"); attaching one (POST
+// invoice"): the intent (created or confirmed with one, or paying an
+// invoice) and its charge name a new, stored pm_ of the card, unattached
+// and on no list (UnlistedPaymentMethods), whose card the charge's
+// payment_method_details describe; an intent's other payment methods
+// must exist ("No such PaymentMethod", also on create) and belong to
+// its customer or to none ("The PaymentMethod … does not belong to the
+// Customer you supplied …", or without a customer "The `payment_method`
+// parameter supplied … belongs to the Customer …", both before anything
+// is charged), and with setup_future_usage (create or confirm) a paid
+// intent attaches its payment method to its customer; attaching one (POST
 // /v1/payment_methods/pm_card_…/attach, a customer created with
 // payment_method=pm_card_…, whose invoice_settings naming it then names
 // the copy, a setup intent given one, whose payment_method then names

@@ -78,6 +78,7 @@ type Emulator struct {
 	prePending map[string]string            // a pending update's invoice -> its subscription's latest invoice before it (pending.go)
 	pmCards    map[string]*declineCard      // payment methods and cards (sources.go) made of a declining test card number or token
 	disputers  map[string]bool              // cards of tok_createDispute: saved, or made for one charge until it is done with them (forgetTokenCard)
+	unlisted   map[string]bool              // payment methods made of a test card and never attached: no list or event shows them (testPMClone)
 	cardMeta   map[string]cardMeta          // saved cards: what their payment method view shows besides the card (cardpm.go)
 	tombstones map[string][]byte            // id -> deleted stub (retrieve of deleted customers, expansion)
 	scratch    []byte                       // encoding buffer of store (guarded by mu)
@@ -155,6 +156,7 @@ func (e *Emulator) reset() {
 	e.prePending = map[string]string{}
 	e.pmCards = map[string]*declineCard{}
 	e.disputers = map[string]bool{}
+	e.unlisted = map[string]bool{}
 	e.cardMeta = map[string]cardMeta{}
 	e.csItems = map[string][]json.RawMessage{}
 	e.holds = map[string]int64{}
@@ -273,6 +275,22 @@ func (e *Emulator) Stats() Stats {
 	}
 	e.mu.RUnlock()
 	return s
+}
+
+// UnlistedPaymentMethods returns the ids of the payment methods Stripe
+// made of one of its test payment methods (pm_card_visa, ...) for a
+// payment or setup and never attached to a customer. Stripe lists
+// payment methods per customer and announces none of these (no
+// payment_method.created), so no sync can know them, though Objects has
+// them and a GET answers them.
+func (e *Emulator) UnlistedPaymentMethods() map[string]bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make(map[string]bool, len(e.unlisted))
+	for id := range e.unlisted {
+		out[id] = true
+	}
+	return out
 }
 
 // Objects returns the current objects of a CONTRACT §3 table by id, each as

@@ -60,6 +60,14 @@ func init() {
 			}
 		}
 		obj["invoice"] = nil
+		if pm := getStr(obj, "payment_method"); pm != "" {
+			if ae := e.knownPM(pm); ae != nil {
+				return ae
+			}
+			// A test payment method names a card: the intent names the new
+			// payment method Stripe makes of it (testPMClone).
+			obj["payment_method"] = e.savedTestPM(c, pm)
+		}
 		e.initPI(obj)
 		if getBool(c.params, "confirm") {
 			// The intent exists before it is paid: Stripe sends
@@ -97,10 +105,16 @@ func init() {
 		}
 		old := deepCopy(obj).(map[string]any)
 		if pm, ok := c.params["payment_method"].(string); ok {
-			obj["payment_method"] = pm
+			obj["payment_method"] = pm // a test card's copy is made once it is charged (confirmPI)
 		}
 		if cm, ok := c.params["capture_method"].(string); ok {
 			obj["capture_method"] = cm
+		}
+		if sfu, ok := c.params["setup_future_usage"].(string); ok {
+			obj["setup_future_usage"] = nil
+			if sfu != "" {
+				obj["setup_future_usage"] = sfu
+			}
 		}
 		// An invoice's intent pays (or fails to pay) the invoice.
 		inv := e.load(kInvoice, getStr(obj, "invoice"))
@@ -1035,6 +1049,7 @@ func (e *Emulator) testPMClone(c *reqCtx, pm, id string) map[string]any {
 	if e.disputing(pm) {
 		e.disputers[idOf(obj)] = true
 	}
+	e.unlisted[idOf(obj)] = true // until attached (attachPM)
 	return obj
 }
 
@@ -1064,6 +1079,7 @@ func (e *Emulator) attachPM(c *reqCtx, pmID, cus string) {
 	}
 	old := deepCopy(pm).(map[string]any)
 	pm["customer"] = cus
+	delete(e.unlisted, pmID)
 	e.save(c, kPM, pm, old, "payment_method.attached")
 }
 
@@ -1096,7 +1112,53 @@ func (e *Emulator) confirmMethod(pi map[string]any) (string, *apiError) {
 	if ae := e.sourceOf(getStr(pi, "customer"), pm, "payment_method"); ae != nil {
 		return "", ae
 	}
+	if ae := e.knownPM(pm); ae != nil {
+		return "", ae
+	}
+	if ae := e.intentPMRefusal(getStr(pi, "customer"), pm); ae != nil {
+		return "", ae
+	}
 	return pm, nil
+}
+
+// knownPM refuses a pm_ id that names no payment method, as Stripe does
+// (400 resource_missing, "No such PaymentMethod: 'pm_…'", param
+// payment_method); Stripe's test payment methods (pm_card_visa, ...)
+// name a card and are known. Other ids (a saved card's card_) are
+// checked where they are charged (sourceOf).
+func (e *Emulator) knownPM(pm string) *apiError {
+	if !strings.HasPrefix(pm, kPM.prefix) || e.isTestPM(pm) {
+		return nil
+	}
+	return e.mustExist("payment_methods", "payment_method", pm)
+}
+
+// intentPMRefusal refuses, before anything is charged, an intent of
+// customer cus (or none) paid with payment method pm attached to another
+// customer: spec, POST /v1/payment_intents customer, "Payment methods
+// attached to other Customers cannot be used with this PaymentIntent".
+// Stripe's wordings, as recorded from its API and quoted by
+// integrations that met them: with another customer "The PaymentMethod
+// pm_… does not belong to the Customer you supplied cus_…. Please use
+// this PaymentMethod with the Customer that it belongs to instead."
+// (no code, param payment_method); with none "The `payment_method`
+// parameter supplied pm_… belongs to the Customer cus_…. Please include
+// the Customer in the `customer` parameter on the PaymentIntent."
+// (parameter_missing, param source, as recorded; ezet/stripe-sdk#49).
+// An unattached payment method pays for any intent.
+func (e *Emulator) intentPMRefusal(cus, pm string) *apiError {
+	obj := e.load(kPM, pm)
+	if obj == nil {
+		return nil
+	}
+	owner := getStr(obj, "customer")
+	switch {
+	case owner == "" || owner == cus:
+		return nil
+	case cus == "":
+		return invalid("parameter_missing", "source", "The `payment_method` parameter supplied %s belongs to the Customer %s. Please include the Customer in the `customer` parameter on the PaymentIntent.", pm, owner)
+	}
+	return invalid("", "payment_method", "The PaymentMethod %s does not belong to the Customer you supplied %s. Please use this PaymentMethod with the Customer that it belongs to instead.", pm, cus)
 }
 
 // confirmPI succeeds a payment intent, creating its charge.
@@ -1105,6 +1167,11 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	if ae != nil {
 		return ae
 	}
+	// A test payment method (pm_card_visa, ...) names a card: the intent
+	// and its charge name the new payment method Stripe makes of it at
+	// each use, which pays, declines or disputes as the card does
+	// (testPMClone). Made once nothing can refuse the confirmation.
+	pm = e.savedTestPM(c, pm).(string)
 	ch := e.newObject(kCharge, c.now, c.live)
 	e.fillCharge(c, ch, getStr(pi, "customer"), pm, getInt(pi, "amount"), getStr(pi, "currency"), idOf(pi), getStr(pi, "invoice"))
 	if d := e.declineOf(pm); d != nil {
@@ -1132,6 +1199,12 @@ func (e *Emulator) confirmPI(c *reqCtx, pi map[string]any) *apiError {
 	e.emit(c, "charge.succeeded", ch, nil)
 	if getBool(ch, "captured") && e.disputing(pm) {
 		e.makeDispute(c, ch)
+	}
+	// Spec, setup_future_usage: "Providing this parameter will attach the
+	// payment method to the PaymentIntent's Customer, if present, after
+	// the PaymentIntent is confirmed".
+	if cus := getStr(pi, "customer"); cus != "" && getStr(pi, "setup_future_usage") != "" {
+		e.attachPM(c, pm, cus)
 	}
 	return nil
 }

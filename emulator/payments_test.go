@@ -900,3 +900,205 @@ func TestInvoicePayPMBelongs(t *testing.T) {
 		t.Errorf("pay with the customer's own payment method: %v", got["status"])
 	}
 }
+
+// listCount is how many objects the list endpoint path answers (at most
+// 100).
+func listCount(t *testing.T, base, path string) int {
+	t.Helper()
+	return len(getObj(t, base, path+"?limit=100")["data"].([]any))
+}
+
+// TestIntentUnknownPM: a payment intent created (with or without
+// confirm) or confirmed with a pm_ id that names no payment method is
+// refused as Stripe does, 400 resource_missing "No such PaymentMethod",
+// param payment_method, and nothing is created or charged.
+func TestIntentUnknownPM(t *testing.T) {
+	base, cus, _, _, post := defaultPMSetup(t)
+	const msg = "No such PaymentMethod: 'pm_nope'"
+	check := func(what string, r apiResp) {
+		t.Helper()
+		if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "payment_method" || errField(r, "message") != msg {
+			t.Errorf("%s: %d %.300s, want 400 resource_missing payment_method %q", what, r.status, r.raw, msg)
+		}
+	}
+	check("create", post("/v1/payment_intents", url.Values{"amount": {"500"}, "currency": {"usd"}, "payment_method": {"pm_nope"}}))
+	check("create with confirm", post("/v1/payment_intents", url.Values{"amount": {"500"}, "currency": {"usd"}, "customer": {cus},
+		"payment_method": {"pm_nope"}, "confirm": {"true"}}))
+	if n := listCount(t, base, "/v1/payment_intents"); n != 0 {
+		t.Errorf("refused creates made %d payment intents", n)
+	}
+	pi := idOfResp(mustOK(t, post("/v1/payment_intents", url.Values{"amount": {"500"}, "currency": {"usd"}, "customer": {cus}})))
+	check("confirm", post("/v1/payment_intents/"+pi+"/confirm", url.Values{"payment_method": {"pm_nope"}}))
+	if got := getObj(t, base, "/v1/payment_intents/"+pi); got["status"] != "requires_payment_method" || got["payment_method"] != nil {
+		t.Errorf("after the refused confirm: status %v payment_method %v", got["status"], got["payment_method"])
+	}
+	if n := listCount(t, base, "/v1/charges"); n != 0 {
+		t.Errorf("refused payments made %d charges", n)
+	}
+}
+
+// TestIntentPMOwner: "Payment methods attached to other Customers
+// cannot be used with this PaymentIntent" (spec, customer): another
+// customer's payment method is refused with Stripe's wording, and a
+// customer's payment method on an intent without a customer is refused
+// with the one asking for the customer; nothing is charged. An
+// unattached payment method pays for an intent with a customer and stays
+// unattached, unless setup_future_usage is given, which attaches it to the
+// intent's customer (payment_method.attached).
+func TestIntentPMOwner(t *testing.T) {
+	base, cus, other, _, post := defaultPMSetup(t)
+	others := attachCard(t, base, other, "pm_card_visa")
+	pay := func(v url.Values) apiResp {
+		t.Helper()
+		v.Set("amount", "700")
+		v.Set("currency", "usd")
+		return post("/v1/payment_intents", v)
+	}
+	notTheirs := "The PaymentMethod " + others + " does not belong to the Customer you supplied " + cus +
+		". Please use this PaymentMethod with the Customer that it belongs to instead."
+	r := pay(url.Values{"customer": {cus}, "payment_method": {others}, "confirm": {"true"}})
+	if r.status != 400 || errField(r, "code") != "" || errField(r, "param") != "payment_method" || errField(r, "message") != notTheirs {
+		t.Errorf("create with another customer's payment method: %d %.300s, want 400 %q", r.status, r.raw, notTheirs)
+	}
+	pi := idOfResp(mustOK(t, pay(url.Values{"customer": {cus}})))
+	r = post("/v1/payment_intents/"+pi+"/confirm", url.Values{"payment_method": {others}})
+	if r.status != 400 || errField(r, "param") != "payment_method" || errField(r, "message") != notTheirs {
+		t.Errorf("confirm with another customer's payment method: %d %.300s, want 400 %q", r.status, r.raw, notTheirs)
+	}
+	noCustomer := "The `payment_method` parameter supplied " + others + " belongs to the Customer " + other +
+		". Please include the Customer in the `customer` parameter on the PaymentIntent."
+	r = pay(url.Values{"payment_method": {others}, "confirm": {"true"}})
+	if r.status != 400 || errField(r, "code") != "parameter_missing" || errField(r, "message") != noCustomer {
+		t.Errorf("create without customer with a customer's payment method: %d %.300s, want 400 %q", r.status, r.raw, noCustomer)
+	}
+	bare := idOfResp(mustOK(t, pay(url.Values{})))
+	r = post("/v1/payment_intents/"+bare+"/confirm", url.Values{"payment_method": {others}})
+	if r.status != 400 || errField(r, "message") != noCustomer {
+		t.Errorf("confirm without customer with a customer's payment method: %d %.300s, want 400 %q", r.status, r.raw, noCustomer)
+	}
+	if n := listCount(t, base, "/v1/charges"); n != 0 {
+		t.Errorf("refused payments made %d charges", n)
+	}
+	// Its own customer's intent pays with it.
+	if got := mustOK(t, pay(url.Values{"customer": {other}, "payment_method": {others}, "confirm": {"true"}})).body; got["status"] != "succeeded" || got["payment_method"] != others {
+		t.Errorf("the owner's intent: status %v payment_method %v", got["status"], got["payment_method"])
+	}
+
+	loose := func() string {
+		t.Helper()
+		return idOfResp(mustOK(t, post("/v1/payment_methods", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})))
+	}
+	pm := loose()
+	if got := mustOK(t, pay(url.Values{"customer": {cus}, "payment_method": {pm}, "confirm": {"true"}})).body; got["status"] != "succeeded" || got["payment_method"] != pm {
+		t.Errorf("unattached payment method with a customer: status %v payment_method %v", got["status"], got["payment_method"])
+	}
+	if c := getObj(t, base, "/v1/payment_methods/"+pm)["customer"]; c != nil {
+		t.Errorf("paid without setup_future_usage, the payment method's customer is %v, want null", c)
+	}
+	attached := func(pm string) bool {
+		for _, ev := range getObj(t, base, "/v1/events?type=payment_method.attached&limit=100")["data"].([]any) {
+			if at(ev, "data.object.id") == pm && at(ev, "data.object.customer") == cus {
+				return true
+			}
+		}
+		return false
+	}
+	saved := loose()
+	mustOK(t, pay(url.Values{"customer": {cus}, "payment_method": {saved}, "confirm": {"true"}, "setup_future_usage": {"off_session"}}))
+	if c := getObj(t, base, "/v1/payment_methods/"+saved)["customer"]; c != cus || !attached(saved) {
+		t.Errorf("paid with setup_future_usage: customer %v (attached event %v), want %s", c, attached(saved), cus)
+	}
+	later := loose()
+	pi = idOfResp(mustOK(t, pay(url.Values{"customer": {cus}})))
+	mustOK(t, post("/v1/payment_intents/"+pi+"/confirm", url.Values{"payment_method": {later}, "setup_future_usage": {"on_session"}}))
+	if c := getObj(t, base, "/v1/payment_methods/"+later)["customer"]; c != cus || !attached(later) {
+		t.Errorf("confirmed with setup_future_usage: customer %v, want %s", c, cus)
+	}
+}
+
+// TestIntentTestPM: an intent paid with one of Stripe's test
+// payment methods (pm_card_mastercard, ...) names, as its charge does,
+// the new payment method Stripe makes of it at each use: a stored pm_ of
+// the same card (brand, last4), which the charge's
+// payment_method_details describe, and which declines or disputes as the
+// card it was made of.
+func TestIntentTestPM(t *testing.T) {
+	e, base := emulatortest.Start(t, emulator.Options{})
+	post := func(path string, v url.Values) apiResp {
+		t.Helper()
+		return do(t, "POST", base+path, "sk_test_x", v.Encode())
+	}
+	cus := idOfResp(mustOK(t, post("/v1/customers", nil)))
+	pay := func(v url.Values) apiResp {
+		t.Helper()
+		v.Set("amount", "900")
+		v.Set("currency", "usd")
+		return post("/v1/payment_intents", v)
+	}
+	// copyOf checks that pm is a stored copy of a test card, brand and
+	// last4 as given, and that charge ch names and describes it.
+	copyOf := func(what, pm, ch, brand, last4 string) {
+		t.Helper()
+		if !strings.HasPrefix(pm, "pm_") || strings.HasPrefix(pm, "pm_card_") {
+			t.Errorf("%s: payment_method %q, want a new pm_", what, pm)
+			return
+		}
+		got := getObj(t, base, "/v1/payment_methods/"+pm)
+		if at(got, "card.brand") != brand || at(got, "card.last4") != last4 {
+			t.Errorf("%s: %s is a %v %v, want %s %s", what, pm, at(got, "card.brand"), at(got, "card.last4"), brand, last4)
+		}
+		c := getObj(t, base, "/v1/charges/"+ch)
+		if c["payment_method"] != pm || at(c, "payment_method_details.card.brand") != brand || at(c, "payment_method_details.card.last4") != last4 {
+			t.Errorf("%s: charge payment_method %v, payment_method_details.card %v, want %s, %s %s", what, c["payment_method"],
+				at(c, "payment_method_details.card"), pm, brand, last4)
+		}
+	}
+	a := mustOK(t, pay(url.Values{"payment_method": {"pm_card_mastercard"}, "confirm": {"true"}})).body
+	copyOf("created with confirm", a["payment_method"].(string), a["latest_charge"].(string), "mastercard", "4444")
+	b := mustOK(t, pay(url.Values{"payment_method": {"pm_card_mastercard"}, "confirm": {"true"}})).body
+	if a["payment_method"] == b["payment_method"] {
+		t.Errorf("two payments with pm_card_mastercard named the same %v", a["payment_method"])
+	}
+	pi := mustOK(t, pay(url.Values{"customer": {cus}, "payment_method": {"pm_card_visa"}})).body
+	if pm, _ := pi["payment_method"].(string); pi["status"] != "requires_confirmation" || strings.HasPrefix(pm, "pm_card_") {
+		t.Errorf("created unconfirmed: status %v payment_method %v, want requires_confirmation and a new pm_", pi["status"], pm)
+	}
+	c := mustOK(t, post("/v1/payment_intents/"+idOfResp(apiResp{body: pi})+"/confirm", nil)).body
+	copyOf("created, then confirmed", c["payment_method"].(string), c["latest_charge"].(string), "visa", "4242")
+	pi = mustOK(t, pay(url.Values{"customer": {cus}})).body
+	c = mustOK(t, post("/v1/payment_intents/"+idOfResp(apiResp{body: pi})+"/confirm", url.Values{"payment_method": {"pm_card_amex"}})).body
+	copyOf("confirmed with it", c["payment_method"].(string), c["latest_charge"].(string), "amex", "0005")
+
+	// Declines as the card named: a failed charge of the copy.
+	r := pay(url.Values{"payment_method": {"pm_card_chargeDeclinedInsufficientFunds"}, "confirm": {"true"}})
+	if r.status != 402 || errField(r, "decline_code") != "insufficient_funds" {
+		t.Fatalf("pm_card_chargeDeclinedInsufficientFunds: %d %.300s, want 402 insufficient_funds", r.status, r.raw)
+	}
+	failed := getObj(t, base, "/v1/charges/"+errField(r, "charge"))
+	if failed["status"] != "failed" {
+		t.Errorf("declined charge status %v", failed["status"])
+	}
+	copyOf("declined", failed["payment_method"].(string), idOfResp(apiResp{body: failed}), "visa", "9995")
+	// Disputes as the card named.
+	d := mustOK(t, pay(url.Values{"payment_method": {"pm_card_createDispute"}, "confirm": {"true"}})).body
+	copyOf("disputed", d["payment_method"].(string), d["latest_charge"].(string), "visa", "0259")
+	if disputeOf(t, base, d["latest_charge"].(string)) == nil {
+		t.Errorf("pm_card_createDispute's charge has no dispute")
+	}
+	// With a customer and setup_future_usage the copy is saved for it.
+	s := mustOK(t, pay(url.Values{"customer": {cus}, "payment_method": {"pm_card_visa"}, "confirm": {"true"}, "setup_future_usage": {"off_session"}})).body
+	if got := getObj(t, base, "/v1/payment_methods/"+s["payment_method"].(string)); got["customer"] != cus {
+		t.Errorf("pm_card_visa with setup_future_usage: its copy's customer %v, want %s", got["customer"], cus)
+	}
+	// The unattached copies are on no list and in no event; the saved one
+	// is listed.
+	unlisted := e.UnlistedPaymentMethods()
+	for _, pm := range []any{a["payment_method"], b["payment_method"], c["payment_method"], failed["payment_method"], d["payment_method"]} {
+		if !unlisted[pm.(string)] {
+			t.Errorf("unattached copy %v is not among the unlisted payment methods", pm)
+		}
+	}
+	if unlisted[s["payment_method"].(string)] {
+		t.Errorf("the saved copy %v is among the unlisted payment methods", s["payment_method"])
+	}
+}

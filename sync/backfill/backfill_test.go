@@ -168,13 +168,11 @@ func canonicalJSON(t *testing.T, raw []byte) string {
 func (v *env) compare(t *testing.T, table string) int {
 	t.Helper()
 	tb, _ := schema.Lookup(table)
-	want := v.e.Objects(table)
-	if len(tb.Included) > 0 {
-		// As sync stores them: with their included lists whole.
-		var err error
-		if want, err = verify.Expected(v.e, tb); err != nil {
-			t.Fatal(err)
-		}
+	// As sync stores them: with their included lists whole, and without
+	// the payment methods on no list (a test card's unattached copy).
+	want, err := verify.Expected(v.e, tb)
+	if err != nil {
+		t.Fatal(err)
 	}
 	rows, err := v.pool.Query(context.Background(), fmt.Sprintf(`SELECT %s, _raw::text FROM %s`, schema.Ident(tb.Key[len(tb.Key)-1]), tb.QualifiedName()))
 	if err != nil {
