@@ -724,7 +724,7 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 	// passes through); the alias keeps the statement's references valid.
 	rowType := &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode(schema.DataSchema), pg_query.MakeStrNode(st.Table.Name)}, Typemod: -1, Location: -1}
 	rows := &pg_query.SelectStmt{
-		TargetList: list,
+		TargetList: overData(list, rv),
 		FromClause: []*pg_query.Node{{Node: &pg_query.Node_RangeFunction{RangeFunction: &pg_query.RangeFunction{
 			Functions: []*pg_query.Node{pg_query.MakeListNode([]*pg_query.Node{
 				funcCall("jsonb_populate_recordset",
@@ -746,6 +746,34 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 	rq.IDs, rq.Returns = int(ids), true
 	st.ReturningRows = &rq
 	return nil
+}
+
+// overData is RETURNING's target list for ReturningRows, where the rows
+// are data under the target's reference name: a column named with the
+// target's schema (stripe.customers.name, as Prisma writes it, valid in
+// Postgres for an unaliased target) would name nothing there, and is
+// named by the reference name instead. RETURNING of an INSERT or UPDATE
+// reads no stripe table of its own (planWith), so such a name can only
+// be the target's.
+func overData(list []*pg_query.Node, rv *pg_query.RangeVar) []*pg_query.Node {
+	if rv.Alias != nil && rv.Alias.Aliasname != "" {
+		return list
+	}
+	out := make([]*pg_query.Node, len(list))
+	for i, n := range list {
+		out[i] = proto.Clone(n).(*pg_query.Node)
+		walk(out[i].ProtoReflect(), func(m protoreflect.Message) {
+			c, ok := m.Interface().(*pg_query.ColumnRef)
+			if !ok || len(c.Fields) < 3 || len(c.Fields) > 4 {
+				return
+			}
+			k := len(c.Fields) - 3 // schema.table.column, or catalog.schema.table.column
+			if c.Fields[k].GetString_().GetSval() == StripeSchema && c.Fields[k+1].GetString_().GetSval() == rv.Relname {
+				c.Fields = c.Fields[k+1:]
+			}
+		})
+	}
+	return out
 }
 
 // query deparses sel, with the statement's WITH clause, and records which

@@ -324,3 +324,108 @@ func TestAttacksThroughProxy(t *testing.T) {
 		t.Errorf("the customer's email was changed in Stripe: %v", o["email"])
 	}
 }
+
+// beginRepeatableRead opens a REPEATABLE READ transaction whose snapshot is taken,
+// so that RETURNING is answered from the applied rows given as data
+// (ReturningRows) after the run over the table.
+func (e *env) beginRepeatableRead() {
+	e.t.Helper()
+	for _, q := range []string{`BEGIN ISOLATION LEVEL REPEATABLE READ`, `SELECT 1`} {
+		if _, err := e.conn.Exec(e.ctx, q); err != nil {
+			e.t.Fatalf("%s: %v", q, err)
+		}
+	}
+	e.t.Cleanup(func() { e.conn.Exec(e.ctx, `ROLLBACK`) })
+}
+
+// RETURNING's target list is parsed twice: over the table (where Postgres
+// checks the role's column privileges) and over the applied rows given as
+// data. A name in it that the statement itself makes resolve differently
+// the second time (set_config of search_path, or a temp table created by a
+// function it calls) must not reach a column the role may not read: here
+// the subquery's "email" is t's column in the first parse, and the
+// target's (the victim's email) in the second.
+func TestReturningReparsedNames(t *testing.T) {
+	for _, how := range []struct{ name, change string }{
+		{"search_path", `pg_catalog.set_config('search_path', 'evil2, stripe', false)`},
+		{"temp table", `evil.shadow()`},
+	} {
+		t.Run(how.name, func(t *testing.T) {
+			e := setup(t)
+			id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'V') RETURNING id`)
+			e.asRole(
+				`REVOKE ALL ON stripe.customers FROM $role`,
+				`GRANT SELECT (id, name, _synced_at), UPDATE (name) ON stripe.customers TO $role`,
+				`CREATE SCHEMA evil AUTHORIZATION $role`,
+				`CREATE SCHEMA evil2 AUTHORIZATION $role`,
+			)
+			for _, q := range []string{
+				`CREATE TABLE evil.t (email text)`,
+				`INSERT INTO evil.t VALUES ('decoy')`,
+				`CREATE TABLE evil2.t (x int)`,
+				`INSERT INTO evil2.t VALUES (1)`,
+				`CREATE FUNCTION evil.shadow() RETURNS text LANGUAGE plpgsql AS $$BEGIN CREATE TEMP TABLE IF NOT EXISTS t AS SELECT 1 AS x; RETURN 'changed'; END$$`,
+				`SET search_path = evil, stripe`,
+			} {
+				if _, err := e.conn.Exec(e.ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			if _, err := e.conn.Exec(e.ctx, `SELECT email FROM stripe.customers`); err == nil {
+				t.Fatal("the role reads the email directly")
+			}
+			e.beginRepeatableRead()
+			r := e.run(`UPDATE stripe.customers SET name = 'x' WHERE id = '` + id + `' RETURNING (SELECT email FROM t LIMIT 1), name, ` + how.change)
+			if strings.Contains(fmt.Sprint(r.rows), "victim@b.co") {
+				t.Errorf("RETURNING gave a column the role may not read: %v", r.rows)
+			}
+			// What the role may read is still given.
+			if r.err != nil || len(r.rows) != 1 || len(r.rows[0]) != 3 || r.rows[0][1] != "x" {
+				t.Errorf("RETURNING: %+v %+v, want one row with name x", r, r.err)
+			}
+		})
+	}
+}
+
+// RETURNING may name the target's columns qualified with its schema, as
+// Prisma writes them ("stripe"."customers"."name"), and Postgres takes
+// that for a target written qualified or found through search_path. When
+// RETURNING is answered from the applied rows given as data (a REPEATABLE
+// READ snapshot; a row the client has locked, SELECT … FOR UPDATE, as ORMs
+// lock pessimistically) it must still work: the write has reached Stripe.
+func TestReturningSchemaQualifiedColumns(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('q@b.co', 'before') RETURNING id`)
+	n := 0
+	for _, c := range []struct{ name, begin, lock string }{
+		{"repeatable read", `BEGIN ISOLATION LEVEL REPEATABLE READ`, `SELECT 1`},
+		{"row locked", `BEGIN`, `SELECT id FROM stripe.customers WHERE id = '` + id + `' FOR UPDATE`},
+	} {
+		for _, target := range []string{`"stripe"."customers"`, `customers`} {
+			t.Run(c.name+"/"+target, func(t *testing.T) {
+				n++
+				name := fmt.Sprintf("after%d", n)
+				for _, q := range []string{`SET search_path = public, stripe`, c.begin, c.lock} {
+					if _, err := e.conn.Exec(e.ctx, q); err != nil {
+						t.Fatalf("%s: %v", q, err)
+					}
+				}
+				defer e.conn.Exec(e.ctx, `ROLLBACK`)
+				r := e.run(`UPDATE `+target+` SET "name" = $1 WHERE "stripe"."customers"."id" = $2 RETURNING "stripe"."customers"."id", "stripe"."customers"."name", upper("stripe"."customers"."name")`, name, id)
+				if r.err != nil {
+					t.Fatalf("%s: %s (%s)", r.err.Code, r.err.Message, r.err.Detail)
+				}
+				if len(r.rows) != 1 || strings.Join(r.rows[0], "|") != id+"|"+name+"|"+strings.ToUpper(name) {
+					t.Errorf("RETURNING %v, want the updated row", r.rows)
+				}
+				r = e.run(`INSERT INTO `+target+` ("email") VALUES ($1) RETURNING "stripe"."customers".*`, "new@b.co")
+				if r.err != nil {
+					t.Fatalf("INSERT: %s: %s (%s)", r.err.Code, r.err.Message, r.err.Detail)
+				}
+				if len(r.rows) != 1 || !strings.Contains(strings.Join(r.rows[0], "|"), "new@b.co") {
+					t.Errorf("INSERT RETURNING %v, want the new row", r.rows)
+				}
+			})
+		}
+	}
+}

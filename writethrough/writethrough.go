@@ -1011,11 +1011,12 @@ func (ic *Interceptor) fetchAndApply(ctx context.Context, t *schema.Table, ids [
 // them (set_config('role', 'none', true) in an expression undoes it), and
 // functions that run SQL of their own (query_to_xml) are checked only
 // when they run. The client's privileges on the columns it returns were
-// checked by Postgres when the same target list ran over the table; rows
-// that row-level security hides from the client are not given (writes
-// under row-level security are refused before any call). It returns an
-// error only from the client's connection, and nil, nil when the rows
-// could not be read (the client's snapshot answers then).
+// checked by Postgres when the same target list ran over the table, and
+// the rows carry only the columns the role may read (see returnRows);
+// rows that row-level security hides from the client are not given
+// (writes under row-level security are refused before any call). It
+// returns an error only from the client's connection, and nil, nil when
+// the rows could not be read (the client's snapshot answers then).
 func (ic *Interceptor) returningFresh(ctx context.Context, up Upstream, p params, st *translate.Statement, ids []string) (*Result, error) {
 	if st.ReturningRows == nil {
 		return nil, nil
@@ -1105,10 +1106,24 @@ func (ic *Interceptor) localRows(ctx context.Context, t *schema.Table, ids []str
 // client's connection over the rows of byID, in the order of ids (ids
 // without a row are left out), given as data. The JSON is ASCII-escaped:
 // the client's connection reads it in the session's client_encoding.
+//
+// The rows carry only the columns the client's role may read (the others
+// are NULL). The run over the table checked the columns its target list
+// named, but the list is parsed anew here, after the statement's own
+// expressions may have changed what its names mean (set_config of
+// search_path, a temp table a function creates): a subquery's table
+// without the column makes the column's name the target's.
 func returnRows(ctx context.Context, up Upstream, p params, st *translate.Statement, ids []string, byID map[string]json.RawMessage) (*Result, error) {
+	readable, err := readableColumns(ctx, up, st.Table)
+	if err != nil {
+		return nil, err
+	}
 	ordered := make([]json.RawMessage, 0, len(ids))
 	for _, id := range ids {
 		if r, ok := byID[id]; ok {
+			if r, err = onlyColumns(r, readable); err != nil {
+				return nil, nil
+			}
 			ordered = append(ordered, r)
 		}
 	}
@@ -1117,6 +1132,46 @@ func returnRows(ctx context.Context, up Upstream, p params, st *translate.Statem
 		return nil, nil
 	}
 	return p.queryWith(ctx, up, *st.ReturningRows, asciiJSON(arr), oidJSONB)
+}
+
+// readableColumns are the columns of t that the client's role may read
+// now, as its own connection tells (operators named with their schema:
+// see checkPrivileges).
+func readableColumns(ctx context.Context, up Upstream, t *schema.Table) (map[string]bool, error) {
+	res, err := up.Query(ctx, `SELECT a.attname FROM pg_catalog.pg_attribute a
+WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+  AND pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT')`,
+		[][]byte{[]byte(t.QualifiedName())}, []uint32{oidText}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	readable := make(map[string]bool, len(res.Rows))
+	for _, r := range res.Rows {
+		if len(r) == 1 {
+			readable[string(r[0])] = true
+		}
+	}
+	return readable, nil
+}
+
+// onlyColumns leaves out of row (a JSON object by column) the columns not
+// in readable.
+func onlyColumns(row json.RawMessage, readable map[string]bool) (json.RawMessage, error) {
+	var cols map[string]json.RawMessage
+	if err := json.Unmarshal(row, &cols); err != nil {
+		return nil, err
+	}
+	all := true
+	for c := range cols {
+		if !readable[c] {
+			delete(cols, c)
+			all = false
+		}
+	}
+	if all {
+		return row, nil
+	}
+	return json.Marshal(cols)
 }
 
 // completeIncluded pages the rest of raw's included lists
