@@ -110,6 +110,17 @@ type Statement struct {
 	// predates the apply, so that the client's expressions never run on
 	// pgstripe's own, more privileged, connection.
 	ReturningRows *Query
+	// ReturningColumns are the table's columns RETURNING reads, and
+	// ReturningAll says it reads all of them (*, a whole-row reference):
+	// the client's role needs SELECT on each, which Postgres checks when
+	// the statement starts, before it changes anything, while Returning
+	// runs after the Stripe calls. ReturningPlain: the list is nothing
+	// but such column references and constants, so they are all it needs;
+	// otherwise (functions, operators, subqueries that may read other
+	// tables) only Postgres can tell, by starting Returning over no rows.
+	ReturningColumns []string
+	ReturningAll     bool
+	ReturningPlain   bool
 
 	// Once lists the WITH queries (by name, in WITH order) that RETURNING
 	// of an INSERT or UPDATE reads, directly or through other WITH
@@ -745,6 +756,7 @@ func (st *Statement) returning(rv *pg_query.RangeVar, list []*pg_query.Node) *Er
 	}
 	rq.IDs, rq.Returns = int(ids), true
 	st.ReturningRows = &rq
+	st.ReturningColumns, st.ReturningAll, st.ReturningPlain = returningReads(st.Table, rv, list)
 	return nil
 }
 
@@ -774,6 +786,87 @@ func overData(list []*pg_query.Node, rv *pg_query.RangeVar) []*pg_query.Node {
 		})
 	}
 	return out
+}
+
+// returningReads tells which columns of t a RETURNING list over rv reads
+// (all: every column), and whether that is all it needs privileges for
+// (plain: column references and constants only). The statement has been
+// through Postgres's analysis before it is run (Describe), so a reference
+// is one Postgres accepted; one read any other way here is left to
+// Postgres (plain false) rather than guessed.
+func returningReads(t *schema.Table, rv *pg_query.RangeVar, list []*pg_query.Node) (cols []string, all, plain bool) {
+	ref := refName(rv)
+	isColumn := func(name string) bool {
+		_, ok := t.Column(name)
+		return ok || metaColumns[name] != "" || name == ParamsColumn
+	}
+	// How a reference may name the target: its alias, else its name,
+	// optionally with the schema (and the database).
+	qualifies := func(q []string) bool {
+		if rv.Alias != nil && rv.Alias.Aliasname != "" {
+			return len(q) == 1 && q[0] == ref
+		}
+		switch len(q) {
+		case 1:
+			return q[0] == rv.Relname
+		case 2, 3:
+			return q[len(q)-1] == rv.Relname && q[len(q)-2] == schema.DataSchema
+		}
+		return false
+	}
+	plain = true
+	seen := map[string]bool{}
+	for _, n := range list {
+		rt := n.GetResTarget()
+		if rt == nil || len(rt.Indirection) > 0 || rt.Val == nil {
+			plain = false
+			continue
+		}
+		if rt.Val.GetAConst() != nil {
+			continue
+		}
+		cr := rt.Val.GetColumnRef()
+		if cr == nil || len(cr.Fields) == 0 {
+			plain = false
+			continue
+		}
+		var names []string
+		star := false
+		for i, f := range cr.Fields {
+			switch {
+			case f.GetString_() != nil:
+				names = append(names, f.GetString_().Sval)
+			case f.GetAStar() != nil && i == len(cr.Fields)-1:
+				star = true
+			default:
+				plain = false
+			}
+		}
+		if !plain {
+			continue
+		}
+		switch {
+		case star && (len(names) == 0 || qualifies(names)):
+			all = true // * or t.*
+		case star:
+			plain = false
+		case len(names) == 1 && isColumn(names[0]):
+			if !seen[names[0]] {
+				seen[names[0]] = true
+				cols = append(cols, names[0])
+			}
+		case len(names) == 1 && qualifies(names):
+			all = true // the row itself: RETURNING customers
+		case len(names) > 1 && qualifies(names[:len(names)-1]) && isColumn(names[len(names)-1]):
+			if c := names[len(names)-1]; !seen[c] {
+				seen[c] = true
+				cols = append(cols, c)
+			}
+		default:
+			plain = false // a field of a composite value, …: Postgres decides
+		}
+	}
+	return cols, all, plain
 }
 
 // query deparses sel, with the statement's WITH clause, and records which

@@ -19,7 +19,16 @@
 //     reads it.
 //  2. Privileges are checked on the client's own connection, as its own
 //     role (has_table_privilege: the statement's privilege, plus SELECT
-//     where it reads): 42501 and no Stripe call when missing; in a
+//     where it reads, and SELECT on every column RETURNING reads, all of
+//     them for * or a whole-row reference): 42501 and no Stripe call when
+//     missing, as Postgres refuses such a statement before it changes
+//     anything, although our RETURNING runs after the calls. A RETURNING
+//     that is more than column references and constants (functions,
+//     operators, subqueries, which may read other tables) is also started
+//     over no rows on the client's connection, one more round trip, so
+//     that Postgres checks what it needs before any call. Columns that
+//     WHERE and SET read are checked by Postgres itself when step 3 reads
+//     them on the client's connection (also before any call); in a
 //     read-only transaction, 25006. Row-level security active for the
 //     role on the table is refused too (42501): our queries would read
 //     with SELECT's policies, not the write's, and the apply runs as
@@ -46,7 +55,17 @@
 //     write changed in between (WHERE and SET over the new version, as
 //     Postgres's EvalPlanQual does), so two sessions running SET balance =
 //     balance + 100 at once add 200, as row locks make them do in
-//     Postgres.
+//     Postgres. Unlike a row lock, which only a role that may write the
+//     table can hold, the advisory lock's key can be taken by any role
+//     that may connect, so the wait for it is bounded: by the session's
+//     lock_timeout when set (as a row lock's wait is), else by
+//     Config.LockWait (default Config.Timeout, about the longest a
+//     write-through outside a transaction block holds an object), set as
+//     lock_timeout for that one query. Past it the UPDATE fails with
+//     55P03 naming the objects, before any Stripe call. So a session that
+//     holds an object in a transaction block longer than that makes
+//     another session's UPDATE of it fail where Postgres would have it
+//     wait; statement_timeout and deadlock detection apply as usual.
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, parameters a create
 //     requires, status values, Stripe's metadata limits, at most 100
@@ -133,7 +152,8 @@
 // equivalent), 42703 (unknown column, or one Stripe doesn't take), 54000
 // (more than 100 rows, or more data than Config.MaxHeld), 23502 (NULL where Stripe can't unset, or a
 // parameter a create requires missing), 42501, 25P02, 25006 (read-only
-// transaction).
+// transaction), 55P03 (an UPDATE's wait for an object another session
+// holds ran out: step 3).
 //
 // # Limits
 //

@@ -3,6 +3,8 @@ package writethrough
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,5 +155,155 @@ func TestRepeatableReadUpdateOfChangedObject(t *testing.T) {
 	}
 	if got := e.stripeObj("customers", id)["balance"]; fmt.Sprint(got) != "100" {
 		t.Fatalf("Stripe balance %v, want 100 (the other session's update kept)", got)
+	}
+}
+
+// holdObjectLock has a role with no privilege at all on stripe.* take the
+// advisory lock pgstripe's UPDATE of the object waits for; it is released
+// when the test ends.
+func (e *env) holdObjectLock(table, id string) {
+	e.t.Helper()
+	role := fmt.Sprintf("nobody_%d", time.Now().UnixNano())
+	if _, err := e.pool.Exec(e.ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
+		e.t.Fatal(err)
+	}
+	u, _ := url.Parse(e.url)
+	u.User = url.User(role)
+	c, err := pgx.Connect(e.ctx, u.String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		c.Close(e.ctx)
+		e.pool.Exec(e.ctx, `DROP ROLE `+role)
+	})
+	if _, err := c.Exec(e.ctx, `SELECT count(*) FROM stripe.customers`); err == nil {
+		e.t.Fatal("the role reads stripe.customers")
+	}
+	if _, err := c.Exec(e.ctx, `SELECT pg_advisory_lock(hashtextextended('pgstripe:' || $1 || ':' || $2, 0))`, table, id); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// within runs f, failing the test if it takes longer than d (an
+// UPDATE stuck for good on the lock).
+func within(t *testing.T, d time.Duration, f func() reply) reply {
+	t.Helper()
+	done := make(chan reply, 1)
+	go func() { done <- f() }()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(d):
+		t.Fatalf("still waiting after %s", d)
+	}
+	return reply{}
+}
+
+// A role with no privilege on stripe.* can't hold a row lock there, so in
+// Postgres it can't make an UPDATE of a customer wait. It can take the
+// advisory lock pgstripe's UPDATE waits for: the wait is bounded
+// (Config.LockWait when the session has no lock_timeout), and the UPDATE
+// fails with 55P03 naming the object, before any Stripe call.
+func TestObjectLockWaitBounded(t *testing.T) {
+	e := setup(t, func(c *Config) { c.LockWait = 500 * time.Millisecond })
+	id := e.one(`INSERT INTO stripe.customers (email) VALUES ('lock@b.co') RETURNING id`)
+	other := e.one(`INSERT INTO stripe.customers (email) VALUES ('other@b.co') RETURNING id`)
+	e.holdObjectLock("customers", id)
+	before := e.calls()
+	start := time.Now()
+	r := within(t, 15*time.Second, func() reply {
+		return e.run(`UPDATE stripe.customers SET name = 'stalled' WHERE id = $1`, id)
+	})
+	if r.err == nil || r.err.Code != "55P03" || !strings.Contains(r.err.Message, id) || !strings.Contains(r.err.Detail, "Stripe was not called") {
+		t.Fatalf("UPDATE of an object another role holds: %+v, want 55P03 naming %s", r.err, id)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("gave up after %s, before LockWait", d)
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("Stripe got %d calls", n)
+	}
+	// Other objects are not held up; and inside a transaction block the
+	// session's lock_timeout is as it was after our wait.
+	for _, q := range []string{`BEGIN`, `SET LOCAL lock_timeout = 0`} {
+		if _, err := e.conn.Exec(e.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.ok(`UPDATE stripe.customers SET name = 'fine' WHERE id = $1`, other)
+	var lt string
+	if err := e.conn.QueryRow(e.ctx, `SHOW lock_timeout`).Scan(&lt); err != nil || lt != "0" {
+		t.Errorf("lock_timeout after the UPDATE: %q %v, want 0", lt, err)
+	}
+	if _, err := e.conn.Exec(e.ctx, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.stripeObj("customers", other)["name"]; got != "fine" {
+		t.Errorf("other customer's name in Stripe: %v", got)
+	}
+}
+
+// Through the proxy (the lock is taken in the client's implicit
+// transaction there), in each protocol: bounded by the session's own
+// lock_timeout when it has one, as a row lock is, else by LockWait; the
+// session's lock_timeout is left as it was.
+func TestObjectLockWaitThroughProxy(t *testing.T) {
+	e := setup(t, func(c *Config) { c.LockWait = 700 * time.Millisecond })
+	id := e.one(`INSERT INTO stripe.customers (email) VALUES ('lock@b.co') RETURNING id`)
+	free := e.one(`INSERT INTO stripe.customers (email) VALUES ('free@b.co') RETURNING id`)
+	e.holdObjectLock("customers", id)
+	u := e.proxied()
+	for _, m := range modes {
+		for _, lt := range []string{"300ms", "0"} {
+			t.Run(m.name+"/"+lt, func(t *testing.T) {
+				c := e.client(u, m.mode)
+				if _, err := c.Exec(e.ctx, `SET lock_timeout = '`+lt+`'`); err != nil {
+					t.Fatal(err)
+				}
+				bound := "lock_timeout (300ms)"
+				if lt == "0" {
+					bound = "pgstripe's bound (700ms"
+				}
+				before := e.calls()
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() {
+					_, err := c.Exec(e.ctx, `UPDATE stripe.customers SET name = $1 WHERE id = $2`, m.name, id)
+					done <- err
+				}()
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(8 * time.Second):
+					t.Fatal("UPDATE still waiting for a lock a role without privileges holds")
+				}
+				if sqlstate(err) != "55P03" || !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), bound) {
+					t.Errorf("UPDATE of a held object: %v, want 55P03 naming %s and %s", err, id, bound)
+				}
+				if d := time.Since(start); d > 5*time.Second {
+					t.Errorf("took %s", d)
+				}
+				if n := e.calls() - before; n != 0 {
+					t.Errorf("Stripe got %d calls", n)
+				}
+				// The session is usable, and its lock_timeout is as it
+				// was after an UPDATE inside a transaction block.
+				tx, err := c.Begin(e.ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tx.Exec(e.ctx, `UPDATE stripe.customers SET name = $1 WHERE id = $2`, m.name+lt, free); err != nil {
+					t.Fatal(err)
+				}
+				var got string
+				if err := tx.QueryRow(e.ctx, `SHOW lock_timeout`).Scan(&got); err != nil || got != lt {
+					t.Errorf("lock_timeout after an UPDATE: %q %v, want %s", got, err, lt)
+				}
+				if err := tx.Commit(e.ctx); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }

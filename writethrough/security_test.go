@@ -1,6 +1,7 @@
 package writethrough
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // asRole makes the env's client connection one of a fresh login role that
@@ -427,5 +429,142 @@ func TestReturningSchemaQualifiedColumns(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A role that may UPDATE (or INSERT) a table but not SELECT a column its
+// RETURNING reads is refused by Postgres before anything changes
+// (ExecCheckPermissions at the statement's start): pgstripe must refuse
+// it before any Stripe call, with Postgres's own error, not call Stripe
+// and fail in RETURNING afterwards.
+func TestReturningPrivilegesBeforeStripe(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'V') RETURNING id`)
+	e.asRole(
+		`REVOKE ALL ON stripe.customers FROM $role`,
+		`GRANT SELECT (id, name, _synced_at), INSERT (email, name), UPDATE (name) ON stripe.customers TO $role`,
+	)
+	upd := `UPDATE stripe.customers SET name = 'x' WHERE id = '` + id + `' RETURNING `
+	ins := `INSERT INTO stripe.customers (email) VALUES ('new@b.co') RETURNING `
+	refused := []string{
+		upd + `email`,
+		upd + `id, email`,
+		upd + `*`,
+		upd + `customers`,
+		upd + `customers.*`,
+		upd + `stripe.customers.email`,
+		upd + `row_to_json(customers)::text`,
+		upd + `lower(email)`,
+		upd + `name || email`,
+		upd + `(SELECT customers.email)`,
+		upd + `(SELECT v FROM public.secret)`,
+		`UPDATE stripe.customers AS c SET name = 'x' WHERE id = '` + id + `' RETURNING c.email`,
+		`UPDATE stripe.customers AS c SET name = 'x' WHERE id = '` + id + `' RETURNING c`,
+		ins + `email`,
+		ins + `*`,
+		ins + `(SELECT v FROM public.secret)`,
+	}
+	for i, q := range refused {
+		// A new name each time, so that each one would call Stripe.
+		q = strings.Replace(q, `name = 'x'`, fmt.Sprintf(`name = 'no%d'`, i), 1)
+		// What Postgres itself says to the same statement.
+		_, direct := e.conn.PgConn().Exec(e.ctx, `BEGIN; `+q+`; ROLLBACK`).ReadAll()
+		e.conn.PgConn().Exec(e.ctx, `ROLLBACK`).ReadAll()
+		if sqlstate(direct) != "42501" {
+			t.Fatalf("directly, %s: %v, want 42501", q, direct)
+		}
+		before := e.calls()
+		r := e.run(q)
+		var pe *pgconn.PgError
+		errors.As(direct, &pe)
+		if r.err == nil || r.err.Code != "42501" || r.err.Message != pe.Message {
+			t.Errorf("%s: %+v, want 42501 as Postgres gives it: %v", q, r.err, direct)
+		}
+		if r.err != nil && strings.Contains(r.err.Detail, "only RETURNING failed") {
+			t.Errorf("%s: refused after reaching Stripe: %s", q, r.err.Detail)
+		}
+		if n := e.calls() - before; n != 0 {
+			t.Errorf("%s: Stripe got %d calls", q, n)
+		}
+	}
+	if o := e.stripeObj("customers", id); o["name"] != "V" {
+		t.Errorf("the customer's name was changed in Stripe: %v", o["name"])
+	}
+	// What the role may read still works, functions included.
+	for i, q := range []string{
+		upd + `id, name`,
+		upd + `customers.name, 1 AS one`,
+		upd + `upper(name) AS up`,
+		upd + `(SELECT customers.name)`,
+		ins + `id`,
+	} {
+		// A new name each time, or there is nothing to call Stripe for.
+		q = strings.Replace(q, `name = 'x'`, fmt.Sprintf(`name = 'ok%d'`, i), 1)
+		before := e.calls()
+		if r := e.run(q); r.err != nil || len(r.rows) != 1 {
+			t.Errorf("%s: %+v", q, r)
+		} else if e.calls() == before {
+			t.Errorf("%s: no Stripe call", q)
+		}
+	}
+}
+
+// The same through the proxy, in each protocol: the privilege query runs
+// in the client's implicit transaction there.
+func TestReturningPrivilegesThroughProxy(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'V') RETURNING id`)
+	role := e.asRole(
+		`REVOKE ALL ON stripe.customers FROM $role`,
+		`GRANT SELECT (id, name, _synced_at), UPDATE (name) ON stripe.customers TO $role`,
+	)
+	u, _ := url.Parse(e.proxied())
+	u.User = url.User(role)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			c := e.client(u.String(), m.mode)
+			before := e.calls()
+			var got *string
+			err := c.QueryRow(e.ctx, `UPDATE stripe.customers SET name = $1 WHERE id = $2 RETURNING email`, "x", id).Scan(&got)
+			if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "permission denied for table customers") {
+				t.Errorf("RETURNING a column the role may not read: %v, want 42501", err)
+			}
+			if n := e.calls() - before; n != 0 {
+				t.Errorf("Stripe got %d calls", n)
+			}
+			var name string
+			if err := c.QueryRow(e.ctx, `UPDATE stripe.customers SET name = $1 WHERE id = $2 RETURNING name`, m.name, id).Scan(&name); err != nil || name != m.name {
+				t.Errorf("RETURNING a column the role may read: %q %v", name, err)
+			}
+		})
+	}
+}
+
+// WHERE reading a column the role may not SELECT: Postgres refuses the
+// UPDATE; pgstripe evaluates WHERE on the client's connection, so
+// Postgres refuses it there, before any Stripe call. (Not changed here:
+// kept, and checked.)
+func TestWhereColumnPrivilege(t *testing.T) {
+	e := setup(t)
+	id := e.one(`INSERT INTO stripe.customers (email, name) VALUES ('victim@b.co', 'V') RETURNING id`)
+	e.asRole(
+		`REVOKE ALL ON stripe.customers FROM $role`,
+		`GRANT SELECT (id, name, _synced_at), UPDATE (name), DELETE ON stripe.customers TO $role`,
+	)
+	before := e.calls()
+	for _, q := range []string{
+		`UPDATE stripe.customers SET name = 'x' WHERE email = 'victim@b.co'`,
+		`UPDATE stripe.customers SET name = email WHERE id = '` + id + `'`,
+		`DELETE FROM stripe.customers WHERE email LIKE 'victim%'`,
+	} {
+		if r := e.fails("42501", q); !strings.Contains(r.err.Message, "permission denied for table customers") {
+			t.Errorf("%s: %s", q, r.err.Message)
+		}
+	}
+	if n := e.calls() - before; n != 0 {
+		t.Errorf("Stripe got %d calls", n)
+	}
+	if o := e.stripeObj("customers", id); o == nil || o["name"] != "V" {
+		t.Errorf("the customer was changed in Stripe: %v", o)
 	}
 }

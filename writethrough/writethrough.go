@@ -44,6 +44,11 @@ type Config struct {
 	LockTimeout time.Duration
 	// Timeout bounds the Stripe part of one statement. Default 60s.
 	Timeout time.Duration
+	// LockWait bounds an UPDATE's wait for an object another session
+	// holds (see lockObjects) when the session's lock_timeout is 0.
+	// Default: Timeout, about the longest a write-through outside a
+	// transaction block holds one.
+	LockWait time.Duration
 	// Concurrency is how many rows of one statement are sent to Stripe at
 	// once (default 4; the shared limiter still paces them).
 	Concurrency int
@@ -74,6 +79,9 @@ func New(cfg Config) *Interceptor {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.LockWait <= 0 {
+		cfg.LockWait = cfg.Timeout
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
@@ -301,6 +309,17 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 	}
 	stmtTimeout := sess.timeout
 	rep.quiet, rep.quietKnown = sess.quiet, true
+	if st.Returning != nil && st.Op != translate.Delete && !st.ReturningPlain {
+		// Postgres checks what RETURNING needs (SELECT on the tables and
+		// columns its subqueries read, EXECUTE on its functions) when the
+		// statement starts, before it changes anything; ours runs after
+		// the calls, and only plain column lists are checked above.
+		// Started over no rows, the query is checked by Postgres itself
+		// and evaluates nothing. (A DELETE's RETURNING runs in Eval.)
+		if _, err := params.query(ctx, up, *st.Returning, nil); err != nil {
+			return rep.fail(pgError(err))
+		}
+	}
 	if len(st.Once) > 0 {
 		var e *pgproto3.ErrorResponse
 		if st, params, e = evalOnce(ctx, up, params, st); e != nil {
@@ -324,7 +343,13 @@ func (ic *Interceptor) Execute(ctx context.Context, up Upstream, req Request) Re
 		if sess.snapshot {
 			current = ic.cfg.Pool
 		}
-		if rows, err = lockObjects(ctx, up, current, params, st); err != nil {
+		// The session's lock_timeout bounds the wait as it bounds a row
+		// lock's; without one, ours does (see lockObjects).
+		wait := ic.cfg.LockWait
+		if sess.lockTimeout > 0 {
+			wait = 0
+		}
+		if rows, err = lockObjects(ctx, up, current, params, st, wait, sess.lockTimeout); err != nil {
 			return rep.fail(heldError(err, valuesTooLarge(st)))
 		}
 	} else if st.Eval.SQL != "" {
@@ -1322,12 +1347,16 @@ JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WH
 // checkPrivileges refuses the write unless the client's role may do it to
 // the local table, as Postgres would decide: the statement's privilege on
 // the table or on every assigned column (column grants), plus SELECT where
-// the statement reads (WHERE, RETURNING; table or any column). A read-only
+// the statement reads (WHERE, RETURNING; table or any column), and on
+// every column RETURNING reads (translate.Statement.ReturningColumns):
+// Postgres checks those when the statement starts, before it changes
+// anything, while our RETURNING runs after the Stripe calls. A read-only
 // transaction refuses the write as Postgres would (25006).
 //
 // It also returns the session's settings: statement_timeout, which bounds
-// the whole statement, Stripe's part included, as Postgres would, and
-// client_min_messages, which decides whether the reply's notices are sent.
+// the whole statement, Stripe's part included, as Postgres would,
+// lock_timeout, client_min_messages, which decides whether the reply's
+// notices are sent.
 func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *translate.Statement) (settings, *pgproto3.ErrorResponse) {
 	privs := []string{st.Op.String()}
 	if st.Op != translate.Insert || st.Returning != nil {
@@ -1337,22 +1366,38 @@ func (ic *Interceptor) checkPrivileges(ctx context.Context, up Upstream, st *tra
 	for i, f := range st.Fields {
 		cols[i] = f.Column
 	}
+	var retCols []string
+	retAll := "f"
+	if st.Returning != nil {
+		retCols = st.ReturningColumns
+		if st.ReturningAll {
+			retAll = "t"
+		}
+	}
 	rel := pgx.Identifier{schema.DataSchema, st.Table.Name}.Sanitize()
 	// Operators are named with their schema, as functions are: the
 	// client's search_path may put its own "=" before pg_catalog's (or an
 	// operator of its own that fits the types better anywhere in it), and
-	// the answer must be Postgres's, not the client's.
+	// the answer must be Postgres's, not the client's. denied lists the
+	// columns RETURNING reads that the role may not: as in Postgres, a
+	// whole-row reference needs every column.
 	res, err := up.Query(ctx, `SELECT p, pg_catalog.current_setting('transaction_read_only'), pg_catalog.has_table_privilege($1, p) OR CASE
-    WHEN p OPERATOR(pg_catalog.=) 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p)
+    WHEN p OPERATOR(pg_catalog.=) 'SELECT' THEN pg_catalog.has_any_column_privilege($1, p) AND r.denied IS NULL
     WHEN (p OPERATOR(pg_catalog.=) 'INSERT' OR p OPERATOR(pg_catalog.=) 'UPDATE')
       AND pg_catalog.cardinality($3::pg_catalog.text[]) OPERATOR(pg_catalog.>) 0 THEN
       (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege($1, c, p)) FROM pg_catalog.unnest($3::pg_catalog.text[]) AS c)
     ELSE false END,
   pg_catalog.current_setting('statement_timeout'), pg_catalog.row_security_active($1),
   pg_catalog.current_setting('client_min_messages'), pg_catalog.current_setting('client_encoding'),
-  pg_catalog.current_setting('transaction_isolation'), pg_catalog.current_database()
-FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
-		[][]byte{[]byte(rel), textArray(privs), textArray(cols)}, []uint32{oidText, oidTextArray, oidTextArray}, nil, nil)
+  pg_catalog.current_setting('transaction_isolation'), pg_catalog.current_database(),
+  pg_catalog.current_setting('lock_timeout'), r.denied
+FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p,
+  (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, ', ' ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+      AND ($5::pg_catalog.bool OR a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]))
+      AND NOT pg_catalog.has_column_privilege($1, a.attnum, 'SELECT')) AS r(denied)`,
+		[][]byte{[]byte(rel), textArray(privs), textArray(cols), textArray(retCols), []byte(retAll)},
+		[]uint32{oidText, oidTextArray, oidTextArray, oidTextArray, oidBool}, nil, nil)
 	if err != nil {
 		return settings{}, pgError(err)
 	}
@@ -1364,7 +1409,7 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 	}
 	var sess settings
 	for _, r := range res.Rows {
-		if len(r) != 9 {
+		if len(r) != 11 {
 			continue
 		}
 		if db := string(r[8]); db != ours {
@@ -1385,6 +1430,7 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 			sess.snapshot = true
 		}
 		sess.timeout = pgDuration(string(r[3]))
+		sess.lockTimeout = pgDuration(string(r[9]))
 		switch strings.ToLower(string(r[5])) {
 		case "warning", "error":
 			sess.quiet = true
@@ -1392,6 +1438,13 @@ FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p`,
 		if string(r[1]) == "on" {
 			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25006",
 				Message: "cannot execute " + st.Op.String() + " in a read-only transaction", Detail: "Stripe was not called"}
+		}
+		if string(r[2]) != "t" && string(r[0]) == "SELECT" && r[10] != nil {
+			// Postgres's message for a column privilege missing in
+			// RETURNING is the table's.
+			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
+				Message: "permission denied for table " + st.Table.Name,
+				Detail:  fmt.Sprintf("RETURNING reads columns of stripe.%s this role may not SELECT (%s); Stripe was not called", st.Table.Name, r[10])}
 		}
 		if string(r[2]) != "t" {
 			return settings{}, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: translate.CodeInsufficientPrivilege,
@@ -1428,9 +1481,11 @@ func (ic *Interceptor) database(ctx context.Context) (string, error) {
 
 // settings are the client session's settings a write-through obeys.
 type settings struct {
-	timeout  time.Duration // statement_timeout (0: none)
-	quiet    bool          // client_min_messages above NOTICE
-	encoding string        // client_encoding: what the session's values are in
+	timeout time.Duration // statement_timeout (0: none)
+	// lockTimeout is the session's lock_timeout (0: none): see lockObjects.
+	lockTimeout time.Duration
+	quiet       bool   // client_min_messages above NOTICE
+	encoding    string // client_encoding: what the session's values are in
 	// snapshot: the transaction (an explicit one, or the implicit one our
 	// queries share outside a block) keeps the snapshot of its first query,
 	// taken before the apply (REPEATABLE READ, SERIALIZABLE, also as
@@ -1457,6 +1512,7 @@ func pgDuration(v string) time.Duration {
 }
 
 const (
+	oidBool      = 16
 	oidText      = 25
 	oidBytea     = 17
 	oidTextArray = 1009
@@ -1688,6 +1744,15 @@ func newParams(req Request) params {
 // table, in the order of the ids given (sorted by the caller).
 const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgstripe:' || $1 || ':' || id, 0)) FROM pg_catalog.unnest($2::pg_catalog.text[]) AS id`
 
+// lockObjectWaitSQL is lockObjectSQL with lock_timeout $3 (ms) while it
+// waits, set back to 0 (the session's, which is the only one it is used
+// with) once every lock is taken. The uncorrelated subquery in WHERE is
+// evaluated once, before the first row (a gating qual); the outer
+// set_config runs on the aggregate's one row, after the last lock. After
+// an error Postgres undoes both with the transaction's other settings.
+const lockObjectWaitSQL = `SELECT pg_catalog.set_config('lock_timeout', '0', true) FROM (SELECT pg_catalog.count(pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgstripe:' || $1 || ':' || id, 0)))
+FROM pg_catalog.unnest($2::pg_catalog.text[]) AS id WHERE (SELECT pg_catalog.set_config('lock_timeout', $3, true)) IS NOT NULL) AS l`
+
 // lockObjects serializes concurrent UPDATEs of the same objects, as row
 // locks do in Postgres, and returns Eval's rows. An UPDATE computes its
 // values from the local rows (SET balance = balance + 100): two sessions
@@ -1704,6 +1769,16 @@ const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashte
 // deadlock across a client's own transaction, as they would in Postgres
 // (40P01, before any Stripe call).
 //
+// The lock is not Postgres's row lock, and any role that may connect can
+// take an advisory lock on the same key, even one with no privilege on
+// the table, so it must not make the UPDATE wait without end as a row
+// lock (which only a role that may write the table can hold) would. The
+// session's lock_timeout bounds the wait when set (given as
+// sessionTimeout, for the error); otherwise wait does, set as
+// lock_timeout for that one query. Past it the statement fails with
+// 55P03 naming the objects, before any Stripe call; statement_timeout,
+// a cancel and deadlock detection apply as to any lock.
+//
 // current is pgstripe's pool when the client's transaction keeps its
 // snapshot (REPEATABLE READ, SERIALIZABLE): its queries can't see what
 // changed since, so the versions are read there, and a row another write
@@ -1711,7 +1786,7 @@ const lockObjectSQL = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashte
 // as Postgres fails an UPDATE of a row changed concurrently. That
 // includes the client's own earlier write of the object in the same
 // transaction, which is applied outside it.
-func lockObjects(ctx context.Context, up Upstream, current *pgxpool.Pool, p params, st *translate.Statement) ([][][]byte, error) {
+func lockObjects(ctx context.Context, up Upstream, current *pgxpool.Pool, p params, st *translate.Statement, wait, sessionTimeout time.Duration) ([][][]byte, error) {
 	res, err := p.query(ctx, up, st.Eval, nil)
 	if err != nil || len(res.Rows) == 0 || len(res.Rows) > translate.MaxRows {
 		if err != nil {
@@ -1726,8 +1801,17 @@ func lockObjects(ctx context.Context, up Upstream, current *pgxpool.Pool, p para
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if _, err := up.Query(ctx, lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)},
-		[]uint32{oidText, oidTextArray}, nil, nil); err != nil {
+	lockSQL, args, oids := lockObjectSQL, [][]byte{[]byte(st.Table.Name), textArray(ids)}, []uint32{oidText, oidTextArray}
+	if wait > 0 {
+		lockSQL = lockObjectWaitSQL
+		args = append(args, []byte(strconv.FormatInt(max(wait.Milliseconds(), 1), 10)))
+		oids = append(oids, oidText)
+	}
+	if _, err := up.Query(ctx, lockSQL, args, oids, nil, nil); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" {
+			return nil, lockNotAvailable(st.Table.Name, ids, wait, sessionTimeout)
+		}
 		return nil, err
 	}
 	versions := `SELECT t.id, ` + versionSQL + ` FROM ` + st.Table.QualifiedName() + ` AS t WHERE t.id = ANY($1::pg_catalog.text[])`
@@ -1796,6 +1880,28 @@ func lockObjects(ctx context.Context, up Upstream, current *pgxpool.Pool, p para
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// lockNotAvailable is lockObjects' error when the wait for the objects
+// ids ran out.
+func lockNotAvailable(table string, ids []string, wait, sessionTimeout time.Duration) error {
+	which := ids[0]
+	if len(ids) > 1 {
+		shown := ids[:min(len(ids), 5)]
+		which = "objects " + strings.Join(shown, ", ")
+		if len(ids) > len(shown) {
+			which += fmt.Sprintf(" and %d more", len(ids)-len(shown))
+		}
+		which += " (one of them)"
+	}
+	bound := fmt.Sprintf("the session's lock_timeout (%s)", sessionTimeout)
+	if wait > 0 {
+		bound = fmt.Sprintf("pgstripe's bound (%s; the session's lock_timeout is 0)", wait)
+	}
+	return &pgconn.PgError{Severity: "ERROR", Code: "55P03",
+		Message: fmt.Sprintf("could not lock stripe.%s %s: another session held it past %s", table, which, bound),
+		Detail:  "an UPDATE through pgstripe waits for another session's hold of the object (another write of it, until that transaction ends, or an advisory lock on its key); Stripe was not called",
+		Hint:    "retry the statement; pg_locks (locktype advisory) shows the session holding it"}
 }
 
 // versionSQL is a row's version (translate's versionOf) over alias t.
