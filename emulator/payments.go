@@ -60,13 +60,8 @@ func init() {
 			}
 		}
 		obj["invoice"] = nil
-		if pm := getStr(obj, "payment_method"); pm != "" {
-			if ae := e.knownPM(pm); ae != nil {
-				return ae
-			}
-			// A test payment method names a card: the intent names the new
-			// payment method Stripe makes of it (testPMClone).
-			obj["payment_method"] = e.savedTestPM(c, pm)
+		if ae := e.intentPM(c, obj); ae != nil {
+			return ae
 		}
 		e.initPI(obj)
 		if getBool(c.params, "confirm") {
@@ -90,6 +85,14 @@ func init() {
 			}
 		}
 		return nil
+	}
+	// An update's payment_method is held to the create's rules: Stripe
+	// refuses an unknown or another customer's one there too.
+	kPI.update = func(e *Emulator, c *reqCtx, obj, old map[string]any) *apiError {
+		if pm, _ := c.params["payment_method"].(string); pm == "" {
+			return nil
+		}
+		return e.intentPM(c, obj)
 	}
 	kPI.after = func(e *Emulator, c *reqCtx, obj map[string]any) {
 		if ev := confirmedEvent(obj); ev != "" {
@@ -1131,6 +1134,24 @@ func (e *Emulator) knownPM(pm string) *apiError {
 		return nil
 	}
 	return e.mustExist("payment_methods", "payment_method", pm)
+}
+
+// intentPM checks the payment_method a create or update gives intent obj
+// (unknown, another customer's) and, for a test payment method, names the
+// new payment method Stripe makes of it (testPMClone).
+func (e *Emulator) intentPM(c *reqCtx, obj map[string]any) *apiError {
+	pm := getStr(obj, "payment_method")
+	if pm == "" {
+		return nil
+	}
+	if ae := e.knownPM(pm); ae != nil {
+		return ae
+	}
+	if ae := e.intentPMRefusal(getStr(obj, "customer"), pm); ae != nil {
+		return ae
+	}
+	obj["payment_method"] = e.savedTestPM(c, pm)
+	return nil
 }
 
 // intentPMRefusal refuses, before anything is charged, an intent of

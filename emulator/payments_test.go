@@ -1102,3 +1102,37 @@ func TestIntentTestPM(t *testing.T) {
 		t.Errorf("the saved copy %v is among the unlisted payment methods", s["payment_method"])
 	}
 }
+
+// TestIntentUpdatePM: an update of a payment intent's
+// payment_method is held to the create's rules (2a61b27 checked create
+// and confirm only): an unknown pm_ is refused with Stripe's 400
+// resource_missing and leaves the intent as it was, another customer's
+// payment method is refused, and a test payment method (pm_card_visa)
+// becomes a new pm_ copy, as on create.
+func TestIntentUpdatePM(t *testing.T) {
+	base, cus, other, _, post := defaultPMSetup(t)
+	pi := idOfResp(mustOK(t, post("/v1/payment_intents", url.Values{"amount": {"500"}, "currency": {"usd"}, "customer": {cus}})))
+	r := post("/v1/payment_intents/"+pi, url.Values{"payment_method": {"pm_nope"}})
+	if r.status != 400 || errField(r, "code") != "resource_missing" || errField(r, "param") != "payment_method" ||
+		errField(r, "message") != "No such PaymentMethod: 'pm_nope'" {
+		t.Errorf("update with an unknown pm_: %d %.300s, want 400 resource_missing", r.status, r.raw)
+	}
+	if got := getObj(t, base, "/v1/payment_intents/"+pi); got["payment_method"] != nil {
+		t.Errorf("after the refused update: payment_method %v", got["payment_method"])
+	}
+	others := attachCard(t, base, other, "pm_card_visa")
+	r = post("/v1/payment_intents/"+pi, url.Values{"payment_method": {others}})
+	if r.status != 400 || errField(r, "param") != "payment_method" {
+		t.Errorf("update with another customer's payment method: %d %.300s, want 400 on payment_method", r.status, r.raw)
+	}
+	got := mustOK(t, post("/v1/payment_intents/"+pi, url.Values{"payment_method": {"pm_card_visa"}})).body
+	pm, _ := got["payment_method"].(string)
+	if pm == "" || pm == "pm_card_visa" {
+		t.Fatalf("update with pm_card_visa: payment_method %v, want a new pm_", got["payment_method"])
+	}
+	getObj(t, base, "/v1/payment_methods/"+pm)
+	ok := mustOK(t, post("/v1/payment_intents/"+pi+"/confirm", nil)).body
+	if ok["status"] != "succeeded" || ok["payment_method"] != pm {
+		t.Errorf("confirm after the update: status %v payment_method %v, want succeeded %s", ok["status"], ok["payment_method"], pm)
+	}
+}
