@@ -64,7 +64,8 @@
 // upstream ends before that, Postgres would never have read the bad
 // message, and the session ends as for upstream's loss; either way the
 // client gets one FATAL at most; in copy-in mode Postgres gets the bytes
-// as sent and fails the COPY as it would directly), passes
+// as sent and fails the COPY as it would directly, or, the COPY failed
+// already, closes without a word, and so does the proxy), passes
 // an invalid message type byte to Postgres for it to refuse (so the
 // client gets Postgres's own FATAL, in copy-in mode too; the type byte is
 // judged before the length, as Postgres does), passes the start of a

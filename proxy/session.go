@@ -460,19 +460,28 @@ func (s *session) endFromClient(err error) {
 			s.endMu.Lock()
 			s.violation = nil
 			s.endMu.Unlock()
+			// Upstream may have failed the COPY already (an ERROR on the
+			// way, ignoring all until Sync in an extended batch), and
+			// then refuses a length out of bounds by closing without a
+			// word, as it would directly: whatever upstream answers the
+			// bytes and their end with, its silence included, is the
+			// session's end, as for the client's end of input. Set
+			// before the write, which upstream's end can only follow.
+			s.terminated.Store(true)
 			s.uw.write(s.cr.buf[s.cr.r:s.cr.w])
 			if s.uw.flush() == nil {
 				if cw, ok := s.upstream.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 					return
 				}
 			}
+			s.terminated.Store(false)
 			// Upstream's connection failed before it got the bytes:
 			// Postgres, gone, never read the bad message. The session
 			// ends as for any loss of upstream, by the server loop, with
 			// upstream's FATAL if it sent one, else the proxy's 08006.
 			// (Neither a FATAL 08P01 here, which raced upstream's, nor
-			// terminated, which would silence the 08006: the client did
-			// not end the session.)
+			// terminated, which would silence the 08006: upstream never
+			// had the client's input and its end.)
 			s.awaitServerEnd()
 			return
 		}

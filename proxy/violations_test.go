@@ -503,3 +503,53 @@ func TestCopyInViolationAfterUpstreamEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyInBadLengthAfterFailedCopy: in copy-in mode a message
+// whose length is out of bounds goes upstream as the client sent it,
+// with the end of input. When upstream had failed the COPY already (bad
+// data), it refuses the length by closing without a word, as it does
+// directly; the proxy added its FATAL 08006 "lost connection to upstream"
+// (found by FuzzClientBytes). The client now gets Postgres's replies
+// and the close alone, in an extended batch and in a simple query.
+func TestCopyInBadLengthAfterFailedCopy(t *testing.T) {
+	tp := startProxy(t, Config{Classify: classifyTest, Interceptor: &testInterceptor{}})
+	db := pgtest.NewDB(t)
+	badCopyFail := []byte{'f', 0, 0, 0x2f, 0x2f, 'x', 'S', 0, 0, 0, 4} // 12079 > Postgres's 10000 for CopyFail
+	// The row fails its CHECK after a while: the proxy meets the bad
+	// message while upstream still runs the COPY, which fails before
+	// upstream reads the message. (Bad data fails the COPY at once, and
+	// the proxy then mostly knows, and sends its documented 08P01.)
+	create := enc(&pgproto3.Query{String: "CREATE TEMP TABLE c (a int CHECK (CASE WHEN pg_sleep(0.3)::text = '' THEN a > 1 END))"})
+	extended := func(row string) []byte {
+		return append(append(create, enc(&pgproto3.Parse{Query: "COPY c FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.CopyData{Data: []byte(row)})...), badCopyFail...)
+	}
+	simple := func(row string) []byte {
+		return append(append(create, enc(&pgproto3.Query{String: "COPY c FROM STDIN"}, &pgproto3.CopyData{Data: []byte(row)})...), badCopyFail...)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"extended, row failing its check", extended("1\n")},
+		{"simple, row failing its check", simple("1\n")},
+		{"extended, bad data", extended("x\n")},
+		{"simple, bad data", simple("x\n")},
+		{"extended, good row", extended("2\n")}, // Postgres's ERROR and FATAL
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 2 {
+				want, _ := bytesTranscript(t, db, tc.data)
+				got, _ := bytesTranscript(t, tp.via(t, db), tc.data)
+				if n := len(got); n >= 2 && got[n-1] == "EOF" && strings.HasPrefix(got[n-2], "ErrorResponse(FATAL 08P01 invalid message from client") {
+					// What the proxy documents for a length out of
+					// bounds (see FuzzClientBytes): its own FATAL.
+					got = append(got[:n-2:n-2], "EOF")
+				}
+				if !equalStrings(got, want) || len(want) < 5 {
+					t.Fatalf("proxied: %v\ndirect:  %v", got, want)
+				}
+			}
+		})
+	}
+}

@@ -105,6 +105,10 @@ func FuzzFormValues(f *testing.F) {
 			case err.Code == CodeNotNullViolation && encodesToNothing(v):
 			case err.Code == CodeUndefinedColumn && c.column == ParamsColumn:
 				// a _params key that is not a parameter of the create
+			case err.Code == CodeUndefinedColumn && givenWhole(st, c.column, v):
+				// an object with content where Stripe takes only its id
+				// (README: refused, 42703, unless it is as stored, and
+				// nothing is stored here)
 			default:
 				t.Fatalf("%d %s: refused with %s: %s", which, js, err.Code, err.Error())
 			}
@@ -166,6 +170,19 @@ func FuzzFormValues(f *testing.F) {
 			t.Fatalf("%d %s: %s\nparams: %s", which, js, msg, calls[0].Calls[0].Params.Encode())
 		}
 	})
+}
+
+// givenWhole reports whether v, written to column, has an object with
+// keys besides its id at a place where Stripe takes only the id
+// (checkObjects refuses such an object unless a copy shows it unchanged).
+func givenWhole(st *Statement, column string, v any) bool {
+	whole := false
+	for _, f := range st.Fields {
+		if f.Column == column {
+			eachIDPlace(f, v, func(_ string, m map[string]any) { whole = whole || hasContent(m) })
+		}
+	}
+	return whole
 }
 
 // encodesToNothing: the encoding sends nothing for v, or only "" (an
