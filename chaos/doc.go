@@ -6,9 +6,10 @@
 // Run starts a throwaway Postgres (package pgcluster), an in-process
 // emulator behind a fault Injector (429, 500, 503, dropped connections,
 // timeouts, and a write performed whose response is dropped), and the
-// pgstripe binary as a subprocess (`serve`). A random workload changes
-// things through the Stripe API while writers INSERT, UPDATE and DELETE
-// through the proxy. pgstripe is SIGKILLed during the backfill, right
+// pgstripe binary as a subprocess (`serve`). A random workload (package
+// workload, all its operations: every table's objects created, changed
+// and deleted) changes things through the Stripe API while writers
+// INSERT, UPDATE and DELETE through the proxy. pgstripe is SIGKILLed during the backfill, right
 // after Stripe performed a write-through (before pgstripe heard back) and at
 // random moments of the events loop, and restarted; Postgres is restarted
 // (cleanly, then by a crash). When the load stops and sync catches up, the

@@ -355,11 +355,11 @@
 // (an intent's payment_method, an invoice's pay, whose payment_method
 // is otherwise held to the same rule before anything is finalized or
 // charged: spec, "belonging to the customer associated with the
-// invoice"): the intent (created or confirmed with one, or paying an
-// invoice) and its charge name a new, stored pm_ of the card, unattached
+// invoice"): the intent (created, updated or confirmed with one, or
+// paying an invoice) and its charge name a new, stored pm_ of the card, unattached
 // and on no list (UnlistedPaymentMethods), whose card the charge's
 // payment_method_details describe; an intent's other payment methods
-// must exist ("No such PaymentMethod", also on create) and belong to
+// must exist ("No such PaymentMethod", also on create and update) and belong to
 // its customer or to none ("The PaymentMethod … does not belong to the
 // Customer you supplied …", or without a customer "The `payment_method`
 // parameter supplied … belongs to the Customer …", both before anything

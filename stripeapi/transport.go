@@ -14,8 +14,10 @@ import (
 )
 
 // limitedTransport makes every HTTP request (whoever issues it, retries
-// included) wait at the shared limiter, reports it to the Observer, and
-// feeds 429s back into the limiter's adaptive rate.
+// included) wait at its endpoint's limiter (live keys) and then at the
+// shared limiter, reports it to the Observer, and feeds rate-limit 429s
+// back into the adaptive rate of the limiter they name: an endpoint 429
+// the endpoint's, any other the shared one's, a lock_timeout 429 none.
 type limitedTransport struct {
 	base    http.RoundTripper
 	limiter *Limiter

@@ -55,7 +55,9 @@
 // without a column go in the jsonb pseudo-column _params
 // ('{"payment_behavior": "default_incomplete"}'); on an UPDATE that changes
 // status, keys the update endpoint doesn't take go to the status endpoint
-// (/pay, /cancel, …).
+// (/pay, /cancel, …). Its expand is refused (0A000): Stripe's answer is
+// applied to the table and given to RETURNING, and expanded it would carry
+// whole objects of other tables to roles that may read only this one.
 //
 // A column that holds a list object where Stripe's request takes an array
 // (subscriptions.items, credit_notes.lines: schema.Param.List) can be

@@ -1,8 +1,12 @@
 // Package workload is "other people using the Stripe account": random
 // creates, updates and deletes straight through the Stripe API (not
-// through pgstripe), which sync must then follow through the events. The
-// events tests and the chaos run share it; at the end, the tables are
-// compared with the account, so failed operations are counted, not fatal.
+// through pgstripe), which sync must then follow through the events. Its
+// operations reach every table's objects (catalog, billing, payments,
+// setup intents, checkout sessions, payouts, saved cards, disputes), each
+// aimed at an object in a state where Stripe takes the call, so a failure
+// says something. The events tests, the chaos run and the lag bench
+// (--workload) share it; at the end, the tables are compared with the
+// account, so failed operations are counted, not fatal.
 package workload
 
 import (

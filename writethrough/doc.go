@@ -6,7 +6,10 @@
 //  1. In a failed transaction (status E) it answers 25P02; Stripe is not
 //     called. An unqualified table name is resolved with the client's
 //     search_path (to_regclass on the client's connection); a name that is
-//     not ours passes through untouched. A simple Query, which Postgres has
+//     not ours passes through untouched, and one that is ours is written
+//     stripe.<name> in every query of the statement, so that a
+//     set_config('search_path', …) the statement evaluates can't make a
+//     later query (RETURNING) read another table's columns. A simple Query, which Postgres has
 //     not parsed, is then prepared (not run) upstream as the client sent it,
 //     so that Postgres refuses what it would refuse, with positions in the
 //     client's text; a $n it gives no value for is refused (42P02), as
@@ -20,7 +23,9 @@
 //  2. Privileges are checked on the client's own connection, as its own
 //     role (has_table_privilege: the statement's privilege, plus SELECT
 //     where it reads, and SELECT on every column RETURNING reads, all of
-//     them for * or a whole-row reference): 42501 and no Stripe call when
+//     them for * or a whole-row reference; the query names its operators
+//     with pg_catalog, so an operator the client created can't change the
+//     answer): 42501 and no Stripe call when
 //     missing, as Postgres refuses such a statement before it changes
 //     anything, although our RETURNING runs after the calls. A RETURNING
 //     that is more than column references and constants (functions,
@@ -69,7 +74,9 @@
 //  4. translate builds the Stripe calls and checks every row first (unknown
 //     or read-only columns, NULLs Stripe can't take, parameters a create
 //     requires, status values, Stripe's metadata limits, at most 100
-//     rows): an error means no call at all. An object given whole where
+//     rows, expand in _params, refused with 0A000 because Stripe's answer
+//     would carry whole objects of other tables into _raw and RETURNING):
+//     an error means no call at all. An object given whole where
 //     Stripe takes its id (an item's price) is compared with its stored
 //     row, and metadata an UPDATE sets through _params (the object's,
 //     an item's) is counted with the keys of the row's stored copy, both
@@ -107,7 +114,13 @@
 //     where our queries share one implicit transaction), pgstripe's pool reads
 //     the applied rows and the target list runs over them, given as jsonb,
 //     still on the client's connection: the client's expressions never run
-//     on pgstripe's own connection, whose role has more privileges.
+//     on pgstripe's own connection, whose role has more privileges. The
+//     rows given carry only the columns the client's role may read (the
+//     others NULL): the target list is parsed anew there, after the
+//     statement's expressions may have changed what its names mean (a
+//     temp table a function creates). A column named with the target's
+//     schema ("stripe"."customers"."name", as Prisma writes it) works
+//     there as over the table.
 //
 // # Stripe errors
 //

@@ -1,7 +1,8 @@
 // Package events keeps the stripe schema current after the backfill by
 // following Stripe's /v1/events (CONTRACT §4): it is the replication stream
-// of the sync layer, between stripeapi (calls, one shared limiter) and store
-// (the one upsert path with the ordering guard and tombstones).
+// of the sync layer, between stripeapi (calls, one shared limiter and,
+// with live keys, one per endpoint) and store (the one upsert path with
+// the ordering guard and tombstones).
 //
 // # Handoff and cursor
 //

@@ -1,9 +1,11 @@
 // Package lagbench measures the events loop end to end: the time from a
 // mutation in the (in-process) emulator to the changed row being committed
 // in Postgres, at a steady mutation rate, with an optional event
-// visibility delay. It starts its own emulator and throwaway PostgreSQL
-// (pgcluster), runs events.Run as serve would, and verifies at the end
-// that every table equals the emulator's objects (verify.Compare).
+// visibility delay, and optionally the random workload of package
+// workload alongside (Options.Workload; not measured, but followed). It
+// starts its own emulator and throwaway PostgreSQL (pgcluster), runs
+// events.Run as serve would, and verifies at the end that every table
+// equals the emulator's objects (verify.Compare).
 //
 // `pgstripe-bench lag` is a thin wrapper around Run.
 package lagbench
