@@ -1056,13 +1056,13 @@ func (e *Emulator) testPMClone(c *reqCtx, pm, id string) map[string]any {
 	return obj
 }
 
-// savedTestPM is the payment method a setup intent given pm sets up:
-// for one of Stripe's test payment methods (pm_card_visa, ...) a new,
-// stored copy of its card (testPMClone), as Stripe makes a new
+// savedTestPM is the payment method a setup or payment intent given pm
+// uses: for one of Stripe's test payment methods (pm_card_visa, ...) a
+// new, stored copy of its card (testPMClone), as Stripe makes a new
 // PaymentMethod of a test one at each use, so that the intent's
 // payment_method is an id the customer's defaults and lists take once
-// the setup attaches it (customersPM refuses the test id itself); any
-// other pm as it is ("" is none: nil).
+// it is attached (customersPM refuses the test id itself); any other pm
+// as it is ("" is none: nil).
 func (e *Emulator) savedTestPM(c *reqCtx, pm string) any {
 	if pm == "" {
 		return nil

@@ -173,6 +173,7 @@ type objState struct {
 	table    *schema.Table
 	kind     kind
 	listPath string
+	endpoint string // listPath's endpoint, as stripeapi's limiter names it (endpointOf)
 	parent   string // perParent: parent table; child: parent table
 	children []string
 	// perParentKids are per-parent objects of this run whose parent is this.
@@ -316,6 +317,7 @@ func (r *runner) resolve(names []string) error {
 		default:
 			return fmt.Errorf("backfill: don't know how to list %s", t.Name)
 		}
+		o.endpoint = "GET " + stripeapi.EndpointPattern(strings.ReplaceAll(o.listPath, "{parent}", "{id}"))
 		r.objs[t.Name] = o
 		r.order = append(r.order, t.Name)
 	}
@@ -618,7 +620,7 @@ func (r *runner) endpointOf(s *slice) string {
 	if s.clocks {
 		return "GET /v1/test_helpers/test_clocks"
 	}
-	return "GET " + stripeapi.EndpointPattern(strings.ReplaceAll(r.objs[s.object].listPath, "{parent}", "{id}"))
+	return r.objs[s.object].endpoint
 }
 
 // next takes the first queued slice whose endpoint has fewer than limit
